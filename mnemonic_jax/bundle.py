@@ -1,0 +1,108 @@
+"""The bundle: everything a trained model needs to be evaluated and to forget.
+
+One type travels through every stage (train -> checkpoint -> forget -> evaluate), so no
+stage re-derives what an earlier one knew: the model spec, its variables, its mnemonic
+codes, the input normalisation and the history of forgetting requests.
+"""
+
+import dataclasses
+from typing import Any, Callable
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax.models import create_model
+
+PyTree = Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Bundle:
+  """A trained classifier together with its mnemonic codes.
+
+  Attributes:
+    model_name: registry name (see :func:`mnemonic_jax.models.create_model`).
+    model_kwargs: the model's attributes other than ``num_classes`` (JSON-able).
+    params: trainable parameters.
+    batch_stats: BatchNorm running statistics (``{}`` for models without BatchNorm).
+    codes: mnemonic codes, shape ``(num_classes, *input_shape)``, in the model's
+      (normalised) input space.
+    num_classes: number of classes.
+    input_shape: shape of one input, e.g. ``(28, 28, 1)``.
+    mean: per-channel mean subtracted from images scaled to [0, 1].
+    std: per-channel standard deviation images are divided by.
+    class_names: one name per class.
+    dataset: name of the training dataset (for evaluation defaults).
+    config: the training configuration (JSON-able dict).
+    history: forgetting requests applied so far, oldest first; each a JSON-able dict
+      with at least ``classes``.
+  """
+
+  model_name: str
+  model_kwargs: dict[str, Any]
+  params: PyTree
+  batch_stats: PyTree
+  codes: chex.Array
+  num_classes: int
+  input_shape: tuple[int, ...]
+  mean: tuple[float, ...] = (0.0,)
+  std: tuple[float, ...] = (1.0,)
+  class_names: tuple[str, ...] = ()
+  dataset: str = ""
+  config: dict[str, Any] = dataclasses.field(default_factory=dict)
+  history: tuple[dict[str, Any], ...] = ()
+
+  def replace(self, **changes: Any) -> "Bundle":
+    return dataclasses.replace(self, **changes)
+
+  @property
+  def model(self):
+    return create_model(self.model_name, self.num_classes, **self.model_kwargs)
+
+  @property
+  def forgotten_classes(self) -> tuple[int, ...]:
+    """Sorted union of every class forgotten so far."""
+    return tuple(sorted({int(c) for request in self.history for c in request["classes"]}))
+
+  @property
+  def variables(self) -> dict[str, PyTree]:
+    variables = {"params": self.params}
+    if self.batch_stats:
+      variables["batch_stats"] = self.batch_stats
+    return variables
+
+  def apply_fn(self) -> Callable[[PyTree, jax.Array], jax.Array]:
+    """``apply_fn(params, x) -> logits`` in inference mode, closing over batch_stats."""
+    return inference_apply_fn(self.model, self.batch_stats)
+
+  def normalize(self, images: chex.Array) -> jax.Array:
+    """Maps uint8 images to the model's input space."""
+    return normalize(images, self.mean, self.std)
+
+
+def inference_apply_fn(model, batch_stats: PyTree) -> Callable[[PyTree, jax.Array], jax.Array]:
+  """Wraps a Linen model as ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
+
+  BatchNorm statistics are closed over, so they are neither differentiated nor perturbed.
+  """
+
+  def apply_fn(params, x):
+    variables = {"params": params}
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
+    return model.apply(variables, x, train=False)
+
+  return apply_fn
+
+
+def normalize(images: chex.Array, mean, std) -> jax.Array:
+  """``(images / 255 - mean) / std`` per channel, as float32."""
+  x = jnp.asarray(images, jnp.float32) / 255.0
+  return (x - jnp.asarray(mean, jnp.float32)) / jnp.asarray(std, jnp.float32)
+
+
+def host_copy(tree: PyTree) -> PyTree:
+  """Moves a pytree of arrays to host numpy (for saving and comparing)."""
+  return jax.tree.map(np.asarray, tree)
