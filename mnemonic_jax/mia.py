@@ -1,0 +1,419 @@
+"""Membership-inference attacks (MIAs) used to evaluate class unlearning.
+
+Three attacks from the unlearning literature, each on plain numpy arrays: the caller
+runs its model and passes logits (or per-example losses); nothing here imports a model
+or JAX.
+
+* :func:`entropy_mia` -- entropy-based attack of SSD (Foster et al., AAAI 2024).
+  Fraction of forgotten samples judged "member"; lower is better.
+* :func:`confidence_mia` -- true-class-confidence attack behind "MIA-efficacy"
+  (Jia et al., NeurIPS 2023; Fan et al., SalUn, ICLR 2024). Percentage of forgotten
+  samples judged "non-member"; higher is better.
+* :func:`loss_mia` -- loss-based attack of the NeurIPS 2023 Machine Unlearning
+  Challenge. Cross-validated accuracy (%) of telling forgotten from test samples;
+  50 is ideal.
+
+In every case the reference to compare against is a model retrained from scratch
+without the forgotten data, which need not reach the nominal ideal (0, 100, 50).
+
+All randomness (subsampling, cross-validation folds) comes from the ``seed`` argument,
+so each attack is deterministic given its inputs and ``seed``.
+"""
+
+from typing import Sequence
+
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.svm import SVC
+
+__all__ = [
+    "all_attacks",
+    "confidence_mia",
+    "cross_entropy_losses",
+    "entropy_mia",
+    "loss_mia",
+    "softmax_entropy",
+    "true_class_probability",
+]
+
+
+# ----------------------------------------------------------------------------------
+# Input checks.
+
+
+def _check_logits(logits: np.ndarray, name: str) -> np.ndarray:
+  """Returns ``logits`` as a float64 ``(n, num_classes)`` array, or raises ValueError.
+
+  Entries of ``-inf`` (masked classes) are allowed as long as every row has at least
+  one finite entry; NaN and ``+inf`` are rejected.
+  """
+  logits = np.asarray(logits, dtype=np.float64)
+  if logits.ndim != 2:
+    raise ValueError(f"{name} must be 2-D (n, num_classes); got shape {logits.shape}")
+  if logits.shape[0] == 0:
+    raise ValueError(f"{name} is empty (0 samples)")
+  if logits.shape[1] == 0:
+    raise ValueError(f"{name} has 0 classes; got shape {logits.shape}")
+  if np.isnan(logits).any() or np.isposinf(logits).any():
+    raise ValueError(f"{name} contains NaN or +inf")
+  if not np.isfinite(logits).any(axis=1).all():
+    raise ValueError(f"{name} has a row with no finite logit")
+  return logits
+
+
+def _check_labels(labels: np.ndarray, n: int, num_classes: int, name: str) -> np.ndarray:
+  """Returns ``labels`` as an int64 ``(n,)`` array in ``[0, num_classes)``."""
+  labels = np.asarray(labels)
+  if labels.ndim != 1:
+    raise ValueError(f"{name} must be 1-D; got shape {labels.shape}")
+  if labels.shape[0] != n:
+    raise ValueError(f"{name} has {labels.shape[0]} entries but its logits have {n} rows")
+  if labels.size and not np.issubdtype(labels.dtype, np.integer):
+    raise ValueError(f"{name} must be integers; got dtype {labels.dtype}")
+  labels = labels.astype(np.int64)
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    raise ValueError(
+        f"{name} must lie in [0, {num_classes}); got range [{labels.min()}, {labels.max()}]")
+  return labels
+
+
+def _check_losses(losses: np.ndarray, name: str) -> np.ndarray:
+  """Returns ``losses`` as a finite float64 ``(n,)`` array with ``n > 0``."""
+  losses = np.asarray(losses, dtype=np.float64)
+  if losses.ndim != 1:
+    raise ValueError(f"{name} must be 1-D (one loss per example); got shape {losses.shape}")
+  if losses.size == 0:
+    raise ValueError(f"{name} is empty (0 samples)")
+  if not np.isfinite(losses).all():
+    raise ValueError(f"{name} contains NaN or inf")
+  return losses
+
+
+def _same_num_classes(**named: np.ndarray) -> None:
+  widths = {name: a.shape[1] for name, a in named.items()}
+  if len(set(widths.values())) != 1:
+    raise ValueError(f"logits disagree on the number of classes: {widths}")
+
+
+def _subsample(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+  """Indices of ``size`` of ``range(n)`` without replacement (all of them if size >= n)."""
+  if size >= n:
+    return np.arange(n)
+  return np.sort(rng.choice(n, size=size, replace=False))
+
+
+# ----------------------------------------------------------------------------------
+# Features.
+
+
+def _log_softmax(logits: np.ndarray) -> np.ndarray:
+  shifted = logits - logits.max(axis=1, keepdims=True)
+  return shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+
+
+def softmax_entropy(logits: np.ndarray) -> np.ndarray:
+  """Shannon entropy (nats) of the softmax of each row of ``logits``.
+
+  ``H(x) = -sum_k p_k log p_k`` with ``p = softmax(logits)``, computed from a shifted
+  log-softmax so large logits do not overflow; ``0 log 0`` is taken as 0.
+
+  Args:
+    logits: ``(n, num_classes)``; ``-inf`` entries (masked classes) are allowed.
+
+  Returns:
+    ``(n,)`` float64 entropies in ``[0, log num_classes]``.
+  """
+  logits = _check_logits(logits, "logits")
+  log_p = _log_softmax(logits)
+  p = np.exp(log_p)
+  safe_log_p = np.where(p > 0, log_p, 0.0)  # 0 log 0 = 0, also for -inf logits.
+  return np.maximum(-(p * safe_log_p).sum(axis=1), 0.0)
+
+
+def true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """Softmax probability each row of ``logits`` gives to its label.
+
+  Args:
+    logits: ``(n, num_classes)``.
+    labels: ``(n,)`` integers in ``[0, num_classes)``.
+
+  Returns:
+    ``(n,)`` float64 probabilities ``softmax(logits)[i, labels[i]]``.
+  """
+  logits = _check_logits(logits, "logits")
+  labels = _check_labels(labels, logits.shape[0], logits.shape[1], "labels")
+  log_p = _log_softmax(logits)
+  return np.exp(log_p[np.arange(logits.shape[0]), labels])
+
+
+def cross_entropy_losses(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
+  """Per-example softmax cross-entropy ``-log softmax(logits)[i, labels[i]]``.
+
+  Computed with the log-sum-exp trick, so e.g. logits ``[1000, 0]`` with label 1 give
+  exactly 1000 rather than ``inf``.
+
+  Args:
+    logits: ``(n, num_classes)``.
+    labels: ``(n,)`` integers in ``[0, num_classes)``.
+
+  Returns:
+    ``(n,)`` float64 non-negative losses (``inf`` where the label's logit is ``-inf``).
+  """
+  logits = _check_logits(logits, "logits")
+  labels = _check_labels(labels, logits.shape[0], logits.shape[1], "labels")
+  log_p = _log_softmax(logits)
+  return np.maximum(-log_p[np.arange(logits.shape[0]), labels], 0.0)
+
+
+# ----------------------------------------------------------------------------------
+# Attacks.
+
+
+def entropy_mia(retain_logits: np.ndarray,
+                test_logits: np.ndarray,
+                forget_logits: np.ndarray,
+                *,
+                seed: int = 0) -> float:
+  """Entropy-based MIA of SSD: fraction of forgotten samples predicted "member".
+
+  Definition: the attack feature is the entropy of the softmax output
+  (:func:`softmax_entropy`). A logistic regression
+  (``LogisticRegression(class_weight="balanced")``) is fitted to tell members (retained
+  training samples, label 1) from non-members (test samples, label 0); the two sets are
+  first balanced by subsampling the larger one, without replacement, to the size of the
+  smaller. The score is the mean prediction on the forgotten training samples, i.e. the
+  fraction of them the attacker still believes were trained on.
+
+  Direction: lower is better (less membership leaked). 0 is the nominal ideal, but the
+  right reference is the score of a model retrained without the forgotten class.
+
+  Source: J. Foster, S. Schoepf, A. Brintrup, "Fast Machine Unlearning Without
+  Retraining Through Selective Synaptic Dampening", AAAI 2024 (attack adopted from
+  Chundawat et al., "Can Bad Teaching Induce Forgetting?", AAAI 2023). SSD passes the
+  full validation set as the non-members.
+
+  Args:
+    retain_logits: ``(n_retain, num_classes)`` logits on retained training samples.
+    test_logits: ``(n_test, num_classes)`` logits on held-out test samples.
+    forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
+    seed: seeds the balancing subsample.
+
+  Returns:
+    Fraction in ``[0, 1]`` of forgotten samples predicted "member".
+
+  Raises:
+    ValueError: on empty, non-2-D or NaN inputs, or mismatched class counts.
+  """
+  retain_logits = _check_logits(retain_logits, "retain_logits")
+  test_logits = _check_logits(test_logits, "test_logits")
+  forget_logits = _check_logits(forget_logits, "forget_logits")
+  _same_num_classes(retain_logits=retain_logits, test_logits=test_logits,
+                    forget_logits=forget_logits)
+
+  rng = np.random.default_rng(seed)
+  n = min(len(retain_logits), len(test_logits))
+  members = softmax_entropy(retain_logits[_subsample(rng, len(retain_logits), n)])
+  non_members = softmax_entropy(test_logits[_subsample(rng, len(test_logits), n)])
+
+  x = np.concatenate([members, non_members])[:, None]
+  y = np.concatenate([np.ones(n), np.zeros(n)])
+  clf = LogisticRegression(class_weight="balanced", solver="lbfgs", random_state=seed)
+  clf.fit(x, y)
+  return float(clf.predict(softmax_entropy(forget_logits)[:, None]).mean())
+
+
+def confidence_mia(retain_logits: np.ndarray,
+                   retain_labels: np.ndarray,
+                   test_logits: np.ndarray,
+                   test_labels: np.ndarray,
+                   forget_logits: np.ndarray,
+                   forget_labels: np.ndarray,
+                   *,
+                   seed: int = 0) -> float:
+  """Confidence-based MIA of "model sparsity"/SalUn, reported as MIA-efficacy (%).
+
+  Definition: the attack feature is the softmax probability of the true class
+  (:func:`true_class_probability`). An ``SVC(C=3, gamma="auto", kernel="rbf")`` is
+  fitted to tell members (retained training samples, label 1) from non-members (test
+  samples, label 0). Members are a random subsample, without replacement, of as many
+  retained samples as there are test samples (all of them if there are fewer); every
+  test sample is used. MIA-efficacy is ``100 * (1 - m)`` where ``m`` is the fraction of
+  forgotten samples the SVC predicts "member", i.e. the percentage of forgotten samples
+  the attacker believes were *not* trained on.
+
+  For class unlearning pass a test set that excludes the forgotten classes (as
+  :func:`all_attacks` does): the non-members should be samples the unlearned model is
+  still meant to classify.
+
+  Direction: higher is better (100 = no forgotten sample looks like a member). Compare
+  with a model retrained without the forgotten class.
+
+  Source: J. Jia, J. Liu, P. Ram, Y. Yao, G. Liu, Y. Liu, P. Sharma, S. Liu, "Model
+  Sparsity Can Simplify Machine Unlearning", NeurIPS 2023 (``SVC_MIA``, using the
+  confidence attack of Song & Mittal, USENIX Security 2021); reused by C. Fan et al.,
+  "SalUn: Empowering Machine Unlearning via Gradient-based Weight Saliency in Both
+  Image Classification and Generation", ICLR 2024. The original code takes the first
+  ``len(test)`` retained samples; here they are drawn at random with ``seed``.
+
+  Args:
+    retain_logits: ``(n_retain, num_classes)`` logits on retained training samples.
+    retain_labels: ``(n_retain,)`` their true labels.
+    test_logits: ``(n_test, num_classes)`` logits on test samples of retained classes.
+    test_labels: ``(n_test,)`` their true labels.
+    forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
+    forget_labels: ``(n_forget,)`` their true (original) labels.
+    seed: seeds the subsample of retained samples.
+
+  Returns:
+    MIA-efficacy in ``[0, 100]``.
+
+  Raises:
+    ValueError: on empty or malformed inputs, labels out of range or mismatched lengths.
+  """
+  retain_logits = _check_logits(retain_logits, "retain_logits")
+  test_logits = _check_logits(test_logits, "test_logits")
+  forget_logits = _check_logits(forget_logits, "forget_logits")
+  _same_num_classes(retain_logits=retain_logits, test_logits=test_logits,
+                    forget_logits=forget_logits)
+  k = retain_logits.shape[1]
+  retain_labels = _check_labels(retain_labels, len(retain_logits), k, "retain_labels")
+  test_labels = _check_labels(test_labels, len(test_logits), k, "test_labels")
+  forget_labels = _check_labels(forget_labels, len(forget_logits), k, "forget_labels")
+
+  rng = np.random.default_rng(seed)
+  idx = _subsample(rng, len(retain_logits), len(test_logits))
+  members = true_class_probability(retain_logits[idx], retain_labels[idx])
+  non_members = true_class_probability(test_logits, test_labels)
+
+  x = np.concatenate([members, non_members])[:, None]
+  y = np.concatenate([np.ones(len(members)), np.zeros(len(non_members))])
+  clf = SVC(C=3, gamma="auto", kernel="rbf")
+  clf.fit(x, y)
+  forget_conf = true_class_probability(forget_logits, forget_labels)
+  member_rate = clf.predict(forget_conf[:, None]).mean()
+  return float(100.0 * (1.0 - member_rate))
+
+
+def loss_mia(forget_losses: np.ndarray,
+             test_losses: np.ndarray,
+             *,
+             n_splits: int = 10,
+             seed: int = 0) -> float:
+  """Loss-based MIA of the NeurIPS 2023 Machine Unlearning Challenge (accuracy, %).
+
+  Definition: the attack feature is the per-example loss. The larger of the two sets
+  is subsampled, without replacement, to the size of the smaller; forgotten samples
+  are labelled 1 and test samples 0; the score is the mean accuracy of a
+  ``LogisticRegression`` under ``StratifiedKFold(n_splits, shuffle=True)``
+  cross-validation, times 100. If a class has fewer than ``n_splits`` samples after
+  balancing, ``n_splits`` is lowered to that count (at least 2).
+
+  Direction: 50 is ideal -- the attacker cannot tell forgotten from unseen samples.
+  Values far above 50 mean the forgotten samples are still recognisable (typically
+  by their low loss; for class unlearning, possibly by a loss *higher* than on the
+  test set). Compare with a model retrained without the forgotten data.
+
+  Source: E. Triantafillou et al., NeurIPS 2023 Machine Unlearning Challenge starting
+  kit (``simple_mia``), which uses ``StratifiedShuffleSplit``; this version uses
+  shuffled ``StratifiedKFold``.
+
+  Args:
+    forget_losses: ``(n_forget,)`` losses on forgotten training samples
+      (e.g. :func:`cross_entropy_losses` with their original labels).
+    test_losses: ``(n_test,)`` losses on test samples.
+    n_splits: number of cross-validation folds (>= 2).
+    seed: seeds the balancing subsample and the fold shuffle.
+
+  Returns:
+    Cross-validated attack accuracy in ``[0, 100]``.
+
+  Raises:
+    ValueError: if either input is empty, not 1-D or not finite; if ``n_splits < 2``;
+      or if the smaller set has fewer than 2 samples (no 2-fold split exists).
+  """
+  forget_losses = _check_losses(forget_losses, "forget_losses")
+  test_losses = _check_losses(test_losses, "test_losses")
+  if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
+    raise ValueError(f"n_splits must be an integer >= 2; got {n_splits!r}")
+  n = min(len(forget_losses), len(test_losses))
+  if n < 2:
+    raise ValueError(
+        "loss_mia needs at least 2 forget and 2 test samples for cross-validation; got "
+        f"{len(forget_losses)} forget and {len(test_losses)} test losses")
+
+  rng = np.random.default_rng(seed)
+  forget = forget_losses[_subsample(rng, len(forget_losses), n)]
+  test = test_losses[_subsample(rng, len(test_losses), n)]
+  x = np.concatenate([forget, test])[:, None]
+  y = np.concatenate([np.ones(n, dtype=np.int64), np.zeros(n, dtype=np.int64)])
+
+  cv = StratifiedKFold(n_splits=min(int(n_splits), n), shuffle=True, random_state=seed)
+  scores = cross_val_score(LogisticRegression(), x, y, cv=cv, scoring="accuracy")
+  return float(100.0 * scores.mean())
+
+
+def all_attacks(retain_logits: np.ndarray,
+                retain_labels: np.ndarray,
+                test_logits: np.ndarray,
+                test_labels: np.ndarray,
+                forget_logits: np.ndarray,
+                forget_labels: np.ndarray,
+                forget_classes: Sequence[int],
+                *,
+                n_splits: int = 10,
+                seed: int = 0) -> dict[str, float]:
+  """Runs the three attacks on one model's logits.
+
+  What goes where:
+
+  * ``"entropy_mia"`` = :func:`entropy_mia` (retain, **full** test set, forget), as in
+    SSD, whose non-members are the whole validation set. Lower is better.
+  * ``"confidence_mia"`` = :func:`confidence_mia` (retain, test set **without** the
+    samples whose label is in ``forget_classes``, forget), as in SalUn's class-wise
+    setting. Higher is better.
+  * ``"loss_mia"`` = :func:`loss_mia` on :func:`cross_entropy_losses` of the forget
+    samples (with ``forget_labels``) vs the **full** test set (with ``test_labels``),
+    as in the challenge. Closer to 50 is better.
+
+  Args:
+    retain_logits: ``(n_retain, num_classes)`` logits on retained training samples.
+    retain_labels: ``(n_retain,)`` their labels.
+    test_logits: ``(n_test, num_classes)`` logits on the whole test set, forgotten
+      classes included.
+    test_labels: ``(n_test,)`` their labels.
+    forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
+    forget_labels: ``(n_forget,)`` their original labels.
+    forget_classes: the forgotten class indices (used only to filter the test set for
+      ``confidence_mia``).
+    n_splits: folds for :func:`loss_mia`.
+    seed: passed to every attack.
+
+  Returns:
+    ``{"entropy_mia": ..., "confidence_mia": ..., "loss_mia": ...}``.
+
+  Raises:
+    ValueError: on malformed inputs, or if dropping ``forget_classes`` leaves no test
+      samples.
+  """
+  test_logits = _check_logits(test_logits, "test_logits")
+  test_labels = _check_labels(test_labels, len(test_logits), test_logits.shape[1],
+                              "test_labels")
+  classes = np.asarray(list(forget_classes))
+  if classes.size and not np.issubdtype(classes.dtype, np.integer):
+    raise ValueError(f"forget_classes must be integers; got {list(forget_classes)!r}")
+  keep = ~np.isin(test_labels, classes.astype(np.int64))
+  if not keep.any():
+    raise ValueError("no test samples left after dropping forget_classes "
+                     f"{classes.tolist()}")
+
+  return {
+      "entropy_mia": entropy_mia(retain_logits, test_logits, forget_logits, seed=seed),
+      "confidence_mia": confidence_mia(
+          retain_logits, retain_labels, test_logits[keep], test_labels[keep],
+          forget_logits, forget_labels, seed=seed),
+      "loss_mia": loss_mia(
+          cross_entropy_losses(forget_logits, forget_labels),
+          cross_entropy_losses(test_logits, test_labels),
+          n_splits=n_splits, seed=seed),
+  }

@@ -1,0 +1,284 @@
+"""Tests for mnemonic_jax.mia (membership-inference attacks on numpy logits)."""
+
+import math
+
+import numpy as np
+import pytest
+
+from mnemonic_jax import mia
+
+K = 10
+
+
+def _logits(rng: np.random.Generator, labels: np.ndarray, margin: float,
+            noise: float = 1.0) -> np.ndarray:
+  """Gaussian logits with ``margin`` added to each row's true class."""
+  x = rng.normal(0.0, noise, size=(len(labels), K))
+  x[np.arange(len(labels)), labels] += margin
+  return x
+
+
+def _labels(rng: np.random.Generator, n: int, classes=range(K)) -> np.ndarray:
+  return rng.choice(np.asarray(list(classes)), size=n)
+
+
+@pytest.fixture
+def data():
+  """Members very confident (margin 12), non-members not (margin 0.5)."""
+  rng = np.random.default_rng(123)
+  out = {}
+  for name, n, margin in [("retain", 300, 12.0), ("test", 200, 0.5),
+                          ("forget_member", 100, 12.0), ("forget_nonmember", 100, 0.5)]:
+    labels = _labels(rng, n)
+    out[name] = (_logits(rng, labels, margin), labels)
+  return out
+
+
+# ----------------------------------------------------------------------------------
+# Helpers.
+
+
+def test_softmax_entropy_hand_values():
+  logits = np.array([[0.0, math.log(3.0)],   # p = (1/4, 3/4)
+                     [5.0, 5.0],             # uniform over 2
+                     [1000.0, 1000.0],       # overflow-prone, still uniform
+                     [0.0, 0.0]])
+  h = mia.softmax_entropy(logits)
+  expected = -(0.25 * math.log(0.25) + 0.75 * math.log(0.75))
+  assert h.dtype == np.float64 and h.shape == (4,)
+  np.testing.assert_allclose(h, [expected, math.log(2), math.log(2), math.log(2)],
+                             rtol=1e-12)
+  np.testing.assert_allclose(mia.softmax_entropy(np.zeros((1, K))), [math.log(K)])
+  # A saturated row has zero entropy (0 log 0 = 0), also with masked -inf logits.
+  np.testing.assert_allclose(mia.softmax_entropy([[1e4, 0.0, 0.0]]), [0.0], atol=1e-12)
+  np.testing.assert_allclose(mia.softmax_entropy([[0.0, -np.inf], [0.0, 0.0]])[0], 0.0)
+  np.testing.assert_allclose(mia.softmax_entropy([[1.0, 1.0, -np.inf]]), [math.log(2)])
+
+
+def test_true_class_probability_hand_values():
+  logits = np.array([[0.0, math.log(3.0)], [0.0, math.log(3.0)], [1000.0, 0.0]])
+  p = mia.true_class_probability(logits, np.array([1, 0, 0]))
+  assert p.dtype == np.float64
+  np.testing.assert_allclose(p, [0.75, 0.25, 1.0], rtol=1e-12)
+  p3 = mia.true_class_probability([[1.0, 2.0, 3.0]], [2])
+  np.testing.assert_allclose(p3, [math.exp(3) / (math.e + math.exp(2) + math.exp(3))])
+
+
+def test_cross_entropy_losses_hand_values():
+  logits = np.array([[0.0, math.log(3.0)], [0.0, math.log(3.0)], [1000.0, 0.0],
+                     [1000.0, 0.0]])
+  loss = mia.cross_entropy_losses(logits, np.array([1, 0, 1, 0]))
+  assert loss.dtype == np.float64
+  # log-sum-exp keeps the 1000-logit row finite and exact.
+  np.testing.assert_allclose(loss, [-math.log(0.75), -math.log(0.25), 1000.0, 0.0],
+                             rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros(3), "2-D"),
+    (np.zeros((0, 3)), "empty"),
+    (np.array([[0.0, np.nan]]), "NaN"),
+    (np.array([[0.0, np.inf]]), "NaN or \\+inf"),
+    (np.array([[-np.inf, -np.inf]]), "no finite"),
+])
+def test_helpers_reject_bad_logits(bad, match):
+  with pytest.raises(ValueError, match=match):
+    mia.softmax_entropy(bad)
+
+
+def test_helpers_reject_bad_labels():
+  logits = np.zeros((2, 3))
+  with pytest.raises(ValueError, match="entries"):
+    mia.true_class_probability(logits, [0])
+  with pytest.raises(ValueError, match=r"\[0, 3\)"):
+    mia.cross_entropy_losses(logits, [0, 3])
+  with pytest.raises(ValueError, match=r"\[0, 3\)"):
+    mia.cross_entropy_losses(logits, [-1, 0])
+  with pytest.raises(ValueError, match="integers"):
+    mia.cross_entropy_losses(logits, [0.0, 1.0])
+
+
+# ----------------------------------------------------------------------------------
+# entropy_mia.
+
+
+def test_entropy_mia_separates_members(data):
+  retain, test = data["retain"][0], data["test"][0]
+  assert mia.entropy_mia(retain, test, data["forget_member"][0]) >= 0.95
+  assert mia.entropy_mia(retain, test, data["forget_nonmember"][0]) <= 0.05
+
+
+def test_entropy_mia_balances_unequal_sets(data):
+  rng = np.random.default_rng(0)
+  retain = _logits(rng, _labels(rng, 2000), 12.0)  # 10x more members than non-members
+  test = data["test"][0]
+  assert mia.entropy_mia(retain, test, data["forget_member"][0]) >= 0.95
+  assert mia.entropy_mia(retain, test, data["forget_nonmember"][0]) <= 0.05
+
+
+def test_entropy_mia_deterministic_per_seed():
+  rng = np.random.default_rng(7)
+  # Overlapping member/non-member entropies, so the subsample matters.
+  retain = _logits(rng, _labels(rng, 400), 2.0)
+  test = _logits(rng, _labels(rng, 150), 1.0)
+  forget = _logits(rng, _labels(rng, 200), 1.5)
+  runs = {s: [mia.entropy_mia(retain, test, forget, seed=s) for _ in range(2)]
+          for s in range(3)}
+  for a, b in runs.values():
+    assert a == b
+  assert len({a for a, _ in runs.values()}) > 1, "seed should change the subsample"
+
+
+def test_entropy_mia_validation(data):
+  retain, test, forget = data["retain"][0], data["test"][0], data["forget_member"][0]
+  with pytest.raises(ValueError, match="forget_logits is empty"):
+    mia.entropy_mia(retain, test, forget[:0])
+  with pytest.raises(ValueError, match="test_logits is empty"):
+    mia.entropy_mia(retain, test[:0], forget)
+  with pytest.raises(ValueError, match="number of classes"):
+    mia.entropy_mia(retain, test[:, :5], forget)
+
+
+# ----------------------------------------------------------------------------------
+# confidence_mia.
+
+
+def test_confidence_mia_direction(data):
+  args = (*data["retain"], *data["test"])
+  leaked = mia.confidence_mia(*args, *data["forget_member"])
+  forgotten = mia.confidence_mia(*args, *data["forget_nonmember"])
+  assert leaked <= 5.0      # forgotten samples still look like members: bad
+  assert forgotten >= 95.0  # forgotten samples look unseen: good
+  assert 0.0 <= leaked <= forgotten <= 100.0
+
+
+def test_confidence_mia_uses_true_class(data):
+  # Confident logits but on the wrong class: probability of the true class is ~0, so
+  # the samples look like non-members (a max-probability feature would say "member").
+  logits, labels = data["forget_member"]
+  wrong = (labels + 1) % K
+  assert mia.confidence_mia(*data["retain"], *data["test"], logits, wrong) >= 95.0
+
+
+def test_confidence_mia_deterministic_per_seed():
+  rng = np.random.default_rng(3)
+  r_lab, t_lab, f_lab = _labels(rng, 500), _labels(rng, 100), _labels(rng, 200)
+  args = (_logits(rng, r_lab, 3.0), r_lab, _logits(rng, t_lab, 2.0), t_lab,
+          _logits(rng, f_lab, 2.5), f_lab)
+  runs = {s: [mia.confidence_mia(*args, seed=s) for _ in range(2)] for s in range(3)}
+  for a, b in runs.values():
+    assert a == b
+  assert len({a for a, _ in runs.values()}) > 1, "seed should change the subsample"
+
+
+def test_confidence_mia_validation(data):
+  (rl, ry), (tl, ty), (fl, fy) = data["retain"], data["test"], data["forget_member"]
+  with pytest.raises(ValueError, match="forget_logits is empty"):
+    mia.confidence_mia(rl, ry, tl, ty, fl[:0], fy[:0])
+  with pytest.raises(ValueError, match="test_labels has 199 entries"):
+    mia.confidence_mia(rl, ry, tl, ty[:-1], fl, fy)
+  with pytest.raises(ValueError, match="retain_labels must lie"):
+    mia.confidence_mia(rl, ry + K, tl, ty, fl, fy)
+
+
+# ----------------------------------------------------------------------------------
+# loss_mia.
+
+
+def test_loss_mia_well_separated():
+  rng = np.random.default_rng(0)
+  forget = rng.exponential(0.01, size=300)       # memorised: near-zero loss
+  test = rng.normal(3.0, 0.3, size=300).clip(0)  # unseen: high loss
+  assert mia.loss_mia(forget, test) >= 98.0
+
+
+def test_loss_mia_identical_distributions():
+  rng = np.random.default_rng(1)
+  forget = rng.exponential(1.0, size=300)
+  test = rng.exponential(1.0, size=300)
+  assert abs(mia.loss_mia(forget, test) - 50.0) <= 15.0
+
+
+def test_loss_mia_balances_unequal_sets():
+  # Without balancing, predicting the majority class alone would score ~99%.
+  rng = np.random.default_rng(2)
+  forget = rng.exponential(1.0, size=40)
+  test = rng.exponential(1.0, size=4000)
+  assert abs(mia.loss_mia(forget, test) - 50.0) <= 15.0
+  assert abs(mia.loss_mia(test, forget) - 50.0) <= 15.0
+
+
+def test_loss_mia_deterministic_per_seed():
+  rng = np.random.default_rng(4)
+  forget, test = rng.exponential(1.0, size=200), rng.exponential(1.2, size=500)
+  runs = {s: [mia.loss_mia(forget, test, seed=s) for _ in range(2)] for s in range(3)}
+  for a, b in runs.values():
+    assert a == b
+  assert len({a for a, _ in runs.values()}) > 1, "seed should change subsample/folds"
+  # Equal sizes: nothing is subsampled, so only the fold shuffle depends on the seed.
+  test = test[:200]
+  assert len({mia.loss_mia(forget, test, seed=s) for s in range(3)}) > 1
+
+
+def test_loss_mia_reduces_n_splits_for_small_sets():
+  rng = np.random.default_rng(5)
+  # Only 3 forget samples -> 3 per class after balancing -> 3 folds instead of 10.
+  score = mia.loss_mia(rng.exponential(0.01, size=3), rng.normal(5.0, 0.1, size=50))
+  assert score == 100.0
+  score2 = mia.loss_mia(np.array([0.0, 0.01]), np.array([5.0, 5.1, 5.2]), n_splits=10)
+  assert 0.0 <= score2 <= 100.0
+
+
+@pytest.mark.parametrize("forget, test, kwargs, match", [
+    (np.array([]), np.ones(10), {}, "forget_losses is empty"),
+    (np.ones(10), np.array([]), {}, "test_losses is empty"),
+    (np.ones(1), np.ones(10), {}, "at least 2"),
+    (np.ones(10), np.ones(10), {"n_splits": 1}, "n_splits"),
+    (np.ones((5, 2)), np.ones(10), {}, "1-D"),
+    (np.array([1.0, np.nan, 2.0]), np.ones(10), {}, "NaN or inf"),
+])
+def test_loss_mia_validation(forget, test, kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    mia.loss_mia(forget, test, **kwargs)
+
+
+# ----------------------------------------------------------------------------------
+# all_attacks.
+
+
+def _class_unlearning_case():
+  """Retained classes 1..9 confident on train; class 0 is forgotten."""
+  rng = np.random.default_rng(11)
+  r_lab = _labels(rng, 400, range(1, K))
+  t_lab = _labels(rng, 300)  # full test set, class 0 included
+  f_lab = np.zeros(80, dtype=np.int64)
+  t_margin = np.where(t_lab == 0, 4.0, 0.5)  # forgotten-class test samples: medium
+  t_log = rng.normal(size=(len(t_lab), K))
+  t_log[np.arange(len(t_lab)), t_lab] += t_margin
+  return (_logits(rng, r_lab, 12.0), r_lab, t_log, t_lab, _logits(rng, f_lab, 4.0), f_lab)
+
+
+def test_all_attacks_routes_inputs():
+  rl, ry, tl, ty, fl, fy = _class_unlearning_case()
+  out = mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[0], seed=3)
+  assert set(out) == {"entropy_mia", "confidence_mia", "loss_mia"}
+  assert all(isinstance(v, float) for v in out.values())
+
+  keep = ty != 0
+  assert out["entropy_mia"] == mia.entropy_mia(rl, tl, fl, seed=3)
+  assert out["confidence_mia"] == mia.confidence_mia(rl, ry, tl[keep], ty[keep], fl, fy,
+                                                     seed=3)
+  assert out["loss_mia"] == mia.loss_mia(mia.cross_entropy_losses(fl, fy),
+                                         mia.cross_entropy_losses(tl, ty), seed=3)
+  # The filtering matters on this data, so the equality above is a real check.
+  assert out["confidence_mia"] != mia.confidence_mia(rl, ry, tl, ty, fl, fy, seed=3)
+
+
+def test_all_attacks_validation():
+  rl, ry, tl, ty, fl, fy = _class_unlearning_case()
+  with pytest.raises(ValueError, match="no test samples left"):
+    mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=range(K))
+  with pytest.raises(ValueError, match="forget_classes must be integers"):
+    mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[0.5])
+  with pytest.raises(ValueError, match="forget_logits is empty"):
+    mia.all_attacks(rl, ry, tl, ty, fl[:0], fy[:0], forget_classes=[0])
