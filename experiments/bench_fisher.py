@@ -1,0 +1,140 @@
+"""Benchmark: Fisher diagonal over 10 mnemonic codes against one batched forward+backward.
+
+For each model it prints the Fisher's seconds after compilation, its compile seconds, the
+compiled program's peak memory (XLA memory analysis: arguments + outputs + temporaries),
+and the ratio of Fisher time to one batched forward+backward pass of the mean loss over
+the same inputs, the floor for this computation. Both Fisher paths are measured where
+they apply: generic ``vmap`` (any apply_fn) and ``factorized`` (Dense-only models).
+
+Then, for ``resnet18`` at 224x224x3, it compiles the microbatched Fisher for a growing
+number of codes and prints the temporaries XLA plans for each: flat beyond one microbatch.
+
+Usage:
+  python -m experiments.bench_fisher [--out experiments/results/bench_fisher.md]
+"""
+
+import argparse
+import functools
+import platform
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+
+from mnemonic_jax import codes as codes_lib
+from mnemonic_jax import fisher
+from mnemonic_jax.bundle import inference_apply_fn
+from mnemonic_jax.models import create_model
+
+MiB = 2**20
+
+
+def timed(fn, *args, repeats):
+  """Median seconds of ``fn(*args)`` after one warm-up call."""
+  jax.block_until_ready(fn(*args))
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def compile_stats(fn, *args):
+  """(compiled function, compile seconds, peak bytes from XLA's memory analysis)."""
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  seconds = time.perf_counter() - start
+  mem = compiled.memory_analysis()
+  peak = None
+  if mem is not None:
+    peak = (mem.argument_size_in_bytes + mem.output_size_in_bytes
+            + mem.temp_size_in_bytes - mem.alias_size_in_bytes)
+  return compiled, seconds, peak
+
+
+def setup(model_name, shape, num_codes, **model_kwargs):
+  model = create_model(model_name, num_codes, **model_kwargs)
+  key = jax.random.key(0)
+  codes = codes_lib.generate_codes(key, num_codes, shape)
+  variables = model.init(key, codes[:1])
+  apply_fn = inference_apply_fn(model, variables.get("batch_stats", {}))
+  return apply_fn, variables["params"], codes, jnp.arange(num_codes)
+
+
+def bench_model(model_name, shape, num_codes, repeats, microbatch_sizes):
+  apply_fn, params, x, y = setup(model_name, shape, num_codes)
+
+  def forward_backward(p, x, y):
+    return jax.grad(lambda p: jnp.mean(fisher.cross_entropy(apply_fn(p, x), y)))(p)
+
+  base, base_compile, base_peak = compile_stats(forward_backward, params, x, y)
+  base_s = timed(base, params, x, y, repeats=repeats)
+  rows = [(model_name, "batched fwd+bwd (floor)", "-", base_s, base_compile, base_peak, 1.0)]
+  methods = ["vmap"]
+  if fisher.dense_taps_cover(apply_fn, params, x):
+    methods.insert(0, "factorized")
+  for method in methods:
+    for mb in microbatch_sizes:
+      fn = functools.partial(
+          fisher.fisher_diagonal, apply_fn, microbatch_size=mb, method=method)
+      compiled, comp_s, peak = compile_stats(lambda p, x, y: fn(p, x, y), params, x, y)
+      s = timed(compiled, params, x, y, repeats=repeats)
+      rows.append((model_name, f"fisher {method}", mb or num_codes, s, comp_s, peak, s / base_s))
+  return rows
+
+
+def bench_memory_growth(num_codes_list, microbatch_size, shape=(224, 224, 3)):
+  model = create_model("resnet18", max(num_codes_list))
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, *shape)))
+  apply_fn = inference_apply_fn(model, params.get("batch_stats", {}))
+  rows = []
+  for n in num_codes_list:
+    x = jax.ShapeDtypeStruct((n, *shape), jnp.float32)
+    y = jax.ShapeDtypeStruct((n,), jnp.int32)
+    fn = functools.partial(
+        fisher.fisher_diagonal, apply_fn, microbatch_size=microbatch_size, method="vmap")
+    compiled = jax.jit(fn).lower(params["params"], x, y).compile()
+    mem = compiled.memory_analysis()
+    rows.append((n, microbatch_size, mem.temp_size_in_bytes / MiB,
+                 mem.argument_size_in_bytes / MiB))
+  return rows
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+  parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 memory table")
+  args = parser.parse_args()
+
+  device = jax.devices()[0]
+  machine = f"{device.device_kind} ({device.platform}), {jax.device_count()} device(s); host {platform.processor() or platform.machine()}"
+  lines = [f"# Fisher benchmark\n", f"Machine: {machine}; jax {jax.__version__}.",
+           f"Command: `python -m experiments.bench_fisher`\n",
+           "## Fisher over 10 codes vs one batched forward+backward (median of "
+           f"{args.repeats})\n",
+           "| model | computation | microbatch | seconds | compile s | peak MiB | ratio to fwd+bwd |",
+           "|---|---|---|---|---|---|---|"]
+  for model_name, shape in [("mlp", (28, 28, 1)), ("resnet18_cifar", (32, 32, 3))]:
+    for row in bench_model(model_name, shape, 10, args.repeats, [None, 5, 1]):
+      name, what, mb, s, comp, peak, ratio = row
+      peak_txt = "-" if peak is None else f"{peak / MiB:.1f}"
+      lines.append(f"| {name} | {what} | {mb} | {s:.5f} | {comp:.2f} | {peak_txt} | {ratio:.2f} |")
+      print(lines[-1], flush=True)
+  if not args.skip_224:
+    lines += ["", "## resnet18 at 224x224x3: XLA-planned memory vs number of codes\n",
+              "| codes | microbatch | temporaries MiB | arguments MiB |", "|---|---|---|---|"]
+    for n, mb, temp, arg in bench_memory_growth([10, 100, 1000], 10):
+      lines.append(f"| {n} | {mb} | {temp:.1f} | {arg:.1f} |")
+      print(lines[-1], flush=True)
+  text = "\n".join(lines) + "\n"
+  print(text)
+  if args.out:
+    with open(args.out, "w") as f:
+      f.write(text)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,70 @@
+"""Accuracy per class and the paper's forgetting metrics A_R and E_F."""
+
+from typing import Callable, Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+
+def predict_in_batches(
+    predict: Callable[[np.ndarray], jax.Array],
+    images: np.ndarray,
+    batch_size: int = 1024,
+    *,
+    progress: bool = False,
+) -> np.ndarray:
+  """Logits for ``images`` in fixed-size batches (the last one padded: one compilation).
+
+  Args:
+    predict: jitted ``predict(images_batch) -> logits``.
+    images: host array ``(N, ...)``.
+    batch_size: examples per call.
+    progress: show a progress bar.
+
+  Returns:
+    Host logits ``(N, C)``.
+  """
+  n = len(images)
+  out = []
+  for start in tqdm(range(0, n, batch_size), disable=not progress, desc="evaluate", unit="batch"):
+    batch = images[start:start + batch_size]
+    pad = batch_size - len(batch) if n > batch_size else 0
+    if pad:
+      batch = np.concatenate([batch, np.repeat(batch[:1], pad, axis=0)])
+    out.append(np.asarray(predict(batch))[:len(batch) - pad])
+  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
+  """Accuracy (%) of each class ``(num_classes,)``; NaN for a class with no example."""
+  correct = np.argmax(logits, axis=-1) == labels
+  counts = np.bincount(labels, minlength=num_classes)
+  hits = np.bincount(labels, weights=correct, minlength=num_classes)
+  with np.errstate(invalid="ignore", divide="ignore"):
+    return 100.0 * hits / counts
+
+
+def forgetting_metrics(
+    logits: np.ndarray, labels: np.ndarray, forgotten: Sequence[int]
+) -> dict[str, float]:
+  """The paper's metrics on a labelled test set.
+
+  Args:
+    logits: ``(N, C)`` model outputs.
+    labels: ``(N,)`` true labels.
+    forgotten: forgotten class ids (may be empty: then only ``accuracy`` is meaningful).
+
+  Returns:
+    ``accuracy`` (% over all examples), ``A_R`` (% accuracy over examples of the remaining
+    classes, higher is better) and ``E_F`` (100 - % accuracy over examples of the
+    forgotten classes, higher is better; NaN without forgotten classes).
+  """
+  correct = np.argmax(logits, axis=-1) == labels
+  in_forget = np.isin(labels, np.asarray(list(forgotten), dtype=labels.dtype))
+  pct = lambda m: float(100.0 * correct[m].mean()) if m.any() else float("nan")
+  return {
+      "accuracy": pct(np.ones_like(in_forget)),
+      "A_R": pct(~in_forget),
+      "E_F": 100.0 - pct(in_forget) if in_forget.any() else float("nan"),
+  }

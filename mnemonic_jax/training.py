@@ -1,0 +1,266 @@
+"""Training with mnemonic codes (Algorithm 1): a jitted step that mixes codes into batches.
+
+Each step: normalise the uint8 batch, optionally augment it on the device, replace each
+example by its class's code with probability ``t_mix`` (fresh randomness per step from
+``fold_in(key, step)``), and take one SGD step on the mean cross-entropy. The step reports
+the loss on real images and on codes apart, besides the total it optimises.
+"""
+
+import dataclasses
+from typing import Any, Callable, Iterator
+
+import chex
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+from tqdm.auto import tqdm
+
+from mnemonic_jax import codes as codes_lib
+from mnemonic_jax import parallel
+from mnemonic_jax.bundle import normalize
+from mnemonic_jax.data import pipeline
+from mnemonic_jax.fisher import cross_entropy
+
+PyTree = Any
+Metrics = dict[str, jax.Array]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything that changes during training.
+
+  Attributes:
+    step: number of optimiser steps taken.
+    params: trainable parameters.
+    batch_stats: BatchNorm running statistics (``{}`` if the model has none).
+    opt_state: optax state.
+  """
+
+  step: jax.Array
+  params: PyTree
+  batch_stats: PyTree
+  opt_state: optax.OptState
+
+
+def make_optimizer(
+    learning_rate: float = 0.01,
+    *,
+    momentum: float = 0.9,
+    weight_decay: float = 5e-4,
+    schedule: str = "constant",
+    total_steps: int | None = None,
+) -> optax.GradientTransformation:
+  """SGD with momentum and coupled weight decay (as PyTorch's ``SGD(weight_decay=...)``).
+
+  Args:
+    learning_rate: peak learning rate.
+    momentum: heavy-ball momentum.
+    weight_decay: L2 coefficient added to the gradient before momentum.
+    schedule: ``"constant"`` or ``"cosine"`` (decays to 0 over ``total_steps``).
+    total_steps: required for ``"cosine"``.
+
+  Returns:
+    An optax gradient transformation.
+  """
+  if schedule == "constant":
+    lr = learning_rate
+  elif schedule == "cosine":
+    if not total_steps:
+      raise ValueError("schedule='cosine' needs total_steps")
+    lr = optax.cosine_decay_schedule(learning_rate, total_steps)
+  else:
+    raise ValueError(f"unknown schedule {schedule!r}; use 'constant' or 'cosine'")
+  return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum))
+
+
+def create_train_state(
+    key: chex.PRNGKey, model: nn.Module, input_shape: tuple[int, ...],
+    optimizer: optax.GradientTransformation,
+) -> TrainState:
+  """Initialises parameters, BatchNorm statistics and optimiser state."""
+  variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get("batch_stats", {}), opt_state=optimizer.init(params))
+
+
+def make_train_step(
+    model: nn.Module,
+    optimizer: optax.GradientTransformation,
+    codes: chex.Array,
+    t_mix: float,
+    key: chex.PRNGKey,
+    *,
+    mean=(0.0,),
+    std=(1.0,),
+    augment: bool = False,
+    mesh: Mesh | None = None,
+) -> Callable[[TrainState, chex.Array, chex.Array], tuple[TrainState, Metrics]]:
+  """Returns a jitted ``step(state, images_uint8, labels) -> (state, metrics)``.
+
+  The state is donated. Metrics: ``loss`` (what is optimised: the mean over the mixed
+  batch), ``image_loss`` and ``code_loss`` (means over the real and the replaced examples;
+  NaN-free, 0 when a batch has none), ``accuracy`` and ``code_fraction``.
+
+  Args:
+    model: a Flax Linen classifier ``model.apply(variables, x, train=...)``.
+    optimizer: from :func:`make_optimizer`.
+    codes: ``(C, *input_shape)`` mnemonic codes.
+    t_mix: probability of replacing an example by its class's code.
+    key: root key of the step's randomness; step ``s`` uses ``fold_in(key, s)``.
+    mean, std: per-channel normalisation of images scaled to [0, 1].
+    augment: pad-4 random crop and horizontal flip of real images (CIFAR-style).
+    mesh: if given, the batch is split over its ``data`` axis.
+  """
+  if not 0.0 <= t_mix <= 1.0:
+    raise ValueError(f"t_mix must be in [0, 1], got {t_mix}")
+  mix_key, augment_key = jax.random.split(key)
+
+  def step(state: TrainState, images, labels):
+    images = parallel.constrain_batch(images, mesh)
+    x = normalize(images, mean, std)
+    if augment:
+      x = pipeline.augment_crop_flip(jax.random.fold_in(augment_key, state.step), x)
+    x, replaced = codes_lib.mix_codes(
+        jax.random.fold_in(mix_key, state.step), x, labels, codes, t_mix)
+
+    def loss_fn(params):
+      variables = {"params": params}
+      if state.batch_stats:
+        variables["batch_stats"] = state.batch_stats
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+      else:
+        logits, updates = model.apply(variables, x, train=True), {}
+      losses = cross_entropy(logits, labels)
+      return jnp.mean(losses), (losses, logits, updates.get("batch_stats", {}))
+
+    grads, (losses, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_state = state.replace(
+        step=state.step + 1, params=optax.apply_updates(state.params, updates),
+        batch_stats=batch_stats, opt_state=opt_state)
+    real = ~replaced
+    masked_mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
+    metrics = {
+        "loss": jnp.mean(losses),
+        "image_loss": masked_mean(losses, real),
+        "code_loss": masked_mean(losses, replaced),
+        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+        "code_fraction": jnp.mean(replaced),
+    }
+    return new_state, metrics
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,)):
+  """Returns a jitted ``predict(params, batch_stats, images_uint8) -> logits`` (inference)."""
+
+  @jax.jit
+  def predict(params, batch_stats, images):
+    variables = {"params": params}
+    if batch_stats:
+      variables["batch_stats"] = batch_stats
+    return model.apply(variables, normalize(images, mean, std), train=False)
+
+  return predict
+
+
+@dataclasses.dataclass(frozen=True)
+class FitConfig:
+  """Hyper-parameters of :func:`fit` (defaults: the paper's MNIST settings)."""
+
+  epochs: int = 200
+  batch_size: int = 128
+  learning_rate: float = 0.01
+  momentum: float = 0.9
+  weight_decay: float = 5e-4
+  schedule: str = "constant"
+  t_mix: float = 0.1
+  augment: bool = False
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  if num_examples < batch_size:
+    raise ValueError(
+        f"batch size {batch_size} is larger than the {num_examples} training examples")
+  return num_examples // batch_size
+
+
+def epoch_batches(key: chex.PRNGKey, epoch: int, num_examples: int, batch_size: int) -> np.ndarray:
+  """Shuffled batch indices ``(steps_per_epoch, batch_size)`` of one epoch."""
+  return pipeline.batch_indices(
+      jax.random.fold_in(key, epoch), num_examples, batch_size, drop_remainder=True)
+
+
+def fit(
+    model: nn.Module,
+    images: np.ndarray,
+    labels: np.ndarray,
+    codes: chex.Array,
+    config: FitConfig,
+    key: chex.PRNGKey,
+    *,
+    mean=(0.0,),
+    std=(1.0,),
+    mesh: Mesh | None = None,
+    state: TrainState | None = None,
+    on_step: Callable[[TrainState, Metrics], None] | None = None,
+    progress: bool = True,
+) -> tuple[TrainState, Metrics]:
+  """Trains ``model`` with mnemonic codes mixed into its data (Algorithm 1).
+
+  Deterministic given ``key``: epoch ``e`` is shuffled by ``fold_in(shuffle_key, e)`` and
+  step ``s`` mixes with ``fold_in(mix_key, s)``, so a run resumed from a saved ``state``
+  takes exactly the batches an uninterrupted run would.
+
+  Args:
+    model: Flax Linen classifier.
+    images: uint8 NHWC training images (host memory).
+    labels: int labels.
+    codes: ``(C, *input_shape)`` mnemonic codes.
+    config: hyper-parameters.
+    key: root key; split into named keys for init, shuffling and the step.
+    mean, std: per-channel normalisation.
+    mesh: optional device mesh (batch split over ``data``).
+    state: resume from this state (its ``step`` says where).
+    on_step: called after each step with the new state and its metrics (e.g. to save).
+    progress: show a progress bar.
+
+  Returns:
+    ``(state, last_metrics)``.
+  """
+  init_key, shuffle_key, step_key = jax.random.split(key, 3)
+  spe = steps_per_epoch(len(labels), config.batch_size)
+  total = config.epochs * spe
+  optimizer = make_optimizer(
+      config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay,
+      schedule=config.schedule, total_steps=total)
+  if state is None:
+    state = create_train_state(init_key, model, images.shape[1:], optimizer)
+  train_step = make_train_step(
+      model, optimizer, codes, config.t_mix, step_key, mean=mean, std=std,
+      augment=config.augment, mesh=mesh)
+  place = (lambda t: parallel.shard_batch(mesh, t)) if mesh is not None else jax.device_put
+  if mesh is not None:
+    state = parallel.replicate(mesh, state)
+  start = int(state.step)
+  metrics: Metrics = {}
+  bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step")
+  for epoch in range(start // spe, config.epochs):
+    batches = epoch_batches(shuffle_key, epoch, len(labels), config.batch_size)
+    for idx in batches[start - epoch * spe if epoch == start // spe else 0:]:
+      state, metrics = train_step(state, *place((images[idx], labels[idx])))
+      if on_step is not None:
+        on_step(state, metrics)
+      bar.update()
+      if int(state.step) % 50 == 0 or int(state.step) == total:
+        bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()
+                         if k in ("image_loss", "code_loss", "accuracy")})
+  bar.close()
+  return state, metrics
