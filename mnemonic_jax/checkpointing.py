@@ -1,0 +1,908 @@
+"""Saving and loading bundles and training checkpoints with Orbax.
+
+A *bundle* (see :class:`mnemonic_jax.bundle.Bundle`) is one directory, written by
+one ``ocp.args.Composite`` with two items::
+
+  <bundle>/
+    _CHECKPOINT_METADATA, commit_success.txt   Orbax's own bookkeeping
+    arrays/                                   StandardSave of {"params", "batch_stats", "codes"}
+    meta/metadata                             JsonSave: format marker, version, model spec,
+                                              normalisation, class names, config, history
+
+:func:`load_bundle` needs nothing but the path: it reads ``meta`` first, builds the model
+from the registry, derives the abstract variables with :func:`jax.eval_shape` and restores
+the arrays into that abstract target, so a checkpoint that does not fit its own model spec
+fails with a clear message instead of producing a broken model.
+
+Writes are atomic. A bundle is first written (by Orbax, itself atomically) to a hidden
+sibling ``.<name>.saving-<id>`` and then renamed into place; ``force=True`` swaps the new
+directory with the old one in a single ``renameat2(RENAME_EXCHANGE)`` call on Linux, so
+at every instant ``<bundle>`` is either the complete old or the complete new bundle. A save
+killed half-way only leaves a hidden ``.<name>.saving-*`` directory behind.
+
+Training checkpoints (:class:`TrainCheckpointer`) are a thin layer over
+``ocp.CheckpointManager``: an arbitrary pytree of arrays (parameters, optax state, step
+counter, typed ``jax.random.key`` keys) plus a JSON dict every ``save_every`` steps, the
+last ``max_to_keep`` kept. Orbax writes each step to a temporary directory and renames it
+when complete, so a killed run leaves the last complete step readable.
+
+Every user error (missing path, not a bundle, corrupt or foreign checkpoint, existing
+output without ``force``, arrays that do not fit the model) raises :class:`CheckpointError`
+with one line naming the path and the fix, and writes nothing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import functools
+import json
+import logging
+import os
+import pathlib
+import shutil
+import sys
+import uuid
+import warnings
+from typing import Any, Mapping, NamedTuple, Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
+
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.models import available_models, create_model
+
+PyTree = Any
+PathLike = str | os.PathLike
+
+BUNDLE_FORMAT = "mnemonic-jax-bundle"
+BUNDLE_VERSION = 1
+TRAIN_FORMAT = "mnemonic-jax-train"
+TRAIN_VERSION = 1
+
+_ARRAYS = "arrays"
+_META = "meta"
+_STATE = "state"
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that is missing, foreign, corrupt, or would overwrite an existing one."""
+
+
+# --------------------------------------------------------------------------------------
+# Logging: Orbax logs dozens of INFO lines per save through absl; keep its warnings only.
+
+
+class _DropOrbaxInfo(logging.Filter):
+  """Drops absl records below WARNING that come from Orbax's own source files."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    if record.levelno >= logging.WARNING:
+      return True
+    return f"{os.sep}orbax{os.sep}" not in (record.pathname or "")
+
+
+def quiet_orbax_logging(quiet: bool = True) -> None:
+  """Silences (or restores) Orbax's INFO/DEBUG logging; warnings always get through.
+
+  Installed on import. Only records emitted from Orbax's source files are affected, so
+  the caller's own absl logging is left alone.
+
+  Args:
+    quiet: ``True`` to drop Orbax's INFO/DEBUG records, ``False`` to let them through.
+  """
+  logger = logging.getLogger("absl")
+  for existing in [f for f in logger.filters if isinstance(f, _DropOrbaxInfo)]:
+    logger.removeFilter(existing)
+  if quiet:
+    logger.addFilter(_DropOrbaxInfo())
+
+
+quiet_orbax_logging()
+
+
+def _is_stray_tensorstore_callback(unraisable: Any) -> bool:
+  """A tensorstore read callback that fired after Orbax closed its event loop."""
+  if not isinstance(unraisable.exc_value, RuntimeError):
+    return False
+  if str(unraisable.exc_value) != "Event loop is closed":
+    return False
+  frames = [code.co_name for code in _walk_tb(unraisable.exc_traceback)]
+  return "call_soon_threadsafe" in frames
+
+
+def _walk_tb(tb):
+  while tb is not None:
+    yield tb.tb_frame.f_code
+    tb = tb.tb_next
+
+
+def _silence_stray_tensorstore_callbacks() -> None:
+  """Hides the 'Event loop is closed' tracebacks a failed Orbax read prints later.
+
+  When a tensorstore read fails (a truncated or deleted array file), Orbax's restore
+  raises and closes its event loop while the other reads are still completing; their
+  callbacks then report ``RuntimeError: Event loop is closed`` through
+  ``sys.unraisablehook``, before or after our one-line error. Called before every Orbax
+  read, this chains a filter in front of the current hook (once) that drops exactly those
+  reports; everything else goes through to the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_mnemonic_jax_filter", False):
+    return
+
+  def hook(unraisable):
+    if not _is_stray_tensorstore_callback(unraisable):
+      previous(unraisable)
+
+  hook._mnemonic_jax_filter = True  # pylint: disable=protected-access
+  sys.unraisablehook = hook
+
+
+# --------------------------------------------------------------------------------------
+# Small helpers.
+
+
+def _abs(path: PathLike) -> pathlib.Path:
+  """Absolute path (Orbax requires them) with ``~`` expanded; symlinks are kept."""
+  return pathlib.Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _one_line(error: BaseException, limit: int = 240) -> str:
+  """The first line of an exception message, shortened (tensorstore errors are huge)."""
+  text = str(error).strip().splitlines()
+  line = text[0] if text else type(error).__name__
+  return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _json_default(obj: Any) -> Any:
+  if isinstance(obj, np.generic):
+    return obj.item()
+  if isinstance(obj, (np.ndarray, jax.Array)):
+    return np.asarray(obj).tolist()
+  if isinstance(obj, os.PathLike):
+    return os.fspath(obj)
+  raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _to_json(obj: Any, what: str) -> Any:
+  """Round-trips ``obj`` through JSON (numpy scalars become numbers, tuples lists)."""
+  try:
+    return json.loads(json.dumps(obj, default=_json_default))
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(
+        f"{what} is not JSON-serialisable ({_one_line(e)}); "
+        "use plain numbers, strings, lists and dicts") from None
+
+
+def _path_str(path: tuple[Any, ...]) -> str:
+  return jax.tree_util.keystr(path, simple=True, separator="/") or "<root>"
+
+
+def _is_key_dtype(dtype: Any) -> bool:
+  try:
+    return jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+  except TypeError:
+    return False
+
+
+def _stored_shape(leaf: Any) -> tuple[int, ...] | None:
+  """Shape a leaf has on disk: a typed PRNG key is stored as its ``key_data``."""
+  if isinstance(leaf, (int, float, complex, bool)):
+    return ()  # Orbax stores Python scalars as 0-d values.
+  shape = getattr(leaf, "shape", None)
+  if shape is None:
+    return None
+  if _is_key_dtype(leaf.dtype):
+    return tuple(jax.eval_shape(jax.random.key_data, jax.ShapeDtypeStruct(shape, leaf.dtype)).shape)
+  return tuple(shape)
+
+
+def _tree_mismatch(actual: PyTree, expected: PyTree) -> str | None:
+  """Describes how ``actual``'s paths and shapes differ from ``expected``'s, or None.
+
+  Both trees are compared leaf by leaf on their paths (``Dense_0/kernel``) and stored
+  shapes; containers are not compared by type, so a FrozenDict matches a dict.
+  """
+  flat_actual = {_path_str(p): _stored_shape(x) for p, x in
+                 jax.tree_util.tree_flatten_with_path(actual)[0]}
+  flat_expected = {_path_str(p): _stored_shape(x) for p, x in
+                   jax.tree_util.tree_flatten_with_path(expected)[0]}
+  problems = []
+  missing = sorted(set(flat_expected) - set(flat_actual))
+  extra = sorted(set(flat_actual) - set(flat_expected))
+  if missing:
+    problems.append(f"missing {', '.join(missing[:3])}" + (" ..." if len(missing) > 3 else ""))
+  if extra:
+    problems.append(f"unexpected {', '.join(extra[:3])}" + (" ..." if len(extra) > 3 else ""))
+  wrong = [k for k in sorted(set(flat_actual) & set(flat_expected))
+           if flat_actual[k] != flat_expected[k]]
+  for k in wrong[:3]:
+    problems.append(f"{k} has shape {flat_actual[k]}, expected {flat_expected[k]}")
+  if len(wrong) > 3:
+    problems.append(f"{len(wrong) - 3} more shape mismatches")
+  return "; ".join(problems) or None
+
+
+def _abstract(tree: PyTree) -> PyTree:
+  """Abstract restore target: ShapeDtypeStructs placed on the default device if unplaced.
+
+  Leaves that are already ``jax.ShapeDtypeStruct`` keep their sharding when they have one;
+  concrete arrays are replaced by their shape, dtype and (for jax Arrays) sharding.
+  """
+  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
+  def leaf(x):
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+      return x
+    sharding = getattr(x, "sharding", None)
+    if not isinstance(sharding, jax.sharding.Sharding):
+      sharding = device
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+  return jax.tree.map(leaf, tree)
+
+
+def _spec_str(model_name: str, model_kwargs: Mapping[str, Any], input_shape: Sequence[int]) -> str:
+  return f"model {model_name!r} {dict(model_kwargs)} on inputs {tuple(input_shape)}"
+
+
+def abstract_variables(model_name: str, num_classes: int, input_shape: Sequence[int],
+                       model_kwargs: Mapping[str, Any] | None = None) -> dict[str, PyTree]:
+  """Shapes and dtypes of a registered model's variables, without allocating them.
+
+  Args:
+    model_name: registry name (see :func:`mnemonic_jax.models.create_model`).
+    num_classes: number of output logits.
+    input_shape: shape of one input, e.g. ``(28, 28, 1)``.
+    model_kwargs: the model's other attributes.
+
+  Returns:
+    ``{"params": ..., "batch_stats": ...}`` of ``jax.ShapeDtypeStruct`` (``batch_stats``
+    is ``{}`` for models without BatchNorm).
+
+  Raises:
+    CheckpointError: the model is not registered or cannot take such inputs.
+  """
+  model_kwargs = dict(model_kwargs or {})
+  spec = _spec_str(model_name, model_kwargs, input_shape)
+  try:
+    model = create_model(model_name, int(num_classes), **model_kwargs)
+    x = jax.ShapeDtypeStruct((1, *(int(d) for d in input_shape)), jnp.float32)
+    variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"cannot build {spec}: {_one_line(e)}") from None
+  variables = dict(variables)
+  return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}
+
+
+# --------------------------------------------------------------------------------------
+# Atomic directory replacement.
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
+  """Atomically swaps two paths with Linux ``renameat2(RENAME_EXCHANGE)``.
+
+  Returns:
+    True if swapped, False where the platform or filesystem does not support it.
+  """
+  if not sys.platform.startswith("linux"):
+    return False
+  try:
+    renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+  except (OSError, AttributeError):
+    return False
+  renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                        ctypes.c_uint]
+  renameat2.restype = ctypes.c_int
+  if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    return True
+  err = ctypes.get_errno()
+  if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+    return False
+  raise OSError(err, os.strerror(err), os.fspath(a))
+
+
+def _remove(path: pathlib.Path) -> None:
+  if path.is_dir() and not path.is_symlink():
+    shutil.rmtree(path, ignore_errors=True)
+  elif path.exists() or path.is_symlink():
+    path.unlink()
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def _install(staging: pathlib.Path, output: pathlib.Path, replace: bool) -> None:
+  """Moves a complete ``staging`` directory to ``output``, atomically replacing it."""
+  if not replace:
+    try:
+      os.rename(staging, output)  # Fails if output appeared meanwhile and is not empty.
+    except OSError as e:
+      raise CheckpointError(
+          f"{output} appeared while saving ({e.strerror}); nothing written there; "
+          "pass --force (force=True) to replace it") from None
+  elif _exchange(staging, output):
+    _remove(staging)  # Now holds the old bundle.
+  else:
+    # No atomic exchange here: for an instant only the two hidden siblings exist; both
+    # are complete bundles and load_bundle's error message points at the old one.
+    old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(output, old)
+    os.rename(staging, output)
+    _remove(old)
+  _fsync_dir(output.parent)
+
+
+# --------------------------------------------------------------------------------------
+# Bundles.
+
+
+def _bundle_checkpointer() -> ocp.Checkpointer:
+  handler = ocp.CompositeCheckpointHandler(
+      **{_ARRAYS: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()})
+  return ocp.Checkpointer(handler)
+
+
+def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
+  """A directory's bundle JSON item if it carries the bundle marker (any version)."""
+  try:
+    meta = _bundle_checkpointer().restore(
+        path, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT:
+    return meta
+  return None
+
+
+def _read_bundle_meta(path: pathlib.Path) -> dict[str, Any]:
+  """Reads and checks a bundle's JSON item (format marker and version)."""
+  meta = _marked_bundle_meta(path)
+  if meta is None:
+    raise CheckpointError(
+        f"{path} is not a mnemonic-jax bundle (no readable '{BUNDLE_FORMAT}' metadata); "
+        "pass a directory written by save_bundle")
+  version = meta.get("version")
+  if version != BUNDLE_VERSION:
+    raise CheckpointError(
+        f"{path} is a bundle of format version {version!r}, but this mnemonic_jax reads "
+        f"version {BUNDLE_VERSION}; load it with the mnemonic_jax release that wrote it")
+  return meta
+
+
+def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
+  meta = {
+      "format": BUNDLE_FORMAT,
+      "version": BUNDLE_VERSION,
+      "model_name": str(bundle.model_name),
+      "model_kwargs": _to_json(dict(bundle.model_kwargs), "model_kwargs"),
+      "num_classes": int(bundle.num_classes),
+      "input_shape": [int(d) for d in bundle.input_shape],
+      "mean": [float(m) for m in np.ravel(bundle.mean)],
+      "std": [float(s) for s in np.ravel(bundle.std)],
+      "class_names": [str(c) for c in bundle.class_names],
+      "dataset": str(bundle.dataset),
+      "config": _to_json(dict(bundle.config), "config"),
+      "history": _to_json([dict(h) for h in bundle.history], "history"),
+      "codes_dtype": jnp.dtype(getattr(bundle.codes, "dtype", None)
+                               or np.asarray(bundle.codes).dtype).name,
+  }
+  return meta
+
+
+def _check_arrays(where: str, spec: str, abstract: Mapping[str, PyTree], params: PyTree,
+                  batch_stats: PyTree, codes: Any, codes_shape: tuple[int, ...]) -> None:
+  for what, actual, expected in (("params", params, abstract["params"]),
+                                 ("batch_stats", batch_stats or {}, abstract["batch_stats"])):
+    problem = _tree_mismatch(actual, expected)
+    if problem:
+      raise CheckpointError(f"{where}: {what} do not fit {spec}: {problem}")
+  if tuple(np.shape(codes)) != codes_shape:
+    raise CheckpointError(
+        f"{where}: codes have shape {tuple(np.shape(codes))}, expected {codes_shape} "
+        "(num_classes, *input_shape)")
+
+
+def _existing_is_replaceable(path: pathlib.Path) -> bool:
+  """Whether ``force`` may replace ``path``: an empty directory or a bundle (any version)."""
+  if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+    return True
+  return path.is_dir() and _marked_bundle_meta(path) is not None
+
+
+def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathlib.Path:
+  """Writes a complete bundle to one directory, atomically.
+
+  Args:
+    path: the output directory (made absolute; parents are created).
+    bundle: the bundle; its params and batch_stats must fit its own model spec and its
+      codes must have shape ``(num_classes, *input_shape)``.
+    force: replace an existing bundle (or empty directory) at ``path``. Even with
+      ``force`` a path holding anything else is refused rather than deleted.
+
+  Returns:
+    The absolute path written.
+
+  Raises:
+    CheckpointError: ``path`` exists and ``force`` is False (or it is not a bundle), the
+      bundle's arrays do not fit its model, or its metadata is not JSON-serialisable.
+      Nothing is written in these cases.
+
+  Example:
+    >>> save_bundle("/tmp/mnist_mlp", bundle, force=True)
+  """
+  output = _abs(path)
+  meta = _bundle_meta(bundle)  # Validates JSON-ability before anything is written.
+  spec = _spec_str(bundle.model_name, meta["model_kwargs"], bundle.input_shape)
+  abstract = abstract_variables(bundle.model_name, bundle.num_classes, bundle.input_shape,
+                                bundle.model_kwargs)
+  codes_shape = (int(bundle.num_classes), *meta["input_shape"])
+  _check_arrays("bundle", spec, abstract, bundle.params, bundle.batch_stats, bundle.codes,
+                codes_shape)
+
+  exists = output.exists() or output.is_symlink()
+  if exists and not force:
+    raise CheckpointError(
+        f"{output} already exists; pass --force (force=True) to replace it, "
+        "or choose another output")
+  if exists and not _existing_is_replaceable(output):
+    raise CheckpointError(
+        f"{output} exists and is not a mnemonic-jax bundle; refusing to replace it even "
+        "with --force; remove it yourself or choose another output")
+
+  output.parent.mkdir(parents=True, exist_ok=True)
+  staging = output.parent / f".{output.name}.saving-{uuid.uuid4().hex[:8]}"
+  arrays = {"params": bundle.params, "batch_stats": bundle.batch_stats or {},
+            "codes": bundle.codes}
+  try:
+    _bundle_checkpointer().save(staging, args=ocp.args.Composite(**{
+        _ARRAYS: ocp.args.StandardSave(arrays),
+        _META: ocp.args.JsonSave(meta),
+    }))
+    _install(staging, output, replace=exists)
+  finally:
+    for leftover in output.parent.glob(f"{staging.name}*"):
+      _remove(leftover)
+  return output
+
+
+def load_bundle(path: PathLike) -> Bundle:
+  """Loads a bundle written by :func:`save_bundle`, knowing nothing but its path.
+
+  The JSON metadata is read first; the model is built from the registry and its abstract
+  variables (``jax.eval_shape`` of ``model.init`` on one input of ``input_shape``) are the
+  restore target, so arrays come back as jax Arrays of the model's dtypes on the default
+  device. The directory is only read.
+
+  Args:
+    path: a bundle directory.
+
+  Returns:
+    The bundle. Tuple fields come back as tuples; lists nested inside ``model_kwargs``,
+    ``config`` and ``history`` entries come back as lists (JSON has no tuples).
+
+  Raises:
+    CheckpointError: the path is missing, is not a bundle, has a foreign format version,
+      needs an unregistered model, does not fit its own model spec, or is truncated or
+      corrupt.
+  """
+  path = _abs(path)
+  _silence_stray_tensorstore_callbacks()
+  if not path.exists():
+    hint = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    if hint:
+      raise CheckpointError(
+          f"{path} does not exist, but an interrupted --force save left the previous "
+          f"bundle at {hint[-1]}; rename it to {path}")
+    raise CheckpointError(f"{path} does not exist; check the path (bundles are directories "
+                          "written by save_bundle)")
+  if not path.is_dir():
+    raise CheckpointError(f"{path} is a file, not a bundle directory; pass the directory "
+                          "written by save_bundle")
+  meta = _read_bundle_meta(path)
+  try:
+    model_name = str(meta["model_name"])
+    model_kwargs = dict(meta["model_kwargs"])
+    num_classes = int(meta["num_classes"])
+    input_shape = tuple(int(d) for d in meta["input_shape"])
+    codes_dtype = jnp.dtype(meta.get("codes_dtype", "float32"))
+    fields = dict(
+        mean=tuple(float(m) for m in meta["mean"]),
+        std=tuple(float(s) for s in meta["std"]),
+        class_names=tuple(str(c) for c in meta["class_names"]),
+        dataset=str(meta["dataset"]),
+        config=dict(meta["config"]),
+        history=tuple(dict(h) for h in meta["history"]),
+    )
+  except (KeyError, TypeError, ValueError) as e:
+    raise CheckpointError(f"{path}: bundle metadata is incomplete or corrupt ({_one_line(e)}); "
+                          "re-create the bundle") from None
+
+  spec = _spec_str(model_name, model_kwargs, input_shape)
+  try:
+    abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
+  except CheckpointError as e:
+    fix = ("register it with mnemonic_jax.models.register_model before loading"
+           if model_name not in available_models() else "the bundle metadata is inconsistent")
+    raise CheckpointError(f"{path}: {e}; {fix}") from None
+  target = _abstract({
+      "params": abstract["params"],
+      "batch_stats": abstract["batch_stats"],
+      "codes": jax.ShapeDtypeStruct((num_classes, *input_shape), codes_dtype),
+  })
+
+  checkpointer = _bundle_checkpointer()
+  try:
+    stored = checkpointer.metadata(path).item_metadata[_ARRAYS].tree
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
+                          "re-create the bundle") from None
+  problem = _tree_mismatch(stored, target)
+  if problem:
+    raise CheckpointError(f"{path}: stored arrays do not fit {spec}: {problem}; "
+                          "the bundle is inconsistent, re-create it")
+  try:
+    arrays = checkpointer.restore(path, args=ocp.args.Composite(**{
+        _ARRAYS: ocp.args.StandardRestore(target)}))[_ARRAYS]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
+                          "re-create the bundle") from None
+  return Bundle(
+      model_name=model_name,
+      model_kwargs=model_kwargs,
+      params=arrays["params"],
+      batch_stats=arrays.get("batch_stats") or {},
+      codes=arrays["codes"],
+      num_classes=num_classes,
+      input_shape=input_shape,
+      **fields,
+  )
+
+
+# --------------------------------------------------------------------------------------
+# Importing parameters trained elsewhere.
+
+
+def _read_params_file(path: pathlib.Path) -> PyTree:
+  """Reads a params tree from an Orbax PyTree directory or a flax msgpack file."""
+  if not path.exists():
+    raise CheckpointError(f"{path} does not exist; pass an Orbax checkpoint directory or a "
+                          "flax msgpack file of parameters")
+  if path.is_dir():
+    _silence_stray_tensorstore_callbacks()
+    try:
+      with warnings.catch_warnings():  # Shardings come from the checkpoint's own file.
+        warnings.filterwarnings("ignore", message="Sharding info not provided")
+        return ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(path)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
+          "directory given to StandardCheckpointer/PyTreeCheckpointer.save (for a "
+          "CheckpointManager: <dir>/<step>/<item>)") from None
+  try:
+    return flax.serialization.msgpack_restore(path.read_bytes())
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f"{path} is not a flax msgpack file ({_one_line(e)}); write it with "
+        "flax.serialization.to_bytes(params) or pass an Orbax checkpoint directory") from None
+
+
+def _read_codes(codes: Any) -> np.ndarray:
+  if isinstance(codes, (str, os.PathLike)):
+    codes_path = _abs(codes)
+    try:
+      return np.load(codes_path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+      raise CheckpointError(f"{codes_path}: cannot read codes ({_one_line(e)}); pass a .npy "
+                            "file written by numpy.save") from None
+  return np.asarray(codes)
+
+
+def import_params(
+    params_path: PathLike,
+    codes: Any,
+    *,
+    model_name: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    output: PathLike,
+    model_kwargs: Mapping[str, Any] | None = None,
+    mean: Sequence[float] = (0.0,),
+    std: Sequence[float] = (1.0,),
+    class_names: Sequence[str] = (),
+    dataset: str = "",
+    config: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> pathlib.Path:
+  """Writes a bundle from parameters trained with the user's own loop.
+
+  Args:
+    params_path: either an Orbax PyTree checkpoint directory (written by
+      ``StandardCheckpointer``/``PyTreeCheckpointer``/``StandardSave``) or a flax msgpack
+      file (``flax.serialization.to_bytes``). It holds either the params tree itself or a
+      variables dict ``{"params": ..., "batch_stats": ...}`` (required for BatchNorm models;
+      other top-level entries such as an optimizer state are ignored).
+    codes: mnemonic codes of shape ``(num_classes, *input_shape)``, an array or a ``.npy``
+      path.
+    model_name: registry name of the model the params belong to.
+    num_classes: number of classes.
+    input_shape: shape of one input, e.g. ``(28, 28, 1)``.
+    output: the bundle directory to write.
+    model_kwargs: the model's other attributes.
+    mean: per-channel normalisation mean.
+    std: per-channel normalisation standard deviation.
+    class_names: one name per class.
+    dataset: name of the training dataset.
+    config: training configuration to record (JSON-able).
+    force: replace an existing bundle at ``output``.
+
+  Returns:
+    The absolute path of the bundle written.
+
+  Raises:
+    CheckpointError: the params file is missing or unreadable, its tree does not match the
+      model's parameters (structure or shapes), the codes have the wrong shape, or the
+      output exists without ``force``. Nothing is written then.
+  """
+  params_path = _abs(params_path)
+  model_kwargs = dict(model_kwargs or {})
+  spec = _spec_str(model_name, model_kwargs, input_shape)
+  abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
+  tree = _read_params_file(params_path)
+  if (isinstance(tree, Mapping) and "params" in tree
+      and not (isinstance(abstract["params"], Mapping) and "params" in abstract["params"])):
+    params, batch_stats = tree["params"], tree.get("batch_stats") or {}
+  else:
+    params, batch_stats = tree, {}
+  if abstract["batch_stats"] and not batch_stats:
+    raise CheckpointError(
+        f"{params_path}: {spec} has BatchNorm statistics; save the variables dict "
+        "{'params': ..., 'batch_stats': ...} instead of params alone")
+  codes = _read_codes(codes)
+  codes_shape = (int(num_classes), *(int(d) for d in input_shape))
+  _check_arrays(str(params_path), spec, abstract, params, batch_stats, codes, codes_shape)
+  if not jnp.issubdtype(codes.dtype, jnp.floating):
+    raise CheckpointError(f"codes have dtype {codes.dtype}; mnemonic codes live in the "
+                          "normalised input space and must be floating point")
+
+  def cast(tree_, abstract_):  # To the model's dtypes, so the bundle loads bit-exactly.
+    return jax.tree.map(lambda x, a: np.asarray(x, dtype=a.dtype), tree_, abstract_)
+
+  bundle = Bundle(
+      model_name=model_name,
+      model_kwargs=model_kwargs,
+      params=cast(params, abstract["params"]),
+      batch_stats=cast(batch_stats, abstract["batch_stats"]) if abstract["batch_stats"] else {},
+      codes=codes,
+      num_classes=int(num_classes),
+      input_shape=tuple(int(d) for d in input_shape),
+      mean=tuple(float(m) for m in mean),
+      std=tuple(float(s) for s in std),
+      class_names=tuple(str(c) for c in class_names),
+      dataset=dataset,
+      config=dict(config or {}),
+  )
+  return save_bundle(output, bundle, force=force)
+
+
+# --------------------------------------------------------------------------------------
+# Training checkpoints.
+
+
+class TrainCheckpoint(NamedTuple):
+  """A restored training checkpoint.
+
+  Attributes:
+    step: the step it was saved at.
+    state: the train-state pytree, shaped like the ``abstract_state`` given to restore.
+    metadata: the JSON dict saved with it.
+  """
+
+  step: int
+  state: PyTree
+  metadata: dict[str, Any]
+
+
+class TrainCheckpointer:
+  """Periodic training checkpoints with resume, over ``ocp.CheckpointManager``.
+
+  Each step directory holds the state pytree (``StandardSave``: arrays, optax states,
+  scalars, and typed ``jax.random.key`` keys, which Orbax 0.12 stores as their key data
+  and restores as typed keys; older Orbax releases could not, so with those pass
+  ``jax.random.key_data(key)`` instead) and a JSON dict. Saves are asynchronous by
+  default; jax Arrays are copied off the device before :meth:`save` returns, so the state
+  may be donated afterwards (numpy leaves must not be modified in place until
+  :meth:`wait_until_finished`). Orbax writes each step to a temporary directory and renames
+  it when complete, so a killed run leaves the last complete step readable; leftover
+  temporary directories are removed when the next checkpointer opens the directory.
+
+  Example:
+    >>> ckpt = TrainCheckpointer("/tmp/run", save_every=100)
+    >>> start = 0
+    >>> if ckpt.latest_step() is not None:
+    ...   restored = ckpt.restore(None, jax.eval_shape(init_state))
+    ...   state, start = restored.state, restored.step
+    >>> for step in range(start + 1, num_steps + 1):
+    ...   state = train_step(state, next(batches))
+    ...   ckpt.save(step, state, {"loss": float(loss)}, force=step == num_steps)
+    >>> ckpt.close()
+  """
+
+  def __init__(self, directory: PathLike, *, save_every: int = 1, max_to_keep: int = 2,
+               async_save: bool = True):
+    """Opens (creating it if needed) a directory of training checkpoints.
+
+    Args:
+      directory: where the step directories live (made absolute).
+      save_every: :meth:`save` only writes steps that are multiples of this (unless
+        forced).
+      max_to_keep: how many of the most recent steps are kept.
+      async_save: write in a background thread (call :meth:`wait_until_finished`).
+
+    Raises:
+      CheckpointError: ``save_every`` or ``max_to_keep`` is below 1.
+    """
+    if save_every < 1 or max_to_keep < 1:
+      raise CheckpointError(
+          f"save_every={save_every} and max_to_keep={max_to_keep} must both be >= 1")
+    self.directory = _abs(directory)
+    # Orbax's default policy (from save_interval_steps) also saves the first step of a
+    # fresh run whatever its number; an explicit policy keeps "multiples of save_every"
+    # exact (plus saves on a preemption signal).
+    policy = save_policy_lib.AnySavePolicy([
+        save_policy_lib.FixedIntervalPolicy(save_every),
+        save_policy_lib.PreemptionCheckpointingPolicy(),
+    ])
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        save_decision_policy=policy,
+        create=True,
+        cleanup_tmp_directories=True,
+        enable_async_checkpointing=async_save,
+    )
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=options,
+        item_handlers={_STATE: ocp.StandardCheckpointHandler(),
+                       _META: ocp.JsonCheckpointHandler()},
+    )
+
+  def save(self, step: int, state: PyTree, metadata: Mapping[str, Any] | None = None, *,
+           force: bool = False) -> bool:
+    """Saves ``state`` at ``step`` if it is a multiple of ``save_every`` (or ``force``).
+
+    Args:
+      step: the training step (non-negative, increasing).
+      state: any pytree of arrays (jax/numpy arrays, scalars, typed PRNG keys).
+      metadata: a JSON-able dict stored alongside (e.g. the config, the epoch, a loss).
+      force: save even if ``step`` is not a multiple of ``save_every``.
+
+    Returns:
+      Whether a checkpoint was started.
+
+    Raises:
+      CheckpointError: ``metadata`` is not JSON-serialisable or ``step`` was already
+        saved.
+    """
+    meta = {"format": TRAIN_FORMAT, "version": TRAIN_VERSION, "step": int(step),
+            "metadata": _to_json(dict(metadata or {}), "metadata")}
+    if int(step) in self._manager.all_steps():
+      raise CheckpointError(f"{self.directory}: step {step} is already saved; resume from it "
+                            "or write to a new directory")
+    return self._manager.save(int(step), args=ocp.args.Composite(**{
+        _STATE: ocp.args.StandardSave(state),
+        _META: ocp.args.JsonSave(meta),
+    }), force=force)
+
+  def should_save(self, step: int) -> bool:
+    """Whether :meth:`save` would write ``step`` (without ``force``)."""
+    return self._manager.should_save(int(step))
+
+  def latest_step(self) -> int | None:
+    """The most recent complete step, or None if there is none."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """All complete steps, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def restore(self, step: int | None, abstract_state: PyTree) -> TrainCheckpoint:
+    """Restores a step into the structure of ``abstract_state``.
+
+    Args:
+      step: the step to restore; None for the latest.
+      abstract_state: the state's structure: a pytree of ``jax.ShapeDtypeStruct`` (e.g.
+        ``jax.eval_shape(init_fn, ...)``; give them shardings to place the arrays) or of
+        concrete arrays. Leaves without a sharding are put on the default device.
+
+    Returns:
+      The step, the state and its JSON metadata.
+
+    Raises:
+      CheckpointError: there is no such step, its state does not match ``abstract_state``
+        (structure or shapes), or it is corrupt.
+    """
+    steps = self.all_steps()
+    if step is None:
+      if not steps:
+        raise CheckpointError(f"{self.directory}: no complete training checkpoint to resume "
+                              "from; start without resuming")
+      step = steps[-1]
+    if int(step) not in steps:
+      raise CheckpointError(f"{self.directory}: no checkpoint for step {step} (have "
+                            f"{steps or 'none'}); pick one of those")
+    step = int(step)
+    target = _abstract(abstract_state)
+    _silence_stray_tensorstore_callbacks()
+    try:
+      stored = self._manager.item_metadata(step)[_STATE].tree
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
+                            f"({_one_line(e)}); restore an earlier step") from None
+    problem = _tree_mismatch(stored, target)
+    if problem:
+      raise CheckpointError(f"{self.directory}: step {step} does not match the train state: "
+                            f"{problem}; resume with the same model and optimizer")
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{
+          _STATE: ocp.args.StandardRestore(target),
+          _META: ocp.args.JsonRestore(),
+      }))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
+                            f"({_one_line(e)}); restore an earlier step") from None
+    meta = restored[_META]
+    if not isinstance(meta, dict) or meta.get("format") != TRAIN_FORMAT:
+      raise CheckpointError(f"{self.directory}: step {step} is not a mnemonic-jax training "
+                            "checkpoint; point at a directory written by TrainCheckpointer")
+    if meta.get("version") != TRAIN_VERSION:
+      raise CheckpointError(
+          f"{self.directory}: step {step} has training-checkpoint version "
+          f"{meta.get('version')!r}, this mnemonic_jax reads {TRAIN_VERSION}")
+    return TrainCheckpoint(step, restored[_STATE], dict(meta.get("metadata") or {}))
+
+  def wait_until_finished(self) -> None:
+    """Blocks until pending asynchronous saves are complete on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager's resources."""
+    self._manager.close()
+
+  def __enter__(self) -> "TrainCheckpointer":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "CheckpointError",
+    "TrainCheckpoint",
+    "TrainCheckpointer",
+    "abstract_variables",
+    "import_params",
+    "load_bundle",
+    "quiet_orbax_logging",
+    "save_bundle",
+]
