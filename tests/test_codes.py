@@ -1,0 +1,44 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+
+
+def test_codes_shape_and_range():
+  codes = mj.generate_codes(jax.random.key(0), 5, (4, 4, 3))
+  chex.assert_shape(codes, (5, 4, 4, 3))
+  assert float(codes.min()) >= 0.0 and float(codes.max()) < 1.0
+
+
+def test_codes_deterministic_per_key_and_independent_of_num_classes():
+  key = jax.random.key(7)
+  a = mj.generate_codes(key, 10, (6, 6, 1))
+  chex.assert_trees_all_equal(a, mj.generate_codes(key, 10, (6, 6, 1)))
+  chex.assert_trees_all_equal(a[:3], mj.generate_codes(key, 3, (6, 6, 1)))
+  other = mj.generate_codes(jax.random.key(8), 10, (6, 6, 1))
+  assert not np.allclose(a, other)
+  assert not np.allclose(a[0], a[1])  # Classes get different codes.
+
+
+def test_normal_codes():
+  codes = mj.generate_codes(jax.random.key(0), 4, (32, 32, 3), distribution="normal")
+  assert abs(float(codes.mean())) < 0.05 and abs(float(codes.std()) - 1.0) < 0.05
+  with pytest.raises(ValueError, match="distribution"):
+    mj.generate_codes(jax.random.key(0), 4, (2,), distribution="cauchy")
+
+
+@pytest.mark.parametrize("t_mix", [0.0, 0.1, 0.3, 1.0])
+def test_mixing_rate_within_binomial_tolerance(t_mix):
+  n = 20000
+  codes = mj.generate_codes(jax.random.key(0), 10, (3,))
+  images = -jnp.ones((n, 3))
+  labels = jnp.arange(n) % 10
+  mixed, replaced = jax.jit(mj.mix_codes)(jax.random.key(1), images, labels, codes, t_mix)
+  sigma = np.sqrt(t_mix * (1 - t_mix) / n)
+  assert abs(float(replaced.mean()) - t_mix) <= 5 * sigma + 1e-9
+  # Replaced examples hold their label's code; the others are untouched.
+  np.testing.assert_array_equal(mixed[replaced], codes[labels[replaced]])
+  np.testing.assert_array_equal(mixed[~replaced], images[~replaced])

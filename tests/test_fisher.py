@@ -1,0 +1,132 @@
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax import parallel
+
+
+def softmax_regression_data(n=12, d=5, c=4, seed=0):
+  kx, kw, kb = jax.random.split(jax.random.key(seed), 3)
+  x = jax.random.normal(kx, (n, d))
+  y = jnp.arange(n) % c
+  params = {"W": jax.random.normal(kw, (d, c)), "b": jax.random.normal(kb, (c,))}
+  return x, y, params
+
+
+def linear_apply(params, x):
+  return x @ params["W"] + params["b"]
+
+
+def closed_form_fisher(params, x, y):
+  """Per-example gradient of CE w.r.t. W is outer(x, softmax - onehot); w.r.t. b the residual."""
+  residual = jax.nn.softmax(linear_apply(params, x)) - jax.nn.one_hot(y, params["b"].shape[0])
+  return {"W": jnp.mean(jnp.einsum("ni,nj->nij", x, residual) ** 2, axis=0),
+          "b": jnp.mean(residual**2, axis=0)}
+
+
+def test_softmax_regression_fisher_matches_closed_form():
+  x, y, params = softmax_regression_data()
+  got = mj.fisher_diagonal(linear_apply, params, x, y)
+  chex.assert_trees_all_close(got, closed_form_fisher(params, x, y), rtol=1e-5, atol=1e-7)
+
+
+def test_factorized_dense_path_matches_closed_form():
+  x, y, params = softmax_regression_data()
+  model = nn.Dense(4)
+  flax_params = {"kernel": params["W"], "bias": params["b"]}
+  apply_fn = lambda p, x: model.apply({"params": p}, x)
+  want = closed_form_fisher(params, x, y)
+  want = {"kernel": want["W"], "bias": want["b"]}
+  assert fisher_lib.dense_taps_cover(apply_fn, flax_params, x)  # A bare root Dense works too.
+  chex.assert_trees_all_close(
+      mj.fisher_diagonal(apply_fn, flax_params, x, y, method="factorized"), want,
+      rtol=1e-5, atol=1e-7)
+  mlp = mj.create_model("mlp", 4, hidden=(), activation="relu")
+  mlp_params = {"Dense_0": flax_params}
+  apply_fn = mj.inference_apply_fn(mlp, {})
+  assert fisher_lib.dense_taps_cover(apply_fn, mlp_params, x)
+  got = mj.fisher_diagonal(apply_fn, mlp_params, x, y, method="factorized")
+  chex.assert_trees_all_close(got["Dense_0"], want, rtol=1e-5, atol=1e-7)
+
+
+def small_mlp(seed=0, n=10):
+  model = mj.create_model("mlp", 10, hidden=(16, 8))
+  codes = mj.generate_codes(jax.random.key(seed), n, (4, 4, 1))
+  params = model.init(jax.random.key(seed + 1), codes)["params"]
+  return mj.inference_apply_fn(model, {}), params, codes, jnp.arange(n) % 10
+
+
+def test_vmap_equals_python_loop_of_grad():
+  apply_fn, params, x, y = small_mlp()
+  loss = lambda p, xi, yi: mj.cross_entropy(apply_fn(p, xi[None]), yi[None])[0]
+  squares = [jax.tree.map(jnp.square, jax.grad(loss)(params, x[i], y[i])) for i in range(len(y))]
+  want = jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), axis=0), *squares)
+  got = mj.fisher_diagonal(apply_fn, params, x, y, method="vmap")
+  chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-8)
+  chex.assert_trees_all_close(
+      mj.fisher_diagonal(apply_fn, params, x, y, method="factorized"), want, rtol=1e-4, atol=1e-8)
+
+
+@pytest.mark.parametrize("method", ["vmap", "factorized"])
+@pytest.mark.parametrize("microbatch_size", [1, 3, 4, 10, 64])
+def test_microbatched_equals_unbatched(method, microbatch_size):
+  apply_fn, params, x, y = small_mlp()
+  full = mj.fisher_diagonal(apply_fn, params, x, y, method=method)
+  chunked = mj.fisher_diagonal(apply_fn, params, x, y, microbatch_size, method=method)
+  chex.assert_trees_all_close(chunked, full, rtol=1e-5, atol=1e-9)
+
+
+def test_resnet_uses_vmap_and_bn_stats_are_not_scored():
+  model = mj.create_model("resnet18_cifar", 3, width=4)
+  codes = mj.generate_codes(jax.random.key(0), 3, (8, 8, 3))
+  variables = model.init(jax.random.key(1), codes)
+  apply_fn = mj.inference_apply_fn(model, variables["batch_stats"])
+  assert not fisher_lib.dense_taps_cover(apply_fn, variables["params"], codes)
+  f = mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), 2)
+  chex.assert_trees_all_equal_shapes(f, variables["params"])
+  chex.assert_tree_all_finite(f)
+  with pytest.raises(ValueError, match="factorized"):
+    mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), method="factorized")
+
+
+def test_class_fishers_are_means_over_class_subsets():
+  apply_fn, params, codes, _ = small_mlp()
+  f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, forget=[2, 7])
+  labels = jnp.arange(10)
+  one = lambda c: mj.fisher_diagonal(apply_fn, params, codes[c:c + 1], labels[c:c + 1])
+  per_class = [one(c) for c in range(10)]
+  mean = lambda cs: jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), 0), *[per_class[c] for c in cs])
+  chex.assert_trees_all_close(f_forget, mean([2, 7]), rtol=1e-5, atol=1e-9)
+  chex.assert_trees_all_close(f_remain, mean([0, 1, 3, 4, 5, 6, 8, 9]), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("classes, message", [
+    ([], "no class"), ([3, 3], "duplicated"), ([10], "out of range"), ([-1], "out of range"),
+    (list(range(10)), "every class")])
+def test_bad_classes(classes, message):
+  apply_fn, params, codes, _ = small_mlp()
+  with pytest.raises(ValueError, match=message):
+    mj.class_fishers(apply_fn, params, codes, forget=classes)
+
+
+def test_codes_that_do_not_fit_the_model():
+  apply_fn, params, _, _ = small_mlp()
+  wrong = mj.generate_codes(jax.random.key(0), 10, (5, 5, 1))
+  with pytest.raises(ValueError, match=r"\(5, 5, 1\) do not fit the model"):
+    mj.class_fishers(apply_fn, params, wrong, forget=[0])
+
+
+def test_sharded_fisher_equals_single_device():
+  assert jax.device_count() == 8
+  mesh = parallel.make_mesh()
+  for method in ("vmap", "factorized"):
+    apply_fn, params, x, y = small_mlp(n=12)
+    single = mj.fisher_diagonal(apply_fn, params, x, y, 4, method=method)
+    sharded = jax.jit(lambda p, x, y: mj.fisher_diagonal(
+        apply_fn, p, x, y, 4, method=method, mesh=mesh))(params, x, y)
+    chex.assert_trees_all_close(sharded, single, rtol=1e-5, atol=1e-9)
