@@ -1,0 +1,172 @@
+"""The stages of the data flow, bundle in and bundle out: train, forget, evaluate.
+
+``config -> dataset -> train with codes -> Bundle -> forget -> Bundle -> evaluate``. The
+command line and the experiment runner are thin layers over these functions.
+"""
+
+import dataclasses
+import pathlib
+from typing import Any, Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax import checkpointing, codes as codes_lib, forgetting, metrics, training
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.data import DatasetError, load_dataset
+from mnemonic_jax.models import create_model
+
+TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
+
+
+def fit_config(config: Mapping[str, Any]) -> training.FitConfig:
+  """The :class:`FitConfig` fields of an experiment config."""
+  return training.FitConfig(**{k: config[k] for k in TRAIN_FIELDS if k in config})
+
+
+def to_plain(config: Any) -> dict[str, Any]:
+  """An ml_collections ConfigDict (or mapping) as a JSON-able dict."""
+  if hasattr(config, "to_dict"):
+    config = config.to_dict()
+  return {k: to_plain(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
+          for k, v in dict(config).items()}
+
+
+def prepare_images(images: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
+  """Zero-pads images centrally up to the model's input size (e.g. 28x28 into 32x32).
+
+  Raises:
+    DatasetError: the images cannot be made to fit ``input_shape``.
+  """
+  h, w, c = images.shape[1:]
+  th, tw, tc = input_shape
+  if c != tc or h > th or w > tw:
+    raise DatasetError(
+        f"images of shape {(h, w, c)} do not fit a model with input shape {tuple(input_shape)}; "
+        "evaluate on the dataset the model was trained on")
+  if (h, w) == (th, tw):
+    return images
+  top, left = (th - h) // 2, (tw - w) // 2
+  return np.pad(images, ((0, 0), (top, th - h - top), (left, tw - w - left), (0, 0)))
+
+
+def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: bool = True,
+          mesh=None) -> Bundle:
+  """Trains a model with mnemonic codes from an experiment config; resumable.
+
+  The run saves its state to ``workdir/train`` every ``config.checkpoint_every`` steps
+  and, run again with the same config and workdir, continues from the last complete save:
+  the final parameters equal those of an uninterrupted run. The finished bundle is saved
+  to ``workdir/bundle``.
+
+  Args:
+    config: experiment config (see ``experiments/configs``): ``seed``, ``dataset``,
+      ``model``, ``model_kwargs``, ``code_distribution``, ``pad_to``,
+      ``checkpoint_every`` and the :class:`FitConfig` fields.
+    workdir: run directory.
+    progress: show a progress bar.
+    mesh: optional device mesh.
+
+  Returns:
+    The trained bundle.
+  """
+  workdir = pathlib.Path(workdir).absolute()
+  ds = load_dataset(config["dataset"], "train", data_dir=config.get("data_dir"))
+  info = ds.info
+  shape = tuple(info.shape)
+  if config.get("pad_to"):
+    shape = (config["pad_to"], config["pad_to"], shape[-1])
+  images = prepare_images(ds.images, shape)
+  root = jax.random.key(config["seed"])
+  code_key, train_key = jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
+  codes = codes_lib.generate_codes(
+      code_key, info.num_classes, shape, distribution=config.get("code_distribution", "uniform"))
+  model_kwargs = to_plain(config.get("model_kwargs", {}))
+  model = create_model(config["model"], info.num_classes, **model_kwargs)
+  fit_cfg = fit_config(config)
+
+  ckpt = checkpointing.TrainCheckpointer(
+      workdir / "train", save_every=config.get("checkpoint_every", 500))
+  state = None
+  if ckpt.latest_step() is not None:
+    abstract = jax.eval_shape(lambda: _initial_state(model, shape, fit_cfg, len(images), train_key))
+    state = ckpt.restore(None, abstract).state
+  total = fit_cfg.epochs * training.steps_per_epoch(len(images), fit_cfg.batch_size)
+
+  def save(state, step_metrics):
+    step = int(state.step)
+    ckpt.save(step, state, {k: float(v) for k, v in step_metrics.items()}, force=step == total)
+
+  state, _ = training.fit(
+      model, images, ds.labels, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
+      mesh=mesh, state=state, on_step=save, progress=progress)
+  ckpt.wait_until_finished()
+  ckpt.close()
+  bundle = Bundle(
+      model_name=config["model"], model_kwargs=model_kwargs, params=state.params,
+      batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
+      input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
+      class_names=tuple(info.class_names), dataset=config["dataset"], config=to_plain(config))
+  checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
+  return bundle
+
+
+def _initial_state(model, shape, fit_cfg, num_examples, key):
+  """The state :func:`training.fit` starts from (for restoring into its shapes)."""
+  optimizer = training.make_optimizer(
+      fit_cfg.learning_rate, momentum=fit_cfg.momentum, weight_decay=fit_cfg.weight_decay,
+      schedule=fit_cfg.schedule,
+      total_steps=fit_cfg.epochs * training.steps_per_epoch(num_examples, fit_cfg.batch_size))
+  init_key = jax.random.split(key, 3)[0]
+  return training.create_train_state(init_key, model, shape, optimizer)
+
+
+def forget(bundle: Bundle, classes: Sequence[int], lambda1: float, lambda2: float, *,
+           microbatch_size: int | None = None) -> tuple[Bundle, forgetting.ForgetReport]:
+  """Forgets ``classes`` from a bundle, data-free; the request is appended to its history."""
+  params, report = forgetting.forget(
+      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, lambda1, lambda2,
+      microbatch_size=microbatch_size)
+  return bundle.replace(params=params, history=bundle.history + (report.to_dict(),)), report
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+  """Accuracy of a bundle on a labelled dataset.
+
+  Attributes:
+    per_class: accuracy (%) of each class.
+    accuracy: accuracy (%) over all examples.
+    A_R: accuracy (%) over examples of the remaining classes.
+    E_F: 100 - accuracy (%) over examples of forgotten classes (NaN if none forgotten).
+    logits: the model's outputs, ``(N, C)``.
+    labels: the true labels.
+  """
+
+  per_class: np.ndarray
+  accuracy: float
+  A_R: float
+  E_F: float
+  logits: np.ndarray
+  labels: np.ndarray
+
+
+def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
+            progress: bool = False) -> np.ndarray:
+  """Logits of a bundle's model on uint8 images (padded to its input shape if needed)."""
+  images = prepare_images(images, bundle.input_shape)
+  fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std)
+  return metrics.predict_in_batches(
+      lambda x: fn(bundle.params, bundle.batch_stats, x), images, batch_size, progress=progress)
+
+
+def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
+             forgotten: Sequence[int] | None = None, progress: bool = False) -> Evaluation:
+  """Per-class accuracy, A_R and E_F of a bundle (forgotten classes from its history)."""
+  logits = predict(bundle, images, progress=progress)
+  forgotten = bundle.forgotten_classes if forgotten is None else forgotten
+  summary = metrics.forgetting_metrics(logits, labels, forgotten)
+  return Evaluation(
+      per_class=metrics.per_class_accuracy(logits, labels, bundle.num_classes),
+      logits=logits, labels=labels, **summary)
