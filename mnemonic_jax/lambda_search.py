@@ -1,0 +1,349 @@
+"""Data-free choice of the forgetting step bounds ``lambda1``, ``lambda2`` (``"auto"``).
+
+The paper hand-picks ``(lambda1, lambda2)`` per dataset, and a fixed pair is not equally
+reliable on every class, seed and architecture. This module chooses them from the
+mnemonic codes alone, never real data:
+
+1. The class Fishers ``f_F``, ``f_R`` and ``eta = f_F / f_R`` are computed **once**.
+2. Every pair of a log grid, with both signs, gives a candidate
+   ``params +/- alpha(lambda1, lambda2) * eta`` (paper, eqs. 5-7); all candidates are
+   scored on the codes in one jitted ``lax.map`` (vectorised in chunks).
+3. :class:`Rule` picks the candidate with the **smallest perturbation** that
+
+   * pushes every forgotten code's logit margin (own logit minus the best other) to
+     ``<= -margin``;
+   * keeps every remaining code that was classified right before still right;
+   * keeps the smallest remaining-code margin at ``>= guard`` times its value before.
+
+   The size of a perturbation is its L2 norm ``||alpha * eta||``. Since ``alpha`` grows
+   with both lambdas, this order agrees with "smaller lambdas" wherever two pairs are
+   comparable, and breaks the ties the 2-D grid leaves.
+
+Why margins and not the paper's accuracy-on-codes criterion: the criterion saturates
+(every candidate misclassifying the forgotten codes scores the same), while the margin of
+a forgotten code still says how firmly it is forgotten, which tracks forgetting on real
+data; the remaining codes' margin says how much the rest was disturbed.
+
+If no candidate meets the rule, the fallback is the candidate that keeps the remaining
+codes as the rule asks and has the lowest forgotten-code margin (and, if none keeps
+them, the best paper criterion, then the lowest forgotten margin); ``details["met"]``
+is then ``False``.
+
+Example:
+  >>> lambda1, lambda2, details = select_lambdas(apply_fn, params, codes, [3])
+  >>> new_params, report = forget_auto(apply_fn, params, codes, [3])
+"""
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax import forgetting
+
+PyTree = Any
+
+#: Default grid: 3 points per decade, ``lambda1`` in [1e-7, 1], ``lambda2`` in [1e-3, 1e5].
+LAMBDA1_GRID = tuple(float(v) for v in np.logspace(-7, 0, 22))
+LAMBDA2_GRID = tuple(float(v) for v in np.logspace(-3, 5, 25))
+
+
+@dataclasses.dataclass(frozen=True)
+class Rule:
+  """How :func:`select_lambdas` picks a candidate from the codes' scores.
+
+  Attributes:
+    margin: every forgotten code's margin must reach ``<= -margin``.
+    guard: the smallest remaining-code margin must stay ``>= guard *`` its value before
+      forgetting (``0`` only asks that it stays positive; ignored if it was not positive).
+    order: ``"size"`` (L2 norm of the move, the default), ``"max"`` (largest single
+      parameter move) or ``"lambdas"`` (lexicographic ``(lambda1, lambda2)``).
+  """
+
+  margin: float = 10.0
+  guard: float = 0.5
+  order: str = "size"
+
+  def __post_init__(self):
+    if not self.margin >= 0:
+      raise ValueError(f"margin must be >= 0, got {self.margin}")
+    if not 0 <= self.guard <= 1:
+      raise ValueError(f"guard must be in [0, 1], got {self.guard}")
+    if self.order not in ("size", "max", "lambdas"):
+      raise ValueError(f"unknown order {self.order!r}; use 'size', 'max' or 'lambdas'")
+
+
+DEFAULT_RULE = Rule()
+
+
+@chex.dataclass(frozen=True)
+class GridScores:
+  """Code scores of every candidate of a grid (host numpy arrays, one entry per candidate).
+
+  Attributes:
+    lambda1, lambda2: the pair of each candidate.
+    sign: +1 for ``params + delta``, -1 for ``params - delta``.
+    forget_accuracy, remain_accuracy, forget_margin, remain_margin: as in
+      :class:`mnemonic_jax.forgetting.CodeScores`.
+    size: ``||delta||_2`` over all parameters.
+    max_move: ``max |delta|`` over all parameters.
+    before: :class:`CodeScores` of the unmodified parameters.
+  """
+
+  lambda1: np.ndarray
+  lambda2: np.ndarray
+  sign: np.ndarray
+  forget_accuracy: np.ndarray
+  remain_accuracy: np.ndarray
+  forget_margin: np.ndarray
+  remain_margin: np.ndarray
+  size: np.ndarray
+  max_move: np.ndarray
+  before: forgetting.CodeScores
+
+
+def _grid_arrays(grid1: Sequence[float], grid2: Sequence[float]):
+  grid1 = np.asarray(grid1, np.float64).ravel()
+  grid2 = np.asarray(grid2, np.float64).ravel()
+  if grid1.size == 0 or grid2.size == 0:
+    raise ValueError("the lambda grids must not be empty")
+  if not (np.all(grid1 > 0) and np.all(grid2 > 0) and np.all(np.isfinite(grid1))
+          and np.all(np.isfinite(grid2))):
+    raise ValueError("every lambda on the grid must be positive and finite")
+  l1, l2, sign = np.meshgrid(grid1, grid2, np.array([1.0, -1.0]), indexing="ij")
+  return l1.ravel(), l2.ravel(), sign.ravel()
+
+
+def _default_chunk(params: PyTree, budget_bytes: int = 2**28) -> int:
+  """Candidates vectorised at once so that their parameter copies fit ``budget_bytes``."""
+  nbytes = sum(4 * int(np.prod(p.shape)) for p in jax.tree.leaves(params))
+  return int(max(1, min(256, budget_bytes // max(nbytes, 1))))
+
+
+def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
+                 method: str = "auto", mesh: Mesh | None = None):
+  """``fn(params, codes, in_forget, l1, l2, sign) -> (eta, before, scores, size, max_move)``.
+
+  Jittable; the Fishers are computed once and every candidate ``(l1[i], l2[i], sign[i])``
+  is scored on the codes with ``lax.map`` in vectorised chunks of ``chunk``.
+  """
+
+  def fn(params, codes, in_forget, l1, l2, sign):
+    f_forget, f_remain = fisher_lib.masked_class_fishers(
+        apply_fn, params, codes, in_forget, microbatch_size=microbatch_size,
+        method=method, mesh=mesh)
+    eta = forgetting.fisher_ratio(f_forget, f_remain)
+    eta_sq = jax.tree.map(lambda e: jnp.sum(jnp.square(e)), eta)
+    eta_max = jax.tree.map(lambda e: jnp.max(e, initial=0.0), eta)
+    before = forgetting.code_scores(apply_fn, params, codes, in_forget)
+
+    def one(args):
+      a1, a2, s = args
+      alpha = forgetting.step_sizes(eta, a1, a2)
+      candidate = jax.tree.map(lambda p, a, e: p + s * a * e, params, alpha, eta)
+      scores = forgetting.code_scores(apply_fn, candidate, codes, in_forget)
+      size = jnp.sqrt(sum(jax.tree.leaves(jax.tree.map(lambda a, q: a * a * q, alpha, eta_sq))))
+      max_move = jnp.max(jnp.stack(jax.tree.leaves(
+          jax.tree.map(lambda a, m: a * m, alpha, eta_max))))
+      return scores, size, max_move
+
+    scores, size, max_move = jax.lax.map(one, (l1, l2, sign), batch_size=chunk)
+    return eta, before, scores, size, max_move
+
+  return fn
+
+
+def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
+  """Index of the candidate ``rule`` picks from ``grid``, and whether it met the rule.
+
+  Pure numpy, so one grid can be re-judged under several rules.
+  """
+  before_ok = float(grid.before.remain_margin) > 0
+  keeps = grid.remain_accuracy >= float(grid.before.remain_accuracy) - 1e-6
+  if before_ok:
+    keeps &= grid.remain_margin >= rule.guard * float(grid.before.remain_margin)
+  forgets = grid.forget_margin <= -rule.margin
+  finite = np.isfinite(grid.forget_margin) & np.isfinite(grid.remain_margin)
+  met = keeps & forgets & finite
+  if rule.order == "size":
+    key = (grid.size, grid.forget_margin)
+  elif rule.order == "max":
+    key = (grid.max_move, grid.forget_margin)
+  else:
+    key = (grid.lambda1, grid.lambda2, grid.forget_margin)
+  if met.any():
+    idx = np.flatnonzero(met)
+    # np.lexsort sorts by its last key first.
+    return int(idx[np.lexsort(tuple(k[idx] for k in reversed(key)))[0]]), True
+  pool = np.flatnonzero(keeps & finite)
+  if pool.size:
+    return int(pool[np.lexsort((grid.size[pool], grid.forget_margin[pool]))[0]]), False
+  criterion = 1.0 - grid.forget_accuracy + grid.remain_accuracy
+  margin = np.where(np.isfinite(grid.forget_margin), grid.forget_margin, np.inf)
+  return int(np.lexsort((grid.size, margin, -criterion))[0]), False
+
+
+def _prepare(apply_fn, params, codes, forget):
+  codes = jnp.asarray(codes)
+  num_classes = codes.shape[0]
+  classes = fisher_lib.validate_classes(forget, num_classes)
+  fisher_lib.check_input_shape(apply_fn, params, codes)
+  logits = jax.eval_shape(apply_fn, params, codes)
+  if logits.shape[-1] != num_classes:
+    raise ValueError(
+        f"the model has {logits.shape[-1]} outputs but there are {num_classes} codes; "
+        "codes must be one per class")
+  in_forget = jnp.zeros(num_classes, bool).at[jnp.asarray(classes)].set(True)
+  return codes, classes, in_forget
+
+
+def select_lambdas(
+    apply_fn,
+    params: PyTree,
+    codes: chex.Array,
+    forget: Sequence[int],
+    *,
+    grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
+    rule: Rule = DEFAULT_RULE,
+    chunk: int | None = None,
+    microbatch_size: int | None = None,
+    method: str = "auto",
+    mesh: Mesh | None = None,
+) -> tuple[float, float, dict[str, Any]]:
+  """Chooses ``(lambda1, lambda2)`` for forgetting ``forget``, from the codes alone.
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
+    params: trained parameters.
+    codes: ``(C, *input_shape)`` mnemonic codes the model was trained with.
+    forget: class ids to forget.
+    grid: ``(lambda1 values, lambda2 values)``; every pair is tried with both signs.
+    rule: how to choose (see :class:`Rule` and the module docstring).
+    chunk: candidates scored at once (vectorised); by default as many as fit 256 MiB of
+      parameter copies.
+    microbatch_size, method, mesh: passed to the Fisher.
+
+  Returns:
+    ``(lambda1, lambda2, details)``. ``details`` holds ``index`` and ``sign`` of the chosen
+    candidate, ``met`` (whether it met the rule), ``rule``, ``grid`` (a
+    :class:`GridScores` of every candidate), ``eta`` (the Fisher ratio), ``before``
+    (code scores of ``params``), ``seconds`` and ``compile_seconds`` of the search.
+
+  Raises:
+    ValueError: bad classes, codes that do not fit the model, or a bad grid.
+  """
+  codes, classes, in_forget = _prepare(apply_fn, params, codes, forget)
+  l1, l2, sign = _grid_arrays(*grid)
+  chunk = _default_chunk(params) if chunk is None else max(1, int(chunk))
+  fn = make_grid_fn(apply_fn, chunk=min(chunk, l1.size), microbatch_size=microbatch_size,
+                    method=method, mesh=mesh)
+  args = (params, codes, in_forget, jnp.asarray(l1, jnp.float32),
+          jnp.asarray(l2, jnp.float32), jnp.asarray(sign, jnp.float32))
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  eta, before, scores, size, max_move = jax.block_until_ready(compiled(*args))
+  host = lambda v: np.asarray(v, np.float64)
+  grid_scores = GridScores(
+      lambda1=l1, lambda2=l2, sign=sign.astype(np.int64),
+      forget_accuracy=host(scores.forget_accuracy), remain_accuracy=host(scores.remain_accuracy),
+      forget_margin=host(scores.forget_margin), remain_margin=host(scores.remain_margin),
+      size=host(size), max_move=host(max_move), before=before)
+  index, met = select(grid_scores, rule)
+  seconds = time.perf_counter() - start
+  details = {
+      "index": index, "sign": int(sign[index]), "met": met, "rule": rule,
+      "grid": grid_scores, "eta": eta, "before": before, "classes": classes,
+      "seconds": seconds, "compile_seconds": compile_seconds,
+  }
+  return float(l1[index]), float(l2[index]), details
+
+
+def summary(details: dict[str, Any]) -> dict[str, Any]:
+  """A JSON-able summary of :func:`select_lambdas`' details (for reports and history)."""
+  g, i = details["grid"], details["index"]
+  return {
+      "lambda1": float(g.lambda1[i]), "lambda2": float(g.lambda2[i]), "sign": int(g.sign[i]),
+      "met": bool(details["met"]), "rule": dataclasses.asdict(details["rule"]),
+      "forget_margin": float(g.forget_margin[i]), "remain_margin": float(g.remain_margin[i]),
+      "remain_margin_before": float(details["before"].remain_margin),
+      "forget_margin_before": float(details["before"].forget_margin),
+      "size": float(g.size[i]), "max_move": float(g.max_move[i]),
+      "candidates": int(g.lambda1.size), "search_seconds": float(details["seconds"]),
+      "search_compile_seconds": float(details["compile_seconds"]),
+  }
+
+
+def forget_auto(
+    apply_fn,
+    params: PyTree,
+    codes: chex.Array,
+    forget: Sequence[int],
+    *,
+    grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
+    rule: Rule = DEFAULT_RULE,
+    chunk: int | None = None,
+    microbatch_size: int | None = None,
+    method: str = "auto",
+    mesh: Mesh | None = None,
+    return_details: bool = False,
+):
+  """:func:`mnemonic_jax.forgetting.forget` with ``(lambda1, lambda2)`` from :func:`select_lambdas`.
+
+  The kept candidate is the one the search chose, sign included (it may differ from the
+  sign the paper's criterion would pick at the same lambdas: the rule looks at margins).
+
+  Args:
+    apply_fn, params, codes, forget: as in :func:`mnemonic_jax.forgetting.forget`.
+    grid, rule, chunk, microbatch_size, method, mesh: as in :func:`select_lambdas`.
+
+    return_details: also return the search's ``details``.
+
+  Returns:
+    ``(new_params, report)``, as :func:`mnemonic_jax.forgetting.forget` returns them:
+    ``report`` is a :class:`ForgetReport` whose ``lambda1``, ``lambda2`` and ``sign`` are
+    the chosen ones and whose ``seconds`` and ``compile_seconds`` cover the whole
+    search. With ``return_details``, ``(new_params, report, details)`` with ``details``
+    as from :func:`select_lambdas`.
+
+  Example:
+    >>> new_params, report = forget_auto(apply_fn, params, codes, [3])
+    >>> report.lambda1, report.lambda2
+  """
+  lambda1, lambda2, details = select_lambdas(
+      apply_fn, params, codes, forget, grid=grid, rule=rule, chunk=chunk,
+      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  codes, classes, in_forget = _prepare(apply_fn, params, codes, forget)
+
+  def apply(params, codes, in_forget, eta, lambdas):
+    alpha = forgetting.step_sizes(eta, *lambdas)
+    delta = jax.tree.map(jnp.multiply, alpha, eta)
+    plus = jax.tree.map(jnp.add, params, delta)
+    minus = jax.tree.map(jnp.subtract, params, delta)
+    return (alpha, plus, minus, forgetting.code_scores(apply_fn, plus, codes, in_forget),
+            forgetting.code_scores(apply_fn, minus, codes, in_forget))
+
+  args = (params, codes, in_forget, details["eta"],
+          (jnp.float32(lambda1), jnp.float32(lambda2)))
+  start = time.perf_counter()
+  compiled = jax.jit(apply).lower(*args).compile()
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  alpha, plus, minus, s_plus, s_minus = jax.block_until_ready(compiled(*args))
+  seconds = time.perf_counter() - start
+  take_plus = details["sign"] > 0
+  report = forgetting.ForgetReport(
+      classes=classes, lambda1=lambda1, lambda2=lambda2, sign=details["sign"],
+      alpha=jax.tree.map(float, alpha), before=details["before"],
+      after=s_plus if take_plus else s_minus, rejected=s_minus if take_plus else s_plus,
+      seconds=seconds + details["seconds"],
+      compile_seconds=compile_seconds + details["compile_seconds"])
+  new_params = plus if take_plus else minus
+  return (new_params, report, details) if return_details else (new_params, report)

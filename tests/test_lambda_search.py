@@ -1,0 +1,187 @@
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import mnemonic_jax as mj
+from mnemonic_jax import forgetting
+from mnemonic_jax import lambda_search as ls
+
+NUM_CLASSES = 5
+GRID = (tuple(np.logspace(-5, 0, 6)), tuple(np.logspace(-2, 4, 7)))
+
+
+@pytest.fixture(scope="module")
+def trained():
+  """A tiny MLP trained on its codes only, so every code is classified right."""
+  model = mj.create_model("mlp", NUM_CLASSES, hidden=(32,))
+  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
+  params = model.init(jax.random.key(1), codes)["params"]
+  apply_fn = mj.inference_apply_fn(model, {})
+  labels = jnp.arange(NUM_CLASSES)
+  opt = optax.adam(1e-2)
+
+  @jax.jit
+  def step(params, state):
+    loss = lambda p: jnp.mean(mj.cross_entropy(apply_fn(p, codes), labels))
+    updates, state = opt.update(jax.grad(loss)(params), state)
+    return optax.apply_updates(params, updates), state
+
+  state = opt.init(params)
+  for _ in range(300):
+    params, state = step(params, state)
+  assert (jnp.argmax(apply_fn(params, codes), -1) == labels).all()
+  return apply_fn, params, codes
+
+
+def in_forget_mask(classes):
+  return jnp.zeros(NUM_CLASSES, bool).at[jnp.asarray(classes)].set(True)
+
+
+def candidates(params, codes, apply_fn, classes):
+  """``fn(lambda1, lambda2, sign) -> (params + sign * delta, delta)``, computed directly."""
+  f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, classes)
+
+  @jax.jit
+  def fn(lambda1, lambda2, sign):
+    delta = mj.perturbation(f_forget, f_remain, lambda1, lambda2)
+    return jax.tree.map(lambda p, d: p + sign * d, params, delta), delta
+
+  return fn
+
+
+def test_grid_scores_equal_direct_computation(trained):
+  apply_fn, params, codes = trained
+  _, _, details = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, chunk=5)
+  g = details["grid"]
+  assert g.lambda1.size == 6 * 7 * 2
+  assert set(np.unique(g.sign)) == {-1, 1}
+  direct = candidates(params, codes, apply_fn, [1])
+  for i in (0, 13, 40, 83):
+    p, delta = direct(g.lambda1[i], g.lambda2[i], g.sign[i])
+    want = mj.code_scores(apply_fn, p, codes, in_forget_mask([1]))
+    np.testing.assert_allclose(g.forget_margin[i], want.forget_margin, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g.remain_margin[i], want.remain_margin, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(g.remain_accuracy[i], want.remain_accuracy)
+    norm = np.sqrt(sum(float(jnp.sum(d ** 2)) for d in jax.tree.leaves(delta)))
+    np.testing.assert_allclose(g.size[i], norm, rtol=1e-4)
+    np.testing.assert_allclose(
+        g.max_move[i], max(float(jnp.max(d)) for d in jax.tree.leaves(delta)), rtol=1e-5)
+
+
+def test_chunking_does_not_change_the_scores(trained):
+  apply_fn, params, codes = trained
+  _, _, a = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=1)
+  _, _, b = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=7)
+  np.testing.assert_allclose(a["grid"].forget_margin, b["grid"].forget_margin, rtol=1e-5,
+                             atol=1e-5)
+  assert a["index"] == b["index"]
+
+
+def test_choice_meets_the_rule_and_is_the_smallest_that_does(trained):
+  apply_fn, params, codes = trained
+  rule = ls.Rule(margin=2.0, guard=0.5)
+  l1, l2, details = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID, rule=rule)
+  g, i = details["grid"], details["index"]
+  assert details["met"]
+  assert (l1, l2) == (g.lambda1[i], g.lambda2[i])
+  assert g.forget_margin[i] <= -2.0
+  assert g.remain_accuracy[i] == 1.0
+  assert g.remain_margin[i] >= 0.5 * float(details["before"].remain_margin)
+  ok = ((g.forget_margin <= -2.0) & (g.remain_accuracy == 1.0)
+        & (g.remain_margin >= 0.5 * float(details["before"].remain_margin)))
+  assert g.size[i] == g.size[ok].min()
+  # The margin target is binding: a weaker target picks a smaller move.
+  _, _, weak = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID,
+                                 rule=ls.Rule(margin=0.0, guard=0.5))
+  assert weak["grid"].size[weak["index"]] <= g.size[i]
+
+
+def test_forget_auto_applies_the_chosen_candidate(trained):
+  apply_fn, params, codes = trained
+  rule = ls.Rule(margin=1.0, guard=0.5)
+  new_params, report, details = ls.forget_auto(
+      apply_fn, params, codes, [0, 4], grid=GRID, rule=rule, return_details=True)
+  l1, l2 = details["grid"].lambda1[details["index"]], details["grid"].lambda2[details["index"]]
+  assert details["met"]
+  assert (report.lambda1, report.lambda2, report.sign) == (l1, l2, details["sign"])
+  assert report.classes == (0, 4)
+  want, _ = candidates(params, codes, apply_fn, [0, 4])(l1, l2, details["sign"])
+  chex.assert_trees_all_close(new_params, want, rtol=1e-5, atol=1e-6)
+  after = mj.code_scores(apply_fn, new_params, codes, in_forget_mask([0, 4]))
+  chex.assert_trees_all_close(report.after, after, rtol=1e-5, atol=1e-5)
+  assert float(after.forget_accuracy) == 0.0 and float(after.remain_accuracy) == 1.0
+  assert float(after.forget_margin) <= -1.0
+  assert report.seconds > 0 and report.compile_seconds > 0
+  # Same outcome as the paper's forget() at the chosen lambdas when it keeps the same sign.
+  paper_params, paper_report = mj.forget(apply_fn, params, codes, [0, 4], l1, l2)
+  if paper_report.sign == report.sign:
+    chex.assert_trees_all_close(paper_params, new_params, rtol=1e-5, atol=1e-6)
+  assert ls.summary(details)["met"] and ls.summary(details)["lambda1"] == l1
+
+
+def synthetic_grid(forget_margin, remain_margin, size, remain_accuracy=None,
+                   before_remain=4.0):
+  n = len(size)
+  before = forgetting.CodeScores(
+      forget_accuracy=jnp.float32(1.0), remain_accuracy=jnp.float32(1.0),
+      forget_margin=jnp.float32(3.0), remain_margin=jnp.float32(before_remain))
+  return ls.GridScores(
+      lambda1=np.arange(1, n + 1, dtype=float), lambda2=np.ones(n), sign=np.ones(n, int),
+      forget_accuracy=(np.asarray(forget_margin) > 0).astype(float),
+      remain_accuracy=np.ones(n) if remain_accuracy is None else np.asarray(remain_accuracy),
+      forget_margin=np.asarray(forget_margin, float),
+      remain_margin=np.asarray(remain_margin, float),
+      size=np.asarray(size, float), max_move=np.asarray(size, float)[::-1].copy(),
+      before=before)
+
+
+def test_select_rule_on_synthetic_scores():
+  grid = synthetic_grid(
+      forget_margin=[-1.0, -6.0, -9.0, -20.0, -7.0],
+      remain_margin=[4.0, 3.0, 1.0, 3.5, 2.5],
+      size=[0.1, 0.5, 0.2, 2.0, 0.6],
+      remain_accuracy=[1.0, 1.0, 1.0, 1.0, 0.75])
+  # Candidate 0 does not forget, 2 breaks the guard (1 < 0.5 * 4), 4 loses a code: 1 wins.
+  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5)) == (1, True)
+  # Without the guard, the smaller move 2 wins.
+  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.0)) == (2, True)
+  # A stricter target leaves only 3.
+  assert ls.select(grid, ls.Rule(margin=10.0, guard=0.5)) == (3, True)
+  # Ordered by the largest single move instead (max_move is size reversed): 3 is smallest.
+  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5, order="max")) == (3, True)
+  # Lexicographic lambdas: candidate 1 has the smallest lambda1 among those that qualify.
+  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5, order="lambdas")) == (1, True)
+  # Unreachable target: fall back to the lowest forgotten margin that keeps the rest.
+  assert ls.select(grid, ls.Rule(margin=50.0, guard=0.5)) == (3, False)
+
+
+def test_select_falls_back_to_paper_criterion_when_nothing_keeps_the_rest():
+  grid = synthetic_grid(forget_margin=[-3.0, 2.0], remain_margin=[-1.0, -2.0], size=[1.0, 0.1],
+                        remain_accuracy=[0.75, 0.5])
+  assert ls.select(grid, ls.Rule(margin=1.0)) == (0, False)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"grid": ((), (1.0,))}, "must not be empty"),
+    ({"grid": ((1e-3, -1.0), (1.0,))}, "positive"),
+    ({"grid": ((1e-3,), (np.inf,))}, "positive"),
+])
+def test_bad_grid_is_rejected(trained, kwargs, message):
+  apply_fn, params, codes = trained
+  with pytest.raises(ValueError, match=message):
+    ls.select_lambdas(apply_fn, params, codes, [0], **kwargs)
+
+
+def test_bad_classes_and_rules_are_rejected(trained):
+  apply_fn, params, codes = trained
+  with pytest.raises(ValueError, match="cannot forget every class"):
+    ls.select_lambdas(apply_fn, params, codes, list(range(NUM_CLASSES)), grid=GRID)
+  with pytest.raises(ValueError, match="guard"):
+    ls.Rule(guard=1.5)
+  with pytest.raises(ValueError, match="margin"):
+    ls.Rule(margin=-1.0)
+  with pytest.raises(ValueError, match="order"):
+    ls.Rule(order="biggest")
