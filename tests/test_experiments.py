@@ -1,0 +1,100 @@
+"""Experiment configs load and are sane; the table runner runs end to end on tiny settings."""
+
+import importlib
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import pytest
+
+from mnemonic_jax import workflow
+from mnemonic_jax.models import available_models, create_model
+from mnemonic_jax.training import FitConfig
+
+CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
+CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
+# Image shape each config's dataset delivers (the test does not load the data).
+INPUT_SHAPES = {
+    "digits": (8, 8, 1), "fashion_mnist": (28, 28, 1), "tfds:mnist": (28, 28, 1),
+    "tfds:cifar10": (32, 32, 3),
+}
+REQUIRED = (
+    "name", "seed", "dataset", "data_dir", "pad_to", "model", "model_kwargs",
+    "code_distribution", "t_mix", "epochs", "batch_size", "learning_rate", "momentum",
+    "weight_decay", "schedule", "augment", "checkpoint_every", "lambda1", "lambda2",
+    "forget_classes")
+NUM_CLASSES = {"cub_resnet18": 40, "stn_resnet18": 49, "imagenet_finetune": 1000}
+
+
+def load(name, variant=""):
+  return importlib.import_module(f"experiments.configs.{name}").get_config(variant)
+
+
+def test_every_setting_of_the_paper_has_a_config():
+  want = {"digits_mlp", "mnist_mlp", "fashion_mnist_mlp", "cifar10_resnet18", "cub_resnet18",
+          "stn_resnet18", "imagenet_finetune"}
+  assert want <= set(CONFIGS)
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+@pytest.mark.parametrize("variant", ["", "quick"])
+def test_config_loads_with_every_field(name, variant):
+  config = load(name, variant)
+  for field in REQUIRED:
+    assert field in config, f"{name}:{variant} lacks {field}"
+  assert isinstance(config.seed, int)
+  assert config.model in available_models()
+  assert config.schedule in ("constant", "cosine")
+  assert config.code_distribution in ("uniform", "normal")
+  assert 0.0 <= config.t_mix <= 1.0
+  assert config.epochs >= 1 and config.batch_size >= 1 and config.learning_rate > 0
+  for lam in (config.lambda1, config.lambda2):
+    assert lam == "auto" or (isinstance(lam, float) and lam > 0)
+  assert len(config.forget_classes) >= 1
+  fit = workflow.fit_config(config)  # Every FitConfig field the config holds is accepted.
+  assert isinstance(fit, FitConfig) and fit.epochs == config.epochs
+  json.dumps(workflow.to_plain(config))  # Recorded in the bundle: must be JSON-able.
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_quick_variant_is_small_and_builds_its_model(name):
+  full, quick = load(name), load(name, "quick")
+  assert quick.epochs <= min(30, full.epochs)
+  assert quick.epochs < full.epochs or quick.model_kwargs != full.model_kwargs
+  for field in ("t_mix", "lambda1", "lambda2", "dataset", "model", "seed"):
+    assert quick[field] == full[field], field  # Quick changes the cost, not the method.
+  shape = INPUT_SHAPES.get(quick.dataset, (224, 224, 3))
+  model = create_model(quick.model, NUM_CLASSES.get(name, 10),
+                       **workflow.to_plain(quick.model_kwargs))
+  variables = jax.eval_shape(
+      lambda: model.init(jax.random.key(0), jnp.zeros((1, *shape)), train=False))
+  size = sum(x.size for x in jax.tree.leaves(variables["params"]))
+  assert size < 2_000_000, f"{name}:quick has {size} parameters: not a CPU run"
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_unknown_variant_is_rejected(name):
+  with pytest.raises(ValueError, match="variant"):
+    load(name, "no-such-variant")
+
+
+def test_paper_settings_are_kept():
+  cifar = load("cifar10_resnet18")
+  assert (cifar.model, cifar.t_mix, cifar.schedule, cifar.augment) == (
+      "resnet18_cifar", 0.3, "cosine", True)
+  assert (cifar.lambda1, cifar.lambda2) == (1e-5, 1e4)
+  for name in ("mnist_mlp", "fashion_mnist_mlp"):
+    c = load(name)
+    assert (c.t_mix, c.epochs, c.batch_size, c.learning_rate, c.schedule) == (
+        0.1, 200, 128, 0.01, "constant")
+    assert (c.lambda1, c.lambda2) == (1e-3, 10.0)
+    assert workflow.to_plain(c.model_kwargs) == {"hidden": [1000], "activation": "sigmoid"}
+  for name, lambdas in (("cub_resnet18", (1e-4, 1.0)), ("stn_resnet18", (1e-5, 100.0))):
+    c = load(name)
+    assert (c.model, c.batch_size, c.schedule, c.t_mix) == ("resnet18", 32, "cosine", 0.1)
+    assert (c.lambda1, c.lambda2) == lambdas
+    assert "pretrained" in c
+  vit = load("imagenet_finetune", "vit_tiny")
+  assert vit.model == "vit_tiny" and vit.t_mix == 0.3 and "pretrained" in vit
+  assert load("fashion_mnist_mlp", "e120").epochs == 120
