@@ -1,0 +1,755 @@
+"""The ``mnemonic-jax`` console script: a thin command line over :mod:`mnemonic_jax.workflow`.
+
+Subcommands::
+
+  mnemonic-jax train    --config experiments/configs/digits_mlp.py[:variant]
+                        [--config.FIELD=VALUE ...] --workdir DIR
+  mnemonic-jax forget   --checkpoint IN --classes 3,7 --output OUT
+                        [--lambda1 X] [--lambda2 Y] [--dataset NAME] [--force]
+  mnemonic-jax evaluate --checkpoint CKPT [--dataset NAME] [--split test] [--json]
+  mnemonic-jax import   --params FILE_OR_DIR --codes codes.npy --model mlp
+                        --num-classes 10 --input-shape 28,28,1 --output OUT
+  mnemonic-jax demo     [--output-dir DIR] [--class N] [--epochs E]
+
+Every command parses its arguments and calls the library; the work happens in
+:mod:`mnemonic_jax.workflow`, :mod:`mnemonic_jax.checkpointing` and
+:mod:`mnemonic_jax.plotting`. A user error (unknown class, missing or foreign checkpoint,
+dataset that does not fit the model, lambda <= 0, existing output without ``--force``,
+...) prints one line ``mnemonic-jax: error: ...`` on stderr, exits with status 2 and
+writes nothing. Progress bars go to stderr (``--quiet`` hides them); results go to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import importlib.util
+import json
+import math
+import os
+import pathlib
+import sys
+import tempfile
+import textwrap
+import time
+from typing import Any, Callable, Mapping, Sequence
+
+PROG = "mnemonic-jax"
+EXIT_USAGE = 2
+DEFAULT_LAMBDA1 = 1e-3
+DEFAULT_LAMBDA2 = 10.0
+DEMO_EPOCHS = 60
+DEMO_FILES = ("trained", "forgotten", "per_class_accuracy.png")
+_OVERRIDE_PREFIX = "--config."
+
+
+class UsageError(ValueError):
+  """A user error detected by the command line itself (reported as one line, exit 2)."""
+
+
+# --------------------------------------------------------------------------------------
+# Argument parsing.
+
+
+class _Formatter(argparse.HelpFormatter):
+  """Wraps one-line paragraphs (descriptions); keeps multi-line ones (examples) as written."""
+
+  def _fill_text(self, text: str, width: int, indent: str) -> str:
+    paragraphs = text.split("\n\n")
+    return "\n\n".join(
+        p if "\n" in p else textwrap.fill(p, width, initial_indent=indent,
+                                         subsequent_indent=indent)
+        for p in paragraphs)
+
+
+class _Parser(argparse.ArgumentParser):
+  """An ArgumentParser whose errors are one line on stderr and exit status 2."""
+
+  def error(self, message: str):  # pylint: disable=missing-function-docstring
+    _print_error(f"{message} (see '{self.prog} --help')")
+    sys.exit(EXIT_USAGE)
+
+
+def _print_error(message: str) -> None:
+  lines = str(message).strip().splitlines() or ["unknown error"]
+  print(f"{PROG}: error: {lines[0]}", file=sys.stderr, flush=True)
+
+
+def class_list(text: str) -> list[int]:
+  """Parses ``"3,7"`` into ``[3, 7]``, strictly (every item a non-negative integer).
+
+  Raises:
+    argparse.ArgumentTypeError: an item is empty or not an integer.
+  """
+  items = [item.strip() for item in text.split(",")]
+  if not all(item.isdigit() for item in items):
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a comma-separated list of class ids; write e.g. --classes 3,7")
+  return [int(item) for item in items]
+
+
+def int_tuple(text: str) -> tuple[int, ...]:
+  """Parses ``"28,28,1"`` into ``(28, 28, 1)`` (positive integers)."""
+  items = [item.strip() for item in text.split(",")]
+  if not all(item.isdigit() and int(item) > 0 for item in items):
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a comma-separated list of positive integers; write e.g. 28,28,1")
+  return tuple(int(item) for item in items)
+
+
+def float_tuple(text: str) -> tuple[float, ...]:
+  """Parses ``"0.1307"`` or ``"0.49,0.48,0.45"`` into a tuple of floats."""
+  try:
+    values = tuple(float(item) for item in text.split(","))
+  except ValueError:
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a comma-separated list of numbers; write e.g. 0.49,0.48,0.45"
+    ) from None
+  if not all(math.isfinite(v) for v in values):
+    raise argparse.ArgumentTypeError(f"{text!r} must hold finite numbers")
+  return values
+
+
+def positive_float(text: str) -> float:
+  """Parses a finite number > 0 (the forgetting lambdas)."""
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not (math.isfinite(value) and value > 0):
+    raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+  return value
+
+
+def json_object(text: str) -> dict[str, Any]:
+  """Parses a JSON object such as ``'{"hidden": [1000]}'``."""
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({e.msg})") from None
+  if not isinstance(value, dict):
+    raise argparse.ArgumentTypeError(
+        f"{text!r} must be a JSON object, e.g. '{{\"hidden\": [1000]}}'")
+  return value
+
+
+def _add_subcommand(subparsers, name: str, help_text: str, description: str, epilog: str,
+                    parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
+  return subparsers.add_parser(
+      name, help=help_text, description=description, epilog=epilog, parents=list(parents),
+      formatter_class=_Formatter, allow_abbrev=False)
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The ``mnemonic-jax`` argument parser with its five subcommands."""
+  from mnemonic_jax import __version__  # pylint: disable=import-outside-toplevel
+
+  common = argparse.ArgumentParser(add_help=False)
+  common.add_argument("-q", "--quiet", action="store_true",
+                      help="hide progress bars (results are still printed)")
+
+  parser = _Parser(
+      prog=PROG, formatter_class=_Formatter, allow_abbrev=False,
+      description="One-shot class unlearning with mnemonic codes (JAX/Flax): train a "
+                  "model with codes, forget classes from its checkpoint without data, "
+                  "evaluate the result.",
+      epilog="examples:\n"
+             "  mnemonic-jax demo                       # train, forget class 3, plot (~30 s)\n"
+             "  mnemonic-jax train --config experiments/configs/digits_mlp.py:quick "
+             "--workdir runs/digits\n"
+             "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3 "
+             "--output runs/digits-no3\n"
+             "  mnemonic-jax evaluate --checkpoint runs/digits-no3\n\n"
+             "run 'mnemonic-jax COMMAND --help' for each command's options")
+  parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+  p = _add_subcommand(
+      sub, "train", "train a model with mnemonic codes from a config file (resumable)",
+      "Trains a model with mnemonic codes mixed into its data (Algorithm 1), saving "
+      "training checkpoints to WORKDIR/train every config.checkpoint_every steps and the "
+      "finished bundle to WORKDIR/bundle; then prints its test accuracy. Run the same "
+      "command again after an interruption and it resumes from the last complete "
+      "checkpoint, ending with exactly the parameters of an uninterrupted run.",
+      "config overrides:\n"
+      "  --config.FIELD=VALUE sets a field of the config (nested fields with dots). VALUE\n"
+      "  is read as a Python literal (5, 0.01, (64,), True, None), else as a string.\n\n"
+      "examples:\n"
+      "  mnemonic-jax train --config experiments/configs/digits_mlp.py --workdir runs/digits\n"
+      "  mnemonic-jax train --config experiments/configs/digits_mlp.py:quick \\\n"
+      "      --config.epochs=5 --config.model_kwargs.hidden='(64,)' --workdir runs/small",
+      [common])
+  p.add_argument("--config", required=True, metavar="FILE[:VARIANT]",
+                 help="python file defining get_config(variant) (ml_collections)")
+  p.add_argument("--workdir", required=True, type=pathlib.Path,
+                 help="run directory (train/ checkpoints, bundle/ result)")
+  p.set_defaults(func=cmd_train)
+
+  p = _add_subcommand(
+      sub, "forget", "forget classes from a bundle, data-free (one shot)",
+      "Forgets whole classes from a trained bundle in one shot, from its mnemonic codes "
+      "alone (Algorithm 2), and writes the result as a new bundle. The input is never "
+      "modified. Prints the accuracy on the codes before and after, the sign kept and the "
+      "time taken; with --dataset also the per-class test accuracy, A_R and E_F.",
+      "examples:\n"
+      "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3 "
+      "--output runs/digits-no3\n"
+      "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3,7 "
+      "--output runs/digits-no37 \\\n"
+      "      --lambda1 1e-3 --lambda2 10 --dataset digits --force",
+      [common])
+  p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="IN",
+                 help="the bundle to forget from (only read)")
+  p.add_argument("--classes", required=True, type=class_list, metavar="C[,C...]",
+                 help="class ids to forget, comma-separated")
+  p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
+                 help="the bundle to write")
+  p.add_argument("--lambda1", type=positive_float, default=None,
+                 help="upper bound of the per-tensor step (default: the bundle's "
+                      f"config.lambda1, else {DEFAULT_LAMBDA1:g})")
+  p.add_argument("--lambda2", type=positive_float, default=None,
+                 help="bound of the largest move per tensor (default: the bundle's "
+                      f"config.lambda2, else {DEFAULT_LAMBDA2:g})")
+  p.add_argument("--dataset", default=None, metavar="NAME",
+                 help="also evaluate on this dataset's test split (e.g. digits, "
+                      "fashion_mnist, idx:DIR, tfds:mnist)")
+  p.add_argument("--microbatch-size", type=int, default=None, metavar="N",
+                 help="codes per Fisher microbatch (bounds memory for big models)")
+  p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
+  p.set_defaults(func=cmd_forget)
+
+  p = _add_subcommand(
+      sub, "evaluate", "per-class accuracy of a bundle, with A_R and E_F",
+      "Evaluates a bundle on a labelled split: per-class accuracy, overall accuracy, and "
+      "A_R (accuracy on the remaining classes) and E_F (error on the forgotten classes) "
+      "when its history has forgotten classes.",
+      "examples:\n"
+      "  mnemonic-jax evaluate --checkpoint runs/digits-no3\n"
+      "  mnemonic-jax evaluate --checkpoint runs/fmnist/bundle --dataset fashion_mnist "
+      "--json > eval.json",
+      [common])
+  p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="CKPT",
+                 help="the bundle to evaluate")
+  p.add_argument("--dataset", default=None, metavar="NAME",
+                 help="dataset to evaluate on (default: the bundle's training dataset)")
+  p.add_argument("--split", default="test", help="split to evaluate on (default: %(default)s)")
+  p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+  p.set_defaults(func=cmd_evaluate)
+
+  p = _add_subcommand(
+      sub, "import", "make a bundle from parameters trained with your own loop",
+      "Writes a bundle from parameters trained outside mnemonic-jax (an Orbax PyTree "
+      "checkpoint directory or a flax msgpack file, holding the params tree or a "
+      "{'params', 'batch_stats'} dict) and the mnemonic codes they were trained with, "
+      "checking that both fit the named model.",
+      "examples:\n"
+      "  mnemonic-jax import --params params.msgpack --codes codes.npy --model mlp \\\n"
+      "      --model-kwargs '{\"hidden\": [1000]}' --num-classes 10 --input-shape 28,28,1 \\\n"
+      "      --mean 0.1307 --std 0.3081 --dataset tfds:mnist --output runs/imported",
+      [common])
+  p.add_argument("--params", required=True, type=pathlib.Path, metavar="FILE_OR_DIR",
+                 help="Orbax PyTree checkpoint directory or flax msgpack file")
+  p.add_argument("--codes", required=True, type=pathlib.Path, metavar="CODES.npy",
+                 help="codes of shape (num_classes, *input_shape), saved with numpy.save")
+  p.add_argument("--model", required=True, help="registered model name (e.g. mlp, "
+                                                "resnet18_cifar, resnet18, vit_tiny)")
+  p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",
+                 help="the model's other attributes as a JSON object")
+  p.add_argument("--num-classes", required=True, type=int, help="number of classes")
+  p.add_argument("--input-shape", required=True, type=int_tuple, metavar="H,W,C",
+                 help="shape of one input")
+  p.add_argument("--mean", type=float_tuple, default=(0.0,), metavar="M[,M...]",
+                 help="per-channel mean subtracted from images scaled to [0, 1]")
+  p.add_argument("--std", type=float_tuple, default=(1.0,), metavar="S[,S...]",
+                 help="per-channel std the centred images are divided by")
+  p.add_argument("--class-names", default=None, metavar="NAME[,NAME...]",
+                 help="one name per class, comma-separated")
+  p.add_argument("--dataset", default="", metavar="NAME",
+                 help="the training dataset (evaluate's default)")
+  p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
+                 help="the bundle to write")
+  p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
+  p.set_defaults(func=cmd_import)
+
+  p = _add_subcommand(
+      sub, "demo", "train, forget one class and plot, on the bundled digits (~30 s on a CPU)",
+      "The whole method on the embedded default: trains the paper's MLP (64-1000 "
+      "sigmoid-10) with mnemonic codes on scikit-learn's bundled 8x8 digits (the settings "
+      "of experiments/configs/digits_mlp.py, fewer epochs), forgets one class from the "
+      "codes alone, and prints the per-class test accuracy before and after, A_R, E_F "
+      "and the seconds forgetting took.\n\n"
+      f"Writes into OUTPUT_DIR: {DEMO_FILES[0]}/ and {DEMO_FILES[1]}/ (the bundles) and "
+      f"{DEMO_FILES[2]} (bar chart). An existing OUTPUT_DIR is reused: these three are "
+      "replaced, anything else in it is left alone (a non-bundle directory in the way of a "
+      "bundle is refused, not deleted). Training checkpoints go to a temporary directory, "
+      "so every run trains afresh.",
+      "examples:\n"
+      "  mnemonic-jax demo\n"
+      "  mnemonic-jax demo --output-dir /tmp/demo --class 7 --epochs 100",
+      [common])
+  p.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("mnemonic-demo"),
+                 metavar="DIR", help="where the bundles and the chart go (default: ./%(default)s)")
+  p.add_argument("--class", dest="forget_class", type=int, default=3, metavar="N",
+                 help="the class to forget, 0-9 (default: %(default)s)")
+  p.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
+                 help="training epochs (default: %(default)s; the paper trains 200)")
+  p.set_defaults(func=cmd_demo)
+  return parser
+
+
+def split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """Separates ``--config.FIELD=VALUE`` (or ``--config.FIELD VALUE``) from other arguments.
+
+  Returns:
+    ``(other_arguments, [(dotted_field, raw_value), ...])`` in command-line order.
+
+  Raises:
+    UsageError: an override has no value.
+  """
+  rest, overrides = [], []
+  argv = list(argv)
+  i = 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--":
+      rest.extend(argv[i:])
+      break
+    if arg.startswith(_OVERRIDE_PREFIX):
+      name, eq, value = arg[len(_OVERRIDE_PREFIX):].partition("=")
+      if not eq:
+        if i + 1 >= len(argv):
+          raise UsageError(f"{arg} needs a value: write {arg}=VALUE")
+        value = argv[i + 1]
+        i += 1
+      if not name or not all(name.split(".")):
+        raise UsageError(f"{arg!r} names no config field: write --config.FIELD=VALUE")
+      overrides.append((name, value))
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+# --------------------------------------------------------------------------------------
+# Configs.
+
+
+def load_config(spec: str):
+  """Loads ``get_config(variant)`` from a config file given as ``FILE[:VARIANT]``.
+
+  Raises:
+    UsageError: the file does not exist, cannot be imported or has no ``get_config``.
+  """
+  path, variant = spec, None
+  if not os.path.isfile(spec) and ":" in spec:
+    path, variant = spec.rsplit(":", 1)
+  if not os.path.isfile(path):
+    raise UsageError(f"config file {path!r} does not exist; pass a python file defining "
+                     "get_config(), e.g. experiments/configs/digits_mlp.py[:quick]")
+  name = "mnemonic_jax_config_" + pathlib.Path(path).stem.replace("-", "_")
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except (SyntaxError, ImportError) as e:
+    raise UsageError(f"cannot import config file {path}: {type(e).__name__}: {e}") from None
+  if not callable(getattr(module, "get_config", None)):
+    raise UsageError(f"config file {path} defines no get_config(); add "
+                     "'def get_config(variant=\"\"): ...' returning an ml_collections.ConfigDict")
+  return module.get_config(variant) if variant is not None else module.get_config()
+
+
+def parse_value(raw: str) -> Any:
+  """A command-line value as a Python literal (``5``, ``(64,)``, ``None``), else the string."""
+  try:
+    return ast.literal_eval(raw)
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    return raw
+
+
+def apply_overrides(config, overrides: Sequence[tuple[str, str]]):
+  """Sets dotted fields of a config (ConfigDict or dict) from ``(field, raw_value)`` pairs.
+
+  Only existing fields can be set, and an ml_collections ConfigDict keeps each field's
+  type (an int field takes ``5`` but not ``"five"``).
+
+  Raises:
+    UsageError: an unknown field or a value of the wrong type.
+  """
+  for name, raw in overrides:
+    *parents, leaf = name.split(".")
+    node, walked = config, []
+    for part in parents:
+      walked.append(part)
+      if part not in node:
+        raise UsageError(f"unknown config field {'.'.join(walked)!r} in --config.{name}; "
+                         f"known fields: {', '.join(sorted(node.keys()))}")
+      node = node[part]
+      if not hasattr(node, "keys"):
+        raise UsageError(f"config field {'.'.join(walked)!r} is not a group of fields; "
+                         f"cannot set --config.{name}")
+    if leaf not in node:
+      raise UsageError(f"unknown config field {name!r} (--config.{name}); known fields"
+                       f"{' of ' + '.'.join(parents) if parents else ''}: "
+                       f"{', '.join(sorted(node.keys()))}")
+    value = parse_value(raw)
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError):
+      raise UsageError(f"--config.{name}={raw}: expected a value of type "
+                       f"{type(node[leaf]).__name__}, got {type(value).__name__}") from None
+  return config
+
+
+# --------------------------------------------------------------------------------------
+# Reports.
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+  return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
+      else f"{value:.{digits}f}"
+
+
+def _class_names(bundle, num_classes: int, dataset=None) -> list[str]:
+  names = list(bundle.class_names) or (list(dataset.info.class_names) if dataset else [])
+  return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[str, Any],
+                 forgotten: Sequence[int]) -> str:
+  """A per-class accuracy table; forgotten classes are marked with ``*``.
+
+  Args:
+    names: class names.
+    counts: examples per class.
+    columns: column title -> per-class accuracy (%).
+    forgotten: forgotten class ids.
+
+  Returns:
+    The table as text (no trailing newline).
+  """
+  forgotten = set(int(c) for c in forgotten)
+  width = max([len("name")] + [len(n) for n in names])
+  head = f"{'class':>5}  {'name':<{width}}  {'images':>6}" + "".join(
+      f"  {title:>8}" for title in columns)
+  lines = [head, "-" * len(head)]
+  for c, name in enumerate(names):
+    mark = "*" if c in forgotten else " "
+    lines.append(f"{c:>4}{mark}  {name:<{width}}  {int(counts[c]):>6}" + "".join(
+        f"  {_fmt(float(col[c])):>8}" for col in columns.values()))
+  if forgotten:
+    lines.append("(* forgotten)")
+  return "\n".join(lines)
+
+
+def _json_number(value: Any) -> float | None:
+  value = float(value)
+  return None if math.isnan(value) else value
+
+
+def _show_progress(args) -> bool:
+  return not getattr(args, "quiet", False)
+
+
+# --------------------------------------------------------------------------------------
+# Commands.
+
+
+def _load_split(name: str, split: str, bundle, data_dir=None):
+  """One split of a dataset, checked to have the bundle's number of classes."""
+  # pylint: disable-next=import-outside-toplevel
+  from mnemonic_jax.data import DatasetError, load_dataset
+
+  ds = load_dataset(name, split, data_dir=data_dir)
+  if ds.info.num_classes != bundle.num_classes:
+    raise DatasetError(
+        f"{name} has {ds.info.num_classes} classes but the model has {bundle.num_classes}; "
+        "evaluate on the dataset the model was trained on")
+  return ds
+
+
+def cmd_train(args) -> int:
+  """``mnemonic-jax train``."""
+  from mnemonic_jax import workflow  # pylint: disable=import-outside-toplevel
+
+  config = apply_overrides(load_config(args.config), args.overrides)
+  workdir = args.workdir.absolute()
+  bundle = workflow.train(config, workdir, progress=_show_progress(args))
+  print(f"bundle: {workdir / 'bundle'}", flush=True)
+  data_dir = config.get("data_dir") if hasattr(config, "get") else None
+  test = _load_split(bundle.dataset, "test", bundle, data_dir=data_dir)
+  ev = workflow.evaluate(bundle, test.images, test.labels, progress=_show_progress(args))
+  print(f"test accuracy: {ev.accuracy:.2f}% on {len(test)} {bundle.dataset} test images")
+  return 0
+
+
+def _forget_summary(report, lambda_source: str) -> list[str]:
+  r = report.to_dict()
+  pct = lambda v: f"{100.0 * v:5.1f}%"
+  return [
+      f"lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} ({lambda_source})",
+      "accuracy on the mnemonic codes:  before    after",
+      f"  forgotten classes              {pct(r['before']['forget_accuracy'])}   "
+      f"{pct(r['after']['forget_accuracy'])}",
+      f"  remaining classes              {pct(r['before']['remain_accuracy'])}   "
+      f"{pct(r['after']['remain_accuracy'])}",
+      f"sign kept: {'+' if r['sign'] > 0 else '-'} (params {'+' if r['sign'] > 0 else '-'} "
+      "alpha * eta)",
+      f"forgetting took {r['seconds']:.3f} s (+ {r['compile_seconds']:.2f} s compiling)",
+  ]
+
+
+def _check_output(output: pathlib.Path, inputs: Sequence[pathlib.Path], force: bool) -> None:
+  """Refuses an output that exists (without force) or would write into an input."""
+  real = pathlib.Path(os.path.realpath(output))
+  for src in inputs:
+    src = pathlib.Path(os.path.realpath(src))
+    if real == src or src in real.parents:
+      raise UsageError(f"--output {output} would write into the input {src}, which is never "
+                       "modified; choose another output")
+  if (output.exists() or output.is_symlink()) and not force:
+    raise UsageError(f"{output} already exists; pass --force to replace it, or choose "
+                     "another output")
+
+
+def cmd_forget(args) -> int:
+  """``mnemonic-jax forget``."""
+  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax import checkpointing, fisher, workflow
+
+  source, output = args.checkpoint.absolute(), args.output.absolute()
+  _check_output(output, [source], args.force)
+  bundle = checkpointing.load_bundle(source)
+  classes = fisher.validate_classes(args.classes, bundle.num_classes)
+  config = bundle.config or {}
+  lambda1 = args.lambda1 or config.get("lambda1") or DEFAULT_LAMBDA1
+  lambda2 = args.lambda2 or config.get("lambda2") or DEFAULT_LAMBDA2
+  source_of = lambda given, key: ("given" if given else "from the bundle's config"
+                                  if config.get(key) else "default")
+  sources = (source_of(args.lambda1, "lambda1"), source_of(args.lambda2, "lambda2"))
+  lambda_source = (sources[0] if sources[0] == sources[1]
+                   else f"lambda1 {sources[0]}, lambda2 {sources[1]}")
+
+  evaluations = None
+  if args.dataset:
+    test = _load_split(args.dataset, "test", bundle, data_dir=config.get("data_dir"))
+    before = workflow.evaluate(bundle, test.images, test.labels,
+                               forgotten=bundle.forgotten_classes + classes,
+                               progress=_show_progress(args))
+  new_bundle, report = workflow.forget(bundle, classes, lambda1, lambda2,
+                                       microbatch_size=args.microbatch_size)
+  if args.dataset:
+    after = workflow.evaluate(new_bundle, test.images, test.labels,
+                              progress=_show_progress(args))
+    evaluations = (test, before, after)
+  written = checkpointing.save_bundle(output, new_bundle, force=args.force)
+
+  print(f"forgot class{'es' if len(classes) > 1 else ''} "
+        f"{', '.join(map(str, classes))} from {source}")
+  print("\n".join(_forget_summary(report, lambda_source)))
+  if evaluations is not None:
+    test, before, after = evaluations
+    names = _class_names(new_bundle, new_bundle.num_classes, test)
+    counts = [int((test.labels == c).sum()) for c in range(new_bundle.num_classes)]
+    print(f"\ntest accuracy (%) on {args.dataset} ({len(test)} images):")
+    print(format_table(names, counts, {"before": before.per_class, "after": after.per_class},
+                       new_bundle.forgotten_classes))
+    print(f"A_R (accuracy on remaining classes): {_fmt(before.A_R, 2)} -> {_fmt(after.A_R, 2)}")
+    print(f"E_F (error on forgotten classes):    {_fmt(before.E_F, 2)} -> {_fmt(after.E_F, 2)}")
+  print(f"wrote {written}")
+  return 0
+
+
+def cmd_evaluate(args) -> int:
+  """``mnemonic-jax evaluate``."""
+  from mnemonic_jax import checkpointing, workflow  # pylint: disable=import-outside-toplevel
+
+  path = args.checkpoint.absolute()
+  bundle = checkpointing.load_bundle(path)
+  dataset = args.dataset or bundle.dataset
+  if not dataset:
+    raise UsageError(f"{path} does not name its training dataset; pass --dataset NAME")
+  ds = _load_split(dataset, args.split, bundle, data_dir=(bundle.config or {}).get("data_dir"))
+  ev = workflow.evaluate(bundle, ds.images, ds.labels, progress=_show_progress(args))
+  forgotten = bundle.forgotten_classes
+  names = _class_names(bundle, bundle.num_classes, ds)
+  counts = [int((ds.labels == c).sum()) for c in range(bundle.num_classes)]
+  if args.json:
+    print(json.dumps({
+        "checkpoint": str(path),
+        "dataset": dataset,
+        "split": args.split,
+        "num_examples": len(ds),
+        "accuracy": _json_number(ev.accuracy),
+        "per_class": [{"class": c, "name": names[c], "examples": counts[c],
+                       "accuracy": _json_number(ev.per_class[c]),
+                       "forgotten": c in forgotten} for c in range(bundle.num_classes)],
+        "forgotten": list(forgotten),
+        "A_R": _json_number(ev.A_R) if forgotten else None,
+        "E_F": _json_number(ev.E_F) if forgotten else None,
+    }))
+    return 0
+  print(f"{path} on {dataset} {args.split} ({len(ds)} images)")
+  print(format_table(names, counts, {"accuracy": ev.per_class}, forgotten))
+  print(f"accuracy: {ev.accuracy:.2f}%")
+  if forgotten:
+    print(f"forgotten classes: {', '.join(map(str, forgotten))}")
+    print(f"A_R (accuracy on remaining classes, higher is better): {_fmt(ev.A_R, 2)}")
+    print(f"E_F (error on forgotten classes, higher is better):    {_fmt(ev.E_F, 2)}")
+  return 0
+
+
+def cmd_import(args) -> int:
+  """``mnemonic-jax import``."""
+  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+
+  output = args.output.absolute()
+  _check_output(output, [args.params.absolute(), args.codes.absolute()], args.force)
+  class_names = ([n.strip() for n in args.class_names.split(",")]
+                 if args.class_names is not None else [])
+  if class_names and len(class_names) != args.num_classes:
+    raise UsageError(f"--class-names has {len(class_names)} names for {args.num_classes} "
+                     "classes; give one name per class")
+  written = checkpointing.import_params(
+      args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
+      input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
+      mean=args.mean, std=args.std, class_names=class_names, dataset=args.dataset,
+      force=args.force)
+  print(f"wrote {written} (model {args.model!r} {args.model_kwargs}, {args.num_classes} "
+        f"classes, inputs {tuple(args.input_shape)})")
+  return 0
+
+
+def demo_config(epochs: int = DEMO_EPOCHS):
+  """The demo's training config: ``experiments/configs/digits_mlp.py`` with fewer epochs.
+
+  Embedded (not read from ``experiments/``) so the installed console script needs no
+  source checkout; a test keeps the two in step.
+  """
+  import ml_collections  # pylint: disable=import-outside-toplevel
+
+  config = ml_collections.ConfigDict()
+  config.name = "digits_mlp_demo"
+  config.seed = 0
+  config.dataset = "digits"
+  config.data_dir = None
+  config.pad_to = None
+  config.model = "mlp"
+  config.model_kwargs = ml_collections.ConfigDict({"hidden": (1000,), "activation": "sigmoid"})
+  config.code_distribution = "uniform"
+  config.t_mix = 0.1
+  config.epochs = epochs
+  config.batch_size = 128
+  config.learning_rate = 0.01
+  config.momentum = 0.9
+  config.weight_decay = 5e-4
+  config.schedule = "constant"
+  config.augment = False
+  config.checkpoint_every = 500
+  config.lambda1 = 1e-3
+  config.lambda2 = 10.0
+  config.forget_classes = (3,)
+  return config
+
+
+def cmd_demo(args) -> int:
+  """``mnemonic-jax demo``."""
+  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax import checkpointing, fisher, plotting, workflow
+  from mnemonic_jax.data import load_dataset
+
+  start = time.perf_counter()
+  if args.epochs < 1:
+    raise UsageError(f"--epochs must be at least 1, got {args.epochs}")
+  config = demo_config(args.epochs)
+  config.forget_classes = (args.forget_class,)
+  classes = fisher.validate_classes([args.forget_class], 10)
+  out = args.output_dir.absolute()
+  if out.exists() and not out.is_dir():
+    raise UsageError(f"--output-dir {out} is a file; pass a directory")
+  progress = _show_progress(args)
+  print(f"demo: MLP 64-1000-10 (sigmoid) trained with mnemonic codes on the bundled 8x8 "
+        f"digits, {args.epochs} epochs; then forgetting class {args.forget_class}", flush=True)
+
+  with tempfile.TemporaryDirectory(prefix="mnemonic-demo-train-") as workdir:
+    train_start = time.perf_counter()
+    bundle = workflow.train(config, workdir, progress=progress)
+    train_seconds = time.perf_counter() - train_start
+  test = load_dataset("digits", "test")
+  before = workflow.evaluate(bundle, test.images, test.labels, forgotten=classes,
+                             progress=progress)
+  forgotten, report = workflow.forget(bundle, classes, config.lambda1, config.lambda2)
+  after = workflow.evaluate(forgotten, test.images, test.labels, progress=progress)
+
+  trained_path = checkpointing.save_bundle(out / DEMO_FILES[0], bundle, force=True)
+  forgotten_path = checkpointing.save_bundle(out / DEMO_FILES[1], forgotten, force=True)
+  names = _class_names(bundle, bundle.num_classes, test)
+  chart = plotting.per_class_bars(
+      before.per_class, after.per_class, names, classes, out / DEMO_FILES[2],
+      title=f"Digits MLP: forgetting class {args.forget_class} from the codes alone\n"
+            f"A_R {before.A_R:.1f}% \u2192 {after.A_R:.1f}%,  "
+            f"E_F {before.E_F:.1f}% \u2192 {after.E_F:.1f}%")
+
+  counts = [int((test.labels == c).sum()) for c in range(bundle.num_classes)]
+  print(f"\ntrained in {train_seconds:.1f} s; test accuracy (%) on {len(test)} digits:")
+  print(format_table(names, counts, {"before": before.per_class, "after": after.per_class},
+                     classes))
+  print(f"accuracy: {before.accuracy:.2f} -> {after.accuracy:.2f}")
+  print(f"A_R (accuracy on remaining classes, higher is better): "
+        f"{before.A_R:.2f} -> {after.A_R:.2f}")
+  print(f"E_F (error on forgotten classes, higher is better):    "
+        f"{before.E_F:.2f} -> {after.E_F:.2f}")
+  print("\n".join(_forget_summary(report, "digits_mlp config")))
+  print(f"\nwrote {trained_path}\n      {forgotten_path}\n      {chart}")
+  print(f"demo took {time.perf_counter() - start:.1f} s")
+  return 0
+
+
+# --------------------------------------------------------------------------------------
+# Entry point.
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the ``mnemonic-jax`` command line.
+
+  Args:
+    argv: the arguments (``sys.argv[1:]`` when None).
+
+  Returns:
+    The exit status: 0 on success, 2 on a user error (reported as one line on stderr),
+    130 when interrupted.
+  """
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    argv, overrides = split_config_overrides(argv)
+  except UsageError as e:
+    _print_error(e)
+    return EXIT_USAGE
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if overrides and args.command != "train":
+    _print_error(f"--config.{overrides[0][0]} only applies to 'train' "
+                 f"(see '{PROG} {args.command} --help')")
+    return EXIT_USAGE
+  args.overrides = overrides
+  command: Callable[[argparse.Namespace], int] = args.func
+  try:
+    return command(args) or 0
+  except (ValueError, OSError) as e:  # DatasetError, CheckpointError, UsageError, missing files.
+    _print_error(_describe(e))
+    return EXIT_USAGE
+  except KeyboardInterrupt:
+    _print_error("interrupted")
+    return 130
+
+
+def _describe(error: BaseException) -> str:
+  """One line for an exception (OSError gets its path and reason, others their message)."""
+  if isinstance(error, OSError) and error.filename is not None and error.strerror:
+    return f"{error.filename}: {error.strerror}"
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
+if __name__ == "__main__":
+  sys.exit(main())

@@ -1,0 +1,329 @@
+"""The ``mnemonic-jax`` command line, run as the real command in subprocesses.
+
+One small bundle is trained once per module (digits, MLP 64-32-10, 8 epochs = 88 steps,
+a training checkpoint every 5 steps) by the ``train`` command itself; the other tests
+forget from it, evaluate it, kill and resume the same training, and run the demo. The
+bad-input cases run concurrently (a few at a time) to keep the module quick.
+"""
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import pathlib
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+
+from mnemonic_jax import checkpointing, cli
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
+TINY = ("--config.epochs=8", "--config.model_kwargs.hidden=(32,)", "--config.checkpoint_every=5")
+FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
+TIMEOUT_S = 300
+
+
+_ENV: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Lets the subprocesses share compiled programs (each run compiles the same steps).
+
+  The persistent cache hands back the very executable a first compilation produced, so
+  results are unchanged; it only roughly halves the CPU time of the repeated runs.
+  """
+  _ENV["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax-cache"))
+  _ENV["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  yield
+  _ENV.clear()
+
+
+def _env() -> dict[str, str]:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+  env.update(_ENV)
+  return env
+
+
+def command(*args) -> list[str]:
+  return [sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)]
+
+
+def run(*args) -> subprocess.CompletedProcess:
+  """Runs ``mnemonic-jax ARGS`` to completion and returns its result (text output)."""
+  return subprocess.run(command(*args), capture_output=True, text=True, env=_env(), cwd=REPO,
+                        timeout=TIMEOUT_S, check=False)
+
+
+def train_args(workdir: pathlib.Path) -> tuple:
+  return ("train", "--config", CONFIG, *TINY, "--workdir", workdir, "-q")
+
+
+def tree_digest(path: pathlib.Path) -> dict[str, str]:
+  """Relative path -> sha256 of every file under ``path`` (empty if it does not exist)."""
+  if not path.exists():
+    return {}
+  return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
+          for f in sorted(path.rglob("*")) if f.is_file()}
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> None:
+  assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> pathlib.Path:
+  """A bundle trained by an uninterrupted ``mnemonic-jax train`` run."""
+  workdir = tmp_path_factory.mktemp("uninterrupted")
+  result = run(*train_args(workdir))
+  assert_ok(result)
+  bundle = workdir / "bundle"
+  assert f"bundle: {bundle}" in result.stdout
+  assert "test accuracy:" in result.stdout
+  return bundle
+
+
+# --------------------------------------------------------------------------------------
+# Bad input: one line on stderr, exit status 2, nothing written, input untouched.
+
+
+def _bad_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, tuple]:
+  """name -> (arguments, directory that must stay as it is)."""
+  truncated = root / "truncated"
+  shutil.copytree(trained, truncated)
+  victim = max((truncated / "arrays" / "d").iterdir(), key=lambda f: f.stat().st_size)
+  with open(victim, "r+b") as f:
+    f.truncate(victim.stat().st_size // 2)
+  existing = root / "existing"
+  existing.mkdir()
+  (existing / "keep.txt").write_text("mine")
+
+  def forget(name, *args, checkpoint=trained):
+    out_dir = root / name
+    out_dir.mkdir()
+    return (("forget", "--checkpoint", checkpoint, "--output", out_dir / "out", *args), out_dir)
+
+  cases = {
+      "unknown_class": forget("unknown_class", "--classes", "10"),
+      "every_class": forget("every_class", "--classes", ",".join(map(str, range(10)))),
+      "class_not_a_number": forget("class_not_a_number", "--classes", "3,x"),
+      "missing_checkpoint": forget("missing_checkpoint", "--classes", "3",
+                                   checkpoint=root / "no-such-bundle"),
+      "not_a_bundle": forget("not_a_bundle", "--classes", "3", checkpoint=trained.parent / "train"),
+      "truncated_checkpoint": forget("truncated_checkpoint", "--classes", "3",
+                                     checkpoint=truncated),
+      "lambda1_zero": forget("lambda1_zero", "--classes", "3", "--lambda1", "0"),
+      "lambda2_negative": forget("lambda2_negative", "--classes", "3", "--lambda2", "-10"),
+      "existing_output": (("forget", "--checkpoint", trained, "--classes", "3",
+                           "--output", existing), existing),
+      "output_is_input": (("forget", "--checkpoint", trained, "--classes", "3",
+                           "--output", trained, "--force"), trained),
+      "unknown_config_field": (("train", "--config", CONFIG, "--config.epoch=3",
+                                "--workdir", root / "train-workdir" / "w"), root / "train-workdir"),
+  }
+  (root / "train-workdir").mkdir()
+  if FASHION_MNIST.is_dir():
+    cases["shape_mismatch_evaluate"] = (
+        ("evaluate", "--checkpoint", trained, "--dataset", "fashion_mnist"), root / "existing")
+    cases["shape_mismatch_forget"] = forget(
+        "shape_mismatch_forget", "--classes", "3", "--dataset", "fashion_mnist")
+  return cases
+
+
+@pytest.fixture(scope="module")
+def bad_runs(trained, tmp_path_factory):
+  """Runs every bad-input case (four at a time); name -> (result, before, after, dir)."""
+  root = tmp_path_factory.mktemp("bad")
+  cases = _bad_cases(trained, root)
+  trained_before = tree_digest(trained)
+  before = {name: tree_digest(directory) for name, (_, directory) in cases.items()}
+  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+    futures = {name: pool.submit(run, *args) for name, (args, _) in cases.items()}
+    results = {name: future.result() for name, future in futures.items()}
+  assert tree_digest(trained) == trained_before, "an input bundle was modified"
+  return {name: (results[name], before[name], tree_digest(directory), directory)
+          for name, (_, directory) in cases.items()}
+
+
+BAD_CASES = ["unknown_class", "every_class", "class_not_a_number", "missing_checkpoint",
+             "not_a_bundle", "truncated_checkpoint", "lambda1_zero", "lambda2_negative",
+             "existing_output", "output_is_input", "unknown_config_field",
+             "shape_mismatch_evaluate", "shape_mismatch_forget"]
+EXPECTED_WORDS = {
+    "unknown_class": "out of range",
+    "every_class": "every class",
+    "class_not_a_number": "'3,x'",
+    "missing_checkpoint": "does not exist",
+    "not_a_bundle": "not a mnemonic-jax bundle",
+    "truncated_checkpoint": "truncated or corrupt",
+    "lambda1_zero": "--lambda1",
+    "lambda2_negative": "--lambda2",
+    "existing_output": "--force",
+    "output_is_input": "never modified",
+    "unknown_config_field": "unknown config field 'epoch'",
+    "shape_mismatch_evaluate": "do not fit",
+    "shape_mismatch_forget": "do not fit",
+}
+
+
+@pytest.mark.parametrize("name", BAD_CASES)
+def test_bad_input_is_one_line_exit_2_nothing_written(bad_runs, name):
+  if name not in bad_runs:
+    pytest.skip(f"Fashion-MNIST is not installed at {FASHION_MNIST}")
+  result, before, after, directory = bad_runs[name]
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2, result.stderr
+  assert len(lines) == 1, result.stderr
+  assert lines[0].startswith("mnemonic-jax: error: "), lines[0]
+  assert EXPECTED_WORDS[name] in lines[0], lines[0]
+  assert "Traceback" not in result.stderr
+  assert result.stdout == ""
+  assert after == before, f"{directory} changed"
+  assert not any(p.name.startswith(".") for p in directory.iterdir()), "leftover staging dir"
+
+
+# --------------------------------------------------------------------------------------
+# Round trips through the real commands.
+
+
+def test_forget_then_evaluate_round_trip(trained, tmp_path):
+  before = tree_digest(trained)
+  output = tmp_path / "no3"
+  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", output,
+               "--dataset", "digits", "-q")
+  assert_ok(result)
+  for words in ("accuracy on the mnemonic codes", "sign kept", "compiling", "A_R", "E_F",
+                "   3*  3", f"wrote {output}"):
+    assert words in result.stdout, result.stdout
+  assert tree_digest(trained) == before, "forget modified its input bundle"
+
+  result = run("evaluate", "--checkpoint", output, "--json", "-q")
+  assert_ok(result)
+  report = json.loads(result.stdout)
+  assert report["dataset"] == "digits" and report["forgotten"] == [3]
+  assert report["E_F"] is not None and report["E_F"] > 50.0
+  assert report["per_class"][3]["forgotten"] and report["per_class"][3]["accuracy"] < 50.0
+  assert 0.0 <= report["A_R"] <= 100.0
+
+
+def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
+  workdir = tmp_path / "resumed"
+  proc = subprocess.Popen(command(*train_args(workdir)), stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, env=_env(), cwd=REPO)
+  try:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (workdir / "train").is_dir() or not any(
+        p.name.isdigit() for p in (workdir / "train").iterdir()):
+      assert proc.poll() is None, f"train ended before its first checkpoint: {proc.stderr.read()}"
+      assert time.monotonic() < deadline, "no checkpoint appeared"
+      time.sleep(0.01)
+    delay = random.uniform(0.0, 0.3)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+  finally:
+    if proc.poll() is None:
+      proc.kill()
+      proc.wait()
+  assert proc.returncode == -signal.SIGKILL, f"train finished before the kill ({delay=:.3f} s)"
+  assert not (workdir / "bundle").exists()
+  steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
+  assert steps and steps[-1] < 88, steps
+
+  assert_ok(run(*train_args(workdir)))
+  resumed = checkpointing.load_bundle(workdir / "bundle")
+  uninterrupted = checkpointing.load_bundle(trained)
+  leaves = jax.tree_util.tree_leaves_with_path(resumed.params)
+  expected = jax.tree.leaves(uninterrupted.params)
+  assert len(leaves) == len(expected)
+  for (path, got), want in zip(leaves, expected):
+    np.testing.assert_array_equal(
+        np.asarray(got), np.asarray(want),
+        err_msg=f"{jax.tree_util.keystr(path)} after a kill at {delay:.3f} s (steps {steps})")
+
+
+def test_import_round_trip(trained, tmp_path):
+  bundle = checkpointing.load_bundle(trained)
+  params_file = tmp_path / "params.msgpack"
+  params_file.write_bytes(flax.serialization.to_bytes(jax.tree.map(np.asarray, bundle.params)))
+  np.save(tmp_path / "codes.npy", np.asarray(bundle.codes))
+  output = tmp_path / "imported"
+  result = run("import", "--params", params_file, "--codes", tmp_path / "codes.npy",
+               "--model", "mlp", "--model-kwargs", json.dumps(bundle.model_kwargs),
+               "--num-classes", "10", "--input-shape", "8,8,1",
+               "--mean", ",".join(map(str, bundle.mean)), "--std", ",".join(map(str, bundle.std)),
+               "--dataset", "digits", "--output", output)
+  assert_ok(result)
+  imported = checkpointing.load_bundle(output)
+  assert imported.dataset == "digits" and imported.input_shape == (8, 8, 1)
+  for got, want in zip(jax.tree.leaves(imported.params), jax.tree.leaves(bundle.params)):
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want))
+  np.testing.assert_array_equal(np.asarray(imported.codes), np.asarray(bundle.codes))
+
+
+def test_demo_writes_bundles_and_chart(tmp_path):
+  out = tmp_path / "demo"
+  out.mkdir()
+  (out / "notes.txt").write_text("not the demo's")
+  result = run("demo", "--output-dir", out, "--epochs", "3", "--class", "5", "-q")
+  assert_ok(result)
+  for words in ("before", "after", "A_R", "E_F", "forgetting took", "demo took"):
+    assert words in result.stdout, result.stdout
+  assert (out / "per_class_accuracy.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+  assert checkpointing.load_bundle(out / "forgotten").forgotten_classes == (5,)
+  assert checkpointing.load_bundle(out / "trained").history == ()
+  assert (out / "notes.txt").read_text() == "not the demo's"
+
+
+# --------------------------------------------------------------------------------------
+# In-process checks of the parser (cheap).
+
+
+@pytest.mark.parametrize("subcommand", ["train", "forget", "evaluate", "import", "demo"])
+def test_every_subcommand_has_help_with_an_example(subcommand, capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main([subcommand, "--help"])
+  assert exit_info.value.code == 0
+  text = capsys.readouterr().out
+  assert text.startswith(f"usage: mnemonic-jax {subcommand}")
+  assert f"examples:\n  mnemonic-jax {subcommand}" in text
+
+
+def test_version(capsys):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(["--version"])
+  assert exit_info.value.code == 0
+  assert capsys.readouterr().out.strip() == "mnemonic-jax 0.1.0"
+
+
+def test_config_overrides():
+  config = cli.load_config(f"{CONFIG}:quick")
+  rest, overrides = cli.split_config_overrides(
+      ["train", "--config.epochs=5", "--config.model_kwargs.hidden", "(64, 32)",
+       "--config.schedule=cosine", "--config.data_dir=/data", "--workdir", "w"])
+  assert rest == ["train", "--workdir", "w"]
+  cli.apply_overrides(config, overrides)
+  assert (config.epochs, config.model_kwargs.hidden) == (5, (64, 32))
+  assert (config.schedule, config.data_dir) == ("cosine", "/data")
+  with pytest.raises(cli.UsageError, match="unknown config field 'model_kwargs.width'"):
+    cli.apply_overrides(config, [("model_kwargs.width", "3")])
+  with pytest.raises(cli.UsageError, match="expected a value of type int"):
+    cli.apply_overrides(config, [("epochs", "five")])
+
+
+def test_demo_config_follows_digits_mlp():
+  expected = cli.load_config(str(CONFIG)).to_dict()
+  got = cli.demo_config(epochs=expected["epochs"]).to_dict()
+  for key in ("name", "forget_classes"):
+    expected.pop(key), got.pop(key)
+  assert got == expected
