@@ -268,10 +268,13 @@ def test_all_attacks_routes_inputs():
   assert out["entropy_mia"] == mia.entropy_mia(rl, tl, fl, seed=3)
   assert out["confidence_mia"] == mia.confidence_mia(rl, ry, tl[keep], ty[keep], fl, fy,
                                                      seed=3)
+  # Loss attack: forgotten training samples vs test samples of the forgotten classes.
   assert out["loss_mia"] == mia.loss_mia(mia.cross_entropy_losses(fl, fy),
-                                         mia.cross_entropy_losses(tl, ty), seed=3)
-  # The filtering matters on this data, so the equality above is a real check.
+                                         mia.cross_entropy_losses(tl[~keep], ty[~keep]), seed=3)
+  # The filtering matters on this data, so the equalities above are real checks.
   assert out["confidence_mia"] != mia.confidence_mia(rl, ry, tl, ty, fl, fy, seed=3)
+  assert out["loss_mia"] != mia.loss_mia(mia.cross_entropy_losses(fl, fy),
+                                         mia.cross_entropy_losses(tl, ty), seed=3)
 
 
 def test_all_attacks_validation():
@@ -280,5 +283,7 @@ def test_all_attacks_validation():
     mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=range(K))
   with pytest.raises(ValueError, match="forget_classes must be integers"):
     mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[0.5])
+  with pytest.raises(ValueError, match="samples of forget_classes"):
+    mia.all_attacks(rl, ry, tl[ty != 0], ty[ty != 0], fl, fy, forget_classes=[0])
   with pytest.raises(ValueError, match="forget_logits is empty"):
     mia.all_attacks(rl, ry, tl, ty, fl[:0], fy[:0], forget_classes=[0])
