@@ -98,3 +98,47 @@ def test_paper_settings_are_kept():
   vit = load("imagenet_finetune", "vit_tiny")
   assert vit.model == "vit_tiny" and vit.t_mix == 0.3 and "pretrained" in vit
   assert load("fashion_mnist_mlp", "e120").epochs == 120
+
+
+def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
+  from experiments import table
+
+  config = str(CONFIG_DIR / "digits_mlp.py") + ":quick"
+  argv = ["--config", config, "--classes", "3", "--seeds", "1", "--multi", "0,1",
+          "--out", str(tmp_path), "--no-progress", "--mia-cap", "200"]
+  report = table.main(argv)
+  assert report == tmp_path / "digits_mlp-quick.md"
+  runs = sorted((tmp_path / "runs" / "digits_mlp-quick").glob("*.json"))
+  # (class 3, set {0,1}) x (none, paper, auto).
+  assert [p.stem for p in runs] == [
+      "seed0-c0_1-auto", "seed0-c0_1-none", "seed0-c0_1-paper",
+      "seed0-c3-auto", "seed0-c3-none", "seed0-c3-paper"]
+  record = json.loads((tmp_path / "runs" / "digits_mlp-quick" / "seed0-c3-auto.json").read_text())
+  for key in ("A_R", "E_F", "accuracy", "retain_train_accuracy", "forget_train_accuracy",
+              "forget_seconds", "forget_compile_seconds", "train_seconds", "lambda1", "lambda2"):
+    assert record[key] is not None, key
+  assert set(record["mia"]) == {"entropy_mia", "confidence_mia", "loss_mia"}
+  assert record["search"]["candidates"] > 100 and record["lambda1"] == record["search"]["lambda1"]
+  assert 0 <= record["E_F"] <= 100 and record["forget_train_accuracy"] < 50
+  text = report.read_text()
+  assert "python -m experiments.table" in text and "| 3 |" in text and "{0,1}" in text
+  for suffix in (".csv", ".json", "_per_class.png", "_ar_ef.png", "_seconds.png"):
+    assert (tmp_path / f"digits_mlp-quick{suffix}").exists(), suffix
+
+  # A rerun trains and forgets nothing: every run comes from its JSON.
+  mtimes = [p.stat().st_mtime_ns for p in runs]
+  monkeypatch.setattr(table, "forget_run", lambda *a, **k: pytest.fail("rerun forgot again"))
+  monkeypatch.setattr(table, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
+  table.main(argv)
+  assert [p.stat().st_mtime_ns for p in runs] == mtimes
+
+
+def test_table_runner_rejects_a_cache_from_another_config(tmp_path):
+  from experiments import table
+
+  config = table.load_config(str(CONFIG_DIR / "digits_mlp.py") + ":quick")[0]
+  config.epochs = 1
+  table.train_or_load(config, tmp_path / "seed0", progress=False)
+  config.epochs = 2
+  with pytest.raises(SystemExit, match="another config"):
+    table.train_or_load(config, tmp_path / "seed0", progress=False)

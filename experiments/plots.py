@@ -1,0 +1,158 @@
+"""Figures of a forgetting table (see :mod:`experiments.table`).
+
+Agg canvas only, no pyplot state. ``write_all`` draws:
+
+* ``<name>_per_class.png``: for each class, its test accuracy before forgetting and after
+  forgetting it, per lambda choice (mean over seeds, min-max as error bars), with the
+  remaining classes' accuracy A_R after forgetting as markers;
+* ``<name>_multi_<mode>.png``: per-class accuracy before/after forgetting the multi-class
+  set (seed 0 of the table), via :func:`mnemonic_jax.plotting.per_class_bars`;
+* ``<name>_ar_ef.png``: change of A_R against E_F, one point per class x seed run;
+* ``<name>_seconds.png``: seconds per stage (training, compilation, forgetting,
+  evaluation, attacks), log scale.
+"""
+
+import pathlib
+from typing import Any, Sequence
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+COLORS = {"before": "#4c72b0", "paper": "#dd8452", "auto": "#55a868", "none": "#8c8c8c"}
+
+
+def _figure(width: float, height: float):
+  fig = Figure(figsize=(width, height), layout="constrained")
+  FigureCanvasAgg(fig)
+  return fig, fig.add_subplot()
+
+
+def _group(records, forget_sets, mode):
+  by = {}
+  for r in records:
+    if r["mode"] == mode:
+      by.setdefault(tuple(r["classes"]), []).append(r)
+  return [by.get(tuple(cs), []) for cs in forget_sets]
+
+
+def per_class_chart(path, records, modes, forget_sets, class_names, title):
+  singles = [cs for cs in forget_sets if len(cs) == 1]
+  if not singles:
+    return None
+  fig, ax = _figure(max(6.0, 0.9 * len(singles) + 2.0), 4.2)
+  x = np.arange(len(singles))
+  series = [("before", "none", lambda r: 100 - r["E_F_before"])]
+  series += [(m, m, lambda r: 100 - r["E_F"]) for m in modes]
+  width = 0.8 / len(series)
+  for i, (label, mode, value) in enumerate(series):
+    groups = _group(records, singles, mode)
+    vals = [np.array([value(r) for r in g]) if g else np.array([np.nan]) for g in groups]
+    mean = np.array([v.mean() for v in vals])
+    err = np.array([[m - v.min(), v.max() - m] for m, v in zip(mean, vals)]).T
+    pos = x - 0.4 + width * (i + 0.5)
+    ax.bar(pos, np.nan_to_num(mean), width, yerr=err, capsize=2, color=COLORS[label],
+           label=f"class acc {'before' if label == 'before' else 'after, ' + label}")
+    if label != "before":
+      a_r = [np.mean([r["A_R"] for r in g]) if g else np.nan for g in groups]
+      ax.plot(pos, a_r, "v", color="black", markersize=4,
+              label="A_R after" if i == 1 else None)
+  names = [str(cs[0]) if not class_names or class_names[cs[0]] == str(cs[0])
+           else f"{cs[0]} {class_names[cs[0]]}" for cs in singles]
+  ax.set_xticks(x, names, rotation=45 if max(map(len, names)) > 3 else 0,
+                ha="right" if max(map(len, names)) > 3 else "center")
+  ax.set_ylim(0, 115)
+  ax.set_ylabel("test accuracy (%)")
+  ax.set_xlabel("forgotten class")
+  ax.set_title(title)
+  ax.legend(loc="upper right", ncols=len(series) + 1, frameon=False, fontsize=7)
+  ax.grid(axis="y", alpha=0.3)
+  ax.set_axisbelow(True)
+  fig.savefig(path, dpi=150)
+  return path
+
+
+def ar_ef_scatter(path, records, modes, title):
+  fig, ax = _figure(6.0, 4.5)
+  for mode in modes:
+    rs = [r for r in records if r["mode"] == mode]
+    if not rs:
+      continue
+    d = [r["A_R"] - r["A_R_before"] for r in rs]
+    ef = [r["E_F"] for r in rs]
+    ax.scatter(ef, d, s=18, alpha=0.7, color=COLORS.get(mode), label=mode)
+    for r, xv, yv in zip(rs, ef, d):
+      ax.annotate(",".join(map(str, r["classes"])), (xv, yv), fontsize=5, alpha=0.7,
+                  xytext=(2, 2), textcoords="offset points")
+  ax.axhline(-1.0, color="gray", linestyle="--", linewidth=0.8)
+  ax.axvline(100.0, color="gray", linestyle="--", linewidth=0.8)
+  ax.set_xlabel("E_F (%)  (100 = forgotten class never predicted)")
+  ax.set_ylabel("A_R after - A_R before (points)")
+  ax.set_title(title)
+  ax.legend(frameon=False)
+  ax.grid(alpha=0.3)
+  fig.savefig(path, dpi=150)
+  return path
+
+
+def seconds_chart(path, records, modes, title):
+  stages = [("training (per seed)", "train_seconds"), ("forget: compile", "forget_compile_seconds"),
+            ("forget", "forget_seconds"), ("evaluate", "eval_seconds"), ("attacks", "mia_seconds")]
+  fig, ax = _figure(7.0, 4.0)
+  x = np.arange(len(stages))
+  width = 0.8 / len(modes)
+  for i, mode in enumerate(modes):
+    rs = [r for r in records if r["mode"] == mode]
+    vals = []
+    for label, key in stages:
+      if key == "train_seconds":
+        per_seed = {r["seed"]: r[key] for r in rs if r.get(key) is not None}
+        v = list(per_seed.values())
+      else:
+        v = [r[key] for r in rs if r.get(key) is not None]
+      vals.append(np.mean(v) if v else np.nan)
+    bars = ax.bar(x - 0.4 + width * (i + 0.5), np.nan_to_num(vals, nan=0.0), width,
+                  color=COLORS.get(mode), label=mode)
+    ax.bar_label(bars, labels=["" if np.isnan(v) else f"{v:.3g}" for v in vals], fontsize=7)
+  ax.set_yscale("log")
+  ax.set_xticks(x, [s for s, _ in stages], fontsize=8)
+  ax.set_ylabel("seconds (mean over runs)")
+  ax.set_title(title)
+  ax.legend(frameon=False)
+  fig.savefig(path, dpi=150)
+  return path
+
+
+def write_all(out: pathlib.Path, name: str, records: list[dict[str, Any]],
+              modes: Sequence[str], forget_sets: Sequence[tuple[int, ...]],
+              class_names: Sequence[str]) -> list[pathlib.Path]:
+  """Draws every figure of a table; returns the paths written."""
+  out = pathlib.Path(out)
+  paths = []
+  p = per_class_chart(out / f"{name}_per_class.png", records, modes, forget_sets, class_names,
+                      f"{name}: accuracy of each class before and after forgetting it")
+  if p:
+    paths.append(p)
+  multis = [cs for cs in forget_sets if len(cs) > 1]
+  if multis:
+    try:
+      from mnemonic_jax.plotting import per_class_bars
+    except ImportError:  # The library's plotting module is optional here.
+      per_class_bars = None
+    cs = multis[0]
+    seed = min(r["seed"] for r in records)
+    pick = lambda mode: next((r for r in records if r["mode"] == mode and r["seed"] == seed
+                              and tuple(r["classes"]) == cs), None)
+    before = pick("none")
+    for mode in modes:
+      after = pick(mode)
+      if per_class_bars and before and after:
+        paths.append(per_class_bars(
+            before["per_class"], after["per_class"], class_names, cs,
+            out / f"{name}_multi_{mode}.png",
+            title=f"{name}, seed {seed}: forgetting {set(cs)} with {mode} lambdas"))
+  paths.append(ar_ef_scatter(out / f"{name}_ar_ef.png", records, modes,
+                             f"{name}: A_R change vs E_F, every class x seed"))
+  paths.append(seconds_chart(out / f"{name}_seconds.png", records, modes,
+                             f"{name}: seconds per stage"))
+  return paths

@@ -1,0 +1,453 @@
+"""Forgetting table: train once per seed, forget each class in turn, evaluate, report.
+
+Usage::
+
+  python -m experiments.table --config experiments/configs/digits_mlp.py[:variant] \\
+      --classes all --seeds 3 [--lambdas paper,auto] [--multi 0,1,2] \\
+      [--out experiments/results]
+
+For each seed ``config.seed + k`` (k < ``--seeds``) the model is trained once with
+:func:`mnemonic_jax.workflow.train` into ``<out>/cache/<name>/seed<seed>`` (resumable,
+reused on a rerun). Then every requested class, and the ``--multi`` set, is forgotten
+from that model with each lambda choice of ``--lambdas``:
+
+* ``paper``: the config's ``lambda1``/``lambda2`` (the hand-picked values of the paper);
+* ``auto``: :func:`mnemonic_jax.lambda_search.forget_auto` (data-free search on the codes).
+
+Each run is evaluated on the test split and on (a capped subset of) the training split,
+and attacked with the three membership-inference attacks of :mod:`mnemonic_jax.mia`.
+Every run is cached as one JSON file in ``<out>/runs/<name>/``; a rerun skips finished
+runs and only rebuilds the report. Outputs: ``<out>/<name>.md`` (the command, the
+machine, the per-class table with mean +- std over seeds, paper vs auto side by side),
+``<name>.csv``, ``<name>.json`` and plots ``<name>_*.png``.
+
+``<name>`` is ``config.name``, followed by ``-<variant>`` for a variant.
+"""
+
+import argparse
+import csv
+import dataclasses
+import datetime
+import importlib.util
+import json
+import os
+import pathlib
+import platform
+import shlex
+import sys
+import time
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from mnemonic_jax import checkpointing, lambda_search, metrics, mia, workflow
+from mnemonic_jax.data import load_dataset
+
+MODES = ("paper", "auto")
+GOAL_A_R_DROP = 1.0  # Goal: E_F = 100 and A_R at most this many points below before.
+
+
+# ----------------------------------------------------------------------------------------
+# Configs and arguments.
+
+
+def load_config(spec: str):
+  """``path/to/config.py[:variant]`` -> (config, variant)."""
+  path, _, variant = spec.partition(":")
+  if not os.path.isfile(path):
+    raise SystemExit(f"error: config file {path} does not exist")
+  module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(variant), variant
+
+
+def run_name(config, variant: str) -> str:
+  return config.name + (f"-{variant.replace(',', '-')}" if variant else "")
+
+
+def parse_classes(text: str, num_classes: int) -> list[int]:
+  if text == "all":
+    return list(range(num_classes))
+  return [int(c) for c in text.split(",") if c != ""]
+
+
+def rule_from_config(config) -> lambda_search.Rule:
+  """The search rule: ``config.auto`` (margin, guard, order) if present, else the default."""
+  if "auto" not in config:
+    return lambda_search.DEFAULT_RULE
+  fields = {k: config.auto[k] for k in ("margin", "guard", "order") if k in config.auto}
+  return lambda_search.Rule(**fields)
+
+
+def run_key(seed: int, classes: Sequence[int], mode: str) -> str:
+  return f"seed{seed}-c{'_'.join(str(c) for c in classes)}-{mode}"
+
+
+# ----------------------------------------------------------------------------------------
+# One seed: the trained model and what every run of it shares.
+
+
+@dataclasses.dataclass
+class SeedContext:
+  """A trained bundle and its evaluation before forgetting."""
+
+  seed: int
+  bundle: Any
+  train_seconds: float | None
+  test_logits: np.ndarray
+  train_logits: np.ndarray
+  apply_fn: Any
+
+
+def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, float | None]:
+  """The cached bundle of ``config`` in ``workdir``, trained (or resumed) if missing."""
+  record = workdir / "train_seconds.json"
+  if (workdir / "bundle").exists():
+    bundle = checkpointing.load_bundle(workdir / "bundle")
+    want = json.loads(json.dumps(workflow.to_plain(config)))
+    have = json.loads(json.dumps(bundle.config))
+    if have != want:
+      diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+      raise SystemExit(
+          f"error: {workdir / 'bundle'} was trained with another config (differs in {diff}); "
+          "delete that directory or pass another --out")
+    seconds = json.loads(record.read_text())["train_seconds"] if record.exists() else None
+    return bundle, seconds
+  start = time.perf_counter()
+  bundle = workflow.train(config, workdir, progress=progress)
+  seconds = time.perf_counter() - start
+  record.write_text(json.dumps({"train_seconds": seconds, "epochs": config.epochs}))
+  return bundle, seconds
+
+
+def train_subset(num: int, cap: int | None, seed: int = 0) -> np.ndarray:
+  """Indices of the training examples evaluated (all of them, or ``cap`` at random)."""
+  if cap is None or num <= cap:
+    return np.arange(num)
+  return np.sort(np.random.default_rng(seed).choice(num, cap, replace=False))
+
+
+# ----------------------------------------------------------------------------------------
+# One run: forget, evaluate, attack.
+
+
+def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule,
+               test, train_images, train_labels, mia_cap: int) -> dict[str, Any]:
+  """Forgets ``classes`` from ``ctx.bundle`` with ``mode`` lambdas; everything measured."""
+  bundle = ctx.bundle
+  record: dict[str, Any] = {"seed": ctx.seed, "classes": list(classes), "mode": mode}
+  if mode == "none":
+    new = bundle
+    record.update(lambda1=None, lambda2=None, sign=None, forget_seconds=0.0,
+                  forget_compile_seconds=0.0)
+    test_logits, train_logits = ctx.test_logits, ctx.train_logits
+  else:
+    if mode == "paper":
+      new, report = workflow.forget(bundle, classes, float(config.lambda1), float(config.lambda2))
+      search = None
+    else:
+      params, report, details = lambda_search.forget_auto(
+          ctx.apply_fn, bundle.params, bundle.codes, classes, rule=rule, return_details=True)
+      search = lambda_search.summary(details)
+      new = bundle.replace(
+          params=params, history=bundle.history + ({**report.to_dict(), "auto": search},))
+    record.update(
+        lambda1=report.lambda1, lambda2=report.lambda2, sign=report.sign,
+        forget_seconds=report.seconds, forget_compile_seconds=report.compile_seconds,
+        code_scores={k: v for k, v in report.to_dict().items()
+                     if k in ("before", "after", "rejected")},
+        search=search)
+    start = time.perf_counter()
+    test_logits = workflow.predict(new, test.images)
+    train_logits = workflow.predict(new, train_images)
+    record["eval_seconds"] = time.perf_counter() - start
+
+  before = metrics.forgetting_metrics(ctx.test_logits, test.labels, classes)
+  after = metrics.forgetting_metrics(test_logits, test.labels, classes)
+  in_forget_train = np.isin(train_labels, classes)
+  train_correct = np.argmax(train_logits, -1) == train_labels
+  record.update(
+      A_R=after["A_R"], E_F=after["E_F"], accuracy=after["accuracy"],
+      A_R_before=before["A_R"], E_F_before=before["E_F"], accuracy_before=before["accuracy"],
+      per_class=metrics.per_class_accuracy(test_logits, test.labels, bundle.num_classes).tolist(),
+      retain_train_accuracy=float(100 * train_correct[~in_forget_train].mean()),
+      forget_train_accuracy=float(100 * train_correct[in_forget_train].mean()),
+      train_examples_evaluated=int(len(train_labels)))
+  record["goal"] = bool(
+      after["E_F"] >= 100.0 - 1e-9 and after["A_R"] >= before["A_R"] - GOAL_A_R_DROP)
+
+  # Membership inference: members = retained training samples (capped), non-members = test
+  # samples (capped), targets = every evaluated forgotten training sample.
+  retain_idx = np.flatnonzero(~in_forget_train)
+  retain_idx = retain_idx[train_subset(len(retain_idx), mia_cap, ctx.seed)]
+  test_idx = train_subset(len(test.labels), mia_cap, ctx.seed + 1)
+  start = time.perf_counter()
+  record["mia"] = mia.all_attacks(
+      train_logits[retain_idx], train_labels[retain_idx], test_logits[test_idx],
+      test.labels[test_idx], train_logits[in_forget_train], train_labels[in_forget_train],
+      classes, seed=ctx.seed)
+  record["mia_seconds"] = time.perf_counter() - start
+  record["mia_sizes"] = {"members": int(len(retain_idx)), "non_members": int(len(test_idx)),
+                         "forgotten": int(in_forget_train.sum())}
+  record["train_seconds"] = ctx.train_seconds
+  return record
+
+
+# ----------------------------------------------------------------------------------------
+# Report.
+
+
+def mean_std(values: Sequence[float], digits: int = 1) -> str:
+  values = np.asarray([v for v in values if v is not None], dtype=float)
+  if values.size == 0:
+    return "-"
+  if values.size == 1:
+    return f"{values[0]:.{digits}f}"
+  return f"{values.mean():.{digits}f} ± {values.std(ddof=0):.{digits}f}"
+
+
+def fmt_lambda(v: float) -> str:
+  return f"{v:.0e}".replace("e-0", "e-").replace("e+0", "e")
+
+
+def lambda_cell(runs: Sequence[dict[str, Any]]) -> str:
+  pairs = [f"{fmt_lambda(r['lambda1'])}/{fmt_lambda(r['lambda2'])}" for r in runs]
+  return ", ".join(pairs)
+
+
+def class_label(c: int, class_names: Sequence[str]) -> str:
+  """``"3 Dress"``, or ``"3"`` where the name is the id."""
+  name = class_names[c] if c < len(class_names) else str(c)
+  return str(c) if name == str(c) else f"{c} {name}"
+
+
+def machine_line() -> str:
+  devices = jax.devices()
+  return (f"{platform.platform()}, Python {platform.python_version()}, jax {jax.__version__}, "
+          f"{os.cpu_count()} CPUs visible, devices: {devices[0].platform} x{len(devices)} "
+          f"({devices[0].device_kind})")
+
+
+def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
+                 modes: Sequence[str], forget_sets: Sequence[tuple[int, ...]],
+                 seeds: Sequence[int], class_names: Sequence[str], command: str,
+                 notes: Sequence[str], rule) -> None:
+  """Writes ``<name>.md``, ``.csv``, ``.json`` and the plots."""
+  from experiments import plots  # Matplotlib only when a report is written.
+
+  by = {}
+  for r in records:
+    by.setdefault((tuple(r["classes"]), r["mode"]), []).append(r)
+  label = lambda cs: (class_label(cs[0], class_names) if len(cs) == 1
+                      else "{" + ",".join(map(str, cs)) + "}")
+
+  lines = [f"# {name}: one-shot forgetting, class by class", ""]
+  lines += [f"Command: `{command}`", "", f"Machine: {machine_line()}", "",
+            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Seeds: "
+            f"{', '.join(map(str, seeds))}. Each seed trains one model; each class (and the "
+            f"multi-class set) is forgotten from it separately.", ""]
+  plain = workflow.to_plain(config)
+  lines += ["Config: " + ", ".join(f"{k}={v}" for k, v in plain.items()), ""]
+  lines += [f"Lambda choices: `paper` = lambda1 {config.lambda1}, lambda2 {config.lambda2} "
+            f"(the config's); `auto` = data-free search, rule {dataclasses.asdict(rule)} "
+            f"(see `mnemonic_jax/lambda_search.py`).", ""]
+  for note in notes:
+    lines += [note, ""]
+
+  lines += ["## Goal", "",
+            f"E_F = 100 and A_R at most {GOAL_A_R_DROP:g} point below the same model's A_R "
+            "before forgetting. Count of class x seed runs meeting it:", ""]
+  lines += ["| lambdas | single classes | multi-class |", "|---|---|---|"]
+  for mode in modes:
+    single = [r for cs in forget_sets if len(cs) == 1 for r in by.get((cs, mode), [])]
+    multi = [r for cs in forget_sets if len(cs) > 1 for r in by.get((cs, mode), [])]
+    lines.append(f"| {mode} | {sum(r['goal'] for r in single)} / {len(single)} | "
+                 f"{sum(r['goal'] for r in multi)} / {len(multi)} |")
+  lines.append("")
+
+  lines += ["## Per class (mean ± std over seeds; test split)", "",
+            "A_R before = accuracy on the remaining classes before forgetting; ΔA_R = after - "
+            "before (per seed, then averaged); goal = runs meeting the goal.", ""]
+  head = "| forgotten | acc before | A_R before |"
+  sep = "|---|---|---|"
+  for mode in modes:
+    head += f" A_R {mode} | ΔA_R {mode} | E_F {mode} | goal {mode} |"
+    sep += "---|---|---|---|"
+  lines += [head + " lambdas auto (l1/l2 per seed) |", sep + "---|"]
+  for cs in forget_sets:
+    base = by.get((cs, modes[0]), [])
+    if not base:
+      continue
+    acc_before = [100 - r["E_F_before"] for r in base]
+    row = f"| {label(cs)} | {mean_std(acc_before)} | {mean_std([r['A_R_before'] for r in base])} |"
+    for mode in modes:
+      rs = by.get((cs, mode), [])
+      row += (f" {mean_std([r['A_R'] for r in rs])} | "
+              f"{mean_std([r['A_R'] - r['A_R_before'] for r in rs], 2)} | "
+              f"{mean_std([r['E_F'] for r in rs])} | {sum(r['goal'] for r in rs)}/{len(rs)} |")
+    auto = by.get((cs, "auto"), [])
+    row += f" {lambda_cell(auto) if auto else '-'} |"
+    lines.append(row)
+  lines.append("")
+
+  misses = [r for r in records if r["mode"] in modes and not r["goal"]]
+  lines += ["## Runs that miss the goal", ""]
+  if not misses:
+    lines += ["None.", ""]
+  else:
+    lines += ["| lambdas | seed | forgotten | E_F | A_R before -> after | forgotten-code margin after "
+              "| smallest remaining-code margin before -> after |", "|---|---|---|---|---|---|---|"]
+    for r in sorted(misses, key=lambda r: (r["mode"], r["classes"], r["seed"])):
+      cs = r["code_scores"]
+      lines.append(
+          f"| {r['mode']} | {r['seed']} | {label(tuple(r['classes']))} | {r['E_F']:.1f} | "
+          f"{r['A_R_before']:.1f} -> {r['A_R']:.1f} | {cs['after']['forget_margin']:.2f} | "
+          f"{cs['before']['remain_margin']:.2f} -> {cs['after']['remain_margin']:.2f} |")
+    lines.append("")
+
+  lines += ["## Other measures (mean ± std over every class x seed run)", "",
+            "Retained/forgotten train = accuracy on training samples of the remaining/forgotten "
+            "classes. MIAs (`mnemonic_jax.mia.all_attacks`; members = retained training "
+            "samples): **entropy** = fraction of forgotten training samples an entropy "
+            "attack calls member (lower is better); **confidence** = MIA-efficacy, % of "
+            "forgotten training samples a confidence SVC calls non-member (higher is better); "
+            "**loss** = cross-validated accuracy of telling forgotten training samples from "
+            "test samples of the same classes by their loss (50 is ideal). `none` = the model "
+            "before forgetting. The right reference for all three is a model retrained "
+            "without the forgotten class (not run here).", ""]
+  lines += ["| lambdas | test acc | retained train | forgotten train | entropy MIA | "
+            "confidence MIA | loss MIA | forget s | compile s | eval s | MIA s |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
+  for mode in ("none", *modes):
+    rs = [r for r in records if r["mode"] == mode]
+    if not rs:
+      continue
+    lines.append(
+        f"| {mode} | {mean_std([r['accuracy'] for r in rs])} | "
+        f"{mean_std([r['retain_train_accuracy'] for r in rs])} | "
+        f"{mean_std([r['forget_train_accuracy'] for r in rs])} | "
+        f"{mean_std([r['mia']['entropy_mia'] for r in rs], 3)} | "
+        f"{mean_std([r['mia']['confidence_mia'] for r in rs])} | "
+        f"{mean_std([r['mia']['loss_mia'] for r in rs])} | "
+        f"{mean_std([r['forget_seconds'] for r in rs], 3)} | "
+        f"{mean_std([r['forget_compile_seconds'] for r in rs], 2)} | "
+        f"{mean_std([r.get('eval_seconds') for r in rs], 2)} | "
+        f"{mean_std([r['mia_seconds'] for r in rs], 2)} |")
+  train_s = {r["seed"]: r["train_seconds"] for r in records}
+  lines += ["", "Training seconds per seed: " + ", ".join(
+      f"seed {s}: {'not recorded' if v is None else f'{v:.0f}'}" for s, v in sorted(train_s.items())),
+      ""]
+  lines += ["Forget s: forgetting after compilation (for `auto`, the whole search: Fishers once, "
+            "every grid candidate scored on the codes, then the chosen move); compile s: its "
+            "compilation, apart.", ""]
+
+  figures = plots.write_all(out, name, records, modes, forget_sets, class_names)
+  lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+
+  (out / f"{name}.md").write_text("\n".join(lines))
+  (out / f"{name}.json").write_text(json.dumps(
+      {"command": command, "machine": machine_line(), "config": plain,
+       "rule": dataclasses.asdict(rule), "runs": records}, indent=1))
+  fields = ["seed", "classes", "mode", "lambda1", "lambda2", "sign", "A_R", "E_F", "accuracy",
+            "A_R_before", "E_F_before", "goal", "retain_train_accuracy", "forget_train_accuracy",
+            "entropy_mia", "confidence_mia", "loss_mia", "forget_seconds",
+            "forget_compile_seconds", "eval_seconds", "mia_seconds", "train_seconds"]
+  with open(out / f"{name}.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fields)
+    writer.writeheader()
+    for r in records:
+      row = {k: r.get(k) for k in fields}
+      row.update(r["mia"])
+      row["classes"] = " ".join(map(str, r["classes"]))
+      writer.writerow(row)
+
+
+# ----------------------------------------------------------------------------------------
+# Main.
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--config", required=True, help="path/to/config.py[:variant]")
+  p.add_argument("--classes", default="all", help="'all' or comma-separated class ids")
+  p.add_argument("--seeds", type=int, default=3, help="number of seeds (config.seed + k)")
+  p.add_argument("--lambdas", default="paper,auto", help="comma-separated: paper, auto")
+  p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
+  p.add_argument("--out", default="experiments/results", help="output directory")
+  p.add_argument("--train-cap", type=int, default=10000,
+                 help="training examples evaluated (random subset, seed 0)")
+  p.add_argument("--mia-cap", type=int, default=2000,
+                 help="members and non-members each capped at this many for the MIAs")
+  p.add_argument("--note", action="append", default=[], help="a paragraph for the report")
+  p.add_argument("--no-progress", action="store_true")
+  return p
+
+
+def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
+  config, variant = load_config(args.config)
+  name = run_name(config, variant)
+  modes = [m for m in args.lambdas.split(",") if m]
+  bad = [m for m in modes if m not in MODES]
+  if bad or not modes:
+    raise SystemExit(f"error: unknown --lambdas {bad or args.lambdas!r}; use {','.join(MODES)}")
+  if "paper" in modes and "auto" in (config.lambda1, config.lambda2):
+    raise SystemExit(f"error: {name} has no hand-picked lambdas; use --lambdas auto")
+  rule = rule_from_config(config)
+  out = pathlib.Path(args.out)
+  runs_dir = out / "runs" / name
+  runs_dir.mkdir(parents=True, exist_ok=True)
+
+  test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
+  num_classes = test.info.num_classes
+  classes = parse_classes(args.classes, num_classes)
+  forget_sets = [(c,) for c in classes]
+  multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
+  if multi:
+    forget_sets.append(multi)
+  seeds = [int(config.seed) + k for k in range(args.seeds)]
+  plan = [(s, cs, mode) for s in seeds for cs in forget_sets for mode in ("none", *modes)]
+
+  train = None
+  records, contexts = [], {}
+  bar = tqdm(plan, desc=name, unit="run", disable=args.no_progress)
+  for seed, cs, mode in bar:
+    path = runs_dir / f"{run_key(seed, cs, mode)}.json"
+    bar.set_postfix_str(path.stem)
+    if path.exists():
+      records.append(json.loads(path.read_text()))
+      continue
+    if seed not in contexts:
+      contexts.clear()  # One trained model in memory at a time.
+      if train is None:
+        train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
+        idx = train_subset(len(train), args.train_cap)
+        train_images, train_labels = train.images[idx], train.labels[idx]
+      seed_config = config.copy_and_resolve_references()
+      seed_config.seed = seed
+      bundle, seconds = train_or_load(
+          seed_config, out / "cache" / name / f"seed{seed}", not args.no_progress)
+      contexts[seed] = SeedContext(
+          seed=seed, bundle=bundle, train_seconds=seconds,
+          test_logits=workflow.predict(bundle, test.images),
+          train_logits=workflow.predict(bundle, train_images), apply_fn=bundle.apply_fn())
+    record = forget_run(contexts[seed], cs, mode, config, rule, test, train_images,
+                        train_labels, args.mia_cap)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    tmp.replace(path)
+    records.append(record)
+  bar.close()
+
+  write_report(out, name, config, records, modes, forget_sets, seeds,
+               list(test.info.class_names), command, args.note, rule)
+  return out / f"{name}.md"
+
+
+if __name__ == "__main__":
+  print(main())
