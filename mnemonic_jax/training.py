@@ -210,7 +210,7 @@ def fit(
     std=(1.0,),
     mesh: Mesh | None = None,
     state: TrainState | None = None,
-    on_step: Callable[[TrainState, Metrics], None] | None = None,
+    on_step: Callable[[int, TrainState, Metrics], None] | None = None,
     progress: bool = True,
 ) -> tuple[TrainState, Metrics]:
   """Trains ``model`` with mnemonic codes mixed into its data (Algorithm 1).
@@ -229,7 +229,8 @@ def fit(
     mean, std: per-channel normalisation.
     mesh: optional device mesh (batch split over ``data``).
     state: resume from this state (its ``step`` says where).
-    on_step: called after each step with the new state and its metrics (e.g. to save).
+    on_step: called after each step as ``on_step(step, state, metrics)`` (e.g. to
+      save); ``step`` is a Python int, so reading it does not wait for the device.
     progress: show a progress bar.
 
   Returns:
@@ -250,16 +251,18 @@ def fit(
   if mesh is not None:
     state = parallel.replicate(mesh, state)
   start = int(state.step)
+  step = start
   metrics: Metrics = {}
   bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step")
   for epoch in range(start // spe, config.epochs):
     batches = epoch_batches(shuffle_key, epoch, len(labels), config.batch_size)
-    for idx in batches[start - epoch * spe if epoch == start // spe else 0:]:
+    for idx in batches[step - epoch * spe:]:
       state, metrics = train_step(state, *place((images[idx], labels[idx])))
+      step += 1
       if on_step is not None:
-        on_step(state, metrics)
+        on_step(step, state, metrics)
       bar.update()
-      if int(state.step) % 50 == 0 or int(state.step) == total:
+      if step % 100 == 0 or step == total:  # Reading metrics waits for the device.
         bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()
                          if k in ("image_loss", "code_loss", "accuracy")})
   bar.close()

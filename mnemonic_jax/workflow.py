@@ -94,9 +94,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     state = ckpt.restore(None, abstract).state
   total = fit_cfg.epochs * training.steps_per_epoch(len(images), fit_cfg.batch_size)
 
-  def save(state, step_metrics):
-    step = int(state.step)
-    ckpt.save(step, state, {k: float(v) for k, v in step_metrics.items()}, force=step == total)
+  def save(step, state, step_metrics):
+    if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
+      ckpt.save(step, state, {k: float(v) for k, v in step_metrics.items()}, force=step == total)
 
   state, _ = training.fit(
       model, images, ds.labels, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
