@@ -3,10 +3,12 @@ throughput, and the paper's CIFAR-10 recipe on real Fashion-MNIST (padded to 32x
 
 Usage (on a GPU machine, from the repo root; Fashion-MNIST idx files in DATA):
   python -m experiments.gpu_check --data /usr/share/datasets/fashion-mnist --out OUT
-Writes OUT/gpu_check.md and OUT/gpu_check.json.
+Writes OUT/gpu_check.json and OUT/gpu_check.md. ``--report A.json [B.json ...]`` renders
+saved JSON files to Markdown (stdout) without running anything.
 """
 
 import argparse
+import functools
 import json
 import pathlib
 import tempfile
@@ -18,7 +20,7 @@ import numpy as np
 
 from experiments import bench_fisher
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import forgetting, metrics, training, workflow
+from mnemonic_jax import forgetting, lambda_search, metrics, training, workflow
 from mnemonic_jax.bundle import inference_apply_fn
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.models import create_model
@@ -75,13 +77,17 @@ def fashion_resnet(data, epochs, width=64):
   apply_fn = inference_apply_fn(model, state.batch_stats)
   rows = []
   for c in range(10):
-    params, report = forgetting.forget(apply_fn, state.params, codes, [c], 1e-5, 1e4)
-    after = metrics.forgetting_metrics(test_logits(params), test.labels, [c])
-    rows.append({"class": c,
-                 "A_R_before": metrics.forgetting_metrics(before, test.labels, [c])["A_R"],
-                 "A_R": after["A_R"], "E_F": after["E_F"], "seconds": report.seconds,
-                 "compile_seconds": report.compile_seconds, "sign": report.sign})
-    print(rows[-1], flush=True)
+    a_r_before = metrics.forgetting_metrics(before, test.labels, [c])["A_R"]
+    for lambdas, forget_fn in [
+        ("paper", functools.partial(forgetting.forget, lambda1=1e-5, lambda2=1e4)),
+        ("auto", lambda_search.forget_auto)]:
+      params, report = forget_fn(apply_fn, state.params, codes, [c])
+      after = metrics.forgetting_metrics(test_logits(params), test.labels, [c])
+      rows.append({"class": c, "lambdas": lambdas, "lambda1": report.lambda1,
+                   "lambda2": report.lambda2, "A_R_before": a_r_before,
+                   "A_R": after["A_R"], "E_F": after["E_F"], "seconds": report.seconds,
+                   "compile_seconds": report.compile_seconds, "sign": report.sign})
+      print(rows[-1], flush=True)
   return {"epochs": epochs, "train_seconds": train_s,
           "images_per_s": epochs * len(train.labels) / train_s,
           "test_accuracy": metrics.forgetting_metrics(before, test.labels, [])["accuracy"],
@@ -89,15 +95,51 @@ def fashion_resnet(data, epochs, width=64):
           "forget": rows}
 
 
+def to_markdown(result, source=""):
+  """Markdown tables of one run's JSON."""
+  lines = [f"### {result['device']}, jax {result['jax']}" + (f" (`{source}`)" if source else ""), ""]
+  if result.get("fisher"):
+    lines += ["Fisher over 10 codes vs one batched forward+backward (median of 20):", "",
+              "| model | computation | microbatch | seconds | compile s | peak MiB | ratio |",
+              "|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['model']} | {r['computation']} | {r['microbatch']} | {r['seconds']:.6f} | "
+              f"{r['compile_s']:.2f} | {r['peak_bytes'] / 2**20:.1f} | {r['ratio']:.2f} |"
+              for r in result["fisher"]]
+    lines.append("")
+  if result.get("throughput"):
+    t = result["throughput"]
+    lines += [f"resnet18_cifar train step with codes (batch {t['batch_size']}, crop+flip): "
+              f"{t['images_per_s']:.0f} images/s (compile {t['compile_s']:.1f} s).", ""]
+  f = result.get("fashion_resnet18")
+  if f:
+    lines += [f"Fashion-MNIST (padded to 32x32), resnet18_cifar, {f['epochs']} epochs in "
+              f"{f['train_seconds']:.1f} s ({f['images_per_s']:.0f} images/s incl. the host "
+              f"input pipeline); test accuracy {f['test_accuracy']:.2f}%.", "",
+              "| class | lambdas | lambda1 | lambda2 | A_R before | A_R | E_F | seconds | compile s |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    lines += [f"| {r['class']} | {r.get('lambdas', 'paper')} | {r.get('lambda1', 1e-5):.2g} | "
+              f"{r.get('lambda2', 1e4):.3g} | {r['A_R_before']:.2f} | {r['A_R']:.2f} | "
+              f"{r['E_F']:.1f} | {r['seconds']:.3f} | {r['compile_seconds']:.2f} |"
+              for r in f["forget"]]
+    lines.append("")
+  return "\n".join(lines)
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--data", required=True)
-  parser.add_argument("--out", required=True)
+  parser.add_argument("--data")
+  parser.add_argument("--out")
+  parser.add_argument("--report", nargs="+", help="render saved JSON files and exit")
   parser.add_argument("--epochs", type=int, default=15)
   parser.add_argument("--width", type=int, default=64, help="ResNet width (64 is standard)")
   parser.add_argument("--throughput-steps", type=int, default=50)
   parser.add_argument("--skip-bench", action="store_true")
   args = parser.parse_args()
+  if args.report:
+    print("\n".join(to_markdown(json.loads(pathlib.Path(p).read_text()), p) for p in args.report))
+    return
+  if not (args.data and args.out):
+    parser.error("--data and --out are required to run the checks")
   out = pathlib.Path(args.out)
   # Forgetting and evaluation compile the same programs for every class: cache them.
   jax.config.update("jax_compilation_cache_dir", tempfile.mkdtemp())
@@ -117,7 +159,8 @@ def main():
   (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
   result["fashion_resnet18"] = fashion_resnet(args.data, args.epochs, args.width)
   (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
-  print(json.dumps(result, indent=1))
+  (out / "gpu_check.md").write_text(to_markdown(result))
+  print(to_markdown(result))
 
 
 if __name__ == "__main__":
