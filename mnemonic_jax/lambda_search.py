@@ -13,21 +13,38 @@ mnemonic codes alone, never real data:
    * pushes every forgotten code's logit margin (own logit minus the best other) to
      ``<= -margin``;
    * keeps every remaining code that was classified right before still right;
-   * keeps the smallest remaining-code margin at ``>= guard`` times its value before.
+   * keeps the smallest remaining-code margin at ``>= guard`` times its value before
+     (by default ``margin = 15``, ``guard = 0.4``).
 
    The size of a perturbation is its L2 norm ``||alpha * eta||``. Since ``alpha`` grows
    with both lambdas, this order agrees with "smaller lambdas" wherever two pairs are
    comparable, and breaks the ties the 2-D grid leaves.
+
+The defaults (margin 15, guard 0.4, guard gives way first) come from a sweep over
+margins 8-20 and guards 0-0.8 on Fashion-MNIST (paper MNIST settings, 100 epochs) and the
+bundled digits, 3 seeds each, every class and the set {0, 1, 2}: they met "E_F = 100 and
+A_R at most 1 point below before" on all 66 class x seed cases, against 50 of 66 for the
+paper's fixed lambdas on the same models (``experiments/results/``). Margins below 12
+left some classes at E_F 90-99.9; guards of 0.5 and more, or no guard, each missed the
+multi-class set on one seed (E_F 84 or A_R -1.4). These models were also the ones the
+rule was chosen on: treat the numbers as in-sample.
 
 Why margins and not the paper's accuracy-on-codes criterion: the criterion saturates
 (every candidate misclassifying the forgotten codes scores the same), while the margin of
 a forgotten code still says how firmly it is forgotten, which tracks forgetting on real
 data; the remaining codes' margin says how much the rest was disturbed.
 
-If no candidate meets the rule, the fallback is the candidate that keeps the remaining
-codes as the rule asks and has the lowest forgotten-code margin (and, if none keeps
-them, the best paper criterion, then the lowest forgotten margin); ``details["met"]``
-is then ``False``.
+If no candidate meets the rule, ``Rule.fallback`` decides (``details["met"]`` is then
+``False``):
+
+* ``"guard"`` (default): relax the guard, not the target. Among the candidates that
+  reach the margin target with every remaining code still right, take the one with the
+  largest smallest-remaining-code margin (the least disturbed rest).
+* ``"target"``: relax the target, not the guard. Among the candidates that keep the
+  remaining codes as the rule asks, take the one with the lowest forgotten-code margin.
+
+If neither set has a member, the other fallback is tried, then the best paper criterion
+(then the lowest forgotten margin).
 
 Example:
   >>> lambda1, lambda2, details = select_lambdas(apply_fn, params, codes, [3])
@@ -64,11 +81,14 @@ class Rule:
       forgetting (``0`` only asks that it stays positive; ignored if it was not positive).
     order: ``"size"`` (L2 norm of the move, the default), ``"max"`` (largest single
       parameter move) or ``"lambdas"`` (lexicographic ``(lambda1, lambda2)``).
+    fallback: ``"guard"`` or ``"target"``: what gives way when no candidate meets the
+      rule (see the module docstring).
   """
 
-  margin: float = 10.0
-  guard: float = 0.5
+  margin: float = 15.0
+  guard: float = 0.4
   order: str = "size"
+  fallback: str = "guard"
 
   def __post_init__(self):
     if not self.margin >= 0:
@@ -77,6 +97,8 @@ class Rule:
       raise ValueError(f"guard must be in [0, 1], got {self.guard}")
     if self.order not in ("size", "max", "lambdas"):
       raise ValueError(f"unknown order {self.order!r}; use 'size', 'max' or 'lambdas'")
+    if self.fallback not in ("guard", "target"):
+      raise ValueError(f"unknown fallback {self.fallback!r}; use 'guard' or 'target'")
 
 
 DEFAULT_RULE = Rule()
@@ -165,12 +187,13 @@ def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
   Pure numpy, so one grid can be re-judged under several rules.
   """
   before_ok = float(grid.before.remain_margin) > 0
-  keeps = grid.remain_accuracy >= float(grid.before.remain_accuracy) - 1e-6
+  finite = np.isfinite(grid.forget_margin) & np.isfinite(grid.remain_margin)
+  correct = (grid.remain_accuracy >= float(grid.before.remain_accuracy) - 1e-6) & finite
+  keeps = correct.copy()
   if before_ok:
     keeps &= grid.remain_margin >= rule.guard * float(grid.before.remain_margin)
   forgets = grid.forget_margin <= -rule.margin
-  finite = np.isfinite(grid.forget_margin) & np.isfinite(grid.remain_margin)
-  met = keeps & forgets & finite
+  met = keeps & forgets
   if rule.order == "size":
     key = (grid.size, grid.forget_margin)
   elif rule.order == "max":
@@ -181,9 +204,15 @@ def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
     idx = np.flatnonzero(met)
     # np.lexsort sorts by its last key first.
     return int(idx[np.lexsort(tuple(k[idx] for k in reversed(key)))[0]]), True
-  pool = np.flatnonzero(keeps & finite)
-  if pool.size:
-    return int(pool[np.lexsort((grid.size[pool], grid.forget_margin[pool]))[0]]), False
+  relax_guard = np.flatnonzero(correct & forgets)
+  relax_target = np.flatnonzero(keeps)
+  for fallback in (rule.fallback, "target" if rule.fallback == "guard" else "guard"):
+    if fallback == "guard" and relax_guard.size:
+      pool = relax_guard  # Largest remaining margin, then smallest move.
+      return int(pool[np.lexsort((grid.size[pool], -grid.remain_margin[pool]))[0]]), False
+    if fallback == "target" and relax_target.size:
+      pool = relax_target  # Lowest forgotten margin, then smallest move.
+      return int(pool[np.lexsort((grid.size[pool], grid.forget_margin[pool]))[0]]), False
   criterion = 1.0 - grid.forget_accuracy + grid.remain_accuracy
   margin = np.where(np.isfinite(grid.forget_margin), grid.forget_margin, np.inf)
   return int(np.lexsort((grid.size, margin, -criterion))[0]), False

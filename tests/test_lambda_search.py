@@ -156,6 +156,11 @@ def test_select_rule_on_synthetic_scores():
   assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5, order="lambdas")) == (1, True)
   # Unreachable target: fall back to the lowest forgotten margin that keeps the rest.
   assert ls.select(grid, ls.Rule(margin=50.0, guard=0.5)) == (3, False)
+  # Unreachable guard (0.95 * 4 = 3.8 leaves only candidate 0, which does not forget):
+  # by default the guard gives way: of 2 and 3, which reach -8 with every remaining code
+  # right, 3 disturbs the rest least; with fallback="target", candidate 0 is kept.
+  assert ls.select(grid, ls.Rule(margin=8.0, guard=0.95)) == (3, False)
+  assert ls.select(grid, ls.Rule(margin=8.0, guard=0.95, fallback="target")) == (0, False)
 
 
 def test_select_falls_back_to_paper_criterion_when_nothing_keeps_the_rest():
@@ -185,3 +190,5 @@ def test_bad_classes_and_rules_are_rejected(trained):
     ls.Rule(margin=-1.0)
   with pytest.raises(ValueError, match="order"):
     ls.Rule(order="biggest")
+  with pytest.raises(ValueError, match="fallback"):
+    ls.Rule(fallback="none")
