@@ -420,8 +420,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     path = runs_dir / f"{run_key(seed, cs, mode)}.json"
     bar.set_postfix_str(path.stem)
     if path.exists():
-      records.append(json.loads(path.read_text()))
-      continue
+      cached = json.loads(path.read_text())
+      # An auto run chosen under another rule is stale: run it again.
+      if mode != "auto" or cached["search"]["rule"] == dataclasses.asdict(rule):
+        records.append(cached)
+        continue
     if seed not in contexts:
       contexts.clear()  # One trained model in memory at a time.
       if train is None:
