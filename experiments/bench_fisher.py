@@ -4,7 +4,8 @@ For each model it prints the Fisher's seconds after compilation, its compile sec
 compiled program's peak memory (XLA memory analysis: arguments + outputs + temporaries),
 and the ratio of Fisher time to one batched forward+backward pass of the mean loss over
 the same inputs, the floor for this computation. Both Fisher paths are measured where
-they apply: generic ``vmap`` (any apply_fn) and ``factorized`` (Dense-only models).
+they apply: generic ``vmap`` (any apply_fn) and ``factorized`` (Flax Dense, Conv and
+inference-mode BatchNorm layers: the MLP and ResNet-18).
 
 Then, for ``resnet18`` at 224x224x3, it compiles the microbatched Fisher for a growing
 number of codes and prints the temporaries XLA plans for each: flat beyond one microbatch.
@@ -23,7 +24,7 @@ import jax
 import jax.numpy as jnp
 
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import fisher
+from mnemonic_jax import fisher, layer_taps
 from mnemonic_jax.bundle import inference_apply_fn
 from mnemonic_jax.models import create_model
 
@@ -73,7 +74,7 @@ def bench_model(model_name, shape, num_codes, repeats, microbatch_sizes):
   base_s = timed(base, params, x, y, repeats=repeats)
   rows = [(model_name, "batched fwd+bwd (floor)", "-", base_s, base_compile, base_peak, 1.0)]
   methods = ["vmap"]
-  if fisher.dense_taps_cover(apply_fn, params, x):
+  if layer_taps.covers(apply_fn, params, x):
     methods.insert(0, "factorized")
   for method in methods:
     for mb in microbatch_sizes:

@@ -10,13 +10,13 @@ Two ways to compute it:
   ``vmap(grad(loss), in_axes=(None, 0, 0))``, squared and summed inside each microbatch,
   microbatches in sequence (``lax.scan``), so peak memory is microbatch x |params|
   whatever the number of inputs.
-* ``"factorized"`` is exact and much faster for models whose parameters all sit in
-  ``flax.linen.Dense`` layers applied to ``(batch, features)`` inputs (the paper's MLP).
-  For such a layer ``y = x W + b`` the per-example kernel gradient is the outer product
-  ``x_n delta_n^T`` (``delta`` = gradient of the example's loss w.r.t. ``y``), so
-  ``sum_n w_n (x_n delta_n^T) ** 2 = (w * x**2)^T (delta**2)``: one matrix product, no
-  per-example gradient ever materialised. The layer inputs and ``delta`` come from one
-  batched backward pass, tapped with ``flax.linen.intercept_methods``.
+* ``"factorized"`` is exact and faster for Flax models whose parameters all sit in
+  ``nn.Dense``, ``nn.Conv`` and inference-mode ``nn.BatchNorm`` layers (the paper's MLP
+  and ResNet-18): each layer's per-example gradient follows from its input and the
+  gradient w.r.t. its output, both taken from ONE batched backward pass (see
+  :mod:`mnemonic_jax.layer_taps`). For a Dense layer ``y = x W + b`` the per-example
+  kernel gradient is ``x_n delta_n^T``, so ``sum_n w_n (x_n delta_n^T) ** 2 =
+  (w * x**2)^T (delta**2)``: one matrix product, no per-example gradient at all.
 
 ``"auto"`` (the default) takes ``"factorized"`` when it covers every parameter leaf and
 ``"vmap"`` otherwise.
@@ -25,13 +25,12 @@ Two ways to compute it:
 from typing import Any, Callable, Sequence
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import optax
 from jax.sharding import Mesh
 
-from mnemonic_jax import parallel
+from mnemonic_jax import layer_taps, parallel
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
@@ -199,12 +198,12 @@ def weighted_squared_gradients(
         "disagree on the number of examples")
   check_input_shape(apply_fn, params, inputs)
   if method == "auto":
-    method = "factorized" if dense_taps_cover(apply_fn, params, inputs) else "vmap"
-  elif method == "factorized" and not dense_taps_cover(apply_fn, params, inputs):
+    method = "factorized" if layer_taps.covers(apply_fn, params, inputs) else "vmap"
+  elif method == "factorized" and not layer_taps.covers(apply_fn, params, inputs):
     raise ValueError(
-        "method='factorized' needs every parameter in a flax.linen.Dense layer applied to "
-        "(batch, features) inputs; use method='vmap' for this model")
-  step = _factorized_step if method == "factorized" else _vmap_step
+        "method='factorized' needs every parameter in a flax.linen Dense, Conv or "
+        "inference-mode BatchNorm layer, each called once; use method='vmap' for this model")
+  step = layer_taps.weighted_squared_gradients if method == "factorized" else _vmap_step
   sums = _scan_microbatches(
       lambda x, y, w: step(apply_fn, params, x, y, w, loss_fn),
       inputs, labels, weights, microbatch_size, mesh)
@@ -265,95 +264,3 @@ def _vmap_step(apply_fn, params, x, y, w, loss_fn):
   grads = jax.vmap(jax.grad(example_loss), in_axes=(None, 0, 0))(params, x, y)
   return jax.tree.map(
       lambda g: jnp.tensordot(w, jnp.square(g.astype(jnp.float32)), axes=1), grads)
-
-
-# ----------------------------------------------------------------------------------------
-# Factorised path for Dense layers.
-
-
-def _tapped_apply(apply_fn, params, x, offsets):
-  """Runs ``apply_fn`` recording each Dense layer's input; adds ``offsets[path]`` to its output."""
-  taps = {}
-
-  def interceptor(next_fun, args, kwargs, context):
-    if not (isinstance(context.module, nn.Dense) and context.method_name == "__call__"):
-      return next_fun(*args, **kwargs)
-    path = tuple(context.module.scope.path)
-    y = next_fun(*args, **kwargs)
-    if path in taps:  # A layer called twice has no single (input, output) pair.
-      raise _SharedLayer(path)
-    taps[path] = args[0]
-    return y if offsets is None else y + offsets[path]
-
-  with nn.intercept_methods(interceptor):
-    logits = apply_fn(params, x)
-  return logits, taps
-
-
-class _SharedLayer(Exception):
-  pass
-
-
-def dense_taps_cover(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> bool:
-  """Whether the factorised Fisher covers every parameter leaf of ``params``."""
-  try:
-    _, taps = jax.eval_shape(
-        lambda p, x: _tapped_apply(apply_fn, p, x, None), params,
-        jax.ShapeDtypeStruct((2, *inputs.shape[1:]), inputs.dtype))
-  except _SharedLayer:
-    return False
-  if any(len(t.shape) != 2 for t in taps.values()):
-    return False
-  covered = set()
-  for path in taps:
-    node = params
-    for name in path:
-      if not isinstance(node, dict) or name not in node:
-        return False
-      node = node[name]
-    if not isinstance(node, dict) or not set(node) <= {"kernel", "bias"}:
-      return False
-    covered.update(path + (name,) for name in node)
-  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  if not all(all(isinstance(k, jax.tree_util.DictKey) for k in kp) for kp, _ in leaves):
-    return False
-  return {_keys(keypath) for keypath, _ in leaves} == covered
-
-
-def _factorized_step(apply_fn, params, x, y, w, loss_fn):
-  """Exact weighted sums of squared per-example Dense gradients, without materialising them."""
-  _, shapes = jax.eval_shape(lambda: _tapped_apply(apply_fn, params, x, None))
-  paths = list(shapes)
-  out_dims = {path: _dense_module_features(params, path) for path in paths}
-  zeros = {p: jnp.zeros((x.shape[0], out_dims[p]), jnp.float32) for p in paths}
-
-  def total_loss(offsets):
-    logits, taps = _tapped_apply(apply_fn, params, x, offsets)
-    return jnp.sum(loss_fn(logits, y)), taps
-
-  deltas, taps = jax.grad(total_loss, has_aux=True)(zeros)
-  out = {}
-  for path in paths:
-    a2 = jnp.square(taps[path].astype(jnp.float32))
-    d2 = jnp.square(deltas[path])
-    node = {"kernel": jnp.einsum("kn,ni,nj->kij", w, a2, d2)}
-    if "bias" in _get(params, path):
-      node["bias"] = w @ d2
-    out.update({path + (name,): value for name, value in node.items()})
-  # Rebuild the caller's own container types (dict, FrozenDict, ...).
-  keypaths, treedef = jax.tree_util.tree_flatten_with_path(params)
-  return jax.tree.unflatten(treedef, [out[_keys(kp)] for kp, _ in keypaths])
-
-
-def _keys(keypath):
-  return tuple(k.key for k in keypath)
-
-
-def _get(tree, path):
-  for name in path:
-    tree = tree[name]
-  return tree
-
-
-def _dense_module_features(params, path):
-  return _get(params, path)["kernel"].shape[-1]

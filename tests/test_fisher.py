@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax import layer_taps
 from mnemonic_jax import parallel
 
 
@@ -42,14 +42,14 @@ def test_factorized_dense_path_matches_closed_form():
   apply_fn = lambda p, x: model.apply({"params": p}, x)
   want = closed_form_fisher(params, x, y)
   want = {"kernel": want["W"], "bias": want["b"]}
-  assert fisher_lib.dense_taps_cover(apply_fn, flax_params, x)  # A bare root Dense works too.
+  assert layer_taps.covers(apply_fn, flax_params, x)  # A bare root Dense works too.
   chex.assert_trees_all_close(
       mj.fisher_diagonal(apply_fn, flax_params, x, y, method="factorized"), want,
       rtol=1e-5, atol=1e-7)
   mlp = mj.create_model("mlp", 4, hidden=(), activation="relu")
   mlp_params = {"Dense_0": flax_params}
   apply_fn = mj.inference_apply_fn(mlp, {})
-  assert fisher_lib.dense_taps_cover(apply_fn, mlp_params, x)
+  assert layer_taps.covers(apply_fn, mlp_params, x)
   got = mj.fisher_diagonal(apply_fn, mlp_params, x, y, method="factorized")
   chex.assert_trees_all_close(got["Dense_0"], want, rtol=1e-5, atol=1e-7)
 
@@ -81,17 +81,35 @@ def test_microbatched_equals_unbatched(method, microbatch_size):
   chex.assert_trees_all_close(chunked, full, rtol=1e-5, atol=1e-9)
 
 
-def test_resnet_uses_vmap_and_bn_stats_are_not_scored():
-  model = mj.create_model("resnet18_cifar", 3, width=4)
-  codes = mj.generate_codes(jax.random.key(0), 3, (8, 8, 3))
+@pytest.mark.parametrize("name, shape", [("resnet18_cifar", (8, 8, 3)), ("resnet18", (16, 16, 3))])
+def test_layer_taps_equal_vmap_on_resnet(name, shape):
+  """Conv (strided, padded), inference BatchNorm, max-pool, Dense: exact against vmap."""
+  model = mj.create_model(name, 3, width=4)
+  codes = mj.generate_codes(jax.random.key(0), 3, shape)
   variables = model.init(jax.random.key(1), codes)
-  apply_fn = mj.inference_apply_fn(model, variables["batch_stats"])
-  assert not fisher_lib.dense_taps_cover(apply_fn, variables["params"], codes)
-  f = mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), 2)
-  chex.assert_trees_all_equal_shapes(f, variables["params"])
+  # Non-trivial running statistics, so BatchNorm's x_hat matters.
+  stats = jax.tree.map(lambda a: a + jax.random.uniform(jax.random.key(2), a.shape),
+                       variables["batch_stats"])
+  apply_fn = mj.inference_apply_fn(model, stats)
+  assert layer_taps.covers(apply_fn, variables["params"], codes)
+  vmap = mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), method="vmap")
+  taps = mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), 2,
+                            method="factorized")
+  chex.assert_trees_all_equal_shapes(taps, variables["params"])
+  chex.assert_trees_all_close(taps, vmap, rtol=1e-3, atol=1e-10)
+
+
+def test_models_with_other_parameters_fall_back_to_vmap():
+  model = mj.create_model("vit_tiny", 3, patch_size=4, dim=8, depth=1, num_heads=2, mlp_dim=8)
+  codes = mj.generate_codes(jax.random.key(0), 3, (8, 8, 3))
+  params = model.init(jax.random.key(1), codes)["params"]
+  apply_fn = mj.inference_apply_fn(model, {})
+  assert not layer_taps.covers(apply_fn, params, codes)  # Attention, LayerNorm, cls token.
+  f = mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(3))
+  chex.assert_trees_all_equal_shapes(f, params)
   chex.assert_tree_all_finite(f)
   with pytest.raises(ValueError, match="factorized"):
-    mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), method="factorized")
+    mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(3), method="factorized")
 
 
 def test_class_fishers_are_means_over_class_subsets():
