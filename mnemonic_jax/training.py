@@ -82,7 +82,8 @@ def create_train_state(
     optimizer: optax.GradientTransformation,
 ) -> TrainState:
   """Initialises parameters, BatchNorm statistics and optimiser state."""
-  variables = model.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+  init = jax.jit(lambda k: model.init(k, jnp.zeros((1, *input_shape), jnp.float32), train=False))
+  variables = init(key)
   params = variables["params"]
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,

@@ -86,17 +86,22 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   model = create_model(config["model"], info.num_classes, **model_kwargs)
   fit_cfg = fit_config(config)
 
+  # Shapes first: a bad model spec fails here, before anything is written.
+  abstract = jax.eval_shape(lambda: _initial_state(model, shape, fit_cfg, len(images), train_key))
+  plain = to_plain(config)
   ckpt = checkpointing.TrainCheckpointer(
       workdir / "train", save_every=config.get("checkpoint_every", 500))
   state = None
   if ckpt.latest_step() is not None:
-    abstract = jax.eval_shape(lambda: _initial_state(model, shape, fit_cfg, len(images), train_key))
-    state = ckpt.restore(None, abstract).state
+    restored = ckpt.restore(None, abstract)
+    _check_same_run(plain, restored.metadata.get("config"), workdir)
+    state = restored.state
   total = fit_cfg.epochs * training.steps_per_epoch(len(images), fit_cfg.batch_size)
 
   def save(step, state, step_metrics):
     if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
-      ckpt.save(step, state, {k: float(v) for k, v in step_metrics.items()}, force=step == total)
+      metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
+      ckpt.save(step, state, metadata, force=step == total)
 
   state, _ = training.fit(
       model, images, ds.labels, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
@@ -107,9 +112,23 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       model_name=config["model"], model_kwargs=model_kwargs, params=state.params,
       batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
       input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
-      class_names=tuple(info.class_names), dataset=config["dataset"], config=to_plain(config))
+      class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
   checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
+
+
+def _check_same_run(config, saved, workdir):
+  """Refuses to resume a run whose config differs (except how often it saves)."""
+  if saved is None:
+    return
+  ignore = {"checkpoint_every"}
+  diff = sorted(k for k in set(config) | set(saved)
+                if k not in ignore and config.get(k) != saved.get(k))
+  if diff:
+    shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
+    raise ValueError(
+        f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
+        "a new run, or the same config to resume")
 
 
 def _initial_state(model, shape, fit_cfg, num_examples, key):
@@ -163,7 +182,15 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
 
 def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
              forgotten: Sequence[int] | None = None, progress: bool = False) -> Evaluation:
-  """Per-class accuracy, A_R and E_F of a bundle (forgotten classes from its history)."""
+  """Per-class accuracy, A_R and E_F of a bundle (forgotten classes from its history).
+
+  Raises:
+    DatasetError: labels outside the model's classes, or images that do not fit it.
+  """
+  if len(labels) and (labels.min() < 0 or labels.max() >= bundle.num_classes):
+    raise DatasetError(
+        f"labels run to {int(labels.max())} but the model has {bundle.num_classes} classes; "
+        "evaluate on the dataset the model was trained on")
   logits = predict(bundle, images, progress=progress)
   forgotten = bundle.forgotten_classes if forgotten is None else forgotten
   summary = metrics.forgetting_metrics(logits, labels, forgotten)

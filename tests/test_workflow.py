@@ -1,0 +1,41 @@
+import numpy as np
+import pytest
+
+from mnemonic_jax import workflow
+from mnemonic_jax.data import DatasetError, load_dataset
+
+
+def tiny_config(**changes):
+  config = dict(seed=0, dataset="digits", model="mlp", model_kwargs={"hidden": (8,)},
+                epochs=1, batch_size=64, checkpoint_every=5)
+  config.update(changes)
+  return config
+
+
+def test_resume_refuses_a_different_config(tmp_path):
+  workflow.train(tiny_config(), tmp_path, progress=False)
+  before = sorted(p.name for p in (tmp_path / "train").iterdir())
+  with pytest.raises(ValueError, match="another config.*epochs"):
+    workflow.train(tiny_config(epochs=2), tmp_path, progress=False)
+  assert sorted(p.name for p in (tmp_path / "train").iterdir()) == before
+  # The same config resumes (here: finds the run complete) and gives the same bundle.
+  again = workflow.train(tiny_config(checkpoint_every=7), tmp_path, progress=False)
+  assert again.config["epochs"] == 1
+
+
+def test_bad_model_spec_writes_nothing(tmp_path):
+  with pytest.raises(ValueError, match="activation"):
+    workflow.train(tiny_config(model_kwargs={"hidden": (8,), "activation": "foo"}),
+                   tmp_path / "run", progress=False)
+  assert not (tmp_path / "run").exists()
+
+
+def test_evaluate_checks_the_labels_and_the_image_shape(tmp_path):
+  bundle = workflow.train(tiny_config(), tmp_path, progress=False)
+  test = load_dataset("digits", "test")
+  with pytest.raises(DatasetError, match="model has 10 classes"):
+    workflow.evaluate(bundle, test.images, test.labels + 5)
+  with pytest.raises(DatasetError, match="do not fit"):
+    workflow.evaluate(bundle, np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2, np.int32))
+  result = workflow.evaluate(bundle, test.images, test.labels)
+  assert result.per_class.shape == (10,) and np.isnan(result.E_F)
