@@ -116,11 +116,15 @@ def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, f
           "delete that directory or pass another --out")
     seconds = json.loads(record.read_text())["train_seconds"] if record.exists() else None
     return bundle, seconds
+  resumed = (workdir / "train").exists()
   start = time.perf_counter()
   bundle = workflow.train(config, workdir, progress=progress)
   seconds = time.perf_counter() - start
-  record.write_text(json.dumps({"train_seconds": seconds, "epochs": config.epochs}))
-  return bundle, seconds
+  # A resumed run's time covers only its last part: not reported as training time.
+  record.write_text(json.dumps({"train_seconds": None if resumed else seconds,
+                                "call_seconds": seconds, "resumed": resumed,
+                                "epochs": config.epochs}))
+  return bundle, None if resumed else seconds
 
 
 def train_subset(num: int, cap: int | None, seed: int = 0) -> np.ndarray:
@@ -268,7 +272,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
                  f"{sum(r['goal'] for r in multi)} / {len(multi)} |")
   lines.append("")
 
-  lines += ["## Per class (mean ± std over seeds; test split)", "",
+  lines += ["## Per class (mean ± std over seeds, population std; test split)", "",
             "A_R before = accuracy on the remaining classes before forgetting; ΔA_R = after - "
             "before (per seed, then averaged); goal = runs meeting the goal.", ""]
   head = "| forgotten | acc before | A_R before |"
@@ -298,14 +302,27 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   if not misses:
     lines += ["None.", ""]
   else:
+    lines += ["Margins are on the codes (own logit minus the best other): the forgotten "
+              "codes' largest margin after forgetting, and the remaining codes' smallest.", ""]
     lines += ["| lambdas | seed | forgotten | E_F | A_R before -> after | forgotten-code margin after "
-              "| smallest remaining-code margin before -> after |", "|---|---|---|---|---|---|---|"]
-    for r in sorted(misses, key=lambda r: (r["mode"], r["classes"], r["seed"])):
+              "| smallest remaining-code margin before -> after | why |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(misses, key=lambda r: (r["mode"], len(r["classes"]), r["classes"], r["seed"])):
       cs = r["code_scores"]
+      fm, rm0, rm1 = (cs["after"]["forget_margin"], cs["before"]["remain_margin"],
+                      cs["after"]["remain_margin"])
+      why = []
+      if r["E_F"] < 100.0 - 1e-9:
+        why.append("forgotten code " + ("still classified right" if fm > 0 else
+                                        f"pushed only to margin {fm:.1f}"))
+      if r["A_R"] < r["A_R_before"] - GOAL_A_R_DROP:
+        why.append(f"rest disturbed: remaining-code margin {rm0:.1f} -> {rm1:.1f}")
+      if r["mode"] == "auto" and r["search"] and not r["search"]["met"]:
+        why.append("no grid candidate met the rule")
       lines.append(
           f"| {r['mode']} | {r['seed']} | {label(tuple(r['classes']))} | {r['E_F']:.1f} | "
-          f"{r['A_R_before']:.1f} -> {r['A_R']:.1f} | {cs['after']['forget_margin']:.2f} | "
-          f"{cs['before']['remain_margin']:.2f} -> {cs['after']['remain_margin']:.2f} |")
+          f"{r['A_R_before']:.1f} -> {r['A_R']:.1f} | {fm:.2f} | {rm0:.2f} -> {rm1:.2f} | "
+          f"{'; '.join(why)} |")
     lines.append("")
 
   lines += ["## Other measures (mean ± std over every class x seed run)", "",
