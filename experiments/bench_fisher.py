@@ -16,6 +16,7 @@ Usage:
 
 import argparse
 import functools
+import os
 import platform
 import statistics
 import time
@@ -113,7 +114,8 @@ def main():
   args = parser.parse_args()
 
   device = jax.devices()[0]
-  machine = f"{device.device_kind} ({device.platform}), {jax.device_count()} device(s); host {platform.processor() or platform.machine()}"
+  machine = (f"{device.device_kind} ({device.platform}), {jax.device_count()} device(s); "
+             f"host {platform.machine()} with {os.cpu_count()} cores")
   lines = [f"# Fisher benchmark\n", f"Machine: {machine}; jax {jax.__version__}.",
            f"Command: `python -m experiments.bench_fisher`\n",
            "## Fisher over 10 codes vs one batched forward+backward (median of "
