@@ -110,8 +110,15 @@ def float_tuple(text: str) -> tuple[float, ...]:
   return values
 
 
+def lambda_value(text: str) -> float | str:
+  """Parses a forgetting lambda: ``auto`` or a finite number > 0."""
+  if text.strip().lower() == "auto":
+    return "auto"
+  return positive_float(text)
+
+
 def positive_float(text: str) -> float:
-  """Parses a finite number > 0 (the forgetting lambdas)."""
+  """Parses a finite number > 0."""
   try:
     value = float(text)
   except ValueError:
@@ -204,12 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
                  help="class ids to forget, comma-separated")
   p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
                  help="the bundle to write")
-  p.add_argument("--lambda1", type=positive_float, default=None,
-                 help="upper bound of the per-tensor step (default: the bundle's "
-                      f"config.lambda1, else {DEFAULT_LAMBDA1:g})")
-  p.add_argument("--lambda2", type=positive_float, default=None,
-                 help="bound of the largest move per tensor (default: the bundle's "
-                      f"config.lambda2, else {DEFAULT_LAMBDA2:g})")
+  p.add_argument("--lambda1", type=lambda_value, default=None,
+                 help="upper bound of the per-tensor step, or 'auto' (default: auto, a "
+                      "data-free search on the codes; if only --lambda2 is a number, the "
+                      f"bundle's config.lambda1, else {DEFAULT_LAMBDA1:g})")
+  p.add_argument("--lambda2", type=lambda_value, default=None,
+                 help="bound of the largest move per tensor, or 'auto' (default: auto; if "
+                      "only --lambda1 is a number, the bundle's config.lambda2, else "
+                      f"{DEFAULT_LAMBDA2:g})")
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
@@ -483,6 +492,22 @@ def cmd_train(args) -> int:
   return 0
 
 
+def _resolve_lambdas(lambda1, lambda2, config) -> tuple[Any, Any, str]:
+  """Given numbers win; none given (or 'auto') means the data-free search."""
+  given = [v for v in (lambda1, lambda2) if v is not None]
+  if not given or "auto" in given:
+    if any(isinstance(v, float) for v in given):
+      raise UsageError("--lambda1 and --lambda2 are either both numbers or both auto")
+    return "auto", "auto", "chosen from the codes by the data-free search"
+  if lambda1 is not None and lambda2 is not None:
+    return lambda1, lambda2, "given"
+  key, default = ("lambda2", DEFAULT_LAMBDA2) if lambda2 is None else ("lambda1", DEFAULT_LAMBDA1)
+  fill = config.get(key)
+  fill = fill if isinstance(fill, (int, float)) and fill > 0 else default
+  note = f"{key} from the bundle's config" if fill is config.get(key) else f"{key} default"
+  return (lambda1, fill, f"given; {note}") if lambda2 is None else (fill, lambda2, f"given; {note}")
+
+
 def _forget_summary(report, lambda_source: str) -> list[str]:
   r = report.to_dict()
   pct = lambda v: f"{100.0 * v:5.1f}%"
@@ -522,13 +547,7 @@ def cmd_forget(args) -> int:
   bundle = checkpointing.load_bundle(source)
   classes = fisher.validate_classes(args.classes, bundle.num_classes)
   config = bundle.config or {}
-  lambda1 = args.lambda1 or config.get("lambda1") or DEFAULT_LAMBDA1
-  lambda2 = args.lambda2 or config.get("lambda2") or DEFAULT_LAMBDA2
-  source_of = lambda given, key: ("given" if given else "from the bundle's config"
-                                  if config.get(key) else "default")
-  sources = (source_of(args.lambda1, "lambda1"), source_of(args.lambda2, "lambda2"))
-  lambda_source = (sources[0] if sources[0] == sources[1]
-                   else f"lambda1 {sources[0]}, lambda2 {sources[1]}")
+  lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
 
   evaluations = None
   if args.dataset:
@@ -678,7 +697,7 @@ def cmd_demo(args) -> int:
   test = load_dataset("digits", "test")
   before = workflow.evaluate(bundle, test.images, test.labels, forgotten=classes,
                              progress=progress)
-  forgotten, report = workflow.forget(bundle, classes, config.lambda1, config.lambda2)
+  forgotten, report = workflow.forget(bundle, classes)  # Lambdas: the data-free search.
   after = workflow.evaluate(forgotten, test.images, test.labels, progress=progress)
 
   trained_path = checkpointing.save_bundle(out / DEMO_FILES[0], bundle, force=True)
@@ -699,7 +718,7 @@ def cmd_demo(args) -> int:
         f"{before.A_R:.2f} -> {after.A_R:.2f}")
   print(f"E_F (error on forgotten classes, higher is better):    "
         f"{before.E_F:.2f} -> {after.E_F:.2f}")
-  print("\n".join(_forget_summary(report, "digits_mlp config")))
+  print("\n".join(_forget_summary(report, "chosen from the codes by the data-free search")))
   print(f"\nwrote {trained_path}\n      {forgotten_path}\n      {chart}")
   print(f"demo took {time.perf_counter() - start:.1f} s")
   return 0

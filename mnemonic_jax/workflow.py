@@ -12,7 +12,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import checkpointing, codes as codes_lib, forgetting, metrics, training
+from mnemonic_jax import checkpointing, codes as codes_lib, forgetting, lambda_search
+from mnemonic_jax import metrics, training
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import DatasetError, load_dataset
 from mnemonic_jax.models import create_model
@@ -141,13 +142,35 @@ def _initial_state(model, shape, fit_cfg, num_examples, key):
   return training.create_train_state(init_key, model, shape, optimizer)
 
 
-def forget(bundle: Bundle, classes: Sequence[int], lambda1: float, lambda2: float, *,
-           microbatch_size: int | None = None) -> tuple[Bundle, forgetting.ForgetReport]:
-  """Forgets ``classes`` from a bundle, data-free; the request is appended to its history."""
-  params, report = forgetting.forget(
-      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, lambda1, lambda2,
-      microbatch_size=microbatch_size)
-  return bundle.replace(params=params, history=bundle.history + (report.to_dict(),)), report
+AUTO = "auto"
+
+
+def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
+           lambda2: float | str = AUTO, *, microbatch_size: int | None = None
+           ) -> tuple[Bundle, forgetting.ForgetReport]:
+  """Forgets ``classes`` from a bundle, data-free; the request is appended to its history.
+
+  Args:
+    bundle: the trained bundle (not modified).
+    classes: class ids to forget.
+    lambda1, lambda2: the step bounds of eq. (7), or both ``"auto"`` (the default) to
+      choose them from the codes with :func:`mnemonic_jax.lambda_search.forget_auto`.
+    microbatch_size: codes per Fisher microbatch.
+
+  Returns:
+    ``(new_bundle, report)``.
+  """
+  auto = (lambda1 == AUTO, lambda2 == AUTO)
+  if any(auto) and not all(auto):
+    raise ValueError("lambda1 and lambda2 are either both 'auto' or both numbers")
+  args = (bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes)
+  if all(auto):
+    params, report = lambda_search.forget_auto(*args, microbatch_size=microbatch_size)
+  else:
+    params, report = forgetting.forget(
+        *args, float(lambda1), float(lambda2), microbatch_size=microbatch_size)
+  request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given")
+  return bundle.replace(params=params, history=bundle.history + (request,)), report
 
 
 @dataclasses.dataclass(frozen=True)

@@ -203,9 +203,18 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
                "--dataset", "digits", "-q")
   assert_ok(result)
   for words in ("accuracy on the mnemonic codes", "sign kept", "compiling", "A_R", "E_F",
-                "   3*  3", f"wrote {output}"):
+                "   3*  3", f"wrote {output}", "data-free search"):
     assert words in result.stdout, result.stdout
   assert tree_digest(trained) == before, "forget modified its input bundle"
+
+  fixed = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
+              tmp_path / "fixed", "--lambda1", "1e-3", "-q")
+  assert_ok(fixed)
+  assert "lambda1 = 0.001, lambda2 = 10 (given; lambda2 from the bundle's config)" in fixed.stdout
+  mixed = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
+              tmp_path / "mixed", "--lambda1", "auto", "--lambda2", "10", "-q")
+  assert mixed.returncode == 2 and "both numbers or both auto" in mixed.stderr
+  assert not (tmp_path / "mixed").exists()
 
   result = run("evaluate", "--checkpoint", output, "--json", "-q")
   assert_ok(result)
