@@ -114,8 +114,7 @@ def class_fishers(
     ``(f_forget, f_remain)``: means of ``g_c ** 2`` over ``c`` in ``forget`` and over the
     other classes, each shaped like ``params``.
   """
-  forget = validate_classes(forget, codes.shape[0])
-  in_forget = jnp.zeros(codes.shape[0], bool).at[jnp.asarray(forget)].set(True)
+  in_forget = class_mask(validate_classes(forget, codes.shape[0]), codes.shape[0])
   return masked_class_fishers(
       apply_fn, params, codes, in_forget, microbatch_size=microbatch_size,
       loss_fn=loss_fn, method=method, mesh=mesh)
@@ -141,6 +140,11 @@ def masked_class_fishers(
       apply_fn, params, codes, jnp.arange(codes.shape[0]), weights.astype(jnp.float32),
       microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
   return f_forget, f_remain
+
+
+def class_mask(classes: Sequence[int], num_classes: int) -> jax.Array:
+  """Boolean mask ``(num_classes,)``, True at ``classes``."""
+  return jnp.zeros(num_classes, bool).at[jnp.asarray(classes, jnp.int32)].set(True)
 
 
 def validate_classes(classes: Sequence[int], num_classes: int) -> tuple[int, ...]:

@@ -202,25 +202,13 @@ def forget(
     >>> report.after.forget_accuracy
   """
   _check_lambdas(lambda1, lambda2)
-  num_classes = codes.shape[0]
-  classes = fisher_lib.validate_classes(forget, num_classes)
-  fisher_lib.check_input_shape(apply_fn, params, codes)
-  logits = jax.eval_shape(apply_fn, params, codes)
-  if logits.shape[-1] != num_classes:
-    raise ValueError(
-        f"the model has {logits.shape[-1]} outputs but there are {num_classes} codes; "
-        "codes must be one per class")
-  in_forget = jnp.zeros(num_classes, bool).at[jnp.asarray(classes)].set(True)
+  codes, classes, in_forget = validate_request(apply_fn, params, codes, forget)
 
   def run(params, codes, in_forget, lambdas):
     f_forget, f_remain = fisher_lib.masked_class_fishers(
         apply_fn, params, codes, in_forget, microbatch_size=microbatch_size,
         method=method, mesh=mesh)
-    eta = fisher_ratio(f_forget, f_remain)
-    alpha = step_sizes(eta, *lambdas)
-    delta = jax.tree.map(jnp.multiply, alpha, eta)
-    plus = jax.tree.map(jnp.add, params, delta)
-    minus = jax.tree.map(jnp.subtract, params, delta)
+    alpha, plus, minus = candidates(params, fisher_ratio(f_forget, f_remain), *lambdas)
     scores = [code_scores(apply_fn, p, codes, in_forget) for p in (params, plus, minus)]
     before, s_plus, s_minus = scores
     # Ties on the paper's criterion go to the lower forgotten-code margin.
@@ -243,6 +231,39 @@ def forget(
       before=before, after=after, rejected=rejected,
       seconds=seconds, compile_seconds=compile_seconds)
   return new_params, report
+
+
+def validate_request(apply_fn, params: PyTree, codes: chex.Array, forget: Sequence[int]
+                     ) -> tuple[jax.Array, tuple[int, ...], jax.Array]:
+  """Checks a forgetting request before any work.
+
+  Returns:
+    ``(codes, classes, in_forget)``: the codes as a jax array, the sorted classes and
+    their boolean mask over all classes.
+
+  Raises:
+    ValueError: bad classes, codes that do not fit the model, or a number of logits that
+      differs from the number of codes.
+  """
+  codes = jnp.asarray(codes)
+  num_classes = codes.shape[0]
+  classes = fisher_lib.validate_classes(forget, num_classes)
+  fisher_lib.check_input_shape(apply_fn, params, codes)
+  logits = jax.eval_shape(apply_fn, params, codes)
+  if logits.shape[-1] != num_classes:
+    raise ValueError(
+        f"the model has {logits.shape[-1]} outputs but there are {num_classes} codes; "
+        "codes must be one per class")
+  return codes, classes, fisher_lib.class_mask(classes, num_classes)
+
+
+def candidates(params: PyTree, eta: PyTree, lambda1, lambda2
+               ) -> tuple[PyTree, PyTree, PyTree]:
+  """The two candidates of eq. (5): ``(alpha, params + alpha * eta, params - alpha * eta)``."""
+  alpha = step_sizes(eta, lambda1, lambda2)
+  delta = jax.tree.map(jnp.multiply, alpha, eta)
+  return (alpha, jax.tree.map(jnp.add, params, delta),
+          jax.tree.map(jnp.subtract, params, delta))
 
 
 def _check_lambdas(lambda1, lambda2):
