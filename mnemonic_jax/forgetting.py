@@ -218,12 +218,7 @@ def forget(
     return choose(plus, minus), take_plus, alpha, before, choose(s_plus, s_minus), choose(s_minus, s_plus)
 
   lambdas = (jnp.float32(lambda1), jnp.float32(lambda2))
-  start = time.perf_counter()
-  compiled = jax.jit(run).lower(params, codes, in_forget, lambdas).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  out = jax.block_until_ready(compiled(params, codes, in_forget, lambdas))
-  seconds = time.perf_counter() - start
+  out, seconds, compile_seconds = compile_and_run(run, params, codes, in_forget, lambdas)
   new_params, take_plus, alpha, before, after, rejected = out
   report = ForgetReport(
       classes=classes, lambda1=float(lambda1), lambda2=float(lambda2),
@@ -264,6 +259,16 @@ def candidates(params: PyTree, eta: PyTree, lambda1, lambda2
   delta = jax.tree.map(jnp.multiply, alpha, eta)
   return (alpha, jax.tree.map(jnp.add, params, delta),
           jax.tree.map(jnp.subtract, params, delta))
+
+
+def compile_and_run(fn, *args) -> tuple[Any, float, float]:
+  """Compiles ``jit(fn)`` ahead of time, runs it once; ``(out, seconds, compile_seconds)``."""
+  start = time.perf_counter()
+  compiled = jax.jit(fn).lower(*args).compile()
+  compile_seconds = time.perf_counter() - start
+  start = time.perf_counter()
+  out = jax.block_until_ready(compiled(*args))
+  return out, time.perf_counter() - start, compile_seconds
 
 
 def _check_lambdas(lambda1, lambda2):

@@ -222,20 +222,6 @@ def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
   return int(np.lexsort((grid.size, margin, -criterion))[0]), False
 
 
-def _prepare(apply_fn, params, codes, forget):
-  codes = jnp.asarray(codes)
-  num_classes = codes.shape[0]
-  classes = fisher_lib.validate_classes(forget, num_classes)
-  fisher_lib.check_input_shape(apply_fn, params, codes)
-  logits = jax.eval_shape(apply_fn, params, codes)
-  if logits.shape[-1] != num_classes:
-    raise ValueError(
-        f"the model has {logits.shape[-1]} outputs but there are {num_classes} codes; "
-        "codes must be one per class")
-  in_forget = jnp.zeros(num_classes, bool).at[jnp.asarray(classes)].set(True)
-  return codes, classes, in_forget
-
-
 def select_lambdas(
     apply_fn,
     params: PyTree,
@@ -271,18 +257,16 @@ def select_lambdas(
   Raises:
     ValueError: bad classes, codes that do not fit the model, or a bad grid.
   """
-  codes, classes, in_forget = _prepare(apply_fn, params, codes, forget)
+  codes, classes, in_forget = forgetting.validate_request(apply_fn, params, codes, forget)
   l1, l2, sign = _grid_arrays(*grid)
   chunk = _default_chunk(params) if chunk is None else max(1, int(chunk))
   fn = make_grid_fn(apply_fn, chunk=min(chunk, l1.size), microbatch_size=microbatch_size,
                     method=method, mesh=mesh)
   args = (params, codes, in_forget, jnp.asarray(l1, jnp.float32),
           jnp.asarray(l2, jnp.float32), jnp.asarray(sign, jnp.float32))
+  (eta, before, scores, size, max_move), seconds, compile_seconds = (
+      forgetting.compile_and_run(fn, *args))
   start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  eta, before, scores, size, max_move = jax.block_until_ready(compiled(*args))
   host = lambda v: np.asarray(v, np.float64)
   grid_scores = GridScores(
       lambda1=l1, lambda2=l2, sign=sign.astype(np.int64),
@@ -290,7 +274,7 @@ def select_lambdas(
       forget_margin=host(scores.forget_margin), remain_margin=host(scores.remain_margin),
       size=host(size), max_move=host(max_move), before=before)
   index, met = select(grid_scores, rule)
-  seconds = time.perf_counter() - start
+  seconds += time.perf_counter() - start  # The rule's host-side choice.
   details = {
       "index": index, "sign": int(sign[index]), "met": met, "rule": rule,
       "grid": grid_scores, "eta": eta, "before": before, "classes": classes,
@@ -353,24 +337,17 @@ def forget_auto(
   lambda1, lambda2, details = select_lambdas(
       apply_fn, params, codes, forget, grid=grid, rule=rule, chunk=chunk,
       microbatch_size=microbatch_size, method=method, mesh=mesh)
-  codes, classes, in_forget = _prepare(apply_fn, params, codes, forget)
+  codes, classes, in_forget = forgetting.validate_request(apply_fn, params, codes, forget)
 
   def apply(params, codes, in_forget, eta, lambdas):
-    alpha = forgetting.step_sizes(eta, *lambdas)
-    delta = jax.tree.map(jnp.multiply, alpha, eta)
-    plus = jax.tree.map(jnp.add, params, delta)
-    minus = jax.tree.map(jnp.subtract, params, delta)
+    alpha, plus, minus = forgetting.candidates(params, eta, *lambdas)
     return (alpha, plus, minus, forgetting.code_scores(apply_fn, plus, codes, in_forget),
             forgetting.code_scores(apply_fn, minus, codes, in_forget))
 
   args = (params, codes, in_forget, details["eta"],
           (jnp.float32(lambda1), jnp.float32(lambda2)))
-  start = time.perf_counter()
-  compiled = jax.jit(apply).lower(*args).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  alpha, plus, minus, s_plus, s_minus = jax.block_until_ready(compiled(*args))
-  seconds = time.perf_counter() - start
+  (alpha, plus, minus, s_plus, s_minus), seconds, compile_seconds = (
+      forgetting.compile_and_run(apply, *args))
   take_plus = details["sign"] > 0
   report = forgetting.ForgetReport(
       classes=classes, lambda1=lambda1, lambda2=lambda2, sign=details["sign"],
