@@ -68,10 +68,7 @@ class Bundle:
 
   @property
   def variables(self) -> dict[str, PyTree]:
-    variables = {"params": self.params}
-    if self.batch_stats:
-      variables["batch_stats"] = self.batch_stats
-    return variables
+    return model_variables(self.params, self.batch_stats)
 
   def apply_fn(self) -> Callable[[PyTree, jax.Array], jax.Array]:
     """``apply_fn(params, x) -> logits`` in inference mode, closing over batch_stats."""
@@ -89,12 +86,14 @@ def inference_apply_fn(model, batch_stats: PyTree) -> Callable[[PyTree, jax.Arra
   """
 
   def apply_fn(params, x):
-    variables = {"params": params}
-    if batch_stats:
-      variables["batch_stats"] = batch_stats
-    return model.apply(variables, x, train=False)
+    return model.apply(model_variables(params, batch_stats), x, train=False)
 
   return apply_fn
+
+
+def model_variables(params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:
+  """Flax variables ``{"params", "batch_stats"}``, without an empty ``batch_stats``."""
+  return {"params": params, "batch_stats": batch_stats} if batch_stats else {"params": params}
 
 
 def normalize(images: chex.Array, mean, std) -> jax.Array:

@@ -640,33 +640,15 @@ def cmd_import(args) -> int:
 
 
 def demo_config(epochs: int = DEMO_EPOCHS):
-  """The demo's training config: ``experiments/configs/digits_mlp.py`` with fewer epochs.
+  """The demo's training config: the paper's MNIST settings on digits, fewer epochs.
 
-  Embedded (not read from ``experiments/``) so the installed console script needs no
+  Built from :func:`mnemonic_jax.configs.paper_mlp_config`, as
+  ``experiments/configs/digits_mlp.py`` is, so the installed console script needs no
   source checkout; a test keeps the two in step.
   """
-  import ml_collections  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax.configs import paper_mlp_config  # pylint: disable=import-outside-toplevel
 
-  config = ml_collections.ConfigDict()
-  config.name = "digits_mlp_demo"
-  config.seed = 0
-  config.dataset = "digits"
-  config.data_dir = None
-  config.pad_to = None
-  config.model = "mlp"
-  config.model_kwargs = ml_collections.ConfigDict({"hidden": (1000,), "activation": "sigmoid"})
-  config.code_distribution = "uniform"
-  config.t_mix = 0.1
-  config.epochs = epochs
-  config.batch_size = 128
-  config.learning_rate = 0.01
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.schedule = "constant"
-  config.augment = False
-  config.checkpoint_every = 500
-  config.lambda1 = 1e-3
-  config.lambda2 = 10.0
+  config = paper_mlp_config("digits_mlp_demo", "digits", epochs=epochs)
   config.forget_classes = (3,)
   return config
 

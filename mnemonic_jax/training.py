@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import parallel
-from mnemonic_jax.bundle import normalize
+from mnemonic_jax.bundle import model_variables, normalize
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.fisher import cross_entropy
 
@@ -131,9 +131,8 @@ def make_train_step(
         jax.random.fold_in(mix_key, state.step), x, labels, codes, t_mix)
 
     def loss_fn(params):
-      variables = {"params": params}
+      variables = model_variables(params, state.batch_stats)
       if state.batch_stats:
-        variables["batch_stats"] = state.batch_stats
         logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
       else:
         logits, updates = model.apply(variables, x, train=True), {}
@@ -164,10 +163,8 @@ def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,)):
 
   @jax.jit
   def predict(params, batch_stats, images):
-    variables = {"params": params}
-    if batch_stats:
-      variables["batch_stats"] = batch_stats
-    return model.apply(variables, normalize(images, mean, std), train=False)
+    return model.apply(model_variables(params, batch_stats), normalize(images, mean, std),
+                       train=False)
 
   return predict
 

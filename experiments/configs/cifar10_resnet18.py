@@ -15,29 +15,13 @@ Variants:
 
 import ml_collections
 
+from mnemonic_jax.configs import paper_config
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.name = "cifar10_resnet18"
-  config.seed = 0
-  config.dataset = "tfds:cifar10"
-  config.data_dir = None
-  config.pad_to = None
-  config.model = "resnet18_cifar"
-  config.model_kwargs = ml_collections.ConfigDict({"width": 64})
-  config.code_distribution = "uniform"
-  config.t_mix = 0.3
-  config.epochs = 200
-  config.batch_size = 128
-  config.learning_rate = 0.01
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.schedule = "cosine"
-  config.augment = True
-  config.checkpoint_every = 1000
-  config.lambda1 = 1e-5
-  config.lambda2 = 1e4
-  config.forget_classes = (0,)
+  config = paper_config(
+      "cifar10_resnet18", "tfds:cifar10", "resnet18_cifar", {"width": 64}, t_mix=0.3,
+      epochs=200, schedule="cosine", augment=True, lambda1=1e-5, lambda2=1e4)
   if variant == "quick":
     config.model_kwargs.width = 8
     config.epochs = 1

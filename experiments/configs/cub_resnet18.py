@@ -25,31 +25,15 @@ Variants:
 
 import ml_collections
 
+from mnemonic_jax.configs import paper_config
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.name = "cub_resnet18"
-  config.seed = 0
-  config.dataset = "idx:data/cub40_224"
-  config.data_dir = None
-  config.pad_to = None
-  config.model = "resnet18"
-  config.model_kwargs = ml_collections.ConfigDict({"width": 64})
-  config.pretrained = ml_collections.FieldReference(None, field_type=str)
-  config.pretrained_skip = ("Dense_0",)
-  config.code_distribution = "uniform"
-  config.t_mix = 0.1
-  config.epochs = 50
-  config.batch_size = 32
-  config.learning_rate = 0.01
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.schedule = "cosine"
-  config.augment = True
-  config.checkpoint_every = 1000
-  config.lambda1 = 1e-4
-  config.lambda2 = 1.0
-  config.forget_classes = (0,)
+  config = paper_config(
+      "cub_resnet18", "idx:data/cub40_224", "resnet18", {"width": 64}, t_mix=0.1, epochs=50,
+      batch_size=32, schedule="cosine", augment=True, lambda1=0.0001, lambda2=1.0,
+      pretrained=ml_collections.FieldReference(None, field_type=str),
+      pretrained_skip=("Dense_0",))
   if variant == "quick":
     config.model_kwargs.width = 8
     config.epochs = 1

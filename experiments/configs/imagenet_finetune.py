@@ -27,6 +27,8 @@ classes. NOTE: :func:`mnemonic_jax.workflow.train` does not read ``pretrained`` 
 
 import ml_collections
 
+from mnemonic_jax.configs import paper_config
+
 MODELS = {
     "resnet18": ("resnet18", {"width": 64}, {"width": 8}),
     "vit_tiny": ("vit_tiny", {"patch_size": 16, "dim": 192, "depth": 12, "num_heads": 3,
@@ -45,27 +47,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   arch = models[0] if models else "resnet18"
   model, kwargs, quick_kwargs = MODELS[arch]
 
-  config = ml_collections.ConfigDict()
-  config.name = f"imagenet_finetune_{arch}"
-  config.seed = 0
-  config.dataset = "tfds:imagenet2012_224"
-  config.data_dir = None
-  config.pad_to = None
-  config.model = model
-  config.model_kwargs = ml_collections.ConfigDict(quick_kwargs if quick else kwargs)
-  config.pretrained = ml_collections.FieldReference(None, field_type=str)
-  config.pretrained_skip = ()
-  config.code_distribution = "uniform"
-  config.t_mix = 0.3
-  config.epochs = 1 if quick else 5
-  config.batch_size = 256
-  config.learning_rate = 0.01
-  config.momentum = 0.9
-  config.weight_decay = 5e-5
-  config.schedule = "cosine"
-  config.augment = True
-  config.checkpoint_every = 1000
-  config.lambda1 = "auto"
-  config.lambda2 = "auto"
-  config.forget_classes = (0,)
+  config = paper_config(
+      f"imagenet_finetune_{arch}", "tfds:imagenet2012_224", model,
+      quick_kwargs if quick else kwargs, t_mix=0.3, epochs=1 if quick else 5,
+      batch_size=256, schedule="cosine", augment=True, lambda1="auto", lambda2="auto",
+      weight_decay=5e-5, pretrained=ml_collections.FieldReference(None, field_type=str),
+      pretrained_skip=())
   return config

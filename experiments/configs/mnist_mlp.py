@@ -14,29 +14,11 @@ Variants:
 
 import ml_collections
 
+from mnemonic_jax.configs import paper_mlp_config
+
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  config = ml_collections.ConfigDict()
-  config.name = "mnist_mlp"
-  config.seed = 0
-  config.dataset = "tfds:mnist"
-  config.data_dir = None
-  config.pad_to = None
-  config.model = "mlp"
-  config.model_kwargs = ml_collections.ConfigDict({"hidden": (1000,), "activation": "sigmoid"})
-  config.code_distribution = "uniform"
-  config.t_mix = 0.1
-  config.epochs = 200
-  config.batch_size = 128
-  config.learning_rate = 0.01
-  config.momentum = 0.9
-  config.weight_decay = 5e-4
-  config.schedule = "constant"
-  config.augment = False
-  config.checkpoint_every = 2000
-  config.lambda1 = 1e-3
-  config.lambda2 = 10.0
-  config.forget_classes = (0,)
+  config = paper_mlp_config("mnist_mlp", "tfds:mnist", checkpoint_every=2000)
   if variant == "quick":
     config.epochs = 3
   elif variant:
