@@ -605,6 +605,23 @@ def _read_params_file(path: pathlib.Path) -> PyTree:
         "flax.serialization.to_bytes(params) or pass an Orbax checkpoint directory") from None
 
 
+def read_pretrained(path: PathLike) -> tuple[PyTree, PyTree]:
+  """``(params, batch_stats)`` from a bundle, or from a params file as :func:`import_params`
+  reads it (a bare params tree, or a dict with ``params`` and optional ``batch_stats``).
+
+  Raises:
+    CheckpointError: the path is missing or holds neither.
+  """
+  path = _abs(path)
+  if _marked_bundle_meta(path) is not None:
+    bundle = load_bundle(path)
+    return bundle.params, bundle.batch_stats
+  tree = _read_params_file(path)
+  if isinstance(tree, dict) and "params" in tree:
+    return tree["params"], tree.get("batch_stats") or {}
+  return tree, {}
+
+
 def _read_codes(codes: Any) -> np.ndarray:
   if isinstance(codes, (str, os.PathLike)):
     codes_path = _abs(codes)

@@ -64,7 +64,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   Args:
     config: experiment config (see ``experiments/configs``): ``seed``, ``dataset``,
       ``model``, ``model_kwargs``, ``code_distribution``, ``pad_to``,
-      ``checkpoint_every`` and the :class:`FitConfig` fields.
+      ``checkpoint_every``, the :class:`FitConfig` fields, and optionally ``pretrained``
+      (a bundle or params file to start from) with ``pretrained_skip`` (top-level layer
+      names initialised afresh, e.g. a classifier head).
     workdir: run directory.
     progress: show a progress bar.
     mesh: optional device mesh.
@@ -97,6 +99,13 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     restored = ckpt.restore(None, abstract)
     _check_same_run(plain, restored.metadata.get("config"), workdir)
     state = restored.state
+  elif config.get("pretrained"):
+    state = _initial_state(model, shape, fit_cfg, len(images), train_key)
+    params, batch_stats = checkpointing.read_pretrained(config["pretrained"])
+    skip = tuple(config.get("pretrained_skip") or ())
+    state = state.replace(
+        params=merge_pretrained(state.params, params, skip),
+        batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
   total = fit_cfg.epochs * training.steps_per_epoch(len(images), fit_cfg.batch_size)
 
   def save(step, state, step_metrics):
@@ -116,6 +125,33 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
   checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
+
+
+def merge_pretrained(fresh: Any, pretrained: Any, skip: Sequence[str] = ()) -> Any:
+  """Takes every leaf of ``fresh`` from ``pretrained``, except under top-level names in ``skip``.
+
+  For fine-tuning: e.g. ``skip=("Dense_0",)`` keeps a freshly initialised classifier head
+  when the pretrained model has another number of classes.
+
+  Raises:
+    ValueError: a leaf missing from ``pretrained`` or of another shape.
+  """
+  flat = {tuple(str(getattr(k, "key", k)) for k in kp): v
+          for kp, v in jax.tree_util.tree_flatten_with_path(pretrained)[0]}
+
+  def take(keypath, leaf):
+    path = tuple(str(getattr(k, "key", k)) for k in keypath)
+    if path[0] in skip:
+      return leaf
+    if path not in flat:
+      raise ValueError(f"the pretrained weights have no {'/'.join(path)}; list its layer in "
+                       "pretrained_skip to initialise it afresh")
+    if tuple(np.shape(flat[path])) != tuple(leaf.shape):
+      raise ValueError(f"pretrained {'/'.join(path)} has shape {np.shape(flat[path])}, the "
+                       f"model needs {leaf.shape}; list its layer in pretrained_skip")
+    return jnp.asarray(flat[path], leaf.dtype)
+
+  return jax.tree_util.tree_map_with_path(take, fresh)
 
 
 def _check_same_run(config, saved, workdir):

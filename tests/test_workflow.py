@@ -39,3 +39,16 @@ def test_evaluate_checks_the_labels_and_the_image_shape(tmp_path):
     workflow.evaluate(bundle, np.zeros((2, 28, 28, 1), np.uint8), np.zeros(2, np.int32))
   result = workflow.evaluate(bundle, test.images, test.labels)
   assert result.per_class.shape == (10,) and np.isnan(result.E_F)
+
+
+def test_fine_tuning_starts_from_pretrained_weights(tmp_path):
+  base = workflow.train(tiny_config(), tmp_path / "base", progress=False)
+  tuned = workflow.train(
+      tiny_config(epochs=0, seed=5, pretrained=str(tmp_path / "base" / "bundle"),
+                  pretrained_skip=("Dense_1",)), tmp_path / "tuned", progress=False)
+  np.testing.assert_array_equal(tuned.params["Dense_0"]["kernel"], base.params["Dense_0"]["kernel"])
+  assert not np.allclose(tuned.params["Dense_1"]["kernel"], base.params["Dense_1"]["kernel"])
+  with pytest.raises(ValueError, match="shape"):
+    workflow.train(tiny_config(model_kwargs={"hidden": (4,)},
+                               pretrained=str(tmp_path / "base" / "bundle")),
+                   tmp_path / "bad", progress=False)

@@ -16,8 +16,8 @@ Pretrained weights: ``pretrained`` must point to a bundle directory
 ``resnet18`` params or variables (``{"params", "batch_stats"}``, as
 :func:`mnemonic_jax.checkpointing.import_params` reads), trained on ImageNet; the layers
 named in ``pretrained_skip`` (the 1000-way head) are initialised afresh for 40 classes.
-NOTE: :func:`mnemonic_jax.workflow.train` does not read ``pretrained`` yet (reported);
-until it does, training from this config starts from random weights.
+:func:`mnemonic_jax.workflow.train` loads them before the first step
+(``workflow.merge_pretrained``); without ``pretrained`` it starts from random weights.
 
 Variants:
   ``quick``: width 8, 1 epoch, no pretrained weights: a CPU smoke run of the pipeline.

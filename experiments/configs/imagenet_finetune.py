@@ -21,8 +21,7 @@ a streaming input pipeline, which the project does not have yet (reported).
 Pretrained weights: ``pretrained`` must point to a bundle directory or an Orbax/msgpack
 file of the model's params/variables (as :func:`mnemonic_jax.checkpointing.import_params`
 reads). The 1000-way head is kept (``pretrained_skip`` is empty): codes are added, not
-classes. NOTE: :func:`mnemonic_jax.workflow.train` does not read ``pretrained`` yet
-(reported).
+classes. :func:`mnemonic_jax.workflow.train` loads them before the first step.
 """
 
 import ml_collections
