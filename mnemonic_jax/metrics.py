@@ -12,6 +12,7 @@ def predict_in_batches(
     images: np.ndarray,
     batch_size: int = 1024,
     *,
+    multiple: int = 1,
     progress: bool = False,
 ) -> np.ndarray:
   """Logits for ``images`` in fixed-size batches (the last one padded: one compilation).
@@ -19,17 +20,19 @@ def predict_in_batches(
   Args:
     predict: jitted ``predict(images_batch) -> logits``.
     images: host array ``(N, ...)``.
-    batch_size: examples per call.
+    batch_size: examples per call (rounded up to a multiple of ``multiple``).
+    multiple: every batch size is a multiple of this (e.g. the number of devices).
     progress: show a progress bar.
 
   Returns:
     Host logits ``(N, C)``.
   """
   n = len(images)
+  batch_size = -(-min(batch_size, max(n, 1)) // multiple) * multiple
   out = []
   for start in tqdm(range(0, n, batch_size), disable=not progress, desc="evaluate", unit="batch"):
     batch = images[start:start + batch_size]
-    pad = batch_size - len(batch) if n > batch_size else 0
+    pad = batch_size - len(batch)
     if pad:
       batch = np.concatenate([batch, np.repeat(batch[:1], pad, axis=0)])
     out.append(np.asarray(predict(batch))[:len(batch) - pad])

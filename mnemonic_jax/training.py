@@ -158,11 +158,15 @@ def make_train_step(
   return jax.jit(step, donate_argnums=0)
 
 
-def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,)):
-  """Returns a jitted ``predict(params, batch_stats, images_uint8) -> logits`` (inference)."""
+def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | None = None):
+  """Returns a jitted ``predict(params, batch_stats, images_uint8) -> logits`` (inference).
+
+  With ``mesh``, each batch is split over its ``data`` axis.
+  """
 
   @jax.jit
   def predict(params, batch_stats, images):
+    images = parallel.constrain_batch(images, mesh)
     return model.apply(model_variables(params, batch_stats), normalize(images, mean, std),
                        train=False)
 

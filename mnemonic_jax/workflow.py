@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import checkpointing, codes as codes_lib, forgetting, lambda_search
-from mnemonic_jax import metrics, training
+from mnemonic_jax import metrics, parallel, training
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import DatasetError, load_dataset
 from mnemonic_jax.models import create_model
@@ -231,16 +231,21 @@ class Evaluation:
 
 
 def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
-            progress: bool = False) -> np.ndarray:
-  """Logits of a bundle's model on uint8 images (padded to its input shape if needed)."""
+            progress: bool = False, mesh=None) -> np.ndarray:
+  """Logits of a bundle's model on uint8 images (padded to its input shape if needed).
+
+  With ``mesh``, each batch is split over its ``data`` axis.
+  """
   images = prepare_images(images, bundle.input_shape)
-  fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std)
+  fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std, mesh=mesh)
   return metrics.predict_in_batches(
-      lambda x: fn(bundle.params, bundle.batch_stats, x), images, batch_size, progress=progress)
+      lambda x: fn(bundle.params, bundle.batch_stats, x), images, batch_size,
+      multiple=parallel.num_shards(mesh), progress=progress)
 
 
 def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
-             forgotten: Sequence[int] | None = None, progress: bool = False) -> Evaluation:
+             forgotten: Sequence[int] | None = None, progress: bool = False,
+             mesh=None) -> Evaluation:
   """Per-class accuracy, A_R and E_F of a bundle (forgotten classes from its history).
 
   Raises:
@@ -250,7 +255,7 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
     raise DatasetError(
         f"labels run to {int(labels.max())} but the model has {bundle.num_classes} classes; "
         "evaluate on the dataset the model was trained on")
-  logits = predict(bundle, images, progress=progress)
+  logits = predict(bundle, images, progress=progress, mesh=mesh)
   forgotten = bundle.forgotten_classes if forgotten is None else forgotten
   summary = metrics.forgetting_metrics(logits, labels, forgotten)
   return Evaluation(

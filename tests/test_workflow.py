@@ -52,3 +52,13 @@ def test_fine_tuning_starts_from_pretrained_weights(tmp_path):
     workflow.train(tiny_config(model_kwargs={"hidden": (4,)},
                                pretrained=str(tmp_path / "base" / "bundle")),
                    tmp_path / "bad", progress=False)
+
+
+def test_sharded_evaluation_equals_single_device(tmp_path):
+  from mnemonic_jax import parallel
+  bundle = workflow.train(tiny_config(), tmp_path, progress=False)
+  test = load_dataset("digits", "test")  # 359 images: the last batch is padded to 8 devices.
+  single = workflow.predict(bundle, test.images, batch_size=100)
+  sharded = workflow.predict(bundle, test.images, batch_size=100, mesh=parallel.make_mesh())
+  np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-5)
+  assert sharded.shape == (359, 10)
