@@ -63,7 +63,7 @@ def fashion_resnet(data, epochs, width=64):
   config = training.FitConfig(epochs=epochs, t_mix=0.3, schedule="cosine", augment=True)
   mean, std = train.info.mean, train.info.std
   start = time.perf_counter()
-  state, _ = training.fit(model, pad(train.images), train.labels, codes, config,
+  state, _ = training.fit(model, (pad(train.images), train.labels), codes, config,
                           jax.random.fold_in(key, 1), mean=mean, std=std, progress=False)
   jax.block_until_ready(state)
   train_s = time.perf_counter() - start

@@ -7,7 +7,7 @@ the loss on real images and on codes apart, besides the total it optimises.
 """
 
 import dataclasses
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import chex
 import flax
@@ -194,16 +194,9 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
   return num_examples // batch_size
 
 
-def epoch_batches(key: chex.PRNGKey, epoch: int, num_examples: int, batch_size: int) -> np.ndarray:
-  """Shuffled batch indices ``(steps_per_epoch, batch_size)`` of one epoch."""
-  return pipeline.batch_indices(
-      jax.random.fold_in(key, epoch), num_examples, batch_size, drop_remainder=True)
-
-
 def fit(
     model: nn.Module,
-    images: np.ndarray,
-    labels: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray] | pipeline.ArrayEpochs | pipeline.TfdsEpochs,
     codes: chex.Array,
     config: FitConfig,
     key: chex.PRNGKey,
@@ -223,8 +216,9 @@ def fit(
 
   Args:
     model: Flax Linen classifier.
-    images: uint8 NHWC training images (host memory).
-    labels: int labels.
+    data: ``(images, labels)`` in host memory (uint8 NHWC, int labels), or a source of
+      epochs (``pipeline.ArrayEpochs``, ``pipeline.TfdsEpochs`` for data larger than
+      memory, or anything with ``num_examples`` and ``epoch(key, batch_size, skip)``).
     codes: ``(C, *input_shape)`` mnemonic codes.
     config: hyper-parameters.
     key: root key; split into named keys for init, shuffling and the step.
@@ -238,14 +232,15 @@ def fit(
   Returns:
     ``(state, last_metrics)``.
   """
+  source = pipeline.ArrayEpochs(*data) if isinstance(data, tuple) else data
   init_key, shuffle_key, step_key = jax.random.split(key, 3)
-  spe = steps_per_epoch(len(labels), config.batch_size)
+  spe = steps_per_epoch(source.num_examples, config.batch_size)
   total = config.epochs * spe
   optimizer = make_optimizer(
       config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay,
       schedule=config.schedule, total_steps=total)
   if state is None:
-    state = create_train_state(init_key, model, images.shape[1:], optimizer)
+    state = create_train_state(init_key, model, codes.shape[1:], optimizer)
   train_step = make_train_step(
       model, optimizer, codes, config.t_mix, step_key, mean=mean, std=std,
       augment=config.augment, mesh=mesh)
@@ -257,9 +252,10 @@ def fit(
   metrics: Metrics = {}
   bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step")
   for epoch in range(start // spe, config.epochs):
-    batches = epoch_batches(shuffle_key, epoch, len(labels), config.batch_size)
-    for idx in batches[step - epoch * spe:]:
-      state, metrics = train_step(state, *place((images[idx], labels[idx])))
+    batches = source.epoch(jax.random.fold_in(shuffle_key, epoch), config.batch_size,
+                           skip=step - epoch * spe)
+    for batch in batches:
+      state, metrics = train_step(state, *place(batch))
       step += 1
       if on_step is not None:
         on_step(step, state, metrics)

@@ -15,7 +15,7 @@ import numpy as np
 from mnemonic_jax import checkpointing, codes as codes_lib, forgetting, lambda_search
 from mnemonic_jax import metrics, parallel, training
 from mnemonic_jax.bundle import Bundle
-from mnemonic_jax.data import DatasetError, load_dataset
+from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
@@ -64,7 +64,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   Args:
     config: experiment config (see ``experiments/configs``): ``seed``, ``dataset``,
       ``model``, ``model_kwargs``, ``code_distribution``, ``pad_to``,
-      ``checkpoint_every``, the :class:`FitConfig` fields, and optionally ``pretrained``
+      ``checkpoint_every``, the :class:`FitConfig` fields, optionally ``stream`` (read a
+      ``tfds:`` dataset one batch at a time, for data larger than memory) and ``pretrained``
       (a bundle or params file to start from) with ``pretrained_skip`` (top-level layer
       names initialised afresh, e.g. a classifier head).
     workdir: run directory.
@@ -75,12 +76,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     The trained bundle.
   """
   workdir = pathlib.Path(workdir).absolute()
-  ds = load_dataset(config["dataset"], "train", data_dir=config.get("data_dir"))
-  info = ds.info
-  shape = tuple(info.shape)
-  if config.get("pad_to"):
-    shape = (config["pad_to"], config["pad_to"], shape[-1])
-  images = prepare_images(ds.images, shape)
+  data, info, shape = _training_data(config)
   root = jax.random.key(config["seed"])
   code_key, train_key = jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
   codes = codes_lib.generate_codes(
@@ -90,7 +86,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   fit_cfg = fit_config(config)
 
   # Shapes first: a bad model spec fails here, before anything is written.
-  abstract = jax.eval_shape(lambda: _initial_state(model, shape, fit_cfg, len(images), train_key))
+  abstract = jax.eval_shape(
+      lambda: _initial_state(model, shape, fit_cfg, data.num_examples, train_key))
   plain = to_plain(config)
   ckpt = checkpointing.TrainCheckpointer(
       workdir / "train", save_every=config.get("checkpoint_every", 500))
@@ -100,13 +97,13 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     _check_same_run(plain, restored.metadata.get("config"), workdir)
     state = restored.state
   elif config.get("pretrained"):
-    state = _initial_state(model, shape, fit_cfg, len(images), train_key)
+    state = _initial_state(model, shape, fit_cfg, data.num_examples, train_key)
     params, batch_stats = checkpointing.read_pretrained(config["pretrained"])
     skip = tuple(config.get("pretrained_skip") or ())
     state = state.replace(
         params=merge_pretrained(state.params, params, skip),
         batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
-  total = fit_cfg.epochs * training.steps_per_epoch(len(images), fit_cfg.batch_size)
+  total = fit_cfg.epochs * training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
 
   def save(step, state, step_metrics):
     if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
@@ -114,7 +111,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       ckpt.save(step, state, metadata, force=step == total)
 
   state, _ = training.fit(
-      model, images, ds.labels, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
+      model, data, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
       mesh=mesh, state=state, on_step=save, progress=progress)
   ckpt.wait_until_finished()
   ckpt.close()
@@ -125,6 +122,30 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
   checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
+
+
+def _training_data(config):
+  """``(epochs source, DatasetInfo, model input shape)`` of a config's training split.
+
+  ``stream: True`` with a ``tfds:`` dataset reads one batch at a time (data larger than
+  memory); otherwise the split is loaded into memory.
+  """
+  name, data_dir = config["dataset"], config.get("data_dir")
+  if config.get("stream"):
+    if not name.startswith("tfds:"):
+      raise DatasetError(f"stream=True needs a tfds: dataset, not {name!r}; "
+                         "other sources are read into memory")
+    info = open_tfds(name, "train", data_dir=data_dir).info()
+  else:
+    ds = load_dataset(name, "train", data_dir=data_dir)
+    info = ds.info
+  shape = tuple(info.shape)
+  if config.get("pad_to"):
+    shape = (config["pad_to"], config["pad_to"], shape[-1])
+  pad = lambda images: prepare_images(images, shape)
+  if config.get("stream"):
+    return pipeline.TfdsEpochs(name, "train", data_dir, transform=pad), info, shape
+  return pipeline.ArrayEpochs(pad(ds.images), ds.labels), info, shape
 
 
 def merge_pretrained(fresh: Any, pretrained: Any, skip: Sequence[str] = ()) -> Any:

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from mnemonic_jax import checkpointing
+
 from mnemonic_jax.data import (
     FASHION_MNIST_CLASSES,
     Dataset,
@@ -280,6 +282,23 @@ def test_tfds_not_prepared_fails_fast_without_network(tmp_path):
     load_dataset("tfds:mnist", "train", data_dir=tmp_path, download=False)
   assert time.monotonic() - start < 20
   assert list(tmp_path.iterdir()) == []  # Nothing written.
+
+
+@needs_tfds
+def test_training_streams_from_tfds(tiny_tfds_dir, tmp_path):
+  """stream=True trains from a tfds split one batch at a time, padded to the model's size."""
+  from mnemonic_jax import workflow
+  config = dict(seed=0, dataset="tfds:mnemonic_tiny_images", data_dir=str(tiny_tfds_dir),
+                stream=True, pad_to=12, model="mlp", model_kwargs={"hidden": (8,)},
+                epochs=3, batch_size=4, checkpoint_every=100)
+  bundle = workflow.train(config, tmp_path / "stream", progress=False)
+  assert bundle.input_shape == (12, 12, 1) and bundle.num_classes == 3
+  assert bundle.class_names == ("a", "b", "c")
+  restored = checkpointing.TrainCheckpointer(tmp_path / "stream" / "train")
+  assert restored.latest_step() == 3 * (10 // 4)  # Full batches only, every epoch.
+  restored.close()
+  with pytest.raises(DatasetError, match="stream=True needs a tfds"):
+    workflow.train(dict(config, dataset="digits"), tmp_path / "digits", progress=False)
 
 
 @needs_tfds

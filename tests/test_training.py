@@ -77,8 +77,8 @@ def test_fit_resumes_to_identical_parameters():
     if step == 7:
       saved["state"] = jax.tree.map(jnp.copy, state)
 
-  full, _ = mj.fit(model, images, labels, codes, config, key, on_step=keep, progress=False)
-  resumed, _ = mj.fit(model, images, labels, codes, config, key, state=saved["state"],
+  full, _ = mj.fit(model, (images, labels), codes, config, key, on_step=keep, progress=False)
+  resumed, _ = mj.fit(model, (images, labels), codes, config, key, state=saved["state"],
                       progress=False)
   assert int(full.step) == int(resumed.step) == 15
   chex.assert_trees_all_equal(full.params, resumed.params)

@@ -230,3 +230,45 @@ def tfds_batches(
     order = np.asarray(epoch_permutation(order_key, len(source)))
     seed = int(jax.random.randint(seed_key, (), 0, np.iinfo(np.int32).max))
   yield from source.iter_batches(batch_size, order, seed=seed, drop_remainder=drop_remainder)
+
+
+class ArrayEpochs:
+  """Training epochs over in-memory arrays: a shuffle per epoch key, full batches only.
+
+  The sources :func:`mnemonic_jax.training.fit` reads share this interface:
+  ``num_examples`` and ``epoch(key, batch_size, skip=0)``.
+  """
+
+  def __init__(self, images: np.ndarray, labels: np.ndarray):
+    if len(images) != len(labels):
+      raise DatasetError(f"images and labels differ in length: {len(images)} vs {len(labels)}")
+    self.images, self.labels = images, np.asarray(labels, np.int32)
+    self.num_examples = len(labels)
+
+  def epoch(self, key: jax.Array, batch_size: int, skip: int = 0) -> Iterator[Batch]:
+    """The epoch's batches, the first ``skip`` left out (to resume inside an epoch)."""
+    for idx in batch_indices(key, self.num_examples, batch_size)[skip:]:
+      yield self.images[idx], self.labels[idx]
+
+
+class TfdsEpochs:
+  """Training epochs streamed from a prepared tfds split: one batch in memory at a time.
+
+  For data larger than memory; :func:`mnemonic_jax.training.fit` takes it in place of
+  arrays. ``transform`` maps each uint8 image batch (e.g. padding to the model's size).
+  """
+
+  def __init__(self, name: str, split: str = "train", data_dir: str | os.PathLike | None = None,
+               transform=None):
+    self.name, self.split, self.data_dir = name, split, data_dir
+    self.source = open_tfds(name, split, data_dir=data_dir)
+    self.num_examples = len(self.source)
+    self.transform = transform
+
+  def epoch(self, key: jax.Array, batch_size: int, skip: int = 0) -> Iterator[Batch]:
+    """The epoch's batches, the first ``skip`` read and left out (to resume)."""
+    batches = tfds_batches(self.name, self.split, batch_size, self.data_dir, key=key,
+                           drop_remainder=True)
+    for i, (images, labels) in enumerate(batches):
+      if i >= skip:
+        yield (images if self.transform is None else self.transform(images)), labels
