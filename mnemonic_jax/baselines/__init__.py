@@ -1,0 +1,23 @@
+"""Unlearning methods side by side, behind one signature (see :mod:`.base`).
+
+Importing this package registers every method; :func:`unlearn` runs one by name::
+
+  from mnemonic_jax import baselines
+  data = baselines.UnlearnData.from_training(images, labels, classes=[3])
+  new_bundle, report = baselines.unlearn("ssd", bundle, [3], data)
+
+Names (the experiment runner's ``--methods``): ``retrain`` (the oracle), ``finetune``,
+``neggrad``, ``random-labels``, ``ssd``, ``ssd-exact``, ``fisher`` (SFDN), ``unsir``
+(FastMU), ``mnemonic`` and ``mnemonic-auto`` (the paper's method, data-free).
+"""
+
+# Each module registers its methods on import.
+from mnemonic_jax.baselines import mnemonic
+from mnemonic_jax.baselines.base import (
+    DATA_KINDS, METHODS, Method, MethodReport, Outcome, Split, UnlearnData, available_methods,
+    get_method, unlearn)
+
+__all__ = [
+    "DATA_KINDS", "METHODS", "Method", "MethodReport", "Outcome", "Split", "UnlearnData",
+    "available_methods", "get_method", "unlearn",
+]

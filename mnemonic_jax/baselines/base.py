@@ -1,0 +1,419 @@
+"""What every unlearning method shares: its signature, its report, the registry, the loop.
+
+One signature for all methods, in the style of the NeurIPS 2023 machine-unlearning
+challenge (``unlearning(net, retain, forget, validation)``), bundle in and bundle out::
+
+  new_bundle, report = method(bundle, classes, data, config, key)
+
+* ``bundle``: the trained :class:`~mnemonic_jax.bundle.Bundle` (never modified);
+* ``classes``: the sorted class ids to forget (validated by :func:`unlearn`);
+* ``data``: :class:`UnlearnData`, the training data the method is allowed to see, split
+  into the retain set (examples of the remaining classes) and the forget set (examples of
+  the forgotten classes); a split the method does not need may be ``None``;
+* ``config``: the method's own frozen config dataclass (its published defaults);
+* ``key``: a typed PRNG key (``jax.random.key``) for whatever the method draws.
+
+Call methods through :func:`unlearn`, which checks the request and the data against what
+the method needs, times it with compilation apart, refuses a result that is not finite,
+and appends the request to the bundle's history, so ``bundle.forgotten_classes`` and every
+evaluation know what was forgotten.
+
+Example:
+  >>> data = UnlearnData.from_training(images, labels, classes=[3])
+  >>> new_bundle, report = unlearn("finetune", bundle, [3], data, key=jax.random.key(0))
+  >>> report.seconds, report.steps, report.data
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from typing import Any, Callable, Iterator, NamedTuple, Sequence
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax.bundle import Bundle, model_variables
+from mnemonic_jax.data import pipeline
+
+PyTree = Any
+
+#: What a method reads of the training data: nothing, the forget set, the retain set, both.
+DATA_KINDS = ("none", "forget", "retain", "all")
+
+
+class Split(NamedTuple):
+  """Examples of one side of a forgetting request.
+
+  Attributes:
+    images: ``uint8`` ``(N, H, W, C)``, already in the bundle's input shape (padded).
+    labels: integer class ids ``(N,)``.
+  """
+
+  images: np.ndarray
+  labels: np.ndarray
+
+  def __len__(self) -> int:
+    return int(len(self.labels))
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlearnData:
+  """The training data an unlearning method may see.
+
+  Attributes:
+    retain: examples of the remaining classes (the retain set ``D_r``), or ``None``.
+    forget: examples of the forgotten classes (the forget set ``D_f``), or ``None``.
+  """
+
+  retain: Split | None = None
+  forget: Split | None = None
+
+  @classmethod
+  def from_training(cls, images: np.ndarray, labels: np.ndarray, classes: Sequence[int],
+                    *, retain: bool = True, forget: bool = True) -> "UnlearnData":
+    """Splits a training set by class into retain and forget sets.
+
+    Args:
+      images: ``uint8`` ``(N, H, W, C)`` in the model's input shape.
+      labels: ``(N,)`` integer labels.
+      classes: the classes to forget.
+      retain, forget: whether to keep each split (``False`` gives ``None``, for methods
+        that may not see it).
+    """
+    labels = np.asarray(labels)
+    in_forget = np.isin(labels, np.asarray(list(classes), labels.dtype))
+    take = lambda mask: Split(images[mask], labels[mask])
+    return cls(retain=take(~in_forget) if retain else None,
+               forget=take(in_forget) if forget else None)
+
+  def kind(self) -> str:
+    """Which of :data:`DATA_KINDS` this holds."""
+    return {(False, False): "none", (False, True): "forget", (True, False): "retain",
+            (True, True): "all"}[(self.retain is not None, self.forget is not None)]
+
+
+@dataclasses.dataclass(frozen=True)
+class MethodReport:
+  """What an unlearning method did.
+
+  Attributes:
+    method: registry name (e.g. ``"ssd"``).
+    classes: the forgotten classes, sorted.
+    seconds: wall-clock seconds of the method, compilation excluded.
+    compile_seconds: seconds JAX spent tracing, lowering and compiling during the method.
+    steps: optimiser steps taken (0 for one-shot methods).
+    data: which training data the method read, one of :data:`DATA_KINDS`.
+    examples: examples read from each split, counted with repetition
+      (``{"retain": n, "forget": n}``).
+    details: method-specific JSON-able facts (chosen hyper-parameters, losses, ...).
+  """
+
+  method: str
+  classes: tuple[int, ...]
+  seconds: float
+  compile_seconds: float
+  steps: int
+  data: str
+  examples: dict[str, int]
+  details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+  def to_dict(self) -> dict[str, Any]:
+    """A JSON-able summary (for the bundle's history and reports)."""
+    out = dataclasses.asdict(self)
+    out["classes"] = list(self.classes)
+    return out
+
+
+class Outcome(NamedTuple):
+  """What a method's function returns to :func:`unlearn` (which adds the timing).
+
+  Attributes:
+    params: the new parameters.
+    batch_stats: the new BatchNorm statistics (``bundle.batch_stats`` if unchanged).
+    steps: optimiser steps taken.
+    examples: examples read per split (``{"retain": n, "forget": n}``).
+    details: method-specific JSON-able facts.
+  """
+
+  params: PyTree
+  batch_stats: PyTree
+  steps: int = 0
+  examples: dict[str, int] = {}
+  details: dict[str, Any] = {}
+
+
+MethodFn = Callable[[Bundle, tuple[int, ...], UnlearnData, Any, jax.Array], Outcome]
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+  """A registered unlearning method.
+
+  Attributes:
+    name: registry name, as ``--methods`` takes it.
+    fn: ``fn(bundle, classes, data, config, key) -> Outcome``.
+    config_cls: its frozen config dataclass; ``config_cls()`` holds the published defaults.
+    data: what it needs of the training data (one of :data:`DATA_KINDS`).
+    reference: where it comes from (paper, repository).
+  """
+
+  name: str
+  fn: MethodFn
+  config_cls: type
+  data: str
+  reference: str
+
+
+METHODS: dict[str, Method] = {}
+
+
+def register(name: str, config_cls: type, *, data: str, reference: str
+             ) -> Callable[[MethodFn], MethodFn]:
+  """Decorator adding a method to :data:`METHODS` under ``name``."""
+  if data not in DATA_KINDS:
+    raise ValueError(f"data must be one of {DATA_KINDS}, got {data!r}")
+
+  def add(fn: MethodFn) -> MethodFn:
+    if name in METHODS:
+      raise ValueError(f"an unlearning method named {name!r} is already registered")
+    METHODS[name] = Method(name, fn, config_cls, data, reference)
+    return fn
+
+  return add
+
+
+def available_methods() -> tuple[str, ...]:
+  """Names of the registered methods, in registration order."""
+  return tuple(METHODS)
+
+
+def get_method(name: str) -> Method:
+  """The registered method ``name``.
+
+  Raises:
+    ValueError: no such method (the message lists the valid names).
+  """
+  if name not in METHODS:
+    raise ValueError(f"unknown unlearning method {name!r}; choose from "
+                     f"{', '.join(available_methods())}")
+  return METHODS[name]
+
+
+def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData | None = None,
+            config: Any = None, *, key: jax.Array | None = None
+            ) -> tuple[Bundle, MethodReport]:
+  """Forgets ``classes`` from ``bundle`` with a registered method.
+
+  Args:
+    method: a name of :func:`available_methods` (e.g. ``"retrain"``, ``"ssd"``).
+    bundle: the trained bundle; not modified.
+    classes: class ids to forget: integers in ``[0, num_classes)``, not empty, not all.
+    data: the training data the method may see (only what it needs is read).
+    config: the method's config dataclass; ``None`` for its published defaults.
+    key: typed PRNG key; ``None`` for ``jax.random.key(0)``.
+
+  Returns:
+    ``(new_bundle, report)``; ``new_bundle.history`` ends with the request and the report.
+
+  Raises:
+    ValueError: unknown method, bad classes, a config of another method, missing data the
+      method needs (or a split holding the wrong classes), or a result that is not finite.
+  """
+  spec = get_method(method)
+  classes = fisher_lib.validate_classes(classes, bundle.num_classes)
+  config = spec.config_cls() if config is None else config
+  if not isinstance(config, spec.config_cls):
+    raise ValueError(f"{method} takes a {spec.config_cls.__name__}, got "
+                     f"{type(config).__name__}")
+  data = _check_data(spec, UnlearnData() if data is None else data, classes,
+                     bundle.num_classes)
+  key = jax.random.key(0) if key is None else key
+  with CompileClock() as clock:
+    start = time.perf_counter()
+    outcome = spec.fn(bundle, classes, data, config, key)
+    outcome = Outcome(*jax.block_until_ready(tuple(outcome[:2])), *outcome[2:])
+    wall = time.perf_counter() - start
+  bad = _non_finite(outcome.params) + _non_finite(outcome.batch_stats)
+  if bad:
+    raise ValueError(f"{method} made {bad} parameters non-finite (diverged); lower its "
+                     "learning rate or step size")
+  report = MethodReport(
+      method=method, classes=classes, seconds=max(wall - clock.seconds, 0.0),
+      compile_seconds=clock.seconds, steps=int(outcome.steps), data=spec.data,
+      examples={"retain": 0, "forget": 0, **outcome.examples}, details=dict(outcome.details))
+  new = bundle.replace(params=outcome.params, batch_stats=outcome.batch_stats,
+                       history=bundle.history + (report.to_dict(),))
+  return new, report
+
+
+def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
+                num_classes: int) -> UnlearnData:
+  """Checks that ``data`` has what ``spec`` needs, holding the right classes; drops the rest."""
+  need_retain = spec.data in ("retain", "all")
+  need_forget = spec.data in ("forget", "all")
+  for name, needed, split in (("retain", need_retain, data.retain),
+                              ("forget", need_forget, data.forget)):
+    if needed and (split is None or len(split) == 0):
+      raise ValueError(f"{spec.name} needs the {name} set (training examples of the "
+                       f"{'remaining' if name == 'retain' else 'forgotten'} classes); pass "
+                       f"UnlearnData({name}=...)")
+    if not needed or split is None:
+      continue
+    labels = np.asarray(split.labels)
+    if labels.ndim != 1 or len(split.images) != len(labels):
+      raise ValueError(f"the {name} set has {len(split.images)} images and labels of shape "
+                       f"{labels.shape}; give one label per image")
+    if not np.issubdtype(labels.dtype, np.integer):
+      raise ValueError(f"the {name} set's labels must be integers, got {labels.dtype}")
+    inside = np.isin(labels, classes)
+    wrong = ~inside if name == "forget" else inside
+    if wrong.any() or labels.min() < 0 or labels.max() >= num_classes:
+      raise ValueError(f"the {name} set holds labels {sorted(set(labels[wrong].tolist()))[:5]} "
+                       f"that are not {'forgotten' if name == 'forget' else 'remaining'} "
+                       f"classes of 0..{num_classes - 1}; split with "
+                       "UnlearnData.from_training")
+  return UnlearnData(retain=data.retain if need_retain else None,
+                     forget=data.forget if need_forget else None)
+
+
+def _non_finite(tree: PyTree) -> int:
+  return int(sum(np.size(x) - np.isfinite(np.asarray(x)).sum()
+                 for x in jax.tree.leaves(tree)))
+
+
+# ----------------------------------------------------------------------------------------
+# Timing with compilation apart.
+
+_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
+                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
+                   "/jax/core/compile/backend_compile_duration")
+_clocks = threading.local()
+
+
+def _on_event(event: str, duration: float, **_) -> None:
+  if event in _COMPILE_EVENTS:
+    for clock in getattr(_clocks, "active", ()):
+      clock.seconds += duration
+
+
+_listening = False
+
+
+class CompileClock(contextlib.AbstractContextManager):
+  """Sums the seconds JAX spends compiling inside a ``with`` block (this thread).
+
+  Uses JAX's monitoring events (tracing, lowering to MLIR, backend compilation), so it
+  also counts compilations inside library code such as :func:`mnemonic_jax.training.fit`.
+
+  Example:
+    >>> with CompileClock() as clock:
+    ...   jax.jit(jnp.sin)(1.0)
+    >>> clock.seconds > 0
+    True
+  """
+
+  def __init__(self):
+    self.seconds = 0.0
+
+  def __enter__(self) -> "CompileClock":
+    global _listening
+    if not _listening:
+      jax.monitoring.register_event_duration_secs_listener(_on_event)
+      _listening = True
+    _clocks.active = getattr(_clocks, "active", ()) + (self,)
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    _clocks.active = tuple(c for c in _clocks.active if c is not self)
+
+
+# ----------------------------------------------------------------------------------------
+# A weighted SGD loop for the methods that train (fine-tune, NegGrad, random labels, UNSIR).
+
+
+@flax.struct.dataclass
+class LoopState:
+  """Parameters, BatchNorm statistics and optimiser state of a training loop."""
+
+  params: PyTree
+  batch_stats: PyTree
+  opt_state: optax.OptState
+
+
+def sgd(learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0
+        ) -> optax.GradientTransformation:
+  """SGD with momentum and coupled weight decay (PyTorch's ``SGD``), as the baselines use."""
+  return optax.chain(optax.add_decayed_weights(weight_decay),
+                     optax.sgd(learning_rate, momentum or None))
+
+
+def init_loop(bundle: Bundle, optimizer: optax.GradientTransformation) -> LoopState:
+  """A :class:`LoopState` starting from the bundle's variables."""
+  return LoopState(params=bundle.params, batch_stats=bundle.batch_stats,
+                   opt_state=optimizer.init(bundle.params))
+
+
+def make_weighted_step(bundle: Bundle, optimizer: optax.GradientTransformation, *,
+                       train_mode: bool = True
+                       ) -> Callable[[LoopState, jax.Array, jax.Array, jax.Array],
+                                     tuple[LoopState, jax.Array]]:
+  """A jitted ``step(state, x, labels, weights) -> (state, loss)`` on a weighted loss.
+
+  The loss is ``sum_i w_i * CE(f(x_i), y_i) / sum_i |w_i|``: weight ``+1`` descends on an
+  example, ``-1`` ascends (NegGrad), ``0`` ignores it (padding). ``x`` is in the model's
+  (normalised) input space, so noise inputs (UNSIR) and images (``bundle.normalize``)
+  go through the same step. The state is donated.
+
+  Args:
+    bundle: gives the model.
+    optimizer: an optax transformation (e.g. :func:`sgd`).
+    train_mode: run the model in training mode (BatchNorm uses and updates batch
+      statistics); ``False`` keeps BatchNorm in inference mode and its statistics fixed.
+  """
+  model = bundle.model
+
+  def step(state: LoopState, x, labels, weights):
+    def loss_fn(params):
+      variables = model_variables(params, state.batch_stats)
+      if train_mode and state.batch_stats:
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        new_stats = updates["batch_stats"]
+      else:
+        logits, new_stats = model.apply(variables, x, train=train_mode), state.batch_stats
+      losses = fisher_lib.cross_entropy(logits, labels)
+      loss = jnp.sum(weights * losses) / jnp.maximum(jnp.sum(jnp.abs(weights)), 1.0)
+      return loss, new_stats
+
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return LoopState(params=optax.apply_updates(state.params, updates),
+                     batch_stats=new_stats, opt_state=opt_state), loss
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def epoch_batches(key: jax.Array, split: Split, batch_size: int) -> Iterator[Split]:
+  """One shuffled epoch of ``split`` in batches of one shape (the last one completed).
+
+  Every example appears at least once; the last batch is completed with the first
+  examples of the permutation, so every batch has ``min(batch_size, len(split))`` rows
+  and the step compiles once.
+  """
+  size = min(batch_size, len(split))
+  for idx in pipeline.batch_indices(key, len(split), size, drop_remainder=False):
+    yield Split(split.images[idx], split.labels[idx])
+
+
+def forever(key: jax.Array, split: Split, batch_size: int) -> Iterator[Split]:
+  """Endless shuffled batches of ``split`` (epoch ``e`` shuffled by ``fold_in(key, e)``)."""
+  epoch = 0
+  while True:
+    yield from epoch_batches(jax.random.fold_in(key, epoch), split, batch_size)
+    epoch += 1

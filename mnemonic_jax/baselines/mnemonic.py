@@ -1,0 +1,122 @@
+"""The paper's method behind the common signature: ``mnemonic`` and ``mnemonic-auto``.
+
+Both forget from the mnemonic codes alone (Algorithm 2 of Yamashita et al., ACML 2024),
+reading no training data: ``mnemonic`` with the step bounds ``(lambda1, lambda2)`` of
+its config (default: the bundle's training config, i.e. the paper's hand-picked values),
+``mnemonic-auto`` with the data-free search of :mod:`mnemonic_jax.lambda_search`.
+
+:func:`fisher_inputs` supports an ablation the paper does not report: the same forgetting
+with the Fishers computed from other inputs than the trained codes (fresh random codes,
+zeros, one real training image per class), to show whether the codes matter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax import codes as codes_lib
+from mnemonic_jax import forgetting, lambda_search
+from mnemonic_jax.baselines.base import Outcome, Split, register
+from mnemonic_jax.bundle import Bundle
+
+REFERENCE = ("Yamashita, Yamada, Shibata, One-Shot Machine Unlearning with Mnemonic Code, "
+             "ACML 2024 (arXiv 2306.05670), Algorithm 2")
+
+#: Inputs the Fishers can be computed from (the ablation's ``--inputs``).
+INPUTS = ("trained-codes", "fresh-codes", "zeros", "one-image")
+
+
+@dataclasses.dataclass(frozen=True)
+class MnemonicConfig:
+  """Fixed step bounds of eq. (7).
+
+  Attributes:
+    lambda1, lambda2: the bounds; ``None`` takes the bundle's training config's value
+      (the paper's: 1e-3 / 10 for MNIST, 1e-5 / 1e4 for CIFAR-10).
+  """
+
+  lambda1: float | None = None
+  lambda2: float | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class MnemonicAutoConfig:
+  """The data-free search's rule (see :class:`mnemonic_jax.lambda_search.Rule`)."""
+
+  rule: lambda_search.Rule = lambda_search.DEFAULT_RULE
+
+
+def _scores(report: forgetting.ForgetReport) -> dict:
+  summary = report.to_dict()
+  return {k: summary[k] for k in ("lambda1", "lambda2", "sign", "before", "after")}
+
+
+@register("mnemonic", MnemonicConfig, data="none", reference=REFERENCE)
+def mnemonic(bundle: Bundle, classes, data, config: MnemonicConfig, key) -> Outcome:
+  """Algorithm 2 with fixed ``(lambda1, lambda2)``; reads no training data."""
+  del data, key
+  lambdas = []
+  for name in ("lambda1", "lambda2"):
+    value = getattr(config, name)
+    value = bundle.config.get(name) if value is None else value
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+      raise ValueError(f"mnemonic needs a number for {name}: the bundle's config has "
+                       f"{value!r}; set MnemonicConfig({name}=...) or use mnemonic-auto")
+    lambdas.append(float(value))
+  params, report = forgetting.forget(
+      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, *lambdas)
+  return Outcome(params, bundle.batch_stats, details=_scores(report))
+
+
+@register("mnemonic-auto", MnemonicAutoConfig, data="none", reference=REFERENCE +
+          "; lambdas chosen by mnemonic_jax.lambda_search (this project)")
+def mnemonic_auto(bundle: Bundle, classes, data, config: MnemonicAutoConfig, key) -> Outcome:
+  """Algorithm 2 with ``(lambda1, lambda2)`` chosen from the codes; reads no training data."""
+  del data, key
+  params, report, details = lambda_search.forget_auto(
+      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, rule=config.rule,
+      return_details=True)
+  return Outcome(params, bundle.batch_stats,
+                 details={**_scores(report), "search": lambda_search.summary(details)})
+
+
+def fisher_inputs(kind: str, bundle: Bundle, key: jax.Array, train: Split | None = None
+                  ) -> jax.Array:
+  """Inputs, one per class, to compute the forgetting Fishers from (the codes ablation).
+
+  Args:
+    kind: one of :data:`INPUTS`: ``"trained-codes"`` (the bundle's codes, the method),
+      ``"fresh-codes"`` (new codes drawn like the trained ones, never seen in training),
+      ``"zeros"`` (all-zero inputs in the model's input space), ``"one-image"`` (one real
+      training image per class, the first of each class in ``train``, normalised).
+    bundle: the trained bundle.
+    key: draws the fresh codes.
+    train: training examples of every class (for ``"one-image"``).
+
+  Returns:
+    ``(num_classes, *input_shape)`` float32 inputs in the model's input space.
+
+  Raises:
+    ValueError: an unknown kind, or ``"one-image"`` without an image of every class.
+  """
+  codes = jnp.asarray(bundle.codes)
+  if kind == "trained-codes":
+    return codes
+  if kind == "fresh-codes":
+    distribution = bundle.config.get("code_distribution", "uniform")
+    return codes_lib.generate_codes(key, bundle.num_classes, bundle.input_shape,
+                                    distribution=distribution).astype(codes.dtype)
+  if kind == "zeros":
+    return jnp.zeros_like(codes)
+  if kind == "one-image":
+    labels = np.asarray(train.labels) if train is not None else np.zeros(0, int)
+    missing = sorted(set(range(bundle.num_classes)) - set(labels.tolist()))
+    if missing:
+      raise ValueError(f"one-image needs a training image of every class; none of {missing}")
+    first = [int(np.flatnonzero(labels == c)[0]) for c in range(bundle.num_classes)]
+    return bundle.normalize(train.images[first]).astype(codes.dtype)
+  raise ValueError(f"unknown Fisher inputs {kind!r}; choose from {', '.join(INPUTS)}")
