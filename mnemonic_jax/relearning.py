@@ -1,0 +1,335 @@
+"""Relearning time: how fast a forgotten class comes back when fine-tuned on a few images.
+
+SOURCE: the "relearn time" of Golatkar, Achille, Soatto, "Eternal Sunshine of the Spotless
+Net: Selective Forgetting in Deep Networks", CVPR 2020 (the number of fine-tuning epochs
+a scrubbed model needs to get the forgotten data's loss back under a threshold), in the
+form the mnemonic-jax baselines issue (#7) asks for: from a forgotten model, fine-tune on
+a small sample of the forgotten classes' *training* images (1% of them by default) and
+count the optimiser steps until the accuracy on the forgotten classes' *test* images is
+back to 50% and to 90% of the original model's.
+
+Read it against the retrain oracle, which never knew the class: the oracle's count is what
+learning the class from that small sample costs. Forgetting that relearns much faster
+than the oracle is shallow (the knowledge was hidden, not removed); as slow as the oracle
+is as deep as retraining. A count of 0 means the class was never forgotten.
+
+Choices (fields of :class:`RelearnConfig`):
+
+* Each batch (64) is half sample, half retained examples. The sample (often 8 images) is
+  cycled to fill its half; the retained half keeps the model honest: fine-tuned on the
+  forgotten class alone, a model learns to predict that class for every input, which
+  reads as perfect recall on the probe without discriminating anything. Half is a
+  strong over-sampling (a class is ~10% of natural data), chosen so a few images can
+  move the model in a few hundred steps.
+* SGD, learning rate 0.01, momentum 0.9 (the paper's MNIST training settings), the model
+  in training mode (BatchNorm statistics adapt, as in any fine-tuning).
+* The probe accuracy is evaluated at step 0 (before any update) and every ``eval_every``
+  (5) steps up to ``max_steps`` (500); a threshold is "reached" at the first evaluation
+  at or above it, so counts are multiples of ``eval_every``. ``None``: not reached.
+
+Example:
+  >>> key = jax.random.key(0)
+  >>> sample = relearn_sample(forget_train, key=key)           # 1% of D_f, >= 8 images
+  >>> result = relearn_steps(forgotten, sample, retain_train, forget_test,
+  ...                        reference_accuracy=98.0, key=key)
+  >>> result.steps_to_50, result.steps_to_90, result.curve[:3]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax.baselines import base
+from mnemonic_jax.baselines.base import LoopState, Split
+from mnemonic_jax.bundle import Bundle, model_variables
+
+PyTree = Any
+
+#: The two recovery levels reported, as fractions of the reference accuracy.
+LEVELS = (0.5, 0.9)
+
+
+@dataclasses.dataclass(frozen=True)
+class RelearnConfig:
+  """How the forgotten model is fine-tuned and probed.
+
+  Attributes:
+    batch_size: examples per step (>= 2).
+    sample_share: fraction of each batch taken from the forgotten-class sample (cycled);
+      the rest are retained examples. In ``(0, 1)``; rounded to at least one row each.
+    learning_rate, momentum, weight_decay: SGD (``baselines.base.sgd``).
+    eval_every: steps between two probe evaluations (>= 1).
+    max_steps: the most optimiser steps taken (>= 0).
+    train_mode: fine-tune with the model in training mode (BatchNorm batch statistics).
+    stop_early: stop once both levels are reached (the curve then ends there).
+    eval_batch_size: probe images per evaluation call.
+  """
+
+  batch_size: int = 64
+  sample_share: float = 0.5
+  learning_rate: float = 0.01
+  momentum: float = 0.9
+  weight_decay: float = 0.0
+  eval_every: int = 5
+  max_steps: int = 500
+  train_mode: bool = True
+  stop_early: bool = True
+  eval_batch_size: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class RelearnResult:
+  """Steps a forgotten model needs to relearn its forgotten classes.
+
+  Attributes:
+    steps_to_50: first evaluated step with probe accuracy ``>= 0.5 * reference``, or
+      ``None`` if not reached within ``max_steps``.
+    steps_to_90: the same at ``0.9 * reference``.
+    curve: ``[(step, accuracy %), ...]`` at every evaluation, step 0 first.
+    reference_accuracy: the original model's probe accuracy (%), as given.
+    sample_size: forgotten-class training images fine-tuned on.
+    steps: optimiser steps taken.
+  """
+
+  steps_to_50: int | None
+  steps_to_90: int | None
+  curve: list[tuple[int, float]]
+  reference_accuracy: float
+  sample_size: int
+  steps: int
+
+  def steps_to(self, fraction: float) -> int | None:
+    """First evaluated step with accuracy ``>= fraction * reference`` (``None``: never).
+
+    Levels above 0.9 may read ``None`` too early when the run stopped early.
+    """
+    return _first_reaching(self.curve, fraction * self.reference_accuracy)
+
+  def to_dict(self) -> dict[str, Any]:
+    """A JSON-able summary."""
+    out = dataclasses.asdict(self)
+    out["curve"] = [[int(s), float(a)] for s, a in self.curve]
+    return out
+
+
+def relearn_sample(forget: Split, fraction: float = 0.01, min_examples: int = 8, *,
+                   key: jax.Array) -> Split:
+  """A small random sample of the forgotten classes' training images to relearn from.
+
+  Per forgotten class ``c`` with ``n_c`` examples in ``forget``, takes
+  ``min(n_c, max(min_examples, ceil(fraction * n_c)))`` of them without replacement,
+  so every forgotten class is represented.
+
+  Args:
+    forget: training examples of the forgotten classes (``uint8`` NHWC, labels).
+    fraction: share of each class to take, in ``(0, 1]`` (default 1%).
+    min_examples: at least this many per class (default 8), when the class has them.
+    key: typed PRNG key choosing the examples.
+
+  Returns:
+    A :class:`Split` of copies, ``(n, H, W, C)`` ``uint8`` and ``(n,)`` labels.
+
+  Raises:
+    ValueError: an empty ``forget``, ``fraction`` outside ``(0, 1]`` or
+      ``min_examples < 1``.
+  """
+  if len(forget) == 0:
+    raise ValueError("relearn_sample needs forgotten-class training examples; got none")
+  if not 0.0 < float(fraction) <= 1.0:
+    raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+  if int(min_examples) < 1:
+    raise ValueError(f"min_examples must be >= 1, got {min_examples}")
+  labels = np.asarray(forget.labels)
+  keep = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    take = min(len(idx), max(int(min_examples), math.ceil(float(fraction) * len(idx))))
+    order = np.asarray(jax.random.permutation(jax.random.fold_in(key, int(c)), len(idx)))
+    keep.append(np.sort(idx[order[:take]]))
+  keep = np.concatenate(keep)
+  return Split(np.asarray(forget.images)[keep], labels[keep])
+
+
+def relearn_steps(bundle: Bundle, sample: Split, retain: Split, probe: Split,
+                  reference_accuracy: float, config: RelearnConfig = RelearnConfig(), *,
+                  key: jax.Array) -> RelearnResult:
+  """Fine-tunes a forgotten model on ``sample`` and counts the steps until it relearns.
+
+  Each step is one SGD step on a batch of ``round(sample_share * batch_size)`` rows of
+  the (cycled, reshuffled) sample and retained rows for the rest, all with weight 1
+  (:func:`mnemonic_jax.baselines.base.make_weighted_step`). The probe accuracy (pooled
+  over its examples) is evaluated in inference mode at step 0 and every ``eval_every``
+  steps. The jitted step and evaluation are built once per model and optimiser and
+  reused by later calls (one compilation per shape for a whole table of runs).
+
+  Args:
+    bundle: the model after forgetting (not modified: its arrays are copied first).
+    sample: training images of the forgotten classes to relearn from (e.g.
+      :func:`relearn_sample`).
+    retain: training images of the remaining classes, mixed into every batch.
+    probe: test images of the forgotten classes (the same classes as ``sample``).
+    reference_accuracy: the original model's accuracy (%, 0..100, as
+      :func:`mnemonic_jax.metrics.per_class_accuracy`) on ``probe`` before forgetting.
+    config: :class:`RelearnConfig`.
+    key: typed PRNG key for the batch order (the same key gives the same run, and a
+      shorter run is a prefix of a longer one).
+
+  Returns:
+    :class:`RelearnResult`.
+
+  Raises:
+    ValueError: empty splits, images that do not fit the model, a probe and sample of
+      different classes, retained examples of those classes, a reference accuracy
+      outside ``(0, 100]`` or a bad config.
+  """
+  _check(bundle, sample, retain, probe, reference_accuracy, config)
+  sample_rows = min(max(round(config.sample_share * config.batch_size), 1),
+                    config.batch_size - 1)
+  retain_rows = config.batch_size - sample_rows
+  sample_key, retain_key = jax.random.split(key)
+  sample_stream = _index_stream(sample_key, len(sample), sample_rows, config.max_steps)
+  retain_stream = _index_stream(retain_key, len(retain), retain_rows, config.max_steps)
+  labels_s, labels_r = np.asarray(sample.labels), np.asarray(retain.labels)
+
+  optimizer, step, normalize, correct = _compiled(bundle, config)
+  evaluate = _probe_accuracy(correct, probe, config.eval_batch_size)
+  params = _copy(bundle.params)
+  state = LoopState(params=params, batch_stats=_copy(bundle.batch_stats),
+                    opt_state=optimizer.init(params))
+  weights = np.ones(config.batch_size, np.float32)
+  targets = [level * float(reference_accuracy) for level in LEVELS]
+
+  curve = [(0, evaluate(state.params, state.batch_stats))]
+  steps = 0
+  while steps < config.max_steps:
+    if config.stop_early and all(_first_reaching(curve, t) is not None for t in targets):
+      break
+    i_s, i_r = next(sample_stream), next(retain_stream)
+    images = np.concatenate([sample.images[i_s], retain.images[i_r]])
+    labels = np.concatenate([labels_s[i_s], labels_r[i_r]]).astype(np.int32)
+    state, _ = step(state, normalize(images), labels, weights)
+    steps += 1
+    if steps % config.eval_every == 0 or steps == config.max_steps:
+      curve.append((steps, evaluate(state.params, state.batch_stats)))
+  return RelearnResult(
+      steps_to_50=_first_reaching(curve, targets[0]),
+      steps_to_90=_first_reaching(curve, targets[1]), curve=curve,
+      reference_accuracy=float(reference_accuracy), sample_size=len(sample), steps=steps)
+
+
+def _first_reaching(curve: list[tuple[int, float]], target: float) -> int | None:
+  return next((int(s) for s, accuracy in curve if accuracy >= target), None)
+
+
+def _copy(tree: PyTree) -> PyTree:
+  """Fresh device buffers, so the donated loop state never aliases the input bundle."""
+  return jax.tree.map(lambda x: jnp.array(x, copy=True), tree)
+
+
+def _index_stream(key: jax.Array, n: int, rows: int, max_steps: int
+                  ) -> Iterator[np.ndarray]:
+  """Endless ``(rows,)`` index batches: permutations of ``range(n)`` laid end to end.
+
+  Permutation ``e`` is drawn with ``fold_in(key, e)``, so the stream does not depend on
+  ``max_steps`` (which only sizes the first draw: one device call for the whole run).
+  """
+  draw = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))
+  epochs = -(-max(max_steps, 1) * rows // n) + 1
+  flat = np.asarray(draw(jnp.arange(epochs))).reshape(-1)
+  start = 0
+  while True:
+    if start + rows > len(flat):  # Past the first draw (only if the caller overruns).
+      more = np.asarray(draw(jnp.arange(epochs, 2 * epochs))).reshape(-1)
+      flat, start, epochs = np.concatenate([flat[start:], more]), 0, 2 * epochs
+    yield flat[start:start + rows]
+    start += rows
+
+
+#: Compiled functions per model and optimiser (see :func:`_compiled`), newest last.
+_COMPILED: dict[tuple, tuple] = {}
+_COMPILED_MAX = 8
+
+
+def _compiled(bundle: Bundle, config: RelearnConfig) -> tuple:
+  """``(optimizer, step, normalize, correct)`` for this model, reused across calls.
+
+  The runner measures relearning for every method, class and seed of a table; building
+  the jitted functions once per model and optimiser (parameters are arguments) keeps
+  that to one compilation per shape instead of one per call. Keyed by the model spec,
+  the input normalisation and the optimiser's numbers; at most ``_COMPILED_MAX`` kept.
+  """
+  key = (bundle.model_name, repr(sorted(bundle.model_kwargs.items())), bundle.num_classes,
+         tuple(bundle.mean), tuple(bundle.std), float(config.learning_rate),
+         float(config.momentum), float(config.weight_decay), bool(config.train_mode))
+  if key not in _COMPILED:
+    # Only the model spec and normalisation are read: drop the arrays, keep no params alive.
+    template = bundle.replace(params={}, batch_stats={}, codes=None, history=(), config={})
+    model, normalize = template.model, template.normalize
+    optimizer = base.sgd(config.learning_rate, config.momentum, config.weight_decay)
+    step = base.make_weighted_step(template, optimizer, train_mode=config.train_mode)
+
+    def correct(params, batch_stats, x, y, mask):
+      logits = model.apply(model_variables(params, batch_stats), normalize(x), train=False)
+      return jnp.sum(jnp.where(mask, jnp.argmax(logits, axis=-1) == y, False))
+
+    if len(_COMPILED) >= _COMPILED_MAX:
+      _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (optimizer, step, jax.jit(normalize), jax.jit(correct))
+  return _COMPILED[key]
+
+
+def _probe_accuracy(correct: Callable, probe: Split, batch_size: int
+                    ) -> Callable[[PyTree, PyTree], float]:
+  """``accuracy(params, batch_stats) -> %`` on ``probe``, in fixed-size padded chunks."""
+  n = len(probe)
+  size = min(int(batch_size), n)
+  chunks = -(-n // size)
+  idx = np.resize(np.arange(n), chunks * size).reshape(chunks, size)
+  valid = (np.arange(chunks * size) < n).reshape(chunks, size)
+  images = [np.asarray(probe.images)[i] for i in idx]
+  labels = [np.asarray(probe.labels)[i].astype(np.int32) for i in idx]
+
+  def accuracy(params: PyTree, batch_stats: PyTree) -> float:
+    hits = sum(correct(params, batch_stats, x, y, m) for x, y, m in zip(images, labels, valid))
+    return 100.0 * float(hits) / n
+
+  return accuracy
+
+
+def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
+           reference_accuracy: float, config: RelearnConfig) -> None:
+  for name, split in (("sample", sample), ("retain", retain), ("probe", probe)):
+    if split is None or len(split) == 0:
+      raise ValueError(f"relearn_steps needs a non-empty {name} split")
+    shape = tuple(np.shape(split.images)[1:])
+    if shape != tuple(bundle.input_shape) or len(split.images) != len(split):
+      raise ValueError(f"the {name} split has images of shape {np.shape(split.images)}; the "
+                       f"model takes (N, {', '.join(map(str, bundle.input_shape))}) with one "
+                       "label each")
+  forgotten = set(np.unique(sample.labels).tolist())
+  if set(np.unique(probe.labels).tolist()) != forgotten:
+    raise ValueError(f"the probe holds classes {sorted(set(np.unique(probe.labels).tolist()))}"
+                     f" but the sample holds {sorted(forgotten)}; give test images of the "
+                     "forgotten classes")
+  overlap = forgotten & set(np.unique(retain.labels).tolist())
+  if overlap:
+    raise ValueError(f"the retain split holds forgotten classes {sorted(overlap)}")
+  if not 0.0 < float(reference_accuracy) <= 100.0:
+    raise ValueError(f"reference_accuracy is a percentage in (0, 100], got "
+                     f"{reference_accuracy}")
+  if int(config.batch_size) < 2:
+    raise ValueError(f"batch_size must be >= 2 (sample and retained rows), got "
+                     f"{config.batch_size}")
+  if not 0.0 < float(config.sample_share) < 1.0:
+    raise ValueError(f"sample_share must lie in (0, 1), got {config.sample_share}")
+  if int(config.eval_every) < 1 or int(config.max_steps) < 0:
+    raise ValueError(f"eval_every must be >= 1 and max_steps >= 0, got "
+                     f"{config.eval_every} and {config.max_steps}")
+  if not float(config.learning_rate) > 0 or int(config.eval_batch_size) < 1:
+    raise ValueError("learning_rate and eval_batch_size must be positive")
