@@ -232,14 +232,20 @@ def _check_rule(alpha: float, lam: float) -> None:
     raise ValueError(f"SSD needs alpha > 0 and lam > 0, got alpha={alpha}, lam={lam}")
 
 
-def _ordered(split: Split, order: str, key: jax.Array) -> Split:
-  """The split in the published loaders' order (stable sort by class) or shuffled."""
-  labels = np.asarray(split.labels)
-  if order == "class":
-    idx = np.argsort(labels, kind="stable")
-  else:
-    idx = np.asarray(jax.random.permutation(key, len(labels)))
-  return Split(split.images[idx], labels[idx])
+def _by_class(split: Split) -> Split:
+  """The split sorted by class, stably (the order of the published loaders)."""
+  idx = np.argsort(np.asarray(split.labels), kind="stable")
+  return Split(split.images[idx], np.asarray(split.labels)[idx])
+
+
+def _shuffled(split: Split, key: jax.Array) -> Split:
+  idx = np.asarray(jax.random.permutation(key, len(split)))
+  return Split(split.images[idx], np.asarray(split.labels)[idx])
+
+
+def _joined(first: Split, second: Split) -> Split:
+  return Split(np.concatenate([first.images, second.images]),
+               np.concatenate([first.labels, second.labels]))
 
 
 def _summary(selected: PyTree, alpha: float, lam: float) -> dict[str, Any]:
@@ -267,12 +273,13 @@ def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSD
     raise ValueError(f"SSD needs batch_size >= 1, got {config.batch_size}")
   if config.order not in ORDERS:
     raise ValueError(f"unknown SSD order {config.order!r}; choose from {', '.join(ORDERS)}")
-  key_forget, key_full = jax.random.split(key)
-  forget = _ordered(data.forget, config.order, key_forget)
-  retain = data.retain if config.order == "shuffle" else _ordered(data.retain, "class", key)
-  full = Split(np.concatenate([retain.images, forget.images]),
-               np.concatenate([retain.labels, forget.labels]))
-  full = _ordered(full, "shuffle", key_full) if config.order == "shuffle" else full
+  if config.order == "class":  # Retain classes ascending, then the forgotten ones.
+    forget = _by_class(data.forget)
+    full = _joined(_by_class(data.retain), forget)
+  else:
+    key_forget, key_full = jax.random.split(key)
+    forget = _shuffled(data.forget, key_forget)
+    full = _shuffled(_joined(data.retain, data.forget), key_full)
   apply_fn = bundle.apply_fn()
   fisher_lib.check_input_shape(apply_fn, bundle.params,
                                bundle.normalize(forget.images[:1]))
