@@ -237,7 +237,7 @@ def _index_stream(key: jax.Array, n: int, rows: int, max_steps: int
   """Endless ``(rows,)`` index batches: permutations of ``range(n)`` laid end to end.
 
   Permutation ``e`` is drawn with ``fold_in(key, e)``, so the stream does not depend on
-  ``max_steps`` (which only sizes the first draw: one device call for the whole run).
+  ``max_steps``, which only sizes the first draw (the whole run's indices at once).
   """
   draw = jax.vmap(lambda e: jax.random.permutation(jax.random.fold_in(key, e), n))
   epochs = -(-max(max_steps, 1) * rows // n) + 1

@@ -25,36 +25,30 @@ def test_registered_with_its_data_and_reference():
   assert "2111.08947" in method.reference and method.config_cls is unsir.UnsirConfig
 
 
-def test_changes_params_keeps_dtypes_and_never_touches_the_input(tiny_digits_bundle):
+def test_changes_params_keeps_dtypes_never_touches_the_input_and_repeats(tiny_digits_bundle):
   bundle, train, _ = tiny_digits_bundle
   before = host_copy(bundle.params)
-  data = retain_only(train, [3])
-  new, report = baselines.unlearn("unsir", bundle, [3], data, SMALL, key=jax.random.key(0))
+  data = retain_only(train, [3, 5])
+  new, report = baselines.unlearn("unsir", bundle, [3, 5], data, SMALL, key=jax.random.key(0))
   chex.assert_trees_all_equal(host_copy(bundle.params), before)  # Bitwise unchanged.
   chex.assert_trees_all_equal_shapes_and_dtypes(new.params, bundle.params)
   chex.assert_tree_all_finite(new.params)
   assert any(not np.array_equal(a, b) for a, b in
              zip(jax.tree.leaves(host_copy(new.params)), jax.tree.leaves(before)))
-  # Steps: one epoch over noise (1 class x 2 copies x 16) + the subset, then the subset.
-  subset = 9 * 20
-  impair, repair = math.ceil((2 * 16 + subset) / 32), math.ceil(subset / 32)
+  # Steps: one epoch over the noise (2 classes x 2 copies x 16 rows) and the retained
+  # subset (8 classes x 20), then one epoch over the subset alone; batches of 32.
+  noise, subset = 2 * 2 * 16, 8 * 20
+  impair, repair = math.ceil((noise + subset) / 32), math.ceil(subset / 32)
   assert report.steps == impair + repair
   assert report.details["impair_steps"] == impair and report.details["repair_steps"] == repair
-  assert report.details["noise_steps"] == 5 and report.details["retain_subset"] == subset
+  assert report.details["noise_rows"] == noise and report.details["retain_subset"] == subset
+  assert report.details["noise_steps"] == 5 and len(report.details["noise_cross_entropy"]) == 2
   assert report.data == "retain" and report.examples["forget"] == 0
   # Every subset row once per stage; the last impair batch is completed with a few repeats.
   assert subset + repair * 32 <= report.examples["retain"] < subset + 32 + repair * 32
-  assert new.forgotten_classes == (3,)
-
-
-def test_same_key_same_result_and_several_classes(tiny_digits_bundle):
-  bundle, train, _ = tiny_digits_bundle
-  data = retain_only(train, [3, 5])
-  one, rep = baselines.unlearn("unsir", bundle, [3, 5], data, SMALL, key=jax.random.key(1))
-  two, _ = baselines.unlearn("unsir", bundle, [3, 5], data, SMALL, key=jax.random.key(1))
-  chex.assert_trees_all_equal(host_copy(one.params), host_copy(two.params))
-  assert len(rep.details["noise_cross_entropy"]) == 2  # One noise batch per class.
-  assert rep.details["noise_rows"] == 2 * 2 * 16
+  assert new.forgotten_classes == (3, 5)
+  again, _ = baselines.unlearn("unsir", bundle, [3, 5], data, SMALL, key=jax.random.key(0))
+  chex.assert_trees_all_equal(host_copy(again.params), host_copy(new.params))
 
 
 @pytest.mark.parametrize("classes", [[10], [-1], list(range(10)), []])

@@ -47,7 +47,7 @@ Departures from the notebook (each a config field where it is a choice):
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple, Sequence
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -88,7 +88,9 @@ class UnsirConfig:
     impair_epochs: epochs of the impair stage (1).
     repair_epochs: epochs of the repair stage (1).
     optimizer: ``"adam"`` (published) or ``"sgd"`` (with ``momentum``) for impair and
-      repair; the noise always uses Adam.
+      repair; the noise always uses Adam. The default rates are Adam's: with ``"sgd"``
+      choose ``impair_lr`` / ``repair_lr`` anew (at 0.02 / 0.01 the tiny digits MLP
+      loses most retained classes).
     momentum: momentum of ``"sgd"``.
   """
 
