@@ -11,7 +11,7 @@ import mnemonic_jax.baselines.finetune
 import mnemonic_jax.baselines.neggrad
 import mnemonic_jax.baselines.random_labels
 import mnemonic_jax.baselines.retrain  # noqa: F401  (each import registers its methods)
-from mnemonic_jax import baselines, models, training
+from mnemonic_jax import baselines, checkpointing, models, training
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.finetune import FinetuneConfig
 from mnemonic_jax.baselines.neggrad import NegGradConfig, NegGradPlusConfig
@@ -171,15 +171,33 @@ def test_retrain_never_sees_a_forgotten_example(tiny_digits_bundle, monkeypatch)
   assert set(np.unique(labels).tolist()) == set(range(10)) - set(classes)
 
 
-def test_retrain_is_deterministic_and_follows_the_seed(tiny_digits_bundle):
+def test_retrain_is_deterministic_and_follows_the_seed(tiny_digits_bundle, monkeypatch):
   bundle, train, _ = tiny_digits_bundle
   data = _data(train)
   run = lambda config, key: baselines.unlearn("retrain", bundle, FORGET, data, config,
                                               key=key)[0].params
-  first = run(RetrainConfig(epochs=2), jax.random.key(0))
-  chex.assert_trees_all_equal(first, run(RetrainConfig(epochs=2), jax.random.key(9)))
-  other = run(RetrainConfig(epochs=2, seed=bundle.config["seed"] + 1), jax.random.key(0))
-  assert not np.array_equal(first["Dense_0"]["kernel"], other["Dense_0"]["kernel"])
+  # Same seed, same model, whatever key the caller passes.
+  first = run(RetrainConfig(epochs=1), jax.random.key(0))
+  chex.assert_trees_all_equal(first, run(RetrainConfig(epochs=1), jax.random.key(9)))
+
+  # The key fit receives is workflow.train's: fold_in(key(seed), 1), seed from the bundle or
+  # the config (read without training: fit is replaced by a recorder).
+  class Recorded(Exception):
+    pass
+
+  def record(model, data, codes, config, key, **kwargs):
+    raise Recorded(jax.random.key_data(key), config)
+
+  monkeypatch.setattr(training, "fit", record)
+  for seed, expected in ((None, bundle.config["seed"]), (5, 5)):
+    with pytest.raises(Recorded) as got:
+      run(RetrainConfig(epochs=3, seed=seed), jax.random.key(0))
+    key_data, fit_config = got.value.args
+    np.testing.assert_array_equal(
+        key_data, jax.random.key_data(jax.random.fold_in(jax.random.key(expected), 1)))
+    assert fit_config.epochs == 3
+    assert fit_config.learning_rate == bundle.config["learning_rate"]
+    assert fit_config.t_mix == bundle.config["t_mix"]
 
 
 def test_retrain_needs_the_training_config(tiny_digits_bundle):
@@ -190,6 +208,21 @@ def test_retrain_needs_the_training_config(tiny_digits_bundle):
   _, report = baselines.unlearn("retrain", foreign, FORGET, _data(train),
                                 RetrainConfig(epochs=1, seed=0))
   assert report.steps > 0
+
+
+def test_retrain_starts_from_the_runs_pretrained_weights(tiny_digits_bundle, monkeypatch):
+  bundle, train, _ = tiny_digits_bundle
+  read = []
+  monkeypatch.setattr(checkpointing, "read_pretrained",
+                      lambda path: read.append(path) or (bundle.params, bundle.batch_stats))
+  # A run that started from pretrained weights, at a learning rate too small to move them.
+  finetuned = bundle.replace(config={**bundle.config, "pretrained": "/weights",
+                                     "learning_rate": 1e-12, "weight_decay": 0.0})
+  new, report = baselines.unlearn("retrain", finetuned, FORGET, _data(train),
+                                  RetrainConfig(epochs=1))
+  assert read == ["/weights"] and report.details["pretrained"] == "/weights"
+  chex.assert_trees_all_close(new.params, bundle.params, atol=1e-6)
+  # Without pretrained weights (the other tests) every parameter starts afresh.
 
 
 def test_neggrad_stops_at_zero_forget_accuracy(tiny_digits_bundle):
@@ -257,7 +290,8 @@ class _TinyBN(nn.Module):
 
 def _bn_bundle(name):
   model = models.create_model(name, 10)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
+  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1)), train=False))(
+      jax.random.key(0))
   return Bundle(name, {}, variables["params"], variables["batch_stats"],
                 jnp.zeros((10, 8, 8, 1)), 10, (8, 8, 1), mean=(0.5,), std=(0.25,))
 

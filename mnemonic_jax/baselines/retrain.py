@@ -142,6 +142,9 @@ def _pretrained_state(bundle: Bundle, model, fit_cfg: training.FitConfig, num_ex
   state = training.create_train_state(init_key, model, tuple(bundle.input_shape), optimizer)
   params, batch_stats = checkpointing.read_pretrained(pretrained)
   skip = tuple(bundle.config.get("pretrained_skip") or ())
+  # fit donates its state and merge_pretrained may hand back the very arrays it was given
+  # (jnp.asarray does not copy): copy, so whatever read_pretrained returned stays alive.
+  copy = lambda tree: jax.tree.map(jnp.array, tree)
   return state.replace(
-      params=workflow.merge_pretrained(state.params, params, skip),
-      batch_stats=workflow.merge_pretrained(state.batch_stats, batch_stats, skip))
+      params=copy(workflow.merge_pretrained(state.params, params, skip)),
+      batch_stats=copy(workflow.merge_pretrained(state.batch_stats, batch_stats, skip)))
