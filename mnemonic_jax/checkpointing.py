@@ -421,11 +421,120 @@ def _check_arrays(where: str, spec: str, abstract: Mapping[str, PyTree], params:
         "(num_classes, *input_shape)")
 
 
-def _existing_is_replaceable(path: pathlib.Path) -> bool:
-  """Whether ``force`` may replace ``path``: an empty directory or a bundle (any version)."""
+#: What :func:`save_bundle` puts at the top of a bundle directory (Orbax's bookkeeping
+#: included). ``force`` replaces only directories holding nothing else.
+_BUNDLE_ENTRIES = frozenset({_ARRAYS, _META, "_CHECKPOINT_METADATA", "commit_success.txt"})
+
+
+def _why_not_replaceable(path: pathlib.Path) -> str | None:
+  """Why ``force`` may not replace ``path``, or None if it may.
+
+  Replaceable: an empty directory, or a bundle (any version) holding nothing but what
+  :func:`save_bundle` writes. A bundle with anything else in it (a file, a nested bundle
+  or dataset put there by hand) is refused, since replacing it would delete that too.
+  """
   if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
-    return True
-  return path.is_dir() and _marked_bundle_meta(path) is not None
+    return None
+  if not path.is_dir() or _marked_bundle_meta(path) is None:
+    return "is not a mnemonic-jax bundle"
+  foreign = sorted(p.name for p in path.iterdir() if p.name not in _BUNDLE_ENTRIES)
+  if foreign:
+    shown = ", ".join(repr(name) for name in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+    return f"is a bundle but also holds {shown}, which replacing it would delete"
+  return None
+
+
+def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
+  """Checks that :func:`save_bundle` may write ``path``, before any work is done.
+
+  Args:
+    path: the bundle directory to be written.
+    force: whether an existing bundle there may be replaced.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    CheckpointError: ``path`` exists and ``force`` is False, or it exists and is not a
+      bundle that may be replaced (see :func:`save_bundle`). Nothing is touched.
+  """
+  output = _abs(path)
+  if not (output.exists() or output.is_symlink()):
+    return output
+  if not force:
+    raise CheckpointError(
+        f"{output} already exists; pass --force (force=True) to replace it, "
+        "or choose another output")
+  reason = _why_not_replaceable(output)
+  if reason is not None:
+    raise CheckpointError(
+        f"{output} exists and {reason}; refusing to replace it even with --force; "
+        "remove it yourself or choose another output")
+  return output
+
+
+def _count_nonfinite(leaf: Any) -> int:
+  """Number of NaN/inf entries of a floating-point leaf (0 for other dtypes)."""
+  if isinstance(leaf, jax.Array):
+    if not jnp.issubdtype(leaf.dtype, jnp.inexact):
+      return 0
+    return int(leaf.size - jnp.count_nonzero(jnp.isfinite(leaf)))
+  array = np.asarray(leaf)
+  if not np.issubdtype(array.dtype, np.inexact):
+    return 0
+  return int(array.size - np.count_nonzero(np.isfinite(array)))
+
+
+def nonfinite_leaves(tree: PyTree) -> list[tuple[str, int]]:
+  """``[(path, count), ...]`` of the leaves of ``tree`` holding NaN or inf values.
+
+  Args:
+    tree: a pytree of arrays (jax arrays are counted on their device).
+
+  Returns:
+    One ``("Dense_0/kernel", number of non-finite entries)`` per offending leaf, in
+    tree order; empty if every entry is finite.
+  """
+  found = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    count = _count_nonfinite(leaf)
+    if count:
+      found.append((_path_str(path), count))
+  return found
+
+
+def _check_finite(where: str, fix: str, *, params: PyTree = None, batch_stats: PyTree = None,
+                  codes: Any = None, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None) -> None:
+  """Refuses non-finite arrays and normalisation (one line naming the field and ``fix``).
+
+  ``where`` (a path, or empty) starts the message.
+
+  Raises:
+    CheckpointError: an array of ``params``, ``batch_stats`` or ``codes`` holds NaN or inf,
+      ``mean`` or ``std`` holds a non-finite value, or ``std`` a value that is not > 0.
+  """
+  where = f"{where}: " if where else ""
+  for field, tree in (("params", params), ("batch_stats", batch_stats), ("codes", codes)):
+    if tree is None:
+      continue
+    bad = nonfinite_leaves({field: tree})
+    if bad:
+      total = sum(count for _, count in bad)
+      raise CheckpointError(
+          f"{where}{bad[0][0]} holds {bad[0][1]} non-finite value(s) (NaN or inf)"
+          + (f", {total} in {len(bad)} {field} arrays" if len(bad) > 1 else "") + f"; {fix}")
+  for field, values in (("mean", mean), ("std", std)):
+    if values is None:
+      continue
+    values = [float(v) for v in np.ravel(np.asarray(values, dtype=np.float64))]
+    if not values or not all(np.isfinite(values)):
+      raise CheckpointError(
+          f"{where}normalisation {field} {values} must hold finite numbers; {fix}")
+    if field == "std" and not all(v > 0 for v in values):
+      raise CheckpointError(
+          f"{where}normalisation std {values} must be positive (images are divided by "
+          f"it); {fix}")
 
 
 def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathlib.Path:
@@ -436,15 +545,18 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
     bundle: the bundle; its params and batch_stats must fit its own model spec and its
       codes must have shape ``(num_classes, *input_shape)``.
     force: replace an existing bundle (or empty directory) at ``path``. Even with
-      ``force`` a path holding anything else is refused rather than deleted.
+      ``force`` a path holding anything else (a non-bundle, or a bundle with other files
+      or directories put inside it) is refused rather than deleted. A symlink at ``path``
+      is replaced itself; what it points to is left alone.
 
   Returns:
     The absolute path written.
 
   Raises:
-    CheckpointError: ``path`` exists and ``force`` is False (or it is not a bundle), the
-      bundle's arrays do not fit its model, or its metadata is not JSON-serialisable.
-      Nothing is written in these cases.
+    CheckpointError: ``path`` exists and ``force`` is False (or it may not be replaced,
+      see :func:`check_output`), the bundle's arrays do not fit its model, its params,
+      batch_stats or codes hold NaN or inf, its mean or std is not finite (or std not
+      > 0), or its metadata is not JSON-serialisable. Nothing is written in these cases.
 
   Example:
     >>> save_bundle("/tmp/mnist_mlp", bundle, force=True)
@@ -457,16 +569,13 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   codes_shape = (int(bundle.num_classes), *meta["input_shape"])
   _check_arrays("bundle", spec, abstract, bundle.params, bundle.batch_stats, bundle.codes,
                 codes_shape)
+  _check_finite(
+      "bundle", "refusing to write a bundle that cannot be used (a diverged training run, "
+      "or forgetting lambdas too large?)", params=bundle.params,
+      batch_stats=bundle.batch_stats, codes=bundle.codes, mean=bundle.mean, std=bundle.std)
 
+  check_output(output, force=force)
   exists = output.exists() or output.is_symlink()
-  if exists and not force:
-    raise CheckpointError(
-        f"{output} already exists; pass --force (force=True) to replace it, "
-        "or choose another output")
-  if exists and not _existing_is_replaceable(output):
-    raise CheckpointError(
-        f"{output} exists and is not a mnemonic-jax bundle; refusing to replace it even "
-        "with --force; remove it yourself or choose another output")
 
   output.parent.mkdir(parents=True, exist_ok=True)
   staging = output.parent / f".{output.name}.saving-{uuid.uuid4().hex[:8]}"
@@ -501,8 +610,9 @@ def load_bundle(path: PathLike) -> Bundle:
 
   Raises:
     CheckpointError: the path is missing, is not a bundle, has a foreign format version,
-      needs an unregistered model, does not fit its own model spec, or is truncated or
-      corrupt.
+      needs an unregistered model, does not fit its own model spec, is truncated or
+      corrupt, or holds non-finite values (NaN or inf in params, batch_stats or codes; a
+      mean or std that is not finite, or a std that is not > 0).
   """
   path = _abs(path)
   _silence_stray_tensorstore_callbacks()
@@ -535,6 +645,8 @@ def load_bundle(path: PathLike) -> Bundle:
   except (KeyError, TypeError, ValueError) as e:
     raise CheckpointError(f"{path}: bundle metadata is incomplete or corrupt ({_one_line(e)}); "
                           "re-create the bundle") from None
+  _check_finite(str(path), "the bundle is corrupt; re-create it",
+                mean=fields["mean"], std=fields["std"])
 
   spec = _spec_str(model_name, model_kwargs, input_shape)
   try:
@@ -565,6 +677,9 @@ def load_bundle(path: PathLike) -> Bundle:
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
                           "re-create the bundle") from None
+  _check_finite(str(path), "the bundle is corrupt or was written from a diverged run; "
+                "re-create it", params=arrays["params"], batch_stats=arrays.get("batch_stats"),
+                codes=arrays["codes"])
   return Bundle(
       model_name=model_name,
       model_kwargs=model_kwargs,
@@ -676,12 +791,16 @@ def import_params(
 
   Raises:
     CheckpointError: the params file is missing or unreadable, its tree does not match the
-      model's parameters (structure or shapes), the codes have the wrong shape, or the
-      output exists without ``force``. Nothing is written then.
+      model's parameters (structure or shapes), the codes have the wrong shape, the
+      params, batch_stats or codes hold NaN or inf (also after casting to the model's
+      dtypes), the mean or std is not finite or the std not > 0, or the output exists
+      without ``force``. Nothing is written then.
   """
   params_path = _abs(params_path)
   model_kwargs = dict(model_kwargs or {})
   spec = _spec_str(model_name, model_kwargs, input_shape)
+  _check_finite("", "pass the per-channel mean and std the model was trained with "
+                "(e.g. --mean 0.1307 --std 0.3081)", mean=mean, std=std)
   abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
   tree = _read_params_file(params_path)
   if (isinstance(tree, Mapping) and "params" in tree
@@ -693,6 +812,7 @@ def import_params(
     raise CheckpointError(
         f"{params_path}: {spec} has BatchNorm statistics; save the variables dict "
         "{'params': ..., 'batch_stats': ...} instead of params alone")
+  codes_where = str(_abs(codes)) if isinstance(codes, (str, os.PathLike)) else "codes"
   codes = _read_codes(codes)
   codes_shape = (int(num_classes), *(int(d) for d in input_shape))
   _check_arrays(str(params_path), spec, abstract, params, batch_stats, codes, codes_shape)
@@ -701,13 +821,20 @@ def import_params(
                           "normalised input space and must be floating point")
 
   def cast(tree_, abstract_):  # To the model's dtypes, so the bundle loads bit-exactly.
-    return jax.tree.map(lambda x, a: np.asarray(x, dtype=a.dtype), tree_, abstract_)
+    with np.errstate(over="ignore", invalid="ignore"):  # Overflow is refused just below.
+      return jax.tree.map(lambda x, a: np.asarray(x, dtype=a.dtype), tree_, abstract_)
+
+  params = cast(params, abstract["params"])
+  batch_stats = cast(batch_stats, abstract["batch_stats"]) if abstract["batch_stats"] else {}
+  fix = "import only parameters from a run that did not diverge"
+  _check_finite(str(params_path), fix, params=params, batch_stats=batch_stats)
+  _check_finite(codes_where, "pass the codes the model was trained with", codes=codes)
 
   bundle = Bundle(
       model_name=model_name,
       model_kwargs=model_kwargs,
-      params=cast(params, abstract["params"]),
-      batch_stats=cast(batch_stats, abstract["batch_stats"]) if abstract["batch_stats"] else {},
+      params=params,
+      batch_stats=batch_stats,
       codes=codes,
       num_classes=int(num_classes),
       input_shape=tuple(int(d) for d in input_shape),
@@ -918,8 +1045,10 @@ __all__ = [
     "TrainCheckpoint",
     "TrainCheckpointer",
     "abstract_variables",
+    "check_output",
     "import_params",
     "load_bundle",
+    "nonfinite_leaves",
     "quiet_orbax_logging",
     "save_bundle",
 ]

@@ -477,12 +477,46 @@ def _load_split(name: str, split: str, bundle, data_dir=None):
   return ds
 
 
+def _config_path(spec: str) -> pathlib.Path:
+  """The file of a ``FILE[:VARIANT]`` config spec (as :func:`load_config` reads it)."""
+  path = spec
+  if not os.path.isfile(spec) and ":" in spec:
+    path = spec.rsplit(":", 1)[0]
+  return pathlib.Path(path).absolute()
+
+
+def _check_train_paths(spec: str, config, workdir: pathlib.Path) -> None:
+  """Refuses a train run whose outputs overlap what it reads, before any work.
+
+  ``train`` writes ``WORKDIR/train`` (checkpoints, old steps deleted) and replaces
+  ``WORKDIR/bundle``; it reads the config file, ``config.pretrained`` and the dataset's
+  directories. A config file elsewhere in WORKDIR is fine.
+
+  Raises:
+    UsageError: an output and an input overlap.
+    CheckpointError: ``WORKDIR/bundle`` exists and is not a bundle that may be replaced.
+  """
+  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+
+  get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
+  inputs = [("config file", _config_path(spec))]
+  if get("pretrained"):
+    inputs.append(("config.pretrained",
+                   pathlib.Path(os.fspath(get("pretrained"))).expanduser().absolute()))
+  dataset = get("dataset")
+  inputs += _dataset_inputs(dataset if isinstance(dataset, str) else None, get("data_dir"))
+  _check_no_overlap([("train's bundle", workdir / "bundle"),
+                     ("train's checkpoints", workdir / "train")], inputs)
+  checkpointing.check_output(workdir / "bundle", force=True)
+
+
 def cmd_train(args) -> int:
   """``mnemonic-jax train``."""
   from mnemonic_jax import workflow  # pylint: disable=import-outside-toplevel
 
   config = apply_overrides(load_config(args.config), args.overrides)
   workdir = args.workdir.absolute()
+  _check_train_paths(args.config, config, workdir)
   bundle = workflow.train(config, workdir, progress=_show_progress(args))
   print(f"bundle: {workdir / 'bundle'}", flush=True)
   data_dir = config.get("data_dir") if hasattr(config, "get") else None
@@ -524,17 +558,95 @@ def _forget_summary(report, lambda_source: str) -> list[str]:
   ]
 
 
-def _check_output(output: pathlib.Path, inputs: Sequence[pathlib.Path], force: bool) -> None:
-  """Refuses an output that exists (without force) or would write into an input."""
-  real = pathlib.Path(os.path.realpath(output))
-  for src in inputs:
-    src = pathlib.Path(os.path.realpath(src))
-    if real == src or src in real.parents:
-      raise UsageError(f"--output {output} would write into the input {src}, which is never "
-                       "modified; choose another output")
-  if (output.exists() or output.is_symlink()) and not force:
-    raise UsageError(f"{output} already exists; pass --force to replace it, or choose "
-                     "another output")
+def _inside(inner: str, outer: str) -> bool:
+  """Whether ``inner`` is ``outer`` or lies under it, both resolved (symlinks followed).
+
+  Compares the resolved paths, then, for ancestors that exist, their device and inode
+  numbers (which also catches one directory reached through a bind mount or a
+  case-insensitive file system).
+  """
+  inner, outer = os.path.realpath(inner), os.path.realpath(outer)
+  if os.path.commonpath([inner, outer]) == outer:
+    return True
+  try:
+    target = os.stat(outer)
+  except OSError:
+    return False
+  path = inner
+  while True:
+    try:
+      st = os.stat(path)
+      if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+        return True
+    except OSError:
+      pass
+    parent = os.path.dirname(path)
+    if parent == path:
+      return False
+    path = parent
+
+
+def _print_warnings(request: Mapping[str, Any]) -> None:
+  """Prints a forgetting request's warnings (recorded in the bundle's history) on stdout."""
+  for warning in request.get("warnings") or ():
+    print(f"warning: {warning}")
+
+
+def _check_no_overlap(outputs: Sequence[tuple[str, pathlib.Path]],
+                      inputs: Sequence[tuple[str, pathlib.Path]]) -> None:
+  """Refuses any output that is, contains or lies inside an input (symlinks resolved).
+
+  Args:
+    outputs: ``(what, path)`` of everything the command writes or replaces.
+    inputs: ``(what, path)`` of everything it reads, which is never modified.
+
+  Raises:
+    UsageError: an output and an input overlap, either way round.
+  """
+  for out_what, out in outputs:
+    for in_what, src in inputs:
+      if _inside(os.fspath(src), os.fspath(out)) and _inside(os.fspath(out), os.fspath(src)):
+        raise UsageError(
+            f"{out_what} {out} is the input {in_what}, which is never modified; choose an "
+            "output outside every input")
+      if _inside(os.fspath(src), os.fspath(out)):
+        raise UsageError(
+            f"{out_what} {out} contains the input {in_what} {src}, which is never modified "
+            "(replacing the output would delete it); choose an output outside every input")
+      if _inside(os.fspath(out), os.fspath(src)):
+        raise UsageError(
+            f"{out_what} {out} would write into the input {in_what} {src}, which is never "
+            "modified; choose an output outside every input")
+
+
+def _check_output(output: pathlib.Path, inputs: Sequence[tuple[str, pathlib.Path]],
+                  force: bool) -> None:
+  """Refuses an output that overlaps an input, exists (without force) or may not be replaced.
+
+  Args:
+    output: the bundle to write.
+    inputs: ``(flag, path)`` of every input the command reads.
+    force: whether an existing bundle at ``output`` may be replaced.
+
+  Raises:
+    UsageError: ``output`` and an input overlap (see :func:`_check_no_overlap`).
+    CheckpointError: ``output`` exists without ``force``, or is not a bundle that may be
+      replaced.
+  """
+  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+
+  _check_no_overlap([("--output", output)], inputs)
+  checkpointing.check_output(output, force=force)
+
+
+def _dataset_inputs(name: str | None, data_dir: Any = None) -> list[tuple[str, pathlib.Path]]:
+  """The user's directories a dataset is read from (``idx:DIR``, a tfds data_dir)."""
+  found = []
+  if name and name.startswith("idx:") and name[len("idx:"):]:
+    found.append((f"dataset {name}", pathlib.Path(name[len("idx:"):]).absolute()))
+  if data_dir:
+    found.append(("data_dir", pathlib.Path(os.fspath(data_dir)).expanduser().absolute()))
+  return found
 
 
 def cmd_forget(args) -> int:
@@ -543,11 +655,17 @@ def cmd_forget(args) -> int:
   from mnemonic_jax import checkpointing, fisher, workflow
 
   source, output = args.checkpoint.absolute(), args.output.absolute()
-  _check_output(output, [source], args.force)
+  inputs = [("--checkpoint", source), *_dataset_inputs(args.dataset)]
+  _check_output(output, inputs, args.force)
   bundle = checkpointing.load_bundle(source)
   classes = fisher.validate_classes(args.classes, bundle.num_classes)
   config = bundle.config or {}
+  if args.dataset and config.get("data_dir"):
+    _check_no_overlap([("--output", output)],
+                      _dataset_inputs(None, config.get("data_dir")))
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
+  if lambda1 != "auto":
+    workflow.check_lambdas(bundle.params, lambda1, lambda2)
 
   evaluations = None
   if args.dataset:
@@ -566,6 +684,7 @@ def cmd_forget(args) -> int:
   print(f"forgot class{'es' if len(classes) > 1 else ''} "
         f"{', '.join(map(str, classes))} from {source}")
   print("\n".join(_forget_summary(report, lambda_source)))
+  _print_warnings(new_bundle.history[-1])
   if evaluations is not None:
     test, before, after = evaluations
     names = _class_names(new_bundle, new_bundle.num_classes, test)
@@ -623,7 +742,8 @@ def cmd_import(args) -> int:
   from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
 
   output = args.output.absolute()
-  _check_output(output, [args.params.absolute(), args.codes.absolute()], args.force)
+  _check_output(output, [("--params", args.params.absolute()),
+                         ("--codes", args.codes.absolute())], args.force)
   class_names = ([n.strip() for n in args.class_names.split(",")]
                  if args.class_names is not None else [])
   if class_names and len(class_names) != args.num_classes:
@@ -653,6 +773,28 @@ def demo_config(epochs: int = DEMO_EPOCHS):
   return config
 
 
+def _check_demo_outputs(out: pathlib.Path) -> None:
+  """Refuses a demo whose outputs would replace anything but its own earlier outputs.
+
+  ``demo`` replaces ``OUTPUT_DIR/trained`` and ``OUTPUT_DIR/forgotten`` (only if each is
+  missing, empty or a bundle holding nothing else) and the chart
+  ``OUTPUT_DIR/per_class_accuracy.png`` (a file, or a symlink, which is replaced itself
+  and never written through); nothing else in OUTPUT_DIR is touched.
+
+  Raises:
+    CheckpointError: a bundle path holds something that is not a replaceable bundle.
+    UsageError: the chart's path is a directory.
+  """
+  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+
+  for name in DEMO_FILES[:2]:
+    checkpointing.check_output(out / name, force=True)
+  chart = out / DEMO_FILES[2]
+  if chart.is_dir() and not chart.is_symlink():
+    raise UsageError(f"{chart} is a directory; the demo writes its chart there; move it "
+                     "away or choose another --output-dir")
+
+
 def cmd_demo(args) -> int:
   """``mnemonic-jax demo``."""
   # pylint: disable=import-outside-toplevel
@@ -668,6 +810,7 @@ def cmd_demo(args) -> int:
   out = args.output_dir.absolute()
   if out.exists() and not out.is_dir():
     raise UsageError(f"--output-dir {out} is a file; pass a directory")
+  _check_demo_outputs(out)
   progress = _show_progress(args)
   print(f"demo: MLP 64-1000-10 (sigmoid) trained with mnemonic codes on the bundled 8x8 "
         f"digits, {args.epochs} epochs; then forgetting class {args.forget_class}", flush=True)
@@ -682,14 +825,22 @@ def cmd_demo(args) -> int:
   forgotten, report = workflow.forget(bundle, classes)  # Lambdas: the data-free search.
   after = workflow.evaluate(forgotten, test.images, test.labels, progress=progress)
 
+  _check_demo_outputs(out)  # Again: the directory may have changed while training.
   trained_path = checkpointing.save_bundle(out / DEMO_FILES[0], bundle, force=True)
   forgotten_path = checkpointing.save_bundle(out / DEMO_FILES[1], forgotten, force=True)
   names = _class_names(bundle, bundle.num_classes, test)
-  chart = plotting.per_class_bars(
-      before.per_class, after.per_class, names, classes, out / DEMO_FILES[2],
-      title=f"Digits MLP: forgetting class {args.forget_class} from the codes alone\n"
-            f"A_R {before.A_R:.1f}% \u2192 {after.A_R:.1f}%,  "
-            f"E_F {before.E_F:.1f}% \u2192 {after.E_F:.1f}%")
+  chart = out / DEMO_FILES[2]
+  drawing = out / f".{DEMO_FILES[2]}.saving-{os.getpid()}.png"
+  try:  # Drawn beside it, then renamed: a symlink there is replaced, never written through.
+    plotting.per_class_bars(
+        before.per_class, after.per_class, names, classes, drawing,
+        title=f"Digits MLP: forgetting class {args.forget_class} from the codes alone\n"
+              f"A_R {before.A_R:.1f}% \u2192 {after.A_R:.1f}%,  "
+              f"E_F {before.E_F:.1f}% \u2192 {after.E_F:.1f}%")
+    os.replace(drawing, chart)
+  finally:
+    if os.path.lexists(drawing):
+      os.unlink(drawing)
 
   counts = [int((test.labels == c).sum()) for c in range(bundle.num_classes)]
   print(f"\ntrained in {train_seconds:.1f} s; test accuracy (%) on {len(test)} digits:")
@@ -701,6 +852,7 @@ def cmd_demo(args) -> int:
   print(f"E_F (error on forgotten classes, higher is better):    "
         f"{before.E_F:.2f} -> {after.E_F:.2f}")
   print("\n".join(_forget_summary(report, "chosen from the codes by the data-free search")))
+  _print_warnings(forgotten.history[-1])
   print(f"\nwrote {trained_path}\n      {forgotten_path}\n      {chart}")
   print(f"demo took {time.perf_counter() - start:.1f} s")
   return 0

@@ -190,6 +190,19 @@ def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
 
   Pure numpy, so one grid can be re-judged under several rules.
   """
+  index, met, _ = select_with_fallback(grid, rule)
+  return index, met
+
+
+def select_with_fallback(grid: GridScores, rule: Rule = DEFAULT_RULE
+                         ) -> tuple[int, bool, str | None]:
+  """:func:`select`, also naming the fallback that chose when the rule was not met.
+
+  Returns:
+    ``(index, met, fallback)``: ``fallback`` is None when the rule was met, else
+    ``"guard"``, ``"target"`` (see the module docstring) or ``"criterion"`` (the best
+    paper criterion, when neither fallback had a candidate).
+  """
   before_ok = float(grid.before.remain_margin) > 0
   finite = np.isfinite(grid.forget_margin) & np.isfinite(grid.remain_margin)
   correct = (grid.remain_accuracy >= float(grid.before.remain_accuracy) - 1e-6) & finite
@@ -207,19 +220,21 @@ def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
   if met.any():
     idx = np.flatnonzero(met)
     # np.lexsort sorts by its last key first.
-    return int(idx[np.lexsort(tuple(k[idx] for k in reversed(key)))[0]]), True
+    return int(idx[np.lexsort(tuple(k[idx] for k in reversed(key)))[0]]), True, None
   relax_guard = np.flatnonzero(correct & forgets)
   relax_target = np.flatnonzero(keeps)
   for fallback in (rule.fallback, "target" if rule.fallback == "guard" else "guard"):
     if fallback == "guard" and relax_guard.size:
       pool = relax_guard  # Largest remaining margin, then smallest move.
-      return int(pool[np.lexsort((grid.size[pool], -grid.remain_margin[pool]))[0]]), False
+      return (int(pool[np.lexsort((grid.size[pool], -grid.remain_margin[pool]))[0]]), False,
+              "guard")
     if fallback == "target" and relax_target.size:
       pool = relax_target  # Lowest forgotten margin, then smallest move.
-      return int(pool[np.lexsort((grid.size[pool], grid.forget_margin[pool]))[0]]), False
+      return (int(pool[np.lexsort((grid.size[pool], grid.forget_margin[pool]))[0]]), False,
+              "target")
   criterion = 1.0 - grid.forget_accuracy + grid.remain_accuracy
   margin = np.where(np.isfinite(grid.forget_margin), grid.forget_margin, np.inf)
-  return int(np.lexsort((grid.size, margin, -criterion))[0]), False
+  return int(np.lexsort((grid.size, margin, -criterion))[0]), False, "criterion"
 
 
 def select_lambdas(
@@ -250,7 +265,8 @@ def select_lambdas(
 
   Returns:
     ``(lambda1, lambda2, details)``. ``details`` holds ``index`` and ``sign`` of the chosen
-    candidate, ``met`` (whether it met the rule), ``rule``, ``grid`` (a
+    candidate, ``met`` (whether it met the rule), ``fallback`` (None if it did, else
+    which fallback chose, see :func:`select_with_fallback`), ``rule``, ``grid`` (a
     :class:`GridScores` of every candidate), ``eta`` (the Fisher ratio), ``before``
     (code scores of ``params``), ``seconds`` and ``compile_seconds`` of the search.
 
@@ -273,10 +289,10 @@ def select_lambdas(
       forget_accuracy=host(scores.forget_accuracy), remain_accuracy=host(scores.remain_accuracy),
       forget_margin=host(scores.forget_margin), remain_margin=host(scores.remain_margin),
       size=host(size), max_move=host(max_move), before=before)
-  index, met = select(grid_scores, rule)
+  index, met, fallback = select_with_fallback(grid_scores, rule)
   seconds += time.perf_counter() - start  # The rule's host-side choice.
   details = {
-      "index": index, "sign": int(sign[index]), "met": met, "rule": rule,
+      "index": index, "sign": int(sign[index]), "met": met, "fallback": fallback, "rule": rule,
       "grid": grid_scores, "eta": eta, "before": before, "classes": classes,
       "seconds": seconds, "compile_seconds": compile_seconds,
   }
@@ -288,7 +304,8 @@ def summary(details: dict[str, Any]) -> dict[str, Any]:
   g, i = details["grid"], details["index"]
   return {
       "lambda1": float(g.lambda1[i]), "lambda2": float(g.lambda2[i]), "sign": int(g.sign[i]),
-      "met": bool(details["met"]), "rule": dataclasses.asdict(details["rule"]),
+      "met": bool(details["met"]), "fallback": details.get("fallback"),
+      "rule": dataclasses.asdict(details["rule"]),
       "forget_margin": float(g.forget_margin[i]), "remain_margin": float(g.remain_margin[i]),
       "remain_margin_before": float(details["before"].remain_margin),
       "forget_margin_before": float(details["before"].forget_margin),

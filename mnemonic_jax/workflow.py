@@ -5,6 +5,7 @@ command line and the experiment runner are thin layers over these functions.
 """
 
 import dataclasses
+import math
 import pathlib
 from typing import Any, Mapping, Sequence
 
@@ -202,10 +203,108 @@ def _initial_state(model, shape, fit_cfg, num_examples, key):
 AUTO = "auto"
 
 
+def check_lambdas(params: Any, lambda1: float, lambda2: float) -> None:
+  """Refuses forgetting lambdas the parameters' floating-point type cannot carry.
+
+  The lambdas enter the computation as float32 (and the move is added to parameters of
+  their own dtype), so a lambda beyond the largest finite value of either would make the
+  parameters infinite, and one that rounds to 0 would leave them unchanged.
+
+  Args:
+    params: the parameters to be perturbed.
+    lambda1, lambda2: the step bounds (numbers).
+
+  Raises:
+    ValueError: a lambda that is not a finite number > 0, is larger than the largest
+      finite value of float32 or of the parameters' dtype, or rounds to 0 in float32.
+  """
+  dtypes = {jnp.dtype(x.dtype) for x in jax.tree.leaves(params)
+            if jnp.issubdtype(getattr(x, "dtype", np.float32), jnp.floating)}
+  dtypes.add(jnp.dtype(jnp.float32))
+  narrowest = min(dtypes, key=lambda d: float(jnp.finfo(d).max))
+  largest = float(jnp.finfo(narrowest).max)
+  for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+    try:
+      value = float(value)
+    except (TypeError, ValueError):
+      raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}") from None
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f"{name} must be a positive finite number, got {value:g}")
+    if value > largest:
+      raise ValueError(
+          f"{name}={value:g} is beyond the largest {narrowest.name} value ({largest:.4g}); "
+          "it would make the parameters non-finite; use smaller lambdas (e.g. "
+          "lambda1 1e-3, lambda2 10, or 'auto')")
+    if float(np.float32(value)) == 0.0:
+      raise ValueError(
+          f"{name}={value:g} rounds to 0 in float32, so forgetting would change nothing; "
+          "use larger lambdas (e.g. lambda1 1e-3, lambda2 10, or 'auto')")
+
+
+def _check_finite_bundle(bundle: Bundle) -> None:
+  """Refuses a bundle whose params, batch_stats or codes hold NaN or inf."""
+  for field in ("params", "batch_stats", "codes"):
+    bad = checkpointing.nonfinite_leaves({field: getattr(bundle, field)})
+    if bad:
+      raise ValueError(
+          f"the bundle's {bad[0][0]} holds {bad[0][1]} non-finite value(s) (NaN or inf); "
+          "forgetting from it would do nothing meaningful; re-create the bundle")
+
+
+def _finite_scores(scores: forgetting.CodeScores) -> bool:
+  return all(math.isfinite(float(v)) for v in scores.values())
+
+
+def forget_warnings(request: Mapping[str, Any]) -> list[str]:
+  """Why a forgetting request may not have done what was asked (empty if nothing).
+
+  Args:
+    request: a history entry as :func:`forget` writes it (``after``, ``classes`` and,
+      for the data-free search, ``met``, ``fallback``, ``rule``, ``search``).
+
+  Returns:
+    One sentence per problem: the search did not meet its rule (and which fallback was
+    used), or forgotten classes' codes are still classified as their class.
+  """
+  warnings = []
+  if request.get("met") is False:
+    rule, search = request.get("rule") or {}, request.get("search") or {}
+    how = {"guard": "the guard gave way: the least disturbing candidate that reaches the "
+                    "margin target",
+           "target": "the target gave way: the candidate with the lowest forgotten-code "
+                     "margin that keeps the remaining codes",
+           "criterion": "neither fallback had a candidate: the best paper criterion"}
+    fallback = request.get("fallback")
+    warnings.append(
+        f"no candidate met the search rule (every forgotten code's margin <= "
+        f"-{rule.get('margin', float('nan')):g}, remaining codes kept with guard "
+        f"{rule.get('guard', float('nan')):g}); the fallback {fallback!r} "
+        f"({how.get(fallback, 'unknown')}) was used, reaching a forgotten-code margin of "
+        f"{search.get('forget_margin', float('nan')):.3g}")
+  after = request.get("after") or {}
+  classes = list(request.get("classes") or [])
+  still = after.get("forget_accuracy", 0.0)
+  if still > 0:
+    count = int(round(still * len(classes)))
+    warnings.append(
+        f"{count} of {len(classes)} forgotten class code(s) are still classified as their "
+        f"class after forgetting ({100.0 * still:.0f}%): the class{'es' if len(classes) > 1 else ''}"
+        " may not be forgotten; try larger lambdas or 'auto'")
+  return warnings
+
+
 def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
-           lambda2: float | str = AUTO, *, microbatch_size: int | None = None
+           lambda2: float | str = AUTO, *, microbatch_size: int | None = None,
+           rule: lambda_search.Rule = lambda_search.DEFAULT_RULE
            ) -> tuple[Bundle, forgetting.ForgetReport]:
   """Forgets ``classes`` from a bundle, data-free; the request is appended to its history.
+
+  The history entry is the report's :meth:`~ForgetReport.to_dict` plus ``lambdas``
+  (``"auto"`` or ``"given"``), ``codes_forgotten`` (whether every forgotten class's code
+  is misclassified afterwards) and ``warnings`` (see :func:`forget_warnings`); with the
+  data-free search also ``met`` (whether a candidate met the search rule), ``fallback``
+  (None, or the fallback that chose), ``rule`` and ``search`` (see
+  :func:`mnemonic_jax.lambda_search.summary`).
 
   Args:
     bundle: the trained bundle (not modified).
@@ -213,20 +312,49 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
     lambda1, lambda2: the step bounds of eq. (7), or both ``"auto"`` (the default) to
       choose them from the codes with :func:`mnemonic_jax.lambda_search.forget_auto`.
     microbatch_size: codes per Fisher microbatch.
+    rule: the data-free search's rule (``"auto"`` only).
 
   Returns:
     ``(new_bundle, report)``.
+
+  Raises:
+    ValueError: bad classes; one lambda ``"auto"`` and not the other; a lambda that is not
+      > 0, exceeds what the parameters' dtype can hold or rounds to 0 (see
+      :func:`check_lambdas`); a bundle whose params, batch_stats or codes are not finite;
+      or lambdas that made the parameters (or the model's outputs on the codes)
+      non-finite. No bundle is returned then.
   """
   auto = (lambda1 == AUTO, lambda2 == AUTO)
   if any(auto) and not all(auto):
     raise ValueError("lambda1 and lambda2 are either both 'auto' or both numbers")
+  if not all(auto):
+    check_lambdas(bundle.params, lambda1, lambda2)
+  _check_finite_bundle(bundle)
   args = (bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes)
+  search = None
   if all(auto):
-    params, report = lambda_search.forget_auto(*args, microbatch_size=microbatch_size)
+    params, report, details = lambda_search.forget_auto(
+        *args, rule=rule, microbatch_size=microbatch_size, return_details=True)
+    search = lambda_search.summary(details)
   else:
     params, report = forgetting.forget(
         *args, float(lambda1), float(lambda2), microbatch_size=microbatch_size)
+  lambdas = (f"lambda1={report.lambda1:g}, lambda2={report.lambda2:g}"
+             + (" (chosen by the data-free search)" if search else ""))
+  bad = checkpointing.nonfinite_leaves(params)
+  if bad:
+    count = sum(n for _, n in bad)
+    raise ValueError(f"{lambdas} made {count} parameters non-finite (NaN or inf, first "
+                     f"in {bad[0][0]}); use smaller lambdas")
+  if not _finite_scores(report.after):
+    raise ValueError(f"{lambdas} made the model's outputs on the codes non-finite "
+                     "(overflow); use smaller lambdas")
   request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given")
+  request["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
+  if search is not None:
+    request.update(met=search["met"], fallback=search["fallback"], rule=search["rule"],
+                   search=search)
+  request["warnings"] = forget_warnings(request)
   return bundle.replace(params=params, history=bundle.history + (request,)), report
 
 
