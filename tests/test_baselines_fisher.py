@@ -8,6 +8,7 @@ bitwise unchanged, keeps the dtypes, refuses bad requests, and forgets class 3.
 import math
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -15,8 +16,8 @@ import pytest
 
 import mnemonic_jax.baselines.fisher_forgetting as ff
 import mnemonic_jax.baselines.ssd as ssd
-from mnemonic_jax import baselines, metrics
-from mnemonic_jax.bundle import host_copy
+from mnemonic_jax import baselines, metrics, models
+from mnemonic_jax.bundle import Bundle, host_copy
 
 METHODS = ("ssd", "ssd-exact", "fisher")
 FORGET = 3
@@ -41,16 +42,17 @@ def _two_param_model():
 
 def test_ssd_importances_closed_form():
   apply_fn, params, (x_r, y_r), (x_f, y_f) = _two_param_model()
-  i_f = ssd.minibatch_importance(apply_fn, params, x_f, y_f, batch_size=2)
+  x_d, y_d = jnp.concatenate([x_r, x_f]), jnp.concatenate([y_r, y_f])
+  i_f, i_d, (e_f, e_d) = jax.jit(lambda p: (
+      ssd.minibatch_importance(apply_fn, p, x_f, y_f, batch_size=2),
+      ssd.minibatch_importance(apply_fn, p, x_d, y_d, batch_size=2),
+      ssd.exact_importances(apply_fn, p, x_r, y_r, x_f, y_f)))(params)
   # One batch [f, f]: mean gradient (-1/4, 0), squared.
   chex.assert_trees_all_close(i_f, {"w": jnp.array([1 / 16, 0.0])}, atol=1e-7)
   # D = [r, r, r, f, f] in batches [r, r], [r, f], [f] (partial, as published):
   # squares (0, 1/16) + (1/64, 1/64) + (1/16, 0) = (5/64, 5/64), over 3 batches.
-  i_d = ssd.minibatch_importance(apply_fn, params, jnp.concatenate([x_r, x_f]),
-                                 jnp.concatenate([y_r, y_f]), batch_size=2)
   chex.assert_trees_all_close(i_d, {"w": jnp.full((2,), 5 / 192)}, atol=1e-7)
   # Per-example (ssd-exact): I_f = (1/16, 0); I_D = (2 * 1/16, 3 * 1/16) / 5.
-  e_f, e_d = ssd.exact_importances(apply_fn, params, x_r, y_r, x_f, y_f)
   chex.assert_trees_all_close(e_f, {"w": jnp.array([1 / 16, 0.0])}, atol=1e-7)
   chex.assert_trees_all_close(e_d, {"w": jnp.array([1 / 40, 3 / 80])}, atol=1e-7)
 
@@ -72,9 +74,9 @@ def test_ssd_importances_jit_once():
 
 def test_ssd_dampening_closed_form():
   apply_fn, params, (x_r, y_r), (x_f, y_f) = _two_param_model()
-  i_f = ssd.minibatch_importance(apply_fn, params, x_f, y_f, 2)
-  i_d = ssd.minibatch_importance(apply_fn, params, jnp.concatenate([x_r, x_f]),
-                                 jnp.concatenate([y_r, y_f]), 2)
+  x_d, y_d = jnp.concatenate([x_r, x_f]), jnp.concatenate([y_r, y_f])
+  i_f, i_d = jax.jit(lambda p: (ssd.minibatch_importance(apply_fn, p, x_f, y_f, 2),
+                                ssd.minibatch_importance(apply_fn, p, x_d, y_d, 2)))(params)
   w = math.log(3.0)
   # alpha = 2: I_f,0 = 12/192 > 2 * 5/192 selects w_0; I_f,1 = 0 never is.
   # beta_0 = min(1 * (5/192) / (12/192), 1) = 5/12.
@@ -117,7 +119,7 @@ def test_fisher_noise_moments_formula_and_clamps():
                         "bias": jnp.array([1.0, 0.5, 0.0])}}
   config = ff.FisherForgettingConfig(alpha=1e-6)
   in_forget = jnp.array([False, True, False])
-  mean, var = ff.noise_moments(params, fisher, in_forget, config)
+  mean, var = jax.jit(ff.noise_moments, static_argnums=3)(params, fisher, in_forget, config)
   a, eps = 1e-6, 1e-8
   inv = lambda f, cap: min(1.0 / (f + eps), cap)
   # Hidden kernel: alpha / F clamped at 1e3, then averaged over the input axis.
@@ -142,9 +144,10 @@ def test_fisher_noise_deterministic_per_key():
   params = {"a": jnp.zeros((50, 40), jnp.bfloat16), "b": jnp.zeros((40,))}
   var = jax.tree.map(lambda p: jnp.full(p.shape, 4.0), params)
   mean = jax.tree.map(lambda p: p.astype(jnp.float32), params)
-  one = ff.add_noise(jax.random.key(0), params, mean, var)
-  again = ff.add_noise(jax.random.key(0), params, mean, var)
-  other = ff.add_noise(jax.random.key(1), params, mean, var)
+  add_noise = jax.jit(ff.add_noise)
+  one = add_noise(jax.random.key(0), params, mean, var)
+  again = add_noise(jax.random.key(0), params, mean, var)
+  other = add_noise(jax.random.key(1), params, mean, var)
   chex.assert_trees_all_equal(one, again)
   chex.assert_trees_all_equal_dtypes(one, params)
   assert all(not np.array_equal(u, v) for u, v in zip(jax.tree.leaves(one),
@@ -160,10 +163,11 @@ def test_retain_fisher_model_distribution_closed_form():
   apply_fn = lambda p, x: jnp.broadcast_to(p["w"], (x.shape[0], 2)) + 0.0 * x
   params = {"w": jnp.array([math.log(3.0), 0.0])}
   x, y = jnp.zeros((1, 2)), jnp.array([0])
-  model = ff.retain_fisher(apply_fn, params, x, y, num_classes=2)
+  model, true = jax.jit(lambda p: (
+      ff.retain_fisher(apply_fn, p, x, y, num_classes=2),
+      ff.retain_fisher(apply_fn, p, x, y, num_classes=2, fisher_labels="true")))(params)
   chex.assert_trees_all_close(model, {"w": jnp.full((2,), 3 / 16)}, atol=1e-7)
   # The empirical Fisher with the true label 0: (p - e_0)**2 = (1/16, 1/16).
-  true = ff.retain_fisher(apply_fn, params, x, y, num_classes=2, fisher_labels="true")
   chex.assert_trees_all_close(true, {"w": jnp.full((2,), 1 / 16)}, atol=1e-7)
 
 
@@ -299,3 +303,39 @@ def test_fisher_method_deterministic_per_key(digits):
              zip(jax.tree.leaves(host_copy(one.params)), jax.tree.leaves(host_copy(other.params))))
   # The empirical-Fisher variant forgets too on this model.
   assert _class_accuracy(one, test) < 30.0
+
+
+class _ConvBN(nn.Module):
+  """Conv -> BatchNorm -> Dense: the factorized Fisher path and BatchNorm statistics."""
+
+  num_classes: int
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    x = nn.Conv(4, (3, 3))(x)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
+    return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", METHODS)
+def test_batch_norm_model(method, digits, monkeypatch):
+  monkeypatch.setitem(models._REGISTRY, "conv_bn_fisher_test", _ConvBN)
+  _, data, _ = digits
+  model = models.create_model("conv_bn_fisher_test", 10)
+  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
+  stats = jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])  # Not the identity.
+  bundle = Bundle("conv_bn_fisher_test", {}, variables["params"], stats,
+                  jnp.zeros((10, 8, 8, 1)), 10, (8, 8, 1), mean=(0.5,), std=(0.25,))
+  small = baselines.UnlearnData(retain=baselines.Split(*(a[:96] for a in data.retain)),
+                                forget=baselines.Split(*(a[:32] for a in data.forget)))
+  before = host_copy((bundle.params, bundle.batch_stats))
+  new, report = baselines.unlearn(method, bundle, [FORGET], small)
+  chex.assert_trees_all_equal(host_copy((bundle.params, bundle.batch_stats)), before)
+  # BatchNorm statistics are neither differentiated nor perturbed: returned as they were.
+  chex.assert_trees_all_equal(host_copy(new.batch_stats), before[1])
+  chex.assert_trees_all_equal_shapes_and_dtypes(new.params, bundle.params)
+  assert any(not np.array_equal(u, v) for u, v in
+             zip(jax.tree.leaves(host_copy(new.params)), jax.tree.leaves(before[0])))
+  if method == "fisher":  # Only the Dense head has 10 outputs.
+    assert report.details["classifier"] == ["['Dense_0']['bias']", "['Dense_0']['kernel']"]

@@ -22,7 +22,8 @@ What the published code does (and this module, in Flax's parameter layout):
    tensors of rank > 1: ``var`` replaced by its mean over the input axis (PyTorch ``dim=1``
    of ``(out, in, ...)``; here axis ``-2`` of Flax's ``(..., in, out)`` kernels), so each
    output unit gets one variance;
-   classifier rows of the forgotten class: mean ``0`` and ``var = 1e-4``;
+   classifier rows of the forgotten class: mean ``0`` and ``var = 1e-4`` (the notebook
+   does this when a whole class is forgotten, ``num_to_forget is None``: always so here);
    then ``var *= 10`` for the classifier's tensors, and for every other rank-1 tensor
    (BatchNorm scales and offsets, and biases: the code tests ``p.ndim == 1``).
 3. New weights ``w = mu + sqrt(var) * N(0, 1)``, ``mu`` the trained weights (0 on the
@@ -41,7 +42,9 @@ Departures: none in the formulas. The Fisher's per-example gradients come vector
 microbatches (:mod:`mnemonic_jax.fisher`) instead of one backward pass per example and
 class; the noise is drawn from the given key (one subkey per leaf) instead of
 ``torch.manual_seed``; several forgotten classes zero all their classifier rows (the
-notebook forgets one class).
+notebook forgets one class). The input-axis mean takes axis ``-2``, which is the input axis
+of ``nn.Dense`` and ``nn.Conv`` kernels; for ``nn.DenseGeneral`` kernels with several
+output axes (e.g. attention's ``(embed, heads, head_dim)``) it averages over heads instead.
 """
 
 from __future__ import annotations
@@ -51,7 +54,6 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import Outcome, UnlearnData, register

@@ -1,7 +1,7 @@
 """Selective Synaptic Dampening: ``ssd`` (as published) and ``ssd-exact`` (per-example Fisher).
 
 SOURCE: Foster, Schoepf, Brintrup, "Fast Machine Unlearning Without Retraining Through
-Selective Synaptic Dampening", AAAI 2024 (arXiv 2308.07707), eqs. (3)-(4); repository
+Selective Synaptic Dampening", AAAI 2024 (arXiv 2308.07707); repository
 https://github.com/if-loops/selective-synaptic-dampening, files ``ssd.py``
 (``ParameterPerturber.calc_importance`` and ``.modify_weight``),
 ``forget_full_class_strategies.py`` (``ssd_tuning``) and ``src/forget_full_class_main.py``
@@ -183,7 +183,7 @@ def minibatch_importance(
 
 def dampening_factors(importance_forget: PyTree, importance_full: PyTree, alpha, lam
                       ) -> tuple[PyTree, PyTree]:
-  """SSD's eqs. (3)-(4): the factor each parameter is multiplied by, and the selection.
+  """SSD's selection and dampening: each parameter's factor, and whether it was selected.
 
   ``selected = I_f > alpha * I_D``; ``beta = min(lam * I_D / I_f, 1)`` where selected and
   ``1`` elsewhere (``modify_weight`` of the SSD repository).
