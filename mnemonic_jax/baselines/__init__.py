@@ -7,12 +7,16 @@ Importing this package registers every method; :func:`unlearn` runs one by name:
   new_bundle, report = baselines.unlearn("ssd", bundle, [3], data)
 
 Names (the experiment runner's ``--methods``): ``retrain`` (the oracle), ``finetune``,
-``neggrad``, ``random-labels``, ``ssd``, ``ssd-exact``, ``fisher`` (SFDN), ``unsir``
+``neggrad``, ``neggrad+``, ``random-labels``, ``ssd``, ``ssd-exact``, ``fisher`` (SFDN), ``unsir``
 (FastMU), ``mnemonic`` and ``mnemonic-auto`` (the paper's method, data-free).
 """
 
-# Each module registers its methods on import.
-from mnemonic_jax.baselines import mnemonic
+# Each module registers its methods on import; the order is the registry's.
+# pylint: disable=unused-import
+from mnemonic_jax.baselines import retrain  # noqa: F401  (the oracle first)
+from mnemonic_jax.baselines import finetune, neggrad, random_labels  # noqa: F401
+from mnemonic_jax.baselines import ssd, fisher_forgetting, unsir  # noqa: F401
+from mnemonic_jax.baselines import mnemonic  # noqa: F401
 from mnemonic_jax.baselines.base import (
     DATA_KINDS, METHODS, Method, MethodReport, Outcome, Split, UnlearnData, available_methods,
     get_method, unlearn)

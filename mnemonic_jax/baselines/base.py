@@ -145,8 +145,8 @@ class Outcome(NamedTuple):
   params: PyTree
   batch_stats: PyTree
   steps: int = 0
-  examples: dict[str, int] = {}
-  details: dict[str, Any] = {}
+  examples: dict[str, int] | None = None
+  details: dict[str, Any] | None = None
 
 
 MethodFn = Callable[[Bundle, tuple[int, ...], UnlearnData, Any, jax.Array], Outcome]
@@ -247,7 +247,8 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   report = MethodReport(
       method=method, classes=classes, seconds=max(wall - clock.seconds, 0.0),
       compile_seconds=clock.seconds, steps=int(outcome.steps), data=spec.data,
-      examples={"retain": 0, "forget": 0, **outcome.examples}, details=dict(outcome.details))
+      examples={"retain": 0, "forget": 0, **(outcome.examples or {})},
+      details=dict(outcome.details or {}))
   new = bundle.replace(params=outcome.params, batch_stats=outcome.batch_stats,
                        history=bundle.history + (report.to_dict(),))
   return new, report
@@ -347,17 +348,21 @@ class LoopState:
   opt_state: optax.OptState
 
 
-def sgd(learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0
-        ) -> optax.GradientTransformation:
+def sgd(learning_rate: float | optax.Schedule, momentum: float = 0.9,
+        weight_decay: float = 0.0) -> optax.GradientTransformation:
   """SGD with momentum and coupled weight decay (PyTorch's ``SGD``), as the baselines use."""
   return optax.chain(optax.add_decayed_weights(weight_decay),
                      optax.sgd(learning_rate, momentum or None))
 
 
 def init_loop(bundle: Bundle, optimizer: optax.GradientTransformation) -> LoopState:
-  """A :class:`LoopState` starting from the bundle's variables."""
-  return LoopState(params=bundle.params, batch_stats=bundle.batch_stats,
-                   opt_state=optimizer.init(bundle.params))
+  """A :class:`LoopState` starting from copies of the bundle's variables.
+
+  Copies, because :func:`make_weighted_step` donates its state: the bundle's own buffers
+  must never be handed to it.
+  """
+  params, batch_stats = jax.tree.map(jnp.array, (bundle.params, bundle.batch_stats))
+  return LoopState(params=params, batch_stats=batch_stats, opt_state=optimizer.init(params))
 
 
 def make_weighted_step(bundle: Bundle, optimizer: optax.GradientTransformation, *,
@@ -366,8 +371,10 @@ def make_weighted_step(bundle: Bundle, optimizer: optax.GradientTransformation, 
                                      tuple[LoopState, jax.Array]]:
   """A jitted ``step(state, x, labels, weights) -> (state, loss)`` on a weighted loss.
 
-  The loss is ``sum_i w_i * CE(f(x_i), y_i) / sum_i |w_i|``: weight ``+1`` descends on an
-  example, ``-1`` ascends (NegGrad), ``0`` ignores it (padding). ``x`` is in the model's
+  The loss is ``sum_i w_i * CE(f(x_i), y_i) / max(sum_i |w_i|, 1)``: weight ``+1``
+  descends on an example, ``-1`` ascends (NegGrad), ``0`` ignores it (padding). Weights
+  whose absolute values sum below 1 are not renormalised, so ``alpha / B`` weights give
+  exactly ``alpha * mean(CE)`` (NegGrad+). ``x`` is in the model's
   (normalised) input space, so noise inputs (UNSIR) and images (``bundle.normalize``)
   go through the same step. The state is donated.
 

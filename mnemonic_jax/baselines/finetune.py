@@ -21,9 +21,8 @@ Departures: the cosine schedule decays per step (optax), not per epoch as PyTorc
 completed with examples from the start of that epoch's permutation (one batch shape, one
 compilation; see :func:`mnemonic_jax.baselines.base.epoch_batches`) rather than being short.
 
-The loop helpers here (:func:`make_image_step`, :func:`fresh_state`, :func:`run_loop`)
-are shared by the other fine-tuning style baselines (``neggrad``, ``neggrad+``,
-``random-labels``).
+The loop helpers here (:func:`make_image_step`, :func:`run_loop`) are shared by the other
+fine-tuning style baselines (``neggrad``, ``neggrad+``, ``random-labels``).
 """
 
 from __future__ import annotations
@@ -37,7 +36,8 @@ import numpy as np
 import optax
 
 from mnemonic_jax.baselines.base import (
-    LoopState, Outcome, UnlearnData, epoch_batches, make_weighted_step, register, sgd)
+    LoopState, Outcome, UnlearnData, epoch_batches, init_loop, make_weighted_step, register,
+    sgd)
 from mnemonic_jax.bundle import Bundle, model_variables, normalize
 
 REFERENCE = ("Foster et al., Selective Synaptic Dampening, AAAI 2024 (repository "
@@ -108,17 +108,6 @@ def learning_rate_schedule(learning_rate: float, schedule: str, total_steps: int
   return learning_rate
 
 
-def fresh_state(bundle: Bundle, optimizer: optax.GradientTransformation) -> LoopState:
-  """A :class:`LoopState` on *copies* of the bundle's variables.
-
-  The steps donate their state; copying first keeps the bundle's own arrays alive and
-  bitwise unchanged (``base.init_loop`` would hand the bundle's buffers to the donation).
-  """
-  params = jax.tree.map(jnp.array, bundle.params)  # jnp.array copies.
-  batch_stats = jax.tree.map(jnp.array, bundle.batch_stats)
-  return LoopState(params=params, batch_stats=batch_stats, opt_state=optimizer.init(params))
-
-
 def make_image_step(bundle: Bundle, optimizer: optax.GradientTransformation, *,
                     train_mode: bool = True) -> ImageStep:
   """:func:`~mnemonic_jax.baselines.base.make_weighted_step` on uint8 images.
@@ -181,7 +170,7 @@ def run_loop(state: LoopState, step: ImageStep, batches: Iterable[Batch], *,
 
   Args:
     state: the starting state (donated to the first step: pass a copy, see
-      :func:`fresh_state`).
+      :func:`~mnemonic_jax.baselines.base.init_loop`).
     step: from :func:`make_image_step`.
     batches: ``(images_uint8, labels, weights)`` host arrays, every batch of one shape.
     stop: checked before each step on the batch about to be used; ``True`` ends the loop
@@ -244,7 +233,7 @@ def finetune(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
       for batch in epoch_batches(jax.random.fold_in(key, epoch), retain, size):
         yield batch.images, batch.labels, ones
 
-  result = run_loop(fresh_state(bundle, optimizer), step, batches())
+  result = run_loop(init_loop(bundle, optimizer), step, batches())
   return Outcome(
       result.state.params, result.state.batch_stats, steps=result.steps,
       examples={"retain": result.steps * size, "forget": 0},

@@ -50,9 +50,9 @@ import jax
 import numpy as np
 
 from mnemonic_jax.baselines.base import (
-    Outcome, UnlearnData, epoch_batches, forever, register, sgd)
+    Outcome, UnlearnData, epoch_batches, forever, init_loop, register, sgd)
 from mnemonic_jax.baselines.finetune import (
-    Batch, LoopResult, check_loop_config, fresh_state, make_batch_accuracy, make_image_step,
+    Batch, LoopResult, check_loop_config, make_batch_accuracy, make_image_step,
     run_loop)
 from mnemonic_jax.bundle import Bundle
 
@@ -174,7 +174,7 @@ def neggrad(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
         yield batch.images, batch.labels, ascend
 
   stop = _stopper(bundle, slice(None)) if config.stop_at_zero_accuracy else None
-  result = run_loop(fresh_state(bundle, optimizer), step, batches(), stop=stop)
+  result = run_loop(init_loop(bundle, optimizer), step, batches(), stop=stop)
   return _outcome(result, {"retain": 0, "forget": result.steps * size},
                   {"epochs": config.epochs, "learning_rate": config.learning_rate,
                    "batch_size": size})
@@ -226,7 +226,7 @@ def neggrad_plus(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
              weights)
 
   stop = (_stopper(bundle, slice(n_r, None)) if config.stop_at_zero_accuracy else None)
-  result = run_loop(fresh_state(bundle, optimizer), step, batches(), stop=stop)
+  result = run_loop(init_loop(bundle, optimizer), step, batches(), stop=stop)
   return _outcome(result, {"retain": result.steps * n_r, "forget": result.steps * n_f},
                   {"alpha": config.alpha, "epochs": config.epochs,
                    "learning_rate": config.learning_rate, "batch_size": n_r})

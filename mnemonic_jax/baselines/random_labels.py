@@ -32,9 +32,9 @@ import jax
 import numpy as np
 import optax
 
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, sgd
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, init_loop, register, sgd
 from mnemonic_jax.baselines.finetune import (
-    check_loop_config, fresh_state, make_image_step, run_loop)
+    check_loop_config, make_image_step, run_loop)
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import pipeline
 
@@ -141,7 +141,7 @@ def random_labels(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
         forget_rows[0] += int(is_forget[idx].sum())
         yield images[idx], labels[idx], ones
 
-  result = run_loop(fresh_state(bundle, optimizer), step, batches())
+  result = run_loop(init_loop(bundle, optimizer), step, batches())
   fed = result.steps * size
   counts = np.bincount(new_labels, minlength=bundle.num_classes)
   return Outcome(
