@@ -332,8 +332,11 @@ def test_batch_norm_model(method, digits, monkeypatch):
   before = host_copy((bundle.params, bundle.batch_stats))
   new, report = baselines.unlearn(method, bundle, [FORGET], small)
   chex.assert_trees_all_equal(host_copy((bundle.params, bundle.batch_stats)), before)
-  # BatchNorm statistics are neither differentiated nor perturbed: returned as they were.
+  # BatchNorm statistics are neither differentiated nor perturbed: returned as they were,
+  # in new buffers.
   chex.assert_trees_all_equal(host_copy(new.batch_stats), before[1])
+  assert all(u is not v for u, v in zip(jax.tree.leaves(new.batch_stats),
+                                        jax.tree.leaves(bundle.batch_stats)))
   chex.assert_trees_all_equal_shapes_and_dtypes(new.params, bundle.params)
   assert any(not np.array_equal(u, v) for u, v in
              zip(jax.tree.leaves(host_copy(new.params)), jax.tree.leaves(before[0])))

@@ -213,6 +213,12 @@ def _check(config: FisherForgettingConfig) -> None:
     raise ValueError(f"fisher needs microbatch_size >= 1, got {config.microbatch_size}")
 
 
+def _copy(tree: PyTree) -> PyTree:
+  """New buffers for what a method returns unchanged (BatchNorm statistics): the output
+  bundle never shares an array with the input one."""
+  return jax.tree.map(jnp.array, tree)
+
+
 @register("fisher", FisherForgettingConfig, data="retain", reference=REFERENCE)
 def fisher_forgetting(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                       config: FisherForgettingConfig, key: jax.Array) -> Outcome:
@@ -251,7 +257,7 @@ def fisher_forgetting(bundle: Bundle, classes: tuple[int, ...], data: UnlearnDat
   head = [jax.tree_util.keystr(path) for path, leaf in
           jax.tree_util.tree_flatten_with_path(bundle.params)[0]
           if is_classifier(leaf, num_classes)]
-  return Outcome(new_params, bundle.batch_stats,
+  return Outcome(new_params, _copy(bundle.batch_stats),
                  examples={"retain": len(data.retain), "forget": 0},
                  details={**{k: float(v) for k, v in stats.items()}, "alpha": config.alpha,
                           "fisher_labels": config.fisher_labels, "classifier": head})

@@ -255,6 +255,12 @@ def _summary(selected: PyTree, alpha: float, lam: float) -> dict[str, Any]:
           "parameters": total, "dampened_fraction": sum(counts) / max(total, 1)}
 
 
+def _copy(tree: PyTree) -> PyTree:
+  """New buffers for what a method returns unchanged (BatchNorm statistics): the output
+  bundle never shares an array with the input one."""
+  return jax.tree.map(jnp.array, tree)
+
+
 @register("ssd", SSDConfig, data="all", reference=REFERENCE)
 def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSDConfig,
         key: jax.Array) -> Outcome:
@@ -295,7 +301,7 @@ def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSD
       jnp.asarray(full.images), jnp.asarray(full.labels, jnp.int32),
       jnp.float32(config.alpha), jnp.float32(config.lam))
   n_f, n_r = len(data.forget), len(data.retain)
-  return Outcome(new_params, bundle.batch_stats,
+  return Outcome(new_params, _copy(bundle.batch_stats),
                  examples={"retain": n_r, "forget": 2 * n_f},  # Forget set read twice.
                  details={**_summary(selected, config.alpha, config.lam),
                           "batch_size": config.batch_size, "order": config.order})
@@ -371,6 +377,6 @@ def ssd_exact(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
       jnp.asarray(data.retain.labels, jnp.int32), jnp.asarray(data.forget.images),
       jnp.asarray(data.forget.labels, jnp.int32), jnp.float32(alpha),
       jnp.float32(config.lam))
-  return Outcome(new_params, bundle.batch_stats, examples={"retain": n_r, "forget": n_f},
+  return Outcome(new_params, _copy(bundle.batch_stats), examples={"retain": n_r, "forget": n_f},
                  details={**_summary(selected, alpha, config.lam), "alpha_bound": bound,
                           "microbatch_size": config.microbatch_size})
