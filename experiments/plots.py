@@ -156,3 +156,83 @@ def write_all(out: pathlib.Path, name: str, records: list[dict[str, Any]],
   paths.append(seconds_chart(out / f"{name}_seconds.png", records, modes,
                              f"{name}: seconds per stage"))
   return paths
+
+
+# ----------------------------------------------------------------------------------------
+# Methods side by side (experiments.compare).
+
+METHOD_MARKERS = "osD^vP<>X*hp"
+
+
+def methods_scatter(path, records, variants, title):
+  """A_R against E_F per method (mean over runs, per-run points faint); marker area grows
+  with the log of the method's seconds; the retrain oracle is a black star."""
+  fig, ax = _figure(7.5, 5.0)
+  cmap = matplotlib_colors(len(variants))
+  seconds = [r["seconds"] for r in records if r["variant"] in variants and r["seconds"] > 0]
+  lo = np.log10(max(min(seconds, default=1e-3), 1e-4))
+  size = lambda s: 30 + 90 * (np.log10(max(s, 1e-4)) - lo)
+  for i, v in enumerate(variants):
+    rs = [r for r in records if r["variant"] == v]
+    if not rs:
+      continue
+    ef, ar = np.array([r["E_F"] for r in rs]), np.array([r["A_R"] for r in rs])
+    sec = float(np.mean([r["seconds"] for r in rs]))
+    oracle = v == "retrain"
+    color = "black" if oracle else cmap[i]
+    ax.scatter(ef, ar, s=8, alpha=0.25, color=color)
+    ax.scatter([ef.mean()], [ar.mean()], s=size(sec) * (2 if oracle else 1),
+               marker="*" if oracle else METHOD_MARKERS[i % len(METHOD_MARKERS)],
+               color=color, edgecolor="white", linewidth=0.6, zorder=3,
+               label=f"{v} ({sec:.3g} s)" + (" = oracle" if oracle else ""))
+  ax.set_xlabel("E_F (%): error on the forgotten classes (100 = forgotten)")
+  ax.set_ylabel("A_R (%): accuracy on the remaining classes")
+  ax.set_title(title, fontsize=10)
+  ax.grid(alpha=0.3)
+  ax.legend(frameon=False, fontsize=7, loc="best", title="method (mean seconds; area ~ log s)",
+            title_fontsize=7)
+  fig.savefig(path, dpi=150)
+  return path
+
+
+def relearn_chart(path, records, variants, title):
+  """Median steps to relearn to 90% of the original accuracy, per method (log scale)."""
+  fig, ax = _figure(7.0, 3.8)
+  shown, values, never = [], [], []
+  for v in variants:
+    rl = [r["relearn"] for r in records if r["variant"] == v and r.get("relearn")]
+    if not rl:
+      continue
+    steps = [x["steps_to_90"] for x in rl]
+    finite = [s for s in steps if s is not None]
+    shown.append(v)
+    values.append(np.median(finite) if finite else np.nan)
+    never.append(len(steps) - len(finite))
+  if not shown:
+    return None
+  x = np.arange(len(shown))
+  bars = ax.bar(x, np.nan_to_num(values, nan=0.0),
+                color=["black" if v == "retrain" else "#4c72b0" for v in shown])
+  ax.bar_label(bars, labels=[("-" if np.isnan(v) else f"{v:.0f}") + (f" ({n} never)" if n else "")
+                             for v, n in zip(values, never)], fontsize=7)
+  ax.set_xticks(x, shown, rotation=30, ha="right", fontsize=8)
+  ax.set_ylabel("steps to 90% of original accuracy")
+  ax.set_title(title, fontsize=10)
+  fig.savefig(path, dpi=150)
+  return path
+
+
+def matplotlib_colors(n: int):
+  from matplotlib import colormaps  # pylint: disable=import-outside-toplevel
+  cmap = colormaps["tab10" if n <= 10 else "tab20"]
+  return [cmap(i % cmap.N) for i in range(n)]
+
+
+def methods_figures(out: pathlib.Path, base: str, records, variants) -> list[pathlib.Path]:
+  """The comparison's figures: A_R vs E_F per method, and relearning steps."""
+  out = pathlib.Path(out)
+  paths = [methods_scatter(out / f"{base}_ar_ef.png", records, variants,
+                           f"{base}: A_R vs E_F per method (mean of runs; star = retrain oracle)")]
+  p = relearn_chart(out / f"{base}_relearn.png", records, variants,
+                    f"{base}: relearning (median steps to 90% of original accuracy)")
+  return paths + ([p] if p else [])

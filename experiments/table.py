@@ -22,6 +22,9 @@ machine, the per-class table with mean +- std over seeds, paper vs auto side by 
 ``<name>.csv``, ``<name>.json`` and plots ``<name>_*.png``.
 
 ``<name>`` is ``config.name``, followed by ``-<variant>`` for a variant.
+
+With ``--methods m1,m2,...`` the runner compares unlearning methods instead (the retrain
+oracle, the baselines and the mnemonic methods; see :mod:`experiments.compare`).
 """
 
 import argparse
@@ -36,7 +39,7 @@ import platform
 import shlex
 import sys
 import time
-from typing import Any, Sequence
+from typing import Any, NoReturn, Sequence
 
 import jax
 import numpy as np
@@ -57,7 +60,7 @@ def load_config(spec: str):
   """``path/to/config.py[:variant]`` -> (config, variant)."""
   path, _, variant = spec.partition(":")
   if not os.path.isfile(path):
-    raise SystemExit(f"error: config file {path} does not exist")
+    fail(f"config file {path} does not exist")
   module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
   module = importlib.util.module_from_spec(module_spec)
   module_spec.loader.exec_module(module)
@@ -111,8 +114,8 @@ def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, f
     have = json.loads(json.dumps(bundle.config))
     if have != want:
       diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
-      raise SystemExit(
-          f"error: {workdir / 'bundle'} was trained with another config (differs in {diff}); "
+      fail(
+          f"{workdir / 'bundle'} was trained with another config (differs in {diff}); "
           "delete that directory or pass another --out")
     seconds = json.loads(record.read_text())["train_seconds"] if record.exists() else None
     return bundle, seconds
@@ -147,7 +150,6 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
     new = bundle
     record.update(lambda1=None, lambda2=None, sign=None, forget_seconds=0.0,
                   forget_compile_seconds=0.0)
-    test_logits, train_logits = ctx.test_logits, ctx.train_logits
   else:
     if mode == "paper":
       new, report = workflow.forget(bundle, classes, float(config.lambda1), float(config.lambda2))
@@ -164,11 +166,29 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
         code_scores={k: v for k, v in report.to_dict().items()
                      if k in ("before", "after", "rejected")},
         search=search)
+  record.update(measure(ctx, new, classes, test, train_images, train_labels, mia_cap,
+                        logits=(ctx.test_logits, ctx.train_logits) if mode == "none" else None))
+  record["goal"] = bool(record["E_F"] >= 100.0 - 1e-9
+                        and record["A_R"] >= record["A_R_before"] - GOAL_A_R_DROP)
+  record["train_seconds"] = ctx.train_seconds
+  return record
+
+
+def measure(ctx: SeedContext, new, classes: Sequence[int], test, train_images, train_labels,
+            mia_cap: int, logits: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> dict[str, Any]:
+  """A_R, E_F, per-class and train accuracies and the three MIAs of a forgotten model.
+
+  ``logits`` (test, train) skips the prediction (for the model before forgetting).
+  """
+  record: dict[str, Any] = {}
+  if logits is None:
     start = time.perf_counter()
     test_logits = workflow.predict(new, test.images)
     train_logits = workflow.predict(new, train_images)
     record["eval_seconds"] = time.perf_counter() - start
-
+  else:
+    test_logits, train_logits = logits
   before = metrics.forgetting_metrics(ctx.test_logits, test.labels, classes)
   after = metrics.forgetting_metrics(test_logits, test.labels, classes)
   in_forget_train = np.isin(train_labels, classes)
@@ -176,12 +196,10 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
   record.update(
       A_R=after["A_R"], E_F=after["E_F"], accuracy=after["accuracy"],
       A_R_before=before["A_R"], E_F_before=before["E_F"], accuracy_before=before["accuracy"],
-      per_class=metrics.per_class_accuracy(test_logits, test.labels, bundle.num_classes).tolist(),
+      per_class=metrics.per_class_accuracy(test_logits, test.labels, new.num_classes).tolist(),
       retain_train_accuracy=float(100 * train_correct[~in_forget_train].mean()),
       forget_train_accuracy=float(100 * train_correct[in_forget_train].mean()),
       train_examples_evaluated=int(len(train_labels)))
-  record["goal"] = bool(
-      after["E_F"] >= 100.0 - 1e-9 and after["A_R"] >= before["A_R"] - GOAL_A_R_DROP)
 
   # Membership inference: members = retained training samples (capped), non-members = test
   # samples (capped), targets = every evaluated forgotten training sample.
@@ -196,7 +214,6 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
   record["mia_seconds"] = time.perf_counter() - start
   record["mia_sizes"] = {"members": int(len(retain_idx)), "non_members": int(len(test_idx)),
                          "forgotten": int(in_forget_train.sum())}
-  record["train_seconds"] = ctx.train_seconds
   return record
 
 
@@ -392,6 +409,18 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--classes", default="all", help="'all' or comma-separated class ids")
   p.add_argument("--seeds", type=int, default=3, help="number of seeds (config.seed + k)")
   p.add_argument("--lambdas", default="paper,auto", help="comma-separated: paper, auto")
+  p.add_argument("--methods", default=None,
+                 help="compare unlearning methods instead (experiments.compare): comma-"
+                      "separated names of mnemonic_jax.baselines, e.g. "
+                      "retrain,finetune,ssd,mnemonic,mnemonic-auto")
+  p.add_argument("--inputs", default="trained-codes",
+                 help="with --methods: the mnemonic methods' Fisher inputs, comma-separated: "
+                      "trained-codes, fresh-codes, zeros, one-image (the codes ablation)")
+  p.add_argument("--data", default="all",
+                 help="with --methods: training data the methods may read: none, forget, "
+                      "retain or all (default)")
+  p.add_argument("--no-relearn", action="store_true",
+                 help="with --methods: skip the relearning-time measurement")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
   p.add_argument("--out", default="experiments/results", help="output directory")
   p.add_argument("--train-cap", type=int, default=10000,
@@ -403,30 +432,59 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+def fail(message: str) -> NoReturn:
+  """A user error: one line on stderr, exit status 2."""
+  print(f"experiments.table: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
+  """The single classes of ``--classes`` and the ``--multi`` set."""
+  sets = [(c,) for c in parse_classes(args.classes, num_classes)]
+  multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
+  return sets + ([multi] if multi else [])
+
+
+def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_images,
+                 progress: bool) -> SeedContext:
+  """The trained (cached) bundle of ``seed`` and its predictions before forgetting."""
+  seed_config = config.copy_and_resolve_references()
+  seed_config.seed = seed
+  if "baselines" in seed_config:  # How the baselines run is not how the model trains.
+    del seed_config["baselines"]
+  bundle, seconds = train_or_load(seed_config, out / "cache" / name / f"seed{seed}", progress)
+  return SeedContext(
+      seed=seed, bundle=bundle, train_seconds=seconds,
+      test_logits=workflow.predict(bundle, test.images),
+      train_logits=workflow.predict(bundle, train_images), apply_fn=bundle.apply_fn())
+
+
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   args = build_parser().parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
   command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
   config, variant = load_config(args.config)
   name = run_name(config, variant)
+  if args.methods is not None:
+    from experiments import compare  # pylint: disable=import-outside-toplevel
+    try:
+      compare.parse_methods(args.methods, args.inputs, args.data)  # Before anything is written.
+    except compare.UsageError as e:
+      fail(str(e))
+    return compare.run(args, config, name, command)
   modes = [m for m in args.lambdas.split(",") if m]
   bad = [m for m in modes if m not in MODES]
   if bad or not modes:
-    raise SystemExit(f"error: unknown --lambdas {bad or args.lambdas!r}; use {','.join(MODES)}")
+    fail(f"unknown --lambdas {bad or args.lambdas!r}; use {','.join(MODES)}")
   if "paper" in modes and "auto" in (config.lambda1, config.lambda2):
-    raise SystemExit(f"error: {name} has no hand-picked lambdas; use --lambdas auto")
+    fail(f"{name} has no hand-picked lambdas; use --lambdas auto")
   rule = rule_from_config(config)
   out = pathlib.Path(args.out)
   runs_dir = out / "runs" / name
   runs_dir.mkdir(parents=True, exist_ok=True)
 
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
-  num_classes = test.info.num_classes
-  classes = parse_classes(args.classes, num_classes)
-  forget_sets = [(c,) for c in classes]
-  multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
-  if multi:
-    forget_sets.append(multi)
+  forget_sets = forget_sets_of(args, test.info.num_classes)
   seeds = [int(config.seed) + k for k in range(args.seeds)]
   plan = [(s, cs, mode) for s in seeds for cs in forget_sets for mode in ("none", *modes)]
 
@@ -448,14 +506,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
         train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
         idx = train_subset(len(train), args.train_cap)
         train_images, train_labels = train.images[idx], train.labels[idx]
-      seed_config = config.copy_and_resolve_references()
-      seed_config.seed = seed
-      bundle, seconds = train_or_load(
-          seed_config, out / "cache" / name / f"seed{seed}", not args.no_progress)
-      contexts[seed] = SeedContext(
-          seed=seed, bundle=bundle, train_seconds=seconds,
-          test_logits=workflow.predict(bundle, test.images),
-          train_logits=workflow.predict(bundle, train_images), apply_fn=bundle.apply_fn())
+      contexts[seed] = seed_context(config, seed, out, name, test, train_images,
+                                    not args.no_progress)
     record = forget_run(contexts[seed], cs, mode, config, rule, test, train_images,
                         train_labels, args.mia_cap)
     tmp = path.with_suffix(".tmp")

@@ -133,12 +133,14 @@ def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   assert [p.stat().st_mtime_ns for p in runs] == mtimes
 
 
-def test_table_runner_rejects_a_cache_from_another_config(tmp_path):
+def test_table_runner_rejects_a_cache_from_another_config(tmp_path, capsys):
   from experiments import table
 
   config = table.load_config(str(CONFIG_DIR / "digits_mlp.py") + ":quick")[0]
   config.epochs = 1
   table.train_or_load(config, tmp_path / "seed0", progress=False)
   config.epochs = 2
-  with pytest.raises(SystemExit, match="another config"):
+  with pytest.raises(SystemExit) as exit_info:
     table.train_or_load(config, tmp_path / "seed0", progress=False)
+  assert exit_info.value.code == 2
+  assert "another config" in capsys.readouterr().err

@@ -1,0 +1,448 @@
+"""Unlearning methods side by side, read against the retrain oracle (``table --methods``).
+
+Usage::
+
+  python -m experiments.table --config experiments/configs/digits_mlp.py --classes all \\
+      --seeds 3 --methods retrain,finetune,neggrad,ssd,fisher,unsir,mnemonic,mnemonic-auto \\
+      [--inputs trained-codes,fresh-codes,zeros,one-image] [--data all] [--out DIR]
+
+For each seed, the model is trained once (cached, as in :mod:`experiments.table`); then each
+class (and the ``--multi`` set) is forgotten from it by every method of ``--methods``
+through :func:`mnemonic_jax.baselines.unlearn`, with the data the method needs (the full
+training split, divided into retain and forget sets). Each result is evaluated (A_R, E_F,
+train accuracies, the three MIAs) and its **relearning time** measured
+(:mod:`mnemonic_jax.relearning`: fine-tune on 1% of the forgotten classes' training
+images mixed with retained ones; steps until their test accuracy is back to 50% and 90%
+of the original). ``retrain`` is the oracle: every other method is reported as its
+distance to the oracle of the same seed and classes.
+
+``--inputs`` adds the codes ablation: the ``mnemonic`` methods again, their Fishers and
+code scores computed from other inputs (:func:`mnemonic_jax.baselines.mnemonic.fisher_inputs`).
+
+Every run is one JSON file in ``<out>/runs/<name>/methods/`` (a rerun skips it); the
+report is ``<out>/<name>_baselines.{md,csv,json}`` with plots ``<name>_baselines_*.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime
+import json
+import pathlib
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from tqdm.auto import tqdm
+
+from mnemonic_jax import baselines, relearning, workflow
+from mnemonic_jax.baselines import mnemonic as mnemonic_lib
+from mnemonic_jax.data import load_dataset
+
+ORACLE = "retrain"
+DATA_FREE = ("mnemonic", "mnemonic-auto")
+MIAS = ("entropy_mia", "confidence_mia", "loss_mia")
+# The benchmark goal for mnemonic-auto, against the oracle of the same seed and classes.
+GOAL = {"A_R": 1.0, "mia": 2.0, "relearn": 2.0, "speedup": 100.0}
+
+
+class UsageError(ValueError):
+  """Bad ``--methods`` / ``--inputs`` / ``--data``: one line, exit 2, nothing written."""
+
+
+def parse_methods(methods: str, inputs: str, data: str) -> tuple[list[str], list[str]]:
+  """Checks ``--methods``, ``--inputs`` and ``--data`` before anything is written.
+
+  Returns:
+    ``(methods, inputs)`` as lists.
+
+  Raises:
+    UsageError: an empty or unknown method, unknown inputs, an unknown data kind, a method
+      that needs data ``--data`` does not give, or ablation inputs without a mnemonic method.
+  """
+  names = [m.strip() for m in methods.split(",") if m.strip()]
+  valid = baselines.available_methods()
+  if not names:
+    raise UsageError(f"--methods is empty; choose from {','.join(valid)}")
+  unknown = [m for m in names if m not in valid]
+  if unknown:
+    raise UsageError(f"unknown --methods {','.join(unknown)}; choose from {','.join(valid)}")
+  if data not in baselines.DATA_KINDS:
+    raise UsageError(f"unknown --data {data!r}; choose from {','.join(baselines.DATA_KINDS)}")
+  allowed = {"none": set(), "forget": {"forget"}, "retain": {"retain"},
+             "all": {"retain", "forget"}}
+  for m in names:
+    needs = allowed[baselines.get_method(m).data]
+    if not needs <= allowed[data]:
+      raise UsageError(f"{m} needs the {baselines.get_method(m).data} training data but "
+                       f"--data {data} withholds it; drop {m} or pass --data all")
+  kinds = [k.strip() for k in inputs.split(",") if k.strip()]
+  bad = [k for k in kinds if k not in mnemonic_lib.INPUTS]
+  if bad or not kinds:
+    raise UsageError(f"unknown --inputs {','.join(bad) or repr(inputs)}; choose from "
+                     f"{','.join(mnemonic_lib.INPUTS)}")
+  if set(kinds) - {"trained-codes"} and not set(names) & set(DATA_FREE):
+    raise UsageError("--inputs applies to the mnemonic methods; add mnemonic or "
+                     "mnemonic-auto to --methods")
+  if "one-image" in kinds and data not in ("all",):
+    raise UsageError("--inputs one-image reads one training image per class; pass --data all")
+  return names, kinds
+
+
+def method_config(name: str, config) -> Any:
+  """The method's config dataclass: its defaults, overridden by ``config.baselines.<name>``.
+
+  ``<name>`` is the method's name with ``-`` as ``_`` and ``+`` as ``_plus`` (e.g.
+  ``config.baselines.neggrad_plus.epochs = 40``).
+  """
+  spec = baselines.get_method(name)
+  overrides = {}
+  section = config.get("baselines") if hasattr(config, "get") else None
+  field = name.replace("-", "_").replace("+", "_plus")
+  if section is not None and field in section:
+    overrides = dict(section[field])
+  if name == "mnemonic-auto":
+    from experiments.table import rule_from_config  # pylint: disable=import-outside-toplevel
+    overrides.setdefault("rule", rule_from_config(config))
+  return dataclasses.replace(spec.config_cls(), **overrides)
+
+
+def variant(method: str, inputs: str) -> str:
+  """The run's label: the method, with ``@inputs`` for the codes ablation."""
+  return method if inputs == "trained-codes" else f"{method}@{inputs}"
+
+
+def plan_variants(methods: Sequence[str], inputs: Sequence[str]) -> list[tuple[str, str]]:
+  """``(method, inputs)`` pairs to run: every method, then the ablation of the mnemonic ones."""
+  pairs = [(m, "trained-codes") for m in methods]
+  pairs += [(m, k) for k in inputs if k != "trained-codes" for m in methods if m in DATA_FREE]
+  return pairs
+
+
+def run_method(ctx, classes: Sequence[int], method: str, inputs: str, config, test,
+               train_full, eval_images, eval_labels, mia_cap: int, relearn: bool,
+               data_kind: str) -> dict[str, Any]:
+  """Forgets ``classes`` from ``ctx.bundle`` with ``method``; evaluated, attacked, relearned."""
+  from experiments.table import measure  # pylint: disable=import-outside-toplevel
+
+  bundle = ctx.bundle
+  key = jax.random.fold_in(jax.random.key(ctx.seed), 7)
+  data = baselines.UnlearnData.from_training(
+      train_full.images, train_full.labels, classes,
+      retain=data_kind in ("retain", "all"), forget=data_kind in ("forget", "all"))
+  source = bundle
+  if inputs != "trained-codes":
+    fake = mnemonic_lib.fisher_inputs(inputs, bundle, jax.random.fold_in(key, 1),
+                                      baselines.Split(train_full.images, train_full.labels))
+    source = bundle.replace(codes=np.asarray(fake))
+  new, report = baselines.unlearn(method, source, classes, data, method_config(method, config),
+                                  key=key)
+  new = new.replace(codes=bundle.codes)
+  record: dict[str, Any] = {
+      "seed": ctx.seed, "classes": list(classes), "method": method, "inputs": inputs,
+      "variant": variant(method, inputs), "data": report.data, "seconds": report.seconds,
+      "compile_seconds": report.compile_seconds, "steps": report.steps,
+      "examples": report.examples, "details": report.details}
+  record.update(measure(ctx, new, classes, test, eval_images, eval_labels, mia_cap))
+  record["relearn"] = relearn_record(ctx, new, classes, test, train_full) if relearn else None
+  return record
+
+
+def relearn_record(ctx, bundle, classes, test, train_full) -> dict[str, Any]:
+  """Relearning time of ``bundle`` on the forgotten ``classes`` (see module docstring)."""
+  key = jax.random.fold_in(jax.random.key(ctx.seed), 11)
+  split = baselines.UnlearnData.from_training(train_full.images, train_full.labels, classes)
+  in_forget = np.isin(test.labels, classes)
+  probe = baselines.Split(workflow.prepare_images(test.images[in_forget], bundle.input_shape),
+                          test.labels[in_forget])
+  reference = 100 * float(np.mean(
+      np.argmax(ctx.test_logits[in_forget], -1) == test.labels[in_forget]))
+  sample = relearning.relearn_sample(split.forget, key=jax.random.fold_in(key, 0))
+  config = relearning.RelearnConfig()
+  result = relearning.relearn_steps(bundle, sample, split.retain, probe, reference, config,
+                                    key=jax.random.fold_in(key, 1))
+  return {**result.to_dict(), "max_steps": config.max_steps}
+
+
+# ----------------------------------------------------------------------------------------
+# Report.
+
+
+def oracle_distances(records: list[dict[str, Any]]) -> None:
+  """Adds to each record its distance to the oracle run of the same seed and classes."""
+  oracles = {(r["seed"], tuple(r["classes"])): r for r in records if r["method"] == ORACLE}
+  for r in records:
+    o = oracles.get((r["seed"], tuple(r["classes"])))
+    if o is None or r is o:
+      r["oracle"] = None
+      continue
+    r["oracle"] = {
+        "A_R": r["A_R"] - o["A_R"], "E_F": r["E_F"] - o["E_F"],
+        **{m: mia_points(r, m) - mia_points(o, m) for m in MIAS},
+        **{f"relearn_{t}": relearn_ratio(r, o, t) for t in ("50", "90")}}
+
+
+def mia_points(record: dict[str, Any], name: str) -> float:
+  """An MIA score in percentage points (the entropy attack reports a fraction)."""
+  value = record["mia"][name]
+  return 100.0 * value if name == "entropy_mia" else value
+
+
+def relearn_steps_of(record: dict[str, Any], target: str) -> float:
+  """Steps to relearn to ``target``% of the original; inf when never reached."""
+  rl = record.get("relearn")
+  if not rl:
+    return float("nan")
+  steps = rl[f"steps_to_{target}"]
+  return float("inf") if steps is None else float(steps)
+
+
+def relearn_ratio(record, oracle, target: str) -> float | None:
+  """Relearning steps relative to the oracle's (>= 1: at least as slow as the oracle)."""
+  mine, theirs = relearn_steps_of(record, target), relearn_steps_of(oracle, target)
+  if np.isnan(mine) or np.isnan(theirs):
+    return None
+  if np.isinf(theirs):
+    return None if np.isinf(mine) else mine / max(relearning_budget(oracle), 1)
+  return float("inf") if np.isinf(mine) else mine / max(theirs, 1.0)
+
+
+def relearning_budget(record) -> int:
+  return int(record["relearn"]["max_steps"])
+
+
+def goal_check(r: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, bool] | None:
+  """The benchmark goal of a data-free run against the oracle and the data-based methods."""
+  d = r.get("oracle")
+  if d is None:
+    return None
+  others = [o for o in records if o["seed"] == r["seed"] and o["classes"] == r["classes"]
+            and o["data"] != "none" and o["method"] != ORACLE and o["E_F"] >= 99.0]
+  fastest = min((o["seconds"] for o in others), default=None)
+  ratios = [d[f"relearn_{t}"] for t in ("50", "90")]
+  return {
+      "A_R": abs(d["A_R"]) <= GOAL["A_R"],
+      "E_F": r["E_F"] >= 100.0 - 1e-9,
+      "mia": all(abs(d[m]) <= GOAL["mia"] for m in MIAS),
+      "relearn": all(x is None or x >= 1.0 / GOAL["relearn"] for x in ratios),
+      "speed": fastest is not None and r["seconds"] * GOAL["speedup"] <= fastest,
+  }
+
+
+def _mean(values, digits=1):
+  from experiments.table import mean_std  # pylint: disable=import-outside-toplevel
+  return mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
+
+
+def _relearn_cell(rs, target):
+  steps = [relearn_steps_of(r, target) for r in rs]
+  steps = [s for s in steps if not np.isnan(s)]
+  if not steps:
+    return "-"
+  never = sum(np.isinf(s) for s in steps)
+  finite = [s for s in steps if np.isfinite(s)]
+  cell = f"{np.median(finite):.0f}" if finite else ""
+  return cell + (f" ({never} never)" if never else "")
+
+
+def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
+                 variants: Sequence[str], forget_sets, seeds, class_names, command: str,
+                 notes: Sequence[str]) -> pathlib.Path:
+  """Writes ``<name>_baselines.{md,csv,json}`` and its plots; returns the Markdown path."""
+  from experiments import plots  # pylint: disable=import-outside-toplevel
+  from experiments.table import class_label, machine_line  # pylint: disable=import-outside-toplevel
+
+  oracle_distances(records)
+  base = f"{name}_baselines"
+  by_variant = {v: [r for r in records if r["variant"] == v] for v in ("none", *variants)}
+  lines = [f"# {name}: unlearning methods against the retrain oracle", "",
+           f"Command: `{command}`", "", f"Machine: {machine_line()}", "",
+           f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Seeds: "
+           f"{', '.join(map(str, seeds))}. Forgotten: "
+           + ", ".join(class_label(cs[0], class_names) if len(cs) == 1 else
+                       "{" + ",".join(map(str, cs)) + "}" for cs in forget_sets)
+           + ". Each seed trains one model; every method forgets each set from it "
+           "separately; `retrain` trains a new model without the set (same config and seed).",
+           "", "Config: " + ", ".join(f"{k}={v}" for k, v in workflow.to_plain(config).items()),
+           ""]
+  lines += [n + "\n" for n in notes]
+  lines += [
+      "## Summary (mean ± std over every class x seed run)", "",
+      "**data**: the training data a method reads (none / forget / retain / all). **s**: "
+      "seconds of the method with compilation apart (**compile s**). Δ columns: the "
+      "method minus the retrain oracle of the same seed and classes (A_R, E_F in points; "
+      "MIAs in points, the entropy attack as %). **relearn 50/90**: median steps to relearn "
+      "the forgotten classes to 50% / 90% of their original test accuracy (fine-tuning on "
+      "1% of their training images mixed with retained ones; 'never' = not within the "
+      "budget); the oracle never knew the class, so a method relearning much faster than "
+      "it has forgotten shallowly.", ""]
+  lines += ["| method | data | A_R | E_F | ΔA_R | ΔE_F | Δentropy MIA | Δconfidence MIA "
+            "| Δloss MIA | relearn 50 | relearn 90 | s | compile s | steps |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+  for v, rs in by_variant.items():
+    if not rs:
+      continue
+    delta = lambda k: _mean([r["oracle"][k] for r in rs if r.get("oracle")], 2)
+    lines.append(
+        f"| {v} | {rs[0]['data']} | {_mean([r['A_R'] for r in rs])} | "
+        f"{_mean([r['E_F'] for r in rs])} | {delta('A_R')} | {delta('E_F')} | "
+        f"{delta('entropy_mia')} | {delta('confidence_mia')} | {delta('loss_mia')} | "
+        f"{_relearn_cell(rs, '50')} | {_relearn_cell(rs, '90')} | "
+        f"{_mean([r['seconds'] for r in rs], 3)} | {_mean([r['compile_seconds'] for r in rs], 2)} "
+        f"| {_mean([r['steps'] for r in rs], 0)} |")
+  lines.append("")
+
+  lines += ["## Absolute MIA scores (mean ± std)", "",
+            "entropy: fraction of forgotten training samples an entropy attack calls member "
+            "(lower is better); confidence: MIA-efficacy, % called non-member (higher is "
+            "better); loss: CV accuracy telling forgotten training samples from unseen test "
+            "samples of their classes (50 ideal). `none` = the model before forgetting. Read "
+            "them against `retrain`.", "",
+            "| method | entropy MIA | confidence MIA | loss MIA | retained train acc | "
+            "forgotten train acc |", "|---|---|---|---|---|---|"]
+  for v, rs in by_variant.items():
+    if rs:
+      lines.append(f"| {v} | {_mean([r['mia']['entropy_mia'] for r in rs], 3)} | "
+                   f"{_mean([r['mia']['confidence_mia'] for r in rs])} | "
+                   f"{_mean([r['mia']['loss_mia'] for r in rs])} | "
+                   f"{_mean([r['retain_train_accuracy'] for r in rs])} | "
+                   f"{_mean([r['forget_train_accuracy'] for r in rs])} |")
+  lines.append("")
+
+  auto = [r for r in records if r["variant"] == "mnemonic-auto"]
+  if auto and any(r.get("oracle") for r in auto):
+    lines += goal_section(auto, records, class_names)
+
+  lines += ["## Per forgotten set (mean over seeds): A_R / E_F", ""]
+  shown = [v for v in variants if by_variant.get(v)]
+  lines += ["| forgotten | " + " | ".join(shown) + " |", "|---|" + "---|" * len(shown)]
+  for cs in forget_sets:
+    cells = []
+    for v in shown:
+      rs = [r for r in by_variant[v] if tuple(r["classes"]) == tuple(cs)]
+      cells.append(f"{np.mean([r['A_R'] for r in rs]):.1f} / {np.mean([r['E_F'] for r in rs]):.1f}"
+                   if rs else "-")
+    label = class_label(cs[0], class_names) if len(cs) == 1 else "{" + ",".join(map(str, cs)) + "}"
+    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+  lines.append("")
+
+  figures = plots.methods_figures(out, base, records, shown)
+  lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+  (out / f"{base}.md").write_text("\n".join(lines))
+  (out / f"{base}.json").write_text(json.dumps(
+      {"command": command, "machine": machine_line(), "config": workflow.to_plain(config),
+       "runs": records}, indent=1, default=_json_default))
+  fields = ["seed", "classes", "variant", "method", "inputs", "data", "A_R", "E_F",
+            "A_R_before", "E_F_before", *MIAS, "relearn_50", "relearn_90", "seconds",
+            "compile_seconds", "steps", "d_A_R", "d_E_F"]
+  with open(out / f"{base}.csv", "w", newline="") as f:
+    writer = csv.DictWriter(f, fields, extrasaction="ignore")
+    writer.writeheader()
+    for r in records:
+      row = {**r, **r["mia"], "classes": " ".join(map(str, r["classes"])),
+             "relearn_50": relearn_steps_of(r, "50"), "relearn_90": relearn_steps_of(r, "90"),
+             "d_A_R": (r.get("oracle") or {}).get("A_R"),
+             "d_E_F": (r.get("oracle") or {}).get("E_F")}
+      writer.writerow(row)
+  return out / f"{base}.md"
+
+
+def goal_section(auto, records, class_names) -> list[str]:
+  """The benchmark goal of ``mnemonic-auto``, run by run, with where it misses."""
+  from experiments.table import class_label  # pylint: disable=import-outside-toplevel
+
+  checks = [(r, goal_check(r, records)) for r in auto]
+  checks = [(r, c) for r, c in checks if c is not None]
+  parts = ("A_R", "E_F", "mia", "relearn", "speed")
+  lines = ["## Goal: mnemonic-auto against the oracle", "",
+           f"Per run: A_R within {GOAL['A_R']:g} point of the oracle's; E_F = 100; every MIA "
+           f"within {GOAL['mia']:g} points of the oracle's; relearning (50% and 90%) no faster "
+           f"than {1 / GOAL['relearn']:g}x the oracle's steps; at least {GOAL['speedup']:g}x "
+           "faster than the fastest data-based method reaching E_F >= 99 on the same run "
+           "(seconds with compilation apart).", "",
+           "| criterion | runs meeting it |", "|---|---|"]
+  for p in parts:
+    lines.append(f"| {p} | {sum(c[p] for _, c in checks)} / {len(checks)} |")
+  lines.append(f"| all | {sum(all(c.values()) for _, c in checks)} / {len(checks)} |")
+  misses = [(r, c) for r, c in checks if not all(c.values())]
+  if misses:
+    lines += ["", "Misses:", "", "| seed | forgotten | missed | ΔA_R | E_F | ΔMIAs (ent/conf/loss) "
+              "| relearn ratio 50/90 |", "|---|---|---|---|---|---|---|"]
+    for r, c in misses:
+      d = r["oracle"]
+      fmt = lambda x: "-" if x is None else ("never" if np.isinf(x) else f"{x:.2f}")
+      label = (class_label(r["classes"][0], class_names) if len(r["classes"]) == 1
+               else "{" + ",".join(map(str, r["classes"])) + "}")
+      lines.append(
+          f"| {r['seed']} | {label} | {', '.join(p for p in parts if not c[p])} | "
+          f"{d['A_R']:+.2f} | {r['E_F']:.1f} | {d['entropy_mia']:+.1f} / "
+          f"{d['confidence_mia']:+.1f} / {d['loss_mia']:+.1f} | "
+          f"{fmt(d['relearn_50'])} / {fmt(d['relearn_90'])} |")
+  return lines + [""]
+
+
+def _json_default(obj):
+  if isinstance(obj, (np.floating, np.integer)):
+    return obj.item()
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  if dataclasses.is_dataclass(obj):
+    return dataclasses.asdict(obj)
+  return str(obj)
+
+
+# ----------------------------------------------------------------------------------------
+# Main.
+
+
+def run(args, config, name: str, command: str) -> pathlib.Path:
+  """``table --methods``: plan, run (skipping cached runs), report."""
+  from experiments import table  # pylint: disable=import-outside-toplevel
+
+  methods, inputs = parse_methods(args.methods, args.inputs, args.data)
+  variants = plan_variants(methods, inputs)
+  test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
+  num_classes = test.info.num_classes
+  forget_sets = table.forget_sets_of(args, num_classes)
+  seeds = [int(config.seed) + k for k in range(args.seeds)]
+  out = pathlib.Path(args.out)
+  runs_dir = out / "runs" / name / "methods"
+  runs_dir.mkdir(parents=True, exist_ok=True)
+  plan = [(s, cs, m, k) for s in seeds for cs in forget_sets
+          for m, k in [("none", "trained-codes"), *variants]]
+
+  records, ctx, train, train_full = [], None, None, None
+  bar = tqdm(plan, desc=f"{name} methods", unit="run", disable=args.no_progress)
+  for seed, cs, method, kind in bar:
+    path = runs_dir / f"{table.run_key(seed, cs, variant(method, kind))}.json"
+    bar.set_postfix_str(path.stem)
+    if path.exists():
+      records.append(json.loads(path.read_text()))
+      continue
+    if train is None:
+      train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
+      idx = table.train_subset(len(train), args.train_cap)
+    if ctx is None or ctx.seed != seed:
+      ctx = table.seed_context(config, seed, out, name, test, train.images[idx],
+                               not args.no_progress)
+      train_full = baselines.Split(
+          workflow.prepare_images(train.images, ctx.bundle.input_shape), train.labels)
+    if method == "none":
+      record = {"seed": seed, "classes": list(cs), "method": "none", "inputs": kind,
+                "variant": "none", "data": "none", "seconds": 0.0, "compile_seconds": 0.0,
+                "steps": 0, "examples": {}, "details": {}, "relearn": None}
+      record.update(table.measure(ctx, ctx.bundle, cs, test, train.images[idx],
+                                  train.labels[idx], args.mia_cap,
+                                  logits=(ctx.test_logits, ctx.train_logits)))
+    else:
+      record = run_method(ctx, cs, method, kind, config, test, train_full, train.images[idx],
+                          train.labels[idx], args.mia_cap, not args.no_relearn, args.data)
+    record["train_seconds"] = ctx.train_seconds
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=_json_default))
+    tmp.replace(path)
+    records.append(record)
+  bar.close()
+  return write_report(out, name, config, records, [variant(m, k) for m, k in variants],
+                      forget_sets, seeds, list(test.info.class_names), command, args.note)

@@ -1,0 +1,89 @@
+"""The methods comparison (``experiments.table --methods``): bad input, end to end, rerun."""
+
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TINY_CONFIG = '''
+from mnemonic_jax.configs import paper_mlp_config
+
+def get_config(variant=""):
+  config = paper_mlp_config("tiny", "digits", epochs=25, checkpoint_every=10_000)
+  config.model_kwargs.hidden = (32,)
+  config.learning_rate = 0.1
+  return config
+'''
+
+
+@pytest.fixture()
+def tiny_config(tmp_path):
+  path = tmp_path / "tiny.py"
+  path.write_text(TINY_CONFIG)
+  return path
+
+
+def run_table(*args, cwd):
+  return subprocess.run([sys.executable, "-m", "experiments.table", *args], cwd=cwd,
+                        capture_output=True, text=True, timeout=300,
+                        env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin",
+                             "JAX_PLATFORMS": "cpu"})
+
+
+@pytest.mark.parametrize("methods, extra, message", [
+    ("nosuch,ssd", [], "unknown --methods nosuch"),
+    ("", [], "--methods is empty"),
+    (",", [], "--methods is empty"),
+    ("finetune", ["--data", "none"], "finetune needs the retain"),
+    ("neggrad", ["--data", "retain"], "neggrad needs the forget"),
+    ("mnemonic", ["--inputs", "zeros,bogus"], "unknown --inputs bogus"),
+    ("ssd", ["--inputs", "zeros"], "add mnemonic or mnemonic-auto"),
+    ("mnemonic", ["--data", "none", "--inputs", "one-image"], "pass --data all"),
+])
+def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, methods,
+                                                             extra, message):
+  out = tmp_path / "out"
+  result = run_table("--config", str(tiny_config), "--methods", methods, "--out", str(out),
+                     *extra, cwd=tmp_path)
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], result.stderr
+  if "unknown --methods" in message or "empty" in message:  # The valid choices are named.
+    assert "retrain" in lines[0] and "mnemonic-auto" in lines[0]
+  assert not out.exists()
+
+
+def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_config,
+                                                              monkeypatch):
+  from experiments import compare, table
+
+  argv = ["--config", str(tiny_config), "--classes", "3", "--seeds", "1", "--multi", "",
+          "--methods", "retrain,finetune,mnemonic,mnemonic-auto", "--inputs",
+          "trained-codes,zeros", "--out", str(tmp_path), "--no-progress", "--mia-cap", "200"]
+  report = table.main(argv)
+  assert report == tmp_path / "tiny_baselines.md"
+  runs = sorted(p.stem for p in (tmp_path / "runs" / "tiny" / "methods").glob("*.json"))
+  assert runs == sorted(f"seed0-c3-{v}" for v in (
+      "none", "retrain", "finetune", "mnemonic", "mnemonic-auto", "mnemonic@zeros",
+      "mnemonic-auto@zeros"))
+  records = json.loads((tmp_path / "tiny_baselines.json").read_text())["runs"]
+  by = {r["variant"]: r for r in records}
+  oracle = by["retrain"]
+  assert oracle["data"] == "retain" and oracle["examples"]["forget"] == 0
+  assert oracle["E_F"] == 100.0  # The oracle never saw class 3.
+  assert oracle["steps"] > 0 and oracle["relearn"]["steps_to_90"] is not None
+  assert by["mnemonic-auto"]["data"] == "none" and by["mnemonic-auto"]["steps"] == 0
+  d = by["finetune"]["oracle"]
+  assert d["A_R"] == pytest.approx(by["finetune"]["A_R"] - oracle["A_R"])
+  assert by["mnemonic@zeros"]["inputs"] == "zeros"
+  text = report.read_text()
+  assert "Goal: mnemonic-auto against the oracle" in text and "| retrain | retain |" in text
+  for suffix in ("_baselines.csv", "_baselines_ar_ef.png", "_baselines_relearn.png"):
+    assert (tmp_path / f"tiny{suffix}").exists(), suffix
+
+  monkeypatch.setattr(compare, "run_method", lambda *a, **k: pytest.fail("rerun ran again"))
+  monkeypatch.setattr(table, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
+  table.main(argv)
