@@ -474,13 +474,18 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
 
 
 def _count_nonfinite(leaf: Any) -> int:
-  """Number of NaN/inf entries of a floating-point leaf (0 for other dtypes)."""
+  """Number of NaN/inf entries of a floating-point leaf (0 for other dtypes).
+
+  Counted on the host (no compilation per shape), except for arrays spread over several
+  hosts, which are counted where they live.
+  """
   if isinstance(leaf, jax.Array):
     if not jnp.issubdtype(leaf.dtype, jnp.inexact):
       return 0
-    return int(leaf.size - jnp.count_nonzero(jnp.isfinite(leaf)))
+    if not leaf.is_fully_addressable:
+      return int(leaf.size - jnp.count_nonzero(jnp.isfinite(leaf)))
   array = np.asarray(leaf)
-  if not np.issubdtype(array.dtype, np.inexact):
+  if not jnp.issubdtype(array.dtype, jnp.inexact):  # jnp's knows bfloat16 and float8 too.
     return 0
   return int(array.size - np.count_nonzero(np.isfinite(array)))
 
@@ -489,7 +494,7 @@ def nonfinite_leaves(tree: PyTree) -> list[tuple[str, int]]:
   """``[(path, count), ...]`` of the leaves of ``tree`` holding NaN or inf values.
 
   Args:
-    tree: a pytree of arrays (jax arrays are counted on their device).
+    tree: a pytree of arrays.
 
   Returns:
     One ``("Dense_0/kernel", number of non-finite entries)`` per offending leaf, in

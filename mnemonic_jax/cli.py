@@ -14,9 +14,13 @@ Subcommands::
 Every command parses its arguments and calls the library; the work happens in
 :mod:`mnemonic_jax.workflow`, :mod:`mnemonic_jax.checkpointing` and
 :mod:`mnemonic_jax.plotting`. A user error (unknown class, missing or foreign checkpoint,
-dataset that does not fit the model, lambda <= 0, existing output without ``--force``,
-...) prints one line ``mnemonic-jax: error: ...`` on stderr, exits with status 2 and
-writes nothing. Progress bars go to stderr (``--quiet`` hides them); results go to stdout.
+dataset that does not fit the model, lambda <= 0 or beyond what float32 holds, existing
+output without ``--force``, an output that is, contains or lies inside an input (symlinks
+resolved), non-finite codes, parameters or normalisation, ...) prints one line
+``mnemonic-jax: error: ...`` on stderr, exits with status 2 and writes nothing. Progress
+bars go to stderr (``--quiet`` hides them); results go to stdout, warnings included (a
+forget whose lambda search missed its rule, or whose forgotten codes are still classified
+right, says so and records it in the bundle's history).
 """
 
 from __future__ import annotations
@@ -289,9 +293,10 @@ def build_parser() -> argparse.ArgumentParser:
       "and the seconds forgetting took.\n\n"
       f"Writes into OUTPUT_DIR: {DEMO_FILES[0]}/ and {DEMO_FILES[1]}/ (the bundles) and "
       f"{DEMO_FILES[2]} (bar chart). An existing OUTPUT_DIR is reused: these three are "
-      "replaced, anything else in it is left alone (a non-bundle directory in the way of a "
-      "bundle is refused, not deleted). Training checkpoints go to a temporary directory, "
-      "so every run trains afresh.",
+      "replaced, anything else in it is left alone (a non-bundle directory, or a bundle "
+      "holding other files, in the way of a bundle is refused before training, not "
+      "deleted; a symlink is replaced, never written through). Training checkpoints go to "
+      "a temporary directory, so every run trains afresh.",
       "examples:\n"
       "  mnemonic-jax demo\n"
       "  mnemonic-jax demo --output-dir /tmp/demo --class 7 --epochs 100",
@@ -603,20 +608,25 @@ def _check_no_overlap(outputs: Sequence[tuple[str, pathlib.Path]],
   Raises:
     UsageError: an output and an input overlap, either way round.
   """
+  def shown(path):
+    real = os.path.realpath(path)
+    return f"{path}" + (f" (resolved: {real})" if real != os.fspath(path) else "")
+
   for out_what, out in outputs:
     for in_what, src in inputs:
       if _inside(os.fspath(src), os.fspath(out)) and _inside(os.fspath(out), os.fspath(src)):
         raise UsageError(
-            f"{out_what} {out} is the input {in_what}, which is never modified; choose an "
-            "output outside every input")
+            f"{out_what} {shown(out)} is the input {in_what}, which is never modified; "
+            "choose an output outside every input")
       if _inside(os.fspath(src), os.fspath(out)):
         raise UsageError(
-            f"{out_what} {out} contains the input {in_what} {src}, which is never modified "
-            "(replacing the output would delete it); choose an output outside every input")
+            f"{out_what} {shown(out)} contains the input {in_what} {shown(src)}, which is "
+            "never modified (replacing the output would delete it); choose an output "
+            "outside every input")
       if _inside(os.fspath(out), os.fspath(src)):
         raise UsageError(
-            f"{out_what} {out} would write into the input {in_what} {src}, which is never "
-            "modified; choose an output outside every input")
+            f"{out_what} {shown(out)} would write into the input {in_what} {shown(src)}, "
+            "which is never modified; choose an output outside every input")
 
 
 def _check_output(output: pathlib.Path, inputs: Sequence[tuple[str, pathlib.Path]],

@@ -288,8 +288,10 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
     count = int(round(still * len(classes)))
     warnings.append(
         f"{count} of {len(classes)} forgotten class code(s) are still classified as their "
-        f"class after forgetting ({100.0 * still:.0f}%): the class{'es' if len(classes) > 1 else ''}"
-        " may not be forgotten; try larger lambdas or 'auto'")
+        f"class after forgetting ({100.0 * still:.0f}%): the "
+        f"class{'es' if len(classes) > 1 else ''} may not be forgotten; "
+        + ("try forgetting fewer classes at a time, or larger lambdas"
+           if request.get("lambdas") == AUTO else "try larger lambdas, or 'auto'"))
   return warnings
 
 
