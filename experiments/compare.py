@@ -20,7 +20,8 @@ distance to the oracle of the same seed and classes.
 code scores computed from other inputs (:func:`mnemonic_jax.baselines.mnemonic.fisher_inputs`).
 
 Every run is one JSON file in ``<out>/runs/<name>/methods/`` (a rerun skips it); the
-report is ``<out>/<name>_baselines.{md,csv,json}`` with plots ``<name>_baselines_*.png``.
+report is ``<out>/<name>_baselines.{md,csv,json}`` (``--report`` names another) with plots
+``<name>_baselines_*.png``.
 """
 
 from __future__ import annotations
@@ -248,13 +249,14 @@ def _relearn_cell(rs, target):
 
 def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
                  variants: Sequence[str], forget_sets, seeds, class_names, command: str,
-                 notes: Sequence[str]) -> pathlib.Path:
-  """Writes ``<name>_baselines.{md,csv,json}`` and its plots; returns the Markdown path."""
+                 notes: Sequence[str], base: str | None = None) -> pathlib.Path:
+  """Writes ``<base>.{md,csv,json}`` and its plots (``base``: ``<name>_baselines`` by
+  default); returns the Markdown path."""
   from experiments import plots  # pylint: disable=import-outside-toplevel
   from experiments.table import class_label, machine_line  # pylint: disable=import-outside-toplevel
 
   oracle_distances(records)
-  base = f"{name}_baselines"
+  base = base or f"{name}_baselines"
   by_variant = {v: [r for r in records if r["variant"] == v] for v in ("none", *variants)}
   lines = [f"# {name}: unlearning methods against the retrain oracle", "",
            f"Command: `{command}`", "", f"Machine: {machine_line()}", "",
@@ -310,6 +312,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
                    f"{_mean([r['forget_train_accuracy'] for r in rs])} |")
   lines.append("")
 
+  lines += ablation_section(records)
   auto = [r for r in records if r["variant"] == "mnemonic-auto"]
   if auto and any(r.get("oracle") for r in auto):
     lines += goal_section(auto, records, class_names)
@@ -346,6 +349,30 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
              "d_E_F": (r.get("oracle") or {}).get("E_F")}
       writer.writerow(row)
   return out / f"{base}.md"
+
+
+def ablation_section(records: list[dict[str, Any]]) -> list[str]:
+  """The codes ablation: the mnemonic methods with their Fishers from other inputs."""
+  runs = [r for r in records if r["method"] in DATA_FREE]
+  kinds = [k for k in mnemonic_lib.INPUTS if any(r["inputs"] == k for r in runs)]
+  if kinds == ["trained-codes"] or not kinds:
+    return []
+  lines = ["## Do the codes matter? (Fisher inputs ablation)", "",
+           "The mnemonic methods with the Fishers and code scores computed from other inputs "
+           "than the trained codes: fresh random codes the model never saw, all-zero inputs, "
+           "one real training image per class. Goal = E_F 100 and A_R at most 1 point below "
+           "the model's before forgetting.", "",
+           "| inputs | method | A_R | ΔA_R vs before | E_F | goal |", "|---|---|---|---|---|---|"]
+  for kind in kinds:
+    for method in DATA_FREE:
+      rs = [r for r in runs if r["inputs"] == kind and r["method"] == method]
+      if not rs:
+        continue
+      goal = sum(r["E_F"] >= 100.0 - 1e-9 and r["A_R"] >= r["A_R_before"] - 1.0 for r in rs)
+      lines.append(f"| {kind} | {method} | {_mean([r['A_R'] for r in rs])} | "
+                   f"{_mean([r['A_R'] - r['A_R_before'] for r in rs], 2)} | "
+                   f"{_mean([r['E_F'] for r in rs])} | {goal} / {len(rs)} |")
+  return lines + [""]
 
 
 def goal_section(auto, records, class_names) -> list[str]:
@@ -445,4 +472,5 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
     records.append(record)
   bar.close()
   return write_report(out, name, config, records, [variant(m, k) for m, k in variants],
-                      forget_sets, seeds, list(test.info.class_names), command, args.note)
+                      forget_sets, seeds, list(test.info.class_names), command, args.note,
+                      args.report)

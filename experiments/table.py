@@ -421,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "retain or all (default)")
   p.add_argument("--no-relearn", action="store_true",
                  help="with --methods: skip the relearning-time measurement")
+  p.add_argument("--report", default=None,
+                 help="with --methods: the report's base name (default: <name>_baselines)")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
   p.add_argument("--out", default="experiments/results", help="output directory")
   p.add_argument("--train-cap", type=int, default=10000,
