@@ -1,7 +1,6 @@
 """The common signature of the unlearning methods (``mnemonic_jax.baselines.base``) and the
 paper's method behind it (``mnemonic``, ``mnemonic-auto``, the codes ablation's inputs)."""
 
-import dataclasses
 
 import chex
 import jax

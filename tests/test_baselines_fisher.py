@@ -8,7 +8,6 @@ bitwise unchanged, keeps the dtypes, refuses bad requests, and forgets class 3.
 import math
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,8 +15,8 @@ import pytest
 
 import mnemonic_jax.baselines.fisher_forgetting as ff
 import mnemonic_jax.baselines.ssd as ssd
-from mnemonic_jax import baselines, metrics, models
-from mnemonic_jax.bundle import Bundle, host_copy
+from mnemonic_jax import baselines, metrics
+from mnemonic_jax.bundle import host_copy
 
 METHODS = ("ssd", "ssd-exact", "fisher")
 FORGET = 3
@@ -305,28 +304,11 @@ def test_fisher_method_deterministic_per_key(digits):
   assert _class_accuracy(one, test) < 30.0
 
 
-class _ConvBN(nn.Module):
-  """Conv -> BatchNorm -> Dense: the factorized Fisher path and BatchNorm statistics."""
-
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = nn.Conv(4, (3, 3))(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
-    return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("method", METHODS)
-def test_batch_norm_model(method, digits, monkeypatch):
-  monkeypatch.setitem(models._REGISTRY, "conv_bn_fisher_test", _ConvBN)
+def test_batch_norm_model(method, digits, conv_bn_bundle):
   _, data, _ = digits
-  model = models.create_model("conv_bn_fisher_test", 10)
-  variables = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
-  stats = jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])  # Not the identity.
-  bundle = Bundle("conv_bn_fisher_test", {}, variables["params"], stats,
-                  jnp.zeros((10, 8, 8, 1)), 10, (8, 8, 1), mean=(0.5,), std=(0.25,))
+  bundle = conv_bn_bundle
   small = baselines.UnlearnData(retain=baselines.Split(*(a[:96] for a in data.retain)),
                                 forget=baselines.Split(*(a[:32] for a in data.forget)))
   before = host_copy((bundle.params, bundle.batch_stats))

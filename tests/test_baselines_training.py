@@ -1,7 +1,6 @@
 """The training baselines: retrain (the oracle), finetune, neggrad, neggrad+, random-labels."""
 
 import chex
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -276,31 +275,11 @@ def test_random_labels_counts_each_set(tiny_digits_bundle):
   assert str(FORGET[0]) not in map(str, report.details["relabelled"])
 
 
-class _TinyBN(nn.Module):
-  """Conv -> BatchNorm -> ReLU -> mean -> Dense: a BatchNorm model that compiles fast."""
-
-  num_classes: int
-
-  @nn.compact
-  def __call__(self, x, train: bool = False):
-    x = nn.Conv(4, (3, 3))(x)
-    x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
-    return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
-
-
-def _bn_bundle(name):
-  model = models.create_model(name, 10)
-  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1)), train=False))(
-      jax.random.key(0))
-  return Bundle(name, {}, variables["params"], variables["batch_stats"],
-                jnp.zeros((10, 8, 8, 1)), 10, (8, 8, 1), mean=(0.5,), std=(0.25,))
-
-
 @pytest.mark.parametrize("name, train_mode", [("finetune", True), ("neggrad", True),
                                               ("neggrad+", False), ("random-labels", True)])
-def test_batch_norm_statistics_come_back(name, train_mode, tiny_digits_bundle, monkeypatch):
-  monkeypatch.setitem(models._REGISTRY, "tiny_bn_test", _TinyBN)
-  bundle = _bn_bundle("tiny_bn_test")
+def test_batch_norm_statistics_come_back(name, train_mode, tiny_digits_bundle,
+                                         conv_bn_bundle):
+  bundle = conv_bn_bundle
   _, train, _ = tiny_digits_bundle
   before = _host(_bundle_arrays(bundle))
   config = dict(TINY)[name]
