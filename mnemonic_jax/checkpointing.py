@@ -7,12 +7,22 @@ one ``ocp.args.Composite`` with two items::
     _CHECKPOINT_METADATA, commit_success.txt   Orbax's own bookkeeping
     arrays/                                   StandardSave of {"params", "batch_stats", "codes"}
     meta/metadata                             JsonSave: format marker, version, model spec,
-                                              normalisation, class names, config, history
+                                              normalisation, class names, config, history,
+                                              and the SHA-256 of every file under arrays/
 
 :func:`load_bundle` needs nothing but the path: it reads ``meta`` first, builds the model
 from the registry, derives the abstract variables with :func:`jax.eval_shape` and restores
 the arrays into that abstract target, so a checkpoint that does not fit its own model spec
 fails with a clear message instead of producing a broken model.
+
+Integrity: :func:`save_bundle` records the SHA-256 of every file under ``arrays/`` in the
+metadata (``array_sha256``) and :func:`load_bundle` verifies them before reading any array,
+so a flipped byte, a truncated or swapped chunk is refused with one line naming the file.
+Bundles written before checksums were recorded carry none and still load (unverified).
+Every metadata field is checked for type, range and agreement with the arrays (dtype, mean
+and std length vs channels, history entries, class count) and every size it declares is
+bounded (:data:`MAX_META_BYTES`, :data:`MAX_CODE_ELEMENTS`, ...) before anything is
+allocated.
 
 Writes are atomic. A bundle is first written (by Orbax, itself atomically) to a hidden
 sibling ``.<name>.saving-<id>`` and then renamed into place; ``force=True`` swaps the new
@@ -36,8 +46,10 @@ from __future__ import annotations
 import ctypes
 import errno
 import functools
+import hashlib
 import json
 import logging
+import math
 import os
 import pathlib
 import shutil
@@ -54,6 +66,7 @@ import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
 
 from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.data.sources import MAX_CLASSES
 from mnemonic_jax.models import available_models, create_model
 
 PyTree = Any
@@ -66,7 +79,18 @@ TRAIN_VERSION = 1
 
 _ARRAYS = "arrays"
 _META = "meta"
+_META_FILE = "metadata"  # What ocp.JsonCheckpointHandler names its file.
 _STATE = "state"
+_CHECKSUMS = "array_sha256"
+
+#: Bounds on what a file may declare, checked before anything is read or allocated.
+MAX_META_BYTES = 64 << 20  #: A bundle's JSON metadata.
+MAX_INPUT_RANK = 4  #: Dimensions of one input.
+MAX_INPUT_DIM = 1 << 16  #: Each dimension of one input.
+MAX_CODE_ELEMENTS = 1 << 31  #: num_classes * prod(input_shape), the codes' size.
+#: A params file (import, pretrained weights) may hold at most this many times the
+#: model's own number of elements (optimizer states and the like), plus a little.
+PARAMS_FILE_FACTOR = 16
 
 
 class CheckpointError(ValueError):
@@ -361,9 +385,18 @@ def _bundle_checkpointer() -> ocp.Checkpointer:
   return ocp.Checkpointer(handler)
 
 
+def _meta_file(path: pathlib.Path) -> pathlib.Path:
+  return path / _META / _META_FILE
+
+
 def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
-  """A directory's bundle JSON item if it carries the bundle marker (any version)."""
+  """A directory's bundle JSON item if it carries the bundle marker (any version).
+
+  None if there is none, or if it is larger than :data:`MAX_META_BYTES` (not read then).
+  """
   try:
+    if _meta_file(path).stat().st_size > MAX_META_BYTES:
+      return None
     meta = _bundle_checkpointer().restore(
         path, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
   except Exception:  # pylint: disable=broad-except
@@ -374,7 +407,15 @@ def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
 
 
 def _read_bundle_meta(path: pathlib.Path) -> dict[str, Any]:
-  """Reads and checks a bundle's JSON item (format marker and version)."""
+  """Reads and checks a bundle's JSON item (size, format marker and version)."""
+  try:
+    size = _meta_file(path).stat().st_size
+  except OSError:
+    size = 0
+  if size > MAX_META_BYTES:
+    raise CheckpointError(
+        f"{_meta_file(path)} holds {size} bytes, more than the {MAX_META_BYTES} a bundle's "
+        "metadata may have (corrupt or not a bundle); re-create the bundle")
   meta = _marked_bundle_meta(path)
   if meta is None:
     raise CheckpointError(
@@ -386,6 +427,234 @@ def _read_bundle_meta(path: pathlib.Path) -> dict[str, Any]:
         f"{path} is a bundle of format version {version!r}, but this mnemonic_jax reads "
         f"version {BUNDLE_VERSION}; load it with the mnemonic_jax release that wrote it")
   return meta
+
+
+def _is_int(value: Any) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _as_float(value: Any) -> float | None:
+  """A number (or, as older bundles may hold, a numeric string) as float; else None."""
+  if isinstance(value, (bool, np.bool_)):
+    return None
+  if isinstance(value, (int, float, np.integer, np.floating)):
+    return float(value)
+  if isinstance(value, str):
+    try:
+      return float(value)
+    except ValueError:
+      return None
+  return None
+
+
+def _short(value: Any, limit: int = 60) -> str:
+  text = repr(value)
+  return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _input_shape_problem(input_shape: Any, num_classes: int) -> str | None:
+  """Why an input shape (with ``num_classes``) is not supported, or None."""
+  if (not isinstance(input_shape, (list, tuple)) or not 1 <= len(input_shape) <= MAX_INPUT_RANK
+      or not all(_is_int(d) and 1 <= d <= MAX_INPUT_DIM for d in input_shape)):
+    return (f"is {_short(input_shape)}, not 1 to {MAX_INPUT_RANK} integers in "
+            f"[1, {MAX_INPUT_DIM}]")
+  elements = int(num_classes) * math.prod(int(d) for d in input_shape)
+  if elements > MAX_CODE_ELEMENTS:
+    return (f"is {tuple(int(d) for d in input_shape)}: with {num_classes} classes the codes "
+            f"would hold {elements} elements, more than the {MAX_CODE_ELEMENTS} supported")
+  return None
+
+
+def check_input_shape(input_shape: Any, num_classes: int, what: str = "input_shape") -> None:
+  """Refuses an input shape (and class count) whose codes would be absurdly large.
+
+  Args:
+    input_shape: the shape of one input.
+    num_classes: the number of classes (codes are ``(num_classes, *input_shape)``).
+    what: how the message names the shape.
+
+  Raises:
+    CheckpointError: the shape is not 1 to :data:`MAX_INPUT_RANK` integers in
+      ``[1, MAX_INPUT_DIM]``, or the codes would hold more than
+      :data:`MAX_CODE_ELEMENTS` elements.
+  """
+  problem = _input_shape_problem(input_shape, num_classes)
+  if problem:
+    raise CheckpointError(f"{what} {problem}")
+
+
+def check_normalisation(mean: Sequence[float], std: Sequence[float], channels: int,
+                        where: str = "", fix: str = "") -> None:
+  """Refuses a mean or std that has neither one value nor one per channel.
+
+  Args:
+    mean, std: the per-channel normalisation.
+    channels: the number of channels of one input (its last dimension).
+    where: a path (or empty) that starts the message.
+    fix: what the user should do, ending the message.
+
+  Raises:
+    CheckpointError: ``len(mean)`` or ``len(std)`` is neither 1 nor ``channels``.
+  """
+  where = f"{where}: " if where else ""
+  for field, values in (("mean", mean), ("std", std)):
+    count = len(np.ravel(np.asarray(values, dtype=object)))
+    if count not in (1, int(channels)):
+      raise CheckpointError(
+          f"{where}normalisation {field} has {count} values but the inputs have {channels} "
+          f"channel{'s' if channels != 1 else ''}; give one value, or one per channel"
+          + (f"; {fix}" if fix else ""))
+
+
+def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
+                      fix: str = "the bundle is corrupt, re-create it") -> dict[str, Any]:
+  """Checks every field of a bundle's metadata and returns the values it describes.
+
+  The one reader of the format: :func:`load_bundle` parses what it reads with it and
+  :func:`save_bundle` what it is about to write, so a bundle that saves also loads.
+
+  Args:
+    path: the bundle (named in messages).
+    meta: its JSON item.
+    fix: what the user should do, ending each message.
+
+  Returns:
+    ``model_name``, ``model_kwargs``, ``num_classes``, ``input_shape`` (tuple),
+    ``mean``, ``std`` (tuples of floats), ``class_names`` (tuple), ``dataset``,
+    ``config``, ``history`` (tuple of dicts), ``codes_dtype`` (a numpy dtype) and
+    ``checksums`` (``{relative path: sha256 hex}``, or None for bundles written before
+    checksums were recorded).
+
+  Raises:
+    CheckpointError: a field is missing, of the wrong type or out of range, declares an
+      unsupported size, or disagrees with another (mean or std length vs channels, class
+      names vs classes, history classes vs classes). One line naming the field.
+  """
+
+  def bad(field: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: bundle metadata field {field!r} {problem}; {fix}")
+
+  def get(field: str) -> Any:
+    if field not in meta:
+      raise bad(field, "is missing")
+    return meta[field]
+
+  model_name = get("model_name")
+  if not isinstance(model_name, str) or not model_name:
+    raise bad("model_name", f"is {_short(model_name)}, not a model name")
+  model_kwargs = get("model_kwargs")
+  if not isinstance(model_kwargs, dict):
+    raise bad("model_kwargs", f"is {_short(model_kwargs)}, not a JSON object")
+  num_classes = get("num_classes")
+  if not _is_int(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
+    raise bad("num_classes", f"is {_short(num_classes)}, not an integer in [1, {MAX_CLASSES}]")
+  num_classes = int(num_classes)
+  input_shape = get("input_shape")
+  problem = _input_shape_problem(input_shape, num_classes)
+  if problem:
+    raise bad("input_shape", problem)
+  input_shape = tuple(int(d) for d in input_shape)
+  norm = {}
+  for field in ("mean", "std"):
+    values = get(field)
+    if not isinstance(values, list) or not values:
+      raise bad(field, f"is {_short(values)}, not a list of numbers")
+    floats = [_as_float(v) for v in values]
+    if any(v is None for v in floats):
+      raise bad(field, f"holds {_short(values)}, not numbers")
+    if len(floats) not in (1, input_shape[-1]):
+      raise bad(field, f"has {len(floats)} values for inputs of {input_shape[-1]} channels "
+                       f"(input_shape {input_shape})")
+    norm[field] = tuple(floats)
+  class_names = get("class_names")
+  if (not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names)
+      or len(class_names) not in (0, num_classes)):
+    raise bad("class_names", f"is {_short(class_names)}, not a list of {num_classes} names")
+  dataset = get("dataset")
+  if not isinstance(dataset, str):
+    raise bad("dataset", f"is {_short(dataset)}, not a dataset name")
+  config = get("config")
+  if not isinstance(config, dict):
+    raise bad("config", f"is {_short(config)}, not a JSON object")
+  if config.get("data_dir") is not None and not isinstance(config["data_dir"], str):
+    raise bad("config", f"has data_dir {_short(config['data_dir'])}, not a path")
+  history = get("history")
+  if not isinstance(history, list):
+    raise bad("history", f"is {_short(history)}, not a list of forgetting requests")
+  for i, entry in enumerate(history):
+    classes = entry.get("classes") if isinstance(entry, dict) else None
+    if (not isinstance(classes, list) or not classes
+        or not all(_is_int(c) and 0 <= c < num_classes for c in classes)):
+      raise bad("history", f"entry {i} is {_short(entry)}, not a request with 'classes', a "
+                           f"list of class ids in [0, {num_classes})")
+  codes_dtype = meta.get("codes_dtype", "float32")
+  try:
+    codes_dtype = jnp.dtype(codes_dtype) if isinstance(codes_dtype, str) else None
+  except TypeError:
+    codes_dtype = None
+  if codes_dtype is None or not jnp.issubdtype(codes_dtype, jnp.floating):
+    raise bad("codes_dtype", f"is {_short(meta.get('codes_dtype'))}, not a floating-point "
+                             "dtype name")
+  checksums = meta.get(_CHECKSUMS)
+  if checksums is not None:
+    if not isinstance(checksums, dict) or not checksums or not all(
+        isinstance(k, str) and k.startswith(f"{_ARRAYS}/") and ".." not in k.split("/")
+        and isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+        for k, v in checksums.items()):
+      raise bad(_CHECKSUMS, "is not a map of array files to SHA-256 hex digests")
+  return dict(model_name=model_name, model_kwargs=model_kwargs, num_classes=num_classes,
+              input_shape=input_shape, mean=norm["mean"], std=norm["std"],
+              class_names=tuple(class_names), dataset=dataset, config=config,
+              history=tuple(history), codes_dtype=codes_dtype, checksums=checksums)
+
+
+def _sha256(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _array_files(path: pathlib.Path) -> dict[str, pathlib.Path]:
+  """Every file under ``path/arrays``, keyed by its path relative to ``path``."""
+  found = {}
+  for dirpath, dirnames, filenames in os.walk(path / _ARRAYS):
+    dirnames.sort()
+    for name in sorted(filenames):
+      full = pathlib.Path(dirpath) / name
+      found[full.relative_to(path).as_posix()] = full
+  return found
+
+
+def array_checksums(path: PathLike) -> dict[str, str]:
+  """The SHA-256 of every file under a bundle's ``arrays/`` (what save_bundle records).
+
+  Args:
+    path: a bundle directory.
+
+  Returns:
+    ``{"arrays/d/...": hex digest, ...}``, sorted by path.
+  """
+  return {rel: _sha256(full) for rel, full in _array_files(_abs(path)).items()}
+
+
+def _verify_checksums(path: pathlib.Path, recorded: Mapping[str, str]) -> None:
+  """Refuses array files that are missing, changed or not among those recorded."""
+  present = _array_files(path)
+  fix = "the bundle is truncated or corrupt; re-create it or restore it from a copy"
+  for rel in sorted(recorded):
+    if rel not in present:
+      raise CheckpointError(f"{path}: array file {rel} is missing; {fix}")
+    if _sha256(present[rel]) != recorded[rel]:
+      raise CheckpointError(
+          f"{path}: array file {rel} does not match the SHA-256 checksum recorded when the "
+          f"bundle was saved; {fix}")
+  extra = sorted(set(present) - set(recorded))
+  if extra:
+    raise CheckpointError(
+        f"{path}: array file {extra[0]} is not among the files recorded when the bundle was "
+        "saved; remove it, or re-create the bundle")
 
 
 def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
@@ -401,7 +670,7 @@ def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
       "class_names": [str(c) for c in bundle.class_names],
       "dataset": str(bundle.dataset),
       "config": _to_json(dict(bundle.config), "config"),
-      "history": _to_json([dict(h) for h in bundle.history], "history"),
+      "history": _to_json(list(bundle.history), "history"),
       "codes_dtype": jnp.dtype(getattr(bundle.codes, "dtype", None)
                                or np.asarray(bundle.codes).dtype).name,
   }
@@ -557,17 +826,23 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   Returns:
     The absolute path written.
 
+  The metadata records the SHA-256 of every array file, which :func:`load_bundle`
+  verifies.
+
   Raises:
     CheckpointError: ``path`` exists and ``force`` is False (or it may not be replaced,
       see :func:`check_output`), the bundle's arrays do not fit its model, its params,
       batch_stats or codes hold NaN or inf, its mean or std is not finite (or std not
-      > 0), or its metadata is not JSON-serialisable. Nothing is written in these cases.
+      > 0, or has neither one value nor one per channel), its metadata is not
+      JSON-serialisable or would not load (see :func:`parse_bundle_meta`). Nothing is
+      written in these cases.
 
   Example:
     >>> save_bundle("/tmp/mnist_mlp", bundle, force=True)
   """
   output = _abs(path)
   meta = _bundle_meta(bundle)  # Validates JSON-ability before anything is written.
+  parse_bundle_meta("bundle", meta, "fix the Bundle before saving it")  # What load reads.
   spec = _spec_str(bundle.model_name, meta["model_kwargs"], bundle.input_shape)
   abstract = abstract_variables(bundle.model_name, bundle.num_classes, bundle.input_shape,
                                 bundle.model_kwargs)
@@ -591,6 +866,10 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
         _ARRAYS: ocp.args.StandardSave(arrays),
         _META: ocp.args.JsonSave(meta),
     }))
+    # The arrays are final now: record their checksums in the metadata (still hidden).
+    meta[_CHECKSUMS] = array_checksums(staging)
+    ocp.JsonCheckpointHandler(filename=_META_FILE).save(
+        staging / _META, args=ocp.args.JsonSave(meta))
     _install(staging, output, replace=exists)
   finally:
     for leftover in output.parent.glob(f"{staging.name}*"):
@@ -606,6 +885,12 @@ def load_bundle(path: PathLike) -> Bundle:
   restore target, so arrays come back as jax Arrays of the model's dtypes on the default
   device. The directory is only read.
 
+  Every metadata field is checked first (:func:`parse_bundle_meta`: types, ranges, sizes,
+  agreement with each other), then every array file against the SHA-256 recorded by
+  :func:`save_bundle`, before any array is read. Bundles written before checksums were
+  recorded (no ``array_sha256`` in their metadata) still load, unverified: re-save one
+  (load it and ``save_bundle`` it elsewhere) to give it checksums.
+
   Args:
     path: a bundle directory.
 
@@ -615,9 +900,13 @@ def load_bundle(path: PathLike) -> Bundle:
 
   Raises:
     CheckpointError: the path is missing, is not a bundle, has a foreign format version,
-      needs an unregistered model, does not fit its own model spec, is truncated or
-      corrupt, or holds non-finite values (NaN or inf in params, batch_stats or codes; a
-      mean or std that is not finite, or a std that is not > 0).
+      metadata of the wrong type, out of range or disagreeing with itself or with the
+      stored arrays (e.g. a codes dtype, a mean or std length that does not fit the
+      channels, history entries that are not requests for existing classes), an array
+      file that is missing, changed (its checksum differs) or unexpected, needs an
+      unregistered model, does not fit its own model spec, is truncated or corrupt, or
+      holds non-finite values (NaN or inf in params, batch_stats or codes; a mean or std
+      that is not finite, or a std that is not > 0). One line naming the path and field.
   """
   path = _abs(path)
   _silence_stray_tensorstore_callbacks()
@@ -632,26 +921,14 @@ def load_bundle(path: PathLike) -> Bundle:
   if not path.is_dir():
     raise CheckpointError(f"{path} is a file, not a bundle directory; pass the directory "
                           "written by save_bundle")
-  meta = _read_bundle_meta(path)
-  try:
-    model_name = str(meta["model_name"])
-    model_kwargs = dict(meta["model_kwargs"])
-    num_classes = int(meta["num_classes"])
-    input_shape = tuple(int(d) for d in meta["input_shape"])
-    codes_dtype = jnp.dtype(meta.get("codes_dtype", "float32"))
-    fields = dict(
-        mean=tuple(float(m) for m in meta["mean"]),
-        std=tuple(float(s) for s in meta["std"]),
-        class_names=tuple(str(c) for c in meta["class_names"]),
-        dataset=str(meta["dataset"]),
-        config=dict(meta["config"]),
-        history=tuple(dict(h) for h in meta["history"]),
-    )
-  except (KeyError, TypeError, ValueError) as e:
-    raise CheckpointError(f"{path}: bundle metadata is incomplete or corrupt ({_one_line(e)}); "
-                          "re-create the bundle") from None
+  meta = parse_bundle_meta(path, _read_bundle_meta(path))
+  model_name, model_kwargs = meta["model_name"], meta["model_kwargs"]
+  num_classes, input_shape = meta["num_classes"], meta["input_shape"]
+  fields = {k: meta[k] for k in ("mean", "std", "class_names", "dataset", "config", "history")}
   _check_finite(str(path), "the bundle is corrupt; re-create it",
                 mean=fields["mean"], std=fields["std"])
+  if meta["checksums"] is not None:  # Bundles saved before checksums were recorded: none.
+    _verify_checksums(path, meta["checksums"])
 
   spec = _spec_str(model_name, model_kwargs, input_shape)
   try:
@@ -663,7 +940,7 @@ def load_bundle(path: PathLike) -> Bundle:
   target = _abstract({
       "params": abstract["params"],
       "batch_stats": abstract["batch_stats"],
-      "codes": jax.ShapeDtypeStruct((num_classes, *input_shape), codes_dtype),
+      "codes": jax.ShapeDtypeStruct((num_classes, *input_shape), meta["codes_dtype"]),
   })
 
   checkpointer = _bundle_checkpointer()
@@ -676,6 +953,12 @@ def load_bundle(path: PathLike) -> Bundle:
   if problem:
     raise CheckpointError(f"{path}: stored arrays do not fit {spec}: {problem}; "
                           "the bundle is inconsistent, re-create it")
+  stored_dtype = getattr(stored.get("codes") if isinstance(stored, Mapping) else None,
+                         "dtype", None)
+  if stored_dtype is not None and jnp.dtype(stored_dtype) != meta["codes_dtype"]:
+    raise CheckpointError(
+        f"{path}: the codes are stored as {jnp.dtype(stored_dtype).name} but the metadata "
+        f"says {meta['codes_dtype'].name}; the bundle is inconsistent, re-create it")
   try:
     arrays = checkpointer.restore(path, args=ocp.args.Composite(**{
         _ARRAYS: ocp.args.StandardRestore(target)}))[_ARRAYS]
@@ -1047,13 +1330,22 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "CheckpointError",
+    "MAX_CODE_ELEMENTS",
+    "MAX_INPUT_DIM",
+    "MAX_INPUT_RANK",
+    "MAX_META_BYTES",
+    "PARAMS_FILE_FACTOR",
     "TrainCheckpoint",
     "TrainCheckpointer",
     "abstract_variables",
+    "array_checksums",
+    "check_input_shape",
+    "check_normalisation",
     "check_output",
     "import_params",
     "load_bundle",
     "nonfinite_leaves",
+    "parse_bundle_meta",
     "quiet_orbax_logging",
     "save_bundle",
 ]

@@ -104,6 +104,7 @@ def write_raw_bundle(path: pathlib.Path, source: pathlib.Path, *, arrays=None, *
   """
   (meta_file,) = [p for p in (source / "meta").iterdir() if p.name != "commit_success.txt"]
   meta = dict(json.loads(meta_file.read_text()), **meta_changes)
+  meta.pop("array_sha256", None)  # The arrays change: write it as an older, unverified bundle.
   bundle = checkpointing.load_bundle(source)
   tree = {"params": jax.tree.map(np.asarray, bundle.params), "batch_stats": {},
           "codes": np.asarray(bundle.codes)}

@@ -33,6 +33,9 @@ FASHION_MNIST_CLASSES = (
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 SPLITS = ("train", "test")
+#: The most classes any source (or bundle) may declare: a label or class count read from a
+#: file beyond it is refused before anything per class is allocated.
+MAX_CLASSES = 100_000
 TFDS_INSTALL_HINT = "pip install 'mnemonic-jax[tfds]'"
 
 # Per-channel (mean, std) of the train images scaled to [0, 1].

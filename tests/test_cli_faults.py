@@ -1,0 +1,343 @@
+"""Faults 3 to 7 of issue #9, through the real ``mnemonic-jax`` command.
+
+3. Integrity: array files carry SHA-256 checksums in the bundle's metadata (a flipped
+   byte is refused, naming the file); metadata that disagrees with itself or with the
+   arrays is refused.
+4. Hostile sizes: every size read from a file (idx headers and labels, npy headers,
+   bundle metadata, params files) is bounded before anything is allocated.
+5. User errors are one line, not a traceback (config files that raise, return None or lack
+   get_config; out-of-range config fields; corrupted metadata; a --mean longer than the
+   channels), and configs are validated before anything is written.
+6. Two ``train`` runs on one workdir: the second is refused while the first holds the lock.
+7. Leftovers: stale staging and Orbax temporary directories are removed when safe; a refused
+   or interrupted command prints one line on stderr, a successful one nothing; an
+   unwritable output is refused before the work.
+
+Every refused command must print exactly one line ``mnemonic-jax: error: ...`` on stderr,
+nothing on stdout, exit with status 2 and leave every watched directory as it was. One
+small bundle (digits, MLP 64-32-10) is trained in-process once per worker.
+"""
+
+import gzip
+import hashlib
+import json
+import os
+import pathlib
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import flax.serialization
+import jax
+import numpy as np
+import pytest
+
+from mnemonic_jax import checkpointing, workflow
+from mnemonic_jax.checkpointing import CheckpointError
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
+TIMEOUT_S = 300
+#: Address-space limit of the subprocesses: a command that tries to allocate what a
+#: hostile file declares fails with MemoryError instead of taking the machine down.
+MEMORY_LIMIT = 12 << 30
+_ENV: dict[str, str] = {}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """Lets the subprocesses share compiled programs (results are unchanged)."""
+  _ENV["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax-cache"))
+  _ENV["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
+  yield
+  _ENV.clear()
+
+
+def _env() -> dict[str, str]:
+  env = dict(os.environ)
+  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+  env.update(_ENV)
+  return env
+
+
+def command(*args) -> list[str]:
+  """``mnemonic-jax ARGS`` under a shell's address-space limit (no fork of this process)."""
+  return ["bash", "-c", f'ulimit -v {MEMORY_LIMIT >> 10} && exec "$@"', "mnemonic-jax",
+          sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)]
+
+
+def run(*args, cwd=REPO) -> subprocess.CompletedProcess:
+  """Runs ``mnemonic-jax ARGS`` to completion (memory-limited)."""
+  return subprocess.run(command(*args), capture_output=True, text=True, env=_env(), cwd=cwd,
+                        timeout=TIMEOUT_S, check=False)
+
+
+def assert_ok(result: subprocess.CompletedProcess) -> None:
+  assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+
+
+def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
+  """One line ``mnemonic-jax: error: ...`` holding ``words``, exit 2, nothing on stdout."""
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+  assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
+  assert lines[0].startswith("mnemonic-jax: error: "), lines[0]
+  assert words in lines[0], lines[0]
+  assert result.stdout == "", result.stdout
+  return lines[0]
+
+
+def tree_digest(root: pathlib.Path) -> dict[str, str]:
+  """Every file (sha256), directory and symlink (its target) under ``root``, links unfollowed."""
+  if not os.path.lexists(root):
+    return {}
+  if os.path.islink(root):
+    return {".": "link:" + os.readlink(root)}
+  out = {}
+  for dirpath, dirnames, filenames in os.walk(root):
+    for name in dirnames + filenames:
+      full = os.path.join(dirpath, name)
+      rel = os.path.relpath(full, root)
+      if os.path.islink(full):
+        out[rel] = "link:" + os.readlink(full)
+      elif os.path.isdir(full):
+        out[rel + "/"] = "dir"
+      else:
+        out[rel] = hashlib.sha256(pathlib.Path(full).read_bytes()).hexdigest()
+  return out
+
+
+def _config(**changes):
+  config = dict(seed=0, dataset="digits", model="mlp", model_kwargs={"hidden": (32,)},
+                epochs=8, batch_size=64, learning_rate=0.1, momentum=0.9,
+                weight_decay=5e-4, t_mix=0.1, checkpoint_every=1000)
+  config.update(changes)
+  return config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> pathlib.Path:
+  """A small trained bundle (saved by the code under test)."""
+  workdir = tmp_path_factory.mktemp("trained")
+  workflow.train(_config(), workdir, progress=False)
+  return workdir / "bundle"
+
+
+def meta_path(bundle: pathlib.Path) -> pathlib.Path:
+  (path,) = [p for p in (bundle / "meta").iterdir() if p.name != "commit_success.txt"]
+  return path
+
+
+def copy_with_meta(source: pathlib.Path, dest: pathlib.Path, **changes) -> pathlib.Path:
+  """A copy of a bundle whose JSON metadata has ``changes`` (a value of ... deletes)."""
+  shutil.copytree(source, dest)
+  path = meta_path(dest)
+  meta = json.loads(path.read_text())
+  for key, value in changes.items():
+    if value is ...:
+      meta.pop(key, None)
+    else:
+      meta[key] = value
+  path.write_text(json.dumps(meta))
+  return dest
+
+
+def largest_array_file(bundle: pathlib.Path) -> pathlib.Path:
+  return max((p for p in (bundle / "arrays").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+
+
+def flip_low_bit(path: pathlib.Path) -> None:
+  """Flips the lowest bit of a byte in the middle of a file (a float stays finite)."""
+  data = bytearray(path.read_bytes())
+  data[(len(data) // 2) & ~3] ^= 0x01
+  path.write_bytes(bytes(data))
+
+
+# --------------------------------------------------------------------------------------
+# Refused commands: one line on stderr, exit 2, nothing on stdout, nothing touched.
+
+
+def _write_config(path: pathlib.Path, body: str) -> pathlib.Path:
+  path.write_text(body)
+  return path
+
+
+def _idx_bytes(array: np.ndarray, dims=None) -> bytes:
+  """An idx file of ``array`` (uint8 or >i4), with ``dims`` in its header if given."""
+  code = {np.dtype(np.uint8): 0x08, np.dtype(">i4"): 0x0C}[array.dtype]
+  dims = array.shape if dims is None else dims
+  return bytes([0, 0, code, len(dims)]) + struct.pack(f">{len(dims)}I", *dims) + array.tobytes()
+
+
+def _idx_dir(directory: pathlib.Path, labels, *, split="train", images=None,
+             gz=False) -> pathlib.Path:
+  """A directory of idx files: 8x8 images (zeros) and the given labels."""
+  directory.mkdir(parents=True, exist_ok=True)
+  labels = np.asarray(labels, ">i4")
+  if images is None:
+    images = np.zeros((len(labels), 8, 8), np.uint8)
+  prefix = {"train": "train", "test": "t10k"}[split]
+  ext = ".gz" if gz else ""
+  for kind, data in (("images-idx3", _idx_bytes(images)), ("labels-idx1", _idx_bytes(labels))):
+    payload = gzip.compress(data) if gz else data
+    (directory / f"{prefix}-{kind}-ubyte{ext}").write_bytes(payload)
+  return directory
+
+
+def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]:
+  """name -> {args, words, watch (directories that must not change), absent (paths)}."""
+  cases = {}
+
+  def case_dir(name):
+    directory = root / name
+    directory.mkdir()
+    return directory
+
+  forget = ("forget", "--classes", "3", "--lambda1", "1e-3", "--lambda2", "10", "-q")
+
+  # Fault 3: a flipped bit in an array file (the parameters stay finite).
+  d = case_dir("flipped_bit")
+  shutil.copytree(trained, d / "b")
+  victim = largest_array_file(d / "b")
+  flip_low_bit(victim)
+  cases[d.name] = dict(args=(*forget, "--checkpoint", d / "b", "--output", d / "out"),
+                       watch=[d], absent=[d / "out"],
+                       words=f"array file {victim.relative_to(d / 'b').as_posix()} does not "
+                             "match the SHA-256 checksum")
+
+  # Fault 3: metadata that disagrees with the arrays or with itself.
+  def meta_case(name, command, words, **changes):
+    d = case_dir(name)
+    bundle = copy_with_meta(trained, d / "b", **changes)
+    if command == "forget":
+      args = (*forget, "--checkpoint", bundle, "--output", d / "out", "--dataset", "digits")
+    else:
+      args = ("evaluate", "--checkpoint", bundle, "--dataset", "digits", "-q")
+    cases[name] = dict(args=args, watch=[d], absent=[d / "out"], words=words)
+
+  meta_case("meta_codes_dtype", "forget", "codes are stored as float32 but the metadata says "
+            "float16", codes_dtype="float16")
+  meta_case("meta_mean_longer_than_channels", "evaluate",
+            "field 'mean' has 3 values for inputs of 1 channels", mean=[0.1, 0.2, 0.3])
+  meta_case("meta_history_not_a_request", "evaluate", "field 'history' entry 0",
+            history=[{"lambda1": 0.001}])
+  meta_case("meta_history_class_out_of_range", "evaluate", "field 'history' entry 0",
+            history=[{"classes": [12]}])
+  meta_case("meta_class_names_count", "forget", "field 'class_names'",
+            class_names=["a", "b", "c"])
+  meta_case("meta_num_classes_string", "forget", "field 'num_classes'", num_classes="10")
+  meta_case("meta_data_dir_number", "forget", "has data_dir 5",
+            config={"data_dir": 5, "lambda1": 0.001, "lambda2": 10.0})
+  return cases
+
+
+REFUSED = [
+    "flipped_bit", "meta_codes_dtype", "meta_mean_longer_than_channels",
+    "meta_history_not_a_request", "meta_history_class_out_of_range",
+    "meta_class_names_count", "meta_num_classes_string", "meta_data_dir_number",
+]
+
+
+@pytest.fixture(scope="module")
+def refused_cases(trained, tmp_path_factory):
+  """Every case's files, made once per worker (each test runs only its own command)."""
+  cases = _refused_cases(trained, tmp_path_factory.mktemp("refused"))
+  assert sorted(cases) == sorted(REFUSED)
+  return cases
+
+
+@pytest.mark.parametrize("name", REFUSED)
+def test_refused_one_line_exit_2_nothing_touched(trained, refused_cases, name):
+  case = refused_cases[name]
+  trained_before = tree_digest(trained)
+  before = [tree_digest(w) for w in case["watch"]]
+  result = run(*case["args"], cwd=case.get("cwd", REPO))
+  assert_refused(result, case["words"])
+  assert [tree_digest(w) for w in case["watch"]] == before, "a file was written or deleted"
+  assert tree_digest(trained) == trained_before, "the trained bundle was modified"
+  for path in case.get("absent", ()):
+    assert not os.path.lexists(path), f"{path} was written"
+
+
+# --------------------------------------------------------------------------------------
+# Fault 3 in the library: checksums recorded, verified, old bundles still load.
+
+
+def test_save_records_a_checksum_per_array_file_and_load_verifies_it(trained, tmp_path):
+  meta = json.loads(meta_path(trained).read_text())
+  files = sorted(p.relative_to(trained).as_posix()
+                 for p in (trained / "arrays").rglob("*") if p.is_file())
+  assert sorted(meta["array_sha256"]) == files
+  assert checkpointing.array_checksums(trained) == meta["array_sha256"]
+  checkpointing.load_bundle(trained)
+  assert checkpointing.array_checksums(trained) == meta["array_sha256"]  # Loading only reads.
+
+  damaged = {}
+  for name in ("missing", "extra", "flipped"):
+    damaged[name] = shutil.copytree(trained, tmp_path / name)
+  victim = largest_array_file(damaged["missing"])
+  victim.unlink()
+  (damaged["extra"] / "arrays" / "d" / "stray").write_bytes(b"x")
+  flip_low_bit(largest_array_file(damaged["flipped"]))
+  for name, words in (("missing", "is missing"), ("extra", "arrays/d/stray is not among"),
+                      ("flipped", "does not match the SHA-256")):
+    with pytest.raises(CheckpointError, match=words) as info:
+      checkpointing.load_bundle(damaged[name])
+    assert str(damaged[name]) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bundles_without_checksums_still_load(trained, tmp_path):
+  old = copy_with_meta(trained, tmp_path / "old", array_sha256=...)
+  bundle = checkpointing.load_bundle(old)
+  assert bundle.num_classes == 10
+  resaved = checkpointing.save_bundle(tmp_path / "resaved", bundle)
+  assert "array_sha256" in json.loads(meta_path(resaved).read_text())
+
+
+def test_load_bounds_the_metadata_file_before_reading_it(trained, tmp_path, monkeypatch):
+  monkeypatch.setattr(checkpointing, "MAX_META_BYTES", 100)
+  with pytest.raises(CheckpointError, match="more than the 100 a bundle's metadata may have"):
+    checkpointing.load_bundle(trained)
+
+
+@pytest.mark.parametrize("changes, words", [
+    (dict(num_classes=True), "'num_classes' is True"),
+    (dict(num_classes=10 ** 6), "'num_classes' is 1000000"),
+    (dict(input_shape=[8, 8, 1, 1, 1]), "'input_shape' is [8, 8, 1, 1, 1]"),
+    (dict(input_shape=[65536, 65536, 1]), "would hold 42949672960 elements"),
+    (dict(mean=[True]), "'mean' holds [True]"),
+    (dict(std="0.3"), "'std' is '0.3'"),
+    (dict(history={"classes": [3]}), "'history' is {'classes': [3]}"),
+    (dict(history=[{"classes": []}]), "'history' entry 0"),
+    (dict(history=[{"classes": [True]}]), "'history' entry 0"),
+    (dict(model_kwargs=[]), "'model_kwargs' is []"),
+    (dict(model_name=""), "'model_name' is ''"),
+    (dict(dataset=None), "'dataset' is None"),
+    (dict(codes_dtype="int32"), "'codes_dtype' is 'int32'"),
+    (dict(codes_dtype="no such dtype"), "'codes_dtype'"),
+    (dict(class_names=[1] * 10), "'class_names'"),
+    (dict(array_sha256={"../x": "0" * 64}), "'array_sha256'"),
+    (dict(input_shape=...), "'input_shape' is missing"),
+])
+def test_load_refuses_every_corrupted_metadata_field(trained, tmp_path, changes, words):
+  bundle = copy_with_meta(trained, tmp_path / "b", **changes)
+  with pytest.raises(CheckpointError, match="bundle metadata field") as info:
+    checkpointing.load_bundle(bundle)
+  message = str(info.value)
+  assert words in message and str(bundle) in message and "\n" not in message, message
+
+
+def test_save_refuses_what_load_would_refuse(trained, tmp_path):
+  bundle = checkpointing.load_bundle(trained)
+  for changes, words in (({"history": ({"classes": [10]},)}, "'history' entry 0"),
+                         ({"history": (5,)}, "'history' entry 0"),
+                         ({"mean": (0.1, 0.2)}, "'mean' has 2 values"),
+                         ({"class_names": ("a",)}, "'class_names'")):
+    with pytest.raises(CheckpointError, match=words):
+      checkpointing.save_bundle(tmp_path / "b", bundle.replace(**changes))
+    assert list(tmp_path.iterdir()) == []
