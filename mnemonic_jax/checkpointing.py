@@ -984,13 +984,44 @@ def load_bundle(path: PathLike) -> Bundle:
 # Importing parameters trained elsewhere.
 
 
-def _read_params_file(path: pathlib.Path) -> PyTree:
-  """Reads a params tree from an Orbax PyTree directory or a flax msgpack file."""
+def _params_file_limit(abstract: PyTree) -> int:
+  """The most elements a params file for a model of ``abstract`` variables may hold."""
+  elements = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract))
+  return PARAMS_FILE_FACTOR * elements + (1 << 20)
+
+
+def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> PyTree:
+  """Reads a params tree from an Orbax PyTree directory or a flax msgpack file.
+
+  Args:
+    path: the directory or file.
+    max_elements: the most array elements an Orbax directory's metadata may declare in
+      all, checked before anything is restored (a msgpack file cannot declare more than it
+      holds); None for no bound.
+
+  Raises:
+    CheckpointError: missing, unreadable, or declaring more than ``max_elements``.
+  """
   if not path.exists():
     raise CheckpointError(f"{path} does not exist; pass an Orbax checkpoint directory or a "
                           "flax msgpack file of parameters")
   if path.is_dir():
     _silence_stray_tensorstore_callbacks()
+    if max_elements is not None:
+      try:
+        stored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).metadata(path).item_metadata
+        stored = getattr(stored, "tree", stored)
+        declared = sum(math.prod(int(d) for d in leaf.shape)
+                       for leaf in jax.tree.leaves(stored) if hasattr(leaf, "shape"))
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(
+            f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
+            "directory given to StandardCheckpointer/PyTreeCheckpointer.save") from None
+      if declared > max_elements:
+        raise CheckpointError(
+            f"{path} declares arrays of {declared} elements in all, more than the "
+            f"{max_elements} a checkpoint of this model may hold ({PARAMS_FILE_FACTOR}x its "
+            "variables); it is corrupt or of another model")
     try:
       with warnings.catch_warnings():  # Shardings come from the checkpoint's own file.
         warnings.filterwarnings("ignore", message="Sharding info not provided")
@@ -1008,32 +1039,70 @@ def _read_params_file(path: pathlib.Path) -> PyTree:
         "flax.serialization.to_bytes(params) or pass an Orbax checkpoint directory") from None
 
 
-def read_pretrained(path: PathLike) -> tuple[PyTree, PyTree]:
+def read_pretrained(path: PathLike, like: PyTree = None) -> tuple[PyTree, PyTree]:
   """``(params, batch_stats)`` from a bundle, or from a params file as :func:`import_params`
   reads it (a bare params tree, or a dict with ``params`` and optional ``batch_stats``).
 
+  Args:
+    path: the bundle, Orbax directory or msgpack file.
+    like: the variables (or their abstract shapes) of the model they are for; an Orbax
+      directory declaring more than :data:`PARAMS_FILE_FACTOR` times their elements is
+      refused before it is read. None for no bound.
+
   Raises:
-    CheckpointError: the path is missing or holds neither.
+    CheckpointError: the path is missing, holds neither, or declares too much.
   """
   path = _abs(path)
   if _marked_bundle_meta(path) is not None:
     bundle = load_bundle(path)
     return bundle.params, bundle.batch_stats
-  tree = _read_params_file(path)
+  tree = _read_params_file(path, None if like is None else _params_file_limit(like))
   if isinstance(tree, dict) and "params" in tree:
     return tree["params"], tree.get("batch_stats") or {}
   return tree, {}
 
 
-def _read_codes(codes: Any) -> np.ndarray:
-  if isinstance(codes, (str, os.PathLike)):
-    codes_path = _abs(codes)
-    try:
-      return np.load(codes_path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-      raise CheckpointError(f"{codes_path}: cannot read codes ({_one_line(e)}); pass a .npy "
-                            "file written by numpy.save") from None
-  return np.asarray(codes)
+def _read_codes(codes: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
+  """Codes given as an array, or read from a ``.npy`` file whose header is checked first.
+
+  The header's shape must be ``expected_shape`` and the file must hold exactly the bytes
+  it declares before anything is allocated (a hostile header cannot make numpy allocate).
+
+  Raises:
+    CheckpointError: the file is missing or unreadable, is not a plain ``.npy`` array of
+      ``expected_shape``, or is truncated or longer than its header declares.
+  """
+  if not isinstance(codes, (str, os.PathLike)):
+    return np.asarray(codes)
+  codes_path = _abs(codes)
+  fix = "pass a .npy file written by numpy.save"
+  try:
+    with open(codes_path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+      elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+      else:
+        raise ValueError(f"unsupported .npy format version {version}")
+      data_bytes = os.fstat(f.fileno()).st_size - f.tell()
+    if dtype.hasobject:
+      raise ValueError("it holds Python objects")
+    if tuple(shape) != tuple(expected_shape):
+      raise CheckpointError(
+          f"{codes_path}: codes have shape {tuple(shape)}, expected {tuple(expected_shape)} "
+          "(num_classes, *input_shape)")
+    needed = math.prod(shape) * dtype.itemsize
+    if data_bytes != needed:
+      raise CheckpointError(
+          f"{codes_path}: holds {data_bytes} bytes of data but its header {tuple(shape)} "
+          f"{dtype} needs {needed} (truncated or corrupt); {fix}")
+    del fortran_order  # np.load below honours it.
+    return np.load(codes_path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    if isinstance(e, CheckpointError):
+      raise
+    raise CheckpointError(f"{codes_path}: cannot read codes ({_one_line(e)}); {fix}") from None
 
 
 def import_params(
@@ -1078,19 +1147,30 @@ def import_params(
     The absolute path of the bundle written.
 
   Raises:
-    CheckpointError: the params file is missing or unreadable, its tree does not match the
-      model's parameters (structure or shapes), the codes have the wrong shape, the
+    CheckpointError: ``num_classes`` is not in ``[1, MAX_CLASSES]``, the input shape is
+      not supported (see :func:`check_input_shape`), the mean or std has neither one
+      value nor one per channel, the params file is missing or unreadable (or an Orbax
+      directory declares far more elements than the model has, see
+      :data:`PARAMS_FILE_FACTOR`), its tree does not match the model's parameters
+      (structure or shapes), the codes file's header does not declare the expected shape
+      or does not match its size, the codes have the wrong shape, the
       params, batch_stats or codes hold NaN or inf (also after casting to the model's
       dtypes), the mean or std is not finite or the std not > 0, or the output exists
       without ``force``. Nothing is written then.
   """
   params_path = _abs(params_path)
   model_kwargs = dict(model_kwargs or {})
+  if not _is_int(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
+    raise CheckpointError(f"num_classes {num_classes!r} must be an integer in [1, "
+                          f"{MAX_CLASSES}]")
+  check_input_shape(tuple(input_shape), num_classes)
   spec = _spec_str(model_name, model_kwargs, input_shape)
-  _check_finite("", "pass the per-channel mean and std the model was trained with "
-                "(e.g. --mean 0.1307 --std 0.3081)", mean=mean, std=std)
+  fix = ("pass the per-channel mean and std the model was trained with (e.g. --mean 0.1307 "
+         "--std 0.3081)")
+  _check_finite("", fix, mean=mean, std=std)
+  check_normalisation(mean, std, input_shape[-1], fix=fix)
   abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
-  tree = _read_params_file(params_path)
+  tree = _read_params_file(params_path, _params_file_limit(abstract))
   if (isinstance(tree, Mapping) and "params" in tree
       and not (isinstance(abstract["params"], Mapping) and "params" in abstract["params"])):
     params, batch_stats = tree["params"], tree.get("batch_stats") or {}
@@ -1101,8 +1181,8 @@ def import_params(
         f"{params_path}: {spec} has BatchNorm statistics; save the variables dict "
         "{'params': ..., 'batch_stats': ...} instead of params alone")
   codes_where = str(_abs(codes)) if isinstance(codes, (str, os.PathLike)) else "codes"
-  codes = _read_codes(codes)
   codes_shape = (int(num_classes), *(int(d) for d in input_shape))
+  codes = _read_codes(codes, codes_shape)
   _check_arrays(str(params_path), spec, abstract, params, batch_stats, codes, codes_shape)
   if not jnp.issubdtype(codes.dtype, jnp.floating):
     raise CheckpointError(f"codes have dtype {codes.dtype}; mnemonic codes live in the "

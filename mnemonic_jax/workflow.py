@@ -99,7 +99,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     state = restored.state
   elif config.get("pretrained"):
     state = _initial_state(model, shape, fit_cfg, data.num_examples, train_key)
-    params, batch_stats = checkpointing.read_pretrained(config["pretrained"])
+    params, batch_stats = checkpointing.read_pretrained(
+        config["pretrained"], like={"params": abstract.params, "batch_stats": abstract.batch_stats})
     skip = tuple(config.get("pretrained_skip") or ())
     state = state.replace(
         params=merge_pretrained(state.params, params, skip),

@@ -44,7 +44,7 @@ CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
 TIMEOUT_S = 300
 #: Address-space limit of the subprocesses: a command that tries to allocate what a
 #: hostile file declares fails with MemoryError instead of taking the machine down.
-MEMORY_LIMIT = 12 << 30
+MEMORY_LIMIT = 4 << 30
 _ENV: dict[str, str] = {}
 
 
@@ -233,6 +233,56 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
   meta_case("meta_num_classes_string", "forget", "field 'num_classes'", num_classes="10")
   meta_case("meta_data_dir_number", "forget", "has data_dir 5",
             config={"data_dir": 5, "lambda1": 0.001, "lambda2": 10.0})
+
+  # Fault 4: an idx label of 2^31-1 (the example: 2^31 class names, out of memory).
+  d = case_dir("idx_label_2_31")
+  data = _idx_dir(d / "data", [0, 1, 2 ** 31 - 1])
+  _idx_dir(data, [0, 1, 2], split="test")
+  cases[d.name] = dict(args=("evaluate", "--checkpoint", trained, "--dataset", f"idx:{data}",
+                             "-q"), watch=[d], words="label 2147483647 would make 2147483648 "
+                                                     "classes, more than the 100000")
+
+  # Fault 4: labels making far more classes than there are examples.
+  d = case_dir("idx_classes_beyond_examples")
+  data = _idx_dir(d / "data", [0, 1, 99_999])
+  _idx_dir(data, [0, 1, 2], split="test")
+  cases[d.name] = dict(args=("evaluate", "--checkpoint", trained, "--dataset", f"idx:{data}",
+                             "-q"), watch=[d], words="makes 100000 classes for only 6 labelled")
+
+  # Fault 4: a gzip bomb behind a valid idx header (3 images, then 6 GB of zeros).
+  d = case_dir("idx_gzip_bomb")
+  data = _idx_dir(d / "data", [0, 1, 2], gz=True)
+  _idx_dir(data, [0, 1, 2], split="test", gz=True)
+  head = gzip.compress(_idx_bytes(np.zeros((3, 8, 8), np.uint8)))
+  zeros = gzip.compress(bytes(1 << 20))
+  (data / "t10k-images-idx3-ubyte.gz").write_bytes(head + zeros * 6000)
+  cases[d.name] = dict(args=("evaluate", "--checkpoint", trained, "--dataset", f"idx:{data}",
+                             "-q"), watch=[d], words="t10k-images-idx3-ubyte.gz holds more than")
+
+  # Fault 4: an idx header declaring more than the file holds.
+  d = case_dir("idx_header_beyond_file")
+  data = _idx_dir(d / "data", [0, 1, 2], gz=True)
+  _idx_dir(data, [0, 1, 2], split="test", gz=True)
+  (data / "t10k-images-idx3-ubyte.gz").write_bytes(gzip.compress(
+      _idx_bytes(np.zeros((3, 8, 8), np.uint8), dims=(2 ** 32 - 1, 2 ** 16, 2 ** 16))))
+  cases[d.name] = dict(args=("evaluate", "--checkpoint", trained, "--dataset", f"idx:{data}",
+                             "-q"), watch=[d], words="more than its")
+
+  # Fault 4: a codes .npy file whose header declares 32 TiB.
+  d = case_dir("npy_hostile_header")
+  bundle = checkpointing.load_bundle(trained)
+  (d / "x.msgpack").write_bytes(
+      flax.serialization.to_bytes(jax.tree.map(np.asarray, bundle.params)))
+  with open(d / "codes.npy", "wb") as f:
+    np.lib.format.write_array_header_1_0(
+        f, {"descr": "<f4", "fortran_order": False, "shape": (2 ** 20, 2 ** 20, 8, 1)})
+    f.write(bytes(64))
+  cases[d.name] = dict(
+      args=("import", "--params", d / "x.msgpack", "--codes", d / "codes.npy", "--model",
+            "mlp", "--model-kwargs", '{"hidden": [32]}', "--num-classes", "10",
+            "--input-shape", "8,8,1", "--output", d / "out", "-q"),
+      watch=[d], absent=[d / "out"], words="codes have shape (1048576, 1048576, 8, 1), "
+                                           "expected (10, 8, 8, 1)")
   return cases
 
 
@@ -240,6 +290,8 @@ REFUSED = [
     "flipped_bit", "meta_codes_dtype", "meta_mean_longer_than_channels",
     "meta_history_not_a_request", "meta_history_class_out_of_range",
     "meta_class_names_count", "meta_num_classes_string", "meta_data_dir_number",
+    "idx_label_2_31", "idx_classes_beyond_examples", "idx_gzip_bomb", "idx_header_beyond_file",
+    "npy_hostile_header",
 ]
 
 
@@ -341,3 +393,39 @@ def test_save_refuses_what_load_would_refuse(trained, tmp_path):
     with pytest.raises(CheckpointError, match=words):
       checkpointing.save_bundle(tmp_path / "b", bundle.replace(**changes))
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------
+# Fault 4 in the library: sizes bounded before anything is allocated.
+
+
+def test_import_bounds_an_orbax_params_directory_before_restoring_it(trained, tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=import-outside-toplevel
+
+  bundle = checkpointing.load_bundle(trained)
+  params = jax.tree.map(np.asarray, bundle.params)
+  params["optimizer_junk"] = np.zeros(4_000_000, np.float32)  # Far beyond 16x the model.
+  ckpt = ocp.StandardCheckpointer()
+  ckpt.save(tmp_path / "params", {"params": params})
+  ckpt.wait_until_finished()
+  np.save(tmp_path / "codes.npy", np.asarray(bundle.codes))
+  with pytest.raises(CheckpointError, match=r"declares arrays of 4002410 elements in all, more "
+                                            r"than the \d+ a checkpoint of this model may hold"):
+    checkpointing.import_params(
+        tmp_path / "params", tmp_path / "codes.npy", model_name="mlp", num_classes=10,
+        input_shape=(8, 8, 1), model_kwargs={"hidden": (32,)}, output=tmp_path / "out")
+  assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("num_classes, input_shape, words", [
+    (0, (8, 8, 1), "num_classes 0 must be an integer in [1, 100000]"),
+    (2 ** 31 - 1, (8, 8, 1), "num_classes 2147483647"),
+    (10, (8, 8, 0), "input_shape is (8, 8, 0)"),
+    (1000, (4096, 4096, 3), "would hold 50331648000 elements"),
+])
+def test_import_bounds_class_count_and_input_shape(tmp_path, num_classes, input_shape, words):
+  with pytest.raises(CheckpointError) as info:
+    checkpointing.import_params(tmp_path / "absent.msgpack", tmp_path / "absent.npy",
+                                model_name="mlp", num_classes=num_classes,
+                                input_shape=input_shape, output=tmp_path / "out")
+  assert words in str(info.value)

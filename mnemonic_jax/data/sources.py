@@ -21,7 +21,9 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import importlib.util
+import math
 import os
+import struct
 import zlib
 from typing import Any, Iterator, Sequence
 
@@ -36,6 +38,8 @@ SPLITS = ("train", "test")
 #: The most classes any source (or bundle) may declare: a label or class count read from a
 #: file beyond it is refused before anything per class is allocated.
 MAX_CLASSES = 100_000
+#: load_idx infers at most max(this, number of labelled examples) classes from labels.
+_MIN_CLASS_BOUND = 1000
 TFDS_INSTALL_HINT = "pip install 'mnemonic-jax[tfds]'"
 
 # Per-channel (mean, std) of the train images scaled to [0, 1].
@@ -56,6 +60,8 @@ _IDX_DTYPES = {
     0x0E: np.dtype(">f8"),
 }
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
+#: The most deflate can expand its input (a gzip member of zeros): ~1032:1.
+_GZIP_MAX_RATIO = 1032
 _SOURCES_HINT = "use 'digits', 'fashion_mnist', 'idx:<dir>' or 'tfds:<name>'"
 
 
@@ -266,6 +272,12 @@ def _stratified_split(
 def read_idx(path: str | os.PathLike) -> np.ndarray:
   """Reads one idx file (the MNIST format), gzipped when its name ends in ``.gz``.
 
+  The header's dimensions are checked against the file's size before anything is
+  allocated: a plain file must hold exactly the bytes they declare, and a gzipped one at
+  most what deflate can expand it to (:data:`_GZIP_MAX_RATIO` times its size); the data is
+  then read in one piece of that size, so neither a hostile header nor a gzip bomb makes
+  it allocate more than the file can really hold.
+
   Args:
     path: the file.
 
@@ -273,32 +285,47 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     The array with the dimensions and dtype its header declares (native byte order).
 
   Raises:
-    DatasetError: the file cannot be read, is truncated, or its header is not idx.
+    DatasetError: the file cannot be read, is truncated or longer than its header
+      declares, or its header is not idx or declares more data than the file can hold.
   """
   path = os.fspath(path)
+  fix = "replace it with an intact copy"
+  gz = path.endswith(".gz")
   try:
-    with open(path, "rb") as f:
-      raw = f.read()
-    if path.endswith(".gz"):
-      raw = gzip.decompress(raw)
+    size = os.path.getsize(path)
+    with (gzip.open if gz else open)(path, "rb") as f:
+      magic = f.read(4)
+      if (len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES
+          or magic[3] == 0):
+        raise DatasetError(
+            f"{path} is not an idx file (bad magic number {magic.hex() or 'empty'}); "
+            "expected MNIST-format files")
+      dtype, ndim = _IDX_DTYPES[magic[2]], magic[3]
+      raw_dims = f.read(4 * ndim)
+      if len(raw_dims) < 4 * ndim:
+        raise DatasetError(f"{path} is truncated inside its header; {fix}")
+      dims = struct.unpack(f">{ndim}I", raw_dims)
+      header = 4 + 4 * ndim
+      needed = math.prod(dims) * dtype.itemsize
+      room = _GZIP_MAX_RATIO * size if gz else size - header
+      if needed > room:
+        raise DatasetError(
+            f"{path}: its header declares dimensions {dims} ({needed} bytes of data), more "
+            f"than its {size} bytes can hold{' once decompressed' if gz else ''} "
+            f"(truncated or corrupt); {fix}")
+      raw = f.read(needed)
+      extra = f.read(1)
+  except DatasetError:
+    raise
   except (OSError, EOFError, zlib.error) as e:
+    raise DatasetError(f"cannot read idx file {path}: {e}; {fix}") from None
+  if len(raw) != needed or extra:
+    total = header + len(raw) + (1 if extra else 0)
     raise DatasetError(
-        f"cannot read idx file {path}: {e}; replace it with an intact copy") from None
-  if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
-    raise DatasetError(
-        f"{path} is not an idx file (bad magic number {raw[:4].hex() or 'empty'}); "
-        "expected MNIST-format files")
-  dtype, ndim = _IDX_DTYPES[raw[2]], raw[3]
-  header = 4 + 4 * ndim
-  if len(raw) < header:
-    raise DatasetError(f"{path} is truncated inside its header; replace it with an intact copy")
-  dims = tuple(int(d) for d in np.frombuffer(raw, ">u4", count=ndim, offset=4))
-  expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-  if len(raw) != expected:
-    raise DatasetError(
-        f"{path} holds {len(raw)} bytes but its header {dims} needs {expected} "
-        "(truncated or corrupt); replace it with an intact copy")
-  data = np.frombuffer(raw, dtype, offset=header).reshape(dims)
+        f"{path} holds {'more than ' if extra else ''}{total} bytes"
+        f"{' once decompressed' if gz else ''} but its header {dims} needs "
+        f"{header + needed} (truncated or corrupt); {fix}")
+  data = np.frombuffer(raw, dtype).reshape(dims)
   return data.astype(dtype.newbyteorder("="), copy=not data.flags.writeable)
 
 
@@ -337,6 +364,10 @@ def _read_idx_split(directory: str, split: str, name: str) -> tuple[np.ndarray, 
         "the idx files do not belong together")
   if labels.size and labels.min() < 0:
     raise DatasetError(f"{paths['labels']}: negative label {labels.min()}")
+  if labels.size and labels.max() >= MAX_CLASSES:
+    raise DatasetError(
+        f"{paths['labels']}: label {labels.max()} would make {int(labels.max()) + 1} classes, "
+        f"more than the {MAX_CLASSES} supported (corrupt?); replace it with an intact copy")
   if images.ndim == 3:
     images = images[..., None]
   return images, labels.astype(np.int32)
@@ -362,7 +393,8 @@ def load_idx(
     split: ``"train"`` or ``"test"``.
     name: name recorded in :class:`DatasetInfo` (default ``"idx:<directory>"``).
     class_names: one name per class; default ``"0"`` .. ``"C-1"`` where ``C`` is one
-      more than the largest train label.
+      more than the largest label (train and loaded split), at most
+      ``max(1000, number of labelled examples)``: more is taken for a corrupt label file.
     mean: per-channel mean; computed from the train images when omitted (from the loaded
       split's images if the directory has no train files).
     std: per-channel standard deviation, like ``mean``.
@@ -371,7 +403,10 @@ def load_idx(
     A :class:`Dataset`.
 
   Raises:
-    DatasetError: missing, truncated or inconsistent files, or an unknown split.
+    DatasetError: missing, truncated or inconsistent files, a header declaring more data
+      than its file holds, a label of :data:`MAX_CLASSES` or more (or, without
+      ``class_names``, one making more classes than the bound above), or an unknown
+      split.
   """
   directory = os.fspath(directory)
   name = name or f"idx:{directory}"
@@ -386,6 +421,14 @@ def load_idx(
       reference = _read_idx_split(directory, "train", name)
   if class_names is None:
     num_classes = int(max(reference[1].max(initial=-1), labels.max(initial=-1))) + 1
+    examples = len(reference[1]) + (len(labels) if reference[1] is not labels else 0)
+    bound = max(_MIN_CLASS_BOUND, examples)
+    if num_classes > bound:
+      raise DatasetError(
+          f"{name}: the largest label, {num_classes - 1}, makes {num_classes} classes for "
+          f"only {examples} labelled examples (at most max({_MIN_CLASS_BOUND}, examples) "
+          "classes are inferred); the label files are probably corrupt; pass class_names "
+          "to load_idx if the classes are right")
     class_names = tuple(str(c) for c in range(num_classes))
   if mean is None or std is None:
     mean, std = channel_stats(reference[0])
@@ -435,6 +478,10 @@ class TfdsSource:
     features = builder.info.features
     label = features[label_key]
     self.num_classes = int(label.num_classes)
+    if not 1 <= self.num_classes <= MAX_CLASSES:
+      raise DatasetError(
+          f"{name}: its ClassLabel declares {self.num_classes} classes, not in [1, "
+          f"{MAX_CLASSES}]; the prepared dataset's metadata is corrupt, prepare it again")
     self.class_names = tuple(str(n) for n in label.names)
     self.shape = tuple(features[image_key].shape)
     self._source = self._open_data_source(split)
