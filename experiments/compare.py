@@ -231,6 +231,25 @@ def goal_check(r: dict[str, Any], records: list[dict[str, Any]]) -> dict[str, bo
   }
 
 
+def oracle_spread(records: list[dict[str, Any]]) -> dict[str, float]:
+  """Mean absolute difference between oracles of different seeds (same forgotten set).
+
+  The noise floor of the distances to the oracle: A_R and each MIA, in points.
+  """
+  oracles: dict[tuple[int, ...], list[dict[str, Any]]] = {}
+  for r in records:
+    if r["method"] == ORACLE:
+      oracles.setdefault(tuple(r["classes"]), []).append(r)
+  diffs: dict[str, list[float]] = {"A_R": [], **{m: [] for m in MIAS}}
+  for runs in oracles.values():
+    for i, a in enumerate(runs):
+      for b in runs[i + 1:]:
+        diffs["A_R"].append(abs(a["A_R"] - b["A_R"]))
+        for m in MIAS:
+          diffs[m].append(abs(mia_points(a, m) - mia_points(b, m)))
+  return {k: float(np.mean(v)) for k, v in diffs.items() if v}
+
+
 def _mean(values, digits=1):
   from experiments.table import mean_std  # pylint: disable=import-outside-toplevel
   return mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
@@ -392,6 +411,13 @@ def goal_section(auto, records, class_names) -> list[str]:
   for p in parts:
     lines.append(f"| {p} | {sum(c[p] for _, c in checks)} / {len(checks)} |")
   lines.append(f"| all | {sum(all(c.values()) for _, c in checks)} / {len(checks)} |")
+  spread = oracle_spread(records)
+  if spread:
+    lines += ["", "For scale, the oracle against itself: two retrained models of different "
+              "seeds, same forgotten set, differ on average by "
+              + ", ".join(f"{v:.2f} points of {k}" for k, v in spread.items())
+              + " (mean absolute difference over seed pairs). A goal tighter than this spread "
+              "is below the noise of the measurement."]
   misses = [(r, c) for r, c in checks if not all(c.values())]
   if misses:
     lines += ["", "Misses:", "", "| seed | forgotten | missed | ΔA_R | E_F | ΔMIAs (ent/conf/loss) "

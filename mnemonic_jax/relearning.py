@@ -15,17 +15,20 @@ is as deep as retraining. A count of 0 means the class was never forgotten.
 
 Choices (fields of :class:`RelearnConfig`):
 
-* Each batch (64) is half sample, half retained examples. The sample (often 8 images) is
-  cycled to fill its half; the retained half keeps the model honest: fine-tuned on the
-  forgotten class alone, a model learns to predict that class for every input, which
-  reads as perfect recall on the probe without discriminating anything. Half is a
-  strong over-sampling (a class is ~10% of natural data), chosen so a few images can
-  move the model in a few hundred steps.
+* Each batch (64) takes 10% of its rows (6) from the sample, cycled, and the rest from
+  retained examples: about the share a class has in a 10-class dataset. The retained rows
+  keep the model honest: fine-tuned on the forgotten class alone, a model learns to
+  predict that class for every input, which reads as perfect recall on the probe without
+  discriminating anything. On the digits MLP (class 3, seed 0) this share separates the
+  methods: the oracle needs 11 / 12 steps to 50% / 90%, a fine-tuned model that still
+  half-knows the class 2 / 6. A half-sample batch (0.5) was tried first and relearned
+  every model, the oracle included, within 5 steps: no contrast left to read.
 * SGD, learning rate 0.01, momentum 0.9 (the paper's MNIST training settings), the model
   in training mode (BatchNorm statistics adapt, as in any fine-tuning).
-* The probe accuracy is evaluated at step 0 (before any update) and every ``eval_every``
-  (5) steps up to ``max_steps`` (500); a threshold is "reached" at the first evaluation
-  at or above it, so counts are multiples of ``eval_every``. ``None``: not reached.
+* The probe accuracy is evaluated at step 0 (before any update) and after every step
+  (``eval_every`` 1) up to ``max_steps`` (500); a threshold is "reached" at the first
+  evaluation at or above it, so counts are multiples of ``eval_every``. ``None``: not
+  reached.
 
 Example:
   >>> key = jax.random.key(0)
@@ -72,11 +75,11 @@ class RelearnConfig:
   """
 
   batch_size: int = 64
-  sample_share: float = 0.5
+  sample_share: float = 0.1
   learning_rate: float = 0.01
   momentum: float = 0.9
   weight_decay: float = 0.0
-  eval_every: int = 5
+  eval_every: int = 1
   max_steps: int = 500
   train_mode: bool = True
   stop_early: bool = True

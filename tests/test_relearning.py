@@ -8,7 +8,7 @@ from mnemonic_jax import metrics, relearning, training
 from mnemonic_jax.baselines import Split, UnlearnData
 from mnemonic_jax.bundle import host_copy
 
-FAST = relearning.RelearnConfig(max_steps=60)
+FAST = relearning.RelearnConfig(max_steps=200)
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +58,8 @@ def test_none_when_max_steps_is_too_small_and_determinism(setting):
   # A longer run with the same key starts with the same batches: the short run is a prefix.
   longer = relearning.relearn_steps(
       never_knew, sample, data.retain, probe, reference,
-      relearning.RelearnConfig(max_steps=20, stop_early=False), key=jax.random.key(3))
+      relearning.RelearnConfig(max_steps=20, eval_every=5, stop_early=False),
+      key=jax.random.key(3))
   assert longer.curve[:3] == short.curve and len(longer.curve) == 5
   assert short.to_dict()["curve"][0] == [0, short.curve[0][1]]
 
