@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import ast
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -132,6 +133,17 @@ def positive_float(text: str) -> float:
   return value
 
 
+def positive_int(text: str) -> int:
+  """Parses an integer >= 1."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+  return value
+
+
 def json_object(text: str) -> dict[str, Any]:
   """Parses a JSON object such as ``'{"hidden": [1000]}'``."""
   try:
@@ -226,7 +238,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
-  p.add_argument("--microbatch-size", type=int, default=None, metavar="N",
+  p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",
                  help="codes per Fisher microbatch (bounds memory for big models)")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
   p.set_defaults(func=cmd_forget)
@@ -351,8 +363,17 @@ def split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[s
 def load_config(spec: str):
   """Loads ``get_config(variant)`` from a config file given as ``FILE[:VARIANT]``.
 
+  The config file is the user's code: whatever it raises while being imported or while
+  ``get_config`` runs is reported as a user error (one line naming the file and the
+  exception), as is a ``get_config`` that is missing, cannot take the variant, or returns
+  something other than a group of fields (e.g. None).
+
+  Returns:
+    The config (an ml_collections ConfigDict, or a mapping).
+
   Raises:
-    UsageError: the file does not exist, cannot be imported or has no ``get_config``.
+    UsageError: the file does not exist, raises, has no usable ``get_config``, or its
+      ``get_config`` raises or returns no config.
   """
   path, variant = spec, None
   if not os.path.isfile(spec) and ":" in spec:
@@ -365,12 +386,32 @@ def load_config(spec: str):
   module = importlib.util.module_from_spec(module_spec)
   try:
     module_spec.loader.exec_module(module)
-  except (SyntaxError, ImportError) as e:
-    raise UsageError(f"cannot import config file {path}: {type(e).__name__}: {e}") from None
-  if not callable(getattr(module, "get_config", None)):
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(f"cannot import config file {path}: {type(e).__name__}: "
+                     f"{_describe(e)}; fix the config file") from None
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
     raise UsageError(f"config file {path} defines no get_config(); add "
                      "'def get_config(variant=\"\"): ...' returning an ml_collections.ConfigDict")
-  return module.get_config(variant) if variant is not None else module.get_config()
+  args = () if variant is None else (variant,)
+  try:
+    inspect.signature(get_config).bind(*args)
+  except TypeError:
+    raise UsageError(
+        f"config file {path}: get_config() takes no variant, but {spec!r} names one; drop "
+        f"':{variant}' or give get_config a variant argument") from None
+  except ValueError:  # No signature to inspect: let the call say.
+    pass
+  shown = f"get_config({variant!r})" if args else "get_config()"
+  try:
+    config = get_config(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    raise UsageError(f"config file {path}: {shown} raised {type(e).__name__}: "
+                     f"{_describe(e)}") from None
+  if not hasattr(config, "keys") or not hasattr(config, "__getitem__"):
+    raise UsageError(f"config file {path}: {shown} returned {type(config).__name__}, not a "
+                     "config; return an ml_collections.ConfigDict")
+  return config
 
 
 def parse_value(raw: str) -> Any:
@@ -517,9 +558,11 @@ def _check_train_paths(spec: str, config, workdir: pathlib.Path) -> None:
 
 def cmd_train(args) -> int:
   """``mnemonic-jax train``."""
-  from mnemonic_jax import workflow  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from mnemonic_jax import configs, workflow
 
   config = apply_overrides(load_config(args.config), args.overrides)
+  configs.validate_config(config)  # Before the workdir is touched.
   workdir = args.workdir.absolute()
   _check_train_paths(args.config, config, workdir)
   bundle = workflow.train(config, workdir, progress=_show_progress(args))

@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import checkpointing, codes as codes_lib, forgetting, lambda_search
+from mnemonic_jax import checkpointing, codes as codes_lib, configs, forgetting, lambda_search
 from mnemonic_jax import metrics, parallel, training
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
@@ -62,6 +62,10 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   the final parameters equal those of an uninterrupted run. The finished bundle is saved
   to ``workdir/bundle``.
 
+  Everything that can be checked is checked before anything is written: the config's
+  fields (:func:`mnemonic_jax.configs.validate_config`), the dataset, the batch size
+  against it, the model spec (its shapes) and the pretrained weights.
+
   Args:
     config: experiment config (see ``experiments/configs``): ``seed``, ``dataset``,
       ``model``, ``model_kwargs``, ``code_distribution``, ``pad_to``,
@@ -75,37 +79,60 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
 
   Returns:
     The trained bundle.
+
+  Raises:
+    ConfigError: a config field of the wrong type or out of range, a batch larger than
+      the dataset, more steps than the step counter holds, or a model that cannot be
+      built for the data. Nothing is written then.
+    DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
+      or the workdir holds a run of another config.
   """
+  configs.validate_config(config)
   workdir = pathlib.Path(workdir).absolute()
   data, info, shape = _training_data(config)
+  fit_cfg = fit_config(config)
+  total = _total_steps(fit_cfg, data.num_examples)
   root = jax.random.key(config["seed"])
   code_key, train_key = jax.random.fold_in(root, 0), jax.random.fold_in(root, 1)
   codes = codes_lib.generate_codes(
       code_key, info.num_classes, shape, distribution=config.get("code_distribution", "uniform"))
   model_kwargs = to_plain(config.get("model_kwargs", {}))
-  model = create_model(config["model"], info.num_classes, **model_kwargs)
-  fit_cfg = fit_config(config)
 
   # Shapes first: a bad model spec fails here, before anything is written.
-  abstract = jax.eval_shape(
-      lambda: _initial_state(model, shape, fit_cfg, data.num_examples, train_key))
+  try:
+    model = create_model(config["model"], info.num_classes, **model_kwargs)
+    abstract = jax.eval_shape(
+        lambda: _initial_state(model, shape, fit_cfg, data.num_examples, train_key))
+  except Exception as e:  # pylint: disable=broad-except
+    text = str(e).strip().splitlines()
+    raise configs.ConfigError(
+        f"config.model {config['model']!r} with model_kwargs {model_kwargs} cannot be built "
+        f"for inputs {tuple(shape)} of {info.num_classes} classes: {type(e).__name__}: "
+        f"{text[0] if text else ''}; fix config.model_kwargs") from None
   plain = to_plain(config)
+  train_dir = workdir / "train"
+  pretrained = None
+  if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
+    pretrained = checkpointing.read_pretrained(
+        config["pretrained"], like={"params": abstract.params, "batch_stats": abstract.batch_stats})
   ckpt = checkpointing.TrainCheckpointer(
-      workdir / "train", save_every=config.get("checkpoint_every", 500))
+      train_dir, save_every=config.get("checkpoint_every", 500))
   state = None
   if ckpt.latest_step() is not None:
     restored = ckpt.restore(None, abstract)
     _check_same_run(plain, restored.metadata.get("config"), workdir)
     state = restored.state
   elif config.get("pretrained"):
+    if pretrained is None:
+      pretrained = checkpointing.read_pretrained(
+          config["pretrained"],
+          like={"params": abstract.params, "batch_stats": abstract.batch_stats})
+    params, batch_stats = pretrained
     state = _initial_state(model, shape, fit_cfg, data.num_examples, train_key)
-    params, batch_stats = checkpointing.read_pretrained(
-        config["pretrained"], like={"params": abstract.params, "batch_stats": abstract.batch_stats})
     skip = tuple(config.get("pretrained_skip") or ())
     state = state.replace(
         params=merge_pretrained(state.params, params, skip),
         batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
-  total = fit_cfg.epochs * training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
 
   def save(step, state, step_metrics):
     if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
@@ -124,6 +151,28 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
   checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
+
+
+def _total_steps(fit_cfg: training.FitConfig, num_examples: int) -> int:
+  """The run's number of optimiser steps, checked against the data and the step counter."""
+  if fit_cfg.batch_size > num_examples:
+    raise configs.ConfigError(
+        f"config.batch_size={fit_cfg.batch_size} is larger than the {num_examples} training "
+        "examples; use a smaller batch")
+  total = fit_cfg.epochs * training.steps_per_epoch(num_examples, fit_cfg.batch_size)
+  if total > configs.MAX_STEPS:
+    raise configs.ConfigError(
+        f"config.epochs={fit_cfg.epochs} makes {total} steps, more than the "
+        f"{configs.MAX_STEPS} the step counter holds; train fewer epochs")
+  return total
+
+
+def _has_steps(train_dir: pathlib.Path) -> bool:
+  """Whether a training checkpoint directory holds any step directory (complete or not)."""
+  try:
+    return any(p.name.isdigit() for p in train_dir.iterdir())
+  except OSError:
+    return False
 
 
 def _training_data(config):

@@ -283,6 +283,57 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
             "--input-shape", "8,8,1", "--output", d / "out", "-q"),
       watch=[d], absent=[d / "out"], words="codes have shape (1048576, 1048576, 8, 1), "
                                            "expected (10, 8, 8, 1)")
+
+  # Fault 5: config files that raise, return None, lack get_config or take no variant.
+  train = ("train", "-q")
+  for name, body, spec, words in (
+      ("config_raises", "raise RuntimeError('boom')\n", "", "RuntimeError: boom"),
+      ("config_returns_none", "def get_config():\n  return None\n", "",
+       "get_config() returned NoneType"),
+      ("config_without_get_config", "CONFIG = {}\n", "", "defines no get_config()"),
+      ("config_takes_no_variant", "def get_config():\n  return {}\n", ":quick",
+       "get_config() takes no variant"),
+      ("config_get_config_raises", "def get_config():\n  return {}['seed']\n", "",
+       "get_config() raised KeyError"),
+  ):
+    d = case_dir(name)
+    cfg = _write_config(d / "cfg.py", body)
+    cases[name] = dict(args=(*train, "--config", f"{cfg}{spec}", "--workdir", d / "run"),
+                       watch=[d], absent=[d / "run"], words=words)
+
+  # Fault 5: config fields out of range, refused before the workdir is touched.
+  tiny = ("--config.model_kwargs.hidden=(32,)", "--config.epochs=1")
+  for name, override, words in (
+      ("batch_size_0", "--config.batch_size=0", "config.batch_size=0 must be an integer"),
+      ("batch_size_minus_4", "--config.batch_size=-4", "config.batch_size=-4 must be"),
+      ("epochs_minus_1", "--config.epochs=-1", "config.epochs=-1 must be an integer in [1,"),
+      ("seed_beyond_64_bits", f"--config.seed={2 ** 64}",
+       f"config.seed={2 ** 64} must be an integer in [0, {2 ** 63 - 1}]"),
+      ("learning_rate_inf", "--config.learning_rate=1e999",
+       "config.learning_rate=inf must be a finite number > 0"),
+      ("momentum_1", "--config.momentum=1.0", "config.momentum=1.0 must be a finite number in"),
+      ("schedule_unknown", "--config.schedule=cosin", "unknown schedule 'cosin'"),
+      ("batch_larger_than_data", "--config.batch_size=5000",
+       "config.batch_size=5000 is larger than the 1438 training examples"),
+      ("model_kwargs_unbuildable", "--config.model_kwargs.hidden=(0,)",
+       "config.model 'mlp' with model_kwargs"),
+  ):
+    d = case_dir(name)
+    cases[name] = dict(args=(*train, "--config", CONFIG, *tiny, override, "--workdir",
+                             d / "run"), watch=[d], absent=[d / "run"], words=words)
+
+  # Fault 5: import with a --mean longer than the channels.
+  d = case_dir("import_mean_longer_than_channels")
+  (d / "x.msgpack").write_bytes(
+      flax.serialization.to_bytes(jax.tree.map(np.asarray, bundle.params)))
+  np.save(d / "codes.npy", np.asarray(bundle.codes))
+  cases[d.name] = dict(
+      args=("import", "--params", d / "x.msgpack", "--codes", d / "codes.npy", "--model",
+            "mlp", "--model-kwargs", '{"hidden": [32]}', "--num-classes", "10",
+            "--input-shape", "8,8,1", "--mean", "0.1,0.2,0.3", "--std", "0.3",
+            "--output", d / "out", "-q"),
+      watch=[d], absent=[d / "out"],
+      words="normalisation mean has 3 values but the inputs have 1 channel")
   return cases
 
 
@@ -292,6 +343,11 @@ REFUSED = [
     "meta_class_names_count", "meta_num_classes_string", "meta_data_dir_number",
     "idx_label_2_31", "idx_classes_beyond_examples", "idx_gzip_bomb", "idx_header_beyond_file",
     "npy_hostile_header",
+    "config_raises", "config_returns_none", "config_without_get_config",
+    "config_takes_no_variant", "config_get_config_raises", "batch_size_0", "batch_size_minus_4",
+    "epochs_minus_1", "seed_beyond_64_bits", "learning_rate_inf", "momentum_1",
+    "schedule_unknown", "batch_larger_than_data", "model_kwargs_unbuildable",
+    "import_mean_longer_than_channels",
 ]
 
 
@@ -429,3 +485,80 @@ def test_import_bounds_class_count_and_input_shape(tmp_path, num_classes, input_
                                 model_name="mlp", num_classes=num_classes,
                                 input_shape=input_shape, output=tmp_path / "out")
   assert words in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# Fault 5 in the library: one validation of every field, before anything is written.
+
+
+def test_every_experiment_config_is_valid():
+  import importlib  # pylint: disable=import-outside-toplevel
+
+  from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+
+  for path in sorted((REPO / "experiments" / "configs").glob("*.py")):
+    if path.name == "__init__.py":
+      continue
+    module = importlib.import_module(f"experiments.configs.{path.stem}")
+    for variant in ("", "quick"):
+      configs.validate_config(module.get_config(variant))
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("seed", -1, "config.seed=-1 must be an integer in [0,"),
+    ("seed", 1.0, "config.seed=1.0 must be an integer"),
+    ("dataset", "", "config.dataset='' must be a non-empty string"),
+    ("model", "nope", "config.model='nope' is not a registered model"),
+    ("model_kwargs", [32], "config.model_kwargs=[32] must be a group of fields"),
+    ("epochs", 0, "config.epochs=0 must be an integer in [1,"),
+    ("epochs", True, "config.epochs=True must be an integer"),
+    ("batch_size", 2.0, "config.batch_size=2.0 must be an integer"),
+    ("learning_rate", 0.0, "config.learning_rate=0.0 must be a finite number > 0"),
+    ("learning_rate", "0.1", "config.learning_rate='0.1' must be a finite number > 0"),
+    ("momentum", -0.1, "config.momentum=-0.1 must be a finite number in [0, 1)"),
+    ("weight_decay", float("inf"), "config.weight_decay=inf must be a finite number >= 0"),
+    ("t_mix", 1.5, "config.t_mix=1.5 must be a finite number in [0, 1]"),
+    ("schedule", "linear", "unknown schedule 'linear'"),
+    ("augment", 1, "config.augment=1 must be True or False"),
+    ("code_distribution", "gaussian", "must be one of 'uniform', 'normal'"),
+    ("checkpoint_every", 0, "config.checkpoint_every=0 must be an integer in [1,"),
+    ("pad_to", 0, "config.pad_to=0 must be None or an integer"),
+    ("data_dir", 5, "config.data_dir=5 must be a path"),
+    ("stream", "yes", "config.stream='yes' must be True or False"),
+    ("pretrained", 1, "config.pretrained=1 must be a path"),
+    ("pretrained_skip", "Dense_1", "config.pretrained_skip='Dense_1' must be a tuple"),
+    ("lambda1", -1.0, "config.lambda1=-1.0 must be 'auto' or a finite number > 0"),
+    ("lambda2", "big", "config.lambda2='big' must be 'auto'"),
+    ("forget_classes", (-1,), "config.forget_classes=(-1,) must be a tuple of class ids"),
+    ("name", None, "config.name=None must be a non-empty string"),
+])
+def test_validate_config_checks_every_field(field, value, words):
+  from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+
+  config = configs.paper_mlp_config("t", "digits").to_dict()
+  configs.validate_config(config)
+  config[field] = value
+  with pytest.raises(configs.ConfigError) as info:
+    configs.validate_config(config)
+  assert words in str(info.value) and "\n" not in str(info.value), str(info.value)
+  assert set(configs.FIELD_CHECKS) >= {"seed", "epochs", "batch_size", "learning_rate",
+                                       "momentum", "weight_decay", "t_mix", "schedule",
+                                       "model", "code_distribution", "checkpoint_every"}
+
+
+def test_validate_config_refuses_missing_fields_and_non_configs():
+  from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(configs.ConfigError, match="the config has no field 'seed'"):
+    configs.validate_config({"dataset": "digits", "model": "mlp"})
+  with pytest.raises(configs.ConfigError, match="the config is NoneType"):
+    configs.validate_config(None)
+
+
+def test_library_train_validates_before_writing(tmp_path):
+  from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+
+  for changes in ({"epochs": -1}, {"batch_size": 10_000}, {"model_kwargs": {"hidden": (0,)}}):
+    with pytest.raises(configs.ConfigError):
+      workflow.train(_config(**changes), tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()

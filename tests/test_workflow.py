@@ -43,9 +43,12 @@ def test_evaluate_checks_the_labels_and_the_image_shape(tmp_path):
 
 def test_fine_tuning_starts_from_pretrained_weights(tmp_path):
   base = workflow.train(tiny_config(), tmp_path / "base", progress=False)
+  # epochs must be >= 1 (issue #9): a learning rate too small to move a float32 weight
+  # keeps the pretrained Dense_0 exactly.
   tuned = workflow.train(
-      tiny_config(epochs=0, seed=5, pretrained=str(tmp_path / "base" / "bundle"),
-                  pretrained_skip=("Dense_1",)), tmp_path / "tuned", progress=False)
+      tiny_config(epochs=1, seed=5, learning_rate=1e-30, weight_decay=0.0,
+                  pretrained=str(tmp_path / "base" / "bundle"), pretrained_skip=("Dense_1",)),
+      tmp_path / "tuned", progress=False)
   np.testing.assert_array_equal(tuned.params["Dense_0"]["kernel"], base.params["Dense_0"]["kernel"])
   assert not np.allclose(tuned.params["Dense_1"]["kernel"], base.params["Dense_1"]["kernel"])
   with pytest.raises(ValueError, match="shape"):
