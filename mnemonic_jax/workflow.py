@@ -85,7 +85,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       the dataset, more steps than the step counter holds, or a model that cannot be
       built for the data. Nothing is written then.
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
-      or the workdir holds a run of another config.
+      the workdir holds a run of another config, or another run holds its lock
+      (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
   """
   configs.validate_config(config)
   workdir = pathlib.Path(workdir).absolute()
@@ -111,45 +112,44 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         f"{text[0] if text else ''}; fix config.model_kwargs") from None
   plain = to_plain(config)
   train_dir = workdir / "train"
+  like = {"params": abstract.params, "batch_stats": abstract.batch_stats}
   pretrained = None
   if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
-    pretrained = checkpointing.read_pretrained(
-        config["pretrained"], like={"params": abstract.params, "batch_stats": abstract.batch_stats})
-  ckpt = checkpointing.TrainCheckpointer(
-      train_dir, save_every=config.get("checkpoint_every", 500))
-  state = None
-  if ckpt.latest_step() is not None:
-    restored = ckpt.restore(None, abstract)
-    _check_same_run(plain, restored.metadata.get("config"), workdir)
-    state = restored.state
-  elif config.get("pretrained"):
-    if pretrained is None:
-      pretrained = checkpointing.read_pretrained(
-          config["pretrained"],
-          like={"params": abstract.params, "batch_stats": abstract.batch_stats})
-    params, batch_stats = pretrained
-    state = _initial_state(model, shape, fit_cfg, data.num_examples, train_key)
-    skip = tuple(config.get("pretrained_skip") or ())
-    state = state.replace(
-        params=merge_pretrained(state.params, params, skip),
-        batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
+    pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
+  with checkpointing.workdir_lock(workdir):  # One run per workdir; a second is refused.
+    ckpt = checkpointing.TrainCheckpointer(
+        train_dir, save_every=config.get("checkpoint_every", 500))
+    state = None
+    if ckpt.latest_step() is not None:
+      restored = ckpt.restore(None, abstract)
+      _check_same_run(plain, restored.metadata.get("config"), workdir)
+      state = restored.state
+    elif config.get("pretrained"):
+      if pretrained is None:
+        pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
+      params, batch_stats = pretrained
+      state = _initial_state(model, shape, fit_cfg, data.num_examples, train_key)
+      skip = tuple(config.get("pretrained_skip") or ())
+      state = state.replace(
+          params=merge_pretrained(state.params, params, skip),
+          batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
 
-  def save(step, state, step_metrics):
-    if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
-      metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
-      ckpt.save(step, state, metadata, force=step == total)
+    def save(step, state, step_metrics):
+      if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
+        metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
+        ckpt.save(step, state, metadata, force=step == total)
 
-  state, _ = training.fit(
-      model, data, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
-      mesh=mesh, state=state, on_step=save, progress=progress)
-  ckpt.wait_until_finished()
-  ckpt.close()
-  bundle = Bundle(
-      model_name=config["model"], model_kwargs=model_kwargs, params=state.params,
-      batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
-      input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
-      class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
-  checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
+    state, _ = training.fit(
+        model, data, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
+        mesh=mesh, state=state, on_step=save, progress=progress)
+    ckpt.wait_until_finished()
+    ckpt.close()
+    bundle = Bundle(
+        model_name=config["model"], model_kwargs=model_kwargs, params=state.params,
+        batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
+        input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
+        class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
+    checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
 
 

@@ -562,3 +562,58 @@ def test_library_train_validates_before_writing(tmp_path):
     with pytest.raises(configs.ConfigError):
       workflow.train(_config(**changes), tmp_path / "run", progress=False)
     assert not (tmp_path / "run").exists()
+
+
+# --------------------------------------------------------------------------------------
+# Fault 6: one train run per workdir.
+
+
+def _wait_for_first_step(workdir: pathlib.Path, proc: subprocess.Popen,
+                         timeout_s: float = 120.0) -> None:
+  """Waits until a run has saved its first training checkpoint (it is mid-run then)."""
+  deadline = time.monotonic() + timeout_s
+  while time.monotonic() < deadline:
+    if (workdir / "train").is_dir() and any(
+        p.name.isdigit() for p in (workdir / "train").iterdir()):
+      return
+    if proc.poll() is not None:
+      raise AssertionError(f"the first run ended (exit {proc.returncode}) before its first "
+                           f"checkpoint: {proc.stderr.read()}")
+    time.sleep(0.02)
+  raise AssertionError(f"the first run saved no checkpoint in {timeout_s} s")
+
+
+def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
+  workdir = tmp_path / "run"
+  args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
+          "--config.epochs=30", "--config.checkpoint_every=50", "--workdir", workdir, "-q")
+  first = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                           text=True, env=_env(), cwd=REPO)
+  try:
+    _wait_for_first_step(workdir, first)
+    first.send_signal(signal.SIGSTOP)  # Mid-run (holding the lock) for as long as we need.
+    before = tree_digest(workdir)
+    second = run(*args)
+    line = assert_refused(second, f"{workdir} is in use by another train run (process "
+                                  f"{first.pid} holds {workdir / '.lock'})")
+    assert "--workdir" in line and (workdir / ".lock").read_text() == f"{first.pid}\n"
+    assert tree_digest(workdir) == before, "the refused run wrote into the workdir"
+  finally:
+    first.send_signal(signal.SIGCONT)
+  out, err = first.communicate(timeout=TIMEOUT_S)
+  assert first.returncode == 0, err
+  assert err == "" and f"bundle: {workdir / 'bundle'}" in out
+  bundle = checkpointing.load_bundle(workdir / "bundle")
+  assert bundle.config["epochs"] == 30 and bundle.history == ()
+  # The lock is released with the run: the same command now finds the run complete.
+  assert_ok(run(*args))
+
+
+def test_workdir_lock_is_exclusive_and_released(tmp_path):
+  with checkpointing.workdir_lock(tmp_path / "w") as lock:
+    assert lock.read_text().strip() == str(os.getpid())
+    with pytest.raises(CheckpointError, match=f"process {os.getpid()} holds"):
+      with checkpointing.workdir_lock(tmp_path / "w"):
+        pass
+  with checkpointing.workdir_lock(tmp_path / "w"):
+    pass
