@@ -74,7 +74,8 @@ def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_con
   oracle = by["retrain"]
   assert oracle["data"] == "retain" and oracle["examples"]["forget"] == 0
   assert oracle["E_F"] == 100.0  # The oracle never saw class 3.
-  assert oracle["steps"] > 0 and oracle["relearn"]["steps_to_90"] is not None
+  assert oracle["steps"] > 0 and oracle["relearn"]["curve"][0] == [0, 0.0]  # Never knew it.
+  assert by["none"]["relearn"] is None and by["finetune"]["relearn"]["steps"] >= 0
   assert by["mnemonic-auto"]["data"] == "none" and by["mnemonic-auto"]["steps"] == 0
   d = by["finetune"]["oracle"]
   assert d["A_R"] == pytest.approx(by["finetune"]["A_R"] - oracle["A_R"])
