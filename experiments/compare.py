@@ -255,14 +255,21 @@ def _mean(values, digits=1):
   return mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
 
 
-def _relearn_cell(rs, target):
+def relearn_median(rs, target) -> tuple[float, int]:
+  """Median relearning steps over runs (a run that never relearned counts as infinite,
+  so the median is right while fewer than half never relearn), and that number of runs."""
   steps = [relearn_steps_of(r, target) for r in rs]
   steps = [s for s in steps if not np.isnan(s)]
   if not steps:
+    return float("nan"), 0
+  return float(np.median(steps)), int(sum(np.isinf(s) for s in steps))
+
+
+def _relearn_cell(rs, target):
+  median, never = relearn_median(rs, target)
+  if np.isnan(median):
     return "-"
-  never = sum(np.isinf(s) for s in steps)
-  finite = [s for s in steps if np.isfinite(s)]
-  cell = f"{np.median(finite):.0f}" if finite else ""
+  cell = "never" if np.isinf(median) else f"{median:.0f}"
   return cell + (f" ({never} never)" if never else "")
 
 

@@ -165,13 +165,17 @@ METHOD_MARKERS = "osD^vP<>X*hp"
 
 
 def methods_scatter(path, records, variants, title):
-  """A_R against E_F per method (mean over runs, per-run points faint); marker area grows
-  with the log of the method's seconds; the retrain oracle is a black star."""
-  fig, ax = _figure(7.5, 5.0)
-  cmap = matplotlib_colors(len(variants))
+  """A_R against E_F per method: the mean over runs as a large marker whose area grows with
+  the log of the method's seconds, each run as a faint dot; the retrain oracle is a black
+  star. Left: the whole range; right: zoomed on the oracle's corner."""
+  fig = Figure(figsize=(12.0, 5.0), layout="constrained")
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 2)
+  colors = matplotlib_colors(len(variants))
   seconds = [r["seconds"] for r in records if r["variant"] in variants and r["seconds"] > 0]
   lo = np.log10(max(min(seconds, default=1e-3), 1e-4))
   size = lambda s: 30 + 90 * (np.log10(max(s, 1e-4)) - lo)
+  oracle_point = None
   for i, v in enumerate(variants):
     rs = [r for r in records if r["variant"] == v]
     if not rs:
@@ -179,44 +183,57 @@ def methods_scatter(path, records, variants, title):
     ef, ar = np.array([r["E_F"] for r in rs]), np.array([r["A_R"] for r in rs])
     sec = float(np.mean([r["seconds"] for r in rs]))
     oracle = v == "retrain"
-    color = "black" if oracle else cmap[i]
-    ax.scatter(ef, ar, s=8, alpha=0.25, color=color)
-    ax.scatter([ef.mean()], [ar.mean()], s=size(sec) * (2 if oracle else 1),
-               marker="*" if oracle else METHOD_MARKERS[i % len(METHOD_MARKERS)],
-               color=color, edgecolor="white", linewidth=0.6, zorder=3,
-               label=f"{v} ({sec:.3g} s)" + (" = oracle" if oracle else ""))
-  ax.set_xlabel("E_F (%): error on the forgotten classes (100 = forgotten)")
-  ax.set_ylabel("A_R (%): accuracy on the remaining classes")
-  ax.set_title(title, fontsize=10)
-  ax.grid(alpha=0.3)
-  ax.legend(frameon=False, fontsize=7, loc="best", title="method (mean seconds; area ~ log s)",
-            title_fontsize=7)
+    if oracle:
+      oracle_point = (ef.mean(), ar.mean())
+    color = "black" if oracle else colors[i]
+    for ax in axes:
+      ax.scatter(ef, ar, s=8, alpha=0.25, color=color)
+      ax.scatter([ef.mean()], [ar.mean()], s=size(sec) * (2.5 if oracle else 1),
+                 marker="*" if oracle else METHOD_MARKERS[i % len(METHOD_MARKERS)],
+                 color=color, edgecolor="white", linewidth=0.5, zorder=6 if oracle else 3,
+                 alpha=1.0 if oracle else 0.85,
+                 label=f"{v} ({sec:.3g} s)" + (" = oracle" if oracle else ""))
+  for ax in axes:
+    ax.set_xlabel("E_F (%): error on the forgotten classes (100 = forgotten)")
+    ax.grid(alpha=0.3)
+  axes[0].set_ylabel("A_R (%): accuracy on the remaining classes")
+  axes[0].set_title(title, fontsize=9)
+  if oracle_point is not None:
+    axes[1].set_xlim(80, 101)
+    axes[1].set_ylim(oracle_point[1] - 6, oracle_point[1] + 2)
+    axes[1].set_title("zoom on the oracle's corner", fontsize=9)
+  axes[1].legend(frameon=False, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5),
+                 title="method (mean seconds;\nmarker area ~ log s)", title_fontsize=7)
   fig.savefig(path, dpi=150)
   return path
 
 
 def relearn_chart(path, records, variants, title):
-  """Median steps to relearn to 90% of the original accuracy, per method (log scale)."""
-  fig, ax = _figure(7.0, 3.8)
-  shown, values, never = [], [], []
-  for v in variants:
-    rl = [r["relearn"] for r in records if r["variant"] == v and r.get("relearn")]
-    if not rl:
-      continue
-    steps = [x["steps_to_90"] for x in rl]
-    finite = [s for s in steps if s is not None]
-    shown.append(v)
-    values.append(np.median(finite) if finite else np.nan)
-    never.append(len(steps) - len(finite))
+  """Median steps to relearn to 90% of the original accuracy, per method.
+
+  A run that never relearned within the budget counts as infinite; a median that is
+  infinite is drawn hatched at the top of the chart and labelled "never".
+  """
+  from experiments.compare import relearn_median  # pylint: disable=import-outside-toplevel
+
+  shown = [v for v in variants if any(r["variant"] == v and r.get("relearn") for r in records)]
   if not shown:
     return None
+  medians = [relearn_median([r for r in records if r["variant"] == v], "90") for v in shown]
+  finite = [m for m, _ in medians if np.isfinite(m)]
+  top = 1.15 * max(finite, default=1.0) + 1.0
+  fig, ax = _figure(max(7.0, 0.55 * len(shown) + 2.0), 3.8)
   x = np.arange(len(shown))
-  bars = ax.bar(x, np.nan_to_num(values, nan=0.0),
-                color=["black" if v == "retrain" else "#4c72b0" for v in shown])
-  ax.bar_label(bars, labels=[("-" if np.isnan(v) else f"{v:.0f}") + (f" ({n} never)" if n else "")
-                             for v, n in zip(values, never)], fontsize=7)
+  heights = [m if np.isfinite(m) else top for m, _ in medians]
+  bars = ax.bar(x, heights, color=["black" if v == "retrain" else "#4c72b0" for v in shown])
+  for bar, (m, _) in zip(bars, medians):
+    if not np.isfinite(m):
+      bar.set_hatch("//")
+      bar.set_alpha(0.5)
+  ax.bar_label(bars, labels=[("never" if not np.isfinite(m) else f"{m:.0f}")
+                             + (f" ({n} never)" if n else "") for m, n in medians], fontsize=7)
   ax.set_xticks(x, shown, rotation=30, ha="right", fontsize=8)
-  ax.set_ylabel("steps to 90% of original accuracy")
+  ax.set_ylabel("median steps to 90% of the\noriginal accuracy (higher = deeper)")
   ax.set_title(title, fontsize=10)
   fig.savefig(path, dpi=150)
   return path
@@ -231,8 +248,17 @@ def matplotlib_colors(n: int):
 def methods_figures(out: pathlib.Path, base: str, records, variants) -> list[pathlib.Path]:
   """The comparison's figures: A_R vs E_F per method, and relearning steps."""
   out = pathlib.Path(out)
-  paths = [methods_scatter(out / f"{base}_ar_ef.png", records, variants,
-                           f"{base}: A_R vs E_F per method (mean of runs; star = retrain oracle)")]
+  methods = [v for v in variants if "@" not in v]
+  ablation = [v for v in variants if v.startswith("mnemonic")]
+  paths = []
+  if methods:
+    paths.append(methods_scatter(
+        out / f"{base}_ar_ef.png", records, methods,
+        f"{base}: A_R vs E_F per method (mean of runs; star = retrain oracle)"))
+  if len(ablation) > 2:
+    paths.append(methods_scatter(
+        out / f"{base}_ablation.png", records, ["retrain"] * ("retrain" in variants) + ablation,
+        f"{base}: the mnemonic methods with Fishers from other inputs (method@inputs)"))
   p = relearn_chart(out / f"{base}_relearn.png", records, variants,
                     f"{base}: relearning (median steps to 90% of original accuracy)")
   return paths + ([p] if p else [])
