@@ -37,6 +37,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from experiments import table
 from mnemonic_jax import baselines, relearning, workflow
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 from mnemonic_jax.data import load_dataset
@@ -104,8 +105,7 @@ def method_config(name: str, config) -> Any:
   if section is not None and field in section:
     overrides = dict(section[field])
   if name == "mnemonic-auto":
-    from experiments.table import rule_from_config  # pylint: disable=import-outside-toplevel
-    overrides.setdefault("rule", rule_from_config(config))
+    overrides.setdefault("rule", table.rule_from_config(config))
   return dataclasses.replace(spec.config_cls(), **overrides)
 
 
@@ -125,8 +125,6 @@ def run_method(ctx, classes: Sequence[int], method: str, inputs: str, config, te
                train_full, eval_images, eval_labels, mia_cap: int, relearn: bool,
                data_kind: str) -> dict[str, Any]:
   """Forgets ``classes`` from ``ctx.bundle`` with ``method``; evaluated, attacked, relearned."""
-  from experiments.table import measure  # pylint: disable=import-outside-toplevel
-
   bundle = ctx.bundle
   key = jax.random.fold_in(jax.random.key(ctx.seed), 7)
   data = baselines.UnlearnData.from_training(
@@ -145,7 +143,7 @@ def run_method(ctx, classes: Sequence[int], method: str, inputs: str, config, te
       "variant": variant(method, inputs), "data": report.data, "seconds": report.seconds,
       "compile_seconds": report.compile_seconds, "steps": report.steps,
       "examples": report.examples, "details": report.details}
-  record.update(measure(ctx, new, classes, test, eval_images, eval_labels, mia_cap))
+  record.update(table.measure(ctx, new, classes, test, eval_images, eval_labels, mia_cap))
   record["relearn"] = relearn_record(ctx, new, classes, test, train_full) if relearn else None
   return record
 
@@ -251,8 +249,7 @@ def oracle_spread(records: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _mean(values, digits=1):
-  from experiments.table import mean_std  # pylint: disable=import-outside-toplevel
-  return mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
+  return table.mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
 
 
 def relearn_median(rs, target) -> tuple[float, int]:
@@ -279,17 +276,15 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   """Writes ``<base>.{md,csv,json}`` and its plots (``base``: ``<name>_baselines`` by
   default); returns the Markdown path."""
   from experiments import plots  # pylint: disable=import-outside-toplevel
-  from experiments.table import class_label, machine_line  # pylint: disable=import-outside-toplevel
 
   oracle_distances(records)
   base = base or f"{name}_baselines"
   by_variant = {v: [r for r in records if r["variant"] == v] for v in ("none", *variants)}
   lines = [f"# {name}: unlearning methods against the retrain oracle", "",
-           f"Command: `{command}`", "", f"Machine: {machine_line()}", "",
+           f"Command: `{command}`", "", f"Machine: {table.machine_line()}", "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Seeds: "
            f"{', '.join(map(str, seeds))}. Forgotten: "
-           + ", ".join(class_label(cs[0], class_names) if len(cs) == 1 else
-                       "{" + ",".join(map(str, cs)) + "}" for cs in forget_sets)
+           + ", ".join(table.set_label(cs, class_names) for cs in forget_sets)
            + ". Each seed trains one model; every method forgets each set from it "
            "separately; `retrain` trains a new model without the set (same config and seed).",
            "", "Config: " + ", ".join(f"{k}={v}" for k, v in workflow.to_plain(config).items()),
@@ -302,8 +297,9 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
       "method minus the retrain oracle of the same seed and classes (A_R, E_F in points; "
       "MIAs in points, the entropy attack as %). **relearn 50/90**: median steps to relearn "
       "the forgotten classes to 50% / 90% of their original test accuracy (fine-tuning on "
-      "1% of their training images mixed with retained ones; 'never' = not within the "
-      "budget); the oracle never knew the class, so a method relearning much faster than "
+      "1% of their training images mixed with retained ones; a run that never relearns "
+      "within the budget (500 steps) counts as infinite, 'never' = the median is); the "
+      "oracle never knew the class, so a method relearning much faster than "
       "it has forgotten shallowly.", ""]
   lines += ["| method | data | A_R | E_F | ΔA_R | ΔE_F | Δentropy MIA | Δconfidence MIA "
             "| Δloss MIA | relearn 50 | relearn 90 | s | compile s | steps |",
@@ -352,15 +348,14 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
       rs = [r for r in by_variant[v] if tuple(r["classes"]) == tuple(cs)]
       cells.append(f"{np.mean([r['A_R'] for r in rs]):.1f} / {np.mean([r['E_F'] for r in rs]):.1f}"
                    if rs else "-")
-    label = class_label(cs[0], class_names) if len(cs) == 1 else "{" + ",".join(map(str, cs)) + "}"
-    lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines.append(f"| {table.set_label(cs, class_names)} | " + " | ".join(cells) + " |")
   lines.append("")
 
   figures = plots.methods_figures(out, base, records, shown)
   lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
   (out / f"{base}.md").write_text("\n".join(lines))
   (out / f"{base}.json").write_text(json.dumps(
-      {"command": command, "machine": machine_line(), "config": workflow.to_plain(config),
+      {"command": command, "machine": table.machine_line(), "config": workflow.to_plain(config),
        "runs": records}, indent=1, default=_json_default))
   fields = ["seed", "classes", "variant", "method", "inputs", "data", "A_R", "E_F",
             "A_R_before", "E_F_before", *MIAS, "relearn_50", "relearn_90", "seconds",
@@ -403,8 +398,6 @@ def ablation_section(records: list[dict[str, Any]]) -> list[str]:
 
 def goal_section(auto, records, class_names) -> list[str]:
   """The benchmark goal of ``mnemonic-auto``, run by run, with where it misses."""
-  from experiments.table import class_label  # pylint: disable=import-outside-toplevel
-
   checks = [(r, goal_check(r, records)) for r in auto]
   checks = [(r, c) for r, c in checks if c is not None]
   parts = ("A_R", "E_F", "mia", "relearn", "speed")
@@ -427,13 +420,13 @@ def goal_section(auto, records, class_names) -> list[str]:
               "is below the noise of the measurement."]
   misses = [(r, c) for r, c in checks if not all(c.values())]
   if misses:
-    lines += ["", "Misses:", "", "| seed | forgotten | missed | ΔA_R | E_F | ΔMIAs (ent/conf/loss) "
+    lines += ["", "Misses:", "",
+              "| seed | forgotten | missed | ΔA_R | E_F | ΔMIAs (ent/conf/loss) "
               "| relearn ratio 50/90 |", "|---|---|---|---|---|---|---|"]
     for r, c in misses:
       d = r["oracle"]
       fmt = lambda x: "-" if x is None else ("never" if np.isinf(x) else f"{x:.2f}")
-      label = (class_label(r["classes"][0], class_names) if len(r["classes"]) == 1
-               else "{" + ",".join(map(str, r["classes"])) + "}")
+      label = table.set_label(r["classes"], class_names)
       lines.append(
           f"| {r['seed']} | {label} | {', '.join(p for p in parts if not c[p])} | "
           f"{d['A_R']:+.2f} | {r['E_F']:.1f} | {d['entropy_mia']:+.1f} / "
@@ -458,8 +451,6 @@ def _json_default(obj):
 
 def run(args, config, name: str, command: str) -> pathlib.Path:
   """``table --methods``: plan, run (skipping cached runs), report."""
-  from experiments import table  # pylint: disable=import-outside-toplevel
-
   methods, inputs = parse_methods(args.methods, args.inputs, args.data)
   variants = plan_variants(methods, inputs)
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))

@@ -245,6 +245,13 @@ def class_label(c: int, class_names: Sequence[str]) -> str:
   return str(c) if name == str(c) else f"{c} {name}"
 
 
+def set_label(classes: Sequence[int], class_names: Sequence[str]) -> str:
+  """``"3 Dress"`` for one class, ``"{0,1,2}"`` for a set."""
+  if len(classes) == 1:
+    return class_label(classes[0], class_names)
+  return "{" + ",".join(map(str, classes)) + "}"
+
+
 def machine_line() -> str:
   devices = jax.devices()
   return (f"{platform.platform()}, Python {platform.python_version()}, jax {jax.__version__}, "
@@ -262,8 +269,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   by = {}
   for r in records:
     by.setdefault((tuple(r["classes"]), r["mode"]), []).append(r)
-  label = lambda cs: (class_label(cs[0], class_names) if len(cs) == 1
-                      else "{" + ",".join(map(str, cs)) + "}")
+  label = lambda cs: set_label(cs, class_names)
 
   lines = [f"# {name}: one-shot forgetting, class by class", ""]
   lines += [f"Command: `{command}`", "", f"Machine: {machine_line()}", "",
