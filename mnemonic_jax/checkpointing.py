@@ -25,10 +25,13 @@ bounded (:data:`MAX_META_BYTES`, :data:`MAX_CODE_ELEMENTS`, ...) before anything
 allocated.
 
 Writes are atomic. A bundle is first written (by Orbax, itself atomically) to a hidden
-sibling ``.<name>.saving-<id>`` and then renamed into place; ``force=True`` swaps the new
-directory with the old one in a single ``renameat2(RENAME_EXCHANGE)`` call on Linux, so
-at every instant ``<bundle>`` is either the complete old or the complete new bundle. A save
-killed half-way only leaves a hidden ``.<name>.saving-*`` directory behind.
+sibling ``.<name>.saving-<host>-<pid>-<id>`` and then renamed into place; ``force=True``
+swaps the new directory with the old one in a single ``renameat2(RENAME_EXCHANGE)`` call on
+Linux, so at every instant ``<bundle>`` is either the complete old or the complete new
+bundle. A save killed half-way only leaves a hidden ``.<name>.saving-*`` directory behind,
+which the next save of that bundle removes once its process is gone
+(:func:`remove_stale_staging`). An output whose directory cannot be written is refused by
+:func:`check_output` before any work.
 
 Training checkpoints (:class:`TrainCheckpointer`) are a thin layer over
 ``ocp.CheckpointManager``: an arbitrary pytree of arrays (parameters, optax state, step
@@ -53,8 +56,12 @@ import logging
 import math
 import os
 import pathlib
+import re
 import shutil
+import socket
 import sys
+import tempfile
+import time
 import uuid
 import warnings
 from typing import Any, Iterator, Mapping, NamedTuple, Sequence
@@ -103,35 +110,42 @@ class CheckpointError(ValueError):
 
 
 # --------------------------------------------------------------------------------------
-# Logging: Orbax logs dozens of INFO lines per save through absl; keep its warnings only.
+# Logging: Orbax logs dozens of INFO lines per save through absl. Nothing here changes
+# logging on import: the command line (or the user) calls quiet_orbax_logging.
 
 
-class _DropOrbaxInfo(logging.Filter):
-  """Drops absl records below WARNING that come from Orbax's own source files."""
+class _DropOrbaxRecords(logging.Filter):
+  """Drops absl records below ``below`` that come from Orbax's or tensorstore's sources."""
+
+  def __init__(self, below: int):
+    super().__init__()
+    self.below = below
 
   def filter(self, record: logging.LogRecord) -> bool:
-    if record.levelno >= logging.WARNING:
+    if record.levelno >= self.below:
       return True
-    return f"{os.sep}orbax{os.sep}" not in (record.pathname or "")
+    path = record.pathname or ""
+    return not any(f"{os.sep}{lib}{os.sep}" in path for lib in ("orbax", "tensorstore"))
 
 
-def quiet_orbax_logging(quiet: bool = True) -> None:
-  """Silences (or restores) Orbax's INFO/DEBUG logging; warnings always get through.
+def quiet_orbax_logging(quiet: bool = True, *, below: int = logging.WARNING) -> None:
+  """Silences (or restores) Orbax's absl logging below a level.
 
-  Installed on import. Only records emitted from Orbax's source files are affected, so
-  the caller's own absl logging is left alone.
+  Only records emitted from Orbax's (and tensorstore's) source files are affected, so the
+  caller's own absl logging is left alone. Nothing calls this on import; the
+  ``mnemonic-jax`` command line drops every such record (its stderr carries one error line
+  or progress bars, nothing else).
 
   Args:
-    quiet: ``True`` to drop Orbax's INFO/DEBUG records, ``False`` to let them through.
+    quiet: ``True`` to drop the records, ``False`` to let them all through again.
+    below: records of a lower level are dropped (``logging.WARNING``: INFO and DEBUG;
+      ``logging.CRITICAL + 1``: everything).
   """
   logger = logging.getLogger("absl")
-  for existing in [f for f in logger.filters if isinstance(f, _DropOrbaxInfo)]:
+  for existing in [f for f in logger.filters if isinstance(f, _DropOrbaxRecords)]:
     logger.removeFilter(existing)
   if quiet:
-    logger.addFilter(_DropOrbaxInfo())
-
-
-quiet_orbax_logging()
+    logger.addFilter(_DropOrbaxRecords(below))
 
 
 def _is_stray_tensorstore_callback(unraisable: Any) -> bool:
@@ -378,6 +392,117 @@ def _install(staging: pathlib.Path, output: pathlib.Path, replace: bool) -> None
     os.rename(staging, output)
     _remove(old)
   _fsync_dir(output.parent)
+
+
+# --------------------------------------------------------------------------------------
+# Staging directories: where a save is written before it is renamed into place.
+
+#: This machine, in staging names (so only its own dead processes' leftovers are removed).
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_STAGING = re.compile(r"^\.(?P<name>.+)\.saving-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?"
+                      r"[0-9a-f]{8}(?:\.orbax-checkpoint-tmp.*)?$")
+#: Staging directories named without a process (older releases) are removed past this age.
+_UNOWNED_STAGING_AGE_S = 3600.0
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+
+
+def _staging_path(output: pathlib.Path) -> pathlib.Path:
+  """A hidden sibling naming this machine and process: ``.<name>.saving-<host>-<pid>-<id>``."""
+  return output.parent / (f".{output.name}.saving-{_HOST_TAG}-{os.getpid()}-"
+                          f"{uuid.uuid4().hex[:8]}")
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError):
+    return True
+  return True
+
+
+def remove_stale_staging(output: PathLike) -> list[pathlib.Path]:
+  """Removes what killed saves of ``output`` left beside it, when that is safe.
+
+  A save writes ``.<name>.saving-<host>-<pid>-<id>`` (and Orbax its own
+  ``...orbax-checkpoint-tmp*``) next to ``output`` and renames it into place; a save killed
+  half-way leaves them behind. One is removed only if its process is known to be gone: it
+  was started on this machine by a process that no longer runs (a live save of another
+  process is never touched). Leftovers of older releases, which name no process, are
+  removed once they are an hour old.
+
+  Args:
+    output: a bundle path (it need not exist).
+
+  Returns:
+    The paths removed.
+  """
+  output = _abs(output)
+  removed = []
+  try:
+    entries = list(output.parent.iterdir())
+  except OSError:
+    return removed
+  for entry in entries:
+    match = _STAGING.match(entry.name)
+    if not match or match["name"] != output.name:
+      continue
+    if match["pid"] is None:
+      try:
+        stale = time.time() - entry.lstat().st_mtime > _UNOWNED_STAGING_AGE_S
+      except OSError:
+        continue
+    else:
+      stale = match["host"] == _HOST_TAG and not _pid_alive(int(match["pid"]))
+    if stale:
+      _remove(entry)
+      removed.append(entry)
+  return removed
+
+
+def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:
+  """Removes Orbax's unfinished step directories (``*.orbax-checkpoint-tmp*``) in a directory.
+
+  Only safe while no one else writes there: :func:`mnemonic_jax.workflow.train` calls it
+  on its checkpoint directory while it holds the workdir's lock (:func:`workdir_lock`).
+
+  Args:
+    directory: a training checkpoint directory (it need not exist).
+
+  Returns:
+    The paths removed.
+  """
+  directory = _abs(directory)
+  try:
+    entries = list(directory.iterdir())
+  except OSError:
+    return []
+  removed = [entry for entry in entries if _ORBAX_TMP in entry.name]
+  for entry in removed:
+    _remove(entry)
+  return removed
+
+
+def _check_writable(output: pathlib.Path) -> None:
+  """Refuses an output whose nearest existing ancestor is not a writable directory.
+
+  Probes by creating (and at once removing) a hidden directory there, which also catches
+  read-only file systems and pseudo-file systems where permissions say yes (e.g. as root).
+  """
+  ancestor = output.parent
+  while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
+    ancestor = ancestor.parent
+  if not ancestor.is_dir():
+    raise CheckpointError(f"cannot write {output}: {ancestor} is not a directory; choose "
+                          "another output")
+  try:
+    probe = tempfile.mkdtemp(prefix=".mnemonic-jax-probe-", dir=ancestor)
+  except OSError as e:
+    raise CheckpointError(
+        f"cannot write {output}: {ancestor} is not writable ({e.strerror or e}); choose an "
+        "output in a writable directory") from None
+  os.rmdir(probe)
 
 
 # --------------------------------------------------------------------------------------
@@ -729,11 +854,14 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     The absolute path.
 
   Raises:
-    CheckpointError: ``path`` exists and ``force`` is False, or it exists and is not a
-      bundle that may be replaced (see :func:`save_bundle`). Nothing is touched.
+    CheckpointError: ``path`` exists and ``force`` is False, it exists and is not a
+      bundle that may be replaced (see :func:`save_bundle`), or its nearest existing
+      ancestor is not a directory this process can write in. Nothing is left behind (the
+      writability probe is a directory created and removed at once).
   """
   output = _abs(path)
   if not (output.exists() or output.is_symlink()):
+    _check_writable(output)
     return output
   if not force:
     raise CheckpointError(
@@ -744,6 +872,7 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     raise CheckpointError(
         f"{output} exists and {reason}; refusing to replace it even with --force; "
         "remove it yourself or choose another output")
+  _check_writable(output)
   return output
 
 
@@ -863,7 +992,8 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   exists = output.exists() or output.is_symlink()
 
   output.parent.mkdir(parents=True, exist_ok=True)
-  staging = output.parent / f".{output.name}.saving-{uuid.uuid4().hex[:8]}"
+  remove_stale_staging(output)
+  staging = _staging_path(output)
   arrays = {"params": bundle.params, "batch_stats": bundle.batch_stats or {},
             "codes": bundle.codes}
   try:
@@ -1485,6 +1615,8 @@ __all__ = [
     "nonfinite_leaves",
     "parse_bundle_meta",
     "quiet_orbax_logging",
+    "remove_orbax_temporaries",
+    "remove_stale_staging",
     "save_bundle",
     "workdir_lock",
 ]

@@ -30,6 +30,7 @@ import ast
 import importlib.util
 import inspect
 import json
+import logging
 import math
 import os
 import pathlib
@@ -939,14 +940,49 @@ def main(argv: Sequence[str] | None = None) -> int:
     return EXIT_USAGE
   args.overrides = overrides
   command: Callable[[argparse.Namespace], int] = args.func
+  _quiet_libraries()
   try:
     return command(args) or 0
   except (ValueError, OSError) as e:  # DatasetError, CheckpointError, UsageError, missing files.
     _print_error(_describe(e))
+    _silence_the_rest()
     return EXIT_USAGE
   except KeyboardInterrupt:
     _print_error("interrupted")
+    _silence_the_rest()
     return 130
+
+
+def _quiet_libraries() -> None:
+  """Keeps Orbax's and tensorstore's logging and warnings off the command's stderr.
+
+  stderr carries progress bars and, on failure, one error line: the libraries' absl
+  records (at any level) and Python warnings from their modules are dropped. Their
+  failures still reach the user as exceptions, which become that one line.
+  """
+  import warnings  # pylint: disable=import-outside-toplevel
+
+  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+
+  checkpointing.quiet_orbax_logging(below=logging.CRITICAL + 1)
+  for module in (r"orbax(\..*)?$", r"tensorstore(\..*)?$"):
+    warnings.filterwarnings("ignore", module=module)
+
+
+def _silence_the_rest() -> None:
+  """After the one error line, nothing else reaches stderr.
+
+  An interrupted or refused command may leave Orbax's background threads (an asynchronous
+  save being finalised, tensorstore callbacks) to fail while the interpreter shuts down;
+  their tracebacks ("Exception in thread", "Exception ignored in") would follow the error
+  line. The command has already failed and said why, so they are dropped.
+  """
+  import threading  # pylint: disable=import-outside-toplevel
+
+  sys.stderr.flush()
+  threading.excepthook = lambda args: None
+  sys.unraisablehook = lambda unraisable: None
+  logging.getLogger("absl").addFilter(lambda record: False)
 
 
 def _describe(error: BaseException) -> str:

@@ -117,6 +117,10 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
   with checkpointing.workdir_lock(workdir):  # One run per workdir; a second is refused.
+    # What killed runs left: unfinished steps (safe to remove under the lock) and staging
+    # directories of the bundle whose process is gone.
+    checkpointing.remove_orbax_temporaries(train_dir)
+    checkpointing.remove_stale_staging(workdir / "bundle")
     ckpt = checkpointing.TrainCheckpointer(
         train_dir, save_every=config.get("checkpoint_every", 500))
     state = None

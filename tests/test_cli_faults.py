@@ -334,7 +334,43 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
             "--output", d / "out", "-q"),
       watch=[d], absent=[d / "out"],
       words="normalisation mean has 3 values but the inputs have 1 channel")
+
+  # Fault 7: an output that cannot be written is refused before any work.
+  d = case_dir("forget_output_under_a_file")
+  (d / "file").write_text("mine")
+  cases[d.name] = dict(args=(*forget, "--checkpoint", trained, "--output", d / "file" / "out"),
+                       watch=[d], words=f"cannot write {d / 'file' / 'out'}: {d / 'file'} is "
+                                        "not a directory")
+  d = case_dir("import_output_unwritable")
+  (d / "x.msgpack").write_bytes(
+      flax.serialization.to_bytes(jax.tree.map(np.asarray, bundle.params)))
+  np.save(d / "codes.npy", np.asarray(bundle.codes))
+  unwritable = _unwritable_dir(d)
+  cases[d.name] = dict(
+      args=("import", "--params", d / "x.msgpack", "--codes", d / "codes.npy", "--model",
+            "mlp", "--model-kwargs", '{"hidden": [32]}', "--num-classes", "10",
+            "--input-shape", "8,8,1", "--output", unwritable / "sub" / "out", "-q"),
+      watch=[d], absent=[unwritable / "sub"], words=f"{unwritable} is not writable")
+  d = case_dir("train_workdir_unwritable")
+  unwritable = _unwritable_dir(d)
+  cases[d.name] = dict(args=(*train, "--config", CONFIG, *tiny, "--workdir", unwritable / "run"),
+                       watch=[d], absent=[unwritable / "run"],
+                       words=f"{unwritable} is not writable")
+  d = case_dir("demo_output_dir_under_a_file")
+  (d / "file").write_text("mine")
+  cases[d.name] = dict(args=("demo", "--output-dir", d / "file" / "demo", "--epochs", "1", "-q"),
+                       watch=[d], words=f"{d / 'file'} is not a directory")
   return cases
+
+
+def _unwritable_dir(parent: pathlib.Path) -> pathlib.Path:
+  """A directory this process cannot create anything in (root ignores permissions: /proc)."""
+  if os.geteuid() == 0:
+    return pathlib.Path("/proc")
+  directory = parent / "read-only"
+  directory.mkdir()
+  directory.chmod(0o555)
+  return directory
 
 
 REFUSED = [
@@ -348,6 +384,8 @@ REFUSED = [
     "epochs_minus_1", "seed_beyond_64_bits", "learning_rate_inf", "momentum_1",
     "schedule_unknown", "batch_larger_than_data", "model_kwargs_unbuildable",
     "import_mean_longer_than_channels",
+    "forget_output_under_a_file", "import_output_unwritable", "train_workdir_unwritable",
+    "demo_output_dir_under_a_file",
 ]
 
 
@@ -569,12 +607,12 @@ def test_library_train_validates_before_writing(tmp_path):
 
 
 def _wait_for_first_step(workdir: pathlib.Path, proc: subprocess.Popen,
-                         timeout_s: float = 120.0) -> None:
-  """Waits until a run has saved its first training checkpoint (it is mid-run then)."""
+                         timeout_s: float = 120.0, besides=frozenset()) -> None:
+  """Waits until a run has saved a training checkpoint not in ``besides`` (it is mid-run)."""
   deadline = time.monotonic() + timeout_s
   while time.monotonic() < deadline:
     if (workdir / "train").is_dir() and any(
-        p.name.isdigit() for p in (workdir / "train").iterdir()):
+        p.name.isdigit() and p.name not in besides for p in (workdir / "train").iterdir()):
       return
     if proc.poll() is not None:
       raise AssertionError(f"the first run ended (exit {proc.returncode}) before its first "
@@ -617,3 +655,79 @@ def test_workdir_lock_is_exclusive_and_released(tmp_path):
         pass
   with checkpointing.workdir_lock(tmp_path / "w"):
     pass
+
+
+# --------------------------------------------------------------------------------------
+# Fault 7: leftovers removed; stderr holds one line on failure and nothing on success.
+
+
+def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path):
+  workdir = tmp_path / "run"
+  args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
+          "--config.epochs=30", "--config.checkpoint_every=1", "--workdir", workdir, "-q")
+  for attempt in range(2):  # A fresh run, then a resumed one.
+    steps = set(p.name for p in (workdir / "train").iterdir()) if attempt else set()
+    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=_env(), cwd=REPO)
+    try:
+      _wait_for_first_step(workdir, proc, besides=steps)
+      time.sleep(0.5)  # Saving every step: an asynchronous save is in flight.
+      proc.send_signal(signal.SIGINT)
+      _, err = proc.communicate(timeout=TIMEOUT_S)
+    finally:
+      proc.kill()
+    assert proc.returncode == 130 and err == "mnemonic-jax: error: interrupted\n", err
+
+  # What killed saves leave: staging directories of the bundle (of a dead process on this
+  # machine, and one of an older release, an hour old) and an unfinished Orbax step.
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  host = checkpointing._HOST_TAG  # pylint: disable=protected-access
+  stale = [workdir / f".bundle.saving-{host}-{dead.pid}-0123abcd",
+           workdir / f".bundle.saving-{host}-{dead.pid}-0123abcd.orbax-checkpoint-tmp-17",
+           workdir / ".bundle.saving-89abcdef", workdir / "train" / "9999.orbax-checkpoint-tmp-5"]
+  for path in stale:
+    path.mkdir()
+    (path / "data").write_bytes(b"half a save")
+  old = time.time() - 7200
+  os.utime(workdir / ".bundle.saving-89abcdef", (old, old))
+  live = workdir / f".bundle.saving-{host}-{os.getpid()}-fedcba98"  # A save in progress.
+  live.mkdir()
+
+  # Resumed (saving rarely now: how often a run saves is not part of its config).
+  again = run(*[a.replace("checkpoint_every=1", "checkpoint_every=1000") for a in map(str, args)])
+  assert_ok(again)
+  assert again.stderr == "", again.stderr
+  for path in stale:
+    assert not path.exists(), f"{path.name} was left"
+  assert live.is_dir(), "a live process's staging directory was removed"
+  assert not [p for p in (workdir / "train").iterdir() if "tmp" in p.name]
+  assert checkpointing.load_bundle(workdir / "bundle").config["epochs"] == 30
+
+
+def test_forget_removes_stale_staging_beside_its_output_and_is_quiet(trained, tmp_path):
+  dead = subprocess.Popen([sys.executable, "-c", "pass"])
+  dead.wait()
+  host = checkpointing._HOST_TAG  # pylint: disable=protected-access
+  stale = tmp_path / f".out.saving-{host}-{dead.pid}-0123abcd.orbax-checkpoint-tmp"
+  stale.mkdir()
+  other = tmp_path / f".other.saving-{host}-{dead.pid}-0123abcd"  # Another output's: kept.
+  other.mkdir()
+  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
+               tmp_path / "out", "--lambda1", "1e-3", "--lambda2", "10", "-q")
+  assert_ok(result)
+  assert result.stderr == "", result.stderr
+  assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out"]
+
+
+def test_the_command_line_silences_orbax_logging_not_the_import():
+  child = (
+      "import logging\n"
+      "from mnemonic_jax import checkpointing\n"
+      "assert not logging.getLogger('absl').filters, 'an import changed logging'\n"
+      "from mnemonic_jax import cli\n"
+      "cli._quiet_libraries()\n"
+      "assert logging.getLogger('absl').filters\n")
+  proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
+                        env=_env(), cwd=REPO, timeout=TIMEOUT_S, check=False)
+  assert proc.returncode == 0, proc.stderr
