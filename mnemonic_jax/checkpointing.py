@@ -1576,7 +1576,12 @@ class TrainCheckpointer:
       raise CheckpointError(
           f"{self.directory}: step {step} has training-checkpoint version "
           f"{meta.get('version')!r}, this mnemonic_jax reads {TRAIN_VERSION}")
-    return TrainCheckpoint(step, restored[_STATE], dict(meta.get("metadata") or {}))
+    metadata = meta.get("metadata") or {}
+    if not isinstance(metadata, dict):
+      raise CheckpointError(f"{self.directory}: step {step}'s metadata is "
+                            f"{type(metadata).__name__}, not a JSON object (corrupt); "
+                            "restore an earlier step")
+    return TrainCheckpoint(step, restored[_STATE], metadata)
 
   def wait_until_finished(self) -> None:
     """Blocks until pending asynchronous saves are complete on disk."""

@@ -16,11 +16,16 @@ Every command parses its arguments and calls the library; the work happens in
 :mod:`mnemonic_jax.plotting`. A user error (unknown class, missing or foreign checkpoint,
 dataset that does not fit the model, lambda <= 0 or beyond what float32 holds, existing
 output without ``--force``, an output that is, contains or lies inside an input (symlinks
-resolved), non-finite codes, parameters or normalisation, ...) prints one line
-``mnemonic-jax: error: ...`` on stderr, exits with status 2 and writes nothing. Progress
-bars go to stderr (``--quiet`` hides them); results go to stdout, warnings included (a
-forget whose lambda search missed its rule, or whose forgotten codes are still classified
-right, says so and records it in the bundle's history).
+resolved), an output in a directory that cannot be written, non-finite codes, parameters
+or normalisation, a bundle whose array files fail their checksums or whose metadata is
+inconsistent, a file declaring sizes it cannot hold, a config file that raises or a config
+field out of range, a workdir another ``train`` is using, ...) prints one line
+``mnemonic-jax: error: ...`` on stderr, exits with status 2 and writes nothing; Ctrl-C
+prints ``mnemonic-jax: error: interrupted`` and exits with 130. Nothing else reaches
+stderr but progress bars (``--quiet`` hides them): the libraries' logging is dropped.
+Results go to stdout, warnings included (a forget whose lambda search missed its rule, or
+whose forgotten codes are still classified right, says so and records it in the bundle's
+history).
 """
 
 from __future__ import annotations
@@ -194,7 +199,9 @@ def build_parser() -> argparse.ArgumentParser:
       "training checkpoints to WORKDIR/train every config.checkpoint_every steps and the "
       "finished bundle to WORKDIR/bundle; then prints its test accuracy. Run the same "
       "command again after an interruption and it resumes from the last complete "
-      "checkpoint, ending with exactly the parameters of an uninterrupted run.",
+      "checkpoint, ending with exactly the parameters of an uninterrupted run. The config "
+      "is validated before WORKDIR is touched; one run at a time holds WORKDIR/.lock, and "
+      "a second run on the same WORKDIR is refused.",
       "config overrides:\n"
       "  --config.FIELD=VALUE sets a field of the config (nested fields with dots). VALUE\n"
       "  is read as a Python literal (5, 0.01, (64,), True, None), else as a string.\n\n"

@@ -234,6 +234,10 @@ def _check_same_run(config, saved, workdir):
   """Refuses to resume a run whose config differs (except how often it saves)."""
   if saved is None:
     return
+  if not isinstance(saved, Mapping):
+    raise checkpointing.CheckpointError(
+        f"{workdir / 'train'}: the last checkpoint records a config of type "
+        f"{type(saved).__name__} (corrupt); use a new workdir")
   ignore = {"checkpoint_every"}
   diff = sorted(k for k in set(config) | set(saved)
                 if k not in ignore and config.get(k) != saved.get(k))

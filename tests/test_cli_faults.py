@@ -25,7 +25,6 @@ import os
 import pathlib
 import shutil
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -322,6 +321,17 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
     cases[name] = dict(args=(*train, "--config", CONFIG, *tiny, override, "--workdir",
                              d / "run"), watch=[d], absent=[d / "run"], words=words)
 
+  # Fault 5: a training checkpoint whose recorded config is corrupt (on resume).
+  d = case_dir("train_step_config_corrupt")
+  shutil.copytree(trained.parent / "train", d / "run" / "train")
+  (step_meta,) = (d / "run" / "train").glob("*/meta/metadata")
+  meta = json.loads(step_meta.read_text())
+  meta["metadata"]["config"] = [1]
+  step_meta.write_text(json.dumps(meta))
+  cases[d.name] = dict(args=(*train, "--config", CONFIG, *tiny, "--workdir", d / "run"),
+                       watch=[d / "run" / "train"], absent=[d / "run" / "bundle"],
+                       words="records a config of type list (corrupt)")
+
   # Fault 5: import with a --mean longer than the channels.
   d = case_dir("import_mean_longer_than_channels")
   (d / "x.msgpack").write_bytes(
@@ -383,7 +393,7 @@ REFUSED = [
     "config_takes_no_variant", "config_get_config_raises", "batch_size_0", "batch_size_minus_4",
     "epochs_minus_1", "seed_beyond_64_bits", "learning_rate_inf", "momentum_1",
     "schedule_unknown", "batch_larger_than_data", "model_kwargs_unbuildable",
-    "import_mean_longer_than_channels",
+    "import_mean_longer_than_channels", "train_step_config_corrupt",
     "forget_output_under_a_file", "import_output_unwritable", "train_workdir_unwritable",
     "demo_output_dir_under_a_file",
 ]
