@@ -151,3 +151,16 @@ def test_fisher_inputs_refuses_unknown_kinds_and_missing_classes(tiny_digits_bun
   no_three = base.Split(train.images[train.labels != 3], train.labels[train.labels != 3])
   with pytest.raises(ValueError, match="none of \\[3\\]"):
     mnemonic_lib.fisher_inputs("one-image", bundle, jax.random.key(0), no_three)
+
+
+@pytest.mark.parametrize("name", ["mnemonic-auto", "ssd"])
+def test_the_result_saves_and_loads_with_its_history(tiny_digits_bundle, tmp_path, name):
+  from mnemonic_jax import checkpointing
+
+  bundle, train, _ = tiny_digits_bundle
+  data = baselines.UnlearnData.from_training(train.images, train.labels, [3])
+  new, report = baselines.unlearn(name, bundle, [3], data)
+  back = checkpointing.load_bundle(checkpointing.save_bundle(tmp_path / "out", new))
+  assert back.forgotten_classes == (3,)
+  assert back.history[-1]["method"] == name and back.history[-1]["data"] == report.data
+  chex.assert_trees_all_close(back.params, new.params)
