@@ -161,7 +161,7 @@ def write_all(out: pathlib.Path, name: str, records: list[dict[str, Any]],
 # ----------------------------------------------------------------------------------------
 # Methods side by side (experiments.compare).
 
-METHOD_MARKERS = "osD^vP<>X*hp"
+METHOD_MARKERS = "osD^vP<>XhpdH"  # No star: the oracle has it.
 
 
 def methods_scatter(path, records, variants, title):

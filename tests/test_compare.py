@@ -33,7 +33,7 @@ def run_table(*args, cwd):
                              "JAX_PLATFORMS": "cpu"})
 
 
-@pytest.mark.parametrize("methods, extra, message", [
+BAD = [
     ("nosuch,ssd", [], "unknown --methods nosuch"),
     ("", [], "--methods is empty"),
     (",", [], "--methods is empty"),
@@ -42,7 +42,23 @@ def run_table(*args, cwd):
     ("mnemonic", ["--inputs", "zeros,bogus"], "unknown --inputs bogus"),
     ("ssd", ["--inputs", "zeros"], "add mnemonic or mnemonic-auto"),
     ("mnemonic", ["--data", "none", "--inputs", "one-image"], "pass --data all"),
-])
+]
+
+
+@pytest.mark.parametrize("methods, extra, message", BAD)
+def test_bad_methods_are_refused_before_anything_runs(methods, extra, message):
+  from experiments import compare
+
+  options = dict(zip(extra[::2], extra[1::2]))
+  with pytest.raises(compare.UsageError, match=message.replace("+", "\\+")) as error:
+    compare.parse_methods(methods, options.get("--inputs", "trained-codes"),
+                          options.get("--data", "all"))
+  if "unknown --methods" in message or "empty" in message:  # The valid choices are named.
+    assert "retrain" in str(error.value) and "mnemonic-auto" in str(error.value)
+
+
+# Through the real command: one of each kind (the rest share the code path above).
+@pytest.mark.parametrize("methods, extra, message", [BAD[0], BAD[1], BAD[3], BAD[6]])
 def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, methods,
                                                              extra, message):
   out = tmp_path / "out"

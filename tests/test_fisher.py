@@ -92,9 +92,11 @@ def test_layer_taps_equal_vmap_on_resnet(name, shape):
                        variables["batch_stats"])
   apply_fn = mj.inference_apply_fn(model, stats)
   assert layer_taps.covers(apply_fn, variables["params"], codes)
-  vmap = mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), method="vmap")
-  taps = mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3), 2,
-                            method="factorized")
+  # Jitted: eager, the ResNet's per-op dispatch dominates (a minute on 2 cores).
+  vmap = jax.jit(lambda p: mj.fisher_diagonal(apply_fn, p, codes, jnp.arange(3),
+                                              method="vmap"))(variables["params"])
+  taps = jax.jit(lambda p: mj.fisher_diagonal(apply_fn, p, codes, jnp.arange(3), 2,
+                                              method="factorized"))(variables["params"])
   chex.assert_trees_all_equal_shapes(taps, variables["params"])
   chex.assert_trees_all_close(taps, vmap, rtol=1e-3, atol=1e-10)
 
