@@ -19,7 +19,6 @@ small bundle (digits, MLP 64-32-10) is trained in-process once per worker.
 """
 
 import gzip
-import hashlib
 import json
 import os
 import pathlib
@@ -37,6 +36,8 @@ import pytest
 
 from mnemonic_jax import checkpointing, workflow
 from mnemonic_jax.checkpointing import CheckpointError
+
+from cli_support import small_config as _config, tree_digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
@@ -88,34 +89,6 @@ def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
   assert words in lines[0], lines[0]
   assert result.stdout == "", result.stdout
   return lines[0]
-
-
-def tree_digest(root: pathlib.Path) -> dict[str, str]:
-  """Every file (sha256), directory and symlink (its target) under ``root``, links unfollowed."""
-  if not os.path.lexists(root):
-    return {}
-  if os.path.islink(root):
-    return {".": "link:" + os.readlink(root)}
-  out = {}
-  for dirpath, dirnames, filenames in os.walk(root):
-    for name in dirnames + filenames:
-      full = os.path.join(dirpath, name)
-      rel = os.path.relpath(full, root)
-      if os.path.islink(full):
-        out[rel] = "link:" + os.readlink(full)
-      elif os.path.isdir(full):
-        out[rel + "/"] = "dir"
-      else:
-        out[rel] = hashlib.sha256(pathlib.Path(full).read_bytes()).hexdigest()
-  return out
-
-
-def _config(**changes):
-  config = dict(seed=0, dataset="digits", model="mlp", model_kwargs={"hidden": (32,)},
-                epochs=8, batch_size=64, learning_rate=0.1, momentum=0.9,
-                weight_decay=5e-4, t_mix=0.1, checkpoint_every=1000)
-  config.update(changes)
-  return config
 
 
 @pytest.fixture(scope="module")
@@ -671,6 +644,7 @@ def test_workdir_lock_is_exclusive_and_released(tmp_path):
 # Fault 7: leftovers removed; stderr holds one line on failure and nothing on success.
 
 
+@pytest.mark.slow  # 13-20 s, and timing-dependent: failed once under 4 busy processes on 2 cores.
 def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",

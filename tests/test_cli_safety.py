@@ -13,7 +13,6 @@ One small bundle (digits, MLP 64-32-10, 8 epochs; every code classified right) i
 in-process once per worker; each refused command runs as its own subprocess.
 """
 
-import hashlib
 import json
 import os
 import pathlib
@@ -29,6 +28,8 @@ import pytest
 
 from mnemonic_jax import checkpointing, lambda_search, workflow
 from mnemonic_jax.checkpointing import CheckpointError
+
+from cli_support import small_config as _config, tree_digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -56,34 +57,6 @@ def run(*args) -> subprocess.CompletedProcess:
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
   assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-
-
-def tree_digest(root: pathlib.Path) -> dict[str, str]:
-  """Every file (sha256), directory and symlink (its target) under ``root``, links unfollowed."""
-  if not os.path.lexists(root):
-    return {}
-  if os.path.islink(root):
-    return {".": "link:" + os.readlink(root)}
-  out = {}
-  for dirpath, dirnames, filenames in os.walk(root):
-    for name in dirnames + filenames:
-      full = os.path.join(dirpath, name)
-      rel = os.path.relpath(full, root)
-      if os.path.islink(full):
-        out[rel] = "link:" + os.readlink(full)
-      elif os.path.isdir(full):
-        out[rel + "/"] = "dir"
-      else:
-        out[rel] = hashlib.sha256(pathlib.Path(full).read_bytes()).hexdigest()
-  return out
-
-
-def _config(**changes):
-  config = dict(seed=0, dataset="digits", model="mlp", model_kwargs={"hidden": (32,)},
-                epochs=8, batch_size=64, learning_rate=0.1, momentum=0.9,
-                weight_decay=5e-4, t_mix=0.1, checkpoint_every=1000)
-  config.update(changes)
-  return config
 
 
 @pytest.fixture(scope="module")
