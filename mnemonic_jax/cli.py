@@ -957,7 +957,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   except KeyboardInterrupt:
     _print_error("interrupted")
     _silence_the_rest()
-    return 130
+    # Exit now: background checkpoint threads would otherwise wait (Orbax's barrier, up to
+    # 300 s) for the save that the interrupt cut off, and print warnings at shutdown. The
+    # workdir lock goes with the process; a resume removes the unfinished save.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(130)  # pylint: disable=protected-access
 
 
 def _quiet_libraries() -> None:

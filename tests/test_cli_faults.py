@@ -604,6 +604,22 @@ def _wait_for_first_step(workdir: pathlib.Path, proc: subprocess.Popen,
   raise AssertionError(f"the first run saved no checkpoint in {timeout_s} s")
 
 
+def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
+  """Waits until every thread of ``pid`` is stopped (state ``T`` in /proc)."""
+  deadline = time.monotonic() + timeout
+  while time.monotonic() < deadline:
+    states = []
+    for task in pathlib.Path(f"/proc/{pid}/task").iterdir():
+      try:
+        states.append((task / "stat").read_text().rsplit(")", 1)[1].split()[0])
+      except (OSError, IndexError):
+        pass
+    if states and all(s == "T" for s in states):
+      return
+    time.sleep(0.01)
+  raise AssertionError(f"process {pid} did not stop")
+
+
 def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
@@ -613,6 +629,7 @@ def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
   try:
     _wait_for_first_step(workdir, first)
     first.send_signal(signal.SIGSTOP)  # Mid-run (holding the lock) for as long as we need.
+    _wait_stopped(first.pid)  # Every thread, so no background save writes during the check.
     before = tree_digest(workdir)
     second = run(*args)
     line = assert_refused(second, f"{workdir} is in use by another train run (process "
@@ -644,7 +661,6 @@ def test_workdir_lock_is_exclusive_and_released(tmp_path):
 # Fault 7: leftovers removed; stderr holds one line on failure and nothing on success.
 
 
-@pytest.mark.slow  # 13-20 s, and timing-dependent: failed once under 4 busy processes on 2 cores.
 def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
