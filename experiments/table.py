@@ -45,7 +45,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mnemonic_jax import checkpointing, lambda_search, metrics, mia, workflow
+from mnemonic_jax import checkpointing, fisher, lambda_search, metrics, mia, workflow
 from mnemonic_jax.data import load_dataset
 
 MODES = ("paper", "auto")
@@ -72,9 +72,18 @@ def run_name(config, variant: str) -> str:
 
 
 def parse_classes(text: str, num_classes: int) -> list[int]:
+  """``"all"`` or comma-separated class ids, each an integer in ``[0, num_classes)``.
+
+  A bad id is a user error (one line, exit 2), found before anything is written.
+  """
   if text == "all":
     return list(range(num_classes))
-  return [int(c) for c in text.split(",") if c != ""]
+  items = [c.strip() for c in text.split(",") if c.strip() != ""]
+  bad = [c for c in items if not c.isdigit() or int(c) >= num_classes]
+  if bad:
+    fail(f"class ids {bad} are not classes of this dataset (0..{num_classes - 1}); write "
+         "e.g. --classes 0,3 or --classes all")
+  return [int(c) for c in items]
 
 
 def rule_from_config(config) -> lambda_search.Rule:
@@ -450,6 +459,11 @@ def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
   """The single classes of ``--classes`` and the ``--multi`` set."""
   sets = [(c,) for c in parse_classes(args.classes, num_classes)]
   multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
+  if multi:
+    try:
+      fisher.validate_classes(multi, num_classes)
+    except ValueError as e:
+      fail(f"--multi {args.multi}: {e}")
   return sets + ([multi] if multi else [])
 
 
@@ -487,12 +501,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   if "paper" in modes and "auto" in (config.lambda1, config.lambda2):
     fail(f"{name} has no hand-picked lambdas; use --lambdas auto")
   rule = rule_from_config(config)
+  test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
+  forget_sets = forget_sets_of(args, test.info.num_classes)  # Checked before writing.
   out = pathlib.Path(args.out)
   runs_dir = out / "runs" / name
   runs_dir.mkdir(parents=True, exist_ok=True)
-
-  test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
-  forget_sets = forget_sets_of(args, test.info.num_classes)
   seeds = [int(config.seed) + k for k in range(args.seeds)]
   plan = [(s, cs, mode) for s in seeds for cs in forget_sets for mode in ("none", *modes)]
 

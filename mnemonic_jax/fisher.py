@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -151,9 +152,21 @@ def validate_classes(classes: Sequence[int], num_classes: int) -> tuple[int, ...
   """Checks a set of classes to forget; returns it as a sorted tuple of ints.
 
   Raises:
+    TypeError: ``classes`` is a string, or holds something other than integers (Python or
+      NumPy ints, or integer 0-d arrays; ``3.7``, ``True`` and ``"3"`` are refused, not
+      coerced).
     ValueError: if it is empty, has duplicates, leaves the range ``[0, num_classes)``, or
       names every class (then nothing would remain to compare against).
   """
+  if isinstance(classes, (str, bytes)):
+    raise TypeError(f"classes must be a sequence of integer class ids, not the string "
+                    f"{classes!r}; write e.g. [1, 2]")
+  classes = list(classes)
+  wrong = [c for c in classes if isinstance(c, (bool, np.bool_)) or not (
+      isinstance(c, (int, np.integer))
+      or (hasattr(c, "dtype") and np.ndim(c) == 0 and np.issubdtype(c.dtype, np.integer)))]
+  if wrong:
+    raise TypeError(f"class ids must be integers; got {wrong[:3]!r}")
   classes = [int(c) for c in classes]
   if not classes:
     raise ValueError("no class to forget: give at least one class id")

@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import mnemonic_jax as mj
 from mnemonic_jax import baselines
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
@@ -164,3 +165,12 @@ def test_the_result_saves_and_loads_with_its_history(tiny_digits_bundle, tmp_pat
   assert back.forgotten_classes == (3,)
   assert back.history[-1]["method"] == name and back.history[-1]["data"] == report.data
   chex.assert_trees_all_close(back.params, new.params)
+
+
+@pytest.mark.parametrize("classes", [[3.7], [True], "12", [np.float32(3)], [None]])
+def test_class_ids_that_are_not_integers_are_refused_not_coerced(tiny_digits_bundle, classes):
+  bundle, _, _ = tiny_digits_bundle
+  with pytest.raises(TypeError, match="integer"):
+    baselines.unlearn("mnemonic", bundle, classes)
+  with pytest.raises(TypeError, match="integer"):
+    mj.forget(bundle.apply_fn(), bundle.params, bundle.codes, classes)

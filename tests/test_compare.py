@@ -57,6 +57,17 @@ def test_bad_methods_are_refused_before_anything_runs(methods, extra, message):
     assert "retrain" in str(error.value) and "mnemonic-auto" in str(error.value)
 
 
+@pytest.mark.parametrize("classes, multi", [("3.7", ""), ("10", ""), ("x", ""),
+                                            ("3", "0,0"), ("3", "0,1,2,3,4,5,6,7,8,9")])
+def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, classes, multi):
+  out = tmp_path / "out"
+  result = run_table("--config", str(tiny_config), "--methods", "mnemonic", "--classes",
+                     classes, "--multi", multi, "--out", str(out), cwd=tmp_path)
+  assert result.returncode == 2, result.stderr
+  assert len(result.stderr.strip().splitlines()) == 1 and "error" in result.stderr
+  assert not out.exists()
+
+
 # Through the real command: one of each kind (the rest share the code path above).
 @pytest.mark.parametrize("methods, extra, message", [BAD[0], BAD[1], BAD[3], BAD[6]])
 def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, methods,
