@@ -18,6 +18,13 @@ without the forgotten data, which need not reach the nominal ideal (0, 100, 50).
 
 All randomness (subsampling, cross-validation folds) comes from the ``seed`` argument,
 so each attack is deterministic given its inputs and ``seed``.
+
+Every attack refuses a degenerate set the same way: each set it is given (members,
+non-members, forgotten samples, and in :func:`all_attacks` the test samples on either
+side of ``forget_classes``) must hold at least :data:`MIN_SAMPLES` samples, or the
+attack raises the same ``ValueError`` (one shared check), which names the argument,
+the attack and the fix. A score from one sample (0 or 1, 0 or 100) says nothing about
+membership, and a classifier or a cross-validation split cannot be fitted on it.
 """
 
 from typing import Sequence
@@ -28,6 +35,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import SVC
 
 __all__ = [
+    "MIN_SAMPLES",
     "all_attacks",
     "confidence_mia",
     "cross_entropy_losses",
@@ -41,18 +49,45 @@ __all__ = [
 # ----------------------------------------------------------------------------------
 # Input checks.
 
+MIN_SAMPLES = 2
+"""The fewest samples any set given to an attack may hold."""
 
-def _check_logits(logits: np.ndarray, name: str) -> np.ndarray:
+
+def _check_num_samples(n: int, name: str, caller: str, *, minimum: int = MIN_SAMPLES,
+                      what: str = "samples") -> None:
+  """The one check, and the one message, for a set too small to use.
+
+  Every attack calls it on every set it is given (and :func:`all_attacks` on the test
+  samples it routes to each attack); the feature helpers call it with ``minimum=1``.
+
+  Args:
+    n: the number of samples in the set.
+    name: the argument that holds the set, e.g. ``"forget_logits"``.
+    caller: the public function checking it, named in the message.
+    minimum: the fewest samples allowed.
+    what: what the samples are, e.g. ``"samples of forget_classes [3]"``.
+
+  Raises:
+    ValueError: if ``n < minimum``, naming ``name``, ``caller`` and the fix.
+  """
+  if n < minimum:
+    raise ValueError(
+        f"{name} has too few {what} ({n}): {caller} needs {minimum} or more; "
+        f"pass {minimum} or more {what} in {name}")
+
+
+def _check_logits(logits: np.ndarray, name: str, caller: str, *,
+                  minimum: int = MIN_SAMPLES) -> np.ndarray:
   """Returns ``logits`` as a float64 ``(n, num_classes)`` array, or raises ValueError.
 
   Entries of ``-inf`` (masked classes) are allowed as long as every row has at least
-  one finite entry; NaN and ``+inf`` are rejected.
+  one finite entry; NaN and ``+inf`` are rejected; fewer than ``minimum`` rows are
+  refused by :func:`_check_num_samples`.
   """
   logits = np.asarray(logits, dtype=np.float64)
   if logits.ndim != 2:
     raise ValueError(f"{name} must be 2-D (n, num_classes); got shape {logits.shape}")
-  if logits.shape[0] == 0:
-    raise ValueError(f"{name} is empty (0 samples)")
+  _check_num_samples(logits.shape[0], name, caller, minimum=minimum)
   if logits.shape[1] == 0:
     raise ValueError(f"{name} has 0 classes; got shape {logits.shape}")
   if np.isnan(logits).any() or np.isposinf(logits).any():
@@ -78,13 +113,12 @@ def _check_labels(labels: np.ndarray, n: int, num_classes: int, name: str) -> np
   return labels
 
 
-def _check_losses(losses: np.ndarray, name: str) -> np.ndarray:
-  """Returns ``losses`` as a finite float64 ``(n,)`` array with ``n > 0``."""
+def _check_losses(losses: np.ndarray, name: str, caller: str) -> np.ndarray:
+  """Returns ``losses`` as a finite float64 ``(n,)`` array with ``n >= MIN_SAMPLES``."""
   losses = np.asarray(losses, dtype=np.float64)
   if losses.ndim != 1:
     raise ValueError(f"{name} must be 1-D (one loss per example); got shape {losses.shape}")
-  if losses.size == 0:
-    raise ValueError(f"{name} is empty (0 samples)")
+  _check_num_samples(losses.size, name, caller)
   if not np.isfinite(losses).all():
     raise ValueError(f"{name} contains NaN or inf")
   return losses
@@ -123,8 +157,12 @@ def softmax_entropy(logits: np.ndarray) -> np.ndarray:
 
   Returns:
     ``(n,)`` float64 entropies in ``[0, log num_classes]``.
+
+  Raises:
+    ValueError: ``logits`` not 2-D, without rows or classes, or with NaN, ``+inf`` or a
+      row of ``-inf``.
   """
-  logits = _check_logits(logits, "logits")
+  logits = _check_logits(logits, "logits", "softmax_entropy", minimum=1)
   log_p = _log_softmax(logits)
   p = np.exp(log_p)
   safe_log_p = np.where(p > 0, log_p, 0.0)  # 0 log 0 = 0, also for -inf logits.
@@ -140,8 +178,12 @@ def true_class_probability(logits: np.ndarray, labels: np.ndarray) -> np.ndarray
 
   Returns:
     ``(n,)`` float64 probabilities ``softmax(logits)[i, labels[i]]``.
+
+  Raises:
+    ValueError: bad ``logits`` (as :func:`softmax_entropy`), or ``labels`` not integers
+      in ``[0, num_classes)``, one per row.
   """
-  logits = _check_logits(logits, "logits")
+  logits = _check_logits(logits, "logits", "true_class_probability", minimum=1)
   labels = _check_labels(labels, logits.shape[0], logits.shape[1], "labels")
   log_p = _log_softmax(logits)
   return np.exp(log_p[np.arange(logits.shape[0]), labels])
@@ -159,8 +201,11 @@ def cross_entropy_losses(logits: np.ndarray, labels: np.ndarray) -> np.ndarray:
 
   Returns:
     ``(n,)`` float64 non-negative losses (``inf`` where the label's logit is ``-inf``).
+
+  Raises:
+    ValueError: bad ``logits`` or ``labels`` (as :func:`true_class_probability`).
   """
-  logits = _check_logits(logits, "logits")
+  logits = _check_logits(logits, "logits", "cross_entropy_losses", minimum=1)
   labels = _check_labels(labels, logits.shape[0], logits.shape[1], "labels")
   log_p = _log_softmax(logits)
   return np.maximum(-log_p[np.arange(logits.shape[0]), labels], 0.0)
@@ -203,11 +248,12 @@ def entropy_mia(retain_logits: np.ndarray,
     Fraction in ``[0, 1]`` of forgotten samples predicted "member".
 
   Raises:
-    ValueError: on empty, non-2-D or NaN inputs, or mismatched class counts.
+    ValueError: a set with fewer than :data:`MIN_SAMPLES` samples, non-2-D or NaN
+      inputs, or mismatched class counts.
   """
-  retain_logits = _check_logits(retain_logits, "retain_logits")
-  test_logits = _check_logits(test_logits, "test_logits")
-  forget_logits = _check_logits(forget_logits, "forget_logits")
+  retain_logits = _check_logits(retain_logits, "retain_logits", "entropy_mia")
+  test_logits = _check_logits(test_logits, "test_logits", "entropy_mia")
+  forget_logits = _check_logits(forget_logits, "forget_logits", "entropy_mia")
   _same_num_classes(retain_logits=retain_logits, test_logits=test_logits,
                     forget_logits=forget_logits)
 
@@ -269,11 +315,12 @@ def confidence_mia(retain_logits: np.ndarray,
     MIA-efficacy in ``[0, 100]``.
 
   Raises:
-    ValueError: on empty or malformed inputs, labels out of range or mismatched lengths.
+    ValueError: a set with fewer than :data:`MIN_SAMPLES` samples, malformed inputs,
+      labels out of range or mismatched lengths.
   """
-  retain_logits = _check_logits(retain_logits, "retain_logits")
-  test_logits = _check_logits(test_logits, "test_logits")
-  forget_logits = _check_logits(forget_logits, "forget_logits")
+  retain_logits = _check_logits(retain_logits, "retain_logits", "confidence_mia")
+  test_logits = _check_logits(test_logits, "test_logits", "confidence_mia")
+  forget_logits = _check_logits(forget_logits, "forget_logits", "confidence_mia")
   _same_num_classes(retain_logits=retain_logits, test_logits=test_logits,
                     forget_logits=forget_logits)
   k = retain_logits.shape[1]
@@ -329,18 +376,14 @@ def loss_mia(forget_losses: np.ndarray,
     Cross-validated attack accuracy in ``[0, 100]``.
 
   Raises:
-    ValueError: if either input is empty, not 1-D or not finite; if ``n_splits < 2``;
-      or if the smaller set has fewer than 2 samples (no 2-fold split exists).
+    ValueError: a set with fewer than :data:`MIN_SAMPLES` samples (no 2-fold split
+      exists then), an input not 1-D or not finite, or ``n_splits < 2``.
   """
-  forget_losses = _check_losses(forget_losses, "forget_losses")
-  test_losses = _check_losses(test_losses, "test_losses")
+  forget_losses = _check_losses(forget_losses, "forget_losses", "loss_mia")
+  test_losses = _check_losses(test_losses, "test_losses", "loss_mia")
   if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
     raise ValueError(f"n_splits must be an integer >= 2; got {n_splits!r}")
-  n = min(len(forget_losses), len(test_losses))
-  if n < 2:
-    raise ValueError(
-        "loss_mia needs at least 2 forget and 2 test samples for cross-validation; got "
-        f"{len(forget_losses)} forget and {len(test_losses)} test losses")
+  n = min(len(forget_losses), len(test_losses))  # >= MIN_SAMPLES = 2: a 2-fold split exists.
 
   rng = np.random.default_rng(seed)
   forget = forget_losses[_subsample(rng, len(forget_losses), n)]
@@ -398,23 +441,24 @@ def all_attacks(retain_logits: np.ndarray,
     ``{"entropy_mia": ..., "confidence_mia": ..., "loss_mia": ...}``.
 
   Raises:
-    ValueError: on malformed inputs, if dropping ``forget_classes`` leaves no test
-      samples, or if the test set has fewer than 2 samples of the forgotten classes.
+    ValueError: malformed inputs, or a set with fewer than :data:`MIN_SAMPLES` samples:
+      the retained or forgotten samples, or the test samples outside ``forget_classes``
+      (for ``confidence_mia``) or inside them (for ``loss_mia``).
   """
-  test_logits = _check_logits(test_logits, "test_logits")
+  # Every set is checked here, before any attack runs, so the message names this call.
+  retain_logits = _check_logits(retain_logits, "retain_logits", "all_attacks")
+  forget_logits = _check_logits(forget_logits, "forget_logits", "all_attacks")
+  test_logits = _check_logits(test_logits, "test_logits", "all_attacks")
   test_labels = _check_labels(test_labels, len(test_logits), test_logits.shape[1],
                               "test_labels")
   classes = np.asarray(list(forget_classes))
   if classes.size and not np.issubdtype(classes.dtype, np.integer):
     raise ValueError(f"forget_classes must be integers; got {list(forget_classes)!r}")
   keep = ~np.isin(test_labels, classes.astype(np.int64))
-  if not keep.any():
-    raise ValueError("no test samples left after dropping forget_classes "
-                     f"{classes.tolist()}")
-  if (~keep).sum() < 2:
-    raise ValueError(
-        f"the test set has {(~keep).sum()} samples of forget_classes {classes.tolist()}; "
-        "loss_mia needs at least 2 to compare the forgotten training samples with")
+  _check_num_samples(int(keep.sum()), "test_logits", "all_attacks",
+                    what=f"samples outside forget_classes {classes.tolist()}")
+  _check_num_samples(int((~keep).sum()), "test_logits", "all_attacks",
+                    what=f"samples of forget_classes {classes.tolist()}")
 
   return {
       "entropy_mia": entropy_mia(retain_logits, test_logits, forget_logits, seed=seed),
