@@ -20,7 +20,7 @@ import numpy as np
 
 from experiments import bench_fisher
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import forgetting, lambda_search, metrics, training, workflow
+from mnemonic_jax import forgetting, metrics, training, workflow
 from mnemonic_jax.bundle import inference_apply_fn
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.models import create_model
@@ -80,7 +80,7 @@ def fashion_resnet(data, epochs, width=64):
     a_r_before = metrics.forgetting_metrics(before, test.labels, [c])["A_R"]
     for lambdas, forget_fn in [
         ("paper", functools.partial(forgetting.forget, lambda1=1e-5, lambda2=1e4)),
-        ("auto", lambda_search.forget_auto)]:
+        ("auto", forgetting.forget)]:
       params, report = forget_fn(apply_fn, state.params, codes, [c])
       after = metrics.forgetting_metrics(test_logits(params), test.labels, [c])
       rows.append({"class": c, "lambdas": lambdas, "lambda1": report.lambda1,

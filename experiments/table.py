@@ -164,9 +164,9 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
       new, report = workflow.forget(bundle, classes, float(config.lambda1), float(config.lambda2))
       search = None
     else:
-      params, report, details = lambda_search.forget_auto(
-          ctx.apply_fn, bundle.params, bundle.codes, classes, rule=rule, return_details=True)
-      search = lambda_search.summary(details)
+      params, report = lambda_search.forget_auto(
+          ctx.apply_fn, bundle.params, bundle.codes, classes, rule=rule)
+      search = report.search.to_dict()
       new = bundle.replace(
           params=params, history=bundle.history + ({**report.to_dict(), "auto": search},))
     record.update(

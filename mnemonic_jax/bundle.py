@@ -2,13 +2,15 @@
 
 One type travels through every stage (train -> checkpoint -> forget -> evaluate), so no
 stage re-derives what an earlier one knew: the model spec, its variables, its mnemonic
-codes, the input normalisation and the history of forgetting requests.
+codes, the input normalisation and the history of what was done to the model since
+training (forgetting requests, and codes attached to a model trained without them).
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import chex
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -16,6 +18,11 @@ import numpy as np
 from mnemonic_jax.models import create_model
 
 PyTree = Any
+
+#: ``event`` of a history entry recording codes attached by fine-tuning
+#: (:func:`mnemonic_jax.attach.attach_codes`); such an entry forgets nothing
+#: (``classes == []``). Entries without ``event`` are forgetting requests.
+ATTACH_CODES_EVENT = "attach-codes"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,8 +43,10 @@ class Bundle:
     class_names: one name per class.
     dataset: name of the training dataset (for evaluation defaults).
     config: the training configuration (JSON-able dict).
-    history: forgetting requests applied so far, oldest first; each a JSON-able dict
-      with at least ``classes``.
+    history: what was done to the model since training, oldest first; each a JSON-able
+      dict with at least ``classes``: a forgetting request (``classes`` the forgotten
+      class ids), or codes attached by fine-tuning (``event`` :data:`ATTACH_CODES_EVENT`,
+      ``classes`` empty).
   """
 
   model_name: str
@@ -66,6 +75,15 @@ class Bundle:
     """Sorted union of every class forgotten so far."""
     return tuple(sorted({int(c) for request in self.history for c in request["classes"]}))
 
+  def earlier_forgotten(self, classes: Sequence[int]) -> tuple[int, ...]:
+    """Classes forgotten by earlier requests and not in ``classes``.
+
+    A new request excludes them: they are neither forgotten nor remaining (the
+    ``exclude=`` of :func:`mnemonic_jax.forgetting.forget`).
+    """
+    asked = {int(c) for c in classes}
+    return tuple(c for c in self.forgotten_classes if c not in asked)
+
   @property
   def variables(self) -> dict[str, PyTree]:
     return model_variables(self.params, self.batch_stats)
@@ -79,16 +97,37 @@ class Bundle:
     return normalize(images, self.mean, self.std)
 
 
-def inference_apply_fn(model, batch_stats: PyTree) -> Callable[[PyTree, jax.Array], jax.Array]:
-  """Wraps a Linen model as ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
+class InferenceApply(flax.struct.PyTreeNode):
+  """``apply_fn(params, x) -> logits`` of a Linen model, BatchNorm in inference mode.
 
-  BatchNorm statistics are closed over, so they are neither differentiated nor perturbed.
+  A pytree: the BatchNorm statistics are its leaves and the model its static part, so
+  the library's jitted programs take the statistics as traced arguments (new values do
+  not recompile) and are cached on the model (equal models share programs).
+
+  Attributes:
+    model: the Flax Linen module (called with ``train=False``).
+    batch_stats: its BatchNorm statistics (``{}`` if it has none).
   """
 
-  def apply_fn(params, x):
-    return model.apply(model_variables(params, batch_stats), x, train=False)
+  model: Any = flax.struct.field(pytree_node=False)
+  batch_stats: PyTree
 
-  return apply_fn
+  def __call__(self, params: PyTree, x: jax.Array) -> jax.Array:
+    return self.model.apply(model_variables(params, self.batch_stats), x, train=False)
+
+
+def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
+  """Wraps a Linen model as ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
+
+  BatchNorm statistics are carried along, so they are neither differentiated nor
+  perturbed.
+
+  Example:
+    >>> apply_fn = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
+    >>> apply_fn == inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
+    True
+  """
+  return InferenceApply(model, batch_stats)
 
 
 def model_variables(params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:

@@ -27,11 +27,10 @@ from typing import Any, Callable, Sequence
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.sharding import Mesh
 
-from mnemonic_jax import layer_taps, parallel
+from mnemonic_jax import _jit, _validate, layer_taps, parallel
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
@@ -57,14 +56,18 @@ def fisher_diagonal(
 ) -> PyTree:
   """Diagonal empirical Fisher: the mean over inputs of squared per-example gradients.
 
-  Implements ``f_i = (1/N) sum_n (dL(x_n; w)/dw_i)^2`` (paper, eq. 6's ingredients).
+  Implements ``f_i = (1/N) sum_n (dL(x_n, y_n; w)/dw_i)^2`` (paper, eq. 6's ingredients).
+  Jitted: compiled once per ``apply_fn``, ``loss_fn``, ``microbatch_size``, ``method``,
+  ``mesh`` and shapes/dtypes of the arguments, then reused (the arrays an ``apply_fn``
+  pytree closes over, such as :class:`mnemonic_jax.bundle.InferenceApply`'s BatchNorm
+  statistics, are traced, so new values do not recompile).
 
   Args:
-    apply_fn: ``apply_fn(params, x) -> logits`` for a batch ``x``. Examples must not
-      interact (BatchNorm in inference mode: close over its statistics).
-    params: any pytree of float arrays.
-    inputs: ``(N, *input_shape)``.
-    labels: integer labels ``(N,)``.
+    apply_fn: ``apply_fn(params, x) -> logits (N, C)`` for a batch ``x``. Examples must
+      not interact and nothing may be updated (BatchNorm in inference mode).
+    params: a pytree of float arrays (any float dtype).
+    inputs: ``(N, *input_shape)`` float inputs.
+    labels: integer labels ``(N,)`` in ``[0, C)``.
     microbatch_size: examples per vectorised chunk; ``None`` takes all ``N`` at once.
       Peak memory grows with this, not with ``N``.
     loss_fn: per-example loss ``(logits, labels) -> (N,)``; cross-entropy by default.
@@ -72,19 +75,32 @@ def fisher_diagonal(
     mesh: optional mesh; each microbatch is split over its ``data`` axis.
 
   Returns:
-    A pytree shaped like ``params``.
+    A pytree shaped like ``params``, float32 whatever the parameters' dtype (squared
+    gradients are accumulated in float32).
+
+  Raises:
+    TypeError: non-integer labels, non-float params, or an ``apply_fn`` that does not
+      return one logits array.
+    ValueError: no inputs, labels outside ``[0, C)`` or not ``(N,)``, inputs and labels
+      of different lengths, non-finite params or inputs, inputs that do not fit the
+      model, a model that updates state, or a bad ``method`` / ``microbatch_size``.
 
   Example:
-    >>> fisher = fisher_diagonal(apply_fn, params, x, y, microbatch_size=64)
+    >>> fisher = fisher_diagonal(apply_fn, params, codes, jnp.arange(4), microbatch_size=2)
+    >>> jax.tree.map(jnp.shape, fisher) == jax.tree.map(jnp.shape, params)
+    True
   """
-  chex.assert_rank(labels, 1)
+  num_classes = _check_inputs(apply_fn, params, inputs, microbatch_size, method)
+  _validate.labels(labels, num_classes)
   n = labels.shape[0]
+  if inputs.shape[0] != n:
+    raise ValueError(f"inputs ({inputs.shape[0]}) and labels ({n}) disagree on the number "
+                     "of examples")
   if n == 0:
     raise ValueError("fisher_diagonal needs at least one input")
   weights = jnp.full((1, n), 1.0 / n, jnp.float32)
-  (fisher,) = weighted_squared_gradients(
-      apply_fn, params, inputs, labels, weights, microbatch_size,
-      loss_fn=loss_fn, method=method, mesh=mesh)
+  (fisher,) = _run_fisher(apply_fn, params, inputs, labels, weights, microbatch_size,
+                          loss_fn=loss_fn, method=method, mesh=mesh)
   return fisher
 
 
@@ -94,6 +110,8 @@ def class_fishers(
     codes: chex.Array,
     forget: Sequence[int],
     *,
+    exclude: Sequence[int] = (),
+    eps: float = 0.0,
     microbatch_size: int | None = None,
     loss_fn: LossFn = cross_entropy,
     method: str = "auto",
@@ -102,23 +120,54 @@ def class_fishers(
   """Fisher diagonals on the forgotten and on the remaining classes' codes.
 
   Code ``c`` is labelled ``c``; its squared gradient is ``g_c ** 2``. Both means come out of
-  one pass over the codes (Algorithm 2, steps 1-2).
+  one pass over the codes (Algorithm 2, steps 1-2). Jitted and cached as
+  :func:`fisher_diagonal`; the classes are a traced mask, so every choice of classes
+  shares one compilation.
 
   Args:
-    apply_fn: ``apply_fn(params, x) -> logits``.
+    apply_fn: ``apply_fn(params, x) -> logits (C, C)`` for the ``C`` codes.
     params: parameters to score.
-    codes: ``(C, *input_shape)`` mnemonic codes.
-    forget: classes to forget (validated by :func:`validate_classes`).
+    codes: ``(C, *input_shape)`` mnemonic codes, one per class in class order.
+    forget: integer class ids to forget.
+    exclude: classes neither forgotten nor remaining (e.g. forgotten by an earlier
+      request): their codes are left out of both means.
+    eps: where both accumulators start before the division by the class counts. The
+      reference implementation starts them at ``1e-16``
+      (:data:`mnemonic_jax.forgetting.EPS`), so its Fishers are
+      ``(eps + sum_c g_c ** 2) / n``; ``0`` gives the plain means.
     microbatch_size, loss_fn, method, mesh: as in :func:`fisher_diagonal`.
 
   Returns:
-    ``(f_forget, f_remain)``: means of ``g_c ** 2`` over ``c`` in ``forget`` and over the
-    other classes, each shaped like ``params``.
+    ``(f_forget, f_remain)``: ``(eps + sum of g_c ** 2) / count`` over ``c`` in ``forget``
+    and over the remaining classes, each shaped like ``params``, float32.
+
+  Raises:
+    TypeError, ValueError: as :func:`fisher_diagonal`; also bad class ids (not integers,
+      out of range, duplicated, none, or nothing left to remain) and non-finite codes.
+
+  Example:
+    >>> f_forget, f_remain = class_fishers(apply_fn, params, codes, [1])
   """
-  in_forget = class_mask(validate_classes(forget, codes.shape[0]), codes.shape[0])
-  return masked_class_fishers(
-      apply_fn, params, codes, in_forget, microbatch_size=microbatch_size,
-      loss_fn=loss_fn, method=method, mesh=mesh)
+  num_classes = _check_inputs(apply_fn, params, codes, microbatch_size, method)
+  if num_classes != codes.shape[0]:
+    _validate.model_outputs(apply_fn, params, codes, codes.shape[0])  # Raises.
+  forget, exclude = _validate.forget_request(forget, num_classes, exclude)
+  in_forget, in_remain = class_masks(forget, exclude, num_classes)
+  f_forget, f_remain = _run_fisher(
+      apply_fn, params, codes, jnp.arange(num_classes), class_weights(in_forget, in_remain),
+      microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
+  return start_at(f_forget, eps, in_forget), start_at(f_remain, eps, in_remain)
+
+
+def start_at(fisher: PyTree, eps: Any, mask: chex.Array) -> PyTree:
+  """A class mean ``sum / n`` as the reference accumulates it: ``(eps + sum) / n``."""
+  return jax.tree.map(lambda f: f + eps / jnp.sum(mask), fisher)
+
+
+def class_weights(in_forget: chex.Array, in_remain: chex.Array) -> jax.Array:
+  """Weights ``(2, C)`` of the forgotten and remaining codes' means (traceable)."""
+  weights = jnp.stack([in_forget / jnp.sum(in_forget), in_remain / jnp.sum(in_remain)])
+  return weights.astype(jnp.float32)
 
 
 def masked_class_fishers(
@@ -126,21 +175,31 @@ def masked_class_fishers(
     params: PyTree,
     codes: chex.Array,
     in_forget: chex.Array,
+    in_remain: chex.Array | None = None,
     *,
+    eps: Any = 0.0,
     microbatch_size: int | None = None,
     loss_fn: LossFn = cross_entropy,
     method: str = "auto",
     mesh: Mesh | None = None,
 ) -> tuple[PyTree, PyTree]:
-  """:func:`class_fishers` with the forgotten classes as a boolean mask ``(C,)``.
+  """:func:`class_fishers` with the classes as boolean masks ``(C,)``, for use under jit.
 
-  Jittable with the mask traced, so one compilation serves every choice of classes.
+  ``in_remain`` defaults to ``~in_forget``. Unchecked: the caller validates.
   """
-  weights = jnp.stack([in_forget / jnp.sum(in_forget), ~in_forget / jnp.sum(~in_forget)])
+  in_remain = ~in_forget if in_remain is None else in_remain
   f_forget, f_remain = weighted_squared_gradients(
-      apply_fn, params, codes, jnp.arange(codes.shape[0]), weights.astype(jnp.float32),
-      microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
-  return f_forget, f_remain
+      apply_fn, params, codes, jnp.arange(codes.shape[0]),
+      class_weights(in_forget, in_remain), microbatch_size, loss_fn=loss_fn,
+      method=method, mesh=mesh)
+  return start_at(f_forget, eps, in_forget), start_at(f_remain, eps, in_remain)
+
+
+def class_masks(forget: Sequence[int], exclude: Sequence[int], num_classes: int
+                ) -> tuple[jax.Array, jax.Array]:
+  """Boolean masks ``(num_classes,)`` of the forgotten and of the remaining classes."""
+  in_forget = class_mask(forget, num_classes)
+  return in_forget, ~(in_forget | class_mask(exclude, num_classes))
 
 
 def class_mask(classes: Sequence[int], num_classes: int) -> jax.Array:
@@ -158,26 +217,50 @@ def validate_classes(classes: Sequence[int], num_classes: int) -> tuple[int, ...
     ValueError: if it is empty, has duplicates, leaves the range ``[0, num_classes)``, or
       names every class (then nothing would remain to compare against).
   """
-  if isinstance(classes, (str, bytes)):
-    raise TypeError(f"classes must be a sequence of integer class ids, not the string "
-                    f"{classes!r}; write e.g. [1, 2]")
-  classes = list(classes)
-  wrong = [c for c in classes if isinstance(c, (bool, np.bool_)) or not (
-      isinstance(c, (int, np.integer))
-      or (hasattr(c, "dtype") and np.ndim(c) == 0 and np.issubdtype(c.dtype, np.integer)))]
-  if wrong:
-    raise TypeError(f"class ids must be integers; got {wrong[:3]!r}")
-  classes = [int(c) for c in classes]
-  if not classes:
-    raise ValueError("no class to forget: give at least one class id")
-  if len(set(classes)) != len(classes):
-    raise ValueError(f"duplicated class ids in {classes}")
-  bad = [c for c in classes if not 0 <= c < num_classes]
-  if bad:
-    raise ValueError(f"class ids {bad} are out of range: the model has classes 0..{num_classes - 1}")
-  if len(classes) == num_classes:
-    raise ValueError(f"cannot forget every class ({num_classes}): at least one must remain")
-  return tuple(sorted(classes))
+  return _validate.forget_request(classes, num_classes)[0]
+
+
+def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> None:
+  """Checks that the model takes ``inputs`` and returns one logits array ``(N, C)``.
+
+  Raises:
+    TypeError, ValueError: see :func:`mnemonic_jax._validate.model_outputs`.
+  """
+  _validate.model_outputs(apply_fn, params, inputs)
+
+
+def _check_inputs(apply_fn, params, inputs, microbatch_size, method) -> int:
+  """The checks every public Fisher entry point shares; returns the number of logits."""
+  if method not in METHODS:
+    raise ValueError(f"unknown Fisher method {method!r}; use one of {METHODS}")
+  if microbatch_size is not None and (not _validate.is_integer(microbatch_size)
+                                      or microbatch_size < 1):
+    raise ValueError(f"microbatch_size must be a positive integer or None, got "
+                     f"{microbatch_size!r}")
+  _validate.params_tree(params)
+  if not hasattr(inputs, "shape") or not jnp.issubdtype(jnp.result_type(inputs), jnp.floating):
+    raise TypeError("inputs must be a float array (N, *input_shape), got "
+                    f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
+  num_classes = _validate.model_outputs(apply_fn, params, inputs)
+  _validate.finite(params, "params")
+  _validate.finite(inputs, "inputs")
+  return num_classes
+
+
+def _run_fisher(apply_fn, params, inputs, labels, weights, microbatch_size, *, loss_fn,
+                method, mesh) -> tuple[PyTree, ...]:
+  """:func:`weighted_squared_gradients` as a cached jitted program."""
+  static, arrays = _jit.split_callable(apply_fn)
+
+  def make():
+    def program(arrays, params, inputs, labels, weights):
+      return weighted_squared_gradients(
+          _jit.merge_callable(static, arrays), params, inputs, labels, weights,
+          microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
+    return jax.jit(program)
+
+  program = _jit.cached(("fisher", static, loss_fn, microbatch_size, method, mesh), make)
+  return program(arrays, params, jnp.asarray(inputs), jnp.asarray(labels), weights)
 
 
 def weighted_squared_gradients(
@@ -225,16 +308,6 @@ def weighted_squared_gradients(
       lambda x, y, w: step(apply_fn, params, x, y, w, loss_fn),
       inputs, labels, weights, microbatch_size, mesh)
   return tuple(jax.tree.map(lambda s, k=k: s[k], sums) for k in range(weights.shape[0]))
-
-
-def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> None:
-  """Raises a ``ValueError`` naming the shape if the model cannot take ``inputs``."""
-  try:
-    jax.eval_shape(apply_fn, params, jax.ShapeDtypeStruct((1, *inputs.shape[1:]), inputs.dtype))
-  except Exception as e:  # Any model-side shape failure becomes one clear message.
-    raise ValueError(
-        f"inputs of shape {tuple(inputs.shape[1:])} do not fit the model: "
-        f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from e
 
 
 # ----------------------------------------------------------------------------------------

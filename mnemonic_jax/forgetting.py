@@ -8,42 +8,61 @@
 """
 
 import dataclasses
-import time
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
 from jax.sharding import Mesh
 
+from mnemonic_jax import _jit, _validate
 from mnemonic_jax import fisher as fisher_lib
+
+if TYPE_CHECKING:
+  from mnemonic_jax.lambda_search import Rule, SearchResult
 
 PyTree = Any
 EPS = 1e-16  # The reference implementation starts both Fisher accumulators here.
+AUTO = "auto"
 
 
-def fisher_ratio(f_forget: PyTree, f_remain: PyTree, *, eps: float = EPS) -> PyTree:
+def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
   """``eta = f_F / f_R`` elementwise (paper, eq. 6), with the reference numerics.
 
-  Computed as ``exp(log(f_F + eps) - log(f_R + eps))``; NaN becomes 0 and +inf the
-  largest finite value of the same tensor (0 if it has none), so ``eta`` is always finite
-  and non-negative.
+  As the reference implementation: the log-ratio ``log f_F - log f_R`` is cleaned in the
+  log domain, NaN becoming 0 (``eta = 1``) and ``+inf`` the largest finite log-ratio of
+  the same tensor, then exponentiated. ``-inf`` gives ``eta = 0``. Two departures, both
+  where the reference would return non-finite parameters:
+
+  * a tensor with no finite log-ratio at all uses 0 (``eta = 1``) for its ``+inf``
+    entries (the reference takes the maximum of an empty set);
+  * ``eta`` is clipped at the largest float32, so it stays finite (the reference's ``exp`` overflows to inf, and ``alpha = lambda2 / inf = 0`` then
+    makes ``alpha * eta`` NaN).
+
+  The Fishers are expected as the reference accumulates them, ``(1e-16 + sum) / n``
+  (``class_fishers(..., eps=EPS)``), so neither is 0 unless a gradient underflowed.
 
   Args:
-    f_forget: Fisher diagonal on the forgotten classes.
+    f_forget: Fisher diagonal on the forgotten classes (pytree of float arrays).
     f_remain: Fisher diagonal on the remaining classes, same structure.
-    eps: added to both before the logarithm.
 
   Returns:
-    A finite, non-negative pytree shaped like the inputs.
+    A finite, non-negative float32 pytree shaped like the inputs.
+
+  Example:
+    >>> fisher_ratio({"w": jnp.array([4.0, 0.0])}, {"w": jnp.array([2.0, 0.0])})
+    {'w': Array([2., 1.], dtype=float32)}
   """
+  top = jnp.finfo(jnp.float32).max
 
   def ratio(ff, fr):
-    eta = jnp.exp(jnp.log(ff + eps) - jnp.log(fr + eps))
-    eta = jnp.where(jnp.isnan(eta), 0.0, eta)
-    finite = jnp.isfinite(eta)
-    largest = jnp.max(jnp.where(finite, eta, 0.0), initial=0.0)
-    return jnp.where(finite, eta, largest)
+    log_ratio = jnp.log(ff.astype(jnp.float32)) - jnp.log(fr.astype(jnp.float32))
+    log_ratio = jnp.where(jnp.isnan(log_ratio), 0.0, log_ratio)
+    finite = jnp.isfinite(log_ratio)
+    largest = jnp.max(jnp.where(finite, log_ratio, -jnp.inf), initial=-jnp.inf)
+    largest = jnp.where(jnp.isfinite(largest), largest, 0.0)
+    log_ratio = jnp.where(log_ratio == jnp.inf, largest, log_ratio)
+    return jnp.minimum(jnp.exp(log_ratio), top)
 
   return jax.tree.map(ratio, f_forget, f_remain)
 
@@ -63,9 +82,8 @@ def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
       lambda e: jnp.minimum(lambda1, lambda2 / jnp.max(e, initial=0.0)), eta)
 
 
-def perturbation(
-    f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: float, *, eps: float = EPS
-) -> PyTree:
+def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: float
+                 ) -> PyTree:
   """The parameter move ``delta = alpha * eta`` of eq. (5), up to its sign.
 
   Args:
@@ -73,16 +91,16 @@ def perturbation(
     f_remain: Fisher diagonal on the remaining classes' codes.
     lambda1: upper bound of the per-tensor step (eq. 7).
     lambda2: bound of the largest move per tensor (eq. 7).
-    eps: as in :func:`fisher_ratio`.
 
   Returns:
-    ``delta`` shaped like the Fishers; the candidates are ``params +/- delta``.
+    ``delta`` shaped like the Fishers (float32); the candidates are ``params +/- delta``.
 
   Example:
+    >>> f_forget, f_remain = class_fishers(apply_fn, params, codes, [1], eps=EPS)
     >>> delta = perturbation(f_forget, f_remain, lambda1=1e-3, lambda2=10.0)
     >>> candidate = jax.tree.map(jnp.add, params, delta)
   """
-  eta = fisher_ratio(f_forget, f_remain, eps=eps)
+  eta = fisher_ratio(f_forget, f_remain)
   return jax.tree.map(jnp.multiply, step_sizes(eta, lambda1, lambda2), eta)
 
 
@@ -109,15 +127,19 @@ class CodeScores:
     return 1.0 - self.forget_accuracy + self.remain_accuracy
 
 
-def code_scores(apply_fn, params: PyTree, codes: chex.Array, in_forget: chex.Array) -> CodeScores:
-  """Scores the codes (jittable); ``in_forget`` is a boolean mask over classes."""
-  logits = apply_fn(params, codes)
+def code_scores(apply_fn, params: PyTree, codes: chex.Array, in_forget: chex.Array,
+                in_remain: chex.Array | None = None) -> CodeScores:
+  """Scores the codes (traceable). ``in_forget``, ``in_remain``: boolean masks ``(C,)``.
+
+  ``in_remain`` defaults to ``~in_forget``; classes in neither mask are not scored.
+  """
+  logits = apply_fn(params, codes).astype(jnp.float32)
   labels = jnp.arange(codes.shape[0])
   own = logits[labels, labels]
   others = jnp.where(jnp.eye(codes.shape[0], logits.shape[-1], dtype=bool), -jnp.inf, logits)
   margin = own - jnp.max(others, axis=-1)
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  in_remain = ~in_forget
+  in_remain = ~in_forget if in_remain is None else in_remain
   mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
   return CodeScores(
       forget_accuracy=mean(correct, in_forget),
@@ -132,14 +154,17 @@ class ForgetReport:
 
   Attributes:
     classes: the forgotten classes, sorted.
-    lambda1, lambda2: the step bounds used.
+    lambda1, lambda2: the step bounds used (chosen by the search for ``"auto"``).
     sign: +1 if ``params + delta`` was kept, -1 for ``params - delta``.
     alpha: per-tensor step sizes (pytree of floats shaped like params).
     before: code scores of the input parameters.
     after: code scores of the kept candidate.
     rejected: code scores of the other candidate.
-    seconds: wall-clock seconds of the forgetting computation, compilation excluded.
-    compile_seconds: seconds spent compiling it.
+    seconds: wall-clock seconds of the forgetting computation, compilation excluded
+      (the search included for ``"auto"``).
+    compile_seconds: seconds spent compiling it (0 when it was compiled before).
+    exclude: classes left out of both the forgotten and the remaining codes.
+    search: the data-free search's result for ``"auto"``, else None.
   """
 
   classes: tuple[int, ...]
@@ -152,16 +177,21 @@ class ForgetReport:
   rejected: CodeScores
   seconds: float
   compile_seconds: float
+  exclude: tuple[int, ...] = ()
+  search: "SearchResult | None" = None
 
   def to_dict(self) -> dict[str, Any]:
     """A JSON-able summary (for checkpoint history and reports)."""
     scores = lambda s: {k: float(v) for k, v in s.items()}
-    return {
+    out = {
         "classes": list(self.classes), "lambda1": self.lambda1, "lambda2": self.lambda2,
         "sign": self.sign, "seconds": self.seconds, "compile_seconds": self.compile_seconds,
         "before": scores(self.before), "after": scores(self.after),
         "rejected": scores(self.rejected),
     }
+    if self.exclude:
+      out["exclude"] = list(self.exclude)
+    return out
 
 
 def forget(
@@ -169,106 +199,175 @@ def forget(
     params: PyTree,
     codes: chex.Array,
     forget: Sequence[int],
-    lambda1: float = 1e-3,
-    lambda2: float = 10.0,
+    lambda1: float | str = AUTO,
+    lambda2: float | str = AUTO,
     *,
+    exclude: Sequence[int] = (),
+    rule: "Rule | None" = None,
     microbatch_size: int | None = None,
     method: str = "auto",
     mesh: Mesh | None = None,
 ) -> tuple[PyTree, ForgetReport]:
   """Forgets whole classes in one shot, from the codes alone (Algorithm 2).
 
-  Needs no training data: one gradient per class code. Forgetting again from an
-  already-forgotten model works the same way (sequential requests).
+  Needs no training data: one gradient per class code. With ``lambda1 = lambda2 =
+  "auto"`` (the default) the step bounds come from the data-free search
+  (:func:`mnemonic_jax.lambda_search.forget_auto`); with numbers, the paper's rule keeps
+  the candidate ``params +/- alpha * eta`` with the better ``(1 - acc on forgotten codes)
+  + acc on remaining codes``. On a tie of that criterion the lower forgotten-code margin
+  wins (the criterion saturates once every forgotten code is misclassified, the margin
+  still says how firmly), and on a tie of both ``params - alpha * eta``, as the
+  reference implementation keeps on any tie.
+
+  Compiled once: the program is cached per ``apply_fn``, ``microbatch_size``,
+  ``method`` and ``mesh``, and jax compiles it once per shapes and dtypes of
+  ``params`` and ``codes``; the classes and the lambdas are traced, so a second call,
+  whatever its classes and lambdas, runs the compiled program (``report.compile_seconds
+  == 0``).
 
   Args:
-    apply_fn: ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
-    params: trained parameters.
-    codes: ``(C, *input_shape)`` mnemonic codes the model was trained with.
-    forget: class ids to forget; not empty, no duplicates, not every class.
-    lambda1: upper bound of the per-tensor step (paper: 1e-3 MNIST, 1e-5 CIFAR-10).
-    lambda2: bound of the largest move per tensor (paper: 10 MNIST, 1e4 CIFAR-10).
+    apply_fn: ``apply_fn(params, x) -> logits (N, C)``, nothing updated (BatchNorm in
+      inference mode, e.g. :func:`mnemonic_jax.inference_apply_fn`).
+    params: trained parameters, a pytree of float arrays of any float dtype; the result
+      has the same dtypes (the move is computed in float32, then cast).
+    codes: ``(C, *input_shape)`` float mnemonic codes the model was trained with.
+    forget: integer class ids to forget; not empty, no duplicates.
+    lambda1: upper bound of the per-tensor step (paper: 1e-3 MNIST, 1e-5 CIFAR-10), or
+      ``"auto"``.
+    lambda2: bound of the largest move per tensor (paper: 10 MNIST, 1e4 CIFAR-10), or
+      ``"auto"``.
+    exclude: classes neither forgotten nor remaining, e.g. those an earlier request
+      forgot (:attr:`mnemonic_jax.Bundle.forgotten_classes`): their codes are scored and
+      weighed in neither set.
+    rule: the search's rule for ``"auto"`` (default
+      :data:`mnemonic_jax.lambda_search.DEFAULT_RULE`).
     microbatch_size, method, mesh: passed to the Fisher (see :func:`fisher_diagonal`).
 
   Returns:
     ``(new_params, report)``.
 
   Raises:
-    ValueError: bad classes, ``lambda <= 0``, codes that do not fit the model, or a
-      model whose number of logits differs from the number of codes.
+    TypeError: class ids that are not integers, a lambda that is not a number or
+      ``"auto"``, non-float params or codes, or an ``apply_fn`` that does not return one
+      logits array.
+    ValueError: bad classes (out of range, duplicated, none, or nothing left to remain);
+      one lambda ``"auto"`` and not the other; a lambda that is not finite and > 0,
+      exceeds the params' dtype or rounds to 0; NaN or inf in params or codes; codes
+      that do not fit the model or a number of logits that differs from the number of
+      codes; a model that updates state; or a result that is not finite.
 
   Example:
-    >>> new_params, report = forget(apply_fn, params, codes, [3], 1e-3, 10.0)
-    >>> report.after.forget_accuracy
+    >>> new_params, report = forget(apply_fn, params, codes, [1], 1e-2, 10.0)
+    >>> report.classes, report.sign in (1, -1)
+    ((1,), True)
   """
-  _check_lambdas(lambda1, lambda2)
-  codes, classes, in_forget = validate_request(apply_fn, params, codes, forget)
+  auto = (lambda1 == AUTO if isinstance(lambda1, str) else False,
+          lambda2 == AUTO if isinstance(lambda2, str) else False)
+  if any(auto) and not all(auto):
+    raise ValueError("lambda1 and lambda2 are either both 'auto' or both numbers")
+  if all(auto):
+    from mnemonic_jax import lambda_search  # It builds on this module.
+    kwargs = {} if rule is None else {"rule": rule}
+    return lambda_search.forget_auto(
+        apply_fn, params, codes, forget, exclude=exclude, microbatch_size=microbatch_size,
+        method=method, mesh=mesh, **kwargs)
+  request = validate_request(apply_fn, params, codes, forget, exclude)
+  lambda1, lambda2 = _validate.lambdas(lambda1, lambda2, params)
+  static, arrays = _jit.split_callable(apply_fn)
 
-  def run(params, codes, in_forget, lambdas):
-    f_forget, f_remain = fisher_lib.masked_class_fishers(
-        apply_fn, params, codes, in_forget, microbatch_size=microbatch_size,
-        method=method, mesh=mesh)
-    alpha, plus, minus = candidates(params, fisher_ratio(f_forget, f_remain), *lambdas)
-    scores = [code_scores(apply_fn, p, codes, in_forget) for p in (params, plus, minus)]
-    before, s_plus, s_minus = scores
-    # Ties on the paper's criterion go to the lower forgotten-code margin.
-    take_plus = (s_plus.criterion > s_minus.criterion) | (
-        (s_plus.criterion == s_minus.criterion) & (s_plus.forget_margin <= s_minus.forget_margin))
-    choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(take_plus, u, v), a, b)
-    return choose(plus, minus), take_plus, alpha, before, choose(s_plus, s_minus), choose(s_minus, s_plus)
+  def make():
+    def program(arrays, params, codes, in_forget, in_remain, lambdas):
+      apply = _jit.merge_callable(static, arrays)
+      f_forget, f_remain = fisher_lib.masked_class_fishers(
+          apply, params, codes, in_forget, in_remain, eps=EPS,
+          microbatch_size=microbatch_size, method=method, mesh=mesh)
+      alpha, plus, minus = candidates(params, fisher_ratio(f_forget, f_remain), *lambdas)
+      before, s_plus, s_minus = (code_scores(apply, p, codes, in_forget, in_remain)
+                                 for p in (params, plus, minus))
+      take_plus = (s_plus.criterion > s_minus.criterion) | (
+          (s_plus.criterion == s_minus.criterion)
+          & (s_plus.forget_margin < s_minus.forget_margin))
+      choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(take_plus, u, v), a, b)
+      new = choose(plus, minus)
+      return (new, all_finite(new), take_plus, alpha, before, choose(s_plus, s_minus),
+              choose(s_minus, s_plus))
+    return jax.jit(program)
 
+  program = _jit.cached(("forget", static, microbatch_size, method, mesh), make)
   lambdas = (jnp.float32(lambda1), jnp.float32(lambda2))
-  out, seconds, compile_seconds = compile_and_run(run, params, codes, in_forget, lambdas)
-  new_params, take_plus, alpha, before, after, rejected = out
+  out, seconds, compile_seconds = _jit.timed(
+      program, arrays, params, request.codes, request.in_forget, request.in_remain, lambdas)
+  new_params, finite, take_plus, alpha, before, after, rejected = out
+  check_finite_result(finite, lambda1, lambda2)
   report = ForgetReport(
-      classes=classes, lambda1=float(lambda1), lambda2=float(lambda2),
+      classes=request.classes, lambda1=lambda1, lambda2=lambda2,
       sign=1 if bool(take_plus) else -1, alpha=jax.tree.map(float, alpha),
-      before=before, after=after, rejected=rejected,
-      seconds=seconds, compile_seconds=compile_seconds)
+      before=before, after=after, rejected=rejected, seconds=seconds,
+      compile_seconds=compile_seconds, exclude=request.exclude)
   return new_params, report
 
 
-def validate_request(apply_fn, params: PyTree, codes: chex.Array, forget: Sequence[int]
-                     ) -> tuple[jax.Array, tuple[int, ...], jax.Array]:
-  """Checks a forgetting request before any work.
+class Request(NamedTuple):
+  """A checked forgetting request (see :func:`validate_request`)."""
+
+  codes: jax.Array
+  classes: tuple[int, ...]
+  exclude: tuple[int, ...]
+  in_forget: jax.Array
+  in_remain: jax.Array
+
+
+def validate_request(apply_fn, params: PyTree, codes: chex.Array, forget: Sequence[int],
+                     exclude: Sequence[int] = ()) -> Request:
+  """Checks a forgetting request before any work (shared by every forgetting entry point).
 
   Returns:
-    ``(codes, classes, in_forget)``: the codes as a jax array, the sorted classes and
-    their boolean mask over all classes.
+    The request with the codes as a jax array, the sorted classes and excluded classes,
+    and the boolean masks ``(C,)`` of the forgotten and of the remaining classes.
 
   Raises:
-    ValueError: bad classes, codes that do not fit the model, or a number of logits that
-      differs from the number of codes.
+    TypeError, ValueError: see :func:`forget` (everything but the lambdas).
   """
+  _validate.params_tree(params)
+  if not hasattr(codes, "shape") or not jnp.issubdtype(jnp.result_type(codes), jnp.floating):
+    raise TypeError("codes must be a float array (C, *input_shape), got "
+                    f"{getattr(codes, 'dtype', type(codes).__name__)}")
   codes = jnp.asarray(codes)
   num_classes = codes.shape[0]
-  classes = fisher_lib.validate_classes(forget, num_classes)
-  fisher_lib.check_input_shape(apply_fn, params, codes)
-  logits = jax.eval_shape(apply_fn, params, codes)
-  if logits.shape[-1] != num_classes:
-    raise ValueError(
-        f"the model has {logits.shape[-1]} outputs but there are {num_classes} codes; "
-        "codes must be one per class")
-  return codes, classes, fisher_lib.class_mask(classes, num_classes)
+  _validate.model_outputs(apply_fn, params, codes, num_classes)
+  classes, exclude = _validate.forget_request(forget, num_classes, exclude)
+  _validate.finite(params, "params")
+  _validate.finite(codes, "codes")
+  in_forget, in_remain = fisher_lib.class_masks(classes, exclude, num_classes)
+  return Request(codes, classes, exclude, in_forget, in_remain)
 
 
 def candidates(params: PyTree, eta: PyTree, lambda1, lambda2
                ) -> tuple[PyTree, PyTree, PyTree]:
-  """The two candidates of eq. (5): ``(alpha, params + alpha * eta, params - alpha * eta)``."""
+  """The candidates of eq. (5): ``(alpha, params + alpha * eta, params - alpha * eta)``.
+
+  The move is computed in float32 and cast to each parameter's dtype before the add, so
+  the candidates keep the parameters' dtypes.
+  """
   alpha = step_sizes(eta, lambda1, lambda2)
-  delta = jax.tree.map(jnp.multiply, alpha, eta)
-  return (alpha, jax.tree.map(jnp.add, params, delta),
-          jax.tree.map(jnp.subtract, params, delta))
+  return (alpha, move(params, alpha, eta, 1.0), move(params, alpha, eta, -1.0))
 
 
-def compile_and_run(fn, *args) -> tuple[Any, float, float]:
-  """Compiles ``jit(fn)`` ahead of time, runs it once; ``(out, seconds, compile_seconds)``."""
-  start = time.perf_counter()
-  compiled = jax.jit(fn).lower(*args).compile()
-  compile_seconds = time.perf_counter() - start
-  start = time.perf_counter()
-  out = jax.block_until_ready(compiled(*args))
-  return out, time.perf_counter() - start, compile_seconds
+def move(params: PyTree, alpha: PyTree, eta: PyTree, sign) -> PyTree:
+  """``params + sign * alpha * eta``, in each parameter's dtype (traceable)."""
+  return jax.tree.map(lambda p, a, e: p + (sign * a * e).astype(p.dtype), params, alpha, eta)
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+  """Whether every entry of a pytree of float arrays is finite (traceable, one bool)."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def check_finite_result(finite: jax.Array, lambda1: float, lambda2: float) -> None:
+  """Raises if a forgetting result is not finite (it is then never returned)."""
+  if not bool(finite):
+    raise ValueError(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters non-finite "
+                     "(NaN or inf); use smaller lambdas")
 
 
 def _check_lambdas(lambda1, lambda2):

@@ -38,7 +38,7 @@ Why margins and not the paper's accuracy-on-codes criterion: the criterion satur
 a forgotten code still says how firmly it is forgotten, which tracks forgetting on real
 data; the remaining codes' margin says how much the rest was disturbed.
 
-If no candidate meets the rule, ``Rule.fallback`` decides (``details["met"]`` is then
+If no candidate meets the rule, ``Rule.fallback`` decides (``SearchResult.met`` is then
 ``False``):
 
 * ``"guard"`` (default): relax the guard, not the target. Among the candidates that
@@ -51,8 +51,10 @@ If neither set has a member, the other fallback is tried, then the best paper cr
 (then the lowest forgotten margin).
 
 Example:
-  >>> lambda1, lambda2, details = select_lambdas(apply_fn, params, codes, [3])
-  >>> new_params, report = forget_auto(apply_fn, params, codes, [3])
+  >>> result = select_lambdas(apply_fn, params, codes, [1])
+  >>> new_params, report = forget_auto(apply_fn, params, codes, [1])
+  >>> (report.lambda1, report.lambda2) == (result.lambda1, result.lambda2)
+  True
 """
 
 import dataclasses
@@ -65,8 +67,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from mnemonic_jax import _jit, forgetting
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax import forgetting
 
 PyTree = Any
 
@@ -154,26 +156,26 @@ def _default_chunk(params: PyTree, budget_bytes: int = 2**28) -> int:
 
 def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
                  method: str = "auto", mesh: Mesh | None = None):
-  """``fn(params, codes, in_forget, l1, l2, sign) -> (eta, before, scores, size, max_move)``.
+  """``fn(params, codes, in_forget, in_remain, l1, l2, sign) -> (eta, before, scores, size, max_move)``.
 
-  Jittable; the Fishers are computed once and every candidate ``(l1[i], l2[i], sign[i])``
+  Traceable; the Fishers are computed once and every candidate ``(l1[i], l2[i], sign[i])``
   is scored on the codes with ``lax.map`` in vectorised chunks of ``chunk``.
   """
 
-  def fn(params, codes, in_forget, l1, l2, sign):
+  def fn(params, codes, in_forget, in_remain, l1, l2, sign):
     f_forget, f_remain = fisher_lib.masked_class_fishers(
-        apply_fn, params, codes, in_forget, microbatch_size=microbatch_size,
-        method=method, mesh=mesh)
+        apply_fn, params, codes, in_forget, in_remain, eps=forgetting.EPS,
+        microbatch_size=microbatch_size, method=method, mesh=mesh)
     eta = forgetting.fisher_ratio(f_forget, f_remain)
     eta_sq = jax.tree.map(lambda e: jnp.sum(jnp.square(e)), eta)
     eta_max = jax.tree.map(lambda e: jnp.max(e, initial=0.0), eta)
-    before = forgetting.code_scores(apply_fn, params, codes, in_forget)
+    before = forgetting.code_scores(apply_fn, params, codes, in_forget, in_remain)
 
     def one(args):
       a1, a2, s = args
       alpha = forgetting.step_sizes(eta, a1, a2)
-      candidate = jax.tree.map(lambda p, a, e: p + s * a * e, params, alpha, eta)
-      scores = forgetting.code_scores(apply_fn, candidate, codes, in_forget)
+      candidate = forgetting.move(params, alpha, eta, s)
+      scores = forgetting.code_scores(apply_fn, candidate, codes, in_forget, in_remain)
       size = jnp.sqrt(sum(jax.tree.leaves(jax.tree.map(lambda a, q: a * a * q, alpha, eta_sq))))
       max_move = jnp.max(jnp.stack(jax.tree.leaves(
           jax.tree.map(lambda a, m: a * m, alpha, eta_max))))
@@ -237,26 +239,99 @@ def select_with_fallback(grid: GridScores, rule: Rule = DEFAULT_RULE
   return int(np.lexsort((grid.size, margin, -criterion))[0]), False, "criterion"
 
 
+@dataclasses.dataclass(frozen=True)
+class SearchResult:
+  """What :func:`select_lambdas` found.
+
+  Attributes:
+    lambda1, lambda2: the chosen step bounds.
+    sign: +1 for ``params + delta``, -1 for ``params - delta``.
+    index: the chosen candidate's index in ``grid``.
+    met: whether the chosen candidate met the rule.
+    fallback: None if it did, else the fallback that chose (see
+      :func:`select_with_fallback`).
+    rule: the rule it judged by.
+    grid: the scores of every candidate.
+    eta: the Fisher ratio (pytree shaped like params, float32, on device).
+    before: code scores of the unmodified parameters.
+    classes: the forgotten classes, sorted.
+    exclude: the classes left out of both sets.
+    seconds: wall-clock seconds of the search, compilation excluded.
+    compile_seconds: seconds spent compiling it (0 when it was compiled before).
+  """
+
+  lambda1: float
+  lambda2: float
+  sign: int
+  index: int
+  met: bool
+  fallback: str | None
+  rule: Rule
+  grid: GridScores
+  eta: PyTree
+  before: forgetting.CodeScores
+  classes: tuple[int, ...]
+  exclude: tuple[int, ...]
+  seconds: float
+  compile_seconds: float
+
+  def to_dict(self) -> dict[str, Any]:
+    """A JSON-able summary (for reports and bundle history)."""
+    g, i = self.grid, self.index
+    return {
+        "lambda1": self.lambda1, "lambda2": self.lambda2, "sign": self.sign,
+        "met": bool(self.met), "fallback": self.fallback,
+        "rule": dataclasses.asdict(self.rule),
+        "forget_margin": float(g.forget_margin[i]), "remain_margin": float(g.remain_margin[i]),
+        "remain_margin_before": float(self.before.remain_margin),
+        "forget_margin_before": float(self.before.forget_margin),
+        "size": float(g.size[i]), "max_move": float(g.max_move[i]),
+        "candidates": int(g.lambda1.size), "search_seconds": float(self.seconds),
+        "search_compile_seconds": float(self.compile_seconds),
+    }
+
+  def scores(self, index: int) -> forgetting.CodeScores:
+    """Code scores of candidate ``index`` of the grid."""
+    g = self.grid
+    return forgetting.CodeScores(
+        forget_accuracy=g.forget_accuracy[index], remain_accuracy=g.remain_accuracy[index],
+        forget_margin=g.forget_margin[index], remain_margin=g.remain_margin[index])
+
+  @property
+  def opposite(self) -> int:
+    """Index of the chosen pair's candidate of the other sign."""
+    g, i = self.grid, self.index
+    return int(np.flatnonzero((g.lambda1 == g.lambda1[i]) & (g.lambda2 == g.lambda2[i])
+                              & (g.sign == -g.sign[i]))[0])
+
+
 def select_lambdas(
     apply_fn,
     params: PyTree,
     codes: chex.Array,
     forget: Sequence[int],
     *,
+    exclude: Sequence[int] = (),
     grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
     rule: Rule = DEFAULT_RULE,
     chunk: int | None = None,
     microbatch_size: int | None = None,
     method: str = "auto",
     mesh: Mesh | None = None,
-) -> tuple[float, float, dict[str, Any]]:
+) -> SearchResult:
   """Chooses ``(lambda1, lambda2)`` for forgetting ``forget``, from the codes alone.
 
+  Compiled once: the search program is cached per ``apply_fn``, ``chunk``,
+  ``microbatch_size``, ``method`` and ``mesh``, and compiled once per shapes and dtypes
+  of ``params``, ``codes`` and the grid; classes and lambdas are traced values.
+
   Args:
-    apply_fn: ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
+    apply_fn: ``apply_fn(params, x) -> logits (N, C)`` (BatchNorm in inference mode).
     params: trained parameters.
     codes: ``(C, *input_shape)`` mnemonic codes the model was trained with.
-    forget: class ids to forget.
+    forget: integer class ids to forget.
+    exclude: classes neither forgotten nor remaining (see
+      :func:`mnemonic_jax.forgetting.forget`).
     grid: ``(lambda1 values, lambda2 values)``; every pair is tried with both signs.
     rule: how to choose (see :class:`Rule` and the module docstring).
     chunk: candidates scored at once (vectorised); by default as many as fit 256 MiB of
@@ -264,24 +339,33 @@ def select_lambdas(
     microbatch_size, method, mesh: passed to the Fisher.
 
   Returns:
-    ``(lambda1, lambda2, details)``. ``details`` holds ``index`` and ``sign`` of the chosen
-    candidate, ``met`` (whether it met the rule), ``fallback`` (None if it did, else
-    which fallback chose, see :func:`select_with_fallback`), ``rule``, ``grid`` (a
-    :class:`GridScores` of every candidate), ``eta`` (the Fisher ratio), ``before``
-    (code scores of ``params``), ``seconds`` and ``compile_seconds`` of the search.
+    A :class:`SearchResult`.
 
   Raises:
-    ValueError: bad classes, codes that do not fit the model, or a bad grid.
+    TypeError, ValueError: as :func:`mnemonic_jax.forgetting.forget` (bad classes,
+      params, codes or model), or a bad grid.
+
+  Example:
+    >>> result = select_lambdas(apply_fn, params, codes, [1], grid=([1e-3, 1e-2], [10.0]))
+    >>> result.lambda1 in (1e-3, 1e-2), result.met in (True, False)
+    (True, True)
   """
-  codes, classes, in_forget = forgetting.validate_request(apply_fn, params, codes, forget)
+  request = forgetting.validate_request(apply_fn, params, codes, forget, exclude)
   l1, l2, sign = _grid_arrays(*grid)
-  chunk = _default_chunk(params) if chunk is None else max(1, int(chunk))
-  fn = make_grid_fn(apply_fn, chunk=min(chunk, l1.size), microbatch_size=microbatch_size,
-                    method=method, mesh=mesh)
-  args = (params, codes, in_forget, jnp.asarray(l1, jnp.float32),
-          jnp.asarray(l2, jnp.float32), jnp.asarray(sign, jnp.float32))
-  (eta, before, scores, size, max_move), seconds, compile_seconds = (
-      forgetting.compile_and_run(fn, *args))
+  chunk = min(_default_chunk(params) if chunk is None else max(1, int(chunk)), l1.size)
+  static, arrays = _jit.split_callable(apply_fn)
+
+  def make():
+    def program(arrays, *args):
+      return make_grid_fn(_jit.merge_callable(static, arrays), chunk=chunk,
+                          microbatch_size=microbatch_size, method=method, mesh=mesh)(*args)
+    return jax.jit(program)
+
+  program = _jit.cached(("search", static, chunk, microbatch_size, method, mesh), make)
+  args = (arrays, params, request.codes, request.in_forget, request.in_remain,
+          jnp.asarray(l1, jnp.float32), jnp.asarray(l2, jnp.float32),
+          jnp.asarray(sign, jnp.float32))
+  (eta, before, scores, size, max_move), seconds, compile_seconds = _jit.timed(program, *args)
   start = time.perf_counter()
   host = lambda v: np.asarray(v, np.float64)
   grid_scores = GridScores(
@@ -291,28 +375,18 @@ def select_lambdas(
       size=host(size), max_move=host(max_move), before=before)
   index, met, fallback = select_with_fallback(grid_scores, rule)
   seconds += time.perf_counter() - start  # The rule's host-side choice.
-  details = {
-      "index": index, "sign": int(sign[index]), "met": met, "fallback": fallback, "rule": rule,
-      "grid": grid_scores, "eta": eta, "before": before, "classes": classes,
-      "seconds": seconds, "compile_seconds": compile_seconds,
-  }
-  return float(l1[index]), float(l2[index]), details
+  return SearchResult(
+      lambda1=float(l1[index]), lambda2=float(l2[index]), sign=int(sign[index]),
+      index=index, met=met, fallback=fallback, rule=rule, grid=grid_scores, eta=eta,
+      before=before, classes=request.classes, exclude=request.exclude, seconds=seconds,
+      compile_seconds=compile_seconds)
 
 
-def summary(details: dict[str, Any]) -> dict[str, Any]:
-  """A JSON-able summary of :func:`select_lambdas`' details (for reports and history)."""
-  g, i = details["grid"], details["index"]
-  return {
-      "lambda1": float(g.lambda1[i]), "lambda2": float(g.lambda2[i]), "sign": int(g.sign[i]),
-      "met": bool(details["met"]), "fallback": details.get("fallback"),
-      "rule": dataclasses.asdict(details["rule"]),
-      "forget_margin": float(g.forget_margin[i]), "remain_margin": float(g.remain_margin[i]),
-      "remain_margin_before": float(details["before"].remain_margin),
-      "forget_margin_before": float(details["before"].forget_margin),
-      "size": float(g.size[i]), "max_move": float(g.max_move[i]),
-      "candidates": int(g.lambda1.size), "search_seconds": float(details["seconds"]),
-      "search_compile_seconds": float(details["compile_seconds"]),
-  }
+@jax.jit
+def _apply_move(params, eta, lambda1, lambda2, sign):
+  alpha = forgetting.step_sizes(eta, lambda1, lambda2)
+  new = forgetting.move(params, alpha, eta, sign)
+  return new, alpha, forgetting.all_finite(new)
 
 
 def forget_auto(
@@ -321,56 +395,53 @@ def forget_auto(
     codes: chex.Array,
     forget: Sequence[int],
     *,
+    exclude: Sequence[int] = (),
     grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
     rule: Rule = DEFAULT_RULE,
     chunk: int | None = None,
     microbatch_size: int | None = None,
     method: str = "auto",
     mesh: Mesh | None = None,
-    return_details: bool = False,
-):
+) -> tuple[PyTree, forgetting.ForgetReport]:
   """:func:`mnemonic_jax.forgetting.forget` with ``(lambda1, lambda2)`` from :func:`select_lambdas`.
 
   The kept candidate is the one the search chose, sign included (it may differ from the
   sign the paper's criterion would pick at the same lambdas: the rule looks at margins).
+  One compiled program scores the whole grid (cached as in :func:`select_lambdas`); the
+  chosen move is then applied by a small jitted function compiled once per parameter
+  structure. The report's ``after`` and ``rejected`` scores are the grid's.
 
   Args:
-    apply_fn, params, codes, forget: as in :func:`mnemonic_jax.forgetting.forget`.
+    apply_fn, params, codes, forget, exclude: as in
+      :func:`mnemonic_jax.forgetting.forget`.
     grid, rule, chunk, microbatch_size, method, mesh: as in :func:`select_lambdas`.
 
-    return_details: also return the search's ``details``.
-
   Returns:
-    ``(new_params, report)``, as :func:`mnemonic_jax.forgetting.forget` returns them:
-    ``report`` is a :class:`ForgetReport` whose ``lambda1``, ``lambda2`` and ``sign`` are
-    the chosen ones and whose ``seconds`` and ``compile_seconds`` cover the whole
-    search. With ``return_details``, ``(new_params, report, details)`` with ``details``
-    as from :func:`select_lambdas`.
+    ``(new_params, report)``: ``report`` is a :class:`ForgetReport` whose ``lambda1``,
+    ``lambda2`` and ``sign`` are the chosen ones, whose ``seconds`` and
+    ``compile_seconds`` cover the whole search, and whose ``search`` is the
+    :class:`SearchResult`. ``new_params`` keeps the dtypes of ``params``.
+
+  Raises:
+    TypeError, ValueError: as :func:`select_lambdas`, or a result that is not finite.
 
   Example:
-    >>> new_params, report = forget_auto(apply_fn, params, codes, [3])
-    >>> report.lambda1, report.lambda2
+    >>> new_params, report = forget_auto(apply_fn, params, codes, [1])
+    >>> report.search.met in (True, False)
+    True
   """
-  lambda1, lambda2, details = select_lambdas(
-      apply_fn, params, codes, forget, grid=grid, rule=rule, chunk=chunk,
+  result = select_lambdas(
+      apply_fn, params, codes, forget, exclude=exclude, grid=grid, rule=rule, chunk=chunk,
       microbatch_size=microbatch_size, method=method, mesh=mesh)
-  codes, classes, in_forget = forgetting.validate_request(apply_fn, params, codes, forget)
-
-  def apply(params, codes, in_forget, eta, lambdas):
-    alpha, plus, minus = forgetting.candidates(params, eta, *lambdas)
-    return (alpha, plus, minus, forgetting.code_scores(apply_fn, plus, codes, in_forget),
-            forgetting.code_scores(apply_fn, minus, codes, in_forget))
-
-  args = (params, codes, in_forget, details["eta"],
-          (jnp.float32(lambda1), jnp.float32(lambda2)))
-  (alpha, plus, minus, s_plus, s_minus), seconds, compile_seconds = (
-      forgetting.compile_and_run(apply, *args))
-  take_plus = details["sign"] > 0
+  (new_params, alpha, finite), seconds, compile_seconds = _jit.timed(
+      _apply_move, params, result.eta, jnp.float32(result.lambda1),
+      jnp.float32(result.lambda2), jnp.float32(result.sign))
+  forgetting.check_finite_result(finite, result.lambda1, result.lambda2)
   report = forgetting.ForgetReport(
-      classes=classes, lambda1=lambda1, lambda2=lambda2, sign=details["sign"],
-      alpha=jax.tree.map(float, alpha), before=details["before"],
-      after=s_plus if take_plus else s_minus, rejected=s_minus if take_plus else s_plus,
-      seconds=seconds + details["seconds"],
-      compile_seconds=compile_seconds + details["compile_seconds"])
-  new_params = plus if take_plus else minus
-  return (new_params, report, details) if return_details else (new_params, report)
+      classes=result.classes, lambda1=result.lambda1, lambda2=result.lambda2,
+      sign=result.sign, alpha=jax.tree.map(float, alpha), before=result.before,
+      after=result.scores(result.index), rejected=result.scores(result.opposite),
+      seconds=seconds + result.seconds,
+      compile_seconds=compile_seconds + result.compile_seconds, exclude=result.exclude,
+      search=result)
+  return new_params, report

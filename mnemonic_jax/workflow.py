@@ -13,7 +13,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import checkpointing, codes as codes_lib, configs, forgetting, lambda_search
+from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, forgetting
+from mnemonic_jax import lambda_search
 from mnemonic_jax import metrics, parallel, training
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
@@ -264,39 +265,10 @@ AUTO = "auto"
 def check_lambdas(params: Any, lambda1: float, lambda2: float) -> None:
   """Refuses forgetting lambdas the parameters' floating-point type cannot carry.
 
-  The lambdas enter the computation as float32 (and the move is added to parameters of
-  their own dtype), so a lambda beyond the largest finite value of either would make the
-  parameters infinite, and one that rounds to 0 would leave them unchanged.
-
-  Args:
-    params: the parameters to be perturbed.
-    lambda1, lambda2: the step bounds (numbers).
-
   Raises:
-    ValueError: a lambda that is not a finite number > 0, is larger than the largest
-      finite value of float32 or of the parameters' dtype, or rounds to 0 in float32.
+    TypeError, ValueError: see :func:`mnemonic_jax._validate.lambdas`.
   """
-  dtypes = {jnp.dtype(x.dtype) for x in jax.tree.leaves(params)
-            if jnp.issubdtype(getattr(x, "dtype", np.float32), jnp.floating)}
-  dtypes.add(jnp.dtype(jnp.float32))
-  narrowest = min(dtypes, key=lambda d: float(jnp.finfo(d).max))
-  largest = float(jnp.finfo(narrowest).max)
-  for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
-    try:
-      value = float(value)
-    except (TypeError, ValueError):
-      raise ValueError(f"{name} must be a positive number or 'auto', got {value!r}") from None
-    if not (math.isfinite(value) and value > 0):
-      raise ValueError(f"{name} must be a positive finite number, got {value:g}")
-    if value > largest:
-      raise ValueError(
-          f"{name}={value:g} is beyond the largest {narrowest.name} value ({largest:.4g}); "
-          "it would make the parameters non-finite; use smaller lambdas (e.g. "
-          "lambda1 1e-3, lambda2 10, or 'auto')")
-    if float(np.float32(value)) == 0.0:
-      raise ValueError(
-          f"{name}={value:g} rounds to 0 in float32, so forgetting would change nothing; "
-          "use larger lambdas (e.g. lambda1 1e-3, lambda2 10, or 'auto')")
+  _validate.lambdas(lambda1, lambda2, params)
 
 
 def _check_finite_bundle(bundle: Bundle) -> None:
@@ -364,7 +336,11 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   is misclassified afterwards) and ``warnings`` (see :func:`forget_warnings`); with the
   data-free search also ``met`` (whether a candidate met the search rule), ``fallback``
   (None, or the fallback that chose), ``rule`` and ``search`` (see
-  :func:`mnemonic_jax.lambda_search.summary`).
+  :meth:`mnemonic_jax.lambda_search.SearchResult.to_dict`).
+
+  Classes that earlier requests in the history forgot are excluded from this one: they
+  count neither as forgotten nor as remaining (``exclude=`` of
+  :func:`mnemonic_jax.forgetting.forget`).
 
   Args:
     bundle: the trained bundle (not modified).
@@ -378,6 +354,7 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
     ``(new_bundle, report)``.
 
   Raises:
+    TypeError: class ids that are not integers, or a lambda that is not a number.
     ValueError: bad classes; one lambda ``"auto"`` and not the other; a lambda that is not
       > 0, exceeds what the parameters' dtype can hold or rounds to 0 (see
       :func:`check_lambdas`); a bundle whose params, batch_stats or codes are not finite;
@@ -390,15 +367,11 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   if not all(auto):
     check_lambdas(bundle.params, lambda1, lambda2)
   _check_finite_bundle(bundle)
-  args = (bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes)
-  search = None
-  if all(auto):
-    params, report, details = lambda_search.forget_auto(
-        *args, rule=rule, microbatch_size=microbatch_size, return_details=True)
-    search = lambda_search.summary(details)
-  else:
-    params, report = forgetting.forget(
-        *args, float(lambda1), float(lambda2), microbatch_size=microbatch_size)
+  earlier = bundle.earlier_forgotten(_validate.class_ids(classes, bundle.num_classes))
+  params, report = forgetting.forget(
+      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, lambda1, lambda2,
+      exclude=earlier, rule=rule, microbatch_size=microbatch_size)
+  search = None if report.search is None else report.search.to_dict()
   lambdas = (f"lambda1={report.lambda1:g}, lambda2={report.lambda2:g}"
              + (" (chosen by the data-free search)" if search else ""))
   bad = checkpointing.nonfinite_leaves(params)

@@ -26,9 +26,7 @@ Example:
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
@@ -39,6 +37,7 @@ import numpy as np
 import optax
 
 from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax._jit import CompileClock
 from mnemonic_jax.bundle import Bundle, model_variables
 from mnemonic_jax.data import pipeline
 
@@ -287,52 +286,6 @@ def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
 def _non_finite(tree: PyTree) -> int:
   return int(sum(np.size(x) - np.isfinite(np.asarray(x)).sum()
                  for x in jax.tree.leaves(tree)))
-
-
-# ----------------------------------------------------------------------------------------
-# Timing with compilation apart.
-
-_COMPILE_EVENTS = ("/jax/core/compile/jaxpr_trace_duration",
-                   "/jax/core/compile/jaxpr_to_mlir_module_duration",
-                   "/jax/core/compile/backend_compile_duration")
-_clocks = threading.local()
-
-
-def _on_event(event: str, duration: float, **_) -> None:
-  if event in _COMPILE_EVENTS:
-    for clock in getattr(_clocks, "active", ()):
-      clock.seconds += duration
-
-
-_listening = False
-
-
-class CompileClock(contextlib.AbstractContextManager):
-  """Sums the seconds JAX spends compiling inside a ``with`` block (this thread).
-
-  Uses JAX's monitoring events (tracing, lowering to MLIR, backend compilation), so it
-  also counts compilations inside library code such as :func:`mnemonic_jax.training.fit`.
-
-  Example:
-    >>> with CompileClock() as clock:
-    ...   jax.jit(jnp.sin)(1.0)
-    >>> clock.seconds > 0
-    True
-  """
-
-  def __init__(self):
-    self.seconds = 0.0
-
-  def __enter__(self) -> "CompileClock":
-    global _listening
-    if not _listening:
-      jax.monitoring.register_event_duration_secs_listener(_on_event)
-      _listening = True
-    _clocks.active = getattr(_clocks, "active", ()) + (self,)
-    return self
-
-  def __exit__(self, *exc_info) -> None:
-    _clocks.active = tuple(c for c in _clocks.active if c is not self)
 
 
 # ----------------------------------------------------------------------------------------

@@ -68,7 +68,8 @@ def mnemonic(bundle: Bundle, classes, data, config: MnemonicConfig, key) -> Outc
                        f"{value!r}; set MnemonicConfig({name}=...) or use mnemonic-auto")
     lambdas.append(float(value))
   params, report = forgetting.forget(
-      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, *lambdas)
+      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, *lambdas,
+      exclude=bundle.earlier_forgotten(classes))
   return Outcome(params, bundle.batch_stats, details=_scores(report))
 
 
@@ -77,11 +78,11 @@ def mnemonic(bundle: Bundle, classes, data, config: MnemonicConfig, key) -> Outc
 def mnemonic_auto(bundle: Bundle, classes, data, config: MnemonicAutoConfig, key) -> Outcome:
   """Algorithm 2 with ``(lambda1, lambda2)`` chosen from the codes; reads no training data."""
   del data, key
-  params, report, details = lambda_search.forget_auto(
+  params, report = lambda_search.forget_auto(
       bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, rule=config.rule,
-      return_details=True)
+      exclude=bundle.earlier_forgotten(classes))
   return Outcome(params, bundle.batch_stats,
-                 details={**_scores(report), "search": lambda_search.summary(details)})
+                 details={**_scores(report), "search": report.search.to_dict()})
 
 
 def fisher_inputs(kind: str, bundle: Bundle, key: jax.Array, train: Split | None = None

@@ -1,0 +1,251 @@
+"""Every check of the library's edge, in one place, so no entry point can skip one.
+
+Each check raises a ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind,
+wrong value) whose message names the argument and says how to fix it. The public entry
+points (:func:`mnemonic_jax.forget`, :func:`mnemonic_jax.fisher_diagonal`,
+:func:`mnemonic_jax.class_fishers`, :func:`mnemonic_jax.lambda_search.select_lambdas`, the
+baselines) call these before any work. Value checks run on concrete arrays only: under
+``jax.jit`` the caller's own program is responsible for its values.
+
+Modelled on the single validation module of ``jax_privacy`` (``_validate.py``).
+"""
+
+import math
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax import _jit
+
+PyTree = Any
+
+
+def is_integer(value: Any) -> bool:
+  if isinstance(value, (bool, np.bool_)):
+    return False
+  if isinstance(value, (int, np.integer)):
+    return True
+  dtype = getattr(value, "dtype", None)
+  return dtype is not None and np.ndim(value) == 0 and np.issubdtype(dtype, np.integer)
+
+
+def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
+              ) -> tuple[int, ...]:
+  """Checks a collection of class ids; returns it sorted, as Python ints.
+
+  Raises:
+    TypeError: a string, or an id that is not an integer (Python or NumPy int, or an
+      integer 0-d array): ``3.7``, ``True`` and ``"3"`` are refused, not coerced.
+    ValueError: duplicates, or an id outside ``[0, num_classes)``.
+  """
+  if isinstance(classes, (str, bytes)):
+    raise TypeError(f"{name} must be a sequence of integer class ids, not the string "
+                    f"{classes!r}; write e.g. [1, 2]")
+  if np.ndim(classes) == 0:
+    raise TypeError(f"{name} must be a sequence of integer class ids, got {classes!r}; "
+                    "write e.g. [3]")
+  classes = list(np.asarray(classes, object).ravel()) if hasattr(classes, "shape") else list(classes)
+  wrong = [c for c in classes if not is_integer(c)]
+  if wrong:
+    raise TypeError(f"{name}: class ids must be integers; got {wrong[:3]!r}")
+  classes = [int(c) for c in classes]
+  if len(set(classes)) != len(classes):
+    raise ValueError(f"{name}: duplicated class ids in {classes}")
+  bad = [c for c in classes if not 0 <= c < num_classes]
+  if bad:
+    raise ValueError(f"{name}: class ids {bad} are out of range: the model has classes "
+                     f"0..{num_classes - 1}")
+  return tuple(sorted(classes))
+
+
+def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[int] = ()
+                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+  """Checks the classes to forget and those to leave out; ``(forget, exclude)`` sorted.
+
+  ``exclude`` holds classes that are neither forgotten now nor remaining (e.g. forgotten
+  by an earlier request); a class in both is forgotten (it leaves ``exclude``).
+
+  Raises:
+    TypeError, ValueError: as :func:`class_ids`, for either; also an empty ``forget``, or
+      nothing left to remain.
+  """
+  forget = class_ids(forget, num_classes, name="forget")
+  exclude = tuple(c for c in class_ids(exclude, num_classes, name="exclude")
+                  if c not in forget)
+  if not forget:
+    raise ValueError("forget: no class to forget: give at least one class id")
+  if len(forget) + len(exclude) == num_classes:
+    raise ValueError(
+        f"cannot forget every class ({num_classes}"
+        + (f", {len(exclude)} of them excluded" if exclude else "")
+        + "): at least one must remain")
+  return forget, exclude
+
+
+def labels(labels: Any, num_classes: int, *, name: str = "labels") -> None:
+  """Checks integer labels ``(N,)`` in ``[0, num_classes)`` (the range on concrete values).
+
+  Raises:
+    TypeError: a non-integer dtype.
+    ValueError: not rank 1, or a label outside ``[0, num_classes)``.
+  """
+  dtype = labels.dtype if hasattr(labels, "dtype") else np.asarray(labels).dtype
+  if not np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
+    raise TypeError(f"{name} must be integers (class ids), got dtype {dtype}; "
+                    "cast them with .astype(int)")
+  if np.ndim(labels) != 1:
+    raise ValueError(f"{name} must have shape (N,), got {np.shape(labels)}")
+  if isinstance(labels, jax.core.Tracer) or np.size(labels) == 0:
+    return
+  with jax.ensure_compile_time_eval():  # Concrete even inside the caller's jit.
+    low, high = (int(v) for v in _min_max(labels))
+  if low < 0 or high >= num_classes:
+    raise ValueError(f"{name} run from {low} to {high} but the model has classes "
+                     f"0..{num_classes - 1}; pass labels in that range")
+
+
+@jax.jit
+def _min_max(x):
+  return jnp.min(x), jnp.max(x)
+
+
+@jax.jit
+def _finite_flags(tree):
+  return [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]
+
+
+def finite(tree: PyTree, name: str) -> None:
+  """Refuses NaN or inf in a pytree of concrete float arrays (tracers are skipped).
+
+  Raises:
+    ValueError: naming ``name``, the first offending leaf and its count of bad values.
+  """
+  paths_leaves = [(p, x) for p, x in jax.tree_util.tree_flatten_with_path(tree)[0]
+                  if not isinstance(x, jax.core.Tracer)
+                  and jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
+  if not paths_leaves:
+    return
+  with jax.ensure_compile_time_eval():  # Concrete even inside the caller's jit.
+    flags = [bool(ok) for ok in _finite_flags([x for _, x in paths_leaves])]
+  for (path, leaf), ok in zip(paths_leaves, flags):
+    if not ok:
+      count = int(np.size(leaf) - np.isfinite(np.asarray(leaf, np.float32)).sum())
+      raise ValueError(
+          f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value(s) (NaN or inf); forgetting "
+          "from it would change nothing meaningful: pass finite values")
+
+
+def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
+  """Checks the step bounds of eq. (7) against the parameters' dtype; returns floats.
+
+  The lambdas enter the computation as float32 and the move is added to parameters of
+  their own dtype, so a lambda beyond the largest finite value of either would make the
+  parameters infinite, and one that rounds to 0 in float32 would leave them unchanged.
+
+  Raises:
+    TypeError: a lambda that is not a real number (``"auto"`` is resolved before this).
+    ValueError: not finite, not > 0, beyond the largest finite value of float32 or of the
+      parameters' narrowest float dtype, or rounding to 0 in float32.
+  """
+  dtypes = {jnp.dtype(x.dtype) for x in jax.tree.leaves(params)
+            if jnp.issubdtype(getattr(x, "dtype", np.float32), jnp.floating)}
+  dtypes.add(jnp.dtype(jnp.float32))
+  narrowest = min(dtypes, key=lambda d: float(jnp.finfo(d).max))
+  largest = float(jnp.finfo(narrowest).max)
+  values = []
+  for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+    if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
+      raise TypeError(f"{name} must be a positive number or 'auto', got {value!r}")
+    try:
+      value = float(value)
+    except (TypeError, ValueError):
+      raise TypeError(f"{name} must be a positive number or 'auto', got {value!r}") from None
+    if not (math.isfinite(value) and value > 0):
+      raise ValueError(f"{name} must be a positive finite number, got {value:g}")
+    if value > largest:
+      raise ValueError(
+          f"{name}={value:g} is beyond the largest {narrowest.name} value ({largest:.4g}); "
+          "it would make the parameters non-finite; use smaller lambdas (e.g. "
+          "lambda1 1e-3, lambda2 10, or 'auto')")
+    if float(np.float32(value)) == 0.0:
+      raise ValueError(
+          f"{name}={value:g} rounds to 0 in float32, so forgetting would change nothing; "
+          "use larger lambdas (e.g. lambda1 1e-3, lambda2 10, or 'auto')")
+    values.append(value)
+  return values[0], values[1]
+
+
+def params_tree(params: PyTree) -> None:
+  """Checks that ``params`` is a non-empty pytree of floating-point arrays.
+
+  Raises:
+    TypeError: no leaves, or a leaf that is not a floating-point array.
+  """
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not leaves:
+    raise TypeError("params has no arrays: pass the model's parameters, e.g. "
+                    "variables['params']")
+  for path, leaf in leaves:
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
+      raise TypeError(f"params{jax.tree_util.keystr(path)} is {type(leaf).__name__} "
+                      f"{'of dtype ' + str(dtype) if dtype is not None else ''}; every "
+                      "parameter must be a floating-point array")
+
+
+def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
+                  num_classes: int | None = None) -> int:
+  """Checks that ``apply_fn(params, inputs)`` gives one logits array ``(N, C)``; returns C.
+
+  Runs on shapes only (``jax.eval_shape``), once per ``apply_fn`` and signature of
+  ``params`` and ``inputs`` (the answer is cached).
+
+  Raises:
+    TypeError: ``apply_fn`` is not callable, returns something other than one array
+      (e.g. ``(logits, state)`` from ``model.apply(..., mutable=...)``), or returns
+      non-float logits.
+    ValueError: the inputs do not fit the model, the model updates state while it is
+      applied (BatchNorm in training mode), the logits are not ``(N, C)``, or ``C``
+      differs from ``num_classes``.
+  """
+  if not callable(apply_fn):
+    raise TypeError(f"apply_fn must be callable as apply_fn(params, x) -> logits, got "
+                    f"{type(apply_fn).__name__}")
+  static, arrays = _jit.split_callable(apply_fn)
+  key = ("model_outputs", static, _jit.signature(arrays), _jit.signature(params),
+         np.shape(inputs)[1:], str(jnp.result_type(inputs)))
+  out = _jit.cached(key, lambda: _eval_outputs(apply_fn, params, inputs))
+  if num_classes is not None and out != num_classes:
+    raise ValueError(f"the model has {out} outputs but there are {num_classes} codes; "
+                     "codes must be one per class, in class order")
+  return out
+
+
+def _eval_outputs(apply_fn, params, inputs) -> int:
+  probe = jax.ShapeDtypeStruct((2, *np.shape(inputs)[1:]), jnp.result_type(inputs))
+  try:
+    out = jax.eval_shape(apply_fn, params, probe)
+  except Exception as e:  # Any model-side failure becomes one clear message.
+    text = str(e).splitlines()[0] if str(e) else ""
+    if "immutable" in text or "mutable" in text:
+      raise ValueError(
+          "apply_fn updates model state while applied (BatchNorm in training mode?); "
+          "pass an inference-mode apply_fn, e.g. mnemonic_jax.inference_apply_fn(model, "
+          f"batch_stats): {type(e).__name__}: {text}") from e
+    raise ValueError(
+        f"inputs of shape {tuple(np.shape(inputs)[1:])} do not fit the model: "
+        f"{type(e).__name__}: {text}") from e
+  if not isinstance(out, jax.ShapeDtypeStruct):
+    kind = type(out).__name__
+    raise TypeError(
+        f"apply_fn must return one logits array (N, C), but it returns a {kind}"
+        + (" (model.apply with mutable=...? return the logits only, in inference mode)"
+           if isinstance(out, (tuple, list)) else ""))
+  if len(out.shape) != 2 or out.shape[0] != 2:
+    raise ValueError(f"apply_fn must return logits of shape (N, C); for 2 inputs it "
+                     f"returned shape {tuple(out.shape)}")
+  if not jnp.issubdtype(out.dtype, jnp.floating):
+    raise TypeError(f"apply_fn must return float logits, got dtype {out.dtype}")
+  return int(out.shape[1])
