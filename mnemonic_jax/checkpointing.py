@@ -77,7 +77,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
 
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data.sources import MAX_CLASSES
 from mnemonic_jax.models import available_models, create_model
 
@@ -713,7 +713,12 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
     raise bad("history", f"is {_short(history)}, not a list of forgetting requests")
   for i, entry in enumerate(history):
     classes = entry.get("classes") if isinstance(entry, dict) else None
-    if (not isinstance(classes, list) or not classes
+    attached = isinstance(entry, dict) and entry.get("event") == ATTACH_CODES_EVENT
+    if attached and classes != []:
+      raise bad("history", f"entry {i} is {_short(entry)}, codes attached with 'classes' "
+                           "not an empty list")
+    if not attached and (
+        not isinstance(classes, list) or not classes
         or not all(_is_int(c) and 0 <= c < num_classes for c in classes)):
       raise bad("history", f"entry {i} is {_short(entry)}, not a request with 'classes', a "
                            f"list of class ids in [0, {num_classes})")

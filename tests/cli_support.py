@@ -1,9 +1,14 @@
-"""Helpers shared by the command-line fault tests (``test_cli_safety``, ``test_cli_faults``)."""
+"""Helpers shared by the command-line tests (``test_cli_safety``, ``test_cli_faults``,
+``test_attach``)."""
 
 import hashlib
 import os
 import pathlib
+import subprocess
+import sys
 from typing import Any
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def tree_digest(root: pathlib.Path) -> dict[str, str]:
@@ -33,3 +38,31 @@ def small_config(**changes: Any) -> dict[str, Any]:
                 weight_decay=5e-4, t_mix=0.1, checkpoint_every=1000)
   config.update(changes)
   return config
+
+
+def run_cli(*args: Any, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+  """Runs the real ``mnemonic-jax ARGS`` (``python -m mnemonic_jax.cli``) to completion.
+
+  Args:
+    *args: the command's arguments (paths are turned into strings).
+    env: extra environment variables (e.g. a shared ``JAX_COMPILATION_CACHE_DIR``).
+    timeout: seconds before the run is killed (the test then fails).
+  """
+  full = dict(os.environ)
+  full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full.get("PYTHONPATH")]))
+  full.update(env or {})
+  return subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)],
+                        capture_output=True, text=True, env=full, cwd=REPO, timeout=timeout,
+                        check=False)
+
+
+def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
+  """One line ``mnemonic-jax: error: ...`` holding ``words``, exit 2, nothing on stdout."""
+  lines = result.stderr.strip().splitlines()
+  assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
+  assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
+  assert lines[0].startswith("mnemonic-jax: error: "), lines[0]
+  assert words in lines[0], lines[0]
+  assert result.stdout == "", result.stdout
+  return lines[0]

@@ -1,0 +1,320 @@
+"""Forgetting from a model trained without codes: attach codes for K epochs, then forget.
+
+Usage::
+
+  python -m experiments.attach_codes --config experiments/configs/fashion_mnist_mlp.py:e100 \\
+      [--epochs 1,2,5,10] [--t-mix 0.1] [--classes all] [--retrain 0] \\
+      [--out experiments/results]
+
+1. Trains the config's model with ``t_mix = 0`` (no codes; ``config.name`` gets
+   ``_plain``) into ``<out>/cache/<name>/plain`` (resumable, reused on a rerun; the time
+   of an uninterrupted run is recorded).
+2. For each K of ``--epochs``, attaches fresh codes to it with
+   :func:`mnemonic_jax.attach.attach_codes` (K epochs of fine-tuning with codes, the
+   config's optimiser) into ``<out>/cache/<name>/attach-e<K>-...`` and records what it
+   did in ``<out>/runs/<name>/``.
+3. Forgets every class of ``--classes`` in turn, with the data-free lambda search
+   (``mnemonic_jax.workflow.forget``, lambdas ``auto``), from each attached model and from
+   the plain model with its own codes, which it never saw (no attaching); evaluates on
+   the test split and counts the goal: E_F = 100 and A_R at most 1 point below the same
+   model's A_R before forgetting.
+4. Retrains from scratch without each class of ``--retrain`` (the ``retrain`` oracle:
+   the plain model's config on the retain set), for the seconds that attaching is set
+   against, and the oracle's A_R and E_F.
+
+Every step is cached (a rerun skips done work and only rebuilds the report). Outputs:
+``<out>/attach_codes.md`` (the command and the machine at the top) and ``.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import pathlib
+import shlex
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from experiments import table
+from mnemonic_jax import attach, baselines, checkpointing, lambda_search, metrics, workflow
+from mnemonic_jax.data import load_dataset
+
+REPORT = "attach_codes"
+NONE = "none"  # The plain model's own codes, never seen: forgetting without attaching.
+
+
+def build_parser() -> argparse.ArgumentParser:
+  p = argparse.ArgumentParser(prog="python -m experiments.attach_codes",
+                              description=__doc__.split("\n\n")[0])
+  p.add_argument("--config", default="experiments/configs/fashion_mnist_mlp.py:e100",
+                 help="config FILE[:VARIANT] of the plain model (trained with t_mix 0)")
+  p.add_argument("--epochs", default="1,2,5,10", help="attaching epochs K, comma-separated")
+  p.add_argument("--t-mix", type=float, default=attach.DEFAULT_T_MIX,
+                 help="code-mixing probability while attaching")
+  p.add_argument("--seed", type=int, default=0, help="seed of the attached codes")
+  p.add_argument("--classes", default="all", help="classes forgotten (each in turn)")
+  p.add_argument("--retrain", default="0",
+                 help="classes to retrain from scratch without, for the seconds ('' none)")
+  p.add_argument("--out", default="experiments/results", help="output directory")
+  p.add_argument("--no-progress", action="store_true")
+  return p
+
+
+def _positive_ints(text: str, what: str) -> list[int]:
+  items = [t.strip() for t in text.split(",") if t.strip()]
+  if not items or not all(t.isdigit() and int(t) > 0 for t in items):
+    table.fail(f"{what} {text!r} must be positive integers, comma-separated (e.g. 1,2,5,10)")
+  return [int(t) for t in items]
+
+
+def _write_json(path: pathlib.Path, record: Any) -> None:
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(record, indent=1))
+  tmp.replace(path)
+
+
+def attached_model(plain, epochs: int, args, cache: pathlib.Path, runs: pathlib.Path, train,
+                   test, progress: bool):
+  """The plain model with codes attached for ``epochs`` epochs (cached), and its record."""
+  key = f"attach-e{epochs}-t{args.t_mix:g}-s{args.seed}"
+  path, record_path = cache / key / "bundle", runs / f"{key}.json"
+  if path.exists() and record_path.exists():
+    return checkpointing.load_bundle(path), json.loads(record_path.read_text())
+  bundle, report = attach.attach_codes(
+      plain, train.images, train.labels, epochs=epochs, t_mix=args.t_mix, seed=args.seed,
+      test=(test.images, test.labels), dataset=plain.dataset, progress=progress)
+  checkpointing.save_bundle(path, bundle, force=True)
+  record = dict(report.to_dict(), key=key)
+  _write_json(record_path, record)
+  return bundle, record
+
+
+def forget_run(bundle, model: str, c: int, test, before_logits, plain_logits
+               ) -> dict[str, Any]:
+  """Forgets class ``c`` from ``bundle`` with the data-free search; measured on ``test``."""
+  new, report = workflow.forget(bundle, [c])  # lambdas "auto".
+  entry = new.history[-1]
+  ev = workflow.evaluate(new, test.images, test.labels)
+  before = metrics.forgetting_metrics(before_logits, test.labels, [c])
+  plain = metrics.forgetting_metrics(plain_logits, test.labels, [c])
+  record = {
+      "model": model, "classes": [c], "lambda1": report.lambda1, "lambda2": report.lambda2,
+      "sign": report.sign, "met": entry.get("met"), "fallback": entry.get("fallback"),
+      "rule": entry.get("rule"), "codes_forgotten": entry["codes_forgotten"],
+      "forget_seconds": report.seconds, "forget_compile_seconds": report.compile_seconds,
+      "A_R": ev.A_R, "E_F": ev.E_F, "A_R_before": before["A_R"], "E_F_before": before["E_F"],
+      "A_R_plain": plain["A_R"], "per_class": [float(v) for v in ev.per_class],
+  }
+  record["goal"] = bool(record["E_F"] >= 100.0 - 1e-9
+                        and record["A_R"] >= record["A_R_before"] - table.GOAL_A_R_DROP)
+  record["goal_vs_plain"] = bool(record["E_F"] >= 100.0 - 1e-9
+                                 and record["A_R"] >= record["A_R_plain"] - table.GOAL_A_R_DROP)
+  return record
+
+
+def retrain_run(plain, c: int, train, test, progress: bool) -> dict[str, Any]:
+  """The oracle for class ``c``: the plain model's training run on the retain set."""
+  data = baselines.UnlearnData.from_training(train.images, train.labels, [c], forget=False)
+  new, report = baselines.unlearn("retrain", plain, [c], data,
+                                  baselines.retrain.RetrainConfig(progress=progress))
+  ev = workflow.evaluate(new, test.images, test.labels)
+  return {"classes": [c], "seconds": report.seconds,
+          "compile_seconds": report.compile_seconds, "steps": report.steps,
+          "epochs": report.details["epochs"], "retain_examples": len(data.retain),
+          "A_R": ev.A_R, "E_F": ev.E_F, "per_class": [float(v) for v in ev.per_class]}
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+  return "-" if v is None else f"{v:.{digits}f}"
+
+
+def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, Any],
+                 attached: dict[int, dict[str, Any]], records: list[dict[str, Any]],
+                 retrains: list[dict[str, Any]], classes: Sequence[int],
+                 class_names: Sequence[str], t_mix: float) -> pathlib.Path:
+  """Writes ``<out>/attach_codes.md`` and ``.json``."""
+  by_model: dict[str, list[dict[str, Any]]] = {}
+  for r in records:
+    by_model.setdefault(r["model"], []).append(r)
+  models = [NONE] + [f"e{k}" for k in sorted(attached)]
+  n = len(classes)
+  retrain_s = [r["seconds"] for r in retrains]
+
+  lines = ["# Forgetting a model trained without codes: attach codes, then forget", "",
+           f"Command: `{command}`", "",
+           f"Machine: 2 CPU cores, no GPU ({table.machine_line()}). Written "
+           f"{datetime.datetime.now().isoformat(timespec='seconds')}.", ""]
+  lines += [
+      f"**Plain model**: {config.model} {dict(workflow.to_plain(config.model_kwargs))} on "
+      f"{config.dataset}, SGD lr {config.learning_rate:g} momentum {config.momentum:g} "
+      f"weight decay {config.weight_decay:g}, batch {config.batch_size}, "
+      f"{config.epochs} epochs, **t_mix = 0** (never saw a code), seed {config.seed}: "
+      f"test accuracy {plain_info['accuracy']:.2f}%, trained in "
+      f"{_fmt(plain_info['train_seconds'], 0)} s.", "",
+      f"**Attaching** (`mnemonic-jax attach-codes`, `mnemonic_jax.attach.attach_codes`): "
+      f"fresh uniform codes, K epochs of fine-tuning with t_mix = {t_mix:g} and the same "
+      "optimiser, from the plain model's weights. **Forgetting**: each class in turn, lambdas "
+      "chosen by the data-free search (`auto`, the default of `mnemonic-jax forget`). "
+      "**No attaching**: the same forgetting from the plain model with the codes stored in "
+      "its bundle, which it never saw.", "",
+      f"**Goal**: E_F = 100 and A_R at most {table.GOAL_A_R_DROP:g} point below the same "
+      "model's A_R before forgetting (for an attached model: after attaching). The column "
+      "\"goal vs plain\" measures A_R against the plain model instead, so it also charges "
+      "what attaching cost.", ""]
+
+  lines += ["| codes | K | attaching s | test acc. after attaching | codes learned | "
+            f"goal (of {n}) | goal vs plain | E_F mean (min) | A_R drop mean (max) | "
+            "forget s (mean) |", "|---|---|---|---|---|---|---|---|---|---|"]
+  summary = []
+  for model in models:
+    runs = by_model.get(model, [])
+    if model == NONE:
+      label, k, secs = "never seen (no attaching)", "0", "-"
+      acc = plain_info["accuracy"]
+      learned = plain_info["codes_accuracy"]
+    else:
+      a = attached[int(model[1:])]
+      label, k = "attached", str(a["epochs"])
+      secs = f"{a['seconds']:.1f}"
+      acc, learned = a["test_accuracy_after"], a["codes_accuracy_after"]
+    goal = sum(r["goal"] for r in runs)
+    goal_plain = sum(r["goal_vs_plain"] for r in runs)
+    ef = [r["E_F"] for r in runs]
+    drop = [r["A_R_before"] - r["A_R"] for r in runs]
+    fs = [r["forget_seconds"] for r in runs]
+    lines.append(
+        f"| {label} | {k} | {secs} | {acc:.2f} | {round(learned * 10)}/10 | {goal} | "
+        f"{goal_plain} | {_fmt(np.mean(ef) if ef else None)} ({_fmt(min(ef) if ef else None)}) | "
+        f"{_fmt(np.mean(drop) if drop else None, 2)} ({_fmt(max(drop) if drop else None, 2)}) | "
+        f"{_fmt(np.mean(fs) if fs else None, 2)} |")
+    summary.append({"model": model, "goal": goal, "goal_vs_plain": goal_plain, "runs": len(runs)})
+  lines.append("")
+
+  if retrains:
+    lines += ["**Retraining from scratch** without a class (the `retrain` oracle: the plain "
+              "model's training run, same config and seed, on the retain set; compilation "
+              "excluded, as for attaching):", "",
+              "| class | epochs | retain images | seconds | A_R | E_F |", "|---|---|---|---|---|---|"]
+    for r in retrains:
+      c = r["classes"][0]
+      lines.append(f"| {table.class_label(c, class_names)} | {r['epochs']} | "
+                   f"{r['retain_examples']} | {r['seconds']:.0f} | {r['A_R']:.2f} | "
+                   f"{r['E_F']:.1f} |")
+    lines.append("")
+    mean_retrain = float(np.mean(retrain_s))
+    ratios = ", ".join(f"K={k}: {mean_retrain / attached[k]['seconds']:.0f}x"
+                       for k in sorted(attached))
+    lines += [f"Attaching once is faster than one retraining by: {ratios}. Attaching is paid "
+              "once and then lets the model forget any class in seconds; retraining is paid "
+              "again for every forgetting request.", ""]
+
+  lines += ["## Per class", "",
+            "E_F / A_R drop (points below the model before forgetting) per forgotten class; "
+            "**bold** where the goal is met.", ""]
+  lines += ["| class | " + " | ".join("no attaching" if m == NONE else f"K={m[1:]}"
+                                      for m in models) + " |",
+            "|---|" + "---|" * len(models)]
+  for c in classes:
+    cells = []
+    for model in models:
+      r = next((r for r in by_model.get(model, []) if r["classes"] == [c]), None)
+      if r is None:
+        cells.append("-")
+        continue
+      cell = f"{r['E_F']:.1f} / {r['A_R_before'] - r['A_R']:+.2f}"
+      cells.append(f"**{cell}**" if r["goal"] else cell)
+    lines.append(f"| {table.class_label(c, class_names)} | " + " | ".join(cells) + " |")
+  lines += ["", "Searches that met their rule (the others used a fallback): " + ", ".join(
+      f"{'no attaching' if m == NONE else 'K=' + m[1:]} "
+      f"{sum(bool(r['met']) for r in by_model.get(m, []))}/{len(by_model.get(m, []))}"
+      for m in models) + ".", ""]
+
+  path = out / f"{REPORT}.md"
+  path.write_text("\n".join(lines))
+  _write_json(out / f"{REPORT}.json", {
+      "command": command, "machine": table.machine_line(), "config": workflow.to_plain(config),
+      "plain": plain_info, "attached": {str(k): v for k, v in attached.items()},
+      "summary": summary, "retrain": retrains, "runs": records})
+  return path
+
+
+def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  command = "python -m experiments.attach_codes " + " ".join(shlex.quote(a) for a in argv)
+  config, variant = table.load_config(args.config)
+  config.t_mix = 0.0
+  config.name = f"{config.name}_plain"
+  if "baselines" in config:
+    del config["baselines"]
+  name = table.run_name(config, variant)
+  epochs = _positive_ints(args.epochs, "--epochs")
+  if not 0.0 < args.t_mix <= 1.0:
+    table.fail(f"--t-mix {args.t_mix} must be in (0, 1]")
+  test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
+  num_classes = test.info.num_classes
+  classes = table.parse_classes(args.classes, num_classes)
+  retrain = table.parse_classes(args.retrain, num_classes) if args.retrain else []
+  progress = not args.no_progress
+  out = pathlib.Path(args.out)
+  cache, runs = out / "cache" / name, out / "runs" / name
+  runs.mkdir(parents=True, exist_ok=True)
+
+  start = time.perf_counter()
+  plain, train_seconds = table.train_or_load(config, cache / "plain", progress)
+  train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
+  plain_ev = workflow.evaluate(plain, test.images, test.labels)
+  plain_info = {"accuracy": plain_ev.accuracy, "train_seconds": train_seconds,
+                "codes_accuracy": attach.codes_accuracy(plain)}
+  print(f"plain model: {plain_ev.accuracy:.2f}% ({time.perf_counter() - start:.0f} s)",
+        flush=True)
+
+  models = {NONE: (plain, plain_ev.logits)}
+  attached = {}
+  for k in epochs:
+    bundle, record = attached_model(plain, k, args, cache, runs, train, test, progress)
+    attached[k] = record
+    models[f"e{k}"] = (bundle, workflow.evaluate(bundle, test.images, test.labels).logits)
+    print(f"attached K={k}: {record['seconds']:.1f} s, test {record['test_accuracy_after']:.2f}%"
+          f", codes {record['codes_accuracy_after']:.1f} ({time.perf_counter() - start:.0f} s)",
+          flush=True)
+
+  rule = dataclasses.asdict(lambda_search.DEFAULT_RULE)
+  records = []
+  plan = [(m, c) for m in models for c in classes]
+  bar = tqdm(plan, desc="forget", unit="run", disable=not progress)
+  for model, c in bar:
+    path = runs / f"{model}-c{c}.json"
+    if path.exists():
+      cached = json.loads(path.read_text())
+      if cached.get("rule") == rule:  # A run under another search rule is stale.
+        records.append(cached)
+        continue
+    bundle, logits = models[model]
+    record = forget_run(bundle, model, c, test, logits, plain_ev.logits)
+    _write_json(path, record)
+    records.append(record)
+  bar.close()
+  print(f"forgetting done ({time.perf_counter() - start:.0f} s)", flush=True)
+
+  retrains = []
+  for c in retrain:
+    path = runs / f"retrain-c{c}.json"
+    if not path.exists():
+      _write_json(path, retrain_run(plain, c, train, test, progress))
+    retrains.append(json.loads(path.read_text()))
+    print(f"retrained without class {c}: {retrains[-1]['seconds']:.0f} s "
+          f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+  return write_report(out, command, config, plain_info, attached, records, retrains, classes,
+                      list(test.info.class_names), args.t_mix)
+
+
+if __name__ == "__main__":
+  print(main())
