@@ -27,6 +27,7 @@ from typing import Any, Callable, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.sharding import Mesh
 
@@ -148,7 +149,7 @@ def class_fishers(
   Example:
     >>> f_forget, f_remain = class_fishers(apply_fn, params, codes, [1])
   """
-  num_classes = _check_inputs(apply_fn, params, codes, microbatch_size, method)
+  num_classes = _check_inputs(apply_fn, params, codes, microbatch_size, method, "codes")
   if num_classes != codes.shape[0]:
     _validate.model_outputs(apply_fn, params, codes, codes.shape[0])  # Raises.
   forget, exclude = _validate.forget_request(forget, num_classes, exclude)
@@ -196,15 +197,17 @@ def masked_class_fishers(
 
 
 def class_masks(forget: Sequence[int], exclude: Sequence[int], num_classes: int
-                ) -> tuple[jax.Array, jax.Array]:
+                ) -> tuple[np.ndarray, np.ndarray]:
   """Boolean masks ``(num_classes,)`` of the forgotten and of the remaining classes."""
   in_forget = class_mask(forget, num_classes)
   return in_forget, ~(in_forget | class_mask(exclude, num_classes))
 
 
-def class_mask(classes: Sequence[int], num_classes: int) -> jax.Array:
-  """Boolean mask ``(num_classes,)``, True at ``classes``."""
-  return jnp.zeros(num_classes, bool).at[jnp.asarray(classes, jnp.int32)].set(True)
+def class_mask(classes: Sequence[int], num_classes: int) -> np.ndarray:
+  """Boolean mask ``(num_classes,)``, True at ``classes`` (host NumPy: no device dispatch)."""
+  mask = np.zeros(num_classes, bool)
+  mask[np.asarray(classes, np.int64)] = True
+  return mask
 
 
 def validate_classes(classes: Sequence[int], num_classes: int) -> tuple[int, ...]:
@@ -229,7 +232,7 @@ def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> 
   _validate.model_outputs(apply_fn, params, inputs)
 
 
-def _check_inputs(apply_fn, params, inputs, microbatch_size, method) -> int:
+def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="inputs") -> int:
   """The checks every public Fisher entry point shares; returns the number of logits."""
   if method not in METHODS:
     raise ValueError(f"unknown Fisher method {method!r}; use one of {METHODS}")
@@ -239,11 +242,10 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method) -> int:
                      f"{microbatch_size!r}")
   _validate.params_tree(params)
   if not hasattr(inputs, "shape") or not jnp.issubdtype(jnp.result_type(inputs), jnp.floating):
-    raise TypeError("inputs must be a float array (N, *input_shape), got "
+    raise TypeError(f"{name} must be a float array (N, *input_shape), got "
                     f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
   num_classes = _validate.model_outputs(apply_fn, params, inputs)
-  _validate.finite(params, "params")
-  _validate.finite(inputs, "inputs")
+  _validate.finite(**{"params": params, name: inputs})
   return num_classes
 
 

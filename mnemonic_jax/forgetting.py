@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.sharding import Mesh
 
 from mnemonic_jax import _jit, _validate
@@ -294,10 +295,11 @@ def forget(
     return jax.jit(program)
 
   program = _jit.cached(("forget", static, microbatch_size, method, mesh), make)
-  lambdas = (jnp.float32(lambda1), jnp.float32(lambda2))
+  lambdas = (np.float32(lambda1), np.float32(lambda2))
   out, seconds, compile_seconds = _jit.timed(
       program, arrays, params, request.codes, request.in_forget, request.in_remain, lambdas)
-  new_params, finite, take_plus, alpha, before, after, rejected = out
+  new_params, *small = out
+  finite, take_plus, alpha, before, after, rejected = jax.device_get(small)  # One transfer.
   check_finite_result(finite, lambda1, lambda2)
   report = ForgetReport(
       classes=request.classes, lambda1=lambda1, lambda2=lambda2,
@@ -336,8 +338,7 @@ def validate_request(apply_fn, params: PyTree, codes: chex.Array, forget: Sequen
   num_classes = codes.shape[0]
   _validate.model_outputs(apply_fn, params, codes, num_classes)
   classes, exclude = _validate.forget_request(forget, num_classes, exclude)
-  _validate.finite(params, "params")
-  _validate.finite(codes, "codes")
+  _validate.finite(params=params, codes=codes)
   in_forget, in_remain = fisher_lib.class_masks(classes, exclude, num_classes)
   return Request(codes, classes, exclude, in_forget, in_remain)
 

@@ -20,7 +20,7 @@ from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import parallel
+from mnemonic_jax import _jit, parallel
 from mnemonic_jax.bundle import model_variables, normalize
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.fisher import cross_entropy
@@ -161,16 +161,21 @@ def make_train_step(
 def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | None = None):
   """Returns a jitted ``predict(params, batch_stats, images_uint8) -> logits`` (inference).
 
-  With ``mesh``, each batch is split over its ``data`` axis.
+  With ``mesh``, each batch is split over its ``data`` axis. Cached: equal models with
+  the same normalisation and mesh share one jitted function, so repeated calls (e.g.
+  :func:`mnemonic_jax.workflow.predict` per bundle) compile once per batch shape.
   """
+  mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
 
-  @jax.jit
-  def predict(params, batch_stats, images):
-    images = parallel.constrain_batch(images, mesh)
-    return model.apply(model_variables(params, batch_stats), normalize(images, mean, std),
-                       train=False)
+  def make():
+    @jax.jit
+    def predict(params, batch_stats, images):
+      images = parallel.constrain_batch(images, mesh)
+      return model.apply(model_variables(params, batch_stats), normalize(images, mean, std),
+                         train=False)
+    return predict
 
-  return predict
+  return _jit.cached(("predict", model, mean, std, mesh), make)
 
 
 @dataclasses.dataclass(frozen=True)
