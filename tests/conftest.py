@@ -1,4 +1,18 @@
-"""Eight virtual CPU devices, so sharded code is tested on a CPU-only machine."""
+"""JAX settings for every test, and shared fixtures.
+
+* Eight virtual CPU devices (``jax_num_cpu_devices``, as equinox's tests do), so sharded
+  code is tested on a CPU-only machine.
+* Transfer guards (big_vision disallows every implicit transfer in its training loop).
+  Host-device transfers stay allowed suite-wide, because the tests feed numpy arrays and
+  read floats on purpose; code that must be transfer-free once its inputs are placed
+  (the jitted train step, single-device and sharded) runs under
+  ``jax.transfer_guard("disallow")`` in its test. Hidden copies between devices are
+  logged (``jax_transfer_guard_device_to_device="log"``; the line goes to the captured
+  stderr of the test). They are not yet refused: ``workflow.predict(..., mesh=...)``
+  copies the device-0 params to every device on every batch, and the sharded-Fisher
+  test passes unplaced params to a sharded jit. Once both place their params with
+  ``parallel.replicate``, make it ``"disallow"``.
+"""
 
 import os
 
@@ -6,6 +20,7 @@ os.environ.setdefault("XLA_FLAGS", "")
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)
+jax.config.update("jax_transfer_guard_device_to_device", "log")
 
 import pytest  # noqa: E402
 
@@ -29,17 +44,18 @@ def tiny_digits_bundle(tmp_path_factory):
 
 
 @pytest.fixture()
-def conv_bn_bundle(monkeypatch):
-  """A fresh bundle of a tiny Conv -> BatchNorm -> ReLU -> mean -> Dense model on 8x8x1.
+def conv_bn_model(monkeypatch) -> str:
+  """Registers a tiny Conv -> BatchNorm -> ReLU -> mean -> Dense model for the test.
 
-  The model is registered as ``conv_bn_test`` for the test; its BatchNorm statistics are
-  shifted from the identity so that "kept" and "updated" differ.
+  Returns its registry name, ``conv_bn_test``: ``models.create_model("conv_bn_test", C)``
+  builds it for any input shape ``(H, W, channels)``. It compiles in well under a
+  second, so tests of BatchNorm handling (sharded statistics, kept statistics) need no
+  ResNet.
   """
   import flax.linen as nn
   import jax.numpy as jnp
 
   from mnemonic_jax import models
-  from mnemonic_jax.bundle import Bundle
 
   class ConvBN(nn.Module):
     num_classes: int
@@ -51,9 +67,24 @@ def conv_bn_bundle(monkeypatch):
       return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
 
   monkeypatch.setitem(models._REGISTRY, "conv_bn_test", ConvBN)
-  model = models.create_model("conv_bn_test", 10)
+  return "conv_bn_test"
+
+
+@pytest.fixture()
+def conv_bn_bundle(conv_bn_model):
+  """A fresh bundle of the :func:`conv_bn_model` on 8x8x1 inputs, 10 classes.
+
+  Its BatchNorm statistics are shifted from the identity so that "kept" and "updated"
+  differ.
+  """
+  import jax.numpy as jnp
+
+  from mnemonic_jax import models
+  from mnemonic_jax.bundle import Bundle
+
+  model = models.create_model(conv_bn_model, 10)
   variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1)), train=False))(
       jax.random.key(0))
   stats = jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])
-  return Bundle("conv_bn_test", {}, variables["params"], stats, jnp.zeros((10, 8, 8, 1)), 10,
+  return Bundle(conv_bn_model, {}, variables["params"], stats, jnp.zeros((10, 8, 8, 1)), 10,
                 (8, 8, 1), mean=(0.5,), std=(0.25,))

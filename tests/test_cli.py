@@ -2,8 +2,8 @@
 
 One small bundle is trained once per module (digits, MLP 64-32-10, 8 epochs = 88 steps,
 a training checkpoint every 5 steps) by the ``train`` command itself; the other tests
-forget from it, evaluate it, kill and resume the same training, and run the demo. The
-bad-input cases run concurrently (a few at a time) to keep the module quick.
+forget from it, evaluate it, kill the same training at a known step and resume it, and run
+the demo. The bad-input cases run concurrently (a few at a time) to keep the module quick.
 """
 
 import concurrent.futures
@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import pathlib
-import random
 import shutil
 import signal
 import subprocess
@@ -225,29 +224,69 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
   assert 0.0 <= report["A_R"] <= 100.0
 
 
+# The training killed at a known point: ``train`` run as ``python -c PAUSED_TRAIN MARKER
+# PAUSE_AT WAIT_FOR ARGS...`` stops before step PAUSE_AT + 1, once the step directory
+# WAIT_FOR (the last checkpoint before the pause) is complete, writes MARKER and waits to
+# be killed. Everything else is the real command.
+PAUSE_AT, LAST_SAVE = 43, 40  # Mid-epoch (11 steps per epoch), 3 steps after a save.
+PAUSED_TRAIN = """
+import pathlib, sys, time
+from mnemonic_jax import cli, training
+
+marker, pause_at, wait_for = pathlib.Path(sys.argv[1]), int(sys.argv[2]), pathlib.Path(sys.argv[3])
+make_train_step = training.make_train_step
+
+def make_paused_train_step(*args, **kwargs):
+  step = make_train_step(*args, **kwargs)
+
+  def paused(state, *batch):
+    if int(state.step) == pause_at:
+      deadline = time.monotonic() + 120
+      while not wait_for.is_dir():  # Orbax renames a step directory once it is complete.
+        if time.monotonic() > deadline:
+          sys.exit(f"{wait_for} did not appear")
+        time.sleep(0.01)
+      marker.write_text(str(pause_at))
+      while True:
+        time.sleep(60)
+    return step(state, *batch)
+
+  return paused
+
+training.make_train_step = make_paused_train_step
+sys.exit(cli.main(sys.argv[4:]))
+"""
+
+
 def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
+  """Killed after 43 of 88 steps, ``train`` run again ends bitwise where one run does.
+
+  The kill lands at a known point, not after a random delay: step 40's checkpoint is
+  complete, steps 41-43 are lost, and the final forced save and the bundle are not yet
+  written. The rerun resumes from step 40 in the middle of an epoch.
+  """
   workdir = tmp_path / "resumed"
-  proc = subprocess.Popen(command(*train_args(workdir)), stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, env=_env(), cwd=REPO)
+  marker = tmp_path / "paused"
+  args = (marker, PAUSE_AT, workdir / "train" / str(LAST_SAVE), *train_args(workdir))
+  proc = subprocess.Popen([sys.executable, "-c", PAUSED_TRAIN, *map(str, args)],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
+                          cwd=REPO)
   try:
     deadline = time.monotonic() + TIMEOUT_S
-    while not (workdir / "train").is_dir() or not any(
-        p.name.isdigit() for p in (workdir / "train").iterdir()):
-      assert proc.poll() is None, f"train ended before its first checkpoint: {proc.stderr.read()}"
-      assert time.monotonic() < deadline, "no checkpoint appeared"
+    while not marker.exists():
+      assert proc.poll() is None, f"train ended before step {PAUSE_AT}: {proc.stderr.read()}"
+      assert time.monotonic() < deadline, f"train did not reach step {PAUSE_AT}"
       time.sleep(0.01)
-    delay = random.uniform(0.0, 0.3)
-    time.sleep(delay)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
   finally:
     if proc.poll() is None:
       proc.kill()
       proc.wait()
-  assert proc.returncode == -signal.SIGKILL, f"train finished before the kill ({delay=:.3f} s)"
+  assert proc.returncode == -signal.SIGKILL, proc.stderr.read()
   assert not (workdir / "bundle").exists()
   steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
-  assert steps and steps[-1] < 88, steps
+  assert steps[-1] == LAST_SAVE, steps
 
   assert_ok(run(*train_args(workdir)))
   resumed = checkpointing.load_bundle(workdir / "bundle")
@@ -256,9 +295,8 @@ def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
   expected = jax.tree.leaves(uninterrupted.params)
   assert len(leaves) == len(expected)
   for (path, got), want in zip(leaves, expected):
-    np.testing.assert_array_equal(
-        np.asarray(got), np.asarray(want),
-        err_msg=f"{jax.tree_util.keystr(path)} after a kill at {delay:.3f} s (steps {steps})")
+    np.testing.assert_array_equal(np.asarray(got), np.asarray(want),
+                                  err_msg=f"{jax.tree_util.keystr(path)} (steps {steps})")
 
 
 def test_import_round_trip(trained, tmp_path):

@@ -2,6 +2,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import mnemonic_jax as mj
@@ -42,26 +43,66 @@ def test_train_step_reports_image_and_code_losses_and_learns():
 
 
 def test_train_step_mixing_is_fresh_per_step_and_reproducible():
+  """The mixing depends on the step and on the key, and on nothing else.
+
+  Every call starts from the same parameters and only the step counter or the key
+  changes, so the metrics differ only if the replacement mask does: with 16 examples
+  and ``t_mix = 0.5`` two masks coincide with probability 2^-16, and the keys are fixed,
+  so the outcome is deterministic.
+  """
   model, optimizer, codes, state, images, labels = setup(hidden=(8,))
+  fresh = lambda step: jax.tree.map(jnp.copy, state.replace(step=jnp.int32(step)))
+  metrics = lambda m: (float(m["code_fraction"]), float(m["loss"]))
   step = mj.make_train_step(model, optimizer, codes, 0.5, jax.random.key(1))
-  s1, m1 = step(jax.tree.map(jnp.copy, state), images, labels)
-  s2, m2 = step(jax.tree.map(jnp.copy, state), images, labels)
-  chex.assert_trees_all_equal(s1.params, s2.params)  # Same step, same key: same mixing.
-  _, m3 = step(s1, images, labels)
-  assert float(m1["code_fraction"]) != float(m3["code_fraction"]) or float(m1["loss"]) != float(m3["loss"])
+
+  # Same step, same key: the same mixing, bit for bit.
+  s1, m1 = step(fresh(0), images, labels)
+  s2, m2 = step(fresh(0), images, labels)
+  chex.assert_trees_all_equal(s1.params, s2.params)
+  chex.assert_trees_all_equal(m1, m2)
+  # A fresh mask at every step (a frozen key, or one not folded with the step, repeats it).
+  per_step = [metrics(step(fresh(k), images, labels)[1]) for k in range(8)]
+  assert len(set(per_step)) == 8, per_step
+  # About t_mix of the 8 x 16 examples are replaced.
+  assert 0.35 <= np.mean([f for f, _ in per_step]) <= 0.65
+  # Another key, another mask at the same step (the key is not ignored).
+  other = mj.make_train_step(model, optimizer, codes, 0.5, jax.random.key(2))
+  assert metrics(other(fresh(0), images, labels)[1]) != per_step[0]
 
 
-def test_sharded_train_step_equals_single_device():
+def test_train_step_mixes_in_each_label_s_own_code():
+  """``t_mix`` 0 trains on the images alone, 1 on each example's class code alone."""
+  model, optimizer, codes, state, images, labels = setup(hidden=(8,))
+  loss = lambda x: float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
+      model.apply({"params": state.params}, x, train=True), labels)))
+  for t_mix, x, fraction in ((0.0, images / 255.0, 0.0), (1.0, codes[labels], 1.0)):
+    step = mj.make_train_step(model, optimizer, codes, t_mix, jax.random.key(1))
+    for k in (0, 5):
+      _, m = step(jax.tree.map(jnp.copy, state.replace(step=jnp.int32(k))), images, labels)
+      assert float(m["code_fraction"]) == fraction
+      np.testing.assert_allclose(float(m["loss"]), loss(x), rtol=1e-5)
+
+
+@pytest.mark.parametrize("model_name, model_kwargs", [
+    ("conv_bn_test", {}),
+    pytest.param("resnet18_cifar", {"width": 4}, marks=pytest.mark.slow),  # ~20 s to compile.
+])
+def test_sharded_train_step_equals_single_device(model_name, model_kwargs, request):
+  """Split over 8 devices, a step (BatchNorm statistics, augmentation) is unchanged."""
   assert jax.device_count() == 8
+  if model_name == "conv_bn_test":
+    request.getfixturevalue("conv_bn_model")
   mesh = parallel.make_mesh()
   model, optimizer, codes, state, images, labels = setup(
-      "resnet18_cifar", shape=(8, 8, 3), width=4)
+      model_name, shape=(8, 8, 3), **model_kwargs)
   single = mj.make_train_step(model, optimizer, codes, 0.3, jax.random.key(2), augment=True)
   sharded = mj.make_train_step(
       model, optimizer, codes, 0.3, jax.random.key(2), augment=True, mesh=mesh)
-  s_state, s_metrics = single(jax.tree.map(jnp.copy, state), images, labels)
-  m_state, m_metrics = sharded(
-      parallel.replicate(mesh, state), *parallel.shard_batch(mesh, (images, labels)))
+  single_inputs = jax.device_put((jax.tree.map(jnp.copy, state), images, labels))
+  sharded_inputs = (parallel.replicate(mesh, state), *parallel.shard_batch(mesh, (images, labels)))
+  with jax.transfer_guard("disallow"):  # Inputs placed: a step copies nothing implicitly.
+    s_state, s_metrics = single(*single_inputs)
+    m_state, m_metrics = sharded(*sharded_inputs)
   chex.assert_trees_all_close(m_metrics, s_metrics, rtol=1e-4, atol=1e-5)
   chex.assert_trees_all_close(m_state.params, s_state.params, rtol=1e-4, atol=1e-5)
   chex.assert_trees_all_close(m_state.batch_stats, s_state.batch_stats, rtol=1e-4, atol=1e-5)
