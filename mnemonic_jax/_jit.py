@@ -37,7 +37,7 @@ def split_callable(fn: Callable) -> tuple[Hashable, list[Any]]:
   """
   leaves, treedef = jax.tree.flatten(fn)
   is_array = [isinstance(x, (jax.Array, np.ndarray)) for x in leaves]
-  static = (treedef, tuple(_Hashed(x) if not a else None for x, a in zip(leaves, is_array)))
+  static = (treedef, tuple(Static(x) if not a else None for x, a in zip(leaves, is_array)))
   return static, [x for x, a in zip(leaves, is_array) if a]
 
 
@@ -48,8 +48,11 @@ def merge_callable(static: Hashable, arrays: list[Any]) -> Callable:
   return treedef.unflatten([next(arrays) if x is None else x.value for x in leaves])
 
 
-class _Hashed:
-  """A static leaf, hashed by value where it can be and by identity otherwise."""
+class Static:
+  """A static value, hashed by value where it can be and by identity otherwise.
+
+  (A Flax module with a list attribute, for instance, cannot be hashed.)
+  """
 
   __slots__ = ("value", "_key")
 
@@ -65,7 +68,7 @@ class _Hashed:
     return hash(self._key)
 
   def __eq__(self, other):
-    if not isinstance(other, _Hashed) or self._key[0] != other._key[0]:
+    if not isinstance(other, Static) or self._key[0] != other._key[0]:
       return False
     return self._key[1] == other._key[1] if self._key[0] else self.value is other.value
 

@@ -10,11 +10,11 @@ import dataclasses
 from typing import Any, Callable, Sequence
 
 import chex
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import _jit
 from mnemonic_jax.models import create_model
 
 PyTree = Any
@@ -97,23 +97,36 @@ class Bundle:
     return normalize(images, self.mean, self.std)
 
 
-class InferenceApply(flax.struct.PyTreeNode):
+@jax.tree_util.register_pytree_node_class
+class InferenceApply:
   """``apply_fn(params, x) -> logits`` of a Linen model, BatchNorm in inference mode.
 
   A pytree: the BatchNorm statistics are its leaves and the model its static part, so
   the library's jitted programs take the statistics as traced arguments (new values do
-  not recompile) and are cached on the model (equal models share programs).
+  not recompile) and are cached on the model (equal models share programs; a model that
+  cannot be hashed, e.g. one with a list attribute, is matched by identity).
 
   Attributes:
     model: the Flax Linen module (called with ``train=False``).
     batch_stats: its BatchNorm statistics (``{}`` if it has none).
   """
 
-  model: Any = flax.struct.field(pytree_node=False)
-  batch_stats: PyTree
+  def __init__(self, model: Any, batch_stats: PyTree):
+    self.model = model
+    self.batch_stats = batch_stats
 
   def __call__(self, params: PyTree, x: jax.Array) -> jax.Array:
     return self.model.apply(model_variables(params, self.batch_stats), x, train=False)
+
+  def __repr__(self) -> str:
+    return f"InferenceApply({self.model!r})"
+
+  def tree_flatten(self):
+    return (self.batch_stats,), _jit.Static(self.model)
+
+  @classmethod
+  def tree_unflatten(cls, static, children):
+    return cls(static.value, children[0])
 
 
 def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
@@ -124,7 +137,8 @@ def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
 
   Example:
     >>> apply_fn = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
-    >>> apply_fn == inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
+    >>> same = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
+    >>> jax.tree.structure(apply_fn) == jax.tree.structure(same)  # Shares programs.
     True
   """
   return InferenceApply(model, batch_stats)

@@ -175,7 +175,7 @@ def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | N
                          train=False)
     return predict
 
-  return _jit.cached(("predict", model, mean, std, mesh), make)
+  return _jit.cached(("predict", _jit.Static(model), mean, std, mesh), make)
 
 
 @dataclasses.dataclass(frozen=True)
