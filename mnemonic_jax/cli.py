@@ -135,6 +135,17 @@ def mix_rate(text: str) -> float:
   return value
 
 
+def seed_value(text: str) -> int:
+  """Parses a seed: an integer in [0, 2^63)."""
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if not 0 <= value < 2 ** 63:
+    raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^63), got {text}")
+  return value
+
+
 def lambda_value(text: str) -> float | str:
   """Parses a forgetting lambda: ``auto`` or a finite number > 0."""
   if text.strip().lower() == "auto":
@@ -349,7 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--t-mix", type=mix_rate, default=None, metavar="P",
                  help="probability of replacing an example by its class's code, in (0, 1] "
                       "(default: 0.1, the paper's MNIST setting)")
-  p.add_argument("--seed", type=int, default=0,
+  p.add_argument("--seed", type=seed_value, default=0,
                  help="seed of the codes and of the fine-tuning (default: %(default)s)")
   p.add_argument("--code-distribution", choices=("uniform", "normal"), default="uniform",
                  help="uniform [0, 1) (the reference implementation) or normal N(0, 1), in "

@@ -16,7 +16,7 @@ import numpy as np
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, forgetting
 from mnemonic_jax import lambda_search
 from mnemonic_jax import metrics, parallel, training
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
 
@@ -285,6 +285,28 @@ def _finite_scores(scores: forgetting.CodeScores) -> bool:
   return all(math.isfinite(float(v)) for v in scores.values())
 
 
+def untrained_codes_warnings(bundle: Bundle) -> list[str]:
+  """A warning when the bundle's model was trained without ever seeing its codes.
+
+  Its training config records ``t_mix = 0`` and no codes were attached since
+  (:mod:`mnemonic_jax.attach`, a history entry with ``event`` ``"attach-codes"``). The
+  search can then move the codes' logits while the class itself stays known (on
+  Fashion-MNIST, E_F 100 on 2 of 10 classes; see ``experiments/results/attach_codes.md``).
+  Bundles that record no ``t_mix`` (e.g. imported) get no warning.
+
+  Returns:
+    One sentence, or nothing.
+  """
+  t_mix = (bundle.config or {}).get("t_mix")
+  attached = any(e.get("event") == ATTACH_CODES_EVENT for e in bundle.history)
+  if isinstance(t_mix, (int, float)) and t_mix == 0 and not attached:
+    return ["the model was trained with t_mix = 0 and never saw its codes, so the class "
+            "may still be known although its code is forgotten; attach codes first "
+            "('mnemonic-jax attach-codes', a few epochs of fine-tuning) and forget from "
+            "that model"]
+  return []
+
+
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   """Why a forgetting request may not have done what was asked (empty if nothing).
 
@@ -387,7 +409,7 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   if search is not None:
     request.update(met=search["met"], fallback=search["fallback"], rule=search["rule"],
                    search=search)
-  request["warnings"] = forget_warnings(request)
+  request["warnings"] = forget_warnings(request) + untrained_codes_warnings(bundle)
   return bundle.replace(params=params, history=bundle.history + (request,)), report
 
 
