@@ -84,8 +84,9 @@ def bench(name: str, shape, repeats: int, **kwargs) -> list[dict]:
   first = wall(lambda: mj.fisher_diagonal(apply_fn, params, codes, labels))
   later = median_wall(lambda i: lambda: mj.fisher_diagonal(apply_fn, params, codes, labels),
                       repeats)
-  weights = jnp.full((1, 10), 0.1, jnp.float32)
-  run = compiled_run("fisher", arrays, params, codes, labels, weights, repeats=repeats)
+  weights, offsets = jnp.full((1, 10), 0.1, jnp.float32), jnp.zeros(1, jnp.float32)
+  run = compiled_run("fisher", arrays, params, codes, labels, weights, offsets,
+                     repeats=repeats)
   row("fisher_diagonal", first, later, run)
   return rows
 

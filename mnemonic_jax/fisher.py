@@ -93,14 +93,15 @@ def fisher_diagonal(
   """
   num_classes = _check_inputs(apply_fn, params, inputs, microbatch_size, method)
   _validate.labels(labels, num_classes)
-  n = labels.shape[0]
+  n = np.shape(labels)[0]
   if inputs.shape[0] != n:
     raise ValueError(f"inputs ({inputs.shape[0]}) and labels ({n}) disagree on the number "
                      "of examples")
   if n == 0:
     raise ValueError("fisher_diagonal needs at least one input")
-  weights = jnp.full((1, n), 1.0 / n, jnp.float32)
-  (fisher,) = _run_fisher(apply_fn, params, inputs, labels, weights, microbatch_size,
+  weights = np.full((1, n), 1.0 / n, np.float32)
+  (fisher,) = _run_fisher(apply_fn, params, inputs, labels, weights, np.zeros(1, np.float32),
+                          microbatch_size,
                           loss_fn=loss_fn, method=method, mesh=mesh)
   return fisher
 
@@ -154,10 +155,11 @@ def class_fishers(
     _validate.model_outputs(apply_fn, params, codes, codes.shape[0])  # Raises.
   forget, exclude = _validate.forget_request(forget, num_classes, exclude)
   in_forget, in_remain = class_masks(forget, exclude, num_classes)
-  f_forget, f_remain = _run_fisher(
-      apply_fn, params, codes, jnp.arange(num_classes), class_weights(in_forget, in_remain),
-      microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
-  return start_at(f_forget, eps, in_forget), start_at(f_remain, eps, in_remain)
+  counts = np.array([in_forget.sum(), in_remain.sum()], np.float32)
+  weights = (np.stack([in_forget, in_remain]) / counts[:, None]).astype(np.float32)
+  return _run_fisher(apply_fn, params, codes, np.arange(num_classes), weights,
+                     (np.float32(eps) / counts).astype(np.float32), microbatch_size,
+                     loss_fn=loss_fn, method=method, mesh=mesh)
 
 
 def start_at(fisher: PyTree, eps: Any, mask: chex.Array) -> PyTree:
@@ -249,20 +251,21 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
   return num_classes
 
 
-def _run_fisher(apply_fn, params, inputs, labels, weights, microbatch_size, *, loss_fn,
-                method, mesh) -> tuple[PyTree, ...]:
-  """:func:`weighted_squared_gradients` as a cached jitted program."""
+def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_size, *,
+                loss_fn, method, mesh) -> tuple[PyTree, ...]:
+  """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k``, cached and jitted."""
   static, arrays = _jit.split_callable(apply_fn)
 
   def make():
-    def program(arrays, params, inputs, labels, weights):
-      return weighted_squared_gradients(
+    def program(arrays, params, inputs, labels, weights, offsets):
+      sums = weighted_squared_gradients(
           _jit.merge_callable(static, arrays), params, inputs, labels, weights,
           microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
+      return tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
     return jax.jit(program)
 
   program = _jit.cached(("fisher", static, loss_fn, microbatch_size, method, mesh), make)
-  return program(arrays, params, jnp.asarray(inputs), jnp.asarray(labels), weights)
+  return program(arrays, params, inputs, labels, weights, offsets)
 
 
 def weighted_squared_gradients(

@@ -290,23 +290,37 @@ def forget(
           & (s_plus.forget_margin < s_minus.forget_margin))
       choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(take_plus, u, v), a, b)
       new = choose(plus, minus)
-      return (new, all_finite(new), take_plus, alpha, before, choose(s_plus, s_minus),
-              choose(s_minus, s_plus))
+      # Everything small in one float32 vector: one transfer to the host.
+      small = jnp.stack([all_finite(new), take_plus, *jax.tree.leaves(alpha),
+                         *_score_leaves(before), *_score_leaves(choose(s_plus, s_minus)),
+                         *_score_leaves(choose(s_minus, s_plus))]).astype(jnp.float32)
+      return new, small
     return jax.jit(program)
 
   program = _jit.cached(("forget", static, microbatch_size, method, mesh), make)
   lambdas = (np.float32(lambda1), np.float32(lambda2))
   out, seconds, compile_seconds = _jit.timed(
       program, arrays, params, request.codes, request.in_forget, request.in_remain, lambdas)
-  new_params, *small = out
-  finite, take_plus, alpha, before, after, rejected = jax.device_get(small)  # One transfer.
-  check_finite_result(finite, lambda1, lambda2)
+  new_params, small = out
+  small = [float(v) for v in np.asarray(small)]
+  check_finite_result(small[0], lambda1, lambda2)
+  treedef = jax.tree.structure(params)
+  alpha, rest = small[2:2 + treedef.num_leaves], small[2 + treedef.num_leaves:]
+  before, after, rejected = (CodeScores(**dict(zip(_SCORE_FIELDS, rest[i:i + 4])))
+                             for i in (0, 4, 8))
   report = ForgetReport(
       classes=request.classes, lambda1=lambda1, lambda2=lambda2,
-      sign=1 if bool(take_plus) else -1, alpha=jax.tree.map(float, alpha),
+      sign=1 if small[1] else -1, alpha=treedef.unflatten(alpha),
       before=before, after=after, rejected=rejected, seconds=seconds,
       compile_seconds=compile_seconds, exclude=request.exclude)
   return new_params, report
+
+
+_SCORE_FIELDS = ("forget_accuracy", "remain_accuracy", "forget_margin", "remain_margin")
+
+
+def _score_leaves(scores: CodeScores) -> list[jax.Array]:
+  return [scores[k] for k in _SCORE_FIELDS]
 
 
 class Request(NamedTuple):
