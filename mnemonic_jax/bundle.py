@@ -47,6 +47,10 @@ class Bundle:
       dict with at least ``classes``: a forgetting request (``classes`` the forgotten
       class ids), or codes attached by fine-tuning (``event`` :data:`ATTACH_CODES_EVENT`,
       ``classes`` empty).
+    model_source: where a model registered by the user comes from
+      (:func:`mnemonic_jax.models.model_source`: ``{"import": module}`` or ``{"file":
+      path}``), so that loading the bundle elsewhere can register it first; ``{}`` for
+      the built-in models (``save_bundle`` fills it from the registry when empty).
   """
 
   model_name: str
@@ -62,6 +66,7 @@ class Bundle:
   dataset: str = ""
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
   history: tuple[dict[str, Any], ...] = ()
+  model_source: dict[str, str] = dataclasses.field(default_factory=dict)
 
   def replace(self, **changes: Any) -> "Bundle":
     return dataclasses.replace(self, **changes)

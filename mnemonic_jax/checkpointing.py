@@ -79,7 +79,8 @@ from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_po
 
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data.sources import MAX_CLASSES
-from mnemonic_jax.models import available_models, create_model
+from mnemonic_jax.models import (
+    ModelSourceError, available_models, create_model, load_model_source, model_source)
 
 PyTree = Any
 PathLike = str | os.PathLike
@@ -550,7 +551,7 @@ def _read_bundle_meta(path: pathlib.Path) -> dict[str, Any]:
   if meta is None:
     raise CheckpointError(
         f"{path} is not a mnemonic-jax bundle (no readable '{BUNDLE_FORMAT}' metadata); "
-        "pass a directory written by save_bundle")
+        f"{_BUNDLE_HINT}")
   version = meta.get("version")
   if version != BUNDLE_VERSION:
     raise CheckpointError(
@@ -651,9 +652,9 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
   Returns:
     ``model_name``, ``model_kwargs``, ``num_classes``, ``input_shape`` (tuple),
     ``mean``, ``std`` (tuples of floats), ``class_names`` (tuple), ``dataset``,
-    ``config``, ``history`` (tuple of dicts), ``codes_dtype`` (a numpy dtype) and
+    ``config``, ``history`` (tuple of dicts), ``codes_dtype`` (a numpy dtype),
     ``checksums`` (``{relative path: sha256 hex}``, or None for bundles written before
-    checksums were recorded).
+    checksums were recorded) and ``model_source`` (``{}`` for a built-in model).
 
   Raises:
     CheckpointError: a field is missing, of the wrong type or out of range, declares an
@@ -730,6 +731,12 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
   if codes_dtype is None or not jnp.issubdtype(codes_dtype, jnp.floating):
     raise bad("codes_dtype", f"is {_short(meta.get('codes_dtype'))}, not a floating-point "
                              "dtype name")
+  source = meta.get("model_source", {})
+  if (not isinstance(source, dict) or len(source) > 1
+      or not all(k in ("import", "file") and isinstance(v, str) and v
+                 for k, v in source.items())):
+    raise bad("model_source", f"is {_short(source)}, not {{'import': module}} or "
+                              "{'file': path}")
   checksums = meta.get(_CHECKSUMS)
   if checksums is not None:
     if not isinstance(checksums, dict) or not checksums or not all(
@@ -740,7 +747,8 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
   return dict(model_name=model_name, model_kwargs=model_kwargs, num_classes=num_classes,
               input_shape=input_shape, mean=norm["mean"], std=norm["std"],
               class_names=tuple(class_names), dataset=dataset, config=config,
-              history=tuple(history), codes_dtype=codes_dtype, checksums=checksums)
+              history=tuple(history), codes_dtype=codes_dtype, checksums=checksums,
+              model_source=dict(source))
 
 
 def _sha256(path: pathlib.Path) -> str:
@@ -809,6 +817,9 @@ def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
       "codes_dtype": jnp.dtype(getattr(bundle.codes, "dtype", None)
                                or np.asarray(bundle.codes).dtype).name,
   }
+  source = dict(bundle.model_source or model_source(bundle.model_name))
+  if source:  # A model the user registered: where to find it again.
+    meta["model_source"] = _to_json(source, "model_source")
   return meta
 
 
@@ -1017,7 +1028,55 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   return output
 
 
-def load_bundle(path: PathLike) -> Bundle:
+#: What every "this is not a bundle" message suggests instead.
+_BUNDLE_HINT = ("pass a bundle: the --workdir of 'mnemonic-jax train' (or its bundle/), the "
+                "--output of forget, import or attach-codes, or a directory written by "
+                "mnemonic_jax.save_bundle")
+
+
+def resolve_bundle_path(path: PathLike) -> pathlib.Path:
+  """The bundle a path names: the path itself, or the bundle of a ``train`` workdir.
+
+  A run directory of :func:`mnemonic_jax.workflow.train` (``mnemonic-jax train
+  --workdir``) holds its bundle in ``WORKDIR/bundle``: given the workdir, that bundle is
+  meant. Nothing is read but the directories' entries and the bundle marker.
+
+  Args:
+    path: a bundle directory or a train workdir.
+
+  Returns:
+    The absolute path of the bundle directory (not checked further: :func:`load_bundle`
+    reads and verifies it).
+
+  Raises:
+    CheckpointError: the path does not exist (naming the previous bundle if an
+      interrupted ``--force`` save left it aside), is a file, or is a train workdir whose
+      run has not finished (no ``bundle`` yet).
+  """
+  path = _abs(path)
+  if not path.exists():
+    hint = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    if hint:
+      raise CheckpointError(
+          f"{path} does not exist, but an interrupted --force save left the previous "
+          f"bundle at {hint[-1]}; rename it to {path}")
+    raise CheckpointError(f"{path} does not exist; check the path ({_BUNDLE_HINT})")
+  if not path.is_dir():
+    raise CheckpointError(f"{path} is a file, not a bundle directory; {_BUNDLE_HINT}")
+  if _meta_file(path).exists():
+    return path
+  bundle = path / "bundle"
+  if bundle.is_dir() and _meta_file(bundle).exists():
+    return bundle
+  if (path / "train").is_dir() or (path / LOCK_FILE).exists():
+    raise CheckpointError(
+        f"{path} is a train workdir whose run has not finished (it has no bundle/ yet); "
+        "run the same 'mnemonic-jax train' command again to finish it, then pass this "
+        "workdir")
+  return path
+
+
+def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
   """Loads a bundle written by :func:`save_bundle`, knowing nothing but its path.
 
   The JSON metadata is read first; the model is built from the registry and its abstract
@@ -1031,8 +1090,17 @@ def load_bundle(path: PathLike) -> Bundle:
   recorded (no ``array_sha256`` in their metadata) still load, unverified: re-save one
   (load it and ``save_bundle`` it elsewhere) to give it checksums.
 
+  A model the user registered (not a built-in one) that is not registered in this
+  process is registered first from the source the bundle records
+  (:func:`mnemonic_jax.models.load_model_source`: the module is imported, or the config
+  file run, that registered it when the bundle was saved). That runs the user's code, as
+  any import does: load such bundles only from sources you trust, or pass
+  ``import_model=False`` and register the model yourself.
+
   Args:
-    path: a bundle directory.
+    path: a bundle directory, or the workdir of a finished ``train`` run (its ``bundle``
+      is loaded; see :func:`resolve_bundle_path`).
+    import_model: register an unregistered model from the source the bundle records.
 
   Returns:
     The bundle. Tuple fields come back as tuples; lists nested inside ``model_kwargs``,
@@ -1044,23 +1112,13 @@ def load_bundle(path: PathLike) -> Bundle:
       stored arrays (e.g. a codes dtype, a mean or std length that does not fit the
       channels, history entries that are not requests for existing classes), an array
       file that is missing, changed (its checksum differs) or unexpected, needs an
-      unregistered model, does not fit its own model spec, is truncated or corrupt, or
+      unregistered model (whose recorded source is missing, fails or does not register
+      it), does not fit its own model spec, is truncated or corrupt, or
       holds non-finite values (NaN or inf in params, batch_stats or codes; a mean or std
       that is not finite, or a std that is not > 0). One line naming the path and field.
   """
-  path = _abs(path)
+  path = resolve_bundle_path(path)
   _silence_stray_tensorstore_callbacks()
-  if not path.exists():
-    hint = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
-    if hint:
-      raise CheckpointError(
-          f"{path} does not exist, but an interrupted --force save left the previous "
-          f"bundle at {hint[-1]}; rename it to {path}")
-    raise CheckpointError(f"{path} does not exist; check the path (bundles are directories "
-                          "written by save_bundle)")
-  if not path.is_dir():
-    raise CheckpointError(f"{path} is a file, not a bundle directory; pass the directory "
-                          "written by save_bundle")
   meta = parse_bundle_meta(path, _read_bundle_meta(path))
   model_name, model_kwargs = meta["model_name"], meta["model_kwargs"]
   num_classes, input_shape = meta["num_classes"], meta["input_shape"]
@@ -1071,10 +1129,18 @@ def load_bundle(path: PathLike) -> Bundle:
     _verify_checksums(path, meta["checksums"])
 
   spec = _spec_str(model_name, model_kwargs, input_shape)
+  source = meta["model_source"]
+  if model_name not in available_models() and source and import_model:
+    try:
+      load_model_source(model_name, source)
+    except ModelSourceError as e:
+      raise CheckpointError(
+          f"{path}: model {model_name!r} is not registered and {e}; restore its source, or "
+          "register the model with mnemonic_jax.register_model before loading") from None
   try:
     abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
   except CheckpointError as e:
-    fix = ("register it with mnemonic_jax.models.register_model before loading"
+    fix = ("register it with mnemonic_jax.register_model before loading"
            if model_name not in available_models() else "the bundle metadata is inconsistent")
     raise CheckpointError(f"{path}: {e}; {fix}") from None
   target = _abstract({
@@ -1116,6 +1182,7 @@ def load_bundle(path: PathLike) -> Bundle:
       codes=arrays["codes"],
       num_classes=num_classes,
       input_shape=input_shape,
+      model_source=source,
       **fields,
   )
 
@@ -1254,8 +1321,8 @@ def import_params(
     input_shape: Sequence[int],
     output: PathLike,
     model_kwargs: Mapping[str, Any] | None = None,
-    mean: Sequence[float] = (0.0,),
-    std: Sequence[float] = (1.0,),
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
     class_names: Sequence[str] = (),
     dataset: str = "",
     config: Mapping[str, Any] | None = None,
@@ -1276,8 +1343,10 @@ def import_params(
     input_shape: shape of one input, e.g. ``(28, 28, 1)``.
     output: the bundle directory to write.
     model_kwargs: the model's other attributes.
-    mean: per-channel normalisation mean.
-    std: per-channel normalisation standard deviation.
+    mean: the per-channel mean the model's training subtracted from images scaled to
+      [0, 1]. Required: only the user knows it (``(0.0,)`` with ``std=(1.0,)`` for
+      images only scaled).
+    std: the per-channel standard deviation the centred images were divided by.
     class_names: one name per class.
     dataset: name of the training dataset.
     config: training configuration to record (JSON-able).
@@ -1288,9 +1357,9 @@ def import_params(
 
   Raises:
     CheckpointError: ``num_classes`` is not in ``[1, MAX_CLASSES]``, the input shape is
-      not supported (see :func:`check_input_shape`), the mean or std has neither one
-      value nor one per channel, the params file is missing or unreadable (or an Orbax
-      directory declares far more elements than the model has, see
+      not supported (see :func:`check_input_shape`), the mean or std is not given or
+      has neither one value nor one per channel, the params file is missing or
+      unreadable (or an Orbax directory declares far more elements than the model has, see
       :data:`PARAMS_FILE_FACTOR`), its tree does not match the model's parameters
       (structure or shapes), the codes file's header does not declare the expected shape
       or does not match its size, the codes have the wrong shape, the
@@ -1307,6 +1376,12 @@ def import_params(
   spec = _spec_str(model_name, model_kwargs, input_shape)
   fix = ("pass the per-channel mean and std the model was trained with (e.g. --mean 0.1307 "
          "--std 0.3081)")
+  if mean is None or std is None:
+    raise CheckpointError(
+        "the normalisation the model was trained with is unknown: pass its per-channel "
+        "mean and std (e.g. mean=(0.1307,), std=(0.3081,) for MNIST; (0.0,) and (1.0,) for "
+        "images only scaled to [0, 1]); CLI: --mean and --std, or --dataset NAME for that "
+        "dataset's training statistics")
   _check_finite("", fix, mean=mean, std=std)
   check_normalisation(mean, std, input_shape[-1], fix=fix)
   abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
@@ -1626,6 +1701,7 @@ __all__ = [
     "parse_bundle_meta",
     "quiet_orbax_logging",
     "remove_orbax_temporaries",
+    "resolve_bundle_path",
     "remove_stale_staging",
     "save_bundle",
     "workdir_lock",

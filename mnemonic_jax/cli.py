@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.metadata
 import importlib.util
 import inspect
 import json
@@ -41,6 +42,7 @@ import logging
 import math
 import os
 import pathlib
+import re
 import sys
 import tempfile
 import textwrap
@@ -59,6 +61,113 @@ _OVERRIDE_PREFIX = "--config."
 
 class UsageError(ValueError):
   """A user error detected by the command line itself (reported as one line, exit 2)."""
+
+
+# --------------------------------------------------------------------------------------
+# JAX's persistent compilation cache.
+
+#: Where compiled programs are kept: a directory, or one of :data:`_OFF` to keep none.
+CACHE_ENV = "MNEMONIC_JAX_CACHE_DIR"
+_OFF = frozenset({"", "0", "off", "no", "none", "false"})
+_JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
+_JAX_MIN_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+
+
+def user_cache_dir(environ: Mapping[str, str] | None = None) -> pathlib.Path:
+  """The user's cache directory, as the platform names it (nothing is created).
+
+  ``$XDG_CACHE_HOME`` or ``~/.cache`` on Linux and other POSIX systems,
+  ``~/Library/Caches`` on macOS, ``%LOCALAPPDATA%`` on Windows.
+
+  Args:
+    environ: the environment (``os.environ`` when None).
+
+  Returns:
+    The directory.
+  """
+  environ = os.environ if environ is None else environ
+  if sys.platform == "win32" and environ.get("LOCALAPPDATA"):
+    return pathlib.Path(environ["LOCALAPPDATA"])
+  if sys.platform == "darwin":
+    return pathlib.Path("~/Library/Caches").expanduser()
+  if environ.get("XDG_CACHE_HOME"):
+    return pathlib.Path(environ["XDG_CACHE_HOME"])
+  return pathlib.Path("~/.cache").expanduser()
+
+
+def _default_cache_hint() -> str:
+  """The default cache directory as the help shows it (``~`` for the home directory)."""
+  path = user_cache_dir() / PROG / "compilation"
+  try:
+    return "~/" + path.relative_to(pathlib.Path.home()).as_posix()
+  except ValueError:
+    return str(path)
+
+
+def compilation_cache_dir(flag: pathlib.Path | None = None, disabled: bool = False,
+                          environ: Mapping[str, str] | None = None
+                          ) -> pathlib.Path | str | None:
+  """Which persistent compilation cache a command uses.
+
+  In order: ``--no-compilation-cache``; ``--compilation-cache DIR``; ``$MNEMONIC_JAX_CACHE_DIR``
+  (a directory, or ``off``/``0``/``none``/empty to keep none); JAX's own
+  ``$JAX_COMPILATION_CACHE_DIR``, left to JAX; else ``<user cache dir>/mnemonic-jax/compilation``.
+
+  Args:
+    flag: the ``--compilation-cache`` directory, if given.
+    disabled: ``--no-compilation-cache`` was given.
+    environ: the environment (``os.environ`` when None).
+
+  Returns:
+    The directory; ``"jax"`` when JAX's own setting applies; None for no cache.
+  """
+  environ = os.environ if environ is None else environ
+  if disabled:
+    return None
+  if flag is not None:
+    return pathlib.Path(flag).expanduser().absolute()
+  if CACHE_ENV in environ:
+    value = environ[CACHE_ENV].strip()
+    return None if value.lower() in _OFF else pathlib.Path(value).expanduser().absolute()
+  if environ.get(_JAX_CACHE_ENV):
+    return "jax"
+  return user_cache_dir(environ) / PROG / "compilation"
+
+
+def configure_compilation_cache(where: pathlib.Path | str | None) -> pathlib.Path | None:
+  """Points JAX's persistent compilation cache at ``where`` (see :func:`compilation_cache_dir`).
+
+  Every program is kept, however quickly it compiled (JAX keeps only those that took a
+  second or more by default; the programs of an MLP take less), unless
+  ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise. A cache directory that
+  cannot be created is skipped silently: the cache only saves time. Call it before the
+  first compilation.
+
+  Args:
+    where: a directory, ``"jax"`` (JAX's own ``$JAX_COMPILATION_CACHE_DIR``), or None (no
+      persistent cache).
+
+  Returns:
+    The directory used, or None.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if where is None:
+    jax.config.update("jax_enable_compilation_cache", False)
+    return None
+  if where == "jax":
+    directory = pathlib.Path(os.environ[_JAX_CACHE_ENV])
+  else:
+    directory = pathlib.Path(where)
+    try:
+      directory.mkdir(parents=True, exist_ok=True)
+    except OSError:
+      jax.config.update("jax_enable_compilation_cache", False)
+      return None
+    jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
+  if _JAX_MIN_TIME_ENV not in os.environ:
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  return directory
 
 
 # --------------------------------------------------------------------------------------
@@ -187,6 +296,18 @@ def json_object(text: str) -> dict[str, Any]:
   return value
 
 
+def _add_data_options(p: argparse.ArgumentParser) -> None:
+  """``--data-dir`` and ``--download``, for the commands that take ``--dataset``."""
+  p.add_argument("--data-dir", type=pathlib.Path, default=None, metavar="DIR",
+                 help="where tfds keeps prepared datasets (tfds: datasets only; default: "
+                      "the bundle's training config.data_dir, else tfds' own, "
+                      "$TFDS_DATA_DIR or ~/tensorflow_datasets)")
+  p.add_argument("--download", action="store_true",
+                 help="let tfds download and prepare a tfds: dataset missing from the data "
+                      "dir (needs internet and TensorFlow: pip install 'mnemonic-jax[tfds]'); "
+                      "without it a missing dataset is refused at once")
+
+
 def _add_subcommand(subparsers, name: str, help_text: str, description: str, epilog: str,
                     parents: Sequence[argparse.ArgumentParser]) -> argparse.ArgumentParser:
   return subparsers.add_parser(
@@ -194,13 +315,38 @@ def _add_subcommand(subparsers, name: str, help_text: str, description: str, epi
       formatter_class=_Formatter, allow_abbrev=False)
 
 
-def build_parser() -> argparse.ArgumentParser:
-  """The ``mnemonic-jax`` argument parser with its six subcommands."""
-  from mnemonic_jax import __version__  # pylint: disable=import-outside-toplevel
+def version() -> str:
+  """This package's version, read without importing it (and so without importing JAX).
 
+  The installed distribution's metadata when there is one, else the ``__version__`` line
+  of ``mnemonic_jax/__init__.py`` (a source checkout on ``PYTHONPATH``).
+  """
+  source = pathlib.Path(__file__).with_name("__init__.py")
+  try:
+    match = re.search(r'^__version__ = "([^"]+)"', source.read_text(), re.MULTILINE)
+  except OSError:
+    match = None
+  if match:
+    return match.group(1)
+  try:
+    return importlib.metadata.version("mnemonic-jax")
+  except importlib.metadata.PackageNotFoundError:
+    return "unknown"
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The ``mnemonic-jax`` argument parser with its six subcommands (imports no JAX)."""
   common = argparse.ArgumentParser(add_help=False)
   common.add_argument("-q", "--quiet", action="store_true",
                       help="hide progress bars (results are still printed)")
+  cache = common.add_mutually_exclusive_group()
+  cache.add_argument(
+      "--compilation-cache", type=pathlib.Path, default=None, metavar="DIR",
+      help="keep compiled programs in DIR, so that later runs skip compiling (default: "
+           f"${CACHE_ENV} if set, else $JAX_COMPILATION_CACHE_DIR if set, else "
+           f"{_default_cache_hint()})")
+  cache.add_argument("--no-compilation-cache", action="store_true",
+                     help=f"compile afresh and keep nothing (also: {CACHE_ENV}=off)")
 
   parser = _Parser(
       prog=PROG, formatter_class=_Formatter, allow_abbrev=False,
@@ -215,7 +361,7 @@ def build_parser() -> argparse.ArgumentParser:
              "--output runs/digits-no3\n"
              "  mnemonic-jax evaluate --checkpoint runs/digits-no3\n\n"
              "run 'mnemonic-jax COMMAND --help' for each command's options")
-  parser.add_argument("--version", action="version", version=f"{PROG} {__version__}")
+  parser.add_argument("--version", action="version", version=f"{PROG} {version()}")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
   p = _add_subcommand(
@@ -271,6 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
+  _add_data_options(p)
   p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",
                  help="codes per Fisher microbatch (bounds memory for big models)")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
@@ -290,6 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the bundle to evaluate")
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="dataset to evaluate on (default: the bundle's training dataset)")
+  _add_data_options(p)
   p.add_argument("--split", default="test", help="split to evaluate on (default: %(default)s)")
   p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
   p.set_defaults(func=cmd_evaluate)
@@ -316,14 +464,19 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--num-classes", required=True, type=int, help="number of classes")
   p.add_argument("--input-shape", required=True, type=int_tuple, metavar="H,W,C",
                  help="shape of one input")
-  p.add_argument("--mean", type=float_tuple, default=(0.0,), metavar="M[,M...]",
-                 help="per-channel mean subtracted from images scaled to [0, 1]")
-  p.add_argument("--std", type=float_tuple, default=(1.0,), metavar="S[,S...]",
-                 help="per-channel std the centred images are divided by")
+  p.add_argument("--mean", type=float_tuple, default=None, metavar="M[,M...]",
+                 help="per-channel mean the model's training subtracted from images scaled "
+                      "to [0, 1] (default: the training statistics of --dataset; required "
+                      "without it)")
+  p.add_argument("--std", type=float_tuple, default=None, metavar="S[,S...]",
+                 help="per-channel std the centred images were divided by (as --mean; "
+                      "--mean 0 --std 1 for images only scaled to [0, 1])")
   p.add_argument("--class-names", default=None, metavar="NAME[,NAME...]",
                  help="one name per class, comma-separated")
   p.add_argument("--dataset", default="", metavar="NAME",
-                 help="the training dataset (evaluate's default)")
+                 help="the training dataset (evaluate's default; its training statistics "
+                      "are the default --mean and --std)")
+  _add_data_options(p)
   p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
@@ -355,6 +508,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="training data to fine-tune on, with the model's classes and input "
                       "shape (default: the bundle's training dataset)")
+  _add_data_options(p)
   p.add_argument("--epochs", type=positive_int, default=DEFAULT_ATTACH_EPOCHS, metavar="K",
                  help="fine-tuning epochs (default: %(default)s)")
   p.add_argument("--t-mix", type=mix_rate, default=None, metavar="P",
@@ -380,14 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
       "codes alone, and prints the per-class test accuracy before and after, A_R, E_F "
       "and the seconds forgetting took.\n\n"
       f"Writes into OUTPUT_DIR: {DEMO_FILES[0]}/ and {DEMO_FILES[1]}/ (the bundles) and "
-      f"{DEMO_FILES[2]} (bar chart). An existing OUTPUT_DIR is reused: these three are "
-      "replaced, anything else in it is left alone (a non-bundle directory, or a bundle "
-      "holding other files, in the way of a bundle is refused before training, not "
-      "deleted; a symlink is replaced, never written through). Training checkpoints go to "
-      "a temporary directory, so every run trains afresh.",
+      f"{DEMO_FILES[2]} (bar chart). An existing OUTPUT_DIR is reused, but if any of "
+      "these three exists the demo is refused before training unless --force is given; "
+      "then they are replaced and anything else in OUTPUT_DIR is left alone (a non-bundle "
+      "directory, or a bundle holding other files, in the way of a bundle is refused "
+      "even with --force, not deleted; a symlink is replaced, never written through). "
+      "Training checkpoints go to a temporary directory, so every run trains afresh.",
       "examples:\n"
       "  mnemonic-jax demo\n"
-      "  mnemonic-jax demo --output-dir /tmp/demo --class 7 --epochs 100",
+      "  mnemonic-jax demo --output-dir /tmp/demo --class 7 --epochs 100 --force",
       [common])
   p.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("mnemonic-demo"),
                  metavar="DIR", help="where the bundles and the chart go (default: ./%(default)s)")
@@ -395,6 +550,8 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the class to forget, 0-9 (default: %(default)s)")
   p.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
                  help="training epochs (default: %(default)s; the paper trains 200)")
+  p.add_argument("--force", action="store_true",
+                 help="replace the outputs of an earlier demo in OUTPUT_DIR")
   p.set_defaults(func=cmd_demo)
   return parser
 
@@ -498,11 +655,20 @@ def parse_value(raw: str) -> Any:
     return raw
 
 
+def _known_fields() -> frozenset[str]:
+  """The top-level fields :func:`mnemonic_jax.workflow.train` reads (settable when absent)."""
+  from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+
+  return frozenset(configs.FIELD_CHECKS)
+
+
 def apply_overrides(config, overrides: Sequence[tuple[str, str]]):
   """Sets dotted fields of a config (ConfigDict or dict) from ``(field, raw_value)`` pairs.
 
-  Only existing fields can be set, and an ml_collections ConfigDict keeps each field's
-  type (an int field takes ``5`` but not ``"five"``).
+  Only existing fields can be set (and, at the top level, the fields ``train`` reads,
+  e.g. ``download`` or ``data_dir``, even where the file leaves them out), and an
+  ml_collections ConfigDict keeps each field's type (an int field takes ``5`` but not
+  ``"five"``).
 
   Raises:
     UsageError: an unknown field or a value of the wrong type.
@@ -519,7 +685,7 @@ def apply_overrides(config, overrides: Sequence[tuple[str, str]]):
       if not hasattr(node, "keys"):
         raise UsageError(f"config field {'.'.join(walked)!r} is not a group of fields; "
                          f"cannot set --config.{name}")
-    if leaf not in node:
+    if leaf not in node and not (not parents and leaf in _known_fields()):
       raise UsageError(f"unknown config field {name!r} (--config.{name}); known fields"
                        f"{' of ' + '.'.join(parents) if parents else ''}: "
                        f"{', '.join(sorted(node.keys()))}")
@@ -529,6 +695,9 @@ def apply_overrides(config, overrides: Sequence[tuple[str, str]]):
     except (TypeError, ValueError):
       raise UsageError(f"--config.{name}={raw}: expected a value of type "
                        f"{type(node[leaf]).__name__}, got {type(value).__name__}") from None
+    except AttributeError:  # A locked ConfigDict without this (known) field.
+      raise UsageError(f"--config.{name}: the config file's config is locked and has no "
+                       f"field {name!r}; add config.{name} to it") from None
   return config
 
 
@@ -550,6 +719,8 @@ def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[s
                  forgotten: Sequence[int]) -> str:
   """A per-class accuracy table; forgotten classes are marked with ``*``.
 
+  A class with no example in the data is shown as ``absent`` (and named below the table).
+
   Args:
     names: class names.
     counts: examples per class.
@@ -566,10 +737,16 @@ def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[s
   lines = [head, "-" * len(head)]
   for c, name in enumerate(names):
     mark = "*" if c in forgotten else " "
+    cells = (["absent"] * len(columns) if int(counts[c]) == 0
+             else [_fmt(float(col[c])) for col in columns.values()])
     lines.append(f"{c:>4}{mark}  {name:<{width}}  {int(counts[c]):>6}" + "".join(
-        f"  {_fmt(float(col[c])):>8}" for col in columns.values()))
+        f"  {cell:>8}" for cell in cells))
   if forgotten:
     lines.append("(* forgotten)")
+  absent = [c for c in range(len(names)) if int(counts[c]) == 0]
+  if absent:
+    lines.append(f"(absent: the data hold no image of class{'es' if len(absent) > 1 else ''} "
+                 f"{', '.join(map(str, absent))})")
   return "\n".join(lines)
 
 
@@ -586,17 +763,41 @@ def _show_progress(args) -> bool:
 # Commands.
 
 
-def _load_split(name: str, split: str, bundle, data_dir=None):
-  """One split of a dataset, checked to have the bundle's number of classes."""
+def _load_split(name: str, split: str, bundle, data_dir=None, download: bool = False):
+  """One split of a dataset, checked to fit the bundle's classes.
+
+  A dataset that declares its classes (digits, Fashion-MNIST, tfds) must have the
+  model's; one whose classes are only inferred from its largest label (idx files without
+  class names) may have fewer: classes it never shows are absent from its evaluation.
+
+  Raises:
+    DatasetError: the dataset cannot be read, or its classes do not fit the model's.
+  """
   # pylint: disable-next=import-outside-toplevel
   from mnemonic_jax.data import DatasetError, load_dataset
 
-  ds = load_dataset(name, split, data_dir=data_dir)
-  if ds.info.num_classes != bundle.num_classes:
+  ds = load_dataset(name, split, data_dir=data_dir, download=download)
+  have, want = ds.info.num_classes, bundle.num_classes
+  if have > want or (have < want and not ds.info.classes_from_labels):
     raise DatasetError(
-        f"{name} has {ds.info.num_classes} classes but the model has {bundle.num_classes}; "
-        "evaluate on the dataset the model was trained on")
+        f"{name} has {have} classes but the model has {want}; evaluate on the dataset the "
+        "model was trained on")
   return ds
+
+
+def _data_source(args, bundle=None) -> tuple[Any, bool]:
+  """``(data_dir, download)`` of a command: ``--data-dir``, else the bundle's config's."""
+  data_dir = getattr(args, "data_dir", None)
+  if data_dir is None and bundle is not None:
+    data_dir = (bundle.config or {}).get("data_dir")
+  return data_dir, bool(getattr(args, "download", False))
+
+
+def _class_counts(labels, num_classes: int) -> list[int]:
+  """Examples per class (0 for a class the labels never show)."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  return [int(n) for n in np.bincount(labels, minlength=num_classes)[:num_classes]]
 
 
 def _config_path(spec: str) -> pathlib.Path:
@@ -635,16 +836,26 @@ def _check_train_paths(spec: str, config, workdir: pathlib.Path) -> None:
 def cmd_train(args) -> int:
   """``mnemonic-jax train``."""
   # pylint: disable-next=import-outside-toplevel
-  from mnemonic_jax import configs, workflow
+  from mnemonic_jax import configs, run_metrics, workflow
 
   config = apply_overrides(load_config(args.config), args.overrides)
   configs.validate_config(config)  # Before the workdir is touched.
   workdir = args.workdir.absolute()
-  _check_train_paths(args.config, config, workdir)
-  bundle = workflow.train(config, workdir, progress=_show_progress(args))
+  get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
+  bundle = workflow.finished_run(config, workdir)
+  if bundle is not None:  # Nothing is written.
+    print(f"{workdir} is finished: its run of this config has completed; nothing to train "
+          "(use another --workdir to train again)", flush=True)
+  else:
+    _check_train_paths(args.config, config, workdir)
+    bundle = workflow.train(config, workdir, progress=_show_progress(args))
   print(f"bundle: {workdir / 'bundle'}", flush=True)
-  data_dir = config.get("data_dir") if hasattr(config, "get") else None
-  test = _load_split(bundle.dataset, "test", bundle, data_dir=data_dir)
+  logs = [workdir / run_metrics.METRICS_FILE, workdir / run_metrics.TENSORBOARD_DIR]
+  shown = [str(path) for path in logs if path.exists()]
+  if shown:
+    print(f"metrics: {' and '.join(shown)}")
+  test = _load_split(bundle.dataset, "test", bundle, data_dir=get("data_dir"),
+                     download=bool(get("download", False)))
   ev = workflow.evaluate(bundle, test.images, test.labels, progress=_show_progress(args))
   print(f"test accuracy: {ev.accuracy:.2f}% on {len(test)} {bundle.dataset} test images")
   return 0
@@ -783,22 +994,23 @@ def cmd_forget(args) -> int:
   # pylint: disable=import-outside-toplevel
   from mnemonic_jax import checkpointing, fisher, workflow
 
-  source, output = args.checkpoint.absolute(), args.output.absolute()
-  inputs = [("--checkpoint", source), *_dataset_inputs(args.dataset)]
+  output = args.output.absolute()
+  source = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
+  inputs = [("--checkpoint", source), *_dataset_inputs(args.dataset, args.data_dir)]
   _check_output(output, inputs, args.force)
   bundle = checkpointing.load_bundle(source)
   classes = fisher.validate_classes(args.classes, bundle.num_classes)
   config = bundle.config or {}
-  if args.dataset and config.get("data_dir"):
-    _check_no_overlap([("--output", output)],
-                      _dataset_inputs(None, config.get("data_dir")))
+  data_dir, download = _data_source(args, bundle)
+  if args.dataset and data_dir:
+    _check_no_overlap([("--output", output)], _dataset_inputs(None, data_dir))
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
   if lambda1 != "auto":
     workflow.check_lambdas(bundle.params, lambda1, lambda2)
 
   evaluations = None
   if args.dataset:
-    test = _load_split(args.dataset, "test", bundle, data_dir=config.get("data_dir"))
+    test = _load_split(args.dataset, "test", bundle, data_dir=data_dir, download=download)
     before = workflow.evaluate(bundle, test.images, test.labels,
                                forgotten=bundle.forgotten_classes + classes,
                                progress=_show_progress(args))
@@ -817,7 +1029,7 @@ def cmd_forget(args) -> int:
   if evaluations is not None:
     test, before, after = evaluations
     names = _class_names(new_bundle, new_bundle.num_classes, test)
-    counts = [int((test.labels == c).sum()) for c in range(new_bundle.num_classes)]
+    counts = _class_counts(test.labels, new_bundle.num_classes)
     print(f"\ntest accuracy (%) on {args.dataset} ({len(test)} images):")
     print(format_table(names, counts, {"before": before.per_class, "after": after.per_class},
                        new_bundle.forgotten_classes))
@@ -831,16 +1043,18 @@ def cmd_evaluate(args) -> int:
   """``mnemonic-jax evaluate``."""
   from mnemonic_jax import checkpointing, workflow  # pylint: disable=import-outside-toplevel
 
-  path = args.checkpoint.absolute()
+  path = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
   bundle = checkpointing.load_bundle(path)
   dataset = args.dataset or bundle.dataset
   if not dataset:
     raise UsageError(f"{path} does not name its training dataset; pass --dataset NAME")
-  ds = _load_split(dataset, args.split, bundle, data_dir=(bundle.config or {}).get("data_dir"))
+  data_dir, download = _data_source(args, bundle)
+  ds = _load_split(dataset, args.split, bundle, data_dir=data_dir, download=download)
   ev = workflow.evaluate(bundle, ds.images, ds.labels, progress=_show_progress(args))
   forgotten = bundle.forgotten_classes
   names = _class_names(bundle, bundle.num_classes, ds)
-  counts = [int((ds.labels == c).sum()) for c in range(bundle.num_classes)]
+  counts = _class_counts(ds.labels, bundle.num_classes)
+  absent = [c for c in range(bundle.num_classes) if counts[c] == 0]
   if args.json:
     print(json.dumps({
         "checkpoint": str(path),
@@ -850,8 +1064,10 @@ def cmd_evaluate(args) -> int:
         "accuracy": _json_number(ev.accuracy),
         "per_class": [{"class": c, "name": names[c], "examples": counts[c],
                        "accuracy": _json_number(ev.per_class[c]),
-                       "forgotten": c in forgotten} for c in range(bundle.num_classes)],
+                       "forgotten": c in forgotten, "absent": counts[c] == 0}
+                      for c in range(bundle.num_classes)],
         "forgotten": list(forgotten),
+        "absent": absent,
         "A_R": _json_number(ev.A_R) if forgotten else None,
         "E_F": _json_number(ev.E_F) if forgotten else None,
     }))
@@ -866,23 +1082,57 @@ def cmd_evaluate(args) -> int:
   return 0
 
 
+def _import_normalisation(args) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+  """``(mean, std, where they come from)`` for ``import``: given, or --dataset's statistics.
+
+  Raises:
+    UsageError: only one of ``--mean`` and ``--std`` is given, or neither and no
+      ``--dataset`` to take them from.
+  """
+  # pylint: disable-next=import-outside-toplevel
+  from mnemonic_jax.data import load_dataset
+
+  if (args.mean is None) != (args.std is None):
+    given, missing = ("--mean", "--std") if args.std is None else ("--std", "--mean")
+    raise UsageError(f"{given} needs {missing} too: give the per-channel mean and std the "
+                     "model was trained with")
+  if args.mean is not None:
+    return tuple(args.mean), tuple(args.std), "given"
+  if not args.dataset:
+    raise UsageError(
+        "import needs the normalisation the model was trained with, which it cannot know: "
+        "pass --mean and --std (e.g. --mean 0.1307 --std 0.3081 for MNIST; --mean 0 --std 1 "
+        "for images only scaled to [0, 1]), or --dataset NAME to take that dataset's "
+        "training statistics")
+  info = load_dataset(args.dataset, "train", data_dir=args.data_dir,
+                      download=args.download).info
+  return (tuple(info.mean), tuple(info.std),
+          f"the training statistics of {args.dataset}; pass --mean and --std if the model "
+          "was trained with others")
+
+
 def cmd_import(args) -> int:
   """``mnemonic-jax import``."""
   from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
 
   output = args.output.absolute()
   _check_output(output, [("--params", args.params.absolute()),
-                         ("--codes", args.codes.absolute())], args.force)
+                         ("--codes", args.codes.absolute()),
+                         *_dataset_inputs(args.dataset or None, args.data_dir)], args.force)
   class_names = ([n.strip() for n in args.class_names.split(",")]
                  if args.class_names is not None else [])
   if class_names and len(class_names) != args.num_classes:
     raise UsageError(f"--class-names has {len(class_names)} names for {args.num_classes} "
                      "classes; give one name per class")
+  mean, std, where = _import_normalisation(args)
+  config = {"data_dir": os.fspath(args.data_dir.absolute())} if args.data_dir else None
   written = checkpointing.import_params(
       args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
       input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
-      mean=args.mean, std=args.std, class_names=class_names, dataset=args.dataset,
+      mean=mean, std=std, class_names=class_names, dataset=args.dataset, config=config,
       force=args.force)
+  shown = lambda values: ", ".join(f"{v:g}" for v in values)
+  print(f"normalisation: mean {shown(mean)}, std {shown(std)} ({where})")
   print(f"wrote {written} (model {args.model!r} {args.model_kwargs}, {args.num_classes} "
         f"classes, inputs {tuple(args.input_shape)})")
   return 0
@@ -894,22 +1144,23 @@ def cmd_attach_codes(args) -> int:
   from mnemonic_jax import attach, checkpointing
   from mnemonic_jax.data import load_dataset
 
-  source, output = args.checkpoint.absolute(), args.output.absolute()
-  _check_output(output, [("--checkpoint", source), *_dataset_inputs(args.dataset)],
-                args.force)
+  output = args.output.absolute()
+  source = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
+  _check_output(output, [("--checkpoint", source),
+                         *_dataset_inputs(args.dataset, args.data_dir)], args.force)
   bundle = checkpointing.load_bundle(source)
   dataset = args.dataset or bundle.dataset
   if not dataset:
     raise UsageError(f"{source} does not name its training dataset; pass --dataset NAME")
-  data_dir = (bundle.config or {}).get("data_dir")
+  data_dir, download = _data_source(args, bundle)
   _check_no_overlap([("--output", output)], _dataset_inputs(dataset, data_dir))
   t_mix = attach.DEFAULT_T_MIX if args.t_mix is None else args.t_mix
   attach.check_attachable(bundle)  # Before the data are read.
   attach.attach_fit_config(bundle, args.epochs, t_mix, learning_rate=args.learning_rate,
                            batch_size=args.batch_size)
-  train = load_dataset(dataset, "train", data_dir=data_dir)
+  train = load_dataset(dataset, "train", data_dir=data_dir, download=download)
   attach.check_dataset(bundle, train.info, dataset)
-  test = load_dataset(dataset, "test", data_dir=data_dir)
+  test = load_dataset(dataset, "test", data_dir=data_dir, download=download)
   attach.check_dataset(bundle, test.info, dataset)
   new_bundle, report = attach.attach_codes(
       bundle, train.images, train.labels, epochs=args.epochs, t_mix=t_mix, seed=args.seed,
@@ -953,20 +1204,26 @@ def demo_config(epochs: int = DEMO_EPOCHS):
   return config
 
 
-def _check_demo_outputs(out: pathlib.Path) -> None:
-  """Refuses a demo whose outputs would replace anything but its own earlier outputs.
+def _check_demo_outputs(out: pathlib.Path, force: bool) -> None:
+  """Refuses a demo whose outputs exist (without ``force``) or are not its own.
 
-  ``demo`` replaces ``OUTPUT_DIR/trained`` and ``OUTPUT_DIR/forgotten`` (only if each is
-  missing, empty or a bundle holding nothing else) and the chart
-  ``OUTPUT_DIR/per_class_accuracy.png`` (a file, or a symlink, which is replaced itself
-  and never written through); nothing else in OUTPUT_DIR is touched.
+  ``demo`` writes ``OUTPUT_DIR/trained`` and ``OUTPUT_DIR/forgotten`` and the chart
+  ``OUTPUT_DIR/per_class_accuracy.png``. Without ``force`` none of them may exist; with
+  it they are replaced (a bundle path only if it is empty or a bundle holding nothing
+  else; the chart if it is a file, or a symlink, which is replaced itself and never
+  written through). Nothing else in OUTPUT_DIR is touched.
 
   Raises:
     CheckpointError: a bundle path holds something that is not a replaceable bundle.
-    UsageError: the chart's path is a directory.
+    UsageError: an output exists without ``force``, or the chart's path is a directory.
   """
   from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
 
+  existing = [name for name in DEMO_FILES if os.path.lexists(out / name)]
+  if existing and not force:
+    raise UsageError(
+        f"{out} already holds {', '.join(existing)} of an earlier demo; pass --force to "
+        "replace them, or choose another --output-dir")
   for name in DEMO_FILES[:2]:
     checkpointing.check_output(out / name, force=True)
   chart = out / DEMO_FILES[2]
@@ -990,7 +1247,7 @@ def cmd_demo(args) -> int:
   out = args.output_dir.absolute()
   if out.exists() and not out.is_dir():
     raise UsageError(f"--output-dir {out} is a file; pass a directory")
-  _check_demo_outputs(out)
+  _check_demo_outputs(out, args.force)
   progress = _show_progress(args)
   print(f"demo: MLP 64-1000-10 (sigmoid) trained with mnemonic codes on the bundled 8x8 "
         f"digits, {args.epochs} epochs; then forgetting class {args.forget_class}", flush=True)
@@ -1005,7 +1262,7 @@ def cmd_demo(args) -> int:
   forgotten, report = workflow.forget(bundle, classes)  # Lambdas: the data-free search.
   after = workflow.evaluate(forgotten, test.images, test.labels, progress=progress)
 
-  _check_demo_outputs(out)  # Again: the directory may have changed while training.
+  _check_demo_outputs(out, args.force)  # Again: it may have changed while training.
   trained_path = checkpointing.save_bundle(out / DEMO_FILES[0], bundle, force=True)
   forgotten_path = checkpointing.save_bundle(out / DEMO_FILES[1], forgotten, force=True)
   names = _class_names(bundle, bundle.num_classes, test)
@@ -1067,10 +1324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
   args.overrides = overrides
   command: Callable[[argparse.Namespace], int] = args.func
   _quiet_libraries()
+  configure_compilation_cache(compilation_cache_dir(args.compilation_cache,
+                                                    args.no_compilation_cache))
   try:
     return command(args) or 0
   except (ValueError, OSError) as e:  # DatasetError, CheckpointError, UsageError, missing files.
-    _print_error(_describe(e))
+    _print_error(_describe(_with_cli_fix(e, args)))
     _silence_the_rest()
     return EXIT_USAGE
   except KeyboardInterrupt:
@@ -1085,7 +1344,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _quiet_libraries() -> None:
-  """Keeps Orbax's and tensorstore's logging and warnings off the command's stderr.
+  """Keeps Orbax's, tensorstore's and tfds' logging and warnings off the command's stderr.
 
   stderr carries progress bars and, on failure, one error line: the libraries' absl
   records (at any level) and Python warnings from their modules are dropped. Their
@@ -1096,8 +1355,15 @@ def _quiet_libraries() -> None:
   from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
 
   checkpointing.quiet_orbax_logging(below=logging.CRITICAL + 1)
-  for module in (r"orbax(\..*)?$", r"tensorstore(\..*)?$"):
+  logging.getLogger("absl").addFilter(_drop_tfds_records)  # "Variant folder ... has no ..."
+  for module in (r"orbax(\..*)?$", r"tensorstore(\..*)?$",
+                 r"jax\._src\.(compiler|compilation_cache|lru_cache)$"):  # Cache misses.
     warnings.filterwarnings("ignore", module=module)
+
+
+def _drop_tfds_records(record: logging.LogRecord) -> bool:
+  """False for absl records from tensorflow_datasets' sources (their outcome is an error)."""
+  return f"{os.sep}tensorflow_datasets{os.sep}" not in (record.pathname or "")
 
 
 def _silence_the_rest() -> None:
@@ -1114,6 +1380,20 @@ def _silence_the_rest() -> None:
   threading.excepthook = lambda args: None
   sys.unraisablehook = lambda unraisable: None
   logging.getLogger("absl").addFilter(lambda record: False)
+
+
+def _with_cli_fix(error: BaseException, args: argparse.Namespace) -> BaseException:
+  """A tfds dataset that is not prepared, its fix named in this command's own options."""
+  not_prepared = getattr(sys.modules.get("mnemonic_jax.data.sources"), "DatasetNotPrepared",
+                         None)
+  if not_prepared is None or not isinstance(error, not_prepared):
+    return error
+  if args.command == "train":
+    return error.with_fix(
+        "set --config.download=True to let tfds download it (needs internet and "
+        "TensorFlow), or --config.data_dir=DIR to read a prepared copy")
+  return error.with_fix("pass --download to let tfds download it (needs internet and "
+                        "TensorFlow), or --data-dir DIR to read a prepared copy")
 
 
 def _describe(error: BaseException) -> str:

@@ -53,7 +53,9 @@ def paper_config(
     epochs, batch_size, schedule, augment: training (SGD lr 0.01, momentum 0.9, weight
       decay 5e-4 unless ``fields`` says otherwise).
     lambda1, lambda2: the paper's forgetting step bounds for this setting (or ``"auto"``).
-    checkpoint_every: training steps between checkpoints.
+    checkpoint_every: training steps between checkpoints (``log_every``, 100: between
+      lines of the run's ``metrics.jsonl``; ``data_dir`` None and ``download`` False:
+      where a ``tfds:`` dataset is prepared, and whether tfds may download it).
     **fields: further or overriding fields (e.g. ``pretrained``, ``weight_decay``).
 
   Returns:
@@ -64,6 +66,7 @@ def paper_config(
   config.seed = 0
   config.dataset = dataset
   config.data_dir = None
+  config.download = False
   config.pad_to = None
   config.model = model
   config.model_kwargs = ml_collections.ConfigDict(dict(model_kwargs))
@@ -77,6 +80,7 @@ def paper_config(
   config.schedule = schedule
   config.augment = augment
   config.checkpoint_every = checkpoint_every
+  config.log_every = 100
   config.lambda1 = lambda1
   config.lambda2 = lambda2
   config.forget_classes = (0,)
@@ -218,6 +222,8 @@ FIELD_CHECKS: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
     "checkpoint_every": (False, _int_in(1, MAX_STEPS)),
     "pad_to": (False, _pad_to),
     "data_dir": (False, _optional_str),
+    "download": (False, _bool),
+    "log_every": (False, _int_in(1, MAX_STEPS)),
     "stream": (False, _bool),
     "pretrained": (False, _optional_str),
     "pretrained_skip": (False, _strings),
@@ -231,8 +237,8 @@ FIELD_CHECKS: dict[str, tuple[bool, Callable[[Any], str | None]]] = {
 def validate_config(config: Any) -> None:
   """Checks every field :func:`mnemonic_jax.workflow.train` reads, before anything is written.
 
-  ``seed`` an integer in ``[0, 2^63)``; ``epochs``, ``batch_size`` and
-  ``checkpoint_every`` integers >= 1; ``learning_rate`` > 0, ``momentum`` in ``[0, 1)``,
+  ``seed`` an integer in ``[0, 2^63)``; ``epochs``, ``batch_size``, ``checkpoint_every``
+  and ``log_every`` integers >= 1; ``learning_rate`` > 0, ``momentum`` in ``[0, 1)``,
   ``weight_decay`` >= 0, ``t_mix`` in ``[0, 1]`` (finite numbers); ``schedule`` one that
   :func:`mnemonic_jax.training.make_optimizer` knows; ``model`` registered;
   ``code_distribution`` one of :data:`mnemonic_jax.codes.DISTRIBUTIONS`; ``lambda1`` and

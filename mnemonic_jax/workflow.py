@@ -5,8 +5,10 @@ command line and the experiment runner are thin layers over these functions.
 """
 
 import dataclasses
+import json
 import math
 import pathlib
+import time
 from typing import Any, Mapping, Sequence
 
 import jax
@@ -15,7 +17,7 @@ import numpy as np
 
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, forgetting
 from mnemonic_jax import lambda_search
-from mnemonic_jax import metrics, parallel, training
+from mnemonic_jax import metrics, parallel, run_metrics, training
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
@@ -61,7 +63,10 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   The run saves its state to ``workdir/train`` every ``config.checkpoint_every`` steps
   and, run again with the same config and workdir, continues from the last complete save:
   the final parameters equal those of an uninterrupted run. The finished bundle is saved
-  to ``workdir/bundle``.
+  to ``workdir/bundle``; run again once that exists, it returns that bundle and writes
+  nothing (:func:`finished_run`). The mean step metrics of every ``config.log_every``
+  steps (default :data:`DEFAULT_LOG_EVERY`) go to ``workdir/metrics.jsonl`` and, when CLU
+  is installed, to TensorBoard (:mod:`mnemonic_jax.run_metrics`).
 
   Everything that can be checked is checked before anything is written: the config's
   fields (:func:`mnemonic_jax.configs.validate_config`), the dataset, the batch size
@@ -70,7 +75,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   Args:
     config: experiment config (see ``experiments/configs``): ``seed``, ``dataset``,
       ``model``, ``model_kwargs``, ``code_distribution``, ``pad_to``,
-      ``checkpoint_every``, the :class:`FitConfig` fields, optionally ``stream`` (read a
+      ``checkpoint_every``, the :class:`FitConfig` fields, optionally ``data_dir`` and
+      ``download`` (a ``tfds:`` dataset's directory, and whether tfds may download it),
+      ``log_every``, ``stream`` (read a
       ``tfds:`` dataset one batch at a time, for data larger than memory) and ``pretrained``
       (a bundle or params file to start from) with ``pretrained_skip`` (top-level layer
       names initialised afresh, e.g. a classifier head).
@@ -91,6 +98,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   """
   configs.validate_config(config)
   workdir = pathlib.Path(workdir).absolute()
+  done = finished_run(config, workdir)
+  if done is not None:  # Nothing to do, and nothing is written.
+    return done
   data, info, shape = _training_data(config)
   fit_cfg = fit_config(config)
   total = _total_steps(fit_cfg, data.num_examples)
@@ -125,10 +135,11 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     ckpt = checkpointing.TrainCheckpointer(
         train_dir, save_every=config.get("checkpoint_every", 500))
     state = None
+    resume_step = None
     if ckpt.latest_step() is not None:
       restored = ckpt.restore(None, abstract)
       _check_same_run(plain, restored.metadata.get("config"), workdir)
-      state = restored.state
+      state, resume_step = restored.state, restored.step
     elif config.get("pretrained"):
       if pretrained is None:
         pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
@@ -139,14 +150,27 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
           params=merge_pretrained(state.params, params, skip),
           batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
 
+    log = run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain)
+    log_every = config.get("log_every", DEFAULT_LOG_EVERY)
+    steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
+    window = _MetricsWindow()
+    start = time.perf_counter()
+
     def save(step, state, step_metrics):
+      window.add(step_metrics)  # On the device: no wait.
+      if step % log_every == 0 or step == total:  # Reading the metrics waits for them.
+        log.write(step, window.mean(), epoch=round(step / steps_per_epoch, 4),
+                  seconds=round(time.perf_counter() - start, 3))
       if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
         ckpt.save(step, state, metadata, force=step == total)
 
-    state, _ = training.fit(
-        model, data, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
-        mesh=mesh, state=state, on_step=save, progress=progress)
+    try:
+      state, _ = training.fit(
+          model, data, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
+          mesh=mesh, state=state, on_step=save, progress=progress)
+    finally:
+      log.close()
     ckpt.wait_until_finished()
     ckpt.close()
     bundle = Bundle(
@@ -155,6 +179,60 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
         class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
     checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
+  return bundle
+
+
+#: Steps between two lines of a run's ``metrics.jsonl`` (``config.log_every``).
+DEFAULT_LOG_EVERY = 100
+
+
+class _MetricsWindow:
+  """Sums step metrics on the device; :meth:`mean` reads and resets them."""
+
+  def __init__(self):
+    self._sum, self._count = None, 0
+
+  def add(self, step_metrics: Mapping[str, jax.Array]) -> None:
+    self._sum = dict(step_metrics) if self._sum is None else _add_metrics(self._sum,
+                                                                          step_metrics)
+    self._count += 1
+
+  def mean(self) -> dict[str, float]:
+    total, count = self._sum or {}, max(self._count, 1)
+    self._sum, self._count = None, 0
+    return {k: float(v) / count for k, v in total.items()}
+
+
+@jax.jit
+def _add_metrics(a, b):
+  return jax.tree.map(jnp.add, a, b)
+
+
+def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bundle | None:
+  """The bundle of a run of ``config`` that already finished in ``workdir``, or None.
+
+  A run is finished once its bundle is saved (its last act): ``WORKDIR/bundle`` is a
+  bundle trained with this config (the fields that do not change the result, such as
+  ``checkpoint_every``, ``log_every`` or ``data_dir``, aside). Only reads.
+
+  Args:
+    config: the experiment config.
+    workdir: the run directory.
+
+  Returns:
+    The finished run's bundle, or None (no bundle yet, or one of another config, which
+    :func:`train` then refuses when it finds that config's checkpoints).
+  """
+  path = pathlib.Path(workdir).absolute() / "bundle"
+  if not (path / "meta").is_dir():
+    return None
+  try:
+    bundle = checkpointing.load_bundle(path)
+  except checkpointing.CheckpointError:
+    return None  # Replaced by the run (or refused by it, with its own message).
+  plain = json.loads(json.dumps(to_plain(config), default=str))  # As the bundle holds it.
+  if _config_diff(plain, bundle.config) or bundle.history:
+    return None
   return bundle
 
 
@@ -187,13 +265,14 @@ def _training_data(config):
   memory); otherwise the split is loaded into memory.
   """
   name, data_dir = config["dataset"], config.get("data_dir")
+  download = bool(config.get("download", False))
   if config.get("stream"):
     if not name.startswith("tfds:"):
       raise DatasetError(f"stream=True needs a tfds: dataset, not {name!r}; "
                          "other sources are read into memory")
-    info = open_tfds(name, "train", data_dir=data_dir).info()
+    info = open_tfds(name, "train", data_dir=data_dir, download=download).info()
   else:
-    ds = load_dataset(name, "train", data_dir=data_dir)
+    ds = load_dataset(name, "train", data_dir=data_dir, download=download)
     info = ds.info
   shape = tuple(info.shape)
   if config.get("pad_to"):
@@ -231,6 +310,17 @@ def merge_pretrained(fresh: Any, pretrained: Any, skip: Sequence[str] = ()) -> A
   return jax.tree_util.tree_map_with_path(take, fresh)
 
 
+#: Config fields that may change between a run and its resumption: how often it saves
+#: and logs, and where (or whether to download) the data it reads.
+RESUMABLE_CHANGES = frozenset({"checkpoint_every", "log_every", "data_dir", "download"})
+
+
+def _config_diff(config: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
+  """The fields (but those of :data:`RESUMABLE_CHANGES`) in which two plain configs differ."""
+  return sorted(k for k in set(config) | set(saved)
+                if k not in RESUMABLE_CHANGES and config.get(k) != saved.get(k))
+
+
 def _check_same_run(config, saved, workdir):
   """Refuses to resume a run whose config differs (except how often it saves)."""
   if saved is None:
@@ -239,9 +329,7 @@ def _check_same_run(config, saved, workdir):
     raise checkpointing.CheckpointError(
         f"{workdir / 'train'}: the last checkpoint records a config of type "
         f"{type(saved).__name__} (corrupt); use a new workdir")
-  ignore = {"checkpoint_every"}
-  diff = sorted(k for k in set(config) | set(saved)
-                if k not in ignore and config.get(k) != saved.get(k))
+  diff = _config_diff(config, saved)
   if diff:
     shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
     raise ValueError(
@@ -285,14 +373,27 @@ def _finite_scores(scores: forgetting.CodeScores) -> bool:
   return all(math.isfinite(float(v)) for v in scores.values())
 
 
-def untrained_codes_warnings(bundle: Bundle) -> list[str]:
-  """A warning when the bundle's model was trained without ever seeing its codes.
+def untrained_codes_warnings(bundle: Bundle,
+                             request: Mapping[str, Any] | None = None) -> list[str]:
+  """A warning when the bundle's codes do not look like the codes its model learned.
 
-  Its training config records ``t_mix = 0`` and no codes were attached since
-  (:mod:`mnemonic_jax.attach`, a history entry with ``event`` ``"attach-codes"``). The
-  search can then move the codes' logits while the class itself stays known (on
-  Fashion-MNIST, E_F 100 on 2 of 10 classes; see ``experiments/results/attach_codes.md``).
-  Bundles that record no ``t_mix`` (e.g. imported) get no warning.
+  Two signs, one warning at most:
+
+  * its training config records ``t_mix = 0`` and no codes were attached since
+    (:mod:`mnemonic_jax.attach`, a history entry with ``event`` ``"attach-codes"``): the
+    model never saw its codes. The search can then move the codes' logits while the class
+    itself stays known (on Fashion-MNIST, E_F 100 on 2 of 10 classes; see
+    ``experiments/results/attach_codes.md``);
+  * otherwise, with ``request``: before forgetting the model did not classify every code
+    (forgotten and remaining; classes forgotten earlier aside) as its class. A model
+    trained with its codes classifies all of them right, so the checkpoint was probably
+    not trained with these codes (an imported model, codes from another run, or too few
+    epochs of attaching).
+
+  Args:
+    bundle: the bundle forgotten from.
+    request: its forgetting request as :func:`forget` records it (``classes``,
+      ``exclude`` and ``before``, the scores of the codes before forgetting).
 
   Returns:
     One sentence, or nothing.
@@ -304,7 +405,35 @@ def untrained_codes_warnings(bundle: Bundle) -> list[str]:
             "may still be known although its code is forgotten; attach codes first "
             "('mnemonic-jax attach-codes', a few epochs of fine-tuning) and forget from "
             "that model"]
+  if request is None:
+    return []
+  right, scored = codes_right_before(request, bundle.num_classes)
+  if right < scored:
+    return [f"before forgetting, the model classified only {right} of {scored} codes as "
+            "their class: the checkpoint was probably not trained with these codes (a "
+            "model trained with its codes classifies all of them right), so the class may "
+            "still be known although its code is forgotten; forget with the codes the "
+            "model was trained with, or attach codes first ('mnemonic-jax attach-codes')"]
   return []
+
+
+def codes_right_before(request: Mapping[str, Any], num_classes: int) -> tuple[int, int]:
+  """``(codes classified as their class, codes scored)`` before a forgetting request.
+
+  Args:
+    request: a history entry as :func:`forget` writes it.
+    num_classes: the model's classes.
+
+  Returns:
+    The counts over the forgotten and remaining classes (classes excluded because earlier
+    requests forgot them are not scored).
+  """
+  before = request.get("before") or {}
+  forgotten = len(request.get("classes") or ())
+  remaining = num_classes - forgotten - len(request.get("exclude") or ())
+  right = (float(before.get("forget_accuracy", 1.0)) * forgotten
+           + float(before.get("remain_accuracy", 1.0)) * remaining)
+  return int(round(right)), forgotten + remaining
 
 
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:
@@ -409,7 +538,7 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   if search is not None:
     request.update(met=search["met"], fallback=search["fallback"], rule=search["rule"],
                    search=search)
-  request["warnings"] = forget_warnings(request) + untrained_codes_warnings(bundle)
+  request["warnings"] = forget_warnings(request) + untrained_codes_warnings(bundle, request)
   return bundle.replace(params=params, history=bundle.history + (request,)), report
 
 

@@ -1,14 +1,30 @@
 """Helpers shared by the command-line tests (``test_cli_safety``, ``test_cli_faults``,
 ``test_attach``)."""
 
+import atexit
 import hashlib
 import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 from typing import Any
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
+_CACHE: list[str] = []
+
+
+def compilation_cache() -> str:
+  """A compilation cache shared by this process's command runs, removed at exit.
+
+  The commands would otherwise keep their compiled programs in the user's cache
+  directory; sharing one here also lets each program compile once per test process.
+  """
+  if not _CACHE:
+    _CACHE.append(tempfile.mkdtemp(prefix="mnemonic-jax-test-cache-"))
+    atexit.register(shutil.rmtree, _CACHE[0], True)
+  return _CACHE[0]
 
 
 def tree_digest(root: pathlib.Path) -> dict[str, str]:
@@ -46,11 +62,13 @@ def run_cli(*args: Any, env: dict[str, str] | None = None,
 
   Args:
     *args: the command's arguments (paths are turned into strings).
-    env: extra environment variables (e.g. a shared ``JAX_COMPILATION_CACHE_DIR``).
+    env: extra environment variables. The compilation cache is
+      :func:`compilation_cache` unless ``MNEMONIC_JAX_CACHE_DIR`` is set.
     timeout: seconds before the run is killed (the test then fails).
   """
   full = dict(os.environ)
   full["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), full.get("PYTHONPATH")]))
+  full.setdefault("MNEMONIC_JAX_CACHE_DIR", compilation_cache())
   full.update(env or {})
   return subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)],
                         capture_output=True, text=True, env=full, cwd=REPO, timeout=timeout,

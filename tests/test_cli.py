@@ -26,7 +26,8 @@ from mnemonic_jax import checkpointing, cli
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
-TINY = ("--config.epochs=8", "--config.model_kwargs.hidden=(32,)", "--config.checkpoint_every=5")
+TINY = ("--config.epochs=8", "--config.model_kwargs.hidden=(32,)", "--config.checkpoint_every=5",
+        "--config.log_every=7")
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 TIMEOUT_S = 300
 
@@ -288,7 +289,12 @@ def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
   steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
   assert steps[-1] == LAST_SAVE, steps
 
+  logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").open()]
+  assert logged == list(range(7, PAUSE_AT, 7)), logged  # Step 42 was logged, not saved.
+
   assert_ok(run(*train_args(workdir)))
+  logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").open()]
+  assert logged == [*range(7, 88, 7), 88], logged  # Each step once: 42 again, from the resume.
   resumed = checkpointing.load_bundle(workdir / "bundle")
   uninterrupted = checkpointing.load_bundle(trained)
   leaves = jax.tree_util.tree_leaves_with_path(resumed.params)

@@ -252,7 +252,8 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
   cases[d.name] = dict(
       args=("import", "--params", d / "x.msgpack", "--codes", d / "codes.npy", "--model",
             "mlp", "--model-kwargs", '{"hidden": [32]}', "--num-classes", "10",
-            "--input-shape", "8,8,1", "--output", d / "out", "-q"),
+            "--input-shape", "8,8,1", "--mean", "0", "--std", "1", "--output", d / "out",
+            "-q"),
       watch=[d], absent=[d / "out"], words="codes have shape (1048576, 1048576, 8, 1), "
                                            "expected (10, 8, 8, 1)")
 
@@ -490,7 +491,8 @@ def test_import_bounds_an_orbax_params_directory_before_restoring_it(trained, tm
                                             r"than the \d+ a checkpoint of this model may hold"):
     checkpointing.import_params(
         tmp_path / "params", tmp_path / "codes.npy", model_name="mlp", num_classes=10,
-        input_shape=(8, 8, 1), model_kwargs={"hidden": (32,)}, output=tmp_path / "out")
+        input_shape=(8, 8, 1), model_kwargs={"hidden": (32,)}, output=tmp_path / "out",
+        mean=(0.0,), std=(1.0,))
   assert not (tmp_path / "out").exists()
 
 

@@ -222,8 +222,8 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
   d = case_dir("demo_bundle_holding_user_files")
   shutil.copytree(trained, d / "trained")
   (d / "trained" / "notes.txt").write_text("mine")
-  cases[d.name] = dict(args=("demo", "--output-dir", d, "--epochs", "1", "-q"), watch=[d],
-                       words="also holds 'notes.txt'")
+  cases[d.name] = dict(args=("demo", "--output-dir", d, "--epochs", "1", "--force", "-q"),
+                       watch=[d], words="also holds 'notes.txt'")
 
   # Fault 2, load: non-finite arrays or normalisation in a bundle on disk.
   d = case_dir("load_nan_code")
@@ -255,17 +255,21 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
     cases[name] = dict(args=import_args(d / "x.msgpack", d / "codes.npy", d / "out", *extra),
                        watch=[d], words=words, absent=[d / "out"])
 
-  import_case("import_std_zero", "--std", "0", words="std [0.0] must be positive")
+  import_case("import_std_zero", "--mean", "0", "--std", "0",
+              words="std [0.0] must be positive")
   nan_codes = codes.copy()
   nan_codes[3, 0, 0, 0] = np.nan
-  import_case("import_nan_codes", codes_array=nan_codes, words="codes holds 1 non-finite")
+  import_case("import_nan_codes", "--mean", "0", "--std", "1", codes_array=nan_codes,
+              words="codes holds 1 non-finite")
   bad = jax.tree.map(np.array, bundle.params)
   bad["Dense_1"]["bias"][2] = np.inf
-  import_case("import_inf_params", params=flax.serialization.to_bytes(bad),
+  import_case("import_inf_params", "--mean", "0", "--std", "1",
+              params=flax.serialization.to_bytes(bad),
               words="params/Dense_1/bias holds 1 non-finite")
   huge = jax.tree.map(lambda x: np.asarray(x, np.float64), bundle.params)
   huge["Dense_0"]["kernel"][0, 0] = 1e39  # Finite in float64, inf in the model's float32.
-  import_case("import_params_overflowing_float32", params=flax.serialization.to_bytes(huge),
+  import_case("import_params_overflowing_float32", "--mean", "0", "--std", "1",
+              params=flax.serialization.to_bytes(huge),
               words="params/Dense_0/kernel holds 1 non-finite")
 
   # Fault 2, forget: lambdas the float32 parameters cannot carry, or that round to 0.
@@ -365,7 +369,7 @@ def test_demo_replaces_a_chart_symlink_without_writing_through_it(trained, tmp_p
   elsewhere = tmp_path / "precious.png"
   elsewhere.write_bytes(b"not a chart")
   (out / "per_class_accuracy.png").symlink_to(elsewhere)
-  assert cli.main(["demo", "--output-dir", str(out), "--epochs", "1", "-q"]) == 0
+  assert cli.main(["demo", "--output-dir", str(out), "--epochs", "1", "--force", "-q"]) == 0
   assert "wrote" in capsys.readouterr().out
   assert elsewhere.read_bytes() == b"not a chart"
   chart = out / "per_class_accuracy.png"

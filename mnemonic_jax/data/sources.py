@@ -72,6 +72,28 @@ class DatasetError(ValueError):
   """
 
 
+class DatasetNotPrepared(DatasetError):
+  """A ``tfds:`` dataset that is not prepared where it is looked for, and may not be fetched.
+
+  The message names the library's fixes (``download=True``, ``data_dir``); a command line
+  names its own options with :meth:`with_fix`.
+
+  Attributes:
+    name: the dataset, e.g. ``"tfds:mnist"``.
+    where: the directory it was looked for in.
+  """
+
+  def __init__(self, name: str, where: str,
+               fix: str = "rerun with download=True on a machine with internet, or pass "
+                          "the data_dir of a prepared copy"):
+    super().__init__(f"{name} is not prepared at {where}; {fix}")
+    self.name, self.where = name, where
+
+  def with_fix(self, fix: str) -> "DatasetNotPrepared":
+    """The same error, its message ending with ``fix`` instead."""
+    return DatasetNotPrepared(self.name, self.where, fix)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetInfo:
   """What a model needs to know about a dataset.
@@ -83,6 +105,9 @@ class DatasetInfo:
     class_names: one human-readable name per class.
     mean: per-channel mean of the train images scaled to [0, 1].
     std: per-channel standard deviation of the train images scaled to [0, 1].
+    classes_from_labels: ``num_classes`` was inferred from the largest label (idx files
+      without class names), so it is a lower bound: a model may have classes this
+      dataset never shows.
   """
 
   name: str
@@ -91,6 +116,7 @@ class DatasetInfo:
   class_names: tuple[str, ...]
   mean: tuple[float, ...]
   std: tuple[float, ...]
+  classes_from_labels: bool = False
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -193,8 +219,8 @@ def load_dataset(
     if not os.path.isdir(FASHION_MNIST_DIR):
       raise DatasetError(
           f"Fashion-MNIST is not installed at {FASHION_MNIST_DIR}: run "
-          "'apt-get install -y dataset-fashion-mnist', or use 'tfds:fashion_mnist' with "
-          "download=True")
+          "'apt-get install -y dataset-fashion-mnist', or use 'tfds:fashion_mnist' (which "
+          "tfds can download)")
     mean, std = _KNOWN_STATS["fashion_mnist"]
     return load_idx(FASHION_MNIST_DIR, split, name=name, class_names=FASHION_MNIST_CLASSES,
                     mean=mean, std=std)
@@ -419,7 +445,8 @@ def load_idx(
   if (class_names is None or mean is None or std is None) and split != "train":
     if _find_idx_file(directory, "train", "images") is not None:
       reference = _read_idx_split(directory, "train", name)
-  if class_names is None:
+  inferred = class_names is None
+  if inferred:
     num_classes = int(max(reference[1].max(initial=-1), labels.max(initial=-1))) + 1
     examples = len(reference[1]) + (len(labels) if reference[1] is not labels else 0)
     bound = max(_MIN_CLASS_BOUND, examples)
@@ -435,7 +462,7 @@ def load_idx(
   info = DatasetInfo(
       name=name, num_classes=len(class_names), shape=tuple(images.shape[1:]),
       class_names=tuple(class_names), mean=tuple(float(m) for m in mean),
-      std=tuple(float(s) for s in std))
+      std=tuple(float(s) for s in std), classes_from_labels=inferred)
   return Dataset(images, labels, info)
 
 
@@ -699,9 +726,7 @@ def open_tfds(
   if not builder.is_prepared():
     where = str(builder.data_path)
     if not download:
-      raise DatasetError(
-          f"{full_name} is not prepared at {where}; rerun with download=True (CLI: "
-          "--download) on a machine with internet, or pass the data_dir of a prepared copy")
+      raise DatasetNotPrepared(full_name, where)
     if not _has_tensorflow():
       raise DatasetError(
           f"downloading and preparing {full_name} needs TensorFlow, which is not installed: "
