@@ -20,12 +20,10 @@ test accuracy before and after). The optimiser settings are the bundle's trainin
 records none), epochs and ``t_mix`` replaced.
 
 Example:
-  >>> from mnemonic_jax import attach, checkpointing
-  >>> from mnemonic_jax.data import load_dataset
-  >>> plain = checkpointing.load_bundle("runs/plain/bundle")      # trained with t_mix = 0
-  >>> train = load_dataset("fashion_mnist", "train")
-  >>> bundle, report = attach.attach_codes(plain, train.images, train.labels, epochs=2)
-  >>> report.codes_accuracy_after                                   # 1.0: codes learned
+  >>> # bundle: e.g. mj.load_bundle(path) of a model trained with t_mix = 0
+  >>> attached, report = attach_codes(bundle, images, labels, epochs=2)
+  >>> attached.history[-1]["event"], report.epochs
+  ('attach-codes', 2)
 """
 
 from __future__ import annotations

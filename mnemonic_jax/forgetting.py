@@ -97,7 +97,7 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
     ``delta`` shaped like the Fishers (float32); the candidates are ``params +/- delta``.
 
   Example:
-    >>> f_forget, f_remain = class_fishers(apply_fn, params, codes, [1], eps=EPS)
+    >>> f_forget, f_remain = fisher_lib.class_fishers(apply_fn, params, codes, [1], eps=EPS)
     >>> delta = perturbation(f_forget, f_remain, lambda1=1e-3, lambda2=10.0)
     >>> candidate = jax.tree.map(jnp.add, params, delta)
   """

@@ -4,9 +4,11 @@ Uses :class:`matplotlib.figure.Figure` directly, never ``pyplot``, so importing 
 this module changes no global Matplotlib state (backend, current figure) of the caller.
 
 Example:
-  >>> from mnemonic_jax import plotting
-  >>> plotting.per_class_bars(before.per_class, after.per_class, bundle.class_names,
-  ...                         forgotten=[3], path="per_class.png", title="Forgetting 3")
+  >>> from mnemonic_jax import plotting, workflow
+  >>> before = workflow.evaluate(bundle, images, labels)
+  >>> after = workflow.evaluate(workflow.forget(bundle, [3])[0], images, labels)
+  >>> _ = plotting.per_class_bars(before.per_class, after.per_class, bundle.class_names,
+  ...                             forgotten=[3], path=tmp / "per_class.png", title="Forgetting 3")
 """
 
 from __future__ import annotations

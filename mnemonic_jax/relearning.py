@@ -31,11 +31,15 @@ Choices (fields of :class:`RelearnConfig`):
   reached.
 
 Example:
-  >>> key = jax.random.key(0)
-  >>> sample = relearn_sample(forget_train, key=key)           # 1% of D_f, >= 8 images
-  >>> result = relearn_steps(forgotten, sample, retain_train, forget_test,
-  ...                        reference_accuracy=98.0, key=key)
-  >>> result.steps_to_50, result.steps_to_90, result.curve[:3]
+  >>> from mnemonic_jax.baselines import UnlearnData, unlearn
+  >>> data = UnlearnData.from_training(images, labels, classes=[3])
+  >>> forgotten, _ = unlearn("mnemonic-auto", bundle, [3])
+  >>> sample = relearn_sample(data.forget, key=key)           # 1% of D_f, >= 8 images
+  >>> result = relearn_steps(forgotten, sample, data.retain, data.forget,
+  ...                        reference_accuracy=98.0, config=RelearnConfig(max_steps=20),
+  ...                        key=key)
+  >>> result.curve[0][0], result.steps
+  (0, 20)
 """
 
 from __future__ import annotations

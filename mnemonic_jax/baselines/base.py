@@ -20,8 +20,9 @@ evaluation know what was forgotten.
 
 Example:
   >>> data = UnlearnData.from_training(images, labels, classes=[3])
-  >>> new_bundle, report = unlearn("finetune", bundle, [3], data, key=jax.random.key(0))
-  >>> report.seconds, report.steps, report.data
+  >>> new_bundle, report = unlearn("mnemonic-auto", bundle, [3], data, key=jax.random.key(0))
+  >>> report.data, new_bundle.forgotten_classes
+  ('none', (3,))
 """
 
 from __future__ import annotations

@@ -148,7 +148,8 @@ def make_noise_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], *, steps: 
   Example:
     >>> fn = make_noise_fn(bundle.apply_fn(), steps=40, learning_rate=0.1, l2_weight=0.1)
     >>> result = fn(bundle.params, jax.random.normal(key, (256, 8, 8, 1)), 3)
-    >>> result.cross_entropy[-1] > result.cross_entropy[0]
+    >>> bool(result.cross_entropy[-1] > result.cross_entropy[0])
+    True
   """
   optimizer = optax.adam(learning_rate)
 
