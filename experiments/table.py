@@ -6,6 +6,9 @@ Usage::
       --classes all --seeds 3 [--lambdas paper,auto] [--multi 0,1,2] \\
       [--out experiments/results]
 
+Without ``--out`` everything goes to the scratch folder ``runs/experiments`` (see
+:data:`SCRATCH`), never to the committed ``experiments/results``.
+
 For each seed ``config.seed + k`` (k < ``--seeds``) the model is trained once with
 :func:`mnemonic_jax.workflow.train` into ``<out>/cache/<name>/seed<seed>`` (resumable,
 reused on a rerun). Then every requested class, and the ``--multi`` set, is forgotten
@@ -49,6 +52,9 @@ from mnemonic_jax import checkpointing, fisher, lambda_search, metrics, mia, wor
 from mnemonic_jax.data import load_dataset
 
 MODES = ("paper", "auto")
+#: Where a run without ``--out`` writes (relative to the working directory; git ignores
+#: ``runs/``), so that trying the runner never overwrites the committed results.
+SCRATCH = "runs/experiments"
 GOAL_A_R_DROP = 1.0  # Goal: E_F = 100 and A_R at most this many points below before.
 
 
@@ -439,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--report", default=None,
                  help="with --methods: the report's base name (default: <name>_baselines)")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
-  p.add_argument("--out", default="experiments/results", help="output directory")
+  p.add_argument("--out", default=None,
+                 help=f"output directory (default: {SCRATCH}, a scratch folder; pass "
+                      "--out experiments/results to update the committed results)")
   p.add_argument("--train-cap", type=int, default=10000,
                  help="training examples evaluated (random subset, seed 0)")
   p.add_argument("--mia-cap", type=int, default=2000,
@@ -483,6 +491,10 @@ def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_im
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   args = build_parser().parse_args(argv)
+  if args.out is None:
+    args.out = SCRATCH
+    print(f"experiments.table: writing to the scratch folder {SCRATCH} (pass --out DIR to "
+          "choose one)", file=sys.stderr)
   argv = sys.argv[1:] if argv is None else list(argv)
   command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
   config, variant = load_config(args.config)

@@ -399,3 +399,14 @@ def test_train_writes_tensorboard_summaries_through_clu_when_installed(workdir, 
   assert calls[1][0] == "write_hparams" and "learning_rate" in calls[1][1]
   assert [c[1] for c in calls if c[0] == "write_scalars"] == [7, 14, 21, 28, 35, 42, 44]
   assert calls[-2:] == [["flush"], ["close"]]
+
+
+def test_gitignore_covers_what_the_readme_commands_write():
+  if shutil.which("git") is None or not (REPO / ".git").exists():
+    pytest.skip("not a git checkout")
+  written = ["mnemonic-demo/trained/meta/metadata", "mnemonic-demo/per_class_accuracy.png",
+             "runs/digits/bundle/meta/metadata", "runs/experiments/digits_mlp.md",
+             "eval.json"]
+  result = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=REPO,
+                          capture_output=True, text=True, check=False)
+  assert sorted(result.stdout.split()) == sorted(written), result.stderr

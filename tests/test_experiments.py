@@ -2,7 +2,10 @@
 
 import importlib
 import json
+import os
 import pathlib
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -101,13 +104,24 @@ def test_paper_settings_are_kept():
 
 
 def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
+  """The real runner, without --out: everything goes to the scratch folder."""
   from experiments import table
 
+  repo = CONFIG_DIR.parents[1]
+  results = sorted(p.name for p in (repo / "experiments" / "results").iterdir())
   config = str(CONFIG_DIR / "digits_mlp.py") + ":quick"
   argv = ["--config", config, "--classes", "3", "--seeds", "1", "--multi", "0,1",
-          "--out", str(tmp_path), "--no-progress", "--mia-cap", "200"]
-  report = table.main(argv)
-  assert report == tmp_path / "digits_mlp-quick.md"
+          "--no-progress", "--mia-cap", "200"]
+  path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
+  env = {**os.environ, "PYTHONPATH": path}
+  result = subprocess.run([sys.executable, "-m", "experiments.table", *argv], cwd=tmp_path,
+                          env=env, capture_output=True, text=True, timeout=600, check=False)
+  assert result.returncode == 0, result.stderr
+  assert "writing to the scratch folder runs/experiments" in result.stderr
+  tmp_path = tmp_path / table.SCRATCH  # What the checks below read.
+  report = tmp_path / "digits_mlp-quick.md"
+  assert result.stdout.strip() == str(pathlib.Path(table.SCRATCH) / "digits_mlp-quick.md")
+  assert sorted(p.name for p in (repo / "experiments" / "results").iterdir()) == results
   runs = sorted((tmp_path / "runs" / "digits_mlp-quick").glob("*.json"))
   # (class 3, set {0,1}) x (none, paper, auto).
   assert [p.stem for p in runs] == [
@@ -129,6 +143,7 @@ def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   mtimes = [p.stat().st_mtime_ns for p in runs]
   monkeypatch.setattr(table, "forget_run", lambda *a, **k: pytest.fail("rerun forgot again"))
   monkeypatch.setattr(table, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
+  monkeypatch.chdir(tmp_path.parents[1])
   table.main(argv)
   assert [p.stat().st_mtime_ns for p in runs] == mtimes
 
