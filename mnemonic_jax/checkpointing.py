@@ -313,11 +313,40 @@ def abstract_variables(model_name: str, num_classes: int, input_shape: Sequence[
     CheckpointError: the model is not registered or cannot take such inputs.
   """
   model_kwargs = dict(model_kwargs or {})
+  try:
+    kwargs_key = json.dumps(model_kwargs, sort_keys=True, default=repr)
+  except (TypeError, ValueError):
+    kwargs_key = None
+  factory = _registered(model_name)
+  key = (model_name, int(num_classes), tuple(int(d) for d in input_shape), kwargs_key)
+  entry = _ABSTRACT.get(key) if kwargs_key is not None else None
+  if entry is None or entry[0] is not factory:  # Re-registered since: build again.
+    entry = (factory, _abstract_variables(model_name, num_classes, input_shape, model_kwargs))
+    if kwargs_key is not None:
+      _ABSTRACT[key] = entry
+  return jax.tree.map(lambda leaf: leaf, entry[1])  # A fresh tree of the same leaves.
+
+
+#: (model, classes, input shape, kwargs) -> (its factory, abstract variables): a load and
+#: the save that follows (``mnemonic-jax forget``) trace ``model.init`` once.
+_ABSTRACT: dict[tuple[Any, ...], tuple[Any, dict[str, PyTree]]] = {}
+
+
+def _registered(model_name: str) -> Any:
+  from mnemonic_jax import models  # pylint: disable=import-outside-toplevel
+
+  return models._REGISTRY.get(model_name)  # pylint: disable=protected-access
+
+
+def _abstract_variables(model_name: str, num_classes: int, input_shape: Sequence[int],
+                        model_kwargs: Mapping[str, Any]) -> dict[str, PyTree]:
   spec = _spec_str(model_name, model_kwargs, input_shape)
   try:
     model = create_model(model_name, int(num_classes), **model_kwargs)
     x = jax.ShapeDtypeStruct((1, *(int(d) for d in input_shape)), jnp.float32)
-    variables = jax.eval_shape(functools.partial(model.init, train=False), jax.random.key(0), x)
+    # The key is made inside the trace: nothing is compiled or run.
+    variables = jax.eval_shape(
+        lambda inputs: model.init(jax.random.key(0), inputs, train=False), x)
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(f"cannot build {spec}: {_one_line(e)}") from None
   variables = dict(variables)
@@ -510,7 +539,9 @@ def _check_writable(output: pathlib.Path) -> None:
 # Bundles.
 
 
+@functools.lru_cache(maxsize=1)
 def _bundle_checkpointer() -> ocp.Checkpointer:
+  """The (synchronous, stateless) checkpointer of bundles, made once per process."""
   handler = ocp.CompositeCheckpointHandler(
       **{_ARRAYS: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()})
   return ocp.Checkpointer(handler)
