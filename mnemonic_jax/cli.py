@@ -8,26 +8,36 @@ Subcommands::
                         [--lambda1 X] [--lambda2 Y] [--dataset NAME] [--force]
   mnemonic-jax evaluate --checkpoint CKPT [--dataset NAME] [--split test] [--json]
   mnemonic-jax import   --params FILE_OR_DIR --codes codes.npy --model mlp
-                        --num-classes 10 --input-shape 28,28,1 --output OUT
+                        --num-classes 10 --input-shape 28,28,1
+                        (--mean M --std S | --dataset NAME) --output OUT
   mnemonic-jax attach-codes --checkpoint IN --output OUT [--dataset NAME] [--epochs K]
                         [--t-mix 0.1] [--seed 0] [--force]
-  mnemonic-jax demo     [--output-dir DIR] [--class N] [--epochs E]
+  mnemonic-jax demo     [--output-dir DIR] [--class N] [--epochs E] [--force]
+
+``--checkpoint`` takes a bundle or a ``train`` workdir (its ``bundle``). The commands
+that take ``--dataset`` also take ``--data-dir DIR`` and ``--download`` (tfds). Every
+command takes ``--compilation-cache DIR`` / ``--no-compilation-cache``: compiled programs
+are kept in ``~/.cache/mnemonic-jax/compilation`` by default (see
+:func:`compilation_cache_dir`), so a second run skips compiling. ``--help`` and
+``--version`` are answered without importing JAX by this module.
 
 Every command parses its arguments and calls the library; the work happens in
 :mod:`mnemonic_jax.workflow`, :mod:`mnemonic_jax.checkpointing` and
-:mod:`mnemonic_jax.plotting` (``attach-codes``: :mod:`mnemonic_jax.attach`). A user error (unknown class, missing or foreign checkpoint,
-dataset that does not fit the model, lambda <= 0 or beyond what float32 holds, existing
-output without ``--force``, an output that is, contains or lies inside an input (symlinks
-resolved), an output in a directory that cannot be written, non-finite codes, parameters
-or normalisation, a bundle whose array files fail their checksums or whose metadata is
-inconsistent, a file declaring sizes it cannot hold, a config file that raises or a config
-field out of range, a workdir another ``train`` is using, ...) prints one line
-``mnemonic-jax: error: ...`` on stderr, exits with status 2 and writes nothing; Ctrl-C
-prints ``mnemonic-jax: error: interrupted`` and exits with 130. Nothing else reaches
-stderr but progress bars (``--quiet`` hides them): the libraries' logging is dropped.
-Results go to stdout, warnings included (a forget whose lambda search missed its rule, or
-whose forgotten codes are still classified right, says so and records it in the bundle's
-history).
+:mod:`mnemonic_jax.plotting` (``attach-codes``: :mod:`mnemonic_jax.attach`). A user
+error (unknown class, missing or foreign checkpoint, an unfinished train workdir, dataset
+that does not fit the model, a ``tfds:`` dataset not prepared without ``--download``,
+lambda <= 0 or beyond what float32 holds, existing output without ``--force``, an output
+that is, contains or lies inside an input (symlinks resolved), an output in a directory
+that cannot be written, non-finite codes, parameters or normalisation, ``import`` without
+the normalisation, a bundle whose array files fail their checksums or whose metadata is
+inconsistent, or whose user-registered model's source is gone, a file declaring sizes it
+cannot hold, a config file that raises or a config field out of range, a workdir another
+``train`` is using, ...) prints one line ``mnemonic-jax: error: ...`` on stderr, exits
+with status 2 and writes nothing; Ctrl-C prints ``mnemonic-jax: error: interrupted`` and
+exits with 130. Nothing else reaches stderr but progress bars (``--quiet`` hides them):
+the libraries' logging is dropped. Results go to stdout, warnings included (a forget whose
+lambda search missed its rule, whose forgotten codes are still classified right, or whose
+model did not know its codes, says so and records it in the bundle's history).
 """
 
 from __future__ import annotations
@@ -372,7 +382,12 @@ def build_parser() -> argparse.ArgumentParser:
       "command again after an interruption and it resumes from the last complete "
       "checkpoint, ending with exactly the parameters of an uninterrupted run. The config "
       "is validated before WORKDIR is touched; one run at a time holds WORKDIR/.lock, and "
-      "a second run on the same WORKDIR is refused.",
+      "a second run on the same WORKDIR is refused. Run again on a finished WORKDIR, it "
+      "says so and writes nothing. The mean step metrics of every config.log_every steps "
+      "go to WORKDIR/metrics.jsonl (and to TensorBoard in WORKDIR/tensorboard when CLU is "
+      "installed). A model of your own: define a Flax module in the config file (or your "
+      "package) and register it there with mnemonic_jax.register_model; its bundle records "
+      "where it came from, so forget and evaluate find it.",
       "config overrides:\n"
       "  --config.FIELD=VALUE sets a field of the config (nested fields with dots). VALUE\n"
       "  is read as a Python literal (5, 0.01, (64,), True, None), else as a string.\n\n"
