@@ -128,19 +128,38 @@ class CodeScores:
     return 1.0 - self.forget_accuracy + self.remain_accuracy
 
 
+def code_margins(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per code: its margin (own logit minus the best other) and whether it is right.
+
+  Args:
+    logits: ``(N, C)`` logits of ``N`` codes.
+    labels: ``(N,)`` each code's class.
+
+  Returns:
+    ``(margin, correct)``, both ``(N,)`` float32.
+  """
+  logits = logits.astype(jnp.float32)
+  rows = jnp.arange(logits.shape[0])
+  own = logits[rows, labels]
+  others = logits.at[rows, labels].set(-jnp.inf)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return own - jnp.max(others, axis=-1), correct
+
+
 def code_scores(apply_fn, params: PyTree, codes: chex.Array, in_forget: chex.Array,
                 in_remain: chex.Array | None = None) -> CodeScores:
   """Scores the codes (traceable). ``in_forget``, ``in_remain``: boolean masks ``(C,)``.
 
   ``in_remain`` defaults to ``~in_forget``; classes in neither mask are not scored.
   """
-  logits = apply_fn(params, codes).astype(jnp.float32)
-  labels = jnp.arange(codes.shape[0])
-  own = logits[labels, labels]
-  others = jnp.where(jnp.eye(codes.shape[0], logits.shape[-1], dtype=bool), -jnp.inf, logits)
-  margin = own - jnp.max(others, axis=-1)
-  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  in_remain = ~in_forget if in_remain is None else in_remain
+  margin, correct = code_margins(apply_fn(params, codes), jnp.arange(codes.shape[0]))
+  return scores_from_margins(margin, correct, in_forget,
+                             ~in_forget if in_remain is None else in_remain)
+
+
+def scores_from_margins(margin: jax.Array, correct: jax.Array, in_forget: chex.Array,
+                        in_remain: chex.Array) -> CodeScores:
+  """:class:`CodeScores` from per-code margins and correctness (traceable)."""
   mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
   return CodeScores(
       forget_accuracy=mean(correct, in_forget),

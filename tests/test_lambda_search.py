@@ -54,7 +54,7 @@ def candidates(params, codes, apply_fn, classes):
 
 def test_grid_scores_equal_direct_computation(trained):
   apply_fn, params, codes = trained
-  g = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, chunk=5).grid
+  g = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, chunk=5, strategy="full").grid
   assert g.lambda1.size == 6 * 7 * 2
   assert set(np.unique(g.sign)) == {-1, 1}
   direct = candidates(params, codes, apply_fn, [1])
@@ -72,17 +72,21 @@ def test_grid_scores_equal_direct_computation(trained):
 
 def test_chunking_does_not_change_the_scores(trained):
   apply_fn, params, codes = trained
-  a = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=1)
-  b = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=7)
+  a = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=1, strategy="full")
+  b = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=7, strategy="full")
   np.testing.assert_allclose(a.grid.forget_margin, b.grid.forget_margin, rtol=1e-5, atol=1e-5)
   assert a.index == b.index
 
 
-def test_choice_meets_the_rule_and_is_the_smallest_that_does(trained):
+@pytest.mark.parametrize("strategy", ls.STRATEGIES)
+def test_choice_meets_the_rule_and_is_the_smallest_that_does(trained, strategy):
   apply_fn, params, codes = trained
   rule = ls.Rule(margin=2.0, guard=0.5)
-  result = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID, rule=rule)
-  g, i = result.grid, result.index
+  result = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID, rule=rule,
+                             strategy=strategy)
+  i = result.index
+  g = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID, rule=rule,
+                        strategy="full").grid  # Every candidate, to check the minimum.
   assert result.met and result.fallback is None
   assert (result.lambda1, result.lambda2, result.sign) == (g.lambda1[i], g.lambda2[i], g.sign[i])
   assert g.forget_margin[i] <= -2.0
@@ -93,7 +97,7 @@ def test_choice_meets_the_rule_and_is_the_smallest_that_does(trained):
   assert g.size[i] == g.size[ok].min()
   # The margin target is binding: a weaker target picks a smaller move.
   weak = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID,
-                           rule=ls.Rule(margin=0.0, guard=0.5))
+                           rule=ls.Rule(margin=0.0, guard=0.5), strategy=strategy)
   assert weak.grid.size[weak.index] <= g.size[i]
 
 
@@ -194,3 +198,31 @@ def test_bad_classes_and_rules_are_rejected(trained):
     ls.Rule(order="biggest")
   with pytest.raises(ValueError, match="fallback"):
     ls.Rule(fallback="none")
+
+
+@pytest.mark.parametrize("classes", [[0], [2], [3], [0, 4]])
+@pytest.mark.parametrize("rule", [ls.DEFAULT_RULE, ls.Rule(margin=1.0, guard=0.5),
+                                  ls.Rule(margin=40.0, guard=0.9),  # Met by no candidate.
+                                  ls.Rule(margin=2.0, order="max", fallback="target"),
+                                  ls.Rule(margin=2.0, order="lambdas")])
+def test_the_pruned_search_chooses_what_the_full_grid_chooses(trained, classes, rule):
+  apply_fn, params, codes = trained
+  full = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,
+                           strategy="full")
+  pruned = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,
+                             strategy="pruned", chunk=4)
+  assert (pruned.lambda1, pruned.lambda2, pruned.sign, pruned.met, pruned.fallback) == (
+      full.lambda1, full.lambda2, full.sign, full.met, full.fallback)
+  # Its reported scores of the choice are the full ones (verified on every code).
+  for field in ("forget_margin", "remain_margin", "remain_accuracy", "forget_accuracy"):
+    np.testing.assert_allclose(getattr(pruned.grid, field)[pruned.index],
+                               getattr(full.grid, field)[full.index], rtol=1e-5, atol=1e-5)
+
+
+def test_the_pruned_search_scores_a_subset_of_the_codes(trained, monkeypatch):
+  apply_fn, params, codes = trained
+  monkeypatch.setattr(ls, "SUBSET_REMAIN", 2)  # Forgotten code + 2 of the 5 remaining.
+  full = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, strategy="full")
+  pruned = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, chunk=4)
+  assert (pruned.lambda1, pruned.lambda2, pruned.sign) == (full.lambda1, full.lambda2,
+                                                           full.sign)
