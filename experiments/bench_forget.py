@@ -13,14 +13,15 @@ Usage:
 """
 
 import argparse
+import os
 import platform
-import statistics
 import time
 
 import jax
 import jax.numpy as jnp
 
 import mnemonic_jax as mj
+from experiments.bench_common import emit, median_seconds
 from mnemonic_jax import _jit, lambda_search
 
 REFERENCE_FORGET_SECONDS = 0.060
@@ -32,15 +33,10 @@ def wall(fn) -> float:
   return time.perf_counter() - start
 
 
-def median_wall(make_call, repeats: int) -> float:
-  """Median wall seconds of ``make_call(i)()`` for ``i = 1..repeats``."""
-  return statistics.median(wall(make_call(i)) for i in range(1, repeats + 1))
-
-
 def compiled_run(key_prefix: str, *args, repeats: int) -> float:
   """Median seconds of the cached jitted program ``key_prefix`` called directly."""
   (program,) = [v for k, v in _jit._cache.items() if k[0] == key_prefix]
-  return median_wall(lambda i: lambda: program(*args), repeats)
+  return median_seconds(lambda i: lambda: program(*args), repeats)
 
 
 def setup(name: str, shape, **kwargs):
@@ -64,7 +60,7 @@ def bench(name: str, shape, repeats: int, **kwargs) -> list[dict]:
     print(rows[-1], flush=True)
 
   first = wall(lambda: mj.forget(apply_fn, params, codes, [0], 1e-3, 10.0)[0])
-  later = median_wall(
+  later = median_seconds(
       lambda i: lambda: mj.forget(apply_fn, params, codes, [i % 10], 1e-3 * i, 10.0)[0], repeats)
   run = compiled_run("forget", arrays, params, codes, *masks,
                      (jnp.float32(1e-3), jnp.float32(10.0)), repeats=repeats)
@@ -72,7 +68,7 @@ def bench(name: str, shape, repeats: int, **kwargs) -> list[dict]:
 
   first = wall(lambda: mj.forget(apply_fn, params, codes, [0])[0])
   with _jit.CompileClock() as clock:
-    later = median_wall(lambda i: lambda: mj.forget(apply_fn, params, codes, [i % 10])[0],
+    later = median_seconds(lambda i: lambda: mj.forget(apply_fn, params, codes, [i % 10])[0],
                         repeats)
   assert clock.seconds == 0, "the search recompiled"
   grid = [jnp.asarray(v, jnp.float32) for v in lambda_search._grid_arrays(
@@ -82,7 +78,7 @@ def bench(name: str, shape, repeats: int, **kwargs) -> list[dict]:
 
   labels = jnp.arange(10)
   first = wall(lambda: mj.fisher_diagonal(apply_fn, params, codes, labels))
-  later = median_wall(lambda i: lambda: mj.fisher_diagonal(apply_fn, params, codes, labels),
+  later = median_seconds(lambda i: lambda: mj.fisher_diagonal(apply_fn, params, codes, labels),
                       repeats)
   weights, offsets = jnp.full((1, 10), 0.1, jnp.float32), jnp.zeros(1, jnp.float32)
   run = compiled_run("fisher", arrays, params, codes, labels, weights, offsets,
@@ -98,7 +94,8 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   rows = bench("mlp", (28, 28, 1), args.repeats)
   rows += bench("resnet18_cifar", (32, 32, 3), max(3, args.repeats // 4), width=4)
-  device = f"{jax.devices()[0].device_kind} ({platform.processor() or platform.machine()})"
+  device = (f"{jax.devices()[0].device_kind} ({platform.processor() or platform.machine()}, "
+            f"{os.cpu_count()} cores)")
   lines = [
       f"Device: {device}, jax {jax.__version__}. Command: `python -m experiments.bench_forget"
       f" --repeats {args.repeats}`.", "",
@@ -110,11 +107,7 @@ def main(argv=None) -> None:
               if r["model"] == "mlp" and r["entry"].startswith("forget") else "-")
     lines.append(f"| {r['model']} | {r['entry']} | {r['first']:.3f} | {r['later']:.4f} | "
                  f"{r['compiled']:.4f} | {r['ratio']:.2f} | {versus} |")
-  text = "\n".join(lines)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -13,25 +13,20 @@ Usage:
 """
 
 import argparse
+import os
 import platform
-import statistics
-import time
 
 import jax
 import numpy as np
 
 import mnemonic_jax as mj
+from experiments.bench_common import emit, median_seconds
 from mnemonic_jax import lambda_search
 
 
 def seconds(fn, repeats: int) -> float:
   fn(0)  # Compiles.
-  times = []
-  for i in range(1, repeats + 1):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(i))
-    times.append(time.perf_counter() - start)
-  return statistics.median(times)
+  return median_seconds(lambda i: lambda: fn(i), repeats)
 
 
 def bench(num_classes: int, repeats: int) -> dict:
@@ -67,7 +62,8 @@ def main(argv=None) -> None:
   args = parser.parse_args(argv)
   rows = [bench(int(c), args.repeats) for c in args.classes.split(",")]
   lines = [
-      f"Device: {jax.devices()[0].device_kind} ({platform.machine()}), jax {jax.__version__}. "
+      f"Device: {jax.devices()[0].device_kind} ({platform.machine()}, {os.cpu_count()} cores), "
+      f"jax {jax.__version__}. "
       f"Command: `python -m experiments.bench_search --classes {args.classes} --repeats "
       f"{args.repeats}`.", "",
       "| classes | fixed (s) | search, full (s) | full / fixed | search, pruned (s) | "
@@ -76,11 +72,7 @@ def main(argv=None) -> None:
     lines.append(f"| {r['classes']} | {r['fixed']:.3f} | {r['full']:.2f} | "
                  f"{r['full'] / r['fixed']:.0f} | {r['pruned']:.2f} | "
                  f"{r['pruned'] / r['fixed']:.0f} | {100 * r['scored']:.0f}% |")
-  text = "\n".join(lines)
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text + "\n")
+  emit(lines, args.out)
 
 
 if __name__ == "__main__":
