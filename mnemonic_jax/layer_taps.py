@@ -7,38 +7,110 @@ backward pass: Flax's ``intercept_methods`` records each layer's input and adds 
 "offset" to its output, whose gradient is ``delta``. No ``vmap`` over examples, no
 per-example backward pass.
 
-* ``nn.Dense`` on ``(N, features)``: ``sum_n w_n (x_n delta_n^T)^2 = (w x^2)^T delta^2``,
-  one matrix product; on ``(N, ..., features)`` the per-example outer products are summed
-  over the middle axes first.
+* ``nn.Dense`` and ``nn.DenseGeneral`` (any contracted axes but the batch axis, no
+  ``batch_dims``; the query/key/value/out projections of
+  ``nn.MultiHeadDotProductAttention``) on ``(N, features)``:
+  ``sum_n w_n (x_n delta_n^T)^2 = (w x^2)^T delta^2``, one matrix product; on
+  ``(N, T..., features)`` (tokens) the per-example gradient
+  ``x_n^T delta_n = sum_t x_nt delta_nt^T`` is one batched matrix product.
 * ``nn.Conv`` (no groups or dilation): per-example kernel gradients are
   ``patches_n^T delta_n`` (a batched matrix product over im2col patches).
 * ``nn.BatchNorm`` in inference mode: ``d scale = sum delta * x_hat``, ``d bias = sum delta``,
   with ``x_hat`` from the running statistics.
+* ``nn.LayerNorm`` and ``nn.RMSNorm`` (reduction and feature axes off the batch axis, no
+  ``axis_name`` or ``mask``): the same sums with ``x_hat`` recomputed from ``x_n`` alone
+  (each example is normalised by its own statistics, so the layer is per-example).
+* Any module type given to :func:`register_layer` with its own per-example formula (the
+  ViT's class token and position embedding, :mod:`mnemonic_jax.models.vit`).
 
-:func:`covers` says whether every parameter leaf sits in such a layer; the Fisher then
-takes this path (``method="factorized"``), else the generic ``vmap`` one.
+Parameter-free operations between the layers (attention's softmax and ``einsum`` calls,
+activations, residual sums, reshapes, slicing) need nothing: ``delta`` flows through them
+in the batched backward pass. This holds as long as no operation mixes examples, which
+the Fisher asks of every ``apply_fn`` anyway.
+
+:func:`covers` says whether every parameter leaf sits in such a layer, each called once;
+the Fisher then takes this path (``method="factorized"``), else the generic ``vmap`` one.
+
+Sources: the outer-product form of per-example gradients of a linear layer is
+Goodfellow, *Efficient per-example gradient computations*, arXiv:1510.01799 (2015); the
+same layer-by-layer rules (Dense, Conv, norms) are those of BackPACK (Dangel, Kunstner
+and Hennig, ICLR 2020, ``BatchGrad`` / ``BatchL2Grad``) and Opacus' grad samplers.
 """
 
 import itertools
-from typing import Any, NamedTuple
+import math
+from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 PyTree = Any
+#: ``formula(module, x, delta) -> {param name: (N, *param.shape)}``, see :func:`register_layer`.
+PerExampleFormula = Callable[[nn.Module, jax.Array, jax.Array], Mapping[str, jax.Array]]
 
 
 class Tap(NamedTuple):
-  """One layer call: its kind, input, and what its gradient formula needs."""
+  """One layer call: its kind, input, what its gradient formula needs, and its output.
 
-  kind: str  # "dense", "conv" or "batchnorm".
+  Attributes:
+    kind: a key of ``_LAYER_FORMULAS``: ``"dense"``, ``"conv"``, ``"batchnorm"``,
+      ``"norm"`` (LayerNorm, RMSNorm) or ``"registered"``.
+    x: the layer's input (its first positional argument).
+    aux: dense: ``(contracted axes,)``; conv: ``(window, strides, padding)``;
+      batchnorm: ``(mean, var, epsilon)``; norm: ``(reduction axes, feature axes,
+      epsilon, use_mean, use_fast_variance)``; registered: ``(formula, module)``.
+    out: shape and dtype of the layer's output.
+  """
+
+  kind: str
   x: jax.Array
-  aux: tuple  # conv: (window, strides, padding); batchnorm: (mean, var, epsilon).
+  aux: tuple
+  out: jax.ShapeDtypeStruct
 
 
 class Unsupported(Exception):
   """A layer this path cannot handle exactly (the caller falls back to vmap)."""
+
+
+_REGISTERED: dict[type, PerExampleFormula] = {}
+
+
+def register_layer(module_type: type, formula: PerExampleFormula) -> None:
+  """Declares the exact per-example parameter gradients of a Flax module type.
+
+  After this, :func:`covers` accepts the parameters of ``module_type`` layers and the
+  factorised Fisher computes them as ``formula(module, x, delta)``, where ``x`` is the
+  layer call's first positional argument ``(N, ...)`` and ``delta`` the gradient of the
+  summed per-example losses with respect to the call's output. Row ``n`` of each
+  returned array must be the gradient of example ``n``'s loss alone, which holds when the
+  layer's output row ``n`` depends on ``x_n`` and the parameters only, and the
+  parameters are used nowhere else. Only the exact type is matched (not subclasses).
+  :func:`covers` checks the returned names and shapes against the parameters; the
+  values are the formula's responsibility (test it against ``method="vmap"``).
+
+  Args:
+    module_type: a ``flax.linen.Module`` subclass.
+    formula: ``(module, x, delta) -> {param name: (N, *param.shape)}``, traceable.
+
+  Raises:
+    TypeError: ``module_type`` is not a Flax Linen module class, ``formula`` is not
+      callable, or ``module_type`` is one of the built-in layers.
+
+  Example:
+    >>> class Shift(nn.Module):  # y = x + b
+    ...   @nn.compact
+    ...   def __call__(self, x):
+    ...     return x + self.param("b", nn.initializers.zeros, x.shape[1:])
+    >>> register_layer(Shift, lambda module, x, delta: {"b": delta})
+  """
+  if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
+    raise TypeError(f"module_type must be a flax.linen.Module subclass, got {module_type!r}")
+  if module_type in _BUILT_IN:
+    raise TypeError(f"{module_type.__name__} has a built-in formula")
+  if not callable(formula):
+    raise TypeError(f"formula must be callable, got {type(formula).__name__}")
+  _REGISTERED[module_type] = formula
 
 
 def _conv_padding(padding, ndim):
@@ -57,46 +129,90 @@ def _tuple(value, ndim):
   return (value,) * ndim if isinstance(value, int) else tuple(value)
 
 
-def _tap_of(module: nn.Module, args, kwargs) -> Tap | None:
-  """The Tap of a supported layer call; None for any other module."""
+def _axes(axes, ndim: int) -> tuple[int, ...]:
+  """Sorted non-negative axes (Flax's ``_normalize_axes`` / ``_canonicalize_axes``)."""
+  axes = (axes,) if isinstance(axes, int) else tuple(axes)
+  return tuple(sorted({a + ndim if a < 0 else a for a in axes}))
+
+
+def _tap_of(module: nn.Module, args, kwargs) -> tuple[str, tuple] | None:
+  """``(kind, aux)`` of a supported layer call; None for any other module.
+
+  Raises:
+    Unsupported: a supported layer type in a configuration this path cannot handle.
+  """
   x = args[0]
-  if type(module) is nn.Dense:
-    return Tap("dense", x, ())
-  if type(module) is nn.Conv:
+  kind = type(module)
+  if kind is nn.Dense:
+    return "dense", ((x.ndim - 1,),)
+  if kind is nn.DenseGeneral:
+    axis = _axes(module.axis, x.ndim)
+    if (module.batch_dims or 0 in axis or module.dot_general is not None
+        or module.dot_general_cls is not None):
+      raise Unsupported("DenseGeneral with batch_dims, contracting the batch axis, or with "
+                        "its own dot_general")
+    return "dense", (axis,)
+  if kind is nn.Conv:
     window = tuple(module.kernel_size)
     ndim = len(window)
     if (module.feature_group_count != 1 or set(_tuple(module.kernel_dilation, ndim)) != {1}
         or set(_tuple(module.input_dilation, ndim)) != {1} or x.ndim != ndim + 2):
       raise Unsupported("grouped, dilated or unbatched convolution")
-    return Tap("conv", x, (window, _tuple(module.strides, ndim),
-                           _conv_padding(module.padding, ndim)))
-  if type(module) is nn.BatchNorm:
+    return "conv", (window, _tuple(module.strides, ndim), _conv_padding(module.padding, ndim))
+  if kind is nn.BatchNorm:
     running = nn.merge_param(
         "use_running_average", module.use_running_average, kwargs.get("use_running_average"))
     if not running or module.axis != -1 or module.axis_name is not None:
       raise Unsupported("BatchNorm in training mode")
-    return Tap("batchnorm", x, (module.get_variable("batch_stats", "mean"),
-                                module.get_variable("batch_stats", "var"), module.epsilon))
-  if isinstance(module, (nn.Dense, nn.Conv, nn.BatchNorm)):  # Subclasses may differ.
-    raise Unsupported(type(module).__name__)
+    return "batchnorm", (module.get_variable("batch_stats", "mean"),
+                         module.get_variable("batch_stats", "var"), module.epsilon)
+  if kind in (nn.LayerNorm, nn.RMSNorm):
+    reduction = _axes(module.reduction_axes, x.ndim)
+    features = _axes(module.feature_axes, x.ndim)
+    if (0 in reduction or 0 in features or module.axis_name is not None
+        or kwargs.get("mask") is not None or len(args) > 1):
+      raise Unsupported(f"{kind.__name__} over the batch axis, across devices or masked")
+    return "norm", (reduction, features, module.epsilon, kind is nn.LayerNorm,
+                    module.use_fast_variance)
+  if kind in _REGISTERED:
+    return "registered", (_REGISTERED[kind], module)
+  if isinstance(module, _BUILT_IN):  # Subclasses may differ.
+    raise Unsupported(kind.__name__)
   return None  # Other modules: their own parameters, if any, are left uncovered.
 
 
 def tapped_apply(apply_fn, params, x, offsets):
-  """Runs ``apply_fn`` recording a :class:`Tap` per layer call; adds ``offsets[path]`` to outputs."""
+  """Runs ``apply_fn`` recording a :class:`Tap` per layer call; adds ``offsets[path]`` to outputs.
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits``.
+    params: its parameters.
+    x: a batch of inputs.
+    offsets: ``{module path: array shaped like the layer's output}`` added to each
+      supported layer's output (zeros: their gradient is ``delta``), or None.
+
+  Returns:
+    ``(logits, {module path: Tap})``.
+
+  Raises:
+    Unsupported: a supported layer is called more than once, or in a configuration this
+      path cannot handle.
+  """
   taps = {}
 
   def interceptor(next_fun, args, kwargs, context):
     if context.method_name != "__call__":
       return next_fun(*args, **kwargs)
-    tap = _tap_of(context.module, args, kwargs)
+    found = _tap_of(context.module, args, kwargs)
     y = next_fun(*args, **kwargs)
-    if tap is None:
+    if found is None:
       return y
     path = tuple(context.module.scope.path)
     if path in taps:  # A layer called twice has no single (input, output) pair.
       raise Unsupported(f"layer {path} is called more than once")
-    taps[path] = tap
+    if not isinstance(y, jax.Array):
+      raise Unsupported(f"layer {path} does not return one array")
+    taps[path] = Tap(found[0], args[0], found[1], jax.ShapeDtypeStruct(y.shape, y.dtype))
     return y if offsets is None else y + offsets[path]
 
   with nn.intercept_methods(interceptor):
@@ -104,37 +220,63 @@ def tapped_apply(apply_fn, params, x, offsets):
   return logits, taps
 
 
-_PARAM_NAMES = {"dense": {"kernel", "bias"}, "conv": {"kernel", "bias"},
-                "batchnorm": {"scale", "bias"}}
-
-
 def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
-  """Whether every parameter leaf of ``params`` is in a layer this path handles."""
-  kinds = {}
+  """Whether every parameter leaf of ``params`` is in a layer this path handles.
+
+  Each such layer must be called once, and the gradient formula of its kind must give an
+  array of the parameter's shape for each of the layer's parameters (checked abstractly
+  on a batch of two: nothing is computed).
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits``.
+    params: a pytree of nested dicts (Flax ``params``).
+    inputs: ``(N, *input_shape)``; only its shape and dtype are used.
+
+  Returns:
+    True when ``method="factorized"`` computes every leaf exactly.
+  """
+  shapes = {}
 
   def trace(p, x):
     logits, taps = tapped_apply(apply_fn, p, x, None)
-    kinds.update({path: tap.kind for path, tap in taps.items()})
+    for path, tap in taps.items():
+      sums = _LAYER_FORMULAS[tap.kind](
+          tap, jnp.zeros(tap.out.shape, jnp.float32), jnp.ones((1, x.shape[0]), jnp.float32))
+      shapes[path] = {name: tuple(s.shape[1:]) for name, s in sums.items()}
     return logits
 
   try:
     jax.eval_shape(trace, params, jax.ShapeDtypeStruct((2, *inputs.shape[1:]), inputs.dtype))
   except Unsupported:
     return False
-  keypaths = [kp for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-  if not all(isinstance(k, jax.tree_util.DictKey) for kp in keypaths for k in kp):
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not all(isinstance(k, jax.tree_util.DictKey) for kp, _ in leaves for k in kp):
     return False
   covered = set()
-  for path, kind in kinds.items():
+  for path, formula_shapes in shapes.items():
     node = _get(params, path)
-    if not isinstance(node, dict) or not set(node) <= _PARAM_NAMES[kind]:
+    if not isinstance(node, dict) or not all(
+        name in formula_shapes and formula_shapes[name] == tuple(jnp.shape(leaf))
+        for name, leaf in node.items()):
       return False
     covered.update(path + (name,) for name in node)
-  return {_keys(kp) for kp in keypaths} == covered
+  return {_keys(kp) for kp, _ in leaves} == covered
 
 
 def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn) -> PyTree:
-  """``sum_n w[k, n] * g_n ** 2`` for every k, with leaves of shape ``(K, *param.shape)``."""
+  """``sum_n w[k, n] * g_n ** 2`` for every k, with leaves of shape ``(K, *param.shape)``.
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits``, with :func:`covers` true.
+    params: its parameters.
+    x: ``(N, *input_shape)`` inputs.
+    y: ``(N,)`` labels.
+    w: ``(K, N)`` weights.
+    loss_fn: per-example loss ``(logits, labels) -> (N,)``.
+
+  Returns:
+    A pytree shaped like ``params`` with a leading axis ``K``, float32.
+  """
   out_shapes = jax.eval_shape(lambda: _output_shapes(apply_fn, params, x))
   zeros = {p: jnp.zeros(s.shape, jnp.float32) for p, s in out_shapes.items()}
 
@@ -166,20 +308,39 @@ def _output_shapes(apply_fn, params, x):
   return shapes
 
 
+# ----------------------------------------------------------------------------------------
+# Per-layer formulas: (tap, delta, w (K, N)) -> {param name: (K, *param.shape)}.
+
+
 def _weighted(w, per_example):
   """``einsum('kn,n...->k...', w, per_example ** 2)``."""
-  return jnp.tensordot(w, jnp.square(per_example), axes=1)
+  return jnp.tensordot(w, jnp.square(per_example.astype(jnp.float32)), axes=1)
 
 
 def _dense(tap, delta, w):
+  """Dense / DenseGeneral: ``kernel`` (contracted dims..., features...), ``bias`` (features...).
+
+  The input's contracted axes are moved last and flattened (``i``), its other non-batch
+  axes flattened into tokens (``t``); the output is (batch, tokens..., features...) in
+  that order, so ``delta`` flattens to ``(N, t, j)`` alike.
+  """
+  (axis,) = tap.aux
   x = tap.x.astype(jnp.float32)
-  if x.ndim == 2:  # Factorised: no per-example gradient is formed.
+  n, ndim, k = x.shape[0], x.ndim, w.shape[0]
+  kept = ndim - len(axis)  # Output axes before the features: batch and tokens.
+  features = delta.shape[kept:]
+  kernel_shape = (*(x.shape[a] for a in axis), *features)
+  x = jnp.moveaxis(x, axis, tuple(range(kept, ndim)))
+  x = x.reshape(n, -1, math.prod(x.shape[kept:]))
+  delta = delta.reshape(n, x.shape[1], -1)
+  if x.shape[1] == 1:  # Factorised: no per-example gradient is formed.
+    x, delta = x[:, 0], delta[:, 0]
     kernel = jnp.einsum("kn,ni,nj->kij", w, jnp.square(x), jnp.square(delta))
-    return {"kernel": kernel, "bias": w @ jnp.square(delta)}
-  x = x.reshape(x.shape[0], -1, x.shape[-1])
-  delta = delta.reshape(delta.shape[0], -1, delta.shape[-1])
-  return {"kernel": _weighted(w, jnp.einsum("nti,ntj->nij", x, delta)),
-          "bias": _weighted(w, jnp.sum(delta, axis=1))}
+    bias = w @ jnp.square(delta)
+  else:
+    kernel = _weighted(w, jnp.einsum("nti,ntj->nij", x, delta))
+    bias = _weighted(w, jnp.sum(delta, axis=1))
+  return {"kernel": kernel.reshape(k, *kernel_shape), "bias": bias.reshape(k, *features)}
 
 
 def _patches(x, window, strides, padding):
@@ -221,7 +382,38 @@ def _batchnorm(tap, delta, w):
           "bias": _weighted(w, jnp.sum(delta, axis=axes))}
 
 
-_LAYER_FORMULAS = {"dense": _dense, "conv": _conv, "batchnorm": _batchnorm}
+def _norm(tap, delta, w):
+  """LayerNorm / RMSNorm: ``x_hat`` from each example's own statistics, as Flax computes them.
+
+  Flax (``flax.linen.normalization._compute_stats``): float32 statistics over the
+  reduction axes; the fast variance ``max(0, E[x^2] - E[x]^2)`` or ``E[(x - E[x])^2]``;
+  RMSNorm takes no mean. ``scale`` and ``bias`` have the feature axes' shape.
+  """
+  reduction, features, epsilon, use_mean, fast_variance = tap.aux
+  x = tap.x.astype(jnp.float32)
+  if use_mean:
+    mean = jnp.mean(x, reduction, keepdims=True)
+    if fast_variance:
+      var = jnp.maximum(0.0, jnp.mean(jnp.square(x), reduction, keepdims=True)
+                        - jnp.square(mean))
+    else:
+      var = jnp.mean(jnp.square(x - mean), reduction, keepdims=True)
+  else:
+    mean, var = 0.0, jnp.mean(jnp.square(x), reduction, keepdims=True)
+  x_hat = (x - mean) * jax.lax.rsqrt(var + epsilon)
+  others = tuple(a for a in range(1, x.ndim) if a not in features)
+  return {"scale": _weighted(w, jnp.sum(delta * x_hat, axis=others)),
+          "bias": _weighted(w, jnp.sum(delta, axis=others))}
+
+
+def _registered(tap, delta, w):
+  formula, module = tap.aux
+  return {name: _weighted(w, g) for name, g in formula(module, tap.x, delta).items()}
+
+
+_LAYER_FORMULAS = {"dense": _dense, "conv": _conv, "batchnorm": _batchnorm, "norm": _norm,
+                   "registered": _registered}
+_BUILT_IN = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.BatchNorm, nn.LayerNorm, nn.RMSNorm)
 
 
 def _keys(keypath):

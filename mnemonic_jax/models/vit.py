@@ -1,8 +1,56 @@
-"""A small Vision Transformer (ViT-Ti layout by default), for the paper's Transformer claim."""
+"""A small Vision Transformer (ViT-Ti layout by default), for the paper's Transformer claim.
+
+The layout is that of Dosovitskiy et al., *An Image is Worth 16x16 Words*, ICLR 2021
+(pre-norm blocks, a class token, learned position embeddings), as in big_vision's
+``vit.py``. The class token and the position embedding are small modules of their own,
+registered with :func:`mnemonic_jax.layer_taps.register_layer`, so that every parameter
+of the ViT sits in a layer whose per-example gradients the factorised Fisher computes
+exactly from one batched backward pass.
+"""
+
+from typing import Mapping
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from mnemonic_jax import layer_taps
+
+
+class ClassToken(nn.Module):
+  """Prepends one learned token to every sequence: ``(N, T, D) -> (N, T + 1, D)``."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    cls = self.param("cls", nn.initializers.zeros, (1, 1, x.shape[-1]))
+    cls = jnp.broadcast_to(cls, (x.shape[0], 1, x.shape[-1])).astype(x.dtype)
+    return jnp.concatenate([cls, x], axis=1)
+
+
+class AddPositionEmbedding(nn.Module):
+  """Adds a learned embedding per position: ``(N, T, D) -> (N, T, D)``."""
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    return x + self.param("pos_embedding", nn.initializers.normal(0.02), x.shape[1:])
+
+
+def _class_token_gradients(module: ClassToken, x: jax.Array, delta: jax.Array
+                           ) -> Mapping[str, jax.Array]:
+  """Example ``n``'s gradient of ``cls`` is the output gradient at its position 0."""
+  del module, x
+  return {"cls": delta[:, None, :1, :]}
+
+
+def _position_embedding_gradients(module: AddPositionEmbedding, x: jax.Array,
+                                  delta: jax.Array) -> Mapping[str, jax.Array]:
+  """Example ``n``'s gradient of ``pos_embedding`` is its output gradient ``delta_n``."""
+  del module, x
+  return {"pos_embedding": delta}
+
+
+layer_taps.register_layer(ClassToken, _class_token_gradients)
+layer_taps.register_layer(AddPositionEmbedding, _position_embedding_gradients)
 
 
 class EncoderBlock(nn.Module):
@@ -47,9 +95,7 @@ class ViT(nn.Module):
       raise ValueError(f"image size {x.shape[1:3]} is not divisible by patch size {p}")
     x = nn.Conv(self.dim, (p, p), strides=(p, p), padding="VALID")(x)
     x = x.reshape(x.shape[0], -1, self.dim)
-    cls = self.param("cls", nn.initializers.zeros, (1, 1, self.dim))
-    x = jnp.concatenate([jnp.broadcast_to(cls, (x.shape[0], 1, self.dim)), x], axis=1)
-    x = x + self.param("pos_embedding", nn.initializers.normal(0.02), x.shape[1:])
+    x = AddPositionEmbedding(name="pos_embedding")(ClassToken(name="cls_token")(x))
     for _ in range(self.depth):
       x = EncoderBlock(self.num_heads, self.mlp_dim)(x)
     return nn.Dense(self.num_classes)(nn.LayerNorm()(x[:, 0]))
