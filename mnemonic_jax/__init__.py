@@ -5,6 +5,9 @@ Mnemonic Code" (ACML 2024). Train with class-specific random inputs mixed into t
 later forget whole classes by moving the parameters whose Fisher information on the
 forgotten classes' codes is high relative to the remaining classes' codes.
 
+The names below are imported on first use (PEP 562), so ``import mnemonic_jax`` and the
+command line's ``--help`` do not load JAX.
+
 Example:
   >>> import jax, mnemonic_jax as mj
   >>> model = mj.create_model("mlp", num_classes=4, hidden=(16,))
@@ -16,31 +19,61 @@ Example:
   (3,)
 """
 
-from mnemonic_jax import checkpointing, lambda_search
-from mnemonic_jax._jit import CompileClock, clear_cache
-from mnemonic_jax.bundle import Bundle, InferenceApply, inference_apply_fn
-from mnemonic_jax.checkpointing import load_bundle, save_bundle
-from mnemonic_jax.codes import generate_codes, mix_codes
-from mnemonic_jax.fisher import class_fishers, cross_entropy, fisher_diagonal
-from mnemonic_jax.forgetting import (
-    CodeScores, ForgetReport, code_scores, fisher_ratio, forget, perturbation, step_sizes)
-from mnemonic_jax.lambda_search import Rule, SearchResult, select_lambdas
-from mnemonic_jax.metrics import forgetting_metrics, per_class_accuracy
-from mnemonic_jax.models import available_models, create_model, register_model
-from mnemonic_jax.parallel import make_mesh
-from mnemonic_jax.training import (
-    FitConfig, TrainState, create_train_state, fit, make_optimizer, make_predict_fn,
-    make_train_step)
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "Bundle", "CodeScores", "CompileClock", "FitConfig", "ForgetReport", "InferenceApply",
-    "Rule", "SearchResult", "TrainState", "available_models", "checkpointing",
-    "class_fishers", "clear_cache", "code_scores", "create_model", "create_train_state",
-    "cross_entropy", "fisher_diagonal", "fisher_ratio", "fit", "forget",
-    "forgetting_metrics", "generate_codes", "inference_apply_fn", "lambda_search",
-    "load_bundle", "make_mesh", "make_optimizer", "make_predict_fn", "make_train_step",
-    "mix_codes", "per_class_accuracy", "perturbation", "register_model", "save_bundle",
-    "select_lambdas", "step_sizes",
-]
+# Public name -> the module that defines it (a module's own name: the module itself).
+_EXPORTS = {
+    "CompileClock": "_jit", "clear_cache": "_jit",
+    "Bundle": "bundle", "InferenceApply": "bundle", "inference_apply_fn": "bundle",
+    "checkpointing": "checkpointing", "load_bundle": "checkpointing",
+    "save_bundle": "checkpointing",
+    "generate_codes": "codes", "mix_codes": "codes",
+    "class_fishers": "fisher", "cross_entropy": "fisher", "fisher_diagonal": "fisher",
+    "CodeScores": "forgetting", "ForgetReport": "forgetting", "code_scores": "forgetting",
+    "fisher_ratio": "forgetting", "forget": "forgetting", "perturbation": "forgetting",
+    "step_sizes": "forgetting",
+    "lambda_search": "lambda_search", "Rule": "lambda_search",
+    "SearchResult": "lambda_search", "select_lambdas": "lambda_search",
+    "forgetting_metrics": "metrics", "per_class_accuracy": "metrics",
+    "available_models": "models", "create_model": "models", "register_model": "models",
+    "make_mesh": "parallel",
+    "FitConfig": "training", "TrainState": "training", "create_train_state": "training",
+    "fit": "training", "make_optimizer": "training", "make_predict_fn": "training",
+    "make_train_step": "training",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+  if name not in _EXPORTS:
+    raise AttributeError(f"module 'mnemonic_jax' has no attribute {name!r}")
+  module = importlib.import_module(f"mnemonic_jax.{_EXPORTS[name]}")
+  value = module if _EXPORTS[name] == name else getattr(module, name)
+  globals()[name] = value
+  return value
+
+
+def __dir__() -> list[str]:
+  return sorted({*globals(), *__all__})
+
+
+if TYPE_CHECKING:  # What type checkers and IDEs see: the same names, imported eagerly.
+  from mnemonic_jax import checkpointing, lambda_search  # noqa: F401
+  from mnemonic_jax._jit import CompileClock, clear_cache  # noqa: F401
+  from mnemonic_jax.bundle import Bundle, InferenceApply, inference_apply_fn  # noqa: F401
+  from mnemonic_jax.checkpointing import load_bundle, save_bundle  # noqa: F401
+  from mnemonic_jax.codes import generate_codes, mix_codes  # noqa: F401
+  from mnemonic_jax.fisher import class_fishers, cross_entropy, fisher_diagonal  # noqa: F401
+  from mnemonic_jax.forgetting import (  # noqa: F401
+      CodeScores, ForgetReport, code_scores, fisher_ratio, forget, perturbation, step_sizes)
+  from mnemonic_jax.lambda_search import Rule, SearchResult, select_lambdas  # noqa: F401
+  from mnemonic_jax.metrics import forgetting_metrics, per_class_accuracy  # noqa: F401
+  from mnemonic_jax.models import available_models, create_model, register_model  # noqa: F401
+  from mnemonic_jax.parallel import make_mesh  # noqa: F401
+  from mnemonic_jax.training import (  # noqa: F401
+      FitConfig, TrainState, create_train_state, fit, make_optimizer, make_predict_fn,
+      make_train_step)

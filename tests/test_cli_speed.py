@@ -100,8 +100,6 @@ runpy.run_module("mnemonic_jax.cli", run_name="__main__")
 """
 
 
-@pytest.mark.xfail(strict=True, reason="mnemonic_jax/__init__.py imports the library (and "
-                   "JAX) eagerly; the command line itself does not")
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["forget", "--help"]])
 def test_help_and_version_do_not_import_jax(args):
   result = subprocess.run([sys.executable, "-c", WITHOUT_JAX, *args], cwd=REPO,
