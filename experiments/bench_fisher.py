@@ -4,21 +4,35 @@ For each model it prints the Fisher's seconds after compilation, its compile sec
 compiled program's peak memory (XLA memory analysis: arguments + outputs + temporaries),
 and the ratio of Fisher time to one batched forward+backward pass of the mean loss over
 the same inputs, the floor for this computation. Both Fisher paths are measured where
-they apply: generic ``vmap`` (any apply_fn) and ``factorized`` (Flax Dense, Conv and
-inference-mode BatchNorm layers: the MLP and ResNet-18).
+they apply: generic ``vmap`` (any apply_fn) and ``factorized`` (the layer taps of
+:mod:`mnemonic_jax.layer_taps`: Dense, DenseGeneral, Conv, inference-mode BatchNorm,
+LayerNorm and registered layers, which cover the MLP, ResNet-18 and the ViT).
+
+Models (``--models`` picks some, by the names below):
+
+* ``mlp``: the paper's MLP 784-1000-10, 28x28x1;
+* ``resnet18_cifar``: ResNet-18 with the CIFAR stem, 32x32x3;
+* ``vit_ti``: ViT-Ti (dim 192, depth 12, 3 heads, MLP 768) with 4x4 patches, 32x32x3
+  (65 tokens);
+* ``vit_fmnist``: the small ViT of ``experiments/configs/fashion_mnist_vit.py`` (dim 64,
+  depth 4, 4 heads, MLP 128, 7x7 patches), 28x28x1 (17 tokens).
 
 Then, for ``resnet18`` at 224x224x3, it compiles the microbatched Fisher for a growing
 number of codes and prints the temporaries XLA plans for each: flat beyond one microbatch.
 
 Usage:
-  python -m experiments.bench_fisher [--out experiments/results/bench_fisher.md]
+  python -m experiments.bench_fisher [--models mlp,vit_ti] [--skip-224] \\
+      [--machine-note "shared with other jobs"] [--out experiments/results/bench_fisher.md]
 """
 
 import argparse
+import datetime
 import functools
 import os
 import platform
+import shlex
 import statistics
+import sys
 import time
 
 import jax
@@ -65,15 +79,38 @@ def setup(model_name, shape, num_codes, **model_kwargs):
   return apply_fn, variables["params"], codes, jnp.arange(num_codes)
 
 
-def bench_model(model_name, shape, num_codes, repeats, microbatch_sizes):
-  apply_fn, params, x, y = setup(model_name, shape, num_codes)
+#: Benchmark name -> (registry name, input shape, model attributes).
+MODELS = {
+    "mlp": ("mlp", (28, 28, 1), {}),
+    "resnet18_cifar": ("resnet18_cifar", (32, 32, 3), {}),
+    "vit_ti": ("vit_tiny", (32, 32, 3), {"patch_size": 4}),
+    "vit_fmnist": ("vit_tiny", (28, 28, 1), {"patch_size": 7, "dim": 64, "depth": 4,
+                                              "num_heads": 4, "mlp_dim": 128}),
+}
+
+
+def bench_model(model_name, shape, num_codes, repeats, microbatch_sizes, **model_kwargs):
+  """Rows ``(what, microbatch, seconds, compile s, peak bytes, ratio to fwd+bwd)``.
+
+  Args:
+    model_name: registry name.
+    shape: input shape of one code.
+    num_codes: number of codes (= classes).
+    repeats: timed calls per row (the median is reported).
+    microbatch_sizes: Fisher microbatch sizes to time (None: all codes at once).
+    **model_kwargs: the model's attributes.
+
+  Returns:
+    The floor's row, then one per Fisher path and microbatch size.
+  """
+  apply_fn, params, x, y = setup(model_name, shape, num_codes, **model_kwargs)
 
   def forward_backward(p, x, y):
     return jax.grad(lambda p: jnp.mean(fisher.cross_entropy(apply_fn(p, x), y)))(p)
 
   base, base_compile, base_peak = compile_stats(forward_backward, params, x, y)
   base_s = timed(base, params, x, y, repeats=repeats)
-  rows = [(model_name, "batched fwd+bwd (floor)", "-", base_s, base_compile, base_peak, 1.0)]
+  rows = [("batched fwd+bwd (floor)", "-", base_s, base_compile, base_peak, 1.0)]
   methods = ["vmap"]
   if layer_taps.covers(apply_fn, params, x):
     methods.insert(0, "factorized")
@@ -83,7 +120,7 @@ def bench_model(model_name, shape, num_codes, repeats, microbatch_sizes):
           fisher.fisher_diagonal, apply_fn, microbatch_size=mb, method=method)
       compiled, comp_s, peak = compile_stats(lambda p, x, y: fn(p, x, y), params, x, y)
       s = timed(compiled, params, x, y, repeats=repeats)
-      rows.append((model_name, f"fisher {method}", mb or num_codes, s, comp_s, peak, s / base_s))
+      rows.append((f"fisher {method}", mb or num_codes, s, comp_s, peak, s / base_s))
   return rows
 
 
@@ -106,25 +143,51 @@ def bench_memory_growth(num_codes_list, microbatch_size, shape=(224, 224, 3)):
   return rows
 
 
+def without_out(argv: list[str]) -> list[str]:
+  """The command-line arguments less ``--out FILE`` / ``--out=FILE`` (for the results' header)."""
+  kept, skip = [], False
+  for arg in argv:
+    if skip:
+      skip = False
+    elif arg == "--out":
+      skip = True
+    elif not arg.startswith("--out="):
+      kept.append(arg)
+  return kept
+
+
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", default=None, help="also write the tables to this Markdown file")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 memory table")
+  parser.add_argument("--models", default=",".join(MODELS),
+                      help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
+  parser.add_argument("--machine-note", default="",
+                      help="appended to the machine line (e.g. 'shared with other jobs')")
   args = parser.parse_args()
+  names = [m for m in args.models.split(",") if m]
+  unknown = [m for m in names if m not in MODELS]
+  if unknown:
+    parser.error(f"unknown models {unknown}; use some of {', '.join(MODELS)}")
 
   device = jax.devices()[0]
   machine = (f"{device.device_kind} ({device.platform}), {jax.device_count()} device(s); "
-             f"host {platform.machine()} with {os.cpu_count()} cores")
-  lines = [f"# Fisher benchmark\n", f"Machine: {machine}; jax {jax.__version__}.",
-           f"Command: `python -m experiments.bench_fisher`\n",
+             f"host {platform.machine()} with {os.cpu_count()} cores"
+             + (f" ({args.machine_note})" if args.machine_note else ""))
+  command = " ".join(["python -m experiments.bench_fisher",
+                      *map(shlex.quote, without_out(sys.argv[1:]))])
+  lines = [f"# Fisher benchmark\n",
+           f"Machine: {machine}; jax {jax.__version__}; {datetime.date.today()}.",
+           f"Command: `{command.strip()}`\n",
            "## Fisher over 10 codes vs one batched forward+backward (median of "
            f"{args.repeats})\n",
            "| model | computation | microbatch | seconds | compile s | peak MiB | ratio to fwd+bwd |",
            "|---|---|---|---|---|---|---|"]
-  for model_name, shape in [("mlp", (28, 28, 1)), ("resnet18_cifar", (32, 32, 3))]:
-    for row in bench_model(model_name, shape, 10, args.repeats, [None, 5, 1]):
-      name, what, mb, s, comp, peak, ratio = row
+  for name in names:
+    model_name, shape, kwargs = MODELS[name]
+    for row in bench_model(model_name, shape, 10, args.repeats, [None, 5, 1], **kwargs):
+      what, mb, s, comp, peak, ratio = row
       peak_txt = "-" if peak is None else f"{peak / MiB:.1f}"
       lines.append(f"| {name} | {what} | {mb} | {s:.5f} | {comp:.2f} | {peak_txt} | {ratio:.2f} |")
       print(lines[-1], flush=True)
