@@ -1019,7 +1019,9 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
       written in these cases.
 
   Example:
-    >>> save_bundle("/tmp/mnist_mlp", bundle, force=True)
+    >>> path = save_bundle(tmp / "digits_mlp", bundle)
+    >>> load_bundle(path).num_classes
+    10
   """
   output = _abs(path)
   meta = _bundle_meta(bundle)  # Validates JSON-ability before anything is written.
@@ -1489,8 +1491,8 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
     CheckpointError: another process holds the lock (nothing is written then).
 
   Example:
-    >>> with workdir_lock("runs/digits"):
-    ...   ...  # Train, checkpoint and save the bundle.
+    >>> with workdir_lock(tmp / "run"):
+    ...   pass  # Train, checkpoint and save the bundle.
   """
   workdir = _abs(workdir)
   path = workdir / LOCK_FILE
@@ -1545,15 +1547,18 @@ class TrainCheckpointer:
   temporary directories are removed when the next checkpointer opens the directory.
 
   Example:
-    >>> ckpt = TrainCheckpointer("/tmp/run", save_every=100)
+    >>> state, num_steps = {"w": jnp.zeros(3)}, 5
+    >>> ckpt = TrainCheckpointer(tmp / "run", save_every=2)
     >>> start = 0
-    >>> if ckpt.latest_step() is not None:
-    ...   restored = ckpt.restore(None, jax.eval_shape(init_state))
+    >>> if ckpt.latest_step() is not None:  # A resumed run.
+    ...   restored = ckpt.restore(None, jax.eval_shape(lambda: state))
     ...   state, start = restored.state, restored.step
     >>> for step in range(start + 1, num_steps + 1):
-    ...   state = train_step(state, next(batches))
-    ...   ckpt.save(step, state, {"loss": float(loss)}, force=step == num_steps)
+    ...   state = {"w": state["w"] + 1.0}  # One training step.
+    ...   saved = ckpt.save(step, state, {"loss": 1.0 / step}, force=step == num_steps)
     >>> ckpt.close()
+    >>> TrainCheckpointer(tmp / "run").latest_step()
+    5
   """
 
   def __init__(self, directory: PathLike, *, save_every: int = 1, max_to_keep: int = 2,
