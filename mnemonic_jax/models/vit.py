@@ -71,6 +71,12 @@ class EncoderBlock(nn.Module):
 class ViT(nn.Module):
   """Vision Transformer classifier with a class token.
 
+  Patches are embedded by a strided ``Conv_0``; the class token and the position
+  embedding are the submodules ``cls_token`` (param ``cls``, ``(1, 1, dim)``) and
+  ``pos_embedding`` (param ``pos_embedding``, ``(tokens + 1, dim)``); blocks are
+  ``EncoderBlock_i``; the head reads the class token through ``LayerNorm_0`` and
+  ``Dense_0``.
+
   Attributes:
     num_classes: number of output logits.
     patch_size: side of the square patches.
