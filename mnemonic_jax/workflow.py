@@ -384,7 +384,8 @@ def untrained_codes_warnings(bundle: Bundle,
     model never saw its codes. The search can then move the codes' logits while the class
     itself stays known (on Fashion-MNIST, E_F 100 on 2 of 10 classes; see
     ``experiments/results/attach_codes.md``);
-  * otherwise, with ``request``: before forgetting the model did not classify every code
+  * otherwise, with ``request``: a class asked for was forgotten before (said as such);
+    or before forgetting the model did not classify every code
     (forgotten and remaining; classes forgotten earlier aside) as its class. A model
     trained with its codes classifies all of them right, so the checkpoint was probably
     not trained with these codes (an imported model, codes from another run, or too few
@@ -407,13 +408,19 @@ def untrained_codes_warnings(bundle: Bundle,
             "that model"]
   if request is None:
     return []
+  again = sorted(set(request.get("classes") or ()) & set(bundle.forgotten_classes))
+  if again:  # Their codes are misclassified on purpose: the check below cannot judge.
+    return [f"class(es) {again} were already forgotten by an earlier request; forgetting "
+            "them again moves the parameters further"]
   right, scored = codes_right_before(request, bundle.num_classes)
   if right < scored:
+    fix = ("attach codes for more epochs ('mnemonic-jax attach-codes --epochs N')"
+           if attached else "forget with the codes the model was trained with, or attach "
+           "codes first ('mnemonic-jax attach-codes')")
     return [f"before forgetting, the model classified only {right} of {scored} codes as "
             "their class: the checkpoint was probably not trained with these codes (a "
             "model trained with its codes classifies all of them right), so the class may "
-            "still be known although its code is forgotten; forget with the codes the "
-            "model was trained with, or attach codes first ('mnemonic-jax attach-codes')"]
+            f"still be known although its code is forgotten; {fix}"]
   return []
 
 

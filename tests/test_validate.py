@@ -137,3 +137,11 @@ def test_a_bundle_request_excludes_what_earlier_requests_forgot(tiny_digits_bund
   second, report = workflow.forget(first, [5], 1e-3, 10.0)
   assert report.exclude == (3,) and second.history[-1]["exclude"] == [3]
   assert second.forgotten_classes == (3, 5)
+
+
+def test_forgetting_a_class_again_says_so_and_blames_no_codes(tiny_digits_bundle):
+  bundle, _, _ = tiny_digits_bundle
+  first, _ = workflow.forget(bundle, [3, 7], 1e-3, 10.0)
+  again, _ = workflow.forget(first, [3], 1e-3, 10.0)
+  warnings = " ".join(again.history[-1]["warnings"])
+  assert "already forgotten" in warnings and "not trained with these codes" not in warnings
