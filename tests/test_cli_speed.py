@@ -63,10 +63,10 @@ def test_the_cache_folder_is_configurable_and_can_be_disabled(bundle, tmp_path):
   _forget(bundle, tmp_path / "a", "--compilation-cache", str(flag),
           env={cli.CACHE_ENV: str(unused)})
   assert _entries(flag) and not _entries(unused)  # The flag wins over the variable.
-  _forget(bundle, tmp_path / "c", "--no-compilation-cache", env={cli.CACHE_ENV: str(unused)})
-  _forget(bundle, tmp_path / "d", env={cli.CACHE_ENV: "off",
-                                       "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+  _forget(bundle, tmp_path / "c", "--no-compilation-cache",
+          env={cli.CACHE_ENV: str(unused), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
   assert not _entries(unused) and not (tmp_path / "xdg").exists()
+  # MNEMONIC_JAX_CACHE_DIR=off leads to the same setting (test_compilation_cache_dir_precedence).
 
   # A second run reads what the first compiled: it adds nothing to the cache.
   before = _entries(flag)
