@@ -20,6 +20,7 @@ Example:
 """
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
@@ -49,8 +50,10 @@ __all__ = sorted(_EXPORTS)
 
 
 def __getattr__(name: str) -> Any:
-  if name not in _EXPORTS:
-    raise AttributeError(f"module 'mnemonic_jax' has no attribute {name!r}")
+  if name not in _EXPORTS:  # A submodule (mj.workflow, mj.fisher, ...), as eager imports gave.
+    if name.startswith("__") or importlib.util.find_spec(f"mnemonic_jax.{name}") is None:
+      raise AttributeError(f"module 'mnemonic_jax' has no attribute {name!r}")
+    return importlib.import_module(f"mnemonic_jax.{name}")
   module = importlib.import_module(f"mnemonic_jax.{_EXPORTS[name]}")
   value = module if _EXPORTS[name] == name else getattr(module, name)
   globals()[name] = value
