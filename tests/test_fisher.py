@@ -81,11 +81,23 @@ def test_microbatched_equals_unbatched(method, microbatch_size):
   chex.assert_trees_all_close(chunked, full, rtol=1e-5, atol=1e-9)
 
 
-@pytest.mark.parametrize("name, shape", [
-    # The ImageNet stem (strided conv, max-pool) in the default suite; the CIFAR stem
-    # compiles slowest (~100 s on 2 busy cores) and adds only a 3x3 stem: slow.
-    pytest.param("resnet18_cifar", (8, 8, 3), marks=pytest.mark.slow),
-    ("resnet18", (16, 16, 3))])
+def test_layer_taps_equal_vmap_on_conv_batchnorm(conv_bn_model):
+  """Conv and inference BatchNorm (with non-trivial statistics), in the default suite."""
+  model = mj.create_model(conv_bn_model, 3)
+  codes = mj.generate_codes(jax.random.key(0), 3, (6, 6, 2))
+  variables = model.init(jax.random.key(1), codes)
+  stats = jax.tree.map(lambda a: a + jax.random.uniform(jax.random.key(2), a.shape),
+                       variables["batch_stats"])
+  apply_fn = mj.inference_apply_fn(model, stats)
+  assert layer_taps.covers(apply_fn, variables["params"], codes)
+  vmap, taps = (mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3),
+                                   method=m) for m in ("vmap", "factorized"))
+  chex.assert_trees_all_close(taps, vmap, rtol=1e-4, atol=1e-10)
+
+
+@pytest.mark.slow  # 30-100 s of compilation on 2 cores; the default suite checks the taps
+# on the Conv+BatchNorm model (above) and on the ViT's layers (test_layer_taps_vit.py).
+@pytest.mark.parametrize("name, shape", [("resnet18_cifar", (8, 8, 3)), ("resnet18", (16, 16, 3))])
 def test_layer_taps_equal_vmap_on_resnet(name, shape):
   """Conv (strided, padded), inference BatchNorm, max-pool, Dense: exact against vmap."""
   model = mj.create_model(name, 3, width=4)
