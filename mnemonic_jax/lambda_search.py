@@ -351,7 +351,7 @@ def select_lambdas(
       the full ones (codes left out were right before and can only get worse), so a
       candidate that fails there fails; a fallback choice is verified the same way
       until the chosen candidate's scores are the full ones. Its ``grid`` holds NaN
-      for candidates it never scored. Cost: about 6x less than ``"full"`` at 1000
+      for candidates it never scored. Cost: about 5x less than ``"full"`` at 1000
       classes (``experiments/bench_search.py``).
     microbatch_size, method, mesh: passed to the Fisher.
 
