@@ -72,6 +72,7 @@ def mix_codes(
     ``(mixed, replaced)``: the batch with replaced examples swapped for codes, and the
     boolean mask ``(N,)`` of replaced examples.
   """
+  codes = jnp.asarray(codes)  # NumPy codes cannot be indexed by traced labels.
   chex.assert_rank(labels, 1)
   chex.assert_equal_shape_suffix([images, codes], codes.ndim - 1)
   replaced = jax.random.bernoulli(key, t_mix, labels.shape)

@@ -42,3 +42,12 @@ def test_mixing_rate_within_binomial_tolerance(t_mix):
   # Replaced examples hold their label's code; the others are untouched.
   np.testing.assert_array_equal(mixed[replaced], codes[labels[replaced]])
   np.testing.assert_array_equal(mixed[~replaced], images[~replaced])
+
+
+def test_mix_codes_takes_numpy_codes_under_jit():
+  codes = np.asarray(mj.generate_codes(jax.random.key(0), 3, (2, 2, 1)))
+  images, labels = jnp.zeros((4, 2, 2, 1)), jnp.array([0, 1, 2, 1])
+  mixed, replaced = jax.jit(lambda x, y: mj.mix_codes(jax.random.key(1), x, y, codes, 1.0))(
+      images, labels)
+  assert bool(replaced.all())
+  chex.assert_trees_all_close(mixed, jnp.asarray(codes)[labels])
