@@ -37,7 +37,7 @@ import pytest
 from mnemonic_jax import checkpointing, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 
-from cli_support import small_config as _config, tree_digest
+from cli_support import assert_refused, small_config as _config, tree_digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
@@ -78,17 +78,6 @@ def run(*args, cwd=REPO) -> subprocess.CompletedProcess:
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
   assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-
-
-def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
-  """One line ``mnemonic-jax: error: ...`` holding ``words``, exit 2, nothing on stdout."""
-  lines = result.stderr.strip().splitlines()
-  assert result.returncode == 2, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
-  assert len(lines) == 1 and result.stderr.endswith("\n"), result.stderr
-  assert lines[0].startswith("mnemonic-jax: error: "), lines[0]
-  assert words in lines[0], lines[0]
-  assert result.stdout == "", result.stdout
-  return lines[0]
 
 
 @pytest.fixture(scope="module")
