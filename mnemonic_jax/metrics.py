@@ -6,6 +6,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
+from mnemonic_jax import _validate
+
 
 def predict_in_batches(
     predict: Callable[[np.ndarray], jax.Array],
@@ -40,7 +42,12 @@ def predict_in_batches(
 
 
 def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
-  """Accuracy (%) of each class ``(num_classes,)``; NaN for a class with no example."""
+  """Accuracy (%) of each class ``(num_classes,)``; NaN for a class with no example.
+
+  Raises:
+    TypeError, ValueError: labels that are not integers in ``[0, num_classes)``.
+  """
+  _validate.labels(labels, num_classes)
   correct = np.argmax(logits, axis=-1) == labels
   counts = np.bincount(labels, minlength=num_classes)
   hits = np.bincount(labels, weights=correct, minlength=num_classes)
@@ -62,9 +69,15 @@ def forgetting_metrics(
     ``accuracy`` (% over all examples), ``A_R`` (% accuracy over examples of the remaining
     classes, higher is better) and ``E_F`` (100 - % accuracy over examples of the
     forgotten classes, higher is better; NaN without forgotten classes).
+
+  Raises:
+    TypeError, ValueError: class ids or labels that are not integers in ``[0, C)``.
   """
+  num_classes = np.shape(logits)[-1]
+  _validate.labels(labels, num_classes)
+  forgotten = _validate.class_ids(forgotten, num_classes, name="forgotten")
   correct = np.argmax(logits, axis=-1) == labels
-  in_forget = np.isin(labels, np.asarray(list(forgotten), dtype=labels.dtype))
+  in_forget = np.isin(labels, np.asarray(forgotten, dtype=np.int64))
   pct = lambda m: float(100.0 * correct[m].mean()) if m.any() else float("nan")
   return {
       "accuracy": pct(np.ones_like(in_forget)),

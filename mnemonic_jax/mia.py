@@ -34,6 +34,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import SVC
 
+from mnemonic_jax import _validate
+
 __all__ = [
     "MIN_SAMPLES",
     "all_attacks",
@@ -451,10 +453,9 @@ def all_attacks(retain_logits: np.ndarray,
   test_logits = _check_logits(test_logits, "test_logits", "all_attacks")
   test_labels = _check_labels(test_labels, len(test_logits), test_logits.shape[1],
                               "test_labels")
-  classes = np.asarray(list(forget_classes))
-  if classes.size and not np.issubdtype(classes.dtype, np.integer):
-    raise ValueError(f"forget_classes must be integers; got {list(forget_classes)!r}")
-  keep = ~np.isin(test_labels, classes.astype(np.int64))
+  classes = np.asarray(_validate.class_ids(forget_classes, test_logits.shape[1],
+                                           name="forget_classes"), np.int64)
+  keep = ~np.isin(test_labels, classes)
   _check_num_samples(int(keep.sum()), "test_logits", "all_attacks",
                     what=f"samples outside forget_classes {classes.tolist()}")
   _check_num_samples(int((~keep).sum()), "test_logits", "all_attacks",

@@ -96,10 +96,13 @@ def test_step_sizes_and_perturbation():
   np.testing.assert_allclose(delta["b"], [10.0, 0.0], rtol=1e-4)  # log 0 = -inf: eta 0.
 
 
-@pytest.mark.parametrize("lambdas", [(0.0, 1.0), (1.0, -1.0)])
-def test_nonpositive_lambda_is_rejected(lambdas):
-  with pytest.raises(ValueError, match="must be positive"):
-    mj.perturbation({"a": jnp.ones(1)}, {"a": jnp.ones(1)}, *lambdas)
+@pytest.mark.parametrize("lambdas, error", [
+    ((0.0, 1.0), ValueError), ((1.0, -1.0), ValueError), ((np.inf, 1.0), ValueError),
+    ((1.0, np.nan), ValueError), ((True, 1.0), TypeError), (("1", 1.0), TypeError)])
+def test_bad_lambdas_are_rejected_as_forget_rejects_them(lambdas, error):
+  for fn in (mj.perturbation, lambda f, r, *l: mj.step_sizes(mj.fisher_ratio(f, r), *l)):
+    with pytest.raises(error, match="must be a positive"):
+      fn({"a": jnp.ones(1)}, {"a": jnp.ones(1)}, *lambdas)
 
 
 def tiny_model(num_classes=4, seed=0):

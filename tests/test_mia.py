@@ -270,8 +270,13 @@ def test_all_attacks_routes_inputs():
 
 def test_all_attacks_validation():
   rl, ry, tl, ty, fl, fy = _class_unlearning_case()
-  with pytest.raises(ValueError, match="forget_classes must be integers"):
+  with pytest.raises(TypeError, match="forget_classes: class ids must be integers"):
     mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[0.5])
+  for bad in ([True], "01", 0):
+    with pytest.raises(TypeError, match="forget_classes"):
+      mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=bad)
+  with pytest.raises(ValueError, match="out of range"):
+    mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[99])
   with pytest.raises(ValueError, match=r"^test_logits has too few samples outside "
                      r"forget_classes \[0, 1, .*\] \(0\): all_attacks needs 2 or more"):
     mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=range(K))

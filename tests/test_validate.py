@@ -145,3 +145,23 @@ def test_forgetting_a_class_again_says_so_and_blames_no_codes(tiny_digits_bundle
   again, _ = workflow.forget(first, [3], 1e-3, 10.0)
   warnings = " ".join(again.history[-1]["warnings"])
   assert "already forgotten" in warnings and "not trained with these codes" not in warnings
+
+
+@pytest.mark.parametrize("forgotten, error", [([3.7], TypeError), ([True], TypeError),
+                                              ("12", TypeError), ([None], TypeError),
+                                              ([9], ValueError)])
+def test_the_metrics_refuse_bad_forgotten_classes(forgotten, error):
+  logits, labels = np.eye(4, dtype=np.float32)[np.arange(8) % 4], np.arange(8) % 4
+  with pytest.raises(error, match="forgotten"):
+    mj.forgetting_metrics(logits, labels, forgotten)
+
+
+@pytest.mark.parametrize("labels, error", [(np.array([0, 1, 2, 4]), ValueError),
+                                           (np.array([0, 1, 2, -1]), ValueError),
+                                           (np.array([0.0, 1.0, 2.0, 3.0]), TypeError)])
+def test_the_metrics_refuse_bad_labels(labels, error):
+  logits = np.eye(4, dtype=np.float32)
+  for fn in (lambda: mj.forgetting_metrics(logits, labels, [1]),
+             lambda: mj.per_class_accuracy(logits, labels, 4)):
+    with pytest.raises(error, match="labels"):
+      fn()
