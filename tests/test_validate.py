@@ -165,3 +165,13 @@ def test_the_metrics_refuse_bad_labels(labels, error):
              lambda: mj.per_class_accuracy(logits, labels, 4)):
     with pytest.raises(error, match="labels"):
       fn()
+
+
+@pytest.mark.parametrize("classes, labels_as, error", [
+    ([3.7], int, TypeError), ("3", int, TypeError), ([True], int, TypeError),
+    ([3], float, TypeError)])
+def test_unlearn_data_refuses_bad_class_ids_and_labels(classes, labels_as, error):
+  from mnemonic_jax.baselines import UnlearnData
+  images, labels = np.zeros((6, 2, 2, 1), np.uint8), (np.arange(6) % 3).astype(labels_as)
+  with pytest.raises(error):
+    UnlearnData.from_training(images, labels, classes=classes)

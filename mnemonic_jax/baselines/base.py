@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnemonic_jax import _validate
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax._jit import CompileClock
 from mnemonic_jax.bundle import Bundle, model_variables
@@ -86,9 +87,17 @@ class UnlearnData:
       classes: the classes to forget.
       retain, forget: whether to keep each split (``False`` gives ``None``, for methods
         that may not see it).
+
+    Raises:
+      TypeError, ValueError: labels that are not non-negative integers ``(N,)``, or
+        class ids that are not integers (as :func:`mnemonic_jax.forget` refuses them).
+        Whether they fit the model is checked by :func:`unlearn`.
     """
     labels = np.asarray(labels)
-    in_forget = np.isin(labels, np.asarray(list(classes), labels.dtype))
+    unbounded = np.iinfo(np.int32).max  # The model's class count is not known here.
+    _validate.labels(labels, unbounded)
+    classes = _validate.class_ids(classes, unbounded, name="classes")
+    in_forget = np.isin(labels, np.asarray(classes, np.int64))
     take = lambda mask: Split(images[mask], labels[mask])
     return cls(retain=take(~in_forget) if retain else None,
                forget=take(in_forget) if forget else None)
