@@ -103,6 +103,7 @@ def test_paper_settings_are_kept():
   assert load("fashion_mnist_mlp", "e120").epochs == 120
 
 
+@pytest.mark.slow  # 17 s; the runner's shared path runs end to end in test_compare.py.
 def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   """The real runner, without --out: everything goes to the scratch folder."""
   from experiments import table
