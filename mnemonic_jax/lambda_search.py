@@ -6,8 +6,10 @@ mnemonic codes alone, never real data:
 
 1. The class Fishers ``f_F``, ``f_R`` and ``eta = f_F / f_R`` are computed **once**.
 2. Every pair of a log grid, with both signs, gives a candidate
-   ``params +/- alpha(lambda1, lambda2) * eta`` (paper, eqs. 5-7); all candidates are
-   scored on the codes in one jitted ``lax.map`` (vectorised in chunks).
+   ``params +/- alpha(lambda1, lambda2) * eta`` (paper, eqs. 5-7), scored on the codes
+   by jitted ``lax.map`` programs: every candidate on every code (``strategy="full"``),
+   or, by default, only as many candidates and codes as it takes to be sure of the
+   choice (``strategy="pruned"``, the same choice; see :func:`select_lambdas`).
 3. :class:`Rule` picks the candidate with the **smallest perturbation** that
 
    * pushes every forgotten code's logit margin (own logit minus the best other) to
@@ -155,6 +157,20 @@ def _default_chunk(params: PyTree, budget_bytes: int = 2**28) -> int:
   """Candidates vectorised at once so that their parameter copies fit ``budget_bytes``."""
   nbytes = sum(4 * int(np.prod(p.shape)) for p in jax.tree.leaves(params))
   return int(max(1, min(256, budget_bytes // max(nbytes, 1))))
+
+
+def _pruned_chunk(params: PyTree) -> int:
+  """The pruned search's default ``chunk``: 1 (one candidate after the other) on a CPU.
+
+  On a CPU, vectorising candidates turns each layer's matrix product into a batched one
+  with a different weight per candidate, measured 3-10x slower per candidate than one
+  candidate at a time (``experiments/bench_search.py``, 1000 classes), and it computes
+  the remaining codes of candidates that miss the target; elsewhere it is
+  :func:`_default_chunk`.
+  """
+  if jax.default_backend() == "cpu":
+    return 1
+  return _default_chunk(params)
 
 
 def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
@@ -339,20 +355,29 @@ def select_lambdas(
       :func:`mnemonic_jax.forgetting.forget`).
     grid: ``(lambda1 values, lambda2 values)``; every pair is tried with both signs.
     rule: how to choose (see :class:`Rule` and the module docstring).
-    chunk: candidates scored at once (vectorised); by default as many as fit 256 MiB of
-      parameter copies.
+    chunk: candidates scored at once (vectorised). By default, for ``"full"`` as many
+      as fit 256 MiB of parameter copies; for ``"pruned"`` 1 on a CPU (one candidate
+      after the other: faster there, and it skips work, see below), else the same.
     strategy: ``"pruned"`` (default) or ``"full"``; both choose the same candidate.
       ``"full"`` scores every candidate on every code in one program.  ``"pruned"``
       scores each distinct candidate (pairs whose per-tensor steps coincide are one)
-      on the forgotten codes and the :data:`SUBSET_REMAIN` remaining codes of smallest
-      margin before (every remaining code wrong before included), in the rule's order
-      (smallest move first), and stops at the first candidate that meets the rule
-      once verified on every code. On the subset the scores are optimistic bounds of
-      the full ones (codes left out were right before and can only get worse), so a
-      candidate that fails there fails; a fallback choice is verified the same way
-      until the chosen candidate's scores are the full ones. Its ``grid`` holds NaN
-      for candidates it never scored. Cost: about 5x less than ``"full"`` at 1000
-      classes (``experiments/bench_search.py``).
+      in the rule's order (smallest move first), :data:`PRUNED_BATCH` per call, and
+      stops at the first candidate that meets the rule once verified on every code.
+      Each candidate is run on the forgotten codes first; only if they reach the
+      margin target (no other can meet the rule) is it also run on the
+      :data:`SUBSET_REMAIN` remaining codes of smallest margin before (more, doubling,
+      until every remaining code wrong before is in). On the subset the remaining
+      codes' scores are optimistic bounds of the full ones (the smallest margin over
+      fewer codes, the codes left out counted as right), so a candidate that fails
+      there fails; a fallback choice (nothing met the rule) is made once every
+      candidate's subset scores are in, and verified the same way until the chosen
+      candidate's scores are the full ones. Its ``grid`` holds NaN for scores it never
+      computed. Memory: ``chunk`` parameter copies and the activations of ``chunk``
+      times the subset's codes, plus those of every code once per verification;
+      bounded by the model and the number of classes, not by the grid. Cost at 1000
+      classes (MLP, 2-core CPU): a few times the fixed-lambda path, against about 50x
+      before the forgotten-codes-first order and 240x for ``"full"``
+      (``experiments/bench_search.py``, ``experiments/results/bench_search.md``).
     microbatch_size, method, mesh: passed to the Fisher.
 
   Returns:
@@ -371,7 +396,9 @@ def select_lambdas(
     raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
   request = forgetting.validate_request(apply_fn, params, codes, forget, exclude)
   l1, l2, sign = _grid_arrays(*grid)
-  chunk = min(_default_chunk(params) if chunk is None else max(1, int(chunk)), l1.size)
+  if chunk is None:
+    chunk = _default_chunk(params) if strategy == "full" else _pruned_chunk(params)
+  chunk = min(max(1, int(chunk)), l1.size)
   static, arrays = _jit.split_callable(apply_fn)
   settings = (static, microbatch_size, method, mesh)
   search = _full_search if strategy == "full" else _pruned_search
@@ -411,9 +438,11 @@ def _full_search(settings, arrays, params, request, candidates, rule, chunk):
 def _pruned_search(settings, arrays, params, request, candidates, rule, chunk):
   """The same choice as :func:`_full_search`, scoring far fewer candidates and codes.
 
-  Exact, by three facts (see :func:`select_lambdas`): identical candidates are scored
+  Exact, by four facts (see :func:`select_lambdas`): identical candidates are scored
   once; on a subset of the codes that holds every forgotten code and every remaining
-  code that was wrong before, the scores are optimistic bounds of the full ones; and
+  code that was wrong before, the scores are optimistic bounds of the full ones; a
+  candidate whose forgotten codes miss the margin target cannot meet the rule whatever
+  its remaining codes do, so those are only scored when a fallback needs them; and
   candidates are scored in the rule's order, so the first one that meets the rule on
   the full codes is the rule's choice.
   """
@@ -432,22 +461,31 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk):
   keys = np.concatenate([alpha.astype(np.float32).view(np.int32), sign[:, None]], axis=1)
   _, first, owner = np.unique(keys, axis=0, return_index=True, return_inverse=True)
   owner = first[owner.ravel()]
-  # The codes scored per candidate: forgotten ones, then the remaining ones of smallest
-  # margin before (every remaining code wrong before among them).
+  # The codes scored per candidate: forgotten ones first, then the remaining ones of
+  # smallest margin before (every remaining code wrong before among them).
   in_forget, in_remain = np.asarray(request.in_forget), np.asarray(request.in_remain)
   margin, correct = np.asarray(margin, np.float64), np.asarray(correct) > 0.5
+  forget_ids = np.flatnonzero(in_forget)
   remain_ids = np.flatnonzero(in_remain)
   remain_ids = remain_ids[np.argsort(margin[remain_ids], kind="stable")]
-  keep = max(SUBSET_REMAIN, int(np.sum(~correct[remain_ids])))
-  subset = np.concatenate([np.flatnonzero(in_forget), remain_ids[:keep]])
+  # At least SUBSET_REMAIN, doubled until every code wrong before is in: few shapes, so
+  # few compilations whatever the number of codes wrong before.
+  keep = SUBSET_REMAIN
+  while keep < min(int(np.sum(~correct[remain_ids])), len(remain_ids)):
+    keep *= 2
   outside = len(remain_ids) - min(keep, len(remain_ids))  # All right before.
   n_remain = len(remain_ids)
+  others = np.flatnonzero(~in_forget)  # Every code but the forgotten ones.
 
   score = _cached_program("search-score", settings, lambda apply: _score_fn(
-      apply, chunk=chunk))
+      apply, chunk=chunk, num_forget=len(forget_ids)), chunk, len(forget_ids))
   codes = request.codes
-  on_subset = (codes[subset], subset, in_forget[subset], in_remain[subset])
-  on_all = (codes, np.arange(len(codes)), in_forget, in_remain)
+
+  def on(ids):
+    ids = np.concatenate([forget_ids, ids])
+    return (codes[ids], ids, in_forget[ids], in_remain[ids])
+
+  on_subset, on_all = on(remain_ids[:keep]), on(others)
 
   n = l1.size
   rows = {k: np.full(n, np.nan) for k in _ROWS}
@@ -456,30 +494,32 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk):
       lambda1=l1, lambda2=l2, sign=sign.astype(np.int64), size=size, max_move=max_move,
       before=before, **{k: rows[k][owner] for k in _ROWS})
 
-  def run(ids, on):
+  def run(ids, on, target):
     out = score(arrays, params, eta, *on,
-                *(np.asarray(v[ids], np.float32) for v in (l1, l2, sign)))
+                *(np.asarray(v[ids], np.float32) for v in (l1, l2, sign)), np.float32(target))
     return [np.asarray(v, np.float64) for v in out]
 
-  def estimate(ids):
-    f_acc, r_correct, f_margin, r_margin = run(ids, on_subset)
+  def estimate(ids, target):
+    """Subset scores of ``ids``; remaining codes only where the forgotten reach ``target``."""
+    f_acc, r_correct, f_margin, r_margin = run(ids, on_subset, target)
     rows["forget_accuracy"][ids] = f_acc
     rows["remain_accuracy"][ids] = (r_correct + outside) / max(n_remain, 1)
     rows["forget_margin"][ids], rows["remain_margin"][ids] = f_margin, r_margin
 
   def verify(i):
-    f_acc, r_correct, f_margin, r_margin = run(np.array([i]), on_all)
+    f_acc, r_correct, f_margin, r_margin = run(np.array([i]), on_all, np.inf)
     rows["forget_accuracy"][i] = f_acc[0]
     rows["remain_accuracy"][i] = r_correct[0] / max(n_remain, 1)
     rows["forget_margin"][i], rows["remain_margin"][i] = f_margin[0], r_margin[0]
     exact[i] = True
 
+  def padded(ids):
+    return np.pad(ids, (0, PRUNED_BATCH - len(ids)), mode="edge")
+
   reps = np.unique(owner)
   order = reps[np.lexsort(tuple(reversed(_order_keys(rule, l1, l2, size, max_move, reps))))]
-  batch = max(chunk, 32)
-  for start in range(0, len(order), batch):  # In the rule's order, until one meets it.
-    ids = order[start:start + batch]
-    estimate(np.pad(ids, (0, batch - len(ids)), mode="edge"))
+  for start in range(0, len(order), PRUNED_BATCH):  # In the rule's order, until one meets it.
+    estimate(padded(order[start:start + PRUNED_BATCH]), -rule.margin)
     while True:
       index, met, _ = select_with_fallback(grid_scores(), rule)
       if not met or exact[owner[index]]:
@@ -487,7 +527,11 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk):
       verify(owner[index])
     if met:
       return eta, before, grid_scores(), index, True, None
-  while True:  # No candidate met the rule: the fallbacks, on verified scores.
+  # No candidate met the rule: the fallbacks need every candidate's remaining codes.
+  missing = order[np.isnan(rows["remain_margin"][order])]
+  for start in range(0, len(missing), PRUNED_BATCH):
+    estimate(padded(missing[start:start + PRUNED_BATCH]), np.inf)
+  while True:  # The fallbacks, on verified scores.
     index, met, fallback = select_with_fallback(grid_scores(), rule)
     if exact[owner[index]]:
       return eta, before, grid_scores(), index, met, fallback
@@ -499,6 +543,10 @@ _ROWS = ("forget_accuracy", "remain_accuracy", "forget_margin", "remain_margin")
 #: Remaining codes scored per candidate by the pruned search (those of smallest margin).
 SUBSET_REMAIN = 64
 
+#: Candidates the pruned search scores per call (in the rule's order; it stops after the
+#: first call that holds the choice).
+PRUNED_BATCH = 32
+
 
 def _order_keys(rule, l1, l2, size, max_move, ids):
   if rule.order == "size":
@@ -508,7 +556,8 @@ def _order_keys(rule, l1, l2, size, max_move, ids):
   return (l1[ids], l2[ids])
 
 
-def _cached_program(name, settings, build):
+def _cached_program(name, settings, build, *extra):
+  """The jitted ``build(apply_fn)``, cached per ``name``, ``settings`` and ``extra``."""
   static = settings[0]
 
   def make():
@@ -516,7 +565,7 @@ def _cached_program(name, settings, build):
       return build(_jit.merge_callable(static, arrays))(*args)
     return jax.jit(program)
 
-  return _jit.cached((name, *settings), make)
+  return _jit.cached((name, *settings, *extra), make)
 
 
 def _prepare_fn(apply_fn, *, microbatch_size, method, mesh):
@@ -538,21 +587,44 @@ def _prepare_fn(apply_fn, *, microbatch_size, method, mesh):
   return fn
 
 
-def _score_fn(apply_fn, *, chunk):
-  """``fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign)``: per candidate,
-  the forgotten codes' accuracy and largest margin, the count of remaining codes right
-  and their smallest margin, on the given codes."""
+def _score_fn(apply_fn, *, chunk, num_forget):
+  """``fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign, target)``.
 
-  def fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign):
+  ``codes[:num_forget]`` are the forgotten codes, the rest remaining (or excluded) ones.
+  Per candidate: the forgotten codes' accuracy and largest margin, and, only where that
+  margin is ``<= target`` (else NaN), the count of remaining codes right and their
+  smallest margin. With ``chunk == 1`` candidates are scored one after the other
+  (``lax.map`` without vectorising), so the remaining codes of a candidate that misses
+  the target are never run through the model; with ``chunk > 1`` they are vectorised
+  and every branch is computed.
+  """
+
+  def fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign, target):
+    head, tail = slice(0, num_forget), slice(num_forget, None)
+
     def one(args):
       alpha = forgetting.step_sizes(eta, args[0], args[1])
       candidate = forgetting.move(params, alpha, eta, args[2])
-      margin, correct = forgetting.code_margins(apply_fn(candidate, codes), labels)
-      scores = forgetting.scores_from_margins(margin, correct, in_forget, in_remain)
-      return (scores.forget_accuracy, jnp.sum(jnp.where(in_remain, correct, 0.0)),
-              scores.forget_margin, scores.remain_margin)
+      f_margin, f_correct = forgetting.code_margins(
+          apply_fn(candidate, codes[head]), labels[head])
+      forget_margin = jnp.max(f_margin)
 
-    return jax.lax.map(one, (l1, l2, sign), batch_size=min(chunk, l1.shape[0]))
+      def remain(_):
+        margin, correct = forgetting.code_margins(apply_fn(candidate, codes[tail]),
+                                                  labels[tail])
+        mask = in_remain[tail]
+        return (jnp.sum(jnp.where(mask, correct, 0.0)),
+                jnp.min(jnp.where(mask, margin, jnp.inf), initial=jnp.inf))
+
+      if codes.shape[0] == num_forget:
+        remaining = (jnp.float32(0.0), jnp.float32(jnp.inf))
+      else:
+        remaining = jax.lax.cond(forget_margin <= target, remain,
+                                 lambda _: (jnp.float32(jnp.nan),) * 2, None)
+      return (jnp.mean(f_correct), remaining[0], forget_margin, remaining[1])
+
+    return jax.lax.map(one, (l1, l2, sign),
+                       batch_size=None if chunk == 1 else min(chunk, l1.shape[0]))
 
   return fn
 

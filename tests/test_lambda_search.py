@@ -209,8 +209,11 @@ def test_the_pruned_search_chooses_what_the_full_grid_chooses(trained, classes, 
   apply_fn, params, codes = trained
   full = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,
                            strategy="full")
+  # chunk 1: one candidate after the other, remaining codes skipped where the forgotten
+  # ones miss the target (the CPU default); chunk 4: vectorised.
+  chunk = 1 if classes in ([0], [0, 4]) else 4
   pruned = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,
-                             strategy="pruned", chunk=4)
+                             strategy="pruned", chunk=chunk)
   assert (pruned.lambda1, pruned.lambda2, pruned.sign, pruned.met, pruned.fallback) == (
       full.lambda1, full.lambda2, full.sign, full.met, full.fallback)
   # Its reported scores of the choice are the full ones (verified on every code).
@@ -226,3 +229,45 @@ def test_the_pruned_search_scores_a_subset_of_the_codes(trained, monkeypatch):
   pruned = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, chunk=4)
   assert (pruned.lambda1, pruned.lambda2, pruned.sign) == (full.lambda1, full.lambda2,
                                                            full.sign)
+
+
+def test_the_pruned_search_scores_remaining_codes_only_where_the_target_is_reached(trained):
+  apply_fn, params, codes = trained
+  rule = ls.Rule(margin=2.0, guard=0.5)
+  pruned = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID, rule=rule, chunk=1)
+  full = ls.select_lambdas(apply_fn, params, codes, [3], grid=GRID, rule=rule,
+                           strategy="full")
+  assert pruned.met and pruned.index == full.index
+  g = pruned.grid
+  scored = np.isfinite(g.forget_margin)
+  np.testing.assert_allclose(g.forget_margin[scored], full.grid.forget_margin[scored],
+                             rtol=1e-5, atol=1e-5)
+  missed = scored & (g.forget_margin > -rule.margin)
+  assert missed.any() and np.isnan(g.remain_margin[missed]).all()
+  assert np.isfinite(g.remain_margin[scored & ~missed]).all()
+  # Candidates of smaller move than the choice were all scored (none met the rule).
+  assert scored[g.size < g.size[pruned.index]].all()
+
+
+def test_the_pruned_search_keeps_every_code_wrong_before_in_its_subset(trained, monkeypatch):
+  """Untrained parameters get codes wrong: the subset grows past SUBSET_REMAIN to hold them."""
+  apply_fn, trained_params, codes = trained
+  params = jax.tree.map(lambda p: p[::-1] if p.ndim == 2 else p, trained_params)
+  wrong = jnp.argmax(apply_fn(params, codes), -1) != jnp.arange(NUM_CLASSES)
+  assert int(jnp.sum(wrong[jnp.arange(NUM_CLASSES) != 1])) >= 2
+  monkeypatch.setattr(ls, "SUBSET_REMAIN", 1)
+  rule = ls.Rule(margin=0.5, guard=0.0)
+  full = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, rule=rule,
+                           strategy="full")
+  pruned = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, rule=rule, chunk=1)
+  assert (pruned.index, pruned.met, pruned.fallback) == (full.index, full.met, full.fallback)
+  for field in ("remain_margin", "remain_accuracy"):
+    np.testing.assert_allclose(getattr(pruned.grid, field)[pruned.index],
+                               getattr(full.grid, field)[full.index], rtol=1e-5, atol=1e-5)
+  # Every estimate is an optimistic bound of the full score, and an accuracy.
+  g, f = pruned.grid, full.grid
+  seen = np.isfinite(g.remain_margin)
+  assert seen.sum() > 1
+  assert (g.remain_margin[seen] >= f.remain_margin[seen] - 1e-4).all()
+  assert (g.remain_accuracy[seen] >= f.remain_accuracy[seen] - 1e-6).all()
+  assert (g.remain_accuracy[seen] <= 1.0).all()
