@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib
 import importlib.metadata
 import importlib.util
 import inspect
@@ -1362,23 +1363,57 @@ def _quiet_libraries() -> None:
   """Keeps Orbax's, tensorstore's and tfds' logging and warnings off the command's stderr.
 
   stderr carries progress bars and, on failure, one error line: the libraries' absl
-  records (at any level) and Python warnings from their modules are dropped. Their
-  failures still reach the user as exceptions, which become that one line.
+  records (at any level), Python warnings from their modules and the stray tensorstore
+  callbacks of a failed read are dropped. Their failures still reach the user as
+  exceptions, which become that one line. The library itself changes none of this.
   """
   import warnings  # pylint: disable=import-outside-toplevel
 
-  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
-
-  checkpointing.quiet_orbax_logging(below=logging.CRITICAL + 1)
-  logging.getLogger("absl").addFilter(_drop_tfds_records)  # "Variant folder ... has no ..."
+  try:  # absl's own logger class first: its records name the library that logs.
+    importlib.import_module("absl.logging")
+  except ImportError:
+    pass
+  logging.getLogger("absl").addFilter(_drop_library_records)
   for module in (r"orbax(\..*)?$", r"tensorstore(\..*)?$",
                  r"jax\._src\.(compiler|compilation_cache|lru_cache)$"):  # Cache misses.
     warnings.filterwarnings("ignore", module=module)
+  _drop_stray_tensorstore_callbacks()
 
 
-def _drop_tfds_records(record: logging.LogRecord) -> bool:
-  """False for absl records from tensorflow_datasets' sources (their outcome is an error)."""
-  return f"{os.sep}tensorflow_datasets{os.sep}" not in (record.pathname or "")
+#: Libraries whose absl records the command drops (Orbax logs dozens of INFO lines per
+#: save; tfds warns "Variant folder ... has no ..." before failing with an error).
+_QUIET_LIBRARIES = ("orbax", "tensorstore", "tensorflow_datasets")
+
+
+def _drop_library_records(record: logging.LogRecord) -> bool:
+  """False for absl records emitted from the sources of :data:`_QUIET_LIBRARIES`."""
+  path = record.pathname or ""
+  return not any(f"{os.sep}{lib}{os.sep}" in path for lib in _QUIET_LIBRARIES)
+
+
+def _drop_stray_tensorstore_callbacks() -> None:
+  """Hides the 'Event loop is closed' tracebacks a failed Orbax read prints later.
+
+  When a tensorstore read fails (a truncated or deleted array file), Orbax's restore
+  raises and closes its event loop while the other reads are still completing; their
+  callbacks then report ``RuntimeError: Event loop is closed`` through
+  ``sys.unraisablehook``, before or after the one error line. This chains a filter in
+  front of the current hook that drops exactly those reports; everything else goes
+  through to the previous hook.
+  """
+  previous = sys.unraisablehook
+
+  def hook(unraisable):
+    error = unraisable.exc_value
+    tb, frames = unraisable.exc_traceback, []
+    while tb is not None:
+      frames.append(tb.tb_frame.f_code.co_name)
+      tb = tb.tb_next
+    if not (isinstance(error, RuntimeError) and str(error) == "Event loop is closed"
+            and "call_soon_threadsafe" in frames):
+      previous(unraisable)
+
+  sys.unraisablehook = hook
 
 
 def _silence_the_rest() -> None:

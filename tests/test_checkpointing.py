@@ -137,7 +137,7 @@ def test_force_replaces_existing_bundle(tmp_path):
 
 
 def test_force_without_atomic_exchange_still_replaces(tmp_path, monkeypatch):
-  monkeypatch.setattr(checkpointing, "_exchange", lambda a, b: False)
+  monkeypatch.setattr(checkpointing.outputs, "_exchange", lambda a, b: False)
   out = save_bundle(tmp_path / "b", _mlp_bundle(seed=0))
   new = _mlp_bundle(seed=2)
   save_bundle(out, new, force=True)

@@ -419,7 +419,7 @@ def test_bundles_without_checksums_still_load(trained, tmp_path):
 
 
 def test_load_bounds_the_metadata_file_before_reading_it(trained, tmp_path, monkeypatch):
-  monkeypatch.setattr(checkpointing, "MAX_META_BYTES", 100)
+  monkeypatch.setattr(checkpointing.bundle_format, "MAX_META_BYTES", 100)
   with pytest.raises(CheckpointError, match="more than the 100 a bundle's metadata may have"):
     checkpointing.load_bundle(trained)
 
@@ -673,7 +673,7 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
   # machine, and one of an older release, an hour old) and an unfinished Orbax step.
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  host = checkpointing._HOST_TAG  # pylint: disable=protected-access
+  host = checkpointing.outputs._HOST_TAG  # pylint: disable=protected-access
   stale = [workdir / f".bundle.saving-{host}-{dead.pid}-0123abcd",
            workdir / f".bundle.saving-{host}-{dead.pid}-0123abcd.orbax-checkpoint-tmp-17",
            workdir / ".bundle.saving-89abcdef", workdir / "train" / "9999.orbax-checkpoint-tmp-5"]
@@ -699,7 +699,7 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
 def test_forget_removes_stale_staging_beside_its_output_and_is_quiet(trained, tmp_path):
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  host = checkpointing._HOST_TAG  # pylint: disable=protected-access
+  host = checkpointing.outputs._HOST_TAG  # pylint: disable=protected-access
   stale = tmp_path / f".out.saving-{host}-{dead.pid}-0123abcd.orbax-checkpoint-tmp"
   stale.mkdir()
   other = tmp_path / f".other.saving-{host}-{dead.pid}-0123abcd"  # Another output's: kept.

@@ -1,0 +1,71 @@
+"""Saving and loading bundles and training checkpoints with Orbax.
+
+One module per concept; this package re-exports their public names, so
+``checkpointing.load_bundle`` and ``mnemonic_jax.save_bundle`` are all a user needs:
+
+* :mod:`~mnemonic_jax.checkpointing.bundle_format`: the bundle's on-disk layout, its
+  metadata (:func:`parse_bundle_meta`, the one reader) and the SHA-256 of its array files.
+* :mod:`~mnemonic_jax.checkpointing.bundles`: :func:`save_bundle`, :func:`load_bundle`,
+  :func:`resolve_bundle_path` (a ``train`` workdir names its bundle).
+* :mod:`~mnemonic_jax.checkpointing.outputs`: :func:`check_output` before any work, the
+  hidden staging directory, the atomic install, :func:`remove_stale_staging`.
+* :mod:`~mnemonic_jax.checkpointing.imports`: parameters trained elsewhere (Orbax PyTree
+  directories, flax msgpack files): :func:`import_params`, :func:`read_pretrained`.
+* :mod:`~mnemonic_jax.checkpointing.train_checkpoints`: :class:`TrainCheckpointer` over
+  ``ocp.CheckpointManager`` (resume), :func:`workdir_lock`, :func:`remove_orbax_temporaries`.
+* :mod:`~mnemonic_jax.checkpointing.checks`, :mod:`~mnemonic_jax.checkpointing.trees`,
+  :mod:`~mnemonic_jax.checkpointing.model_spec`: the bounds on declared sizes, the
+  normalisation and finiteness checks, stored-tree comparison and a model's abstract
+  variables, shared by the readers and writers above.
+
+Every user error (missing path, not a bundle, corrupt or foreign checkpoint, existing
+output without ``force``, arrays that do not fit the model) raises
+:class:`CheckpointError` with one line naming the path and the fix, and writes nothing.
+Nothing here changes logging or stderr: the command line decides what Orbax may print.
+"""
+
+from mnemonic_jax.checkpointing._common import CheckpointError
+from mnemonic_jax.checkpointing.bundle_format import (
+    BUNDLE_FORMAT, BUNDLE_VERSION, MAX_META_BYTES, array_checksums, parse_bundle_meta)
+from mnemonic_jax.checkpointing.bundles import load_bundle, resolve_bundle_path, save_bundle
+from mnemonic_jax.checkpointing.checks import (
+    MAX_CODE_ELEMENTS, MAX_INPUT_DIM, MAX_INPUT_RANK, PARAMS_FILE_FACTOR, check_input_shape,
+    check_normalisation)
+from mnemonic_jax.checkpointing.imports import import_params, read_pretrained
+from mnemonic_jax.checkpointing.model_spec import abstract_variables
+from mnemonic_jax.checkpointing.outputs import check_output, remove_stale_staging
+from mnemonic_jax.checkpointing.train_checkpoints import (
+    LOCK_FILE, TRAIN_FORMAT, TRAIN_VERSION, TrainCheckpoint, TrainCheckpointer,
+    remove_orbax_temporaries, workdir_lock)
+from mnemonic_jax.checkpointing.trees import nonfinite_leaves
+
+__all__ = [
+    "BUNDLE_FORMAT",
+    "BUNDLE_VERSION",
+    "CheckpointError",
+    "LOCK_FILE",
+    "MAX_CODE_ELEMENTS",
+    "MAX_INPUT_DIM",
+    "MAX_INPUT_RANK",
+    "MAX_META_BYTES",
+    "PARAMS_FILE_FACTOR",
+    "TRAIN_FORMAT",
+    "TRAIN_VERSION",
+    "TrainCheckpoint",
+    "TrainCheckpointer",
+    "abstract_variables",
+    "array_checksums",
+    "check_input_shape",
+    "check_normalisation",
+    "check_output",
+    "import_params",
+    "load_bundle",
+    "nonfinite_leaves",
+    "parse_bundle_meta",
+    "read_pretrained",
+    "remove_orbax_temporaries",
+    "remove_stale_staging",
+    "resolve_bundle_path",
+    "save_bundle",
+    "workdir_lock",
+]

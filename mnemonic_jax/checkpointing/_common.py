@@ -1,0 +1,60 @@
+"""What every checkpoint module shares: the error type, absolute paths, one-line
+messages, the JSON round trip and removing a path."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+from typing import Any
+
+import jax
+import numpy as np
+
+PyTree = Any
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+  """A checkpoint that is missing, foreign, corrupt, or would overwrite an existing one."""
+
+
+def _abs(path: PathLike) -> pathlib.Path:
+  """Absolute path (Orbax requires them) with ``~`` expanded; symlinks are kept."""
+  return pathlib.Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+
+
+def _one_line(error: BaseException, limit: int = 240) -> str:
+  """The first line of an exception message, shortened (tensorstore errors are huge)."""
+  text = str(error).strip().splitlines()
+  line = text[0] if text else type(error).__name__
+  return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _json_default(obj: Any) -> Any:
+  if isinstance(obj, np.generic):
+    return obj.item()
+  if isinstance(obj, (np.ndarray, jax.Array)):
+    return np.asarray(obj).tolist()
+  if isinstance(obj, os.PathLike):
+    return os.fspath(obj)
+  raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _to_json(obj: Any, what: str) -> Any:
+  """Round-trips ``obj`` through JSON (numpy scalars become numbers, tuples lists)."""
+  try:
+    return json.loads(json.dumps(obj, default=_json_default))
+  except (TypeError, ValueError) as e:
+    raise CheckpointError(
+        f"{what} is not JSON-serialisable ({_one_line(e)}); "
+        "use plain numbers, strings, lists and dicts") from None
+
+
+def _remove(path: pathlib.Path) -> None:
+  if path.is_dir() and not path.is_symlink():
+    shutil.rmtree(path, ignore_errors=True)
+  elif path.exists() or path.is_symlink():
+    path.unlink()
+

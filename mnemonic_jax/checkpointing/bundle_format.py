@@ -1,0 +1,318 @@
+"""The bundle's on-disk format, in one place: layout, metadata, checksums.
+
+A *bundle* (see :class:`mnemonic_jax.bundle.Bundle`) is one directory, written by one
+``ocp.args.Composite`` with two items::
+
+  <bundle>/
+    _CHECKPOINT_METADATA, commit_success.txt   Orbax's own bookkeeping
+    arrays/                                   StandardSave of {"params", "batch_stats", "codes"}
+    meta/metadata                             JsonSave: format marker, version, model spec,
+                                              normalisation, class names, config, history,
+                                              and the SHA-256 of every file under arrays/
+
+:func:`parse_bundle_meta` is the one reader of the metadata: the loader parses what it
+reads with it and the saver what it is about to write, so a bundle that saves also loads.
+Every field is checked for type, range and agreement with the others (mean and std
+length vs channels, history entries, class count) and every size it declares is bounded
+(:data:`MAX_META_BYTES`, :data:`~mnemonic_jax.checkpointing.checks.MAX_CODE_ELEMENTS`)
+before anything is allocated.
+
+Integrity: the saver records the SHA-256 of every file under ``arrays/``
+(:func:`array_checksums`, metadata field ``array_sha256``) and the loader verifies them
+before reading any array, so a flipped byte, a truncated or swapped chunk is refused with
+one line naming the file. Bundles written before checksums were recorded carry none.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import pathlib
+from typing import Any, Mapping
+
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
+from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _abs, _to_json
+from mnemonic_jax.checkpointing.checks import _as_float, _input_shape_problem, _is_int, _short
+from mnemonic_jax.checkpointing.trees import _tree_mismatch
+from mnemonic_jax.data.sources import MAX_CLASSES
+from mnemonic_jax.models import model_source
+
+BUNDLE_FORMAT = "mnemonic-jax-bundle"
+BUNDLE_VERSION = 1
+
+_ARRAYS = "arrays"
+_META = "meta"
+_META_FILE = "metadata"  # What ocp.JsonCheckpointHandler names its file.
+_CHECKSUMS = "array_sha256"
+
+#: Bounds on what a file may declare, checked before anything is read or allocated.
+MAX_META_BYTES = 64 << 20  #: A bundle's JSON metadata.
+
+
+#: What every "this is not a bundle" message suggests instead.
+_BUNDLE_HINT = ("pass a bundle: the --workdir of 'mnemonic-jax train' (or its bundle/), the "
+                "--output of forget, import or attach-codes, or a directory written by "
+                "mnemonic_jax.save_bundle")
+
+
+
+@functools.lru_cache(maxsize=1)
+def _bundle_checkpointer() -> ocp.Checkpointer:
+  """The (synchronous, stateless) checkpointer of bundles, made once per process."""
+  handler = ocp.CompositeCheckpointHandler(
+      **{_ARRAYS: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()})
+  return ocp.Checkpointer(handler)
+
+
+def _meta_file(path: pathlib.Path) -> pathlib.Path:
+  return path / _META / _META_FILE
+
+
+def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
+  """A directory's bundle JSON item if it carries the bundle marker (any version).
+
+  None if there is none, or if it is larger than :data:`MAX_META_BYTES` (not read then).
+  """
+  try:
+    if _meta_file(path).stat().st_size > MAX_META_BYTES:
+      return None
+    meta = _bundle_checkpointer().restore(
+        path, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
+  except Exception:  # pylint: disable=broad-except
+    return None
+  if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT:
+    return meta
+  return None
+
+
+def _read_bundle_meta(path: pathlib.Path) -> dict[str, Any]:
+  """Reads and checks a bundle's JSON item (size, format marker and version)."""
+  try:
+    size = _meta_file(path).stat().st_size
+  except OSError:
+    size = 0
+  if size > MAX_META_BYTES:
+    raise CheckpointError(
+        f"{_meta_file(path)} holds {size} bytes, more than the {MAX_META_BYTES} a bundle's "
+        "metadata may have (corrupt or not a bundle); re-create the bundle")
+  meta = _marked_bundle_meta(path)
+  if meta is None:
+    raise CheckpointError(
+        f"{path} is not a mnemonic-jax bundle (no readable '{BUNDLE_FORMAT}' metadata); "
+        f"{_BUNDLE_HINT}")
+  version = meta.get("version")
+  if version != BUNDLE_VERSION:
+    raise CheckpointError(
+        f"{path} is a bundle of format version {version!r}, but this mnemonic_jax reads "
+        f"version {BUNDLE_VERSION}; load it with the mnemonic_jax release that wrote it")
+  return meta
+
+
+def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
+                      fix: str = "the bundle is corrupt, re-create it") -> dict[str, Any]:
+  """Checks every field of a bundle's metadata and returns the values it describes.
+
+  The one reader of the format: :func:`load_bundle` parses what it reads with it and
+  :func:`save_bundle` what it is about to write, so a bundle that saves also loads.
+
+  Args:
+    path: the bundle (named in messages).
+    meta: its JSON item.
+    fix: what the user should do, ending each message.
+
+  Returns:
+    ``model_name``, ``model_kwargs``, ``num_classes``, ``input_shape`` (tuple),
+    ``mean``, ``std`` (tuples of floats), ``class_names`` (tuple), ``dataset``,
+    ``config``, ``history`` (tuple of dicts), ``codes_dtype`` (a numpy dtype),
+    ``checksums`` (``{relative path: sha256 hex}``, or None for bundles written before
+    checksums were recorded) and ``model_source`` (``{}`` for a built-in model).
+
+  Raises:
+    CheckpointError: a field is missing, of the wrong type or out of range, declares an
+      unsupported size, or disagrees with another (mean or std length vs channels, class
+      names vs classes, history classes vs classes). One line naming the field.
+  """
+
+  def bad(field: str, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: bundle metadata field {field!r} {problem}; {fix}")
+
+  def get(field: str) -> Any:
+    if field not in meta:
+      raise bad(field, "is missing")
+    return meta[field]
+
+  model_name = get("model_name")
+  if not isinstance(model_name, str) or not model_name:
+    raise bad("model_name", f"is {_short(model_name)}, not a model name")
+  model_kwargs = get("model_kwargs")
+  if not isinstance(model_kwargs, dict):
+    raise bad("model_kwargs", f"is {_short(model_kwargs)}, not a JSON object")
+  num_classes = get("num_classes")
+  if not _is_int(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
+    raise bad("num_classes", f"is {_short(num_classes)}, not an integer in [1, {MAX_CLASSES}]")
+  num_classes = int(num_classes)
+  input_shape = get("input_shape")
+  problem = _input_shape_problem(input_shape, num_classes)
+  if problem:
+    raise bad("input_shape", problem)
+  input_shape = tuple(int(d) for d in input_shape)
+  norm = {}
+  for field in ("mean", "std"):
+    values = get(field)
+    if not isinstance(values, list) or not values:
+      raise bad(field, f"is {_short(values)}, not a list of numbers")
+    floats = [_as_float(v) for v in values]
+    if any(v is None for v in floats):
+      raise bad(field, f"holds {_short(values)}, not numbers")
+    if len(floats) not in (1, input_shape[-1]):
+      raise bad(field, f"has {len(floats)} values for inputs of {input_shape[-1]} channels "
+                       f"(input_shape {input_shape})")
+    norm[field] = tuple(floats)
+  class_names = get("class_names")
+  if (not isinstance(class_names, list) or not all(isinstance(c, str) for c in class_names)
+      or len(class_names) not in (0, num_classes)):
+    raise bad("class_names", f"is {_short(class_names)}, not a list of {num_classes} names")
+  dataset = get("dataset")
+  if not isinstance(dataset, str):
+    raise bad("dataset", f"is {_short(dataset)}, not a dataset name")
+  config = get("config")
+  if not isinstance(config, dict):
+    raise bad("config", f"is {_short(config)}, not a JSON object")
+  if config.get("data_dir") is not None and not isinstance(config["data_dir"], str):
+    raise bad("config", f"has data_dir {_short(config['data_dir'])}, not a path")
+  history = get("history")
+  if not isinstance(history, list):
+    raise bad("history", f"is {_short(history)}, not a list of forgetting requests")
+  for i, entry in enumerate(history):
+    classes = entry.get("classes") if isinstance(entry, dict) else None
+    attached = isinstance(entry, dict) and entry.get("event") == ATTACH_CODES_EVENT
+    if attached and classes != []:
+      raise bad("history", f"entry {i} is {_short(entry)}, codes attached with 'classes' "
+                           "not an empty list")
+    if not attached and (
+        not isinstance(classes, list) or not classes
+        or not all(_is_int(c) and 0 <= c < num_classes for c in classes)):
+      raise bad("history", f"entry {i} is {_short(entry)}, not a request with 'classes', a "
+                           f"list of class ids in [0, {num_classes})")
+  codes_dtype = meta.get("codes_dtype", "float32")
+  try:
+    codes_dtype = jnp.dtype(codes_dtype) if isinstance(codes_dtype, str) else None
+  except TypeError:
+    codes_dtype = None
+  if codes_dtype is None or not jnp.issubdtype(codes_dtype, jnp.floating):
+    raise bad("codes_dtype", f"is {_short(meta.get('codes_dtype'))}, not a floating-point "
+                             "dtype name")
+  source = meta.get("model_source", {})
+  if (not isinstance(source, dict) or len(source) > 1
+      or not all(k in ("import", "file") and isinstance(v, str) and v
+                 for k, v in source.items())):
+    raise bad("model_source", f"is {_short(source)}, not {{'import': module}} or "
+                              "{'file': path}")
+  checksums = meta.get(_CHECKSUMS)
+  if checksums is not None:
+    if not isinstance(checksums, dict) or not checksums or not all(
+        isinstance(k, str) and k.startswith(f"{_ARRAYS}/") and ".." not in k.split("/")
+        and isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
+        for k, v in checksums.items()):
+      raise bad(_CHECKSUMS, "is not a map of array files to SHA-256 hex digests")
+  return dict(model_name=model_name, model_kwargs=model_kwargs, num_classes=num_classes,
+              input_shape=input_shape, mean=norm["mean"], std=norm["std"],
+              class_names=tuple(class_names), dataset=dataset, config=config,
+              history=tuple(history), codes_dtype=codes_dtype, checksums=checksums,
+              model_source=dict(source))
+
+
+def _sha256(path: pathlib.Path) -> str:
+  digest = hashlib.sha256()
+  with open(path, "rb") as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      digest.update(block)
+  return digest.hexdigest()
+
+
+def _array_files(path: pathlib.Path) -> dict[str, pathlib.Path]:
+  """Every file under ``path/arrays``, keyed by its path relative to ``path``."""
+  found = {}
+  for dirpath, dirnames, filenames in os.walk(path / _ARRAYS):
+    dirnames.sort()
+    for name in sorted(filenames):
+      full = pathlib.Path(dirpath) / name
+      found[full.relative_to(path).as_posix()] = full
+  return found
+
+
+def array_checksums(path: PathLike) -> dict[str, str]:
+  """The SHA-256 of every file under a bundle's ``arrays/`` (what save_bundle records).
+
+  Args:
+    path: a bundle directory.
+
+  Returns:
+    ``{"arrays/d/...": hex digest, ...}``, sorted by path.
+  """
+  return {rel: _sha256(full) for rel, full in _array_files(_abs(path)).items()}
+
+
+def _verify_checksums(path: pathlib.Path, recorded: Mapping[str, str]) -> None:
+  """Refuses array files that are missing, changed or not among those recorded."""
+  present = _array_files(path)
+  fix = "the bundle is truncated or corrupt; re-create it or restore it from a copy"
+  for rel in sorted(recorded):
+    if rel not in present:
+      raise CheckpointError(f"{path}: array file {rel} is missing; {fix}")
+    if _sha256(present[rel]) != recorded[rel]:
+      raise CheckpointError(
+          f"{path}: array file {rel} does not match the SHA-256 checksum recorded when the "
+          f"bundle was saved; {fix}")
+  extra = sorted(set(present) - set(recorded))
+  if extra:
+    raise CheckpointError(
+        f"{path}: array file {extra[0]} is not among the files recorded when the bundle was "
+        "saved; remove it, or re-create the bundle")
+
+
+def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
+  meta = {
+      "format": BUNDLE_FORMAT,
+      "version": BUNDLE_VERSION,
+      "model_name": str(bundle.model_name),
+      "model_kwargs": _to_json(dict(bundle.model_kwargs), "model_kwargs"),
+      "num_classes": int(bundle.num_classes),
+      "input_shape": [int(d) for d in bundle.input_shape],
+      "mean": [float(m) for m in np.ravel(bundle.mean)],
+      "std": [float(s) for s in np.ravel(bundle.std)],
+      "class_names": [str(c) for c in bundle.class_names],
+      "dataset": str(bundle.dataset),
+      "config": _to_json(dict(bundle.config), "config"),
+      "history": _to_json(list(bundle.history), "history"),
+      "codes_dtype": jnp.dtype(getattr(bundle.codes, "dtype", None)
+                               or np.asarray(bundle.codes).dtype).name,
+  }
+  source = dict(bundle.model_source or model_source(bundle.model_name))
+  if source:  # A model the user registered: where to find it again.
+    meta["model_source"] = _to_json(source, "model_source")
+  return meta
+
+
+def _check_arrays(where: str, spec: str, abstract: Mapping[str, PyTree], params: PyTree,
+                  batch_stats: PyTree, codes: Any, codes_shape: tuple[int, ...]) -> None:
+  for what, actual, expected in (("params", params, abstract["params"]),
+                                 ("batch_stats", batch_stats or {}, abstract["batch_stats"])):
+    problem = _tree_mismatch(actual, expected)
+    if problem:
+      raise CheckpointError(f"{where}: {what} do not fit {spec}: {problem}")
+  if tuple(np.shape(codes)) != codes_shape:
+    raise CheckpointError(
+        f"{where}: codes have shape {tuple(np.shape(codes))}, expected {codes_shape} "
+        "(num_classes, *input_shape)")
+
+
+
+#: What a save puts at the top of a bundle directory (Orbax's bookkeeping included).
+#: ``force`` replaces only directories holding nothing else.
+_BUNDLE_ENTRIES = frozenset({_ARRAYS, _META, "_CHECKPOINT_METADATA", "commit_success.txt"})

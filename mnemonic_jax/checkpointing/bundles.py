@@ -1,0 +1,257 @@
+"""Saving and loading bundles: :func:`save_bundle`, :func:`load_bundle`.
+
+:func:`load_bundle` needs nothing but the path: it reads the metadata first
+(:mod:`~mnemonic_jax.checkpointing.bundle_format`), builds the model from the registry,
+derives the abstract variables with :func:`jax.eval_shape` and restores the arrays into
+that abstract target, so a checkpoint that does not fit its own model spec fails with a
+clear message instead of producing a broken model. :func:`save_bundle` checks the same
+things before it writes, then writes atomically
+(:mod:`~mnemonic_jax.checkpointing.outputs`).
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Mapping
+
+import jax
+import jax.numpy as jnp
+import orbax.checkpoint as ocp
+
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing.outputs import (
+    _install, _staging_path, check_output, remove_stale_staging)
+from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, _abs, _one_line, _remove
+from mnemonic_jax.checkpointing.bundle_format import (
+    _ARRAYS, _BUNDLE_HINT, _CHECKSUMS, _META, _META_FILE, _bundle_checkpointer, _bundle_meta,
+    _check_arrays, _meta_file, _read_bundle_meta, _verify_checksums, array_checksums,
+    parse_bundle_meta)
+from mnemonic_jax.checkpointing.checks import _check_finite
+from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
+from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
+from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch
+from mnemonic_jax.models import (
+    ModelSourceError, available_models, load_model_source)
+
+
+def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathlib.Path:
+  """Writes a complete bundle to one directory, atomically.
+
+  Args:
+    path: the output directory (made absolute; parents are created).
+    bundle: the bundle; its params and batch_stats must fit its own model spec and its
+      codes must have shape ``(num_classes, *input_shape)``.
+    force: replace an existing bundle (or empty directory) at ``path``. Even with
+      ``force`` a path holding anything else (a non-bundle, or a bundle with other files
+      or directories put inside it) is refused rather than deleted. A symlink at ``path``
+      is replaced itself; what it points to is left alone.
+
+  Returns:
+    The absolute path written.
+
+  The metadata records the SHA-256 of every array file, which :func:`load_bundle`
+  verifies.
+
+  Raises:
+    CheckpointError: ``path`` exists and ``force`` is False (or it may not be replaced,
+      see :func:`check_output`), the bundle's arrays do not fit its model, its params,
+      batch_stats or codes hold NaN or inf, its mean or std is not finite (or std not
+      > 0, or has neither one value nor one per channel), its metadata is not
+      JSON-serialisable or would not load (see :func:`parse_bundle_meta`). Nothing is
+      written in these cases.
+
+  Example:
+    >>> path = save_bundle(tmp / "digits_mlp", bundle)
+    >>> load_bundle(path).num_classes
+    10
+  """
+  output = _abs(path)
+  meta = _bundle_meta(bundle)  # Validates JSON-ability before anything is written.
+  parse_bundle_meta("bundle", meta, "fix the Bundle before saving it")  # What load reads.
+  spec = _spec_str(bundle.model_name, meta["model_kwargs"], bundle.input_shape)
+  abstract = abstract_variables(bundle.model_name, bundle.num_classes, bundle.input_shape,
+                                bundle.model_kwargs)
+  codes_shape = (int(bundle.num_classes), *meta["input_shape"])
+  _check_arrays("bundle", spec, abstract, bundle.params, bundle.batch_stats, bundle.codes,
+                codes_shape)
+  _check_finite(
+      "bundle", "refusing to write a bundle that cannot be used (a diverged training run, "
+      "or forgetting lambdas too large?)", params=bundle.params,
+      batch_stats=bundle.batch_stats, codes=bundle.codes, mean=bundle.mean, std=bundle.std)
+
+  check_output(output, force=force)
+  exists = output.exists() or output.is_symlink()
+
+  output.parent.mkdir(parents=True, exist_ok=True)
+  remove_stale_staging(output)
+  staging = _staging_path(output)
+  arrays = {"params": bundle.params, "batch_stats": bundle.batch_stats or {},
+            "codes": bundle.codes}
+  try:
+    _bundle_checkpointer().save(staging, args=ocp.args.Composite(**{
+        _ARRAYS: ocp.args.StandardSave(arrays),
+        _META: ocp.args.JsonSave(meta),
+    }))
+    # The arrays are final now: record their checksums in the metadata (still hidden).
+    meta[_CHECKSUMS] = array_checksums(staging)
+    ocp.JsonCheckpointHandler(filename=_META_FILE).save(
+        staging / _META, args=ocp.args.JsonSave(meta))
+    _install(staging, output, replace=exists)
+  finally:
+    for leftover in output.parent.glob(f"{staging.name}*"):
+      _remove(leftover)
+  return output
+
+
+
+def resolve_bundle_path(path: PathLike) -> pathlib.Path:
+  """The bundle a path names: the path itself, or the bundle of a ``train`` workdir.
+
+  A run directory of :func:`mnemonic_jax.workflow.train` (``mnemonic-jax train
+  --workdir``) holds its bundle in ``WORKDIR/bundle``: given the workdir, that bundle is
+  meant. Nothing is read but the directories' entries and the bundle marker.
+
+  Args:
+    path: a bundle directory or a train workdir.
+
+  Returns:
+    The absolute path of the bundle directory (not checked further: :func:`load_bundle`
+    reads and verifies it).
+
+  Raises:
+    CheckpointError: the path does not exist (naming the previous bundle if an
+      interrupted ``--force`` save left it aside), is a file, or is a train workdir whose
+      run has not finished (no ``bundle`` yet).
+  """
+  path = _abs(path)
+  if not path.exists():
+    hint = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+    if hint:
+      raise CheckpointError(
+          f"{path} does not exist, but an interrupted --force save left the previous "
+          f"bundle at {hint[-1]}; rename it to {path}")
+    raise CheckpointError(f"{path} does not exist; check the path ({_BUNDLE_HINT})")
+  if not path.is_dir():
+    raise CheckpointError(f"{path} is a file, not a bundle directory; {_BUNDLE_HINT}")
+  if _meta_file(path).exists():
+    return path
+  bundle = path / "bundle"
+  if bundle.is_dir() and _meta_file(bundle).exists():
+    return bundle
+  if (path / "train").is_dir() or (path / LOCK_FILE).exists():
+    raise CheckpointError(
+        f"{path} is a train workdir whose run has not finished (it has no bundle/ yet); "
+        "run the same 'mnemonic-jax train' command again to finish it, then pass this "
+        "workdir")
+  return path
+
+
+def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
+  """Loads a bundle written by :func:`save_bundle`, knowing nothing but its path.
+
+  The JSON metadata is read first; the model is built from the registry and its abstract
+  variables (``jax.eval_shape`` of ``model.init`` on one input of ``input_shape``) are the
+  restore target, so arrays come back as jax Arrays of the model's dtypes on the default
+  device. The directory is only read.
+
+  Every metadata field is checked first (:func:`parse_bundle_meta`: types, ranges, sizes,
+  agreement with each other), then every array file against the SHA-256 recorded by
+  :func:`save_bundle`, before any array is read. Bundles written before checksums were
+  recorded (no ``array_sha256`` in their metadata) still load, unverified: re-save one
+  (load it and ``save_bundle`` it elsewhere) to give it checksums.
+
+  A model the user registered (not a built-in one) that is not registered in this
+  process is registered first from the source the bundle records
+  (:func:`mnemonic_jax.models.load_model_source`: the module is imported, or the config
+  file run, that registered it when the bundle was saved). That runs the user's code, as
+  any import does: load such bundles only from sources you trust, or pass
+  ``import_model=False`` and register the model yourself.
+
+  Args:
+    path: a bundle directory, or the workdir of a finished ``train`` run (its ``bundle``
+      is loaded; see :func:`resolve_bundle_path`).
+    import_model: register an unregistered model from the source the bundle records.
+
+  Returns:
+    The bundle. Tuple fields come back as tuples; lists nested inside ``model_kwargs``,
+    ``config`` and ``history`` entries come back as lists (JSON has no tuples).
+
+  Raises:
+    CheckpointError: the path is missing, is not a bundle, has a foreign format version,
+      metadata of the wrong type, out of range or disagreeing with itself or with the
+      stored arrays (e.g. a codes dtype, a mean or std length that does not fit the
+      channels, history entries that are not requests for existing classes), an array
+      file that is missing, changed (its checksum differs) or unexpected, needs an
+      unregistered model (whose recorded source is missing, fails or does not register
+      it), does not fit its own model spec, is truncated or corrupt, or
+      holds non-finite values (NaN or inf in params, batch_stats or codes; a mean or std
+      that is not finite, or a std that is not > 0). One line naming the path and field.
+  """
+  path = resolve_bundle_path(path)
+  meta = parse_bundle_meta(path, _read_bundle_meta(path))
+  model_name, model_kwargs = meta["model_name"], meta["model_kwargs"]
+  num_classes, input_shape = meta["num_classes"], meta["input_shape"]
+  fields = {k: meta[k] for k in ("mean", "std", "class_names", "dataset", "config", "history")}
+  _check_finite(str(path), "the bundle is corrupt; re-create it",
+                mean=fields["mean"], std=fields["std"])
+  if meta["checksums"] is not None:  # Bundles saved before checksums were recorded: none.
+    _verify_checksums(path, meta["checksums"])
+
+  spec = _spec_str(model_name, model_kwargs, input_shape)
+  source = meta["model_source"]
+  if model_name not in available_models() and source and import_model:
+    try:
+      load_model_source(model_name, source)
+    except ModelSourceError as e:
+      raise CheckpointError(
+          f"{path}: model {model_name!r} is not registered and {e}; restore its source, or "
+          "register the model with mnemonic_jax.register_model before loading") from None
+  try:
+    abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
+  except CheckpointError as e:
+    fix = ("register it with mnemonic_jax.register_model before loading"
+           if model_name not in available_models() else "the bundle metadata is inconsistent")
+    raise CheckpointError(f"{path}: {e}; {fix}") from None
+  target = _abstract({
+      "params": abstract["params"],
+      "batch_stats": abstract["batch_stats"],
+      "codes": jax.ShapeDtypeStruct((num_classes, *input_shape), meta["codes_dtype"]),
+  })
+
+  checkpointer = _bundle_checkpointer()
+  try:
+    stored = checkpointer.metadata(path).item_metadata[_ARRAYS].tree
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
+                          "re-create the bundle") from None
+  problem = _tree_mismatch(stored, target)
+  if problem:
+    raise CheckpointError(f"{path}: stored arrays do not fit {spec}: {problem}; "
+                          "the bundle is inconsistent, re-create it")
+  stored_dtype = getattr(stored.get("codes") if isinstance(stored, Mapping) else None,
+                         "dtype", None)
+  if stored_dtype is not None and jnp.dtype(stored_dtype) != meta["codes_dtype"]:
+    raise CheckpointError(
+        f"{path}: the codes are stored as {jnp.dtype(stored_dtype).name} but the metadata "
+        f"says {meta['codes_dtype'].name}; the bundle is inconsistent, re-create it")
+  try:
+    arrays = checkpointer.restore(path, args=ocp.args.Composite(**{
+        _ARRAYS: ocp.args.StandardRestore(target)}))[_ARRAYS]
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
+                          "re-create the bundle") from None
+  _check_finite(str(path), "the bundle is corrupt or was written from a diverged run; "
+                "re-create it", params=arrays["params"], batch_stats=arrays.get("batch_stats"),
+                codes=arrays["codes"])
+  return Bundle(
+      model_name=model_name,
+      model_kwargs=model_kwargs,
+      params=arrays["params"],
+      batch_stats=arrays.get("batch_stats") or {},
+      codes=arrays["codes"],
+      num_classes=num_classes,
+      input_shape=input_shape,
+      model_source=source,
+      **fields,
+  )
+

@@ -1,0 +1,269 @@
+"""Parameters trained elsewhere: an Orbax PyTree directory or a flax msgpack file.
+
+:func:`import_params` turns such a file (plus codes and the normalisation the model was
+trained with) into a bundle; :func:`read_pretrained` reads the weights a config's
+``pretrained`` field names. Every size a file declares is bounded by the model's own
+(:data:`~mnemonic_jax.checkpointing.checks.PARAMS_FILE_FACTOR`) before it is read.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pathlib
+import warnings
+from typing import Any, Mapping, Sequence
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _abs, _one_line
+from mnemonic_jax.checkpointing.bundle_format import _check_arrays, _marked_bundle_meta
+from mnemonic_jax.checkpointing.bundles import load_bundle, save_bundle
+from mnemonic_jax.checkpointing.checks import (
+    PARAMS_FILE_FACTOR, _check_finite, _is_int, check_input_shape, check_normalisation)
+from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
+from mnemonic_jax.data.sources import MAX_CLASSES
+
+
+def _params_file_limit(abstract: PyTree) -> int:
+  """The most elements a params file for a model of ``abstract`` variables may hold."""
+  elements = sum(math.prod(x.shape) for x in jax.tree.leaves(abstract))
+  return PARAMS_FILE_FACTOR * elements + (1 << 20)
+
+
+def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> PyTree:
+  """Reads a params tree from an Orbax PyTree directory or a flax msgpack file.
+
+  Args:
+    path: the directory or file.
+    max_elements: the most array elements an Orbax directory's metadata may declare in
+      all, checked before anything is restored (a msgpack file cannot declare more than it
+      holds); None for no bound.
+
+  Raises:
+    CheckpointError: missing, unreadable, or declaring more than ``max_elements``.
+  """
+  if not path.exists():
+    raise CheckpointError(f"{path} does not exist; pass an Orbax checkpoint directory or a "
+                          "flax msgpack file of parameters")
+  if path.is_dir():
+    if max_elements is not None:
+      try:
+        stored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).metadata(path).item_metadata
+        stored = getattr(stored, "tree", stored)
+        declared = sum(math.prod(int(d) for d in leaf.shape)
+                       for leaf in jax.tree.leaves(stored) if hasattr(leaf, "shape"))
+      except Exception as e:  # pylint: disable=broad-except
+        raise CheckpointError(
+            f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
+            "directory given to StandardCheckpointer/PyTreeCheckpointer.save") from None
+      if declared > max_elements:
+        raise CheckpointError(
+            f"{path} declares arrays of {declared} elements in all, more than the "
+            f"{max_elements} a checkpoint of this model may hold ({PARAMS_FILE_FACTOR}x its "
+            "variables); it is corrupt or of another model")
+    try:
+      with warnings.catch_warnings():  # Shardings come from the checkpoint's own file.
+        warnings.filterwarnings("ignore", message="Sharding info not provided")
+        return ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(path)
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(
+          f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
+          "directory given to StandardCheckpointer/PyTreeCheckpointer.save (for a "
+          "CheckpointManager: <dir>/<step>/<item>)") from None
+  try:
+    return flax.serialization.msgpack_restore(path.read_bytes())
+  except Exception as e:  # pylint: disable=broad-except
+    raise CheckpointError(
+        f"{path} is not a flax msgpack file ({_one_line(e)}); write it with "
+        "flax.serialization.to_bytes(params) or pass an Orbax checkpoint directory") from None
+
+
+def read_pretrained(path: PathLike, like: PyTree = None) -> tuple[PyTree, PyTree]:
+  """``(params, batch_stats)`` from a bundle, or from a params file as :func:`import_params`
+  reads it (a bare params tree, or a dict with ``params`` and optional ``batch_stats``).
+
+  Args:
+    path: the bundle, Orbax directory or msgpack file.
+    like: the variables (or their abstract shapes) of the model they are for; an Orbax
+      directory declaring more than :data:`PARAMS_FILE_FACTOR` times their elements is
+      refused before it is read. None for no bound.
+
+  Raises:
+    CheckpointError: the path is missing, holds neither, or declares too much.
+  """
+  path = _abs(path)
+  if _marked_bundle_meta(path) is not None:
+    bundle = load_bundle(path)
+    return bundle.params, bundle.batch_stats
+  tree = _read_params_file(path, None if like is None else _params_file_limit(like))
+  if isinstance(tree, dict) and "params" in tree:
+    return tree["params"], tree.get("batch_stats") or {}
+  return tree, {}
+
+
+def _read_codes(codes: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
+  """Codes given as an array, or read from a ``.npy`` file whose header is checked first.
+
+  The header's shape must be ``expected_shape`` and the file must hold exactly the bytes
+  it declares before anything is allocated (a hostile header cannot make numpy allocate).
+
+  Raises:
+    CheckpointError: the file is missing or unreadable, is not a plain ``.npy`` array of
+      ``expected_shape``, or is truncated or longer than its header declares.
+  """
+  if not isinstance(codes, (str, os.PathLike)):
+    return np.asarray(codes)
+  codes_path = _abs(codes)
+  fix = "pass a .npy file written by numpy.save"
+  try:
+    with open(codes_path, "rb") as f:
+      version = np.lib.format.read_magic(f)
+      if version == (1, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
+      elif version == (2, 0):
+        shape, fortran_order, dtype = np.lib.format.read_array_header_2_0(f)
+      else:
+        raise ValueError(f"unsupported .npy format version {version}")
+      data_bytes = os.fstat(f.fileno()).st_size - f.tell()
+    if dtype.hasobject:
+      raise ValueError("it holds Python objects")
+    if tuple(shape) != tuple(expected_shape):
+      raise CheckpointError(
+          f"{codes_path}: codes have shape {tuple(shape)}, expected {tuple(expected_shape)} "
+          "(num_classes, *input_shape)")
+    needed = math.prod(shape) * dtype.itemsize
+    if data_bytes != needed:
+      raise CheckpointError(
+          f"{codes_path}: holds {data_bytes} bytes of data but its header {tuple(shape)} "
+          f"{dtype} needs {needed} (truncated or corrupt); {fix}")
+    del fortran_order  # np.load below honours it.
+    return np.load(codes_path, allow_pickle=False)
+  except (OSError, ValueError, EOFError) as e:
+    if isinstance(e, CheckpointError):
+      raise
+    raise CheckpointError(f"{codes_path}: cannot read codes ({_one_line(e)}); {fix}") from None
+
+
+def import_params(
+    params_path: PathLike,
+    codes: Any,
+    *,
+    model_name: str,
+    num_classes: int,
+    input_shape: Sequence[int],
+    output: PathLike,
+    model_kwargs: Mapping[str, Any] | None = None,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    class_names: Sequence[str] = (),
+    dataset: str = "",
+    config: Mapping[str, Any] | None = None,
+    force: bool = False,
+) -> pathlib.Path:
+  """Writes a bundle from parameters trained with the user's own loop.
+
+  Args:
+    params_path: either an Orbax PyTree checkpoint directory (written by
+      ``StandardCheckpointer``/``PyTreeCheckpointer``/``StandardSave``) or a flax msgpack
+      file (``flax.serialization.to_bytes``). It holds either the params tree itself or a
+      variables dict ``{"params": ..., "batch_stats": ...}`` (required for BatchNorm models;
+      other top-level entries such as an optimizer state are ignored).
+    codes: mnemonic codes of shape ``(num_classes, *input_shape)``, an array or a ``.npy``
+      path.
+    model_name: registry name of the model the params belong to.
+    num_classes: number of classes.
+    input_shape: shape of one input, e.g. ``(28, 28, 1)``.
+    output: the bundle directory to write.
+    model_kwargs: the model's other attributes.
+    mean: the per-channel mean the model's training subtracted from images scaled to
+      [0, 1]. Required: only the user knows it (``(0.0,)`` with ``std=(1.0,)`` for
+      images only scaled).
+    std: the per-channel standard deviation the centred images were divided by.
+    class_names: one name per class.
+    dataset: name of the training dataset.
+    config: training configuration to record (JSON-able).
+    force: replace an existing bundle at ``output``.
+
+  Returns:
+    The absolute path of the bundle written.
+
+  Raises:
+    CheckpointError: ``num_classes`` is not in ``[1, MAX_CLASSES]``, the input shape is
+      not supported (see :func:`check_input_shape`), the mean or std is not given or
+      has neither one value nor one per channel, the params file is missing or
+      unreadable (or an Orbax directory declares far more elements than the model has, see
+      :data:`PARAMS_FILE_FACTOR`), its tree does not match the model's parameters
+      (structure or shapes), the codes file's header does not declare the expected shape
+      or does not match its size, the codes have the wrong shape, the
+      params, batch_stats or codes hold NaN or inf (also after casting to the model's
+      dtypes), the mean or std is not finite or the std not > 0, or the output exists
+      without ``force``. Nothing is written then.
+  """
+  params_path = _abs(params_path)
+  model_kwargs = dict(model_kwargs or {})
+  if not _is_int(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
+    raise CheckpointError(f"num_classes {num_classes!r} must be an integer in [1, "
+                          f"{MAX_CLASSES}]")
+  check_input_shape(tuple(input_shape), num_classes)
+  spec = _spec_str(model_name, model_kwargs, input_shape)
+  fix = ("pass the per-channel mean and std the model was trained with (e.g. --mean 0.1307 "
+         "--std 0.3081)")
+  if mean is None or std is None:
+    raise CheckpointError(
+        "the normalisation the model was trained with is unknown: pass its per-channel "
+        "mean and std (e.g. mean=(0.1307,), std=(0.3081,) for MNIST; (0.0,) and (1.0,) for "
+        "images only scaled to [0, 1]); CLI: --mean and --std, or --dataset NAME for that "
+        "dataset's training statistics")
+  _check_finite("", fix, mean=mean, std=std)
+  check_normalisation(mean, std, input_shape[-1], fix=fix)
+  abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
+  tree = _read_params_file(params_path, _params_file_limit(abstract))
+  if (isinstance(tree, Mapping) and "params" in tree
+      and not (isinstance(abstract["params"], Mapping) and "params" in abstract["params"])):
+    params, batch_stats = tree["params"], tree.get("batch_stats") or {}
+  else:
+    params, batch_stats = tree, {}
+  if abstract["batch_stats"] and not batch_stats:
+    raise CheckpointError(
+        f"{params_path}: {spec} has BatchNorm statistics; save the variables dict "
+        "{'params': ..., 'batch_stats': ...} instead of params alone")
+  codes_where = str(_abs(codes)) if isinstance(codes, (str, os.PathLike)) else "codes"
+  codes_shape = (int(num_classes), *(int(d) for d in input_shape))
+  codes = _read_codes(codes, codes_shape)
+  _check_arrays(str(params_path), spec, abstract, params, batch_stats, codes, codes_shape)
+  if not jnp.issubdtype(codes.dtype, jnp.floating):
+    raise CheckpointError(f"codes have dtype {codes.dtype}; mnemonic codes live in the "
+                          "normalised input space and must be floating point")
+
+  def cast(tree_, abstract_):  # To the model's dtypes, so the bundle loads bit-exactly.
+    with np.errstate(over="ignore", invalid="ignore"):  # Overflow is refused just below.
+      return jax.tree.map(lambda x, a: np.asarray(x, dtype=a.dtype), tree_, abstract_)
+
+  params = cast(params, abstract["params"])
+  batch_stats = cast(batch_stats, abstract["batch_stats"]) if abstract["batch_stats"] else {}
+  fix = "import only parameters from a run that did not diverge"
+  _check_finite(str(params_path), fix, params=params, batch_stats=batch_stats)
+  _check_finite(codes_where, "pass the codes the model was trained with", codes=codes)
+
+  bundle = Bundle(
+      model_name=model_name,
+      model_kwargs=model_kwargs,
+      params=params,
+      batch_stats=batch_stats,
+      codes=codes,
+      num_classes=int(num_classes),
+      input_shape=tuple(int(d) for d in input_shape),
+      mean=tuple(float(m) for m in mean),
+      std=tuple(float(s) for s in std),
+      class_names=tuple(str(c) for c in class_names),
+      dataset=dataset,
+      config=dict(config or {}),
+  )
+  return save_bundle(output, bundle, force=force)
+

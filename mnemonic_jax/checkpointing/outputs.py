@@ -1,0 +1,233 @@
+"""Safe outputs: the checks before a save, the staging directory and the atomic install.
+
+A bundle is first written (by Orbax, itself atomically) to a hidden sibling
+``.<name>.saving-<host>-<pid>-<id>`` and then renamed into place; replacing an existing
+bundle swaps the new directory with the old one in a single
+``renameat2(RENAME_EXCHANGE)`` call on Linux, so at every instant ``<bundle>`` is either
+the complete old or the complete new bundle. A save killed half-way only leaves a hidden
+``.<name>.saving-*`` directory behind, which the next save of that bundle removes once
+its process is gone (:func:`remove_stale_staging`).
+
+:func:`check_output` refuses, before any work, an output that exists (without
+``force``), that ``force`` may not replace (anything but a bundle holding only what a
+save writes) or whose directory cannot be written.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import hashlib
+import os
+import pathlib
+import re
+import socket
+import sys
+import tempfile
+import time
+import uuid
+
+from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, _abs, _remove
+from mnemonic_jax.checkpointing.bundle_format import _BUNDLE_ENTRIES, _marked_bundle_meta
+
+
+_AT_FDCWD = -100
+_RENAME_EXCHANGE = 2
+
+
+def _exchange(a: pathlib.Path, b: pathlib.Path) -> bool:
+  """Atomically swaps two paths with Linux ``renameat2(RENAME_EXCHANGE)``.
+
+  Returns:
+    True if swapped, False where the platform or filesystem does not support it.
+  """
+  if not sys.platform.startswith("linux"):
+    return False
+  try:
+    renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+  except (OSError, AttributeError):
+    return False
+  renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p,
+                        ctypes.c_uint]
+  renameat2.restype = ctypes.c_int
+  if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    return True
+  err = ctypes.get_errno()
+  if err in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.EXDEV):
+    return False
+  raise OSError(err, os.strerror(err), os.fspath(a))
+
+
+
+def _fsync_dir(path: pathlib.Path) -> None:
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    return
+  try:
+    os.fsync(fd)
+  except OSError:
+    pass
+  finally:
+    os.close(fd)
+
+
+def _install(staging: pathlib.Path, output: pathlib.Path, replace: bool) -> None:
+  """Moves a complete ``staging`` directory to ``output``, atomically replacing it."""
+  if not replace:
+    try:
+      os.rename(staging, output)  # Fails if output appeared meanwhile and is not empty.
+    except OSError as e:
+      raise CheckpointError(
+          f"{output} appeared while saving ({e.strerror}); nothing written there; "
+          "pass --force (force=True) to replace it") from None
+  elif _exchange(staging, output):
+    _remove(staging)  # Now holds the old bundle.
+  else:
+    # No atomic exchange here: for an instant only the two hidden siblings exist; both
+    # are complete bundles and load_bundle's error message points at the old one.
+    old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(output, old)
+    os.rename(staging, output)
+    _remove(old)
+  _fsync_dir(output.parent)
+
+
+# --------------------------------------------------------------------------------------
+# Staging directories: where a save is written before it is renamed into place.
+
+#: This machine, in staging names (so only its own dead processes' leftovers are removed).
+_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+_STAGING = re.compile(r"^\.(?P<name>.+)\.saving-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?"
+                      r"[0-9a-f]{8}(?:\.orbax-checkpoint-tmp.*)?$")
+#: Staging directories named without a process (older releases) are removed past this age.
+_UNOWNED_STAGING_AGE_S = 3600.0
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+
+
+def _staging_path(output: pathlib.Path) -> pathlib.Path:
+  """A hidden sibling naming this machine and process: ``.<name>.saving-<host>-<pid>-<id>``."""
+  return output.parent / (f".{output.name}.saving-{_HOST_TAG}-{os.getpid()}-"
+                          f"{uuid.uuid4().hex[:8]}")
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError):
+    return True
+  return True
+
+
+def remove_stale_staging(output: PathLike) -> list[pathlib.Path]:
+  """Removes what killed saves of ``output`` left beside it, when that is safe.
+
+  A save writes ``.<name>.saving-<host>-<pid>-<id>`` (and Orbax its own
+  ``...orbax-checkpoint-tmp*``) next to ``output`` and renames it into place; a save killed
+  half-way leaves them behind. One is removed only if its process is known to be gone: it
+  was started on this machine by a process that no longer runs (a live save of another
+  process is never touched). Leftovers of older releases, which name no process, are
+  removed once they are an hour old.
+
+  Args:
+    output: a bundle path (it need not exist).
+
+  Returns:
+    The paths removed.
+  """
+  output = _abs(output)
+  removed = []
+  try:
+    entries = list(output.parent.iterdir())
+  except OSError:
+    return removed
+  for entry in entries:
+    match = _STAGING.match(entry.name)
+    if not match or match["name"] != output.name:
+      continue
+    if match["pid"] is None:
+      try:
+        stale = time.time() - entry.lstat().st_mtime > _UNOWNED_STAGING_AGE_S
+      except OSError:
+        continue
+    else:
+      stale = match["host"] == _HOST_TAG and not _pid_alive(int(match["pid"]))
+    if stale:
+      _remove(entry)
+      removed.append(entry)
+  return removed
+
+
+def _check_writable(output: pathlib.Path) -> None:
+  """Refuses an output whose nearest existing ancestor is not a writable directory.
+
+  Probes by creating (and at once removing) a hidden directory there, which also catches
+  read-only file systems and pseudo-file systems where permissions say yes (e.g. as root).
+  """
+  ancestor = output.parent
+  while not os.path.lexists(ancestor) and ancestor.parent != ancestor:
+    ancestor = ancestor.parent
+  if not ancestor.is_dir():
+    raise CheckpointError(f"cannot write {output}: {ancestor} is not a directory; choose "
+                          "another output")
+  try:
+    probe = tempfile.mkdtemp(prefix=".mnemonic-jax-probe-", dir=ancestor)
+  except OSError as e:
+    raise CheckpointError(
+        f"cannot write {output}: {ancestor} is not writable ({e.strerror or e}); choose an "
+        "output in a writable directory") from None
+  os.rmdir(probe)
+
+
+
+def _why_not_replaceable(path: pathlib.Path) -> str | None:
+  """Why ``force`` may not replace ``path``, or None if it may.
+
+  Replaceable: an empty directory, or a bundle (any version) holding nothing but what
+  :func:`save_bundle` writes. A bundle with anything else in it (a file, a nested bundle
+  or dataset put there by hand) is refused, since replacing it would delete that too.
+  """
+  if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
+    return None
+  if not path.is_dir() or _marked_bundle_meta(path) is None:
+    return "is not a mnemonic-jax bundle"
+  foreign = sorted(p.name for p in path.iterdir() if p.name not in _BUNDLE_ENTRIES)
+  if foreign:
+    shown = ", ".join(repr(name) for name in foreign[:3]) + (" ..." if len(foreign) > 3 else "")
+    return f"is a bundle but also holds {shown}, which replacing it would delete"
+  return None
+
+
+def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
+  """Checks that :func:`save_bundle` may write ``path``, before any work is done.
+
+  Args:
+    path: the bundle directory to be written.
+    force: whether an existing bundle there may be replaced.
+
+  Returns:
+    The absolute path.
+
+  Raises:
+    CheckpointError: ``path`` exists and ``force`` is False, it exists and is not a
+      bundle that may be replaced (see :func:`save_bundle`), or its nearest existing
+      ancestor is not a directory this process can write in. Nothing is left behind (the
+      writability probe is a directory created and removed at once).
+  """
+  output = _abs(path)
+  if not (output.exists() or output.is_symlink()):
+    _check_writable(output)
+    return output
+  if not force:
+    raise CheckpointError(
+        f"{output} already exists; pass --force (force=True) to replace it, "
+        "or choose another output")
+  reason = _why_not_replaceable(output)
+  if reason is not None:
+    raise CheckpointError(
+        f"{output} exists and {reason}; refusing to replace it even with --force; "
+        "remove it yourself or choose another output")
+  _check_writable(output)
+  return output

@@ -1,0 +1,306 @@
+"""Training checkpoints: periodic saves, resume, the workdir lock, leftover cleanup.
+
+:class:`TrainCheckpointer` is a thin layer over ``ocp.CheckpointManager``: an arbitrary
+pytree of arrays (parameters, optax state, step counter, typed ``jax.random.key`` keys)
+plus a JSON dict every ``save_every`` steps, the last ``max_to_keep`` kept. Orbax writes
+each step to a temporary directory and renames it when complete, so a killed run leaves
+the last complete step readable. :func:`workdir_lock` keeps a second run out of a
+workdir; :func:`remove_orbax_temporaries` removes what killed saves left, under that lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import pathlib
+from typing import Any, Iterator, Mapping, NamedTuple
+
+try:
+  import fcntl
+except ImportError:  # Not POSIX: runs are not locked.
+  fcntl = None
+import orbax.checkpoint as ocp
+from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
+
+from mnemonic_jax.checkpointing._common import (
+    CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
+from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch
+
+TRAIN_FORMAT = "mnemonic-jax-train"
+TRAIN_VERSION = 1
+
+_STATE = "state"
+_META = "meta"
+_ORBAX_TMP = ".orbax-checkpoint-tmp"
+
+#: The file a training run holds an exclusive lock on, inside its workdir.
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
+  """Holds the exclusive lock of a run directory, refusing at once if another run has it.
+
+  Takes a non-blocking ``fcntl.flock`` on ``WORKDIR/.lock`` (creating the workdir and the
+  file if needed) and writes the holder's process id into it. The lock is released when
+  the block ends or the process dies (even by SIGKILL), so a crashed run never leaves a
+  stale lock; the file itself stays. Works across processes of one machine and on
+  file systems with working ``flock`` (local disks, NFSv4); not on platforms without
+  ``fcntl`` (no locking there).
+
+  Args:
+    workdir: the run directory.
+
+  Yields:
+    The lock file's path.
+
+  Raises:
+    CheckpointError: another process holds the lock (nothing is written then).
+
+  Example:
+    >>> with workdir_lock(tmp / "run"):
+    ...   pass  # Train, checkpoint and save the bundle.
+  """
+  workdir = _abs(workdir)
+  path = workdir / LOCK_FILE
+  if fcntl is None:
+    yield path
+    return
+  workdir.mkdir(parents=True, exist_ok=True)
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        raise
+      holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+      raise CheckpointError(
+          f"{workdir} is in use by another train run (process {holder or 'unknown'} holds "
+          f"{path}); wait for it to finish, or use another --workdir") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
+    yield path
+  finally:
+    os.close(fd)  # Releases the lock.
+
+
+
+def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:
+  """Removes Orbax's unfinished step directories (``*.orbax-checkpoint-tmp*``) in a directory.
+
+  Only safe while no one else writes there: :func:`mnemonic_jax.workflow.train` calls it
+  on its checkpoint directory while it holds the workdir's lock (:func:`workdir_lock`).
+
+  Args:
+    directory: a training checkpoint directory (it need not exist).
+
+  Returns:
+    The paths removed.
+  """
+  directory = _abs(directory)
+  try:
+    entries = list(directory.iterdir())
+  except OSError:
+    return []
+  removed = [entry for entry in entries if _ORBAX_TMP in entry.name]
+  for entry in removed:
+    _remove(entry)
+  return removed
+
+
+
+class TrainCheckpoint(NamedTuple):
+  """A restored training checkpoint.
+
+  Attributes:
+    step: the step it was saved at.
+    state: the train-state pytree, shaped like the ``abstract_state`` given to restore.
+    metadata: the JSON dict saved with it.
+  """
+
+  step: int
+  state: PyTree
+  metadata: dict[str, Any]
+
+
+class TrainCheckpointer:
+  """Periodic training checkpoints with resume, over ``ocp.CheckpointManager``.
+
+  Each step directory holds the state pytree (``StandardSave``: arrays, optax states,
+  scalars, and typed ``jax.random.key`` keys, which Orbax 0.12 stores as their key data
+  and restores as typed keys; older Orbax releases could not, so with those pass
+  ``jax.random.key_data(key)`` instead) and a JSON dict. Saves are asynchronous by
+  default; jax Arrays are copied off the device before :meth:`save` returns, so the state
+  may be donated afterwards (numpy leaves must not be modified in place until
+  :meth:`wait_until_finished`). Orbax writes each step to a temporary directory and renames
+  it when complete, so a killed run leaves the last complete step readable; leftover
+  temporary directories are removed when the next checkpointer opens the directory.
+
+  Example:
+    >>> state, num_steps = {"w": jnp.zeros(3)}, 5
+    >>> ckpt = TrainCheckpointer(tmp / "run", save_every=2)
+    >>> start = 0
+    >>> if ckpt.latest_step() is not None:  # A resumed run.
+    ...   restored = ckpt.restore(None, jax.eval_shape(lambda: state))
+    ...   state, start = restored.state, restored.step
+    >>> for step in range(start + 1, num_steps + 1):
+    ...   state = {"w": state["w"] + 1.0}  # One training step.
+    ...   saved = ckpt.save(step, state, {"loss": 1.0 / step}, force=step == num_steps)
+    >>> ckpt.close()
+    >>> TrainCheckpointer(tmp / "run").latest_step()
+    5
+  """
+
+  def __init__(self, directory: PathLike, *, save_every: int = 1, max_to_keep: int = 2,
+               async_save: bool = True):
+    """Opens (creating it if needed) a directory of training checkpoints.
+
+    Args:
+      directory: where the step directories live (made absolute).
+      save_every: :meth:`save` only writes steps that are multiples of this (unless
+        forced).
+      max_to_keep: how many of the most recent steps are kept.
+      async_save: write in a background thread (call :meth:`wait_until_finished`).
+
+    Raises:
+      CheckpointError: ``save_every`` or ``max_to_keep`` is below 1.
+    """
+    if save_every < 1 or max_to_keep < 1:
+      raise CheckpointError(
+          f"save_every={save_every} and max_to_keep={max_to_keep} must both be >= 1")
+    self.directory = _abs(directory)
+    # Orbax's default policy (from save_interval_steps) also saves the first step of a
+    # fresh run whatever its number; an explicit policy keeps "multiples of save_every"
+    # exact (plus saves on a preemption signal).
+    policy = save_policy_lib.AnySavePolicy([
+        save_policy_lib.FixedIntervalPolicy(save_every),
+        save_policy_lib.PreemptionCheckpointingPolicy(),
+    ])
+    options = ocp.CheckpointManagerOptions(
+        max_to_keep=max_to_keep,
+        save_decision_policy=policy,
+        create=True,
+        cleanup_tmp_directories=True,
+        enable_async_checkpointing=async_save,
+    )
+    self._manager = ocp.CheckpointManager(
+        self.directory,
+        options=options,
+        item_handlers={_STATE: ocp.StandardCheckpointHandler(),
+                       _META: ocp.JsonCheckpointHandler()},
+    )
+
+  def save(self, step: int, state: PyTree, metadata: Mapping[str, Any] | None = None, *,
+           force: bool = False) -> bool:
+    """Saves ``state`` at ``step`` if it is a multiple of ``save_every`` (or ``force``).
+
+    Args:
+      step: the training step (non-negative, increasing).
+      state: any pytree of arrays (jax/numpy arrays, scalars, typed PRNG keys).
+      metadata: a JSON-able dict stored alongside (e.g. the config, the epoch, a loss).
+      force: save even if ``step`` is not a multiple of ``save_every``.
+
+    Returns:
+      Whether a checkpoint was started.
+
+    Raises:
+      CheckpointError: ``metadata`` is not JSON-serialisable or ``step`` was already
+        saved.
+    """
+    meta = {"format": TRAIN_FORMAT, "version": TRAIN_VERSION, "step": int(step),
+            "metadata": _to_json(dict(metadata or {}), "metadata")}
+    if int(step) in self._manager.all_steps():
+      raise CheckpointError(f"{self.directory}: step {step} is already saved; resume from it "
+                            "or write to a new directory")
+    return self._manager.save(int(step), args=ocp.args.Composite(**{
+        _STATE: ocp.args.StandardSave(state),
+        _META: ocp.args.JsonSave(meta),
+    }), force=force)
+
+  def should_save(self, step: int) -> bool:
+    """Whether :meth:`save` would write ``step`` (without ``force``)."""
+    return self._manager.should_save(int(step))
+
+  def latest_step(self) -> int | None:
+    """The most recent complete step, or None if there is none."""
+    return self._manager.latest_step()
+
+  def all_steps(self) -> list[int]:
+    """All complete steps, ascending."""
+    return sorted(self._manager.all_steps())
+
+  def restore(self, step: int | None, abstract_state: PyTree) -> TrainCheckpoint:
+    """Restores a step into the structure of ``abstract_state``.
+
+    Args:
+      step: the step to restore; None for the latest.
+      abstract_state: the state's structure: a pytree of ``jax.ShapeDtypeStruct`` (e.g.
+        ``jax.eval_shape(init_fn, ...)``; give them shardings to place the arrays) or of
+        concrete arrays. Leaves without a sharding are put on the default device.
+
+    Returns:
+      The step, the state and its JSON metadata.
+
+    Raises:
+      CheckpointError: there is no such step, its state does not match ``abstract_state``
+        (structure or shapes), or it is corrupt.
+    """
+    steps = self.all_steps()
+    if step is None:
+      if not steps:
+        raise CheckpointError(f"{self.directory}: no complete training checkpoint to resume "
+                              "from; start without resuming")
+      step = steps[-1]
+    if int(step) not in steps:
+      raise CheckpointError(f"{self.directory}: no checkpoint for step {step} (have "
+                            f"{steps or 'none'}); pick one of those")
+    step = int(step)
+    target = _abstract(abstract_state)
+    try:
+      stored = self._manager.item_metadata(step)[_STATE].tree
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
+                            f"({_one_line(e)}); restore an earlier step") from None
+    problem = _tree_mismatch(stored, target)
+    if problem:
+      raise CheckpointError(f"{self.directory}: step {step} does not match the train state: "
+                            f"{problem}; resume with the same model and optimizer")
+    try:
+      restored = self._manager.restore(step, args=ocp.args.Composite(**{
+          _STATE: ocp.args.StandardRestore(target),
+          _META: ocp.args.JsonRestore(),
+      }))
+    except Exception as e:  # pylint: disable=broad-except
+      raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
+                            f"({_one_line(e)}); restore an earlier step") from None
+    meta = restored[_META]
+    if not isinstance(meta, dict) or meta.get("format") != TRAIN_FORMAT:
+      raise CheckpointError(f"{self.directory}: step {step} is not a mnemonic-jax training "
+                            "checkpoint; point at a directory written by TrainCheckpointer")
+    if meta.get("version") != TRAIN_VERSION:
+      raise CheckpointError(
+          f"{self.directory}: step {step} has training-checkpoint version "
+          f"{meta.get('version')!r}, this mnemonic_jax reads {TRAIN_VERSION}")
+    metadata = meta.get("metadata") or {}
+    if not isinstance(metadata, dict):
+      raise CheckpointError(f"{self.directory}: step {step}'s metadata is "
+                            f"{type(metadata).__name__}, not a JSON object (corrupt); "
+                            "restore an earlier step")
+    return TrainCheckpoint(step, restored[_STATE], metadata)
+
+  def wait_until_finished(self) -> None:
+    """Blocks until pending asynchronous saves are complete on disk."""
+    self._manager.wait_until_finished()
+
+  def close(self) -> None:
+    """Waits for pending saves and releases the manager's resources."""
+    self._manager.close()
+
+  def __enter__(self) -> "TrainCheckpointer":
+    return self
+
+  def __exit__(self, *exc_info) -> None:
+    self.close()
+
