@@ -7,7 +7,7 @@ the loss on real images and on codes apart, besides the total it optimises.
 """
 
 import dataclasses
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import chex
 import flax
@@ -193,10 +193,63 @@ class FitConfig:
 
 
 def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Full batches of ``batch_size`` in one epoch of ``num_examples`` (the remainder dropped).
+
+  Raises:
+    ValueError: the batch is larger than the data.
+  """
   if num_examples < batch_size:
     raise ValueError(
         f"batch size {batch_size} is larger than the {num_examples} training examples")
   return num_examples // batch_size
+
+
+class FitKeys(NamedTuple):
+  """The named keys :func:`fit` splits its root key into (big_vision's habit)."""
+
+  init: jax.Array
+  shuffle: jax.Array
+  step: jax.Array
+
+
+def fit_keys(key: chex.PRNGKey) -> FitKeys:
+  """Splits :func:`fit`'s root key into its init, shuffle and step keys, once."""
+  return FitKeys(*jax.random.split(key, 3))
+
+
+def fit_optimizer(config: FitConfig, num_examples: int) -> optax.GradientTransformation:
+  """The optimiser :func:`fit` trains with, from its config and the data's size.
+
+  Raises:
+    ValueError: the batch is larger than the data, or an unknown schedule.
+  """
+  total = config.epochs * steps_per_epoch(num_examples, config.batch_size)
+  return make_optimizer(
+      config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay,
+      schedule=config.schedule, total_steps=total)
+
+
+def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitConfig,
+                  num_examples: int, key: chex.PRNGKey) -> TrainState:
+  """The state :func:`fit` starts from with the same arguments (when given no ``state``).
+
+  The one initialisation of a run: :func:`fit` calls it, and a caller that restores a
+  checkpoint into its shapes (``jax.eval_shape(lambda: initial_state(...))``) or starts
+  from pretrained weights calls it too, so a resumed run sees exactly the state an
+  uninterrupted one would.
+
+  Args:
+    model: the Flax Linen classifier.
+    input_shape: one example's shape, e.g. ``(8, 8, 1)``.
+    config: :func:`fit`'s hyper-parameters.
+    num_examples: training examples (sets a cosine schedule's length).
+    key: :func:`fit`'s root key (the init key is split from it by :func:`fit_keys`).
+
+  Returns:
+    The initial :class:`TrainState` (step 0).
+  """
+  return create_train_state(fit_keys(key).init, model, input_shape,
+                            fit_optimizer(config, num_examples))
 
 
 def fit(
@@ -228,7 +281,11 @@ def fit(
     config: hyper-parameters.
     key: root key; split into named keys for init, shuffling and the step.
     mean, std: per-channel normalisation.
-    mesh: optional device mesh (batch split over ``data``).
+    mesh: optional device mesh (batch split over ``data``). With several processes
+      (:mod:`mnemonic_jax.distributed`) every process calls :func:`fit` alike; the mesh
+      defaults to all their devices, each process reads only its rows of every batch
+      (``data`` must then accept ``epoch(..., rows=slice)``, as both pipeline sources
+      do), and the returned state holds global (replicated) arrays.
     state: resume from this state (its ``step`` says where).
     on_step: called after each step as ``on_step(step, state, metrics)`` (e.g. to
       save); ``step`` is a Python int, so reading it does not wait for the device.
@@ -238,27 +295,31 @@ def fit(
     ``(state, last_metrics)``.
   """
   source = pipeline.ArrayEpochs(*data) if isinstance(data, tuple) else data
-  init_key, shuffle_key, step_key = jax.random.split(key, 3)
+  keys = fit_keys(key)
   spe = steps_per_epoch(source.num_examples, config.batch_size)
   total = config.epochs * spe
-  optimizer = make_optimizer(
-      config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay,
-      schedule=config.schedule, total_steps=total)
+  optimizer = fit_optimizer(config, source.num_examples)
   if state is None:
-    state = create_train_state(init_key, model, codes.shape[1:], optimizer)
+    state = create_train_state(keys.init, model, codes.shape[1:], optimizer)
+  if mesh is None and jax.process_count() > 1:
+    mesh = parallel.make_mesh()  # Several processes train one model on all devices.
   train_step = make_train_step(
-      model, optimizer, codes, config.t_mix, step_key, mean=mean, std=std,
+      model, optimizer, codes, config.t_mix, keys.step, mean=mean, std=std,
       augment=config.augment, mesh=mesh)
   place = (lambda t: parallel.shard_batch(mesh, t)) if mesh is not None else jax.device_put
+  # Several processes: each reads only its rows of every global batch.
+  rows = ({"rows": parallel.process_rows(mesh, config.batch_size)}
+          if parallel.multiprocess(mesh) else {})
   if mesh is not None:
     state = parallel.replicate(mesh, state)
   start = int(state.step)
   step = start
   metrics: Metrics = {}
-  bar = tqdm(total=total, initial=start, disable=not progress, desc="train", unit="step")
+  bar = tqdm(total=total, initial=start, disable=not progress or jax.process_index() != 0,
+             desc="train", unit="step")
   for epoch in range(start // spe, config.epochs):
-    batches = source.epoch(jax.random.fold_in(shuffle_key, epoch), config.batch_size,
-                           skip=step - epoch * spe)
+    batches = source.epoch(jax.random.fold_in(keys.shuffle, epoch), config.batch_size,
+                           skip=step - epoch * spe, **rows)
     for batch in batches:
       state, metrics = train_step(state, *place(batch))
       step += 1

@@ -4,18 +4,20 @@
 command line and the experiment runner are thin layers over these functions.
 """
 
+import contextlib
 import dataclasses
 import json
 import math
 import pathlib
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, forgetting
+from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, distributed
+from mnemonic_jax import forgetting
 from mnemonic_jax import lambda_search
 from mnemonic_jax import metrics, parallel, run_metrics, training
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
@@ -83,7 +85,12 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       names initialised afresh, e.g. a classifier head).
     workdir: run directory.
     progress: show a progress bar.
-    mesh: optional device mesh.
+    mesh: optional device mesh. With several processes (:mod:`mnemonic_jax.distributed`)
+      every process calls :func:`train` alike: the mesh defaults to all their devices,
+      each process reads only its rows of every batch, the training checkpoints are
+      saved and restored collectively by Orbax (``workdir`` on a file system every
+      process sees), and process 0 alone takes the workdir's lock, writes
+      ``metrics.jsonl`` and the bundle. Every process returns the bundle.
 
   Returns:
     The trained bundle.
@@ -114,7 +121,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   try:
     model = create_model(config["model"], info.num_classes, **model_kwargs)
     abstract = jax.eval_shape(
-        lambda: _initial_state(model, shape, fit_cfg, data.num_examples, train_key))
+        lambda: training.initial_state(model, shape, fit_cfg, data.num_examples, train_key))
   except Exception as e:  # pylint: disable=broad-except
     text = str(e).strip().splitlines()
     raise configs.ConfigError(
@@ -124,14 +131,23 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   plain = to_plain(config)
   train_dir = workdir / "train"
   like = {"params": abstract.params, "batch_stats": abstract.batch_stats}
+  if mesh is None and jax.process_count() > 1:
+    mesh = parallel.make_mesh()  # Several processes train one model on all devices.
+  several = parallel.multiprocess(mesh)
+  if several:  # Restored collectively, straight into global replicated arrays.
+    abstract = jax.tree.map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=parallel.replicated(mesh)),
+        abstract)
   pretrained = None
   if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
-  with checkpointing.workdir_lock(workdir):  # One run per workdir; a second is refused.
+  with _run_lock(workdir):  # One run per workdir; a second is refused.
     # What killed runs left: unfinished steps (safe to remove under the lock) and staging
     # directories of the bundle whose process is gone.
-    checkpointing.remove_orbax_temporaries(train_dir)
-    checkpointing.remove_stale_staging(workdir / "bundle")
+    if jax.process_index() == 0:
+      checkpointing.remove_orbax_temporaries(train_dir)
+      checkpointing.remove_stale_staging(workdir / "bundle")
+    distributed.barrier("mnemonic_jax.train.cleaned")
     ckpt = checkpointing.TrainCheckpointer(
         train_dir, save_every=config.get("checkpoint_every", 500))
     state = None
@@ -144,13 +160,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       if pretrained is None:
         pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
       params, batch_stats = pretrained
-      state = _initial_state(model, shape, fit_cfg, data.num_examples, train_key)
+      state = training.initial_state(model, shape, fit_cfg, data.num_examples, train_key)
       skip = tuple(config.get("pretrained_skip") or ())
       state = state.replace(
           params=merge_pretrained(state.params, params, skip),
           batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
 
-    log = run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain)
+    log = (run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain)
+           if jax.process_index() == 0 else _NoLog())
     log_every = config.get("log_every", DEFAULT_LOG_EVERY)
     steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
     window = _MetricsWindow()
@@ -158,7 +175,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
 
     def save(step, state, step_metrics):
       window.add(step_metrics)  # On the device: no wait.
-      if step % log_every == 0 or step == total:  # Reading the metrics waits for them.
+      if (step % log_every == 0 or step == total) and jax.process_index() == 0:
+        # Reading the metrics waits for them.
         log.write(step, window.mean(), epoch=round(step / steps_per_epoch, 4),
                   seconds=round(time.perf_counter() - start, 3))
       if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
@@ -173,13 +191,57 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       log.close()
     ckpt.wait_until_finished()
     ckpt.close()
+    if several:
+      state = parallel.to_local(state)
     bundle = Bundle(
         model_name=config["model"], model_kwargs=model_kwargs, params=state.params,
         batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
         input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
         class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
-    checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
+    if jax.process_index() == 0:
+      checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
+    distributed.barrier("mnemonic_jax.train.saved")
   return bundle
+
+
+class _NoLog:
+  """The metrics log of processes other than 0: nothing is written."""
+
+  def write(self, *args, **kwargs) -> None:
+    del args, kwargs
+
+  def close(self) -> None:
+    pass
+
+
+@contextlib.contextmanager
+def _run_lock(workdir: pathlib.Path) -> Iterator[None]:
+  """:func:`checkpointing.workdir_lock`, taken by process 0 for every process of a run.
+
+  With several processes, process 0 tries the lock and tells the others whether it got
+  it, so a run refused by the lock is refused on every process (none waits for a
+  process that left).
+  """
+  if jax.process_count() == 1:
+    with checkpointing.workdir_lock(workdir):
+      yield
+    return
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  with contextlib.ExitStack() as stack:
+    error = None
+    if jax.process_index() == 0:
+      try:
+        stack.enter_context(checkpointing.workdir_lock(workdir))
+      except checkpointing.CheckpointError as e:
+        error = e
+    taken = multihost_utils.broadcast_one_to_all(np.int32(error is None))
+    if error is not None:
+      raise error
+    if not int(taken):
+      raise checkpointing.CheckpointError(
+          f"{workdir} is in use by another train run (process 0 of this run could not take "
+          "its lock); wait for it to finish, or use another --workdir")
+    yield
 
 
 #: Steps between two lines of a run's ``metrics.jsonl`` (``config.log_every``).
@@ -335,16 +397,6 @@ def _check_same_run(config, saved, workdir):
     raise ValueError(
         f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
         "a new run, or the same config to resume")
-
-
-def _initial_state(model, shape, fit_cfg, num_examples, key):
-  """The state :func:`training.fit` starts from (for restoring into its shapes)."""
-  optimizer = training.make_optimizer(
-      fit_cfg.learning_rate, momentum=fit_cfg.momentum, weight_decay=fit_cfg.weight_decay,
-      schedule=fit_cfg.schedule,
-      total_steps=fit_cfg.epochs * training.steps_per_epoch(num_examples, fit_cfg.batch_size))
-  init_key = jax.random.split(key, 3)[0]
-  return training.create_train_state(init_key, model, shape, optimizer)
 
 
 AUTO = "auto"
@@ -574,13 +626,22 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
             progress: bool = False, mesh=None) -> np.ndarray:
   """Logits of a bundle's model on uint8 images (padded to its input shape if needed).
 
-  With ``mesh``, each batch is split over its ``data`` axis.
+  With ``mesh``, the parameters are placed on its devices once and each batch is split
+  over its ``data`` axis. A mesh over several processes' devices: every process passes
+  the same images, places only its rows of each batch and gets every logit back (the
+  progress bar shows on process 0 only).
   """
   images = prepare_images(images, bundle.input_shape)
   fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std, mesh=mesh)
+  if mesh is None:
+    return metrics.predict_in_batches(
+        lambda x: fn(bundle.params, bundle.batch_stats, x), images, batch_size,
+        progress=progress)
+  params, batch_stats = parallel.replicate(mesh, (bundle.params, bundle.batch_stats))
   return metrics.predict_in_batches(
-      lambda x: fn(bundle.params, bundle.batch_stats, x), images, batch_size,
-      multiple=parallel.num_shards(mesh), progress=progress)
+      lambda x: parallel.to_host(fn(params, batch_stats, parallel.shard_global_batch(mesh, x))),
+      images, batch_size, multiple=parallel.num_shards(mesh),
+      progress=progress and jax.process_index() == 0)
 
 
 def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,

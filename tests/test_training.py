@@ -125,6 +125,21 @@ def test_fit_resumes_to_identical_parameters():
   chex.assert_trees_all_equal(full.params, resumed.params)
 
 
+def test_fit_starts_from_initial_state():
+  """workflow.train restores into, and starts pretrained runs from, initial_state: it
+  must be the state fit builds itself (one initialisation for both)."""
+  model, _, codes, _, images, labels = setup(hidden=(8,), n=16)
+  config = mj.FitConfig(epochs=1, batch_size=8, t_mix=0.2, schedule="cosine")
+  key = jax.random.key(5)
+  start = training.initial_state(model, codes.shape[1:], config, len(labels), key)
+  assert int(start.step) == 0
+  own, _ = mj.fit(model, (images, labels), codes, config, key, progress=False)
+  given, _ = mj.fit(model, (images, labels), codes, config, key, progress=False,
+                    state=start)
+  chex.assert_trees_all_equal(own.params, given.params)
+  chex.assert_trees_all_equal(own.opt_state, given.opt_state)
+
+
 def test_optimizer_options():
   with pytest.raises(ValueError, match="total_steps"):
     mj.make_optimizer(0.1, schedule="cosine")
