@@ -77,7 +77,9 @@ def fisher_diagonal(
       Peak memory grows with this, not with ``N``.
     loss_fn: per-example loss ``(logits, labels) -> (N,)``; cross-entropy by default.
     method: ``"auto"``, ``"vmap"`` or ``"factorized"`` (see the module docstring).
-    mesh: optional mesh; each microbatch is split over its ``data`` axis.
+    mesh: optional mesh; each microbatch is split over its ``data`` axis. A mesh over
+      several processes' devices: every process passes the same arguments and gets the
+      whole Fisher back on its own first device.
 
   Returns:
     A pytree shaped like ``params``, float32 whatever the parameters' dtype (squared
@@ -269,7 +271,13 @@ def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_s
     return jax.jit(program)
 
   program = _jit.cached(("fisher", static, loss_fn, microbatch_size, method, mesh), make)
-  return program(arrays, params, inputs, labels, weights, offsets)
+  if not parallel.multiprocess(mesh):
+    return program(arrays, params, inputs, labels, weights, offsets)
+  # Several processes: every one holds the same inputs; they enter as global replicated
+  # arrays (the microbatches are split over the mesh inside), and the Fishers come back
+  # whole on each process's own device, as with one process.
+  args = parallel.replicate(mesh, (arrays, params, inputs, labels, weights, offsets))
+  return parallel.to_local(program(*args))
 
 
 def weighted_squared_gradients(

@@ -1,8 +1,15 @@
 """One device mesh with a single ``data`` axis, and the shardings built on it.
 
-The same code runs on one CPU, several GPUs or a TPU slice: batches are split along their
-leading axis over ``data``; parameters and optimiser state are replicated. On one device
-every sharding is trivial and nothing changes.
+The same code runs on one CPU, several GPUs, a TPU slice or several hosts: batches are
+split along their leading axis over ``data``; parameters and optimiser state are
+replicated. On one device every sharding is trivial and nothing changes.
+
+Several processes (:mod:`mnemonic_jax.distributed`): the mesh spans every process's
+devices (``jax.devices()``). A global batch is assembled from each process's own rows
+(:func:`process_rows`, :func:`shard_batch`, through
+``jax.make_array_from_process_local_data``); what a process reads back it gathers first
+(:func:`to_host`, :func:`to_local`). With one process these are ``jax.device_put`` and
+``np.asarray`` as before.
 """
 
 from typing import Any, Sequence
@@ -15,8 +22,16 @@ DATA_AXIS = "data"
 
 
 def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A 1-D mesh named ``data`` over ``devices`` (default: all local devices)."""
-  devices = jax.local_devices() if devices is None else list(devices)
+  """A 1-D mesh named ``data`` over ``devices`` (default: every process's devices).
+
+  Args:
+    devices: the devices, in mesh order; ``jax.devices()`` (all global devices, process
+      by process) when None.
+
+  Returns:
+    The mesh.
+  """
+  devices = jax.devices() if devices is None else list(devices)
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
@@ -30,24 +45,133 @@ def replicated(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P())
 
 
-def shard_batch(mesh: Mesh, tree: Any) -> Any:
-  """Places every array of ``tree`` with its leading axis split over ``data``.
+def multiprocess(mesh: Mesh | None) -> bool:
+  """Whether ``mesh`` holds devices of other processes (then arrays must be assembled)."""
+  return mesh is not None and not batch_sharding(mesh).is_fully_addressable
+
+
+def num_shards(mesh: Mesh | None) -> int:
+  """Number of devices along ``data`` (1 without a mesh)."""
+  return 1 if mesh is None else mesh.shape[DATA_AXIS]
+
+
+def _check_divisible(mesh: Mesh, size: int) -> None:
+  shards = num_shards(mesh)
+  if size % shards:
+    raise ValueError(f"batch of {size} does not split over {shards} devices; "
+                     f"use a batch size divisible by {shards}")
+
+
+def process_rows(mesh: Mesh | None, batch_size: int) -> slice:
+  """The rows of a global batch of ``batch_size`` that this process's devices hold.
+
+  Args:
+    mesh: the mesh (None, or one process: every row).
+    batch_size: rows of the global batch.
+
+  Returns:
+    A ``slice`` of ``range(batch_size)``: this process reads (and places) only these.
 
   Raises:
-    ValueError: if a leading axis is not divisible by the number of devices.
+    ValueError: ``batch_size`` does not split over the mesh, or this process's devices
+      do not hold one contiguous block (a mesh ordered other than process by process).
   """
-  size = mesh.shape[DATA_AXIS]
-  for leaf in jax.tree.leaves(tree):
-    if leaf.shape[0] % size:
-      raise ValueError(
-          f"batch of {leaf.shape[0]} does not split over {size} devices; "
-          f"use a batch size divisible by {size}")
-  return jax.device_put(tree, batch_sharding(mesh))
+  if not multiprocess(mesh):
+    return slice(0, batch_size)
+  _check_divisible(mesh, batch_size)
+  blocks = sorted({(i[0].start or 0, i[0].stop or batch_size) for i in
+                   batch_sharding(mesh).addressable_devices_indices_map(
+                       (batch_size,)).values()})
+  for (_, stop), (start, _) in zip(blocks, blocks[1:]):
+    if stop != start:
+      raise ValueError("this process's devices are not contiguous in the mesh; build the "
+                       "mesh from jax.devices() (process by process)")
+  return slice(blocks[0][0], blocks[-1][1])
+
+
+def local_rows(mesh: Mesh | None, tree: Any) -> Any:
+  """This process's rows (:func:`process_rows`) of every array of a global batch ``tree``."""
+  if not multiprocess(mesh):
+    return tree
+  leaves = jax.tree.leaves(tree)
+  rows = process_rows(mesh, leaves[0].shape[0]) if leaves else slice(None)
+  return jax.tree.map(lambda a: a[rows], tree)
+
+
+def shard_batch(mesh: Mesh, tree: Any) -> Any:
+  """Global arrays split along their leading axis over ``data``, from this process's rows.
+
+  With one process ``tree`` is the whole batch (``jax.device_put``). With several, it
+  is this process's rows (:func:`process_rows`) and the global batch is assembled with
+  ``jax.make_array_from_process_local_data`` (every process calls this, in step).
+
+  Raises:
+    ValueError: if a leading axis (the global one) is not divisible by the number of
+      devices.
+  """
+  if not multiprocess(mesh):
+    for leaf in jax.tree.leaves(tree):
+      _check_divisible(mesh, leaf.shape[0])
+    return jax.device_put(tree, batch_sharding(mesh))
+  sharding = batch_sharding(mesh)
+  local_share = len(mesh.local_devices) / mesh.size
+
+  def assemble(leaf):
+    rows = round(leaf.shape[0] / local_share)
+    _check_divisible(mesh, rows)
+    return jax.make_array_from_process_local_data(
+        sharding, np.asarray(leaf), (rows, *leaf.shape[1:]))
+
+  return jax.tree.map(assemble, tree)
+
+
+def shard_global_batch(mesh: Mesh, tree: Any) -> Any:
+  """:func:`shard_batch` from the whole batch, which every process holds alike."""
+  return shard_batch(mesh, local_rows(mesh, tree))
 
 
 def replicate(mesh: Mesh, tree: Any) -> Any:
-  """Places a full copy of ``tree`` on every device of ``mesh``."""
-  return jax.device_put(tree, replicated(mesh))
+  """Places a full copy of ``tree`` on every device of ``mesh``.
+
+  With several processes every process must pass the same values (e.g. parameters
+  initialised from the same key); each places its own copy.
+  """
+  if not multiprocess(mesh):
+    return jax.device_put(tree, replicated(mesh))
+  sharding = replicated(mesh)
+  return jax.tree.map(
+      lambda leaf: jax.make_array_from_process_local_data(sharding, np.asarray(to_host(leaf))),
+      tree)
+
+
+def _gather(leaf: Any, local: bool) -> Any:
+  if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable:
+    return np.asarray(leaf) if not local and isinstance(leaf, jax.Array) else leaf
+  if leaf.is_fully_replicated:
+    value = leaf.addressable_data(0)
+  else:
+    from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+    value = multihost_utils.process_allgather(leaf, tiled=True)
+  return jax.device_put(value, jax.local_devices()[0]) if local else np.asarray(value)
+
+
+def to_host(tree: Any) -> Any:
+  """Every array of ``tree`` as a whole NumPy array on this process (gathered if needed).
+
+  A global array whose shards sit on other processes is gathered
+  (``multihost_utils.process_allgather``, a collective: every process calls it); a
+  replicated one is read from a local copy.
+  """
+  return jax.tree.map(lambda leaf: _gather(leaf, local=False), tree)
+
+
+def to_local(tree: Any) -> Any:
+  """Every global array of ``tree`` as a whole array on this process's first device.
+
+  Arrays this process can address whole are returned unchanged (one process: a no-op);
+  the others are gathered as in :func:`to_host`.
+  """
+  return jax.tree.map(lambda leaf: _gather(leaf, local=True), tree)
 
 
 def constrain_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
@@ -55,7 +179,3 @@ def constrain_batch(x: jax.Array, mesh: Mesh | None) -> jax.Array:
   if mesh is None:
     return x
   return jax.lax.with_sharding_constraint(x, batch_sharding(mesh))
-
-
-def num_shards(mesh: Mesh | None) -> int:
-  return 1 if mesh is None else mesh.shape[DATA_AXIS]

@@ -245,9 +245,23 @@ class ArrayEpochs:
     self.images, self.labels = images, np.asarray(labels, np.int32)
     self.num_examples = len(labels)
 
-  def epoch(self, key: jax.Array, batch_size: int, skip: int = 0) -> Iterator[Batch]:
-    """The epoch's batches, the first ``skip`` left out (to resume inside an epoch)."""
+  def epoch(self, key: jax.Array, batch_size: int, skip: int = 0,
+            rows: slice | None = None) -> Iterator[Batch]:
+    """The epoch's batches, the first ``skip`` left out (to resume inside an epoch).
+
+    Args:
+      key: PRNG key of this epoch (its shuffle).
+      batch_size: examples per (global) batch.
+      skip: batches left out at the start.
+      rows: read only these rows of every batch (one process's share of a global batch,
+        :func:`mnemonic_jax.parallel.process_rows`); all rows when None.
+
+    Yields:
+      ``(images, labels)`` numpy batches of ``batch_size`` rows, or of the ``rows``.
+    """
     for idx in batch_indices(key, self.num_examples, batch_size)[skip:]:
+      if rows is not None:
+        idx = idx[rows]
       yield self.images[idx], self.labels[idx]
 
 
@@ -265,10 +279,43 @@ class TfdsEpochs:
     self.num_examples = len(self.source)
     self.transform = transform
 
-  def epoch(self, key: jax.Array, batch_size: int, skip: int = 0) -> Iterator[Batch]:
-    """The epoch's batches, the first ``skip`` read and left out (to resume)."""
+  def epoch(self, key: jax.Array, batch_size: int, skip: int = 0,
+            rows: slice | None = None) -> Iterator[Batch]:
+    """The epoch's batches, the first ``skip`` read and left out (to resume).
+
+    Args:
+      key: PRNG key of this epoch (its shuffle).
+      batch_size: examples per (global) batch.
+      skip: batches left out at the start.
+      rows: read only these rows of every batch (one process's share of a global
+        batch); all rows when None. Data prepared as array_record is read by random
+        access, only these rows; data read through TensorFlow is read whole and sliced
+        (the same examples, more decoding).
+
+    Yields:
+      ``(images, labels)`` numpy batches.
+    """
+    if rows is not None and rows != slice(0, batch_size) and self._random_access():
+      yield from self._rows_by_random_access(key, batch_size, skip, rows)
+      return
     batches = tfds_batches(self.name, self.split, batch_size, self.data_dir, key=key,
                            drop_remainder=True)
     for i, (images, labels) in enumerate(batches):
       if i >= skip:
+        if rows is not None:
+          images, labels = images[rows], labels[rows]
         yield (images if self.transform is None else self.transform(images)), labels
+
+  def _random_access(self) -> bool:
+    try:
+      self.source.read([])
+    except DatasetError:  # Prepared as tfrecord: read through TensorFlow.
+      return False
+    return True
+
+  def _rows_by_random_access(self, key, batch_size, skip, rows) -> Iterator[Batch]:
+    """The ``rows`` of every batch as :func:`tfds_batches` orders them (array_record)."""
+    order = np.asarray(epoch_permutation(jax.random.split(key)[0], self.num_examples))
+    for idx in batch_indices(None, self.num_examples, batch_size)[skip:]:
+      images, labels = self.source.read(order[idx][rows])
+      yield (images if self.transform is None else self.transform(images)), labels
