@@ -223,7 +223,7 @@ def test_fashion_mnist_alias():
 
 
 def test_fashion_mnist_missing_gives_install_hint(monkeypatch, tmp_path):
-  monkeypatch.setattr(sources, "FASHION_MNIST_DIR", str(tmp_path / "absent"))
+  monkeypatch.setattr(sources.idx, "FASHION_MNIST_DIR", str(tmp_path / "absent"))
   with pytest.raises(DatasetError, match="apt-get install -y dataset-fashion-mnist"):
     load_dataset("fashion_mnist", "train")
 

@@ -1,0 +1,50 @@
+"""The ``digits`` source: scikit-learn's bundled 8x8 digits (1797 real images, offline).
+
+A fixed stratified split (20% test, seed 0) gives the ``train`` and ``test`` splits.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from mnemonic_jax.data.dataset import Dataset, DatasetInfo, channel_stats
+
+_DIGITS_TEST_FRACTION = 0.2
+_DIGITS_SEED = 0
+
+
+def load_digits_split(split: str) -> Dataset:
+  """One split of the digits: 8x8x1 ``uint8`` images scaled from 0..16 to 0..255.
+
+  Args:
+    split: ``"train"`` (1438 images) or ``"test"`` (359).
+
+  Returns:
+    A :class:`Dataset` whose mean and std are the train split's.
+  """
+  from sklearn.datasets import load_digits  # pylint: disable=import-outside-toplevel
+
+  bunch = load_digits()
+  images = np.rint(bunch.images * (255.0 / 16.0)).astype(np.uint8)[..., None]
+  labels = bunch.target.astype(np.int32)
+  train_idx, test_idx = _stratified_split(labels, _DIGITS_TEST_FRACTION, _DIGITS_SEED)
+  mean, std = channel_stats(images[train_idx])
+  info = DatasetInfo(
+      name="digits", num_classes=10, shape=(8, 8, 1),
+      class_names=tuple(str(c) for c in range(10)), mean=mean, std=std)
+  idx = train_idx if split == "train" else test_idx
+  return Dataset(images[idx], labels[idx], info)
+
+
+def _stratified_split(
+    labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+  """Deterministic per-class split; returns sorted (train, test) indices."""
+  rng = np.random.RandomState(seed)  # Legacy generator: its stream never changes.
+  train, test = [], []
+  for c in np.unique(labels):
+    members = rng.permutation(np.flatnonzero(labels == c))
+    n_test = int(round(test_fraction * members.size))
+    test.append(members[:n_test])
+    train.append(members[n_test:])
+  return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
