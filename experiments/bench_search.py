@@ -19,9 +19,20 @@ a few floats per candidate and tensor: bounded by the model and C, not by the gr
 full strategy holds ``chunk`` copies (at most 256 MiB by default) and the activations of
 ``chunk`` x C codes.
 
+With ``--bundles B1 B2 ...`` it instead measures, on trained models, what a non-exact
+search would rely on (the full grid of every class of every bundle, default rule): how
+often the forgotten-codes test ("margin <= -target") fails to be monotone (met at some
+``(lambda1, lambda2)`` and not at the next larger ``lambda1`` or ``lambda2``, same sign)
+and how often the remaining-codes test fails to be monotone the other way; whether a
+boundary search (per ``lambda2`` and sign, the smallest ``lambda1`` meeting the
+forgotten-codes test, then the smallest move among those meeting the rest) would choose
+what the full grid chooses; where the choice sits among the candidates' sizes; and the
+share of candidates the pruned search scored.
+
 Usage:
   python -m experiments.bench_search [--classes 10,100,1000] [--repeats 2] [--no-full]
       [--chunk N] [--out FILE]
+  python -m experiments.bench_search --bundles DIR [DIR ...] [--out FILE]
 """
 
 import argparse
@@ -72,6 +83,54 @@ def bench(num_classes: int, repeats: int, full: bool = True, chunk: int | None =
   return row
 
 
+def monotone(paths) -> list[str]:
+  """The ``--bundles`` measurements (see the module docstring), as markdown lines."""
+  from mnemonic_jax import checkpointing  # Only this mode needs it.
+  rule = lambda_search.DEFAULT_RULE
+  shape = (len(lambda_search.LAMBDA1_GRID), len(lambda_search.LAMBDA2_GRID), 2)
+  lines = ["| bundle | classes | met | forgotten test not monotone (pairs) | remaining test "
+           "not monotone (pairs) | boundary search = full grid | choice's size percentile "
+           "(mean) | scored by pruned: forgotten / also remaining (mean) |",
+           "|---|---|---|---|---|---|---|---|"]
+  for path in paths:
+    bundle = checkpointing.load_bundle(path)
+    apply_fn = bundle.apply_fn()
+    n = bundle.codes.shape[0]
+    stats = dict(met=0, f=0, k=0, pairs=0, same=0, pct=[], scored=[], remain=[])
+    for c in range(n):
+      full = lambda_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
+                                          rule=rule, strategy="full")
+      pruned = lambda_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
+                                            rule=rule)
+      assert pruned.index == full.index, (path, c)
+      g = full.grid
+      forgets = (g.forget_margin <= -rule.margin).reshape(shape)
+      guard = rule.guard * float(g.before.remain_margin)
+      keeps = ((g.remain_accuracy >= float(g.before.remain_accuracy) - 1e-6)
+               & ((g.remain_margin >= guard) | (float(g.before.remain_margin) <= 0))
+               & np.isfinite(g.remain_margin)).reshape(shape)
+      stats["f"] += int(np.sum(forgets[:-1] & ~forgets[1:])
+                        + np.sum(forgets[:, :-1] & ~forgets[:, 1:]))
+      stats["k"] += int(np.sum(~keeps[:-1] & keeps[1:]) + np.sum(~keeps[:, :-1] & keeps[:, 1:]))
+      stats["pairs"] += forgets[:-1].size + forgets[:, :-1].size
+      boundary = [np.ravel_multi_index((int(np.argmax(forgets[:, j, s])), j, s), shape)
+                  for j in range(shape[1]) for s in range(2) if forgets[:, j, s].any()]
+      boundary = [i for i in boundary if keeps.ravel()[i]]
+      pick = min(boundary, key=lambda i: (g.size[i], g.forget_margin[i])) if boundary else None
+      stats["same"] += (pick is not None and g.size[pick] == g.size[full.index]) if full.met \
+          else pick is None
+      stats["met"] += bool(full.met)
+      stats["pct"].append(100 * np.mean(g.size < g.size[full.index]))
+      stats["scored"].append(100 * np.isfinite(pruned.grid.forget_margin).mean())
+      stats["remain"].append(100 * np.isfinite(pruned.grid.remain_margin).mean())
+    lines.append(
+        f"| {path} | {n} | {stats['met']}/{n} | {stats['f']} of {stats['pairs']} | "
+        f"{stats['k']} of {stats['pairs']} | {stats['same']}/{n} | {np.mean(stats['pct']):.0f} | "
+        f"{np.mean(stats['scored']):.0f}% / {np.mean(stats['remain']):.0f}% |")
+    print(lines[-1], flush=True)
+  return lines
+
+
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--classes", default="10,100,1000")
@@ -80,8 +139,14 @@ def main(argv=None) -> None:
                       help="skip the full grid (and the check that it chooses the same)")
   parser.add_argument("--chunk", type=int, default=None,
                       help="candidates the pruned search vectorises at once")
+  parser.add_argument("--bundles", nargs="+", default=None,
+                      help="measure monotonicity on these trained bundles instead")
   parser.add_argument("--out", default=None)
   args = parser.parse_args(argv)
+  if args.bundles:
+    emit([f"Command: `python -m experiments.bench_search --bundles {' '.join(args.bundles)}`.",
+          ""] + monotone(args.bundles), args.out)
+    return
   full = not args.no_full
   rows = [bench(int(c), args.repeats, full, args.chunk) for c in args.classes.split(",")]
   flags = (" --no-full" if not full else "") + (

@@ -646,6 +646,7 @@ def forget_auto(
     grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
     rule: Rule = DEFAULT_RULE,
     chunk: int | None = None,
+    strategy: str = "pruned",
     microbatch_size: int | None = None,
     method: str = "auto",
     mesh: Mesh | None = None,
@@ -654,14 +655,16 @@ def forget_auto(
 
   The kept candidate is the one the search chose, sign included (it may differ from the
   sign the paper's criterion would pick at the same lambdas: the rule looks at margins).
-  One compiled program scores the whole grid (cached as in :func:`select_lambdas`); the
-  chosen move is then applied by a small jitted function compiled once per parameter
-  structure. The report's ``after`` and ``rejected`` scores are the grid's.
+  The search's programs are cached as in :func:`select_lambdas`; the chosen move is then
+  applied by a small jitted function compiled once per parameter structure. The report's
+  ``after`` and ``rejected`` scores are the grid's (with the default ``"pruned"``
+  strategy, ``rejected`` holds NaN where that candidate was not scored).
 
   Args:
     apply_fn, params, codes, forget, exclude: as in
       :func:`mnemonic_jax.forgetting.forget`.
-    grid, rule, chunk, microbatch_size, method, mesh: as in :func:`select_lambdas`.
+    grid, rule, chunk, strategy, microbatch_size, method, mesh: as in
+      :func:`select_lambdas`.
 
   Returns:
     ``(new_params, report)``: ``report`` is a :class:`ForgetReport` whose ``lambda1``,
@@ -679,7 +682,7 @@ def forget_auto(
   """
   result = select_lambdas(
       apply_fn, params, codes, forget, exclude=exclude, grid=grid, rule=rule, chunk=chunk,
-      microbatch_size=microbatch_size, method=method, mesh=mesh)
+      strategy=strategy, microbatch_size=microbatch_size, method=method, mesh=mesh)
   (new_params, alpha, finite), seconds, compile_seconds = _jit.timed(
       _apply_move, params, result.eta, jnp.float32(result.lambda1),
       jnp.float32(result.lambda2), jnp.float32(result.sign))
