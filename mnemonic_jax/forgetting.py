@@ -21,6 +21,7 @@ from mnemonic_jax import fisher as fisher_lib
 
 if TYPE_CHECKING:
   from mnemonic_jax.lambda_search import Rule, SearchResult
+  from mnemonic_jax.robust import RobustReport
 
 PyTree = Any
 EPS = 1e-16  # The reference implementation starts both Fisher accumulators here.
@@ -227,7 +228,8 @@ def forget(
     microbatch_size: int | None = None,
     method: str = "auto",
     mesh: Mesh | None = None,
-) -> tuple[PyTree, ForgetReport]:
+    move: str = "paper",
+) -> tuple[PyTree, "ForgetReport | RobustReport"]:
   """Forgets whole classes in one shot, from the codes alone (Algorithm 2).
 
   Needs no training data: one gradient per class code. With ``lambda1 = lambda2 =
@@ -262,9 +264,16 @@ def forget(
     rule: the search's rule for ``"auto"`` (default
       :data:`mnemonic_jax.lambda_search.DEFAULT_RULE`).
     microbatch_size, method, mesh: passed to the Fisher (see :func:`fisher_diagonal`).
+    move: ``"paper"`` (default): the paper's move ``params +/- alpha * eta`` (eq. 5).
+      Or a rule of :mod:`mnemonic_jax.robust` (``"bias"``, ``"head"``, ``"shrink"``,
+      ``"signed"``, ``"steps"``, ``"dampen"``), which chooses its own step on the codes:
+      the lambdas must then be ``"auto"``, and ``microbatch_size``, ``method``, ``mesh``
+      and ``rule`` are not used (see ``experiments/results/robust.md`` for where each
+      rule meets the goal).
 
   Returns:
-    ``(new_params, report)``.
+    ``(new_params, report)``: a :class:`ForgetReport`, or for a rule of
+    :mod:`mnemonic_jax.robust` its :class:`mnemonic_jax.robust.RobustReport`.
 
   Raises:
     TypeError: class ids that are not integers, a lambda that is not a number or
@@ -285,6 +294,14 @@ def forget(
           lambda2 == AUTO if isinstance(lambda2, str) else False)
   if any(auto) and not all(auto):
     raise ValueError("lambda1 and lambda2 are either both 'auto' or both numbers")
+  if move != "paper":
+    from mnemonic_jax import robust  # It builds on this module.
+    if move not in robust.RULES:
+      raise ValueError(f"unknown move {move!r}; use 'paper' or one of {robust.RULES}")
+    if not all(auto):
+      raise ValueError(f"move={move!r} chooses its own step on the codes; leave lambda1 and "
+                       "lambda2 at 'auto'")
+    return robust.forget_robust(apply_fn, params, codes, forget, rule=move, exclude=exclude)
   if all(auto):
     from mnemonic_jax import lambda_search  # It builds on this module.
     kwargs = {} if rule is None else {"rule": rule}
