@@ -262,7 +262,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   config.t_mix = 0.0
   config.name = f"{config.name}_plain"
   if "baselines" in config:
-    del config["baselines"]
+    with config.unlocked():
+      del config["baselines"]
   name = table.run_name(config, variant)
   epochs = _positive_ints(args.epochs, "--epochs")
   if not 0.0 < args.t_mix <= 1.0:

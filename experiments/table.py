@@ -34,7 +34,6 @@ import argparse
 import csv
 import dataclasses
 import datetime
-import importlib.util
 import json
 import os
 import pathlib
@@ -48,7 +47,8 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mnemonic_jax import checkpointing, fisher, lambda_search, metrics, mia, workflow
+from mnemonic_jax import (
+    checkpointing, configs, fisher, lambda_search, metrics, mia, workflow)
 from mnemonic_jax.data import load_dataset
 
 MODES = ("paper", "auto")
@@ -62,15 +62,15 @@ GOAL_A_R_DROP = 1.0  # Goal: E_F = 100 and A_R at most this many points below be
 # Configs and arguments.
 
 
-def load_config(spec: str):
-  """``path/to/config.py[:variant]`` -> (config, variant)."""
-  path, _, variant = spec.partition(":")
-  if not os.path.isfile(path):
-    fail(f"config file {path} does not exist")
-  module_spec = importlib.util.spec_from_file_location(pathlib.Path(path).stem, path)
-  module = importlib.util.module_from_spec(module_spec)
-  module_spec.loader.exec_module(module)
-  return module.get_config(variant), variant
+def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()):
+  """``path/to/config.py[:variant]`` plus ``--config.FIELD=VALUE`` overrides -> (config,
+  variant), through the library's one loader (:func:`mnemonic_jax.configs.load_config`):
+  validated and locked; a config error ends the run with one line."""
+  try:
+    config = configs.load_config(spec, overrides)
+  except configs.ConfigError as e:
+    fail(str(e))
+  return config, configs.split_spec(spec)[1] or ""
 
 
 def run_name(config, variant: str) -> str:
@@ -426,7 +426,8 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
 
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--config", required=True, help="path/to/config.py[:variant]")
+  p.add_argument("--config", required=True,
+                 help="path/to/config.py[:variant]; --config.FIELD=VALUE overrides a field")
   p.add_argument("--classes", default="all", help="'all' or comma-separated class ids")
   p.add_argument("--seeds", type=int, default=3, help="number of seeds (config.seed + k)")
   p.add_argument("--lambdas", default="paper,auto", help="comma-separated: paper, auto")
@@ -481,7 +482,8 @@ def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_im
   seed_config = config.copy_and_resolve_references()
   seed_config.seed = seed
   if "baselines" in seed_config:  # How the baselines run is not how the model trains.
-    del seed_config["baselines"]
+    with seed_config.unlocked():
+      del seed_config["baselines"]
   bundle, seconds = train_or_load(seed_config, out / "cache" / name / f"seed{seed}", progress)
   return SeedContext(
       seed=seed, bundle=bundle, train_seconds=seconds,
@@ -490,14 +492,18 @@ def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_im
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
-  args = build_parser().parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  try:
+    rest, overrides = configs.split_overrides(argv)
+  except configs.ConfigError as e:
+    fail(str(e))
+  args = build_parser().parse_args(rest)
   if args.out is None:
     args.out = SCRATCH
     print(f"experiments.table: writing to the scratch folder {SCRATCH} (pass --out DIR to "
           "choose one)", file=sys.stderr)
-  argv = sys.argv[1:] if argv is None else list(argv)
   command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
-  config, variant = load_config(args.config)
+  config, variant = load_config(args.config, overrides)
   name = run_name(config, variant)
   if args.methods is not None:
     from experiments import compare  # pylint: disable=import-outside-toplevel

@@ -43,11 +43,8 @@ model did not know its codes, says so and records it in the bundle's history).
 from __future__ import annotations
 
 import argparse
-import ast
 import importlib
 import importlib.metadata
-import importlib.util
-import inspect
 import json
 import logging
 import math
@@ -67,7 +64,7 @@ DEFAULT_LAMBDA2 = 10.0
 DEMO_EPOCHS = 60
 DEFAULT_ATTACH_EPOCHS = 2
 DEMO_FILES = ("trained", "forgotten", "per_class_accuracy.png")
-_OVERRIDE_PREFIX = "--config."
+_OVERRIDE_PREFIX = "--config."  # configs.OVERRIDE_PREFIX, without importing ml_collections.
 
 
 class UsageError(ValueError):
@@ -572,149 +569,15 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
-def split_config_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
-  """Separates ``--config.FIELD=VALUE`` (or ``--config.FIELD VALUE``) from other arguments.
-
-  Returns:
-    ``(other_arguments, [(dotted_field, raw_value), ...])`` in command-line order.
-
-  Raises:
-    UsageError: an override has no value.
-  """
-  rest, overrides = [], []
-  argv = list(argv)
-  i = 0
-  while i < len(argv):
-    arg = argv[i]
-    if arg == "--":
-      rest.extend(argv[i:])
-      break
-    if arg.startswith(_OVERRIDE_PREFIX):
-      name, eq, value = arg[len(_OVERRIDE_PREFIX):].partition("=")
-      if not eq:
-        if i + 1 >= len(argv):
-          raise UsageError(f"{arg} needs a value: write {arg}=VALUE")
-        value = argv[i + 1]
-        i += 1
-      if not name or not all(name.split(".")):
-        raise UsageError(f"{arg!r} names no config field: write --config.FIELD=VALUE")
-      overrides.append((name, value))
-    else:
-      rest.append(arg)
-    i += 1
-  return rest, overrides
-
-
-# --------------------------------------------------------------------------------------
-# Configs.
-
-
-def load_config(spec: str):
-  """Loads ``get_config(variant)`` from a config file given as ``FILE[:VARIANT]``.
-
-  The config file is the user's code: whatever it raises while being imported or while
-  ``get_config`` runs is reported as a user error (one line naming the file and the
-  exception), as is a ``get_config`` that is missing, cannot take the variant, or returns
-  something other than a group of fields (e.g. None).
-
-  Returns:
-    The config (an ml_collections ConfigDict, or a mapping).
-
-  Raises:
-    UsageError: the file does not exist, raises, has no usable ``get_config``, or its
-      ``get_config`` raises or returns no config.
-  """
-  path, variant = spec, None
-  if not os.path.isfile(spec) and ":" in spec:
-    path, variant = spec.rsplit(":", 1)
-  if not os.path.isfile(path):
-    raise UsageError(f"config file {path!r} does not exist; pass a python file defining "
-                     "get_config(), e.g. experiments/configs/digits_mlp.py[:quick]")
-  name = "mnemonic_jax_config_" + pathlib.Path(path).stem.replace("-", "_")
-  module_spec = importlib.util.spec_from_file_location(name, path)
-  module = importlib.util.module_from_spec(module_spec)
-  try:
-    module_spec.loader.exec_module(module)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UsageError(f"cannot import config file {path}: {type(e).__name__}: "
-                     f"{_describe(e)}; fix the config file") from None
-  get_config = getattr(module, "get_config", None)
-  if not callable(get_config):
-    raise UsageError(f"config file {path} defines no get_config(); add "
-                     "'def get_config(variant=\"\"): ...' returning an ml_collections.ConfigDict")
-  args = () if variant is None else (variant,)
-  try:
-    inspect.signature(get_config).bind(*args)
-  except TypeError:
-    raise UsageError(
-        f"config file {path}: get_config() takes no variant, but {spec!r} names one; drop "
-        f"':{variant}' or give get_config a variant argument") from None
-  except ValueError:  # No signature to inspect: let the call say.
-    pass
-  shown = f"get_config({variant!r})" if args else "get_config()"
-  try:
-    config = get_config(*args)
-  except Exception as e:  # pylint: disable=broad-except
-    raise UsageError(f"config file {path}: {shown} raised {type(e).__name__}: "
-                     f"{_describe(e)}") from None
-  if not hasattr(config, "keys") or not hasattr(config, "__getitem__"):
-    raise UsageError(f"config file {path}: {shown} returned {type(config).__name__}, not a "
-                     "config; return an ml_collections.ConfigDict")
-  return config
-
-
-def parse_value(raw: str) -> Any:
-  """A command-line value as a Python literal (``5``, ``(64,)``, ``None``), else the string."""
-  try:
-    return ast.literal_eval(raw)
-  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
-    return raw
-
-
-def _known_fields() -> frozenset[str]:
-  """The top-level fields :func:`mnemonic_jax.workflow.train` reads (settable when absent)."""
+def _split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """``--config.FIELD=VALUE`` pairs apart from the other arguments
+  (:func:`mnemonic_jax.configs.split_overrides`); ml_collections is imported only when
+  there are some, so ``--help`` stays fast."""
+  if not any(arg.startswith(_OVERRIDE_PREFIX) for arg in argv):
+    return list(argv), []
   from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
 
-  return frozenset(configs.FIELD_CHECKS)
-
-
-def apply_overrides(config, overrides: Sequence[tuple[str, str]]):
-  """Sets dotted fields of a config (ConfigDict or dict) from ``(field, raw_value)`` pairs.
-
-  Only existing fields can be set (and, at the top level, the fields ``train`` reads,
-  e.g. ``download`` or ``data_dir``, even where the file leaves them out), and an
-  ml_collections ConfigDict keeps each field's type (an int field takes ``5`` but not
-  ``"five"``).
-
-  Raises:
-    UsageError: an unknown field or a value of the wrong type.
-  """
-  for name, raw in overrides:
-    *parents, leaf = name.split(".")
-    node, walked = config, []
-    for part in parents:
-      walked.append(part)
-      if part not in node:
-        raise UsageError(f"unknown config field {'.'.join(walked)!r} in --config.{name}; "
-                         f"known fields: {', '.join(sorted(node.keys()))}")
-      node = node[part]
-      if not hasattr(node, "keys"):
-        raise UsageError(f"config field {'.'.join(walked)!r} is not a group of fields; "
-                         f"cannot set --config.{name}")
-    if leaf not in node and not (not parents and leaf in _known_fields()):
-      raise UsageError(f"unknown config field {name!r} (--config.{name}); known fields"
-                       f"{' of ' + '.'.join(parents) if parents else ''}: "
-                       f"{', '.join(sorted(node.keys()))}")
-    value = parse_value(raw)
-    try:
-      node[leaf] = value
-    except (TypeError, ValueError):
-      raise UsageError(f"--config.{name}={raw}: expected a value of type "
-                       f"{type(node[leaf]).__name__}, got {type(value).__name__}") from None
-    except AttributeError:  # A locked ConfigDict without this (known) field.
-      raise UsageError(f"--config.{name}: the config file's config is locked and has no "
-                       f"field {name!r}; add config.{name} to it") from None
-  return config
+  return configs.split_overrides(argv)
 
 
 # --------------------------------------------------------------------------------------
@@ -816,14 +679,6 @@ def _class_counts(labels, num_classes: int) -> list[int]:
   return [int(n) for n in np.bincount(labels, minlength=num_classes)[:num_classes]]
 
 
-def _config_path(spec: str) -> pathlib.Path:
-  """The file of a ``FILE[:VARIANT]`` config spec (as :func:`load_config` reads it)."""
-  path = spec
-  if not os.path.isfile(spec) and ":" in spec:
-    path = spec.rsplit(":", 1)[0]
-  return pathlib.Path(path).absolute()
-
-
 def _check_train_paths(spec: str, config, workdir: pathlib.Path) -> None:
   """Refuses a train run whose outputs overlap what it reads, before any work.
 
@@ -835,10 +690,10 @@ def _check_train_paths(spec: str, config, workdir: pathlib.Path) -> None:
     UsageError: an output and an input overlap.
     CheckpointError: ``WORKDIR/bundle`` exists and is not a bundle that may be replaced.
   """
-  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax import checkpointing, configs  # pylint: disable=import-outside-toplevel
 
   get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
-  inputs = [("config file", _config_path(spec))]
+  inputs = [("config file", configs.split_spec(spec)[0])]
   if get("pretrained"):
     inputs.append(("config.pretrained",
                    pathlib.Path(os.fspath(get("pretrained"))).expanduser().absolute()))
@@ -854,8 +709,8 @@ def cmd_train(args) -> int:
   # pylint: disable-next=import-outside-toplevel
   from mnemonic_jax import configs, run_metrics, workflow
 
-  config = apply_overrides(load_config(args.config), args.overrides)
-  configs.validate_config(config)  # Before the workdir is touched.
+  # Loaded, overridden, validated and locked before the workdir is touched.
+  config = configs.load_config(args.config, args.overrides)
   workdir = args.workdir.absolute()
   get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
   bundle = workflow.finished_run(config, workdir)
@@ -1327,8 +1182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   """
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
-    argv, overrides = split_config_overrides(argv)
-  except UsageError as e:
+    argv, overrides = _split_overrides(argv)
+  except ValueError as e:  # configs.ConfigError: an override without a value or field.
     _print_error(e)
     return EXIT_USAGE
   parser = build_parser()

@@ -1,14 +1,26 @@
-"""The paper's training and forgetting settings as ml_collections configs.
+"""The paper's training and forgetting settings as ml_collections configs, and their loader.
 
 Every experiment config (``experiments/configs/*.py``) and the ``demo`` command start from
 :func:`paper_config` and change only what their setting changes, so the shared defaults
 (SGD with momentum 0.9 and weight decay 5e-4, learning rate 0.01, uniform codes, seed 0)
 live in one place. The fields are those :func:`mnemonic_jax.workflow.train` reads.
+
+:func:`load_config` is the one loader of the command line and the experiment runners, in
+the spirit of ``ml_collections.config_flags.DEFINE_config_file(lock_config=True)``:
+``FILE[:VARIANT]`` runs ``get_config(VARIANT)`` of a Python file, ``--config.FIELD=VALUE``
+overrides (:func:`apply_overrides`) set existing fields keeping their types, and the result
+is validated (:func:`validate_config`) and locked, so a misspelt field fails before
+anything is written.
 """
 
+import ast
+import importlib.util
+import inspect
 import math
 import numbers
-from typing import Any, Callable, Mapping
+import os
+import pathlib
+from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
@@ -21,9 +33,11 @@ _MAX_PAD = 1 << 16
 
 
 class ConfigError(ValueError):
-  """A config that cannot be used: a field missing, of the wrong type or out of range.
+  """A config that cannot be used: a config file that is missing, raises or returns no
+  config, an override of an unknown field or of the wrong type, or a field missing, of
+  the wrong type or out of range.
 
-  The message is one line naming the field and the fix.
+  The message is one line naming the file or field and the fix.
   """
 
 
@@ -275,3 +289,225 @@ def validate_config(config: Any) -> None:
       shown = shown if len(shown) <= 60 else shown[:57] + "..."
       raise ConfigError(f"config.{field}={shown} {problem}; fix it in the config file or "
                         f"with --config.{field}=VALUE")
+
+
+# --------------------------------------------------------------------------------------
+# Loading: FILE[:VARIANT] and --config.FIELD=VALUE overrides.
+
+
+def split_spec(spec: str) -> tuple[pathlib.Path, str | None]:
+  """``FILE[:VARIANT]`` as ``(absolute file, variant or None)``.
+
+  A path that exists as a file is taken whole (its name may hold a colon); otherwise the
+  text after the last colon is the variant.
+
+  Args:
+    spec: e.g. ``"experiments/configs/digits_mlp.py:quick"``.
+
+  Returns:
+    The file (made absolute, not checked) and the variant (None when none is named).
+  """
+  spec = os.fspath(spec)
+  path, variant = spec, None
+  if not os.path.isfile(spec) and ":" in spec:
+    path, variant = spec.rsplit(":", 1)
+  return pathlib.Path(path).expanduser().absolute(), variant
+
+
+def _one_line(error: BaseException) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__
+
+
+#: What starts a config override on a command line.
+OVERRIDE_PREFIX = "--config."
+
+
+def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str]]]:
+  """Separates ``--config.FIELD=VALUE`` (or ``--config.FIELD VALUE``) from other arguments.
+
+  Arguments after ``--`` are left alone.
+
+  Args:
+    argv: command-line arguments.
+
+  Returns:
+    ``(other_arguments, [(dotted_field, raw_value), ...])`` in command-line order.
+
+  Raises:
+    ConfigError: an override has no value or names no field.
+  """
+  rest, overrides = [], []
+  argv = list(argv)
+  i = 0
+  while i < len(argv):
+    arg = argv[i]
+    if arg == "--":
+      rest.extend(argv[i:])
+      break
+    if arg.startswith(OVERRIDE_PREFIX):
+      name, eq, value = arg[len(OVERRIDE_PREFIX):].partition("=")
+      if not eq:
+        if i + 1 >= len(argv):
+          raise ConfigError(f"{arg} needs a value: write {arg}=VALUE")
+        value = argv[i + 1]
+        i += 1
+      if not name or not all(name.split(".")):
+        raise ConfigError(f"{arg!r} names no config field: write --config.FIELD=VALUE")
+      overrides.append((name, value))
+    else:
+      rest.append(arg)
+    i += 1
+  return rest, overrides
+
+
+def load_config_file(spec: str) -> Any:
+  """Runs ``get_config(VARIANT)`` of the config file a ``FILE[:VARIANT]`` spec names.
+
+  The config file is the user's code: whatever it raises while being imported or while
+  ``get_config`` runs is reported as a :class:`ConfigError` (one line naming the file and
+  the exception), as is a ``get_config`` that is missing, cannot take the variant, or
+  returns something other than a group of fields (e.g. None). ``get_config()`` is called
+  without an argument when the spec names no variant.
+
+  Args:
+    spec: ``FILE[:VARIANT]``.
+
+  Returns:
+    What ``get_config`` returned: an ml_collections ConfigDict (or a mapping), unlocked.
+
+  Raises:
+    ConfigError: the file does not exist, raises, has no usable ``get_config``, or its
+      ``get_config`` raises or returns no config.
+  """
+  path, variant = split_spec(spec)
+  if not path.is_file():
+    raise ConfigError(f"config file {str(path)!r} does not exist; pass a python file "
+                      "defining get_config(), e.g. experiments/configs/digits_mlp.py[:quick]")
+  name = "mnemonic_jax_config_" + path.stem.replace("-", "_")
+  module_spec = importlib.util.spec_from_file_location(name, path)
+  module = importlib.util.module_from_spec(module_spec)
+  try:
+    module_spec.loader.exec_module(module)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"cannot import config file {path}: {type(e).__name__}: "
+                      f"{_one_line(e)}; fix the config file") from None
+  get_config = getattr(module, "get_config", None)
+  if not callable(get_config):
+    raise ConfigError(f"config file {path} defines no get_config(); add "
+                      "'def get_config(variant=\"\"): ...' returning an ml_collections.ConfigDict")
+  args = () if variant is None else (variant,)
+  try:
+    inspect.signature(get_config).bind(*args)
+  except TypeError:
+    raise ConfigError(
+        f"config file {path}: get_config() takes no variant, but {spec!r} names one; drop "
+        f"':{variant}' or give get_config a variant argument") from None
+  except ValueError:  # No signature to inspect: let the call say.
+    pass
+  shown = f"get_config({variant!r})" if args else "get_config()"
+  try:
+    config = get_config(*args)
+  except Exception as e:  # pylint: disable=broad-except
+    raise ConfigError(f"config file {path}: {shown} raised {type(e).__name__}: "
+                      f"{_one_line(e)}") from None
+  if _mapping(config) is not None:
+    raise ConfigError(f"config file {path}: {shown} returned {type(config).__name__}, not a "
+                      "config; return an ml_collections.ConfigDict")
+  return config
+
+
+def parse_value(raw: str) -> Any:
+  """A command-line value as a Python literal (``5``, ``(64,)``, ``None``), else the string."""
+  try:
+    return ast.literal_eval(raw)
+  except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
+    return raw
+
+
+def apply_overrides(config: Any, overrides: Sequence[tuple[str, str]]) -> Any:
+  """Sets dotted fields of a config from ``(field, raw_value)`` pairs, in order.
+
+  Only existing fields can be set, and, at the top level, the fields
+  :func:`mnemonic_jax.workflow.train` reads (:data:`FIELD_CHECKS`, e.g. ``download`` or
+  ``data_dir``) even where the file leaves them out. An ml_collections ConfigDict keeps
+  each field's type: an int field takes ``5`` but not ``"five"``. Values are parsed as
+  Python literals (:func:`parse_value`).
+
+  Args:
+    config: an ml_collections ConfigDict (or a dict), changed in place.
+    overrides: ``[("model_kwargs.hidden", "(64, 32)"), ...]``.
+
+  Returns:
+    ``config``.
+
+  Raises:
+    ConfigError: an unknown field, a field inside something that is not a group of
+      fields, or a value of the wrong type.
+  """
+  for name, raw in overrides:
+    *parents, leaf = name.split(".")
+    node, walked = config, []
+    for part in parents:
+      walked.append(part)
+      if part not in node:
+        raise ConfigError(f"unknown config field {'.'.join(walked)!r} in --config.{name}; "
+                          f"known fields: {', '.join(sorted(node.keys()))}")
+      node = node[part]
+      if not hasattr(node, "keys"):
+        raise ConfigError(f"config field {'.'.join(walked)!r} is not a group of fields; "
+                          f"cannot set --config.{name}")
+    if leaf not in node and not (not parents and leaf in FIELD_CHECKS):
+      raise ConfigError(f"unknown config field {name!r} (--config.{name}); known fields"
+                        f"{' of ' + '.'.join(parents) if parents else ''}: "
+                        f"{', '.join(sorted(node.keys()))}")
+    value = parse_value(raw)
+    try:
+      node[leaf] = value
+    except (TypeError, ValueError):
+      raise ConfigError(f"--config.{name}={raw}: expected a value of type "
+                        f"{type(node[leaf]).__name__}, got {type(value).__name__}") from None
+    except AttributeError:  # A locked ConfigDict without this (known) field.
+      raise ConfigError(f"--config.{name}: the config file's config is locked and has no "
+                        f"field {name!r}; add config.{name} to it") from None
+  return config
+
+
+def load_config(spec: str, overrides: Sequence[tuple[str, str]] = (), *,
+                validate: bool = True) -> ml_collections.ConfigDict:
+  """Loads, overrides, validates and locks a config: the one loader of every entry point.
+
+  Args:
+    spec: ``FILE[:VARIANT]`` (see :func:`load_config_file`).
+    overrides: ``(dotted field, raw value)`` pairs, as ``--config.FIELD=VALUE`` gives them
+      (see :func:`apply_overrides`).
+    validate: check the fields :func:`mnemonic_jax.workflow.train` reads
+      (:func:`validate_config`); a runner that only reads some fields may skip it.
+
+  Returns:
+    A locked ConfigDict (a mapping returned by ``get_config`` is converted): existing
+    fields may be changed (keeping their types), new ones not; use
+    ``with config.unlocked():`` to add or delete fields.
+
+  Raises:
+    ConfigError: as :func:`load_config_file`, :func:`apply_overrides` and
+      :func:`validate_config`; nothing is written by any of them.
+
+  Example:
+    >>> config = load_config("experiments/configs/digits_mlp.py:quick",
+    ...                      [("epochs", "3")])  # doctest: +SKIP
+    >>> config.epochs  # doctest: +SKIP
+    3
+  """
+  config = load_config_file(spec)
+  if not isinstance(config, ml_collections.ConfigDict):
+    try:
+      config = ml_collections.ConfigDict(dict(config))
+    except (TypeError, ValueError) as e:
+      raise ConfigError(f"config file {split_spec(spec)[0]}: its config cannot be an "
+                        f"ml_collections.ConfigDict ({_one_line(e)}); return one") from None
+  apply_overrides(config, overrides)
+  if validate:
+    validate_config(config)
+  config.lock()
+  return config

@@ -22,7 +22,7 @@ import jax
 import numpy as np
 import pytest
 
-from mnemonic_jax import checkpointing, cli
+from mnemonic_jax import checkpointing, cli, configs
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
@@ -360,22 +360,34 @@ def test_version(capsys):
 
 
 def test_config_overrides():
-  config = cli.load_config(f"{CONFIG}:quick")
-  rest, overrides = cli.split_config_overrides(
+  rest, overrides = configs.split_overrides(
       ["train", "--config.epochs=5", "--config.model_kwargs.hidden", "(64, 32)",
        "--config.schedule=cosine", "--config.data_dir=/data", "--workdir", "w"])
   assert rest == ["train", "--workdir", "w"]
-  cli.apply_overrides(config, overrides)
+  config = configs.load_config(f"{CONFIG}:quick", overrides)
   assert (config.epochs, config.model_kwargs.hidden) == (5, (64, 32))
   assert (config.schedule, config.data_dir) == ("cosine", "/data")
-  with pytest.raises(cli.UsageError, match="unknown config field 'model_kwargs.width'"):
-    cli.apply_overrides(config, [("model_kwargs.width", "3")])
-  with pytest.raises(cli.UsageError, match="expected a value of type int"):
-    cli.apply_overrides(config, [("epochs", "five")])
+  with pytest.raises(configs.ConfigError, match="unknown config field 'model_kwargs.width'"):
+    configs.apply_overrides(config, [("model_kwargs.width", "3")])
+  with pytest.raises(configs.ConfigError, match="expected a value of type int"):
+    configs.apply_overrides(config, [("epochs", "five")])
+
+
+def test_the_loaded_config_is_locked_and_validated():
+  config = configs.load_config(str(CONFIG))
+  with pytest.raises(AttributeError):
+    config.epoch = 3  # A misspelt field.
+  config.epochs = 3  # An existing one keeps working.
+  with pytest.raises(configs.ConfigError, match="unknown config field 'epoch'"):
+    configs.load_config(str(CONFIG), [("epoch", "3")])
+  with pytest.raises(configs.ConfigError, match="config.epochs=-1"):
+    configs.load_config(str(CONFIG), [("epochs", "-1")])
+  with pytest.raises(configs.ConfigError, match="does not exist"):
+    configs.load_config(str(CONFIG) + "x:quick")
 
 
 def test_demo_config_follows_digits_mlp():
-  expected = cli.load_config(str(CONFIG)).to_dict()
+  expected = configs.load_config(str(CONFIG)).to_dict()
   got = cli.demo_config(epochs=expected["epochs"]).to_dict()
   for key in ("name", "forget_classes"):
     expected.pop(key), got.pop(key)
