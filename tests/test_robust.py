@@ -84,14 +84,14 @@ def test_select_step_takes_the_first_step_that_meets_the_rule():
   before = forgetting.CodeScores(forget_accuracy=1.0, remain_accuracy=1.0,
                                  forget_margin=5.0, remain_margin=4.0)
   fm = np.array([4.0, -1.0, -6.0, -9.0])
-  rm = np.array([4.0, 3.0, 2.0, 1.0])
+  rm = np.array([4.0, 3.0, 2.0, 1.8])  # Steps 2 and 3 both meet the rule at guard 0.4.
   ra = np.ones(4)
   assert robust.select_step(fm, rm, ra, before, 5.0, 0.4) == (2, True, None)
   # Guard 0.6 (2.4) excludes steps 2 and 3: the fallback takes the step that forgets with
   # the largest remaining margin.
   assert robust.select_step(fm, rm, ra, before, 5.0, 0.6) == (2, False, "guard")
   # Nothing forgets: the lowest forgotten margin among the steps that keep the rest.
-  assert robust.select_step(fm, rm, ra, before, 20.0, 0.4) == (2, False, "target")
+  assert robust.select_step(fm, rm, ra, before, 20.0, 0.4) == (3, False, "target")
 
 
 @pytest.mark.slow
