@@ -197,3 +197,18 @@ def barrier(name: str) -> None:
   if jax.process_count() > 1:
     from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
     multihost_utils.sync_global_devices(name)
+
+
+def process_zero_says(flag: bool) -> bool:
+  """Process 0's ``flag``, on every process (a collective; ``flag`` on one process).
+
+  For a decision only process 0 can take (it alone wrote a file, or took a lock) that
+  every process must follow.
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+
+  if jax.process_count() == 1:
+    return bool(flag)
+  import numpy as np  # pylint: disable=import-outside-toplevel
+  from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
+  return bool(multihost_utils.broadcast_one_to_all(np.int32(bool(flag))))

@@ -198,9 +198,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
         input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
         class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
-    if jax.process_index() == 0:
-      checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
-    distributed.barrier("mnemonic_jax.train.saved")
+    checkpointing.save_bundle(workdir / "bundle", bundle, force=True)  # Process 0 writes.
   return bundle
 
 

@@ -139,7 +139,13 @@ def _start(mode, nproc, devices, out, *extra, env=None):
 
 
 def _wait(procs, timeout=600):
-  outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+  try:
+    outputs = [p.communicate(timeout=timeout)[0] for p in procs]
+  finally:
+    for p in procs:  # A process left waiting for a failed one is not left behind.
+      if p.poll() is None:
+        p.kill()
+        p.wait()
   for p, text in zip(procs, outputs):
     assert p.returncode == 0, text[-3000:]
 
@@ -260,19 +266,23 @@ def test_two_processes_workflow_train_writes_once_and_resumes_after_a_kill(refer
   workdir = tmp_path / "run"
   procs = _start("train", 2, 4, tmp_path / "killed", workdir, env=env)
   train_dir = workdir / "train"
-  deadline = time.time() + 300
-  while time.time() < deadline:  # Until a step past the first few is complete.
-    steps = [int(p.name) for p in train_dir.glob("[0-9]*")] if train_dir.is_dir() else []
-    if steps and max(steps) >= 20:
-      break
-    assert all(p.poll() is None for p in procs), [p.communicate()[0][-2000:] for p in procs]
-    time.sleep(0.2)
-  procs[1].send_signal(signal.SIGKILL)
-  procs[1].wait()
-  procs[0].send_signal(signal.SIGKILL)  # As a launcher tears down the rest of the job.
-  procs[0].wait()
-  for p in procs:
-    p.stdout.close()
+  try:
+    deadline = time.time() + 300
+    while time.time() < deadline:  # Until a step past the first few is complete.
+      steps = ([int(p.name) for p in train_dir.iterdir() if p.name.isdigit()]
+               if train_dir.is_dir() else [])
+      if steps and max(steps) >= 20:
+        break
+      assert all(p.poll() is None for p in procs), [p.communicate()[0][-2000:] for p in procs]
+      time.sleep(0.2)
+  finally:
+    procs[1].send_signal(signal.SIGKILL)
+    procs[1].wait()
+    procs[0].send_signal(signal.SIGKILL)  # As a launcher tears down the rest of the job.
+    procs[0].wait()
+    for p in procs:
+      p.stdout.close()
+  assert max(steps) >= 20
   assert not (workdir / "bundle").exists()
   restarted = _run("train", 2, 4, tmp_path / "resumed", workdir, env=env)
   _same_on_every_process(restarted)

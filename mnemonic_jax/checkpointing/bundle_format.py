@@ -31,6 +31,7 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
@@ -61,12 +62,26 @@ _BUNDLE_HINT = ("pass a bundle: the --workdir of 'mnemonic-jax train' (or its bu
 
 
 
+def _process_local() -> ocp.options.MultiprocessingOptions:
+  """Orbax options for files one process reads or writes alone (a bundle: host arrays).
+
+  With several JAX processes (:mod:`mnemonic_jax.distributed`) Orbax otherwise waits at
+  every save and restore for all of them; a bundle is written by process 0 alone and
+  read by each process on its own. With one process this is Orbax's default.
+  """
+  me = jax.process_index()
+  return ocp.options.MultiprocessingOptions(primary_host=me, active_processes={me})
+
+
 @functools.lru_cache(maxsize=1)
 def _bundle_checkpointer() -> ocp.Checkpointer:
   """The (synchronous, stateless) checkpointer of bundles, made once per process."""
+  local = _process_local()
   handler = ocp.CompositeCheckpointHandler(
-      **{_ARRAYS: ocp.StandardCheckpointHandler(), _META: ocp.JsonCheckpointHandler()})
-  return ocp.Checkpointer(handler)
+      **{_ARRAYS: ocp.StandardCheckpointHandler(multiprocessing_options=local),
+         _META: ocp.JsonCheckpointHandler(multiprocessing_options=local)},
+      composite_options=ocp.CompositeOptions(multiprocessing_options=local))
+  return ocp.Checkpointer(handler, multiprocessing_options=local)
 
 
 def _meta_file(path: pathlib.Path) -> pathlib.Path:

@@ -16,16 +16,18 @@ from typing import Mapping
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 
+from mnemonic_jax import distributed
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.outputs import (
     _install, _staging_path, check_output, remove_stale_staging)
 from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, _abs, _one_line, _remove
 from mnemonic_jax.checkpointing.bundle_format import (
     _ARRAYS, _BUNDLE_HINT, _CHECKSUMS, _META, _META_FILE, _bundle_checkpointer, _bundle_meta,
-    _check_arrays, _meta_file, _read_bundle_meta, _verify_checksums, array_checksums,
-    parse_bundle_meta)
+    _check_arrays, _meta_file, _process_local, _read_bundle_meta, _verify_checksums,
+    array_checksums, parse_bundle_meta)
 from mnemonic_jax.checkpointing.checks import _check_finite
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
@@ -51,6 +53,10 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
 
   The metadata records the SHA-256 of every array file, which :func:`load_bundle`
   verifies.
+
+  With several JAX processes (:mod:`mnemonic_jax.distributed`) this is a collective:
+  every process calls it with the same bundle, every process checks, process 0 alone
+  writes, and the others return once it has (or raise if it failed).
 
   Raises:
     CheckpointError: ``path`` exists and ``force`` is False (or it may not be replaced,
@@ -81,12 +87,33 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
 
   check_output(output, force=force)
   exists = output.exists() or output.is_symlink()
+  if jax.process_count() > 1:  # Every process checked; process 0 alone writes.
+    distributed.barrier("mnemonic_jax.save_bundle.checked")
+    if jax.process_index() != 0:
+      if not distributed.process_zero_says(False):
+        raise CheckpointError(f"{output}: process 0 failed to write the bundle; see its "
+                              "error")
+      return output
+    written = False
+    try:
+      _write_bundle(output, bundle, meta, exists)
+      written = True
+    finally:
+      distributed.process_zero_says(written)
+    return output
+  _write_bundle(output, bundle, meta, exists)
+  return output
 
+
+def _write_bundle(output: pathlib.Path, bundle: Bundle, meta: dict, exists: bool) -> None:
+  """The writing half of :func:`save_bundle`, once its checks have passed."""
   output.parent.mkdir(parents=True, exist_ok=True)
   remove_stale_staging(output)
   staging = _staging_path(output)
   arrays = {"params": bundle.params, "batch_stats": bundle.batch_stats or {},
             "codes": bundle.codes}
+  if jax.process_count() > 1:  # Orbax refuses this process's own jax Arrays then.
+    arrays = jax.tree.map(np.asarray, arrays)
   try:
     _bundle_checkpointer().save(staging, args=ocp.args.Composite(**{
         _ARRAYS: ocp.args.StandardSave(arrays),
@@ -94,14 +121,13 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
     }))
     # The arrays are final now: record their checksums in the metadata (still hidden).
     meta[_CHECKSUMS] = array_checksums(staging)
-    ocp.JsonCheckpointHandler(filename=_META_FILE).save(
+    ocp.JsonCheckpointHandler(filename=_META_FILE,
+                              multiprocessing_options=_process_local()).save(
         staging / _META, args=ocp.args.JsonSave(meta))
     _install(staging, output, replace=exists)
   finally:
     for leftover in output.parent.glob(f"{staging.name}*"):
       _remove(leftover)
-  return output
-
 
 
 def resolve_bundle_path(path: PathLike) -> pathlib.Path:

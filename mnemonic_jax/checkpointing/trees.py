@@ -67,7 +67,7 @@ def _abstract(tree: PyTree) -> PyTree:
   Leaves that are already ``jax.ShapeDtypeStruct`` keep their sharding when they have one;
   concrete arrays are replaced by their shape, dtype and (for jax Arrays) sharding.
   """
-  device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])  # This process's.
 
   def leaf(x):
     if not hasattr(x, "shape") or not hasattr(x, "dtype"):
