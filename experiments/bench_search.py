@@ -3,7 +3,8 @@
 For an MLP (784-1000-C, sigmoid, untrained: only shapes matter for time) and C codes, it
 forgets class 0 with fixed lambdas and with the search, in both strategies of
 :func:`mnemonic_jax.lambda_search.select_lambdas` (``"full"``: every candidate on every
-code; ``"pruned"``: the same choice from fewer candidates and codes), and prints each
+code; ``"pruned"``: the same choice from fewer candidates and codes; and the not exact
+``"boundary"``), and prints each
 one's seconds after compilation (median of ``--repeats`` calls, other classes each time)
 and its ratio to the fixed path, plus the share of candidates the pruned search scored
 on the forgotten codes and the share it also scored on remaining codes. Both strategies
@@ -62,11 +63,11 @@ def bench(num_classes: int, repeats: int, full: bool = True, chunk: int | None =
   row["fixed"] = seconds(lambda i: mj.forget(apply_fn, params, codes, [i], 1e-3, 10.0)[0],
                          repeats)
   results = {}
-  for strategy in lambda_search.STRATEGIES if full else ("pruned",):
+  for strategy in ("pruned", "boundary") + (("full",) if full else ()):
     def search(i, strategy=strategy):
       results[strategy, i] = lambda_search.select_lambdas(
           apply_fn, params, codes, [i], strategy=strategy,
-          chunk=chunk if strategy == "pruned" else None)
+          chunk=None if strategy == "full" else chunk)
       return results[strategy, i].eta
     row[strategy] = seconds(search, repeats)
   for i in range(repeats + 1):
@@ -75,6 +76,10 @@ def bench(num_classes: int, repeats: int, full: bool = True, chunk: int | None =
       want = results["full", i]
       assert (want.lambda1, want.lambda2, want.sign) == (pruned.lambda1, pruned.lambda2,
                                                          pruned.sign), (num_classes, i)
+  row["boundary_same"] = sum(results["boundary", i].index == results["pruned", i].index
+                             for i in range(repeats + 1))
+  row["boundary_scored"] = float(np.mean([
+      np.isfinite(results["boundary", i].grid.forget_margin).mean() for i in range(repeats + 1)]))
   grids = [results["pruned", i].grid for i in range(repeats + 1)]
   row["scored"] = float(np.mean([np.isfinite(g.forget_margin).mean() for g in grids]))
   row["remain"] = float(np.mean([np.isfinite(g.remain_margin).mean() for g in grids]))
@@ -157,13 +162,16 @@ def main(argv=None) -> None:
       f"Command: `python -m experiments.bench_search --classes {args.classes} --repeats "
       f"{args.repeats}{flags}`.", "",
       "| classes | fixed (s) | search, full (s) | full / fixed | search, pruned (s) | "
-      "pruned / fixed | candidates scored (pruned): forgotten codes / also remaining | met |",
-      "|---|---|---|---|---|---|---|---|"]
+      "pruned / fixed | candidates scored (pruned): forgotten codes / also remaining | met | "
+      "search, boundary (s) | boundary / fixed | scored (boundary) | boundary = pruned |",
+      "|---|---|---|---|---|---|---|---|---|---|---|---|"]
   for r in rows:
     full_cells = (f"{r['full']:.2f} | {r['full'] / r['fixed']:.0f}" if full else "- | -")
     lines.append(f"| {r['classes']} | {r['fixed']:.3f} | {full_cells} | {r['pruned']:.2f} | "
                  f"{r['pruned'] / r['fixed']:.1f} | {100 * r['scored']:.0f}% / "
-                 f"{100 * r['remain']:.0f}% | {r['met']}/{args.repeats + 1} |")
+                 f"{100 * r['remain']:.0f}% | {r['met']}/{args.repeats + 1} | "
+                 f"{r['boundary']:.2f} | {r['boundary'] / r['fixed']:.1f} | "
+                 f"{100 * r['boundary_scored']:.0f}% | {r['boundary_same']}/{args.repeats + 1} |")
   emit(lines, args.out)
 
 

@@ -78,7 +78,7 @@ def test_chunking_does_not_change_the_scores(trained):
   assert a.index == b.index
 
 
-@pytest.mark.parametrize("strategy", ls.STRATEGIES)
+@pytest.mark.parametrize("strategy", ["pruned", "full"])  # "boundary": tested below.
 def test_choice_meets_the_rule_and_is_the_smallest_that_does(trained, strategy):
   apply_fn, params, codes = trained
   rule = ls.Rule(margin=2.0, guard=0.5)
@@ -271,3 +271,45 @@ def test_the_pruned_search_keeps_every_code_wrong_before_in_its_subset(trained, 
   assert (g.remain_margin[seen] >= f.remain_margin[seen] - 1e-4).all()
   assert (g.remain_accuracy[seen] >= f.remain_accuracy[seen] - 1e-6).all()
   assert (g.remain_accuracy[seen] <= 1.0).all()
+
+
+def test_boundary_points_find_the_smallest_lambda1_per_line_by_bisection():
+  grid1, grid2 = np.logspace(-4, 0, 9), np.array([0.1, 1.0, 10.0])
+  l1, l2, sign = ls._grid_arrays(grid1, grid2)
+  # Monotone lines: the forgotten codes reach -1 from lambda1 index k(lambda2, sign) on.
+  first = {(0.1, 1.0): 9, (1.0, 1.0): 4, (10.0, 1.0): 0, (0.1, -1.0): 7, (1.0, -1.0): 8,
+           (10.0, -1.0): 2}
+  k = np.array([first[(b, s)] for b, s in zip(l2, sign)])
+  truth = np.where(np.searchsorted(grid1, l1) >= k, -5.0, 3.0)
+  margin = np.full(l1.size, np.nan)
+  calls = []
+
+  def score(ids):
+    calls.append(len(ids))
+    margin[ids] = truth[ids]
+
+  points = ls._boundary_points(l1, l2, sign, np.arange(l1.size), margin, -1.0, score)
+  want = [i for i in range(l1.size) if truth[i] < 0 and np.searchsorted(grid1, l1[i]) == k[i]]
+  assert sorted(points) == sorted(want)  # No point on the line that never reaches it.
+  assert sum(calls) <= 6 * 4 < l1.size  # 4 rounds of at most 6 lines, not every candidate.
+  with pytest.raises(ValueError, match="full grid"):
+    ls._boundary_points(l1[1:], l2[1:], sign[1:], np.arange(l1.size - 1),
+                        np.full(l1.size - 1, np.nan), -1.0, score)
+
+
+@pytest.mark.parametrize("classes, rule", [([1], ls.DEFAULT_RULE), ([2], ls.Rule(margin=2.0)),
+                                           ([0, 4], ls.Rule(margin=1.0, guard=0.5)),
+                                           ([3], ls.Rule(margin=40.0, guard=0.9))])
+def test_the_boundary_search_chooses_what_the_full_grid_chooses_here(trained, classes, rule):
+  """On this model the rule's tests are monotone in the lambdas, so the choice is the same
+  (and when nothing meets the rule, the exact search decides)."""
+  apply_fn, params, codes = trained
+  full = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,
+                           strategy="full")
+  fast = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,
+                           strategy="boundary")
+  assert (fast.index, fast.met, fast.fallback) == (full.index, full.met, full.fallback)
+  np.testing.assert_allclose(fast.grid.remain_margin[fast.index],
+                             full.grid.remain_margin[full.index], rtol=1e-5, atol=1e-5)
+  if full.met:  # It scored fewer candidates than there are.
+    assert np.isfinite(fast.grid.forget_margin).mean() < 1.0
