@@ -135,7 +135,8 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
   return rows
 
 
-def write_report(out, records, models, methods, choose_seeds, command, bench_rows, notes):
+def write_report(out, records, models, methods, choose_seeds, command, bench_rows, notes,
+                 bench_model=""):
   """``robust.md``, ``robust.json`` and ``robust_goal.png``."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
@@ -202,7 +203,7 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
         f"{r['met']} |")
   if bench_rows:
     lines += ["", "## Cost against the fixed path", "",
-              "Forgetting class 3 from seed 0 of the first model, best of 3 after a warm-up "
+              f"Forgetting class 3 from seed 0 of `{bench_model}`, best of 3 after a warm-up "
               "(compilation excluded); ratio = seconds / the paper's fixed-lambda `forget`.",
               "", "| rule | seconds | ratio |", "|---|---|---|", *bench_rows]
 
@@ -297,7 +298,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           break
   models = [m for m in models if any(r["model"] == m for r in records)]
   bench_rows = bench(out, args.bench, methods) if args.bench else []
-  write_report(out, records, models, methods, choose, command, bench_rows, args.note)
+  write_report(out, records, models, methods, choose, command, bench_rows, args.note,
+               args.bench)
   return out / "robust.md"
 
 

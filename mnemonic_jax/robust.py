@@ -340,11 +340,29 @@ def forget_robust(
   static, arrays = _jit.split_callable(apply_fn)
   prepare = _program("prepare", static, _prepare_fn)
   score = _program(f"score-{kind}", static, lambda a: _score_fn(a, kind))
+  apply_jit = _program("apply", static, lambda a: a)
+  scores_jit = _program("scores", static, lambda a: lambda p, c, f, r: (
+      forgetting.code_scores(a, p, c, f, r), forgetting.all_finite(p)))
   move = _jit.cached(("robust-move", kind), lambda: jax.jit(
       lambda p, e, d, t: _candidate(p, e, d, t, kind)))
   codes_, in_f, in_r = request.codes, request.in_forget, request.in_remain
   n_steps = STEPS if rule == "steps" else 1
   steps, layers = [], set()
+
+  def make_direction(mask):
+    leaves, treedef = jax.tree.flatten(mask)
+
+    def build():
+      def fn(eta, grad, params, in_forget):
+        mask_tree = treedef.unflatten(leaves)
+        if rule == "bias":  # The same shift for every forgotten logit.
+          return jax.tree.map(
+              lambda e, m: -in_forget.astype(e.dtype) if m else jnp.zeros_like(e),
+              eta, mask_tree)
+        return direction(eta, params if rule == "shrink" else grad, mask_tree)
+      return jax.jit(fn)
+
+    return _jit.cached(("robust-direction", rule, treedef, tuple(leaves)), build)
 
   def run():
     current = params
@@ -352,18 +370,14 @@ def forget_robust(
       eta, grad, m0, c0 = prepare(arrays, current, codes_, in_f, in_r)
       before = forgetting.scores_from_margins(m0, c0, in_f, in_r)
       if rule == "bias":
-        mask = output_bias(apply_fn, current, codes_)
+        mask = output_bias(lambda p, x: apply_jit(arrays, p, x), current, codes_)
       elif rule in ("head", "shrink"):
         mask = concentrated_layers(eta)
       else:
         mask = jax.tree.map(lambda _: True, eta)
       flat = jax.tree_util.tree_flatten_with_path(mask)[0]
       layers.update(jax.tree_util.keystr(p) for p, m in flat if m)
-      if rule == "bias":  # The same shift for every forgotten logit.
-        d = jax.tree.map(lambda e, m: -jnp.asarray(in_f, e.dtype) if m else jnp.zeros_like(e),
-                         eta, mask)
-      else:
-        d = direction(eta, current if rule == "shrink" else grad, mask)
+      d = make_direction(mask)(eta, grad, current, in_f)
       fa, ra, fm, rm = (np.asarray(v, np.float64) for v in
                         score(arrays, current, eta, d, codes_, in_f, in_r, ts))
       target = margin * k / n_steps
@@ -372,16 +386,15 @@ def forget_robust(
                     "target": target, "forget_margin": float(fm[index]),
                     "remain_margin": float(rm[index])})
       current = move(current, eta, d, ts[index])
-    return current
+    return current, scores_jit(arrays, params, codes_, in_f, in_r), \
+        scores_jit(arrays, current, codes_, in_f, in_r)
 
   with _jit.CompileClock() as clock:
     start = time.perf_counter()
-    new = jax.block_until_ready(run())
+    new, (before, _), (after, finite) = jax.block_until_ready(run())
     total = time.perf_counter() - start
-  if not bool(forgetting.all_finite(new)):
+  if not bool(finite):
     raise ValueError(f"rule {rule!r} made parameters non-finite; use a smaller step grid")
-  before = forgetting.code_scores(apply_fn, params, codes_, in_f, in_r)
-  after = forgetting.code_scores(apply_fn, new, codes_, in_f, in_r)
   report = RobustReport(
       rule=rule, classes=request.classes, steps=tuple(steps),
       before=jax.tree.map(float, before), after=jax.tree.map(float, after),
