@@ -1,6 +1,7 @@
 """Every check of the library's edge, in one place, so no entry point can skip one.
 
-Each check raises a ``TypeError`` (wrong kind of value) or ``ValueError`` (right kind,
+Each check raises a :class:`~mnemonic_jax.errors.BadRequestType` (a ``TypeError``: wrong
+kind of value) or :class:`~mnemonic_jax.errors.BadRequest` (a ``ValueError``: right kind,
 wrong value) whose message names the argument and says how to fix it. The public entry
 points (:func:`mnemonic_jax.forget`, :func:`mnemonic_jax.fisher_diagonal`,
 :func:`mnemonic_jax.class_fishers`, :func:`mnemonic_jax.lambda_search.select_lambdas`, the
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import _jit
+from mnemonic_jax import _jit, errors
 
 PyTree = Any
 
@@ -41,21 +42,21 @@ def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
     ValueError: duplicates, or an id outside ``[0, num_classes)``.
   """
   if isinstance(classes, (str, bytes)):
-    raise TypeError(f"{name} must be a sequence of integer class ids, not the string "
+    raise errors.BadRequestType(f"{name} must be a sequence of integer class ids, not the string "
                     f"{classes!r}; write e.g. [1, 2]")
   if np.ndim(classes) == 0:
-    raise TypeError(f"{name} must be a sequence of integer class ids, got {classes!r}; "
+    raise errors.BadRequestType(f"{name} must be a sequence of integer class ids, got {classes!r}; "
                     "write e.g. [3]")
   classes = list(np.asarray(classes, object).ravel()) if hasattr(classes, "shape") else list(classes)
   wrong = [c for c in classes if not is_integer(c)]
   if wrong:
-    raise TypeError(f"{name}: class ids must be integers; got {wrong[:3]!r}")
+    raise errors.BadRequestType(f"{name}: class ids must be integers; got {wrong[:3]!r}")
   classes = [int(c) for c in classes]
   if len(set(classes)) != len(classes):
-    raise ValueError(f"{name}: duplicated class ids in {classes}")
+    raise errors.BadRequest(f"{name}: duplicated class ids in {classes}")
   bad = [c for c in classes if not 0 <= c < num_classes]
   if bad:
-    raise ValueError(f"{name}: class ids {bad} are out of range: the model has classes "
+    raise errors.BadRequest(f"{name}: class ids {bad} are out of range: the model has classes "
                      f"0..{num_classes - 1}")
   return tuple(sorted(classes))
 
@@ -75,9 +76,9 @@ def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[in
   exclude = tuple(c for c in class_ids(exclude, num_classes, name="exclude")
                   if c not in forget)
   if not forget:
-    raise ValueError("forget: no class to forget: give at least one class id")
+    raise errors.BadRequest("forget: no class to forget: give at least one class id")
   if len(forget) + len(exclude) == num_classes:
-    raise ValueError(
+    raise errors.BadRequest(
         f"cannot forget every class ({num_classes}"
         + (f", {len(exclude)} of them excluded" if exclude else "")
         + "): at least one must remain")
@@ -93,16 +94,16 @@ def labels(labels: Any, num_classes: int, *, name: str = "labels") -> None:
   """
   dtype = labels.dtype if hasattr(labels, "dtype") else np.asarray(labels).dtype
   if not np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
-    raise TypeError(f"{name} must be integers (class ids), got dtype {dtype}; "
+    raise errors.BadRequestType(f"{name} must be integers (class ids), got dtype {dtype}; "
                     "cast them with .astype(int)")
   if np.ndim(labels) != 1:
-    raise ValueError(f"{name} must have shape (N,), got {np.shape(labels)}")
+    raise errors.BadRequest(f"{name} must have shape (N,), got {np.shape(labels)}")
   if isinstance(labels, jax.core.Tracer) or np.size(labels) == 0:
     return
   values = np.asarray(labels)  # Concrete: one small transfer, checked on the host.
   low, high = int(values.min()), int(values.max())
   if low < 0 or high >= num_classes:
-    raise ValueError(f"{name} run from {low} to {high} but the model has classes "
+    raise errors.BadRequest(f"{name} run from {low} to {high} but the model has classes "
                      f"0..{num_classes - 1}; pass labels in that range")
 
 
@@ -132,7 +133,7 @@ def finite(**named: PyTree) -> None:
   for (name, path, leaf), ok in zip(leaves, flags):
     if not ok:
       count = int(np.size(leaf) - np.isfinite(np.asarray(leaf, np.float32)).sum())
-      raise ValueError(
+      raise errors.BadRequest(
           f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value(s) (NaN or "
           "inf); every result computed from it would be meaningless: pass finite values")
 
@@ -157,20 +158,20 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
   values = []
   for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
     if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
-      raise TypeError(f"{name} must be a positive number or 'auto', got {value!r}")
+      raise errors.BadRequestType(f"{name} must be a positive number or 'auto', got {value!r}")
     try:
       value = float(value)
     except (TypeError, ValueError):
-      raise TypeError(f"{name} must be a positive number or 'auto', got {value!r}") from None
+      raise errors.BadRequestType(f"{name} must be a positive number or 'auto', got {value!r}") from None
     if not (math.isfinite(value) and value > 0):
-      raise ValueError(f"{name} must be a positive finite number, got {value:g}")
+      raise errors.BadRequest(f"{name} must be a positive finite number, got {value:g}")
     if value > largest:
-      raise ValueError(
+      raise errors.BadRequest(
           f"{name}={value:g} is beyond the largest {narrowest.name} value ({largest:.4g}); "
           "it would make the parameters non-finite; use smaller lambdas (e.g. "
           "lambda1 1e-3, lambda2 10, or 'auto')")
     if float(np.float32(value)) == 0.0:
-      raise ValueError(
+      raise errors.BadRequest(
           f"{name}={value:g} rounds to 0 in float32, so forgetting would change nothing; "
           "use larger lambdas (e.g. lambda1 1e-3, lambda2 10, or 'auto')")
     values.append(value)
@@ -185,12 +186,12 @@ def params_tree(params: PyTree) -> None:
   """
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   if not leaves:
-    raise TypeError("params has no arrays: pass the model's parameters, e.g. "
+    raise errors.BadRequestType("params has no arrays: pass the model's parameters, e.g. "
                     "variables['params']")
   for path, leaf in leaves:
     dtype = getattr(leaf, "dtype", None)
     if dtype is None or not jnp.issubdtype(dtype, jnp.floating):
-      raise TypeError(f"params{jax.tree_util.keystr(path)} is {type(leaf).__name__} "
+      raise errors.BadRequestType(f"params{jax.tree_util.keystr(path)} is {type(leaf).__name__} "
                       f"{'of dtype ' + str(dtype) if dtype is not None else ''}; every "
                       "parameter must be a floating-point array")
 
@@ -211,14 +212,14 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
       differs from ``num_classes``.
   """
   if not callable(apply_fn):
-    raise TypeError(f"apply_fn must be callable as apply_fn(params, x) -> logits, got "
+    raise errors.BadRequestType(f"apply_fn must be callable as apply_fn(params, x) -> logits, got "
                     f"{type(apply_fn).__name__}")
   static, arrays = _jit.split_callable(apply_fn)
   key = ("model_outputs", static, _jit.signature(arrays), _jit.signature(params),
          np.shape(inputs)[1:], str(jnp.result_type(inputs)))
   out = _jit.cached(key, lambda: _eval_outputs(apply_fn, params, inputs))
   if num_classes is not None and out != num_classes:
-    raise ValueError(f"the model has {out} outputs but there are {num_classes} codes; "
+    raise errors.BadRequest(f"the model has {out} outputs but there are {num_classes} codes; "
                      "codes must be one per class, in class order")
   return out
 
@@ -230,22 +231,22 @@ def _eval_outputs(apply_fn, params, inputs) -> int:
   except Exception as e:  # Any model-side failure becomes one clear message.
     text = str(e).splitlines()[0] if str(e) else ""
     if "immutable" in text or "mutable" in text:
-      raise ValueError(
+      raise errors.BadRequest(
           "apply_fn updates model state while applied (BatchNorm in training mode?); "
           "pass an inference-mode apply_fn, e.g. mnemonic_jax.inference_apply_fn(model, "
           f"batch_stats): {type(e).__name__}: {text}") from e
-    raise ValueError(
+    raise errors.BadRequest(
         f"inputs of shape {tuple(np.shape(inputs)[1:])} do not fit the model: "
         f"{type(e).__name__}: {text}") from e
   if not isinstance(out, jax.ShapeDtypeStruct):
     kind = type(out).__name__
-    raise TypeError(
+    raise errors.BadRequestType(
         f"apply_fn must return one logits array (N, C), but it returns a {kind}"
         + (" (model.apply with mutable=...? return the logits only, in inference mode)"
            if isinstance(out, (tuple, list)) else ""))
   if len(out.shape) != 2 or out.shape[0] != 2:
-    raise ValueError(f"apply_fn must return logits of shape (N, C); for 2 inputs it "
+    raise errors.BadRequest(f"apply_fn must return logits of shape (N, C); for 2 inputs it "
                      f"returned shape {tuple(out.shape)}")
   if not jnp.issubdtype(out.dtype, jnp.floating):
-    raise TypeError(f"apply_fn must return float logits, got dtype {out.dtype}")
+    raise errors.BadRequestType(f"apply_fn must return float logits, got dtype {out.dtype}")
   return int(out.shape[1])

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import checkpointing, configs, training, workflow
+from mnemonic_jax import checkpointing, configs, errors, training, workflow
 from mnemonic_jax._jit import CompileClock
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, DatasetInfo
@@ -146,7 +146,7 @@ def check_attachable(bundle: Bundle) -> None:
     ValueError: the bundle's history has forgotten classes.
   """
   if bundle.forgotten_classes:
-    raise ValueError(
+    raise errors.BadRequest(
         f"the model has forgotten class(es) {', '.join(map(str, bundle.forgotten_classes))}; "
         "fine-tuning with codes on every class would teach them again; attach codes to the "
         "model before forgetting")
@@ -176,14 +176,14 @@ def attach_fit_config(bundle: Bundle, epochs: int, t_mix: float = DEFAULT_T_MIX,
   """
   _check_field("epochs", epochs)
   if not (_check_field("t_mix", t_mix, raise_=False) is None and t_mix > 0):
-    raise ValueError(f"t_mix must be a number in (0, 1], got {t_mix!r}; with t_mix 0 the "
+    raise errors.BadRequest(f"t_mix must be a number in (0, 1], got {t_mix!r}; with t_mix 0 the "
                      "model never sees its codes")
   recorded = dict(bundle.config or {})
   for field in workflow.TRAIN_FIELDS:
     if field in recorded and field not in ("epochs", "t_mix"):
       problem = _check_field(field, recorded[field], raise_=False)
       if problem:
-        raise ValueError(f"the bundle's config.{field}={recorded[field]!r} {problem}; it "
+        raise errors.BadRequest(f"the bundle's config.{field}={recorded[field]!r} {problem}; it "
                          "cannot be fine-tuned with it")
   fit_cfg = dataclasses.replace(workflow.fit_config(recorded), epochs=int(epochs),
                                 t_mix=float(t_mix))
@@ -260,7 +260,7 @@ def attach_codes(
   check_attachable(bundle)
   _check_field("seed", seed)
   if code_distribution not in codes_lib.DISTRIBUTIONS:
-    raise ValueError(f"unknown code distribution {code_distribution!r}; use one of "
+    raise errors.BadRequest(f"unknown code distribution {code_distribution!r}; use one of "
                      f"{', '.join(codes_lib.DISTRIBUTIONS)}")
   fit_cfg = attach_fit_config(bundle, epochs, t_mix, learning_rate=learning_rate,
                               batch_size=batch_size)
@@ -300,7 +300,7 @@ def attach_codes(
   params, batch_stats = jax.device_get((state.params, state.batch_stats))
   bad = checkpointing.nonfinite_leaves({"params": params, "batch_stats": batch_stats})
   if bad:
-    raise ValueError(f"fine-tuning with codes made {sum(n for _, n in bad)} parameters "
+    raise errors.BadRequest(f"fine-tuning with codes made {sum(n for _, n in bad)} parameters "
                      f"non-finite (first in {bad[0][0]}); use a smaller learning rate")
   new = bundle.replace(params=params, batch_stats=batch_stats, codes=np.asarray(new_codes))
   after = codes_accuracy(new)
@@ -369,5 +369,5 @@ def _check_field(field: str, value: Any, *, raise_: bool = True) -> str | None:
   """
   problem = configs.FIELD_CHECKS[field][1](value)
   if problem and raise_:
-    raise ValueError(f"{field}={value!r} {problem}")
+    raise errors.BadRequest(f"{field}={value!r} {problem}")
   return problem

@@ -34,8 +34,10 @@ inconsistent, or whose user-registered model's source is gone, a file declaring 
 cannot hold, a config file that raises or a config field out of range, a workdir another
 ``train`` is using, ...) prints one line ``mnemonic-jax: error: ...`` on stderr, exits
 with status 2 and writes nothing; Ctrl-C prints ``mnemonic-jax: error: interrupted`` and
-exits with 130. Nothing else reaches stderr but progress bars (``--quiet`` hides them):
-the libraries' logging is dropped. Results go to stdout, warnings included (a forget whose
+exits with 130. A user error is an exception of the project's types
+(:mod:`mnemonic_jax.errors`) or an ``OSError`` naming a path; any other exception is a bug
+and shows as one (its traceback, exit status 1). Nothing else reaches stderr but progress
+bars (``--quiet`` hides them): the libraries' logging is dropped here, not by the library. Results go to stdout, warnings included (a forget whose
 lambda search missed its rule, whose forgotten codes are still classified right, or whose
 model did not know its codes, says so and records it in the bundle's history).
 """
@@ -57,6 +59,8 @@ import textwrap
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from mnemonic_jax import errors
+
 PROG = "mnemonic-jax"
 EXIT_USAGE = 2
 DEFAULT_LAMBDA1 = 1e-3
@@ -67,7 +71,7 @@ DEMO_FILES = ("trained", "forgotten", "per_class_accuracy.png")
 _OVERRIDE_PREFIX = "--config."  # configs.OVERRIDE_PREFIX, without importing ml_collections.
 
 
-class UsageError(ValueError):
+class UsageError(errors.BadRequest):
   """A user error detected by the command line itself (reported as one line, exit 2)."""
 
 
@@ -1183,7 +1187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
     argv, overrides = _split_overrides(argv)
-  except ValueError as e:  # configs.ConfigError: an override without a value or field.
+  except errors.MnemonicJaxError as e:  # An override without a value or field.
     _print_error(e)
     return EXIT_USAGE
   parser = build_parser()
@@ -1199,7 +1203,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                                                     args.no_compilation_cache))
   try:
     return command(args) or 0
-  except (ValueError, OSError) as e:  # DatasetError, CheckpointError, UsageError, missing files.
+  except (errors.MnemonicJaxError, OSError, ValueError, TypeError) as e:
+    if not _is_user_error(e):
+      raise  # A bug: its traceback, exit status 1.
     _print_error(_describe(_with_cli_fix(e, args)))
     _silence_the_rest()
     return EXIT_USAGE
@@ -1212,6 +1218,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(130)  # pylint: disable=protected-access
+
+
+#: Library modules (owned elsewhere while this was written) whose user errors are still
+#: plain ``ValueError``/``TypeError`` raised in their own code; until they raise
+#: :mod:`mnemonic_jax.errors` types, such an exception raised directly in them is taken
+#: as a user error. Remove a module once it raises the project's types.
+_UNTYPED_ERROR_MODULES = ("workflow.py", "training.py", "forgetting.py", "lambda_search.py",
+                          "fisher.py", "parallel.py", f"data{os.sep}pipeline.py",
+                          f"models{os.sep}")
+
+
+def _is_user_error(error: BaseException) -> bool:
+  """Whether the command line reports ``error`` as one line and exit status 2.
+
+  The project's own errors (:class:`mnemonic_jax.errors.MnemonicJaxError`) are; an
+  ``OSError`` naming a path (a missing file, a permission denied, a full disk) is the
+  user's environment, not a bug; a plain ``ValueError``/``TypeError`` is only if it was
+  raised by the code of a module in :data:`_UNTYPED_ERROR_MODULES`. Anything else is a
+  bug and keeps its traceback.
+  """
+  if isinstance(error, errors.MnemonicJaxError):
+    return True
+  if isinstance(error, OSError):
+    return error.filename is not None
+  if type(error) not in (ValueError, TypeError) or error.__traceback__ is None:
+    return False
+  tb = error.__traceback__
+  while tb.tb_next is not None:
+    tb = tb.tb_next
+  package = os.path.dirname(os.path.abspath(__file__)) + os.sep
+  where = os.path.abspath(tb.tb_frame.f_code.co_filename)
+  return where.startswith(package) and where[len(package):].startswith(_UNTYPED_ERROR_MODULES)
 
 
 def _quiet_libraries() -> None:

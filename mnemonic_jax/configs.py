@@ -24,6 +24,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import ml_collections
 
+from mnemonic_jax import errors
+
 #: The largest seed: ``jax.random.key`` takes a signed 64-bit integer.
 MAX_SEED = 2 ** 63 - 1
 #: The most optimiser steps a run may take (the step counter is a 32-bit integer).
@@ -32,7 +34,7 @@ _MAX_INT = 2 ** 31 - 1
 _MAX_PAD = 1 << 16
 
 
-class ConfigError(ValueError):
+class ConfigError(errors.BadConfig):
   """A config that cannot be used: a config file that is missing, raises or returns no
   config, an override of an unknown field or of the wrong type, or a field missing, of
   the wrong type or out of range.

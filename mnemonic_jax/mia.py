@@ -34,7 +34,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_score
 from sklearn.svm import SVC
 
-from mnemonic_jax import _validate
+from mnemonic_jax import _validate, errors
 
 __all__ = [
     "MIN_SAMPLES",
@@ -73,7 +73,7 @@ def _check_num_samples(n: int, name: str, caller: str, *, minimum: int = MIN_SAM
     ValueError: if ``n < minimum``, naming ``name``, ``caller`` and the fix.
   """
   if n < minimum:
-    raise ValueError(
+    raise errors.BadRequest(
         f"{name} has too few {what} ({n}): {caller} needs {minimum} or more; "
         f"pass {minimum} or more {what} in {name}")
 
@@ -88,14 +88,14 @@ def _check_logits(logits: np.ndarray, name: str, caller: str, *,
   """
   logits = np.asarray(logits, dtype=np.float64)
   if logits.ndim != 2:
-    raise ValueError(f"{name} must be 2-D (n, num_classes); got shape {logits.shape}")
+    raise errors.BadRequest(f"{name} must be 2-D (n, num_classes); got shape {logits.shape}")
   _check_num_samples(logits.shape[0], name, caller, minimum=minimum)
   if logits.shape[1] == 0:
-    raise ValueError(f"{name} has 0 classes; got shape {logits.shape}")
+    raise errors.BadRequest(f"{name} has 0 classes; got shape {logits.shape}")
   if np.isnan(logits).any() or np.isposinf(logits).any():
-    raise ValueError(f"{name} contains NaN or +inf")
+    raise errors.BadRequest(f"{name} contains NaN or +inf")
   if not np.isfinite(logits).any(axis=1).all():
-    raise ValueError(f"{name} has a row with no finite logit")
+    raise errors.BadRequest(f"{name} has a row with no finite logit")
   return logits
 
 
@@ -103,14 +103,14 @@ def _check_labels(labels: np.ndarray, n: int, num_classes: int, name: str) -> np
   """Returns ``labels`` as an int64 ``(n,)`` array in ``[0, num_classes)``."""
   labels = np.asarray(labels)
   if labels.ndim != 1:
-    raise ValueError(f"{name} must be 1-D; got shape {labels.shape}")
+    raise errors.BadRequest(f"{name} must be 1-D; got shape {labels.shape}")
   if labels.shape[0] != n:
-    raise ValueError(f"{name} has {labels.shape[0]} entries but its logits have {n} rows")
+    raise errors.BadRequest(f"{name} has {labels.shape[0]} entries but its logits have {n} rows")
   if labels.size and not np.issubdtype(labels.dtype, np.integer):
-    raise ValueError(f"{name} must be integers; got dtype {labels.dtype}")
+    raise errors.BadRequest(f"{name} must be integers; got dtype {labels.dtype}")
   labels = labels.astype(np.int64)
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-    raise ValueError(
+    raise errors.BadRequest(
         f"{name} must lie in [0, {num_classes}); got range [{labels.min()}, {labels.max()}]")
   return labels
 
@@ -119,17 +119,17 @@ def _check_losses(losses: np.ndarray, name: str, caller: str) -> np.ndarray:
   """Returns ``losses`` as a finite float64 ``(n,)`` array with ``n >= MIN_SAMPLES``."""
   losses = np.asarray(losses, dtype=np.float64)
   if losses.ndim != 1:
-    raise ValueError(f"{name} must be 1-D (one loss per example); got shape {losses.shape}")
+    raise errors.BadRequest(f"{name} must be 1-D (one loss per example); got shape {losses.shape}")
   _check_num_samples(losses.size, name, caller)
   if not np.isfinite(losses).all():
-    raise ValueError(f"{name} contains NaN or inf")
+    raise errors.BadRequest(f"{name} contains NaN or inf")
   return losses
 
 
 def _same_num_classes(**named: np.ndarray) -> None:
   widths = {name: a.shape[1] for name, a in named.items()}
   if len(set(widths.values())) != 1:
-    raise ValueError(f"logits disagree on the number of classes: {widths}")
+    raise errors.BadRequest(f"logits disagree on the number of classes: {widths}")
 
 
 def _subsample(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
@@ -384,7 +384,7 @@ def loss_mia(forget_losses: np.ndarray,
   forget_losses = _check_losses(forget_losses, "forget_losses", "loss_mia")
   test_losses = _check_losses(test_losses, "test_losses", "loss_mia")
   if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-    raise ValueError(f"n_splits must be an integer >= 2; got {n_splits!r}")
+    raise errors.BadRequest(f"n_splits must be an integer >= 2; got {n_splits!r}")
   n = min(len(forget_losses), len(test_losses))  # >= MIN_SAMPLES = 2: a 2-fold split exists.
 
   rng = np.random.default_rng(seed)

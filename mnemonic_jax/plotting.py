@@ -21,6 +21,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from mnemonic_jax import errors
+
 BEFORE_COLOR = "#4c72b0"
 AFTER_COLOR = "#dd8452"
 FORGOTTEN_COLOR = "#c44e52"
@@ -63,14 +65,14 @@ def per_class_bars(
   after = np.asarray(after, dtype=float)
   n = len(before)
   if after.shape != before.shape or before.ndim != 1:
-    raise ValueError(f"before and after must be 1-D of the same length, got {before.shape} "
+    raise errors.BadRequest(f"before and after must be 1-D of the same length, got {before.shape} "
                      f"and {after.shape}")
   names = [str(c) for c in class_names] if len(class_names) else [str(i) for i in range(n)]
   if len(names) != n:
-    raise ValueError(f"{len(names)} class names for {n} classes")
+    raise errors.BadRequest(f"{len(names)} class names for {n} classes")
   forgotten = sorted({int(c) for c in forgotten})
   if any(not 0 <= c < n for c in forgotten):
-    raise ValueError(f"forgotten classes {forgotten} are out of range 0..{n - 1}")
+    raise errors.BadRequest(f"forgotten classes {forgotten} are out of range 0..{n - 1}")
 
   fig = Figure(figsize=(max(6.0, 0.75 * n + 2.0), 4.2), layout="constrained")
   FigureCanvasAgg(fig)

@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.base import LoopState, Split
 from mnemonic_jax.bundle import Bundle, model_variables
@@ -147,11 +148,11 @@ def relearn_sample(forget: Split, fraction: float = 0.01, min_examples: int = 8,
       ``min_examples < 1``.
   """
   if len(forget) == 0:
-    raise ValueError("relearn_sample needs forgotten-class training examples; got none")
+    raise errors.BadRequest("relearn_sample needs forgotten-class training examples; got none")
   if not 0.0 < float(fraction) <= 1.0:
-    raise ValueError(f"fraction must lie in (0, 1], got {fraction}")
+    raise errors.BadRequest(f"fraction must lie in (0, 1], got {fraction}")
   if int(min_examples) < 1:
-    raise ValueError(f"min_examples must be >= 1, got {min_examples}")
+    raise errors.BadRequest(f"min_examples must be >= 1, got {min_examples}")
   labels = np.asarray(forget.labels)
   keep = []
   for c in np.unique(labels):
@@ -313,30 +314,30 @@ def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
            reference_accuracy: float, config: RelearnConfig) -> None:
   for name, split in (("sample", sample), ("retain", retain), ("probe", probe)):
     if split is None or len(split) == 0:
-      raise ValueError(f"relearn_steps needs a non-empty {name} split")
+      raise errors.BadRequest(f"relearn_steps needs a non-empty {name} split")
     shape = tuple(np.shape(split.images)[1:])
     if shape != tuple(bundle.input_shape) or len(split.images) != len(split):
-      raise ValueError(f"the {name} split has images of shape {np.shape(split.images)}; the "
+      raise errors.BadRequest(f"the {name} split has images of shape {np.shape(split.images)}; the "
                        f"model takes (N, {', '.join(map(str, bundle.input_shape))}) with one "
                        "label each")
   forgotten = set(np.unique(sample.labels).tolist())
   if set(np.unique(probe.labels).tolist()) != forgotten:
-    raise ValueError(f"the probe holds classes {sorted(set(np.unique(probe.labels).tolist()))}"
+    raise errors.BadRequest(f"the probe holds classes {sorted(set(np.unique(probe.labels).tolist()))}"
                      f" but the sample holds {sorted(forgotten)}; give test images of the "
                      "forgotten classes")
   overlap = forgotten & set(np.unique(retain.labels).tolist())
   if overlap:
-    raise ValueError(f"the retain split holds forgotten classes {sorted(overlap)}")
+    raise errors.BadRequest(f"the retain split holds forgotten classes {sorted(overlap)}")
   if not 0.0 < float(reference_accuracy) <= 100.0:
-    raise ValueError(f"reference_accuracy is a percentage in (0, 100], got "
+    raise errors.BadRequest(f"reference_accuracy is a percentage in (0, 100], got "
                      f"{reference_accuracy}")
   if int(config.batch_size) < 2:
-    raise ValueError(f"batch_size must be >= 2 (sample and retained rows), got "
+    raise errors.BadRequest(f"batch_size must be >= 2 (sample and retained rows), got "
                      f"{config.batch_size}")
   if not 0.0 < float(config.sample_share) < 1.0:
-    raise ValueError(f"sample_share must lie in (0, 1), got {config.sample_share}")
+    raise errors.BadRequest(f"sample_share must lie in (0, 1), got {config.sample_share}")
   if int(config.eval_every) < 1 or int(config.max_steps) < 0:
-    raise ValueError(f"eval_every must be >= 1 and max_steps >= 0, got "
+    raise errors.BadRequest(f"eval_every must be >= 1 and max_steps >= 0, got "
                      f"{config.eval_every} and {config.max_steps}")
   if not float(config.learning_rate) > 0 or int(config.eval_batch_size) < 1:
-    raise ValueError("learning_rate and eval_batch_size must be positive")
+    raise errors.BadRequest("learning_rate and eval_batch_size must be positive")

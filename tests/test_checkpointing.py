@@ -105,7 +105,9 @@ def test_round_trip_mlp(tmp_path):
   assert sorted(p.name for p in out.parent.iterdir()) == ["mlp"]  # No staging leftovers.
   meta = json.loads(_meta_file(out).read_text())
   assert meta["format"] == "mnemonic-jax-bundle" and meta["version"] == 1
+  hook = sys.unraisablehook
   loaded = load_bundle(out)
+  assert sys.unraisablehook is hook  # What reaches stderr is the command line's choice.
   _assert_same_bundle(loaded, bundle)
   # The loaded bundle is usable.
   logits = loaded.apply_fn()(loaded.params, jnp.asarray(loaded.codes))

@@ -12,11 +12,13 @@ from typing import Any
 import jax
 import numpy as np
 
+from mnemonic_jax import errors
+
 PyTree = Any
 PathLike = str | os.PathLike
 
 
-class CheckpointError(ValueError):
+class CheckpointError(errors.BadCheckpoint):
   """A checkpoint that is missing, foreign, corrupt, or would overwrite an existing one."""
 
 

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from mnemonic_jax import errors
+
 SPLITS = ("train", "test")
 #: The most classes any source (or bundle) may declare: a label or class count read from a
 #: file beyond it is refused before anything per class is allocated.
@@ -22,7 +24,7 @@ _KNOWN_STATS: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = {
 }
 
 
-class DatasetError(ValueError):
+class DatasetError(errors.BadDataset):
   """A dataset cannot be loaded because of the user's input or environment.
 
   The message is one line naming the problem and the fix.

@@ -1,0 +1,48 @@
+"""The project's user errors: what the command line turns into one line and exit status 2.
+
+Every error a user can cause (a bad argument, a checkpoint that is missing or corrupt, a
+dataset that is absent or malformed, a config that does not load or validate) raises a
+subclass of :class:`MnemonicJaxError`, with a one-line message naming the problem and the
+fix. Anything else is a bug and shows as one (a traceback, exit status 1).
+
+Each class also subclasses the built-in exception a Python user would expect
+(``ValueError``, or ``TypeError`` for a value of the wrong kind), so
+``except ValueError`` in user code and ``pytest.raises(ValueError)`` keep working.
+
+Example:
+  >>> from mnemonic_jax import errors
+  >>> try:
+  ...   mj.load_bundle(tmp / "absent")
+  ... except errors.MnemonicJaxError as e:
+  ...   print(type(e).__name__, isinstance(e, errors.BadCheckpoint), isinstance(e, ValueError))
+  CheckpointError True True
+"""
+
+
+class MnemonicJaxError(Exception):
+  """The base of the project's user errors; its message is one line with the fix."""
+
+
+class BadRequest(MnemonicJaxError, ValueError):
+  """An argument of the right kind but a wrong value (a class id out of range, lambda <= 0,
+  overlapping input and output paths, ...)."""
+
+
+class BadRequestType(BadRequest, TypeError):
+  """An argument of the wrong kind (a string where class ids are expected, ...)."""
+
+
+class BadCheckpoint(MnemonicJaxError, ValueError):
+  """A checkpoint or bundle that is missing, foreign, corrupt, or may not be written."""
+
+
+class BadDataset(MnemonicJaxError, ValueError):
+  """A dataset that is unknown, not installed or prepared, or whose files are malformed."""
+
+
+class BadConfig(MnemonicJaxError, ValueError):
+  """A config file that does not load, or a field that is unknown, missing or invalid."""
+
+
+__all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadRequest", "BadRequestType",
+           "MnemonicJaxError"]

@@ -1,0 +1,55 @@
+"""Tests for mnemonic_jax.errors: user errors are the project's types, anything else a bug."""
+
+import os
+
+import pytest
+
+from mnemonic_jax import _validate, checkpointing, cli, configs, errors
+from mnemonic_jax.data import DatasetError
+
+from cli_support import REPO, run_cli
+
+
+def test_the_user_errors_are_the_projects_and_the_builtin_types():
+  for error, kind, builtin in ((checkpointing.CheckpointError, errors.BadCheckpoint, ValueError),
+                               (DatasetError, errors.BadDataset, ValueError),
+                               (configs.ConfigError, errors.BadConfig, ValueError),
+                               (cli.UsageError, errors.BadRequest, ValueError),
+                               (errors.BadRequestType, errors.BadRequest, TypeError)):
+    assert issubclass(error, kind) and issubclass(error, builtin)
+    assert issubclass(error, errors.MnemonicJaxError)
+  with pytest.raises(errors.BadRequestType):
+    _validate.class_ids("3", 10)
+  with pytest.raises(errors.BadRequest):
+    _validate.class_ids([10], 10)
+
+
+def _raised(error: BaseException) -> BaseException:
+  try:
+    raise error
+  except BaseException as e:  # pylint: disable=broad-except
+    return e
+
+
+def test_the_command_line_reports_only_user_errors():
+  assert cli._is_user_error(_raised(DatasetError("absent")))  # pylint: disable=protected-access
+  assert cli._is_user_error(  # pylint: disable=protected-access
+      _raised(FileNotFoundError(2, "No such file or directory", "/absent")))
+  # A plain ValueError/TypeError, or an OSError naming no path, raised here: a bug.
+  for bug in (ValueError("bug"), TypeError("bug"), OSError("bug"), KeyError("bug")):
+    assert not cli._is_user_error(_raised(bug)), bug  # pylint: disable=protected-access
+
+
+def test_a_bug_in_the_library_shows_as_a_traceback_and_exit_1(tmp_path):
+  # An internal bug, injected where every evaluate goes first: a plain ValueError.
+  (tmp_path / "sitecustomize.py").write_text(
+      "import mnemonic_jax.checkpointing as checkpointing\n"
+      "def resolve_bundle_path(path):\n"
+      "  raise ValueError('an injected internal bug')\n"
+      "checkpointing.resolve_bundle_path = resolve_bundle_path\n")
+  result = run_cli("evaluate", "--checkpoint", tmp_path / "absent", "--dataset", "digits",
+                   env={"PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])})
+  assert result.returncode == 1, result.stderr
+  assert "Traceback" in result.stderr, result.stderr
+  assert result.stderr.strip().endswith("ValueError: an injected internal bug"), result.stderr
+  assert "mnemonic-jax: error" not in result.stderr
