@@ -168,7 +168,11 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
   lines += ["", "## Goal count per model x rule", "",
             "single = every class 0-9 forgotten alone; multi = {0,1,2}; chosen / held out = "
             "the runs on the seeds the rule was chosen on / the others. ΔA_R and E_F: mean "
-            "over runs; s = forgetting seconds after compilation (mean).", ""]
+            "over runs; min E_F: the worst run; shift-recovered: accuracy (%) on the "
+            "forgotten classes' test images once the one constant that maximises the test "
+            "accuracy is added back to their logits (mean; near the accuracy before = the "
+            "forgetting is a logit shift; see `shift_recovery`); s = forgetting seconds "
+            "after compilation (mean, contended CPU).", ""]
   lines += ["| model | rule | single | multi | held-out single | held-out multi | ΔA_R | "
             "E_F | min E_F | shift-recovered | s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
   for m in models:
@@ -186,21 +190,28 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
           f"{np.mean([r['E_F'] for r in rs]):.1f} | {min(r['E_F'] for r in rs):.1f} | "
           f"{np.mean([r.get('shift_recovered', np.nan) for r in rs]):.1f} | "
           f"{np.mean([r['seconds'] for r in rs]):.3f} |")
-  lines += ["", "## Misses (held-out and chosen), with the codes' margins", "",
-            "Code margins: own logit minus best other; forgotten = the largest over the "
-            "forgotten codes, remaining = the smallest over the others, before -> after.", "",
-            "| model | rule | seed | forgotten | E_F | A_R before -> after | forgotten-code "
-            "margin before -> after | remaining-code margin before -> after | rule met |",
-            "|---|---|---|---|---|---|---|---|---|"]
-  for r in sorted(records, key=lambda r: (r["model"], r["method"], r["seed"], r["classes"])):
-    if r["goal"]:
-      continue
-    cb, ca = r["code_before"], r["code_after"]
-    lines.append(
-        f"| {r['model']} | {r['method']} | {r['seed']} | {r['classes']} | {r['E_F']:.1f} | "
-        f"{r['A_R_before']:.1f} -> {r['A_R']:.1f} | {cb['forget_margin']:.2f} -> "
-        f"{ca['forget_margin']:.2f} | {cb['remain_margin']:.2f} -> {ca['remain_margin']:.2f} | "
-        f"{r['met']} |")
+  lines += ["", "## Misses, with the codes' margins", "",
+            "Per model x rule, over the runs that miss the goal: how many; of those, how many "
+            "forgot every forgotten code (code accuracy 0) but not every test image (E_F < "
+            "100), and how many lost more than 1 point of A_R; the median margins on the "
+            "codes (own logit minus best other; forgotten = largest over the forgotten codes, "
+            "remaining = smallest over the others) before -> after. Every run, misses "
+            "included, is in `robust.json` (`code_before`, `code_after`, `steps`).", "",
+            "| model | rule | misses | codes forgotten, images not | A_R lost > 1 | "
+            "forgotten-code margin | remaining-code margin |", "|---|---|---|---|---|---|---|"]
+  for m in models:
+    for meth in methods:
+      miss = [r for r in by.get((m, meth), []) if not r["goal"]]
+      if not miss:
+        continue
+      med = lambda key, when: np.median([r[when][key] for r in miss])
+      codes_only = sum(r["code_after"]["forget_accuracy"] == 0 and r["E_F"] < 100 - 1e-9
+                       for r in miss)
+      ar_lost = sum(r["A_R"] < r["A_R_before"] - GOAL_A_R_DROP for r in miss)
+      lines.append(
+          f"| {m} | {meth} | {len(miss)} | {codes_only} | {ar_lost} | "
+          f"{med('forget_margin', 'code_before'):.2f} -> {med('forget_margin', 'code_after'):.2f} | "
+          f"{med('remain_margin', 'code_before'):.2f} -> {med('remain_margin', 'code_after'):.2f} |")
   if bench_rows:
     lines += ["", "## Cost against the fixed path", "",
               f"Forgetting class 3 from seed 0 of `{bench_model}`, best of 3 after a warm-up "
@@ -219,7 +230,8 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
     ax.bar(np.arange(len(models)) + i * width, share, width, label=meth)
   ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, rotation=20, fontsize=8)
   ax.set_ylabel("% runs meeting the goal")
-  ax.legend(fontsize=7, ncol=3)
+  ax.set_ylim(0, 105)
+  ax.legend(fontsize=7, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.0))
   fig.savefig(out / "robust_goal.png", dpi=110)
 
   fig = Figure(figsize=(6, 4), layout="constrained")
@@ -248,7 +260,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p.add_argument("--out", default="runs/experiments")
   p.add_argument("--train", action="store_true", help="train missing models")
   p.add_argument("--bench", default="", help="a model to time the rules on")
-  p.add_argument("--note", action="append", default=[])
+  p.add_argument("--note", action="append", default=[], help="a paragraph for the report")
+  p.add_argument("--notes-file", default=None,
+                 help="a file of paragraphs (blank-line separated) for the report")
   p.add_argument("--report-only", action="store_true",
                  help="only rebuild the report from the cached runs (skip missing ones)")
   args = p.parse_args(argv)
@@ -260,6 +274,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   if bad:
     print(f"experiments.robust: error: unknown models or methods {bad}", file=sys.stderr)
     sys.exit(2)
+  if args.notes_file:
+    text = pathlib.Path(args.notes_file).read_text()
+    args.note += [p.strip() for p in text.split("\n\n") if p.strip()]
   seeds = [int(s) for s in args.seeds.split(",")]
   choose = [int(s) for s in args.choose_seeds.split(",") if s]
   out = pathlib.Path(args.out)
