@@ -40,6 +40,17 @@ def test_the_command_line_reports_only_user_errors():
     assert not cli._is_user_error(_raised(bug)), bug  # pylint: disable=protected-access
 
 
+def test_a_bug_in_the_library_propagates_out_of_the_command(tmp_path, monkeypatch):
+  def resolve_bundle_path(path):
+    raise ValueError(f"an injected internal bug ({path})")
+
+  monkeypatch.setattr(checkpointing, "resolve_bundle_path", resolve_bundle_path)
+  with pytest.raises(ValueError, match="an injected internal bug"):  # Not exit status 2.
+    cli.main(["evaluate", "--checkpoint", str(tmp_path / "absent"), "--dataset", "digits",
+              "--no-compilation-cache"])
+
+
+@pytest.mark.slow  # A subprocess importing JAX (2-4 s); the test above checks the same in-process.
 def test_a_bug_in_the_library_shows_as_a_traceback_and_exit_1(tmp_path):
   # An internal bug, injected where every evaluate goes first: a plain ValueError.
   (tmp_path / "sitecustomize.py").write_text(
