@@ -378,9 +378,10 @@ def select_lambdas(
       computed. Memory: ``chunk`` parameter copies and the activations of ``chunk``
       times the subset's codes, plus those of every code once per verification;
       bounded by the model and the number of classes, not by the grid. Cost at 1000
-      classes (MLP, 2-core CPU): a few times the fixed-lambda path, against about 50x
-      before the forgotten-codes-first order and 240x for ``"full"``
-      (``experiments/bench_search.py``, ``experiments/results/bench_search.md``).
+      classes (MLP 784-1000-1000, 2 shared CPU cores): 1.4-3x the fixed-lambda path,
+      against 46x before the forgotten-codes-first order and one candidate at a time,
+      and 150-200x for ``"full"`` (``experiments/bench_search.py``,
+      ``experiments/results/bench_search.md``).
       ``"boundary"`` (not exact) first finds, per ``lambda2`` and sign, the smallest
       ``lambda1`` whose forgotten codes reach the target, by bisection on all these
       lines at once (forgotten codes only), then scores only those boundary points as
@@ -388,12 +389,14 @@ def select_lambdas(
       chooses whenever the forgotten-codes test is monotone along ``lambda1`` and
       ``lambda2`` and the remaining-codes test the other way (every per-tensor step
       grows with both lambdas): then the smallest move meeting the rule is a boundary
-      point. Measured on 60 trained class cases (digits and Fashion-MNIST, 3 seeds
-      each), 2 and 2 of 126,360 neighbouring pairs broke these and the choice was the
-      full grid's in 60/60 (``experiments/bench_search.py --bundles``). It scores about
-      a third of the candidates on the forgotten codes where ``"pruned"`` scores about
-      70% on those trained models. When no boundary point meets the rule, the
-      ``"pruned"`` search decides (the fallbacks are exact).
+      point. That is often but not always so: on the digits and Fashion-MNIST MLPs
+      (``experiments/bench_search.py --bundles``) a handful of 126,360 neighbouring
+      pairs broke it and the choice was the full grid's in every class case, scoring
+      about 30% of the candidates where ``"pruned"`` scores about 70%; on MLPs fitted
+      to their codes alone (``bench_search.py --train-steps 60``) it chose another
+      candidate in 1 of 3 cases at 10, 100 and 1000 classes, and was no faster there
+      (the choice sits low among the sizes). Hence not the default. When no boundary
+      point meets the rule, the ``"pruned"`` search decides (the fallbacks are exact).
     microbatch_size, method, mesh: passed to the Fisher.
 
   Returns:
