@@ -59,7 +59,7 @@ import textwrap
 import time
 from typing import Any, Callable, Mapping, Sequence
 
-from mnemonic_jax import errors
+from mnemonic_jax import distributed, errors
 
 PROG = "mnemonic-jax"
 EXIT_USAGE = 2
@@ -402,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="python file defining get_config(variant) (ml_collections)")
   p.add_argument("--workdir", required=True, type=pathlib.Path,
                  help="run directory (train/ checkpoints, bundle/ result)")
+  distributed.add_arguments(p)  # --coordinator, --num-processes, --process-id
   p.set_defaults(func=cmd_train)
 
   p = _add_subcommand(
@@ -438,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",
                  help="codes per Fisher microbatch (bounds memory for big models)")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
+  distributed.add_arguments(p)  # --coordinator, --num-processes, --process-id
   p.set_defaults(func=cmd_forget)
 
   p = _add_subcommand(
@@ -457,6 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
   _add_data_options(p)
   p.add_argument("--split", default="test", help="split to evaluate on (default: %(default)s)")
   p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+  distributed.add_arguments(p)  # --coordinator, --num-processes, --process-id
   p.set_defaults(func=cmd_evaluate)
 
   p = _add_subcommand(
@@ -1199,6 +1202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
   args.overrides = overrides
   command: Callable[[argparse.Namespace], int] = args.func
   _quiet_libraries()
+  try:  # Before anything touches JAX's devices.
+    several = distributed.initialize_from_args(args)
+  except errors.BadRequest as e:  # A bad --coordinator, --num-processes or --process-id.
+    _print_error(e)
+    return EXIT_USAGE
+  if several and not distributed.is_main_process():
+    sys.stdout = open(os.devnull, "w", encoding="utf-8")  # Process 0 prints the report.
   configure_compilation_cache(compilation_cache_dir(args.compilation_cache,
                                                     args.no_compilation_cache))
   try:

@@ -27,6 +27,8 @@ import dataclasses
 import os
 from typing import Mapping
 
+from mnemonic_jax import errors
+
 #: ``--coordinator auto``: let ``jax.distributed.initialize()`` detect everything (e.g. a
 #: Cloud TPU VM pod slice, which it recognises from the TPU metadata server).
 AUTO = "auto"
@@ -111,9 +113,9 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     Whether the runtime is running (started now or before) with more than one process.
 
   Raises:
-    ValueError: an explicit coordinator without ``num_processes`` / ``process_id``, a
-      number of processes below 1, or a process id out of range; a coordinator that is
-      not ``HOST:PORT``.
+    mnemonic_jax.errors.BadRequest: (a ``ValueError``) an explicit coordinator without
+      ``num_processes`` / ``process_id``, a number of processes below 1, or a process id
+      out of range; a coordinator that is not ``HOST:PORT``.
   """
   import jax  # pylint: disable=import-outside-toplevel  (the command line's --help stays light)
 
@@ -121,7 +123,7 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return jax.process_count() > 1
   if coordinator is None:
     if num_processes is not None or process_id is not None:
-      raise ValueError("--num-processes and --process-id need --coordinator HOST:PORT")
+      raise errors.BadRequest("--num-processes and --process-id need --coordinator HOST:PORT")
     launch = detect(env)
   elif coordinator == AUTO:
     launch = Launch(AUTO, None, num_processes, process_id)
@@ -140,16 +142,18 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
 def _check_explicit(launch: Launch) -> None:
   host, _, port = (launch.coordinator or "").rpartition(":")
   if not host or not port.isdigit():
-    raise ValueError(f"coordinator {launch.coordinator!r} is not HOST:PORT "
+    raise errors.BadRequest(f"coordinator {launch.coordinator!r} is not HOST:PORT "
                      "(e.g. --coordinator 10.0.0.1:1234)")
   if launch.num_processes is None or launch.process_id is None:
-    raise ValueError(f"coordinator {launch.coordinator} needs the number of processes and "
-                     "this process's id (--num-processes N --process-id I, or "
+    raise errors.BadRequest(f"coordinator {launch.coordinator} needs the number of processes "
+                     "and this process's id (--num-processes N --process-id I, or "
                      "JAX_NUM_PROCESSES and JAX_PROCESS_ID)")
   if launch.num_processes < 1:
-    raise ValueError(f"the number of processes must be >= 1, got {launch.num_processes}")
+    raise errors.BadRequest(
+        f"the number of processes must be >= 1, got {launch.num_processes}")
   if not 0 <= launch.process_id < launch.num_processes:
-    raise ValueError(f"process id {launch.process_id} is outside [0, {launch.num_processes})")
+    raise errors.BadRequest(
+        f"process id {launch.process_id} is outside [0, {launch.num_processes})")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -177,7 +181,7 @@ def initialize_from_args(args: argparse.Namespace) -> bool:
     Whether more than one process runs.
 
   Raises:
-    ValueError: as :func:`initialize`.
+    mnemonic_jax.errors.BadRequest: as :func:`initialize`.
   """
   return initialize(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
                     getattr(args, "process_id", None))

@@ -227,6 +227,20 @@ def test_explicit_initialize_checks_its_arguments():
   assert distributed.initialize(env={}) is False  # No launcher: nothing starts.
 
 
+@pytest.mark.parametrize("flags, message", [
+    (["--coordinator", "host"], "is not HOST:PORT"),
+    (["--coordinator", "h:1", "--num-processes", "2"], "needs the number of processes"),
+    (["--coordinator", "h:1", "--num-processes", "2", "--process-id", "2"], "outside"),
+    (["--process-id", "0"], "need --coordinator"),
+])
+def test_command_line_refuses_bad_process_flags(flags, message, tmp_path, capsys):
+  from mnemonic_jax import cli
+  assert cli.main(["evaluate", "--checkpoint", str(tmp_path), *flags]) == 2
+  err = capsys.readouterr().err
+  assert err.startswith("mnemonic-jax: error: ") and message in err
+  assert len(err.strip().splitlines()) == 1
+
+
 # Slow: processes on localhost.
 
 
@@ -297,3 +311,42 @@ def test_two_processes_workflow_train_writes_once_and_resumes_after_a_kill(refer
   steps = [line["step"] for line in lines]
   assert steps == sorted(set(steps)), steps
   assert (workdir / "bundle").is_dir()
+
+
+@pytest.mark.slow
+def test_command_line_on_two_processes(tmp_path):
+  """`train` then `evaluate` with --coordinator/--num-processes/--process-id: process 0
+  prints, process 1 prints nothing, one bundle is written."""
+  port = _free_port()
+  env = dict(os.environ, JAX_NUM_CPU_DEVICES="4")
+  env.pop("XLA_FLAGS", None)
+  workdir = tmp_path / "run"
+
+  def command(*args):
+    procs = [subprocess.Popen(
+        [sys.executable, "-m", "mnemonic_jax.cli", *args, "--coordinator",
+         f"localhost:{port}", "--num-processes", "2", "--process-id", str(pid)],
+        env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for pid in range(2)]
+    outs = []
+    try:
+      for p in procs:
+        outs.append(p.communicate(timeout=600))
+    finally:
+      for p in procs:
+        if p.poll() is None:
+          p.kill()
+          p.wait()
+    for p, (out, err) in zip(procs, outs):
+      assert p.returncode == 0, err[-3000:]
+    # gloo (the CPU collectives' C++ library) prints its connection lines itself.
+    return ["".join(line for line in out.splitlines(keepends=True)
+                    if not line.startswith("[Gloo]")) for out, _ in outs]
+
+  train = command("train", "--config", "experiments/configs/digits_mlp.py:quick",
+                  "--config.epochs=2", "--workdir", str(workdir))
+  assert "test accuracy" in train[0] and train[1] == ""
+  assert (workdir / "bundle").is_dir()
+  port = _free_port()
+  evaluate = command("evaluate", "--checkpoint", str(workdir), "--json")
+  assert json.loads(evaluate[0])["accuracy"] > 0 and evaluate[1] == ""
