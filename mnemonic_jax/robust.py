@@ -28,6 +28,9 @@ Rules (``rule=`` of :func:`forget_robust`):
   layers as ``"head"``, each parameter moved towards 0 (signs from the weights, not the
   codes), an additive form of dampening (it may pass 0; a variant stopped at 0 met the
   goal on 2/10 classes of the tanh digits MLP's seed 0, against 6/10 for this one).
+* ``"shrink+bias"``: ``"shrink"`` until the forgotten codes are just misclassified
+  (margin ``<= 0``), then ``"bias"`` to the full margin: the evidence for the class in
+  the head removed where the codes show it, the rest of the way by the shift.
 * ``"dampen"``: Selective-Synaptic-Dampening-like (Foster et al., AAAI 2024) on the codes:
   ``w * min(1, a / eta)`` where ``eta > a``, ``a`` the step.
 * ``"bias"``: the output bias only (:func:`output_bias`), the forgotten classes' entries
@@ -67,7 +70,7 @@ from mnemonic_jax import lambda_search
 PyTree = Any
 
 #: Rules of :func:`forget_robust`.
-RULES = ("signed", "head", "steps", "shrink", "dampen", "bias")
+RULES = ("signed", "head", "steps", "shrink", "dampen", "bias", "shrink+bias")
 #: Every name :func:`forget_with` accepts: the paper's rule with the data-free lambdas,
 #: and the rules of this module.
 METHODS = ("paper-auto",) + RULES
@@ -179,8 +182,9 @@ class RobustReport:
 
   @property
   def met(self) -> bool:
-    """Whether every step met the rule."""
-    return all(s["met"] for s in self.steps)
+    """Whether the last step met the rule at the full target (earlier steps have
+    intermediate targets and may have fallen back)."""
+    return bool(self.steps[-1]["met"])
 
   def to_dict(self) -> dict[str, Any]:
     """A JSON-able summary."""
@@ -342,11 +346,18 @@ def forget_robust(
   if rule not in RULES:
     raise ValueError(f"unknown rule {rule!r}; use one of {RULES}")
   request = forgetting.validate_request(apply_fn, params, codes, forget, exclude)
+  name = rule
   kind = "dampen" if rule == "dampen" else "add"
   ts = np.asarray(grid if grid is not None else
                   (DAMPEN_GRID if kind == "dampen" else STEP_GRID), np.float32)
   if ts.size == 0 or not np.all(np.isfinite(ts)) or not np.all(ts > 0):
     raise ValueError("the step grid must hold finite positive numbers")
+  if rule == "steps":
+    phases = [("signed", margin * k / STEPS) for k in range(1, STEPS + 1)]
+  elif rule == "shrink+bias":
+    phases = [("shrink", 0.0), ("bias", margin)]
+  else:
+    phases = [(rule, margin)]
   static, arrays = _jit.split_callable(apply_fn)
   prepare = _program("prepare", static, _prepare_fn)
   score = _program(f"score-{kind}", static, lambda a: _score_fn(a, kind))
@@ -356,10 +367,9 @@ def forget_robust(
   move = _jit.cached(("robust-move", kind), lambda: jax.jit(
       lambda p, e, d, t: _candidate(p, e, d, t, kind)))
   codes_, in_f, in_r = request.codes, request.in_forget, request.in_remain
-  n_steps = STEPS if rule == "steps" else 1
   steps, layers = [], set()
 
-  def make_direction(mask):
+  def make_direction(rule, mask):
     leaves, treedef = jax.tree.flatten(mask)
 
     def build():
@@ -376,7 +386,7 @@ def forget_robust(
 
   def run():
     current = params
-    for k in range(1, n_steps + 1):
+    for rule, target in phases:
       eta, grad, m0, c0 = prepare(arrays, current, codes_, in_f, in_r)
       before = forgetting.scores_from_margins(m0, c0, in_f, in_r)
       if rule == "bias":
@@ -387,10 +397,9 @@ def forget_robust(
         mask = jax.tree.map(lambda _: True, eta)
       flat = jax.tree_util.tree_flatten_with_path(mask)[0]
       layers.update(jax.tree_util.keystr(p) for p, m in flat if m)
-      d = make_direction(mask)(eta, grad, current, in_f)
+      d = make_direction(rule, mask)(eta, grad, current, in_f)
       fa, ra, fm, rm = (np.asarray(v, np.float64) for v in
                         score(arrays, current, eta, d, codes_, in_f, in_r, ts))
-      target = margin * k / n_steps
       index, met, fallback = select_step(fm, rm, ra, before, target, guard)
       steps.append({"t": float(ts[index]), "met": met, "fallback": fallback,
                     "target": target, "forget_margin": float(fm[index]),
@@ -403,6 +412,7 @@ def forget_robust(
     start = time.perf_counter()
     new, (before, _), (after, finite) = jax.block_until_ready(run())
     total = time.perf_counter() - start
+  rule = name
   if not bool(finite):
     raise ValueError(f"rule {rule!r} made parameters non-finite; use a smaller step grid")
   report = RobustReport(

@@ -47,8 +47,8 @@ def tanh_model():
 @pytest.mark.slow
 @pytest.mark.parametrize("rule,classes", [
     ("bias", [1]),
-    pytest.param("head", [1], marks=pytest.mark.slow),
-    pytest.param("bias", [0, 2], marks=pytest.mark.slow)])
+    ("head", [1]), ("steps", [1]), ("shrink+bias", [1]), ("shrink+bias", [0, 2]),
+    ("bias", [0, 2])])
 def test_rule_forgets_the_codes_and_keeps_the_rest(tanh_model, rule, classes):
   apply_fn, params, codes = tanh_model
   new, report = robust.forget_robust(apply_fn, params, codes, classes, rule=rule, margin=3.0)
