@@ -190,13 +190,15 @@ def main(argv=None) -> None:
       f"jax {jax.__version__}. "
       f"Command: `python -m experiments.bench_search --classes {args.classes} --repeats "
       f"{args.repeats}{flags}`.", "",
-      "| classes | codes right | fixed (s) | search, full (s) | full / fixed | search, pruned (s) | "
+      "| classes | codes right | fixed (s) | search, full (s) | full / fixed | "
+      "search, pruned (s) | "
       "pruned / fixed | candidates scored (pruned): forgotten codes / also remaining | met | "
       "search, boundary (s) | boundary / fixed | scored (boundary) | boundary = pruned "
-      "| choice's size percentile |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+      "| choice's size percentile |", "|" + "---|" * 14]
   for r in rows:
     full_cells = (f"{r['full']:.2f} | {r['full'] / r['fixed']:.0f}" if full else "- | -")
-    lines.append(f"| {r['classes']} | {100 * r['right']:.0f}% | {r['fixed']:.3f} | {full_cells} | {r['pruned']:.2f} | "
+    lines.append(f"| {r['classes']} | {100 * r['right']:.0f}% | {r['fixed']:.3f} | "
+                 f"{full_cells} | {r['pruned']:.2f} | "
                  f"{r['pruned'] / r['fixed']:.1f} | {100 * r['scored']:.0f}% / "
                  f"{100 * r['remain']:.0f}% | {r['met']}/{args.repeats + 1} | "
                  f"{r['boundary']:.2f} | {r['boundary'] / r['fixed']:.1f} | "

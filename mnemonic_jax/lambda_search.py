@@ -345,8 +345,9 @@ def select_lambdas(
 
   Compiled once: the search's programs are cached per ``apply_fn``, ``chunk``,
   ``microbatch_size``, ``method`` and ``mesh``, and compiled once per shapes and dtypes
-  of ``params``, ``codes`` and the grid (for ``"pruned"``, also per number of codes
-  scored, i.e. per number of forgotten classes); classes and lambdas are traced values.
+  of ``params``, ``codes`` and the grid (for ``"pruned"`` and ``"boundary"``, also per
+  number of forgotten classes and per size of the remaining-code subset, which takes
+  few values); classes and lambdas are traced values.
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits (N, C)`` (BatchNorm in inference mode).
@@ -390,13 +391,14 @@ def select_lambdas(
       ``lambda2`` and the remaining-codes test the other way (every per-tensor step
       grows with both lambdas): then the smallest move meeting the rule is a boundary
       point. That is often but not always so: on the digits and Fashion-MNIST MLPs
-      (``experiments/bench_search.py --bundles``) a handful of 126,360 neighbouring
-      pairs broke it and the choice was the full grid's in every class case, scoring
+      (``experiments/bench_search.py --bundles``; 9 bundles) 8 of 189,540 neighbouring
+      pairs broke it and the choice was the full grid's in all 90 class cases, scoring
       about 30% of the candidates where ``"pruned"`` scores about 70%; on MLPs fitted
       to their codes alone (``bench_search.py --train-steps 60``) it chose another
-      candidate in 1 of 3 cases at 10, 100 and 1000 classes, and was no faster there
-      (the choice sits low among the sizes). Hence not the default. When no boundary
-      point meets the rule, the ``"pruned"`` search decides (the fallbacks are exact).
+      candidate in 1 of 3 or 4 calls at 10 and 100 classes and 2 of 4 at 1000, and was
+      no faster there (the choice sits low among the sizes). Hence not the default.
+      When no boundary point meets the rule, the ``"pruned"`` search decides (the
+      fallbacks are exact).
     microbatch_size, method, mesh: passed to the Fisher.
 
   Returns:
