@@ -129,17 +129,30 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   Args:
     name: registry name, one of :func:`available_models`.
     num_classes: number of output logits.
-    **kwargs: the model's own attributes (e.g. ``hidden=(256,)`` for ``mlp``).
+    **kwargs: the model's own attributes (e.g. ``hidden=(256,)`` for ``mlp``). Lists,
+      as a bundle's JSON metadata gives them, become tuples, so that the module can be
+      hashed and equal models share the library's compiled programs.
 
   Returns:
     An unbound Flax Linen module.
+
+  Raises:
+    ValueError: ``name`` is not registered.
 
   Example:
     >>> model = create_model("mlp", num_classes=10, hidden=(64,))
   """
   if name not in _REGISTRY:
     raise ValueError(f"unknown model {name!r}; choose from {available_models()}")
-  return _REGISTRY[name](num_classes=num_classes, **kwargs)
+  return _REGISTRY[name](num_classes=num_classes,
+                         **{k: _frozen(v) for k, v in kwargs.items()})
+
+
+def _frozen(value: Any) -> Any:
+  """``value`` with every list (nested ones too) turned into a tuple."""
+  if type(value) in (list, tuple):  # Not named tuples: they are hashable already.
+    return tuple(_frozen(v) for v in value)
+  return value
 
 
 __all__ = ["MLP", "ModelSourceError", "ResNet18", "ViT", "available_models", "create_model",
