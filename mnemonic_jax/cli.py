@@ -1230,36 +1230,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     os._exit(130)  # pylint: disable=protected-access
 
 
-#: Library modules (owned elsewhere while this was written) whose user errors are still
-#: plain ``ValueError``/``TypeError`` raised in their own code; until they raise
-#: :mod:`mnemonic_jax.errors` types, such an exception raised directly in them is taken
-#: as a user error. Remove a module once it raises the project's types.
-_UNTYPED_ERROR_MODULES = ("workflow.py", "training.py", "forgetting.py", "lambda_search.py",
-                          "fisher.py", "parallel.py", f"data{os.sep}pipeline.py",
-                          f"models{os.sep}")
-
-
 def _is_user_error(error: BaseException) -> bool:
   """Whether the command line reports ``error`` as one line and exit status 2.
 
-  The project's own errors (:class:`mnemonic_jax.errors.MnemonicJaxError`) are; an
-  ``OSError`` naming a path (a missing file, a permission denied, a full disk) is the
-  user's environment, not a bug; a plain ``ValueError``/``TypeError`` is only if it was
-  raised by the code of a module in :data:`_UNTYPED_ERROR_MODULES`. Anything else is a
-  bug and keeps its traceback.
+  The project's own errors (:class:`mnemonic_jax.errors.MnemonicJaxError`) are; so is an
+  ``OSError`` naming a path (a missing file, a permission denied, a full disk): the
+  user's environment, not a bug. Anything else is a bug and keeps its traceback.
   """
   if isinstance(error, errors.MnemonicJaxError):
     return True
-  if isinstance(error, OSError):
-    return error.filename is not None
-  if type(error) not in (ValueError, TypeError) or error.__traceback__ is None:
-    return False
-  tb = error.__traceback__
-  while tb.tb_next is not None:
-    tb = tb.tb_next
-  package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-  where = os.path.abspath(tb.tb_frame.f_code.co_filename)
-  return where.startswith(package) and where[len(package):].startswith(_UNTYPED_ERROR_MODULES)
+  return isinstance(error, OSError) and error.filename is not None
 
 
 def _quiet_libraries() -> None:

@@ -6,6 +6,8 @@ import chex
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
+
 DISTRIBUTIONS = ("uniform", "normal")
 
 
@@ -37,9 +39,10 @@ def generate_codes(
     >>> codes = generate_codes(jax.random.key(0), 10, (28, 28, 1))
   """
   if distribution not in DISTRIBUTIONS:
-    raise ValueError(f"unknown code distribution {distribution!r}; use one of {DISTRIBUTIONS}")
+    raise errors.BadRequest(
+        f"unknown code distribution {distribution!r}; use one of {DISTRIBUTIONS}")
   if num_classes < 1:
-    raise ValueError(f"num_classes must be positive, got {num_classes}")
+    raise errors.BadRequest(f"num_classes must be positive, got {num_classes}")
   shape = tuple(int(s) for s in shape)
   sample = jax.random.uniform if distribution == "uniform" else jax.random.normal
 

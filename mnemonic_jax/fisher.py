@@ -35,6 +35,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from mnemonic_jax import errors
 from mnemonic_jax import _jit, _validate, layer_taps, parallel
 
 PyTree = Any
@@ -101,10 +102,10 @@ def fisher_diagonal(
   _validate.labels(labels, num_classes)
   n = np.shape(labels)[0]
   if inputs.shape[0] != n:
-    raise ValueError(f"inputs ({inputs.shape[0]}) and labels ({n}) disagree on the number "
-                     "of examples")
+    raise errors.BadRequest(f"inputs ({inputs.shape[0]}) and labels ({n}) disagree on the number "
+                            "of examples")
   if n == 0:
-    raise ValueError("fisher_diagonal needs at least one input")
+    raise errors.BadRequest("fisher_diagonal needs at least one input")
   weights = np.full((1, n), 1.0 / n, np.float32)
   (fisher,) = _run_fisher(apply_fn, params, inputs, labels, weights, np.zeros(1, np.float32),
                           microbatch_size,
@@ -243,15 +244,15 @@ def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> 
 def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="inputs") -> int:
   """The checks every public Fisher entry point shares; returns the number of logits."""
   if method not in METHODS:
-    raise ValueError(f"unknown Fisher method {method!r}; use one of {METHODS}")
+    raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
   if microbatch_size is not None and (not _validate.is_integer(microbatch_size)
                                       or microbatch_size < 1):
-    raise ValueError(f"microbatch_size must be a positive integer or None, got "
-                     f"{microbatch_size!r}")
+    raise errors.BadRequest(f"microbatch_size must be a positive integer or None, got "
+                            f"{microbatch_size!r}")
   _validate.params_tree(params)
   if not hasattr(inputs, "shape") or not jnp.issubdtype(jnp.result_type(inputs), jnp.floating):
-    raise TypeError(f"{name} must be a float array (N, *input_shape), got "
-                    f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
+    raise errors.BadRequestType(f"{name} must be a float array (N, *input_shape), got "
+                                f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
   num_classes = _validate.model_outputs(apply_fn, params, inputs)
   _validate.finite(**{"params": params, name: inputs})
   return num_classes
@@ -306,18 +307,18 @@ def weighted_squared_gradients(
     A tuple of ``K`` pytrees shaped like ``params``.
   """
   if method not in METHODS:
-    raise ValueError(f"unknown Fisher method {method!r}; use one of {METHODS}")
+    raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
   chex.assert_rank([labels, weights], [1, 2])
   n = labels.shape[0]
   if inputs.shape[0] != n or weights.shape[1] != n:
-    raise ValueError(
+    raise errors.BadRequest(
         f"inputs ({inputs.shape[0]}), labels ({n}) and weights ({weights.shape[1]}) "
         "disagree on the number of examples")
   check_input_shape(apply_fn, params, inputs)
   if method == "auto":
     method = "factorized" if layer_taps.covers(apply_fn, params, inputs) else "vmap"
   elif method == "factorized" and not layer_taps.covers(apply_fn, params, inputs):
-    raise ValueError(
+    raise errors.BadRequest(
         "method='factorized' needs every parameter in a flax.linen Dense, DenseGeneral, "
         "Conv, LayerNorm, RMSNorm, inference-mode BatchNorm or registered layer "
         "(layer_taps.register_layer), each called once; use method='vmap' for this model")
@@ -336,7 +337,7 @@ def _scan_microbatches(step, inputs, labels, weights, microbatch_size, mesh):
   n = labels.shape[0]
   size = n if microbatch_size is None else int(microbatch_size)
   if size < 1:
-    raise ValueError(f"microbatch_size must be positive, got {microbatch_size}")
+    raise errors.BadRequest(f"microbatch_size must be positive, got {microbatch_size}")
   shards = parallel.num_shards(mesh)
   size = -(-min(size, n) // shards) * shards  # Round up to split evenly over devices.
   num_chunks = -(-n // size)

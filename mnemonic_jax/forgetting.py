@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from mnemonic_jax import errors
 from mnemonic_jax import _jit, _validate
 from mnemonic_jax import fisher as fisher_lib
 
@@ -293,14 +294,14 @@ def forget(
   auto = (lambda1 == AUTO if isinstance(lambda1, str) else False,
           lambda2 == AUTO if isinstance(lambda2, str) else False)
   if any(auto) and not all(auto):
-    raise ValueError("lambda1 and lambda2 are either both 'auto' or both numbers")
+    raise errors.BadRequest("lambda1 and lambda2 are either both 'auto' or both numbers")
   if move != "paper":
     from mnemonic_jax import robust  # It builds on this module.
     if move not in robust.RULES:
-      raise ValueError(f"unknown move {move!r}; use 'paper' or one of {robust.RULES}")
+      raise errors.BadRequest(f"unknown move {move!r}; use 'paper' or one of {robust.RULES}")
     if not all(auto):
-      raise ValueError(f"move={move!r} chooses its own step on the codes; leave lambda1 and "
-                       "lambda2 at 'auto'")
+      raise errors.BadRequest(f"move={move!r} chooses its own step on the codes; leave lambda1 and "
+                              "lambda2 at 'auto'")
     return robust.forget_robust(apply_fn, params, codes, forget, rule=move, exclude=exclude)
   if all(auto):
     from mnemonic_jax import lambda_search  # It builds on this module.
@@ -382,8 +383,8 @@ def validate_request(apply_fn, params: PyTree, codes: chex.Array, forget: Sequen
   """
   _validate.params_tree(params)
   if not hasattr(codes, "shape") or not jnp.issubdtype(jnp.result_type(codes), jnp.floating):
-    raise TypeError("codes must be a float array (C, *input_shape), got "
-                    f"{getattr(codes, 'dtype', type(codes).__name__)}")
+    raise errors.BadRequestType("codes must be a float array (C, *input_shape), got "
+                                f"{getattr(codes, 'dtype', type(codes).__name__)}")
   codes = jnp.asarray(codes)
   num_classes = codes.shape[0]
   _validate.model_outputs(apply_fn, params, codes, num_classes)
@@ -417,8 +418,8 @@ def all_finite(tree: PyTree) -> jax.Array:
 def check_finite_result(finite: jax.Array, lambda1: float, lambda2: float) -> None:
   """Raises if a forgetting result is not finite (it is then never returned)."""
   if not bool(finite):
-    raise ValueError(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters non-finite "
-                     "(NaN or inf); use smaller lambdas")
+    raise errors.BadRequest(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters non-finite "
+                            "(NaN or inf); use smaller lambdas")
 
 
 def _check_lambdas(lambda1, lambda2):

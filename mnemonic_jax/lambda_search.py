@@ -69,6 +69,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from mnemonic_jax import errors
 from mnemonic_jax import _jit, forgetting
 from mnemonic_jax import fisher as fisher_lib
 
@@ -105,13 +106,13 @@ class Rule:
 
   def __post_init__(self):
     if not self.margin >= 0:
-      raise ValueError(f"margin must be >= 0, got {self.margin}")
+      raise errors.BadRequest(f"margin must be >= 0, got {self.margin}")
     if not 0 <= self.guard <= 1:
-      raise ValueError(f"guard must be in [0, 1], got {self.guard}")
+      raise errors.BadRequest(f"guard must be in [0, 1], got {self.guard}")
     if self.order not in ("size", "max", "lambdas"):
-      raise ValueError(f"unknown order {self.order!r}; use 'size', 'max' or 'lambdas'")
+      raise errors.BadRequest(f"unknown order {self.order!r}; use 'size', 'max' or 'lambdas'")
     if self.fallback not in ("guard", "target"):
-      raise ValueError(f"unknown fallback {self.fallback!r}; use 'guard' or 'target'")
+      raise errors.BadRequest(f"unknown fallback {self.fallback!r}; use 'guard' or 'target'")
 
 
 DEFAULT_RULE = Rule()
@@ -147,10 +148,10 @@ def _grid_arrays(grid1: Sequence[float], grid2: Sequence[float]):
   grid1 = np.asarray(grid1, np.float64).ravel()
   grid2 = np.asarray(grid2, np.float64).ravel()
   if grid1.size == 0 or grid2.size == 0:
-    raise ValueError("the lambda grids must not be empty")
+    raise errors.BadRequest("the lambda grids must not be empty")
   if not (np.all(grid1 > 0) and np.all(grid2 > 0) and np.all(np.isfinite(grid1))
           and np.all(np.isfinite(grid2))):
-    raise ValueError("every lambda on the grid must be positive and finite")
+    raise errors.BadRequest("every lambda on the grid must be positive and finite")
   l1, l2, sign = np.meshgrid(grid1, grid2, np.array([1.0, -1.0]), indexing="ij")
   return l1.ravel(), l2.ravel(), sign.ravel()
 
@@ -414,7 +415,7 @@ def select_lambdas(
     (True, True)
   """
   if strategy not in STRATEGIES:
-    raise ValueError(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
+    raise errors.BadRequest(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
   request = forgetting.validate_request(apply_fn, params, codes, forget, exclude)
   l1, l2, sign = _grid_arrays(*grid)
   if chunk is None:
@@ -602,7 +603,7 @@ def _boundary_points(l1, l2, sign, owner, forget_margin, target, score):
   table = np.full((line.max() + 1, len(values)), -1)
   table[line, np.searchsorted(values, l1)] = np.arange(len(l1))
   if (table < 0).any():
-    raise ValueError("the boundary search needs the full grid of pairs")
+    raise errors.BadRequest("the boundary search needs the full grid of pairs")
   lo, hi = np.full(len(table), -1), np.full(len(table), len(values))
   while (hi - lo > 1).any():
     active = np.flatnonzero(hi - lo > 1)

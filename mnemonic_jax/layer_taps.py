@@ -45,6 +45,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
+
 PyTree = Any
 #: ``formula(module, x, delta) -> {param name: (N, *param.shape)}``, see :func:`register_layer`.
 PerExampleFormula = Callable[[nn.Module, jax.Array, jax.Array], Mapping[str, jax.Array]]
@@ -105,11 +107,12 @@ def register_layer(module_type: type, formula: PerExampleFormula) -> None:
     >>> register_layer(Shift, lambda module, x, delta: {"b": delta})
   """
   if not (isinstance(module_type, type) and issubclass(module_type, nn.Module)):
-    raise TypeError(f"module_type must be a flax.linen.Module subclass, got {module_type!r}")
+    raise errors.BadRequestType(
+        f"module_type must be a flax.linen.Module subclass, got {module_type!r}")
   if module_type in _BUILT_IN:
-    raise TypeError(f"{module_type.__name__} has a built-in formula")
+    raise errors.BadRequestType(f"{module_type.__name__} has a built-in formula")
   if not callable(formula):
-    raise TypeError(f"formula must be callable, got {type(formula).__name__}")
+    raise errors.BadRequestType(f"formula must be callable, got {type(formula).__name__}")
   _REGISTERED[module_type] = formula
 
 

@@ -18,6 +18,8 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mnemonic_jax import errors
+
 DATA_AXIS = "data"
 
 
@@ -58,8 +60,8 @@ def num_shards(mesh: Mesh | None) -> int:
 def _check_divisible(mesh: Mesh, size: int) -> None:
   shards = num_shards(mesh)
   if size % shards:
-    raise ValueError(f"batch of {size} does not split over {shards} devices; "
-                     f"use a batch size divisible by {shards}")
+    raise errors.BadRequest(f"batch of {size} does not split over {shards} devices; "
+                            f"use a batch size divisible by {shards}")
 
 
 def process_rows(mesh: Mesh | None, batch_size: int) -> slice:
@@ -84,8 +86,8 @@ def process_rows(mesh: Mesh | None, batch_size: int) -> slice:
                        (batch_size,)).values()})
   for (_, stop), (start, _) in zip(blocks, blocks[1:]):
     if stop != start:
-      raise ValueError("this process's devices are not contiguous in the mesh; build the "
-                       "mesh from jax.devices() (process by process)")
+      raise errors.BadRequest("this process's devices are not contiguous in the mesh; build the "
+                              "mesh from jax.devices() (process by process)")
   return slice(blocks[0][0], blocks[-1][1])
 
 

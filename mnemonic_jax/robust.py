@@ -64,6 +64,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax import _jit, forgetting
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax import lambda_search
@@ -107,7 +108,7 @@ def concentrated_layers(eta: PyTree, fraction: float = CONCENTRATION) -> PyTree:
     {'a': {'w': False}, 'b': {'w': True}}
   """
   if not 0 < fraction <= 1:
-    raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    raise errors.BadRequest(f"fraction must be in (0, 1], got {fraction}")
   flat, treedef = jax.tree_util.tree_flatten_with_path(eta)
   conc = []
   for _, e in flat:
@@ -150,8 +151,8 @@ def output_bias(apply_fn, params: PyTree, codes) -> PyTree:
     diff = np.asarray(apply_fn(treedef.unflatten(moved), codes), np.float64) - base
     found.append(bool(np.allclose(diff, hot[None], atol=1e-3)))
   if not any(found):
-    raise ValueError("the model has no output bias (a (C,) vector added to the logits); "
-                     "the 'bias' rule needs one")
+    raise errors.BadRequest("the model has no output bias (a (C,) vector added to the logits); "
+                            "the 'bias' rule needs one")
   return treedef.unflatten(found)
 
 
@@ -345,14 +346,14 @@ def forget_robust(
     0.0
   """
   if rule not in RULES:
-    raise ValueError(f"unknown rule {rule!r}; use one of {RULES}")
+    raise errors.BadRequest(f"unknown rule {rule!r}; use one of {RULES}")
   request = forgetting.validate_request(apply_fn, params, codes, forget, exclude)
   name = rule
   kind = "dampen" if rule == "dampen" else "add"
   ts = np.asarray(grid if grid is not None else
                   (DAMPEN_GRID if kind == "dampen" else STEP_GRID), np.float32)
   if ts.size == 0 or not np.all(np.isfinite(ts)) or not np.all(ts > 0):
-    raise ValueError("the step grid must hold finite positive numbers")
+    raise errors.BadRequest("the step grid must hold finite positive numbers")
   if rule == "steps":
     phases = [("signed", margin * k / STEPS) for k in range(1, STEPS + 1)]
   elif rule == "shrink+bias":
@@ -415,7 +416,7 @@ def forget_robust(
     total = time.perf_counter() - start
   rule = name
   if not bool(finite):
-    raise ValueError(f"rule {rule!r} made parameters non-finite; use a smaller step grid")
+    raise errors.BadRequest(f"rule {rule!r} made parameters non-finite; use a smaller step grid")
   report = RobustReport(
       rule=rule, classes=request.classes, steps=tuple(steps),
       before=jax.tree.map(float, before), after=jax.tree.map(float, after),
@@ -442,7 +443,7 @@ def forget_with(method: str, apply_fn, params: PyTree, codes, forget: Sequence[i
     ValueError: an unknown method, or as the rule it names.
   """
   if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; use one of {METHODS}")
+    raise errors.BadRequest(f"unknown method {method!r}; use one of {METHODS}")
   if method == "paper-auto":
     new, report = forgetting.forget(apply_fn, params, codes, forget, exclude=exclude)
     d = report.to_dict()

@@ -19,6 +19,7 @@ import optax
 from jax.sharding import Mesh
 from tqdm.auto import tqdm
 
+from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import _jit, parallel
 from mnemonic_jax.bundle import model_variables, normalize
@@ -70,10 +71,10 @@ def make_optimizer(
     lr = learning_rate
   elif schedule == "cosine":
     if not total_steps:
-      raise ValueError("schedule='cosine' needs total_steps")
+      raise errors.BadConfig("schedule='cosine' needs total_steps")
     lr = optax.cosine_decay_schedule(learning_rate, total_steps)
   else:
-    raise ValueError(f"unknown schedule {schedule!r}; use 'constant' or 'cosine'")
+    raise errors.BadConfig(f"unknown schedule {schedule!r}; use 'constant' or 'cosine'")
   return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum))
 
 
@@ -119,7 +120,7 @@ def make_train_step(
     mesh: if given, the batch is split over its ``data`` axis.
   """
   if not 0.0 <= t_mix <= 1.0:
-    raise ValueError(f"t_mix must be in [0, 1], got {t_mix}")
+    raise errors.BadConfig(f"t_mix must be in [0, 1], got {t_mix}")
   mix_key, augment_key = jax.random.split(key)
 
   def step(state: TrainState, images, labels):
@@ -199,7 +200,7 @@ def steps_per_epoch(num_examples: int, batch_size: int) -> int:
     ValueError: the batch is larger than the data.
   """
   if num_examples < batch_size:
-    raise ValueError(
+    raise errors.BadConfig(
         f"batch size {batch_size} is larger than the {num_examples} training examples")
   return num_examples // batch_size
 

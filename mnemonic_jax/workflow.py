@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, distributed
 from mnemonic_jax import forgetting
 from mnemonic_jax import lambda_search
@@ -360,11 +361,12 @@ def merge_pretrained(fresh: Any, pretrained: Any, skip: Sequence[str] = ()) -> A
     if path[0] in skip:
       return leaf
     if path not in flat:
-      raise ValueError(f"the pretrained weights have no {'/'.join(path)}; list its layer in "
-                       "pretrained_skip to initialise it afresh")
+      raise errors.BadCheckpoint(f"the pretrained weights have no {'/'.join(path)}; list its "
+                                 "layer in pretrained_skip to initialise it afresh")
     if tuple(np.shape(flat[path])) != tuple(leaf.shape):
-      raise ValueError(f"pretrained {'/'.join(path)} has shape {np.shape(flat[path])}, the "
-                       f"model needs {leaf.shape}; list its layer in pretrained_skip")
+      raise errors.BadCheckpoint(f"pretrained {'/'.join(path)} has shape {np.shape(flat[path])}, "
+                                 f"the model needs {leaf.shape}; list its layer in "
+                                 "pretrained_skip")
     return jnp.asarray(flat[path], leaf.dtype)
 
   return jax.tree_util.tree_map_with_path(take, fresh)
@@ -392,7 +394,7 @@ def _check_same_run(config, saved, workdir):
   diff = _config_diff(config, saved)
   if diff:
     shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
-    raise ValueError(
+    raise errors.BadRequest(
         f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
         "a new run, or the same config to resume")
 
@@ -414,7 +416,7 @@ def _check_finite_bundle(bundle: Bundle) -> None:
   for field in ("params", "batch_stats", "codes"):
     bad = checkpointing.nonfinite_leaves({field: getattr(bundle, field)})
     if bad:
-      raise ValueError(
+      raise errors.BadRequest(
           f"the bundle's {bad[0][0]} holds {bad[0][1]} non-finite value(s) (NaN or inf); "
           "forgetting from it would do nothing meaningful; re-create the bundle")
 
@@ -571,7 +573,7 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   """
   auto = (lambda1 == AUTO, lambda2 == AUTO)
   if any(auto) and not all(auto):
-    raise ValueError("lambda1 and lambda2 are either both 'auto' or both numbers")
+    raise errors.BadRequest("lambda1 and lambda2 are either both 'auto' or both numbers")
   if not all(auto):
     check_lambdas(bundle.params, lambda1, lambda2)
   _check_finite_bundle(bundle)
@@ -585,11 +587,11 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   bad = checkpointing.nonfinite_leaves(params)
   if bad:
     count = sum(n for _, n in bad)
-    raise ValueError(f"{lambdas} made {count} parameters non-finite (NaN or inf, first "
-                     f"in {bad[0][0]}); use smaller lambdas")
+    raise errors.BadRequest(f"{lambdas} made {count} parameters non-finite (NaN or inf, first "
+                            f"in {bad[0][0]}); use smaller lambdas")
   if not _finite_scores(report.after):
-    raise ValueError(f"{lambdas} made the model's outputs on the codes non-finite "
-                     "(overflow); use smaller lambdas")
+    raise errors.BadRequest(f"{lambdas} made the model's outputs on the codes non-finite "
+                            "(overflow); use smaller lambdas")
   request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given")
   request["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
   if search is not None:

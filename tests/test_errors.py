@@ -1,5 +1,6 @@
 """Tests for mnemonic_jax.errors: user errors are the project's types, anything else a bug."""
 
+import ast
 import os
 
 import pytest
@@ -64,3 +65,24 @@ def test_a_bug_in_the_library_shows_as_a_traceback_and_exit_1(tmp_path):
   assert "Traceback" in result.stderr, result.stderr
   assert result.stderr.strip().endswith("ValueError: an injected internal bug"), result.stderr
   assert "mnemonic-jax: error" not in result.stderr
+
+
+# Plain raises the library keeps on purpose: a json ``default`` hook must raise TypeError,
+# and the .npy header reader's ValueErrors are caught and re-raised as CheckpointError.
+PLAIN_RAISES_KEPT = {("checkpointing/_common.py", "TypeError"): 1,
+                     ("checkpointing/imports.py", "ValueError"): 2}
+
+
+def test_the_library_raises_no_plain_value_or_type_errors():
+  """Every user error in the library is a project type, so the command line never has
+  to guess whether a plain ValueError came from the user or from a bug."""
+  package = REPO / "mnemonic_jax"
+  found = {}
+  for path in package.rglob("*.py"):
+    for node in ast.walk(ast.parse(path.read_text())):
+      if (isinstance(node, ast.Raise) and isinstance(node.exc, ast.Call)
+          and isinstance(node.exc.func, ast.Name)
+          and node.exc.func.id in ("ValueError", "TypeError")):
+        key = (path.relative_to(package).as_posix(), node.exc.func.id)
+        found[key] = found.get(key, 0) + 1
+  assert found == PLAIN_RAISES_KEPT

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnemonic_jax import errors
 from mnemonic_jax import _validate
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax._jit import CompileClock
@@ -187,11 +188,11 @@ def register(name: str, config_cls: type, *, data: str, reference: str
              ) -> Callable[[MethodFn], MethodFn]:
   """Decorator adding a method to :data:`METHODS` under ``name``."""
   if data not in DATA_KINDS:
-    raise ValueError(f"data must be one of {DATA_KINDS}, got {data!r}")
+    raise errors.BadRequest(f"data must be one of {DATA_KINDS}, got {data!r}")
 
   def add(fn: MethodFn) -> MethodFn:
     if name in METHODS:
-      raise ValueError(f"an unlearning method named {name!r} is already registered")
+      raise errors.BadRequest(f"an unlearning method named {name!r} is already registered")
     METHODS[name] = Method(name, fn, config_cls, data, reference)
     return fn
 
@@ -210,8 +211,8 @@ def get_method(name: str) -> Method:
     ValueError: no such method (the message lists the valid names).
   """
   if name not in METHODS:
-    raise ValueError(f"unknown unlearning method {name!r}; choose from "
-                     f"{', '.join(available_methods())}")
+    raise errors.BadRequest(f"unknown unlearning method {name!r}; choose from "
+                            f"{', '.join(available_methods())}")
   return METHODS[name]
 
 
@@ -239,8 +240,8 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   classes = fisher_lib.validate_classes(classes, bundle.num_classes)
   config = spec.config_cls() if config is None else config
   if not isinstance(config, spec.config_cls):
-    raise ValueError(f"{method} takes a {spec.config_cls.__name__}, got "
-                     f"{type(config).__name__}")
+    raise errors.BadRequest(f"{method} takes a {spec.config_cls.__name__}, got "
+                            f"{type(config).__name__}")
   data = _check_data(spec, UnlearnData() if data is None else data, classes,
                      bundle.num_classes)
   key = jax.random.key(0) if key is None else key
@@ -251,8 +252,8 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
     wall = time.perf_counter() - start
   bad = _non_finite(outcome.params) + _non_finite(outcome.batch_stats)
   if bad:
-    raise ValueError(f"{method} made {bad} parameters non-finite (diverged); lower its "
-                     "learning rate or step size")
+    raise errors.BadRequest(f"{method} made {bad} parameters non-finite (diverged); lower its "
+                            "learning rate or step size")
   report = MethodReport(
       method=method, classes=classes, seconds=max(wall - clock.seconds, 0.0),
       compile_seconds=clock.seconds, steps=int(outcome.steps), data=spec.data,
@@ -271,24 +272,24 @@ def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
   for name, needed, split in (("retain", need_retain, data.retain),
                               ("forget", need_forget, data.forget)):
     if needed and (split is None or len(split) == 0):
-      raise ValueError(f"{spec.name} needs the {name} set (training examples of the "
-                       f"{'remaining' if name == 'retain' else 'forgotten'} classes); pass "
-                       f"UnlearnData({name}=...)")
+      raise errors.BadRequest(f"{spec.name} needs the {name} set (training examples of the "
+                              f"{'remaining' if name == 'retain' else 'forgotten'} classes); pass "
+                              f"UnlearnData({name}=...)")
     if not needed or split is None:
       continue
     labels = np.asarray(split.labels)
     if labels.ndim != 1 or len(split.images) != len(labels):
-      raise ValueError(f"the {name} set has {len(split.images)} images and labels of shape "
-                       f"{labels.shape}; give one label per image")
+      raise errors.BadRequest(f"the {name} set has {len(split.images)} images and labels of shape "
+                              f"{labels.shape}; give one label per image")
     if not np.issubdtype(labels.dtype, np.integer):
-      raise ValueError(f"the {name} set's labels must be integers, got {labels.dtype}")
+      raise errors.BadRequest(f"the {name} set's labels must be integers, got {labels.dtype}")
     inside = np.isin(labels, classes)
     wrong = ~inside if name == "forget" else inside
     if wrong.any() or labels.min() < 0 or labels.max() >= num_classes:
-      raise ValueError(f"the {name} set holds labels {sorted(set(labels[wrong].tolist()))[:5]} "
-                       f"that are not {'forgotten' if name == 'forget' else 'remaining'} "
-                       f"classes of 0..{num_classes - 1}; split with "
-                       "UnlearnData.from_training")
+      raise errors.BadRequest(
+          f"the {name} set holds labels {sorted(set(labels[wrong].tolist()))[:5]} that are "
+          f"not {'forgotten' if name == 'forget' else 'remaining'} classes of "
+          f"0..{num_classes - 1}; split with UnlearnData.from_training")
   return UnlearnData(retain=data.retain if need_retain else None,
                      forget=data.forget if need_forget else None)
 

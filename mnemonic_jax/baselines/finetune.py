@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
     LoopState, Outcome, UnlearnData, epoch_batches, init_loop, make_weighted_step, register,
     sgd)
@@ -86,18 +87,18 @@ def check_loop_config(method: str, *, epochs: int, learning_rate: float, batch_s
       positive finite number, a negative momentum or weight decay, an unknown schedule.
   """
   if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-    raise ValueError(f"{method} needs epochs >= 1, got {epochs!r}")
+    raise errors.BadRequest(f"{method} needs epochs >= 1, got {epochs!r}")
   if (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
       or batch_size < 1):
-    raise ValueError(f"{method} needs batch_size >= 1, got {batch_size!r}")
+    raise errors.BadRequest(f"{method} needs batch_size >= 1, got {batch_size!r}")
   if not (np.isfinite(learning_rate) and learning_rate > 0):
-    raise ValueError(f"{method} needs a positive learning_rate, got {learning_rate!r}")
+    raise errors.BadRequest(f"{method} needs a positive learning_rate, got {learning_rate!r}")
   if not momentum >= 0 or not weight_decay >= 0:
-    raise ValueError(f"{method} needs momentum >= 0 and weight_decay >= 0, got "
-                     f"{momentum!r} and {weight_decay!r}")
+    raise errors.BadRequest(f"{method} needs momentum >= 0 and weight_decay >= 0, got "
+                            f"{momentum!r} and {weight_decay!r}")
   if schedule not in SCHEDULES:
-    raise ValueError(f"{method}: unknown schedule {schedule!r}; choose from "
-                     f"{', '.join(SCHEDULES)}")
+    raise errors.BadRequest(f"{method}: unknown schedule {schedule!r}; choose from "
+                            f"{', '.join(SCHEDULES)}")
 
 
 def learning_rate_schedule(learning_rate: float, schedule: str, total_steps: int

@@ -55,6 +55,7 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
 from mnemonic_jax.bundle import Bundle
@@ -129,11 +130,11 @@ def retain_fisher(apply_fn: ApplyFn, params: PyTree, inputs: jax.Array, labels: 
     ValueError: an unknown ``fisher_labels`` or no inputs.
   """
   if fisher_labels not in FISHER_LABELS:
-    raise ValueError(f"unknown fisher_labels {fisher_labels!r}; choose from "
-                     f"{', '.join(FISHER_LABELS)}")
+    raise errors.BadRequest(f"unknown fisher_labels {fisher_labels!r}; choose from "
+                            f"{', '.join(FISHER_LABELS)}")
   n = int(labels.shape[0])
   if n == 0:
-    raise ValueError("retain_fisher needs at least one input")
+    raise errors.BadRequest("retain_fisher needs at least one input")
   if fisher_labels == "true":
     return fisher_lib.fisher_diagonal(apply_fn, params, inputs, labels, microbatch_size)
   size = n if microbatch_size is None else min(int(microbatch_size), n)
@@ -205,12 +206,12 @@ def _check(config: FisherForgettingConfig) -> None:
   for name in ("alpha", "eps", "max_variance", "classifier_max_variance",
                "forget_variance", "classifier_factor", "vector_factor"):
     if not getattr(config, name) > 0:
-      raise ValueError(f"fisher needs {name} > 0, got {getattr(config, name)}")
+      raise errors.BadRequest(f"fisher needs {name} > 0, got {getattr(config, name)}")
   if config.fisher_labels not in FISHER_LABELS:
-    raise ValueError(f"unknown fisher_labels {config.fisher_labels!r}; choose from "
-                     f"{', '.join(FISHER_LABELS)}")
+    raise errors.BadRequest(f"unknown fisher_labels {config.fisher_labels!r}; choose from "
+                            f"{', '.join(FISHER_LABELS)}")
   if config.microbatch_size < 1:
-    raise ValueError(f"fisher needs microbatch_size >= 1, got {config.microbatch_size}")
+    raise errors.BadRequest(f"fisher needs microbatch_size >= 1, got {config.microbatch_size}")
 
 
 def _copy(tree: PyTree) -> PyTree:

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import forgetting, lambda_search
 from mnemonic_jax.baselines.base import Outcome, Split, register
@@ -64,8 +65,8 @@ def mnemonic(bundle: Bundle, classes, data, config: MnemonicConfig, key) -> Outc
     value = getattr(config, name)
     value = bundle.config.get(name) if value is None else value
     if not isinstance(value, (int, float)) or isinstance(value, bool):
-      raise ValueError(f"mnemonic needs a number for {name}: the bundle's config has "
-                       f"{value!r}; set MnemonicConfig({name}=...) or use mnemonic-auto")
+      raise errors.BadRequest(f"mnemonic needs a number for {name}: the bundle's config has "
+                              f"{value!r}; set MnemonicConfig({name}=...) or use mnemonic-auto")
     lambdas.append(float(value))
   params, report = forgetting.forget(
       bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, *lambdas,
@@ -117,7 +118,7 @@ def fisher_inputs(kind: str, bundle: Bundle, key: jax.Array, train: Split | None
     labels = np.asarray(train.labels) if train is not None else np.zeros(0, int)
     missing = sorted(set(range(bundle.num_classes)) - set(labels.tolist()))
     if missing:
-      raise ValueError(f"one-image needs a training image of every class; none of {missing}")
+      raise errors.BadRequest(f"one-image needs a training image of every class; none of {missing}")
     first = [int(np.flatnonzero(labels == c)[0]) for c in range(bundle.num_classes)]
     return bundle.normalize(train.images[first]).astype(codes.dtype)
-  raise ValueError(f"unknown Fisher inputs {kind!r}; choose from {', '.join(INPUTS)}")
+  raise errors.BadRequest(f"unknown Fisher inputs {kind!r}; choose from {', '.join(INPUTS)}")

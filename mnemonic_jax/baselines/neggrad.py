@@ -49,6 +49,7 @@ import itertools
 import jax
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
     Outcome, UnlearnData, epoch_batches, forever, init_loop, register, sgd)
 from mnemonic_jax.baselines.finetune import (
@@ -208,7 +209,7 @@ def neggrad_plus(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   del classes
   _check("neggrad+", config)
   if not 0.0 <= config.alpha <= 1.0:
-    raise ValueError(f"neggrad+ needs alpha in [0, 1], got {config.alpha!r}")
+    raise errors.BadRequest(f"neggrad+ needs alpha in [0, 1], got {config.alpha!r}")
   retain, forget = data.retain, data.forget
   n_r, n_f = min(config.batch_size, len(retain)), min(config.batch_size, len(forget))
   optimizer = sgd(config.learning_rate, config.momentum, config.weight_decay)

@@ -32,6 +32,7 @@ import jax
 import numpy as np
 import optax
 
+from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import Outcome, UnlearnData, init_loop, register, sgd
 from mnemonic_jax.baselines.finetune import (
     check_loop_config, make_image_step, run_loop)
@@ -120,8 +121,8 @@ def random_labels(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                     learning_rate=config.learning_rate, batch_size=config.batch_size,
                     momentum=config.momentum, weight_decay=config.weight_decay)
   if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"random-labels: unknown optimizer {config.optimizer!r}; choose from "
-                     f"{', '.join(OPTIMIZERS)}")
+    raise errors.BadRequest(f"random-labels: unknown optimizer {config.optimizer!r}; choose from "
+                            f"{', '.join(OPTIMIZERS)}")
   retain, forget = data.retain, data.forget
   label_key, shuffle_key = jax.random.split(key)
   new_labels = random_wrong_labels(label_key, len(forget), classes, bundle.num_classes)

@@ -33,6 +33,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
 from mnemonic_jax import checkpointing, training, workflow
 from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
 from mnemonic_jax.bundle import Bundle
@@ -75,11 +76,12 @@ def oracle_fit_config(bundle: Bundle, config: RetrainConfig) -> tuple[training.F
   epochs = plain.get("epochs") if config.epochs is None else config.epochs
   missing = [name for name, value in (("seed", seed), ("epochs", epochs)) if value is None]
   if missing:
-    raise ValueError(f"retrain needs the bundle's training {' and '.join(missing)}, which its "
-                     "config does not record (a bundle not trained by mnemonic-jax?); set "
-                     f"RetrainConfig({', '.join(f'{m}=...' for m in missing)})")
+    raise errors.BadRequest(
+        f"retrain needs the bundle's training {' and '.join(missing)}, which its config does "
+        "not record (a bundle not trained by mnemonic-jax?); set "
+        f"RetrainConfig({', '.join(f'{m}=...' for m in missing)})")
   if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-    raise ValueError(f"retrain needs epochs >= 1, got {epochs!r}")
+    raise errors.BadRequest(f"retrain needs epochs >= 1, got {epochs!r}")
   fit_cfg = dataclasses.replace(workflow.fit_config(plain), epochs=epochs)
   return fit_cfg, int(seed)
 

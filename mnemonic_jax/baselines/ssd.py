@@ -53,6 +53,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register
 from mnemonic_jax.bundle import Bundle
@@ -152,9 +153,9 @@ def minibatch_importance(
   """
   n = int(labels.shape[0])
   if n == 0:
-    raise ValueError("minibatch_importance needs at least one input")
+    raise errors.BadRequest("minibatch_importance needs at least one input")
   if batch_size < 1:
-    raise ValueError(f"batch_size must be positive, got {batch_size}")
+    raise errors.BadRequest(f"batch_size must be positive, got {batch_size}")
   size = min(int(batch_size), n)
   num_batches = -(-n // size)
   pad = num_batches * size - n
@@ -229,7 +230,7 @@ def dampen(params: PyTree, importance_forget: PyTree, importance_full: PyTree, a
 
 def _check_rule(alpha: float, lam: float) -> None:
   if not alpha > 0 or not lam > 0:
-    raise ValueError(f"SSD needs alpha > 0 and lam > 0, got alpha={alpha}, lam={lam}")
+    raise errors.BadRequest(f"SSD needs alpha > 0 and lam > 0, got alpha={alpha}, lam={lam}")
 
 
 def _by_class(split: Split) -> Split:
@@ -276,9 +277,9 @@ def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSD
   del classes
   _check_rule(config.alpha, config.lam)
   if config.batch_size < 1:
-    raise ValueError(f"SSD needs batch_size >= 1, got {config.batch_size}")
+    raise errors.BadRequest(f"SSD needs batch_size >= 1, got {config.batch_size}")
   if config.order not in ORDERS:
-    raise ValueError(f"unknown SSD order {config.order!r}; choose from {', '.join(ORDERS)}")
+    raise errors.BadRequest(f"unknown SSD order {config.order!r}; choose from {', '.join(ORDERS)}")
   if config.order == "class":  # Retain classes ascending, then the forgotten ones.
     forget = _by_class(data.forget)
     full = _joined(_by_class(data.retain), forget)
@@ -330,7 +331,7 @@ def exact_importances(apply_fn: ApplyFn, params: PyTree, retain_inputs: jax.Arra
   """
   n_r, n_f = int(retain_labels.shape[0]), int(forget_labels.shape[0])
   if n_f == 0:
-    raise ValueError("exact_importances needs at least one forget example")
+    raise errors.BadRequest("exact_importances needs at least one forget example")
   inputs = jnp.concatenate([retain_inputs, forget_inputs])
   labels = jnp.concatenate([retain_labels, forget_labels])
   weights = jnp.stack([
@@ -357,12 +358,12 @@ def ssd_exact(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   alpha = bound / 2 if config.alpha is None else float(config.alpha)
   _check_rule(alpha, config.lam)
   if alpha >= bound:
-    raise ValueError(
+    raise errors.BadRequest(
         f"ssd-exact with alpha={alpha:g} would dampen nothing: per-example importances "
         f"satisfy I_f / I_D <= N / N_f = {bound:.4g} here; choose alpha < {bound:.4g} or "
         "leave it None (half the bound)")
   if config.microbatch_size < 1:
-    raise ValueError(f"ssd-exact needs microbatch_size >= 1, got {config.microbatch_size}")
+    raise errors.BadRequest(f"ssd-exact needs microbatch_size >= 1, got {config.microbatch_size}")
   apply_fn = bundle.apply_fn()
 
   def run(params, x_r, y_r, x_f, y_f, alpha, lam):

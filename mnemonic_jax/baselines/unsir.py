@@ -54,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.base import LoopState, Outcome, Split, UnlearnData, register
@@ -205,20 +206,21 @@ def retain_subset(retain: Split, per_class: int | None, key: jax.Array) -> Split
 def _check_config(config: UnsirConfig) -> None:
   for name in ("noise_batch_size", "noise_copies", "batch_size"):
     if int(getattr(config, name)) < 1:
-      raise ValueError(f"unsir: {name} must be >= 1, got {getattr(config, name)}")
+      raise errors.BadRequest(f"unsir: {name} must be >= 1, got {getattr(config, name)}")
   for name in ("noise_steps", "impair_epochs", "repair_epochs"):
     if int(getattr(config, name)) < 0:
-      raise ValueError(f"unsir: {name} must be >= 0, got {getattr(config, name)}")
+      raise errors.BadRequest(f"unsir: {name} must be >= 0, got {getattr(config, name)}")
   for name in ("noise_lr", "impair_lr", "repair_lr"):
     if not float(getattr(config, name)) > 0:
-      raise ValueError(f"unsir: {name} must be positive, got {getattr(config, name)}")
+      raise errors.BadRequest(f"unsir: {name} must be positive, got {getattr(config, name)}")
   if not float(config.noise_l2) >= 0:
-    raise ValueError(f"unsir: noise_l2 must be >= 0, got {config.noise_l2}")
+    raise errors.BadRequest(f"unsir: noise_l2 must be >= 0, got {config.noise_l2}")
   if config.retain_per_class is not None and int(config.retain_per_class) < 1:
-    raise ValueError(f"unsir: retain_per_class must be >= 1 or None, got "
-                     f"{config.retain_per_class}")
+    raise errors.BadRequest(f"unsir: retain_per_class must be >= 1 or None, got "
+                            f"{config.retain_per_class}")
   if config.optimizer not in OPTIMIZERS:
-    raise ValueError(f"unsir: optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
+    raise errors.BadRequest(
+        f"unsir: optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
 
 
 def _model_optimizer(config: UnsirConfig) -> optax.GradientTransformation:
@@ -269,7 +271,7 @@ def unsir(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: U
   _check_config(config)
   retain = data.retain
   if retain is None or len(retain) == 0:
-    raise ValueError("unsir needs the retain set; pass UnlearnData(retain=...)")
+    raise errors.BadRequest("unsir needs the retain set; pass UnlearnData(retain=...)")
   noise_key, subset_key, impair_key, repair_key = jax.random.split(key, 4)
 
   # (a) One noise batch per forgotten class; the model is frozen, in inference mode.

@@ -14,6 +14,7 @@ from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 
+from mnemonic_jax import errors
 from mnemonic_jax.models.mlp import MLP
 from mnemonic_jax.models.resnet import ResNet18
 from mnemonic_jax.models.vit import ViT
@@ -143,7 +144,7 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     >>> model = create_model("mlp", num_classes=10, hidden=(64,))
   """
   if name not in _REGISTRY:
-    raise ValueError(f"unknown model {name!r}; choose from {available_models()}")
+    raise errors.BadConfig(f"unknown model {name!r}; choose from {available_models()}")
   return _REGISTRY[name](num_classes=num_classes,
                          **{k: _frozen(v) for k, v in kwargs.items()})
 

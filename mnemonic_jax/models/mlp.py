@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
+
 ACTIVATIONS = {
     "sigmoid": nn.sigmoid,
     "relu": nn.relu,
@@ -31,7 +33,7 @@ class MLP(nn.Module):
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # No dropout or batch statistics.
     if self.activation not in ACTIVATIONS:
-      raise ValueError(
+      raise errors.BadConfig(
           f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
     act = ACTIVATIONS[self.activation]
     x = x.reshape(x.shape[0], -1)

@@ -6,6 +6,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
+
 
 class BasicBlock(nn.Module):
   """Two 3x3 convolutions with a residual connection (He et al., 2016)."""
@@ -52,7 +54,7 @@ class ResNet18(nn.Module):
       x = nn.relu(norm()(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
     else:
-      raise ValueError(f"unknown stem {self.stem!r}; use 'cifar' or 'imagenet'")
+      raise errors.BadConfig(f"unknown stem {self.stem!r}; use 'cifar' or 'imagenet'")
     for stage, multiplier in enumerate((1, 2, 4, 8)):
       for block in range(2):
         strides = 2 if stage > 0 and block == 0 else 1

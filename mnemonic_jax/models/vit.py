@@ -14,6 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import errors
 from mnemonic_jax import layer_taps
 
 
@@ -98,7 +99,7 @@ class ViT(nn.Module):
     del train  # No dropout.
     p = self.patch_size
     if x.shape[1] % p or x.shape[2] % p:
-      raise ValueError(f"image size {x.shape[1:3]} is not divisible by patch size {p}")
+      raise errors.BadRequest(f"image size {x.shape[1:3]} is not divisible by patch size {p}")
     x = nn.Conv(self.dim, (p, p), strides=(p, p), padding="VALID")(x)
     x = x.reshape(x.shape[0], -1, self.dim)
     x = AddPositionEmbedding(name="pos_embedding")(ClassToken(name="cls_token")(x))
