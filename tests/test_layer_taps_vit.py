@@ -238,6 +238,7 @@ def test_register_layer_refuses_bad_arguments(module_type, formula, message):
 def test_vit_logits_do_not_depend_on_other_examples():
   """The taps' premise: the ViT's output row n is a function of input n alone."""
   apply_fn, params, codes, _ = tiny_vit(depth=1)
+  apply_fn = jax.jit(apply_fn)  # Two programs (batch N, batch 1), not an eager op per row.
   batched = apply_fn(params, codes)
   alone = jnp.concatenate([apply_fn(params, codes[i:i + 1]) for i in range(codes.shape[0])])
   np.testing.assert_allclose(batched, alone, rtol=1e-5, atol=1e-6)
