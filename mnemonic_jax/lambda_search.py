@@ -543,31 +543,32 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
   def in_order(ids):
     return ids[np.lexsort(tuple(reversed(_order_keys(rule, l1, l2, size, max_move, ids))))]
 
-  if boundary:
-    points = _boundary_points(l1, l2, sign, owner, rows["forget_margin"], -rule.margin,
-                              lambda ids: estimate(padded(ids), -np.inf))
-    points = in_order(np.unique(owner[points]))
-    for start in range(0, len(points), PRUNED_BATCH):
-      estimate(padded(points[start:start + PRUNED_BATCH]), -rule.margin)
+  def first_met(ids):
+    """Estimates ``ids`` batch by batch, in order, verifying the rule's choice on every
+    code, until a verified candidate meets the rule; its grid index, or None."""
+    for start in range(0, len(ids), PRUNED_BATCH):
+      estimate(padded(ids[start:start + PRUNED_BATCH]), -rule.margin)
       while True:
         index, met, _ = select_with_fallback(grid_scores(), rule)
         if not met or exact[owner[index]]:
           break
         verify(owner[index])
       if met:
-        return eta, before, grid_scores(), index, True, None
+        return index
+    return None
+
+  if boundary:
+    points = _boundary_points(l1, l2, sign, owner, rows["forget_margin"], -rule.margin,
+                              lambda ids: estimate(padded(ids), -np.inf))
+    index = first_met(in_order(np.unique(owner[points])))
+    if index is not None:
+      return eta, before, grid_scores(), index, True, None
     # No boundary point met the rule: the exact search decides (below).
 
   order = in_order(np.unique(owner))
-  for start in range(0, len(order), PRUNED_BATCH):  # In the rule's order, until one meets it.
-    estimate(padded(order[start:start + PRUNED_BATCH]), -rule.margin)
-    while True:
-      index, met, _ = select_with_fallback(grid_scores(), rule)
-      if not met or exact[owner[index]]:
-        break
-      verify(owner[index])
-    if met:
-      return eta, before, grid_scores(), index, True, None
+  index = first_met(order)
+  if index is not None:
+    return eta, before, grid_scores(), index, True, None
   # No candidate met the rule: the fallbacks need every candidate's remaining codes.
   missing = order[np.isnan(rows["remain_margin"][order])]
   for start in range(0, len(missing), PRUNED_BATCH):

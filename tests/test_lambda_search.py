@@ -2,12 +2,13 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 import mnemonic_jax as mj
 from mnemonic_jax import forgetting
 from mnemonic_jax import lambda_search as ls
+
+from codes_support import mlp_fitted_to_codes
 
 NUM_CLASSES = 5
 GRID = (tuple(np.logspace(-5, 0, 6)), tuple(np.logspace(-2, 4, 7)))
@@ -16,24 +17,7 @@ GRID = (tuple(np.logspace(-5, 0, 6)), tuple(np.logspace(-2, 4, 7)))
 @pytest.fixture(scope="module")
 def trained():
   """A tiny MLP trained on its codes only, so every code is classified right."""
-  model = mj.create_model("mlp", NUM_CLASSES, hidden=(32,))
-  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
-  params = model.init(jax.random.key(1), codes)["params"]
-  apply_fn = mj.inference_apply_fn(model, {})
-  labels = jnp.arange(NUM_CLASSES)
-  opt = optax.adam(1e-2)
-
-  @jax.jit
-  def step(params, state):
-    loss = lambda p: jnp.mean(mj.cross_entropy(apply_fn(p, codes), labels))
-    updates, state = opt.update(jax.grad(loss)(params), state)
-    return optax.apply_updates(params, updates), state
-
-  state = opt.init(params)
-  for _ in range(300):
-    params, state = step(params, state)
-  assert (jnp.argmax(apply_fn(params, codes), -1) == labels).all()
-  return apply_fn, params, codes
+  return mlp_fitted_to_codes(NUM_CLASSES, 32)
 
 
 def in_forget_mask(classes):

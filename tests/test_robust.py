@@ -8,35 +8,18 @@ runs the step choice and the layer selection.
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
-import mnemonic_jax as mj
 from mnemonic_jax import forgetting, robust
+
+from codes_support import mlp_fitted_to_codes
 
 NUM_CLASSES = 5
 
 
 def train_on_codes(activation):
   """A tiny MLP (16 hidden units) trained on its codes only: every code is right."""
-  model = mj.create_model("mlp", NUM_CLASSES, hidden=(16,), activation=activation)
-  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
-  params = model.init(jax.random.key(1), codes)["params"]
-  apply_fn = mj.inference_apply_fn(model, {})
-  labels = jnp.arange(NUM_CLASSES)
-  opt = optax.adam(1e-2)
-
-  @jax.jit
-  def step(params, state):
-    loss = lambda p: jnp.mean(mj.cross_entropy(apply_fn(p, codes), labels))
-    updates, state = opt.update(jax.grad(loss)(params), state)
-    return optax.apply_updates(params, updates), state
-
-  state = opt.init(params)
-  for _ in range(300):
-    params, state = step(params, state)
-  assert (jnp.argmax(apply_fn(params, codes), -1) == labels).all()
-  return apply_fn, params, codes
+  return mlp_fitted_to_codes(NUM_CLASSES, 16, activation)
 
 
 @pytest.fixture(scope="module")
