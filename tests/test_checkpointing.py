@@ -18,7 +18,7 @@ import optax
 import orbax.checkpoint as ocp
 import pytest
 
-from mnemonic_jax import checkpointing
+from mnemonic_jax import checkpointing, errors
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing import (CheckpointError, TrainCheckpointer, abstract_variables,
                                         import_params, load_bundle, save_bundle)
@@ -112,6 +112,17 @@ def test_round_trip_mlp(tmp_path):
   # The loaded bundle is usable.
   logits = loaded.apply_fn()(loaded.params, jnp.asarray(loaded.codes))
   chex.assert_trees_all_close(logits, bundle.apply_fn()(bundle.params, bundle.codes), atol=0)
+
+
+def test_arguments_in_the_wrong_order_are_named_not_fspath_errors(tmp_path):
+  bundle = _mlp_bundle()
+  with pytest.raises(errors.BadRequestType, match=r"path first, as save_bundle\(path, bundle\)"):
+    save_bundle(bundle, tmp_path / "b")
+  with pytest.raises(errors.BadRequestType, match="takes a Bundle second, got dict"):
+    save_bundle(tmp_path / "b", {"params": bundle.params})
+  with pytest.raises(errors.BadRequestType, match="expected a path"):
+    load_bundle(bundle)
+  assert list(tmp_path.iterdir()) == []
 
 
 def test_round_trip_resnet_with_batch_stats(tmp_path, resnet_bundle):

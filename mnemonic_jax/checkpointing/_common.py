@@ -23,7 +23,16 @@ class CheckpointError(errors.BadCheckpoint):
 
 
 def _abs(path: PathLike) -> pathlib.Path:
-  """Absolute path (Orbax requires them) with ``~`` expanded; symlinks are kept."""
+  """Absolute path (Orbax requires them) with ``~`` expanded; symlinks are kept.
+
+  Raises:
+    BadRequestType: ``path`` is not a ``str`` or ``os.PathLike`` (e.g. a bundle passed
+      where its path belongs: ``save_bundle(path, bundle)`` takes the path first).
+  """
+  if not isinstance(path, (str, os.PathLike)):
+    raise errors.BadRequestType(
+        f"expected a path (str or os.PathLike), got {type(path).__name__}; the checkpoint "
+        "functions take the path first, as save_bundle(path, bundle)")
   return pathlib.Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
 
 
