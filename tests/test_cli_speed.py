@@ -58,6 +58,7 @@ def test_the_cache_is_under_the_users_cache_directory_by_default(bundle, tmp_pat
   assert any(name.startswith("jit_") for name in cached), cached
 
 
+@pytest.mark.slow  # Three forget commands (~10 s); the default location is tested above.
 def test_the_cache_folder_is_configurable_and_can_be_disabled(bundle, tmp_path):
   flag, unused = tmp_path / "flag", tmp_path / "unused"
   _forget(bundle, tmp_path / "a", "--compilation-cache", str(flag),

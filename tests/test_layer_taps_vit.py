@@ -235,6 +235,7 @@ def test_register_layer_refuses_bad_arguments(module_type, formula, message):
     layer_taps.register_layer(module_type, formula)
 
 
+@pytest.mark.slow  # ~5-10 s of ViT init; the taps tests above cover the ViT exactly.
 def test_vit_logits_do_not_depend_on_other_examples():
   """The taps' premise: the ViT's output row n is a function of input n alone."""
   apply_fn, params, codes, _ = tiny_vit(depth=1)
