@@ -290,7 +290,8 @@ def fit(
     state: resume from this state (its ``step`` says where).
     on_step: called after each step as ``on_step(step, state, metrics)`` (e.g. to
       save); ``step`` is a Python int, so reading it does not wait for the device.
-    progress: show a progress bar.
+    progress: show a progress bar (on process 0); its losses and accuracy are means over
+      the last 100 steps, as in a run's ``metrics.jsonl``.
 
   Returns:
     ``(state, last_metrics)``.
@@ -318,6 +319,8 @@ def fit(
   metrics: Metrics = {}
   bar = tqdm(total=total, initial=start, disable=not progress or jax.process_index() != 0,
              desc="train", unit="step")
+  shown = ("image_loss", "code_loss", "accuracy")
+  window, count = None, 0  # The bar shows means over its window, as metrics.jsonl does.
   for epoch in range(start // spe, config.epochs):
     batches = source.epoch(jax.random.fold_in(keys.shuffle, epoch), config.batch_size,
                            skip=step - epoch * spe, **rows)
@@ -327,8 +330,13 @@ def fit(
       if on_step is not None:
         on_step(step, state, metrics)
       bar.update()
+      if not progress:  # Not bar.disable: every process must run the same computations.
+        continue
+      now = {k: metrics[k] for k in shown if k in metrics}
+      window = now if window is None else jax.tree.map(jnp.add, window, now)
+      count += 1
       if step % 100 == 0 or step == total:  # Reading metrics waits for the device.
-        bar.set_postfix({k: f"{float(v):.3f}" for k, v in metrics.items()
-                         if k in ("image_loss", "code_loss", "accuracy")})
+        bar.set_postfix({k: f"{float(v) / count:.3f}" for k, v in window.items()})
+        window, count = None, 0
   bar.close()
   return state, metrics
