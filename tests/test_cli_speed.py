@@ -15,7 +15,7 @@ import sys
 
 import pytest
 
-from mnemonic_jax import cli, workflow
+from mnemonic_jax import cli_parser, compilation_cache, workflow
 
 from cli_support import REPO, run_cli, small_config
 
@@ -38,7 +38,7 @@ def _forget(bundle: pathlib.Path, output: pathlib.Path, *extra: str, env=None):
 def _clean_env(**changes: str) -> dict[str, str]:
   """The environment without any cache setting, plus ``changes``."""
   env = {k: v for k, v in os.environ.items()
-         if k not in (cli.CACHE_ENV, "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")}
+         if k not in (compilation_cache.CACHE_ENV, "JAX_COMPILATION_CACHE_DIR", "XDG_CACHE_HOME")}
   return {**env, **changes}
 
 
@@ -62,10 +62,10 @@ def test_the_cache_is_under_the_users_cache_directory_by_default(bundle, tmp_pat
 def test_the_cache_folder_is_configurable_and_can_be_disabled(bundle, tmp_path):
   flag, unused = tmp_path / "flag", tmp_path / "unused"
   _forget(bundle, tmp_path / "a", "--compilation-cache", str(flag),
-          env={cli.CACHE_ENV: str(unused)})
+          env={compilation_cache.CACHE_ENV: str(unused)})
   assert _entries(flag) and not _entries(unused)  # The flag wins over the variable.
   _forget(bundle, tmp_path / "c", "--no-compilation-cache",
-          env={cli.CACHE_ENV: str(unused), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
+          env={compilation_cache.CACHE_ENV: str(unused), "XDG_CACHE_HOME": str(tmp_path / "xdg")})
   assert not _entries(unused) and not (tmp_path / "xdg").exists()
   # MNEMONIC_JAX_CACHE_DIR=off leads to the same setting (test_compilation_cache_dir_precedence).
 
@@ -76,18 +76,18 @@ def test_the_cache_folder_is_configurable_and_can_be_disabled(bundle, tmp_path):
 
 
 def test_compilation_cache_dir_precedence(tmp_path):
+  where, key = compilation_cache.compilation_cache_dir, compilation_cache.CACHE_ENV
   env = {"XDG_CACHE_HOME": str(tmp_path)}
   expected = tmp_path / "mnemonic-jax" / "compilation"
   if sys.platform in ("win32", "darwin"):
-    expected = cli.user_cache_dir(env) / "mnemonic-jax" / "compilation"
-  assert cli.compilation_cache_dir(environ=env) == expected
-  assert cli.compilation_cache_dir(environ={**env, "JAX_COMPILATION_CACHE_DIR": "/j"}) == "jax"
-  assert cli.compilation_cache_dir(environ={**env, cli.CACHE_ENV: "off"}) is None
-  assert cli.compilation_cache_dir(environ={**env, cli.CACHE_ENV: str(tmp_path / "m"),
-                                            "JAX_COMPILATION_CACHE_DIR": "/j"}) == tmp_path / "m"
-  assert cli.compilation_cache_dir(tmp_path / "f", environ={cli.CACHE_ENV: "off"}) == \
-      tmp_path / "f"
-  assert cli.compilation_cache_dir(tmp_path / "f", disabled=True, environ=env) is None
+    expected = compilation_cache.user_cache_dir(env) / "mnemonic-jax" / "compilation"
+  assert where(environ=env) == expected
+  assert where(environ={**env, "JAX_COMPILATION_CACHE_DIR": "/j"}) == "jax"
+  assert where(environ={**env, key: "off"}) is None
+  assert where(environ={**env, key: str(tmp_path / "m"),
+                        "JAX_COMPILATION_CACHE_DIR": "/j"}) == tmp_path / "m"
+  assert where(tmp_path / "f", environ={key: "off"}) == tmp_path / "f"
+  assert where(tmp_path / "f", disabled=True, environ=env) is None
 
 
 #: Runs the command line with JAX made unimportable: anything that imports it fails.
@@ -106,7 +106,7 @@ def test_help_and_version_do_not_import_jax(args):
                           text=True, timeout=60, check=False)
   assert result.returncode == 0, result.stderr
   assert result.stdout.startswith("usage: mnemonic-jax") or \
-      result.stdout.strip() == f"mnemonic-jax {cli.version()}"
+      result.stdout.strip() == f"mnemonic-jax {cli_parser.version()}"
 
 
 def test_the_parser_imports_no_jax():
@@ -115,7 +115,8 @@ def test_the_parser_imports_no_jax():
           "spec = importlib.util.spec_from_file_location('c', sys.argv[1]); "
           "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
           "m.build_parser(); print(m.version(), 'jax' in sys.modules)")
-  result = subprocess.run([sys.executable, "-c", code, str(REPO / "mnemonic_jax" / "cli.py")],
+  parser = str(REPO / "mnemonic_jax" / "cli_parser.py")
+  result = subprocess.run([sys.executable, "-c", code, parser],
                           capture_output=True, text=True, timeout=60, check=False)
   assert result.returncode == 0, result.stderr
-  assert result.stdout.split() == [cli.version(), "False"]
+  assert result.stdout.split() == [cli_parser.version(), "False"]
