@@ -12,6 +12,8 @@ Modelled on the single validation module of ``jax_privacy`` (``_validate.py``).
 """
 
 import math
+import os
+import pathlib
 from typing import Any, Callable, Sequence
 
 import jax
@@ -30,6 +32,19 @@ def is_integer(value: Any) -> bool:
     return True
   dtype = getattr(value, "dtype", None)
   return dtype is not None and np.ndim(value) == 0 and np.issubdtype(dtype, np.integer)
+
+
+def path(value: Any, name: str = "path", *, hint: str = "") -> pathlib.Path:
+  """``value`` as a ``pathlib.Path`` (``~`` not expanded, not made absolute).
+
+  Raises:
+    BadRequestType: ``value`` is not a ``str`` or ``os.PathLike`` (a bundle or an array
+      passed where a path belongs); ``hint`` is added to the message.
+  """
+  if not isinstance(value, (str, os.PathLike)):
+    raise errors.BadRequestType(f"{name} must be a path (str or os.PathLike), got "
+                                f"{type(value).__name__}" + (f"; {hint}" if hint else ""))
+  return pathlib.Path(value)
 
 
 def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 
 BEFORE_COLOR = "#4c72b0"
 AFTER_COLOR = "#dd8452"
@@ -61,6 +61,7 @@ def per_class_bars(
     ValueError: ``before`` and ``after`` differ in length, ``class_names`` has another
       length, or a forgotten id is out of range.
   """
+  path = _validate.path(path)
   before = np.asarray(before, dtype=float)
   after = np.asarray(after, dtype=float)
   n = len(before)
@@ -105,7 +106,6 @@ def per_class_bars(
   ax.set_axisbelow(True)
   ax.legend(loc="upper right", ncols=2, frameon=False, bbox_to_anchor=(1.0, 1.0))
 
-  path = pathlib.Path(path)
   path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(path, dpi=dpi)
   return path

@@ -32,6 +32,8 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+from mnemonic_jax import _validate
+
 #: The JSON-lines file, inside the run's workdir.
 METRICS_FILE = "metrics.jsonl"
 #: TensorBoard event files (only written when CLU's summary writer is available).
@@ -64,7 +66,7 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
   Returns:
     One dict per complete line, in file order.
   """
-  path = pathlib.Path(workdir) / METRICS_FILE
+  path = _validate.path(workdir, "workdir") / METRICS_FILE
   try:
     text = path.read_text()
   except FileNotFoundError:
@@ -98,7 +100,7 @@ class MetricsLog:
         for a fresh run (an old file is replaced).
       hparams: the run's config, recorded as TensorBoard hyper-parameters on a fresh run.
     """
-    workdir = pathlib.Path(workdir)
+    workdir = _validate.path(workdir, "workdir")
     self.path = workdir / METRICS_FILE
     kept = []
     if resume_step is not None:

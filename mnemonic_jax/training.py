@@ -253,6 +253,29 @@ def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitCon
                             fit_optimizer(config, num_examples))
 
 
+class MetricsWindow:
+  """Sums step metrics on the device (one jitted add per step, no wait); :meth:`mean`
+  reads their means over the steps added since the last call, and resets."""
+
+  def __init__(self):
+    self._sum, self._count = None, 0
+
+  def add(self, step_metrics: Metrics) -> None:
+    self._sum = dict(step_metrics) if self._sum is None else _add_metrics(self._sum,
+                                                                          step_metrics)
+    self._count += 1
+
+  def mean(self) -> dict[str, float]:
+    total, count = self._sum or {}, max(self._count, 1)
+    self._sum, self._count = None, 0
+    return {k: float(v) / count for k, v in total.items()}
+
+
+@jax.jit
+def _add_metrics(a: Metrics, b: Metrics) -> Metrics:
+  return jax.tree.map(jnp.add, a, b)
+
+
 def fit(
     model: nn.Module,
     data: tuple[np.ndarray, np.ndarray] | pipeline.ArrayEpochs | pipeline.TfdsEpochs,
@@ -320,7 +343,7 @@ def fit(
   bar = tqdm(total=total, initial=start, disable=not progress or jax.process_index() != 0,
              desc="train", unit="step")
   shown = ("image_loss", "code_loss", "accuracy")
-  window, count = None, 0  # The bar shows means over its window, as metrics.jsonl does.
+  window = MetricsWindow()  # The bar shows means over its window, as metrics.jsonl does.
   for epoch in range(start // spe, config.epochs):
     batches = source.epoch(jax.random.fold_in(keys.shuffle, epoch), config.batch_size,
                            skip=step - epoch * spe, **rows)
@@ -332,11 +355,8 @@ def fit(
       bar.update()
       if not progress:  # Not bar.disable: every process must run the same computations.
         continue
-      now = {k: metrics[k] for k in shown if k in metrics}
-      window = now if window is None else jax.tree.map(jnp.add, window, now)
-      count += 1
+      window.add(metrics)
       if step % 100 == 0 or step == total:  # Reading metrics waits for the device.
-        bar.set_postfix({k: f"{float(v) / count:.3f}" for k, v in window.items()})
-        window, count = None, 0
+        bar.set_postfix({k: f"{v:.3f}" for k, v in window.mean().items() if k in shown})
   bar.close()
   return state, metrics

@@ -104,8 +104,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       the workdir holds a run of another config, or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
   """
+  workdir = _validate.path(workdir, "workdir").absolute()
   configs.validate_config(config)
-  workdir = pathlib.Path(workdir).absolute()
   done = finished_run(config, workdir)
   if done is not None:  # Nothing to do, and nothing is written.
     return done
@@ -171,7 +171,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
            if jax.process_index() == 0 else _NoLog())
     log_every = config.get("log_every", DEFAULT_LOG_EVERY)
     steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
-    window = _MetricsWindow()
+    window = training.MetricsWindow()
     start = time.perf_counter()
 
     def save(step, state, step_metrics):
@@ -247,28 +247,6 @@ def _run_lock(workdir: pathlib.Path) -> Iterator[None]:
 DEFAULT_LOG_EVERY = 100
 
 
-class _MetricsWindow:
-  """Sums step metrics on the device; :meth:`mean` reads and resets them."""
-
-  def __init__(self):
-    self._sum, self._count = None, 0
-
-  def add(self, step_metrics: Mapping[str, jax.Array]) -> None:
-    self._sum = dict(step_metrics) if self._sum is None else _add_metrics(self._sum,
-                                                                          step_metrics)
-    self._count += 1
-
-  def mean(self) -> dict[str, float]:
-    total, count = self._sum or {}, max(self._count, 1)
-    self._sum, self._count = None, 0
-    return {k: float(v) / count for k, v in total.items()}
-
-
-@jax.jit
-def _add_metrics(a, b):
-  return jax.tree.map(jnp.add, a, b)
-
-
 def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bundle | None:
   """The bundle of a run of ``config`` that already finished in ``workdir``, or None.
 
@@ -284,7 +262,7 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
     The finished run's bundle, or None (no bundle yet, or one of another config, which
     :func:`train` then refuses when it finds that config's checkpoints).
   """
-  path = pathlib.Path(workdir).absolute() / "bundle"
+  path = _validate.path(workdir, "workdir").absolute() / "bundle"
   if not (path / "meta").is_dir():
     return None
   try:

@@ -86,3 +86,24 @@ def test_the_library_raises_no_plain_value_or_type_errors():
         key = (path.relative_to(package).as_posix(), node.exc.func.id)
         found[key] = found.get(key, 0) + 1
   assert found == PLAIN_RAISES_KEPT
+
+
+def test_every_path_argument_refuses_a_non_path_the_same_way(tmp_path):
+  """A bundle, an array or None where a path belongs: BadRequestType naming the argument,
+  not os.fspath's TypeError, at every entry point that takes a path; nothing written."""
+  from mnemonic_jax import plotting, run_metrics, workflow  # pylint: disable=C0415
+
+  not_a_path = {"not": "a path"}
+  calls = [
+      lambda: checkpointing.save_bundle(not_a_path, None),
+      lambda: checkpointing.load_bundle(not_a_path),
+      lambda: workflow.train({}, not_a_path),
+      lambda: workflow.finished_run({}, not_a_path),
+      lambda: run_metrics.read_metrics(not_a_path),
+      lambda: run_metrics.MetricsLog(not_a_path, resume_step=None),
+      lambda: plotting.per_class_bars([50.0], [0.0], ["a"], [0], not_a_path),
+  ]
+  for call in calls:
+    with pytest.raises(errors.BadRequestType, match="must be a path .* got dict"):
+      call()
+  assert list(tmp_path.iterdir()) == []

@@ -12,7 +12,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 
 PyTree = Any
 PathLike = str | os.PathLike
@@ -29,11 +29,9 @@ def _abs(path: PathLike) -> pathlib.Path:
     BadRequestType: ``path`` is not a ``str`` or ``os.PathLike`` (e.g. a bundle passed
       where its path belongs: ``save_bundle(path, bundle)`` takes the path first).
   """
-  if not isinstance(path, (str, os.PathLike)):
-    raise errors.BadRequestType(
-        f"expected a path (str or os.PathLike), got {type(path).__name__}; the checkpoint "
-        "functions take the path first, as save_bundle(path, bundle)")
-  return pathlib.Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+  path = _validate.path(path, hint="the checkpoint functions take the path first, as "
+                       "save_bundle(path, bundle)")
+  return pathlib.Path(os.path.abspath(os.path.expanduser(path)))
 
 
 def _one_line(error: BaseException, limit: int = 240) -> str:
