@@ -47,6 +47,20 @@ def path(value: Any, name: str = "path", *, hint: str = "") -> pathlib.Path:
   return pathlib.Path(value)
 
 
+def bundle(value: Any, name: str = "bundle") -> None:
+  """Checks that ``value`` is a :class:`mnemonic_jax.bundle.Bundle`.
+
+  Raises:
+    BadRequestType: it is not (a path passed where the loaded bundle belongs, or the
+      arguments in another order); the message names :func:`mnemonic_jax.load_bundle`.
+  """
+  from mnemonic_jax.bundle import Bundle  # pylint: disable=import-outside-toplevel
+
+  if not isinstance(value, Bundle):
+    raise errors.BadRequestType(f"{name} must be a Bundle (mnemonic_jax.load_bundle(path) "
+                                f"reads one), got {type(value).__name__}")
+
+
 def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
               ) -> tuple[int, ...]:
   """Checks a collection of class ids; returns it sorted, as Python ints.

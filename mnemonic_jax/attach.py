@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import checkpointing, configs, errors, training, workflow
+from mnemonic_jax import _validate, checkpointing, configs, errors, training, workflow
 from mnemonic_jax._jit import CompileClock
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, DatasetInfo
@@ -257,6 +257,7 @@ def attach_codes(
     DatasetError: images that do not fit the model, labels outside its classes, or fewer
       training examples than one batch.
   """
+  _validate.bundle(bundle)
   check_attachable(bundle)
   _check_field("seed", seed)
   if code_distribution not in codes_lib.DISTRIBUTIONS:

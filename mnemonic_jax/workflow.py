@@ -549,6 +549,7 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
       or lambdas that made the parameters (or the model's outputs on the codes)
       non-finite. No bundle is returned then.
   """
+  _validate.bundle(bundle)
   auto = (lambda1 == AUTO, lambda2 == AUTO)
   if any(auto) and not all(auto):
     raise errors.BadRequest("lambda1 and lambda2 are either both 'auto' or both numbers")
@@ -609,6 +610,7 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
   the same images, places only its rows of each batch and gets every logit back (the
   progress bar shows on process 0 only).
   """
+  _validate.bundle(bundle)
   images = prepare_images(images, bundle.input_shape)
   fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std, mesh=mesh)
   if mesh is None:
@@ -630,6 +632,7 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
   Raises:
     DatasetError: labels outside the model's classes, or images that do not fit it.
   """
+  _validate.bundle(bundle)
   if len(labels) and (labels.min() < 0 or labels.max() >= bundle.num_classes):
     raise DatasetError(
         f"labels run to {int(labels.max())} but the model has {bundle.num_classes} classes; "

@@ -107,3 +107,25 @@ def test_every_path_argument_refuses_a_non_path_the_same_way(tmp_path):
     with pytest.raises(errors.BadRequestType, match="must be a path .* got dict"):
       call()
   assert list(tmp_path.iterdir()) == []
+
+
+def test_every_bundle_argument_refuses_a_non_bundle_the_same_way(tmp_path):
+  """A path where the loaded bundle belongs: BadRequestType naming load_bundle, before any
+  work, at every entry point that takes a bundle."""
+  from mnemonic_jax import attach, baselines, workflow  # pylint: disable=C0415
+  import numpy as np  # pylint: disable=C0415
+
+  path = str(tmp_path / "bundle")
+  images, labels = np.zeros((2, 8, 8, 1), np.uint8), np.zeros(2, np.int32)
+  calls = [
+      lambda: checkpointing.save_bundle(tmp_path / "out", path),
+      lambda: workflow.forget(path, [3]),
+      lambda: workflow.predict(path, images),
+      lambda: workflow.evaluate(path, images, labels),
+      lambda: baselines.unlearn("mnemonic", path, [3]),
+      lambda: attach.attach_codes(path, images, labels, epochs=1),
+  ]
+  for call in calls:
+    with pytest.raises(errors.BadRequestType, match=r"must be a Bundle .*load_bundle.* got str"):
+      call()
+  assert list(tmp_path.iterdir()) == []

@@ -236,6 +236,7 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
     ValueError: unknown method, bad classes, a config of another method, missing data the
       method needs (or a split holding the wrong classes), or a result that is not finite.
   """
+  _validate.bundle(bundle)
   spec = get_method(method)
   classes = fisher_lib.validate_classes(classes, bundle.num_classes)
   config = spec.config_cls() if config is None else config

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnemonic_jax import distributed, errors
+from mnemonic_jax import _validate, distributed
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.outputs import (
     _install, _staging_path, check_output, remove_stale_staging)
@@ -73,9 +73,7 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
     10
   """
   output = _abs(path)
-  if not isinstance(bundle, Bundle):
-    raise errors.BadRequestType(f"save_bundle(path, bundle) takes a Bundle second, got "
-                                f"{type(bundle).__name__}")
+  _validate.bundle(bundle)
   meta = _bundle_meta(bundle)  # Validates JSON-ability before anything is written.
   parse_bundle_meta("bundle", meta, "fix the Bundle before saving it")  # What load reads.
   spec = _spec_str(bundle.model_name, meta["model_kwargs"], bundle.input_shape)
