@@ -71,26 +71,6 @@ def load_model(out: pathlib.Path, model: str, seed: int, train: bool):
   return bundle
 
 
-def shift_recovery(logits: np.ndarray, labels: np.ndarray, classes: Sequence[int]) -> float:
-  """Accuracy (%) on the forgotten classes' test images once one constant is added back to
-  their logits: the constant that maximises the accuracy on the whole test split.
-
-  A diagnostic of how shallow a forgetting is: a move that only lowers the forgotten
-  logits by a constant (the ``"bias"`` rule) is undone by that one number (recovery close
-  to the accuracy before); deeper forgetting leaves the images unrecoverable this way.
-  """
-  in_f = np.isin(labels, classes)
-  best, best_acc = 0.0, -1.0
-  cols = np.asarray(classes)
-  for delta in np.concatenate([[0.0], np.logspace(-2, 3, 200)]):
-    shifted = logits.copy()
-    shifted[:, cols] += delta
-    right = np.argmax(shifted, -1) == labels
-    if right.mean() > best_acc:
-      best_acc, best = right.mean(), 100 * right[in_f].mean()
-  return float(best)
-
-
 def run_one(bundle, apply_fn, test, logits_before, classes, method, **options
             ) -> dict[str, Any]:
   """Forgets ``classes`` with ``method``; E_F, A_R and the codes' margins."""
@@ -105,7 +85,7 @@ def run_one(bundle, apply_fn, test, logits_before, classes, method, **options
             "compile_seconds": summary["compile_seconds"], "met": summary["met"],
             "code_before": summary["before"], "code_after": summary["after"],
             "steps": summary.get("steps"),
-            "shift_recovered": shift_recovery(logits, test.labels, classes)}
+            "shift_recovered": metrics.shift_recovery(logits, test.labels, classes)}
   record["goal"] = bool(record["E_F"] >= 100 - 1e-9
                         and record["A_R"] >= record["A_R_before"] - GOAL_A_R_DROP)
   return record
@@ -171,7 +151,8 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
             "over runs; min E_F: the worst run; shift-recovered: accuracy (%) on the "
             "forgotten classes' test images once the one constant that maximises the test "
             "accuracy is added back to their logits (mean; near the accuracy before = the "
-            "forgetting is a logit shift; see `shift_recovery`); s = forgetting seconds "
+            "forgetting is a logit shift; see `mnemonic_jax.metrics.shift_recovery`); "
+            "s = forgetting seconds "
             "after compilation (mean, contended CPU).", ""]
   lines += ["| model | rule | single | multi | held-out single | held-out multi | ΔA_R | "
             "E_F | min E_F | shift-recovered | s |", "|---|---|---|---|---|---|---|---|---|---|---|"]

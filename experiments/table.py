@@ -215,6 +215,8 @@ def measure(ctx: SeedContext, new, classes: Sequence[int], test, train_images, t
       retain_train_accuracy=float(100 * train_correct[~in_forget_train].mean()),
       forget_train_accuracy=float(100 * train_correct[in_forget_train].mean()),
       train_examples_evaluated=int(len(train_labels)))
+  if classes:
+    record["shift_recovered"] = metrics.shift_recovery(test_logits, test.labels, classes)
 
   # Membership inference: members = retained training samples (capped), non-members = test
   # samples (capped), targets = every evaluated forgotten training sample.

@@ -6,7 +6,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from mnemonic_jax import _validate
+from mnemonic_jax import _validate, errors
 
 
 def predict_in_batches(
@@ -84,3 +84,50 @@ def forgetting_metrics(
       "A_R": pct(~in_forget),
       "E_F": 100.0 - pct(in_forget) if in_forget.any() else float("nan"),
   }
+
+
+#: Constants :func:`shift_recovery` tries: 0, then 200 log-spaced values from 0.01 to 1000.
+SHIFT_GRID = np.concatenate([[0.0], np.logspace(-2, 3, 200)])
+
+
+def shift_recovery(logits: np.ndarray, labels: np.ndarray, forgotten: Sequence[int]) -> float:
+  """How much of a forgetting one constant undoes: accuracy (%) on the forgotten classes'
+  examples once the constant that maximises the whole set's accuracy is added back to
+  their logits.
+
+  A diagnostic of this project (issue #11), not a metric of the paper. A move that only
+  lowers the forgotten logits by a constant is undone by that one number (recovery close to
+  the accuracy before forgetting). A high recovery does not prove a shallow forgetting:
+  read it against the retrain oracle's, which is high too when the forgotten classes'
+  examples sit between the remaining classes.
+
+  Args:
+    logits: ``(N, C)`` model outputs after forgetting.
+    labels: ``(N,)`` true labels.
+    forgotten: forgotten class ids (not empty).
+
+  Returns:
+    The accuracy in percent on the examples of the forgotten classes at the best constant
+    of :data:`SHIFT_GRID` (the first of equally good ones).
+
+  Raises:
+    TypeError, ValueError: class ids or labels that are not integers in ``[0, C)``, or no
+      forgotten class.
+  """
+  num_classes = np.shape(logits)[-1]
+  _validate.labels(labels, num_classes)
+  forgotten = _validate.class_ids(forgotten, num_classes, name="forgotten")
+  if not forgotten:
+    raise errors.BadRequest("shift_recovery needs at least one forgotten class")
+  logits = np.asarray(logits, np.float64)
+  columns = np.asarray(forgotten, np.int64)
+  in_forget = np.isin(labels, columns)
+  best, best_accuracy = 0.0, -1.0
+  for delta in SHIFT_GRID:
+    shifted = logits.copy()
+    shifted[:, columns] += delta
+    correct = np.argmax(shifted, -1) == labels
+    if correct.mean() > best_accuracy:
+      best_accuracy = correct.mean()
+      best = 100.0 * correct[in_forget].mean() if in_forget.any() else float("nan")
+  return float(best)

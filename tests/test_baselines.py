@@ -14,18 +14,29 @@ from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 
 NAMES = ("retrain", "finetune", "neggrad", "neggrad+", "random-labels", "ssd", "ssd-exact",
-         "fisher", "unsir", "mnemonic", "mnemonic-auto")
+         "fisher", "unsir", "mnemonic", "mnemonic-auto",
+         *(f"mnemonic-{rule}" for rule in mj.robust.RULES))
 
 
 def test_every_published_name_is_registered_with_its_data_and_source():
   assert baselines.available_methods() == NAMES
   needs = {m: baselines.get_method(m).data for m in NAMES}
   assert needs["retrain"] == "retain" and needs["neggrad"] == "forget"
-  assert needs["mnemonic"] == needs["mnemonic-auto"] == "none"
+  assert {needs[m] for m in NAMES if m.startswith("mnemonic")} == {"none"}
   for name in NAMES:
     spec = baselines.get_method(name)
     assert spec.reference and spec.data in baselines.DATA_KINDS
     spec.config_cls()  # Published defaults need no argument.
+
+
+def test_a_robust_rule_through_the_common_signature_is_forget_robust(tiny_digits_bundle):
+  bundle, _, _ = tiny_digits_bundle
+  new, report = baselines.unlearn("mnemonic-bias", bundle, [3])
+  expected, direct = mj.robust.forget_robust(bundle.apply_fn(), bundle.params,
+                                             jnp.asarray(bundle.codes), [3], rule="bias")
+  chex.assert_trees_all_close(new.params, expected)
+  assert report.data == "none" and report.details["met"] == direct.met
+  assert report.details["rule"] == "bias"
 
 
 def test_unknown_method_names_the_valid_ones(tiny_digits_bundle):

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import mnemonic_jax as mj
 from mnemonic_jax import forgetting, robust
 
 from codes_support import mlp_fitted_to_codes
@@ -100,3 +101,18 @@ def test_forget_with_dispatches_and_refuses_unknown(tanh_model):
     robust.forget_robust(apply_fn, params, codes, [1], rule="nope")
   with pytest.raises(ValueError):
     robust.forget_robust(apply_fn, params, codes, [NUM_CLASSES], rule="bias")
+
+
+def test_shift_recovery_undoes_a_constant_and_not_a_constant_logit():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 25)
+  logits = rng.normal(size=(100, 4)) + 6 * np.eye(4)[labels]  # Every example right.
+  shifted = logits.copy()
+  shifted[:, 2] -= 40.0  # Class 2 "forgotten" by a shift: one constant undoes it.
+  assert mj.metrics.shift_recovery(shifted, labels, [2]) == 100.0
+  flat = logits.copy()
+  flat[:, 2] = -40.0  # Its logit carries nothing, and its examples look like class 1's:
+  flat[labels == 2, 1] += 6.0  # no constant tells them apart.
+  assert mj.metrics.shift_recovery(flat, labels, [2]) < 50.0
+  with pytest.raises(mj.errors.BadRequest, match="at least one"):
+    mj.metrics.shift_recovery(logits, labels, [])

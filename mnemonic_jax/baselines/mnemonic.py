@@ -1,4 +1,5 @@
-"""The paper's method behind the common signature: ``mnemonic`` and ``mnemonic-auto``.
+"""The paper's method behind the common signature: ``mnemonic`` and ``mnemonic-auto``;
+this project's data-free rules as ``mnemonic-<rule>``.
 
 Both forget from the mnemonic codes alone (Algorithm 2 of Yamashita et al., ACML 2024),
 reading no training data: ``mnemonic`` with the step bounds ``(lambda1, lambda2)`` of
@@ -8,6 +9,11 @@ its config (default: the bundle's training config, i.e. the paper's hand-picked 
 :func:`fisher_inputs` supports an ablation the paper does not report: the same forgetting
 with the Fishers computed from other inputs than the trained codes (fresh random codes,
 zeros, one real training image per class), to show whether the codes matter.
+
+``mnemonic-<rule>`` for each rule of :data:`mnemonic_jax.robust.RULES` (``mnemonic-bias``,
+``mnemonic-shrink``, ...): the rules of :mod:`mnemonic_jax.robust` (issue #11), codes only,
+so that ``experiments.table --methods`` reads them against the retrain oracle (MIAs,
+relearning time).
 """
 
 from __future__ import annotations
@@ -20,8 +26,8 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import forgetting, lambda_search
-from mnemonic_jax.baselines.base import Outcome, Split, register
+from mnemonic_jax import forgetting, lambda_search, robust
+from mnemonic_jax.baselines.base import MethodFn, Outcome, Split, register
 from mnemonic_jax.bundle import Bundle
 
 REFERENCE = ("Yamashita, Yamada, Shibata, One-Shot Machine Unlearning with Mnemonic Code, "
@@ -84,6 +90,36 @@ def mnemonic_auto(bundle: Bundle, classes, data, config: MnemonicAutoConfig, key
       exclude=bundle.earlier_forgotten(classes))
   return Outcome(params, bundle.batch_stats,
                  details={**_scores(report), "search": report.search.to_dict()})
+
+
+@dataclasses.dataclass(frozen=True)
+class RobustConfig:
+  """The step rule of :func:`mnemonic_jax.robust.forget_robust` (its defaults are the
+  data-free lambda search's: forgotten codes' margin ``<= -margin``, remaining margin guard)."""
+
+  margin: float = lambda_search.DEFAULT_RULE.margin
+  guard: float = lambda_search.DEFAULT_RULE.guard
+
+
+def _robust_method(rule: str) -> MethodFn:
+  """The method running :func:`mnemonic_jax.robust.forget_robust` with ``rule``."""
+
+  def method(bundle: Bundle, classes, data, config: RobustConfig, key) -> Outcome:
+    del data, key
+    params, report = robust.forget_robust(
+        bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, rule=rule,
+        exclude=bundle.earlier_forgotten(classes), margin=config.margin, guard=config.guard)
+    return Outcome(params, bundle.batch_stats, details=report.to_dict())
+
+  method.__name__ = f"mnemonic_{rule}"
+  method.__doc__ = f"The data-free rule {rule!r} of mnemonic_jax.robust; reads no training data."
+  return method
+
+
+for _rule in robust.RULES:
+  register(f"mnemonic-{_rule}", RobustConfig, data="none",
+           reference=f"{REFERENCE}, with the {_rule!r} move of mnemonic_jax.robust "
+                     "(this project, issue #11)")(_robust_method(_rule))
 
 
 def fisher_inputs(kind: str, bundle: Bundle, key: jax.Array, train: Split | None = None
