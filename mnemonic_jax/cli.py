@@ -238,17 +238,21 @@ def _resolve_lambdas(lambda1, lambda2, config) -> tuple[Any, Any, str]:
 def _forget_summary(report, lambda_source: str) -> list[str]:
   r = report.to_dict()
   pct = lambda v: f"{100.0 * v:5.1f}%"
-  return [
-      f"lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} ({lambda_source})",
+  if "rule" in r:  # A move of mnemonic_jax.robust: its own step, no lambdas, no sign.
+    head = [f"move = {r['rule']}, step t = {r['steps'][-1]['t']:g} (chosen from the codes)"]
+  else:
+    head = [f"lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} ({lambda_source})"]
+  lines = head + [
       "accuracy on the mnemonic codes:  before    after",
       f"  forgotten classes              {pct(r['before']['forget_accuracy'])}   "
       f"{pct(r['after']['forget_accuracy'])}",
       f"  remaining classes              {pct(r['before']['remain_accuracy'])}   "
-      f"{pct(r['after']['remain_accuracy'])}",
-      f"sign kept: {'+' if r['sign'] > 0 else '-'} (params {'+' if r['sign'] > 0 else '-'} "
-      "alpha * eta)",
-      f"forgetting took {r['seconds']:.3f} s (+ {r['compile_seconds']:.2f} s compiling)",
-  ]
+      f"{pct(r['after']['remain_accuracy'])}"]
+  if "sign" in r:
+    lines.append(f"sign kept: {'+' if r['sign'] > 0 else '-'} "
+                 f"(params {'+' if r['sign'] > 0 else '-'} alpha * eta)")
+  return lines + [
+      f"forgetting took {r['seconds']:.3f} s (+ {r['compile_seconds']:.2f} s compiling)"]
 
 
 def _inside(inner: str, outer: str) -> bool:
@@ -364,6 +368,9 @@ def cmd_forget(args) -> int:
     _check_no_overlap([("--output", output)], _dataset_inputs(None, data_dir))
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
   if lambda1 != "auto":
+    if args.move != "paper":
+      raise UsageError(f"--move {args.move} chooses its own step on the codes; drop "
+                       "--lambda1 and --lambda2 (they bound the paper's move)")
     workflow.check_lambdas(bundle.params, lambda1, lambda2)
 
   evaluations = None
@@ -373,7 +380,7 @@ def cmd_forget(args) -> int:
                                forgotten=bundle.forgotten_classes + classes,
                                progress=_show_progress(args))
   new_bundle, report = workflow.forget(bundle, classes, lambda1, lambda2,
-                                       microbatch_size=args.microbatch_size)
+                                       microbatch_size=args.microbatch_size, move=args.move)
   if args.dataset:
     after = workflow.evaluate(new_bundle, test.images, test.labels,
                               progress=_show_progress(args))

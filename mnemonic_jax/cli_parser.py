@@ -27,6 +27,9 @@ DEFAULT_LAMBDA2 = 10.0
 DEMO_EPOCHS = 60
 DEFAULT_ATTACH_EPOCHS = 2
 DEMO_FILES = ("trained", "forgotten", "per_class_accuracy.png")
+#: ``--move`` of ``forget``: the paper's move and the rules of ``mnemonic_jax.robust.RULES``
+#: (named here so that the parser imports no JAX; a test checks that the two agree).
+MOVES = ("paper", "signed", "head", "steps", "shrink", "dampen", "bias", "shrink+bias")
 _OVERRIDE_PREFIX = "--config."  # configs.OVERRIDE_PREFIX, without importing ml_collections.
 
 
@@ -279,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
   _add_data_options(p)
+  p.add_argument("--move", choices=MOVES, default="paper",
+                 help="how the parameters move: 'paper' (eq. 5, +/- alpha * eta; default) "
+                      "or a data-free rule of mnemonic_jax.robust that chooses its own step "
+                      "on the codes ('bias' meets E_F = 100 on the tanh MLPs and ViTs where "
+                      "the paper's move does not: experiments/results/robust.md)")
   p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",
                  help="codes per Fisher microbatch (bounds memory for big models)")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")

@@ -10,7 +10,7 @@ import json
 import math
 import pathlib
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +24,9 @@ from mnemonic_jax import metrics, parallel, run_metrics, training
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
+
+if TYPE_CHECKING:
+  from mnemonic_jax import robust
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
 
@@ -491,7 +494,8 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
                     "margin target",
            "target": "the target gave way: the candidate with the lowest forgotten-code "
                      "margin that keeps the remaining codes",
-           "criterion": "neither fallback had a candidate: the best paper criterion"}
+           "criterion": "neither fallback had a candidate: the best paper criterion",
+           "margin": "neither fallback had a step: the lowest forgotten-code margin"}
     fallback = request.get("fallback")
     warnings.append(
         f"no candidate met the search rule (every forgotten code's margin <= "
@@ -515,8 +519,8 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
 
 def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
            lambda2: float | str = AUTO, *, microbatch_size: int | None = None,
-           rule: lambda_search.Rule = lambda_search.DEFAULT_RULE
-           ) -> tuple[Bundle, forgetting.ForgetReport]:
+           rule: lambda_search.Rule = lambda_search.DEFAULT_RULE, move: str = "paper"
+           ) -> tuple[Bundle, "forgetting.ForgetReport | robust.RobustReport"]:
   """Forgets ``classes`` from a bundle, data-free; the request is appended to its history.
 
   The history entry is the report's :meth:`~ForgetReport.to_dict` plus ``lambdas``
@@ -524,7 +528,11 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   is misclassified afterwards) and ``warnings`` (see :func:`forget_warnings`); with the
   data-free search also ``met`` (whether a candidate met the search rule), ``fallback``
   (None, or the fallback that chose), ``rule`` and ``search`` (see
-  :meth:`mnemonic_jax.lambda_search.SearchResult.to_dict`).
+  :meth:`mnemonic_jax.lambda_search.SearchResult.to_dict`). With a ``move`` of
+  :mod:`mnemonic_jax.robust`, the entry is its
+  :meth:`~mnemonic_jax.robust.RobustReport.to_dict` plus ``move``, ``lambdas`` (``"auto"``), ``codes_forgotten``, ``warnings``, ``met``,
+  ``fallback``, ``rule`` (the step rule's ``margin`` and ``guard``) and ``search`` (the
+  chosen step's margins).
 
   Classes that earlier requests in the history forgot are excluded from this one: they
   count neither as forgotten nor as remaining (``exclude=`` of
@@ -537,9 +545,12 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
       choose them from the codes with :func:`mnemonic_jax.lambda_search.forget_auto`.
     microbatch_size: codes per Fisher microbatch.
     rule: the data-free search's rule (``"auto"`` only).
+    move: ``"paper"`` (eq. 5, the default) or a rule of :data:`mnemonic_jax.robust.RULES`
+      (lambdas ``"auto"`` only; see :func:`mnemonic_jax.forgetting.forget`).
 
   Returns:
-    ``(new_bundle, report)``.
+    ``(new_bundle, report)``: a :class:`~mnemonic_jax.forgetting.ForgetReport`, or the
+    robust rule's :class:`~mnemonic_jax.robust.RobustReport`.
 
   Raises:
     TypeError: class ids that are not integers, or a lambda that is not a number.
@@ -559,10 +570,16 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   earlier = bundle.earlier_forgotten(_validate.class_ids(classes, bundle.num_classes))
   params, report = forgetting.forget(
       bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, lambda1, lambda2,
-      exclude=earlier, rule=rule, microbatch_size=microbatch_size)
-  search = None if report.search is None else report.search.to_dict()
-  lambdas = (f"lambda1={report.lambda1:g}, lambda2={report.lambda2:g}"
-             + (" (chosen by the data-free search)" if search else ""))
+      exclude=earlier, rule=rule, microbatch_size=microbatch_size, move=move)
+  if move != "paper":
+    last = report.steps[-1]
+    search = {"forget_margin": last["forget_margin"], "remain_margin": last["remain_margin"],
+              "t": last["t"]}
+    lambdas = f"move={move!r} (step t={last['t']:g})"
+  else:
+    search = None if report.search is None else report.search.to_dict()
+    lambdas = (f"lambda1={report.lambda1:g}, lambda2={report.lambda2:g}"
+               + (" (chosen by the data-free search)" if search else ""))
   bad = checkpointing.nonfinite_leaves(params)
   if bad:
     count = sum(n for _, n in bad)
@@ -573,7 +590,10 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
                             "(overflow); use smaller lambdas")
   request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given")
   request["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
-  if search is not None:
+  if move != "paper":
+    request.update(move=move, met=report.met, fallback=report.steps[-1]["fallback"],
+                   rule={"margin": report.margin, "guard": report.guard}, search=search)
+  elif search is not None:
     request.update(met=search["met"], fallback=search["fallback"], rule=search["rule"],
                    search=search)
   request["warnings"] = forget_warnings(request) + untrained_codes_warnings(bundle, request)

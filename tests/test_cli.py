@@ -124,6 +124,8 @@ def _bad_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, tuple]:
                                      checkpoint=truncated),
       "lambda1_zero": forget("lambda1_zero", "--classes", "3", "--lambda1", "0"),
       "lambda2_negative": forget("lambda2_negative", "--classes", "3", "--lambda2", "-10"),
+      "move_with_lambdas": forget("move_with_lambdas", "--classes", "3", "--move", "bias",
+                                  "--lambda1", "1e-3"),
       "existing_output": (("forget", "--checkpoint", trained, "--classes", "3",
                            "--output", existing), existing),
       "output_is_input": (("forget", "--checkpoint", trained, "--classes", "3",
@@ -157,6 +159,7 @@ def bad_runs(trained, tmp_path_factory):
 
 BAD_CASES = ["unknown_class", "every_class", "class_not_a_number", "missing_checkpoint",
              "not_a_bundle", "truncated_checkpoint", "lambda1_zero", "lambda2_negative",
+             "move_with_lambdas",
              "existing_output", "output_is_input", "unknown_config_field",
              "shape_mismatch_evaluate", "shape_mismatch_forget"]
 EXPECTED_WORDS = {
@@ -168,6 +171,7 @@ EXPECTED_WORDS = {
     "truncated_checkpoint": "truncated or corrupt",
     "lambda1_zero": "--lambda1",
     "lambda2_negative": "--lambda2",
+    "move_with_lambdas": "--move bias chooses its own step on the codes",
     "existing_output": "--force",
     "output_is_input": "never modified",
     "unknown_config_field": "unknown config field 'epoch'",

@@ -26,7 +26,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mnemonic_jax import checkpointing, lambda_search, workflow
+from mnemonic_jax import checkpointing, cli_parser, lambda_search, robust, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 
 from cli_support import small_config as _config, tree_digest
@@ -395,6 +395,25 @@ def test_library_forget_records_a_missed_rule(trained, tmp_path):
 
   met, _ = workflow.forget(bundle, [3], rule=lambda_search.Rule(margin=0.0, guard=0.0))
   assert met.history[-1]["met"] is True and met.history[-1]["fallback"] is None
+
+
+def test_library_forget_with_a_robust_move_records_it(trained, tmp_path):
+  bundle = checkpointing.load_bundle(trained)
+  forgotten, report = workflow.forget(bundle, [3], move="bias")
+  entry = forgotten.history[-1]
+  assert entry["move"] == "bias"
+  assert entry["rule"] == {"margin": report.margin, "guard": report.guard}
+  assert entry["met"] is report.met is True and entry["codes_forgotten"] is True
+  assert entry["search"]["forget_margin"] <= -lambda_search.DEFAULT_RULE.margin
+  assert forgotten.forgotten_classes == (3,) and entry["warnings"] == []
+  saved = checkpointing.save_bundle(tmp_path / "b", forgotten)
+  assert checkpointing.load_bundle(saved).history[-1]["move"] == "bias"
+  with pytest.raises(ValueError, match="leave lambda1 and lambda2 at 'auto'"):
+    workflow.forget(bundle, [3], 1e-3, 10.0, move="bias")
+
+
+def test_the_command_line_offers_every_move_of_the_library():
+  assert cli_parser.MOVES == ("paper",) + robust.RULES
 
 
 def test_library_forget_refuses_non_finite_results_and_inputs(trained, monkeypatch):
