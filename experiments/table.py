@@ -120,6 +120,12 @@ class SeedContext:
   apply_fn: Any
 
 
+#: Config fields that do not change the trained parameters (logging, where the data is read
+#: from, how often a resumable checkpoint is written): a cached bundle that differs only in
+#: these (e.g. trained before a field existed) is reused.
+NEUTRAL_FIELDS = frozenset({"log_every", "download", "data_dir", "checkpoint_every"})
+
+
 def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, float | None]:
   """The cached bundle of ``config`` in ``workdir``, trained (or resumed) if missing."""
   record = workdir / "train_seconds.json"
@@ -127,8 +133,9 @@ def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, f
     bundle = checkpointing.load_bundle(workdir / "bundle")
     want = json.loads(json.dumps(workflow.to_plain(config)))
     have = json.loads(json.dumps(bundle.config))
-    if have != want:
-      diff = sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+    diff = sorted(k for k in set(want) | set(have)
+                  if want.get(k) != have.get(k) and k not in NEUTRAL_FIELDS)
+    if diff:
       fail(
           f"{workdir / 'bundle'} was trained with another config (differs in {diff}); "
           "delete that directory or pass another --out")

@@ -160,3 +160,9 @@ def test_table_runner_rejects_a_cache_from_another_config(tmp_path, capsys):
     table.train_or_load(config, tmp_path / "seed0", progress=False)
   assert exit_info.value.code == 2
   assert "another config" in capsys.readouterr().err
+  config.epochs = 1
+  config.log_every += 1  # Bookkeeping only: the cached bundle is reused, not retrained.
+  start = (tmp_path / "seed0" / "bundle").stat().st_mtime_ns
+  bundle, _ = table.train_or_load(config, tmp_path / "seed0", progress=False)
+  assert bundle.config["log_every"] == config.log_every - 1
+  assert (tmp_path / "seed0" / "bundle").stat().st_mtime_ns == start
