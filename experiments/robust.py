@@ -48,6 +48,8 @@ MODELS = {
                         "MLP 784-1000 sigmoid -10, Fashion-MNIST, 20 epochs"),
     "fashion_tanh": ("robust_fashion_tanh", "experiments/configs/robust_models.py:fashion_tanh",
                      "MLP 784-1000 tanh -10, Fashion-MNIST, 20 epochs"),
+    "fashion_gelu": ("robust_fashion_gelu", "experiments/configs/robust_models.py:fashion_gelu",
+                     "MLP 784-1000 GELU -10, Fashion-MNIST, 20 epochs"),
     "fashion_vit": ("fashion_mnist_vit", "experiments/configs/fashion_mnist_vit.py",
                     "ViT 7x7 patches, width 64, depth 4, Fashion-MNIST, 20 epochs"),
     "fashion_sigmoid200": ("fashion_mnist_mlp", "experiments/configs/fashion_mnist_mlp.py",
