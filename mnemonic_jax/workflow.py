@@ -476,6 +476,15 @@ def codes_right_before(request: Mapping[str, Any], num_classes: int) -> tuple[in
   return int(round(right)), forgotten + remaining
 
 
+def _remedy(request: Mapping[str, Any]) -> str:
+  """What to try when a request left forgotten codes classified as their class."""
+  if request.get("move", "paper") != "paper":
+    return "try the 'bias' move, or forgetting fewer classes at a time"
+  if request.get("lambdas") == AUTO:
+    return "try forgetting fewer classes at a time, or larger lambdas"
+  return "try larger lambdas, or 'auto'"
+
+
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   """Why a forgetting request may not have done what was asked (empty if nothing).
 
@@ -512,8 +521,7 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
         f"{count} of {len(classes)} forgotten class code(s) are still classified as their "
         f"class after forgetting ({100.0 * still:.0f}%): the "
         f"class{'es' if len(classes) > 1 else ''} may not be forgotten; "
-        + ("try forgetting fewer classes at a time, or larger lambdas"
-           if request.get("lambdas") == AUTO else "try larger lambdas, or 'auto'"))
+        + _remedy(request))
   return warnings
 
 
