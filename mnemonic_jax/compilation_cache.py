@@ -6,6 +6,10 @@ compilation. :func:`compilation_cache_dir` says where (a flag, ``$MNEMONIC_JAX_C
 ``$JAX_COMPILATION_CACHE_DIR``, or the default; any of them can turn it off) and
 :func:`configure_compilation_cache` turns it on. Nothing here imports JAX until the cache
 is configured.
+
+The same folder also keeps, in :data:`PROGRAMS`, the forgetting and search programs whole
+(compiled executables, loaded without tracing them again; see
+:class:`mnemonic_jax._jit.PersistentProgram`): JAX's cache skips only XLA's compilation.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ CACHE_ENV = "MNEMONIC_JAX_CACHE_DIR"
 _OFF = frozenset({"", "0", "off", "no", "none", "false"})
 _JAX_CACHE_ENV = "JAX_COMPILATION_CACHE_DIR"
 _JAX_MIN_TIME_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"
+#: The subfolder of the cache directory that keeps whole programs.
+PROGRAMS = "mnemonic-jax-programs"
 
 
 def user_cache_dir(environ: Mapping[str, str] | None = None) -> pathlib.Path:
@@ -91,9 +97,11 @@ def configure_compilation_cache(where: pathlib.Path | str | None) -> pathlib.Pat
 
   Every program is kept, however quickly it compiled (JAX keeps only those that took a
   second or more by default; the programs of an MLP take less), unless
-  ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise. A cache directory that
-  cannot be created is skipped silently: the cache only saves time. Call it before the
-  first compilation.
+  ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise. The forgetting and
+  search programs are also kept whole in its :data:`PROGRAMS` subfolder
+  (:func:`mnemonic_jax._jit.set_program_cache`), and not kept when the cache is off. A
+  cache directory that cannot be created is skipped silently: the cache only saves time.
+  Call it before the first compilation.
 
   Args:
     where: a directory, ``"jax"`` (JAX's own ``$JAX_COMPILATION_CACHE_DIR``), or None (no
@@ -104,6 +112,9 @@ def configure_compilation_cache(where: pathlib.Path | str | None) -> pathlib.Pat
   """
   import jax  # pylint: disable=import-outside-toplevel
 
+  from mnemonic_jax import _jit  # pylint: disable=import-outside-toplevel
+
+  _jit.set_program_cache(None)
   if where is None:
     jax.config.update("jax_enable_compilation_cache", False)
     return None
@@ -117,6 +128,7 @@ def configure_compilation_cache(where: pathlib.Path | str | None) -> pathlib.Pat
       jax.config.update("jax_enable_compilation_cache", False)
       return None
     jax.config.update("jax_compilation_cache_dir", os.fspath(directory))
+  _jit.set_program_cache(directory / PROGRAMS)
   if _JAX_MIN_TIME_ENV not in os.environ:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
   return directory

@@ -32,7 +32,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
 
 from mnemonic_jax import errors
@@ -46,6 +45,10 @@ METHODS = ("auto", "vmap", "factorized")
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Per-example softmax cross-entropy, ``(N, C), (N,) -> (N,)``."""
+  # Imported here: a command that loads its kept programs (mnemonic_jax._jit) never
+  # traces this, and optax takes a while to import.
+  import optax  # pylint: disable=import-outside-toplevel
+
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 

@@ -503,11 +503,10 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
 
   score = _cached_program("search-score", settings, lambda apply: _score_fn(
       apply, chunk=chunk, num_forget=len(forget_ids)), chunk, len(forget_ids))
-  codes = request.codes
 
-  def on(ids):
+  def on(ids):  # The codes are gathered inside the program: no eager op to compile.
     ids = np.concatenate([forget_ids, ids])
-    return (codes[ids], ids, in_forget[ids], in_remain[ids])
+    return (request.codes, ids, in_forget[ids], in_remain[ids])
 
   on_subset, on_all = on(remain_ids[:keep]), on(others)
 
@@ -672,7 +671,9 @@ def _prepare_fn(apply_fn, *, microbatch_size, method, mesh):
 def _score_fn(apply_fn, *, chunk, num_forget):
   """``fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign, target)``.
 
-  ``codes[:num_forget]`` are the forgotten codes, the rest remaining (or excluded) ones.
+  The codes scored are ``codes[labels]`` (``labels``: class ids, ``in_forget`` and
+  ``in_remain`` their masks): the first ``num_forget`` are the forgotten codes, the rest
+  remaining (or excluded) ones.
   Per candidate: the forgotten codes' accuracy and largest margin, and, only where that
   margin is ``<= target`` (else NaN), the count of remaining codes right and their
   smallest margin. With ``chunk == 1`` candidates are scored one after the other
@@ -683,6 +684,7 @@ def _score_fn(apply_fn, *, chunk, num_forget):
 
   def fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign, target):
     head, tail = slice(0, num_forget), slice(num_forget, None)
+    codes = codes[labels]
 
     def one(args):
       alpha = forgetting.step_sizes(eta, args[0], args[1])
@@ -711,11 +713,16 @@ def _score_fn(apply_fn, *, chunk, num_forget):
   return fn
 
 
-@jax.jit
-def _apply_move(params, eta, lambda1, lambda2, sign):
+def _move_fn(params, eta, lambda1, lambda2, sign):
   alpha = forgetting.step_sizes(eta, lambda1, lambda2)
   new = forgetting.move(params, alpha, eta, sign)
   return new, alpha, forgetting.all_finite(new)
+
+
+def _apply_move(params, eta, lambda1, lambda2, sign):
+  """The chosen move, jitted once (kept on disk with the search's programs)."""
+  return _jit.cached(("apply-move",), lambda: jax.jit(_move_fn))(
+      params, eta, lambda1, lambda2, sign)
 
 
 def forget_auto(
@@ -766,8 +773,8 @@ def forget_auto(
       apply_fn, params, codes, forget, exclude=exclude, grid=grid, rule=rule, chunk=chunk,
       strategy=strategy, microbatch_size=microbatch_size, method=method, mesh=mesh)
   (new_params, alpha, finite), seconds, compile_seconds = _jit.timed(
-      _apply_move, params, result.eta, jnp.float32(result.lambda1),
-      jnp.float32(result.lambda2), jnp.float32(result.sign))
+      _apply_move, params, result.eta, np.float32(result.lambda1),
+      np.float32(result.lambda2), np.float32(result.sign))
   forgetting.check_finite_result(finite, result.lambda1, result.lambda2)
   report = forgetting.ForgetReport(
       classes=result.classes, lambda1=result.lambda1, lambda2=result.lambda2,

@@ -6,8 +6,10 @@ example by its class's code with probability ``t_mix`` (fresh randomness per ste
 the loss on real images and on codes apart, besides the total it optimises.
 """
 
+from __future__ import annotations
+
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import chex
 import flax
@@ -15,9 +17,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.sharding import Mesh
-from tqdm.auto import tqdm
+
+if TYPE_CHECKING:  # Imported where used: forgetting a checkpoint needs neither.
+  import optax
 
 from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
@@ -67,6 +70,8 @@ def make_optimizer(
   Returns:
     An optax gradient transformation.
   """
+  import optax  # pylint: disable=import-outside-toplevel
+
   if schedule == "constant":
     lr = learning_rate
   elif schedule == "cosine":
@@ -119,6 +124,8 @@ def make_train_step(
     augment: pad-4 random crop and horizontal flip of real images (CIFAR-style).
     mesh: if given, the batch is split over its ``data`` axis.
   """
+  import optax  # pylint: disable=import-outside-toplevel
+
   if not 0.0 <= t_mix <= 1.0:
     raise errors.BadConfig(f"t_mix must be in [0, 1], got {t_mix}")
   mix_key, augment_key = jax.random.split(key)
@@ -340,6 +347,8 @@ def fit(
   start = int(state.step)
   step = start
   metrics: Metrics = {}
+  from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
+
   bar = tqdm(total=total, initial=start, disable=not progress or jax.process_index() != 0,
              desc="train", unit="step")
   shown = ("image_loss", "code_loss", "accuracy")
