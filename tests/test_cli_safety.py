@@ -411,8 +411,9 @@ def test_library_forget_with_a_robust_move_records_it(trained, tmp_path):
   with pytest.raises(ValueError, match="leave lambda1 and lambda2 at 'auto'"):
     workflow.forget(bundle, [3], 1e-3, 10.0, move="bias")
   missed = {"classes": [3], "after": {"forget_accuracy": 1.0}, "lambdas": "auto"}
-  assert "larger lambdas" in workflow.forget_warnings(missed)[0]
-  assert "the 'bias' move" in workflow.forget_warnings({**missed, "move": "shrink"})[0]
+  assert "fewer classes at a time, or the 'bias' move" in workflow.forget_warnings(missed)[0]
+  assert "larger lambdas" in workflow.forget_warnings({**missed, "lambdas": "given"})[0]
+  assert "try the 'bias' move" in workflow.forget_warnings({**missed, "move": "shrink"})[0]
 
 
 def test_the_command_line_offers_every_move_of_the_library():
