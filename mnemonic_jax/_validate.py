@@ -141,10 +141,28 @@ def _finite_flags(tree):
   return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])
 
 
+def _on_host(x: Any) -> bool:
+  """Whether ``x`` is in host memory: NumPy, a Python number, or a jax.Array on CPUs."""
+  if isinstance(x, (np.ndarray, np.generic, float, int, complex)):
+    return True
+  return (isinstance(x, jax.Array) and x.is_fully_addressable
+          and all(d.platform == "cpu" for d in x.devices()))
+
+
+def _isfinite_on_host(x: Any) -> np.ndarray:
+  """``np.isfinite`` of ``x`` copied to the host (bfloat16 and float8 read as float32)."""
+  x = np.asarray(x)
+  if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype not in (np.float16, np.float32,
+                                                                np.float64):
+    x = x.astype(np.float32)  # ml_dtypes' floats: NumPy's ufuncs may not know them.
+  return np.isfinite(x)
+
+
 def finite(**named: PyTree) -> None:
   """Refuses NaN or inf in pytrees of concrete float arrays (tracers are skipped).
 
-  All the trees are checked by one jitted reduction and one transfer of its flags, e.g.
+  Arrays in host memory (NumPy, or on CPU devices) are read in place; otherwise all the
+  trees are checked by one jitted reduction and one transfer of its flags, e.g.
   ``finite(params=params, codes=codes)``.
 
   Raises:
@@ -157,11 +175,15 @@ def finite(**named: PyTree) -> None:
             and jnp.issubdtype(jnp.result_type(x), jnp.inexact)]
   if not leaves:
     return
-  with jax.ensure_compile_time_eval():  # Concrete even inside the caller's jit.
-    flags = np.asarray(_finite_flags([x for _, _, x in leaves]))  # One transfer.
+  arrays = [x for _, _, x in leaves]
+  if all(_on_host(x) for x in arrays):  # Read in place: no program to compile.
+    flags = [bool(_isfinite_on_host(x).all()) for x in arrays]
+  else:
+    with jax.ensure_compile_time_eval():  # Concrete even inside the caller's jit.
+      flags = np.asarray(_finite_flags(arrays))  # One transfer.
   for (name, path, leaf), ok in zip(leaves, flags):
     if not ok:
-      count = int(np.size(leaf) - np.isfinite(np.asarray(leaf, np.float32)).sum())
+      count = int(np.size(leaf) - _isfinite_on_host(leaf).sum())
       raise errors.BadRequest(
           f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value(s) (NaN or "
           "inf); every result computed from it would be meaningless: pass finite values")

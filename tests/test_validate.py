@@ -175,3 +175,13 @@ def test_unlearn_data_refuses_bad_class_ids_and_labels(classes, labels_as, error
   images, labels = np.zeros((6, 2, 2, 1), np.uint8), (np.arange(6) % 3).astype(labels_as)
   with pytest.raises(error):
     UnlearnData.from_training(images, labels, classes=classes)
+
+
+@pytest.mark.parametrize("on_host", [True, False])
+def test_finite_reads_host_arrays_in_place_and_others_in_one_program(monkeypatch, on_host):
+  from mnemonic_jax import _validate  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(_validate, "_on_host", lambda x: on_host)
+  _validate.finite(a=np.ones(3), b=jnp.ones(3, jnp.bfloat16), c={"d": jnp.ones((2, 2))})
+  for bad in (np.array([1.0, np.nan]), jnp.array([np.inf, 1.0, -np.inf], jnp.bfloat16)):
+    with pytest.raises(mj.errors.BadRequest, match=r"c\['d'\] holds \d non-finite"):
+      _validate.finite(a=np.ones(3), c={"d": bad})
