@@ -147,9 +147,11 @@ def timed(fn: Callable, *args) -> tuple[Any, float, float]:
 # Compiled programs kept on disk across processes.
 
 #: The cached programs (by the first entry of their :func:`cached` key) kept on disk when
-#: a program cache is set: the forgetting program and the data-free search's. Each is a
-#: pure function of its key and its arguments' types; its code lives in this package.
-PERSISTENT_PROGRAMS = frozenset({"forget", "search-prepare", "search-score", "apply-move"})
+#: a program cache is set: the forgetting program, the data-free search's and the robust
+#: moves' (:mod:`mnemonic_jax.robust`, the default move among them). Each is a pure
+#: function of its key and its arguments' types; its code lives in this package.
+PERSISTENT_PROGRAMS = frozenset({"forget", "search-prepare", "search-score", "apply-move",
+                                 "robust", "robust-move", "robust-direction"})
 
 #: Modules whose functions, classes and Flax modules may be named in a kept program's key:
 #: their code is covered by the key (this package's source, the others' versions).

@@ -76,7 +76,8 @@ def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
   if np.ndim(classes) == 0:
     raise errors.BadRequestType(f"{name} must be a sequence of integer class ids, got {classes!r}; "
                     "write e.g. [3]")
-  classes = list(np.asarray(classes, object).ravel()) if hasattr(classes, "shape") else list(classes)
+  classes = (list(np.asarray(classes, object).ravel()) if hasattr(classes, "shape")
+             else list(classes))
   wrong = [c for c in classes if not is_integer(c)]
   if wrong:
     raise errors.BadRequestType(f"{name}: class ids must be integers; got {wrong[:3]!r}")
@@ -213,7 +214,8 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
     try:
       value = float(value)
     except (TypeError, ValueError):
-      raise errors.BadRequestType(f"{name} must be a positive number or 'auto', got {value!r}") from None
+      raise errors.BadRequestType(
+          f"{name} must be a positive number or 'auto', got {value!r}") from None
     if not (math.isfinite(value) and value > 0):
       raise errors.BadRequest(f"{name} must be a positive finite number, got {value:g}")
     if value > largest:

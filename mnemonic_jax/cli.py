@@ -37,9 +37,10 @@ with status 2 and writes nothing; Ctrl-C prints ``mnemonic-jax: error: interrupt
 exits with 130. A user error is an exception of the project's types
 (:mod:`mnemonic_jax.errors`) or an ``OSError`` naming a path; any other exception is a bug
 and shows as one (its traceback, exit status 1). Nothing else reaches stderr but progress
-bars (``--quiet`` hides them): the libraries' logging is dropped here, not by the library. Results go to stdout, warnings included (a forget whose
-lambda search missed its rule, whose forgotten codes are still classified right, or whose
-model did not know its codes, says so and records it in the bundle's history).
+bars (``--quiet`` hides them): the libraries' logging is dropped here, not by the library.
+Results go to stdout, warnings included (a forget whose data-free rule was missed, whose
+forgotten codes are still classified right, or whose model did not know its codes, says
+so and records it in the bundle's history).
 """
 
 from __future__ import annotations
@@ -369,7 +370,7 @@ def cmd_forget(args) -> int:
     _check_no_overlap([("--output", output)], _dataset_inputs(None, data_dir))
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
   if lambda1 != "auto":
-    if args.move != "paper":
+    if args.move not in (None, "paper"):
       raise UsageError(f"--move {args.move} chooses its own step on the codes; drop "
                        "--lambda1 and --lambda2 (they bound the paper's move)")
     workflow.check_lambdas(bundle.params, lambda1, lambda2)
@@ -625,7 +626,8 @@ def cmd_demo(args) -> int:
   test = load_dataset("digits", "test")
   before = workflow.evaluate(bundle, test.images, test.labels, forgotten=classes,
                              progress=progress)
-  forgotten, report = workflow.forget(bundle, classes)  # Lambdas: the data-free search.
+  # The paper's move (its lambdas from the codes): the demo shows the paper's method.
+  forgotten, report = workflow.forget(bundle, classes, move="paper")
   after = workflow.evaluate(forgotten, test.images, test.labels, progress=progress)
 
   _check_demo_outputs(out, args.force)  # Again: it may have changed while training.

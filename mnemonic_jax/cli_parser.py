@@ -254,15 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
   p = _add_subcommand(
       sub, "forget", "forget classes from a bundle, data-free (one shot)",
       "Forgets whole classes from a trained bundle in one shot, from its mnemonic codes "
-      "alone (Algorithm 2), and writes the result as a new bundle. The input is never "
-      "modified. Prints the accuracy on the codes before and after, the sign kept and the "
+      "alone, and writes the result as a new bundle. The input is never modified. By "
+      "default it lowers the forgotten classes' output bias until their codes are "
+      "misclassified (--move bias); --move paper or --lambda1/--lambda2 run the paper's "
+      "Algorithm 2. Prints the move, the accuracy on the codes before and after and the "
       "time taken; with --dataset also the per-class test accuracy, A_R and E_F.",
       "examples:\n"
       "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3 "
       "--output runs/digits-no3\n"
       "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3,7 "
       "--output runs/digits-no37 \\\n"
-      "      --lambda1 1e-3 --lambda2 10 --dataset digits --force",
+      "      --lambda1 1e-3 --lambda2 10 --dataset digits --force\n"
+      "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3 "
+      "--output runs/digits-no3-paper --move paper",
       [common])
   p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="IN",
                  help="the bundle to forget from (only read)")
@@ -282,11 +286,14 @@ def build_parser() -> argparse.ArgumentParser:
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
   _add_data_options(p)
-  p.add_argument("--move", choices=MOVES, default="paper",
-                 help="how the parameters move: 'paper' (eq. 5, +/- alpha * eta; default) "
-                      "or a data-free rule of mnemonic_jax.robust that chooses its own step "
-                      "on the codes ('bias' meets E_F = 100 on the tanh MLPs and ViTs where "
-                      "the paper's move does not: experiments/results/robust.md)")
+  p.add_argument("--move", choices=MOVES, default=None,
+                 help="how the parameters move: 'bias' (lower the forgotten classes' output "
+                      "bias until their codes are misclassified by a margin of 15; the "
+                      "default without lambdas: it forgets the tanh MLPs and ViTs where the "
+                      "paper's move does not, experiments/results/robust.md), 'paper' (the "
+                      "paper's eq. 5, +/- alpha * eta; the default with lambdas, searched "
+                      "from the codes without them) or another data-free rule of "
+                      "mnemonic_jax.robust")
   p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",
                  help="codes per Fisher microbatch (bounds memory for big models)")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")

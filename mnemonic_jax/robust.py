@@ -366,6 +366,8 @@ def forget_robust(
   apply_jit = _program("apply", static, lambda a: a)
   scores_jit = _program("scores", static, lambda a: lambda p, c, f, r: (
       forgetting.code_scores(a, p, c, f, r), forgetting.all_finite(p)))
+  margins_jit = _program("margins", static, lambda a: lambda p, c: forgetting.code_margins(
+      a(p, c), jnp.arange(c.shape[0])))
   move = _jit.cached(("robust-move", kind), lambda: jax.jit(
       lambda p, e, d, t: _candidate(p, e, d, t, kind)))
   codes_, in_f, in_r = request.codes, request.in_forget, request.in_remain
@@ -377,9 +379,9 @@ def forget_robust(
     def build():
       def fn(eta, grad, params, in_forget):
         mask_tree = treedef.unflatten(leaves)
-        if rule == "bias":  # The same shift for every forgotten logit.
+        if rule == "bias":  # The same shift for every forgotten logit (eta: the params).
           return jax.tree.map(
-              lambda e, m: -in_forget.astype(e.dtype) if m else jnp.zeros_like(e),
+              lambda e, m: -in_forget.astype(jnp.float32) if m else jnp.zeros(e.shape),
               eta, mask_tree)
         return direction(eta, params if rule == "shrink" else grad, mask_tree)
       return jax.jit(fn)
@@ -389,7 +391,10 @@ def forget_robust(
   def run():
     current = params
     for rule, target in phases:
-      eta, grad, m0, c0 = prepare(arrays, current, codes_, in_f, in_r)
+      if rule == "bias":  # Needs no Fisher: the params stand in for eta's structure.
+        (m0, c0), eta, grad = margins_jit(arrays, current, codes_), current, None
+      else:
+        eta, grad, m0, c0 = prepare(arrays, current, codes_, in_f, in_r)
       before = forgetting.scores_from_margins(m0, c0, in_f, in_r)
       if rule == "bias":
         mask = output_bias(lambda p, x: apply_jit(arrays, p, x), current, codes_)
@@ -445,7 +450,8 @@ def forget_with(method: str, apply_fn, params: PyTree, codes, forget: Sequence[i
   if method not in METHODS:
     raise errors.BadRequest(f"unknown method {method!r}; use one of {METHODS}")
   if method == "paper-auto":
-    new, report = forgetting.forget(apply_fn, params, codes, forget, exclude=exclude)
+    new, report = forgetting.forget(apply_fn, params, codes, forget, exclude=exclude,
+                                    move="paper")
     d = report.to_dict()
     d["met"] = bool(report.search.met)
     d["steps"] = [{"lambda1": report.lambda1, "lambda2": report.lambda2, "sign": report.sign}]

@@ -529,20 +529,18 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
 
 def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
            lambda2: float | str = AUTO, *, microbatch_size: int | None = None,
-           rule: lambda_search.Rule = lambda_search.DEFAULT_RULE, move: str = "paper"
+           rule: lambda_search.Rule = lambda_search.DEFAULT_RULE, move: str | None = None
            ) -> tuple[Bundle, "forgetting.ForgetReport | robust.RobustReport"]:
   """Forgets ``classes`` from a bundle, data-free; the request is appended to its history.
 
-  The history entry is the report's :meth:`~ForgetReport.to_dict` plus ``lambdas``
-  (``"auto"`` or ``"given"``), ``codes_forgotten`` (whether every forgotten class's code
-  is misclassified afterwards) and ``warnings`` (see :func:`forget_warnings`); with the
-  data-free search also ``met`` (whether a candidate met the search rule), ``fallback``
-  (None, or the fallback that chose), ``rule`` and ``search`` (see
-  :meth:`mnemonic_jax.lambda_search.SearchResult.to_dict`). With a ``move`` of
-  :mod:`mnemonic_jax.robust`, the entry is its
-  :meth:`~mnemonic_jax.robust.RobustReport.to_dict` plus ``move``, ``lambdas`` (``"auto"``), ``codes_forgotten``, ``warnings``, ``met``,
-  ``fallback``, ``rule`` (the step rule's ``margin`` and ``guard``) and ``search`` (the
-  chosen step's margins).
+  The history entry is the report's ``to_dict()`` plus ``move`` (the move made),
+  ``lambdas`` (``"auto"`` or ``"given"``), ``codes_forgotten`` (whether every forgotten
+  class's code is misclassified afterwards) and ``warnings`` (see
+  :func:`forget_warnings`). With the data-free search or a robust move also ``met``
+  (whether the rule was met), ``fallback`` (None, or the fallback that chose), ``rule``
+  (its ``margin`` and ``guard``) and ``search``: the search's
+  (:meth:`mnemonic_jax.lambda_search.SearchResult.to_dict`), or for a rule of
+  :mod:`mnemonic_jax.robust` the chosen step ``t`` and the codes' margins there.
 
   Classes that earlier requests in the history forgot are excluded from this one: they
   count neither as forgotten nor as remaining (``exclude=`` of
@@ -554,9 +552,11 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
     lambda1, lambda2: the step bounds of eq. (7), or both ``"auto"`` (the default) to
       choose them from the codes with :func:`mnemonic_jax.lambda_search.forget_auto`.
     microbatch_size: codes per Fisher microbatch.
-    rule: the data-free search's rule (``"auto"`` only).
-    move: ``"paper"`` (eq. 5, the default) or a rule of :data:`mnemonic_jax.robust.RULES`
-      (lambdas ``"auto"`` only; see :func:`mnemonic_jax.forgetting.forget`).
+    rule: the data-free rule (``"auto"`` lambdas and robust moves).
+    move: ``None`` (:data:`mnemonic_jax.forgetting.DEFAULT_MOVE` with ``"auto"`` lambdas,
+      the paper's move with numbers), ``"paper"`` (eq. 5) or a rule of
+      :data:`mnemonic_jax.robust.RULES` (lambdas ``"auto"`` only; see
+      :func:`mnemonic_jax.forgetting.forget`). The history records it as ``move``.
 
   Returns:
     ``(new_bundle, report)``: a :class:`~mnemonic_jax.forgetting.ForgetReport`, or the
@@ -576,6 +576,7 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
     raise errors.BadRequest("lambda1 and lambda2 are either both 'auto' or both numbers")
   if not all(auto):
     check_lambdas(bundle.params, lambda1, lambda2)
+  move = forgetting.resolve_move(move, lambda1, lambda2)
   _check_finite_bundle(bundle)
   earlier = bundle.earlier_forgotten(_validate.class_ids(classes, bundle.num_classes))
   params, report = forgetting.forget(
@@ -598,10 +599,10 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   if not _finite_scores(report.after):
     raise errors.BadRequest(f"{lambdas} made the model's outputs on the codes non-finite "
                             "(overflow); use smaller lambdas")
-  request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given")
+  request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given", move=move)
   request["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
   if move != "paper":
-    request.update(move=move, met=report.met, fallback=report.steps[-1]["fallback"],
+    request.update(met=report.met, fallback=report.steps[-1]["fallback"],
                    rule={"margin": report.margin, "guard": report.guard}, search=search)
   elif search is not None:
     request.update(met=search["met"], fallback=search["fallback"], rule=search["rule"],

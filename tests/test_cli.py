@@ -206,8 +206,8 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
   result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", output,
                "--dataset", "digits", "-q")
   assert_ok(result)
-  for words in ("accuracy on the mnemonic codes", "sign kept", "compiling", "A_R", "E_F",
-                "   3*  3", f"wrote {output}", "data-free search"):
+  for words in ("move = bias, step t = ", "accuracy on the mnemonic codes", "compiling",
+                "A_R", "E_F", "   3*  3", f"wrote {output}"):
     assert words in result.stdout, result.stdout
   assert tree_digest(trained) == before, "forget modified its input bundle"
 
@@ -215,6 +215,7 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
               tmp_path / "fixed", "--lambda1", "1e-3", "-q")
   assert_ok(fixed)
   assert "lambda1 = 0.001, lambda2 = 10 (given; lambda2 from the bundle's config)" in fixed.stdout
+  assert "sign kept" in fixed.stdout  # The paper's move (--move paper: test_cli_safety).
   mixed = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
               tmp_path / "mixed", "--lambda1", "auto", "--lambda2", "10", "-q")
   assert mixed.returncode == 2 and "both numbers or both auto" in mixed.stderr

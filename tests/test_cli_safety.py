@@ -331,7 +331,8 @@ def test_refused_one_line_exit_2_nothing_touched(trained, refused_cases, name):
 def test_forget_reports_and_records_whether_the_search_met_its_rule(trained, tmp_path):
   """The data-free search misses its rule on this tiny model (recorded, warned about)."""
   out = tmp_path / "auto"
-  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", out, "-q")
+  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", out,
+               "--move", "paper", "-q")
   assert_ok(result)
   entry = checkpointing.load_bundle(out).history[-1]
   assert entry["lambdas"] == "auto" and isinstance(entry["met"], bool)
@@ -385,7 +386,7 @@ def test_demo_replaces_a_chart_symlink_without_writing_through_it(trained, tmp_p
 def test_library_forget_records_a_missed_rule(trained, tmp_path):
   bundle = checkpointing.load_bundle(trained)
   impossible = lambda_search.Rule(margin=1e9)
-  forgotten, _ = workflow.forget(bundle, [3], rule=impossible)
+  forgotten, _ = workflow.forget(bundle, [3], rule=impossible, move="paper")
   entry = forgotten.history[-1]
   assert entry["met"] is False and entry["fallback"] in ("guard", "target", "criterion")
   assert entry["rule"]["margin"] == 1e9 and entry["search"]["met"] is False
@@ -393,8 +394,14 @@ def test_library_forget_records_a_missed_rule(trained, tmp_path):
   saved = checkpointing.save_bundle(tmp_path / "b", forgotten)
   assert checkpointing.load_bundle(saved).history[-1]["met"] is False
 
-  met, _ = workflow.forget(bundle, [3], rule=lambda_search.Rule(margin=0.0, guard=0.0))
+  met, _ = workflow.forget(bundle, [3], rule=lambda_search.Rule(margin=0.0, guard=0.0),
+                           move="paper")
   assert met.history[-1]["met"] is True and met.history[-1]["fallback"] is None
+  missed, _ = workflow.forget(bundle, [3], rule=impossible)  # The default move: same rule.
+  entry = missed.history[-1]
+  assert entry["move"] == "bias" and entry["met"] is False and entry["rule"]["margin"] == 1e9
+  assert entry["fallback"] in ("guard", "target", "margin")
+  assert entry["warnings"][0].startswith("no candidate met the search rule")
 
 
 def test_library_forget_with_a_robust_move_records_it(trained, tmp_path):

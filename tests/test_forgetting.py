@@ -165,7 +165,7 @@ def test_forget_works_for_a_batchnorm_model(conv_bn_bundle):
   bundle = conv_bn_bundle  # Conv -> BatchNorm -> Dense (ResNet-18 itself: test_fisher).
   codes = mj.generate_codes(jax.random.key(0), 10, bundle.input_shape)
   new_params, report = mj.forget(bundle.apply_fn(), bundle.params, codes, [0],
-                                 microbatch_size=2)
+                                 microbatch_size=2, move="paper")
   chex.assert_trees_all_equal_structs(new_params, bundle.params)
   chex.assert_tree_all_finite(new_params)
   assert set(report.alpha) == set(bundle.params)
@@ -177,9 +177,11 @@ def test_repeated_calls_compile_once(conv_bn_bundle):
   codes = mj.generate_codes(jax.random.key(0), 10, bundle.input_shape)
   _jit.clear_cache()
   apply = lambda stats: mj.inference_apply_fn(bundle.model, stats)
-  calls = [  # Fixed lambdas; the data-free search; the Fishers.
+  calls = [  # Fixed lambdas; the data-free search; the default move; the Fishers.
       lambda stats, c: mj.forget(apply(stats), bundle.params, codes, [c], 1e-3 * (c + 1),
                                  10.0 + c)[1],
+      lambda stats, c: mj.forget(apply(stats), bundle.params, codes, [c, c + 1],
+                                 move="paper")[1],
       lambda stats, c: mj.forget(apply(stats), bundle.params, codes, [c, c + 1])[1],
       lambda stats, c: mj.class_fishers(apply(stats), bundle.params, codes, [c]),
   ]
