@@ -81,6 +81,7 @@ def assert_taps_equal_vmap(apply_fn, params, x, y, microbatch_size=None):
     assert "['key']['bias']" in name or float(jnp.max(leaf)) > 1e-12, name
 
 
+@pytest.mark.slow  # ~8 s; the whole-ViT test below covers these layers in the default suite.
 def test_dense_general_equals_vmap():
   """DenseGeneral with every kind of contraction (and Dense over several token axes)."""
   layers = {
@@ -95,6 +96,7 @@ def test_dense_general_equals_vmap():
   assert_taps_equal_vmap(*apply_and_params(model), microbatch_size=3)
 
 
+@pytest.mark.slow  # ~4 s; the whole-ViT test below covers the LayerNorms too.
 def test_norms_equal_vmap():
   """LayerNorm (fast and two-pass variance, no bias, no scale, several axes) and RMSNorm."""
   layers = [
