@@ -22,6 +22,7 @@ lambdas (the compiled ``forget``) on one model, after a warm-up.
 import argparse
 import datetime
 import json
+import os
 import pathlib
 import shlex
 import sys
@@ -128,8 +129,10 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
   for r in records:
     by.setdefault((r["model"], r["method"]), []).append(r)
   lines = ["# Robust data-free forgetting: rules x architectures (issue #11)", "",
-           f"Command: `{command}`", "", f"Machine: {machine_line()}; 2 CPU cores shared "
-           "with 3 other workers (timings contended).", "",
+           f"Command: `{command}`", "", f"Machine: {machine_line()}. The runs' seconds "
+           "were measured in their own sessions, on 2 CPU cores shared with other work "
+           "(contended); the cost table below was measured when this report was written "
+           f"(load average {os.getloadavg()[0]:.1f}).", "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Goal: E_F = 100 "
            f"and A_R at most {GOAL_A_R_DROP:g} point below before, on the test split. Every "
            "rule sees the codes only (never real data); rules in `mnemonic_jax/robust.py`; "

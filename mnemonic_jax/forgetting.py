@@ -236,6 +236,12 @@ class ForgetReport:
   exclude: tuple[int, ...] = ()
   search: "SearchResult | None" = None
 
+  @property
+  def met(self) -> bool | None:
+    """Whether the data-free search met its rule (None with given lambdas: no rule), as
+    :attr:`mnemonic_jax.robust.RobustReport.met` for the robust moves."""
+    return None if self.search is None else bool(self.search.met)
+
   def to_dict(self) -> dict[str, Any]:
     """A JSON-able summary (for checkpoint history and reports)."""
     scores = lambda s: {k: float(v) for k, v in s.items()}

@@ -118,6 +118,7 @@ def test_forget_keeps_the_better_candidate_and_reports():
   chex.assert_trees_all_equal_shapes(new_params, params)
   chex.assert_tree_all_finite(new_params)
   assert report.classes == (1, 2) and report.sign in (1, -1)
+  assert report.met is None  # Given lambdas: no rule to meet.
   assert float(report.after.criterion) >= float(report.rejected.criterion)
   # The kept candidate is params + sign * delta.
   f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, [1, 2], eps=forgetting.EPS)

@@ -2,7 +2,7 @@
 
 The tests that forget from a model compile the rules' programs (seconds on 2 CPU cores):
 they are ``slow`` (``python -m pytest -m slow tests/test_robust.py``); the default suite
-runs the step choice and the layer selection.
+runs the default move (``"bias"``), the step choice and the layer selection.
 """
 
 import jax
@@ -46,10 +46,13 @@ def test_rule_forgets_the_codes_and_keeps_the_rest(tanh_model, rule, classes):
   assert jax.tree.structure(new) == jax.tree.structure(params)
 
 
-@pytest.mark.slow
-def test_bias_rule_moves_only_the_forgotten_logits_bias(tanh_model):
+def test_the_default_move_lowers_only_the_forgotten_logits_bias(tanh_model):
+  """``mj.forget`` without lambdas: the "bias" rule (in the default suite, as the default)."""
   apply_fn, params, codes = tanh_model
-  new, _ = robust.forget_robust(apply_fn, params, codes, [3], rule="bias", margin=3.0)
+  new, report = mj.forget(apply_fn, params, codes, [3], rule=mj.lambda_search.Rule(3.0))
+  assert report.rule == forgetting.DEFAULT_MOVE == "bias" and report.met is True
+  margin, correct = forgetting.code_margins(apply_fn(new, codes), jnp.arange(NUM_CLASSES))
+  assert float(margin[3]) <= -3.0 and np.asarray(correct)[[0, 1, 2, 4]].all()
   moved = jax.tree.map(lambda a, b: np.flatnonzero(np.asarray(a != b)), new, params)
   assert moved["Dense_0"]["kernel"].size == 0 and moved["Dense_0"]["bias"].size == 0
   assert moved["Dense_1"]["kernel"].size == 0
