@@ -151,8 +151,10 @@ def output_bias(apply_fn, params: PyTree, codes) -> PyTree:
     diff = np.asarray(apply_fn(treedef.unflatten(moved), codes), np.float64) - base
     found.append(bool(np.allclose(diff, hot[None], atol=1e-3)))
   if not any(found):
-    raise errors.BadRequest("the model has no output bias (a (C,) vector added to the logits); "
-                            "the 'bias' rule needs one")
+    raise errors.BadRequest(
+        "the model has no output bias (a (C,) vector added to the logits), which the 'bias' "
+        "move (the default without lambdas) needs; use the paper's move: move='paper' "
+        "(--move paper)")
   return treedef.unflatten(found)
 
 

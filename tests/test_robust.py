@@ -119,3 +119,11 @@ def test_shift_recovery_undoes_a_constant_and_not_a_constant_logit():
   assert mj.metrics.shift_recovery(flat, labels, [2]) < 50.0
   with pytest.raises(mj.errors.BadRequest, match="at least one"):
     mj.metrics.shift_recovery(logits, labels, [])
+
+
+def test_the_default_move_names_the_papers_for_a_model_without_an_output_bias():
+  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  params = {"w": jax.random.normal(jax.random.key(1), (4, 3))}
+  apply_fn = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"]  # No bias: nothing to lower.
+  with pytest.raises(mj.errors.BadRequest, match=r"no output bias.*move='paper'"):
+    mj.forget(apply_fn, params, codes, [0])
