@@ -98,7 +98,7 @@ def attached_model(plain, epochs: int, args, cache: pathlib.Path, runs: pathlib.
 def forget_run(bundle, model: str, c: int, test, before_logits, plain_logits
                ) -> dict[str, Any]:
   """Forgets class ``c`` from ``bundle`` with the data-free search; measured on ``test``."""
-  new, report = workflow.forget(bundle, [c])  # lambdas "auto".
+  new, report = workflow.forget(bundle, [c], move="paper")  # The paper's move, lambdas "auto".
   entry = new.history[-1]
   ev = workflow.evaluate(new, test.images, test.labels)
   before = metrics.forgetting_metrics(before_logits, test.labels, [c])

@@ -3,7 +3,8 @@
 Times ``mnemonic-jax forget`` as a user runs it (a new process: start, imports, loading
 the bundle, compiling or reading compiled programs, forgetting, saving the new bundle) on
 the paper's digits MLP (64-1000-10) and Fashion-MNIST MLP (784-1000-10) bundles, with
-fixed lambdas (``--lambda1 1e-3 --lambda2 10``) and with the data-free search (``auto``),
+fixed lambdas (``--lambda1 1e-3 --lambda2 10``), with the data-free search (``auto``:
+``--move paper``) and with the command's default move (``bias``, no lambdas),
 each:
 
 * without the persistent compilation cache (``--no-compilation-cache``);
@@ -41,7 +42,10 @@ from typing import Sequence
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE_SECONDS = 5.2
-LAMBDAS = {"fixed": ("--lambda1", "1e-3", "--lambda2", "10"), "auto": ()}
+#: The ways ``forget`` runs: the paper's fixed lambdas, the paper's move with the data-free
+#: lambda search (``auto``), and the command's default without lambdas (the ``bias`` move).
+LAMBDAS = {"fixed": ("--lambda1", "1e-3", "--lambda2", "10"), "auto": ("--move", "paper"),
+           "default (bias)": ()}
 #: name -> (config spec, forget class) of the bundles trained when none is given.
 DEFAULT_BUNDLES = {
     "digits": ("experiments/configs/digits_mlp.py:quick", 3),
@@ -128,7 +132,8 @@ def main(argv: Sequence[str] | None = None) -> str:
     for round_ in range(args.repeats):
       for name, bundle in bundles.items():
         for lambdas, extra in LAMBDAS.items():
-          cache = scratch / f"cache-{round_}-{name}-{lambdas}"
+          tag = lambdas.split()[0]
+          cache = scratch / f"cache-{round_}-{name}-{tag}"
           base = ("forget", "--checkpoint", str(bundle), "--classes", classes[name], "-q",
                   *extra)
           runs = {
@@ -137,7 +142,7 @@ def main(argv: Sequence[str] | None = None) -> str:
               "second run": ("--compilation-cache", str(cache)),
           }
           for kind, flags in runs.items():
-            out = scratch / f"out-{round_}-{name}-{lambdas}-{kind.replace(' ', '-')}"
+            out = scratch / f"out-{round_}-{name}-{tag}-{kind.replace(' ', '-')}"
             seconds = timed(command(*base, *flags, "--output", str(out)))
             times.setdefault((name, lambdas, kind), []).append(seconds)
             print(f"round {round_ + 1}: {name} {lambdas} {kind}: {seconds:.2f} s",

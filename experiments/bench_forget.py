@@ -67,11 +67,11 @@ def bench(name: str, shape, repeats: int, **kwargs) -> list[dict]:
                      (jnp.float32(1e-3), jnp.float32(10.0)), repeats=repeats)
   row("forget (fixed lambdas)", first, later, run)
 
-  first = wall(lambda: mj.forget(apply_fn, params, codes, [0])[0])
+  first = wall(lambda: mj.forget(apply_fn, params, codes, [0], move="paper")[0])
   reports = []
 
   def auto(i):
-    new_params, report = mj.forget(apply_fn, params, codes, [i % 10])
+    new_params, report = mj.forget(apply_fn, params, codes, [i % 10], move="paper")
     reports.append(report)
     return new_params
 

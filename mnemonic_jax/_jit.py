@@ -151,7 +151,7 @@ def timed(fn: Callable, *args) -> tuple[Any, float, float]:
 #: moves' (:mod:`mnemonic_jax.robust`, the default move among them). Each is a pure
 #: function of its key and its arguments' types; its code lives in this package.
 PERSISTENT_PROGRAMS = frozenset({"forget", "search-prepare", "search-score", "apply-move",
-                                 "robust", "robust-move", "robust-direction"})
+                                 "robust", "robust-move", "robust-direction", "robust-scores"})
 
 #: Modules whose functions, classes and Flax modules may be named in a kept program's key:
 #: their code is covered by the key (this package's source, the others' versions).

@@ -146,8 +146,9 @@ def output_bias(apply_fn, params: PyTree, codes) -> PyTree:
     if leaf.ndim != 1 or leaf.shape[0] != num_classes:
       found.append(False)
       continue
-    moved = list(leaves)
-    moved[i] = leaf.at[0].add(1.0)
+    moved, bumped = list(leaves), np.array(leaf)  # On the host: no program to compile.
+    bumped[0] += 1
+    moved[i] = bumped
     diff = np.asarray(apply_fn(treedef.unflatten(moved), codes), np.float64) - base
     found.append(bool(np.allclose(diff, hot[None], atol=1e-3)))
   if not any(found):
@@ -370,6 +371,8 @@ def forget_robust(
       forgetting.code_scores(a, p, c, f, r), forgetting.all_finite(p)))
   margins_jit = _program("margins", static, lambda a: lambda p, c: forgetting.code_margins(
       a(p, c), jnp.arange(c.shape[0])))
+  scores_from_margins = _jit.cached(  # One program, not one per eager jnp operation.
+      ("robust-scores",), lambda: jax.jit(forgetting.scores_from_margins))
   move = _jit.cached(("robust-move", kind), lambda: jax.jit(
       lambda p, e, d, t: _candidate(p, e, d, t, kind)))
   codes_, in_f, in_r = request.codes, request.in_forget, request.in_remain
@@ -397,7 +400,7 @@ def forget_robust(
         (m0, c0), eta, grad = margins_jit(arrays, current, codes_), current, None
       else:
         eta, grad, m0, c0 = prepare(arrays, current, codes_, in_f, in_r)
-      before = forgetting.scores_from_margins(m0, c0, in_f, in_r)
+      before = scores_from_margins(m0, c0, in_f, in_r)
       if rule == "bias":
         mask = output_bias(lambda p, x: apply_jit(arrays, p, x), current, codes_)
       elif rule in ("head", "shrink"):
