@@ -263,6 +263,33 @@ def _score_fn(apply_fn, kind):
   return fn
 
 
+def _shifted_scores(logits, in_forget, in_remain, ts):
+  """Code scores before the ``"bias"`` move and at each of its steps ``ts`` (traceable).
+
+  Lowering the forgotten classes' output bias by ``t`` lowers their logits by ``t`` for
+  every input, so the codes' logits of one forward pass score the whole step grid.
+  """
+  logits = logits.astype(jnp.float32)
+  labels = jnp.arange(logits.shape[0])
+
+  def scores(shift):
+    margin, correct = forgetting.code_margins(logits - shift * in_forget, labels)
+    return forgetting.scores_from_margins(margin, correct, in_forget, in_remain)
+
+  grid = jax.vmap(scores)(ts)
+  return scores(0.0), (grid.forget_accuracy, grid.remain_accuracy, grid.forget_margin,
+                       grid.remain_margin)
+
+
+def _lower_bias(params: PyTree, mask: PyTree, in_forget, t: float) -> PyTree:
+  """``params`` with the masked output bias's forgotten entries lowered by ``t`` (as the
+  additive move ``w + (t * d).astype(w.dtype)`` with ``d = -in_forget``), on the host."""
+  shift = -t * np.asarray(in_forget, np.float32)
+  return jax.tree.map(
+      lambda w, m: jnp.asarray(np.asarray(w) + shift.astype(np.asarray(w).dtype)) if m else w,
+      params, mask)
+
+
 def _program(name, static, build):
   def make():
     def program(arrays, *args):
@@ -369,10 +396,9 @@ def forget_robust(
   apply_jit = _program("apply", static, lambda a: a)
   scores_jit = _program("scores", static, lambda a: lambda p, c, f, r: (
       forgetting.code_scores(a, p, c, f, r), forgetting.all_finite(p)))
-  margins_jit = _program("margins", static, lambda a: lambda p, c: forgetting.code_margins(
-      a(p, c), jnp.arange(c.shape[0])))
   scores_from_margins = _jit.cached(  # One program, not one per eager jnp operation.
       ("robust-scores",), lambda: jax.jit(forgetting.scores_from_margins))
+  shifted_scores = _jit.cached(("robust-scores", "shifted"), lambda: jax.jit(_shifted_scores))
   move = _jit.cached(("robust-move", kind), lambda: jax.jit(
       lambda p, e, d, t: _candidate(p, e, d, t, kind)))
   codes_, in_f, in_r = request.codes, request.in_forget, request.in_remain
@@ -382,12 +408,8 @@ def forget_robust(
     leaves, treedef = jax.tree.flatten(mask)
 
     def build():
-      def fn(eta, grad, params, in_forget):
+      def fn(eta, grad, params):
         mask_tree = treedef.unflatten(leaves)
-        if rule == "bias":  # The same shift for every forgotten logit (eta: the params).
-          return jax.tree.map(
-              lambda e, m: -in_forget.astype(jnp.float32) if m else jnp.zeros(e.shape),
-              eta, mask_tree)
         return direction(eta, params if rule == "shrink" else grad, mask_tree)
       return jax.jit(fn)
 
@@ -396,27 +418,29 @@ def forget_robust(
   def run():
     current = params
     for rule, target in phases:
-      if rule == "bias":  # Needs no Fisher: the params stand in for eta's structure.
-        (m0, c0), eta, grad = margins_jit(arrays, current, codes_), current, None
+      if rule == "bias":  # No Fisher, one forward pass: see _shifted_scores.
+        mask = output_bias(lambda p, x: apply_jit(arrays, p, x), current, codes_)
+        before, grid = shifted_scores(apply_jit(arrays, current, codes_), in_f, in_r, ts)
       else:
         eta, grad, m0, c0 = prepare(arrays, current, codes_, in_f, in_r)
-      before = scores_from_margins(m0, c0, in_f, in_r)
-      if rule == "bias":
-        mask = output_bias(lambda p, x: apply_jit(arrays, p, x), current, codes_)
-      elif rule in ("head", "shrink"):
-        mask = concentrated_layers(eta)
-      else:
-        mask = jax.tree.map(lambda _: True, eta)
+        before = scores_from_margins(m0, c0, in_f, in_r)
+        if rule in ("head", "shrink"):
+          mask = concentrated_layers(eta)
+        else:
+          mask = jax.tree.map(lambda _: True, eta)
+        d = make_direction(rule, mask)(eta, grad, current)
+        grid = score(arrays, current, eta, d, codes_, in_f, in_r, ts)
       flat = jax.tree_util.tree_flatten_with_path(mask)[0]
       layers.update(jax.tree_util.keystr(p) for p, m in flat if m)
-      d = make_direction(rule, mask)(eta, grad, current, in_f)
-      fa, ra, fm, rm = (np.asarray(v, np.float64) for v in
-                        score(arrays, current, eta, d, codes_, in_f, in_r, ts))
+      fa, ra, fm, rm = (np.asarray(v, np.float64) for v in grid)
       index, met, fallback = select_step(fm, rm, ra, before, target, guard)
       steps.append({"t": float(ts[index]), "met": met, "fallback": fallback,
                     "target": target, "forget_margin": float(fm[index]),
                     "remain_margin": float(rm[index])})
-      current = move(current, eta, d, ts[index])
+      if rule == "bias":
+        current = _lower_bias(current, mask, in_f, float(ts[index]))
+      else:
+        current = move(current, eta, d, ts[index])
     return current, scores_jit(arrays, params, codes_, in_f, in_r), \
         scores_jit(arrays, current, codes_, in_f, in_r)
 
