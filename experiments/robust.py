@@ -121,7 +121,8 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
 def write_report(out, records, models, methods, choose_seeds, command, bench_rows, notes,
                  bench_model=""):
   """``robust.md``, ``robust.json`` and ``robust_goal.png``."""
-  from matplotlib.backends.backend_agg import FigureCanvasAgg  # pylint: disable=import-outside-toplevel
+  # pylint: disable-next=import-outside-toplevel
+  from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
   from experiments.table import machine_line  # pylint: disable=import-outside-toplevel
 
@@ -160,7 +161,7 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
             "s = forgetting seconds "
             "after compilation (mean, contended CPU).", ""]
   lines += ["| model | rule | single | multi | held-out single | held-out multi | ΔA_R | "
-            "E_F | min E_F | shift-recovered | s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "E_F | min E_F | shift-recovered | s |", "|---" * 11 + "|"]
   for m in models:
     for meth in methods:
       rs = by.get((m, meth), [])
@@ -168,7 +169,8 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
         continue
       sing = [r for r in rs if len(r["classes"]) == 1]
       mult = [r for r in rs if len(r["classes"]) > 1]
-      held = lambda xs: [r for r in xs if not (m.startswith("digits") and r["seed"] in choose_seeds)]
+      held = lambda xs: [r for r in xs
+                         if not (m.startswith("digits") and r["seed"] in choose_seeds)]
       cnt = lambda xs: f"{sum(r['goal'] for r in xs)}/{len(xs)}"
       lines.append(
           f"| {m} | {meth} | {cnt(sing)} | {cnt(mult)} | {cnt(held(sing))} | "

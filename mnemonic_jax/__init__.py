@@ -14,7 +14,7 @@ Example:
   >>> codes = mj.generate_codes(jax.random.key(0), num_classes=4, shape=(3, 3, 1))
   >>> params = model.init(jax.random.key(1), codes)["params"]
   >>> apply_fn = mj.inference_apply_fn(model, {})
-  >>> new_params, report = mj.forget(apply_fn, params, codes, [3])  # lambdas: "auto"
+  >>> new_params, report = mj.forget(apply_fn, params, codes, [3])  # The "bias" move.
   >>> report.classes
   (3,)
 """

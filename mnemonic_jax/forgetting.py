@@ -288,8 +288,8 @@ def forget(
     still says how firmly), and on a tie of both ``params - alpha * eta``, as the
     reference implementation keeps on any tie.
 
-  The paper's move is compiled once: the program is cached per ``apply_fn``, ``microbatch_size``,
-  ``method`` and ``mesh``, and jax compiles it once per shapes and dtypes of
+  The paper's move is compiled once: the program is cached per ``apply_fn``,
+  ``microbatch_size``, ``method`` and ``mesh``, and jax compiles it once per shapes and dtypes of
   ``params`` and ``codes``; the classes and the lambdas are traced, so a second call,
   whatever its classes and lambdas, runs the compiled program (``report.compile_seconds
   == 0``).

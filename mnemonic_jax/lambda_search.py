@@ -178,7 +178,8 @@ def _pruned_chunk(params: PyTree) -> int:
 
 def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
                  method: str = "auto", mesh: Mesh | None = None):
-  """``fn(params, codes, in_forget, in_remain, l1, l2, sign) -> (eta, before, scores, size, max_move)``.
+  """``fn(params, codes, in_forget, in_remain, l1, l2, sign)``
+  ``-> (eta, before, scores, size, max_move)``.
 
   Traceable; the Fishers are computed once and every candidate ``(l1[i], l2[i], sign[i])``
   is scored on the codes with ``lax.map`` in vectorised chunks of ``chunk``.

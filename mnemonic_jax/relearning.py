@@ -322,9 +322,9 @@ def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
                        "label each")
   forgotten = set(np.unique(sample.labels).tolist())
   if set(np.unique(probe.labels).tolist()) != forgotten:
-    raise errors.BadRequest(f"the probe holds classes {sorted(set(np.unique(probe.labels).tolist()))}"
-                     f" but the sample holds {sorted(forgotten)}; give test images of the "
-                     "forgotten classes")
+    held = sorted(set(np.unique(probe.labels).tolist()))
+    raise errors.BadRequest(f"the probe holds classes {held} but the sample holds "
+                            f"{sorted(forgotten)}; give test images of the forgotten classes")
   overlap = forgotten & set(np.unique(retain.labels).tolist())
   if overlap:
     raise errors.BadRequest(f"the retain split holds forgotten classes {sorted(overlap)}")
