@@ -3,7 +3,7 @@
 Usage::
 
   python -m experiments.alignment [--models digits_sigmoid,...] [--seeds 0,1,2] \\
-      [--out experiments/results]
+      [--out runs/experiments]
 
 The paper forgets class ``c`` by moving the parameters whose Fisher information on ``c``'s
 mnemonic code is high; :mod:`experiments.robust` found that moves which forget the codes
@@ -304,7 +304,10 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--models", default=",".join(robust_experiment.MODELS))
   p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--out", default="experiments/results")
+  p.add_argument("--out", default="runs/experiments",
+                 help="where the bundles are cached (<out>/cache, as experiments.robust) and "
+                      "the report goes (default: the scratch folder of experiments.robust; "
+                      "pass --out experiments/results to update the committed report)")
   args = p.parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
   command = " ".join(["python -m experiments.alignment"] + [shlex.quote(a) for a in argv])

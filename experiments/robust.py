@@ -132,8 +132,9 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
   lines = ["# Robust data-free forgetting: rules x architectures (issue #11)", "",
            f"Command: `{command}`", "", f"Machine: {machine_line()}. The runs' seconds "
            "were measured in their own sessions, on 2 CPU cores shared with other work "
-           "(contended); the cost table below was measured when this report was written "
-           f"(load average {os.getloadavg()[0]:.1f}).", "",
+           "(contended)" + (
+               "; the cost table below was measured when this report was written (load "
+               f"average {os.getloadavg()[0]:.1f})." if bench_rows else "."), "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Goal: E_F = 100 "
            f"and A_R at most {GOAL_A_R_DROP:g} point below before, on the test split. Every "
            "rule sees the codes only (never real data); rules in `mnemonic_jax/robust.py`; "

@@ -243,7 +243,8 @@ def _forget_summary(report, lambda_source: str) -> list[str]:
   if "rule" in r:  # A move of mnemonic_jax.robust: its own step, no lambdas, no sign.
     head = [f"move = {r['rule']}, step t = {r['steps'][-1]['t']:g} (chosen from the codes)"]
   else:
-    head = [f"lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} ({lambda_source})"]
+    head = [f"move = paper, lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} "
+            f"({lambda_source})"]
   lines = head + [
       "accuracy on the mnemonic codes:  before    after",
       f"  forgotten classes              {pct(r['before']['forget_accuracy'])}   "

@@ -64,6 +64,10 @@ def class_list(text: str) -> list[int]:
     argparse.ArgumentTypeError: an item is empty or not an integer.
   """
   items = [item.strip() for item in text.split(",")]
+  negative = [item for item in items if item.startswith("-") and item[1:].isdigit()]
+  if negative:
+    raise argparse.ArgumentTypeError(
+        f"class ids are 0 or more, got {', '.join(negative)}; write e.g. --classes 3,7")
   if not all(item.isdigit() for item in items):
     raise argparse.ArgumentTypeError(
         f"{text!r} is not a comma-separated list of class ids; write e.g. --classes 3,7")

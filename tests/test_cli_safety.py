@@ -13,6 +13,7 @@ One small bundle (digits, MLP 64-32-10, 8 epochs; every code classified right) i
 in-process once per worker; each refused command runs as its own subprocess.
 """
 
+import argparse
 import json
 import os
 import pathlib
@@ -507,3 +508,12 @@ def test_load_bundle_names_the_non_finite_field(trained, tmp_path):
       checkpointing.load_bundle(raw)
     message = str(info.value)
     assert words in message and str(raw) in message and "\n" not in message, message
+
+
+@pytest.mark.parametrize("text, words", [
+    ("-1", "class ids are 0 or more, got -1"), ("3,-2", "class ids are 0 or more, got -2"),
+    ("3,x", "'3,x' is not a comma-separated list"), ("", "is not a comma-separated list")])
+def test_class_lists_are_refused_with_what_is_wrong(text, words):
+  with pytest.raises(argparse.ArgumentTypeError, match=words):
+    cli_parser.class_list(text)
+  assert cli_parser.class_list("3, 7") == [3, 7]
