@@ -638,6 +638,27 @@ def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
   assert_ok(run(*args))
 
 
+def test_a_ctrl_c_that_orbax_swallows_still_stops_the_run(tmp_path, monkeypatch):
+  """Orbax's wait_until_finished logs and drops a KeyboardInterrupt; the run must stop."""
+  # pylint: disable-next=import-outside-toplevel
+  from mnemonic_jax.checkpointing import train_checkpoints
+
+  def swallowing_wait():
+    try:
+      os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C while Orbax waits...
+      time.sleep(1.0)
+    except BaseException:  # pylint: disable=broad-except
+      pass  # ...caught as Orbax does.
+
+  with train_checkpoints.TrainCheckpointer(tmp_path / "train") as manager:
+    orbax_manager = manager._manager  # pylint: disable=protected-access
+    monkeypatch.setattr(orbax_manager, "wait_until_finished", swallowing_wait)
+    with pytest.raises(KeyboardInterrupt):
+      manager.wait_until_finished()
+    monkeypatch.undo()
+  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Put back.
+
+
 def test_workdir_lock_is_exclusive_and_released(tmp_path):
   with checkpointing.workdir_lock(tmp_path / "w") as lock:
     assert lock.read_text().strip() == str(os.getpid())

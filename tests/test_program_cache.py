@@ -11,6 +11,7 @@ import pathlib
 import jax
 import numpy as np
 import pytest
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
 
 import mnemonic_jax as mj
 from mnemonic_jax import _jit, compilation_cache, lambda_search
@@ -27,12 +28,23 @@ def model():
 
 @pytest.fixture()
 def program_dir(tmp_path):
-  """Programs kept in ``tmp_path/programs`` for the test; none kept, none in memory after."""
+  """Programs kept in ``tmp_path/programs`` for the test; none kept, none in memory after.
+
+  JAX's own persistent cache is off meanwhile: an earlier test of this process may have
+  turned it on (``cli.main`` does), and a program it already holds is used but not kept
+  here (see ``PersistentProgram._compile``), which would make these tests depend on their
+  order. The interplay of the two caches is the subprocess test's.
+  """
+  enabled = jax.config.jax_enable_compilation_cache
+  jax.config.update("jax_enable_compilation_cache", False)
+  jax_cache.reset_cache()
   _jit.clear_cache()
   _jit.set_program_cache(tmp_path / "programs")
   yield tmp_path / "programs"
   _jit.set_program_cache(None)
   _jit.clear_cache()
+  jax.config.update("jax_enable_compilation_cache", enabled)
+  jax_cache.reset_cache()
 
 
 def _forget(model, lambdas):
@@ -158,6 +170,8 @@ def test_only_keys_every_process_can_reproduce_are_kept():
 PROCESS = """
 import hashlib, sys
 import jax, numpy as np
+from jax.experimental.compilation_cache import compilation_cache as jax_cache
+
 import mnemonic_jax as mj
 from mnemonic_jax import _jit, compilation_cache, lambda_search
 compilation_cache.configure_compilation_cache(sys.argv[1])

@@ -14,6 +14,8 @@ import contextlib
 import errno
 import os
 import pathlib
+import signal
+import threading
 from typing import Any, Iterator, Mapping, NamedTuple
 
 try:
@@ -36,6 +38,37 @@ _ORBAX_TMP = ".orbax-checkpoint-tmp"
 
 #: The file a training run holds an exclusive lock on, inside its workdir.
 LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def _keep_interrupts() -> Iterator[None]:
+  """Ctrl-C inside the block raises :class:`KeyboardInterrupt`, even if Orbax swallows it.
+
+  ``CheckpointManager.wait_until_finished`` (which ``save`` calls too) catches
+  ``BaseException`` around its join of the save-finalising thread and only logs it
+  (orbax-checkpoint 0.12.8): a Ctrl-C that landed there was dropped and the interrupted
+  ``train`` ran on to the end (seen as a flaky ``test_interrupted_train_...``). Here the
+  signal is also recorded, and raised again once Orbax returns. Outside the main thread
+  (where signals are not handled) it does nothing.
+  """
+  if threading.current_thread() is not threading.main_thread():
+    yield
+    return
+  caught = []
+  previous = signal.getsignal(signal.SIGINT)
+
+  def handler(signum, frame):
+    caught.append(signum)
+    if callable(previous):
+      previous(signum, frame)  # Python's default raises KeyboardInterrupt here.
+
+  signal.signal(signal.SIGINT, handler)
+  try:
+    yield
+  finally:
+    signal.signal(signal.SIGINT, previous)
+  if caught:
+    raise KeyboardInterrupt
 
 
 @contextlib.contextmanager
@@ -214,10 +247,11 @@ class TrainCheckpointer:
     if int(step) in self._manager.all_steps():
       raise CheckpointError(f"{self.directory}: step {step} is already saved; resume from it "
                             "or write to a new directory")
-    return self._manager.save(int(step), args=ocp.args.Composite(**{
-        _STATE: ocp.args.StandardSave(state),
-        _META: ocp.args.JsonSave(meta),
-    }), force=force)
+    with _keep_interrupts():
+      return self._manager.save(int(step), args=ocp.args.Composite(**{
+          _STATE: ocp.args.StandardSave(state),
+          _META: ocp.args.JsonSave(meta),
+      }), force=force)
 
   def should_save(self, step: int) -> bool:
     """Whether :meth:`save` would write ``step`` (without ``force``)."""
@@ -292,11 +326,13 @@ class TrainCheckpointer:
 
   def wait_until_finished(self) -> None:
     """Blocks until pending asynchronous saves are complete on disk."""
-    self._manager.wait_until_finished()
+    with _keep_interrupts():
+      self._manager.wait_until_finished()
 
   def close(self) -> None:
     """Waits for pending saves and releases the manager's resources."""
-    self._manager.close()
+    with _keep_interrupts():
+      self._manager.close()
 
   def __enter__(self) -> "TrainCheckpointer":
     return self
