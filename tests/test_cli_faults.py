@@ -650,13 +650,21 @@ def test_a_ctrl_c_that_orbax_swallows_still_stops_the_run(tmp_path, monkeypatch)
     except BaseException:  # pylint: disable=broad-except
       pass  # ...caught as Orbax does.
 
-  with train_checkpoints.TrainCheckpointer(tmp_path / "train") as manager:
-    orbax_manager = manager._manager  # pylint: disable=protected-access
-    monkeypatch.setattr(orbax_manager, "wait_until_finished", swallowing_wait)
-    with pytest.raises(KeyboardInterrupt):
-      manager.wait_until_finished()
-    monkeypatch.undo()
-  assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Put back.
+  before = signal.signal(signal.SIGINT, signal.default_int_handler)  # As in a terminal.
+  try:
+    with train_checkpoints.TrainCheckpointer(tmp_path / "train") as manager:
+      orbax_manager = manager._manager  # pylint: disable=protected-access
+      monkeypatch.setattr(orbax_manager, "wait_until_finished", swallowing_wait)
+      with pytest.raises(KeyboardInterrupt):
+        manager.wait_until_finished()
+      monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Put back.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ignored (nohup): left ignored.
+    with train_checkpoints._keep_interrupts():  # pylint: disable=protected-access
+      os.kill(os.getpid(), signal.SIGINT)
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+  finally:
+    signal.signal(signal.SIGINT, before)
 
 
 def test_workdir_lock_is_exclusive_and_released(tmp_path):
@@ -679,8 +687,9 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
           "--config.epochs=30", "--config.checkpoint_every=1", "--workdir", workdir, "-q")
   for attempt in range(2):  # A fresh run, then a resumed one.
     steps = set(p.name for p in (workdir / "train").iterdir()) if attempt else set()
-    proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, env=_env(), cwd=REPO)
+    proc = subprocess.Popen(  # Ctrl-C as in a terminal, even if the tests ignore it (nohup).
+        command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(), cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
       _wait_for_first_step(workdir, proc, besides=steps)
       time.sleep(0.5)  # Saving every step: an asynchronous save is in flight.

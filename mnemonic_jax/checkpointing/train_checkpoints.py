@@ -46,21 +46,21 @@ def _keep_interrupts() -> Iterator[None]:
 
   ``CheckpointManager.wait_until_finished`` (which ``save`` calls too) catches
   ``BaseException`` around its join of the save-finalising thread and only logs it
-  (orbax-checkpoint 0.12.8): a Ctrl-C that landed there was dropped and the interrupted
-  ``train`` ran on to the end (seen as a flaky ``test_interrupted_train_...``). Here the
-  signal is also recorded, and raised again once Orbax returns. Outside the main thread
-  (where signals are not handled) it does nothing.
+  (orbax-checkpoint 0.12.8): a Ctrl-C that lands there is dropped and the interrupted
+  ``train`` runs on to the end. Here the signal is also recorded, and raised again once
+  Orbax returns. Outside the main thread
+  (where signals are not handled), or when SIGINT is ignored (``nohup``) or not Python's
+  to handle, it does nothing.
   """
-  if threading.current_thread() is not threading.main_thread():
+  previous = signal.getsignal(signal.SIGINT)
+  if threading.current_thread() is not threading.main_thread() or not callable(previous):
     yield
     return
   caught = []
-  previous = signal.getsignal(signal.SIGINT)
 
   def handler(signum, frame):
     caught.append(signum)
-    if callable(previous):
-      previous(signum, frame)  # Python's default raises KeyboardInterrupt here.
+    previous(signum, frame)  # Python's default raises KeyboardInterrupt here.
 
   signal.signal(signal.SIGINT, handler)
   try:
