@@ -659,7 +659,7 @@ def test_a_ctrl_c_that_orbax_swallows_still_stops_the_run(tmp_path, monkeypatch)
         manager.wait_until_finished()
       monkeypatch.undo()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Put back.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ignored (nohup): left ignored.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ignored (a background job): left ignored.
     with train_checkpoints._keep_interrupts():  # pylint: disable=protected-access
       os.kill(os.getpid(), signal.SIGINT)
     assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
@@ -687,7 +687,7 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
           "--config.epochs=30", "--config.checkpoint_every=1", "--workdir", workdir, "-q")
   for attempt in range(2):  # A fresh run, then a resumed one.
     steps = set(p.name for p in (workdir / "train").iterdir()) if attempt else set()
-    proc = subprocess.Popen(  # Ctrl-C as in a terminal, even if the tests ignore it (nohup).
+    proc = subprocess.Popen(  # Ctrl-C as in a terminal, even if the tests ignore it (run with &).
         command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env=_env(), cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:

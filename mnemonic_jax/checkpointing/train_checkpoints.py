@@ -48,9 +48,9 @@ def _keep_interrupts() -> Iterator[None]:
   ``BaseException`` around its join of the save-finalising thread and only logs it
   (orbax-checkpoint 0.12.8): a Ctrl-C that lands there is dropped and the interrupted
   ``train`` runs on to the end. Here the signal is also recorded, and raised again once
-  Orbax returns. Outside the main thread
-  (where signals are not handled), or when SIGINT is ignored (``nohup``) or not Python's
-  to handle, it does nothing.
+  Orbax returns. Outside the main thread (where signals are not handled), or when SIGINT
+  is ignored (a job a shell started in the background) or not Python's to handle, it does
+  nothing.
   """
   previous = signal.getsignal(signal.SIGINT)
   if threading.current_thread() is not threading.main_thread() or not callable(previous):
