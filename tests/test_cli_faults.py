@@ -70,6 +70,21 @@ def command(*args) -> list[str]:
           sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)]
 
 
+#: Runs ``python -m mnemonic_jax.cli ARGS`` with Ctrl-C handled as in a terminal, even when
+#: the tests run with SIGINT ignored (a shell ignores it in jobs it starts in the
+#: background, and children inherit that); set in the child, so that nothing forks here.
+_INTERRUPTIBLE = ("import runpy, signal, sys; signal.signal(signal.SIGINT, "
+                  "signal.default_int_handler); sys.argv[0] = 'mnemonic-jax'; "
+                  "runpy.run_module('mnemonic_jax.cli', run_name='__main__')")
+
+
+def interruptible(argv: list[str]) -> list[str]:
+  """``argv`` (from :func:`command`) with its Python started by :data:`_INTERRUPTIBLE`."""
+  at = argv.index("-m")
+  assert argv[at + 1] == "mnemonic_jax.cli", argv
+  return argv[:at] + ["-c", _INTERRUPTIBLE] + argv[at + 2:]
+
+
 def run(*args, cwd=REPO) -> subprocess.CompletedProcess:
   """Runs ``mnemonic-jax ARGS`` to completion (memory-limited)."""
   return subprocess.run(command(*args), capture_output=True, text=True, env=_env(), cwd=cwd,
@@ -687,9 +702,8 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
           "--config.epochs=30", "--config.checkpoint_every=1", "--workdir", workdir, "-q")
   for attempt in range(2):  # A fresh run, then a resumed one.
     steps = set(p.name for p in (workdir / "train").iterdir()) if attempt else set()
-    proc = subprocess.Popen(  # Ctrl-C as in a terminal, even if the tests ignore it (run with &).
-        command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=_env(), cwd=REPO, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    proc = subprocess.Popen(interruptible(command(*args)), stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=_env(), cwd=REPO)
     try:
       _wait_for_first_step(workdir, proc, besides=steps)
       time.sleep(0.5)  # Saving every step: an asynchronous save is in flight.
