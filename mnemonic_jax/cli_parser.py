@@ -96,26 +96,25 @@ def float_tuple(text: str) -> tuple[float, ...]:
   return values
 
 
+def _ranged(text: str, convert, noun: str, ok, span: str):
+  """``convert(text)`` if ``ok`` of it, else an ``ArgumentTypeError`` naming ``span``."""
+  try:
+    value = convert(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
+  if not ok(value):
+    raise argparse.ArgumentTypeError(f"must be {noun} in {span}, got {text}")
+  return value
+
+
 def mix_rate(text: str) -> float:
   """Parses a code-mixing probability: a number in (0, 1]."""
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-  if not 0.0 < value <= 1.0:
-    raise argparse.ArgumentTypeError(f"must be a number in (0, 1], got {text}")
-  return value
+  return _ranged(text, float, "a number", lambda v: 0.0 < v <= 1.0, "(0, 1]")
 
 
 def seed_value(text: str) -> int:
   """Parses a seed: an integer in [0, 2^63)."""
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-  if not 0 <= value < 2 ** 63:
-    raise argparse.ArgumentTypeError(f"must be an integer in [0, 2^63), got {text}")
-  return value
+  return _ranged(text, int, "an integer", lambda v: 0 <= v < 2 ** 63, "[0, 2^63)")
 
 
 def lambda_value(text: str) -> float | str:
