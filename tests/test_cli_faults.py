@@ -629,7 +629,7 @@ def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
 def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
-          "--config.epochs=30", "--config.checkpoint_every=50", "--workdir", workdir, "-q")
+          "--config.epochs=10", "--config.checkpoint_every=50", "--workdir", workdir, "-q")
   first = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                            text=True, env=_env(), cwd=REPO)
   try:
@@ -648,7 +648,7 @@ def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
   assert first.returncode == 0, err
   assert err == "" and f"bundle: {workdir / 'bundle'}" in out
   bundle = checkpointing.load_bundle(workdir / "bundle")
-  assert bundle.config["epochs"] == 30 and bundle.history == ()
+  assert bundle.config["epochs"] == 10 and bundle.history == ()
   # The lock is released with the run: the same command now finds the run complete.
   assert_ok(run(*args))
 

@@ -147,6 +147,7 @@ def test_a_model_registered_in_the_config_file_goes_through_every_command(tmp_pa
                  "exist")
 
 
+@pytest.mark.slow  # ~7 s; the config-file registration above takes the same commands.
 def test_a_model_registered_by_a_package_is_imported_by_name(tmp_path):
   package = tmp_path / "site" / "userpkg"
   package.mkdir(parents=True)
