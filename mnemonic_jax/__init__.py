@@ -27,7 +27,7 @@ __version__ = "0.1.0"
 
 # Public name -> the module that defines it (a module's own name: the module itself).
 _EXPORTS = {
-    "CompileClock": "_jit", "clear_cache": "_jit",
+    "CompileClock": "timing", "clear_cache": "_jit",
     "Bundle": "bundle", "InferenceApply": "bundle", "inference_apply_fn": "bundle",
     "checkpointing": "checkpointing", "load_bundle": "checkpointing",
     "save_bundle": "checkpointing",
@@ -66,7 +66,8 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # What type checkers and IDEs see: the same names, imported eagerly.
   from mnemonic_jax import checkpointing, lambda_search  # noqa: F401
-  from mnemonic_jax._jit import CompileClock, clear_cache  # noqa: F401
+  from mnemonic_jax._jit import clear_cache  # noqa: F401
+  from mnemonic_jax.timing import CompileClock  # noqa: F401
   from mnemonic_jax.bundle import Bundle, InferenceApply, inference_apply_fn  # noqa: F401
   from mnemonic_jax.checkpointing import load_bundle, save_bundle  # noqa: F401
   from mnemonic_jax.codes import generate_codes, mix_codes  # noqa: F401

@@ -39,7 +39,7 @@ import numpy as np
 
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import _validate, checkpointing, configs, errors, training, workflow
-from mnemonic_jax._jit import CompileClock
+from mnemonic_jax.timing import CompileClock
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, DatasetInfo
 

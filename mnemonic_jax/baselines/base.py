@@ -40,7 +40,7 @@ import optax
 from mnemonic_jax import errors
 from mnemonic_jax import _validate
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax._jit import CompileClock
+from mnemonic_jax.timing import CompileClock
 from mnemonic_jax.bundle import Bundle, model_variables
 from mnemonic_jax.data import pipeline
 
