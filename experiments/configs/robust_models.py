@@ -4,13 +4,13 @@ Each variant is one architecture on one dataset; every other setting is the pape
 one (SGD lr 0.01 momentum 0.9 weight decay 5e-4, batch 128, t_mix 0.1, uniform codes):
 
 * ``digits_tanh``, ``digits_gelu``: MLP 64-1000-10 with tanh / GELU on scikit-learn's
-  bundled digits, 200 epochs (the sigmoid one is ``digits_mlp.py``).
+  bundled digits, 200 epochs (the sigmoid one is the packaged ``digits_mlp``).
 * ``digits_vit``: ``vit_tiny`` with 2x2 patches on the 8x8 digits (16 tokens and a class
   token), width 64, 2 blocks, 4 heads, MLP 128; lr 0.05 with a cosine decay (as
-  ``fashion_mnist_vit.py``), 100 epochs.
+  ``fashion_mnist_vit``), 100 epochs.
 * ``fashion_tanh``, ``fashion_gelu``: MLP 784-1000-10 on Fashion-MNIST, 20 epochs (the
   paper's 200 do not fit the shared CPU; the sigmoid counterpart is
-  ``fashion_mnist_mlp.py:e20``).
+  ``fashion_mnist_mlp:e20``).
 
 The default variant ``""`` is ``digits_tanh``; ``quick`` is ``digits_tanh`` with 30 epochs
 (a few seconds on a CPU), as every config here has one.

@@ -5,7 +5,7 @@ schedule; forgetting with lambda1 = 1e-3, lambda2 = 10 (paper, Table of settings
 Published: A_R 95.9 +- 0.1, E_F 100, ~0.65 s to forget (GPU).
 
 Needs ``tfds:mnist`` prepared in ``data_dir`` (tfds' default when ``None``); this machine
-is offline, so :mod:`experiments.configs.fashion_mnist_mlp` is the same setting on data
+is offline, so :mod:`mnemonic_jax.configs.fashion_mnist_mlp` is the same setting on data
 that is here.
 
 Variants:

@@ -3,7 +3,7 @@
 MLP 64-1000 (sigmoid)-10, t_mix 0.1, SGD lr 0.01 momentum 0.9 weight decay 5e-4, batch
 128, 200 epochs, no schedule; forgetting with lambda1 = 1e-3, lambda2 = 10.
 
-Variants: ``digits_mlp.py:quick`` trains 30 epochs (a few seconds on a CPU).
+Variants: ``digits_mlp:quick`` trains 30 epochs (a few seconds on a CPU).
 
 ``baselines`` holds the settings of the unlearning baselines that differ from their
 published defaults (``python -m experiments.table --methods ...``). Digits has 11 batches
