@@ -42,6 +42,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from experiments import common
 from experiments import robust as robust_experiment
 from mnemonic_jax import robust
 from mnemonic_jax.data import load_dataset
@@ -314,8 +315,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   models = [m for m in args.models.split(",") if m]
   bad = [m for m in models if m not in robust_experiment.MODELS]
   if bad:
-    print(f"experiments.alignment: error: unknown models {bad}", file=sys.stderr)
-    sys.exit(2)
+    common.fail(f"unknown models {bad}", prog="experiments.alignment")
   out = pathlib.Path(args.out)
   results, skipped, tests = [], [], {}
   for model in models:

@@ -2,7 +2,7 @@
 
 Usage::
 
-  python -m experiments.attach_codes --config experiments/configs/fashion_mnist_mlp.py:e100 \\
+  python -m experiments.attach_codes --config fashion_mnist_mlp:e100 \\
       [--epochs 1,2,5,10] [--t-mix 0.1] [--classes all] [--retrain 0] \\
       [--out experiments/results]
 
@@ -41,7 +41,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import table
+from experiments import common
 from mnemonic_jax import attach, baselines, checkpointing, lambda_search, metrics, workflow
 from mnemonic_jax.data import load_dataset
 
@@ -52,7 +52,7 @@ NONE = "none"  # The plain model's own codes, never seen: forgetting without att
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(prog="python -m experiments.attach_codes",
                               description=__doc__.split("\n\n")[0])
-  p.add_argument("--config", default="experiments/configs/fashion_mnist_mlp.py:e100",
+  p.add_argument("--config", default="fashion_mnist_mlp:e100",
                  help="config FILE[:VARIANT] of the plain model (trained with t_mix 0)")
   p.add_argument("--epochs", default="1,2,5,10", help="attaching epochs K, comma-separated")
   p.add_argument("--t-mix", type=float, default=attach.DEFAULT_T_MIX,
@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _positive_ints(text: str, what: str) -> list[int]:
   items = [t.strip() for t in text.split(",") if t.strip()]
   if not items or not all(t.isdigit() and int(t) > 0 for t in items):
-    table.fail(f"{what} {text!r} must be positive integers, comma-separated (e.g. 1,2,5,10)")
+    common.fail(f"{what} {text!r} must be positive integers, comma-separated (e.g. 1,2,5,10)")
   return [int(t) for t in items]
 
 
@@ -112,9 +112,9 @@ def forget_run(bundle, model: str, c: int, test, before_logits, plain_logits
       "A_R_plain": plain["A_R"], "per_class": [float(v) for v in ev.per_class],
   }
   record["goal"] = bool(record["E_F"] >= 100.0 - 1e-9
-                        and record["A_R"] >= record["A_R_before"] - table.GOAL_A_R_DROP)
+                        and record["A_R"] >= record["A_R_before"] - common.GOAL_A_R_DROP)
   record["goal_vs_plain"] = bool(record["E_F"] >= 100.0 - 1e-9
-                                 and record["A_R"] >= record["A_R_plain"] - table.GOAL_A_R_DROP)
+                                 and record["A_R"] >= record["A_R_plain"] - common.GOAL_A_R_DROP)
   return record
 
 
@@ -148,7 +148,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
 
   lines = ["# Forgetting a model trained without codes: attach codes, then forget", "",
            f"Command: `{command}`", "",
-           f"Machine: 2 CPU cores, no GPU ({table.machine_line()}). Written "
+           f"Machine: 2 CPU cores, no GPU ({common.machine_line()}). Written "
            f"{datetime.datetime.now().isoformat(timespec='seconds')}.", ""]
   lines += [
       f"**Plain model**: {config.model} {dict(workflow.to_plain(config.model_kwargs))} on "
@@ -163,7 +163,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
       "chosen by the data-free search (`auto`, the default of `mnemonic-jax forget`). "
       "**No attaching**: the same forgetting from the plain model with the codes stored in "
       "its bundle, which it never saw.", "",
-      f"**Goal**: E_F = 100 and A_R at most {table.GOAL_A_R_DROP:g} point below the same "
+      f"**Goal**: E_F = 100 and A_R at most {common.GOAL_A_R_DROP:g} point below the same "
       "model's A_R before forgetting (for an attached model: after attaching). The column "
       "\"goal vs plain\" measures A_R against the plain model instead, so it also charges "
       "what attaching cost. ΔA_R = A_R after forgetting - A_R before (positive: the "
@@ -209,7 +209,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
               "|---|---|---|---|---|---|"]
     for r in retrains:
       c = r["classes"][0]
-      lines.append(f"| {table.class_label(c, class_names)} | {r['epochs']} | "
+      lines.append(f"| {common.class_label(c, class_names)} | {r['epochs']} | "
                    f"{r['retain_examples']} | {r['seconds']:.0f} | {r['A_R']:.2f} | "
                    f"{r['E_F']:.1f} |")
     lines.append("")
@@ -239,7 +239,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
         continue
       cell = f"{r['E_F']:.1f} / {r['A_R'] - r['A_R_before']:+.2f}"
       cells.append(f"**{cell}**" if r["goal"] else cell)
-    lines.append(f"| {table.class_label(c, class_names)} | " + " | ".join(cells) + " |")
+    lines.append(f"| {common.class_label(c, class_names)} | " + " | ".join(cells) + " |")
   lines += ["", "Searches that met their rule (the others used a fallback): " + ", ".join(
       f"{'no attaching' if m == NONE else 'K=' + m[1:]} "
       f"{sum(bool(r['met']) for r in by_model.get(m, []))}/{len(by_model.get(m, []))}"
@@ -248,7 +248,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
   path = out / f"{REPORT}.md"
   path.write_text("\n".join(lines))
   _write_json(out / f"{REPORT}.json", {
-      "command": command, "machine": table.machine_line(), "config": workflow.to_plain(config),
+      "command": command, "machine": common.machine_line(), "config": workflow.to_plain(config),
       "plain": plain_info, "attached": {str(k): v for k, v in attached.items()},
       "summary": summary, "retrain": retrains, "runs": records})
   return path
@@ -258,27 +258,27 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   args = build_parser().parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
   command = "python -m experiments.attach_codes " + " ".join(shlex.quote(a) for a in argv)
-  config, variant = table.load_config(args.config)
+  config, variant = common.load_config(args.config)
   config.t_mix = 0.0
   config.name = f"{config.name}_plain"
   if "baselines" in config:
     with config.unlocked():
       del config["baselines"]
-  name = table.run_name(config, variant)
+  name = common.run_name(config, variant)
   epochs = _positive_ints(args.epochs, "--epochs")
   if not 0.0 < args.t_mix <= 1.0:
-    table.fail(f"--t-mix {args.t_mix} must be in (0, 1]")
+    common.fail(f"--t-mix {args.t_mix} must be in (0, 1]")
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
   num_classes = test.info.num_classes
-  classes = table.parse_classes(args.classes, num_classes)
-  retrain = table.parse_classes(args.retrain, num_classes) if args.retrain else []
+  classes = common.parse_classes(args.classes, num_classes)
+  retrain = common.parse_classes(args.retrain, num_classes) if args.retrain else []
   progress = not args.no_progress
   out = pathlib.Path(args.out)
   cache, runs = out / "cache" / name, out / "runs" / name
   runs.mkdir(parents=True, exist_ok=True)
 
   start = time.perf_counter()
-  plain, train_seconds = table.train_or_load(config, cache / "plain", progress)
+  plain, train_seconds = common.train_or_load(config, cache / "plain", progress)
   train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
   plain_ev = workflow.evaluate(plain, test.images, test.labels)
   plain_info = {"accuracy": plain_ev.accuracy, "train_seconds": train_seconds,

@@ -14,7 +14,7 @@ Models (``--models`` picks some, by the names below):
 * ``resnet18_cifar``: ResNet-18 with the CIFAR stem, 32x32x3;
 * ``vit_ti``: ViT-Ti (dim 192, depth 12, 3 heads, MLP 768) with 4x4 patches, 32x32x3
   (65 tokens);
-* ``vit_fmnist``: the small ViT of ``experiments/configs/fashion_mnist_vit.py`` (dim 64,
+* ``vit_fmnist``: the small ViT of ``mnemonic_jax/configs/fashion_mnist_vit.py`` (dim 64,
   depth 4, 4 heads, MLP 128, 7x7 patches), 28x28x1 (17 tokens).
 
 Then, for ``resnet18`` at 224x224x3, it compiles the microbatched Fisher for a growing
@@ -177,12 +177,13 @@ def main():
              + (f" ({args.machine_note})" if args.machine_note else ""))
   command = " ".join(["python -m experiments.bench_fisher",
                       *map(shlex.quote, without_out(sys.argv[1:]))])
-  lines = [f"# Fisher benchmark\n",
+  lines = ["# Fisher benchmark\n",
            f"Machine: {machine}; jax {jax.__version__}; {datetime.date.today()}.",
            f"Command: `{command.strip()}`\n",
            "## Fisher over 10 codes vs one batched forward+backward (median of "
            f"{args.repeats})\n",
-           "| model | computation | microbatch | seconds | compile s | peak MiB | ratio to fwd+bwd |",
+           "| model | computation | microbatch | seconds | compile s | peak MiB "
+           "| ratio to fwd+bwd |",
            "|---|---|---|---|---|---|---|"]
   for name in names:
     model_name, shape, kwargs = MODELS[name]

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 
 import mnemonic_jax as mj
-from experiments.bench_common import emit, median_seconds
+from experiments.common import emit, median_seconds
 from mnemonic_jax import _jit
 
 REFERENCE_FORGET_SECONDS = 0.060

@@ -49,7 +49,7 @@ import numpy as np
 import optax
 
 import mnemonic_jax as mj
-from experiments.bench_common import emit, median_seconds
+from experiments.common import emit, median_seconds
 from mnemonic_jax import lambda_search
 
 

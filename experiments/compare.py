@@ -2,7 +2,7 @@
 
 Usage::
 
-  python -m experiments.table --config experiments/configs/digits_mlp.py --classes all \\
+  python -m experiments.table --config digits_mlp --classes all \\
       --seeds 3 --methods retrain,finetune,neggrad,ssd,fisher,unsir,mnemonic,mnemonic-auto \\
       [--inputs trained-codes,fresh-codes,zeros,one-image] [--data all] [--out DIR]
 
@@ -37,7 +37,7 @@ import jax
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import table
+from experiments import common, plots
 from mnemonic_jax import baselines, relearning, workflow
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 from mnemonic_jax.data import load_dataset
@@ -106,7 +106,7 @@ def method_config(name: str, config) -> Any:
   if section is not None and field in section:
     overrides = dict(section[field])
   if name == "mnemonic-auto":
-    overrides.setdefault("rule", table.rule_from_config(config))
+    overrides.setdefault("rule", common.rule_from_config(config))
   return dataclasses.replace(spec.config_cls(), **overrides)
 
 
@@ -144,7 +144,7 @@ def run_method(ctx, classes: Sequence[int], method: str, inputs: str, config, te
       "variant": variant(method, inputs), "data": report.data, "seconds": report.seconds,
       "compile_seconds": report.compile_seconds, "steps": report.steps,
       "examples": report.examples, "details": report.details}
-  record.update(table.measure(ctx, new, classes, test, eval_images, eval_labels, mia_cap))
+  record.update(common.measure(ctx, new, classes, test, eval_images, eval_labels, mia_cap))
   record["relearn"] = relearn_record(ctx, new, classes, test, train_full) if relearn else None
   return record
 
@@ -189,18 +189,9 @@ def mia_points(record: dict[str, Any], name: str) -> float:
   return 100.0 * value if name == "entropy_mia" else value
 
 
-def relearn_steps_of(record: dict[str, Any], target: str) -> float:
-  """Steps to relearn to ``target``% of the original; inf when never reached."""
-  rl = record.get("relearn")
-  if not rl:
-    return float("nan")
-  steps = rl[f"steps_to_{target}"]
-  return float("inf") if steps is None else float(steps)
-
-
 def relearn_ratio(record, oracle, target: str) -> float | None:
   """Relearning steps relative to the oracle's (>= 1: at least as slow as the oracle)."""
-  mine, theirs = relearn_steps_of(record, target), relearn_steps_of(oracle, target)
+  mine, theirs = common.relearn_steps_of(record, target), common.relearn_steps_of(oracle, target)
   if np.isnan(mine) or np.isnan(theirs):
     return None
   if np.isinf(theirs):
@@ -250,21 +241,11 @@ def oracle_spread(records: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def _mean(values, digits=1):
-  return table.mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
-
-
-def relearn_median(rs, target) -> tuple[float, int]:
-  """Median relearning steps over runs (a run that never relearned counts as infinite,
-  so the median is right while fewer than half never relearn), and that number of runs."""
-  steps = [relearn_steps_of(r, target) for r in rs]
-  steps = [s for s in steps if not np.isnan(s)]
-  if not steps:
-    return float("nan"), 0
-  return float(np.median(steps)), int(sum(np.isinf(s) for s in steps))
+  return common.mean_std([v for v in values if v is not None and np.isfinite(v)], digits)
 
 
 def _relearn_cell(rs, target):
-  median, never = relearn_median(rs, target)
+  median, never = common.relearn_median(rs, target)
   if np.isnan(median):
     return "-"
   cell = "never" if np.isinf(median) else f"{median:.0f}"
@@ -276,16 +257,14 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
                  notes: Sequence[str], base: str | None = None) -> pathlib.Path:
   """Writes ``<base>.{md,csv,json}`` and its plots (``base``: ``<name>_baselines`` by
   default); returns the Markdown path."""
-  from experiments import plots  # pylint: disable=import-outside-toplevel
-
   oracle_distances(records)
   base = base or f"{name}_baselines"
   by_variant = {v: [r for r in records if r["variant"] == v] for v in ("none", *variants)}
   lines = [f"# {name}: unlearning methods against the retrain oracle", "",
-           f"Command: `{command}`", "", f"Machine: {table.machine_line()}", "",
+           f"Command: `{command}`", "", f"Machine: {common.machine_line()}", "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Seeds: "
            f"{', '.join(map(str, seeds))}. Forgotten: "
-           + ", ".join(table.set_label(cs, class_names) for cs in forget_sets)
+           + ", ".join(common.set_label(cs, class_names) for cs in forget_sets)
            + ". Each seed trains one model; every method forgets each set from it "
            "separately; `retrain` trains a new model without the set (same config and seed).",
            "", "Config: " + ", ".join(f"{k}={v}" for k, v in workflow.to_plain(config).items()),
@@ -352,14 +331,14 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
       rs = [r for r in by_variant[v] if tuple(r["classes"]) == tuple(cs)]
       cells.append(f"{np.mean([r['A_R'] for r in rs]):.1f} / {np.mean([r['E_F'] for r in rs]):.1f}"
                    if rs else "-")
-    lines.append(f"| {table.set_label(cs, class_names)} | " + " | ".join(cells) + " |")
+    lines.append(f"| {common.set_label(cs, class_names)} | " + " | ".join(cells) + " |")
   lines.append("")
 
   figures = plots.methods_figures(out, base, records, shown)
   lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
   (out / f"{base}.md").write_text("\n".join(lines))
   (out / f"{base}.json").write_text(json.dumps(
-      {"command": command, "machine": table.machine_line(), "config": workflow.to_plain(config),
+      {"command": command, "machine": common.machine_line(), "config": workflow.to_plain(config),
        "runs": records}, indent=1, default=_json_default))
   fields = ["seed", "classes", "variant", "method", "inputs", "data", "A_R", "E_F",
             "A_R_before", "E_F_before", *MIAS, "relearn_50", "relearn_90", "seconds",
@@ -369,7 +348,8 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
     writer.writeheader()
     for r in records:
       row = {**r, **r["mia"], "classes": " ".join(map(str, r["classes"])),
-             "relearn_50": relearn_steps_of(r, "50"), "relearn_90": relearn_steps_of(r, "90"),
+             "relearn_50": common.relearn_steps_of(r, "50"),
+             "relearn_90": common.relearn_steps_of(r, "90"),
              "d_A_R": (r.get("oracle") or {}).get("A_R"),
              "d_E_F": (r.get("oracle") or {}).get("E_F")}
       writer.writerow(row)
@@ -430,7 +410,7 @@ def goal_section(auto, records, class_names) -> list[str]:
     for r, c in misses:
       d = r["oracle"]
       fmt = lambda x: "-" if x is None else ("never" if np.isinf(x) else f"{x:.2f}")
-      label = table.set_label(r["classes"], class_names)
+      label = common.set_label(r["classes"], class_names)
       lines.append(
           f"| {r['seed']} | {label} | {', '.join(p for p in parts if not c[p])} | "
           f"{d['A_R']:+.2f} | {r['E_F']:.1f} | {d['entropy_mia']:+.1f} / "
@@ -459,7 +439,7 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
   variants = plan_variants(methods, inputs)
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
   num_classes = test.info.num_classes
-  forget_sets = table.forget_sets_of(args, num_classes)
+  forget_sets = common.forget_sets_of(args, num_classes)
   seeds = [int(config.seed) + k for k in range(args.seeds)]
   out = pathlib.Path(args.out)
   runs_dir = out / "runs" / name / "methods"
@@ -470,16 +450,16 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
   records, ctx, train, train_full = [], None, None, None
   bar = tqdm(plan, desc=f"{name} methods", unit="run", disable=args.no_progress)
   for seed, cs, method, kind in bar:
-    path = runs_dir / f"{table.run_key(seed, cs, variant(method, kind))}.json"
+    path = runs_dir / f"{common.run_key(seed, cs, variant(method, kind))}.json"
     bar.set_postfix_str(path.stem)
     if path.exists():
       records.append(json.loads(path.read_text()))
       continue
     if train is None:
       train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
-      idx = table.train_subset(len(train), args.train_cap)
+      idx = common.train_subset(len(train), args.train_cap)
     if ctx is None or ctx.seed != seed:
-      ctx = table.seed_context(config, seed, out, name, test, train.images[idx],
+      ctx = common.seed_context(config, seed, out, name, test, train.images[idx],
                                not args.no_progress)
       train_full = baselines.Split(
           workflow.prepare_images(train.images, ctx.bundle.input_shape), train.labels)
@@ -487,7 +467,7 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
       record = {"seed": seed, "classes": list(cs), "method": "none", "inputs": kind,
                 "variant": "none", "data": "none", "seconds": 0.0, "compile_seconds": 0.0,
                 "steps": 0, "examples": {}, "details": {}, "relearn": None}
-      record.update(table.measure(ctx, ctx.bundle, cs, test, train.images[idx],
+      record.update(common.measure(ctx, ctx.bundle, cs, test, train.images[idx],
                                   train.labels[idx], args.mia_cap,
                                   logits=(ctx.test_logits, ctx.train_logits)))
     else:

@@ -97,7 +97,8 @@ def fashion_resnet(data, epochs, width=64):
 
 def to_markdown(result, source=""):
   """Markdown tables of one run's JSON."""
-  lines = [f"### {result['device']}, jax {result['jax']}" + (f" (`{source}`)" if source else ""), ""]
+  lines = [f"### {result['device']}, jax {result['jax']}"
+           + (f" (`{source}`)" if source else ""), ""]
   if result.get("fisher"):
     lines += ["Fisher over 10 codes vs one batched forward+backward (median of 20):", "",
               "| model | computation | microbatch | seconds | compile s | peak MiB | ratio |",
@@ -115,7 +116,8 @@ def to_markdown(result, source=""):
     lines += [f"Fashion-MNIST (padded to 32x32), resnet18_cifar, {f['epochs']} epochs in "
               f"{f['train_seconds']:.1f} s ({f['images_per_s']:.0f} images/s incl. the host "
               f"input pipeline); test accuracy {f['test_accuracy']:.2f}%.", "",
-              "| class | lambdas | lambda1 | lambda2 | A_R before | A_R | E_F | seconds | compile s |",
+              "| class | lambdas | lambda1 | lambda2 | A_R before | A_R | E_F | seconds "
+              "| compile s |",
               "|---|---|---|---|---|---|---|---|---|"]
     lines += [f"| {r['class']} | {r.get('lambdas', 'paper')} | {r.get('lambda1', 1e-5):.2g} | "
               f"{r.get('lambda2', 1e4):.3g} | {r['A_R_before']:.2f} | {r['A_R']:.2f} | "
@@ -148,10 +150,12 @@ def main():
   result = {"device": f"{device.device_kind} ({device.platform})", "jax": jax.__version__}
   print(result, flush=True)
   result["fisher"] = []
-  for name, shape in [] if args.skip_bench else [("mlp", (28, 28, 1)), ("resnet18_cifar", (32, 32, 3))]:
+  bench_models = [("mlp", (28, 28, 1)), ("resnet18_cifar", (32, 32, 3))]
+  for name, shape in [] if args.skip_bench else bench_models:
     for row in bench_fisher.bench_model(name, shape, 10, 20, [None, 5, 1]):
       result["fisher"].append(dict(zip(
-          ["model", "computation", "microbatch", "seconds", "compile_s", "peak_bytes", "ratio"], row)))
+          ["model", "computation", "microbatch", "seconds", "compile_s", "peak_bytes",
+           "ratio"], row)))
       print(result["fisher"][-1], flush=True)
   (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
   result["throughput"] = train_throughput(steps=args.throughput_steps, width=args.width)

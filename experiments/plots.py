@@ -19,6 +19,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from experiments import common
+
 COLORS = {"before": "#4c72b0", "paper": "#dd8452", "auto": "#55a868", "none": "#8c8c8c"}
 
 
@@ -214,12 +216,10 @@ def relearn_chart(path, records, variants, title):
   A run that never relearned within the budget counts as infinite; a median that is
   infinite is drawn hatched at the top of the chart and labelled "never".
   """
-  from experiments.compare import relearn_median  # pylint: disable=import-outside-toplevel
-
   shown = [v for v in variants if any(r["variant"] == v and r.get("relearn") for r in records)]
   if not shown:
     return None
-  medians = [relearn_median([r for r in records if r["variant"] == v], "90") for v in shown]
+  medians = [common.relearn_median([r for r in records if r["variant"] == v], "90") for v in shown]
   finite = [m for m, _ in medians if np.isfinite(m)]
   top = 1.15 * max(finite, default=1.0) + 1.0
   fig, ax = _figure(max(7.0, 0.55 * len(shown) + 2.0), 3.8)

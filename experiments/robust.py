@@ -31,13 +31,14 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from experiments import common
 from mnemonic_jax import checkpointing, forgetting, metrics, robust, workflow
 from mnemonic_jax.data import load_dataset
 
 GOAL_A_R_DROP = 1.0
 #: name -> (cache directory, config spec to train it if missing, description).
 MODELS = {
-    "digits_sigmoid": ("digits_mlp", "experiments/configs/digits_mlp.py",
+    "digits_sigmoid": ("digits_mlp", "digits_mlp",
                        "MLP 64-1000 sigmoid -10, digits, 200 epochs"),
     "digits_tanh": ("robust_digits_tanh", "experiments/configs/robust_models.py:digits_tanh",
                     "MLP 64-1000 tanh -10, digits, 200 epochs"),
@@ -45,32 +46,31 @@ MODELS = {
                     "MLP 64-1000 GELU -10, digits, 200 epochs"),
     "digits_vit": ("robust_digits_vit", "experiments/configs/robust_models.py:digits_vit",
                    "ViT 2x2 patches, width 64, depth 2, digits, 100 epochs"),
-    "fashion_sigmoid": ("fashion_mnist_mlp-e20", "experiments/configs/fashion_mnist_mlp.py:e20",
+    "fashion_sigmoid": ("fashion_mnist_mlp-e20", "fashion_mnist_mlp:e20",
                         "MLP 784-1000 sigmoid -10, Fashion-MNIST, 20 epochs"),
     "fashion_tanh": ("robust_fashion_tanh", "experiments/configs/robust_models.py:fashion_tanh",
                      "MLP 784-1000 tanh -10, Fashion-MNIST, 20 epochs"),
     "fashion_gelu": ("robust_fashion_gelu", "experiments/configs/robust_models.py:fashion_gelu",
                      "MLP 784-1000 GELU -10, Fashion-MNIST, 20 epochs"),
-    "fashion_vit": ("fashion_mnist_vit", "experiments/configs/fashion_mnist_vit.py",
+    "fashion_vit": ("fashion_mnist_vit", "fashion_mnist_vit",
                     "ViT 7x7 patches, width 64, depth 4, Fashion-MNIST, 20 epochs"),
-    "fashion_sigmoid200": ("fashion_mnist_mlp", "experiments/configs/fashion_mnist_mlp.py",
+    "fashion_sigmoid200": ("fashion_mnist_mlp", "fashion_mnist_mlp",
                            "MLP 784-1000 sigmoid -10, Fashion-MNIST, 200 epochs (paper)"),
 }
 FORGET_SETS = tuple((c,) for c in range(10)) + ((0, 1, 2),)
 
 
 def load_model(out: pathlib.Path, model: str, seed: int, train: bool):
-  """The cached bundle (trained with :func:`experiments.table.train_or_load` if missing)."""
+  """The cached bundle (trained with :func:`experiments.common.train_or_load` if missing)."""
   cache, spec, _ = MODELS[model]
   workdir = out / "cache" / cache / f"seed{seed}"
   if (workdir / "bundle").exists():
     return checkpointing.load_bundle(workdir / "bundle")
   if not train:
     return None
-  from experiments import table  # pylint: disable=import-outside-toplevel
-  config, _ = table.load_config(spec)
+  config, _ = common.load_config(spec)
   config.seed = seed
-  bundle, _ = table.train_or_load(config, workdir, progress=False)
+  bundle, _ = common.train_or_load(config, workdir, progress=False)
   return bundle
 
 
@@ -124,13 +124,12 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
   # pylint: disable-next=import-outside-toplevel
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
-  from experiments.table import machine_line  # pylint: disable=import-outside-toplevel
 
   by = {}
   for r in records:
     by.setdefault((r["model"], r["method"]), []).append(r)
   lines = ["# Robust data-free forgetting: rules x architectures (issue #11)", "",
-           f"Command: `{command}`", "", f"Machine: {machine_line()}. The runs' seconds "
+           f"Command: `{command}`", "", f"Machine: {common.machine_line()}. The runs' seconds "
            "were measured in their own sessions, on 2 CPU cores shared with other work "
            "(contended)" + (
                "; the cost table below was measured when this report was written (load "
@@ -199,8 +198,10 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
       ar_lost = sum(r["A_R"] < r["A_R_before"] - GOAL_A_R_DROP for r in miss)
       lines.append(
           f"| {m} | {meth} | {len(miss)} | {codes_only} | {ar_lost} | "
-          f"{med('forget_margin', 'code_before'):.2f} -> {med('forget_margin', 'code_after'):.2f} | "
-          f"{med('remain_margin', 'code_before'):.2f} -> {med('remain_margin', 'code_after'):.2f} |")
+          f"{med('forget_margin', 'code_before'):.2f} -> "
+          f"{med('forget_margin', 'code_after'):.2f} | "
+          f"{med('remain_margin', 'code_before'):.2f} -> "
+          f"{med('remain_margin', 'code_after'):.2f} |")
   if bench_rows:
     lines += ["", "## Cost against the fixed path", "",
               f"Forgetting class 3 from seed 0 of `{bench_model}`, best of 3 after a warm-up "
@@ -261,8 +262,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   methods = [m for m in args.methods.split(",") if m]
   bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in robust.METHODS]
   if bad:
-    print(f"experiments.robust: error: unknown models or methods {bad}", file=sys.stderr)
-    sys.exit(2)
+    common.fail(f"unknown models or methods {bad}", prog="experiments.robust")
   if args.notes_file:
     text = pathlib.Path(args.notes_file).read_text()
     args.note += [p.strip() for p in text.split("\n\n") if p.strip()]

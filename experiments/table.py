@@ -2,7 +2,7 @@
 
 Usage::
 
-  python -m experiments.table --config experiments/configs/digits_mlp.py[:variant] \\
+  python -m experiments.table --config digits_mlp[:variant] \\
       --classes all --seeds 3 [--lambdas paper,auto] [--multi 0,1,2] \\
       [--out experiments/results]
 
@@ -35,128 +35,24 @@ import csv
 import dataclasses
 import datetime
 import json
-import os
 import pathlib
-import platform
 import shlex
 import sys
-import time
-from typing import Any, NoReturn, Sequence
+from typing import Any, Sequence
 
-import jax
-import numpy as np
 from tqdm.auto import tqdm
 
-from mnemonic_jax import (
-    checkpointing, configs, fisher, lambda_search, metrics, mia, workflow)
+from experiments import compare, plots
+from experiments.common import (
+    GOAL_A_R_DROP, SeedContext, fail, forget_sets_of, load_config, machine_line, mean_std,
+    measure, rule_from_config, run_key, run_name, seed_context, set_label, train_subset)
+from mnemonic_jax import configs, lambda_search, workflow
 from mnemonic_jax.data import load_dataset
 
 MODES = ("paper", "auto")
 #: Where a run without ``--out`` writes (relative to the working directory; git ignores
 #: ``runs/``), so that trying the runner never overwrites the committed results.
 SCRATCH = "runs/experiments"
-GOAL_A_R_DROP = 1.0  # Goal: E_F = 100 and A_R at most this many points below before.
-
-
-# ----------------------------------------------------------------------------------------
-# Configs and arguments.
-
-
-def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()):
-  """``path/to/config.py[:variant]`` plus ``--config.FIELD=VALUE`` overrides -> (config,
-  variant), through the library's one loader (:func:`mnemonic_jax.configs.load_config`):
-  validated and locked; a config error ends the run with one line."""
-  try:
-    config = configs.load_config(spec, overrides)
-  except configs.ConfigError as e:
-    fail(str(e))
-  return config, configs.split_spec(spec)[1] or ""
-
-
-def run_name(config, variant: str) -> str:
-  return config.name + (f"-{variant.replace(',', '-')}" if variant else "")
-
-
-def parse_classes(text: str, num_classes: int) -> list[int]:
-  """``"all"`` or comma-separated class ids, each an integer in ``[0, num_classes)``.
-
-  A bad id is a user error (one line, exit 2), found before anything is written.
-  """
-  if text == "all":
-    return list(range(num_classes))
-  items = [c.strip() for c in text.split(",") if c.strip() != ""]
-  bad = [c for c in items if not c.isdigit() or int(c) >= num_classes]
-  if bad:
-    fail(f"class ids {bad} are not classes of this dataset (0..{num_classes - 1}); write "
-         "e.g. --classes 0,3 or --classes all")
-  return [int(c) for c in items]
-
-
-def rule_from_config(config) -> lambda_search.Rule:
-  """The search rule: ``config.auto`` (margin, guard, order) if present, else the default."""
-  if "auto" not in config:
-    return lambda_search.DEFAULT_RULE
-  fields = {k: config.auto[k] for k in ("margin", "guard", "order") if k in config.auto}
-  return lambda_search.Rule(**fields)
-
-
-def run_key(seed: int, classes: Sequence[int], mode: str) -> str:
-  return f"seed{seed}-c{'_'.join(str(c) for c in classes)}-{mode}"
-
-
-# ----------------------------------------------------------------------------------------
-# One seed: the trained model and what every run of it shares.
-
-
-@dataclasses.dataclass
-class SeedContext:
-  """A trained bundle and its evaluation before forgetting."""
-
-  seed: int
-  bundle: Any
-  train_seconds: float | None
-  test_logits: np.ndarray
-  train_logits: np.ndarray
-  apply_fn: Any
-
-
-#: Config fields that do not change the trained parameters (logging, where the data is read
-#: from, how often a resumable checkpoint is written): a cached bundle that differs only in
-#: these (e.g. trained before a field existed) is reused.
-NEUTRAL_FIELDS = frozenset({"log_every", "download", "data_dir", "checkpoint_every"})
-
-
-def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, float | None]:
-  """The cached bundle of ``config`` in ``workdir``, trained (or resumed) if missing."""
-  record = workdir / "train_seconds.json"
-  if (workdir / "bundle").exists():
-    bundle = checkpointing.load_bundle(workdir / "bundle")
-    want = json.loads(json.dumps(workflow.to_plain(config)))
-    have = json.loads(json.dumps(bundle.config))
-    diff = sorted(k for k in set(want) | set(have)
-                  if want.get(k) != have.get(k) and k not in NEUTRAL_FIELDS)
-    if diff:
-      fail(
-          f"{workdir / 'bundle'} was trained with another config (differs in {diff}); "
-          "delete that directory or pass another --out")
-    seconds = json.loads(record.read_text())["train_seconds"] if record.exists() else None
-    return bundle, seconds
-  resumed = (workdir / "train").exists()
-  start = time.perf_counter()
-  bundle = workflow.train(config, workdir, progress=progress)
-  seconds = time.perf_counter() - start
-  # A resumed run's time covers only its last part: not reported as training time.
-  record.write_text(json.dumps({"train_seconds": None if resumed else seconds,
-                                "call_seconds": seconds, "resumed": resumed,
-                                "epochs": config.epochs}))
-  return bundle, None if resumed else seconds
-
-
-def train_subset(num: int, cap: int | None, seed: int = 0) -> np.ndarray:
-  """Indices of the training examples evaluated (all of them, or ``cap`` at random)."""
-  if cap is None or num <= cap:
-    return np.arange(num)
-  return np.sort(np.random.default_rng(seed).choice(num, cap, replace=False))
 
 
 # ----------------------------------------------------------------------------------------
@@ -196,62 +92,8 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
   return record
 
 
-def measure(ctx: SeedContext, new, classes: Sequence[int], test, train_images, train_labels,
-            mia_cap: int, logits: tuple[np.ndarray, np.ndarray] | None = None
-            ) -> dict[str, Any]:
-  """A_R, E_F, per-class and train accuracies and the three MIAs of a forgotten model.
-
-  ``logits`` (test, train) skips the prediction (for the model before forgetting).
-  """
-  record: dict[str, Any] = {}
-  if logits is None:
-    start = time.perf_counter()
-    test_logits = workflow.predict(new, test.images)
-    train_logits = workflow.predict(new, train_images)
-    record["eval_seconds"] = time.perf_counter() - start
-  else:
-    test_logits, train_logits = logits
-  before = metrics.forgetting_metrics(ctx.test_logits, test.labels, classes)
-  after = metrics.forgetting_metrics(test_logits, test.labels, classes)
-  in_forget_train = np.isin(train_labels, classes)
-  train_correct = np.argmax(train_logits, -1) == train_labels
-  record.update(
-      A_R=after["A_R"], E_F=after["E_F"], accuracy=after["accuracy"],
-      A_R_before=before["A_R"], E_F_before=before["E_F"], accuracy_before=before["accuracy"],
-      per_class=metrics.per_class_accuracy(test_logits, test.labels, new.num_classes).tolist(),
-      retain_train_accuracy=float(100 * train_correct[~in_forget_train].mean()),
-      forget_train_accuracy=float(100 * train_correct[in_forget_train].mean()),
-      train_examples_evaluated=int(len(train_labels)))
-  if classes:
-    record["shift_recovered"] = metrics.shift_recovery(test_logits, test.labels, classes)
-
-  # Membership inference: members = retained training samples (capped), non-members = test
-  # samples (capped), targets = every evaluated forgotten training sample.
-  retain_idx = np.flatnonzero(~in_forget_train)
-  retain_idx = retain_idx[train_subset(len(retain_idx), mia_cap, ctx.seed)]
-  test_idx = train_subset(len(test.labels), mia_cap, ctx.seed + 1)
-  start = time.perf_counter()
-  record["mia"] = mia.all_attacks(
-      train_logits[retain_idx], train_labels[retain_idx], test_logits[test_idx],
-      test.labels[test_idx], train_logits[in_forget_train], train_labels[in_forget_train],
-      classes, seed=ctx.seed)
-  record["mia_seconds"] = time.perf_counter() - start
-  record["mia_sizes"] = {"members": int(len(retain_idx)), "non_members": int(len(test_idx)),
-                         "forgotten": int(in_forget_train.sum())}
-  return record
-
-
 # ----------------------------------------------------------------------------------------
 # Report.
-
-
-def mean_std(values: Sequence[float], digits: int = 1) -> str:
-  values = np.asarray([v for v in values if v is not None], dtype=float)
-  if values.size == 0:
-    return "-"
-  if values.size == 1:
-    return f"{values[0]:.{digits}f}"
-  return f"{values.mean():.{digits}f} ± {values.std(ddof=0):.{digits}f}"
 
 
 def fmt_lambda(v: float) -> str:
@@ -263,33 +105,11 @@ def lambda_cell(runs: Sequence[dict[str, Any]]) -> str:
   return ", ".join(pairs)
 
 
-def class_label(c: int, class_names: Sequence[str]) -> str:
-  """``"3 Dress"``, or ``"3"`` where the name is the id."""
-  name = class_names[c] if c < len(class_names) else str(c)
-  return str(c) if name == str(c) else f"{c} {name}"
-
-
-def set_label(classes: Sequence[int], class_names: Sequence[str]) -> str:
-  """``"3 Dress"`` for one class, ``"{0,1,2}"`` for a set."""
-  if len(classes) == 1:
-    return class_label(classes[0], class_names)
-  return "{" + ",".join(map(str, classes)) + "}"
-
-
-def machine_line() -> str:
-  devices = jax.devices()
-  return (f"{platform.platform()}, Python {platform.python_version()}, jax {jax.__version__}, "
-          f"{os.cpu_count()} CPUs visible, devices: {devices[0].platform} x{len(devices)} "
-          f"({devices[0].device_kind})")
-
-
 def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
                  modes: Sequence[str], forget_sets: Sequence[tuple[int, ...]],
                  seeds: Sequence[int], class_names: Sequence[str], command: str,
                  notes: Sequence[str], rule) -> None:
   """Writes ``<name>.md``, ``.csv``, ``.json`` and the plots."""
-  from experiments import plots  # Matplotlib only when a report is written.
-
   by = {}
   for r in records:
     by.setdefault((tuple(r["classes"]), r["mode"]), []).append(r)
@@ -351,8 +171,8 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   else:
     lines += ["Margins are on the codes (own logit minus the best other): the forgotten "
               "codes' largest margin after forgetting, and the remaining codes' smallest.", ""]
-    lines += ["| lambdas | seed | forgotten | E_F | A_R before -> after | forgotten-code margin after "
-              "| smallest remaining-code margin before -> after | why |",
+    lines += ["| lambdas | seed | forgotten | E_F | A_R before -> after | forgotten-code margin "
+              "after | smallest remaining-code margin before -> after | why |",
               "|---|---|---|---|---|---|---|---|"]
     for r in sorted(misses, key=lambda r: (r["mode"], len(r["classes"]), r["classes"], r["seed"])):
       cs = r["code_scores"]
@@ -402,8 +222,8 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
         f"{mean_std([r['mia_seconds'] for r in rs], 2)} |")
   train_s = {r["seed"]: r["train_seconds"] for r in records}
   lines += ["", "Training seconds per seed: " + ", ".join(
-      f"seed {s}: {'not recorded' if v is None else f'{v:.0f}'}" for s, v in sorted(train_s.items())),
-      ""]
+      f"seed {s}: {'not recorded' if v is None else f'{v:.0f}'}"
+      for s, v in sorted(train_s.items())), ""]
   lines += ["Forget s: forgetting after compilation (for `auto`, the whole search: Fishers once, "
             "every grid candidate scored on the codes, then the chosen move); compile s: its "
             "compilation, apart.", ""]
@@ -467,39 +287,6 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
-def fail(message: str) -> NoReturn:
-  """A user error: one line on stderr, exit status 2."""
-  print(f"experiments.table: error: {message}", file=sys.stderr)
-  sys.exit(2)
-
-
-def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
-  """The single classes of ``--classes`` and the ``--multi`` set."""
-  sets = [(c,) for c in parse_classes(args.classes, num_classes)]
-  multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
-  if multi:
-    try:
-      fisher.validate_classes(multi, num_classes)
-    except ValueError as e:
-      fail(f"--multi {args.multi}: {e}")
-  return sets + ([multi] if multi else [])
-
-
-def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_images,
-                 progress: bool) -> SeedContext:
-  """The trained (cached) bundle of ``seed`` and its predictions before forgetting."""
-  seed_config = config.copy_and_resolve_references()
-  seed_config.seed = seed
-  if "baselines" in seed_config:  # How the baselines run is not how the model trains.
-    with seed_config.unlocked():
-      del seed_config["baselines"]
-  bundle, seconds = train_or_load(seed_config, out / "cache" / name / f"seed{seed}", progress)
-  return SeedContext(
-      seed=seed, bundle=bundle, train_seconds=seconds,
-      test_logits=workflow.predict(bundle, test.images),
-      train_logits=workflow.predict(bundle, train_images), apply_fn=bundle.apply_fn())
-
-
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
@@ -515,7 +302,6 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   config, variant = load_config(args.config, overrides)
   name = run_name(config, variant)
   if args.methods is not None:
-    from experiments import compare  # pylint: disable=import-outside-toplevel
     try:
       compare.parse_methods(args.methods, args.inputs, args.data)  # Before anything is written.
     except compare.UsageError as e:

@@ -97,7 +97,7 @@ def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_conf
 
 def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_config,
                                                               monkeypatch):
-  from experiments import compare, table
+  from experiments import common, compare, table
 
   argv = ["--config", str(tiny_config), "--classes", "3", "--seeds", "1", "--multi", "",
           "--methods", "retrain,finetune,mnemonic,mnemonic-auto", "--inputs",
@@ -125,5 +125,5 @@ def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_con
     assert (tmp_path / f"tiny{suffix}").exists(), suffix
 
   monkeypatch.setattr(compare, "run_method", lambda *a, **k: pytest.fail("rerun ran again"))
-  monkeypatch.setattr(table, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
+  monkeypatch.setattr(common, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
   table.main(argv)

@@ -12,11 +12,13 @@ import jax.numpy as jnp
 import pytest
 
 from mnemonic_jax import workflow
+from mnemonic_jax.configs import available_configs
 from mnemonic_jax.models import available_models, create_model
 from mnemonic_jax.training import FitConfig
 
-CONFIG_DIR = pathlib.Path(__file__).resolve().parents[1] / "experiments" / "configs"
-CONFIGS = sorted(p.stem for p in CONFIG_DIR.glob("*.py") if not p.stem.startswith("_"))
+REPO = pathlib.Path(__file__).resolve().parents[1]
+#: The packaged configs, and the experiment-only ones of experiments/configs/.
+CONFIGS = [*available_configs(), "robust_models"]
 # Image shape each config's dataset delivers (the test does not load the data).
 INPUT_SHAPES = {
     "digits": (8, 8, 1), "fashion_mnist": (28, 28, 1), "tfds:mnist": (28, 28, 1),
@@ -31,7 +33,8 @@ NUM_CLASSES = {"cub_resnet18": 40, "stn_resnet18": 49, "imagenet_finetune": 1000
 
 
 def load(name, variant=""):
-  return importlib.import_module(f"experiments.configs.{name}").get_config(variant)
+  package = "experiments.configs" if name == "robust_models" else "mnemonic_jax.configs"
+  return importlib.import_module(f"{package}.{name}").get_config(variant)
 
 
 def test_every_setting_of_the_paper_has_a_config():
@@ -106,11 +109,11 @@ def test_paper_settings_are_kept():
 @pytest.mark.slow  # 17 s; the runner's shared path runs end to end in test_compare.py.
 def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   """The real runner, without --out: everything goes to the scratch folder."""
-  from experiments import table
+  from experiments import common, table
 
-  repo = CONFIG_DIR.parents[1]
+  repo = REPO
   results = sorted(p.name for p in (repo / "experiments" / "results").iterdir())
-  config = str(CONFIG_DIR / "digits_mlp.py") + ":quick"
+  config = "digits_mlp:quick"
   argv = ["--config", config, "--classes", "3", "--seeds", "1", "--multi", "0,1",
           "--no-progress", "--mia-cap", "200"]
   path = os.pathsep.join(filter(None, [str(repo), os.environ.get("PYTHONPATH")]))
@@ -143,26 +146,26 @@ def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   # A rerun trains and forgets nothing: every run comes from its JSON.
   mtimes = [p.stat().st_mtime_ns for p in runs]
   monkeypatch.setattr(table, "forget_run", lambda *a, **k: pytest.fail("rerun forgot again"))
-  monkeypatch.setattr(table, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
+  monkeypatch.setattr(common, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
   monkeypatch.chdir(tmp_path.parents[1])
   table.main(argv)
   assert [p.stat().st_mtime_ns for p in runs] == mtimes
 
 
 def test_table_runner_rejects_a_cache_from_another_config(tmp_path, capsys):
-  from experiments import table
+  from experiments import common
 
-  config = table.load_config(str(CONFIG_DIR / "digits_mlp.py") + ":quick")[0]
+  config = common.load_config("digits_mlp:quick")[0]
   config.epochs = 1
-  table.train_or_load(config, tmp_path / "seed0", progress=False)
+  common.train_or_load(config, tmp_path / "seed0", progress=False)
   config.epochs = 2
   with pytest.raises(SystemExit) as exit_info:
-    table.train_or_load(config, tmp_path / "seed0", progress=False)
+    common.train_or_load(config, tmp_path / "seed0", progress=False)
   assert exit_info.value.code == 2
   assert "another config" in capsys.readouterr().err
   config.epochs = 1
   config.log_every += 1  # Bookkeeping only: the cached bundle is reused, not retrained.
   start = (tmp_path / "seed0" / "bundle").stat().st_mtime_ns
-  bundle, _ = table.train_or_load(config, tmp_path / "seed0", progress=False)
+  bundle, _ = common.train_or_load(config, tmp_path / "seed0", progress=False)
   assert bundle.config["log_every"] == config.log_every - 1
   assert (tmp_path / "seed0" / "bundle").stat().st_mtime_ns == start

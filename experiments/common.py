@@ -1,0 +1,331 @@
+"""What the experiment runners share: configs, the cached model, evaluation, report cells.
+
+The bottom layer of ``experiments``: it imports the library and nothing else of
+``experiments``, so every runner can import it. The runners form layers above it, each
+importing only those below (``python -m experiments.import_graph`` checks it)::
+
+  common  <-  plots  <-  compare  <-  table
+  common  <-  robust <-  alignment
+  common  <-  attach_codes, bench_forget, bench_search
+
+What lives here: the user-error exit (:func:`fail`), the config loader of the runners,
+class arguments, the trained-and-cached bundle of one seed (:func:`train_or_load`,
+:func:`seed_context`), the measurements of a forgotten model (:func:`measure`), the cells
+of the reports (:func:`mean_std`, :func:`set_label`, :func:`machine_line`, relearning
+medians) and the benchmarks' timing (:func:`median_seconds`, :func:`emit`).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable, NoReturn, Sequence
+
+import jax
+import numpy as np
+
+from mnemonic_jax import checkpointing, configs, fisher, lambda_search, metrics, mia, workflow
+
+#: Goal of a forgetting run: E_F = 100 and A_R at most this many points below before.
+GOAL_A_R_DROP = 1.0
+
+#: Config fields that do not change the trained parameters (logging, where the data is read
+#: from, how often a resumable checkpoint is written): a cached bundle that differs only in
+#: these (e.g. trained before a field existed) is reused.
+NEUTRAL_FIELDS = frozenset({"log_every", "download", "data_dir", "checkpoint_every"})
+
+
+# ----------------------------------------------------------------------------------------
+# User errors, configs and arguments.
+
+
+def fail(message: str, prog: str = "experiments.table") -> NoReturn:
+  """A user error: one line ``<prog>: error: <message>`` on stderr, exit status 2.
+
+  Args:
+    message: what is wrong and how to fix it.
+    prog: the runner named at the start of the line.
+
+  Raises:
+    SystemExit: always, with code 2.
+  """
+  print(f"{prog}: error: {message}", file=sys.stderr)
+  sys.exit(2)
+
+
+def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[Any, str]:
+  """A runner's config, through the library's one loader.
+
+  Args:
+    spec: ``path/to/config.py[:variant]``.
+    overrides: ``(FIELD, VALUE)`` pairs from ``--config.FIELD=VALUE`` arguments.
+
+  Returns:
+    ``(config, variant)``: the validated, locked ``ConfigDict`` of
+    :func:`mnemonic_jax.configs.load_config`, and the variant (``""`` for none).
+
+  Raises:
+    SystemExit: a config error, reported in one line (exit status 2).
+  """
+  try:
+    config = configs.load_config(spec, overrides)
+  except configs.ConfigError as e:
+    fail(str(e))
+  return config, configs.split_spec(spec)[1] or ""
+
+
+def run_name(config, variant: str) -> str:
+  """``config.name``, followed by ``-<variant>`` (commas as dashes) for a variant."""
+  return config.name + (f"-{variant.replace(',', '-')}" if variant else "")
+
+
+def parse_classes(text: str, num_classes: int) -> list[int]:
+  """``"all"`` or comma-separated class ids, each an integer in ``[0, num_classes)``.
+
+  A bad id is a user error (one line, exit 2), found before anything is written.
+  """
+  if text == "all":
+    return list(range(num_classes))
+  items = [c.strip() for c in text.split(",") if c.strip() != ""]
+  bad = [c for c in items if not c.isdigit() or int(c) >= num_classes]
+  if bad:
+    fail(f"class ids {bad} are not classes of this dataset (0..{num_classes - 1}); write "
+         "e.g. --classes 0,3 or --classes all")
+  return [int(c) for c in items]
+
+
+def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
+  """The single classes of ``args.classes`` and the ``args.multi`` set (if not empty).
+
+  Raises:
+    SystemExit: a bad class id, or a multi-class set the library refuses (exit status 2).
+  """
+  sets = [(c,) for c in parse_classes(args.classes, num_classes)]
+  multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
+  if multi:
+    try:
+      fisher.validate_classes(multi, num_classes)
+    except ValueError as e:
+      fail(f"--multi {args.multi}: {e}")
+  return sets + ([multi] if multi else [])
+
+
+def rule_from_config(config) -> lambda_search.Rule:
+  """The search rule: ``config.auto`` (margin, guard, order) if present, else the default."""
+  if "auto" not in config:
+    return lambda_search.DEFAULT_RULE
+  fields = {k: config.auto[k] for k in ("margin", "guard", "order") if k in config.auto}
+  return lambda_search.Rule(**fields)
+
+
+def run_key(seed: int, classes: Sequence[int], mode: str) -> str:
+  """A run's cache file stem: ``seed<seed>-c<c1>_<c2>-<mode>``."""
+  return f"seed{seed}-c{'_'.join(str(c) for c in classes)}-{mode}"
+
+
+# ----------------------------------------------------------------------------------------
+# One seed: the trained model and what every run of it shares.
+
+
+@dataclasses.dataclass
+class SeedContext:
+  """A trained bundle and its evaluation before forgetting."""
+
+  seed: int
+  bundle: Any
+  train_seconds: float | None
+  test_logits: np.ndarray
+  train_logits: np.ndarray
+  apply_fn: Any
+
+
+def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, float | None]:
+  """The cached bundle of ``config`` in ``workdir``, trained (or resumed) if missing.
+
+  Returns:
+    ``(bundle, seconds)``: ``seconds`` is the training time, ``None`` when it is not known
+    (a resumed run, or a cache without its record).
+
+  Raises:
+    SystemExit: the cached bundle was trained with another config, apart from
+      :data:`NEUTRAL_FIELDS` (exit status 2).
+  """
+  record = workdir / "train_seconds.json"
+  if (workdir / "bundle").exists():
+    bundle = checkpointing.load_bundle(workdir / "bundle")
+    want = json.loads(json.dumps(workflow.to_plain(config)))
+    have = json.loads(json.dumps(bundle.config))
+    diff = sorted(k for k in set(want) | set(have)
+                  if want.get(k) != have.get(k) and k not in NEUTRAL_FIELDS)
+    if diff:
+      fail(
+          f"{workdir / 'bundle'} was trained with another config (differs in {diff}); "
+          "delete that directory or pass another --out")
+    seconds = json.loads(record.read_text())["train_seconds"] if record.exists() else None
+    return bundle, seconds
+  resumed = (workdir / "train").exists()
+  start = time.perf_counter()
+  bundle = workflow.train(config, workdir, progress=progress)
+  seconds = time.perf_counter() - start
+  # A resumed run's time covers only its last part: not reported as training time.
+  record.write_text(json.dumps({"train_seconds": None if resumed else seconds,
+                                "call_seconds": seconds, "resumed": resumed,
+                                "epochs": config.epochs}))
+  return bundle, None if resumed else seconds
+
+
+def train_subset(num: int, cap: int | None, seed: int = 0) -> np.ndarray:
+  """Indices of the training examples evaluated (all of them, or ``cap`` at random)."""
+  if cap is None or num <= cap:
+    return np.arange(num)
+  return np.sort(np.random.default_rng(seed).choice(num, cap, replace=False))
+
+
+def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_images,
+                 progress: bool) -> SeedContext:
+  """The trained (cached) bundle of ``seed`` and its predictions before forgetting.
+
+  The bundle lives in ``<out>/cache/<name>/seed<seed>`` (see :func:`train_or_load`);
+  ``config.baselines`` (how the baselines run) is not part of the trained model's config.
+  """
+  seed_config = config.copy_and_resolve_references()
+  seed_config.seed = seed
+  if "baselines" in seed_config:  # How the baselines run is not how the model trains.
+    with seed_config.unlocked():
+      del seed_config["baselines"]
+  bundle, seconds = train_or_load(seed_config, out / "cache" / name / f"seed{seed}", progress)
+  return SeedContext(
+      seed=seed, bundle=bundle, train_seconds=seconds,
+      test_logits=workflow.predict(bundle, test.images),
+      train_logits=workflow.predict(bundle, train_images), apply_fn=bundle.apply_fn())
+
+
+# ----------------------------------------------------------------------------------------
+# Measurements of a forgotten model.
+
+
+def measure(ctx: SeedContext, new, classes: Sequence[int], test, train_images, train_labels,
+            mia_cap: int, logits: tuple[np.ndarray, np.ndarray] | None = None
+            ) -> dict[str, Any]:
+  """A_R, E_F, per-class and train accuracies and the three MIAs of a forgotten model.
+
+  ``logits`` (test, train) skips the prediction (for the model before forgetting).
+  """
+  record: dict[str, Any] = {}
+  if logits is None:
+    start = time.perf_counter()
+    test_logits = workflow.predict(new, test.images)
+    train_logits = workflow.predict(new, train_images)
+    record["eval_seconds"] = time.perf_counter() - start
+  else:
+    test_logits, train_logits = logits
+  before = metrics.forgetting_metrics(ctx.test_logits, test.labels, classes)
+  after = metrics.forgetting_metrics(test_logits, test.labels, classes)
+  in_forget_train = np.isin(train_labels, classes)
+  train_correct = np.argmax(train_logits, -1) == train_labels
+  record.update(
+      A_R=after["A_R"], E_F=after["E_F"], accuracy=after["accuracy"],
+      A_R_before=before["A_R"], E_F_before=before["E_F"], accuracy_before=before["accuracy"],
+      per_class=metrics.per_class_accuracy(test_logits, test.labels, new.num_classes).tolist(),
+      retain_train_accuracy=float(100 * train_correct[~in_forget_train].mean()),
+      forget_train_accuracy=float(100 * train_correct[in_forget_train].mean()),
+      train_examples_evaluated=int(len(train_labels)))
+  if classes:
+    record["shift_recovered"] = metrics.shift_recovery(test_logits, test.labels, classes)
+
+  # Membership inference: members = retained training samples (capped), non-members = test
+  # samples (capped), targets = every evaluated forgotten training sample.
+  retain_idx = np.flatnonzero(~in_forget_train)
+  retain_idx = retain_idx[train_subset(len(retain_idx), mia_cap, ctx.seed)]
+  test_idx = train_subset(len(test.labels), mia_cap, ctx.seed + 1)
+  start = time.perf_counter()
+  record["mia"] = mia.all_attacks(
+      train_logits[retain_idx], train_labels[retain_idx], test_logits[test_idx],
+      test.labels[test_idx], train_logits[in_forget_train], train_labels[in_forget_train],
+      classes, seed=ctx.seed)
+  record["mia_seconds"] = time.perf_counter() - start
+  record["mia_sizes"] = {"members": int(len(retain_idx)), "non_members": int(len(test_idx)),
+                         "forgotten": int(in_forget_train.sum())}
+  return record
+
+
+def relearn_steps_of(record: dict[str, Any], target: str) -> float:
+  """Steps to relearn to ``target``% of the original; inf when never reached."""
+  rl = record.get("relearn")
+  if not rl:
+    return float("nan")
+  steps = rl[f"steps_to_{target}"]
+  return float("inf") if steps is None else float(steps)
+
+
+def relearn_median(rs, target) -> tuple[float, int]:
+  """Median relearning steps over runs (a run that never relearned counts as infinite,
+  so the median is right while fewer than half never relearn), and that number of runs."""
+  steps = [relearn_steps_of(r, target) for r in rs]
+  steps = [s for s in steps if not np.isnan(s)]
+  if not steps:
+    return float("nan"), 0
+  return float(np.median(steps)), int(sum(np.isinf(s) for s in steps))
+
+
+# ----------------------------------------------------------------------------------------
+# Report cells.
+
+
+def mean_std(values: Sequence[float], digits: int = 1) -> str:
+  """``"mean ± std"`` (population std) of the values that are not ``None``; ``"-"`` if none."""
+  values = np.asarray([v for v in values if v is not None], dtype=float)
+  if values.size == 0:
+    return "-"
+  if values.size == 1:
+    return f"{values[0]:.{digits}f}"
+  return f"{values.mean():.{digits}f} ± {values.std(ddof=0):.{digits}f}"
+
+
+def class_label(c: int, class_names: Sequence[str]) -> str:
+  """``"3 Dress"``, or ``"3"`` where the name is the id."""
+  name = class_names[c] if c < len(class_names) else str(c)
+  return str(c) if name == str(c) else f"{c} {name}"
+
+
+def set_label(classes: Sequence[int], class_names: Sequence[str]) -> str:
+  """``"3 Dress"`` for one class, ``"{0,1,2}"`` for a set."""
+  if len(classes) == 1:
+    return class_label(classes[0], class_names)
+  return "{" + ",".join(map(str, classes)) + "}"
+
+
+def machine_line() -> str:
+  """One line naming the platform, Python, jax, the CPUs visible and the devices."""
+  devices = jax.devices()
+  return (f"{platform.platform()}, Python {platform.python_version()}, jax {jax.__version__}, "
+          f"{os.cpu_count()} CPUs visible, devices: {devices[0].platform} x{len(devices)} "
+          f"({devices[0].device_kind})")
+
+
+# ----------------------------------------------------------------------------------------
+# Benchmarks: timing after compilation and writing their table.
+
+
+def median_seconds(make_call: Callable[[int], Callable[[], Any]], repeats: int) -> float:
+  """Median wall seconds of ``make_call(i)()`` for ``i = 1..repeats``, results awaited."""
+  times = []
+  for i in range(1, repeats + 1):
+    call = make_call(i)
+    start = time.perf_counter()
+    jax.block_until_ready(call())
+    times.append(time.perf_counter() - start)
+  return statistics.median(times)
+
+
+def emit(lines: Sequence[str], out: str | None) -> None:
+  """Prints a markdown table and, with ``out``, writes it there too."""
+  text = "\n".join(lines)
+  print(text)
+  if out:
+    with open(out, "w") as f:
+      f.write(text + "\n")
