@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import _jit, errors
+from mnemonic_jax import errors
 
 PyTree = Any
 
@@ -253,8 +253,7 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
                   num_classes: int | None = None) -> int:
   """Checks that ``apply_fn(params, inputs)`` gives one logits array ``(N, C)``; returns C.
 
-  Runs on shapes only (``jax.eval_shape``), once per ``apply_fn`` and signature of
-  ``params`` and ``inputs`` (the answer is cached).
+  Runs on shapes only (``jax.eval_shape``: a trace of the model, no computation).
 
   Raises:
     TypeError: ``apply_fn`` is not callable, returns something other than one array
@@ -267,10 +266,7 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
   if not callable(apply_fn):
     raise errors.BadRequestType(f"apply_fn must be callable as apply_fn(params, x) -> logits, got "
                     f"{type(apply_fn).__name__}")
-  static, arrays = _jit.split_callable(apply_fn)
-  key = ("model_outputs", static, _jit.signature(arrays), _jit.signature(params),
-         np.shape(inputs)[1:], str(jnp.result_type(inputs)))
-  out = _jit.cached(key, lambda: _eval_outputs(apply_fn, params, inputs))
+  out = _eval_outputs(apply_fn, params, inputs)
   if num_classes is not None and out != num_classes:
     raise errors.BadRequest(f"the model has {out} outputs but there are {num_classes} codes; "
                      "codes must be one per class, in class order")

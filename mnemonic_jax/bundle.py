@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import _jit
+from mnemonic_jax.pytrees import Static
 from mnemonic_jax.models import create_model
 
 PyTree = Any
@@ -127,7 +127,7 @@ class InferenceApply:
     return f"InferenceApply({self.model!r})"
 
   def tree_flatten(self):
-    return (self.batch_stats,), _jit.Static(self.model)
+    return (self.batch_stats,), Static(self.model)
 
   @classmethod
   def tree_unflatten(cls, static, children):

@@ -26,6 +26,7 @@ Two ways to compute it:
 ``"vmap"`` otherwise.
 """
 
+import functools
 from typing import Any, Callable, Sequence
 
 import chex
@@ -35,7 +36,8 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mnemonic_jax import errors
-from mnemonic_jax import _jit, _validate, layer_taps, parallel
+from mnemonic_jax import _validate, layer_taps, parallel
+from mnemonic_jax.pytrees import as_pytree
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
@@ -45,8 +47,7 @@ METHODS = ("auto", "vmap", "factorized")
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Per-example softmax cross-entropy, ``(N, C), (N,) -> (N,)``."""
-  # Imported here: a command that loads its kept programs (mnemonic_jax._jit) never
-  # traces this, and optax takes a while to import.
+  # Imported here: optax takes a while to import, and most commands never trace this.
   import optax  # pylint: disable=import-outside-toplevel
 
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
@@ -264,24 +265,24 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
 def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_size, *,
                 loss_fn, method, mesh) -> tuple[PyTree, ...]:
   """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k``, cached and jitted."""
-  static, arrays = _jit.split_callable(apply_fn)
-
-  def make():
-    def program(arrays, params, inputs, labels, weights, offsets):
-      sums = weighted_squared_gradients(
-          _jit.merge_callable(static, arrays), params, inputs, labels, weights,
-          microbatch_size, loss_fn=loss_fn, method=method, mesh=mesh)
-      return tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
-    return jax.jit(program)
-
-  program = _jit.cached(("fisher", static, loss_fn, microbatch_size, method, mesh), make)
+  program = functools.partial(_fisher_program, loss_fn=loss_fn, microbatch_size=microbatch_size,
+                              method=method, mesh=mesh)
+  apply_fn = as_pytree(apply_fn)
   if not parallel.multiprocess(mesh):
-    return program(arrays, params, inputs, labels, weights, offsets)
+    return program(apply_fn, params, inputs, labels, weights, offsets)
   # Several processes: every one holds the same inputs; they enter as global replicated
   # arrays (the microbatches are split over the mesh inside), and the Fishers come back
   # whole on each process's own device, as with one process.
-  args = parallel.replicate(mesh, (arrays, params, inputs, labels, weights, offsets))
+  args = parallel.replicate(mesh, (apply_fn, params, inputs, labels, weights, offsets))
   return parallel.to_local(program(*args))
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "microbatch_size", "method", "mesh"))
+def _fisher_program(apply_fn, params, inputs, labels, weights, offsets, *, loss_fn,
+                    microbatch_size, method, mesh):
+  sums = weighted_squared_gradients(apply_fn, params, inputs, labels, weights, microbatch_size,
+                                    loss_fn=loss_fn, method=method, mesh=mesh)
+  return tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
 
 
 def weighted_squared_gradients(

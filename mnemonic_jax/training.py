@@ -9,6 +9,7 @@ the loss on real images and on codes apart, besides the total it optimises.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import chex
@@ -24,7 +25,8 @@ if TYPE_CHECKING:  # Imported where used: forgetting a checkpoint needs neither.
 
 from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import _jit, parallel
+from mnemonic_jax import parallel
+from mnemonic_jax.pytrees import Static
 from mnemonic_jax.bundle import model_variables, normalize
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.fisher import cross_entropy
@@ -169,21 +171,19 @@ def make_train_step(
 def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | None = None):
   """Returns a jitted ``predict(params, batch_stats, images_uint8) -> logits`` (inference).
 
-  With ``mesh``, each batch is split over its ``data`` axis. Cached: equal models with
-  the same normalisation and mesh share one jitted function, so repeated calls (e.g.
-  :func:`mnemonic_jax.workflow.predict` per bundle) compile once per batch shape.
+  With ``mesh``, each batch is split over its ``data`` axis. One module-level
+  ``jax.jit``: equal models with the same normalisation and mesh share its compiled
+  program, so repeated calls compile once per batch shape.
   """
   mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+  return functools.partial(_predict, Static(model), mean, std, mesh)
 
-  def make():
-    @jax.jit
-    def predict(params, batch_stats, images):
-      images = parallel.constrain_batch(images, mesh)
-      return model.apply(model_variables(params, batch_stats), normalize(images, mean, std),
-                         train=False)
-    return predict
 
-  return _jit.cached(("predict", _jit.Static(model), mean, std, mesh), make)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
+def _predict(model: Static, mean, std, mesh, params, batch_stats, images):
+  images = parallel.constrain_batch(images, mesh)
+  return model.value.apply(model_variables(params, batch_stats), normalize(images, mean, std),
+                           train=False)
 
 
 @dataclasses.dataclass(frozen=True)

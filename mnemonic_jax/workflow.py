@@ -10,7 +10,7 @@ import json
 import math
 import pathlib
 import time
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -19,14 +19,10 @@ import numpy as np
 from mnemonic_jax import errors
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, distributed
 from mnemonic_jax import forgetting
-from mnemonic_jax import lambda_search
 from mnemonic_jax import metrics, parallel, run_metrics, training
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
-
-if TYPE_CHECKING:
-  from mnemonic_jax import robust
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
 
@@ -426,7 +422,7 @@ def untrained_codes_warnings(bundle: Bundle,
 
   Args:
     bundle: the bundle forgotten from.
-    request: its forgetting request as :func:`forget` records it (``classes``,
+    request: its forgetting request as :func:`forget_bundle` records it (``classes``,
       ``exclude`` and ``before``, the scores of the codes before forgetting).
 
   Returns:
@@ -461,7 +457,7 @@ def codes_right_before(request: Mapping[str, Any], num_classes: int) -> tuple[in
   """``(codes classified as their class, codes scored)`` before a forgetting request.
 
   Args:
-    request: a history entry as :func:`forget` writes it.
+    request: a history entry as :func:`forget_bundle` writes it.
     num_classes: the model's classes.
 
   Returns:
@@ -478,20 +474,20 @@ def codes_right_before(request: Mapping[str, Any], num_classes: int) -> tuple[in
 
 def _remedy(request: Mapping[str, Any]) -> str:
   """What to try when a request left forgotten codes classified as their class."""
-  bias = ("the 'bias' move (--move bias), which forgets where the paper's move falls short "
-          "(tanh MLPs, ViTs: experiments/results/robust.md)")
-  if request.get("move", "paper") != "paper":
-    return f"try {bias}, or forgetting fewer classes at a time"
-  if request.get("lambdas") == AUTO:
-    return f"try forgetting fewer classes at a time, or {bias}"
-  return f"try larger lambdas, 'auto', or {bias}"
+  bias = "the 'bias' move (--move bias), which always reaches the codes' margin"
+  move = request.get("move", "algorithm2")
+  if move == "algorithm2":
+    return f"try larger lambdas, no lambdas (a data-free move), or {bias}"
+  if move == "bias":
+    return "try forgetting fewer classes at a time"
+  return f"try forgetting fewer classes at a time, or {bias}"
 
 
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   """Why a forgetting request may not have done what was asked (empty if nothing).
 
   Args:
-    request: a history entry as :func:`forget` writes it (``after``, ``classes`` and,
+    request: a history entry as :func:`forget_bundle` writes it (``after``, ``classes`` and,
       for the data-free search, ``met``, ``fallback``, ``rule``, ``search``).
 
   Returns:
@@ -500,7 +496,7 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   """
   warnings = []
   if request.get("met") is False:
-    rule, search = request.get("rule") or {}, request.get("search") or {}
+    rule, search = request.get("rule") or {}, request.get("search") or request
     how = {"guard": "the guard gave way: the least disturbing candidate that reaches the "
                     "margin target",
            "target": "the target gave way: the candidate with the lowest forgotten-code "
@@ -509,7 +505,7 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
            "margin": "neither fallback had a step: the lowest forgotten-code margin"}
     fallback = request.get("fallback")
     warnings.append(
-        f"no candidate met the search rule (every forgotten code's margin <= "
+        f"no step met the move's rule (every forgotten code's margin <= "
         f"-{rule.get('margin', float('nan')):g}, remaining codes kept with guard "
         f"{rule.get('guard', float('nan')):g}); the fallback {fallback!r} "
         f"({how.get(fallback, 'unknown')}) was used, reaching a forgotten-code margin of "
@@ -527,20 +523,16 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   return warnings
 
 
-def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
-           lambda2: float | str = AUTO, *, microbatch_size: int | None = None,
-           rule: lambda_search.Rule = lambda_search.DEFAULT_RULE, move: str | None = None
-           ) -> tuple[Bundle, "forgetting.ForgetReport | robust.RobustReport"]:
+def forget_bundle(bundle: Bundle, classes: Sequence[int], lambda1: float | None = None,
+                  lambda2: float | None = None, *,
+                  move: "str | forgetting.Move | None" = None
+                  ) -> tuple[Bundle, forgetting.ForgetReport]:
   """Forgets ``classes`` from a bundle, data-free; the request is appended to its history.
 
-  The history entry is the report's ``to_dict()`` plus ``move`` (the move made),
-  ``lambdas`` (``"auto"`` or ``"given"``), ``codes_forgotten`` (whether every forgotten
-  class's code is misclassified afterwards) and ``warnings`` (see
-  :func:`forget_warnings`). With the data-free search or a robust move also ``met``
-  (whether the rule was met), ``fallback`` (None, or the fallback that chose), ``rule``
-  (its ``margin`` and ``guard``) and ``search``: the search's
-  (:meth:`mnemonic_jax.lambda_search.SearchResult.to_dict`), or for a rule of
-  :mod:`mnemonic_jax.robust` the chosen step ``t`` and the codes' margins there.
+  The history entry is the report's ``to_dict()`` (``move``, ``acts_on``, ``met``,
+  ``verified``, the code scores and the move's details) plus ``lambdas`` (``"given"``
+  or ``"auto"``), ``codes_forgotten`` (whether every forgotten class's code is
+  misclassified afterwards) and ``warnings`` (see :func:`forget_warnings`).
 
   Classes that earlier requests in the history forgot are excluded from this one: they
   count neither as forgotten nor as remaining (``exclude=`` of
@@ -549,66 +541,46 @@ def forget(bundle: Bundle, classes: Sequence[int], lambda1: float | str = AUTO,
   Args:
     bundle: the trained bundle (not modified).
     classes: class ids to forget.
-    lambda1, lambda2: the step bounds of eq. (7), or both ``"auto"`` (the default) to
-      choose them from the codes with :func:`mnemonic_jax.lambda_search.forget_auto`.
-    microbatch_size: codes per Fisher microbatch.
-    rule: the data-free rule (``"auto"`` lambdas and robust moves).
-    move: ``None`` (:data:`mnemonic_jax.forgetting.DEFAULT_MOVE` with ``"auto"`` lambdas,
-      the paper's move with numbers), ``"paper"`` (eq. 5) or a rule of
-      :data:`mnemonic_jax.robust.RULES` (lambdas ``"auto"`` only; see
-      :func:`mnemonic_jax.forgetting.forget`). The history records it as ``move``.
+    lambda1, lambda2: the step bounds of eq. (7) for the paper's Algorithm 2, or ``None``
+      (``"auto"``) for a data-free move.
+    move: a move of :data:`mnemonic_jax.forgetting.MOVES` by name or object (default
+      :data:`mnemonic_jax.forgetting.DEFAULT_MOVE`, or Algorithm 2 with lambdas).
 
   Returns:
-    ``(new_bundle, report)``: a :class:`~mnemonic_jax.forgetting.ForgetReport`, or the
-    robust rule's :class:`~mnemonic_jax.robust.RobustReport`.
+    ``(new_bundle, report)``: a :class:`~mnemonic_jax.forgetting.ForgetReport`.
 
   Raises:
     TypeError: class ids that are not integers, or a lambda that is not a number.
-    ValueError: bad classes; one lambda ``"auto"`` and not the other; a lambda that is not
-      > 0, exceeds what the parameters' dtype can hold or rounds to 0 (see
+    ValueError: bad classes; one lambda without the other; a lambda that is not > 0,
+      exceeds what the parameters' dtype can hold or rounds to 0 (see
       :func:`check_lambdas`); a bundle whose params, batch_stats or codes are not finite;
-      or lambdas that made the parameters (or the model's outputs on the codes)
+      or a move that made the parameters (or the model's outputs on the codes)
       non-finite. No bundle is returned then.
   """
   _validate.bundle(bundle)
-  auto = (lambda1 == AUTO, lambda2 == AUTO)
-  if any(auto) and not all(auto):
-    raise errors.BadRequest("lambda1 and lambda2 are either both 'auto' or both numbers")
-  if not all(auto):
-    check_lambdas(bundle.params, lambda1, lambda2)
-  move = forgetting.resolve_move(move, lambda1, lambda2)
+  chosen = forgetting.resolve_move(move, lambda1, lambda2)
+  if isinstance(chosen, forgetting.moves.Algorithm2):
+    check_lambdas(bundle.params, chosen.lambda1, chosen.lambda2)
   _check_finite_bundle(bundle)
   earlier = bundle.earlier_forgotten(_validate.class_ids(classes, bundle.num_classes))
-  params, report = forgetting.forget(
-      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, lambda1, lambda2,
-      exclude=earlier, rule=rule, microbatch_size=microbatch_size, move=move)
-  if move != "paper":
-    last = report.steps[-1]
-    search = {"forget_margin": last["forget_margin"], "remain_margin": last["remain_margin"],
-              "t": last["t"]}
-    lambdas = f"move={move!r} (step t={last['t']:g})"
-  else:
-    search = None if report.search is None else report.search.to_dict()
-    lambdas = (f"lambda1={report.lambda1:g}, lambda2={report.lambda2:g}"
-               + (" (chosen by the data-free search)" if search else ""))
+  params, report = forgetting.forget(bundle.apply_fn(), bundle.params,
+                                     jnp.asarray(bundle.codes), classes, move=chosen,
+                                     exclude=earlier)
+  record = report.to_dict()
+  what = (f"lambda1={record['lambda1']:g}, lambda2={record['lambda2']:g}" if "lambda1" in record
+          else f"move={report.move!r} (step t={record['t']:g})")
   bad = checkpointing.nonfinite_leaves(params)
   if bad:
     count = sum(n for _, n in bad)
-    raise errors.BadRequest(f"{lambdas} made {count} parameters non-finite (NaN or inf, first "
-                            f"in {bad[0][0]}); use smaller lambdas")
+    raise errors.BadRequest(f"{what} made {count} parameters non-finite (NaN or inf, first "
+                            f"in {bad[0][0]}); use smaller lambdas or another move")
   if not _finite_scores(report.after):
-    raise errors.BadRequest(f"{lambdas} made the model's outputs on the codes non-finite "
-                            "(overflow); use smaller lambdas")
-  request = dict(report.to_dict(), lambdas=AUTO if all(auto) else "given", move=move)
-  request["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
-  if move != "paper":
-    request.update(met=report.met, fallback=report.steps[-1]["fallback"],
-                   rule={"margin": report.margin, "guard": report.guard}, search=search)
-  elif search is not None:
-    request.update(met=search["met"], fallback=search["fallback"], rule=search["rule"],
-                   search=search)
-  request["warnings"] = forget_warnings(request) + untrained_codes_warnings(bundle, request)
-  return bundle.replace(params=params, history=bundle.history + (request,)), report
+    raise errors.BadRequest(f"{what} made the model's outputs on the codes non-finite "
+                            "(overflow); use smaller lambdas or another move")
+  record["lambdas"] = "given" if report.move == "algorithm2" else AUTO
+  record["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
+  record["warnings"] = forget_warnings(record) + untrained_codes_warnings(bundle, record)
+  return bundle.replace(params=params, history=bundle.history + (record,)), report
 
 
 @dataclasses.dataclass(frozen=True)

@@ -41,7 +41,7 @@ from mnemonic_jax import errors
 from mnemonic_jax import _validate
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.timing import CompileClock
-from mnemonic_jax.bundle import Bundle, model_variables
+from mnemonic_jax.bundle import Bundle, model_variables, normalize
 from mnemonic_jax.data import pipeline
 
 PyTree = Any
@@ -172,6 +172,8 @@ class Method:
     config_cls: its frozen config dataclass; ``config_cls()`` holds the published defaults.
     data: what it needs of the training data (one of :data:`DATA_KINDS`).
     reference: where it comes from (paper, repository).
+    defaults: ``defaults(bundle)``, the config used when none is given, for methods whose
+      defaults depend on the bundle (None: ``config_cls()``).
   """
 
   name: str
@@ -179,12 +181,14 @@ class Method:
   config_cls: type
   data: str
   reference: str
+  defaults: Callable[[Bundle], Any] | None = None
 
 
 METHODS: dict[str, Method] = {}
 
 
-def register(name: str, config_cls: type, *, data: str, reference: str
+def register(name: str, config_cls: type, *, data: str, reference: str,
+             defaults: Callable[[Bundle], Any] | None = None
              ) -> Callable[[MethodFn], MethodFn]:
   """Decorator adding a method to :data:`METHODS` under ``name``."""
   if data not in DATA_KINDS:
@@ -193,7 +197,7 @@ def register(name: str, config_cls: type, *, data: str, reference: str
   def add(fn: MethodFn) -> MethodFn:
     if name in METHODS:
       raise errors.BadRequest(f"an unlearning method named {name!r} is already registered")
-    METHODS[name] = Method(name, fn, config_cls, data, reference)
+    METHODS[name] = Method(name, fn, config_cls, data, reference, defaults)
     return fn
 
   return add
@@ -239,7 +243,8 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   _validate.bundle(bundle)
   spec = get_method(method)
   classes = fisher_lib.validate_classes(classes, bundle.num_classes)
-  config = spec.config_cls() if config is None else config
+  if config is None:
+    config = spec.config_cls() if spec.defaults is None else spec.defaults(bundle)
   if not isinstance(config, spec.config_cls):
     raise errors.BadRequest(f"{method} takes a {spec.config_cls.__name__}, got "
                             f"{type(config).__name__}")
@@ -364,6 +369,39 @@ def make_weighted_step(bundle: Bundle, optimizer: optax.GradientTransformation, 
       return loss, new_stats
 
     (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    return LoopState(params=optax.apply_updates(state.params, updates),
+                     batch_stats=new_stats, opt_state=opt_state), loss
+
+  return jax.jit(step, donate_argnums=0)
+
+
+def make_loss_step(bundle: Bundle, optimizer: optax.GradientTransformation,
+                   loss_fn: Callable[..., jax.Array], *, train_mode: bool = True
+                   ) -> Callable[..., tuple[LoopState, jax.Array]]:
+  """A jitted ``step(state, images_uint8, *args) -> (state, loss)`` on a method's own loss.
+
+  For the methods whose objective is not a weighted cross-entropy (distillation from a
+  teacher, an l1 penalty): ``loss_fn(logits, params, *args)`` returns the scalar to
+  minimise, ``logits`` being the model's output on the normalised ``uint8`` ``(B, H, W, C)``
+  images and ``args`` the step's other arrays (labels, teacher logits, a penalty weight).
+  BatchNorm as in :func:`make_weighted_step`; the state is donated.
+  """
+  model, mean, std = bundle.model, bundle.mean, bundle.std
+
+  def step(state: LoopState, images, *args):
+    x = normalize(images, mean, std)
+
+    def objective(params):
+      variables = model_variables(params, state.batch_stats)
+      if train_mode and state.batch_stats:
+        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+        new_stats = updates["batch_stats"]
+      else:
+        logits, new_stats = model.apply(variables, x, train=train_mode), state.batch_stats
+      return loss_fn(logits, params, *args), new_stats
+
+    (loss, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     return LoopState(params=optax.apply_updates(state.params, updates),
                      batch_stats=new_stats, opt_state=opt_state), loss

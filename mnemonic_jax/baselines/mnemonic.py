@@ -1,24 +1,19 @@
-"""The paper's method behind the common signature: ``mnemonic`` and ``mnemonic-auto``;
-this project's data-free rules as ``mnemonic-<rule>``.
+"""This project's forgetting moves as unlearning methods: ``mnemonic-*``, from the registry.
 
-Both forget from the mnemonic codes alone (Algorithm 2 of Yamashita et al., ACML 2024),
-reading no training data: ``mnemonic`` with the step bounds ``(lambda1, lambda2)`` of
-its config (default: the bundle's training config, i.e. the paper's hand-picked values),
-``mnemonic-auto`` with the data-free search of :mod:`mnemonic_jax.lambda_search`.
+Every move of :data:`mnemonic_jax.forgetting.MOVES` is registered here under its
+``baseline`` name, so the experiment runner reads them against the retrain oracle and the
+other methods: ``mnemonic`` (the paper's Algorithm 2 with the lambdas of the bundle's
+training config, i.e. the paper's hand-picked values; Yamashita et al., ACML 2024),
+``mnemonic-auto`` (the paper's move with the data-free lambda search), ``mnemonic-bias``,
+``mnemonic-shrink``, ... All read no training data: only the bundle's codes.
 
 :func:`fisher_inputs` supports an ablation the paper does not report: the same forgetting
 with the Fishers computed from other inputs than the trained codes (fresh random codes,
 zeros, one real training image per class), to show whether the codes matter.
-
-``mnemonic-<rule>`` for each rule of :data:`mnemonic_jax.robust.RULES` (``mnemonic-bias``,
-``mnemonic-shrink``, ...): the rules of :mod:`mnemonic_jax.robust` (issue #11), codes only,
-so that ``experiments.table --methods`` reads them against the retrain oracle (MIAs,
-relearning time).
 """
 
 from __future__ import annotations
 
-import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -26,7 +21,7 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
-from mnemonic_jax import forgetting, lambda_search, robust
+from mnemonic_jax import forgetting
 from mnemonic_jax.baselines.base import MethodFn, Outcome, Split, register
 from mnemonic_jax.bundle import Bundle
 
@@ -37,89 +32,40 @@ REFERENCE = ("Yamashita, Yamada, Shibata, One-Shot Machine Unlearning with Mnemo
 INPUTS = ("trained-codes", "fresh-codes", "zeros", "one-image")
 
 
-@dataclasses.dataclass(frozen=True)
-class MnemonicConfig:
-  """Fixed step bounds of eq. (7).
-
-  Attributes:
-    lambda1, lambda2: the bounds; ``None`` takes the bundle's training config's value
-      (the paper's: 1e-3 / 10 for MNIST, 1e-5 / 1e4 for CIFAR-10).
-  """
-
-  lambda1: float | None = None
-  lambda2: float | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class MnemonicAutoConfig:
-  """The data-free search's rule (see :class:`mnemonic_jax.lambda_search.Rule`)."""
-
-  rule: lambda_search.Rule = lambda_search.DEFAULT_RULE
-
-
-def _scores(report: forgetting.ForgetReport) -> dict:
-  summary = report.to_dict()
-  return {k: summary[k] for k in ("lambda1", "lambda2", "sign", "before", "after")}
-
-
-@register("mnemonic", MnemonicConfig, data="none", reference=REFERENCE)
-def mnemonic(bundle: Bundle, classes, data, config: MnemonicConfig, key) -> Outcome:
-  """Algorithm 2 with fixed ``(lambda1, lambda2)``; reads no training data."""
-  del data, key
-  lambdas = []
+def _lambdas_of(bundle: Bundle) -> dict:
+  """``algorithm2``'s options from the bundle's training config (the paper's values)."""
+  lambdas = {}
   for name in ("lambda1", "lambda2"):
-    value = getattr(config, name)
-    value = bundle.config.get(name) if value is None else value
+    value = bundle.config.get(name)
     if not isinstance(value, (int, float)) or isinstance(value, bool):
       raise errors.BadRequest(f"mnemonic needs a number for {name}: the bundle's config has "
-                              f"{value!r}; set MnemonicConfig({name}=...) or use mnemonic-auto")
-    lambdas.append(float(value))
-  params, report = forgetting.forget(
-      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, *lambdas,
-      exclude=bundle.earlier_forgotten(classes))
-  return Outcome(params, bundle.batch_stats, details=_scores(report))
+                              f"{value!r}; give Algorithm2(lambda1=..., lambda2=...) as the "
+                              "config, or use mnemonic-auto")
+    lambdas[name] = float(value)
+  return lambdas
 
 
-@register("mnemonic-auto", MnemonicAutoConfig, data="none", reference=REFERENCE +
-          "; lambdas chosen by mnemonic_jax.lambda_search (this project)")
-def mnemonic_auto(bundle: Bundle, classes, data, config: MnemonicAutoConfig, key) -> Outcome:
-  """Algorithm 2 with ``(lambda1, lambda2)`` chosen from the codes; reads no training data."""
-  del data, key
-  params, report = lambda_search.forget_auto(
-      bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, rule=config.rule,
-      exclude=bundle.earlier_forgotten(classes))
-  return Outcome(params, bundle.batch_stats,
-                 details={**_scores(report), "search": report.search.to_dict()})
+def _method(move_cls: type[forgetting.Move]) -> MethodFn:
+  """The unlearning method making ``move_cls``'s move; its config is the move object."""
 
-
-@dataclasses.dataclass(frozen=True)
-class RobustConfig:
-  """The step rule of :func:`mnemonic_jax.robust.forget_robust` (its defaults are the
-  data-free lambda search's: forgotten codes' margin ``<= -margin``, remaining margin guard)."""
-
-  margin: float = lambda_search.DEFAULT_RULE.margin
-  guard: float = lambda_search.DEFAULT_RULE.guard
-
-
-def _robust_method(rule: str) -> MethodFn:
-  """The method running :func:`mnemonic_jax.robust.forget_robust` with ``rule``."""
-
-  def method(bundle: Bundle, classes, data, config: RobustConfig, key) -> Outcome:
+  def method(bundle: Bundle, classes, data, config, key) -> Outcome:
     del data, key
-    params, report = robust.forget_robust(
-        bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, rule=rule,
-        exclude=bundle.earlier_forgotten(classes), margin=config.margin, guard=config.guard)
+    params, report = forgetting.forget(
+        bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes), classes, move=config,
+        exclude=bundle.earlier_forgotten(classes))
     return Outcome(params, bundle.batch_stats, details=report.to_dict())
 
-  method.__name__ = f"mnemonic_{rule}"
-  method.__doc__ = f"The data-free rule {rule!r} of mnemonic_jax.robust; reads no training data."
+  method.__name__ = move_cls.baseline.replace("-", "_").replace("+", "_")
+  method.__doc__ = f"The {move_cls.name!r} move: {move_cls.summary}; reads no training data."
   return method
 
 
-for _rule in robust.RULES:
-  register(f"mnemonic-{_rule}", RobustConfig, data="none",
-           reference=f"{REFERENCE}, with the {_rule!r} move of mnemonic_jax.robust "
-                     "(this project, issue #11)")(_robust_method(_rule))
+for _move in forgetting.MOVES.values():
+  register(_move.baseline, _move, data="none",
+           reference=f"{REFERENCE}; the {_move.name!r} move of "
+                     f"mnemonic_jax.forgetting.moves ({_move.acts_on})",
+           defaults=(lambda b: forgetting.moves.Algorithm2(**_lambdas_of(b)))
+           if _move.name == "algorithm2" else None)(_method(_move))
 
 
 def fisher_inputs(kind: str, bundle: Bundle, key: jax.Array, train: Split | None = None

@@ -1,8 +1,8 @@
-"""Data-free choice of the forgetting step bounds ``lambda1``, ``lambda2`` (``"auto"``).
+"""The data-free search for the paper's step bounds ``(lambda1, lambda2)``.
 
 The paper hand-picks ``(lambda1, lambda2)`` per dataset, and a fixed pair is not equally
-reliable on every class, seed and architecture. This module chooses them from the
-mnemonic codes alone, never real data:
+reliable on every class, seed and architecture. :func:`select_lambdas` chooses them from
+the mnemonic codes alone, never real data:
 
 1. The class Fishers ``f_F``, ``f_R`` and ``eta = f_F / f_R`` are computed **once**.
 2. Every pair of a log grid, with both signs, gives a candidate
@@ -10,52 +10,18 @@ mnemonic codes alone, never real data:
    by jitted ``lax.map`` programs: every candidate on every code (``strategy="full"``),
    or, by default, only as many candidates and codes as it takes to be sure of the
    choice (``strategy="pruned"``, the same choice; see :func:`select_lambdas`).
-3. :class:`Rule` picks the candidate with the **smallest perturbation** that
-
-   * pushes every forgotten code's logit margin (own logit minus the best other) to
-     ``<= -margin``;
-   * keeps every remaining code that was classified right before still right;
-   * keeps the smallest remaining-code margin at ``>= guard`` times its value before
-     (by default ``margin = 15``, ``guard = 0.4``).
-
-   The size of a perturbation is its L2 norm ``||alpha * eta||``. Since ``alpha`` grows
+3. :func:`mnemonic_jax.forgetting.criterion.select` picks the candidate with the
+   **smallest perturbation** that meets the :class:`~mnemonic_jax.forgetting.criterion.Rule`
+   (the size of a perturbation is its L2 norm ``||alpha * eta||``; since ``alpha`` grows
    with both lambdas, this order agrees with "smaller lambdas" wherever two pairs are
-   comparable, and breaks the ties the 2-D grid leaves.
+   comparable, and breaks the ties the 2-D grid leaves).
 
-The defaults (margin 15, guard 0.4, guard gives way first) come from a sweep over
-margins 8-20 and guards 0-0.8 on Fashion-MNIST (paper MNIST settings, 100 epochs) and the
-bundled digits, 3 seeds each, every class and the set {0, 1, 2}: they met "E_F = 100 and
-A_R at most 1 point below before" on all 66 class x seed cases, against 50 of 66 for the
-paper's fixed lambdas on the same models (``experiments/results/``). Margins below 12
-left some classes at E_F 90-99.9; guards of 0.5 and more, or no guard, each missed the
-multi-class set on one seed (E_F 84 or A_R -1.4). These models were also the ones the
-rule was chosen on: treat the numbers as in-sample. Held out (Fashion-MNIST at the
-paper's 200 epochs, 3 seeds, not used to choose the rule): 30/30 single classes and 1/3
-multi-class sets, against 18/30 and 0/3 for the paper's lambdas. Forgetting {0, 1, 2}
-from those models is the known weak spot: on two seeds no grid candidate met the rule
-(the fallback left E_F at 71.7 on one, and cost 2.6 points of A_R on the other).
-
-Why margins and not the paper's accuracy-on-codes criterion: the criterion saturates
-(every candidate misclassifying the forgotten codes scores the same), while the margin of
-a forgotten code still says how firmly it is forgotten, which tracks forgetting on real
-data; the remaining codes' margin says how much the rest was disturbed.
-
-If no candidate meets the rule, ``Rule.fallback`` decides (``SearchResult.met`` is then
-``False``):
-
-* ``"guard"`` (default): relax the guard, not the target. Among the candidates that
-  reach the margin target with every remaining code still right, take the one with the
-  largest smallest-remaining-code margin (the least disturbed rest).
-* ``"target"``: relax the target, not the guard. Among the candidates that keep the
-  remaining codes as the rule asks, take the one with the lowest forgotten-code margin.
-
-If neither set has a member, the other fallback is tried, then the best paper criterion
-(then the lowest forgotten margin).
+The move that applies the chosen pair is :class:`mnemonic_jax.forgetting.moves.paper.Paper`.
+How often it meets its goal on which models: docs/results.md.
 
 Example:
   >>> result = select_lambdas(apply_fn, params, codes, [1])
-  >>> new_params, report = forget_auto(apply_fn, params, codes, [1])
-  >>> (report.lambda1, report.lambda2) == (result.lambda1, result.lambda2)
+  >>> result.met in (True, False)
   True
 """
 
@@ -70,8 +36,10 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mnemonic_jax import errors
-from mnemonic_jax import _jit, forgetting
+from mnemonic_jax.timing import timed
 from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax.forgetting import primitives as prim
+from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule, Selection, select
 
 PyTree = Any
 
@@ -85,39 +53,6 @@ LAMBDA2_GRID = tuple(float(v) for v in np.logspace(-3, 5, 25))
 STRATEGIES = ("pruned", "full", "boundary")
 
 
-@dataclasses.dataclass(frozen=True)
-class Rule:
-  """How :func:`select_lambdas` picks a candidate from the codes' scores.
-
-  Attributes:
-    margin: every forgotten code's margin must reach ``<= -margin``.
-    guard: the smallest remaining-code margin must stay ``>= guard *`` its value before
-      forgetting (``0`` only asks that it stays positive; ignored if it was not positive).
-    order: ``"size"`` (L2 norm of the move, the default), ``"max"`` (largest single
-      parameter move) or ``"lambdas"`` (lexicographic ``(lambda1, lambda2)``).
-    fallback: ``"guard"`` or ``"target"``: what gives way when no candidate meets the
-      rule (see the module docstring).
-  """
-
-  margin: float = 15.0
-  guard: float = 0.4
-  order: str = "size"
-  fallback: str = "guard"
-
-  def __post_init__(self):
-    if not self.margin >= 0:
-      raise errors.BadRequest(f"margin must be >= 0, got {self.margin}")
-    if not 0 <= self.guard <= 1:
-      raise errors.BadRequest(f"guard must be in [0, 1], got {self.guard}")
-    if self.order not in ("size", "max", "lambdas"):
-      raise errors.BadRequest(f"unknown order {self.order!r}; use 'size', 'max' or 'lambdas'")
-    if self.fallback not in ("guard", "target"):
-      raise errors.BadRequest(f"unknown fallback {self.fallback!r}; use 'guard' or 'target'")
-
-
-DEFAULT_RULE = Rule()
-
-
 @chex.dataclass(frozen=True)
 class GridScores:
   """Code scores of every candidate of a grid (host numpy arrays, one entry per candidate).
@@ -126,7 +61,7 @@ class GridScores:
     lambda1, lambda2: the pair of each candidate.
     sign: +1 for ``params + delta``, -1 for ``params - delta``.
     forget_accuracy, remain_accuracy, forget_margin, remain_margin: as in
-      :class:`mnemonic_jax.forgetting.CodeScores`.
+      :class:`mnemonic_jax.prim.CodeScores`.
     size: ``||delta||_2`` over all parameters.
     max_move: ``max |delta|`` over all parameters.
     before: :class:`CodeScores` of the unmodified parameters.
@@ -141,7 +76,7 @@ class GridScores:
   remain_margin: np.ndarray
   size: np.ndarray
   max_move: np.ndarray
-  before: forgetting.CodeScores
+  before: prim.CodeScores
 
 
 def _grid_arrays(grid1: Sequence[float], grid2: Sequence[float]):
@@ -187,18 +122,18 @@ def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
 
   def fn(params, codes, in_forget, in_remain, l1, l2, sign):
     f_forget, f_remain = fisher_lib.masked_class_fishers(
-        apply_fn, params, codes, in_forget, in_remain, eps=forgetting.EPS,
+        apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
         microbatch_size=microbatch_size, method=method, mesh=mesh)
-    eta = forgetting.fisher_ratio(f_forget, f_remain)
+    eta = prim.fisher_ratio(f_forget, f_remain)
     eta_sq = jax.tree.map(lambda e: jnp.sum(jnp.square(e)), eta)
     eta_max = jax.tree.map(lambda e: jnp.max(e, initial=0.0), eta)
-    before = forgetting.code_scores(apply_fn, params, codes, in_forget, in_remain)
+    before = prim.code_scores(apply_fn, params, codes, in_forget, in_remain)
 
     def one(args):
       a1, a2, s = args
-      alpha = forgetting.step_sizes(eta, a1, a2)
-      candidate = forgetting.move(params, alpha, eta, s)
-      scores = forgetting.code_scores(apply_fn, candidate, codes, in_forget, in_remain)
+      alpha = prim.step_sizes(eta, a1, a2)
+      candidate = prim.apply_step(params, alpha, eta, s)
+      scores = prim.code_scores(apply_fn, candidate, codes, in_forget, in_remain)
       size = jnp.sqrt(sum(jax.tree.leaves(jax.tree.map(lambda a, q: a * a * q, alpha, eta_sq))))
       max_move = jnp.max(jnp.stack(jax.tree.leaves(
           jax.tree.map(lambda a, m: a * m, alpha, eta_max))))
@@ -210,56 +145,15 @@ def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
   return fn
 
 
-def select(grid: GridScores, rule: Rule = DEFAULT_RULE) -> tuple[int, bool]:
-  """Index of the candidate ``rule`` picks from ``grid``, and whether it met the rule.
-
-  Pure numpy, so one grid can be re-judged under several rules.
-  """
-  index, met, _ = select_with_fallback(grid, rule)
-  return index, met
-
-
-def select_with_fallback(grid: GridScores, rule: Rule = DEFAULT_RULE
-                         ) -> tuple[int, bool, str | None]:
-  """:func:`select`, also naming the fallback that chose when the rule was not met.
-
-  Returns:
-    ``(index, met, fallback)``: ``fallback`` is None when the rule was met, else
-    ``"guard"``, ``"target"`` (see the module docstring) or ``"criterion"`` (the best
-    paper criterion, when neither fallback had a candidate).
-  """
-  before_ok = float(grid.before.remain_margin) > 0
-  finite = np.isfinite(grid.forget_margin) & np.isfinite(grid.remain_margin)
-  correct = (grid.remain_accuracy >= float(grid.before.remain_accuracy) - 1e-6) & finite
-  keeps = correct.copy()
-  if before_ok:
-    keeps &= grid.remain_margin >= rule.guard * float(grid.before.remain_margin)
-  forgets = grid.forget_margin <= -rule.margin
-  met = keeps & forgets
-  if rule.order == "size":
-    key = (grid.size, grid.forget_margin)
-  elif rule.order == "max":
-    key = (grid.max_move, grid.forget_margin)
-  else:
-    key = (grid.lambda1, grid.lambda2, grid.forget_margin)
-  if met.any():
-    idx = np.flatnonzero(met)
-    # np.lexsort sorts by its last key first.
-    return int(idx[np.lexsort(tuple(k[idx] for k in reversed(key)))[0]]), True, None
-  relax_guard = np.flatnonzero(correct & forgets)
-  relax_target = np.flatnonzero(keeps)
-  for fallback in (rule.fallback, "target" if rule.fallback == "guard" else "guard"):
-    if fallback == "guard" and relax_guard.size:
-      pool = relax_guard  # Largest remaining margin, then smallest move.
-      return (int(pool[np.lexsort((grid.size[pool], -grid.remain_margin[pool]))[0]]), False,
-              "guard")
-    if fallback == "target" and relax_target.size:
-      pool = relax_target  # Lowest forgotten margin, then smallest move.
-      return (int(pool[np.lexsort((grid.size[pool], grid.forget_margin[pool]))[0]]), False,
-              "target")
-  criterion = 1.0 - grid.forget_accuracy + grid.remain_accuracy
-  margin = np.where(np.isfinite(grid.forget_margin), grid.forget_margin, np.inf)
-  return int(np.lexsort((grid.size, margin, -criterion))[0]), False, "criterion"
+def select_on_grid(grid: GridScores, rule: Rule = DEFAULT_RULE) -> Selection:
+  """The candidate ``rule`` picks from ``grid`` (:func:`criterion.select
+  <mnemonic_jax.forgetting.criterion.select>` in the rule's order); pure NumPy, so one
+  grid can be re-judged under several rules."""
+  return select(forget_accuracy=grid.forget_accuracy, remain_accuracy=grid.remain_accuracy,
+                forget_margin=grid.forget_margin, remain_margin=grid.remain_margin,
+                size=grid.size, before=grid.before, rule=rule,
+                order=_order_keys(rule, grid.lambda1, grid.lambda2, grid.size, grid.max_move,
+                                  slice(None)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,7 +166,7 @@ class SearchResult:
     index: the chosen candidate's index in ``grid``.
     met: whether the chosen candidate met the rule.
     fallback: None if it did, else the fallback that chose (see
-      :func:`select_with_fallback`).
+      :mod:`mnemonic_jax.forgetting.criterion`).
     rule: the rule it judged by.
     grid: the scores of every candidate.
     eta: the Fisher ratio (pytree shaped like params, float32, on device).
@@ -292,7 +186,7 @@ class SearchResult:
   rule: Rule
   grid: GridScores
   eta: PyTree
-  before: forgetting.CodeScores
+  before: prim.CodeScores
   classes: tuple[int, ...]
   exclude: tuple[int, ...]
   seconds: float
@@ -313,10 +207,10 @@ class SearchResult:
         "search_compile_seconds": float(self.compile_seconds),
     }
 
-  def scores(self, index: int) -> forgetting.CodeScores:
+  def scores(self, index: int) -> prim.CodeScores:
     """Code scores of candidate ``index`` of the grid."""
     g = self.grid
-    return forgetting.CodeScores(
+    return prim.CodeScores(
         forget_accuracy=g.forget_accuracy[index], remain_accuracy=g.remain_accuracy[index],
         forget_margin=g.forget_margin[index], remain_margin=g.remain_margin[index])
 
@@ -380,11 +274,8 @@ def select_lambdas(
       candidate's scores are the full ones. Its ``grid`` holds NaN for scores it never
       computed. Memory: ``chunk`` parameter copies and the activations of ``chunk``
       times the subset's codes, plus those of every code once per verification;
-      bounded by the model and the number of classes, not by the grid. Cost at 1000
-      classes (MLP 784-1000-1000, 2 shared CPU cores): 1.4-3x the fixed-lambda path,
-      against 46x before the forgotten-codes-first order and one candidate at a time,
-      and 150-200x for ``"full"`` (``experiments/bench_search.py``,
-      ``experiments/results/bench_search.md``).
+      bounded by the model and the number of classes, not by the grid (costs:
+      docs/results.md, ``experiments/bench_search.py``).
       ``"boundary"`` (not exact) first finds, per ``lambda2`` and sign, the smallest
       ``lambda1`` whose forgotten codes reach the target, by bisection on all these
       lines at once (forgotten codes only), then scores only those boundary points as
@@ -392,13 +283,7 @@ def select_lambdas(
       chooses whenever the forgotten-codes test is monotone along ``lambda1`` and
       ``lambda2`` and the remaining-codes test the other way (every per-tensor step
       grows with both lambdas): then the smallest move meeting the rule is a boundary
-      point. That is often but not always so: on the digits and Fashion-MNIST MLPs
-      (``experiments/bench_search.py --bundles``; 9 bundles) 8 of 189,540 neighbouring
-      pairs broke it and the choice was the full grid's in all 90 class cases, scoring
-      about 30% of the candidates where ``"pruned"`` scores about 70%; on MLPs fitted
-      to their codes alone (``bench_search.py --train-steps 60``) it chose another
-      candidate in 1 of 3 or 4 calls at 10 and 100 classes and 2 of 4 at 1000, and was
-      no faster there (the choice sits low among the sizes). Hence not the default.
+      point. That is often but not always so (docs/results.md), hence not the default.
       When no boundary point meets the rule, the ``"pruned"`` search decides (the
       fallbacks are exact).
     microbatch_size, method, mesh: passed to the Fisher.
@@ -415,19 +300,28 @@ def select_lambdas(
     >>> result.lambda1 in (1e-3, 1e-2), result.met in (True, False)
     (True, True)
   """
+  request = prim.validate_request(apply_fn, params, codes, forget, exclude)
+  return search(params, request, grid=grid, rule=rule, chunk=chunk, strategy=strategy,
+                microbatch_size=microbatch_size, method=method, mesh=mesh)
+
+
+def search(params: PyTree, request: prim.Request, *,
+           grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
+           rule: Rule = DEFAULT_RULE, chunk: int | None = None, strategy: str = "pruned",
+           microbatch_size: int | None = None, method: str = "auto",
+           mesh: Mesh | None = None) -> SearchResult:
+  """:func:`select_lambdas` on a checked request (the arguments as there)."""
   if strategy not in STRATEGIES:
     raise errors.BadRequest(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
-  request = forgetting.validate_request(apply_fn, params, codes, forget, exclude)
   l1, l2, sign = _grid_arrays(*grid)
   if chunk is None:
     chunk = _default_chunk(params) if strategy == "full" else _pruned_chunk(params)
   chunk = min(max(1, int(chunk)), l1.size)
-  static, arrays = _jit.split_callable(apply_fn)
-  settings = (static, microbatch_size, method, mesh)
-  search = {"full": _full_search, "pruned": _pruned_search,
-            "boundary": functools.partial(_pruned_search, boundary=True)}[strategy]
-  (eta, before, grid_scores, index, met, fallback), seconds, compile_seconds = _jit.timed(
-      lambda: search(settings, arrays, params, request, (l1, l2, sign), rule, chunk))
+  fisher = dict(microbatch_size=microbatch_size, method=method, mesh=mesh)
+  run = {"full": _full_search, "pruned": _pruned_search,
+         "boundary": functools.partial(_pruned_search, boundary=True)}[strategy]
+  (eta, before, grid_scores, index, met, fallback), seconds, compile_seconds = timed(
+      lambda: run(fisher, params, request, (l1, l2, sign), rule, chunk))
   return SearchResult(
       lambda1=float(l1[index]), lambda2=float(l2[index]), sign=int(sign[index]),
       index=index, met=met, fallback=fallback, rule=rule, grid=grid_scores, eta=eta,
@@ -435,32 +329,22 @@ def select_lambdas(
       compile_seconds=compile_seconds)
 
 
-def _full_search(settings, arrays, params, request, candidates, rule, chunk):
+def _full_search(fisher, params, request, candidates, rule, chunk):
   """Every candidate scored on every code, in one program."""
-  static, microbatch_size, method, mesh = settings
   l1, l2, sign = candidates
-
-  def make():
-    def program(arrays, *args):
-      return make_grid_fn(_jit.merge_callable(static, arrays), chunk=chunk,
-                          microbatch_size=microbatch_size, method=method, mesh=mesh)(*args)
-    return jax.jit(program)
-
-  program = _jit.cached(("search", static, chunk, microbatch_size, method, mesh), make)
-  eta, before, scores, size, max_move = program(
-      arrays, params, request.codes, request.in_forget, request.in_remain,
-      *(np.asarray(v, np.float32) for v in (l1, l2, sign)))
+  eta, before, scores, size, max_move = _full_program(
+      request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
+      *(np.asarray(v, np.float32) for v in (l1, l2, sign)), chunk=chunk, **fisher)
   host = lambda v: np.asarray(v, np.float64)
   grid_scores = GridScores(
       lambda1=l1, lambda2=l2, sign=sign.astype(np.int64),
       forget_accuracy=host(scores.forget_accuracy), remain_accuracy=host(scores.remain_accuracy),
       forget_margin=host(scores.forget_margin), remain_margin=host(scores.remain_margin),
       size=host(size), max_move=host(max_move), before=before)
-  return (eta, before, grid_scores, *select_with_fallback(grid_scores, rule))
+  return (eta, before, grid_scores, *select_on_grid(grid_scores, rule))
 
 
-def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
-                   boundary=False):
+def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=False):
   """The same choice as :func:`_full_search`, scoring far fewer candidates and codes.
 
   Exact, by four facts (see :func:`select_lambdas`): identical candidates are scored
@@ -471,12 +355,9 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
   candidates are scored in the rule's order, so the first one that meets the rule on
   the full codes is the rule's choice.
   """
-  static, microbatch_size, method, mesh = settings
   l1, l2, sign = candidates
-  eta, eta_max, eta_sq, margin, correct, before = _cached_program(
-      "search-prepare", settings, lambda apply: _prepare_fn(
-          apply, microbatch_size=microbatch_size, method=method, mesh=mesh))(
-      arrays, params, request.codes, request.in_forget, request.in_remain)
+  eta, eta_max, eta_sq, margin, correct, before = _prepare_program(
+      request.apply_fn, params, request.codes, request.in_forget, request.in_remain, **fisher)
   eta_max, eta_sq = np.asarray(eta_max, np.float64), np.asarray(eta_sq, np.float64)
   with np.errstate(divide="ignore"):  # max eta 0: the tensor gets lambda1, as step_sizes.
     alpha = np.minimum(l1[:, None], l2[:, None] / eta_max[None])
@@ -502,8 +383,8 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
   n_remain = len(remain_ids)
   others = np.flatnonzero(~in_forget)  # Every code but the forgotten ones.
 
-  score = _cached_program("search-score", settings, lambda apply: _score_fn(
-      apply, chunk=chunk, num_forget=len(forget_ids)), chunk, len(forget_ids))
+  score = functools.partial(_score_program, request.apply_fn, chunk=chunk,
+                            num_forget=len(forget_ids))
 
   def on(ids):  # The codes are gathered inside the program: no eager op to compile.
     ids = np.concatenate([forget_ids, ids])
@@ -519,7 +400,7 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
       before=before, **{k: rows[k][owner] for k in _ROWS})
 
   def run(ids, on, target):
-    out = score(arrays, params, eta, *on,
+    out = score(params, eta, *on,
                 *(np.asarray(v[ids], np.float32) for v in (l1, l2, sign)), np.float32(target))
     return [np.asarray(v, np.float64) for v in out]
 
@@ -549,7 +430,7 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
     for start in range(0, len(ids), PRUNED_BATCH):
       estimate(padded(ids[start:start + PRUNED_BATCH]), -rule.margin)
       while True:
-        index, met, _ = select_with_fallback(grid_scores(), rule)
+        index, met, _ = select_on_grid(grid_scores(), rule)
         if not met or exact[owner[index]]:
           break
         verify(owner[index])
@@ -574,7 +455,7 @@ def _pruned_search(settings, arrays, params, request, candidates, rule, chunk,
   for start in range(0, len(missing), PRUNED_BATCH):
     estimate(padded(missing[start:start + PRUNED_BATCH]), np.inf)
   while True:  # The fallbacks, on verified scores.
-    index, met, fallback = select_with_fallback(grid_scores(), rule)
+    index, met, fallback = select_on_grid(grid_scores(), rule)
     if exact[owner[index]]:
       return eta, before, grid_scores(), index, met, fallback
     verify(owner[index])
@@ -638,39 +519,10 @@ def _order_keys(rule, l1, l2, size, max_move, ids):
   return (l1[ids], l2[ids])
 
 
-def _cached_program(name, settings, build, *extra):
-  """The jitted ``build(apply_fn)``, cached per ``name``, ``settings`` and ``extra``."""
-  static = settings[0]
-
-  def make():
-    def program(arrays, *args):
-      return build(_jit.merge_callable(static, arrays))(*args)
-    return jax.jit(program)
-
-  return _jit.cached((name, *settings, *extra), make)
-
-
-def _prepare_fn(apply_fn, *, microbatch_size, method, mesh):
-  """``fn(params, codes, in_forget, in_remain)``: eta, its per-tensor max and sum of
-  squares, every code's margin and correctness before, and the scores before."""
-
-  def fn(params, codes, in_forget, in_remain):
-    f_forget, f_remain = fisher_lib.masked_class_fishers(
-        apply_fn, params, codes, in_forget, in_remain, eps=forgetting.EPS,
-        microbatch_size=microbatch_size, method=method, mesh=mesh)
-    eta = forgetting.fisher_ratio(f_forget, f_remain)
-    leaves = jax.tree.leaves(eta)
-    margin, correct = forgetting.code_margins(apply_fn(params, codes),
-                                              jnp.arange(codes.shape[0]))
-    return (eta, jnp.stack([jnp.max(e, initial=0.0) for e in leaves]),
-            jnp.stack([jnp.sum(jnp.square(e)) for e in leaves]), margin, correct,
-            forgetting.scores_from_margins(margin, correct, in_forget, in_remain))
-
-  return fn
-
-
-def _score_fn(apply_fn, *, chunk, num_forget):
-  """``fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign, target)``.
+@functools.partial(jax.jit, static_argnames=("chunk", "num_forget"))
+def _score_program(apply_fn, params, eta, codes, labels, in_forget, in_remain, l1, l2, sign,
+                   target, *, chunk, num_forget):
+  """Scores the candidates ``(l1, l2, sign)`` on some of the codes.
 
   The codes scored are ``codes[labels]`` (``labels``: class ids, ``in_forget`` and
   ``in_remain`` their masks): the first ``num_forget`` are the forgotten codes, the rest
@@ -683,105 +535,60 @@ def _score_fn(apply_fn, *, chunk, num_forget):
   and every branch is computed.
   """
 
-  def fn(params, eta, codes, labels, in_forget, in_remain, l1, l2, sign, target):
-    head, tail = slice(0, num_forget), slice(num_forget, None)
-    codes = codes[labels]
+  head, tail = slice(0, num_forget), slice(num_forget, None)
+  codes = codes[labels]
 
-    def one(args):
-      alpha = forgetting.step_sizes(eta, args[0], args[1])
-      candidate = forgetting.move(params, alpha, eta, args[2])
-      f_margin, f_correct = forgetting.code_margins(
-          apply_fn(candidate, codes[head]), labels[head])
-      forget_margin = jnp.max(f_margin)
+  def one(args):
+    alpha = prim.step_sizes(eta, args[0], args[1])
+    candidate = prim.apply_step(params, alpha, eta, args[2])
+    f_margin, f_correct = prim.code_margins(
+        apply_fn(candidate, codes[head]), labels[head])
+    forget_margin = jnp.max(f_margin)
 
-      def remain(_):
-        margin, correct = forgetting.code_margins(apply_fn(candidate, codes[tail]),
-                                                  labels[tail])
-        mask = in_remain[tail]
-        return (jnp.sum(jnp.where(mask, correct, 0.0)),
-                jnp.min(jnp.where(mask, margin, jnp.inf), initial=jnp.inf))
+    def remain(_):
+      margin, correct = prim.code_margins(apply_fn(candidate, codes[tail]),
+                                                labels[tail])
+      mask = in_remain[tail]
+      return (jnp.sum(jnp.where(mask, correct, 0.0)),
+              jnp.min(jnp.where(mask, margin, jnp.inf), initial=jnp.inf))
 
-      if codes.shape[0] == num_forget:
-        remaining = (jnp.float32(0.0), jnp.float32(jnp.inf))
-      else:
-        remaining = jax.lax.cond(forget_margin <= target, remain,
-                                 lambda _: (jnp.float32(jnp.nan),) * 2, None)
-      return (jnp.mean(f_correct), remaining[0], forget_margin, remaining[1])
+    if codes.shape[0] == num_forget:
+      remaining = (jnp.float32(0.0), jnp.float32(jnp.inf))
+    else:
+      remaining = jax.lax.cond(forget_margin <= target, remain,
+                               lambda _: (jnp.float32(jnp.nan),) * 2, None)
+    return (jnp.mean(f_correct), remaining[0], forget_margin, remaining[1])
 
-    return jax.lax.map(one, (l1, l2, sign),
-                       batch_size=None if chunk == 1 else min(chunk, l1.shape[0]))
-
-  return fn
+  return jax.lax.map(one, (l1, l2, sign),
+                     batch_size=None if chunk == 1 else min(chunk, l1.shape[0]))
 
 
-def _move_fn(params, eta, lambda1, lambda2, sign):
-  alpha = forgetting.step_sizes(eta, lambda1, lambda2)
-  new = forgetting.move(params, alpha, eta, sign)
-  return new, alpha, forgetting.all_finite(new)
+@functools.partial(jax.jit, static_argnames=("chunk", "microbatch_size", "method", "mesh"))
+def _full_program(apply_fn, params, codes, in_forget, in_remain, l1, l2, sign, *, chunk,
+                  microbatch_size, method, mesh):
+  return make_grid_fn(apply_fn, chunk=chunk, microbatch_size=microbatch_size, method=method,
+                      mesh=mesh)(params, codes, in_forget, in_remain, l1, l2, sign)
 
 
-def _apply_move(params, eta, lambda1, lambda2, sign):
-  """The chosen move, jitted once (kept on disk with the search's programs)."""
-  return _jit.cached(("apply-move",), lambda: jax.jit(_move_fn))(
-      params, eta, lambda1, lambda2, sign)
+@functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
+def _prepare_program(apply_fn, params, codes, in_forget, in_remain, *, microbatch_size, method,
+                     mesh):
+  """eta, its per-tensor max and sum of squares, every code's margin and correctness
+  before, and the scores before."""
+  f_forget, f_remain = fisher_lib.masked_class_fishers(
+      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
+      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  eta = prim.fisher_ratio(f_forget, f_remain)
+  leaves = jax.tree.leaves(eta)
+  margin, correct = prim.code_margins(apply_fn(params, codes), jnp.arange(codes.shape[0]))
+  return (eta, jnp.stack([jnp.max(e, initial=0.0) for e in leaves]),
+          jnp.stack([jnp.sum(jnp.square(e)) for e in leaves]), margin, correct,
+          prim.scores_from_margins(margin, correct, in_forget, in_remain))
 
 
-def forget_auto(
-    apply_fn,
-    params: PyTree,
-    codes: chex.Array,
-    forget: Sequence[int],
-    *,
-    exclude: Sequence[int] = (),
-    grid: tuple[Sequence[float], Sequence[float]] = (LAMBDA1_GRID, LAMBDA2_GRID),
-    rule: Rule = DEFAULT_RULE,
-    chunk: int | None = None,
-    strategy: str = "pruned",
-    microbatch_size: int | None = None,
-    method: str = "auto",
-    mesh: Mesh | None = None,
-) -> tuple[PyTree, forgetting.ForgetReport]:
-  """:func:`mnemonic_jax.forgetting.forget` with ``(lambda1, lambda2)`` from :func:`select_lambdas`.
-
-  The kept candidate is the one the search chose, sign included (it may differ from the
-  sign the paper's criterion would pick at the same lambdas: the rule looks at margins).
-  The search's programs are cached as in :func:`select_lambdas`; the chosen move is then
-  applied by a small jitted function compiled once per parameter structure. The report's
-  ``after`` and ``rejected`` scores are the grid's (with the default ``"pruned"``
-  strategy, ``rejected`` holds NaN where that candidate was not scored).
-
-  Args:
-    apply_fn, params, codes, forget, exclude: as in
-      :func:`mnemonic_jax.forgetting.forget`.
-    grid, rule, chunk, strategy, microbatch_size, method, mesh: as in
-      :func:`select_lambdas`.
-
-  Returns:
-    ``(new_params, report)``: ``report`` is a :class:`ForgetReport` whose ``lambda1``,
-    ``lambda2`` and ``sign`` are the chosen ones, whose ``seconds`` and
-    ``compile_seconds`` cover the whole search, and whose ``search`` is the
-    :class:`SearchResult`. ``new_params`` keeps the dtypes of ``params``.
-
-  Raises:
-    TypeError, ValueError: as :func:`select_lambdas`, or a result that is not finite.
-
-  Example:
-    >>> new_params, report = forget_auto(apply_fn, params, codes, [1])
-    >>> report.search.met in (True, False)
-    True
-  """
-  result = select_lambdas(
-      apply_fn, params, codes, forget, exclude=exclude, grid=grid, rule=rule, chunk=chunk,
-      strategy=strategy, microbatch_size=microbatch_size, method=method, mesh=mesh)
-  (new_params, alpha, finite), seconds, compile_seconds = _jit.timed(
-      _apply_move, params, result.eta, np.float32(result.lambda1),
-      np.float32(result.lambda2), np.float32(result.sign))
-  forgetting.check_finite_result(finite, result.lambda1, result.lambda2)
-  report = forgetting.ForgetReport(
-      classes=result.classes, lambda1=result.lambda1, lambda2=result.lambda2,
-      sign=result.sign, alpha=jax.tree.map(float, alpha), before=result.before,
-      after=result.scores(result.index), rejected=result.scores(result.opposite),
-      seconds=seconds + result.seconds,
-      compile_seconds=compile_seconds + result.compile_seconds, exclude=result.exclude,
-      search=result)
-  return new_params, report
+@jax.jit
+def apply_lambdas(params: PyTree, eta: PyTree, lambda1, lambda2, sign):
+  """``(params + sign * alpha * eta, alpha, all finite)`` for a chosen pair (jitted)."""
+  alpha = prim.step_sizes(eta, lambda1, lambda2)
+  new = prim.apply_step(params, alpha, eta, sign)
+  return new, alpha, prim.all_finite(new)

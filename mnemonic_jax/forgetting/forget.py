@@ -1,0 +1,164 @@
+"""The front door: ``forget`` checks the request, makes the move, returns one report type.
+
+Every move of :data:`mnemonic_jax.forgetting.moves.MOVES` goes through :func:`forget`,
+and every one returns a :class:`ForgetReport`; what is particular to a move is in its
+typed ``details``.
+"""
+
+import dataclasses
+import time
+from typing import Any, Sequence
+
+import chex
+import jax
+
+from mnemonic_jax import errors
+from mnemonic_jax.forgetting import moves as moves_lib
+from mnemonic_jax.forgetting.primitives import CodeScores, validate_request
+from mnemonic_jax.pytrees import ApplyFn, PyTree
+from mnemonic_jax.timing import CompileClock
+
+#: The move of :func:`forget` when neither a move nor lambdas are given: ``bias``, which
+#: lowers the forgotten classes' output bias until their codes' logit margin is <= -15.
+#: An output-level change (docs/depth.md).
+DEFAULT_MOVE = "bias"
+AUTO = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class ForgetReport:
+  """What :func:`forget` did, whatever the move.
+
+  Attributes:
+    move: the move's registry name.
+    acts_on: what the move changes (:data:`mnemonic_jax.forgetting.moves.ACTS_ON`).
+    classes: the forgotten classes, sorted.
+    exclude: classes left out of both the forgotten and the remaining codes.
+    before: code scores of the input parameters.
+    after: code scores of the result.
+    met: whether the move's rule was met (None: a move without a rule, Algorithm 2 with
+      given lambdas).
+    verified: what ``met`` was checked on: ``"codes"`` (the mnemonic codes alone; E_F
+      on real images is not guaranteed by it).
+    seconds: wall-clock seconds of the move, compilation excluded.
+    compile_seconds: seconds JAX spent compiling inside it (0 when compiled before).
+    details: the move's own typed record (e.g.
+      :class:`~mnemonic_jax.forgetting.moves.algorithm2.Algorithm2Details`,
+      :class:`~mnemonic_jax.forgetting.moves.paper.PaperDetails`,
+      :class:`~mnemonic_jax.forgetting.moves.stepping.StepDetails`).
+  """
+
+  move: str
+  acts_on: str
+  classes: tuple[int, ...]
+  exclude: tuple[int, ...]
+  before: CodeScores
+  after: CodeScores
+  met: bool | None
+  verified: str
+  seconds: float
+  compile_seconds: float
+  details: Any
+
+  def to_dict(self) -> dict[str, Any]:
+    """A JSON-able record (the bundle's history entry is built on it)."""
+    scores = lambda s: {k: float(v) for k, v in s.items()}
+    out = {"move": self.move, "acts_on": self.acts_on, "classes": list(self.classes),
+           "met": self.met, "verified": self.verified, "seconds": self.seconds,
+           "compile_seconds": self.compile_seconds, "before": scores(self.before),
+           "after": scores(self.after), **self.details.to_dict()}
+    if self.exclude:
+      out["exclude"] = list(self.exclude)
+    return out
+
+
+def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None,
+                 lambda2: Any = None) -> moves_lib.Move:
+  """The move :func:`forget` makes.
+
+  ``move`` by name or object; without one, :data:`DEFAULT_MOVE`, or with both lambdas
+  given (numbers; ``None`` or ``"auto"`` mean not given) the paper's Algorithm 2 with
+  them (``move`` may then be ``"algorithm2"`` or ``"paper"``, nothing else).
+
+  Raises:
+    ValueError: an unknown move; one lambda without the other; lambdas with a move that
+      chooses its own step.
+    TypeError: a lambda that is not a number.
+  """
+  given = [v is not None and not (isinstance(v, str) and v == AUTO) for v in (lambda1, lambda2)]
+  if any(given) and not all(given):
+    raise errors.BadRequest("give both lambda1 and lambda2, or neither")
+  if not any(given):
+    return moves_lib.get(DEFAULT_MOVE if move is None else move)
+  name = move.name if isinstance(move, moves_lib.Move) else move
+  if name not in (None, "algorithm2", "paper") or isinstance(move, moves_lib.Move):
+    raise errors.BadRequest(f"move={name!r} chooses its own step on the codes; give lambdas only "
+                            "for the paper's Algorithm 2 (move='algorithm2' or none)")
+  return moves_lib.Algorithm2(lambda1=lambda1, lambda2=lambda2)
+
+
+def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequence[int],
+           lambda1: float | None = None, lambda2: float | None = None, *,
+           move: "str | moves_lib.Move | None" = None, exclude: Sequence[int] = ()
+           ) -> tuple[PyTree, ForgetReport]:
+  """Forgets whole classes in one shot, from the mnemonic codes alone (no training data).
+
+  Yamashita, Yamada, Shibata, "One-Shot Machine Unlearning with Mnemonic Code", ACML
+  2024. The move is :data:`DEFAULT_MOVE` (``bias``) unless ``move`` names another of
+  :data:`mnemonic_jax.forgetting.moves.MOVES` (or is a move object with its options,
+  e.g. ``moves.Paper(rule=Rule(margin=10))``); numbers for ``lambda1`` and ``lambda2``
+  run the paper's Algorithm 2 exactly as published (``moves.Algorithm2``).
+
+  Compiled once: every move's programs are module-level ``jax.jit`` functions taking the
+  ``apply_fn`` as a pytree argument, so a second call with equal model, shapes and
+  dtypes, whatever its classes and lambdas, compiles nothing (``report.compile_seconds
+  == 0``).
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits (N, C)``, nothing updated (BatchNorm in
+      inference mode, e.g. :func:`mnemonic_jax.inference_apply_fn`).
+    params: trained parameters, a pytree of float arrays of any float dtype; the result
+      has the same structure and dtypes.
+    codes: ``(C, *input_shape)`` float mnemonic codes the model was trained with.
+    forget: integer class ids to forget; not empty, no duplicates, not every class.
+    lambda1: upper bound of the per-tensor step (eq. 7; paper: 1e-3 MNIST, 1e-5
+      CIFAR-10), with ``lambda2``; ``None`` (or ``"auto"``) for the move's own choice.
+    lambda2: bound of the largest move per tensor (eq. 7; paper: 10 MNIST, 1e4 CIFAR-10).
+    move: a registered name or a :class:`~mnemonic_jax.forgetting.moves.Move`.
+    exclude: classes neither forgotten nor remaining (e.g. those an earlier request
+      forgot, :meth:`mnemonic_jax.Bundle.earlier_forgotten`): scored in neither set.
+
+  Returns:
+    ``(new_params, report)``, a :class:`ForgetReport`.
+
+  Raises:
+    TypeError: class ids that are not integers, a lambda that is not a number, non-float
+      params or codes, an ``apply_fn`` that does not return one logits array.
+    ValueError: bad classes (out of range, duplicated, none, or nothing left to remain);
+      NaN or inf in params or codes; codes that do not fit the model or a number of
+      logits that differs from the number of codes; a model that updates state; an
+      unknown move, lambdas with a move that chooses its own step, a lambda that is not
+      finite and > 0; a result that is not finite; a model without output bias for
+      ``bias``.
+
+  Example:
+    >>> new_params, report = forget(apply_fn, params, codes, [1], 1e-2, 10.0)
+    >>> report.move, report.classes, report.details.sign in (1, -1)
+    ('algorithm2', (1,), True)
+    >>> new_params, report = forget(apply_fn, params, codes, [1])  # The "bias" move.
+    >>> report.move, report.acts_on, report.after.forget_accuracy
+    ('bias', 'output layer', 0.0)
+  """
+  chosen = resolve_move(move, lambda1, lambda2)
+  request = validate_request(apply_fn, params, codes, forget, exclude)
+  start = time.perf_counter()
+  with CompileClock() as clock:
+    moved = chosen(params, request)
+    new_params = jax.block_until_ready(moved.params)
+  total = time.perf_counter() - start
+  report = ForgetReport(
+      move=chosen.name, acts_on=chosen.acts_on, classes=request.classes,
+      exclude=request.exclude, before=moved.before, after=moved.after, met=moved.met,
+      verified="codes", seconds=max(total - clock.seconds, 0.0),
+      compile_seconds=clock.seconds, details=moved.details)
+  return new_params, report

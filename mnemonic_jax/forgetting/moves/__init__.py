@@ -1,0 +1,26 @@
+"""The forgetting moves, one module each, registered as typed objects in :data:`MOVES`.
+
+========================  ===================  =============================================
+name                      acts on              module
+========================  ===================  =============================================
+``algorithm2``            all layers           :mod:`.algorithm2` (the paper, given lambdas)
+``paper``                 all layers           :mod:`.paper` (the paper, lambdas searched)
+``bias``                  output layer         :mod:`.bias`
+``signed``, ``steps``     all layers           :mod:`.directional`
+``head``, ``shrink``,     concentrated layers  :mod:`.directional`
+``shrink+bias``
+``dampen``                all layers           :mod:`.dampen`
+========================  ===================  =============================================
+"""
+
+from mnemonic_jax.forgetting.moves import algorithm2, bias, dampen, directional, paper
+from mnemonic_jax.forgetting.moves.algorithm2 import Algorithm2
+from mnemonic_jax.forgetting.moves.base import ACTS_ON, MOVES, Move, Moved, get, register
+from mnemonic_jax.forgetting.moves.bias import Bias
+from mnemonic_jax.forgetting.moves.dampen import Dampen
+from mnemonic_jax.forgetting.moves.directional import Head, Shrink, ShrinkBias, Signed, Steps
+from mnemonic_jax.forgetting.moves.paper import Paper
+
+__all__ = ["ACTS_ON", "MOVES", "Algorithm2", "Bias", "Dampen", "Head", "Move", "Moved", "Paper",
+           "Shrink", "ShrinkBias", "Signed", "Steps", "algorithm2", "bias", "dampen",
+           "directional", "get", "paper", "register"]

@@ -1,0 +1,117 @@
+"""``algorithm2``: the paper's Algorithm 2 with given step bounds, exactly as published.
+
+Yamashita, Yamada, Shibata, ACML 2024, Algorithm 2 and eqs. (5)-(7): ``eta = f_F / f_R``
+from the codes' Fishers, ``alpha_l = min(lambda1, lambda2 / max eta_l)``, candidates
+``w +/- alpha * eta``, and the one with the better ``(1 - acc on forgotten codes) + acc
+on remaining codes`` is kept. On a tie of that criterion the lower forgotten-code margin
+wins (the criterion saturates once every forgotten code is misclassified), and on a tie
+of both ``w - alpha * eta``, as the reference implementation keeps on any tie. Matches
+the reference to float32 rounding (``experiments/results/``, docs/results.md).
+"""
+
+import dataclasses
+import functools
+from typing import ClassVar
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh
+
+from mnemonic_jax import _validate, errors
+from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax.forgetting import primitives as prim
+from mnemonic_jax.forgetting.moves.base import Move, Moved, register
+from mnemonic_jax.pytrees import PyTree
+
+
+@dataclasses.dataclass(frozen=True)
+class Algorithm2Details:
+  """What Algorithm 2 did.
+
+  Attributes:
+    lambda1, lambda2: the step bounds used.
+    sign: +1 if ``params + alpha * eta`` was kept, -1 for ``params - alpha * eta``.
+    alpha: per-tensor step sizes (pytree of floats shaped like params).
+    rejected: code scores of the other candidate.
+  """
+
+  lambda1: float
+  lambda2: float
+  sign: int
+  alpha: PyTree
+  rejected: prim.CodeScores
+
+  def to_dict(self) -> dict:
+    """JSON-able (``alpha`` left out: one number per tensor)."""
+    return {"lambda1": self.lambda1, "lambda2": self.lambda2, "sign": self.sign,
+            "rejected": {k: float(v) for k, v in self.rejected.items()}}
+
+
+@functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
+def _algorithm2(apply_fn, params, codes, in_forget, in_remain, lambdas, *, microbatch_size,
+                method, mesh):
+  f_forget, f_remain = fisher_lib.masked_class_fishers(
+      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
+      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  alpha, plus, minus = prim.candidates(params, prim.fisher_ratio(f_forget, f_remain), *lambdas)
+  before, s_plus, s_minus = (prim.code_scores(apply_fn, p, codes, in_forget, in_remain)
+                             for p in (params, plus, minus))
+  take_plus = (s_plus.criterion > s_minus.criterion) | (
+      (s_plus.criterion == s_minus.criterion)
+      & (s_plus.forget_margin < s_minus.forget_margin))
+  choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(take_plus, u, v), a, b)
+  new = choose(plus, minus)
+  # Everything small in one float32 vector: one transfer to the host.
+  small = jnp.stack([prim.all_finite(new), take_plus, *jax.tree.leaves(alpha),
+                     *prim.score_leaves(before), *prim.score_leaves(choose(s_plus, s_minus)),
+                     *prim.score_leaves(choose(s_minus, s_plus))]).astype(jnp.float32)
+  return new, small
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Algorithm2(Move):
+  """The paper's Algorithm 2 with given ``(lambda1, lambda2)``.
+
+  Attributes:
+    lambda1: upper bound of the per-tensor step (eq. 7; paper: 1e-3 MNIST, 1e-5 CIFAR-10).
+    lambda2: bound of the largest move per tensor (eq. 7; paper: 10 MNIST, 1e4 CIFAR-10).
+    microbatch_size, method, mesh: the Fisher's (:func:`mnemonic_jax.fisher_diagonal`).
+
+  Raises:
+    TypeError, ValueError: a lambda that is not a finite number > 0.
+  """
+
+  name: ClassVar[str] = "algorithm2"
+  acts_on: ClassVar[str] = "all layers"
+  baseline: ClassVar[str] = "mnemonic"
+  summary: ClassVar[str] = ("the paper's Algorithm 2 with given --lambda1/--lambda2: "
+                            "w +/- alpha * eta (eq. 5)")
+
+  lambda1: float
+  lambda2: float
+  microbatch_size: int | None = None
+  method: str = "auto"
+  mesh: Mesh | None = None
+
+  def __post_init__(self):
+    _validate.lambdas(self.lambda1, self.lambda2, {})
+
+  def __call__(self, params: PyTree, request: prim.Request) -> Moved:
+    lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)
+    new, small = _algorithm2(
+        request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
+        (np.float32(lambda1), np.float32(lambda2)), microbatch_size=self.microbatch_size,
+        method=self.method, mesh=self.mesh)
+    small = [float(v) for v in np.asarray(small)]
+    if not small[0]:
+      raise errors.BadRequest(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters "
+                              "non-finite (NaN or inf); use smaller lambdas")
+    treedef = jax.tree.structure(params)
+    alpha, rest = small[2:2 + treedef.num_leaves], small[2 + treedef.num_leaves:]
+    before, after, rejected = (prim.CodeScores(**dict(zip(prim.SCORE_FIELDS, rest[i:i + 4])))
+                               for i in (0, 4, 8))
+    details = Algorithm2Details(lambda1=lambda1, lambda2=lambda2, sign=1 if small[1] else -1,
+                                alpha=treedef.unflatten(alpha), rejected=rejected)
+    return Moved(new, before, after, None, details)

@@ -1,0 +1,115 @@
+"""What every forgetting move is: a typed, frozen object in one registry.
+
+A move is a frozen dataclass whose fields are its options (so no move accepts an option
+it ignores), with three class-level facts: its registry ``name``, what it ``acts_on``
+(:data:`ACTS_ON`) and the name it has among the unlearning methods of
+:mod:`mnemonic_jax.baselines` (``baseline``). Calling it on a checked request
+(:class:`mnemonic_jax.forgetting.primitives.Request`) returns :class:`Moved`.
+
+The command line's ``--move`` choices, the ``mnemonic-*`` methods of the baselines and
+the experiment runners all read :data:`MOVES`.
+
+Example:
+  >>> sorted(MOVES)[:3]
+  ['algorithm2', 'bias', 'dampen']
+  >>> get("bias").acts_on
+  'output layer'
+"""
+
+import abc
+import dataclasses
+from typing import Any, ClassVar, Mapping
+
+from mnemonic_jax import errors
+from mnemonic_jax.forgetting.primitives import CodeScores, Request
+from mnemonic_jax.pytrees import PyTree
+
+#: What a move changes: the output layer only (a logit-level change), the layers where
+#: the codes' Fisher ratio concentrates, or every parameter tensor.
+ACTS_ON = ("output layer", "concentrated layers", "all layers")
+
+
+@dataclasses.dataclass(frozen=True)
+class Moved:
+  """What a move returns.
+
+  Attributes:
+    params: the new parameters (same structure and dtypes as the input).
+    before: the code scores of the input parameters.
+    after: the code scores of ``params``.
+    met: whether the move's rule was met on the codes (None: the move has no rule).
+    details: the move's own typed record (a dataclass with ``to_dict()``).
+  """
+
+  params: PyTree
+  before: CodeScores
+  after: CodeScores
+  met: bool | None
+  details: Any
+
+
+@dataclasses.dataclass(frozen=True)
+class Move(abc.ABC):
+  """A forgetting move (subclasses are frozen dataclasses; their fields are options)."""
+
+  name: ClassVar[str]
+  acts_on: ClassVar[str]
+  baseline: ClassVar[str]
+  #: One line for the command line's help.
+  summary: ClassVar[str]
+
+  @abc.abstractmethod
+  def __call__(self, params: PyTree, request: Request) -> Moved:
+    """Moves ``params`` for a checked ``request`` (on the host, running jitted programs)."""
+
+  def options(self) -> dict[str, Any]:
+    """The move's options as JSON-able values (for reports and history)."""
+    out = {}
+    for field in dataclasses.fields(self):
+      value = getattr(self, field.name)
+      if dataclasses.is_dataclass(value):
+        value = dataclasses.asdict(value)
+      elif isinstance(value, tuple) and len(value) > 8:
+        value = f"{len(value)} values"
+      elif value is not None and not isinstance(value, (int, float, str, bool, tuple, dict)):
+        value = repr(value)
+      out[field.name] = value
+    return out
+
+
+#: Every registered move, by name.
+MOVES: dict[str, type[Move]] = {}
+
+
+def register(cls: type[Move]) -> type[Move]:
+  """Class decorator: adds a move to :data:`MOVES`.
+
+  Raises:
+    ValueError: a name already taken, or ``acts_on`` not one of :data:`ACTS_ON`.
+  """
+  if cls.name in MOVES:
+    raise errors.BadRequest(f"a move named {cls.name!r} is already registered")
+  if cls.acts_on not in ACTS_ON:
+    raise errors.BadRequest(f"{cls.__name__}.acts_on must be one of {ACTS_ON}")
+  MOVES[cls.name] = cls
+  return cls
+
+
+def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
+  """The move named ``name`` with ``options`` (a :class:`Move` passes through).
+
+  Raises:
+    ValueError: an unknown name, or options given with a move object.
+    TypeError: an option the move does not have.
+  """
+  if isinstance(name, Move):
+    if options:
+      raise errors.BadRequest("give options on the move object itself, not beside it")
+    return name
+  if not isinstance(name, str) or name not in MOVES:
+    raise errors.BadRequest(f"unknown move {name!r}; use one of {', '.join(sorted(MOVES))}")
+  try:
+    return MOVES[name](**(options or {}))
+  except TypeError as e:
+    fields = ", ".join(f.name for f in dataclasses.fields(MOVES[name])) or "none"
+    raise errors.BadRequestType(f"move {name!r} takes the options {fields}: {e}") from None

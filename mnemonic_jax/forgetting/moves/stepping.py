@@ -1,0 +1,181 @@
+"""What the step-grid moves share: one scalar step ``t`` chosen on the codes, in phases.
+
+A step-grid move (``bias``, the directional family, ``dampen``) changes the parameters
+by a family ``w(t)`` of candidates, ``t`` on a log grid ordered from the smallest move;
+the codes score every ``t`` in one jitted program and
+:func:`mnemonic_jax.forgetting.criterion.select` keeps the first that meets the
+:class:`~mnemonic_jax.forgetting.criterion.Rule`. A move may run several phases, each
+with its own margin target (``steps``: four quarter-targets; ``shrink+bias``: shrink to
+margin 0, then the bias to the full margin). Never real data: only the codes.
+"""
+
+import abc
+import dataclasses
+import functools
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax import errors
+from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax.forgetting import primitives as prim
+from mnemonic_jax.forgetting.criterion import Rule, select
+from mnemonic_jax.forgetting.moves.base import Moved
+from mnemonic_jax.pytrees import PyTree
+
+#: Step grid ``t`` (log-spaced): a tensor's largest move is ``t`` for the additive moves.
+STEP_GRID = tuple(float(v) for v in np.logspace(-4, 2.5, 53))
+
+
+@dataclasses.dataclass(frozen=True)
+class Step:
+  """One phase's chosen step: ``t``, whether it ``met`` the rule at ``target`` (the
+  margin the forgotten codes had to reach), the ``fallback`` that chose otherwise, and
+  the codes' margins there."""
+
+  t: float
+  met: bool
+  fallback: str | None
+  target: float
+  forget_margin: float
+  remain_margin: float
+
+
+@dataclasses.dataclass(frozen=True)
+class StepDetails:
+  """What a step-grid move did: its ``steps`` (one per phase), the tensors it moved
+  (``layers``, key paths) and the ``rule`` the steps were chosen by."""
+
+  steps: tuple[Step, ...]
+  layers: tuple[str, ...]
+  rule: Rule
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able; ``t``, ``fallback`` and the margins of the last step at the top."""
+    last = self.steps[-1]
+    return {"steps": [dataclasses.asdict(s) for s in self.steps], "layers": list(self.layers),
+            "rule": dataclasses.asdict(self.rule), "t": last.t, "fallback": last.fallback,
+            "forget_margin": last.forget_margin, "remain_margin": last.remain_margin}
+
+
+class Phase(abc.ABC):
+  """One phase of a step-grid move: scores its grid, then applies the chosen ``t``."""
+
+  @abc.abstractmethod
+  def scores(self, params: PyTree, request: prim.Request, ts: np.ndarray
+             ) -> tuple[prim.CodeScores, tuple[jax.Array, ...], PyTree, Any]:
+    """``(before, grid, mask, state)``: the code scores before, the grid's
+    ``(forget_acc, remain_acc, forget_margin, remain_margin)`` per ``t``, a pytree of
+    bools True at the tensors the phase moves, and what :meth:`apply` needs."""
+
+  @abc.abstractmethod
+  def apply(self, params: PyTree, request: prim.Request, t: float, state: Any) -> PyTree:
+    """The parameters moved by the chosen step ``t``."""
+
+
+def check_grid(grid: Sequence[float]) -> np.ndarray:
+  """The step grid as float32, checked.
+
+  Raises:
+    ValueError: an empty grid, or one with a non-finite or non-positive value.
+  """
+  ts = np.asarray(grid, np.float32).ravel()
+  if ts.size == 0 or not np.all(np.isfinite(ts)) or not np.all(ts > 0):
+    raise errors.BadRequest("the step grid must hold finite positive numbers")
+  return ts
+
+
+def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Phase, float]],
+               rule: Rule, grid: Sequence[float]) -> Moved:
+  """Runs ``(phase, margin target)`` pairs in order; each keeps the step ``rule`` picks,
+  the grid's order being the order of the moves' sizes.
+
+  Raises:
+    ValueError: a bad grid, or a result that is not finite.
+  """
+  ts = check_grid(grid)
+  steps, layers, current = [], set(), params
+  for phase, target in phases:
+    before, grid_scores, mask, state = phase.scores(current, request, ts)
+    fa, ra, fm, rm = (np.asarray(v, np.float64) for v in grid_scores)
+    chosen = select(forget_accuracy=fa, remain_accuracy=ra, forget_margin=fm,
+                    remain_margin=rm, size=np.arange(ts.size, dtype=np.float64), before=before,
+                    rule=dataclasses.replace(rule, margin=target))
+    flat = jax.tree_util.tree_flatten_with_path(mask)[0]
+    layers.update(jax.tree_util.keystr(p) for p, m in flat if m)
+    t = float(ts[chosen.index])
+    steps.append(Step(t=t, met=chosen.met, fallback=chosen.fallback, target=float(target),
+                      forget_margin=float(fm[chosen.index]),
+                      remain_margin=float(rm[chosen.index])))
+    current = phase.apply(current, request, t, state)
+  before, _ = final_scores(request.apply_fn, params, request.codes, request.in_forget,
+                           request.in_remain)
+  after, finite = final_scores(request.apply_fn, current, request.codes, request.in_forget,
+                               request.in_remain)
+  if not bool(finite):
+    raise errors.BadRequest("the move made parameters non-finite; use a smaller step grid")
+  details = StepDetails(steps=tuple(steps), layers=tuple(sorted(layers)), rule=rule)
+  return Moved(current, jax.tree.map(float, before), jax.tree.map(float, after),
+               bool(steps[-1].met), details)
+
+
+@jax.jit
+def final_scores(apply_fn, params, codes, in_forget, in_remain):
+  """Code scores of ``params`` and whether every parameter is finite (jitted)."""
+  return (prim.code_scores(apply_fn, params, codes, in_forget, in_remain),
+          prim.all_finite(params))
+
+
+@jax.jit
+def logits(apply_fn, params, x):
+  """``apply_fn(params, x)`` (jitted)."""
+  return apply_fn(params, x)
+
+
+@jax.jit
+def prepare(apply_fn, params, codes, in_forget, in_remain):
+  """``(eta, grad m_F, margins, correct)``: the codes' Fisher ratio (eq. 6), the gradient
+  of the forgotten codes' summed margin, and every code's margin and correctness."""
+  f_forget, f_remain = fisher_lib.masked_class_fishers(
+      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS)
+  eta = prim.fisher_ratio(f_forget, f_remain)
+  labels = jnp.arange(codes.shape[0])
+
+  def forget_margin(p):
+    margin, _ = prim.code_margins(apply_fn(p, codes), labels)
+    return jnp.sum(jnp.where(in_forget, margin, 0.0))
+
+  grad = jax.grad(forget_margin)(params)
+  margin, correct = prim.code_margins(apply_fn(params, codes), labels)
+  return eta, grad, margin, correct
+
+
+scores_from_margins = jax.jit(prim.scores_from_margins)
+
+
+@functools.partial(jax.jit, static_argnames="candidate")
+def score_grid(apply_fn, params, eta, d, codes, in_forget, in_remain, ts, *, candidate):
+  """Code scores of ``candidate(params, eta, d, t)`` for every ``t`` of ``ts`` (jitted;
+  ``candidate`` a module-level function, static)."""
+
+  def one(t):
+    scores = prim.code_scores(apply_fn, candidate(params, eta, d, t), codes, in_forget,
+                              in_remain)
+    return (scores.forget_accuracy, scores.remain_accuracy, scores.forget_margin,
+            scores.remain_margin)
+
+  return jax.lax.map(one, ts, batch_size=min(8, ts.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames="candidate")
+def apply_candidate(params, eta, d, t, *, candidate):
+  """``candidate(params, eta, d, t)`` (jitted)."""
+  return candidate(params, eta, d, t)
+
+
+def additive(params: PyTree, eta: PyTree, d: PyTree, t) -> PyTree:
+  """``params + t * d`` in each parameter's dtype (traceable; ``eta`` unused)."""
+  del eta
+  return jax.tree.map(lambda w, v: w + (t * v).astype(w.dtype), params, d)

@@ -1,0 +1,257 @@
+"""The numerics of Algorithm 2 (paper, eqs. 5-7), code scores, and the checked request.
+
+Yamashita, Yamada, Shibata, "One-Shot Machine Unlearning with Mnemonic Code", ACML 2024
+(arXiv 2306.05670):
+
+1. ``f_F``, ``f_R``: Fisher diagonals on the forgotten and remaining classes' codes
+   (:func:`mnemonic_jax.fisher.class_fishers`, started at :data:`EPS` as the reference).
+2. ``eta = f_F / f_R`` per parameter (eq. 6, :func:`fisher_ratio`).
+3. ``alpha_l = min(lambda1, lambda2 / max(eta_l))`` per tensor (eq. 7, :func:`step_sizes`).
+4. Candidates ``w +/- alpha * eta`` (eq. 5, :func:`candidates`).
+
+The moves of :mod:`mnemonic_jax.forgetting.moves` build on these; every entry point
+checks its request with :func:`validate_request` before any work. Everything here is a
+pure function; the traceable ones run under ``jax.jit``.
+"""
+
+from typing import NamedTuple, Sequence
+
+import chex
+import jax
+import jax.numpy as jnp
+
+from mnemonic_jax import _validate, errors
+from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax.pytrees import ApplyFn, PyTree, as_pytree
+
+EPS = 1e-16  # The reference implementation starts both Fisher accumulators here.
+
+
+def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
+  """``eta = f_F / f_R`` elementwise (paper, eq. 6), with the reference numerics.
+
+  As the reference implementation: the log-ratio ``log f_F - log f_R`` is cleaned in the
+  log domain, NaN becoming 0 (``eta = 1``) and ``+inf`` the largest finite log-ratio of
+  the same tensor, then exponentiated. ``-inf`` gives ``eta = 0``. Two departures, both
+  where the reference would return non-finite parameters:
+
+  * a tensor with no finite log-ratio at all uses 0 (``eta = 1``) for its ``+inf``
+    entries (the reference takes the maximum of an empty set);
+  * ``eta`` is clipped at the largest float32, so it stays finite (the reference's
+    ``exp`` overflows to inf, and ``alpha = lambda2 / inf = 0`` then makes
+    ``alpha * eta`` NaN).
+
+  The Fishers are expected as the reference accumulates them, ``(1e-16 + sum) / n``
+  (``class_fishers(..., eps=EPS)``), so neither is 0 unless a gradient underflowed.
+
+  Args:
+    f_forget: Fisher diagonal on the forgotten classes (pytree of float arrays).
+    f_remain: Fisher diagonal on the remaining classes, same structure.
+
+  Returns:
+    A finite, non-negative float32 pytree shaped like the inputs.
+
+  Example:
+    >>> fisher_ratio({"w": jnp.array([4.0, 0.0])}, {"w": jnp.array([2.0, 0.0])})
+    {'w': Array([2., 1.], dtype=float32)}
+  """
+  top = jnp.finfo(jnp.float32).max
+
+  def ratio(ff, fr):
+    log_ratio = jnp.log(ff.astype(jnp.float32)) - jnp.log(fr.astype(jnp.float32))
+    log_ratio = jnp.where(jnp.isnan(log_ratio), 0.0, log_ratio)
+    finite = jnp.isfinite(log_ratio)
+    largest = jnp.max(jnp.where(finite, log_ratio, -jnp.inf), initial=-jnp.inf)
+    largest = jnp.where(jnp.isfinite(largest), largest, 0.0)
+    log_ratio = jnp.where(log_ratio == jnp.inf, largest, log_ratio)
+    return jnp.minimum(jnp.exp(log_ratio), top)
+
+  return jax.tree.map(ratio, f_forget, f_remain)
+
+
+def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
+  """Per-tensor step ``alpha_l = min(lambda1, lambda2 / max(eta_l))`` (paper, eq. 7).
+
+  ``lambda1`` caps the step; ``lambda2`` bounds the largest move of the tensor,
+  ``alpha_l * max(eta_l) <= lambda2``. A tensor with ``max(eta_l) = 0`` gets ``lambda1``
+  (it does not move anyway).
+
+  Returns:
+    A pytree of scalars, one per tensor of ``eta``.
+  """
+  _check_lambdas(lambda1, lambda2)
+  return jax.tree.map(
+      lambda e: jnp.minimum(lambda1, lambda2 / jnp.max(e, initial=0.0)), eta)
+
+
+def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: float
+                 ) -> PyTree:
+  """The parameter move ``delta = alpha * eta`` of eq. (5), up to its sign.
+
+  Args:
+    f_forget: Fisher diagonal on the forgotten classes' codes.
+    f_remain: Fisher diagonal on the remaining classes' codes.
+    lambda1: upper bound of the per-tensor step (eq. 7).
+    lambda2: bound of the largest move per tensor (eq. 7).
+
+  Returns:
+    ``delta`` shaped like the Fishers (float32); the candidates are ``params +/- delta``.
+
+  Example:
+    >>> f_forget, f_remain = fisher_lib.class_fishers(apply_fn, params, codes, [1], eps=EPS)
+    >>> delta = perturbation(f_forget, f_remain, lambda1=1e-3, lambda2=10.0)
+    >>> candidate = jax.tree.map(jnp.add, params, delta)
+  """
+  eta = fisher_ratio(f_forget, f_remain)
+  return jax.tree.map(jnp.multiply, step_sizes(eta, lambda1, lambda2), eta)
+
+
+@chex.dataclass(frozen=True)
+class CodeScores:
+  """How a model classifies its codes, split into forgotten and remaining classes.
+
+  Attributes:
+    forget_accuracy: fraction of forgotten classes whose code is still classified right.
+    remain_accuracy: fraction of remaining classes whose code is classified right.
+    forget_margin: the largest logit margin (own logit minus best other) over the
+      forgotten codes; negative means every forgotten code is misclassified.
+    remain_margin: the smallest margin over the remaining codes.
+  """
+
+  forget_accuracy: jax.Array
+  remain_accuracy: jax.Array
+  forget_margin: jax.Array
+  remain_margin: jax.Array
+
+  @property
+  def criterion(self) -> jax.Array:
+    """The paper's selection score: ``(1 - forget_accuracy) + remain_accuracy``."""
+    return 1.0 - self.forget_accuracy + self.remain_accuracy
+
+
+def code_margins(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Per code: its margin (own logit minus the best other) and whether it is right.
+
+  Args:
+    logits: ``(N, C)`` logits of ``N`` codes.
+    labels: ``(N,)`` each code's class.
+
+  Returns:
+    ``(margin, correct)``, both ``(N,)`` float32.
+  """
+  logits = logits.astype(jnp.float32)
+  rows = jnp.arange(logits.shape[0])
+  own = logits[rows, labels]
+  others = logits.at[rows, labels].set(-jnp.inf)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return own - jnp.max(others, axis=-1), correct
+
+
+def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget: chex.Array,
+                in_remain: chex.Array | None = None) -> CodeScores:
+  """Scores the codes (traceable). ``in_forget``, ``in_remain``: boolean masks ``(C,)``.
+
+  ``in_remain`` defaults to ``~in_forget``; classes in neither mask are not scored.
+  """
+  margin, correct = code_margins(apply_fn(params, codes), jnp.arange(codes.shape[0]))
+  return scores_from_margins(margin, correct, in_forget,
+                             ~in_forget if in_remain is None else in_remain)
+
+
+def scores_from_margins(margin: jax.Array, correct: jax.Array, in_forget: chex.Array,
+                        in_remain: chex.Array) -> CodeScores:
+  """:class:`CodeScores` from per-code margins and correctness (traceable)."""
+  mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
+  return CodeScores(
+      forget_accuracy=mean(correct, in_forget),
+      remain_accuracy=mean(correct, in_remain),
+      forget_margin=jnp.max(jnp.where(in_forget, margin, -jnp.inf)),
+      remain_margin=jnp.min(jnp.where(in_remain, margin, jnp.inf)))
+
+
+SCORE_FIELDS = ("forget_accuracy", "remain_accuracy", "forget_margin", "remain_margin")
+
+
+def score_leaves(scores: CodeScores) -> list[jax.Array]:
+  """The four scores in :data:`SCORE_FIELDS` order (to pack them in one array)."""
+  return [scores[k] for k in SCORE_FIELDS]
+
+
+class Request(NamedTuple):
+  """A checked forgetting request (see :func:`validate_request`).
+
+  Attributes:
+    apply_fn: the model as a pytree (:func:`mnemonic_jax.pytrees.as_pytree`).
+    codes: ``(C, *input_shape)`` float codes, a jax array.
+    classes: the forgotten classes, sorted.
+    exclude: classes neither forgotten nor remaining, sorted.
+    in_forget, in_remain: boolean masks ``(C,)`` of the forgotten and remaining classes.
+  """
+
+  apply_fn: ApplyFn
+  codes: jax.Array
+  classes: tuple[int, ...]
+  exclude: tuple[int, ...]
+  in_forget: jax.Array
+  in_remain: jax.Array
+
+
+def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
+                     forget: Sequence[int], exclude: Sequence[int] = ()) -> Request:
+  """Checks a forgetting request before any work (every forgetting entry point calls it).
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits (N, C)``, nothing updated.
+    params: a pytree of float arrays.
+    codes: ``(C, *input_shape)`` float codes, one per class in class order.
+    forget: class ids to forget; not empty, no duplicates, not every class.
+    exclude: class ids neither forgotten nor remaining.
+
+  Returns:
+    The :class:`Request`.
+
+  Raises:
+    TypeError: class ids that are not integers, non-float params or codes, an
+      ``apply_fn`` that does not return one float logits array.
+    ValueError: bad classes (out of range, duplicated, none, or nothing left to remain);
+      NaN or inf in params or codes; codes that do not fit the model, or a number of
+      logits that differs from the number of codes; a model that updates state.
+  """
+  _validate.params_tree(params)
+  if not hasattr(codes, "shape") or not jnp.issubdtype(jnp.result_type(codes), jnp.floating):
+    raise errors.BadRequestType("codes must be a float array (C, *input_shape), got "
+                                f"{getattr(codes, 'dtype', type(codes).__name__)}")
+  codes = jnp.asarray(codes)
+  num_classes = codes.shape[0]
+  _validate.model_outputs(apply_fn, params, codes, num_classes)
+  classes, exclude = _validate.forget_request(forget, num_classes, exclude)
+  _validate.finite(params=params, codes=codes)
+  in_forget, in_remain = fisher_lib.class_masks(classes, exclude, num_classes)
+  return Request(as_pytree(apply_fn), codes, classes, exclude, in_forget, in_remain)
+
+
+def candidates(params: PyTree, eta: PyTree, lambda1, lambda2
+               ) -> tuple[PyTree, PyTree, PyTree]:
+  """The candidates of eq. (5): ``(alpha, params + alpha * eta, params - alpha * eta)``.
+
+  The move is computed in float32 and cast to each parameter's dtype before the add, so
+  the candidates keep the parameters' dtypes (traceable).
+  """
+  alpha = step_sizes(eta, lambda1, lambda2)
+  return (alpha, apply_step(params, alpha, eta, 1.0), apply_step(params, alpha, eta, -1.0))
+
+
+def apply_step(params: PyTree, alpha: PyTree, eta: PyTree, sign) -> PyTree:
+  """``params + sign * alpha * eta`` (eq. 5), in each parameter's dtype (traceable)."""
+  return jax.tree.map(lambda p, a, e: p + (sign * a * e).astype(p.dtype), params, alpha, eta)
+
+
+def all_finite(tree: PyTree) -> jax.Array:
+  """Whether every entry of a pytree of float arrays is finite (traceable, one bool)."""
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
+
+
+def _check_lambdas(lambda1, lambda2):
+  """The lambda checks for concrete values (traced ones pass)."""
+  if not any(isinstance(v, jax.core.Tracer) for v in (lambda1, lambda2)):
+    _validate.lambdas(lambda1, lambda2, {})
