@@ -7,6 +7,7 @@ importing only those below (``python -m experiments.import_graph`` checks it)::
   common  <-  plots  <-  compare  <-  table
   common  <-  robust <-  alignment
   common  <-  attach_codes, bench_forget, bench_search
+  bench_fisher  <-  gpu_check
 
 What lives here: the user-error exit (:func:`fail`), the config loader of the runners,
 class arguments, the trained-and-cached bundle of one seed (:func:`train_or_load`,
