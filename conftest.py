@@ -36,8 +36,8 @@ def _namespace() -> dict:
   config.learning_rate = 0.1
   bundle = workflow.train(config, tempfile.mkdtemp(prefix="doctest-bundle-"), progress=False)
   train = load_dataset("digits", "train")
-  return dict(jax=jax, jnp=jnp, np=np, mj=mj, load_dataset=load_dataset, model=model, codes=codes, params=params,
-              apply_fn=mj.inference_apply_fn(model, {}), bundle=bundle,
+  return dict(jax=jax, jnp=jnp, np=np, mj=mj, load_dataset=load_dataset, model=model, codes=codes,
+              params=params, apply_fn=mj.inference_apply_fn(model, {}), bundle=bundle,
               images=train.images, labels=train.labels, key=jax.random.key(0))
 
 

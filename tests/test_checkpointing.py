@@ -120,7 +120,8 @@ def test_arguments_in_the_wrong_order_are_named_not_fspath_errors(tmp_path):
     save_bundle(bundle, tmp_path / "b")
   with pytest.raises(errors.BadRequestType, match="bundle must be a Bundle .* got dict"):
     save_bundle(tmp_path / "b", {"params": bundle.params})
-  with pytest.raises(errors.BadRequestType, match=r"must be a path \(str or os.PathLike\), got Bundle"):
+  with pytest.raises(errors.BadRequestType,
+                     match=r"must be a path \(str or os.PathLike\), got Bundle"):
     load_bundle(bundle)
   assert list(tmp_path.iterdir()) == []
 

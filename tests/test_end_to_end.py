@@ -6,11 +6,9 @@ before forgetting, test accuracy before forgetting 95.5-95.8%. Thresholds leave 
 E_F = 100 exactly, A_R drop <= 3 points, accuracy before >= 92%.
 """
 
-import jax
 import numpy as np
 import pytest
 
-import mnemonic_jax as mj
 from mnemonic_jax import workflow
 from mnemonic_jax.data import load_dataset
 

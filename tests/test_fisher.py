@@ -2,7 +2,6 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 import pytest
 
 import mnemonic_jax as mj
@@ -135,7 +134,8 @@ def test_models_with_other_parameters_fall_back_to_vmap():
   assert not layer_taps.covers(apply_fn, params, codes)
   f = jax.jit(lambda p: mj.fisher_diagonal(apply_fn, p, codes, jnp.arange(3)))(params)
   loss = lambda p, xi, yi: mj.cross_entropy(apply_fn(p, xi[None]), yi[None])[0]
-  squares = [jax.tree.map(jnp.square, jax.grad(loss)(params, codes[i], jnp.int32(i))) for i in range(3)]
+  squares = [jax.tree.map(jnp.square, jax.grad(loss)(params, codes[i], jnp.int32(i)))
+             for i in range(3)]
   chex.assert_trees_all_close(
       f, jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), 0), *squares), rtol=1e-5, atol=1e-9)
   with pytest.raises(ValueError, match="factorized"):

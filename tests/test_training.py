@@ -35,8 +35,8 @@ def test_train_step_reports_image_and_code_losses_and_learns():
   # The total is the batch mean: a mix of the two parts weighted by the code fraction.
   f = float(metrics["code_fraction"])
   np.testing.assert_allclose(
-      float(metrics["loss"]), f * float(metrics["code_loss"]) + (1 - f) * float(metrics["image_loss"]),
-      rtol=1e-5)
+      float(metrics["loss"]),
+      f * float(metrics["code_loss"]) + (1 - f) * float(metrics["image_loss"]), rtol=1e-5)
   # Codes are classified as their classes after training with them.
   logits = model.apply({"params": state.params}, codes)
   np.testing.assert_array_equal(np.argmax(logits, -1), np.arange(4))
