@@ -1,0 +1,595 @@
+"""Depth of forgetting against the retrain oracle: every attack on three bundles, one report.
+
+:func:`depth_report` runs the attacks of :mod:`mnemonic_jax.evaluation.attacks` on the
+model after forgetting (``unlearned``), the retrain oracle (trained from scratch without
+the forgotten classes, same initialisation and seed) and the original, and reports per
+attack the method's value, the oracle's, the gap (method - oracle; for relearning the
+ratio method / oracle) and, given oracles of other seeds, the oracle's seed-to-seed
+spread. A plain-words verdict says when the forgetting is output-level only (the logits
+suppressed, the features the original's). :func:`depth_goals` scores a report against the
+depth goals of mnemonic-jax issue #19.
+
+Sources: DEPTH.md (the attacks and why each is read against the oracle); the attacks'
+own sources are in their docstrings.
+
+Example:
+  >>> data = DepthData.of(train, test)      # uint8 images and labels, e.g. load_dataset(...)
+  >>> report = depth_report(forgotten, oracle, original, data, [3], key=jax.random.key(0))
+  >>> print(report.verdict.text)
+  >>> [(g.name, g.passed) for g in depth_goals(report)]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import jax
+import numpy as np
+
+from mnemonic_jax import _validate, errors, metrics, relearning
+from mnemonic_jax.baselines.base import Split
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.evaluation import attacks
+from mnemonic_jax.evaluation import features as feats
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthConfig:
+  """How each attack is run (defaults: DEPTH.md and the attacks' sources).
+
+  Attributes:
+    shots: labelled training images per class the attacker holds (10-shot constant,
+      nearest class mean, head fine-tuning).
+    prototype_shots: images per forgotten class of the prototype attack (k = 5).
+    prototype_alpha, prototype_metric: the prototype attack's weight and head kind.
+    scales: input scales queried.
+    probe_per_class: training images per class the linear probe is fitted on (``None``:
+      all).
+    probe_c, probe_max_iter: the probe's inverse L2 strength and lbfgs iterations.
+    head_steps: head fine-tuning step counts reported.
+    head_learning_rate, head_momentum: its SGD.
+    relearn: the relearning run (:class:`mnemonic_jax.relearning.RelearnConfig`);
+      ``None`` skips relearning (the slowest attack).
+    relearn_fraction, relearn_min_examples: the relearning sample
+      (:func:`mnemonic_jax.relearning.relearn_sample`).
+    batch_size: rows per forward call.
+  """
+
+  shots: int = 10
+  prototype_shots: int = 5
+  prototype_alpha: float = 0.5
+  prototype_metric: str = "cosine"
+  scales: tuple[float, ...] = (1.5, 2.0, 3.0)
+  probe_per_class: int | None = 500
+  probe_c: float = 1.0
+  probe_max_iter: int = 1000
+  head_steps: tuple[int, ...] = (10, 50)
+  head_learning_rate: float = 0.01
+  head_momentum: float = 0.9
+  relearn: relearning.RelearnConfig | None = dataclasses.field(
+      default_factory=relearning.RelearnConfig)
+  relearn_fraction: float = 0.01
+  relearn_min_examples: int = 8
+  batch_size: int = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthData:
+  """The labelled images the attacks use: ``train`` (the attacker's few labelled images,
+  the probe's and the relearning sample) and ``test`` (where every figure is scored).
+
+  Attributes:
+    train, test: :class:`mnemonic_jax.baselines.base.Split` (``uint8`` images, labels).
+  """
+
+  train: Split
+  test: Split
+
+  @classmethod
+  def of(cls, train: Any, test: Any) -> DepthData:
+    """From anything with ``images`` and ``labels`` (a ``Dataset``, a ``Split``) or pairs."""
+    def split(value: Any, name: str) -> Split:
+      if hasattr(value, "images") and hasattr(value, "labels"):
+        return Split(np.asarray(value.images), np.asarray(value.labels))
+      if isinstance(value, (tuple, list)) and len(value) == 2:
+        return Split(np.asarray(value[0]), np.asarray(value[1]))
+      raise errors.BadRequestType(f"{name} must have images and labels (a Dataset, a Split "
+                                  f"or an (images, labels) pair), got {type(value).__name__}")
+    return cls(split(train, "train"), split(test, "test"))
+
+
+class Figure(NamedTuple):
+  """One attack's figure for the method, the oracle and the original.
+
+  Attributes:
+    name: key, e.g. ``"one_constant_half"``.
+    label: what it measures, in words.
+    unit: ``"%"``, ``"steps"``, ``"CKA"`` or ``"distance"``.
+    method, oracle, original: the attack's value on each model (``None``: not measured;
+      NaN: undefined, e.g. relearning not reached by either).
+    gap: ``method - oracle``, or ``method / oracle`` when ``ratio``.
+    spread: the oracle's seed-to-seed standard deviation (``None`` with one oracle).
+    ratio: whether ``gap`` is a ratio.
+  """
+
+  name: str
+  label: str
+  unit: str
+  method: float | None
+  oracle: float | None
+  original: float | None
+  gap: float | None
+  spread: float | None
+  ratio: bool = False
+
+
+class Verdict(NamedTuple):
+  """Whether the forgetting is output-level only, and why, in words."""
+
+  output_level_only: bool
+  text: str
+
+
+class Goal(NamedTuple):
+  """One depth goal: ``passed`` is ``None`` when it does not apply or was not measured."""
+
+  name: str
+  passed: bool | None
+  detail: str
+
+
+@dataclasses.dataclass(frozen=True)
+class DepthReport:
+  """What :func:`depth_report` measured.
+
+  Attributes:
+    classes: the forgotten classes.
+    figures: one :class:`Figure` per attack, in a fixed order.
+    skipped: attack -> why it was not measured.
+    verdict: :class:`Verdict`.
+    oracles: how many oracles the spread is over (1: no spread).
+  """
+
+  classes: tuple[int, ...]
+  figures: tuple[Figure, ...]
+  skipped: dict[str, str]
+  verdict: Verdict
+  oracles: int = 1
+
+  def __getitem__(self, name: str) -> Figure:
+    for f in self.figures:
+      if f.name == name:
+        return f
+    raise KeyError(f"no figure {name!r}; measured: {[f.name for f in self.figures]}")
+
+  def get(self, name: str) -> Figure | None:
+    """The figure ``name``, or ``None`` when it was not measured."""
+    return next((f for f in self.figures if f.name == name), None)
+
+  def to_dict(self) -> dict[str, Any]:
+    """JSON-able: numbers as floats, ``inf`` and ``nan`` as the strings ``"inf"``, ``"nan"``
+    (relearning steps ``"inf"``: not reached within the run)."""
+    def num(v):
+      if v is None or math.isfinite(v):
+        return None if v is None else float(v)
+      return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+    return {"classes": list(self.classes), "oracles": self.oracles,
+            "verdict": {"output_level_only": self.verdict.output_level_only,
+                        "text": self.verdict.text},
+            "skipped": dict(self.skipped),
+            "figures": [{"name": f.name, "label": f.label, "unit": f.unit,
+                         "method": num(f.method), "oracle": num(f.oracle),
+                         "original": num(f.original), "gap": num(f.gap),
+                         "spread": num(f.spread), "ratio": f.ratio}
+                        for f in self.figures]}
+
+  def to_markdown(self) -> str:
+    """A table: attack, method, oracle, gap, oracle spread, original; then the verdict."""
+    rows = ["| attack | method | oracle | gap | oracle spread | original |",
+            "|---|---:|---:|---:|---:|---:|"]
+    for f in self.figures:
+      gap = "" if f.gap is None else (f"x{_fmt(f.gap, 2)}" if f.ratio else _signed(f.gap, f.unit))
+      rows.append(f"| {f.label} | {_fmt_unit(f.method, f.unit)} | {_fmt_unit(f.oracle, f.unit)}"
+                  f" | {gap} | {_fmt_unit(f.spread, f.unit)} | "
+                  f"{_fmt_unit(f.original, f.unit)} |")
+    text = "\n".join(rows) + f"\n\n{self.verdict.text}\n"
+    if self.skipped:
+      text += "\nNot measured: " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items()) + "\n"
+    return text
+
+
+def _fmt(v: float | None, digits: int = 1) -> str:
+  if v is None:
+    return ""
+  if math.isnan(v):
+    return "n/a"
+  if math.isinf(v):
+    return "inf" if v > 0 else "-inf"
+  return f"{v:.{digits}f}"
+
+
+def _fmt_unit(v: float | None, unit: str) -> str:
+  if v is None:
+    return ""
+  if unit == "steps" and math.isinf(v):
+    return "not reached"
+  return _fmt(v, {"CKA": 3, "distance": 3, "steps": 0}.get(unit, 1))
+
+
+def _signed(v: float, unit: str) -> str:
+  s = _fmt_unit(v, unit)
+  return s if s.startswith("-") or not math.isfinite(v) else "+" + s
+
+
+# ----------------------------------------------------------------------------------------
+# Checks.
+
+
+def check_comparable(unlearned: Bundle, other: Bundle, name: str) -> None:
+  """Checks that ``other`` (the oracle, the original) is a model of the same architecture.
+
+  Raises:
+    BadRequestType: ``other`` is not a Bundle.
+    BadRequest: another model, other model attributes, class count or input shape; the
+      message names which.
+  """
+  _validate.bundle(other, name)
+  for what, mine, theirs in (
+      ("model", unlearned.model_name, other.model_name),
+      ("model attributes", _plain(unlearned.model_kwargs), _plain(other.model_kwargs)),
+      ("class count", unlearned.num_classes, other.num_classes),
+      ("input shape", tuple(unlearned.input_shape), tuple(other.input_shape))):
+    if mine != theirs:
+      raise errors.BadRequest(
+          f"the {name} bundle has {what} {theirs!r} but the unlearned model has {mine!r}; "
+          f"the depth attacks compare one architecture: give an {name} of the same model, "
+          "classes and input shape (the oracle: retrained from the original's config)")
+  if jax.tree.structure(other.params) != jax.tree.structure(unlearned.params):
+    raise errors.BadRequest(f"the {name} bundle's parameters differ in structure from the "
+                            "unlearned model's (another architecture)")
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in sorted(value.items())}
+  if isinstance(value, (list, tuple)):
+    return [_plain(v) for v in value]
+  return value
+
+
+def _check_data(data: DepthData, bundle: Bundle, classes: tuple[int, ...],
+                config: DepthConfig) -> DepthData:
+  if not isinstance(data, DepthData):
+    raise errors.BadRequestType(f"data must be a DepthData (DepthData.of(train, test)), got "
+                                f"{type(data).__name__}")
+  for name, split in (("train", data.train), ("test", data.test)):
+    images, labels = np.asarray(split.images), np.asarray(split.labels)
+    if images.dtype != np.uint8 or tuple(images.shape[1:]) != tuple(bundle.input_shape):
+      raise errors.BadRequest(f"the {name} images are {images.dtype} {images.shape}; the model "
+                              f"takes uint8 (N, {', '.join(map(str, bundle.input_shape))})")
+    if len(images) != len(labels):
+      raise errors.BadRequest(f"the {name} split has {len(images)} images and {len(labels)} "
+                              "labels")
+    _validate.labels(labels, bundle.num_classes, name=f"{name} labels")
+    present = set(np.unique(labels).tolist())
+    if not set(classes) <= present:
+      raise errors.BadRequest(f"the {name} split holds no example of forgotten classes "
+                              f"{sorted(set(classes) - present)}")
+    if not present - set(classes):
+      raise errors.BadRequest(f"the {name} split holds only forgotten classes")
+  counts = np.bincount(np.asarray(data.train.labels), minlength=bundle.num_classes)
+  if config.shots < 1 or config.prototype_shots < 1:
+    raise errors.BadRequest("shots and prototype_shots must be >= 1")
+  need = max(config.shots, config.prototype_shots)
+  short = [c for c in classes if counts[c] < need]
+  if short:
+    raise errors.BadRequest(f"the train split has fewer than {need} images of forgotten "
+                            f"classes {short}; the few-shot attacks need that many")
+  return DepthData(Split(np.asarray(data.train.images), np.asarray(data.train.labels)),
+                   Split(np.asarray(data.test.images), np.asarray(data.test.labels)))
+
+
+def _per_class(labels: np.ndarray, count: int | None, key: jax.Array) -> np.ndarray:
+  """Up to ``count`` random indices of each class (all with ``None``), sorted by class."""
+  out = []
+  for c in np.unique(labels):
+    idx = np.flatnonzero(labels == c)
+    idx = idx[attacks.host_rng(jax.random.fold_in(key, int(c))).permutation(len(idx))]
+    out.append(idx if count is None else idx[:count])
+  return np.concatenate(out)
+
+
+# ----------------------------------------------------------------------------------------
+# The report.
+
+#: (name, label, unit) of the figures, in report order; the input scales and head
+#: fine-tuning step counts of the config are inserted before ``probe_recall`` and
+#: ``relearn_50`` (:func:`figure_specs`).
+FIGURES = (
+    ("E_F", "E_F (100 - forgotten test accuracy)", "%"),
+    ("A_R", "A_R (retained test accuracy)", "%"),
+    ("one_constant_half", "one constant, chosen on half the test set", "%"),
+    ("one_constant_shots", "one constant, chosen on the few-shot images", "%"),
+    ("probe_recall", "linear probe recall", "%"),
+    ("ncm_recall", "nearest class mean recall (few-shot)", "%"),
+    ("prototype", "prototype attack (k=5)", "%"),
+    ("relearn_50", "relearning steps to 50% of the original", "steps"),
+    ("relearn_90", "relearning steps to 90% of the original", "steps"),
+    ("cka_to_oracle", "CKA of features to the oracle's", "CKA"),
+    ("cka_to_original", "CKA of features to the original's", "CKA"),
+    ("distance_to_original", "weight distance to the original", "distance"),
+    ("distance_to_oracle", "weight distance to the oracle", "distance"),
+)
+_FEATURE_ATTACKS = ("probe_recall", "ncm_recall", "prototype", "cka_to_oracle",
+                    "cka_to_original")
+
+
+def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: DepthData,
+                 classes: Sequence[int], *, config: DepthConfig = DepthConfig(),
+                 key: jax.Array | None = None, oracle_seeds: Sequence[Bundle] = ()
+                 ) -> DepthReport:
+  """Runs every depth attack on the unlearned model, the oracle and the original.
+
+  Per model: E_F and A_R on ``data.test``; the one-constant attack chosen on half the test
+  set (scored on the other half, both ways) and on ``config.shots`` training images per
+  class (scored on the test set); forgotten accuracy at each input scale; then, when the
+  model has penultimate features (:mod:`mnemonic_jax.evaluation.features`), linear-probe
+  recall (fitted on ``probe_per_class`` training images per class), few-shot
+  nearest-class-mean recall, the prototype attack and head fine-tuning on the few-shot
+  images; relearning steps (``config.relearn``); and between models, linear CKA of the
+  features of the forgotten test images and the relative weight distance. A model
+  without features gets the rest (the feature attacks are listed in ``skipped``).
+
+  Args:
+    unlearned: the model after forgetting ``classes``.
+    oracle: the retrain oracle (same architecture, initialisation and seed).
+    original: the model before forgetting.
+    data: :class:`DepthData`.
+    classes: the forgotten class ids.
+    config: :class:`DepthConfig`.
+    key: typed PRNG key for every sample (the same for each model); ``None`` is key 0.
+    oracle_seeds: oracles of other seeds, for the oracle's seed-to-seed spread.
+
+  Returns:
+    :class:`DepthReport`.
+
+  Raises:
+    BadRequestType: an argument that is not a Bundle or DepthData.
+    BadRequest: an oracle or original of another architecture, class count or input
+      shape; bad classes; data that does not fit the model or lacks the forgotten classes.
+  """
+  _validate.bundle(unlearned, "unlearned")
+  for name, other in (("oracle", oracle), ("original", original),
+                      *((f"oracle_seeds[{i}]", b) for i, b in enumerate(oracle_seeds))):
+    check_comparable(unlearned, other, name)
+  classes, _ = _validate.forget_request(classes, unlearned.num_classes)
+  data = _check_data(data, unlearned, classes, config)
+  key = jax.random.key(0) if key is None else key
+  train, test = data.train, data.test
+  support = _per_class(train.labels, config.shots, jax.random.fold_in(key, 1))
+  probe = _per_class(train.labels, config.probe_per_class, jax.random.fold_in(key, 2))
+  in_forget = np.isin(test.labels, classes)
+  skipped: dict[str, str] = {}
+  try:
+    feats.head_path(unlearned)
+    with_features = True
+  except feats.NoFeatures as e:
+    with_features = False
+    for name in (*_FEATURE_ATTACKS, *(f"head_ft_{n}" for n in config.head_steps)):
+      skipped[name] = str(e)
+
+  models = {"method": unlearned, "oracle": oracle, "original": original,
+            **{f"oracle{i + 1}": b for i, b in enumerate(oracle_seeds)}}
+  values: dict[str, dict[str, float]] = {}
+  forgotten_features: dict[str, np.ndarray] = {}
+  for name, bundle in models.items():
+    values[name], forgotten_features[name] = _measure(
+        bundle, train, test, support, probe, in_forget, classes, config, key, with_features)
+
+  original_accuracy = 100.0 - values["original"]["E_F"]
+  if config.relearn is None:
+    skipped["relearn"] = "config.relearn is None"
+  elif not original_accuracy > 0:
+    skipped["relearn"] = ("the original model gets none of the forgotten test images right: "
+                          "nothing to relearn")
+  else:
+    _relearn(models, values, train, test, classes, original_accuracy, config, key)
+
+  for name, bundle in models.items():
+    v = values[name]
+    if with_features:
+      v["cka_to_oracle"] = attacks.linear_cka(forgotten_features[name],
+                                              forgotten_features["oracle"])
+      v["cka_to_original"] = attacks.linear_cka(forgotten_features[name],
+                                                forgotten_features["original"])
+    v["distance_to_original"] = attacks.weight_distance(bundle.params, original.params)
+    v["distance_to_oracle"] = attacks.weight_distance(bundle.params, oracle.params)
+
+  figures = []
+  for name, label, unit in figure_specs(config):
+    if name not in values["method"]:
+      continue
+    m, o, g = (values[k][name] for k in ("method", "oracle", "original"))
+    ratio = name.startswith("relearn_")
+    gap = attacks.relearn_ratio(_steps(m), _steps(o)) if ratio else m - o
+    oracle_values = [values[k][name] for k in values if k.startswith("oracle")]
+    finite = [x for x in oracle_values if math.isfinite(x)]
+    spread = float(np.std(finite, ddof=1)) if len(oracle_seeds) and len(finite) > 1 else None
+    figures.append(Figure(name, label, unit, m, o, g, gap, spread, ratio))
+  report = DepthReport(tuple(classes), tuple(figures), skipped, Verdict(False, ""),
+                       1 + len(oracle_seeds))
+  return dataclasses.replace(report, verdict=_verdict(report))
+
+
+def figure_specs(config: DepthConfig) -> list[tuple[str, str, str]]:
+  """``(name, label, unit)`` of every figure a report with ``config`` holds, in order."""
+  specs = list(FIGURES)
+  at = [n for n, _, _ in specs].index("probe_recall")
+  scales = [(f"input_scale_x{s:g}", f"input scaled x{s:g}", "%") for s in config.scales]
+  specs[at:at] = scales
+  at = [n for n, _, _ in specs].index("relearn_50")
+  specs[at:at] = [(f"head_ft_{n}", f"head fine-tuning, {n} steps", "%")
+                  for n in config.head_steps]
+  return specs
+
+
+def _steps(v: float) -> int | None:
+  return None if not math.isfinite(v) else int(v)
+
+
+def _measure(bundle: Bundle, train: Split, test: Split, support: np.ndarray,
+             probe: np.ndarray, in_forget: np.ndarray, classes: tuple[int, ...],
+             config: DepthConfig, key: jax.Array, with_features: bool
+             ) -> tuple[dict[str, float], np.ndarray | None]:
+  """Every single-model attack on one bundle; also its features of the forgotten test images."""
+  bs = config.batch_size
+  head = feats.head_of(bundle) if with_features else None
+  path = head.path if head else None
+  out = feats.forward(bundle, test.images, features=with_features, batch_size=bs, path=path)
+  shot = feats.forward(bundle, train.images[support], features=with_features, batch_size=bs,
+                       path=path)
+  y_test, y_shot = test.labels, train.labels[support]
+  basic = metrics.forgetting_metrics(out.logits, y_test, classes)
+  v = {"E_F": basic["E_F"], "A_R": basic["A_R"],
+       "one_constant_half": attacks.half_split_recovery(out.logits, y_test, classes,
+                                                        key=jax.random.fold_in(key, 0)),
+       "one_constant_shots": attacks.one_constant_recovery(shot.logits, y_shot, out.logits,
+                                                           y_test, classes)}
+  forgotten_images = test.images[in_forget]
+  for s in config.scales:
+    scaled = feats.forward(bundle, forgotten_images, features=False, scale=s, batch_size=bs)
+    v[f"input_scale_x{s:g}"] = attacks.forgotten_accuracy(scaled.logits, y_test[in_forget],
+                                                          classes)
+  if head is None:
+    return v, None
+  probe_features = feats.forward(bundle, train.images[probe], batch_size=bs,
+                                 path=path).features
+  v["probe_recall"] = attacks.probe_recall(probe_features, train.labels[probe], out.features,
+                                           y_test, classes, c=config.probe_c,
+                                           max_iter=config.probe_max_iter)
+  v["ncm_recall"] = attacks.ncm_recall(shot.features, y_shot, out.features, y_test, classes)
+  v["prototype"] = attacks.prototype_attack(
+      shot.features, y_shot, head.kernel, head.bias, out.features, y_test, classes,
+      shots=config.prototype_shots, alpha=config.prototype_alpha,
+      metric=config.prototype_metric)
+  tuned = attacks.head_finetune_recovery(
+      shot.features, y_shot, head.kernel, head.bias, out.features, y_test, classes,
+      steps=config.head_steps, learning_rate=config.head_learning_rate,
+      momentum=config.head_momentum)
+  v.update({f"head_ft_{n}": a for n, a in tuned.items()})
+  return v, out.features[in_forget]
+
+
+def _relearn(models: dict[str, Bundle], values: dict[str, dict[str, float]], train: Split,
+             test: Split, classes: tuple[int, ...], reference: float, config: DepthConfig,
+             key: jax.Array) -> None:
+  """Relearning steps to 50% / 90% of the original's forgotten accuracy, for every model."""
+  f_train = np.isin(train.labels, classes)
+  forget = Split(train.images[f_train], train.labels[f_train])
+  retain = Split(train.images[~f_train], train.labels[~f_train])
+  f_test = np.isin(test.labels, classes)
+  probe = Split(test.images[f_test], test.labels[f_test])
+  sample = relearning.relearn_sample(forget, config.relearn_fraction,
+                                     config.relearn_min_examples,
+                                     key=jax.random.fold_in(key, 3))
+  for name, bundle in models.items():
+    result = relearning.relearn_steps(bundle, sample, retain, probe, reference,
+                                      config.relearn, key=jax.random.fold_in(key, 4))
+    for level, steps in ((50, result.steps_to_50), (90, result.steps_to_90)):
+      values[name][f"relearn_{level}"] = float("inf") if steps is None else float(steps)
+
+
+def _verdict(report: DepthReport) -> Verdict:
+  """Output-level only: forgotten at the output, but the features are the original's."""
+  e_f = report["E_F"]
+  one = report.get("one_constant_half")
+  cka, probe = report.get("cka_to_original"), report.get("probe_recall")
+  suppressed = e_f.method >= 99.0 or e_f.method >= e_f.oracle - 1.0
+  parts = []
+  if one is not None:
+    parts.append(f"one constant brings back {_fmt(one.method)}% of the forgotten test images "
+                 f"(oracle {_fmt(one.oracle)}%)")
+  if cka is None or probe is None:
+    reason = report.skipped.get("cka_to_original", "no features")
+    return Verdict(False, "Depth inside the model not measured (" + reason + "). "
+                   + (f"Forgotten accuracy {_fmt(100 - e_f.method)}%; " if suppressed else "")
+                   + "; ".join(parts) + ".")
+  distinct = abs(probe.original - probe.oracle) > 10
+  features_kept = cka.method >= 0.99 or (distinct and probe.method >= probe.original - 5)
+  detail = (f"CKA of the forgotten images' features to the original's {_fmt(cka.method, 3)} "
+            f"(oracle {_fmt(cka.oracle, 3)}); linear probe recall {_fmt(probe.method)}% "
+            f"(original {_fmt(probe.original)}%, oracle {_fmt(probe.oracle)}%)")
+  if not suppressed:
+    return Verdict(False, f"Not forgotten at the output: forgotten test accuracy "
+                   f"{_fmt(100 - e_f.method)}% (oracle {_fmt(100 - e_f.oracle)}%). {detail}.")
+  if features_kept:
+    return Verdict(True, "Output-level only: the forgotten classes are suppressed in the logits "
+                   f"(forgotten test accuracy {_fmt(100 - e_f.method)}%) but the features are "
+                   f"the original's: {detail}; " + "; ".join(parts) + ".")
+  return Verdict(False, "Deeper than the output layer: the features of the forgotten images "
+                 f"moved from the original's: {detail}; " + "; ".join(parts) + ".")
+
+
+#: Goal margins of issue #19 (points above the oracle allowed).
+MARGINS = {"A_R": 1.0, "one_constant": 10.0, "input_scale": 5.0, "probe": 5.0,
+           "prototype": 10.0, "distinct": 10.0}
+
+
+def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
+  """The depth goals of mnemonic-jax issue #19 for one run, against its oracle.
+
+  * ``forgetting``: E_F >= 99 and A_R >= oracle - 1;
+  * ``one_constant``: recovery, both ways, <= oracle + 10;
+  * ``input_scale``: recovery at every scale <= oracle + 5;
+  * ``probe``: linear-probe and nearest-class-mean recall <= oracle + 5, each only where
+    the original's and the oracle's differ by more than 10 (``None`` where neither does);
+  * ``prototype``: prototype-attack recall <= oracle + 10;
+  * ``relearning``: no faster than the oracle at both levels (not reached = never).
+
+  Args:
+    report: a :class:`DepthReport`.
+
+  Returns:
+    One :class:`Goal` per goal, in that order; ``passed`` is ``None`` when not measured.
+  """
+  def within(names: Sequence[str], margin: float) -> tuple[bool | None, str]:
+    figs = [report.get(n) for n in names]
+    figs = [f for f in figs if f is not None]
+    if not figs:
+      return None, "not measured"
+    ok = all(f.method <= f.oracle + margin for f in figs)
+    return ok, "; ".join(f"{f.name} {_fmt(f.method)} vs oracle {_fmt(f.oracle)} + {margin:g}"
+                         for f in figs)
+
+  goals = []
+  e_f, a_r = report["E_F"], report["A_R"]
+  goals.append(Goal("forgetting", bool(e_f.method >= 99.0
+                                        and a_r.method >= a_r.oracle - MARGINS["A_R"]),
+                    f"E_F {_fmt(e_f.method)} (>= 99), A_R {_fmt(a_r.method)} vs oracle "
+                    f"{_fmt(a_r.oracle)} - 1"))
+  goals.append(Goal("one_constant", *within(("one_constant_half", "one_constant_shots"),
+                                            MARGINS["one_constant"])))
+  goals.append(Goal("input_scale", *within(
+      [f.name for f in report.figures if f.name.startswith("input_scale_")],
+      MARGINS["input_scale"])))
+  applicable = [n for n in ("probe_recall", "ncm_recall") if report.get(n) is not None
+                and abs(report[n].original - report[n].oracle) > MARGINS["distinct"]]
+  if applicable:
+    goals.append(Goal("probe", *within(applicable, MARGINS["probe"])))
+  else:
+    measured = report.get("probe_recall") is not None
+    goals.append(Goal("probe", None, "the original and the oracle differ by <= 10 points"
+                      if measured else "not measured"))
+  goals.append(Goal("prototype", *within(("prototype",), MARGINS["prototype"])))
+  levels = [report.get(n) for n in ("relearn_50", "relearn_90")]
+  if any(f is None for f in levels):
+    goals.append(Goal("relearning", None, "not measured"))
+  else:
+    ok = all(f.method >= f.oracle for f in levels)
+    goals.append(Goal("relearning", ok, "; ".join(
+        f"{f.name} {_fmt(f.method, 0)} vs oracle {_fmt(f.oracle, 0)} steps" for f in levels)))
+  return tuple(goals)
