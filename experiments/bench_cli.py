@@ -48,8 +48,8 @@ LAMBDAS = {"fixed": ("--lambda1", "1e-3", "--lambda2", "10"), "auto": ("--move",
            "default (bias)": ()}
 #: name -> (config spec, forget class) of the bundles trained when none is given.
 DEFAULT_BUNDLES = {
-    "digits": ("experiments/configs/digits_mlp.py:quick", 3),
-    "fashion_mnist": ("experiments/configs/fashion_mnist_mlp.py:e1", 8),
+    "digits": ("digits_mlp:quick", 3),
+    "fashion_mnist": ("fashion_mnist_mlp:e1", 8),
 }
 SCRATCH = pathlib.Path("runs/bench_cli")
 KINDS = ("no cache", "first run", "second run")

@@ -343,7 +343,7 @@ def test_command_line_on_two_processes(tmp_path):
     return ["".join(line for line in out.splitlines(keepends=True)
                     if not line.startswith("[Gloo]")) for out, _ in outs]
 
-  train = command("train", "--config", "experiments/configs/digits_mlp.py:quick",
+  train = command("train", "--config", "digits_mlp:quick",
                   "--config.epochs=2", "--workdir", str(workdir))
   assert "test accuracy" in train[0] and train[1] == ""
   assert (workdir / "bundle").is_dir()

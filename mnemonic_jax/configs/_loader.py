@@ -27,6 +27,7 @@ import os
 import pathlib
 import re
 import sys
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
@@ -34,6 +35,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
+from mnemonic_jax import errors
 from mnemonic_jax.configs._fields import FIELD_TYPES, ConfigError, validate_config
 
 #: What starts a config override on a command line.
@@ -187,17 +189,23 @@ def _load_error(path: pathlib.Path, variant: str | None, error: BaseException,
   except ValueError:  # No signature to inspect: the message says enough.
     pass
   shown = f"get_config({variant!r})" if args else "get_config()"
+  if isinstance(e, errors.BadConfig):  # The file's own one-line message (an unknown variant).
+    return ConfigError(f"config file {path}: {shown}: {_one_line(e)}")
   return ConfigError(f"config file {path}: {shown} raised {what}")
 
 
 @contextlib.contextmanager
-def _without_none_warning() -> Iterator[None]:
-  """Drops config_flags' log line for a get_config() returning None (a ConfigError says it)."""
+def _quiet_config_flags() -> Iterator[None]:
+  """Drops config_flags' log line for a get_config() returning None (a ConfigError says it)
+  and the DeprecationWarning of the importlib call it loads a file with (Python 3.11)."""
   logger = logging.getLogger("absl")
   drop = lambda record: "did you forget a return statement" not in record.getMessage()
   logger.addFilter(drop)
   try:
-    yield
+    with warnings.catch_warnings():
+      warnings.filterwarnings("ignore", r"the load_module\(\) method is deprecated",
+                              DeprecationWarning)
+      yield
   finally:
     logger.removeFilter(drop)
 
@@ -244,7 +252,7 @@ def load_config_file(spec: str) -> Any:
         _FLAG, None, "the config file", flag_values=flag_values, lock_config=True,
         sys_argv=argv)
     try:
-      with _without_none_warning():
+      with _quiet_config_flags():
         flag_values(argv)
       config = holder.value
       if not isinstance(config, (Mapping, ml_collections.ConfigDict)):

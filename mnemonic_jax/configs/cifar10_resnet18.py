@@ -15,7 +15,7 @@ Variants:
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_config
+from mnemonic_jax.configs import ConfigError, paper_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -26,5 +26,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.model_kwargs.width = 8
     config.epochs = 1
   elif variant:
-    raise ValueError(f"unknown variant {variant!r}; use '' or 'quick'")
+    raise ConfigError(f"unknown variant {variant!r}; use '' or 'quick'")
   return config

@@ -25,7 +25,7 @@ Variants:
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_config
+from mnemonic_jax.configs import ConfigError, paper_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -39,5 +39,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
     config.epochs = 1
     config.pretrained = None
   elif variant:
-    raise ValueError(f"unknown variant {variant!r}; use '' or 'quick'")
+    raise ConfigError(f"unknown variant {variant!r}; use '' or 'quick'")
   return config

@@ -14,7 +14,7 @@ E_F 22 on class 3); they get 40 epochs (440-480 steps, a fifth of the training r
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_mlp_config
+from mnemonic_jax.configs import ConfigError, paper_mlp_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -25,5 +25,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant == "quick":
     config.epochs = 30
   elif variant:
-    raise ValueError(f"unknown variant {variant!r}; use '' or 'quick'")
+    raise ConfigError(f"unknown variant {variant!r}; use '' or 'quick'")
   return config

@@ -16,7 +16,7 @@ Variants:
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_mlp_config
+from mnemonic_jax.configs import ConfigError, paper_mlp_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -26,5 +26,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   elif variant.startswith("e") and variant[1:].isdigit() and int(variant[1:]) > 0:
     config.epochs = int(variant[1:])
   elif variant:
-    raise ValueError(f"unknown variant {variant!r}; use '', 'quick' or 'e<epochs>'")
+    raise ConfigError(f"unknown variant {variant!r}; use '', 'quick' or 'e<epochs>'")
   return config

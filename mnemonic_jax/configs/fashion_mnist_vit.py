@@ -22,7 +22,7 @@ Variants:
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_config
+from mnemonic_jax.configs import ConfigError, paper_config
 
 #: The model: ViT with 7x7 patches on 28x28 inputs (17 tokens).
 MODEL_KWARGS = {"patch_size": 7, "dim": 64, "depth": 4, "num_heads": 4, "mlp_dim": 128}
@@ -32,7 +32,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   """The config; ``variant`` is ``''``, ``'quick'`` or ``'e<epochs>'``.
 
   Raises:
-    ValueError: an unknown variant.
+    ConfigError: an unknown variant.
   """
   config = paper_config(
       "fashion_mnist_vit", "fashion_mnist", "vit_tiny", MODEL_KWARGS, t_mix=0.1, epochs=20,
@@ -43,5 +43,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   elif variant.startswith("e") and variant[1:].isdigit() and int(variant[1:]) > 0:
     config.epochs = int(variant[1:])
   elif variant:
-    raise ValueError(f"unknown variant {variant!r}; use '', 'quick' or 'e<epochs>'")
+    raise ConfigError(f"unknown variant {variant!r}; use '', 'quick' or 'e<epochs>'")
   return config

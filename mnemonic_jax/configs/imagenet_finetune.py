@@ -14,9 +14,10 @@ Add ``,quick`` (e.g. ``vit_tiny,quick``) for a CPU smoke run: a narrow/shallow m
 
 Data: ImageNet-1k at 224x224 as fixed-size uint8 images: tfds' ``imagenet2012`` has
 images of varying size, so build a resized copy as a tfds dataset (named
-``imagenet2012_224`` here; change ``dataset`` to yours). Note that :func:`mnemonic_jax.data.load_dataset` holds a split
-in host memory (~190 GB for the train split at 224x224): fine-tuning at this scale needs
-a streaming input pipeline, which the project does not have yet (reported).
+``imagenet2012_224`` here; change ``dataset`` to yours). Note that
+:func:`mnemonic_jax.data.load_dataset` holds a split in host memory (~190 GB for the
+train split at 224x224): fine-tuning at this scale needs a streaming input pipeline, which
+the project does not have yet (reported).
 
 Pretrained weights: ``pretrained`` must point to a bundle directory or an Orbax/msgpack
 file of the model's params/variables (as :func:`mnemonic_jax.checkpointing.import_params`
@@ -26,7 +27,7 @@ classes. :func:`mnemonic_jax.workflow.train` loads them before the first step.
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_config
+from mnemonic_jax.configs import ConfigError, paper_config
 
 MODELS = {
     "resnet18": ("resnet18", {"width": 64}, {"width": 8}),
@@ -41,7 +42,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   quick = "quick" in parts
   models = [p for p in parts if p != "quick"]
   if len(models) > 1 or any(m not in MODELS for m in models):
-    raise ValueError(
+    raise ConfigError(
         f"unknown variant {variant!r}; use one of {sorted(MODELS)}, optionally with ',quick'")
   arch = models[0] if models else "resnet18"
   model, kwargs, quick_kwargs = MODELS[arch]

@@ -14,7 +14,7 @@ Variants:
 
 import ml_collections
 
-from mnemonic_jax.configs import paper_mlp_config
+from mnemonic_jax.configs import ConfigError, paper_mlp_config
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -22,5 +22,5 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   if variant == "quick":
     config.epochs = 3
   elif variant:
-    raise ValueError(f"unknown variant {variant!r}; use '' or 'quick'")
+    raise ConfigError(f"unknown variant {variant!r}; use '' or 'quick'")
   return config
