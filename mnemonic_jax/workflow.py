@@ -75,7 +75,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   against it, the model spec (its shapes) and the pretrained weights.
 
   Args:
-    config: experiment config (see ``experiments/configs``): ``seed``, ``dataset``,
+    config: experiment config (see :mod:`mnemonic_jax.configs`): ``seed``, ``dataset``,
       ``model``, ``model_kwargs``, ``code_distribution``, ``pad_to``,
       ``checkpoint_every``, the :class:`FitConfig` fields, optionally ``data_dir`` and
       ``download`` (a ``tfds:`` dataset's directory, and whether tfds may download it),
