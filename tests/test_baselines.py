@@ -14,7 +14,8 @@ from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 
 NAMES = ("retrain", "finetune", "neggrad", "neggrad+", "random-labels", "ssd", "ssd-exact",
-         "fisher", "unsir", "mnemonic", "mnemonic-auto",
+         "fisher", "unsir", "scrub", "salun", "l1-sparse", "bad-teacher", "boundary-shrink",
+         "lfssd", "jit-lipschitz", "svd-projection", "mnemonic", "mnemonic-auto",
          *(f"mnemonic-{rule}" for rule in mj.robust.RULES))
 
 

@@ -8,7 +8,9 @@ Importing this package registers every method; :func:`unlearn` runs one by name:
 
 Names (the experiment runner's ``--methods``): ``retrain`` (the oracle), ``finetune``,
 ``neggrad``, ``neggrad+``, ``random-labels``, ``ssd``, ``ssd-exact``, ``fisher`` (SFDN), ``unsir``
-(FastMU), ``mnemonic`` and ``mnemonic-auto`` (the paper's method, data-free).
+(FastMU), ``scrub``, ``salun``, ``l1-sparse``, ``bad-teacher``, ``boundary-shrink``, ``lfssd``,
+``jit-lipschitz``, ``svd-projection``, ``mnemonic`` and ``mnemonic-auto`` (the paper's method,
+data-free).
 """
 
 # Each module registers its methods on import; the order is the registry's.
@@ -16,6 +18,9 @@ Names (the experiment runner's ``--methods``): ``retrain`` (the oracle), ``finet
 from mnemonic_jax.baselines import retrain  # noqa: F401  (the oracle first)
 from mnemonic_jax.baselines import finetune, neggrad, random_labels  # noqa: F401
 from mnemonic_jax.baselines import ssd, fisher_forgetting, unsir  # noqa: F401
+from mnemonic_jax.baselines import scrub, salun, l1_sparse, bad_teacher  # noqa: F401
+from mnemonic_jax.baselines import boundary_shrink, lfssd, jit_lipschitz  # noqa: F401
+from mnemonic_jax.baselines import svd_projection  # noqa: F401
 from mnemonic_jax.baselines import mnemonic  # noqa: F401
 from mnemonic_jax.baselines.base import (
     DATA_KINDS, METHODS, Method, MethodReport, Outcome, Split, UnlearnData, available_methods,

@@ -1,0 +1,360 @@
+"""The baselines of issue 21: scrub, salun, l1-sparse, bad-teacher, boundary-shrink, lfssd,
+jit-lipschitz, svd-projection (``mnemonic_jax.baselines``).
+
+Per method, through :func:`mnemonic_jax.baselines.unlearn` on the tiny digits MLP: it moves
+the parameters, leaves the input bundle alone, refuses bad class requests with one error,
+and reads only the data it declares (the rows taken from each split are counted). Then one
+closed-form or hand-computed check per method.
+"""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from mnemonic_jax import baselines, errors, layer_taps
+from mnemonic_jax.baselines import base
+from mnemonic_jax.baselines.bad_teacher import BadTeacherConfig, unlearner_loss
+from mnemonic_jax.baselines.boundary_shrink import BoundaryShrinkConfig, neighbour_labels
+from mnemonic_jax.baselines.jit_lipschitz import JiTConfig, lipschitz_loss, lipschitz_step
+from mnemonic_jax.baselines.l1_sparse import (
+    L1SparseConfig, gamma_schedule, make_step, soft_threshold)
+from mnemonic_jax.baselines.lfssd import LFSSDConfig, output_norm_importance
+from mnemonic_jax.baselines.salun import (
+    SalUnConfig, forget_gradient, masked, saliency_mask)
+from mnemonic_jax.baselines.scrub import ScrubConfig, decay_boundaries, distill_kl
+from mnemonic_jax.baselines.svd_projection import (
+    SVDProjectionConfig, _patch_rows, scaled_projection)
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.fisher import cross_entropy
+
+FORGET = (3,)
+DATA = {"scrub": "all", "salun": "all", "l1-sparse": "retain", "bad-teacher": "all",
+        "boundary-shrink": "forget", "lfssd": "all", "jit-lipschitz": "forget",
+        "svd-projection": "all"}
+# Cheap configs (one short pass each) that still move the parameters of the tiny MLP.
+TINY = {
+    "scrub": ScrubConfig(epochs=1, max_epochs=1, forget_batch_size=64, retain_batch_size=512),
+    "salun": SalUnConfig(epochs=1, batch_size=512),
+    "l1-sparse": L1SparseConfig(epochs=1, batch_size=512),
+    "bad-teacher": BadTeacherConfig(batch_size=512),
+    "boundary-shrink": BoundaryShrinkConfig(epochs=1, batch_size=64, learning_rate=0.01),
+    "lfssd": LFSSDConfig(alpha=2.0, batch_size=256),  # alpha 10 dampens nothing here.
+    "jit-lipschitz": JiTConfig(n_samples=4, batch_size=64),
+    "svd-projection": SVDProjectionConfig(samples=90, max_patches=500),
+}
+METHODS = tuple(DATA)
+
+
+class Counted(np.ndarray):
+  """An array that logs how many rows each read by indexing takes (``log``)."""
+
+  def __new__(cls, array, log):
+    out = np.asarray(array).view(cls)
+    out.log = log
+    return out
+
+  def __array_finalize__(self, obj):
+    self.log = getattr(obj, "log", None)
+
+  def __getitem__(self, index):
+    out = np.asarray(super().__getitem__(index))
+    if out.ndim == self.ndim:
+      self.log.append(len(out))
+    return out
+
+
+class Untouchable:
+  """Stands for a split a method must not read: any use fails the test."""
+
+  def __getattr__(self, name):
+    raise AssertionError(f"read an undeclared split ({name})")
+
+  def __len__(self):
+    raise AssertionError("read an undeclared split (len)")
+
+  def __getitem__(self, index):
+    raise AssertionError("read an undeclared split (rows)")
+
+  def __array__(self, *args, **kwargs):
+    raise AssertionError("read an undeclared split (array)")
+
+
+def _data(train, classes=FORGET):
+  return baselines.UnlearnData.from_training(train.images, train.labels, classes)
+
+
+def _host(tree):
+  return jax.tree.map(lambda x: np.array(x, copy=True), tree)
+
+
+def _arrays(bundle):
+  return {"params": bundle.params, "batch_stats": bundle.batch_stats, "codes": bundle.codes}
+
+
+def linear_bundle(kernel, bias, input_shape, mean=(0.0,), std=(1.0,)) -> Bundle:
+  """A bundle of ``mlp`` with no hidden layer: ``logits = flatten(x) @ kernel + bias``."""
+  kernel, bias = jnp.asarray(kernel, jnp.float32), jnp.asarray(bias, jnp.float32)
+  c = kernel.shape[1]
+  return Bundle("mlp", {"hidden": ()}, {"Dense_0": {"kernel": kernel, "bias": bias}}, {},
+                jnp.zeros((c, *input_shape)), c, tuple(input_shape), mean=mean, std=std)
+
+
+# ----------------------------------------------------------------------------------------
+# Every method through the common signature.
+
+
+def test_registered_with_their_data_and_source():
+  for name, kind in DATA.items():
+    spec = baselines.get_method(name)
+    assert spec.data == kind and "20" in spec.reference  # A year: a citation.
+    assert isinstance(spec.config_cls(), type(TINY[name]))
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_moves_params_leaves_the_input_and_reads_only_its_data(name, tiny_digits_bundle):
+  bundle, train, _ = tiny_digits_bundle
+  full = _data(train)
+  logs = {"retain": [], "forget": []}
+  splits = {}
+  for side in ("retain", "forget"):
+    split = getattr(full, side)
+    declared = DATA[name] in (side, "all")
+    splits[side] = (base.Split(Counted(split.images, logs[side]), split.labels) if declared
+                    else base.Split(Untouchable(), Untouchable()))
+  before = _host(_arrays(bundle))
+  new, report = baselines.unlearn(name, bundle, FORGET, baselines.UnlearnData(**splits),
+                                  TINY[name], key=jax.random.key(1))
+
+  # The input bundle: every buffer alive and bitwise as it was.
+  for leaf in jax.tree.leaves(_arrays(bundle)):
+    assert not (isinstance(leaf, jax.Array) and leaf.is_deleted())
+  chex.assert_trees_all_equal(_host(_arrays(bundle)), before)
+  assert bundle.history == () and new.history[-1]["method"] == name
+  assert new.forgotten_classes == FORGET
+
+  # The result: same structure, finite, moved.
+  chex.assert_trees_all_equal_shapes_and_dtypes(new.params, bundle.params)
+  chex.assert_tree_all_finite(new.params)
+  moved = jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.any(a != b)), new.params,
+                                       bundle.params))
+  assert any(moved), name
+
+  # What it read: rows taken from each split, as reported; nothing from an undeclared one.
+  assert report.data == DATA[name]
+  for side in ("retain", "forget"):
+    assert report.examples[side] == sum(logs[side]), (side, report.examples, logs[side])
+    assert (report.examples[side] > 0) == (DATA[name] in (side, "all"))
+
+
+@pytest.mark.parametrize("name", METHODS)
+@pytest.mark.parametrize("classes, message", [
+    ([10], "out of range"), ([-1], "out of range"), ([], "no class to forget"),
+    (list(range(10)), "cannot forget every class")])
+def test_refuses_bad_requests_with_one_clear_error(name, classes, message, tiny_digits_bundle):
+  bundle, train, _ = tiny_digits_bundle
+  with pytest.raises(errors.BadRequest, match=message) as caught:
+    baselines.unlearn(name, bundle, classes, _data(train), TINY[name])
+  assert "\n" not in str(caught.value)
+
+
+# ----------------------------------------------------------------------------------------
+# Closed-form and hand-computed checks, one (or two) per method.
+
+
+def test_scrub_kl_and_its_learning_rate_decay():
+  s = jnp.array([[1.0, 0.0, -1.0]])
+  t = jnp.array([[0.0, 2.0, 0.0]])
+  p_t, p_s = jax.nn.softmax(t / 2), jax.nn.softmax(s / 2)
+  expected = 4 * float(jnp.sum(p_t * jnp.log(p_t / p_s)))  # T^2 KL(teacher || student).
+  np.testing.assert_allclose(float(distill_kl(s, t, 2.0)), expected, rtol=1e-6)
+  assert float(distill_kl(t, t, 2.0)) == pytest.approx(0.0, abs=1e-7)
+  # Epochs of 2 max + 3 min steps while e <= max_epochs, 3 min steps after; decay after
+  # epochs 1 and 3: epoch 2 starts at step 5, epoch 4 at step 5 + 5 + 3 = 13.
+  config = ScrubConfig(epochs=4, max_epochs=2, lr_decay_epochs=(1, 3, 9), lr_decay_rate=0.5)
+  assert decay_boundaries(config, 2, 3) == {5: 0.5, 13: 0.5}
+
+
+def test_salun_mask_on_a_two_parameter_model():
+  # logits (a x, 2 b x): d(-CE)/da = x p1, d(-CE)/db = -2 x p1 for label 0.
+  apply_fn = lambda p, x: jnp.stack([p["a"] * x[:, 0], 2 * p["b"] * x[:, 0]], axis=-1)
+  params = {"a": jnp.float32(1.0), "b": jnp.float32(0.5)}
+  x, y, rows = jnp.ones((1, 1)), jnp.zeros(1, jnp.int32), jnp.ones(1)
+  g = forget_gradient(apply_fn, params, x, y, rows)  # z0 = z1 = 1: p1 = 1/2.
+  np.testing.assert_allclose([float(g["a"]), float(g["b"])], [0.5, -1.0], rtol=1e-6)
+  assert jax.tree.map(float, saliency_mask(g, 0.5)) == {"a": 0.0, "b": 1.0}
+  assert jax.tree.map(float, saliency_mask(g, 1.0)) == {"a": 1.0, "b": 1.0}
+  assert jax.tree.map(float, saliency_mask(g, 0.0)) == {"a": 0.0, "b": 0.0}
+  # Masked SGD: the weight outside the mask stays put, even under weight decay.
+  opt = masked(base.sgd(0.1, 0.0, 0.01), {"a": jnp.float32(0.0), "b": jnp.float32(1.0)})
+  updates, _ = opt.update(g, opt.init(params), params)
+  new = optax.apply_updates(params, updates)
+  assert float(new["a"]) == 1.0
+  np.testing.assert_allclose(float(new["b"]), 0.5 - 0.1 * (-1.0 + 0.01 * 0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("penalty", ["subgradient", "proximal"])
+def test_l1_sparse_step_by_hand(penalty):
+  kernel = np.array([[0.5, -0.2], [0.0, 0.3], [-0.4, 1e-4]], np.float32)  # One exact 0.
+  bundle = linear_bundle(kernel, [0.1, -0.1], (1, 1, 3), std=(1 / 255,))
+  images = np.array([[[[1, 2, 0]]], [[[0, 1, 3]]]], np.uint8)  # Inputs = pixel values.
+  labels = np.array([0, 1])
+  lr, gamma = 0.1, 0.01
+  optimizer = base.sgd(lr, 0.0, 0.0)
+  step = make_step(bundle, optimizer, penalty, lr)
+  state, _ = step(base.init_loop(bundle, optimizer), jnp.asarray(images), jnp.asarray(labels),
+                  jnp.float32(gamma))
+  grads = jax.grad(lambda p: jnp.mean(cross_entropy(
+      bundle.apply_fn()(p, bundle.normalize(images)), labels)))(bundle.params)
+  if penalty == "subgradient":  # theta - lr (g + gamma sign theta), sign(0) = 0.
+    expected = jax.tree.map(lambda p, g: p - lr * (g + gamma * np.sign(p)), bundle.params, grads)
+  else:  # Soft thresholding of the plain step by lr * gamma.
+    expected = soft_threshold(jax.tree.map(lambda p, g: p - lr * g, bundle.params, grads),
+                              lr * gamma)
+  chex.assert_trees_all_close(state.params, expected, atol=1e-7)
+  np.testing.assert_allclose(soft_threshold(jnp.array([0.5, -0.05, 0.0]), 0.1),
+                             [0.4, 0.0, 0.0], atol=1e-7)
+  np.testing.assert_allclose(gamma_schedule(1.0, 4), [1.0, 0.75, 0.5, 0.25])
+
+
+def test_bad_teacher_loss_by_hand():
+  s = np.array([[0.0, 1.0], [2.0, 0.0]], np.float32)
+  competent = np.array([[3.0, 0.0], [0.0, 3.0]], np.float32)
+  incompetent = np.array([[0.0, 0.0], [1.0, -1.0]], np.float32)
+  is_forget = np.array([1.0, 0.0], np.float32)
+  softmax = lambda z: np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+  target = np.stack([softmax(incompetent[0]), softmax(competent[1])])
+  expected = np.mean(target * (np.log(target) - np.log(softmax(s))))  # Over B and C.
+  got = unlearner_loss(jnp.asarray(s), jnp.asarray(competent), jnp.asarray(incompetent),
+                       jnp.asarray(is_forget), 1.0)
+  np.testing.assert_allclose(float(got), expected, rtol=1e-6)
+
+
+def test_boundary_shrink_neighbour_is_across_the_nearest_boundary():
+  # One pixel x in [0, 1]: logits (x, 1 - x), boundary at 1/2. FGSM on class 0 lowers x.
+  bundle = linear_bundle([[1.0, -1.0]], [0.0, 1.0], (1, 1, 1))
+  images = jnp.array([140, 230, 115], jnp.uint8)[:, None, None, None]
+  labels = jnp.array([0, 0, 1], jnp.int32)
+  got = neighbour_labels(bundle.apply_fn(), bundle.params, images, labels,
+                         jnp.zeros(1), jnp.ones(1), jnp.float32(0.1))
+  # 0.549 -> 0.449 crosses; 0.902 -> 0.802 does not; class 1 at 0.451 -> 0.549 crosses.
+  np.testing.assert_array_equal(got, [1, 0, 0])
+
+
+def test_lfssd_importance_of_a_linear_model():
+  kernel = np.array([[1.0, -2.0], [0.5, 0.0]], np.float32)
+  bias = np.array([0.1, 0.2], np.float32)
+  bundle = linear_bundle(kernel, bias, (1, 1, 2))
+  x = np.array([[1.0, 0.0], [0.0, 2.0], [1.0, -1.0]], np.float32)[:, None, None, :]
+  got = output_norm_importance(bundle.apply_fn(), bundle.params, jnp.asarray(x), 2)
+  flat = x.reshape(3, 2)
+  grads = []  # d mean_b ||x K + c||^2 = (2/|b|) sum x f^T, (2/|b|) sum f: batches {0,1}, {2}.
+  for rows in ([0, 1], [2]):
+    f = flat[rows] @ kernel + bias
+    grads.append((2 / len(rows) * flat[rows].T @ f, 2 / len(rows) * f.sum(0)))
+  np.testing.assert_allclose(got["Dense_0"]["kernel"],
+                             (np.abs(grads[0][0]) + np.abs(grads[1][0])) / 2, rtol=1e-6)
+  np.testing.assert_allclose(got["Dense_0"]["bias"],
+                             (np.abs(grads[0][1]) + np.abs(grads[1][1])) / 2, rtol=1e-6)
+
+
+def test_jit_lipschitz_loss_of_a_linear_model_and_its_step():
+  kernel = np.array([[1.0, 2.0], [0.0, -1.0]], np.float32)
+  bundle = linear_bundle(kernel, [0.0, 0.0], (1, 1, 2))
+  x = jnp.array([[1.0, 1.0], [0.0, 2.0]])[:, None, None, :]
+  delta = np.array([[[0.1, 0.0], [0.0, -0.2]], [[0.3, 0.4], [0.1, 0.1]]], np.float32)
+  perturbed = x + delta[:, :, None, None, :]
+  apply_fn = bundle.apply_fn()
+  outputs = jax.vmap(lambda xp: apply_fn(bundle.params, xp))(perturbed)
+  ratios = np.linalg.norm(delta @ kernel, axis=-1) / np.linalg.norm(delta, axis=-1)
+  got = lipschitz_loss(apply_fn, bundle.params, x, perturbed, outputs)
+  np.testing.assert_allclose(float(got), ratios.sum() / 2, rtol=1e-6)
+  # One step on the same noise (same key) lowers the estimate.
+  key, params = jax.random.key(0), jax.tree.map(jnp.array, bundle.params)
+  new, before = lipschitz_step(apply_fn, params, x, key, 0.5, 0.05, n_samples=3)
+  _, after = lipschitz_step(apply_fn, new, x, key, 0.5, 0.05, n_samples=3)
+  assert float(after) < float(before)
+
+
+def test_svd_projection_removes_a_planted_direction():
+  # Retained classes 0, 1 live in pixels 0-1; the forgotten class 2 in pixel 2 alone.
+  rng = np.random.default_rng(0)
+  retain = np.zeros((40, 1, 1, 3), np.uint8)
+  retain[..., :2] = rng.integers(1, 255, (40, 1, 1, 2))
+  forget = np.zeros((20, 1, 1, 3), np.uint8)
+  forget[..., 2] = rng.integers(1, 255, (20, 1, 1))
+  kernel = rng.normal(size=(3, 3)).astype(np.float32)
+  bundle = linear_bundle(kernel, [0.1, 0.2, 0.3], (1, 1, 3))
+  data = baselines.UnlearnData(retain=base.Split(retain, np.repeat([0, 1], 20)),
+                               forget=base.Split(forget, np.full(20, 2)))
+  new, report = baselines.unlearn("svd-projection", bundle, [2], data,
+                                  SVDProjectionConfig(samples=20))
+  got = np.asarray(new.params["Dense_0"]["kernel"])
+  np.testing.assert_allclose(got[2], 0.0, atol=1e-6)  # The forget direction is gone.
+  np.testing.assert_allclose(got[:2], kernel[:2], atol=1e-6)  # The rest is untouched.
+  np.testing.assert_array_equal(new.params["Dense_0"]["bias"], bundle.params["Dense_0"]["bias"])
+  assert report.details["per_class"] == {0: 10, 1: 10} and report.examples["forget"] == 20
+  # The scaled projection by hand: rows (3, 0), (0, 4): energies 9/25, 16/25.
+  m = scaled_projection(jnp.array([[3.0, 0.0], [0.0, 4.0]]), 1.0)
+  np.testing.assert_allclose(m, np.diag([9 / 25, 16 / 25]), atol=1e-6)
+  m = scaled_projection(jnp.array([[3.0, 0.0], [0.0, 4.0]]), 100.0)  # 100 r / (99 r + 1).
+  np.testing.assert_allclose(np.diag(m), [900 / 916, 1600 / 1609], rtol=1e-5)
+
+
+@pytest.mark.parametrize("strides, padding", [((1, 1), "SAME"), ((2, 2), "VALID")])
+def test_svd_projection_conv_rows_are_the_im2col_rows(strides, padding):
+  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
+  every = layer_taps._patches(x, (3, 3), strides, padding)
+  got = _patch_rows(x, (3, 3), strides, padding, jax.random.key(1), 10_000)
+  np.testing.assert_allclose(got, every.reshape(-1, every.shape[-1]), atol=1e-6)
+  some = _patch_rows(x, (3, 3), strides, padding, jax.random.key(1), 7)
+  assert some.shape == (7, 27)
+  assert all(np.isclose(every.reshape(-1, 27), row, atol=1e-6).all(-1).any() for row in some)
+
+
+def test_svd_projection_on_a_convolutional_model(conv_bn_bundle, tiny_digits_bundle):
+  bundle = conv_bn_bundle
+  _, train, _ = tiny_digits_bundle
+  before = _host(_arrays(bundle))
+  new, report = baselines.unlearn("svd-projection", bundle, FORGET, _data(train),
+                                  SVDProjectionConfig(samples=90, max_patches=300))
+  assert report.details["layers"] == ["Conv_0", "Dense_0"]
+  conv = new.params["Conv_0"]["kernel"]
+  assert conv.shape == bundle.params["Conv_0"]["kernel"].shape
+  assert bool(jnp.any(conv != bundle.params["Conv_0"]["kernel"]))
+  chex.assert_trees_all_equal(new.batch_stats, bundle.batch_stats)  # Inference mode.
+  chex.assert_trees_all_equal(_host(_arrays(bundle)), before)
+
+
+# ----------------------------------------------------------------------------------------
+# Heavier: the published defaults, and BatchNorm models.
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", METHODS)
+def test_published_defaults_run_and_keep_the_rest(name, tiny_digits_bundle):
+  from mnemonic_jax.metrics import per_class_accuracy
+
+  bundle, train, test = tiny_digits_bundle
+  new, report = baselines.unlearn(name, bundle, FORGET, _data(train))
+  chex.assert_tree_all_finite(new.params)
+  logits = np.asarray(new.apply_fn()(new.params, new.normalize(test.images)))
+  accuracy = per_class_accuracy(logits, test.labels, new.num_classes)
+  assert np.delete(accuracy, FORGET).mean() >= 80.0, (name, accuracy)
+  assert report.seconds >= 0 and report.compile_seconds > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", METHODS)
+def test_batch_norm_statistics_follow_the_mode(name, conv_bn_bundle, tiny_digits_bundle):
+  bundle = conv_bn_bundle
+  _, train, _ = tiny_digits_bundle
+  before = _host(_arrays(bundle))
+  new, _ = baselines.unlearn(name, bundle, FORGET, _data(train), TINY[name])
+  chex.assert_trees_all_equal(_host(_arrays(bundle)), before)
+  chex.assert_trees_all_equal_shapes_and_dtypes(new.batch_stats, bundle.batch_stats)
+  same = all(jax.tree.leaves(jax.tree.map(lambda a, b: bool(jnp.all(a == b)), new.batch_stats,
+                                          bundle.batch_stats)))
+  assert same != getattr(TINY[name], "train_mode", False), name
