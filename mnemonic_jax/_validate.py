@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import errors
+from mnemonic_jax.pytrees import as_pytree
 
 PyTree = Any
 
@@ -253,7 +254,8 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
                   num_classes: int | None = None) -> int:
   """Checks that ``apply_fn(params, inputs)`` gives one logits array ``(N, C)``; returns C.
 
-  Runs on shapes only (``jax.eval_shape``: a trace of the model, no computation).
+  Runs on shapes only (``eval_shape`` of a jitted call: one trace of the model per
+  model, shapes and dtypes, no computation).
 
   Raises:
     TypeError: ``apply_fn`` is not callable, returns something other than one array
@@ -273,10 +275,15 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
   return out
 
 
+#: The model's outputs, jitted once: ``eval_shape`` on it reuses jax.jit's trace cache, so
+#: a second check of the same model and shapes traces nothing.
+_apply = jax.jit(lambda apply_fn, params, x: apply_fn(params, x))
+
+
 def _eval_outputs(apply_fn, params, inputs) -> int:
   probe = jax.ShapeDtypeStruct((2, *np.shape(inputs)[1:]), jnp.result_type(inputs))
   try:
-    out = jax.eval_shape(apply_fn, params, probe)
+    out = _apply.eval_shape(as_pytree(apply_fn), params, probe)
   except Exception as e:  # Any model-side failure becomes one clear message.
     text = str(e).splitlines()[0] if str(e) else ""
     if "immutable" in text or "mutable" in text:

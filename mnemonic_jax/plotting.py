@@ -6,7 +6,7 @@ this module changes no global Matplotlib state (backend, current figure) of the 
 Example:
   >>> from mnemonic_jax import plotting, workflow
   >>> before = workflow.evaluate(bundle, images, labels)
-  >>> after = workflow.evaluate(workflow.forget(bundle, [3])[0], images, labels)
+  >>> after = workflow.evaluate(workflow.forget_bundle(bundle, [3])[0], images, labels)
   >>> _ = plotting.per_class_bars(before.per_class, after.per_class, bundle.class_names,
   ...                             forgotten=[3], path=tmp / "per_class.png", title="Forgetting 3")
 """

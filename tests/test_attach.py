@@ -96,7 +96,7 @@ def test_an_attach_entry_saves_and_loads_only_with_no_classes(plain, tmp_path):
 
 def test_forgetting_from_a_model_that_never_saw_its_codes_warns(plain):
   bundle = checkpointing.load_bundle(plain)
-  new, _ = workflow.forget(bundle, [3], 1e-3, 10.0)
+  new, _ = workflow.forget_bundle(bundle, [3], 1e-3, 10.0)
   assert any("attach-codes" in w for w in new.history[-1]["warnings"])
   attached = bundle.replace(history=({"event": ATTACH_CODES_EVENT, "classes": []},))
   assert workflow.untrained_codes_warnings(attached) == []

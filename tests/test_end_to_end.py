@@ -35,7 +35,7 @@ def test_trained_model_is_accurate_and_knows_its_codes(trained):
 def test_forgets_a_class_with_little_cost(trained, classes):
   bundle, test = trained
   before = workflow.evaluate(bundle, test.images, test.labels, forgotten=classes)
-  forgotten, report = workflow.forget(bundle, classes, 1e-3, 10.0)
+  forgotten, report = workflow.forget_bundle(bundle, classes, 1e-3, 10.0)
   after = workflow.evaluate(forgotten, test.images, test.labels)
   assert forgotten.forgotten_classes == tuple(classes)
   assert after.E_F == 100.0
@@ -46,8 +46,8 @@ def test_forgets_a_class_with_little_cost(trained, classes):
 
 def test_sequential_requests(trained):
   bundle, test = trained
-  once, _ = workflow.forget(bundle, [2], 1e-3, 10.0)
-  twice, _ = workflow.forget(once, [5], 1e-3, 10.0)
+  once, _ = workflow.forget_bundle(bundle, [2], 1e-3, 10.0)
+  twice, _ = workflow.forget_bundle(once, [5], 1e-3, 10.0)
   after = workflow.evaluate(twice, test.images, test.labels)
   assert twice.forgotten_classes == (2, 5)
   assert after.E_F == 100.0 and after.A_R >= 90.0

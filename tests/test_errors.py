@@ -119,7 +119,7 @@ def test_every_bundle_argument_refuses_a_non_bundle_the_same_way(tmp_path):
   images, labels = np.zeros((2, 8, 8, 1), np.uint8), np.zeros(2, np.int32)
   calls = [
       lambda: checkpointing.save_bundle(tmp_path / "out", path),
-      lambda: workflow.forget(path, [3]),
+      lambda: workflow.forget_bundle(path, [3]),
       lambda: workflow.predict(path, images),
       lambda: workflow.evaluate(path, images, labels),
       lambda: baselines.unlearn("mnemonic", path, [3]),

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import _jit, forgetting, models
+from mnemonic_jax import forgetting, models
+from mnemonic_jax.forgetting import moves
 
 
 # A float64 transcription of the reference implementation's formulas (PAPER.md, Algorithm
@@ -82,7 +83,7 @@ def test_a_full_tie_keeps_params_minus_delta_as_the_reference():
   apply_fn, params, codes = tiny_model()
   # Moves far below float32 resolution: both candidates equal params, so they tie.
   _, report = mj.forget(apply_fn, params, codes, [1], lambda1=1e-30, lambda2=1e-30)
-  assert report.after == report.rejected and report.sign == -1
+  assert report.after == report.details.rejected and report.details.sign == -1
 
 
 def test_step_sizes_and_perturbation():
@@ -117,13 +118,13 @@ def test_forget_keeps_the_better_candidate_and_reports():
   new_params, report = mj.forget(apply_fn, params, codes, [1, 2], lambda1=1e-2, lambda2=10.0)
   chex.assert_trees_all_equal_shapes(new_params, params)
   chex.assert_tree_all_finite(new_params)
-  assert report.classes == (1, 2) and report.sign in (1, -1)
+  assert report.classes == (1, 2) and report.details.sign in (1, -1)
   assert report.met is None  # Given lambdas: no rule to meet.
-  assert float(report.after.criterion) >= float(report.rejected.criterion)
+  assert float(report.after.criterion) >= float(report.details.rejected.criterion)
   # The kept candidate is params + sign * delta.
   f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, [1, 2], eps=forgetting.EPS)
   delta = mj.perturbation(f_forget, f_remain, 1e-2, 10.0)
-  want = jax.tree.map(lambda p, d: p + report.sign * d, params, delta)
+  want = jax.tree.map(lambda p, d: p + report.details.sign * d, params, delta)
   chex.assert_trees_all_close(new_params, want, rtol=1e-5, atol=1e-7)
   chex.assert_trees_all_close(
       report.after, mj.code_scores(apply_fn, new_params, codes, jnp.array([0, 1, 1, 0], bool)))
@@ -146,7 +147,9 @@ def test_forget_never_makes_nan_parameters():
     ({"forget": [0], "lambda2": -5.0}, ValueError, "lambda2 must be a positive"),
     ({"forget": [0], "lambda2": float("nan")}, ValueError, "lambda2 must be a positive"),
     ({"forget": [0], "lambda2": "10"}, TypeError, "lambda2 must be a positive number"),
-    ({"forget": [0], "lambda1": "auto"}, ValueError, "both 'auto' or both numbers")])
+    ({"forget": [0], "lambda1": "auto"}, ValueError, "give both lambda1 and lambda2"),
+    ({"forget": [0], "move": "bias"}, ValueError, "chooses its own step"),
+    ({"forget": [0], "move": "nonsense"}, ValueError, "unknown move")])
 def test_forget_bad_input(kwargs, error, message):
   apply_fn, params, codes = tiny_model()
   kwargs = {"lambda1": 1e-2, "lambda2": 10.0, **kwargs}
@@ -166,17 +169,17 @@ def test_forget_works_for_a_batchnorm_model(conv_bn_bundle):
   bundle = conv_bn_bundle  # Conv -> BatchNorm -> Dense (ResNet-18 itself: test_fisher).
   codes = mj.generate_codes(jax.random.key(0), 10, bundle.input_shape)
   new_params, report = mj.forget(bundle.apply_fn(), bundle.params, codes, [0],
-                                 microbatch_size=2, move="paper")
+                                 move=moves.Paper(microbatch_size=2))
   chex.assert_trees_all_equal_structs(new_params, bundle.params)
   chex.assert_tree_all_finite(new_params)
-  assert set(report.alpha) == set(bundle.params)
+  assert set(report.details.alpha) == set(bundle.params)
 
 
 def test_repeated_calls_compile_once(conv_bn_bundle):
   """Second calls, with other classes, lambdas and BatchNorm statistics, compile nothing."""
   bundle = conv_bn_bundle
   codes = mj.generate_codes(jax.random.key(0), 10, bundle.input_shape)
-  _jit.clear_cache()
+  jax.clear_caches()
   apply = lambda stats: mj.inference_apply_fn(bundle.model, stats)
   calls = [  # Fixed lambdas; the data-free search; the default move; the Fishers.
       lambda stats, c: mj.forget(apply(stats), bundle.params, codes, [c], 1e-3 * (c + 1),
@@ -188,9 +191,9 @@ def test_repeated_calls_compile_once(conv_bn_bundle):
   ]
   stats = [bundle.batch_stats, jax.tree.map(lambda a: a * 1.5 + 0.1, bundle.batch_stats)]
   for call in calls:
-    with _jit.CompileClock() as first:
+    with mj.CompileClock() as first:
       out = call(stats[0], 0)
-    with _jit.CompileClock() as second:
+    with mj.CompileClock() as second:
       again = call(stats[1], 3)
     assert first.seconds > 0 and second.seconds == 0, call
     if isinstance(out, forgetting.ForgetReport):
@@ -206,9 +209,9 @@ def test_bundles_from_metadata_share_programs():
   model = lambda: models.create_model("mlp", 4, hidden=[8])
   codes = mj.generate_codes(jax.random.key(0), 4, (6,))
   params = model().init(jax.random.key(1), codes)["params"]
-  _jit.clear_cache()
-  with _jit.CompileClock() as first:
+  jax.clear_caches()
+  with mj.CompileClock() as first:
     mj.forget(mj.inference_apply_fn(model(), {}), params, codes, [0], 1e-3, 10.0)
-  with _jit.CompileClock() as second:
+  with mj.CompileClock() as second:
     mj.forget(mj.inference_apply_fn(model(), {}), params, codes, [1], 1e-3, 10.0)
   assert first.seconds > 0 and second.seconds == 0

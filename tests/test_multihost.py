@@ -97,7 +97,7 @@ def worker(argv):
     result["start_step"] = np.asarray(start.get("step", -1))
   f_forget, f_remain = fisher.class_fishers(
       bundle.apply_fn(), bundle.params, np.asarray(bundle.codes), FORGET, mesh=mesh)
-  forgotten, _ = workflow.forget(bundle, FORGET, 1e-3, 10.0)
+  forgotten, _ = workflow.forget_bundle(bundle, FORGET, 1e-3, 10.0)
   test = load_dataset("digits", "test")
   evaluation = workflow.evaluate(forgotten, test.images, test.labels, mesh=mesh)
   result.update(_flat("params", bundle.params))

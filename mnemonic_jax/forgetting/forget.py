@@ -85,6 +85,10 @@ def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None
       chooses its own step.
     TypeError: a lambda that is not a number.
   """
+  if isinstance(move, str) and move not in moves_lib.MOVES or not isinstance(
+      move, (str, moves_lib.Move, type(None))):
+    raise errors.BadRequest(f"unknown move {move!r}; use one of "
+                            f"{', '.join(sorted(moves_lib.MOVES))}")
   given = [v is not None and not (isinstance(v, str) and v == AUTO) for v in (lambda1, lambda2)]
   if any(given) and not all(given):
     raise errors.BadRequest("give both lambda1 and lambda2, or neither")

@@ -6,7 +6,8 @@ import pytest
 
 import mnemonic_jax as mj
 from mnemonic_jax import forgetting
-from mnemonic_jax import lambda_search as ls
+from mnemonic_jax.forgetting import moves
+from mnemonic_jax.forgetting.moves import paper_search as ls
 
 from codes_support import mlp_fitted_to_codes
 
@@ -85,14 +86,16 @@ def test_choice_meets_the_rule_and_is_the_smallest_that_does(trained, strategy):
   assert weak.grid.size[weak.index] <= g.size[i]
 
 
-def test_forget_auto_applies_the_chosen_candidate(trained):
+def test_the_paper_move_applies_the_chosen_candidate(trained):
   apply_fn, params, codes = trained
   rule = ls.Rule(margin=1.0, guard=0.5)
-  new_params, report = ls.forget_auto(apply_fn, params, codes, [0, 4], grid=GRID, rule=rule)
-  search = report.search
+  new_params, report = mj.forget(apply_fn, params, codes, [0, 4],
+                                 move=moves.Paper(grid=GRID, rule=rule))
+  search = report.details.search
   l1, l2 = search.grid.lambda1[search.index], search.grid.lambda2[search.index]
-  assert search.met
-  assert (report.lambda1, report.lambda2, report.sign) == (l1, l2, search.sign)
+  assert search.met and report.met and report.move == "paper"
+  assert (report.details.lambda1, report.details.lambda2, report.details.sign) == (
+      l1, l2, search.sign)
   assert report.classes == (0, 4)
   want, _ = candidates(params, codes, apply_fn, [0, 4])(l1, l2, search.sign)
   chex.assert_trees_all_close(new_params, want, rtol=1e-5, atol=1e-6)
@@ -105,10 +108,12 @@ def test_forget_auto_applies_the_chosen_candidate(trained):
   # keeps one of them: its kept one is the direct computation with its sign, and the
   # search's choice scores as forget()'s candidate of the same sign (whichever it kept).
   paper_params, paper_report = mj.forget(apply_fn, params, codes, [0, 4], l1, l2)
-  want, _ = candidates(params, codes, apply_fn, [0, 4])(l1, l2, paper_report.sign)
+  sign = paper_report.details.sign
+  want, _ = candidates(params, codes, apply_fn, [0, 4])(l1, l2, sign)
   chex.assert_trees_all_close(paper_params, want, rtol=1e-5, atol=1e-6)
-  paper_by_sign = {paper_report.sign: paper_report.after, -paper_report.sign: paper_report.rejected}
-  chex.assert_trees_all_close(report.after, paper_by_sign[report.sign], rtol=1e-5, atol=1e-5)
+  paper_by_sign = {sign: paper_report.after, -sign: paper_report.details.rejected}
+  chex.assert_trees_all_close(report.after, paper_by_sign[report.details.sign], rtol=1e-5,
+                              atol=1e-5)
   assert search.to_dict()["met"] and search.to_dict()["lambda1"] == l1
 
 
@@ -135,28 +140,28 @@ def test_select_rule_on_synthetic_scores():
       size=[0.1, 0.5, 0.2, 2.0, 0.6],
       remain_accuracy=[1.0, 1.0, 1.0, 1.0, 0.75])
   # Candidate 0 does not forget, 2 breaks the guard (1 < 0.5 * 4), 4 loses a code: 1 wins.
-  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5)) == (1, True)
+  assert ls.select_on_grid(grid, ls.Rule(margin=5.0, guard=0.5))[:2] == (1, True)
   # Without the guard, the smaller move 2 wins.
-  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.0)) == (2, True)
+  assert ls.select_on_grid(grid, ls.Rule(margin=5.0, guard=0.0))[:2] == (2, True)
   # A stricter target leaves only 3.
-  assert ls.select(grid, ls.Rule(margin=10.0, guard=0.5)) == (3, True)
+  assert ls.select_on_grid(grid, ls.Rule(margin=10.0, guard=0.5))[:2] == (3, True)
   # Ordered by the largest single move instead (max_move is size reversed): 3 is smallest.
-  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5, order="max")) == (3, True)
+  assert ls.select_on_grid(grid, ls.Rule(margin=5.0, guard=0.5, order="max"))[:2] == (3, True)
   # Lexicographic lambdas: candidate 1 has the smallest lambda1 among those that qualify.
-  assert ls.select(grid, ls.Rule(margin=5.0, guard=0.5, order="lambdas")) == (1, True)
+  assert ls.select_on_grid(grid, ls.Rule(margin=5.0, guard=0.5, order="lambdas"))[:2] == (1, True)
   # Unreachable target: fall back to the lowest forgotten margin that keeps the rest.
-  assert ls.select(grid, ls.Rule(margin=50.0, guard=0.5)) == (3, False)
+  assert ls.select_on_grid(grid, ls.Rule(margin=50.0, guard=0.5))[:2] == (3, False)
   # Unreachable guard (0.95 * 4 = 3.8 leaves only candidate 0, which does not forget):
   # by default the guard gives way: of 2 and 3, which reach -8 with every remaining code
   # right, 3 disturbs the rest least; with fallback="target", candidate 0 is kept.
-  assert ls.select(grid, ls.Rule(margin=8.0, guard=0.95)) == (3, False)
-  assert ls.select(grid, ls.Rule(margin=8.0, guard=0.95, fallback="target")) == (0, False)
+  assert ls.select_on_grid(grid, ls.Rule(margin=8.0, guard=0.95))[:2] == (3, False)
+  assert ls.select_on_grid(grid, ls.Rule(margin=8.0, guard=0.95, fallback="target"))[:2] == (0, False)
 
 
 def test_select_falls_back_to_paper_criterion_when_nothing_keeps_the_rest():
   grid = synthetic_grid(forget_margin=[-3.0, 2.0], remain_margin=[-1.0, -2.0], size=[1.0, 0.1],
                         remain_accuracy=[0.75, 0.5])
-  assert ls.select(grid, ls.Rule(margin=1.0)) == (0, False)
+  assert ls.select_on_grid(grid, ls.Rule(margin=1.0))[:2] == (0, False)
 
 
 @pytest.mark.parametrize("kwargs, message", [

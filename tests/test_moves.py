@@ -1,0 +1,205 @@
+"""Every registered forgetting move on tiny MLPs fitted to their codes.
+
+Per move: the margin reached on the forgotten codes, the remaining codes kept, the
+tensors it declares moved and no others, and the sign of its direction. The registry is
+the one source of the names the command line and the baselines use.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+from mnemonic_jax import baselines, errors
+from mnemonic_jax.forgetting import DEFAULT_MOVE, Rule, moves, primitives
+from mnemonic_jax.forgetting.moves import directional
+
+from codes_support import mlp_fitted_to_codes
+
+NUM_CLASSES = 5
+MARGIN = 3.0
+FORGET = [1]
+REST = [0, 2, 3, 4]
+
+
+@pytest.fixture(scope="module")
+def tanh_model():
+  return mlp_fitted_to_codes(NUM_CLASSES, 16, "tanh")
+
+
+@pytest.fixture(scope="module")
+def sigmoid_model():
+  return mlp_fitted_to_codes(NUM_CLASSES, 16, "sigmoid")
+
+
+def margins(apply_fn, params, codes):
+  margin, correct = primitives.code_margins(apply_fn(params, codes), jnp.arange(NUM_CLASSES))
+  return np.asarray(margin), np.asarray(correct)
+
+
+def moved(new, old):
+  """Per tensor (key path), the flat indices whose value changed."""
+  flat = jax.tree_util.tree_flatten_with_path(new)[0]
+  return {jax.tree_util.keystr(p): np.flatnonzero(np.asarray(a) != np.asarray(b)).tolist()
+          for (p, a), b in zip(flat, jax.tree.leaves(old))}
+
+
+def forget_margin_grad(apply_fn, params, codes):
+  in_forget = jnp.isin(jnp.arange(NUM_CLASSES), jnp.array(FORGET))
+
+  def summed(p):
+    margin, _ = primitives.code_margins(apply_fn(p, codes), jnp.arange(NUM_CLASSES))
+    return jnp.sum(jnp.where(in_forget, margin, 0.0))
+  return jax.grad(summed)(params)
+
+
+@pytest.mark.parametrize("name", ["bias", "signed", "head", "steps", "shrink", "shrink+bias"])
+def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
+  apply_fn, params, codes = tanh_model
+  new, report = mj.forget(apply_fn, params, codes, FORGET,
+                          move=moves.MOVES[name](rule=Rule(margin=MARGIN)))
+  margin, correct = margins(apply_fn, new, codes)
+  assert report.move == name and report.met is True and report.verified == "codes"
+  assert np.all(margin[FORGET] <= -MARGIN) and np.all(correct[REST] == 1.0)
+  assert report.after.forget_accuracy == 0.0 and report.after.remain_accuracy == 1.0
+  assert jax.tree.structure(new) == jax.tree.structure(params)
+  assert jax.tree.map(lambda a: a.dtype, new) == jax.tree.map(lambda a: a.dtype, params)
+  changed = {k for k, v in moved(new, params).items() if v}
+  assert changed and changed <= set(report.details.layers)
+  if report.acts_on == "concentrated layers":  # Those of the codes' Fisher ratio.
+    f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, FORGET, eps=primitives.EPS)
+    mask = directional.concentrated_layers(mj.fisher_ratio(f_forget, f_remain))
+    flat = jax.tree_util.tree_flatten_with_path(mask)[0]
+    assert changed <= {jax.tree_util.keystr(p) for p, m in flat if m}
+  elif report.acts_on == "output layer":
+    assert changed == {"['Dense_1']['bias']"}
+
+
+def test_bias_lowers_only_the_forgotten_entries_of_the_output_bias(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Bias(Rule(MARGIN)))
+  assert moved(new, params) == {"['Dense_0']['bias']": [], "['Dense_0']['kernel']": [],
+                                "['Dense_1']['bias']": [1], "['Dense_1']['kernel']": []}
+  drop = float(params["Dense_1"]["bias"][1] - new["Dense_1"]["bias"][1])
+  assert drop == pytest.approx(report.details.steps[-1].t, rel=1e-6) and drop > 0
+
+
+def test_signed_moves_against_the_forgotten_codes_margin_gradient(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, _ = mj.forget(apply_fn, params, codes, FORGET, move=moves.Signed(Rule(MARGIN)))
+  grad = forget_margin_grad(apply_fn, params, codes)
+  for step, g in zip(jax.tree.leaves(jax.tree.map(jnp.subtract, new, params)),
+                     jax.tree.leaves(grad)):
+    nz = np.asarray(step) != 0
+    assert np.all(np.sign(np.asarray(step)[nz]) == -np.sign(np.asarray(g)[nz]))
+
+
+def test_shrink_moves_the_head_towards_zero(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, _ = mj.forget(apply_fn, params, codes, FORGET, move=moves.Shrink(Rule(MARGIN)))
+  w0, w1 = np.asarray(params["Dense_1"]["kernel"]), np.asarray(new["Dense_1"]["kernel"])
+  nz = w1 != w0
+  assert nz.any() and np.all(np.sign(w1 - w0)[nz] == -np.sign(w0)[nz])
+
+
+def test_dampen_only_scales_parameters_down(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Dampen(Rule(0.5)))
+  margin, correct = margins(apply_fn, new, codes)
+  assert report.met is True and margin[FORGET].max() <= -0.5 and correct[REST].all()
+  for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)):
+    a, b = np.asarray(a), np.asarray(b)
+    assert np.all(np.abs(a) <= np.abs(b) + 1e-7) and np.all(a * b >= 0)
+  assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
+
+
+@pytest.mark.parametrize("name", ["paper", "algorithm2"])
+def test_the_papers_moves_add_one_signed_multiple_of_eta(sigmoid_model, name):
+  apply_fn, params, codes = sigmoid_model
+  move = (moves.Paper(rule=Rule(MARGIN)) if name == "paper"
+          else moves.Algorithm2(lambda1=1e-2, lambda2=10.0))
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=move)
+  sign = report.details.sign
+  f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, FORGET, eps=primitives.EPS)
+  alpha = mj.step_sizes(mj.fisher_ratio(f_forget, f_remain), report.details.lambda1,
+                        report.details.lambda2)
+  want = primitives.apply_step(params, alpha, mj.fisher_ratio(f_forget, f_remain), sign)
+  jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7), new, want)
+  if name == "paper":
+    margin, correct = margins(apply_fn, new, codes)
+    assert report.met and margin[FORGET].max() <= -MARGIN and correct[REST].all()
+  else:
+    assert report.met is None and report.acts_on == "all layers"
+
+
+def test_the_default_move_is_bias(tanh_model):
+  apply_fn, params, codes = tanh_model
+  _, report = mj.forget(apply_fn, params, codes, FORGET)
+  assert report.move == DEFAULT_MOVE == "bias" and report.acts_on == "output layer"
+  assert report.to_dict()["move"] == "bias" and report.to_dict()["t"] > 0
+
+
+def test_the_registry_is_the_one_source_of_names():
+  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "signed", "head", "steps",
+                              "shrink", "shrink+bias", "dampen"}
+  methods = baselines.available_methods()
+  for cls in moves.MOVES.values():
+    assert cls.acts_on in moves.ACTS_ON and cls.summary
+    assert cls.baseline in methods and cls.baseline.startswith("mnemonic")
+
+
+def test_moves_refuse_options_they_do_not_have_and_bad_values():
+  with pytest.raises(TypeError, match="takes the options rule, grid"):
+    moves.get("bias", {"microbatch_size": 4})
+  with pytest.raises(ValueError, match="unknown move"):
+    moves.get("nope")
+  with pytest.raises(ValueError, match="step grid"):
+    moves.Bias(grid=())
+  with pytest.raises(ValueError, match="must be a positive"):
+    moves.Algorithm2(lambda1=-1.0, lambda2=1.0)
+  with pytest.raises(ValueError, match="strategy"):
+    moves.Paper(strategy="greedy")
+  assert not {f.name for f in dataclasses.fields(moves.Bias)} & {"microbatch_size", "mesh"}
+
+
+def test_concentrated_layers_selects_the_module_of_the_largest_ratio():
+  eta = {"a": {"kernel": jnp.ones((10, 20)), "bias": jnp.ones(20)},
+         "b": {"kernel": jnp.full((20, 5), 40.0), "bias": jnp.ones(5)}}
+  assert directional.concentrated_layers(eta) == {
+      "a": {"kernel": False, "bias": False}, "b": {"kernel": True, "bias": True}}
+
+
+def test_a_model_without_output_bias_is_told_which_move_fits():
+  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  params = {"w": jax.random.normal(jax.random.key(1), (4, 3))}
+  apply_fn = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"]  # No bias: nothing to lower.
+  with pytest.raises(errors.BadRequest, match=r"no output bias.*move='paper'"):
+    mj.forget(apply_fn, params, codes, [0])
+
+
+def test_the_output_bias_is_found_in_bfloat16():
+  model = mj.create_model("mlp", NUM_CLASSES, hidden=(8,))
+  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
+  params = jax.tree.map(lambda p: (p * 8).astype(jnp.bfloat16),
+                        model.init(jax.random.key(1), codes)["params"])
+  mask = moves.bias.output_bias(mj.inference_apply_fn(model, {}), params,
+                                codes.astype(jnp.bfloat16))
+  assert mask["Dense_1"]["bias"] and not mask["Dense_1"]["kernel"]
+
+
+def test_shift_recovery_undoes_a_constant_and_not_a_constant_logit():
+  rng = np.random.default_rng(0)
+  labels = np.repeat(np.arange(4), 25)
+  logits = rng.normal(size=(100, 4)) + 6 * np.eye(4)[labels]  # Every example right.
+  shifted = logits.copy()
+  shifted[:, 2] -= 40.0  # Class 2 "forgotten" by a shift: one constant undoes it.
+  assert mj.metrics.shift_recovery(shifted, labels, [2]) == 100.0
+  flat = logits.copy()
+  flat[:, 2] = -40.0  # Its logit carries nothing, and its examples look like class 1's:
+  flat[labels == 2, 1] += 6.0  # no constant tells them apart.
+  assert mj.metrics.shift_recovery(flat, labels, [2]) < 50.0
+  with pytest.raises(mj.errors.BadRequest, match="at least one"):
+    mj.metrics.shift_recovery(logits, labels, [])
