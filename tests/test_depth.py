@@ -8,7 +8,7 @@ import pytest
 
 from mnemonic_jax import errors, models
 from mnemonic_jax.bundle import Bundle
-from mnemonic_jax.evaluation import attacks, depth, features
+from mnemonic_jax.evaluation import attacks, depth, features, report as report_lib
 from mnemonic_jax.relearning import RelearnConfig
 
 FORGOTTEN = [3]
@@ -313,7 +313,7 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   assert report["prototype"].original == 100.0 and report["prototype"].method == 0.0
   assert report.verdict.output_level_only
   assert report.verdict.text.startswith("Output-level only")
-  goals = dict((g.name, g.passed) for g in depth.depth_goals(report))
+  goals = dict((g.name, g.passed) for g in report_lib.depth_goals(report))
   assert goals["forgetting"] is True and goals["one_constant"] is False
   assert goals["probe"] is False and goals["prototype"] is True
   assert "linear probe recall" in report.to_markdown()
@@ -322,7 +322,7 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   same = depth.depth_report(oracle, oracle, original, data, FORGOTTEN, config=_CONFIG)
   assert all(f.gap in (0.0, 1.0) or np.isnan(f.gap) for f in same.figures), same.figures
   assert not same.verdict.output_level_only
-  assert all(g.passed in (True, None) for g in depth.depth_goals(same))
+  assert all(g.passed in (True, None) for g in report_lib.depth_goals(same))
 
 
 def test_depth_report_runs_the_logit_attacks_on_a_model_without_features(hand_made,
@@ -334,7 +334,8 @@ def test_depth_report_runs_the_logit_attacks_on_a_model_without_features(hand_ma
   assert report["one_constant_shots"].method == 100.0
   assert report.get("probe_recall") is None and "declares no features" in \
       report.skipped["probe_recall"]
-  assert not report.verdict.output_level_only and "not measured" in report.verdict.text
+  # The one-constant attack alone calls it output-level.
+  assert report.verdict.output_level_only and "features were not read" in report.verdict.text
 
 
 def test_depth_report_refuses_an_oracle_of_another_architecture(hand_made):

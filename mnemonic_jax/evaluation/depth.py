@@ -6,8 +6,9 @@ the forgotten classes, same initialisation and seed) and the original, and repor
 attack the method's value, the oracle's, the gap (method - oracle; for relearning the
 ratio method / oracle) and, given oracles of other seeds, the oracle's seed-to-seed
 spread. A plain-words verdict says when the forgetting is output-level only (the logits
-suppressed, the features the original's). :func:`depth_goals` scores a report against the
-depth goals of mnemonic-jax issue #19.
+suppressed, the features the original's); :func:`mnemonic_jax.evaluation.depth_goals`
+scores a report against the depth goals of mnemonic-jax issue #19
+(:mod:`mnemonic_jax.evaluation.report`).
 
 Sources: DEPTH.md (the attacks and why each is read against the oracle); the attacks'
 own sources are in their docstrings.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import numpy as np
@@ -34,6 +35,8 @@ from mnemonic_jax.baselines.base import Split
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.evaluation import attacks
 from mnemonic_jax.evaluation import features as feats
+from mnemonic_jax.evaluation import report as report_lib
+from mnemonic_jax.evaluation.report import DepthReport, Figure, Verdict
 
 
 @dataclasses.dataclass(frozen=True)
@@ -99,130 +102,6 @@ class DepthData:
       raise errors.BadRequestType(f"{name} must have images and labels (a Dataset, a Split "
                                   f"or an (images, labels) pair), got {type(value).__name__}")
     return cls(split(train, "train"), split(test, "test"))
-
-
-class Figure(NamedTuple):
-  """One attack's figure for the method, the oracle and the original.
-
-  Attributes:
-    name: key, e.g. ``"one_constant_half"``.
-    label: what it measures, in words.
-    unit: ``"%"``, ``"steps"``, ``"CKA"`` or ``"distance"``.
-    method, oracle, original: the attack's value on each model (``None``: not measured;
-      NaN: undefined, e.g. relearning not reached by either).
-    gap: ``method - oracle``, or ``method / oracle`` when ``ratio``.
-    spread: the oracle's seed-to-seed standard deviation (``None`` with one oracle).
-    ratio: whether ``gap`` is a ratio.
-  """
-
-  name: str
-  label: str
-  unit: str
-  method: float | None
-  oracle: float | None
-  original: float | None
-  gap: float | None
-  spread: float | None
-  ratio: bool = False
-
-
-class Verdict(NamedTuple):
-  """Whether the forgetting is output-level only, and why, in words."""
-
-  output_level_only: bool
-  text: str
-
-
-class Goal(NamedTuple):
-  """One depth goal: ``passed`` is ``None`` when it does not apply or was not measured."""
-
-  name: str
-  passed: bool | None
-  detail: str
-
-
-@dataclasses.dataclass(frozen=True)
-class DepthReport:
-  """What :func:`depth_report` measured.
-
-  Attributes:
-    classes: the forgotten classes.
-    figures: one :class:`Figure` per attack, in a fixed order.
-    skipped: attack -> why it was not measured.
-    verdict: :class:`Verdict`.
-    oracles: how many oracles the spread is over (1: no spread).
-  """
-
-  classes: tuple[int, ...]
-  figures: tuple[Figure, ...]
-  skipped: dict[str, str]
-  verdict: Verdict
-  oracles: int = 1
-
-  def __getitem__(self, name: str) -> Figure:
-    for f in self.figures:
-      if f.name == name:
-        return f
-    raise KeyError(f"no figure {name!r}; measured: {[f.name for f in self.figures]}")
-
-  def get(self, name: str) -> Figure | None:
-    """The figure ``name``, or ``None`` when it was not measured."""
-    return next((f for f in self.figures if f.name == name), None)
-
-  def to_dict(self) -> dict[str, Any]:
-    """JSON-able: numbers as floats, ``inf`` and ``nan`` as the strings ``"inf"``, ``"nan"``
-    (relearning steps ``"inf"``: not reached within the run)."""
-    def num(v):
-      if v is None or math.isfinite(v):
-        return None if v is None else float(v)
-      return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
-
-    return {"classes": list(self.classes), "oracles": self.oracles,
-            "verdict": {"output_level_only": self.verdict.output_level_only,
-                        "text": self.verdict.text},
-            "skipped": dict(self.skipped),
-            "figures": [{"name": f.name, "label": f.label, "unit": f.unit,
-                         "method": num(f.method), "oracle": num(f.oracle),
-                         "original": num(f.original), "gap": num(f.gap),
-                         "spread": num(f.spread), "ratio": f.ratio}
-                        for f in self.figures]}
-
-  def to_markdown(self) -> str:
-    """A table: attack, method, oracle, gap, oracle spread, original; then the verdict."""
-    rows = ["| attack | method | oracle | gap | oracle spread | original |",
-            "|---|---:|---:|---:|---:|---:|"]
-    for f in self.figures:
-      gap = "" if f.gap is None else (f"x{_fmt(f.gap, 2)}" if f.ratio else _signed(f.gap, f.unit))
-      rows.append(f"| {f.label} | {_fmt_unit(f.method, f.unit)} | {_fmt_unit(f.oracle, f.unit)}"
-                  f" | {gap} | {_fmt_unit(f.spread, f.unit)} | "
-                  f"{_fmt_unit(f.original, f.unit)} |")
-    text = "\n".join(rows) + f"\n\n{self.verdict.text}\n"
-    if self.skipped:
-      text += "\nNot measured: " + "; ".join(f"{k}: {v}" for k, v in self.skipped.items()) + "\n"
-    return text
-
-
-def _fmt(v: float | None, digits: int = 1) -> str:
-  if v is None:
-    return ""
-  if math.isnan(v):
-    return "n/a"
-  if math.isinf(v):
-    return "inf" if v > 0 else "-inf"
-  return f"{v:.{digits}f}"
-
-
-def _fmt_unit(v: float | None, unit: str) -> str:
-  if v is None:
-    return ""
-  if unit == "steps" and math.isinf(v):
-    return "not reached"
-  return _fmt(v, {"CKA": 3, "distance": 3, "steps": 0}.get(unit, 1))
-
-
-def _signed(v: float, unit: str) -> str:
-  s = _fmt_unit(v, unit)
-  return s if s.startswith("-") or not math.isfinite(v) else "+" + s
 
 
 # ----------------------------------------------------------------------------------------
@@ -422,7 +301,7 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
     figures.append(Figure(name, label, unit, m, o, g, gap, spread, ratio))
   report = DepthReport(tuple(classes), tuple(figures), skipped, Verdict(False, ""),
                        1 + len(oracle_seeds))
-  return dataclasses.replace(report, verdict=_verdict(report))
+  return dataclasses.replace(report, verdict=report_lib.verdict(report))
 
 
 def figure_specs(config: DepthConfig) -> list[tuple[str, str, str]]:
@@ -501,95 +380,3 @@ def _relearn(models: dict[str, Bundle], values: dict[str, dict[str, float]], tra
                                       config.relearn, key=jax.random.fold_in(key, 4))
     for level, steps in ((50, result.steps_to_50), (90, result.steps_to_90)):
       values[name][f"relearn_{level}"] = float("inf") if steps is None else float(steps)
-
-
-def _verdict(report: DepthReport) -> Verdict:
-  """Output-level only: forgotten at the output, but the features are the original's."""
-  e_f = report["E_F"]
-  one = report.get("one_constant_half")
-  cka, probe = report.get("cka_to_original"), report.get("probe_recall")
-  suppressed = e_f.method >= 99.0 or e_f.method >= e_f.oracle - 1.0
-  parts = []
-  if one is not None:
-    parts.append(f"one constant brings back {_fmt(one.method)}% of the forgotten test images "
-                 f"(oracle {_fmt(one.oracle)}%)")
-  if cka is None or probe is None:
-    reason = report.skipped.get("cka_to_original", "no features")
-    return Verdict(False, "Depth inside the model not measured (" + reason + "). "
-                   + (f"Forgotten accuracy {_fmt(100 - e_f.method)}%; " if suppressed else "")
-                   + "; ".join(parts) + ".")
-  distinct = abs(probe.original - probe.oracle) > 10
-  features_kept = cka.method >= 0.99 or (distinct and probe.method >= probe.original - 5)
-  detail = (f"CKA of the forgotten images' features to the original's {_fmt(cka.method, 3)} "
-            f"(oracle {_fmt(cka.oracle, 3)}); linear probe recall {_fmt(probe.method)}% "
-            f"(original {_fmt(probe.original)}%, oracle {_fmt(probe.oracle)}%)")
-  if not suppressed:
-    return Verdict(False, f"Not forgotten at the output: forgotten test accuracy "
-                   f"{_fmt(100 - e_f.method)}% (oracle {_fmt(100 - e_f.oracle)}%). {detail}.")
-  if features_kept:
-    return Verdict(True, "Output-level only: the forgotten classes are suppressed in the logits "
-                   f"(forgotten test accuracy {_fmt(100 - e_f.method)}%) but the features are "
-                   f"the original's: {detail}; " + "; ".join(parts) + ".")
-  return Verdict(False, "Deeper than the output layer: the features of the forgotten images "
-                 f"moved from the original's: {detail}; " + "; ".join(parts) + ".")
-
-
-#: Goal margins of issue #19 (points above the oracle allowed).
-MARGINS = {"A_R": 1.0, "one_constant": 10.0, "input_scale": 5.0, "probe": 5.0,
-           "prototype": 10.0, "distinct": 10.0}
-
-
-def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
-  """The depth goals of mnemonic-jax issue #19 for one run, against its oracle.
-
-  * ``forgetting``: E_F >= 99 and A_R >= oracle - 1;
-  * ``one_constant``: recovery, both ways, <= oracle + 10;
-  * ``input_scale``: recovery at every scale <= oracle + 5;
-  * ``probe``: linear-probe and nearest-class-mean recall <= oracle + 5, each only where
-    the original's and the oracle's differ by more than 10 (``None`` where neither does);
-  * ``prototype``: prototype-attack recall <= oracle + 10;
-  * ``relearning``: no faster than the oracle at both levels (not reached = never).
-
-  Args:
-    report: a :class:`DepthReport`.
-
-  Returns:
-    One :class:`Goal` per goal, in that order; ``passed`` is ``None`` when not measured.
-  """
-  def within(names: Sequence[str], margin: float) -> tuple[bool | None, str]:
-    figs = [report.get(n) for n in names]
-    figs = [f for f in figs if f is not None]
-    if not figs:
-      return None, "not measured"
-    ok = all(f.method <= f.oracle + margin for f in figs)
-    return ok, "; ".join(f"{f.name} {_fmt(f.method)} vs oracle {_fmt(f.oracle)} + {margin:g}"
-                         for f in figs)
-
-  goals = []
-  e_f, a_r = report["E_F"], report["A_R"]
-  goals.append(Goal("forgetting", bool(e_f.method >= 99.0
-                                        and a_r.method >= a_r.oracle - MARGINS["A_R"]),
-                    f"E_F {_fmt(e_f.method)} (>= 99), A_R {_fmt(a_r.method)} vs oracle "
-                    f"{_fmt(a_r.oracle)} - 1"))
-  goals.append(Goal("one_constant", *within(("one_constant_half", "one_constant_shots"),
-                                            MARGINS["one_constant"])))
-  goals.append(Goal("input_scale", *within(
-      [f.name for f in report.figures if f.name.startswith("input_scale_")],
-      MARGINS["input_scale"])))
-  applicable = [n for n in ("probe_recall", "ncm_recall") if report.get(n) is not None
-                and abs(report[n].original - report[n].oracle) > MARGINS["distinct"]]
-  if applicable:
-    goals.append(Goal("probe", *within(applicable, MARGINS["probe"])))
-  else:
-    measured = report.get("probe_recall") is not None
-    goals.append(Goal("probe", None, "the original and the oracle differ by <= 10 points"
-                      if measured else "not measured"))
-  goals.append(Goal("prototype", *within(("prototype",), MARGINS["prototype"])))
-  levels = [report.get(n) for n in ("relearn_50", "relearn_90")]
-  if any(f is None for f in levels):
-    goals.append(Goal("relearning", None, "not measured"))
-  else:
-    ok = all(f.method >= f.oracle for f in levels)
-    goals.append(Goal("relearning", ok, "; ".join(
-        f"{f.name} {_fmt(f.method, 0)} vs oracle {_fmt(f.oracle, 0)} steps" for f in levels)))
-  return tuple(goals)
