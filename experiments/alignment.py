@@ -11,18 +11,18 @@ forget the class's real images on sigmoid MLPs but not on tanh MLPs or ViTs. Thi
 at the head's input, whether the code and the images lean on the same features.
 
 The head is the Flax ``nn.Dense`` that owns the output bias
-(:func:`mnemonic_jax.robust.output_bias` finds the bias from the model's behaviour; its
-key path names the module). Its input ``z`` (the penultimate features, ``logits = z @ W +
-b``) is captured with ``flax.linen.intercept_methods``, for any architecture, and checked
-to reproduce the logits. Per class ``c`` and feature ``j``, the contribution to ``c``'s
-margin over the mean other logit is ``u_j(x) = (W[j, c] - mean_{k != c} W[j, k]) *
-z_j(x)``. Reported per model (over classes 0-9 and the cached seeds): the cosine between
-``u`` averaged over ``c``'s test images and ``u`` of ``c``'s code; the same against the
-codes of the other classes (a baseline: how much of the cosine the head's weights alone
-give); the overlap of the 50 features with the largest ``u`` for images and code, against
-its chance level ``50^2 / D``; the fraction of features where ``z(code)`` and the
-images' mean ``z`` have the same sign; and how much of the code's logit drop under the
-signed move of the head column ``W[:, c]`` (``-sign(z(code))``) reaches the images.
+(:func:`mnemonic_jax.forgetting.moves.bias.output_bias` finds the bias from the model's
+behaviour; its key path names the module). Its input ``z`` (the penultimate features,
+``logits = z @ W + b``) is captured with ``flax.linen.intercept_methods``, for any
+architecture, and checked to reproduce the logits. Per class ``c`` and feature ``j``, the
+contribution to ``c``'s margin over the mean other logit is ``u_j(x) = (W[j, c] - mean_{k
+!= c} W[j, k]) * z_j(x)``. Reported per model (over classes 0-9 and the cached seeds): the
+cosine between ``u`` averaged over ``c``'s test images and ``u`` of ``c``'s code; the same
+against the codes of the other classes (a baseline: how much of the cosine the head's
+weights alone give); the overlap of the 50 features with the largest ``u`` for images and
+code, against its chance level ``50^2 / D``; the fraction of features where ``z(code)``
+and the images' mean ``z`` have the same sign; and how much of the code's logit drop under
+the signed move of the head column ``W[:, c]`` (``-sign(z(code))``) reaches the images.
 
 Inference only: the bundles cached by :mod:`experiments.robust` are loaded, never
 trained; missing ones are skipped. Writes ``<out>/robust_alignment.md`` (+ ``.png``).
@@ -44,7 +44,7 @@ from matplotlib.figure import Figure
 
 from experiments import common
 from experiments import robust as robust_experiment
-from mnemonic_jax import robust
+from mnemonic_jax.forgetting.moves.bias import output_bias
 from mnemonic_jax.data import load_dataset
 
 TOP_K = 50
@@ -65,7 +65,7 @@ def head_path(bundle) -> tuple[str, ...]:
   Raises:
     AssertionError: the output bias is not a parameter named ``bias``.
   """
-  mask = robust.output_bias(bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes))
+  mask = output_bias(bundle.apply_fn(), bundle.params, jnp.asarray(bundle.codes))
   found = [path for path, hot in jax.tree_util.tree_flatten_with_path(mask)[0] if hot]
   names = tuple(getattr(k, "key", getattr(k, "name", k)) for k in found[0])
   if len(found) != 1 or names[-1] != "bias":

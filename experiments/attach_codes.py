@@ -14,7 +14,8 @@ Usage::
    config's optimiser) into ``<out>/cache/<name>/attach-e<K>-...`` and records what it
    did in ``<out>/runs/<name>/``.
 3. Forgets every class of ``--classes`` in turn, with the data-free lambda search
-   (``mnemonic_jax.workflow.forget``, lambdas ``auto``), from each attached model and from
+   (:func:`mnemonic_jax.workflow.forget_bundle`, the ``paper`` move: the paper's move with
+   its lambdas searched on the codes), from each attached model and from
    the plain model with its own codes, which it never saw (no attaching); evaluates on
    the test split and counts the goal: E_F = 100 and A_R at most 1 point below the same
    model's A_R before forgetting.
@@ -29,7 +30,6 @@ Every step is cached (a rerun skips done work and only rebuilds the report). Out
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import datetime
 import json
 import pathlib
@@ -42,7 +42,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import common
-from mnemonic_jax import attach, baselines, checkpointing, lambda_search, metrics, workflow
+from mnemonic_jax import attach, baselines, checkpointing, metrics, workflow
+from mnemonic_jax.forgetting import DEFAULT_RULE
 from mnemonic_jax.data import load_dataset
 
 REPORT = "attach_codes"
@@ -98,14 +99,15 @@ def attached_model(plain, epochs: int, args, cache: pathlib.Path, runs: pathlib.
 def forget_run(bundle, model: str, c: int, test, before_logits, plain_logits
                ) -> dict[str, Any]:
   """Forgets class ``c`` from ``bundle`` with the data-free search; measured on ``test``."""
-  new, report = workflow.forget(bundle, [c], move="paper")  # The paper's move, lambdas "auto".
+  new, report = workflow.forget_bundle(bundle, [c], move="paper")  # Lambdas searched.
   entry = new.history[-1]
   ev = workflow.evaluate(new, test.images, test.labels)
   before = metrics.forgetting_metrics(before_logits, test.labels, [c])
   plain = metrics.forgetting_metrics(plain_logits, test.labels, [c])
   record = {
-      "model": model, "classes": [c], "lambda1": report.lambda1, "lambda2": report.lambda2,
-      "sign": report.sign, "met": entry.get("met"), "fallback": entry.get("fallback"),
+      "model": model, "classes": [c], "lambda1": report.details.lambda1,
+      "lambda2": report.details.lambda2, "sign": report.details.sign, "met": entry.get("met"),
+      "fallback": entry.get("fallback"),
       "rule": entry.get("rule"), "codes_forgotten": entry["codes_forgotten"],
       "forget_seconds": report.seconds, "forget_compile_seconds": report.compile_seconds,
       "A_R": ev.A_R, "E_F": ev.E_F, "A_R_before": before["A_R"], "E_F_before": before["E_F"],
@@ -296,7 +298,6 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           f", codes {record['codes_accuracy_after']:.1f} ({time.perf_counter() - start:.0f} s)",
           flush=True)
 
-  rule = dataclasses.asdict(lambda_search.DEFAULT_RULE)
   records = []
   plan = [(m, c) for m in models for c in classes]
   bar = tqdm(plan, desc="forget", unit="run", disable=not progress)
@@ -304,7 +305,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     path = runs / f"{model}-c{c}.json"
     if path.exists():
       cached = json.loads(path.read_text())
-      if cached.get("rule") == rule:  # A run under another search rule is stale.
+      if common.same_rule(cached.get("rule"), DEFAULT_RULE):  # Else stale: another rule.
         records.append(cached)
         continue
     bundle, logits = models[model]

@@ -11,6 +11,12 @@ each:
 * first run: an empty cache folder, which the run fills;
 * second run: the same folder, now holding the programs the first run compiled.
 
+The cache is JAX's persistent compilation cache alone. The project's own store of whole
+compiled programs (the ``mnemonic-jax-programs`` folder of ``mnemonic_jax/_jit.py``,
+which spared a second run the tracing) was deleted with the hand-made program cache
+(issue #18), so this benchmark no longer compares against it, and its second runs are not
+comparable with reports written before that change; the report says so.
+
 It prints, in one run, the medians over ``--repeats`` rounds (runs interleaved, so that a
 busy moment of a shared machine does not land on one kind of run only), the ratio of the
 second run to the first, and the ratio to the PyTorch reference implementation's
@@ -164,6 +170,12 @@ def main(argv: Sequence[str] | None = None) -> str:
       "the new bundle). *First run*: an empty compilation-cache folder, which the run "
       "fills; *second run*: the same folder. Reference: the PyTorch implementation's "
       f"load-forget-save, {REFERENCE_SECONDS} s on this CPU (issue #9).",
+      "",
+      "The folder is JAX's persistent compilation cache alone: a second run reads the "
+      "compiled executables from it but traces every program again. The project's own "
+      "store of whole programs (`mnemonic-jax-programs`, `mnemonic_jax/_jit.py`) was "
+      "deleted (issue #18), so there is no comparison with it, and second runs measured "
+      "with it (reports written before that change) are not comparable with these.",
       "",
       "| bundle | lambdas | no cache | first run | second run | second / first "
       "| second / reference |",

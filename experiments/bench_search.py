@@ -2,19 +2,18 @@
 
 For an MLP (784-1000-C, sigmoid, untrained: only shapes matter for time) and C codes, it
 forgets class 0 with fixed lambdas and with the search, in both strategies of
-:func:`mnemonic_jax.lambda_search.select_lambdas` (``"full"``: every candidate on every
-code; ``"pruned"``: the same choice from fewer candidates and codes; and the not exact
-``"boundary"``), and prints each
-one's seconds after compilation (median of ``--repeats`` calls, other classes each time)
-and its ratio to the fixed path, plus the share of candidates the pruned search scored
-on the forgotten codes and the share it also scored on remaining codes. Both strategies
-must choose the same candidate; the benchmark checks it (``--no-full`` skips the full
-grid, which takes minutes at 1000 classes). ``--chunk`` sets the pruned search's
-candidates vectorised at once (default: the library's, 1 on a CPU). ``--train-steps N``
-first fits the MLP to its codes (N full-batch Adam steps; 60 get every code right at
-1000 classes), so that the codes have margins as in a trained model and the choice sits
-where it does there (an untrained model gets most codes wrong, and its choice sits
-elsewhere among the candidates).
+:func:`mnemonic_jax.forgetting.moves.paper_search.select_lambdas` (``"full"``: every
+candidate on every code; ``"pruned"``: the same choice from fewer candidates and codes;
+and the not exact ``"boundary"``), and prints each one's seconds after compilation (median
+of ``--repeats`` calls, other classes each time) and its ratio to the fixed path, plus the
+share of candidates the pruned search scored on the forgotten codes and the share it also
+scored on remaining codes. Both strategies must choose the same candidate; the benchmark
+checks it (``--no-full`` skips the full grid, which takes minutes at 1000 classes).
+``--chunk`` sets the pruned search's candidates vectorised at once (default: the
+library's, 1 on a CPU). ``--train-steps N`` first fits the MLP to its codes (N full-batch
+Adam steps; 60 get every code right at 1000 classes), so that the codes have margins as in
+a trained model and the choice sits where it does there (an untrained model gets most
+codes wrong, and its choice sits elsewhere among the candidates).
 
 Memory: the fixed path holds params, the two Fishers and eta (about 4x params) plus the
 activations of the C codes. The pruned search holds the same, plus ``chunk`` candidate
@@ -50,7 +49,8 @@ import optax
 
 import mnemonic_jax as mj
 from experiments.common import emit, median_seconds
-from mnemonic_jax import lambda_search
+from mnemonic_jax.forgetting import DEFAULT_RULE
+from mnemonic_jax.forgetting.moves import paper_search
 
 
 def seconds(fn, repeats: int) -> float:
@@ -89,7 +89,7 @@ def bench(num_classes: int, repeats: int, full: bool = True, chunk: int | None =
   results = {}
   for strategy in ("pruned", "boundary") + (("full",) if full else ()):
     def search(i, strategy=strategy):
-      results[strategy, i] = lambda_search.select_lambdas(
+      results[strategy, i] = paper_search.select_lambdas(
           apply_fn, params, codes, [i], strategy=strategy,
           chunk=None if strategy == "full" else chunk)
       return results[strategy, i].eta
@@ -117,8 +117,8 @@ def bench(num_classes: int, repeats: int, full: bool = True, chunk: int | None =
 def monotone(paths) -> list[str]:
   """The ``--bundles`` measurements (see the module docstring), as markdown lines."""
   from mnemonic_jax import checkpointing  # Only this mode needs it.
-  rule = lambda_search.DEFAULT_RULE
-  shape = (len(lambda_search.LAMBDA1_GRID), len(lambda_search.LAMBDA2_GRID), 2)
+  rule = DEFAULT_RULE
+  shape = (len(paper_search.LAMBDA1_GRID), len(paper_search.LAMBDA2_GRID), 2)
   lines = ["| bundle | classes | met | forgotten test not monotone (pairs) | remaining test "
            "not monotone (pairs) | boundary = full grid | choice's size percentile "
            "(mean) | scored by pruned: forgotten / also remaining (mean) | scored by "
@@ -129,9 +129,9 @@ def monotone(paths) -> list[str]:
     n = bundle.codes.shape[0]
     stats = dict(met=0, f=0, k=0, pairs=0, same=0, pct=[], scored=[], remain=[], fast=[])
     for c in range(n):
-      full = lambda_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
+      full = paper_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
                                           rule=rule, strategy="full")
-      pruned = lambda_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
+      pruned = paper_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
                                             rule=rule)
       assert pruned.index == full.index, (path, c)
       g = full.grid
@@ -144,7 +144,7 @@ def monotone(paths) -> list[str]:
                         + np.sum(forgets[:, :-1] & ~forgets[:, 1:]))
       stats["k"] += int(np.sum(~keeps[:-1] & keeps[1:]) + np.sum(~keeps[:, :-1] & keeps[:, 1:]))
       stats["pairs"] += forgets[:-1].size + forgets[:, :-1].size
-      fast = lambda_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
+      fast = paper_search.select_lambdas(apply_fn, bundle.params, bundle.codes, [c],
                                           rule=rule, strategy="boundary")
       stats["same"] += fast.index == full.index
       stats["fast"].append(100 * np.isfinite(fast.grid.forget_margin).mean())

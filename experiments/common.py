@@ -29,7 +29,8 @@ from typing import Any, Callable, NoReturn, Sequence
 import jax
 import numpy as np
 
-from mnemonic_jax import checkpointing, configs, fisher, lambda_search, metrics, mia, workflow
+from mnemonic_jax import checkpointing, configs, fisher, metrics, mia, workflow
+from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 
 #: Goal of a forgetting run: E_F = 100 and A_R at most this many points below before.
 GOAL_A_R_DROP = 1.0
@@ -115,12 +116,36 @@ def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
   return sets + ([multi] if multi else [])
 
 
-def rule_from_config(config) -> lambda_search.Rule:
-  """The search rule: ``config.auto`` (margin, guard, order) if present, else the default."""
+def rule_from_config(config) -> Rule:
+  """The step rule of the runners' searched moves (``auto``, ``mnemonic-auto``).
+
+  Args:
+    config: a runner's config; its optional ``config.auto`` section may set ``margin``,
+      ``guard``, ``order`` and ``fallback`` (the fields of
+      :class:`mnemonic_jax.forgetting.criterion.Rule`).
+
+  Returns:
+    That :class:`~mnemonic_jax.forgetting.criterion.Rule`, or
+    :data:`~mnemonic_jax.forgetting.criterion.DEFAULT_RULE` without the section.
+  """
   if "auto" not in config:
-    return lambda_search.DEFAULT_RULE
-  fields = {k: config.auto[k] for k in ("margin", "guard", "order") if k in config.auto}
-  return lambda_search.Rule(**fields)
+    return DEFAULT_RULE
+  fields = {k: config.auto[k] for k in ("margin", "guard", "order", "fallback")
+            if k in config.auto}
+  return Rule(**fields)
+
+
+def same_rule(recorded: dict[str, Any] | None, rule: Rule) -> bool:
+  """Whether a cached run's ``rule`` dict is ``rule``.
+
+  Tolerant of records written before a field of :class:`Rule` existed: a missing field
+  is read as its default (``fallback`` was added with the value ``"guard"`` that every
+  earlier search used).
+  """
+  if not isinstance(recorded, dict):
+    return False
+  default = dataclasses.asdict(Rule())
+  return {**default, **recorded} == dataclasses.asdict(rule)
 
 
 def run_key(seed: int, classes: Sequence[int], mode: str) -> str:

@@ -93,11 +93,23 @@ def parse_methods(methods: str, inputs: str, data: str) -> tuple[list[str], list
   return names, kinds
 
 
-def method_config(name: str, config) -> Any:
-  """The method's config dataclass: its defaults, overridden by ``config.baselines.<name>``.
+def method_config(name: str, config, bundle=None) -> Any:
+  """The method's config: its defaults, overridden by ``config.baselines.<name>``.
 
   ``<name>`` is the method's name with ``-`` as ``_`` and ``+`` as ``_plus`` (e.g.
-  ``config.baselines.neggrad_plus.epochs = 40``).
+  ``config.baselines.neggrad_plus.epochs = 40``). The ``mnemonic-*`` methods' config is
+  their move object (:mod:`mnemonic_jax.forgetting.moves`): ``mnemonic-auto`` gets the
+  runner's rule (:func:`experiments.common.rule_from_config`) unless the section sets one;
+  ``mnemonic`` (Algorithm 2) starts from the bundle's lambdas.
+
+  Args:
+    name: a method of :func:`mnemonic_jax.baselines.available_methods`.
+    config: the runner's config.
+    bundle: the bundle forgotten from; needed by methods whose defaults depend on it
+      (``mnemonic``) when the section overrides them.
+
+  Returns:
+    The config object, or ``None`` for the method's own defaults of the bundle.
   """
   spec = baselines.get_method(name)
   overrides = {}
@@ -107,6 +119,10 @@ def method_config(name: str, config) -> Any:
     overrides = dict(section[field])
   if name == "mnemonic-auto":
     overrides.setdefault("rule", common.rule_from_config(config))
+  if spec.defaults is not None:
+    if not overrides:
+      return None  # baselines.unlearn takes spec.defaults(bundle).
+    return dataclasses.replace(spec.defaults(bundle), **overrides)
   return dataclasses.replace(spec.config_cls(), **overrides)
 
 
@@ -136,8 +152,8 @@ def run_method(ctx, classes: Sequence[int], method: str, inputs: str, config, te
     fake = mnemonic_lib.fisher_inputs(inputs, bundle, jax.random.fold_in(key, 1),
                                       baselines.Split(train_full.images, train_full.labels))
     source = bundle.replace(codes=np.asarray(fake))
-  new, report = baselines.unlearn(method, source, classes, data, method_config(method, config),
-                                  key=key)
+  new, report = baselines.unlearn(method, source, classes, data,
+                                  method_config(method, config, bundle), key=key)
   new = new.replace(codes=bundle.codes)
   record: dict[str, Any] = {
       "seed": ctx.seed, "classes": list(classes), "method": method, "inputs": inputs,

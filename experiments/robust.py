@@ -9,7 +9,8 @@ Usage::
 Every model is a bundle trained with codes (trained here and cached under
 ``<out>/cache/<name>/seed<k>`` if missing; the cached bundles of :mod:`experiments.table`
 are reused). Each single class and the set {0, 1, 2} is forgotten from it with each
-method of :data:`mnemonic_jax.robust.METHODS` (codes only), then evaluated on the test
+method of :data:`METHODS` (a move of :data:`mnemonic_jax.forgetting.MOVES`, codes only),
+then evaluated on the test
 split: the goal is E_F = 100 and A_R at most 1 point below before (as
 :mod:`experiments.table`). Runs are cached as JSON in ``<out>/runs/robust/``; a rerun
 only rebuilds the report ``<out>/robust.md`` (+ ``.json``, ``_goal.png``).
@@ -32,7 +33,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from experiments import common
-from mnemonic_jax import checkpointing, forgetting, metrics, robust, workflow
+from mnemonic_jax import checkpointing, forgetting, metrics, workflow
 from mnemonic_jax.data import load_dataset
 
 GOAL_A_R_DROP = 1.0
@@ -58,6 +59,12 @@ MODELS = {
                            "MLP 784-1000 sigmoid -10, Fashion-MNIST, 200 epochs (paper)"),
 }
 FORGET_SETS = tuple((c,) for c in range(10)) + ((0, 1, 2),)
+#: This runner's method names -> the move of :data:`mnemonic_jax.forgetting.MOVES` each
+#: makes with its default options. The names are those of the cached runs
+#: (``<out>/runs/robust/*-<method>.json``) and of the committed report, so they stay:
+#: ``paper-auto`` is the ``paper`` move (the paper's move, lambdas searched on the codes).
+METHODS = {"paper-auto": "paper", **{m: m for m in ("signed", "head", "steps", "shrink",
+                                                      "dampen", "bias", "shrink+bias")}}
 
 
 def load_model(out: pathlib.Path, model: str, seed: int, train: bool):
@@ -74,11 +81,26 @@ def load_model(out: pathlib.Path, model: str, seed: int, train: bool):
   return bundle
 
 
-def run_one(bundle, apply_fn, test, logits_before, classes, method, **options
-            ) -> dict[str, Any]:
+def forget_with(method: str, apply_fn, params, codes, classes: Sequence[int]):
+  """Forgets ``classes`` with the move of ``method`` (a key of :data:`METHODS`).
+
+  Returns:
+    ``(new_params, summary)``: ``summary`` holds ``seconds``, ``compile_seconds``,
+    ``met``, the code scores ``before`` and ``after`` (floats) and ``steps``: the chosen
+    steps of a step-grid move, or ``[{lambda1, lambda2, sign}]`` for ``paper-auto`` (the
+    records' shape since the runner began).
+  """
+  new_params, report = forgetting.forget(apply_fn, params, codes, list(classes),
+                                         move=METHODS[method])
+  summary = report.to_dict()
+  if method == "paper-auto":
+    summary["steps"] = [{k: summary[k] for k in ("lambda1", "lambda2", "sign")}]
+  return new_params, summary
+
+
+def run_one(bundle, apply_fn, test, logits_before, classes, method) -> dict[str, Any]:
   """Forgets ``classes`` with ``method``; E_F, A_R and the codes' margins."""
-  new_params, summary = robust.forget_with(method, apply_fn, bundle.params,
-                                           bundle.codes, list(classes), **options)
+  new_params, summary = forget_with(method, apply_fn, bundle.params, bundle.codes, classes)
   logits = workflow.predict(bundle.replace(params=new_params), test.images)
   before = metrics.forgetting_metrics(logits_before, test.labels, classes)
   after = metrics.forgetting_metrics(logits, test.labels, classes)
@@ -113,7 +135,7 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
   fixed = timed(lambda: forgetting.forget(apply, params, codes, [3], 1e-3, 10.0))
   rows.append(f"| paper, fixed lambdas (1e-3, 10) | {fixed:.3f} | 1.0 |")
   for method in methods:
-    s = timed(lambda m=method: robust.forget_with(m, apply, params, codes, [3]))
+    s = timed(lambda m=method: forget_with(m, apply, params, codes, [3]))
     rows.append(f"| {method} | {s:.3f} | {s / fixed:.1f} |")
   return rows
 
@@ -136,9 +158,9 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
                f"average {os.getloadavg()[0]:.1f})." if bench_rows else "."), "",
            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Goal: E_F = 100 "
            f"and A_R at most {GOAL_A_R_DROP:g} point below before, on the test split. Every "
-           "rule sees the codes only (never real data); rules in `mnemonic_jax/robust.py`; "
-           "`paper-auto` = the paper's move with the data-free lambda search "
-           "(`mnemonic_jax/lambda_search.py`).", "",
+           "rule sees the codes only (never real data); each rule is the move of that name "
+           "in `mnemonic_jax/forgetting/moves/`; `paper-auto` = the `paper` move, the "
+           "paper's move with the data-free lambda search (`moves/paper_search.py`).", "",
            f"Seeds the rule was chosen on: {', '.join(map(str, choose_seeds)) or 'none'} "
            "(of the digits models); everything else is held out.", ""]
   for note in notes:
@@ -244,7 +266,8 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--models", default=",".join(MODELS))
-  p.add_argument("--methods", default=",".join(robust.METHODS))
+  p.add_argument("--methods", default=",".join(METHODS),
+                 help=f"comma-separated, of {','.join(METHODS)} (paper-auto: the 'paper' move)")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--choose-seeds", default="0")
   p.add_argument("--out", default="runs/experiments")
@@ -260,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   command = "python -m experiments.robust " + " ".join(shlex.quote(a) for a in argv)
   models = [m for m in args.models.split(",") if m]
   methods = [m for m in args.methods.split(",") if m]
-  bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in robust.METHODS]
+  bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in METHODS]
   if bad:
     common.fail(f"unknown models or methods {bad}", prog="experiments.robust")
   if args.notes_file:

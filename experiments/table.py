@@ -15,7 +15,9 @@ reused on a rerun). Then every requested class, and the ``--multi`` set, is forg
 from that model with each lambda choice of ``--lambdas``:
 
 * ``paper``: the config's ``lambda1``/``lambda2`` (the hand-picked values of the paper);
-* ``auto``: :func:`mnemonic_jax.lambda_search.forget_auto` (data-free search on the codes).
+* ``auto``: the ``paper`` move of :mod:`mnemonic_jax.forgetting` (the paper's move with
+  ``(lambda1, lambda2)`` searched on the codes, data-free; the rule of
+  :func:`experiments.common.rule_from_config`).
 
 Each run is evaluated on the test split and on (a capped subset of) the training split,
 and attacked with the three membership-inference attacks of :mod:`mnemonic_jax.mia`.
@@ -45,8 +47,9 @@ from tqdm.auto import tqdm
 from experiments import compare, plots
 from experiments.common import (
     GOAL_A_R_DROP, SeedContext, fail, forget_sets_of, load_config, machine_line, mean_std,
-    measure, rule_from_config, run_key, run_name, seed_context, set_label, train_subset)
-from mnemonic_jax import configs, lambda_search, workflow
+    measure, rule_from_config, run_key, run_name, same_rule, seed_context, set_label,
+    train_subset)
+from mnemonic_jax import configs, forgetting, workflow
 from mnemonic_jax.data import load_dataset
 
 MODES = ("paper", "auto")
@@ -69,21 +72,20 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
     record.update(lambda1=None, lambda2=None, sign=None, forget_seconds=0.0,
                   forget_compile_seconds=0.0)
   else:
-    if mode == "paper":
-      new, report = workflow.forget(bundle, classes, float(config.lambda1), float(config.lambda2))
-      search = None
-    else:
-      params, report = lambda_search.forget_auto(
-          ctx.apply_fn, bundle.params, bundle.codes, classes, rule=rule)
-      search = report.search.to_dict()
-      new = bundle.replace(
-          params=params, history=bundle.history + ({**report.to_dict(), "auto": search},))
+    if mode == "paper":  # The paper's Algorithm 2 with the config's lambdas.
+      new, report = workflow.forget_bundle(bundle, classes, float(config.lambda1),
+                                           float(config.lambda2))
+    else:  # The paper's move, lambdas searched on the codes.
+      new, report = workflow.forget_bundle(bundle, classes,
+                                           move=forgetting.moves.Paper(rule=rule))
+    details = report.details
+    search = getattr(details, "search", None)
     record.update(
-        lambda1=report.lambda1, lambda2=report.lambda2, sign=report.sign,
+        lambda1=details.lambda1, lambda2=details.lambda2, sign=details.sign,
         forget_seconds=report.seconds, forget_compile_seconds=report.compile_seconds,
         code_scores={k: v for k, v in report.to_dict().items()
                      if k in ("before", "after", "rejected")},
-        search=search)
+        search=None if search is None else search.to_dict())
   record.update(measure(ctx, new, classes, test, train_images, train_labels, mia_cap,
                         logits=(ctx.test_logits, ctx.train_logits) if mode == "none" else None))
   record["goal"] = bool(record["E_F"] >= 100.0 - 1e-9
@@ -124,7 +126,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   lines += ["Config: " + ", ".join(f"{k}={v}" for k, v in plain.items()), ""]
   lines += [f"Lambda choices: `paper` = lambda1 {config.lambda1}, lambda2 {config.lambda2} "
             f"(the config's); `auto` = data-free search, rule {dataclasses.asdict(rule)} "
-            f"(see `mnemonic_jax/lambda_search.py`).", ""]
+            f"(the `paper` move, `mnemonic_jax/forgetting/moves/paper_search.py`).", ""]
   for note in notes:
     lines += [note, ""]
 
@@ -184,7 +186,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
                                         f"pushed only to margin {fm:.1f}"))
       if r["A_R"] < r["A_R_before"] - GOAL_A_R_DROP:
         why.append(f"rest disturbed: remaining-code margin {rm0:.1f} -> {rm1:.1f}")
-      if r["mode"] == "auto" and r["search"] and not r["search"]["met"]:
+      if r["mode"] == "auto" and r.get("search") and not r["search"]["met"]:
         why.append("no grid candidate met the rule")
       lines.append(
           f"| {r['mode']} | {r['seed']} | {label(tuple(r['classes']))} | {r['E_F']:.1f} | "
@@ -331,7 +333,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     if path.exists():
       cached = json.loads(path.read_text())
       # An auto run chosen under another rule is stale: run it again.
-      if mode != "auto" or cached["search"]["rule"] == dataclasses.asdict(rule):
+      if mode != "auto" or same_rule((cached.get("search") or {}).get("rule"), rule):
         records.append(cached)
         continue
     if seed not in contexts:
