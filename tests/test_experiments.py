@@ -169,3 +169,62 @@ def test_table_runner_rejects_a_cache_from_another_config(tmp_path, capsys):
   bundle, _ = common.train_or_load(config, tmp_path / "seed0", progress=False)
   assert bundle.config["log_every"] == config.log_every - 1
   assert (tmp_path / "seed0" / "bundle").stat().st_mtime_ns == start
+
+
+def test_rule_from_config_and_cached_rules_read_tolerantly():
+  import ml_collections
+
+  from experiments import common
+  from mnemonic_jax.forgetting import DEFAULT_RULE, Rule
+
+  config = ml_collections.ConfigDict({"name": "x"})
+  assert common.rule_from_config(config) == DEFAULT_RULE
+  config.auto = {"margin": 10.0, "fallback": "target"}
+  assert common.rule_from_config(config) == Rule(margin=10.0, fallback="target")
+  # A run cached before Rule had a field is read with that field's default.
+  old = {"margin": 15.0, "guard": 0.4, "order": "size"}
+  assert common.same_rule(old, DEFAULT_RULE)
+  assert not common.same_rule(old, Rule(fallback="target"))
+  assert not common.same_rule({**old, "margin": 10.0}, DEFAULT_RULE)
+  assert not common.same_rule(None, DEFAULT_RULE)
+
+
+def test_methods_of_the_comparison_get_move_objects():
+  import types
+
+  import ml_collections
+
+  from experiments import compare
+  from mnemonic_jax.forgetting import moves
+
+  config = ml_collections.ConfigDict({"name": "x", "auto": {"margin": 9.0}})
+  assert compare.method_config("mnemonic", config) is None  # The bundle's lambdas.
+  auto = compare.method_config("mnemonic-auto", config)
+  assert isinstance(auto, moves.Paper) and auto.rule.margin == 9.0
+  assert compare.method_config("mnemonic-bias", config) == moves.Bias()
+  config.baselines = {"mnemonic": {"lambda1": 0.5}}
+  bundle = types.SimpleNamespace(config={"lambda1": 1e-3, "lambda2": 10.0})
+  assert compare.method_config("mnemonic", config, bundle) == moves.Algorithm2(
+      lambda1=0.5, lambda2=10.0)
+
+
+def test_robust_methods_keep_their_names_and_record_shape():
+  """``paper-auto`` is the ``paper`` move; records keep the shape of the cached runs."""
+  import numpy as np
+
+  from experiments import robust
+  from mnemonic_jax import forgetting
+
+  assert robust.METHODS["paper-auto"] == "paper"
+  assert set(robust.METHODS.values()) <= set(forgetting.MOVES) - {"algorithm2"}
+  apply_fn = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"] + p["b"]
+  params = {"w": 5.0 * jnp.eye(3), "b": jnp.zeros(3)}
+  codes = jnp.eye(3)
+  new, summary = robust.forget_with("bias", apply_fn, params, codes, [1])
+  assert summary["met"] is True and summary["after"]["forget_margin"] <= -15
+  assert [set(s) for s in summary["steps"]] == [
+      {"t", "met", "fallback", "target", "forget_margin", "remain_margin"}]
+  np.testing.assert_array_equal(new["w"], params["w"])  # The bias move: the bias only.
+  _, summary = robust.forget_with("paper-auto", apply_fn, params, codes, [1])
+  assert summary["move"] == "paper" and isinstance(summary["met"], bool)
+  assert summary["steps"] == [{k: summary[k] for k in ("lambda1", "lambda2", "sign")}]
