@@ -7,6 +7,8 @@ and reads only the data it declares (the rows taken from each split are counted)
 closed-form or hand-computed check per method.
 """
 
+import dataclasses
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -42,7 +44,7 @@ TINY = {
     "bad-teacher": BadTeacherConfig(batch_size=512),
     "boundary-shrink": BoundaryShrinkConfig(epochs=1, batch_size=64, learning_rate=0.01),
     "lfssd": LFSSDConfig(alpha=2.0, batch_size=256),  # alpha 10 dampens nothing here.
-    "jit-lipschitz": JiTConfig(n_samples=4, batch_size=64),
+    "jit-lipschitz": JiTConfig(n_samples=2, batch_size=73),  # Two batches of one shape.
     "svd-projection": SVDProjectionConfig(samples=90, max_patches=500),
 }
 METHODS = tuple(DATA)
@@ -326,6 +328,50 @@ def test_svd_projection_on_a_convolutional_model(conv_bn_bundle, tiny_digits_bun
   assert bool(jnp.any(conv != bundle.params["Conv_0"]["kernel"]))
   chex.assert_trees_all_equal(new.batch_stats, bundle.batch_stats)  # Inference mode.
   chex.assert_trees_all_equal(_host(_arrays(bundle)), before)
+
+
+# ----------------------------------------------------------------------------------------
+# The sweep: the strongest rung of a ladder that spares held-out retained accuracy.
+
+
+def test_every_ladder_starts_at_the_published_defaults():
+  for name in METHODS:
+    spec = baselines.get_method(name)
+    if spec.sweep:
+      assert spec.sweep[0] == {}
+      for overrides in spec.sweep:  # Each a real field of the config.
+        dataclasses.replace(spec.config_cls(), **overrides)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Scale:
+  scale: float = 1.0
+
+
+def test_sweep_keeps_the_last_rung_within_tolerance(tiny_digits_bundle):
+  bundle, train, _ = tiny_digits_bundle
+
+  @base.register("test-scale", _Scale, data="none", reference="test", sweep=(
+      {}, {"scale": 0.999}, {"scale": 0.0}, {"scale": float("nan")}))
+  def scaled(bundle, classes, data, config, key):
+    return base.Outcome(jax.tree.map(lambda p: p * config.scale, bundle.params),
+                        bundle.batch_stats)
+
+  try:
+    held_out = _data(train).retain
+    new, report = base.sweep("test-scale", bundle, FORGET, None, held_out)
+    assert report.details["chosen"] == {"scale": 0.999}  # 0 ruins it; nan diverges.
+    assert [t["ok"] for t in report.details["sweep"]] == [True, True, False, False]
+    assert report.details["sweep"][3]["held_out_accuracy"] is None
+    assert new.history[-1]["details"]["chosen"] == {"scale": 0.999}
+    chex.assert_trees_all_close(new.params, jax.tree.map(lambda p: p * 0.999, bundle.params))
+    # Nothing passes: the published defaults stand.
+    _, report = base.sweep("test-scale", bundle, FORGET, None, held_out, tolerance=-100.0)
+    assert report.details["chosen"] == {}
+    with pytest.raises(errors.BadRequest, match="remaining classes only"):
+      base.sweep("test-scale", bundle, FORGET, None, _data(train).forget)
+  finally:
+    del base.METHODS["test-scale"]
 
 
 # ----------------------------------------------------------------------------------------

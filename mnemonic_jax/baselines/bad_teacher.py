@@ -24,6 +24,12 @@ batch statistics). **These are the defaults here.**
 Departures: the incompetent teacher is ``bundle.model.init`` with a key drawn from the
 method's key (the repository builds a fresh PyTorch model, so its initialiser); the last
 batch is completed from the start of the permutation (one batch shape).
+
+Sweep (:data:`SWEEP`, for :func:`~mnemonic_jax.baselines.base.sweep`): the learning rate
+x10, x100, one epoch as published. The defaults take 3 steps on digits (class 3, seed 0:
+E_F 5.4, unchanged); 1e-3 gives E_F 35.1 (A_R 95.0 from 95.6), 1e-2 E_F 100 but A_R 75.7.
+(10 epochs at 1e-3 forget the class, E_F 100, at A_R 93.4: more than the sweep's one point
+of retained training accuracy, 95.4 from 99.0.)
 """
 
 from __future__ import annotations
@@ -44,6 +50,9 @@ from mnemonic_jax.bundle import Bundle, inference_apply_fn, normalize
 from mnemonic_jax.data import pipeline
 
 PyTree = Any
+
+#: Overrides from the published defaults to stronger settings (see the module docstring).
+SWEEP = ({}, {"learning_rate": 1e-3}, {"learning_rate": 1e-2})
 
 REFERENCE = ("Chundawat et al., Can Bad Teaching Induce Forgetting? Unlearning in Deep Networks "
              "Using an Incompetent Teacher, AAAI 2023; github.com/vikram2000b/"
@@ -111,7 +120,7 @@ def incompetent_teacher(bundle: Bundle, key: jax.Array) -> tuple[PyTree, PyTree]
   return variables["params"], variables.get("batch_stats", {})
 
 
-@register("bad-teacher", BadTeacherConfig, data="all", reference=REFERENCE)
+@register("bad-teacher", BadTeacherConfig, data="all", reference=REFERENCE, sweep=SWEEP)
 def bad_teacher(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                 config: BadTeacherConfig, key: jax.Array) -> Outcome:
   """Distils the competent teacher on retained and the random one on forgotten examples.

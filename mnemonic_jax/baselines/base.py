@@ -174,6 +174,9 @@ class Method:
     reference: where it comes from (paper, repository).
     defaults: ``defaults(bundle)``, the config used when none is given, for methods whose
       defaults depend on the bundle (None: ``config_cls()``).
+    sweep: the ladder :func:`sweep` climbs: config overrides from the published defaults
+      (``{}``) to stronger settings, for methods whose defaults fail to forget (or wreck
+      the rest) on small models; ``()`` for none.
   """
 
   name: str
@@ -182,14 +185,15 @@ class Method:
   data: str
   reference: str
   defaults: Callable[[Bundle], Any] | None = None
+  sweep: tuple[dict[str, Any], ...] = ()
 
 
 METHODS: dict[str, Method] = {}
 
 
 def register(name: str, config_cls: type, *, data: str, reference: str,
-             defaults: Callable[[Bundle], Any] | None = None
-             ) -> Callable[[MethodFn], MethodFn]:
+             defaults: Callable[[Bundle], Any] | None = None,
+             sweep: Sequence[dict[str, Any]] = ()) -> Callable[[MethodFn], MethodFn]:
   """Decorator adding a method to :data:`METHODS` under ``name``."""
   if data not in DATA_KINDS:
     raise errors.BadRequest(f"data must be one of {DATA_KINDS}, got {data!r}")
@@ -197,7 +201,7 @@ def register(name: str, config_cls: type, *, data: str, reference: str,
   def add(fn: MethodFn) -> MethodFn:
     if name in METHODS:
       raise errors.BadRequest(f"an unlearning method named {name!r} is already registered")
-    METHODS[name] = Method(name, fn, config_cls, data, reference, defaults)
+    METHODS[name] = Method(name, fn, config_cls, data, reference, defaults, tuple(sweep))
     return fn
 
   return add
@@ -268,6 +272,85 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   new = bundle.replace(params=outcome.params, batch_stats=outcome.batch_stats,
                        history=bundle.history + (report.to_dict(),))
   return new, report
+
+
+def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData | None,
+          held_out: Split, *, candidates: Sequence[dict[str, Any]] | None = None,
+          tolerance: float = 1.0, key: jax.Array | None = None
+          ) -> tuple[Bundle, MethodReport]:
+  """:func:`unlearn` with the strongest config of a ladder that spares the retained classes.
+
+  Each candidate (config overrides, ``candidates`` or the ladder the method registered,
+  ordered from the published defaults ``{}`` to stronger settings) is run from ``bundle``
+  and scored by its accuracy on ``held_out``, examples of REMAINING classes only. The last
+  candidate within ``tolerance`` points of ``bundle``'s own accuracy there is chosen (the
+  first, the defaults, if none is; a candidate that diverges fails). Forgetting itself is
+  not measured: the choice reads no forgotten example beyond what the method reads, and
+  never the forgotten classes' test images.
+
+  Args:
+    method, bundle, classes, data, key: as :func:`unlearn`.
+    held_out: uint8 images and labels of remaining classes (e.g. retained training
+      examples, or a validation split of them).
+    candidates: the ladder; ``None`` for the method's (its defaults alone if it has none).
+    tolerance: points of held-out accuracy a candidate may lose (1).
+
+  Returns:
+    The chosen run's ``(new_bundle, report)``; ``report.details["sweep"]`` lists every
+    candidate with its held-out accuracy, ``details["chosen"]`` is the chosen overrides
+    and ``details["sweep_seconds"]`` the seconds of all runs (compilation apart).
+
+  Raises:
+    ValueError: what :func:`unlearn` refuses, ``held_out`` holding a forgotten class, or
+      an empty ladder.
+  """
+  _validate.bundle(bundle)
+  spec = get_method(method)
+  classes = fisher_lib.validate_classes(classes, bundle.num_classes)
+  labels = np.asarray(held_out.labels)
+  if len(labels) == 0 or np.isin(labels, classes).any() or labels.min() < 0 \
+     or labels.max() >= bundle.num_classes:
+    raise errors.BadRequest("sweep: held_out must hold examples of remaining classes only; "
+                            "pass e.g. the retain set of UnlearnData.from_training")
+  ladder = tuple(spec.sweep or ({},)) if candidates is None else tuple(candidates)
+  if not ladder:
+    raise errors.BadRequest(f"sweep: no candidate config for {method}")
+  base_config = spec.config_cls() if spec.defaults is None else spec.defaults(bundle)
+  floor = _accuracy(bundle, held_out) - tolerance
+  trials, chosen, seconds = [], None, 0.0
+  for i, overrides in enumerate(ladder):
+    config = dataclasses.replace(base_config, **overrides)
+    try:
+      new, report = unlearn(method, bundle, classes, data, config, key=key)
+    except errors.BadRequest as e:
+      if "non-finite" not in str(e):
+        raise
+      trials.append({"overrides": dict(overrides), "held_out_accuracy": None, "ok": False})
+      continue
+    accuracy = _accuracy(new, held_out)
+    seconds += report.seconds
+    trials.append({"overrides": dict(overrides), "held_out_accuracy": accuracy,
+                   "ok": accuracy >= floor})
+    if accuracy >= floor or (chosen is None and i == 0):
+      chosen = (new, report, dict(overrides))
+  if chosen is None:  # Even the defaults diverged.
+    raise errors.BadRequest(f"sweep: every {method} candidate made parameters non-finite")
+  new, report, overrides = chosen
+  report = dataclasses.replace(report, details={
+      **report.details, "sweep": trials, "chosen": overrides, "sweep_seconds": seconds,
+      "tolerance": tolerance})
+  return new.replace(history=new.history[:-1] + (report.to_dict(),)), report
+
+
+def _accuracy(bundle: Bundle, split: Split, batch_size: int = 1024) -> float:
+  """Inference-mode accuracy (%) of ``bundle`` on uint8 ``split``."""
+  apply_fn, mean, std = bundle.apply_fn(), bundle.mean, bundle.std
+  hits = jax.jit(lambda params, images, labels: jnp.sum(
+      jnp.argmax(apply_fn(params, normalize(images, mean, std)), -1) == labels))
+  correct = sum(int(hits(bundle.params, jnp.asarray(split.images[i:i + batch_size]),
+                         jnp.asarray(np.asarray(split.labels)[i:i + batch_size])))
+                for i in range(0, len(split), batch_size))
+  return 100.0 * correct / len(split)
 
 
 def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],

@@ -28,6 +28,12 @@ stay as they are; the repository leaves the PyTorch model in whatever mode it wa
 the forget set is read in the order given (the repository's is its dataset order); the noise
 comes from the key (``fold_in(key, step)``); a perturbed copy that the clipping returns to
 its input exactly counts 0 (the repository divides 0 by 0).
+
+Sweep (:data:`SWEEP`, for :func:`~mnemonic_jax.baselines.base.sweep`): ``eta`` 1e-3 and
+3e-3. The loss sums over the batch, so ``eta`` is small; on the digits MLP (class 3, seed 0)
+3e-4 leaves the class known (E_F 5.4, A_R 94.7 from 95.6), 1e-3 barely moves it (E_F 8.1,
+A_R 93.4), 3e-3 forgets most of it only by damaging the rest (E_F 86.5, A_R 74.4): on this
+model JiT does not separate one class from the others.
 """
 
 from __future__ import annotations
@@ -47,6 +53,9 @@ from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
+
+#: Overrides from the published defaults to stronger settings (see the module docstring).
+SWEEP = ({}, {"learning_rate": 1e-3}, {"learning_rate": 3e-3})
 
 REFERENCE = ("Foster et al., An Information Theoretic Approach to Machine Unlearning (JiT, "
              "zero-shot unlearning via Lipschitz regularization), arXiv 2402.01401, 2024; "
@@ -131,7 +140,7 @@ def lipschitz_step(apply_fn: ApplyFn, params: PyTree, x: jax.Array, key: jax.Arr
   return new, loss
 
 
-@register("jit-lipschitz", JiTConfig, data="forget", reference=REFERENCE)
+@register("jit-lipschitz", JiTConfig, data="forget", reference=REFERENCE, sweep=SWEEP)
 def jit_lipschitz(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                   config: JiTConfig, key: jax.Array) -> Outcome:
   """JiT: one Lipschitz-smoothing SGD step per forget minibatch, in order.

@@ -30,6 +30,12 @@ exact zeros instead of oscillating around them.
 
 Departures: the last batch of an epoch is completed from the start of the permutation (one
 batch shape).
+
+Sweep (:data:`SWEEP`, for :func:`~mnemonic_jax.baselines.base.sweep`): 40 epochs (as the
+digits config gives ``finetune``: digits has 11 batches an epoch where CIFAR-10 has 176),
+then ``gamma`` 1e-3 and 1e-2. On the digits MLP (class 3, seed 0) the defaults leave the
+class known (E_F 8.1); 40 epochs at ``gamma`` 1e-3 give E_F 40.5, at 1e-2 E_F 100 with A_R
+95.0 (from 95.6) but retained training accuracy 96.5 (from 99.0).
 """
 
 from __future__ import annotations
@@ -56,6 +62,9 @@ REFERENCE = ("Jia et al., Model Sparsity Can Simplify Machine Unlearning, NeurIP
              "0.9, wd 5e-4, batch 256, gamma decaying linearly per epoch)")
 
 PENALTIES = ("subgradient", "proximal")
+
+#: Overrides from the published defaults to stronger settings (see the module docstring).
+SWEEP = ({}, {"epochs": 40}, {"epochs": 40, "gamma": 1e-3}, {"epochs": 40, "gamma": 1e-2})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,7 +141,7 @@ def make_step(bundle: Bundle, optimizer: optax.GradientTransformation, penalty: 
   return jax.jit(step, donate_argnums=0)
 
 
-@register("l1-sparse", L1SparseConfig, data="retain", reference=REFERENCE)
+@register("l1-sparse", L1SparseConfig, data="retain", reference=REFERENCE, sweep=SWEEP)
 def l1_sparse(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
               config: L1SparseConfig, key: jax.Array) -> Outcome:
   """Fine-tunes on the retain set with the decaying l1 penalty (module docstring).
