@@ -295,8 +295,8 @@ def hand_made():
   return original, shifted, oracle, data
 
 
-_CONFIG = depth.DepthConfig(probe_per_class=None,
-                            relearn=RelearnConfig(batch_size=16, max_steps=20))
+_CONFIG = depth.DepthConfig(
+    probe_per_class=None, relearn=RelearnConfig(batch_size=16, max_steps=30, learning_rate=0.5))
 
 
 def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
@@ -308,6 +308,9 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   assert report["one_constant_half"].gap >= 95.0
   assert report["cka_to_original"].method == pytest.approx(1.0)
   assert report["distance_to_original"].method > 0
+  relearn = report["relearn_50"]  # The lowered bias comes back faster than the class is learnt.
+  assert relearn.ratio and relearn.method < relearn.oracle < 30
+  assert relearn.gap == relearn.method / relearn.oracle
   assert report["probe_recall"].method == report["probe_recall"].original == 100.0
   # Halving the bias (-10 -> -5) and half a unit prototype do not outweigh this offset.
   assert report["prototype"].original == 100.0 and report["prototype"].method == 0.0
@@ -316,6 +319,7 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   goals = dict((g.name, g.passed) for g in report_lib.depth_goals(report))
   assert goals["forgetting"] is True and goals["one_constant"] is False
   assert goals["probe"] is False and goals["prototype"] is True
+  assert goals["relearning"] is False
   assert "linear probe recall" in report.to_markdown()
   assert report.to_dict()["figures"][0]["name"] == "E_F"
 

@@ -146,12 +146,15 @@ MARGINS = {"A_R": 1.0, "one_constant": 10.0, "input_scale": 5.0, "probe": 5.0,
 def verdict(report: DepthReport) -> Verdict:
   """Output-level only: suppressed in the logits while the inside is the original's.
 
-  Output-level only when the forgotten classes are suppressed at the output (E_F >= 99 or
-  within 1 of the oracle's) and either the features of the forgotten images are the
-  original's (CKA >= 0.99, or probe recall within 5 of the original's where the original
-  and the oracle differ by more than 10) while the oracle's are not, or they are the
-  original's and one constant undoes the forgetting (half-split recovery more than 10
-  above the oracle's). Without features, the one-constant attack alone decides.
+  The forgotten classes are suppressed at the output when E_F >= 99 (or within 1 of the
+  oracle's). The features of the forgotten images are then read against the oracle's,
+  which moved away from the original's by retraining: they count as the original's when
+  ``1 - CKA`` to the original's is under a tenth of the oracle's, or when the linear probe
+  still recalls within 5 points of the original where the original and the oracle differ
+  by more than 10. Suppressed with the original's features: output-level only. Where the
+  oracle's features are the original's too (``1 - CKA < 1e-9``, probe alike), or the
+  model has none, the features cannot tell and the one-constant attack decides (more
+  than 10 points above the oracle: output-level).
   """
   e_f = report["E_F"]
   one = report.get("one_constant_half")
@@ -164,34 +167,31 @@ def verdict(report: DepthReport) -> Verdict:
   if not suppressed:
     return Verdict(False, f"Not forgotten at the output: {gone} (oracle "
                    f"{_fmt(100 - e_f.oracle)}%).")
-  if cka is None or probe is None:
-    why = report.skipped.get("cka_to_original", "no features")
-    if undone:
-      return Verdict(True, f"Output-level: suppressed in the logits ({gone}) and {shift}. The "
-                     f"features were not read ({why}).")
-    return Verdict(False, f"Suppressed in the logits ({gone}), not undone by one constant "
-                   f"({shift}); the features were not read ({why}), so how deep is unknown.")
-  distinct = abs(probe.original - probe.oracle) > MARGINS["distinct"]
-  same = cka.method >= 0.99 or (distinct and probe.method >= probe.original - 5)
-  informative = cka.oracle < 0.99 or distinct
-  detail = (f"CKA of the forgotten images' features to the original's {_fmt(cka.method, 3)} "
-            f"(oracle {_fmt(cka.oracle, 3)}); linear probe recall {_fmt(probe.method)}% "
-            f"(original {_fmt(probe.original)}%, oracle {_fmt(probe.oracle)}%)")
-  if same and informative:
-    return Verdict(True, f"Output-level only: suppressed in the logits ({gone}) but the "
-                   f"features are the original's, where the oracle's are not: {detail}; "
-                   f"{shift}.")
-  if same and undone:
-    return Verdict(True, f"Output-level only: suppressed in the logits ({gone}), the features "
-                   f"are the original's and {shift}. The oracle's features are as close to the "
-                   f"original's ({detail}): on this model the features alone cannot tell.")
+  same = None
+  if cka is not None and probe is not None:
+    moved, moved_oracle = 1.0 - cka.method, 1.0 - cka.oracle
+    distinct = abs(probe.original - probe.oracle) > MARGINS["distinct"]
+    if moved_oracle > 1e-9:
+      same = moved <= 0.1 * moved_oracle
+    if distinct:
+      same = bool(same) or probe.method >= probe.original - 5
+    detail = (f"1 - CKA of the forgotten images' features to the original's {moved:.2g} "
+              f"(oracle {moved_oracle:.2g}); linear probe recall {_fmt(probe.method)}% "
+              f"(original {_fmt(probe.original)}%, oracle {_fmt(probe.oracle)}%)")
+  else:
+    detail = f"the features were not read ({report.skipped.get('cka_to_original', '')})"
   if same:
-    return Verdict(False, f"Suppressed in the logits ({gone}) and not undone by one constant "
-                   f"({shift}); the features are the original's, but so are the oracle's "
-                   f"({detail}): on this model the features cannot tell.")
-  return Verdict(False, f"Deeper than the output layer: suppressed in the logits ({gone}) and "
-                 f"the forgotten images' features moved from the original's: {detail}; "
-                 f"{shift}.")
+    return Verdict(True, f"Output-level only: suppressed in the logits ({gone}) but the "
+                   f"features are the original's: {detail}; {shift}.")
+  if same is False:
+    return Verdict(False, f"Deeper than the output layer: suppressed in the logits ({gone}) "
+                   f"and the forgotten images' features moved from the original's as the "
+                   f"oracle's did: {detail}; {shift}.")
+  if undone:
+    return Verdict(True, f"Output-level: suppressed in the logits ({gone}) and {shift}; the "
+                   f"features cannot tell ({detail}).")
+  return Verdict(False, f"Suppressed in the logits ({gone}) and not undone by one constant "
+                 f"({shift}); the features cannot tell ({detail}).")
 
 
 def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
