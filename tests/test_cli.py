@@ -23,9 +23,10 @@ import numpy as np
 import pytest
 
 from mnemonic_jax import checkpointing, cli, configs
+from mnemonic_jax.cli import demo
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
+CONFIG = REPO / "mnemonic_jax" / "configs" / "digits_mlp.py"  # By path (by name: test_configs)
 TINY = ("--config.epochs=8", "--config.model_kwargs.hidden=(32,)", "--config.checkpoint_every=5",
         "--config.log_every=7")
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
@@ -393,7 +394,7 @@ def test_the_loaded_config_is_locked_and_validated():
 
 def test_demo_config_follows_digits_mlp():
   expected = configs.load_config(str(CONFIG)).to_dict()
-  got = cli.demo_config(epochs=expected["epochs"]).to_dict()
+  got = demo.demo_config(epochs=expected["epochs"]).to_dict()
   for key in ("name", "forget_classes"):
     expected.pop(key), got.pop(key)
   expected.pop("baselines")  # How the baselines run, not how the model trains.

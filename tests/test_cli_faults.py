@@ -40,7 +40,7 @@ from mnemonic_jax.checkpointing import CheckpointError
 from cli_support import assert_refused, small_config as _config, tree_digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
-CONFIG = REPO / "experiments" / "configs" / "digits_mlp.py"
+CONFIG = REPO / "mnemonic_jax" / "configs" / "digits_mlp.py"
 TIMEOUT_S = 300
 #: Address-space limit of the subprocesses: a command that tries to allocate what a
 #: hostile file declares fails with MemoryError instead of taking the machine down.
@@ -523,10 +523,8 @@ def test_every_experiment_config_is_valid():
 
   from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
 
-  for path in sorted((REPO / "experiments" / "configs").glob("*.py")):
-    if path.name == "__init__.py":
-      continue
-    module = importlib.import_module(f"experiments.configs.{path.stem}")
+  modules = [f"mnemonic_jax.configs.{name}" for name in configs.available_configs()]
+  for module in map(importlib.import_module, [*modules, "experiments.configs.robust_models"]):
     for variant in ("", "quick"):
       configs.validate_config(module.get_config(variant))
 
@@ -760,8 +758,8 @@ def test_the_command_line_silences_orbax_logging_not_the_import():
       "import logging\n"
       "from mnemonic_jax import checkpointing\n"
       "assert not logging.getLogger('absl').filters, 'an import changed logging'\n"
-      "from mnemonic_jax import cli\n"
-      "cli._quiet_libraries()\n"
+      "from mnemonic_jax.cli import quiet\n"
+      "quiet.quiet_libraries()\n"
       "assert logging.getLogger('absl').filters\n")
   proc = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True,
                         env=_env(), cwd=REPO, timeout=TIMEOUT_S, check=False)

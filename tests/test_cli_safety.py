@@ -14,6 +14,7 @@ in-process once per worker; each refused command runs as its own subprocess.
 """
 
 import argparse
+import dataclasses
 import json
 import os
 import pathlib
@@ -27,7 +28,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from mnemonic_jax import checkpointing, cli_parser, lambda_search, robust, workflow
+from mnemonic_jax import checkpointing, forgetting, workflow
+from mnemonic_jax.cli import parser as cli_parser
 from mnemonic_jax.checkpointing import CheckpointError
 
 from cli_support import small_config as _config, tree_digest
@@ -337,13 +339,13 @@ def test_forget_reports_and_records_whether_the_search_met_its_rule(trained, tmp
   assert_ok(result)
   entry = checkpointing.load_bundle(out).history[-1]
   assert entry["lambdas"] == "auto" and isinstance(entry["met"], bool)
-  warned = "warning: no candidate met the search rule" in result.stdout
+  warned = "warning: no step met the move's rule" in result.stdout
   assert warned == (not entry["met"]), result.stdout
   assert entry["met"] is False, "this tiny model was expected to miss the rule"
   assert entry["fallback"] in ("guard", "target", "criterion")
   assert f"the fallback '{entry['fallback']}'" in result.stdout
-  assert entry["rule"]["margin"] == lambda_search.DEFAULT_RULE.margin
-  assert any(w.startswith("no candidate met") for w in entry["warnings"])
+  assert entry["rule"]["margin"] == forgetting.DEFAULT_RULE.margin
+  assert any(w.startswith("no step met") for w in entry["warnings"])
 
 
 def test_forget_says_when_the_codes_are_still_classified_right(trained, tmp_path):
@@ -356,7 +358,7 @@ def test_forget_says_when_the_codes_are_still_classified_right(trained, tmp_path
   entry = checkpointing.load_bundle(out).history[-1]
   assert entry["codes_forgotten"] is False and entry["after"]["forget_accuracy"] == 1.0
   assert entry["warnings"] and "still classified" in entry["warnings"][0]
-  assert "met" not in entry  # Given lambdas: there was no search rule to meet.
+  assert entry["met"] is None  # Given lambdas: there was no search rule to meet.
 
 
 def test_demo_replaces_a_chart_symlink_without_writing_through_it(trained, tmp_path,
@@ -386,54 +388,58 @@ def test_demo_replaces_a_chart_symlink_without_writing_through_it(trained, tmp_p
 
 def test_library_forget_records_a_missed_rule(trained, tmp_path):
   bundle = checkpointing.load_bundle(trained)
-  impossible = lambda_search.Rule(margin=1e9)
-  forgotten, _ = workflow.forget(bundle, [3], rule=impossible, move="paper")
+  impossible = forgetting.Rule(margin=1e9)
+  forgotten, _ = workflow.forget_bundle(bundle, [3], move=forgetting.moves.Paper(rule=impossible))
   entry = forgotten.history[-1]
   assert entry["met"] is False and entry["fallback"] in ("guard", "target", "criterion")
   assert entry["rule"]["margin"] == 1e9 and entry["search"]["met"] is False
-  assert entry["warnings"][0].startswith("no candidate met the search rule")
+  assert entry["warnings"][0].startswith("no step met the move's rule")
   saved = checkpointing.save_bundle(tmp_path / "b", forgotten)
   assert checkpointing.load_bundle(saved).history[-1]["met"] is False
 
-  met, _ = workflow.forget(bundle, [3], rule=lambda_search.Rule(margin=0.0, guard=0.0),
-                           move="paper")
+  met, _ = workflow.forget_bundle(
+      bundle, [3], move=forgetting.moves.Paper(rule=forgetting.Rule(margin=0.0, guard=0.0)))
   assert met.history[-1]["met"] is True and met.history[-1]["fallback"] is None
-  missed, _ = workflow.forget(bundle, [3], rule=impossible)  # The default move: same rule.
+  missed, _ = workflow.forget_bundle(bundle, [3], move=forgetting.moves.Bias(rule=impossible))
   entry = missed.history[-1]
   assert entry["move"] == "bias" and entry["met"] is False and entry["rule"]["margin"] == 1e9
   assert entry["fallback"] in ("guard", "target", "margin")
-  assert entry["warnings"][0].startswith("no candidate met the search rule")
+  assert entry["warnings"][0].startswith("no step met the move's rule")
 
 
 def test_library_forget_with_a_robust_move_records_it(trained, tmp_path):
   bundle = checkpointing.load_bundle(trained)
-  forgotten, report = workflow.forget(bundle, [3], move="bias")
+  forgotten, report = workflow.forget_bundle(bundle, [3], move="bias")
   entry = forgotten.history[-1]
   assert entry["move"] == "bias"
-  assert entry["rule"] == {"margin": report.margin, "guard": report.guard}
+  assert entry["rule"] == dataclasses.asdict(forgetting.DEFAULT_RULE)
   assert entry["met"] is report.met is True and entry["codes_forgotten"] is True
-  assert entry["search"]["forget_margin"] <= -lambda_search.DEFAULT_RULE.margin
+  assert entry["forget_margin"] <= -forgetting.DEFAULT_RULE.margin
   assert forgotten.forgotten_classes == (3,) and entry["warnings"] == []
   saved = checkpointing.save_bundle(tmp_path / "b", forgotten)
   assert checkpointing.load_bundle(saved).history[-1]["move"] == "bias"
-  with pytest.raises(ValueError, match="leave lambda1 and lambda2 at 'auto'"):
-    workflow.forget(bundle, [3], 1e-3, 10.0, move="bias")
-  missed = {"classes": [3], "after": {"forget_accuracy": 1.0}, "lambdas": "auto"}
+  with pytest.raises(ValueError, match="chooses its own step on the codes"):
+    workflow.forget_bundle(bundle, [3], 1e-3, 10.0, move="bias")
+  missed = {"classes": [3], "after": {"forget_accuracy": 1.0}, "lambdas": "auto",
+            "move": "paper"}
   assert "fewer classes at a time, or the 'bias' move" in workflow.forget_warnings(missed)[0]
-  assert "larger lambdas" in workflow.forget_warnings({**missed, "lambdas": "given"})[0]
-  assert "try the 'bias' move" in workflow.forget_warnings({**missed, "move": "shrink"})[0]
+  given = {**missed, "lambdas": "given", "move": "algorithm2"}
+  assert "larger lambdas" in workflow.forget_warnings(given)[0]
+  assert "the 'bias' move" in workflow.forget_warnings({**missed, "move": "shrink"})[0]
+  assert "'bias' move" not in workflow.forget_warnings({**missed, "move": "bias"})[0]
 
 
 def test_the_command_line_offers_every_move_of_the_library():
-  assert cli_parser.MOVES == ("paper",) + robust.RULES
+  # 'algorithm2' is reached with --lambda1 and --lambda2.
+  assert set(cli_parser.MOVES) == set(forgetting.MOVES) - {"algorithm2"}
 
 
 def test_library_forget_refuses_non_finite_results_and_inputs(trained, monkeypatch):
   bundle = checkpointing.load_bundle(trained)
   with pytest.raises(ValueError, match="beyond the largest float32"):
-    workflow.forget(bundle, [3], 1e39, 10.0)
+    workflow.forget_bundle(bundle, [3], 1e39, 10.0)
   with pytest.raises(ValueError, match=r"codes holds 1 non-finite"):
-    workflow.forget(bundle.replace(codes=_with_nan({"codes": np.asarray(bundle.codes)},
+    workflow.forget_bundle(bundle.replace(codes=_with_nan({"codes": np.asarray(bundle.codes)},
                                                    "codes")["codes"]), [3], 1e-3, 10.0)
   real = workflow.forgetting.forget
 
@@ -445,7 +451,7 @@ def test_library_forget_refuses_non_finite_results_and_inputs(trained, monkeypat
   monkeypatch.setattr(workflow.forgetting, "forget", poisoned)
   with pytest.raises(ValueError, match=r"lambda1=0.001, lambda2=10 made 4 parameters "
                                        r"non-finite .*use smaller lambdas"):
-    workflow.forget(bundle, [3], 1e-3, 10.0)
+    workflow.forget_bundle(bundle, [3], 1e-3, 10.0)
 
 
 def test_save_bundle_refuses_non_finite_and_writes_nothing(trained, tmp_path):

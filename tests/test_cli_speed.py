@@ -4,20 +4,25 @@
   default, another with ``--compilation-cache DIR`` or ``$MNEMONIC_JAX_CACHE_DIR``, none
   with ``--no-compilation-cache`` or ``MNEMONIC_JAX_CACHE_DIR=off``. (How much it saves is
   measured by ``experiments/bench_cli.py``, not here: timings on a shared machine are no
-  test.)
+  test.) The folder is created private (0700) whatever the umask, and a folder someone
+  else may write to, or one holding another user's entry, is refused (issue #22).
 * ``--help`` and ``--version`` answer without importing JAX.
 """
 
 import os
 import pathlib
+import stat
 import subprocess
 import sys
 
 import pytest
 
-from mnemonic_jax import cli_parser, compilation_cache, workflow
+import mnemonic_jax
+from mnemonic_jax import cli, workflow
+from mnemonic_jax.cli import compilation_cache
+from mnemonic_jax.cli import parser as cli_parser
 
-from cli_support import REPO, run_cli, small_config
+from cli_support import REPO, assert_refused, run_cli, small_config
 
 
 @pytest.fixture(scope="module")
@@ -46,16 +51,60 @@ def _entries(directory: pathlib.Path) -> list[str]:
   return sorted(p.name for p in directory.iterdir()) if directory.is_dir() else []
 
 
-def test_the_cache_is_under_the_users_cache_directory_by_default(bundle, tmp_path):
+#: Runs its arguments under umask 000 (set in the child shell: nothing forks this process).
+UMASK_000 = ["bash", "-c", 'umask 000 && exec "$@"', "umask-000"]
+
+
+def _mode(path: pathlib.Path) -> int:
+  return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_cache_is_private_under_the_users_cache_directory_by_default(bundle, tmp_path):
+  """Under umask 000 every folder the command creates for its cache is 0700, not 0777."""
   env = _clean_env(XDG_CACHE_HOME=str(tmp_path / "xdg"),
                    PYTHONPATH=str(REPO))
-  result = subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", "forget",
+  result = subprocess.run([*UMASK_000, sys.executable, "-m", "mnemonic_jax.cli", "forget",
                            "--checkpoint", str(bundle), "--classes", "3", "--output",
                            str(tmp_path / "out"), "-q"], env=env, cwd=REPO,
                           capture_output=True, text=True, timeout=300, check=False)
   assert result.returncode == 0, result.stderr
-  cached = _entries(tmp_path / "xdg" / "mnemonic-jax" / "compilation")
+  cache = tmp_path / "xdg" / "mnemonic-jax" / "compilation"
+  cached = _entries(cache)
   assert any(name.startswith("jit_") for name in cached), cached
+  for folder in (tmp_path / "xdg", cache.parent, cache):
+    assert _mode(folder) == 0o700, (folder, oct(_mode(folder)))
+  assert _mode(tmp_path / "out") & 0o777 == 0o777  # The umask did apply to the command.
+
+
+def test_a_cache_folder_others_may_write_to_is_refused(bundle, tmp_path):
+  shared = tmp_path / "shared"
+  shared.mkdir()
+  shared.chmod(0o777)
+  result = run_cli("forget", "--checkpoint", bundle, "--classes", "3", "--output",
+                   tmp_path / "out", "-q", "--compilation-cache", shared)
+  line = assert_refused(result, f"compilation cache {shared} is writable by others (mode 777)")
+  assert "chmod 700" in line and "--no-compilation-cache" in line
+  assert not (tmp_path / "out").exists() and _entries(shared) == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0,
+                    reason="giving a folder to another user needs root")
+def test_a_cache_folder_or_entry_of_another_user_is_refused(tmp_path, capsys):
+  """In-process (the check runs before any command): another user's folder, then entry."""
+  theirs = tmp_path / "theirs"
+  theirs.mkdir(mode=0o700)
+  os.chown(theirs, 65534, 65534)
+  args = ["evaluate", "--checkpoint", str(tmp_path / "absent"), "--compilation-cache"]
+  assert cli.main([*args, str(theirs)]) == 2
+  assert "belongs to another user (uid 65534)" in capsys.readouterr().err
+  mine = tmp_path / "mine"
+  mine.mkdir(mode=0o700)
+  (mine / "jit_planted-cache").write_bytes(b"not a program of mine")
+  os.chown(mine / "jit_planted-cache", 65534, 65534)
+  assert cli.main([*args, str(mine)]) == 2
+  err = capsys.readouterr().err
+  assert "holds jit_planted-cache, written by another user (uid 65534)" in err
+  assert len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.slow  # Three forget commands (~10 s); the default location is tested above.
@@ -110,13 +159,12 @@ def test_help_and_version_do_not_import_jax(args):
 
 
 def test_the_parser_imports_no_jax():
-  """What the command line controls: building the parser and the version import nothing."""
-  code = ("import sys, importlib.util; "
-          "spec = importlib.util.spec_from_file_location('c', sys.argv[1]); "
-          "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m); "
-          "m.build_parser(); print(m.version(), 'jax' in sys.modules)")
-  parser = str(REPO / "mnemonic_jax" / "cli_parser.py")
-  result = subprocess.run([sys.executable, "-c", code, parser],
-                          capture_output=True, text=True, timeout=60, check=False)
+  """What the command line controls: the package, the parser and the version import no JAX."""
+  code = ("import sys; from mnemonic_jax.cli import parser; "
+          "parser.build_parser(); print(parser.version(), 'jax' in sys.modules)")
+  result = subprocess.run([sys.executable, "-c", code], cwd=REPO,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True,
+                          text=True, timeout=60, check=False)
   assert result.returncode == 0, result.stderr
   assert result.stdout.split() == [cli_parser.version(), "False"]
+  assert cli_parser.version() == mnemonic_jax.__version__

@@ -1,0 +1,187 @@
+"""The ``mnemonic-jax`` console script: a thin command line over :mod:`mnemonic_jax.workflow`.
+
+Subcommands::
+
+  mnemonic-jax train    --config digits_mlp[:variant]
+                        [--config.FIELD=VALUE ...] --workdir DIR
+  mnemonic-jax forget   --checkpoint IN --classes 3,7 --output OUT
+                        [--lambda1 X] [--lambda2 Y] [--move M] [--dataset NAME] [--force]
+  mnemonic-jax evaluate --checkpoint CKPT [--dataset NAME] [--split test] [--json]
+  mnemonic-jax import   --params FILE_OR_DIR --codes codes.npy --model mlp
+                        --num-classes 10 --input-shape 28,28,1
+                        (--mean M --std S | --dataset NAME) --output OUT
+  mnemonic-jax attach-codes --checkpoint IN --output OUT [--dataset NAME] [--epochs K]
+                        [--t-mix 0.1] [--seed 0] [--force]
+  mnemonic-jax demo     [--output-dir DIR] [--class N] [--epochs E] [--force]
+
+The package, by concept: :mod:`~mnemonic_jax.cli.parser` (arguments, their types and
+defaults; imports no JAX, so ``--help`` and ``--version`` answer at once),
+:mod:`~mnemonic_jax.cli.commands` and :mod:`~mnemonic_jax.cli.demo` (what each command
+does, through the library), :mod:`~mnemonic_jax.cli.paths` (an input is never modified,
+an output never replaced without ``--force``), :mod:`~mnemonic_jax.cli.report` (the text
+printed), :mod:`~mnemonic_jax.cli.quiet` (the libraries' logging kept off stderr) and
+:mod:`~mnemonic_jax.cli.compilation_cache` (JAX's persistent compilation cache, in a
+folder only the user can write: ``~/.cache/mnemonic-jax/compilation`` by default, another
+with ``--compilation-cache DIR``, none with ``--no-compilation-cache``).
+
+``--checkpoint`` takes a bundle or a ``train`` workdir (its ``bundle``). A user error (an
+exception of the project's types, :mod:`mnemonic_jax.errors`, or an ``OSError`` naming a
+path) prints one line ``mnemonic-jax: error: ...`` on stderr, exits with status 2 and
+writes nothing; Ctrl-C prints ``mnemonic-jax: error: interrupted`` and exits with 130. Any
+other exception is a bug and shows as one (its traceback, exit status 1). Results go to
+stdout, warnings included; stderr carries only progress bars (``--quiet`` hides them) and
+that one error line.
+
+:func:`main` may be called in-process (tests, notebooks): it puts back every piece of
+process-wide state it changes. :func:`entry_point` is the program itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import os
+import sys
+from collections.abc import Sequence
+
+from mnemonic_jax import distributed, errors
+from mnemonic_jax.cli import compilation_cache, quiet
+from mnemonic_jax.cli.parser import (
+  EXIT_INTERRUPTED,
+  EXIT_USAGE,
+  PROG,
+  UsageError,
+  build_parser,
+  print_error,
+  split_overrides,
+)
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "entry_point", "main"]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+  """Runs the ``mnemonic-jax`` command line, then puts back the process-wide state.
+
+  What a command changes for its run is restored when it returns or raises: the logging
+  levels, handlers and filters of existing loggers, the ``warnings`` filters,
+  ``sys.unraisablehook``, ``threading.excepthook``, ``sys.stdout``/``sys.stderr`` and
+  JAX's persistent compilation cache settings (the cache it opened included). Left as
+  they are: modules imported, programs compiled in memory, and a multi-process JAX
+  runtime the command started (``--coordinator``; it cannot be restarted in-process).
+
+  Args:
+    argv: the arguments (``sys.argv[1:]`` when None).
+
+  Returns:
+    The exit status: 0 on success, 2 on a user error (reported as one line on stderr),
+    130 when interrupted (Ctrl-C).
+
+  Raises:
+    SystemExit: ``--help``, ``--version`` (status 0) or an argument the parser refuses
+      (status 2, one line on stderr), as argparse does.
+    Exception: a bug (anything but a user error) propagates.
+  """
+  with contextlib.ExitStack() as undo:
+    undo.enter_context(quiet.restored_global_state())
+    return _run(argv, undo)
+
+
+def entry_point() -> int:
+  """The ``mnemonic-jax`` program: runs a command, then takes a quick way out.
+
+  Keeps what the command changed (the process ends), and after a failure drops whatever
+  the libraries' background threads would print at shutdown
+  (:func:`mnemonic_jax.cli.quiet.silence_the_rest`). After Ctrl-C it exits at once: a
+  background checkpoint thread would otherwise wait (Orbax's barrier, up to 300 s) for
+  the save the interrupt cut off, and print warnings at shutdown; the workdir lock goes
+  with the process, and a resume removes the unfinished save. Before a normal exit every
+  object moves to the collector's permanent generation (:func:`gc.freeze`), skipping
+  about 0.4 s of garbage collection at shutdown (``experiments/results/bench_cli.md``);
+  only the program does that, never a caller of :func:`main` that keeps running.
+
+  Returns:
+    The exit status (see :func:`main`).
+  """
+  status = _run(None, contextlib.ExitStack())  # Never closed: nothing to put back.
+  if status != 0:
+    quiet.silence_the_rest()
+  if status == EXIT_INTERRUPTED:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # pylint: disable=protected-access
+  gc.freeze()
+  return status
+
+
+def _run(argv: Sequence[str] | None, undo: contextlib.ExitStack) -> int:
+  """Parses ``argv`` and runs its command; ``undo`` receives what puts state back."""
+  argv = list(sys.argv[1:] if argv is None else argv)
+  try:
+    argv, overrides = split_overrides(argv)
+  except errors.MnemonicJaxError as e:  # An override without a value or field.
+    print_error(e)
+    return EXIT_USAGE
+  args = build_parser().parse_args(argv)
+  if overrides and args.command != "train":
+    print_error(f"--config.{overrides[0][0]} only applies to 'train' "
+                f"(see '{PROG} {args.command} --help')")
+    return EXIT_USAGE
+  args.overrides = overrides
+  quiet.quiet_libraries()
+  try:
+    try:  # Before anything touches JAX's devices.
+      several = distributed.initialize_from_args(args)
+    except errors.BadRequest as e:  # A bad --coordinator, --num-processes or --process-id.
+      print_error(e)
+      return EXIT_USAGE
+    if several and not distributed.is_main_process():  # Process 0 prints the report.
+      sys.stdout = undo.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    undo.callback(compilation_cache.restore_settings, compilation_cache.current_settings())
+    compilation_cache.configure_compilation_cache(compilation_cache.compilation_cache_dir(
+        args.compilation_cache, args.no_compilation_cache))
+    from mnemonic_jax.cli import commands  # pylint: disable=import-outside-toplevel
+
+    return commands.COMMANDS[args.command](args) or 0
+  except (errors.MnemonicJaxError, OSError, ValueError, TypeError) as e:
+    if not _is_user_error(e):
+      raise  # A bug: its traceback, exit status 1.
+    print_error(_describe(_with_cli_fix(e, args)))
+    return EXIT_USAGE
+  except KeyboardInterrupt:
+    print_error("interrupted")
+    return EXIT_INTERRUPTED
+
+
+def _is_user_error(error: BaseException) -> bool:
+  """Whether the command line reports ``error`` as one line and exit status 2.
+
+  The project's own errors (:class:`mnemonic_jax.errors.MnemonicJaxError`) are; so is an
+  ``OSError`` naming a path (a missing file, a permission denied, a full disk): the
+  user's environment, not a bug. Anything else is a bug and keeps its traceback.
+  """
+  if isinstance(error, errors.MnemonicJaxError):
+    return True
+  return isinstance(error, OSError) and error.filename is not None
+
+
+def _with_cli_fix(error: BaseException, args: argparse.Namespace) -> BaseException:
+  """A tfds dataset that is not prepared, its fix named in this command's own options."""
+  not_prepared = getattr(sys.modules.get("mnemonic_jax.data.sources"), "DatasetNotPrepared",
+                         None)
+  if not_prepared is None or not isinstance(error, not_prepared):
+    return error
+  if args.command == "train":
+    return error.with_fix(
+        "set --config.download=True to let tfds download it (needs internet and "
+        "TensorFlow), or --config.data_dir=DIR to read a prepared copy")
+  return error.with_fix("pass --download to let tfds download it (needs internet and "
+                        "TensorFlow), or --data-dir DIR to read a prepared copy")
+
+
+def _describe(error: BaseException) -> str:
+  """One line for an exception (OSError gets its path and reason, others their message)."""
+  if isinstance(error, OSError) and error.filename is not None and error.strerror:
+    return f"{error.filename}: {error.strerror}"
+  text = str(error).strip()
+  return text.splitlines()[0] if text else type(error).__name__

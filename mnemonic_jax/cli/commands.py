@@ -1,0 +1,359 @@
+"""The commands that read and write bundles: ``train``, ``forget``, ``evaluate``, ``import``
+and ``attach-codes`` (``demo`` is in :mod:`mnemonic_jax.cli.demo`).
+
+Each takes the parsed arguments (:func:`mnemonic_jax.cli.parser.build_parser`), checks its
+paths before any work (:mod:`mnemonic_jax.cli.paths`), calls the library
+(:mod:`mnemonic_jax.workflow`, :mod:`mnemonic_jax.checkpointing`, :mod:`mnemonic_jax.attach`)
+and prints its report on stdout (:mod:`mnemonic_jax.cli.report`), warnings included. A
+user error is raised (the project's exception types); :func:`mnemonic_jax.cli.main` turns
+it into one line and exit status 2. This module is imported only once the arguments are
+parsed, so ``--help`` does not load JAX.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from mnemonic_jax import (attach, checkpointing, configs, fisher, forgetting, run_metrics,
+                          workflow)
+from mnemonic_jax.cli import paths, report
+from mnemonic_jax.cli.demo import cmd_demo
+from mnemonic_jax.cli.parser import (
+  DEFAULT_LAMBDA1,
+  DEFAULT_LAMBDA2,
+  UsageError,
+  show_progress,
+)
+from mnemonic_jax.data import DatasetError, load_dataset
+
+
+def _print_lines(lines: Iterable[str]) -> None:
+  for line in lines:
+    print(line)
+
+
+def _load_split(name: str, split: str, bundle, data_dir=None, download: bool = False):
+  """One split of a dataset, checked to fit the bundle's classes.
+
+  A dataset that declares its classes (digits, Fashion-MNIST, tfds) must have the
+  model's; one whose classes are only inferred from its largest label (idx files without
+  class names) may have fewer: classes it never shows are absent from its evaluation.
+
+  Raises:
+    DatasetError: the dataset cannot be read, or its classes do not fit the model's.
+  """
+  ds = load_dataset(name, split, data_dir=data_dir, download=download)
+  have, want = ds.info.num_classes, bundle.num_classes
+  if have > want or (have < want and not ds.info.classes_from_labels):
+    raise DatasetError(
+        f"{name} has {have} classes but the model has {want}; evaluate on the dataset the "
+        "model was trained on")
+  return ds
+
+
+def _data_source(args, bundle=None) -> tuple[Any, bool]:
+  """``(data_dir, download)`` of a command: ``--data-dir``, else the bundle's config's."""
+  data_dir = getattr(args, "data_dir", None)
+  if data_dir is None and bundle is not None:
+    data_dir = (bundle.config or {}).get("data_dir")
+  return data_dir, bool(getattr(args, "download", False))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+  """``mnemonic-jax train``: see its ``--help``.
+
+  Args:
+    args: the parsed arguments.
+
+  Returns:
+    The exit status, 0.
+
+  Raises:
+    mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
+  """
+  # Loaded, overridden, validated and locked before the workdir is touched.
+  config = configs.load_config(args.config, args.overrides)
+  workdir = args.workdir.absolute()
+  get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
+  bundle = workflow.finished_run(config, workdir)
+  if bundle is not None:  # Nothing is written.
+    print(f"{workdir} is finished: its run of this config has completed; nothing to train "
+          "(use another --workdir to train again)", flush=True)
+  else:
+    paths.check_train_paths(args.config, config, workdir)
+    bundle = workflow.train(config, workdir, progress=show_progress(args))
+  print(f"bundle: {workdir / 'bundle'}", flush=True)
+  logs = [workdir / run_metrics.METRICS_FILE, workdir / run_metrics.TENSORBOARD_DIR]
+  shown = [str(path) for path in logs if path.exists()]
+  if shown:
+    print(f"metrics: {' and '.join(shown)}")
+  test = _load_split(bundle.dataset, "test", bundle, data_dir=get("data_dir"),
+                     download=bool(get("download", False)))
+  ev = workflow.evaluate(bundle, test.images, test.labels, progress=show_progress(args))
+  print(f"test accuracy: {ev.accuracy:.2f}% on {len(test)} {bundle.dataset} test images")
+  return 0
+
+
+def _resolve_lambdas(lambda1, lambda2, config) -> tuple[Any, Any, str]:
+  """Given numbers win; none given (or 'auto') means the data-free search."""
+  given = [v for v in (lambda1, lambda2) if v is not None]
+  if not given or "auto" in given:
+    if any(isinstance(v, float) for v in given):
+      raise UsageError("--lambda1 and --lambda2 are either both numbers or both auto")
+    return "auto", "auto", "chosen from the codes by the data-free search"
+  if lambda1 is not None and lambda2 is not None:
+    return lambda1, lambda2, "given"
+  key, default = ("lambda2", DEFAULT_LAMBDA2) if lambda2 is None else ("lambda1", DEFAULT_LAMBDA1)
+  fill = config.get(key)
+  fill = fill if isinstance(fill, (int, float)) and fill > 0 else default
+  note = f"{key} from the bundle's config" if fill is config.get(key) else f"{key} default"
+  return (lambda1, fill, f"given; {note}") if lambda2 is None else (fill, lambda2, f"given; {note}")
+
+
+def _resolve_move(args: argparse.Namespace, config: Any) -> tuple[forgetting.Move, str]:
+  """The move ``forget`` makes, with its options, and where its lambdas came from.
+
+  Raises:
+    UsageError: lambdas with a move that chooses its own step; ``--microbatch-size`` with
+      a move that computes no Fisher.
+  """
+  lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
+  if lambda1 != "auto" and args.move not in (None, "paper"):
+    raise UsageError(f"--move {args.move} chooses its own step on the codes; drop "
+                     "--lambda1 and --lambda2 (they bound the paper's move)")
+  move = forgetting.resolve_move(args.move, lambda1, lambda2)
+  if args.microbatch_size is not None:
+    if "microbatch_size" not in {field.name for field in dataclasses.fields(move)}:
+      raise UsageError(f"--microbatch-size bounds the memory of the Fisher, which --move "
+                       f"{move.name} does not compute; drop it")
+    move = dataclasses.replace(move, microbatch_size=args.microbatch_size)
+  return move, lambda_source
+
+
+def cmd_forget(args: argparse.Namespace) -> int:
+  """``mnemonic-jax forget``: see its ``--help``.
+
+  Args:
+    args: the parsed arguments.
+
+  Returns:
+    The exit status, 0.
+
+  Raises:
+    mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
+  """
+  output = args.output.absolute()
+  source = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
+  inputs = [("--checkpoint", source), *paths.dataset_inputs(args.dataset, args.data_dir)]
+  paths.check_output(output, inputs, args.force)
+  bundle = checkpointing.load_bundle(source)
+  classes = fisher.validate_classes(args.classes, bundle.num_classes)
+  config = bundle.config or {}
+  data_dir, download = _data_source(args, bundle)
+  if args.dataset and data_dir:
+    paths.check_no_overlap([("--output", output)], paths.dataset_inputs(None, data_dir))
+  move, lambda_source = _resolve_move(args, config)
+  if isinstance(move, forgetting.moves.Algorithm2):
+    workflow.check_lambdas(bundle.params, move.lambda1, move.lambda2)
+
+  evaluations = None
+  if args.dataset:
+    test = _load_split(args.dataset, "test", bundle, data_dir=data_dir, download=download)
+    before = workflow.evaluate(bundle, test.images, test.labels,
+                               forgotten=bundle.forgotten_classes + classes,
+                               progress=show_progress(args))
+  new_bundle, forget_report = workflow.forget_bundle(bundle, classes, move=move)
+  if args.dataset:
+    after = workflow.evaluate(new_bundle, test.images, test.labels,
+                              progress=show_progress(args))
+    evaluations = (test, before, after)
+  written = checkpointing.save_bundle(output, new_bundle, force=args.force)
+
+  print(f"forgot class{'es' if len(classes) > 1 else ''} "
+        f"{', '.join(map(str, classes))} from {source}")
+  _print_lines(report.forget_summary(forget_report, lambda_source))
+  _print_lines(report.warning_lines(new_bundle.history[-1]))
+  if evaluations is not None:
+    test, before, after = evaluations
+    names = report.class_names(new_bundle, new_bundle.num_classes, test)
+    counts = report.class_counts(test.labels, new_bundle.num_classes)
+    print(f"\ntest accuracy (%) on {args.dataset} ({len(test)} images):")
+    print(report.format_table(names, counts,
+                              {"before": before.per_class, "after": after.per_class},
+                              new_bundle.forgotten_classes))
+    print(f"A_R (accuracy on remaining classes): {report.fmt(before.A_R, 2)} -> "
+          f"{report.fmt(after.A_R, 2)}")
+    print(f"E_F (error on forgotten classes):    {report.fmt(before.E_F, 2)} -> "
+          f"{report.fmt(after.E_F, 2)}")
+  print(f"wrote {written}")
+  return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+  """``mnemonic-jax evaluate``: see its ``--help``.
+
+  Args:
+    args: the parsed arguments.
+
+  Returns:
+    The exit status, 0.
+
+  Raises:
+    mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
+  """
+  path = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
+  bundle = checkpointing.load_bundle(path)
+  dataset = args.dataset or bundle.dataset
+  if not dataset:
+    raise UsageError(f"{path} does not name its training dataset; pass --dataset NAME")
+  data_dir, download = _data_source(args, bundle)
+  ds = _load_split(dataset, args.split, bundle, data_dir=data_dir, download=download)
+  ev = workflow.evaluate(bundle, ds.images, ds.labels, progress=show_progress(args))
+  forgotten = bundle.forgotten_classes
+  names = report.class_names(bundle, bundle.num_classes, ds)
+  counts = report.class_counts(ds.labels, bundle.num_classes)
+  if args.json:
+    print(json.dumps(report.evaluation_json(str(path), dataset, args.split, len(ds), ev, names,
+                                            counts, forgotten)))
+    return 0
+  print(f"{path} on {dataset} {args.split} ({len(ds)} images)")
+  print(report.format_table(names, counts, {"accuracy": ev.per_class}, forgotten))
+  print(f"accuracy: {ev.accuracy:.2f}%")
+  if forgotten:
+    print(f"forgotten classes: {', '.join(map(str, forgotten))}")
+    print(f"A_R (accuracy on remaining classes, higher is better): {report.fmt(ev.A_R, 2)}")
+    print(f"E_F (error on forgotten classes, higher is better):    {report.fmt(ev.E_F, 2)}")
+  return 0
+
+
+def _import_normalisation(args) -> tuple[tuple[float, ...], tuple[float, ...], str]:
+  """``(mean, std, where they come from)`` for ``import``: given, or --dataset's statistics.
+
+  Raises:
+    UsageError: only one of ``--mean`` and ``--std`` is given, or neither and no
+      ``--dataset`` to take them from.
+  """
+  if (args.mean is None) != (args.std is None):
+    given, missing = ("--mean", "--std") if args.std is None else ("--std", "--mean")
+    raise UsageError(f"{given} needs {missing} too: give the per-channel mean and std the "
+                     "model was trained with")
+  if args.mean is not None:
+    return tuple(args.mean), tuple(args.std), "given"
+  if not args.dataset:
+    raise UsageError(
+        "import needs the normalisation the model was trained with, which it cannot know: "
+        "pass --mean and --std (e.g. --mean 0.1307 --std 0.3081 for MNIST; --mean 0 --std 1 "
+        "for images only scaled to [0, 1]), or --dataset NAME to take that dataset's "
+        "training statistics")
+  info = load_dataset(args.dataset, "train", data_dir=args.data_dir,
+                      download=args.download).info
+  where = (f"the training statistics of {args.dataset}; pass --mean and --std if the model "
+           "was trained with others")
+  return tuple(info.mean), tuple(info.std), where
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+  """``mnemonic-jax import``: see its ``--help``.
+
+  Args:
+    args: the parsed arguments.
+
+  Returns:
+    The exit status, 0.
+
+  Raises:
+    mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
+  """
+  output = args.output.absolute()
+  paths.check_output(output, [("--params", args.params.absolute()),
+                              ("--codes", args.codes.absolute()),
+                              *paths.dataset_inputs(args.dataset or None, args.data_dir)],
+                     args.force)
+  class_names = ([n.strip() for n in args.class_names.split(",")]
+                 if args.class_names is not None else [])
+  if class_names and len(class_names) != args.num_classes:
+    raise UsageError(f"--class-names has {len(class_names)} names for {args.num_classes} "
+                     "classes; give one name per class")
+  mean, std, where = _import_normalisation(args)
+  config = {"data_dir": os.fspath(args.data_dir.absolute())} if args.data_dir else None
+  written = checkpointing.import_params(
+      args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
+      input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
+      mean=mean, std=std, class_names=class_names, dataset=args.dataset, config=config,
+      force=args.force)
+  shown = lambda values: ", ".join(f"{v:g}" for v in values)
+  print(f"normalisation: mean {shown(mean)}, std {shown(std)} ({where})")
+  print(f"wrote {written} (model {args.model!r} {args.model_kwargs}, {args.num_classes} "
+        f"classes, inputs {tuple(args.input_shape)})")
+  return 0
+
+
+def cmd_attach_codes(args: argparse.Namespace) -> int:
+  """``mnemonic-jax attach-codes``: see its ``--help``.
+
+  Args:
+    args: the parsed arguments.
+
+  Returns:
+    The exit status, 0.
+
+  Raises:
+    mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
+  """
+  output = args.output.absolute()
+  source = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
+  paths.check_output(output, [("--checkpoint", source),
+                              *paths.dataset_inputs(args.dataset, args.data_dir)], args.force)
+  bundle = checkpointing.load_bundle(source)
+  dataset = args.dataset or bundle.dataset
+  if not dataset:
+    raise UsageError(f"{source} does not name its training dataset; pass --dataset NAME")
+  data_dir, download = _data_source(args, bundle)
+  paths.check_no_overlap([("--output", output)], paths.dataset_inputs(dataset, data_dir))
+  t_mix = attach.DEFAULT_T_MIX if args.t_mix is None else args.t_mix
+  attach.check_attachable(bundle)  # Before the data are read.
+  attach.attach_fit_config(bundle, args.epochs, t_mix, learning_rate=args.learning_rate,
+                           batch_size=args.batch_size)
+  train = load_dataset(dataset, "train", data_dir=data_dir, download=download)
+  attach.check_dataset(bundle, train.info, dataset)
+  test = load_dataset(dataset, "test", data_dir=data_dir, download=download)
+  attach.check_dataset(bundle, test.info, dataset)
+  new_bundle, attached = attach.attach_codes(
+      bundle, train.images, train.labels, epochs=args.epochs, t_mix=t_mix, seed=args.seed,
+      code_distribution=args.code_distribution, learning_rate=args.learning_rate,
+      batch_size=args.batch_size, test=(test.images, test.labels), dataset=dataset,
+      progress=show_progress(args))
+  written = checkpointing.save_bundle(output, new_bundle, force=args.force)
+
+  fit = attached.fit
+  n = new_bundle.num_classes
+  print(f"attached new mnemonic codes to {source}: {attached.epochs} epoch(s) on {dataset} "
+        f"({attached.train_examples} images, {attached.steps} steps of {fit['batch_size']}, "
+        f"t_mix {attached.t_mix:g}, learning rate {fit['learning_rate']:g}, "
+        f"seed {attached.seed})")
+  print(f"fine-tuning took {attached.seconds:.2f} s (+ {attached.compile_seconds:.2f} s "
+        "compiling)")
+  print(f"codes classified as their class: {round(attached.codes_accuracy_before * n)} of {n} "
+        f"before, {round(attached.codes_accuracy_after * n)} of {n} after")
+  before, after = attached.test_before, attached.test_after
+  names = report.class_names(new_bundle, n, test)
+  counts = report.class_counts(test.labels, n)
+  print(f"\ntest accuracy (%) on {dataset} ({len(test)} images):")
+  print(report.format_table(names, counts,
+                            {"before": before.per_class, "after": after.per_class}, ()))
+  print(f"accuracy: {before.accuracy:.2f} -> {after.accuracy:.2f}")
+  _print_lines(report.warning_lines(new_bundle.history[-1]))
+  print(f"wrote {written}")
+  return 0
+
+
+#: The function of each subcommand (``args.command``, see
+#: :func:`mnemonic_jax.cli.parser.build_parser`).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train, "forget": cmd_forget, "evaluate": cmd_evaluate, "import": cmd_import,
+    "attach-codes": cmd_attach_codes, "demo": cmd_demo}

@@ -1,0 +1,183 @@
+"""Path safety of the commands: an input is never modified, an output never clobbered.
+
+Every command names what it writes and what it reads before any work. An output that is,
+contains or lies inside an input (symlinks resolved, and one directory reached two ways
+caught by its device and inode) is refused; an existing output is replaced only with
+``--force``, and then only if it is a bundle that may be replaced
+(:func:`mnemonic_jax.checkpointing.check_output`). Refusals are user errors: one line,
+exit status 2, nothing written.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+from collections.abc import Sequence
+from typing import Any
+
+from mnemonic_jax import checkpointing, configs
+from mnemonic_jax.cli.parser import DEMO_FILES, UsageError
+
+#: ``(what, path)``: what a command reads or writes, named as the user knows it.
+Named = tuple[str, pathlib.Path]
+
+
+def inside(inner: str, outer: str) -> bool:
+  """Whether ``inner`` is ``outer`` or lies under it, both resolved (symlinks followed).
+
+  Compares the resolved paths, then, for ancestors that exist, their device and inode
+  numbers (which also catches one directory reached through a bind mount or a
+  case-insensitive file system).
+
+  Args:
+    inner: a path.
+    outer: a path.
+
+  Returns:
+    Whether ``inner`` is ``outer`` or lies under it.
+  """
+  inner, outer = os.path.realpath(inner), os.path.realpath(outer)
+  if os.path.commonpath([inner, outer]) == outer:
+    return True
+  try:
+    target = os.stat(outer)
+  except OSError:
+    return False
+  path = inner
+  while True:
+    try:
+      st = os.stat(path)
+      if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+        return True
+    except OSError:
+      pass
+    parent = os.path.dirname(path)
+    if parent == path:
+      return False
+    path = parent
+
+
+def check_no_overlap(outputs: Sequence[Named], inputs: Sequence[Named]) -> None:
+  """Refuses any output that is, contains or lies inside an input (symlinks resolved).
+
+  Args:
+    outputs: ``(what, path)`` of everything the command writes or replaces.
+    inputs: ``(what, path)`` of everything it reads, which is never modified.
+
+  Raises:
+    UsageError: an output and an input overlap, either way round.
+  """
+  def shown(path):
+    real = os.path.realpath(path)
+    return f"{path}" + (f" (resolved: {real})" if real != os.fspath(path) else "")
+
+  for out_what, out in outputs:
+    for in_what, src in inputs:
+      if inside(os.fspath(src), os.fspath(out)) and inside(os.fspath(out), os.fspath(src)):
+        raise UsageError(
+            f"{out_what} {shown(out)} is the input {in_what}, which is never modified; "
+            "choose an output outside every input")
+      if inside(os.fspath(src), os.fspath(out)):
+        raise UsageError(
+            f"{out_what} {shown(out)} contains the input {in_what} {shown(src)}, which is "
+            "never modified (replacing the output would delete it); choose an output "
+            "outside every input")
+      if inside(os.fspath(out), os.fspath(src)):
+        raise UsageError(
+            f"{out_what} {shown(out)} would write into the input {in_what} {shown(src)}, "
+            "which is never modified; choose an output outside every input")
+
+
+def check_output(output: pathlib.Path, inputs: Sequence[Named], force: bool) -> None:
+  """Refuses an output that overlaps an input, exists (without force) or may not be replaced.
+
+  Args:
+    output: the bundle to write.
+    inputs: ``(flag, path)`` of every input the command reads.
+    force: whether an existing bundle at ``output`` may be replaced.
+
+  Raises:
+    UsageError: ``output`` and an input overlap (see :func:`check_no_overlap`).
+    mnemonic_jax.checkpointing.CheckpointError: ``output`` exists without ``force``, or is
+      not a bundle that may be replaced.
+  """
+  check_no_overlap([("--output", output)], inputs)
+  checkpointing.check_output(output, force=force)
+
+
+def dataset_inputs(name: str | None, data_dir: Any = None) -> list[Named]:
+  """The user's directories a dataset is read from (``idx:DIR``, a tfds data_dir).
+
+  Args:
+    name: the dataset's name (``digits``, ``idx:DIR``, ``tfds:mnist``, ...), or None.
+    data_dir: the tfds data directory, or None.
+
+  Returns:
+    ``(what, absolute path)`` of each directory read.
+  """
+  found = []
+  if name and name.startswith("idx:") and name[len("idx:"):]:
+    found.append((f"dataset {name}", pathlib.Path(name[len("idx:"):]).absolute()))
+  if data_dir:
+    found.append(("data_dir", pathlib.Path(os.fspath(data_dir)).expanduser().absolute()))
+  return found
+
+
+def check_train_paths(spec: str, config: Any, workdir: pathlib.Path) -> None:
+  """Refuses a train run whose outputs overlap what it reads, before any work.
+
+  ``train`` writes ``WORKDIR/train`` (checkpoints, old steps deleted) and replaces
+  ``WORKDIR/bundle``; it reads the config file, ``config.pretrained`` and the dataset's
+  directories. A config file elsewhere in WORKDIR is fine.
+
+  Args:
+    spec: the ``--config`` argument (``NAME[:VARIANT]`` or ``FILE[:VARIANT]``).
+    config: the loaded config.
+    workdir: the absolute run directory.
+
+  Raises:
+    UsageError: an output and an input overlap.
+    mnemonic_jax.checkpointing.CheckpointError: ``WORKDIR/bundle`` exists and is not a
+      bundle that may be replaced.
+  """
+  get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
+  inputs = [("config file", configs.split_spec(spec)[0])]
+  if get("pretrained"):
+    inputs.append(("config.pretrained",
+                   pathlib.Path(os.fspath(get("pretrained"))).expanduser().absolute()))
+  dataset = get("dataset")
+  inputs += dataset_inputs(dataset if isinstance(dataset, str) else None, get("data_dir"))
+  check_no_overlap([("train's bundle", workdir / "bundle"),
+                    ("train's checkpoints", workdir / "train")], inputs)
+  checkpointing.check_output(workdir / "bundle", force=True)
+
+
+def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
+  """Refuses a demo whose outputs exist (without ``force``) or are not its own.
+
+  ``demo`` writes ``OUTPUT_DIR/trained`` and ``OUTPUT_DIR/forgotten`` and the chart
+  ``OUTPUT_DIR/per_class_accuracy.png``. Without ``force`` none of them may exist; with
+  it they are replaced (a bundle path only if it is empty or a bundle holding nothing
+  else; the chart if it is a file, or a symlink, which is replaced itself and never
+  written through). Nothing else in OUTPUT_DIR is touched.
+
+  Args:
+    out: the absolute ``--output-dir``.
+    force: ``--force``.
+
+  Raises:
+    mnemonic_jax.checkpointing.CheckpointError: a bundle path holds something that is not
+      a replaceable bundle.
+    UsageError: an output exists without ``force``, or the chart's path is a directory.
+  """
+  existing = [name for name in DEMO_FILES if os.path.lexists(out / name)]
+  if existing and not force:
+    raise UsageError(
+        f"{out} already holds {', '.join(existing)} of an earlier demo; pass --force to "
+        "replace them, or choose another --output-dir")
+  for name in DEMO_FILES[:2]:
+    checkpointing.check_output(out / name, force=True)
+  chart = out / DEMO_FILES[2]
+  if chart.is_dir() and not chart.is_symlink():
+    raise UsageError(f"{chart} is a directory; the demo writes its chart there; move it "
+                     "away or choose another --output-dir")

@@ -1,0 +1,174 @@
+"""What the commands print: per-class tables, the forget summary, warnings, JSON numbers.
+
+Pure text from the library's results (a bundle's class names, an evaluation's per-class
+accuracies, a forget report's ``to_dict()``); nothing here prints or imports JAX.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+  """``value`` with ``digits`` decimals, or ``-`` for None or NaN (nothing to measure)."""
+  return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
+      else f"{value:.{digits}f}"
+
+
+def json_number(value: Any) -> float | None:
+  """``value`` as a JSON number: a float, or None (``null``) for NaN."""
+  value = float(value)
+  return None if math.isnan(value) else value
+
+
+def class_names(bundle: Any, num_classes: int, dataset: Any = None) -> list[str]:
+  """The bundle's class names, else the dataset's, else the class ids as text.
+
+  Args:
+    bundle: a :class:`mnemonic_jax.bundle.Bundle` (its ``class_names``).
+    num_classes: the model's number of classes.
+    dataset: a loaded dataset (its ``info.class_names``), or None.
+
+  Returns:
+    ``num_classes`` names.
+  """
+  names = list(bundle.class_names) or (list(dataset.info.class_names) if dataset else [])
+  return names if len(names) == num_classes else [str(i) for i in range(num_classes)]
+
+
+def class_counts(labels: np.ndarray, num_classes: int) -> list[int]:
+  """Examples per class (0 for a class the labels never show).
+
+  Args:
+    labels: int labels, shape ``(N,)``.
+    num_classes: the model's number of classes.
+
+  Returns:
+    ``num_classes`` counts.
+  """
+  return [int(n) for n in np.bincount(labels, minlength=num_classes)[:num_classes]]
+
+
+def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[str, Any],
+                 forgotten: Sequence[int]) -> str:
+  """A per-class accuracy table; forgotten classes are marked with ``*``.
+
+  A class with no example in the data is shown as ``absent`` (and named below the table).
+
+  Args:
+    names: class names.
+    counts: examples per class.
+    columns: column title -> per-class accuracy (%).
+    forgotten: forgotten class ids.
+
+  Returns:
+    The table as text (no trailing newline).
+  """
+  forgotten = {int(c) for c in forgotten}
+  width = max([len("name")] + [len(n) for n in names])
+  head = f"{'class':>5}  {'name':<{width}}  {'images':>6}" + "".join(
+      f"  {title:>8}" for title in columns)
+  lines = [head, "-" * len(head)]
+  for c, name in enumerate(names):
+    mark = "*" if c in forgotten else " "
+    cells = (["absent"] * len(columns) if int(counts[c]) == 0
+             else [fmt(float(col[c])) for col in columns.values()])
+    lines.append(f"{c:>4}{mark}  {name:<{width}}  {int(counts[c]):>6}" + "".join(
+        f"  {cell:>8}" for cell in cells))
+  if forgotten:
+    lines.append("(* forgotten)")
+  absent = [c for c in range(len(names)) if int(counts[c]) == 0]
+  if absent:
+    lines.append(f"(absent: the data hold no image of class{'es' if len(absent) > 1 else ''} "
+                 f"{', '.join(map(str, absent))})")
+  return "\n".join(lines)
+
+
+def forget_summary(report: Any, lambda_source: str) -> list[str]:
+  """The lines ``forget`` (and ``demo``) print about one forgetting.
+
+  The move and its step (a step-grid move's ``t``, or the paper's lambdas and where they
+  came from), the accuracy on the codes before and after, the sign kept (the paper's
+  move) and the time taken.
+
+  Args:
+    report: a :class:`mnemonic_jax.forgetting.ForgetReport` (its ``to_dict()`` is read).
+    lambda_source: where the paper's lambdas came from ("given", "chosen from the codes
+      ...").
+
+  Returns:
+    The lines, without newlines.
+  """
+  # TODO(lead): let the move registry say how a move's step reads.
+  r = report.to_dict()
+  pct = lambda v: f"{100.0 * v:5.1f}%"
+  if "lambda1" in r:  # The paper's move (Algorithm 2), lambdas given or searched.
+    head = [(f"move = paper, lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} "
+             f"({lambda_source})")]
+  elif "t" in r:  # A move that chooses its step t on the codes.
+    head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes)"]
+  else:
+    head = [f"move = {r['move']}"]
+  lines = head + [
+      "accuracy on the mnemonic codes:  before    after",
+      (f"  forgotten classes              {pct(r['before']['forget_accuracy'])}   "
+       f"{pct(r['after']['forget_accuracy'])}"),
+      (f"  remaining classes              {pct(r['before']['remain_accuracy'])}   "
+       f"{pct(r['after']['remain_accuracy'])}")]
+  if "sign" in r:
+    lines.append(f"sign kept: {'+' if r['sign'] > 0 else '-'} "
+                 f"(params {'+' if r['sign'] > 0 else '-'} alpha * eta)")
+  return lines + [
+      f"forgetting took {r['seconds']:.3f} s (+ {r['compile_seconds']:.2f} s compiling)"]
+
+
+def warning_lines(request: Mapping[str, Any]) -> list[str]:
+  """``warning: ...`` for each warning of a history entry (recorded in the bundle).
+
+  Args:
+    request: a bundle history entry (its ``warnings``, if any).
+
+  Returns:
+    The lines, without newlines.
+  """
+  return [f"warning: {warning}" for warning in request.get("warnings") or ()]
+
+
+def evaluation_json(checkpoint: str, dataset: str, split: str, num_examples: int,
+                    evaluation: Any, names: Sequence[str], counts: Sequence[int],
+                    forgotten: Sequence[int]) -> dict[str, Any]:
+  """``evaluate --json``'s object: overall and per-class accuracy, A_R and E_F.
+
+  Args:
+    checkpoint: the bundle's path.
+    dataset: the dataset's name.
+    split: the split evaluated.
+    num_examples: its number of examples.
+    evaluation: a :class:`mnemonic_jax.workflow.Evaluation`.
+    names: class names.
+    counts: examples per class.
+    forgotten: forgotten class ids.
+
+  Returns:
+    A JSON-ready dict (NaN as None; A_R and E_F None when nothing was forgotten).
+  """
+  forgotten = list(forgotten)
+  return {
+      "checkpoint": checkpoint,
+      "dataset": dataset,
+      "split": split,
+      "num_examples": num_examples,
+      "accuracy": json_number(evaluation.accuracy),
+      "per_class": [{"class": c, "name": names[c], "examples": counts[c],
+                     "accuracy": json_number(evaluation.per_class[c]),
+                     "forgotten": c in forgotten, "absent": counts[c] == 0}
+                    for c in range(len(names))],
+      "forgotten": forgotten,
+      "absent": [c for c in range(len(names)) if counts[c] == 0],
+      "A_R": json_number(evaluation.A_R) if forgotten else None,
+      "E_F": json_number(evaluation.E_F) if forgotten else None,
+  }
