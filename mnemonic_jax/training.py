@@ -52,6 +52,7 @@ class TrainState:
   opt_state: optax.OptState
 
 
+@functools.lru_cache(maxsize=64)
 def make_optimizer(
     learning_rate: float = 0.01,
     *,
@@ -70,7 +71,8 @@ def make_optimizer(
     total_steps: required for ``"cosine"``.
 
   Returns:
-    An optax gradient transformation.
+    An optax gradient transformation; equal arguments give the same object, so the
+    train steps built on it share one compiled program.
   """
   import optax  # pylint: disable=import-outside-toplevel
 
@@ -85,13 +87,17 @@ def make_optimizer(
   return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum))
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _init(key, model: Static, input_shape: tuple[int, ...]):
+  return model.value.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+
+
 def create_train_state(
     key: chex.PRNGKey, model: nn.Module, input_shape: tuple[int, ...],
     optimizer: optax.GradientTransformation,
 ) -> TrainState:
   """Initialises parameters, BatchNorm statistics and optimiser state."""
-  init = jax.jit(lambda k: model.init(k, jnp.zeros((1, *input_shape), jnp.float32), train=False))
-  variables = init(key)
+  variables = _init(key, Static(model), tuple(input_shape))
   params = variables["params"]
   return TrainState(
       step=jnp.zeros((), jnp.int32), params=params,
@@ -112,6 +118,10 @@ def make_train_step(
 ) -> Callable[[TrainState, chex.Array, chex.Array], tuple[TrainState, Metrics]]:
   """Returns a jitted ``step(state, images_uint8, labels) -> (state, metrics)``.
 
+  One module-level ``jax.jit``: equal models and the same optimiser object
+  (:func:`make_optimizer` returns one per arguments) share its compiled program, so a
+  second :func:`fit` in a process compiles nothing; codes, ``t_mix`` and keys are traced.
+
   The state is donated. Metrics: ``loss`` (what is optimised: the mean over the mixed
   batch), ``image_loss`` and ``code_loss`` (means over the real and the replaced examples;
   NaN-free, 0 when a batch has none), ``accuracy`` and ``code_fraction``.
@@ -126,46 +136,60 @@ def make_train_step(
     augment: pad-4 random crop and horizontal flip of real images (CIFAR-style).
     mesh: if given, the batch is split over its ``data`` axis.
   """
-  import optax  # pylint: disable=import-outside-toplevel
-
   if not 0.0 <= t_mix <= 1.0:
     raise errors.BadConfig(f"t_mix must be in [0, 1], got {t_mix}")
   mix_key, augment_key = jax.random.split(key)
+  program = functools.partial(
+      _train_step, model=Static(model), optimizer=Static(optimizer),
+      mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+      augment=bool(augment), mesh=mesh)
+  constants = (jnp.asarray(codes), jnp.float32(t_mix), mix_key, augment_key)
+  if mesh is not None:  # Placed once, replicated: a step copies nothing implicitly.
+    constants = parallel.replicate(mesh, constants)
+  codes, t_mix, mix_key, augment_key = constants
+  return lambda state, images, labels: program(state, images, labels, codes, t_mix, mix_key,
+                                               augment_key)
 
-  def step(state: TrainState, images, labels):
-    images = parallel.constrain_batch(images, mesh)
-    x = normalize(images, mean, std)
-    if augment:
-      x = pipeline.augment_crop_flip(jax.random.fold_in(augment_key, state.step), x)
-    x, replaced = codes_lib.mix_codes(
-        jax.random.fold_in(mix_key, state.step), x, labels, codes, t_mix)
 
-    def loss_fn(params):
-      variables = model_variables(params, state.batch_stats)
-      if state.batch_stats:
-        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-      else:
-        logits, updates = model.apply(variables, x, train=True), {}
-      losses = cross_entropy(logits, labels)
-      return jnp.mean(losses), (losses, logits, updates.get("batch_stats", {}))
+@functools.partial(jax.jit, donate_argnums=0,
+                   static_argnames=("model", "optimizer", "mean", "std", "augment", "mesh"))
+def _train_step(state: TrainState, images, labels, codes, t_mix, mix_key, augment_key, *,
+                model: Static, optimizer: Static, mean, std, augment, mesh):
+  """One step of Algorithm 1; module-level, so equal models and optimisers share it."""
+  import optax  # pylint: disable=import-outside-toplevel
 
-    grads, (losses, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new_state = state.replace(
-        step=state.step + 1, params=optax.apply_updates(state.params, updates),
-        batch_stats=batch_stats, opt_state=opt_state)
-    real = ~replaced
-    masked_mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
-    metrics = {
-        "loss": jnp.mean(losses),
-        "image_loss": masked_mean(losses, real),
-        "code_loss": masked_mean(losses, replaced),
-        "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
-        "code_fraction": jnp.mean(replaced),
-    }
-    return new_state, metrics
+  model, optimizer = model.value, optimizer.value
+  images = parallel.constrain_batch(images, mesh)
+  x = normalize(images, mean, std)
+  if augment:
+    x = pipeline.augment_crop_flip(jax.random.fold_in(augment_key, state.step), x)
+  x, replaced = codes_lib.mix_codes(jax.random.fold_in(mix_key, state.step), x, labels, codes,
+                                    t_mix)
 
-  return jax.jit(step, donate_argnums=0)
+  def loss_fn(params):
+    variables = model_variables(params, state.batch_stats)
+    if state.batch_stats:
+      logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
+    else:
+      logits, updates = model.apply(variables, x, train=True), {}
+    losses = cross_entropy(logits, labels)
+    return jnp.mean(losses), (losses, logits, updates.get("batch_stats", {}))
+
+  grads, (losses, logits, batch_stats) = jax.grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+  new_state = state.replace(
+      step=state.step + 1, params=optax.apply_updates(state.params, updates),
+      batch_stats=batch_stats, opt_state=opt_state)
+  real = ~replaced
+  masked_mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
+  metrics = {
+      "loss": jnp.mean(losses),
+      "image_loss": masked_mean(losses, real),
+      "code_loss": masked_mean(losses, replaced),
+      "accuracy": jnp.mean(jnp.argmax(logits, -1) == labels),
+      "code_fraction": jnp.mean(replaced),
+  }
+  return new_state, metrics
 
 
 def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | None = None):
@@ -232,9 +256,9 @@ def fit_optimizer(config: FitConfig, num_examples: int) -> optax.GradientTransfo
     ValueError: the batch is larger than the data, or an unknown schedule.
   """
   total = config.epochs * steps_per_epoch(num_examples, config.batch_size)
-  return make_optimizer(
+  return make_optimizer(  # A constant schedule's length does not matter: one optimiser.
       config.learning_rate, momentum=config.momentum, weight_decay=config.weight_decay,
-      schedule=config.schedule, total_steps=total)
+      schedule=config.schedule, total_steps=total if config.schedule != "constant" else None)
 
 
 def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitConfig,

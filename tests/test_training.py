@@ -11,10 +11,10 @@ from mnemonic_jax import parallel, training
 
 def setup(model_name="mlp", shape=(4, 4, 1), n=16, seed=0, **model_kwargs):
   model = mj.create_model(model_name, 4, **model_kwargs)
-  optimizer = mj.make_optimizer(0.05)
+  optimizer = training.make_optimizer(0.05)
   key = jax.random.key(seed)
   codes = mj.generate_codes(key, 4, shape)
-  state = mj.create_train_state(key, model, shape, optimizer)
+  state = training.create_train_state(key, model, shape, optimizer)
   rng = np.random.default_rng(seed)
   images = rng.integers(0, 256, (n, *shape), dtype=np.uint8)
   labels = (np.arange(n) % 4).astype(np.int32)
@@ -23,7 +23,7 @@ def setup(model_name="mlp", shape=(4, 4, 1), n=16, seed=0, **model_kwargs):
 
 def test_train_step_reports_image_and_code_losses_and_learns():
   model, optimizer, codes, state, images, labels = setup(hidden=(32,))
-  step = mj.make_train_step(model, optimizer, codes, 0.5, jax.random.key(1))
+  step = training.make_train_step(model, optimizer, codes, 0.5, jax.random.key(1))
   state, first = step(state, images, labels)
   for _ in range(200):
     state, metrics = step(state, images, labels)
@@ -53,7 +53,7 @@ def test_train_step_mixing_is_fresh_per_step_and_reproducible():
   model, optimizer, codes, state, images, labels = setup(hidden=(8,))
   fresh = lambda step: jax.tree.map(jnp.copy, state.replace(step=jnp.int32(step)))
   metrics = lambda m: (float(m["code_fraction"]), float(m["loss"]))
-  step = mj.make_train_step(model, optimizer, codes, 0.5, jax.random.key(1))
+  step = training.make_train_step(model, optimizer, codes, 0.5, jax.random.key(1))
 
   # Same step, same key: the same mixing, bit for bit.
   s1, m1 = step(fresh(0), images, labels)
@@ -66,7 +66,7 @@ def test_train_step_mixing_is_fresh_per_step_and_reproducible():
   # About t_mix of the 8 x 16 examples are replaced.
   assert 0.35 <= np.mean([f for f, _ in per_step]) <= 0.65
   # Another key, another mask at the same step (the key is not ignored).
-  other = mj.make_train_step(model, optimizer, codes, 0.5, jax.random.key(2))
+  other = training.make_train_step(model, optimizer, codes, 0.5, jax.random.key(2))
   assert metrics(other(fresh(0), images, labels)[1]) != per_step[0]
 
 
@@ -76,7 +76,7 @@ def test_train_step_mixes_in_each_label_s_own_code():
   loss = lambda x: float(jnp.mean(optax.softmax_cross_entropy_with_integer_labels(
       model.apply({"params": state.params}, x, train=True), labels)))
   for t_mix, x, fraction in ((0.0, images / 255.0, 0.0), (1.0, codes[labels], 1.0)):
-    step = mj.make_train_step(model, optimizer, codes, t_mix, jax.random.key(1))
+    step = training.make_train_step(model, optimizer, codes, t_mix, jax.random.key(1))
     for k in (0, 5):
       _, m = step(jax.tree.map(jnp.copy, state.replace(step=jnp.int32(k))), images, labels)
       assert float(m["code_fraction"]) == fraction
@@ -95,8 +95,8 @@ def test_sharded_train_step_equals_single_device(model_name, model_kwargs, reque
   mesh = parallel.make_mesh()
   model, optimizer, codes, state, images, labels = setup(
       model_name, shape=(8, 8, 3), **model_kwargs)
-  single = mj.make_train_step(model, optimizer, codes, 0.3, jax.random.key(2), augment=True)
-  sharded = mj.make_train_step(
+  single = training.make_train_step(model, optimizer, codes, 0.3, jax.random.key(2), augment=True)
+  sharded = training.make_train_step(
       model, optimizer, codes, 0.3, jax.random.key(2), augment=True, mesh=mesh)
   single_inputs = jax.device_put((jax.tree.map(jnp.copy, state), images, labels))
   sharded_inputs = (parallel.replicate(mesh, state), *parallel.shard_batch(mesh, (images, labels)))
@@ -142,11 +142,25 @@ def test_fit_starts_from_initial_state():
 
 def test_optimizer_options():
   with pytest.raises(ValueError, match="total_steps"):
-    mj.make_optimizer(0.1, schedule="cosine")
+    training.make_optimizer(0.1, schedule="cosine")
   with pytest.raises(ValueError, match="schedule"):
-    mj.make_optimizer(0.1, schedule="step")
+    training.make_optimizer(0.1, schedule="step")
   with pytest.raises(ValueError, match="t_mix"):
     model, optimizer, codes, *_ = setup(hidden=(4,))
-    mj.make_train_step(model, optimizer, codes, 1.5, jax.random.key(0))
+    training.make_train_step(model, optimizer, codes, 1.5, jax.random.key(0))
   with pytest.raises(ValueError, match="larger than"):
     training.steps_per_epoch(10, 16)
+
+
+def test_a_second_fit_in_a_process_compiles_nothing():
+  """Equal models and configs share the module-level train step and init programs."""
+  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  images = np.random.default_rng(0).integers(0, 255, (12, 2, 2, 1), dtype=np.uint8)
+  labels = np.arange(12) % 3
+  run = lambda seed: mj.fit(mj.create_model("mlp", 3, hidden=(4,)), (images, labels), codes,
+                            mj.FitConfig(epochs=1, batch_size=4), jax.random.key(seed),
+                            progress=False)
+  run(0)
+  with mj.CompileClock() as clock:
+    state, _ = run(1)
+  assert clock.seconds == 0 and int(state.step) == 3
