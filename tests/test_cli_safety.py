@@ -429,9 +429,19 @@ def test_library_forget_with_a_robust_move_records_it(trained, tmp_path):
   assert "'bias' move" not in workflow.forget_warnings({**missed, "move": "bias"})[0]
 
 
-def test_the_command_line_offers_every_move_of_the_library():
-  # 'algorithm2' is reached with --lambda1 and --lambda2.
-  assert set(cli_parser.MOVES) == set(forgetting.MOVES) - {"algorithm2"}
+def test_the_command_line_offers_every_move_of_the_registry():
+  """One source: --move reads the registry, so a registered move is a choice at once."""
+  assert list(cli_parser.MOVES) == sorted(forgetting.MOVES)
+
+  @forgetting.moves.register
+  class Probe(forgetting.moves.Bias):
+    name, baseline = "probe-move", "mnemonic-probe-move"
+
+  try:
+    assert "probe-move" in cli_parser.MOVES
+  finally:
+    del forgetting.MOVES["probe-move"]
+  assert "probe-move" not in cli_parser.MOVES
 
 
 def test_library_forget_refuses_non_finite_results_and_inputs(trained, monkeypatch):

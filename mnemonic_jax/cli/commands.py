@@ -123,7 +123,7 @@ def _resolve_move(args: argparse.Namespace, config: Any) -> tuple[forgetting.Mov
       a move that computes no Fisher.
   """
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
-  if lambda1 != "auto" and args.move not in (None, "paper"):
+  if lambda1 != "auto" and args.move not in (None, "paper", "algorithm2"):
     raise UsageError(f"--move {args.move} chooses its own step on the codes; drop "
                      "--lambda1 and --lambda2 (they bound the paper's move)")
   move = forgetting.resolve_move(args.move, lambda1, lambda2)

@@ -32,10 +32,25 @@ DEFAULT_LAMBDA2 = 10.0
 DEMO_EPOCHS = 60
 DEFAULT_ATTACH_EPOCHS = 2
 DEMO_FILES = ("trained", "forgotten", "per_class_accuracy.png")
-#: ``--move`` of ``forget``: the paper's move and the data-free rules of the library (named
-#: here so that the parser imports no JAX; a test checks them against the library).
-# TODO(lead): read from the move registry (mnemonic_jax.forgetting.moves).
-MOVES = ("paper", "signed", "head", "steps", "shrink", "dampen", "bias", "shrink+bias")
+
+
+class RegisteredMoves:
+  """``--move``'s choices: the names of :data:`mnemonic_jax.forgetting.MOVES`, read from
+  the registry when first needed (a ``--move`` given, or its error), so that parsing
+  and ``--help`` import no JAX."""
+
+  def _names(self) -> list[str]:
+    from mnemonic_jax.forgetting import MOVES  # pylint: disable=import-outside-toplevel
+    return sorted(MOVES)
+
+  def __contains__(self, name: object) -> bool:
+    return name in self._names()
+
+  def __iter__(self):
+    return iter(self._names())
+
+
+MOVES = RegisteredMoves()
 _OVERRIDE_PREFIX = "--config."  # configs.OVERRIDE_PREFIX, without importing ml_collections.
 
 
@@ -310,14 +325,14 @@ def build_parser() -> argparse.ArgumentParser:
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
   _add_data_options(p)
-  p.add_argument("--move", choices=MOVES, default=None,
-                 help="how the parameters move: 'bias' (lower the forgotten classes' output "
-                      "bias until their codes are misclassified by a margin of 15; the "
-                      "default without lambdas: it forgets the tanh MLPs and ViTs where the "
-                      "paper's move does not, experiments/results/robust.md), 'paper' (the "
-                      "paper's eq. 5, +/- alpha * eta; the default with lambdas, searched "
-                      "from the codes without them) or another data-free move of "
-                      "mnemonic_jax.forgetting")
+  p.add_argument("--move", choices=MOVES, default=None, metavar="MOVE",
+                 help="a move of mnemonic_jax.forgetting.MOVES: 'bias' (the default "
+                      "without lambdas: lower the forgotten classes' output bias until "
+                      "their codes are misclassified by a margin of 15, an output-level "
+                      "change), 'paper' (the paper's eq. 5, +/- alpha * eta, lambdas "
+                      "searched on the codes), 'algorithm2' (the paper's Algorithm 2 with "
+                      "--lambda1/--lambda2, what given lambdas select) or another "
+                      "registered move; an unknown name lists them all")
   p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",
                  help="codes per Fisher microbatch (bounds memory for big models)")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")

@@ -103,16 +103,19 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
   Returns:
     The lines, without newlines.
   """
-  # TODO(lead): let the move registry say how a move's step reads.
   r = report.to_dict()
   pct = lambda v: f"{100.0 * v:5.1f}%"
-  if "lambda1" in r:  # The paper's move (Algorithm 2), lambdas given or searched.
-    head = [(f"move = paper, lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} "
+  if "lambda1" in r:  # The paper's moves (Algorithm 2), lambdas given or searched.
+    head = [(f"move = {r['move']}, lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} "
              f"({lambda_source})")]
   elif "t" in r:  # A move that chooses its step t on the codes.
     head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes)"]
   else:
     head = [f"move = {r['move']}"]
+  verified = ("met on the codes" if r.get("met") else "not met on the codes"
+              if r.get("met") is False else "no rule")
+  head.append(f"acts on: {r['acts_on']}; its rule: {verified} (the codes only: E_F on real "
+              "images is not guaranteed by it)")
   lines = head + [
       "accuracy on the mnemonic codes:  before    after",
       (f"  forgotten classes              {pct(r['before']['forget_accuracy'])}   "
