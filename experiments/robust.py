@@ -120,6 +120,9 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
           ) -> list[str]:
   """Seconds of each rule against the paper's fixed lambdas (compiled ``forget``)."""
   bundle = load_model(out, model, 0, train=False)
+  if bundle is None:
+    common.fail(f"--bench {model}: no cached bundle under {out / 'cache' / MODELS[model][0]}"
+                "/seed0; train it (--train) or drop --bench", prog="experiments.robust")
   apply, params, codes = bundle.apply_fn(), bundle.params, bundle.codes
   rows = []
 
