@@ -155,7 +155,8 @@ def test_select_rule_on_synthetic_scores():
   # by default the guard gives way: of 2 and 3, which reach -8 with every remaining code
   # right, 3 disturbs the rest least; with fallback="target", candidate 0 is kept.
   assert ls.select_on_grid(grid, ls.Rule(margin=8.0, guard=0.95))[:2] == (3, False)
-  assert ls.select_on_grid(grid, ls.Rule(margin=8.0, guard=0.95, fallback="target"))[:2] == (0, False)
+  rule = ls.Rule(margin=8.0, guard=0.95, fallback="target")
+  assert ls.select_on_grid(grid, rule)[:2] == (0, False)
 
 
 def test_select_falls_back_to_paper_criterion_when_nothing_keeps_the_rest():

@@ -1,0 +1,25 @@
+"""The stages of the data flow, bundle in and bundle out: train, forget, evaluate.
+
+``config -> dataset -> train with codes -> Bundle -> forget -> Bundle -> evaluate``. The
+command line and the experiment runners are thin layers over these functions:
+
+* :mod:`.training_run`: :func:`train` a bundle from a config (resumable);
+* :mod:`.forgetting_run`: :func:`forget_bundle`, the move on a bundle, recorded in its
+  history with its warnings;
+* :mod:`.evaluation_run`: :func:`predict`, :func:`evaluate` (per-class accuracy, A_R, E_F).
+"""
+
+from mnemonic_jax import forgetting  # noqa: F401  (workflow.forgetting.forget is what runs)
+from mnemonic_jax.workflow.evaluation_run import Evaluation, evaluate, predict
+from mnemonic_jax.workflow.forgetting_run import (AUTO, check_lambdas, codes_right_before,
+                                                  forget_bundle, forget_warnings,
+                                                  untrained_codes_warnings)
+from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, RESUMABLE_CHANGES,
+                                                TRAIN_FIELDS, finished_run, fit_config,
+                                                merge_pretrained, prepare_images, to_plain,
+                                                train)
+
+__all__ = ["AUTO", "DEFAULT_LOG_EVERY", "Evaluation", "RESUMABLE_CHANGES", "TRAIN_FIELDS",
+           "check_lambdas", "codes_right_before", "evaluate", "finished_run", "fit_config",
+           "forget_bundle", "forget_warnings", "merge_pretrained", "predict",
+           "prepare_images", "to_plain", "train", "untrained_codes_warnings"]
