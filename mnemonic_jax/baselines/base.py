@@ -344,13 +344,18 @@ def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData
 
 def _accuracy(bundle: Bundle, split: Split, batch_size: int = 1024) -> float:
   """Inference-mode accuracy (%) of ``bundle`` on uint8 ``split``."""
-  apply_fn, mean, std = bundle.apply_fn(), bundle.mean, bundle.std
-  hits = jax.jit(lambda params, images, labels: jnp.sum(
-      jnp.argmax(apply_fn(params, normalize(images, mean, std)), -1) == labels))
-  correct = sum(int(hits(bundle.params, jnp.asarray(split.images[i:i + batch_size]),
-                         jnp.asarray(np.asarray(split.labels)[i:i + batch_size])))
+  apply_fn = bundle.apply_fn()
+  mean, std = jnp.asarray(bundle.mean, jnp.float32), jnp.asarray(bundle.std, jnp.float32)
+  labels = np.asarray(split.labels)
+  correct = sum(int(_hits(apply_fn, bundle.params, jnp.asarray(split.images[i:i + batch_size]),
+                          jnp.asarray(labels[i:i + batch_size]), mean, std))
                 for i in range(0, len(split), batch_size))
   return 100.0 * correct / len(split)
+
+
+@jax.jit
+def _hits(apply_fn, params, images, labels, mean, std):
+  return jnp.sum(jnp.argmax(apply_fn(params, normalize(images, mean, std)), -1) == labels)
 
 
 def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
