@@ -69,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   JAX's persistent compilation cache settings (the cache it opened included). Left as
   they are: modules imported, programs compiled in memory, and a multi-process JAX
   runtime the command started (``--coordinator``; it cannot be restarted in-process).
+  Like :class:`warnings.catch_warnings`, which it uses, it is not thread-safe: run one
+  command at a time in a process.
 
   Args:
     argv: the arguments (``sys.argv[1:]`` when None).
