@@ -10,6 +10,7 @@ at the bottom of the package: the exit statuses, the one-line error report and
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.metadata
 import json
 import math
@@ -67,6 +68,15 @@ class _Formatter(argparse.HelpFormatter):
         p if "\n" in p else textwrap.fill(p, width, initial_indent=indent,
                                          subsequent_indent=indent)
         for p in paragraphs)
+
+  def _expand_help(self, action: argparse.Action) -> str:
+    """As argparse's, but the choices are read only if the help names ``%(choices)s``
+    (argparse reads them for every help; ``--move``'s come from the move registry,
+    which imports JAX)."""
+    if action.choices is not None and "%(choices)" not in (action.help or ""):
+      action = copy.copy(action)
+      action.choices = None
+    return super()._expand_help(action)
 
 
 class _Parser(argparse.ArgumentParser):
