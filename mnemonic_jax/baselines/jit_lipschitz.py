@@ -1,8 +1,8 @@
 """``jit-lipschitz``: JiT, zero-shot unlearning by smoothing the model around forget samples.
 
-SOURCE: Foster, Fogarty, Schoepf, Dugue, Ollier, Brintrup, "An Information Theoretic
-Approach to Machine Unlearning" (first titled "Zero-shot machine unlearning at scale via
-Lipschitz regularization"), arXiv 2402.01401, 2024; repository
+SOURCE: Foster et al., "An Information Theoretic Approach to Machine Unlearning" (first
+titled "Zero-shot machine unlearning at scale via Lipschitz regularization"), arXiv
+2402.01401, 2024; repository
 https://github.com/jwf40/Information-Theoretic-Unlearning, files ``src/lipschitz.py``
 (``Lipschitz.modify_weight``, ``AddGaussianNoise``), ``src/forget_full_class_strategies.py``
 (``lipschitz_forgetting``) and ``src/forget_full_class_main.py`` (the numbers).

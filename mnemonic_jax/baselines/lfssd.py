@@ -16,10 +16,11 @@ SSD squares the gradient of the cross-entropy instead). ``I_f`` over the forget 
 over the whole training set (retain + forget), then SSD's rule: where ``I_f > alpha * I_D``
 the weight is multiplied by ``min(lambda * I_D / I_f, 1)``. No label is read.
 
-Published defaults: as SSD's (``lfssd_tuning`` receives the same ``dampening_constant``
-lambda = 1 and ``selection_weighting`` alpha = 10 for ResNet-18, 5 for ViT), minibatches of
-64, the loaders unshuffled and in class order (see :mod:`~mnemonic_jax.baselines.ssd`).
-**These are the defaults here.**
+Defaults: SSD's full-class values (its repository: ``dampening_constant`` lambda = 1,
+``selection_weighting`` alpha = 10 for ResNet-18, 5 for ViT; minibatches of 64, the loaders
+unshuffled and in class order, see :mod:`~mnemonic_jax.baselines.ssd`), which
+``lfssd_tuning`` takes from its calling script as ``ssd_tuning`` does. (The JiT repository's
+random-forgetting script passes alpha = 3.5, lambda = 1 to both for ResNet-18 and ViT.)
 
 Departures: none in the rule; as :func:`~mnemonic_jax.baselines.ssd.minibatch_importance`,
 the last, partial minibatch is padded with weight-0 rows (the same mean over its real rows).

@@ -14,21 +14,22 @@ based Weight Saliency in Both Image Classification and Generation", ICLR 2024 (a
    ``m = 1`` for the ``int(threshold * P)`` largest ``|g|`` of the ``P`` parameters, ``0``
    elsewhere (the paper's ``m_S = 1(|grad| >= gamma)`` with ``gamma`` the median for the
    published ``threshold = 0.5``, the file ``with_0.5.pt`` the README passes).
-2. **Random labelling on the masked weights** (``RL.py``, its CIFAR-10 branch, the one for
-   datasets of 10 classes): each epoch, one pass over the forget set with labels drawn
-   uniformly from *all* classes afresh for every batch (``torch.randint(0, num_classes)``:
-   the true class may be drawn), then one pass over the retain set with true labels; every
-   step's gradient is multiplied by the mask, and the weights outside the mask are held at
-   their starting values (``_restore_masked_params``: also weight decay does not move them).
+2. **Random labelling on the masked weights** (``RL.py``, its branch for CIFAR-10 and SVHN;
+   for CIFAR-100 and TinyImageNet it shuffles both sets together instead): each epoch, one
+   pass over the forget set with labels drawn uniformly from *all* classes afresh for every
+   batch (``torch.randint(0, num_classes)``: the true class may be drawn), then one pass
+   over the retain set with true labels; every step's gradient is multiplied by the mask,
+   and the weights outside the mask are held at their starting values
+   (``_restore_masked_params``: weight decay does not move them either).
    The model is in training mode (BatchNorm on batch statistics).
 
 Published defaults: SGD with momentum 0.9 and weight decay 5e-4 (``impl.py``,
 ``arg_parser.py``), batch 256, 10 epochs, learning rate 0.013 (the README's CIFAR-10
-example), mask threshold 0.5; the learning-rate milestones ``91,136`` do not fall within
-10 epochs. **These are the defaults here.** The paper tunes the learning rate per task
-(the authors quote ``[1e-4, 1e-1]`` for the comparison methods, OPTML-Group/Unlearn-
-WorstCase issue 1); follow-up users report that a too-small rate leaves the forget accuracy
-high (Unlearn-Saliency issues 8, 10, 25).
+example, random 10% forgetting), mask threshold 0.5; the learning-rate milestones
+``91,136`` do not fall within 10 epochs. **These are the defaults here.** The paper tunes
+the learning rate per task (the authors quote ``[1e-4, 1e-1]`` for the comparison methods,
+OPTML-Group/Unlearn-WorstCase issue 1); follow-up users report that a too-small rate leaves
+the forget accuracy high (Unlearn-Saliency issues 8, 10, 25).
 
 Departures: the last batch of each pass is completed from the start of its permutation
 (one batch shape); parameters are ranked with a stable sort (ties keep their order; the
