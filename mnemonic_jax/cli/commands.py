@@ -21,7 +21,7 @@ from typing import Any
 
 from mnemonic_jax import (attach, checkpointing, configs, fisher, forgetting, run_metrics,
                           workflow)
-from mnemonic_jax.cli import paths, report
+from mnemonic_jax.cli import depth, paths, report
 from mnemonic_jax.cli.demo import cmd_demo
 from mnemonic_jax.cli.parser import (
   DEFAULT_LAMBDA1,
@@ -206,20 +206,28 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
   Raises:
     mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
   """
+  depth.check_options(args)
   path = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
   bundle = checkpointing.load_bundle(path)
+  request = depth.request(args, path, bundle) if args.depth else None  # Before any data.
   dataset = args.dataset or bundle.dataset
   if not dataset:
     raise UsageError(f"{path} does not name its training dataset; pass --dataset NAME")
   data_dir, download = _data_source(args, bundle)
   ds = _load_split(dataset, args.split, bundle, data_dir=data_dir, download=download)
+  train = (_load_split(dataset, "train", bundle, data_dir=data_dir, download=download)
+           if request else None)
   ev = workflow.evaluate(bundle, ds.images, ds.labels, progress=show_progress(args))
+  depth_result = depth.run(request, bundle, train, ds, args) if request else None
   forgotten = bundle.forgotten_classes
   names = report.class_names(bundle, bundle.num_classes, ds)
   counts = report.class_counts(ds.labels, bundle.num_classes)
   if args.json:
-    print(json.dumps(report.evaluation_json(str(path), dataset, args.split, len(ds), ev, names,
-                                            counts, forgotten)))
+    result = report.evaluation_json(str(path), dataset, args.split, len(ds), ev, names,
+                                    counts, forgotten)
+    if depth_result is not None:
+      result["depth"] = depth_result
+    print(json.dumps(result))
     return 0
   print(f"{path} on {dataset} {args.split} ({len(ds)} images)")
   print(report.format_table(names, counts, {"accuracy": ev.per_class}, forgotten))
@@ -228,6 +236,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(f"forgotten classes: {', '.join(map(str, forgotten))}")
     print(f"A_R (accuracy on remaining classes, higher is better): {report.fmt(ev.A_R, 2)}")
     print(f"E_F (error on forgotten classes, higher is better):    {report.fmt(ev.E_F, 2)}")
+  if depth_result is not None:
+    print()
+    _print_lines(report.depth_lines(depth_result, dataset, args.split, len(train)))
   return 0
 
 

@@ -203,6 +203,24 @@ def json_object(text: str) -> dict[str, Any]:
   return value
 
 
+#: ``evaluate --depth``'s attack groups (E_F and A_R are always reported).
+DEPTH_GROUPS = ("logits", "features", "relearning", "weights")
+
+
+def depth_attacks(text: str) -> tuple[str, ...]:
+  """Parses ``--depth``'s ``"all"`` or ``"logits,features"`` into groups of
+  :data:`DEPTH_GROUPS`, in that order."""
+  items = {item.strip() for item in text.split(",")}
+  if items == {"all"}:
+    return DEPTH_GROUPS
+  unknown = sorted(items - set(DEPTH_GROUPS))
+  if unknown:
+    raise argparse.ArgumentTypeError(
+        f"unknown attack group {', '.join(map(repr, unknown))}; use all or a comma-separated "
+        f"list of {', '.join(DEPTH_GROUPS)}")
+  return tuple(g for g in DEPTH_GROUPS if g in items)
+
+
 def _add_data_options(p: argparse.ArgumentParser) -> None:
   """``--data-dir`` and ``--download``, for the commands that take ``--dataset``."""
   p.add_argument("--data-dir", type=pathlib.Path, default=None, metavar="DIR",
@@ -349,14 +367,29 @@ def build_parser() -> argparse.ArgumentParser:
   distributed.add_arguments(p)  # --coordinator, --num-processes, --process-id
 
   p = _add_subcommand(
-      sub, "evaluate", "per-class accuracy of a bundle, with A_R and E_F",
+      sub, "evaluate", "per-class accuracy of a bundle, with A_R and E_F; --depth: how deep "
+      "the forgetting went",
       "Evaluates a bundle on a labelled split: per-class accuracy, overall accuracy, and "
       "A_R (accuracy on the remaining classes) and E_F (error on the forgotten classes) "
-      "when its history has forgotten classes.",
+      "when its history has forgotten classes.\n\n"
+      "With --depth, also runs the depth attacks (mnemonic_jax.evaluation) on the classes "
+      "its history forgot, each asking whether the class is still inside the model: one "
+      "constant added to the forgotten logits, input scaling, a linear probe and nearest "
+      "class means on the penultimate features, the prototype attack, head fine-tuning, "
+      "relearning time, CKA of the features and weight distance. They are scored on SPLIT "
+      "(test); the attacker's few labelled images and the probe's come from the train "
+      "split. With --oracle (the model retrained without those classes) it prints the "
+      "oracle's figures, the gaps, the depth goals of issue #19 as pass/fail, and a "
+      "verdict saying whether the forgetting is output-level only; with --original (the "
+      "model forgotten from) also relearning, and CKA and distance to the original.",
       "examples:\n"
       "  mnemonic-jax evaluate --checkpoint runs/digits-no3\n"
       "  mnemonic-jax evaluate --checkpoint runs/fmnist/bundle --dataset fashion_mnist "
-      "--json > eval.json",
+      "--json > eval.json\n"
+      "  mnemonic-jax evaluate --checkpoint runs/digits-no3 --depth "
+      "--oracle runs/digits-oracle3 \\\n"
+      "      --original runs/digits/bundle\n"
+      "  mnemonic-jax evaluate --checkpoint runs/digits-no3 --depth logits,features",
       [common])
   p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="CKPT",
                  help="the bundle to evaluate")
@@ -365,6 +398,26 @@ def build_parser() -> argparse.ArgumentParser:
   _add_data_options(p)
   p.add_argument("--split", default="test", help="split to evaluate on (default: %(default)s)")
   p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+  p.add_argument("--depth", nargs="?", const=DEPTH_GROUPS, default=None, type=depth_attacks,
+                 metavar="ATTACKS",
+                 help="also run the depth attacks on the forgotten classes: all (the "
+                      "default) or some of logits (one constant, input scaling), features "
+                      "(probe, nearest class mean, prototype, head fine-tuning, CKA), "
+                      "relearning (needs --original), weights (distance; needs --oracle or "
+                      "--original), comma-separated")
+  p.add_argument("--oracle", type=pathlib.Path, default=None, metavar="ORACLE",
+                 help="with --depth: the retrain oracle, the same model trained from scratch "
+                      "without the forgotten classes (e.g. the baselines' 'retrain'): its "
+                      "figures, the gaps, the depth goals and the verdict")
+  p.add_argument("--original", type=pathlib.Path, default=None, metavar="ORIGINAL",
+                 help="with --depth: the bundle CKPT was forgotten from (its history does not "
+                      "say where that is), for relearning and CKA and distance to it")
+  p.add_argument("--probe-examples", type=positive_int, default=None, metavar="N",
+                 help="with --depth: training images per class the linear probe is fitted "
+                      "on (default: 500; fewer is faster on a large dataset)")
+  p.add_argument("--relearn-steps", type=positive_int, default=None, metavar="N",
+                 help="with --depth: the most relearning steps per model (default: 500; a "
+                      "level not reached by then is reported as not reached)")
   distributed.add_arguments(p)  # --coordinator, --num-processes, --process-id
 
   p = _add_subcommand(

@@ -7,6 +7,7 @@ accuracies, a forget report's ``to_dict()``); nothing here prints or imports JAX
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -175,3 +176,85 @@ def evaluation_json(checkpoint: str, dataset: str, split: str, num_examples: int
       "A_R": json_number(evaluation.A_R) if forgotten else None,
       "E_F": json_number(evaluation.E_F) if forgotten else None,
   }
+
+
+def _depth_value(value: Any, unit: str) -> str:
+  """A depth figure as text: ``inf`` steps are ``not reached``, JSON's ``"nan"`` ``n/a``."""
+  if value is None:
+    return ""
+  if value in ("inf", "-inf", "nan"):
+    return {"inf": "not reached" if unit == "steps" else "inf", "-inf": "-inf",
+            "nan": "n/a"}[value]
+  return fmt(float(value), {"CKA": 3, "distance": 3, "steps": 0}.get(unit, 1))
+
+
+def _depth_gap(figure: Mapping[str, Any]) -> str:
+  """The gap as text: ``+2.7`` (method - oracle), ``x1.32`` (a ratio), ``n/a``."""
+  gap = figure["gap"]
+  if gap is None:
+    return ""
+  if gap == "nan":
+    return "n/a"
+  if gap in ("inf", "-inf"):
+    text = gap
+  else:
+    text = f"{float(gap):.2f}" if figure["ratio"] else _depth_value(gap, figure["unit"])
+  if figure["ratio"]:
+    return "x" + text
+  return text if text.startswith("-") else "+" + text
+
+
+def depth_lines(depth: Mapping[str, Any], dataset: str, split: str, train_size: int
+                ) -> list[str]:
+  """What ``evaluate --depth`` prints: the attacks, the depth goals, the verdict, notes.
+
+  Args:
+    depth: :func:`mnemonic_jax.cli.depth.run`'s result (``evaluate --json``'s ``depth``).
+    dataset, split: where the attacks were scored.
+    train_size: images of the train split (the attacker's and the probe's).
+
+  Returns:
+    The lines, without newlines: a table of every figure (the bundle's value, and with an
+    oracle its value and the gap; with the original its value), the goals as
+    ``pass``/``FAIL``/``n/a``, the verdict in words, and what was not measured and why.
+  """
+  classes = ", ".join(map(str, depth["classes"]))
+  wrap = lambda text, first, rest: textwrap.wrap(text, 100, initial_indent=first,
+                                                 subsequent_indent=rest)
+  lines = wrap(f"depth of forgetting of class{'es' if len(depth['classes']) > 1 else ''} "
+               f"{classes}: the attacks scored on {dataset} {split}, the attacker's labelled "
+               f"images taken from {dataset} train ({train_size} images)", "", "  ")
+  for entry in depth["forgotten_by"]:
+    acts = f"; acts on the {entry['acts_on']}" if entry["acts_on"] else ""
+    lines.append(f"forgotten by: {entry['by']!r} (class "
+                 f"{', '.join(map(str, entry['classes']))}{acts})")
+  for role in ("oracle", "original"):
+    lines.append(f"{role}: {depth[role] or 'not given (--' + role + ')'}")
+  columns = ["bundle"] + (["oracle", "gap"] if depth["oracle"] else []) + (
+      ["original"] if depth["original"] else [])
+  width = max(len(f["label"]) for f in depth["figures"])
+  head = f"{'attack':<{width}}" + "".join(f"  {c:>11}" for c in columns)
+  lines += ["", head, "-" * len(head)]
+  for f in depth["figures"]:
+    cells = [_depth_value(f["method"], f["unit"])]
+    if depth["oracle"]:
+      cells += [_depth_value(f["oracle"], f["unit"]), _depth_gap(f)]
+    if depth["original"]:
+      cells.append(_depth_value(f["original"], f["unit"]))
+    lines.append(f"{f['label']:<{width}}" + "".join(f"  {c:>11}" for c in cells))
+  lines.append("(%: forgotten-class test images right after the attack; gap: bundle - "
+               "oracle, x: bundle / oracle)")
+  if depth["goals"]:
+    lines += ["", "depth goals of issue #19, against the oracle:"]
+    for g in depth["goals"]:
+      mark = {True: "pass", False: "FAIL", None: "n/a"}[g["passed"]]
+      lines += wrap(g["detail"], f"  {mark:<4}  {g['name']:<12}  ", " " * 22)
+    passed = [g for g in depth["goals"] if g["passed"] is not None]
+    lines.append(f"  {sum(g['passed'] for g in passed)} of {len(passed)} goals met")
+  lines += [""] + wrap(depth["verdict"]["text"], "verdict: ", "  ")
+  if depth["skipped"]:
+    lines += ["", "not measured:"]
+    for name, why in depth["skipped"].items():
+      lines += wrap(why, f"  {name}: ", "    ")
+  return lines
+
