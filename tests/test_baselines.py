@@ -12,10 +12,11 @@ import mnemonic_jax as mj
 from mnemonic_jax import baselines
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
+from mnemonic_jax.forgetting import moves
 
 NAMES = ("retrain", "finetune", "neggrad", "neggrad+", "random-labels", "ssd", "ssd-exact",
          "fisher", "unsir", "scrub", "salun", "l1-sparse", "bad-teacher", "boundary-shrink",
-         "lfssd", "jit-lipschitz", "svd-projection", "mnemonic", "mnemonic-auto",
+         "lfssd", "jit-lipschitz", "svd-projection",
          *(move.baseline for move in mj.MOVES.values()))
 
 
@@ -69,7 +70,7 @@ def test_data_is_checked_against_what_the_method_needs(tiny_digits_bundle):
   with pytest.raises(ValueError, match="retain set holds labels \\[3\\]"):
     baselines.unlearn("finetune", bundle, [3], swapped)
   with pytest.raises(ValueError, match="takes a FinetuneConfig"):
-    baselines.unlearn("finetune", bundle, [3], data, mnemonic_lib.MnemonicConfig())
+    baselines.unlearn("finetune", bundle, [3], data, moves.Bias())
 
 
 @pytest.mark.parametrize("name", ["mnemonic", "mnemonic-auto"])
@@ -96,7 +97,7 @@ def test_fixed_lambdas_come_from_the_config_or_the_bundle(tiny_digits_bundle):
   assert (report.details["lambda1"], report.details["lambda2"]) == (
       bundle.config["lambda1"], bundle.config["lambda2"])
   _, report = baselines.unlearn("mnemonic", bundle, [3],
-                                config=mnemonic_lib.MnemonicConfig(lambda1=1e-4, lambda2=1.0))
+                                config=moves.Algorithm2(lambda1=1e-4, lambda2=1.0))
   assert (report.details["lambda1"], report.details["lambda2"]) == (1e-4, 1.0)
   with pytest.raises(ValueError, match="needs a number for lambda1"):
     baselines.unlearn("mnemonic", bundle.replace(config={}), [3])
@@ -105,7 +106,7 @@ def test_fixed_lambdas_come_from_the_config_or_the_bundle(tiny_digits_bundle):
 def test_a_non_finite_result_is_refused(tiny_digits_bundle):
   bundle, _, _ = tiny_digits_bundle
 
-  @base.register("test-diverges", mnemonic_lib.MnemonicConfig, data="none", reference="test")
+  @base.register("test-diverges", moves.Bias, data="none", reference="test")
   def diverges(bundle, classes, data, config, key):
     return base.Outcome(jax.tree.map(lambda p: p * jnp.nan, bundle.params), bundle.batch_stats)
 

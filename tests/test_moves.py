@@ -56,7 +56,8 @@ def forget_margin_grad(apply_fn, params, codes):
   return jax.grad(summed)(params)
 
 
-@pytest.mark.parametrize("name", ["bias", "signed", "head", "steps", "shrink", "shrink+bias"])
+@pytest.mark.parametrize("name", ["bias", "project", "signed", "head", "steps", "shrink",
+                                  "shrink+bias"])
 def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
   apply_fn, params, codes = tanh_model
   new, report = mj.forget(apply_fn, params, codes, FORGET,
@@ -74,8 +75,10 @@ def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
     mask = directional.concentrated_layers(mj.fisher_ratio(f_forget, f_remain))
     flat = jax.tree_util.tree_flatten_with_path(mask)[0]
     assert changed <= {jax.tree_util.keystr(p) for p, m in flat if m}
-  elif report.acts_on == "output layer":
+  elif name == "bias":
     assert changed == {"['Dense_1']['bias']"}
+  elif name == "project":
+    assert changed == {"['Dense_1']['bias']", "['Dense_1']['kernel']"}
 
 
 def test_bias_lowers_only_the_forgotten_entries_of_the_output_bias(tanh_model):
@@ -103,6 +106,17 @@ def test_shrink_moves_the_head_towards_zero(tanh_model):
   w0, w1 = np.asarray(params["Dense_1"]["kernel"]), np.asarray(new["Dense_1"]["kernel"])
   nz = w1 != w0
   assert nz.any() and np.all(np.sign(w1 - w0)[nz] == -np.sign(w0)[nz])
+
+
+def test_project_puts_the_forgotten_head_row_in_the_span_of_the_others(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Project(Rule(MARGIN)))
+  kernel = np.asarray(new["Dense_1"]["kernel"], np.float64)
+  others = kernel[:, REST]
+  coef, *_ = np.linalg.lstsq(others, kernel[:, FORGET], rcond=None)
+  np.testing.assert_allclose(others @ coef, kernel[:, FORGET], atol=1e-5)
+  np.testing.assert_array_equal(kernel[:, REST], np.asarray(params["Dense_1"]["kernel"])[:, REST])
+  assert [s.target for s in report.details.steps] == [0.0, MARGIN]
 
 
 def test_dampen_only_scales_parameters_down(tanh_model):
@@ -143,8 +157,8 @@ def test_the_default_move_is_bias(tanh_model):
 
 
 def test_the_registry_is_the_one_source_of_names():
-  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "signed", "head", "steps",
-                              "shrink", "shrink+bias", "dampen"}
+  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "project", "signed", "head",
+                              "steps", "shrink", "shrink+bias", "dampen"}
   methods = baselines.available_methods()
   for cls in moves.MOVES.values():
     assert cls.acts_on in moves.ACTS_ON and cls.summary

@@ -6,6 +6,7 @@ name                      acts on              module
 ``algorithm2``            all layers           :mod:`.algorithm2` (the paper, given lambdas)
 ``paper``                 all layers           :mod:`.paper` (the paper, lambdas searched)
 ``bias``                  output layer         :mod:`.bias`
+``project``               output layer         :mod:`.project`
 ``signed``, ``steps``     all layers           :mod:`.directional`
 ``head``, ``shrink``,     concentrated layers  :mod:`.directional`
 ``shrink+bias``
@@ -13,14 +14,15 @@ name                      acts on              module
 ========================  ===================  =============================================
 """
 
-from mnemonic_jax.forgetting.moves import algorithm2, bias, dampen, directional, paper
+from mnemonic_jax.forgetting.moves import algorithm2, bias, dampen, directional, paper, project
 from mnemonic_jax.forgetting.moves.algorithm2 import Algorithm2
 from mnemonic_jax.forgetting.moves.base import ACTS_ON, MOVES, Move, Moved, get, register
 from mnemonic_jax.forgetting.moves.bias import Bias
 from mnemonic_jax.forgetting.moves.dampen import Dampen
 from mnemonic_jax.forgetting.moves.directional import Head, Shrink, ShrinkBias, Signed, Steps
 from mnemonic_jax.forgetting.moves.paper import Paper
+from mnemonic_jax.forgetting.moves.project import Project
 
 __all__ = ["ACTS_ON", "MOVES", "Algorithm2", "Bias", "Dampen", "Head", "Move", "Moved", "Paper",
-           "Shrink", "ShrinkBias", "Signed", "Steps", "algorithm2", "bias", "dampen",
-           "directional", "get", "paper", "register"]
+           "Project", "Shrink", "ShrinkBias", "Signed", "Steps", "algorithm2", "bias", "dampen",
+           "directional", "get", "paper", "project", "register"]

@@ -63,6 +63,9 @@ class StepDetails:
 class Phase(abc.ABC):
   """One phase of a step-grid move: scores its grid, then applies the chosen ``t``."""
 
+  #: The phase's own step grid (None: the move's).
+  grid: tuple[float, ...] | None = None
+
   @abc.abstractmethod
   def scores(self, params: PyTree, request: prim.Request, ts: np.ndarray
              ) -> tuple[prim.CodeScores, tuple[jax.Array, ...], PyTree, Any]:
@@ -95,9 +98,10 @@ def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Pha
   Raises:
     ValueError: a bad grid, or a result that is not finite.
   """
-  ts = check_grid(grid)
+  move_ts = check_grid(grid)
   steps, layers, current = [], set(), params
   for phase, target in phases:
+    ts = move_ts if phase.grid is None else check_grid(phase.grid)
     before, grid_scores, mask, state = phase.scores(current, request, ts)
     fa, ra, fm, rm = (np.asarray(v, np.float64) for v in grid_scores)
     chosen = select(forget_accuracy=fa, remain_accuracy=ra, forget_margin=fm,
