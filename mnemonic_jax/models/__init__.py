@@ -7,6 +7,7 @@ images and returns logits; models with BatchNorm keep their statistics in the
 
 import importlib
 import importlib.util
+import importlib.machinery
 import os
 import sys
 from functools import partial
@@ -52,9 +53,19 @@ def _source_of(module: str | None, file: str | None) -> dict[str, str]:
   if not module or module == "__main__" or not file:
     return {}
   loaded = sys.modules.get(module)
-  if loaded is not None and getattr(loaded, "__file__", None) == file:
+  if loaded is not None and getattr(loaded, "__file__", None) == file and _importable(module, file):
     return {"import": module}
   return {"file": os.path.abspath(file)}
+
+
+def _importable(module: str, file: str) -> bool:
+  """Whether a fresh process finds ``module`` at ``file`` by its name (a config file that
+  ml_collections loads by path under a made-up module name is not)."""
+  if "." in module:
+    return True  # Inside a package, which was itself found by name.
+  spec = importlib.machinery.PathFinder.find_spec(module)
+  return spec is not None and spec.origin is not None and (
+      os.path.abspath(spec.origin) == os.path.abspath(file))
 
 
 def model_source(name: str) -> dict[str, str]:
