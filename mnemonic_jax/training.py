@@ -285,26 +285,26 @@ def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitCon
 
 
 class MetricsWindow:
-  """Sums step metrics on the device (one jitted add per step, no wait); :meth:`mean`
-  reads their means over the steps added since the last call, and resets."""
+  """Keeps the step metrics of a window (device arrays: no dispatch, no wait per step);
+  :meth:`mean` reads their means over the steps added since the last call, in one
+  jitted reduction, and resets."""
 
   def __init__(self):
-    self._sum, self._count = None, 0
+    self._steps: list[Metrics] = []
 
   def add(self, step_metrics: Metrics) -> None:
-    self._sum = dict(step_metrics) if self._sum is None else _add_metrics(self._sum,
-                                                                          step_metrics)
-    self._count += 1
+    self._steps.append(step_metrics)
 
   def mean(self) -> dict[str, float]:
-    total, count = self._sum or {}, max(self._count, 1)
-    self._sum, self._count = None, 0
-    return {k: float(v) / count for k, v in total.items()}
+    steps, self._steps = self._steps, []
+    if not steps:
+      return {}
+    return {k: float(v) for k, v in _mean_metrics(steps).items()}
 
 
 @jax.jit
-def _add_metrics(a: Metrics, b: Metrics) -> Metrics:
-  return jax.tree.map(jnp.add, a, b)
+def _mean_metrics(steps: list[Metrics]) -> Metrics:
+  return jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *steps)
 
 
 def fit(
