@@ -23,13 +23,18 @@ Usage::
    the plain model's config on the retain set), for the seconds that attaching is set
    against, and the oracle's A_R and E_F.
 
-Every step is cached (a rerun skips done work and only rebuilds the report). Outputs:
-``<out>/attach_codes.md`` (the command and the machine at the top) and ``.json``.
+Every step is cached, keyed on what changes its result (:func:`attach_key`: the plain
+model's config but its bookkeeping fields, the attaching's epochs, t_mix and seed, the
+class, the move's settings, the library version; :mod:`experiments.run_cache`): a rerun
+reuses a step only on an equal key, computes the others, says how many of each, and
+rebuilds the report. Outputs: ``<out>/attach_codes.md`` (the command and where its runs
+were computed at the top) and ``.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import pathlib
@@ -41,9 +46,9 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import common
-from mnemonic_jax import attach, baselines, checkpointing, metrics, workflow
-from mnemonic_jax.forgetting import DEFAULT_RULE
+from experiments import common, run_cache
+from mnemonic_jax import attach, baselines, checkpointing, forgetting, metrics, workflow
+from mnemonic_jax.forgetting.criterion import Rule
 from mnemonic_jax.data import load_dataset
 
 REPORT = "attach_codes"
@@ -80,26 +85,104 @@ def _write_json(path: pathlib.Path, record: Any) -> None:
   tmp.replace(path)
 
 
-def attached_model(plain, epochs: int, args, cache: pathlib.Path, runs: pathlib.Path, train,
-                   test, progress: bool):
+def plain_edit(config) -> None:
+  """What this runner makes of a loaded config: the plain model (``t_mix`` 0, name
+  ``<name>_plain``, no ``baselines``)."""
+  config.t_mix = 0.0
+  config.name = f"{config.name}_plain"
+  if "baselines" in config:
+    with config.unlocked():
+      del config["baselines"]
+
+
+#: The default settings of the one move this runner makes (lambdas searched on the codes).
+MOVE = "paper"
+#: The defaults of --t-mix and --seed: those of every run file written before keys.
+LEGACY_ATTACH = {"t_mix": attach.DEFAULT_T_MIX, "seed": 0}
+
+
+def attach_key(plain: dict[str, Any], step: str, *, attached: dict[str, Any] | None = None,
+               classes: Sequence[int] = (), move: Any = None,
+               version: str = run_cache.VERSION) -> dict[str, Any]:
+  """Everything that changes the result of one step of this runner.
+
+  Args:
+    plain: :func:`experiments.run_cache.config_key` of the plain model's config.
+    step: ``attach``, ``forget`` or ``retrain``.
+    attached: the attaching (``{"epochs", "t_mix", "seed"}``) of the model attached to or
+      forgotten from; ``None`` for the plain model with its own codes.
+    classes: the class forgotten or retrained without.
+    move: the move's settings (:func:`experiments.run_cache.settings`) of a ``forget``.
+    version: the library version.
+  """
+  key = {"runner": "experiments.attach_codes", "version": version, "config": plain,
+         "step": step, "attached": attached, "classes": [int(c) for c in classes]}
+  if step == "forget":
+    key["move"] = move
+  if step == "retrain":
+    key["retrain"] = run_cache.settings(baselines.retrain.RetrainConfig())
+  return key
+
+
+def _attaching(epochs: int, t_mix: float, seed: int) -> dict[str, Any]:
+  return {"epochs": int(epochs), "t_mix": float(t_mix), "seed": int(seed)}
+
+
+def attached_model(plain, epochs: int, args, cache: pathlib.Path, store: run_cache.RunCache,
+                   keys: "Keys", train, test, progress: bool):
   """The plain model with codes attached for ``epochs`` epochs (cached), and its record."""
-  key = f"attach-e{epochs}-t{args.t_mix:g}-s{args.seed}"
-  path, record_path = cache / key / "bundle", runs / f"{key}.json"
-  if path.exists() and record_path.exists():
-    return checkpointing.load_bundle(path), json.loads(record_path.read_text())
+  stem = f"attach-e{epochs}-t{args.t_mix:g}-s{args.seed}"
+  attaching = _attaching(epochs, args.t_mix, args.seed)
+  key = attach_key(keys.plain, "attach", attached=attaching)
+  # A record written before keys has its bundle in <stem>/; a keyed one in <stem>-<digest>/.
+  where = lambda record: cache / (f"{stem}-{run_cache.digest(key)}" if "cache_key" in record
+                                  else stem) / "bundle"
+  record = store.get(stem, key, lambda r: attach_key(
+      keys.legacy(), "attach", attached=attaching, version=run_cache.LEGACY_VERSION),
+      usable=lambda r: where(r).exists())
+  if record is not None:
+    return checkpointing.load_bundle(where(record)), record
   bundle, report = attach.attach_codes(
       plain, train.images, train.labels, epochs=epochs, t_mix=args.t_mix, seed=args.seed,
       test=(test.images, test.labels), dataset=plain.dataset, progress=progress)
-  checkpointing.save_bundle(path, bundle, force=True)
-  record = dict(report.to_dict(), key=key)
-  _write_json(record_path, record)
-  return bundle, record
+  record = dict(report.to_dict(), key=stem)
+  record["cache_key"] = key  # Where the bundle goes.
+  checkpointing.save_bundle(where(record), bundle, force=True)
+  return bundle, store.put(stem, key, record)
+
+
+class Keys:
+  """The plain model's config as key, and the one run files written before keys had."""
+
+  def __init__(self, spec: str, config, cache: pathlib.Path):
+    self.plain = run_cache.config_key(config)
+    self._legacy = lambda: common.legacy_config(spec, cache, "plain", int(config.seed),
+                                                edit=plain_edit)
+
+  def legacy(self) -> dict[str, Any]:
+    return self._legacy()
+
+
+def legacy_forget_key(keys: Keys, record: dict[str, Any]) -> dict[str, Any] | None:
+  """The key of a forgetting run file written before keys: the model it names (``none``
+  or ``e<K>``, attached with the default --t-mix and --seed), the paper move with the
+  rule it records (a missing field read as its default)."""
+  try:
+    model, classes, rule = record["model"], record["classes"], record["rule"]
+    attached = None if model == NONE else _attaching(int(model[1:]), **LEGACY_ATTACH)
+  except (KeyError, TypeError, ValueError):
+    return None
+  if not isinstance(rule, dict):
+    return None
+  move = forgetting.MOVES[MOVE](rule=Rule(**{**dataclasses.asdict(Rule()), **rule}))
+  return attach_key(keys.legacy(), "forget", attached=attached, classes=classes,
+                    move=run_cache.settings(move), version=run_cache.LEGACY_VERSION)
 
 
 def forget_run(bundle, model: str, c: int, test, before_logits, plain_logits
                ) -> dict[str, Any]:
   """Forgets class ``c`` from ``bundle`` with the data-free search; measured on ``test``."""
-  new, report = workflow.forget_bundle(bundle, [c], move="paper")  # Lambdas searched.
+  new, report = workflow.forget_bundle(bundle, [c], move=MOVE)  # Lambdas searched.
   entry = new.history[-1]
   ev = workflow.evaluate(new, test.images, test.labels)
   before = metrics.forgetting_metrics(before_logits, test.labels, [c])
@@ -261,11 +344,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   command = "python -m experiments.attach_codes " + " ".join(shlex.quote(a) for a in argv)
   config, variant = common.load_config(args.config)
-  config.t_mix = 0.0
-  config.name = f"{config.name}_plain"
-  if "baselines" in config:
-    with config.unlocked():
-      del config["baselines"]
+  plain_edit(config)
   name = common.run_name(config, variant)
   epochs = _positive_ints(args.epochs, "--epochs")
   if not 0.0 < args.t_mix <= 1.0:
@@ -278,9 +357,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   out = pathlib.Path(args.out)
   cache, runs = out / "cache" / name, out / "runs" / name
   runs.mkdir(parents=True, exist_ok=True)
+  store = run_cache.RunCache(runs, common.machine_line())
+  keys = Keys(args.config, config, cache)
 
   start = time.perf_counter()
-  plain, train_seconds = common.train_or_load(config, cache / "plain", progress)
+  plain, train_seconds = common.trained_model(config, cache, "plain", progress)
   train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
   plain_ev = workflow.evaluate(plain, test.images, test.labels)
   plain_info = {"accuracy": plain_ev.accuracy, "train_seconds": train_seconds,
@@ -288,41 +369,44 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   print(f"plain model: {plain_ev.accuracy:.2f}% ({time.perf_counter() - start:.0f} s)",
         flush=True)
 
-  models = {NONE: (plain, plain_ev.logits)}
+  models = {NONE: (plain, plain_ev.logits, None)}
   attached = {}
   for k in epochs:
-    bundle, record = attached_model(plain, k, args, cache, runs, train, test, progress)
+    bundle, record = attached_model(plain, k, args, cache, store, keys, train, test, progress)
     attached[k] = record
-    models[f"e{k}"] = (bundle, workflow.evaluate(bundle, test.images, test.labels).logits)
+    models[f"e{k}"] = (bundle, workflow.evaluate(bundle, test.images, test.labels).logits,
+                       _attaching(k, args.t_mix, args.seed))
     print(f"attached K={k}: {record['seconds']:.1f} s, test {record['test_accuracy_after']:.2f}%"
           f", codes {record['codes_accuracy_after']:.1f} ({time.perf_counter() - start:.0f} s)",
           flush=True)
 
   records = []
+  move = run_cache.settings(forgetting.MOVES[MOVE]())
   plan = [(m, c) for m in models for c in classes]
   bar = tqdm(plan, desc="forget", unit="run", disable=not progress)
   for model, c in bar:
-    path = runs / f"{model}-c{c}.json"
-    if path.exists():
-      cached = json.loads(path.read_text())
-      if common.same_rule(cached.get("rule"), DEFAULT_RULE):  # Else stale: another rule.
-        records.append(cached)
-        continue
-    bundle, logits = models[model]
-    record = forget_run(bundle, model, c, test, logits, plain_ev.logits)
-    _write_json(path, record)
+    stem = f"{model}-c{c}"
+    key = attach_key(keys.plain, "forget", attached=models[model][2], classes=[c], move=move)
+    record = store.get(stem, key, lambda r: legacy_forget_key(keys, r))
+    if record is None:
+      bundle, logits, _ = models[model]
+      record = store.put(stem, key, forget_run(bundle, model, c, test, logits, plain_ev.logits))
     records.append(record)
   bar.close()
   print(f"forgetting done ({time.perf_counter() - start:.0f} s)", flush=True)
 
   retrains = []
   for c in retrain:
-    path = runs / f"retrain-c{c}.json"
-    if not path.exists():
-      _write_json(path, retrain_run(plain, c, train, test, progress))
-    retrains.append(json.loads(path.read_text()))
+    stem = f"retrain-c{c}"
+    key = attach_key(keys.plain, "retrain", classes=[c])
+    record = store.get(stem, key, lambda r, c=c: attach_key(
+        keys.legacy(), "retrain", classes=[c], version=run_cache.LEGACY_VERSION))
+    if record is None:
+      record = store.put(stem, key, retrain_run(plain, c, train, test, progress))
+    retrains.append(record)
     print(f"retrained without class {c}: {retrains[-1]['seconds']:.0f} s "
           f"({time.perf_counter() - start:.0f} s)", flush=True)
+  print(f"experiments.attach_codes: {store.summary()} ({runs})", file=sys.stderr)
 
   return write_report(out, command, config, plain_info, attached, records, retrains, classes,
                       list(test.info.class_names), args.t_mix)

@@ -1,19 +1,23 @@
 """What the experiment runners share: configs, the cached model, evaluation, report cells.
 
-The bottom layer of ``experiments``: it imports the library and nothing else of
-``experiments``, so every runner can import it. The runners form layers above it, each
-importing only those below (``python -m experiments.import_graph`` checks it)::
+The bottom layer of ``experiments`` but for :mod:`experiments.run_cache` (the run files'
+keys, which imports nothing of ``experiments``): it imports the library and that, so every
+runner can import it. The runners form layers above it, each importing only those below
+(``python -m experiments.import_graph`` checks that there is no cycle)::
 
-  common  <-  plots  <-  compare  <-  table
-  common  <-  robust <-  alignment
-  common  <-  attach_codes, bench_forget, bench_search
+  run_cache  <-  common  <-  plots  <-  compare  <-  table
+                 common  <-  robust <-  alignment
+                 common  <-  attach_codes, bench_forget, bench_search
   bench_fisher  <-  gpu_check
 
 What lives here: the user-error exit (:func:`fail`), the config loader of the runners,
-class arguments, the trained-and-cached bundle of one seed (:func:`train_or_load`,
-:func:`seed_context`), the measurements of a forgotten model (:func:`measure`), the cells
-of the reports (:func:`mean_std`, :func:`set_label`, :func:`machine_line`, relearning
-medians) and the benchmarks' timing (:func:`median_seconds`, :func:`emit`).
+class arguments, the trained-and-cached bundle of one seed (:func:`trained_model`,
+:func:`train_or_load`, :func:`seed_context`; a trained model is keyed on the config fields
+that change training, so another config trains beside it, never reuses it), the key a
+run was computed with when its file predates keys (:func:`legacy_config`), the
+measurements of a forgotten model (:func:`measure`), the cells of the reports
+(:func:`mean_std`, :func:`set_label`, :func:`machine_line`, relearning medians) and the
+benchmarks' timing (:func:`median_seconds`, :func:`emit`).
 """
 
 import dataclasses
@@ -29,16 +33,20 @@ from typing import Any, Callable, NoReturn, Sequence
 import jax
 import numpy as np
 
-from mnemonic_jax import checkpointing, configs, fisher, metrics, mia, workflow
+from experiments import run_cache
+from experiments.run_cache import FORGET_FIELDS, NEUTRAL_FIELDS, config_key  # noqa: F401
+from mnemonic_jax import checkpointing, configs, errors, fisher, metrics, mia, workflow
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 
 #: Goal of a forgetting run: E_F = 100 and A_R at most this many points below before.
 GOAL_A_R_DROP = 1.0
 
-#: Config fields that do not change the trained parameters (logging, where the data is read
-#: from, how often a resumable checkpoint is written): a cached bundle that differs only in
-#: these (e.g. trained before a field existed) is reused.
-NEUTRAL_FIELDS = frozenset({"log_every", "download", "data_dir", "checkpoint_every"})
+#: ``--train-cap`` and ``--mia-cap`` of the table when not given (and of every run file
+#: written before runs recorded their key: no committed command set them).
+TRAIN_CAP, MIA_CAP = 10000, 2000
+
+# NEUTRAL_FIELDS (never part of a key) and FORGET_FIELDS (part of a run's key, not of its
+# trained model's) are defined in run_cache and read from here by the runners.
 
 
 # ----------------------------------------------------------------------------------------
@@ -149,7 +157,8 @@ def same_rule(recorded: dict[str, Any] | None, rule: Rule) -> bool:
 
 
 def run_key(seed: int, classes: Sequence[int], mode: str) -> str:
-  """A run's cache file stem: ``seed<seed>-c<c1>_<c2>-<mode>``."""
+  """A run's cache file stem: ``seed<seed>-c<c1>_<c2>-<mode>`` (the file adds the digest of
+  the run's key: :class:`experiments.run_cache.RunCache`)."""
   return f"seed{seed}-c{'_'.join(str(c) for c in classes)}-{mode}"
 
 
@@ -169,39 +178,150 @@ class SeedContext:
   apply_fn: Any
 
 
+def training_diff(config, trained: dict[str, Any]) -> list[str]:
+  """The fields that change training in which ``config`` and a bundle's config differ.
+
+  :data:`NEUTRAL_FIELDS` and :data:`FORGET_FIELDS` aside: a bundle trained with other
+  forgetting lambdas is the same trained model.
+  """
+  want = config_key(config, training_only=True)
+  have = config_key(trained, training_only=True)
+  return sorted(k for k in set(want) | set(have) if want.get(k) != have.get(k))
+
+
+def _adopt(bundle, config):
+  """``bundle`` with the forgetting fields of ``config`` in its config (in memory only).
+
+  A method that reads its settings from the bundle's config (``mnemonic``: the lambdas)
+  then reads this run's, not those of the run that trained the model.
+  """
+  plain = json.loads(json.dumps(workflow.to_plain(config), default=str))
+  merged = {k: v for k, v in bundle.config.items() if k not in FORGET_FIELDS}
+  merged.update({k: v for k, v in plain.items() if k in FORGET_FIELDS})
+  return bundle.replace(config=merged)
+
+
+def _recorded_seconds(workdir: pathlib.Path) -> float | None:
+  record = workdir / "train_seconds.json"
+  try:
+    return json.loads(record.read_text())["train_seconds"] if record.exists() else None
+  except (OSError, ValueError, KeyError, TypeError):
+    return None
+
+
 def train_or_load(config, workdir: pathlib.Path, progress: bool) -> tuple[Any, float | None]:
   """The cached bundle of ``config`` in ``workdir``, trained (or resumed) if missing.
 
   Returns:
     ``(bundle, seconds)``: ``seconds`` is the training time, ``None`` when it is not known
-    (a resumed run, or a cache without its record).
+    (a resumed run, or a cache without its record). A cached bundle comes back with this
+    config's forgetting fields (:func:`_adopt`).
 
   Raises:
     SystemExit: the cached bundle was trained with another config, apart from
-      :data:`NEUTRAL_FIELDS` (exit status 2).
+      :data:`NEUTRAL_FIELDS` and :data:`FORGET_FIELDS`, or the workdir holds an unfinished
+      run of another config (exit status 2).
   """
   record = workdir / "train_seconds.json"
   if (workdir / "bundle").exists():
     bundle = checkpointing.load_bundle(workdir / "bundle")
-    want = json.loads(json.dumps(workflow.to_plain(config)))
-    have = json.loads(json.dumps(bundle.config))
-    diff = sorted(k for k in set(want) | set(have)
-                  if want.get(k) != have.get(k) and k not in NEUTRAL_FIELDS)
+    diff = training_diff(config, bundle.config)
     if diff:
       fail(
           f"{workdir / 'bundle'} was trained with another config (differs in {diff}); "
           "delete that directory or pass another --out")
-    seconds = json.loads(record.read_text())["train_seconds"] if record.exists() else None
-    return bundle, seconds
+    return _adopt(bundle, config), _recorded_seconds(workdir)
   resumed = (workdir / "train").exists()
   start = time.perf_counter()
-  bundle = workflow.train(config, workdir, progress=progress)
+  try:
+    bundle = workflow.train(config, workdir, progress=progress)
+  except errors.BadRequest as e:  # E.g. an unfinished run of another config in workdir.
+    fail(str(e))
   seconds = time.perf_counter() - start
   # A resumed run's time covers only its last part: not reported as training time.
   record.write_text(json.dumps({"train_seconds": None if resumed else seconds,
                                 "call_seconds": seconds, "resumed": resumed,
                                 "epochs": config.epochs}))
   return bundle, None if resumed else seconds
+
+
+def model_dirs(base: pathlib.Path, name: str, config) -> tuple[pathlib.Path, pathlib.Path]:
+  """``(base/name, base/name-<digest>)``: where a trained model of ``config`` may live.
+
+  The first is the directory of the first model trained under that name (and of every
+  model cached before models were keyed); a model of another training config goes to the
+  second, named by the digest of its training fields.
+  """
+  key = config_key(config, training_only=True)
+  return base / name, base / f"{name}-{run_cache.digest(key)}"
+
+
+def trained_model(config, base: pathlib.Path, name: str, progress: bool, train: bool = True
+                  ) -> tuple[Any, float | None]:
+  """The bundle of ``config`` cached under ``base`` (:func:`model_dirs`), trained if missing.
+
+  Args:
+    config: the model's config (its seed set).
+    base: the cache folder of the runner's config name, e.g. ``<out>/cache/<name>``.
+    name: the model's directory name, e.g. ``seed0``.
+    progress: show the training progress bar.
+    train: train a missing model (else return ``(None, None)``).
+
+  Returns:
+    ``(bundle, seconds)`` as :func:`train_or_load`.
+  """
+  first, keyed = model_dirs(base, name, config)
+  for workdir in (first, keyed):
+    if (workdir / "bundle").exists():
+      bundle = checkpointing.load_bundle(workdir / "bundle")
+      if not training_diff(config, bundle.config):
+        return _adopt(bundle, config), _recorded_seconds(workdir)
+  if not train:
+    return None, None
+  workdir = keyed if (first / "bundle").exists() else first
+  return train_or_load(config, workdir, progress)
+
+
+_LEGACY_CONFIGS: dict[tuple[Any, ...], dict[str, Any]] = {}
+
+
+def legacy_config(spec: str, base: pathlib.Path, name: str, seed: int,
+                  edit: Callable[[Any], None] | None = None) -> dict[str, Any]:
+  """The config a run file written before keys was computed with, as key.
+
+  Such files were written by runners that trained the model of ``base/name`` (the first
+  directory of :func:`model_dirs`) and refused to run with any config but that model's
+  (the :data:`NEUTRAL_FIELDS` aside; ``baselines`` was not compared): where that bundle
+  is cached, its config is the evidence; the fields it lacks, and every field where no
+  bundle is cached (the committed results keep no bundles), are those of the runner's
+  spec with no override, which every committed report's command used.
+
+  Args:
+    spec: the runner's ``--config`` (its overrides are not applied).
+    base: the cache folder of the runner's config name.
+    name: the model's directory name, e.g. ``seed0``.
+    seed: the run's seed.
+    edit: changes the runner makes to a loaded config (``attach_codes``: ``t_mix = 0``).
+
+  Returns:
+    :func:`~experiments.run_cache.config_key` of that config, ``seed`` set (a copy).
+  """
+  path = base / name / "bundle"
+  memo = (spec, str(path.absolute()), seed, edit)
+  if memo not in _LEGACY_CONFIGS:
+    config, _ = load_config(spec)
+    if edit is not None:
+      edit(config)
+    plain = config_key(config, seed)
+    if path.exists():
+      try:
+        trained = checkpointing.load_bundle(path).config
+      except checkpointing.CheckpointError:
+        trained = None
+      if trained is not None:
+        plain.update({k: v for k, v in config_key(trained, seed).items() if k != "baselines"})
+    _LEGACY_CONFIGS[memo] = plain
+  return json.loads(json.dumps(_LEGACY_CONFIGS[memo]))
 
 
 def train_subset(num: int, cap: int | None, seed: int = 0) -> np.ndarray:
@@ -215,7 +335,8 @@ def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_im
                  progress: bool) -> SeedContext:
   """The trained (cached) bundle of ``seed`` and its predictions before forgetting.
 
-  The bundle lives in ``<out>/cache/<name>/seed<seed>`` (see :func:`train_or_load`);
+  The bundle lives in ``<out>/cache/<name>/seed<seed>`` (or ``seed<seed>-<digest>`` for
+  another training config: :func:`trained_model`);
   ``config.baselines`` (how the baselines run) is not part of the trained model's config.
   """
   seed_config = config.copy_and_resolve_references()
@@ -223,7 +344,7 @@ def seed_context(config, seed: int, out: pathlib.Path, name: str, test, train_im
   if "baselines" in seed_config:  # How the baselines run is not how the model trains.
     with seed_config.unlocked():
       del seed_config["baselines"]
-  bundle, seconds = train_or_load(seed_config, out / "cache" / name / f"seed{seed}", progress)
+  bundle, seconds = trained_model(seed_config, out / "cache" / name, f"seed{seed}", progress)
   return SeedContext(
       seed=seed, bundle=bundle, train_seconds=seconds,
       test_logits=workflow.predict(bundle, test.images),

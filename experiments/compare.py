@@ -19,8 +19,12 @@ distance to the oracle of the same seed and classes.
 ``--inputs`` adds the codes ablation: the ``mnemonic`` methods again, their Fishers and
 code scores computed from other inputs (:func:`mnemonic_jax.baselines.mnemonic.fisher_inputs`).
 
-Every run is one JSON file in ``<out>/runs/<name>/methods/`` (a rerun skips it); the
-report is ``<out>/<name>_baselines.{md,csv,json}`` (``--report`` names another) with plots
+Every run is one JSON file in ``<out>/runs/<name>/methods/``, keyed on everything that
+changes its result (:func:`method_key`: the config but its bookkeeping fields, the seed,
+the classes, the method, its settings with their defaults, ``--inputs``, ``--data``,
+whether and how relearning is measured, the caps, the library version); a rerun reuses a
+run only on an equal key and says how many it reused and computed. The report is
+``<out>/<name>_baselines.{md,csv,json}`` (``--report`` names another) with plots
 ``<name>_baselines_*.png``.
 """
 
@@ -31,14 +35,17 @@ import dataclasses
 import datetime
 import json
 import pathlib
+import sys
+import types
 from typing import Any, Sequence
 
 import jax
+import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import common, plots
-from mnemonic_jax import baselines, relearning, workflow
+from experiments import common, plots, run_cache
+from mnemonic_jax import baselines, errors, relearning, workflow
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 from mnemonic_jax.data import load_dataset
 
@@ -124,6 +131,90 @@ def method_config(name: str, config, bundle=None) -> Any:
       return None  # baselines.unlearn takes spec.defaults(bundle).
     return dataclasses.replace(spec.defaults(bundle), **overrides)
   return dataclasses.replace(spec.config_cls(), **overrides)
+
+
+def method_settings(name: str, plain: dict[str, Any]) -> Any:
+  """The settings ``name`` runs with under the config ``plain``, defaults included.
+
+  What :func:`method_config` gives (the ``baselines`` section over the method's defaults;
+  ``mnemonic``: the config's lambdas, which the trained bundle carries), as plain values.
+
+  Args:
+    name: a method of :func:`mnemonic_jax.baselines.available_methods`.
+    plain: :func:`experiments.run_cache.config_key` of the runner's config.
+  """
+  spec = baselines.get_method(name)
+  holder = types.SimpleNamespace(config=plain)  # What the method's defaults read.
+  try:
+    config = method_config(name, ml_collections.ConfigDict(plain), holder)
+    if config is None:
+      config = spec.defaults(holder) if spec.defaults is not None else spec.config_cls()
+  except (errors.BadRequest, TypeError, ValueError) as e:  # It will fail when run, too.
+    return {"unavailable": str(e)}
+  return run_cache.settings(config)
+
+
+def method_key(plain: dict[str, Any], classes: Sequence[int], method: str, inputs: str,
+               data: str, relearn: bool, train_cap: int, mia_cap: int,
+               version: str = run_cache.VERSION,
+               relearn_config: dict[str, Any] | None = None) -> dict[str, Any]:
+  """Everything that changes the result of one run of the comparison.
+
+  The config enters twice: its training fields (the model forgotten from) and the
+  method's settings read from it (:func:`method_settings`: its ``baselines`` section, the
+  lambdas of ``mnemonic``, the rule of ``mnemonic-auto``); so another setting of one
+  method computes that method's runs again, not the others'.
+
+  Args:
+    plain: :func:`experiments.run_cache.config_key` of the config, seed set.
+    classes: the forgotten set.
+    method: the method (``none``: the model before forgetting).
+    inputs: the Fisher inputs of the codes ablation.
+    data: ``--data``.
+    relearn: whether relearning is measured.
+    train_cap: training examples evaluated.
+    mia_cap: the attacks' cap.
+    version: the library version.
+    relearn_config: the relearning settings (default: ``RelearnConfig()``).
+
+  Returns:
+    The key (a plain dict).
+  """
+  none = method == "none"
+  if relearn and not none and relearn_config is None:
+    relearn_config = run_cache.canonical(relearning.RelearnConfig())
+  trained = {k: v for k, v in plain.items() if k not in run_cache.FORGET_FIELDS}
+  return {"runner": "experiments.table --methods", "version": version, "config": trained,
+          "classes": [int(c) for c in classes], "method": method,
+          "inputs": "trained-codes" if none else inputs,
+          "settings": None if none else method_settings(method, plain),
+          "data": None if none else data,
+          "relearn": relearn_config if relearn and not none else None,
+          "train_cap": train_cap, "mia_cap": mia_cap}
+
+
+def legacy_method_key(spec: str, out: pathlib.Path, name: str, record: dict[str, Any],
+                      train_cap: int, mia_cap: int) -> dict[str, Any] | None:
+  """The key a run file written before keys was computed with, or None if it cannot tell.
+
+  The config is :func:`experiments.common.legacy_config`'s (its ``baselines`` section: the
+  spec's); ``--data`` was ``all`` (no committed command set it); relearning was measured
+  if the record has it, with the recorded ``max_steps`` and the other settings' defaults;
+  the caps are the parser's defaults.
+  """
+  try:
+    seed, classes, method = int(record["seed"]), record["classes"], record["method"]
+    inputs = record.get("inputs", "trained-codes")
+  except (KeyError, TypeError, ValueError):
+    return None
+  rl = record.get("relearn")
+  relearn_config = None
+  if isinstance(rl, dict):
+    relearn_config = {**run_cache.canonical(relearning.RelearnConfig()),
+                      "max_steps": rl.get("max_steps")}
+  plain = common.legacy_config(spec, out / "cache" / name, f"seed{seed}", seed)
+  return method_key(plain, classes, method, inputs, "all", relearn_config is not None,
+                    train_cap, mia_cap, run_cache.LEGACY_VERSION, relearn_config)
 
 
 def variant(method: str, inputs: str) -> str:
@@ -463,13 +554,19 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
   plan = [(s, cs, m, k) for s in seeds for cs in forget_sets
           for m, k in [("none", "trained-codes"), *variants]]
 
+  cache = run_cache.RunCache(runs_dir, common.machine_line())
+  legacy = (lambda record: legacy_method_key(args.config, out, name, record, common.TRAIN_CAP,
+                                             common.MIA_CAP))
   records, ctx, train, train_full = [], None, None, None
   bar = tqdm(plan, desc=f"{name} methods", unit="run", disable=args.no_progress)
   for seed, cs, method, kind in bar:
-    path = runs_dir / f"{common.run_key(seed, cs, variant(method, kind))}.json"
-    bar.set_postfix_str(path.stem)
-    if path.exists():
-      records.append(json.loads(path.read_text()))
+    stem = common.run_key(seed, cs, variant(method, kind))
+    key = method_key(run_cache.config_key(config, seed), cs, method, kind, args.data,
+                     not args.no_relearn, args.train_cap, args.mia_cap)
+    bar.set_postfix_str(stem)
+    cached = cache.get(stem, key, legacy)
+    if cached is not None:
+      records.append(cached)
       continue
     if train is None:
       train = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
@@ -490,11 +587,10 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
       record = run_method(ctx, cs, method, kind, config, test, train_full, train.images[idx],
                           train.labels[idx], args.mia_cap, not args.no_relearn, args.data)
     record["train_seconds"] = ctx.train_seconds
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=_json_default))
-    tmp.replace(path)
-    records.append(record)
+    records.append(cache.put(stem, key, json.loads(json.dumps(record,
+                                                              default=_json_default))))
   bar.close()
+  print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
   return write_report(out, name, config, records, [variant(m, k) for m, k in variants],
                       forget_sets, seeds, list(test.info.class_names), command, args.note,
                       args.report)

@@ -12,8 +12,12 @@ are reused). Each single class and the set {0, 1, 2} is forgotten from it with e
 method of :data:`METHODS` (a move of :data:`mnemonic_jax.forgetting.MOVES`, codes only),
 then evaluated on the test
 split: the goal is E_F = 100 and A_R at most 1 point below before (as
-:mod:`experiments.table`). Runs are cached as JSON in ``<out>/runs/robust/``; a rerun
-only rebuilds the report ``<out>/robust.md`` (+ ``.json``, ``_goal.png``).
+:mod:`experiments.table`). Runs are cached as JSON in ``<out>/runs/robust/``, keyed on
+what changes their result (:func:`robust_key`: the model's training config, the seed, the
+classes, the method and its move's settings, the library version); a rerun reuses a run
+only on an equal key, says how many it reused and computed, and rebuilds the report
+``<out>/robust.md`` (+ ``.json``, ``_goal.png``). A cached model is used only if it was
+trained with its spec's config (:func:`experiments.common.trained_model`).
 
 ``--choose-seeds`` names the seeds on which the rule was chosen; the report counts them
 apart from the held-out ones. ``--bench`` also times each rule against the paper's fixed
@@ -32,8 +36,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments import common
-from mnemonic_jax import checkpointing, forgetting, metrics, workflow
+from experiments import common, run_cache
+from mnemonic_jax import forgetting, metrics, workflow
 from mnemonic_jax.data import load_dataset
 
 GOAL_A_R_DROP = 1.0
@@ -67,18 +71,49 @@ METHODS = {"paper-auto": "paper", **{m: m for m in ("signed", "head", "steps", "
                                                       "dampen", "bias", "shrink+bias")}}
 
 
-def load_model(out: pathlib.Path, model: str, seed: int, train: bool):
-  """The cached bundle (trained with :func:`experiments.common.train_or_load` if missing)."""
-  cache, spec, _ = MODELS[model]
-  workdir = out / "cache" / cache / f"seed{seed}"
-  if (workdir / "bundle").exists():
-    return checkpointing.load_bundle(workdir / "bundle")
-  if not train:
-    return None
-  config, _ = common.load_config(spec)
+def model_config(model: str, seed: int):
+  """The config of ``model`` (a key of :data:`MODELS`) with ``seed``."""
+  config, _ = common.load_config(MODELS[model][1])
   config.seed = seed
-  bundle, _ = common.train_or_load(config, workdir, progress=False)
+  return config
+
+
+def load_model(out: pathlib.Path, model: str, seed: int, train: bool):
+  """The cached bundle of ``model``'s config (trained if missing and ``train``), or None.
+
+  Only a bundle trained with the spec's config is used (:func:`common.trained_model`:
+  ``<out>/cache/<dir>/seed<k>``, or ``seed<k>-<digest>`` beside it for another config).
+  """
+  cache, _, _ = MODELS[model]
+  bundle, _ = common.trained_model(model_config(model, seed), out / "cache" / cache,
+                                   f"seed{seed}", progress=False, train=train)
   return bundle
+
+
+def robust_key(plain: dict[str, Any], classes: Sequence[int], method: str,
+               version: str = run_cache.VERSION) -> dict[str, Any]:
+  """Everything that changes one run's result: the trained model's config (``plain``:
+  :func:`experiments.run_cache.config_key`, training fields, seed set), the classes, the
+  method and its move's settings (defaults included), the library version."""
+  return {"runner": "experiments.robust", "version": version, "config": plain,
+          "classes": [int(c) for c in classes], "method": method,
+          "move": run_cache.settings(forgetting.MOVES[METHODS[method]]())}
+
+
+def legacy_robust_key(out: pathlib.Path, model: str, record: dict[str, Any]
+                      ) -> dict[str, Any] | None:
+  """The key a run file written before keys was computed with: the spec's config (or the
+  cached bundle's, :func:`experiments.common.legacy_config`), the move's defaults."""
+  try:
+    seed, classes, method = int(record["seed"]), record["classes"], record["method"]
+  except (KeyError, TypeError, ValueError):
+    return None
+  if method not in METHODS:
+    return None
+  cache, spec, _ = MODELS[model]
+  plain = common.legacy_config(spec, out / "cache" / cache, f"seed{seed}", seed)
+  plain = {k: v for k, v in plain.items() if k not in run_cache.FORGET_FIELDS}
+  return robust_key(plain, classes, method, run_cache.LEGACY_VERSION)
 
 
 def forget_with(method: str, apply_fn, params, codes, classes: Sequence[int]):
@@ -297,22 +332,28 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   out = pathlib.Path(args.out)
   runs = out / "runs" / "robust"
   runs.mkdir(parents=True, exist_ok=True)
+  cache = run_cache.RunCache(runs, common.machine_line())
   records, tests = [], {}
   for model in models:
+    legacy = lambda record, m=model: legacy_robust_key(out, m, record)
     for seed in seeds:
-      bundle = None
+      bundle, no_model = None, False
+      plain = run_cache.config_key(model_config(model, seed), training_only=True)
       for cs in FORGET_SETS:
         for method in methods:
-          path = runs / f"{model}-seed{seed}-c{'_'.join(map(str, cs))}-{method}.json"
-          if path.exists():
-            records.append(json.loads(path.read_text()))
+          stem = f"{model}-seed{seed}-c{'_'.join(map(str, cs))}-{method}"
+          key = robust_key(plain, cs, method)
+          cached = cache.get(stem, key, legacy)
+          if cached is not None:
+            records.append(cached)
             continue
-          if args.report_only:
+          if args.report_only or no_model:
             continue
           if bundle is None:
             bundle = load_model(out, model, seed, args.train)
             if bundle is None:
-              break
+              no_model = True
+              continue
             if bundle.dataset not in tests:
               tests[bundle.dataset] = load_dataset(bundle.dataset, "test")
             test = tests[bundle.dataset]
@@ -320,14 +361,14 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
             apply_fn = bundle.apply_fn()  # One per bundle: the programs compile once.
           record = run_one(bundle, apply_fn, test, logits_before, cs, method)
           record.update(model=model, seed=seed)
-          path.write_text(json.dumps(record, indent=1))
-          records.append(record)
+          records.append(cache.put(stem, key, record))
           print(f"{model} seed{seed} {cs} {method}: E_F {record['E_F']:.1f} A_R "
                 f"{record['A_R_before']:.1f}->{record['A_R']:.1f} goal {record['goal']}",
                 flush=True)
-        if bundle is None and not args.report_only and not (
-            runs / f"{model}-seed{seed}-c0-{methods[0]}.json").exists():
-          break
+      if no_model:  # Not cached and --train not given: the cached runs still count.
+        print(f"{model} seed{seed}: no cached model trained with its config (pass --train); "
+              "only its cached runs are reported", file=sys.stderr)
+  print(f"experiments.robust: {cache.summary()} ({runs})", file=sys.stderr)
   models = [m for m in models if any(r["model"] == m for r in records)]
   bench_rows = bench(out, args.bench, methods) if args.bench else []
   write_report(out, records, models, methods, choose, command, bench_rows, args.note,

@@ -21,8 +21,11 @@ from that model with each lambda choice of ``--lambdas``:
 
 Each run is evaluated on the test split and on (a capped subset of) the training split,
 and attacked with the three membership-inference attacks of :mod:`mnemonic_jax.mia`.
-Every run is cached as one JSON file in ``<out>/runs/<name>/``; a rerun skips finished
-runs and only rebuilds the report. Outputs: ``<out>/<name>.md`` (the command, the
+Every run is cached as one JSON file in ``<out>/runs/<name>/``, keyed on everything that
+changes its result (:func:`run_key_of`: the config but its bookkeeping fields, the seed,
+the classes, the lambda choice and for ``auto`` its rule, ``--train-cap``, ``--mia-cap``,
+the library version; :mod:`experiments.run_cache`). A rerun reuses a run only on an equal
+key, computes the others, and says how many of each. Outputs: ``<out>/<name>.md`` (the command, the
 machine, the per-class table with mean +- std over seeds, paper vs auto side by side),
 ``<name>.csv``, ``<name>.json`` and plots ``<name>_*.png``.
 
@@ -44,13 +47,14 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from experiments import compare, plots
+from experiments import compare, plots, run_cache
 from experiments.common import (
-    GOAL_A_R_DROP, SeedContext, fail, forget_sets_of, load_config, machine_line, mean_std,
-    measure, rule_from_config, run_key, run_name, same_rule, seed_context, set_label,
-    train_subset)
+    GOAL_A_R_DROP, MIA_CAP, TRAIN_CAP, SeedContext, fail, forget_sets_of, legacy_config,
+    load_config, machine_line, mean_std, measure, rule_from_config, run_key, run_name,
+    seed_context, set_label, train_subset)
 from mnemonic_jax import configs, forgetting, workflow
 from mnemonic_jax.data import load_dataset
+from mnemonic_jax.forgetting.criterion import Rule
 
 MODES = ("paper", "auto")
 #: Where a run without ``--out`` writes (relative to the working directory; git ignores
@@ -92,6 +96,56 @@ def forget_run(ctx: SeedContext, classes: Sequence[int], mode: str, config, rule
                         and record["A_R"] >= record["A_R_before"] - GOAL_A_R_DROP)
   record["train_seconds"] = ctx.train_seconds
   return record
+
+
+# ----------------------------------------------------------------------------------------
+# The key of a cached run.
+
+def run_key_of(config_plain: dict[str, Any], classes: Sequence[int], mode: str,
+               rule: dict[str, Any] | None, train_cap: int, mia_cap: int,
+               version: str = run_cache.VERSION) -> dict[str, Any]:
+  """Everything that changes the result of one run of the table.
+
+  Args:
+    config_plain: :func:`experiments.run_cache.config_key` of the config, seed set (its
+      training fields and its forgetting ones: ``lambda1``/``lambda2`` of ``paper``...).
+    classes: the forgotten set.
+    mode: ``none``, ``paper`` or ``auto``.
+    rule: the rule of an ``auto`` run (as a dict), else ignored.
+    train_cap: training examples evaluated.
+    mia_cap: the attacks' cap.
+    version: the library version.
+
+  Returns:
+    The key (a plain dict).
+  """
+  return {"runner": "experiments.table", "version": version, "config": config_plain,
+          "classes": [int(c) for c in classes], "mode": mode,
+          "rule": rule if mode == "auto" else None, "train_cap": train_cap,
+          "mia_cap": mia_cap}
+
+
+def legacy_key(spec: str, out: pathlib.Path, name: str, record: dict[str, Any]
+               ) -> dict[str, Any] | None:
+  """The key a run file written before keys was computed with, or None if it cannot tell.
+
+  The config is :func:`experiments.common.legacy_config`'s; the caps are the defaults
+  (no committed command set them); an ``auto`` run's rule is the one it records, a field
+  it lacks read as that field's default (``fallback`` came later, with the value every
+  earlier search used).
+  """
+  try:
+    seed, classes, mode = int(record["seed"]), record["classes"], record["mode"]
+  except (KeyError, TypeError, ValueError):
+    return None
+  rule = None
+  if mode == "auto":
+    recorded = (record.get("search") or {}).get("rule")
+    if not isinstance(recorded, dict):
+      return None
+    rule = {**dataclasses.asdict(Rule()), **recorded}
+  plain = legacy_config(spec, out / "cache" / name, f"seed{seed}", seed)
+  return run_key_of(plain, classes, mode, rule, TRAIN_CAP, MIA_CAP, run_cache.LEGACY_VERSION)
 
 
 # ----------------------------------------------------------------------------------------
@@ -280,9 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--out", default=None,
                  help=f"output directory (default: {SCRATCH}, a scratch folder; pass "
                       "--out experiments/results to update the committed results)")
-  p.add_argument("--train-cap", type=int, default=10000,
+  p.add_argument("--train-cap", type=int, default=TRAIN_CAP,
                  help="training examples evaluated (random subset, seed 0)")
-  p.add_argument("--mia-cap", type=int, default=2000,
+  p.add_argument("--mia-cap", type=int, default=MIA_CAP,
                  help="members and non-members each capped at this many for the MIAs")
   p.add_argument("--note", action="append", default=[], help="a paragraph for the report")
   p.add_argument("--no-progress", action="store_true")
@@ -323,19 +377,22 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   runs_dir.mkdir(parents=True, exist_ok=True)
   seeds = [int(config.seed) + k for k in range(args.seeds)]
   plan = [(s, cs, mode) for s in seeds for cs in forget_sets for mode in ("none", *modes)]
+  cache = run_cache.RunCache(runs_dir, machine_line())
+  rule_dict = dataclasses.asdict(rule)
+  legacy = lambda record: legacy_key(args.config, out, name, record)
 
   train = None
   records, contexts = [], {}
   bar = tqdm(plan, desc=name, unit="run", disable=args.no_progress)
   for seed, cs, mode in bar:
-    path = runs_dir / f"{run_key(seed, cs, mode)}.json"
-    bar.set_postfix_str(path.stem)
-    if path.exists():
-      cached = json.loads(path.read_text())
-      # An auto run chosen under another rule is stale: run it again.
-      if mode != "auto" or same_rule((cached.get("search") or {}).get("rule"), rule):
-        records.append(cached)
-        continue
+    stem = run_key(seed, cs, mode)
+    key = run_key_of(run_cache.config_key(config, seed), cs, mode, rule_dict, args.train_cap,
+                     args.mia_cap)
+    bar.set_postfix_str(stem)
+    cached = cache.get(stem, key, legacy)
+    if cached is not None:
+      records.append(cached)
+      continue
     if seed not in contexts:
       contexts.clear()  # One trained model in memory at a time.
       if train is None:
@@ -346,11 +403,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                                     not args.no_progress)
     record = forget_run(contexts[seed], cs, mode, config, rule, test, train_images,
                         train_labels, args.mia_cap)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    tmp.replace(path)
-    records.append(record)
+    records.append(cache.put(stem, key, record))
   bar.close()
+  print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
 
   write_report(out, name, config, records, modes, forget_sets, seeds,
                list(test.info.class_names), command, args.note, rule)

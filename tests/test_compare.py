@@ -96,7 +96,7 @@ def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_conf
 
 
 def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_config,
-                                                              monkeypatch):
+                                                              monkeypatch, capsys):
   from experiments import common, compare, table
 
   argv = ["--config", str(tiny_config), "--classes", "3", "--seeds", "1", "--multi", "",
@@ -104,7 +104,9 @@ def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_con
           "trained-codes,zeros", "--out", str(tmp_path), "--no-progress", "--mia-cap", "200"]
   report = table.main(argv)
   assert report == tmp_path / "tiny_baselines.md"
-  runs = sorted(p.stem for p in (tmp_path / "runs" / "tiny" / "methods").glob("*.json"))
+  assert "reused 0 cached runs, computed 7" in capsys.readouterr().err
+  runs = sorted(p.stem.rsplit("-", 1)[0]
+                for p in (tmp_path / "runs" / "tiny" / "methods").glob("*.json"))
   assert runs == sorted(f"seed0-c3-{v}" for v in (
       "none", "retrain", "finetune", "mnemonic", "mnemonic-auto", "mnemonic@zeros",
       "mnemonic-auto@zeros"))
@@ -127,3 +129,10 @@ def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_con
   monkeypatch.setattr(compare, "run_method", lambda *a, **k: pytest.fail("rerun ran again"))
   monkeypatch.setattr(common, "train_or_load", lambda *a, **k: pytest.fail("rerun trained"))
   table.main(argv)
+  assert "reused 7 cached runs, computed 0" in capsys.readouterr().err
+  # Another setting of one method (its epochs) computes that method's runs again, only.
+  monkeypatch.undo()
+  tiny_config.write_text(TINY_CONFIG.replace("  return config", "  config.baselines = "
+                                             "{'finetune': {'epochs': 1}}\n  return config"))
+  table.main(argv)
+  assert "reused 6 cached runs, computed 1" in capsys.readouterr().err

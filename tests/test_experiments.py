@@ -1,5 +1,6 @@
 """Experiment configs load and are sane; the table runner runs end to end on tiny settings."""
 
+import dataclasses
 import importlib
 import json
 import os
@@ -127,11 +128,12 @@ def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   assert result.stdout.strip() == str(pathlib.Path(table.SCRATCH) / "digits_mlp-quick.md")
   assert sorted(p.name for p in (repo / "experiments" / "results").iterdir()) == results
   runs = sorted((tmp_path / "runs" / "digits_mlp-quick").glob("*.json"))
-  # (class 3, set {0,1}) x (none, paper, auto).
-  assert [p.stem for p in runs] == [
+  # (class 3, set {0,1}) x (none, paper, auto), each file named by the digest of its key.
+  assert [p.stem.rsplit("-", 1)[0] for p in runs] == [
       "seed0-c0_1-auto", "seed0-c0_1-none", "seed0-c0_1-paper",
       "seed0-c3-auto", "seed0-c3-none", "seed0-c3-paper"]
-  record = json.loads((tmp_path / "runs" / "digits_mlp-quick" / "seed0-c3-auto.json").read_text())
+  [auto] = (tmp_path / "runs" / "digits_mlp-quick").glob("seed0-c3-auto-*.json")
+  record = json.loads(auto.read_text())
   for key in ("A_R", "E_F", "accuracy", "retain_train_accuracy", "forget_train_accuracy",
               "forget_seconds", "forget_compile_seconds", "train_seconds", "lambda1", "lambda2"):
     assert record[key] is not None, key
@@ -150,6 +152,138 @@ def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   monkeypatch.chdir(tmp_path.parents[1])
   table.main(argv)
   assert [p.stat().st_mtime_ns for p in runs] == mtimes
+
+
+def _table(argv, cwd):
+  """The real command, ``python -m experiments.table ARGV``, in a fresh process."""
+  path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+  return subprocess.run([sys.executable, "-m", "experiments.table", *argv], cwd=cwd,
+                        env={**os.environ, "PYTHONPATH": path, "JAX_PLATFORMS": "cpu"},
+                        capture_output=True, text=True, timeout=600, check=False)
+
+
+def _paper_run(out):
+  """The one ``paper`` run of the digits_mlp-quick table in ``out`` (its only file)."""
+  [path] = (out / "runs" / "digits_mlp-quick").glob("seed0-c3-paper*.json")
+  return json.loads(path.read_text())
+
+
+@pytest.mark.slow  # Four real commands: ~40 s of CPU (2-3 min on the shared 2 cores).
+def test_table_cache_is_keyed_on_the_config(tmp_path):
+  """#22: a rerun into the same folder with other lambdas or epochs computes again.
+
+  Before the fix, the second command reused the first one's runs (same file names) and
+  printed their numbers under the new lambdas, and an epochs change did the same.
+  """
+  out = tmp_path / "out"
+  argv = ["--config", "digits_mlp:quick", "--config.epochs=3", "--classes", "3", "--seeds",
+          "1", "--multi", "", "--lambdas", "paper", "--no-progress", "--mia-cap", "200",
+          "--train-cap", "500", "--out", str(out)]
+  first = _table(argv, tmp_path)
+  assert first.returncode == 0, first.stderr
+  assert "reused 0 cached runs, computed 2" in first.stderr
+  before = _paper_run(out)
+  assert before["lambda1"] == 1e-3 and before["cache_key"]["config"]["lambda1"] == 1e-3
+
+  changed = argv + ["--config.lambda1=0.1", "--config.lambda2=100"]
+  second = _table(changed, tmp_path)
+  assert second.returncode == 0, second.stderr
+  assert "reused 0 cached runs, computed 2" in second.stderr  # Not the old numbers.
+  runs = sorted(p.name for p in (out / "runs" / "digits_mlp-quick").glob("*.json"))
+  assert len(runs) == 4  # Both settings' runs kept side by side, none overwritten.
+  [path] = [p for p in (out / "runs" / "digits_mlp-quick").glob("seed0-c3-paper*.json")
+            if json.loads(p.read_text())["lambda1"] == 0.1]
+  after = json.loads(path.read_text())
+  assert after["lambda2"] == 100.0 and after["A_R"] != before["A_R"]
+  # The trained model was reused (the lambdas do not change training), not retrained.
+  assert sorted(p.name for p in (out / "cache" / "digits_mlp-quick").iterdir()) == ["seed0"]
+  report = json.loads((out / "digits_mlp-quick.json").read_text())
+  assert [r["lambda1"] for r in report["runs"] if r["mode"] == "paper"] == [0.1]
+
+  third = _table(changed, tmp_path)
+  assert third.returncode == 0, third.stderr
+  assert "reused 2 cached runs, computed 0" in third.stderr
+
+  epochs = _table([a.replace("epochs=3", "epochs=4") for a in argv], tmp_path)
+  assert epochs.returncode == 0, epochs.stderr
+  assert "reused 0 cached runs, computed 2" in epochs.stderr
+  models = sorted(p.name for p in (out / "cache" / "digits_mlp-quick").iterdir())
+  assert models[0] == "seed0" and len(models) == 2 and models[1].startswith("seed0-")
+
+
+def test_run_cache_reuses_only_an_equal_key(tmp_path):
+  from experiments import run_cache
+
+  cache = run_cache.RunCache(tmp_path, "machine A")
+  key = {"config": {"lambda1": 1e-3, "epochs": 30}, "classes": [3], "mode": "paper"}
+  assert cache.get("seed0-c3-paper", key) is None
+  cache.put("seed0-c3-paper", key, {"A_R": 94.1})
+  other = {**key, "config": {"lambda1": 0.1, "epochs": 30}}
+  assert cache.get("seed0-c3-paper", other) is None  # Another lambda: compute again.
+  assert cache.get("seed0-c3-paper", {**key, "config": {"lambda1": 1e-3, "epochs": 5}}) is None
+  record = cache.get("seed0-c3-paper", json.loads(json.dumps(key)))
+  assert record["A_R"] == 94.1 and record["provenance"]["machine"] == "machine A"
+  cache.put("seed0-c3-paper", other, {"A_R": 55.9})  # Beside the first, not over it.
+  assert len(list(tmp_path.glob("seed0-c3-paper-*.json"))) == 2
+  assert cache.get("seed0-c3-paper", other)["A_R"] == 55.9
+  assert (cache.reused, cache.computed) == (2, 2)
+  # A file edited by hand under a digest name is not believed.
+  path = cache.path("seed0-c3-paper", key)
+  path.write_text(json.dumps({**json.loads(path.read_text()), "cache_key": other}))
+  assert cache.get("seed0-c3-paper", key) is None
+
+  # A file written before keys: reused only where its rebuilt key is equal.
+  (tmp_path / "seed0-c3-auto.json").write_text(json.dumps({"A_R": 90.0}))
+  legacy = lambda record: {**key, "mode": "auto"}
+  assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}, legacy)["A_R"] == 90.0
+  assert cache.reused_legacy == 1
+  assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}) is None  # No rule to read it.
+  assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}, lambda r: None) is None
+  assert cache.get("seed0-c3-auto", {**other, "mode": "auto"}, legacy) is None
+  assert "reused 3 cached runs (1 from files written before" in cache.summary()
+
+
+def _committed(folder, pattern):
+  runs = sorted((REPO / "experiments" / "results" / "runs" / folder).glob(pattern))
+  if not runs:
+    pytest.skip(f"no committed runs in {folder}")
+  return [json.loads(p.read_text()) for p in runs[:: max(len(runs) // 12, 1)]]
+
+
+def test_committed_runs_keep_being_reused_and_only_with_their_config():
+  """The run files of experiments/results, written before keys, match the key of the
+  committed commands' config (no override) and of no other."""
+  from experiments import common, compare, robust, run_cache, table
+  from mnemonic_jax.forgetting import DEFAULT_RULE
+
+  out = REPO / "experiments" / "results"
+  config, _ = common.load_config("digits_mlp")
+  records = _committed("digits_mlp", "seed*.json")
+  rule = dataclasses.asdict(DEFAULT_RULE)
+  for r in records:
+    want = table.run_key_of(run_cache.config_key(config, r["seed"]), r["classes"], r["mode"],
+                            rule, common.TRAIN_CAP, common.MIA_CAP)
+    assert run_cache.canonical(table.legacy_key("digits_mlp", out, "digits_mlp", r)) == want
+  config.lambda1 = 0.1
+  r = records[0]
+  changed = table.run_key_of(run_cache.config_key(config, r["seed"]), r["classes"], r["mode"],
+                             rule, common.TRAIN_CAP, common.MIA_CAP)
+  assert run_cache.canonical(table.legacy_key("digits_mlp", out, "digits_mlp", r)) != changed
+
+  config.lambda1 = 1e-3
+  for r in _committed("digits_mlp/methods", "seed*.json"):
+    want = compare.method_key(run_cache.config_key(config, r["seed"]), r["classes"],
+                              r["method"], r["inputs"], "all", True, common.TRAIN_CAP,
+                              common.MIA_CAP)
+    got = compare.legacy_method_key("digits_mlp", out, "digits_mlp", r, common.TRAIN_CAP,
+                                    common.MIA_CAP)
+    assert run_cache.canonical(got) == want, r["variant"]
+
+  for r in _committed("robust", "digits_tanh-*.json"):
+    plain = run_cache.config_key(robust.model_config("digits_tanh", r["seed"]),
+                                 training_only=True)
+    want = robust.robust_key(plain, r["classes"], r["method"])
+    assert run_cache.canonical(robust.legacy_robust_key(out, "digits_tanh", r)) == want
 
 
 def test_table_runner_rejects_a_cache_from_another_config(tmp_path, capsys):

@@ -1,0 +1,399 @@
+"""The runners' cached runs, keyed on everything that changes a result, and their provenance.
+
+A runner caches each finished run (one class set forgotten by one method from one trained
+model, measured) as one JSON file, so that a rerun only rebuilds the report. A cached run
+may be reused only when it was computed from the same inputs: its **key** is a dict of
+everything that changes its result (the config fields that can change training or
+forgetting, the method and its settings with their defaults, the rule, the measurement's
+caps, the library version). The key is stored in the record (``cache_key``) and its digest
+names the file, ``<stem>-<digest>.json``: runs of different settings live side by side and
+none overwrites another.
+
+Records written before keys were recorded (``<stem>.json``, no ``cache_key``) are read
+tolerantly: each runner gives a function that rebuilds the key such a record was computed
+with from what it holds, reading every missing field as the default it was run with (the
+config of the runner's spec with no override, unless a bundle cached beside says otherwise;
+the library's defaults of version :data:`LEGACY_VERSION`); where that cannot be told it
+returns ``None`` and the run is computed again, never reused on a guess.
+
+Every record written here carries ``provenance``: the machine and the time it was computed.
+:func:`runs_paragraph` says, in a report's header, how many runs the command computed and
+how many it reused from which earlier files. :func:`report_notes` keeps a report's
+hand-written notes in ``<report>_notes.md`` beside it, so that a rerun never drops one.
+
+Imports nothing of ``experiments`` (the layer below :mod:`experiments.common`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import pathlib
+import re
+import shlex
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+import mnemonic_jax
+
+#: The library version of every record written before records carried their key: the
+#: package has been 0.1.0 since its first commit.
+LEGACY_VERSION = "0.1.0"
+VERSION = mnemonic_jax.__version__
+
+#: Config fields that do not change a result (logging, where the data is read from, how
+#: often a resumable checkpoint is written): never part of a key.
+NEUTRAL_FIELDS = frozenset({"log_every", "download", "data_dir", "checkpoint_every"})
+#: Config fields that change the forgetting but not the trained parameters: part of a run's
+#: key, not of the trained model's.
+FORGET_FIELDS = frozenset({"lambda1", "lambda2", "forget_classes", "auto", "baselines"})
+
+
+def canonical(obj: Any) -> Any:
+  """``obj`` as plain JSON values: mappings with string keys, lists, floats to 12 digits.
+
+  Dataclasses become dicts, tuples lists, numpy scalars and arrays Python values. Floats
+  are rounded to 12 significant digits, so that a grid computed on another machine (whose
+  last bit may differ) gives the same key.
+
+  Raises:
+    TypeError: a value with no JSON form (a function, an arbitrary object).
+  """
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return canonical(dataclasses.asdict(obj))
+  if hasattr(obj, "to_dict") and callable(obj.to_dict):  # An ml_collections ConfigDict.
+    return canonical(obj.to_dict())
+  if isinstance(obj, Mapping):
+    return {str(k): canonical(v) for k, v in sorted(obj.items(), key=lambda kv: str(kv[0]))}
+  if isinstance(obj, (list, tuple)):
+    return [canonical(v) for v in obj]
+  if isinstance(obj, np.ndarray):
+    return canonical(obj.tolist())
+  if isinstance(obj, (bool, np.bool_)):
+    return bool(obj)
+  if isinstance(obj, (int, np.integer)):
+    return int(obj)
+  if isinstance(obj, (float, np.floating)):
+    value = float(obj)
+    return value if not np.isfinite(value) else float(f"{value:.12g}")
+  if obj is None or isinstance(obj, str):
+    return obj
+  raise TypeError(f"no JSON form for a key value of type {type(obj).__name__}: {obj!r}")
+
+
+#: Fields of a method's or move's settings that describe it or how it shows progress, and
+#: change no result: left out of :func:`settings`.
+DESCRIPTIVE_FIELDS = frozenset({"summary", "acts_on", "baseline", "progress"})
+
+
+def settings(obj: Any) -> Any:
+  """A method's or move's settings object as key: :func:`canonical`, without the
+  :data:`DESCRIPTIVE_FIELDS` (a reworded summary is the same move)."""
+  plain = canonical(obj)
+  if isinstance(plain, dict):
+    plain = {k: v for k, v in plain.items() if k not in DESCRIPTIVE_FIELDS}
+  return plain
+
+
+def digest(key: Mapping[str, Any]) -> str:
+  """The first 12 hex digits of the SHA-256 of ``key``'s canonical JSON."""
+  text = json.dumps(canonical(key), sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def config_key(config: Any, seed: int | None = None, *, training_only: bool = False
+               ) -> dict[str, Any]:
+  """A config as key: every field but :data:`NEUTRAL_FIELDS`, ``seed`` set if given.
+
+  Args:
+    config: a ``ConfigDict`` or a plain mapping.
+    seed: the seed of the run (replaces ``config.seed``).
+    training_only: also leave out :data:`FORGET_FIELDS` (the key of a trained model).
+
+  Returns:
+    The canonical dict.
+  """
+  plain = canonical(config)
+  drop = NEUTRAL_FIELDS | (FORGET_FIELDS if training_only else frozenset())
+  plain = {k: v for k, v in plain.items() if k not in drop}
+  if seed is not None:
+    plain["seed"] = int(seed)
+  return plain
+
+
+def now() -> str:
+  """The local time, to the second, ISO 8601."""
+  return datetime.datetime.now().isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------
+# The cache.
+
+
+class RunCache:
+  """The run files of one runner in one folder: reuse only on an equal key.
+
+  Args:
+    directory: the folder of the run files (created on the first write).
+    machine: the line naming this machine, written into each computed record's
+      ``provenance``.
+  """
+
+  def __init__(self, directory: pathlib.Path, machine: str):
+    self.directory = pathlib.Path(directory)
+    self.machine = machine
+    self.reused = 0
+    self.reused_legacy = 0
+    self.computed = 0
+    self.stale: list[str] = []  # Files found but not reused (another key, unreadable).
+    self.reused_records: list[dict[str, Any]] = []
+
+  def path(self, stem: str, key: Mapping[str, Any]) -> pathlib.Path:
+    """The file of the run ``stem`` with ``key``."""
+    return self.directory / f"{stem}-{digest(key)}.json"
+
+  def _read(self, path: pathlib.Path) -> dict[str, Any] | None:
+    try:
+      record = json.loads(path.read_text())
+    except (OSError, ValueError):
+      self.stale.append(path.name)
+      return None
+    if not isinstance(record, dict):
+      self.stale.append(path.name)
+      return None
+    return record
+
+  def get(self, stem: str, key: Mapping[str, Any],
+          legacy: Callable[[dict[str, Any]], Mapping[str, Any] | None] | None = None,
+          usable: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any] | None:
+    """The cached record of ``stem`` computed with ``key``, or ``None`` (compute it).
+
+    Args:
+      stem: the run's name (seed, classes, method...), without the digest.
+      key: everything that changes the run's result.
+      legacy: rebuilds the key of a record written before keys were recorded
+        (``<stem>.json``), or returns ``None`` where that cannot be told; without it such
+        records are never reused.
+      usable: whether a record with the right key can be used (e.g. the bundle it
+        describes is still there); by default every one.
+
+    Returns:
+      The record (counted as reused) or ``None``.
+    """
+    want = canonical(key)
+    path = self.path(stem, want)
+    if path.exists():
+      record = self._read(path)
+      if record is not None and canonical(record.get("cache_key")) == want:
+        if usable is None or usable(record):
+          return self._reuse(record)
+        return None
+      if record is not None:
+        self.stale.append(path.name)
+    old = self.directory / f"{stem}.json"
+    if old.exists():
+      record = self._read(old)
+      if record is None:
+        return None
+      if "cache_key" not in record and legacy is not None:
+        rebuilt = legacy(record)
+        if rebuilt is not None and canonical(rebuilt) == want:
+          if usable is not None and not usable(record):
+            return None
+          self.reused_legacy += 1
+          return self._reuse(record)
+      self.stale.append(old.name)
+    return None
+
+  def _reuse(self, record: dict[str, Any]) -> dict[str, Any]:
+    self.reused += 1
+    self.reused_records.append(record)
+    return record
+
+  def put(self, stem: str, key: Mapping[str, Any], record: dict[str, Any]) -> dict[str, Any]:
+    """Writes ``record`` (with its key and provenance) atomically; returns it."""
+    record["cache_key"] = canonical(key)
+    record["provenance"] = {"machine": self.machine, "computed": now()}
+    self.directory.mkdir(parents=True, exist_ok=True)
+    path = self.path(stem, record["cache_key"])
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(record, indent=1, default=_json_default))
+    tmp.replace(path)
+    self.computed += 1
+    return record
+
+  def summary(self) -> str:
+    """``"reused R cached runs (L written before keys), computed C"``."""
+    text = f"reused {self.reused} cached runs"
+    if self.reused_legacy:
+      text += f" ({self.reused_legacy} from files written before runs recorded their key)"
+    text += f", computed {self.computed}"
+    if self.stale:
+      text += (f"; {len(self.stale)} cached files of other settings left as they are "
+               f"(e.g. {self.stale[0]})")
+    return text
+
+
+def _json_default(obj: Any) -> Any:
+  if isinstance(obj, (np.floating, np.integer)):
+    return obj.item()
+  if isinstance(obj, np.ndarray):
+    return obj.tolist()
+  if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    return dataclasses.asdict(obj)
+  return str(obj)
+
+
+# ----------------------------------------------------------------------------------------
+# Reports: where the runs come from, and the hand-written notes.
+
+
+def earlier_stamp(json_path: pathlib.Path, md_path: pathlib.Path) -> dict[str, str] | None:
+  """Where and when the report about to be replaced says its unrecorded runs were made.
+
+  For records that carry no provenance (written before records did), the best evidence
+  is the report that showed them: its ``machine`` and the date of its ``Written ...``
+  line, or, for a report written since, the stamp it carried forward.
+
+  Returns:
+    ``{"machine": ..., "written": ...}`` (either may be ``""``), or ``None``.
+  """
+  try:
+    data = json.loads(json_path.read_text())
+  except (OSError, ValueError):
+    return None
+  if not isinstance(data, dict):
+    return None
+  if "provenance" in data:  # Written since runs carry their provenance.
+    return (data["provenance"] or {}).get("unrecorded")
+  written = ""
+  try:
+    found = re.search(r"Written (\d{4}-\d\d-\d\dT[\d:]+)", md_path.read_text())
+    written = found.group(1) if found else ""
+  except OSError:
+    pass
+  machine = data.get("machine") or ""
+  return {"machine": machine, "written": written} if machine or written else None
+
+
+def provenance(cache: RunCache, earlier: dict[str, str] | None) -> dict[str, Any]:
+  """The report's account of its runs, for its JSON and :func:`runs_paragraph`.
+
+  Args:
+    cache: the cache the report's runs came through (what it computed, what it reused).
+    earlier: :func:`earlier_stamp` of the report being replaced.
+
+  Returns:
+    ``{"written", "machine", "computed", "reused", "reused_by_machine": {machine: [first,
+    last, count]}, "unrecorded_runs", "unrecorded": {"machine", "written"} or None}``.
+  """
+  by_machine: dict[str, list[Any]] = {}
+  unrecorded = 0
+  for r in cache.reused_records:
+    p = r.get("provenance")
+    if not isinstance(p, dict):
+      unrecorded += 1
+      continue
+    when = str(p.get("computed", ""))
+    entry = by_machine.setdefault(str(p.get("machine", "?")), [when, when, 0])
+    entry[0], entry[1], entry[2] = min(entry[0], when), max(entry[1], when), entry[2] + 1
+  return {"written": now(), "machine": cache.machine, "computed": cache.computed,
+          "reused": cache.reused, "reused_by_machine": by_machine,
+          "unrecorded_runs": unrecorded,
+          "unrecorded": (earlier or {"machine": "", "written": ""}) if unrecorded else None}
+
+
+def runs_paragraph(prov: Mapping[str, Any], what: str = "runs") -> str:
+  """One paragraph for a report's header: what was computed here, what was reused.
+
+  Args:
+    prov: :func:`provenance`'s dict.
+    what: the plural noun of a run in this report.
+  """
+  computed, reused = prov["computed"], prov["reused"]
+  here = f"on {prov['machine']}" if prov["machine"] else "on this machine"
+  if computed and not reused:
+    text = f"All {computed} {what} were computed by this command {here} ({prov['written']})."
+  elif computed:
+    text = (f"{computed} {what} were computed by this command {here} ({prov['written']}); "
+            f"{reused} were reused from earlier run files, not recomputed")
+  else:
+    text = (f"**Nothing was recomputed for this report**: all {reused} {what} were reused "
+            "from earlier run files")
+  if reused:
+    parts = [f"{n} computed on {m} ({first[:10]}" + (f" to {last[:10]})" if last[:10] != first[:10]
+                                                     else ")")
+             for m, (first, last, n) in prov["reused_by_machine"].items()]
+    if prov["unrecorded_runs"]:
+      source = prov.get("unrecorded") or {}
+      told = ", ".join(x for x in (
+          f"the report that showed them was written {source['written']}"
+          if source.get("written") else "",
+          f"on {source['machine']}" if source.get("machine") else "") if x)
+      parts.append(f"{prov['unrecorded_runs']} written before run files recorded where and "
+                   "when they were computed" + (f" ({told})" if told else ""))
+    text += ": " + "; ".join(parts) + "."
+  return text + f" Report written {prov['written']}."
+
+
+NOTE_OPTION = "--note"
+
+
+def _paragraphs(text: str) -> list[str]:
+  return [p.strip() for p in re.split(r"\n\s*\n", text) if p.strip()]
+
+
+def _notes_of_command(command: str) -> list[str]:
+  """The ``--note`` arguments of a recorded command line."""
+  try:
+    words = shlex.split(command)
+  except ValueError:
+    return []
+  notes = []
+  for i, word in enumerate(words):
+    if word == NOTE_OPTION and i + 1 < len(words):
+      notes.append(words[i + 1])
+    elif word.startswith(NOTE_OPTION + "="):
+      notes.append(word[len(NOTE_OPTION) + 1:])
+  return notes
+
+
+def report_notes(notes_file: pathlib.Path, new: Sequence[str],
+                 previous_json: pathlib.Path | None = None) -> list[str]:
+  """The hand-written notes of a report, kept in ``notes_file`` so no rerun drops one.
+
+  The file holds the notes as paragraphs separated by blank lines; edit it to change or
+  remove a note. Notes given on this command (``new``) that the file does not hold yet are
+  added to it. Without the file, it starts with the notes of the report being replaced
+  (its JSON's ``notes``, or the ``--note`` arguments of its recorded command).
+
+  Args:
+    notes_file: ``<out>/<report>_notes.md``.
+    new: the ``--note`` paragraphs of this command.
+    previous_json: the JSON of the report being replaced, if any.
+
+  Returns:
+    Every note, in order.
+  """
+  if notes_file.exists():
+    notes = _paragraphs(notes_file.read_text())
+  else:
+    notes = []
+    if previous_json is not None:
+      try:
+        data = json.loads(previous_json.read_text())
+      except (OSError, ValueError):
+        data = {}
+      if isinstance(data, dict):
+        notes = list(data.get("notes") or _notes_of_command(str(data.get("command", ""))))
+  before = list(notes)
+  for note in new:
+    if note.strip() and note.strip() not in notes:
+      notes.append(note.strip())
+  if notes != before or (notes and not notes_file.exists()):
+    notes_file.parent.mkdir(parents=True, exist_ok=True)
+    notes_file.write_text("\n\n".join(notes) + "\n")
+  return notes
