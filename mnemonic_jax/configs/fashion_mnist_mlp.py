@@ -2,7 +2,7 @@
 
 MLP 784-1000 (sigmoid)-10, t_mix 0.1, SGD lr 0.01 momentum 0.9 weight decay 5e-4, batch
 128, 200 epochs, no schedule; forgetting with the paper's MNIST lambdas lambda1 = 1e-3,
-lambda2 = 10 (or ``"auto"``, see :mod:`mnemonic_jax.lambda_search`).
+lambda2 = 10 (or ``"auto"``, see :mod:`mnemonic_jax.forgetting.moves.paper_search`).
 
 The data come from the Debian package ``dataset-fashion-mnist``
 (``/usr/share/datasets/fashion-mnist``); ``tfds:fashion_mnist`` is the same data online.

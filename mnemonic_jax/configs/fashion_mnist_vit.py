@@ -10,8 +10,8 @@ learning rate 0.05 with a cosine decay, 20 epochs (about 33 s per epoch on 2 idl
 
 Forgetting: ``lambda1``, ``lambda2`` are the paper's MNIST values (1e-3, 10), borrowed
 (the paper gives none for a ViT); ``"auto"`` in :mod:`experiments.table` uses the
-data-free search of :mod:`mnemonic_jax.lambda_search`. The ViT's Fisher takes the exact
-layer-tap path (:mod:`mnemonic_jax.layer_taps`).
+data-free search of :mod:`mnemonic_jax.forgetting.moves.paper_search`. The ViT's Fisher
+takes the exact layer-tap path (:mod:`mnemonic_jax.layer_taps`).
 
 Data: the Debian package ``dataset-fashion-mnist`` (``/usr/share/datasets/fashion-mnist``).
 

@@ -4,7 +4,7 @@ The paper fine-tunes ImageNet-pretrained ResNet-18 / ResNeXt-50 / Swin-T with co
 (t_mix 0.3) and forgets one class: ResNet-18 A_R 67.5, E_F 100, 8.66 s; Swin-T A_R 75.3,
 E_F 92.0, 28.6 s. It gives neither the fine-tuning schedule nor the lambdas; ours:
 SGD lr 0.01 momentum 0.9 weight decay 5e-5, batch 256, 5 epochs, cosine, crop+flip, and
-lambdas from the data-free search (``"auto"``, :mod:`mnemonic_jax.lambda_search`).
+lambdas from the data-free search (``"auto"``, :mod:`mnemonic_jax.forgetting.moves.paper_search`).
 
 Models (the variant picks one; ResNeXt-50 and Swin-T are not in the registry):
   ``resnet18`` (default): ResNet-18, ImageNet stem, 224x224.
