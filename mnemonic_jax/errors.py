@@ -44,5 +44,11 @@ class BadConfig(MnemonicJaxError, ValueError):
   """A config file that does not load, or a field that is unknown, missing or invalid."""
 
 
-__all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadRequest", "BadRequestType",
-           "MnemonicJaxError"]
+class BadEnvironment(MnemonicJaxError, RuntimeError):
+  """The machine, not the input: JAX cannot start the platform it is told to use, or the
+  operating system refuses a write (a full disk, a quota, a read-only file system).
+  See :mod:`mnemonic_jax.environment`."""
+
+
+__all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
+           "BadRequestType", "MnemonicJaxError"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 from typing import TYPE_CHECKING, Any, Callable, NamedTuple
 
 import chex
@@ -307,6 +308,24 @@ def _mean_metrics(steps: list[Metrics]) -> Metrics:
   return jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *steps)
 
 
+def _check_train_keyword(model: nn.Module) -> None:
+  """Refuses a model that :func:`fit` cannot call with ``train=`` (before any tracing)."""
+  try:
+    signature = inspect.signature(model.__call__)
+  except (AttributeError, TypeError, ValueError):  # Not introspectable: the call will tell.
+    return
+  kinds = {p.kind for p in signature.parameters.values()}
+  train = signature.parameters.get("train")
+  if inspect.Parameter.VAR_KEYWORD in kinds or (train is not None and train.kind in (
+      inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)):
+    return
+  raise errors.BadRequestType(
+      f"fit calls the model as model.apply(variables, x, train=True) to train it (and "
+      f"train=False to initialise it), but {type(model).__name__}.__call__{signature} takes "
+      "no 'train' keyword; add 'train: bool = False' to it (a model without Dropout or "
+      "BatchNorm may ignore it)")
+
+
 def fit(
     model: nn.Module,
     data: tuple[np.ndarray, np.ndarray] | pipeline.ArrayEpochs | pipeline.TfdsEpochs,
@@ -328,7 +347,9 @@ def fit(
   takes exactly the batches an uninterrupted run would.
 
   Args:
-    model: Flax Linen classifier.
+    model: a Flax Linen classifier whose ``__call__(x, train)`` takes a ``train`` keyword
+      (``train=True`` while fitting, ``train=False`` to initialise; a model without
+      Dropout or BatchNorm may ignore it) and returns logits ``(N, C)``.
     data: ``(images, labels)`` in host memory (uint8 NHWC, int labels), or a source of
       epochs (``pipeline.ArrayEpochs``, ``pipeline.TfdsEpochs`` for data larger than
       memory, or anything with ``num_examples`` and ``epoch(key, batch_size, skip)``).
@@ -349,7 +370,11 @@ def fit(
 
   Returns:
     ``(state, last_metrics)``.
+
+  Raises:
+    BadRequestType: the model's ``__call__`` takes no ``train`` keyword.
   """
+  _check_train_keyword(model)
   source = pipeline.ArrayEpochs(*data) if isinstance(data, tuple) else data
   keys = fit_keys(key)
   spe = steps_per_epoch(source.num_examples, config.batch_size)

@@ -42,11 +42,14 @@ import argparse
 import contextlib
 import gc
 import os
+import pathlib
+import signal
 import sys
 from collections.abc import Sequence
 
-from mnemonic_jax import distributed, errors
-from mnemonic_jax.cli import compilation_cache, quiet
+from mnemonic_jax import distributed, environment, errors
+from mnemonic_jax.cli import compilation_cache, outcome, quiet
+from mnemonic_jax.cli.outcome import EXIT_REPORT_LOST
 from mnemonic_jax.cli.parser import (
   EXIT_INTERRUPTED,
   EXIT_USAGE,
@@ -57,7 +60,8 @@ from mnemonic_jax.cli.parser import (
   split_overrides,
 )
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "UsageError", "entry_point", "main"]
+__all__ = ["EXIT_INTERRUPTED", "EXIT_REPORT_LOST", "EXIT_USAGE", "UsageError", "entry_point",
+           "main"]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -106,18 +110,49 @@ def entry_point() -> int:
     The exit status (see :func:`main`).
   """
   status = _run(None, contextlib.ExitStack())  # Never closed: nothing to put back.
+  if outcome.current().report_lost:  # The interpreter's last flush of stdout would fail.
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
   if status != 0:
     quiet.silence_the_rest()
   if status == EXIT_INTERRUPTED:
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(status)  # pylint: disable=protected-access
+    _exit_now(status)
+  # The outcome is decided: a Ctrl-C while the interpreter shuts down ends it at once.
+  if signal.getsignal(signal.SIGINT) is outcome.on_interrupt:
+    signal.signal(signal.SIGINT, lambda signum, frame: _exit_now(status))
   gc.freeze()
   return status
 
 
+def _exit_now(status: int) -> None:
+  """Flushes what can be flushed and leaves the process at once with ``status``."""
+  for stream in (sys.stdout, sys.stderr):
+    try:
+      stream.flush()
+    except Exception:  # pylint: disable=broad-except  # Nothing more can be said.
+      pass
+  os._exit(status)  # pylint: disable=protected-access
+
+
 def _run(argv: Sequence[str] | None, undo: contextlib.ExitStack) -> int:
-  """Parses ``argv`` and runs its command; ``undo`` receives what puts state back."""
+  """Parses ``argv`` and runs its command; ``undo`` receives what puts state back.
+
+  The run (:func:`mnemonic_jax.cli.outcome.running`) starts first: a Ctrl-C from here on
+  ends the command with one line and status 130, whenever it lands.
+  """
+  run = undo.enter_context(outcome.running())
+  try:
+    return _run_command(argv, undo, run)
+  except KeyboardInterrupt:  # One that landed while another error was being reported.
+    run.settle()
+    print_error(outcome.interrupted_line(run))
+    return EXIT_INTERRUPTED
+  finally:
+    run.settle()
+
+
+def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
+                 run: outcome.Run) -> int:
+  """:func:`_run` once the run has started."""
   argv = list(sys.argv[1:] if argv is None else argv)
   try:
     argv, overrides = split_overrides(argv)
@@ -139,20 +174,47 @@ def _run(argv: Sequence[str] | None, undo: contextlib.ExitStack) -> int:
       return EXIT_USAGE
     if several and not distributed.is_main_process():  # Process 0 prints the report.
       sys.stdout = undo.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
+    sys.stdout = outcome.ReportStream(sys.stdout)  # Printable; a failed write is named.
     undo.callback(compilation_cache.restore_settings, compilation_cache.current_settings())
     compilation_cache.configure_compilation_cache(compilation_cache.compilation_cache_dir(
         args.compilation_cache, args.no_compilation_cache))
+    environment.check_backend()  # JAX_PLATFORMS naming a platform this machine lacks.
     from mnemonic_jax.cli import commands  # pylint: disable=import-outside-toplevel
 
-    return commands.COMMANDS[args.command](args) or 0
-  except (errors.MnemonicJaxError, OSError, ValueError, TypeError) as e:
-    if not _is_user_error(e):
-      raise  # A bug: its traceback, exit status 1.
-    print_error(_describe(_with_cli_fix(e, args)))
-    return EXIT_USAGE
+    run.begin_work()  # Ctrl-C raises from here; one that came while starting, now.
+    status = commands.COMMANDS[args.command](args) or 0
+    sys.stdout.flush()  # The whole report is out, or ReportNotWritten.
+    outcome.check_interrupt()  # One that a library swallowed: never a silent exit 0.
+    return status
   except KeyboardInterrupt:
-    print_error("interrupted")
+    run.settle()
+    print_error(outcome.interrupted_line(run))
     return EXIT_INTERRUPTED
+  except outcome.ReportNotWritten as e:
+    run.settle()
+    run.report_lost = True
+    status, line = outcome.report_lost_line(run, e)
+    print_error(line)
+    return status
+  except Exception as e:  # pylint: disable=broad-except  # Bugs are raised again below.
+    run.settle()
+    if run.interrupted:  # The interrupt surfaced as another error (an import cut short).
+      print_error(outcome.interrupted_line(run))
+      return EXIT_INTERRUPTED
+    line = outcome.environment_line(e, args.command, _output_of(args), run)
+    if line is None and not _is_user_error(e):
+      raise  # A bug: its traceback, exit status 1.
+    print_error(line or _describe(_with_cli_fix(e, args)))
+    return EXIT_USAGE
+
+
+def _output_of(args: argparse.Namespace) -> pathlib.Path | None:
+  """What the command writes (``--output``, ``--workdir``, ``--output-dir``), if anything."""
+  for name in ("output", "workdir", "output_dir"):
+    value = getattr(args, name, None)
+    if value is not None:
+      return pathlib.Path(value).absolute()
+  return None
 
 
 def _is_user_error(error: BaseException) -> bool:

@@ -19,9 +19,11 @@ import os
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from mnemonic_jax import (attach, checkpointing, configs, fisher, forgetting, run_metrics,
-                          workflow)
-from mnemonic_jax.cli import depth, paths, report
+import jax
+
+from mnemonic_jax import (attach, checkpointing, configs, environment, errors, fisher,
+                          forgetting, run_metrics, workflow)
+from mnemonic_jax.cli import depth, outcome, paths, report
 from mnemonic_jax.cli.demo import cmd_demo
 from mnemonic_jax.cli.parser import (
   DEFAULT_LAMBDA1,
@@ -86,7 +88,13 @@ def cmd_train(args: argparse.Namespace) -> int:
           "(use another --workdir to train again)", flush=True)
   else:
     paths.check_train_paths(args.config, config, workdir)
-    bundle = workflow.train(config, workdir, progress=show_progress(args))
+    try:
+      bundle = workflow.train(config, workdir, progress=show_progress(args))
+    except Exception as e:  # pylint: disable=broad-except  # Raised again.
+      if environment.is_environment_error(e):  # A full disk: its unfinished save goes now.
+        _remove_unfinished_saves(workdir)
+      raise
+    outcome.wrote(workdir / "bundle")
   print(f"bundle: {workdir / 'bundle'}", flush=True)
   logs = [workdir / run_metrics.METRICS_FILE, workdir / run_metrics.TENSORBOARD_DIR]
   shown = [str(path) for path in logs if path.exists()]
@@ -97,6 +105,28 @@ def cmd_train(args: argparse.Namespace) -> int:
   ev = workflow.evaluate(bundle, test.images, test.labels, progress=show_progress(args))
   print(f"test accuracy: {ev.accuracy:.2f}% on {len(test)} {bundle.dataset} test images")
   return 0
+
+
+def _remove_unfinished_saves(workdir) -> None:
+  """Removes the train run's unfinished checkpoint saves, under its lock (one process).
+
+  A resume would remove them too; a run that another process took over in the meantime,
+  or several processes, are left to it.
+  """
+  if jax.process_count() > 1:
+    return
+  try:
+    with checkpointing.workdir_lock(workdir):
+      checkpointing.remove_orbax_temporaries(workdir / "train")
+  except (errors.MnemonicJaxError, OSError):
+    pass
+
+
+def _save(output, bundle, force: bool):
+  """``checkpointing.save_bundle``, stopped by an earlier Ctrl-C and recorded once written
+  (:func:`mnemonic_jax.cli.outcome.saving`)."""
+  with outcome.saving(output):
+    return checkpointing.save_bundle(output, bundle, force=force)
 
 
 def _resolve_lambdas(lambda1, lambda2, config) -> tuple[Any, Any, str]:
@@ -172,7 +202,10 @@ def cmd_forget(args: argparse.Namespace) -> int:
     after = workflow.evaluate(new_bundle, test.images, test.labels,
                               progress=show_progress(args))
     evaluations = (test, before, after)
-  written = checkpointing.save_bundle(output, new_bundle, force=args.force)
+    # Images settle what codes the model never learned cannot tell (recorded as well).
+    new_bundle = workflow.warnings_from_images(bundle, new_bundle, after.per_class,
+                                               f"{args.dataset} test")
+  written = _save(output, new_bundle, args.force)
 
   print(f"forgot class{'es' if len(classes) > 1 else ''} "
         f"{', '.join(map(str, classes))} from {source}")
@@ -292,11 +325,12 @@ def cmd_import(args: argparse.Namespace) -> int:
                      "classes; give one name per class")
   mean, std, where = _import_normalisation(args)
   config = {"data_dir": os.fspath(args.data_dir.absolute())} if args.data_dir else None
-  written = checkpointing.import_params(
-      args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
-      input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
-      mean=mean, std=std, class_names=class_names, dataset=args.dataset, config=config,
-      force=args.force)
+  with outcome.saving(output):
+    written = checkpointing.import_params(
+        args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
+        input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
+        mean=mean, std=std, class_names=class_names, dataset=args.dataset, config=config,
+        force=args.force)
   shown = lambda values: ", ".join(f"{v:g}" for v in values)
   print(f"normalisation: mean {shown(mean)}, std {shown(std)} ({where})")
   print(f"wrote {written} (model {args.model!r} {args.model_kwargs}, {args.num_classes} "
@@ -339,7 +373,7 @@ def cmd_attach_codes(args: argparse.Namespace) -> int:
       code_distribution=args.code_distribution, learning_rate=args.learning_rate,
       batch_size=args.batch_size, test=(test.images, test.labels), dataset=dataset,
       progress=show_progress(args))
-  written = checkpointing.save_bundle(output, new_bundle, force=args.force)
+  written = _save(output, new_bundle, args.force)
 
   fit = attached.fit
   n = new_bundle.num_classes

@@ -15,7 +15,7 @@ import time
 from ml_collections import config_dict
 
 from mnemonic_jax import checkpointing, configs, fisher, workflow
-from mnemonic_jax.cli import paths, report
+from mnemonic_jax.cli import outcome, paths, report
 from mnemonic_jax.cli.parser import DEMO_EPOCHS, DEMO_FILES, UsageError, show_progress
 from mnemonic_jax.data import load_dataset
 
@@ -79,8 +79,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
   after = workflow.evaluate(forgotten, test.images, test.labels, progress=progress)
 
   paths.check_demo_outputs(out, args.force)  # Again: it may have changed while training.
-  trained_path = checkpointing.save_bundle(out / DEMO_FILES[0], bundle, force=True)
-  forgotten_path = checkpointing.save_bundle(out / DEMO_FILES[1], forgotten, force=True)
+  with outcome.saving(out / DEMO_FILES[0]):
+    trained_path = checkpointing.save_bundle(out / DEMO_FILES[0], bundle, force=True)
+  with outcome.saving(out / DEMO_FILES[1]):
+    forgotten_path = checkpointing.save_bundle(out / DEMO_FILES[1], forgotten, force=True)
   names = report.class_names(bundle, bundle.num_classes, test)
   chart = out / DEMO_FILES[2]
   drawing = out / f".{DEMO_FILES[2]}.saving-{os.getpid()}.png"
@@ -91,6 +93,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
               f"A_R {before.A_R:.1f}% \u2192 {after.A_R:.1f}%,  "
               f"E_F {before.E_F:.1f}% \u2192 {after.E_F:.1f}%")
     os.replace(drawing, chart)
+    outcome.wrote(chart)
   finally:
     if os.path.lexists(drawing):
       os.unlink(drawing)

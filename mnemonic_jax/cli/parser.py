@@ -91,10 +91,14 @@ def print_error(message: object) -> None:
   """Prints ``mnemonic-jax: error: <the first line of message>`` on stderr.
 
   Args:
-    message: the error (an exception or a text); only its first line is shown.
+    message: the error (an exception or a text); only its first line is shown, with its
+      control characters escaped (:func:`mnemonic_jax.cli.report.printable`: a message
+      may quote a bundle's or a dataset's text).
   """
+  from mnemonic_jax.cli.report import printable  # pylint: disable=import-outside-toplevel
+
   lines = str(message).strip().splitlines() or ["unknown error"]
-  print(f"{PROG}: error: {lines[0]}", file=sys.stderr, flush=True)
+  print(f"{PROG}: error: {printable(lines[0])}", file=sys.stderr, flush=True)
 
 
 def show_progress(args: argparse.Namespace) -> bool:

@@ -14,6 +14,35 @@ from typing import Any
 import numpy as np
 
 
+def printable(text: object, keep: str = "") -> str:
+  """``text`` safe for a terminal: every character that is not printable is escaped.
+
+  Control characters (escape sequences, bells, carriage returns, newlines), C1 controls,
+  bidirectional overrides and other invisible or non-printing characters
+  (``str.isprintable`` false) are written as Python escapes (``\\x1b``, ``\\n``,
+  ``\\u202e``); letters of any script are kept. Every string that comes from a bundle, a
+  dataset or a config goes through it before the command line prints it: a table's class
+  names here, everything on stdout (:class:`mnemonic_jax.cli.outcome.ReportStream`) and
+  the error line (:func:`mnemonic_jax.cli.parser.print_error`).
+
+  Args:
+    text: anything; ``str(text)`` is escaped.
+    keep: characters left as they are (``"\\n"`` for whole lines of a report).
+
+  Returns:
+    The text, printable but for the characters of ``keep``.
+
+  Example:
+    >>> printable("\\x1b[31mred")
+    '\\\\x1b[31mred'
+  """
+  text = str(text)
+  if text.isprintable():
+    return text
+  return "".join(ch if ch.isprintable() or ch in keep
+                 else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
 def fmt(value: float | None, digits: int = 1) -> str:
   """``value`` with ``digits`` decimals, or ``-`` for None or NaN (nothing to measure)."""
   return "-" if value is None or (isinstance(value, float) and math.isnan(value)) \
@@ -70,6 +99,7 @@ def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[s
     The table as text (no trailing newline).
   """
   forgotten = {int(c) for c in forgotten}
+  names = [printable(name) for name in names]  # A bundle's or a dataset's text.
   width = max([len("name")] + [len(n) for n in names])
   head = f"{'class':>5}  {'name':<{width}}  {'images':>6}" + "".join(
       f"  {title:>8}" for title in columns)

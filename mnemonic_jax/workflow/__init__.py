@@ -13,7 +13,8 @@ from mnemonic_jax import forgetting  # noqa: F401  (workflow.forgetting.forget i
 from mnemonic_jax.workflow.evaluation_run import Evaluation, evaluate, predict
 from mnemonic_jax.workflow.forgetting_run import (AUTO, check_lambdas, codes_right_before,
                                                   forget_bundle, forget_warnings,
-                                                  untrained_codes_warnings)
+                                                  untrained_codes_warnings,
+                                                  warnings_from_images)
 from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, RESUMABLE_CHANGES,
                                                 TRAIN_FIELDS, finished_run, fit_config,
                                                 merge_pretrained, prepare_images, to_plain,
@@ -22,4 +23,5 @@ from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, RESUMABLE_CHA
 __all__ = ["AUTO", "DEFAULT_LOG_EVERY", "Evaluation", "RESUMABLE_CHANGES", "TRAIN_FIELDS",
            "check_lambdas", "codes_right_before", "evaluate", "finished_run", "fit_config",
            "forget_bundle", "forget_warnings", "merge_pretrained", "predict",
-           "prepare_images", "to_plain", "train", "untrained_codes_warnings"]
+           "prepare_images", "to_plain", "train", "untrained_codes_warnings",
+           "warnings_from_images"]

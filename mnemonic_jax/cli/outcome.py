@@ -1,0 +1,284 @@
+"""How a command ends, whatever happens on the way: Ctrl-C, a lost report, the machine.
+
+One run of a command (:func:`running`) keeps what decides its ending:
+
+* **Ctrl-C.** A SIGINT handler records every interrupt. While the program starts (imports,
+  JAX's backend) it only records: an import cut by ``KeyboardInterrupt`` can leave an
+  extension half-initialised. Once the work begins, a recorded interrupt raises
+  ``KeyboardInterrupt`` at once, and the handler raises it for each new Ctrl-C. An
+  interrupt that a library swallows (raised inside a garbage-collection callback, which
+  Python reports as unraisable, or caught by an ``except BaseException``) is raised again:
+  the unraisable report is dropped and the signal delivered once more right after, and
+  :func:`check_interrupt` (before every save and after the command) raises what was
+  recorded. Whatever the moment, an interrupted command ends with one line and status 130,
+  and an output is either absent or complete (saves are atomic).
+* **Outputs written.** :func:`wrote` records each output once it is complete, so that a
+  failure after it (a lost report, an interrupt) can say that it is there and complete.
+* **The report's stream.** While the command runs, ``sys.stdout`` is a
+  :class:`ReportStream`: text is made printable (:func:`mnemonic_jax.cli.report.printable`,
+  keeping newlines) and a failed write (a full disk, a closed pipe) raises
+  :class:`ReportNotWritten`.
+
+:mod:`mnemonic_jax.cli` turns these into exit statuses; nothing here prints.
+"""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import dataclasses
+import os
+import pathlib
+import signal
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any, TextIO
+
+#: The exit status of a command whose output was written and is complete, but whose
+#: report on stdout could not be written (a full disk, a closed pipe).
+EXIT_REPORT_LOST = 3
+
+_STARTING, _WORKING, _ENDING = "starting", "working", "ending"
+#: Seconds before a swallowed interrupt is delivered again.
+_REDELIVER_S = 0.01
+
+
+class ReportNotWritten(Exception):
+  """Writing the report on stdout failed; ``error`` is the ``OSError`` behind it."""
+
+  def __init__(self, error: OSError):
+    super().__init__(f"cannot write the report to stdout: {error.strerror or error}")
+    self.error = error
+
+
+class ReportStream:
+  """``sys.stdout`` while a command runs: printable text, failures as ReportNotWritten.
+
+  Args:
+    stream: the stream written to (the original ``sys.stdout``).
+  """
+
+  def __init__(self, stream: TextIO):
+    self._stream = stream
+
+  def write(self, text: str) -> int:
+    """Writes ``text`` with its control characters escaped (newlines kept)."""
+    from mnemonic_jax.cli import report  # pylint: disable=import-outside-toplevel
+
+    try:
+      return self._stream.write(report.printable(text, keep="\n"))
+    except OSError as e:
+      raise ReportNotWritten(e) from e
+
+  def flush(self) -> None:
+    """Flushes the stream, raising :class:`ReportNotWritten` if it cannot."""
+    try:
+      self._stream.flush()
+    except OSError as e:
+      raise ReportNotWritten(e) from e
+
+  def __getattr__(self, name: str) -> Any:
+    return getattr(self._stream, name)
+
+
+@dataclasses.dataclass
+class Run:
+  """What one command run has done so far.
+
+  Attributes:
+    interrupted: a Ctrl-C arrived.
+    phase: ``"starting"`` (interrupts recorded only), ``"working"`` (raised) or
+      ``"ending"`` (the outcome is decided; recorded only).
+    written: outputs written and complete.
+    saving: ``(output, existed before)`` of a save in progress.
+    report_lost: the report could not be written to stdout.
+  """
+  interrupted: bool = False
+  phase: str = _STARTING
+  written: list[pathlib.Path] = dataclasses.field(default_factory=list)
+  saving: tuple[pathlib.Path, bool] | None = None
+  report_lost: bool = False
+
+  def begin_work(self) -> None:
+    """Ctrl-C raises from now on; one recorded while starting is raised now."""
+    self.phase = _WORKING
+    check_interrupt()
+
+  def settle(self) -> None:
+    """The outcome is decided: later interrupts are only recorded."""
+    self.phase = _ENDING
+
+  def completed(self) -> list[pathlib.Path]:
+    """Outputs that are complete: written, or a save cut short that had already landed.
+
+    A save is atomic (:func:`mnemonic_jax.checkpointing.save_bundle`): an output that did
+    not exist before and exists now is complete.
+    """
+    done = list(self.written)
+    if self.saving is not None:
+      output, existed = self.saving
+      if not existed and os.path.lexists(output):
+        done.append(output)
+    return done
+
+
+_RUNS: list[Run] = []
+
+
+def current() -> Run:
+  """The innermost run (a detached one outside :func:`running`)."""
+  return _RUNS[-1] if _RUNS else Run(phase=_WORKING)
+
+
+def on_interrupt(signum: int, frame: Any) -> None:  # pylint: disable=unused-argument
+  """The SIGINT handler of a run: records the interrupt; raises it once the work began."""
+  run = current()
+  run.interrupted = True
+  if run.phase == _WORKING:
+    raise KeyboardInterrupt
+
+
+def _unraisable_filter(previous: Any) -> Any:
+  """A ``sys.unraisablehook`` that drops swallowed interrupts and delivers them again."""
+
+  def hook(unraisable: Any) -> None:
+    if not isinstance(unraisable.exc_value, KeyboardInterrupt):
+      previous(unraisable)
+      return
+    if current().phase == _WORKING:  # Swallowed (in a gc callback, a __del__): again,
+      # once this hook and the callback have returned (delivered now, the signal would be
+      # handled inside them). Swallowed again, it comes back again.
+      timer = threading.Timer(_REDELIVER_S, _thread.interrupt_main, args=(signal.SIGINT,))
+      timer.daemon = True
+      timer.start()
+
+  return hook
+
+
+@contextlib.contextmanager
+def running() -> Iterator[Run]:
+  """One command run: the SIGINT handler, the unraisable filter, and the run's record.
+
+  Outside the main thread, or when SIGINT is ignored (a job a shell started in the
+  background) or handled by something other than Python, the signal is left alone. What
+  is changed is put back on leaving.
+
+  Yields:
+    The :class:`Run`.
+  """
+  run = Run()
+  previous_hook = sys.unraisablehook
+  previous_handler = None
+  if threading.current_thread() is threading.main_thread():
+    handler = signal.getsignal(signal.SIGINT)
+    if handler is signal.default_int_handler:
+      previous_handler = signal.signal(signal.SIGINT, on_interrupt)
+  sys.unraisablehook = _unraisable_filter(previous_hook)
+  _RUNS.append(run)
+  try:
+    yield run
+  finally:
+    _RUNS.remove(run)
+    sys.unraisablehook = previous_hook
+    if previous_handler is not None:
+      signal.signal(signal.SIGINT, previous_handler)
+
+
+def check_interrupt() -> None:
+  """Raises ``KeyboardInterrupt`` if a Ctrl-C was recorded (and perhaps swallowed).
+
+  Raises:
+    KeyboardInterrupt: an interrupt arrived during the run.
+  """
+  run = current()
+  if run.interrupted and run.phase != _ENDING:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def saving(output: pathlib.Path) -> Iterator[None]:
+  """Around one save of ``output``: an interrupt first stops it, and once it is written
+  it is recorded (see :func:`wrote`). A save that fails stays recorded as in progress, so
+  that :meth:`Run.completed` can tell whether it landed.
+
+  Raises:
+    KeyboardInterrupt: an interrupt arrived before (or, swallowed, during) the save.
+  """
+  check_interrupt()
+  run = current()
+  run.saving = (pathlib.Path(output), os.path.lexists(output))
+  yield
+  run.saving = None
+  wrote(output)
+  check_interrupt()
+
+
+def wrote(output: os.PathLike | str) -> None:
+  """Records that ``output`` is written and complete."""
+  current().written.append(pathlib.Path(output))
+
+
+def _listed(paths: list[pathlib.Path]) -> str:
+  """``A``, ``A and B was/were written and is/are complete``."""
+  names = " and ".join(str(p) for p in paths)
+  return (f"{names} was written and is complete" if len(paths) == 1
+          else f"{names} were written and are complete")
+
+
+def interrupted_line(run: Run) -> str:
+  """The error line of an interrupted run (outputs completed before it are named)."""
+  done = run.completed()
+  return f"interrupted; {_listed(done)}" if done else "interrupted"
+
+
+def report_lost_line(run: Run, error: ReportNotWritten) -> tuple[int, str]:
+  """``(exit status, error line)`` when the report could not be written to stdout.
+
+  With an output written, the command did its work: status :data:`EXIT_REPORT_LOST`, and
+  the line names the output (complete and valid: its history records what was done).
+  Without one, nothing was done that lasts: status 2.
+  """
+  why = error.error.strerror or str(error.error)
+  done = run.completed()
+  if not done:
+    return 2, f"cannot write the report to stdout: {why}"
+  return EXIT_REPORT_LOST, (
+      f"the report could not be written to stdout ({why}), but {_listed(done)} (its "
+      f"history records what was done; 'mnemonic-jax evaluate --checkpoint {done[-1]}' "
+      "reads it)")
+
+
+def environment_line(error: BaseException, command: str, output: pathlib.Path | None,
+                     run: Run) -> str | None:
+  """The error line when the machine refused a write (a full disk, ...), else None.
+
+  Args:
+    error: the exception (an ``OSError``, or tensorstore's ``ValueError``, see
+      :func:`mnemonic_jax.environment.os_error`).
+    command: the subcommand.
+    output: its output (``--output``, ``--workdir``, ``--output-dir``), if any.
+    run: the run (outputs already complete are named).
+
+  Returns:
+    One line naming the output and the cause, or None if ``error`` is not the machine's.
+  """
+  from mnemonic_jax import environment  # pylint: disable=import-outside-toplevel
+
+  if not environment.is_environment_error(error):
+    return None
+  why = environment.os_error(error).strerror
+  if output is None:
+    where = getattr(environment.os_error(error), "filename", None)
+    return f"environment: {where + ': ' if where else ''}{why}"
+  if command == "train":
+    return (f"cannot write {output}: {why}; the run stopped: make room and run the same "
+            "command again (it resumes from its last complete checkpoint)")
+  done = [p for p in run.completed() if p != output]
+  kept = f"{_listed(done)}, {output} was not" if done else "nothing was written"
+  return f"cannot write {output}: {why}; {kept}: make room and run the command again"
+
+
+__all__ = ["EXIT_REPORT_LOST", "ReportNotWritten", "ReportStream", "Run", "check_interrupt",
+           "current", "environment_line", "interrupted_line", "on_interrupt", "report_lost_line",
+           "running", "saving", "wrote"]
