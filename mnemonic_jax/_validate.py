@@ -41,10 +41,15 @@ def path(value: Any, name: str = "path", *, hint: str = "") -> pathlib.Path:
   Raises:
     BadRequestType: ``value`` is not a ``str`` or ``os.PathLike`` (a bundle or an array
       passed where a path belongs); ``hint`` is added to the message.
+    BadRequest: ``value`` is empty: ``pathlib.Path("")`` would mean the current
+      directory, which an unset shell variable should never name.
   """
   if not isinstance(value, (str, os.PathLike)):
     raise errors.BadRequestType(f"{name} must be a path (str or os.PathLike), got "
                                 f"{type(value).__name__}" + (f"; {hint}" if hint else ""))
+  if not os.fspath(value):
+    raise errors.BadRequest(f"{name} is empty (an unset shell variable?); give a path, or "
+                            "'.' for the current directory")
   return pathlib.Path(value)
 
 

@@ -104,7 +104,9 @@ def test_round_trip_mlp(tmp_path):
   assert {p.name for p in out.iterdir()} >= {"arrays", "meta"}
   assert sorted(p.name for p in out.parent.iterdir()) == ["mlp"]  # No staging leftovers.
   meta = json.loads(_meta_file(out).read_text())
-  assert meta["format"] == "mnemonic-jax-bundle" and meta["version"] == 1
+  assert meta["format"] == "mnemonic-jax-bundle" and meta["version"] == 2
+  assert meta["meta_sha256"] == checkpointing.meta_checksum(meta)
+  assert meta["array_sha256"] == checkpointing.array_checksums(out)
   hook = sys.unraisablehook
   loaded = load_bundle(out)
   assert sys.unraisablehook is hook  # What reaches stderr is the command line's choice.
@@ -227,7 +229,8 @@ def test_load_foreign_version(tmp_path):
   meta = json.loads(meta_file.read_text())
   meta["version"] = 99
   meta_file.write_text(json.dumps(meta))
-  with pytest.raises(CheckpointError, match="format version 99.*reads version 1"):
+  with pytest.raises(CheckpointError, match=r"format version 99.*reads version 2 \(and the "
+                     r"older \(1,\)\)"):
     load_bundle(out)
   meta["format"] = "someone-else"
   meta_file.write_text(json.dumps(meta))
@@ -241,10 +244,14 @@ def test_load_spec_mismatch_fails_clearly(tmp_path):
   meta = json.loads(meta_file.read_text())
   meta["model_kwargs"] = {"hidden": [6]}
   meta_file.write_text(json.dumps(meta))
+  with pytest.raises(CheckpointError, match="does not match the SHA-256 checksum"):
+    load_bundle(out)  # An edit by hand.
+  # Metadata that fits its checksum but not its arrays (a faulty writer): still refused.
+  checkpointing.integrity.seal(out, meta)
   with pytest.raises(CheckpointError, match=r"do not fit model 'mlp'.*Dense_0/kernel has shape"):
     load_bundle(out)
   meta["model_name"] = "no_such_model"
-  meta_file.write_text(json.dumps(meta))
+  checkpointing.integrity.seal(out, meta)
   with pytest.raises(CheckpointError, match="unknown model.*register_model"):
     load_bundle(out)
 
@@ -418,3 +425,13 @@ def test_import_rejects_mismatched_params(tmp_path):
   with pytest.raises(CheckpointError, match="does not exist"):
     import_params(tmp_path / "nope", bundle.codes, **_import_kwargs(tmp_path))
   assert not (tmp_path / "imported").exists()
+
+
+def test_load_refuses_a_codes_dtype_the_arrays_do_not_have(tmp_path):
+  out = save_bundle(tmp_path / "b", _mlp_bundle())
+  meta = json.loads(_meta_file(out).read_text())
+  meta["codes_dtype"] = "float16"
+  checkpointing.integrity.seal(out, meta)  # Consistent with its checksum, not its arrays.
+  with pytest.raises(CheckpointError, match="codes are stored as float32 but the metadata "
+                                            "says float16"):
+    load_bundle(out)

@@ -80,7 +80,6 @@ def write_raw_bundle(path: pathlib.Path, source: pathlib.Path, *, arrays=None, *
   """
   (meta_file,) = [p for p in (source / "meta").iterdir() if p.name != "commit_success.txt"]
   meta = dict(json.loads(meta_file.read_text()), **meta_changes)
-  meta.pop("array_sha256", None)  # The arrays change: write it as an older, unverified bundle.
   bundle = checkpointing.load_bundle(source)
   tree = {"params": jax.tree.map(np.asarray, bundle.params), "batch_stats": {},
           "codes": np.asarray(bundle.codes)}
@@ -90,6 +89,7 @@ def write_raw_bundle(path: pathlib.Path, source: pathlib.Path, *, arrays=None, *
       arrays=ocp.StandardCheckpointHandler(), meta=ocp.JsonCheckpointHandler())
   ocp.Checkpointer(handler).save(path, args=ocp.args.Composite(
       arrays=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta)))
+  checkpointing.integrity.seal(path)  # Checksums of what was written (a faulty writer's).
   return path
 
 

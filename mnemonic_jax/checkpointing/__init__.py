@@ -3,8 +3,11 @@
 One module per concept; this package re-exports their public names, so
 ``checkpointing.load_bundle`` and ``mnemonic_jax.save_bundle`` are all a user needs:
 
-* :mod:`~mnemonic_jax.checkpointing.bundle_format`: the bundle's on-disk layout, its
-  metadata (:func:`parse_bundle_meta`, the one reader) and the SHA-256 of its array files.
+* :mod:`~mnemonic_jax.checkpointing.bundle_format`: the bundle's on-disk layout and its
+  metadata (:func:`parse_bundle_meta`, the one reader).
+* :mod:`~mnemonic_jax.checkpointing.integrity`: the SHA-256 checksums of the array files
+  and of the metadata itself (what they protect against: accidental damage; what they do
+  not: deliberate tampering), verified through one open directory.
 * :mod:`~mnemonic_jax.checkpointing.bundles`: :func:`save_bundle`, :func:`load_bundle`,
   :func:`resolve_bundle_path` (a ``train`` workdir names its bundle).
 * :mod:`~mnemonic_jax.checkpointing.outputs`: :func:`check_output` before any work, the
@@ -20,13 +23,16 @@ One module per concept; this package re-exports their public names, so
 
 Every user error (missing path, not a bundle, corrupt or foreign checkpoint, existing
 output without ``force``, arrays that do not fit the model) raises
-:class:`CheckpointError` with one line naming the path and the fix, and writes nothing.
+:class:`CheckpointError` with one line naming the path and the fix, and writes nothing;
+an empty path raises :class:`~mnemonic_jax.errors.BadRequest`. Every file read is checked
+to be a regular file after opening and read within a size cap (:mod:`mnemonic_jax._files`).
 Nothing here changes logging or stderr: the command line decides what Orbax may print.
 """
 
-from mnemonic_jax.checkpointing._common import CheckpointError
+from mnemonic_jax.checkpointing._common import CheckpointError, UnverifiedBundleWarning
 from mnemonic_jax.checkpointing.bundle_format import (
-    BUNDLE_FORMAT, BUNDLE_VERSION, MAX_META_BYTES, array_checksums, parse_bundle_meta)
+    BUNDLE_FORMAT, BUNDLE_VERSION, MAX_META_BYTES, OLDER_BUNDLE_VERSIONS, parse_bundle_meta)
+from mnemonic_jax.checkpointing.integrity import array_checksums, meta_checksum
 from mnemonic_jax.checkpointing.bundles import load_bundle, resolve_bundle_path, save_bundle
 from mnemonic_jax.checkpointing.checks import (
     MAX_CODE_ELEMENTS, MAX_INPUT_DIM, MAX_INPUT_RANK, PARAMS_FILE_FACTOR, check_input_shape,
@@ -48,11 +54,13 @@ __all__ = [
     "MAX_INPUT_DIM",
     "MAX_INPUT_RANK",
     "MAX_META_BYTES",
+    "OLDER_BUNDLE_VERSIONS",
     "PARAMS_FILE_FACTOR",
     "TRAIN_FORMAT",
     "TRAIN_VERSION",
     "TrainCheckpoint",
     "TrainCheckpointer",
+    "UnverifiedBundleWarning",
     "abstract_variables",
     "array_checksums",
     "check_input_shape",
@@ -60,6 +68,7 @@ __all__ = [
     "check_output",
     "import_params",
     "load_bundle",
+    "meta_checksum",
     "nonfinite_leaves",
     "parse_bundle_meta",
     "read_pretrained",

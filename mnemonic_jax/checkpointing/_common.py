@@ -22,6 +22,15 @@ class CheckpointError(errors.BadCheckpoint):
   """A checkpoint that is missing, foreign, corrupt, or would overwrite an existing one."""
 
 
+class UnverifiedBundleWarning(UserWarning):
+  """A bundle of an older format version loaded without checksums covering all of it.
+
+  Only bundles that declare an older format version load so (a current-format bundle
+  whose checksum record is missing is refused); re-save one (load it, then
+  ``save_bundle`` it elsewhere) to give it the current checksums.
+  """
+
+
 def _abs(path: PathLike) -> pathlib.Path:
   """Absolute path (Orbax requires them) with ``~`` expanded; symlinks are kept.
 

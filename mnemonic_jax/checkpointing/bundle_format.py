@@ -6,9 +6,10 @@ A *bundle* (see :class:`mnemonic_jax.bundle.Bundle`) is one directory, written b
   <bundle>/
     _CHECKPOINT_METADATA, commit_success.txt   Orbax's own bookkeeping
     arrays/                                   StandardSave of {"params", "batch_stats", "codes"}
-    meta/metadata                             JsonSave: format marker, version, model spec,
+    meta/metadata                             JSON: format marker, version, model spec,
                                               normalisation, class names, config, history,
-                                              and the SHA-256 of every file under arrays/
+                                              the SHA-256 of every file under arrays/ and
+                                              of the metadata itself
 
 :func:`parse_bundle_meta` is the one reader of the metadata: the loader parses what it
 reads with it and the saver what it is about to write, so a bundle that saves also loads.
@@ -17,16 +18,21 @@ length vs channels, history entries, class count) and every size it declares is 
 (:data:`MAX_META_BYTES`, :data:`~mnemonic_jax.checkpointing.checks.MAX_CODE_ELEMENTS`)
 before anything is allocated.
 
-Integrity: the saver records the SHA-256 of every file under ``arrays/``
-(:func:`array_checksums`, metadata field ``array_sha256``) and the loader verifies them
-before reading any array, so a flipped byte, a truncated or swapped chunk is refused with
-one line naming the file. Bundles written before checksums were recorded carry none.
+Integrity (what the checksums cover, and what they do not protect against) is
+:mod:`~mnemonic_jax.checkpointing.integrity`. The metadata file is read here, once, by
+:func:`_load_meta_json`: a regular file of at most :data:`MAX_META_BYTES`, checked after
+opening (:mod:`mnemonic_jax._files`), never through a path that could block or read
+without end.
+
+Format versions: 2 (this release) covers the metadata with a checksum as well as the
+arrays; 1 (earlier releases) covered the arrays only, or nothing, and still loads with an
+:class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning`.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
+import json
 import os
 import pathlib
 from typing import Any, Mapping
@@ -36,20 +42,26 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mnemonic_jax import _files
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
-from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _abs, _to_json
+from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _to_json
 from mnemonic_jax.checkpointing.checks import _as_float, _input_shape_problem, _is_int, _short
 from mnemonic_jax.checkpointing.trees import _tree_mismatch
 from mnemonic_jax.data.sources import MAX_CLASSES
 from mnemonic_jax.models import model_source
 
 BUNDLE_FORMAT = "mnemonic-jax-bundle"
-BUNDLE_VERSION = 1
+#: The format version this release writes (2: the metadata is covered by a checksum too).
+BUNDLE_VERSION = 2
+#: Older format versions this release still reads, unverified where they carry no
+#: checksums (with an :class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning`).
+OLDER_BUNDLE_VERSIONS = (1,)
 
 _ARRAYS = "arrays"
 _META = "meta"
 _META_FILE = "metadata"  # What ocp.JsonCheckpointHandler names its file.
 _CHECKSUMS = "array_sha256"
+_META_CHECKSUM = "meta_sha256"
 
 #: Bounds on what a file may declare, checked before anything is read or allocated.
 MAX_META_BYTES = 64 << 20  #: A bundle's JSON metadata.
@@ -88,43 +100,71 @@ def _meta_file(path: pathlib.Path) -> pathlib.Path:
   return path / _META / _META_FILE
 
 
-def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
-  """A directory's bundle JSON item if it carries the bundle marker (any version).
+def _load_meta_json(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, Any] | None:
+  """A directory's bundle metadata if it carries the bundle marker (any version).
 
-  None if there is none, or if it is larger than :data:`MAX_META_BYTES` (not read then).
+  Read once, as a regular file of at most :data:`MAX_META_BYTES` checked after opening
+  (so a FIFO there does not block and a link to ``/dev/zero`` is not read).
+
+  Args:
+    path: the directory (named in messages; the file is opened through it unless
+      ``dir_fd`` is given).
+    dir_fd: a descriptor of the directory, opened once by the reader: the file is opened
+      relative to it.
+
+  Returns:
+    The JSON object, or None if there is no metadata file, it is not JSON or not marked.
+
+  Raises:
+    CheckpointError: the metadata file is not a regular file, is larger than
+      :data:`MAX_META_BYTES` or cannot be read.
   """
+  relative = f"{_META}/{_META_FILE}"
+  where = path / relative
+  name = relative if dir_fd is not None else where
   try:
-    if _meta_file(path).stat().st_size > MAX_META_BYTES:
-      return None
-    meta = _bundle_checkpointer().restore(
-        path, args=ocp.args.Composite(**{_META: ocp.args.JsonRestore()}))[_META]
-  except Exception:  # pylint: disable=broad-except
+    os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+  except OSError:
+    return None  # No metadata file: not a bundle.
+  data = _files.read_regular(name, dir_fd=dir_fd, shown=str(where), max_bytes=MAX_META_BYTES,
+                             error=CheckpointError, what="a bundle's metadata",
+                             fix="it is corrupt or not a bundle; re-create the bundle")
+  try:
+    meta = json.loads(data)
+  except (ValueError, RecursionError):
     return None
   if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT:
     return meta
   return None
 
 
-def _read_bundle_meta(path: pathlib.Path) -> dict[str, Any]:
-  """Reads and checks a bundle's JSON item (size, format marker and version)."""
-  try:
-    size = _meta_file(path).stat().st_size
-  except OSError:
-    size = 0
-  if size > MAX_META_BYTES:
-    raise CheckpointError(
-        f"{_meta_file(path)} holds {size} bytes, more than the {MAX_META_BYTES} a bundle's "
-        "metadata may have (corrupt or not a bundle); re-create the bundle")
-  meta = _marked_bundle_meta(path)
+def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
+  """A directory's bundle metadata if it carries the bundle marker (any version), or None.
+
+  Raises:
+    CheckpointError: its metadata file is not a regular file or is too large.
+  """
+  return _load_meta_json(path)
+
+
+def _read_bundle_meta(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, Any]:
+  """Reads and checks a bundle's metadata (regular file, size, format marker, version).
+
+  Raises:
+    CheckpointError: not a regular file or too large, not a bundle, or a format version
+      this release does not read.
+  """
+  meta = _load_meta_json(path, dir_fd)
   if meta is None:
     raise CheckpointError(
         f"{path} is not a mnemonic-jax bundle (no readable '{BUNDLE_FORMAT}' metadata); "
         f"{_BUNDLE_HINT}")
   version = meta.get("version")
-  if version != BUNDLE_VERSION:
+  if version not in (BUNDLE_VERSION, *OLDER_BUNDLE_VERSIONS) or isinstance(version, bool):
     raise CheckpointError(
         f"{path} is a bundle of format version {version!r}, but this mnemonic_jax reads "
-        f"version {BUNDLE_VERSION}; load it with the mnemonic_jax release that wrote it")
+        f"version {BUNDLE_VERSION} (and the older {OLDER_BUNDLE_VERSIONS}); load it with the "
+        "mnemonic_jax release that wrote it")
   return meta
 
 
@@ -144,8 +184,11 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
     ``model_name``, ``model_kwargs``, ``num_classes``, ``input_shape`` (tuple),
     ``mean``, ``std`` (tuples of floats), ``class_names`` (tuple), ``dataset``,
     ``config``, ``history`` (tuple of dicts), ``codes_dtype`` (a numpy dtype),
-    ``checksums`` (``{relative path: sha256 hex}``, or None for bundles written before
-    checksums were recorded) and ``model_source`` (``{}`` for a built-in model).
+    ``checksums`` (``{relative path: sha256 hex}`` of the array files), ``meta_checksum``
+    (the metadata's own SHA-256, see :mod:`~mnemonic_jax.checkpointing.integrity`), each
+    None where the metadata records none (whether that is allowed depends on the format
+    version: :func:`~mnemonic_jax.checkpointing.integrity.verify_meta`), and
+    ``model_source`` (``{}`` for a built-in model).
 
   Raises:
     CheckpointError: a field is missing, of the wrong type or out of range, declares an
@@ -232,63 +275,21 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
   if checksums is not None:
     if not isinstance(checksums, dict) or not checksums or not all(
         isinstance(k, str) and k.startswith(f"{_ARRAYS}/") and ".." not in k.split("/")
-        and isinstance(v, str) and len(v) == 64 and all(c in "0123456789abcdef" for c in v)
-        for k, v in checksums.items()):
+        and _is_hex_digest(v) for k, v in checksums.items()):
       raise bad(_CHECKSUMS, "is not a map of array files to SHA-256 hex digests")
+  meta_checksum = meta.get(_META_CHECKSUM)
+  if meta_checksum is not None and not _is_hex_digest(meta_checksum):
+    raise bad(_META_CHECKSUM, f"is {_short(meta_checksum)}, not a SHA-256 hex digest")
   return dict(model_name=model_name, model_kwargs=model_kwargs, num_classes=num_classes,
               input_shape=input_shape, mean=norm["mean"], std=norm["std"],
               class_names=tuple(class_names), dataset=dataset, config=config,
               history=tuple(history), codes_dtype=codes_dtype, checksums=checksums,
-              model_source=dict(source))
+              meta_checksum=meta_checksum, model_source=dict(source))
 
 
-def _sha256(path: pathlib.Path) -> str:
-  digest = hashlib.sha256()
-  with open(path, "rb") as f:
-    for block in iter(lambda: f.read(1 << 20), b""):
-      digest.update(block)
-  return digest.hexdigest()
-
-
-def _array_files(path: pathlib.Path) -> dict[str, pathlib.Path]:
-  """Every file under ``path/arrays``, keyed by its path relative to ``path``."""
-  found = {}
-  for dirpath, dirnames, filenames in os.walk(path / _ARRAYS):
-    dirnames.sort()
-    for name in sorted(filenames):
-      full = pathlib.Path(dirpath) / name
-      found[full.relative_to(path).as_posix()] = full
-  return found
-
-
-def array_checksums(path: PathLike) -> dict[str, str]:
-  """The SHA-256 of every file under a bundle's ``arrays/`` (what save_bundle records).
-
-  Args:
-    path: a bundle directory.
-
-  Returns:
-    ``{"arrays/d/...": hex digest, ...}``, sorted by path.
-  """
-  return {rel: _sha256(full) for rel, full in _array_files(_abs(path)).items()}
-
-
-def _verify_checksums(path: pathlib.Path, recorded: Mapping[str, str]) -> None:
-  """Refuses array files that are missing, changed or not among those recorded."""
-  present = _array_files(path)
-  fix = "the bundle is truncated or corrupt; re-create it or restore it from a copy"
-  for rel in sorted(recorded):
-    if rel not in present:
-      raise CheckpointError(f"{path}: array file {rel} is missing; {fix}")
-    if _sha256(present[rel]) != recorded[rel]:
-      raise CheckpointError(
-          f"{path}: array file {rel} does not match the SHA-256 checksum recorded when the "
-          f"bundle was saved; {fix}")
-  extra = sorted(set(present) - set(recorded))
-  if extra:
-    raise CheckpointError(
-        f"{path}: array file {extra[0]} is not among the files recorded when the bundle was "
-        "saved; remove it, or re-create the bundle")
+def _is_hex_digest(value: Any) -> bool:
+  return (isinstance(value, str) and len(value) == 64
+          and all(c in "0123456789abcdef" for c in value))
 
 
 def _bundle_meta(bundle: Bundle) -> dict[str, Any]:

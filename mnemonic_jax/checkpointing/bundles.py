@@ -7,12 +7,24 @@ that abstract target, so a checkpoint that does not fit its own model spec fails
 clear message instead of producing a broken model. :func:`save_bundle` checks the same
 things before it writes, then writes atomically
 (:mod:`~mnemonic_jax.checkpointing.outputs`).
+
+One snapshot per load: a save replaces a bundle directory as a whole, by one rename
+(:mod:`~mnemonic_jax.checkpointing.outputs`), and never puts an old directory back. The
+loader opens the directory once and keeps that descriptor for the whole load: the metadata
+and the array files it verifies are read through it, so they come from one save even if
+the path is meanwhile replaced. Orbax reads the arrays by path, so once everything is read
+the loader checks that the path still names the directory it opened (same device and
+inode; the open descriptor keeps that inode from being reused). If it does not, another
+save replaced the bundle during the load and what was read may mix two saves: the result
+is dropped and the load starts again, at most :data:`LOAD_ATTEMPTS` times, then fails with
+one line. An error met while the bundle was being replaced is treated the same way.
 """
 
 from __future__ import annotations
 
+import os
 import pathlib
-from typing import Mapping
+from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -25,10 +37,10 @@ from mnemonic_jax.checkpointing.outputs import (
     _install, _staging_path, check_output, remove_stale_staging)
 from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, _abs, _one_line, _remove
 from mnemonic_jax.checkpointing.bundle_format import (
-    _ARRAYS, _BUNDLE_HINT, _CHECKSUMS, _META, _META_FILE, _bundle_checkpointer, _bundle_meta,
-    _check_arrays, _meta_file, _process_local, _read_bundle_meta, _verify_checksums,
-    array_checksums, parse_bundle_meta)
-from mnemonic_jax.checkpointing.checks import _check_finite
+    _ARRAYS, _BUNDLE_HINT, _META, _bundle_checkpointer, _bundle_meta, _check_arrays,
+    _meta_file, _read_bundle_meta, parse_bundle_meta)
+from mnemonic_jax.checkpointing import integrity
+from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR, _check_finite
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
 from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch
@@ -51,8 +63,8 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   Returns:
     The absolute path written.
 
-  The metadata records the SHA-256 of every array file, which :func:`load_bundle`
-  verifies.
+  The metadata records the SHA-256 of every array file and of itself
+  (:mod:`~mnemonic_jax.checkpointing.integrity`), which :func:`load_bundle` verifies.
 
   With several JAX processes (:mod:`mnemonic_jax.distributed`) this is a collective:
   every process calls it with the same bundle, every process checks, process 0 alone
@@ -121,11 +133,8 @@ def _write_bundle(output: pathlib.Path, bundle: Bundle, meta: dict, exists: bool
         _ARRAYS: ocp.args.StandardSave(arrays),
         _META: ocp.args.JsonSave(meta),
     }))
-    # The arrays are final now: record their checksums in the metadata (still hidden).
-    meta[_CHECKSUMS] = array_checksums(staging)
-    ocp.JsonCheckpointHandler(filename=_META_FILE,
-                              multiprocessing_options=_process_local()).save(
-        staging / _META, args=ocp.args.JsonSave(meta))
+    # The arrays are final now: record the checksums in the metadata (still hidden).
+    integrity.seal(staging, meta)
     _install(staging, output, replace=exists)
   finally:
     for leftover in output.parent.glob(f"{staging.name}*"):
@@ -174,6 +183,10 @@ def resolve_bundle_path(path: PathLike) -> pathlib.Path:
   return path
 
 
+#: How many times :func:`load_bundle` reads a bundle that another save keeps replacing.
+LOAD_ATTEMPTS = 5
+
+
 def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
   """Loads a bundle written by :func:`save_bundle`, knowing nothing but its path.
 
@@ -183,10 +196,25 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
   device. The directory is only read.
 
   Every metadata field is checked first (:func:`parse_bundle_meta`: types, ranges, sizes,
-  agreement with each other), then every array file against the SHA-256 recorded by
-  :func:`save_bundle`, before any array is read. Bundles written before checksums were
-  recorded (no ``array_sha256`` in their metadata) still load, unverified: re-save one
-  (load it and ``save_bundle`` it elsewhere) to give it checksums.
+  agreement with each other), then the metadata against its own SHA-256 and every array
+  file against the SHA-256 recorded by :func:`save_bundle`, before any array is read
+  (:mod:`~mnemonic_jax.checkpointing.integrity`: they catch accidental damage, not
+  deliberate tampering, since whoever can write the files can recompute them). A bundle
+  of the current format without its checksum record is refused; only one that declares
+  an older format version loads with what it can verify, and an
+  :class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning` saying what it could not:
+  re-save it (load it and ``save_bundle`` it elsewhere) to give it the checksums.
+
+  Every file read is checked to be a regular file (a FIFO or a link to a device is
+  refused, never waited on or read without end) within a size cap: the metadata
+  :data:`~mnemonic_jax.checkpointing.MAX_META_BYTES`, the array files together
+  :data:`~mnemonic_jax.checkpointing.PARAMS_FILE_FACTOR` times the model's variables and
+  codes plus 16 MiB.
+
+  One snapshot: a load returns the bundle of one save, or raises, even while another
+  process replaces the bundle with ``save_bundle(..., force=True)`` (see the module
+  docstring: the directory is opened once, and a load that another save overlapped is
+  started again, at most :data:`LOAD_ATTEMPTS` times).
 
   A model the user registered (not a built-in one) that is not registered in this
   process is registered first from the source the bundle records
@@ -205,25 +233,66 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
     ``config`` and ``history`` entries come back as lists (JSON has no tuples).
 
   Raises:
+    BadRequest: ``path`` is empty.
     CheckpointError: the path is missing, is not a bundle, has a foreign format version,
       metadata of the wrong type, out of range or disagreeing with itself or with the
       stored arrays (e.g. a codes dtype, a mean or std length that does not fit the
-      channels, history entries that are not requests for existing classes), an array
-      file that is missing, changed (its checksum differs) or unexpected, needs an
-      unregistered model (whose recorded source is missing, fails or does not register
-      it), does not fit its own model spec, is truncated or corrupt, or
-      holds non-finite values (NaN or inf in params, batch_stats or codes; a mean or std
-      that is not finite, or a std that is not > 0). One line naming the path and field.
+      channels, history entries that are not requests for existing classes), metadata
+      that does not match its checksum or (current format) records none, an array
+      file that is missing, changed (its checksum differs) or unexpected, a file that is
+      not a regular file or is larger than its cap, needs an unregistered model (whose
+      recorded source is missing, fails or does not register it), does not fit its own
+      model spec, is truncated or corrupt, holds non-finite values (NaN or inf in params,
+      batch_stats or codes; a mean or std that is not finite, or a std that is not > 0),
+      or was replaced by other saves during each of :data:`LOAD_ATTEMPTS` reads. One line
+      naming the path and field.
   """
   path = resolve_bundle_path(path)
-  meta = parse_bundle_meta(path, _read_bundle_meta(path))
+  for _ in range(LOAD_ATTEMPTS):
+    dir_fd = integrity.open_dir(path)
+    try:
+      opened = os.fstat(dir_fd)
+      try:
+        bundle = _load_snapshot(path, dir_fd, import_model)
+      except CheckpointError:
+        if _still_names(path, opened):
+          raise
+        continue  # Replaced while read: the error may come from the mix; read again.
+      if _still_names(path, opened):
+        return bundle
+    finally:
+      os.close(dir_fd)
+  raise CheckpointError(
+      f"{path} was replaced by another save during each of {LOAD_ATTEMPTS} attempts to read "
+      "it; load it again once no other process is saving it")
+
+
+def _still_names(path: pathlib.Path, opened: os.stat_result) -> bool:
+  """Whether ``path`` (links followed) is still the directory opened as ``opened``."""
+  try:
+    now = os.stat(path)
+  except OSError:
+    return False
+  return (now.st_dev, now.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _arrays_cap(target: Any) -> int:
+  """The most bytes a bundle's array files may hold: a multiple of what they store."""
+  stored = sum(int(np.prod(x.shape)) * np.dtype(x.dtype).itemsize
+               for x in jax.tree.leaves(target))
+  return PARAMS_FILE_FACTOR * stored + (16 << 20)
+
+
+def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundle:
+  """One read of a bundle (:func:`load_bundle`), its own files read through ``dir_fd``."""
+  raw = _read_bundle_meta(path, dir_fd)
+  meta = parse_bundle_meta(path, raw)
+  integrity.verify_meta(path, raw)
   model_name, model_kwargs = meta["model_name"], meta["model_kwargs"]
   num_classes, input_shape = meta["num_classes"], meta["input_shape"]
   fields = {k: meta[k] for k in ("mean", "std", "class_names", "dataset", "config", "history")}
   _check_finite(str(path), "the bundle is corrupt; re-create it",
                 mean=fields["mean"], std=fields["std"])
-  if meta["checksums"] is not None:  # Bundles saved before checksums were recorded: none.
-    _verify_checksums(path, meta["checksums"])
 
   spec = _spec_str(model_name, model_kwargs, input_shape)
   source = meta["model_source"]
@@ -245,6 +314,8 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
       "batch_stats": abstract["batch_stats"],
       "codes": jax.ShapeDtypeStruct((num_classes, *input_shape), meta["codes_dtype"]),
   })
+  integrity.verify_arrays(path, dir_fd, meta["checksums"], _arrays_cap(target))
+  integrity.check_orbax_files(path, dir_fd)
 
   checkpointer = _bundle_checkpointer()
   try:

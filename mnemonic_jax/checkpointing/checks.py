@@ -19,6 +19,8 @@ MAX_CODE_ELEMENTS = 1 << 31  #: num_classes * prod(input_shape), the codes' size
 #: A params file (import, pretrained weights) may hold at most this many times the
 #: model's own number of elements (optimizer states and the like), plus a little.
 PARAMS_FILE_FACTOR = 16
+#: The most bytes a params file may hold when the model it is for is not known.
+MAX_PARAMS_FILE_BYTES = 64 << 30
 
 
 def _is_int(value: Any) -> bool:

@@ -3,11 +3,14 @@
 :func:`import_params` turns such a file (plus codes and the normalisation the model was
 trained with) into a bundle; :func:`read_pretrained` reads the weights a config's
 ``pretrained`` field names. Every size a file declares is bounded by the model's own
-(:data:`~mnemonic_jax.checkpointing.checks.PARAMS_FILE_FACTOR`) before it is read.
+(:data:`~mnemonic_jax.checkpointing.checks.PARAMS_FILE_FACTOR`) before it is read, and
+every file is checked to be a regular file (never a FIFO, a device or a link to one) of at
+most that size before it is read (:mod:`mnemonic_jax._files`).
 """
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import pathlib
@@ -20,12 +23,14 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mnemonic_jax import _files
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _abs, _one_line
 from mnemonic_jax.checkpointing.bundle_format import _check_arrays, _marked_bundle_meta
 from mnemonic_jax.checkpointing.bundles import load_bundle, save_bundle
 from mnemonic_jax.checkpointing.checks import (
-    PARAMS_FILE_FACTOR, _check_finite, _is_int, check_input_shape, check_normalisation)
+    MAX_PARAMS_FILE_BYTES, PARAMS_FILE_FACTOR, _check_finite, _is_int, check_input_shape,
+    check_normalisation)
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.data.sources import MAX_CLASSES
 
@@ -36,22 +41,36 @@ def _params_file_limit(abstract: PyTree) -> int:
   return PARAMS_FILE_FACTOR * elements + (1 << 20)
 
 
+#: The most bytes an element of a params file may take on disk (float64, plus slack).
+_BYTES_PER_ELEMENT = 8
+
+
 def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> PyTree:
   """Reads a params tree from an Orbax PyTree directory or a flax msgpack file.
+
+  Every file is checked first to be a regular file, and their size is capped: at
+  ``8 * max_elements`` bytes in all (or :data:`MAX_PARAMS_FILE_BYTES`).
 
   Args:
     path: the directory or file.
     max_elements: the most array elements an Orbax directory's metadata may declare in
       all, checked before anything is restored (a msgpack file cannot declare more than it
-      holds); None for no bound.
+      holds); None for no bound but :data:`MAX_PARAMS_FILE_BYTES`.
 
   Raises:
-    CheckpointError: missing, unreadable, or declaring more than ``max_elements``.
+    CheckpointError: missing, unreadable, not a regular file (or a directory holding
+      one), larger than the cap, or declaring more than ``max_elements``.
   """
   if not path.exists():
     raise CheckpointError(f"{path} does not exist; pass an Orbax checkpoint directory or a "
                           "flax msgpack file of parameters")
+  max_bytes = (MAX_PARAMS_FILE_BYTES if max_elements is None
+               else _BYTES_PER_ELEMENT * max_elements + (16 << 20))
+  fix = (f"pass an Orbax checkpoint directory or a flax msgpack file of parameters for this "
+         f"model (at most {PARAMS_FILE_FACTOR}x its size)")
   if path.is_dir():
+    _files.check_tree(path, max_bytes=max_bytes, max_files=100_000, error=CheckpointError,
+                      fix=fix)
     if max_elements is not None:
       try:
         stored = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).metadata(path).item_metadata
@@ -76,8 +95,10 @@ def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> Py
           f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
           "directory given to StandardCheckpointer/PyTreeCheckpointer.save (for a "
           "CheckpointManager: <dir>/<step>/<item>)") from None
+  data = _files.read_regular(path, max_bytes=max_bytes, error=CheckpointError, fix=fix,
+                             what="a params file for this model")
   try:
-    return flax.serialization.msgpack_restore(path.read_bytes())
+    return flax.serialization.msgpack_restore(data)
   except Exception as e:  # pylint: disable=broad-except
     raise CheckpointError(
         f"{path} is not a flax msgpack file ({_one_line(e)}); write it with "
@@ -110,19 +131,24 @@ def read_pretrained(path: PathLike, like: PyTree = None) -> tuple[PyTree, PyTree
 def _read_codes(codes: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
   """Codes given as an array, or read from a ``.npy`` file whose header is checked first.
 
-  The header's shape must be ``expected_shape`` and the file must hold exactly the bytes
-  it declares before anything is allocated (a hostile header cannot make numpy allocate).
+  The file is opened once, checked to be a regular file of at most the size such codes
+  can take (float64 and a large header), its header's shape must be ``expected_shape``
+  and it must hold exactly the bytes it declares before anything is allocated (a hostile
+  header cannot make numpy allocate).
 
   Raises:
-    CheckpointError: the file is missing or unreadable, is not a plain ``.npy`` array of
-      ``expected_shape``, or is truncated or longer than its header declares.
+    CheckpointError: the file is missing or unreadable, is not a regular file (a FIFO, a
+      device), is not a plain ``.npy`` array of ``expected_shape``, or is truncated or
+      longer than its header declares.
   """
   if not isinstance(codes, (str, os.PathLike)):
     return np.asarray(codes)
   codes_path = _abs(codes)
   fix = "pass a .npy file written by numpy.save"
+  max_bytes = math.prod(expected_shape) * 16 + (1 << 20)
   try:
-    with open(codes_path, "rb") as f:
+    with _files.open_regular(codes_path, max_bytes=max_bytes, error=CheckpointError, fix=fix,
+                             what="a codes file of this shape") as f:
       version = np.lib.format.read_magic(f)
       if version == (1, 0):
         shape, fortran_order, dtype = np.lib.format.read_array_header_1_0(f)
@@ -131,19 +157,21 @@ def _read_codes(codes: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
       else:
         raise ValueError(f"unsupported .npy format version {version}")
       data_bytes = os.fstat(f.fileno()).st_size - f.tell()
-    if dtype.hasobject:
-      raise ValueError("it holds Python objects")
-    if tuple(shape) != tuple(expected_shape):
-      raise CheckpointError(
-          f"{codes_path}: codes have shape {tuple(shape)}, expected {tuple(expected_shape)} "
-          "(num_classes, *input_shape)")
-    needed = math.prod(shape) * dtype.itemsize
-    if data_bytes != needed:
-      raise CheckpointError(
-          f"{codes_path}: holds {data_bytes} bytes of data but its header {tuple(shape)} "
-          f"{dtype} needs {needed} (truncated or corrupt); {fix}")
-    del fortran_order  # np.load below honours it.
-    return np.load(codes_path, allow_pickle=False)
+      if dtype.hasobject:
+        raise ValueError("it holds Python objects")
+      if tuple(shape) != tuple(expected_shape):
+        raise CheckpointError(
+            f"{codes_path}: codes have shape {tuple(shape)}, expected "
+            f"{tuple(expected_shape)} (num_classes, *input_shape)")
+      needed = math.prod(shape) * dtype.itemsize
+      if data_bytes != needed:
+        raise CheckpointError(
+            f"{codes_path}: holds {data_bytes} bytes of data but its header {tuple(shape)} "
+            f"{dtype} needs {needed} (truncated or corrupt); {fix}")
+      del fortran_order  # read_array below honours it.
+      f.seek(0)
+      data = f.read(max_bytes + 1)
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
   except (OSError, ValueError, EOFError) as e:
     if isinstance(e, CheckpointError):
       raise

@@ -8,9 +8,10 @@ the complete old or the complete new bundle. A save killed half-way only leaves 
 ``.<name>.saving-*`` directory behind, which the next save of that bundle removes once
 its process is gone (:func:`remove_stale_staging`).
 
-:func:`check_output` refuses, before any work, an output that exists (without
-``force``), that ``force`` may not replace (anything but a bundle holding only what a
-save writes) or whose directory cannot be written.
+:func:`check_output` refuses, before any work, an empty path, an output that exists
+(without ``force``), that ``force`` may not replace (anything but a bundle holding only
+what a save writes, and never the current directory or one holding it) or whose directory
+cannot be written.
 """
 
 from __future__ import annotations
@@ -182,6 +183,27 @@ def _check_writable(output: pathlib.Path) -> None:
 
 
 
+def _holds_cwd(output: pathlib.Path) -> bool:
+  """Whether ``output`` is the current directory or one of its ancestors.
+
+  A symlink at ``output`` is not: replacing it leaves what it points to alone.
+  """
+  if output.is_symlink():
+    return False
+  try:
+    target, cwd = os.stat(output), pathlib.Path(os.getcwd())
+  except OSError:
+    return False
+  for directory in (cwd, *cwd.parents):
+    try:
+      st = os.stat(directory)
+    except OSError:
+      continue
+    if (st.st_dev, st.st_ino) == (target.st_dev, target.st_ino):
+      return True
+  return False
+
+
 def _why_not_replaceable(path: pathlib.Path) -> str | None:
   """Why ``force`` may not replace ``path``, or None if it may.
 
@@ -211,15 +233,23 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     The absolute path.
 
   Raises:
-    CheckpointError: ``path`` exists and ``force`` is False, it exists and is not a
-      bundle that may be replaced (see :func:`save_bundle`), or its nearest existing
-      ancestor is not a directory this process can write in. Nothing is left behind (the
-      writability probe is a directory created and removed at once).
+    BadRequest: ``path`` is empty (an unset shell variable must not mean the current
+      directory).
+    CheckpointError: ``path`` is the current directory or holds it (an empty
+      ``--output`` reaches here as ``.``), ``path`` exists and ``force`` is False, it
+      exists and is not a bundle that may be replaced (see :func:`save_bundle`), or its
+      nearest existing ancestor is not a directory this process can write in. Nothing is
+      left behind (the writability probe is a directory created and removed at once).
   """
   output = _abs(path)
   if not (output.exists() or output.is_symlink()):
     _check_writable(output)
     return output
+  if _holds_cwd(output):
+    raise CheckpointError(
+        f"{output} is the current directory or holds it; refusing to replace it (an empty "
+        "--output, e.g. an unset shell variable, or '.' names the current directory); "
+        "choose another output")
   if not force:
     raise CheckpointError(
         f"{output} already exists; pass --force (force=True) to replace it, "

@@ -6,15 +6,20 @@ plus a JSON dict every ``save_every`` steps, the last ``max_to_keep`` kept. Orba
 each step to a temporary directory and renames it when complete, so a killed run leaves
 the last complete step readable. :func:`workdir_lock` keeps a second run out of a
 workdir; :func:`remove_orbax_temporaries` removes what killed saves left, under that lock.
+Every file Orbax will read there is checked first to be a regular file (a FIFO or a link to
+a device would block or read without end; :mod:`mnemonic_jax._files`), and a step's files
+to hold at most a multiple of the state they restore.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
 import pathlib
 import signal
+import stat
 import threading
 from typing import Any, Iterator, Mapping, NamedTuple
 
@@ -22,12 +27,16 @@ try:
   import fcntl
 except ImportError:  # Not POSIX: runs are not locked.
   fcntl = None
+import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
 
+from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
-from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch
+from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR
+from mnemonic_jax.checkpointing.trees import _abstract, _is_key_dtype, _tree_mismatch
 
 TRAIN_FORMAT = "mnemonic-jax-train"
 TRAIN_VERSION = 1
@@ -38,6 +47,21 @@ _ORBAX_TMP = ".orbax-checkpoint-tmp"
 
 #: The file a training run holds an exclusive lock on, inside its workdir.
 LOCK_FILE = ".lock"
+#: The most files a training checkpoint directory may hold (a few steps of Orbax files).
+_MAX_TRAIN_FILES = 1_000_000
+
+
+def _check_files(directory: pathlib.Path, max_bytes: int = 1 << 62) -> None:
+  """Refuses special files (and links to directories) where Orbax will read by path.
+
+  Raises:
+    CheckpointError: one line naming the file.
+  """
+  if directory.is_dir():
+    _files.check_tree(directory, max_bytes=max_bytes, max_files=_MAX_TRAIN_FILES,
+                      error=CheckpointError,
+                      fix="remove it, or train in a new --workdir (the checkpoints there are "
+                          "not mnemonic-jax's)")
 
 
 @contextlib.contextmanager
@@ -101,8 +125,16 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
     yield path
     return
   workdir.mkdir(parents=True, exist_ok=True)
-  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:  # Never through a link (the pid written would land in its target), never blocking.
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+                 | getattr(os, "O_CLOEXEC", 0), 0o644)
+  except OSError as e:
+    raise CheckpointError(f"cannot open the lock file {path} ({e.strerror or e}); remove it "
+                          "if it is a link, or use another --workdir") from None
   try:
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+      raise CheckpointError(f"{path} is not a regular file; remove it, or use another "
+                            "--workdir")
     try:
       fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError as e:
@@ -204,6 +236,7 @@ class TrainCheckpointer:
       raise CheckpointError(
           f"save_every={save_every} and max_to_keep={max_to_keep} must both be >= 1")
     self.directory = _abs(directory)
+    _check_files(self.directory)
     # Orbax's default policy (from save_interval_steps) also saves the first step of a
     # fresh run whatever its number; an explicit policy keeps "multiples of save_every"
     # exact (plus saves on a preemption signal).
@@ -292,6 +325,11 @@ class TrainCheckpointer:
                             f"{steps or 'none'}); pick one of those")
     step = int(step)
     target = _abstract(abstract_state)
+    state_bytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
+                      for x in jax.tree.leaves(target)
+                      if hasattr(x, "dtype") and not _is_key_dtype(x.dtype))
+    _check_files(self.directory,  # Every step kept, each a multiple of the state.
+                 (PARAMS_FILE_FACTOR * state_bytes + (16 << 20)) * max(1, len(steps)))
     try:
       stored = self._manager.item_metadata(step)[_STATE].tree
     except Exception as e:  # pylint: disable=broad-except

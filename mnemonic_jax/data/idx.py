@@ -2,7 +2,9 @@
 
 ``fashion_mnist`` is ``idx:/usr/share/datasets/fashion-mnist`` (the Debian package
 ``dataset-fashion-mnist``) with the dataset's class names and training statistics.
-Every size a file's header declares is checked against the file before it is allocated.
+Every size a file's header declares is checked against the file before it is allocated,
+and every file is opened without blocking and checked to be a regular file first
+(:mod:`mnemonic_jax._files`: a FIFO or a link to a device is refused).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
+from mnemonic_jax import _files
 from mnemonic_jax.data.dataset import (
     _KNOWN_STATS, MAX_CLASSES, Dataset, DatasetError, DatasetInfo, _check_split,
     channel_stats)
@@ -38,6 +41,8 @@ _IDX_DTYPES = {
 _IDX_PREFIX = {"train": "train", "test": "t10k"}
 #: The most deflate can expand its input (a gzip member of zeros): ~1032:1.
 _GZIP_MAX_RATIO = 1032
+#: The most bytes one idx file may hold (decompressed): far above any MNIST-format set.
+MAX_IDX_BYTES = 16 << 30
 
 
 def load_fashion_mnist(split: str) -> Dataset:
@@ -66,11 +71,13 @@ def load_fashion_mnist(split: str) -> Dataset:
 def read_idx(path: str | os.PathLike) -> np.ndarray:
   """Reads one idx file (the MNIST format), gzipped when its name ends in ``.gz``.
 
-  The header's dimensions are checked against the file's size before anything is
-  allocated: a plain file must hold exactly the bytes they declare, and a gzipped one at
-  most what deflate can expand it to (:data:`_GZIP_MAX_RATIO` times its size); the data is
-  then read in one piece of that size, so neither a hostile header nor a gzip bomb makes
-  it allocate more than the file can really hold.
+  The file is opened once, without blocking, and checked to be a regular file (a FIFO
+  or a link to ``/dev/zero`` is refused). The header's dimensions are checked against the
+  file's size before anything is allocated: a plain file must hold exactly the bytes they
+  declare, and a gzipped one at most what deflate can expand it to
+  (:data:`_GZIP_MAX_RATIO` times its size), never more than :data:`MAX_IDX_BYTES`; the
+  data is then read in one piece of that size, so neither a hostile header nor a gzip
+  bomb makes it allocate more than the file can really hold.
 
   Args:
     path: the file.
@@ -79,15 +86,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     The array with the dimensions and dtype its header declares (native byte order).
 
   Raises:
-    DatasetError: the file cannot be read, is truncated or longer than its header
-      declares, or its header is not idx or declares more data than the file can hold.
+    DatasetError: the file cannot be read, is not a regular file, is truncated or longer
+      than its header declares, or its header is not idx or declares more data than the
+      file can hold.
   """
   path = os.fspath(path)
   fix = "replace it with an intact copy"
   gz = path.endswith(".gz")
   try:
-    size = os.path.getsize(path)
-    with (gzip.open if gz else open)(path, "rb") as f:
+    raw_file = _files.open_regular(path, max_bytes=MAX_IDX_BYTES, error=DatasetError, fix=fix,
+                                   what="an idx file")
+    size = os.fstat(raw_file.fileno()).st_size
+    with raw_file, (gzip.GzipFile(fileobj=raw_file, mode="rb") if gz else raw_file) as f:
       magic = f.read(4)
       if (len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES
           or magic[3] == 0):
@@ -101,7 +111,7 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
       dims = struct.unpack(f">{ndim}I", raw_dims)
       header = 4 + 4 * ndim
       needed = math.prod(dims) * dtype.itemsize
-      room = _GZIP_MAX_RATIO * size if gz else size - header
+      room = min(_GZIP_MAX_RATIO * size, MAX_IDX_BYTES) if gz else size - header
       if needed > room:
         raise DatasetError(
             f"{path}: its header declares dimensions {dims} ({needed} bytes of data), more "

@@ -1,0 +1,315 @@
+"""A bundle's checksums: what they cover, how they are verified, what they do not protect.
+
+Coverage (format version 2, :data:`~mnemonic_jax.checkpointing.BUNDLE_VERSION`), both
+recorded in the metadata by :func:`seal` when the bundle is saved:
+
+* ``array_sha256``: the SHA-256 of every file under ``arrays/``.
+* ``meta_sha256``: the SHA-256 of the metadata itself, over its canonical JSON form
+  without this one field (:func:`meta_checksum`: keys sorted, no spaces, ASCII). It covers
+  every other field, ``array_sha256`` included, so a metadata edit of any kind (a history
+  entry added by hand, a class name changed, the array checksums deleted) is refused.
+
+A bundle of the current format whose record lacks either checksum is refused. Only a
+bundle that declares an older format version
+(:data:`~mnemonic_jax.checkpointing.bundle_format.OLDER_BUNDLE_VERSIONS`, written before
+this coverage existed) loads with whatever it can verify, and an
+:class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning` names what it could not.
+
+What the checksums protect against: accidental damage. A flipped bit, a truncated,
+missing, extra or swapped file, files of two bundles mixed, a metadata file changed by
+hand or by a careless tool. What they do NOT protect against: deliberate tampering. The
+checksums live inside the bundle, so anyone who can write its files can recompute them;
+they are not signatures and involve no key. Load bundles only from sources you trust, and
+keep a record of a bundle's provenance outside it if that matters.
+
+Reading files: every file is opened relative to one descriptor of the bundle directory
+(:func:`open_dir`), checked to be a regular file after opening and read within a size cap
+(:mod:`mnemonic_jax._files`); the files Orbax reads by path are checked first
+(:func:`check_orbax_files`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pathlib
+import stat
+import warnings
+from typing import Any, Mapping
+
+from mnemonic_jax import _files
+from mnemonic_jax.checkpointing._common import (
+    CheckpointError, PathLike, UnverifiedBundleWarning, _abs)
+from mnemonic_jax.checkpointing.bundle_format import (
+    _ARRAYS, _CHECKSUMS, _META, _META_CHECKSUM, _META_FILE, BUNDLE_VERSION, MAX_META_BYTES,
+    _load_meta_json)
+
+#: The most array files a bundle of an older format without checksums may hold.
+MAX_UNVERIFIED_FILES = 100_000
+_DIR_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NONBLOCK", 0)
+              | getattr(os, "O_CLOEXEC", 0))
+_CORRUPT = "the bundle is truncated or corrupt; re-create it or restore it from a copy"
+
+
+def meta_checksum(meta: Mapping[str, Any]) -> str:
+  """The SHA-256 a bundle's metadata records of itself (its ``meta_sha256``).
+
+  Computed over the canonical JSON form of every field but ``meta_sha256``:
+  ``json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)``, so it
+  does not depend on how the file is laid out, only on what it says.
+
+  Args:
+    meta: the metadata, a JSON object.
+
+  Returns:
+    64 lowercase hex digits.
+  """
+  fields = {k: v for k, v in meta.items() if k != _META_CHECKSUM}
+  text = json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+  return hashlib.sha256(text.encode("ascii")).hexdigest()
+
+
+def open_dir(path: pathlib.Path) -> int:
+  """A descriptor of a bundle directory: every file of one load is read through it.
+
+  Raises:
+    CheckpointError: it cannot be opened as a directory.
+  """
+  try:
+    return os.open(path, _DIR_FLAGS)
+  except OSError as e:
+    raise CheckpointError(f"cannot open {path} ({e.strerror or e}); check the path") from None
+
+
+def _array_files(path: pathlib.Path, dir_fd: int, limit: int | None) -> list[str]:
+  """``arrays/...`` paths of the files under ``arrays/``, sorted; at most ``limit + 1``
+  (every one if ``limit`` is None).
+
+  Raises:
+    CheckpointError: a directory there is a symbolic link (what lies behind it is not
+      part of the bundle).
+  """
+  found = []
+  for dirpath, dirnames, filenames, fd in os.fwalk(_ARRAYS, dir_fd=dir_fd):
+    dirnames.sort()
+    for name in dirnames:
+      if _is_link(name, fd):
+        raise CheckpointError(f"{path}: {dirpath}/{name} is a symbolic link to a directory; "
+                              f"{_CORRUPT}")
+    for name in sorted(filenames):
+      found.append(f"{dirpath}/{name}")
+      if limit is not None and len(found) > limit:
+        return sorted(found)
+  return sorted(found)
+
+
+def _is_link(name: str, dir_fd: int) -> bool:
+  try:
+    return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+  except OSError:
+    return False
+
+
+def _sha256(path: pathlib.Path, rel: str, dir_fd: int, max_bytes: int) -> tuple[str, int]:
+  """``(hex digest, bytes read)`` of a regular file of at most ``max_bytes``."""
+  digest, size = hashlib.sha256(), 0
+  with _files.open_regular(rel, dir_fd=dir_fd, shown=str(path / rel), max_bytes=max_bytes,
+                           error=CheckpointError, what="a bundle's array files",
+                           fix=_CORRUPT) as f:
+    for block in iter(lambda: f.read(1 << 20), b""):
+      size += len(block)
+      if size > max_bytes:
+        raise CheckpointError(f"{path / rel} grew past the {max_bytes} bytes a bundle's array "
+                              f"files may have while it was read; {_CORRUPT}")
+      digest.update(block)
+  return digest.hexdigest(), size
+
+
+def array_checksums(path: PathLike, max_bytes: int | None = None) -> dict[str, str]:
+  """The SHA-256 of every file under a bundle's ``arrays/`` (what save_bundle records).
+
+  Args:
+    path: a bundle directory.
+    max_bytes: the most bytes the array files may hold together; None for no cap (each
+      must still be a regular file).
+
+  Returns:
+    ``{"arrays/d/...": hex digest, ...}``, sorted by path.
+
+  Raises:
+    CheckpointError: a file there is not a regular file, or they hold more than
+      ``max_bytes``.
+  """
+  path = _abs(path)
+  dir_fd = open_dir(path)
+  try:
+    return _hash_all(path, dir_fd, _array_files(path, dir_fd, None), max_bytes)
+  finally:
+    os.close(dir_fd)
+
+
+def _hash_all(path: pathlib.Path, dir_fd: int, files: list[str],
+              max_bytes: int | None) -> dict[str, str]:
+  left = (1 << 62) if max_bytes is None else max_bytes
+  digests = {}
+  for rel in files:
+    digests[rel], size = _sha256(path, rel, dir_fd, left)
+    left -= size
+  return digests
+
+
+def verify_arrays(path: pathlib.Path, dir_fd: int, recorded: Mapping[str, str] | None,
+                  max_bytes: int) -> None:
+  """Refuses array files that are missing, changed, extra, special or too large.
+
+  Args:
+    path: the bundle (named in messages).
+    dir_fd: its descriptor (:func:`open_dir`): every file is read through it.
+    recorded: ``array_sha256`` from the metadata; None for a bundle of an older format
+      without checksums (its files are then only checked to be regular and within
+      ``max_bytes``).
+    max_bytes: the most bytes the array files may hold together.
+
+  Raises:
+    CheckpointError: one line naming the file.
+  """
+  limit = MAX_UNVERIFIED_FILES if recorded is None else len(recorded)
+  present = _array_files(path, dir_fd, limit)
+  if recorded is None:
+    if len(present) > limit:
+      raise CheckpointError(f"{path}: more than {limit} array files; {_CORRUPT}")
+    left = max_bytes
+    for rel in present:
+      with _files.open_regular(rel, dir_fd=dir_fd, shown=str(path / rel), max_bytes=left,
+                               error=CheckpointError, what="a bundle's array files",
+                               fix=_CORRUPT) as f:
+        left -= os.fstat(f.fileno()).st_size
+    return
+  extra = [rel for rel in present if rel not in recorded]
+  if extra:
+    raise CheckpointError(
+        f"{path}: array file {extra[0]} is not among the files recorded when the bundle was "
+        "saved; remove it, or re-create the bundle")
+  left = max_bytes
+  for rel in sorted(recorded):
+    if rel not in present:
+      raise CheckpointError(f"{path}: array file {rel} is missing; {_CORRUPT}")
+    digest, size = _sha256(path, rel, dir_fd, left)
+    left -= size
+    if digest != recorded[rel]:
+      raise CheckpointError(
+          f"{path}: array file {rel} does not match the SHA-256 checksum recorded when the "
+          f"bundle was saved; {_CORRUPT}")
+
+
+def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
+  """Checks the metadata against its own checksum, and that the checksum record is whole.
+
+  Any checksum the metadata records is verified, whatever its format version. A bundle
+  of the current format must record both ``meta_sha256`` and ``array_sha256``; one of an
+  older format that lacks them loads, with an :class:`UnverifiedBundleWarning`.
+
+  Args:
+    path: the bundle (named in messages).
+    meta: its metadata as read (already parsed by
+      :func:`~mnemonic_jax.checkpointing.parse_bundle_meta`).
+
+  Raises:
+    CheckpointError: the metadata does not match its checksum, or a current-format
+      bundle has no checksum record.
+  """
+  recorded = meta.get(_META_CHECKSUM)
+  if recorded is not None and recorded != meta_checksum(meta):
+    raise CheckpointError(
+        f"{path}: the bundle's metadata (meta/metadata) does not match the SHA-256 checksum "
+        "recorded in it when the bundle was saved: it was edited or damaged since; restore "
+        "the bundle from a copy or re-create it")
+  missing = [field for field in (_META_CHECKSUM, _CHECKSUMS) if meta.get(field) is None]
+  if not missing:
+    return
+  version = meta.get("version")
+  if version == BUNDLE_VERSION:
+    raise CheckpointError(
+        f"{path}: a bundle of format version {version} but its metadata has no checksum "
+        f"record ({', '.join(missing)} missing): it was edited or damaged since it was "
+        "saved; restore the bundle from a copy or re-create it")
+  unverified = ("its metadata and its array files" if len(missing) == 2
+                else "its metadata" if _META_CHECKSUM in missing else "its array files")
+  warnings.warn(
+      f"{path}: a bundle of the older format version {version}, loaded with {unverified} "
+      "not verified by checksums (damage there would go unnoticed); load it and save_bundle "
+      "it elsewhere to give it the current checksums", UnverifiedBundleWarning, stacklevel=4)
+
+
+def check_orbax_files(path: pathlib.Path, dir_fd: int) -> None:
+  """Checks the files Orbax reads by path outside ``arrays/`` (its bookkeeping).
+
+  ``_CHECKPOINT_METADATA`` and the ``commit_success.txt`` files are not covered by a
+  checksum (Orbax's own); each must be a regular file of at most :data:`MAX_META_BYTES`.
+
+  Raises:
+    CheckpointError: one of them is not a regular file or is too large.
+  """
+  for folder in (".", _META):
+    try:
+      names = _listdir(folder, dir_fd)
+    except OSError:
+      continue
+    for name in names:
+      rel = name if folder == "." else f"{folder}/{name}"
+      if rel in (_ARRAYS, _META, f"{_META}/{_META_FILE}"):
+        continue
+      try:
+        st = os.stat(rel, dir_fd=dir_fd)
+      except OSError:
+        continue  # A dangling link: Orbax finds nothing there either.
+      if stat.S_ISDIR(st.st_mode):
+        continue
+      _files.check_stat(st, str(path / rel), max_bytes=MAX_META_BYTES, error=CheckpointError,
+                        what="a bundle's bookkeeping files", fix=_CORRUPT)
+
+
+def _listdir(folder: str, dir_fd: int) -> list[str]:
+  """The sorted entries of ``folder`` (relative to ``dir_fd``)."""
+  fd = os.open(folder, _DIR_FLAGS, dir_fd=dir_fd)
+  try:
+    return sorted(os.listdir(fd))
+  finally:
+    os.close(fd)
+
+
+def seal(directory: pathlib.Path, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+  """Records a bundle's checksums in its metadata and writes the metadata file.
+
+  :func:`~mnemonic_jax.checkpointing.save_bundle` calls it on the staging directory once
+  Orbax has written the arrays. (A test that lays a bundle out itself may call it too.)
+
+  Args:
+    directory: the bundle directory, its arrays final.
+    meta: the metadata to write; None to take the directory's own.
+
+  Returns:
+    The metadata written: ``meta`` at the current format version, with ``array_sha256``
+    and ``meta_sha256``.
+
+  Raises:
+    CheckpointError: ``meta`` is None and the directory holds no bundle metadata.
+  """
+  directory = pathlib.Path(directory)
+  if meta is None:
+    meta = _load_meta_json(directory)
+    if meta is None:
+      raise CheckpointError(f"{directory} holds no bundle metadata to seal")
+  meta = {k: v for k, v in meta.items() if k != _META_CHECKSUM}
+  meta["version"] = BUNDLE_VERSION
+  meta[_CHECKSUMS] = array_checksums(directory)
+  meta[_META_CHECKSUM] = meta_checksum(meta)
+  target = directory / _META / _META_FILE
+  temporary = target.with_name(f".{_META_FILE}.tmp")
+  with open(temporary, "w", encoding="ascii") as f:
+    f.write(json.dumps(meta))
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(temporary, target)
+  return meta

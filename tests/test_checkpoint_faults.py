@@ -1,0 +1,318 @@
+"""Checkpoint faults of issue #22, each kind through the real command or the public function.
+
+1. A bundle read while another process replaces it: one snapshot or an error, never a mix.
+2. Integrity that one edit turned off: the metadata is covered by a checksum too; a
+   current-format bundle without its checksum record is refused; only a bundle of a
+   declared older format version loads unverified, with a warning saying so.
+3. Special files where a regular file is expected (a symlink to ``/dev/zero``, a FIFO):
+   refused after opening, without blocking, and every read has a size cap.
+4. Empty paths: bad input; ``--output ""`` (an unset shell variable) no longer means the
+   current directory, which is never replaced.
+
+One small untrained bundle (digits-shaped MLP, 10 classes) is saved once per module; each
+test damages its own copy.
+"""
+
+import json
+import os
+import pathlib
+import shutil
+import signal
+import subprocess
+import sys
+import warnings
+
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from mnemonic_jax import _validate, checkpointing, errors
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing import CheckpointError, load_bundle, save_bundle
+from mnemonic_jax.data import DatasetError, read_idx
+from mnemonic_jax.models import create_model
+
+from cli_support import REPO, assert_refused, compilation_cache, tree_digest
+
+SHAPE = (8, 8, 1)
+MEMORY_LIMIT_KB = 4 << 20  # 4 GiB of address space for the commands run here.
+IMPORT_ARGS = ("--model", "mlp", "--model-kwargs", '{"hidden": [16]}', "--num-classes", "10",
+               "--input-shape", "8,8,1", "--mean", "0.5", "--std", "0.25", "-q")
+
+
+def _bundle(seed: int = 0) -> Bundle:
+  model = create_model("mlp", 10, hidden=[16])
+  params = model.init(jax.random.key(seed), jnp.zeros((1, *SHAPE)))["params"]
+  codes = np.random.default_rng(seed).normal(size=(10, *SHAPE)).astype(np.float32)
+  return Bundle(model_name="mlp", model_kwargs={"hidden": [16]}, params=params,
+                batch_stats={}, codes=codes, num_classes=10, input_shape=SHAPE,
+                mean=(0.5,), std=(0.25,), dataset="digits")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory) -> pathlib.Path:
+  return save_bundle(tmp_path_factory.mktemp("saved") / "bundle", _bundle())
+
+
+@pytest.fixture()
+def copy(saved, tmp_path) -> pathlib.Path:
+  return pathlib.Path(shutil.copytree(saved, tmp_path / "b", symlinks=True))
+
+
+@pytest.fixture()
+def no_hang():
+  """Fails the test (instead of hanging the suite) if it runs for more than 30 s."""
+
+  def expired(signum, frame):
+    raise TimeoutError("the test ran for 30 s: something blocks or reads without end")
+
+  previous = signal.signal(signal.SIGALRM, expired)
+  signal.alarm(30)
+  yield
+  signal.alarm(0)
+  signal.signal(signal.SIGALRM, previous)
+
+
+def run_cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
+  """``python -m mnemonic_jax.cli ARGS`` under a 4 GiB address-space limit, killed at 120 s."""
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
+      str(REPO), os.environ.get("PYTHONPATH")])))
+  env.setdefault("MNEMONIC_JAX_CACHE_DIR", compilation_cache())
+  argv = ["bash", "-c", f'ulimit -v {MEMORY_LIMIT_KB} && exec "$@"', "mnemonic-jax",
+          sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)]
+  return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
+                        check=False)
+
+
+def meta_file(bundle: pathlib.Path) -> pathlib.Path:
+  return bundle / "meta" / "metadata"
+
+
+def edit_meta(bundle: pathlib.Path, edit) -> None:
+  """Rewrites a bundle's JSON metadata by hand: ``edit(meta)`` changes the dict in place."""
+  meta = json.loads(meta_file(bundle).read_text())
+  edit(meta)
+  meta_file(bundle).write_text(json.dumps(meta))
+
+
+def drop_checksums(meta: dict) -> None:
+  for key in [k for k in meta if "sha256" in k]:
+    del meta[key]
+
+
+def largest_array_file(bundle: pathlib.Path) -> pathlib.Path:
+  return max((p for p in (bundle / "arrays").rglob("*") if p.is_file()),
+             key=lambda p: p.stat().st_size)
+
+
+def flip_low_bit(path: pathlib.Path) -> None:
+  data = bytearray(path.read_bytes())
+  data[(len(data) // 2) & ~3] ^= 0x01
+  path.write_bytes(bytes(data))
+
+
+def same_tree(a, b) -> bool:
+  return all(np.array_equal(np.asarray(x), np.asarray(y))
+             for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
+
+
+# --------------------------------------------------------------------------------------
+# 1. A bundle replaced while it is read.
+
+
+def _swap_before_array_restore(monkeypatch, path, bundles, times):
+  """Makes Orbax's array restore first save (force) the next of ``bundles`` at ``path``."""
+  original = ocp.Checkpointer.restore
+  swaps = []
+
+  def restore(self, directory, *args, **kwargs):
+    items = kwargs.get("args", args[0] if args else None)
+    if len(swaps) < times and "arrays" in dict(items or {}):
+      save_bundle(path, bundles[len(swaps) % len(bundles)], force=True)
+      swaps.append(1)
+    return original(self, directory, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.Checkpointer, "restore", restore)
+  return swaps
+
+
+def test_a_bundle_replaced_while_read_comes_back_whole(saved, copy, monkeypatch):
+  old = load_bundle(saved)
+  new = old.replace(params=jax.tree.map(lambda x: x + 1, old.params),
+                    history=({"classes": [3]},))
+  swaps = _swap_before_array_restore(monkeypatch, copy, [new], times=1)
+  got = load_bundle(copy)
+  assert swaps == [1]
+  assert same_tree(got.params, new.params) and got.history == new.history, (
+      "a mix of two saves: params of one, history of the other")
+
+
+def test_a_bundle_replaced_at_every_read_is_an_error_not_a_mix(saved, copy, monkeypatch):
+  old = load_bundle(saved)
+  new = old.replace(params=jax.tree.map(lambda x: x + 1, old.params),
+                    history=({"classes": [3]},))
+  _swap_before_array_restore(monkeypatch, copy, [new, old], times=100)
+  with pytest.raises(CheckpointError, match="replaced") as info:
+    load_bundle(copy)
+  assert str(copy) in str(info.value) and "\n" not in str(info.value)
+
+
+# --------------------------------------------------------------------------------------
+# 2. Integrity: the metadata is covered; a missing checksum record is refused.
+
+
+def test_deleting_the_checksums_no_longer_lets_a_flipped_byte_through(copy):
+  edit_meta(copy, drop_checksums)
+  flip_low_bit(largest_array_file(copy))
+  assert_refused(run_cli("evaluate", "--checkpoint", copy, "--dataset", "digits", "-q"),
+                 "checksum")
+
+
+def test_a_history_entry_added_by_hand_is_refused(copy):
+  edit_meta(copy, lambda meta: meta["history"].append({"classes": [5]}))
+  with pytest.raises(CheckpointError, match="checksum") as info:
+    load_bundle(copy)
+  assert str(copy) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_only_a_declared_older_format_loads_unverified_and_says_so(copy):
+  edit_meta(copy, lambda meta: (drop_checksums(meta), meta.update(version=1)))
+  with pytest.warns(checkpointing.UnverifiedBundleWarning, match="format version 1"):
+    bundle = load_bundle(copy)
+  assert bundle.num_classes == 10
+  edit_meta(copy, lambda meta: meta.update(version=checkpointing.BUNDLE_VERSION))
+  with pytest.raises(CheckpointError, match="no checksum"):
+    load_bundle(copy)
+
+
+# --------------------------------------------------------------------------------------
+# 3. Special files: refused after opening, never blocking, reads capped.
+
+
+def test_metadata_linked_to_dev_zero_is_refused(copy, no_hang):
+  meta_file(copy).unlink()
+  meta_file(copy).symlink_to("/dev/zero")
+  with pytest.raises(CheckpointError, match="not a regular file"):
+    load_bundle(copy)
+  with pytest.raises(CheckpointError, match="not a regular file"):
+    save_bundle(copy, _bundle(), force=True)  # Reads the metadata to decide replacing.
+
+
+def test_metadata_that_is_a_fifo_is_refused_without_blocking(copy, no_hang):
+  meta_file(copy).unlink()
+  os.mkfifo(meta_file(copy))
+  with pytest.raises(CheckpointError, match="not a regular file"):
+    load_bundle(copy)
+
+
+@pytest.mark.parametrize("victim", ["chunk", "_CHECKPOINT_METADATA"])
+def test_a_bundle_file_linked_to_a_special_file_is_refused(copy, no_hang, victim):
+  target = largest_array_file(copy) if victim == "chunk" else copy / victim
+  target.unlink()
+  if victim == "chunk":
+    target.symlink_to("/dev/zero")
+  else:
+    os.mkfifo(target)
+  with pytest.raises(CheckpointError, match="not a regular file") as info:
+    load_bundle(copy)
+  assert target.name in str(info.value)
+
+
+def test_import_of_dev_zero_and_of_a_fifo_is_refused(saved, tmp_path, no_hang):
+  codes = tmp_path / "codes.npy"
+  np.save(codes, np.zeros((10, *SHAPE), np.float32))
+  assert_refused(run_cli("import", "--params", "/dev/zero", "--codes", codes,
+                         "--output", tmp_path / "out", *IMPORT_ARGS), "not a regular file")
+  fifo = tmp_path / "fifo"
+  os.mkfifo(fifo)
+  params = tmp_path / "params.msgpack"
+  params.write_bytes(flax.serialization.to_bytes(load_bundle(saved).params))
+  kwargs = dict(model_name="mlp", model_kwargs={"hidden": [16]}, num_classes=10,
+                input_shape=SHAPE, mean=(0.5,), std=(0.25,))
+  for params_path, codes_path in ((fifo, codes), (params, fifo)):
+    with pytest.raises(CheckpointError, match="not a regular file"):
+      checkpointing.import_params(params_path, codes_path, output=tmp_path / "out", **kwargs)
+  assert not (tmp_path / "out").exists()
+
+
+def test_a_params_file_beyond_its_cap_is_refused_before_it_is_read(tmp_path):
+  big = tmp_path / "big.msgpack"
+  with open(big, "wb") as f:
+    f.truncate(1 << 40)  # Sparse: a terabyte that takes no room.
+  with pytest.raises(CheckpointError, match="more than"):
+    checkpointing.import_params(big, np.zeros((10, *SHAPE), np.float32), model_name="mlp",
+                                model_kwargs={"hidden": [16]}, num_classes=10,
+                                input_shape=SHAPE, mean=(0.5,), std=(0.25,),
+                                output=tmp_path / "out")
+
+
+def test_a_training_checkpoint_file_that_is_a_fifo_is_refused(tmp_path, no_hang):
+  state = {"w": np.zeros(3, np.float32)}
+  with checkpointing.TrainCheckpointer(tmp_path / "run", async_save=False) as ckpt:
+    ckpt.save(1, state, force=True)
+  (victim,) = (tmp_path / "run").glob("1/meta/metadata")
+  victim.unlink()
+  os.mkfifo(victim)
+  with pytest.raises(CheckpointError, match="not a regular file"):
+    checkpointing.TrainCheckpointer(tmp_path / "run").restore(None, state)
+
+
+def test_a_lock_file_that_is_a_fifo_or_a_link_is_refused(tmp_path, no_hang):
+  lock = tmp_path / "run" / checkpointing.LOCK_FILE
+  lock.parent.mkdir()
+  os.mkfifo(lock)
+  with pytest.raises(CheckpointError, match="not a regular file"):
+    with checkpointing.workdir_lock(tmp_path / "run"):
+      pass
+  lock.unlink()
+  mine = tmp_path / "mine.txt"
+  mine.write_text("mine")
+  lock.symlink_to(mine)  # The process id must not be written into what it points to.
+  with pytest.raises(CheckpointError, match="lock file"):
+    with checkpointing.workdir_lock(tmp_path / "run"):
+      pass
+  assert mine.read_text() == "mine"
+
+
+def test_an_idx_file_that_is_a_fifo_is_refused_without_blocking(tmp_path, no_hang):
+  fifo = tmp_path / "train-labels-idx1-ubyte"
+  os.mkfifo(fifo)
+  with pytest.raises(DatasetError, match="not a regular file"):
+    read_idx(fifo)
+
+
+# --------------------------------------------------------------------------------------
+# 4. Empty paths.
+
+
+def test_an_empty_path_is_bad_input(saved, tmp_path):
+  for call in (lambda: _validate.path(""), lambda: load_bundle(""),
+               lambda: save_bundle("", _bundle()), lambda: checkpointing.check_output("")):
+    with pytest.raises(errors.BadRequest, match="empty"):
+      call()
+
+
+def test_output_empty_never_replaces_the_current_directory(saved, tmp_path):
+  victim = pathlib.Path(shutil.copytree(saved, tmp_path / "victim"))  # A replaceable bundle.
+  before = tree_digest(victim)
+  params = tmp_path / "params.msgpack"
+  params.write_bytes(flax.serialization.to_bytes(load_bundle(saved).params))
+  codes = tmp_path / "codes.npy"
+  np.save(codes, np.zeros((10, *SHAPE), np.float32))
+  assert_refused(run_cli("import", "--params", params, "--codes", codes, "--output", "",
+                         "--force", *IMPORT_ARGS, cwd=victim), "current directory")
+  assert tree_digest(victim) == before
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    old = os.getcwd()
+    try:
+      os.chdir(victim / "arrays")
+      for output in (".", victim):  # The current directory, or one holding it.
+        with pytest.raises(CheckpointError, match="current directory"):
+          save_bundle(output, _bundle(), force=True)
+    finally:
+      os.chdir(old)
+  assert tree_digest(victim) == before
