@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import environment
 from mnemonic_jax import errors
 from mnemonic_jax.pytrees import as_pytree
 
@@ -290,6 +291,7 @@ def _eval_outputs(apply_fn, params, inputs) -> int:
   try:
     out = _apply.eval_shape(as_pytree(apply_fn), params, probe)
   except Exception as e:  # Any model-side failure becomes one clear message.
+    environment.reraise(e)  # The machine's failure is not the model's.
     text = str(e).splitlines()[0] if str(e) else ""
     if "immutable" in text or "mutable" in text:
       raise errors.BadRequest(

@@ -34,6 +34,8 @@ ENVIRONMENT_ERRNOS = frozenset(
     {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.ENOMEM})
 #: tensorstore's suffix naming the operating system's error code (tensorstore 0.1.x).
 _OS_ERROR_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")
+#: How JAX's errors begin when a backend cannot start (jax/_src/xla_bridge.py, 0.4 to 0.10).
+_BACKEND_FAILED = "Unable to initialize backend"
 #: JAX's own hint at the end of a backend error, said again by :func:`check_backend`.
 _JAX_HINT = re.compile(r"\s*\(set JAX_PLATFORMS=.*\)\s*$")
 
@@ -106,9 +108,12 @@ def check_backend() -> None:
   try:
     jax.devices()
   except RuntimeError as e:
-    text = _JAX_HINT.sub("", (str(e).strip().splitlines() or [type(e).__name__])[0])
-    raise errors.BadEnvironment(
-        f"environment: JAX cannot start its backend ({text}); {platforms_hint()}") from e
+    raise errors.BadEnvironment(_backend_message(e)) from e
+
+
+def _backend_message(error: BaseException) -> str:
+  text = _JAX_HINT.sub("", (str(error).strip().splitlines() or [type(error).__name__])[0])
+  return f"environment: JAX cannot start its backend ({text}); {platforms_hint()}"
 
 
 def reraise(error: BaseException, path: object = None) -> None:
@@ -123,10 +128,13 @@ def reraise(error: BaseException, path: object = None) -> None:
     path: the file or directory being read or written, for the message (optional).
 
   Raises:
-    BadEnvironment: JAX's backend cannot start (see :func:`check_backend`), or ``error``
-      comes from an operating-system refusal of :data:`ENVIRONMENT_ERRNOS`.
+    BadEnvironment: ``error`` (or its cause) is JAX failing to start a backend (its
+      "Unable to initialize backend" error; nothing is started here), or an
+      operating-system refusal of :data:`ENVIRONMENT_ERRNOS`.
   """
-  check_backend()
+  for item in _chain(error):
+    if _BACKEND_FAILED in str(item):
+      raise errors.BadEnvironment(_backend_message(item)) from error
   found = os_error(error)
   if found is not None and found.errno in ENVIRONMENT_ERRNOS:
     where = f"{path}: " if path is not None else ""

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mnemonic_jax import environment
 from mnemonic_jax import _validate, distributed
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.outputs import (
@@ -321,6 +322,7 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
   try:
     stored = checkpointer.metadata(path).item_metadata[_ARRAYS].tree
   except Exception as e:  # pylint: disable=broad-except
+    environment.reraise(e)  # The machine's failure is not the checkpoint's.
     raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
                           "re-create the bundle") from None
   problem = _tree_mismatch(stored, target)
@@ -337,6 +339,7 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
     arrays = checkpointer.restore(path, args=ocp.args.Composite(**{
         _ARRAYS: ocp.args.StandardRestore(target)}))[_ARRAYS]
   except Exception as e:  # pylint: disable=broad-except
+    environment.reraise(e)  # The machine's failure is not the checkpoint's.
     raise CheckpointError(f"{path}: the checkpoint is truncated or corrupt ({_one_line(e)}); "
                           "re-create the bundle") from None
   _check_finite(str(path), "the bundle is corrupt or was written from a diverged run; "

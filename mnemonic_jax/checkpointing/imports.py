@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mnemonic_jax import environment
 from mnemonic_jax import _files
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _abs, _one_line
@@ -78,6 +79,7 @@ def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> Py
         declared = sum(math.prod(int(d) for d in leaf.shape)
                        for leaf in jax.tree.leaves(stored) if hasattr(leaf, "shape"))
       except Exception as e:  # pylint: disable=broad-except
+        environment.reraise(e)  # The machine's failure is not the checkpoint's.
         raise CheckpointError(
             f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
             "directory given to StandardCheckpointer/PyTreeCheckpointer.save") from None
@@ -91,6 +93,7 @@ def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> Py
         warnings.filterwarnings("ignore", message="Sharding info not provided")
         return ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(path)
     except Exception as e:  # pylint: disable=broad-except
+      environment.reraise(e)  # The machine's failure is not the checkpoint's.
       raise CheckpointError(
           f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
           "directory given to StandardCheckpointer/PyTreeCheckpointer.save (for a "

@@ -9,6 +9,7 @@ from typing import Any, Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
+from mnemonic_jax import environment
 from mnemonic_jax.checkpointing._common import CheckpointError, PyTree, _one_line
 from mnemonic_jax.models import create_model
 
@@ -70,6 +71,7 @@ def _abstract_variables(model_name: str, num_classes: int, input_shape: Sequence
     variables = jax.eval_shape(
         lambda inputs: model.init(jax.random.key(0), inputs, train=False), x)
   except Exception as e:  # pylint: disable=broad-except
+    environment.reraise(e)  # JAX that cannot start is not the bundle's fault.
     raise CheckpointError(f"cannot build {spec}: {_one_line(e)}") from None
   variables = dict(variables)
   return {"params": variables.get("params", {}), "batch_stats": variables.get("batch_stats", {})}

@@ -32,6 +32,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
 
+from mnemonic_jax import environment
 from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
@@ -333,6 +334,7 @@ class TrainCheckpointer:
     try:
       stored = self._manager.item_metadata(step)[_STATE].tree
     except Exception as e:  # pylint: disable=broad-except
+      environment.reraise(e)  # The machine's failure is not the checkpoint's.
       raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
                             f"({_one_line(e)}); restore an earlier step") from None
     problem = _tree_mismatch(stored, target)
@@ -345,6 +347,7 @@ class TrainCheckpointer:
           _META: ocp.args.JsonRestore(),
       }))
     except Exception as e:  # pylint: disable=broad-except
+      environment.reraise(e)  # The machine's failure is not the checkpoint's.
       raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
                             f"({_one_line(e)}); restore an earlier step") from None
     meta = restored[_META]

@@ -35,7 +35,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mnemonic_jax import errors
+from mnemonic_jax import environment, errors
 from mnemonic_jax.configs._fields import FIELD_TYPES, ConfigError, validate_config
 
 #: What starts a config override on a command line.
@@ -258,6 +258,7 @@ def load_config_file(spec: str) -> Any:
       if not isinstance(config, (Mapping, ml_collections.ConfigDict)):
         getattr(config, "keys", None)  # config_flags defers a failed load (OSError) to here.
     except Exception as e:  # pylint: disable=broad-except
+      environment.reraise(e)  # JAX that cannot start is not the config file's fault.
       raise _load_error(path, variant, e, sys.modules.get(_MODULE)) from None
   finally:
     sys.modules.pop(_MODULE, None)

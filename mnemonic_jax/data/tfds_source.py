@@ -13,6 +13,7 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from mnemonic_jax import environment
 from mnemonic_jax.data.dataset import (
     _KNOWN_STATS, MAX_CLASSES, Dataset, DatasetError, DatasetInfo, DatasetNotPrepared,
     channel_stats)
@@ -285,6 +286,7 @@ def open_tfds(
     try:
       builder.download_and_prepare(file_format="array_record")
     except Exception as e:  # pylint: disable=broad-except
+      environment.reraise(e, where)  # A full disk is not the network's fault.
       raise DatasetError(
           f"could not download and prepare {full_name} into {where} "
           f"({type(e).__name__}: {_first_line(e)}); check the internet connection, or copy "

@@ -15,7 +15,7 @@ from typing import Any, Callable, Mapping
 
 import flax.linen as nn
 
-from mnemonic_jax import errors
+from mnemonic_jax import environment, errors
 from mnemonic_jax.models.mlp import MLP
 from mnemonic_jax.models.resnet import ResNet18
 from mnemonic_jax.models.vit import ViT
@@ -121,6 +121,7 @@ def load_model_source(name: str, source: Mapping[str, str]) -> None:
   except ModelSourceError:
     raise
   except Exception as e:  # pylint: disable=broad-except  # The user's code.
+    environment.reraise(e)  # JAX that cannot start is not the source's fault.
     lines = str(e).strip().splitlines()
     what = f"module {module}" if module else f"file {file}"
     raise ModelSourceError(f"loading its source, {what}, raised {type(e).__name__}"

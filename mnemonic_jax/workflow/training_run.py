@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import environment, errors
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, distributed
 from mnemonic_jax import parallel, run_metrics, training
 from mnemonic_jax.bundle import Bundle
@@ -118,6 +118,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     abstract = jax.eval_shape(
         lambda: training.initial_state(model, shape, fit_cfg, data.num_examples, train_key))
   except Exception as e:  # pylint: disable=broad-except
+    environment.reraise(e)  # JAX that cannot start is not the config's fault.
     text = str(e).strip().splitlines()
     raise configs.ConfigError(
         f"config.model {config['model']!r} with model_kwargs {model_kwargs} cannot be built "
