@@ -29,7 +29,6 @@ trained; missing ones are skipped. Writes ``<out>/robust_alignment.md`` (+ ``.pn
 """
 
 import argparse
-import datetime
 import pathlib
 import shlex
 import sys
@@ -42,7 +41,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments import common
+from experiments import common, run_cache
 from experiments import robust as robust_experiment
 from mnemonic_jax.forgetting.moves.bias import output_bias
 from mnemonic_jax.data import load_dataset
@@ -233,8 +232,10 @@ def write_report(out: pathlib.Path, results: list[dict[str, Any]], command: str,
   lines = [
       "# Do the codes stand in for the images at the head? (issue #11)", "",
       f"Command: `{command}`", "",
-      f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Inference only on "
-      "the bundles cached by `experiments.robust` (nothing trained). Per class `c` and "
+      f"All {len(results)} model x seed measurements were computed by this command on "
+      f"{common.machine_line()} ({run_cache.now()}); none is cached or reused. Inference only "
+      "on the bundles cached by `experiments.robust` (nothing trained; a bundle is used only "
+      "if it was trained with its model's config). Per class `c` and "
       "head-input feature `j` (`z` = the head's input, `logits = z @ W + b`, captured with "
       "`flax.linen.intercept_methods` on the Dense that owns the output bias): `u_j(x) = "
       "(W[j, c] - mean_{k != c} W[j, k]) * z_j(x)`, the feature's contribution to `c`'s "

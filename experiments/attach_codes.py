@@ -4,7 +4,10 @@ Usage::
 
   python -m experiments.attach_codes --config fashion_mnist_mlp:e100 \\
       [--epochs 1,2,5,10] [--t-mix 0.1] [--classes all] [--retrain 0] \\
-      [--out experiments/results]
+      [--out DIR] [--note TEXT]
+
+Without ``--out`` everything goes to the scratch folder ``runs/experiments``, never to the
+committed ``experiments/results``.
 
 1. Trains the config's model with ``t_mix = 0`` (no codes; ``config.name`` gets
    ``_plain``) into ``<out>/cache/<name>/plain`` (resumable, reused on a rerun; the time
@@ -35,7 +38,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import pathlib
 import shlex
@@ -67,7 +69,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--classes", default="all", help="classes forgotten (each in turn)")
   p.add_argument("--retrain", default="0",
                  help="classes to retrain from scratch without, for the seconds ('' none)")
-  p.add_argument("--out", default="experiments/results", help="output directory")
+  p.add_argument("--out", default=None,
+                 help=f"output directory (default: {common.SCRATCH}, a scratch folder; pass "
+                      "--out experiments/results to update the committed results)")
+  p.add_argument("--note", action="append", default=[],
+                 help="a paragraph for the report, kept in attach_codes_notes.md beside it")
   p.add_argument("--no-progress", action="store_true")
   return p
 
@@ -222,8 +228,14 @@ def _fmt(v: float | None, digits: int = 1, sign: bool = False) -> str:
 def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, Any],
                  attached: dict[int, dict[str, Any]], records: list[dict[str, Any]],
                  retrains: list[dict[str, Any]], classes: Sequence[int],
-                 class_names: Sequence[str], t_mix: float) -> pathlib.Path:
-  """Writes ``<out>/attach_codes.md`` and ``.json``."""
+                 class_names: Sequence[str], t_mix: float, prov: dict[str, Any],
+                 notes: Sequence[str] = ()) -> pathlib.Path:
+  """Writes ``<out>/attach_codes.md`` and ``.json``.
+
+  ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many
+  steps this command computed, where and when, and how many it reused from which earlier
+  files; ``notes``: the hand-written notes (kept in ``attach_codes_notes.md``).
+  """
   by_model: dict[str, list[dict[str, Any]]] = {}
   for r in records:
     by_model.setdefault(r["model"], []).append(r)
@@ -233,8 +245,8 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
 
   lines = ["# Forgetting a model trained without codes: attach codes, then forget", "",
            f"Command: `{command}`", "",
-           f"Machine: 2 CPU cores, no GPU ({common.machine_line()}). Written "
-           f"{datetime.datetime.now().isoformat(timespec='seconds')}.", ""]
+           run_cache.runs_paragraph(prov, "steps (attaching, forgetting, retraining)"), ""]
+  lines += run_cache.notes_lines(notes, prov)
   lines += [
       f"**Plain model**: {config.model} {dict(workflow.to_plain(config.model_kwargs))} on "
       f"{config.dataset}, SGD lr {config.learning_rate:g} momentum {config.momentum:g} "
@@ -253,9 +265,9 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
       "\"goal vs plain\" measures A_R against the plain model instead, so it also charges "
       "what attaching cost. ΔA_R = A_R after forgetting - A_R before (positive: the "
       "remaining classes gained, as they no longer lose images to the forgotten class).", "",
-      "Seconds are wall-clock with compilation excluded, on a 2-core machine shared with "
-      "other jobs while this ran: they are inflated and noisy alike for every row; compare "
-      "them within this report.", ""]
+      "Seconds are wall-clock with compilation excluded, measured where and when each step "
+      "was computed (above; the committed ones on a 2-core machine shared with other jobs: "
+      "inflated and noisy alike for every row); compare them within one machine.", ""]
 
   lines += ["| codes | K | attaching s | test acc. after attaching | codes learned | "
             f"goal (of {n}) | goal vs plain | E_F mean (min) | ΔA_R mean (worst) | "
@@ -333,15 +345,20 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
   path = out / f"{REPORT}.md"
   path.write_text("\n".join(lines))
   _write_json(out / f"{REPORT}.json", {
-      "command": command, "machine": common.machine_line(), "config": workflow.to_plain(config),
-      "plain": plain_info, "attached": {str(k): v for k, v in attached.items()},
-      "summary": summary, "retrain": retrains, "runs": records})
+      "command": command, "machine": prov["machine"], "provenance": prov, "notes": list(notes),
+      "config": workflow.to_plain(config), "plain": plain_info,
+      "attached": {str(k): v for k, v in attached.items()}, "summary": summary,
+      "retrain": retrains, "runs": records})
   return path
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   args = build_parser().parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
+  if args.out is None:
+    args.out = common.SCRATCH
+    print(f"experiments.attach_codes: writing to the scratch folder {common.SCRATCH} (pass "
+          "--out DIR to choose one)", file=sys.stderr)
   command = "python -m experiments.attach_codes " + " ".join(shlex.quote(a) for a in argv)
   config, variant = common.load_config(args.config)
   plain_edit(config)
@@ -408,8 +425,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           f"({time.perf_counter() - start:.0f} s)", flush=True)
   print(f"experiments.attach_codes: {store.summary()} ({runs})", file=sys.stderr)
 
+  prov, notes = run_cache.prepare_report(out, REPORT, store, args.note)
   return write_report(out, command, config, plain_info, attached, records, retrains, classes,
-                      list(test.info.class_names), args.t_mix)
+                      list(test.info.class_names), args.t_mix, prov, notes)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,10 @@ from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 #: Goal of a forgetting run: E_F = 100 and A_R at most this many points below before.
 GOAL_A_R_DROP = 1.0
 
+#: Where a runner writes without ``--out`` (relative to the working directory; git ignores
+#: ``runs/``), so that trying a runner never overwrites the committed results.
+SCRATCH = "runs/experiments"
+
 #: ``--train-cap`` and ``--mia-cap`` of the table when not given (and of every run file
 #: written before runs recorded their key: no committed command set them).
 TRAIN_CAP, MIA_CAP = 10000, 2000

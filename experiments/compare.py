@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import datetime
 import json
 import pathlib
 import sys
@@ -361,22 +360,27 @@ def _relearn_cell(rs, target):
 
 def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
                  variants: Sequence[str], forget_sets, seeds, class_names, command: str,
-                 notes: Sequence[str], base: str | None = None) -> pathlib.Path:
+                 notes: Sequence[str], base: str | None = None, *,
+                 prov: dict[str, Any]) -> pathlib.Path:
   """Writes ``<base>.{md,csv,json}`` and its plots (``base``: ``<name>_baselines`` by
-  default); returns the Markdown path."""
+  default); returns the Markdown path.
+
+  ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many runs
+  this command computed, where and when, and how many it reused from which earlier files;
+  ``notes``: the hand-written notes.
+  """
   oracle_distances(records)
   base = base or f"{name}_baselines"
   by_variant = {v: [r for r in records if r["variant"] == v] for v in ("none", *variants)}
   lines = [f"# {name}: unlearning methods against the retrain oracle", "",
-           f"Command: `{command}`", "", f"Machine: {common.machine_line()}", "",
-           f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Seeds: "
-           f"{', '.join(map(str, seeds))}. Forgotten: "
+           f"Command: `{command}`", "", run_cache.runs_paragraph(prov), "",
+           f"Seeds: {', '.join(map(str, seeds))}. Forgotten: "
            + ", ".join(common.set_label(cs, class_names) for cs in forget_sets)
            + ". Each seed trains one model; every method forgets each set from it "
            "separately; `retrain` trains a new model without the set (same config and seed).",
            "", "Config: " + ", ".join(f"{k}={v}" for k, v in workflow.to_plain(config).items()),
            ""]
-  lines += [n + "\n" for n in notes]
+  lines += run_cache.notes_lines(notes, prov)
   lines += [
       "## Summary (mean ± std over every class x seed run)", "",
       "**data**: the training data a method reads (none / forget / retain / all). **s**: "
@@ -445,8 +449,9 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
   (out / f"{base}.md").write_text("\n".join(lines))
   (out / f"{base}.json").write_text(json.dumps(
-      {"command": command, "machine": common.machine_line(), "config": workflow.to_plain(config),
-       "runs": records}, indent=1, default=_json_default))
+      {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
+       "config": workflow.to_plain(config), "runs": records}, indent=1,
+      default=run_cache.json_default))
   fields = ["seed", "classes", "variant", "method", "inputs", "data", "A_R", "E_F",
             "A_R_before", "E_F_before", *MIAS, "relearn_50", "relearn_90", "seconds",
             "compile_seconds", "steps", "d_A_R", "d_E_F"]
@@ -526,16 +531,6 @@ def goal_section(auto, records, class_names) -> list[str]:
   return lines + [""]
 
 
-def _json_default(obj):
-  if isinstance(obj, (np.floating, np.integer)):
-    return obj.item()
-  if isinstance(obj, np.ndarray):
-    return obj.tolist()
-  if dataclasses.is_dataclass(obj):
-    return dataclasses.asdict(obj)
-  return str(obj)
-
-
 # ----------------------------------------------------------------------------------------
 # Main.
 
@@ -587,10 +582,12 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
       record = run_method(ctx, cs, method, kind, config, test, train_full, train.images[idx],
                           train.labels[idx], args.mia_cap, not args.no_relearn, args.data)
     record["train_seconds"] = ctx.train_seconds
-    records.append(cache.put(stem, key, json.loads(json.dumps(record,
-                                                              default=_json_default))))
+    records.append(cache.put(stem, key, json.loads(json.dumps(
+        record, default=run_cache.json_default))))
   bar.close()
   print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
+  base = args.report or f"{name}_baselines"
+  prov, notes = run_cache.prepare_report(out, base, cache, args.note)
   return write_report(out, name, config, records, [variant(m, k) for m, k in variants],
-                      forget_sets, seeds, list(test.info.class_names), command, args.note,
-                      args.report)
+                      forget_sets, seeds, list(test.info.class_names), command, notes,
+                      base, prov=prov)

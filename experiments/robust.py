@@ -25,7 +25,6 @@ lambdas (the compiled ``forget``) on one model, after a warm-up.
 """
 
 import argparse
-import datetime
 import json
 import os
 import pathlib
@@ -179,8 +178,12 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
 
 
 def write_report(out, records, models, methods, choose_seeds, command, bench_rows, notes,
-                 bench_model=""):
-  """``robust.md``, ``robust.json`` and ``robust_goal.png``."""
+                 bench_model="", prov=None):
+  """``robust.md``, ``robust.json`` and ``robust_goal.png``.
+
+  ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many runs
+  this command computed, where and when, and how many it reused from which earlier files.
+  """
   # pylint: disable-next=import-outside-toplevel
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure  # pylint: disable=import-outside-toplevel
@@ -189,20 +192,19 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
   for r in records:
     by.setdefault((r["model"], r["method"]), []).append(r)
   lines = ["# Robust data-free forgetting: rules x architectures (issue #11)", "",
-           f"Command: `{command}`", "", f"Machine: {common.machine_line()}. The runs' seconds "
-           "were measured in their own sessions, on 2 CPU cores shared with other work "
-           "(contended)" + (
-               "; the cost table below was measured when this report was written (load "
-               f"average {os.getloadavg()[0]:.1f})." if bench_rows else "."), "",
-           f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Goal: E_F = 100 "
+           f"Command: `{command}`", "", run_cache.runs_paragraph(prov), "",
+           "The runs' seconds were measured in their own sessions, where and when each was "
+           "computed (the committed ones on 2 CPU cores shared with other work, contended)" + (
+               f"; the cost table below was measured by this command on {prov['machine']} "
+               f"(load average {os.getloadavg()[0]:.1f})." if bench_rows else "."), "",
+           f"Goal: E_F = 100 "
            f"and A_R at most {GOAL_A_R_DROP:g} point below before, on the test split. Every "
            "rule sees the codes only (never real data); each rule is the move of that name "
            "in `mnemonic_jax/forgetting/moves/`; `paper-auto` = the `paper` move, the "
            "paper's move with the data-free lambda search (`moves/paper_search.py`).", "",
            f"Seeds the rule was chosen on: {', '.join(map(str, choose_seeds)) or 'none'} "
            "(of the digits models); everything else is held out.", ""]
-  for note in notes:
-    lines += [note, ""]
+  lines += run_cache.notes_lines(notes, prov)
   lines += ["## Models", "", "| model | description | seeds | test accuracy before |",
             "|---|---|---|---|"]
   for m in models:
@@ -298,7 +300,9 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
   fig.savefig(out / "robust_ar_ef.png", dpi=110)
   lines += ["", "## Plots", "", "![goal](robust_goal.png)", "", "![ar_ef](robust_ar_ef.png)", ""]
   (out / "robust.md").write_text("\n".join(lines))
-  (out / "robust.json").write_text(json.dumps({"command": command, "runs": records}, indent=1))
+  (out / "robust.json").write_text(json.dumps(
+      {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
+       "runs": records}, indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
@@ -311,9 +315,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p.add_argument("--out", default="runs/experiments")
   p.add_argument("--train", action="store_true", help="train missing models")
   p.add_argument("--bench", default="", help="a model to time the rules on")
-  p.add_argument("--note", action="append", default=[], help="a paragraph for the report")
+  p.add_argument("--note", action="append", default=[],
+                 help="a paragraph for the report, added to the notes file (kept by reruns)")
   p.add_argument("--notes-file", default=None,
-                 help="a file of paragraphs (blank-line separated) for the report")
+                 help="the report's notes: paragraphs separated by blank lines (default: "
+                      "<out>/robust_notes.md; edit it to change them)")
   p.add_argument("--report-only", action="store_true",
                  help="only rebuild the report from the cached runs (skip missing ones)")
   args = p.parse_args(argv)
@@ -324,9 +330,6 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in METHODS]
   if bad:
     common.fail(f"unknown models or methods {bad}", prog="experiments.robust")
-  if args.notes_file:
-    text = pathlib.Path(args.notes_file).read_text()
-    args.note += [p.strip() for p in text.split("\n\n") if p.strip()]
   seeds = [int(s) for s in args.seeds.split(",")]
   choose = [int(s) for s in args.choose_seeds.split(",") if s]
   out = pathlib.Path(args.out)
@@ -371,8 +374,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   print(f"experiments.robust: {cache.summary()} ({runs})", file=sys.stderr)
   models = [m for m in models if any(r["model"] == m for r in records)]
   bench_rows = bench(out, args.bench, methods) if args.bench else []
-  write_report(out, records, models, methods, choose, command, bench_rows, args.note,
-               args.bench)
+  prov, notes = run_cache.prepare_report(
+      out, "robust", cache, args.note,
+      pathlib.Path(args.notes_file) if args.notes_file else None)
+  write_report(out, records, models, methods, choose, command, bench_rows, notes, args.bench,
+               prov)
   return out / "robust.md"
 
 

@@ -220,7 +220,7 @@ class RunCache:
     self.directory.mkdir(parents=True, exist_ok=True)
     path = self.path(stem, record["cache_key"])
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, indent=1, default=_json_default))
+    tmp.write_text(json.dumps(record, indent=1, default=json_default))
     tmp.replace(path)
     self.computed += 1
     return record
@@ -237,7 +237,9 @@ class RunCache:
     return text
 
 
-def _json_default(obj: Any) -> Any:
+def json_default(obj: Any) -> Any:
+  """``json.dumps``'s ``default``: numpy values as Python ones, dataclasses as dicts, the
+  rest as ``str``."""
   if isinstance(obj, (np.floating, np.integer)):
     return obj.item()
   if isinstance(obj, np.ndarray):
@@ -255,8 +257,9 @@ def earlier_stamp(json_path: pathlib.Path, md_path: pathlib.Path) -> dict[str, s
   """Where and when the report about to be replaced says its unrecorded runs were made.
 
   For records that carry no provenance (written before records did), the best evidence
-  is the report that showed them: its ``machine`` and the date of its ``Written ...``
-  line, or, for a report written since, the stamp it carried forward.
+  is the report that showed them: its ``machine`` (JSON, or its ``Machine:`` line) and the
+  date of its ``Written ...`` line, or, for a report written since, the stamp it carried
+  forward.
 
   Returns:
     ``{"machine": ..., "written": ...}`` (either may be ``""``), or ``None``.
@@ -269,13 +272,14 @@ def earlier_stamp(json_path: pathlib.Path, md_path: pathlib.Path) -> dict[str, s
     return None
   if "provenance" in data:  # Written since runs carry their provenance.
     return (data["provenance"] or {}).get("unrecorded")
-  written = ""
   try:
-    found = re.search(r"Written (\d{4}-\d\d-\d\dT[\d:]+)", md_path.read_text())
-    written = found.group(1) if found else ""
+    text = md_path.read_text()
   except OSError:
-    pass
-  machine = data.get("machine") or ""
+    text = ""
+  found = re.search(r"Written (\d{4}-\d\d-\d\dT[\d:]+)", text)
+  written = found.group(1) if found else ""
+  found = re.search(r"^Machine: (.+?)(?:\. |\.?$)", text, re.MULTILINE)
+  machine = data.get("machine") or (found.group(1) if found else "")
   return {"machine": machine, "written": written} if machine or written else None
 
 
@@ -397,3 +401,37 @@ def report_notes(notes_file: pathlib.Path, new: Sequence[str],
     notes_file.parent.mkdir(parents=True, exist_ok=True)
     notes_file.write_text("\n\n".join(notes) + "\n")
   return notes
+
+
+def prepare_report(out: pathlib.Path, base: str, cache: RunCache, new_notes: Sequence[str],
+                   notes_file: pathlib.Path | None = None) -> tuple[dict[str, Any], list[str]]:
+  """What a report's header needs, read before the report ``<out>/<base>.*`` is replaced.
+
+  Args:
+    out: the report's folder.
+    base: the report's base name.
+    cache: the cache its runs came through.
+    new_notes: the ``--note`` paragraphs of this command.
+    notes_file: the notes file (default ``<out>/<base>_notes.md``).
+
+  Returns:
+    ``(provenance, notes)``: :func:`provenance` (with ``notes_file``, the file's name) and
+    :func:`report_notes`.
+  """
+  json_path = out / f"{base}.json"
+  prov = provenance(cache, earlier_stamp(json_path, out / f"{base}.md"))
+  notes_file = notes_file or out / f"{base}_notes.md"
+  notes = report_notes(notes_file, new_notes, json_path)
+  prov["notes_file"] = notes_file.name
+  return prov, notes
+
+
+def notes_lines(notes: Sequence[str], prov: Mapping[str, Any]) -> list[str]:
+  """The notes as report lines, saying where they are kept."""
+  if not notes:
+    return []
+  lines = [f"Notes (kept in `{prov.get('notes_file', 'the notes file')}` beside this report; "
+           "edit that file to change them, a rerun keeps them):", ""]
+  for note in notes:
+    lines += [note, ""]
+  return lines

@@ -25,9 +25,13 @@ Every run is cached as one JSON file in ``<out>/runs/<name>/``, keyed on everyth
 changes its result (:func:`run_key_of`: the config but its bookkeeping fields, the seed,
 the classes, the lambda choice and for ``auto`` its rule, ``--train-cap``, ``--mia-cap``,
 the library version; :mod:`experiments.run_cache`). A rerun reuses a run only on an equal
-key, computes the others, and says how many of each. Outputs: ``<out>/<name>.md`` (the command, the
-machine, the per-class table with mean +- std over seeds, paper vs auto side by side),
-``<name>.csv``, ``<name>.json`` and plots ``<name>_*.png``.
+key, computes the others, and says how many of each. Outputs: ``<out>/<name>.md`` (the
+command; how many runs this command computed, on which machine and when, and how many it
+reused from earlier files with where and when those were computed, so a report rebuilt
+from cached runs says that nothing was recomputed; the notes; the per-class table with
+mean +- std over seeds, paper vs auto side by side), ``<name>.csv``, ``<name>.json`` and
+plots ``<name>_*.png``. ``--note`` paragraphs are kept in ``<out>/<name>_notes.md``: a
+rerun without ``--note`` keeps them (edit the file to change them).
 
 ``<name>`` is ``config.name``, followed by ``-<variant>`` for a variant.
 
@@ -38,7 +42,6 @@ oracle, the baselines and the mnemonic methods; see :mod:`experiments.compare`).
 import argparse
 import csv
 import dataclasses
-import datetime
 import json
 import pathlib
 import shlex
@@ -47,7 +50,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from experiments import compare, plots, run_cache
+from experiments import common, compare, plots, run_cache
 from experiments.common import (
     GOAL_A_R_DROP, MIA_CAP, TRAIN_CAP, SeedContext, fail, forget_sets_of, legacy_config,
     load_config, machine_line, mean_std, measure, rule_from_config, run_key, run_name,
@@ -57,9 +60,7 @@ from mnemonic_jax.data import load_dataset
 from mnemonic_jax.forgetting.criterion import Rule
 
 MODES = ("paper", "auto")
-#: Where a run without ``--out`` writes (relative to the working directory; git ignores
-#: ``runs/``), so that trying the runner never overwrites the committed results.
-SCRATCH = "runs/experiments"
+SCRATCH = common.SCRATCH
 
 
 # ----------------------------------------------------------------------------------------
@@ -164,25 +165,28 @@ def lambda_cell(runs: Sequence[dict[str, Any]]) -> str:
 def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
                  modes: Sequence[str], forget_sets: Sequence[tuple[int, ...]],
                  seeds: Sequence[int], class_names: Sequence[str], command: str,
-                 notes: Sequence[str], rule) -> None:
-  """Writes ``<name>.md``, ``.csv``, ``.json`` and the plots."""
+                 notes: Sequence[str], rule, prov: dict[str, Any]) -> None:
+  """Writes ``<name>.md``, ``.csv``, ``.json`` and the plots.
+
+  ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many runs
+  this command computed, on which machine and when, and how many it reused from which
+  earlier files; ``notes`` are the report's hand-written notes (kept in their file).
+  """
   by = {}
   for r in records:
     by.setdefault((tuple(r["classes"]), r["mode"]), []).append(r)
   label = lambda cs: set_label(cs, class_names)
 
   lines = [f"# {name}: one-shot forgetting, class by class", ""]
-  lines += [f"Command: `{command}`", "", f"Machine: {machine_line()}", "",
-            f"Written {datetime.datetime.now().isoformat(timespec='seconds')}. Seeds: "
-            f"{', '.join(map(str, seeds))}. Each seed trains one model; each class (and the "
-            f"multi-class set) is forgotten from it separately.", ""]
+  lines += [f"Command: `{command}`", "", run_cache.runs_paragraph(prov), "",
+            f"Seeds: {', '.join(map(str, seeds))}. Each seed trains one model; each class "
+            "(and the multi-class set) is forgotten from it separately.", ""]
   plain = workflow.to_plain(config)
   lines += ["Config: " + ", ".join(f"{k}={v}" for k, v in plain.items()), ""]
   lines += [f"Lambda choices: `paper` = lambda1 {config.lambda1}, lambda2 {config.lambda2} "
             f"(the config's); `auto` = data-free search, rule {dataclasses.asdict(rule)} "
             f"(the `paper` move, `mnemonic_jax/forgetting/moves/paper_search.py`).", ""]
-  for note in notes:
-    lines += [note, ""]
+  lines += run_cache.notes_lines(notes, prov)
 
   lines += ["## Goal", "",
             f"E_F = 100 and A_R at most {GOAL_A_R_DROP:g} point below the same model's A_R "
@@ -289,8 +293,8 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
 
   (out / f"{name}.md").write_text("\n".join(lines))
   (out / f"{name}.json").write_text(json.dumps(
-      {"command": command, "machine": machine_line(), "config": plain,
-       "rule": dataclasses.asdict(rule), "runs": records}, indent=1))
+      {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
+       "config": plain, "rule": dataclasses.asdict(rule), "runs": records}, indent=1))
   fields = ["seed", "classes", "mode", "lambda1", "lambda2", "sign", "A_R", "E_F", "accuracy",
             "A_R_before", "E_F_before", "goal", "retain_train_accuracy", "forget_train_accuracy",
             "entropy_mia", "confidence_mia", "loss_mia", "forget_seconds",
@@ -338,7 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help="training examples evaluated (random subset, seed 0)")
   p.add_argument("--mia-cap", type=int, default=MIA_CAP,
                  help="members and non-members each capped at this many for the MIAs")
-  p.add_argument("--note", action="append", default=[], help="a paragraph for the report")
+  p.add_argument("--note", action="append", default=[],
+                 help="a paragraph for the report, kept in <report>_notes.md beside it (a "
+                      "rerun without --note keeps it; edit that file to change it)")
   p.add_argument("--no-progress", action="store_true")
   return p
 
@@ -407,8 +413,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bar.close()
   print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
 
+  prov, notes = run_cache.prepare_report(out, name, cache, args.note)
   write_report(out, name, config, records, modes, forget_sets, seeds,
-               list(test.info.class_names), command, args.note, rule)
+               list(test.info.class_names), command, notes, rule, prov)
   return out / f"{name}.md"
 
 

@@ -5,6 +5,7 @@ import importlib
 import json
 import os
 import pathlib
+import platform
 import subprocess
 import sys
 
@@ -284,6 +285,110 @@ def test_committed_runs_keep_being_reused_and_only_with_their_config():
                                  training_only=True)
     want = robust.robust_key(plain, r["classes"], r["method"])
     assert run_cache.canonical(robust.legacy_robust_key(out, "digits_tanh", r)) == want
+
+
+TINY = """
+from mnemonic_jax.configs import paper_mlp_config
+
+def get_config(variant=""):
+  config = paper_mlp_config("tiny", "digits", epochs=5, checkpoint_every=10_000)
+  config.model_kwargs.hidden = (32,)
+  config.learning_rate = 0.1
+  return config
+"""
+
+
+@pytest.mark.slow  # Three real commands and one in-process: ~30 s of CPU.
+def test_table_report_says_what_was_recomputed_and_keeps_notes(tmp_path):
+  """#22: a rerun that recomputes nothing says so (and where and when the runs it shows
+  were computed) instead of stamping the report with this machine and today; a
+  hand-written note survives a rerun without ``--note``."""
+  from experiments import table
+
+  (tmp_path / "tiny.py").write_text(TINY)
+  out = tmp_path / "out"
+  # The default caps: a run file written before keys was computed with them.
+  argv = ["--config", str(tmp_path / "tiny.py"), "--classes", "3", "--seeds", "1", "--multi",
+          "", "--lambdas", "paper", "--no-progress", "--out", str(out)]
+  first = _table(argv + ["--note", "Hand-written: read me."], tmp_path)
+  assert first.returncode == 0, first.stderr
+  text = (out / "tiny.md").read_text()
+  here = platform.platform()  # The start of the machine line (the test process has 8 devices).
+  assert "All 2 runs were computed by this command on " + here in text
+  assert "Hand-written: read me." in text
+  assert (out / "tiny_notes.md").read_text().strip() == "Hand-written: read me."
+
+  second = _table(argv, tmp_path)  # No --note, nothing to compute.
+  assert second.returncode == 0, second.stderr
+  assert "reused 2 cached runs, computed 0" in second.stderr
+  text = (out / "tiny.md").read_text()
+  assert "**Nothing was recomputed for this report**: all 2 runs were reused" in text
+  assert f"2 computed on {here}" in text
+  assert "Hand-written: read me." in text  # Kept.
+
+  # Run files and a report as written before runs carried a key and provenance.
+  runs = out / "runs" / "tiny"
+  for path in runs.glob("*.json"):
+    record = json.loads(path.read_text())
+    del record["cache_key"], record["provenance"]
+    (runs / (path.stem.rsplit("-", 1)[0] + ".json")).write_text(json.dumps(record))
+    path.unlink()
+  (out / "tiny_notes.md").unlink()
+  (out / "tiny.json").write_text(json.dumps({
+      "command": "python -m experiments.table --config tiny.py --note 'An old note.'",
+      "machine": "an older box", "runs": []}))
+  (out / "tiny.md").write_text("# tiny\n\nWritten 2020-01-02T03:04:05. Seeds: 0.\n")
+  third = _table(argv, tmp_path)
+  assert third.returncode == 0, third.stderr
+  assert "reused 2 cached runs (2 from files written before" in third.stderr
+  text = (out / "tiny.md").read_text()
+  assert ("2 written before run files recorded where and when they were computed (the "
+          "report that showed them was written 2020-01-02T03:04:05, on an older box)") in text
+  assert "An old note." in text and "An old note." in (out / "tiny_notes.md").read_text()
+  assert here not in text.split("Report written")[0]
+
+  table.main(argv)  # The stamp of the unrecorded runs is carried to the next report.
+  assert "2020-01-02T03:04:05, on an older box" in (out / "tiny.md").read_text()
+
+
+@pytest.mark.slow  # Trains, attaches and forgets a tiny model: ~20 s of CPU.
+def test_attach_codes_writes_to_the_scratch_folder_by_default(tmp_path):
+  """#22: without --out, experiments.attach_codes writes under runs/experiments, never into
+  the committed experiments/results; a rerun says it recomputed nothing."""
+  results = sorted(p.name for p in (REPO / "experiments" / "results").iterdir())
+  (tmp_path / "tiny.py").write_text(TINY)
+  path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+  argv = [sys.executable, "-m", "experiments.attach_codes", "--config",
+          str(tmp_path / "tiny.py"), "--epochs", "1", "--classes", "3", "--retrain", "",
+          "--no-progress"]
+  env = {**os.environ, "PYTHONPATH": path, "JAX_PLATFORMS": "cpu"}
+  for expect in ("computed 3", "reused 3 cached runs, computed 0"):
+    result = subprocess.run(argv, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "writing to the scratch folder runs/experiments" in result.stderr
+    assert expect in result.stderr
+  report = tmp_path / "runs" / "experiments" / "attach_codes.md"
+  assert "**Nothing was recomputed for this report**: all 3 steps" in report.read_text()
+  assert sorted(p.name for p in (REPO / "experiments" / "results").iterdir()) == results
+
+
+def test_report_notes_are_kept_and_recovered(tmp_path):
+  from experiments import run_cache
+
+  notes = tmp_path / "r_notes.md"
+  previous = tmp_path / "r.json"
+  previous.write_text(json.dumps({"command": "python -m experiments.table --note 'First, "
+                                              "old.' --out x --note=Second"}))
+  assert run_cache.report_notes(notes, [], previous) == ["First, old.", "Second"]
+  assert notes.read_text() == "First, old.\n\nSecond\n"
+  previous.unlink()
+  assert run_cache.report_notes(notes, ["Third"]) == ["First, old.", "Second", "Third"]
+  assert run_cache.report_notes(notes, ["Third"]) == ["First, old.", "Second", "Third"]
+  notes.write_text("Edited by hand.\n")
+  assert run_cache.report_notes(notes, []) == ["Edited by hand."]
+  assert run_cache.report_notes(tmp_path / "none.md", []) == []
+  assert not (tmp_path / "none.md").exists()
 
 
 def test_table_runner_rejects_a_cache_from_another_config(tmp_path, capsys):
