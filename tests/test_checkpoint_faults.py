@@ -316,3 +316,17 @@ def test_output_empty_never_replaces_the_current_directory(saved, tmp_path):
     finally:
       os.chdir(old)
   assert tree_digest(victim) == before
+
+
+@pytest.mark.parametrize("argv", [
+    ["forget", "--checkpoint", "IN", "--classes", "3", "--output", ""],
+    ["train", "--config", "digits_mlp:quick", "--workdir", ""],
+    ["evaluate", "--checkpoint", ""],
+    ["demo", "--output-dir", ""]])
+def test_an_empty_path_argument_is_refused_by_the_command_line(tmp_path, argv):
+  """An unset shell variable never means the current directory, for any path option."""
+  before = sorted(tmp_path.iterdir())
+  run = subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", *argv], cwd=tmp_path,
+                       capture_output=True, text=True, timeout=120)
+  assert run.returncode == 2 and "is empty" in run.stderr
+  assert len(run.stderr.strip().splitlines()) == 1 and sorted(tmp_path.iterdir()) == before

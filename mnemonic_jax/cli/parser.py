@@ -184,6 +184,15 @@ def positive_float(text: str) -> float:
   return value
 
 
+def path_value(text: str) -> pathlib.Path:
+  """Parses a path; an empty one (an unset shell variable) is refused, never taken as the
+  current directory (give ``.`` for that)."""
+  if not text:
+    raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a path, or "
+                                     "'.' for the current directory")
+  return pathlib.Path(text)
+
+
 def positive_int(text: str) -> int:
   """Parses an integer >= 1."""
   try:
@@ -227,7 +236,7 @@ def depth_attacks(text: str) -> tuple[str, ...]:
 
 def _add_data_options(p: argparse.ArgumentParser) -> None:
   """``--data-dir`` and ``--download``, for the commands that take ``--dataset``."""
-  p.add_argument("--data-dir", type=pathlib.Path, default=None, metavar="DIR",
+  p.add_argument("--data-dir", type=path_value, default=None, metavar="DIR",
                  help="where tfds keeps prepared datasets (tfds: datasets only; default: "
                       "the bundle's training config.data_dir, else tfds' own, "
                       "$TFDS_DATA_DIR or ~/tensorflow_datasets)")
@@ -270,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="hide progress bars (results are still printed)")
   cache = common.add_mutually_exclusive_group()
   cache.add_argument(
-      "--compilation-cache", type=pathlib.Path, default=None, metavar="DIR",
+      "--compilation-cache", type=path_value, default=None, metavar="DIR",
       help="keep compiled programs in DIR, so that later runs skip compiling (default: "
            f"${CACHE_ENV} if set, else $JAX_COMPILATION_CACHE_DIR if set, else "
            f"{default_cache_hint()})")
@@ -318,7 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="a packaged config (digits_mlp, fashion_mnist_mlp, cifar10_resnet18, "
                       "...: mnemonic_jax.configs) or a python file defining "
                       "get_config(variant) (ml_collections)")
-  p.add_argument("--workdir", required=True, type=pathlib.Path,
+  p.add_argument("--workdir", required=True, type=path_value,
                  help="run directory (train/ checkpoints, bundle/ result)")
   distributed.add_arguments(p)  # --coordinator, --num-processes, --process-id
 
@@ -339,11 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
       "  mnemonic-jax forget --checkpoint runs/digits/bundle --classes 3 "
       "--output runs/digits-no3-paper --move paper",
       [common])
-  p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="IN",
+  p.add_argument("--checkpoint", required=True, type=path_value, metavar="IN",
                  help="the bundle to forget from (only read)")
   p.add_argument("--classes", required=True, type=class_list, metavar="C[,C...]",
                  help="class ids to forget, comma-separated")
-  p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
+  p.add_argument("--output", required=True, type=path_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--lambda1", type=lambda_value, default=None,
                  help="upper bound of the per-tensor step, or 'auto' (default: auto, a "
@@ -395,7 +404,7 @@ def build_parser() -> argparse.ArgumentParser:
       "      --original runs/digits/bundle\n"
       "  mnemonic-jax evaluate --checkpoint runs/digits-no3 --depth logits,features",
       [common])
-  p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="CKPT",
+  p.add_argument("--checkpoint", required=True, type=path_value, metavar="CKPT",
                  help="the bundle to evaluate")
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="dataset to evaluate on (default: the bundle's training dataset)")
@@ -409,11 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
                       "(probe, nearest class mean, prototype, head fine-tuning, CKA), "
                       "relearning (needs --original), weights (distance; needs --oracle or "
                       "--original), comma-separated")
-  p.add_argument("--oracle", type=pathlib.Path, default=None, metavar="ORACLE",
+  p.add_argument("--oracle", type=path_value, default=None, metavar="ORACLE",
                  help="with --depth: the retrain oracle, the same model trained from scratch "
                       "without the forgotten classes (e.g. the baselines' 'retrain'): its "
                       "figures, the gaps, the depth goals and the verdict")
-  p.add_argument("--original", type=pathlib.Path, default=None, metavar="ORIGINAL",
+  p.add_argument("--original", type=path_value, default=None, metavar="ORIGINAL",
                  help="with --depth: the bundle CKPT was forgotten from (its history does not "
                       "say where that is), for relearning and CKA and distance to it")
   p.add_argument("--probe-examples", type=positive_int, default=None, metavar="N",
@@ -435,9 +444,9 @@ def build_parser() -> argparse.ArgumentParser:
       "      --model-kwargs '{\"hidden\": [1000]}' --num-classes 10 --input-shape 28,28,1 \\\n"
       "      --mean 0.1307 --std 0.3081 --dataset tfds:mnist --output runs/imported",
       [common])
-  p.add_argument("--params", required=True, type=pathlib.Path, metavar="FILE_OR_DIR",
+  p.add_argument("--params", required=True, type=path_value, metavar="FILE_OR_DIR",
                  help="Orbax PyTree checkpoint directory or flax msgpack file")
-  p.add_argument("--codes", required=True, type=pathlib.Path, metavar="CODES.npy",
+  p.add_argument("--codes", required=True, type=path_value, metavar="CODES.npy",
                  help="codes of shape (num_classes, *input_shape), saved with numpy.save")
   p.add_argument("--model", required=True, help="registered model name (e.g. mlp, "
                                                 "resnet18_cifar, resnet18, vit_tiny)")
@@ -459,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the training dataset (evaluate's default; its training statistics "
                       "are the default --mean and --std)")
   _add_data_options(p)
-  p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
+  p.add_argument("--output", required=True, type=path_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
 
@@ -482,9 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
       "  mnemonic-jax train --config fashion_mnist_mlp:e100 "
       "--config.t_mix=0.0 --workdir runs/plain",
       [common])
-  p.add_argument("--checkpoint", required=True, type=pathlib.Path, metavar="IN",
+  p.add_argument("--checkpoint", required=True, type=path_value, metavar="IN",
                  help="the bundle to attach codes to (only read)")
-  p.add_argument("--output", required=True, type=pathlib.Path, metavar="OUT",
+  p.add_argument("--output", required=True, type=path_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="training data to fine-tune on, with the model's classes and input "
@@ -524,7 +533,7 @@ def build_parser() -> argparse.ArgumentParser:
       "  mnemonic-jax demo\n"
       "  mnemonic-jax demo --output-dir /tmp/demo --class 7 --epochs 100 --force",
       [common])
-  p.add_argument("--output-dir", type=pathlib.Path, default=pathlib.Path("mnemonic-demo"),
+  p.add_argument("--output-dir", type=path_value, default=pathlib.Path("mnemonic-demo"),
                  metavar="DIR", help="where the bundles and the chart go (default: ./%(default)s)")
   p.add_argument("--class", dest="forget_class", type=int, default=3, metavar="N",
                  help="the class to forget, 0-9 (default: %(default)s)")
