@@ -1,18 +1,29 @@
-"""Depth of forgetting against the retrain oracle (issue #19): the depth suite end to end.
+"""Depth of forgetting against the retrain oracle (issue #19): every method, five models.
 
 Usage::
 
-  python -m experiments.depth [--config digits_mlp] [--epochs N] [--seed 0] \\
-      [--classes 3,8,0+1+2] [--methods mnemonic-bias,mnemonic-auto] \\
-      [--relearn-steps 200] [--out runs/experiments]
+  python -m experiments.depth [--models digits_sigmoid,digits_tanh,...] [--classes 0,6,0+1+2]
+      [--seed 0] [--oracle-seeds 1,2] [--methods all]
+      [--relearn-steps 200] [--out experiments/results]
 
-Trains one model with codes (cached under ``<out>/cache/depth/``), retrains the oracle
-on the retained classes of each class set (``baselines`` ``retrain``: same config,
-initialisation and seed; cached beside it), forgets each set with each method (by
-default the ``bias`` move and the paper's move with its searched lambdas, both
-data-free) and runs :func:`mnemonic_jax.evaluation.depth_report` on (method, oracle,
-original). Writes ``<out>/depth.md`` and ``<out>/depth.json`` (every figure, verdict and
-depth goal, and the command).
+For each model of :mod:`experiments.depth_models` (the digits sigmoid MLP, the tanh, GELU
+and ViT models of ``robust_models.py``, a small BatchNorm CNN on a Fashion-MNIST subset):
+trains it with codes, retrains the oracle of each class set (``baselines`` ``retrain``:
+same config, initialisation and seed), forgets each set with each method (every move of
+:data:`mnemonic_jax.forgetting.MOVES` under its ``mnemonic-*`` name and the baselines;
+the settings of :func:`experiments.compare.method_config`) and runs
+:func:`mnemonic_jax.evaluation.depth_report` on (method, oracle, original) and
+:func:`~mnemonic_jax.evaluation.depth_goals` on it. Oracles of the ``--oracle-seeds``
+(``RetrainConfig(seed=s)``, same codes) give each figure the oracle's seed-to-seed spread.
+
+Everything is cached under ``<out>/cache/depth/``: the trained model and the oracles as
+bundles, each run as a JSON file named by the digest of what changes its result (the
+training config, the method and its settings, the classes, the seed, the attacks'
+settings and the library version), so an interrupted run resumes where it stopped.
+After each model the report is rewritten from every cached run of the models done so far
+(:mod:`experiments.depth_write`: ``depth.md``, ``depth.csv``, ``depth.json`` and one plot
+per model). Within one class set, the oracle's and the original's measurements are made
+once and shared by every method's report (:func:`shared_references`).
 
 A class set is written ``3`` or ``0+1+2``; sets are separated by commas.
 """
@@ -20,29 +31,47 @@ A class set is written ``3`` or ``0+1+2``; sets are separated by commas.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import datetime
+import hashlib
 import json
+import os
 import pathlib
+import resource
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+import traceback
+from collections.abc import Iterator, Sequence
 from typing import Any
+from unittest import mock
 
 import jax
 
-from mnemonic_jax import baselines, checkpointing, configs, workflow
+import mnemonic_jax
+from experiments import common, compare, depth_models, depth_write
+from mnemonic_jax import baselines, checkpointing, configs, forgetting, workflow
 from mnemonic_jax.baselines import UnlearnData
+from mnemonic_jax.baselines.retrain import RetrainConfig
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.evaluation import DepthConfig, DepthData, depth_goals, depth_report
+from mnemonic_jax.evaluation import depth as depth_lib
 from mnemonic_jax.relearning import RelearnConfig
 
-#: Figures of the summary table (name, column header).
-SUMMARY = (("E_F", "E_F"), ("A_R", "A_R"), ("one_constant_half", "1 const (half)"),
-           ("one_constant_shots", "1 const (10-shot)"), ("input_scale_x3", "input x3"),
-           ("probe_recall", "probe"), ("ncm_recall", "NCM"), ("prototype", "prototype"),
-           ("head_ft_50", "head FT 50"), ("relearn_50", "relearn 50%"),
-           ("cka_to_original", "CKA orig"), ("distance_to_original", "dist orig"))
+#: The baselines run by default (every registered one but the oracle itself).
+BASELINES = ("finetune", "neggrad", "neggrad+", "random-labels", "ssd", "ssd-exact", "fisher",
+             "unsir", "scrub", "salun", "l1-sparse", "bad-teacher", "boundary-shrink", "lfssd",
+             "jit-lipschitz", "svd-projection")
+
+
+#: Why a method of :func:`all_methods` is not in the committed command's ``--methods``.
+LEFT_OUT: dict[str, str] = {}
+
+
+def all_methods() -> list[str]:
+  """Every forgetting move (its ``mnemonic-*`` name), then :data:`BASELINES`."""
+  return [m.baseline for m in forgetting.MOVES.values()] + list(BASELINES)
 
 
 def parse_sets(text: str) -> list[tuple[int, ...]]:
@@ -54,159 +83,318 @@ def set_name(classes: Sequence[int]) -> str:
   return "+".join(str(c) for c in classes)
 
 
-def train_original(config, workdir: pathlib.Path):
-  """The trained bundle (:func:`mnemonic_jax.workflow.train` unless cached) and the seconds
-  its training took (``None``: read from the cache)."""
-  cached = workflow.finished_run(config, workdir)
-  if cached is not None:
-    return cached, None
-  start = time.perf_counter()
-  bundle = workflow.train(config, workdir, progress=False)
-  return bundle, time.perf_counter() - start
+def digest(value: Any) -> str:
+  """A short stable digest of a JSON-able value (``repr`` for the rest, e.g. configs)."""
+  text = json.dumps(value, sort_keys=True, default=repr)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def oracle_for(bundle, classes, train, path: pathlib.Path):
-  """The retrain oracle of ``classes`` (cached at ``path``) and its training seconds."""
-  if path.exists():
+def cpu_seconds() -> float:
+  """User + system CPU seconds of this process so far (every thread)."""
+  usage = resource.getrusage(resource.RUSAGE_SELF)
+  return usage.ru_utime + usage.ru_stime
+
+
+def _write_json(path: pathlib.Path, value: Any) -> None:
+  path.parent.mkdir(parents=True, exist_ok=True)
+  tmp = path.with_suffix(".tmp")
+  tmp.write_text(json.dumps(value, indent=1) + "\n")
+  tmp.replace(path)
+
+
+# ----------------------------------------------------------------------------------------
+# The oracle's and the original's measurements, made once per class set.
+
+
+@contextlib.contextmanager
+def shared_references(*references: Any) -> Iterator[None]:
+  """Within the block, :func:`depth_report` measures each of ``references`` only once.
+
+  The report measures every model it is given (``_measure``) and relearns each
+  (``_relearn``); the oracle and the original are the same for every method forgetting
+  one class set with one key, so their values are kept (by identity of the bundle) and
+  handed back. The figures are those of an unshared call (checked once by hand: equal).
+  """
+  keep = {id(b): b for b in references}
+  measured: dict[int, tuple[dict[str, float], Any]] = {}
+  relearned: dict[int, dict[str, float]] = {}
+  measure, relearn = depth_lib._measure, depth_lib._relearn  # pylint: disable=protected-access
+
+  def shared_measure(bundle, *args, **kwargs):
+    if id(bundle) not in keep:
+      return measure(bundle, *args, **kwargs)
+    if id(bundle) not in measured:
+      measured[id(bundle)] = measure(bundle, *args, **kwargs)
+    values, features = measured[id(bundle)]
+    return dict(values), features
+
+  def shared_relearn(models, values, *args, **kwargs):
+    todo = {}
+    for name, bundle in models.items():
+      if id(bundle) in relearned:
+        values[name].update(relearned[id(bundle)])
+      else:
+        todo[name] = bundle
+    if todo:
+      relearn(todo, values, *args, **kwargs)
+    for name, bundle in todo.items():
+      if id(bundle) in keep:
+        relearned[id(bundle)] = {k: v for k, v in values[name].items()
+                                 if k.startswith("relearn_")}
+
+  with mock.patch.object(depth_lib, "_measure", shared_measure), \
+      mock.patch.object(depth_lib, "_relearn", shared_relearn):
+    yield
+
+
+# ----------------------------------------------------------------------------------------
+# One model.
+
+
+@dataclasses.dataclass
+class Model:
+  """One model of the experiment: its config, trained bundle, data and cache folder."""
+
+  name: str
+  config: Any
+  train_config: Any
+  bundle: Any
+  train: Any
+  test: Any
+  cache: pathlib.Path
+  info: dict[str, Any]
+
+
+def _timed(path: pathlib.Path, make):
+  """``make()``'s value and its seconds, or the seconds recorded beside ``path`` before."""
+  record = path.parent / f"{path.name}.seconds.json"
+  t0, c0 = time.perf_counter(), cpu_seconds()
+  value = make()
+  if value is not None:
+    return value, (json.loads(record.read_text()) if record.exists() else None)
+  return None, {"wall": time.perf_counter() - t0, "cpu": cpu_seconds() - c0, "record": record}
+
+
+def load_model(name: str, root: pathlib.Path, seed: int, epochs: int | None) -> Model:
+  """Trains (or reads from the cache) one model of :data:`depth_models.MODELS`."""
+  config = depth_models.model_config(name, root, epochs)
+  train_config = config.copy_and_resolve_references()
+  with train_config.unlocked():
+    train_config.seed = seed
+    del train_config["baselines"]  # How the baselines run is not how the model trains.
+  plain = workflow.to_plain(train_config)
+  cache = root / f"{name.replace('/', '_').replace(':', '-')}-{digest(plain)}"
+  workdir = cache / "original"
+  bundle, seconds = _timed(workdir, lambda: workflow.finished_run(train_config, workdir))
+  if bundle is None:
+    t0, c0 = time.perf_counter(), cpu_seconds()
+    bundle = workflow.train(train_config, workdir, progress=False)
+    seconds = _record(seconds["record"], t0, c0)
+  train, test = (load_dataset(train_config.dataset, s) for s in ("train", "test"))
+  logits = workflow.predict(bundle, test.images)
+  info = {"model": f"{bundle.model_name} {json.dumps(bundle.model_kwargs)}",
+          "data": depth_models.describe(name, train_config), "epochs": train_config.epochs,
+          "train_size": len(train), "test_size": len(test),
+          "test_accuracy": float(100 * (logits.argmax(-1) == test.labels).mean()),
+          "train_cpu_seconds": seconds and seconds["cpu"],
+          "baselines": workflow.to_plain(config.baselines)}
+  return Model(name, config, train_config, bundle, train, test, cache, info)
+
+
+def _record(path: pathlib.Path, t0: float, c0: float) -> dict[str, float]:
+  seconds = {"wall": time.perf_counter() - t0, "cpu": cpu_seconds() - c0}
+  _write_json(path, seconds)
+  return seconds
+
+
+def oracle(model: Model, classes: tuple[int, ...], seed: int | None = None):
+  """The retrain oracle of ``classes`` (``seed``: another seed's), cached as a bundle, and
+  the seconds its training took (``None``: not recorded)."""
+  seed = model.train_config.seed if seed is None else seed
+  path = model.cache / f"oracle-{set_name(classes)}" / f"seed{seed}"
+
+  def cached():
     try:
-      return checkpointing.load_bundle(path), None
-    except Exception:  # pylint: disable=broad-except  # A stale cache: retrain.
-      pass
-  data = UnlearnData.from_training(train.images, train.labels, classes, forget=False)
-  start = time.perf_counter()
-  oracle, _ = baselines.unlearn("retrain", bundle, classes, data)
-  seconds = time.perf_counter() - start
-  checkpointing.save_bundle(path, oracle, force=True)
-  return oracle, seconds
+      return checkpointing.load_bundle(path) if path.exists() else None
+    except Exception:  # pylint: disable=broad-except  # A stale or damaged cache: retrain.
+      return None
+
+  bundle, seconds = _timed(path, cached)
+  if bundle is not None:
+    return bundle, seconds
+  data = UnlearnData.from_training(model.train.images, model.train.labels, classes,
+                                   forget=False)
+  t0, c0 = time.perf_counter(), cpu_seconds()
+  bundle, _ = baselines.unlearn("retrain", model.bundle, classes, data, RetrainConfig(seed=seed))
+  checkpointing.save_bundle(path, bundle, force=True)
+  return bundle, _record(seconds["record"], t0, c0)
 
 
-def run(args: argparse.Namespace, argv: Sequence[str]) -> dict[str, Any]:
-  overrides = [("seed", str(args.seed))]
-  if args.epochs is not None:
-    overrides.append(("epochs", str(args.epochs)))
-  config = configs.load_config(args.config, overrides)
-  out = pathlib.Path(args.out)
-  cache = out / "cache" / "depth" / f"{config.name}-e{config.epochs}" / f"seed{args.seed}"
-  start = time.perf_counter()
-  original, train_seconds = train_original(config, cache / "original")
-  train, test = load_dataset(config.dataset, "train"), load_dataset(config.dataset, "test")
-  data = DepthData.of(train, test)
-  depth_config = DepthConfig(relearn=RelearnConfig(max_steps=args.relearn_steps))
-  runs = []
+def run_key(model: Model, classes, method: str, method_config: Any, seed: int,
+            depth_config: DepthConfig) -> str:
+  """The digest of everything that changes a run's result."""
+  return digest({"train": workflow.to_plain(model.train_config), "method": method,
+                 "settings": repr(method_config), "classes": list(classes), "seed": seed,
+                 "depth": repr(depth_config), "version": mnemonic_jax.__version__})
+
+
+def run_method(model: Model, classes, method: str, oracle_bundle, seed: int,
+               depth_config: DepthConfig) -> dict[str, Any]:
+  """One method on one class set: its depth report and goals (cached by :func:`run_key`)."""
+  settings = compare.method_config(method, model.config, model.bundle)
+  key = run_key(model, classes, method, settings, seed, depth_config)
+  path = model.cache / "runs" / f"{key}.json"
+  if path.exists():
+    return {**json.loads(path.read_text()), "cached": True}
+  spec = baselines.get_method(method)
+  data = UnlearnData.from_training(model.train.images, model.train.labels, classes,
+                                   retain=spec.data in ("retain", "all"),
+                                   forget=spec.data in ("forget", "all"))
+  t0, c0 = time.perf_counter(), cpu_seconds()
+  forgotten, report = baselines.unlearn(method, model.bundle, classes, data, settings,
+                                        key=jax.random.fold_in(jax.random.key(seed), 7))
+  method_wall, method_cpu = time.perf_counter() - t0, cpu_seconds() - c0
+  t0, c0 = time.perf_counter(), cpu_seconds()
+  depth = depth_report(forgotten, oracle_bundle, model.bundle,
+                       DepthData.of(model.train, model.test), classes, config=depth_config,
+                       key=jax.random.key(seed))
+  record = {"model": model.name, "method": method, "classes": list(classes), "seed": seed,
+            "data": spec.data, "settings": repr(settings), "report": depth.to_dict(),
+            "goals": [g._asdict() for g in depth_goals(depth)],
+            "method_seconds": report.seconds, "method_compile_seconds": report.compile_seconds,
+            "method_wall_seconds": method_wall, "method_cpu_seconds": method_cpu,
+            "depth_wall_seconds": time.perf_counter() - t0, "depth_cpu_seconds": cpu_seconds() - c0,
+            "version": mnemonic_jax.__version__}
+  _write_json(path, record)
+  return {**record, "cached": False}
+
+
+def run_spread(model: Model, classes, oracle_bundle, extra: Sequence[Any], seed: int,
+               seeds: Sequence[int], depth_config: DepthConfig) -> dict[str, Any] | None:
+  """The oracle's seed-to-seed spread of every figure (cached): ``{figure: std}``."""
+  if not extra:
+    return None
+  key = digest({"train": workflow.to_plain(model.train_config), "classes": list(classes),
+                "seed": seed, "seeds": list(seeds), "depth": repr(depth_config),
+                "version": mnemonic_jax.__version__})
+  path = model.cache / "spread" / f"{key}.json"
+  if path.exists():
+    return json.loads(path.read_text())
+  c0 = cpu_seconds()
+  report = depth_report(oracle_bundle, oracle_bundle, model.bundle,
+                        DepthData.of(model.train, model.test), classes, config=depth_config,
+                        key=jax.random.key(seed), oracle_seeds=list(extra))
+  record = {"classes": list(classes), "seeds": [seed, *seeds],
+            "spread": {f.name: f.spread for f in report.figures},
+            "cpu_seconds": cpu_seconds() - c0}
+  _write_json(path, record)
+  return record
+
+
+def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
+              depth_config: DepthConfig) -> dict[str, Any]:
+  """Every class set and method on one model; prints one line per run."""
+  t0, c0 = time.perf_counter(), cpu_seconds()
+  model = load_model(name, root, args.seed, args.epochs)
+  print(f"[{name}] {model.info['model']}: test accuracy {model.info['test_accuracy']:.1f}%",
+        flush=True)
+  runs, spreads, oracle_seconds, failures = [], [], [], []
+  seeds = [s for s in args.oracle_seeds if s != args.seed
+           and (args.spread_models is None or name in args.spread_models.split(","))]
   for classes in parse_sets(args.classes):
-    oracle, oracle_seconds = oracle_for(original, classes, train,
-                                        cache / f"oracle-{set_name(classes)}")
-    for method in args.methods.split(","):
-      forgotten, method_report = baselines.unlearn(method, original, classes)
-      t0 = time.perf_counter()
-      report = depth_report(forgotten, oracle, original, data, classes, config=depth_config,
-                            key=jax.random.key(args.seed))
-      seconds = time.perf_counter() - t0
-      goals = depth_goals(report)
-      print(f"{method} {set_name(classes)}: {report.verdict.text[:90]}... "
-            f"goals {sum(bool(g.passed) for g in goals)}/{len(goals)} ({seconds:.1f} s)",
-            flush=True)
-      runs.append({"method": method, "classes": list(classes), "report": report.to_dict(),
-                   "markdown": report.to_markdown(),
-                   "goals": [g._asdict() for g in goals],
-                   "method_seconds": method_report.seconds, "depth_seconds": seconds,
-                   "oracle_train_seconds": oracle_seconds})
-  return {"command": " ".join(["python -m experiments.depth", shlex.join(argv)]).strip(),
-          "date": datetime.date.today().isoformat(), "config": args.config,
-          "model": f"{original.model_name} {original.model_kwargs}",
-          "dataset": config.dataset, "epochs": config.epochs, "seed": args.seed,
-          "train_seconds": train_seconds, "train_size": len(train), "test_size": len(test),
-          "depth_config": {k: v for k, v in vars(depth_config).items() if k != "relearn"}
-          | {"relearn_max_steps": args.relearn_steps},
-          "runs": runs, "total_seconds": time.perf_counter() - start}
-
-
-def _cell(figure: dict[str, Any] | None) -> str:
-  if figure is None or figure["method"] is None:
-    return "-"
-  fmt = {"CKA": "{:.3f}", "distance": "{:.3f}", "steps": "{:.0f}"}.get(figure["unit"],
-                                                                       "{:.1f}")
-  show = lambda v: ("not reached" if v == "inf" else "n/a" if v in ("nan", None)
-                    else fmt.format(v))
-  return f"{show(figure['method'])} ({show(figure['oracle'])})"
-
-
-def write_report(result: dict[str, Any], out: pathlib.Path) -> None:
-  """``depth.md`` and ``depth.json`` from :func:`run`'s result."""
-  out.mkdir(parents=True, exist_ok=True)
-  (out / "depth.json").write_text(json.dumps(result, indent=1) + "\n")
-  runs = result["runs"]
-  methods = sorted({r["method"] for r in runs}, key=[r["method"] for r in runs].index)
-  goal_names = [g["name"] for g in runs[0]["goals"]] if runs else []
-  trained = (f"the model trained in {result['train_seconds']:.0f} s"
-             if result["train_seconds"] is not None else "the model read from the cache")
-  oracles = [r["oracle_train_seconds"] for r in runs if r["oracle_train_seconds"] is not None]
-  lines = [
-      "# Depth of forgetting against the retrain oracle (issue #19)", "",
-      f"Command: `{result['command']}` ({result['date']}, on the shared 2-core CPU: "
-      f"{result['total_seconds']:.0f} s in all, {trained}"
-      + (f", each oracle in {min(oracles):.0f}-{max(oracles):.0f} s" if oracles else "")
-      + "; cached under `<out>/cache/depth/`).", "",
-      f"Model: {result['model']} on {result['dataset']} ({result['train_size']} train / "
-      f"{result['test_size']} test images), {result['epochs']} epochs, seed "
-      f"{result['seed']}; one seed, so no oracle seed-to-seed spread is measured: read "
-      "small gaps as noise. The oracle is `retrain` (the same config, initialisation and "
-      "seed on the retained classes). Every attack is scored on the test split; the "
-      "attacker's few labelled images and the probe's training images come from the train "
-      f"split. Settings: {json.dumps(result['depth_config'])}.", "",
-      "## Summary: method (oracle) per class set", "",
-      "| method | classes | " + " | ".join(h for _, h in SUMMARY) + " | output-level only |",
-      "|---|---|" + "---:|" * len(SUMMARY) + "---|"]
-  for r in runs:
-    figs = {f["name"]: f for f in r["report"]["figures"]}
-    lines.append(f"| {r['method']} | {set_name(r['classes'])} | "
-                 + " | ".join(_cell(figs.get(n)) for n, _ in SUMMARY)
-                 + f" | {'yes' if r['report']['verdict']['output_level_only'] else 'no'} |")
-  lines += ["", "## Depth goals met (runs passing / runs where the goal applies)", "",
-            "| method | " + " | ".join(goal_names) + " |",
-            "|---|" + "---:|" * len(goal_names)]
-  for m in methods:
-    cells = []
-    for name in goal_names:
-      passed = [g["passed"] for r in runs if r["method"] == m for g in r["goals"]
-                if g["name"] == name]
-      applies = [p for p in passed if p is not None]
-      cells.append(f"{sum(applies)}/{len(applies)}" if applies else "n/a")
-    lines.append(f"| {m} | " + " | ".join(cells) + " |")
-  lines += ["", "Goals (issue #19): forgetting: E_F >= 99 and A_R >= oracle - 1; one_constant: "
-            "both ways <= oracle + 10; input_scale: <= oracle + 5 at every scale; probe: "
-            "probe and nearest-class-mean recall <= oracle + 5 where the original and the "
-            "oracle differ by more than 10; prototype: <= oracle + 10; relearning: no faster "
-            "than the oracle at 50% and 90% of the original's forgotten accuracy.", "",
-            "## Every run", ""]
-  for r in runs:
-    lines += [f"### {r['method']}, classes {set_name(r['classes'])}", "", r["markdown"],
-              "Goals: " + "; ".join(f"{g['name']} "
-                                    f"{ {True: 'met', False: 'missed', None: 'n/a'}[g['passed']]}"
-                                    f" ({g['detail']})" for g in r["goals"]), "",
-              f"Depth suite: {r['depth_seconds']:.1f} s.", ""]
-  (out / "depth.md").write_text("\n".join(lines))
+    main_oracle, seconds = oracle(model, classes)
+    oracle_seconds.append(seconds)
+    extra = []
+    for s in seeds:
+      bundle, seconds = oracle(model, classes, s)
+      extra.append(bundle)
+      oracle_seconds.append(seconds)
+    with shared_references(main_oracle, model.bundle, *extra):
+      spread = run_spread(model, classes, main_oracle, extra, args.seed, seeds, depth_config)
+      if spread is not None:
+        spreads.append(spread)
+      for method in args.methods:
+        try:
+          record = run_method(model, classes, method, main_oracle, args.seed, depth_config)
+        except Exception as e:  # pylint: disable=broad-except  # Reported, not cached.
+          line = str(e).strip().splitlines()
+          failures.append({"method": method, "classes": list(classes),
+                           "error": f"{type(e).__name__}: {line[0] if line else ''}"})
+          print(f"[{name}] {method} {set_name(classes)}: FAILED {failures[-1]['error']}",
+                flush=True)
+          traceback.print_exc()
+          continue
+        runs.append(record)
+        passed = [g["passed"] for g in record["goals"] if g["passed"] is not None]
+        print(f"[{name}] {method} {set_name(classes)}: goals {sum(passed)}/{len(passed)}"
+              + (" (cached)" if record["cached"] else
+                 f" (method {record['method_cpu_seconds']:.1f} s, depth "
+                 f"{record['depth_cpu_seconds']:.1f} s CPU)"), flush=True)
+  oracle_cpu = [s["cpu"] for s in oracle_seconds if s is not None]
+  total = ((model.info["train_cpu_seconds"] or 0) + sum(oracle_cpu)
+           + sum(r["method_cpu_seconds"] + r["depth_cpu_seconds"] for r in runs)
+           + sum(s.get("cpu_seconds", 0) for s in spreads))
+  return {"name": name, **model.info, "oracle_seeds": seeds, "runs": runs, "spreads": spreads,
+          "failures": failures,
+          "oracle_cpu_seconds": oracle_cpu, "total_cpu_seconds": total,
+          "wall_seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - c0}
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--config", default="digits_mlp",
-                      help="a packaged config or FILE[:VARIANT] (default digits_mlp)")
-  parser.add_argument("--epochs", type=int, default=None, help="override the config's epochs")
-  parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--classes", default="3,8,0+1+2",
+  parser.add_argument("--models", "--config", default=",".join(depth_models.MODELS),
+                      help=f"comma-separated: of {', '.join(depth_models.MODELS)}, or config "
+                      "specs as 'mnemonic-jax train' takes them (digits_mlp, FILE:VARIANT)")
+  parser.add_argument("--classes", default="0,6,0+1+2",
                       help="class sets: '3' or '0+1+2', comma-separated")
-  parser.add_argument("--methods", default="mnemonic-bias,mnemonic-auto",
-                      help="unlearning methods of mnemonic_jax.baselines")
+  parser.add_argument("--seed", type=int, default=0, help="the model's and oracle's seed")
+  parser.add_argument("--oracle-seeds", default="1,2",
+                      help="seeds of extra oracles for the spread ('' for none)")
+  parser.add_argument("--spread-models", default=None,
+                      help="the models that get the extra oracles (default: every model)")
+  parser.add_argument("--methods", default="all",
+                      help="'all' or comma-separated methods of mnemonic_jax.baselines")
+  parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
   parser.add_argument("--relearn-steps", type=int, default=200,
                       help="the most relearning steps per model")
   parser.add_argument("--out", default="runs/experiments",
                       help="where the report and the cache go (default: the scratch folder)")
   args = parser.parse_args(argv)
-  result = run(args, sys.argv[1:] if argv is None else list(argv))
-  write_report(result, pathlib.Path(args.out))
-  print(f"wrote {pathlib.Path(args.out) / 'depth.md'}")
-  return pathlib.Path(args.out) / "depth.md"
+  argv = sys.argv[1:] if argv is None else list(argv)
+  models = [m for m in args.models.split(",") if m]
+  args.methods = all_methods() if args.methods == "all" else args.methods.split(",")
+  bad = [m for m in args.methods if m not in baselines.available_methods() or m == "retrain"]
+  if bad:
+    common.fail(f"unknown --methods {bad}; choose from {', '.join(all_methods())}",
+                "experiments.depth")
+  for name in models:
+    if name not in depth_models.MODELS:
+      try:
+        configs.load_config(name)
+      except configs.ConfigError as e:
+        common.fail(f"--models {name}: not one of {', '.join(depth_models.MODELS)}, nor a "
+                    f"config: {e}", "experiments.depth")
+  args.oracle_seeds = [int(s) for s in args.oracle_seeds.split(",") if s.strip()]
+  out = pathlib.Path(args.out)
+  root = out / "cache" / "depth"
+  depth_config = DepthConfig(relearn=RelearnConfig(max_steps=args.relearn_steps))
+  result = {"command": " ".join(["python -m experiments.depth", shlex.join(argv)]).strip(),
+            "date": datetime.datetime.now().isoformat(timespec="seconds"),
+            "machine": common.machine_line(), "load_start": os.getloadavg(),
+            "sets": parse_sets(args.classes), "seed": args.seed, "oracle_seeds": args.oracle_seeds,
+            "methods": args.methods,
+            "left_out": {m: LEFT_OUT.get(m, "not in --methods") for m in all_methods()
+                         if m not in args.methods}, "version": mnemonic_jax.__version__,
+            "depth_config": {k: v for k, v in vars(depth_config).items() if k != "relearn"}
+            | {"relearn_max_steps": args.relearn_steps}, "models": []}
+  t0, c0 = time.perf_counter(), cpu_seconds()
+  for name in models:
+    result["models"].append(run_model(name, args, root, depth_config))
+    result.update(load_end=os.getloadavg(), wall_seconds=time.perf_counter() - t0,
+                  cpu_seconds=cpu_seconds() - c0)
+    depth_write.write_all(result, out)
+    print(f"[{name}] done; wrote {out / 'depth.md'}", flush=True)
+  return out / "depth.md"
 
 
 if __name__ == "__main__":
