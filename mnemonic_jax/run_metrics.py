@@ -32,7 +32,7 @@ import os
 import pathlib
 from typing import Any, Mapping
 
-from mnemonic_jax import _validate
+from mnemonic_jax import _files, _validate, errors
 
 #: The JSON-lines file, inside the run's workdir.
 METRICS_FILE = "metrics.jsonl"
@@ -55,6 +55,10 @@ def _number(value: Any) -> float | None:
   return value if math.isfinite(value) else None  # JSON has no NaN.
 
 
+#: The largest metrics log read (a line is ~200 bytes: a million logged steps).
+MAX_METRICS_BYTES = 256 * 2**20
+
+
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """The lines of a run's ``metrics.jsonl`` (empty if there is none).
 
@@ -67,10 +71,11 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
     One dict per complete line, in file order.
   """
   path = _validate.path(workdir, "workdir") / METRICS_FILE
-  try:
-    text = path.read_text()
-  except FileNotFoundError:
+  if not os.path.lexists(path):
     return []
+  text = _files.read_regular(
+      path, max_bytes=MAX_METRICS_BYTES, error=errors.BadCheckpoint,
+      fix="remove it or give another workdir", what="a metrics log").decode("utf-8", "replace")
   lines = []
   for line in text.splitlines():
     try:

@@ -330,3 +330,11 @@ def test_an_empty_path_argument_is_refused_by_the_command_line(tmp_path, argv):
                        capture_output=True, text=True, timeout=120)
   assert run.returncode == 2 and "is empty" in run.stderr
   assert len(run.stderr.strip().splitlines()) == 1 and sorted(tmp_path.iterdir()) == before
+
+
+def test_a_metrics_log_that_is_not_a_regular_file_is_refused_not_read(tmp_path):
+  from mnemonic_jax import run_metrics
+  assert run_metrics.read_metrics(tmp_path) == []
+  (tmp_path / run_metrics.METRICS_FILE).symlink_to("/dev/zero")
+  with pytest.raises(errors.BadCheckpoint, match="not a regular file"):
+    run_metrics.read_metrics(tmp_path)
