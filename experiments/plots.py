@@ -262,3 +262,46 @@ def methods_figures(out: pathlib.Path, base: str, records, variants) -> list[pat
   p = relearn_chart(out / f"{base}_relearn.png", records, variants,
                     f"{base}: relearning (median steps to 90% of original accuracy)")
   return paths + ([p] if p else [])
+
+
+# ----------------------------------------------------------------------------------------
+# Depth against the oracle (experiments.compare_depth).
+
+
+def depth_gaps_chart(path, methods: Sequence[str], attacks: Sequence[str], gaps: np.ndarray,
+                     title: str):
+  """A grid of each method's (row) gap to the retrain oracle on each attack (column).
+
+  The gap is the method's recovered or recalled accuracy on the forgotten classes minus
+  the oracle's, in points: red where an attack finds more of the class than in a model
+  that never saw it, blue where less, white at the oracle; each cell is labelled, an
+  attack not measured is grey.
+
+  Args:
+    path: the PNG written.
+    methods: row labels.
+    attacks: column labels.
+    gaps: ``(len(methods), len(attacks))`` float, NaN where not measured.
+    title: the figure's title.
+
+  Returns:
+    ``path``.
+  """
+  gaps = np.asarray(gaps, dtype=float).reshape(len(methods), len(attacks))
+  finite = np.abs(gaps[np.isfinite(gaps)])
+  top = max(10.0, float(finite.max()) if finite.size else 10.0)
+  fig, ax = _figure(max(6.0, 1.0 * len(attacks) + 2.5), max(2.5, 0.45 * len(methods) + 1.6))
+  from matplotlib import colormaps  # pylint: disable=import-outside-toplevel
+  cmap = colormaps["RdBu_r"].with_extremes(bad="#d0d0d0")
+  image = ax.imshow(np.ma.masked_invalid(gaps), cmap=cmap, vmin=-top, vmax=top, aspect="auto")
+  for i in range(len(methods)):
+    for j in range(len(attacks)):
+      v = gaps[i, j]
+      ax.text(j, i, "n/a" if not np.isfinite(v) else f"{v:+.0f}", ha="center", va="center",
+              fontsize=8, color="white" if np.isfinite(v) and abs(v) > 0.6 * top else "black")
+  ax.set_xticks(np.arange(len(attacks)), attacks, rotation=30, ha="right", fontsize=8)
+  ax.set_yticks(np.arange(len(methods)), methods, fontsize=8)
+  ax.set_title(title, fontsize=9)
+  fig.colorbar(image, ax=ax, label="gap to the oracle (points)")
+  fig.savefig(path, dpi=150)
+  return path

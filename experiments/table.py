@@ -332,6 +332,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "retain or all (default)")
   p.add_argument("--no-relearn", action="store_true",
                  help="with --methods: skip the relearning-time measurement")
+  p.add_argument("--depth", action="store_true",
+                 help="with --methods (retrain among them): attack every method's forgetting "
+                      "with the depth suite of mnemonic_jax.evaluation against the retrain "
+                      "oracle (experiments.compare_depth); slow, off by default")
+  p.add_argument("--depth-relearn-steps", type=int, default=None,
+                 help="with --depth: the most relearning steps per model (0: no relearning "
+                      "attack; default: the suite's)")
   p.add_argument("--report", default=None,
                  help="with --methods: the report's base name (default: <name>_baselines)")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
@@ -364,11 +371,14 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   config, variant = load_config(args.config, overrides)
   name = run_name(config, variant)
   if args.methods is not None:
-    try:
-      compare.parse_methods(args.methods, args.inputs, args.data)  # Before anything is written.
+    try:  # Before anything is written.
+      compare.parse_methods(args.methods, args.inputs, args.data, args.depth)
     except compare.UsageError as e:
       fail(str(e))
     return compare.run(args, config, name, command)
+  if args.depth:
+    fail("--depth attacks each method against the retrain oracle, which only the methods "
+         "comparison trains; pass --methods retrain,...")
   modes = [m for m in args.lambdas.split(",") if m]
   bad = [m for m in modes if m not in MODES]
   if bad or not modes:

@@ -136,3 +136,94 @@ def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_con
                                              "{'finetune': {'epochs': 1}}\n  return config"))
   table.main(argv)
   assert "reused 6 cached runs, computed 1" in capsys.readouterr().err
+
+
+def test_depth_is_refused_without_the_oracle(tmp_path, tiny_config, capsys):
+  from experiments import compare, table
+
+  with pytest.raises(compare.UsageError, match="add retrain to --methods"):
+    compare.parse_methods("mnemonic-bias", "trained-codes", "all", depth=True)
+  assert compare.parse_methods("retrain,mnemonic-bias", "trained-codes", "all", depth=True)
+  out = tmp_path / "out"
+  for extra in (["--methods", "mnemonic-bias"], []):  # No oracle; not the comparison.
+    with pytest.raises(SystemExit) as exit_info:
+      table.main(["--config", str(tiny_config), "--depth", "--out", str(out), *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "retrain" in err[0], err
+  assert not out.exists()
+
+
+def _depth_record(variant, one_constant, oracle_one_constant, passed):
+  from mnemonic_jax.evaluation import DepthConfig, figure_specs
+
+  figures = []
+  for name, label, unit in figure_specs(DepthConfig()):
+    method, oracle = (one_constant, oracle_one_constant) if name.startswith("one_constant") \
+        else (50.0, 50.0)
+    if name.startswith("relearn"):
+      method, oracle = "inf", 30.0
+    gap = "inf" if method == "inf" else method - oracle
+    figures.append({"name": name, "label": label, "unit": unit, "method": method,
+                    "oracle": oracle, "original": 90.0, "gap": gap, "spread": None,
+                    "ratio": name.startswith("relearn")})
+  goals = [{"name": g, "passed": passed if g == "one_constant" else True, "detail": ""}
+           for g in ("forgetting", "one_constant", "input_scale", "probe", "prototype",
+                     "relearning")]
+  return {"seed": 0, "classes": [3], "variant": variant, "method": variant,
+          "inputs": "trained-codes", "goals": goals,
+          "report": {"figures": figures, "verdict": {"output_level_only": not passed}}}
+
+
+def test_depth_section_reads_each_method_against_the_oracle(tmp_path):
+  from experiments import compare_depth
+
+  records = [_depth_record("mnemonic-bias", 90.0, 2.0, False),
+             _depth_record("ssd", 5.0, 2.0, True)]
+  lines, [figure] = compare_depth.section(
+      records, ["retrain", "mnemonic-bias", "ssd", "mnemonic@zeros"], tmp_path, "t")
+  text = "\n".join(lines)
+  assert "| mnemonic-bias | 1 | 1 | 90.0 (+88.0) | 90.0 (+88.0) |" in text
+  assert "| ssd | 1 | 0 | 5.0 (+3.0) |" in text and "| never |" in text
+  assert "| mnemonic-bias | 1/1 | 0/1 | 1/1 |" in text and "| ssd | 1/1 | 1/1 |" in text
+  assert "retrain |" not in text and "mnemonic@zeros" not in text  # Oracle, ablation: not.
+  assert figure == tmp_path / "t_depth.png" and figure.stat().st_size > 0
+  runs = [{"seed": 0, "classes": [3], "variant": v} for v in ("mnemonic-bias", "retrain")]
+  compare_depth.attach(runs, records)
+  assert runs[0]["depth"]["gaps"]["one_constant_half"] == 88.0
+  assert runs[0]["depth"]["goals"]["one_constant"] is False and "depth" not in runs[1]
+
+
+@pytest.mark.slow  # The depth suite on three tiny models, twice: ~25 s of CPU.
+def test_depth_columns_through_the_real_command(tmp_path, tiny_config, capsys):
+  """--depth on runs cached without it: the methods are reused, the oracle is trained again
+  (and kept), the bias shift is found by the one-constant attack and not in the oracle."""
+  import csv
+
+  from experiments import table
+
+  out = tmp_path / "out"
+  argv = ["--config", str(tiny_config), "--classes", "3", "--seeds", "1", "--multi", "",
+          "--methods", "retrain,mnemonic-bias", "--no-relearn", "--out", str(out),
+          "--no-progress", "--mia-cap", "200"]
+  table.main(argv)
+  assert "reused 0 cached runs, computed 3" in capsys.readouterr().err
+  assert "## Depth" not in (out / "tiny_baselines.md").read_text()
+
+  depth = argv + ["--depth", "--depth-relearn-steps", "10"]
+  result = run_table(*depth, cwd=tmp_path)
+  assert result.returncode == 0, result.stderr
+  assert "reused 3 cached runs, computed 0" in result.stderr
+  assert "depth: reused 0 cached runs, computed 1" in result.stderr
+  text = (out / "tiny_baselines.md").read_text()
+  assert "## Depth against the retrain oracle" in text and "![tiny_baselines_depth]" in text
+  with open(out / "tiny_baselines.csv") as f:
+    rows = {r["variant"]: r for r in csv.DictReader(f)}
+  assert float(rows["mnemonic-bias"]["depth_gap_one_constant_half"]) > 50
+  assert rows["mnemonic-bias"]["depth_goal_one_constant"] == "False"
+  assert rows["retrain"]["depth_gap_one_constant_half"] == ""
+  assert len(list((out / "cache" / "tiny" / "oracles").iterdir())) == 1
+
+  table.main(depth)
+  err = capsys.readouterr().err
+  assert "reused 3 cached runs, computed 0" in err and "depth: reused 1 cached runs" in err
