@@ -5,7 +5,7 @@ keys, which imports nothing of ``experiments``): it imports the library and that
 runner can import it. The runners form layers above it, each importing only those below
 (``python -m experiments.import_graph`` checks that there is no cycle)::
 
-  run_cache  <-  common  <-  plots  <-  compare  <-  table
+  run_cache  <-  common  <-  plots  <-  compare_depth  <-  compare_report  <-  compare  <-  table
                  common  <-  robust <-  alignment
                  common  <-  attach_codes, bench_forget, bench_search
   bench_fisher  <-  gpu_check

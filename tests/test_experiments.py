@@ -355,7 +355,8 @@ def test_table_report_says_what_was_recomputed_and_keeps_notes(tmp_path):
 def test_attach_codes_writes_to_the_scratch_folder_by_default(tmp_path):
   """#22: without --out, experiments.attach_codes writes under runs/experiments, never into
   the committed experiments/results; a rerun says it recomputed nothing."""
-  results = sorted(p.name for p in (REPO / "experiments" / "results").iterdir())
+  results = REPO / "experiments" / "results"  # Others may write there meanwhile: the
+  committed = {p: p.stat().st_mtime_ns for p in results.glob("attach_codes*")}  # runner's own.
   (tmp_path / "tiny.py").write_text(TINY)
   path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
   argv = [sys.executable, "-m", "experiments.attach_codes", "--config",
@@ -370,7 +371,9 @@ def test_attach_codes_writes_to_the_scratch_folder_by_default(tmp_path):
     assert expect in result.stderr
   report = tmp_path / "runs" / "experiments" / "attach_codes.md"
   assert "**Nothing was recomputed for this report**: all 3 steps" in report.read_text()
-  assert sorted(p.name for p in (REPO / "experiments" / "results").iterdir()) == results
+  assert {p: p.stat().st_mtime_ns for p in results.glob("attach_codes*")} == committed
+  assert not (results / "runs" / "tiny_plain").exists()
+  assert not (results / "cache" / "tiny_plain").exists()
 
 
 def test_report_notes_are_kept_and_recovered(tmp_path):
