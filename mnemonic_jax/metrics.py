@@ -95,7 +95,7 @@ def shift_recovery(logits: np.ndarray, labels: np.ndarray, forgotten: Sequence[i
   examples once the constant that maximises the whole set's accuracy is added back to
   their logits.
 
-  A diagnostic of this project (issue #11), not a metric of the paper. A move that only
+  A diagnostic of this project, not a metric of the paper. A move that only
   lowers the forgotten logits by a constant is undone by that one number (recovery close to
   the accuracy before forgetting). A high recovery does not prove a shallow forgetting:
   read it against the retrain oracle's, which is high too when the forgotten classes'

@@ -168,7 +168,7 @@ def run(req: DepthRequest, bundle: Bundle, train: Any, test: Any,
   Returns:
     :meth:`mnemonic_jax.evaluation.DepthReport.to_dict` of the figures kept, with
     ``verdict`` (``output_level_only`` ``None`` when it cannot be told), ``goals`` (the
-    depth goals of issue #19 as ``{name, passed, detail}``; empty without an oracle),
+    depth goals as ``{name, passed, detail}``; empty without an oracle),
     ``forgotten_by`` (the history's moves), ``oracle``, ``original`` (paths or ``None``),
     ``attacks`` (the groups run) and ``settings``.
 

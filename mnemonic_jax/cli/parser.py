@@ -392,7 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
       "relearning time, CKA of the features and weight distance. They are scored on SPLIT "
       "(test); the attacker's few labelled images and the probe's come from the train "
       "split. With --oracle (the model retrained without those classes) it prints the "
-      "oracle's figures, the gaps, the depth goals of issue #19 as pass/fail, and a "
+      "oracle's figures, the gaps, the depth goals as pass/fail, and a "
       "verdict saying whether the forgetting is output-level only; with --original (the "
       "model forgotten from) also relearning, and CKA and distance to the original.",
       "examples:\n"

@@ -275,7 +275,7 @@ def depth_lines(depth: Mapping[str, Any], dataset: str, split: str, train_size: 
   lines.append("(%: forgotten-class test images right after the attack; gap: bundle - "
                "oracle, x: bundle / oracle)")
   if depth["goals"]:
-    lines += ["", "depth goals of issue #19, against the oracle:"]
+    lines += ["", "depth goals (docs/depth.md), against the oracle:"]
     for g in depth["goals"]:
       mark = {True: "pass", False: "FAIL", None: "n/a"}[g["passed"]]
       lines += wrap(g["detail"], f"  {mark:<4}  {g['name']:<12}  ", " " * 22)

@@ -7,12 +7,13 @@
 * :mod:`~mnemonic_jax.evaluation.depth`: :func:`depth_report` runs them all on three
   bundles (unlearned, oracle, original).
 * :mod:`~mnemonic_jax.evaluation.report`: the report's types, its verdict in words, and
-  :func:`depth_goals`, which scores a report against the goals of issue #19.
+  :func:`depth_goals`, which scores a report against the depth goals (docs/depth.md).
 
 Example:
   >>> from mnemonic_jax.evaluation import DepthData, depth_report, depth_goals
   >>> report = depth_report(forgotten, oracle, original, DepthData.of(train, test), [3])
-  >>> print(report.to_markdown())
+  ... # doctest: +SKIP
+  >>> print(report.to_markdown())  # doctest: +SKIP
 """
 
 from mnemonic_jax.evaluation.attacks import (

@@ -132,7 +132,7 @@ def one_constant_recovery(choose_logits: Any, choose_labels: Any, score_logits: 
   applies it to new inputs (``score_*``). A move that only lowered the forgotten logits by
   a constant (an output-bias offset) is undone by that one number.
 
-  Source: the shift diagnostic of mnemonic-jax issue #11, held out as issue #19 asks; the
+  Source: this project's shift diagnostic, held out (docs/depth.md); the
   attack reads the "feature-classifier misalignment" of Gao et al., "An Illusion of
   Unlearning? Assessing Machine Unlearning Through Internal Representations" (AISTATS
   2026), at its simplest: one number in the classifier.
@@ -216,7 +216,7 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
   the forgotten logits stays fixed: a large enough input scale outgrows the offset. The
   weights are not touched.
 
-  Source: the input-scale queries of mnemonic-jax issue #19 (DEPTH.md), after the
+  Source: the input-scale queries of docs/depth.md (DEPTH.md), after the
   positive homogeneity of ReLU networks.
 
   Args:
@@ -294,7 +294,7 @@ def ncm_recall(support_features: Any, support_labels: Any, test_features: Any,
   class in ``support_labels``); each test image takes the class of the nearest mean
   (Euclidean).
 
-  Source: DEPTH.md (mnemonic-jax issue #19); the class-mean-feature classifier of Gao et
+  Source: DEPTH.md (docs/depth.md); the class-mean-feature classifier of Gao et
   al., "An Illusion of Unlearning?", AISTATS 2026, used as a probe.
 
   Args:
@@ -409,7 +409,7 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
 
   Source: classifier-only fine-tuning of Gao et al., "An Illusion of Unlearning?",
   AISTATS 2026 (adjusting the head alone suffices to restore or hide a class when the
-  features still separate it); few-shot sizes as mnemonic-jax issue #19.
+  features still separate it); few-shot sizes as docs/depth.md.
 
   Args:
     support_features: ``(M, D)`` features of the support images (e.g. 10 per class).
@@ -516,7 +516,7 @@ def weight_distance(params: PyTree, reference: PyTree) -> float:
   Meaningful between models of one initialisation and seed (else permutation symmetry
   dominates); 0 for the same weights.
 
-  Source: DEPTH.md (mnemonic-jax issue #19); the l2 distance to the retrained model of
+  Source: DEPTH.md (docs/depth.md); the l2 distance to the retrained model of
   the unlearning literature (e.g. Golatkar et al., CVPR 2020; Tarun et al., 2023),
   normalised by the model's own norm.
 

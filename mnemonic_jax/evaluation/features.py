@@ -21,9 +21,12 @@ A model without features (declared so, or whose head cannot be found) gets a
 logits alone, e.g. for the one-constant and input-scale attacks) works on every model.
 
 Example:
-  >>> head = head_of(bundle)                  # Head(path=('Dense_1',), kernel, bias)
-  >>> out = forward(bundle, test.images)      # Forward(logits (N, C), features (N, D))
-  >>> register_head("my_model", ("classifier",))
+  >>> head = head_of(bundle)
+  >>> head.path, head.kernel.shape
+  (('Dense_1',), (32, 10))
+  >>> out = forward(bundle, images[:4])
+  >>> out.logits.shape, out.features.shape
+  ((4, 10), (4, 32))
 """
 
 from __future__ import annotations
@@ -97,7 +100,7 @@ def register_head(model_name: str, path: Sequence[str] | None) -> None:
       strings.
 
   Example:
-    >>> register_head("my_model", ("head", "Dense_0"))
+    >>> register_head("my_model", ("head", "Dense_0"))  # doctest: +SKIP
   """
   if not isinstance(model_name, str) or not model_name:
     raise errors.BadRequestType(f"model_name must be a non-empty string, got {model_name!r}")

@@ -3,7 +3,7 @@
 :class:`DepthReport` holds one :class:`Figure` per attack (the method's value, the
 oracle's, the original's, the gap and the oracle's seed-to-seed spread) and a
 :class:`Verdict` in words; :func:`depth_goals` scores a report against the depth goals of
-mnemonic-jax issue #19 (DEPTH.md), one :class:`Goal` each.
+docs/depth.md (from DEPTH.md), one :class:`Goal` each.
 """
 
 from __future__ import annotations
@@ -138,7 +138,7 @@ def _signed(v: float, unit: str) -> str:
   return s if s.startswith("-") or not math.isfinite(v) else "+" + s
 
 
-#: Goal margins of issue #19 (points above the oracle allowed).
+#: Goal margins (points above the oracle allowed; docs/depth.md).
 MARGINS = {"A_R": 1.0, "one_constant": 10.0, "input_scale": 5.0, "probe": 5.0,
            "prototype": 10.0, "distinct": 10.0}
 
@@ -195,7 +195,7 @@ def verdict(report: DepthReport) -> Verdict:
 
 
 def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
-  """The depth goals of mnemonic-jax issue #19 for one run, against its oracle.
+  """The depth goals (docs/depth.md) for one run, against its oracle.
 
   * ``forgetting``: E_F >= 99 and A_R >= oracle - 1;
   * ``one_constant``: recovery, both ways, <= oracle + 10;
