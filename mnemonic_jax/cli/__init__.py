@@ -27,10 +27,14 @@ with ``--compilation-cache DIR``, none with ``--no-compilation-cache``).
 ``--checkpoint`` takes a bundle or a ``train`` workdir (its ``bundle``). A user error (an
 exception of the project's types, :mod:`mnemonic_jax.errors`, or an ``OSError`` naming a
 path) prints one line ``mnemonic-jax: error: ...`` on stderr, exits with status 2 and
-writes nothing; Ctrl-C prints ``mnemonic-jax: error: interrupted`` and exits with 130. Any
-other exception is a bug and shows as one (its traceback, exit status 1). Results go to
-stdout, warnings included; stderr carries only progress bars (``--quiet`` hides them) and
-that one error line.
+writes nothing; so does the machine refusing (a full disk, named with the output; JAX
+unable to start the platform ``JAX_PLATFORMS`` asks for: :mod:`mnemonic_jax.environment`).
+Ctrl-C, whenever it lands, prints ``mnemonic-jax: error: interrupted`` and exits with 130
+(:mod:`~mnemonic_jax.cli.outcome`). A report that cannot be written to stdout after the
+output was saved exits with 3, naming the complete output. Any other exception is a bug
+and shows as one (its traceback, exit status 1). Results go to stdout, warnings included,
+with control characters escaped; stderr carries only progress bars (``--quiet`` hides
+them) and that one error line.
 
 :func:`main` may be called in-process (tests, notebooks): it puts back every piece of
 process-wide state it changes. :func:`entry_point` is the program itself.
@@ -80,8 +84,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv: the arguments (``sys.argv[1:]`` when None).
 
   Returns:
-    The exit status: 0 on success, 2 on a user error (reported as one line on stderr),
-    130 when interrupted (Ctrl-C).
+    The exit status: 0 on success, 2 on a user error or a refusing machine (reported as
+    one line on stderr), 3 when the output was saved but its report could not be written
+    to stdout, 130 when interrupted (Ctrl-C).
 
   Raises:
     SystemExit: ``--help``, ``--version`` (status 0) or an argument the parser refuses
@@ -91,6 +96,10 @@ def main(argv: Sequence[str] | None = None) -> int:
   with contextlib.ExitStack() as undo:
     undo.enter_context(quiet.restored_global_state())
     return _run(argv, undo)
+
+
+#: What :func:`entry_point` keeps until the process ends.
+_PROGRAM_STATE: list[contextlib.ExitStack] = []
 
 
 def entry_point() -> int:
@@ -109,9 +118,12 @@ def entry_point() -> int:
   Returns:
     The exit status (see :func:`main`).
   """
-  status = _run(None, contextlib.ExitStack())  # Never closed: nothing to put back.
+  # Never closed, and kept to the end of the process: what it holds (the run's SIGINT
+  # handler and record) must outlive this function.
+  _PROGRAM_STATE.append(contextlib.ExitStack())
+  status = _run(None, _PROGRAM_STATE[-1])
   if outcome.current().report_lost:  # The interpreter's last flush of stdout would fail.
-    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+    os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
   if status != 0:
     quiet.silence_the_rest()
   if status == EXIT_INTERRUPTED:

@@ -82,7 +82,7 @@ class ReportStream:
     return getattr(self._stream, name)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(eq=False)  # Runs are compared by identity.
 class Run:
   """What one command run has done so far.
 
@@ -124,6 +124,8 @@ class Run:
 
 
 _RUNS: list[Run] = []
+#: Held while an interrupt is delivered again, and while a run stops taking them.
+_DELIVERY = threading.Lock()
 
 
 def current() -> Run:
@@ -146,14 +148,22 @@ def _unraisable_filter(previous: Any) -> Any:
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
       previous(unraisable)
       return
-    if current().phase == _WORKING:  # Swallowed (in a gc callback, a __del__): again,
-      # once this hook and the callback have returned (delivered now, the signal would be
+    run = current()
+    if run.phase == _WORKING:  # Swallowed (in a gc callback, a __del__): again, once
+      # this hook and the callback have returned (delivered now, the signal would be
       # handled inside them). Swallowed again, it comes back again.
-      timer = threading.Timer(_REDELIVER_S, _thread.interrupt_main, args=(signal.SIGINT,))
+      timer = threading.Timer(_REDELIVER_S, _deliver_again, args=(run,))
       timer.daemon = True
       timer.start()
 
   return hook
+
+
+def _deliver_again(run: Run) -> None:
+  """SIGINT to the main thread's handler, if ``run`` is still at work."""
+  with _DELIVERY:  # Not while the run ends (see running()).
+    if run.phase == _WORKING:
+      _thread.interrupt_main(signal.SIGINT)
 
 
 @contextlib.contextmanager
@@ -179,6 +189,10 @@ def running() -> Iterator[Run]:
   try:
     yield run
   finally:
+    with _DELIVERY:  # No interrupt is delivered again from now on...
+      run.settle()
+    for _ in range(2):  # ...and one delivered just before is handled here (recorded).
+      pass
     _RUNS.remove(run)
     sys.unraisablehook = previous_hook
     if previous_handler is not None:
