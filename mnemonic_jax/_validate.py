@@ -4,7 +4,7 @@ Each check raises a :class:`~mnemonic_jax.errors.BadRequestType` (a ``TypeError`
 kind of value) or :class:`~mnemonic_jax.errors.BadRequest` (a ``ValueError``: right kind,
 wrong value) whose message names the argument and says how to fix it. The public entry
 points (:func:`mnemonic_jax.forget`, :func:`mnemonic_jax.fisher_diagonal`,
-:func:`mnemonic_jax.class_fishers`, :func:`mnemonic_jax.lambda_search.select_lambdas`, the
+:func:`mnemonic_jax.class_fishers`, :func:`mnemonic_jax.select_lambdas`, the
 baselines) call these before any work. Value checks run on concrete arrays only: under
 ``jax.jit`` the caller's own program is responsible for its values.
 
