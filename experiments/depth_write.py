@@ -258,6 +258,12 @@ def markdown(result: dict[str, Any]) -> str:
   left = result.get("left_out", {})
   if left:
     lines += ["Left out: " + "; ".join(f"`{m}` ({why})" for m, why in left.items()) + ".", ""]
+  for m in models:
+    if m.get("skipped"):
+      whys = dict.fromkeys(m["skipped"].values())
+      lines += [f"Left out on {m['name']}: " + "; ".join(
+          ", ".join(f"`{k}`" for k, v in m["skipped"].items() if v == why) + f" ({why})"
+          for why in whys) + ".", ""]
   failures = [(m["name"], f) for m in models for f in m["failures"]]
   if failures:
     lines += ["Failed (not in the tables): " + "; ".join(
@@ -265,8 +271,8 @@ def markdown(result: dict[str, Any]) -> str:
         for name, f in failures) + ".", ""]
   lines += ["## Which methods meet the depth goals", "",
             f"Goals (issue #19), per run against the oracle of the same seed and set: "
-            f"{GOAL_TEXT}. Counted over {len(runs)} runs "
-            f"({len(models)} models x {len(result['sets'])} class sets x 1 seed).", "",
+            f"{GOAL_TEXT}. Counted over {len(runs)} runs (each method on each class set of "
+            f"each model, seed {result['seed']}, less what was left out or failed).", "",
             *[line + "\n" for line in statement(runs)],
             "### Goal counts, all models (runs passing / runs where the goal applies)", "",
             *_goal_table(runs), ""]
