@@ -407,7 +407,7 @@ def test_gitignore_covers_what_the_readme_commands_write():
     pytest.skip("not a git checkout")
   written = ["mnemonic-demo/trained/meta/metadata", "mnemonic-demo/per_class_accuracy.png",
              "runs/digits/bundle/meta/metadata", "runs/experiments/digits_mlp.md",
-             "eval.json"]
+             "w/bundle/meta/metadata", "w-no3/meta/metadata", "w-no3-paper/meta/metadata"]
   result = subprocess.run(["git", "check-ignore", "--no-index", *written], cwd=REPO,
                           capture_output=True, text=True, check=False)
   assert sorted(result.stdout.split()) == sorted(written), result.stderr
