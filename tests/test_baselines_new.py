@@ -305,6 +305,7 @@ def test_svd_projection_removes_a_planted_direction():
   np.testing.assert_allclose(np.diag(m), [900 / 916, 1600 / 1609], rtol=1e-5)
 
 
+@pytest.mark.slow  # The planted-direction check on an MLP runs by default.
 def test_svd_projection_conv_rows_are_the_im2col_rows():
   strides, padding = (2, 1), "SAME"
   x = jax.random.normal(jax.random.key(0), (2, 5, 6, 3))
@@ -317,6 +318,7 @@ def test_svd_projection_conv_rows_are_the_im2col_rows():
   assert all(np.isclose(every.reshape(-1, 27), row, atol=1e-6).all(-1).any() for row in some)
 
 
+@pytest.mark.slow  # About 19 s: a conv + BatchNorm model.
 def test_svd_projection_on_a_convolutional_model(conv_bn_bundle, tiny_digits_bundle):
   bundle = conv_bn_bundle
   _, train, _ = tiny_digits_bundle

@@ -147,6 +147,7 @@ def test_full_disk_during_forget_through_the_command(trained, tiny_disk):
   assert tree_digest(trained) == before
 
 
+@pytest.mark.slow  # About 13 s: a real training run filling a small disk.
 def test_full_disk_during_train_through_the_command(tiny_disk):
   workdir = tiny_disk / "run"
   result = cli_run("train", "--config", CONFIG, *TRAIN_FLAGS, "--workdir", workdir)
@@ -215,6 +216,7 @@ def test_a_lost_report_after_a_complete_save_says_so(trained, tmp_path):
   assert_refused(again, "already exists")
 
 
+@pytest.mark.slow  # The saved case runs by default; this one adds a command run.
 def test_a_lost_report_with_nothing_saved_is_exit_2(trained):
   with open("/dev/full", "w", encoding="utf-8") as full:
     result = cli_run("evaluate", "--checkpoint", trained, "-q", stdout=full)
@@ -225,7 +227,9 @@ def test_a_lost_report_with_nothing_saved_is_exit_2(trained):
 # 1c. JAX told to use a platform this machine lacks: an environment error, named so.
 
 
-@pytest.mark.parametrize("command", ["forget", "train", "evaluate"])
+@pytest.mark.parametrize("command", [
+    "forget", pytest.param("train", marks=pytest.mark.slow),
+    pytest.param("evaluate", marks=pytest.mark.slow)])
 def test_a_platform_jax_cannot_start_is_named(trained, tmp_path, command):
   out = tmp_path / "out"
   args = {"forget": ("forget", "--checkpoint", trained, "--classes", "3", "--output", out),
@@ -353,7 +357,8 @@ def _check_interrupted_forget(trained, tmp_path, delay):
   assert not leftovers or status != 0, leftovers
 
 
-@pytest.mark.parametrize("delay", [0.0, 0.4, 1.5])
+@pytest.mark.parametrize("delay", [0.0, pytest.param(0.4, marks=pytest.mark.slow),
+                                   pytest.param(1.5, marks=pytest.mark.slow)])
 def test_ctrl_c_during_forget_is_one_line_and_130(trained, tmp_path, delay):
   _check_interrupted_forget(trained, tmp_path, delay)
 

@@ -130,7 +130,9 @@ def test_dampen_only_scales_parameters_down(tanh_model):
   assert any(np.any(a != b) for a, b in zip(jax.tree.leaves(new), jax.tree.leaves(params)))
 
 
-@pytest.mark.parametrize("name", ["paper", "algorithm2"])
+@pytest.mark.parametrize("name", [
+    pytest.param("paper", marks=pytest.mark.slow),  # The search: test_paper_search covers it.
+    "algorithm2"])
 def test_the_papers_moves_add_one_signed_multiple_of_eta(sigmoid_model, name):
   apply_fn, params, codes = sigmoid_model
   move = (moves.Paper(rule=Rule(MARGIN)) if name == "paper"
