@@ -209,7 +209,7 @@ def _run_table(runs: list[dict[str, Any]]) -> list[str]:
 
 
 def _seconds(v: float | None) -> str:
-  return "cached" if v is None else f"{v:.0f} s"
+  return "not recorded" if v is None else f"{v:.0f} s"
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -226,8 +226,10 @@ def markdown(result: dict[str, Any]) -> str:
       f"engineers at the same time: load average (1/5/15 min) {load(result['load_start'])} "
       f"at the start and {load(result['load_end'])} at the end of the last invocation. "
       f"Compute recorded for the runs in this report: {cpu / 60:.0f} CPU minutes (training, "
-      "oracles, methods and attacks, summed over the invocations that made them; wall time "
-      "was about twice to four times that under the load).", "",
+      "oracles, methods and attacks, summed over the invocations that made them, from the "
+      "cache; failed runs and trainings of an older runner not counted). The last invocation, "
+      f"reading the rest from the cache: {result['wall_seconds'] / 60:.1f} min wall, "
+      f"{result['cpu_seconds'] / 60:.1f} CPU min.", "",
       "## Setup", "",
       "| model | architecture | data | epochs | train / test images | original test accuracy "
       "| training CPU |",
@@ -267,7 +269,7 @@ def markdown(result: dict[str, Any]) -> str:
   failures = [(m["name"], f) for m in models for f in m["failures"]]
   if failures:
     lines += ["Failed (not in the tables): " + "; ".join(
-        f"{name} `{f['method']}` on {_set(f['classes'])}: {f['error']}"
+        f"{name} `{f['method']}` on {_set(f['classes'])}: {f['error'].rstrip('.')}"
         for name, f in failures) + ".", ""]
   lines += ["## Which methods meet the depth goals", "",
             f"Goals (issue #19), per run against the oracle of the same seed and set: "
@@ -365,7 +367,7 @@ def plot_model(model: dict[str, Any], path: pathlib.Path) -> None:
                       aspect="auto")
   for (i, j), v in np.ndenumerate(gaps):
     left.text(j, i, "n/a" if np.isnan(v) else f"{v:+.0f}", ha="center", va="center",
-              fontsize=7)
+              fontsize=7, color="white" if abs(worse[i, j]) > 60 else "black")
   left.set_xticks(range(len(COLUMNS)), [h for _, h, _ in COLUMNS], rotation=40, ha="right",
                   fontsize=8)
   left.set_yticks(range(len(methods)), methods, fontsize=8)
@@ -377,7 +379,8 @@ def plot_model(model: dict[str, Any], path: pathlib.Path) -> None:
   fig.colorbar(image, ax=[left, right], shrink=0.5, label="points worse than the oracle")
   for (i, j), v in np.ndenumerate(ratio):
     right.text(j, i, "n/a" if np.isnan(v) else ("never" if np.isinf(v) else f"x{v:.2f}"),
-               ha="center", va="center", fontsize=7)
+               ha="center", va="center", fontsize=7,
+               color="white" if abs(faster[i, j]) > 1.8 else "black")
   right.set_xticks(range(len(RELEARN)), [h for _, h in RELEARN], rotation=40, ha="right",
                    fontsize=8)
   right.set_yticks([])
