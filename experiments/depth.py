@@ -43,7 +43,7 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 from unittest import mock
 
@@ -54,6 +54,7 @@ from experiments import common, compare, depth_models, depth_write
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
 from mnemonic_jax.baselines import UnlearnData
 from mnemonic_jax.baselines.retrain import RetrainConfig
+from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.evaluation import DepthConfig, DepthData, depth_goals, depth_report
 from mnemonic_jax.evaluation import depth as depth_lib
@@ -88,6 +89,7 @@ def parse_sets(text: str) -> list[tuple[int, ...]]:
 
 
 def set_name(classes: Sequence[int]) -> str:
+  """``(0, 1, 2)`` -> ``"0+1+2"`` (the folder and log name of a class set)."""
   return "+".join(str(c) for c in classes)
 
 
@@ -173,8 +175,9 @@ class Model:
   info: dict[str, Any]
 
 
-def _timed(path: pathlib.Path, make):
-  """``make()``'s value and its seconds, or the seconds recorded beside ``path`` before."""
+def _timed(path: pathlib.Path, make: Callable[[], Any]) -> tuple[Any, dict[str, Any] | None]:
+  """``make()`` (a cached value or ``None``) and, for a value, the seconds recorded beside
+  ``path`` when it was made; for ``None``, the clock started now and where to record it."""
   record = path.parent / f"{path.name}.seconds.json"
   t0, c0 = time.perf_counter(), cpu_seconds()
   value = make()
@@ -215,7 +218,8 @@ def _record(path: pathlib.Path, t0: float, c0: float) -> dict[str, float]:
   return seconds
 
 
-def oracle(model: Model, classes: tuple[int, ...], seed: int | None = None):
+def oracle(model: Model, classes: tuple[int, ...], seed: int | None = None
+           ) -> tuple[Bundle, dict[str, float] | None]:
   """The retrain oracle of ``classes`` (``seed``: another seed's), cached as a bundle, and
   the seconds its training took (``None``: not recorded)."""
   seed = model.train_config.seed if seed is None else seed
@@ -238,7 +242,7 @@ def oracle(model: Model, classes: tuple[int, ...], seed: int | None = None):
   return bundle, _record(seconds["record"], t0, c0)
 
 
-def run_key(model: Model, classes, method: str, method_config: Any, seed: int,
+def run_key(model: Model, classes: Sequence[int], method: str, method_config: Any, seed: int,
             depth_config: DepthConfig) -> str:
   """The digest of everything that changes a run's result."""
   return digest({"train": workflow.to_plain(model.train_config), "method": method,
@@ -246,7 +250,7 @@ def run_key(model: Model, classes, method: str, method_config: Any, seed: int,
                  "depth": repr(depth_config), "version": mnemonic_jax.__version__})
 
 
-def run_method(model: Model, classes, method: str, oracle_bundle, seed: int,
+def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle: Bundle, seed: int,
                depth_config: DepthConfig) -> dict[str, Any]:
   """One method on one class set: its depth report and goals (cached by :func:`run_key`).
 
@@ -290,7 +294,8 @@ def run_method(model: Model, classes, method: str, oracle_bundle, seed: int,
   return {**record, "cached": False}
 
 
-def run_spread(model: Model, classes, oracle_bundle, extra: Sequence[Any], seed: int,
+def run_spread(model: Model, classes: Sequence[int], oracle_bundle: Bundle,
+               extra: Sequence[Bundle], seed: int,
                seeds: Sequence[int], depth_config: DepthConfig) -> dict[str, Any] | None:
   """The oracle's seed-to-seed spread of every figure (cached): ``{figure: std}``."""
   if not extra:
@@ -369,6 +374,7 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+  """Runs the experiment (see the module docstring); returns the path of ``depth.md``."""
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--models", "--config", default=",".join(depth_models.MODELS),
                       help=f"comma-separated: of {', '.join(depth_models.MODELS)}, or config "

@@ -113,9 +113,12 @@ def fashion_subset(root: pathlib.Path, train_per_class: int = FASHION_TRAIN_PER_
 
 def _read_gz_idx(path: pathlib.Path) -> np.ndarray:
   """One gzipped uint8 idx file of the Debian package (trusted, read whole)."""
+  if not os.path.isdir(FASHION_MNIST_DIR):
+    raise FileNotFoundError(f"Fashion-MNIST is not installed at {FASHION_MNIST_DIR}: run "
+                            "'apt-get install -y dataset-fashion-mnist'")
   with gzip.open(path, "rb") as f:
     raw = f.read()
-  if not os.path.isdir(FASHION_MNIST_DIR) or raw[:3] != bytes([0, 0, 8]):
+  if raw[:3] != bytes([0, 0, 8]):
     raise ValueError(f"{path} is not a uint8 idx file")
   ndim = raw[3]
   dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
