@@ -107,6 +107,7 @@ BAD = {
 }
 
 
+@pytest.mark.slow  # Six command runs; the library's refusals are in test_depth.py.
 def test_bad_depth_input_is_one_line_exit_2_and_writes_nothing(bundles):
   root = bundles["forgotten"].parent
   before = tree_digest(root)

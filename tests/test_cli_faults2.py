@@ -240,6 +240,7 @@ def test_a_platform_jax_cannot_start_is_named(trained, tmp_path, command):
   assert "not a mnemonic-jax bundle" not in line and not out.exists()
 
 
+@pytest.mark.slow  # The command's case runs by default (forget).
 def test_the_library_names_a_platform_jax_cannot_start(trained, tmp_path):
   """Checks that catch every exception let the environment's through, named."""
   child = (
