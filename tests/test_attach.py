@@ -104,6 +104,7 @@ def test_forgetting_from_a_model_that_never_saw_its_codes_warns(plain):
   assert workflow.untrained_codes_warnings(bundle.replace(config={"t_mix": 0.1})) == []
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_the_command_attaches_codes_and_never_modifies_its_input(plain, tmp_path, cli_env):
   before = tree_digest(plain)
   out = tmp_path / "coded"

@@ -25,6 +25,7 @@ def test_registered_with_its_data_and_reference():
   assert "2111.08947" in method.reference and method.config_cls is unsir.UnsirConfig
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_changes_params_keeps_dtypes_never_touches_the_input_and_repeats(tiny_digits_bundle):
   bundle, train, _ = tiny_digits_bundle
   before = host_copy(bundle.params)

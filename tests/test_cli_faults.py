@@ -625,6 +625,7 @@ def _wait_stopped(pid: int, timeout: float = 30.0) -> None:
   raise AssertionError(f"process {pid} did not stop")
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_second_train_on_one_workdir_is_refused_while_the_first_runs(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
@@ -695,6 +696,7 @@ def test_workdir_lock_is_exclusive_and_released(tmp_path):
 # Fault 7: leftovers removed; stderr holds one line on failure and nothing on success.
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",

@@ -126,6 +126,7 @@ def test_an_unfinished_workdir_is_refused_in_the_users_words(workdir, tmp_path):
 # A model the user registered.
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_a_model_registered_in_the_config_file_goes_through_every_command(tmp_path):
   config = write_config(tmp_path / "mine.py", model="tiny_net", model_kwargs={"width": 16},
                         prelude=USER_MODEL.format(name="tiny_net"))
@@ -181,6 +182,7 @@ def _import_args(workdir: pathlib.Path, root: pathlib.Path, codes=None) -> list:
           "--input-shape", "8,8,1", "-q"]
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_import_asks_for_the_normalisation_or_states_it(workdir, tmp_path):
   args = _import_args(workdir, tmp_path)
   before = tree_digest(tmp_path)
@@ -279,6 +281,7 @@ with tfds.testing.mock_data(num_examples=12), mock.patch.object(
 """
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_import_and_evaluate_read_tfds_from_the_data_dir_given(tmp_path):
   """``tfds.testing.mock_data`` serves random MNIST-shaped examples in the subprocess."""
   import flax.serialization  # pylint: disable=import-outside-toplevel
@@ -385,6 +388,7 @@ def AsyncWriter(writer):
 """
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_train_writes_tensorboard_summaries_through_clu_when_installed(workdir, tmp_path):
   site = tmp_path / "site" / "clu"
   site.mkdir(parents=True)

@@ -95,6 +95,7 @@ def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_conf
   assert not out.exists()
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_methods_table_end_to_end_with_oracle_and_rerun_skips(tmp_path, tiny_config,
                                                               monkeypatch, capsys):
   from experiments import common, compare, table

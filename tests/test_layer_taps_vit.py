@@ -138,6 +138,7 @@ def tiny_vit(depth=1, dim=8):
   return mj.inference_apply_fn(model, {}), params, codes, jnp.arange(5) % NUM_CLASSES
 
 
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_vit_fisher_takes_the_factorized_path_and_equals_vmap(monkeypatch):
   """The whole ViT: every leaf covered; ``auto`` takes the taps; microbatched; exact."""
   apply_fn, params, codes, labels = tiny_vit()
