@@ -97,6 +97,7 @@ def workdir(tmp_path_factory) -> pathlib.Path:
 # A train workdir as --checkpoint.
 
 
+@pytest.mark.slow  # Heavy (command runs); -m slow runs it.
 def test_forget_evaluate_and_attach_take_a_train_workdir(workdir, tmp_path):
   before = tree_digest(workdir)
   out = assert_ok(run_cli("forget", "--checkpoint", workdir, "--classes", "3", "--output",
@@ -216,7 +217,7 @@ def _write_idx(directory: pathlib.Path, split: str, images: np.ndarray,
     f.write(struct.pack(">BBBBI", 0, 0, 0x08, 1, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("missing", [0, 9])
+@pytest.mark.parametrize("missing", [0, pytest.param(9, marks=pytest.mark.slow)])
 def test_a_class_the_data_never_show_is_evaluated_as_absent(workdir, tmp_path, missing):
   test = load_dataset("digits", "test")
   keep = test.labels != missing
@@ -249,6 +250,7 @@ def test_every_command_taking_a_dataset_takes_data_dir_and_download(command):
     assert option in result.stdout, (command, option)
 
 
+@pytest.mark.slow  # Heavy (command runs); -m slow runs it.
 def test_a_tfds_dataset_not_prepared_is_refused_at_once_naming_real_options(workdir,
                                                                            tmp_path):
   empty = tmp_path / "tfds"
@@ -317,6 +319,7 @@ def test_import_and_evaluate_read_tfds_from_the_data_dir_given(tmp_path):
 # Codes that do not look like the model's.
 
 
+@pytest.mark.slow  # Heavy (command runs); -m slow runs it.
 def test_forget_warns_when_the_model_does_not_know_its_codes(workdir, tmp_path):
   """The model of ``workdir`` with other codes (its own: no warning, see the first test)."""
   other = np.random.default_rng(1).normal(size=(10, 8, 8, 1)).astype(np.float32)

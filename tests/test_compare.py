@@ -58,7 +58,8 @@ def test_bad_methods_are_refused_before_anything_runs(methods, extra, message):
 
 
 @pytest.mark.parametrize("classes, multi, real", [
-    ("3.7", "", True), ("10", "", False), ("x", "", False), ("3", "0,0", True),
+    ("3.7", "", True), ("10", "", False), ("x", "", False),
+    pytest.param("3", "0,0", True, marks=pytest.mark.slow),
     ("3", "0,1,2,3,4,5,6,7,8,9", False)])
 def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, capsys, classes,
                                                        multi, real):
@@ -81,7 +82,8 @@ def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, ca
 
 
 # Through the real command: one of each kind (the rest share the code path above).
-@pytest.mark.parametrize("methods, extra, message", [BAD[0], BAD[3]])
+@pytest.mark.parametrize("methods, extra, message", [
+    BAD[0], pytest.param(*BAD[3], marks=pytest.mark.slow)])
 def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, methods,
                                                              extra, message):
   out = tmp_path / "out"
