@@ -306,7 +306,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--models", default=",".join(robust_experiment.MODELS))
   p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--out", default="runs/experiments",
+  p.add_argument("--out", type=common.out_path, default="runs/experiments",
                  help="where the bundles are cached (<out>/cache, as experiments.robust) and "
                       "the report goes (default: the scratch folder of experiments.robust; "
                       "pass --out experiments/results to update the committed report)")

@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--classes", default="all", help="classes forgotten (each in turn)")
   p.add_argument("--retrain", default="0",
                  help="classes to retrain from scratch without, for the seconds ('' none)")
-  p.add_argument("--out", default=None,
+  p.add_argument("--out", type=common.out_path, default=None,
                  help=f"output directory (default: {common.SCRATCH}, a scratch folder; pass "
                       "--out experiments/results to update the committed results)")
   p.add_argument("--note", action="append", default=[],

@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from experiments.common import machine_line
+from experiments.common import machine_line, out_path
 
 #: ``(name, arguments)``: each benchmark at its small size.
 BENCHES = (
@@ -37,7 +37,7 @@ BENCHES = (
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="experiments.bench_all",
                                    description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", default="runs/experiments/bench.md",
+  parser.add_argument("--out", type=out_path, default="runs/experiments/bench.md",
                       help="the report (default: the scratch folder)")
   parser.add_argument("--only", default=None, help="comma-separated benchmark names")
   args = parser.parse_args(argv)

@@ -46,6 +46,8 @@ import tempfile
 import time
 from typing import Sequence
 
+from experiments.common import out_path
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 REFERENCE_SECONDS = 5.2
 #: The ways ``forget`` runs: the paper's fixed lambdas, the paper's move with the data-free
@@ -122,7 +124,8 @@ def main(argv: Sequence[str] | None = None) -> str:
                       help="a bundle to forget from (default: digits and fashion_mnist, "
                            f"trained into {SCRATCH})")
   parser.add_argument("--note", action="append", default=[], help="a line about the machine")
-  parser.add_argument("--out", type=pathlib.Path, default=None, help="also write the report")
+  parser.add_argument("--out", type=lambda t: pathlib.Path(out_path(t)), default=None,
+                      help="also write the report")
   args = parser.parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
 

@@ -43,6 +43,8 @@ from mnemonic_jax import fisher, layer_taps
 from mnemonic_jax.bundle import inference_apply_fn
 from mnemonic_jax.models import create_model
 
+from experiments.common import out_path
+
 MiB = 2**20
 
 
@@ -158,7 +160,8 @@ def without_out(argv: list[str]) -> list[str]:
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--out", default=None, help="also write the tables to this Markdown file")
+  parser.add_argument("--out", type=out_path, default=None,
+                      help="also write the tables to this Markdown file")
   parser.add_argument("--repeats", type=int, default=5)
   parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 memory table")
   parser.add_argument("--models", default=",".join(MODELS),

@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mnemonic_jax as mj
-from experiments.common import emit, median_seconds
+from experiments.common import emit, median_seconds, out_path
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax import forgetting
 from mnemonic_jax.forgetting.moves import algorithm2
@@ -121,7 +121,7 @@ def bench(name: str, shape, repeats: int, **kwargs) -> list[dict]:
 def main(argv=None) -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--repeats", type=int, default=20)
-  parser.add_argument("--out", default=None, help="also write a markdown table here")
+  parser.add_argument("--out", type=out_path, default=None, help="also write a markdown table here")
   args = parser.parse_args(argv)
   rows = bench("mlp", (28, 28, 1), args.repeats)
   rows += bench("resnet18_cifar", (32, 32, 3), max(3, args.repeats // 4), width=4)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import mnemonic_jax as mj
-from experiments.common import emit, machine_line
+from experiments.common import emit, machine_line, out_path
 from mnemonic_jax import training
 from mnemonic_jax.timing import CompileClock
 
@@ -65,7 +65,7 @@ def main(argv=None) -> None:
   parser.add_argument("--data", choices=("fashion_mnist", "random"), default="fashion_mnist")
   parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (on, off)")
   parser.add_argument("--repeats", type=int, default=20, help="matmul repeats")
-  parser.add_argument("--out", default=None, help="also write the table here")
+  parser.add_argument("--out", type=out_path, default=None, help="also write the table here")
   args = parser.parse_args(argv)
   images, labels, mean, std = load(args.data)
   codes = mj.generate_codes(jax.random.key(0), 10, images.shape[1:])

@@ -20,6 +20,7 @@ measurements of a forgotten model (:func:`measure`), the cells of the reports
 benchmarks' timing (:func:`median_seconds`, :func:`emit`).
 """
 
+import argparse
 import dataclasses
 import json
 import os
@@ -55,6 +56,14 @@ TRAIN_CAP, MIA_CAP = 10000, 2000
 
 # ----------------------------------------------------------------------------------------
 # User errors, configs and arguments.
+
+
+def out_path(text: str) -> str:
+  """``--out``'s type in every runner: an empty value (an unset shell variable) is refused,
+  never taken as the current directory."""
+  if not text:
+    raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder")
+  return text
 
 
 def fail(message: str, prog: str = "experiments.table") -> NoReturn:

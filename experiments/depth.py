@@ -393,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
   parser.add_argument("--relearn-steps", type=int, default=200,
                       help="the most relearning steps per model")
-  parser.add_argument("--out", default="runs/experiments",
+  parser.add_argument("--out", type=common.out_path, default="runs/experiments",
                       help="where the report and the cache go (default: the scratch folder)")
   args = parser.parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)

@@ -312,7 +312,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                  help=f"comma-separated, of {','.join(METHODS)} (paper-auto: the 'paper' move)")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--choose-seeds", default="0")
-  p.add_argument("--out", default="runs/experiments")
+  p.add_argument("--out", type=common.out_path, default="runs/experiments")
   p.add_argument("--train", action="store_true", help="train missing models")
   p.add_argument("--bench", default="", help="a model to time the rules on")
   p.add_argument("--note", action="append", default=[],

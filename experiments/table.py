@@ -342,7 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--report", default=None,
                  help="with --methods: the report's base name (default: <name>_baselines)")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
-  p.add_argument("--out", default=None,
+  p.add_argument("--out", type=common.out_path, default=None,
                  help=f"output directory (default: {SCRATCH}, a scratch folder; pass "
                       "--out experiments/results to update the committed results)")
   p.add_argument("--train-cap", type=int, default=TRAIN_CAP,

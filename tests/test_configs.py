@@ -193,3 +193,10 @@ def test_the_command_line_trains_a_packaged_config_from_another_folder(tmp_path)
   config = checkpointing.load_bundle(tmp_path / "w" / "bundle").config
   assert (config["name"], config["epochs"]) == ("digits_mlp", 1)
   assert list(config["model_kwargs"]["hidden"]) == [16]
+
+
+def test_a_config_path_that_is_not_a_regular_file_is_refused_without_blocking(tmp_path):
+  fifo = tmp_path / "config.py"
+  os.mkfifo(fifo)
+  with pytest.raises(configs.ConfigError, match="not a regular file"):
+    configs.load_config(str(fifo))

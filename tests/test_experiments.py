@@ -470,3 +470,16 @@ def test_robust_methods_keep_their_names_and_record_shape():
   _, summary = robust.forget_with("paper-auto", apply_fn, params, codes, [1])
   assert summary["move"] == "paper" and isinstance(summary["met"], bool)
   assert summary["steps"] == [{k: summary[k] for k in ("lambda1", "lambda2", "sign")}]
+
+
+@pytest.mark.parametrize("runner", ["table", "depth", "robust", "alignment", "attach_codes",
+                                    "bench_cli", "bench_train", "bench_all", "bench_forget",
+                                    "bench_search"])
+def test_every_runner_refuses_an_empty_out(runner, capsys, tmp_path, monkeypatch):
+  """``--out ""`` (an unset shell variable) never means the current directory."""
+  import importlib
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(SystemExit) as exit_info:
+    importlib.import_module(f"experiments.{runner}").main(["--out", ""])
+  assert exit_info.value.code == 2 and "--out: is empty" in capsys.readouterr().err
+  assert list(tmp_path.iterdir()) == []

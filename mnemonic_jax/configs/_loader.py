@@ -231,6 +231,9 @@ def load_config_file(spec: str) -> Any:
       ``get_config``, or its ``get_config`` raises or returns no config.
   """
   name, path, variant = _parts(spec)
+  if os.path.lexists(path) and not path.is_file():
+    raise ConfigError(f"config file {str(path)!r} is not a regular file (a FIFO, a device or a "
+                      "folder?); pass a python file defining get_config()")
   if not path.is_file():
     names = available_configs()
     if _NAME.fullmatch(name):
