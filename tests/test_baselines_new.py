@@ -28,7 +28,7 @@ from mnemonic_jax.baselines.salun import (
     SalUnConfig, forget_gradient, masked, saliency_mask)
 from mnemonic_jax.baselines.scrub import ScrubConfig, decay_boundaries, distill_kl
 from mnemonic_jax.baselines.svd_projection import (
-    SVDProjectionConfig, _patch_rows, scaled_projection)
+    SVDProjectionConfig, _patch_rows, project_kernel, scaled_projection)
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.fisher import cross_entropy
 
@@ -330,6 +330,54 @@ def test_svd_projection_on_a_convolutional_model(conv_bn_bundle, tiny_digits_bun
   assert conv.shape == bundle.params["Conv_0"]["kernel"].shape
   assert bool(jnp.any(conv != bundle.params["Conv_0"]["kernel"]))
   chex.assert_trees_all_equal(new.batch_stats, bundle.batch_stats)  # Inference mode.
+  chex.assert_trees_all_equal(_host(_arrays(bundle)), before)
+
+
+def test_svd_projection_kernels_of_every_rank():
+  rng = np.random.default_rng(1)
+  u4, u6 = rng.normal(size=(4, 4)), rng.normal(size=(6, 6))
+  cases = [  # (kernel shape, update, expected as an einsum over the input axes).
+      ((4, 5), u4, lambda u, k: u @ k),  # Dense (in, out).
+      ((4, 2, 3), u4, lambda u, k: np.einsum("ij,jhd->ihd", u, k)),  # Query (dim, h, d).
+      ((2, 3, 4), u6, lambda u, k: (u @ k.reshape(6, 4)).reshape(2, 3, 4)),  # Out (h, d, dim).
+      ((1, 2, 3, 5), u6, lambda u, k: (u @ k.reshape(6, 5)).reshape(1, 2, 3, 5)),  # Conv.
+  ]
+  for shape, u, expected in cases:
+    kernel = rng.normal(size=shape).astype(np.float32)
+    got = project_kernel(jnp.asarray(kernel), jnp.asarray(u, jnp.float32))
+    assert got.shape == shape and got.dtype == jnp.float32
+    np.testing.assert_allclose(got, expected(u, kernel), rtol=1e-5, atol=1e-5)
+  with pytest.raises(errors.BadRequest, match="no input axes of 5"):
+    project_kernel(jnp.zeros((4, 2, 3)), jnp.eye(5))
+
+
+def test_svd_projection_on_a_tiny_vit(tiny_digits_bundle):
+  """Every Dense, DenseGeneral (attention) and Conv kernel of a ViT projected, shapes kept."""
+  from mnemonic_jax import models
+
+  _, train, _ = tiny_digits_bundle
+  model = models.create_model("vit_tiny", 10, patch_size=4, dim=8, depth=1, num_heads=2,
+                              mlp_dim=12)
+  params = jax.jit(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1))))(jax.random.key(0))["params"]
+  bundle = Bundle("vit_tiny", {"patch_size": 4, "dim": 8, "depth": 1, "num_heads": 2,
+                               "mlp_dim": 12}, params, {}, jnp.zeros((10, 8, 8, 1)), 10,
+                  (8, 8, 1), mean=(0.3,), std=(0.4,))
+  before = _host(_arrays(bundle))
+  new, report = baselines.unlearn("svd-projection", bundle, FORGET, _data(train),
+                                  SVDProjectionConfig(samples=45, max_patches=200))
+  attention = "EncoderBlock_0/MultiHeadDotProductAttention_0/"
+  assert {attention + n for n in ("query", "key", "value", "out")} <= set(report.details["layers"])
+  assert {"Conv_0", "Dense_0", "EncoderBlock_0/Dense_0"} <= set(report.details["layers"])
+  chex.assert_trees_all_equal_shapes_and_dtypes(new.params, bundle.params)
+  chex.assert_tree_all_finite(new.params)
+  for layer in report.details["layers"]:
+    path = layer.split("/")
+    old_kernel, new_kernel = bundle.params, new.params
+    for name in path:
+      old_kernel, new_kernel = old_kernel[name], new_kernel[name]
+    assert bool(jnp.any(old_kernel["kernel"] != new_kernel["kernel"])), layer
+    if "bias" in old_kernel:  # Biases are never touched.
+      np.testing.assert_array_equal(new_kernel["bias"], old_kernel["bias"])
   chex.assert_trees_all_equal(_host(_arrays(bundle)), before)
 
 

@@ -35,9 +35,12 @@ takes the first ones of each class in dataset order); with several forgotten cla
 retained class gives ``samples // (C - k)`` examples and the forget sample is drawn from all
 of them; convolution patches are ``max_patches`` positions drawn uniformly from all images
 and positions (the repository first crops a random ``3k x 3k`` window); a dense layer whose
-input has token axes gets one row per token, subsampled likewise. Layers must be called
-once each (:func:`mnemonic_jax.layer_taps.tapped_apply`); a dense layer contracting other
-than its last axis is left as it is (listed in ``details["skipped"]``).
+input has token axes gets one row per token, subsampled likewise. The repository treats
+``Linear`` and ``Conv2d`` layers; here every Flax ``Dense``, ``DenseGeneral`` and ``Conv``
+is projected, a ``DenseGeneral`` (the attention's query/key/value ``(in, heads, head_dim)``
+and output ``(heads, head_dim, out)`` kernels) on the flattened product of the axes it
+contracts, its other output axes flattened alike. Layers must be called once each
+(:func:`mnemonic_jax.layer_taps.tapped_apply`).
 """
 
 from __future__ import annotations
@@ -110,18 +113,40 @@ def projection_update(m_retain: jax.Array, m_forget: jax.Array) -> jax.Array:
 
 
 def project_kernel(kernel: jax.Array, update: jax.Array) -> jax.Array:
-  """``update @ kernel`` over the kernel's input axes (all but the last), in its own dtype.
+  """``update @ kernel`` over the kernel's leading input axes, in the kernel's own dtype.
 
-  A Dense kernel ``(in, out)`` or a Conv kernel ``(*window, in, out)``, whose input axes
-  flatten in the order of the im2col rows ``(*window, in)``.
+  Flax kernels put the axes a layer contracts first and its output axes last: a Dense
+  kernel ``(in, out)``, a Conv kernel ``(*window, in, out)`` (input axes flattening in the
+  order of the im2col rows ``(*window, in)``), a DenseGeneral kernel ``(*contracted,
+  *features)`` (the attention's ``(dim, heads, head_dim)`` and ``(heads, head_dim, dim)``).
+  The leading axes whose sizes multiply to ``update``'s side are the input.
+
+  Args:
+    kernel: the layer's kernel, any float dtype.
+    update: ``(in, in)``, ``in`` the product of the kernel's leading input axes.
+
+  Returns:
+    The projected kernel, ``kernel``'s shape and dtype.
+
+  Raises:
+    ValueError: no leading axes of ``kernel`` multiply to ``update``'s side.
   """
-  flat = kernel.reshape(-1, kernel.shape[-1]).astype(jnp.float32)
+  size, split = 1, 0
+  while size < update.shape[0] and split < kernel.ndim:
+    size, split = size * kernel.shape[split], split + 1
+  if size != update.shape[0] or split == kernel.ndim:
+    raise errors.BadRequest(f"svd-projection: a kernel of shape {kernel.shape} has no input "
+                            f"axes of {update.shape[0]} features")
+  flat = kernel.reshape(size, -1).astype(jnp.float32)
   return (update @ flat).reshape(kernel.shape).astype(kernel.dtype)
 
 
-def _rows(x: jax.Array, key: jax.Array, max_rows: int) -> jax.Array:
-  """``x`` flattened to rows ``(-1, features)``; at most ``max_rows`` drawn without repeats."""
-  rows = x.reshape(-1, x.shape[-1])
+def _rows(x: jax.Array, axes: tuple[int, ...], key: jax.Array, max_rows: int) -> jax.Array:
+  """``x``'s contracted ``axes`` moved last and flattened into the features of one row per
+  position of the other axes ``(-1, features)``; at most ``max_rows`` drawn without repeats."""
+  kept = x.ndim - len(axes)
+  x = jnp.moveaxis(x, axes, tuple(range(kept, x.ndim)))
+  rows = x.reshape(-1, int(np.prod(x.shape[kept:])))
   if rows.shape[0] <= max_rows:
     return rows
   return rows[jax.random.choice(key, rows.shape[0], (max_rows,), replace=False)]
@@ -152,11 +177,12 @@ def _patch_rows(x: jax.Array, window, strides, padding, key: jax.Array, max_rows
 
 
 def layer_activations(apply_fn: ApplyFn, params: PyTree, x: jax.Array, key: jax.Array,
-                      max_rows: int) -> tuple[dict[tuple, jax.Array], list[tuple]]:
+                      max_rows: int) -> dict[tuple, jax.Array]:
   """The input rows of every dense and convolutional layer on ``x`` (traceable).
 
   Returns:
-    ``({layer path: (rows, features)}, [paths of layers left out])``.
+    ``{layer path: (rows, features)}``: a dense layer's (Dense, DenseGeneral) input with
+    the axes it contracts flattened into the features, a convolution's im2col patches.
 
   Raises:
     ValueError: a layer is called more than once, or in a form the taps cannot record.
@@ -165,16 +191,14 @@ def layer_activations(apply_fn: ApplyFn, params: PyTree, x: jax.Array, key: jax.
     _, taps = layer_taps.tapped_apply(apply_fn, params, x, None)
   except layer_taps.Unsupported as e:
     raise errors.BadRequest(f"svd-projection cannot read this model's layer inputs: {e}") from e
-  rows, skipped = {}, []
+  rows = {}
   for i, (path, tap) in enumerate(sorted(taps.items())):
     k = jax.random.fold_in(key, i)
-    if tap.kind == "dense" and tap.aux[0] == (tap.x.ndim - 1,):
-      rows[path] = _rows(tap.x.astype(jnp.float32), k, max_rows)
+    if tap.kind == "dense":
+      rows[path] = _rows(tap.x.astype(jnp.float32), tap.aux[0], k, max_rows)
     elif tap.kind == "conv":
       rows[path] = _patch_rows(tap.x, *tap.aux, k, max_rows)
-    elif tap.kind in ("dense", "conv"):
-      skipped.append(path)
-  return rows, skipped
+  return rows
 
 
 def _kernel(params: PyTree, path: tuple) -> jax.Array | None:
@@ -202,8 +226,8 @@ def project_out(apply_fn: ApplyFn, params: PyTree, x_retain: jax.Array, x_forget
     New parameters; only the kernels of the recorded layers differ.
   """
   key_r, key_f = jax.random.split(key)
-  acts_r, _ = layer_activations(apply_fn, params, x_retain, key_r, max_rows)
-  acts_f, _ = layer_activations(apply_fn, params, x_forget, key_f, max_rows)
+  acts_r = layer_activations(apply_fn, params, x_retain, key_r, max_rows)
+  acts_f = layer_activations(apply_fn, params, x_forget, key_f, max_rows)
   new = jax.tree.map(lambda p: p, params)
   for path in acts_r:
     kernel = _kernel(params, path)
@@ -269,8 +293,7 @@ def svd_projection(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
 
   def run(params, images_r, images_f, key, alpha_r, alpha_f):
     x_retain, x_forget = normalize(images_r, mean, std), normalize(images_f, mean, std)
-    rows, found["skipped"] = layer_activations(apply_fn, params, x_forget[:1], key, 1)
-    found["layers"] = sorted(rows)
+    found["layers"] = sorted(layer_activations(apply_fn, params, x_forget[:1], key, 1))
     return project_out(apply_fn, params, x_retain, x_forget, key, alpha_r, alpha_f,
                        int(config.max_patches))
 
@@ -282,5 +305,4 @@ def svd_projection(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                  details={"samples": config.samples, "alpha_r": config.alpha_r,
                           "alpha_f": config.alpha_f, "max_patches": config.max_patches,
                           "per_class": {int(c): int(counts[c]) for c in retained},
-                          "layers": ["/".join(p) for p in found["layers"]],
-                          "skipped": ["/".join(p) for p in found["skipped"]]})
+                          "layers": ["/".join(p) for p in found["layers"]]})
