@@ -303,6 +303,15 @@ def test_svd_projection_removes_a_planted_direction():
   np.testing.assert_allclose(m, np.diag([9 / 25, 16 / 25]), atol=1e-6)
   m = scaled_projection(jnp.array([[3.0, 0.0], [0.0, 4.0]]), 100.0)  # 100 r / (99 r + 1).
   np.testing.assert_allclose(np.diag(m), [900 / 916, 1600 / 1609], rtol=1e-5)
+  # Against the SVD in float64, with more rows than features and fewer (rank 5 of 7).
+  rng = np.random.default_rng(2)
+  for rows, features in ((12, 7), (5, 7)):
+    a = rng.normal(size=(rows, features)) * np.linspace(3.0, 0.5, features)
+    _, sv, vt = np.linalg.svd(a, full_matrices=False)
+    r = sv ** 2 / np.sum(sv ** 2)
+    expected = (vt.T * (30 * r / (29 * r + 1))) @ vt
+    np.testing.assert_allclose(scaled_projection(jnp.asarray(a, jnp.float32), 30.0), expected,
+                               atol=2e-5)
 
 
 @pytest.mark.slow  # The planted-direction check on an MLP runs by default.
