@@ -3,6 +3,8 @@
 * ``depth_cnn_bn`` (registered on import): a small ReLU CNN with BatchNorm, the kind of
   model on which issue #19 saw the bias move leak (:class:`ConvBN`; the input of its
   ``Dense`` head is the penultimate features the depth attacks read).
+* ``depth_ln_mlp`` (registered on import): a ReLU MLP with a LayerNorm before its head
+  (:class:`LayerNormMLP`), trained for issue #20 after its rule was chosen (held out).
 * :func:`fashion_subset`: a stratified subset of Fashion-MNIST written as idx files, so
   that ``workflow.train`` and ``load_dataset`` read it as the ``idx:<dir>`` source.
 * :func:`model_config`: the training config of each model of the experiment
@@ -27,10 +29,12 @@ import ml_collections
 import numpy as np
 
 from mnemonic_jax import configs, models
+from mnemonic_jax.models import bounds
 from mnemonic_jax.data.idx import FASHION_MNIST_DIR
 
 #: The experiment's models, in report order.
-MODELS = ("digits_sigmoid", "digits_tanh", "digits_gelu", "digits_vit", "fashion_cnn")
+MODELS = ("digits_sigmoid", "digits_tanh", "digits_gelu", "digits_vit", "fashion_cnn",
+          "digits_lnrelu")
 
 #: Fashion-MNIST subset (images per class, train / test) and training of the CNN.
 FASHION_TRAIN_PER_CLASS = 1000
@@ -68,6 +72,35 @@ class ConvBN(nn.Module):
 
 
 models.register_model("depth_cnn_bn", ConvBN)
+
+
+class LayerNormMLP(nn.Module):
+  """MLP with ReLU hidden layers and a LayerNorm before the ``Dense`` head (issue #20's
+  LayerNorm-ReLU MLP). Declares its head's input bound
+  (:class:`mnemonic_jax.models.bounds.LayerNormed`).
+
+  Attributes:
+    num_classes: number of output logits.
+    hidden: widths of the hidden layers.
+  """
+
+  num_classes: int
+  hidden: Sequence[int] = (1000,)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    del train
+    x = x.reshape(x.shape[0], -1)
+    for width in self.hidden:
+      x = nn.relu(nn.Dense(width)(x))
+    return nn.Dense(self.num_classes)(nn.LayerNorm(name="LayerNorm_0")(x))
+
+  def head_feature_bound(self) -> bounds.LayerNormed:
+    """The head reads ``LayerNorm_0``."""
+    return bounds.LayerNormed(("LayerNorm_0",))
+
+
+models.register_model("depth_ln_mlp", LayerNormMLP)
 
 
 def _write_idx(path: pathlib.Path, array: np.ndarray) -> None:
@@ -163,6 +196,10 @@ def model_config(name: str, cache: pathlib.Path,
     config = configs.load_config("digits_mlp")
   elif name in ("digits_tanh", "digits_gelu", "digits_vit"):
     config = configs.load_config(f"{_ROBUST}:{name}")
+  elif name == "digits_lnrelu":
+    config = configs.paper_config(
+        "depth_digits_lnrelu", "digits", "depth_ln_mlp", {"hidden": (1000,)}, t_mix=0.1,
+        epochs=200, lambda1=1e-3, lambda2=10.0, checkpoint_every=500)
   elif name == "fashion_cnn":
     folder = fashion_subset(cache)
     config = configs.paper_config(

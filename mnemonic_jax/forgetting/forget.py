@@ -38,8 +38,12 @@ class ForgetReport:
     after: code scores of the result.
     met: whether the move's rule was met (None: a move without a rule, Algorithm 2 with
       given lambdas).
-    verified: what ``met`` was checked on: ``"codes"`` (the mnemonic codes alone; E_F
-      on real images is not guaranteed by it).
+    verified: what the result was checked on: ``"every input"`` where the model bounds
+      its head's input (a sigmoid or tanh layer, or a LayerNorm, before the head;
+      :mod:`mnemonic_jax.models.bounds`) and under that bound no input at all can be
+      classified as a forgotten class; else ``"codes"``: ``met`` was checked on the
+      mnemonic codes alone and E_F on real images is not guaranteed (an image may hold
+      its class with a larger margin than any code).
     seconds: wall-clock seconds of the move, compilation excluded.
     compile_seconds: seconds JAX spent compiling inside it (0 when compiled before).
     details: the move's own typed record (e.g.
@@ -163,6 +167,7 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
   report = ForgetReport(
       move=chosen.name, acts_on=chosen.acts_on, classes=request.classes,
       exclude=request.exclude, before=moved.before, after=moved.after, met=moved.met,
-      verified="codes", seconds=max(total - clock.seconds, 0.0),
+      verified=("every input" if moves_lib.outputs.ruled_out_everywhere(request, new_params)
+                else "codes"), seconds=max(total - clock.seconds, 0.0),
       compile_seconds=clock.seconds, details=moved.details)
   return new_params, report

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from mnemonic_jax import errors
+from mnemonic_jax.models import bounds
 
 ACTIVATIONS = {
     "sigmoid": nn.sigmoid,
@@ -14,6 +15,9 @@ ACTIVATIONS = {
     "gelu": nn.gelu,
     "tanh": jnp.tanh,
 }
+
+#: The bounded activations' ranges: what the head's input can be.
+_BOXES = {"sigmoid": (0.0, 1.0), "tanh": (-1.0, 1.0)}
 
 
 class MLP(nn.Module):
@@ -28,6 +32,14 @@ class MLP(nn.Module):
   num_classes: int
   hidden: Sequence[int] = (1000,)
   activation: str = "sigmoid"
+
+  def head_feature_bound(self) -> "bounds.Box | None":
+    """The box the head's input lies in: sigmoid ``[0, 1]``, tanh ``[-1, 1]``; None for an
+    unbounded activation or no hidden layer (read by
+    :func:`mnemonic_jax.models.bounds.declared`)."""
+    if not self.hidden or self.activation not in _BOXES:
+      return None
+    return bounds.Box(*_BOXES[self.activation])
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:

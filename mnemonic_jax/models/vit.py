@@ -16,6 +16,7 @@ import jax.numpy as jnp
 
 from mnemonic_jax import errors
 from mnemonic_jax import layer_taps
+from mnemonic_jax.models import bounds
 
 
 class ClassToken(nn.Module):
@@ -105,4 +106,9 @@ class ViT(nn.Module):
     x = AddPositionEmbedding(name="pos_embedding")(ClassToken(name="cls_token")(x))
     for _ in range(self.depth):
       x = EncoderBlock(self.num_heads, self.mlp_dim)(x)
-    return nn.Dense(self.num_classes)(nn.LayerNorm()(x[:, 0]))
+    return nn.Dense(self.num_classes)(nn.LayerNorm(name="LayerNorm_0")(x[:, 0]))
+
+  def head_feature_bound(self) -> "bounds.LayerNormed":
+    """The head reads ``LayerNorm_0`` (read by
+    :func:`mnemonic_jax.models.bounds.declared`)."""
+    return bounds.LayerNormed(("LayerNorm_0",))

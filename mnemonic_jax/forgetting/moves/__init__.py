@@ -7,6 +7,7 @@ name                      acts on              module
 ``paper``                 all layers           :mod:`.paper` (the paper, lambdas searched)
 ``bias``                  output layer         :mod:`.bias`
 ``project``               output layer         :mod:`.project`
+``erase``                 output layer         :mod:`.erase`
 ``signed``, ``steps``     all layers           :mod:`.directional`
 ``head``, ``shrink``,     concentrated layers  :mod:`.directional`
 ``shrink+bias``
@@ -14,15 +15,17 @@ name                      acts on              module
 ========================  ===================  =============================================
 """
 
-from mnemonic_jax.forgetting.moves import algorithm2, bias, dampen, directional, paper, project
+from mnemonic_jax.forgetting.moves import (algorithm2, bias, dampen, directional, erase, outputs,
+                                          paper, project)
 from mnemonic_jax.forgetting.moves.algorithm2 import Algorithm2
 from mnemonic_jax.forgetting.moves.base import ACTS_ON, MOVES, Move, Moved, get, register
 from mnemonic_jax.forgetting.moves.bias import Bias
 from mnemonic_jax.forgetting.moves.dampen import Dampen
+from mnemonic_jax.forgetting.moves.erase import Erase
 from mnemonic_jax.forgetting.moves.directional import Head, Shrink, ShrinkBias, Signed, Steps
 from mnemonic_jax.forgetting.moves.paper import Paper
 from mnemonic_jax.forgetting.moves.project import Project
 
-__all__ = ["ACTS_ON", "MOVES", "Algorithm2", "Bias", "Dampen", "Head", "Move", "Moved", "Paper",
-           "Project", "Shrink", "ShrinkBias", "Signed", "Steps", "algorithm2", "bias", "dampen",
-           "directional", "get", "paper", "project", "register"]
+__all__ = ["ACTS_ON", "MOVES", "Algorithm2", "Bias", "Dampen", "Erase", "Head", "Move", "Moved",
+           "Paper", "Project", "Shrink", "ShrinkBias", "Signed", "Steps", "algorithm2", "bias",
+           "dampen", "directional", "erase", "get", "outputs", "paper", "project", "register"]

@@ -18,55 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
 from mnemonic_jax.forgetting import primitives as prim
+from mnemonic_jax.models import bounds
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
-from mnemonic_jax.forgetting.moves import stepping
+from mnemonic_jax.forgetting.moves import outputs, stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
+from mnemonic_jax.forgetting.moves.outputs import output_bias
 from mnemonic_jax.pytrees import PyTree
-
-
-def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
-  """Which tensor is the output bias: the ``(C,)`` vector whose entry ``c`` adds to logit ``c``.
-
-  Found from the model itself (no names assumed): each 1-D tensor of ``C`` entries is
-  tried by adding ``1`` to its first entry and checking that the codes' logits move by
-  ``(1, 0, ..., 0)``, within the rounding of the logits' dtype (bfloat16 included).
-
-  Args:
-    apply_fn: ``apply_fn(params, x) -> logits (N, C)``.
-    params: parameters.
-    codes: ``(C, *input_shape)`` codes (any inputs would do).
-
-  Returns:
-    A pytree of Python bools, True at the output bias only.
-
-  Raises:
-    ValueError: no tensor behaves as an output bias.
-  """
-  num_classes = codes.shape[0]
-  base_logits = stepping.logits(apply_fn, params, codes)
-  base = np.asarray(base_logits, np.float64)
-  eps = float(jnp.finfo(base_logits.dtype).eps)
-  atol = max(1e-3, 4 * eps * (1.0 + float(np.max(np.abs(base), initial=0.0))))
-  leaves, treedef = jax.tree.flatten(params)
-  hot = np.eye(num_classes)[0]
-  found = []
-  for i, leaf in enumerate(leaves):
-    if leaf.ndim != 1 or leaf.shape[0] != num_classes:
-      found.append(False)
-      continue
-    moved, bumped = list(leaves), np.array(leaf)  # On the host: no program to compile.
-    bumped[0] += 1
-    moved[i] = bumped
-    diff = np.asarray(stepping.logits(apply_fn, treedef.unflatten(moved), codes),
-                      np.float64) - base
-    found.append(bool(np.allclose(diff, hot[None], atol=atol, rtol=0)))
-  if not any(found):
-    raise errors.BadRequest(
-        "the model has no output bias (a (C,) vector added to the logits), which the 'bias' "
-        "move needs; use a move that acts on the weights, e.g. move='paper' (--move paper)")
-  return treedef.unflatten(found)
 
 
 @jax.jit
@@ -88,6 +46,8 @@ def _shifted_scores(logits, in_forget, in_remain, ts):
 class BiasPhase(stepping.Phase):
   """Lowers the forgotten entries of the output bias by ``t``."""
 
+  name = "bias"
+
   def scores(self, params, request, ts):
     mask = output_bias(request.apply_fn, params, request.codes)
     logits = stepping.logits(request.apply_fn, params, request.codes)
@@ -99,6 +59,60 @@ class BiasPhase(stepping.Phase):
     return jax.tree.map(
         lambda w, m: jnp.asarray(np.asarray(w) + shift.astype(np.asarray(w).dtype)) if m else w,
         params, state)
+
+
+class GuardPhase(stepping.Phase):
+  """Lowers each forgotten output bias further, where the model bounds its head's input
+  (:mod:`mnemonic_jax.models.bounds`), until no input at all can give the class a
+  margin above ``-margin`` (one step, ``t = 1``; nothing moves where the bound already
+  holds). Its :class:`~mnemonic_jax.forgetting.moves.stepping.Step` records the largest
+  extra lowering, in logits.
+
+  Attributes:
+    bound: the head input's bound the model declares.
+    margin: the margin every input must stay below, in logits (the rule's).
+  """
+
+  name = "guard"
+  grid = (1.0,)
+
+  def __init__(self, bound: bounds.FeatureBound, margin: float):
+    self.bound, self.margin = bound, float(margin)
+
+  def scores(self, params, request, ts):
+    k_index, b_index = outputs.head_tensors(request.apply_fn, params, request.codes)
+    leaves, treedef = jax.tree.flatten(params)
+    in_f = np.asarray(request.in_forget, bool)
+    worst = bounds.worst_margins(self.bound, params, np.asarray(leaves[k_index], np.float32),
+                                 np.asarray(leaves[b_index], np.float32), in_f,
+                                 np.asarray(request.in_remain, bool))
+    shift = np.where(in_f, np.maximum(np.nan_to_num(worst) + self.margin, 0.0), 0.0)
+    delta = [jnp.zeros_like(w) for w in leaves]
+    delta[b_index] = jnp.asarray(-shift, jnp.float32)
+    d = treedef.unflatten(delta)
+    eta = jax.tree.map(jnp.zeros_like, params)  # Unused by the additive candidate.
+    grid = stepping.score_grid(request.apply_fn, params, eta, d, request.codes,
+                               request.in_forget, request.in_remain, ts,
+                               candidate=stepping.additive)
+    before, _ = stepping.final_scores(request.apply_fn, params, request.codes,
+                                      request.in_forget, request.in_remain)
+    mask = treedef.unflatten([i == b_index for i in range(len(leaves))])
+    return before, grid, mask, (eta, d, float(shift.max()))
+
+  def apply(self, params, request, t, state):
+    eta, d, _ = state
+    return stepping.apply_candidate(params, eta, d, np.float32(t), candidate=stepping.additive)
+
+  def size(self, t, state):
+    """The largest extra lowering of a forgotten bias, in logits."""
+    return t * state[2]
+
+
+def guarded(request: prim.Request, margin: float) -> list[tuple[stepping.Phase, float]]:
+  """``[(GuardPhase, margin)]`` where the model declares a bound on its head's input,
+  else ``[]``: the last phase of the moves that end by lowering the output bias."""
+  bound = bounds.declared(request.apply_fn)
+  return [] if bound is None else [(GuardPhase(bound, margin), margin)]
 
 
 @register
@@ -125,5 +139,6 @@ class Bias(Move):
     stepping.check_grid(self.grid)
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
-    return stepping.run_phases(params, request, [(BiasPhase(), self.rule.margin)], self.rule,
-                               self.grid)
+    return stepping.run_phases(
+        params, request, [(BiasPhase(), self.rule.margin), *guarded(request, self.rule.margin)],
+        self.rule, self.grid)

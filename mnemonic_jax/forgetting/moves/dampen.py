@@ -36,6 +36,8 @@ def dampened(params: PyTree, eta: PyTree, d: PyTree, a) -> PyTree:
 class DampenPhase(stepping.Phase):
   """Dampens every tensor where the codes' Fisher ratio exceeds the threshold."""
 
+  name = "dampen"
+
   def scores(self, params, request, ts):
     eta, _, margin, correct = stepping.prepare(
         request.apply_fn, params, request.codes, request.in_forget, request.in_remain)

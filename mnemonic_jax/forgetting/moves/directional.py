@@ -108,6 +108,10 @@ class DirectionPhase(stepping.Phase):
   concentrated: bool
   sign_from_weights: bool = False
 
+  @property
+  def name(self) -> str:
+    return "shrink" if self.sign_from_weights else "signed"
+
   def scores(self, params, request, ts):
     eta, grad, margin, correct = stepping.prepare(
         request.apply_fn, params, request.codes, request.in_forget, request.in_remain)

@@ -18,43 +18,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 from mnemonic_jax.forgetting.moves import stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
-from mnemonic_jax.forgetting.moves.bias import BiasPhase
+from mnemonic_jax.forgetting.moves.bias import BiasPhase, guarded
+from mnemonic_jax.forgetting.moves.outputs import output_kernel
 from mnemonic_jax.pytrees import PyTree
-
-
-def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
-  """Which tensor is the output kernel: the ``(F, C)`` matrix whose column ``c`` feeds
-  logit ``c`` alone (found from the model: a column perturbed moves only its logit).
-
-  Raises:
-    ValueError: no tensor behaves as an output kernel.
-  """
-  num_classes = codes.shape[0]
-  base = np.asarray(stepping.logits(apply_fn, params, codes), np.float64)
-  leaves, treedef = jax.tree.flatten(params)
-  found = []
-  for i, leaf in enumerate(leaves):
-    if leaf.ndim != 2 or leaf.shape[1] != num_classes:
-      found.append(False)
-      continue
-    moved, bumped = list(leaves), np.array(leaf, np.float32)
-    bumped[:, 0] += 1.0
-    moved[i] = bumped.astype(np.asarray(leaf).dtype)
-    diff = np.asarray(stepping.logits(apply_fn, treedef.unflatten(moved), codes),
-                      np.float64) - base
-    scale = 1e-3 * (1.0 + np.max(np.abs(diff[:, 0])))
-    found.append(bool(np.max(np.abs(diff[:, 0])) > scale
-                      and np.all(np.abs(diff[:, 1:]) <= scale)))
-  if not any(found):
-    raise errors.BadRequest(
-        "the model has no output kernel (an (F, C) matrix whose column c feeds logit c), "
-        "which the 'project' move needs; use move='paper' or move='head'")
-  return treedef.unflatten(found)
 
 
 def projected(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray) -> np.ndarray:
@@ -77,6 +47,7 @@ def projected(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray) 
 class ProjectPhase(stepping.Phase):
   """Projects the forgotten columns of the output kernel (one step, ``t = 1``)."""
 
+  name = "project"
   grid = (1.0,)
 
   def scores(self, params, request, ts):
@@ -121,6 +92,6 @@ class Project(Move):
     stepping.check_grid(self.grid)
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
-    return stepping.run_phases(params, request, [(ProjectPhase(), 0.0),
-                                                 (BiasPhase(), self.rule.margin)],
-                               self.rule, self.grid)
+    return stepping.run_phases(
+        params, request, [(ProjectPhase(), 0.0), (BiasPhase(), self.rule.margin),
+                          *guarded(request, self.rule.margin)], self.rule, self.grid)

@@ -31,10 +31,11 @@ STEP_GRID = tuple(float(v) for v in np.logspace(-4, 2.5, 53))
 
 @dataclasses.dataclass(frozen=True)
 class Step:
-  """One phase's chosen step: ``t``, whether it ``met`` the rule at ``target`` (the
-  margin the forgotten codes had to reach), the ``fallback`` that chose otherwise, and
-  the codes' margins there."""
+  """One phase's chosen step: the ``phase`` (its name), ``t``, whether it ``met`` the rule
+  at ``target`` (the margin the forgotten codes had to reach), the ``fallback`` that
+  chose otherwise, and the codes' margins there."""
 
+  phase: str
   t: float
   met: bool
   fallback: str | None
@@ -53,8 +54,10 @@ class StepDetails:
   rule: Rule
 
   def to_dict(self) -> dict[str, Any]:
-    """JSON-able; ``t``, ``fallback`` and the margins of the last step at the top."""
-    last = self.steps[-1]
+    """JSON-able; ``t``, ``fallback`` and the margins of the last step chosen on the step
+    grid (not the ``guard`` of :mod:`.bias`, which adds what a feature bound needs) at the
+    top."""
+    last = [s for s in self.steps if s.phase != "guard"][-1]
     return {"steps": [dataclasses.asdict(s) for s in self.steps], "layers": list(self.layers),
             "rule": dataclasses.asdict(self.rule), "t": last.t, "fallback": last.fallback,
             "forget_margin": last.forget_margin, "remain_margin": last.remain_margin}
@@ -63,6 +66,8 @@ class StepDetails:
 class Phase(abc.ABC):
   """One phase of a step-grid move: scores its grid, then applies the chosen ``t``."""
 
+  #: The phase's name in :class:`Step` records.
+  name: str = "step"
   #: The phase's own step grid (None: the move's).
   grid: tuple[float, ...] | None = None
 
@@ -76,6 +81,11 @@ class Phase(abc.ABC):
   @abc.abstractmethod
   def apply(self, params: PyTree, request: prim.Request, t: float, state: Any) -> PyTree:
     """The parameters moved by the chosen step ``t``."""
+
+  def size(self, t: float, state: Any) -> float:
+    """The step recorded in :class:`Step` (by default the chosen ``t``)."""
+    del state
+    return t
 
 
 def check_grid(grid: Sequence[float]) -> np.ndarray:
@@ -110,7 +120,8 @@ def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Pha
     flat = jax.tree_util.tree_flatten_with_path(mask)[0]
     layers.update(jax.tree_util.keystr(p) for p, m in flat if m)
     t = float(ts[chosen.index])
-    steps.append(Step(t=t, met=chosen.met, fallback=chosen.fallback, target=float(target),
+    steps.append(Step(phase=phase.name, t=phase.size(t, state), met=chosen.met,
+                      fallback=chosen.fallback, target=float(target),
                       forget_margin=float(fm[chosen.index]),
                       remain_margin=float(rm[chosen.index])))
     current = phase.apply(current, request, t, state)

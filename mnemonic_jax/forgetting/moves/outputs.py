@@ -1,0 +1,133 @@
+"""Which tensors are the model's output layer, found from the model itself (no names).
+
+:func:`output_bias` and :func:`output_kernel` perturb candidate tensors on the host and
+watch the codes' logits; :func:`head_tensors` gives both as leaf indices. Used by the
+output-layer moves (``bias``, ``project``, ``erase``) and by the feature-bound check of
+:mod:`mnemonic_jax.models.bounds`.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax import errors
+from mnemonic_jax.forgetting.moves import stepping
+from mnemonic_jax.models import bounds
+from mnemonic_jax.pytrees import PyTree
+
+
+def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
+  """Which tensor is the output bias: the ``(C,)`` vector whose entry ``c`` adds to logit ``c``.
+
+  Found from the model itself (no names assumed): each 1-D tensor of ``C`` entries is
+  tried by adding ``1`` to its first entry and checking that the codes' logits move by
+  ``(1, 0, ..., 0)``, within the rounding of the logits' dtype (bfloat16 included).
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits (N, C)``.
+    params: parameters.
+    codes: ``(C, *input_shape)`` codes (any inputs would do).
+
+  Returns:
+    A pytree of Python bools, True at the output bias only.
+
+  Raises:
+    ValueError: no tensor behaves as an output bias.
+  """
+  num_classes = codes.shape[0]
+  base_logits = stepping.logits(apply_fn, params, codes)
+  base = np.asarray(base_logits, np.float64)
+  eps = float(jnp.finfo(base_logits.dtype).eps)
+  atol = max(1e-3, 4 * eps * (1.0 + float(np.max(np.abs(base), initial=0.0))))
+  leaves, treedef = jax.tree.flatten(params)
+  hot = np.eye(num_classes)[0]
+  found = []
+  for i, leaf in enumerate(leaves):
+    if leaf.ndim != 1 or leaf.shape[0] != num_classes:
+      found.append(False)
+      continue
+    moved, bumped = list(leaves), np.array(leaf)  # On the host: no program to compile.
+    bumped[0] += 1
+    moved[i] = bumped
+    diff = np.asarray(stepping.logits(apply_fn, treedef.unflatten(moved), codes),
+                      np.float64) - base
+    found.append(bool(np.allclose(diff, hot[None], atol=atol, rtol=0)))
+  if not any(found):
+    raise errors.BadRequest(
+        "the model has no output bias (a (C,) vector added to the logits), which the "
+        "output-layer moves ('bias', 'project', 'erase') lower; use move='shrink' (--move "
+        "shrink), which moves the weights of the layers where the Fisher ratio concentrates")
+  return treedef.unflatten(found)
+
+
+def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
+  """Which tensor is the output kernel: the ``(F, C)`` matrix whose column ``c`` feeds
+  logit ``c`` alone (found from the model: a column perturbed moves only its logit).
+
+  Raises:
+    ValueError: no tensor behaves as an output kernel.
+  """
+  num_classes = codes.shape[0]
+  base = np.asarray(stepping.logits(apply_fn, params, codes), np.float64)
+  leaves, treedef = jax.tree.flatten(params)
+  found = []
+  for i, leaf in enumerate(leaves):
+    if leaf.ndim != 2 or leaf.shape[1] != num_classes:
+      found.append(False)
+      continue
+    moved, bumped = list(leaves), np.array(leaf, np.float32)
+    # A random column, not a constant one: a LayerNorm's outputs sum to about 0.
+    bumped[:, 0] += np.random.default_rng(0).standard_normal(leaf.shape[0])
+    moved[i] = bumped.astype(np.asarray(leaf).dtype)
+    diff = np.asarray(stepping.logits(apply_fn, treedef.unflatten(moved), codes),
+                      np.float64) - base
+    scale = 1e-3 * (1.0 + np.max(np.abs(diff[:, 0])))
+    found.append(bool(np.max(np.abs(diff[:, 0])) > scale
+                      and np.all(np.abs(diff[:, 1:]) <= scale)))
+  if not any(found):
+    raise errors.BadRequest(
+        "the model has no output kernel (an (F, C) matrix whose column c feeds logit c), "
+        "which the output-layer moves ('project', 'erase') change; use move='shrink' "
+        "(--move shrink)")
+  return treedef.unflatten(found)
+
+
+def head_tensors(apply_fn, params: PyTree, codes: jax.Array) -> tuple[int, int | None]:
+  """``(kernel_index, bias_index)``: the output kernel's and the output bias's positions in
+  ``jax.tree.leaves(params)`` (the bias's None for a head without one).
+
+  Raises:
+    ValueError: no tensor behaves as an output kernel.
+  """
+  kernel = jax.tree.leaves(output_kernel(apply_fn, params, codes)).index(True)
+  try:
+    bias = jax.tree.leaves(output_bias(apply_fn, params, codes)).index(True)
+  except ValueError:
+    bias = None
+  return kernel, bias
+
+
+def ruled_out_everywhere(request, params: PyTree) -> bool:
+  """Whether no input at all can be classified as a forgotten class: the model declares a
+  bound on its head's input (:func:`mnemonic_jax.models.bounds.declared`) and, under it,
+  every forgotten class's worst-case margin (:func:`~mnemonic_jax.models.bounds.
+  worst_margins`) is below 0. False where the model declares no bound.
+
+  Args:
+    request: the checked request (:class:`mnemonic_jax.forgetting.primitives.Request`).
+    params: the parameters to check (after the move).
+  """
+  bound = bounds.declared(request.apply_fn)
+  if bound is None:
+    return False
+  try:
+    k_index, b_index = head_tensors(request.apply_fn, params, request.codes)
+  except ValueError:
+    return False
+  leaves = jax.tree.leaves(params)
+  in_f = np.asarray(request.in_forget, bool)
+  worst = bounds.worst_margins(
+      bound, params, np.asarray(leaves[k_index], np.float32),
+      None if b_index is None else np.asarray(leaves[b_index], np.float32), in_f,
+      np.asarray(request.in_remain, bool))
+  return bool(np.all(worst[in_f] < 0))
