@@ -1,5 +1,16 @@
-"""Benchmark: Fisher diagonal over 10 mnemonic codes against one batched forward+backward.
+"""Benchmark: the per-example Fisher beside the PyTorch transcription, and against its floor.
 
+Side by side (``--no-side-by-side`` skips it): ResNet-18 with the CIFAR stem (32x32x3,
+width 64), the Fisher diagonal over 10 codes, ``mj.fisher_diagonal`` against the PyTorch
+transcription's loop over the codes (:func:`experiments.torch_reference.fisher_diagonal`,
+one backward pass per code, as Algorithm 2 describes), after a check that both give the
+same Fisher on the same weights (mnemonic-jax's initial parameters and BatchNorm
+statistics loaded into the PyTorch model). The first call runs in a fresh process per
+round for both sides (after imports and set-up; mnemonic-jax's includes compiling), later
+calls in this process; interleaved rounds, medians, the ratio mnemonic-jax / PyTorch, and
+PyTorch at 1 thread and at 2 (``--torch-threads``).
+
+Then, mnemonic-jax alone: the Fisher over 10 codes against one batched forward+backward.
 For each model it prints the Fisher's seconds after compilation, its compile seconds, the
 compiled program's peak memory (XLA memory analysis: arguments + outputs + temporaries),
 and the ratio of Fisher time to one batched forward+backward pass of the mean loss over
@@ -21,16 +32,14 @@ Then, for ``resnet18`` at 224x224x3, it compiles the microbatched Fisher for a g
 number of codes and prints the temporaries XLA plans for each: flat beyond one microbatch.
 
 Usage:
-  python -m experiments.bench_fisher [--models mlp,vit_ti] [--skip-224] \\
-      [--machine-note "shared with other jobs"] [--out experiments/results/bench_fisher.md]
+  python -m experiments.bench_fisher [--models mlp,vit_ti] [--skip-224] [--rounds 3] \\
+      [--microbatches all,5,1] [--torch-threads 1,2] [--no-side-by-side] \\
+      [--machine-note "shared with other jobs"] [--out FILE] [--json FILE]
 """
 
 import argparse
 import datetime
 import functools
-import os
-import platform
-import shlex
 import statistics
 import sys
 import time
@@ -43,9 +52,11 @@ from mnemonic_jax import fisher, layer_taps
 from mnemonic_jax.bundle import inference_apply_fn
 from mnemonic_jax.models import create_model
 
+from experiments import torch_reference as tr
 from experiments.common import out_path
 
 MiB = 2**20
+SIDE_SHAPE = (32, 32, 3)
 
 
 def timed(fn, *args, repeats):
@@ -145,69 +156,192 @@ def bench_memory_growth(num_codes_list, microbatch_size, shape=(224, 224, 3)):
   return rows
 
 
-def without_out(argv: list[str]) -> list[str]:
-  """The command-line arguments less ``--out FILE`` / ``--out=FILE`` (for the results' header)."""
-  kept, skip = [], False
-  for arg in argv:
-    if skip:
-      skip = False
-    elif arg == "--out":
-      skip = True
-    elif not arg.startswith("--out="):
-      kept.append(arg)
-  return kept
+def resnet_setup():
+  """``(apply_fn, variables, codes, labels)``: ResNet-18 (CIFAR stem), 10 codes, key 0."""
+  model = create_model("resnet18_cifar", 10)
+  key = jax.random.key(0)
+  codes = codes_lib.generate_codes(key, 10, SIDE_SHAPE)
+  variables = model.init(key, codes[:1])
+  return (inference_apply_fn(model, variables["batch_stats"]), variables, codes,
+          jnp.arange(10))
 
 
-def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def torch_resnet(variables, threads: int):
+  """The PyTorch ResNet-18 holding ``variables`` (params and BatchNorm statistics)."""
+  torch = tr.import_torch()
+  torch.set_num_threads(threads)
+  model = tr.resnet18_cifar(10)
+  tr.load_flax_params(model, variables["params"], variables["batch_stats"])
+  return model
+
+
+def fisher_check(apply_fn, variables, codes, labels) -> tuple[float, float]:
+  """``(largest |difference|, largest value)`` of the two Fishers on the same weights."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  torch = tr.import_torch()
+  ours = fisher.fisher_diagonal(apply_fn, variables["params"], codes, labels)
+  model = torch_resnet(variables, 1)
+  theirs = tr.fisher_diagonal(model, torch.tensor(np.asarray(codes)), np.asarray(labels))
+  model.load_state_dict({**model.state_dict(), **theirs})  # Fisher as a parameter tree.
+  theirs = tr.flax_params(model)
+  diffs = jax.tree.map(lambda a, b: float(np.max(np.abs(np.asarray(a) - b))), ours, theirs)
+  tops = jax.tree.map(lambda a: float(np.max(np.abs(np.asarray(a)))), ours)
+  return max(jax.tree.leaves(diffs)), max(jax.tree.leaves(tops))
+
+
+def child(kind: str, threads: int) -> None:
+  """A fresh process's first Fisher call (``jax`` or ``torch``), as JSON on stdout."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from experiments import bench_common as bc  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax.timing import CompileClock  # pylint: disable=import-outside-toplevel
+
+  if kind == "jax":
+    apply_fn, variables, codes, labels = resnet_setup()
+    start = time.perf_counter()
+    with CompileClock() as clock:
+      jax.block_until_ready(fisher.fisher_diagonal(apply_fn, variables["params"], codes, labels))
+    bc.child_result({"seconds": time.perf_counter() - start, "compile": clock.seconds})
+  else:  # Weights and codes of its own: no JAX work in this process.
+    torch = tr.import_torch()
+    torch.set_num_threads(threads)
+    model = tr.resnet18_cifar(10)
+    x = torch.rand((10, *SIDE_SHAPE), generator=torch.Generator().manual_seed(0))
+    start = time.perf_counter()
+    tr.fisher_diagonal(model, x, np.arange(10))
+    bc.child_result({"seconds": time.perf_counter() - start})
+
+
+def side_by_side(rounds: int, repeats: int, threads: list[int], ratios) -> list[str]:
+  """The check, first calls and later calls against the transcription; report lines."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from experiments import bench_common as bc  # pylint: disable=import-outside-toplevel
+
+  apply_fn, variables, codes, labels = resnet_setup()
+  lines = ["## ResNet-18 (CIFAR stem), Fisher over 10 codes, beside the PyTorch "
+           "transcription", ""]
+  if threads:
+    diff, top = fisher_check(apply_fn, variables, codes, labels)
+    lines += [f"Check on the same weights: largest absolute difference of the Fisher "
+              f"diagonals {diff:.3g}, largest Fisher value {top:.3g} (ratio {diff / top:.2g}).",
+              ""]
+  compiles = []
+
+  def first(kind, n=1):
+    def call():
+      result = bc.cold("bench_fisher", kind, ["--threads", str(n)])
+      compiles.extend([result["compile"]] if "compile" in result else [])
+      return result["seconds"]
+    return call
+
+  calls = {"mnemonic-jax first": first("jax")}
+  calls.update({f"PyTorch first, {n} thread(s)": first("torch", n) for n in threads})
+  firsts = bc.interleaved(rounds, calls)
+  params = variables["params"]
+  jax_call = lambda: bc.timed(lambda: fisher.fisher_diagonal(apply_fn, params, codes, labels),
+                              jax.block_until_ready)
+  jax_call()  # Compiles.
+  calls = {"mnemonic-jax later": jax_call}
+  if threads:
+    torch = tr.import_torch()
+    model, x, y = torch_resnet(variables, 1), torch.tensor(np.asarray(codes)), np.asarray(labels)
+
+    def torch_call(n):
+      torch.set_num_threads(n)
+      return bc.timed(lambda: tr.fisher_diagonal(model, x, y))
+
+    torch_call(threads[0])  # Warm-up.
+    calls.update({f"PyTorch later, {n} thread(s)": functools.partial(torch_call, n)
+                  for n in threads})
+  later = bc.interleaved(repeats, calls)
+  for n in threads or [None]:
+    ref = None if n is None else bc.median(firsts[f"PyTorch first, {n} thread(s)"])
+    ratios.add(f"per-example Fisher, ResNet-18 (CIFAR stem), 10 codes, first call, fresh "
+               f"process (PyTorch at {n} thread(s))", ref, bc.median(firsts["mnemonic-jax first"]),
+               f"{bc.median(compiles):.2f} s of it compiling")
+  for n in threads or [None]:
+    ref = None if n is None else bc.median(later[f"PyTorch later, {n} thread(s)"])
+    ratios.add(f"per-example Fisher, ResNet-18 (CIFAR stem), 10 codes, later calls (PyTorch "
+               f"at {n} thread(s))", ref, bc.median(later["mnemonic-jax later"]), "")
+  return lines + [
+      f"Medians: first calls over {rounds} round(s) of fresh processes, later calls over "
+      f"{repeats} interleaved round(s).", "", *ratios.table(), "",
+      "Every measurement (s): " + "; ".join(
+          f"{k}: {bc.spread(v)}" for k, v in {**firsts, **later}.items()) + ".", ""]
+
+
+def main(argv=None) -> int:
+  from experiments import bench_common as bc  # pylint: disable=import-outside-toplevel
+
+  parser = argparse.ArgumentParser(prog="experiments.bench_fisher",
+                                   description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=out_path, default=None,
                       help="also write the tables to this Markdown file")
+  parser.add_argument("--json", default=None, help="write the ratio rows here (bench_all)")
   parser.add_argument("--repeats", type=int, default=5)
+  parser.add_argument("--rounds", type=int, default=3,
+                      help="rounds of fresh processes for the side-by-side first call")
   parser.add_argument("--skip-224", action="store_true", help="skip the 224x224 memory table")
   parser.add_argument("--models", default=",".join(MODELS),
-                      help=f"comma-separated, from {', '.join(MODELS)} (default: all)")
+                      help=f"comma-separated, from {', '.join(MODELS)} (default: all; "
+                           "empty: none)")
+  parser.add_argument("--microbatches", default="all,5,1",
+                      help="Fisher microbatch sizes of the mnemonic-jax table (all: every code)")
+  parser.add_argument("--torch-threads", default="1,2", help="PyTorch thread counts")
+  parser.add_argument("--no-side-by-side", action="store_true",
+                      help="skip the comparison with the PyTorch transcription")
   parser.add_argument("--machine-note", default="",
                       help="appended to the machine line (e.g. 'shared with other jobs')")
-  args = parser.parse_args()
+  parser.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
+  parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.child:
+    child(args.child, args.threads)
+    return 0
+  argv = sys.argv[1:] if argv is None else list(argv)
   names = [m for m in args.models.split(",") if m]
   unknown = [m for m in names if m not in MODELS]
   if unknown:
     parser.error(f"unknown models {unknown}; use some of {', '.join(MODELS)}")
+  microbatches = [None if m == "all" else int(m) for m in args.microbatches.split(",") if m]
 
   device = jax.devices()[0]
-  machine = (f"{device.device_kind} ({device.platform}), {jax.device_count()} device(s); "
-             f"host {platform.machine()} with {os.cpu_count()} cores"
-             + (f" ({args.machine_note})" if args.machine_note else ""))
-  command = " ".join(["python -m experiments.bench_fisher",
-                      *map(shlex.quote, without_out(sys.argv[1:]))])
-  lines = ["# Fisher benchmark\n",
-           f"Machine: {machine}; jax {jax.__version__}; {datetime.date.today()}.",
-           f"Command: `{command.strip()}`\n",
-           "## Fisher over 10 codes vs one batched forward+backward (median of "
-           f"{args.repeats})\n",
-           "| model | computation | microbatch | seconds | compile s | peak MiB "
-           "| ratio to fwd+bwd |",
-           "|---|---|---|---|---|---|---|"]
+  lines = bc.header("Fisher benchmark", bc.command_line("bench_fisher", argv))
+  lines += [f"Devices: {device.device_kind} ({device.platform}), {jax.device_count()} "
+            f"device(s); {datetime.date.today()}"
+            + (f"; {args.machine_note}" if args.machine_note else "") + ".", ""]
+  ratios = bc.Ratios()
+  if not args.no_side_by_side:
+    threads = ([int(t) for t in args.torch_threads.split(",") if t]
+               if bc.torch_available() else [])
+    lines += side_by_side(args.rounds, args.repeats, threads, ratios)
+  if names:
+    lines += ["## mnemonic-jax: Fisher over 10 codes vs one batched forward+backward (median of "
+              f"{args.repeats})\n",
+              "| model | computation | microbatch | seconds | compile s | peak MiB "
+              "| ratio to fwd+bwd |",
+              "|---|---|---|---|---|---|---|"]
   for name in names:
     model_name, shape, kwargs = MODELS[name]
-    for row in bench_model(model_name, shape, 10, args.repeats, [None, 5, 1], **kwargs):
+    for row in bench_model(model_name, shape, 10, args.repeats, microbatches, **kwargs):
       what, mb, s, comp, peak, ratio = row
       peak_txt = "-" if peak is None else f"{peak / MiB:.1f}"
       lines.append(f"| {name} | {what} | {mb} | {s:.5f} | {comp:.2f} | {peak_txt} | {ratio:.2f} |")
-      print(lines[-1], flush=True)
+      print(lines[-1], file=sys.stderr, flush=True)
   if not args.skip_224:
     lines += ["", "## resnet18 at 224x224x3: XLA-planned memory vs number of codes\n",
               "| method | codes | microbatch | temporaries MiB | arguments MiB |",
               "|---|---|---|---|---|"]
     for method, n, mb, temp, arg in bench_memory_growth([10, 100, 1000], 10):
       lines.append(f"| {method} | {n} | {mb} | {temp:.1f} | {arg:.1f} |")
-      print(lines[-1], flush=True)
-  text = "\n".join(lines) + "\n"
-  print(text)
-  if args.out:
-    with open(args.out, "w") as f:
-      f.write(text)
+      print(lines[-1], file=sys.stderr, flush=True)
+  lines += ["", f"Load average at the end: {bc.load_average()}."]
+  bc.write("\n".join(lines), args.out)
+  ratios.write_json(args.json, {"benchmark": "bench_fisher"})
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

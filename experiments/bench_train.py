@@ -1,137 +1,283 @@
-"""Benchmark: training at the matmul roofline, the progress bar's cost, compiling once.
+"""Benchmark: a training epoch beside the PyTorch transcription; roofline, bar, compiling once.
 
-For the paper's MNIST MLP (784-1000-10, sigmoid; Fashion-MNIST's 60,000 training images,
-or random uint8 images of that shape with ``--data random``) it measures, in one process:
+For the paper's MNIST MLP (784-1000-10, sigmoid; batch 128, t_mix 0.1, SGD lr 0.01,
+momentum 0.9, weight decay 5e-4) on Fashion-MNIST's 60,000 training images (random uint8
+images of that shape with ``--data random``, or when the Debian package
+``dataset-fashion-mnist`` is absent), it measures in one command:
 
-* this CPU's float32 matmul rate (2048 x 2048 products, median of ``--repeats``);
-* a steady training epoch (after a warm-up epoch), progress bar on and off, interleaved
-  rounds, medians: the epoch's rate counting only the matmuls a step needs (forward
-  ``2 B (784*1000 + 1000*10)``, weight gradients the same, the input gradient of the
-  second layer only ``2 B 1000*10``: 3.196 MFLOP per example) divided by the matmul rate;
-  and the bar's cost (on / off - 1);
-* the first ``fit`` call's seconds JAX spends compiling (after ``jax.clear_caches()``),
-  the train step's own compilation apart, and a second ``fit``'s (0 when nothing compiles).
+* a steady training epoch of ``mj.fit`` (progress bar off and on) and of the PyTorch
+  transcription's :func:`experiments.torch_reference.train_epoch` at 1 thread and at 2
+  (``--torch-threads``), after a warm-up epoch each, in interleaved rounds; medians and the
+  ratios mnemonic-jax / PyTorch;
+* the first ``fit`` including compilation against PyTorch's first epoch, each in a fresh
+  process per round (after its imports and data loading; interleaved; medians), and the
+  seconds of the first fit JAX spent compiling;
+* this CPU's float32 matmul rate (2048 x 2048 products) and the steady epoch's rate
+  counting only the matmuls a step needs (forward ``2 B (784*1000 + 1000*10)``, weight
+  gradients the same, the input gradient of the second layer only ``2 B 1000*10``: 3.196
+  MFLOP per example) divided by it;
+* the progress bar's cost (on / off - 1), the train step's own compilation (after
+  ``jax.clear_caches()``) and a second ``fit``'s compilation in the same process (0 when
+  nothing compiles).
 
-Every ratio divides two figures measured in this run; nothing comes from another run.
+Every ratio divides two figures measured in this run. PyTorch missing: one line says so
+and only the JAX side runs.
 
 Usage:
-  python -m experiments.bench_train [--data fashion_mnist|random] [--rounds 3]
-      [--out experiments/results/bench_train.md]
+  python -m experiments.bench_train [--data auto|fashion_mnist|random] [--examples N]
+      [--rounds 3] [--first-rounds 2] [--torch-threads 1,2] [--out FILE] [--json FILE]
 """
+
+from __future__ import annotations
 
 import argparse
 import os
-import statistics
+import sys
+import tempfile
 import time
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-import mnemonic_jax as mj
-from experiments.common import emit, machine_line, out_path
-from mnemonic_jax import training
-from mnemonic_jax.timing import CompileClock
+from experiments import bench_common as bc
+from experiments import torch_reference as tr
 
 #: Matmul FLOP one example needs in a step of the 784-1000-10 MLP (see the docstring).
 FLOP_PER_EXAMPLE = 2 * (784 * 1000 + 1000 * 10) * 2 + 2 * 1000 * 10
+BATCH, T_MIX = 128, 0.1
 
 
 def matmul_rate(repeats: int, n: int = 2048) -> float:
   """Median float32 FLOP/s of an ``n x n`` matmul, jitted (compiled before timing)."""
+  import jax  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
   a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
   f = jax.jit(lambda x, y: x @ y)
   f(a, a).block_until_ready()
-  times = []
-  for _ in range(repeats):
-    start = time.perf_counter()
-    f(a, a).block_until_ready()
-    times.append(time.perf_counter() - start)
-  return 2 * n ** 3 / statistics.median(times)
+  times = [bc.timed(lambda: f(a, a), lambda x: x.block_until_ready()) for _ in range(repeats)]
+  return 2 * n ** 3 / bc.median(times)
 
 
-def load(kind: str, seed: int = 0):
+def load(kind: str, examples: int, seed: int = 0):
+  """``(images uint8 (N, 28, 28, 1), labels int64, mean, std, what)``."""
+  if kind == "auto":
+    kind = ("fashion_mnist" if os.path.exists("/usr/share/datasets/fashion-mnist")
+            else "random")
   if kind == "random":
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, (60000, 28, 28, 1), dtype=np.uint8),
-            rng.integers(0, 10, 60000), (0.5,), (0.5,))
-  train = mj.data.load_dataset("fashion_mnist", "train")
-  return train.images, train.labels, train.info.mean, train.info.std
+    images = rng.integers(0, 256, (60000, 28, 28, 1), dtype=np.uint8)
+    labels, mean, std = rng.integers(0, 10, 60000), (0.5,), (0.5,)
+  else:
+    import mnemonic_jax as mj  # pylint: disable=import-outside-toplevel
+
+    train = mj.data.load_dataset("fashion_mnist", "train")
+    images, labels, mean, std = train.images, train.labels, train.info.mean, train.info.std
+  n = examples or len(labels)
+  return (np.ascontiguousarray(images[:n]), np.asarray(labels[:n], np.int64),
+          tuple(float(m) for m in mean), tuple(float(s) for s in std), kind)
 
 
-def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(prog="experiments.bench_train", description=__doc__.split(
-      "\n\n")[0])
-  parser.add_argument("--data", choices=("fashion_mnist", "random"), default="fashion_mnist")
-  parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (on, off)")
-  parser.add_argument("--repeats", type=int, default=20, help="matmul repeats")
-  parser.add_argument("--out", type=out_path, default=None, help="also write the table here")
-  args = parser.parse_args(argv)
-  images, labels, mean, std = load(args.data)
-  codes = mj.generate_codes(jax.random.key(0), 10, images.shape[1:])
-  config = mj.FitConfig(epochs=1, t_mix=0.1)
-  model = mj.create_model("mlp", 10)
+# ----------------------------------------------------------------------------------------
+# The two sides.
 
-  def fit(progress: bool, state=None, epochs: int = 1):
-    cfg = mj.FitConfig(epochs=epochs, t_mix=0.1)
+
+class JaxSide:
+  """``mj.fit`` on the MLP; each call trains one more epoch from a copy of one state."""
+
+  def __init__(self, images, labels, mean, std):
+    import jax  # pylint: disable=import-outside-toplevel
+
+    import mnemonic_jax as mj  # pylint: disable=import-outside-toplevel
+
+    self.jax, self.mj = jax, mj
+    self.data, self.mean, self.std = (images, labels), mean, std
+    self.codes = mj.generate_codes(jax.random.key(0), 10, images.shape[1:])
+    self.model = mj.create_model("mlp", 10)
+    self.state, self.epochs = None, 1
+
+  def fit(self, progress: bool = False, epochs: int = 1, state=None) -> float:
+    """Seconds of one ``mj.fit`` call (awaited)."""
+    config = self.mj.FitConfig(epochs=epochs, t_mix=T_MIX, batch_size=BATCH)
     start = time.perf_counter()
-    state, _ = mj.fit(model, (images, labels), codes, cfg, jax.random.key(1), mean=mean,
-                      std=std, state=state, progress=progress)
-    jax.block_until_ready(state)
-    return state, time.perf_counter() - start
+    state, _ = self.mj.fit(self.model, self.data, self.codes, config, self.jax.random.key(1),
+                           mean=self.mean, std=self.std, state=state, progress=progress)
+    self.jax.block_until_ready(state)
+    self.last = state
+    return time.perf_counter() - start
 
-  jax.clear_caches()
-  with CompileClock() as first:
-    state, _ = fit(False)
+  def epoch(self, progress: bool) -> float:
+    """One steady epoch: resumes a copy of the state after one epoch, one epoch more."""
+    import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+
+    self.epochs += 1
+    return self.fit(progress, self.epochs, self.jax.tree.map(jnp.copy, self.state))
+
+  def step_compile_seconds(self) -> float:
+    """Seconds compiling the train step alone, after clearing JAX's caches."""
+    from mnemonic_jax import training  # pylint: disable=import-outside-toplevel
+    from mnemonic_jax.timing import CompileClock  # pylint: disable=import-outside-toplevel
+
+    images, labels = self.data
+    config = self.mj.FitConfig(epochs=1, t_mix=T_MIX, batch_size=BATCH)
+    optimizer = training.fit_optimizer(config, len(labels))
+    state = training.create_train_state(self.jax.random.key(0), self.model, images.shape[1:],
+                                        optimizer)
+    step = training.make_train_step(self.model, optimizer, self.codes, T_MIX,
+                                    self.jax.random.key(1), mean=self.mean, std=self.std)
+    self.jax.clear_caches()
+    with CompileClock() as clock:
+      self.jax.block_until_ready(step(state, images[:BATCH], labels[:BATCH]))
+    return clock.seconds
+
+
+class TorchSide:
+  """The transcription's ``train_epoch`` on one model; threads set before each epoch."""
+
+  def __init__(self, images, labels, mean, std):
+    torch = tr.import_torch()
+    self.torch = torch
+    self.images, self.labels = torch.from_numpy(images), torch.from_numpy(labels)
+    self.mean, self.std = mean, std
+    self.generator = torch.Generator().manual_seed(0)
+    self.codes = tr.generate_codes(10, images.shape[1:], self.generator)
+    self.model = tr.mlp(int(np.prod(images.shape[1:])))
+    self.optimizer = tr.make_optimizer(self.model)
+
+  def epoch(self, threads: int) -> float:
+    """Seconds of one epoch at ``threads`` threads."""
+    self.torch.set_num_threads(threads)
+    start = time.perf_counter()
+    tr.train_epoch(self.model, self.optimizer, self.images, self.labels, self.codes,
+                   t_mix=T_MIX, mean=self.mean, std=self.std, batch_size=BATCH,
+                   generator=self.generator)
+    return time.perf_counter() - start
+
+
+def child(kind: str, data_file: str, threads: int) -> None:
+  """A fresh process's first fit (``jax``) or first epoch (``torch``), as JSON."""
+  with np.load(data_file) as f:
+    images, labels = f["images"], f["labels"]
+    mean, std = tuple(f["mean"]), tuple(f["std"])
+  if kind == "jax":
+    from mnemonic_jax.timing import CompileClock  # pylint: disable=import-outside-toplevel
+
+    side = JaxSide(images, labels, mean, std)
+    with CompileClock() as clock:
+      seconds = side.fit()
+    bc.child_result({"seconds": seconds, "compile": clock.seconds})
+  else:
+    tr.import_torch().set_num_threads(threads)
+    start = time.perf_counter()
+    side = TorchSide(images, labels, mean, std)  # Model and optimiser built in the time.
+    side.epoch(threads)
+    bc.child_result({"seconds": time.perf_counter() - start})
+
+
+# ----------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(prog="experiments.bench_train",
+                                   description=__doc__.split("\n\n")[0])
+  parser.add_argument("--data", choices=("auto", "fashion_mnist", "random"), default="auto")
+  parser.add_argument("--examples", type=int, default=0, help="first N images (0: all)")
+  parser.add_argument("--rounds", type=int, default=3, help="interleaved steady rounds")
+  parser.add_argument("--first-rounds", type=int, default=2,
+                      help="interleaved rounds of fresh processes (first fit / first epoch)")
+  parser.add_argument("--repeats", type=int, default=20, help="matmul repeats")
+  parser.add_argument("--torch-threads", default="1,2", help="PyTorch thread counts")
+  parser.add_argument("--out", type=bc.out_path, default=None, help="also write the report")
+  parser.add_argument("--json", default=None, help="write the ratio rows here (bench_all)")
+  parser.add_argument("--child", choices=("jax", "torch"), help=argparse.SUPPRESS)
+  parser.add_argument("--data-file", help=argparse.SUPPRESS)
+  parser.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
+  args = parser.parse_args(argv)
+  if args.child:
+    child(args.child, args.data_file, args.threads)
+    return 0
+  argv = sys.argv[1:] if argv is None else list(argv)
+  lines = bc.header("Training: an epoch beside the PyTorch transcription",
+                    bc.command_line("bench_train", argv))
+  use_torch = bc.torch_available()
+  threads = [int(t) for t in args.torch_threads.split(",") if t] if use_torch else []
+  images, labels, mean, std, data = load(args.data, args.examples)
+  steps = len(labels) // BATCH
+
+  # First fit / first epoch, each in a fresh process, interleaved rounds.
+  with tempfile.TemporaryDirectory(prefix="bench-train-") as scratch:
+    data_file = os.path.join(scratch, "data.npz")
+    np.savez(data_file, images=images, labels=labels, mean=np.float32(mean),
+             std=np.float32(std))
+    results: dict[str, list[dict]] = {}
+
+    def first(kind, n=1):
+      def call():
+        result = bc.cold("bench_train", kind, ["--data-file", data_file, "--threads", str(n)])
+        results.setdefault(f"{kind}{n}", []).append(result)
+        return result["seconds"]
+      return call
+
+    calls = {"mnemonic-jax first fit": first("jax")}
+    calls.update({f"PyTorch first epoch, {n} thread(s)": first("torch", n) for n in threads})
+    firsts = bc.interleaved(args.first_rounds, calls)
+
+  # Steady state, in this process.
+  from mnemonic_jax.timing import CompileClock  # pylint: disable=import-outside-toplevel
+
+  jax_side = JaxSide(images, labels, mean, std)
+  jax_side.fit()  # Compiles.
+  jax_side.state = jax_side.last
   with CompileClock() as second:
-    fit(False)
-  step_compile = _step_compile_seconds(model, codes, config, images, labels, mean, std)
-  fit(False)  # Compiled again (the caches were cleared) before the timed rounds.
+    jax_side.fit()
+  step_compile = jax_side.step_compile_seconds()
+  jax_side.fit()  # Compiled again (the caches were cleared) before the timed rounds.
+  calls = {"mnemonic-jax epoch, bar off": lambda: jax_side.epoch(False),
+           "mnemonic-jax epoch, bar on": lambda: jax_side.epoch(True)}
+  if threads:
+    torch_side = TorchSide(images, labels, mean, std)
+    torch_side.epoch(threads[0])  # Warm-up.
+    calls.update({f"PyTorch epoch, {n} thread(s)": (lambda n=n: torch_side.epoch(n))
+                  for n in threads})
+  steady = bc.interleaved(args.rounds, calls)
   rate = matmul_rate(args.repeats)
-  on, off = [], []
-  epochs = 1
-  for _ in range(args.rounds):  # Each run trains one more epoch from the same state.
-    epochs += 1
-    for progress, times in ((True, on), (False, off)):
-      state_copy = jax.tree.map(jnp.copy, state)
-      _, seconds = fit(progress, state_copy, epochs)
-      times.append(seconds)
-  epoch_off, epoch_on = statistics.median(off), statistics.median(on)
-  needed = FLOP_PER_EXAMPLE * (len(labels) // config.batch_size) * config.batch_size
-  lines = [
-      "# Training benchmark: roofline, progress bar, compilation",
-      "",
-      f"Command: `python -m experiments.bench_train --data {args.data} --rounds {args.rounds}`",
-      f"Machine: {machine_line()}; load average before: "
-      f"{', '.join(f'{v:.1f}' for v in os.getloadavg())}.",
-      "",
-      "| figure | value |",
-      "|---|---:|",
+
+  off, on = bc.median(steady["mnemonic-jax epoch, bar off"]), bc.median(
+      steady["mnemonic-jax epoch, bar on"])
+  jax_first = bc.median(firsts["mnemonic-jax first fit"])
+  jax_compile = bc.median([r["compile"] for r in results["jax1"]])
+  ratios = bc.Ratios()
+  for n in threads or [None]:
+    torch_steady = None if n is None else bc.median(steady[f"PyTorch epoch, {n} thread(s)"])
+    ratios.add(f"training epoch, {len(labels)} images, steady state (PyTorch at {n} thread(s))",
+               torch_steady, off, "progress bar off")
+  for n in threads or [None]:
+    torch_first = None if n is None else bc.median(firsts[f"PyTorch first epoch, {n} thread(s)"])
+    ratios.add(f"first fit including compilation, fresh process (PyTorch at {n} thread(s))",
+               torch_first, jax_first, f"{jax_compile:.2f} s of it compiling")
+  needed = FLOP_PER_EXAMPLE * steps * BATCH
+  lines += [
+      f"Data: {data}, {len(labels)} images ({steps} steps of {BATCH}). Medians of "
+      f"{args.rounds} interleaved round(s) (steady) and {args.first_rounds} round(s) of "
+      "fresh processes (first fit: timed from just before the call, after imports and loading).",
+      "", *ratios.table(), "",
+      "| mnemonic-jax figure | value |", "|---|---:|",
       f"| float32 matmul rate, 2048^2 (GFLOP/s) | {rate / 1e9:.1f} |",
-      f"| steady epoch, bar off (s) | {epoch_off:.2f} |",
-      f"| steady epoch, bar on (s) | {epoch_on:.2f} |",
+      f"| steady epoch, bar off (s) | {off:.2f} |",
+      f"| steady epoch, bar on (s) | {on:.2f} |",
       f"| epoch rate / matmul rate (needed FLOP: {needed / 1e9:.1f} G) | "
-      f"{needed / epoch_off / rate:.2f} |",
-      f"| progress bar cost (on / off - 1) | {epoch_on / epoch_off - 1:+.1%} |",
-      f"| first fit: seconds compiling | {first.seconds:.2f} |",
-      f"| of which the train step (cold) | {step_compile:.2f} |",
+      f"{needed / off / rate:.2f} |",
+      f"| progress bar cost (on / off - 1) | {on / off - 1:+.1%} |",
+      f"| first fit: seconds compiling (fresh process, median) | {jax_compile:.2f} |",
+      f"| the train step alone, compiling after clear_caches (s) | {step_compile:.2f} |",
       f"| second fit in the process: seconds compiling | {second.seconds:.2f} |",
-  ]
-  emit(lines, args.out)
-
-
-def _step_compile_seconds(model, codes, config, images, labels, mean, std) -> float:
-  """Seconds compiling the train step alone, after clearing JAX's caches."""
-  optimizer = training.fit_optimizer(config, len(labels))
-  state = training.create_train_state(jax.random.key(0), model, images.shape[1:], optimizer)
-  step = training.make_train_step(model, optimizer, codes, config.t_mix, jax.random.key(1),
-                                  mean=mean, std=std)
-  batch = (images[:config.batch_size], labels[:config.batch_size])
-  jax.clear_caches()
-  with CompileClock() as clock:
-    jax.block_until_ready(step(state, *batch))
-  return clock.seconds
+      "",
+      "Every measurement (s): " + "; ".join(
+          f"{k}: {bc.spread(v)}" for k, v in {**firsts, **steady}.items()) + ".",
+      f"Load average at the end: {bc.load_average()}."]
+  bc.write("\n".join(lines), args.out)
+  ratios.write_json(args.json, {"benchmark": "bench_train"})
+  return 0
 
 
 if __name__ == "__main__":
-  main()
+  sys.exit(main())

@@ -1,0 +1,69 @@
+"""The side-by-side benchmarks' shared pieces: rounds, ratios, provenance, no torch needed.
+
+Nothing here times anything or needs torch; the benchmarks themselves run in
+``tests/test_bench_all.py`` (slow).
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from experiments import bench_all, bench_common, torch_reference
+
+
+def test_interleaved_rotates_the_order_each_round():
+  order = []
+  calls = {name: (lambda name=name: order.append(name) or 1.0) for name in "abc"}
+  out = bench_common.interleaved(3, calls, log=lambda line: None)
+  assert order == list("abc" "bca" "cab")
+  assert out == {name: [1.0, 1.0, 1.0] for name in "abc"}
+
+
+def test_ratios_divide_figures_of_the_same_run(tmp_path):
+  ratios = bench_common.Ratios()
+  ratios.add("epoch", 8.0, 2.0, "bar off")
+  ratios.add("no torch", None, 3.0)
+  assert [r["ratio"] for r in ratios.rows] == [0.25, None]
+  table = ratios.table()
+  assert table[2].startswith("| epoch | 8 | 2 | 0.25 | bar off |")
+  assert table[3].startswith("| no torch | - | 3 | - |")
+  ratios.write_json(str(tmp_path / "r.json"), {"benchmark": "x"})
+  saved = json.loads((tmp_path / "r.json").read_text())
+  assert saved["benchmark"] == "x" and saved["rows"] == ratios.rows
+
+
+def test_command_line_leaves_out_the_output_files():
+  line = bench_common.command_line("bench_x", ["--rounds", "2", "--out", "a.md", "--json=b",
+                                               "--json", "c.json", "--tiny"])
+  assert line == "python -m experiments.bench_x --rounds 2 --tiny"
+
+
+def test_header_names_machine_load_and_the_pytorch_side(monkeypatch):
+  text = "\n".join(bench_common.header("T", "cmd"))
+  assert "load average at the start" in text and "cores usable" in text
+  assert "no code of the published reference implementation was copied" in text
+  monkeypatch.setattr(torch_reference, "torch_version", lambda: None)
+  line = bench_common.torch_line()
+  assert line.count("\n") == 0 and "not installed" in line and "only mnemonic-jax" in line
+
+
+def test_neither_the_package_nor_the_transcription_imports_torch():
+  code = ("import sys, mnemonic_jax, experiments.torch_reference as t, experiments.bench_common;"
+          "mnemonic_jax.forget; print('torch' in sys.modules)")
+  run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       check=True, cwd=bench_common.REPO)
+  assert run.stdout.strip() == "False"
+
+
+def test_torch_missing_is_one_clear_error(monkeypatch):
+  monkeypatch.setitem(sys.modules, "torch", None)  # ``import torch`` raises ImportError.
+  with pytest.raises(ImportError, match=r"\[bench\]"):
+    torch_reference.import_torch()
+
+
+def test_bench_all_sizes_name_every_benchmark():
+  names = [name for name, _ in bench_all.BENCHES]
+  assert set(bench_all.TINY) == set(names)
+  assert set(bench_all.SIDE_BY_SIDE) <= set(names)
