@@ -19,7 +19,8 @@ distance to the oracle of the same seed and classes.
 ``--depth`` also attacks every method's forgetting with the depth suite of
 :mod:`mnemonic_jax.evaluation` against the oracle (:mod:`experiments.compare_depth`): the
 report gains a depth section (each attack's value and gap to the oracle per method, the
-depth goals met, a figure of the gaps) and the CSV the depth columns. It is slow (the
+depth goals met and which methods meet them, a figure of the gaps and one of the gaps
+against seconds) and the CSV the depth columns. It is slow (the
 suite fits a probe and relearns on every model), so it is off by default.
 
 ``--inputs`` adds the codes ablation: the ``mnemonic`` methods again, their Fishers and

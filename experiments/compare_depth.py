@@ -17,8 +17,10 @@ it instead of retraining; a method whose run was cached forgets again to be atta
 run's record is left as it is).
 
 The report's depth section (:func:`section`): per method, each attack's mean value and its
-gap to the oracle, the verdict "output-level only", the depth goals met, and a figure of
-the gaps (:func:`experiments.plots.depth_gaps_chart`).
+gap to the oracle, the verdict "output-level only", the depth goals met and a sentence
+naming the methods that meet them (:func:`goals_summary`), a figure of the gaps
+(:func:`experiments.plots.depth_gaps_chart`) and one of the gaps against each method's
+seconds (:func:`experiments.plots.depth_vs_seconds`).
 """
 
 from __future__ import annotations
@@ -208,9 +210,54 @@ def attach(records: list[dict[str, Any]], depth_records: Sequence[dict[str, Any]
         "output_level_only": d["report"]["verdict"]["output_level_only"]}
 
 
+def goals_met(depth_records: Sequence[dict[str, Any]], variant: str) -> tuple[int, int]:
+  """``(runs of variant with no depth goal missed, runs of variant)``; a goal that does not
+  apply to a run (``passed`` None) is not missed."""
+  rs = [r for r in depth_records if r["variant"] == variant]
+  return sum(all(g["passed"] is not False for g in r["goals"]) for r in rs), len(rs)
+
+
+def goals_summary(depth_records: Sequence[dict[str, Any]], shown: Sequence[str]) -> list[str]:
+  """The sentence saying which methods meet the depth goals, and over how many runs.
+
+  Every goal in every run; failing that, the methods with the most runs missing no goal;
+  and, per goal, the methods meeting it in every run where it applies.
+  """
+  counts = {v: goals_met(depth_records, v) for v in shown}
+  runs = sorted({n for _, n in counts.values()})
+  runs_text = " or ".join(map(str, runs))
+  every = [v for v, (k, n) in counts.items() if n and k == n]
+  if every:
+    lines = [f"**Methods meeting every depth goal in every run ({runs_text} runs each):** "
+             + ", ".join(every) + "."]
+  else:
+    lines = [f"**No method meets every depth goal in every run** ({len(shown)} methods, "
+             f"{runs_text} runs each)."]
+  best = max((k for k, _ in counts.values()), default=0)
+  if best and not every:
+    lines[0] += " Most runs with no goal missed: " + ", ".join(
+        f"{v} ({k}/{n})" for v, (k, n) in counts.items() if k == best) + "."
+  per_goal = []
+  for goal in GOALS:
+    met, applies = [], False
+    for v in shown:
+      passed = [g["passed"] for r in depth_records if r["variant"] == v for g in r["goals"]
+                if g["name"] == goal and g["passed"] is not None]
+      applies = applies or bool(passed)
+      if passed and all(passed):
+        met.append(v)
+    per_goal.append(f"{goal}: " + (", ".join(met) if met else "none" if applies
+                                   else "applies to no run"))
+  return lines + ["", "Each goal met in every run where it applies: " + "; ".join(per_goal)
+                  + "."]
+
+
 def section(depth_records: Sequence[dict[str, Any]], variants: Sequence[str],
-            out: pathlib.Path, base: str) -> tuple[list[str], list[pathlib.Path]]:
-  """The report's depth section (lines) and its figure."""
+            out: pathlib.Path, base: str, seconds: dict[str, float] | None = None,
+            data: dict[str, str] | None = None) -> tuple[list[str], list[pathlib.Path]]:
+  """The report's depth section (lines) and its figures: the heat map of the gaps, and,
+  given each variant's mean ``seconds`` (and the training ``data`` it reads), the gaps
+  against seconds (:func:`experiments.plots.depth_vs_seconds`)."""
   shown = [v for v in attacked(variants) if any(r["variant"] == v for r in depth_records)]
   if not shown:
     return [], []
@@ -252,12 +299,23 @@ def section(depth_records: Sequence[dict[str, Any]], variants: Sequence[str],
       passed = [g["passed"] for r in rs for g in r["goals"] if g["name"] == goal]
       applies = [p for p in passed if p is not None]
       cells.append(f"{sum(applies)}/{len(applies)}" if applies else "n/a")
-    every = sum(all(g["passed"] is not False for g in r["goals"]) for r in rs)
-    lines.append(f"| {v} | " + " | ".join(cells) + f" | {every}/{len(rs)} |")
+    every, n = goals_met(depth_records, v)
+    lines.append(f"| {v} | " + " | ".join(cells) + f" | {every}/{n} |")
+  lines += [""] + goals_summary(depth_records, shown)
   percent = [(n, h) for n, h in columns if units[n] == "%"]
   gaps = [[_mean(figure_values([r for r in depth_records if r["variant"] == v], n, "gap"))
            for n, _ in percent] for v in shown]
-  figure = plots.depth_gaps_chart(
+  figures = [plots.depth_gaps_chart(
       out / f"{base}_depth.png", shown, [h for _, h in percent], np.array(gaps),
-      f"{base}: what each attack recovers beyond the retrain oracle (points, mean over runs)")
-  return lines + [""], [figure]
+      f"{base}: what each attack recovers beyond the retrain oracle (points, mean over runs)")]
+  if seconds is not None:
+    timed = [i for i, v in enumerate(shown) if v in seconds]
+    figures.append(plots.depth_vs_seconds(
+        out / f"{base}_depth_seconds.png", [shown[i] for i in timed],
+        [seconds[shown[i]] for i in timed], np.array(gaps).reshape(len(shown), -1)[timed],
+        [h for _, h in percent], [(data or {}).get(shown[i], "?") for i in timed],
+        [goals_met(depth_records, shown[i])[0] == goals_met(depth_records, shown[i])[1]
+         for i in timed],
+        f"{base}: depth gaps to the retrain oracle against seconds (mean over runs; the "
+        "attacks of the heat map)"))
+  return lines + [""], figures

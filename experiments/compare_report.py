@@ -202,7 +202,11 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
 
   figures = plots.methods_figures(out, base, records, shown)
   if depth_records is not None:
-    depth_lines, depth_figures = compare_depth.section(depth_records, variants, out, base)
+    depth_lines, depth_figures = compare_depth.section(
+        depth_records, variants, out, base,
+        seconds={v: float(np.mean([r["seconds"] for r in rs])) for v, rs in by_variant.items()
+                 if rs},
+        data={v: rs[0]["data"] for v, rs in by_variant.items() if rs})
     lines += depth_lines
     figures += depth_figures
   lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]

@@ -305,3 +305,96 @@ def depth_gaps_chart(path, methods: Sequence[str], attacks: Sequence[str], gaps:
   fig.colorbar(image, ax=ax, label="gap to the oracle (points)")
   fig.savefig(path, dpi=150)
   return path
+
+
+DATA_COLORS = {"none": "#2ca02c", "forget": "#ff7f0e", "retain": "#1f77b4", "all": "#d62728"}
+
+
+def depth_vs_seconds(path, methods: Sequence[str], seconds: Sequence[float],
+                     gaps: np.ndarray, attacks: Sequence[str], data: Sequence[str],
+                     every_goal: Sequence[bool], title: str):
+  """Each method's depth gaps to the retrain oracle against its seconds, one point a method.
+
+  Left: the mean of the method's gaps over the attacks; right: its largest gap (the attack
+  that finds the most of the forgotten classes beyond the oracle). The gap is recovered or
+  recalled accuracy on the forgotten classes minus the oracle's, in points (0 = as deep as
+  a model that never saw them; the depth goals allow +5 or +10, drawn dashed). The colour
+  says what training data the method reads; a filled marker met every depth goal in every
+  run, a hollow one missed at least one; the x axis is seconds of the method with
+  compilation apart (log; anything faster than a millisecond at 1 ms).
+
+  Args:
+    path: the PNG written.
+    methods: point labels.
+    seconds: ``(len(methods),)`` mean seconds per run.
+    gaps: ``(len(methods), len(attacks))`` float, each attack's mean gap; NaN where not
+      measured.
+    attacks: the column names of ``gaps``.
+    data: each method's training data kind (``none``, ``forget``, ``retain``, ``all``).
+    every_goal: whether the method met every depth goal in every run.
+    title: the figure's title.
+
+  Returns:
+    ``path``.
+  """
+  gaps = np.asarray(gaps, dtype=float).reshape(len(methods), len(attacks))
+  with np.errstate(all="ignore"):
+    mean = np.array([np.nanmean(g) if np.isfinite(g).any() else np.nan for g in gaps])
+    worst = np.array([np.nanmax(g) if np.isfinite(g).any() else np.nan for g in gaps])
+  x = np.maximum(np.asarray(seconds, dtype=float), 1e-3)
+  fig = Figure(figsize=(13.0, 5.5), layout="constrained")
+  FigureCanvasAgg(fig)
+  axes = fig.subplots(1, 2, sharex=True)
+  for ax, y, label in ((axes[0], mean, "mean gap over the attacks (points)"),
+                       (axes[1], worst, "largest gap, the worst attack (points)")):
+    shown = [i for i in range(len(methods)) if np.isfinite(y[i])]
+    for i in shown:
+      color = DATA_COLORS.get(data[i], "#7f7f7f")
+      ax.scatter([x[i]], [y[i]], s=46, color=color if every_goal[i] else "white",
+                 edgecolor=color, linewidth=1.5, zorder=3)
+    ax.axhline(0.0, color="black", linewidth=0.8)
+    for margin in (5.0, 10.0):
+      ax.axhline(margin, color="grey", linewidth=0.6, linestyle="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds of the method, compilation apart (log)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  handles = [axes[0].scatter([], [], s=46, color=c, edgecolor=c, label=f"reads {k}")
+             for k, c in DATA_COLORS.items() if k in data]
+  handles.append(axes[0].scatter([], [], s=46, color="white", edgecolor="black",
+                                 label="hollow: missed a depth goal"))
+  axes[1].legend(handles=handles, frameon=False, fontsize=7, loc="center left",
+                 bbox_to_anchor=(1.0, 0.5))
+  fig.suptitle(title, fontsize=9)
+  fig.set_dpi(150)
+  fig.canvas.draw()  # The layout first: the labels are placed in display units.
+  for ax, y in zip(axes, (mean, worst)):
+    shown = [i for i in range(len(methods)) if np.isfinite(y[i])]
+    _labels(ax, [methods[i] for i in shown], x[shown], y[shown])
+  fig.savefig(path, dpi=150)
+  return path
+
+
+def _labels(ax, names: Sequence[str], x: np.ndarray, y: np.ndarray, fontsize: float = 6.5):
+  """Labels each point, moving a label up or down in steps of one line where it would
+  cover a label already placed (greedy, in display units; no extra dependency)."""
+  if not len(names):
+    return
+  points = ax.transData.transform(np.column_stack([x, y]))
+  scale = ax.figure.dpi / 72.0
+  height, char = 1.2 * fontsize * scale, 0.55 * fontsize * scale
+  placed = []  # (x0, x1, y0, y1) in display units.
+  order = sorted(range(len(names)), key=lambda i: (-points[i][1], points[i][0]))
+  for i in order:
+    (px, py), width = points[i], char * len(names[i])
+    for step in (0, -1, 1, -2, 2, -3, 3, -4, 4, -5, 5, -6, 6):
+      x0, y0 = px + 4 * scale, py + 2 * scale + step * height
+      box = (x0, x0 + width, y0, y0 + height)
+      if not any(box[0] < b[1] and b[0] < box[1] and box[2] < b[3] and b[2] < box[3]
+                 for b in placed):
+        break
+    placed.append(box)
+    ax.annotate(names[i], (x[i], y[i]), xytext=((x0 - px) / scale, (y0 - py) / scale),
+                textcoords="offset points", fontsize=fontsize, annotation_clip=False,
+                arrowprops=None if step == 0 else {"arrowstyle": "-", "lw": 0.4,
+                                                   "color": "grey"})

@@ -191,6 +191,12 @@ def test_depth_section_reads_each_method_against_the_oracle(tmp_path):
   assert "| mnemonic-bias | 1/1 | 0/1 | 1/1 |" in text and "| ssd | 1/1 | 1/1 |" in text
   assert "retrain |" not in text and "mnemonic@zeros" not in text  # Oracle, ablation: not.
   assert figure == tmp_path / "t_depth.png" and figure.stat().st_size > 0
+  assert "**Methods meeting every depth goal in every run (1 runs each):** ssd." in text
+  assert "one_constant: ssd;" in text and "forgetting: mnemonic-bias, ssd;" in text
+  _, figures = compare_depth.section(records, ["retrain", "mnemonic-bias", "ssd"], tmp_path,
+                                     "t", seconds={"mnemonic-bias": 0.01, "ssd": 2.0},
+                                     data={"mnemonic-bias": "none", "ssd": "all"})
+  assert figures[1] == tmp_path / "t_depth_seconds.png" and figures[1].stat().st_size > 0
   runs = [{"seed": 0, "classes": [3], "variant": v} for v in ("mnemonic-bias", "retrain")]
   compare_depth.attach(runs, records)
   assert runs[0]["depth"]["gaps"]["one_constant_half"] == 88.0
