@@ -56,14 +56,21 @@ def forget_margin_grad(apply_fn, params, codes):
   return jax.grad(summed)(params)
 
 
-@pytest.mark.parametrize("name", ["bias", "project", "signed", "head", "steps", "shrink",
-                                  "shrink+bias"])
+#: The moves that end by lowering the output bias, with the guard phase on a model that
+#: bounds its head's input (tanh): every input, not only the codes, is ruled out.
+GUARDED = ("bias", "project", "erase")
+
+
+@pytest.mark.parametrize("name", ["bias", "project", "erase", "signed", "head", "steps",
+                                  "shrink", "shrink+bias"])
 def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
   apply_fn, params, codes = tanh_model
   new, report = mj.forget(apply_fn, params, codes, FORGET,
                           move=moves.MOVES[name](rule=Rule(margin=MARGIN)))
   margin, correct = margins(apply_fn, new, codes)
-  assert report.move == name and report.met is True and report.verified == "codes"
+  assert report.move == name and report.met is True
+  if name in GUARDED:
+    assert report.verified == "every input"
   assert np.all(margin[FORGET] <= -MARGIN) and np.all(correct[REST] == 1.0)
   assert report.after.forget_accuracy == 0.0 and report.after.remain_accuracy == 1.0
   assert jax.tree.structure(new) == jax.tree.structure(params)
@@ -77,7 +84,7 @@ def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
     assert changed <= {jax.tree_util.keystr(p) for p, m in flat if m}
   elif name == "bias":
     assert changed == {"['Dense_1']['bias']"}
-  elif name == "project":
+  elif name in ("project", "erase"):
     assert changed == {"['Dense_1']['bias']", "['Dense_1']['kernel']"}
 
 
@@ -87,7 +94,9 @@ def test_bias_lowers_only_the_forgotten_entries_of_the_output_bias(tanh_model):
   assert moved(new, params) == {"['Dense_0']['bias']": [], "['Dense_0']['kernel']": [],
                                 "['Dense_1']['bias']": [1], "['Dense_1']['kernel']": []}
   drop = float(params["Dense_1"]["bias"][1] - new["Dense_1"]["bias"][1])
-  assert drop == pytest.approx(report.details.steps[-1].t, rel=1e-6) and drop > 0
+  bias_step, guard = report.details.steps  # tanh bounds the head's input: a guard phase.
+  assert (bias_step.phase, guard.phase) == ("bias", "guard")
+  assert drop == pytest.approx(bias_step.t + guard.t, rel=1e-5) and bias_step.t > 0
 
 
 def test_signed_moves_against_the_forgotten_codes_margin_gradient(tanh_model):
@@ -116,7 +125,26 @@ def test_project_puts_the_forgotten_head_row_in_the_span_of_the_others(tanh_mode
   coef, *_ = np.linalg.lstsq(others, kernel[:, FORGET], rcond=None)
   np.testing.assert_allclose(others @ coef, kernel[:, FORGET], atol=1e-5)
   np.testing.assert_array_equal(kernel[:, REST], np.asarray(params["Dense_1"]["kernel"])[:, REST])
-  assert [s.target for s in report.details.steps] == [0.0, MARGIN]
+  assert [(s.phase, s.target) for s in report.details.steps] == [
+      ("project", 0.0), ("bias", MARGIN), ("guard", MARGIN)]
+
+
+def test_erase_removes_the_class_direction_from_every_head_row(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Erase(Rule(MARGIN)))
+  old_k = np.asarray(params["Dense_1"]["kernel"], np.float64)
+  new_k = np.asarray(new["Dense_1"]["kernel"], np.float64)
+  u = old_k[:, FORGET[0]] - old_k[:, REST].mean(axis=1)  # The class's head direction.
+  u /= np.linalg.norm(u)
+  np.testing.assert_allclose(u @ new_k, 0.0, atol=1e-5)  # No logit reads it any more.
+  np.testing.assert_allclose(new_k, old_k - np.outer(u, u @ old_k), atol=1e-5)
+  # At the remaining codes' mean head input the remaining logits are unchanged.
+  hidden = lambda p: jnp.tanh(codes.reshape(len(codes), -1) @ p["Dense_0"]["kernel"]
+                              + p["Dense_0"]["bias"])
+  mu = np.asarray(hidden(params))[REST].mean(axis=0)
+  head = lambda p: mu @ np.asarray(p["Dense_1"]["kernel"]) + np.asarray(p["Dense_1"]["bias"])
+  np.testing.assert_allclose(head(new)[REST], head(params)[REST], atol=1e-4)
+  assert [s.phase for s in report.details.steps] == ["erase", "bias", "guard"]
 
 
 def test_dampen_only_scales_parameters_down(tanh_model):
@@ -159,7 +187,7 @@ def test_the_default_move_is_bias(tanh_model):
 
 
 def test_the_registry_is_the_one_source_of_names():
-  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "project", "signed", "head",
+  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "project", "erase", "signed", "head",
                               "steps", "shrink", "shrink+bias", "dampen"}
   methods = baselines.available_methods()
   for cls in moves.MOVES.values():
@@ -190,10 +218,13 @@ def test_concentrated_layers_selects_the_module_of_the_largest_ratio():
 
 def test_a_model_without_output_bias_is_told_which_move_fits():
   codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
-  params = {"w": jax.random.normal(jax.random.key(1), (4, 3))}
+  flat = np.asarray(codes).reshape(3, -1)  # A linear head fitted to margins of 10.
+  params = {"w": jnp.asarray(np.linalg.pinv(flat) @ (10 * np.eye(3)), jnp.float32)}
   apply_fn = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"]  # No bias: nothing to lower.
-  with pytest.raises(errors.BadRequest, match=r"no output bias.*move='paper'"):
+  with pytest.raises(errors.BadRequest, match=r"no output bias.*move='shrink'"):
     mj.forget(apply_fn, params, codes, [0])
+  _, report = mj.forget(apply_fn, params, codes, [0], move="shrink")  # The move it names.
+  assert report.met and report.after.forget_accuracy == 0.0
 
 
 def test_the_output_bias_is_found_in_bfloat16():

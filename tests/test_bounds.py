@@ -1,0 +1,101 @@
+"""Feature bounds (mnemonic_jax.models.bounds) and what a forgetting report says it checked.
+
+A rule sized on the codes says nothing about other inputs; where the model bounds its
+head's input, the guard phase of the output-layer moves rules out every input, and the
+report says ``verified == "every input"`` only then (issue #20).
+"""
+
+import itertools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+from mnemonic_jax.forgetting import Rule, moves
+from mnemonic_jax.models import bounds
+
+from codes_support import mlp_fitted_to_codes
+
+NUM_CLASSES = 5
+FORGET = [1]
+
+
+def test_the_box_bound_is_the_maximum_over_the_corners():
+  v = np.random.default_rng(0).normal(size=(6, 3))
+  corners = np.array(list(itertools.product([-1.0, 1.0], repeat=6)))
+  np.testing.assert_allclose(bounds.Box(-1.0, 1.0).max_dot(v, {}), (corners @ v).max(axis=0))
+
+
+def test_the_layernorm_bound_holds_for_every_normalised_input():
+  rng = np.random.default_rng(1)
+  width = 8
+  params = {"LayerNorm_0": {"scale": rng.normal(size=width), "bias": rng.normal(size=width)}}
+  v = rng.normal(size=(width, 4))
+  bound = bounds.LayerNormed(("LayerNorm_0",)).max_dot(v, params)
+  ln = nn.LayerNorm()
+  x = jnp.asarray(rng.normal(size=(20000, width)) * rng.uniform(0.01, 100, size=(20000, 1)))
+  h = np.asarray(ln.apply({"params": {k: jnp.asarray(a) for k, a in
+                                      params["LayerNorm_0"].items()}}, x))
+  reached = (h @ v).max(axis=0)
+  assert np.all(reached <= bound + 1e-6)
+  assert np.all(reached >= 0.5 * bound - 1e-6)  # Not vacuous: sampled inputs come close.
+
+
+def test_the_guarded_bias_rules_out_every_sigmoid_feature_vector():
+  apply_fn, params, codes = mlp_fitted_to_codes(NUM_CLASSES, 12, "sigmoid")
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Bias(Rule(3.0)))
+  assert report.verified == "every input" and report.met
+  kernel, bias = (np.asarray(new["Dense_1"][k], np.float64) for k in ("kernel", "bias"))
+  corners = np.array(list(itertools.product([0.0, 1.0], repeat=12)))
+  random = np.random.default_rng(0).uniform(size=(20000, 12))
+  for h in (corners, random):
+    logits = h @ kernel + bias
+    margin = logits[:, FORGET[0]] - np.delete(logits, FORGET, axis=1).max(axis=1)
+    assert margin.max() < -3.0  # The rule's margin, for every head input there is.
+  big = 50.0 * jax.random.normal(jax.random.key(3), (256, *codes.shape[1:]))
+  assert not np.any(np.argmax(apply_fn(new, big), -1) == FORGET[0])
+
+
+def test_images_that_out_margin_the_codes_are_not_called_forgotten():
+  """ReLU features are unbounded: a scaled code keeps its class after a move sized on the
+  codes, and the report says it checked the codes only."""
+  apply_fn, params, codes = mlp_fitted_to_codes(NUM_CLASSES, 12, "relu")
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Bias(Rule(3.0)))
+  assert report.met and report.verified == "codes"
+  assert [s.phase for s in report.details.steps] == ["bias"]  # Nothing to size a guard on.
+  scaled = jnp.stack([k * codes[FORGET[0]] for k in (1.0, 10.0, 100.0, 1000.0)])
+  predicted = np.asarray(jnp.argmax(apply_fn(new, scaled), -1))
+  assert predicted[0] != FORGET[0] and FORGET[0] in predicted[1:]
+
+
+@pytest.mark.parametrize("activation,expected", [("tanh", "every input"), ("gelu", "codes")])
+def test_a_move_without_a_guard_is_verified_only_where_the_bound_holds(activation, expected):
+  apply_fn, params, codes = mlp_fitted_to_codes(NUM_CLASSES, 12, activation)
+  big = jax.tree.map(lambda p: p, params)
+  big["Dense_1"] = dict(params["Dense_1"], bias=params["Dense_1"]["bias"].at[1].add(-1e4))
+  _, report = mj.forget(apply_fn, big, codes, [1], move="shrink")
+  assert report.verified == expected  # A bias this low rules class 1 out where bounded.
+
+
+def test_the_vit_declares_its_layernorm_and_is_ruled_out_everywhere():
+  model = mj.create_model("vit_tiny", 4, patch_size=2, dim=8, depth=1, num_heads=2,
+                          mlp_dim=8)
+  codes = mj.generate_codes(jax.random.key(0), 4, (4, 4, 1))
+  params = model.init(jax.random.key(1), codes)["params"]
+  apply_fn = mj.inference_apply_fn(model, {})
+  assert bounds.declared(apply_fn) == bounds.LayerNormed(("LayerNorm_0",))
+  new, report = mj.forget(apply_fn, params, codes, [2], move="erase")
+  assert report.verified == "every input"
+  x = 30.0 * jax.random.normal(jax.random.key(4), (512, 4, 4, 1))
+  assert not np.any(np.argmax(apply_fn(new, x), -1) == 2)
+
+
+def test_a_bad_declaration_is_named():
+  class Odd(nn.Module):
+    def head_feature_bound(self):
+      return (0, 1)
+  with pytest.raises(TypeError, match="head_feature_bound"):
+    bounds.declared(Odd().apply)
