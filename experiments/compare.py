@@ -26,6 +26,13 @@ suite fits a probe and relearns on every model), so it is off by default.
 ``--inputs`` adds the codes ablation: the ``mnemonic`` methods again, their Fishers and
 code scores computed from other inputs (:func:`mnemonic_jax.baselines.mnemonic.fisher_inputs`).
 
+``--sweep`` adds, for every method of ``--methods`` that registers a ladder of settings
+(its published defaults first; :func:`mnemonic_jax.baselines.base.sweep`), the variant
+``<method>:sweep``: the strongest rung whose accuracy on retained training examples
+(:data:`SWEEP_HELD_OUT` of them, drawn at random) stays within one point of the trained
+model's; chosen on retained data only, never on a forgotten or a test image. Its seconds are
+those of every rung (compilation apart); its data adds the retained examples the choice read.
+
 Every run is one JSON file in ``<out>/runs/<name>/methods/``, keyed on everything that
 changes its result (:func:`method_key`: the config but its bookkeeping fields, the seed,
 the classes, the method, its settings with their defaults, ``--inputs``, ``--data``,
@@ -56,6 +63,13 @@ from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.evaluation import DepthData
 
+
+
+#: The ``inputs`` slot of a ``<method>:sweep`` run, and the retained training examples its
+#: choice reads.
+SWEEP = "sweep"
+SWEEP_HELD_OUT = 2000
+SWEEP_TOLERANCE = 1.0
 
 
 class UsageError(ValueError):
@@ -191,13 +205,18 @@ def method_key(plain: dict[str, Any], classes: Sequence[int], method: str, input
   if relearn and not none and relearn_config is None:
     relearn_config = run_cache.canonical(relearning.RelearnConfig())
   trained = {k: v for k, v in plain.items() if k not in run_cache.FORGET_FIELDS}
-  return {"runner": "experiments.table --methods", "version": version, "config": trained,
-          "classes": [int(c) for c in classes], "method": method,
-          "inputs": "trained-codes" if none else inputs,
-          "settings": None if none else method_settings(method, plain),
-          "data": None if none else data,
-          "relearn": relearn_config if relearn and not none else None,
-          "train_cap": train_cap, "mia_cap": mia_cap}
+  key = {"runner": "experiments.table --methods", "version": version, "config": trained,
+         "classes": [int(c) for c in classes], "method": method,
+         "inputs": "trained-codes" if none else inputs,
+         "settings": None if none else method_settings(method, plain),
+         "data": None if none else data,
+         "relearn": relearn_config if relearn and not none else None,
+         "train_cap": train_cap, "mia_cap": mia_cap}
+  if inputs == SWEEP and not none:  # The ladder and the choice's settings.
+    key["settings"] = run_cache.canonical(baselines.get_method(method).config_cls())
+    key["sweep"] = {"ladder": run_cache.canonical(list(baselines.get_method(method).sweep)),
+                    "held_out": SWEEP_HELD_OUT, "tolerance": SWEEP_TOLERANCE}
+  return key
 
 
 def legacy_method_key(spec: str, out: pathlib.Path, name: str, record: dict[str, Any],
@@ -225,15 +244,42 @@ def legacy_method_key(spec: str, out: pathlib.Path, name: str, record: dict[str,
 
 
 def variant(method: str, inputs: str) -> str:
-  """The run's label: the method, with ``@inputs`` for the codes ablation."""
+  """The run's label: the method, with ``@inputs`` for the codes ablation, ``:sweep`` for
+  its swept settings."""
+  if inputs == SWEEP:
+    return f"{method}:{SWEEP}"
   return method if inputs == "trained-codes" else f"{method}@{inputs}"
 
 
-def plan_variants(methods: Sequence[str], inputs: Sequence[str]) -> list[tuple[str, str]]:
-  """``(method, inputs)`` pairs to run: every method, then the ablation of the mnemonic ones."""
-  pairs = [(m, "trained-codes") for m in methods]
+def plan_variants(methods: Sequence[str], inputs: Sequence[str], sweep: bool = False
+                  ) -> list[tuple[str, str]]:
+  """``(method, inputs)`` pairs to run: every method, with ``sweep`` the swept settings of
+  those that register a ladder (each after its defaults), then the ablation of the mnemonic
+  ones."""
+  pairs = []
+  for m in methods:
+    pairs.append((m, "trained-codes"))
+    if sweep and baselines.get_method(m).sweep:
+      pairs.append((m, SWEEP))
   pairs += [(m, k) for k in inputs if k != "trained-codes" for m in methods if m in DATA_FREE]
   return pairs
+
+
+def _swept(method: str, bundle, classes: Sequence[int], data, train_full, key):
+  """``(bundle, report)`` of :func:`mnemonic_jax.baselines.base.sweep` on ``method``'s
+  ladder; the choice reads :data:`SWEEP_HELD_OUT` retained training examples."""
+  retained = np.flatnonzero(~np.isin(train_full.labels, classes))
+  pick = np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 2), retained))[
+      :SWEEP_HELD_OUT])
+  held_out = baselines.Split(train_full.images[pick], train_full.labels[pick])
+  new, report = baselines.base.sweep(method, bundle, classes, data, held_out,
+                                     tolerance=SWEEP_TOLERANCE, key=key)
+  report = dataclasses.replace(
+      report, seconds=float(report.details["sweep_seconds"]),
+      data={"none": "retain", "forget": "all"}.get(report.data, report.data),
+      examples={**report.examples, "held_out": int(len(pick))},
+      details={**report.details, "chosen_seconds": report.seconds})
+  return new, report
 
 
 def forget_variant(ctx, classes: Sequence[int], method: str, inputs: str, config, train_full,
@@ -245,6 +291,8 @@ def forget_variant(ctx, classes: Sequence[int], method: str, inputs: str, config
   data = baselines.UnlearnData.from_training(
       train_full.images, train_full.labels, classes,
       retain=data_kind in ("retain", "all"), forget=data_kind in ("forget", "all"))
+  if inputs == SWEEP:
+    return _swept(method, bundle, classes, data, train_full, key)
   source = bundle
   if inputs != "trained-codes":
     fake = mnemonic_lib.fisher_inputs(inputs, bundle, jax.random.fold_in(key, 1),
@@ -297,7 +345,7 @@ def relearn_record(ctx, bundle, classes, test, train_full) -> dict[str, Any]:
 def run(args, config, name: str, command: str) -> pathlib.Path:
   """``table --methods``: plan, run (skipping cached runs), report."""
   methods, inputs = parse_methods(args.methods, args.inputs, args.data, args.depth)
-  variants = plan_variants(methods, inputs)
+  variants = plan_variants(methods, inputs, getattr(args, "sweep", False))
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
   num_classes = test.info.num_classes
   forget_sets = common.forget_sets_of(args, num_classes)

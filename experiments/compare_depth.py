@@ -80,7 +80,9 @@ def save_oracle(path: pathlib.Path, bundle) -> None:
 
 def split_variant(variant: str) -> tuple[str, str]:
   """``"mnemonic@zeros"`` -> ``("mnemonic", "zeros")``; ``"ssd"`` -> ``("ssd",
-  "trained-codes")``."""
+  "trained-codes")``; ``"scrub:sweep"`` -> ``("scrub", "sweep")`` (the swept settings)."""
+  if variant.endswith(":sweep"):
+    return variant[:-len(":sweep")], "sweep"
   method, _, inputs = variant.partition("@")
   return method, inputs or "trained-codes"
 

@@ -184,6 +184,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   lines.append("")
 
   lines += ablation_section(records)
+  lines += sweep_section(records)
   auto = [r for r in records if r["variant"] == "mnemonic-auto"]
   if auto and any(r.get("oracle") for r in auto):
     lines += goal_section(auto, records, class_names)
@@ -237,6 +238,41 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
       row["depth_output_level_only"] = depth.get("output_level_only")
       writer.writerow(row)
   return out / f"{base}.md"
+
+
+def sweep_section(records: list[dict[str, Any]]) -> list[str]:
+  """The swept methods (``<method>:sweep``): which rung each run chose, at what cost."""
+  swept = [r for r in records if r["variant"].endswith(":sweep")]
+  if not swept:
+    return []
+  lines = ["## Swept settings (`<method>:sweep`)", "",
+           "Where a method's published defaults leave the class known (or wreck the rest) on "
+           "small models, its module registers a ladder of settings, the defaults first "
+           "(`mnemonic_jax.baselines.base.sweep`). `<method>:sweep` runs every rung and keeps "
+           "the strongest one whose accuracy on retained training examples (2000 drawn at "
+           "random) stays within 1 point of the trained model's: chosen on retained data only, "
+           "never on a forgotten class's example or a test image. Its **s** is every rung's "
+           "seconds together; the method's row above is its defaults.", "",
+           "| variant | runs | chosen (runs) | held-out accuracy of each rung (mean) | s of "
+           "the chosen rung |", "|---|---|---|---|---|"]
+  for v in dict.fromkeys(r["variant"] for r in swept):
+    rs = [r for r in swept if r["variant"] == v]
+    chosen: dict[str, int] = {}
+    for r in rs:
+      text = ", ".join(f"{k}={x}" for k, x in r["details"].get("chosen", {}).items())
+      chosen[text or "defaults"] = chosen.get(text or "defaults", 0) + 1
+    trials = [r["details"].get("sweep", []) for r in rs]
+    rungs = []
+    for i, trial in enumerate(trials[0]):
+      label = ", ".join(f"{k}={x}" for k, x in trial["overrides"].items()) or "defaults"
+      accs = [t[i]["held_out_accuracy"] for t in trials if i < len(t)
+              and t[i]["held_out_accuracy"] is not None]
+      rungs.append(f"{label}: {np.mean(accs):.1f}" if accs else f"{label}: diverged")
+    lines.append(f"| {v} | {len(rs)} | "
+                 + "; ".join(f"{k} ({n})" for k, n in chosen.items()) + " | "
+                 + "; ".join(rungs) + " | "
+                 + _mean([r["details"].get("chosen_seconds") for r in rs], 3) + " |")
+  return lines + [""]
 
 
 def ablation_section(records: list[dict[str, Any]]) -> list[str]:

@@ -236,3 +236,24 @@ def test_depth_columns_through_the_real_command(tmp_path, tiny_config, capsys):
   table.main(depth)
   err = capsys.readouterr().err
   assert "reused 3 cached runs, computed 0" in err and "depth: reused 1 cached runs" in err
+
+
+def test_swept_variants_are_planned_keyed_and_reported():
+  """--sweep: <method>:sweep after each method with a ladder; its own key; its section."""
+  from experiments import compare, compare_depth, compare_report
+
+  pairs = compare.plan_variants(["retrain", "lfssd", "mnemonic"], ["trained-codes", "zeros"],
+                                sweep=True)
+  assert pairs == [("retrain", "trained-codes"), ("lfssd", "trained-codes"), ("lfssd", "sweep"),
+                   ("mnemonic", "trained-codes"), ("mnemonic", "zeros")]
+  assert compare.variant("lfssd", "sweep") == "lfssd:sweep"
+  assert compare_depth.split_variant("lfssd:sweep") == ("lfssd", "sweep")
+  assert compare_depth.attacked(["retrain", "lfssd:sweep", "mnemonic@zeros"]) == ["lfssd:sweep"]
+  key = lambda inputs: compare.method_key({"seed": 0}, [3], "lfssd", inputs, "all", True, 1, 1)
+  assert "sweep" not in key("trained-codes") and key("sweep")["sweep"]["ladder"][0] == {}
+  trials = [{"overrides": {}, "held_out_accuracy": 99.0, "ok": True},
+            {"overrides": {"alpha": 2.0}, "held_out_accuracy": 98.5, "ok": True}]
+  runs = [{"variant": "lfssd:sweep", "details": {"chosen": {"alpha": 2.0}, "sweep": trials,
+                                                 "chosen_seconds": 0.5}}]
+  text = "\n".join(compare_report.sweep_section(runs))
+  assert "| lfssd:sweep | 1 | alpha=2.0 (1) | defaults: 99.0; alpha=2.0: 98.5 |" in text
