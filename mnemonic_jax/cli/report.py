@@ -143,10 +143,12 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
     head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes)"]
   else:
     head = [f"move = {r['move']}"]
-  verified = ("met on the codes" if r.get("met") else "not met on the codes"
-              if r.get("met") is False else "no rule")
-  head.append(f"acts on: {r['acts_on']}; its rule: {verified} (the codes only: E_F on real "
-              "images is not guaranteed by it)")
+  rule = ("met on the codes" if r.get("met") else "not met on the codes"
+          if r.get("met") is False else "no rule")
+  checked = ("checked for every input: the model bounds its head's input and no input can "
+             "be classified as a forgotten class" if r.get("verified") == "every input" else
+             "checked on the codes only: E_F on real images is not guaranteed")
+  head.append(f"acts on: {r['acts_on']}; its rule: {rule}; {checked}")
   lines = head + [
       "accuracy on the mnemonic codes:  before    after",
       (f"  forgotten classes              {pct(r['before']['forget_accuracy'])}   "

@@ -1,0 +1,221 @@
+"""Which data-free rule goes deepest (issue #20): depth goals, chosen and held out apart.
+
+Usage::
+
+  python -m experiments.deep [--out experiments/results] [--work runs/deep]
+      [--methods mnemonic,mnemonic-auto,...] [--report-only]
+
+Runs :mod:`experiments.depth` on three parts, each in its own cache folder under
+``--work`` (a rerun reuses every finished run), then writes ``deep.md``, ``deep.csv``,
+``deep.json`` and ``deep.png`` to ``--out``:
+
+* ``chosen``: the digits sigmoid, tanh and GELU MLPs, seed 0, classes 0, 6 and {0,1,2}:
+  the runs the ``erase`` rule was designed and chosen on;
+* ``held-out seed``: the same three architectures trained with seed 1, classes 3, 8 and
+  {0,1,2} (models, classes and oracles never looked at during the choice);
+* ``held-out architecture``: a ReLU MLP with a LayerNorm before its head
+  (``digits_lnrelu``, trained only after the choice), the digits ViT and the ReLU CNN
+  with BatchNorm on a Fashion-MNIST subset, seed 0, classes 0, 6 and {0,1,2}.
+
+Every method is scored against the retrain oracle of the same model, seed and class set
+with :func:`mnemonic_jax.evaluation.depth_goals` (the goals of issue #19). The report
+counts, per method, the runs passing each goal, the goals met in all, and its seconds
+(compilation apart), with the held-out parts apart from the chosen one, and says which
+rule meets the most goals on the held-out runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import datetime
+import json
+import os
+import pathlib
+import shlex
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from experiments import common
+from experiments import depth as depth_run
+
+#: ``(part, models, seed, classes)``.
+PARTS = (
+    ("chosen", "digits_sigmoid,digits_tanh,digits_gelu", 0, "0,6,0+1+2"),
+    ("held-out seed", "digits_sigmoid,digits_tanh,digits_gelu", 1, "3,8,0+1+2"),
+    ("held-out architecture", "digits_lnrelu,digits_vit,fashion_cnn", 0, "0,6,0+1+2"),
+)
+#: The rules compared: the paper's (given and searched lambdas), this project's
+#: data-free moves, and one few-shot comparator (reads 10 images per class).
+METHODS = ("mnemonic,mnemonic-auto,mnemonic-bias,mnemonic-project,mnemonic-erase,"
+           "mnemonic-shrink,mnemonic-shrink+bias,svd-projection")
+GOALS = ("forgetting", "one_constant", "input_scale", "probe", "prototype", "relearning")
+
+
+def _folder(part: str) -> str:
+  return part.replace(" ", "_").replace("-", "")
+
+
+def _plain(value: Any) -> Any:
+  return ast.literal_eval(value) if isinstance(value, str) else value
+
+
+def load_runs(work: pathlib.Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+  """Every run of every part (``part`` added), and each part's depth.json header."""
+  runs, headers = [], []
+  for part, *_ in PARTS:
+    path = work / _folder(part) / "depth.json"
+    if not path.exists():
+      continue
+    result = json.loads(path.read_text())
+    headers.append({"part": part, **{k: result[k] for k in ("command", "machine", "date",
+                                                            "load_start", "wall_seconds",
+                                                            "cpu_seconds") if k in result}})
+    for model in result["models"]:
+      for run in model["runs"]:
+        runs.append({**run, "part": part, "goals": _plain(run["goals"])})
+  return runs, headers
+
+
+def tally(runs: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+  """Per method: per goal ``[passed, applicable]``, goals met, runs meeting every goal,
+  the median seconds (compilation apart) and the data it reads."""
+  out: dict[str, dict[str, Any]] = {}
+  for run in runs:
+    row = out.setdefault(run["method"], {"goals": {g: [0, 0] for g in GOALS}, "met": 0,
+                                         "applicable": 0, "every": 0, "runs": 0,
+                                         "seconds": [], "data": run["data"]})
+    row["runs"] += 1
+    row["seconds"].append(float(run.get("method_seconds", float("nan"))))
+    applicable = [g for g in run["goals"] if g["passed"] is not None]
+    for goal in applicable:
+      row["goals"][goal["name"]][0] += bool(goal["passed"])
+      row["goals"][goal["name"]][1] += 1
+    row["met"] += sum(bool(g["passed"]) for g in applicable)
+    row["applicable"] += len(applicable)
+    row["every"] += all(g["passed"] for g in applicable)
+  for row in out.values():
+    seconds = sorted(row.pop("seconds"))
+    row["median_seconds"] = seconds[len(seconds) // 2] if seconds else float("nan")
+  return out
+
+
+def _table(counts: dict[str, dict[str, Any]]) -> list[str]:
+  lines = ["| method | data | " + " | ".join(GOALS) + " | goals met | every goal (runs) | "
+           "seconds (median) |", "|---|---|" + "---:|" * (len(GOALS) + 3)]
+  for method, row in sorted(counts.items(), key=lambda kv: -kv[1]["met"]):
+    cells = [f"{p}/{a}" if a else "n/a" for p, a in (row["goals"][g] for g in GOALS)]
+    lines.append(f"| {method} | {row['data']} | " + " | ".join(cells)
+                 + f" | {row['met']}/{row['applicable']} | {row['every']}/{row['runs']} | "
+                 f"{row['median_seconds']:.2f} |")
+  return lines
+
+
+def plot(held: dict[str, dict[str, Any]], path: pathlib.Path) -> None:
+  """Held-out goals met (fraction) against median seconds, one point per method."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, ax = plt.subplots(figsize=(6.5, 4.2))
+  for method, row in held.items():
+    x, y = max(row["median_seconds"], 1e-3), row["met"] / max(row["applicable"], 1)
+    ax.scatter(x, y)
+    ax.annotate(method, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+  ax.set_xscale("log")
+  ax.set_xlabel("seconds per request (median, compilation apart)")
+  ax.set_ylabel("depth goals met on held-out runs (fraction)")
+  ax.set_title("Held-out depth goals against time")
+  fig.tight_layout()
+  fig.savefig(path, dpi=120)
+  plt.close(fig)
+
+
+def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathlib.Path,
+          command: str) -> dict[str, Any]:
+  """Writes deep.md/.csv/.json/.png; returns the summary."""
+  chosen = tally([r for r in runs if r["part"] == "chosen"])
+  held = tally([r for r in runs if r["part"] != "chosen"])
+  by_part = {part: tally([r for r in runs if r["part"] == part]) for part, *_ in PARTS}
+  data_free = {m: r for m, r in held.items() if r["data"] == "none"}
+  best = max(data_free, key=lambda m: (data_free[m]["met"], data_free[m]["every"])) \
+      if data_free else None
+  summary = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
+             "machine": common.machine_line(), "load": os.getloadavg(), "parts": headers,
+             "chosen": chosen, "held_out": held, "by_part": by_part, "best_held_out": best}
+  out.mkdir(parents=True, exist_ok=True)
+  (out / "deep.json").write_text(json.dumps(summary, indent=1, default=str))
+  with open(out / "deep.csv", "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(["part", "model", "seed", "classes", "method", "data", "method_seconds",
+                     *GOALS])
+    for r in runs:
+      passed = {g["name"]: g["passed"] for g in r["goals"]}
+      writer.writerow([r["part"], r["model"], r["seed"], "+".join(map(str, r["classes"])),
+                       r["method"], r["data"], f"{r.get('method_seconds', float('nan')):.4f}",
+                       *[passed.get(g) for g in GOALS]])
+  plot(held, out / "deep.png")
+  parts = "\n".join(f"* {h['part']}: `{h['command']}` ({h.get('wall_seconds', 0) / 60:.0f} "
+                    f"min wall, {h.get('cpu_seconds', 0) / 60:.0f} CPU min; load at the start "
+                    f"{', '.join(f'{v:.1f}' for v in h.get('load_start', []))})"
+                    for h in headers)
+  best_line = (f"**On the held-out runs, the data-free rule meeting the most depth goals is "
+               f"`{best}`** ({data_free[best]['met']}/{data_free[best]['applicable']} goals; "
+               f"every goal in {data_free[best]['every']}/{data_free[best]['runs']} runs)."
+               if best else "No held-out runs yet.")
+  lines = [
+      "# Which data-free rule goes deepest (issue #20)", "",
+      f"Command: `{command}` (written {summary['date']}).", "",
+      f"Machine: {summary['machine']}; the shared 2-core CPU box, other work running "
+      f"beside it (load average at the end: {', '.join(f'{v:.1f}' for v in summary['load'])}).",
+      "", "Parts (each an `experiments.depth` run, cached under the work folder):", "", parts,
+      "",
+      "Goals (issue #19; per run, against the retrain oracle of the same model, seed and "
+      "class set): forgetting (E_F >= 99, A_R >= oracle - 1), one_constant (<= oracle + 10 "
+      "both ways), input_scale (<= oracle + 5 at x1.5, x2, x3), probe (linear probe and "
+      "nearest-class-mean recall <= oracle + 5, only where the original and the oracle "
+      "differ by more than 10 points), prototype (<= oracle + 10), relearning (no faster "
+      "than the oracle). `data`: what the method reads besides the model and the codes "
+      "(`none`: data-free; `svd-projection` reads 10 training images per class).", "",
+      best_line, "",
+      "## Held out (seed 1 on new classes; architectures trained after the choice)", "",
+      *_table(held), "",
+      "## Chosen on (the runs the rule was designed on: not evidence)", "",
+      *_table(chosen), "",
+      *[line for part, *_ in PARTS[1:] if by_part[part]
+        for line in (f"## {part}", "", *_table(by_part[part]), "")],
+      "![held-out goals against seconds](deep.png)", "",
+      "Per run: `deep.csv` (every goal's pass or fail); the attacks' figures: the parts' "
+      "`depth.md` under the work folder.", ""]
+  (out / "deep.md").write_text("\n".join(lines))
+  return summary
+
+
+def main(argv: Sequence[str] | None = None) -> pathlib.Path:
+  """Runs the parts (unless ``--report-only``) and writes the report; returns deep.md."""
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--out", type=common.out_path, default="runs/experiments",
+                      help="where deep.md goes (default: the scratch folder)")
+  parser.add_argument("--work", type=common.out_path, default="runs/deep",
+                      help="the parts' caches and depth reports")
+  parser.add_argument("--methods", default=METHODS, help="comma-separated methods")
+  parser.add_argument("--relearn-steps", type=int, default=200)
+  parser.add_argument("--report-only", action="store_true",
+                      help="write the report from the parts already run")
+  args = parser.parse_args(argv)
+  work, out = pathlib.Path(args.work), pathlib.Path(args.out)
+  if not args.report_only:
+    for part, models, seed, classes in PARTS:
+      depth_run.main(["--models", models, "--seed", str(seed), "--classes", classes,
+                      "--oracle-seeds", "", "--methods", args.methods, "--relearn-steps",
+                      str(args.relearn_steps), "--out", str(work / _folder(part))])
+  runs, headers = load_runs(work)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  write(runs, headers, out, " ".join(["python -m experiments.deep", shlex.join(argv)]).strip())
+  print(f"wrote {out / 'deep.md'}")
+  return out / "deep.md"
+
+
+if __name__ == "__main__":
+  main()
