@@ -39,7 +39,7 @@ from experiments import bench_common as bc
 #: all on 2 idle cores).
 BENCHES = (
     ("bench_train", ["--rounds", "3", "--first-rounds", "2"]),
-    ("bench_forget", ["--repeats", "10", "--rounds", "3"]),
+    ("bench_forget", ["--repeats", "10", "--rounds", "3", "--models", "mlp"]),
     ("bench_fisher", ["--models", "resnet18_cifar", "--microbatches", "all", "--skip-224",
                       "--repeats", "5", "--rounds", "3"]),
     ("bench_search", ["--classes", "10,100", "--repeats", "2"]),

@@ -195,8 +195,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                          "--checkpoint", str(checkpoints[name]), "--classes", classes[name],
                          "--lambda1", "1e-3", "--lambda2", "10", "--threads", str(n),
                          "--output", str(out)])
-        times.setdefault((name, f"PyTorch, {n} thread(s)", ""), []).append(seconds)
-        print(f"round {round_ + 1}: {name} PyTorch {n} thread(s): {seconds:.2f} s",
+        times.setdefault((name, f"PyTorch, {bc.threads(n)}", ""), []).append(seconds)
+        print(f"round {round_ + 1}: {name} PyTorch {bc.threads(n)}: {seconds:.2f} s",
               file=sys.stderr, flush=True)
       return run
 
@@ -214,9 +214,9 @@ def main(argv: Sequence[str] | None = None) -> int:
   for name in bundles:
     for lambdas in LAMBDAS:
       for n in threads if name in checkpoints else [None]:
-        ref = None if n is None else med[(name, f"PyTorch, {n} thread(s)", "")]
-        ratios.add(f"`mnemonic-jax forget`, second run, {name}, {lambdas} (PyTorch "
-                   f"load-forget-save at {n} thread(s), fixed lambdas)", ref,
+        ref = None if n is None else med[(name, f"PyTorch, {bc.threads(n)}", "")]
+        ratios.add(f"`mnemonic-jax forget`, second run, {name}, {lambdas}"
+                   f"{bc.versus(n, 'load-forget-save with fixed lambdas')}", ref,
                    med[(name, lambdas, "second run")], skipped.get(name, ""))
   lines += [
       f"Medians of {args.repeats} round(s), wall seconds of the whole process. *First "

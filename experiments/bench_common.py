@@ -201,3 +201,14 @@ def out_path(text: str) -> str:
   from experiments import common  # pylint: disable=import-outside-toplevel
 
   return common.out_path(text)
+
+
+def threads(n: int) -> str:
+  """``1 thread``, ``2 threads``."""
+  return f"{n} thread" + ("" if n == 1 else "s")
+
+
+def versus(n: int | None, what: str = "") -> str:
+  """A row label's end naming the PyTorch side: `` (PyTorch WHAT, at 1 thread)``, or ``""``
+  when torch is absent (``n`` None)."""
+  return "" if n is None else f" (PyTorch{' ' + what + ',' if what else ''} at {threads(n)})"

@@ -237,7 +237,7 @@ def side_by_side(rounds: int, repeats: int, threads: list[int], ratios) -> list[
     return call
 
   calls = {"mnemonic-jax first": first("jax")}
-  calls.update({f"PyTorch first, {n} thread(s)": first("torch", n) for n in threads})
+  calls.update({f"PyTorch first, {bc.threads(n)}": first("torch", n) for n in threads})
   firsts = bc.interleaved(rounds, calls)
   params = variables["params"]
   jax_call = lambda: bc.timed(lambda: fisher.fisher_diagonal(apply_fn, params, codes, labels),
@@ -253,18 +253,18 @@ def side_by_side(rounds: int, repeats: int, threads: list[int], ratios) -> list[
       return bc.timed(lambda: tr.fisher_diagonal(model, x, y))
 
     torch_call(threads[0])  # Warm-up.
-    calls.update({f"PyTorch later, {n} thread(s)": functools.partial(torch_call, n)
+    calls.update({f"PyTorch later, {bc.threads(n)}": functools.partial(torch_call, n)
                   for n in threads})
   later = bc.interleaved(repeats, calls)
   for n in threads or [None]:
-    ref = None if n is None else bc.median(firsts[f"PyTorch first, {n} thread(s)"])
+    ref = None if n is None else bc.median(firsts[f"PyTorch first, {bc.threads(n)}"])
     ratios.add(f"per-example Fisher, ResNet-18 (CIFAR stem), 10 codes, first call, fresh "
-               f"process (PyTorch at {n} thread(s))", ref, bc.median(firsts["mnemonic-jax first"]),
+               f"process{bc.versus(n)}", ref, bc.median(firsts["mnemonic-jax first"]),
                f"{bc.median(compiles):.2f} s of it compiling")
   for n in threads or [None]:
-    ref = None if n is None else bc.median(later[f"PyTorch later, {n} thread(s)"])
-    ratios.add(f"per-example Fisher, ResNet-18 (CIFAR stem), 10 codes, later calls (PyTorch "
-               f"at {n} thread(s))", ref, bc.median(later["mnemonic-jax later"]), "")
+    ref = None if n is None else bc.median(later[f"PyTorch later, {bc.threads(n)}"])
+    ratios.add(f"per-example Fisher, ResNet-18 (CIFAR stem), 10 codes, later calls"
+               f"{bc.versus(n)}", ref, bc.median(later["mnemonic-jax later"]), "")
   return lines + [
       f"Medians: first calls over {rounds} round(s) of fresh processes, later calls over "
       f"{repeats} interleaved round(s).", "", *ratios.table(), "",

@@ -156,7 +156,7 @@ def side_by_side(args, threads: list[int], ratios: bc.Ratios) -> list[str]:
       return call
 
     calls = {"mnemonic-jax first": first("jax")}
-    calls.update({f"PyTorch first, {n} thread(s)": first("torch", n) for n in threads})
+    calls.update({f"PyTorch first, {bc.threads(n)}": first("torch", n) for n in threads})
     firsts = bc.interleaved(args.rounds, calls)
 
   jax_forget(apply_fn, params, codes, 0, LAMBDAS[0])  # Compiled before the later calls.
@@ -178,17 +178,17 @@ def side_by_side(args, threads: list[int], ratios: bc.Ratios) -> list[str]:
   if threads:
     torch_call(threads[0])  # Warm-up.
   calls = {"mnemonic-jax later": jax_call}
-  calls.update({f"PyTorch later, {n} thread(s)": functools.partial(torch_call, n)
+  calls.update({f"PyTorch later, {bc.threads(n)}": functools.partial(torch_call, n)
                 for n in threads})
   later = bc.interleaved(args.repeats, calls)
   for n in threads or [None]:
-    ref = None if n is None else bc.median(firsts[f"PyTorch first, {n} thread(s)"])
-    ratios.add(f"mj.forget, fixed lambdas, first call, fresh process (PyTorch at {n} "
-               "thread(s))", ref, bc.median(firsts["mnemonic-jax first"]),
+    ref = None if n is None else bc.median(firsts[f"PyTorch first, {bc.threads(n)}"])
+    ratios.add(f"mj.forget, fixed lambdas, first call, fresh process"
+               f"{bc.versus(n)}", ref, bc.median(firsts["mnemonic-jax first"]),
                f"{bc.median(compiles):.2f} s of it compiling")
   for n in threads or [None]:
-    ref = None if n is None else bc.median(later[f"PyTorch later, {n} thread(s)"])
-    ratios.add(f"mj.forget, fixed lambdas, later calls (PyTorch at {n} thread(s))", ref,
+    ref = None if n is None else bc.median(later[f"PyTorch later, {bc.threads(n)}"])
+    ratios.add(f"mj.forget, fixed lambdas, later calls{bc.versus(n)}", ref,
                bc.median(later["mnemonic-jax later"]), "")
   return lines + [
       f"Medians: first calls over {args.rounds} round(s) of fresh processes, later calls "
@@ -230,6 +230,7 @@ def warm(make_call: Callable[[int], Callable[[], Any]], repeats: int, what: str)
 
 def jax_alone(name: str, shape, repeats: int, **kwargs) -> list[dict]:
   """Rows of mnemonic-jax's entry points on one model (see the module docstring)."""
+  # pylint: disable=protected-access  (the compiled programs, called directly)
   from experiments.common import median_seconds  # pylint: disable=import-outside-toplevel
   from mnemonic_jax import fisher as fisher_lib  # pylint: disable=import-outside-toplevel
   from mnemonic_jax import forgetting  # pylint: disable=import-outside-toplevel
@@ -254,7 +255,7 @@ def jax_alone(name: str, shape, repeats: int, **kwargs) -> list[dict]:
   later = warm(lambda i: lambda: fixed(i % 10, 1e-3 * i), repeats, "forget (fixed)")
   request = forgetting.validate_request(apply_fn, params, codes, [0])
   program = functools.partial(
-      algorithm2._algorithm2, request.apply_fn, params, request.codes,  # pylint: disable=protected-access
+      algorithm2._algorithm2, request.apply_fn, params, request.codes,
       request.in_forget, request.in_remain, microbatch_size=None, method="auto", mesh=None)
   run = median_seconds(
       lambda i: lambda: program((np.float32(1e-3 * i), np.float32(LAMBDAS[1]))), repeats)
@@ -279,7 +280,7 @@ def jax_alone(name: str, shape, repeats: int, **kwargs) -> list[dict]:
   later = warm(lambda i: diagonal, repeats, "fisher_diagonal")
   weights, offsets = np.full((1, 10), 0.1, np.float32), np.zeros(1, np.float32)
   program = functools.partial(
-      fisher_lib._fisher_program, as_pytree(apply_fn), params, codes,  # pylint: disable=protected-access
+      fisher_lib._fisher_program, as_pytree(apply_fn), params, codes,
       labels, weights, offsets, loss_fn=fisher_lib.cross_entropy, microbatch_size=None,
       method="auto", mesh=None)
   row("fisher_diagonal", first, later, median_seconds(lambda i: program, repeats))

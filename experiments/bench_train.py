@@ -218,7 +218,7 @@ def main(argv=None) -> int:
       return call
 
     calls = {"mnemonic-jax first fit": first("jax")}
-    calls.update({f"PyTorch first epoch, {n} thread(s)": first("torch", n) for n in threads})
+    calls.update({f"PyTorch first epoch, {bc.threads(n)}": first("torch", n) for n in threads})
     firsts = bc.interleaved(args.first_rounds, calls)
 
   # Steady state, in this process.
@@ -236,7 +236,7 @@ def main(argv=None) -> int:
   if threads:
     torch_side = TorchSide(images, labels, mean, std)
     torch_side.epoch(threads[0])  # Warm-up.
-    calls.update({f"PyTorch epoch, {n} thread(s)": (lambda n=n: torch_side.epoch(n))
+    calls.update({f"PyTorch epoch, {bc.threads(n)}": (lambda n=n: torch_side.epoch(n))
                   for n in threads})
   steady = bc.interleaved(args.rounds, calls)
   rate = matmul_rate(args.repeats)
@@ -247,12 +247,12 @@ def main(argv=None) -> int:
   jax_compile = bc.median([r["compile"] for r in results["jax1"]])
   ratios = bc.Ratios()
   for n in threads or [None]:
-    torch_steady = None if n is None else bc.median(steady[f"PyTorch epoch, {n} thread(s)"])
-    ratios.add(f"training epoch, {len(labels)} images, steady state (PyTorch at {n} thread(s))",
+    torch_steady = None if n is None else bc.median(steady[f"PyTorch epoch, {bc.threads(n)}"])
+    ratios.add(f"training epoch, {len(labels)} images, steady state{bc.versus(n)}",
                torch_steady, off, "progress bar off")
   for n in threads or [None]:
-    torch_first = None if n is None else bc.median(firsts[f"PyTorch first epoch, {n} thread(s)"])
-    ratios.add(f"first fit including compilation, fresh process (PyTorch at {n} thread(s))",
+    torch_first = None if n is None else bc.median(firsts[f"PyTorch first epoch, {bc.threads(n)}"])
+    ratios.add(f"first fit including compilation, fresh process{bc.versus(n)}",
                torch_first, jax_first, f"{jax_compile:.2f} s of it compiling")
   needed = FLOP_PER_EXAMPLE * steps * BATCH
   lines += [

@@ -67,3 +67,9 @@ def test_bench_all_sizes_name_every_benchmark():
   names = [name for name, _ in bench_all.BENCHES]
   assert set(bench_all.TINY) == set(names)
   assert set(bench_all.SIDE_BY_SIDE) <= set(names)
+
+
+def test_row_labels_name_the_pytorch_threads_or_nothing():
+  assert bench_common.versus(None) == ""
+  assert bench_common.versus(1) == " (PyTorch at 1 thread)"
+  assert bench_common.versus(2, "load-forget-save") == " (PyTorch load-forget-save, at 2 threads)"

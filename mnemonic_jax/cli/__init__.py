@@ -112,7 +112,7 @@ def entry_point() -> int:
   the save the interrupt cut off, and print warnings at shutdown; the workdir lock goes
   with the process, and a resume removes the unfinished save. Before a normal exit every
   object moves to the collector's permanent generation (:func:`gc.freeze`), skipping
-  about 0.4 s of garbage collection at shutdown (``experiments/results/bench_cli.md``);
+  about 0.4 s of garbage collection at shutdown (an earlier ``experiments/bench_cli.py`` run);
   only the program does that, never a caller of :func:`main` that keeps running.
 
   Returns:
