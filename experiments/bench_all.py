@@ -20,7 +20,7 @@ and measures mnemonic-jax only.
 
 Usage:
   python -m experiments.bench_all [--out experiments/results/bench.md] [--only NAMES]
-      [--tiny]
+      [--torch-threads 1,2] [--tiny]
 """
 
 from __future__ import annotations
@@ -68,10 +68,16 @@ def main(argv=None) -> int:
   parser.add_argument("--only", default=None, help="comma-separated benchmark names")
   parser.add_argument("--tiny", action="store_true",
                       help="tiny sizes: checks that everything runs (figures mean nothing)")
+  parser.add_argument("--torch-threads", default="1,2",
+                      help="PyTorch thread counts of every side-by-side benchmark (on a "
+                           "loaded machine, 2 threads can wait for each other many times "
+                           "over: give 1)")
   args = parser.parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
-  chosen = [(name, TINY[name] if args.tiny else bench_args) for name, bench_args in BENCHES
-            if args.only is None or name in args.only.split(",")]
+  threads = [] if args.tiny else ["--torch-threads", args.torch_threads]
+  chosen = [(name, TINY[name] if args.tiny else
+             bench_args + (threads if name in SIDE_BY_SIDE else []))
+            for name, bench_args in BENCHES if args.only is None or name in args.only.split(",")]
   sections, failed, rows = [], [], []
   start_all, load_start = time.perf_counter(), bc.load_average()
   with tempfile.TemporaryDirectory(prefix="bench-all-") as scratch:

@@ -73,3 +73,19 @@ def test_row_labels_name_the_pytorch_threads_or_nothing():
   assert bench_common.versus(None) == ""
   assert bench_common.versus(1) == " (PyTorch at 1 thread)"
   assert bench_common.versus(2, "load-forget-save") == " (PyTorch load-forget-save, at 2 threads)"
+
+
+def test_bench_all_passes_the_torch_threads_to_side_by_side_benchmarks(monkeypatch, tmp_path):
+  calls = []
+
+  class Failed:
+    returncode, stdout, stderr = 1, "", "not run"
+
+  monkeypatch.setattr(bench_all.subprocess, "run", lambda a, **k: calls.append(a) or Failed())
+  assert bench_all.main(["--out", str(tmp_path / "b.md"), "--only", "bench_train,bench_search",
+                         "--torch-threads", "1"]) == 1
+  train, search = (c[2:] for c in calls)
+  assert train[0] == "experiments.bench_train" and "--json" in train
+  assert train[train.index("--torch-threads") + 1] == "1"
+  assert "--torch-threads" not in search and "--json" not in search
+  assert "**failed (exit 1)**" in (tmp_path / "b.md").read_text()
