@@ -364,7 +364,9 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
   legacy = (lambda record: legacy_method_key(args.config, out, name, record, common.TRAIN_CAP,
                                              common.MIA_CAP))
   depth_store = run_cache.RunCache(out / "runs" / name / "depth", common.machine_line())
-  dcfg = compare_depth.depth_config(args.depth_relearn_steps) if args.depth else None
+  dcfg = (compare_depth.depth_config(args.depth_relearn_steps,
+                                     getattr(args, "depth_probe_per_class", None))
+          if args.depth else None)
   records, depth_records, made, state = [], [], {}, {}
 
   def context(seed):

@@ -25,6 +25,7 @@ seconds (:func:`experiments.plots.depth_vs_seconds`).
 
 from __future__ import annotations
 
+import dataclasses
 import pathlib
 import time
 from typing import Any, Callable, Sequence
@@ -48,14 +49,20 @@ COLUMNS = (("one_constant_half", "1 const (half)"), ("one_constant_shots", "1 co
 GOALS = ("forgetting", "one_constant", "input_scale", "probe", "prototype", "relearning")
 
 
-def depth_config(relearn_steps: int | None) -> DepthConfig:
+def depth_config(relearn_steps: int | None, probe_per_class: int | None = None
+                 ) -> DepthConfig:
   """The suite's settings: its defaults, relearning capped at ``relearn_steps`` (``None``:
-  the default cap; 0: no relearning, the slowest attack)."""
+  the default cap; 0: no relearning), the linear probe fitted on ``probe_per_class``
+  training images per class (``None``: the default, 500; on Fashion-MNIST's MLP features
+  the probe's fit is most of the suite's time)."""
+  config = DepthConfig()
+  if probe_per_class is not None:
+    config = dataclasses.replace(config, probe_per_class=probe_per_class)
   if relearn_steps is None:
-    return DepthConfig()
+    return config
   if relearn_steps <= 0:
-    return DepthConfig(relearn=None)
-  return DepthConfig(relearn=RelearnConfig(max_steps=relearn_steps))
+    return dataclasses.replace(config, relearn=None)
+  return dataclasses.replace(config, relearn=RelearnConfig(max_steps=relearn_steps))
 
 
 def depth_key(method_key: dict[str, Any], oracle_key: dict[str, Any], config: DepthConfig

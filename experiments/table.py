@@ -344,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--depth-relearn-steps", type=int, default=None,
                  help="with --depth: the most relearning steps per model (0: no relearning "
                       "attack; default: the suite's)")
+  p.add_argument("--depth-probe-per-class", type=int, default=None,
+                 help="with --depth: training images per class the linear probe is fitted on "
+                      "(default: the suite's, 500)")
   p.add_argument("--report", default=None,
                  help="with --methods: the report's base name (default: <name>_baselines)")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
@@ -375,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
   config, variant = load_config(args.config, overrides)
   name = run_name(config, variant)
+  if args.depth_probe_per_class is not None and args.depth_probe_per_class < 1:
+    fail(f"--depth-probe-per-class must be at least 1, got {args.depth_probe_per_class}")
   if args.methods is not None:
     try:  # Before anything is written.
       compare.parse_methods(args.methods, args.inputs, args.data, args.depth)

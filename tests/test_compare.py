@@ -257,3 +257,16 @@ def test_swept_variants_are_planned_keyed_and_reported():
                                                  "chosen_seconds": 0.5}}]
   text = "\n".join(compare_report.sweep_section(runs))
   assert "| lfssd:sweep | 1 | alpha=2.0 (1) | defaults: 99.0; alpha=2.0: 98.5 |" in text
+
+
+def test_depth_config_caps_the_probe_and_relearning(tmp_path, tiny_config, capsys):
+  from experiments import compare_depth, table
+
+  config = compare_depth.depth_config(0, 100)
+  assert config.probe_per_class == 100 and config.relearn is None
+  assert compare_depth.depth_config(None).probe_per_class == 500
+  with pytest.raises(SystemExit) as caught:
+    table.main(["--config", str(tiny_config), "--methods", "retrain", "--depth",
+                "--depth-probe-per-class", "0", "--out", str(tmp_path / "out")])
+  assert caught.value.code == 2 and "at least 1" in capsys.readouterr().err
+  assert not (tmp_path / "out").exists()
