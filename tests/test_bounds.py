@@ -5,6 +5,7 @@ head's input, the guard phase of the output-layer moves rules out every input, a
 report says ``verified == "every input"`` only then (issue #20).
 """
 
+import hashlib
 import itertools
 
 import flax.linen as nn
@@ -99,3 +100,26 @@ def test_a_bad_declaration_is_named():
       return (0, 1)
   with pytest.raises(TypeError, match="head_feature_bound"):
     bounds.declared(Odd().apply)
+
+
+#: SHA-256 of the parameters Algorithm 2 gives below, recorded at commit 2f793a9 (before
+#: the erase move, the guard phase and the feature bounds): the paper's fixed-lambda path
+#: must stay bit for bit what it was.
+ALGORITHM2_DIGESTS = {
+    (1,): "f0fa492ceedb484267c68f1b92635594f622db0e2a7b3999c60e9720ce8c2eef",
+    (0, 2): "d0638fc48a8ac2e9454f6c834accff8ed9854712b7fa8483310a735424ad82d3",
+}
+
+
+@pytest.mark.parametrize("forget", sorted(ALGORITHM2_DIGESTS))
+def test_the_papers_fixed_lambda_path_is_unchanged_bit_for_bit(forget):
+  model = mj.create_model("mlp", 5, hidden=(16,), activation="sigmoid")
+  codes = mj.generate_codes(jax.random.key(0), 5, (4, 4, 1))
+  params = jax.tree.map(lambda p: p * 3.0, model.init(jax.random.key(1), codes)["params"])
+  new, report = mj.forget(mj.inference_apply_fn(model, {}), params, codes, list(forget),
+                          1e-2, 10.0)
+  digest = hashlib.sha256()
+  for leaf in jax.tree.leaves(new):
+    digest.update(np.asarray(leaf).tobytes())
+  assert report.move == "algorithm2"
+  assert digest.hexdigest() == ALGORITHM2_DIGESTS[forget]
