@@ -37,6 +37,7 @@ def _on_event(event: str, duration: float, **_) -> None:
   if event in _COMPILE_EVENTS:
     for clock in getattr(_clocks, "active", ()):
       clock.seconds += duration
+      clock.programs += event == _COMPILE_EVENTS[-1]
 
 
 class CompileClock(contextlib.AbstractContextManager):
@@ -45,16 +46,22 @@ class CompileClock(contextlib.AbstractContextManager):
   Uses JAX's monitoring events (tracing, lowering to MLIR, backend compilation), so it
   also counts compilations inside library code such as :func:`mnemonic_jax.training.fit`.
 
+  Attributes:
+    seconds: tracing, lowering and compiling, summed.
+    programs: programs the backend compiled (XLA compilations; a program JAX's
+      persistent cache loads is not counted).
+
   Example:
     >>> import jax, jax.numpy as jnp
     >>> with CompileClock() as clock:
     ...   _ = jax.jit(lambda x: jnp.sin(x) + 1.0)(1.0)
-    >>> clock.seconds > 0
+    >>> clock.seconds > 0 and clock.programs == 1
     True
   """
 
   def __init__(self):
     self.seconds = 0.0
+    self.programs = 0
 
   def __enter__(self) -> "CompileClock":
     global _listening

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
-from typing import TYPE_CHECKING, Any, Callable, NamedTuple
+import itertools
+import time
+from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 import chex
 import flax
@@ -88,21 +90,86 @@ def make_optimizer(
   return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum))
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2))
-def _init(key, model: Static, input_shape: tuple[int, ...]):
-  return model.value.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+#: XLA options of the programs a run calls once or once an epoch (initialisation, keys) on
+#: the CPU: LLVM optimisation level 1 instead of 3. XLA's CPU backend unrolls the threefry
+#: hash over a short minor axis at level 3 (the MLP's 1000 x 10 kernel: 1.7 s to compile,
+#: 0.25 s at level 1); level 1 keeps IEEE semantics, so the bits are the same
+#: (tests/test_training.py compares every model's initial state).
+_RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
+def _jit_run_once(fun: Callable, **jit_kwargs) -> Callable:
+  """``jax.jit(fun, **jit_kwargs)``, compiled with :data:`_RUN_ONCE_OPTIONS` on the CPU.
+
+  Called inside a trace (``jax.eval_shape``, another ``jit``), where JAX takes compiler
+  options only at the top level, it is the plain ``jax.jit``.
+  """
+  default = jax.jit(fun, **jit_kwargs)
+  quick = jax.jit(fun, compiler_options=_RUN_ONCE_OPTIONS, **jit_kwargs)
+
+  @functools.wraps(fun)
+  def call(*args, **kwargs):
+    if jax.default_backend() == "cpu":
+      try:
+        return quick(*args, **kwargs)
+      except ValueError as error:  # JAX: "`compiler_options` can only be passed to top-level"
+        if "compiler_options" not in str(error):
+          raise
+    return default(*args, **kwargs)
+
+  return call
+
+
+def _init_state(key, model: Static, optimizer: Static, input_shape: tuple[int, ...]):
+  variables = model.value.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get("batch_stats", {}), opt_state=optimizer.value.init(params))
+
+
+# One program builds the whole state (a state built op by op compiles a program per op).
+_init = _jit_run_once(_init_state, static_argnums=(1, 2, 3))
+_split = _jit_run_once(lambda key, num: tuple(jax.random.split(key, num)), static_argnums=1)
+_fold_in = _jit_run_once(jax.random.fold_in)
 
 
 def create_train_state(
     key: chex.PRNGKey, model: nn.Module, input_shape: tuple[int, ...],
     optimizer: optax.GradientTransformation,
 ) -> TrainState:
-  """Initialises parameters, BatchNorm statistics and optimiser state."""
-  variables = _init(key, Static(model), tuple(input_shape))
-  params = variables["params"]
-  return TrainState(
-      step=jnp.zeros((), jnp.int32), params=params,
-      batch_stats=variables.get("batch_stats", {}), opt_state=optimizer.init(params))
+  """Initialises parameters, BatchNorm statistics and optimiser state (one program)."""
+  return _init(key, Static(model), Static(optimizer), tuple(input_shape))
+
+
+class TrainStep:
+  """``step(state, images_uint8, labels) -> (state, metrics)``: one step of Algorithm 1.
+
+  Returned by :func:`make_train_step`. Its programs are module-level ``jax.jit`` functions that
+  take the codes, ``t_mix`` and keys as traced arguments (placed on the devices once).
+  :meth:`at` takes the batch from data already on the device by index, so that
+  :func:`fit` copies nothing to the device per step.
+  """
+
+  def __init__(self, static: dict[str, Any], constants: tuple[jax.Array, ...]):
+    self._static, self._constants = static, constants
+
+  def __call__(self, state: TrainState, images: chex.Array, labels: chex.Array
+               ) -> tuple[TrainState, Metrics]:
+    """One step on the batch ``images (B, *input_shape)`` uint8, ``labels (B,)``."""
+    return _train_step(state, images, labels, *self._constants, **self._static)
+
+  def at(self, state: TrainState, images: jax.Array, labels: jax.Array, first_step: jax.Array
+         ) -> tuple[TrainState, Metrics]:
+    """One step on batch ``state.step - first_step`` of batches already on the device.
+
+    Args:
+      state: the train state (donated).
+      images: ``(K, B, *input_shape)`` uint8, ``K`` batches on the device.
+      labels: ``(K, B)`` int, on the device.
+      first_step: the step that takes batch 0 (int32 scalar, on the device).
+    """
+    return _train_step_at(state, images, labels, first_step, *self._constants, **self._static)
 
 
 def make_train_step(
@@ -116,7 +183,7 @@ def make_train_step(
     std=(1.0,),
     augment: bool = False,
     mesh: Mesh | None = None,
-) -> Callable[[TrainState, chex.Array, chex.Array], tuple[TrainState, Metrics]]:
+) -> TrainStep:
   """Returns a jitted ``step(state, images_uint8, labels) -> (state, metrics)``.
 
   One module-level ``jax.jit``: equal models and the same optimiser object
@@ -139,24 +206,22 @@ def make_train_step(
   """
   if not 0.0 <= t_mix <= 1.0:
     raise errors.BadConfig(f"t_mix must be in [0, 1], got {t_mix}")
-  mix_key, augment_key = jax.random.split(key)
-  program = functools.partial(
-      _train_step, model=Static(model), optimizer=Static(optimizer),
-      mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
-      augment=bool(augment), mesh=mesh)
-  constants = (jnp.asarray(codes), jnp.float32(t_mix), mix_key, augment_key)
-  if mesh is not None:  # Placed once, replicated: a step copies nothing implicitly.
-    constants = parallel.replicate(mesh, constants)
-  codes, t_mix, mix_key, augment_key = constants
-  return lambda state, images, labels: program(state, images, labels, codes, t_mix, mix_key,
-                                               augment_key)
+  mix_key, augment_key = _split(key, 2)
+  static = dict(model=Static(model), optimizer=Static(optimizer),
+                mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+                augment=bool(augment), mesh=mesh)
+  constants = (jnp.asarray(codes), np.float32(t_mix), mix_key, augment_key)
+  # Placed once (replicated over a mesh): a step copies nothing implicitly.
+  constants = jax.device_put(constants) if mesh is None else parallel.replicate(mesh, constants)
+  return TrainStep(static, constants)
 
 
-@functools.partial(jax.jit, donate_argnums=0,
-                   static_argnames=("model", "optimizer", "mean", "std", "augment", "mesh"))
-def _train_step(state: TrainState, images, labels, codes, t_mix, mix_key, augment_key, *,
-                model: Static, optimizer: Static, mean, std, augment, mesh):
-  """One step of Algorithm 1; module-level, so equal models and optimisers share it."""
+_STATIC = ("model", "optimizer", "mean", "std", "augment", "mesh")
+
+
+def _step(state: TrainState, images, labels, codes, t_mix, mix_key, augment_key, *,
+          model: Static, optimizer: Static, mean, std, augment, mesh):
+  """One step of Algorithm 1 (traced inside the jitted programs below)."""
   import optax  # pylint: disable=import-outside-toplevel
 
   model, optimizer = model.value, optimizer.value
@@ -191,6 +256,17 @@ def _train_step(state: TrainState, images, labels, codes, t_mix, mix_key, augmen
       "code_fraction": jnp.mean(replaced),
   }
   return new_state, metrics
+
+
+#: Module-level, so equal models and optimisers share the compiled programs.
+_train_step = jax.jit(_step, donate_argnums=0, static_argnames=_STATIC)
+
+
+@functools.partial(jax.jit, donate_argnums=0, static_argnames=_STATIC)
+def _train_step_at(state: TrainState, images, labels, first_step, *constants, **static):
+  """:func:`_step` on batch ``state.step - first_step`` of ``images``, ``labels``."""
+  at = lambda a: jax.lax.dynamic_index_in_dim(a, state.step - first_step, keepdims=False)
+  return _step(state, at(images), at(labels), *constants, **static)
 
 
 def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | None = None):
@@ -247,7 +323,7 @@ class FitKeys(NamedTuple):
 
 def fit_keys(key: chex.PRNGKey) -> FitKeys:
   """Splits :func:`fit`'s root key into its init, shuffle and step keys, once."""
-  return FitKeys(*jax.random.split(key, 3))
+  return FitKeys(*_split(key, 3))
 
 
 def fit_optimizer(config: FitConfig, num_examples: int) -> optax.GradientTransformation:
@@ -285,27 +361,80 @@ def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitCon
                             fit_optimizer(config, num_examples))
 
 
+#: Steps a :class:`MetricsWindow` sums in one dispatch (a fixed length: one program).
+WINDOW_CHUNK = 16
+
+
 class MetricsWindow:
-  """Keeps the step metrics of a window (device arrays: no dispatch, no wait per step);
-  :meth:`mean` reads their means over the steps added since the last call, in one
-  jitted reduction, and resets."""
+  """Means of step metrics over a window of steps, read without waiting on every step.
+
+  The step metrics stay on the device; every :data:`WINDOW_CHUNK` steps one jitted
+  program sums them (a fixed number of steps, a shorter chunk padded and masked, so any
+  window length reuses one compiled program). :meth:`mean` reads the window's means,
+  waiting for them; :meth:`ready_mean` reads only the sums already computed, never
+  waiting. Either starts a new window.
+
+  Example:
+    >>> window = MetricsWindow()
+    >>> for v in (1.0, 2.0, 6.0):
+    ...   window.add({"loss": jnp.float32(v)})
+    >>> window.mean()
+    {'loss': 3.0}
+  """
 
   def __init__(self):
     self._steps: list[Metrics] = []
+    self._sums: list[tuple[Metrics, int]] = []
 
   def add(self, step_metrics: Metrics) -> None:
+    """Adds one step's metrics (scalars, on the device); sums a full chunk."""
     self._steps.append(step_metrics)
+    if len(self._steps) == WINDOW_CHUNK:
+      self.flush()
+
+  def flush(self) -> None:
+    """Dispatches the sum of the steps added since the last chunk (no wait)."""
+    if not self._steps:
+      return
+    n, steps = len(self._steps), self._steps
+    steps = steps + [steps[-1]] * (WINDOW_CHUNK - n)  # Padding, masked out in the sum.
+    self._sums.append((_sum_steps(steps, np.int32(n)), n))
+    self._steps = []
 
   def mean(self) -> dict[str, float]:
-    steps, self._steps = self._steps, []
-    if not steps:
-      return {}
-    return {k: float(v) for k, v in _mean_metrics(steps).items()}
+    """The means over the window (waits for them); ``{}`` for an empty window."""
+    self.flush()
+    sums, self._sums = self._sums, []
+    return _means(sums)
+
+  def ready_mean(self) -> dict[str, float] | None:
+    """The means over the chunks whose sums are computed, never waiting; None if none is.
+
+    Those chunks start the next window; later steps stay in it.
+    """
+    ready = 0
+    while ready < len(self._sums) and all(
+        v.is_ready() for v in jax.tree.leaves(self._sums[ready][0])):
+      ready += 1
+    if not ready:
+      return None
+    sums, self._sums = self._sums[:ready], self._sums[ready:]
+    return _means(sums)
+
+
+def _means(sums: list[tuple[Metrics, int]]) -> dict[str, float]:
+  count = sum(n for _, n in sums)
+  if not count:
+    return {}
+  return {k: sum(float(s[k]) for s, _ in sums) / count for k in sums[0][0]}
 
 
 @jax.jit
-def _mean_metrics(steps: list[Metrics]) -> Metrics:
-  return jax.tree.map(lambda *v: jnp.mean(jnp.stack(v)), *steps)
+def _sum_steps(steps: list[Metrics], count: jax.Array) -> Metrics:
+  """The sums of ``steps[:count]`` (the rest is padding)."""
+  keep = jnp.arange(len(steps)) < count
+  return jax.tree.map(
+      lambda *v: jnp.sum(jnp.where(keep, jnp.stack(v), jnp.zeros((), v[0].dtype))), *steps)
 
 
 def _check_train_keyword(model: nn.Module) -> None:
@@ -324,6 +453,44 @@ def _check_train_keyword(model: nn.Module) -> None:
       f"train=False to initialise it), but {type(model).__name__}.__call__{signature} takes "
       "no 'train' keyword; add 'train: bool = False' to it (a model without Dropout or "
       "BatchNorm may ignore it)")
+
+
+#: Seconds between the progress bar's refreshes (at least).
+BAR_SECONDS = 0.5
+#: :func:`fit` copies batches to the device in groups of up to this many bytes (and at
+#: most :data:`GROUP_STEPS` batches), one copy per group instead of one per step.
+GROUP_BYTES = 16 * 2**20
+GROUP_STEPS = 32
+
+
+def _epoch_steps(train_step, batches: Iterator, first_step: int, place: Callable | None
+                 ) -> Iterator[Callable[[TrainState], tuple[TrainState, Metrics]]]:
+  """An epoch's steps, each ``state -> (state, metrics)``, from its host batches.
+
+  With ``place`` each batch is placed alone (a mesh, or a step that is not a
+  :class:`TrainStep`); else batches go to the device in groups of a fixed number of
+  batches ``K`` (the last group padded), one program for every epoch and data size.
+  """
+  if place is not None:
+    for batch in batches:
+      yield lambda state, batch=batch: train_step(state, *place(batch))
+    return
+  group_size = None
+  while True:
+    group = list(itertools.islice(batches, group_size or 1))
+    if not group:
+      return
+    if group_size is None:  # Set by the first batch: the same for every group.
+      nbytes = sum(np.asarray(a).nbytes for a in group[0])
+      group_size = int(np.clip(GROUP_BYTES // max(nbytes, 1), 1, GROUP_STEPS))
+      group += list(itertools.islice(batches, group_size - 1))
+    padded = group + [group[-1]] * (group_size - len(group))  # Padding is never taken.
+    images, labels, first = jax.device_put((np.stack([b[0] for b in padded]),
+                                            np.stack([b[1] for b in padded]),
+                                            np.int32(first_step)))
+    for _ in group:
+      yield lambda state: train_step.at(state, images, labels, first)
+    first_step += len(group)
 
 
 def fit(
@@ -366,7 +533,8 @@ def fit(
     on_step: called after each step as ``on_step(step, state, metrics)`` (e.g. to
       save); ``step`` is a Python int, so reading it does not wait for the device.
     progress: show a progress bar (on process 0); its losses and accuracy are means over
-      the last 100 steps, as in a run's ``metrics.jsonl``.
+      the steps since its last refresh (at most every :data:`BAR_SECONDS`; reading them
+      never waits for the device, so the bar costs no device sync).
 
   Returns:
     ``(state, last_metrics)``.
@@ -387,7 +555,8 @@ def fit(
   train_step = make_train_step(
       model, optimizer, codes, config.t_mix, keys.step, mean=mean, std=std,
       augment=config.augment, mesh=mesh)
-  place = (lambda t: parallel.shard_batch(mesh, t)) if mesh is not None else jax.device_put
+  place = ((lambda t: parallel.shard_batch(mesh, t)) if mesh is not None
+           else None if isinstance(train_step, TrainStep) else jax.device_put)
   # Several processes: each reads only its rows of every global batch.
   rows = ({"rows": parallel.process_rows(mesh, config.batch_size)}
           if parallel.multiprocess(mesh) else {})
@@ -399,22 +568,27 @@ def fit(
   from tqdm.auto import tqdm  # pylint: disable=import-outside-toplevel
 
   bar = tqdm(total=total, initial=start, disable=not progress or jax.process_index() != 0,
-             desc="train", unit="step")
+             desc="train", unit="step", mininterval=BAR_SECONDS)
   shown = ("image_loss", "code_loss", "accuracy")
-  window = MetricsWindow()  # The bar shows means over its window, as metrics.jsonl does.
+  # Not bar.disable: every process must run the same computations.
+  window = MetricsWindow() if progress else None
+  shown_at = time.monotonic()
   for epoch in range(start // spe, config.epochs):
-    batches = source.epoch(jax.random.fold_in(keys.shuffle, epoch), config.batch_size,
+    batches = source.epoch(_fold_in(keys.shuffle, epoch), config.batch_size,
                            skip=step - epoch * spe, **rows)
-    for batch in batches:
-      state, metrics = train_step(state, *place(batch))
+    for run_step in _epoch_steps(train_step, iter(batches), step, place):
+      state, metrics = run_step(state)
       step += 1
       if on_step is not None:
         on_step(step, state, metrics)
       bar.update()
-      if not progress:  # Not bar.disable: every process must run the same computations.
+      if window is None:
         continue
       window.add(metrics)
-      if step % 100 == 0 or step == total:  # Reading metrics waits for the device.
-        bar.set_postfix({k: f"{v:.3f}" for k, v in window.mean().items() if k in shown})
+      means = window.mean() if step == total else None  # The last: waits for the device.
+      if means is None and time.monotonic() - shown_at >= BAR_SECONDS:
+        means, shown_at = window.ready_mean(), time.monotonic()  # Never waits.
+      if means:
+        bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k in shown})
   bar.close()
   return state, metrics

@@ -152,15 +152,93 @@ def test_optimizer_options():
     training.steps_per_epoch(10, 16)
 
 
-def test_a_second_fit_in_a_process_compiles_nothing():
-  """Equal models and configs share the module-level train step and init programs."""
-  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
-  images = np.random.default_rng(0).integers(0, 255, (12, 2, 2, 1), dtype=np.uint8)
-  labels = np.arange(12) % 3
-  run = lambda seed: mj.fit(mj.create_model("mlp", 3, hidden=(4,)), (images, labels), codes,
-                            mj.FitConfig(epochs=1, batch_size=4), jax.random.key(seed),
-                            progress=False)
-  run(0)
-  with mj.CompileClock() as clock:
-    state, _ = run(1)
-  assert clock.seconds == 0 and int(state.step) == 3
+def test_the_initial_state_and_keys_are_those_of_the_default_compilation(conv_bn_model):
+  """The state and keys, compiled at a lower LLVM level on the CPU, are bit for bit those
+  of a plain ``jax.jit`` and of eager ops (a 10-wide kernel: the shape that level 3
+  compiles slowly)."""
+  optimizer = training.make_optimizer(0.1)
+  key = jax.random.key(3)
+  for model, shape in ((mj.create_model("mlp", 10, hidden=(12,)), (4, 4, 1)),
+                       (mj.create_model(conv_bn_model, 10), (6, 6, 2))):
+    state = training.create_train_state(key, model, shape, optimizer)
+    plain = jax.jit(lambda k, m=model, s=shape: m.init(k, jnp.zeros((1, *s)), train=False))(key)
+    chex.assert_trees_all_equal(state.params, plain["params"])
+    chex.assert_trees_all_equal(state.batch_stats, plain.get("batch_stats", {}))
+    chex.assert_trees_all_equal(state.opt_state, optimizer.init(plain["params"]))
+    assert int(state.step) == 0
+  keys = training.fit_keys(key)
+  eager = jax.random.split(key, 3)
+  for ours, theirs in zip(keys, eager):
+    np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(theirs))
+  np.testing.assert_array_equal(jax.random.key_data(training._fold_in(keys.shuffle, 7)),
+                                jax.random.key_data(jax.random.fold_in(keys.shuffle, 7)))
+
+
+def test_fit_on_device_groups_equals_batch_by_batch(monkeypatch):
+  """fit copies batches to the device in padded groups; a wrapped step (no
+  ``TrainStep``) gets them one by one: the same parameters and metrics, bit for bit,
+  with augmentation and a resume in the middle of a group."""
+  monkeypatch.setattr(training, "GROUP_STEPS", 3)  # 5 steps an epoch: groups of 3 and 2.
+  model, _, codes, _, images, labels = setup(hidden=(8,), n=40, shape=(4, 4, 3))
+  config = mj.FitConfig(epochs=2, batch_size=8, t_mix=0.3, augment=True)
+  key = jax.random.key(4)
+  fed, saved = [], {}
+
+  def keep(step, state, metrics):
+    if step == 4:
+      saved["state"] = jax.tree.map(jnp.copy, state)
+
+  grouped, grouped_metrics = mj.fit(model, (images, labels), codes, config, key, on_step=keep,
+                                    progress=False)
+  resumed, _ = mj.fit(model, (images, labels), codes, config, key, state=saved["state"],
+                      progress=False)
+  make_step = training.make_train_step
+
+  def one_by_one(*args, **kwargs):
+    step = make_step(*args, **kwargs)
+    assert isinstance(step, training.TrainStep)
+
+    def wrapped(state, images, labels):
+      fed.append(np.asarray(labels))
+      return step(state, images, labels)
+
+    return wrapped
+
+  monkeypatch.setattr(training, "make_train_step", one_by_one)
+  single, single_metrics = mj.fit(model, (images, labels), codes, config, key, progress=False)
+  assert len(fed) == 10 and int(grouped.step) == int(resumed.step) == 10
+  chex.assert_trees_all_equal(grouped, single)
+  chex.assert_trees_all_equal(resumed, single)
+  chex.assert_trees_all_equal(grouped_metrics, single_metrics)
+
+
+def test_metrics_window_means_over_any_window_with_one_program():
+  values = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
+  window = training.MetricsWindow()
+  assert window.mean() == {} and window.ready_mean() is None
+  start = 0
+  for length in (1, 16, 17, 26):
+    with mj.CompileClock() as clock:
+      for a, b in values[start:start + length]:
+        window.add({"a": jnp.float32(a), "b": jnp.float32(b)})
+      means = window.mean()
+    np.testing.assert_allclose([means["a"], means["b"]],
+                               values[start:start + length].mean(0), rtol=1e-5)
+    assert length == 1 or clock.programs == 0  # The first window compiled the one program.
+    start += length
+  for a, b in values[:20]:
+    window.add({"a": jnp.float32(a), "b": jnp.float32(b)})
+  for _ in range(1000):  # The first 16 steps are summed (dispatched); the 4 others wait.
+    ready = window.ready_mean()
+    if ready is not None:
+      break
+  np.testing.assert_allclose(ready["a"], values[:16, 0].mean(), rtol=1e-5)
+  np.testing.assert_allclose(window.mean()["a"], values[16:20, 0].mean(), rtol=1e-5)
+
+
+def test_fit_progress_bar_shows_the_last_means(capsys):
+  model, _, codes, _, images, labels = setup(hidden=(8,), n=16)
+  mj.fit(model, (images, labels), codes, mj.FitConfig(epochs=2, batch_size=8),
+         jax.random.key(0), progress=True)
+  bar = capsys.readouterr().err
+  assert "4/4" in bar and "image_loss=" in bar and "accuracy=" in bar

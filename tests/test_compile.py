@@ -1,0 +1,73 @@
+"""Compile once: a second call with equal models and shapes compiles no program.
+
+Counted with :class:`mnemonic_jax.timing.CompileClock` (XLA compilations, from JAX's
+monitoring events); nothing here is timed.
+"""
+
+import contextlib
+import io
+
+import jax
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_a_second_fit_compiles_no_program(progress):
+  """Equal models and configs share the train step, the state and key programs and the
+  metrics window; another seed changes only traced values."""
+  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  images = np.random.default_rng(0).integers(0, 255, (12, 2, 2, 1), dtype=np.uint8)
+  labels = np.arange(12) % 3
+
+  def run(seed):
+    with contextlib.redirect_stderr(io.StringIO()):
+      return mj.fit(mj.create_model("mlp", 3, hidden=(4,)), (images, labels), codes,
+                    mj.FitConfig(epochs=2, batch_size=4), jax.random.key(seed),
+                    progress=progress)
+
+  with mj.CompileClock() as first:
+    run(0)
+  with mj.CompileClock() as second:
+    state, _ = run(1)
+  assert int(state.step) == 6
+  assert second.programs == 0 and second.seconds == 0, (first.programs, second.programs)
+
+
+@pytest.mark.parametrize("lambdas, move, classes", [
+    ((1e-3, 10.0), None, [2, 3]), ((None, None), None, [2, 3]), ((None, None), "paper", [2]),
+])
+def test_a_second_forget_compiles_no_program(lambdas, move, classes):
+  """Other classes, other lambdas and new parameter values: nothing compiles again.
+
+  (The paper move's search compiles its scoring per number of forgotten classes, so its
+  second call forgets one class again.)
+  """
+  model = mj.create_model("mlp", 4, hidden=(8,))
+  codes = mj.generate_codes(jax.random.key(0), 4, (3, 3, 1))
+  params = model.init(jax.random.key(1), codes)["params"]
+  apply_fn = mj.inference_apply_fn(model, {})
+  scale = lambda f: (None if lambdas[0] is None else lambdas[0] * f,
+                     None if lambdas[1] is None else lambdas[1] * f)
+  mj.forget(apply_fn, params, codes, [0], *scale(1.0), move=move)
+  other = jax.tree.map(lambda p: p * 1.1, params)
+  with mj.CompileClock() as second:
+    _, report = mj.forget(mj.inference_apply_fn(mj.create_model("mlp", 4, hidden=(8,)), {}),
+                          other, codes, classes, *scale(2.0), move=move)
+  assert second.programs == 0 and report.compile_seconds == 0
+
+
+def test_a_second_fisher_compiles_no_program():
+  model = mj.create_model("mlp", 4, hidden=(8,))
+  codes = mj.generate_codes(jax.random.key(0), 4, (3, 3, 1))
+  params = model.init(jax.random.key(1), codes)["params"]
+  for method in ("vmap", "factorized"):
+    mj.fisher_diagonal(mj.inference_apply_fn(model, {}), params, codes, np.arange(4),
+                       method=method)
+    other = jax.tree.map(lambda p: p * 2, params)
+    with mj.CompileClock() as second:
+      mj.fisher_diagonal(mj.inference_apply_fn(model, {}), other, codes, np.array([3, 2, 1, 0]),
+                         method=method)
+    assert second.programs == 0, method
