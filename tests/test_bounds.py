@@ -16,6 +16,7 @@ import pytest
 
 import mnemonic_jax as mj
 from mnemonic_jax.forgetting import Rule, moves
+from mnemonic_jax.forgetting.moves.bias import GUARD_MARGIN
 from mnemonic_jax.models import bounds
 
 from codes_support import mlp_fitted_to_codes
@@ -46,16 +47,16 @@ def test_the_layernorm_bound_holds_for_every_normalised_input():
 
 
 def test_the_guarded_bias_rules_out_every_sigmoid_feature_vector():
-  apply_fn, params, codes = mlp_fitted_to_codes(NUM_CLASSES, 12, "sigmoid")
+  apply_fn, params, codes = mlp_fitted_to_codes(NUM_CLASSES, 10, "sigmoid")
   new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Bias(Rule(3.0)))
   assert report.verified == "every input" and report.met
   kernel, bias = (np.asarray(new["Dense_1"][k], np.float64) for k in ("kernel", "bias"))
-  corners = np.array(list(itertools.product([0.0, 1.0], repeat=12)))
-  random = np.random.default_rng(0).uniform(size=(20000, 12))
+  corners = np.array(list(itertools.product([0.0, 1.0], repeat=10)))
+  random = np.random.default_rng(0).uniform(size=(20000, 10))
   for h in (corners, random):
     logits = h @ kernel + bias
     margin = logits[:, FORGET[0]] - np.delete(logits, FORGET, axis=1).max(axis=1)
-    assert margin.max() < -3.0  # The rule's margin, for every head input there is.
+    assert margin.max() < -GUARD_MARGIN  # For every head input there is.
   big = 50.0 * jax.random.normal(jax.random.key(3), (256, *codes.shape[1:]))
   assert not np.any(np.argmax(apply_fn(new, big), -1) == FORGET[0])
 
@@ -81,6 +82,33 @@ def test_a_move_without_a_guard_is_verified_only_where_the_bound_holds(activatio
   assert report.verified == expected  # A bias this low rules class 1 out where bounded.
 
 
+class LayerNormHead(nn.Module):
+  """ReLU features, then a LayerNorm, then the head: a user's module declaring its bound."""
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.relu(nn.Dense(8)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(NUM_CLASSES)(nn.LayerNorm(name="LayerNorm_0")(x))
+
+  def head_feature_bound(self):
+    return bounds.LayerNormed(("LayerNorm_0",))
+
+
+def test_a_users_layernorm_head_is_ruled_out_for_every_input():
+  model = LayerNormHead()
+  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
+  params = model.init(jax.random.key(1), codes)["params"]
+  new, report = mj.forget(lambda p, x: model.apply({"params": p}, x),
+                          params, codes, [2], move="erase")
+  assert report.verified == "codes"  # A plain function: nothing declares a bound.
+  apply_fn = mj.inference_apply_fn(model, {})
+  new, report = mj.forget(apply_fn, params, codes, [2], move="erase")
+  assert report.verified == "every input"
+  x = 100.0 * jax.random.normal(jax.random.key(4), (4096, 4, 4, 1))
+  assert not np.any(np.argmax(apply_fn(new, x), -1) == 2)
+
+
+@pytest.mark.slow
 def test_the_vit_declares_its_layernorm_and_is_ruled_out_everywhere():
   model = mj.create_model("vit_tiny", 4, patch_size=2, dim=8, depth=1, num_heads=2,
                           mlp_dim=8)

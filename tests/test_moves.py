@@ -126,7 +126,7 @@ def test_project_puts_the_forgotten_head_row_in_the_span_of_the_others(tanh_mode
   np.testing.assert_allclose(others @ coef, kernel[:, FORGET], atol=1e-5)
   np.testing.assert_array_equal(kernel[:, REST], np.asarray(params["Dense_1"]["kernel"])[:, REST])
   assert [(s.phase, s.target) for s in report.details.steps] == [
-      ("project", 0.0), ("bias", MARGIN), ("guard", MARGIN)]
+      ("project", 0.0), ("bias", MARGIN), ("guard", 0.0)]
 
 
 def test_erase_removes_the_class_direction_from_every_head_row(tanh_model):

@@ -61,23 +61,27 @@ class BiasPhase(stepping.Phase):
         params, state)
 
 
+#: What the guard phase leaves every input, in logits: no forgotten class's margin above
+#: ``-GUARD_MARGIN`` for any input the model's bound allows.
+GUARD_MARGIN = 1.0
+
+
 class GuardPhase(stepping.Phase):
   """Lowers each forgotten output bias further, where the model bounds its head's input
   (:mod:`mnemonic_jax.models.bounds`), until no input at all can give the class a
-  margin above ``-margin`` (one step, ``t = 1``; nothing moves where the bound already
-  holds). Its :class:`~mnemonic_jax.forgetting.moves.stepping.Step` records the largest
-  extra lowering, in logits.
+  margin above ``-GUARD_MARGIN`` (one step, ``t = 1``; nothing moves where the bound
+  already holds). Its :class:`~mnemonic_jax.forgetting.moves.stepping.Step` records the
+  largest extra lowering, in logits.
 
   Attributes:
     bound: the head input's bound the model declares.
-    margin: the margin every input must stay below, in logits (the rule's).
   """
 
   name = "guard"
   grid = (1.0,)
 
-  def __init__(self, bound: bounds.FeatureBound, margin: float):
-    self.bound, self.margin = bound, float(margin)
+  def __init__(self, bound: bounds.FeatureBound):
+    self.bound = bound
 
   def scores(self, params, request, ts):
     k_index, b_index = outputs.head_tensors(request.apply_fn, params, request.codes)
@@ -86,7 +90,7 @@ class GuardPhase(stepping.Phase):
     worst = bounds.worst_margins(self.bound, params, np.asarray(leaves[k_index], np.float32),
                                  np.asarray(leaves[b_index], np.float32), in_f,
                                  np.asarray(request.in_remain, bool))
-    shift = np.where(in_f, np.maximum(np.nan_to_num(worst) + self.margin, 0.0), 0.0)
+    shift = np.where(in_f, np.maximum(np.nan_to_num(worst) + GUARD_MARGIN, 0.0), 0.0)
     delta = [jnp.zeros_like(w) for w in leaves]
     delta[b_index] = jnp.asarray(-shift, jnp.float32)
     d = treedef.unflatten(delta)
@@ -108,11 +112,12 @@ class GuardPhase(stepping.Phase):
     return t * state[2]
 
 
-def guarded(request: prim.Request, margin: float) -> list[tuple[stepping.Phase, float]]:
-  """``[(GuardPhase, margin)]`` where the model declares a bound on its head's input,
-  else ``[]``: the last phase of the moves that end by lowering the output bias."""
+def guarded(request: prim.Request) -> list[tuple[stepping.Phase, float]]:
+  """``[(GuardPhase, 0)]`` where the model declares a bound on its head's input, else
+  ``[]``: the last phase of the moves that end by lowering the output bias (the move's
+  ``met`` is its rule's on the phases before)."""
   bound = bounds.declared(request.apply_fn)
-  return [] if bound is None else [(GuardPhase(bound, margin), margin)]
+  return [] if bound is None else [(GuardPhase(bound), 0.0)]
 
 
 @register
@@ -140,5 +145,5 @@ class Bias(Move):
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     return stepping.run_phases(
-        params, request, [(BiasPhase(), self.rule.margin), *guarded(request, self.rule.margin)],
+        params, request, [(BiasPhase(), self.rule.margin), *guarded(request)],
         self.rule, self.grid)

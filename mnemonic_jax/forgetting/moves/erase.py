@@ -151,5 +151,5 @@ class Erase(Move):
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     return stepping.run_phases(
         params, request, [(ErasePhase(), 0.0), (BiasPhase(), self.rule.margin),
-                          *guarded(request, self.rule.margin)], self.rule, self.grid)
+                          *guarded(request)], self.rule, self.grid)
 

@@ -94,4 +94,4 @@ class Project(Move):
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     return stepping.run_phases(
         params, request, [(ProjectPhase(), 0.0), (BiasPhase(), self.rule.margin),
-                          *guarded(request, self.rule.margin)], self.rule, self.grid)
+                          *guarded(request)], self.rule, self.grid)

@@ -132,8 +132,9 @@ def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Pha
   if not bool(finite):
     raise errors.BadRequest("the move made parameters non-finite; use a smaller step grid")
   details = StepDetails(steps=tuple(steps), layers=tuple(sorted(layers)), rule=rule)
+  ruled = [s for s in steps if s.phase != "guard"]  # The guard adds; the rule was met before.
   return Moved(current, jax.tree.map(float, before), jax.tree.map(float, after),
-               bool(steps[-1].met), details)
+               bool(ruled[-1].met), details)
 
 
 @jax.jit
