@@ -135,9 +135,10 @@ def _bundle(num_classes: int, input_shape, **changes) -> Bundle:
 
 @pytest.mark.parametrize("bundle, words", [
     (_bundle(5, (8, 8, 1)), "digits has 10 classes but the model has 5"),
-    (_bundle(10, (6, 6, 1)), "digits has images of shape (8, 8, 1) but the model takes "
-                             "inputs of shape (6, 6, 1)"),
-    (_bundle(10, (8, 8, 1), history=({"classes": [3]},)), "has forgotten class(es) 3"),
+    pytest.param(_bundle(10, (6, 6, 1)), "digits has images of shape (8, 8, 1) but the "
+                 "model takes inputs of shape (6, 6, 1)", marks=pytest.mark.slow),
+    pytest.param(_bundle(10, (8, 8, 1), history=({"classes": [3]},)),
+                 "has forgotten class(es) 3", marks=pytest.mark.slow),
 ], ids=["classes", "input_shape", "forgotten"])
 def test_a_checkpoint_that_does_not_fit_gets_one_line_and_nothing_written(
     bundle, words, tmp_path, cli_env):

@@ -220,6 +220,7 @@ def test_method_forgets_class_and_leaves_input(digits, method):
   assert new.forgotten_classes == (FORGET,)
 
 
+@pytest.mark.slow
 def test_ssd_batch_one_equals_ssd_exact(digits):
   bundle, data, _ = digits
   # With minibatches of one example, the squared minibatch gradient is the per-example one.
