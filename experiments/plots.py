@@ -18,6 +18,7 @@ from typing import Any, Sequence
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from experiments import common
 
@@ -355,7 +356,10 @@ def depth_vs_seconds(path, methods: Sequence[str], seconds: Sequence[float],
     ax.axhline(0.0, color="black", linewidth=0.8)
     for margin in (5.0, 10.0):
       ax.axhline(margin, color="grey", linewidth=0.6, linestyle="--")
-    ax.set_xscale("log")
+    ax.set_xscale("log")  # Whole decades, labelled at the decades only.
+    ax.set_xlim(10 ** np.floor(np.log10(x.min() if len(x) else 1e-3) - 0.05),
+                10 ** np.ceil(np.log10(x.max() if len(x) else 1.0) + 0.05))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("seconds of the method, compilation apart (log)")
     ax.set_ylabel(label)
     ax.grid(alpha=0.3)
