@@ -223,6 +223,18 @@ def test_a_lost_report_with_nothing_saved_is_exit_2(trained):
   one_error_line(result, 2, "stdout", "No space left on device")
 
 
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(trained):
+  """``mnemonic-jax evaluate ... | head -1``: status 128 + SIGPIPE, no error line."""
+  read, write = os.pipe()
+  os.close(read)  # The reader is gone before the first line.
+  try:
+    result = cli_run("evaluate", "--checkpoint", trained, "-q", stdout=write)
+  finally:
+    os.close(write)
+  assert result.returncode == 128 + signal.SIGPIPE, result.stderr[-3000:]
+  assert "error" not in result.stderr.lower() and "Traceback" not in result.stderr
+
+
 # --------------------------------------------------------------------------------------
 # 1c. JAX told to use a platform this machine lacks: an environment error, named so.
 

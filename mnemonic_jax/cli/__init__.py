@@ -206,7 +206,8 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
     run.settle()
     run.report_lost = True
     status, line = outcome.report_lost_line(run, e)
-    print_error(line)
+    if line is not None:
+      print_error(line)
     return status
   except Exception as e:  # pylint: disable=broad-except  # Bugs are raised again below.
     run.settle()

@@ -38,6 +38,9 @@ from typing import Any, TextIO
 #: The exit status of a command whose output was written and is complete, but whose
 #: report on stdout could not be written (a full disk, a closed pipe).
 EXIT_REPORT_LOST = 3
+#: The exit status when the reader of stdout went away (``evaluate ... | head``) and the
+#: command wrote nothing else: 128 + SIGPIPE, no line, as other Unix tools end.
+EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 
 _STARTING, _WORKING, _ENDING = "starting", "working", "ending"
 #: Seconds before a swallowed interrupt is delivered again.
@@ -246,15 +249,18 @@ def interrupted_line(run: Run) -> str:
   return f"interrupted; {_listed(done)}" if done else "interrupted"
 
 
-def report_lost_line(run: Run, error: ReportNotWritten) -> tuple[int, str]:
-  """``(exit status, error line)`` when the report could not be written to stdout.
+def report_lost_line(run: Run, error: ReportNotWritten) -> tuple[int, str | None]:
+  """``(exit status, error line or None)`` when the report could not be written to stdout.
 
   With an output written, the command did its work: status :data:`EXIT_REPORT_LOST`, and
   the line names the output (complete and valid: its history records what was done).
-  Without one, nothing was done that lasts: status 2.
+  Without one, nothing was done that lasts: a reader that closed the pipe gets
+  :data:`EXIT_PIPE_CLOSED` and no line; any other failure (a full disk) status 2.
   """
   why = error.error.strerror or str(error.error)
   done = run.completed()
+  if not done and isinstance(error.error, BrokenPipeError):
+    return EXIT_PIPE_CLOSED, None
   if not done:
     return 2, f"cannot write the report to stdout: {why}"
   return EXIT_REPORT_LOST, (
