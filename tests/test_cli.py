@@ -207,7 +207,7 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
   result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", output,
                "--dataset", "digits", "-q")
   assert_ok(result)
-  for words in ("move = bias, step t = ", "accuracy on the mnemonic codes", "compiling",
+  for words in ("move = erase, step t = ", "accuracy on the mnemonic codes", "compiling",
                 "A_R", "E_F", "   3*  3", f"wrote {output}"):
     assert words in result.stdout, result.stdout
   assert tree_digest(trained) == before, "forget modified its input bundle"
