@@ -1,0 +1,39 @@
+"""experiments.deep: goal counts per method, held-out parts apart, and the report."""
+
+import json
+
+from experiments import deep
+
+
+def _run(part, method, passed, data="none", seconds=0.1):
+  names = deep.GOALS
+  return {"part": part, "model": "m", "seed": 0, "classes": [3], "method": method,
+          "data": data, "method_seconds": seconds,
+          "goals": [{"name": n, "passed": p} for n, p in zip(names, passed)]}
+
+
+def test_tally_counts_applicable_goals_and_runs_meeting_every_goal():
+  runs = [_run("chosen", "a", [True, True, True, None, True, True]),
+          _run("chosen", "a", [True, False, True, None, True, True], seconds=0.3),
+          _run("chosen", "b", [False, False, False, False, False, False])]
+  counts = deep.tally(runs)
+  assert counts["a"]["goals"]["probe"] == [0, 0]  # Not applicable: not counted.
+  assert counts["a"]["goals"]["one_constant"] == [1, 2]
+  assert (counts["a"]["met"], counts["a"]["applicable"], counts["a"]["every"]) == (9, 10, 1)
+  assert counts["a"]["median_seconds"] == 0.3 and counts["b"]["every"] == 0
+  assert counts["b"]["applicable"] == 6
+
+
+def test_the_report_names_the_best_data_free_rule_on_held_out_runs_only(tmp_path):
+  runs = [_run("chosen", "tuned", [True] * 6),  # Best where it was chosen: not evidence.
+          _run("held-out seed", "tuned", [False] * 6),
+          _run("held-out seed", "steady", [True, True, False, None, True, True]),
+          _run("held-out seed", "reads-data", [True] * 6, data="all")]
+  summary = deep.write(runs, [], tmp_path, "python -m experiments.deep")
+  assert summary["best_held_out"] == "steady"
+  text = (tmp_path / "deep.md").read_text()
+  assert "data-free rule meeting the most depth goals is `steady`" in text
+  assert (tmp_path / "deep.png").stat().st_size > 0
+  assert json.loads((tmp_path / "deep.json").read_text())["held_out"]["steady"]["met"] == 4
+  rows = (tmp_path / "deep.csv").read_text().splitlines()
+  assert len(rows) == 1 + len(runs) and rows[0].startswith("part,model,seed")
