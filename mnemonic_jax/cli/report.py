@@ -148,6 +148,9 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
   checked = ("checked for every input: the model bounds its head's input and no input can "
              "be classified as a forgotten class" if r.get("verified") == "every input" else
              "checked on the codes only: E_F on real images is not guaranteed")
+  from mnemonic_jax.forgetting import MOVES  # pylint: disable=import-outside-toplevel
+  if r["move"] in MOVES:
+    head.append(f"what it does: {MOVES[r['move']].summary}")
   head.append(f"acts on: {r['acts_on']}; its rule: {rule}; {checked}")
   lines = head + [
       "accuracy on the mnemonic codes:  before    after",

@@ -169,7 +169,8 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
   total = time.perf_counter() - start
   report = ForgetReport(
       move=chosen.name, acts_on=chosen.acts_on, classes=request.classes,
-      exclude=request.exclude, before=moved.before, after=moved.after, met=moved.met,
+      exclude=request.exclude, before=jax.tree.map(float, moved.before),
+      after=jax.tree.map(float, moved.after), met=moved.met,
       verified=("every input" if moves_lib.outputs.ruled_out_everywhere(request, new_params)
                 else "codes"), seconds=max(total - clock.seconds, 0.0),
       compile_seconds=clock.seconds, details=moved.details)

@@ -134,8 +134,8 @@ class Bias(Move):
   name: ClassVar[str] = "bias"
   acts_on: ClassVar[str] = "output layer"
   baseline: ClassVar[str] = "mnemonic-bias"
-  summary: ClassVar[str] = ("lower the forgotten classes' output bias until their codes' "
-                            "margin is <= -15 (output-level)")
+  summary: ClassVar[str] = ("lower the forgotten classes' output bias by t logits until "
+                            "their codes' margin reaches the rule's (-15)")
 
   rule: Rule = DEFAULT_RULE
   grid: Sequence[float] = stepping.STEP_GRID

@@ -139,8 +139,9 @@ class Erase(Move):
   name: ClassVar[str] = "erase"
   acts_on: ClassVar[str] = "output layer"
   baseline: ClassVar[str] = "mnemonic-erase"
-  summary: ClassVar[str] = ("erase the forgotten classes' head directions from every "
-                            "class's row, then 'bias' to the margin")
+  summary: ClassVar[str] = ("erase the forgotten classes' directions from every row of the "
+                            "classifier head, then lower their output bias by t logits "
+                            "until their codes' margin reaches the rule's (-15)")
 
   rule: Rule = DEFAULT_RULE
   grid: Sequence[float] = stepping.STEP_GRID

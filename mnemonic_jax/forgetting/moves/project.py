@@ -82,8 +82,8 @@ class Project(Move):
   name: ClassVar[str] = "project"
   acts_on: ClassVar[str] = "output layer"
   baseline: ClassVar[str] = "mnemonic-project"
-  summary: ClassVar[str] = ("the forgotten head rows projected onto the remaining rows' "
-                            "span, then 'bias' to the margin")
+  summary: ClassVar[str] = ("project the forgotten head rows onto the remaining rows' span, "
+                            "then lower their output bias by t logits to the rule's margin")
 
   rule: Rule = DEFAULT_RULE
   grid: Sequence[float] = stepping.STEP_GRID
