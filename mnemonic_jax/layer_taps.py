@@ -37,13 +37,13 @@ same layer-by-layer rules (Dense, Conv, norms) are those of BackPACK (Dangel, Ku
 and Hennig, ICLR 2020, ``BatchGrad`` / ``BatchL2Grad``) and Opacus' grad samplers.
 """
 
-import itertools
 import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mnemonic_jax import errors
 
@@ -347,23 +347,21 @@ def _dense(tap, delta, w):
 
 
 def _patches(x, window, strides, padding):
-  """im2col by strided slices: ``(N, *out_spatial, prod(window) * C)``, ordered (window, C).
+  """im2col by one gather: ``(N, *out_spatial, prod(window) * C)``, ordered (window, C).
 
-  Slicing moves memory only; ``lax.conv_general_dilated_patches`` would run a one-hot
+  A gather moves memory only; ``lax.conv_general_dilated_patches`` would run a one-hot
   convolution costing ``prod(window) * C`` times more arithmetic than the layer itself.
+  (One strided slice per window offset, concatenated, gives the same bits and compiles
+  about 3x slower on the CPU: ResNet-18's 20 convolutions, 3.7 against 1.3 CPU seconds.)
   """
   ndim = len(window)
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:-1], window, strides, padding)
   x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   out = [(x.shape[1 + d] - window[d]) // strides[d] + 1 for d in range(ndim)]
-  slices = []
-  for offset in itertools.product(*(range(k) for k in window)):
-    start = (0, *offset, 0)
-    limit = (x.shape[0], *(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)),
-             x.shape[-1])
-    slices.append(jax.lax.slice(x, start, limit, (1, *strides, 1)))
-  return jnp.concatenate(slices, axis=-1)
+  grid = np.ix_(*(np.arange(n) * s for n, s in zip(out, strides)), *map(np.arange, window))
+  rows = tuple(grid[d] + grid[ndim + d] for d in range(ndim))  # (*out, *window) per axis.
+  return x[(slice(None), *rows)].reshape(x.shape[0], *out, -1)
 
 
 def _conv(tap, delta, w):

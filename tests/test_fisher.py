@@ -1,3 +1,5 @@
+import itertools
+
 import chex
 import flax.linen as nn
 import jax
@@ -91,6 +93,53 @@ def test_layer_taps_equal_vmap_on_conv_batchnorm(conv_bn_model):
   assert layer_taps.covers(apply_fn, variables["params"], codes)
   vmap, taps = (mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3),
                                    method=m) for m in ("vmap", "factorized"))
+  chex.assert_trees_all_close(taps, vmap, rtol=1e-4, atol=1e-10)
+
+
+def _patches_by_slices(x, window, strides, padding):
+  """im2col as layer_taps built it before: a strided slice per window offset, concatenated."""
+  if isinstance(padding, str):
+    padding = jax.lax.padtype_to_pads(x.shape[1:-1], window, strides, padding)
+  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  out = [(x.shape[1 + d] - window[d]) // strides[d] + 1 for d in range(len(window))]
+  slices = []
+  for offset in itertools.product(*(range(k) for k in window)):
+    limit = (x.shape[0], *(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)),
+             x.shape[-1])
+    slices.append(jax.lax.slice(x, (0, *offset, 0), limit, (1, *strides, 1)))
+  return jnp.concatenate(slices, axis=-1)
+
+
+@pytest.mark.parametrize("shape, window, strides, padding", [
+    ((2, 7, 7, 3), (3, 3), (1, 1), "SAME"),
+    ((2, 8, 9, 2), (3, 2), (2, 3), "VALID"),
+    ((1, 9, 4), (4,), (2,), ((1, 2),)),
+    ((2, 5, 6, 4, 1), (2, 3, 2), (1, 2, 1), "SAME"),
+    ((3, 6, 6, 1), (1, 1), (2, 2), ((0, 1), (1, 0))),
+])
+def test_patches_are_the_window_offsets_in_order(shape, window, strides, padding):
+  """The gathered patches are bit for bit the strided slices per offset, concatenated."""
+  x = jax.random.normal(jax.random.key(0), shape)
+  got = jax.jit(layer_taps._patches, static_argnums=(1, 2, 3))(x, window, strides, padding)
+  chex.assert_trees_all_equal(got, _patches_by_slices(x, window, strides, padding))
+
+
+class _StridedConv(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=False):
+    x = nn.Conv(3, (3, 2), strides=(2, 1), padding="VALID")(x)
+    x = nn.Conv(2, (2,), strides=2, padding=((1, 0),))(jnp.tanh(x).reshape(x.shape[0], -1, 3))
+    return nn.Dense(3)(x.reshape(x.shape[0], -1))
+
+
+def test_layer_taps_equal_vmap_on_strided_convolutions():
+  model = _StridedConv()
+  codes = mj.generate_codes(jax.random.key(0), 3, (7, 5, 2))
+  params = model.init(jax.random.key(1), codes)["params"]
+  apply_fn = mj.inference_apply_fn(model, {})
+  assert layer_taps.covers(apply_fn, params, codes)
+  vmap, taps = (mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(3), method=m)
+                for m in ("vmap", "factorized"))
   chex.assert_trees_all_close(taps, vmap, rtol=1e-4, atol=1e-10)
 
 
