@@ -465,7 +465,7 @@ def test_robust_methods_keep_their_names_and_record_shape():
   new, summary = robust.forget_with("bias", apply_fn, params, codes, [1])
   assert summary["met"] is True and summary["after"]["forget_margin"] <= -15
   assert [set(s) for s in summary["steps"]] == [
-      {"t", "met", "fallback", "target", "forget_margin", "remain_margin"}]
+      {"phase", "t", "met", "fallback", "target", "forget_margin", "remain_margin"}]
   np.testing.assert_array_equal(new["w"], params["w"])  # The bias move: the bias only.
   _, summary = robust.forget_with("paper-auto", apply_fn, params, codes, [1])
   assert summary["move"] == "paper" and isinstance(summary["met"], bool)

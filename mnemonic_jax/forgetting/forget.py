@@ -150,15 +150,15 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       logits that differs from the number of codes; a model that updates state; an
       unknown move, lambdas with a move that chooses its own step, a lambda that is not
       finite and > 0; a result that is not finite; a model without output bias for
-      ``bias``.
+      the output-layer moves (``erase``, ``bias``, ``project``).
 
   Example:
     >>> new_params, report = forget(apply_fn, params, codes, [1], 1e-2, 10.0)
     >>> report.move, report.classes, report.details.sign in (1, -1)
     ('algorithm2', (1,), True)
-    >>> new_params, report = forget(apply_fn, params, codes, [1])  # The "bias" move.
+    >>> new_params, report = forget(apply_fn, params, codes, [1])  # The "erase" move.
     >>> report.move, report.acts_on, report.after.forget_accuracy
-    ('bias', 'output layer', 0.0)
+    ('erase', 'output layer', 0.0)
   """
   chosen = resolve_move(move, lambda1, lambda2)
   request = validate_request(apply_fn, params, codes, forget, exclude)

@@ -53,7 +53,7 @@ def class_directions(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.nd
     (directions that are numerically dependent are dropped).
 
   Example:
-    >>> k = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 0.0]])
+    >>> k = np.array([[1.0, -1.0, 3.0], [0.0, 0.0, 0.0]])  # Class 2 differs along x.
     >>> class_directions(k, np.array([False, False, True]), np.array([True, True, False]))
     array([[1.],
            [0.]])

@@ -21,7 +21,8 @@ def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
 
   Found from the model itself (no names assumed): each 1-D tensor of ``C`` entries is
   tried by adding ``1`` to its first entry and checking that the codes' logits move by
-  ``(1, 0, ..., 0)``, within the rounding of the logits' dtype (bfloat16 included).
+  ``(d, 0, ..., 0)``, ``d`` the step the entry took in its own dtype (1 up to rounding),
+  within the rounding of the logits' dtype (bfloat16 included).
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits (N, C)``.
@@ -49,9 +50,10 @@ def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
     moved, bumped = list(leaves), np.array(leaf)  # On the host: no program to compile.
     bumped[0] += 1
     moved[i] = bumped
+    step = float(bumped[0]) - float(np.asarray(leaf)[0])  # 1 up to the leaf's rounding.
     diff = np.asarray(stepping.logits(apply_fn, treedef.unflatten(moved), codes),
                       np.float64) - base
-    found.append(bool(np.allclose(diff, hot[None], atol=atol, rtol=0)))
+    found.append(bool(np.allclose(diff, step * hot[None], atol=atol, rtol=0)))
   if not any(found):
     raise errors.BadRequest(
         "the model has no output bias (a (C,) vector added to the logits), which the "
