@@ -265,6 +265,7 @@ sys.exit(cli.main(sys.argv[4:]))
 """
 
 
+@pytest.mark.slow  # Heavy; resuming bitwise: test_training, interrupted train: test_cli_faults.
 def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
   """Killed after 43 of 88 steps, ``train`` run again ends bitwise where one run does.
 
