@@ -1,4 +1,5 @@
-"""A training run's logged metrics: JSON lines, and TensorBoard summaries when CLU is there.
+"""A training run's logged metrics: JSON lines, TensorBoard summaries when CLU is there, and
+the :class:`MetricsWindow` that averages step metrics without waiting on every step.
 
 :func:`mnemonic_jax.workflow.train` writes, every ``config.log_every`` steps and at the
 last step, the mean of each step metric over the steps since the previous line
@@ -32,8 +33,14 @@ import os
 import pathlib
 from typing import Any, Mapping
 
+import jax
+import jax.numpy as jnp
+import numpy as np
+
 from mnemonic_jax import _files, _validate, errors
 
+#: A step's metrics: name -> scalar array (on the device).
+Metrics = dict[str, jax.Array]
 #: The JSON-lines file, inside the run's workdir.
 METRICS_FILE = "metrics.jsonl"
 #: TensorBoard event files (only written when CLU's summary writer is available).
@@ -143,6 +150,82 @@ class MetricsLog:
     if self._writer is not None:
       self._writer.flush()
       self._writer.close()
+
+
+#: Steps a :class:`MetricsWindow` sums in one dispatch (a fixed length: one program).
+WINDOW_CHUNK = 16
+
+
+class MetricsWindow:
+  """Means of step metrics over a window of steps, read without waiting on every step.
+
+  The step metrics stay on the device; every :data:`WINDOW_CHUNK` steps one jitted
+  program sums them (a fixed number of steps, a shorter chunk padded and masked, so any
+  window length reuses one compiled program). :meth:`mean` reads the window's means,
+  waiting for them; :meth:`ready_mean` reads only the sums already computed, never
+  waiting. Either starts a new window.
+
+  Example:
+    >>> window = MetricsWindow()
+    >>> for v in (1.0, 2.0, 6.0):
+    ...   window.add({"loss": jnp.float32(v)})
+    >>> window.mean()
+    {'loss': 3.0}
+  """
+
+  def __init__(self):
+    self._steps: list[Metrics] = []
+    self._sums: list[tuple[Metrics, int]] = []
+
+  def add(self, step_metrics: Metrics) -> None:
+    """Adds one step's metrics (scalars, on the device); sums a full chunk."""
+    self._steps.append(step_metrics)
+    if len(self._steps) == WINDOW_CHUNK:
+      self.flush()
+
+  def flush(self) -> None:
+    """Dispatches the sum of the steps added since the last chunk (no wait)."""
+    if not self._steps:
+      return
+    n, steps = len(self._steps), self._steps
+    steps = steps + [steps[-1]] * (WINDOW_CHUNK - n)  # Padding, masked out in the sum.
+    self._sums.append((_sum_steps(steps, np.int32(n)), n))
+    self._steps = []
+
+  def mean(self) -> dict[str, float]:
+    """The means over the window (waits for them); ``{}`` for an empty window."""
+    self.flush()
+    sums, self._sums = self._sums, []
+    return _means(sums)
+
+  def ready_mean(self) -> dict[str, float] | None:
+    """The means over the chunks whose sums are computed, never waiting; None if none is.
+
+    Those chunks start the next window; later steps stay in it.
+    """
+    ready = 0
+    while ready < len(self._sums) and all(
+        v.is_ready() for v in jax.tree.leaves(self._sums[ready][0])):
+      ready += 1
+    if not ready:
+      return None
+    sums, self._sums = self._sums[:ready], self._sums[ready:]
+    return _means(sums)
+
+
+def _means(sums: list[tuple[Metrics, int]]) -> dict[str, float]:
+  count = sum(n for _, n in sums)
+  if not count:
+    return {}
+  return {k: sum(float(s[k]) for s, _ in sums) / count for k in sums[0][0]}
+
+
+@jax.jit
+def _sum_steps(steps: list[Metrics], count: jax.Array) -> Metrics:
+  """The sums of ``steps[:count]`` (the rest is padding)."""
+  keep = jnp.arange(len(steps)) < count
+  return jax.tree.map(
+      lambda *v: jnp.sum(jnp.where(keep, jnp.stack(v), jnp.zeros((), v[0].dtype))), *steps)
 
 
 def _flat(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -30,6 +30,7 @@ from mnemonic_jax import errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import parallel
 from mnemonic_jax.pytrees import Static
+from mnemonic_jax.run_metrics import MetricsWindow
 from mnemonic_jax.bundle import model_variables, normalize
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.fisher import cross_entropy
@@ -184,11 +185,12 @@ def make_train_step(
     augment: bool = False,
     mesh: Mesh | None = None,
 ) -> TrainStep:
-  """Returns a jitted ``step(state, images_uint8, labels) -> (state, metrics)``.
+  """Returns a jitted ``step(state, images_uint8, labels) -> (state, metrics)``, a
+  :class:`TrainStep` (whose :meth:`TrainStep.at` takes batches already on the device).
 
-  One module-level ``jax.jit``: equal models and the same optimiser object
-  (:func:`make_optimizer` returns one per arguments) share its compiled program, so a
-  second :func:`fit` in a process compiles nothing; codes, ``t_mix`` and keys are traced.
+  Module-level ``jax.jit`` programs: equal models and the same optimiser object
+  (:func:`make_optimizer` returns one per arguments) share them, so a second
+  :func:`fit` in a process compiles nothing; codes, ``t_mix`` and keys are traced.
 
   The state is donated. Metrics: ``loss`` (what is optimised: the mean over the mixed
   batch), ``image_loss`` and ``code_loss`` (means over the real and the replaced examples;
@@ -359,82 +361,6 @@ def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitCon
   """
   return create_train_state(fit_keys(key).init, model, input_shape,
                             fit_optimizer(config, num_examples))
-
-
-#: Steps a :class:`MetricsWindow` sums in one dispatch (a fixed length: one program).
-WINDOW_CHUNK = 16
-
-
-class MetricsWindow:
-  """Means of step metrics over a window of steps, read without waiting on every step.
-
-  The step metrics stay on the device; every :data:`WINDOW_CHUNK` steps one jitted
-  program sums them (a fixed number of steps, a shorter chunk padded and masked, so any
-  window length reuses one compiled program). :meth:`mean` reads the window's means,
-  waiting for them; :meth:`ready_mean` reads only the sums already computed, never
-  waiting. Either starts a new window.
-
-  Example:
-    >>> window = MetricsWindow()
-    >>> for v in (1.0, 2.0, 6.0):
-    ...   window.add({"loss": jnp.float32(v)})
-    >>> window.mean()
-    {'loss': 3.0}
-  """
-
-  def __init__(self):
-    self._steps: list[Metrics] = []
-    self._sums: list[tuple[Metrics, int]] = []
-
-  def add(self, step_metrics: Metrics) -> None:
-    """Adds one step's metrics (scalars, on the device); sums a full chunk."""
-    self._steps.append(step_metrics)
-    if len(self._steps) == WINDOW_CHUNK:
-      self.flush()
-
-  def flush(self) -> None:
-    """Dispatches the sum of the steps added since the last chunk (no wait)."""
-    if not self._steps:
-      return
-    n, steps = len(self._steps), self._steps
-    steps = steps + [steps[-1]] * (WINDOW_CHUNK - n)  # Padding, masked out in the sum.
-    self._sums.append((_sum_steps(steps, np.int32(n)), n))
-    self._steps = []
-
-  def mean(self) -> dict[str, float]:
-    """The means over the window (waits for them); ``{}`` for an empty window."""
-    self.flush()
-    sums, self._sums = self._sums, []
-    return _means(sums)
-
-  def ready_mean(self) -> dict[str, float] | None:
-    """The means over the chunks whose sums are computed, never waiting; None if none is.
-
-    Those chunks start the next window; later steps stay in it.
-    """
-    ready = 0
-    while ready < len(self._sums) and all(
-        v.is_ready() for v in jax.tree.leaves(self._sums[ready][0])):
-      ready += 1
-    if not ready:
-      return None
-    sums, self._sums = self._sums[:ready], self._sums[ready:]
-    return _means(sums)
-
-
-def _means(sums: list[tuple[Metrics, int]]) -> dict[str, float]:
-  count = sum(n for _, n in sums)
-  if not count:
-    return {}
-  return {k: sum(float(s[k]) for s, _ in sums) / count for k in sums[0][0]}
-
-
-@jax.jit
-def _sum_steps(steps: list[Metrics], count: jax.Array) -> Metrics:
-  """The sums of ``steps[:count]`` (the rest is padding)."""
-  keep = jnp.arange(len(steps)) < count
-  return jax.tree.map(
-      lambda *v: jnp.sum(jnp.where(keep, jnp.stack(v), jnp.zeros((), v[0].dtype))), *steps)
 
 
 def _check_train_keyword(model: nn.Module) -> None:
