@@ -360,6 +360,7 @@ def test_svd_projection_kernels_of_every_rank():
     project_kernel(jnp.zeros((4, 2, 3)), jnp.eye(5))
 
 
+@pytest.mark.slow  # Heavy (a ViT trained and projected); project_kernel's ranks are tested above.
 def test_svd_projection_on_a_tiny_vit(tiny_digits_bundle):
   """Every Dense, DenseGeneral (attention) and Conv kernel of a ViT projected, shapes kept."""
   from mnemonic_jax import models
