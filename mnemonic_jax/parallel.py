@@ -141,9 +141,15 @@ def replicate(mesh: Mesh, tree: Any) -> Any:
   if not multiprocess(mesh):
     return jax.device_put(tree, replicated(mesh))
   sharding = replicated(mesh)
-  return jax.tree.map(
-      lambda leaf: jax.make_array_from_process_local_data(sharding, np.asarray(to_host(leaf))),
-      tree)
+
+  def place(leaf):
+    if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      # Typed keys have no NumPy form: their data travels, wrapped again on the devices.
+      return jax.random.wrap_key_data(place(jax.random.key_data(leaf)),
+                                      impl=jax.random.key_impl(leaf))
+    return jax.make_array_from_process_local_data(sharding, np.asarray(to_host(leaf)))
+
+  return jax.tree.map(place, tree)
 
 
 def _gather(leaf: Any, local: bool) -> Any:

@@ -242,3 +242,19 @@ def test_fit_progress_bar_shows_the_last_means(capsys):
          jax.random.key(0), progress=True)
   bar = capsys.readouterr().err
   assert "4/4" in bar and "image_loss=" in bar and "accuracy=" in bar
+
+
+def test_step_constants_replicate_as_on_several_processes(monkeypatch):
+  """make_train_step places typed keys on a mesh the multi-process way (their data travels
+  and is wrapped again): the same keys, replicated."""
+  monkeypatch.setattr(parallel, "multiprocess", lambda mesh: mesh is not None)
+  mesh = parallel.make_mesh()
+  key = jax.random.key(5)
+  placed = parallel.replicate(mesh, {"key": key, "x": np.arange(3.0)})
+  np.testing.assert_array_equal(jax.random.key_data(placed["key"]), jax.random.key_data(key))
+  assert placed["key"].sharding.is_fully_replicated and placed["x"].sharding.is_fully_replicated
+  model, optimizer, codes, state, images, labels = setup(hidden=(4,))
+  step = training.make_train_step(model, optimizer, codes, 0.5, key, mesh=mesh)
+  alone = training.make_train_step(model, optimizer, codes, 0.5, key)
+  for ours, theirs in zip(step._constants[2:], alone._constants[2:]):
+    np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(theirs))
