@@ -73,7 +73,8 @@ def test_data_is_checked_against_what_the_method_needs(tiny_digits_bundle):
     baselines.unlearn("finetune", bundle, [3], data, moves.Bias())
 
 
-@pytest.mark.parametrize("name", ["mnemonic", "mnemonic-auto"])
+@pytest.mark.parametrize("name", ["mnemonic", pytest.param("mnemonic-auto",
+                                                          marks=pytest.mark.slow)])
 def test_mnemonic_methods_forget_from_the_codes_alone(tiny_digits_bundle, name):
   bundle, _, test = tiny_digits_bundle
   before = jax.tree.map(np.array, bundle.params)

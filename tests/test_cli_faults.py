@@ -756,6 +756,7 @@ def test_forget_removes_stale_staging_beside_its_output_and_is_quiet(trained, tm
   assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out"]
 
 
+@pytest.mark.slow  # A command run for a cosmetic promise; -m slow runs it.
 def test_the_command_line_silences_orbax_logging_not_the_import():
   child = (
       "import logging\n"

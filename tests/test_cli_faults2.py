@@ -160,6 +160,7 @@ def _full_disk(*args, **kwargs):
   raise ValueError(TENSORSTORE_FULL)
 
 
+@pytest.mark.slow  # The command's full-disk case below stays in the default suite.
 def test_full_disk_in_process_forget_and_train(trained, tmp_path, monkeypatch, capsys):
   """The same fault staged where no tmpfs can be mounted: tensorstore's very error."""
   real = checkpointing.bundles._bundle_checkpointer  # pylint: disable=protected-access

@@ -113,6 +113,7 @@ def test_forget_evaluate_and_attach_take_a_train_workdir(workdir, tmp_path):
   assert tree_digest(workdir) == before
 
 
+@pytest.mark.slow  # Needs a trained workdir (a train command); -m slow runs it.
 def test_an_unfinished_workdir_is_refused_in_the_users_words(workdir, tmp_path):
   unfinished = tmp_path / "unfinished"
   shutil.copytree(workdir / "train", unfinished / "train")
@@ -217,7 +218,8 @@ def _write_idx(directory: pathlib.Path, split: str, images: np.ndarray,
     f.write(struct.pack(">BBBBI", 0, 0, 0x08, 1, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
-@pytest.mark.parametrize("missing", [0, pytest.param(9, marks=pytest.mark.slow)])
+@pytest.mark.slow  # Needs a trained workdir (a train command); -m slow runs it.
+@pytest.mark.parametrize("missing", [0, 9])
 def test_a_class_the_data_never_show_is_evaluated_as_absent(workdir, tmp_path, missing):
   test = load_dataset("digits", "test")
   keep = test.labels != missing
@@ -349,6 +351,7 @@ def test_demo_refuses_to_overwrite_without_force(tmp_path):
   assert tree_digest(tmp_path) == before
 
 
+@pytest.mark.slow  # Needs a trained workdir (a train command); -m slow runs it.
 def test_train_on_a_finished_workdir_says_so_and_writes_nothing(workdir):
   before = tree_digest(workdir)
   out = assert_ok(run_cli("train", "--config", workdir.parent / "small.py", "--workdir",
@@ -357,6 +360,7 @@ def test_train_on_a_finished_workdir_says_so_and_writes_nothing(workdir):
   assert tree_digest(workdir) == before
 
 
+@pytest.mark.slow  # Needs a trained workdir (a train command); -m slow runs it.
 def test_train_writes_the_step_metrics(workdir):
   lines = [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
   assert [r["step"] for r in lines] == [*range(7, 176, 7), 176]
