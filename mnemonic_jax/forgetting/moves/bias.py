@@ -66,7 +66,7 @@ class BiasPhase(stepping.Phase):
 GUARD_MARGIN = 1.0
 
 
-class GuardPhase(stepping.Phase):
+class GuardPhase(stepping.DeltaPhase):
   """Lowers each forgotten output bias further, where the model bounds its head's input
   (:mod:`mnemonic_jax.models.bounds`), until no input at all can give the class a
   margin above ``-GUARD_MARGIN`` (one step, ``t = 1``; nothing moves where the bound
@@ -78,12 +78,11 @@ class GuardPhase(stepping.Phase):
   """
 
   name = "guard"
-  grid = (1.0,)
 
   def __init__(self, bound: bounds.FeatureBound):
     self.bound = bound
 
-  def scores(self, params, request, ts):
+  def delta(self, params, request):
     k_index, b_index = outputs.head_tensors(request.apply_fn, params, request.codes)
     leaves, treedef = jax.tree.flatten(params)
     in_f = np.asarray(request.in_forget, bool)
@@ -93,23 +92,8 @@ class GuardPhase(stepping.Phase):
     shift = np.where(in_f, np.maximum(np.nan_to_num(worst) + GUARD_MARGIN, 0.0), 0.0)
     delta = [jnp.zeros_like(w) for w in leaves]
     delta[b_index] = jnp.asarray(-shift, jnp.float32)
-    d = treedef.unflatten(delta)
-    eta = jax.tree.map(jnp.zeros_like, params)  # Unused by the additive candidate.
-    grid = stepping.score_grid(request.apply_fn, params, eta, d, request.codes,
-                               request.in_forget, request.in_remain, ts,
-                               candidate=stepping.additive)
-    before, _ = stepping.final_scores(request.apply_fn, params, request.codes,
-                                      request.in_forget, request.in_remain)
     mask = treedef.unflatten([i == b_index for i in range(len(leaves))])
-    return before, grid, mask, (eta, d, float(shift.max()))
-
-  def apply(self, params, request, t, state):
-    eta, d, _ = state
-    return stepping.apply_candidate(params, eta, d, np.float32(t), candidate=stepping.additive)
-
-  def size(self, t, state):
-    """The largest extra lowering of a forgotten bias, in logits."""
-    return t * state[2]
+    return treedef.unflatten(delta), mask, float(shift.max())  # The largest extra lowering.
 
 
 def guarded(request: prim.Request) -> list[tuple[stepping.Phase, float]]:
@@ -120,9 +104,38 @@ def guarded(request: prim.Request) -> list[tuple[stepping.Phase, float]]:
   return [] if bound is None else [(GuardPhase(bound), 0.0)]
 
 
+@dataclasses.dataclass(frozen=True)
+class OutputLayerMove(Move):
+  """The moves that end by lowering the output bias: their own first phases, then the
+  ``bias`` phase to ``rule.margin``, then the guard where the model bounds its head's
+  input (:func:`guarded`).
+
+  Attributes:
+    rule: the bias phase's rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
+    grid: the bias phase's step grid ``t`` (logits), ordered from the smallest.
+  """
+
+  acts_on: ClassVar[str] = "output layer"
+
+  rule: Rule = DEFAULT_RULE
+  grid: Sequence[float] = stepping.STEP_GRID
+
+  def __post_init__(self):
+    stepping.check_grid(self.grid)
+
+  def first_phases(self) -> list[tuple[stepping.Phase, float]]:
+    """The phases before the bias phase (none for ``bias`` itself)."""
+    return []
+
+  def __call__(self, params: PyTree, request: prim.Request) -> Moved:
+    return stepping.run_phases(
+        params, request, [*self.first_phases(), (BiasPhase(), self.rule.margin),
+                          *guarded(request)], self.rule, self.grid)
+
+
 @register
 @dataclasses.dataclass(frozen=True)
-class Bias(Move):
+class Bias(OutputLayerMove):
   """Lowers the forgotten classes' output bias until their codes' margin is
   ``<= -rule.margin`` (an output-level move; see the module docstring).
 
@@ -132,18 +145,6 @@ class Bias(Move):
   """
 
   name: ClassVar[str] = "bias"
-  acts_on: ClassVar[str] = "output layer"
   baseline: ClassVar[str] = "mnemonic-bias"
   summary: ClassVar[str] = ("lower the forgotten classes' output bias by t logits until "
                             "their codes' margin reaches the rule's (-15)")
-
-  rule: Rule = DEFAULT_RULE
-  grid: Sequence[float] = stepping.STEP_GRID
-
-  def __post_init__(self):
-    stepping.check_grid(self.grid)
-
-  def __call__(self, params: PyTree, request: prim.Request) -> Moved:
-    return stepping.run_phases(
-        params, request, [(BiasPhase(), self.rule.margin), *guarded(request)],
-        self.rule, self.grid)

@@ -26,18 +26,15 @@ codes. This project's move; where it meets the depth goals: experiments/results/
 """
 
 import dataclasses
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax.forgetting import primitives as prim
-from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 from mnemonic_jax.forgetting.moves import outputs, stepping
-from mnemonic_jax.forgetting.moves.base import Move, Moved, register
-from mnemonic_jax.forgetting.moves.bias import BiasPhase, guarded
-from mnemonic_jax.pytrees import PyTree
+from mnemonic_jax.forgetting.moves.base import register
+from mnemonic_jax.forgetting.moves.bias import OutputLayerMove
 
 
 def class_directions(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray
@@ -87,13 +84,12 @@ def erased_head(kernel: np.ndarray, bias: np.ndarray | None, mu: np.ndarray,
   return new_k, new_b.astype(np.asarray(bias).dtype)
 
 
-class ErasePhase(stepping.Phase):
+class ErasePhase(stepping.DeltaPhase):
   """Erases the forgotten classes' directions from the head's input (one step, ``t = 1``)."""
 
   name = "erase"
-  grid = (1.0,)
 
-  def scores(self, params, request, ts):
+  def delta(self, params, request):
     apply_fn, codes = request.apply_fn, request.codes
     k_index, b_index = outputs.head_tensors(apply_fn, params, codes)
     in_f, in_r = np.asarray(request.in_forget), np.asarray(request.in_remain)
@@ -113,22 +109,12 @@ class ErasePhase(stepping.Phase):
       delta[b_index] = jnp.asarray(new_b.astype(np.float32)
                                    - np.asarray(leaves[b_index], np.float32))
       mask[b_index] = True
-    d = treedef.unflatten(delta)
-    eta = jax.tree.map(jnp.zeros_like, params)  # Unused by the additive candidate.
-    grid = stepping.score_grid(apply_fn, params, eta, d, codes, request.in_forget,
-                               request.in_remain, ts, candidate=stepping.additive)
-    before, _ = stepping.final_scores(apply_fn, params, codes, request.in_forget,
-                                      request.in_remain)
-    return before, grid, treedef.unflatten(mask), (eta, d)
-
-  def apply(self, params, request, t, state):
-    eta, d = state
-    return stepping.apply_candidate(params, eta, d, np.float32(t), candidate=stepping.additive)
+    return treedef.unflatten(delta), treedef.unflatten(mask), 1.0
 
 
 @register
 @dataclasses.dataclass(frozen=True)
-class Erase(Move):
+class Erase(OutputLayerMove):
   """The forgotten classes' directions erased from the head's input, then ``bias``.
 
   Attributes:
@@ -137,20 +123,10 @@ class Erase(Move):
   """
 
   name: ClassVar[str] = "erase"
-  acts_on: ClassVar[str] = "output layer"
   baseline: ClassVar[str] = "mnemonic-erase"
   summary: ClassVar[str] = ("erase the forgotten classes' directions from every row of the "
                             "classifier head, then lower their output bias by t logits "
                             "until their codes' margin reaches the rule's (-15)")
 
-  rule: Rule = DEFAULT_RULE
-  grid: Sequence[float] = stepping.STEP_GRID
-
-  def __post_init__(self):
-    stepping.check_grid(self.grid)
-
-  def __call__(self, params: PyTree, request: prim.Request) -> Moved:
-    return stepping.run_phases(
-        params, request, [(ErasePhase(), 0.0), (BiasPhase(), self.rule.margin),
-                          *guarded(request)], self.rule, self.grid)
-
+  def first_phases(self):
+    return [(ErasePhase(), 0.0)]

@@ -12,19 +12,16 @@ move (a research option; where it meets the depth goals: docs/depth.md).
 """
 
 import dataclasses
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax.forgetting import primitives as prim
-from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 from mnemonic_jax.forgetting.moves import stepping
-from mnemonic_jax.forgetting.moves.base import Move, Moved, register
-from mnemonic_jax.forgetting.moves.bias import BiasPhase, guarded
+from mnemonic_jax.forgetting.moves.base import register
+from mnemonic_jax.forgetting.moves.bias import OutputLayerMove
 from mnemonic_jax.forgetting.moves.outputs import output_kernel
-from mnemonic_jax.pytrees import PyTree
 
 
 def projected(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray) -> np.ndarray:
@@ -44,34 +41,23 @@ def projected(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray) 
   return out.astype(np.asarray(kernel).dtype)
 
 
-class ProjectPhase(stepping.Phase):
+class ProjectPhase(stepping.DeltaPhase):
   """Projects the forgotten columns of the output kernel (one step, ``t = 1``)."""
 
   name = "project"
-  grid = (1.0,)
 
-  def scores(self, params, request, ts):
+  def delta(self, params, request):
     mask = output_kernel(request.apply_fn, params, request.codes)
     in_f, in_r = np.asarray(request.in_forget), np.asarray(request.in_remain)
     d = jax.tree.map(
         lambda w, m: jnp.asarray(projected(np.asarray(w), in_f, in_r) - np.asarray(w))
         if m else jnp.zeros_like(w), params, mask)
-    eta = jax.tree.map(jnp.zeros_like, params)  # Unused by the additive candidate.
-    grid = stepping.score_grid(request.apply_fn, params, eta, d, request.codes,
-                               request.in_forget, request.in_remain, ts,
-                               candidate=stepping.additive)
-    before, _ = stepping.final_scores(request.apply_fn, params, request.codes,
-                                      request.in_forget, request.in_remain)
-    return before, grid, mask, (eta, d)
-
-  def apply(self, params, request, t, state):
-    eta, d = state
-    return stepping.apply_candidate(params, eta, d, np.float32(t), candidate=stepping.additive)
+    return d, mask, 1.0
 
 
 @register
 @dataclasses.dataclass(frozen=True)
-class Project(Move):
+class Project(OutputLayerMove):
   """The forgotten head rows projected onto the others' span, then the ``bias`` phase.
 
   Attributes:
@@ -80,18 +66,9 @@ class Project(Move):
   """
 
   name: ClassVar[str] = "project"
-  acts_on: ClassVar[str] = "output layer"
   baseline: ClassVar[str] = "mnemonic-project"
   summary: ClassVar[str] = ("project the forgotten head rows onto the remaining rows' span, "
                             "then lower their output bias by t logits to the rule's margin")
 
-  rule: Rule = DEFAULT_RULE
-  grid: Sequence[float] = stepping.STEP_GRID
-
-  def __post_init__(self):
-    stepping.check_grid(self.grid)
-
-  def __call__(self, params: PyTree, request: prim.Request) -> Moved:
-    return stepping.run_phases(
-        params, request, [(ProjectPhase(), 0.0), (BiasPhase(), self.rule.margin),
-                          *guarded(request)], self.rule, self.grid)
+  def first_phases(self):
+    return [(ProjectPhase(), 0.0)]

@@ -88,6 +88,34 @@ class Phase(abc.ABC):
     return t
 
 
+class DeltaPhase(Phase):
+  """A one-step phase (``t = 1``): ``params + d`` for a ``d`` computed on the host from
+  the current parameters (``project``, ``erase``, the bias guard)."""
+
+  grid = (1.0,)
+
+  @abc.abstractmethod
+  def delta(self, params: PyTree, request: prim.Request) -> tuple[PyTree, PyTree, float]:
+    """``(d, mask, size)``: the change (float32, shaped like ``params``), a pytree of
+    bools True at the tensors it moves, and the step recorded in :class:`Step`."""
+
+  def scores(self, params, request, ts):
+    d, mask, size = self.delta(params, request)
+    eta = jax.tree.map(jnp.zeros_like, params)  # Unused by the additive candidate.
+    grid = score_grid(request.apply_fn, params, eta, d, request.codes, request.in_forget,
+                      request.in_remain, ts, candidate=additive)
+    before, _ = final_scores(request.apply_fn, params, request.codes, request.in_forget,
+                             request.in_remain)
+    return before, grid, mask, (eta, d, size)
+
+  def apply(self, params, request, t, state):
+    eta, d, _ = state
+    return apply_candidate(params, eta, d, np.float32(t), candidate=additive)
+
+  def size(self, t, state):
+    return t * state[2]
+
+
 def check_grid(grid: Sequence[float]) -> np.ndarray:
   """The step grid as float32, checked.
 
