@@ -37,7 +37,7 @@ import pytest
 from mnemonic_jax import checkpointing, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 
-from cli_support import assert_refused, small_config as _config, tree_digest
+from cli_support import assert_refused, run_commands, small_config as _config, tree_digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "mnemonic_jax" / "configs" / "digits_mlp.py"
@@ -379,21 +379,24 @@ REFUSED = [
 
 @pytest.fixture(scope="module")
 def refused_cases(trained, tmp_path_factory):
-  """Every case's files, made once per worker (each test runs only its own command)."""
+  """Every case's files, made once per worker, and its command run: name -> (case, Ran).
+
+  The commands run in turn, each its own process forked after the imports
+  (``cli_support.run_commands``, memory-limited), the trained bundle watched as well.
+  """
   cases = _refused_cases(trained, tmp_path_factory.mktemp("refused"))
   assert sorted(cases) == sorted(REFUSED)
-  return cases
+  ran = run_commands({name: dict(case, watch=[*case["watch"], trained])
+                      for name, case in cases.items()}, env=_ENV, memory_limit=MEMORY_LIMIT)
+  return {name: (cases[name], ran[name]) for name in cases}
 
 
 @pytest.mark.parametrize("name", REFUSED)
-def test_refused_one_line_exit_2_nothing_touched(trained, refused_cases, name):
-  case = refused_cases[name]
-  trained_before = tree_digest(trained)
-  before = [tree_digest(w) for w in case["watch"]]
-  result = run(*case["args"], cwd=case.get("cwd", REPO))
-  assert_refused(result, case["words"])
-  assert [tree_digest(w) for w in case["watch"]] == before, "a file was written or deleted"
-  assert tree_digest(trained) == trained_before, "the trained bundle was modified"
+def test_refused_one_line_exit_2_nothing_touched(refused_cases, name):
+  case, ran = refused_cases[name]
+  assert_refused(ran.result, case["words"])
+  assert ran.after[:-1] == ran.before[:-1], "a file was written or deleted"
+  assert ran.after[-1] == ran.before[-1], "the trained bundle was modified"
   for path in case.get("absent", ()):
     assert not os.path.lexists(path), f"{path} was written"
 
