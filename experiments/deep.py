@@ -10,7 +10,7 @@ Runs :mod:`experiments.depth` on three parts, each in its own cache folder under
 ``deep.json`` and ``deep.png`` to ``--out``:
 
 * ``chosen``: the digits sigmoid, tanh and GELU MLPs, seed 0, classes 0, 6 and {0,1,2}:
-  the runs the ``erase`` rule was designed and chosen on;
+  the runs the ``erase`` and ``reassign`` rules were designed and chosen on;
 * ``held-out seed``: the same three architectures trained with seed 1, classes 3, 8 and
   {0,1,2} (models, classes and oracles never looked at during the choice);
 * ``held-out architecture``: a ReLU MLP with a LayerNorm before its head
@@ -53,7 +53,7 @@ PARTS = (
 #: Kodge et al. 2024, at its published CIFAR-10 defaults: 100 images of each retained
 #: class and up to 900 of the forgotten; a k <= 10 variant is not measured here).
 METHODS = ("mnemonic,mnemonic-auto,mnemonic-bias,mnemonic-project,mnemonic-erase,"
-           "mnemonic-shrink,mnemonic-shrink+bias,svd-projection")
+           "mnemonic-reassign,mnemonic-shrink,mnemonic-shrink+bias,svd-projection")
 GOALS = ("forgetting", "one_constant", "input_scale", "probe", "prototype", "relearning")
 
 

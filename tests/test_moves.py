@@ -58,11 +58,11 @@ def forget_margin_grad(apply_fn, params, codes):
 
 #: The moves that end by lowering the output bias, with the guard phase on a model that
 #: bounds its head's input (tanh): every input, not only the codes, is ruled out.
-GUARDED = ("bias", "project", "erase")
+GUARDED = ("bias", "project", "erase", "reassign")
 
 
-@pytest.mark.parametrize("name", ["bias", "project", "erase", "signed", "head", "steps",
-                                  "shrink", "shrink+bias"])
+@pytest.mark.parametrize("name", ["bias", "project", "erase", "reassign", "signed", "head",
+                                  "steps", "shrink", "shrink+bias"])
 def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
   apply_fn, params, codes = tanh_model
   new, report = mj.forget(apply_fn, params, codes, FORGET,
@@ -84,7 +84,7 @@ def test_step_moves_reach_the_margin_and_keep_the_rest(tanh_model, name):
     assert changed <= {jax.tree_util.keystr(p) for p, m in flat if m}
   elif name == "bias":
     assert changed == {"['Dense_1']['bias']"}
-  elif name in ("project", "erase"):
+  elif name in ("project", "erase", "reassign"):
     assert changed == {"['Dense_1']['bias']", "['Dense_1']['kernel']"}
 
 
@@ -147,6 +147,49 @@ def test_erase_removes_the_class_direction_from_every_head_row(tanh_model):
   assert [s.phase for s in report.details.steps] == ["erase", "bias", "guard"]
 
 
+def test_reassign_hands_the_class_direction_to_the_rows_nearest_it(tanh_model):
+  apply_fn, params, codes = tanh_model
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Reassign(Rule(MARGIN)))
+  old_k = np.asarray(params["Dense_1"]["kernel"], np.float64)
+  new_k = np.asarray(new["Dense_1"]["kernel"], np.float64)
+  d = old_k[:, FORGET[0]] - old_k[:, REST].mean(axis=1)  # The class's head direction.
+  u = d / np.linalg.norm(d)
+  # Hand-computed: softmax over the remaining rows of their cosine to the forgotten row.
+  unit = old_k / np.linalg.norm(old_k, axis=0)
+  cos = unit[:, FORGET[0]] @ unit[:, REST]
+  q = np.exp((cos - cos.max()) / moves.reassign.TEMPERATURE)
+  q /= q.sum()
+  erased = old_k - np.outer(u, u @ old_k)
+  np.testing.assert_allclose(new_k[:, REST], erased[:, REST] + np.outer(d, q), atol=1e-5)
+  np.testing.assert_allclose(new_k[:, FORGET], erased[:, FORGET], atol=1e-5)
+  # Only the direction moved: the forgotten row reads none of it, the remaining rows read
+  # it in proportion to q, and at the remaining codes' mean head input nothing changed.
+  np.testing.assert_allclose(d @ new_k[:, REST], (d @ d) * q, rtol=1e-4)
+  np.testing.assert_allclose(u @ new_k[:, FORGET], 0.0, atol=1e-5)
+  hidden = lambda p: jnp.tanh(codes.reshape(len(codes), -1) @ p["Dense_0"]["kernel"]
+                              + p["Dense_0"]["bias"])
+  mu = np.asarray(hidden(params))[REST].mean(axis=0)
+  head = lambda p: mu @ np.asarray(p["Dense_1"]["kernel"]) + np.asarray(p["Dense_1"]["bias"])
+  np.testing.assert_allclose(head(new)[REST], head(params)[REST], atol=1e-4)
+  # More of the class's evidence now raises its nearest remaining class, not the class.
+  nearest = REST[int(np.argmax(q))]
+  lift = lambda p: u @ np.asarray(p["Dense_1"]["kernel"])  # Logits' change, mu -> mu + u.
+  assert int(np.argmax(lift(new))) == nearest and int(np.argmax(lift(params))) == FORGET[0]
+  assert [s.phase for s in report.details.steps] == ["reassign", "bias", "guard"]
+
+
+def test_reassign_weights_follow_the_temperature():
+  kernel = np.array([[1.0, 0.9, 0.0, -1.0], [0.0, 0.1, 1.0, 0.0]])
+  in_f, in_r = np.array([True, False, False, False]), np.array([False, True, True, True])
+  sharp = moves.reassign.nearest_weights(kernel, in_f, in_r, 0.01)
+  flat = moves.reassign.nearest_weights(kernel, in_f, in_r, 1e6)
+  np.testing.assert_allclose(sharp, [[1.0, 0.0, 0.0]], atol=1e-12)  # Row 1 is the nearest.
+  np.testing.assert_allclose(flat, np.full((1, 3), 1 / 3), atol=1e-6)
+  for bad in (0.0, -1.0, float("nan"), float("inf"), True, "0.1"):
+    with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+      moves.Reassign(temperature=bad)
+
+
 def test_dampen_only_scales_parameters_down(tanh_model):
   apply_fn, params, codes = tanh_model
   new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Dampen(Rule(0.5)))
@@ -187,8 +230,8 @@ def test_the_default_move_is_erase(tanh_model):
 
 
 def test_the_registry_is_the_one_source_of_names():
-  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "project", "erase", "signed", "head",
-                              "steps", "shrink", "shrink+bias", "dampen"}
+  assert set(moves.MOVES) == {"algorithm2", "paper", "bias", "project", "erase", "reassign",
+                              "signed", "head", "steps", "shrink", "shrink+bias", "dampen"}
   methods = baselines.available_methods()
   for cls in moves.MOVES.values():
     assert cls.acts_on in moves.ACTS_ON and cls.summary

@@ -89,6 +89,13 @@ class ErasePhase(stepping.DeltaPhase):
 
   name = "erase"
 
+  def new_head(self, kernel: np.ndarray, bias: np.ndarray | None, mu: np.ndarray,
+               in_forget: np.ndarray, in_remain: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray | None]:
+    """The head after the phase: :func:`erased_head` along :func:`class_directions`."""
+    basis = class_directions(np.asarray(kernel, np.float32), in_forget, in_remain)
+    return erased_head(kernel, bias, mu, basis)
+
   def delta(self, params, request):
     apply_fn, codes = request.apply_fn, request.codes
     k_index, b_index = outputs.head_tensors(apply_fn, params, codes)
@@ -97,10 +104,9 @@ class ErasePhase(stepping.DeltaPhase):
     weights = in_r.astype(np.float32) / max(int(in_r.sum()), 1)
     grads = _weighted_logit0_grad(apply_fn, params, codes, weights)
     mu = np.asarray(jax.tree.leaves(grads)[k_index][:, 0], np.float64)
-    basis = class_directions(np.asarray(leaves[k_index], np.float32), in_f, in_r)
-    new_k, new_b = erased_head(np.asarray(leaves[k_index]),
-                               None if b_index is None else np.asarray(leaves[b_index]),
-                               mu, basis)
+    new_k, new_b = self.new_head(np.asarray(leaves[k_index]),
+                                 None if b_index is None else np.asarray(leaves[b_index]),
+                                 mu, in_f, in_r)
     delta = [jnp.zeros_like(w) for w in leaves]
     delta[k_index] = jnp.asarray(new_k.astype(np.float32) - np.asarray(leaves[k_index],
                                                                        np.float32))

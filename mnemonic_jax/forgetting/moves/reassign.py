@@ -1,0 +1,156 @@
+"""``reassign``: ``erase``, and the forgotten classes' evidence handed to the classes nearest them.
+
+After ``erase`` (:mod:`.erase`) no logit responds to a forgotten class's direction in the
+head's input, so on that class's images every remaining logit sits near its average and
+the forgotten logit, now the remaining rows' mean, stands level with them: one constant
+added to the forgotten logit finds the class again (the one-constant attack of
+docs/depth.md). The retrain oracle, never shown the class, behaves otherwise: it
+classifies the class's images, confidently, as the classes they resemble.
+
+``reassign`` gives the model that behaviour in closed form. Each forgotten class ``f``'s
+direction ``d_f = K[:, f] - mean_r K[:, r]`` (``K`` the ``(F, C)`` output kernel, ``r`` the
+remaining classes) is added to the remaining rows in proportion to how close each is to
+``f`` in the head, ``q_f = softmax_r(cos(K[:, f], K[:, r]) / temperature)``, centred on the
+remaining codes' mean head input ``mu`` so that nothing changes there::
+
+  K'[:, r] = E[:, r] + sum_f q_fr d_f,      b'_r = e_r - sum_f q_fr (mu . d_f)
+
+(``E``, ``e`` the erased kernel and bias). An input carrying class ``f``'s evidence now
+raises the logits of the classes that resemble ``f`` instead of ``f``'s own: the
+relabelling of each forgotten example with its nearest other class of Boundary Shrink
+(Chen et al., "Boundary Unlearning", CVPR 2023), done on the head's rows instead of by
+fine-tuning on data. Then the ``bias`` phase lowers the forgotten output bias until the
+codes' margin is ``<= -rule.margin``, and the guard of :mod:`.bias` where the model
+bounds its head's input. Reads only the weights and the codes; the temperature (0.1) was
+chosen on the runs marked "chosen" in experiments/results/deep.md and is held fixed on the
+others. This project's move.
+"""
+
+import dataclasses
+import math
+from typing import ClassVar
+
+import numpy as np
+
+from mnemonic_jax import errors
+from mnemonic_jax.forgetting.moves.base import register
+from mnemonic_jax.forgetting.moves.bias import OutputLayerMove
+from mnemonic_jax.forgetting.moves.erase import ErasePhase
+
+#: The softmax temperature of the similarity between head rows (cosine units).
+TEMPERATURE = 0.1
+
+
+def nearest_weights(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray,
+                    temperature: float = TEMPERATURE) -> np.ndarray:
+  """How much of each forgotten class's evidence each remaining class receives.
+
+  Args:
+    kernel: ``(F, C)`` output kernel.
+    in_forget, in_remain: ``(C,)`` bools.
+    temperature: softmax temperature of the cosine similarities (> 0).
+
+  Returns:
+    ``(n_forget, n_remain)`` float64, rows summing to 1: ``softmax_r(cos(K[:, f], K[:, r]) /
+    temperature)``, forgotten and remaining classes in increasing id order.
+
+  Example:
+    >>> k = np.array([[1.0, 1.0, 0.0], [0.1, 0.0, 1.0]])  # Class 0 resembles class 1.
+    >>> nearest_weights(k, np.array([True, False, False]), np.array([False, True, True])
+    ...                 ).round(3)
+    array([[1., 0.]])
+  """
+  k = np.asarray(kernel, np.float64)
+  unit = k / np.maximum(np.linalg.norm(k, axis=0, keepdims=True), 1e-30)
+  cos = unit[:, in_forget].T @ unit[:, in_remain]
+  logits = (cos - cos.max(axis=1, keepdims=True)) / temperature
+  weights = np.exp(logits)
+  return weights / weights.sum(axis=1, keepdims=True)
+
+
+def reassigned_head(kernel: np.ndarray, bias: np.ndarray | None, mu: np.ndarray,
+                    in_forget: np.ndarray, in_remain: np.ndarray,
+                    temperature: float = TEMPERATURE
+                    ) -> tuple[np.ndarray, np.ndarray | None]:
+  """What ``reassign`` adds to the erased head: ``(dK, db)`` in float64.
+
+  Args:
+    kernel: ``(F, C)`` output kernel before the move.
+    bias: ``(C,)`` output bias, or None.
+    mu: ``(F,)`` the remaining codes' mean head input.
+    in_forget, in_remain: ``(C,)`` bools.
+    temperature: see :func:`nearest_weights`.
+
+  Returns:
+    ``dK`` ``(F, C)`` (zero outside the remaining columns: ``D @ q``, ``D`` the forgotten
+    classes' directions ``(F, n_forget)``) and ``db`` ``(C,)`` (``-(mu @ D) @ q``; None
+    without a bias).
+  """
+  k = np.asarray(kernel, np.float64)
+  directions = k[:, in_forget] - k[:, in_remain].mean(axis=1, keepdims=True)
+  q = nearest_weights(k, in_forget, in_remain, temperature)
+  dk = np.zeros_like(k)
+  dk[:, in_remain] = directions @ q
+  if bias is None:
+    return dk, None
+  db = np.zeros(k.shape[1])
+  db[in_remain] = -(np.asarray(mu, np.float64) @ directions) @ q
+  return dk, db
+
+
+class ReassignPhase(ErasePhase):
+  """``erase``'s head, plus each forgotten class's direction given to the remaining rows
+  nearest it (:func:`reassigned_head`; one step, ``t = 1``).
+
+  Attributes:
+    temperature: see :func:`nearest_weights`.
+  """
+
+  name = "reassign"
+
+  def __init__(self, temperature: float = TEMPERATURE):
+    self.temperature = temperature
+
+  def new_head(self, kernel, bias, mu, in_forget, in_remain):
+    erased_k, erased_b = super().new_head(kernel, bias, mu, in_forget, in_remain)
+    dk, db = reassigned_head(kernel, bias, mu, in_forget, in_remain, self.temperature)
+    new_k = (np.asarray(erased_k, np.float64) + dk).astype(np.asarray(kernel).dtype)
+    if erased_b is None:
+      return new_k, None
+    return new_k, (np.asarray(erased_b, np.float64) + db).astype(np.asarray(bias).dtype)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Reassign(OutputLayerMove):
+  """``erase``, with each forgotten class's evidence handed to the remaining classes
+  nearest it in the head, then ``bias`` (see the module docstring).
+
+  Attributes:
+    rule: the bias phase's rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
+    grid: the bias phase's step grid ``t`` (logits).
+    temperature: softmax temperature of the head rows' cosine similarity (> 0): small
+      hands a class's evidence to its single nearest class, large spreads it evenly.
+
+  Raises:
+    BadRequest: a temperature that is not a finite positive number.
+  """
+
+  name: ClassVar[str] = "reassign"
+  baseline: ClassVar[str] = "mnemonic-reassign"
+  summary: ClassVar[str] = ("erase the forgotten classes' directions from the classifier "
+                            "head and hand each one's evidence to the remaining classes "
+                            "nearest it, then lower their output bias by t logits until "
+                            "their codes' margin reaches the rule's (-15)")
+
+  temperature: float = TEMPERATURE
+
+  def __post_init__(self):
+    super().__post_init__()
+    if (isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float))
+        or not math.isfinite(self.temperature) or self.temperature <= 0):
+      raise errors.BadRequest(
+          f"temperature must be a finite number > 0, got {self.temperature!r}")
+
+  def first_phases(self):
+    return [(ReassignPhase(float(self.temperature)), 0.0)]
