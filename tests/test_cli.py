@@ -3,11 +3,9 @@
 One small bundle is trained once per module (digits, MLP 64-32-10, 8 epochs = 88 steps,
 a training checkpoint every 5 steps) by the ``train`` command itself; the other tests
 forget from it, evaluate it, kill the same training at a known step and resume it, and run
-the demo. The bad-input cases run concurrently (a few at a time) to keep the module quick.
+the demo. The bad-input cases run in one batch (``cli_support.run_commands``).
 """
 
-import concurrent.futures
-import hashlib
 import json
 import os
 import pathlib
@@ -24,6 +22,8 @@ import pytest
 
 from mnemonic_jax import checkpointing, cli, configs
 from mnemonic_jax.cli import demo
+
+from cli_support import run_commands
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "mnemonic_jax" / "configs" / "digits_mlp.py"  # By path (by name: test_configs)
@@ -68,14 +68,6 @@ def run(*args) -> subprocess.CompletedProcess:
 
 def train_args(workdir: pathlib.Path) -> tuple:
   return ("train", "--config", CONFIG, *TINY, "--workdir", workdir, "-q")
-
-
-def tree_digest(path: pathlib.Path) -> dict[str, str]:
-  """Relative path -> sha256 of every file under ``path`` (empty if it does not exist)."""
-  if not path.exists():
-    return {}
-  return {str(f.relative_to(path)): hashlib.sha256(f.read_bytes()).hexdigest()
-          for f in sorted(path.rglob("*")) if f.is_file()}
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
@@ -145,16 +137,18 @@ def _bad_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, tuple]:
 
 @pytest.fixture(scope="module")
 def bad_runs(trained, tmp_path_factory):
-  """Runs every bad-input case (four at a time); name -> (result, before, after, dir)."""
+  """Runs every bad-input case; name -> (result, before, after, dir).
+
+  Each command runs in turn in its own process forked after the imports
+  (``cli_support.run_commands``), its directory and the trained bundle watched.
+  """
   root = tmp_path_factory.mktemp("bad")
   cases = _bad_cases(trained, root)
-  trained_before = tree_digest(trained)
-  before = {name: tree_digest(directory) for name, (_, directory) in cases.items()}
-  with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
-    futures = {name: pool.submit(run, *args) for name, (args, _) in cases.items()}
-    results = {name: future.result() for name, future in futures.items()}
-  assert tree_digest(trained) == trained_before, "an input bundle was modified"
-  return {name: (results[name], before[name], tree_digest(directory), directory)
+  ran = run_commands({name: dict(args=args, watch=[directory, trained])
+                      for name, (args, directory) in cases.items()}, env=_ENV)
+  for name, done in ran.items():
+    assert done.after[1] == done.before[1], f"{name}: an input bundle was modified"
+  return {name: (ran[name].result, ran[name].before[0], ran[name].after[0], directory)
           for name, (_, directory) in cases.items()}
 
 
@@ -202,27 +196,32 @@ def test_bad_input_is_one_line_exit_2_nothing_written(bad_runs, name):
 
 
 def test_forget_then_evaluate_round_trip(trained, tmp_path):
-  before = tree_digest(trained)
+  """Four commands in turn, each in its own process forked after the imports."""
   output = tmp_path / "no3"
-  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", output,
-               "--dataset", "digits", "-q")
+  forget = ("forget", "--checkpoint", trained, "--classes", "3", "--output")
+  ran = run_commands({
+      "forget": dict(args=(*forget, output, "--dataset", "digits", "-q"), watch=[trained]),
+      "fixed": dict(args=(*forget, tmp_path / "fixed", "--lambda1", "1e-3", "-q")),
+      "mixed": dict(args=(*forget, tmp_path / "mixed", "--lambda1", "auto", "--lambda2", "10",
+                          "-q")),
+      "evaluate": dict(args=("evaluate", "--checkpoint", output, "--json", "-q")),
+  }, env=_ENV)
+  result = ran["forget"].result
   assert_ok(result)
   for words in ("move = erase, step t = ", "accuracy on the mnemonic codes", "compiling",
                 "A_R", "E_F", "   3*  3", f"wrote {output}"):
     assert words in result.stdout, result.stdout
-  assert tree_digest(trained) == before, "forget modified its input bundle"
+  assert ran["forget"].after == ran["forget"].before, "forget modified its input bundle"
 
-  fixed = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
-              tmp_path / "fixed", "--lambda1", "1e-3", "-q")
+  fixed = ran["fixed"].result
   assert_ok(fixed)
   assert "lambda1 = 0.001, lambda2 = 10 (given; lambda2 from the bundle's config)" in fixed.stdout
   assert "sign kept" in fixed.stdout  # The paper's move (--move paper: test_cli_safety).
-  mixed = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
-              tmp_path / "mixed", "--lambda1", "auto", "--lambda2", "10", "-q")
+  mixed = ran["mixed"].result
   assert mixed.returncode == 2 and "both numbers or both auto" in mixed.stderr
   assert not (tmp_path / "mixed").exists()
 
-  result = run("evaluate", "--checkpoint", output, "--json", "-q")
+  result = ran["evaluate"].result
   assert_ok(result)
   report = json.loads(result.stdout)
   assert report["dataset"] == "digits" and report["forgotten"] == [3]
