@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 import mnemonic_jax as mj
+from mnemonic_jax.forgetting import moves
 
 
 @pytest.mark.parametrize("progress", [False, True])
@@ -36,27 +37,28 @@ def test_a_second_fit_compiles_no_program(progress):
   assert second.programs == 0 and second.seconds == 0, (first.programs, second.programs)
 
 
-@pytest.mark.parametrize("lambdas, move, classes", [
-    ((1e-3, 10.0), None, [2, 3]), ((None, None), None, [2, 3]), ((None, None), "paper", [2]),
-])
-def test_a_second_forget_compiles_no_program(lambdas, move, classes):
-  """Other classes, other lambdas and new parameter values: nothing compiles again.
+@pytest.fixture(scope="module")
+def small_model():
+  model = mj.create_model("mlp", 6, hidden=(8,))
+  codes = mj.generate_codes(jax.random.key(0), 6, (3, 3, 1))
+  return model, codes, model.init(jax.random.key(1), codes)["params"]
 
-  (The paper move's search compiles its scoring per number of forgotten classes, so its
-  second call forgets one class again.)
-  """
-  model = mj.create_model("mlp", 4, hidden=(8,))
-  codes = mj.generate_codes(jax.random.key(0), 4, (3, 3, 1))
-  params = model.init(jax.random.key(1), codes)["params"]
-  apply_fn = mj.inference_apply_fn(model, {})
-  scale = lambda f: (None if lambdas[0] is None else lambdas[0] * f,
-                     None if lambdas[1] is None else lambdas[1] * f)
-  mj.forget(apply_fn, params, codes, [0], *scale(1.0), move=move)
+
+# Every registered move (each works from the codes alone), the default path, and
+# Algorithm 2 with given lambdas.
+@pytest.mark.parametrize("move", [None, *sorted(moves.MOVES)])
+def test_a_second_forget_compiles_no_program(small_model, move):
+  """Another number of classes, other lambdas and new parameter values: nothing compiles
+  again (a new but equal ``apply_fn`` too)."""
+  model, codes, params = small_model
+  lambdas = (1e-3, 10.0) if move == "algorithm2" else (None, None)
+  scale = lambda f: tuple(None if v is None else v * f for v in lambdas)
+  mj.forget(mj.inference_apply_fn(model, {}), params, codes, [0], *scale(1.0), move=move)
   other = jax.tree.map(lambda p: p * 1.1, params)
   with mj.CompileClock() as second:
-    _, report = mj.forget(mj.inference_apply_fn(mj.create_model("mlp", 4, hidden=(8,)), {}),
-                          other, codes, classes, *scale(2.0), move=move)
-  assert second.programs == 0 and report.compile_seconds == 0
+    _, report = mj.forget(mj.inference_apply_fn(mj.create_model("mlp", 6, hidden=(8,)), {}),
+                          other, codes, [1, 3], *scale(2.0), move=move)
+  assert second.programs == 0 and report.compile_seconds == 0, second.programs
 
 
 def test_a_second_fisher_compiles_no_program():

@@ -221,6 +221,25 @@ def test_the_pruned_search_scores_a_subset_of_the_codes(trained, monkeypatch):
                                                            full.sign)
 
 
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_the_pruned_search_runs_forgotten_codes_in_blocks(trained, monkeypatch, chunk):
+  """More forgotten classes than a block: several blocks, the last one padded."""
+  apply_fn, params, codes = trained
+  monkeypatch.setattr(ls, "HEAD_BLOCK", 2)
+  rule = ls.Rule(margin=2.0, guard=0.5)
+  full = ls.select_lambdas(apply_fn, params, codes, [0, 2, 3], grid=GRID, rule=rule,
+                           strategy="full")
+  pruned = ls.select_lambdas(apply_fn, params, codes, [0, 2, 3], grid=GRID, rule=rule,
+                             chunk=chunk)
+  assert (pruned.index, pruned.met, pruned.fallback) == (full.index, full.met, full.fallback)
+  g = pruned.grid
+  scored = np.isfinite(g.forget_margin)
+  for field in ("forget_margin", "forget_accuracy"):
+    np.testing.assert_allclose(getattr(g, field)[scored], getattr(full.grid, field)[scored],
+                               rtol=1e-5, atol=1e-5)
+  assert np.unique(g.forget_accuracy[scored]).size > 1  # Codes of both blocks counted.
+
+
 def test_the_pruned_search_scores_remaining_codes_only_where_the_target_is_reached(trained):
   apply_fn, params, codes = trained
   rule = ls.Rule(margin=2.0, guard=0.5)

@@ -111,40 +111,6 @@ def _pruned_chunk(params: PyTree) -> int:
   return _default_chunk(params)
 
 
-def make_grid_fn(apply_fn, *, chunk: int, microbatch_size: int | None = None,
-                 method: str = "auto", mesh: Mesh | None = None):
-  """``fn(params, codes, in_forget, in_remain, l1, l2, sign)``
-  ``-> (eta, before, scores, size, max_move)``.
-
-  Traceable; the Fishers are computed once and every candidate ``(l1[i], l2[i], sign[i])``
-  is scored on the codes with ``lax.map`` in vectorised chunks of ``chunk``.
-  """
-
-  def fn(params, codes, in_forget, in_remain, l1, l2, sign):
-    f_forget, f_remain = fisher_lib.masked_class_fishers(
-        apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
-        microbatch_size=microbatch_size, method=method, mesh=mesh)
-    eta = prim.fisher_ratio(f_forget, f_remain)
-    eta_sq = jax.tree.map(lambda e: jnp.sum(jnp.square(e)), eta)
-    eta_max = jax.tree.map(lambda e: jnp.max(e, initial=0.0), eta)
-    before = prim.code_scores(apply_fn, params, codes, in_forget, in_remain)
-
-    def one(args):
-      a1, a2, s = args
-      alpha = prim.step_sizes(eta, a1, a2)
-      candidate = prim.apply_step(params, alpha, eta, s)
-      scores = prim.code_scores(apply_fn, candidate, codes, in_forget, in_remain)
-      size = jnp.sqrt(sum(jax.tree.leaves(jax.tree.map(lambda a, q: a * a * q, alpha, eta_sq))))
-      max_move = jnp.max(jnp.stack(jax.tree.leaves(
-          jax.tree.map(lambda a, m: a * m, alpha, eta_max))))
-      return scores, size, max_move
-
-    scores, size, max_move = jax.lax.map(one, (l1, l2, sign), batch_size=chunk)
-    return eta, before, scores, size, max_move
-
-  return fn
-
-
 def select_on_grid(grid: GridScores, rule: Rule = DEFAULT_RULE) -> Selection:
   """The candidate ``rule`` picks from ``grid`` (:func:`criterion.select
   <mnemonic_jax.forgetting.criterion.select>` in the rule's order); pure NumPy, so one
@@ -242,8 +208,9 @@ def select_lambdas(
   Compiled once: the search's programs are cached per ``apply_fn``, ``chunk``,
   ``microbatch_size``, ``method`` and ``mesh``, and compiled once per shapes and dtypes
   of ``params``, ``codes`` and the grid (for ``"pruned"`` and ``"boundary"``, also per
-  number of forgotten classes and per size of the remaining-code subset, which takes
-  few values); classes and lambdas are traced values.
+  size of the remaining-code subset, which takes few values and one only where there
+  are at most :data:`SUBSET_REMAIN` + 1 classes); classes, their number and lambdas are
+  traced values.
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits (N, C)`` (BatchNorm in inference mode).
@@ -383,14 +350,21 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
   n_remain = len(remain_ids)
   others = np.flatnonzero(~in_forget)  # Every code but the forgotten ones.
 
-  score = functools.partial(_score_program, request.apply_fn, chunk=chunk,
-                            num_forget=len(forget_ids))
+  # Shapes that do not depend on the classes: forgotten ids padded to whole blocks, their
+  # number traced; remaining ones padded to min(keep, C - 1) or C - 1 (all), masked.
+  num_classes = in_forget.shape[0]
+  block = min(HEAD_BLOCK, num_classes - 1)
+  head = np.zeros(-(-(num_classes - 1) // block) * block, np.int32)
+  head[:len(forget_ids)] = forget_ids
+  score = functools.partial(_score_program, request.apply_fn, chunk=chunk, block=block)
 
-  def on(ids):  # The codes are gathered inside the program: no eager op to compile.
-    ids = np.concatenate([forget_ids, ids])
-    return (request.codes, ids, in_forget[ids], in_remain[ids])
+  def on(ids, size):  # The codes are gathered inside the program: no eager op to compile.
+    tail, mask = np.zeros(size, np.int32), np.zeros(size, bool)
+    tail[:len(ids)], mask[:len(ids)] = ids, in_remain[ids]
+    return (request.codes, head, np.int32(len(forget_ids)), tail, mask, np.int32(len(ids)))
 
-  on_subset, on_all = on(remain_ids[:keep]), on(others)
+  width = num_classes - 1  # The most remaining codes a request can have.
+  on_subset, on_all = on(remain_ids[:keep], min(keep, width)), on(others, width)
 
   n = l1.size
   rows = {k: np.full(n, np.nan) for k in _ROWS}
@@ -506,6 +480,9 @@ _ROWS = ("forget_accuracy", "remain_accuracy", "forget_margin", "remain_margin")
 #: Remaining codes scored per candidate by the pruned search (those of smallest margin).
 SUBSET_REMAIN = 64
 
+#: Forgotten codes the pruned search runs through a candidate at once (more: in blocks).
+HEAD_BLOCK = 8
+
 #: Candidates the pruned search scores per call (in the rule's order; it stops after the
 #: first call that holds the choice).
 PRUNED_BATCH = 32
@@ -519,45 +496,54 @@ def _order_keys(rule, l1, l2, size, max_move, ids):
   return (l1[ids], l2[ids])
 
 
-@functools.partial(jax.jit, static_argnames=("chunk", "num_forget"))
-def _score_program(apply_fn, params, eta, codes, labels, in_forget, in_remain, l1, l2, sign,
-                   target, *, chunk, num_forget):
-  """Scores the candidates ``(l1, l2, sign)`` on some of the codes.
+@functools.partial(jax.jit, static_argnames=("chunk", "block"))
+def _score_program(apply_fn, params, eta, codes, head, num_forget, tail, tail_mask, tail_count,
+                   l1, l2, sign, target, *, chunk, block):
+  """Scores the candidates ``(l1, l2, sign)`` on some of the codes (one program for any
+  number of forgotten classes).
 
-  The codes scored are ``codes[labels]`` (``labels``: class ids, ``in_forget`` and
-  ``in_remain`` their masks): the first ``num_forget`` are the forgotten codes, the rest
-  remaining (or excluded) ones.
+  Forgotten codes: ``codes[head[:num_forget]]`` (int32 ids padded to whole blocks),
+  one alone or blocks of ``block`` in a loop of traced length; remaining codes:
+  ``codes[tail]`` where ``tail_mask``, ``tail_count`` of them before the padding, one
+  alone or all at once. One code is never batched with padding: on the CPU a model's
+  rows are bit for bit the same in any batch of two or more, not alone.
   Per candidate: the forgotten codes' accuracy and largest margin, and, only where that
   margin is ``<= target`` (else NaN), the count of remaining codes right and their
-  smallest margin. With ``chunk == 1`` candidates are scored one after the other
-  (``lax.map`` without vectorising), so the remaining codes of a candidate that misses
-  the target are never run through the model; with ``chunk > 1`` they are vectorised
-  and every branch is computed.
+  smallest margin. With ``chunk == 1`` candidates are scored one after the other, so
+  the remaining codes of a candidate that misses the target are never run through the
+  model; with ``chunk > 1`` they are vectorised and every branch is computed.
   """
-
-  head, tail = slice(0, num_forget), slice(num_forget, None)
-  codes = codes[labels]
-
   def one(args):
     alpha = prim.step_sizes(eta, args[0], args[1])
     candidate = prim.apply_step(params, alpha, eta, args[2])
-    f_margin, f_correct = prim.code_margins(
-        apply_fn(candidate, codes[head]), labels[head])
-    forget_margin = jnp.max(f_margin)
+
+    def scored(ids, valid):
+      margin, correct = prim.code_margins(apply_fn(candidate, codes[ids]), ids)
+      return (jnp.sum(jnp.where(valid, correct, 0.0)),
+              jnp.max(jnp.where(valid, margin, -jnp.inf)),
+              jnp.min(jnp.where(valid, margin, jnp.inf), initial=jnp.inf))
+
+    def blocks(_):
+      def step(i, carry):
+        ids = jax.lax.dynamic_slice_in_dim(head, i * block, block)
+        right, largest, _ = scored(ids, i * block + jnp.arange(block) < num_forget)
+        return carry[0] + right, jnp.maximum(carry[1], largest)
+
+      return jax.lax.fori_loop(0, (num_forget + block - 1) // block, step,
+                               (jnp.float32(0.0), jnp.float32(-jnp.inf)))
+
+    right, forget_margin = jax.lax.cond(
+        num_forget == 1, lambda _: scored(head[:1], jnp.ones(1, bool))[:2], blocks, None)
 
     def remain(_):
-      margin, correct = prim.code_margins(apply_fn(candidate, codes[tail]),
-                                                labels[tail])
-      mask = in_remain[tail]
-      return (jnp.sum(jnp.where(mask, correct, 0.0)),
-              jnp.min(jnp.where(mask, margin, jnp.inf), initial=jnp.inf))
+      right, _, smallest = jax.lax.cond(
+          tail_count == 1, lambda _: scored(tail[:1], tail_mask[:1]),
+          lambda _: scored(tail, tail_mask), None)
+      return right, smallest
 
-    if codes.shape[0] == num_forget:
-      remaining = (jnp.float32(0.0), jnp.float32(jnp.inf))
-    else:
-      remaining = jax.lax.cond(forget_margin <= target, remain,
-                               lambda _: (jnp.float32(jnp.nan),) * 2, None)
-    return (jnp.mean(f_correct), remaining[0], forget_margin, remaining[1])
+    remaining = jax.lax.cond(forget_margin <= target, remain,
+                             lambda _: (jnp.float32(jnp.nan),) * 2, None)
+    return (right / num_forget.astype(jnp.float32), remaining[0], forget_margin, remaining[1])
 
   return jax.lax.map(one, (l1, l2, sign),
                      batch_size=None if chunk == 1 else min(chunk, l1.shape[0]))
@@ -566,8 +552,27 @@ def _score_program(apply_fn, params, eta, codes, labels, in_forget, in_remain, l
 @functools.partial(jax.jit, static_argnames=("chunk", "microbatch_size", "method", "mesh"))
 def _full_program(apply_fn, params, codes, in_forget, in_remain, l1, l2, sign, *, chunk,
                   microbatch_size, method, mesh):
-  return make_grid_fn(apply_fn, chunk=chunk, microbatch_size=microbatch_size, method=method,
-                      mesh=mesh)(params, codes, in_forget, in_remain, l1, l2, sign)
+  """``(eta, before, scores, size, max_move)``: the Fishers once, then every candidate
+  ``(l1[i], l2[i], sign[i])`` scored on every code, ``lax.map`` in chunks of ``chunk``."""
+  f_forget, f_remain = fisher_lib.masked_class_fishers(
+      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
+      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  eta = prim.fisher_ratio(f_forget, f_remain)
+  eta_sq = jax.tree.map(lambda e: jnp.sum(jnp.square(e)), eta)
+  eta_max = jax.tree.map(lambda e: jnp.max(e, initial=0.0), eta)
+  before = prim.code_scores(apply_fn, params, codes, in_forget, in_remain)
+
+  def one(args):
+    alpha = prim.step_sizes(eta, args[0], args[1])
+    candidate = prim.apply_step(params, alpha, eta, args[2])
+    scores = prim.code_scores(apply_fn, candidate, codes, in_forget, in_remain)
+    size = jnp.sqrt(sum(jax.tree.leaves(jax.tree.map(lambda a, q: a * a * q, alpha, eta_sq))))
+    max_move = jnp.max(jnp.stack(jax.tree.leaves(
+        jax.tree.map(lambda a, m: a * m, alpha, eta_max))))
+    return scores, size, max_move
+
+  scores, size, max_move = jax.lax.map(one, (l1, l2, sign), batch_size=chunk)
+  return eta, before, scores, size, max_move
 
 
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
