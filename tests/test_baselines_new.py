@@ -18,6 +18,8 @@ import pytest
 
 from mnemonic_jax import baselines, errors, layer_taps
 from mnemonic_jax.baselines import base
+from mnemonic_jax.baselines import salun as salun_lib
+from mnemonic_jax.baselines import svd_projection as svd_lib
 from mnemonic_jax.baselines.bad_teacher import BadTeacherConfig, unlearner_loss
 from mnemonic_jax.baselines.boundary_shrink import BoundaryShrinkConfig, neighbour_labels
 from mnemonic_jax.baselines.jit_lipschitz import JiTConfig, lipschitz_loss, lipschitz_step
@@ -402,6 +404,67 @@ def test_every_ladder_starts_at_the_published_defaults():
       assert spec.sweep[0] == {}
       for overrides in spec.sweep:  # Each a real field of the config.
         dataclasses.replace(spec.config_cls(), **overrides)
+
+
+def test_salun_and_svd_ladders_are_ordered_by_strength():
+  # salun: random-labelling pressure (rate x epochs) rises after the defaults, mask at 0.5.
+  ladder = baselines.get_method("salun").sweep
+  assert ladder == salun_lib.SWEEP and len(ladder) >= 3 and ladder[0] == {}
+  configs = [dataclasses.replace(SalUnConfig(), **o) for o in ladder[1:]]
+  pressure = [c.learning_rate * c.epochs for c in configs]
+  assert pressure == sorted(pressure) and len(set(pressure)) == len(pressure)
+  assert pressure[0] < 0.013 * 10 < pressure[-1]
+  assert all(c.threshold == 0.5 for c in configs)
+  # svd-projection: the retain scaling falls (stronger), then the defaults' forget scaling
+  # rises; every rung on the authors' alpha axes.
+  ladder = baselines.get_method("svd-projection").sweep
+  assert ladder == svd_lib.SWEEP and len(ladder) >= 3 and ladder[0] == {}
+  configs = [dataclasses.replace(SVDProjectionConfig(), **o) for o in ladder[1:]]
+  strength = [(-c.alpha_r, c.alpha_f) for c in configs]
+  assert strength == sorted(strength) and len(set(strength)) == len(strength)
+  assert configs[0].alpha_r > SVDProjectionConfig().alpha_r
+  assert all(c.samples == 900 and c.max_patches == 10000 for c in configs)
+
+
+@pytest.mark.parametrize("name", ["salun", "svd-projection"])
+def test_the_outer_rungs_run_on_a_tiny_model(name, tiny_digits_bundle):
+  bundle, train, _ = tiny_digits_bundle
+  ladder = baselines.get_method(name).sweep
+  for overrides in (ladder[1], ladder[-1]):  # The gentlest and the strongest but defaults.
+    config = dataclasses.replace(TINY[name], **overrides)
+    if name == "salun":
+      config = dataclasses.replace(config, epochs=1)  # The rate is what differs here.
+    new, report = baselines.unlearn(name, bundle, FORGET, _data(train), config)
+    for field, value in overrides.items():
+      if field != "epochs":
+        assert report.details[field] == value
+    chex.assert_tree_all_finite(new.params)
+    assert any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(new.params),
+                                                      jax.tree.leaves(bundle.params)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["salun", "svd-projection"])
+def test_every_rung_runs_through_sweep(name, tiny_digits_bundle):
+  bundle, train, _ = tiny_digits_bundle
+  ladder = baselines.get_method(name).sweep
+  data = _data(train)
+  held_out = baselines.Split(data.retain.images[::4], data.retain.labels[::4])
+  # The ladder's own rungs, made cheap where a field only sets the cost.
+  cheap = {"salun": {"batch_size": 512}, "svd-projection": {"max_patches": 500}}[name]
+  candidates = [{**cheap, **o} for o in ladder]
+  new, report = base.sweep(name, bundle, FORGET, data, held_out, candidates=candidates)
+  trials = report.details["sweep"]
+  assert [t["overrides"] for t in trials] == candidates
+  assert all(np.isfinite(t["held_out_accuracy"]) for t in trials)
+  assert report.details["chosen"] in candidates
+  chosen = dataclasses.replace(baselines.get_method(name).config_cls(),
+                               **report.details["chosen"])
+  for field in {"salun": ("epochs", "learning_rate"), "svd-projection": ("alpha_r",
+                                                                        "alpha_f")}[name]:
+    assert report.details[field] == getattr(chosen, field)  # The chosen rung's run.
+  assert any(bool(jnp.any(a != b)) for a, b in zip(jax.tree.leaves(new.params),
+                                                    jax.tree.leaves(bundle.params)))
 
 
 @dataclasses.dataclass(frozen=True)
