@@ -212,6 +212,8 @@ def method_key(plain: dict[str, Any], classes: Sequence[int], method: str, input
          "data": None if none else data,
          "relearn": relearn_config if relearn and not none else None,
          "train_cap": train_cap, "mia_cap": mia_cap}
+  if not none:  # The method's source: a changed method is run again (run_cache, Code).
+    key[run_cache.CODE_FIELD] = run_cache.method_code(method)
   if inputs == SWEEP and not none:  # The ladder and the choice's settings.
     key["settings"] = run_cache.canonical(baselines.get_method(method).config_cls())
     key["sweep"] = {"ladder": run_cache.canonical(list(baselines.get_method(method).sweep)),

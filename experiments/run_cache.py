@@ -16,6 +16,20 @@ config of the runner's spec with no override, unless a bundle cached beside says
 the library's defaults of version :data:`LEGACY_VERSION`); where that cannot be told it
 returns ``None`` and the run is computed again, never reused on a guess.
 
+**Code.** A key may also name the source its result depends on: a field
+:data:`CODE_FIELD` (at any depth; :func:`method_code` gives a registered method's, the
+SHA-256 of its implementing modules with docstrings and comments left out), so a run of a
+method whose code changed since is computed again instead of silently reused. The code is
+not part of the settings' digest: a record keyed with code goes in
+``<stem>-<settings digest>-<code digest>.json``, beside the record of the same settings
+written before keys named code (``<stem>-<settings digest>.json``, never overwritten). Such
+an older record, whose code nobody recorded, is trusted as the settings' result under the
+code present when it is first read with a code-bearing key, and **pinned** to that code
+(``code_pins.json`` in the folder, file name to code digest): it is reused only while the
+code is unchanged; the first change computes the run again. (Recomputing every cached run
+once, to record its code, would take hours; pinning costs none and still catches every
+later change.)
+
 Every record written here carries ``provenance``: the machine and the time it was computed.
 :func:`runs_paragraph` says, in a report's header, how many runs the command computed and
 how many it reused from which earlier files. :func:`report_notes` keeps a report's
@@ -26,9 +40,13 @@ Imports nothing of ``experiments`` (the layer below :mod:`experiments.common`).
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
+import functools
 import hashlib
+import importlib
+import inspect
 import json
 import pathlib
 import re
@@ -99,9 +117,89 @@ def settings(obj: Any) -> Any:
 
 
 def digest(key: Mapping[str, Any]) -> str:
-  """The first 12 hex digits of the SHA-256 of ``key``'s canonical JSON."""
-  text = json.dumps(canonical(key), sort_keys=True, separators=(",", ":"))
+  """The first 12 hex digits of the SHA-256 of ``key``'s canonical JSON, its
+  :data:`CODE_FIELD` entries left out (the settings' digest: :func:`split_code`)."""
+  text = json.dumps(split_code(key)[0], sort_keys=True, separators=(",", ":"))
   return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+# ----------------------------------------------------------------------------------------
+# The code a result depends on.
+
+#: The key field naming the source a run's result depends on (``{module: digest}``).
+CODE_FIELD = "code_sha256"
+#: Where a folder's pins of code-less records live (see the module docstring).
+PINS_FILE = "code_pins.json"
+
+
+def code_text(source: str) -> str:
+  """``source`` as what runs: its syntax tree without docstrings (comments never enter
+  it), dumped; so a reworded docstring or comment is the same code.
+
+  Raises:
+    SyntaxError: ``source`` is not Python.
+  """
+  tree = ast.parse(source)
+  for node in ast.walk(tree):
+    body = getattr(node, "body", None)
+    if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+        and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)):
+      node.body = body[1:] or [ast.Pass()]
+  return ast.dump(tree, include_attributes=False)
+
+
+@functools.lru_cache(maxsize=None)
+def source_digest(module: str) -> str:
+  """The first 16 hex digits of the SHA-256 of :func:`code_text` of ``module``'s source.
+
+  Read once per process (cached): a module edited while a runner runs is not the module it
+  imported anyway.
+
+  Args:
+    module: an importable module name (e.g. ``"mnemonic_jax.baselines.salun"``).
+
+  Raises:
+    ImportError: no such module; OSError, TypeError: it has no Python source.
+  """
+  source = inspect.getsource(importlib.import_module(module))
+  return hashlib.sha256(code_text(source).encode()).hexdigest()[:16]
+
+
+def method_code(method: str) -> dict[str, str]:
+  """``{module: source_digest}`` of the modules implementing a registered unlearning
+  method: the module of its function and that of its config class (a baseline's own
+  module; for a ``mnemonic-*`` move, :mod:`mnemonic_jax.baselines.mnemonic` and the move's
+  module). Shared helpers they import (the loops of :mod:`mnemonic_jax.baselines.base`,
+  the primitives of the moves) are not included: a change there is not seen.
+
+  Raises:
+    ValueError: an unknown method.
+  """
+  from mnemonic_jax import baselines  # The library, never an experiments module.
+
+  spec = baselines.get_method(method)
+  modules = {spec.fn.__module__, spec.config_cls.__module__}
+  return {m: source_digest(m) for m in sorted(modules)}
+
+
+def split_code(key: Any) -> tuple[Any, dict[str, Any]]:
+  """``(settings, code)``: :func:`canonical` ``key`` without its :data:`CODE_FIELD`
+  entries at any depth, and those entries by the dotted path of the dict holding them
+  (``""`` for the top)."""
+  code: dict[str, Any] = {}
+
+  def strip(value, path):
+    if isinstance(value, dict):
+      if CODE_FIELD in value:
+        code[path] = value[CODE_FIELD]
+      return {k: strip(v, f"{path}.{k}" if path else k) for k, v in value.items()
+              if k != CODE_FIELD}
+    if isinstance(value, list):
+      return [strip(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return value
+
+  return strip(canonical(key), ""), code
 
 
 def config_key(config: Any, seed: int | None = None, *, training_only: bool = False
@@ -150,10 +248,34 @@ class RunCache:
     self.computed = 0
     self.stale: list[str] = []  # Files found but not reused (another key, unreadable).
     self.reused_records: list[dict[str, Any]] = []
+    self.pinned = 0  # Code-less records pinned to the code they were first read with.
+    self._pins: dict[str, str] | None = None
 
   def path(self, stem: str, key: Mapping[str, Any]) -> pathlib.Path:
-    """The file of the run ``stem`` with ``key``."""
-    return self.directory / f"{stem}-{digest(key)}.json"
+    """The file of the run ``stem`` with ``key``: ``<stem>-<digest>.json``, or
+    ``<stem>-<digest>-<code digest>.json`` for a key naming code (:data:`CODE_FIELD`)."""
+    _, code = split_code(key)
+    tail = f"-{_code_digest(code)}" if code else ""
+    return self.directory / f"{stem}-{digest(key)}{tail}.json"
+
+  def _pinned(self, name: str, code: dict[str, Any]) -> bool:
+    """Whether the code-less record ``name`` may stand for ``code``: it is pinned to the
+    first code it was read with (pinned now if it never was)."""
+    if self._pins is None:
+      try:
+        pins = json.loads((self.directory / PINS_FILE).read_text())
+      except (OSError, ValueError):
+        pins = {}
+      self._pins = pins if isinstance(pins, dict) else {}
+    want = _code_digest(code)
+    if name not in self._pins:
+      self._pins[name] = want
+      path = self.directory / PINS_FILE
+      tmp = path.with_suffix(".tmp")
+      tmp.write_text(json.dumps(self._pins, indent=0, sort_keys=True) + "\n")
+      tmp.replace(path)
+      self.pinned += 1
+    return self._pins[name] == want
 
   def _read(self, path: pathlib.Path) -> dict[str, Any] | None:
     try:
@@ -173,10 +295,13 @@ class RunCache:
 
     Args:
       stem: the run's name (seed, classes, method...), without the digest.
-      key: everything that changes the run's result.
+      key: everything that changes the run's result; with a :data:`CODE_FIELD`, the
+        record of the same settings written before keys named code is reused only while
+        it is pinned to this code (see the module docstring).
       legacy: rebuilds the key of a record written before keys were recorded
         (``<stem>.json``), or returns ``None`` where that cannot be told; without it such
-        records are never reused.
+        records are never reused. Compared on the settings (its code, if it names one, is
+        today's), and pinned like the above.
       usable: whether a record with the right key can be used (e.g. the bundle it
         describes is still there); by default every one.
 
@@ -184,6 +309,7 @@ class RunCache:
       The record (counted as reused) or ``None``.
     """
     want = canonical(key)
+    settings_only, code = split_code(want)
     path = self.path(stem, want)
     if path.exists():
       record = self._read(path)
@@ -193,6 +319,17 @@ class RunCache:
         return None
       if record is not None:
         self.stale.append(path.name)
+    if code:  # The same settings' record from before keys named code: pinned to one code.
+      before = self.path(stem, settings_only)
+      if before.exists():
+        record = self._read(before)
+        if record is not None and canonical(record.get("cache_key")) == settings_only \
+           and self._pinned(before.name, code):
+          if usable is None or usable(record):
+            return self._reuse(record)
+          return None
+        if record is not None:
+          self.stale.append(before.name)
     old = self.directory / f"{stem}.json"
     if old.exists():
       record = self._read(old)
@@ -200,7 +337,8 @@ class RunCache:
         return None
       if "cache_key" not in record and legacy is not None:
         rebuilt = legacy(record)
-        if rebuilt is not None and canonical(rebuilt) == want:
+        if rebuilt is not None and split_code(rebuilt)[0] == settings_only \
+           and (not code or self._pinned(old.name, code)):
           if usable is not None and not usable(record):
             return None
           self.reused_legacy += 1
@@ -231,10 +369,19 @@ class RunCache:
     if self.reused_legacy:
       text += f" ({self.reused_legacy} from files written before runs recorded their key)"
     text += f", computed {self.computed}"
+    if self.pinned:
+      text += (f"; {self.pinned} files written before runs recorded their code pinned to "
+               f"today's code ({PINS_FILE})")
     if self.stale:
       text += (f"; {len(self.stale)} cached files of other settings left as they are "
                f"(e.g. {self.stale[0]})")
     return text
+
+
+def _code_digest(code: Mapping[str, Any]) -> str:
+  """The first 8 hex digits of the SHA-256 of ``code`` (:func:`split_code`'s second part)."""
+  text = json.dumps(canonical(code), sort_keys=True, separators=(",", ":"))
+  return hashlib.sha256(text.encode()).hexdigest()[:8]
 
 
 def json_default(obj: Any) -> Any:

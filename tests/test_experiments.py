@@ -483,3 +483,53 @@ def test_every_runner_refuses_an_empty_out(runner, capsys, tmp_path, monkeypatch
     importlib.import_module(f"experiments.{runner}").main(["--out", ""])
   assert exit_info.value.code == 2 and "--out: is empty" in capsys.readouterr().err
   assert list(tmp_path.iterdir()) == []
+
+
+def test_run_cache_recomputes_a_run_whose_code_changed(tmp_path, monkeypatch):
+  from experiments import common, compare, run_cache
+
+  code = lambda text: {"mnemonic_jax.baselines.salun": text}
+  key = {"config": {"epochs": 30}, "classes": [3], "method": "salun"}
+  cache = run_cache.RunCache(tmp_path, "machine A")
+  # A record written before keys named code: trusted under the first code it is read with,
+  # and pinned to it.
+  cache.put("seed0-c3-salun", key, {"A_R": 90.0})
+  with_a = {**key, run_cache.CODE_FIELD: code("aaaa")}
+  with_b = {**key, run_cache.CODE_FIELD: code("bbbb")}
+  assert run_cache.digest(with_a) == run_cache.digest(key)  # The settings' digest.
+  assert cache.path("seed0-c3-salun", with_a) != cache.path("seed0-c3-salun", with_b)
+  assert cache.get("seed0-c3-salun", with_a)["A_R"] == 90.0 and cache.pinned == 1
+  assert cache.get("seed0-c3-salun", with_a)["A_R"] == 90.0 and cache.pinned == 1
+  assert cache.get("seed0-c3-salun", with_b) is None  # The code changed: compute again,
+  cache.put("seed0-c3-salun", with_b, {"A_R": 80.0})  # beside the old file.
+  assert len(list(tmp_path.glob("seed0-c3-salun-*.json"))) == 2
+  assert cache.get("seed0-c3-salun", with_b)["A_R"] == 80.0
+  # A new cache on the folder reads the pins: the old record stays pinned to "aaaa".
+  again = run_cache.RunCache(tmp_path, "machine B")
+  assert again.get("seed0-c3-salun", with_a)["A_R"] == 90.0
+  assert again.get("seed0-c3-salun", {**key, run_cache.CODE_FIELD: code("cccc")}) is None
+  assert again.pinned == 0 and "pinned" not in again.summary()
+  # Code nested in a key (a depth record keys on the method run's key) counts the same.
+  nested = {"depth": 1, "method_run": with_a}
+  again.put("seed0-c3-salun-depth", nested, {"ok": True})
+  assert again.get("seed0-c3-salun-depth", {"depth": 1, "method_run": with_b}) is None
+  assert again.get("seed0-c3-salun-depth", nested)["ok"]
+
+  # What code is: the source without docstrings and comments.
+  same = run_cache.code_text('def f(x):\n  """Doc."""\n  return x + 1  # one\n')
+  assert same == run_cache.code_text("def f(x):\n  return x + 1\n")
+  assert same != run_cache.code_text("def f(x):\n  return x + 2\n")
+  assert set(run_cache.method_code("salun")) == {"mnemonic_jax.baselines.salun"}
+  assert set(run_cache.method_code("mnemonic-bias")) == {
+      "mnemonic_jax.baselines.mnemonic", "mnemonic_jax.forgetting.moves.bias"}
+  # The comparison's key names the method's code: a changed source, another file.
+  plain = run_cache.config_key(common.load_config("digits_mlp")[0], 0)
+  args = (plain, [3], "salun", "trained-codes", "all", True, 100, 100)
+  before = compare.method_key(*args)
+  assert before[run_cache.CODE_FIELD] == run_cache.method_code("salun")
+  assert compare.method_key(plain, [3], "none", "trained-codes", "all", True, 100,
+                            100).get(run_cache.CODE_FIELD) is None
+  monkeypatch.setattr(run_cache, "source_digest", lambda module: "changed")
+  after = compare.method_key(*args)
+  assert run_cache.digest(after) == run_cache.digest(before)
+  assert cache.path("seed0-c3-salun", after) != cache.path("seed0-c3-salun", before)
