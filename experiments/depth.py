@@ -31,6 +31,7 @@ A class set is written ``3`` or ``0+1+2``; sets are separated by commas.
 from __future__ import annotations
 
 import argparse
+import ast
 import contextlib
 import dataclasses
 import datetime
@@ -250,30 +251,64 @@ def run_key(model: Model, classes: Sequence[int], method: str, method_config: An
                  "depth": repr(depth_config), "version": mnemonic_jax.__version__})
 
 
+def split_variant(method: str) -> tuple[str, dict[str, Any]]:
+  """``"svd-projection@samples=10@alpha_f=3"`` -> ``("svd-projection", {"samples": 10,
+  "alpha_f": 3})``: a method of :mod:`mnemonic_jax.baselines` and overrides of its config
+  (values as Python literals), for ``--methods``; a plain name has none.
+
+  Raises:
+    ValueError: an override that is not ``field=literal``.
+  """
+  name, *items = method.split("@")
+  overrides = {}
+  for item in items:
+    field, eq, value = item.partition("=")
+    if not eq:
+      raise ValueError(f"{method!r}: an override must be field=value, got {item!r}")
+    overrides[field.strip()] = ast.literal_eval(value.strip())
+  return name, overrides
+
+
+def method_settings(model: Model, method: str) -> Any:
+  """The config ``method`` (a name, or a variant of :func:`split_variant`) runs with on
+  ``model``: the model's settings for the method, then the variant's overrides."""
+  name, overrides = split_variant(method)
+  settings = compare.method_config(name, model.config, model.bundle)
+  if not overrides:
+    return settings
+  spec = baselines.get_method(name)
+  base = settings if settings is not None else (
+      spec.defaults(model.bundle) if spec.defaults is not None else spec.config_cls())
+  return dataclasses.replace(base, **overrides)
+
+
 def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle: Bundle, seed: int,
                depth_config: DepthConfig) -> dict[str, Any]:
-  """One method on one class set: its depth report and goals (cached by :func:`run_key`).
+  """One method (or a variant, :func:`split_variant`) on one class set: its depth report and
+  goals (cached by :func:`run_key`).
 
   A method that refuses or fails its own result (a library error: e.g. it diverged) gives
   a record with ``error`` and no report, cached too: it fails the same way each time.
   """
-  settings = compare.method_config(method, model.config, model.bundle)
+  settings = method_settings(model, method)
   key = run_key(model, classes, method, settings, seed, depth_config)
   path = model.cache / "runs" / f"{key}.json"
   if path.exists():
     return {**json.loads(path.read_text()), "cached": True}
-  spec = baselines.get_method(method)
+  name, overrides = split_variant(method)
+  spec = baselines.get_method(name)
+  reads = spec.data + "".join(f", {k}={v}" for k, v in overrides.items())
   data = UnlearnData.from_training(model.train.images, model.train.labels, classes,
                                    retain=spec.data in ("retain", "all"),
                                    forget=spec.data in ("forget", "all"))
   t0, c0 = time.perf_counter(), cpu_seconds()
   try:
-    forgotten, report = baselines.unlearn(method, model.bundle, classes, data, settings,
+    forgotten, report = baselines.unlearn(spec.name, model.bundle, classes, data, settings,
                                           key=jax.random.fold_in(jax.random.key(seed), 7))
   except errors.MnemonicJaxError as e:
     line = (str(e).strip().splitlines() or [""])[0]
     record = {"model": model.name, "method": method, "classes": list(classes), "seed": seed,
-              "data": spec.data, "settings": repr(settings),
+              "data": reads, "settings": repr(settings),
               "error": f"{type(e).__name__}: {line}", "method_cpu_seconds": cpu_seconds() - c0,
               "depth_cpu_seconds": 0.0, "version": mnemonic_jax.__version__}
     _write_json(path, record)
@@ -284,7 +319,7 @@ def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle:
                        DepthData.of(model.train, model.test), classes, config=depth_config,
                        key=jax.random.key(seed))
   record = {"model": model.name, "method": method, "classes": list(classes), "seed": seed,
-            "data": spec.data, "settings": repr(settings), "report": depth.to_dict(),
+            "data": reads, "settings": repr(settings), "report": depth.to_dict(),
             "goals": [g._asdict() for g in depth_goals(depth)],
             "method_seconds": report.seconds, "method_compile_seconds": report.compile_seconds,
             "method_wall_seconds": method_wall, "method_cpu_seconds": method_cpu,
@@ -389,7 +424,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--skip", action="append", default=[], metavar="MODEL=METHOD,...",
                       help="methods left out on one model (repeatable)")
   parser.add_argument("--methods", default="all",
-                      help="'all' or comma-separated methods of mnemonic_jax.baselines")
+                      help="'all' or comma-separated methods of mnemonic_jax.baselines; "
+                      "METHOD@FIELD=VALUE[@...] runs a variant of its config, e.g. "
+                      "svd-projection@samples=10")
   parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
   parser.add_argument("--relearn-steps", type=int, default=200,
                       help="the most relearning steps per model")
@@ -399,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   models = [m for m in args.models.split(",") if m]
   args.methods = all_methods() if args.methods == "all" else args.methods.split(",")
-  bad = [m for m in args.methods if m not in baselines.available_methods() or m == "retrain"]
+  bad = [m for m in args.methods
+         if split_variant(m)[0] not in baselines.available_methods() or m == "retrain"]
   if bad:
     common.fail(f"unknown --methods {bad}; choose from {', '.join(all_methods())}",
                 "experiments.depth")

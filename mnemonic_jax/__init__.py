@@ -14,9 +14,9 @@ Example:
   >>> codes = mj.generate_codes(jax.random.key(0), num_classes=4, shape=(3, 3, 1))
   >>> params = model.init(jax.random.key(1), codes)["params"]
   >>> apply_fn = mj.inference_apply_fn(model, {})
-  >>> new_params, report = mj.forget(apply_fn, params, codes, [3])  # The "erase" move.
+  >>> new_params, report = mj.forget(apply_fn, params, codes, [3])  # The "reassign" move.
   >>> report.move, report.classes
-  ('erase', (3,))
+  ('reassign', (3,))
 """
 
 import importlib

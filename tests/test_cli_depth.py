@@ -48,8 +48,9 @@ def bundles(tiny_digits_bundle, tmp_path_factory):
   """Paths of the bundles (original, forgotten, oracle, the bad ones) in one folder."""
   original, train, _ = tiny_digits_bundle
   root = tmp_path_factory.mktemp("depth_bundles")
-  forgotten, _ = workflow.forget_bundle(original, FORGOTTEN)  # The default move.
-  assert forgotten.history[-1]["move"] == "erase"
+  # The bias move: output-level by construction, so the report must say so.
+  forgotten, _ = workflow.forget_bundle(original, FORGOTTEN, move="bias")
+  assert forgotten.history[-1]["move"] == "bias"
   retain = UnlearnData.from_training(train.images, train.labels, FORGOTTEN, forget=False)
   oracle, _ = baselines.unlearn("retrain", original, FORGOTTEN, retain)
   paths = {}
@@ -76,7 +77,7 @@ def test_depth_against_the_oracle_names_every_attack_and_says_output_level(bundl
   out = result.stdout
   for _, label, _ in figure_specs(DepthConfig()):
     assert label in out, label
-  assert "forgotten by: 'erase' (class 3; acts on the output layer)" in out
+  assert "forgotten by: 'bias' (class 3; acts on the output layer)" in out
   assert "verdict: Output-level only: suppressed in the logits" in out
   for goal in ("forgetting", "one_constant", "input_scale", "probe", "prototype",
                "relearning"):

@@ -426,13 +426,13 @@ def test_library_forget_with_a_robust_move_records_it(trained, tmp_path):
     workflow.forget_bundle(bundle, [3], 1e-3, 10.0, move="bias")
   missed = {"classes": [3], "after": {"forget_accuracy": 1.0}, "lambdas": "auto",
             "move": "paper"}
-  assert ("fewer classes at a time, or the default 'erase' move"
+  assert ("fewer classes at a time, or the default 'reassign' move"
           in workflow.forget_warnings(missed)[0])
   given = {**missed, "lambdas": "given", "move": "algorithm2"}
   assert "larger lambdas" in workflow.forget_warnings(given)[0]
-  assert "the default 'erase' move" in workflow.forget_warnings({**missed, "move": "shrink"})[0]
-  for move in ("erase", "bias"):
-    assert "'erase' move" not in workflow.forget_warnings({**missed, "move": move})[0]
+  assert "the default 'reassign' move" in workflow.forget_warnings({**missed, "move": "shrink"})[0]
+  for move in ("reassign", "erase", "bias"):
+    assert "'reassign' move" not in workflow.forget_warnings({**missed, "move": move})[0]
 
 
 def test_the_command_line_offers_every_move_of_the_registry():

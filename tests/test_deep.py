@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from experiments import deep
 
 
@@ -37,3 +39,12 @@ def test_the_report_names_the_best_data_free_rule_on_held_out_runs_only(tmp_path
   assert json.loads((tmp_path / "deep.json").read_text())["held_out"]["steady"]["met"] == 4
   rows = (tmp_path / "deep.csv").read_text().splitlines()
   assert len(rows) == 1 + len(runs) and rows[0].startswith("part,model,seed")
+
+
+def test_a_variant_names_its_method_and_config_overrides():
+  from experiments import depth  # pylint: disable=import-outside-toplevel
+  assert depth.split_variant("svd-projection") == ("svd-projection", {})
+  assert depth.split_variant("svd-projection@samples=10@alpha_f=3.0") == (
+      "svd-projection", {"samples": 10, "alpha_f": 3.0})
+  with pytest.raises(ValueError, match="must be field=value"):
+    depth.split_variant("svd-projection@samples")

@@ -222,11 +222,11 @@ def test_the_papers_moves_add_one_signed_multiple_of_eta(sigmoid_model, name):
     assert report.met is None and report.acts_on == "all layers"
 
 
-def test_the_default_move_is_erase(tanh_model):
+def test_the_default_move_is_reassign(tanh_model):
   apply_fn, params, codes = tanh_model
   _, report = mj.forget(apply_fn, params, codes, FORGET)
-  assert report.move == DEFAULT_MOVE == "erase" and report.acts_on == "output layer"
-  assert report.to_dict()["move"] == "erase" and report.to_dict()["t"] > 0
+  assert report.move == DEFAULT_MOVE == "reassign" and report.acts_on == "output layer"
+  assert report.to_dict()["move"] == "reassign" and report.to_dict()["t"] > 0
 
 
 def test_the_registry_is_the_one_source_of_names():

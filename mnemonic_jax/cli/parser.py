@@ -335,8 +335,9 @@ def build_parser() -> argparse.ArgumentParser:
       sub, "forget", "forget classes from a bundle, data-free (one shot)",
       "Forgets whole classes from a trained bundle in one shot, from its mnemonic codes "
       "alone, and writes the result as a new bundle. The input is never modified. By "
-      "default it erases the forgotten classes' directions from the classifier head and "
-      "lowers their output bias until their codes are misclassified (--move erase); "
+      "default it erases the forgotten classes' directions from the classifier head, hands "
+      "each one's evidence to the remaining classes nearest it and lowers their output "
+      "bias until their codes are misclassified (--move reassign); "
       "--move paper or --lambda1/--lambda2 run the paper's "
       "Algorithm 2. Prints the move, the accuracy on the codes before and after and the "
       "time taken; with --dataset also the per-class test accuracy, A_R and E_F.",
@@ -368,11 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
                       "fashion_mnist, idx:DIR, tfds:mnist)")
   _add_data_options(p)
   p.add_argument("--move", choices=MOVES, default=None, metavar="MOVE",
-                 help="a move of mnemonic_jax.forgetting.MOVES: 'erase' (the default "
+                 help="a move of mnemonic_jax.forgetting.MOVES: 'reassign' (the default "
                       "without lambdas: erase the forgotten classes' directions from every "
-                      "row of the classifier head, then lower their output bias until "
+                      "row of the classifier head, hand each one's evidence to the "
+                      "remaining classes nearest it, then lower their output bias until "
                       "their codes are misclassified by a margin of 15; an output-layer "
-                      "change), 'bias' (the output bias alone), 'paper' (the paper's eq. "
+                      "change), 'erase' (the same without the hand-over), 'bias' (the "
+                      "output bias alone), 'paper' (the paper's eq. "
                       "5, +/- alpha * eta, lambdas searched on the codes), 'algorithm2' "
                       "(the paper's Algorithm 2 with --lambda1/--lambda2, what given "
                       "lambdas select) or another registered move; an unknown name lists them all")

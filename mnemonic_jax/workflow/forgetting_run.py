@@ -181,13 +181,16 @@ def codes_right_before(request: Mapping[str, Any], num_classes: int) -> tuple[in
 
 def _remedy(request: Mapping[str, Any]) -> str:
   """What to try when a request left forgotten codes classified as their class."""
-  erase = "the default 'erase' move (--move erase), which always reaches the codes' margin"
+  name = forgetting.DEFAULT_MOVE
+  default = f"the default '{name}' move (--move {name}), which always reaches the codes' margin"
   move = request.get("move", "algorithm2")
   if move == "algorithm2":
-    return f"try larger lambdas, no lambdas (a data-free move), or {erase}"
-  if move in ("erase", "bias", "project"):  # They end by lowering the output bias.
+    return f"try larger lambdas, no lambdas (a data-free move), or {default}"
+  if move in forgetting.MOVES and issubclass(forgetting.MOVES[move],
+                                             forgetting.moves.bias.OutputLayerMove):
+    # They end by lowering the output bias.
     return "try forgetting fewer classes at a time"
-  return f"try forgetting fewer classes at a time, or {erase}"
+  return f"try forgetting fewer classes at a time, or {default}"
 
 
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:

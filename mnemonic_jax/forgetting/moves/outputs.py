@@ -2,8 +2,8 @@
 
 :func:`output_bias` and :func:`output_kernel` perturb candidate tensors on the host and
 watch the codes' logits; :func:`head_tensors` gives both as leaf indices. Used by the
-output-layer moves (``bias``, ``project``, ``erase``) and by the feature-bound check of
-:mod:`mnemonic_jax.models.bounds`.
+output-layer moves (``bias``, ``project``, ``erase``, ``reassign``) and by the feature-bound
+check of :mod:`mnemonic_jax.models.bounds`.
 """
 
 import jax
@@ -57,8 +57,9 @@ def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   if not any(found):
     raise errors.BadRequest(
         "the model has no output bias (a (C,) vector added to the logits), which the "
-        "output-layer moves ('bias', 'project', 'erase') lower; use move='shrink' (--move "
-        "shrink), which moves the weights of the layers where the Fisher ratio concentrates")
+        "output-layer moves ('reassign', 'erase', 'bias', 'project') lower; use "
+        "move='shrink' (--move shrink), which moves the weights of the layers where the "
+        "Fisher ratio concentrates")
   return treedef.unflatten(found)
 
 
@@ -89,7 +90,7 @@ def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   if not any(found):
     raise errors.BadRequest(
         "the model has no output kernel (an (F, C) matrix whose column c feeds logit c), "
-        "which the output-layer moves ('project', 'erase') change; use move='shrink' "
+        "which the output-layer moves ('reassign', 'erase', 'project') change; use move='shrink' "
         "(--move shrink)")
   return treedef.unflatten(found)
 

@@ -90,7 +90,7 @@ class Phase(abc.ABC):
 
 class DeltaPhase(Phase):
   """A one-step phase (``t = 1``): ``params + d`` for a ``d`` computed on the host from
-  the current parameters (``project``, ``erase``, the bias guard)."""
+  the current parameters (``project``, ``erase``, ``reassign``, the bias guard)."""
 
   grid = (1.0,)
 
