@@ -15,7 +15,9 @@ Runs :mod:`experiments.depth` on three parts, each in its own cache folder under
   {0,1,2} (models, classes and oracles never looked at during the choice);
 * ``held-out architecture``: a ReLU MLP with a LayerNorm before its head
   (``digits_lnrelu``, trained only after the choice), the digits ViT and the ReLU CNN
-  with BatchNorm on a Fashion-MNIST subset, seed 0, classes 0, 6 and {0,1,2}.
+  with BatchNorm on a Fashion-MNIST subset, seed 0, classes 0, 6 and {0,1,2};
+* ``every class``: the six models with seed 2 (never looked at), every class alone and
+  {0,1,2}, a few rules only (:data:`EVERY_CLASS_METHODS`), reported on its own.
 
 Every method is scored against the retrain oracle of the same model, seed and class set
 with :func:`mnemonic_jax.evaluation.depth_goals` (the goals of issue #19). The report
@@ -37,23 +39,54 @@ import shlex
 import shutil
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from experiments import common
 from experiments import depth as depth_run
 
-#: ``(part, models, seed, classes)``.
+
+
+class Part(NamedTuple):
+  """One part of the experiment: an ``experiments.depth`` run of its own.
+
+  Attributes:
+    name: ``chosen`` (the runs the rules were designed on) or a held-out part.
+    models, seed, classes: what it runs (``experiments.depth``'s flags).
+    methods: the methods it runs (``None``: ``--methods``); a part with fewer methods
+      is reported on its own and left out of the held-out comparison, whose methods must
+      all have run on the same runs.
+  """
+
+  name: str
+  models: str
+  seed: int
+  classes: str
+  methods: str | None = None
+
+
+#: Every class alone and {0,1,2}.
+EVERY_CLASS = ",".join([*map(str, range(10)), "0+1+2"])
+#: The rules run on every class: the default, the one before it, the bias move (output
+#: suppression) and the paper's move with its lambdas searched.
+EVERY_CLASS_METHODS = "mnemonic-reassign,mnemonic-erase,mnemonic-bias,mnemonic-auto"
+
 PARTS = (
-    ("chosen", "digits_sigmoid,digits_tanh,digits_gelu", 0, "0,6,0+1+2"),
-    ("held-out seed", "digits_sigmoid,digits_tanh,digits_gelu", 1, "3,8,0+1+2"),
-    ("held-out architecture", "digits_lnrelu,digits_vit,fashion_cnn", 0, "0,6,0+1+2"),
+    Part("chosen", "digits_sigmoid,digits_tanh,digits_gelu", 0, "0,6,0+1+2"),
+    Part("held-out seed", "digits_sigmoid,digits_tanh,digits_gelu", 1, "3,8,0+1+2"),
+    Part("held-out architecture", "digits_lnrelu,digits_vit,fashion_cnn", 0, "0,6,0+1+2"),
+    Part("every class", "digits_sigmoid,digits_tanh,digits_gelu,digits_lnrelu,digits_vit,"
+         "fashion_cnn", 2, EVERY_CLASS, EVERY_CLASS_METHODS),
 )
+#: The held-out parts every method runs on: the comparison that names the best rule.
+COMPARED = tuple(p.name for p in PARTS if p.name != "chosen" and p.methods is None)
 #: The rules compared: the paper's (given and searched lambdas), this project's
 #: data-free moves, and a comparator that reads training images (``svd-projection``,
-#: Kodge et al. 2024, at its published CIFAR-10 defaults: 100 images of each retained
-#: class and up to 900 of the forgotten; a k <= 10 variant is not measured here).
+#: Kodge et al. 2024), at its published CIFAR-10 defaults (100 images of each retained
+#: class and up to 900 of the forgotten) and few-shot (``samples=10``: 10 images of the
+#: forgotten classes and ``10 // retained`` = 1 of each retained class).
 METHODS = ("mnemonic,mnemonic-auto,mnemonic-bias,mnemonic-project,mnemonic-erase,"
-           "mnemonic-reassign,mnemonic-shrink,mnemonic-shrink+bias,svd-projection")
+           "mnemonic-reassign,mnemonic-shrink,mnemonic-shrink+bias,svd-projection,"
+           "svd-projection@samples=10")
 GOALS = ("forgetting", "one_constant", "input_scale", "probe", "prototype", "relearning")
 
 
@@ -68,7 +101,7 @@ def _plain(value: Any) -> Any:
 def load_runs(work: pathlib.Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
   """Every run of every part (``part`` added), and each part's depth.json header."""
   runs, headers = [], []
-  for part, *_ in PARTS:
+  for part in (p.name for p in PARTS):
     path = work / _folder(part) / "depth.json"
     if not path.exists():
       continue
@@ -140,8 +173,8 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
           command: str) -> dict[str, Any]:
   """Writes deep.md/.csv/.json/.png; returns the summary."""
   chosen = tally([r for r in runs if r["part"] == "chosen"])
-  held = tally([r for r in runs if r["part"] != "chosen"])
-  by_part = {part: tally([r for r in runs if r["part"] == part]) for part, *_ in PARTS}
+  held = tally([r for r in runs if r["part"] in COMPARED])
+  by_part = {p.name: tally([r for r in runs if r["part"] == p.name]) for p in PARTS}
   data_free = {m: r for m, r in held.items() if r["data"] == "none"}
   best = max(data_free, key=lambda m: (data_free[m]["met"], data_free[m]["every"])) \
       if data_free else None
@@ -168,6 +201,16 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
                f"`{best}`** ({data_free[best]['met']}/{data_free[best]['applicable']} goals; "
                f"every goal in {data_free[best]['every']}/{data_free[best]['runs']} runs)."
                if best else "No held-out runs yet.")
+  every = by_part.get("every class", {})
+  every_line = ""
+  if best in every:
+    row = every[best]
+    every_line = (f"On every class alone and {{0,1,2}} (part `every class`, seed 2, "
+                  f"{row['runs']} runs), `{best}` meets {row['met']}/{row['applicable']} "
+                  f"goals, every goal in {row['every']}/{row['runs']} runs; " + "; ".join(
+                      f"`{m}` {r['met']}/{r['applicable']} ({r['every']} runs)"
+                      for m, r in sorted(every.items(), key=lambda kv: -kv[1]["met"])
+                      if m != best) + ".")
   misses = []
   if best:
     row = data_free[best]
@@ -188,17 +231,22 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
       "(`none`: data-free; `svd-projection` reads training images: at its published "
       "CIFAR-10 defaults, 100 of each retained class and up to 900 of the forgotten one).", "",
       best_line + (f" It misses {', '.join(misses)} applicable held-out runs." if misses
-                   else ""), "",
-      "No rule meets every goal in most runs: the output-layer rules (`erase`, `project`, "
-      "`bias`) keep the original's features, so the probe and nearest-class-mean attacks "
-      "find the class wherever the original and the oracle differ, and one constant added "
-      "back to the forgotten logits recovers it beyond the oracle in most runs.", "",
+                   else ""), "", *([every_line, ""] if every_line else []),
+      "What no output-layer rule (`reassign`, `erase`, `project`, `bias`) changes is the "
+      "original's features: the probe and nearest-class-mean attacks find the class "
+      "wherever the original and the oracle differ (the `probe` column). After `erase` one "
+      "constant added back to the forgotten logits recovers the class beyond the oracle in "
+      "most runs, since every remaining logit sits level on the class's images; `reassign` "
+      "hands the class's evidence to the remaining classes nearest it in the head, so those "
+      "images are taken by the classes that resemble them, as by the oracle.", "",
       "## Held out (seed 1 on new classes; architectures trained after the choice)", "",
       *_table(held), "",
       "## Chosen on (the runs the rule was designed on: not evidence)", "",
       *_table(chosen), "",
-      *[line for part, *_ in PARTS[1:] if by_part[part]
-        for line in (f"## {part}", "", *_table(by_part[part]), "")],
+      *[line for part in PARTS[1:] if by_part[part.name]
+        for line in (f"## {part.name}" + ("" if part.methods is None else
+                                          f" (seed {part.seed}; {part.methods})"), "",
+                     *_table(by_part[part.name]), "")],
       "![held-out goals against seconds](deep.png)", "",
       "Per run: `deep.csv` (every goal's pass or fail); every attack's figure, method and "
       "oracle side by side: each part's `depth.md` in `deep_parts/`.", ""]
@@ -220,12 +268,13 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   args = parser.parse_args(argv)
   work, out = pathlib.Path(args.work), pathlib.Path(args.out)
   if not args.report_only:
-    for part, models, seed, classes in PARTS:
-      depth_run.main(["--models", models, "--seed", str(seed), "--classes", classes,
-                      "--oracle-seeds", "", "--methods", args.methods, "--relearn-steps",
-                      str(args.relearn_steps), "--out", str(work / _folder(part))])
+    for part in PARTS:
+      depth_run.main(["--models", part.models, "--seed", str(part.seed), "--classes",
+                      part.classes, "--oracle-seeds", "", "--methods",
+                      part.methods or args.methods, "--relearn-steps",
+                      str(args.relearn_steps), "--out", str(work / _folder(part.name))])
   runs, headers = load_runs(work)
-  for part, *_ in PARTS:  # Each part's full report (every attack's figures) beside deep.md.
+  for part in (p.name for p in PARTS):  # Each part's full report beside deep.md.
     source = work / _folder(part)
     if (source / "depth.md").exists():
       target = out / "deep_parts" / _folder(part)
