@@ -15,6 +15,8 @@
 """
 
 import os
+import pathlib
+import shutil
 
 os.environ.setdefault("XLA_FLAGS", "")
 import jax  # noqa: E402
@@ -41,6 +43,37 @@ def tiny_digits_bundle(tmp_path_factory):
   config.learning_rate = 0.1
   bundle = workflow.train(config, tmp_path_factory.mktemp("tiny_digits"), progress=False)
   return bundle, load_dataset("digits", "train"), load_dataset("digits", "test")
+
+
+@pytest.fixture(scope="session")
+def _small_trained_workdir(tmp_path_factory):
+  """The workdir of ``cli_support.small_config()`` trained in-process, once per worker.
+
+  Never handed out: :func:`small_trained_copy` gives each module its own copy.
+  """
+  from cli_support import small_config
+  from mnemonic_jax import workflow
+
+  workdir = tmp_path_factory.mktemp("small_trained") / "workdir"
+  workflow.train(small_config(), workdir, progress=False)
+  return workdir
+
+
+@pytest.fixture(scope="session")
+def small_trained_copy(_small_trained_workdir, tmp_path_factory):
+  """A function returning a fresh copy of a trained workdir's bundle (its path).
+
+  The workdir is ``cli_support.small_config()`` (digits, MLP 64-32-10, 8 epochs, with
+  codes) trained once per worker; each call copies the whole workdir (its ``train/``
+  checkpoints and ``bundle/``, ~100 KiB) to a new folder, so a module may check that a
+  command left its copy untouched, or damage it, without training its own.
+  """
+  def copy() -> pathlib.Path:
+    dest = tmp_path_factory.mktemp("trained") / "workdir"
+    shutil.copytree(_small_trained_workdir, dest, symlinks=True)
+    return dest / "bundle"
+
+  return copy
 
 
 @pytest.fixture()

@@ -96,11 +96,9 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> pathlib.Path:
-  """A small trained bundle (saved by the code under test)."""
-  workdir = tmp_path_factory.mktemp("trained")
-  workflow.train(_config(), workdir, progress=False)
-  return workdir / "bundle"
+def trained(small_trained_copy) -> pathlib.Path:
+  """A small trained bundle (saved by the code under test): this module's copy."""
+  return small_trained_copy()
 
 
 def meta_path(bundle: pathlib.Path) -> pathlib.Path:

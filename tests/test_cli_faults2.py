@@ -78,11 +78,9 @@ def one_error_line(result, status: int, *words: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> pathlib.Path:
-  """A small bundle trained with codes."""
-  workdir = tmp_path_factory.mktemp("trained")
-  workflow.train(small_config(), workdir, progress=False)
-  return workdir / "bundle"
+def trained(small_trained_copy) -> pathlib.Path:
+  """A small bundle trained with codes (``small_config()``): this module's copy."""
+  return small_trained_copy()
 
 
 @pytest.fixture(scope="module")

@@ -32,7 +32,7 @@ from mnemonic_jax import checkpointing, forgetting, workflow
 from mnemonic_jax.cli import parser as cli_parser
 from mnemonic_jax.checkpointing import CheckpointError
 
-from cli_support import run_commands, small_config as _config, tree_digest
+from cli_support import run_commands, tree_digest
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
@@ -63,13 +63,13 @@ def assert_ok(result: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory) -> pathlib.Path:
-  """A bundle whose model classifies every one of its codes right."""
-  workdir = tmp_path_factory.mktemp("trained")
-  bundle = workflow.train(_config(), workdir, progress=False)
+def trained(small_trained_copy) -> pathlib.Path:
+  """A bundle whose model classifies every one of its codes right (this module's copy)."""
+  path = small_trained_copy()
+  bundle = checkpointing.load_bundle(path)
   logits = bundle.apply_fn()(bundle.params, bundle.codes)
   assert (np.argmax(logits, -1) == np.arange(10)).all()
-  return workdir / "bundle"
+  return path
 
 
 def write_raw_bundle(path: pathlib.Path, source: pathlib.Path, *, arrays=None, **meta_changes):

@@ -18,18 +18,16 @@ import sys
 import pytest
 
 import mnemonic_jax
-from mnemonic_jax import cli, workflow
+from mnemonic_jax import cli
 from mnemonic_jax.cli import compilation_cache
 from mnemonic_jax.cli import parser as cli_parser
 
-from cli_support import REPO, assert_refused, run_cli, small_config
+from cli_support import REPO, assert_refused, run_cli
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory) -> pathlib.Path:
-  workdir = tmp_path_factory.mktemp("train")
-  workflow.train(small_config(epochs=1), workdir, progress=False)
-  return workdir / "bundle"
+def bundle(small_trained_copy) -> pathlib.Path:
+  return small_trained_copy()
 
 
 def _forget(bundle: pathlib.Path, output: pathlib.Path, *extra: str, env=None):
