@@ -4,7 +4,7 @@ Times ``mnemonic-jax forget`` as a user runs it (a new process: start, imports, 
 the bundle, compiling or reading compiled programs, forgetting, saving the new bundle) on
 the paper's digits MLP (64-1000-10) and Fashion-MNIST MLP (784-1000-10) bundles, with
 fixed lambdas (``--lambda1 1e-3 --lambda2 10``), with the data-free search (``--move
-paper``) and with the command's default move (``erase``, no lambdas), each:
+paper``) and with the command's default move (``reassign``, no lambdas), each:
 
 * without the persistent compilation cache (``--no-compilation-cache``);
 * first run: an empty cache folder, which the run fills;
@@ -46,10 +46,10 @@ from experiments import bench_common as bc
 
 REPO = bc.REPO
 #: The ways ``forget`` runs: the paper's fixed lambdas, the paper's move with the data-free
-#: lambda search, and the command's default without lambdas (the ``erase`` move).
+#: lambda search, and the command's default without lambdas (the ``reassign`` move).
 LAMBDAS = {"fixed": ("--lambda1", "1e-3", "--lambda2", "10"), "paper (search)": ("--move",
                                                                                  "paper"),
-           "default (erase)": ()}
+           "default (reassign)": ()}
 #: name -> (config spec, forget class) of the bundles trained when none is given.
 DEFAULT_BUNDLES = {
     "digits": ("digits_mlp:quick", 3),
