@@ -35,7 +35,7 @@ from mnemonic_jax.checkpointing import CheckpointError, load_bundle, save_bundle
 from mnemonic_jax.data import DatasetError, read_idx
 from mnemonic_jax.models import create_model
 
-from cli_support import REPO, assert_refused, compilation_cache, tree_digest
+from cli_support import REPO, assert_refused, compilation_cache, run_commands, tree_digest
 
 SHAPE = (8, 8, 1)
 MEMORY_LIMIT_KB = 4 << 20  # 4 GiB of address space for the commands run here.
@@ -318,18 +318,30 @@ def test_output_empty_never_replaces_the_current_directory(saved, tmp_path):
   assert tree_digest(victim) == before
 
 
-@pytest.mark.parametrize("argv", [
-    ["forget", "--checkpoint", "IN", "--classes", "3", "--output", ""],
-    ["train", "--config", "digits_mlp:quick", "--workdir", ""],
-    ["evaluate", "--checkpoint", ""],
-    ["demo", "--output-dir", ""]])
-def test_an_empty_path_argument_is_refused_by_the_command_line(tmp_path, argv):
+EMPTY_PATHS = {
+    "forget": ["forget", "--checkpoint", "IN", "--classes", "3", "--output", ""],
+    "train": ["train", "--config", "digits_mlp:quick", "--workdir", ""],
+    "evaluate": ["evaluate", "--checkpoint", ""],
+    "demo": ["demo", "--output-dir", ""]}
+
+
+@pytest.fixture(scope="module")
+def empty_path_runs(tmp_path_factory):
+  """Each command of :data:`EMPTY_PATHS` run in an empty folder of its own (its cwd).
+
+  In turn, each its own process forked after the imports (``cli_support.run_commands``).
+  """
+  cwds = {name: tmp_path_factory.mktemp(f"empty-{name}") for name in EMPTY_PATHS}
+  return run_commands({name: dict(args=argv, cwd=cwds[name], watch=[cwds[name]])
+                       for name, argv in EMPTY_PATHS.items()}, timeout=300)
+
+
+@pytest.mark.parametrize("name", EMPTY_PATHS)
+def test_an_empty_path_argument_is_refused_by_the_command_line(empty_path_runs, name):
   """An unset shell variable never means the current directory, for any path option."""
-  before = sorted(tmp_path.iterdir())
-  run = subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", *argv], cwd=tmp_path,
-                       capture_output=True, text=True, timeout=120)
-  assert run.returncode == 2 and "is empty" in run.stderr
-  assert len(run.stderr.strip().splitlines()) == 1 and sorted(tmp_path.iterdir()) == before
+  ran = empty_path_runs[name]
+  assert ran.result.returncode == 2 and "is empty" in ran.result.stderr, ran.result.stderr
+  assert len(ran.result.stderr.strip().splitlines()) == 1 and ran.after == ran.before
 
 
 def test_a_metrics_log_that_is_not_a_regular_file_is_refused_not_read(tmp_path):
