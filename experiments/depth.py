@@ -44,14 +44,14 @@ import shlex
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from unittest import mock
 
 import jax
 
 import mnemonic_jax
-from experiments import common, compare, depth_models, depth_write
+from experiments import common, compare, depth_models, depth_write, run_cache
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
 from mnemonic_jax.baselines import UnlearnData
 from mnemonic_jax.baselines.retrain import RetrainConfig
@@ -251,6 +251,32 @@ def run_key(model: Model, classes: Sequence[int], method: str, method_config: An
                  "depth": repr(depth_config), "version": mnemonic_jax.__version__})
 
 
+def method_code(method: str) -> dict[str, str]:
+  """What a cached run's result depends on in the library: ``{module: digest}`` of the
+  method's modules (:func:`experiments.run_cache.method_code`) and of every
+  ``mnemonic_jax`` module its config class inherits from (a move's base classes). A run
+  recorded under other digests is run again; shared helpers the method imports (e.g. a
+  phase of another move's module) are not seen."""
+  spec = baselines.get_method(method)
+  modules = {c.__module__ for c in spec.config_cls.__mro__
+             if c.__module__.startswith("mnemonic_jax.")}
+  return {**run_cache.method_code(method),
+          **{m: run_cache.source_digest(m) for m in sorted(modules)}}
+
+
+def cached_record(path: pathlib.Path, code: Mapping[str, str]) -> dict[str, Any] | None:
+  """The run recorded at ``path`` if it was made by ``code`` (:func:`method_code`), else
+  None. A record written before records named their code is pinned to ``code`` (the code
+  present when it is first read again) and reused until that code changes."""
+  if not path.exists():
+    return None
+  record = json.loads(path.read_text())
+  if "code" not in record:
+    record["code"] = dict(code)
+    _write_json(path, record)
+  return record if record["code"] == dict(code) else None
+
+
 def split_variant(method: str) -> tuple[str, dict[str, Any]]:
   """``"svd-projection@samples=10@alpha_f=3"`` -> ``("svd-projection", {"samples": 10,
   "alpha_f": 3})``: a method of :mod:`mnemonic_jax.baselines` and overrides of its config
@@ -293,8 +319,10 @@ def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle:
   settings = method_settings(model, method)
   key = run_key(model, classes, method, settings, seed, depth_config)
   path = model.cache / "runs" / f"{key}.json"
-  if path.exists():
-    return {**json.loads(path.read_text()), "cached": True}
+  code = method_code(split_variant(method)[0])
+  record = cached_record(path, code)
+  if record is not None:
+    return {**record, "cached": True}
   name, overrides = split_variant(method)
   spec = baselines.get_method(name)
   reads = spec.data + "".join(f", {k}={v}" for k, v in overrides.items())
@@ -310,7 +338,7 @@ def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle:
     record = {"model": model.name, "method": method, "classes": list(classes), "seed": seed,
               "data": reads, "settings": repr(settings),
               "error": f"{type(e).__name__}: {line}", "method_cpu_seconds": cpu_seconds() - c0,
-              "depth_cpu_seconds": 0.0, "version": mnemonic_jax.__version__}
+              "depth_cpu_seconds": 0.0, "version": mnemonic_jax.__version__, "code": code}
     _write_json(path, record)
     return {**record, "cached": False}
   method_wall, method_cpu = time.perf_counter() - t0, cpu_seconds() - c0
@@ -324,7 +352,7 @@ def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle:
             "method_seconds": report.seconds, "method_compile_seconds": report.compile_seconds,
             "method_wall_seconds": method_wall, "method_cpu_seconds": method_cpu,
             "depth_wall_seconds": time.perf_counter() - t0, "depth_cpu_seconds": cpu_seconds() - c0,
-            "version": mnemonic_jax.__version__}
+            "version": mnemonic_jax.__version__, "code": code}
   _write_json(path, record)
   return {**record, "cached": False}
 

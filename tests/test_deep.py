@@ -48,3 +48,18 @@ def test_a_variant_names_its_method_and_config_overrides():
       "svd-projection", {"samples": 10, "alpha_f": 3.0})
   with pytest.raises(ValueError, match="must be field=value"):
     depth.split_variant("svd-projection@samples")
+
+
+def test_a_cached_run_is_reused_only_under_the_code_that_made_it(tmp_path):
+  from experiments import depth  # pylint: disable=import-outside-toplevel
+  code = depth.method_code("mnemonic-reassign")
+  assert {"mnemonic_jax.forgetting.moves.reassign", "mnemonic_jax.forgetting.moves.bias",
+          "mnemonic_jax.baselines.mnemonic"} <= set(code)
+  path = tmp_path / "run.json"
+  assert depth.cached_record(path, code) is None  # Nothing recorded.
+  path.write_text(json.dumps({"method": "mnemonic-reassign"}))  # Recorded before codes.
+  assert depth.cached_record(path, code)["code"] == code  # Pinned to today's code ...
+  assert json.loads(path.read_text())["code"] == code
+  changed = {**code, "mnemonic_jax.forgetting.moves.reassign": "0" * 16}
+  assert depth.cached_record(path, changed) is None  # ... and run again once it changes.
+  assert depth.cached_record(path, code) is not None
