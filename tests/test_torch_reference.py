@@ -4,19 +4,26 @@ Slow, and skipped without torch (the ``bench`` extra): the benchmarks' baseline 
 what the library does, to float32 rounding, or their ratios compare different work.
 """
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-
-import mnemonic_jax as mj  # noqa: E402
-from experiments import torch_reference as tr  # noqa: E402
-from mnemonic_jax import training  # noqa: E402
+import mnemonic_jax as mj
+from experiments import torch_reference as tr
+from mnemonic_jax import training
 
 pytestmark = pytest.mark.slow
+#: Imported by :func:`_torch` when a test of this module runs, not when it is collected
+#: (every test here is slow: the default suite's workers need not import torch, ~2 s each).
+torch = None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _torch():
+  """Imports torch for the module's tests, or skips them without it."""
+  global torch  # pylint: disable=global-statement
+  torch = pytest.importorskip("torch")
 
 SHAPE, CLASSES = (8, 8, 1), 5
 
