@@ -65,7 +65,8 @@ def small_mlp(seed=0, n=10):
 def test_vmap_equals_python_loop_of_grad():
   apply_fn, params, x, y = small_mlp()
   loss = lambda p, xi, yi: mj.cross_entropy(apply_fn(p, xi[None]), yi[None])[0]
-  squares = [jax.tree.map(jnp.square, jax.grad(loss)(params, x[i], y[i])) for i in range(len(y))]
+  grad = jax.jit(jax.grad(loss))  # One example at a time (jitted: ~2 s less than eager).
+  squares = [jax.tree.map(jnp.square, grad(params, x[i], y[i])) for i in range(len(y))]
   want = jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), axis=0), *squares)
   got = mj.fisher_diagonal(apply_fn, params, x, y, method="vmap")
   chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-8)
