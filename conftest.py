@@ -7,14 +7,36 @@ example sees, besides its module's own globals:
   fresh directory);
 * a tiny model: ``model`` (MLP 9-16-4), ``codes`` ``(4, 3, 3, 1)``, ``params``,
   ``apply_fn``;
-* a small trained bundle: ``bundle`` (the digits MLP of ``tests/conftest.py``, 64-32-10,
-  trained with codes), ``images``, ``labels`` (the digits training split) and ``key``.
+* a small trained bundle: ``bundle`` (:func:`tiny_digits_bundle`, the digits MLP
+  64-32-10 trained with codes, the same bundle the tests share), ``images``, ``labels``
+  (the digits training split) and ``key``.
+
+:func:`tiny_digits_bundle` lives here, not in ``tests/conftest.py``, so that the doctests
+and the tests of one pytest worker train it once between them.
 """
 
 import functools
-import tempfile
 
 import pytest
+
+
+@pytest.fixture(scope="session")
+def tiny_digits_bundle(tmp_path_factory):
+  """A small MLP (64-32-10, sigmoid) trained with codes on the bundled digits (~5 s).
+
+  Returns ``(bundle, train, test)`` with the digits ``Dataset`` splits. Shared by the
+  baselines' tests and the doctests (``bundle``): treat it as read-only (methods never
+  modify their input bundle).
+  """
+  from mnemonic_jax import workflow
+  from mnemonic_jax.configs import paper_mlp_config
+  from mnemonic_jax.data import load_dataset
+
+  config = paper_mlp_config("tiny_digits", "digits", epochs=40, checkpoint_every=10_000)
+  config.model_kwargs.hidden = (32,)
+  config.learning_rate = 0.1
+  bundle = workflow.train(config, tmp_path_factory.mktemp("tiny_digits"), progress=False)
+  return bundle, load_dataset("digits", "train"), load_dataset("digits", "test")
 
 
 @functools.cache
@@ -24,21 +46,13 @@ def _namespace() -> dict:
   import numpy as np
 
   import mnemonic_jax as mj
-  from mnemonic_jax import workflow
-  from mnemonic_jax.configs import paper_mlp_config
   from mnemonic_jax.data import load_dataset
 
   model = mj.create_model("mlp", 4, hidden=(16,))
   codes = mj.generate_codes(jax.random.key(0), 4, (3, 3, 1))
   params = model.init(jax.random.key(1), codes)["params"]
-  config = paper_mlp_config("doctest_digits", "digits", epochs=40, checkpoint_every=10_000)
-  config.model_kwargs.hidden = (32,)
-  config.learning_rate = 0.1
-  bundle = workflow.train(config, tempfile.mkdtemp(prefix="doctest-bundle-"), progress=False)
-  train = load_dataset("digits", "train")
   return dict(jax=jax, jnp=jnp, np=np, mj=mj, load_dataset=load_dataset, model=model, codes=codes,
-              params=params, apply_fn=mj.inference_apply_fn(model, {}), bundle=bundle,
-              images=train.images, labels=train.labels, key=jax.random.key(0))
+              params=params, apply_fn=mj.inference_apply_fn(model, {}), key=jax.random.key(0))
 
 
 @pytest.fixture(autouse=True)
@@ -46,4 +60,6 @@ def _doctest_names(request, tmp_path):
   if type(request.node).__name__ != "DoctestItem":
     return
   namespace = request.getfixturevalue("doctest_namespace")
-  namespace.update(_namespace(), tmp=tmp_path)
+  bundle, train, _ = request.getfixturevalue("tiny_digits_bundle")
+  namespace.update(_namespace(), tmp=tmp_path, bundle=bundle, images=train.images,
+                   labels=train.labels)

@@ -12,6 +12,9 @@
   copies the device-0 params to every device on every batch, and the sharded-Fisher
   test passes unplaced params to a sharded jit. Once both place their params with
   ``parallel.replicate``, make it ``"disallow"``.
+
+``tiny_digits_bundle`` is in the repository's root ``conftest.py`` (the doctests use it
+too); ``small_trained_copy`` hands out copies of the command-line tests' trained workdir.
 """
 
 import os
@@ -25,24 +28,6 @@ jax.config.update("jax_num_cpu_devices", 8)
 jax.config.update("jax_transfer_guard_device_to_device", "log")
 
 import pytest  # noqa: E402
-
-
-@pytest.fixture(scope="session")
-def tiny_digits_bundle(tmp_path_factory):
-  """A small MLP (64-32-10, sigmoid) trained with codes on the bundled digits (~5 s).
-
-  Returns ``(bundle, train, test)`` with the digits ``Dataset`` splits. Shared by the
-  baselines' tests: treat it as read-only (methods never modify their input bundle).
-  """
-  from mnemonic_jax import workflow
-  from mnemonic_jax.configs import paper_mlp_config
-  from mnemonic_jax.data import load_dataset
-
-  config = paper_mlp_config("tiny_digits", "digits", epochs=40, checkpoint_every=10_000)
-  config.model_kwargs.hidden = (32,)
-  config.learning_rate = 0.1
-  bundle = workflow.train(config, tmp_path_factory.mktemp("tiny_digits"), progress=False)
-  return bundle, load_dataset("digits", "train"), load_dataset("digits", "test")
 
 
 @pytest.fixture(scope="session")
