@@ -30,11 +30,17 @@ def test_the_report_names_the_best_data_free_rule_on_held_out_runs_only(tmp_path
   runs = [_run("chosen", "tuned", [True] * 6),  # Best where it was chosen: not evidence.
           _run("held-out seed", "tuned", [False] * 6),
           _run("held-out seed", "steady", [True, True, False, None, True, True]),
-          _run("held-out seed", "reads-data", [True] * 6, data="all")]
+          _run("held-out seed", "reads-data", [True] * 6, data="all"),
+          # A part that runs fewer rules: reported apart, never in the comparison.
+          _run("every class, seed 2", "steady", [True, True, True, None, True, True]),
+          _run("every class, seed 0", "steady", [True, False, True, None, True, True]),
+          _run("every class, seed 2", "only-here", [True] * 6)]
   summary = deep.write(runs, [], tmp_path, "python -m experiments.deep")
-  assert summary["best_held_out"] == "steady"
+  assert summary["best_held_out"] == "steady" and "only-here" not in summary["held_out"]
   text = (tmp_path / "deep.md").read_text()
   assert "data-free rule meeting the most depth goals is `steady`" in text
+  assert ("(the `every class` parts: the six models, seeds 2, 0, 1): `steady` 9/10 goals, "
+          "every goal in 1/2 runs; `only-here` 6/6 goals, every goal in 1/1 runs.") in text
   assert (tmp_path / "deep.png").stat().st_size > 0
   assert json.loads((tmp_path / "deep.json").read_text())["held_out"]["steady"]["met"] == 4
   rows = (tmp_path / "deep.csv").read_text().splitlines()
