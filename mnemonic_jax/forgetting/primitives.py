@@ -140,9 +140,11 @@ def code_margins(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.A
     ``(margin, correct)``, both ``(N,)`` float32.
   """
   logits = logits.astype(jnp.float32)
-  rows = jnp.arange(logits.shape[0])
-  own = logits[rows, labels]
-  others = logits.at[rows, labels].set(-jnp.inf)
+  # A mask, not a gather and a scatter: the same values, fewer and simpler XLA kernels to
+  # compile (each costs ~10 ms of CPU compilation whatever its size).
+  own_class = jnp.arange(logits.shape[-1]) == labels[:, None]
+  own = jnp.max(jnp.where(own_class, logits, -jnp.inf), axis=-1)
+  others = jnp.where(own_class, -jnp.inf, logits)
   correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
   return own - jnp.max(others, axis=-1), correct
 
