@@ -45,7 +45,7 @@ def _other_model(bundle, num_classes=10, input_shape=(8, 8, 1), **kwargs):
 
 @pytest.fixture(scope="module")
 def bundles(tiny_digits_bundle, tmp_path_factory):
-  """Paths of the bundles (original, forgotten, oracle, the bad ones) in one folder."""
+  """Paths of the original, forgotten and oracle bundles, in one folder."""
   original, train, _ = tiny_digits_bundle
   root = tmp_path_factory.mktemp("depth_bundles")
   # The bias move: output-level by construction, so the report must say so.
@@ -53,9 +53,18 @@ def bundles(tiny_digits_bundle, tmp_path_factory):
   assert forgotten.history[-1]["move"] == "bias"
   retain = UnlearnData.from_training(train.images, train.labels, FORGOTTEN, forget=False)
   oracle, _ = baselines.unlearn("retrain", original, FORGOTTEN, retain)
-  paths = {}
-  for name, bundle in (("original", original), ("forgotten", forgotten), ("oracle", oracle),
-                       ("wider", _other_model(oracle, hidden=(16,))),
+  return {name: checkpointing.save_bundle(root / name, bundle)
+          for name, bundle in (("original", original), ("forgotten", forgotten),
+                               ("oracle", oracle))}
+
+
+@pytest.fixture(scope="module")
+def all_bundles(bundles):
+  """:func:`bundles` and the bad ones (for the slow tests), in the same folder."""
+  root = bundles["forgotten"].parent
+  forgotten, oracle = (checkpointing.load_bundle(bundles[n]) for n in ("forgotten", "oracle"))
+  paths = dict(bundles)
+  for name, bundle in (("wider", _other_model(oracle, hidden=(16,))),
                        ("eleven", _other_model(oracle, num_classes=11)),
                        ("smaller", _other_model(oracle, input_shape=(4, 4, 1)))):
     paths[name] = checkpointing.save_bundle(root / name, bundle)
@@ -109,12 +118,12 @@ BAD = {
 
 
 @pytest.mark.slow  # Six command runs; the library's refusals are in test_depth.py.
-def test_bad_depth_input_is_one_line_exit_2_and_writes_nothing(bundles):
-  root = bundles["forgotten"].parent
+def test_bad_depth_input_is_one_line_exit_2_and_writes_nothing(all_bundles):
+  root = all_bundles["forgotten"].parent
   before = tree_digest(root)
 
   def run(args):
-    args = [bundles[a] if a in bundles else a for a in args]
+    args = [all_bundles[a] if a in all_bundles else a for a in args]
     return run_cli("evaluate", *args)
 
   with concurrent.futures.ThreadPoolExecutor(3) as pool:
@@ -149,9 +158,9 @@ def test_depth_without_oracle_and_json(bundles):
 
 
 @pytest.mark.slow
-def test_depth_on_a_model_without_features_skips_them_with_a_note(bundles):
-  result = run_cli("evaluate", "--checkpoint", bundles["featureless"], "--depth", "--oracle",
-                   bundles["featureless_oracle"], "--json", "-q")
+def test_depth_on_a_model_without_features_skips_them_with_a_note(all_bundles):
+  result = run_cli("evaluate", "--checkpoint", all_bundles["featureless"], "--depth",
+                   "--oracle", all_bundles["featureless_oracle"], "--json", "-q")
   assert result.returncode == 0, result.stderr
   depth = json.loads(result.stdout)["depth"]
   names = [f["name"] for f in depth["figures"]]
