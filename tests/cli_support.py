@@ -157,7 +157,9 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
 
   Args:
     cases: name -> ``{"args": [...], "cwd": path (default the repository), "watch":
-      [paths whose digests are taken around the command]}``; run in this order.
+      [paths whose digests are taken around the command], "stdout_to": a file the
+      command's stdout goes to instead (e.g. /dev/full; its ``stdout`` is then None)}``;
+      run in this order.
     env: extra environment variables, as :func:`run_cli`.
     memory_limit: an address-space limit (bytes) for each command (``ulimit -v``).
     timeout: seconds for the whole batch.
@@ -175,7 +177,8 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
     for i, (name, case) in enumerate(cases.items()):
       listed.append(dict(args=list(map(str, case["args"])), cwd=str(case.get("cwd", REPO)),
                          watch=[str(w) for w in case.get("watch", ())],
-                         stdout=str(root / f"{i}.out"), stderr=str(root / f"{i}.err"),
+                         stdout=str(case.get("stdout_to", root / f"{i}.out")),
+                         stderr=str(root / f"{i}.err"),
                          memory_limit=memory_limit))
     (root / "cases.json").write_text(json.dumps(listed))
     done = subprocess.run([sys.executable, "-c", _BATCH, __file__, root / "cases.json",
@@ -184,9 +187,9 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
     assert done.returncode == 0, f"the batch failed ({done.returncode}):\n{done.stderr}"
     results = json.loads((root / "results.json").read_text())
     ran = {}
-    for (name, _), case, got in zip(cases.items(), listed, results):
-      result = subprocess.CompletedProcess(
-          ["mnemonic-jax", *case["args"]], got["returncode"],
-          pathlib.Path(case["stdout"]).read_text(), pathlib.Path(case["stderr"]).read_text())
+    for (name, given), case, got in zip(cases.items(), listed, results):
+      stdout = None if "stdout_to" in given else pathlib.Path(case["stdout"]).read_text()
+      result = subprocess.CompletedProcess(["mnemonic-jax", *case["args"]], got["returncode"],
+                                           stdout, pathlib.Path(case["stderr"]).read_text())
       ran[name] = Ran(result, got["before"], got["after"])
     return ran

@@ -35,7 +35,8 @@ from mnemonic_jax import checkpointing, cli, errors, workflow
 from mnemonic_jax.cli import commands, report
 from mnemonic_jax.data import load_dataset
 
-from cli_support import REPO, assert_refused, compilation_cache, small_config, tree_digest
+from cli_support import (REPO, assert_refused, compilation_cache, run_commands, small_config,
+                         tree_digest)
 
 TIMEOUT_S = 300
 #: The exit status of a command whose output was saved but whose report was lost.
@@ -199,20 +200,35 @@ def test_full_disk_in_process_forget_and_train(trained, tmp_path, monkeypatch, c
 # 1b. The report cannot be written after the bundle was saved.
 
 
-def test_a_lost_report_after_a_complete_save_says_so(trained, tmp_path):
+@pytest.fixture(scope="module")
+def forget_runs(trained, plain, tmp_path_factory):
+  """The ``forget`` commands of the tests below, in turn, each its own process forked
+  after the imports (``cli_support.run_commands``); name -> (output folder, Ran)."""
+  lost, never = tmp_path_factory.mktemp("lost"), tmp_path_factory.mktemp("never")
+  lost_args = ("forget", "--checkpoint", trained, "--classes", "3", "--output", lost / "out",
+               "-q")
+  ran = run_commands({
+      "lost": dict(args=lost_args, stdout_to="/dev/full"),
+      "again": dict(args=lost_args),  # A rerun on the saved output.
+      "never": dict(args=("forget", "--checkpoint", plain, "--classes", "3", "--output",
+                          never / "out", "--dataset", "digits", "-q")),
+  }, env=_env())
+  return {"lost": (lost, ran["lost"]), "again": (lost, ran["again"]),
+          "never": (never, ran["never"])}
+
+
+def test_a_lost_report_after_a_complete_save_says_so(forget_runs):
+  tmp_path, ran = forget_runs["lost"]
   out = tmp_path / "out"
-  args = ("forget", "--checkpoint", trained, "--classes", "3", "--output", out, "-q")
-  with open("/dev/full", "w", encoding="utf-8") as full:
-    result = cli_run(*args, stdout=full)
-  line = one_error_line(result, EXIT_REPORT_LOST, str(out), "No space left on device",
+  line = one_error_line(ran.result, EXIT_REPORT_LOST, str(out), "No space left on device",
                         "complete")
   assert "report" in line
   bundle = checkpointing.load_bundle(out)  # Complete and valid: its history says what.
   assert bundle.forgotten_classes == (3,)
   assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
   # A rerun is refused as usual: the output is there (documented in command-line.md).
-  again = cli_run(*args)
-  assert_refused(again, "already exists")
+  _, again = forget_runs["again"]
+  assert_refused(again.result, "already exists")
 
 
 @pytest.mark.slow  # The saved case runs by default; this one adds a command run.
@@ -449,10 +465,9 @@ def test_class_and_dataset_names_reach_the_terminal_escaped(trained, tmp_path, c
 # 3. The warning about a model that never saw its codes says what is true.
 
 
-def test_forget_on_a_model_without_codes_warns_what_is_true(plain, tmp_path):
-  out = tmp_path / "out"
-  result = cli_run("forget", "--checkpoint", plain, "--classes", "3", "--output", out,
-                   "--dataset", "digits", "-q")
+def test_forget_on_a_model_without_codes_warns_what_is_true(plain, forget_runs):
+  tmp_path, ran = forget_runs["never"]
+  out, result = tmp_path / "out", ran.result
   assert result.returncode == 0, result.stderr
   e_f = float(re.search(r"E_F \(error on forgotten classes\):\s+\S+ -> (\S+)",
                         result.stdout).group(1))
