@@ -6,7 +6,6 @@ monitoring events); nothing here is timed.
 
 import contextlib
 import io
-from unittest import mock
 
 import jax
 import numpy as np
@@ -74,20 +73,3 @@ def test_a_second_fisher_compiles_no_program():
       mj.fisher_diagonal(mj.inference_apply_fn(model, {}), other, codes, np.array([3, 2, 1, 0]),
                          method=method)
     assert second.programs == 0, method
-
-
-@pytest.mark.parametrize("num_examples", [1, 7, 1797, 70001])
-def test_the_epoch_shuffle_is_jax_permutation_and_compiles_only_a_sort(num_examples):
-  """The shuffle draws its sort keys on the host: JAX's permutation, bit for bit, with one
-  program (the sort) compiled per dataset size instead of JAX's threefry program."""
-  from mnemonic_jax.data.pipeline import epoch_permutation
-  for seed in range(3):
-    key = jax.random.fold_in(jax.random.key(seed), num_examples)
-    with mj.CompileClock() as clock, mock.patch.object(
-        jax.random, "permutation", side_effect=AssertionError("JAX's permutation ran")):
-      order = np.asarray(epoch_permutation(key, num_examples))
-    np.testing.assert_array_equal(order, np.asarray(jax.random.permutation(key, num_examples)))
-    assert clock.programs <= (1 if seed == 0 else 0)
-  raw = jax.random.PRNGKey(0)  # A raw key takes JAX's own path.
-  np.testing.assert_array_equal(np.asarray(epoch_permutation(raw, 9)),
-                                np.asarray(jax.random.permutation(raw, 9)))

@@ -31,11 +31,6 @@ Batch = tuple[np.ndarray, np.ndarray]
 def epoch_permutation(key: jax.Array, num_examples: int) -> jax.Array:
   """A random order of ``range(num_examples)`` for one epoch.
 
-  Bit for bit ``jax.random.permutation(key, num_examples)``, with the random bits of its
-  sorting rounds computed on the host (:func:`_threefry2x32`) where ``key`` is a
-  threefry key: JAX's own program spends ~0.5 s of CPU compiling the threefry hash at
-  60k examples, this one only a sort (~0.05 s). Other key types use JAX's.
-
   Args:
     key: PRNG key of this epoch (e.g. ``jax.random.fold_in(key, epoch)``).
     num_examples: dataset size.
@@ -43,55 +38,7 @@ def epoch_permutation(key: jax.Array, num_examples: int) -> jax.Array:
   Returns:
     ``int32`` array ``(num_examples,)`` holding each index exactly once.
   """
-  if (not jax.config.jax_threefry_partitionable or key.shape or not 0 < num_examples < 2**32
-      or not jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-      or str(jax.random.key_impl(key)) != "threefry2x32"):
-    return jax.random.permutation(key, num_examples)
-  # As jax.random.permutation: as many rounds as it takes for 32-bit sort keys to leave
-  # (almost surely) no tie among the examples; each round splits the key, draws one
-  # 32-bit word per example and sorts by it.
-  rounds = int(np.ceil(3 * np.log(num_examples) / np.log(np.iinfo(np.uint32).max)))
-  pair = np.asarray(jax.random.key_data(key), np.uint32)
-  counts = np.arange(num_examples, dtype=np.uint32)
-  words = []
-  for _ in range(rounds):
-    pair, sub = np.stack(_threefry2x32(pair, np.zeros(2, np.uint32),
-                                       np.arange(2, dtype=np.uint32)), 1)
-    low, high = _threefry2x32(sub, np.zeros_like(counts), counts)
-    words.append(low ^ high)
-  if not words:
-    return jnp.arange(num_examples)
-  return _sort_rounds(np.stack(words))
-
-
-def _threefry2x32(key: np.ndarray, high: np.ndarray, low: np.ndarray
-                  ) -> tuple[np.ndarray, np.ndarray]:
-  """Threefry-2x32 with 20 rounds (Salmon et al., "Parallel random numbers: as easy as
-  1, 2, 3", SC 2011), in NumPy: the block ``(high, low)`` (uint32 arrays) under ``key``
-  (two uint32), as JAX's threefry PRNG counts (``jax.random.bits`` draws ``high ^ low``
-  of the block ``(0, i)`` for its ``i``-th word; ``jax.random.split`` takes block ``i``
-  as its ``i``-th key)."""
-  rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
-  k = (np.uint32(key[0]), np.uint32(key[1]),
-       np.uint32(key[0]) ^ np.uint32(key[1]) ^ np.uint32(0x1BD11BDA))
-  x0, x1 = high + k[0], low + k[1]
-  for group in range(5):
-    for r in rotations[group % 2]:
-      x0 = x0 + x1
-      x1 = ((x1 << np.uint32(r)) | (x1 >> np.uint32(32 - r))) ^ x0
-    x0 = x0 + k[(group + 1) % 3]
-    x1 = x1 + k[(group + 2) % 3] + np.uint32(group + 1)
-  return x0, x1
-
-
-@jax.jit
-def _sort_rounds(words: jax.Array) -> jax.Array:
-  """``range(n)`` sorted by ``words[0]``, the result by ``words[1]``, ... (the sort of
-  ``jax.random.permutation``, so ties fall the same way)."""
-  order = jnp.arange(words.shape[1])
-  for round_words in words:
-    _, order = jax.lax.sort_key_val(round_words, order)
-  return order
+  return jax.random.permutation(key, num_examples)
 
 
 def batch_indices(
