@@ -129,30 +129,37 @@ def test_project_puts_the_forgotten_head_row_in_the_span_of_the_others(tanh_mode
       ("project", 0.0), ("bias", MARGIN), ("guard", 0.0)]
 
 
-def test_erase_removes_the_class_direction_from_every_head_row(tanh_model):
-  apply_fn, params, codes = tanh_model
-  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Erase(Rule(MARGIN)))
+def head_move(model, move):
+  """``(new params, report, old kernel, new kernel, d)`` of ``move`` on ``model``, ``d`` the
+  forgotten class's head direction (its column minus the remaining columns' mean)."""
+  apply_fn, params, codes = model
+  new, report = mj.forget(apply_fn, params, codes, FORGET, move=move)
   old_k = np.asarray(params["Dense_1"]["kernel"], np.float64)
-  new_k = np.asarray(new["Dense_1"]["kernel"], np.float64)
-  u = old_k[:, FORGET[0]] - old_k[:, REST].mean(axis=1)  # The class's head direction.
-  u /= np.linalg.norm(u)
-  np.testing.assert_allclose(u @ new_k, 0.0, atol=1e-5)  # No logit reads it any more.
-  np.testing.assert_allclose(new_k, old_k - np.outer(u, u @ old_k), atol=1e-5)
-  # At the remaining codes' mean head input the remaining logits are unchanged.
+  d = old_k[:, FORGET[0]] - old_k[:, REST].mean(axis=1)
+  return new, report, old_k, np.asarray(new["Dense_1"]["kernel"], np.float64), d
+
+
+def assert_same_at_the_remaining_codes_mean(model, new):
+  """At the remaining codes' mean head input the remaining logits are unchanged."""
+  _, params, codes = model
   hidden = lambda p: jnp.tanh(codes.reshape(len(codes), -1) @ p["Dense_0"]["kernel"]
                               + p["Dense_0"]["bias"])
   mu = np.asarray(hidden(params))[REST].mean(axis=0)
   head = lambda p: mu @ np.asarray(p["Dense_1"]["kernel"]) + np.asarray(p["Dense_1"]["bias"])
   np.testing.assert_allclose(head(new)[REST], head(params)[REST], atol=1e-4)
+
+
+def test_erase_removes_the_class_direction_from_every_head_row(tanh_model):
+  new, report, old_k, new_k, d = head_move(tanh_model, moves.Erase(Rule(MARGIN)))
+  u = d / np.linalg.norm(d)
+  np.testing.assert_allclose(u @ new_k, 0.0, atol=1e-5)  # No logit reads it any more.
+  np.testing.assert_allclose(new_k, old_k - np.outer(u, u @ old_k), atol=1e-5)
+  assert_same_at_the_remaining_codes_mean(tanh_model, new)
   assert [s.phase for s in report.details.steps] == ["erase", "bias", "guard"]
 
 
 def test_reassign_hands_the_class_direction_to_the_rows_nearest_it(tanh_model):
-  apply_fn, params, codes = tanh_model
-  new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Reassign(Rule(MARGIN)))
-  old_k = np.asarray(params["Dense_1"]["kernel"], np.float64)
-  new_k = np.asarray(new["Dense_1"]["kernel"], np.float64)
-  d = old_k[:, FORGET[0]] - old_k[:, REST].mean(axis=1)  # The class's head direction.
+  new, report, old_k, new_k, d = head_move(tanh_model, moves.Reassign(Rule(MARGIN)))
   u = d / np.linalg.norm(d)
   # Hand-computed: softmax over the remaining rows of their cosine to the forgotten row.
   unit = old_k / np.linalg.norm(old_k, axis=0)
@@ -166,15 +173,11 @@ def test_reassign_hands_the_class_direction_to_the_rows_nearest_it(tanh_model):
   # it in proportion to q, and at the remaining codes' mean head input nothing changed.
   np.testing.assert_allclose(d @ new_k[:, REST], (d @ d) * q, rtol=1e-4)
   np.testing.assert_allclose(u @ new_k[:, FORGET], 0.0, atol=1e-5)
-  hidden = lambda p: jnp.tanh(codes.reshape(len(codes), -1) @ p["Dense_0"]["kernel"]
-                              + p["Dense_0"]["bias"])
-  mu = np.asarray(hidden(params))[REST].mean(axis=0)
-  head = lambda p: mu @ np.asarray(p["Dense_1"]["kernel"]) + np.asarray(p["Dense_1"]["bias"])
-  np.testing.assert_allclose(head(new)[REST], head(params)[REST], atol=1e-4)
+  assert_same_at_the_remaining_codes_mean(tanh_model, new)
   # More of the class's evidence now raises its nearest remaining class, not the class.
-  nearest = REST[int(np.argmax(q))]
-  lift = lambda p: u @ np.asarray(p["Dense_1"]["kernel"])  # Logits' change, mu -> mu + u.
-  assert int(np.argmax(lift(new))) == nearest and int(np.argmax(lift(params))) == FORGET[0]
+  lift = lambda k: u @ k  # The logits' change from the mean input to the mean plus u.
+  assert int(np.argmax(lift(new_k))) == REST[int(np.argmax(q))]
+  assert int(np.argmax(lift(old_k))) == FORGET[0]
   assert [s.phase for s in report.details.steps] == ["reassign", "bias", "guard"]
 
 
