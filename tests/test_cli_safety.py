@@ -9,8 +9,9 @@
    written, lambdas the parameters' dtype cannot carry are refused up front, and a search
    that missed its rule (or codes still classified right) is said on stdout and recorded.
 
-One small bundle (digits, MLP 64-32-10, 8 epochs; every code classified right) is trained
-in-process once per worker; each refused command runs as its own subprocess.
+One small bundle (digits, MLP 64-32-10, 8 epochs; every code classified right), trained
+in-process once per worker (``conftest.small_trained_copy``: this module's copy); each
+command runs as its own process, forked after the imports (``cli_support.run_commands``).
 """
 
 import argparse
@@ -20,7 +21,6 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 
 import flax.serialization
 import jax
@@ -34,8 +34,6 @@ from mnemonic_jax.checkpointing import CheckpointError
 
 from cli_support import run_commands, tree_digest
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-TIMEOUT_S = 300
 _ENV: dict[str, str] = {}
 
 
@@ -46,16 +44,6 @@ def compilation_cache(tmp_path_factory):
   _ENV["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
   yield
   _ENV.clear()
-
-
-def run(*args) -> subprocess.CompletedProcess:
-  """Runs ``mnemonic-jax ARGS`` (``python -m mnemonic_jax.cli``) to completion."""
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-  env.update(_ENV)
-  return subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)],
-                        capture_output=True, text=True, env=env, cwd=REPO,
-                        timeout=TIMEOUT_S, check=False)
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
@@ -335,11 +323,22 @@ def test_refused_one_line_exit_2_nothing_touched(refused_cases, name):
 # Fault 2: what a forget did (or did not) is said on stdout and recorded in the history.
 
 
-def test_forget_reports_and_records_whether_the_search_met_its_rule(trained, tmp_path):
+@pytest.fixture(scope="module")
+def forget_runs(trained, tmp_path_factory):
+  """The two ``forget`` commands below, in turn, each its own process forked after the
+  imports (``cli_support.run_commands``); name -> (output, result)."""
+  root = tmp_path_factory.mktemp("forget_runs")
+  forget = ("forget", "--checkpoint", trained, "--classes", "3", "-q", "--output")
+  ran = run_commands({
+      "auto": dict(args=(*forget, root / "auto", "--move", "paper")),
+      "timid": dict(args=(*forget, root / "timid", "--lambda1", "1e-7", "--lambda2", "1e-7")),
+  }, env=_ENV)
+  return {name: (root / name, done.result) for name, done in ran.items()}
+
+
+def test_forget_reports_and_records_whether_the_search_met_its_rule(forget_runs):
   """The data-free search misses its rule on this tiny model (recorded, warned about)."""
-  out = tmp_path / "auto"
-  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", out,
-               "--move", "paper", "-q")
+  out, result = forget_runs["auto"]
   assert_ok(result)
   entry = checkpointing.load_bundle(out).history[-1]
   assert entry["lambdas"] == "auto" and isinstance(entry["met"], bool)
@@ -352,11 +351,9 @@ def test_forget_reports_and_records_whether_the_search_met_its_rule(trained, tmp
   assert any(w.startswith("no step met") for w in entry["warnings"])
 
 
-def test_forget_says_when_the_codes_are_still_classified_right(trained, tmp_path):
+def test_forget_says_when_the_codes_are_still_classified_right(forget_runs):
   """Lambdas too small to move anything: exit 0, but said and recorded, not claimed done."""
-  out = tmp_path / "timid"
-  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output", out,
-               "--lambda1", "1e-7", "--lambda2", "1e-7", "-q")
+  out, result = forget_runs["timid"]
   assert_ok(result)
   assert "warning: 1 of 1 forgotten class code(s) are still classified" in result.stdout
   entry = checkpointing.load_bundle(out).history[-1]
