@@ -253,15 +253,34 @@ def variant(method: str, inputs: str) -> str:
   return method if inputs == "trained-codes" else f"{method}@{inputs}"
 
 
-def plan_variants(methods: Sequence[str], inputs: Sequence[str], sweep: bool = False
-                  ) -> list[tuple[str, str]]:
+def parse_sweep(text: str | None, methods: Sequence[str]) -> bool | list[str]:
+  """``--sweep``: None (not given) -> False; ``"all"`` (given bare) -> True; a comma list
+  -> those methods.
+
+  Raises:
+    UsageError: a name not among ``methods``, or one without a ladder.
+  """
+  if text is None or text == "all":
+    return text == "all"
+  names = [n for n in text.split(",") if n]
+  wrong = [n for n in names if n not in methods or not baselines.get_method(n).sweep]
+  if wrong or not names:
+    laddered = [m for m in methods if baselines.get_method(m).sweep]
+    raise UsageError(f"--sweep {text!r}: name methods of --methods that register a ladder "
+                     f"({','.join(laddered) or 'none'})")
+  return names
+
+
+def plan_variants(methods: Sequence[str], inputs: Sequence[str],
+                  sweep: bool | Sequence[str] = False) -> list[tuple[str, str]]:
   """``(method, inputs)`` pairs to run: every method, with ``sweep`` the swept settings of
-  those that register a ladder (each after its defaults), then the ablation of the mnemonic
-  ones."""
+  those that register a ladder (each after its defaults; ``sweep`` True: every method, a
+  sequence: those of its names), then the ablation of the mnemonic ones."""
+  swept = set(methods) if sweep is True else set(sweep or ())
   pairs = []
   for m in methods:
     pairs.append((m, "trained-codes"))
-    if sweep and baselines.get_method(m).sweep:
+    if m in swept and baselines.get_method(m).sweep:
       pairs.append((m, SWEEP))
   pairs += [(m, k) for k in inputs if k != "trained-codes" for m in methods if m in DATA_FREE]
   return pairs
@@ -347,7 +366,7 @@ def relearn_record(ctx, bundle, classes, test, train_full) -> dict[str, Any]:
 def run(args, config, name: str, command: str) -> pathlib.Path:
   """``table --methods``: plan, run (skipping cached runs), report."""
   methods, inputs = parse_methods(args.methods, args.inputs, args.data, args.depth)
-  variants = plan_variants(methods, inputs, getattr(args, "sweep", False))
+  variants = plan_variants(methods, inputs, parse_sweep(getattr(args, "sweep", None), methods))
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
   num_classes = test.info.num_classes
   forget_sets = common.forget_sets_of(args, num_classes)

@@ -330,11 +330,11 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--data", default="all",
                  help="with --methods: training data the methods may read: none, forget, "
                       "retain or all (default)")
-  p.add_argument("--sweep", action="store_true",
+  p.add_argument("--sweep", nargs="?", const="all", default=None, metavar="METHODS",
                  help="with --methods: also run each method that registers a ladder of "
-                      "settings as <method>:sweep, the strongest setting that keeps its "
-                      "accuracy on retained training examples (mnemonic_jax.baselines.base."
-                      "sweep)")
+                      "settings (or only those named, comma-separated) as <method>:sweep, "
+                      "the strongest setting that keeps its accuracy on retained training "
+                      "examples (mnemonic_jax.baselines.base.sweep)")
   p.add_argument("--no-relearn", action="store_true",
                  help="with --methods: skip the relearning-time measurement")
   p.add_argument("--depth", action="store_true",

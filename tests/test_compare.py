@@ -246,6 +246,14 @@ def test_swept_variants_are_planned_keyed_and_reported():
                                 sweep=True)
   assert pairs == [("retrain", "trained-codes"), ("lfssd", "trained-codes"), ("lfssd", "sweep"),
                    ("mnemonic", "trained-codes"), ("mnemonic", "zeros")]
+  assert compare.plan_variants(["lfssd", "scrub"], [], sweep=["scrub"]) == [
+      ("lfssd", "trained-codes"), ("scrub", "trained-codes"), ("scrub", "sweep")]
+  assert compare.parse_sweep(None, ["lfssd"]) is False
+  assert compare.parse_sweep("all", ["lfssd"]) is True
+  assert compare.parse_sweep("lfssd", ["lfssd", "scrub"]) == ["lfssd"]
+  for wrong in ("scrub", "retrain", ","):  # Not in --methods; no ladder; none named.
+    with pytest.raises(compare.UsageError, match="--sweep"):
+      compare.parse_sweep(wrong, ["lfssd", "retrain"])
   assert compare.variant("lfssd", "sweep") == "lfssd:sweep"
   assert compare_depth.split_variant("lfssd:sweep") == ("lfssd", "sweep")
   assert compare_depth.attacked(["retrain", "lfssd:sweep", "mnemonic@zeros"]) == ["lfssd:sweep"]
