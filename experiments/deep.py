@@ -255,7 +255,7 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
       *_table(chosen), "",
       *[line for part in PARTS[1:] if by_part[part.name]
         for line in (f"## {part.name}" + ("" if part.methods is None else
-                                          f" (seed {part.seed}; {part.methods})"), "",
+                                          f" (rules: {part.methods.replace(',', ', ')})"), "",
                      *_table(by_part[part.name]), "")],
       "![held-out goals against seconds](deep.png)", "",
       "Per run: `deep.csv` (every goal's pass or fail); every attack's figure, method and "
