@@ -296,3 +296,30 @@ def test_shift_recovery_undoes_a_constant_and_not_a_constant_logit():
   assert mj.metrics.shift_recovery(flat, labels, [2]) < 50.0
   with pytest.raises(mj.errors.BadRequest, match="at least one"):
     mj.metrics.shift_recovery(logits, labels, [])
+
+
+class _BreaksARemainingCode(moves.stepping.DeltaPhase):
+  """A first phase that lowers remaining class 0's output bias far enough to lose it."""
+
+  name = "break"
+
+  def delta(self, params, request):
+    d = jax.tree.map(jnp.zeros_like, params)
+    d["Dense_1"]["bias"] = d["Dense_1"]["bias"].at[0].set(-100.0)
+    return d, jax.tree.map(lambda _: False, params), 1.0
+
+
+def test_met_is_judged_against_the_codes_before_the_whole_move(tanh_model):
+  apply_fn, params, codes = tanh_model
+  request = primitives.validate_request(apply_fn, params, codes, FORGET, ())
+  rule = Rule(MARGIN)
+  moved_ = moves.stepping.run_phases(
+      params, request, [(_BreaksARemainingCode(), 0.0), (moves.bias.BiasPhase(), MARGIN)],
+      rule, moves.stepping.STEP_GRID)
+  bias_step = moved_.details.steps[-1]
+  assert bias_step.phase == "bias" and bias_step.met  # Met against the broken state ...
+  assert moved_.after.remain_accuracy < moved_.before.remain_accuracy
+  assert moved_.met is False  # ... but not against the codes before the move.
+  fine = moves.stepping.run_phases(params, request, [(moves.bias.BiasPhase(), MARGIN)], rule,
+                                   moves.stepping.STEP_GRID)
+  assert fine.met is True

@@ -92,6 +92,29 @@ class Selection(NamedTuple):
   fallback: str | None
 
 
+def _tests(remain_accuracy, forget_margin, remain_margin, before: CodeScores, rule: Rule
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """Per candidate: its remaining codes as right as before (``correct``), that and the
+  guard on their smallest margin (``keeps``), and every forgotten code at ``<=
+  -rule.margin`` (``forgets``)."""
+  finite = np.isfinite(forget_margin) & np.isfinite(remain_margin)
+  correct = (remain_accuracy >= float(before.remain_accuracy) - 1e-6) & finite
+  keeps = correct.copy()
+  if float(before.remain_margin) > 0:
+    keeps &= remain_margin >= rule.guard * float(before.remain_margin)
+  return correct, keeps, forget_margin <= -rule.margin
+
+
+def meets(after: CodeScores, before: CodeScores, rule: Rule) -> bool:
+  """Whether the code scores ``after`` a move meet ``rule`` against those ``before`` it:
+  every forgotten code's margin ``<= -rule.margin``, every remaining code that was right
+  still right, and their smallest margin at least ``rule.guard`` times its value before
+  (where it was positive); the test :func:`select` applies to each candidate."""
+  _, keeps, forgets = _tests(*(np.asarray([float(v)]) for v in (
+      after.remain_accuracy, after.forget_margin, after.remain_margin)), before, rule)
+  return bool(keeps[0] and forgets[0])
+
+
 def select(*, forget_accuracy: np.ndarray, remain_accuracy: np.ndarray,
            forget_margin: np.ndarray, remain_margin: np.ndarray, size: np.ndarray,
            before: CodeScores, rule: Rule, order: Sequence[np.ndarray] | None = None
@@ -111,12 +134,7 @@ def select(*, forget_accuracy: np.ndarray, remain_accuracy: np.ndarray,
     The :class:`Selection`.
   """
   order = (size,) if order is None else tuple(order)
-  finite = np.isfinite(forget_margin) & np.isfinite(remain_margin)
-  correct = (remain_accuracy >= float(before.remain_accuracy) - 1e-6) & finite
-  keeps = correct.copy()
-  if float(before.remain_margin) > 0:
-    keeps &= remain_margin >= rule.guard * float(before.remain_margin)
-  forgets = forget_margin <= -rule.margin
+  correct, keeps, forgets = _tests(remain_accuracy, forget_margin, remain_margin, before, rule)
   met = keeps & forgets
   if met.any():
     idx = np.flatnonzero(met)

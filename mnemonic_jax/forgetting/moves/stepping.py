@@ -21,7 +21,7 @@ import numpy as np
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.forgetting import primitives as prim
-from mnemonic_jax.forgetting.criterion import Rule, select
+from mnemonic_jax.forgetting.criterion import Rule, meets, select
 from mnemonic_jax.forgetting.moves.base import Moved
 from mnemonic_jax.pytrees import PyTree
 
@@ -160,9 +160,13 @@ def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Pha
   if not bool(finite):
     raise errors.BadRequest("the move made parameters non-finite; use a smaller step grid")
   details = StepDetails(steps=tuple(steps), layers=tuple(sorted(layers)), rule=rule)
-  ruled = [s for s in steps if s.phase != "guard"]  # The guard adds; the rule was met before.
-  return Moved(current, jax.tree.map(float, before), jax.tree.map(float, after),
-               bool(ruled[-1].met), details)
+  # Met: the last ruled phase's rule (the guard only adds to it), judged on the result
+  # against the codes before the whole move, not before that phase alone: an earlier phase
+  # that turned a remaining code wrong leaves the rule unmet.
+  target = [s for s in steps if s.phase != "guard"][-1].target
+  before, after = jax.tree.map(float, before), jax.tree.map(float, after)
+  return Moved(current, before, after,
+               meets(after, before, dataclasses.replace(rule, margin=target)), details)
 
 
 @jax.jit
