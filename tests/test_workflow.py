@@ -65,3 +65,19 @@ def test_sharded_evaluation_equals_single_device(tmp_path):
   sharded = workflow.predict(bundle, test.images, batch_size=100, mesh=parallel.make_mesh())
   np.testing.assert_allclose(sharded, single, rtol=1e-5, atol=1e-5)
   assert sharded.shape == (359, 10)
+
+
+def test_a_move_that_lost_remaining_codes_is_warned_with_what_fell():
+  """Each phase met its own rule (no fallback) but the remaining codes fell: the warning
+  says so, and for reassign names the move without the hand-over."""
+  request = {"met": False, "fallback": None, "move": "reassign", "classes": [3],
+             "rule": {"margin": 15.0, "guard": 0.4},
+             "before": {"forget_accuracy": 1.0, "remain_accuracy": 1.0},
+             "after": {"forget_accuracy": 0.0, "remain_accuracy": 8 / 9}}
+  (line,) = workflow.forget_warnings(request)
+  assert "is not met: remaining codes classified right fell from 100.0% to 88.9%" in line
+  assert "--move erase" in line
+  other = workflow.forget_warnings({**request, "move": "shrink"})[0]
+  assert "fell from 100.0% to 88.9%" in other and "--move erase" not in other
+  fallback = workflow.forget_warnings({**request, "fallback": "guard"})[0]
+  assert fallback.startswith("no step met the move's rule") and "guard gave way" in fallback

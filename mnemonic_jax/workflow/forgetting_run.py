@@ -214,12 +214,24 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
            "criterion": "neither fallback had a candidate: the best paper criterion",
            "margin": "neither fallback had a step: the lowest forgotten-code margin"}
     fallback = request.get("fallback")
-    warnings.append(
-        f"no step met the move's rule (every forgotten code's margin <= "
-        f"-{rule.get('margin', float('nan')):g}, remaining codes kept with guard "
-        f"{rule.get('guard', float('nan')):g}); the fallback {fallback!r} "
-        f"({how.get(fallback, 'unknown')}) was used, reaching a forgotten-code margin of "
-        f"{search.get('forget_margin', float('nan')):.3g}")
+    stated = (f"the move's rule (every forgotten code's margin <= "
+              f"-{rule.get('margin', float('nan')):g}, remaining codes kept with guard "
+              f"{rule.get('guard', float('nan')):g})")
+    before = request.get("before") or {}
+    after = request.get("after") or {}
+    lost = float(after.get("remain_accuracy", 1.0)) < float(before.get("remain_accuracy", 0.0))
+    if fallback is None and lost:  # Each step met its rule; an earlier phase cost the rest.
+      warnings.append(
+          f"{stated} is not met: remaining codes classified right fell from "
+          f"{100 * float(before['remain_accuracy']):.1f}% to "
+          f"{100 * float(after['remain_accuracy']):.1f}% during the move; "
+          + ("try --move erase (the same without handing the class's evidence to the "
+             "classes nearest it)" if request.get("move") == "reassign" else _remedy(request)))
+    else:
+      warnings.append(
+          f"no step met {stated}; the fallback {fallback!r} ({how.get(fallback, 'unknown')}) "
+          f"was used, reaching a forgotten-code margin of "
+          f"{search.get('forget_margin', float('nan')):.3g}")
   after = request.get("after") or {}
   classes = list(request.get("classes") or [])
   still = after.get("forget_accuracy", 0.0)
