@@ -124,7 +124,20 @@ class ReassignPhase(ErasePhase):
 @dataclasses.dataclass(frozen=True)
 class Reassign(OutputLayerMove):
   """``erase``, with each forgotten class's evidence handed to the remaining classes
-  nearest it in the head, then ``bias`` (see the module docstring).
+  nearest it in the head, then ``bias`` (the module docstring has the formulas).
+
+  Changes only the output layer: the output kernel ``K`` ``(F, C)`` (``F`` head inputs,
+  ``C`` classes) and the output bias ``b`` ``(C,)``, found from the model itself, in their
+  own dtypes. With ``d_f = K[:, f] - mean_r K[:, r]`` per forgotten class ``f``: ``d_f`` is
+  erased from every column around the remaining codes' mean head input ``mu`` ``(F,)``
+  (LEACE, Belrose et al., NeurIPS 2023), added back to the remaining columns weighted by
+  ``softmax_r(cos(K[:, f], K[:, r]) / temperature)`` (the nearest-class relabelling of
+  Boundary Shrink, Chen et al., CVPR 2023, in closed form), and the forgotten biases are
+  lowered by the smallest ``t`` of ``grid`` that takes every forgotten code's margin to
+  ``<= -rule.margin``, then (where the model bounds its head's input) until no input can
+  give them a margin above -1. Reads the weights and the codes, no data. ``met`` is False
+  when the result turned a remaining code wrong (the hand-over can: ``move="erase"`` does
+  not hand over).
 
   Attributes:
     rule: the bias phase's rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
