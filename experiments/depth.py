@@ -464,11 +464,21 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   models = [m for m in args.models.split(",") if m]
   args.methods = all_methods() if args.methods == "all" else args.methods.split(",")
-  bad = [m for m in args.methods
-         if split_variant(m)[0] not in baselines.available_methods() or m == "retrain"]
+  try:
+    variants = [split_variant(m) for m in args.methods]
+  except (ValueError, SyntaxError) as e:
+    common.fail(f"--methods: {e}", "experiments.depth")
+  bad = [m for m, (name, _) in zip(args.methods, variants)
+         if name not in baselines.available_methods() or name == "retrain"]
   if bad:
     common.fail(f"unknown --methods {bad}; choose from {', '.join(all_methods())}",
                 "experiments.depth")
+  for method, (name, overrides) in zip(args.methods, variants):
+    fields = {f.name for f in dataclasses.fields(baselines.get_method(name).config_cls)}
+    if set(overrides) - fields:
+      common.fail(f"--methods {method}: {name} has no option "
+                  f"{', '.join(sorted(set(overrides) - fields))}; its options: "
+                  f"{', '.join(sorted(fields))}", "experiments.depth")
   for name in models:
     if name not in depth_models.MODELS:
       try:

@@ -382,10 +382,14 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     fail(f"--depth-probe-per-class must be at least 1, got {args.depth_probe_per_class}")
   if args.methods is not None:
     try:  # Before anything is written.
-      compare.parse_methods(args.methods, args.inputs, args.data, args.depth)
+      methods, _ = compare.parse_methods(args.methods, args.inputs, args.data, args.depth)
+      compare.parse_sweep(args.sweep, methods)
     except compare.UsageError as e:
       fail(str(e))
     return compare.run(args, config, name, command)
+  if args.sweep is not None:
+    fail("--sweep runs methods' ladders, which only the methods comparison runs; pass "
+         "--methods ...")
   if args.depth:
     fail("--depth attacks each method against the retrain oracle, which only the methods "
          "comparison trains; pass --methods retrain,...")

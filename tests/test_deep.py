@@ -1,6 +1,7 @@
 """experiments.deep: goal counts per method, held-out parts apart, and the report."""
 
 import json
+import pathlib
 
 import pytest
 
@@ -80,3 +81,24 @@ def test_a_cached_run_is_reused_only_under_the_code_that_made_it(tmp_path):
   changed = {**code, "mnemonic_jax.forgetting.moves.reassign": "0" * 16}
   assert depth.cached_record(path, changed) is None  # ... and run again once it changes.
   assert depth.cached_record(path, code) is not None
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["experiments.depth", "--methods", "svd-projection@samples"], "must be field=value"),
+    (["experiments.depth", "--methods", "svd-projection@samples=abc"], "--methods:"),
+    (["experiments.depth", "--methods", "svd-projection@nosuch=1"], "has no option nosuch"),
+    (["experiments.depth", "--methods", "nosuch@samples=1"], "unknown --methods"),
+    (["experiments.table", "--config", "digits_mlp:quick", "--methods", "lfssd",
+      "--sweep", "scrub"], "--sweep 'scrub'"),
+    (["experiments.table", "--config", "digits_mlp:quick", "--sweep"], "pass --methods"),
+])
+def test_the_runners_refuse_a_bad_variant_or_sweep_in_one_line(argv, words, tmp_path):
+  import subprocess  # pylint: disable=import-outside-toplevel
+  import sys  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "out"
+  result = subprocess.run([sys.executable, "-m", *argv, "--out", str(out)], capture_output=True,
+                          text=True, check=False, cwd=str(pathlib.Path(__file__).parents[1]))
+  assert result.returncode == 2, result.stderr
+  lines = result.stderr.strip().splitlines()
+  assert len(lines) == 1 and words in lines[0], result.stderr
+  assert not out.exists()
