@@ -83,21 +83,39 @@ def test_a_cached_run_is_reused_only_under_the_code_that_made_it(tmp_path):
   assert depth.cached_record(path, code) is not None
 
 
-@pytest.mark.parametrize("argv, words", [
-    (["experiments.depth", "--methods", "svd-projection@samples"], "must be field=value"),
-    (["experiments.depth", "--methods", "svd-projection@samples=abc"], "--methods:"),
-    (["experiments.depth", "--methods", "svd-projection@nosuch=1"], "has no option nosuch"),
-    (["experiments.depth", "--methods", "nosuch@samples=1"], "unknown --methods"),
-    (["experiments.table", "--config", "digits_mlp:quick", "--methods", "lfssd",
-      "--sweep", "scrub"], "--sweep 'scrub'"),
-    (["experiments.table", "--config", "digits_mlp:quick", "--sweep"], "pass --methods"),
-])
-def test_the_runners_refuse_a_bad_variant_or_sweep_in_one_line(argv, words, tmp_path):
+#: Bad variants and sweeps: ``(runner, arguments, words of the one line)``.
+BAD_RUNS = [
+    ("depth", ["--methods", "svd-projection@samples"], "must be field=value"),
+    ("depth", ["--methods", "svd-projection@samples=abc"], "--methods:"),
+    ("depth", ["--methods", "svd-projection@nosuch=1"], "has no option nosuch"),
+    ("depth", ["--methods", "nosuch@samples=1"], "unknown --methods"),
+    ("table", ["--config", "digits_mlp:quick", "--methods", "lfssd", "--sweep", "scrub"],
+     "--sweep 'scrub'"),
+    ("table", ["--config", "digits_mlp:quick", "--sweep"], "pass --methods"),
+]
+
+
+@pytest.mark.parametrize("runner, args, words", BAD_RUNS)
+def test_the_runners_refuse_a_bad_variant_or_sweep_in_one_line(runner, args, words, tmp_path,
+                                                                 capsys):
+  import importlib  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "out"
+  with pytest.raises(SystemExit) as exit_:
+    importlib.import_module(f"experiments.{runner}").main([*args, "--out", str(out)])
+  assert exit_.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and words in lines[0], lines
+  assert not out.exists()
+
+
+@pytest.mark.parametrize("runner, args, words", [BAD_RUNS[0], BAD_RUNS[4]])
+def test_the_real_runner_commands_refuse_the_same_way(runner, args, words, tmp_path):
   import subprocess  # pylint: disable=import-outside-toplevel
   import sys  # pylint: disable=import-outside-toplevel
   out = tmp_path / "out"
-  result = subprocess.run([sys.executable, "-m", *argv, "--out", str(out)], capture_output=True,
-                          text=True, check=False, cwd=str(pathlib.Path(__file__).parents[1]))
+  result = subprocess.run([sys.executable, "-m", f"experiments.{runner}", *args, "--out",
+                           str(out)], capture_output=True, text=True, check=False,
+                          cwd=str(pathlib.Path(__file__).parents[1]))
   assert result.returncode == 2, result.stderr
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and words in lines[0], result.stderr
