@@ -181,6 +181,45 @@ def test_reassign_hands_the_class_direction_to_the_rows_nearest_it(tanh_model):
   assert [s.phase for s in report.details.steps] == ["reassign", "bias", "guard"]
 
 
+def linear_head(p, x):
+  """A classifier that is only a head: the codes are its head inputs."""
+  return x.reshape(len(x), -1) @ p["head"]["kernel"] + p["head"]["bias"]
+
+
+def test_reassign_hands_over_the_largest_share_that_keeps_the_remaining_codes():
+  rng = np.random.default_rng(40)  # A head on which handing all of class 0 over costs a code.
+  k = rng.normal(size=(6, 4))
+  h = k.T + 0.5 * rng.normal(size=(4, 6))  # Every code right.
+  params = {"head": {"kernel": jnp.asarray(k, jnp.float32), "bias": jnp.zeros(4)}}
+  new, report = mj.forget(linear_head, params, jnp.asarray(h, jnp.float32), [0],
+                          move=moves.Reassign(Rule(1.0)))
+  # By hand: erase class 0's direction d around the remaining codes' mean, then hand a
+  # fraction of d to the remaining rows by the softmax of their cosines to row 0.
+  k = np.asarray(params["head"]["kernel"], np.float64)
+  rest, mu = [1, 2, 3], h[1:].mean(axis=0)
+  d = k[:, 0] - k[:, rest].mean(axis=1)
+  u = d / np.linalg.norm(d)
+  unit = k / np.linalg.norm(k, axis=0)
+  q = np.exp((unit[:, 0] @ unit[:, rest]) / moves.reassign.TEMPERATURE)
+  q /= q.sum()
+
+  def head(fraction):
+    kernel, bias = k - np.outer(u, u @ k), (mu @ u) * (u @ k)
+    kernel[:, rest] += fraction * np.outer(d, q)
+    bias[rest] -= fraction * (mu @ d) * q
+    return kernel, bias
+
+  def remaining_right(fraction):
+    return bool(((h @ head(fraction)[0] + head(fraction)[1])[rest].argmax(1) == rest).all())
+
+  assert moves.reassign.HAND_OVER[:2] == (1.0, 0.5)
+  assert not remaining_right(1.0) and remaining_right(0.5)
+  assert report.details.steps[0].t == 0.5 and report.met is True
+  np.testing.assert_allclose(new["head"]["kernel"], head(0.5)[0], atol=1e-5)
+  np.testing.assert_allclose(np.asarray(new["head"]["bias"])[rest], head(0.5)[1][rest],
+                             atol=1e-5)
+
+
 def test_reassign_weights_follow_the_temperature():
   kernel = np.array([[1.0, 0.9, 0.0, -1.0], [0.0, 0.1, 1.0, 0.0]])
   in_f, in_r = np.array([True, False, False, False]), np.array([False, True, True, True])

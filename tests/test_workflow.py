@@ -69,15 +69,15 @@ def test_sharded_evaluation_equals_single_device(tmp_path):
 
 def test_a_move_that_lost_remaining_codes_is_warned_with_what_fell():
   """Each phase met its own rule (no fallback) but the remaining codes fell: the warning
-  says so, and for reassign names the move without the hand-over."""
+  says so, and for a move that changed the head's rows names the one that changes none."""
   request = {"met": False, "fallback": None, "move": "reassign", "classes": [3],
              "rule": {"margin": 15.0, "guard": 0.4},
              "before": {"forget_accuracy": 1.0, "remain_accuracy": 1.0},
              "after": {"forget_accuracy": 0.0, "remain_accuracy": 8 / 9}}
   (line,) = workflow.forget_warnings(request)
   assert "is not met: remaining codes classified right fell from 100.0% to 88.9%" in line
-  assert "--move erase" in line
+  assert "--move bias" in line
   other = workflow.forget_warnings({**request, "move": "shrink"})[0]
-  assert "fell from 100.0% to 88.9%" in other and "--move erase" not in other
+  assert "fell from 100.0% to 88.9%" in other and "--move bias" not in other
   fallback = workflow.forget_warnings({**request, "fallback": "guard"})[0]
   assert fallback.startswith("no step met the move's rule") and "guard gave way" in fallback

@@ -122,8 +122,8 @@ def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[s
 def forget_summary(report: Any, lambda_source: str) -> list[str]:
   """The lines ``forget`` (and ``demo``) print about one forgetting.
 
-  The move and its step (a step-grid move's ``t``, or the paper's lambdas and where they
-  came from), the accuracy on the codes before and after, the sign kept (the paper's
+  The move and its step (a step-grid move's ``t`` and each phase's, or the paper's lambdas
+  and where they came from), the accuracy on the codes before and after, the sign kept (the paper's
   move) and the time taken.
 
   Args:
@@ -140,7 +140,9 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
     head = [(f"move = {r['move']}, lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} "
              f"({lambda_source})")]
   elif "t" in r:  # A move that chooses its step t on the codes.
-    head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes)"]
+    phases = ", ".join(f"{s['phase']} {s['t']:.3g}" for s in r.get("steps", ()))
+    head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes"
+            + (f"; phases: {phases})" if len(r.get("steps", ())) > 1 else ")")]
   else:
     head = [f"move = {r['move']}"]
   rule = ("met on the codes" if r.get("met") else "not met on the codes"

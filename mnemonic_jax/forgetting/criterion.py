@@ -105,14 +105,26 @@ def _tests(remain_accuracy, forget_margin, remain_margin, before: CodeScores, ru
   return correct, keeps, forget_margin <= -rule.margin
 
 
+def _judged(after: CodeScores, before: CodeScores, rule: Rule) -> tuple[bool, bool]:
+  """``(keeps, forgets)`` of :func:`_tests` for one set of scores."""
+  _, keeps, forgets = _tests(*(np.asarray([float(v)]) for v in (
+      after.remain_accuracy, after.forget_margin, after.remain_margin)), before, rule)
+  return bool(keeps[0]), bool(forgets[0])
+
+
 def meets(after: CodeScores, before: CodeScores, rule: Rule) -> bool:
   """Whether the code scores ``after`` a move meet ``rule`` against those ``before`` it:
   every forgotten code's margin ``<= -rule.margin``, every remaining code that was right
   still right, and their smallest margin at least ``rule.guard`` times its value before
   (where it was positive); the test :func:`select` applies to each candidate."""
-  _, keeps, forgets = _tests(*(np.asarray([float(v)]) for v in (
-      after.remain_accuracy, after.forget_margin, after.remain_margin)), before, rule)
-  return bool(keeps[0] and forgets[0])
+  return all(_judged(after, before, rule))
+
+
+def keeps_remaining(after: CodeScores, before: CodeScores, rule: Rule) -> bool:
+  """The remaining half of :func:`meets`: every remaining code that was right ``before``
+  still right ``after``, their smallest margin at least ``rule.guard`` times its value
+  before (where it was positive); the forgotten codes are not looked at."""
+  return _judged(after, before, rule)[0]
 
 
 def select(*, forget_accuracy: np.ndarray, remain_accuracy: np.ndarray,

@@ -193,6 +193,16 @@ def _remedy(request: Mapping[str, Any]) -> str:
   return f"try forgetting fewer classes at a time, or {default}"
 
 
+def _lost_remedy(request: Mapping[str, Any]) -> str:
+  """What to try when a move met each phase's rule but turned remaining codes wrong."""
+  move = forgetting.MOVES.get(request.get("move", ""))
+  if (move is not None and issubclass(move, forgetting.moves.bias.OutputLayerMove)
+      and move.name != "bias"):  # Its head change cost the codes; bias changes no row.
+    return ("try --move bias (it only lowers the forgotten classes' output bias, which "
+            "never turns a remaining code wrong; docs/depth.md says what it leaves)")
+  return _remedy(request)
+
+
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   """Why a forgetting request may not have done what was asked (empty if nothing).
 
@@ -225,8 +235,7 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
           f"{stated} is not met: remaining codes classified right fell from "
           f"{100 * float(before['remain_accuracy']):.1f}% to "
           f"{100 * float(after['remain_accuracy']):.1f}% during the move; "
-          + ("try --move erase (the same without handing the class's evidence to the "
-             "classes nearest it)" if request.get("move") == "reassign" else _remedy(request)))
+          + _lost_remedy(request))
     else:
       warnings.append(
           f"no step met {stated}; the fallback {fallback!r} ({how.get(fallback, 'unknown')}) "

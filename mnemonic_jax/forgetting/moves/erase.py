@@ -26,7 +26,7 @@ codes. This project's move; where it meets the depth goals: experiments/results/
 """
 
 import dataclasses
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,6 +35,7 @@ import numpy as np
 from mnemonic_jax.forgetting.moves import outputs, stepping
 from mnemonic_jax.forgetting.moves.base import register
 from mnemonic_jax.forgetting.moves.bias import OutputLayerMove
+from mnemonic_jax.pytrees import PyTree
 
 
 def class_directions(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray
@@ -84,6 +85,61 @@ def erased_head(kernel: np.ndarray, bias: np.ndarray | None, mu: np.ndarray,
   return new_k, new_b.astype(np.asarray(bias).dtype)
 
 
+class HeadInput(NamedTuple):
+  """The output layer as the head moves read it (:func:`read_head`).
+
+  Attributes:
+    leaves, treedef: the flattened parameters.
+    k_index, b_index: the output kernel's and bias's leaf indices (``b_index`` None
+      without a bias).
+    mu: ``(F,)`` float64, the remaining codes' mean head input.
+    in_forget, in_remain: ``(C,)`` bools.
+  """
+
+  leaves: list[jax.Array]
+  treedef: Any
+  k_index: int
+  b_index: int | None
+  mu: np.ndarray
+  in_forget: np.ndarray
+  in_remain: np.ndarray
+
+  @property
+  def kernel(self) -> np.ndarray:
+    """``(F, C)`` the output kernel, on the host."""
+    return np.asarray(self.leaves[self.k_index])
+
+  @property
+  def bias(self) -> np.ndarray | None:
+    """``(C,)`` the output bias on the host, or None."""
+    return None if self.b_index is None else np.asarray(self.leaves[self.b_index])
+
+  def change(self, new_k: np.ndarray, new_b: np.ndarray | None) -> tuple[PyTree, PyTree]:
+    """``(d, mask)`` taking the head to ``(new_k, new_b)``: float32 differences shaped like
+    the parameters (zero off the head), and bools True at the head's tensors."""
+    delta = [jnp.zeros_like(w) for w in self.leaves]
+    mask = [False] * len(self.leaves)
+    for index, new in ((self.k_index, new_k), (self.b_index, new_b)):
+      if index is not None:
+        delta[index] = jnp.asarray(np.asarray(new, np.float32)
+                                   - np.asarray(self.leaves[index], np.float32))
+        mask[index] = True
+    return self.treedef.unflatten(delta), self.treedef.unflatten(mask)
+
+
+def read_head(params: PyTree, request) -> HeadInput:
+  """The :class:`HeadInput` of ``params`` for a forgetting request (one jitted gradient:
+  ``mu`` is the gradient of the remaining codes' mean logit 0 at the kernel's column 0)."""
+  apply_fn, codes = request.apply_fn, request.codes
+  k_index, b_index = outputs.head_tensors(apply_fn, params, codes)
+  in_f, in_r = np.asarray(request.in_forget), np.asarray(request.in_remain)
+  leaves, treedef = jax.tree.flatten(params)
+  weights = in_r.astype(np.float32) / max(int(in_r.sum()), 1)
+  grads = _weighted_logit0_grad(apply_fn, params, codes, weights)
+  mu = np.asarray(jax.tree.leaves(grads)[k_index][:, 0], np.float64)
+  return HeadInput(leaves, treedef, k_index, b_index, mu, in_f, in_r)
+
+
 class ErasePhase(stepping.DeltaPhase):
   """Erases the forgotten classes' directions from the head's input (one step, ``t = 1``)."""
 
@@ -97,25 +153,10 @@ class ErasePhase(stepping.DeltaPhase):
     return erased_head(kernel, bias, mu, basis)
 
   def delta(self, params, request):
-    apply_fn, codes = request.apply_fn, request.codes
-    k_index, b_index = outputs.head_tensors(apply_fn, params, codes)
-    in_f, in_r = np.asarray(request.in_forget), np.asarray(request.in_remain)
-    leaves, treedef = jax.tree.flatten(params)
-    weights = in_r.astype(np.float32) / max(int(in_r.sum()), 1)
-    grads = _weighted_logit0_grad(apply_fn, params, codes, weights)
-    mu = np.asarray(jax.tree.leaves(grads)[k_index][:, 0], np.float64)
-    new_k, new_b = self.new_head(np.asarray(leaves[k_index]),
-                                 None if b_index is None else np.asarray(leaves[b_index]),
-                                 mu, in_f, in_r)
-    delta = [jnp.zeros_like(w) for w in leaves]
-    delta[k_index] = jnp.asarray(new_k.astype(np.float32) - np.asarray(leaves[k_index],
-                                                                       np.float32))
-    mask = [i == k_index for i in range(len(leaves))]
-    if b_index is not None:
-      delta[b_index] = jnp.asarray(new_b.astype(np.float32)
-                                   - np.asarray(leaves[b_index], np.float32))
-      mask[b_index] = True
-    return treedef.unflatten(delta), treedef.unflatten(mask), 1.0
+    head = read_head(params, request)
+    d, mask = head.change(*self.new_head(head.kernel, head.bias, head.mu, head.in_forget,
+                                         head.in_remain))
+    return d, mask, 1.0
 
 
 @register

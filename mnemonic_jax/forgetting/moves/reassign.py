@@ -15,7 +15,10 @@ remaining codes' mean head input ``mu`` so that nothing changes there::
 
   K'[:, r] = E[:, r] + sum_f q_fr d_f,      b'_r = e_r - sum_f q_fr (mu . d_f)
 
-(``E``, ``e`` the erased kernel and bias). An input carrying class ``f``'s evidence now
+(``E``, ``e`` the erased kernel and bias), with ``d_f`` scaled by the largest share of
+:data:`HAND_OVER` (1, 1/2, 1/4, 0) whose head keeps every remaining code right, with the
+rule's guard on their smallest margin (judged on a forward pass of the codes per share;
+0 leaves ``erase``'s head). An input carrying class ``f``'s evidence now
 raises the logits of the classes that resemble ``f`` instead of ``f``'s own: the
 relabelling of each forgotten example with its nearest other class of Boundary Shrink
 (Chen et al., "Boundary Unlearning", CVPR 2023), done on the head's rows instead of by
@@ -30,15 +33,23 @@ import dataclasses
 import math
 from typing import ClassVar
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import errors
+from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule, keeps_remaining
+from mnemonic_jax.forgetting.moves import stepping
 from mnemonic_jax.forgetting.moves.base import register
 from mnemonic_jax.forgetting.moves.bias import OutputLayerMove
-from mnemonic_jax.forgetting.moves.erase import ErasePhase
+from mnemonic_jax.forgetting.moves.erase import ErasePhase, read_head
 
 #: The softmax temperature of the similarity between head rows (cosine units).
 TEMPERATURE = 0.1
+#: The fractions of the forgotten classes' evidence handed over, tried largest first: the
+#: first that keeps every remaining code right (with the rule's guard) is kept; ``0`` is
+#: ``erase``'s head.
+HAND_OVER = (1.0, 0.5, 0.25, 0.0)
 
 
 def nearest_weights(kernel: np.ndarray, in_forget: np.ndarray, in_remain: np.ndarray,
@@ -99,25 +110,50 @@ def reassigned_head(kernel: np.ndarray, bias: np.ndarray | None, mu: np.ndarray,
 
 
 class ReassignPhase(ErasePhase):
-  """``erase``'s head, plus each forgotten class's direction given to the remaining rows
-  nearest it (:func:`reassigned_head`; one step, ``t = 1``).
+  """``erase``'s head, plus a fraction of each forgotten class's direction given to the
+  remaining rows nearest it (:func:`reassigned_head`; one step): the largest fraction of
+  :data:`HAND_OVER` that keeps every remaining code as the rule asks, recorded as the
+  step's ``t`` (``0``: nothing handed over, ``erase``'s head).
 
   Attributes:
     temperature: see :func:`nearest_weights`.
+    rule: whose remaining-code test (:func:`~mnemonic_jax.forgetting.criterion.
+      keeps_remaining`) each fraction must pass.
   """
 
   name = "reassign"
 
-  def __init__(self, temperature: float = TEMPERATURE):
+  def __init__(self, temperature: float = TEMPERATURE, rule: Rule = DEFAULT_RULE):
     self.temperature = temperature
+    self.rule = rule
 
-  def new_head(self, kernel, bias, mu, in_forget, in_remain):
+  def new_head(self, kernel, bias, mu, in_forget, in_remain, fraction: float = 1.0):
     erased_k, erased_b = super().new_head(kernel, bias, mu, in_forget, in_remain)
     dk, db = reassigned_head(kernel, bias, mu, in_forget, in_remain, self.temperature)
-    new_k = (np.asarray(erased_k, np.float64) + dk).astype(np.asarray(kernel).dtype)
+    new_k = (np.asarray(erased_k, np.float64) + fraction * dk).astype(
+        np.asarray(kernel).dtype)
     if erased_b is None:
       return new_k, None
-    return new_k, (np.asarray(erased_b, np.float64) + db).astype(np.asarray(bias).dtype)
+    return new_k, (np.asarray(erased_b, np.float64) + fraction * db).astype(
+        np.asarray(bias).dtype)
+
+  def delta(self, params, request):
+    head = read_head(params, request)
+    scores = lambda p: jax.tree.map(float, stepping.final_scores(
+        request.apply_fn, p, request.codes, request.in_forget, request.in_remain)[0])
+    before, unused = scores(params), jax.tree.map(jnp.zeros_like, params)
+
+    def change(fraction):
+      return head.change(*self.new_head(head.kernel, head.bias, head.mu, head.in_forget,
+                                        head.in_remain, fraction))
+
+    def kept(fraction):
+      moved = stepping.apply_candidate(params, unused, change(fraction)[0], np.float32(1),
+                                       candidate=stepping.additive)
+      return keeps_remaining(scores(moved), before, self.rule)
+
+    fraction = next((f for f in HAND_OVER[:-1] if kept(f)), HAND_OVER[-1])
+    return (*change(fraction), fraction)
 
 
 @register
@@ -135,9 +171,10 @@ class Reassign(OutputLayerMove):
   Boundary Shrink, Chen et al., CVPR 2023, in closed form), and the forgotten biases are
   lowered by the smallest ``t`` of ``grid`` that takes every forgotten code's margin to
   ``<= -rule.margin``, then (where the model bounds its head's input) until no input can
-  give them a margin above -1. Reads the weights and the codes, no data. ``met`` is False
-  when the result turned a remaining code wrong (the hand-over can: ``move="erase"`` does
-  not hand over).
+  give them a margin above -1. The share of each ``d_f`` handed over is the largest of
+  :data:`HAND_OVER` that keeps every remaining code right with the rule's guard, recorded
+  as the first step's ``t``. Reads the weights and the codes, no data. ``met`` is False
+  when the erasure itself turned a remaining code wrong.
 
   Attributes:
     rule: the bias phase's rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
@@ -152,9 +189,10 @@ class Reassign(OutputLayerMove):
   name: ClassVar[str] = "reassign"
   baseline: ClassVar[str] = "mnemonic-reassign"
   summary: ClassVar[str] = ("erase the forgotten classes' directions from the classifier "
-                            "head and hand each one's evidence to the remaining classes "
-                            "nearest it, then lower their output bias by t logits until "
-                            "their codes' margin reaches the rule's (-15)")
+                            "head and hand the largest share of each one's evidence (all, "
+                            "1/2, 1/4 or none) that keeps the remaining codes right to the "
+                            "remaining classes nearest it, then lower their output bias by "
+                            "t logits until their codes' margin reaches the rule's (-15)")
 
   temperature: float = TEMPERATURE
 
@@ -166,4 +204,4 @@ class Reassign(OutputLayerMove):
           f"temperature must be a finite number > 0, got {self.temperature!r}")
 
   def first_phases(self):
-    return [(ReassignPhase(float(self.temperature)), 0.0)]
+    return [(ReassignPhase(float(self.temperature), self.rule), 0.0)]
