@@ -50,7 +50,7 @@ def test_the_report_names_the_best_data_free_rule_on_held_out_runs_only(deep, tm
   assert summary["best_held_out"] == "steady" and "only-here" not in summary["held_out"]
   text = (tmp_path / "deep.md").read_text()
   assert "data-free rule meeting the most depth goals is `steady`" in text
-  assert ("(the `every class` parts, seeds 2, 0, 1; the ViT and the CNN with seed 2 only): "
+  assert ("(the `every class` parts, seeds 2, 0, 1, the six models): "
           "`steady` 9/10 goals, "
           "every goal in 1/2 runs; `only-here` 6/6 goals, every goal in 1/1 runs.") in text
   assert (tmp_path / "deep.png").stat().st_size > 0
