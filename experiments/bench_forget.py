@@ -261,18 +261,20 @@ def jax_alone(name: str, shape, repeats: int, **kwargs) -> list[dict]:
       lambda i: lambda: program((np.float32(1e-3 * i), np.float32(LAMBDAS[1]))), repeats)
   row("forget (fixed lambdas)", first, later, run)
 
-  reports = []
+  for move, entry in ((forgetting.DEFAULT_MOVE, f"forget (default: {forgetting.DEFAULT_MOVE})"),
+                      ("paper", "forget (paper: the search)")):
+    reports = []
 
-  def auto(i):
-    new_params, report = mj.forget(apply_fn, params, codes, [i % 10], move="paper")
-    reports.append(report)
-    return new_params
+    def by_move(i, move=move, reports=reports):
+      new_params, report = mj.forget(apply_fn, params, codes, [i % 10], move=move)
+      reports.append(report)
+      return new_params
 
-  first = cold_call(lambda: auto(0))
-  reports.clear()
-  later = warm(lambda i: lambda: auto(i), repeats, "forget (paper)")
-  # "compiled": the seconds the report gives the move (compilation excluded).
-  row("forget (paper: the search)", first, later, statistics.median(r.seconds for r in reports))
+    first = cold_call(lambda: by_move(0))
+    reports.clear()
+    later = warm(lambda i: lambda: by_move(i), repeats, entry)
+    # "compiled": the seconds the report gives the move (compilation excluded).
+    row(entry, first, later, statistics.median(r.seconds for r in reports))
 
   labels = np.arange(10)
   diagonal = lambda: mj.fisher_diagonal(apply_fn, params, codes, labels)
