@@ -45,14 +45,21 @@ def test_the_report_names_the_best_data_free_rule_on_held_out_runs_only(deep, tm
           # A part that runs fewer rules: reported apart, never in the comparison.
           _run("every class, seed 2", "steady", [True, True, True, None, True, True]),
           _run("every class, seed 0", "steady", [True, False, True, None, True, True]),
+          # A_R figures [method, oracle, original, gap]: the original is 3 points under.
+          {**_run("every class, seed 1", "steady", [False, True, True, None, True, True]),
+           "figures": {"A_R": [94.0, 97.0, 94.0, -3.0]}},
+          {**_run("every class, seed 1", "steady", [False, True, True, None, True, True]),
+           "figures": {"A_R": [94.0, 97.0, 96.5, -3.0]}},
           _run("every class, seed 2", "only-here", [True] * 6)]
   summary = deep.write(runs, [], tmp_path, "python -m experiments.deep")
   assert summary["best_held_out"] == "steady" and "only-here" not in summary["held_out"]
   text = (tmp_path / "deep.md").read_text()
   assert "data-free rule meeting the most depth goals is `steady`" in text
   assert ("(the `every class` parts, seeds 2, 0, 1, the six models): "
-          "`steady` 9/10 goals, "
-          "every goal in 1/2 runs; `only-here` 6/6 goals, every goal in 1/1 runs.") in text
+          "`steady` 17/20 goals, every goal in 1/4 runs; `only-here` 6/6 goals, every goal "
+          "in 1/1 runs. `steady` misses forgetting in 2/4 (1 of them on models whose own A_R "
+          "is already more than 1 point under the oracle's), one_constant in 1/4.") in text
+  assert "It misses input_scale in 1/1 of the applicable held-out runs." in text
   assert (tmp_path / "deep.png").stat().st_size > 0
   assert json.loads((tmp_path / "deep.json").read_text())["held_out"]["steady"]["met"] == 4
   rows = (tmp_path / "deep.csv").read_text().splitlines()
