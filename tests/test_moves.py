@@ -362,3 +362,19 @@ def test_met_is_judged_against_the_codes_before_the_whole_move(tanh_model):
   fine = moves.stepping.run_phases(params, request, [(moves.bias.BiasPhase(), MARGIN)], rule,
                                    moves.stepping.STEP_GRID)
   assert fine.met is True
+
+
+def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_sums():
+  from mnemonic_jax.forgetting.moves import stepping
+  logits = np.random.default_rng(0).normal(size=(6, 6)).astype(np.float32)
+  logits[2, :2] = logits[2, 2] = 5.0  # A tie for the top logit: argmax takes the first.
+  in_f = np.array([False, True, True, False, False, False])
+  traced = jax.jit(lambda z: primitives.scores_from_margins(
+      *primitives.code_margins(z, jnp.arange(6)), in_f, ~in_f))(logits)
+  host = stepping.host_scores(logits, in_f, ~in_f)
+  for field in primitives.SCORE_FIELDS:
+    assert np.asarray(host[field]).dtype == np.float32
+    assert np.asarray(host[field]) == np.asarray(traced[field]), field
+  finite = stepping._finite  # pylint: disable=protected-access
+  assert finite({"w": jnp.full((4,), 3e38, jnp.float32)}) is True  # An infinite sum.
+  assert finite({"w": jnp.array([1.0, jnp.nan])}) is False

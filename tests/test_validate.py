@@ -56,14 +56,14 @@ def test_non_finite_codes_and_params_are_refused_before_any_work(tiny, entry, wh
   else:
     params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(value), params)
   # Refused before any work: no program of the Fisher or of a move may run.
-  from mnemonic_jax.forgetting.moves import algorithm2, bias, paper_search, stepping
+  from mnemonic_jax.forgetting.moves import algorithm2, paper_search, stepping
 
   def must_not_run(*args, **kwargs):
     raise AssertionError("a program ran before the inputs were checked")
 
   for module, name in ((mj.fisher, "_fisher_program"), (algorithm2, "_algorithm2"),
                        (paper_search, "_prepare_program"), (paper_search, "_full_program"),
-                       (stepping, "prepare"), (stepping, "logits"), (bias, "_shifted_scores")):
+                       (stepping, "prepare"), (stepping, "logits"), (stepping, "_leaf_sums")):
     monkeypatch.setattr(module, name, must_not_run)
   with pytest.raises(ValueError, match=f"{where}.*non-finite"):
     ENTRY_POINTS[entry](apply_fn, params, codes, [1])

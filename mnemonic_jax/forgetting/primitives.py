@@ -14,7 +14,7 @@ checks its request with :func:`validate_request` before any work. Everything her
 pure function; the traceable ones run under ``jax.jit``.
 """
 
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import chex
 import jax
@@ -129,24 +129,27 @@ class CodeScores:
     return 1.0 - self.forget_accuracy + self.remain_accuracy
 
 
-def code_margins(logits: jax.Array, labels: jax.Array) -> tuple[jax.Array, jax.Array]:
+def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
+                 ) -> tuple[jax.Array, jax.Array]:
   """Per code: its margin (own logit minus the best other) and whether it is right.
 
   Args:
     logits: ``(N, C)`` logits of ``N`` codes.
     labels: ``(N,)`` each code's class.
+    xp: the array namespace: ``jax.numpy`` (traceable, the default) or ``numpy`` (on the
+      host: the same float32 values, and no program to compile).
 
   Returns:
     ``(margin, correct)``, both ``(N,)`` float32.
   """
-  logits = logits.astype(jnp.float32)
+  logits = xp.asarray(logits).astype(xp.float32)
   # A mask, not a gather and a scatter: the same values, fewer and simpler XLA kernels to
   # compile (each costs ~10 ms of CPU compilation whatever its size).
-  own_class = jnp.arange(logits.shape[-1]) == labels[:, None]
-  own = jnp.max(jnp.where(own_class, logits, -jnp.inf), axis=-1)
-  others = jnp.where(own_class, -jnp.inf, logits)
-  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
-  return own - jnp.max(others, axis=-1), correct
+  own_class = xp.arange(logits.shape[-1]) == xp.asarray(labels)[:, None]
+  own = xp.max(xp.where(own_class, logits, -xp.inf), axis=-1)
+  others = xp.where(own_class, -xp.inf, logits)
+  correct = (xp.argmax(logits, -1) == labels).astype(xp.float32)
+  return own - xp.max(others, axis=-1), correct
 
 
 def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget: chex.Array,
@@ -161,14 +164,15 @@ def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget:
 
 
 def scores_from_margins(margin: jax.Array, correct: jax.Array, in_forget: chex.Array,
-                        in_remain: chex.Array) -> CodeScores:
-  """:class:`CodeScores` from per-code margins and correctness (traceable)."""
-  mean = lambda v, m: jnp.sum(jnp.where(m, v, 0.0)) / jnp.maximum(jnp.sum(m), 1)
+                        in_remain: chex.Array, xp: Any = jnp) -> CodeScores:
+  """:class:`CodeScores` from per-code margins and correctness (traceable with the default
+  ``xp=jax.numpy``; ``xp=numpy`` scores on the host)."""
+  mean = lambda v, m: (xp.sum(xp.where(m, v, 0.0)) / xp.maximum(xp.sum(m), 1)).astype(xp.float32)
   return CodeScores(
       forget_accuracy=mean(correct, in_forget),
       remain_accuracy=mean(correct, in_remain),
-      forget_margin=jnp.max(jnp.where(in_forget, margin, -jnp.inf)),
-      remain_margin=jnp.min(jnp.where(in_remain, margin, jnp.inf)))
+      forget_margin=xp.max(xp.where(in_forget, margin, -xp.inf)),
+      remain_margin=xp.min(xp.where(in_remain, margin, xp.inf)))
 
 
 SCORE_FIELDS = ("forget_accuracy", "remain_accuracy", "forget_margin", "remain_margin")

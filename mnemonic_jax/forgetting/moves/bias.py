@@ -15,7 +15,6 @@ import dataclasses
 from typing import ClassVar, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax.forgetting import primitives as prim
@@ -27,22 +26,6 @@ from mnemonic_jax.forgetting.moves.outputs import output_bias
 from mnemonic_jax.pytrees import PyTree
 
 
-@jax.jit
-def _shifted_scores(logits, in_forget, in_remain, ts):
-  """Code scores before the move and at each step ``ts`` (lowering the forgotten logits
-  by ``t``: one forward pass scores the whole grid)."""
-  logits = logits.astype(jnp.float32)
-  labels = jnp.arange(logits.shape[0])
-
-  def scores(shift):
-    margin, correct = prim.code_margins(logits - shift * in_forget, labels)
-    return prim.scores_from_margins(margin, correct, in_forget, in_remain)
-
-  grid = jax.vmap(scores)(ts)
-  return scores(0.0), (grid.forget_accuracy, grid.remain_accuracy, grid.forget_margin,
-                       grid.remain_margin)
-
-
 class BiasPhase(stepping.Phase):
   """Lowers the forgotten entries of the output bias by ``t``."""
 
@@ -50,14 +33,19 @@ class BiasPhase(stepping.Phase):
 
   def scores(self, params, request, ts):
     mask = output_bias(request.apply_fn, params, request.codes)
-    logits = stepping.logits(request.apply_fn, params, request.codes)
-    before, grid = _shifted_scores(logits, request.in_forget, request.in_remain, ts)
-    return before, grid, mask, mask
+    logits = np.asarray(stepping.logits(request.apply_fn, params, request.codes), np.float32)
+    # Lowering the forgotten logits by t: one forward pass scores the whole grid, on the host.
+    lowered = np.asarray(request.in_forget, np.float32)
+    score = lambda t: stepping.host_scores(logits - np.float32(t) * lowered, request.in_forget,
+                                           request.in_remain)
+    grid = [score(t) for t in ts]
+    return score(0.0), tuple(np.asarray([g[f] for g in grid]) for f in prim.SCORE_FIELDS), \
+        mask, mask
 
   def apply(self, params, request, t, state):
     shift = -t * np.asarray(request.in_forget, np.float32)  # On the host.
     return jax.tree.map(
-        lambda w, m: jnp.asarray(np.asarray(w) + shift.astype(np.asarray(w).dtype)) if m else w,
+        lambda w, m: jax.device_put(np.asarray(w) + shift.astype(np.asarray(w).dtype)) if m else w,
         params, state)
 
 
@@ -90,8 +78,8 @@ class GuardPhase(stepping.DeltaPhase):
                                  np.asarray(leaves[b_index], np.float32), in_f,
                                  np.asarray(request.in_remain, bool))
     shift = np.where(in_f, np.maximum(np.nan_to_num(worst) + GUARD_MARGIN, 0.0), 0.0)
-    delta = [jnp.zeros_like(w) for w in leaves]
-    delta[b_index] = jnp.asarray(-shift, jnp.float32)
+    delta = jax.tree.leaves(stepping.host_zeros(leaves))
+    delta[b_index] = jax.device_put(np.asarray(-shift, np.float32))
     mask = treedef.unflatten([i == b_index for i in range(len(leaves))])
     return treedef.unflatten(delta), mask, float(shift.max())  # The largest extra lowering.
 

@@ -117,12 +117,12 @@ class HeadInput(NamedTuple):
   def change(self, new_k: np.ndarray, new_b: np.ndarray | None) -> tuple[PyTree, PyTree]:
     """``(d, mask)`` taking the head to ``(new_k, new_b)``: float32 differences shaped like
     the parameters (zero off the head), and bools True at the head's tensors."""
-    delta = [jnp.zeros_like(w) for w in self.leaves]
+    delta = jax.tree.leaves(stepping.host_zeros(self.leaves))
     mask = [False] * len(self.leaves)
     for index, new in ((self.k_index, new_k), (self.b_index, new_b)):
       if index is not None:
-        delta[index] = jnp.asarray(np.asarray(new, np.float32)
-                                   - np.asarray(self.leaves[index], np.float32))
+        delta[index] = jax.device_put(np.asarray(new, np.float32)
+                                      - np.asarray(self.leaves[index], np.float32))
         mask[index] = True
     return self.treedef.unflatten(delta), self.treedef.unflatten(mask)
 
@@ -136,7 +136,7 @@ def read_head(params: PyTree, request) -> HeadInput:
   leaves, treedef = jax.tree.flatten(params)
   weights = in_r.astype(np.float32) / max(int(in_r.sum()), 1)
   grads = _weighted_logit0_grad(apply_fn, params, codes, weights)
-  mu = np.asarray(jax.tree.leaves(grads)[k_index][:, 0], np.float64)
+  mu = np.asarray(jax.tree.leaves(grads)[k_index], np.float64)[:, 0]  # Sliced on the host.
   return HeadInput(leaves, treedef, k_index, b_index, mu, in_f, in_r)
 
 

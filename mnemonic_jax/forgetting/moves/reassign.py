@@ -34,7 +34,6 @@ import math
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import errors
@@ -141,7 +140,7 @@ class ReassignPhase(ErasePhase):
     head = read_head(params, request)
     scores = lambda p: jax.tree.map(float, stepping.final_scores(
         request.apply_fn, p, request.codes, request.in_forget, request.in_remain)[0])
-    before, unused = scores(params), jax.tree.map(jnp.zeros_like, params)
+    before, unused = scores(params), stepping.host_zeros(params)
 
     def change(fraction):
       return head.change(*self.new_head(head.kernel, head.bias, head.mu, head.in_forget,

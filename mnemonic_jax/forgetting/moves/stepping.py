@@ -101,12 +101,15 @@ class DeltaPhase(Phase):
 
   def scores(self, params, request, ts):
     d, mask, size = self.delta(params, request)
-    eta = jax.tree.map(jnp.zeros_like, params)  # Unused by the additive candidate.
-    grid = score_grid(request.apply_fn, params, eta, d, request.codes, request.in_forget,
-                      request.in_remain, ts, candidate=additive)
-    before, _ = final_scores(request.apply_fn, params, request.codes, request.in_forget,
-                             request.in_remain)
-    return before, grid, mask, (eta, d, size)
+    eta = host_zeros(params)  # Unused by the additive candidate.
+    # A few steps (one by default): scored by the programs every move compiles anyway.
+    score = lambda p: final_scores(request.apply_fn, p, request.codes, request.in_forget,
+                                   request.in_remain)[0]
+    moved = [score(apply_candidate(params, eta, d, np.float32(t), candidate=additive))
+             for t in ts]
+    grid = tuple(np.asarray([float(s[field]) for s in moved], np.float32)
+                 for field in prim.SCORE_FIELDS)
+    return score(params), grid, mask, (eta, d, size)
 
   def apply(self, params, request, t, state):
     eta, d, _ = state
@@ -114,6 +117,13 @@ class DeltaPhase(Phase):
 
   def size(self, t, state):
     return t * state[2]
+
+
+def host_zeros(params: PyTree) -> PyTree:
+  """Zeros shaped like ``params`` in their dtypes, made on the host and placed with
+  ``jax.device_put`` (no program compiled for them, unlike ``jnp.zeros_like`` or
+  ``jnp.asarray``)."""
+  return jax.tree.map(lambda w: jax.device_put(np.zeros(w.shape, w.dtype)), params)
 
 
 def check_grid(grid: Sequence[float]) -> np.ndarray:
@@ -169,17 +179,42 @@ def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Pha
                meets(after, before, dataclasses.replace(rule, margin=target)), details)
 
 
-@jax.jit
-def final_scores(apply_fn, params, codes, in_forget, in_remain):
-  """Code scores of ``params`` and whether every parameter is finite (jitted)."""
-  return (prim.code_scores(apply_fn, params, codes, in_forget, in_remain),
-          prim.all_finite(params))
+def final_scores(apply_fn, params, codes, in_forget, in_remain) -> tuple[prim.CodeScores, bool]:
+  """Code scores of ``params`` and whether every parameter is finite: one jitted forward
+  pass of the codes, scored on the host (:func:`host_scores`), and one jitted check."""
+  return host_scores(logits(apply_fn, params, codes), in_forget, in_remain), _finite(params)
+
+
+def host_scores(logits_: Any, in_forget: Any, in_remain: Any) -> prim.CodeScores:
+  """:class:`~mnemonic_jax.forgetting.primitives.CodeScores` of the codes' ``(C, C)``
+  logits, computed with NumPy on the host: the values the traced scoring gives (float32),
+  without a program to compile for each way a move scores its candidates."""
+  margin, correct = prim.code_margins(np.asarray(logits_), np.arange(len(logits_)), xp=np)
+  return prim.scores_from_margins(margin, correct, np.asarray(in_forget),
+                                  np.asarray(in_remain), xp=np)
 
 
 @jax.jit
 def logits(apply_fn, params, x):
   """``apply_fn(params, x)`` (jitted)."""
   return apply_fn(params, x)
+
+
+@jax.jit
+def _leaf_sums(params):
+  """Each leaf's float32 sum (jitted): finite only where every entry is finite."""
+  return jnp.stack([jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves(params)])
+
+
+def _finite(params: PyTree) -> bool:
+  """Whether every parameter is finite: from the leaves' sums (a NaN or an infinity makes
+  its sum non-finite; a few small programs to compile), checked entry by entry only when a
+  sum is not finite (finite entries can overflow a float32 sum)."""
+  return (bool(np.isfinite(np.asarray(_leaf_sums(params))).all())
+          or bool(_all_finite(params)))
+
+
+_all_finite = jax.jit(prim.all_finite)
 
 
 @jax.jit
