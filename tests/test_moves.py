@@ -375,6 +375,6 @@ def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_s
   for field in primitives.SCORE_FIELDS:
     assert np.asarray(host[field]).dtype == np.float32
     assert np.asarray(host[field]) == np.asarray(traced[field]), field
-  finite = stepping._finite  # pylint: disable=protected-access
-  assert finite({"w": jnp.full((4,), 3e38, jnp.float32)}) is True  # An infinite sum.
-  assert finite({"w": jnp.array([1.0, jnp.nan])}) is False
+  huge = {"w": jnp.full((4,), 3e38, jnp.float32)}  # Finite entries, an infinite sum.
+  assert not primitives.sums_finite(huge) and primitives.finite(huge) is True
+  assert primitives.finite({"w": jnp.array([1.0, jnp.inf])}) is False

@@ -56,6 +56,7 @@ def test_non_finite_codes_and_params_are_refused_before_any_work(tiny, entry, wh
   else:
     params = jax.tree.map(lambda x: x.at[(0,) * x.ndim].set(value), params)
   # Refused before any work: no program of the Fisher or of a move may run.
+  from mnemonic_jax.forgetting import primitives
   from mnemonic_jax.forgetting.moves import algorithm2, paper_search, stepping
 
   def must_not_run(*args, **kwargs):
@@ -63,7 +64,8 @@ def test_non_finite_codes_and_params_are_refused_before_any_work(tiny, entry, wh
 
   for module, name in ((mj.fisher, "_fisher_program"), (algorithm2, "_algorithm2"),
                        (paper_search, "_prepare_program"), (paper_search, "_full_program"),
-                       (stepping, "prepare"), (stepping, "logits"), (stepping, "_leaf_sums")):
+                       (stepping, "prepare"), (stepping, "logits"),
+                       (primitives, "_sums_finite")):
     monkeypatch.setattr(module, name, must_not_run)
   with pytest.raises(ValueError, match=f"{where}.*non-finite"):
     ENTRY_POINTS[entry](apply_fn, params, codes, [1])

@@ -63,7 +63,7 @@ def _algorithm2(apply_fn, params, codes, in_forget, in_remain, lambdas, *, micro
   choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(take_plus, u, v), a, b)
   new = choose(plus, minus)
   # Everything small in one float32 vector: one transfer to the host.
-  small = jnp.stack([prim.all_finite(new), take_plus, *jax.tree.leaves(alpha),
+  small = jnp.stack([prim.sums_finite(new), take_plus, *jax.tree.leaves(alpha),
                      *prim.score_leaves(before), *prim.score_leaves(choose(s_plus, s_minus)),
                      *prim.score_leaves(choose(s_minus, s_plus))]).astype(jnp.float32)
   return new, small
@@ -105,7 +105,7 @@ class Algorithm2(Move):
         (np.float32(lambda1), np.float32(lambda2)), microbatch_size=self.microbatch_size,
         method=self.method, mesh=self.mesh)
     small = [float(v) for v in np.asarray(small)]
-    if not small[0]:
+    if not prim.finite(new, small[0]):
       raise errors.BadRequest(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters "
                               "non-finite (NaN or inf); use smaller lambdas")
     treedef = jax.tree.structure(params)

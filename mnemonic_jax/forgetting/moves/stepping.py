@@ -182,7 +182,7 @@ def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Pha
 def final_scores(apply_fn, params, codes, in_forget, in_remain) -> tuple[prim.CodeScores, bool]:
   """Code scores of ``params`` and whether every parameter is finite: one jitted forward
   pass of the codes, scored on the host (:func:`host_scores`), and one jitted check."""
-  return host_scores(logits(apply_fn, params, codes), in_forget, in_remain), _finite(params)
+  return host_scores(logits(apply_fn, params, codes), in_forget, in_remain), prim.finite(params)
 
 
 def host_scores(logits_: Any, in_forget: Any, in_remain: Any) -> prim.CodeScores:
@@ -200,21 +200,6 @@ def logits(apply_fn, params, x):
   return apply_fn(params, x)
 
 
-@jax.jit
-def _leaf_sums(params):
-  """Each leaf's float32 sum (jitted): finite only where every entry is finite."""
-  return jnp.stack([jnp.sum(x.astype(jnp.float32)) for x in jax.tree.leaves(params)])
-
-
-def _finite(params: PyTree) -> bool:
-  """Whether every parameter is finite: from the leaves' sums (a NaN or an infinity makes
-  its sum non-finite; a few small programs to compile), checked entry by entry only when a
-  sum is not finite (finite entries can overflow a float32 sum)."""
-  return (bool(np.isfinite(np.asarray(_leaf_sums(params))).all())
-          or bool(_all_finite(params)))
-
-
-_all_finite = jax.jit(prim.all_finite)
 
 
 @jax.jit
