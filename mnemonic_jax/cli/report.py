@@ -123,8 +123,8 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
   """The lines ``forget`` (and ``demo``) print about one forgetting.
 
   The move and its step (a step-grid move's ``t`` and each phase's, or the paper's lambdas
-  and where they came from), the accuracy on the codes before and after, the sign kept (the paper's
-  move) and the time taken.
+  and where they came from), the accuracy on the codes before and after, the sign kept
+  (the paper's move) and the time taken.
 
   Args:
     report: a :class:`mnemonic_jax.forgetting.ForgetReport` (its ``to_dict()`` is read).

@@ -39,8 +39,8 @@ class BiasPhase(stepping.Phase):
     score = lambda t: stepping.host_scores(logits - np.float32(t) * lowered, request.in_forget,
                                            request.in_remain)
     grid = [score(t) for t in ts]
-    return score(0.0), tuple(np.asarray([g[f] for g in grid]) for f in prim.SCORE_FIELDS), \
-        mask, mask
+    columns = tuple(np.asarray([g[f] for g in grid]) for f in prim.SCORE_FIELDS)
+    return score(0.0), columns, mask, mask
 
   def apply(self, params, request, t, state):
     shift = -t * np.asarray(request.in_forget, np.float32)  # On the host.

@@ -200,8 +200,6 @@ def logits(apply_fn, params, x):
   return apply_fn(params, x)
 
 
-
-
 @jax.jit
 def prepare(apply_fn, params, codes, in_forget, in_remain):
   """``(eta, grad m_F, margins, correct)``: the codes' Fisher ratio (eq. 6), the gradient
