@@ -21,6 +21,7 @@ from jax.sharding import Mesh
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.forgetting import primitives as prim
+from mnemonic_jax.forgetting.moves import stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.pytrees import PyTree
 
@@ -51,22 +52,22 @@ class Algorithm2Details:
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
 def _algorithm2(apply_fn, params, codes, in_forget, in_remain, lambdas, *, microbatch_size,
                 method, mesh):
+  """``(eta, alpha, logits)``: the Fisher ratio, the step sizes and the codes' logits of the
+  parameters before, ``+`` and ``-`` (``(3, C, C)``; the choice is made on the host)."""
   f_forget, f_remain = fisher_lib.masked_class_fishers(
       apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
       microbatch_size=microbatch_size, method=method, mesh=mesh)
-  alpha, plus, minus = prim.candidates(params, prim.fisher_ratio(f_forget, f_remain), *lambdas)
-  before, s_plus, s_minus = (prim.code_scores(apply_fn, p, codes, in_forget, in_remain)
-                             for p in (params, plus, minus))
-  take_plus = (s_plus.criterion > s_minus.criterion) | (
-      (s_plus.criterion == s_minus.criterion)
-      & (s_plus.forget_margin < s_minus.forget_margin))
-  choose = lambda a, b: jax.tree.map(lambda u, v: jnp.where(take_plus, u, v), a, b)
-  new = choose(plus, minus)
-  # Everything small in one float32 vector: one transfer to the host.
-  small = jnp.stack([prim.sums_finite(new), take_plus, *jax.tree.leaves(alpha),
-                     *prim.score_leaves(before), *prim.score_leaves(choose(s_plus, s_minus)),
-                     *prim.score_leaves(choose(s_minus, s_plus))]).astype(jnp.float32)
-  return new, small
+  eta = prim.fisher_ratio(f_forget, f_remain)
+  alpha, plus, minus = prim.candidates(params, eta, *lambdas)
+  logits = jnp.stack([apply_fn(p, codes).astype(jnp.float32) for p in (params, plus, minus)])
+  return eta, alpha, logits
+
+
+@jax.jit
+def _step(params, alpha, eta, sign):
+  """The chosen candidate ``params + sign * alpha * eta`` and whether its sums are finite."""
+  new = prim.apply_step(params, alpha, eta, sign)
+  return new, prim.sums_finite(new)
 
 
 @register
@@ -100,18 +101,22 @@ class Algorithm2(Move):
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)
-    new, small = _algorithm2(
+    eta, alpha, logits = _algorithm2(
         request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
         (np.float32(lambda1), np.float32(lambda2)), microbatch_size=self.microbatch_size,
         method=self.method, mesh=self.mesh)
-    small = [float(v) for v in np.asarray(small)]
-    if not prim.finite(new, small[0]):
+    before, s_plus, s_minus = (stepping.host_scores(z, request.in_forget, request.in_remain)
+                               for z in np.asarray(logits))
+    take_plus = bool((s_plus.criterion > s_minus.criterion) | (
+        (s_plus.criterion == s_minus.criterion)
+        & (s_plus.forget_margin < s_minus.forget_margin)))
+    new, sums_finite = _step(params, alpha, eta, np.float32(1 if take_plus else -1))
+    if not prim.finite(new, bool(sums_finite)):
       raise errors.BadRequest(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters "
                               "non-finite (NaN or inf); use smaller lambdas")
-    treedef = jax.tree.structure(params)
-    alpha, rest = small[2:2 + treedef.num_leaves], small[2 + treedef.num_leaves:]
-    before, after, rejected = (prim.CodeScores(**dict(zip(prim.SCORE_FIELDS, rest[i:i + 4])))
-                               for i in (0, 4, 8))
-    details = Algorithm2Details(lambda1=lambda1, lambda2=lambda2, sign=1 if small[1] else -1,
-                                alpha=treedef.unflatten(alpha), rejected=rejected)
+    after, rejected = (s_plus, s_minus) if take_plus else (s_minus, s_plus)
+    as_floats = lambda s: jax.tree.map(float, s)
+    details = Algorithm2Details(lambda1=lambda1, lambda2=lambda2, sign=1 if take_plus else -1,
+                                alpha=jax.tree.map(float, alpha), rejected=as_floats(rejected))
+    before, after = as_floats(before), as_floats(after)
     return Moved(new, before, after, None, details)
