@@ -208,7 +208,9 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
   }, env=_ENV)
   result = ran["forget"].result
   assert_ok(result)
-  for words in ("move = reassign, step t = ", "accuracy on the mnemonic codes", "compiling",
+  for words in ("move = reassign, step t = ", "of each one's evidence handed to the "
+                "remaining classes nearest it; output bias lowered by ",
+                "accuracy on the mnemonic codes", "compiling",
                 "A_R", "E_F", "   3*  3", f"wrote {output}"):
     assert words in result.stdout, result.stdout
   assert ran["forget"].after == ran["forget"].before, "forget modified its input bundle"

@@ -81,7 +81,7 @@ def _install(staging: pathlib.Path, output: pathlib.Path, replace: bool) -> None
     except OSError as e:
       raise CheckpointError(
           f"{output} appeared while saving ({e.strerror}); nothing written there; "
-          "pass --force (force=True) to replace it") from None
+          "pass --force (force=True in Python) to replace it") from None
   elif _exchange(staging, output):
     _remove(staging)  # Now holds the old bundle.
   else:
@@ -252,7 +252,7 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
         "choose another output")
   if not force:
     raise CheckpointError(
-        f"{output} already exists; pass --force (force=True) to replace it, "
+        f"{output} already exists; pass --force (force=True in Python) to replace it, "
         "or choose another output")
   reason = _why_not_replaceable(output)
   if reason is not None:

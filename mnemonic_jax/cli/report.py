@@ -119,12 +119,35 @@ def format_table(names: Sequence[str], counts: Sequence[int], columns: Mapping[s
   return "\n".join(lines)
 
 
+#: The hand-over shares of ``reassign`` (:data:`~mnemonic_jax.forgetting.moves.reassign.
+#: HAND_OVER`) in words.
+_SHARES = {1.0: "all", 0.5: "1/2", 0.25: "1/4", 0.0: "none"}
+
+
+def phase_words(phase: str, t: float) -> str:
+  """One phase of a step-grid move and its step ``t`` (logits for the output bias) in
+  words, e.g. ``"output bias lowered by 17.8 logits"``; an unnamed phase as ``"NAME t =
+  T"``."""
+  if phase == "erase":
+    return "the forgotten classes' directions erased from the head"
+  if phase == "reassign":
+    return ("the forgotten classes' directions erased from the head and "
+            f"{_SHARES.get(float(t), f'{t:g}')} of each one's evidence handed to the "
+            "remaining classes nearest it")
+  if phase == "bias":
+    return f"output bias lowered by {t:.3g} logits"
+  if phase == "guard":
+    return (f"then {t:.3g} logits more, so that no input can reach a forgotten class" if t > 0
+            else "no further lowering needed for any input")
+  return f"{phase} t = {t:.3g}"
+
+
 def forget_summary(report: Any, lambda_source: str) -> list[str]:
   """The lines ``forget`` (and ``demo``) print about one forgetting.
 
-  The move and its step (a step-grid move's ``t`` and each phase's, or the paper's lambdas
-  and where they came from), the accuracy on the codes before and after, the sign kept
-  (the paper's move) and the time taken.
+  The move and its step (a step-grid move's ``t`` and each phase's in words,
+  :func:`phase_words`, or the paper's lambdas and where they came from), the accuracy on
+  the codes before and after, the sign kept (the paper's move) and the time taken.
 
   Args:
     report: a :class:`mnemonic_jax.forgetting.ForgetReport` (its ``to_dict()`` is read).
@@ -140,9 +163,9 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
     head = [(f"move = {r['move']}, lambda1 = {r['lambda1']:g}, lambda2 = {r['lambda2']:g} "
              f"({lambda_source})")]
   elif "t" in r:  # A move that chooses its step t on the codes.
-    phases = ", ".join(f"{s['phase']} {s['t']:.3g}" for s in r.get("steps", ()))
-    head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes"
-            + (f"; phases: {phases})" if len(r.get("steps", ())) > 1 else ")")]
+    head = [f"move = {r['move']}, step t = {r['t']:g} (chosen from the codes)"]
+    if len(r.get("steps", ())) > 1:
+      head.append("in steps: " + "; ".join(phase_words(s["phase"], s["t"]) for s in r["steps"]))
   else:
     head = [f"move = {r['move']}"]
   rule = ("met on the codes" if r.get("met") else "not met on the codes"
