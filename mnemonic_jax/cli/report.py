@@ -130,6 +130,8 @@ def phase_words(phase: str, t: float) -> str:
   T"``."""
   if phase == "erase":
     return "the forgotten classes' directions erased from the head"
+  if phase == "project":
+    return "the forgotten classes' head rows projected onto the span of the remaining rows"
   if phase == "reassign":
     return ("the forgotten classes' directions erased from the head and "
             f"{_SHARES.get(float(t), f'{t:g}')} of each one's evidence handed to the "
