@@ -215,6 +215,7 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
     used), or forgotten classes' codes are still classified as their class.
   """
   warnings = []
+  before, after = request.get("before") or {}, request.get("after") or {}
   if request.get("met") is False:
     rule, search = request.get("rule") or {}, request.get("search") or request
     how = {"guard": "the guard gave way: the least disturbing candidate that reaches the "
@@ -227,8 +228,6 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
     stated = (f"the move's rule (every forgotten code's margin <= "
               f"-{rule.get('margin', float('nan')):g}, remaining codes kept with guard "
               f"{rule.get('guard', float('nan')):g})")
-    before = request.get("before") or {}
-    after = request.get("after") or {}
     lost = float(after.get("remain_accuracy", 1.0)) < float(before.get("remain_accuracy", 0.0))
     if fallback is None and lost:  # Each step met its rule; an earlier phase cost the rest.
       warnings.append(
@@ -241,7 +240,6 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
           f"no step met {stated}; the fallback {fallback!r} ({how.get(fallback, 'unknown')}) "
           f"was used, reaching a forgotten-code margin of "
           f"{search.get('forget_margin', float('nan')):.3g}")
-  after = request.get("after") or {}
   classes = list(request.get("classes") or [])
   still = after.get("forget_accuracy", 0.0)
   if still > 0:
