@@ -251,23 +251,11 @@ def run_key(model: Model, classes: Sequence[int], method: str, method_config: An
                  "depth": repr(depth_config), "version": mnemonic_jax.__version__})
 
 
-def method_code(method: str) -> dict[str, str]:
-  """What a cached run's result depends on in the library: ``{module: digest}`` of the
-  method's modules (:func:`experiments.run_cache.method_code`) and of every
-  ``mnemonic_jax`` module its config class inherits from (a move's base classes). A run
-  recorded under other digests is run again; shared helpers the method imports (e.g. a
-  phase of another move's module) are not seen."""
-  spec = baselines.get_method(method)
-  modules = {c.__module__ for c in spec.config_cls.__mro__
-             if c.__module__.startswith("mnemonic_jax.")}
-  return {**run_cache.method_code(method),
-          **{m: run_cache.source_digest(m) for m in sorted(modules)}}
-
-
 def cached_record(path: pathlib.Path, code: Mapping[str, str]) -> dict[str, Any] | None:
-  """The run recorded at ``path`` if it was made by ``code`` (:func:`method_code`), else
-  None. A record written before records named their code is pinned to ``code`` (the code
-  present when it is first read again) and reused until that code changes."""
+  """The run recorded at ``path`` if it was made by ``code``
+  (:func:`experiments.run_cache.method_code`), else None. A record written before records
+  named their code is pinned to ``code`` (the code present when it is first read again) and
+  reused until that code changes."""
   if not path.exists():
     return None
   record = json.loads(path.read_text())
@@ -319,7 +307,7 @@ def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle:
   settings = method_settings(model, method)
   key = run_key(model, classes, method, settings, seed, depth_config)
   path = model.cache / "runs" / f"{key}.json"
-  code = method_code(split_variant(method)[0])
+  code = run_cache.method_code(split_variant(method)[0])
   record = cached_record(path, code)
   if record is not None:
     return {**record, "cached": True}

@@ -168,10 +168,11 @@ def source_digest(module: str) -> str:
 
 def method_code(method: str) -> dict[str, str]:
   """``{module: source_digest}`` of the modules implementing a registered unlearning
-  method: the module of its function and that of its config class (a baseline's own
-  module; for a ``mnemonic-*`` move, :mod:`mnemonic_jax.baselines.mnemonic` and the move's
-  module). Shared helpers they import (the loops of :mod:`mnemonic_jax.baselines.base`,
-  the primitives of the moves) are not included: a change there is not seen.
+  method: the module of its function, that of its config class and of every
+  ``mnemonic_jax`` class that config inherits from (for a ``mnemonic-*`` move,
+  :mod:`mnemonic_jax.baselines.mnemonic`, the move's module and its base moves' modules).
+  Shared helpers they only import (the loops of :mod:`mnemonic_jax.baselines.base`, the
+  primitives of the moves) are not included: a change there is not seen.
 
   Raises:
     ValueError: an unknown method.
@@ -179,7 +180,8 @@ def method_code(method: str) -> dict[str, str]:
   from mnemonic_jax import baselines  # The library, never an experiments module.
 
   spec = baselines.get_method(method)
-  modules = {spec.fn.__module__, spec.config_cls.__module__}
+  modules = {spec.fn.__module__} | {c.__module__ for c in spec.config_cls.__mro__
+                                    if c.__module__.startswith("mnemonic_jax.")}
   return {m: source_digest(m) for m in sorted(modules)}
 
 

@@ -76,8 +76,8 @@ def test_a_variant_names_its_method_and_config_overrides():
 
 
 def test_a_cached_run_is_reused_only_under_the_code_that_made_it(tmp_path):
-  from experiments import depth  # pylint: disable=import-outside-toplevel
-  code = depth.method_code("mnemonic-reassign")
+  from experiments import depth, run_cache  # pylint: disable=import-outside-toplevel
+  code = run_cache.method_code("mnemonic-reassign")
   assert {"mnemonic_jax.forgetting.moves.reassign", "mnemonic_jax.forgetting.moves.bias",
           "mnemonic_jax.baselines.mnemonic"} <= set(code)
   path = tmp_path / "run.json"

@@ -520,8 +520,11 @@ def test_run_cache_recomputes_a_run_whose_code_changed(tmp_path, monkeypatch):
   assert same == run_cache.code_text("def f(x):\n  return x + 1\n")
   assert same != run_cache.code_text("def f(x):\n  return x + 2\n")
   assert set(run_cache.method_code("salun")) == {"mnemonic_jax.baselines.salun"}
+  # A move's key names its base moves' modules too (reassign is bias's subclass).
   assert set(run_cache.method_code("mnemonic-bias")) == {
-      "mnemonic_jax.baselines.mnemonic", "mnemonic_jax.forgetting.moves.bias"}
+      "mnemonic_jax.baselines.mnemonic", "mnemonic_jax.forgetting.moves.bias",
+      "mnemonic_jax.forgetting.moves.base"}
+  assert "mnemonic_jax.forgetting.moves.bias" in run_cache.method_code("mnemonic-reassign")
   # The comparison's key names the method's code: a changed source, another file.
   plain = run_cache.config_key(common.load_config("digits_mlp")[0], 0)
   args = (plain, [3], "salun", "trained-codes", "all", True, 100, 100)
