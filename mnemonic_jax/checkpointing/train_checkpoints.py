@@ -5,7 +5,8 @@ pytree of arrays (parameters, optax state, step counter, typed ``jax.random.key`
 plus a JSON dict every ``save_every`` steps, the last ``max_to_keep`` kept. Orbax writes
 each step to a temporary directory and renames it when complete, so a killed run leaves
 the last complete step readable. :func:`workdir_lock` keeps a second run out of a
-workdir; :func:`remove_orbax_temporaries` removes what killed saves left, under that lock.
+workdir; :func:`remove_orbax_temporaries` removes what killed saves left, under that lock
+(and :class:`TrainCheckpointer` when it opens a directory).
 Every file Orbax will read there is checked first to be a regular file (a FIFO or a link to
 a device would block or read without end; :mod:`mnemonic_jax._files`), and a step's files
 to hold at most a multiple of the state they restore.
@@ -32,7 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_policy_lib
 
-from mnemonic_jax import environment
+from mnemonic_jax import distributed, environment
 from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
@@ -157,7 +158,9 @@ def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:
   """Removes Orbax's unfinished step directories (``*.orbax-checkpoint-tmp*``) in a directory.
 
   Only safe while no one else writes there: :func:`mnemonic_jax.workflow.train` calls it
-  on its checkpoint directory while it holds the workdir's lock (:func:`workdir_lock`).
+  on its checkpoint directory while it holds the workdir's lock (:func:`workdir_lock`), and
+  :class:`TrainCheckpointer` when it opens one (as Orbax's ``cleanup_tmp_directories`` would,
+  but before it returns).
 
   Args:
     directory: a training checkpoint directory (it need not exist).
@@ -202,7 +205,8 @@ class TrainCheckpointer:
   may be donated afterwards (numpy leaves must not be modified in place until
   :meth:`wait_until_finished`). Orbax writes each step to a temporary directory and renames
   it when complete, so a killed run leaves the last complete step readable; leftover
-  temporary directories are removed when the next checkpointer opens the directory.
+  temporary directories are removed when the next checkpointer opens the directory (before
+  the constructor returns; with several processes, a collective).
 
   Example:
     >>> state, num_steps = {"w": jnp.zeros(3)}, 5
@@ -238,6 +242,14 @@ class TrainCheckpointer:
           f"save_every={save_every} and max_to_keep={max_to_keep} must both be >= 1")
     self.directory = _abs(directory)
     _check_files(self.directory)
+    # What killed saves left is removed before the manager opens, by process 0 while the
+    # others wait. Orbax's own cleanup_tmp_directories runs in a background thread that only
+    # the next save waits for (orbax-checkpoint 0.12.8): until then a restore's file check
+    # could walk into a folder being removed, and a checkpointer that only restores could
+    # return (even close) with the folder still there.
+    if jax.process_index() == 0:
+      remove_orbax_temporaries(self.directory)
+    distributed.barrier("mnemonic_jax.train_checkpointer.cleaned")
     # Orbax's default policy (from save_interval_steps) also saves the first step of a
     # fresh run whatever its number; an explicit policy keeps "multiples of save_every"
     # exact (plus saves on a preemption signal).
@@ -249,7 +261,7 @@ class TrainCheckpointer:
         max_to_keep=max_to_keep,
         save_decision_policy=policy,
         create=True,
-        cleanup_tmp_directories=True,
+        cleanup_tmp_directories=False,  # Done above, before the manager opens.
         enable_async_checkpointing=async_save,
     )
     self._manager = ocp.CheckpointManager(
