@@ -15,6 +15,8 @@
 
 ``tiny_digits_bundle`` is in the repository's root ``conftest.py`` (the doctests use it
 too); ``small_trained_copy`` hands out copies of the command-line tests' trained workdir.
+Both are trained once per test run, not once per pytest-xdist worker (the root
+``conftest.py``'s ``built_once``).
 """
 
 import os
@@ -31,17 +33,16 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(scope="session")
-def _small_trained_workdir(tmp_path_factory):
-  """The workdir of ``cli_support.small_config()`` trained in-process, once per worker.
+def _small_trained_workdir(built_once):
+  """The workdir of ``cli_support.small_config()`` trained in-process, once per run.
 
   Never handed out: :func:`small_trained_copy` gives each module its own copy.
   """
   from cli_support import small_config
   from mnemonic_jax import workflow
 
-  workdir = tmp_path_factory.mktemp("small_trained") / "workdir"
-  workflow.train(small_config(), workdir, progress=False)
-  return workdir
+  return built_once("small_trained",
+                    lambda workdir: workflow.train(small_config(), workdir, progress=False))
 
 
 @pytest.fixture(scope="session")
@@ -49,9 +50,9 @@ def small_trained_copy(_small_trained_workdir, tmp_path_factory):
   """A function returning a fresh copy of a trained workdir's bundle (its path).
 
   The workdir is ``cli_support.small_config()`` (digits, MLP 64-32-10, 8 epochs, with
-  codes) trained once per worker; each call copies the whole workdir (its ``train/``
-  checkpoints and ``bundle/``, ~100 KiB) to a new folder, so a module may check that a
-  command left its copy untouched, or damage it, without training its own.
+  codes) trained once per run (``built_once``); each call copies the whole workdir
+  (its ``train/`` checkpoints and ``bundle/``, ~100 KiB) to a new folder, so a module may
+  check that a command left its copy untouched, or damage it, without training its own.
   """
   def copy() -> pathlib.Path:
     dest = tmp_path_factory.mktemp("trained") / "workdir"
