@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import pathlib
+import select
 import shutil
 import subprocess
 import sys
@@ -88,15 +89,19 @@ def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
   return lines[0]
 
 
-#: The program behind :func:`run_commands`: ``python -c BATCH CASES.json RESULTS.json``.
-#: It imports what every command imports first (JAX, Flax, Orbax: ~2 s of CPU a process)
-#: once, then runs each case's ``mnemonic-jax ARGS`` in a child forked from it, with
-#: nothing started yet (no JAX backend, no command run). The child is the real program
-#: from there on: ``python -m mnemonic_jax.cli``'s own ``__main__`` run by ``runpy`` (as
-#: ``-m`` does, ``sys.path[0]`` its working directory), its stdin /dev/null, its stdout
-#: and stderr files, the exit status the interpreter makes of it. The digests of each
-#: case's watched paths are taken just before and just after its command.
-_BATCH = r"""
+#: The program behind :func:`run_commands`: ``python -c SERVER CLI_SUPPORT_PY``, a batch
+#: server. It imports what every command imports first (JAX, Flax, Orbax: ~2 s of CPU a
+#: process) once, then for each request line on its stdin (``[CASES.json, RESULTS.json]``)
+#: runs each case's ``mnemonic-jax ARGS`` in a child forked from it, with nothing started
+#: yet (no JAX backend, no command run: the server itself never runs one), writes the
+#: results and answers ``done`` on its stdout. The child is the real program from there
+#: on: ``python -m mnemonic_jax.cli``'s own ``__main__`` run by ``runpy`` (as ``-m`` does,
+#: ``sys.path[0]`` its working directory), its stdin /dev/null, its stdout and stderr
+#: files, the exit status the interpreter makes of it. The digests of each case's watched
+#: paths are taken just before and just after its command. It says ``ready`` once it has
+#: imported (which must print nothing on stderr, as a fresh command would show it) and
+#: ends with its stdin (this process).
+_SERVER = r"""
 import importlib.util, json, os, resource, runpy, sys
 
 spec = importlib.util.spec_from_file_location("cli_support", sys.argv[1])
@@ -104,30 +109,96 @@ support = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(support)
 import mnemonic_jax.cli.commands  # noqa: F401  (what the program imports before any work)
 
-cases = json.loads(open(sys.argv[2]).read())
-results = []
-for case in cases:
-  before = [support.tree_digest(w) for w in case["watch"]]
+sys.stdout.write("ready\n")
+sys.stdout.flush()
+
+
+def run(cases):
+  results = []
+  for case in cases:
+    before = [support.tree_digest(w) for w in case["watch"]]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:
+      os.chdir(case["cwd"])
+      sys.path[0] = os.getcwd()
+      os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+      for fd, name in ((1, "stdout"), (2, "stderr")):
+        os.dup2(os.open(case[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
+      if case["memory_limit"]:
+        resource.setrlimit(resource.RLIMIT_AS, (case["memory_limit"],) * 2)
+      sys.argv = ["mnemonic-jax", *case["args"]]
+      runpy.run_module("mnemonic_jax.cli", run_name="__main__", alter_sys=True)
+      sys.exit(0)  # Not reached: the program's __main__ always exits.
+    _, status = os.waitpid(pid, 0)
+    results.append(dict(returncode=os.waitstatus_to_exitcode(status), before=before,
+                        after=[support.tree_digest(w) for w in case["watch"]]))
+  return results
+
+
+for line in sys.stdin:
+  cases_file, results_file = json.loads(line)
+  results = run(json.loads(open(cases_file).read()))
+  with open(results_file, "w") as f:
+    json.dump(results, f)
+  sys.stdout.write("done\n")
   sys.stdout.flush()
-  sys.stderr.flush()
-  pid = os.fork()
-  if pid == 0:
-    os.chdir(case["cwd"])
-    sys.path[0] = os.getcwd()
-    os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
-    for fd, name in ((1, "stdout"), (2, "stderr")):
-      os.dup2(os.open(case[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
-    if case["memory_limit"]:
-      resource.setrlimit(resource.RLIMIT_AS, (case["memory_limit"],) * 2)
-    sys.argv = ["mnemonic-jax", *case["args"]]
-    runpy.run_module("mnemonic_jax.cli", run_name="__main__", alter_sys=True)
-    sys.exit(0)  # Not reached: the program's __main__ always exits.
-  _, status = os.waitpid(pid, 0)
-  results.append(dict(returncode=os.waitstatus_to_exitcode(status), before=before,
-                      after=[support.tree_digest(w) for w in case["watch"]]))
-with open(sys.argv[3], "w") as f:
-  json.dump(results, f)
 """
+
+#: One batch server per environment, started on first use, for this process's life.
+_SERVERS: dict[tuple, subprocess.Popen] = {}
+
+
+def _server(env: dict[str, str]) -> subprocess.Popen:
+  """The running batch server (:data:`_SERVER`) for ``env``, started if need be."""
+  key = tuple(sorted(env.items()))
+  server = _SERVERS.get(key)
+  if server is not None and server.poll() is None:
+    return server
+  log = tempfile.TemporaryFile(prefix="mnemonic-jax-batch-server-")
+  server = subprocess.Popen([sys.executable, "-c", _SERVER, __file__], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO)
+  server.log = log
+  if not _SERVERS:
+    atexit.register(_stop_servers)
+  _SERVERS[key] = server
+  _expect(server, "ready", 300)
+  log.seek(0)
+  said = log.read().decode(errors="replace")
+  assert said == "", f"importing the command line printed on stderr:\n{said}"
+  return server
+
+
+def _stop_servers() -> None:
+  for server in _SERVERS.values():
+    server.stdin.close()  # The server ends at the end of its input.
+    try:
+      server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+      server.kill()
+      server.wait()
+  _SERVERS.clear()
+
+
+def _expect(server: subprocess.Popen, word: str, timeout: float) -> None:
+  """Waits for the server's next line, ``word``; a dead or stuck server fails the test."""
+  ready, _, _ = select.select([server.stdout], [], [], timeout)
+  answer = server.stdout.readline() if ready else ""
+  if answer != word + "\n":
+    if server.poll() is None:
+      server.kill()
+    server.wait()
+    server.log.seek(0)
+    raise AssertionError(f"the batch failed ({'timed out' if not ready else server.returncode})"
+                         f":\n{server.log.read().decode(errors='replace')}")
+
+
+def _ask(server: subprocess.Popen, request: list[str], timeout: float) -> None:
+  """Sends ``request`` and waits for ``done``."""
+  server.stdin.write(json.dumps(request) + "\n")
+  server.stdin.flush()
+  _expect(server, "done", timeout)
 
 
 @dataclasses.dataclass
@@ -149,9 +220,10 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
   """Runs many ``mnemonic-jax ARGS`` in turn, each in its own process, for ~2 s less each.
 
   Each command runs in a child forked from one Python process that imported JAX, Flax and
-  Orbax once (see :data:`_BATCH`), instead of a fresh ``python -m mnemonic_jax.cli``
-  each: the same program, status and output, without paying the imports again. For many
-  quick commands in one environment (refused inputs); a command that needs its own
+  Orbax once (see :data:`_SERVER`; one such server per environment, kept for this
+  process's later batches), instead of a fresh ``python -m mnemonic_jax.cli`` each: the
+  same program, status and output, without paying the imports again. For many quick
+  commands in one environment (refused inputs); a command that needs its own
   environment (``JAX_PLATFORMS``, no cache) or a fresh interpreter (``--version`` without
   JAX) runs with :func:`run_cli`.
 
@@ -181,10 +253,7 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
                          stderr=str(root / f"{i}.err"),
                          memory_limit=memory_limit))
     (root / "cases.json").write_text(json.dumps(listed))
-    done = subprocess.run([sys.executable, "-c", _BATCH, __file__, root / "cases.json",
-                           root / "results.json"], capture_output=True, text=True, env=full,
-                          cwd=REPO, timeout=timeout, check=False)
-    assert done.returncode == 0, f"the batch failed ({done.returncode}):\n{done.stderr}"
+    _ask(_server(full), [str(root / "cases.json"), str(root / "results.json")], timeout)
     results = json.loads((root / "results.json").read_text())
     ran = {}
     for (name, given), case, got in zip(cases.items(), listed, results):
