@@ -121,6 +121,11 @@ def run(cases):
     sys.stderr.flush()
     pid = os.fork()
     if pid == 0:
+      try:  # Dies with the server (killed when a test gives up on it); Linux only.
+        import ctypes
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL
+      except (AttributeError, OSError):
+        pass
       os.chdir(case["cwd"])
       sys.path[0] = os.getcwd()
       os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
@@ -182,13 +187,21 @@ def _stop_servers() -> None:
 
 
 def _expect(server: subprocess.Popen, word: str, timeout: float) -> None:
-  """Waits for the server's next line, ``word``; a dead or stuck server fails the test."""
-  ready, _, _ = select.select([server.stdout], [], [], timeout)
-  answer = server.stdout.readline() if ready else ""
+  """Waits for the server's next line, ``word``; a dead or stuck server fails the test.
+
+  A server given up on (no answer in time, or the wait interrupted, e.g. by a test's
+  alarm) is killed with the command it runs, so that a later batch starts a new one.
+  """
+  ready = answer = None
+  try:
+    ready, _, _ = select.select([server.stdout], [], [], timeout)
+    answer = server.stdout.readline() if ready else ""
+  finally:
+    if answer != word + "\n":
+      if server.poll() is None:
+        server.kill()
+      server.wait()
   if answer != word + "\n":
-    if server.poll() is None:
-      server.kill()
-    server.wait()
     server.log.seek(0)
     raise AssertionError(f"the batch failed ({'timed out' if not ready else server.returncode})"
                          f":\n{server.log.read().decode(errors='replace')}")

@@ -1,9 +1,10 @@
 """The ``mnemonic-jax`` command line, run as the real command in subprocesses.
 
-One small bundle is trained once per module (digits, MLP 64-32-10, 8 epochs = 88 steps,
-a training checkpoint every 5 steps) by the ``train`` command itself; the other tests
-forget from it, evaluate it, kill the same training at a known step and resume it, and run
-the demo. The bad-input cases run in one batch (``cli_support.run_commands``).
+One small bundle is trained once per module (digits, MLP 64-32-10, 8 epochs = 88 steps)
+by the ``train`` command itself; the other tests forget from it, evaluate it, kill the same
+training at a known step (a training checkpoint every 5 steps) and resume it, and run the
+demo. Commands run as their own processes forked after the imports
+(``cli_support.run_commands``), but for the killed training.
 """
 
 import json
@@ -27,8 +28,10 @@ from cli_support import run_commands
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 CONFIG = REPO / "mnemonic_jax" / "configs" / "digits_mlp.py"  # By path (by name: test_configs)
-TINY = ("--config.epochs=8", "--config.model_kwargs.hidden=(32,)", "--config.checkpoint_every=5",
-        "--config.log_every=7")
+TINY = ("--config.epochs=8", "--config.model_kwargs.hidden=(32,)", "--config.log_every=7")
+#: A training checkpoint every 5 steps, for the killed training to resume from (how often a
+#: run saves changes nothing it computes: the uninterrupted run saves at its end only).
+SAVES = ("--config.checkpoint_every=5",)
 FASHION_MNIST = pathlib.Path("/usr/share/datasets/fashion-mnist")
 TIMEOUT_S = 300
 
@@ -38,7 +41,7 @@ _ENV: dict[str, str] = {}
 
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
-  """Lets the subprocesses share compiled programs (each run compiles the same steps).
+  """Lets the killed training's two runs share compiled programs (the same steps).
 
   The persistent cache hands back the very executable a first compilation produced, so
   results are unchanged; it only roughly halves the CPU time of the repeated runs.
@@ -66,19 +69,24 @@ def run(*args) -> subprocess.CompletedProcess:
                         timeout=TIMEOUT_S, check=False)
 
 
-def train_args(workdir: pathlib.Path) -> tuple:
-  return ("train", "--config", CONFIG, *TINY, "--workdir", workdir, "-q")
+def train_args(workdir: pathlib.Path, *extra: str) -> tuple:
+  return ("train", "--config", CONFIG, *TINY, *extra, "--workdir", workdir, "-q")
 
 
 def assert_ok(result: subprocess.CompletedProcess) -> None:
   assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
 
+def run_one(*args) -> subprocess.CompletedProcess:
+  """``mnemonic-jax ARGS`` in its own process forked after the imports; its result."""
+  return run_commands({"command": dict(args=args)})["command"].result
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> pathlib.Path:
   """A bundle trained by an uninterrupted ``mnemonic-jax train`` run."""
   workdir = tmp_path_factory.mktemp("uninterrupted")
-  result = run(*train_args(workdir))
+  result = run_one(*train_args(workdir, "--config.checkpoint_every=1000"))
   assert_ok(result)
   bundle = workdir / "bundle"
   assert f"bundle: {bundle}" in result.stdout
@@ -145,7 +153,7 @@ def bad_runs(trained, tmp_path_factory):
   root = tmp_path_factory.mktemp("bad")
   cases = _bad_cases(trained, root)
   ran = run_commands({name: dict(args=args, watch=[directory, trained])
-                      for name, (args, directory) in cases.items()}, env=_ENV)
+                      for name, (args, directory) in cases.items()})
   for name, done in ran.items():
     assert done.after[1] == done.before[1], f"{name}: an input bundle was modified"
   return {name: (ran[name].result, ran[name].before[0], ran[name].after[0], directory)
@@ -205,7 +213,7 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
       "mixed": dict(args=(*forget, tmp_path / "mixed", "--lambda1", "auto", "--lambda2", "10",
                           "-q")),
       "evaluate": dict(args=("evaluate", "--checkpoint", output, "--json", "-q")),
-  }, env=_ENV)
+  })
   result = ran["forget"].result
   assert_ok(result)
   for words in ("move = reassign, step t = ", "of each one's evidence handed to the "
@@ -276,7 +284,7 @@ def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
   """
   workdir = tmp_path / "resumed"
   marker = tmp_path / "paused"
-  args = (marker, PAUSE_AT, workdir / "train" / str(LAST_SAVE), *train_args(workdir))
+  args = (marker, PAUSE_AT, workdir / "train" / str(LAST_SAVE), *train_args(workdir, *SAVES))
   proc = subprocess.Popen([sys.executable, "-c", PAUSED_TRAIN, *map(str, args)],
                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env(),
                           cwd=REPO)
@@ -300,7 +308,7 @@ def test_train_killed_and_resumed_equals_uninterrupted(trained, tmp_path):
   logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").open()]
   assert logged == list(range(7, PAUSE_AT, 7)), logged  # Step 42 was logged, not saved.
 
-  assert_ok(run(*train_args(workdir)))
+  assert_ok(run(*train_args(workdir, *SAVES)))
   logged = [json.loads(line)["step"] for line in (workdir / "metrics.jsonl").open()]
   assert logged == [*range(7, 88, 7), 88], logged  # Each step once: 42 again, from the resume.
   resumed = checkpointing.load_bundle(workdir / "bundle")
@@ -319,7 +327,7 @@ def test_import_round_trip(trained, tmp_path):
   params_file.write_bytes(flax.serialization.to_bytes(jax.tree.map(np.asarray, bundle.params)))
   np.save(tmp_path / "codes.npy", np.asarray(bundle.codes))
   output = tmp_path / "imported"
-  result = run("import", "--params", params_file, "--codes", tmp_path / "codes.npy",
+  result = run_one("import", "--params", params_file, "--codes", tmp_path / "codes.npy",
                "--model", "mlp", "--model-kwargs", json.dumps(bundle.model_kwargs),
                "--num-classes", "10", "--input-shape", "8,8,1",
                "--mean", ",".join(map(str, bundle.mean)), "--std", ",".join(map(str, bundle.std)),
@@ -336,7 +344,7 @@ def test_demo_writes_bundles_and_chart(tmp_path):
   out = tmp_path / "demo"
   out.mkdir()
   (out / "notes.txt").write_text("not the demo's")
-  result = run("demo", "--output-dir", out, "--epochs", "3", "--class", "5", "-q")
+  result = run_one("demo", "--output-dir", out, "--epochs", "3", "--class", "5", "-q")
   assert_ok(result)
   for words in ("before", "after", "A_R", "E_F", "forgetting took", "demo took"):
     assert words in result.stdout, result.stdout

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from cli_support import assert_refused, run_cli, tree_digest
+from cli_support import assert_refused, run_cli, run_commands, tree_digest
 from mnemonic_jax import baselines, checkpointing, models, workflow
 from mnemonic_jax.baselines import UnlearnData
 from mnemonic_jax.evaluation import DepthConfig, figure_specs
@@ -80,8 +80,9 @@ def all_bundles(bundles):
 
 def test_depth_against_the_oracle_names_every_attack_and_says_output_level(bundles):
   before = tree_digest(bundles["forgotten"].parent)
-  result = run_cli("evaluate", "--checkpoint", bundles["forgotten"], "--depth", "--oracle",
-                   bundles["oracle"], "--original", bundles["original"], "-q")
+  result = run_commands({"depth": dict(args=(
+      "evaluate", "--checkpoint", bundles["forgotten"], "--depth", "--oracle", bundles["oracle"],
+      "--original", bundles["original"], "-q"))})["depth"].result  # Forked after the imports.
   assert result.returncode == 0, result.stdout + result.stderr
   out = result.stdout
   for _, label, _ in figure_specs(DepthConfig()):
