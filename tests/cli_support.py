@@ -156,7 +156,12 @@ _SERVERS: dict[tuple, subprocess.Popen] = {}
 
 
 def _server(env: dict[str, str]) -> subprocess.Popen:
-  """The running batch server (:data:`_SERVER`) for ``env``, started if need be."""
+  """The running batch server (:data:`_SERVER`) for ``env``, started if need be.
+
+  pytest's ``PYTEST_CURRENT_TEST`` (the running test's name) is left out: with it, every
+  test would get a server of its own.
+  """
+  env = {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
   key = tuple(sorted(env.items()))
   server = _SERVERS.get(key)
   if server is not None and server.poll() is None:

@@ -16,7 +16,7 @@ from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.models import create_model
 
-from cli_support import assert_refused, run_cli, small_config, tree_digest
+from cli_support import assert_refused, run_cli, run_commands, small_config, tree_digest
 
 EPOCHS = 5  # Enough for every code of the small model to be learned (lr 0.1, t_mix 0.1).
 
@@ -141,11 +141,12 @@ def _bundle(num_classes: int, input_shape, **changes) -> Bundle:
                  "has forgotten class(es) 3", marks=pytest.mark.slow),
 ], ids=["classes", "input_shape", "forgotten"])
 def test_a_checkpoint_that_does_not_fit_gets_one_line_and_nothing_written(
-    bundle, words, tmp_path, cli_env):
+    bundle, words, tmp_path):
   source = checkpointing.save_bundle(tmp_path / "in", bundle)
   before = tree_digest(tmp_path)
-  result = run_cli("attach-codes", "--checkpoint", source, "--output", tmp_path / "out",
-                   "--epochs", 1, env=cli_env)
+  result = run_commands({"attach": dict(args=(  # Forked after the imports.
+      "attach-codes", "--checkpoint", source, "--output", tmp_path / "out", "--epochs", 1))}
+                        )["attach"].result
   assert_refused(result, words)
   assert tree_digest(tmp_path) == before  # Input unchanged, no output, nothing beside.
 

@@ -19,7 +19,6 @@ import pathlib
 import shutil
 import signal
 import subprocess
-import sys
 import warnings
 
 import flax.serialization
@@ -35,7 +34,7 @@ from mnemonic_jax.checkpointing import CheckpointError, load_bundle, save_bundle
 from mnemonic_jax.data import DatasetError, read_idx
 from mnemonic_jax.models import create_model
 
-from cli_support import REPO, assert_refused, compilation_cache, run_commands, tree_digest
+from cli_support import REPO, assert_refused, run_commands, tree_digest
 
 SHAPE = (8, 8, 1)
 MEMORY_LIMIT_KB = 4 << 20  # 4 GiB of address space for the commands run here.
@@ -77,14 +76,10 @@ def no_hang():
 
 
 def run_cli(*args, cwd=REPO) -> subprocess.CompletedProcess:
-  """``python -m mnemonic_jax.cli ARGS`` under a 4 GiB address-space limit, killed at 120 s."""
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [
-      str(REPO), os.environ.get("PYTHONPATH")])))
-  env.setdefault("MNEMONIC_JAX_CACHE_DIR", compilation_cache())
-  argv = ["bash", "-c", f'ulimit -v {MEMORY_LIMIT_KB} && exec "$@"', "mnemonic-jax",
-          sys.executable, "-m", "mnemonic_jax.cli", *map(str, args)]
-  return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=cwd, timeout=120,
-                        check=False)
+  """``mnemonic-jax ARGS`` under a 4 GiB address-space limit, killed at 120 s: its own
+  process, forked after the imports (``cli_support.run_commands``)."""
+  return run_commands({"command": dict(args=args, cwd=cwd)}, memory_limit=MEMORY_LIMIT_KB << 10,
+                      timeout=120)["command"].result
 
 
 def meta_file(bundle: pathlib.Path) -> pathlib.Path:

@@ -385,7 +385,7 @@ def refused_cases(trained, tmp_path_factory):
   cases = _refused_cases(trained, tmp_path_factory.mktemp("refused"))
   assert sorted(cases) == sorted(REFUSED)
   ran = run_commands({name: dict(case, watch=[*case["watch"], trained])
-                      for name, case in cases.items()}, env=_ENV, memory_limit=MEMORY_LIMIT)
+                      for name, case in cases.items()}, memory_limit=MEMORY_LIMIT)
   return {name: (cases[name], ran[name]) for name in cases}
 
 
@@ -750,8 +750,9 @@ def test_forget_removes_stale_staging_beside_its_output_and_is_quiet(trained, tm
   stale.mkdir()
   other = tmp_path / f".other.saving-{host}-{dead.pid}-0123abcd"  # Another output's: kept.
   other.mkdir()
-  result = run("forget", "--checkpoint", trained, "--classes", "3", "--output",
-               tmp_path / "out", "--lambda1", "1e-3", "--lambda2", "10", "-q")
+  result = run_commands({"forget": dict(args=(  # Forked after the imports.
+      "forget", "--checkpoint", trained, "--classes", "3", "--output", tmp_path / "out",
+      "--lambda1", "1e-3", "--lambda2", "10", "-q"))}, memory_limit=MEMORY_LIMIT)["forget"].result
   assert_ok(result)
   assert result.stderr == "", result.stderr
   assert sorted(p.name for p in tmp_path.iterdir()) == [other.name, "out"]

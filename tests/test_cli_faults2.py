@@ -139,7 +139,9 @@ def test_the_os_error_behind_a_failure_is_found():
 def test_full_disk_during_forget_through_the_command(trained, tiny_disk):
   before = tree_digest(trained)
   out = tiny_disk / "out"
-  result = cli_run("forget", "--checkpoint", trained, "--classes", "3", "--output", out, "-q")
+  result = run_commands({"forget": dict(args=(  # Forked after the imports.
+      "forget", "--checkpoint", trained, "--classes", "3", "--output", out, "-q"))},
+                        env=_env())["forget"].result
   one_error_line(result, 2, str(out), "No space left on device")
   assert result.stdout == ""
   assert list(tiny_disk.iterdir()) == [], "a full disk left files behind"

@@ -34,18 +34,6 @@ from mnemonic_jax.checkpointing import CheckpointError
 
 from cli_support import run_commands, tree_digest
 
-_ENV: dict[str, str] = {}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def compilation_cache(tmp_path_factory):
-  """Lets the subprocesses share compiled programs (results are unchanged)."""
-  _ENV["JAX_COMPILATION_CACHE_DIR"] = str(tmp_path_factory.mktemp("jax-cache"))
-  _ENV["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
-  yield
-  _ENV.clear()
-
-
 def assert_ok(result: subprocess.CompletedProcess) -> None:
   assert result.returncode == 0, f"exit {result.returncode}\n{result.stdout}\n{result.stderr}"
 
@@ -299,7 +287,7 @@ def refused_cases(trained, tmp_path_factory):
   cases = _refused_cases(trained, tmp_path_factory.mktemp("refused"))
   assert sorted(cases) == sorted(REFUSED)
   ran = run_commands({name: dict(case, watch=[*case["watch"], trained])
-                      for name, case in cases.items()}, env=_ENV)
+                      for name, case in cases.items()})
   return {name: (cases[name], ran[name]) for name in cases}
 
 
@@ -332,7 +320,7 @@ def forget_runs(trained, tmp_path_factory):
   ran = run_commands({
       "auto": dict(args=(*forget, root / "auto", "--move", "paper")),
       "timid": dict(args=(*forget, root / "timid", "--lambda1", "1e-7", "--lambda2", "1e-7")),
-  }, env=_ENV)
+  })
   return {name: (root / name, done.result) for name, done in ran.items()}
 
 

@@ -11,7 +11,7 @@ import pytest
 
 from mnemonic_jax import configs, errors
 
-from cli_support import compilation_cache
+from cli_support import run_commands
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -162,13 +162,10 @@ def test_the_packaged_configs_are_in_the_distribution():
 
 
 def _run_train(cwd: pathlib.Path, *args) -> subprocess.CompletedProcess:
-  """The real ``mnemonic-jax train ARGS`` (``python -m mnemonic_jax.cli``), run in ``cwd``."""
-  env = dict(os.environ)
-  env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-  env.setdefault("MNEMONIC_JAX_CACHE_DIR", compilation_cache())
-  return subprocess.run([sys.executable, "-m", "mnemonic_jax.cli", "train", *map(str, args)],
-                        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
-                        check=False)
+  """The real ``mnemonic-jax train ARGS`` run in ``cwd``: its own process, forked after the
+  imports (``cli_support.run_commands``)."""
+  return run_commands({"train": dict(args=("train", *args), cwd=cwd)},
+                      timeout=300)["train"].result
 
 
 def test_the_command_line_reads_a_packaged_config_from_another_folder(tmp_path):
