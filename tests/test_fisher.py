@@ -4,18 +4,27 @@ import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import mnemonic_jax as mj
 from mnemonic_jax import layer_taps
 from mnemonic_jax import parallel
 
+from random_support import init_variables, normal, uniform
+
+# Inputs, labels, parameters and the references are made with NumPy (random_support):
+# jax.random draws and eager jnp ops would compile a program per shape and operation.
+
+
+def labels_of(n, c):
+  return jax.device_put(np.arange(n, dtype=np.int32) % c)
+
 
 def softmax_regression_data(n=12, d=5, c=4, seed=0):
-  kx, kw, kb = jax.random.split(jax.random.key(seed), 3)
-  x = jax.random.normal(kx, (n, d))
-  y = jnp.arange(n) % c
-  params = {"W": jax.random.normal(kw, (d, c)), "b": jax.random.normal(kb, (c,))}
+  x = normal(seed, (n, d))
+  y = labels_of(n, c)
+  params = {"W": normal(seed + 1, (d, c)), "b": normal(seed + 2, (c,))}
   return x, y, params
 
 
@@ -24,10 +33,21 @@ def linear_apply(params, x):
 
 
 def closed_form_fisher(params, x, y):
-  """Per-example gradient of CE w.r.t. W is outer(x, softmax - onehot); w.r.t. b the residual."""
-  residual = jax.nn.softmax(linear_apply(params, x)) - jax.nn.one_hot(y, params["b"].shape[0])
-  return {"W": jnp.mean(jnp.einsum("ni,nj->nij", x, residual) ** 2, axis=0),
-          "b": jnp.mean(residual**2, axis=0)}
+  """Per-example gradient of CE w.r.t. W is outer(x, softmax - onehot); w.r.t. b the residual.
+
+  In float64 NumPy."""
+  w, b, x = (np.asarray(a, np.float64) for a in (params["W"], params["b"], x))
+  logits = x @ w + b
+  softmax = np.exp(logits - logits.max(-1, keepdims=True))
+  softmax /= softmax.sum(-1, keepdims=True)
+  residual = softmax - np.eye(b.shape[0])[np.asarray(y)]
+  return {"W": np.mean(np.einsum("ni,nj->nij", x, residual) ** 2, axis=0),
+          "b": np.mean(residual**2, axis=0)}
+
+
+def mean_of(trees):
+  """The leafwise mean of pytrees (NumPy)."""
+  return jax.tree.map(lambda *s: np.mean(np.stack([np.asarray(a) for a in s]), axis=0), *trees)
 
 
 def test_softmax_regression_fisher_matches_closed_form():
@@ -57,17 +77,18 @@ def test_factorized_dense_path_matches_closed_form():
 
 def small_mlp(seed=0, n=10):
   model = mj.create_model("mlp", 10, hidden=(16, 8))
-  codes = mj.generate_codes(jax.random.key(seed), n, (4, 4, 1))
-  params = model.init(jax.random.key(seed + 1), codes)["params"]
-  return mj.inference_apply_fn(model, {}), params, codes, jnp.arange(n) % 10
+  codes = uniform(seed, (n, 4, 4, 1))
+  params = init_variables(model, codes, seed + 1)["params"]
+  return mj.inference_apply_fn(model, {}), params, codes, labels_of(n, 10)
 
 
 def test_vmap_equals_python_loop_of_grad():
   apply_fn, params, x, y = small_mlp()
   loss = lambda p, xi, yi: mj.cross_entropy(apply_fn(p, xi[None]), yi[None])[0]
   grad = jax.jit(jax.grad(loss))  # One example at a time (jitted: ~2 s less than eager).
-  squares = [jax.tree.map(jnp.square, grad(params, x[i], y[i])) for i in range(len(y))]
-  want = jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), axis=0), *squares)
+  xs, ys = np.asarray(x), np.asarray(y)
+  want = mean_of([jax.tree.map(np.square, jax.device_get(grad(params, xs[i], ys[i])))
+                  for i in range(len(ys))])
   got = mj.fisher_diagonal(apply_fn, params, x, y, method="vmap")
   chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-8)
   chex.assert_trees_all_close(
@@ -86,29 +107,29 @@ def test_microbatched_equals_unbatched(method, microbatch_size):
 def test_layer_taps_equal_vmap_on_conv_batchnorm(conv_bn_model):
   """Conv and inference BatchNorm (with non-trivial statistics), in the default suite."""
   model = mj.create_model(conv_bn_model, 3)
-  codes = mj.generate_codes(jax.random.key(0), 3, (6, 6, 2))
-  variables = model.init(jax.random.key(1), codes)
-  stats = jax.tree.map(lambda a: a + jax.random.uniform(jax.random.key(2), a.shape),
-                       variables["batch_stats"])
+  codes = uniform(0, (3, 6, 6, 2))
+  variables = init_variables(model, codes, 1)
+  stats = jax.tree.map(lambda a: a + uniform(2, a.shape), variables["batch_stats"])
   apply_fn = mj.inference_apply_fn(model, stats)
   assert layer_taps.covers(apply_fn, variables["params"], codes)
-  vmap, taps = (mj.fisher_diagonal(apply_fn, variables["params"], codes, jnp.arange(3),
+  vmap, taps = (mj.fisher_diagonal(apply_fn, variables["params"], codes, labels_of(3, 3),
                                    method=m) for m in ("vmap", "factorized"))
   chex.assert_trees_all_close(taps, vmap, rtol=1e-4, atol=1e-10)
 
 
 def _patches_by_slices(x, window, strides, padding):
-  """im2col as layer_taps built it before: a strided slice per window offset, concatenated."""
+  """im2col as layer_taps built it before: a strided slice per window offset, concatenated.
+
+  In NumPy (copies only, so bit for bit what the same slices in JAX give)."""
   if isinstance(padding, str):
     padding = jax.lax.padtype_to_pads(x.shape[1:-1], window, strides, padding)
-  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  x = np.pad(np.asarray(x), ((0, 0), *padding, (0, 0)))
   out = [(x.shape[1 + d] - window[d]) // strides[d] + 1 for d in range(len(window))]
   slices = []
   for offset in itertools.product(*(range(k) for k in window)):
-    limit = (x.shape[0], *(o + (n - 1) * s + 1 for o, n, s in zip(offset, out, strides)),
-             x.shape[-1])
-    slices.append(jax.lax.slice(x, (0, *offset, 0), limit, (1, *strides, 1)))
-  return jnp.concatenate(slices, axis=-1)
+    slices.append(x[(slice(None), *(slice(o, o + (n - 1) * s + 1, s)
+                                    for o, n, s in zip(offset, out, strides)), slice(None))])
+  return np.concatenate(slices, axis=-1)
 
 
 @pytest.mark.parametrize("shape, window, strides, padding", [
@@ -120,7 +141,7 @@ def _patches_by_slices(x, window, strides, padding):
 ])
 def test_patches_are_the_window_offsets_in_order(shape, window, strides, padding):
   """The gathered patches are bit for bit the strided slices per offset, concatenated."""
-  x = jax.random.normal(jax.random.key(0), shape)
+  x = normal(0, shape)
   got = jax.jit(layer_taps._patches, static_argnums=(1, 2, 3))(x, window, strides, padding)
   chex.assert_trees_all_equal(got, _patches_by_slices(x, window, strides, padding))
 
@@ -135,11 +156,11 @@ class _StridedConv(nn.Module):
 
 def test_layer_taps_equal_vmap_on_strided_convolutions():
   model = _StridedConv()
-  codes = mj.generate_codes(jax.random.key(0), 3, (7, 5, 2))
-  params = model.init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (3, 7, 5, 2))
+  params = init_variables(model, codes, 1)["params"]
   apply_fn = mj.inference_apply_fn(model, {})
   assert layer_taps.covers(apply_fn, params, codes)
-  vmap, taps = (mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(3), method=m)
+  vmap, taps = (mj.fisher_diagonal(apply_fn, params, codes, labels_of(3, 3), method=m)
                 for m in ("vmap", "factorized"))
   chex.assert_trees_all_close(taps, vmap, rtol=1e-4, atol=1e-10)
 
@@ -178,27 +199,28 @@ class _Gain(nn.Module):
 def test_models_with_other_parameters_fall_back_to_vmap():
   # The ViT is covered now (tests/test_layer_taps_vit.py); a bare parameter is not.
   model = _Gain()
-  codes = mj.generate_codes(jax.random.key(0), 3, (8, 8, 3))
-  params = model.init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (3, 8, 8, 3))
+  params = init_variables(model, codes, 1)["params"]
   apply_fn = mj.inference_apply_fn(model, {})
   assert not layer_taps.covers(apply_fn, params, codes)
-  f = jax.jit(lambda p: mj.fisher_diagonal(apply_fn, p, codes, jnp.arange(3)))(params)
+  labels = labels_of(3, 3)
+  f = jax.jit(lambda p: mj.fisher_diagonal(apply_fn, p, codes, labels))(params)
   loss = lambda p, xi, yi: mj.cross_entropy(apply_fn(p, xi[None]), yi[None])[0]
-  squares = [jax.tree.map(jnp.square, jax.grad(loss)(params, codes[i], jnp.int32(i)))
-             for i in range(3)]
-  chex.assert_trees_all_close(
-      f, jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), 0), *squares), rtol=1e-5, atol=1e-9)
+  grad = jax.jit(jax.grad(loss))  # One example at a time.
+  squares = [jax.tree.map(np.square, jax.device_get(grad(params, np.asarray(codes)[i],
+                                                         np.int32(i)))) for i in range(3)]
+  chex.assert_trees_all_close(f, mean_of(squares), rtol=1e-5, atol=1e-9)
   with pytest.raises(ValueError, match="factorized"):
-    mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(3), method="factorized")
+    mj.fisher_diagonal(apply_fn, params, codes, labels, method="factorized")
 
 
 def test_class_fishers_are_means_over_class_subsets():
   apply_fn, params, codes, _ = small_mlp()
   f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, forget=[2, 7])
-  labels = jnp.arange(10)
+  codes, labels = np.asarray(codes), np.arange(10, dtype=np.int32)  # Sliced on the host.
   one = lambda c: mj.fisher_diagonal(apply_fn, params, codes[c:c + 1], labels[c:c + 1])
   per_class = [one(c) for c in range(10)]
-  mean = lambda cs: jax.tree.map(lambda *s: jnp.mean(jnp.stack(s), 0), *[per_class[c] for c in cs])
+  mean = lambda cs: mean_of([per_class[c] for c in cs])
   chex.assert_trees_all_close(f_forget, mean([2, 7]), rtol=1e-5, atol=1e-9)
   chex.assert_trees_all_close(f_remain, mean([0, 1, 3, 4, 5, 6, 8, 9]), rtol=1e-5, atol=1e-9)
 
@@ -214,7 +236,7 @@ def test_bad_classes(classes, message):
 
 def test_codes_that_do_not_fit_the_model():
   apply_fn, params, _, _ = small_mlp()
-  wrong = mj.generate_codes(jax.random.key(0), 10, (5, 5, 1))
+  wrong = uniform(0, (10, 5, 5, 1))
   with pytest.raises(ValueError, match=r"\(5, 5, 1\) do not fit the model"):
     mj.class_fishers(apply_fn, params, wrong, forget=[0])
 
