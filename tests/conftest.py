@@ -19,6 +19,7 @@ Both are trained once per test run, not once per pytest-xdist worker (the root
 ``conftest.py``'s ``built_once``).
 """
 
+import functools
 import os
 import pathlib
 import shutil
@@ -62,19 +63,15 @@ def small_trained_copy(_small_trained_workdir, tmp_path_factory):
   return copy
 
 
-@pytest.fixture()
-def conv_bn_model(monkeypatch) -> str:
-  """Registers a tiny Conv -> BatchNorm -> ReLU -> mean -> Dense model for the test.
+@functools.cache
+def _conv_bn_class() -> type:
+  """The model class of :func:`conv_bn_model`, made once per process.
 
-  Returns its registry name, ``conv_bn_test``: ``models.create_model("conv_bn_test", C)``
-  builds it for any input shape ``(H, W, channels)``. It compiles in well under a
-  second, so tests of BatchNorm handling (sharded statistics, kept statistics) need no
-  ResNet.
+  One class for every test: equal models then hash equal, so the programs one test
+  compiled for it (JAX's caches key them by the model) serve the next.
   """
   import flax.linen as nn
   import jax.numpy as jnp
-
-  from mnemonic_jax import models
 
   class ConvBN(nn.Module):
     num_classes: int
@@ -85,8 +82,30 @@ def conv_bn_model(monkeypatch) -> str:
       x = nn.relu(nn.BatchNorm(use_running_average=not train, momentum=0.9)(x))
       return nn.Dense(self.num_classes)(jnp.mean(x, axis=(1, 2)))
 
-  monkeypatch.setitem(models._REGISTRY, "conv_bn_test", ConvBN)
+  return ConvBN
+
+
+@pytest.fixture()
+def conv_bn_model(monkeypatch) -> str:
+  """Registers a tiny Conv -> BatchNorm -> ReLU -> mean -> Dense model for the test.
+
+  Returns its registry name, ``conv_bn_test``: ``models.create_model("conv_bn_test", C)``
+  builds it for any input shape ``(H, W, channels)``. It compiles in well under a
+  second, so tests of BatchNorm handling (sharded statistics, kept statistics) need no
+  ResNet.
+  """
+  from mnemonic_jax import models
+
+  monkeypatch.setitem(models._REGISTRY, "conv_bn_test", _conv_bn_class())
   return "conv_bn_test"
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _conv_bn_init(model, key):
+  """``model.init`` on 8x8x1 inputs (inference mode), compiled once per equal model."""
+  import jax.numpy as jnp
+
+  return model.init(key, jnp.zeros((1, 8, 8, 1)), train=False)
 
 
 @pytest.fixture()
@@ -102,8 +121,7 @@ def conv_bn_bundle(conv_bn_model):
   from mnemonic_jax.bundle import Bundle
 
   model = models.create_model(conv_bn_model, 10)
-  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, 8, 8, 1)), train=False))(
-      jax.random.key(0))
+  variables = _conv_bn_init(model, jax.random.key(0))
   stats = jax.tree.map(lambda s: s + 0.5, variables["batch_stats"])
   return Bundle(conv_bn_model, {}, variables["params"], stats, jnp.zeros((10, 8, 8, 1)), 10,
                 (8, 8, 1), mean=(0.5,), std=(0.25,))

@@ -8,6 +8,8 @@ import mnemonic_jax as mj
 from mnemonic_jax import forgetting, models
 from mnemonic_jax.forgetting import moves
 
+from random_support import init_variables, uniform
+
 
 # A float64 transcription of the reference implementation's formulas (PAPER.md, Algorithm
 # 2, steps 2-4): accumulators start at 1e-16 and are divided by the class counts; the
@@ -64,8 +66,9 @@ def test_ratio_departs_from_the_reference_only_where_it_would_be_non_finite():
 
 def test_class_fishers_accumulate_as_the_reference_does():
   apply_fn, params, codes = tiny_model()
-  grads = [jax.grad(lambda p, c=c: mj.cross_entropy(apply_fn(p, codes[c:c + 1]),
-                                                     jnp.array([c]))[0])(params)
+  grad = jax.jit(jax.grad(lambda p, x, y: mj.cross_entropy(apply_fn(p, x), y)[0]))
+  host = np.asarray(codes)  # Sliced on the host: no program per slice.
+  grads = [jax.device_get(grad(params, host[c:c + 1], np.array([c], np.int32)))
            for c in range(4)]
   want = lambda cs: jax.tree.map(
       lambda *g: (forgetting.EPS + sum(np.square(np.asarray(x, np.float64)) for x in g))
@@ -76,7 +79,7 @@ def test_class_fishers_accumulate_as_the_reference_does():
   # exclude= leaves a class out of both means.
   f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, [1], exclude=[2])
   chex.assert_trees_all_close(f_remain, mj.fisher_diagonal(
-      apply_fn, params, codes[jnp.array([0, 3])], jnp.array([0, 3])), rtol=1e-5)
+      apply_fn, params, host[[0, 3]], np.array([0, 3], np.int32)), rtol=1e-5)
 
 
 def test_a_full_tie_keeps_params_minus_delta_as_the_reference():
@@ -107,9 +110,11 @@ def test_bad_lambdas_are_rejected_as_forget_rejects_them(lambdas, error):
 
 
 def tiny_model(num_classes=4, seed=0):
+  """An MLP 9-16-C, its parameters and codes, drawn with NumPy (random_support: nothing
+  compiles for them)."""
   model = mj.create_model("mlp", num_classes, hidden=(16,))
-  codes = mj.generate_codes(jax.random.key(seed), num_classes, (3, 3, 1))
-  params = model.init(jax.random.key(seed + 1), codes)["params"]
+  codes = uniform(seed, (num_classes, 3, 3, 1))
+  params = init_variables(model, codes, seed + 1)["params"]
   return mj.inference_apply_fn(model, {}), params, codes
 
 
@@ -124,16 +129,19 @@ def test_forget_keeps_the_better_candidate_and_reports():
   # The kept candidate is params + sign * delta.
   f_forget, f_remain = mj.class_fishers(apply_fn, params, codes, [1, 2], eps=forgetting.EPS)
   delta = mj.perturbation(f_forget, f_remain, 1e-2, 10.0)
-  want = jax.tree.map(lambda p, d: p + report.details.sign * d, params, delta)
+  want = jax.tree.map(lambda p, d: np.asarray(p) + report.details.sign * np.asarray(d), params,
+                      delta)
   chex.assert_trees_all_close(new_params, want, rtol=1e-5, atol=1e-7)
   chex.assert_trees_all_close(
-      report.after, mj.code_scores(apply_fn, new_params, codes, jnp.array([0, 1, 1, 0], bool)))
+      report.after, mj.code_scores(apply_fn, new_params, codes, np.array([0, 1, 1, 0], bool)))
   assert report.seconds > 0 and report.to_dict()["classes"] == [1, 2]
 
 
 def test_forget_never_makes_nan_parameters():
   apply_fn, params, codes = tiny_model()
-  params = jax.tree.map(lambda p: p.at[..., 0].set(0.0), params)  # Dead units: zero Fisher.
+  params = jax.tree.map(lambda p: np.asarray(p).copy(), params)
+  for p in jax.tree.leaves(params):
+    p[..., 0] = 0.0  # Dead units: zero Fisher.
   new_params, _ = mj.forget(apply_fn, params, codes, [0], lambda1=1.0, lambda2=1e30)
   chex.assert_tree_all_finite(new_params)
 
@@ -167,7 +175,7 @@ def test_forget_rejects_codes_of_the_wrong_shape_or_count():
 
 def test_forget_works_for_a_batchnorm_model(conv_bn_bundle):
   bundle = conv_bn_bundle  # Conv -> BatchNorm -> Dense (ResNet-18 itself: test_fisher).
-  codes = mj.generate_codes(jax.random.key(0), 10, bundle.input_shape)
+  codes = uniform(0, (10, *bundle.input_shape))
   new_params, report = mj.forget(bundle.apply_fn(), bundle.params, codes, [0],
                                  move=moves.Paper(microbatch_size=2))
   chex.assert_trees_all_equal_structs(new_params, bundle.params)
@@ -182,7 +190,7 @@ def test_repeated_calls_compile_once(conv_bn_bundle):
   again): a program an earlier test compiled may make a first call compile nothing,
   which the check allows; what it checks is the second call."""
   bundle = conv_bn_bundle
-  codes = mj.generate_codes(jax.random.key(0), 10, bundle.input_shape)
+  codes = uniform(0, (10, *bundle.input_shape))
   apply = lambda stats: mj.inference_apply_fn(bundle.model, stats)
   calls = [  # Fixed lambdas; the data-free search; the default move; the Fishers.
       lambda stats, c: mj.forget(apply(stats), bundle.params, codes, [c], 1e-3 * (c + 1),
@@ -213,8 +221,8 @@ def test_bundles_from_metadata_share_programs():
   without ``jax.clear_caches()``, which would make the rest of the worker compile again.
   """
   model = lambda: models.create_model("mlp", 4, hidden=[7])
-  codes = mj.generate_codes(jax.random.key(0), 4, (7,))
-  params = model().init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (4, 7))
+  params = init_variables(model(), codes, 1)["params"]
   with mj.CompileClock() as first:
     mj.forget(mj.inference_apply_fn(model(), {}), params, codes, [0], 1e-3, 10.0)
   with mj.CompileClock() as second:
