@@ -258,9 +258,8 @@ def jax_alone(name: str, shape, repeats: int, **kwargs) -> list[dict]:
       algorithm2._algorithm2, request.apply_fn, params, request.codes,
       request.in_forget, request.in_remain, microbatch_size=None, method="auto", mesh=None)
 
-  def algorithm2_programs(lambdas):  # The Fisher and the candidates, then the step.
-    eta, alpha, _ = scores(lambdas)
-    return algorithm2._step(params, alpha, eta, np.float32(1))
+  def algorithm2_programs(lambdas):  # The Fisher, the candidates and their codes' logits.
+    return scores(lambdas)
 
   run = median_seconds(lambda i: lambda: algorithm2_programs(
       (np.float32(1e-3 * i), np.float32(LAMBDAS[1]))), repeats)
