@@ -14,12 +14,14 @@ import pytest
 import mnemonic_jax as mj
 from mnemonic_jax.forgetting import moves
 
+from random_support import init_variables, uniform
+
 
 @pytest.mark.parametrize("progress", [False, True])
 def test_a_second_fit_compiles_no_program(progress):
   """Equal models and configs share the train step, the state and key programs and the
   metrics window; another seed changes only traced values."""
-  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  codes = uniform(0, (3, 2, 2, 1))  # random_support: nothing compiles for them.
   images = np.random.default_rng(0).integers(0, 255, (12, 2, 2, 1), dtype=np.uint8)
   labels = np.arange(12) % 3
 
@@ -40,8 +42,8 @@ def test_a_second_fit_compiles_no_program(progress):
 @pytest.fixture(scope="module")
 def small_model():
   model = mj.create_model("mlp", 6, hidden=(8,))
-  codes = mj.generate_codes(jax.random.key(0), 6, (3, 3, 1))
-  return model, codes, model.init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (6, 3, 3, 1))
+  return model, codes, init_variables(model, codes, 1)["params"]
 
 
 # Every registered move (each works from the codes alone), the default path, and
@@ -63,8 +65,8 @@ def test_a_second_forget_compiles_no_program(small_model, move):
 
 def test_a_second_fisher_compiles_no_program():
   model = mj.create_model("mlp", 4, hidden=(8,))
-  codes = mj.generate_codes(jax.random.key(0), 4, (3, 3, 1))
-  params = model.init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (4, 3, 3, 1))
+  params = init_variables(model, codes, 1)["params"]
   for method in ("vmap", "factorized"):
     mj.fisher_diagonal(mj.inference_apply_fn(model, {}), params, codes, np.arange(4),
                        method=method)

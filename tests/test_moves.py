@@ -18,6 +18,7 @@ from mnemonic_jax.forgetting import DEFAULT_MOVE, Rule, moves, primitives
 from mnemonic_jax.forgetting.moves import directional
 
 from codes_support import mlp_fitted_to_codes
+from random_support import init_variables, uniform
 
 NUM_CLASSES = 5
 MARGIN = 3.0
@@ -302,7 +303,7 @@ def test_concentrated_layers_selects_the_module_of_the_largest_ratio():
 
 
 def test_a_model_without_output_bias_is_told_which_move_fits():
-  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  codes = uniform(0, (3, 2, 2, 1))  # random_support: nothing compiles for them.
   flat = np.asarray(codes).reshape(3, -1)  # A linear head fitted to margins of 10.
   params = {"w": jnp.asarray(np.linalg.pinv(flat) @ (10 * np.eye(3)), jnp.float32)}
   apply_fn = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"]  # No bias: nothing to lower.
@@ -314,9 +315,9 @@ def test_a_model_without_output_bias_is_told_which_move_fits():
 
 def test_the_output_bias_is_found_in_bfloat16():
   model = mj.create_model("mlp", NUM_CLASSES, hidden=(8,))
-  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
+  codes = uniform(0, (NUM_CLASSES, 4, 4, 1))
   params = jax.tree.map(lambda p: (p * 8).astype(jnp.bfloat16),
-                        model.init(jax.random.key(1), codes)["params"])
+                        init_variables(model, codes, 1)["params"])
   mask = moves.bias.output_bias(mj.inference_apply_fn(model, {}), params,
                                 codes.astype(jnp.bfloat16))
   assert mask["Dense_1"]["bias"] and not mask["Dense_1"]["kernel"]

@@ -9,6 +9,8 @@ import pytest
 import mnemonic_jax as mj
 from mnemonic_jax import workflow
 
+from random_support import init_variables, uniform
+
 NUM_CLASSES = 4
 GRID = ([1e-3, 1e-2], [1.0, 10.0])  # A tiny search grid: fast.
 
@@ -16,8 +18,8 @@ GRID = ([1e-3, 1e-2], [1.0, 10.0])  # A tiny search grid: fast.
 @pytest.fixture(scope="module")
 def tiny():
   model = mj.create_model("mlp", NUM_CLASSES, hidden=(16,))
-  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (3, 3, 1))
-  params = model.init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (NUM_CLASSES, 3, 3, 1))  # random_support: nothing compiles for them.
+  params = init_variables(model, codes, 1)["params"]
   return model, mj.inference_apply_fn(model, {}), params, codes
 
 
@@ -82,7 +84,7 @@ def test_apply_fn_returning_logits_and_state_is_named(tiny, entry):
 @pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
 def test_batchnorm_in_training_mode_is_named(conv_bn_bundle, entry):
   bundle = conv_bn_bundle
-  codes = mj.generate_codes(jax.random.key(0), bundle.num_classes, bundle.input_shape)
+  codes = uniform(0, (bundle.num_classes, *bundle.input_shape))
   training_mode = lambda p, x: bundle.model.apply(
       {"params": p, "batch_stats": bundle.batch_stats}, x, train=True)
   with pytest.raises(ValueError, match="updates model state.*inference"):
