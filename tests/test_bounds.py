@@ -20,6 +20,7 @@ from mnemonic_jax.forgetting.moves.bias import GUARD_MARGIN
 from mnemonic_jax.models import bounds
 
 from codes_support import mlp_fitted_to_codes
+from random_support import init_variables, normal, uniform
 
 NUM_CLASSES = 5
 FORGET = [1]
@@ -69,7 +70,7 @@ def test_the_guarded_bias_rules_out_every_sigmoid_feature_vector(fitted):
     logits = h @ kernel + bias
     margin = logits[:, FORGET[0]] - np.delete(logits, FORGET, axis=1).max(axis=1)
     assert margin.max() < -GUARD_MARGIN  # For every head input there is.
-  big = 50.0 * jax.random.normal(jax.random.key(3), (256, *codes.shape[1:]))
+  big = normal(3, (256, *codes.shape[1:]), 50.0)
   assert not np.any(np.argmax(apply_fn(new, big), -1) == FORGET[0])
 
 
@@ -80,8 +81,9 @@ def test_images_that_out_margin_the_codes_are_not_called_forgotten(fitted):
   new, report = mj.forget(apply_fn, params, codes, FORGET, move=moves.Bias(Rule(3.0)))
   assert report.met and report.verified == "codes"
   assert [s.phase for s in report.details.steps] == ["bias"]  # Nothing to size a guard on.
-  scaled = jnp.stack([k * codes[FORGET[0]] for k in (1.0, 10.0, 100.0, 1000.0)])
-  predicted = np.asarray(jnp.argmax(apply_fn(new, scaled), -1))
+  code = np.asarray(codes)[FORGET[0]]
+  scaled = np.stack([np.float32(k) * code for k in (1.0, 10.0, 100.0, 1000.0)])
+  predicted = np.argmax(apply_fn(new, scaled), -1)
   assert predicted[0] != FORGET[0] and FORGET[0] in predicted[1:]
 
 
@@ -109,13 +111,13 @@ class LayerNormHead(nn.Module):
 
 def test_a_users_layernorm_head_is_ruled_out_for_every_input():
   model = LayerNormHead()
-  codes = mj.generate_codes(jax.random.key(0), NUM_CLASSES, (4, 4, 1))
-  params = model.init(jax.random.key(1), codes)["params"]
+  codes = uniform(0, (NUM_CLASSES, 4, 4, 1))  # random_support: nothing compiles for them.
+  params = init_variables(model, codes, 1)["params"]
   assert bounds.declared(lambda p, x: model.apply({"params": p}, x)) is None  # No bound.
   apply_fn = mj.inference_apply_fn(model, {})
   new, report = mj.forget(apply_fn, params, codes, [2], move="erase")
   assert report.verified == "every input"
-  x = 100.0 * jax.random.normal(jax.random.key(4), (4096, 4, 4, 1))
+  x = normal(4, (4096, 4, 4, 1), 100.0)
   assert not np.any(np.argmax(apply_fn(new, x), -1) == 2)
 
 
