@@ -19,6 +19,8 @@ import mnemonic_jax as mj
 from mnemonic_jax import fisher, layer_taps
 from mnemonic_jax.models import vit
 
+from random_support import init_variables, normal, uniform
+
 NUM_CLASSES = 3
 
 
@@ -46,24 +48,29 @@ def Head(layer: nn.Module, shape: tuple[int, ...] = (3, 4)) -> Branches:  # noqa
   return Branches((layer,), (shape,))
 
 
+def labels_of(n: int) -> jax.Array:
+  return jax.device_put(np.arange(n, dtype=np.int32) % NUM_CLASSES)
+
+
 def perturbed(params: Any, seed: int = 7) -> Any:
-  """Params plus N(0, 0.3^2) noise: biases, scales and the class token become non-trivial."""
-  leaves, treedef = jax.tree.flatten(params)
-  keys = jax.random.split(jax.random.key(seed), len(leaves))
-  return jax.tree.unflatten(treedef, [
-      a + 0.3 * jax.random.normal(k, a.shape, a.dtype) for a, k in zip(leaves, keys)])
+  """Params plus N(0, 0.3^2) noise: biases, scales and the class token become non-trivial.
+
+  Drawn with NumPy: nothing compiles for it."""
+  rng = np.random.default_rng(seed)
+  return jax.tree.map(lambda a: jax.device_put(
+      (np.asarray(a) + 0.3 * rng.standard_normal(a.shape)).astype(a.dtype)), params)
 
 
 def init_perturbed(model: nn.Module, x: jax.Array) -> Any:
-  """Perturbed initial params, jitted (eagerly, each leaf's noise compiles on its own)."""
-  return jax.jit(lambda key: perturbed(model.init(key, x)["params"]))(jax.random.key(1))
+  """Perturbed params of the shapes ``model.init`` gives (random_support.init_variables)."""
+  return perturbed(init_variables(model, x, 1)["params"])
 
 
 def apply_and_params(model: nn.Module, size: int = 24, n: int = 4):
-  x = jax.random.normal(jax.random.key(0), (n, size))
+  x = normal(0, (n, size))
   params = init_perturbed(model, x)
   apply_fn = lambda p, x: model.apply({"params": p}, x)
-  return apply_fn, params, x, jnp.arange(n) % NUM_CLASSES
+  return apply_fn, params, x, labels_of(n)
 
 
 def assert_taps_equal_vmap(apply_fn, params, x, y, microbatch_size=None):
@@ -133,9 +140,9 @@ def test_class_token_and_position_embedding_equal_vmap():
 def tiny_vit(depth=1, dim=8):
   model = mj.create_model("vit_tiny", NUM_CLASSES, patch_size=4, dim=dim, depth=depth,
                           num_heads=2, mlp_dim=12)
-  codes = mj.generate_codes(jax.random.key(0), 5, (8, 8, 1))
+  codes = uniform(0, (5, 8, 8, 1))
   params = init_perturbed(model, codes)
-  return mj.inference_apply_fn(model, {}), params, codes, jnp.arange(5) % NUM_CLASSES
+  return mj.inference_apply_fn(model, {}), params, codes, labels_of(5)
 
 
 @pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
@@ -216,15 +223,15 @@ layer_taps.register_layer(Fine, lambda module, x, delta: {"b": delta})
 ], ids=["called-twice", "bare-param", "subclass", "batch-statistics",
         "wrong-shape", "registered"])
 def test_covers_refuses_what_it_cannot_compute(module, covered):
-  x = jax.random.normal(jax.random.key(0), (4, 12))
-  params = module.init(jax.random.key(1), x)["params"]
+  x = normal(0, (4, 12))
+  params = init_variables(module, x, 1)["params"]
   apply_fn = lambda p, x: module.apply({"params": p}, x)
   assert layer_taps.covers(apply_fn, params, x) is covered
   if covered:
-    assert_taps_equal_vmap(apply_fn, perturbed(params), x, jnp.arange(4) % NUM_CLASSES)
+    assert_taps_equal_vmap(apply_fn, perturbed(params), x, labels_of(4))
   else:
     with pytest.raises(ValueError, match="factorized"):
-      mj.fisher_diagonal(apply_fn, params, x, jnp.arange(4) % NUM_CLASSES,
+      mj.fisher_diagonal(apply_fn, params, x, labels_of(4),
                          method="factorized")
 
 
