@@ -17,6 +17,7 @@ from mnemonic_jax.data import load_dataset
 from mnemonic_jax.models import create_model
 
 from cli_support import assert_refused, run_cli, run_commands, small_config, tree_digest
+from random_support import init_variables
 
 EPOCHS = 5  # Enough for every code of the small model to be learned (lr 0.1, t_mix 0.1).
 
@@ -125,8 +126,8 @@ def test_the_command_attaches_codes_and_never_modifies_its_input(plain, tmp_path
 
 def _bundle(num_classes: int, input_shape, **changes) -> Bundle:
   model = create_model("mlp", num_classes, hidden=(8,))
-  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, *input_shape)), train=False))(
-      jax.random.key(0))
+  # Drawn with NumPy (random_support): these run at collection, in every worker.
+  variables = init_variables(model, np.zeros((1, *input_shape), np.float32), train=False)
   bundle = Bundle("mlp", {"hidden": [8]}, variables["params"], {},
                   np.zeros((num_classes, *input_shape), np.float32), num_classes,
                   tuple(input_shape), dataset="digits", config={"t_mix": 0.0})
