@@ -58,12 +58,15 @@ def test_bad_methods_are_refused_before_anything_runs(methods, extra, message):
 
 
 @pytest.mark.parametrize("classes, multi, real", [
-    ("3.7", "", True), ("10", "", False), ("x", "", False),
+    ("3.7", "", False), pytest.param("3.7", "", True, marks=pytest.mark.slow),
+    ("10", "", False), ("x", "", False),
     pytest.param("3", "0,0", True, marks=pytest.mark.slow),
     ("3", "0,1,2,3,4,5,6,7,8,9", False)])
 def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, capsys, classes,
                                                        multi, real):
-  """Through the real command for one of each kind (a bad id, a bad set), else in-process."""
+  """In-process; through the real command too for one of each kind (a bad id, a bad set),
+  slow: the real command's one-line refusal stays in the default suite with
+  test_bad_methods_get_one_line_exit_2_and_nothing_written (and test_deep's runners)."""
   from experiments import table
 
   out = tmp_path / "out"
