@@ -11,6 +11,8 @@ from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.evaluation import attacks, depth, features, report as report_lib
 from mnemonic_jax.relearning import RelearnConfig
 
+from random_support import init_variables
+
 FORGOTTEN = [3]
 
 
@@ -232,7 +234,7 @@ def test_a_registered_model_declares_its_head_or_gets_a_clear_error(monkeypatch)
   monkeypatch.setitem(models._REGISTRY, "scaled_head_test", _ScaledHead)
   monkeypatch.setattr(features, "_DECLARED", {})
   model = models.create_model("scaled_head_test", 4)
-  params = model.init(jax.random.key(0), jnp.zeros((1, 2, 2, 1)))["params"]
+  params = init_variables(model, np.zeros((1, 2, 2, 1), np.float32))["params"]  # NumPy.
   bundle = Bundle("scaled_head_test", {}, params, {}, None, 4, (2, 2, 1))
   with pytest.raises(features.NoFeatures, match="no classifier head found.*register_head"):
     features.head_of(bundle)
