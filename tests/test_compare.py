@@ -84,17 +84,28 @@ def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, ca
   assert not out.exists()
 
 
-# Through the real command: one of each kind (the rest share the code path above).
-@pytest.mark.parametrize("methods, extra, message", [
-    BAD[0], pytest.param(*BAD[3], marks=pytest.mark.slow)])
-def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, methods,
-                                                             extra, message):
+# In-process; through the real command too for one of each kind (the rest share the code
+# path above), slow: the real python -m experiments.table's one-line refusal stays in the
+# default suite with test_deep's test_the_real_runner_commands_refuse_the_same_way.
+@pytest.mark.parametrize("methods, extra, message, real", [
+    (*BAD[0], False), pytest.param(*BAD[0], True, marks=pytest.mark.slow),
+    pytest.param(*BAD[3], True, marks=pytest.mark.slow)])
+def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, capsys,
+                                                             methods, extra, message, real):
+  from experiments import table
+
   out = tmp_path / "out"
-  result = run_table("--config", str(tiny_config), "--methods", methods, "--out", str(out),
-                     *extra, cwd=tmp_path)
-  assert result.returncode == 2, result.stderr
-  lines = result.stderr.strip().splitlines()
-  assert len(lines) == 1 and message in lines[0], result.stderr
+  argv = ["--config", str(tiny_config), "--methods", methods, "--out", str(out), *extra]
+  if real:
+    result = run_table(*argv, cwd=tmp_path)
+    status, stderr = result.returncode, result.stderr
+  else:
+    with pytest.raises(SystemExit) as exit_info:
+      table.main(argv)
+    status, stderr = exit_info.value.code, capsys.readouterr().err
+  assert status == 2, stderr
+  lines = stderr.strip().splitlines()
+  assert len(lines) == 1 and message in lines[0], stderr
   if "unknown --methods" in message or "empty" in message:  # The valid choices are named.
     assert "retrain" in lines[0] and "mnemonic-auto" in lines[0]
   assert not out.exists()
