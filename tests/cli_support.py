@@ -102,12 +102,14 @@ def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
 #: imported (which must print nothing on stderr, as a fresh command would show it) and
 #: ends with its stdin (this process).
 _SERVER = r"""
-import importlib.util, json, os, resource, runpy, sys
+import importlib, importlib.util, json, os, resource, runpy, sys
 
 spec = importlib.util.spec_from_file_location("cli_support", sys.argv[1])
 support = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(support)
 import mnemonic_jax.cli.commands  # noqa: F401  (what the program imports before any work)
+for name in sys.argv[2:]:  # What other programs run here import first (experiments.table).
+  importlib.import_module(name)
 
 sys.stdout.write("ready\n")
 sys.stdout.flush()
@@ -133,8 +135,8 @@ def run(cases):
         os.dup2(os.open(case[name], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), fd)
       if case["memory_limit"]:
         resource.setrlimit(resource.RLIMIT_AS, (case["memory_limit"],) * 2)
-      sys.argv = ["mnemonic-jax", *case["args"]]
-      runpy.run_module("mnemonic_jax.cli", run_name="__main__", alter_sys=True)
+      sys.argv = ["mnemonic-jax", *case["args"]]  # argv[0]: the module's file, as with -m.
+      runpy.run_module(case["module"], run_name="__main__", alter_sys=True)
       sys.exit(0)  # Not reached: the program's __main__ always exits.
     _, status = os.waitpid(pid, 0)
     results.append(dict(returncode=os.waitstatus_to_exitcode(status), before=before,
@@ -155,20 +157,22 @@ for line in sys.stdin:
 _SERVERS: dict[tuple, subprocess.Popen] = {}
 
 
-def _server(env: dict[str, str]) -> subprocess.Popen:
-  """The running batch server (:data:`_SERVER`) for ``env``, started if need be.
+def _server(env: dict[str, str], preload: tuple[str, ...] = ()) -> subprocess.Popen:
+  """The running batch server (:data:`_SERVER`) for ``env`` and ``preload``, started if
+  need be.
 
   pytest's ``PYTEST_CURRENT_TEST`` (the running test's name) is left out: with it, every
   test would get a server of its own.
   """
   env = {k: v for k, v in env.items() if k != "PYTEST_CURRENT_TEST"}
-  key = tuple(sorted(env.items()))
+  key = (tuple(sorted(env.items())), preload)
   server = _SERVERS.get(key)
   if server is not None and server.poll() is None:
     return server
   log = tempfile.TemporaryFile(prefix="mnemonic-jax-batch-server-")
-  server = subprocess.Popen([sys.executable, "-c", _SERVER, __file__], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=log, text=True, env=env, cwd=REPO)
+  server = subprocess.Popen([sys.executable, "-c", _SERVER, __file__, *preload],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True,
+                            env=env, cwd=REPO)
   server.log = log
   if not _SERVERS:
     atexit.register(_stop_servers)
@@ -176,7 +180,7 @@ def _server(env: dict[str, str]) -> subprocess.Popen:
   _expect(server, "ready", 300)
   log.seek(0)
   said = log.read().decode(errors="replace")
-  assert said == "", f"importing the command line printed on stderr:\n{said}"
+  assert said == "", f"importing the programs printed on stderr:\n{said}"
   return server
 
 
@@ -234,7 +238,8 @@ class Ran:
 
 
 def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = None,
-                 memory_limit: int | None = None, timeout: float = 600) -> dict[str, Ran]:
+                 memory_limit: int | None = None, timeout: float = 600,
+                 preload: tuple[str, ...] = ()) -> dict[str, Ran]:
   """Runs many ``mnemonic-jax ARGS`` in turn, each in its own process, for ~2 s less each.
 
   Each command runs in a child forked from one Python process that imported JAX, Flax and
@@ -243,16 +248,19 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
   same program, status and output, without paying the imports again. For many quick
   commands in one environment (refused inputs); a command that needs its own
   environment (``JAX_PLATFORMS``, no cache) or a fresh interpreter (``--version`` without
-  JAX) runs with :func:`run_cli`.
+  JAX) runs with :func:`run_cli`. Another program (``python -m MODULE``) runs the same way
+  with ``"module"``, its imports named in ``preload``.
 
   Args:
     cases: name -> ``{"args": [...], "cwd": path (default the repository), "watch":
       [paths whose digests are taken around the command], "stdout_to": a file the
-      command's stdout goes to instead (e.g. /dev/full; its ``stdout`` is then None)}``;
-      run in this order.
+      command's stdout goes to instead (e.g. /dev/full; its ``stdout`` is then None),
+      "module": the program (default ``mnemonic_jax.cli``)}``; run in this order.
     env: extra environment variables, as :func:`run_cli`.
     memory_limit: an address-space limit (bytes) for each command (``ulimit -v``).
     timeout: seconds for the whole batch.
+    preload: modules the server imports once before forking (e.g. ``experiments.table``);
+      a server is kept per environment and preload.
 
   Returns:
     name -> :class:`Ran`.
@@ -269,9 +277,11 @@ def run_commands(cases: dict[str, dict[str, Any]], env: dict[str, str] | None = 
                          watch=[str(w) for w in case.get("watch", ())],
                          stdout=str(case.get("stdout_to", root / f"{i}.out")),
                          stderr=str(root / f"{i}.err"),
+                         module=case.get("module", "mnemonic_jax.cli"),
                          memory_limit=memory_limit))
     (root / "cases.json").write_text(json.dumps(listed))
-    _ask(_server(full), [str(root / "cases.json"), str(root / "results.json")], timeout)
+    _ask(_server(full, tuple(preload)), [str(root / "cases.json"), str(root / "results.json")],
+         timeout)
     results = json.loads((root / "results.json").read_text())
     ran = {}
     for (name, given), case, got in zip(cases.items(), listed, results):

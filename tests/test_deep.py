@@ -1,7 +1,6 @@
 """experiments.deep: goal counts per method, held-out parts apart, and the report."""
 
 import json
-import pathlib
 
 import pytest
 
@@ -115,14 +114,21 @@ def test_the_runners_refuse_a_bad_variant_or_sweep_in_one_line(runner, args, wor
   assert not out.exists()
 
 
+#: What experiments.depth and experiments.table import (not themselves: runpy runs them).
+RUNNER_IMPORTS = ("experiments.common", "experiments.compare", "experiments.depth_models",
+                  "experiments.depth_write", "experiments.plots", "experiments.run_cache",
+                  "mnemonic_jax.baselines", "mnemonic_jax.evaluation", "mnemonic_jax.workflow")
+
+
 @pytest.mark.parametrize("runner, args, words", [BAD_RUNS[0], BAD_RUNS[4]])
 def test_the_real_runner_commands_refuse_the_same_way(runner, args, words, tmp_path):
-  import subprocess  # pylint: disable=import-outside-toplevel
-  import sys  # pylint: disable=import-outside-toplevel
+  """``python -m experiments.RUNNER``, its own process forked after what the runners import
+  (``cli_support.run_commands``; those imports must print nothing, and the runner module
+  itself runs in the child)."""
+  from cli_support import run_commands  # pylint: disable=import-outside-toplevel
   out = tmp_path / "out"
-  result = subprocess.run([sys.executable, "-m", f"experiments.{runner}", *args, "--out",
-                           str(out)], capture_output=True, text=True, check=False,
-                          cwd=str(pathlib.Path(__file__).parents[1]))
+  result = run_commands({runner: dict(args=(*args, "--out", out), module=f"experiments.{runner}")},
+                        preload=RUNNER_IMPORTS)[runner].result
   assert result.returncode == 2, result.stderr
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and words in lines[0], result.stderr
