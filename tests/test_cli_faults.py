@@ -15,7 +15,7 @@
 
 Every refused command must print exactly one line ``mnemonic-jax: error: ...`` on stderr,
 nothing on stdout, exit with status 2 and leave every watched directory as it was. One
-small bundle (digits, MLP 64-32-10) is trained in-process once per worker.
+small bundle (digits, MLP 64-32-10) is trained in-process once per test run.
 """
 
 import gzip

@@ -10,7 +10,8 @@ public function):
 3. ``forget`` on a model that never saw its codes warns only what is true: measured on
    images (``--dataset``), a class that is gone is not said to be maybe still known.
 
-Small digits bundles (MLP 64-32-10) are trained in-process once per worker; commands run
+Small digits bundles (MLP 64-32-10) are trained in-process (the one with codes once per
+test run, the one without once per module); commands run
 as ``python -m mnemonic_jax.cli`` unless a fault can only be staged in-process.
 """
 

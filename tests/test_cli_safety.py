@@ -10,7 +10,7 @@
    that missed its rule (or codes still classified right) is said on stdout and recorded.
 
 One small bundle (digits, MLP 64-32-10, 8 epochs; every code classified right), trained
-in-process once per worker (``conftest.small_trained_copy``: this module's copy); each
+in-process once per test run (``conftest.small_trained_copy``: this module's copy); each
 command runs as its own process, forked after the imports (``cli_support.run_commands``).
 """
 
