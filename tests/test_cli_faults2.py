@@ -11,8 +11,8 @@ public function):
    images (``--dataset``), a class that is gone is not said to be maybe still known.
 
 Small digits bundles (MLP 64-32-10) are trained in-process (the one with codes once per
-test run, the one without once per module); commands run
-as ``python -m mnemonic_jax.cli`` unless a fault can only be staged in-process.
+test run, the one without once per module); commands run as ``python -m mnemonic_jax.cli``
+unless a fault can only be staged in-process.
 """
 
 import errno
