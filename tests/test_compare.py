@@ -57,6 +57,19 @@ def test_bad_methods_are_refused_before_anything_runs(methods, extra, message):
     assert "retrain" in str(error.value) and "mnemonic-auto" in str(error.value)
 
 
+def _refusal(argv, real, tmp_path, capsys) -> tuple[int, str]:
+  """``(exit status, stderr)`` of ``experiments.table`` refusing ``argv``: the real
+  command (``real``) or ``table.main`` in this process."""
+  from experiments import table
+
+  if real:
+    result = run_table(*argv, cwd=tmp_path)
+    return result.returncode, result.stderr
+  with pytest.raises(SystemExit) as exit_info:
+    table.main(argv)
+  return exit_info.value.code, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("classes, multi, real", [
     ("3.7", "", False), pytest.param("3.7", "", True, marks=pytest.mark.slow),
     ("10", "", False), ("x", "", False),
@@ -65,20 +78,12 @@ def test_bad_methods_are_refused_before_anything_runs(methods, extra, message):
 def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, capsys, classes,
                                                        multi, real):
   """In-process; through the real command too for one of each kind (a bad id, a bad set),
-  slow: the real command's one-line refusal stays in the default suite with
-  test_bad_methods_get_one_line_exit_2_and_nothing_written (and test_deep's runners)."""
-  from experiments import table
-
+  slow: the real command's one-line refusal stays in the default suite with test_deep's
+  test_the_real_runner_commands_refuse_the_same_way."""
   out = tmp_path / "out"
   argv = ["--config", str(tiny_config), "--methods", "mnemonic", "--classes", classes,
           "--multi", multi, "--out", str(out)]
-  if real:
-    result = run_table(*argv, cwd=tmp_path)
-    status, stderr = result.returncode, result.stderr
-  else:
-    with pytest.raises(SystemExit) as exit_info:
-      table.main(argv)
-    status, stderr = exit_info.value.code, capsys.readouterr().err
+  status, stderr = _refusal(argv, real, tmp_path, capsys)
   assert status == 2, stderr
   assert len(stderr.strip().splitlines()) == 1 and "error" in stderr
   assert not out.exists()
@@ -92,17 +97,9 @@ def test_bad_classes_exit_2_before_anything_is_written(tmp_path, tiny_config, ca
     pytest.param(*BAD[3], True, marks=pytest.mark.slow)])
 def test_bad_methods_get_one_line_exit_2_and_nothing_written(tmp_path, tiny_config, capsys,
                                                              methods, extra, message, real):
-  from experiments import table
-
   out = tmp_path / "out"
   argv = ["--config", str(tiny_config), "--methods", methods, "--out", str(out), *extra]
-  if real:
-    result = run_table(*argv, cwd=tmp_path)
-    status, stderr = result.returncode, result.stderr
-  else:
-    with pytest.raises(SystemExit) as exit_info:
-      table.main(argv)
-    status, stderr = exit_info.value.code, capsys.readouterr().err
+  status, stderr = _refusal(argv, real, tmp_path, capsys)
   assert status == 2, stderr
   lines = stderr.strip().splitlines()
   assert len(lines) == 1 and message in lines[0], stderr
