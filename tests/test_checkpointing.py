@@ -116,6 +116,18 @@ def test_round_trip_mlp(tmp_path):
   chex.assert_trees_all_close(logits, bundle.apply_fn()(bundle.params, bundle.codes), atol=0)
 
 
+def test_a_loaded_bundle_runs_the_programs_compiled_for_a_fresh_one(tmp_path):
+  from mnemonic_jax.timing import CompileClock  # pylint: disable=import-outside-toplevel
+
+  bundle = _mlp_bundle()
+  loaded = load_bundle(save_bundle(tmp_path / "b", bundle))
+  forward = jax.jit(bundle.apply_fn())
+  forward(bundle.params, bundle.codes)
+  with CompileClock() as clock:
+    forward(loaded.params, loaded.codes)
+  assert clock.programs == 0  # Orbax's committed arrays would compile it again.
+
+
 def test_arguments_in_the_wrong_order_are_named_not_fspath_errors(tmp_path):
   bundle = _mlp_bundle()
   with pytest.raises(errors.BadRequestType, match=r"path first, as save_bundle\(path, bundle\)"):

@@ -194,7 +194,8 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
   The JSON metadata is read first; the model is built from the registry and its abstract
   variables (``jax.eval_shape`` of ``model.init`` on one input of ``input_shape``) are the
   restore target, so arrays come back as jax Arrays of the model's dtypes on the default
-  device. The directory is only read.
+  device, uncommitted like freshly trained ones (a program jitted for either serves both).
+  The directory is only read.
 
   Every metadata field is checked first (:func:`parse_bundle_meta`: types, ranges, sizes,
   agreement with each other), then the metadata against its own SHA-256 and every array
@@ -345,6 +346,10 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
   _check_finite(str(path), "the bundle is corrupt or was written from a diverged run; "
                 "re-create it", params=arrays["params"], batch_stats=arrays.get("batch_stats"),
                 codes=arrays["codes"])
+  # Uncommitted, as freshly trained or initialised arrays are: Orbax returns arrays
+  # committed to a device, and jit compiles a program again for the other kind, so a
+  # process mixing a loaded bundle with new arrays would compile everything twice.
+  arrays = jax.tree.map(lambda a: jax.device_put(np.asarray(a)), arrays)
   return Bundle(
       model_name=model_name,
       model_kwargs=model_kwargs,
