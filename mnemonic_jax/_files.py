@@ -130,7 +130,9 @@ def check_tree(root: PathLike, *, max_bytes: int, max_files: int, error: ErrorTy
   """Checks every file under a directory that another library will read by path.
 
   Links are followed for files (a link to a regular file is fine) but a link to a
-  directory is refused (what lies behind it would not be checked).
+  directory or to nothing is refused (what lies behind it would not be checked). A file
+  removed between the listing and its check (another thread or process cleaning up) is
+  skipped: no one will read it.
 
   Args:
     root: the directory.
@@ -154,6 +156,10 @@ def check_tree(root: PathLike, *, max_bytes: int, max_files: int, error: ErrorTy
       full = os.path.join(dirpath, name)
       try:
         st = os.stat(full)
+      except FileNotFoundError:
+        if not os.path.lexists(full):
+          continue  # Removed since it was listed (e.g. Orbax dropping an old step): unread.
+        raise error(f"{full} is a symbolic link to nothing; {fix}") from None
       except OSError as e:
         raise error(f"cannot read {full} ({e.strerror or e}); {fix}") from None
       check_stat(st, full, max_bytes=max_bytes, error=error, fix=fix)

@@ -483,3 +483,21 @@ def test_load_refuses_a_codes_dtype_the_arrays_do_not_have(tmp_path):
   with pytest.raises(CheckpointError, match="codes are stored as float32 but the metadata "
                                             "says float16"):
     load_bundle(out)
+
+
+def test_the_file_check_skips_a_file_removed_while_it_walks_and_refuses_a_dangling_link(
+    tmp_path, monkeypatch):
+  from mnemonic_jax import _files  # pylint: disable=import-outside-toplevel
+
+  (tmp_path / "kept").write_bytes(b"x")
+  check = lambda: _files.check_tree(tmp_path, max_bytes=1 << 20, max_files=10,
+                                    error=CheckpointError, fix="remove it")
+  real_walk = os.walk
+  # Orbax removing an old step between the listing and the check: nothing left to read.
+  monkeypatch.setattr(_files.os, "walk", lambda root: (
+      (d, n, [*f, "removed-meanwhile"]) for d, n, f in real_walk(root)))
+  check()
+  monkeypatch.setattr(_files.os, "walk", real_walk)
+  (tmp_path / "dangling").symlink_to(tmp_path / "nowhere")
+  with pytest.raises(CheckpointError, match="dangling.*link to nothing; remove it"):
+    check()
