@@ -62,13 +62,8 @@ def tiny_digits_bundle(built_once):
   Returns ``(bundle, train, test)`` with the digits ``Dataset`` splits. Shared by the
   baselines' tests and the doctests (``bundle``): treat it as read-only (methods never
   modify their input bundle). Trained once per run (:func:`built_once`); every worker's
-  bundle is the one saved (``workflow.train`` on the finished run loads it), its arrays
-  uncommitted as training returns them (loaded ones are committed to a device, and a
-  program compiled for one kind compiles again for the other).
+  bundle is the one saved (``workflow.train`` on the finished run loads it).
   """
-  import jax
-  import numpy as np
-
   from mnemonic_jax import workflow
   from mnemonic_jax.configs import paper_mlp_config
   from mnemonic_jax.data import load_dataset
@@ -78,10 +73,7 @@ def tiny_digits_bundle(built_once):
   config.learning_rate = 0.1
   workdir = built_once("tiny_digits",
                        lambda folder: workflow.train(config, folder, progress=False))
-  saved = workflow.train(config, workdir, progress=False)
-  uncommitted = lambda tree: jax.tree.map(lambda a: jax.device_put(np.asarray(a)), tree)
-  bundle = saved.replace(params=uncommitted(saved.params), codes=uncommitted(saved.codes),
-                         batch_stats=uncommitted(saved.batch_stats))
+  bundle = workflow.train(config, workdir, progress=False)
   return bundle, load_dataset("digits", "train"), load_dataset("digits", "test")
 
 

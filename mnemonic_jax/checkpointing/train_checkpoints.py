@@ -5,8 +5,8 @@ pytree of arrays (parameters, optax state, step counter, typed ``jax.random.key`
 plus a JSON dict every ``save_every`` steps, the last ``max_to_keep`` kept. Orbax writes
 each step to a temporary directory and renames it when complete, so a killed run leaves
 the last complete step readable. :func:`workdir_lock` keeps a second run out of a
-workdir; :func:`remove_orbax_temporaries` removes what killed saves left, under that lock
-(and :class:`TrainCheckpointer` when it opens a directory).
+workdir; :func:`remove_orbax_temporaries` removes what killed saves left (the
+:class:`TrainCheckpointer` when it opens a directory).
 Every file Orbax will read there is checked first to be a regular file (a FIFO or a link to
 a device would block or read without end; :mod:`mnemonic_jax._files`), and a step's files
 to hold at most a multiple of the state they restore.
@@ -157,10 +157,11 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
 def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:
   """Removes Orbax's unfinished step directories (``*.orbax-checkpoint-tmp*``) in a directory.
 
-  Only safe while no one else writes there: :func:`mnemonic_jax.workflow.train` calls it
-  on its checkpoint directory while it holds the workdir's lock (:func:`workdir_lock`), and
-  :class:`TrainCheckpointer` when it opens one (as Orbax's ``cleanup_tmp_directories`` would,
-  but before it returns).
+  Only safe while no one else writes there: :class:`TrainCheckpointer` calls it when it
+  opens a directory (as Orbax's ``cleanup_tmp_directories`` would, but before it returns;
+  :func:`mnemonic_jax.workflow.train` opens one only while it holds the workdir's lock,
+  :func:`workdir_lock`), and the command line after a ``train`` a full disk stopped, under that
+  lock.
 
   Args:
     directory: a training checkpoint directory (it need not exist).

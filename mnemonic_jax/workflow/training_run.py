@@ -138,10 +138,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
   with _run_lock(workdir):  # One run per workdir; a second is refused.
-    # What killed runs left: unfinished steps (safe to remove under the lock) and staging
-    # directories of the bundle whose process is gone.
+    # What killed runs left: staging directories of the bundle whose process is gone (the
+    # checkpointer removes unfinished steps itself when it opens).
     if jax.process_index() == 0:
-      checkpointing.remove_orbax_temporaries(train_dir)
       checkpointing.remove_stale_staging(workdir / "bundle")
     distributed.barrier("mnemonic_jax.train.cleaned")
     ckpt = checkpointing.TrainCheckpointer(
