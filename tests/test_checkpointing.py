@@ -437,6 +437,10 @@ def test_import_from_orbax_dir(tmp_path, writer):
     ocp.PyTreeCheckpointer().save(params_dir, bundle.params)
   out = import_params(params_dir, np.asarray(bundle.codes), **_import_kwargs(tmp_path))
   _assert_same_bundle(load_bundle(out), bundle.replace(config={}, history=()))
+  # Fine-tuning reads it as host arrays, as from a msgpack file: no committed arrays that
+  # would compile every program a second time (see the loaded-bundle test above).
+  params, _ = checkpointing.read_pretrained(params_dir)
+  assert all(isinstance(leaf, np.ndarray) for leaf in jax.tree.leaves(params))
 
 
 def test_import_variables_with_batch_stats(tmp_path, resnet_bundle):

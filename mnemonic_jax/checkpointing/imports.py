@@ -91,13 +91,18 @@ def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> Py
     try:
       with warnings.catch_warnings():  # Shardings come from the checkpoint's own file.
         warnings.filterwarnings("ignore", message="Sharding info not provided")
-        return ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(path)
+        tree = ocp.Checkpointer(ocp.PyTreeCheckpointHandler()).restore(path)
     except Exception as e:  # pylint: disable=broad-except
       environment.reraise(e)  # The machine's failure is not the checkpoint's.
       raise CheckpointError(
           f"{path} is not a readable Orbax PyTree checkpoint ({_one_line(e)}); pass the "
           "directory given to StandardCheckpointer/PyTreeCheckpointer.save (for a "
           "CheckpointManager: <dir>/<step>/<item>)") from None
+    # Host arrays, as the msgpack branch gives: Orbax's are committed to a device, and a
+    # program jitted for uncommitted arrays (fresh ones) would compile again for them.
+    return jax.tree.map(
+        lambda x: np.asarray(x) if isinstance(x, jax.Array) and x.dtype != object
+        and not jnp.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree)
   data = _files.read_regular(path, max_bytes=max_bytes, error=CheckpointError, fix=fix,
                              what="a params file for this model")
   try:
