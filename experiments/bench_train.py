@@ -16,6 +16,8 @@ images of that shape with ``--data random``, or when the Debian package
   counting only the matmuls a step needs (forward ``2 B (784*1000 + 1000*10)``, weight
   gradients the same, the input gradient of the second layer only ``2 B 1000*10``: 3.196
   MFLOP per example) divided by it;
+* the same rate for the step's matmuls alone (their shapes at batch 128, an epoch of them
+  in one program): what an epoch could reach here if everything else were free;
 * the progress bar's cost (on / off - 1), the train step's own compilation (after
   ``jax.clear_caches()``) and a second ``fit``'s compilation in the same process (0 when
   nothing compiles).
@@ -56,6 +58,32 @@ def matmul_rate(repeats: int, n: int = 2048) -> float:
   f(a, a).block_until_ready()
   times = [bc.timed(lambda: f(a, a), lambda x: x.block_until_ready()) for _ in range(repeats)]
   return 2 * n ** 3 / bc.median(times)
+
+
+def matmuls_seconds(steps: int, repeats: int = 3) -> float:
+  """Median seconds of the matmuls alone of ``steps`` MLP steps (their shapes at batch 128:
+  both layers' forward and weight-gradient products, the second layer's input gradient),
+  in one program (a ``lax.scan``; each step's weights depend on the last one's products):
+  the most an epoch could reach on this CPU with everything else free."""
+  import jax  # pylint: disable=import-outside-toplevel
+
+  keys = jax.random.split(jax.random.key(0), 4)
+  x = jax.random.normal(keys[0], (BATCH, 784))
+  g = jax.random.normal(keys[1], (BATCH, 10))
+  weights = (jax.random.normal(keys[2], (784, 1000)), jax.random.normal(keys[3], (1000, 10)))
+
+  def step(weights, _):
+    w1, w2 = weights
+    h = x @ w1
+    logits = h @ w2
+    dw2 = h.T @ (g + logits)
+    dh = (g + logits) @ w2.T
+    return (w1 - 1e-9 * (x.T @ dh), w2 - 1e-9 * dw2), None
+
+  run = jax.jit(lambda w: jax.lax.scan(step, w, None, length=steps)[0])
+  jax.block_until_ready(run(weights))
+  return bc.median([bc.timed(lambda: run(weights), jax.block_until_ready)
+                    for _ in range(repeats)])
 
 
 def load(kind: str, examples: int, seed: int = 0):
@@ -244,6 +272,7 @@ def main(argv=None) -> int:
                   for n in threads})
   steady = bc.interleaved(args.rounds, calls)
   rate = matmul_rate(args.repeats)
+  matmuls = matmuls_seconds(steps)
 
   off, on = bc.median(steady["mnemonic-jax epoch, bar off"]), bc.median(
       steady["mnemonic-jax epoch, bar on"])
@@ -270,6 +299,9 @@ def main(argv=None) -> int:
       f"| steady epoch, bar on (s) | {on:.2f} |",
       f"| epoch rate / matmul rate (needed FLOP: {needed / 1e9:.1f} G) | "
       f"{needed / off / rate:.2f} |",
+      f"| the step's matmuls alone, an epoch in one program (s) | {matmuls:.2f} |",
+      f"| their rate / matmul rate: the ceiling of the line above | "
+      f"{needed / matmuls / rate:.2f} |",
       f"| progress bar cost (on / off - 1) | {on / off - 1:+.1%} |",
       f"| first fit: seconds compiling (fresh process, median) | {jax_compile:.2f} |",
       f"| the train step alone, compiling after clear_caches (s) | {step_compile:.2f} |",

@@ -183,6 +183,19 @@ class MetricsWindow:
     if len(self._steps) == WINDOW_CHUNK:
       self.flush()
 
+  def add_sums(self, sums: Metrics, steps: int) -> None:
+    """Adds the sums of ``steps`` steps' metrics (scalars, on the device)."""
+    self.flush()
+    self._sums.append((sums, steps))
+
+  def add_means(self, means: Metrics, steps: int) -> None:
+    """Adds the means over ``steps`` steps (scalars, on the device): ``fit``'s
+    ``on_step`` metrics with ``on_step_every > 1``."""
+    if steps == 1:
+      self.add(means)
+    else:
+      self.add_sums(_times(means, np.float32(steps)), steps)
+
   def flush(self) -> None:
     """Dispatches the sum of the steps added since the last chunk (no wait)."""
     if not self._steps:
@@ -218,6 +231,9 @@ def _means(sums: list[tuple[Metrics, int]]) -> dict[str, float]:
   if not count:
     return {}
   return {k: sum(float(s[k]) for s, _ in sums) / count for k in sums[0][0]}
+
+
+_times = jax.jit(lambda means, n: jax.tree.map(lambda v: v * n, means))
 
 
 @jax.jit

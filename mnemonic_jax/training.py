@@ -26,7 +26,7 @@ from jax.sharding import Mesh
 if TYPE_CHECKING:  # Imported where used: forgetting a checkpoint needs neither.
   import optax
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import parallel
 from mnemonic_jax.pytrees import Static
@@ -160,17 +160,25 @@ class TrainStep:
     """One step on the batch ``images (B, *input_shape)`` uint8, ``labels (B,)``."""
     return _train_step(state, images, labels, *self._constants, **self._static)
 
-  def at(self, state: TrainState, images: jax.Array, labels: jax.Array, first_step: jax.Array
-         ) -> tuple[TrainState, Metrics]:
-    """One step on batch ``state.step - first_step`` of batches already on the device.
+  def steps(self, state: TrainState, images: jax.Array, labels: jax.Array,
+            first_step: jax.Array, count: jax.Array) -> tuple[TrainState, Metrics, Metrics]:
+    """``count`` steps, in one call, on batches ``state.step - first_step`` onwards of
+    batches already on the device (the same bits as ``count`` separate steps).
 
     Args:
       state: the train state (donated).
       images: ``(K, B, *input_shape)`` uint8, ``K`` batches on the device.
       labels: ``(K, B)`` int, on the device.
       first_step: the step that takes batch 0 (int32 scalar, on the device).
+      count: how many steps (int32 scalar, on the device; ``1 <= count`` and the last
+        batch taken at most ``K - 1``).
+
+    Returns:
+      ``(state, metrics, sums)``: the state after the steps, the last step's metrics and
+      each metric's sum over the ``count`` steps.
     """
-    return _train_step_at(state, images, labels, first_step, *self._constants, **self._static)
+    return _train_steps(state, images, labels, first_step, count, *self._constants,
+                        **self._static)
 
 
 def make_train_step(
@@ -219,6 +227,8 @@ def make_train_step(
 
 
 _STATIC = ("model", "optimizer", "mean", "std", "augment", "mesh")
+#: The metrics a step reports (float32 scalars; see :func:`make_train_step`).
+METRICS = ("loss", "image_loss", "code_loss", "accuracy", "code_fraction")
 
 
 def _step(state: TrainState, images, labels, codes, t_mix, mix_key, augment_key, *,
@@ -265,10 +275,19 @@ _train_step = jax.jit(_step, donate_argnums=0, static_argnames=_STATIC)
 
 
 @functools.partial(jax.jit, donate_argnums=0, static_argnames=_STATIC)
-def _train_step_at(state: TrainState, images, labels, first_step, *constants, **static):
-  """:func:`_step` on batch ``state.step - first_step`` of ``images``, ``labels``."""
-  at = lambda a: jax.lax.dynamic_index_in_dim(a, state.step - first_step, keepdims=False)
-  return _step(state, at(images), at(labels), *constants, **static)
+def _train_steps(state: TrainState, images, labels, first_step, count, *constants, **static):
+  """``count`` :func:`_step` calls in one ``while`` loop, step ``s`` on batch
+  ``s - first_step`` of ``images``, ``labels``; also the metrics' sums over them."""
+
+  def body(_, carry):
+    state, _, sums = carry
+    at = lambda a: jax.lax.dynamic_index_in_dim(a, state.step - first_step, keepdims=False)
+    state, metrics = _step(state, at(images), at(labels), *constants, **static)
+    metrics = {name: metrics[name].astype(jnp.float32) for name in METRICS}
+    return state, metrics, jax.tree.map(jnp.add, sums, metrics)
+
+  zeros = {name: jnp.zeros((), jnp.float32) for name in METRICS}
+  return jax.lax.fori_loop(0, count, body, (state, zeros, zeros))
 
 
 def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | None = None):
@@ -384,22 +403,31 @@ def _check_train_keyword(model: nn.Module) -> None:
 #: Seconds between the progress bar's refreshes (at least).
 BAR_SECONDS = 0.5
 #: :func:`fit` copies batches to the device in groups of up to this many bytes (and at
-#: most :data:`GROUP_STEPS` batches), one copy per group instead of one per step.
+#: most :data:`GROUP_STEPS` batches), one copy per group instead of one per step, and runs
+#: the steps of a group in one call (:meth:`TrainStep.steps`).
 GROUP_BYTES = 16 * 2**20
 GROUP_STEPS = 32
 
+#: ``(steps, call)``: ``call(state) -> (state, last step's metrics, sums over the steps)``.
+Call = tuple[int, Callable[[TrainState], tuple[TrainState, Metrics, Metrics]]]
 
-def _epoch_steps(train_step, batches: Iterator, first_step: int, place: Callable | None
-                 ) -> Iterator[Callable[[TrainState], tuple[TrainState, Metrics]]]:
-  """An epoch's steps, each ``state -> (state, metrics)``, from its host batches.
 
-  With ``place`` each batch is placed alone (a mesh, or a step that is not a
-  :class:`TrainStep`); else batches go to the device in groups of a fixed number of
-  batches ``K`` (the last group padded), one program for every epoch and data size.
+def _epoch_calls(train_step, batches: Iterator, first_step: int, place: Callable | None,
+                 every: int | None) -> Iterator[Call]:
+  """An epoch's device calls, from its host batches.
+
+  With ``place`` each batch is placed alone and takes one call (a mesh, or a step that is
+  not a :class:`TrainStep`); else batches go to the device in groups of a fixed number of
+  batches ``K`` (the last group padded; one program for every epoch and data size), and
+  each group's steps run in as few calls as ``every`` allows: a call ends at every
+  multiple of ``every`` (``None``: only at the group's end).
   """
   if place is not None:
     for batch in batches:
-      yield lambda state, batch=batch: train_step(state, *place(batch))
+      def call(state, batch=batch):
+        state, metrics = train_step(state, *place(batch))
+        return state, metrics, metrics
+      yield 1, call
     return
   group_size = None
   while True:
@@ -414,9 +442,17 @@ def _epoch_steps(train_step, batches: Iterator, first_step: int, place: Callable
     images, labels, first = jax.device_put((np.stack([b[0] for b in padded]),
                                             np.stack([b[1] for b in padded]),
                                             np.int32(first_step)))
-    for _ in group:
-      yield lambda state: train_step.at(state, images, labels, first)
-    first_step += len(group)
+    step, end = first_step, first_step + len(group)
+    while step < end:
+      n = end - step if every is None else min(end, (step // every + 1) * every) - step
+      count = jax.device_put(np.int32(n))
+      yield n, lambda state, count=count: train_step.steps(state, images, labels, first, count)
+      step += n
+    first_step = end
+
+
+_add = jax.jit(lambda a, b: jax.tree.map(jnp.add, a, b))
+_divide = jax.jit(lambda sums, n: jax.tree.map(lambda v: v / n, sums))
 
 
 def fit(
@@ -431,6 +467,7 @@ def fit(
     mesh: Mesh | None = None,
     state: TrainState | None = None,
     on_step: Callable[[int, TrainState, Metrics], None] | None = None,
+    on_step_every: int = 1,
     progress: bool = True,
 ) -> tuple[TrainState, Metrics]:
   """Trains ``model`` with mnemonic codes mixed into its data (Algorithm 1).
@@ -456,8 +493,15 @@ def fit(
       (``data`` must then accept ``epoch(..., rows=slice)``, as both pipeline sources
       do), and the returned state holds global (replicated) arrays.
     state: resume from this state (its ``step`` says where).
-    on_step: called after each step as ``on_step(step, state, metrics)`` (e.g. to
-      save); ``step`` is a Python int, so reading it does not wait for the device.
+    on_step: called as ``on_step(step, state, metrics)`` after every step whose number
+      is a multiple of ``on_step_every`` and after the last (e.g. to save); ``step`` is a
+      Python int, so reading it does not wait for the device, and ``metrics`` are the
+      means over the steps since its previous call (on the device; with
+      ``on_step_every=1``, that step's own metrics).
+    on_step_every: a positive int. The steps between two ``on_step`` calls run in as few
+      device calls as the data groups allow (up to :data:`GROUP_STEPS` steps in one
+      ``while`` loop, the same bits as step by step): larger is faster, above all where
+      a step is short. Without ``on_step`` every group runs in one call.
     progress: show a progress bar (on process 0); its losses and accuracy are means over
       the steps since its last refresh (at most every :data:`BAR_SECONDS`; reading them
       never waits for the device, so the bar costs no device sync).
@@ -467,8 +511,11 @@ def fit(
 
   Raises:
     BadRequestType: the model's ``__call__`` takes no ``train`` keyword.
+    BadConfig: ``on_step_every`` is not a positive int.
   """
   _check_train_keyword(model)
+  if not _validate.is_integer(on_step_every) or on_step_every < 1:
+    raise errors.BadConfig(f"on_step_every must be a positive int, got {on_step_every!r}")
   source = pipeline.ArrayEpochs(*data) if isinstance(data, tuple) else data
   keys = fit_keys(key)
   spe = steps_per_epoch(source.num_examples, config.batch_size)
@@ -499,18 +546,27 @@ def fit(
   # Not bar.disable: every process must run the same computations.
   window = MetricsWindow() if progress else None
   shown_at = time.monotonic()
+  every = on_step_every if on_step is not None else None
+  pending: tuple[Metrics, int] | None = None  # Sums since on_step's last call, and steps.
   for epoch in range(start // spe, config.epochs):
     batches = source.epoch(_fold_in(keys.shuffle, epoch), config.batch_size,
                            skip=step - epoch * spe, **rows)
-    for run_step in _epoch_steps(train_step, iter(batches), step, place):
-      state, metrics = run_step(state)
-      step += 1
+    for n, call in _epoch_calls(train_step, iter(batches), step, place, every):
+      state, metrics, sums = call(state)
+      step += n
       if on_step is not None:
-        on_step(step, state, metrics)
-      bar.update()
+        pending = (sums, n) if pending is None else (_add(pending[0], sums), pending[1] + n)
+        if step % on_step_every == 0 or step == total:
+          since, steps = pending
+          on_step(step, state, metrics if steps == 1 else _divide(since, np.float32(steps)))
+          pending = None
+      bar.update(n)
       if window is None:
         continue
-      window.add(metrics)
+      if n == 1:
+        window.add(metrics)
+      else:
+        window.add_sums(sums, n)
       means = window.mean() if step == total else None  # The last: waits for the device.
       if means is None and time.monotonic() - shown_at >= BAR_SECONDS:
         means, shown_at = window.ready_mean(), time.monotonic()  # Never waits.

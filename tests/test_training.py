@@ -214,6 +214,50 @@ def test_fit_on_device_groups_equals_batch_by_batch(monkeypatch):
   chex.assert_trees_all_equal(grouped_metrics, single_metrics)
 
 
+@pytest.mark.parametrize("with_batch_norm", [False, True])
+def test_fit_runs_steps_between_callbacks_in_one_call_with_the_same_bits(
+    monkeypatch, conv_bn_model, with_batch_norm):
+  """With ``on_step_every=4`` the steps between callbacks run in one device call each
+  (within a group of 3 batches, across an epoch's end): the callback sees the state of a
+  step-by-step run at steps 4, 8 and the last, and the means of the steps since its
+  previous call."""
+  monkeypatch.setattr(training, "GROUP_STEPS", 3)  # 5 steps an epoch: groups of 3 and 2.
+  name, kwargs = (conv_bn_model, {}) if with_batch_norm else ("mlp", {"hidden": (8,)})
+  model = mj.create_model(name, 4, **kwargs)
+  _, _, codes, _, images, labels = setup(n=40, shape=(4, 4, 1))
+  config = mj.FitConfig(epochs=2, batch_size=8, t_mix=0.3)
+  key = jax.random.key(6)
+  each, every4, calls = {}, {}, []
+
+  def keep(into):  # Copies: the next step takes the state's buffers.
+    return lambda step, state, metrics: into.setdefault(step, jax.tree.map(jnp.copy,
+                                                                           (state, metrics)))
+
+  single = mj.fit(model, (images, labels), codes, config, key, on_step=keep(each),
+                  progress=False)
+  steps = training.TrainStep.steps
+  monkeypatch.setattr(training.TrainStep, "steps",
+                      lambda self, *a: calls.append(int(a[-1])) or steps(self, *a))
+  grouped = mj.fit(model, (images, labels), codes, config, key, on_step=keep(every4),
+                   on_step_every=4, progress=False)
+  assert calls == [3, 1, 1, 3, 2]  # Calls end at groups' ends and at steps 4 and 8.
+  assert sorted(every4) == [4, 8, 10] and sorted(each) == list(range(1, 11))
+  chex.assert_trees_all_equal(grouped, single)
+  for step, previous in ((4, 0), (8, 4), (10, 8)):
+    chex.assert_trees_all_equal(every4[step][0], each[step][0])
+    for k in training.METRICS:
+      expected = np.mean([float(each[s][1][k]) for s in range(previous + 1, step + 1)])
+      np.testing.assert_allclose(float(every4[step][1][k]), expected, rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("every", [0, -1, 2.5, True])
+def test_fit_refuses_a_bad_on_step_every(every):
+  model, _, codes, _, images, labels = setup(hidden=(8,))
+  with pytest.raises(mj.errors.BadConfig, match="on_step_every"):
+    mj.fit(model, (images, labels), codes, mj.FitConfig(epochs=1, batch_size=8),
+           jax.random.key(0), on_step=lambda *a: None, on_step_every=every, progress=False)
+
+
 def test_metrics_window_means_over_any_window_with_one_program():
   values = np.random.default_rng(0).normal(size=(60, 2)).astype(np.float32)
   window = training.MetricsWindow()
@@ -236,6 +280,10 @@ def test_metrics_window_means_over_any_window_with_one_program():
       break
   np.testing.assert_allclose(ready["a"], values[:16, 0].mean(), rtol=1e-5)
   np.testing.assert_allclose(window.mean()["a"], values[16:20, 0].mean(), rtol=1e-5)
+  window.add_sums({"a": jnp.float32(values[:3, 0].sum())}, 3)
+  window.add({"a": jnp.float32(values[3, 0])})
+  window.add_means({"a": jnp.float32(values[4:6, 0].mean())}, 2)
+  np.testing.assert_allclose(window.mean()["a"], values[:6, 0].mean(), rtol=1e-5)
 
 
 def test_fit_progress_bar_shows_the_last_means(capsys):

@@ -3,6 +3,7 @@
 import contextlib
 import dataclasses
 import json
+import math
 import pathlib
 import time
 from typing import Any, Iterator, Mapping, Sequence
@@ -143,8 +144,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     if jax.process_index() == 0:
       checkpointing.remove_stale_staging(workdir / "bundle")
     distributed.barrier("mnemonic_jax.train.cleaned")
-    ckpt = checkpointing.TrainCheckpointer(
-        train_dir, save_every=config.get("checkpoint_every", 500))
+    save_every = config.get("checkpoint_every", 500)
+    ckpt = checkpointing.TrainCheckpointer(train_dir, save_every=save_every)
     state = None
     resume_step = None
     if ckpt.latest_step() is not None:
@@ -167,9 +168,12 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
     window = training.MetricsWindow()
     start = time.perf_counter()
+    previous = resume_step or 0  # The step of save's previous call.
 
-    def save(step, state, step_metrics):
-      window.add(step_metrics)  # On the device: no wait.
+    def save(step, state, step_metrics):  # step_metrics: the means since save's previous call.
+      nonlocal previous
+      window.add_means(step_metrics, step - previous)  # On the device: no wait.
+      previous = step
       if (step % log_every == 0 or step == total) and jax.process_index() == 0:
         # Reading the metrics waits for them.
         log.write(step, window.mean(), epoch=round(step / steps_per_epoch, 4),
@@ -181,7 +185,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     try:
       state, _ = training.fit(
           model, data, codes, fit_cfg, train_key, mean=info.mean, std=info.std,
-          mesh=mesh, state=state, on_step=save, progress=progress)
+          mesh=mesh, state=state, on_step=save,
+          on_step_every=math.gcd(log_every, save_every), progress=progress)
     finally:
       log.close()
     ckpt.wait_until_finished()
