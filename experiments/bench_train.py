@@ -145,7 +145,8 @@ class JaxSide:
     return seconds
 
   def step_compile_seconds(self) -> float:
-    """Seconds compiling the train step alone, after clearing JAX's caches."""
+    """Seconds compiling the train step alone (the program :func:`mj.fit` runs: a group's
+    steps), after clearing JAX's caches."""
     from mnemonic_jax import training  # pylint: disable=import-outside-toplevel
     from mnemonic_jax.timing import CompileClock  # pylint: disable=import-outside-toplevel
 
@@ -156,9 +157,13 @@ class JaxSide:
                                         optimizer)
     step = training.make_train_step(self.model, optimizer, self.codes, T_MIX,
                                     self.jax.random.key(1), mean=self.mean, std=self.std)
+    k = training.GROUP_STEPS  # fit's program: a group of K batches on the device.
+    group = self.jax.device_put((images[:k * BATCH].reshape(k, BATCH, *images.shape[1:]),
+                                 labels[:k * BATCH].reshape(k, BATCH), np.int32(0),
+                                 np.int32(1)))
     self.jax.clear_caches()
     with CompileClock() as clock:
-      self.jax.block_until_ready(step(state, images[:BATCH], labels[:BATCH]))
+      self.jax.block_until_ready(step.steps(state, *group))
     return clock.seconds
 
 
