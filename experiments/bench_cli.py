@@ -57,6 +57,8 @@ DEFAULT_BUNDLES = {
 }
 SCRATCH = pathlib.Path("runs/bench_cli")
 KINDS = ("no cache", "first run", "second run")
+#: JAX's own start, nothing of mnemonic-jax: what any ``mnemonic-jax`` run takes at least.
+JAX_START = "import jax; jax.numpy.zeros(1).block_until_ready()"
 
 
 def command(*args: str) -> list[str]:
@@ -117,6 +119,18 @@ def export(bundle: str, output: str) -> None:
   codes = tr.import_torch().tensor(np.asarray(b.codes, np.float32))
   tr.save_checkpoint(output, "mlp", kwargs, model, codes)
   print("ok")
+
+
+def floor_lines(med: dict, checkpoints: dict, threads: list[int]) -> list[str]:
+  """JAX's own start beside the reference's load-forget-save: the lowest ratio possible."""
+  jax_start = med[("", "jax", "")]
+  line = f"JAX's own start (`python -c '{JAX_START}'`, nothing of mnemonic-jax): {jax_start:.2f} s"
+  refs = [f"{jax_start / med[(name, f'PyTorch, {bc.threads(n)}', '')]:.2f} of the "
+          f"transcription's load-forget-save ({name}, {bc.threads(n)})"
+          for name in checkpoints for n in threads]
+  if refs:
+    line += ": " + "; ".join(refs) + ". No `mnemonic-jax` run can go below these ratios"
+  return [line + ".", ""]
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -208,6 +222,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         group()
       for flag in ("--help", "--version"):
         times.setdefault(("", flag, ""), []).append(timed(command(flag)))
+      times.setdefault(("", "jax", ""), []).append(timed([sys.executable, "-c", JAX_START]))
 
   med = {key: statistics.median(values) for key, values in times.items()}
   ratios = bc.Ratios()
@@ -234,6 +249,7 @@ def main(argv: Sequence[str] | None = None) -> int:
       "",
       f"`mnemonic-jax --help`: {med[('', '--help', '')]:.2f} s; "
       f"`mnemonic-jax --version`: {med[('', '--version', '')]:.2f} s.", "",
+      *floor_lines(med, checkpoints, threads),
       "Bundles: " + "; ".join(f"{name} `{path}` (class {classes[name]})"
                               for name, path in bundles.items()) + ".", "",
       "Every run (s): " + "; ".join(f"{' '.join(filter(None, k))}: {bc.spread(v)}"

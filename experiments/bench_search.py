@@ -41,6 +41,7 @@ Usage:
 import argparse
 import os
 import platform
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -110,7 +111,7 @@ def bench(num_classes: int, repeats: int, full: bool = True, chunk: int | None =
   row["met"] = sum(results["pruned", i].met for i in range(repeats + 1))
   row["percentile"] = float(np.mean([
       np.mean(g.size < g.size[results["pruned", i].index]) for i, g in enumerate(grids)]))
-  print(row, flush=True)
+  print(row, file=sys.stderr, flush=True)  # Progress: the report is on stdout.
   return row
 
 
@@ -157,7 +158,7 @@ def monotone(paths) -> list[str]:
         f"{stats['k']} of {stats['pairs']} | {stats['same']}/{n} | {np.mean(stats['pct']):.0f} | "
         f"{np.mean(stats['scored']):.0f}% / {np.mean(stats['remain']):.0f}% | "
         f"{np.mean(stats['fast']):.0f}% |")
-    print(lines[-1], flush=True)
+    print(lines[-1], file=sys.stderr, flush=True)
   return lines
 
 
