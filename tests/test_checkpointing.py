@@ -23,6 +23,7 @@ from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing import (CheckpointError, TrainCheckpointer, abstract_variables,
                                         import_params, load_bundle, save_bundle)
 from mnemonic_jax.models import create_model
+from mnemonic_jax.timing import CompileClock
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 MLP_KWARGS = {"hidden": [8]}
@@ -291,6 +292,23 @@ def _train_state(seed):
     params = optax.apply_updates(params, updates)
   return {"params": params, "opt_state": opt_state, "step": jnp.asarray(seed, jnp.int32),
           "key": jax.random.fold_in(jax.random.key(0), seed)}
+
+
+def test_a_resumed_state_runs_the_programs_compiled_for_a_fresh_one(tmp_path):
+  """Orbax restores arrays committed to a device, and jit compiles a program again for
+  them; a restored state comes back uncommitted like a fresh one (its key typed)."""
+  state = _train_state(1)
+  program = jax.jit(lambda s: jax.tree.map(
+      lambda x: x if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x + 1, s))
+  jax.block_until_ready(program(state))
+  with TrainCheckpointer(tmp_path / "run") as ckpt:
+    ckpt.save(1, state)
+    ckpt.wait_until_finished()
+    restored = ckpt.restore(None, jax.eval_shape(lambda: state)).state
+  _assert_same_state(restored, state)
+  with CompileClock() as clock:
+    jax.block_until_ready(program(restored))
+  assert clock.programs == 0
 
 
 def _assert_same_state(actual, expected):

@@ -195,6 +195,25 @@ class TrainCheckpoint(NamedTuple):
   metadata: dict[str, Any]
 
 
+def _uncommit_unplaced(state: PyTree, abstract_state: PyTree) -> PyTree:
+  """``state`` with the leaves ``abstract_state`` did not place (no sharding, or an
+  uncommitted array) uncommitted, as a fresh state's are: Orbax returns arrays committed to
+  a device, and jit compiles a program again for the other kind, so a resumed state beside
+  fresh arrays would compile every program twice."""
+
+  def leaf(value, like):
+    placed = (isinstance(getattr(like, "sharding", None), jax.sharding.Sharding)
+              and getattr(like, "committed", True))
+    if placed or not isinstance(value, jax.Array):
+      return value
+    if _is_key_dtype(value.dtype):  # Typed PRNG keys stay typed.
+      data = jax.device_put(np.asarray(jax.random.key_data(value)))
+      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+    return jax.device_put(np.asarray(value))
+
+  return jax.tree.map(leaf, state, abstract_state)
+
+
 class TrainCheckpointer:
   """Periodic training checkpoints with resume, over ``ocp.CheckpointManager``.
 
@@ -376,7 +395,7 @@ class TrainCheckpointer:
       raise CheckpointError(f"{self.directory}: step {step}'s metadata is "
                             f"{type(metadata).__name__}, not a JSON object (corrupt); "
                             "restore an earlier step")
-    return TrainCheckpoint(step, restored[_STATE], metadata)
+    return TrainCheckpoint(step, _uncommit_unplaced(restored[_STATE], abstract_state), metadata)
 
   def wait_until_finished(self) -> None:
     """Blocks until pending asynchronous saves are complete on disk."""
