@@ -127,6 +127,12 @@ def _bad_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, tuple]:
       "lambda2_negative": forget("lambda2_negative", "--classes", "3", "--lambda2", "-10"),
       "move_with_lambdas": forget("move_with_lambdas", "--classes", "3", "--move", "bias",
                                   "--lambda1", "1e-3"),
+      "move_with_auto_lambdas": forget("move_with_auto_lambdas", "--classes", "3", "--move",
+                                       "bias", "--lambda1", "auto"),
+      "algorithm2_without_lambdas": forget("algorithm2_without_lambdas", "--classes", "3",
+                                           "--move", "algorithm2"),
+      "algorithm2_auto": forget("algorithm2_auto", "--classes", "3", "--move", "algorithm2",
+                                "--lambda2", "auto"),
       "existing_output": (("forget", "--checkpoint", trained, "--classes", "3",
                            "--output", existing), existing),
       "output_is_input": (("forget", "--checkpoint", trained, "--classes", "3",
@@ -162,8 +168,8 @@ def bad_runs(trained, tmp_path_factory):
 
 BAD_CASES = ["unknown_class", "every_class", "class_not_a_number", "missing_checkpoint",
              "not_a_bundle", "truncated_checkpoint", "lambda1_zero", "lambda2_negative",
-             "move_with_lambdas",
-             "existing_output", "output_is_input", "unknown_config_field",
+             "move_with_lambdas", "move_with_auto_lambdas", "algorithm2_without_lambdas",
+             "algorithm2_auto", "existing_output", "output_is_input", "unknown_config_field",
              "shape_mismatch_evaluate", "shape_mismatch_forget"]
 EXPECTED_WORDS = {
     "unknown_class": "out of range",
@@ -175,6 +181,9 @@ EXPECTED_WORDS = {
     "lambda1_zero": "--lambda1",
     "lambda2_negative": "--lambda2",
     "move_with_lambdas": "--move bias chooses its own step on the codes",
+    "move_with_auto_lambdas": "--move bias chooses its own step on the codes",
+    "algorithm2_without_lambdas": "--move algorithm2 takes numbers for --lambda1 and --lambda2",
+    "algorithm2_auto": "--move algorithm2 takes numbers for --lambda1 and --lambda2",
     "existing_output": "--force",
     "output_is_input": "never modified",
     "unknown_config_field": "unknown config field 'epoch'",
@@ -212,6 +221,7 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
       "fixed": dict(args=(*forget, tmp_path / "fixed", "--lambda1", "1e-3", "-q")),
       "mixed": dict(args=(*forget, tmp_path / "mixed", "--lambda1", "auto", "--lambda2", "10",
                           "-q")),
+      "auto": dict(args=(*forget, tmp_path / "auto", "--lambda1", "auto", "-q")),
       "evaluate": dict(args=("evaluate", "--checkpoint", output, "--json", "-q")),
   })
   result = ran["forget"].result
@@ -227,6 +237,9 @@ def test_forget_then_evaluate_round_trip(trained, tmp_path):
   assert_ok(fixed)
   assert "lambda1 = 0.001, lambda2 = 10 (given; lambda2 from the bundle's config)" in fixed.stdout
   assert "sign kept" in fixed.stdout  # The paper's move (--move paper: test_cli_safety).
+  auto = ran["auto"].result  # Lambdas asked for by name: the paper's move and its search.
+  assert_ok(auto)
+  assert "move = paper" in auto.stdout and "chosen from the codes" in auto.stdout, auto.stdout
   mixed = ran["mixed"].result
   assert mixed.returncode == 2 and "both numbers or both auto" in mixed.stderr
   assert not (tmp_path / "mixed").exists()

@@ -155,7 +155,12 @@ def test_forget_never_makes_nan_parameters():
     ({"forget": [0], "lambda2": -5.0}, ValueError, "lambda2 must be a positive"),
     ({"forget": [0], "lambda2": float("nan")}, ValueError, "lambda2 must be a positive"),
     ({"forget": [0], "lambda2": "10"}, TypeError, "lambda2 must be a positive number"),
-    ({"forget": [0], "lambda1": "auto"}, ValueError, "give both lambda1 and lambda2"),
+    ({"forget": [0], "lambda1": None}, ValueError, "give both lambda1 and lambda2"),
+    ({"forget": [0], "lambda1": "auto"}, ValueError, "both numbers or both 'auto'"),
+    ({"forget": [0], "lambda1": "auto", "lambda2": "auto", "move": "bias"}, ValueError,
+     "ask for the paper's move"),
+    ({"forget": [0], "lambda1": "auto", "lambda2": None, "move": "algorithm2"}, ValueError,
+     "ask for the paper's move"),
     ({"forget": [0], "move": "bias"}, ValueError, "chooses its own step"),
     ({"forget": [0], "move": "nonsense"}, ValueError, "unknown move")])
 def test_forget_bad_input(kwargs, error, message):
@@ -163,6 +168,14 @@ def test_forget_bad_input(kwargs, error, message):
   kwargs = {"lambda1": 1e-2, "lambda2": 10.0, **kwargs}
   with pytest.raises(error, match=message):
     mj.forget(apply_fn, params, codes, **kwargs)
+
+
+def test_auto_lambdas_run_the_paper_s_move_and_its_search():
+  apply_fn, params, codes = tiny_model()
+  for lambdas in (("auto", "auto"), ("auto", None)):
+    _, report = mj.forget(apply_fn, params, codes, [0], *lambdas)
+    assert report.move == "paper" and report.details.search is not None
+  assert mj.forget(apply_fn, params, codes, [0])[1].move == mj.forgetting.DEFAULT_MOVE
 
 
 def test_forget_rejects_codes_of_the_wrong_shape_or_count():

@@ -282,8 +282,11 @@ def test_the_registry_is_the_one_source_of_names():
 
 
 def test_moves_refuse_options_they_do_not_have_and_bad_values():
-  with pytest.raises(TypeError, match="takes the options rule, grid"):
+  with pytest.raises(TypeError, match="'bias' has no option microbatch_size; its options: "
+                                      "rule, grid"):
     moves.get("bias", {"microbatch_size": 4})
+  with pytest.raises(TypeError, match="'algorithm2' needs lambda1 and lambda2; its options"):
+    moves.get("algorithm2")
   with pytest.raises(ValueError, match="unknown move"):
     moves.get("nope")
   with pytest.raises(ValueError, match="step grid"):

@@ -153,10 +153,16 @@ def _resolve_move(args: argparse.Namespace, config: Any) -> tuple[forgetting.Mov
       a move that computes no Fisher.
   """
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
-  if lambda1 != "auto" and args.move not in (None, "paper", "algorithm2"):
-    raise UsageError(f"--move {args.move} chooses its own step on the codes; drop "
+  given = args.lambda1 is not None or args.lambda2 is not None  # Numbers or 'auto'.
+  name = args.move
+  if given and name not in (None, "paper", "algorithm2"):
+    raise UsageError(f"--move {name} chooses its own step on the codes; drop "
                      "--lambda1 and --lambda2 (they bound the paper's move)")
-  move = forgetting.resolve_move(args.move, lambda1, lambda2)
+  if lambda1 == "auto" and name == "algorithm2":
+    raise UsageError("--move algorithm2 takes numbers for --lambda1 and --lambda2; --move "
+                     "paper (or --lambda1 auto) searches them on the codes")
+  # 'auto' given by name asks for the paper's move and its search (resolve_move).
+  move = forgetting.resolve_move(name, *((lambda1, lambda2) if given else (None, None)))
   if args.microbatch_size is not None:
     if "microbatch_size" not in {field.name for field in dataclasses.fields(move)}:
       raise UsageError(f"--microbatch-size bounds the memory of the Fisher, which --move "

@@ -357,13 +357,14 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--output", required=True, type=path_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--lambda1", type=lambda_value, default=None,
-                 help="upper bound of the per-tensor step, or 'auto' (default: auto, a "
-                      "data-free search on the codes; if only --lambda2 is a number, the "
-                      f"bundle's config.lambda1, else {DEFAULT_LAMBDA1:g})")
+                 help="the paper's move: upper bound of the per-tensor step, or 'auto' (its "
+                      "data-free search on the codes, as --move paper). Without either "
+                      "lambda the default move runs; if only --lambda2 is a number, the "
+                      f"bundle's config.lambda1, else {DEFAULT_LAMBDA1:g}")
   p.add_argument("--lambda2", type=lambda_value, default=None,
-                 help="bound of the largest move per tensor, or 'auto' (default: auto; if "
-                      "only --lambda1 is a number, the bundle's config.lambda2, else "
-                      f"{DEFAULT_LAMBDA2:g})")
+                 help="the paper's move: bound of the largest move per tensor, or 'auto' "
+                      "(as --lambda1); if only --lambda1 is a number, the bundle's "
+                      f"config.lambda2, else {DEFAULT_LAMBDA2:g}")
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")

@@ -84,25 +84,34 @@ def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None
                  lambda2: Any = None) -> moves_lib.Move:
   """The move :func:`forget` makes.
 
-  ``move`` by name or object; without one, :data:`DEFAULT_MOVE`, or with both lambdas
-  given (numbers; ``None`` or ``"auto"`` mean not given) the paper's Algorithm 2 with
-  them (``move`` may then be ``"algorithm2"`` or ``"paper"``, nothing else).
+  ``move`` by name or object; without one, :data:`DEFAULT_MOVE`; with both lambdas given
+  as numbers the paper's Algorithm 2 with them, and with ``"auto"`` lambdas the paper's
+  move with its data-free search of them (``move`` may then be ``"algorithm2"``, or
+  ``"paper"`` for ``"auto"``, nothing else). ``None`` means not given.
 
   Raises:
-    ValueError: an unknown move; one lambda without the other; lambdas with a move that
-      chooses its own step.
+    ValueError: an unknown move; one lambda without the other, or a number beside
+      ``"auto"``; lambdas with a move that chooses its own step.
     TypeError: a lambda that is not a number.
   """
   if isinstance(move, str) and move not in moves_lib.MOVES or not isinstance(
       move, (str, moves_lib.Move, type(None))):
     raise errors.BadRequest(f"unknown move {move!r}; use one of "
                             f"{', '.join(sorted(moves_lib.MOVES))}")
-  given = [v is not None and not (isinstance(v, str) and v == AUTO) for v in (lambda1, lambda2)]
+  name = move.name if isinstance(move, moves_lib.Move) else move
+  auto = [isinstance(v, str) and v == AUTO for v in (lambda1, lambda2)]
+  given = [v is not None and not a for v, a in zip((lambda1, lambda2), auto)]
+  if any(auto):
+    if any(given):
+      raise errors.BadRequest("lambda1 and lambda2 are either both numbers or both 'auto'")
+    if name not in (None, "paper"):
+      raise errors.BadRequest(f"lambdas 'auto' ask for the paper's move and its search of "
+                              f"them (move='paper'), not move={name!r}")
+    return moves_lib.get("paper" if move is None else move)
   if any(given) and not all(given):
     raise errors.BadRequest("give both lambda1 and lambda2, or neither")
   if not any(given):
     return moves_lib.get(DEFAULT_MOVE if move is None else move)
-  name = move.name if isinstance(move, moves_lib.Move) else move
   if name not in (None, "algorithm2", "paper") or isinstance(move, moves_lib.Move):
     raise errors.BadRequest(f"move={name!r} chooses its own step on the codes; give lambdas only "
                             "for the paper's Algorithm 2 (move='algorithm2' or none)")
@@ -134,7 +143,8 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
     codes: ``(C, *input_shape)`` float mnemonic codes the model was trained with.
     forget: integer class ids to forget; not empty, no duplicates, not every class.
     lambda1: upper bound of the per-tensor step (eq. 7; paper: 1e-3 MNIST, 1e-5
-      CIFAR-10), with ``lambda2``; ``None`` (or ``"auto"``) for the move's own choice.
+      CIFAR-10), with ``lambda2``; ``None`` for the move's own choice; ``"auto"`` (both)
+      for the paper's move with its data-free search of the lambdas.
     lambda2: bound of the largest move per tensor (eq. 7; paper: 10 MNIST, 1e4 CIFAR-10).
     move: a registered name or a :class:`~mnemonic_jax.forgetting.moves.Move`.
     exclude: classes neither forgotten nor remaining (e.g. those an earlier request

@@ -100,7 +100,7 @@ def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
 
   Raises:
     ValueError: an unknown name, or options given with a move object.
-    TypeError: an option the move does not have.
+    TypeError: an option the move does not have, or one it needs missing.
   """
   if isinstance(name, Move):
     if options:
@@ -108,8 +108,14 @@ def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
     return name
   if not isinstance(name, str) or name not in MOVES:
     raise errors.BadRequest(f"unknown move {name!r}; use one of {', '.join(sorted(MOVES))}")
-  try:
-    return MOVES[name](**(options or {}))
-  except TypeError as e:
-    fields = ", ".join(f.name for f in dataclasses.fields(MOVES[name])) or "none"
-    raise errors.BadRequestType(f"move {name!r} takes the options {fields}: {e}") from None
+  options = dict(options or {})
+  fields = dataclasses.fields(MOVES[name])
+  unknown = sorted(set(options) - {f.name for f in fields})
+  missing = [f.name for f in fields if f.name not in options
+             and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+  if unknown or missing:
+    said = (f"has no option {', '.join(unknown)}" if unknown
+            else f"needs {' and '.join(missing)}")
+    raise errors.BadRequestType(f"move {name!r} {said}; its options: "
+                                f"{', '.join(f.name for f in fields) or 'none'}")
+  return MOVES[name](**options)
