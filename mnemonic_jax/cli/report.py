@@ -186,8 +186,9 @@ def forget_summary(report: Any, lambda_source: str) -> list[str]:
       (f"  remaining classes              {pct(r['before']['remain_accuracy'])}   "
        f"{pct(r['after']['remain_accuracy'])}")]
   if "sign" in r:
-    lines.append(f"sign kept: {'+' if r['sign'] > 0 else '-'} "
-                 f"(params {'+' if r['sign'] > 0 else '-'} alpha * eta)")
+    sign = "+" if r["sign"] > 0 else "-"
+    lines.append(f"sign kept: {sign} (of eq. 5's two candidates, params {sign} alpha * eta "
+                 "scored higher on the codes)")
   return lines + [
       f"forgetting took {r['seconds']:.3f} s (+ {r['compile_seconds']:.2f} s compiling)"]
 
