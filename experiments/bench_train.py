@@ -18,6 +18,8 @@ images of that shape with ``--data random``, or when the Debian package
   MFLOP per example) divided by it;
 * the same rate for the step's matmuls alone (their shapes at batch 128, an epoch of them
   in one program): what an epoch could reach here if everything else were free;
+* the steady epoch with a device call per step (a no-op ``on_step`` after every step)
+  against ``fit``'s default, a data group's steps in one call;
 * the progress bar's cost (on / off - 1), the train step's own compilation (after
   ``jax.clear_caches()``) and a second ``fit``'s compilation in the same process (0 when
   nothing compiles).
@@ -123,22 +125,26 @@ class JaxSide:
     self.model = mj.create_model("mlp", 10)
     self.state = None
 
-  def fit(self, progress: bool = False, epochs: int = 1, state=None) -> float:
-    """Seconds of one ``mj.fit`` call (awaited)."""
+  def fit(self, progress: bool = False, epochs: int = 1, state=None,
+          each_step: bool = False) -> float:
+    """Seconds of one ``mj.fit`` call (awaited); ``each_step``: a no-op ``on_step`` after
+    every step, so that every step is a device call of its own."""
     config = self.mj.FitConfig(epochs=epochs, t_mix=T_MIX, batch_size=BATCH)
+    on_step = (lambda *_: None) if each_step else None
     start = time.perf_counter()
     state, _ = self.mj.fit(self.model, self.data, self.codes, config, self.jax.random.key(1),
-                           mean=self.mean, std=self.std, state=state, progress=progress)
+                           mean=self.mean, std=self.std, state=state, progress=progress,
+                           on_step=on_step)
     self.jax.block_until_ready(state)
     self.last = state
     return time.perf_counter() - start
 
-  def epoch(self, progress: bool) -> float:
+  def epoch(self, progress: bool, each_step: bool = False) -> float:
     """One steady epoch: resumes a copy of the state after one epoch, one epoch more
     (``fit`` trains until ``epochs`` in all: 2 from a state that has done 1)."""
     import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
 
-    seconds = self.fit(progress, 2, self.jax.tree.map(jnp.copy, self.state))
+    seconds = self.fit(progress, 2, self.jax.tree.map(jnp.copy, self.state), each_step)
     done = int(self.last.step) - int(self.state.step)
     if done != int(self.state.step):  # The first fit was one epoch: this must be one too.
       raise RuntimeError(f"a steady round trained {done} steps, not one epoch")
@@ -269,7 +275,8 @@ def main(argv=None) -> int:
   step_compile = jax_side.step_compile_seconds()
   jax_side.fit()  # Compiled again (the caches were cleared) before the timed rounds.
   calls = {"mnemonic-jax epoch, bar off": lambda: jax_side.epoch(False),
-           "mnemonic-jax epoch, bar on": lambda: jax_side.epoch(True)}
+           "mnemonic-jax epoch, bar on": lambda: jax_side.epoch(True),
+           "mnemonic-jax epoch, a call per step": lambda: jax_side.epoch(False, True)}
   if threads:
     torch_side = TorchSide(images, labels, mean, std)
     torch_side.epoch(threads[0])  # Warm-up.
@@ -281,6 +288,7 @@ def main(argv=None) -> int:
 
   off, on = bc.median(steady["mnemonic-jax epoch, bar off"]), bc.median(
       steady["mnemonic-jax epoch, bar on"])
+  each = bc.median(steady["mnemonic-jax epoch, a call per step"])
   jax_first = bc.median(firsts["mnemonic-jax first fit"])
   jax_compile = bc.median([r["compile"] for r in results["jax1"]])
   ratios = bc.Ratios()
@@ -302,6 +310,8 @@ def main(argv=None) -> int:
       f"| float32 matmul rate, 2048^2 (GFLOP/s) | {rate / 1e9:.1f} |",
       f"| steady epoch, bar off (s) | {off:.2f} |",
       f"| steady epoch, bar on (s) | {on:.2f} |",
+      f"| steady epoch, bar off, a device call per step (an `on_step` every step) (s) | "
+      f"{each:.2f} |",
       f"| epoch rate / matmul rate (needed FLOP: {needed / 1e9:.1f} G) | "
       f"{needed / off / rate:.2f} |",
       f"| the step's matmuls alone, an epoch in one program (s) | {matmuls:.2f} |",
