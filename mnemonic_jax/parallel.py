@@ -37,9 +37,9 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
-def batch_sharding(mesh: Mesh) -> NamedSharding:
-  """Splits the leading (batch) axis over ``data``."""
-  return NamedSharding(mesh, P(DATA_AXIS))
+def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
+  """Splits the batch axis (``batch_axis``, leading by default) over ``data``."""
+  return NamedSharding(mesh, P(*[None] * batch_axis, DATA_AXIS))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -100,29 +100,35 @@ def local_rows(mesh: Mesh | None, tree: Any) -> Any:
   return jax.tree.map(lambda a: a[rows], tree)
 
 
-def shard_batch(mesh: Mesh, tree: Any) -> Any:
-  """Global arrays split along their leading axis over ``data``, from this process's rows.
+def shard_batch(mesh: Mesh, tree: Any, batch_axis: int = 0) -> Any:
+  """Global arrays split along their batch axis over ``data``, from this process's rows.
 
   With one process ``tree`` is the whole batch (``jax.device_put``). With several, it
   is this process's rows (:func:`process_rows`) and the global batch is assembled with
   ``jax.make_array_from_process_local_data`` (every process calls this, in step).
 
+  Args:
+    mesh: the mesh.
+    tree: a pytree of arrays.
+    batch_axis: the axis holding the examples (0; 1 for ``(K, B, ...)`` groups of
+      batches).
+
   Raises:
-    ValueError: if a leading axis (the global one) is not divisible by the number of
+    ValueError: if a batch axis (the global one) is not divisible by the number of
       devices.
   """
+  sharding = batch_sharding(mesh, batch_axis)
   if not multiprocess(mesh):
     for leaf in jax.tree.leaves(tree):
-      _check_divisible(mesh, leaf.shape[0])
-    return jax.device_put(tree, batch_sharding(mesh))
-  sharding = batch_sharding(mesh)
+      _check_divisible(mesh, leaf.shape[batch_axis])
+    return jax.device_put(tree, sharding)
   local_share = len(mesh.local_devices) / mesh.size
 
   def assemble(leaf):
-    rows = round(leaf.shape[0] / local_share)
-    _check_divisible(mesh, rows)
-    return jax.make_array_from_process_local_data(
-        sharding, np.asarray(leaf), (rows, *leaf.shape[1:]))
+    shape = list(leaf.shape)
+    shape[batch_axis] = round(shape[batch_axis] / local_share)
+    _check_divisible(mesh, shape[batch_axis])
+    return jax.make_array_from_process_local_data(sharding, np.asarray(leaf), tuple(shape))
 
   return jax.tree.map(assemble, tree)
 

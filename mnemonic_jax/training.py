@@ -412,20 +412,28 @@ GROUP_STEPS = 32
 Call = tuple[int, Callable[[TrainState], tuple[TrainState, Metrics, Metrics]]]
 
 
-def _epoch_calls(train_step, batches: Iterator, first_step: int, place: Callable | None,
+def _epoch_calls(train_step, batches: Iterator, first_step: int, mesh: Mesh | None,
                  every: int | None) -> Iterator[Call]:
   """An epoch's device calls, from its host batches.
 
-  With ``place`` each batch is placed alone and takes one call (a mesh, or a step that is
-  not a :class:`TrainStep`); else batches go to the device in groups of a fixed number of
-  batches ``K`` (the last group padded; one program for every epoch and data size), and
-  each group's steps run in as few calls as ``every`` allows: a call ends at every
-  multiple of ``every`` (``None``: only at the group's end).
+  Batches go to the device in groups of a fixed number of batches ``K`` (the last group
+  padded; one program for every epoch and data size; over a mesh split along the batch
+  axis), and each group's steps run in as few calls as ``every`` allows: a call ends at
+  every multiple of ``every`` (``None``: only at the group's end). A step that is not a
+  :class:`TrainStep` gets each batch alone.
   """
-  if place is not None:
+  def put(tree, batch_axis=0):
+    return (jax.device_put(tree) if mesh is None
+            else parallel.shard_batch(mesh, tree, batch_axis=batch_axis))
+
+  def put_scalar(value):
+    value = np.int32(value)
+    return jax.device_put(value) if mesh is None else parallel.replicate(mesh, value)
+
+  if not isinstance(train_step, TrainStep):
     for batch in batches:
       def call(state, batch=batch):
-        state, metrics = train_step(state, *place(batch))
+        state, metrics = train_step(state, *put(batch))
         return state, metrics, metrics
       yield 1, call
     return
@@ -439,13 +447,13 @@ def _epoch_calls(train_step, batches: Iterator, first_step: int, place: Callable
       group_size = int(np.clip(GROUP_BYTES // max(nbytes, 1), 1, GROUP_STEPS))
       group += list(itertools.islice(batches, group_size - 1))
     padded = group + [group[-1]] * (group_size - len(group))  # Padding is never taken.
-    images, labels, first = jax.device_put((np.stack([b[0] for b in padded]),
-                                            np.stack([b[1] for b in padded]),
-                                            np.int32(first_step)))
+    images, labels = put((np.stack([b[0] for b in padded]), np.stack([b[1] for b in padded])),
+                         batch_axis=1)
+    first = put_scalar(first_step)
     step, end = first_step, first_step + len(group)
     while step < end:
       n = end - step if every is None else min(end, (step // every + 1) * every) - step
-      count = jax.device_put(np.int32(n))
+      count = put_scalar(n)
       yield n, lambda state, count=count: train_step.steps(state, images, labels, first, count)
       step += n
     first_step = end
@@ -528,8 +536,6 @@ def fit(
   train_step = make_train_step(
       model, optimizer, codes, config.t_mix, keys.step, mean=mean, std=std,
       augment=config.augment, mesh=mesh)
-  place = ((lambda t: parallel.shard_batch(mesh, t)) if mesh is not None
-           else None if isinstance(train_step, TrainStep) else jax.device_put)
   # Several processes: each reads only its rows of every global batch.
   rows = ({"rows": parallel.process_rows(mesh, config.batch_size)}
           if parallel.multiprocess(mesh) else {})
@@ -551,7 +557,7 @@ def fit(
   for epoch in range(start // spe, config.epochs):
     batches = source.epoch(_fold_in(keys.shuffle, epoch), config.batch_size,
                            skip=step - epoch * spe, **rows)
-    for n, call in _epoch_calls(train_step, iter(batches), step, place, every):
+    for n, call in _epoch_calls(train_step, iter(batches), step, mesh, every):
       state, metrics, sums = call(state)
       step += n
       if on_step is not None:

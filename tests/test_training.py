@@ -1,3 +1,5 @@
+import functools
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -248,6 +250,33 @@ def test_fit_runs_steps_between_callbacks_in_one_call_with_the_same_bits(
     for k in training.METRICS:
       expected = np.mean([float(each[s][1][k]) for s in range(previous + 1, step + 1)])
       np.testing.assert_allclose(float(every4[step][1][k]), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_fit_over_a_mesh_runs_groups_split_over_the_devices(monkeypatch):
+  """Over 8 devices the groups of batches are split along their batch axis and their steps
+  run in one call: the same bits as placing each batch alone (a step that is not a
+  ``TrainStep``)."""
+  monkeypatch.setattr(training, "GROUP_STEPS", 3)  # 5 steps an epoch: groups of 3 and 2.
+  mesh = parallel.make_mesh()
+  model, _, codes, _, images, labels = setup(hidden=(8,), n=80)
+  config = mj.FitConfig(epochs=2, batch_size=16, t_mix=0.3)
+  key = jax.random.key(7)
+  calls, steps = [], training.TrainStep.steps
+  monkeypatch.setattr(training.TrainStep, "steps",
+                      lambda self, *a: calls.append(int(a[-1])) or steps(self, *a))
+  grouped, grouped_metrics = mj.fit(model, (images, labels), codes, config, key, mesh=mesh,
+                                    progress=False)
+  assert calls == [3, 2, 3, 2]
+  make_step = training.make_train_step
+  monkeypatch.setattr(training, "make_train_step", lambda *a, **k: functools.partial(
+      make_step(*a, **k).__call__))
+  single, single_metrics = mj.fit(model, (images, labels), codes, config, key, mesh=mesh,
+                                  progress=False)
+  assert int(grouped.step) == 10
+  assert grouped.params["Dense_0"]["kernel"].sharding.is_equivalent_to(
+      parallel.replicated(mesh), 2)
+  chex.assert_trees_all_equal(grouped, single)
+  chex.assert_trees_all_equal(grouped_metrics, single_metrics)
 
 
 @pytest.mark.parametrize("every", [0, -1, 2.5, True])
