@@ -382,3 +382,26 @@ def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_s
   huge = {"w": jnp.full((4,), 3e38, jnp.float32)}  # Finite entries, an infinite sum.
   assert not primitives.sums_finite(huge) and primitives.finite(huge) is True
   assert primitives.finite({"w": jnp.array([1.0, jnp.inf])}) is False
+
+
+def test_the_head_is_found_once_per_model_and_parameter_structure(monkeypatch):
+  """head_tensors perturbs candidate tensors and runs the model; a later request on the same
+  model and structure (other values) reuses the answer, another structure finds its own."""
+  from mnemonic_jax.forgetting.moves import outputs, stepping  # pylint: disable=import-outside-toplevel
+
+  monkeypatch.setattr(outputs, "_HEADS", {})
+  forward, runs = stepping.logits, []
+  monkeypatch.setattr(stepping, "logits", lambda *a: runs.append(1) or forward(*a))
+  found = []
+  for hidden, seed in (((16,), 0), ((16,), 1), ((8, 8), 0)):
+    model = mj.create_model("mlp", 4, hidden=hidden)
+    codes = uniform(seed, (4, 3, 3, 1))
+    params = init_variables(model, codes, seed + 1)["params"]
+    apply_fn = mj.inference_apply_fn(model, {})  # A new object each time: equal models match.
+    runs.clear()
+    k, b = outputs.head_tensors(apply_fn, params, codes)
+    paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    found.append((paths[k], paths[b], len(runs)))
+  assert found[0][:2] == ("['Dense_1']['kernel']", "['Dense_1']['bias']") and found[0][2] > 0
+  assert found[1] == (*found[0][:2], 0)  # The same model and structure: no forward pass.
+  assert found[2][:2] == ("['Dense_2']['kernel']", "['Dense_2']['bias']") and found[2][2] > 0
