@@ -515,7 +515,7 @@ def fit(
       never waits for the device, so the bar costs no device sync).
 
   Returns:
-    ``(state, last_metrics)``.
+    ``(state, last_metrics)``: the last step's own metrics (not a mean over steps).
 
   Raises:
     BadRequestType: the model's ``__call__`` takes no ``train`` keyword.

@@ -377,7 +377,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "their codes are misclassified by a margin of 15; an output-layer "
                       "change), 'erase' (the same without the hand-over), 'bias' (the "
                       "output bias alone), 'paper' (the paper's eq. "
-                      "5, +/- alpha * eta, lambdas searched on the codes), 'algorithm2' "
+                      "5, +/- alpha * eta, lambdas searched on the codes; with numbers for "
+                      "--lambda1/--lambda2 it takes them: 'algorithm2'), 'algorithm2' "
                       "(the paper's Algorithm 2 with --lambda1/--lambda2, what given "
                       "lambdas select) or another registered move; an unknown name lists them all")
   p.add_argument("--microbatch-size", type=positive_int, default=None, metavar="N",

@@ -119,7 +119,7 @@ def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None
 
 
 def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequence[int],
-           lambda1: float | None = None, lambda2: float | None = None, *,
+           lambda1: float | str | None = None, lambda2: float | str | None = None, *,
            move: "str | moves_lib.Move | None" = None, exclude: Sequence[int] = ()
            ) -> tuple[PyTree, ForgetReport]:
   """Forgets whole classes in one shot, from the mnemonic codes alone (no training data).
@@ -143,8 +143,9 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
     codes: ``(C, *input_shape)`` float mnemonic codes the model was trained with.
     forget: integer class ids to forget; not empty, no duplicates, not every class.
     lambda1: upper bound of the per-tensor step (eq. 7; paper: 1e-3 MNIST, 1e-5
-      CIFAR-10), with ``lambda2``; ``None`` for the move's own choice; ``"auto"`` (both)
-      for the paper's move with its data-free search of the lambdas.
+      CIFAR-10), with ``lambda2``; ``None`` for the move's own choice; ``"auto"`` (either
+      or both, the other ``None``) for the paper's move with its data-free search of the
+      lambdas. With ``move="paper"`` numbers run them (``report.move == "algorithm2"``).
     lambda2: bound of the largest move per tensor (eq. 7; paper: 10 MNIST, 1e4 CIFAR-10).
     move: a registered name or a :class:`~mnemonic_jax.forgetting.moves.Move`.
     exclude: classes neither forgotten nor remaining (e.g. those an earlier request
@@ -159,8 +160,9 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
     ValueError: bad classes (out of range, duplicated, none, or nothing left to remain);
       NaN or inf in params or codes; codes that do not fit the model or a number of
       logits that differs from the number of codes; a model that updates state; an
-      unknown move, lambdas with a move that chooses its own step, a lambda that is not
-      finite and > 0; a result that is not finite; a model without output bias for
+      unknown move, lambdas with a move that chooses its own step (or ``"auto"`` with
+      ``move="algorithm2"``, or ``move="algorithm2"`` without lambdas), a lambda that is
+      not finite and > 0; a result that is not finite; a model without output bias for
       the output-layer moves (``reassign``, ``erase``, ``bias``, ``project``).
 
   Example:
