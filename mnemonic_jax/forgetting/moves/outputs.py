@@ -95,28 +95,6 @@ def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   return treedef.unflatten(found)
 
 
-def head_tensors(apply_fn, params: PyTree, codes: jax.Array) -> tuple[int, int | None]:
-  """``(kernel_index, bias_index)``: the output kernel's and the output bias's positions in
-  ``jax.tree.leaves(params)`` (the bias's None for a head without one).
-
-  Raises:
-    ValueError: no tensor behaves as an output kernel.
-  """
-  key = _structure(apply_fn, params, codes)
-  if key in _HEADS:
-    return _HEADS[key]
-  kernel = jax.tree.leaves(output_kernel(apply_fn, params, codes)).index(True)
-  try:
-    bias = jax.tree.leaves(output_bias(apply_fn, params, codes)).index(True)
-  except ValueError:
-    bias = None
-  if key is not None:
-    if len(_HEADS) >= _HEADS_KEPT:
-      del _HEADS[next(iter(_HEADS))]  # The oldest.
-    _HEADS[key] = kernel, bias
-  return kernel, bias
-
-
 #: :func:`head_tensors`' answers by model and parameter structure (the head is where it is
 #: whatever the values), so that later requests skip its perturbed forward passes.
 _HEADS: dict = {}
@@ -136,6 +114,29 @@ def _structure(apply_fn, params: PyTree, codes: jax.Array):
   except TypeError:
     return None
   return key
+
+
+def head_tensors(apply_fn, params: PyTree, codes: jax.Array) -> tuple[int, int | None]:
+  """``(kernel_index, bias_index)``: the output kernel's and the output bias's positions in
+  ``jax.tree.leaves(params)`` (the bias's None for a head without one). Found once per
+  model and parameter structure (:data:`_HEADS`), then remembered.
+
+  Raises:
+    ValueError: no tensor behaves as an output kernel.
+  """
+  key = _structure(apply_fn, params, codes)
+  if key in _HEADS:
+    return _HEADS[key]
+  kernel = jax.tree.leaves(output_kernel(apply_fn, params, codes)).index(True)
+  try:
+    bias = jax.tree.leaves(output_bias(apply_fn, params, codes)).index(True)
+  except ValueError:
+    bias = None
+  if key is not None:
+    if len(_HEADS) >= _HEADS_KEPT:
+      del _HEADS[next(iter(_HEADS))]  # The oldest.
+    _HEADS[key] = kernel, bias
+  return kernel, bias
 
 
 def ruled_out_everywhere(request, params: PyTree) -> bool:
