@@ -373,10 +373,17 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
       lambda1=l1, lambda2=l2, sign=sign.astype(np.int64), size=size, max_move=max_move,
       before=before, **{k: rows[k][owner] for k in _ROWS})
 
-  def run(ids, on, target):
-    out = score(params, eta, *on,
-                *(np.asarray(v[ids], np.float32) for v in (l1, l2, sign)), np.float32(target))
-    return [np.asarray(v, np.float64) for v in out]
+  def run(ids, on, target, batch=True):
+    """Scores of the candidates ``ids`` (at most :data:`PRUNED_BATCH`), padded to that
+    many: one program for any number. With ``chunk == 1`` only the first ``len(ids)``
+    are computed; vectorised ones compute the padding too, so a single candidate
+    (``batch=False``) then goes alone."""
+    n = len(ids)
+    if chunk == 1 or batch:
+      ids = np.pad(ids, (0, PRUNED_BATCH - n), mode="edge")
+    out = score(params, eta, *on, *(np.asarray(v[ids], np.float32) for v in (l1, l2, sign)),
+                np.int32(n), np.float32(target))
+    return [np.asarray(v, np.float64)[:n] for v in out]
 
   def estimate(ids, target):
     """Subset scores of ``ids``; remaining codes only where the forgotten reach ``target``."""
@@ -386,14 +393,11 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
     rows["forget_margin"][ids], rows["remain_margin"][ids] = f_margin, r_margin
 
   def verify(i):
-    f_acc, r_correct, f_margin, r_margin = run(np.array([i]), on_all, np.inf)
+    f_acc, r_correct, f_margin, r_margin = run(np.array([i]), on_all, np.inf, batch=False)
     rows["forget_accuracy"][i] = f_acc[0]
     rows["remain_accuracy"][i] = r_correct[0] / max(n_remain, 1)
     rows["forget_margin"][i], rows["remain_margin"][i] = f_margin[0], r_margin[0]
     exact[i] = True
-
-  def padded(ids):
-    return np.pad(ids, (0, PRUNED_BATCH - len(ids)), mode="edge")
 
   def in_order(ids):
     return ids[np.lexsort(tuple(reversed(_order_keys(rule, l1, l2, size, max_move, ids))))]
@@ -402,7 +406,7 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
     """Estimates ``ids`` batch by batch, in order, verifying the rule's choice on every
     code, until a verified candidate meets the rule; its grid index, or None."""
     for start in range(0, len(ids), PRUNED_BATCH):
-      estimate(padded(ids[start:start + PRUNED_BATCH]), -rule.margin)
+      estimate(ids[start:start + PRUNED_BATCH], -rule.margin)
       while True:
         index, met, _ = select_on_grid(grid_scores(), rule)
         if not met or exact[owner[index]]:
@@ -414,7 +418,7 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
 
   if boundary:
     points = _boundary_points(l1, l2, sign, owner, rows["forget_margin"], -rule.margin,
-                              lambda ids: estimate(padded(ids), -np.inf))
+                              lambda ids: estimate(ids, -np.inf))
     index = first_met(in_order(np.unique(owner[points])))
     if index is not None:
       return eta, before, grid_scores(), index, True, None
@@ -427,7 +431,7 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
   # No candidate met the rule: the fallbacks need every candidate's remaining codes.
   missing = order[np.isnan(rows["remain_margin"][order])]
   for start in range(0, len(missing), PRUNED_BATCH):
-    estimate(padded(missing[start:start + PRUNED_BATCH]), np.inf)
+    estimate(missing[start:start + PRUNED_BATCH], np.inf)
   while True:  # The fallbacks, on verified scores.
     index, met, fallback = select_on_grid(grid_scores(), rule)
     if exact[owner[index]]:
@@ -498,7 +502,7 @@ def _order_keys(rule, l1, l2, size, max_move, ids):
 
 @functools.partial(jax.jit, static_argnames=("chunk", "block"))
 def _score_program(apply_fn, params, eta, codes, head, num_forget, tail, tail_mask, tail_count,
-                   l1, l2, sign, target, *, chunk, block):
+                   l1, l2, sign, count, target, *, chunk, block):
   """Scores the candidates ``(l1, l2, sign)`` on some of the codes (one program for any
   number of forgotten classes).
 
@@ -509,9 +513,10 @@ def _score_program(apply_fn, params, eta, codes, head, num_forget, tail, tail_ma
   rows are bit for bit the same in any batch of two or more, not alone.
   Per candidate: the forgotten codes' accuracy and largest margin, and, only where that
   margin is ``<= target`` (else NaN), the count of remaining codes right and their
-  smallest margin. With ``chunk == 1`` candidates are scored one after the other, so
-  the remaining codes of a candidate that misses the target are never run through the
-  model; with ``chunk > 1`` they are vectorised and every branch is computed.
+  smallest margin. With ``chunk == 1`` the first ``count`` candidates are scored one
+  after the other (the rest is padding, NaN), so the remaining codes of a candidate that
+  misses the target are never run through the model; with ``chunk > 1`` every candidate
+  is scored, vectorised, and every branch is computed.
   """
   def one(args):
     alpha = prim.step_sizes(eta, args[0], args[1])
@@ -545,8 +550,14 @@ def _score_program(apply_fn, params, eta, codes, head, num_forget, tail, tail_ma
                              lambda _: (jnp.float32(jnp.nan),) * 2, None)
     return (right / num_forget.astype(jnp.float32), remaining[0], forget_margin, remaining[1])
 
-  return jax.lax.map(one, (l1, l2, sign),
-                     batch_size=None if chunk == 1 else min(chunk, l1.shape[0]))
+  if chunk > 1:
+    return jax.lax.map(one, (l1, l2, sign), batch_size=min(chunk, l1.shape[0]))
+
+  def each(i, rows):  # The first ``count`` candidates, one after the other; NaN after.
+    return tuple(r.at[i].set(v.astype(jnp.float32))
+                 for r, v in zip(rows, one((l1[i], l2[i], sign[i]))))
+
+  return jax.lax.fori_loop(0, count, each, (jnp.full(l1.shape, jnp.nan, jnp.float32),) * 4)
 
 
 @functools.partial(jax.jit, static_argnames=("chunk", "microbatch_size", "method", "mesh"))
