@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from mnemonic_jax import errors
+from mnemonic_jax.run_once import jit_run_once
 
 DISTRIBUTIONS = ("uniform", "normal")
 
@@ -43,13 +44,18 @@ def generate_codes(
         f"unknown code distribution {distribution!r}; use one of {DISTRIBUTIONS}")
   if num_classes < 1:
     raise errors.BadRequest(f"num_classes must be positive, got {num_classes}")
-  shape = tuple(int(s) for s in shape)
+  return _draw(key, int(num_classes), tuple(int(s) for s in shape), distribution,
+               jnp.dtype(dtype))
+
+
+def _draw_codes(key, num_classes: int, shape: tuple[int, ...], distribution: str, dtype):
   sample = jax.random.uniform if distribution == "uniform" else jax.random.normal
+  return jax.vmap(lambda c: sample(jax.random.fold_in(key, c), shape, dtype))(
+      jnp.arange(num_classes))
 
-  def one(c):
-    return sample(jax.random.fold_in(key, c), shape, dtype)
 
-  return jax.vmap(one)(jnp.arange(num_classes))
+# One program (as eager ops, one program each), compiled quickly on the CPU.
+_draw = jit_run_once(_draw_codes, static_argnums=(1, 2, 3, 4))
 
 
 def mix_codes(

@@ -30,6 +30,7 @@ from mnemonic_jax import _validate, errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import parallel
 from mnemonic_jax.pytrees import Static
+from mnemonic_jax.run_once import jit_run_once
 from mnemonic_jax.run_metrics import MetricsWindow
 from mnemonic_jax.bundle import model_variables, normalize
 from mnemonic_jax.data import pipeline
@@ -91,36 +92,6 @@ def make_optimizer(
   return optax.chain(optax.add_decayed_weights(weight_decay), optax.sgd(lr, momentum))
 
 
-#: XLA options of the programs a run calls once or once an epoch (initialisation, keys) on
-#: the CPU: LLVM optimisation level 1 instead of 3. XLA's CPU backend unrolls the threefry
-#: hash over a short minor axis at level 3 (the MLP's 1000 x 10 kernel: 1.7 s to compile,
-#: 0.25 s at level 1); level 1 keeps IEEE semantics, so the bits are the same
-#: (tests/test_training.py compares every model's initial state).
-_RUN_ONCE_OPTIONS = {"xla_backend_optimization_level": 1}
-
-
-def _jit_run_once(fun: Callable, **jit_kwargs) -> Callable:
-  """``jax.jit(fun, **jit_kwargs)``, compiled with :data:`_RUN_ONCE_OPTIONS` on the CPU.
-
-  Called inside a trace (``jax.eval_shape``, another ``jit``), where JAX takes compiler
-  options only at the top level, it is the plain ``jax.jit``.
-  """
-  default = jax.jit(fun, **jit_kwargs)
-  quick = jax.jit(fun, compiler_options=_RUN_ONCE_OPTIONS, **jit_kwargs)
-
-  @functools.wraps(fun)
-  def call(*args, **kwargs):
-    if jax.default_backend() == "cpu":
-      try:
-        return quick(*args, **kwargs)
-      except ValueError as error:  # JAX: "`compiler_options` can only be passed to top-level"
-        if "compiler_options" not in str(error):
-          raise
-    return default(*args, **kwargs)
-
-  return call
-
-
 def _init_state(key, model: Static, optimizer: Static, input_shape: tuple[int, ...]):
   variables = model.value.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
   params = variables["params"]
@@ -130,9 +101,9 @@ def _init_state(key, model: Static, optimizer: Static, input_shape: tuple[int, .
 
 
 # One program builds the whole state (a state built op by op compiles a program per op).
-_init = _jit_run_once(_init_state, static_argnums=(1, 2, 3))
-_split = _jit_run_once(lambda key, num: tuple(jax.random.split(key, num)), static_argnums=1)
-_fold_in = _jit_run_once(jax.random.fold_in)
+_init = jit_run_once(_init_state, static_argnums=(1, 2, 3))
+_split = jit_run_once(lambda key, num: tuple(jax.random.split(key, num)), static_argnums=1)
+_fold_in = jit_run_once(jax.random.fold_in)
 
 
 def create_train_state(

@@ -23,6 +23,19 @@ def test_codes_deterministic_per_key_and_independent_of_num_classes():
   assert not np.allclose(a[0], a[1])  # Classes get different codes.
 
 
+@pytest.mark.parametrize("distribution, dtype", [("uniform", jnp.float32),
+                                                 ("normal", jnp.float32),
+                                                 ("uniform", jnp.bfloat16)])
+def test_codes_are_those_of_eager_ops(distribution, dtype):
+  """One program compiled at a lower LLVM level on the CPU: the bits of the ops run one by
+  one (the 28 x 28 shape is one the default level compiles slowly)."""
+  key, shape = jax.random.key(4), (28, 28, 1)
+  sample = jax.random.uniform if distribution == "uniform" else jax.random.normal
+  eager = [sample(jax.random.fold_in(key, c), shape, dtype) for c in range(3)]
+  codes = mj.generate_codes(key, 3, shape, distribution=distribution, dtype=dtype)
+  chex.assert_trees_all_equal(list(codes), eager)
+
+
 def test_normal_codes():
   codes = mj.generate_codes(jax.random.key(0), 4, (32, 32, 3), distribution="normal")
   assert abs(float(codes.mean())) < 0.05 and abs(float(codes.std()) - 1.0) < 0.05

@@ -8,6 +8,7 @@ import mnemonic_jax as mj
 from mnemonic_jax import forgetting
 from mnemonic_jax.forgetting import moves
 from mnemonic_jax.forgetting.moves import paper_search as ls
+from mnemonic_jax.forgetting.moves.grid_boundary import boundary_points
 
 from codes_support import mlp_fitted_to_codes
 
@@ -297,13 +298,14 @@ def test_boundary_points_find_the_smallest_lambda1_per_line_by_bisection():
     calls.append(len(ids))
     margin[ids] = truth[ids]
 
-  points = ls._boundary_points(l1, l2, sign, np.arange(l1.size), margin, -1.0, score)
+  points = boundary_points(l1, l2, sign, np.arange(l1.size), margin, -1.0, score,
+                           ls.PRUNED_BATCH)
   want = [i for i in range(l1.size) if truth[i] < 0 and np.searchsorted(grid1, l1[i]) == k[i]]
   assert sorted(points) == sorted(want)  # No point on the line that never reaches it.
   assert sum(calls) <= 6 * 4 < l1.size  # 4 rounds of at most 6 lines, not every candidate.
   with pytest.raises(ValueError, match="full grid"):
-    ls._boundary_points(l1[1:], l2[1:], sign[1:], np.arange(l1.size - 1),
-                        np.full(l1.size - 1, np.nan), -1.0, score)
+    boundary_points(l1[1:], l2[1:], sign[1:], np.arange(l1.size - 1),
+                    np.full(l1.size - 1, np.nan), -1.0, score, ls.PRUNED_BATCH)
 
 
 @pytest.mark.parametrize("classes, rule", [([1], ls.DEFAULT_RULE), ([2], ls.Rule(margin=2.0)),
