@@ -44,7 +44,7 @@ from mnemonic_jax.checkpointing import integrity
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR, _check_finite
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
-from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch
+from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch, _uncommitted
 from mnemonic_jax.models import (
     ModelSourceError, available_models, load_model_source)
 
@@ -346,10 +346,7 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
   _check_finite(str(path), "the bundle is corrupt or was written from a diverged run; "
                 "re-create it", params=arrays["params"], batch_stats=arrays.get("batch_stats"),
                 codes=arrays["codes"])
-  # Uncommitted, as freshly trained or initialised arrays are: Orbax returns arrays
-  # committed to a device, and jit compiles a program again for the other kind, so a
-  # process mixing a loaded bundle with new arrays would compile everything twice.
-  arrays = jax.tree.map(lambda a: jax.device_put(np.asarray(a)), arrays)
+  arrays = jax.tree.map(_uncommitted, arrays)  # As freshly trained arrays are.
   return Bundle(
       model_name=model_name,
       model_kwargs=model_kwargs,

@@ -38,7 +38,8 @@ from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR
-from mnemonic_jax.checkpointing.trees import _abstract, _is_key_dtype, _tree_mismatch
+from mnemonic_jax.checkpointing.trees import (_abstract, _is_key_dtype, _tree_mismatch,
+                                              _uncommitted)
 
 TRAIN_FORMAT = "mnemonic-jax-train"
 TRAIN_VERSION = 1
@@ -197,19 +198,12 @@ class TrainCheckpoint(NamedTuple):
 
 def _uncommit_unplaced(state: PyTree, abstract_state: PyTree) -> PyTree:
   """``state`` with the leaves ``abstract_state`` did not place (no sharding, or an
-  uncommitted array) uncommitted, as a fresh state's are: Orbax returns arrays committed to
-  a device, and jit compiles a program again for the other kind, so a resumed state beside
-  fresh arrays would compile every program twice."""
+  uncommitted array) uncommitted, as a fresh state's are (:func:`trees._uncommitted`)."""
 
   def leaf(value, like):
     placed = (isinstance(getattr(like, "sharding", None), jax.sharding.Sharding)
               and getattr(like, "committed", True))
-    if placed or not isinstance(value, jax.Array):
-      return value
-    if _is_key_dtype(value.dtype):  # Typed PRNG keys stay typed.
-      data = jax.device_put(np.asarray(jax.random.key_data(value)))
-      return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
-    return jax.device_put(np.asarray(value))
+    return value if placed else _uncommitted(value)
 
   return jax.tree.map(leaf, state, abstract_state)
 

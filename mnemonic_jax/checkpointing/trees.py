@@ -61,6 +61,20 @@ def _tree_mismatch(actual: PyTree, expected: PyTree) -> str | None:
   return "; ".join(problems) or None
 
 
+def _uncommitted(value: Any) -> Any:
+  """A restored array as a fresh one is: uncommitted (typed PRNG keys stay typed).
+
+  Orbax returns arrays committed to a device, and jit compiles a program again for the
+  other kind, so restored arrays beside fresh ones would compile every program twice.
+  """
+  if not isinstance(value, jax.Array):
+    return value
+  if _is_key_dtype(value.dtype):
+    data = jax.device_put(np.asarray(jax.random.key_data(value)))
+    return jax.random.wrap_key_data(data, impl=jax.random.key_impl(value))
+  return jax.device_put(np.asarray(value))
+
+
 def _abstract(tree: PyTree) -> PyTree:
   """Abstract restore target: ShapeDtypeStructs placed on the default device if unplaced.
 
