@@ -216,6 +216,10 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
   largest = float(jnp.finfo(narrowest).max)
   values = []
   for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+    if isinstance(value, str) and value == "auto":  # Resolved before, where it is taken.
+      raise errors.BadRequestType(
+          f"{name}='auto' asks for the paper's move and its data-free search of the lambdas "
+          "(move='paper', or 'auto' for both lambdas of forget); Algorithm 2 takes numbers")
     if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
       raise errors.BadRequestType(f"{name} must be a positive number or 'auto', got {value!r}")
     try:

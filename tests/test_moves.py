@@ -293,6 +293,8 @@ def test_moves_refuse_options_they_do_not_have_and_bad_values():
     moves.Bias(grid=())
   with pytest.raises(ValueError, match="must be a positive"):
     moves.Algorithm2(lambda1=-1.0, lambda2=1.0)
+  with pytest.raises(TypeError, match="lambda1='auto' asks for the paper's move"):
+    moves.Algorithm2(lambda1="auto", lambda2=1.0)
   with pytest.raises(ValueError, match="strategy"):
     moves.Paper(strategy="greedy")
   assert not {f.name for f in dataclasses.fields(moves.Bias)} & {"microbatch_size", "mesh"}
