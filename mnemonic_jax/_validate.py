@@ -149,7 +149,7 @@ def _finite_flags(tree):
   return jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)])
 
 
-def _on_host(x: Any) -> bool:
+def on_host(x: Any) -> bool:
   """Whether ``x`` is in host memory: NumPy, a Python number, or a jax.Array on CPUs."""
   if isinstance(x, (np.ndarray, np.generic, float, int, complex)):
     return True
@@ -157,7 +157,7 @@ def _on_host(x: Any) -> bool:
           and all(d.platform == "cpu" for d in x.devices()))
 
 
-def _isfinite_on_host(x: Any) -> np.ndarray:
+def isfinite_on_host(x: Any) -> np.ndarray:
   """``np.isfinite`` of ``x`` copied to the host (bfloat16 and float8 read as float32)."""
   x = np.asarray(x)
   if jnp.issubdtype(x.dtype, jnp.floating) and x.dtype not in (np.float16, np.float32,
@@ -184,14 +184,14 @@ def finite(**named: PyTree) -> None:
   if not leaves:
     return
   arrays = [x for _, _, x in leaves]
-  if all(_on_host(x) for x in arrays):  # Read in place: no program to compile.
-    flags = [bool(_isfinite_on_host(x).all()) for x in arrays]
+  if all(on_host(x) for x in arrays):  # Read in place: no program to compile.
+    flags = [bool(isfinite_on_host(x).all()) for x in arrays]
   else:
     with jax.ensure_compile_time_eval():  # Concrete even inside the caller's jit.
       flags = np.asarray(_finite_flags(arrays))  # One transfer.
   for (name, path, leaf), ok in zip(leaves, flags):
     if not ok:
-      count = int(np.size(leaf) - _isfinite_on_host(leaf).sum())
+      count = int(np.size(leaf) - isfinite_on_host(leaf).sum())
       raise errors.BadRequest(
           f"{name}{jax.tree_util.keystr(path)} holds {count} non-finite value(s) (NaN or "
           "inf); every result computed from it would be meaningless: pass finite values")

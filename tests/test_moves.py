@@ -370,8 +370,12 @@ def test_met_is_judged_against_the_codes_before_the_whole_move(tanh_model):
   assert fine.met is True
 
 
-def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_sums():
+@pytest.mark.parametrize("on_host", [True, False])
+def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_sums(
+    monkeypatch, on_host):
+  from mnemonic_jax import _validate  # pylint: disable=import-outside-toplevel
   from mnemonic_jax.forgetting.moves import stepping
+  monkeypatch.setattr(_validate, "on_host", lambda x: on_host)  # In place, or jitted.
   logits = np.random.default_rng(0).normal(size=(6, 6)).astype(np.float32)
   logits[2, :2] = logits[2, 2] = 5.0  # A tie for the top logit: argmax takes the first.
   in_f = np.array([False, True, True, False, False, False])
@@ -384,6 +388,19 @@ def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_s
   huge = {"w": jnp.full((4,), 3e38, jnp.float32)}  # Finite entries, an infinite sum.
   assert not primitives.sums_finite(huge) and primitives.finite(huge) is True
   assert primitives.finite({"w": jnp.array([1.0, jnp.inf])}) is False
+
+
+def test_algorithm2_refuses_a_step_that_overflows_the_parameters(sigmoid_model):
+  """Finite parameters and lambdas whose step takes entries past the largest float32: the
+  kept candidate is checked on the host (no program of its own) and refused by name."""
+  apply_fn, params, codes = sigmoid_model
+  codes = codes.at[:, 0].set(0.0)  # Input 0 is always 0: its weights never reach a logit.
+  kernel = params["Dense_0"]["kernel"]
+  row = jnp.where(jnp.arange(kernel.shape[1]) % 2 == 0, 3.3e38, -3.3e38)
+  params = {**params, "Dense_0": {**params["Dense_0"], "kernel": kernel.at[0].set(row)}}
+  mj.forget(apply_fn, params, codes, FORGET, 1e-3, 10.0)  # A small step is kept.
+  with pytest.raises(errors.BadRequest, match="made parameters non-finite"):
+    mj.forget(apply_fn, params, codes, FORGET, 1e38, 1e38)
 
 
 def test_the_head_is_found_once_per_model_and_parameter_structure(monkeypatch):

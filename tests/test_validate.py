@@ -192,7 +192,7 @@ def test_unlearn_data_refuses_bad_class_ids_and_labels(classes, labels_as, error
 @pytest.mark.parametrize("on_host", [True, False])
 def test_finite_reads_host_arrays_in_place_and_others_in_one_program(monkeypatch, on_host):
   from mnemonic_jax import _validate  # pylint: disable=import-outside-toplevel
-  monkeypatch.setattr(_validate, "_on_host", lambda x: on_host)
+  monkeypatch.setattr(_validate, "on_host", lambda x: on_host)
   _validate.finite(a=np.ones(3), b=jnp.ones(3, jnp.bfloat16), c={"d": jnp.ones((2, 2))})
   for bad in (np.array([1.0, np.nan]), jnp.array([np.inf, 1.0, -np.inf], jnp.bfloat16)):
     with pytest.raises(mj.errors.BadRequest, match=r"c\['d'\] holds \d non-finite"):

@@ -267,8 +267,15 @@ def sums_finite(tree: PyTree) -> jax.Array:
 
 
 def finite(tree: PyTree, sums_are_finite: bool | None = None) -> bool:
-  """Whether every entry of ``tree`` is finite, on the host: :func:`sums_finite` (given, or
-  run jitted), and :func:`all_finite` only when a sum is not finite."""
+  """Whether every entry of ``tree`` is finite, as a host bool.
+
+  Arrays in host memory (NumPy, or jax.Arrays on CPU devices) are read in place, so no
+  program is compiled; elsewhere :func:`sums_finite` (given, or run jitted) decides, and
+  :func:`all_finite` runs only when a sum is not finite.
+  """
+  leaves = jax.tree.leaves(tree)
+  if sums_are_finite is None and all(map(_validate.on_host, leaves)):
+    return all(bool(_validate.isfinite_on_host(x).all()) for x in leaves)
   if sums_are_finite is None:
     sums_are_finite = bool(_sums_finite(tree))
   return bool(sums_are_finite) or bool(_all_finite(tree))

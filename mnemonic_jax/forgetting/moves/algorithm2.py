@@ -52,18 +52,17 @@ class Algorithm2Details:
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
 def _algorithm2(apply_fn, params, codes, in_forget, in_remain, lambdas, *, microbatch_size,
                 method, mesh):
-  """``(alpha, (plus, minus), logits, sums_finite)``: the step sizes, both candidates of
-  eq. (5), the codes' logits of the parameters before, ``+`` and ``-`` (``(3, C, C)``) and
-  whether each candidate's sums are finite (``(2,)``). The choice is made on the host, so
-  no second program is compiled for the chosen step."""
+  """``(alpha, (plus, minus), logits)``: the step sizes, both candidates of eq. (5) and the
+  codes' logits of the parameters before, ``+`` and ``-`` (``(3, C, C)``). The choice, and
+  the check that the kept candidate is finite, are made on the host, so no second program
+  is compiled for the chosen step."""
   f_forget, f_remain = fisher_lib.masked_class_fishers(
       apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
       microbatch_size=microbatch_size, method=method, mesh=mesh)
   eta = prim.fisher_ratio(f_forget, f_remain)
   alpha, plus, minus = prim.candidates(params, eta, *lambdas)
   logits = jnp.stack([apply_fn(p, codes).astype(jnp.float32) for p in (params, plus, minus)])
-  return alpha, (plus, minus), logits, jnp.stack([prim.sums_finite(plus),
-                                                  prim.sums_finite(minus)])
+  return alpha, (plus, minus), logits
 
 
 @register
@@ -97,7 +96,7 @@ class Algorithm2(Move):
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)
-    alpha, (plus, minus), logits, sums_finite = _algorithm2(
+    alpha, (plus, minus), logits = _algorithm2(
         request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
         (np.float32(lambda1), np.float32(lambda2)), microbatch_size=self.microbatch_size,
         method=self.method, mesh=self.mesh)
@@ -107,7 +106,7 @@ class Algorithm2(Move):
         (s_plus.criterion == s_minus.criterion)
         & (s_plus.forget_margin < s_minus.forget_margin)))
     new = plus if take_plus else minus
-    if not prim.finite(new, bool(np.asarray(sums_finite)[0 if take_plus else 1])):
+    if not prim.finite(new):
       raise errors.BadRequest(f"lambda1={lambda1:g}, lambda2={lambda2:g} made parameters "
                               "non-finite (NaN or inf); use smaller lambdas")
     after, rejected = (s_plus, s_minus) if take_plus else (s_minus, s_plus)
