@@ -81,6 +81,10 @@ def worker(argv):
                     batch_stats=state.batch_stats, codes=np.asarray(codes), num_classes=10,
                     input_shape=(8, 8, 1), mean=tuple(train.info.mean),
                     std=tuple(train.info.std))
+  elif mode == "preempt":  # The workflow alone, no periodic save: see the test.
+    workflow.train(_tiny_config(int(os.environ["MULTIHOST_EPOCHS"]), checkpoint_every=10**6),
+                   argv[6], progress=False, mesh=mesh)
+    return
   else:  # "train": the workflow (collective checkpoints, files written by process 0).
     start = {}
     fit = training.fit
@@ -311,6 +315,27 @@ def test_two_processes_workflow_train_writes_once_and_resumes_after_a_kill(refer
   steps = [line["step"] for line in lines]
   assert steps == sorted(set(steps)), steps
   assert (workdir / "bundle").is_dir()
+
+
+@pytest.mark.slow
+def test_two_processes_save_when_one_is_told_of_preemption(tmp_path):
+  """SIGTERM to one process (a scheduler's preemption notice) mid-run: both save the same
+  step at their next save check, though they check every 100 steps (log_every 100, no
+  periodic save), and then finish. JAX's preemption sync matches consecutive query ids,
+  which Orbax's step numbers are not when checks are 100 steps apart."""
+  env = dict(os.environ, MULTIHOST_EPOCHS="60")  # 60 x 22 = 1320 steps.
+  workdir = tmp_path / "run"
+  procs = _start("preempt", 2, 1, tmp_path / "preempt", workdir, env=env)
+  metrics = workdir / "metrics.jsonl"
+  deadline = time.time() + 300
+  while time.time() < deadline and not (metrics.is_file() and metrics.read_text().strip()):
+    assert all(p.poll() is None for p in procs), [p.communicate()[0][-2000:] for p in procs]
+    time.sleep(0.05)
+  procs[1].send_signal(signal.SIGTERM)
+  _wait(procs)
+  steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
+  assert len(steps) == 2 and steps[-1] == 1320, steps  # The preemption save, the last step.
+  assert steps[0] % 100 == 0 and 100 <= steps[0] < 1320, steps
 
 
 @pytest.mark.slow

@@ -208,6 +208,30 @@ def _uncommit_unplaced(state: PyTree, abstract_state: PyTree) -> PyTree:
   return jax.tree.map(leaf, state, abstract_state)
 
 
+class _PreemptionCountedByCall(ocp.CheckpointManager):
+  """A ``CheckpointManager`` that asks the preemption service by call, not by step.
+
+  JAX's preemption sync (``jax.experimental.multihost_utils.reached_preemption_sync_point``,
+  over XLA's ``PreemptionSyncManager``) expects one query per training step with
+  consecutive ids: on a notice (SIGTERM to any process) it takes the largest id the
+  processes last reported and returns True only for exactly that id plus one. Orbax passes
+  the step number, so a loop that asks every ``k > 1`` steps (``fit``'s ``on_step_every``)
+  never meets that id and never saves on preemption. Here each new step asked about
+  counts as the next id, the same on every process (they ask about the same steps), so
+  the preemption save comes at the next save check after the notice, whatever the gap
+  between checks.
+  """
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self._asked_step, self._calls = None, 0
+
+  def reached_preemption(self, step: int) -> bool:
+    if step != self._asked_step:  # should_save and save ask about the same step twice.
+      self._asked_step, self._calls = step, self._calls + 1
+    return super().reached_preemption(self._calls)
+
+
 class TrainCheckpointer:
   """Periodic training checkpoints with resume, over ``ocp.CheckpointManager``.
 
@@ -266,7 +290,7 @@ class TrainCheckpointer:
     distributed.barrier("mnemonic_jax.train_checkpointer.cleaned")
     # Orbax's default policy (from save_interval_steps) also saves the first step of a
     # fresh run whatever its number; an explicit policy keeps "multiples of save_every"
-    # exact (plus saves on a preemption signal).
+    # exact (plus saves on a preemption signal: see _PreemptionCountedByCall).
     policy = save_policy_lib.AnySavePolicy([
         save_policy_lib.FixedIntervalPolicy(save_every),
         save_policy_lib.PreemptionCheckpointingPolicy(),
@@ -278,7 +302,7 @@ class TrainCheckpointer:
         cleanup_tmp_directories=False,  # Done above, before the manager opens.
         enable_async_checkpointing=async_save,
     )
-    self._manager = ocp.CheckpointManager(
+    self._manager = _PreemptionCountedByCall(
         self.directory,
         options=options,
         item_handlers={_STATE: ocp.StandardCheckpointHandler(),
