@@ -59,6 +59,9 @@ SCRATCH = pathlib.Path("runs/bench_cli")
 KINDS = ("no cache", "first run", "second run")
 #: JAX's own start, nothing of mnemonic-jax: what any ``mnemonic-jax`` run takes at least.
 JAX_START = "import jax; jax.numpy.zeros(1).block_until_ready()"
+#: Part of JAX's start: its dtypes library's import beyond NumPy's (setup.cfg keeps
+#: ml_dtypes under 0.7, whose import registers its ufunc loops for 0.5 s).
+DTYPES_START = ("import numpy", "import ml_dtypes")
 
 
 def command(*args: str) -> list[str]:
@@ -125,12 +128,19 @@ def floor_lines(med: dict, checkpoints: dict, threads: list[int]) -> list[str]:
   """JAX's own start beside the reference's load-forget-save: the lowest ratio possible."""
   jax_start = med[("", "jax", "")]
   line = f"JAX's own start (`python -c '{JAX_START}'`, nothing of mnemonic-jax): {jax_start:.2f} s"
+  dtypes = med[("", DTYPES_START[1], "")] - med[("", DTYPES_START[0], "")]
+  line += f" (ml_dtypes {_version('ml_dtypes')}'s import beyond NumPy's: {dtypes:.2f} s)"
   refs = [f"{jax_start / med[(name, f'PyTorch, {bc.threads(n)}', '')]:.2f} of the "
           f"transcription's load-forget-save ({name}, {bc.threads(n)})"
           for name in checkpoints for n in threads]
   if refs:
     line += ": " + "; ".join(refs) + ". No `mnemonic-jax` run can go below these ratios"
   return [line + ".", ""]
+
+
+def _version(distribution: str) -> str:
+  import importlib.metadata  # pylint: disable=import-outside-toplevel
+  return importlib.metadata.version(distribution)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -222,7 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         group()
       for flag in ("--help", "--version"):
         times.setdefault(("", flag, ""), []).append(timed(command(flag)))
-      times.setdefault(("", "jax", ""), []).append(timed([sys.executable, "-c", JAX_START]))
+      for code in (JAX_START, *DTYPES_START):
+        times.setdefault(("", "jax" if code == JAX_START else code, ""), []).append(
+            timed([sys.executable, "-c", code]))
 
   med = {key: statistics.median(values) for key, values in times.items()}
   ratios = bc.Ratios()
