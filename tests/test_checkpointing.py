@@ -362,6 +362,27 @@ def test_train_checkpointer_save_every_and_errors(tmp_path):
       ckpt.save(6, {"w": np.ones(3, np.float32)}, {"f": object()})
 
 
+def test_train_checkpointer_asks_the_preemption_service_with_consecutive_ids(tmp_path,
+                                                                            monkeypatch):
+  """Save checks 100 steps apart reach JAX's preemption sync as ids 1, 2, 3 (it only
+  matches the id after the largest reported); a step asked twice keeps its id. The
+  preemption sync itself, over 2 processes: tests/test_multihost.py (slow)."""
+  asked = []
+
+  def reached(self, step):  # The service: preemption noticed after id 2, sync point 3.
+    asked.append(step)
+    return step == 3
+
+  monkeypatch.setattr(ocp.CheckpointManager, "reached_preemption", reached)
+  with TrainCheckpointer(tmp_path / "run", save_every=1000, async_save=False) as ckpt:
+    state = {"w": np.ones(3, np.float32)}
+    assert not ckpt.should_save(100) and not ckpt.should_save(200)
+    assert ckpt.should_save(300) and ckpt.save(300, state)  # The same step: the same id.
+    assert not ckpt.should_save(400)
+    assert ckpt.all_steps() == [300]
+  assert set(asked) == {1, 2, 3, 4} and asked == sorted(asked), asked
+
+
 def test_killed_run_leaves_last_complete_checkpoint(tmp_path):
   run = tmp_path / "run"
   child = textwrap.dedent(f"""
