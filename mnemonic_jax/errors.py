@@ -44,6 +44,11 @@ class BadConfig(MnemonicJaxError, ValueError):
   """A config file that does not load, or a field that is unknown, missing or invalid."""
 
 
+class TrainingDiverged(BadConfig):
+  """Training whose loss became NaN or inf (a learning rate too large, most often): the
+  config, not the code, is at fault."""
+
+
 class BadEnvironment(MnemonicJaxError, RuntimeError):
   """The machine, not the input: JAX cannot start the platform it is told to use, or the
   operating system refuses a write (a full disk, a quota, a read-only file system).
@@ -51,4 +56,4 @@ class BadEnvironment(MnemonicJaxError, RuntimeError):
 
 
 __all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
-           "BadRequestType", "MnemonicJaxError"]
+           "BadRequestType", "MnemonicJaxError", "TrainingDiverged"]

@@ -591,6 +591,18 @@ def test_library_train_validates_before_writing(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_a_diverging_train_stops_with_one_line_and_writes_no_bundle(tmp_path):
+  """A learning rate that makes the loss NaN or inf: the run stops at its next check (every
+  100 steps here) with exit 2 and one line naming the fix; no bundle is written (before,
+  it trained to the end, saved a NaN checkpoint and only then refused the bundle)."""
+  workdir = tmp_path / "run"
+  result = run("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
+               "--config.epochs=30", "--config.learning_rate=1e9", "--workdir", workdir, "-q")
+  assert_refused(result, "training diverged: the mean loss of steps 1-100 is")
+  assert "lower config.learning_rate (now 1000000000.0) and run again" in result.stderr
+  assert not (workdir / "bundle").exists() and not list((workdir / "train").iterdir())
+
+
 # --------------------------------------------------------------------------------------
 # Fault 6: one train run per workdir.
 

@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 
@@ -81,3 +83,24 @@ def test_a_move_that_lost_remaining_codes_is_warned_with_what_fell():
   assert "fell from 100.0% to 88.9%" in other and "--move bias" not in other
   fallback = workflow.forget_warnings({**request, "fallback": "guard"})[0]
   assert fallback.startswith("no step met the move's rule") and "guard gave way" in fallback
+
+
+def test_a_diverging_run_stops_at_the_check_and_keeps_its_last_good_checkpoint(tmp_path):
+  """A learning rate of 1e9: the loss is finite for a few steps, then NaN or inf; with a
+  check and a save every step the run stops at the first bad step, saves none of it, and
+  the step before stays the last, complete and finite checkpoint. No bundle is written."""
+  from mnemonic_jax import checkpointing, errors  # pylint: disable=import-outside-toplevel
+  config = tiny_config(learning_rate=1e9, checkpoint_every=1, log_every=1)
+  with pytest.raises(errors.TrainingDiverged) as raised:
+    workflow.train(config, tmp_path, progress=False)
+  found = re.search(r"loss of steps (\d+)-\1 is (nan|inf).*new workdir.*step (\d+)\)$",
+                    str(raised.value))
+  assert found, raised.value
+  bad, last = int(found.group(1)), int(found.group(3))
+  assert 1 < bad < 22 and last == bad - 1  # 22 steps an epoch: stopped at the first bad.
+  with checkpointing.TrainCheckpointer(tmp_path / "train") as ckpt:
+    assert ckpt.all_steps()[-1] == last
+  assert not (tmp_path / "bundle").exists()
+  # The kept step is whole: the same config resumes from it and stops at the same step.
+  with pytest.raises(errors.TrainingDiverged, match=f"steps {bad}-{bad} .* step {last}\\)$"):
+    workflow.train(config, tmp_path, progress=False)

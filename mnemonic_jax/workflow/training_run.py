@@ -98,6 +98,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
       the workdir holds a run of another config, or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
+    TrainingDiverged: the mean loss between two checks (every gcd(``log_every``,
+      ``checkpoint_every``) steps) is NaN or inf. The run stops there; those steps are not
+      saved, and the last checkpoint stays the last complete save.
   """
   workdir = _validate.path(workdir, "workdir").absolute()
   configs.validate_config(config)
@@ -138,14 +141,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   pretrained = None
   if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
-  with _run_lock(workdir):  # One run per workdir; a second is refused.
+  with _run_lock(workdir), contextlib.ExitStack() as stack:  # One run per workdir.
     # What killed runs left: staging directories of the bundle whose process is gone (the
     # checkpointer removes unfinished steps itself when it opens).
     if jax.process_index() == 0:
       checkpointing.remove_stale_staging(workdir / "bundle")
     distributed.barrier("mnemonic_jax.train.cleaned")
     save_every = config.get("checkpoint_every", 500)
-    ckpt = checkpointing.TrainCheckpointer(train_dir, save_every=save_every)
+    ckpt = stack.enter_context(checkpointing.TrainCheckpointer(train_dir, save_every=save_every))
     state = None
     resume_step = None
     if ckpt.latest_step() is not None:
@@ -172,13 +175,13 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
 
     def save(step, state, step_metrics):  # step_metrics: the means since save's previous call.
       nonlocal previous
-      window.add_means(step_metrics, step - previous)  # On the device: no wait.
+      _check_finite(step_metrics, previous, step, ckpt, config)  # Before any log or save.
+      window.add_means(step_metrics, step - previous)
       previous = step
       if (step % log_every == 0 or step == total) and jax.process_index() == 0:
-        # Reading the metrics waits for them.
         log.write(step, window.mean(), epoch=round(step / steps_per_epoch, 4),
                   seconds=round(time.perf_counter() - start, 3))
-      if step == total or ckpt.should_save(step):  # Only then wait for the metrics.
+      if step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
         ckpt.save(step, state, metadata, force=step == total)
 
@@ -189,8 +192,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
           on_step_every=math.gcd(log_every, save_every), progress=progress)
     finally:
       log.close()
-    ckpt.wait_until_finished()
-    ckpt.close()
+    stack.close()  # Waits for the last saves (on an error too, as the stack unwinds).
     if several:
       state = parallel.to_local(state)
     bundle = Bundle(
@@ -200,6 +202,23 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
     checkpointing.save_bundle(workdir / "bundle", bundle, force=True)  # Process 0 writes.
   return bundle
+
+
+def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
+                  ckpt: checkpointing.TrainCheckpointer, config: Mapping[str, Any]) -> None:
+  """Raises TrainingDiverged if the mean loss of steps ``previous + 1 .. step`` is NaN or
+  inf (reading it waits for those steps: once per check, every process alike)."""
+  loss = float(metrics["loss"])
+  if math.isfinite(loss):
+    return
+  ckpt.wait_until_finished()  # The last checkpoint named is complete on disk.
+  last = ckpt.latest_step()
+  then = ("run again" if last is None else  # A checkpoint resumes only its own config.
+          f"train into a new workdir (the last checkpoint here is step {last})")
+  raise errors.TrainingDiverged(
+      f"training diverged: the mean loss of steps {previous + 1}-{step} is {loss}; stopped "
+      f"without saving them; lower config.learning_rate (now {config.get('learning_rate')}) "
+      f"and {then}")
 
 
 class _NoLog:
