@@ -24,6 +24,7 @@ def test_bench_all_tiny_forget_writes_the_report(tmp_path):
   text = pathlib.Path(out).read_text()
   assert "## Every ratio" in text and "## bench_forget" in text
   assert "Machine:" in text and "Load average at the start" in text
+  assert "## What a kernel costs to compile" in text and "fused kernels" in text
   if bench_common.torch_available():
     assert "no code of the published reference implementation was copied" in text
     assert "| bench_forget | mj.forget, fixed lambdas, later calls" in text
