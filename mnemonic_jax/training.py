@@ -486,7 +486,9 @@ def fit(
       never waits for the device, so the bar costs no device sync).
 
   Returns:
-    ``(state, last_metrics)``: the last step's own metrics (not a mean over steps).
+    ``(state, last_metrics)``: the last step's own metrics (not a mean over steps). A loss
+    that became NaN or inf does not stop :func:`fit` (checking would wait for the device);
+    ``on_step`` can, as :func:`mnemonic_jax.workflow.train` does (``TrainingDiverged``).
 
   Raises:
     BadRequestType: the model's ``__call__`` takes no ``train`` keyword.
