@@ -255,8 +255,8 @@ def jax_alone(name: str, shape, repeats: int, **kwargs) -> list[dict]:
   later = warm(lambda i: lambda: fixed(i % 10, 1e-3 * i), repeats, "forget (fixed)")
   request = forgetting.validate_request(apply_fn, params, codes, [0])
   scores = functools.partial(
-      algorithm2._algorithm2, request.apply_fn, params, request.codes,
-      request.in_forget, request.in_remain, microbatch_size=None, method="auto", mesh=None)
+      algorithm2._algorithm2, request.apply_fn, params, request.codes, request.fisher_weights,
+      microbatch_size=None, method="auto", mesh=None)
 
   def algorithm2_programs(lambdas):  # The Fisher, the candidates and their codes' logits.
     return scores(lambdas)
@@ -319,7 +319,7 @@ def kernel_cost_lines() -> list[str]:
   request = forgetting.validate_request(mj.inference_apply_fn(model, {}), params, codes, [0])
   jax.clear_caches()
   seconds, kernels = compile_seconds(algorithm2._algorithm2.lower(
-      request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
+      request.apply_fn, params, request.codes, request.fisher_weights,
       (np.float32(LAMBDAS[0]), np.float32(LAMBDAS[1])), microbatch_size=None, method="auto",
       mesh=None))
   return ["## What a kernel costs to compile", "",

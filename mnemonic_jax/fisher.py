@@ -27,7 +27,7 @@ Two ways to compute it:
 """
 
 import functools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 import chex
 import jax
@@ -165,48 +165,57 @@ def class_fishers(
   if num_classes != codes.shape[0]:
     _validate.model_outputs(apply_fn, params, codes, codes.shape[0])  # Raises.
   forget, exclude = _validate.forget_request(forget, num_classes, exclude)
-  in_forget, in_remain = class_masks(forget, exclude, num_classes)
-  counts = np.array([in_forget.sum(), in_remain.sum()], np.float32)
-  weights = (np.stack([in_forget, in_remain]) / counts[:, None]).astype(np.float32)
-  return _run_fisher(apply_fn, params, codes, np.arange(num_classes), weights,
-                     (np.float32(eps) / counts).astype(np.float32), microbatch_size,
-                     loss_fn=loss_fn, method=method, mesh=mesh)
+  weights = class_weights(*class_masks(forget, exclude, num_classes), eps)
+  return _run_fisher(apply_fn, params, codes, np.arange(num_classes), weights.weights,
+                     weights.offsets, microbatch_size, loss_fn=loss_fn, method=method,
+                     mesh=mesh)
 
 
-def start_at(fisher: PyTree, eps: Any, mask: chex.Array) -> PyTree:
-  """A class mean ``sum / n`` as the reference accumulates it: ``(eps + sum) / n``."""
-  return jax.tree.map(lambda f: f + eps / jnp.sum(mask), fisher)
+class ClassWeights(NamedTuple):
+  """The weights of the forgotten and remaining classes' Fisher means (Algorithm 2, steps
+  1-2), computed on the host so that no program spends kernels on them.
+
+  Attributes:
+    weights: ``(2, C)`` float32; row 0 is ``in_forget / n_forget``, row 1
+      ``in_remain / n_remain``.
+    offsets: ``(2,)`` float32, ``eps / n`` of each: the reference implementation starts
+      its accumulators at ``eps``, so its Fishers are ``(eps + sum_c g_c ** 2) / n``.
+  """
+
+  weights: np.ndarray
+  offsets: np.ndarray
 
 
-def class_weights(in_forget: chex.Array, in_remain: chex.Array) -> jax.Array:
-  """Weights ``(2, C)`` of the forgotten and remaining codes' means (traceable)."""
-  weights = jnp.stack([in_forget / jnp.sum(in_forget), in_remain / jnp.sum(in_remain)])
-  return weights.astype(jnp.float32)
+def class_weights(in_forget: np.ndarray, in_remain: np.ndarray, eps: float = 0.0
+                  ) -> ClassWeights:
+  """:class:`ClassWeights` of boolean class masks ``(C,)`` (host NumPy, float32)."""
+  masks = np.stack([np.asarray(in_forget, bool), np.asarray(in_remain, bool)])
+  counts = masks.sum(axis=1).astype(np.float32)
+  return ClassWeights((masks / counts[:, None]).astype(np.float32),
+                      (np.float32(eps) / counts).astype(np.float32))
 
 
-def masked_class_fishers(
+def weighted_class_fishers(
     apply_fn: ApplyFn,
     params: PyTree,
     codes: chex.Array,
-    in_forget: chex.Array,
-    in_remain: chex.Array | None = None,
+    weights: ClassWeights,
     *,
-    eps: Any = 0.0,
     microbatch_size: int | None = None,
     loss_fn: LossFn = cross_entropy,
     method: str = "auto",
     mesh: Mesh | None = None,
 ) -> tuple[PyTree, PyTree]:
-  """:func:`class_fishers` with the classes as boolean masks ``(C,)``, for use under jit.
+  """:func:`class_fishers` with the classes as :class:`ClassWeights`, for use under jit.
 
-  ``in_remain`` defaults to ``~in_forget``. Unchecked: the caller validates.
+  Returns ``(f_forget, f_remain)``, ``offsets[k] + sum_c weights[k, c] * g_c ** 2`` with
+  code ``c`` labelled ``c``. Unchecked: the caller validates.
   """
-  in_remain = ~in_forget if in_remain is None else in_remain
-  f_forget, f_remain = weighted_squared_gradients(
-      apply_fn, params, codes, jnp.arange(codes.shape[0]),
-      class_weights(in_forget, in_remain), microbatch_size, loss_fn=loss_fn,
-      method=method, mesh=mesh)
-  return start_at(f_forget, eps, in_forget), start_at(f_remain, eps, in_remain)
+  sums = weighted_squared_gradients(
+      apply_fn, params, codes, jnp.arange(codes.shape[0]), weights.weights, microbatch_size,
+      loss_fn=loss_fn, method=method, mesh=mesh)
+  return tuple(jax.tree.map(lambda f, k=k: f + weights.offsets[k], s)
+               for k, s in enumerate(sums))
 
 
 def class_masks(forget: Sequence[int], exclude: Sequence[int], num_classes: int

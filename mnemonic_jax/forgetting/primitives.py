@@ -192,6 +192,8 @@ class Request(NamedTuple):
     classes: the forgotten classes, sorted.
     exclude: classes neither forgotten nor remaining, sorted.
     in_forget, in_remain: boolean masks ``(C,)`` of the forgotten and remaining classes.
+    fisher_weights: the weights of their codes' Fisher means, started at :data:`EPS` as
+      the reference (:func:`mnemonic_jax.fisher.weighted_class_fishers`).
   """
 
   apply_fn: ApplyFn
@@ -200,6 +202,7 @@ class Request(NamedTuple):
   exclude: tuple[int, ...]
   in_forget: jax.Array
   in_remain: jax.Array
+  fisher_weights: fisher_lib.ClassWeights
 
 
 def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
@@ -233,7 +236,8 @@ def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
   classes, exclude = _validate.forget_request(forget, num_classes, exclude)
   _validate.finite(params=params, codes=codes)
   in_forget, in_remain = fisher_lib.class_masks(classes, exclude, num_classes)
-  return Request(as_pytree(apply_fn), codes, classes, exclude, in_forget, in_remain)
+  return Request(as_pytree(apply_fn), codes, classes, exclude, in_forget, in_remain,
+                 fisher_lib.class_weights(in_forget, in_remain, EPS))
 
 
 def candidates(params: PyTree, eta: PyTree, lambda1, lambda2

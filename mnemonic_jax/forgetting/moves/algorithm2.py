@@ -50,15 +50,15 @@ class Algorithm2Details:
 
 
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
-def _algorithm2(apply_fn, params, codes, in_forget, in_remain, lambdas, *, microbatch_size,
-                method, mesh):
+def _algorithm2(apply_fn, params, codes, fisher_weights, lambdas, *, microbatch_size, method,
+                mesh):
   """``(alpha, (plus, minus), logits)``: the step sizes, both candidates of eq. (5) and the
   codes' logits of the parameters before, ``+`` and ``-`` (``(3, C, C)``). The choice, and
   the check that the kept candidate is finite, are made on the host, so no second program
   is compiled for the chosen step."""
-  f_forget, f_remain = fisher_lib.masked_class_fishers(
-      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
-      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  f_forget, f_remain = fisher_lib.weighted_class_fishers(
+      apply_fn, params, codes, fisher_weights, microbatch_size=microbatch_size, method=method,
+      mesh=mesh)
   eta = prim.fisher_ratio(f_forget, f_remain)
   alpha, plus, minus = prim.candidates(params, eta, *lambdas)
   logits = jnp.stack([apply_fn(p, codes).astype(jnp.float32) for p in (params, plus, minus)])
@@ -97,7 +97,7 @@ class Algorithm2(Move):
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)
     alpha, (plus, minus), logits = _algorithm2(
-        request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
+        request.apply_fn, params, request.codes, request.fisher_weights,
         (np.float32(lambda1), np.float32(lambda2)), microbatch_size=self.microbatch_size,
         method=self.method, mesh=self.mesh)
     before, s_plus, s_minus = (stepping.host_scores(z, request.in_forget, request.in_remain)

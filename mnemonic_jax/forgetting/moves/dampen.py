@@ -40,7 +40,7 @@ class DampenPhase(stepping.Phase):
 
   def scores(self, params, request, ts):
     eta, _, margin, correct = stepping.prepare(
-        request.apply_fn, params, request.codes, request.in_forget, request.in_remain)
+        request.apply_fn, params, request.codes, request.in_forget, request.fisher_weights)
     before = stepping.scores_from_margins(margin, correct, request.in_forget,
                                           request.in_remain)
     grid = stepping.score_grid(request.apply_fn, params, eta, eta, request.codes,

@@ -114,7 +114,7 @@ class DirectionPhase(stepping.Phase):
 
   def scores(self, params, request, ts):
     eta, grad, margin, correct = stepping.prepare(
-        request.apply_fn, params, request.codes, request.in_forget, request.in_remain)
+        request.apply_fn, params, request.codes, request.in_forget, request.fisher_weights)
     before = stepping.scores_from_margins(margin, correct, request.in_forget,
                                           request.in_remain)
     mask = (concentrated_layers(eta) if self.concentrated

@@ -302,7 +302,8 @@ def _full_search(fisher, params, request, candidates, rule, chunk):
   l1, l2, sign = candidates
   eta, before, scores, size, max_move = _full_program(
       request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
-      *(np.asarray(v, np.float32) for v in (l1, l2, sign)), chunk=chunk, **fisher)
+      request.fisher_weights, *(np.asarray(v, np.float32) for v in (l1, l2, sign)),
+      chunk=chunk, **fisher)
   host = lambda v: np.asarray(v, np.float64)
   grid_scores = GridScores(
       lambda1=l1, lambda2=l2, sign=sign.astype(np.int64),
@@ -325,7 +326,8 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
   """
   l1, l2, sign = candidates
   eta, eta_max, eta_sq, margin, correct, before = _prepare_program(
-      request.apply_fn, params, request.codes, request.in_forget, request.in_remain, **fisher)
+      request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
+      request.fisher_weights, **fisher)
   eta_max, eta_sq = np.asarray(eta_max, np.float64), np.asarray(eta_sq, np.float64)
   with np.errstate(divide="ignore"):  # max eta 0: the tensor gets lambda1, as step_sizes.
     alpha = np.minimum(l1[:, None], l2[:, None] / eta_max[None])
@@ -522,13 +524,13 @@ def _score_program(apply_fn, params, eta, codes, head, num_forget, tail, tail_ma
 
 
 @functools.partial(jax.jit, static_argnames=("chunk", "microbatch_size", "method", "mesh"))
-def _full_program(apply_fn, params, codes, in_forget, in_remain, l1, l2, sign, *, chunk,
-                  microbatch_size, method, mesh):
+def _full_program(apply_fn, params, codes, in_forget, in_remain, fisher_weights, l1, l2, sign,
+                  *, chunk, microbatch_size, method, mesh):
   """``(eta, before, scores, size, max_move)``: the Fishers once, then every candidate
   ``(l1[i], l2[i], sign[i])`` scored on every code, ``lax.map`` in chunks of ``chunk``."""
-  f_forget, f_remain = fisher_lib.masked_class_fishers(
-      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
-      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  f_forget, f_remain = fisher_lib.weighted_class_fishers(
+      apply_fn, params, codes, fisher_weights, microbatch_size=microbatch_size, method=method,
+      mesh=mesh)
   eta = prim.fisher_ratio(f_forget, f_remain)
   eta_sq = jax.tree.map(lambda e: jnp.sum(jnp.square(e)), eta)
   eta_max = jax.tree.map(lambda e: jnp.max(e, initial=0.0), eta)
@@ -548,13 +550,13 @@ def _full_program(apply_fn, params, codes, in_forget, in_remain, l1, l2, sign, *
 
 
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
-def _prepare_program(apply_fn, params, codes, in_forget, in_remain, *, microbatch_size, method,
-                     mesh):
+def _prepare_program(apply_fn, params, codes, in_forget, in_remain, fisher_weights, *,
+                     microbatch_size, method, mesh):
   """eta, its per-tensor max and sum of squares, every code's margin and correctness
   before, and the scores before."""
-  f_forget, f_remain = fisher_lib.masked_class_fishers(
-      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS,
-      microbatch_size=microbatch_size, method=method, mesh=mesh)
+  f_forget, f_remain = fisher_lib.weighted_class_fishers(
+      apply_fn, params, codes, fisher_weights, microbatch_size=microbatch_size, method=method,
+      mesh=mesh)
   eta = prim.fisher_ratio(f_forget, f_remain)
   leaves = jax.tree.leaves(eta)
   margin, correct = prim.code_margins(apply_fn(params, codes), jnp.arange(codes.shape[0]))

@@ -201,11 +201,11 @@ def logits(apply_fn, params, x):
 
 
 @jax.jit
-def prepare(apply_fn, params, codes, in_forget, in_remain):
+def prepare(apply_fn, params, codes, in_forget, fisher_weights):
   """``(eta, grad m_F, margins, correct)``: the codes' Fisher ratio (eq. 6), the gradient
   of the forgotten codes' summed margin, and every code's margin and correctness."""
-  f_forget, f_remain = fisher_lib.masked_class_fishers(
-      apply_fn, params, codes, in_forget, in_remain, eps=prim.EPS)
+  f_forget, f_remain = fisher_lib.weighted_class_fishers(apply_fn, params, codes,
+                                                         fisher_weights)
   eta = prim.fisher_ratio(f_forget, f_remain)
   labels = jnp.arange(codes.shape[0])
 
