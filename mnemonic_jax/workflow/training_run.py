@@ -141,14 +141,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   pretrained = None
   if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
-  with _run_lock(workdir), contextlib.ExitStack() as stack:  # One run per workdir.
+  with _run_lock(workdir):  # One run per workdir; a second is refused.
     # What killed runs left: staging directories of the bundle whose process is gone (the
     # checkpointer removes unfinished steps itself when it opens).
     if jax.process_index() == 0:
       checkpointing.remove_stale_staging(workdir / "bundle")
     distributed.barrier("mnemonic_jax.train.cleaned")
     save_every = config.get("checkpoint_every", 500)
-    ckpt = stack.enter_context(checkpointing.TrainCheckpointer(train_dir, save_every=save_every))
+    ckpt = checkpointing.TrainCheckpointer(train_dir, save_every=save_every)
     state = None
     resume_step = None
     if ckpt.latest_step() is not None:
@@ -192,7 +192,8 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
           on_step_every=math.gcd(log_every, save_every), progress=progress)
     finally:
       log.close()
-    stack.close()  # Waits for the last saves (on an error too, as the stack unwinds).
+    ckpt.wait_until_finished()
+    ckpt.close()
     if several:
       state = parallel.to_local(state)
     bundle = Bundle(
@@ -213,6 +214,7 @@ def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
     return
   ckpt.wait_until_finished()  # The last checkpoint named is complete on disk.
   last = ckpt.latest_step()
+  ckpt.close()
   then = ("run again" if last is None else  # A checkpoint resumes only its own config.
           f"train into a new workdir (the last checkpoint here is step {last})")
   raise errors.TrainingDiverged(
