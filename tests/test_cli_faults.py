@@ -710,6 +710,38 @@ def test_workdir_lock_is_exclusive_and_released(tmp_path):
 
 
 @pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
+def test_sigterm_saves_the_train_at_its_next_check_and_the_same_command_resumes(tmp_path):
+  """A preemption notice (SIGTERM) to a one-process train that saves every 1000 steps and
+  checks every 100: it saves the step of its next check, says so in one line, exits 143,
+  and the same command resumes from that step to the end."""
+  workdir = tmp_path / "run"
+  args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
+          "--config.epochs=60", "--config.checkpoint_every=1000", "--workdir", workdir, "-q")
+  proc = subprocess.Popen(command(*args), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, env=_env(), cwd=REPO)
+  metrics = workdir / "metrics.jsonl"
+  try:
+    deadline = time.monotonic() + TIMEOUT_S
+    while not (metrics.is_file() and metrics.read_text().strip()):
+      assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+      time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=TIMEOUT_S)
+  finally:
+    proc.kill()
+  steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
+  assert proc.returncode == 143 and out == "", (proc.returncode, out, err)
+  assert len(steps) == 1 and steps[0] % 100 == 0, steps
+  assert err == (f"mnemonic-jax: error: stopped by SIGTERM: step {steps[0]} is saved in "
+                 f"{workdir / 'train'}; run the same command to resume\n"), err
+  again = run(*args)
+  assert_ok(again)
+  lines = [json.loads(line) for line in metrics.read_text().splitlines()]
+  assert lines[-1]["epoch"] == 60 and lines[-1]["step"] > steps[0], (lines[-1], steps)
+  assert (workdir / "bundle").is_dir()
+
+
+@pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path):
   workdir = tmp_path / "run"
   args = ("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",

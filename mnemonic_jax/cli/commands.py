@@ -13,10 +13,13 @@ parsed, so ``--help`` does not load JAX.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
-from collections.abc import Callable, Iterable
+import signal
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import jax
@@ -28,7 +31,9 @@ from mnemonic_jax.cli.demo import cmd_demo
 from mnemonic_jax.cli.parser import (
   DEFAULT_LAMBDA1,
   DEFAULT_LAMBDA2,
+  EXIT_TERMINATED,
   UsageError,
+  print_error,
   show_progress,
 )
 from mnemonic_jax.data import DatasetError, load_dataset
@@ -89,7 +94,12 @@ def cmd_train(args: argparse.Namespace) -> int:
   else:
     paths.check_train_paths(args.config, config, workdir)
     try:
-      bundle = workflow.train(config, workdir, progress=show_progress(args))
+      with _stop_on_sigterm() as stop:
+        bundle = workflow.train(config, workdir, progress=show_progress(args), stop=stop)
+    except workflow.RunStopped as e:
+      print_error(f"stopped by SIGTERM: step {e.step} is saved in {e.directory}; run the same "
+                  "command to resume")
+      return EXIT_TERMINATED
     except Exception as e:  # pylint: disable=broad-except  # Raised again.
       if environment.is_environment_error(e):  # A full disk: its unfinished save goes now.
         _remove_unfinished_saves(workdir)
@@ -105,6 +115,22 @@ def cmd_train(args: argparse.Namespace) -> int:
   ev = workflow.evaluate(bundle, test.images, test.labels, progress=show_progress(args))
   print(f"test accuracy: {ev.accuracy:.2f}% on {len(test)} {bundle.dataset} test images")
   return 0
+
+
+@contextlib.contextmanager
+def _stop_on_sigterm() -> Iterator[Callable[[], bool] | None]:
+  """A ``stop`` for :func:`workflow.train` that SIGTERM (a scheduler's preemption notice)
+  sets, so that the run saves at its next check and ends; the previous handler is put
+  back after. With several processes, None: JAX's preemption service saves on SIGTERM."""
+  if jax.process_count() > 1 or threading.current_thread() is not threading.main_thread():
+    yield None
+    return
+  asked = threading.Event()
+  previous = signal.signal(signal.SIGTERM, lambda signum, frame: asked.set())
+  try:
+    yield asked.is_set
+  finally:
+    signal.signal(signal.SIGTERM, previous)
 
 
 def _remove_unfinished_saves(workdir) -> None:

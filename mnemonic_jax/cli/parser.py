@@ -16,6 +16,7 @@ import json
 import math
 import pathlib
 import re
+import signal
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -25,9 +26,11 @@ from mnemonic_jax import distributed, errors
 from mnemonic_jax.cli.compilation_cache import CACHE_ENV, default_cache_hint
 
 PROG = "mnemonic-jax"
-#: Exit status of a user error (one line on stderr) and of a Ctrl-C.
+#: Exit status of a user error (one line on stderr), of a Ctrl-C, and of a `train` that a
+#: SIGTERM stopped after saving.
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 128 + signal.SIGTERM
 DEFAULT_LAMBDA1 = 1e-3
 DEFAULT_LAMBDA2 = 10.0
 DEMO_EPOCHS = 60

@@ -16,11 +16,12 @@ from mnemonic_jax.workflow.forgetting_run import (AUTO, check_lambdas, codes_rig
                                                   untrained_codes_warnings,
                                                   warnings_from_images)
 from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, RESUMABLE_CHANGES,
-                                                TRAIN_FIELDS, finished_run, fit_config,
-                                                merge_pretrained, prepare_images, to_plain,
-                                                train)
+                                                TRAIN_FIELDS, RunStopped, finished_run,
+                                                fit_config, merge_pretrained, prepare_images,
+                                                to_plain, train)
 
-__all__ = ["AUTO", "DEFAULT_LOG_EVERY", "Evaluation", "RESUMABLE_CHANGES", "TRAIN_FIELDS",
+__all__ = ["AUTO", "DEFAULT_LOG_EVERY", "Evaluation", "RESUMABLE_CHANGES", "RunStopped",
+           "TRAIN_FIELDS",
            "check_lambdas", "codes_right_before", "evaluate", "finished_run", "fit_config",
            "forget_bundle", "forget_warnings", "merge_pretrained", "predict",
            "prepare_images", "to_plain", "train", "untrained_codes_warnings",

@@ -6,7 +6,7 @@ import json
 import math
 import pathlib
 import time
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -54,8 +54,16 @@ def prepare_images(images: np.ndarray, input_shape: Sequence[int]) -> np.ndarray
   return np.pad(images, ((0, 0), (top, th - h - top), (left, tw - w - left), (0, 0)))
 
 
+class RunStopped(Exception):
+  """``train`` stopped when its ``stop`` said so, after saving its state (see ``step``)."""
+
+  def __init__(self, step: int, directory: pathlib.Path):
+    super().__init__(f"stopped at step {step}, saved in {directory}")
+    self.step, self.directory = step, directory
+
+
 def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: bool = True,
-          mesh=None) -> Bundle:
+          mesh=None, stop: Callable[[], bool] | None = None) -> Bundle:
   """Trains a model with mnemonic codes from an experiment config; resumable.
 
   The run saves its state to ``workdir/train`` every ``config.checkpoint_every`` steps
@@ -87,6 +95,11 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       saved and restored collectively by Orbax (``workdir`` on a file system every
       process sees), and process 0 alone takes the workdir's lock, writes
       ``metrics.jsonl`` and the bundle. Every process returns the bundle.
+    stop: optional, one process only: asked at every check (every gcd(``log_every``,
+      ``checkpoint_every``) steps); once it returns True the run saves that step and
+      raises :class:`RunStopped`, so that running it again resumes there. The command line
+      passes one that a SIGTERM (a scheduler's preemption notice) sets; with several
+      processes JAX's preemption service does this (:class:`TrainCheckpointer`).
 
   Returns:
     The trained bundle.
@@ -98,6 +111,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
       the workdir holds a run of another config, or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
+    RunStopped: ``stop`` returned True (the step is saved).
     TrainingDiverged: the mean loss between two checks (every gcd(``log_every``,
       ``checkpoint_every``) steps) is NaN or inf. The run stops there; those steps are not
       saved, and the last checkpoint stays the last complete save.
@@ -181,9 +195,13 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       if (step % log_every == 0 or step == total) and jax.process_index() == 0:
         log.write(step, window.mean(), epoch=round(step / steps_per_epoch, 4),
                   seconds=round(time.perf_counter() - start, 3))
-      if step == total or ckpt.should_save(step):
+      stopping = stop is not None and step < total and stop()
+      if stopping or step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
-        ckpt.save(step, state, metadata, force=step == total)
+        ckpt.save(step, state, metadata, force=step == total or stopping)
+      if stopping:
+        ckpt.close()  # Waits for the save.
+        raise RunStopped(step, train_dir)
 
     try:
       state, _ = training.fit(
