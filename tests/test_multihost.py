@@ -82,8 +82,13 @@ def worker(argv):
                     input_shape=(8, 8, 1), mean=tuple(train.info.mean),
                     std=tuple(train.info.std))
   elif mode == "preempt":  # The workflow alone, no periodic save: see the test.
-    workflow.train(_tiny_config(int(os.environ["MULTIHOST_EPOCHS"]), checkpoint_every=10**6),
-                   argv[6], progress=False, mesh=mesh)
+    try:
+      workflow.train(_tiny_config(int(os.environ["MULTIHOST_EPOCHS"]), checkpoint_every=10**6),
+                     argv[6], progress=False, mesh=mesh)
+      stopped = -1
+    except workflow.RunStopped as e:
+      stopped = e.step
+    np.savez(f"{out}.{pid}.npz", stopped=np.asarray(stopped))
     return
   else:  # "train": the workflow (collective checkpoints, files written by process 0).
     start = {}
@@ -321,8 +326,9 @@ def test_two_processes_workflow_train_writes_once_and_resumes_after_a_kill(refer
 def test_two_processes_save_when_one_is_told_of_preemption(tmp_path):
   """SIGTERM to one process (a scheduler's preemption notice) mid-run: both save the same
   step at their next save check, though they check every 100 steps (log_every 100, no
-  periodic save), and then finish. JAX's preemption sync matches consecutive query ids,
-  which Orbax's step numbers are not when checks are 100 steps apart."""
+  periodic save), and stop there (RunStopped); run again, they resume to the end. JAX's
+  preemption sync matches consecutive query ids, which Orbax's step numbers are not when
+  checks are 100 steps apart."""
   env = dict(os.environ, MULTIHOST_EPOCHS="60")  # 60 x 22 = 1320 steps.
   workdir = tmp_path / "run"
   procs = _start("preempt", 2, 1, tmp_path / "preempt", workdir, env=env)
@@ -333,9 +339,14 @@ def test_two_processes_save_when_one_is_told_of_preemption(tmp_path):
     time.sleep(0.05)
   procs[1].send_signal(signal.SIGTERM)
   _wait(procs)
+  stopped = [int(np.load(f"{tmp_path / 'preempt'}.{pid}.npz")["stopped"]) for pid in range(2)]
   steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
-  assert len(steps) == 2 and steps[-1] == 1320, steps  # The preemption save, the last step.
+  assert stopped[0] == stopped[1] and steps == [stopped[0]], (stopped, steps)  # Saved, ended.
   assert steps[0] % 100 == 0 and 100 <= steps[0] < 1320, steps
+  resumed = _run("preempt", 2, 1, tmp_path / "resumed", workdir, env=env)  # Then resumed.
+  assert [int(r["stopped"]) for r in resumed] == [-1, -1]
+  steps = sorted(int(p.name) for p in (workdir / "train").iterdir() if p.name.isdigit())
+  assert steps == [stopped[0], 1320], steps
 
 
 @pytest.mark.slow

@@ -341,6 +341,13 @@ class TrainCheckpointer:
     """Whether :meth:`save` would write ``step`` (without ``force``)."""
     return self._manager.should_save(int(step))
 
+  def preempted(self, step: int) -> bool:
+    """Whether a preemption notice reached this run (SIGTERM to any of its processes, with
+    JAX's preemption service, i.e. several processes) and ``step`` is the step every
+    process saves for it (:meth:`save` saves it without ``force``). Ask about the steps
+    :meth:`should_save` is asked about: the service counts them."""
+    return self._manager.reached_preemption(int(step))
+
   def latest_step(self) -> int | None:
     """The most recent complete step, or None if there is none."""
     return self._manager.latest_step()

@@ -98,8 +98,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     stop: optional, one process only: asked at every check (every gcd(``log_every``,
       ``checkpoint_every``) steps); once it returns True the run saves that step and
       raises :class:`RunStopped`, so that running it again resumes there. The command line
-      passes one that a SIGTERM (a scheduler's preemption notice) sets; with several
-      processes JAX's preemption service does this (:class:`TrainCheckpointer`).
+      passes one that a SIGTERM (a scheduler's preemption notice) sets. With several
+      processes, JAX's preemption service does the same on SIGTERM to any of them: every
+      process saves the same step and raises :class:`RunStopped`.
 
   Returns:
     The trained bundle.
@@ -111,7 +112,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
       the workdir holds a run of another config, or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
-    RunStopped: ``stop`` returned True (the step is saved).
+    RunStopped: ``stop`` returned True, or a preemption notice came (the step is saved).
     TrainingDiverged: the mean loss between two checks (every gcd(``log_every``,
       ``checkpoint_every``) steps) is NaN or inf. The run stops there; those steps are not
       saved, and the last checkpoint stays the last complete save.
@@ -199,7 +200,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       if stopping or step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
         ckpt.save(step, state, metadata, force=step == total or stopping)
-      if stopping:
+      if (stopping or ckpt.preempted(step)) and step < total:
         ckpt.close()  # Waits for the save.
         raise RunStopped(step, train_dir)
 
