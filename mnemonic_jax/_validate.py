@@ -80,6 +80,11 @@ def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
   if isinstance(classes, (str, bytes)):
     raise errors.BadRequestType(f"{name} must be a sequence of integer class ids, not the string "
                     f"{classes!r}; write e.g. [1, 2]")
+  if any(isinstance(c, jax.core.Tracer) for c in jax.tree.leaves(classes)):
+    raise errors.BadRequestType(
+        f"{name}: class ids must be concrete (Python ints or a NumPy array), not traced by "
+        "jax.jit, vmap or grad: they decide which codes are read; pass them from outside "
+        "the transformation")
   if np.ndim(classes) == 0:
     raise errors.BadRequestType(f"{name} must be a sequence of integer class ids, got {classes!r}; "
                     "write e.g. [3]")
@@ -120,6 +125,21 @@ def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[in
         + (f", {len(exclude)} of them excluded" if exclude else "")
         + "): at least one must remain")
   return forget, exclude
+
+
+def concrete(entry: str, **named: PyTree) -> None:
+  """Refuses traced values where ``entry`` decides on the host (e.g. ``concrete("mj.forget",
+  params=params)``).
+
+  Raises:
+    BadRequestType: a leaf of a named tree is a tracer (under jax.jit, vmap or grad).
+  """
+  for name, tree in named.items():
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(tree)):
+      raise errors.BadRequestType(
+          f"{entry} cannot run under jax.jit, jax.vmap or jax.grad ({name} is traced): it "
+          "chooses its step on the host from concrete values and jits its own programs; "
+          "call it outside the transformation")
 
 
 def labels(labels: Any, num_classes: int, *, name: str = "labels") -> None:

@@ -80,7 +80,12 @@ def mix_codes(
   Returns:
     ``(mixed, replaced)``: the batch with replaced examples swapped for codes, and the
     boolean mask ``(N,)`` of replaced examples.
+
+  Raises:
+    BadRequest: a concrete ``t_mix`` outside [0, 1] (a traced one is not checked).
   """
+  if not isinstance(t_mix, jax.core.Tracer) and not 0.0 <= float(t_mix) <= 1.0:
+    raise errors.BadRequest(f"t_mix is a probability in [0, 1], got {t_mix!r}")
   codes = jnp.asarray(codes)  # NumPy codes cannot be indexed by traced labels.
   chex.assert_rank(labels, 1)
   chex.assert_equal_shape_suffix([images, codes], codes.ndim - 1)

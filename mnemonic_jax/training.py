@@ -527,29 +527,31 @@ def fit(
   shown_at = time.monotonic()
   every = on_step_every if on_step is not None else None
   pending: tuple[Metrics, int] | None = None  # Sums since on_step's last call, and steps.
-  for epoch in range(start // spe, config.epochs):
-    batches = source.epoch(_fold_in(keys.shuffle, epoch), config.batch_size,
-                           skip=step - epoch * spe, **rows)
-    for n, call in _epoch_calls(train_step, iter(batches), step, mesh, every):
-      state, metrics, sums = call(state)
-      step += n
-      if on_step is not None:
-        pending = (sums, n) if pending is None else (_add(pending[0], sums), pending[1] + n)
-        if step % on_step_every == 0 or step == total:
-          since, steps = pending
-          on_step(step, state, metrics if steps == 1 else _divide(since, np.float32(steps)))
-          pending = None
-      bar.update(n)
-      if window is None:
-        continue
-      if n == 1:
-        window.add(metrics)
-      else:
-        window.add_sums(sums, n)
-      means = window.mean() if step == total else None  # The last: waits for the device.
-      if means is None and time.monotonic() - shown_at >= BAR_SECONDS:
-        means, shown_at = window.ready_mean(), time.monotonic()  # Never waits.
-      if means:
-        bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k in shown})
-  bar.close()
+  try:  # The bar ends its line whatever ends the loop (an error is printed after it).
+    for epoch in range(start // spe, config.epochs):
+      batches = source.epoch(_fold_in(keys.shuffle, epoch), config.batch_size,
+                             skip=step - epoch * spe, **rows)
+      for n, call in _epoch_calls(train_step, iter(batches), step, mesh, every):
+        state, metrics, sums = call(state)
+        step += n
+        if on_step is not None:
+          pending = (sums, n) if pending is None else (_add(pending[0], sums), pending[1] + n)
+          if step % on_step_every == 0 or step == total:
+            since, steps = pending
+            on_step(step, state, metrics if steps == 1 else _divide(since, np.float32(steps)))
+            pending = None
+        bar.update(n)
+        if window is None:
+          continue
+        if n == 1:
+          window.add(metrics)
+        else:
+          window.add_sums(sums, n)
+        means = window.mean() if step == total else None  # The last: waits for the device.
+        if means is None and time.monotonic() - shown_at >= BAR_SECONDS:
+          means, shown_at = window.ready_mean(), time.monotonic()  # Never waits.
+        if means:
+          bar.set_postfix({k: f"{v:.3f}" for k, v in means.items() if k in shown})
+  finally:
+    bar.close()
   return state, metrics

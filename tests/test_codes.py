@@ -57,6 +57,13 @@ def test_mixing_rate_within_binomial_tolerance(t_mix):
   np.testing.assert_array_equal(mixed[~replaced], images[~replaced])
 
 
+@pytest.mark.parametrize("t_mix", [-0.1, 1.5, float("nan")])
+def test_mix_codes_refuses_a_rate_outside_0_1(t_mix):
+  codes = mj.generate_codes(jax.random.key(0), 3, (2,))
+  with pytest.raises(mj.errors.BadRequest, match="t_mix is a probability in"):
+    mj.mix_codes(jax.random.key(1), jnp.zeros((4, 2)), jnp.arange(4) % 3, codes, t_mix)
+
+
 def test_mix_codes_takes_numpy_codes_under_jit():
   codes = np.asarray(mj.generate_codes(jax.random.key(0), 3, (2, 2, 1)))
   images, labels = jnp.zeros((4, 2, 2, 1)), jnp.array([0, 1, 2, 1])

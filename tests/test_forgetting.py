@@ -170,6 +170,25 @@ def test_forget_bad_input(kwargs, error, message):
     mj.forget(apply_fn, params, codes, **kwargs)
 
 
+@pytest.mark.parametrize("how", ["jit params", "jit classes", "vmap", "grad",
+                                 "class_fishers jit classes"])
+def test_forgetting_under_a_transformation_is_refused_by_name(how):
+  """Forgetting decides on the host: under jax.jit, vmap or grad it says so in one
+  BadRequestType instead of JAX's tracer-conversion error from deep inside a move."""
+  apply_fn, params, codes = tiny_model()
+  forget = lambda p, classes=(0,): mj.forget(apply_fn, p, codes, classes, 1e-2, 10.0)[0]
+  calls = {
+      "jit params": lambda: jax.jit(forget)(params),
+      "jit classes": lambda: jax.jit(lambda c: forget(params, c))(jnp.array([0])),
+      "vmap": lambda: jax.vmap(forget)(jax.tree.map(lambda x: x[None], params)),
+      "grad": lambda: jax.grad(lambda p: jnp.sum(jax.tree.leaves(forget(p))[0]))(params),
+      "class_fishers jit classes": lambda: jax.jit(
+          lambda c: mj.class_fishers(apply_fn, params, codes, c))(jnp.array([0])),
+  }
+  with pytest.raises(mj.errors.BadRequestType, match="jax.jit, (jax.)?vmap or (jax.)?grad"):
+    calls[how]()
+
+
 def test_auto_lambdas_run_the_paper_s_move_and_its_search():
   apply_fn, params, codes = tiny_model()
   for lambdas in (("auto", "auto"), ("auto", None)):

@@ -1,4 +1,5 @@
 import functools
+import sys
 
 import chex
 import jax
@@ -321,6 +322,22 @@ def test_fit_progress_bar_shows_the_last_means(capsys):
          jax.random.key(0), progress=True)
   bar = capsys.readouterr().err
   assert "4/4" in bar and "image_loss=" in bar and "accuracy=" in bar
+
+
+def test_fit_ends_its_progress_bar_when_a_callback_raises(capsys):
+  """An error from on_step (e.g. workflow.train's TrainingDiverged) is printed after the
+  bar's line, not glued to it."""
+  model, _, codes, _, images, labels = setup(hidden=(8,), n=16)
+
+  def stop(step, state, metrics):
+    raise RuntimeError("stop")
+
+  try:
+    mj.fit(model, (images, labels), codes, mj.FitConfig(epochs=2, batch_size=8),
+           jax.random.key(0), progress=True, on_step=stop)
+  except RuntimeError:  # As the command line does: fit's frames are still alive.
+    sys.stderr.write("the error line")
+  assert capsys.readouterr().err.endswith("step/s]\nthe error line")
 
 
 def test_step_constants_replicate_as_on_several_processes(monkeypatch):

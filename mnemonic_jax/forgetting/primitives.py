@@ -221,11 +221,13 @@ def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
 
   Raises:
     TypeError: class ids that are not integers, non-float params or codes, an
-      ``apply_fn`` that does not return one float logits array.
+      ``apply_fn`` that does not return one float logits array; params, codes or class
+      ids traced by jax.jit, vmap or grad (forgetting decides on the host).
     ValueError: bad classes (out of range, duplicated, none, or nothing left to remain);
       NaN or inf in params or codes; codes that do not fit the model, or a number of
       logits that differs from the number of codes; a model that updates state.
   """
+  _validate.concrete("forgetting (mj.forget, a move)", params=params, codes=codes)
   _validate.params_tree(params)
   if not hasattr(codes, "shape") or not jnp.issubdtype(jnp.result_type(codes), jnp.floating):
     raise errors.BadRequestType("codes must be a float array (C, *input_shape), got "
