@@ -170,3 +170,48 @@ def test_depth_on_a_model_without_features_skips_them_with_a_note(all_bundles):
   assert "declares no features" in depth["skipped"]["features"]
   assert [g["passed"] for g in depth["goals"] if g["name"] == "prototype"] == [None]
   assert depth["verdict"]["output_level_only"] is True  # The one constant decides.
+
+
+def _nesting(text):
+  """The deepest nesting of parentheses in ``text``."""
+  depth = deepest = 0
+  for char in text:
+    depth += {"(": 1, ")": -1}.get(char, 0)
+    deepest = max(deepest, depth)
+  return deepest
+
+
+def test_depth_refuses_an_oracle_that_knows_the_classes_and_an_original_that_does_not(
+    bundles, tmp_path):
+  """The original given as the oracle met every goal; an oracle of no history as the
+  original; both refused before the attacks. The verdict without --original says the probe
+  was read and what it lacks, in one level of parentheses."""
+  oracle = checkpointing.load_bundle(bundles["oracle"])
+  unknowing = checkpointing.save_bundle(tmp_path / "no_history", oracle.replace(history=()))
+  watch = [bundles["forgotten"].parent, tmp_path]
+  before = [tree_digest(w) for w in watch]
+  ran = run_commands({
+      "original as oracle": dict(args=("evaluate", "--checkpoint", bundles["forgotten"],
+                                       "--depth", "--oracle", bundles["original"])),
+      "oracle as original": dict(args=("evaluate", "--checkpoint", bundles["forgotten"],
+                                       "--depth", "--original", unknowing)),
+      "no original": dict(args=("evaluate", "--checkpoint", bundles["forgotten"], "--depth",
+                                "--oracle", bundles["oracle"], "--json", "-q"))})
+  line = assert_refused(ran["original as oracle"].result,
+                        f"--oracle {bundles['original']} gets ")
+  assert "% of the test images of forgotten class 3 right (E_F " in line
+  right = float(line.split(" gets ")[1].split("%")[0])
+  assert right > 50, line
+  assert "--oracle must be a model trained from scratch without class 3" in line
+  line = assert_refused(ran["oracle as original"].result, f"--original {unknowing} gets 0.0%")
+  assert "--original must be the bundle before forgetting" in line
+  assert [tree_digest(w) for w in watch] == before
+
+  result = ran["no original"].result
+  assert result.returncode == 0, result.stderr
+  depth = json.loads(result.stdout)["depth"]
+  text = depth["verdict"]["text"]
+  probe = next(f for f in depth["figures"] if f["name"] == "probe_recall")
+  assert f"the linear probe was read, recall {probe['method']:.1f}%" in text, text
+  assert "there is no --original to compare the features with" in text, text
+  assert "were not read" not in text and _nesting(text) <= 1, text

@@ -280,6 +280,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     raise UsageError(f"{path} does not name its training dataset; pass --dataset NAME")
   data_dir, download = _data_source(args, bundle)
   ds = _load_split(dataset, args.split, bundle, data_dir=data_dir, download=download)
+  if request:  # Before the train split is read and the attacks run.
+    depth.check_references(request, ds)
   train = (_load_split(dataset, "train", bundle, data_dir=data_dir, download=download)
            if request else None)
   ev = workflow.evaluate(bundle, ds.images, ds.labels, progress=show_progress(args))
