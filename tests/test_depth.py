@@ -362,3 +362,28 @@ def test_depth_report_refuses_an_oracle_of_another_architecture(hand_made):
   no_forgotten = depth.DepthData(data.train, type(test)(test.images[keep], test.labels[keep]))
   with pytest.raises(errors.BadRequest, match="test split holds no example of forgotten"):
     depth.depth_report(shifted, oracle, original, no_forgotten, FORGOTTEN)
+
+
+@pytest.mark.parametrize("one_constant, probe", [(90.0, 97.0), (50.0, 97.0), (50.0, None)])
+def test_verdict_says_what_was_read_in_one_level_of_parentheses(one_constant, probe):
+  """A report without the CKA to the original (no original to compare with): the verdict
+  says the probe was read where it was, and never nests parentheses."""
+  Fig = report_lib.Figure
+  figures = [Fig("E_F", "E_F", "%", 100.0, 100.0, 0.0, 0.0, None),
+             Fig("A_R", "A_R", "%", 97.0, 97.0, 97.0, 0.0, None),
+             Fig("one_constant_half", "one", "%", one_constant, 55.0, 100.0, 0.0, None)]
+  if probe is not None:
+    figures.append(Fig("probe_recall", "probe", "%", probe, 96.0, 97.0, 1.0, None))
+  skipped = {"cka_to_original": "there is no original (it was not given)"}
+  report = report_lib.DepthReport((3,), tuple(figures), skipped,
+                                  report_lib.Verdict(False, ""))
+  text = report_lib.verdict(report).text
+  depth_now = deepest = 0
+  for char in text:
+    depth_now += {"(": 1, ")": -1}.get(char, 0)
+    deepest = max(deepest, depth_now)
+  assert deepest <= 1, text
+  if probe is None:
+    assert "the features were not read: there is no original" in text, text
+  else:
+    assert "the linear probe was read, recall 97.0%" in text and "not read" not in text, text

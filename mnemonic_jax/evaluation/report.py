@@ -178,8 +178,13 @@ def verdict(report: DepthReport) -> Verdict:
     detail = (f"1 - CKA of the forgotten images' features to the original's {moved:.2g} "
               f"(oracle {moved_oracle:.2g}); linear probe recall {_fmt(probe.method)}% "
               f"(original {_fmt(probe.original)}%, oracle {_fmt(probe.oracle)}%)")
+  elif probe is not None:  # The probe was read; the CKA to the original was not.
+    why = report.skipped.get("cka_to_original") or "the CKA to the original was not measured"
+    detail = (f"the linear probe was read, recall {_fmt(probe.method)}% against the oracle's "
+              f"{_fmt(probe.oracle)}%, but {why}")
   else:
-    detail = f"the features were not read ({report.skipped.get('cka_to_original', '')})"
+    why = report.skipped.get("probe_recall") or report.skipped.get("cka_to_original")
+    detail = "the features were not read" + (f": {why}" if why else "")
   if same:
     return Verdict(True, f"Output-level only: suppressed in the logits ({gone}) but the "
                    f"features are the original's: {detail}; {shift}.")
@@ -188,10 +193,11 @@ def verdict(report: DepthReport) -> Verdict:
                    f"and the forgotten images' features moved from the original's as the "
                    f"oracle's did: {detail}; {shift}.")
   if undone:
-    return Verdict(True, f"Output-level: suppressed in the logits ({gone}) and {shift}; the "
-                   f"features cannot tell ({detail}).")
+    return Verdict(True, f"Output-level: suppressed in the logits ({gone}) and {shift}. The "
+                   f"features cannot tell: {detail}.")
+  shift = f": {shift}" if shift else ": the one-constant attack was not measured"
   return Verdict(False, f"Suppressed in the logits ({gone}) and not undone by one constant "
-                 f"({shift}); the features cannot tell ({detail}).")
+                 f"more than the oracle's{shift}. The features cannot tell: {detail}.")
 
 
 def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
