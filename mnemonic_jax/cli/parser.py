@@ -433,10 +433,13 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--oracle", type=path_value, default=None, metavar="ORACLE",
                  help="with --depth: the retrain oracle, the same model trained from scratch "
                       "without the forgotten classes (e.g. the baselines' 'retrain'): its "
-                      "figures, the gaps, the depth goals and the verdict")
+                      "figures, the gaps, the depth goals and the verdict. Refused when it "
+                      "gets more than 10%% of the forgotten classes' test images right")
   p.add_argument("--original", type=path_value, default=None, metavar="ORIGINAL",
                  help="with --depth: the bundle CKPT was forgotten from (its history does not "
-                      "say where that is), for relearning and CKA and distance to it")
+                      "say where that is), for relearning and CKA and distance to it. "
+                      "Refused when it gets 10%% or less of the forgotten classes' test "
+                      "images right")
   p.add_argument("--probe-examples", type=positive_int, default=None, metavar="N",
                  help="with --depth: training images per class the linear probe is fitted "
                       "on (default: 500; fewer is faster on a large dataset)")
