@@ -9,6 +9,7 @@ package's own restoring.
 """
 
 import logging
+import pathlib
 import stat
 import sys
 import threading
@@ -119,3 +120,18 @@ def test_an_interrupt_or_a_bug_puts_back_the_state_too(bundle_path, tmp_path, mo
   with pytest.raises(ZeroDivisionError, match="a bug"):
     cli.main(argv)
   assert snapshot() == before
+
+
+def test_one_process_leaves_without_the_interpreter_s_shutdown(small_trained_copy):
+  """After a command, one process exits at once (no atexit hook runs, so no SIGINT can land
+  after the shutdown restored the default handler); the status and the report stay."""
+  import subprocess  # pylint: disable=import-outside-toplevel
+
+  argv = ["mnemonic-jax", "evaluate", "--checkpoint", str(small_trained_copy()), "-q"]
+  code = ("import atexit, runpy, sys; atexit.register(lambda: print('shutdown ran', "
+          f"file=sys.stderr)); sys.argv = {argv!r}; "
+          "runpy.run_module('mnemonic_jax.cli', run_name='__main__')")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        check=False, timeout=300, cwd=pathlib.Path(__file__).parents[1])
+  assert (done.returncode, done.stderr) == (0, ""), done
+  assert "accuracy" in done.stdout
