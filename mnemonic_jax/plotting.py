@@ -59,8 +59,11 @@ def per_class_bars(
 
   Raises:
     ValueError: ``before`` and ``after`` differ in length, ``class_names`` has another
-      length, or a forgotten id is out of range.
+      length, a forgotten id is out of range, or ``path`` is empty.
   """
+  if isinstance(path, (str, os.PathLike)) and not os.fspath(path):  # Not '.': a directory.
+    raise errors.BadRequest("path is empty (an unset shell variable?); give the image file "
+                            "to write, e.g. 'per_class.png'")
   path = _validate.path(path)
   before = np.asarray(before, dtype=float)
   after = np.asarray(after, dtype=float)

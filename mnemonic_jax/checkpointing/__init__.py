@@ -36,7 +36,7 @@ from mnemonic_jax.checkpointing.integrity import array_checksums, meta_checksum
 from mnemonic_jax.checkpointing.bundles import load_bundle, resolve_bundle_path, save_bundle
 from mnemonic_jax.checkpointing.checks import (
     MAX_CODE_ELEMENTS, MAX_INPUT_DIM, MAX_INPUT_RANK, PARAMS_FILE_FACTOR, check_input_shape,
-    check_normalisation)
+    check_normalisation, check_normalisation_range)
 from mnemonic_jax.checkpointing.imports import import_params, read_pretrained
 from mnemonic_jax.checkpointing.model_spec import abstract_variables
 from mnemonic_jax.checkpointing.outputs import check_output, remove_stale_staging
@@ -65,6 +65,7 @@ __all__ = [
     "array_checksums",
     "check_input_shape",
     "check_normalisation",
+    "check_normalisation_range",
     "check_output",
     "import_params",
     "load_bundle",

@@ -43,6 +43,24 @@ def _abs(path: PathLike) -> pathlib.Path:
   return pathlib.Path(os.path.abspath(os.path.expanduser(path)))
 
 
+def _abs_output(path: PathLike, name: str = "path") -> pathlib.Path:
+  """:func:`_abs` of a path to write a bundle to, an empty one refused with what works.
+
+  ``'.'`` (what an empty path would mean) is the current directory, which is never
+  replaced (:func:`mnemonic_jax.checkpointing.check_output`), so the message does not
+  suggest it.
+
+  Raises:
+    BadRequest: ``path`` is empty.
+    BadRequestType: ``path`` is not a ``str`` or ``os.PathLike``.
+  """
+  if isinstance(path, (str, os.PathLike)) and not os.fspath(path):
+    raise errors.BadRequest(f"{name} is empty (an unset shell variable?); give the directory "
+                            "to write, a new one such as 'runs/out' (the current directory "
+                            "is never replaced)")
+  return _abs(path)
+
+
 def _one_line(error: BaseException, limit: int = 240) -> str:
   """The first line of an exception message, shortened (tensorstore errors are huge)."""
   text = str(error).strip().splitlines()

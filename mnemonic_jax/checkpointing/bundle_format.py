@@ -35,6 +35,7 @@ import functools
 import json
 import os
 import pathlib
+import stat
 from typing import Any, Mapping
 
 import jax
@@ -147,6 +148,36 @@ def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
   return _load_meta_json(path)
 
 
+def _missing_meta(where: int | pathlib.Path) -> str | None:
+  """What is missing of the metadata of a directory that holds a bundle's ``arrays/``.
+
+  A bundle is ``arrays/`` and ``meta/metadata``; a directory with the first and without the
+  second is a damaged bundle (a train checkpoint has ``state/`` instead of ``arrays/``).
+
+  Args:
+    where: a descriptor of the directory, or its path.
+
+  Returns:
+    ``"its meta/ folder is missing"`` or ``"its metadata file meta/metadata is missing"``,
+    or None (no ``arrays/`` folder, or the metadata file is there).
+  """
+  def exists(rel: str, folder: bool = False) -> bool:
+    try:
+      if isinstance(where, int):
+        st = os.stat(rel, dir_fd=where, follow_symlinks=False)
+      else:
+        st = os.stat(where / rel, follow_symlinks=False)
+    except OSError:
+      return False
+    return stat.S_ISDIR(st.st_mode) or not folder
+
+  if not exists(_ARRAYS, folder=True) or exists(f"{_META}/{_META_FILE}"):
+    return None
+  if not exists(_META, folder=True):
+    return f"its {_META}/ folder is missing"
+  return f"its metadata file {_META}/{_META_FILE} is missing"
+
+
 def _read_bundle_meta(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, Any]:
   """Reads and checks a bundle's metadata (regular file, size, format marker, version).
 
@@ -156,6 +187,10 @@ def _read_bundle_meta(path: pathlib.Path, dir_fd: int | None = None) -> dict[str
   """
   meta = _load_meta_json(path, dir_fd)
   if meta is None:
+    missing = _missing_meta(dir_fd if dir_fd is not None else path)
+    if missing:
+      raise CheckpointError(f"{path}: {missing}; the bundle is truncated or corrupt; "
+                            "re-create it or restore it from a copy")
     raise CheckpointError(
         f"{path} is not a mnemonic-jax bundle (no readable '{BUNDLE_FORMAT}' metadata); "
         f"{_BUNDLE_HINT}")

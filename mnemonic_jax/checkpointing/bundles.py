@@ -36,7 +36,8 @@ from mnemonic_jax import _validate, distributed
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.outputs import (
     _install, _staging_path, check_output, remove_stale_staging)
-from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, _abs, _one_line, _remove
+from mnemonic_jax.checkpointing._common import (
+    CheckpointError, PathLike, _abs, _abs_output, _one_line, _remove)
 from mnemonic_jax.checkpointing.bundle_format import (
     _ARRAYS, _BUNDLE_HINT, _META, _bundle_checkpointer, _bundle_meta, _check_arrays,
     _meta_file, _read_bundle_meta, parse_bundle_meta)
@@ -85,7 +86,7 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
     >>> load_bundle(path).num_classes
     10
   """
-  output = _abs(path)
+  output = _abs_output(path)
   _validate.bundle(bundle)
   meta = _bundle_meta(bundle)  # Validates JSON-ability before anything is written.
   parse_bundle_meta("bundle", meta, "fix the Bundle before saving it")  # What load reads.
@@ -174,8 +175,8 @@ def resolve_bundle_path(path: PathLike) -> pathlib.Path:
   if _meta_file(path).exists():
     return path
   bundle = path / "bundle"
-  if bundle.is_dir() and _meta_file(bundle).exists():
-    return bundle
+  if bundle.is_dir() and (_meta_file(bundle).exists() or (bundle / _ARRAYS).is_dir()):
+    return bundle  # A bundle with its metadata lost is refused as damaged when loaded.
   if (path / "train").is_dir() or (path / LOCK_FILE).exists():
     raise CheckpointError(
         f"{path} is a train workdir whose run has not finished (it has no bundle/ yet); "

@@ -101,6 +101,53 @@ def check_normalisation(mean: Sequence[float], std: Sequence[float], channels: i
 
 
 
+#: The largest standard deviation values in [0, 1] can have (half of them 0, half 1).
+MAX_STD = 0.5
+
+
+def check_normalisation_range(mean: Sequence[float], std: Sequence[float], fix: str = "",
+                              names: tuple[str, str] = ("normalisation mean", "normalisation std")
+                              ) -> None:
+  """Refuses a mean or std that cannot be statistics of images scaled to [0, 1].
+
+  The model's inputs are ``(images / 255 - mean) / std``
+  (:func:`mnemonic_jax.bundle.normalize`), so a mean is a mean of values in [0, 1] and a
+  std at most :data:`MAX_STD`; a std of exactly 1 (the images are only centred, or only
+  scaled with a mean of 0) is the one larger value allowed. Statistics of 0-255 pixels
+  (mean 30, std 37) are the usual mistake: above 1, the message says to divide them by
+  255, with the values when every mean and std given is above 1 (both in 0-255 units).
+
+  Args:
+    mean, std: the per-channel normalisation (non-finite values are left to
+      :func:`_check_finite`, a std <= 0 too).
+    fix: what the user should do otherwise, ending the message.
+    names: how the message names the mean and the std (``("--mean", "--std")`` on the
+      command line).
+
+  Raises:
+    CheckpointError: a mean outside [0, 1], or a std above :data:`MAX_STD` other than 1.
+  """
+  means = [float(m) for m in np.ravel(np.asarray(mean, dtype=np.float64))]
+  stds = [float(s) for s in np.ravel(np.asarray(std, dtype=np.float64))]
+  shown = lambda values, form="g": ",".join(f"{v:{form}}" for v in values)
+  bad_mean = [m for m in means if math.isfinite(m) and not 0.0 <= m <= 1.0]
+  bad_std = [s for s in stds if math.isfinite(s) and s > MAX_STD and s != 1.0]
+  if not bad_mean and not bad_std:
+    return
+  if bad_mean:
+    problem = (f"{names[0]} {shown(means)} is outside [0, 1], but the mean is subtracted "
+               "from images scaled to [0, 1]")
+  else:
+    problem = (f"{names[1]} {shown(stds)} is above {MAX_STD:g}, the largest std of values in "
+               "[0, 1] (1 alone is allowed: no scaling)")
+  scaled = ([m / 255 for m in means], [s / 255 for s in stds])
+  hint = ("; divide statistics of 0-255 pixels by 255"
+          if any(v > 1.0 for v in bad_mean + bad_std) else "")
+  if (all(1.0 < m <= 255.0 for m in means) and all(1.0 < s <= 255 * MAX_STD for s in stds)):
+    hint += (f", here {names[0].split()[-1]} {shown(scaled[0], '.4g')} "
+             f"{names[1].split()[-1]} {shown(scaled[1], '.4g')}")
+  raise CheckpointError(problem + hint + (f"; {fix}" if fix else ""))
+
 def _check_finite(where: str, fix: str, *, params: PyTree = None, batch_stats: PyTree = None,
                   codes: Any = None, mean: Sequence[float] | None = None,
                   std: Sequence[float] | None = None) -> None:

@@ -26,12 +26,13 @@ import orbax.checkpoint as ocp
 from mnemonic_jax import environment
 from mnemonic_jax import _files
 from mnemonic_jax.bundle import Bundle
-from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _abs, _one_line
+from mnemonic_jax.checkpointing._common import (
+    CheckpointError, PathLike, PyTree, _abs, _abs_output, _one_line)
 from mnemonic_jax.checkpointing.bundle_format import _check_arrays, _marked_bundle_meta
 from mnemonic_jax.checkpointing.bundles import load_bundle, save_bundle
 from mnemonic_jax.checkpointing.checks import (
     MAX_PARAMS_FILE_BYTES, PARAMS_FILE_FACTOR, _check_finite, _is_int, check_input_shape,
-    check_normalisation)
+    check_normalisation, check_normalisation_range)
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.data.sources import MAX_CLASSES
 
@@ -232,7 +233,8 @@ def import_params(
   Raises:
     CheckpointError: ``num_classes`` is not in ``[1, MAX_CLASSES]``, the input shape is
       not supported (see :func:`check_input_shape`), the mean or std is not given or
-      has neither one value nor one per channel, the params file is missing or
+      has neither one value nor one per channel, the mean is outside [0, 1] or the std
+      above 0.5 and not 1 (:func:`check_normalisation_range`), the params file is missing or
       unreadable (or an Orbax directory declares far more elements than the model has, see
       :data:`PARAMS_FILE_FACTOR`), its tree does not match the model's parameters
       (structure or shapes), the codes file's header does not declare the expected shape
@@ -242,6 +244,7 @@ def import_params(
       without ``force``. Nothing is written then.
   """
   params_path = _abs(params_path)
+  _abs_output(output, "output")  # An empty output is refused before anything is read.
   model_kwargs = dict(model_kwargs or {})
   if not _is_int(num_classes) or not 1 <= num_classes <= MAX_CLASSES:
     raise CheckpointError(f"num_classes {num_classes!r} must be an integer in [1, "
@@ -258,6 +261,7 @@ def import_params(
         "dataset's training statistics")
   _check_finite("", fix, mean=mean, std=std)
   check_normalisation(mean, std, input_shape[-1], fix=fix)
+  check_normalisation_range(mean, std)
   abstract = abstract_variables(model_name, num_classes, input_shape, model_kwargs)
   tree = _read_params_file(params_path, _params_file_limit(abstract))
   if (isinstance(tree, Mapping) and "params" in tree

@@ -87,9 +87,18 @@ def _array_files(path: pathlib.Path, dir_fd: int, limit: int | None) -> list[str
   (every one if ``limit`` is None).
 
   Raises:
-    CheckpointError: a directory there is a symbolic link (what lies behind it is not
-      part of the bundle).
+    CheckpointError: ``arrays/`` is missing or not a directory, or a directory there is a
+      symbolic link (what lies behind it is not part of the bundle).
   """
+  try:
+    top = os.stat(_ARRAYS, dir_fd=dir_fd, follow_symlinks=False)
+  except OSError as e:
+    why = ("is missing" if isinstance(e, FileNotFoundError)
+           else f"cannot be read ({e.strerror or e})")
+    raise CheckpointError(f"{path}: its {_ARRAYS}/ folder {why}; {_CORRUPT}") from None
+  if not stat.S_ISDIR(top.st_mode):
+    raise CheckpointError(f"{path}: its {_ARRAYS} is not a folder (a symbolic link or a "
+                          f"file); {_CORRUPT}")
   found = []
   for dirpath, dirnames, filenames, fd in os.fwalk(_ARRAYS, dir_fd=dir_fd):
     dirnames.sort()

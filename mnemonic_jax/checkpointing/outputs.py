@@ -28,7 +28,8 @@ import tempfile
 import time
 import uuid
 
-from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, _abs, _remove
+from mnemonic_jax.checkpointing._common import (
+    CheckpointError, PathLike, _abs, _abs_output, _remove)
 from mnemonic_jax.checkpointing.bundle_format import _BUNDLE_ENTRIES, _marked_bundle_meta
 
 
@@ -241,7 +242,7 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
       nearest existing ancestor is not a directory this process can write in. Nothing is
       left behind (the writability probe is a directory created and removed at once).
   """
-  output = _abs(path)
+  output = _abs_output(path)
   if not (output.exists() or output.is_symlink()):
     _check_writable(output)
     return output

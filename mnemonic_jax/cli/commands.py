@@ -315,12 +315,15 @@ def _import_normalisation(args) -> tuple[tuple[float, ...], tuple[float, ...], s
   Raises:
     UsageError: only one of ``--mean`` and ``--std`` is given, or neither and no
       ``--dataset`` to take them from.
+    CheckpointError: a ``--mean`` outside [0, 1] or a ``--std`` above 0.5 other than 1
+      (0-255 statistics; :func:`mnemonic_jax.checkpointing.check_normalisation_range`).
   """
   if (args.mean is None) != (args.std is None):
     given, missing = ("--mean", "--std") if args.std is None else ("--std", "--mean")
     raise UsageError(f"{given} needs {missing} too: give the per-channel mean and std the "
                      "model was trained with")
   if args.mean is not None:
+    checkpointing.check_normalisation_range(args.mean, args.std, names=("--mean", "--std"))
     return tuple(args.mean), tuple(args.std), "given"
   if not args.dataset:
     raise UsageError(

@@ -187,13 +187,28 @@ def positive_float(text: str) -> float:
   return value
 
 
-def path_value(text: str) -> pathlib.Path:
-  """Parses a path; an empty one (an unset shell variable) is refused, never taken as the
-  current directory (give ``.`` for that)."""
+def _path(text: str, hint: str) -> pathlib.Path:
   if not text:
-    raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a path, or "
-                                     "'.' for the current directory")
+    raise argparse.ArgumentTypeError(f"is empty (an unset shell variable?); {hint}")
   return pathlib.Path(text)
+
+
+def path_value(text: str) -> pathlib.Path:
+  """Parses a path to read or a directory to work in; an empty one (an unset shell
+  variable) is refused, never taken as the current directory (give ``.`` for that)."""
+  return _path(text, "give a path, or '.' for the current directory")
+
+
+def output_value(text: str) -> pathlib.Path:
+  """Parses the bundle to write (``--output``): as :func:`path_value`, but the message
+  does not suggest ``.``: the current directory is never replaced."""
+  return _path(text, "give the directory to write, a new one such as runs/out (the "
+                     "current directory is never replaced)")
+
+
+def file_value(text: str) -> pathlib.Path:
+  """Parses the path of a file (``--codes``): as :func:`path_value`, without ``.``."""
+  return _path(text, "give the path of the file")
 
 
 def positive_int(text: str) -> int:
@@ -359,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the bundle to forget from (only read)")
   p.add_argument("--classes", required=True, type=class_list, metavar="C[,C...]",
                  help="class ids to forget, comma-separated")
-  p.add_argument("--output", required=True, type=path_value, metavar="OUT",
+  p.add_argument("--output", required=True, type=output_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--lambda1", type=lambda_value, default=None,
                  help="the paper's move: upper bound of the per-tensor step, or 'auto' (its "
@@ -461,7 +476,7 @@ def build_parser() -> argparse.ArgumentParser:
       [common])
   p.add_argument("--params", required=True, type=path_value, metavar="FILE_OR_DIR",
                  help="Orbax PyTree checkpoint directory or flax msgpack file")
-  p.add_argument("--codes", required=True, type=path_value, metavar="CODES.npy",
+  p.add_argument("--codes", required=True, type=file_value, metavar="CODES.npy",
                  help="codes of shape (num_classes, *input_shape), saved with numpy.save")
   p.add_argument("--model", required=True, help="registered model name (e.g. mlp, "
                                                 "resnet18_cifar, resnet18, vit_tiny)")
@@ -472,18 +487,18 @@ def build_parser() -> argparse.ArgumentParser:
                  help="shape of one input")
   p.add_argument("--mean", type=float_tuple, default=None, metavar="M[,M...]",
                  help="per-channel mean the model's training subtracted from images scaled "
-                      "to [0, 1] (default: the training statistics of --dataset; required "
-                      "without it)")
+                      "to [0, 1], so in [0, 1]: divide 0-255 statistics by 255 (default: the "
+                      "training statistics of --dataset; required without it)")
   p.add_argument("--std", type=float_tuple, default=None, metavar="S[,S...]",
-                 help="per-channel std the centred images were divided by (as --mean; "
-                      "--mean 0 --std 1 for images only scaled to [0, 1])")
+                 help="per-channel std the centred images were divided by (as --mean, so "
+                      "at most 0.5, or 1; --mean 0 --std 1 for images only scaled to [0, 1])")
   p.add_argument("--class-names", default=None, metavar="NAME[,NAME...]",
                  help="one name per class, comma-separated")
   p.add_argument("--dataset", default="", metavar="NAME",
                  help="the training dataset (evaluate's default; its training statistics "
                       "are the default --mean and --std)")
   _add_data_options(p)
-  p.add_argument("--output", required=True, type=path_value, metavar="OUT",
+  p.add_argument("--output", required=True, type=output_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
 
@@ -508,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
       [common])
   p.add_argument("--checkpoint", required=True, type=path_value, metavar="IN",
                  help="the bundle to attach codes to (only read)")
-  p.add_argument("--output", required=True, type=path_value, metavar="OUT",
+  p.add_argument("--output", required=True, type=output_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--dataset", default=None, metavar="NAME",
                  help="training data to fine-tune on, with the model's classes and input "
