@@ -392,7 +392,8 @@ def test_host_scores_are_the_traced_scores_and_finiteness_survives_overflowing_s
 
 def test_algorithm2_refuses_a_step_that_overflows_the_parameters(sigmoid_model):
   """Finite parameters and lambdas whose step takes entries past the largest float32: the
-  kept candidate is checked on the host (no program of its own) and refused by name."""
+  kept candidate is checked on the host (no program of its own) and refused by name, by
+  Algorithm 2 and by the paper's search."""
   apply_fn, params, codes = sigmoid_model
   codes = codes.at[:, 0].set(0.0)  # Input 0 is always 0: its weights never reach a logit.
   kernel = params["Dense_0"]["kernel"]
@@ -401,6 +402,9 @@ def test_algorithm2_refuses_a_step_that_overflows_the_parameters(sigmoid_model):
   mj.forget(apply_fn, params, codes, FORGET, 1e-3, 10.0)  # A small step is kept.
   with pytest.raises(errors.BadRequest, match="made parameters non-finite"):
     mj.forget(apply_fn, params, codes, FORGET, 1e38, 1e38)
+  # The paper's search, given only such a pair, refuses its choice the same way.
+  with pytest.raises(errors.BadRequest, match="made parameters non-finite.*smaller grid"):
+    mj.forget(apply_fn, params, codes, FORGET, move=moves.Paper(grid=((1e38,), (1e38,))))
 
 
 def test_the_head_is_found_once_per_model_and_parameter_structure(monkeypatch):

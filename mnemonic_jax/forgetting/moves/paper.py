@@ -79,10 +79,10 @@ class Paper(Move):
         params, request, grid=self.grid, rule=self.rule, chunk=self.chunk,
         strategy=self.strategy, microbatch_size=self.microbatch_size, method=self.method,
         mesh=self.mesh)
-    new, alpha, finite = paper_search.apply_lambdas(
+    new, alpha = paper_search.apply_lambdas(
         params, result.eta, np.float32(result.lambda1), np.float32(result.lambda2),
         np.float32(result.sign))
-    if not bool(finite):
+    if not prim.finite(new):
       raise errors.BadRequest(f"lambda1={result.lambda1:g}, lambda2={result.lambda2:g} made "
                               "parameters non-finite (NaN or inf); use a smaller grid")
     details = PaperDetails(

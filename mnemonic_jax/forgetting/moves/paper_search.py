@@ -567,7 +567,8 @@ def _prepare_program(apply_fn, params, codes, in_forget, in_remain, fisher_weigh
 
 @jax.jit
 def apply_lambdas(params: PyTree, eta: PyTree, lambda1, lambda2, sign):
-  """``(params + sign * alpha * eta, alpha, all finite)`` for a chosen pair (jitted)."""
+  """``(params + sign * alpha * eta, alpha)`` for a chosen pair (jitted; the caller checks
+  on the host that the result is finite, :func:`~mnemonic_jax.forgetting.primitives.finite`,
+  so this program has no reductions of its own beyond the step sizes)."""
   alpha = prim.step_sizes(eta, lambda1, lambda2)
-  new = prim.apply_step(params, alpha, eta, sign)
-  return new, alpha, prim.all_finite(new)
+  return prim.apply_step(params, alpha, eta, sign), alpha
