@@ -325,9 +325,11 @@ def _pruned_search(fisher, params, request, candidates, rule, chunk, boundary=Fa
   the full codes is the rule's choice.
   """
   l1, l2, sign = candidates
-  eta, eta_max, eta_sq, margin, correct, before = _prepare_program(
-      request.apply_fn, params, request.codes, request.in_forget, request.in_remain,
-      request.fisher_weights, **fisher)
+  eta, eta_max, eta_sq, margin, correct = _prepare_program(
+      request.apply_fn, params, request.codes, request.fisher_weights, **fisher)
+  before = prim.scores_from_margins(np.asarray(margin), np.asarray(correct),
+                                    np.asarray(request.in_forget),
+                                    np.asarray(request.in_remain), xp=np)
   eta_max, eta_sq = np.asarray(eta_max, np.float64), np.asarray(eta_sq, np.float64)
   with np.errstate(divide="ignore"):  # max eta 0: the tensor gets lambda1, as step_sizes.
     alpha = np.minimum(l1[:, None], l2[:, None] / eta_max[None])
@@ -550,10 +552,11 @@ def _full_program(apply_fn, params, codes, in_forget, in_remain, fisher_weights,
 
 
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
-def _prepare_program(apply_fn, params, codes, in_forget, in_remain, fisher_weights, *,
-                     microbatch_size, method, mesh):
-  """eta, its per-tensor max and sum of squares, every code's margin and correctness
-  before, and the scores before."""
+def _prepare_program(apply_fn, params, codes, fisher_weights, *, microbatch_size, method,
+                     mesh):
+  """eta, its per-tensor max and sum of squares, and every code's margin and correctness
+  before (scored on the host: :func:`~mnemonic_jax.forgetting.primitives.scores_from_margins`
+  with ``xp=numpy`` gives the traced values)."""
   f_forget, f_remain = fisher_lib.weighted_class_fishers(
       apply_fn, params, codes, fisher_weights, microbatch_size=microbatch_size, method=method,
       mesh=mesh)
@@ -561,8 +564,7 @@ def _prepare_program(apply_fn, params, codes, in_forget, in_remain, fisher_weigh
   leaves = jax.tree.leaves(eta)
   margin, correct = prim.code_margins(apply_fn(params, codes), jnp.arange(codes.shape[0]))
   return (eta, jnp.stack([jnp.max(e, initial=0.0) for e in leaves]),
-          jnp.stack([jnp.sum(jnp.square(e)) for e in leaves]), margin, correct,
-          prim.scores_from_margins(margin, correct, in_forget, in_remain))
+          jnp.stack([jnp.sum(jnp.square(e)) for e in leaves]), margin, correct)
 
 
 @jax.jit
