@@ -70,6 +70,9 @@ class AttachReport:
     codes_accuracy_before: fraction of the new codes classified as their class by the
       model before attaching (chance, usually).
     codes_accuracy_after: the same after attaching (1.0 when every code is learned).
+    replaced_codes_accuracy: fraction of the bundle's own codes (the ones replaced) its
+      model classified as their class before attaching: high means it could already
+      forget with them.
     test_before, test_after: evaluations on the test data given (or None).
     final_metrics: the last step's metrics (loss, image_loss, code_loss, ...).
     warnings: sentences saying why the result may not be usable as it is.
@@ -87,6 +90,7 @@ class AttachReport:
   compile_seconds: float
   codes_accuracy_before: float
   codes_accuracy_after: float
+  replaced_codes_accuracy: float
   test_before: workflow.Evaluation | None
   test_after: workflow.Evaluation | None
   final_metrics: dict[str, float]
@@ -104,6 +108,7 @@ class AttachReport:
         "compile_seconds": self.compile_seconds,
         "codes_accuracy_before": self.codes_accuracy_before,
         "codes_accuracy_after": self.codes_accuracy_after,
+        "replaced_codes_accuracy": self.replaced_codes_accuracy,
         "test_accuracy_before": accuracy(self.test_before),
         "test_accuracy_after": accuracy(self.test_after),
         "final_metrics": dict(self.final_metrics), "warnings": list(self.warnings),
@@ -280,6 +285,7 @@ def attach_codes(
   if test is not None:
     test_before = workflow.evaluate(bundle, *test, forgotten=())
   before = codes_accuracy(bundle, codes=new_codes)
+  replaced = codes_accuracy(bundle)
 
   copy = lambda tree: jax.tree.map(jnp.array, tree)  # fit donates its state.
   params = copy(bundle.params)
@@ -312,7 +318,8 @@ def attach_codes(
       code_distribution=code_distribution, dataset=str(dataset), fit=dataclasses.asdict(fit_cfg),
       train_examples=int(len(labels)), seconds=max(wall - clock.seconds, 0.0),
       compile_seconds=clock.seconds, codes_accuracy_before=before,
-      codes_accuracy_after=after, test_before=test_before, test_after=test_after,
+      codes_accuracy_after=after, replaced_codes_accuracy=replaced,
+      test_before=test_before, test_after=test_after,
       final_metrics={k: float(v) for k, v in last.items()})
   report = dataclasses.replace(report, warnings=tuple(attach_warnings(report,
                                                                       bundle.num_classes)))
@@ -328,10 +335,17 @@ def attach_warnings(report: AttachReport, num_classes: int) -> list[str]:
 
   Returns:
     One sentence per problem: codes still misclassified after attaching (forgetting from
-    them may not work), or a test accuracy that fell by more than
-    :data:`ACCURACY_DROP_WARNING` points.
+    them may not work), a test accuracy that fell by more than
+    :data:`ACCURACY_DROP_WARNING` points, or replaced codes that the model had learned
+    (half of them or more classified as their class: the input could forget already).
   """
   warnings = []
+  learned = int(round(report.replaced_codes_accuracy * num_classes))
+  if learned * 2 >= num_classes:
+    warnings.append(
+        f"the bundle's own codes were learned ({learned} of {num_classes} classified as "
+        "their class) and are replaced by new ones; to forget with them, forget from the "
+        "input bundle instead")
   wrong = int(round((1.0 - report.codes_accuracy_after) * num_classes))
   if wrong:
     warnings.append(

@@ -69,6 +69,10 @@ def test_attaching_changes_the_parameters_and_the_codes_are_learned(plain, digit
   assert entry["dataset"] == "digits" and new.forgotten_classes == ()
   # The input bundle is untouched (the train step donates its state: it got copies).
   jax.tree.map(np.testing.assert_array_equal, kept, _host(bundle.params))
+  # Attaching again replaces codes the model has learned: said, as the input could forget.
+  _, again = attach.attach_codes(new, train.images, train.labels, epochs=1)
+  assert again.replaced_codes_accuracy == 1.0
+  assert any("own codes were learned (10 of 10" in w for w in again.warnings), again.warnings
 
 
 def test_attach_checks_its_settings_and_refuses_a_forgotten_model(plain, digits):

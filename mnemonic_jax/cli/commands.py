@@ -420,8 +420,9 @@ def cmd_attach_codes(args: argparse.Namespace) -> int:
         f"seed {attached.seed})")
   print(f"fine-tuning took {attached.seconds:.2f} s (+ {attached.compile_seconds:.2f} s "
         "compiling)")
-  print(f"codes classified as their class: {round(attached.codes_accuracy_before * n)} of {n} "
-        f"before, {round(attached.codes_accuracy_after * n)} of {n} after")
+  print(f"new codes classified as their class: {round(attached.codes_accuracy_before * n)} of "
+        f"{n} before, {round(attached.codes_accuracy_after * n)} of {n} after (the codes they "
+        f"replace: {round(attached.replaced_codes_accuracy * n)} of {n})")
   before, after = attached.test_before, attached.test_after
   names = report.class_names(new_bundle, n, test)
   counts = report.class_counts(test.labels, n)
