@@ -18,8 +18,9 @@ returns ``None`` and the run is computed again, never reused on a guess.
 
 **Code.** A key may also name the source its result depends on: a field
 :data:`CODE_FIELD` (at any depth; :func:`method_code` gives a registered method's, the
-SHA-256 of its implementing modules with docstrings and comments left out), so a run of a
-method whose code changed since is computed again instead of silently reused. The code is
+SHA-256 of its implementing modules and of every library module they import, with
+docstrings and comments left out), so a run of a method whose code changed since, its
+shared helpers' included, is computed again instead of silently reused. The code is
 not part of the settings' digest: a record keyed with code goes in
 ``<stem>-<settings digest>-<code digest>.json``, beside the record of the same settings
 written before keys named code (``<stem>-<settings digest>.json``, never overwritten). Such
@@ -46,6 +47,7 @@ import datetime
 import functools
 import hashlib
 import importlib
+import importlib.util
 import inspect
 import json
 import pathlib
@@ -167,12 +169,13 @@ def source_digest(module: str) -> str:
 
 
 def method_code(method: str) -> dict[str, str]:
-  """``{module: source_digest}`` of the modules implementing a registered unlearning
-  method: the module of its function, that of its config class and of every
-  ``mnemonic_jax`` class that config inherits from (for a ``mnemonic-*`` move,
-  :mod:`mnemonic_jax.baselines.mnemonic`, the move's module and its base moves' modules).
-  Shared helpers they only import (the loops of :mod:`mnemonic_jax.baselines.base`, the
-  primitives of the moves) are not included: a change there is not seen.
+  """``{module: source_digest}`` of every ``mnemonic_jax`` module a registered unlearning
+  method's result can depend on: the module of its function, that of its config class and
+  of every ``mnemonic_jax`` class that config inherits from (for a ``mnemonic-*`` move,
+  :mod:`mnemonic_jax.baselines.mnemonic`, the move's module and its base moves' modules),
+  and every ``mnemonic_jax`` module these import, directly or through others, at the top
+  or inside a function (:func:`library_imports`): a change in a shared helper (the loops
+  of :mod:`mnemonic_jax.baselines.base`, the primitives of the moves) is seen too.
 
   Raises:
     ValueError: an unknown method.
@@ -182,7 +185,46 @@ def method_code(method: str) -> dict[str, str]:
   spec = baselines.get_method(method)
   modules = {spec.fn.__module__} | {c.__module__ for c in spec.config_cls.__mro__
                                     if c.__module__.startswith("mnemonic_jax.")}
-  return {m: source_digest(m) for m in sorted(modules)}
+  todo, seen = sorted(modules), set(modules)
+  while todo:
+    for module in library_imports(todo.pop()):
+      if module not in seen:
+        seen.add(module)
+        todo.append(module)
+  return {m: source_digest(m) for m in sorted(seen)}
+
+
+@functools.lru_cache(maxsize=None)
+def library_imports(module: str) -> frozenset[str]:
+  """The ``mnemonic_jax`` modules ``module``'s source imports, anywhere in it (a name
+  imported from a package that is not a module of its own stands for the package).
+
+  Raises:
+    ImportError: no such module.
+  """
+  loaded = importlib.import_module(module)
+  package = module if hasattr(loaded, "__path__") else module.rpartition(".")[0]
+  found = set()
+  for node in ast.walk(ast.parse(inspect.getsource(loaded))):
+    if isinstance(node, ast.Import):
+      found.update(alias.name for alias in node.names)
+    elif isinstance(node, ast.ImportFrom):
+      base = node.module or ""
+      if node.level:  # Relative: from the package, ``level - 1`` packages up.
+        parts = package.split(".")[:len(package.split(".")) - node.level + 1]
+        base = ".".join(parts + ([node.module] if node.module else []))
+      found.add(base)
+      found.update(f"{base}.{alias.name}" for alias in node.names)
+  return frozenset(name for name in found
+                   if name.split(".")[0] == "mnemonic_jax" and _is_module(name))
+
+
+def _is_module(name: str) -> bool:
+  """Whether ``name`` is an importable module (not an attribute of one)."""
+  try:
+    return importlib.util.find_spec(name) is not None
+  except (ImportError, ValueError):  # A parent that is a module, not a package.
+    return False
 
 
 def split_code(key: Any) -> tuple[Any, dict[str, Any]]:

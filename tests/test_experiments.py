@@ -519,11 +519,18 @@ def test_run_cache_recomputes_a_run_whose_code_changed(tmp_path, monkeypatch):
   same = run_cache.code_text('def f(x):\n  """Doc."""\n  return x + 1  # one\n')
   assert same == run_cache.code_text("def f(x):\n  return x + 1\n")
   assert same != run_cache.code_text("def f(x):\n  return x + 2\n")
-  assert set(run_cache.method_code("salun")) == {"mnemonic_jax.baselines.salun"}
-  # A move's key names its base moves' modules too (reassign is bias's subclass).
-  assert set(run_cache.method_code("mnemonic-bias")) == {
-      "mnemonic_jax.baselines.mnemonic", "mnemonic_jax.forgetting.moves.bias",
-      "mnemonic_jax.forgetting.moves.base"}
+  # A method's key names its own module and every library module it imports, through
+  # others too (a shared helper's change is a change of the method), and nothing else.
+  salun = set(run_cache.method_code("salun"))
+  assert {"mnemonic_jax.baselines.salun", "mnemonic_jax.baselines.base",
+          "mnemonic_jax.training"} <= salun
+  assert all(m.split(".")[0] == "mnemonic_jax" for m in salun)
+  assert not any(m.startswith("mnemonic_jax.cli") for m in salun)
+  # A move's key names its base moves' modules (reassign is bias's subclass) and the
+  # primitives of Algorithm 2 they compute with.
+  assert {"mnemonic_jax.baselines.mnemonic", "mnemonic_jax.forgetting.moves.bias",
+          "mnemonic_jax.forgetting.moves.base", "mnemonic_jax.forgetting.primitives",
+          "mnemonic_jax.fisher"} <= set(run_cache.method_code("mnemonic-bias"))
   assert "mnemonic_jax.forgetting.moves.bias" in run_cache.method_code("mnemonic-reassign")
   # The comparison's key names the method's code: a changed source, another file.
   plain = run_cache.config_key(common.load_config("digits_mlp")[0], 0)
