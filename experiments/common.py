@@ -118,7 +118,10 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
   if bad:
     fail(f"class ids {bad} are not classes of this dataset (0..{num_classes - 1}); write "
          "e.g. --classes 0,3 or --classes all")
-  return [int(c) for c in items]
+  ids = [int(c) for c in items]
+  if len(set(ids)) != len(ids):  # Each would be run, and averaged, twice.
+    fail(f"class ids repeated in {text!r}; give each once")
+  return ids
 
 
 def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:

@@ -96,6 +96,8 @@ def parse_methods(methods: str, inputs: str, data: str, depth: bool = False
   unknown = [m for m in names if m not in valid]
   if unknown:
     raise UsageError(f"unknown --methods {','.join(unknown)}; choose from {','.join(valid)}")
+  if len(set(names)) != len(names):  # Each would be run, and averaged, twice.
+    raise UsageError(f"--methods names a method twice ({methods}); give each once")
   if data not in baselines.DATA_KINDS:
     raise UsageError(f"unknown --data {data!r}; choose from {','.join(baselines.DATA_KINDS)}")
   allowed = {"none": set(), "forget": {"forget"}, "retain": {"retain"},

@@ -53,6 +53,7 @@ import jax
 import mnemonic_jax
 from experiments import common, compare, depth_models, depth_write, run_cache
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
+from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import UnlearnData
 from mnemonic_jax.baselines.retrain import RetrainConfig
 from mnemonic_jax.bundle import Bundle
@@ -85,8 +86,30 @@ def all_methods() -> list[str]:
 
 
 def parse_sets(text: str) -> list[tuple[int, ...]]:
-  """``"3,0+1+2"`` -> ``[(3,), (0, 1, 2)]``."""
-  return [tuple(sorted(int(c) for c in part.split("+"))) for part in text.split(",") if part]
+  """``"3,0+1+2"`` -> ``[(3,), (0, 1, 2)]``.
+
+  Raises:
+    SystemExit: a part that is not a class id or a set of them (one line, exit 2).
+  """
+  sets = []
+  for part in filter(None, text.split(",")):
+    if not all(c.strip().isdigit() for c in part.split("+")):
+      common.fail(f"--classes: {part!r} is not a class id or a set such as 0+1+2",
+                  "experiments.depth")
+    sets.append(tuple(sorted(int(c) for c in part.split("+"))))
+  if len(set(sets)) != len(sets):
+    common.fail(f"--classes names a set twice ({text}); give each once", "experiments.depth")
+  return sets
+
+
+def check_sets(sets: Sequence[tuple[int, ...]], num_classes: int) -> None:
+  """Refuses a class set the library would refuse (out of range, repeated ids, every
+  class) in one line, exit 2, before any run."""
+  for classes in sets:
+    try:
+      fisher_lib.validate_classes(classes, num_classes)
+    except ValueError as e:
+      common.fail(f"--classes {set_name(classes)}: {e}", "experiments.depth")
 
 
 def set_name(classes: Sequence[int]) -> str:
@@ -379,7 +402,9 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
   skipped = args.skip.get(name, [])
   seeds = [s for s in args.oracle_seeds if s != args.seed
            and (args.spread_models is None or name in args.spread_models.split(","))]
-  for classes in parse_sets(args.classes):
+  sets = parse_sets(args.classes)
+  check_sets(sets, model.bundle.num_classes)
+  for classes in sets:
     main_oracle, seconds = oracle(model, classes)
     oracle_seconds.append(seconds)
     extra = []

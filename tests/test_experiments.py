@@ -6,6 +6,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import subprocess
 import sys
 
@@ -543,3 +544,24 @@ def test_run_cache_recomputes_a_run_whose_code_changed(tmp_path, monkeypatch):
   after = compare.method_key(*args)
   assert run_cache.digest(after) == run_cache.digest(before)
   assert cache.path("seed0-c3-salun", after) != cache.path("seed0-c3-salun", before)
+
+
+def test_runners_refuse_repeated_or_bad_classes_and_methods_in_one_line(capsys):
+  """A class or method given twice was run twice and averaged as two runs; a bad class
+  set in experiments.depth ended in a traceback after its model was loaded."""
+  from experiments import common, compare, depth  # pylint: disable=import-outside-toplevel
+
+  cases = [(lambda: common.parse_classes("3,3", 10), "class ids repeated"),
+           (lambda: depth.parse_sets("3,0+1,3"), "names a set twice"),
+           (lambda: depth.parse_sets("3,x"), "'x' is not a class id"),
+           (lambda: depth.check_sets([(12,)], 10), "--classes 12: .*out of range"),
+           (lambda: depth.check_sets([(3, 3)], 10), "--classes 3\\+3: .*duplicated")]
+  for call, words in cases:
+    with pytest.raises(SystemExit) as raised:
+      call()
+    assert raised.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and re.search(words, err[0]), err
+  assert depth.parse_sets("3,0+1+2") == [(3,), (0, 1, 2)]
+  with pytest.raises(compare.UsageError, match="names a method twice"):
+    compare.parse_methods("mnemonic,mnemonic", "trained-codes", "all")
