@@ -461,3 +461,9 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
   return write_report(out, name, config, records, names, forget_sets, seeds,
                       list(test.info.class_names), command, notes, base, prov=prov,
                       depth_records=depth_records if dcfg is not None else None)
+
+
+if __name__ == "__main__":  # A part of experiments.table, not a runner of its own.
+  common.fail("experiments.compare runs through experiments.table: python -m "
+              "experiments.table --config digits_mlp:quick --methods retrain,mnemonic ... "
+              "(see its --help)", "experiments.compare")
