@@ -63,6 +63,29 @@ def out_path(text: str) -> str:
   never taken as the current directory."""
   if not text:
     raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder")
+  if pathlib.Path(text).exists() and not pathlib.Path(text).is_dir():
+    raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; give a folder")
+  return text
+
+
+def positive_int(minimum: int = 1):
+  """An argparse type: an integer of at least ``minimum``."""
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    return value
+  return parse
+
+
+def report_name(text: str) -> str:
+  """``--report``'s type: a file name stem, written inside ``--out`` (no folder part)."""
+  if not text or pathlib.PurePath(text).name != text or text in (".", ".."):
+    raise argparse.ArgumentTypeError(
+        f"{text!r} is not a plain name; the report goes into --out (give e.g. my_table)")
   return text
 
 

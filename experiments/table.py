@@ -316,9 +316,11 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
 def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", required=True,
-                 help="path/to/config.py[:variant]; --config.FIELD=VALUE overrides a field")
+                 help="a packaged config (digits_mlp, ...) or path/to/config.py, with "
+                      "[:variant]; --config.FIELD=VALUE overrides a field")
   p.add_argument("--classes", default="all", help="'all' or comma-separated class ids")
-  p.add_argument("--seeds", type=int, default=3, help="number of seeds (config.seed + k)")
+  p.add_argument("--seeds", type=common.positive_int(), default=3,
+                 help="number of seeds (config.seed + k)")
   p.add_argument("--lambdas", default="paper,auto", help="comma-separated: paper, auto")
   p.add_argument("--methods", default=None,
                  help="compare unlearning methods instead (experiments.compare): comma-"
@@ -347,15 +349,15 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--depth-probe-per-class", type=int, default=None,
                  help="with --depth: training images per class the linear probe is fitted on "
                       "(default: the suite's, 500)")
-  p.add_argument("--report", default=None,
+  p.add_argument("--report", type=common.report_name, default=None,
                  help="with --methods: the report's base name (default: <name>_baselines)")
   p.add_argument("--multi", default="0,1,2", help="one multi-class set ('' for none)")
   p.add_argument("--out", type=common.out_path, default=None,
                  help=f"output directory (default: {SCRATCH}, a scratch folder; pass "
                       "--out experiments/results to update the committed results)")
-  p.add_argument("--train-cap", type=int, default=TRAIN_CAP,
+  p.add_argument("--train-cap", type=common.positive_int(), default=TRAIN_CAP,
                  help="training examples evaluated (random subset, seed 0)")
-  p.add_argument("--mia-cap", type=int, default=MIA_CAP,
+  p.add_argument("--mia-cap", type=common.positive_int(2), default=MIA_CAP,
                  help="members and non-members each capped at this many for the MIAs")
   p.add_argument("--note", action="append", default=[],
                  help="a paragraph for the report, kept in <report>_notes.md beside it (a "

@@ -565,3 +565,23 @@ def test_runners_refuse_repeated_or_bad_classes_and_methods_in_one_line(capsys):
   assert depth.parse_sets("3,0+1+2") == [(3,), (0, 1, 2)]
   with pytest.raises(compare.UsageError, match="names a method twice"):
     compare.parse_methods("mnemonic,mnemonic", "trained-codes", "all")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--out", "FILE"], "exists and is not a folder"),
+    (["--report", "sub/name"], "is not a plain name"),
+    (["--report", "../escaped"], "is not a plain name"),
+    (["--mia-cap", "0"], "must be at least 2"),
+    (["--train-cap", "0"], "must be at least 1"),
+    (["--seeds", "0"], "must be at least 1")])
+def test_table_refuses_options_that_ended_in_a_traceback_or_an_empty_report(
+    args, words, tmp_path, capsys):
+  """Each was a traceback after the runs (a file as --out, a report name with a folder),
+  a report written outside --out (../), or an empty report with exit 0 (--seeds 0)."""
+  from experiments import table  # pylint: disable=import-outside-toplevel
+
+  (tmp_path / "FILE").write_text("")
+  args = [str(tmp_path / a) if a == "FILE" else a for a in args]
+  with pytest.raises(SystemExit) as raised:
+    table.build_parser().parse_args(["--config", "digits_mlp:quick", *args])
+  assert raised.value.code == 2 and words in capsys.readouterr().err
