@@ -244,8 +244,8 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
   lines = [
       "# Which data-free rule goes deepest (issue #20)", "",
       f"Command: `{command}` (written {summary['date']}).", "",
-      f"Machine: {summary['machine']}; the shared 2-core CPU box, other work running "
-      f"beside it (load average at the end: {', '.join(f'{v:.1f}' for v in summary['load'])}).",
+      f"Machine: {summary['machine']} (load average at the end: "
+      f"{', '.join(f'{v:.1f}' for v in summary['load'])}).",
       "", "Parts (each an `experiments.depth` run, cached under the work folder):", "", parts,
       "",
       "Goals (issue #19; per run, against the retrain oracle of the same model, seed and "
@@ -300,6 +300,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                       part.methods or args.methods, "--relearn-steps",
                       str(args.relearn_steps), "--out", str(work / _folder(part.name))])
   runs, headers = load_runs(work)
+  if not runs:  # A report of nothing would still state the findings of its prose.
+    common.fail(f"no runs under {work}: run without --report-only first (or pass the "
+                "--work folder of an earlier run)", "experiments.deep")
   for part in (p.name for p in PARTS):  # Each part's full report beside deep.md.
     source = work / _folder(part)
     if (source / "depth.md").exists():

@@ -222,13 +222,13 @@ def markdown(result: dict[str, Any]) -> str:
       "# Depth of forgetting against the retrain oracle (issue #19)", "",
       f"Command: `{result['command']}` (written {result['date']}; mnemonic-jax "
       f"{result['version']}).", "",
-      f"Machine: {result['machine']}; the project's shared 2-core CPU box, used by other "
-      f"engineers at the same time: load average (1/5/15 min) {load(result['load_start'])} "
+      f"Machine: {result['machine']}; load average (1/5/15 min) {load(result['load_start'])} "
       f"at the start and {load(result['load_end'])} at the end of the last invocation. "
-      f"Compute recorded for the runs in this report: {cpu / 60:.0f} CPU minutes (training, "
+      f"Compute recorded for the runs in this report: {cpu / 60:.1f} CPU minutes (training, "
       "oracles, methods and attacks, summed over the invocations that made them, from the "
-      "cache; failed runs and trainings of an older runner not counted). The last invocation, "
-      f"reading the rest from the cache: {result['wall_seconds'] / 60:.1f} min wall, "
+      "cache; failed runs and trainings of an older runner not counted). The last invocation "
+      f"(what it did not compute it read from the cache): {result['wall_seconds'] / 60:.1f} "
+      "min wall, "
       f"{result['cpu_seconds'] / 60:.1f} CPU min.", "",
       "## Setup", "",
       "| model | architecture | data | epochs | train / test images | original test accuracy "

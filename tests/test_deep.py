@@ -133,3 +133,12 @@ def test_the_real_runner_commands_refuse_the_same_way(runner, args, words, tmp_p
   lines = result.stderr.strip().splitlines()
   assert len(lines) == 1 and words in lines[0], result.stderr
   assert not out.exists()
+
+
+def test_report_only_without_runs_is_refused_and_writes_nothing(tmp_path, capsys):
+  """It wrote deep.md, deep.csv and deep.png of nothing, whose prose still stated findings."""
+  from experiments import deep  # pylint: disable=import-outside-toplevel
+  with pytest.raises(SystemExit) as raised:
+    deep.main(["--report-only", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")])
+  assert raised.value.code == 2 and "no runs under" in capsys.readouterr().err
+  assert not (tmp_path / "out").exists()
