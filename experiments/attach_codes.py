@@ -431,4 +431,4 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
 
 
 if __name__ == "__main__":
-  print(main())
+  common.run_command(main, "experiments.attach_codes", show=True)

@@ -89,6 +89,23 @@ def report_name(text: str) -> str:
   return text
 
 
+def run_command(main: Callable[[], Any], prog: str, *, show: bool = False) -> None:
+  """Runs a runner's ``main`` as its command (``if __name__ == "__main__"``), printing its
+  result if ``show``. Ctrl-C ends it with one line on stderr and status 130 instead of a
+  traceback: the runs finished before it are cached, and the same command reuses them.
+  It leaves at once then (``os._exit``): JAX's shutdown after a compile cut short can
+  crash the process."""
+  try:
+    result = main()
+  except KeyboardInterrupt:
+    sys.stdout.flush()
+    print(f"{prog}: interrupted; the runs finished before it are cached, and running the "
+          "same command again reuses them", file=sys.stderr, flush=True)
+    os._exit(130)  # pylint: disable=protected-access
+  if show:
+    print(result)
+
+
 def fail(message: str, prog: str = "experiments.table") -> NoReturn:
   """A user error: one line ``<prog>: error: <message>`` on stderr, exit status 2.
 

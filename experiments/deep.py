@@ -318,4 +318,4 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
 
 
 if __name__ == "__main__":
-  main()
+  common.run_command(main, "experiments.deep")

@@ -524,4 +524,4 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
 
 
 if __name__ == "__main__":
-  main()
+  common.run_command(main, "experiments.depth")

@@ -585,3 +585,16 @@ def test_table_refuses_options_that_ended_in_a_traceback_or_an_empty_report(
   with pytest.raises(SystemExit) as raised:
     table.build_parser().parse_args(["--config", "digits_mlp:quick", *args])
   assert raised.value.code == 2 and words in capsys.readouterr().err
+
+
+def test_an_interrupted_runner_says_one_line_and_exits_130():
+  """Ctrl-C in a runner printed a long KeyboardInterrupt traceback (and once crashed in
+  JAX's shutdown after a compile cut short); now one line, status 130."""
+  code = ("from experiments import common\n"
+          "def main():\n  raise KeyboardInterrupt\n"
+          "common.run_command(main, 'experiments.table')\n")
+  done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        check=False, timeout=120, cwd=pathlib.Path(__file__).parents[1])
+  assert done.returncode == 130, done
+  assert done.stderr.startswith("experiments.table: interrupted; the runs finished before")
+  assert len(done.stderr.strip().splitlines()) == 1
