@@ -177,6 +177,8 @@ def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
       fisher.validate_classes(multi, num_classes)
     except ValueError as e:
       fail(f"--multi {args.multi}: {e}")
+  if not sets and not multi:  # The report would be empty tables.
+    fail("no class to forget: give --classes (e.g. 0,3 or all) or a --multi set")
   return sets + ([multi] if multi else [])
 
 

@@ -1,5 +1,6 @@
 """Experiment configs load and are sane; the table runner runs end to end on tiny settings."""
 
+import argparse
 import dataclasses
 import importlib
 import json
@@ -555,7 +556,9 @@ def test_runners_refuse_repeated_or_bad_classes_and_methods_in_one_line(capsys):
            (lambda: depth.parse_sets("3,0+1,3"), "names a set twice"),
            (lambda: depth.parse_sets("3,x"), "'x' is not a class id"),
            (lambda: depth.check_sets([(12,)], 10), "--classes 12: .*out of range"),
-           (lambda: depth.check_sets([(3, 3)], 10), "--classes 3\\+3: .*duplicated")]
+           (lambda: depth.check_sets([(3, 3)], 10), "--classes 3\\+3: .*duplicated"),
+           (lambda: common.forget_sets_of(argparse.Namespace(classes="", multi=""), 10),
+            "no class to forget")]
   for call, words in cases:
     with pytest.raises(SystemExit) as raised:
       call()
