@@ -110,6 +110,22 @@ def _relearn_cell(rs, target):
   return cell + (f" ({never} never)" if never else "")
 
 
+#: The figures a report may have, ``<report>_<kind>.png`` (plots.methods_figures,
+#: compare_depth.section): one a rerun does not draw is removed, never left beside it.
+FIGURE_KINDS = ("ar_ef", "ablation", "relearn", "depth", "depth_seconds")
+
+
+def remove_stale_figures(out: pathlib.Path, base: str, figures: Sequence[pathlib.Path]
+                         ) -> list[pathlib.Path]:
+  """Removes the figures of an earlier run of report ``base`` that this run did not draw
+  (e.g. its depth plots after a rerun without ``--depth``); returns them."""
+  stale = [out / f"{base}_{kind}.png" for kind in FIGURE_KINDS]
+  stale = [p for p in stale if p.exists() and p not in set(map(pathlib.Path, figures))]
+  for path in stale:
+    path.unlink()
+  return stale
+
+
 def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
                  variants: Sequence[str], forget_sets, seeds, class_names, command: str,
                  notes: Sequence[str], base: str | None = None, *,
@@ -211,6 +227,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
     lines += depth_lines
     figures += depth_figures
   lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+  remove_stale_figures(out, base, figures)
   (out / f"{base}.md").write_text("\n".join(lines))
   (out / f"{base}.json").write_text(json.dumps(
       {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,

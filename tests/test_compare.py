@@ -289,3 +289,16 @@ def test_depth_config_caps_the_probe_and_relearning(tmp_path, tiny_config, capsy
                 "--depth-probe-per-class", "0", "--out", str(tmp_path / "out")])
   assert caught.value.code == 2 and "at least 1" in capsys.readouterr().err
   assert not (tmp_path / "out").exists()
+
+
+def test_a_rerun_removes_the_figures_of_its_report_it_did_not_draw(tmp_path):
+  """A rerun without --depth left the earlier run's depth plots beside the new report,
+  which neither made nor linked them; other files stay."""
+  from experiments import compare_report  # pylint: disable=import-outside-toplevel
+
+  for name in ("m_ar_ef.png", "m_depth.png", "m_relearn.png", "other_depth.png", "m.md"):
+    (tmp_path / name).write_text("")
+  removed = compare_report.remove_stale_figures(tmp_path, "m", [tmp_path / "m_ar_ef.png"])
+  assert sorted(p.name for p in removed) == ["m_depth.png", "m_relearn.png"]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["m.md", "m_ar_ef.png",
+                                                        "other_depth.png"]
