@@ -17,11 +17,11 @@ the library's defaults of version :data:`LEGACY_VERSION`); where that cannot be 
 returns ``None`` and the run is computed again, never reused on a guess.
 
 **Code.** A key may also name the source its result depends on: a field
-:data:`CODE_FIELD` (at any depth; :func:`method_code` gives a registered method's, the
-SHA-256 of its implementing modules and of every library module they import, with
-docstrings and comments left out), so a run of a method whose code changed since, its
-shared helpers' included, is computed again instead of silently reused. The code is
-not part of the settings' digest: a record keyed with code goes in
+:data:`CODE_FIELD` (at any depth; :func:`~experiments.run_code.method_code` gives a
+registered method's, the SHA-256 of its implementing modules and of every library module
+they import, with docstrings and comments left out), so a run of a method whose code
+changed since, its shared helpers' included, is computed again instead of silently reused.
+The code is not part of the settings' digest: a record keyed with code goes in
 ``<stem>-<settings digest>-<code digest>.json``, beside the record of the same settings
 written before keys named code (``<stem>-<settings digest>.json``, never overwritten). Such
 an older record, whose code nobody recorded, is trusted as the settings' result under the
@@ -36,19 +36,15 @@ Every record written here carries ``provenance``: the machine and the time it wa
 how many it reused from which earlier files. :func:`report_notes` keeps a report's
 hand-written notes in ``<report>_notes.md`` beside it, so that a rerun never drops one.
 
-Imports nothing of ``experiments`` (the layer below :mod:`experiments.common`).
+Imports nothing of ``experiments`` but :mod:`experiments.run_code` (its code part, whose
+functions it re-exports): the layer below :mod:`experiments.common`.
 """
 
 from __future__ import annotations
 
-import ast
 import dataclasses
 import datetime
-import functools
 import hashlib
-import importlib
-import importlib.util
-import inspect
 import json
 import pathlib
 import re
@@ -58,6 +54,8 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 import mnemonic_jax
+from experiments.run_code import (  # noqa: F401  (the cache's code part)
+    code_text, library_imports, method_code, source_digest)
 
 #: The library version of every record written before records carried their key: the
 #: package has been 0.1.0 since its first commit.
@@ -132,99 +130,6 @@ def digest(key: Mapping[str, Any]) -> str:
 CODE_FIELD = "code_sha256"
 #: Where a folder's pins of code-less records live (see the module docstring).
 PINS_FILE = "code_pins.json"
-
-
-def code_text(source: str) -> str:
-  """``source`` as what runs: its syntax tree without docstrings (comments never enter
-  it), dumped; so a reworded docstring or comment is the same code.
-
-  Raises:
-    SyntaxError: ``source`` is not Python.
-  """
-  tree = ast.parse(source)
-  for node in ast.walk(tree):
-    body = getattr(node, "body", None)
-    if (isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
-        and body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
-        and isinstance(body[0].value.value, str)):
-      node.body = body[1:] or [ast.Pass()]
-  return ast.dump(tree, include_attributes=False)
-
-
-@functools.lru_cache(maxsize=None)
-def source_digest(module: str) -> str:
-  """The first 16 hex digits of the SHA-256 of :func:`code_text` of ``module``'s source.
-
-  Read once per process (cached): a module edited while a runner runs is not the module it
-  imported anyway.
-
-  Args:
-    module: an importable module name (e.g. ``"mnemonic_jax.baselines.salun"``).
-
-  Raises:
-    ImportError: no such module; OSError, TypeError: it has no Python source.
-  """
-  source = inspect.getsource(importlib.import_module(module))
-  return hashlib.sha256(code_text(source).encode()).hexdigest()[:16]
-
-
-def method_code(method: str) -> dict[str, str]:
-  """``{module: source_digest}`` of every ``mnemonic_jax`` module a registered unlearning
-  method's result can depend on: the module of its function, that of its config class and
-  of every ``mnemonic_jax`` class that config inherits from (for a ``mnemonic-*`` move,
-  :mod:`mnemonic_jax.baselines.mnemonic`, the move's module and its base moves' modules),
-  and every ``mnemonic_jax`` module these import, directly or through others, at the top
-  or inside a function (:func:`library_imports`): a change in a shared helper (the loops
-  of :mod:`mnemonic_jax.baselines.base`, the primitives of the moves) is seen too.
-
-  Raises:
-    ValueError: an unknown method.
-  """
-  from mnemonic_jax import baselines  # The library, never an experiments module.
-
-  spec = baselines.get_method(method)
-  modules = {spec.fn.__module__} | {c.__module__ for c in spec.config_cls.__mro__
-                                    if c.__module__.startswith("mnemonic_jax.")}
-  todo, seen = sorted(modules), set(modules)
-  while todo:
-    for module in library_imports(todo.pop()):
-      if module not in seen:
-        seen.add(module)
-        todo.append(module)
-  return {m: source_digest(m) for m in sorted(seen)}
-
-
-@functools.lru_cache(maxsize=None)
-def library_imports(module: str) -> frozenset[str]:
-  """The ``mnemonic_jax`` modules ``module``'s source imports, anywhere in it (a name
-  imported from a package that is not a module of its own stands for the package).
-
-  Raises:
-    ImportError: no such module.
-  """
-  loaded = importlib.import_module(module)
-  package = module if hasattr(loaded, "__path__") else module.rpartition(".")[0]
-  found = set()
-  for node in ast.walk(ast.parse(inspect.getsource(loaded))):
-    if isinstance(node, ast.Import):
-      found.update(alias.name for alias in node.names)
-    elif isinstance(node, ast.ImportFrom):
-      base = node.module or ""
-      if node.level:  # Relative: from the package, ``level - 1`` packages up.
-        parts = package.split(".")[:len(package.split(".")) - node.level + 1]
-        base = ".".join(parts + ([node.module] if node.module else []))
-      found.add(base)
-      found.update(f"{base}.{alias.name}" for alias in node.names)
-  return frozenset(name for name in found
-                   if name.split(".")[0] == "mnemonic_jax" and _is_module(name))
-
-
-def _is_module(name: str) -> bool:
-  """Whether ``name`` is an importable module (not an attribute of one)."""
-  try:
-    return importlib.util.find_spec(name) is not None
-  except (ImportError, ValueError):  # A parent that is a module, not a package.
-    return False
 
 
 def split_code(key: Any) -> tuple[Any, dict[str, Any]]:

@@ -541,7 +541,8 @@ def test_run_cache_recomputes_a_run_whose_code_changed(tmp_path, monkeypatch):
   assert before[run_cache.CODE_FIELD] == run_cache.method_code("salun")
   assert compare.method_key(plain, [3], "none", "trained-codes", "all", True, 100,
                             100).get(run_cache.CODE_FIELD) is None
-  monkeypatch.setattr(run_cache, "source_digest", lambda module: "changed")
+  from experiments import run_code  # pylint: disable=import-outside-toplevel
+  monkeypatch.setattr(run_code, "source_digest", lambda module: "changed")
   after = compare.method_key(*args)
   assert run_cache.digest(after) == run_cache.digest(before)
   assert cache.path("seed0-c3-salun", after) != cache.path("seed0-c3-salun", before)
