@@ -486,6 +486,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   if bad:
     common.fail(f"unknown --methods {bad}; choose from {', '.join(all_methods())}",
                 "experiments.depth")
+  if len(set(args.methods)) != len(args.methods):  # Each would be run, and counted, twice.
+    common.fail(f"--methods names a method twice ({','.join(args.methods)}); give each once",
+                "experiments.depth")
   for method, (name, overrides) in zip(args.methods, variants):
     fields = {f.name for f in dataclasses.fields(baselines.get_method(name).config_cls)}
     if set(overrides) - fields:

@@ -331,6 +331,19 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   assert all(g.passed in (True, None) for g in report_lib.depth_goals(same))
 
 
+def test_depth_report_refuses_references_that_cannot_be_what_they_are_named(hand_made):
+  """The original passed as the oracle met every goal; a model that never knew the class
+  passed as the original made every figure read against it meaningless."""
+  original, shifted, oracle, data = hand_made
+  with pytest.raises(errors.BadRequest, match="oracle gets 100.0% .* oracle must be"):
+    depth.depth_report(shifted, original, original, data, FORGOTTEN, config=_CONFIG)
+  with pytest.raises(errors.BadRequest, match="original gets 0.0% .* original must be"):
+    depth.depth_report(shifted, oracle, oracle, data, FORGOTTEN, config=_CONFIG)
+  with pytest.raises(errors.BadRequest, match=r"oracle_seeds\[0\] gets 100.0%"):
+    depth.depth_report(shifted, oracle, original, data, FORGOTTEN, config=_CONFIG,
+                       oracle_seeds=[original])
+
+
 def test_depth_report_runs_the_logit_attacks_on_a_model_without_features(hand_made,
                                                                         monkeypatch):
   original, shifted, oracle, data = hand_made

@@ -559,7 +559,9 @@ def test_runners_refuse_repeated_or_bad_classes_and_methods_in_one_line(capsys):
            (lambda: depth.check_sets([(12,)], 10), "--classes 12: .*out of range"),
            (lambda: depth.check_sets([(3, 3)], 10), "--classes 3\\+3: .*duplicated"),
            (lambda: common.forget_sets_of(argparse.Namespace(classes="", multi=""), 10),
-            "no class to forget")]
+            "no class to forget"),
+           (lambda: depth.main(["--models", "digits_mlp:quick", "--methods",
+                                "mnemonic,mnemonic"]), "names a method twice")]
   for call, words in cases:
     with pytest.raises(SystemExit) as raised:
       call()

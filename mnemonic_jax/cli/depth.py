@@ -22,26 +22,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from mnemonic_jax import checkpointing, errors, evaluation, relearning, workflow
+from mnemonic_jax import checkpointing, errors, evaluation, relearning
+from mnemonic_jax.evaluation import depth as depth_lib
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.cli.parser import UsageError
-
-#: The most an ``--oracle`` may get right of the forgotten classes' test images (%). A model
-#: retrained without them is never taught to predict them: every oracle recorded in
-#: experiments/results/depth.json and the parts of deep.json (six architectures on digits
-#: and Fashion-MNIST, each class forgotten alone and 0+1+2, seeds 0 to 2) gets 0.0% of them
-#: right (E_F 100.0), while the original gets 23% or more (the lowest: fashion_cnn on
-#: class 6, shirt). 10%, chance among ten classes, lies between: an oracle above it knows
-#: the classes, and every gap read against it is meaningless (the original passed as the
-#: oracle met every goal).
-ORACLE_MAX_FORGOTTEN_ACCURACY = 10.0
-#: The least an ``--original`` must get right of them (%). The original is the model the
-#: classes were forgotten from: one at chance or below never knew them (the oracle or
-#: another forgotten model given by mistake), and the figures read against it (relearning
-#: back to a share of its accuracy, the probe's comparison, CKA to it) would say nothing.
-#: Refused rather than warned: every recorded original is at 23% or more (see above).
-ORIGINAL_MIN_FORGOTTEN_ACCURACY = 10.0
-
 
 class DepthRequest(NamedTuple):
   """What ``evaluate --depth`` measures, checked before any data are read.
@@ -158,42 +142,16 @@ def request(args: argparse.Namespace, path: pathlib.Path, bundle: Bundle) -> Dep
 
 
 def check_references(req: DepthRequest, test: Any) -> None:
-  """Refuses an oracle that knows the forgotten classes and an original that does not,
-  from their accuracy on the forgotten classes' images of ``test``, before the attacks.
-
-  Args:
-    req: :func:`request`'s answer.
-    test: the split scored (``images``, ``labels``).
+  """:func:`mnemonic_jax.evaluation.depth.check_references` on the given --oracle and
+  --original, named by their flags and paths, before the train split is read.
 
   Raises:
-    UsageError: the oracle gets more than :data:`ORACLE_MAX_FORGOTTEN_ACCURACY` % of those
-      images right, or the original :data:`ORIGINAL_MIN_FORGOTTEN_ACCURACY` % or less.
+    BadRequest: see that function.
   """
-  labels = np.asarray(test.labels)
-  mask = np.isin(labels, req.classes)
-  if not mask.any():
-    return  # The attacks refuse a split without the forgotten classes.
-  images = np.asarray(test.images)[mask]
-  which = (f"class{'es' if len(req.classes) > 1 else ''} "
-           f"{', '.join(map(str, req.classes))}")
-  for flag, given in (("--oracle", req.oracle), ("--original", req.original)):
-    if given is None:
-      continue
-    logits = workflow.predict(given[1], images)
-    right = evaluation.forgotten_accuracy(logits, labels[mask], req.classes)
-    figure = (f"{flag} {given[0]} gets {right:.1f}% of the test images of forgotten {which} "
-              f"right (E_F {100.0 - right:.1f})")
-    if flag == "--oracle" and right > ORACLE_MAX_FORGOTTEN_ACCURACY:
-      raise UsageError(
-          f"{figure}, but a model retrained without them gets almost none (at most "
-          f"{ORACLE_MAX_FORGOTTEN_ACCURACY:g}%); --oracle must be a model trained from "
-          f"scratch without {which} (e.g. the retrain baseline), not one that knows them "
-          "as the original does")
-    if flag == "--original" and right <= ORIGINAL_MIN_FORGOTTEN_ACCURACY:
-      raise UsageError(
-          f"{figure}: it does not know them, so they were not forgotten from it; --original "
-          f"must be the bundle before forgetting (a model retrained without them goes to "
-          "--oracle)")
+  depth_lib.check_references(
+      test, req.classes,
+      oracles=[(f"--oracle {req.oracle[0]}", req.oracle[1])] if req.oracle else [],
+      original=(f"--original {req.original[0]}", req.original[1]) if req.original else None)
 
 
 def group_of(name: str) -> str | None:
@@ -241,7 +199,8 @@ def run(req: DepthRequest, bundle: Bundle, train: Any, test: Any,
   oracle = req.oracle[1] if req.oracle else bundle  # Stand-ins: their figures are dropped.
   original = req.original[1] if req.original else bundle
   full = evaluation.depth_report(bundle, oracle, original, evaluation.DepthData.of(train, test),
-                                 req.classes, config=config)
+                                 req.classes, config=config,
+                                 check_references_first=False)  # Checked: check_references.
   drop = set()
   if req.oracle is None:
     drop |= {"cka_to_oracle", "distance_to_oracle"}
