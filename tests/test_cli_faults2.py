@@ -511,3 +511,25 @@ def test_fault_round_script_reports_totals():
   totals = fault_round.Totals()
   totals.add("x", "traceback")
   assert totals.runs == 1 and totals.tracebacks == 1
+
+
+def test_a_ctrl_c_during_the_save_waits_for_it(trained, tmp_path, monkeypatch, capsys,
+                                                terminal_ctrl_c):
+  """Cut short inside Orbax, a save could leave its temporary beside the output after the
+  cleanup ran; an interrupt during the save is raised once the save has returned."""
+  real = commands.checkpointing.save_bundle
+
+  def save_bundle(*args, **kwargs):
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C as the save begins.
+    return real(*args, **kwargs)
+
+  monkeypatch.setattr(commands.checkpointing, "save_bundle", save_bundle)
+  out = tmp_path / "out"
+  status = cli.main(["forget", "--checkpoint", str(trained), "--classes", "3", "--output",
+                     str(out), "-q", "--no-compilation-cache"])
+  captured = capsys.readouterr()
+  assert (status, captured.err) == (
+      cli.EXIT_INTERRUPTED, f"mnemonic-jax: error: interrupted; {out} was written and is "
+      "complete\n")
+  assert checkpointing.load_bundle(out).history[-1]["classes"] == [3]
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]

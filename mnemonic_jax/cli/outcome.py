@@ -42,7 +42,7 @@ EXIT_REPORT_LOST = 3
 #: command wrote nothing else: 128 + SIGPIPE, no line, as other Unix tools end.
 EXIT_PIPE_CLOSED = 128 + signal.SIGPIPE
 
-_STARTING, _WORKING, _ENDING = "starting", "working", "ending"
+_STARTING, _WORKING, _SAVING, _ENDING = "starting", "working", "saving", "ending"
 #: Seconds before a swallowed interrupt is delivered again.
 _REDELIVER_S = 0.01
 
@@ -91,8 +91,9 @@ class Run:
 
   Attributes:
     interrupted: a Ctrl-C arrived.
-    phase: ``"starting"`` (interrupts recorded only), ``"working"`` (raised) or
-      ``"ending"`` (the outcome is decided; recorded only).
+    phase: ``"starting"`` (interrupts recorded only), ``"working"`` (raised),
+      ``"saving"`` (recorded, raised once the save returns) or ``"ending"`` (the outcome
+      is decided; recorded only).
     written: outputs written and complete.
     saving: ``(output, existed before)`` of a save in progress.
     report_lost: the report could not be written to stdout.
@@ -215,9 +216,10 @@ def check_interrupt() -> None:
 
 @contextlib.contextmanager
 def saving(output: pathlib.Path) -> Iterator[None]:
-  """Around one save of ``output``: an interrupt first stops it, and once it is written
-  it is recorded (see :func:`wrote`). A save that fails stays recorded as in progress, so
-  that :meth:`Run.completed` can tell whether it landed.
+  """Around one save of ``output``: an interrupt first stops it, one during it is raised
+  once it returns, and once it is written it is recorded (see :func:`wrote`). A save that
+  fails stays recorded as in progress, so that :meth:`Run.completed` can tell whether it
+  landed.
 
   Raises:
     KeyboardInterrupt: an interrupt arrived before (or, swallowed, during) the save.
@@ -225,7 +227,14 @@ def saving(output: pathlib.Path) -> Iterator[None]:
   check_interrupt()
   run = current()
   run.saving = (pathlib.Path(output), os.path.lexists(output))
-  yield
+  # An interrupt waits for the save to return: cut short inside Orbax, its own threads
+  # could still create a temporary beside the output after the cleanup had run.
+  run.phase = _SAVING
+  try:
+    yield
+  finally:
+    if run.phase == _SAVING:
+      run.phase = _WORKING
   run.saving = None
   wrote(output)
   check_interrupt()
