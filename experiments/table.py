@@ -366,13 +366,43 @@ def build_parser() -> argparse.ArgumentParser:
   return p
 
 
+#: Options only the methods comparison reads (``--sweep`` and ``--depth`` say why apart).
+_METHODS_ONLY = ("inputs", "data", "no_relearn", "report")
+#: Options only ``--depth`` reads.
+_DEPTH_ONLY = ("depth_relearn_steps", "depth_probe_per_class")
+
+
+def refuse_ignored_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+  """Exits with one line if an option was given that this run would ignore.
+
+  ``--inputs`` without ``--methods``, ``--lambdas`` with it, or ``--depth-*`` without
+  ``--depth`` used to be dropped without a word, so a run did something else than asked.
+  """
+  given = lambda dest: getattr(args, dest) != parser.get_default(dest)
+
+  def refuse(dests: tuple[str, ...], where: str, fix: str) -> None:
+    named = ["--" + d.replace("_", "-") for d in dests if given(d)]
+    if named:
+      fail(f"{', '.join(named)} only appl{'ies' if len(named) == 1 else 'y'} {where}; {fix}")
+
+  if args.methods is None:
+    refuse(_METHODS_ONLY, "to the methods comparison", "pass --methods ...")
+  elif given("lambdas"):
+    fail("--lambdas chooses the paper's lambdas for the forgetting table, which --methods "
+         "does not run; name mnemonic (the paper's lambdas) or mnemonic-auto in --methods")
+  if not args.depth:
+    refuse(_DEPTH_ONLY, "with --depth", "pass --depth too")
+
+
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   try:
     rest, overrides = configs.split_overrides(argv)
   except configs.ConfigError as e:
     fail(str(e))
-  args = build_parser().parse_args(rest)
+  parser = build_parser()
+  args = parser.parse_args(rest)
+  refuse_ignored_options(parser, args)
   if args.out is None:
     args.out = SCRATCH
     print(f"experiments.table: writing to the scratch folder {SCRATCH} (pass --out DIR to "

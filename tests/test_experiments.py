@@ -604,3 +604,18 @@ def test_an_interrupted_runner_says_one_line_and_exits_130():
   assert done.returncode == 130, done
   assert done.stderr.startswith("experiments.table: interrupted; the runs finished before")
   assert len(done.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--inputs", "zeros"], "--inputs only applies to the methods comparison"),
+    (["--report", "x", "--no-relearn"], "--no-relearn, --report only apply to"),
+    (["--methods", "mnemonic", "--lambdas", "auto"], "--lambdas chooses"),
+    (["--methods", "retrain,mnemonic", "--depth-relearn-steps", "5"], "only applies with --depth")])
+def test_table_refuses_options_the_run_would_ignore(args, words, capsys):
+  """Each was dropped without a word: the run did something else than was asked."""
+  from experiments import table  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(SystemExit) as raised:
+    table.main(["--config", "digits_mlp:quick", *args])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert raised.value.code == 2 and len(err) == 1 and words in err[0], err
