@@ -260,14 +260,20 @@ def parse_sweep(text: str | None, methods: Sequence[str]) -> bool | list[str]:
   -> those methods.
 
   Raises:
-    UsageError: a name not among ``methods``, or one without a ladder.
+    UsageError: a name not among ``methods``, or one without a ladder; a bare ``--sweep``
+      when no method of ``methods`` has one (it would sweep nothing).
   """
-  if text is None or text == "all":
-    return text == "all"
+  if text is None:
+    return False
+  laddered = [m for m in methods if baselines.get_method(m).sweep]
+  if text == "all":
+    if not laddered:
+      raise UsageError(f"--sweep: no method of --methods registers a ladder of settings "
+                       f"({','.join(methods)}); drop --sweep")
+    return True
   names = [n for n in text.split(",") if n]
   wrong = [n for n in names if n not in methods or not baselines.get_method(n).sweep]
   if wrong or not names:
-    laddered = [m for m in methods if baselines.get_method(m).sweep]
     raise UsageError(f"--sweep {text!r}: name methods of --methods that register a ladder "
                      f"({','.join(laddered) or 'none'})")
   return names

@@ -267,6 +267,8 @@ def test_swept_variants_are_planned_keyed_and_reported():
   for wrong in ("scrub", "retrain", ","):  # Not in --methods; no ladder; none named.
     with pytest.raises(compare.UsageError, match="--sweep"):
       compare.parse_sweep(wrong, ["lfssd", "retrain"])
+  with pytest.raises(compare.UsageError, match="no method of --methods registers a ladder"):
+    compare.parse_sweep("all", ["retrain", "mnemonic"])  # Bare: it swept nothing, silently.
   assert compare.variant("lfssd", "sweep") == "lfssd:sweep"
   assert compare_depth.split_variant("lfssd:sweep") == ("lfssd", "sweep")
   assert compare_depth.attacked(["retrain", "lfssd:sweep", "mnemonic@zeros"]) == ["lfssd:sweep"]
