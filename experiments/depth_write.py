@@ -283,7 +283,7 @@ def markdown(result: dict[str, Any]) -> str:
               f"{m['model']} on {m['data']}, {m['epochs']} epochs, original test accuracy "
               f"{m['test_accuracy']:.1f}%. Runs: {len(m['runs'])}; compute "
               f"{(m.get('total_cpu_seconds') or 0) / 60:.1f} CPU minutes.", "",
-              f"![gaps to the oracle, {m['name']}](depth_{m['name']}.png)", "",
+              f"![gaps to the oracle, {m['name']}]({figure_name(m['name'])})", "",
               "**Depth goals** (runs passing / applicable):", "", *_goal_table(m["runs"]), "",
               "**Mean gap to the oracle over the class sets** (method - oracle, points of "
               "forgotten-class test accuracy; E_F and A_R: negative is worse, the attacks: "
@@ -345,6 +345,12 @@ def compact(result: dict[str, Any]) -> dict[str, Any]:
   return {**result, "figures": labels, "models": models}
 
 
+def figure_name(model: str) -> str:
+  """``depth_<model>.png``, with a variant's colon as a dash (``digits_mlp:quick`` in a
+  Markdown link reads as a URL scheme, and the figure was not shown)."""
+  return f"depth_{model.replace(':', '-')}.png"
+
+
 def plot_model(model: dict[str, Any], path: pathlib.Path) -> None:
   """Per method, its mean gap to the oracle on each attack, coloured by how much worse."""
   methods = _methods(model["runs"])
@@ -396,5 +402,5 @@ def write_all(result: dict[str, Any], out: pathlib.Path) -> None:
   write_csv(result, out / "depth.csv")
   for m in result["models"]:
     if m["runs"]:
-      plot_model(m, out / f"depth_{m['name']}.png")
+      plot_model(m, out / figure_name(m["name"]))
   (out / "depth.md").write_text(markdown(result))

@@ -142,3 +142,11 @@ def test_report_only_without_runs_is_refused_and_writes_nothing(tmp_path, capsys
     deep.main(["--report-only", "--out", str(tmp_path / "out"), "--work", str(tmp_path / "w")])
   assert raised.value.code == 2 and "no runs under" in capsys.readouterr().err
   assert not (tmp_path / "out").exists()
+
+
+def test_a_model_variant_gets_a_figure_name_a_markdown_link_can_point_to():
+  """``depth_digits_mlp:quick.png``: in a Markdown link the colon reads as a URL scheme."""
+  from experiments import depth_write  # pylint: disable=import-outside-toplevel
+
+  assert depth_write.figure_name("digits_mlp:quick") == "depth_digits_mlp-quick.png"
+  assert depth_write.figure_name("fashion_cnn") == "depth_fashion_cnn.png"
