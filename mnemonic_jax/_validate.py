@@ -14,6 +14,7 @@ Modelled on the single validation module of ``jax_privacy`` (``_validate.py``).
 import math
 import os
 import pathlib
+from collections.abc import Mapping
 from typing import Any, Callable, Sequence
 
 import jax
@@ -108,15 +109,20 @@ def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[in
   """Checks the classes to forget and those to leave out; ``(forget, exclude)`` sorted.
 
   ``exclude`` holds classes that are neither forgotten now nor remaining (e.g. forgotten
-  by an earlier request); a class in both is forgotten (it leaves ``exclude``).
+  by an earlier request, :meth:`mnemonic_jax.Bundle.earlier_forgotten`).
 
   Raises:
-    TypeError, ValueError: as :func:`class_ids`, for either; also an empty ``forget``, or
+    TypeError, ValueError: as :func:`class_ids`, for either; also an empty ``forget``, a
+      class in both (it would be forgotten and scored in neither set at once), or
       nothing left to remain.
   """
   forget = class_ids(forget, num_classes, name="forget")
-  exclude = tuple(c for c in class_ids(exclude, num_classes, name="exclude")
-                  if c not in forget)
+  exclude = class_ids(exclude, num_classes, name="exclude")
+  both = [c for c in exclude if c in forget]
+  if both:
+    raise errors.BadRequest(
+        f"classes {both} are both forgotten and excluded; a class is either forgotten now "
+        "or left out of both sets: drop it from exclude")
   if not forget:
     raise errors.BadRequest("forget: no class to forget: give at least one class id")
   if len(forget) + len(exclude) == num_classes:
@@ -267,7 +273,16 @@ def params_tree(params: PyTree) -> None:
 
   Raises:
     TypeError: no leaves, or a leaf that is not a floating-point array.
+    ValueError: a Flax variables dict holding other collections beside ``"params"``
+      (``batch_stats``, ...): they would be differentiated and moved as parameters.
   """
+  if isinstance(params, Mapping) and "params" in params and len(params) > 1:
+    others = sorted(str(k) for k in params if k != "params")
+    raise errors.BadRequest(
+        f"params is a Flax variables dict with {', '.join(map(repr, others))} beside "
+        "'params': they would be differentiated and moved as parameters (a BatchNorm "
+        "variance moved below 0 gives NaN); pass variables['params'] and close over the rest, e.g. "
+        "apply_fn = mnemonic_jax.inference_apply_fn(model, variables['batch_stats'])")
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   if not leaves:
     raise errors.BadRequestType("params has no arrays: pass the model's parameters, e.g. "
@@ -291,7 +306,8 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
     TypeError: ``apply_fn`` is not callable, returns something other than one array
       (e.g. ``(logits, state)`` from ``model.apply(..., mutable=...)``), or returns
       non-float logits.
-    ValueError: the inputs do not fit the model, the model updates state while it is
+    ValueError: ``apply_fn(params, inputs)`` fails (inputs that do not fit the model,
+      arguments swapped, params of another form), the model updates state while it is
       applied (BatchNorm in training mode), the logits are not ``(N, C)``, or ``C``
       differs from ``num_classes``.
   """
@@ -317,14 +333,21 @@ def _eval_outputs(apply_fn, params, inputs) -> int:
   except Exception as e:  # Any model-side failure becomes one clear message.
     environment.reraise(e)  # The machine's failure is not the model's.
     text = str(e).splitlines()[0] if str(e) else ""
+    if "unexpected keyword argument 'train'" in text:
+      raise errors.BadRequestType(
+          "the model's __call__ takes no 'train' argument, which inference_apply_fn passes "
+          "(train=False); use apply_fn = lambda p, x: model.apply({'params': p}, x) "
+          f"instead, defined once and reused: {text}") from e
     if "immutable" in text or "mutable" in text:
       raise errors.BadRequest(
           "apply_fn updates model state while applied (BatchNorm in training mode?); "
           "pass an inference-mode apply_fn, e.g. mnemonic_jax.inference_apply_fn(model, "
           f"batch_stats): {type(e).__name__}: {text}") from e
     raise errors.BadRequest(
-        f"inputs of shape {tuple(np.shape(inputs)[1:])} do not fit the model: "
-        f"{type(e).__name__}: {text}") from e
+        f"apply_fn(params, x) fails: either inputs of shape {tuple(np.shape(inputs)[1:])} "
+        "do not fit the model, or apply_fn does not take (params, x), in that order, with "
+        "these params (variables['params'] where it expects the whole variables dict, or "
+        f"the reverse?): {type(e).__name__}: {text}") from e
   if not isinstance(out, jax.ShapeDtypeStruct):
     kind = type(out).__name__
     raise errors.BadRequestType(

@@ -138,7 +138,18 @@ def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
   """Wraps a Linen model as ``apply_fn(params, x) -> logits`` (BatchNorm in inference mode).
 
   BatchNorm statistics are carried along, so they are neither differentiated nor
-  perturbed.
+  perturbed. The model is called as ``model.apply(variables, x, train=False)``, so its
+  ``__call__`` must take a ``train`` keyword (the models of
+  :func:`mnemonic_jax.create_model` do); for one without it, pass
+  ``lambda p, x: model.apply({"params": p}, x)``, defined once and reused (a new function
+  object is a new program to compile).
+
+  Args:
+    model: a Flax Linen module whose ``__call__`` takes ``train``.
+    batch_stats: its BatchNorm statistics (``variables["batch_stats"]``; ``{}`` if none).
+
+  Returns:
+    An :class:`InferenceApply`: a pytree, so equal models share compiled programs.
 
   Example:
     >>> apply_fn = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})

@@ -138,9 +138,9 @@ def test_excluded_classes_are_neither_forgotten_nor_remaining(tiny):
   others = jnp.where(jnp.eye(NUM_CLASSES, dtype=bool), -jnp.inf, logits).max(-1)
   margins = jnp.diag(logits) - others
   np.testing.assert_allclose(report.before.remain_margin, min(margins[0], margins[3]), rtol=1e-5)
-  # A class both forgotten and excluded is forgotten.
-  _, report = mj.forget(apply_fn, params, codes, [1, 2], 1e-2, 10.0, exclude=[2])
-  assert report.classes == (1, 2) and report.exclude == ()
+  # A class both forgotten and excluded contradicts exclude's definition: refused.
+  with pytest.raises(ValueError, match=r"classes \[2\] are both forgotten and excluded"):
+    mj.forget(apply_fn, params, codes, [1, 2], 1e-2, 10.0, exclude=[2])
 
 
 def test_a_bundle_request_excludes_what_earlier_requests_forgot(tiny_digits_bundle):

@@ -14,6 +14,7 @@ import jax
 
 from mnemonic_jax import errors
 from mnemonic_jax.forgetting import moves as moves_lib
+from mnemonic_jax.forgetting.moves import model_checks
 from mnemonic_jax.forgetting.primitives import CodeScores, validate_request
 from mnemonic_jax.pytrees import ApplyFn, PyTree
 from mnemonic_jax.timing import CompileClock
@@ -159,7 +160,11 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       params or codes, an ``apply_fn`` that does not return one logits array.
     ValueError: bad classes (out of range, duplicated, none, or nothing left to remain);
       NaN or inf in params or codes; codes that do not fit the model or a number of
-      logits that differs from the number of codes; a model that updates state; an
+      logits that differs from the number of codes; a model that updates state, whose
+      logits for one code change with the other codes of the batch, that returns
+      probabilities, or whose logits on the codes are not finite (before or after the
+      move); a Flax variables dict with other collections as params; a class both in
+      ``forget`` and ``exclude``; an
       unknown move, lambdas with a move that chooses its own step (or ``"auto"`` with
       ``move="algorithm2"``, or ``move="algorithm2"`` without lambdas), a lambda that is
       not finite and > 0; a result that is not finite; a model without output bias for
@@ -177,9 +182,11 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
   request = validate_request(apply_fn, params, codes, forget, exclude)
   start = time.perf_counter()
   with CompileClock() as clock:
+    model_checks.check_model(request, params)
     moved = chosen(params, request)
     new_params = jax.block_until_ready(moved.params)
   total = time.perf_counter() - start
+  model_checks.check_result(moved.after)
   report = ForgetReport(
       move=chosen.name, acts_on=chosen.acts_on, classes=request.classes,
       exclude=request.exclude, before=jax.tree.map(float, moved.before),

@@ -40,6 +40,7 @@ from mnemonic_jax.timing import timed
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule, Selection, select
+from mnemonic_jax.forgetting.moves import model_checks
 from mnemonic_jax.forgetting.moves.grid_boundary import boundary_points
 
 PyTree = Any
@@ -269,6 +270,7 @@ def select_lambdas(
     (True, True)
   """
   request = prim.validate_request(apply_fn, params, codes, forget, exclude)
+  model_checks.check_model(request, params)
   return search(params, request, grid=grid, rule=rule, chunk=chunk, strategy=strategy,
                 microbatch_size=microbatch_size, method=method, mesh=mesh)
 
