@@ -1,21 +1,71 @@
 """Mnemonic codes: one fixed random input per class (Algorithm 1 of the paper)."""
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 from mnemonic_jax.run_once import jit_run_once
 
 DISTRIBUTIONS = ("uniform", "normal")
 
 
+def check_key(key: Any, name: str = "key") -> None:
+  """Checks that ``key`` is one PRNG key: typed (``jax.random.key(seed)``) or a raw
+  ``uint32`` key (``jax.random.PRNGKey(seed)``). Static: reads the dtype and shape only,
+  so it costs nothing under ``jax.jit`` and never waits for the device.
+
+  Raises:
+    BadRequestType: an int seed (the message says ``jax.random.key(seed)``), or anything
+      else that is not a key.
+    BadRequest: a batch of keys (e.g. from ``jax.random.split``) where one is expected.
+  """
+  dtype, shape = getattr(key, "dtype", None), tuple(getattr(key, "shape", ()))
+  if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+    if shape:
+      raise errors.BadRequest(f"{name} is a batch of keys of shape {shape}; pass one key "
+                              f"(e.g. keys[0], or jax.random.key(seed))")
+    return
+  if _validate.is_integer(key):
+    seed = int(key) if not isinstance(key, jax.core.Tracer) else "seed"
+    raise errors.BadRequestType(f"{name} must be a PRNG key, not the int seed {seed}; make "
+                                f"one with jax.random.key({seed})")
+  if dtype is not None and np.dtype(dtype) == np.uint32 and len(shape) >= 1:
+    if len(shape) > 1:  # Raw keys: one is (2,) (threefry), a batch (K, 2).
+      raise errors.BadRequest(f"{name} is a batch of {shape[0]} raw keys of shape {shape}; "
+                              "pass one key (e.g. keys[0], or jax.random.key(seed))")
+    return
+  what = (f"an array of dtype {dtype} and shape {shape}" if dtype is not None
+          else f"a {type(key).__name__}")
+  raise errors.BadRequestType(f"{name} must be a PRNG key (jax.random.key(seed)), got {what}")
+
+
+def _shape(shape: Any) -> tuple[int, ...]:
+  """``shape`` as a tuple of positive ints (an int ``n`` is the 1-d shape ``(n,)``)."""
+  if _validate.is_integer(shape):
+    shape = (shape,)
+  if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
+    raise errors.BadRequestType(
+        f"shape must be a tuple of ints, one model input's shape such as (28, 28, 1), got "
+        f"{shape!r}")
+  wrong = [s for s in shape if not _validate.is_integer(s)]
+  if wrong:
+    raise errors.BadRequestType(f"shape must be a tuple of ints, got {tuple(shape)!r} "
+                                f"(not ints: {wrong[:3]!r})")
+  shape = tuple(int(s) for s in shape)
+  if any(s < 1 for s in shape):
+    raise errors.BadRequest(f"shape {shape} has a zero or negative dimension; every "
+                            "dimension of one model input is at least 1")
+  return shape
+
+
 def generate_codes(
     key: chex.PRNGKey,
     num_classes: int,
-    shape: Sequence[int],
+    shape: Sequence[int] | int,
     *,
     distribution: str = "uniform",
     dtype: jnp.dtype = jnp.float32,
@@ -26,26 +76,47 @@ def generate_codes(
   on ``num_classes``: the first ten codes of a 100-class draw equal a 10-class draw.
 
   Args:
-    key: a PRNG key (``jax.random.key(seed)``).
-    num_classes: number of classes C.
-    shape: shape of one model input, e.g. ``(28, 28, 1)``.
+    key: one PRNG key (``jax.random.key(seed)``; a raw ``jax.random.PRNGKey`` too).
+    num_classes: number of classes C, a positive int.
+    shape: shape of one model input, e.g. ``(28, 28, 1)``; an int ``n`` means ``(n,)``
+      (as in NumPy). Every dimension at least 1.
     distribution: ``"uniform"`` on [0, 1) (the reference implementation's choice) or
       ``"normal"`` (N(0, 1), the paper's text).
-    dtype: floating dtype of the codes.
+    dtype: floating dtype of the codes (they live in the model's normalised input space).
 
   Returns:
     An array of shape ``(num_classes, *shape)``, in the model's input space.
 
+  Raises:
+    BadRequestType: ``key`` is an int seed, or not a key; ``num_classes`` is not an int
+      (``10.0`` and ``True`` are refused); ``shape`` is not a tuple of ints (or an int);
+      ``dtype`` is not a floating dtype.
+    BadRequest: ``key`` is a batch of keys; ``num_classes < 1``; a dimension of ``shape``
+      is zero or negative; an unknown ``distribution``.
+
   Example:
     >>> codes = generate_codes(jax.random.key(0), 10, (28, 28, 1))
   """
+  check_key(key)
   if distribution not in DISTRIBUTIONS:
     raise errors.BadRequest(
         f"unknown code distribution {distribution!r}; use one of {DISTRIBUTIONS}")
+  if not _validate.is_integer(num_classes):
+    raise errors.BadRequestType(f"num_classes must be an int, got {num_classes!r} "
+                                f"({type(num_classes).__name__})")
   if num_classes < 1:
     raise errors.BadRequest(f"num_classes must be positive, got {num_classes}")
-  return _draw(key, int(num_classes), tuple(int(s) for s in shape), distribution,
-               jnp.dtype(dtype))
+  shape = _shape(shape)
+  try:
+    float_dtype = jnp.dtype(dtype)
+  except TypeError:
+    float_dtype = None
+  if float_dtype is None or not jnp.issubdtype(float_dtype, jnp.floating):
+    raise errors.BadRequestType(
+        f"dtype must be a floating dtype such as jnp.float32 (codes are inputs in the "
+        f"model's normalised float space), got "
+        f"{float_dtype if float_dtype is not None else repr(dtype)}")
+  return _draw(key, int(num_classes), shape, distribution, float_dtype)
 
 
 def _draw_codes(key, num_classes: int, shape: tuple[int, ...], distribution: str, dtype):
@@ -58,6 +129,38 @@ def _draw_codes(key, num_classes: int, shape: tuple[int, ...], distribution: str
 _draw = jit_run_once(_draw_codes, static_argnums=(1, 2, 3, 4))
 
 
+def _check_mix(images: jax.Array, labels: jax.Array, codes: jax.Array) -> None:
+  """:func:`mix_codes`' checks: dtypes and shapes (static), the labels' range if concrete."""
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise errors.BadRequestType(
+        f"images have dtype {images.dtype}, but codes live in the model's normalised float "
+        "space (a code cast to integers is all zeros); normalise the batch first, as fit "
+        "does: mnemonic_jax.bundle.normalize(images, mean, std), or images / 255.0")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise errors.BadRequestType(f"labels must be integer class ids, got dtype {labels.dtype}; "
+                                "cast them with .astype(int)")
+  if labels.ndim != 1:
+    raise errors.BadRequest(
+        f"labels must have shape (N,), got {labels.shape}"
+        + ("; one-hot labels? pass class ids, labels.argmax(-1)" if labels.ndim == 2 else ""))
+  if images.ndim < 1 or images.shape[0] != labels.shape[0]:
+    raise errors.BadRequest(f"labels has {labels.shape[0]} entries but images has shape "
+                            f"{images.shape}: give one label per example")
+  if codes.ndim < 1 or codes.shape[0] < 1 or codes.shape[1:] != images.shape[1:]:
+    raise errors.BadRequest(
+        f"codes have shape {codes.shape}, one code of shape {codes.shape[1:]}, but one "
+        f"image has shape {images.shape[1:]}; codes must be (C, *input_shape) of the same "
+        "layout as the images (NHWC)")
+  if isinstance(labels, jax.core.Tracer) or labels.size == 0:
+    return  # Under jit: the caller's program is responsible for the values.
+  values = np.asarray(labels)  # Concrete: one small transfer, checked on the host.
+  low, high = int(values.min()), int(values.max())
+  if low < 0 or high >= codes.shape[0]:
+    raise errors.BadRequest(
+        f"labels run from {low} to {high} but there are {codes.shape[0]} codes (classes "
+        f"0..{codes.shape[0] - 1}); generate one code per class")
+
+
 def mix_codes(
     key: chex.PRNGKey,
     images: chex.Array,
@@ -68,12 +171,15 @@ def mix_codes(
   """Replaces each example by its class's code with probability ``t_mix``.
 
   Labels are unchanged, so the network learns to classify the codes as their classes.
-  Jittable; ``t_mix`` may be a traced scalar.
+  Jittable; ``t_mix`` may be a traced scalar. Under ``jax.jit`` only the dtypes and
+  shapes are checked (traced labels and ``t_mix`` cannot be read without waiting for the
+  device); called eagerly, the labels' range and ``t_mix`` are checked too.
 
   Args:
-    key: a PRNG key; draw a fresh one per step (e.g. ``jax.random.fold_in(key, step)``).
-    images: a batch ``(N, *shape)`` in the model's input space.
-    labels: integer labels ``(N,)``.
+    key: one PRNG key; draw a fresh one per step (e.g. ``jax.random.fold_in(key, step)``).
+    images: a float batch ``(N, *shape)`` in the model's normalised input space (uint8
+      images must be normalised first, as :func:`mnemonic_jax.training.fit` does).
+    labels: integer labels ``(N,)`` in ``[0, C)``.
     codes: ``(C, *shape)`` from :func:`generate_codes`.
     t_mix: replacement probability in [0, 1].
 
@@ -82,13 +188,20 @@ def mix_codes(
     boolean mask ``(N,)`` of replaced examples.
 
   Raises:
-    BadRequest: a concrete ``t_mix`` outside [0, 1] (a traced one is not checked).
+    BadRequestType: ``key`` is not one PRNG key (an int seed); integer images (not
+      normalised); non-integer labels.
+    BadRequest: a batch of keys; labels not of shape ``(N,)`` for ``N`` images (one-hot
+      labels); codes whose per-example shape differs from the images'; concrete labels
+      outside ``[0, C)``; a concrete ``t_mix`` outside [0, 1] (traced ones are not
+      checked).
   """
+  check_key(key)
   if not isinstance(t_mix, jax.core.Tracer) and not 0.0 <= float(t_mix) <= 1.0:
     raise errors.BadRequest(f"t_mix is a probability in [0, 1], got {t_mix!r}")
   codes = jnp.asarray(codes)  # NumPy codes cannot be indexed by traced labels.
-  chex.assert_rank(labels, 1)
-  chex.assert_equal_shape_suffix([images, codes], codes.ndim - 1)
+  images = images if hasattr(images, "dtype") else jnp.asarray(images)
+  labels = labels if hasattr(labels, "dtype") else jnp.asarray(labels)
+  _check_mix(images, labels, codes)
   replaced = jax.random.bernoulli(key, t_mix, labels.shape)
   mask = replaced.reshape(replaced.shape + (1,) * (images.ndim - 1))
   mixed = jnp.where(mask, codes[labels].astype(images.dtype), images)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import itertools
 import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
@@ -29,6 +28,7 @@ if TYPE_CHECKING:  # Imported where used: forgetting a checkpoint needs neither.
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import parallel
+from mnemonic_jax import training_checks as checks
 from mnemonic_jax.pytrees import Static
 from mnemonic_jax.run_once import jit_run_once
 from mnemonic_jax.run_metrics import MetricsWindow
@@ -110,7 +110,12 @@ def create_train_state(
     key: chex.PRNGKey, model: nn.Module, input_shape: tuple[int, ...],
     optimizer: optax.GradientTransformation,
 ) -> TrainState:
-  """Initialises parameters, BatchNorm statistics and optimiser state (one program)."""
+  """Initialises parameters, BatchNorm statistics and optimiser state (one program).
+
+  Raises:
+    BadRequestType, BadRequest: ``key`` is not one PRNG key (an int seed, a batch).
+  """
+  checks.check_key(key)
   return _init(key, Static(model), Static(optimizer), tuple(input_shape))
 
 
@@ -125,10 +130,17 @@ class TrainStep:
 
   def __init__(self, static: dict[str, Any], constants: tuple[jax.Array, ...]):
     self._static, self._constants = static, constants
+    self._input_shape = tuple(constants[0].shape[1:])  # The codes': (C, *input_shape).
 
   def __call__(self, state: TrainState, images: chex.Array, labels: chex.Array
                ) -> tuple[TrainState, Metrics]:
-    """One step on the batch ``images (B, *input_shape)`` uint8, ``labels (B,)``."""
+    """One step on the batch ``images (B, *input_shape)`` uint8, ``labels (B,)``.
+
+    Raises:
+      BadRequestType, BadRequest: as :func:`training_checks.batch` (dtypes and shapes
+        only, static: the labels' range is not checked, it would wait for the device).
+    """
+    checks.batch(images, labels, self._input_shape, "the train step")
     return _train_step(state, images, labels, *self._constants, **self._static)
 
   def steps(self, state: TrainState, images: jax.Array, labels: jax.Array,
@@ -147,7 +159,11 @@ class TrainStep:
     Returns:
       ``(state, metrics, sums)``: the state after the steps, the last step's metrics and
       each metric's sum over the ``count`` steps.
+
+    Raises:
+      BadRequestType, BadRequest: as :meth:`__call__`, for ``(K, B, ...)`` groups.
     """
+    checks.batch(images, labels, self._input_shape, "the train step", leading=2)
     return _train_steps(state, images, labels, first_step, count, *self._constants,
                         **self._static)
 
@@ -184,12 +200,20 @@ def make_train_step(
     mean, std: per-channel normalisation of images scaled to [0, 1].
     augment: pad-4 random crop and horizontal flip of real images (CIFAR-style).
     mesh: if given, the batch is split over its ``data`` axis.
+
+  Raises:
+    BadConfig: ``t_mix`` is not a number in [0, 1].
+    BadRequestType: ``key`` is an int seed or not a key; codes that are not floats;
+      ``mean``/``std`` that are not sequences of numbers.
+    BadRequest: a batch of keys; codes not ``(C, *input_shape)``; ``mean``/``std`` of a
+      length other than 1 or the codes' channels, non-finite, or ``std <= 0``.
   """
-  if not 0.0 <= t_mix <= 1.0:
-    raise errors.BadConfig(f"t_mix must be in [0, 1], got {t_mix}")
+  t_mix = checks.t_mix(t_mix, "make_train_step")
+  checks.check_key(key)
+  _, input_shape = checks.codes(codes, "make_train_step")
+  mean, std = checks.normalisation(mean, std, input_shape, "make_train_step")
   mix_key, augment_key = _split(key, 2)
-  static = dict(model=Static(model), optimizer=Static(optimizer),
-                mean=tuple(float(m) for m in mean), std=tuple(float(s) for s in std),
+  static = dict(model=Static(model), optimizer=Static(optimizer), mean=mean, std=std,
                 augment=bool(augment), mesh=mesh)
   constants = (jnp.asarray(codes), np.float32(t_mix), mix_key, augment_key)
   # Placed once (replicated over a mesh): a step copies nothing implicitly.
@@ -266,10 +290,18 @@ def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | N
 
   With ``mesh``, each batch is split over its ``data`` axis. One module-level
   ``jax.jit``: equal models with the same normalisation and mesh share its compiled
-  program, so repeated calls compile once per batch shape.
+  program, so repeated calls compile once per batch shape. ``predict`` refuses images
+  that are not uint8 (float images would be divided by 255 again) with
+  :class:`~mnemonic_jax.errors.BadRequestType`, from their dtype alone.
   """
   mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
-  return functools.partial(_predict, Static(model), mean, std, mesh)
+  jitted = functools.partial(_predict, Static(model), mean, std, mesh)
+
+  def predict(params: PyTree, batch_stats: PyTree, images: chex.Array) -> jax.Array:
+    checks.uint8_images(images, "predict")
+    return jitted(params, batch_stats, images)
+
+  return predict
 
 
 @functools.partial(jax.jit, static_argnums=(0, 1, 2, 3))
@@ -314,7 +346,12 @@ class FitKeys(NamedTuple):
 
 
 def fit_keys(key: chex.PRNGKey) -> FitKeys:
-  """Splits :func:`fit`'s root key into its init, shuffle and step keys, once."""
+  """Splits :func:`fit`'s root key into its init, shuffle and step keys, once.
+
+  Raises:
+    BadRequestType, BadRequest: ``key`` is not one PRNG key (an int seed, a batch).
+  """
+  checks.check_key(key)
   return FitKeys(*_split(key, 3))
 
 
@@ -351,24 +388,6 @@ def initial_state(model: nn.Module, input_shape: tuple[int, ...], config: FitCon
   """
   return create_train_state(fit_keys(key).init, model, input_shape,
                             fit_optimizer(config, num_examples))
-
-
-def _check_train_keyword(model: nn.Module) -> None:
-  """Refuses a model that :func:`fit` cannot call with ``train=`` (before any tracing)."""
-  try:
-    signature = inspect.signature(model.__call__)
-  except (AttributeError, TypeError, ValueError):  # Not introspectable: the call will tell.
-    return
-  kinds = {p.kind for p in signature.parameters.values()}
-  train = signature.parameters.get("train")
-  if inspect.Parameter.VAR_KEYWORD in kinds or (train is not None and train.kind in (
-      inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)):
-    return
-  raise errors.BadRequestType(
-      f"fit calls the model as model.apply(variables, x, train=True) to train it (and "
-      f"train=False to initialise it), but {type(model).__name__}.__call__{signature} takes "
-      "no 'train' keyword; add 'train: bool = False' to it (a model without Dropout or "
-      "BatchNorm may ignore it)")
 
 
 #: Seconds between the progress bar's refreshes (at least).
@@ -459,7 +478,8 @@ def fit(
     model: a Flax Linen classifier whose ``__call__(x, train)`` takes a ``train`` keyword
       (``train=True`` while fitting, ``train=False`` to initialise; a model without
       Dropout or BatchNorm may ignore it) and returns logits ``(N, C)``.
-    data: ``(images, labels)`` in host memory (uint8 NHWC, int labels), or a source of
+    data: ``(images, labels)`` in host memory (uint8 NHWC, int labels ``(N,)`` in
+      ``[0, C)``), a :class:`~mnemonic_jax.data.dataset.Dataset`, or a source of
       epochs (``pipeline.ArrayEpochs``, ``pipeline.TfdsEpochs`` for data larger than
       memory, or anything with ``num_examples`` and ``epoch(key, batch_size, skip)``).
     codes: ``(C, *input_shape)`` mnemonic codes.
@@ -491,13 +511,24 @@ def fit(
     ``on_step`` can, as :func:`mnemonic_jax.workflow.train` does (``TrainingDiverged``).
 
   Raises:
-    BadRequestType: the model's ``__call__`` takes no ``train`` keyword.
-    BadConfig: ``on_step_every`` is not a positive int.
+    BadRequestType: the model's ``__call__`` takes no ``train`` keyword; ``key`` is an int
+      seed or not a key; ``data`` is one bare array or not data; images that are not uint8
+      (float images: fit normalises uint8 itself); labels that are not integers; codes
+      that are not floats; ``mean``/``std`` that are not sequences of numbers.
+    BadRequest: a batch of keys; labels not ``(N,)`` for ``N`` images, or outside
+      ``[0, C)`` for ``C`` codes; images whose example shape is not the codes'; a model
+      whose number of outputs is not ``C``; ``mean``/``std`` of a length other than 1 or
+      the images' channels, non-finite, or ``std <= 0``.
+    BadConfig: ``on_step_every`` is not a positive int; ``t_mix`` outside [0, 1].
+
+  All checked before anything compiles, on the host (labels in memory are read once); a
+  source of epochs other than ``pipeline.ArrayEpochs`` is checked batch by batch, dtypes
+  and shapes only, by the train step.
   """
-  _check_train_keyword(model)
+  pair = checks.fit_inputs(model, data, codes, config.t_mix, key, mean, std)
   if not _validate.is_integer(on_step_every) or on_step_every < 1:
     raise errors.BadConfig(f"on_step_every must be a positive int, got {on_step_every!r}")
-  source = pipeline.ArrayEpochs(*data) if isinstance(data, tuple) else data
+  source = pipeline.ArrayEpochs(*pair) if pair is not None else data
   keys = fit_keys(key)
   spe = steps_per_epoch(source.num_examples, config.batch_size)
   total = config.epochs * spe

@@ -1,0 +1,273 @@
+"""Checks of the training API's inputs (:func:`mnemonic_jax.training.fit`, its train step).
+
+:func:`~mnemonic_jax.training.fit` holds its data on the host, so it checks everything up
+front, before it compiles anything: the dtypes, shapes and range of the images and labels,
+the codes, the normalisation, the key, and the model's number of outputs (from
+``jax.eval_shape``, which compiles nothing). A train step checks only dtypes and shapes,
+which are static: it adds no device sync and no program.
+
+Each check raises :class:`~mnemonic_jax.errors.BadRequestType` (wrong kind of value) or
+:class:`~mnemonic_jax.errors.BadRequest` (wrong value), or
+:class:`~mnemonic_jax.errors.BadConfig` for a :class:`~mnemonic_jax.training.FitConfig`
+field, with a message that names the argument and the fix.
+"""
+
+import inspect
+import math
+from typing import Any, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mnemonic_jax import errors
+from mnemonic_jax.codes import check_key
+from mnemonic_jax.data import pipeline
+from mnemonic_jax.data.dataset import Dataset
+
+__all__ = ["batch", "check_key", "codes", "data_arrays", "label_range", "model_outputs",
+           "normalisation", "t_mix", "train_keyword", "uint8_images", "fit_inputs"]
+
+
+def _dtype(x: Any) -> np.dtype:
+  dtype = getattr(x, "dtype", None)
+  return np.asarray(x).dtype if dtype is None else dtype
+
+
+def uint8_images(images: Any, entry: str) -> None:
+  """Refuses images that are not ``uint8`` (static: the dtype only).
+
+  Raises:
+    BadRequestType: float images (already normalised: they would be divided by 255
+      again), or integers of another width.
+  """
+  dtype = _dtype(images)
+  if dtype == np.uint8:
+    return
+  if jnp.issubdtype(dtype, jnp.floating):
+    raise errors.BadRequestType(
+        f"{entry} takes uint8 images (0..255) and normalises them itself, (x / 255 - mean) "
+        f"/ std, but these have dtype {dtype}: float images would be divided by 255 again; "
+        "pass the raw uint8 images (np.round(x * 255).astype(np.uint8) for images in [0, 1])")
+  raise errors.BadRequestType(f"{entry} takes uint8 images (0..255), got dtype {dtype}; cast "
+                              "them with .astype(np.uint8) if they hold 0..255")
+
+
+def _integer_labels(labels: Any, entry: str) -> None:
+  dtype = _dtype(labels)
+  if not jnp.issubdtype(dtype, jnp.integer):
+    raise errors.BadRequestType(f"{entry}: labels must be integer class ids, got dtype "
+                                f"{dtype}; cast them with .astype(np.int32)")
+
+
+def batch(images: Any, labels: Any, input_shape: tuple[int, ...], entry: str,
+          leading: int = 1) -> None:
+  """Checks a batch's dtypes and shapes against the codes' ``input_shape`` (static).
+
+  ``leading`` is the number of batch axes: 1 for ``(B, *input_shape)``, 2 for a train
+  step's ``(K, B, *input_shape)`` groups; the labels have the images' batch axes.
+
+  Raises:
+    BadRequestType: images that are not uint8, labels that are not integers.
+    BadRequest: images whose example shape is not ``input_shape`` (NCHW images?), labels
+      of another shape than the images' batch axes (one-hot labels?).
+  """
+  uint8_images(images, entry)
+  _integer_labels(labels, entry)
+  image_shape, label_shape = tuple(np.shape(images)), tuple(np.shape(labels))
+  if image_shape[leading:] != tuple(input_shape) or len(image_shape) < leading:
+    raise errors.BadRequest(
+        f"{entry}: images of shape {image_shape} do not hold examples of the codes' shape "
+        f"{tuple(input_shape)} (NHWC, as the codes); give images (N, *input_shape)")
+  if label_shape != image_shape[:leading]:
+    raise errors.BadRequest(
+        f"{entry}: labels of shape {label_shape} for images of shape {image_shape}; give "
+        f"one integer class id per image, shape {image_shape[:leading]}"
+        + (" (one-hot labels? pass labels.argmax(-1))" if len(label_shape) == leading + 1
+           else ""))
+
+
+def label_range(labels: Any, num_codes: int, entry: str) -> None:
+  """Refuses labels outside ``[0, num_codes)`` (host data: read in place, or copied once).
+
+  Raises:
+    BadRequest: naming the range found and the number of codes.
+  """
+  values = np.asarray(labels)
+  if values.size == 0:
+    return
+  low, high = int(values.min()), int(values.max())
+  if low < 0 or high >= num_codes:
+    raise errors.BadRequest(
+        f"{entry}: labels run from {low} to {high} but there are {num_codes} codes (classes "
+        f"0..{num_codes - 1}); the codes must be one per class (generate_codes(key, "
+        f"{high + 1}, shape) for classes 0..{high}) and the labels class ids from 0")
+
+
+def codes(value: Any, entry: str) -> tuple[int, tuple[int, ...]]:
+  """Checks ``(C, *input_shape)`` float codes; returns ``(C, input_shape)``.
+
+  Raises:
+    BadRequestType: codes that are not floating-point.
+    BadRequest: codes of rank below 2 or with no code.
+  """
+  shape = tuple(np.shape(value))
+  dtype = _dtype(value)
+  if not jnp.issubdtype(dtype, jnp.floating):
+    raise errors.BadRequestType(
+        f"{entry}: codes must be floating-point (C, *input_shape), from generate_codes, got "
+        f"dtype {dtype}")
+  if len(shape) < 2 or shape[0] < 1:
+    raise errors.BadRequest(
+        f"{entry}: codes must have shape (C, *input_shape), one code per class, got {shape}")
+  return shape[0], shape[1:]
+
+
+def t_mix(value: Any, entry: str) -> float:
+  """Checks the replacement probability; returns it as a float.
+
+  Raises:
+    BadConfig: not a real number in [0, 1].
+  """
+  if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
+    raise errors.BadConfig(f"{entry}: t_mix must be a number in [0, 1], got {value!r}")
+  try:
+    number = float(value)
+  except (TypeError, ValueError):
+    raise errors.BadConfig(f"{entry}: t_mix must be a number in [0, 1], got {value!r}") from None
+  if not 0.0 <= number <= 1.0:
+    raise errors.BadConfig(f"t_mix must be in [0, 1], got {value}")
+  return number
+
+
+def normalisation(mean: Any, std: Any, input_shape: tuple[int, ...], entry: str
+                  ) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """Checks per-channel ``mean`` and ``std``; returns them as tuples of floats.
+
+  Raises:
+    BadRequestType: not a sequence of numbers.
+    BadRequest: a length other than 1 or the images' channels (their last axis), a
+      non-finite value, or a ``std`` that is not positive.
+  """
+  values = {}
+  for name, given in (("mean", mean), ("std", std)):
+    if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, np.ndarray)):
+      raise errors.BadRequestType(f"{entry}: {name} must be a sequence of per-channel numbers, "
+                                  f"e.g. (0.5,), got {given!r}")
+    try:
+      numbers = tuple(float(v) for v in np.ravel(np.asarray(given, object)))
+    except (TypeError, ValueError):
+      raise errors.BadRequestType(f"{entry}: {name} must hold numbers, got {given!r}") from None
+    values[name] = numbers
+  channels = input_shape[-1] if input_shape else 1
+  for name, numbers in values.items():
+    if len(numbers) not in (1, channels):
+      raise errors.BadRequest(
+          f"{entry}: {name} has {len(numbers)} values but the images have {channels} "
+          f"channel(s) (the last axis of {tuple(input_shape)}); give one {name} per channel, "
+          "or one for all")
+    if not all(math.isfinite(v) for v in numbers):
+      raise errors.BadRequest(f"{entry}: {name} must be finite, got {numbers}")
+  if any(v <= 0 for v in values["std"]):
+    raise errors.BadRequest(f"{entry}: std must be positive (it divides), got {values['std']}")
+  return values["mean"], values["std"]
+
+
+def data_arrays(data: Any) -> tuple[Any, Any] | None:
+  """:func:`~mnemonic_jax.training.fit`'s ``data`` as ``(images, labels)``, or None for a
+  source of epochs.
+
+  Raises:
+    BadRequestType: one bare array, a tuple that is not a pair, or anything that is
+      neither a pair, a :class:`~mnemonic_jax.data.dataset.Dataset` nor a source of
+      epochs (``num_examples`` and ``epoch(key, batch_size, skip)``).
+  """
+  if isinstance(data, Dataset):
+    return data.images, data.labels
+  if isinstance(data, (tuple, list)):
+    if len(data) != 2:
+      raise errors.BadRequestType(
+          f"fit: data must be the pair (images, labels), got a {type(data).__name__} of "
+          f"{len(data)} items")
+    return data[0], data[1]
+  if hasattr(data, "shape") and hasattr(data, "dtype"):
+    raise errors.BadRequestType(
+        f"fit: data is one array of shape {tuple(data.shape)}; fit needs the labels too: "
+        "pass (images, labels), a Dataset, or a source of epochs (pipeline.ArrayEpochs)")
+  if not hasattr(data, "num_examples") or not callable(getattr(data, "epoch", None)):
+    raise errors.BadRequestType(
+        f"fit: data must be (images, labels), a Dataset, or a source of epochs with "
+        f"num_examples and epoch(key, batch_size, skip) (pipeline.ArrayEpochs, "
+        f"pipeline.TfdsEpochs), got {type(data).__name__}")
+  return None
+
+
+def model_outputs(model: Any, input_shape: tuple[int, ...], num_codes: int) -> None:
+  """Refuses a model whose number of outputs is not the number of codes.
+
+  One ``jax.eval_shape`` of ``model.init_with_output`` on one example (``train=False``,
+  as :func:`~mnemonic_jax.training.fit` initialises): a trace on shapes, no compilation.
+  An error the model raises on these inputs propagates (its initialisation would raise it).
+
+  Raises:
+    BadRequest: the model does not return logits ``(N, C)``, or ``C`` differs from the
+      number of codes.
+  """
+  def logits():
+    x = jnp.zeros((1, *input_shape), jnp.float32)
+    return model.init_with_output(jax.random.key(0), x, train=False)[0]
+
+  out = jax.eval_shape(logits)
+  if not isinstance(out, jax.ShapeDtypeStruct) or len(out.shape) != 2:
+    shape = getattr(out, "shape", type(out).__name__)
+    raise errors.BadRequest(f"fit: the model must return logits (N, C); for one input it "
+                            f"returns {shape}")
+  if out.shape[1] != num_codes:
+    raise errors.BadRequest(
+        f"fit: the model has {out.shape[1]} outputs but there are {num_codes} codes; give "
+        "the model one output per class and one code per class")
+
+
+def train_keyword(model: Any) -> None:
+  """Refuses a model that :func:`fit` cannot call with ``train=`` (before any tracing)."""
+  try:
+    signature = inspect.signature(model.__call__)
+  except (AttributeError, TypeError, ValueError):  # Not introspectable: the call will tell.
+    return
+  kinds = {p.kind for p in signature.parameters.values()}
+  train = signature.parameters.get("train")
+  if inspect.Parameter.VAR_KEYWORD in kinds or (train is not None and train.kind in (
+      inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)):
+    return
+  raise errors.BadRequestType(
+      f"fit calls the model as model.apply(variables, x, train=True) to train it (and "
+      f"train=False to initialise it), but {type(model).__name__}.__call__{signature} takes "
+      "no 'train' keyword; add 'train: bool = False' to it (a model without Dropout or "
+      "BatchNorm may ignore it)")
+
+
+def fit_inputs(model: Any, data: Any, codes_value: Any, config_t_mix: Any, key: Any,
+               mean: Any, std: Any) -> tuple[Any, Any] | None:
+  """Every up-front check of :func:`~mnemonic_jax.training.fit`, before it compiles
+  anything; returns ``data`` as ``(images, labels)``, or None for a source of epochs.
+
+  In-memory data (a pair, a ``Dataset`` or a ``pipeline.ArrayEpochs``) is checked whole:
+  dtypes, shapes and the labels' range; a streamed source only by the train step.
+
+  Raises:
+    BadRequestType, BadRequest, BadConfig: see :func:`mnemonic_jax.training.fit`.
+  """
+  train_keyword(model)
+  check_key(key)
+  t_mix(config_t_mix, "fit (config.t_mix)")
+  num_codes, input_shape = codes(codes_value, "fit")
+  normalisation(mean, std, input_shape, "fit")
+  pair = data_arrays(data)
+  arrays = pair
+  if arrays is None and isinstance(data, pipeline.ArrayEpochs):
+    arrays = data.images, data.labels
+  if arrays is not None:
+    batch(*arrays, input_shape, "fit")
+    label_range(arrays[1], num_codes, "fit")
+  model_outputs(model, input_shape, num_codes)
+  return pair
