@@ -29,6 +29,7 @@ import platform
 import statistics
 import sys
 import time
+import warnings
 from typing import Any, Callable, NoReturn, Sequence
 
 import jax
@@ -95,6 +96,8 @@ def run_command(main: Callable[[], Any], prog: str, *, show: bool = False) -> No
   traceback: the runs finished before it are cached, and the same command reuses them.
   It leaves at once then (``os._exit``): JAX's shutdown after a compile cut short can
   crash the process."""
+  # Each run records whether its move met its rule; a warning per run would bury the rest.
+  warnings.simplefilter("ignore", errors.RuleNotMetWarning)
   try:
     result = main()
   except KeyboardInterrupt:

@@ -55,5 +55,12 @@ class BadEnvironment(MnemonicJaxError, RuntimeError):
   See :mod:`mnemonic_jax.environment`."""
 
 
+class RuleNotMetWarning(UserWarning):
+  """A forgetting move returned parameters without meeting its rule on the codes
+  (``report.met`` is False): the forgotten classes may still be recognised. Like
+  scikit-learn's ``ConvergenceWarning``, a warning, so that sweeps can go on; silence it
+  with ``warnings.simplefilter("ignore", errors.RuleNotMetWarning)``."""
+
+
 __all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
-           "BadRequestType", "MnemonicJaxError", "TrainingDiverged"]
+           "BadRequestType", "MnemonicJaxError", "RuleNotMetWarning", "TrainingDiverged"]

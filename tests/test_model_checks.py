@@ -133,3 +133,14 @@ def test_a_move_whose_finite_result_gives_nan_logits_is_refused():
   apply_fn = lambda p, x: (x.reshape(len(x), -1) @ p["w"] + p["b"]) / jnp.sqrt(p["v"])
   with pytest.raises(ValueError, match="give non-finite logits on the codes"):
     mj.forget(apply_fn, params, codes, [3], move=_NegativeScale())
+
+
+def test_a_move_that_misses_its_rule_warns(bn):
+  """``met`` False used to be the only sign that nothing was forgotten (the paper's move on
+  a ReLU network with BatchNorm)."""
+  model, variables, codes = bn
+  apply_fn = mj.inference_apply_fn(model, variables["batch_stats"])
+  with pytest.warns(mj.errors.RuleNotMetWarning, match="did not meet its rule"):
+    _, report = mj.forget(apply_fn, variables["params"], codes, [3],
+                          move=moves.Shrink(grid=(1e-9,)))
+  assert report.met is False

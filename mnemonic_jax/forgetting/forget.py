@@ -7,6 +7,7 @@ typed ``details``.
 
 import dataclasses
 import time
+import warnings
 from typing import Any, Sequence
 
 import chex
@@ -153,7 +154,9 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       forgot, :meth:`mnemonic_jax.Bundle.earlier_forgotten`): scored in neither set.
 
   Returns:
-    ``(new_params, report)``, a :class:`ForgetReport`.
+    ``(new_params, report)``, a :class:`ForgetReport`. A move that did not meet its rule
+    (``report.met`` False) also warns, with
+    :class:`mnemonic_jax.errors.RuleNotMetWarning`.
 
   Raises:
     TypeError: class ids that are not integers, a lambda that is not a number, non-float
@@ -194,4 +197,10 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       verified=("every input" if moves_lib.outputs.ruled_out_everywhere(request, new_params)
                 else "codes"), seconds=max(total - clock.seconds, 0.0),
       compile_seconds=clock.seconds, details=moved.details)
+  if report.met is False:
+    warnings.warn(
+        f"move {report.move!r} did not meet its rule on the codes: the forgotten classes' "
+        f"codes are {100 * report.after.forget_accuracy:.0f}% right, margin "
+        f"{report.after.forget_margin:.3g} (report.met is False); another move may "
+        "(docs/depth.md compares them)", errors.RuleNotMetWarning, stacklevel=2)
   return new_params, report

@@ -16,6 +16,11 @@ from mnemonic_jax.models import bounds
 from mnemonic_jax.pytrees import PyTree
 
 
+#: What the output-layer moves need of the model, in their refusals.
+_HEAD_FORM = ("the logits must be the head's raw output h @ K + b (K an (F, C) kernel, b a "
+              "(C,) bias) with nothing after it (no softmax, scaling or transpose)")
+
+
 def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   """Which tensor is the output bias: the ``(C,)`` vector whose entry ``c`` adds to logit ``c``.
 
@@ -57,9 +62,9 @@ def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   if not any(found):
     raise errors.BadRequest(
         "the model has no output bias (a (C,) vector added to the logits), which the "
-        "output-layer moves ('reassign', 'erase', 'bias', 'project') lower; use "
-        "move='shrink' (--move shrink), which moves the weights of the layers where the "
-        "Fisher ratio concentrates")
+        "output-layer moves ('reassign', 'erase', 'bias', 'project') lower: for them "
+        + _HEAD_FORM + "; otherwise use move='shrink' (--move shrink), which moves the "
+        "weights of the layers where the Fisher ratio concentrates, or move='paper'")
   return treedef.unflatten(found)
 
 
@@ -90,8 +95,8 @@ def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   if not any(found):
     raise errors.BadRequest(
         "the model has no output kernel (an (F, C) matrix whose column c feeds logit c), "
-        "which the output-layer moves ('reassign', 'erase', 'project') change; use move='shrink' "
-        "(--move shrink)")
+        "which the output-layer moves ('reassign', 'erase', 'project') change: for them "
+        + _HEAD_FORM + "; otherwise use move='shrink' (--move shrink) or move='paper'")
   return treedef.unflatten(found)
 
 
