@@ -354,3 +354,117 @@ def test_step_constants_replicate_as_on_several_processes(monkeypatch):
   alone = training.make_train_step(model, optimizer, codes, 0.5, key)
   for ours, theirs in zip(step._constants[2:], alone._constants[2:]):
     np.testing.assert_array_equal(jax.random.key_data(ours), jax.random.key_data(theirs))
+
+
+def _fit_inputs(**changes):
+  """Valid inputs of fit (16 uint8 images (4, 4, 1), 4 classes and codes), changed."""
+  model, _, codes, _, images, labels = setup(hidden=(4,))
+  inputs = dict(model=model, data=(images, labels), codes=codes,
+                config=mj.FitConfig(epochs=1, batch_size=8), key=jax.random.key(0))
+  data = changes.pop("data", None)
+  if data is not None:
+    inputs["data"] = data(images, labels)
+  inputs.update(changes)
+  return inputs
+
+
+@pytest.mark.parametrize("changes, error, phrase", [
+    ({"data": lambda x, y: (x / 255.0, y)}, mj.errors.BadRequestType, "divided by 255 again"),
+    ({"data": lambda x, y: (x.astype(np.int32), y)}, mj.errors.BadRequestType,
+     "takes uint8 images"),
+    ({"data": lambda x, y: (x, y.astype(np.float32))}, mj.errors.BadRequestType,
+     "labels must be integer"),
+    ({"data": lambda x, y: (x, np.eye(4, dtype=np.int32)[y])}, mj.errors.BadRequest, "one-hot"),
+    ({"data": lambda x, y: (x, y[:5])}, mj.errors.BadRequest, r"labels of shape \(5,\)"),
+    ({"data": lambda x, y: (x.transpose(0, 3, 1, 2), y)}, mj.errors.BadRequest,
+     "do not hold examples of the codes' shape"),
+    ({"data": lambda x, y: (x, y + 1)}, mj.errors.BadRequest,
+     "labels run from 1 to 4 but there are 4 codes"),
+    ({"data": lambda x, y: mj.data.pipeline.ArrayEpochs(x, y - 1)}, mj.errors.BadRequest,
+     "labels run from -1 to 2"),
+    ({"codes": uniform(0, (2, 4, 4, 1))}, mj.errors.BadRequest,
+     "labels run from 0 to 3 but there are 2 codes"),
+    ({"codes": uniform(0, (4, 4, 4))}, mj.errors.BadRequest,
+     "do not hold examples of the codes' shape"),
+    ({"codes": np.zeros((4, 4, 4, 1), np.int32)}, mj.errors.BadRequestType,
+     "codes must be floating-point"),
+    ({"model": mj.create_model("mlp", 3, hidden=(4,))}, mj.errors.BadRequest,
+     "the model has 3 outputs but there are 4 codes"),
+    ({"mean": (0.1, 0.2, 0.3), "std": (1.0, 1.0, 1.0)}, mj.errors.BadRequest,
+     "mean has 3 values but the images have 1 channel"),
+    ({"std": (0.5, 0.5)}, mj.errors.BadRequest, "std has 2 values"),
+    ({"std": (0.0,)}, mj.errors.BadRequest, "std must be positive"),
+    ({"mean": 0.5}, mj.errors.BadRequestType, "mean must be a sequence"),
+    ({"data": lambda x, y: x}, mj.errors.BadRequestType, "fit needs the labels too"),
+    ({"data": lambda x, y: (x, y, y)}, mj.errors.BadRequestType, "the pair"),
+    ({"data": lambda x, y: "digits"}, mj.errors.BadRequestType, "a source of epochs"),
+    ({"key": 1}, mj.errors.BadRequestType, r"jax.random.key\(1\)"),
+    ({"key": jax.random.split(jax.random.key(0), 2)}, mj.errors.BadRequest, "batch of keys"),
+    ({"config": mj.FitConfig(epochs=1, batch_size=8, t_mix=1.5)}, mj.errors.BadConfig,
+     "t_mix"),
+])
+def test_fit_refuses_bad_inputs_before_compiling_anything(changes, error, phrase):
+  inputs = _fit_inputs(**changes)
+  with mj.CompileClock() as clock, pytest.raises(error, match=phrase):
+    mj.fit(**inputs, progress=False)
+  assert clock.programs == 0
+
+
+def test_fit_takes_a_dataset():
+  model, _, codes, _, images, labels = setup(hidden=(4,))
+  info = mj.data.dataset.DatasetInfo(name="toy", num_classes=4, shape=(4, 4, 1),
+                                     class_names=tuple("abcd"), mean=(0.5,), std=(0.25,))
+  dataset = mj.data.dataset.Dataset(images, labels, info)
+  config = mj.FitConfig(epochs=1, batch_size=8)
+  state, _ = mj.fit(model, dataset, codes, config, jax.random.key(0), progress=False)
+  same, _ = mj.fit(model, (images, labels), codes, config, jax.random.key(0), progress=False)
+  chex.assert_trees_all_equal(state.params, same.params)
+
+
+@pytest.mark.parametrize("batch, error, phrase", [
+    (lambda x, y: (x / 255.0, y), mj.errors.BadRequestType, "divided by 255 again"),
+    (lambda x, y: (x, y.astype(np.float32)), mj.errors.BadRequestType,
+     "labels must be integer"),
+    (lambda x, y: (x, y[:4]), mj.errors.BadRequest, "one integer class id per image"),
+    (lambda x, y: (x[..., 0], y), mj.errors.BadRequest,
+     "do not hold examples of the codes' shape"),
+])
+def test_train_step_refuses_bad_batches_from_their_dtypes_and_shapes(batch, error, phrase):
+  model, optimizer, codes, state, images, labels = setup(hidden=(4,), n=8)
+  step = training.make_train_step(model, optimizer, codes, 0.5, jax.random.key(1))
+  images, labels = batch(images, labels)
+  with pytest.raises(error, match=phrase):
+    step(state, images, labels)
+  with pytest.raises(error, match=phrase):  # Groups (K, B, ...) as fit passes them.
+    step.steps(state, images[None], labels[None], jnp.int32(0), jnp.int32(1))
+
+
+@pytest.mark.parametrize("changes, error, phrase", [
+    ({"key": 3}, mj.errors.BadRequestType, r"jax.random.key\(3\)"),
+    ({"codes": np.zeros((4, 4, 4, 1), np.uint8)}, mj.errors.BadRequestType, "floating-point"),
+    ({"mean": (0.0, 0.0, 0.0)}, mj.errors.BadRequest, "mean has 3 values"),
+    ({"std": (-1.0,)}, mj.errors.BadRequest, "std must be positive"),
+    ({"t_mix": "0.5"}, mj.errors.BadConfig, "t_mix"),
+])
+def test_make_train_step_refuses_bad_arguments(changes, error, phrase):
+  model, optimizer, codes, *_ = setup(hidden=(4,))
+  inputs = dict(model=model, optimizer=optimizer, codes=codes, t_mix=0.5,
+                key=jax.random.key(0)) | changes
+  with pytest.raises(error, match=phrase):
+    training.make_train_step(**inputs)
+
+
+def test_create_train_state_and_fit_keys_refuse_an_int_seed():
+  model, optimizer, *_ = setup(hidden=(4,))
+  with pytest.raises(mj.errors.BadRequestType, match=r"jax.random.key\(2\)"):
+    training.create_train_state(2, model, (4, 4, 1), optimizer)
+  with pytest.raises(mj.errors.BadRequestType, match=r"jax.random.key\(2\)"):
+    training.fit_keys(2)
+
+
+def test_predict_refuses_float_images():
+  model, _, _, state, images, _ = setup(hidden=(4,))
+  predict = training.make_predict_fn(model)
+  chex.assert_shape(predict(state.params, state.batch_stats, images), (16, 4))
+  with pytest.raises(mj.errors.BadRequestType, match="divided by 255 again"):
+    predict(state.params, state.batch_stats, images / 255.0)
