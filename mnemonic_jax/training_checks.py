@@ -12,6 +12,7 @@ Each check raises :class:`~mnemonic_jax.errors.BadRequestType` (wrong kind of va
 field, with a message that names the argument and the fix.
 """
 
+import functools
 import inspect
 import math
 from typing import Any, Sequence
@@ -24,6 +25,7 @@ from mnemonic_jax import errors
 from mnemonic_jax.codes import check_key
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.data.dataset import Dataset
+from mnemonic_jax.pytrees import Static
 
 __all__ = ["batch", "check_key", "codes", "data_arrays", "label_range", "model_outputs",
            "normalisation", "t_mix", "train_keyword", "uint8_images", "fit_inputs"]
@@ -202,22 +204,29 @@ def data_arrays(data: Any) -> tuple[Any, Any] | None:
   return None
 
 
+@functools.lru_cache(maxsize=64)
+def _logits_shape(model: Static, input_shape: tuple[int, ...]) -> Any:
+  """The shape of the model's output on one example (cached: equal models trace once)."""
+  def logits():
+    x = jnp.zeros((1, *input_shape), jnp.float32)
+    return model.value.init_with_output(jax.random.key(0), x, train=False)[0]
+
+  return jax.eval_shape(logits)
+
+
 def model_outputs(model: Any, input_shape: tuple[int, ...], num_codes: int) -> None:
   """Refuses a model whose number of outputs is not the number of codes.
 
   One ``jax.eval_shape`` of ``model.init_with_output`` on one example (``train=False``,
-  as :func:`~mnemonic_jax.training.fit` initialises): a trace on shapes, no compilation.
+  as :func:`~mnemonic_jax.training.fit` initialises): a trace on shapes, no compilation,
+  once per model and shape (equal models share it, as they share the train step).
   An error the model raises on these inputs propagates (its initialisation would raise it).
 
   Raises:
     BadRequest: the model does not return logits ``(N, C)``, or ``C`` differs from the
       number of codes.
   """
-  def logits():
-    x = jnp.zeros((1, *input_shape), jnp.float32)
-    return model.init_with_output(jax.random.key(0), x, train=False)[0]
-
-  out = jax.eval_shape(logits)
+  out = _logits_shape(Static(model), tuple(input_shape))
   if not isinstance(out, jax.ShapeDtypeStruct) or len(out.shape) != 2:
     shape = getattr(out, "shape", type(out).__name__)
     raise errors.BadRequest(f"fit: the model must return logits (N, C); for one input it "
