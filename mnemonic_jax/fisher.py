@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mnemonic_jax import errors
-from mnemonic_jax import _validate, layer_taps, parallel
+from mnemonic_jax import _validate, environment, layer_taps, parallel
 from mnemonic_jax.pytrees import as_pytree
 
 PyTree = Any
@@ -75,12 +75,17 @@ def fisher_diagonal(
   Args:
     apply_fn: ``apply_fn(params, x) -> logits (N, C)`` for a batch ``x``. Examples must
       not interact and nothing may be updated (BatchNorm in inference mode).
-    params: a pytree of float arrays (any float dtype).
+    params: a pytree of float arrays (any float dtype). With ``apply_fn = model.apply``
+      the Flax variables dict ``{'params': p}`` works too (on either method), but only
+      with no other collection in it (``batch_stats`` is no parameter to score): then
+      pass ``variables['params']`` with ``lambda p, x: model.apply({'params': p, ...}, x)``
+      (or :func:`mnemonic_jax.inference_apply_fn`).
     inputs: ``(N, *input_shape)`` float inputs.
     labels: integer labels ``(N,)`` in ``[0, C)``.
     microbatch_size: examples per vectorised chunk; ``None`` takes all ``N`` at once.
       Peak memory grows with this, not with ``N``.
-    loss_fn: per-example loss ``(logits, labels) -> (N,)``; cross-entropy by default.
+    loss_fn: per-example loss ``(logits, labels) -> (N,)``, unreduced (no mean or sum);
+      cross-entropy by default.
     method: ``"auto"``, ``"vmap"`` or ``"factorized"`` (see the module docstring).
     mesh: optional mesh; each microbatch is split over its ``data`` axis. A mesh over
       several processes' devices: every process passes the same arguments and gets the
@@ -91,18 +96,22 @@ def fisher_diagonal(
     gradients are accumulated in float32).
 
   Raises:
-    TypeError: non-integer labels, non-float params, or an ``apply_fn`` that does not
-      return one logits array.
+    TypeError: non-integer labels, non-float params, an ``apply_fn`` that does not
+      return one logits array, or a ``loss_fn`` that does not return float losses.
     ValueError: no inputs, labels outside ``[0, C)`` or not ``(N,)``, inputs and labels
       of different lengths, non-finite params or inputs, inputs that do not fit the
-      model, a model that updates state, or a bad ``method`` / ``microbatch_size``.
+      model, a model that updates state, a bad ``method`` / ``microbatch_size``, a
+      ``loss_fn`` that fails on ``(N, C)`` logits or returns anything but per-example
+      losses ``(N,)`` (a scalar mean, say), or ``method="factorized"`` on a model it does
+      not cover (the message names a ``{'params': ...}`` variables dict passed whole).
 
   Example:
     >>> fisher = fisher_diagonal(apply_fn, params, codes, jnp.arange(4), microbatch_size=2)
     >>> jax.tree.map(jnp.shape, fisher) == jax.tree.map(jnp.shape, params)
     True
   """
-  num_classes = _check_inputs(apply_fn, params, inputs, microbatch_size, method)
+  num_classes = _check_inputs(apply_fn, params, inputs, microbatch_size, method,
+                              loss_fn=loss_fn)
   _validate.labels(labels, num_classes)
   n = np.shape(labels)[0]
   if inputs.shape[0] != n:
@@ -144,7 +153,8 @@ def class_fishers(
     forget: integer class ids to forget.
     exclude: classes neither forgotten nor remaining (e.g. forgotten by an earlier
       request): their codes are left out of both means.
-    eps: where both accumulators start before the division by the class counts. The
+    eps: a finite number ``>= 0``, where both accumulators start before the division by
+      the class counts. The
       reference implementation starts them at ``1e-16``
       (:data:`mnemonic_jax.forgetting.EPS`), so its Fishers are
       ``(eps + sum_c g_c ** 2) / n``; ``0`` gives the plain means.
@@ -156,12 +166,15 @@ def class_fishers(
 
   Raises:
     TypeError, ValueError: as :func:`fisher_diagonal`; also bad class ids (not integers,
-      out of range, duplicated, none, or nothing left to remain) and non-finite codes.
+      out of range, duplicated, none, or nothing left to remain), non-finite codes, and an
+      ``eps`` that is not a number (TypeError), negative or not finite (ValueError).
 
   Example:
     >>> f_forget, f_remain = class_fishers(apply_fn, params, codes, [1])
   """
-  num_classes = _check_inputs(apply_fn, params, codes, microbatch_size, method, "codes")
+  _check_eps(eps)
+  num_classes = _check_inputs(apply_fn, params, codes, microbatch_size, method, "codes",
+                              loss_fn=loss_fn)
   if num_classes != codes.shape[0]:
     _validate.model_outputs(apply_fn, params, codes, codes.shape[0])  # Raises.
   forget, exclude = _validate.forget_request(forget, num_classes, exclude)
@@ -188,7 +201,12 @@ class ClassWeights(NamedTuple):
 
 def class_weights(in_forget: np.ndarray, in_remain: np.ndarray, eps: float = 0.0
                   ) -> ClassWeights:
-  """:class:`ClassWeights` of boolean class masks ``(C,)`` (host NumPy, float32)."""
+  """:class:`ClassWeights` of boolean class masks ``(C,)`` (host NumPy, float32).
+
+  Raises:
+    TypeError, ValueError: ``eps`` is not a finite number ``>= 0``.
+  """
+  _check_eps(eps)
   masks = np.stack([np.asarray(in_forget, bool), np.asarray(in_remain, bool)])
   counts = masks.sum(axis=1).astype(np.float32)
   return ClassWeights((masks / counts[:, None]).astype(np.float32),
@@ -254,7 +272,56 @@ def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> 
   _validate.model_outputs(apply_fn, params, inputs)
 
 
-def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="inputs") -> int:
+def _check_eps(eps: Any) -> None:
+  """Refuses an ``eps`` that is not a finite number ``>= 0`` (a negative one makes the
+  Fishers of few-gradient parameters negative, and eq. (6)'s log-ratio NaN)."""
+  if isinstance(eps, (bool, np.bool_, str, bytes)) or isinstance(eps, jax.core.Tracer) or (
+      np.ndim(eps) != 0):
+    raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}")
+  try:
+    value = float(eps)
+  except (TypeError, ValueError):
+    raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}"
+                                ) from None
+  if not (np.isfinite(value) and value >= 0):
+    raise errors.BadRequest(f"eps must be a finite number >= 0 (where the Fisher sums start), "
+                            f"got {value:g}: a negative one makes Fishers negative")
+
+
+#: A loss on logits and labels, jitted once per loss: ``eval_shape`` on it reuses jax.jit's
+#: trace cache, so a second check of the same loss and shapes traces nothing.
+_loss = jax.jit(lambda loss_fn, logits, labels: loss_fn(logits, labels), static_argnums=0)
+
+
+def _check_loss_fn(loss_fn: Any, num_classes: int) -> None:
+  """Checks on shapes only (``eval_shape``: nothing compiled) that ``loss_fn`` maps logits
+  ``(N, C)`` and labels ``(N,)`` to per-example losses ``(N,)``."""
+  if not callable(loss_fn):
+    raise errors.BadRequestType(f"loss_fn must be callable as loss_fn(logits, labels) -> (N,) "
+                                f"losses, got {type(loss_fn).__name__}")
+  logits = jax.ShapeDtypeStruct((2, num_classes), jnp.float32)
+  labels = jax.ShapeDtypeStruct((2,), jnp.int32)
+  try:
+    out = _loss.eval_shape(loss_fn, logits, labels)
+  except Exception as e:  # Any loss-side failure becomes one clear message.
+    environment.reraise(e)  # The machine's failure is not the loss's.
+    text = str(e).splitlines()[0] if str(e) else ""
+    raise errors.BadRequest(
+        f"loss_fn(logits, labels) fails on float logits (N, {num_classes}) and integer labels "
+        f"(N,): {type(e).__name__}: {text}") from e
+  shape = getattr(out, "shape", None)
+  if not isinstance(out, jax.ShapeDtypeStruct) or shape != (2,):
+    got = f"shape {tuple(shape)}" if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
+    raise errors.BadRequest(
+        f"loss_fn must return per-example losses of shape (N,), unreduced; for 2 examples it "
+        f"returned {got}" + (" (a mean or sum? drop the reduction: the Fisher squares each "
+                             "example's gradient)" if shape == () else ""))
+  if not jnp.issubdtype(out.dtype, jnp.floating):
+    raise errors.BadRequestType(f"loss_fn must return float losses, got dtype {out.dtype}")
+
+
+def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="inputs", *,
+                  loss_fn=cross_entropy) -> int:
   """The checks every public Fisher entry point shares; returns the number of logits."""
   if method not in METHODS:
     raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
@@ -267,6 +334,8 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
     raise errors.BadRequestType(f"{name} must be a float array (N, *input_shape), got "
                                 f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
   num_classes = _validate.model_outputs(apply_fn, params, inputs)
+  if loss_fn is not cross_entropy:
+    _check_loss_fn(loss_fn, num_classes)
   _validate.finite(**{"params": params, name: inputs})
   return num_classes
 
@@ -331,6 +400,12 @@ def weighted_squared_gradients(
   if method == "auto":
     method = "factorized" if layer_taps.covers(apply_fn, params, inputs) else "vmap"
   elif method == "factorized" and not layer_taps.covers(apply_fn, params, inputs):
+    if isinstance(params, dict) and "params" in params and len(params) > 1:
+      raise errors.BadRequest(
+          "method='factorized' got a Flax variables dict (a top-level 'params' key, beside "
+          f"{sorted(k for k in params if k != 'params')}) as the parameters: pass "
+          "variables['params'] and lambda p, x: model.apply({'params': p, ...}, x) (or "
+          "mnemonic_jax.inference_apply_fn(model, batch_stats)) as apply_fn")
     raise errors.BadRequest(
         "method='factorized' needs every parameter in a flax.linen Dense, DenseGeneral, "
         "Conv, LayerNorm, RMSNorm, inference-mode BatchNorm or registered layer "

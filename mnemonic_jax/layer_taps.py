@@ -232,7 +232,8 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits``.
-    params: a pytree of nested dicts (Flax ``params``).
+    params: a pytree of nested dicts (Flax ``params``; with ``apply_fn = model.apply``,
+      the variables dict ``{"params": params}`` holding nothing else works too).
     inputs: ``(N, *input_shape)``; only its shape and dtype are used.
 
   Returns:
@@ -255,8 +256,10 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   if not all(isinstance(k, jax.tree_util.DictKey) for kp, _ in leaves for k in kp):
     return False
+  root = _root(params, {path: set(names) for path, names in shapes.items()})
   covered = set()
   for path, formula_shapes in shapes.items():
+    path = root + path
     node = _get(params, path)
     if not isinstance(node, dict) or not all(
         name in formula_shapes and formula_shapes[name] == tuple(jnp.shape(leaf))
@@ -288,11 +291,12 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn) -> PyTree:
     return jnp.sum(loss_fn(logits, y)), taps
 
   deltas, taps = jax.grad(total_loss, has_aux=True)(zeros)
+  sums = {path: _LAYER_FORMULAS[tap.kind](tap, deltas[path], w) for path, tap in taps.items()}
+  root = _root(params, {path: set(s) for path, s in sums.items()})
   out = {}
-  for path, tap in taps.items():
-    names = _get(params, path)
-    sums = _LAYER_FORMULAS[tap.kind](tap, deltas[path], w)
-    out.update({path + (name,): sums[name] for name in names})
+  for path, layer_sums in sums.items():
+    names = _get(params, root + path)
+    out.update({root + path + (name,): layer_sums[name] for name in names})
   keypaths, treedef = jax.tree_util.tree_flatten_with_path(params)
   return jax.tree.unflatten(treedef, [out[_keys(kp)] for kp, _ in keypaths])
 
@@ -415,6 +419,25 @@ def _registered(tap, delta, w):
 _LAYER_FORMULAS = {"dense": _dense, "conv": _conv, "batchnorm": _batchnorm, "norm": _norm,
                    "registered": _registered}
 _BUILT_IN = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.BatchNorm, nn.LayerNorm, nn.RMSNorm)
+
+
+def _root(params, names: dict[tuple, set]) -> tuple:
+  """Where the layers' parameters sit in ``params``: ``()``, or ``("params",)`` for a Flax
+  variables dict ``{"params": tree}`` passed whole with ``apply_fn = model.apply``.
+
+  ``names`` maps each layer's module path to the parameter names its formula gives; the
+  root is the first under which every layer's node is a dict of such names (``()`` when
+  neither holds: :func:`covers` then finds the leaves uncovered).
+  """
+  roots = [()]
+  if isinstance(params, dict) and list(params) == ["params"]:
+    roots.append(("params",))
+  for root in roots:
+    nodes = [_get(params, root + path) for path in names]
+    if all(isinstance(node, dict) and set(node) <= names[path]
+           for node, path in zip(nodes, names)):
+      return root
+  return ()
 
 
 def _keys(keypath):

@@ -3,6 +3,7 @@
 from typing import Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
@@ -44,15 +45,58 @@ def predict_in_batches(
 def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:
   """Accuracy (%) of each class ``(num_classes,)``; NaN for a class with no example.
 
+  Args:
+    logits: ``(N, C)`` finite model outputs, ``C <= num_classes``.
+    labels: ``(N,)`` integer labels in ``[0, num_classes)``.
+    num_classes: the number of classes (at least the logits' ``C``).
+
   Raises:
-    TypeError, ValueError: labels that are not integers in ``[0, num_classes)``.
+    TypeError: labels that are not integers, logits that are not real numbers, or a
+      ``num_classes`` that is not an integer.
+    ValueError: labels outside ``[0, num_classes)`` or not ``(N,)``; logits not ``(N, C)``,
+      of another length than the labels, or holding NaN or inf; ``num_classes`` smaller
+      than ``C``.
   """
-  _validate.labels(labels, num_classes)
+  if not _validate.is_integer(num_classes):
+    raise errors.BadRequestType(f"num_classes must be an integer, got {num_classes!r}")
+  logits = _checked_logits(logits, labels, num_classes)
   correct = np.argmax(logits, axis=-1) == labels
   counts = np.bincount(labels, minlength=num_classes)
   hits = np.bincount(labels, weights=correct, minlength=num_classes)
   with np.errstate(invalid="ignore", divide="ignore"):
     return 100.0 * hits / counts
+
+
+def _checked_logits(logits, labels, num_classes: int | None = None) -> np.ndarray:
+  """The checks every metric on logits shares; returns the logits as a host array.
+
+  ``num_classes`` None takes the logits' columns; otherwise it must be at least that many.
+  """
+  if isinstance(logits, jax.core.Tracer) or isinstance(labels, jax.core.Tracer):
+    raise errors.BadRequestType("the metrics run on the host from concrete logits and labels, "
+                                "not under jax.jit, vmap or grad: call them outside")
+  logits = np.asarray(logits)
+  if not (jnp.issubdtype(logits.dtype, jnp.floating)
+          or jnp.issubdtype(logits.dtype, jnp.integer)):
+    raise errors.BadRequestType(f"logits must be a real-valued array (N, C), got dtype "
+                                f"{logits.dtype}")
+  if logits.ndim != 2 or logits.shape[1] == 0:
+    raise errors.BadRequest(f"logits must have shape (N, C) with C >= 1, got {logits.shape}")
+  columns = logits.shape[1]
+  if num_classes is not None and num_classes < columns:
+    raise errors.BadRequest(f"num_classes={num_classes} is smaller than the logits' {columns} "
+                            "columns: a prediction could name a class beyond it; pass "
+                            f"num_classes >= {columns}")
+  _validate.labels(labels, columns if num_classes is None else num_classes)
+  if len(labels) != len(logits):
+    raise errors.BadRequest(f"logits ({len(logits)} rows) and labels ({len(labels)}) disagree on "
+                            "the number of examples: pass one label per row of logits")
+  bad = int(np.size(logits) - _validate.isfinite_on_host(logits).sum())
+  if bad:
+    raise errors.BadRequest(f"logits hold {bad} non-finite value(s) (NaN or inf): the model "
+                            "diverged or its parameters are not finite; a non-finite logit "
+                            "has no prediction to score")
+  return logits
 
 
 def forgetting_metrics(
@@ -71,10 +115,12 @@ def forgetting_metrics(
     forgotten classes, higher is better; NaN without forgotten classes).
 
   Raises:
-    TypeError, ValueError: class ids or labels that are not integers in ``[0, C)``.
+    TypeError, ValueError: class ids or labels that are not integers in ``[0, C)``;
+      logits as :func:`per_class_accuracy` (not ``(N, C)``, of another length than the
+      labels, NaN or inf).
   """
-  num_classes = np.shape(logits)[-1]
-  _validate.labels(labels, num_classes)
+  logits = _checked_logits(logits, labels)
+  num_classes = logits.shape[1]
   forgotten = _validate.class_ids(forgotten, num_classes, name="forgotten")
   correct = np.argmax(logits, axis=-1) == labels
   in_forget = np.isin(labels, np.asarray(forgotten, dtype=np.int64))
@@ -111,11 +157,12 @@ def shift_recovery(logits: np.ndarray, labels: np.ndarray, forgotten: Sequence[i
     of :data:`SHIFT_GRID` (the first of equally good ones).
 
   Raises:
-    TypeError, ValueError: class ids or labels that are not integers in ``[0, C)``, or no
-      forgotten class.
+    TypeError, ValueError: class ids or labels that are not integers in ``[0, C)``, no
+      forgotten class, or logits as :func:`per_class_accuracy` (not ``(N, C)``, of
+      another length than the labels, NaN or inf).
   """
-  num_classes = np.shape(logits)[-1]
-  _validate.labels(labels, num_classes)
+  logits = _checked_logits(logits, labels)
+  num_classes = logits.shape[1]
   forgotten = _validate.class_ids(forgotten, num_classes, name="forgotten")
   if not forgotten:
     raise errors.BadRequest("shift_recovery needs at least one forgotten class")

@@ -250,3 +250,58 @@ def test_sharded_fisher_equals_single_device():
     sharded = jax.jit(lambda p, x, y: mj.fisher_diagonal(
         apply_fn, p, x, y, 4, method=method, mesh=mesh))(params, x, y)
     chex.assert_trees_all_close(sharded, single, rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("entry", ["fisher_diagonal", "class_fishers"])
+@pytest.mark.parametrize("loss_fn, error, phrase", [
+    (lambda logits, y: jnp.mean(mj.cross_entropy(logits, y)), ValueError,
+     r"per-example losses of shape \(N,\).*returned shape \(\).*mean or sum"),
+    (lambda logits, y: mj.cross_entropy(logits, y)[:, None], ValueError, r"shape \(2, 1\)"),
+    (lambda logits: logits, ValueError, "loss_fn.*fails on float logits"),
+    (lambda logits, y: y, TypeError, "float losses"),
+], ids=["scalar", "column", "signature", "integer"])
+def test_loss_fns_that_do_not_give_per_example_losses_are_refused(entry, loss_fn, error, phrase):
+  apply_fn, params, codes, y = small_mlp()
+  call = {"fisher_diagonal": lambda: mj.fisher_diagonal(apply_fn, params, codes, y,
+                                                        loss_fn=loss_fn),
+          "class_fishers": lambda: mj.class_fishers(apply_fn, params, codes, [1],
+                                                    loss_fn=loss_fn)}[entry]
+  with pytest.raises(error, match=phrase) as info:
+    call()
+  assert isinstance(info.value, mj.errors.MnemonicJaxError)
+
+
+@pytest.mark.parametrize("eps, error, phrase", [
+    (-1.0, ValueError, "eps must be a finite number >= 0"),
+    (float("nan"), ValueError, "eps must be a finite number >= 0"),
+    ("1e-16", TypeError, "eps must be a number"), (True, TypeError, "eps must be a number"),
+    (np.ones(2), TypeError, "eps must be a number")])
+def test_class_fishers_refuse_a_bad_eps(eps, error, phrase):
+  apply_fn, params, codes, _ = small_mlp()
+  with pytest.raises(error, match=phrase):
+    mj.class_fishers(apply_fn, params, codes, [1], eps=eps)
+  with pytest.raises(error, match=phrase):  # The host weights refuse it too.
+    mj.fisher.class_weights(np.array([True, False]), np.array([False, True]), eps)
+
+
+def test_the_whole_variables_dict_takes_the_factorized_path():
+  # model.apply with {'params': p}: 'auto' used to fall back to vmap, and 'factorized' to
+  # refuse as if some parameter were outside a Dense.
+  model = mj.create_model("mlp", 10, hidden=(8,))
+  _, params, x, y = small_mlp()
+  params = init_variables(model, x, 1)["params"]
+  assert layer_taps.covers(model.apply, {"params": params}, x)
+  want = mj.fisher_diagonal(mj.inference_apply_fn(model, {}), params, x, y, method="vmap")
+  got = mj.fisher_diagonal(model.apply, {"params": params}, x, y, method="factorized")
+  chex.assert_trees_all_close(got, {"params": want}, rtol=1e-4, atol=1e-9)
+
+
+def test_factorized_names_a_variables_dict_with_other_collections():
+  # Reached through the unchecked building block (fisher_diagonal's own checks refuse
+  # such a dict earlier, in _validate.params_tree).
+  model = mj.create_model("mlp", 10, hidden=(8,))
+  _, _, x, y = small_mlp()
+  variables = {"params": init_variables(model, x, 1)["params"], "extra": {"z": jnp.zeros(2)}}
+  with pytest.raises(ValueError, match="top-level 'params' key.*variables\\['params'\\]"):
+    mj.fisher.weighted_squared_gradients(model.apply, variables, x, y, jnp.ones((1, 10)),
+                                         method="factorized")

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple, Sequence
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import fisher as fisher_lib
@@ -51,10 +52,17 @@ def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
   Returns:
     A finite, non-negative float32 pytree shaped like the inputs.
 
+  Raises:
+    ValueError: the two trees differ in structure (the message names the paths found in
+      only one) or in a leaf's shape; a negative value in concrete host arrays (NumPy,
+      or jax.Arrays on CPU; values on an accelerator or traced under jax.jit are not
+      read, so no transfer or sync is added).
+
   Example:
     >>> fisher_ratio({"w": jnp.array([4.0, 0.0])}, {"w": jnp.array([2.0, 0.0])})
     {'w': Array([2., 1.], dtype=float32)}
   """
+  _check_fishers(f_forget, f_remain)
   top = jnp.finfo(jnp.float32).max
 
   def ratio(ff, fr):
@@ -67,6 +75,37 @@ def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
     return jnp.minimum(jnp.exp(log_ratio), top)
 
   return jax.tree.map(ratio, f_forget, f_remain)
+
+
+def _check_fishers(f_forget: PyTree, f_remain: PyTree) -> None:
+  """The checks of two Fisher trees before eq. (6): same paths and shapes (read on the
+  trace: free under jit), no negative value (read only on concrete host arrays)."""
+  flat = [jax.tree_util.tree_flatten_with_path(t) for t in (f_forget, f_remain)]
+  if flat[0][1] != flat[1][1]:
+    paths = [{jax.tree_util.keystr(p) for p, _ in leaves} for leaves, _ in flat]
+    only = [sorted(paths[0] - paths[1]), sorted(paths[1] - paths[0])]
+    where = "; ".join(f"only in {name}: {', '.join(o[:5]) + (' ...' if len(o) > 5 else '')}"
+                      for name, o in zip(("f_forget", "f_remain"), only) if o)
+    raise errors.BadRequest(
+        "f_forget and f_remain must be trees of the same structure (both from one "
+        "class_fishers call on the same params); "
+        + (where or f"their containers differ: {flat[0][1]} against {flat[1][1]}"))
+  for (path, a), (_, b) in zip(*(leaves for leaves, _ in flat)):
+    if np.shape(a) != np.shape(b):
+      raise errors.BadRequest(
+          f"f_forget{jax.tree_util.keystr(path)} has shape {np.shape(a)} but "
+          f"f_remain{jax.tree_util.keystr(path)} has {np.shape(b)}: both must be shaped like "
+          "the parameters")
+  for name, (leaves, _) in zip(("f_forget", "f_remain"), flat):
+    if not all(not isinstance(x, jax.core.Tracer) and _validate.on_host(x) for _, x in leaves):
+      continue  # Traced or on an accelerator: reading would add a transfer and a sync.
+    for path, x in leaves:
+      x = np.asarray(x)
+      if np.any(x < 0):
+        raise errors.BadRequest(
+            f"{name}{jax.tree_util.keystr(path)} holds {int(np.sum(x < 0))} negative "
+            "value(s); a Fisher diagonal is a mean of squares, >= 0 (class_fishers with "
+            "eps >= 0 gives one)")
 
 
 def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
@@ -96,6 +135,11 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
 
   Returns:
     ``delta`` shaped like the Fishers (float32); the candidates are ``params +/- delta``.
+
+  Raises:
+    ValueError: Fishers of different structures or shapes, or negative, as
+      :func:`fisher_ratio`; lambdas that are not positive finite numbers.
+    TypeError: a lambda that is not a number.
 
   Example:
     >>> f_forget, f_remain = fisher_lib.class_fishers(apply_fn, params, codes, [1], eps=EPS)
@@ -154,13 +198,62 @@ def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
 
 def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget: chex.Array,
                 in_remain: chex.Array | None = None) -> CodeScores:
-  """Scores the codes (traceable). ``in_forget``, ``in_remain``: boolean masks ``(C,)``.
+  """Scores the codes (traceable): how the model classifies each class's code.
 
-  ``in_remain`` defaults to ``~in_forget``; classes in neither mask are not scored.
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits (C, C)`` for the ``C`` codes.
+    params: the parameters to score.
+    codes: ``(C, *input_shape)`` codes, one per class in class order.
+    in_forget: boolean mask ``(C,)`` of the forgotten classes (from class ids:
+      ``mnemonic_jax.fisher.class_mask(classes, C)``); not empty.
+    in_remain: boolean mask ``(C,)`` of the remaining classes, ``~in_forget`` by
+      default; not empty. Classes in neither mask are not scored.
+
+  Returns:
+    The :class:`CodeScores`. An empty mask is refused when it is concrete; a traced one
+    (under jax.jit, where its values are unknown) scores the empty set as
+    ``forget_accuracy = 0``, ``forget_margin = -inf`` (no forgotten code is right) and
+    ``remain_accuracy = 0``, ``remain_margin = +inf``, never NaN.
+
+  Raises:
+    TypeError: a mask that is not boolean (integer class ids: pass
+      ``class_mask(classes, C)``), or not an array or a list of bools.
+    ValueError: a mask not of shape ``(C,)``; logits not ``(C, C)``; a concrete mask with
+      no True entry (``in_remain`` too, also when it defaults to ``~in_forget``). The
+      shapes are checked on the trace, the emptiness on concrete masks only: nothing is
+      added to a jitted program.
   """
-  margin, correct = code_margins(apply_fn(params, codes), jnp.arange(codes.shape[0]))
-  return scores_from_margins(margin, correct, in_forget,
-                             ~in_forget if in_remain is None else in_remain)
+  num_codes = np.shape(codes)[0]
+  in_forget = _code_mask(in_forget, num_codes, "in_forget")
+  in_remain = ~in_forget if in_remain is None else _code_mask(in_remain, num_codes, "in_remain")
+  for name, mask in (("in_forget", in_forget), ("in_remain", in_remain)):
+    if not isinstance(mask, jax.core.Tracer) and not np.asarray(mask).any():
+      raise errors.BadRequest(
+          f"{name} has no True entry: code_scores needs at least one "
+          f"{'forgotten' if name == 'in_forget' else 'remaining'} class to score")
+  logits = apply_fn(params, codes)
+  if np.shape(logits) != (num_codes, num_codes):
+    raise errors.BadRequest(f"apply_fn must give logits ({num_codes}, {num_codes}) for the "
+                            f"{num_codes} codes (one per class), got {np.shape(logits)}")
+  margin, correct = code_margins(logits, jnp.arange(num_codes))
+  return scores_from_margins(margin, correct, in_forget, in_remain)
+
+
+def _code_mask(mask: Any, num_codes: int, name: str) -> chex.Array:
+  """Checks a boolean class mask ``(num_codes,)`` on its dtype and shape (known on the
+  trace: nothing is read); a list or tuple of bools becomes a NumPy array."""
+  if isinstance(mask, (list, tuple)):
+    mask = np.asarray(mask)
+  dtype = getattr(mask, "dtype", None)
+  if dtype is None or jnp.dtype(dtype) != jnp.bool_:
+    raise errors.BadRequestType(
+        f"{name} must be a boolean mask of shape ({num_codes},), True at the classes, got "
+        f"{f'dtype {dtype}' if dtype is not None else type(mask).__name__}; to pass class "
+        f"ids, make the mask: mnemonic_jax.fisher.class_mask(classes, {num_codes})")
+  if np.shape(mask) != (num_codes,):
+    raise errors.BadRequest(f"{name} must have shape ({num_codes},), one entry per code, got "
+                            f"{np.shape(mask)}")
+  return mask
 
 
 def scores_from_margins(margin: jax.Array, correct: jax.Array, in_forget: chex.Array,
