@@ -46,7 +46,12 @@ METHODS = ("auto", "vmap", "factorized")
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
-  """Per-example softmax cross-entropy, ``(N, C), (N,) -> (N,)``."""
+  """Per-example softmax cross-entropy, ``(N, C), (N,) -> (N,)`` (optax's, in nats).
+
+  Traceable, so the labels' values are not checked: each must be an integer in
+  ``[0, C)``; one outside gives NaN (optax's behaviour). The entry points that hold
+  labels on the host (:func:`mnemonic_jax.fit`, ``class_fishers``) check them first.
+  """
   # Imported here: optax takes a while to import, and most commands never trace this.
   import optax  # pylint: disable=import-outside-toplevel
 
