@@ -5,7 +5,7 @@ runs its model and passes logits (or per-example losses); nothing here imports a
 or JAX.
 
 * :func:`entropy_mia` -- entropy-based attack of SSD (Foster et al., AAAI 2024).
-  Fraction of forgotten samples judged "member"; lower is better.
+  Percentage of forgotten samples judged "member"; lower is better.
 * :func:`confidence_mia` -- true-class-confidence attack behind "MIA-efficacy"
   (Jia et al., NeurIPS 2023; Fan et al., SalUn, ICLR 2024). Percentage of forgotten
   samples judged "non-member"; higher is better.
@@ -16,8 +16,14 @@ or JAX.
 In every case the reference to compare against is a model retrained from scratch
 without the forgotten data, which need not reach the nominal ideal (0, 100, 50).
 
-All randomness (subsampling, cross-validation folds) comes from the ``seed`` argument,
-so each attack is deterministic given its inputs and ``seed``.
+Units: every attack, and every value of :func:`all_attacks`, is a percentage in
+``[0, 100]``, so differences between models are in points. (Until 2026-12 the entropy
+attack returned a fraction in ``[0, 1]``; the experiment records keep that fraction under
+``"entropy_mia"``, as their tables say: ``experiments.common`` divides this module's
+percentage by 100 where it writes a record.)
+
+All randomness (subsampling, cross-validation folds) comes from the ``seed`` argument (an
+integer >= 0), so each attack is deterministic given its inputs and ``seed``.
 
 Every attack refuses a degenerate set the same way: each set it is given (members,
 non-members, forgotten samples, and in :func:`all_attacks` the test samples on either
@@ -107,7 +113,7 @@ def _check_labels(labels: np.ndarray, n: int, num_classes: int, name: str) -> np
   if labels.shape[0] != n:
     raise errors.BadRequest(f"{name} has {labels.shape[0]} entries but its logits have {n} rows")
   if labels.size and not np.issubdtype(labels.dtype, np.integer):
-    raise errors.BadRequest(f"{name} must be integers; got dtype {labels.dtype}")
+    raise errors.BadRequestType(f"{name} must be integers; got dtype {labels.dtype}")
   labels = labels.astype(np.int64)
   if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
     raise errors.BadRequest(
@@ -116,14 +122,32 @@ def _check_labels(labels: np.ndarray, n: int, num_classes: int, name: str) -> np
 
 
 def _check_losses(losses: np.ndarray, name: str, caller: str) -> np.ndarray:
-  """Returns ``losses`` as a finite float64 ``(n,)`` array with ``n >= MIN_SAMPLES``."""
-  losses = np.asarray(losses, dtype=np.float64)
+  """Returns ``losses`` as a finite, non-negative float64 ``(n,)`` array with
+  ``n >= MIN_SAMPLES`` (cross-entropy losses are >= 0: a negative one is something else,
+  a log-probability or a logit, given by mistake)."""
+  losses = np.asarray(losses)
+  if losses.dtype.kind not in "iuf":
+    raise errors.BadRequestType(f"{name} must be real numbers; got dtype {losses.dtype}")
+  losses = losses.astype(np.float64)
   if losses.ndim != 1:
     raise errors.BadRequest(f"{name} must be 1-D (one loss per example); got shape {losses.shape}")
   _check_num_samples(losses.size, name, caller)
   if not np.isfinite(losses).all():
     raise errors.BadRequest(f"{name} contains NaN or inf")
+  if (losses < 0).any():
+    raise errors.BadRequest(
+        f"{name} has negative values (min {losses.min():.4g}); {caller} takes losses >= 0, "
+        "e.g. cross_entropy_losses(logits, labels), not log-probabilities")
   return losses
+
+
+def _check_seed(seed: int, caller: str) -> int:
+  """Returns ``seed`` as an int, or raises: an integer >= 0 (NumPy's seeds), not a bool."""
+  if not _validate.is_integer(seed):
+    raise errors.BadRequestType(f"{caller}: seed must be an integer >= 0, got {seed!r}")
+  if int(seed) < 0:
+    raise errors.BadRequest(f"{caller}: seed must be >= 0, got {seed!r}")
+  return int(seed)
 
 
 def _same_num_classes(**named: np.ndarray) -> None:
@@ -222,15 +246,16 @@ def entropy_mia(retain_logits: np.ndarray,
                 forget_logits: np.ndarray,
                 *,
                 seed: int = 0) -> float:
-  """Entropy-based MIA of SSD: fraction of forgotten samples predicted "member".
+  """Entropy-based MIA of SSD: percentage of forgotten samples predicted "member".
 
   Definition: the attack feature is the entropy of the softmax output
   (:func:`softmax_entropy`). A logistic regression
   (``LogisticRegression(class_weight="balanced")``) is fitted to tell members (retained
   training samples, label 1) from non-members (test samples, label 0); the two sets are
   first balanced by subsampling the larger one, without replacement, to the size of the
-  smaller. The score is the mean prediction on the forgotten training samples, i.e. the
-  fraction of them the attacker still believes were trained on.
+  smaller. The score is 100 times the mean prediction on the forgotten training samples,
+  i.e. the percentage of them the attacker still believes were trained on (SSD reports
+  the same share as a fraction).
 
   Direction: lower is better (less membership leaked). 0 is the nominal ideal, but the
   right reference is the score of a model retrained without the forgotten class.
@@ -244,20 +269,22 @@ def entropy_mia(retain_logits: np.ndarray,
     retain_logits: ``(n_retain, num_classes)`` logits on retained training samples.
     test_logits: ``(n_test, num_classes)`` logits on held-out test samples.
     forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
-    seed: seeds the balancing subsample.
+    seed: seeds the balancing subsample (an integer >= 0).
 
   Returns:
-    Fraction in ``[0, 1]`` of forgotten samples predicted "member".
+    Percentage in ``[0, 100]`` of forgotten samples predicted "member".
 
   Raises:
-    ValueError: a set with fewer than :data:`MIN_SAMPLES` samples, non-2-D or NaN
-      inputs, or mismatched class counts.
+    BadRequestType: a ``seed`` that is not an integer.
+    BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples, non-2-D or NaN
+      inputs, mismatched class counts, or a negative ``seed``.
   """
   retain_logits = _check_logits(retain_logits, "retain_logits", "entropy_mia")
   test_logits = _check_logits(test_logits, "test_logits", "entropy_mia")
   forget_logits = _check_logits(forget_logits, "forget_logits", "entropy_mia")
   _same_num_classes(retain_logits=retain_logits, test_logits=test_logits,
                     forget_logits=forget_logits)
+  seed = _check_seed(seed, "entropy_mia")
 
   rng = np.random.default_rng(seed)
   n = min(len(retain_logits), len(test_logits))
@@ -268,7 +295,7 @@ def entropy_mia(retain_logits: np.ndarray,
   y = np.concatenate([np.ones(n), np.zeros(n)])
   clf = LogisticRegression(class_weight="balanced", solver="lbfgs", random_state=seed)
   clf.fit(x, y)
-  return float(clf.predict(softmax_entropy(forget_logits)[:, None]).mean())
+  return float(100.0 * clf.predict(softmax_entropy(forget_logits)[:, None]).mean())
 
 
 def confidence_mia(retain_logits: np.ndarray,
@@ -311,14 +338,15 @@ def confidence_mia(retain_logits: np.ndarray,
     test_labels: ``(n_test,)`` their true labels.
     forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
     forget_labels: ``(n_forget,)`` their true (original) labels.
-    seed: seeds the subsample of retained samples.
+    seed: seeds the subsample of retained samples (an integer >= 0).
 
   Returns:
-    MIA-efficacy in ``[0, 100]``.
+    MIA-efficacy, a percentage in ``[0, 100]``.
 
   Raises:
-    ValueError: a set with fewer than :data:`MIN_SAMPLES` samples, malformed inputs,
-      labels out of range or mismatched lengths.
+    BadRequestType: a ``seed`` that is not an integer.
+    BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples, malformed inputs,
+      labels out of range, mismatched lengths or a negative ``seed``.
   """
   retain_logits = _check_logits(retain_logits, "retain_logits", "confidence_mia")
   test_logits = _check_logits(test_logits, "test_logits", "confidence_mia")
@@ -329,6 +357,7 @@ def confidence_mia(retain_logits: np.ndarray,
   retain_labels = _check_labels(retain_labels, len(retain_logits), k, "retain_labels")
   test_labels = _check_labels(test_labels, len(test_logits), k, "test_labels")
   forget_labels = _check_labels(forget_labels, len(forget_logits), k, "forget_labels")
+  seed = _check_seed(seed, "confidence_mia")
 
   rng = np.random.default_rng(seed)
   idx = _subsample(rng, len(retain_logits), len(test_logits))
@@ -372,19 +401,22 @@ def loss_mia(forget_losses: np.ndarray,
       (e.g. :func:`cross_entropy_losses` with their original labels).
     test_losses: ``(n_test,)`` losses on test samples.
     n_splits: number of cross-validation folds (>= 2).
-    seed: seeds the balancing subsample and the fold shuffle.
+    seed: seeds the balancing subsample and the fold shuffle (an integer >= 0).
 
   Returns:
-    Cross-validated attack accuracy in ``[0, 100]``.
+    Cross-validated attack accuracy, a percentage in ``[0, 100]``.
 
   Raises:
-    ValueError: a set with fewer than :data:`MIN_SAMPLES` samples (no 2-fold split
-      exists then), an input not 1-D or not finite, or ``n_splits < 2``.
+    BadRequestType: a ``seed`` that is not an integer, losses that are not numbers.
+    BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples (no 2-fold split
+      exists then), an input not 1-D, not finite or negative (losses are >= 0),
+      ``n_splits < 2`` or a negative ``seed``.
   """
   forget_losses = _check_losses(forget_losses, "forget_losses", "loss_mia")
   test_losses = _check_losses(test_losses, "test_losses", "loss_mia")
   if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
     raise errors.BadRequest(f"n_splits must be an integer >= 2; got {n_splits!r}")
+  seed = _check_seed(seed, "loss_mia")
   n = min(len(forget_losses), len(test_losses))  # >= MIN_SAMPLES = 2: a 2-fold split exists.
 
   rng = np.random.default_rng(seed)
@@ -408,12 +440,13 @@ def all_attacks(retain_logits: np.ndarray,
                 *,
                 n_splits: int = 10,
                 seed: int = 0) -> dict[str, float]:
-  """Runs the three attacks on one model's logits.
+  """Runs the three attacks on one model's logits; every value is a percentage.
 
   What goes where:
 
   * ``"entropy_mia"`` = :func:`entropy_mia` (retain, **full** test set, forget), as in
-    SSD, whose non-members are the whole validation set. Lower is better.
+    SSD, whose non-members are the whole validation set. Lower is better (%, like the
+    others).
   * ``"confidence_mia"`` = :func:`confidence_mia` (retain, test set **without** the
     samples whose label is in ``forget_classes``, forget), as in SalUn's class-wise
     setting. Higher is better.
@@ -428,24 +461,28 @@ def all_attacks(retain_logits: np.ndarray,
 
   Args:
     retain_logits: ``(n_retain, num_classes)`` logits on retained training samples.
-    retain_labels: ``(n_retain,)`` their labels.
+    retain_labels: ``(n_retain,)`` their labels, none in ``forget_classes``.
     test_logits: ``(n_test, num_classes)`` logits on the whole test set, forgotten
       classes included.
     test_labels: ``(n_test,)`` their labels.
     forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
-    forget_labels: ``(n_forget,)`` their original labels.
+    forget_labels: ``(n_forget,)`` their original labels, each in ``forget_classes``.
     forget_classes: the forgotten class indices: ``confidence_mia`` drops their test
       samples, ``loss_mia`` keeps only theirs.
     n_splits: folds for :func:`loss_mia`.
-    seed: passed to every attack.
+    seed: passed to every attack (an integer >= 0).
 
   Returns:
-    ``{"entropy_mia": ..., "confidence_mia": ..., "loss_mia": ...}``.
+    ``{"entropy_mia": ..., "confidence_mia": ..., "loss_mia": ...}``, each a percentage
+    in ``[0, 100]``.
 
   Raises:
-    ValueError: malformed inputs, or a set with fewer than :data:`MIN_SAMPLES` samples:
-      the retained or forgotten samples, or the test samples outside ``forget_classes``
-      (for ``confidence_mia``) or inside them (for ``loss_mia``).
+    BadRequestType: labels or ``seed`` that are not integers.
+    BadRequest: malformed inputs; a set with fewer than :data:`MIN_SAMPLES` samples: the
+      retained or forgotten samples, or the test samples outside ``forget_classes`` (for
+      ``confidence_mia``) or inside them (for ``loss_mia``); forget labels outside
+      ``forget_classes`` or retain labels inside them (the sets were swapped or split
+      by other classes).
   """
   # Every set is checked here, before any attack runs, so the message names this call.
   retain_logits = _check_logits(retain_logits, "retain_logits", "all_attacks")
@@ -455,11 +492,25 @@ def all_attacks(retain_logits: np.ndarray,
                               "test_labels")
   classes = np.asarray(_validate.class_ids(forget_classes, test_logits.shape[1],
                                            name="forget_classes"), np.int64)
+  k = test_logits.shape[1]
+  retain_labels = _check_labels(retain_labels, len(retain_logits), k, "retain_labels")
+  forget_labels = _check_labels(forget_labels, len(forget_logits), k, "forget_labels")
   keep = ~np.isin(test_labels, classes)
   _check_num_samples(int(keep.sum()), "test_logits", "all_attacks",
                     what=f"samples outside forget_classes {classes.tolist()}")
   _check_num_samples(int((~keep).sum()), "test_logits", "all_attacks",
                     what=f"samples of forget_classes {classes.tolist()}")
+  wrong = np.unique(retain_labels[np.isin(retain_labels, classes)])
+  if wrong.size:
+    raise errors.BadRequest(
+        f"retain_labels hold forget_classes {wrong.tolist()}; the retained samples are those "
+        f"of the other classes (forget_classes {classes.tolist()})")
+  wrong = np.unique(forget_labels[~np.isin(forget_labels, classes)])
+  if wrong.size:
+    raise errors.BadRequest(
+        f"forget_labels hold classes {wrong.tolist()} outside forget_classes "
+        f"{classes.tolist()}; the forgotten samples are those of the forgotten classes")
+  seed = _check_seed(seed, "all_attacks")
 
   return {
       "entropy_mia": entropy_mia(retain_logits, test_logits, forget_logits, seed=seed),

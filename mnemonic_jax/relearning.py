@@ -30,16 +30,21 @@ Choices (fields of :class:`RelearnConfig`):
   evaluation at or above it, so counts are multiples of ``eval_every``. ``None``: not
   reached.
 
-Example:
+Example (``train`` and ``test`` are ``mnemonic_jax.data.load_dataset`` splits):
   >>> from mnemonic_jax.baselines import UnlearnData, unlearn
-  >>> data = UnlearnData.from_training(images, labels, classes=[3])
+  >>> data = UnlearnData.from_training(train.images, train.labels, classes=[3])
+  >>> held_out = UnlearnData.from_training(test.images, test.labels, classes=[3])
   >>> forgotten, _ = unlearn("mnemonic-auto", bundle, [3])
-  >>> sample = relearn_sample(data.forget, key=key)           # 1% of D_f, >= 8 images
-  >>> result = relearn_steps(forgotten, sample, data.retain, data.forget,
+  >>> sample = relearn_sample(data.forget, key=key)   # training images: 1% of D_f, >= 8
+  >>> result = relearn_steps(forgotten, sample, data.retain, held_out.forget,  # test images
   ...                        reference_accuracy=98.0, config=RelearnConfig(max_steps=20),
   ...                        key=key)
   >>> result.curve[0][0], result.steps
   (0, 20)
+
+Units: accuracies are percentages (0..100), as :func:`mnemonic_jax.metrics.per_class_accuracy`
+gives them; a ``reference_accuracy`` of 1 or less is refused as a likely fraction (a model
+that gets at most 1% of the forgotten classes right never knew them: nothing to relearn).
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, codes, errors
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.base import LoopState, Split
 from mnemonic_jax.bundle import Bundle, model_variables
@@ -61,22 +66,33 @@ PyTree = Any
 
 #: The two recovery levels reported, as fractions of the reference accuracy.
 LEVELS = (0.5, 0.9)
+#: The reference accuracy (%) must exceed this: 1 or less reads as a fraction given for a
+#: percentage (0.973 for 97.3), and a model that gets at most 1% of the forgotten classes
+#: right never knew them, so there is nothing to relearn.
+MIN_REFERENCE_ACCURACY = 1.0
 
 
 @dataclasses.dataclass(frozen=True)
 class RelearnConfig:
   """How the forgotten model is fine-tuned and probed.
 
+  Every field is checked on construction.
+
   Attributes:
-    batch_size: examples per step (>= 2).
+    batch_size: examples per step (an integer >= 2).
     sample_share: fraction of each batch taken from the forgotten-class sample (cycled);
       the rest are retained examples. In ``(0, 1)``; rounded to at least one row each.
-    learning_rate, momentum, weight_decay: SGD (``baselines.base.sgd``).
-    eval_every: steps between two probe evaluations (>= 1).
-    max_steps: the most optimiser steps taken (>= 0).
+    learning_rate: SGD step size (> 0); momentum in ``[0, 1)``; weight_decay >= 0
+      (``baselines.base.sgd``).
+    eval_every: steps between two probe evaluations (an integer >= 1).
+    max_steps: the most optimiser steps taken (an integer >= 0).
     train_mode: fine-tune with the model in training mode (BatchNorm batch statistics).
     stop_early: stop once both levels are reached (the curve then ends there).
-    eval_batch_size: probe images per evaluation call.
+    eval_batch_size: probe images per evaluation call (an integer >= 1).
+
+  Raises:
+    BadRequestType: a field of the wrong kind (a float step count, a string rate, ...).
+    BadRequest: a field out of its range; the message names the field.
   """
 
   batch_size: int = 64
@@ -89,6 +105,58 @@ class RelearnConfig:
   train_mode: bool = True
   stop_early: bool = True
   eval_batch_size: int = 1024
+
+  def __post_init__(self):
+    owner = "RelearnConfig"
+    check_integer(owner, "batch_size", self.batch_size, low=2)
+    check_number(owner, "sample_share", self.sample_share, low=0.0, high=1.0,
+                 low_open=True, high_open=True)
+    check_number(owner, "learning_rate", self.learning_rate, low=0.0, low_open=True)
+    check_number(owner, "momentum", self.momentum, low=0.0, high=1.0, high_open=True)
+    check_number(owner, "weight_decay", self.weight_decay, low=0.0)
+    check_integer(owner, "eval_every", self.eval_every, low=1)
+    check_integer(owner, "max_steps", self.max_steps, low=0)
+    check_integer(owner, "eval_batch_size", self.eval_batch_size, low=1)
+    for name in ("train_mode", "stop_early"):
+      if not isinstance(getattr(self, name), (bool, np.bool_)):
+        raise errors.BadRequestType(f"{owner}.{name} must be True or False, got "
+                                    f"{getattr(self, name)!r}")
+
+
+def check_integer(owner: str, name: str, value: Any, *, low: int) -> None:
+  """Refuses a config field that is not an integer ``>= low`` (bools are not integers).
+
+  Raises:
+    BadRequestType: not an integer; BadRequest: below ``low``. The message names
+      ``owner.name``.
+  """
+  if not _validate.is_integer(value):
+    raise errors.BadRequestType(f"{owner}.{name} must be an integer >= {low}, got {value!r}")
+  if int(value) < low:
+    raise errors.BadRequest(f"{owner}.{name} must be >= {low}, got {value!r}")
+
+
+def check_number(owner: str, name: str, value: Any, *, low: float | None = None,
+                 high: float | None = None, low_open: bool = False,
+                 high_open: bool = False) -> None:
+  """Refuses a config field that is not a finite real number in its range.
+
+  Raises:
+    BadRequestType: not a real number (a string, a bool, an array); BadRequest: NaN,
+      infinite or out of range. The message names ``owner.name`` and the range.
+  """
+  dtype = np.asarray(value).dtype if np.ndim(value) == 0 else None
+  real = dtype is not None and (np.issubdtype(dtype, np.integer)
+                                or np.issubdtype(dtype, np.floating))
+  if not real or isinstance(value, str):
+    raise errors.BadRequestType(f"{owner}.{name} must be a number, got {value!r}")
+  v = float(value)
+  below = low is not None and (v <= low if low_open else v < low)
+  above = high is not None and (v >= high if high_open else v > high)
+  if not math.isfinite(v) or below or above:
+    lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
+    hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
+    raise errors.BadRequest(f"{owner}.{name} must lie in {lo}, {hi}, got {value!r}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -144,15 +212,19 @@ def relearn_sample(forget: Split, fraction: float = 0.01, min_examples: int = 8,
     A :class:`Split` of copies, ``(n, H, W, C)`` ``uint8`` and ``(n,)`` labels.
 
   Raises:
-    ValueError: an empty ``forget``, ``fraction`` outside ``(0, 1]`` or
-      ``min_examples < 1``.
+    BadRequestType: ``forget`` not a :class:`Split` (a plain ``(images, labels)`` tuple),
+      images not ``uint8``, labels not integers, ``fraction`` or ``min_examples`` of the
+      wrong kind, ``key`` not a PRNG key (an int seed).
+    BadRequest: an empty ``forget``, images not ``(N, H, W, C)`` with one label each,
+      negative labels, ``fraction`` outside ``(0, 1]`` or ``min_examples < 1``.
   """
+  _check_split(forget, "forget", "relearn_sample")
   if len(forget) == 0:
     raise errors.BadRequest("relearn_sample needs forgotten-class training examples; got none")
-  if not 0.0 < float(fraction) <= 1.0:
-    raise errors.BadRequest(f"fraction must lie in (0, 1], got {fraction}")
-  if int(min_examples) < 1:
-    raise errors.BadRequest(f"min_examples must be >= 1, got {min_examples}")
+  _check_labels(forget, "forget", None)
+  check_number("relearn_sample", "fraction", fraction, low=0.0, high=1.0, low_open=True)
+  check_integer("relearn_sample", "min_examples", min_examples, low=1)
+  codes.check_key(key)
   labels = np.asarray(forget.labels)
   keep = []
   for c in np.unique(labels):
@@ -182,9 +254,10 @@ def relearn_steps(bundle: Bundle, sample: Split, retain: Split, probe: Split,
       :func:`relearn_sample`).
     retain: training images of the remaining classes, mixed into every batch.
     probe: test images of the forgotten classes (the same classes as ``sample``).
-    reference_accuracy: the original model's accuracy (%, 0..100, as
-      :func:`mnemonic_jax.metrics.per_class_accuracy`) on ``probe`` before forgetting.
-    config: :class:`RelearnConfig`.
+    reference_accuracy: the original model's accuracy on ``probe`` before forgetting, a
+      percentage in ``(1, 100]`` (as :func:`mnemonic_jax.metrics.per_class_accuracy`
+      gives it; not a fraction).
+    config: :class:`RelearnConfig` (checked on construction).
     key: typed PRNG key for the batch order (the same key gives the same run, and a
       shorter run is a prefix of a longer one).
 
@@ -192,11 +265,17 @@ def relearn_steps(bundle: Bundle, sample: Split, retain: Split, probe: Split,
     :class:`RelearnResult`.
 
   Raises:
-    ValueError: empty splits, images that do not fit the model, a probe and sample of
-      different classes, retained examples of those classes, a reference accuracy
-      outside ``(0, 100]`` or a bad config.
+    BadRequestType: ``bundle`` not a Bundle; a split that is not a :class:`Split` (a
+      plain ``(images, labels)`` tuple); images not ``uint8`` or labels not integers;
+      ``config`` not a :class:`RelearnConfig`; a reference accuracy that is not a number;
+      ``key`` not a PRNG key (an int seed).
+    BadRequest: empty splits, images that do not fit the model, labels outside the
+      model's classes, a probe and sample of different classes, retained examples of
+      those classes, a reference accuracy outside ``(MIN_REFERENCE_ACCURACY, 100]`` (a
+      fraction such as 0.973 given for 97.3 is refused with the unit).
   """
   _check(bundle, sample, retain, probe, reference_accuracy, config)
+  codes.check_key(key)
   sample_rows = min(max(round(config.sample_share * config.batch_size), 1),
                     config.batch_size - 1)
   retain_rows = config.batch_size - sample_rows
@@ -310,16 +389,53 @@ def _probe_accuracy(correct: Callable, probe: Split, batch_size: int
   return accuracy
 
 
+def _check_split(split: Any, name: str, caller: str) -> None:
+  """A :class:`Split` of ``uint8`` ``(N, H, W, C)`` images with one label each."""
+  if not isinstance(split, Split):
+    raise errors.BadRequestType(
+        f"{caller}: {name} must be a Split(images, labels) (mnemonic_jax.baselines.Split), "
+        f"got {type(split).__name__}; wrap a pair as Split(images, labels)")
+  images = split.images
+  dtype = getattr(images, "dtype", None)
+  if dtype is None or np.dtype(dtype) != np.uint8:
+    raise errors.BadRequestType(
+        f"{caller}: the {name} split's images are {dtype}; give the uint8 images as loaded "
+        "(the model normalises them itself), not floats already scaled")
+  if np.ndim(images) != 4 or len(images) != len(split.labels):
+    raise errors.BadRequest(f"{caller}: the {name} split has images of shape "
+                            f"{np.shape(images)} and labels of shape {np.shape(split.labels)}; "
+                            "give (N, H, W, C) images with one label each")
+
+
+def _check_labels(split: Split, name: str, num_classes: int | None) -> None:
+  """Integer labels ``(N,)``, in the model's classes when ``num_classes`` is given."""
+  label = f"the {name} split's labels"
+  if num_classes is not None:
+    _validate.labels(split.labels, num_classes, name=label)
+    return
+  dtype = np.asarray(split.labels).dtype
+  if not np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
+    raise errors.BadRequestType(f"{label} must be integers (class ids), got dtype {dtype}")
+  if np.ndim(split.labels) != 1 or np.min(split.labels) < 0:
+    raise errors.BadRequest(f"{label} must be class ids >= 0 of shape (N,), got shape "
+                            f"{np.shape(split.labels)}")
+
+
 def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
            reference_accuracy: float, config: RelearnConfig) -> None:
+  _validate.bundle(bundle, "bundle")
   for name, split in (("sample", sample), ("retain", retain), ("probe", probe)):
-    if split is None or len(split) == 0:
+    _check_split(split, name, "relearn_steps")
+    if len(split) == 0:
       raise errors.BadRequest(f"relearn_steps needs a non-empty {name} split")
     shape = tuple(np.shape(split.images)[1:])
-    if shape != tuple(bundle.input_shape) or len(split.images) != len(split):
+    if shape != tuple(bundle.input_shape):
       raise errors.BadRequest(f"the {name} split has images of shape {np.shape(split.images)}; the "
                        f"model takes (N, {', '.join(map(str, bundle.input_shape))}) with one "
                        "label each")
+    _check_labels(split, name, bundle.num_classes)
+  if not isinstance(config, RelearnConfig):
+    raise errors.BadRequestType(f"config must be a RelearnConfig, got {type(config).__name__}")
   forgotten = set(np.unique(sample.labels).tolist())
   if set(np.unique(probe.labels).tolist()) != forgotten:
     held = sorted(set(np.unique(probe.labels).tolist()))
@@ -328,16 +444,11 @@ def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
   overlap = forgotten & set(np.unique(retain.labels).tolist())
   if overlap:
     raise errors.BadRequest(f"the retain split holds forgotten classes {sorted(overlap)}")
-  if not 0.0 < float(reference_accuracy) <= 100.0:
-    raise errors.BadRequest(f"reference_accuracy is a percentage in (0, 100], got "
-                     f"{reference_accuracy}")
-  if int(config.batch_size) < 2:
-    raise errors.BadRequest(f"batch_size must be >= 2 (sample and retained rows), got "
-                     f"{config.batch_size}")
-  if not 0.0 < float(config.sample_share) < 1.0:
-    raise errors.BadRequest(f"sample_share must lie in (0, 1), got {config.sample_share}")
-  if int(config.eval_every) < 1 or int(config.max_steps) < 0:
-    raise errors.BadRequest(f"eval_every must be >= 1 and max_steps >= 0, got "
-                     f"{config.eval_every} and {config.max_steps}")
-  if not float(config.learning_rate) > 0 or int(config.eval_batch_size) < 1:
-    raise errors.BadRequest("learning_rate and eval_batch_size must be positive")
+  check_number("relearn_steps", "reference_accuracy", reference_accuracy, low=0.0,
+               high=100.0, low_open=True)
+  if float(reference_accuracy) <= MIN_REFERENCE_ACCURACY:
+    raise errors.BadRequest(
+        f"reference_accuracy is a percentage (0..100], got {reference_accuracy}: if that is "
+        f"a fraction, pass {100 * float(reference_accuracy):g}; an original that gets "
+        f"{MIN_REFERENCE_ACCURACY:g}% or less of the probe right never knew the classes "
+        "(nothing to relearn)")

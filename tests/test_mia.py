@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from mnemonic_jax import mia
+from mnemonic_jax import errors, mia
 
 K = 10
 
@@ -104,16 +104,16 @@ def test_helpers_reject_bad_labels():
 
 def test_entropy_mia_separates_members(data):
   retain, test = data["retain"][0], data["test"][0]
-  assert mia.entropy_mia(retain, test, data["forget_member"][0]) >= 0.95
-  assert mia.entropy_mia(retain, test, data["forget_nonmember"][0]) <= 0.05
+  assert mia.entropy_mia(retain, test, data["forget_member"][0]) >= 95.0  # A percentage.
+  assert mia.entropy_mia(retain, test, data["forget_nonmember"][0]) <= 5.0
 
 
 def test_entropy_mia_balances_unequal_sets(data):
   rng = np.random.default_rng(0)
   retain = _logits(rng, _labels(rng, 2000), 12.0)  # 10x more members than non-members
   test = data["test"][0]
-  assert mia.entropy_mia(retain, test, data["forget_member"][0]) >= 0.95
-  assert mia.entropy_mia(retain, test, data["forget_nonmember"][0]) <= 0.05
+  assert mia.entropy_mia(retain, test, data["forget_member"][0]) >= 95.0  # A percentage.
+  assert mia.entropy_mia(retain, test, data["forget_nonmember"][0]) <= 5.0
 
 
 def test_entropy_mia_deterministic_per_seed():
@@ -227,6 +227,8 @@ def test_loss_mia_reduces_n_splits_for_small_sets():
     (np.ones(10), np.ones(10), {"n_splits": 1}, "n_splits"),
     (np.ones((5, 2)), np.ones(10), {}, "1-D"),
     (np.array([1.0, np.nan, 2.0]), np.ones(10), {}, "NaN or inf"),
+    (np.ones(10), np.array([0.5, -0.1, 2.0]), {}, "test_losses has negative values"),
+    (-np.ones(10), np.ones(10), {}, "forget_losses has negative values"),
 ])
 def test_loss_mia_validation(forget, test, kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -280,6 +282,62 @@ def test_all_attacks_validation():
   with pytest.raises(ValueError, match=r"^test_logits has too few samples outside "
                      r"forget_classes \[0, 1, .*\] \(0\): all_attacks needs 2 or more"):
     mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=range(K))
+
+
+def test_all_attacks_gives_every_score_in_percent(data):
+  """The entropy attack was a fraction beside two percentages in one dict."""
+  rl, ry, tl, ty, fl, fy = _class_unlearning_case()
+  out = mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[0])
+  assert all(0.0 <= v <= 100.0 for v in out.values())
+  retain, test = data["retain"][0], data["test"][0]
+  members = (data["forget_member"][0], data["forget_member"][1])
+  assert mia.entropy_mia(retain, test, members[0]) == 100.0
+  assert mia.confidence_mia(*data["retain"], *data["test"], *members) == 0.0
+
+
+@pytest.mark.parametrize("which, labels, match", [
+    ("forget", lambda fy: np.full_like(fy, 5), r"forget_labels hold classes \[5\] outside"),
+    ("forget", lambda fy: np.concatenate([fy[:-1], [3]]), r"classes \[3\] outside"),
+    ("retain", lambda ry: np.full_like(ry, 0), r"retain_labels hold forget_classes \[0\]"),
+    ("retain", lambda ry: np.concatenate([ry[:-1], [0]]), r"retain_labels hold"),
+])
+def test_all_attacks_checks_labels_against_forget_classes(which, labels, match):
+  rl, ry, tl, ty, fl, fy = _class_unlearning_case()
+  if which == "forget":
+    fy = labels(fy)
+  else:
+    ry = labels(ry)
+  with pytest.raises(errors.BadRequest, match=match):
+    mia.all_attacks(rl, ry, tl, ty, fl, fy, forget_classes=[0])
+
+
+_SEEDED = {
+    "entropy_mia": lambda c, seed: mia.entropy_mia(c[0], c[2], c[4], seed=seed),
+    "confidence_mia": lambda c, seed: mia.confidence_mia(*c, seed=seed),
+    "loss_mia": lambda c, seed: mia.loss_mia(mia.cross_entropy_losses(c[4], c[5]),
+                                             mia.cross_entropy_losses(c[2], c[3]), seed=seed),
+    "all_attacks": lambda c, seed: min(mia.all_attacks(*c, forget_classes=[0],
+                                                       seed=seed).values()),
+}
+
+
+@pytest.mark.parametrize("attack", sorted(_SEEDED))
+@pytest.mark.parametrize("seed, error", [(-1, errors.BadRequest), (1.5, errors.BadRequestType),
+                                         (True, errors.BadRequestType),
+                                         ("0", errors.BadRequestType)])
+def test_every_attack_refuses_a_bad_seed_with_the_projects_error(attack, seed, error):
+  case = _class_unlearning_case()
+  with pytest.raises(error, match="seed must be"):
+    _SEEDED[attack](case, seed)
+  assert 0.0 <= _SEEDED[attack](case, np.int64(2)) <= 100.0
+
+
+def test_labels_of_the_wrong_kind_are_the_projects_type_error():
+  rl, ry, tl, ty, fl, fy = _class_unlearning_case()
+  with pytest.raises(errors.BadRequestType, match="forget_labels must be integers"):
+    mia.all_attacks(rl, ry, tl, ty, fl, fy.astype(float), forget_classes=[0])
+  with pytest.raises(errors.BadRequestType, match="test_losses must be real numbers"):
+    mia.loss_mia(np.ones(4), np.array(["a", "b", "c"]))
 
 
 # ----------------------------------------------------------------------------------

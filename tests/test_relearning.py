@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnemonic_jax import metrics, relearning, training
+from mnemonic_jax import errors, metrics, relearning, training
 from mnemonic_jax.baselines import Split, UnlearnData
 from mnemonic_jax.bundle import host_copy
 
@@ -107,8 +107,6 @@ def test_bad_requests_are_refused(setting):
       dict(reference_accuracy=150.0),
       dict(sample=Split(sample.images[:0], sample.labels[:0])),
       dict(sample=Split(sample.images[:, :4], sample.labels)),
-      dict(config=relearning.RelearnConfig(sample_share=1.0)),
-      dict(config=relearning.RelearnConfig(eval_every=0)),
   ]
   for change in cases:
     args = dict(sample=sample, retain=data.retain, probe=probe,
@@ -116,3 +114,101 @@ def test_bad_requests_are_refused(setting):
     args.update(change)
     with pytest.raises(ValueError):
       relearning.relearn_steps(bundle, key=jax.random.key(0), **args)
+
+
+@pytest.fixture(scope="module")
+def splits(tiny_digits_bundle):
+  """(bundle, sample, retain, probe): class 3 forgotten, a few images each, untrained."""
+  bundle, train, test = tiny_digits_bundle
+  f, t = train.labels == 3, test.labels == 3
+  sample = Split(train.images[f][:8], train.labels[f][:8])
+  retain = Split(train.images[~f][:64], train.labels[~f][:64])
+  return bundle, sample, retain, Split(test.images[t][:10], test.labels[t][:10])
+
+
+def _relabel(split, labels):
+  return Split(split.images, labels)
+
+
+#: (argument, change of its value, error type, message): one kind of bad input each.
+_STEPS_CASES = [
+    ("sample", lambda s: _relabel(s, s.labels * 0 + 12), errors.BadRequest, "classes 0..9"),
+    ("probe", lambda s: _relabel(s, s.labels * 0 + 12), errors.BadRequest, "classes 0..9"),
+    ("retain", lambda s: _relabel(s, s.labels - 20), errors.BadRequest, "classes 0..9"),
+    ("sample", lambda s: _relabel(s, s.labels.astype(np.float32)), errors.BadRequestType,
+     "integers"),
+    ("probe", lambda s: Split(s.images.astype(np.float32) / 255, s.labels),
+     errors.BadRequestType, "uint8"),
+    ("retain", lambda s: Split(s.images.astype(np.float32), s.labels), errors.BadRequestType,
+     "uint8"),
+    ("sample", lambda s: (s.images, s.labels), errors.BadRequestType, "Split"),
+    ("retain", lambda s: (s.images, s.labels), errors.BadRequestType, "Split"),
+    ("probe", lambda s: [s.images, s.labels], errors.BadRequestType, "Split"),
+    ("reference_accuracy", lambda r: 0.973, errors.BadRequest, "pass 97.3"),
+    ("reference_accuracy", lambda r: 1.0, errors.BadRequest, "percentage"),
+    ("reference_accuracy", lambda r: float("nan"), errors.BadRequest, "reference_accuracy"),
+    ("reference_accuracy", lambda r: "97.3", errors.BadRequestType, "number"),
+    ("config", lambda c: {"max_steps": 3}, errors.BadRequestType, "RelearnConfig"),
+    ("key", lambda k: 0, errors.BadRequestType, "jax.random.key"),
+    ("bundle", lambda b: "runs/digits", errors.BadRequestType, "Bundle"),
+]
+
+
+@pytest.mark.parametrize("name, change, error, match", _STEPS_CASES)
+def test_relearn_steps_refuses_each_kind_of_bad_input(splits, name, change, error, match):
+  bundle, sample, retain, probe = splits
+  args = dict(bundle=bundle, sample=sample, retain=retain, probe=probe,
+              reference_accuracy=90.0, config=relearning.RelearnConfig(max_steps=0),
+              key=jax.random.key(0))
+  args[name] = change(args[name])
+  with pytest.raises(error, match=match):
+    relearning.relearn_steps(**args)
+
+
+def test_relearn_steps_takes_a_reference_just_above_one_percent(splits):
+  bundle, sample, retain, probe = splits
+  result = relearning.relearn_steps(bundle, sample, retain, probe, 1.5,
+                                    relearning.RelearnConfig(max_steps=0),
+                                    key=jax.random.key(0))
+  assert result.steps == 0 and result.reference_accuracy == 1.5
+
+
+_SAMPLE_CASES = [
+    ("forget", lambda s: (s.images, s.labels), errors.BadRequestType, "Split"),
+    ("forget", lambda s: Split(s.images.astype(np.float32) / 255, s.labels),
+     errors.BadRequestType, "uint8"),
+    ("forget", lambda s: _relabel(s, s.labels.astype(float)), errors.BadRequestType,
+     "integers"),
+    ("forget", lambda s: _relabel(s, s.labels - 10), errors.BadRequest, ">= 0"),
+    ("fraction", lambda f: "0.1", errors.BadRequestType, "fraction"),
+    ("fraction", lambda f: 0.0, errors.BadRequest, "fraction"),
+    ("min_examples", lambda m: 1.5, errors.BadRequestType, "min_examples must be an integer"),
+    ("min_examples", lambda m: 0, errors.BadRequest, "min_examples"),
+    ("key", lambda k: 0, errors.BadRequestType, "jax.random.key"),
+]
+
+
+@pytest.mark.parametrize("name, change, error, match", _SAMPLE_CASES)
+def test_relearn_sample_refuses_each_kind_of_bad_input(splits, name, change, error, match):
+  _, sample, _, _ = splits
+  args = dict(forget=sample, fraction=0.5, min_examples=2, key=jax.random.key(0))
+  args[name] = change(args[name])
+  with pytest.raises(error, match=match):
+    relearning.relearn_sample(**args)
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("batch_size", 1, errors.BadRequest), ("batch_size", 2.5, errors.BadRequestType),
+    ("sample_share", 1.0, errors.BadRequest), ("sample_share", 0.0, errors.BadRequest),
+    ("learning_rate", 0.0, errors.BadRequest), ("learning_rate", float("nan"), errors.BadRequest),
+    ("learning_rate", "0.1", errors.BadRequestType), ("momentum", -0.9, errors.BadRequest),
+    ("momentum", 1.0, errors.BadRequest), ("weight_decay", -1e-4, errors.BadRequest),
+    ("eval_every", 0, errors.BadRequest), ("max_steps", -1, errors.BadRequest),
+    ("max_steps", 1.5, errors.BadRequestType), ("max_steps", True, errors.BadRequestType),
+    ("eval_batch_size", 0, errors.BadRequest), ("train_mode", "yes", errors.BadRequestType),
+    ("stop_early", 1, errors.BadRequestType),
+])
+def test_relearn_config_refuses_each_bad_field_on_construction(field, value, error):
+  with pytest.raises(error, match=f"RelearnConfig.{field}"):
+    relearning.RelearnConfig(**{field: value})
+  relearning.RelearnConfig(**{field: getattr(relearning.RelearnConfig(), field)})
