@@ -128,3 +128,30 @@ def test_an_empty_output_is_told_what_works(import_inputs, tiny_digits_bundle, t
   with pytest.raises(errors.BadRequest, match="a new one such as 'runs/out'") as caught:
     checkpointing.save_bundle("", tiny_digits_bundle[0])
   assert "'.'" not in str(caught.value)
+
+
+def test_an_option_given_twice_is_refused(tmp_path):
+  """argparse keeps the last value: ``--classes 3 --classes 5`` forgot class 5 alone,
+  ``--output a --output b`` wrote b, ``--checkpoint`` twice read the second, with exit 0."""
+  src = tmp_path / "in"
+  src.mkdir()
+  forget = ("forget", "--checkpoint", src)
+  cases = {
+      "classes": (*forget, "--classes", "3", "--classes", "5", "--output", tmp_path / "o"),
+      "output": (*forget, "--classes", "3", "--output", tmp_path / "a",
+                 f"--output={tmp_path / 'b'}"),
+      "checkpoint": (*forget, "--checkpoint", src, "--classes", "3", "--output", tmp_path / "o"),
+      "move": (*forget, "--classes", "3", "--move", "paper", "--move", "bias", "--output",
+               tmp_path / "o"),
+      "train": ("train", "--config", "digits_mlp:quick", "--config", "digits_mlp",
+                "--workdir", tmp_path / "w"),
+      "class digit not ASCII": (*forget, "--classes", "\u0663", "--output", tmp_path / "o")}
+  ran = run_commands({name: dict(args=args, watch=[tmp_path]) for name, args in cases.items()})
+  assert_refused(ran["classes"].result, "--classes given 2 times; give it once (several "
+                 "classes: --classes 3,5)")
+  for name in ("output", "checkpoint", "move"):
+    assert_refused(ran[name].result, f"--{name} given 2 times; give it once")
+  assert_refused(ran["train"].result, "--config given 2 times")
+  assert_refused(ran["class digit not ASCII"].result, "is not a comma-separated list of class")
+  for case in ran.values():
+    assert case.before == case.after, case.result.args

@@ -56,6 +56,7 @@ from mnemonic_jax.cli import compilation_cache, outcome, quiet
 from mnemonic_jax.cli.outcome import EXIT_REPORT_LOST
 from mnemonic_jax.cli.parser import (
   EXIT_INTERRUPTED,
+  EXIT_TERMINATED,
   EXIT_USAGE,
   PROG,
   UsageError,
@@ -128,7 +129,7 @@ def entry_point() -> int:
     os.dup2(os.open(os.devnull, os.O_WRONLY), 1)
   if status != 0:
     quiet.silence_the_rest()
-  if status == EXIT_INTERRUPTED:
+  if status in (EXIT_INTERRUPTED, EXIT_TERMINATED):
     _exit_now(status)
   jax = sys.modules.get("jax")
   if jax is None or not jax.distributed.is_initialized():
@@ -162,12 +163,13 @@ def _run(argv: Sequence[str] | None, undo: contextlib.ExitStack) -> int:
   ends the command with one line and status 130, whenever it lands.
   """
   run = undo.enter_context(outcome.running())
+  undo.enter_context(outcome.terminate_as_interrupt())  # SIGTERM as Ctrl-C, status 143.
   try:
     return _run_command(argv, undo, run)
   except KeyboardInterrupt:  # One that landed while another error was being reported.
     run.settle()
     print_error(outcome.interrupted_line(run))
-    return EXIT_INTERRUPTED
+    return outcome.interrupted_status(run)
   finally:
     run.settle()
 
@@ -211,7 +213,7 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
   except KeyboardInterrupt:
     run.settle()
     print_error(outcome.interrupted_line(run))
-    return EXIT_INTERRUPTED
+    return outcome.interrupted_status(run)
   except outcome.ReportNotWritten as e:
     run.settle()
     run.report_lost = True
@@ -223,7 +225,7 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
     run.settle()
     if run.interrupted:  # The interrupt surfaced as another error (an import cut short).
       print_error(outcome.interrupted_line(run))
-      return EXIT_INTERRUPTED
+      return outcome.interrupted_status(run)
     line = outcome.environment_line(e, args.command, _output_of(args), run)
     if line is None and not _is_user_error(e):
       raise  # A bug: its traceback, exit status 1.

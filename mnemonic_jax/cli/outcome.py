@@ -90,7 +90,9 @@ class Run:
   """What one command run has done so far.
 
   Attributes:
-    interrupted: a Ctrl-C arrived.
+    interrupted: a Ctrl-C (or, one process, SIGTERM) arrived.
+    signal: the first of them (``SIGINT`` or ``SIGTERM``), which decides the last line
+      and the exit status (130 or 143).
     phase: ``"starting"`` (interrupts recorded only), ``"working"`` (raised),
       ``"saving"`` (recorded, raised once the save returns) or ``"ending"`` (the outcome
       is decided; recorded only).
@@ -99,6 +101,7 @@ class Run:
     report_lost: the report could not be written to stdout.
   """
   interrupted: bool = False
+  signal: int = signal.SIGINT
   phase: str = _STARTING
   written: list[pathlib.Path] = dataclasses.field(default_factory=list)
   saving: tuple[pathlib.Path, bool] | None = None
@@ -138,11 +141,37 @@ def current() -> Run:
 
 
 def on_interrupt(signum: int, frame: Any) -> None:  # pylint: disable=unused-argument
-  """The SIGINT handler of a run: records the interrupt; raises it once the work began."""
+  """The SIGINT (and SIGTERM) handler of a run: records the interrupt and its signal (the
+  first one); raises ``KeyboardInterrupt`` once the work began."""
   run = current()
+  if not run.interrupted:
+    run.signal = signum
   run.interrupted = True
   if run.phase == _WORKING:
     raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+  """SIGTERM (a scheduler's or ``kill``'s) ends the command as Ctrl-C does: one line, no
+  output half-written, nothing left beside it, status 143. Its default action killed the
+  process at once, with no line, and a save cut short left its hidden temporary folder.
+
+  Installed from the start, as the SIGINT handler: while the program starts it only
+  records. With several processes, ``jax.distributed.initialize`` then installs the
+  preemption service's own SIGTERM handler in its place (a training run saves and stops
+  on it). Left alone outside the main thread or when SIGTERM is not at its default; put
+  back on leaving.
+  """
+  previous = None
+  if (threading.current_thread() is threading.main_thread()
+      and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL):
+    previous = signal.signal(signal.SIGTERM, on_interrupt)
+  try:
+    yield
+  finally:
+    if previous is not None:
+      signal.signal(signal.SIGTERM, previous)
 
 
 def _unraisable_filter(previous: Any) -> Any:
@@ -254,8 +283,14 @@ def _listed(paths: list[pathlib.Path]) -> str:
 
 def interrupted_line(run: Run) -> str:
   """The error line of an interrupted run (outputs completed before it are named)."""
+  what = "terminated (SIGTERM)" if run.signal == signal.SIGTERM else "interrupted"
   done = run.completed()
-  return f"interrupted; {_listed(done)}" if done else "interrupted"
+  return f"{what}; {_listed(done)}" if done else what
+
+
+def interrupted_status(run: Run) -> int:
+  """130 after Ctrl-C, 143 after SIGTERM (128 + the signal, as a shell reports them)."""
+  return 128 + int(run.signal)
 
 
 def report_lost_line(run: Run, error: ReportNotWritten) -> tuple[int, str | None]:
@@ -309,5 +344,6 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
 
 
 __all__ = ["EXIT_REPORT_LOST", "ReportNotWritten", "ReportStream", "Run", "check_interrupt",
-           "current", "environment_line", "interrupted_line", "on_interrupt", "report_lost_line",
-           "running", "saving", "wrote"]
+           "current", "environment_line", "interrupted_line", "interrupted_status",
+           "on_interrupt", "report_lost_line", "running", "saving", "terminate_as_interrupt",
+           "wrote"]
