@@ -400,3 +400,75 @@ def test_verdict_says_what_was_read_in_one_level_of_parentheses(one_constant, pr
     assert "the features were not read: there is no original" in text, text
   else:
     assert "the linear probe was read, recall 97.0%" in text and "not read" not in text, text
+
+
+# ----------------------------------------------------------------------------------------
+# Refusals up front: the config, the data, the references' architecture.
+
+
+@pytest.mark.parametrize("field, value, error", [
+    ("batch_size", 0, errors.BadRequest), ("batch_size", 8.0, errors.BadRequestType),
+    ("shots", 0, errors.BadRequest), ("prototype_shots", -1, errors.BadRequest),
+    ("probe_per_class", 0, errors.BadRequest), ("probe_max_iter", 0, errors.BadRequest),
+    ("relearn_min_examples", 0, errors.BadRequest), ("scales", (-1.0, 0.0), errors.BadRequest),
+    ("scales", (2.0, float("inf")), errors.BadRequest), ("scales", (2.0, 2.0), errors.BadRequest),
+    ("scales", 2.0, errors.BadRequestType), ("head_steps", (0,), errors.BadRequest),
+    ("head_steps", (), errors.BadRequest), ("head_steps", (10, 10), errors.BadRequest),
+    ("head_steps", (2.5,), errors.BadRequestType), ("head_learning_rate", -1.0, errors.BadRequest),
+    ("head_learning_rate", 0.0, errors.BadRequest), ("head_momentum", 1.0, errors.BadRequest),
+    ("probe_c", 0.0, errors.BadRequest), ("prototype_alpha", 1.5, errors.BadRequest),
+    ("prototype_metric", "dot", errors.BadRequest), ("relearn_fraction", 0.0, errors.BadRequest),
+    ("relearn", {"max_steps": 3}, errors.BadRequestType),
+])
+def test_depth_config_refuses_each_bad_field_on_construction(field, value, error):
+  with pytest.raises(error, match=f"DepthConfig.{field}"):
+    depth.DepthConfig(**{field: value})
+  depth.DepthConfig(**{field: getattr(depth.DepthConfig(), field)})
+
+
+def test_depth_config_takes_no_probe_cap_no_scales_and_no_relearning():
+  config = depth.DepthConfig(probe_per_class=None, scales=(), relearn=None)
+  assert [n for n, _, _ in depth.figure_specs(config) if n.startswith("input_scale")] == []
+
+
+def test_depth_report_refuses_one_test_image_of_a_forgotten_class_before_any_attack(
+    hand_made, monkeypatch):
+  original, shifted, oracle, data = hand_made
+  test = data.test
+  keep = (test.labels != 3) | (np.cumsum(test.labels == 3) == 1)  # One image of class 3.
+  one = depth.DepthData(data.train, type(test)(test.images[keep], test.labels[keep]))
+  ran = []
+  monkeypatch.setattr(depth, "_measure", lambda *a, **k: ran.append(1))
+  with pytest.raises(errors.BadRequest, match=r"test split holds too few images of forgotten "
+                     r"classes \(class: images\) \{3: 1\}.*2 or more"):
+    depth.depth_report(shifted, oracle, original, one, FORGOTTEN, config=_CONFIG)
+  assert not ran
+
+
+def test_depth_report_refuses_an_int_key(hand_made):
+  original, shifted, oracle, data = hand_made
+  with pytest.raises(errors.BadRequestType, match="jax.random.key"):
+    depth.depth_report(shifted, oracle, original, data, FORGOTTEN, config=_CONFIG, key=0)
+
+
+@pytest.mark.parametrize("mine, theirs", [
+    ({}, {"hidden": [1000], "activation": "sigmoid"}),
+    ({"hidden": (1000,)}, {"activation": "sigmoid"}),
+    ({"hidden": [4], "activation": "relu"}, {"hidden": (4,), "activation": "relu"}),
+])
+def test_check_comparable_fills_in_the_models_defaults(mine, theirs):
+  params = {"Dense_0": {"kernel": jnp.zeros((4, 2)), "bias": jnp.zeros(2)}}
+  a = Bundle("mlp", mine, params, {}, None, 4, (2, 2, 1))
+  depth.check_comparable(a, a.replace(model_kwargs=theirs), "oracle")
+  assert depth.model_attributes(a) == depth.model_attributes(a.replace(model_kwargs=theirs))
+
+
+@pytest.mark.parametrize("mine, theirs", [
+    ({}, {"activation": "tanh"}),
+    ({"hidden": [1000]}, {"hidden": [999]}),
+])
+def test_check_comparable_still_refuses_a_real_difference(mine, theirs):
+  params = {"Dense_0": {"kernel": jnp.zeros((4, 2)), "bias": jnp.zeros(2)}}
+  a = Bundle("mlp", mine, params, {}, None, 4, (2, 2, 1))
+  with pytest.raises(errors.BadRequest, match="oracle bundle has model attributes"):
+    depth.check_comparable(a, a.replace(model_kwargs=theirs), "oracle")

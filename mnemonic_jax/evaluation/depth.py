@@ -30,7 +30,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from mnemonic_jax import _validate, errors, metrics, relearning
+from mnemonic_jax import _validate, codes, errors, metrics, relearning
 from mnemonic_jax.baselines.base import Split
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.evaluation import attacks
@@ -59,6 +59,18 @@ class DepthConfig:
     relearn_fraction, relearn_min_examples: the relearning sample
       (:func:`mnemonic_jax.relearning.relearn_sample`).
     batch_size: rows per forward call.
+
+  Every field is checked on construction: counts (``shots``, ``prototype_shots``,
+  ``probe_per_class`` unless ``None``, ``probe_max_iter``, each of ``head_steps``,
+  ``relearn_min_examples``, ``batch_size``) are integers >= 1; ``scales`` are distinct
+  finite numbers > 0; ``head_steps`` is a non-empty tuple of distinct counts;
+  ``prototype_alpha`` lies in ``[0, 1]``, ``prototype_metric`` is ``"cosine"`` or
+  ``"l2"``; ``probe_c`` and ``head_learning_rate`` are > 0; ``head_momentum`` lies in
+  ``[0, 1)``; ``relearn_fraction`` in ``(0, 1]``.
+
+  Raises:
+    BadRequestType: a field of the wrong kind (a float count, a string, ...).
+    BadRequest: a field out of its range; the message names the field.
   """
 
   shots: int = 10
@@ -77,6 +89,38 @@ class DepthConfig:
   relearn_fraction: float = 0.01
   relearn_min_examples: int = 8
   batch_size: int = 1024
+
+  def __post_init__(self):
+    own, count, number = "DepthConfig", relearning.check_integer, relearning.check_number
+    for name in ("shots", "prototype_shots", "probe_max_iter", "relearn_min_examples",
+                 "batch_size"):
+      count(own, name, getattr(self, name), low=1)
+    if self.probe_per_class is not None:
+      count(own, "probe_per_class", self.probe_per_class, low=1)
+    number(own, "prototype_alpha", self.prototype_alpha, low=0.0, high=1.0)
+    if self.prototype_metric not in ("cosine", "l2"):
+      raise errors.BadRequest(f"{own}.prototype_metric must be 'cosine' or 'l2', got "
+                              f"{self.prototype_metric!r}")
+    number(own, "probe_c", self.probe_c, low=0.0, low_open=True)
+    number(own, "head_learning_rate", self.head_learning_rate, low=0.0, low_open=True)
+    number(own, "head_momentum", self.head_momentum, low=0.0, high=1.0, high_open=True)
+    number(own, "relearn_fraction", self.relearn_fraction, low=0.0, high=1.0, low_open=True)
+    for name, check, least in (("scales", number, None), ("head_steps", count, 1)):
+      values = getattr(self, name)
+      if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
+        raise errors.BadRequestType(f"{own}.{name} must be a tuple, got {values!r}")
+      if name == "head_steps" and not values:
+        raise errors.BadRequest(f"{own}.head_steps needs at least one step count")
+      for i, v in enumerate(values):
+        if least is None:
+          check(own, f"{name}[{i}]", v, low=0.0, low_open=True)
+        else:
+          check(own, f"{name}[{i}]", v, low=least)
+      if len({float(v) for v in values}) != len(values):
+        raise errors.BadRequest(f"{own}.{name} holds a value twice: {tuple(values)}")
+    if self.relearn is not None and not isinstance(self.relearn, relearning.RelearnConfig):
+      raise errors.BadRequestType(f"{own}.relearn must be a RelearnConfig or None, got "
+                                  f"{type(self.relearn).__name__}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,6 +155,10 @@ class DepthData:
 def check_comparable(unlearned: Bundle, other: Bundle, name: str) -> None:
   """Checks that ``other`` (the oracle, the original) is a model of the same architecture.
 
+  Model attributes are compared as the built modules resolve them, defaults filled in
+  (:func:`model_attributes`): ``{}`` and the model's defaults written out are the same
+  model; any attribute that differs once resolved is refused.
+
   Raises:
     BadRequestType: ``other`` is not a Bundle.
     BadRequest: another model, other model attributes, class count or input shape; the
@@ -119,7 +167,7 @@ def check_comparable(unlearned: Bundle, other: Bundle, name: str) -> None:
   _validate.bundle(other, name)
   for what, mine, theirs in (
       ("model", unlearned.model_name, other.model_name),
-      ("model attributes", _plain(unlearned.model_kwargs), _plain(other.model_kwargs)),
+      ("model attributes", model_attributes(unlearned), model_attributes(other)),
       ("class count", unlearned.num_classes, other.num_classes),
       ("input shape", tuple(unlearned.input_shape), tuple(other.input_shape))):
     if mine != theirs:
@@ -132,12 +180,36 @@ def check_comparable(unlearned: Bundle, other: Bundle, name: str) -> None:
                             "unlearned model's (another architecture)")
 
 
+def model_attributes(bundle: Bundle) -> dict[str, Any]:
+  """The model's attributes with its defaults filled in, lists as lists (comparable).
+
+  Builds the (unbound, parameter-free) Flax module from the bundle's model name and
+  keyword arguments and reads its dataclass fields, less ``num_classes`` (compared on its
+  own), ``parent`` and ``name``. A model that cannot be built (not registered here) gives
+  its keyword arguments as written.
+  """
+  try:
+    module = bundle.model
+  except (errors.MnemonicJaxError, TypeError, ValueError):
+    return _plain(dict(bundle.model_kwargs))  # Unregistered: compared as written.
+  if not dataclasses.is_dataclass(module):
+    return _plain(dict(bundle.model_kwargs))
+  skip = {"num_classes", "parent", "name"}
+  return _plain({f.name: getattr(module, f.name) for f in dataclasses.fields(module)
+                 if f.name not in skip})
+
+
 def _plain(value: Any) -> Any:
   if isinstance(value, dict):
     return {k: _plain(v) for k, v in sorted(value.items())}
   if isinstance(value, (list, tuple)):
     return [_plain(v) for v in value]
   return value
+
+
+#: The fewest test images of each forgotten class :func:`depth_report` takes: the half-split
+#: one-constant attack needs one in each half, linear CKA two examples.
+MIN_TEST_PER_FORGOTTEN_CLASS = 2
 
 
 def _check_data(data: DepthData, bundle: Bundle, classes: tuple[int, ...],
@@ -160,14 +232,22 @@ def _check_data(data: DepthData, bundle: Bundle, classes: tuple[int, ...],
                               f"{sorted(set(classes) - present)}")
     if not present - set(classes):
       raise errors.BadRequest(f"the {name} split holds only forgotten classes")
+  if not isinstance(config, DepthConfig):
+    raise errors.BadRequestType(f"config must be a DepthConfig, got {type(config).__name__}")
   counts = np.bincount(np.asarray(data.train.labels), minlength=bundle.num_classes)
-  if config.shots < 1 or config.prototype_shots < 1:
-    raise errors.BadRequest("shots and prototype_shots must be >= 1")
   need = max(config.shots, config.prototype_shots)
   short = [c for c in classes if counts[c] < need]
   if short:
     raise errors.BadRequest(f"the train split has fewer than {need} images of forgotten "
                             f"classes {short}; the few-shot attacks need that many")
+  counts = np.bincount(np.asarray(data.test.labels), minlength=bundle.num_classes)
+  short = {c: int(counts[c]) for c in classes if counts[c] < MIN_TEST_PER_FORGOTTEN_CLASS}
+  if short:
+    raise errors.BadRequest(
+        f"the test split holds too few images of forgotten classes (class: images) {short}; "
+        f"the depth attacks need {MIN_TEST_PER_FORGOTTEN_CLASS} or more of each (the "
+        "one-constant attack chooses on one half of them and scores the other; CKA compares "
+        "the models' features over them): give a larger test split")
   return DepthData(Split(np.asarray(data.train.images), np.asarray(data.train.labels)),
                    Split(np.asarray(data.test.images), np.asarray(data.test.labels)))
 
@@ -244,8 +324,10 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
     BadRequestType: an argument that is not a Bundle or DepthData.
     BadRequest: an oracle or original of another architecture, class count or input
       shape; bad classes; data that does not fit the model or lacks the forgotten classes;
-      an oracle that knows the forgotten classes or an original that does not
-      (:func:`check_references`).
+      a train split with fewer than ``max(shots, prototype_shots)`` images of a forgotten
+      class, a test split with fewer than :data:`MIN_TEST_PER_FORGOTTEN_CLASS`; an oracle
+      that knows the forgotten classes or an original that does not
+      (:func:`check_references`); ``key`` that is not a PRNG key (BadRequestType).
   """
   _validate.bundle(unlearned, "unlearned")
   for name, other in (("oracle", oracle), ("original", original),
@@ -258,6 +340,8 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
                      original=("original", original),
                      oracles=[("oracle", oracle),
                               *((f"oracle_seeds[{i}]", b) for i, b in enumerate(oracle_seeds))])
+  if key is not None:
+    codes.check_key(key)
   key = jax.random.key(0) if key is None else key
   train, test = data.train, data.test
   support = _per_class(train.labels, config.shots, jax.random.fold_in(key, 1))
@@ -283,9 +367,9 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
   original_accuracy = 100.0 - values["original"]["E_F"]
   if config.relearn is None:
     skipped["relearn"] = "config.relearn is None"
-  elif not original_accuracy > 0:
-    skipped["relearn"] = ("the original model gets none of the forgotten test images right: "
-                          "nothing to relearn")
+  elif not original_accuracy > relearning.MIN_REFERENCE_ACCURACY:
+    skipped["relearn"] = (f"the original model gets {original_accuracy:.1f}% of the "
+                          "forgotten test images right: nothing to relearn")
   else:
     _relearn(models, values, train, test, classes, original_accuracy, config, key)
 
