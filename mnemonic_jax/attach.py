@@ -167,7 +167,8 @@ def attach_fit_config(bundle: Bundle, epochs: int, t_mix: float = DEFAULT_T_MIX,
       decay, schedule and augmentation; :class:`FitConfig`'s defaults, the paper's MNIST
       settings, for what it does not record).
     epochs: fine-tuning epochs (>= 1).
-    t_mix: code-mixing probability, in (0, 1].
+    t_mix: code-mixing probability, in (0, 1] (0 refused: the model would never see its
+      codes).
     learning_rate: overrides the config's, if given (> 0).
     batch_size: overrides the config's, if given (>= 1).
 
@@ -180,9 +181,13 @@ def attach_fit_config(bundle: Bundle, epochs: int, t_mix: float = DEFAULT_T_MIX,
       :data:`mnemonic_jax.configs.FIELD_CHECKS`).
   """
   _check_field("epochs", epochs)
-  if not (_check_field("t_mix", t_mix, raise_=False) is None and t_mix > 0):
+  problem = _check_field("t_mix", t_mix, raise_=False)
+  if problem:
+    raise errors.BadRequest(f"t_mix={t_mix!r} {problem}; attaching needs t_mix in (0, 1], the "
+                            "probability that an example is replaced by its class's code")
+  if t_mix <= 0:
     raise errors.BadRequest(f"t_mix must be a number in (0, 1], got {t_mix!r}; with t_mix 0 the "
-                     "model never sees its codes")
+                            "model never sees its codes")
   recorded = dict(bundle.config or {})
   for field in workflow.TRAIN_FIELDS:
     if field in recorded and field not in ("epochs", "t_mix"):
@@ -259,8 +264,11 @@ def attach_codes(
       them again), bad hyper-parameters (see :func:`attach_fit_config`), a seed outside
       ``[0, 2^63)``, an unknown code distribution, or a fine-tuning that made the
       parameters non-finite.
-    DatasetError: images that do not fit the model, labels outside its classes, or fewer
-      training examples than one batch.
+    DatasetError: images that do not fit the model, labels outside its classes, images
+      and labels of different lengths (training or test), training labels without any
+      example of some class (refused, not warned: that class would never learn its code
+      and would fade from the model unrecorded), or fewer training examples than one
+      batch.
   """
   _validate.bundle(bundle)
   check_attachable(bundle)
@@ -272,7 +280,20 @@ def attach_codes(
                               batch_size=batch_size)
   images = workflow.prepare_images(np.asarray(images), bundle.input_shape)
   labels = np.asarray(labels)
-  _check_labels(labels, bundle.num_classes)
+  _check_labels(labels, bundle.num_classes, images=images)
+  missing = sorted(set(range(bundle.num_classes)) - {int(c) for c in np.unique(labels)})
+  if missing:
+    raise DatasetError(
+        f"the training labels have no example of class(es) {_ids(missing)} (of "
+        f"{bundle.num_classes}); attaching fine-tunes on every class: a class without "
+        "examples would never learn its code and would fade from the model unrecorded; "
+        "pass training data with every class")
+  if test is not None:
+    if not isinstance(test, (tuple, list)) or len(test) != 2:
+      raise errors.BadRequestType("test must be a pair (images, labels)")
+    test = (workflow.prepare_images(np.asarray(test[0]), bundle.input_shape),
+            np.asarray(test[1]))
+    _check_labels(test[1], bundle.num_classes, "test", images=test[0])
   if len(labels) < fit_cfg.batch_size:
     raise DatasetError(f"{len(labels)} training examples are fewer than one batch of "
                        f"{fit_cfg.batch_size}; pass more data or a smaller batch size")
@@ -362,11 +383,21 @@ def attach_warnings(report: AttachReport, num_classes: int) -> list[str]:
   return warnings
 
 
-def _check_labels(labels: np.ndarray, num_classes: int, what: str = "training") -> None:
-  """Refuses labels that are not integers in ``[0, num_classes)``."""
+def _ids(classes: list[int]) -> str:
+  """``"3, 7"``, the first 20 of many then ``"... (N in all)"``."""
+  shown = ", ".join(map(str, classes[:20]))
+  return shown if len(classes) <= 20 else f"{shown}, ... ({len(classes)} in all)"
+
+
+def _check_labels(labels: np.ndarray, num_classes: int, what: str = "training", *,
+                  images: np.ndarray | None = None) -> None:
+  """Refuses labels that are not integers in ``[0, num_classes)``, or not one per image."""
   if labels.ndim != 1 or not np.issubdtype(labels.dtype, np.integer):
     raise DatasetError(f"{what} labels must be a 1-D integer array, got {labels.dtype} "
                        f"{labels.shape}")
+  if images is not None and len(images) != len(labels):
+    raise DatasetError(f"{what} data have {len(images)} images but {len(labels)} labels; "
+                       "pass one label per image")
   if len(labels) and (labels.min() < 0 or labels.max() >= num_classes):
     raise DatasetError(
         f"{what} labels run from {int(labels.min())} to {int(labels.max())} but the model "

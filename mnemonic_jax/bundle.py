@@ -7,13 +7,16 @@ training (forgetting requests, and codes attached to a model trained without the
 """
 
 import dataclasses
-from typing import Any, Callable, Sequence
+import json
+import os
+from typing import Any, Callable, Mapping, Sequence
 
 import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mnemonic_jax import errors
 from mnemonic_jax.pytrees import Static
 from mnemonic_jax.models import create_model
 
@@ -23,6 +26,78 @@ PyTree = Any
 #: (:func:`mnemonic_jax.attach.attach_codes`); such an entry forgets nothing
 #: (``classes == []``). Entries without ``event`` are forgetting requests.
 ATTACH_CODES_EVENT = "attach-codes"
+#: ``event`` of a history entry recording how a bundle was imported
+#: (:func:`mnemonic_jax.checkpointing.import_params`: how many of its codes the model
+#: classifies as their class); it forgets nothing (``classes == []``).
+IMPORT_EVENT = "import"
+#: The events that forget nothing (their entries have ``classes == []``).
+NON_FORGETTING_EVENTS = (ATTACH_CODES_EVENT, IMPORT_EVENT)
+
+
+def _json_default(obj: Any) -> Any:
+  if isinstance(obj, np.generic):
+    return obj.item()
+  if isinstance(obj, (np.ndarray, jax.Array)):
+    return np.asarray(obj).tolist()
+  if isinstance(obj, os.PathLike):
+    return os.fspath(obj)
+  raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+def _plain_keys(obj: Any) -> Any:
+  """``obj`` with numpy scalar dict keys made Python ones (JSON then writes them)."""
+  if isinstance(obj, Mapping):
+    return {(k.item() if isinstance(k, np.generic) else k): _plain_keys(v)
+            for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_plain_keys(v) for v in obj]
+  return obj
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+  keys = [k for k, _ in pairs]
+  if len(set(keys)) != len(keys):
+    twice = sorted({k for k in keys if keys.count(k) > 1})
+    raise ValueError(f"keys {twice} occur twice once written as JSON strings (e.g. 1 and "
+                     "'1')")
+  return dict(pairs)
+
+
+def json_value(obj: Any, what: str) -> Any:
+  """``obj`` as it reads back from JSON: what a bundle's metadata holds after save and load.
+
+  Dict keys become strings (``{0: 19}`` -> ``{"0": 19}``), tuples lists, numpy scalars and
+  arrays Python numbers and lists, paths strings. Applying it twice changes nothing.
+
+  Args:
+    obj: a JSON-able value.
+    what: what it is, for the message.
+
+  Returns:
+    The value after a JSON round trip.
+
+  Raises:
+    BadRequestType: ``obj`` holds something JSON cannot write (an object, a function), a
+      dict key that is not a string, number, bool or None, or two keys that JSON writes
+      alike (``1`` and ``"1"``: one would be lost).
+  """
+  try:
+    return json.loads(json.dumps(_plain_keys(obj), default=_json_default),
+                      object_pairs_hook=_unique_keys)
+  except (TypeError, ValueError, RecursionError) as e:
+    line = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
+    raise errors.BadRequestType(
+        f"{what} is not JSON-serialisable ({line}); use plain numbers, strings, lists and "
+        "dicts with string keys") from None
+
+
+def _as_saved(obj: Any) -> Any:
+  """:func:`json_value` of ``obj``, or ``obj`` itself where JSON cannot write it
+  (``save_bundle`` refuses it then, with the reason)."""
+  try:
+    return json_value(obj, "")
+  except errors.BadRequestType:
+    return obj
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,11 +117,17 @@ class Bundle:
     std: per-channel standard deviation images are divided by.
     class_names: one name per class.
     dataset: name of the training dataset (for evaluation defaults).
-    config: the training configuration (JSON-able dict).
+    config: the training configuration (JSON-able dict), stored as it reads back from
+      JSON as ``history`` is.
     history: what was done to the model since training, oldest first; each a JSON-able
       dict with at least ``classes``: a forgetting request (``classes`` the forgotten
-      class ids), or codes attached by fine-tuning (``event`` :data:`ATTACH_CODES_EVENT`,
-      ``classes`` empty).
+      class ids), codes attached by fine-tuning (``event`` :data:`ATTACH_CODES_EVENT`,
+      ``classes`` empty) or an import (``event`` :data:`IMPORT_EVENT`, ``classes``
+      empty). Stored as it reads back from JSON (:func:`json_value`: string dict keys,
+      lists for tuples, Python numbers for numpy scalars) whenever a bundle is made or
+      replaced, so that it is the same before and after ``save_bundle`` and
+      ``load_bundle`` (an entry JSON cannot write is kept as given: ``save_bundle``
+      refuses it).
     model_source: where a model registered by the user comes from
       (:func:`mnemonic_jax.models.model_source`: ``{"import": module}`` or ``{"file":
       path}``), so that loading the bundle elsewhere can register it first; ``{}`` for
@@ -67,6 +148,21 @@ class Bundle:
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
   history: tuple[dict[str, Any], ...] = ()
   model_source: dict[str, str] = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    # Every construction and replace() goes through here: history and config are kept as
+    # save_bundle/load_bundle give them back, so no writer has to remember.
+    history = self.history
+    if not isinstance(history, (list, tuple)):
+      raise errors.BadRequestType(f"Bundle history must be a tuple of dicts, got "
+                                  f"{type(history).__name__}")
+    for i, entry in enumerate(history):
+      if not isinstance(entry, Mapping):
+        raise errors.BadRequestType(f"Bundle history entry {i} is a {type(entry).__name__}, "
+                                    "not a dict")
+    object.__setattr__(self, "history", tuple(_as_saved(dict(entry)) for entry in history))
+    if isinstance(self.config, Mapping):
+      object.__setattr__(self, "config", _as_saved(dict(self.config)))
 
   def replace(self, **changes: Any) -> "Bundle":
     return dataclasses.replace(self, **changes)

@@ -165,3 +165,24 @@ def test_the_command_has_help_with_an_example(capsys):
   assert exit_info.value.code == 0
   assert text.startswith("usage: mnemonic-jax attach-codes")
   assert "examples:\n  mnemonic-jax attach-codes" in text
+
+
+def test_attach_names_the_actual_fault_of_its_data_and_t_mix():
+  """Faults a fresh researcher met (helper-40 item 16): each refused with its own reason,
+  before anything is trained."""
+  bundle = _bundle(10, (8, 8, 1))
+  images = np.zeros((300, 8, 8, 1), np.uint8)
+  labels = np.arange(300) % 10
+  with pytest.raises(ValueError, match="300 images but 100 labels"):
+    attach.attach_codes(bundle, images, labels[:100], epochs=1)
+  with pytest.raises(ValueError, match="test data have 300 images but 20 labels"):
+    attach.attach_codes(bundle, images, labels, epochs=1, test=(images, labels[:20]))
+  for t_mix in (1.5, -0.1):
+    with pytest.raises(ValueError, match=r"in \(0, 1\]") as info:
+      attach.attach_codes(bundle, images, labels, epochs=1, t_mix=t_mix)
+    assert "t_mix 0" not in str(info.value) and "must be a finite number" in str(info.value)
+  with pytest.raises(ValueError, match="with t_mix 0 the model never sees its codes"):
+    attach.attach_codes(bundle, images, labels, epochs=1, t_mix=0.0)
+  no_3_or_7 = np.where(np.isin(labels, (3, 7)), 0, labels)
+  with pytest.raises(ValueError, match=r"no example of class\(es\) 3, 7 \(of 10\)"):
+    attach.attach_codes(bundle, images, no_3_or_7, epochs=1)

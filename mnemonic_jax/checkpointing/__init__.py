@@ -29,7 +29,8 @@ to be a regular file after opening and read within a size cap (:mod:`mnemonic_ja
 Nothing here changes logging or stderr: the command line decides what Orbax may print.
 """
 
-from mnemonic_jax.checkpointing._common import CheckpointError, UnverifiedBundleWarning
+from mnemonic_jax.checkpointing._common import (
+    CheckpointError, CodesNotLearnedWarning, UnverifiedBundleWarning)
 from mnemonic_jax.checkpointing.bundle_format import (
     BUNDLE_FORMAT, BUNDLE_VERSION, MAX_META_BYTES, OLDER_BUNDLE_VERSIONS, parse_bundle_meta)
 from mnemonic_jax.checkpointing.integrity import array_checksums, meta_checksum
@@ -49,6 +50,7 @@ __all__ = [
     "BUNDLE_FORMAT",
     "BUNDLE_VERSION",
     "CheckpointError",
+    "CodesNotLearnedWarning",
     "LOCK_FILE",
     "MAX_CODE_ELEMENTS",
     "MAX_INPUT_DIM",

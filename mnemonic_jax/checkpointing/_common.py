@@ -3,16 +3,14 @@ messages, the JSON round trip and removing a path."""
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
 import shutil
 from typing import Any
 
-import jax
-import numpy as np
 
 from mnemonic_jax import _validate, errors
+from mnemonic_jax.bundle import json_value
 
 PyTree = Any
 PathLike = str | os.PathLike
@@ -28,6 +26,17 @@ class UnverifiedBundleWarning(UserWarning):
   Only bundles that declare an older format version load so (a current-format bundle
   whose checksum record is missing is refused); re-save one (load it, then
   ``save_bundle`` it elsewhere) to give it the current checksums.
+  """
+
+
+class CodesNotLearnedWarning(UserWarning):
+  """An imported model that does not classify its codes as their classes.
+
+  :func:`~mnemonic_jax.checkpointing.import_params` gives it when some of the codes are
+  misclassified (the sentence is also recorded in the bundle's history entry of the
+  import): forgetting with such codes does not aim at the forgotten classes. The codes
+  are not the ones the model was trained with, or it was trained without codes; attach
+  codes with ``mnemonic-jax attach-codes`` (:func:`mnemonic_jax.attach.attach_codes`).
   """
 
 
@@ -68,24 +77,17 @@ def _one_line(error: BaseException, limit: int = 240) -> str:
   return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def _json_default(obj: Any) -> Any:
-  if isinstance(obj, np.generic):
-    return obj.item()
-  if isinstance(obj, (np.ndarray, jax.Array)):
-    return np.asarray(obj).tolist()
-  if isinstance(obj, os.PathLike):
-    return os.fspath(obj)
-  raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
-
-
 def _to_json(obj: Any, what: str) -> Any:
-  """Round-trips ``obj`` through JSON (numpy scalars become numbers, tuples lists)."""
+  """Round-trips ``obj`` through JSON (:func:`mnemonic_jax.bundle.json_value`: numpy
+  scalars become numbers, tuples lists, dict keys strings).
+
+  Raises:
+    CheckpointError: JSON cannot write ``obj``, or two of its keys would be written alike.
+  """
   try:
-    return json.loads(json.dumps(obj, default=_json_default))
-  except (TypeError, ValueError) as e:
-    raise CheckpointError(
-        f"{what} is not JSON-serialisable ({_one_line(e)}); "
-        "use plain numbers, strings, lists and dicts") from None
+    return json_value(obj, what)
+  except errors.BadRequestType as e:
+    raise CheckpointError(str(e)) from None
 
 
 def _remove(path: pathlib.Path) -> None:

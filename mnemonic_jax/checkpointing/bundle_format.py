@@ -44,10 +44,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mnemonic_jax import _files
-from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
+from mnemonic_jax.bundle import NON_FORGETTING_EVENTS, Bundle
 from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _to_json
 from mnemonic_jax.checkpointing.checks import _as_float, _input_shape_problem, _is_int, _short
-from mnemonic_jax.checkpointing.trees import _tree_mismatch
+from mnemonic_jax.checkpointing.trees import _dtype_mismatch, _tree_mismatch
 from mnemonic_jax.data.sources import MAX_CLASSES
 from mnemonic_jax.models import model_source
 
@@ -283,10 +283,11 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
     raise bad("history", f"is {_short(history)}, not a list of forgetting requests")
   for i, entry in enumerate(history):
     classes = entry.get("classes") if isinstance(entry, dict) else None
-    attached = isinstance(entry, dict) and entry.get("event") == ATTACH_CODES_EVENT
+    event = entry.get("event") if isinstance(entry, dict) else None
+    attached = event in NON_FORGETTING_EVENTS
     if attached and classes != []:
-      raise bad("history", f"entry {i} is {_short(entry)}, codes attached with 'classes' "
-                           "not an empty list")
+      raise bad("history", f"entry {i} is {_short(entry)}, an {event!r} event with "
+                           "'classes' not an empty list")
     if not attached and (
         not isinstance(classes, list) or not classes
         or not all(_is_int(c) and 0 <= c < num_classes for c in classes)):
@@ -362,6 +363,24 @@ def _check_arrays(where: str, spec: str, abstract: Mapping[str, PyTree], params:
         f"{where}: codes have shape {tuple(np.shape(codes))}, expected {codes_shape} "
         "(num_classes, *input_shape)")
 
+
+
+def _check_dtypes(where: str, spec: str, abstract: Mapping[str, PyTree], params: PyTree,
+                  batch_stats: PyTree, fix: str) -> None:
+  """Refuses params or batch_stats of another dtype kind than the model's.
+
+  Another floating-point dtype is kept (bfloat16 params of a float32 model save and load
+  as bfloat16); integers, booleans or complex numbers for the model's floats are refused.
+
+  Raises:
+    CheckpointError: a leaf's dtype is of another kind; the message names the leaves.
+  """
+  for what, actual, expected in (("params", params, abstract["params"]),
+                                 ("batch_stats", batch_stats or {}, abstract["batch_stats"])):
+    problem = _dtype_mismatch(actual, expected)
+    if problem:
+      raise CheckpointError(f"{where}: {what} do not fit {spec}: {problem} (another "
+                            f"floating-point dtype is kept, other kinds are not); {fix}")
 
 
 #: What a save puts at the top of a bundle directory (Orbax's bookkeeping included).

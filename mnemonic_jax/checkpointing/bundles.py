@@ -40,12 +40,13 @@ from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, _abs, _abs_output, _one_line, _remove)
 from mnemonic_jax.checkpointing.bundle_format import (
     _ARRAYS, _BUNDLE_HINT, _META, _bundle_checkpointer, _bundle_meta, _check_arrays,
-    _meta_file, _read_bundle_meta, parse_bundle_meta)
+    _check_dtypes, _meta_file, _read_bundle_meta, parse_bundle_meta)
 from mnemonic_jax.checkpointing import integrity
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR, _check_finite
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
-from mnemonic_jax.checkpointing.trees import _abstract, _tree_mismatch, _uncommitted
+from mnemonic_jax.checkpointing.trees import (
+    _abstract, _jax_holds, _leaf_dtype, _path_str, _tree_mismatch, _uncommitted)
 from mnemonic_jax.models import (
     ModelSourceError, available_models, load_model_source)
 
@@ -55,8 +56,10 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
 
   Args:
     path: the output directory (made absolute; parents are created).
-    bundle: the bundle; its params and batch_stats must fit its own model spec and its
-      codes must have shape ``(num_classes, *input_shape)``.
+    bundle: the bundle; its params and batch_stats must fit its own model spec (paths
+      and shapes; their dtypes may be other floating-point ones than the model's, e.g.
+      bfloat16, and are saved and loaded as they are) and its codes must have shape
+      ``(num_classes, *input_shape)``.
     force: replace an existing bundle (or empty directory) at ``path``. Even with
       ``force`` a path holding anything else (a non-bundle, or a bundle with other files
       or directories put inside it) is refused rather than deleted. A symlink at ``path``
@@ -75,7 +78,8 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   Raises:
     BadRequestType: ``path`` is not a path, or ``bundle`` not a :class:`Bundle`.
     CheckpointError: ``path`` exists and ``force`` is False (or it may not be replaced,
-      see :func:`check_output`), the bundle's arrays do not fit its model, its params,
+      see :func:`check_output`), the bundle's arrays do not fit its model (paths,
+      shapes, or a dtype of another kind: integers for the model's floats), its params,
       batch_stats or codes hold NaN or inf, its mean or std is not finite (or std not
       > 0, or has neither one value nor one per channel), its metadata is not
       JSON-serialisable or would not load (see :func:`parse_bundle_meta`). Nothing is
@@ -96,6 +100,8 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   codes_shape = (int(bundle.num_classes), *meta["input_shape"])
   _check_arrays("bundle", spec, abstract, bundle.params, bundle.batch_stats, bundle.codes,
                 codes_shape)
+  _check_dtypes("bundle", spec, abstract, bundle.params, bundle.batch_stats,
+                "cast them to the model's dtypes")
   _check_finite(
       "bundle", "refusing to write a bundle that cannot be used (a diverged training run, "
       "or forgetting lambdas too large?)", params=bundle.params,
@@ -194,9 +200,12 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
 
   The JSON metadata is read first; the model is built from the registry and its abstract
   variables (``jax.eval_shape`` of ``model.init`` on one input of ``input_shape``) are the
-  restore target, so arrays come back as jax Arrays of the model's dtypes on the default
-  device, uncommitted like freshly trained ones (a program jitted for either serves both).
-  The directory is only read.
+  restore target, so arrays come back as jax Arrays on the default device, uncommitted like
+  freshly trained ones (a program jitted for either serves both). Each array keeps the
+  dtype it was saved with (bfloat16 params of a float32 model come back bfloat16, bit for
+  bit); one that a jax Array of this process cannot hold (float64 without
+  ``jax_enable_x64``) comes back as the numpy array it was saved from. The directory is
+  only read.
 
   Every metadata field is checked first (:func:`parse_bundle_meta`: types, ranges, sizes,
   agreement with each other), then the metadata against its own SHA-256 and every array
@@ -286,6 +295,26 @@ def _arrays_cap(target: Any) -> int:
   return PARAMS_FILE_FACTOR * stored + (16 << 20)
 
 
+def _as_stored(target: Any, stored: Any) -> Any:
+  """The restore target with each array's dtype as stored, so that nothing is cast.
+
+  A dtype a jax Array of this process cannot hold (float64 without ``jax_enable_x64``) is
+  restored as a numpy array of that dtype, as it was saved; the others as jax Arrays.
+  """
+  dtypes = {_path_str(p): _leaf_dtype(x)
+            for p, x in jax.tree_util.tree_flatten_with_path(stored)[0]}
+
+  def leaf(p, x):
+    dtype = dtypes.get(_path_str(p))
+    if dtype is None or not isinstance(x, jax.ShapeDtypeStruct) or _leaf_dtype(x) is None:
+      return x  # A typed PRNG key, or a leaf the metadata says nothing of: as modelled.
+    if not _jax_holds(dtype):
+      return np.empty(x.shape, dtype)  # Orbax restores a numpy target as numpy.
+    return jax.ShapeDtypeStruct(x.shape, dtype, sharding=x.sharding)
+
+  return jax.tree_util.tree_map_with_path(leaf, target)
+
+
 def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundle:
   """One read of a bundle (:func:`load_bundle`), its own files read through ``dir_fd``."""
   raw = _read_bundle_meta(path, dir_fd)
@@ -331,6 +360,9 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
   if problem:
     raise CheckpointError(f"{path}: stored arrays do not fit {spec}: {problem}; "
                           "the bundle is inconsistent, re-create it")
+  _check_dtypes(str(path), spec, abstract, stored["params"], stored.get("batch_stats"),
+                "the bundle is inconsistent, re-create it")
+  target = _as_stored(target, stored)
   stored_dtype = getattr(stored.get("codes") if isinstance(stored, Mapping) else None,
                          "dtype", None)
   if stored_dtype is not None and jnp.dtype(stored_dtype) != meta["codes_dtype"]:

@@ -25,9 +25,9 @@ import orbax.checkpoint as ocp
 
 from mnemonic_jax import environment
 from mnemonic_jax import _files
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.bundle import IMPORT_EVENT, Bundle
 from mnemonic_jax.checkpointing._common import (
-    CheckpointError, PathLike, PyTree, _abs, _abs_output, _one_line)
+    CheckpointError, CodesNotLearnedWarning, PathLike, PyTree, _abs, _abs_output, _one_line)
 from mnemonic_jax.checkpointing.bundle_format import _check_arrays, _marked_bundle_meta
 from mnemonic_jax.checkpointing.bundles import load_bundle, save_bundle
 from mnemonic_jax.checkpointing.checks import (
@@ -187,6 +187,60 @@ def _read_codes(codes: Any, expected_shape: tuple[int, ...]) -> np.ndarray:
     raise CheckpointError(f"{codes_path}: cannot read codes ({_one_line(e)}); {fix}") from None
 
 
+#: Codes scored per forward pass when an import counts the codes the model knows.
+_CODES_CHUNK = 64
+
+
+@jax.jit
+def _logits(apply_fn, params, x):
+  return apply_fn(params, x)
+
+
+def codes_right(bundle: Bundle) -> int:
+  """How many of a bundle's codes its model classifies as their class.
+
+  Args:
+    bundle: the bundle (codes ``(num_classes, *input_shape)``, scored in float32 in chunks
+      of at most 64, the last one zero-padded).
+
+  Returns:
+    The number of classes ``c`` whose code ``codes[c]`` the model's arg-max gives ``c``.
+  """
+  codes = np.asarray(bundle.codes, np.float32)
+  apply_fn, chunk = bundle.apply_fn(), min(len(codes), _CODES_CHUNK)
+  right = 0
+  for start in range(0, len(codes), chunk):
+    part = codes[start:start + chunk]
+    padded = np.concatenate([part, np.zeros((chunk - len(part), *part.shape[1:]), part.dtype)])
+    predicted = np.argmax(np.asarray(_logits(apply_fn, bundle.params, padded)), -1)
+    right += int(np.sum(predicted[:len(part)] == np.arange(start, start + len(part))))
+  return right
+
+
+def import_warnings(right: int, num_classes: int) -> list[str]:
+  """Why an imported bundle's codes may not serve to forget (empty if the model knows them).
+
+  Args:
+    right: codes the model classifies as their class (:func:`codes_right`).
+    num_classes: the number of classes (and codes).
+
+  Returns:
+    One sentence: most codes misclassified (the model does not know them: attach codes),
+    or a few (forgetting those classes may not work); none when every code is right.
+  """
+  if right == num_classes:
+    return []
+  attach = ("attach codes with 'mnemonic-jax attach-codes' (mnemonic_jax.attach.attach_codes)"
+            " before forgetting")
+  if 2 * right < num_classes:
+    return [f"the model classifies only {right} of {num_classes} codes as their class: it "
+            "does not know these codes (they are not the ones it was trained with, or it was "
+            f"trained without codes), so forgetting with them does not aim at a class; {attach}"]
+  return [f"{num_classes - right} of {num_classes} codes are not classified as their class; "
+          f"forgetting from them may not work; check that these are the codes the model was "
+          f"trained with, or {attach}"]
+
+
 def import_params(
     params_path: PathLike,
     codes: Any,
@@ -228,7 +282,17 @@ def import_params(
     force: replace an existing bundle at ``output``.
 
   Returns:
-    The absolute path of the bundle written.
+    The absolute path of the bundle written. Its history holds one entry (``event``
+    :data:`~mnemonic_jax.bundle.IMPORT_EVENT`, ``classes`` empty, forgetting nothing)
+    saying how many codes the model classifies as their class (``codes_right`` of
+    ``num_classes``, ``codes_accuracy`` their fraction) and why they may not serve to
+    forget (``warnings``, :func:`import_warnings`); read it with
+    ``load_bundle(path).history[-1]``.
+
+  Warns:
+    CodesNotLearnedWarning: some codes are not classified as their class (most of them:
+      the model does not know these codes; attach codes with ``mnemonic-jax
+      attach-codes``). The bundle is written all the same.
 
   Raises:
     CheckpointError: ``num_classes`` is not in ``[1, MAX_CLASSES]``, the input shape is
@@ -281,7 +345,7 @@ def import_params(
     raise CheckpointError(f"codes have dtype {codes.dtype}; mnemonic codes live in the "
                           "normalised input space and must be floating point")
 
-  def cast(tree_, abstract_):  # To the model's dtypes, so the bundle loads bit-exactly.
+  def cast(tree_, abstract_):  # To the model's dtypes, the ones it computes in.
     with np.errstate(over="ignore", invalid="ignore"):  # Overflow is refused just below.
       return jax.tree.map(lambda x, a: np.asarray(x, dtype=a.dtype), tree_, abstract_)
 
@@ -305,5 +369,13 @@ def import_params(
       dataset=dataset,
       config=dict(config or {}),
   )
-  return save_bundle(output, bundle, force=force)
+  right = codes_right(bundle)
+  notes = import_warnings(right, int(num_classes))
+  entry = {"event": IMPORT_EVENT, "classes": [], "params_from": str(params_path),
+           "codes_from": codes_where, "codes_right": right, "num_classes": int(num_classes),
+           "codes_accuracy": right / int(num_classes), "warnings": notes}
+  written = save_bundle(output, bundle.replace(history=(entry,)), force=force)
+  for note in notes:
+    warnings.warn(note, CodesNotLearnedWarning, stacklevel=2)
+  return written
 

@@ -38,8 +38,8 @@ from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR
-from mnemonic_jax.checkpointing.trees import (_abstract, _is_key_dtype, _tree_mismatch,
-                                              _uncommitted)
+from mnemonic_jax.checkpointing.trees import (
+    _abstract, _dtype_mismatch, _is_key_dtype, _tree_mismatch, _uncommitted)
 
 TRAIN_FORMAT = "mnemonic-jax-train"
 TRAIN_VERSION = 1
@@ -398,6 +398,11 @@ class TrainCheckpointer:
     if problem:
       raise CheckpointError(f"{self.directory}: step {step} does not match the train state: "
                             f"{problem}; resume with the same model and optimizer")
+    problem = _dtype_mismatch(stored, target, strict=True)
+    if problem:  # Orbax would cast to the target's dtypes: refused, nothing is lost.
+      raise CheckpointError(f"{self.directory}: step {step} stores other dtypes than the "
+                            f"train state has: {problem} (stored, train state); resume with "
+                            "the same model dtypes")
     try:
       restored = self._manager.restore(step, args=ocp.args.Composite(**{
           _STATE: ocp.args.StandardRestore(target),

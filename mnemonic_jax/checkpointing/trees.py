@@ -61,6 +61,57 @@ def _tree_mismatch(actual: PyTree, expected: PyTree) -> str | None:
   return "; ".join(problems) or None
 
 
+def _leaf_dtype(leaf: Any) -> np.dtype | None:
+  """A leaf's dtype (a Python number's as numpy gives it), or None if it has none."""
+  dtype = getattr(leaf, "dtype", None)
+  if dtype is None and isinstance(leaf, (int, float, complex, bool)):
+    dtype = np.asarray(leaf).dtype
+  try:
+    return None if dtype is None else np.dtype(dtype)
+  except TypeError:
+    return None  # A typed PRNG key's dtype is not a numpy one.
+
+
+def _dtype_mismatch(actual: PyTree, expected: PyTree, strict: bool = False) -> str | None:
+  """Describes leaves of ``actual`` whose dtype is of another kind than ``expected``'s.
+
+  A floating-point leaf may have another floating-point dtype than expected (bfloat16
+  params of a float32 model are kept as they are); any other difference (integers for
+  floats, complex, booleans) is a mismatch. With ``strict`` every difference is one,
+  except where ``expected`` has a Python number (its type, not a dtype, is asked for).
+  Leaves on paths only one tree has, and typed PRNG keys, are left to
+  :func:`_tree_mismatch`.
+
+  Returns:
+    ``"Dense_0/kernel has dtype int32, expected float32"`` (at most three, then a count),
+    or None.
+  """
+  flat_expected = jax.tree_util.tree_flatten_with_path(expected)[0]
+  want = {_path_str(p): _leaf_dtype(x) for p, x in flat_expected}
+  python_numbers = {_path_str(p) for p, x in flat_expected if not hasattr(x, "dtype")}
+  problems = []
+  for p, x in jax.tree_util.tree_flatten_with_path(actual)[0]:
+    path, have = _path_str(p), _leaf_dtype(x)
+    expected_dtype = want.get(path)
+    if have is None or expected_dtype is None or have == expected_dtype:
+      continue
+    if strict and path in python_numbers:
+      continue
+    if (not strict and jnp.issubdtype(have, jnp.floating)
+        and jnp.issubdtype(expected_dtype, jnp.floating)):
+      continue
+    problems.append(f"{path} has dtype {have.name}, expected {expected_dtype.name}")
+  if len(problems) > 3:
+    problems = problems[:3] + [f"{len(problems) - 3} more dtype mismatches"]
+  return "; ".join(problems) or None
+
+
+def _jax_holds(dtype: Any) -> bool:
+  """Whether a jax Array of this process can hold ``dtype`` exactly (float64 cannot
+  unless ``jax_enable_x64``: JAX would make it float32)."""
+  return np.dtype(jax.dtypes.canonicalize_dtype(dtype)) == np.dtype(dtype)
+
+
 def _uncommitted(value: Any) -> Any:
   """A restored array as a fresh one is: uncommitted (typed PRNG keys stay typed).
 

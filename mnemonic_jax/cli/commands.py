@@ -19,6 +19,7 @@ import json
 import os
 import signal
 import threading
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
@@ -362,7 +363,9 @@ def cmd_import(args: argparse.Namespace) -> int:
                      "classes; give one name per class")
   mean, std, where = _import_normalisation(args)
   config = {"data_dir": os.fspath(args.data_dir.absolute())} if args.data_dir else None
-  with outcome.saving(output):
+  with outcome.saving(output), warnings.catch_warnings():
+    # Printed below from the bundle's history entry instead.
+    warnings.simplefilter("ignore", checkpointing.CodesNotLearnedWarning)
     written = checkpointing.import_params(
         args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
         input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
@@ -370,6 +373,9 @@ def cmd_import(args: argparse.Namespace) -> int:
         force=args.force)
   shown = lambda values: ", ".join(f"{v:g}" for v in values)
   print(f"normalisation: mean {shown(mean)}, std {shown(std)} ({where})")
+  imported = checkpointing.load_bundle(written).history[-1]
+  print(f"codes classified as their class: {imported['codes_right']} of {args.num_classes}")
+  _print_lines(report.warning_lines(imported))
   print(f"wrote {written} (model {args.model!r} {args.model_kwargs}, {args.num_classes} "
         f"classes, inputs {tuple(args.input_shape)})")
   return 0
