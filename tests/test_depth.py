@@ -472,3 +472,57 @@ def test_check_comparable_still_refuses_a_real_difference(mine, theirs):
   a = Bundle("mlp", mine, params, {}, None, 4, (2, 2, 1))
   with pytest.raises(errors.BadRequest, match="oracle bundle has model attributes"):
     depth.check_comparable(a, a.replace(model_kwargs=theirs), "oracle")
+
+
+def _feature_case():
+  rng = np.random.default_rng(0)
+  y = _labels(6)
+  z = rng.normal(size=(len(y), 3))
+  return z, y, np.zeros((3, 4)), np.zeros(4)
+
+
+_ATTACK_CASES = [
+    ("half_split", lambda: attacks.half_split(_labels(3), 0), errors.BadRequestType,
+     "jax.random.key"),
+    ("input_scale", lambda: attacks.input_scale_recovery(
+        lambda x: jnp.zeros((len(x), 4)), np.ones((4, 2)), _labels(1), FORGOTTEN, (2.0, -1.0)),
+     errors.BadRequest, r"scales\[1\]"),
+    ("probe_c", lambda: attacks.probe_recall(*_feature_case()[:2], *_feature_case()[:2],
+                                             FORGOTTEN, c=0.0), errors.BadRequest, "c must"),
+    ("probe_iter", lambda: attacks.probe_recall(*_feature_case()[:2], *_feature_case()[:2],
+                                                FORGOTTEN, max_iter=1.5),
+     errors.BadRequestType, "max_iter"),
+    ("prototype_alpha", lambda: attacks.prototype_attack(
+        *_feature_case(), *_feature_case()[:2], FORGOTTEN, alpha=-0.5), errors.BadRequest,
+     "alpha"),
+    ("prototype_shots", lambda: attacks.prototype_attack(
+        *_feature_case(), *_feature_case()[:2], FORGOTTEN, shots=2.5), errors.BadRequestType,
+     "shots"),
+    ("head_lr", lambda: attacks.head_finetune_recovery(
+        *_feature_case(), *_feature_case()[:2], FORGOTTEN, learning_rate=-1.0),
+     errors.BadRequest, "learning_rate"),
+    ("head_momentum", lambda: attacks.head_finetune_recovery(
+        *_feature_case(), *_feature_case()[:2], FORGOTTEN, momentum=-0.9), errors.BadRequest,
+     "momentum"),
+    ("head_steps", lambda: attacks.head_finetune_recovery(
+        *_feature_case(), *_feature_case()[:2], FORGOTTEN, steps=(1.5,)),
+     errors.BadRequestType, r"steps\[0\]"),
+]
+
+
+@pytest.mark.parametrize("name, call, error, match", _ATTACK_CASES,
+                         ids=[c[0] for c in _ATTACK_CASES])
+def test_the_attacks_refuse_bad_settings_with_the_projects_errors(name, call, error, match):
+  with pytest.raises(error, match=match):
+    call()
+
+
+@pytest.mark.parametrize("images, kwargs, error, match", [
+    (np.zeros((3, 2, 2, 1), np.float32), {}, errors.BadRequestType, "uint8"),
+    (np.zeros((3, 2, 2, 1), np.uint8), {"batch_size": 0}, errors.BadRequest, "batch_size"),
+    (np.zeros((3, 2, 2, 1), np.uint8), {"scale": -1.0}, errors.BadRequest, "scale"),
+])
+def test_forward_refuses_float_images_and_bad_settings(hand_made, images, kwargs, error, match):
+  original = hand_made[0]
+  with pytest.raises(error, match=match):
+    features.forward(original, images, features=False, **kwargs)

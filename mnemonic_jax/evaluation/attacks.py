@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnemonic_jax import _validate, errors
+from mnemonic_jax import _validate, codes, errors, relearning
 
 PyTree = Any
 
@@ -174,7 +174,11 @@ def half_split(labels: Any, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
   Returns:
     ``(a, b)``: sorted index arrays; class ``c``'s first ``floor(n_c / 2)`` shuffled
     examples go to ``a``.
+
+  Raises:
+    BadRequestType: ``key`` not a PRNG key (an int seed).
   """
+  codes.check_key(key)
   labels = np.asarray(labels)
   a, b = [], []
   for c in np.unique(labels):
@@ -229,7 +233,12 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
 
   Returns:
     ``{scale: forgotten accuracy (%)}``.
+
+  Raises:
+    BadRequestType, BadRequest: a scale that is not a finite number > 0.
   """
+  for i, s in enumerate(scales):
+    relearning.check_number("input_scale_recovery", f"scales[{i}]", s, low=0.0, low_open=True)
   x = jnp.asarray(inputs)
   return {float(s): forgotten_accuracy(np.asarray(predict(x * s)), labels, forgotten)
           for s in scales}
@@ -265,13 +274,17 @@ def probe_recall(train_features: Any, train_labels: Any, test_features: Any,
     Recall (%) on the forgotten classes' test examples, pooled (NaN when there are none).
 
   Raises:
-    BadRequest: mismatched shapes, or a forgotten class absent from the training features.
+    BadRequestType: ``c`` not a number or ``max_iter`` not an integer.
+    BadRequest: mismatched shapes, a forgotten class absent from the training features,
+      ``c <= 0`` or ``max_iter < 1``.
   """
   from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
   from sklearn.pipeline import make_pipeline  # pylint: disable=import-outside-toplevel
   from sklearn.preprocessing import StandardScaler  # pylint: disable=import-outside-toplevel
   from threadpoolctl import threadpool_limits  # pylint: disable=import-outside-toplevel
 
+  relearning.check_number("probe_recall", "c", c, low=0.0, low_open=True)
+  relearning.check_integer("probe_recall", "max_iter", max_iter, low=1)
   x, y, xt, yt = _features_pair(train_features, train_labels, test_features, test_labels,
                                 "probe_recall")
   columns = _forgotten(forgotten, int(max(y.max(), yt.max(), _max_id(forgotten))) + 1)
@@ -354,11 +367,14 @@ def prototype_attack(support_features: Any, support_labels: Any, kernel: Any, bi
     Accuracy (%) on the forgotten classes' test examples after the rewrite.
 
   Raises:
+    BadRequestType: ``shots`` not an integer or ``alpha`` not a number.
     BadRequest: a forgotten class with fewer than ``shots`` support images, shapes that do
-      not fit the head, or an unknown metric.
+      not fit the head, an unknown metric, ``shots < 1`` or ``alpha`` outside ``[0, 1]``.
   """
   if metric not in ("cosine", "l2"):
     raise errors.BadRequest(f"metric must be 'cosine' or 'l2', got {metric!r}")
+  relearning.check_integer("prototype_attack", "shots", shots, low=1)
+  relearning.check_number("prototype_attack", "alpha", alpha, low=0.0, high=1.0)
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "prototype_attack")
   w = np.array(kernel, np.float64)
@@ -422,7 +438,18 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
 
   Returns:
     ``{steps: forgotten accuracy (%)}``.
+
+  Raises:
+    BadRequestType, BadRequest: mismatched shapes, a forgotten class without support
+      images, a learning rate <= 0, a momentum outside ``[0, 1)``, ``steps`` empty or not
+      integers >= 0.
   """
+  relearning.check_number("head_finetune_recovery", "learning_rate", learning_rate, low=0.0,
+                          low_open=True)
+  relearning.check_number("head_finetune_recovery", "momentum", momentum, low=0.0, high=1.0,
+                          high_open=True)
+  for i, n in enumerate(steps):
+    relearning.check_integer("head_finetune_recovery", f"steps[{i}]", n, low=0)
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "head_finetune_recovery")
   columns = _forgotten(forgotten, np.shape(kernel)[-1])

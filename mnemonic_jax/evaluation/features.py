@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import errors, relearning
 from mnemonic_jax.bundle import Bundle
 
 PyTree = Any
@@ -244,10 +244,18 @@ def forward(bundle: Bundle, images: np.ndarray, *, features: bool = True, scale:
     :class:`Forward` with ``(N, C)`` logits and ``(N, D)`` features (or ``None``).
 
   Raises:
-    BadRequest: images that do not fit the model.
+    BadRequestType: images that are not ``uint8`` (floats already scaled), a
+      ``batch_size`` or ``scale`` that is not a number.
+    BadRequest: images that do not fit the model, ``batch_size < 1``, a ``scale`` that is
+      not finite and > 0.
     NoFeatures: ``features=True`` for a model without features (see :func:`head_path`).
   """
   images = np.asarray(images)
+  if images.dtype != np.uint8:
+    raise errors.BadRequestType(f"images are {images.dtype}; forward takes the uint8 images "
+                                "as loaded (the bundle normalises them itself)")
+  relearning.check_integer("forward", "batch_size", batch_size, low=1)
+  relearning.check_number("forward", "scale", scale, low=0.0, low_open=True)
   if images.ndim != len(bundle.input_shape) + 1 or images.shape[1:] != tuple(
       bundle.input_shape):
     raise errors.BadRequest(f"images of shape {images.shape} do not fit the model, which takes "
