@@ -154,6 +154,9 @@ def check_number(owner: str, name: str, value: Any, *, low: float | None = None,
   below = low is not None and (v <= low if low_open else v < low)
   above = high is not None and (v >= high if high_open else v > high)
   if not math.isfinite(v) or below or above:
+    if high is None and low is not None:
+      raise errors.BadRequest(f"{owner}.{name} must be a finite number {'>' if low_open else '>='}"
+                              f" {low:g}, got {value!r}")
     lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
     hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
     raise errors.BadRequest(f"{owner}.{name} must lie in {lo}, {hi}, got {value!r}")
