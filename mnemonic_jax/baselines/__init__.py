@@ -9,8 +9,13 @@ Importing this package registers every method; :func:`unlearn` runs one by name:
 Names (the experiment runner's ``--methods``): ``retrain`` (the oracle), ``finetune``,
 ``neggrad``, ``neggrad+``, ``random-labels``, ``ssd``, ``ssd-exact``, ``fisher`` (SFDN), ``unsir``
 (FastMU), ``scrub``, ``salun``, ``l1-sparse``, ``bad-teacher``, ``boundary-shrink``, ``lfssd``,
-``jit-lipschitz``, ``svd-projection``, ``mnemonic`` and ``mnemonic-auto`` (the paper's method,
-data-free).
+``jit-lipschitz``, ``svd-projection``, and the paper's method, data-free, one name per move
+of :data:`mnemonic_jax.MOVES` (each reads the codes only): ``mnemonic`` (Algorithm 2 with
+given lambdas), ``mnemonic-auto`` (the paper's move, lambdas chosen from the codes),
+``mnemonic-bias``, ``mnemonic-dampen``, ``mnemonic-signed``, ``mnemonic-head``,
+``mnemonic-steps``, ``mnemonic-shrink``, ``mnemonic-shrink+bias``, ``mnemonic-erase``,
+``mnemonic-project`` and ``mnemonic-reassign`` (each move's ``summary`` in
+``mnemonic_jax.MOVES`` describes it). ``available_methods()`` lists them all.
 """
 
 # Each module registers its methods on import; the order is the registry's.

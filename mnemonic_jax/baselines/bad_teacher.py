@@ -35,19 +35,20 @@ of retained training accuracy, 95.4 from 99.0.)
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
-    Outcome, UnlearnData, init_loop, make_loss_step, register)
+    Outcome, UnlearnData, adam, init_loop, make_loss_step, register)
 from mnemonic_jax.baselines.finetune import check_loop_config
 from mnemonic_jax.bundle import Bundle, inference_apply_fn, normalize
 from mnemonic_jax.data import pipeline
+from mnemonic_jax.pytrees import Static
 
 PyTree = Any
 
@@ -114,10 +115,20 @@ def _loss(logits, params, competent, incompetent, is_forget, temperature):
 
 def incompetent_teacher(bundle: Bundle, key: jax.Array) -> tuple[PyTree, PyTree]:
   """``(params, batch_stats)`` of a fresh random initialisation of the bundle's model."""
-  model = bundle.model
-  variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, *bundle.input_shape), jnp.float32),
-                                           train=False))(key)
+  variables = _init_variables(Static(bundle.model), tuple(bundle.input_shape), key)
   return variables["params"], variables.get("batch_stats", {})
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init_variables(model: Static, input_shape: tuple[int, ...], key: jax.Array) -> PyTree:
+  return model.value.init(key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _teachers(competent_fn, incompetent_fn, mean, std, params, bad, images):
+  """Both teachers' logits on uint8 ``images`` (inference mode)."""
+  x = normalize(images, mean, std)
+  return competent_fn(params, x), incompetent_fn(bad, x)
 
 
 @register("bad-teacher", BadTeacherConfig, data="all", reference=REFERENCE, sweep=SWEEP)
@@ -156,17 +167,13 @@ def bad_teacher(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   source = np.concatenate([np.ones(len(forget), bool), np.zeros(n_sub, bool)])
   rows = np.concatenate([np.arange(len(forget)), subset])
   size = min(config.batch_size, len(rows))
-  optimizer = optax.adam(config.learning_rate)
+  optimizer = adam(config.learning_rate)  # Cached: equal configs share the step.
   step = make_loss_step(bundle, optimizer, _loss, train_mode=config.train_mode)
   competent_fn = bundle.apply_fn()
   bad_params, bad_stats = incompetent_teacher(bundle, teacher_key)
   incompetent_fn = inference_apply_fn(bundle.model, bad_stats)
-  mean, std = bundle.mean, bundle.std
-
-  @jax.jit
-  def teachers(params, bad, images):
-    x = normalize(images, mean, std)
-    return competent_fn(params, x), incompetent_fn(bad, x)
+  mean, std = tuple(map(float, bundle.mean)), tuple(map(float, bundle.std))
+  teachers = functools.partial(_teachers, competent_fn, incompetent_fn, mean, std)
 
   t = jnp.float32(config.temperature)
   state = init_loop(bundle, optimizer)

@@ -31,18 +31,18 @@ import dataclasses
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
-import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from mnemonic_jax import errors
 from mnemonic_jax import _validate
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.timing import CompileClock
-from mnemonic_jax.bundle import Bundle, model_variables, normalize
+from mnemonic_jax.bundle import Bundle, normalize
 from mnemonic_jax.data import pipeline
+from mnemonic_jax.baselines.steps import (  # noqa: F401  (re-exported)
+    LoopState, adam, init_loop, make_loss_step, make_weighted_step, sgd)
 
 PyTree = Any
 
@@ -90,14 +90,24 @@ class UnlearnData:
         that may not see it).
 
     Raises:
-      TypeError, ValueError: labels that are not non-negative integers ``(N,)``, or
-        class ids that are not integers (as :func:`mnemonic_jax.forget` refuses them).
-        Whether they fit the model is checked by :func:`unlearn`.
+      BadRequestType: images that are not a uint8 array (float images would be normalised
+        twice), labels or class ids that are not integers.
+      BadRequest: labels that are not non-negative ``(N,)``, or not one per image. Whether
+        they fit the model (its input shape, its classes) is checked by :func:`unlearn`.
     """
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim < 2:
+      raise errors.BadRequestType(
+          "UnlearnData.from_training takes uint8 images (N, H, W, C) (0..255; methods "
+          "normalise them with the bundle's mean and std), got "
+          f"{getattr(images, 'dtype', type(images).__name__)} {np.shape(images)}; pass the "
+          "raw images, e.g. np.round(x * 255).astype(np.uint8) for images in [0, 1]")
     labels = np.asarray(labels)
     unbounded = np.iinfo(np.int32).max  # The model's class count is not known here.
     _validate.labels(labels, unbounded)
     classes = _validate.class_ids(classes, unbounded, name="classes")
+    if len(labels) != len(images):
+      raise errors.BadRequest(f"UnlearnData.from_training got {len(images)} images and "
+                              f"{len(labels)} labels; give one label per image")
     in_forget = np.isin(labels, np.asarray(classes, np.int64))
     take = lambda mask: Split(images[mask], labels[mask])
     return cls(retain=take(~in_forget) if retain else None,
@@ -237,24 +247,48 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
     config: the method's config dataclass; ``None`` for its published defaults.
     key: typed PRNG key; ``None`` for ``jax.random.key(0)``.
 
+  Classes an earlier request of ``bundle`` forgot (``bundle.earlier_forgotten(classes)``)
+  are neither forgotten nor remaining: their examples are dropped from the retain set
+  before the method reads it (as :func:`mnemonic_jax.workflow.forget_bundle` leaves them
+  out of both sets), so no method teaches them back; ``report.details["left_out"]`` then
+  records the classes and ``details["left_out_examples"]`` how many retain examples were
+  dropped.
+
   Returns:
     ``(new_bundle, report)``; ``new_bundle.history`` ends with the request and the report.
+    ``report.data`` says which splits the method actually read (from its example counts).
 
   Raises:
-    ValueError: unknown method, bad classes, a config of another method, missing data the
-      method needs (or a split holding the wrong classes), or a result that is not finite.
+    BadRequestType: ``data`` that is not an :class:`UnlearnData` of :class:`Split` s, a
+      ``key`` that is not a typed PRNG key, images that are not uint8, labels that are
+      not integers.
+    BadRequest: unknown method, bad classes, a class this bundle already forgot, a config
+      of another method, missing data the method needs (or a split holding the wrong
+      classes, labels out of range, images not in the model's input shape), or a result
+      that is not finite.
   """
   _validate.bundle(bundle)
   spec = get_method(method)
   classes = fisher_lib.validate_classes(classes, bundle.num_classes)
+  again = [c for c in classes if c in bundle.forgotten_classes]
+  if again:
+    raise errors.BadRequest(
+        f"class {', '.join(map(str, again))} was already forgotten by an earlier request of "
+        "this bundle; forgetting it again would move the parameters further, so start from "
+        "the bundle before that request (e.g. the trained checkpoint) and forget all the "
+        "classes there")
   if config is None:
     config = spec.config_cls() if spec.defaults is None else spec.defaults(bundle)
   if not isinstance(config, spec.config_cls):
     raise errors.BadRequest(f"{method} takes a {spec.config_cls.__name__}, got "
                             f"{type(config).__name__}")
-  data = _check_data(spec, UnlearnData() if data is None else data, classes,
-                     bundle.num_classes)
-  key = jax.random.key(0) if key is None else key
+  data = _check_data(spec, UnlearnData() if data is None else data, classes, bundle)
+  left_out = bundle.earlier_forgotten(classes)
+  data, dropped = _leave_out(data, left_out)
+  if spec.data in ("retain", "all") and len(data.retain) == 0:
+    raise errors.BadRequest(f"{method} needs retain examples, but the retain set holds only "
+                            f"classes {list(left_out)} that earlier requests forgot")
+  key = jax.random.key(0) if key is None else _validate_key(key)
   with CompileClock() as clock:
     start = time.perf_counter()
     outcome = spec.fn(bundle, classes, data, config, key)
@@ -264,11 +298,14 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   if bad:
     raise errors.BadRequest(f"{method} made {bad} parameters non-finite (diverged); lower its "
                             "learning rate or step size")
+  examples = {"retain": 0, "forget": 0, **(outcome.examples or {})}
+  details = dict(outcome.details or {})
+  if left_out:
+    details.update(left_out=list(left_out), left_out_examples=dropped)
   report = MethodReport(
       method=method, classes=classes, seconds=max(wall - clock.seconds, 0.0),
-      compile_seconds=clock.seconds, steps=int(outcome.steps), data=spec.data,
-      examples={"retain": 0, "forget": 0, **(outcome.examples or {})},
-      details=dict(outcome.details or {}))
+      compile_seconds=clock.seconds, steps=int(outcome.steps),
+      data=_read_kind(examples), examples=examples, details=details)
   new = bundle.replace(params=outcome.params, batch_stats=outcome.batch_stats,
                        history=bundle.history + (report.to_dict(),))
   return new, report
@@ -307,6 +344,12 @@ def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData
   _validate.bundle(bundle)
   spec = get_method(method)
   classes = fisher_lib.validate_classes(classes, bundle.num_classes)
+  if not isinstance(held_out, Split):
+    raise errors.BadRequestType(f"sweep: held_out must be a Split(images, labels), got "
+                                f"{type(held_out).__name__}")
+  _check_split("held_out", held_out, bundle)
+  keep = ~np.isin(np.asarray(held_out.labels), bundle.earlier_forgotten(classes))
+  held_out = Split(held_out.images[keep], np.asarray(held_out.labels)[keep])
   labels = np.asarray(held_out.labels)
   if len(labels) == 0 or np.isin(labels, classes).any() or labels.min() < 0 \
      or labels.max() >= bundle.num_classes:
@@ -358,9 +401,78 @@ def _hits(apply_fn, params, images, labels, mean, std):
   return jnp.sum(jnp.argmax(apply_fn(params, normalize(images, mean, std)), -1) == labels)
 
 
+def whole_number(method: str, name: str, value: Any, minimum: int = 1) -> None:
+  """Refuses a config field that is not a whole number ``>= minimum`` (1.5, True, "3").
+
+  Raises:
+    BadRequestType: not an integer (the message says a whole number is needed).
+    BadRequest: an integer below ``minimum``.
+  """
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+    raise errors.BadRequestType(f"{method} needs a whole number of {name} (an int >= {minimum}), "
+                                f"got {value!r}")
+  if value < minimum:
+    raise errors.BadRequest(f"{method} needs {name} >= {minimum}, got {value!r}")
+
+
+def _read_kind(examples: dict[str, int]) -> str:
+  """The :data:`DATA_KINDS` entry of the splits a method read at least one example of."""
+  return {(False, False): "none", (False, True): "forget", (True, False): "retain",
+          (True, True): "all"}[(examples["retain"] > 0, examples["forget"] > 0)]
+
+
+def _validate_key(key: Any) -> jax.Array:
+  if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
+          and key.shape == ()):
+    raise errors.BadRequestType(f"key must be one typed PRNG key, jax.random.key(seed), got "
+                                f"{type(key).__name__} {getattr(key, 'shape', '')}".rstrip())
+  return key
+
+
+def _check_split(name: str, split: Any, bundle: Bundle) -> None:
+  """Refuses a split that is not uint8 images in the model's input shape with integer
+  labels in range, one per image (before any work: a wrong shape would fail deep in Flax,
+  float images would be normalised twice)."""
+  if not isinstance(split, Split):
+    raise errors.BadRequestType(f"the {name} set must be a Split(images, labels), got "
+                                f"{type(split).__name__}")
+  images = split.images
+  shape = tuple(np.shape(images))
+  if not hasattr(images, "dtype") or images.dtype != np.uint8:
+    dtype = getattr(images, "dtype", type(images).__name__)
+    raise errors.BadRequestType(
+        f"the {name} set's images must be uint8 (0..255; the method normalises them with "
+        f"the bundle's mean and std), got {dtype}; pass the raw images, e.g. "
+        "np.round(x * 255).astype(np.uint8) for images in [0, 1]")
+  if shape[1:] != tuple(bundle.input_shape):
+    raise errors.BadRequest(f"the {name} set's images have shape {shape}; the model takes "
+                            f"(N, {', '.join(map(str, bundle.input_shape))})")
+  labels = np.asarray(split.labels)
+  _validate.labels(labels, bundle.num_classes, name=f"the {name} set's labels")
+  if len(labels) != shape[0]:
+    raise errors.BadRequest(f"the {name} set has {shape[0]} images and {len(labels)} labels; "
+                            "give one label per image")
+
+
+def _leave_out(data: UnlearnData, classes: tuple[int, ...]) -> tuple[UnlearnData, int]:
+  """``data`` without the retain examples of ``classes``; how many were dropped."""
+  if not classes or data.retain is None:
+    return data, 0
+  keep = ~np.isin(np.asarray(data.retain.labels), classes)
+  if keep.all():
+    return data, 0
+  retain = Split(data.retain.images[keep], np.asarray(data.retain.labels)[keep])
+  return dataclasses.replace(data, retain=retain), int((~keep).sum())
+
+
 def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
-                num_classes: int) -> UnlearnData:
+                bundle: Bundle) -> UnlearnData:
   """Checks that ``data`` has what ``spec`` needs, holding the right classes; drops the rest."""
+  if not isinstance(data, UnlearnData):
+    raise errors.BadRequestType(
+        f"data must be an UnlearnData, got {type(data).__name__}; build it with "
+        "UnlearnData.from_training(images, labels, classes=...)")
+  num_classes = bundle.num_classes
   need_retain = spec.data in ("retain", "all")
   need_forget = spec.data in ("forget", "all")
   for name, needed, split in (("retain", need_retain, data.retain),
@@ -371,12 +483,8 @@ def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
                               f"UnlearnData({name}=...)")
     if not needed or split is None:
       continue
+    _check_split(name, split, bundle)
     labels = np.asarray(split.labels)
-    if labels.ndim != 1 or len(split.images) != len(labels):
-      raise errors.BadRequest(f"the {name} set has {len(split.images)} images and labels of shape "
-                              f"{labels.shape}; give one label per image")
-    if not np.issubdtype(labels.dtype, np.integer):
-      raise errors.BadRequest(f"the {name} set's labels must be integers, got {labels.dtype}")
     inside = np.isin(labels, classes)
     wrong = ~inside if name == "forget" else inside
     if wrong.any() or labels.min() < 0 or labels.max() >= num_classes:
@@ -394,107 +502,8 @@ def _non_finite(tree: PyTree) -> int:
 
 
 # ----------------------------------------------------------------------------------------
-# A weighted SGD loop for the methods that train (fine-tune, NegGrad, random labels, UNSIR).
-
-
-@flax.struct.dataclass
-class LoopState:
-  """Parameters, BatchNorm statistics and optimiser state of a training loop."""
-
-  params: PyTree
-  batch_stats: PyTree
-  opt_state: optax.OptState
-
-
-def sgd(learning_rate: float | optax.Schedule, momentum: float = 0.9,
-        weight_decay: float = 0.0) -> optax.GradientTransformation:
-  """SGD with momentum and coupled weight decay (PyTorch's ``SGD``), as the baselines use."""
-  return optax.chain(optax.add_decayed_weights(weight_decay),
-                     optax.sgd(learning_rate, momentum or None))
-
-
-def init_loop(bundle: Bundle, optimizer: optax.GradientTransformation) -> LoopState:
-  """A :class:`LoopState` starting from copies of the bundle's variables.
-
-  Copies, because :func:`make_weighted_step` donates its state: the bundle's own buffers
-  must never be handed to it.
-  """
-  params, batch_stats = jax.tree.map(jnp.array, (bundle.params, bundle.batch_stats))
-  return LoopState(params=params, batch_stats=batch_stats, opt_state=optimizer.init(params))
-
-
-def make_weighted_step(bundle: Bundle, optimizer: optax.GradientTransformation, *,
-                       train_mode: bool = True
-                       ) -> Callable[[LoopState, jax.Array, jax.Array, jax.Array],
-                                     tuple[LoopState, jax.Array]]:
-  """A jitted ``step(state, x, labels, weights) -> (state, loss)`` on a weighted loss.
-
-  The loss is ``sum_i w_i * CE(f(x_i), y_i) / max(sum_i |w_i|, 1)``: weight ``+1``
-  descends on an example, ``-1`` ascends (NegGrad), ``0`` ignores it (padding). Weights
-  whose absolute values sum below 1 are not renormalised, so ``alpha / B`` weights give
-  exactly ``alpha * mean(CE)`` (NegGrad+). ``x`` is in the model's
-  (normalised) input space, so noise inputs (UNSIR) and images (``bundle.normalize``)
-  go through the same step. The state is donated.
-
-  Args:
-    bundle: gives the model.
-    optimizer: an optax transformation (e.g. :func:`sgd`).
-    train_mode: run the model in training mode (BatchNorm uses and updates batch
-      statistics); ``False`` keeps BatchNorm in inference mode and its statistics fixed.
-  """
-  model = bundle.model
-
-  def step(state: LoopState, x, labels, weights):
-    def loss_fn(params):
-      variables = model_variables(params, state.batch_stats)
-      if train_mode and state.batch_stats:
-        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-        new_stats = updates["batch_stats"]
-      else:
-        logits, new_stats = model.apply(variables, x, train=train_mode), state.batch_stats
-      losses = fisher_lib.cross_entropy(logits, labels)
-      loss = jnp.sum(weights * losses) / jnp.maximum(jnp.sum(jnp.abs(weights)), 1.0)
-      return loss, new_stats
-
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return LoopState(params=optax.apply_updates(state.params, updates),
-                     batch_stats=new_stats, opt_state=opt_state), loss
-
-  return jax.jit(step, donate_argnums=0)
-
-
-def make_loss_step(bundle: Bundle, optimizer: optax.GradientTransformation,
-                   loss_fn: Callable[..., jax.Array], *, train_mode: bool = True
-                   ) -> Callable[..., tuple[LoopState, jax.Array]]:
-  """A jitted ``step(state, images_uint8, *args) -> (state, loss)`` on a method's own loss.
-
-  For the methods whose objective is not a weighted cross-entropy (distillation from a
-  teacher, an l1 penalty): ``loss_fn(logits, params, *args)`` returns the scalar to
-  minimise, ``logits`` being the model's output on the normalised ``uint8`` ``(B, H, W, C)``
-  images and ``args`` the step's other arrays (labels, teacher logits, a penalty weight).
-  BatchNorm as in :func:`make_weighted_step`; the state is donated.
-  """
-  model, mean, std = bundle.model, bundle.mean, bundle.std
-
-  def step(state: LoopState, images, *args):
-    x = normalize(images, mean, std)
-
-    def objective(params):
-      variables = model_variables(params, state.batch_stats)
-      if train_mode and state.batch_stats:
-        logits, updates = model.apply(variables, x, train=True, mutable=["batch_stats"])
-        new_stats = updates["batch_stats"]
-      else:
-        logits, new_stats = model.apply(variables, x, train=train_mode), state.batch_stats
-      return loss_fn(logits, params, *args), new_stats
-
-    (loss, new_stats), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
-    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-    return LoopState(params=optax.apply_updates(state.params, updates),
-                     batch_stats=new_stats, opt_state=opt_state), loss
-
-  return jax.jit(step, donate_argnums=0)
+# The loops of the methods that train (fine-tune, NegGrad, random labels, UNSIR, ...); their
+# steps and optimisers are in :mod:`.steps` (re-exported here).
 
 
 def epoch_batches(key: jax.Array, split: Split, batch_size: int) -> Iterator[Split]:

@@ -28,6 +28,7 @@ fine-tuning style baselines (``neggrad``, ``neggrad+``, ``random-labels``).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Iterable
 
 import jax
@@ -38,8 +39,9 @@ import optax
 from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
     LoopState, Outcome, UnlearnData, epoch_batches, init_loop, make_weighted_step, register,
-    sgd)
-from mnemonic_jax.bundle import Bundle, model_variables, normalize
+    sgd, whole_number)
+from mnemonic_jax.baselines.steps import cosine_decay
+from mnemonic_jax.bundle import Bundle, inference_apply_fn, normalize
 
 REFERENCE = ("Foster et al., Selective Synaptic Dampening, AAAI 2024 (repository "
              "if-loops/selective-synaptic-dampening, finetune: 5 epochs, SGD lr 0.02, "
@@ -86,11 +88,8 @@ def check_loop_config(method: str, *, epochs: int, learning_rate: float, batch_s
     ValueError: ``epochs`` or ``batch_size`` below 1, a learning rate that is not a
       positive finite number, a negative momentum or weight decay, an unknown schedule.
   """
-  if isinstance(epochs, bool) or not isinstance(epochs, (int, np.integer)) or epochs < 1:
-    raise errors.BadRequest(f"{method} needs epochs >= 1, got {epochs!r}")
-  if (isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer))
-      or batch_size < 1):
-    raise errors.BadRequest(f"{method} needs batch_size >= 1, got {batch_size!r}")
+  whole_number(method, "epochs", epochs)
+  whole_number(method, "batch_size", batch_size)
   if not (np.isfinite(learning_rate) and learning_rate > 0):
     raise errors.BadRequest(f"{method} needs a positive learning_rate, got {learning_rate!r}")
   if not momentum >= 0 or not weight_decay >= 0:
@@ -104,8 +103,8 @@ def check_loop_config(method: str, *, epochs: int, learning_rate: float, batch_s
 def learning_rate_schedule(learning_rate: float, schedule: str, total_steps: int
                            ) -> float | optax.Schedule:
   """``learning_rate`` held constant, or cosine-decayed to 0 over ``total_steps``."""
-  if schedule == "cosine":
-    return optax.cosine_decay_schedule(learning_rate, max(total_steps, 1))
+  if schedule == "cosine":  # Cached: one schedule object (one compiled step) per arguments.
+    return cosine_decay(learning_rate, max(total_steps, 1))
   return learning_rate
 
 
@@ -116,31 +115,32 @@ def make_image_step(bundle: Bundle, optimizer: optax.GradientTransformation, *,
   Returns a jitted ``step(state, images, labels, weights) -> (state, loss)`` that
   normalises ``uint8`` ``(B, H, W, C)`` images with the bundle's mean and std on the device
   and takes one step of the weighted loss (``+1`` descends, ``-1`` ascends). One
-  compilation per batch shape; the state is donated.
+  module-level program, compiled once per model, optimiser and batch shape (a second
+  call compiles nothing); the state is donated.
   """
-  step = make_weighted_step(bundle, optimizer, train_mode=train_mode)
-  mean, std = bundle.mean, bundle.std
-
-  def image_step(state, images, labels, weights):
-    return step(state, normalize(images, mean, std), labels, weights)
-
-  return jax.jit(image_step, donate_argnums=0)
+  return make_weighted_step(bundle, optimizer, train_mode=train_mode, images=True)
 
 
 def make_batch_accuracy(bundle: Bundle) -> Callable[[Any, Any, jax.Array, jax.Array], jax.Array]:
   """A jitted ``accuracy(params, batch_stats, images_uint8, labels) -> float32 scalar``.
 
-  The model runs in inference mode; the result is the fraction in ``[0, 1]``.
+  The model runs in inference mode; the result is the fraction in ``[0, 1]``. One
+  module-level program per model and normalisation.
   """
-  model, mean, std = bundle.model, bundle.mean, bundle.std
+  model = bundle.model
+  mean, std = tuple(map(float, bundle.mean)), tuple(map(float, bundle.std))
 
-  @jax.jit
   def accuracy(params, batch_stats, images, labels):
-    logits = model.apply(model_variables(params, batch_stats), normalize(images, mean, std),
-                         train=False)
-    return jnp.mean(jnp.argmax(logits, -1) == labels)
+    return _batch_accuracy(inference_apply_fn(model, batch_stats), mean, std, params, images,
+                           labels)
 
   return accuracy
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _batch_accuracy(apply_fn, mean, std, params, images, labels):
+  logits = apply_fn(params, normalize(images, mean, std))
+  return jnp.mean(jnp.argmax(logits, -1) == labels)
 
 
 #: One batch of a loop: ``(images_uint8, labels, weights)`` host arrays.

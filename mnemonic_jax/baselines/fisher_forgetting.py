@@ -50,6 +50,7 @@ output axes (e.g. attention's ``(embed, heads, head_dim)``) it averages over hea
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -57,8 +58,8 @@ import jax.numpy as jnp
 
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
+from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
@@ -210,14 +211,31 @@ def _check(config: FisherForgettingConfig) -> None:
   if config.fisher_labels not in FISHER_LABELS:
     raise errors.BadRequest(f"unknown fisher_labels {config.fisher_labels!r}; choose from "
                             f"{', '.join(FISHER_LABELS)}")
-  if config.microbatch_size < 1:
-    raise errors.BadRequest(f"fisher needs microbatch_size >= 1, got {config.microbatch_size}")
+  whole_number("fisher", "microbatch_size", config.microbatch_size)
 
 
 def _copy(tree: PyTree) -> PyTree:
   """New buffers for what a method returns unchanged (BatchNorm statistics): the output
   bundle never shares an array with the input one."""
   return jax.tree.map(jnp.array, tree)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3, 4))
+def _fisher_program(apply_fn, config: FisherForgettingConfig, num_classes: int, mean, std,
+                    params, images, labels, in_forget, key):
+  """The Fisher, the moments and the noisy weights (one module-level program)."""
+  f = retain_fisher(apply_fn, params, normalize(images, mean, std), labels, num_classes,
+                    config.microbatch_size, config.fisher_labels)
+  mean, var = noise_moments(params, f, in_forget, config)
+  total = sum(v.size for v in jax.tree.leaves(var))
+  stats = {
+      "mean_std": sum(jnp.sum(jnp.sqrt(v)) for v in jax.tree.leaves(var)) / total,
+      "max_variance": jnp.max(jnp.stack([jnp.max(v) for v in jax.tree.leaves(var)])),
+      "clamped_fraction": sum(
+          jnp.sum(1.0 / (x + config.eps) >= config.max_variance)
+          for x in jax.tree.leaves(f)) / total,
+  }
+  return add_noise(key, params, mean, var), stats
 
 
 @register("fisher", FisherForgettingConfig, data="retain", reference=REFERENCE)
@@ -238,22 +256,9 @@ def fisher_forgetting(bundle: Bundle, classes: tuple[int, ...], data: UnlearnDat
   in_forget = fisher_lib.class_mask(classes, num_classes)
   fisher_lib.check_input_shape(apply_fn, bundle.params, bundle.normalize(data.retain.images[:1]))
 
-  def run(params, images, labels, in_forget, key):
-    f = retain_fisher(apply_fn, params, bundle.normalize(images), labels, num_classes,
-                      config.microbatch_size, config.fisher_labels)
-    mean, var = noise_moments(params, f, in_forget, config)
-    total = sum(v.size for v in jax.tree.leaves(var))
-    stats = {
-        "mean_std": sum(jnp.sum(jnp.sqrt(v)) for v in jax.tree.leaves(var)) / total,
-        "max_variance": jnp.max(jnp.stack([jnp.max(v) for v in jax.tree.leaves(var)])),
-        "clamped_fraction": sum(
-            jnp.sum(1.0 / (x + config.eps) >= config.max_variance)
-            for x in jax.tree.leaves(f)) / total,
-    }
-    return add_noise(key, params, mean, var), stats
-
-  new_params, stats = jax.jit(run)(
-      bundle.params, jnp.asarray(data.retain.images),
+  new_params, stats = _fisher_program(
+      apply_fn, config, num_classes, tuple(map(float, bundle.mean)),
+      tuple(map(float, bundle.std)), bundle.params, jnp.asarray(data.retain.images),
       jnp.asarray(data.retain.labels, jnp.int32), in_forget, key)
   head = [jax.tree_util.keystr(path) for path, leaf in
           jax.tree_util.tree_flatten_with_path(bundle.params)[0]

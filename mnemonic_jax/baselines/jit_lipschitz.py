@@ -47,7 +47,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import errors
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
 from mnemonic_jax.baselines.finetune import check_loop_config
 from mnemonic_jax.bundle import Bundle, normalize
 
@@ -162,9 +162,9 @@ def jit_lipschitz(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   del classes
   check_loop_config("jit-lipschitz", epochs=config.epochs, learning_rate=config.learning_rate,
                     batch_size=config.batch_size)
-  if not config.sigma > 0 or isinstance(config.n_samples, bool) or config.n_samples < 1:
-    raise errors.BadRequest(f"jit-lipschitz needs sigma > 0 and n_samples >= 1, got "
-                            f"{config.sigma!r} and {config.n_samples!r}")
+  whole_number("jit-lipschitz", "n_samples", config.n_samples)
+  if not config.sigma > 0:
+    raise errors.BadRequest(f"jit-lipschitz needs sigma > 0, got {config.sigma!r}")
   forget = data.forget
   n = len(forget)
   apply_fn = bundle.apply_fn()

@@ -52,7 +52,7 @@ import optax
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import (
-    LoopState, Outcome, UnlearnData, epoch_batches, init_loop, make_loss_step, register, sgd)
+    Outcome, UnlearnData, epoch_batches, init_loop, make_loss_step, register, sgd)
 from mnemonic_jax.baselines.finetune import check_loop_config
 from mnemonic_jax.bundle import Bundle
 
@@ -129,17 +129,13 @@ def make_step(bundle: Bundle, optimizer: optax.GradientTransformation, penalty: 
 
   ``"subgradient"``: one step of ``optimizer`` on ``CE + gamma * ||theta||_1``;
   ``"proximal"``: one step on ``CE``, then :func:`soft_threshold` by
-  ``learning_rate * gamma``. The state is donated.
+  ``learning_rate * gamma`` (the threshold of :func:`soft_threshold`, in the same
+  program). The state is donated; one module-level program per model and config.
   """
   if penalty == "subgradient":
     return make_loss_step(bundle, optimizer, _penalised_loss, train_mode=train_mode)
-  inner = make_loss_step(bundle, optimizer, _plain_loss, train_mode=train_mode)
-
-  def step(state: LoopState, images, labels, gamma):
-    state, loss = inner(state, images, labels, gamma)
-    return state.replace(params=soft_threshold(state.params, learning_rate * gamma)), loss
-
-  return jax.jit(step, donate_argnums=0)
+  return make_loss_step(bundle, optimizer, _plain_loss, train_mode=train_mode,
+                        shrink=learning_rate)
 
 
 @register("l1-sparse", L1SparseConfig, data="retain", reference=REFERENCE, sweep=SWEEP)

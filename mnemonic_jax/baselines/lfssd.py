@@ -34,6 +34,7 @@ collapses the rest (A_R 72.3).
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -42,9 +43,9 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register
+from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register, whole_number
 from mnemonic_jax.baselines.ssd import ORDERS, dampen
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
@@ -132,6 +133,15 @@ def _rows(split: Split, order: str, key: jax.Array) -> np.ndarray:
   return np.asarray(jax.random.permutation(key, len(split)))
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _lfssd_program(apply_fn, batch_size, mean, std, params, x_f, x_d, alpha, lam):
+  """Both output-norm importances and the dampened parameters (one module-level program)."""
+  transform = functools.partial(normalize, mean=mean, std=std)
+  importance = lambda x: output_norm_importance(apply_fn, params, x, batch_size,
+                                                transform=transform)
+  return dampen(params, importance(x_f), importance(x_d), alpha, lam)
+
+
 @register("lfssd", LFSSDConfig, data="all", reference=REFERENCE, sweep=SWEEP)
 def lfssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: LFSSDConfig,
           key: jax.Array) -> Outcome:
@@ -148,8 +158,7 @@ def lfssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: L
   if not config.alpha > 0 or not config.lam > 0:
     raise errors.BadRequest(f"lfssd needs alpha > 0 and lam > 0, got alpha={config.alpha}, "
                             f"lam={config.lam}")
-  if config.batch_size < 1:
-    raise errors.BadRequest(f"lfssd needs batch_size >= 1, got {config.batch_size}")
+  whole_number("lfssd", "batch_size", config.batch_size)
   if config.order not in ORDERS:
     raise errors.BadRequest(f"unknown lfssd order {config.order!r}; choose from "
                             f"{', '.join(ORDERS)}")
@@ -169,13 +178,10 @@ def lfssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: L
   apply_fn = bundle.apply_fn()
   fisher_lib.check_input_shape(apply_fn, bundle.params, bundle.normalize(x_forget[:1]))
 
-  def run(params, x_f, x_d, alpha, lam):
-    importance = lambda x: output_norm_importance(apply_fn, params, x, config.batch_size,
-                                                  transform=bundle.normalize)
-    return dampen(params, importance(x_f), importance(x_d), alpha, lam)
-
-  new_params, selected = jax.jit(run)(bundle.params, jnp.asarray(x_forget), jnp.asarray(x_full),
-                                      jnp.float32(config.alpha), jnp.float32(config.lam))
+  new_params, selected = _lfssd_program(
+      apply_fn, int(config.batch_size), tuple(map(float, bundle.mean)),
+      tuple(map(float, bundle.std)), bundle.params, jnp.asarray(x_forget), jnp.asarray(x_full),
+      jnp.float32(config.alpha), jnp.float32(config.lam))
   counts = sum(int(np.sum(np.asarray(s))) for s in jax.tree.leaves(selected))
   total = sum(int(np.size(s)) for s in jax.tree.leaves(selected))
   return Outcome(new_params, jax.tree.map(jnp.array, bundle.batch_stats),

@@ -33,7 +33,7 @@ import numpy as np
 import optax
 
 from mnemonic_jax import errors
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, init_loop, register, sgd
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, adam, init_loop, register, sgd
 from mnemonic_jax.baselines.finetune import (
     check_loop_config, make_image_step, run_loop)
 from mnemonic_jax.bundle import Bundle
@@ -91,8 +91,7 @@ def random_wrong_labels(key: jax.Array, n: int, classes: tuple[int, ...], num_cl
 
 def _optimizer(config: RandomLabelsConfig) -> optax.GradientTransformation:
   if config.optimizer == "adam":
-    return optax.chain(optax.add_decayed_weights(config.weight_decay),
-                       optax.adam(config.learning_rate))
+    return adam(config.learning_rate, config.weight_decay)  # Cached, as sgd.
   return sgd(config.learning_rate, config.momentum, config.weight_decay)
 
 

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 
 from mnemonic_jax import errors
 from mnemonic_jax import checkpointing, training, workflow
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import pipeline
 
@@ -80,8 +80,7 @@ def oracle_fit_config(bundle: Bundle, config: RetrainConfig) -> tuple[training.F
         f"retrain needs the bundle's training {' and '.join(missing)}, which its config does "
         "not record (a bundle not trained by mnemonic-jax?); set "
         f"RetrainConfig({', '.join(f'{m}=...' for m in missing)})")
-  if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-    raise errors.BadRequest(f"retrain needs epochs >= 1, got {epochs!r}")
+  whole_number("retrain", "epochs", epochs)
   fit_cfg = dataclasses.replace(workflow.fit_config(plain), epochs=epochs)
   return fit_cfg, int(seed)
 

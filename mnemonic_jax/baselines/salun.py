@@ -56,6 +56,7 @@ not the authors'.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -175,18 +176,26 @@ def masked(inner: optax.GradientTransformation, mask: PyTree) -> optax.GradientT
   Gradients are multiplied by ``mask`` before ``inner`` (``_apply_mask_to_grads``) and
   the updates after it, so the weights where ``mask`` is 0 never move, whatever ``inner``
   adds (weight decay, momentum): the repository restores them after every step. The mask
-  lives in the state, so it is an operand of the jitted step, not a constant.
+  lives in the state, so it is an operand of the jitted step, not a constant; the update
+  function is one object per ``inner`` (cached), so every mask shares one compiled step.
   """
 
   def init(params):
     return MaskedState(inner.init(params), mask)
+
+  return optax.GradientTransformation(init, _masked_update(inner))
+
+
+@functools.lru_cache(maxsize=64)
+def _masked_update(inner: optax.GradientTransformation):
+  """The update of :func:`masked` around ``inner`` (reads the mask from the state)."""
 
   def update(updates, state, params=None):
     times = lambda tree: jax.tree.map(lambda u, m: u * m.astype(u.dtype), tree, state.mask)
     new, inner_state = inner.update(times(updates), state.inner, params)
     return times(new), MaskedState(inner_state, state.mask)
 
-  return optax.GradientTransformation(init, update)
+  return update
 
 
 # ----------------------------------------------------------------------------------------
@@ -204,15 +213,11 @@ def summed_forget_gradient(bundle: Bundle, forget: Split, batch_size: int) -> Py
   The minibatches are consecutive rows of ``forget`` (the last one partial, padded with
   weight-0 rows so every call has one shape).
   """
-  apply_fn, mean, std = bundle.apply_fn(), bundle.mean, bundle.std
+  apply_fn = bundle.apply_fn()
+  mean, std = tuple(map(float, bundle.mean)), tuple(map(float, bundle.std))
   n = len(forget)
   size = min(batch_size, n)
-
-  @jax.jit
-  def add(total, params, images, labels, mask):
-    g = forget_gradient(apply_fn, params, normalize(images, mean, std), labels, mask)
-    return jax.tree.map(jnp.add, total, g)
-
+  add = functools.partial(_add_forget_gradient, apply_fn, mean, std)
   total = jax.tree.map(lambda p: jnp.zeros(p.shape, jnp.float32), bundle.params)
   for start in range(0, n, size):
     idx = np.arange(start, start + size)
@@ -222,6 +227,12 @@ def summed_forget_gradient(bundle: Bundle, forget: Split, batch_size: int) -> Py
                 jnp.asarray(np.asarray(forget.labels)[idx], jnp.int32),
                 jnp.asarray(real, jnp.float32))
   return total
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _add_forget_gradient(apply_fn, mean, std, total, params, images, labels, mask):
+  g = forget_gradient(apply_fn, params, normalize(images, mean, std), labels, mask)
+  return jax.tree.map(jnp.add, total, g)
 
 
 @register("salun", SalUnConfig, data="all", reference=REFERENCE, sweep=SWEEP)

@@ -42,6 +42,7 @@ strongest step that spares held-out retained accuracy): the learning rate x1, x1
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -52,7 +53,8 @@ import optax
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import (
-    Outcome, UnlearnData, epoch_batches, init_loop, make_loss_step, register, sgd)
+    Outcome, UnlearnData, adam, epoch_batches, init_loop, make_loss_step, register, sgd)
+from mnemonic_jax.baselines.steps import piecewise_constant
 from mnemonic_jax.baselines.finetune import check_loop_config
 from mnemonic_jax.bundle import Bundle, normalize
 
@@ -134,9 +136,16 @@ def _min_loss(logits, params, labels, teacher_logits, temperature, gamma, alpha)
 
 
 def _teacher_forward(bundle: Bundle):
-  """A jitted ``teacher(params, images_uint8) -> logits``: the model in inference mode."""
-  apply_fn, mean, std = bundle.apply_fn(), bundle.mean, bundle.std
-  return jax.jit(lambda params, images: apply_fn(params, normalize(images, mean, std)))
+  """A jitted ``teacher(params, images_uint8) -> logits``: the model in inference mode
+  (one module-level program per model and normalisation)."""
+  apply_fn = bundle.apply_fn()
+  mean, std = tuple(map(float, bundle.mean)), tuple(map(float, bundle.std))
+  return functools.partial(_teacher_program, apply_fn, mean, std)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2))
+def _teacher_program(apply_fn, mean, std, params, images):
+  return apply_fn(params, normalize(images, mean, std))
 
 
 def decay_boundaries(config: ScrubConfig, forget_steps: int, retain_steps: int
@@ -160,9 +169,10 @@ def decay_boundaries(config: ScrubConfig, forget_steps: int, retain_steps: int
 
 
 def _optimizer(config: ScrubConfig, boundaries: dict[int, float]) -> optax.GradientTransformation:
-  schedule = optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+  # Cached schedule and optimiser: equal configs share one compiled step.
+  schedule = piecewise_constant(config.learning_rate, tuple(sorted(boundaries.items())))
   if config.optimizer == "adam":  # PyTorch's Adam(weight_decay=...) couples the decay.
-    return optax.chain(optax.add_decayed_weights(config.weight_decay), optax.adam(schedule))
+    return adam(schedule, config.weight_decay)
   return sgd(schedule, config.momentum, config.weight_decay)
 
 

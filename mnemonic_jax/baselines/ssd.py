@@ -47,6 +47,7 @@ its default ``alpha`` is not 10, because per-example importances bound ``I_f / I
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -55,8 +56,8 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register, whole_number
+from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
 ApplyFn = Callable[[PyTree, jax.Array], jax.Array]
@@ -262,6 +263,31 @@ def _copy(tree: PyTree) -> PyTree:
   return jax.tree.map(jnp.array, tree)
 
 
+def _normalisation(bundle: Bundle) -> tuple[tuple[float, ...], tuple[float, ...]]:
+  """The bundle's mean and std as tuples of floats (static arguments of the programs)."""
+  return tuple(map(float, bundle.mean)), tuple(map(float, bundle.std))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _ssd_program(apply_fn, batch_size, mean, std, params, x_forget, y_forget, x_full, y_full,
+                 alpha, lam):
+  """Both minibatch importances and the dampened parameters (one module-level program)."""
+  transform = functools.partial(normalize, mean=mean, std=std)
+  importance = lambda x, y: minibatch_importance(apply_fn, params, x, y, batch_size,
+                                                 transform=transform)
+  i_f, i_d = importance(x_forget, y_forget), importance(x_full, y_full)
+  return dampen(params, i_f, i_d, alpha, lam)
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _ssd_exact_program(apply_fn, microbatch_size, mean, std, params, x_r, y_r, x_f, y_f,
+                       alpha, lam):
+  """Both per-example importances and the dampened parameters (one program)."""
+  i_f, i_d = exact_importances(apply_fn, params, normalize(x_r, mean, std), y_r,
+                               normalize(x_f, mean, std), y_f, microbatch_size)
+  return dampen(params, i_f, i_d, alpha, lam)
+
+
 @register("ssd", SSDConfig, data="all", reference=REFERENCE)
 def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSDConfig,
         key: jax.Array) -> Outcome:
@@ -276,8 +302,7 @@ def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSD
   """
   del classes
   _check_rule(config.alpha, config.lam)
-  if config.batch_size < 1:
-    raise errors.BadRequest(f"SSD needs batch_size >= 1, got {config.batch_size}")
+  whole_number("SSD", "batch_size", config.batch_size)
   if config.order not in ORDERS:
     raise errors.BadRequest(f"unknown SSD order {config.order!r}; choose from {', '.join(ORDERS)}")
   if config.order == "class":  # Retain classes ascending, then the forgotten ones.
@@ -291,14 +316,9 @@ def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSD
   fisher_lib.check_input_shape(apply_fn, bundle.params,
                                bundle.normalize(forget.images[:1]))
 
-  def run(params, x_forget, y_forget, x_full, y_full, alpha, lam):
-    importance = lambda x, y: minibatch_importance(
-        apply_fn, params, x, y, config.batch_size, transform=bundle.normalize)
-    i_f, i_d = importance(x_forget, y_forget), importance(x_full, y_full)
-    return dampen(params, i_f, i_d, alpha, lam)
-
-  new_params, selected = jax.jit(run)(
-      bundle.params, jnp.asarray(forget.images), jnp.asarray(forget.labels, jnp.int32),
+  new_params, selected = _ssd_program(
+      apply_fn, int(config.batch_size), *_normalisation(bundle), bundle.params,
+      jnp.asarray(forget.images), jnp.asarray(forget.labels, jnp.int32),
       jnp.asarray(full.images), jnp.asarray(full.labels, jnp.int32),
       jnp.float32(config.alpha), jnp.float32(config.lam))
   n_f, n_r = len(data.forget), len(data.retain)
@@ -362,19 +382,13 @@ def ssd_exact(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
         f"ssd-exact with alpha={alpha:g} would dampen nothing: per-example importances "
         f"satisfy I_f / I_D <= N / N_f = {bound:.4g} here; choose alpha < {bound:.4g} or "
         "leave it None (half the bound)")
-  if config.microbatch_size < 1:
-    raise errors.BadRequest(f"ssd-exact needs microbatch_size >= 1, got {config.microbatch_size}")
+  whole_number("ssd-exact", "microbatch_size", config.microbatch_size)
   apply_fn = bundle.apply_fn()
-
-  def run(params, x_r, y_r, x_f, y_f, alpha, lam):
-    i_f, i_d = exact_importances(apply_fn, params, bundle.normalize(x_r), y_r,
-                                 bundle.normalize(x_f), y_f, config.microbatch_size)
-    return dampen(params, i_f, i_d, alpha, lam)
-
   fisher_lib.check_input_shape(apply_fn, bundle.params,
                                bundle.normalize(data.forget.images[:1]))
-  new_params, selected = jax.jit(run)(
-      bundle.params, jnp.asarray(data.retain.images),
+  new_params, selected = _ssd_exact_program(
+      apply_fn, int(config.microbatch_size), *_normalisation(bundle), bundle.params,
+      jnp.asarray(data.retain.images),
       jnp.asarray(data.retain.labels, jnp.int32), jnp.asarray(data.forget.images),
       jnp.asarray(data.forget.labels, jnp.int32), jnp.float32(alpha),
       jnp.float32(config.lam))

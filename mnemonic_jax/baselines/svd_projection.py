@@ -74,7 +74,7 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import layer_taps
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -279,6 +279,14 @@ def project_out(apply_fn: ApplyFn, params: PyTree, x_retain: jax.Array, x_forget
   return new
 
 
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _svd_program(apply_fn, mean, std, max_patches, params, images_r, images_f, key, alpha_r,
+                 alpha_f):
+  """Every kernel projected (one module-level program, see :func:`project_out`)."""
+  x_retain, x_forget = normalize(images_r, mean, std), normalize(images_f, mean, std)
+  return project_out(apply_fn, params, x_retain, x_forget, key, alpha_r, alpha_f, max_patches)
+
+
 def _mutable(tree: PyTree) -> PyTree:
   """Plain nested dicts (Flax may hand out FrozenDicts) with the same leaves."""
   if hasattr(tree, "items"):
@@ -306,6 +314,8 @@ def svd_projection(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
     ValueError: ``samples`` too small to give each retained class one example, alphas not
       positive, ``max_patches < 1``, or a model whose layers cannot be read.
   """
+  whole_number("svd-projection", "samples", config.samples)
+  whole_number("svd-projection", "max_patches", config.max_patches)
   retained = [c for c in range(bundle.num_classes) if c not in classes]
   per_class = int(config.samples) // len(retained)
   if per_class < 1 or not config.alpha_r > 0 or not config.alpha_f > 0 \
@@ -324,18 +334,14 @@ def svd_projection(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                                                len(forget)))[:n_f]
   x_r, x_f = retain.images[np.sort(chosen)], forget.images[np.sort(chosen_f)]
   apply_fn = bundle.apply_fn()
-  mean, std = bundle.mean, bundle.std
+  mean, std = tuple(map(float, bundle.mean)), tuple(map(float, bundle.std))
   params = _mutable(bundle.params)
-
-  found: dict[str, list] = {}
-
-  def run(params, images_r, images_f, key, alpha_r, alpha_f):
-    x_retain, x_forget = normalize(images_r, mean, std), normalize(images_f, mean, std)
-    found["layers"] = sorted(layer_activations(apply_fn, params, x_forget[:1], key, 1))
-    return project_out(apply_fn, params, x_retain, x_forget, key, alpha_r, alpha_f,
-                       int(config.max_patches))
-
-  new_params = jax.jit(run)(params, jnp.asarray(x_r), jnp.asarray(x_f), patch_key,
+  # The layers' paths, from shapes alone (traced, never compiled).
+  layers = sorted(jax.eval_shape(
+      functools.partial(layer_activations, apply_fn, max_rows=1), params,
+      jax.ShapeDtypeStruct((1, *x_f.shape[1:]), jnp.float32), patch_key))
+  new_params = _svd_program(apply_fn, mean, std, int(config.max_patches), params,
+                            jnp.asarray(x_r), jnp.asarray(x_f), patch_key,
                             jnp.float32(config.alpha_r), jnp.float32(config.alpha_f))
   counts = np.bincount(labels[chosen], minlength=bundle.num_classes)
   return Outcome(new_params, jax.tree.map(jnp.array, bundle.batch_stats),
@@ -343,4 +349,4 @@ def svd_projection(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
                  details={"samples": config.samples, "alpha_r": config.alpha_r,
                           "alpha_f": config.alpha_f, "max_patches": config.max_patches,
                           "per_class": {int(c): int(counts[c]) for c in retained},
-                          "layers": ["/".join(p) for p in found["layers"]]})
+                          "layers": ["/".join(p) for p in layers]})

@@ -47,6 +47,7 @@ Departures from the notebook (each a config field where it is a choice):
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, NamedTuple
 
 import jax
@@ -58,7 +59,8 @@ from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.base import LoopState, Outcome, Split, UnlearnData, register
-from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.pytrees import as_pytree
+from mnemonic_jax.bundle import Bundle, normalize
 from mnemonic_jax.data import pipeline
 
 PyTree = Any
@@ -152,6 +154,14 @@ def make_noise_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], *, steps: 
     >>> bool(result.cross_entropy[-1] > result.cross_entropy[0])
     True
   """
+  return functools.partial(_noise_program, as_pytree(apply_fn), int(steps), float(learning_rate),
+                           float(l2_weight))
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2, 3))
+def _noise_program(apply_fn, steps: int, learning_rate: float, l2_weight: float, params: PyTree,
+                   init: jax.Array, label: jax.Array) -> NoiseResult:
+  """The program of :func:`make_noise_fn` (module-level: compiled once per model and config)."""
   optimizer = optax.adam(learning_rate)
 
   def objective(noise: jax.Array, params: PyTree, label: jax.Array):
@@ -162,22 +172,18 @@ def make_noise_fn(apply_fn: Callable[[PyTree, jax.Array], jax.Array], *, steps: 
     return -ce + l2_weight * norm, ce
 
   grad_fn = jax.value_and_grad(objective, has_aux=True)
+  params = jax.lax.stop_gradient(params)
 
-  def noise_fn(params: PyTree, init: jax.Array, label: jax.Array) -> NoiseResult:
-    params = jax.lax.stop_gradient(params)
+  def body(carry, _):
+    noise, opt_state = carry
+    (value, ce), grad = grad_fn(noise, params, label)
+    updates, opt_state = optimizer.update(grad, opt_state, noise)
+    return (optax.apply_updates(noise, updates), opt_state), (value, ce)
 
-    def body(carry, _):
-      noise, opt_state = carry
-      (value, ce), grad = grad_fn(noise, params, label)
-      updates, opt_state = optimizer.update(grad, opt_state, noise)
-      return (optax.apply_updates(noise, updates), opt_state), (value, ce)
-
-    init = init.astype(jnp.float32)
-    (noise, _), (values, ces) = jax.lax.scan(body, (init, optimizer.init(init)), length=steps)
-    last_value, last_ce = objective(noise, params, label)
-    return NoiseResult(noise, jnp.append(values, last_value), jnp.append(ces, last_ce))
-
-  return jax.jit(noise_fn)
+  init = init.astype(jnp.float32)
+  (noise, _), (values, ces) = jax.lax.scan(body, (init, optimizer.init(init)), length=steps)
+  last_value, last_ce = objective(noise, params, label)
+  return NoiseResult(noise, jnp.append(values, last_value), jnp.append(ces, last_ce))
 
 
 def retain_subset(retain: Split, per_class: int | None, key: jax.Array) -> Split:
@@ -205,19 +211,16 @@ def retain_subset(retain: Split, per_class: int | None, key: jax.Array) -> Split
 
 def _check_config(config: UnsirConfig) -> None:
   for name in ("noise_batch_size", "noise_copies", "batch_size"):
-    if int(getattr(config, name)) < 1:
-      raise errors.BadRequest(f"unsir: {name} must be >= 1, got {getattr(config, name)}")
+    base.whole_number("unsir", name, getattr(config, name))
   for name in ("noise_steps", "impair_epochs", "repair_epochs"):
-    if int(getattr(config, name)) < 0:
-      raise errors.BadRequest(f"unsir: {name} must be >= 0, got {getattr(config, name)}")
+    base.whole_number("unsir", name, getattr(config, name), minimum=0)
   for name in ("noise_lr", "impair_lr", "repair_lr"):
     if not float(getattr(config, name)) > 0:
       raise errors.BadRequest(f"unsir: {name} must be positive, got {getattr(config, name)}")
   if not float(config.noise_l2) >= 0:
     raise errors.BadRequest(f"unsir: noise_l2 must be >= 0, got {config.noise_l2}")
-  if config.retain_per_class is not None and int(config.retain_per_class) < 1:
-    raise errors.BadRequest(f"unsir: retain_per_class must be >= 1 or None, got "
-                            f"{config.retain_per_class}")
+  if config.retain_per_class is not None:
+    base.whole_number("unsir", "retain_per_class", config.retain_per_class)
   if config.optimizer not in OPTIMIZERS:
     raise errors.BadRequest(
         f"unsir: optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
@@ -225,10 +228,17 @@ def _check_config(config: UnsirConfig) -> None:
 
 def _model_optimizer(config: UnsirConfig) -> optax.GradientTransformation:
   """Impair/repair optimiser with the learning rate a traced hyper-parameter (one compile)."""
-  if config.optimizer == "adam":
-    return optax.inject_hyperparams(optax.adam)(learning_rate=config.impair_lr)
+  return _cached_model_optimizer(config.optimizer, config.impair_lr, config.momentum or None)
+
+
+@functools.lru_cache(maxsize=64)
+def _cached_model_optimizer(name: str, learning_rate: float, momentum: float | None
+                            ) -> optax.GradientTransformation:
+  """One optimiser object per arguments, so equal configs share the compiled step."""
+  if name == "adam":
+    return optax.inject_hyperparams(optax.adam)(learning_rate=learning_rate)
   return optax.inject_hyperparams(optax.sgd, static_args=("momentum",))(
-      learning_rate=config.impair_lr, momentum=config.momentum or None)
+      learning_rate=learning_rate, momentum=momentum)
 
 
 def _fresh_opt_state(optimizer: optax.GradientTransformation, params: PyTree,
@@ -238,6 +248,14 @@ def _fresh_opt_state(optimizer: optax.GradientTransformation, params: PyTree,
   hyper = dict(state.hyperparams)
   hyper["learning_rate"] = jnp.asarray(learning_rate, jnp.asarray(hyper["learning_rate"]).dtype)
   return state._replace(hyperparams=hyper)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _mix(mean, std, noises, images, noise_rows, is_noise):
+  """Normalised images, with the rows flagged ``is_noise`` replaced by noise rows."""
+  x = normalize(images, mean, std)
+  flag = is_noise.reshape((-1,) + (1,) * (x.ndim - 1))
+  return jnp.where(flag, noises[noise_rows].astype(x.dtype), x)
 
 
 def _copy(tree: PyTree) -> PyTree:
@@ -292,14 +310,7 @@ def unsir(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: U
   batch_size = int(config.batch_size)
   optimizer = _model_optimizer(config)
   step = base.make_weighted_step(bundle, optimizer, train_mode=True)
-  normalize = bundle.normalize
-
-  @jax.jit
-  def mix(noises, images, noise_rows, is_noise):
-    """Normalised images, with the rows flagged ``is_noise`` replaced by noise rows."""
-    x = normalize(images)
-    flag = is_noise.reshape((-1,) + (1,) * (x.ndim - 1))
-    return jnp.where(flag, noises[noise_rows].astype(x.dtype), x)
+  mix = functools.partial(_mix, tuple(map(float, bundle.mean)), tuple(map(float, bundle.std)))
 
   params = _copy(bundle.params)
   state = LoopState(params=params, batch_stats=_copy(bundle.batch_stats),
