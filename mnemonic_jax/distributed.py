@@ -115,7 +115,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
   Raises:
     mnemonic_jax.errors.BadRequest: (a ``ValueError``) an explicit coordinator without
       ``num_processes`` / ``process_id``, a number of processes below 1, or a process id
-      out of range; a coordinator that is not ``HOST:PORT``.
+      out of range; a coordinator that is not ``HOST:PORT``; ``"auto"`` where JAX finds
+      no cluster.
   """
   import jax  # pylint: disable=import-outside-toplevel  (the command line's --help stays light)
 
@@ -133,9 +134,17 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return False
   if launch.launcher in ("explicit", "env"):
     _check_explicit(launch)
-  jax.distributed.initialize(coordinator_address=launch.coordinator,
-                             num_processes=launch.num_processes,
-                             process_id=launch.process_id)
+  try:
+    jax.distributed.initialize(coordinator_address=launch.coordinator,
+                               num_processes=launch.num_processes,
+                               process_id=launch.process_id)
+  except ValueError as e:  # JAX found no cluster to take the coordinator from.
+    if launch.launcher != AUTO:
+      raise
+    raise errors.BadRequest(
+        "--coordinator auto found no cluster to join (JAX detects the coordinator on Cloud "
+        "TPU pods, SLURM and Open MPI); elsewhere give --coordinator HOST:PORT "
+        f"--num-processes N --process-id I ({e})") from e
   return jax.process_count() > 1
 
 

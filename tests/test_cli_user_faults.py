@@ -155,3 +155,19 @@ def test_an_option_given_twice_is_refused(tmp_path):
   assert_refused(ran["class digit not ASCII"].result, "is not a comma-separated list of class")
   for case in ran.values():
     assert case.before == case.after, case.result.args
+
+
+def test_a_cluster_that_is_not_there_is_one_line(tmp_path):
+  """``--coordinator auto`` with no cluster to detect was a 23-line traceback; a config that
+  does not load, with an explicit coordinator, was found only after waiting 5 minutes for
+  the other processes, then JAX aborted the process."""
+  ran = run_commands({
+      "auto": dict(args=("forget", "--checkpoint", tmp_path, "--classes", "3", "--output",
+                         tmp_path / "o", "--coordinator", "auto"), watch=[tmp_path]),
+      "bad config": dict(args=("train", "--config", "NOPE", "--workdir", tmp_path / "w",
+                               "--coordinator", "127.0.0.1:9", "--num-processes", "2",
+                               "--process-id", "1"), watch=[tmp_path])}, timeout=120)
+  assert_refused(ran["auto"].result, "--coordinator auto found no cluster to join")
+  assert_refused(ran["bad config"].result, "config 'NOPE' does not exist")
+  for case in ran.values():
+    assert case.before == case.after, case.result.args

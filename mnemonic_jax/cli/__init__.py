@@ -62,6 +62,7 @@ from mnemonic_jax.cli.parser import (
   UsageError,
   build_parser,
   print_error,
+  show_progress,
   split_overrides,
 )
 
@@ -191,6 +192,16 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
   args.overrides = overrides
   quiet.quiet_libraries()
   try:
+    if args.command == "train" and getattr(args, "coordinator", None) is not None:
+      # A config that does not load is refused before waiting for the other processes
+      # (which takes up to 5 minutes when they never come).
+      from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+      configs.load_config(args.config, overrides)
+    if getattr(args, "coordinator", None) not in (None, distributed.AUTO) and (
+        show_progress(args)):
+      print(f"{PROG}: connecting to the coordinator {args.coordinator} as process "
+            f"{args.process_id} of {args.num_processes} (JAX waits up to 5 minutes for "
+            "every process to join)", file=sys.stderr, flush=True)
     try:  # Before anything touches JAX's devices.
       several = distributed.initialize_from_args(args)
     except errors.BadRequest as e:  # A bad --coordinator, --num-processes or --process-id.
