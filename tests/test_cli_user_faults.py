@@ -171,3 +171,15 @@ def test_a_cluster_that_is_not_there_is_one_line(tmp_path):
   assert_refused(ran["bad config"].result, "config 'NOPE' does not exist")
   for case in ran.values():
     assert case.before == case.after, case.result.args
+
+
+def test_import_refuses_a_dataset_that_does_not_fit_the_model(import_inputs):
+  """It took the dataset's statistics and recorded it as the model's, then evaluate and
+  attach-codes failed on the bundle (28x28 images for an 8x8 model)."""
+  d = import_inputs
+  args = ("import", "--params", d / "params.msgpack", "--codes", d / "codes.npy", "--model",
+          "mlp", "--input-shape", "8,8,1", "--dataset", "digits", "--output", d / "out")
+  ran = run_commands({"classes": dict(args=(*args, "--num-classes", "5"), watch=[d])})
+  assert_refused(ran["classes"].result, "--dataset digits has 10 classes of images (8, 8, 1), "
+                 "which do not fit the model's --num-classes 5")
+  assert ran["classes"].before == ran["classes"].after and not (d / "out").exists()

@@ -315,7 +315,8 @@ def _import_normalisation(args) -> tuple[tuple[float, ...], tuple[float, ...], s
 
   Raises:
     UsageError: only one of ``--mean`` and ``--std`` is given, or neither and no
-      ``--dataset`` to take them from.
+      ``--dataset`` to take them from; a ``--dataset`` whose images or classes do not fit
+      ``--input-shape`` and ``--num-classes``.
     CheckpointError: a ``--mean`` outside [0, 1] or a ``--std`` above 0.5 other than 1
       (0-255 statistics; :func:`mnemonic_jax.checkpointing.check_normalisation_range`).
   """
@@ -323,17 +324,25 @@ def _import_normalisation(args) -> tuple[tuple[float, ...], tuple[float, ...], s
     given, missing = ("--mean", "--std") if args.std is None else ("--std", "--mean")
     raise UsageError(f"{given} needs {missing} too: give the per-channel mean and std the "
                      "model was trained with")
+  info = None
+  if args.dataset:  # Recorded as the model's dataset: it must fit the model.
+    info = load_dataset(args.dataset, "train", data_dir=args.data_dir,
+                        download=args.download).info
+    if tuple(info.shape) != tuple(args.input_shape) or info.num_classes > args.num_classes:
+      raise UsageError(
+          f"--dataset {args.dataset} has {info.num_classes} classes of images "
+          f"{tuple(info.shape)}, which do not fit the model's --num-classes "
+          f"{args.num_classes} and --input-shape {','.join(map(str, args.input_shape))}; "
+          "name the dataset the model was trained on, or none (with --mean and --std)")
   if args.mean is not None:
     checkpointing.check_normalisation_range(args.mean, args.std, names=("--mean", "--std"))
     return tuple(args.mean), tuple(args.std), "given"
-  if not args.dataset:
+  if info is None:
     raise UsageError(
         "import needs the normalisation the model was trained with, which it cannot know: "
         "pass --mean and --std (e.g. --mean 0.1307 --std 0.3081 for MNIST; --mean 0 --std 1 "
         "for images only scaled to [0, 1]), or --dataset NAME to take that dataset's "
         "training statistics")
-  info = load_dataset(args.dataset, "train", data_dir=args.data_dir,
-                      download=args.download).info
   where = (f"the training statistics of {args.dataset}; pass --mean and --std if the model "
            "was trained with others")
   return tuple(info.mean), tuple(info.std), where
