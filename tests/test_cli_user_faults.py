@@ -8,6 +8,8 @@ depth faults (an oracle that knows the forgotten classes, the verdict's wording)
 test_cli_depth.py and test_depth.py.
 """
 
+import errno
+import os
 import shutil
 
 import numpy as np
@@ -183,3 +185,18 @@ def test_import_refuses_a_dataset_that_does_not_fit_the_model(import_inputs):
   assert_refused(ran["classes"].result, "--dataset digits has 10 classes of images (8, 8, 1), "
                  "which do not fit the model's --num-classes 5")
   assert ran["classes"].before == ran["classes"].after and not (d / "out").exists()
+
+
+@pytest.mark.parametrize("code, fix", [(errno.ENOSPC, "make room"), (errno.EDQUOT, "make room"),
+                                       (errno.EROFS, "choose an output in a writable place"),
+                                       (errno.EIO, "check the machine")])
+def test_a_refused_write_gets_the_advice_of_its_cause(code, fix, tmp_path):
+  """A read-only file system was told to 'make room'."""
+  from mnemonic_jax.cli import outcome  # pylint: disable=import-outside-toplevel
+
+  line = outcome.environment_line(OSError(code, os.strerror(code)), "forget", tmp_path / "o",
+                                  outcome.Run())
+  assert line.startswith(f"cannot write {tmp_path / 'o'}: {os.strerror(code)}") and fix in line
+  train = outcome.environment_line(OSError(code, os.strerror(code)), "train", tmp_path,
+                                   outcome.Run())
+  assert ("make room" in train) == (fix == "make room") and "resumes" in train

@@ -27,6 +27,7 @@ from __future__ import annotations
 import _thread
 import contextlib
 import dataclasses
+import errno
 import os
 import pathlib
 import signal
@@ -331,16 +332,25 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
 
   if not environment.is_environment_error(error):
     return None
-  why = environment.os_error(error).strerror
+  os_error = environment.os_error(error)
+  why = os_error.strerror
   if output is None:
-    where = getattr(environment.os_error(error), "filename", None)
+    where = getattr(os_error, "filename", None)
     return f"environment: {where + ': ' if where else ''}{why}"
+  # A full disk or quota wants room; a read-only file system, another place.
+  if os_error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    fix = "make room and run the same command again"
+  elif os_error.errno == errno.EROFS:
+    fix = ("make the workdir writable and run the same command again" if command == "train"
+           else "choose an output in a writable place")
+  else:  # EIO, ENOMEM: the machine's trouble.
+    fix = "check the machine and run the same command again"
   if command == "train":
-    return (f"cannot write {output}: {why}; the run stopped: make room and run the same "
-            "command again (it resumes from its last complete checkpoint)")
+    return (f"cannot write {output}: {why}; the run stopped: {fix} (it resumes from its "
+            "last complete checkpoint)")
   done = [p for p in run.completed() if p != output]
   kept = f"{_listed(done)}, {output} was not" if done else "nothing was written"
-  return f"cannot write {output}: {why}; {kept}: make room and run the command again"
+  return f"cannot write {output}: {why}; {kept}: {fix}"
 
 
 __all__ = ["EXIT_REPORT_LOST", "ReportNotWritten", "ReportStream", "Run", "check_interrupt",
