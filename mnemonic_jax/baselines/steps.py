@@ -36,18 +36,32 @@ class LoopState:
   opt_state: optax.OptState
 
 
-@functools.lru_cache(maxsize=256)
+def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
+  """``make`` cached on its arguments; unhashable ones (an array) build a new object."""
+  cached = functools.lru_cache(maxsize=256)(make)
+
+  @functools.wraps(make)
+  def build(*args, **kwargs):
+    try:
+      return cached(*args, **kwargs)
+    except TypeError:  # Unhashable: correct, but each call compiles its own step.
+      return make(*args, **kwargs)
+
+  return build
+
+
+@_cached
 def sgd(learning_rate: float | optax.Schedule, momentum: float = 0.9,
         weight_decay: float = 0.0) -> optax.GradientTransformation:
   """SGD with momentum and coupled weight decay (PyTorch's ``SGD``), as the baselines use.
 
-  Cached: equal arguments give the same object (so the same compiled steps).
+  Cached: equal (hashable) arguments give the same object (so the same compiled steps).
   """
   return optax.chain(optax.add_decayed_weights(weight_decay),
                      optax.sgd(learning_rate, momentum or None))
 
 
-@functools.lru_cache(maxsize=256)
+@_cached
 def adam(learning_rate: float | optax.Schedule, weight_decay: float | None = None
          ) -> optax.GradientTransformation:
   """Adam, after coupled weight decay when ``weight_decay`` is given (PyTorch's
