@@ -67,9 +67,11 @@ def test_a_bug_in_the_library_shows_as_a_traceback_and_exit_1(tmp_path):
   assert "mnemonic-jax: error" not in result.stderr
 
 
-# Plain raises the library keeps on purpose: a json ``default`` hook must raise TypeError,
-# and the .npy header reader's ValueErrors are caught and re-raised as CheckpointError.
-PLAIN_RAISES_KEPT = {("checkpointing/_common.py", "TypeError"): 1,
+# Plain raises the library keeps on purpose: a json ``default`` hook must raise TypeError
+# and an ``object_pairs_hook`` ValueError (bundle.json_value catches both and raises
+# BadRequestType), and the .npy header reader's ValueErrors are caught and re-raised as
+# CheckpointError.
+PLAIN_RAISES_KEPT = {("bundle.py", "TypeError"): 1, ("bundle.py", "ValueError"): 1,
                      ("checkpointing/imports.py", "ValueError"): 2}
 
 
