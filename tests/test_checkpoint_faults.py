@@ -345,3 +345,118 @@ def test_a_metrics_log_that_is_not_a_regular_file_is_refused_not_read(tmp_path):
   (tmp_path / run_metrics.METRICS_FILE).symlink_to("/dev/zero")
   with pytest.raises(errors.BadCheckpoint, match="not a regular file"):
     run_metrics.read_metrics(tmp_path)
+
+
+# --------------------------------------------------------------------------------------
+# helper-37, fault 9: every file a save writes is covered, Orbax's bookkeeping too; a
+# file added at the top of a bundle is not part of it; a truncated metadata file is a
+# damaged bundle. Fault 10: the advice about --force is the same with and without it.
+
+BOOKKEEPING = ["_CHECKPOINT_METADATA", "commit_success.txt", "meta/commit_success.txt"]
+
+
+def _damage(bundle: pathlib.Path, rel: str, how: str) -> None:
+  target = bundle / rel
+  if how == "deleted":
+    target.unlink()
+  else:
+    target.write_bytes(target.read_bytes()[:len(target.read_bytes()) // 2])
+
+
+@pytest.fixture(scope="module")
+def bookkeeping_runs(saved, tmp_path_factory):
+  """``forget`` of damaged copies and into outputs ``--force`` would or would not replace."""
+  root = tmp_path_factory.mktemp("bookkeeping")
+  cases = {}
+
+  def forget(name, source, output, *extra):
+    cases[name] = dict(args=["forget", "--checkpoint", source, "--classes", "3",
+                             "--output", output, "-q", *extra], watch=[source, output])
+
+  for rel in BOOKKEEPING:
+    for how in ("deleted", "truncated"):
+      name = f"{rel}-{how}"
+      source = pathlib.Path(shutil.copytree(saved, root / name.replace("/", "_")))
+      _damage(source, rel, how)
+      forget(name, source, root / f"out-{name.replace('/', '_')}")
+  source = pathlib.Path(shutil.copytree(saved, root / "truncated-metadata"))
+  _damage(source, "meta/metadata", "truncated")
+  forget("metadata-truncated", source, root / "out-metadata")
+  (root / "dangling").symlink_to(root / "nowhere")
+  forget("dangling", saved, root / "dangling")
+  (root / "a-file").write_text("not a bundle")
+  for extra in ((), ("--force",)):
+    forget(f"file{''.join(extra)}", saved, root / "a-file", *extra)
+  return run_commands(cases, memory_limit=MEMORY_LIMIT_KB << 10, timeout=300)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated"])
+@pytest.mark.parametrize("rel", BOOKKEEPING)
+def test_a_damaged_orbax_bookkeeping_file_is_refused_by_forget(bookkeeping_runs, rel, how):
+  ran = bookkeeping_runs[f"{rel}-{how}"]
+  words = "is missing" if how == "deleted" else "does not match the SHA-256"
+  line = assert_refused(ran.result, words)
+  assert rel in line and "truncated or corrupt" in line
+  assert ran.after == ran.before  # Input unchanged, no output.
+
+
+def test_a_truncated_metadata_file_is_a_damaged_bundle_not_a_foreign_one(bookkeeping_runs,
+                                                                         tmp_path):
+  ran = bookkeeping_runs["metadata-truncated"]
+  line = assert_refused(ran.result, "truncated or corrupt")
+  assert "meta/metadata" in line and "not a mnemonic-jax bundle" not in line
+  assert ran.after == ran.before
+  never = tmp_path / "never"  # Garbage metadata without arrays/: never was a bundle.
+  (never / "meta").mkdir(parents=True)
+  (never / "meta" / "metadata").write_text('{"format": "mnemonic-jax-bun')
+  with pytest.raises(CheckpointError, match="is not a mnemonic-jax bundle"):
+    load_bundle(never)
+
+
+def test_force_advice_is_the_same_with_and_without_it(bookkeeping_runs):
+  ran = bookkeeping_runs["dangling"]  # Replaceable: the advice to pass --force is right.
+  line = assert_refused(ran.result, "pass --force")
+  assert "symbolic link" in line and "does not exist" in line and "even with" not in line
+  assert ran.after == ran.before
+  for name in ("file", "file--force"):  # Not replaceable: never told to pass --force.
+    ran = bookkeeping_runs[name]
+    line = assert_refused(ran.result, "refusing to replace it, even with --force")
+    assert "pass --force" not in line and ran.after == ran.before
+
+
+def test_force_replaces_a_dangling_symlink_itself_never_what_it_names(saved, tmp_path):
+  link, target = tmp_path / "out", tmp_path / "nowhere"
+  link.symlink_to(target)
+  save_bundle(link, load_bundle(saved), force=True)
+  assert not link.is_symlink() and not os.path.lexists(target)
+  assert load_bundle(link).num_classes == 10
+
+
+def test_an_extra_file_in_meta_is_refused_one_at_the_top_is_ignored(copy):
+  (copy / "README").write_text("my notes")  # The user's: not part of the bundle.
+  (copy / "notes").mkdir()
+  assert load_bundle(copy).num_classes == 10
+  with pytest.raises(CheckpointError, match="also holds 'README'"):
+    save_bundle(copy, _bundle(), force=True)  # Which would delete them.
+  (copy / "meta" / "stray").write_text("x")
+  with pytest.raises(CheckpointError, match="meta/stray is not among the files recorded"):
+    load_bundle(copy)
+
+
+def test_a_version_2_bundle_loads_saying_its_bookkeeping_is_unverified(copy):
+  def as_version_2(meta):
+    del meta["bookkeeping_sha256"]
+    meta.update(version=2)
+    meta["meta_sha256"] = checkpointing.integrity.meta_checksum(meta)
+
+  edit_meta(copy, as_version_2)
+  (copy / "_CHECKPOINT_METADATA").unlink()  # Harmless to what loads; unverifiable here.
+  with pytest.warns(checkpointing.UnverifiedBundleWarning, match="bookkeeping files"):
+    assert load_bundle(copy).num_classes == 10
+  def as_current(meta):  # Declared current, its record without the bookkeeping checksums.
+    meta.update(version=checkpointing.BUNDLE_VERSION)
+    meta["meta_sha256"] = checkpointing.integrity.meta_checksum(meta)
+
+  edit_meta(copy, as_current)
+  with pytest.raises(CheckpointError, match="bookkeeping_sha256 missing"):
+    load_bundle(copy)

@@ -105,7 +105,7 @@ def test_round_trip_mlp(tmp_path):
   assert {p.name for p in out.iterdir()} >= {"arrays", "meta"}
   assert sorted(p.name for p in out.parent.iterdir()) == ["mlp"]  # No staging leftovers.
   meta = json.loads(_meta_file(out).read_text())
-  assert meta["format"] == "mnemonic-jax-bundle" and meta["version"] == 2
+  assert meta["format"] == "mnemonic-jax-bundle" and meta["version"] == 3
   assert meta["meta_sha256"] == checkpointing.meta_checksum(meta)
   assert meta["array_sha256"] == checkpointing.array_checksums(out)
   hook = sys.unraisablehook
@@ -242,8 +242,8 @@ def test_load_foreign_version(tmp_path):
   meta = json.loads(meta_file.read_text())
   meta["version"] = 99
   meta_file.write_text(json.dumps(meta))
-  with pytest.raises(CheckpointError, match=r"format version 99.*reads version 2 \(and the "
-                     r"older \(1,\)\)"):
+  with pytest.raises(CheckpointError, match=r"format version 99.*reads version 3 \(and the "
+                     r"older 1 and 2\)"):
     load_bundle(out)
   meta["format"] = "someone-else"
   meta_file.write_text(json.dumps(meta))

@@ -8,8 +8,8 @@ A *bundle* (see :class:`mnemonic_jax.bundle.Bundle`) is one directory, written b
     arrays/                                   StandardSave of {"params", "batch_stats", "codes"}
     meta/metadata                             JSON: format marker, version, model spec,
                                               normalisation, class names, config, history,
-                                              the SHA-256 of every file under arrays/ and
-                                              of the metadata itself
+                                              the SHA-256 of every other file the save
+                                              wrote and of the metadata itself
 
 :func:`parse_bundle_meta` is the one reader of the metadata: the loader parses what it
 reads with it and the saver what it is about to write, so a bundle that saves also loads.
@@ -24,9 +24,10 @@ Integrity (what the checksums cover, and what they do not protect against) is
 opening (:mod:`mnemonic_jax._files`), never through a path that could block or read
 without end.
 
-Format versions: 2 (this release) covers the metadata with a checksum as well as the
-arrays; 1 (earlier releases) covered the arrays only, or nothing, and still loads with an
-:class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning`.
+Format versions: 3 (this release) covers every file a save writes (Orbax's bookkeeping
+too) and the metadata with checksums; 2 covered the array files and the metadata; 1 the
+array files only, or nothing. The older ones still load with an
+:class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning` naming what is not verified.
 """
 
 from __future__ import annotations
@@ -52,17 +53,22 @@ from mnemonic_jax.data.sources import MAX_CLASSES
 from mnemonic_jax.models import model_source
 
 BUNDLE_FORMAT = "mnemonic-jax-bundle"
-#: The format version this release writes (2: the metadata is covered by a checksum too).
-BUNDLE_VERSION = 2
+#: The format version this release writes (3: every file of the bundle is covered by a
+#: checksum; 2 left out Orbax's bookkeeping files, 1 the metadata too).
+BUNDLE_VERSION = 3
 #: Older format versions this release still reads, unverified where they carry no
 #: checksums (with an :class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning`).
-OLDER_BUNDLE_VERSIONS = (1,)
+OLDER_BUNDLE_VERSIONS = (1, 2)
 
 _ARRAYS = "arrays"
 _META = "meta"
 _META_FILE = "metadata"  # What ocp.JsonCheckpointHandler names its file.
 _CHECKSUMS = "array_sha256"
 _META_CHECKSUM = "meta_sha256"
+#: The SHA-256 of Orbax's bookkeeping files: every file a save writes outside ``arrays/``
+#: but ``meta/metadata`` (``_CHECKPOINT_METADATA``, ``commit_success.txt``,
+#: ``meta/commit_success.txt``).
+_BOOKKEEPING_CHECKSUMS = "bookkeeping_sha256"
 
 #: Bounds on what a file may declare, checked before anything is read or allocated.
 MAX_META_BYTES = 64 << 20  #: A bundle's JSON metadata.
@@ -101,8 +107,29 @@ def _meta_file(path: pathlib.Path) -> pathlib.Path:
   return path / _META / _META_FILE
 
 
+#: What :func:`_meta_json` returns for a metadata file that is not JSON (truncated, damaged).
+_NOT_JSON = object()
+
+
 def _load_meta_json(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, Any] | None:
   """A directory's bundle metadata if it carries the bundle marker (any version).
+
+  Returns:
+    The JSON object, or None if there is no metadata file, it is not JSON or not marked.
+
+  Raises:
+    CheckpointError: as :func:`_meta_json`.
+  """
+  meta = _meta_json(path, dir_fd)
+  return meta if _is_marked(meta) else None
+
+
+def _is_marked(meta: Any) -> bool:
+  return isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT
+
+
+def _meta_json(path: pathlib.Path, dir_fd: int | None = None) -> Any:
+  """What a directory's ``meta/metadata`` holds: parsed JSON, :data:`_NOT_JSON` or None.
 
   Read once, as a regular file of at most :data:`MAX_META_BYTES` checked after opening
   (so a FIFO there does not block and a link to ``/dev/zero`` is not read).
@@ -114,7 +141,8 @@ def _load_meta_json(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, 
       relative to it.
 
   Returns:
-    The JSON object, or None if there is no metadata file, it is not JSON or not marked.
+    The JSON value, None if there is no metadata file, or :data:`_NOT_JSON` if it is not
+    JSON (or not text).
 
   Raises:
     CheckpointError: the metadata file is not a regular file, is larger than
@@ -131,12 +159,9 @@ def _load_meta_json(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, 
                              error=CheckpointError, what="a bundle's metadata",
                              fix="it is corrupt or not a bundle; re-create the bundle")
   try:
-    meta = json.loads(data)
+    return json.loads(data)
   except (ValueError, RecursionError):
-    return None
-  if isinstance(meta, dict) and meta.get("format") == BUNDLE_FORMAT:
-    return meta
-  return None
+    return _NOT_JSON
 
 
 def _marked_bundle_meta(path: pathlib.Path) -> dict[str, Any] | None:
@@ -161,33 +186,42 @@ def _missing_meta(where: int | pathlib.Path) -> str | None:
     ``"its meta/ folder is missing"`` or ``"its metadata file meta/metadata is missing"``,
     or None (no ``arrays/`` folder, or the metadata file is there).
   """
-  def exists(rel: str, folder: bool = False) -> bool:
-    try:
-      if isinstance(where, int):
-        st = os.stat(rel, dir_fd=where, follow_symlinks=False)
-      else:
-        st = os.stat(where / rel, follow_symlinks=False)
-    except OSError:
-      return False
-    return stat.S_ISDIR(st.st_mode) or not folder
-
-  if not exists(_ARRAYS, folder=True) or exists(f"{_META}/{_META_FILE}"):
+  if not _exists(where, _ARRAYS, folder=True) or _exists(where, f"{_META}/{_META_FILE}"):
     return None
-  if not exists(_META, folder=True):
+  if not _exists(where, _META, folder=True):
     return f"its {_META}/ folder is missing"
   return f"its metadata file {_META}/{_META_FILE} is missing"
+
+
+def _exists(where: int | pathlib.Path, rel: str, folder: bool = False) -> bool:
+  """Whether ``rel`` exists in ``where`` (a descriptor or a path), links unfollowed."""
+  try:
+    if isinstance(where, int):
+      st = os.stat(rel, dir_fd=where, follow_symlinks=False)
+    else:
+      st = os.stat(where / rel, follow_symlinks=False)
+  except OSError:
+    return False
+  return stat.S_ISDIR(st.st_mode) or not folder
 
 
 def _read_bundle_meta(path: pathlib.Path, dir_fd: int | None = None) -> dict[str, Any]:
   """Reads and checks a bundle's metadata (regular file, size, format marker, version).
 
+  A directory holding a bundle's ``arrays/`` whose metadata is missing or is not JSON is
+  a damaged bundle (truncated or corrupt), not "not a bundle"; metadata that is JSON
+  without the bundle marker (an Orbax training checkpoint's) is not a bundle.
+
   Raises:
-    CheckpointError: not a regular file or too large, not a bundle, or a format version
-      this release does not read.
+    CheckpointError: not a regular file or too large, not a bundle, a damaged one, or a
+      format version this release does not read.
   """
-  meta = _load_meta_json(path, dir_fd)
-  if meta is None:
-    missing = _missing_meta(dir_fd if dir_fd is not None else path)
+  where = dir_fd if dir_fd is not None else path
+  meta = _meta_json(path, dir_fd)
+  if not _is_marked(meta):
+    missing = _missing_meta(where)
+    if missing is None and meta is _NOT_JSON and _exists(where, _ARRAYS, folder=True):
+      missing = f"its metadata file {_META}/{_META_FILE} is not valid JSON"
     if missing:
       raise CheckpointError(f"{path}: {missing}; the bundle is truncated or corrupt; "
                             "re-create it or restore it from a copy")
@@ -198,8 +232,9 @@ def _read_bundle_meta(path: pathlib.Path, dir_fd: int | None = None) -> dict[str
   if version not in (BUNDLE_VERSION, *OLDER_BUNDLE_VERSIONS) or isinstance(version, bool):
     raise CheckpointError(
         f"{path} is a bundle of format version {version!r}, but this mnemonic_jax reads "
-        f"version {BUNDLE_VERSION} (and the older {OLDER_BUNDLE_VERSIONS}); load it with the "
-        "mnemonic_jax release that wrote it")
+        f"version {BUNDLE_VERSION} (and the older "
+        f"{' and '.join(map(str, OLDER_BUNDLE_VERSIONS))}); load it with the mnemonic_jax "
+        "release that wrote it")
   return meta
 
 
@@ -219,7 +254,8 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
     ``model_name``, ``model_kwargs``, ``num_classes``, ``input_shape`` (tuple),
     ``mean``, ``std`` (tuples of floats), ``class_names`` (tuple), ``dataset``,
     ``config``, ``history`` (tuple of dicts), ``codes_dtype`` (a numpy dtype),
-    ``checksums`` (``{relative path: sha256 hex}`` of the array files), ``meta_checksum``
+    ``checksums`` (``{relative path: sha256 hex}`` of the array files),
+    ``bookkeeping`` (the same of Orbax's bookkeeping files), ``meta_checksum``
     (the metadata's own SHA-256, see :mod:`~mnemonic_jax.checkpointing.integrity`), each
     None where the metadata records none (whether that is allowed depends on the format
     version: :func:`~mnemonic_jax.checkpointing.integrity.verify_meta`), and
@@ -313,6 +349,11 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
         isinstance(k, str) and k.startswith(f"{_ARRAYS}/") and ".." not in k.split("/")
         and _is_hex_digest(v) for k, v in checksums.items()):
       raise bad(_CHECKSUMS, "is not a map of array files to SHA-256 hex digests")
+  bookkeeping = meta.get(_BOOKKEEPING_CHECKSUMS)
+  if bookkeeping is not None and (not isinstance(bookkeeping, dict) or not all(
+      _is_bookkeeping_name(k) and _is_hex_digest(v) for k, v in bookkeeping.items())):
+    raise bad(_BOOKKEEPING_CHECKSUMS, "is not a map of Orbax's bookkeeping files (outside "
+                                      f"{_ARRAYS}/) to SHA-256 hex digests")
   meta_checksum = meta.get(_META_CHECKSUM)
   if meta_checksum is not None and not _is_hex_digest(meta_checksum):
     raise bad(_META_CHECKSUM, f"is {_short(meta_checksum)}, not a SHA-256 hex digest")
@@ -320,7 +361,17 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
               input_shape=input_shape, mean=norm["mean"], std=norm["std"],
               class_names=tuple(class_names), dataset=dataset, config=config,
               history=tuple(history), codes_dtype=codes_dtype, checksums=checksums,
-              meta_checksum=meta_checksum, model_source=dict(source))
+              bookkeeping=bookkeeping, meta_checksum=meta_checksum, model_source=dict(source))
+
+
+def _is_bookkeeping_name(name: Any) -> bool:
+  """A file directly in the bundle or in ``meta/``, other than the folders and the metadata."""
+  if not isinstance(name, str):
+    return False
+  parts = name.split("/")
+  if len(parts) == 2 and parts[0] == _META:
+    return parts[1] not in ("", ".", "..", _META_FILE)
+  return len(parts) == 1 and name not in ("", ".", "..", _ARRAYS, _META)
 
 
 def _is_hex_digest(value: Any) -> bool:

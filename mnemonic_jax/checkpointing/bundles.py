@@ -68,7 +68,7 @@ def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathl
   Returns:
     The absolute path written.
 
-  The metadata records the SHA-256 of every array file and of itself
+  The metadata records the SHA-256 of every file the save writes and of itself
   (:mod:`~mnemonic_jax.checkpointing.integrity`), which :func:`load_bundle` verifies.
 
   With several JAX processes (:mod:`mnemonic_jax.distributed`) this is a collective:
@@ -347,7 +347,7 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
       "codes": jax.ShapeDtypeStruct((num_classes, *input_shape), meta["codes_dtype"]),
   })
   integrity.verify_arrays(path, dir_fd, meta["checksums"], _arrays_cap(target))
-  integrity.check_orbax_files(path, dir_fd)
+  integrity.verify_bookkeeping(path, dir_fd, meta["bookkeeping"])
 
   checkpointer = _bundle_checkpointer()
   try:

@@ -1,15 +1,25 @@
 """A bundle's checksums: what they cover, how they are verified, what they do not protect.
 
-Coverage (format version 2, :data:`~mnemonic_jax.checkpointing.BUNDLE_VERSION`), both
-recorded in the metadata by :func:`seal` when the bundle is saved:
+Coverage (format version 3, :data:`~mnemonic_jax.checkpointing.BUNDLE_VERSION`): every
+file a save writes, recorded in the metadata by :func:`seal` when the bundle is saved:
 
 * ``array_sha256``: the SHA-256 of every file under ``arrays/``.
+* ``bookkeeping_sha256``: the SHA-256 of Orbax's bookkeeping files, every other file the
+  save wrote but the metadata (``_CHECKPOINT_METADATA``, ``commit_success.txt``,
+  ``meta/commit_success.txt``). Loading does not need them, but a damaged one means a
+  damaged copy of the bundle, and Orbax logs errors on reading one.
 * ``meta_sha256``: the SHA-256 of the metadata itself, over its canonical JSON form
   without this one field (:func:`meta_checksum`: keys sorted, no spaces, ASCII). It covers
   every other field, ``array_sha256`` included, so a metadata edit of any kind (a history
   entry added by hand, a class name changed, the array checksums deleted) is refused.
 
-A bundle of the current format whose record lacks either checksum is refused. Only a
+Every file is checked: one that is missing, changed (truncated, altered) or extra in
+``arrays/`` or ``meta/`` is refused. What is added by hand at the top of a bundle directory
+(a README, a folder) is not part of the bundle: loading ignores it, and replacing the
+bundle with ``force`` refuses to, since that would delete it
+(:func:`~mnemonic_jax.checkpointing.check_output`).
+
+A bundle of the current format whose record lacks any of the checksums is refused. Only a
 bundle that declares an older format version
 (:data:`~mnemonic_jax.checkpointing.bundle_format.OLDER_BUNDLE_VERSIONS`, written before
 this coverage existed) loads with whatever it can verify, and an
@@ -25,7 +35,7 @@ keep a record of a bundle's provenance outside it if that matters.
 Reading files: every file is opened relative to one descriptor of the bundle directory
 (:func:`open_dir`), checked to be a regular file after opening and read within a size cap
 (:mod:`mnemonic_jax._files`); the files Orbax reads by path are checked first
-(:func:`check_orbax_files`).
+(:func:`verify_arrays`, :func:`verify_bookkeeping`).
 """
 
 from __future__ import annotations
@@ -42,8 +52,8 @@ from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, UnverifiedBundleWarning, _abs)
 from mnemonic_jax.checkpointing.bundle_format import (
-    _ARRAYS, _CHECKSUMS, _META, _META_CHECKSUM, _META_FILE, BUNDLE_VERSION, MAX_META_BYTES,
-    _load_meta_json)
+    _ARRAYS, _BOOKKEEPING_CHECKSUMS, _BUNDLE_ENTRIES, _CHECKSUMS, _META, _META_CHECKSUM,
+    _META_FILE, BUNDLE_VERSION, MAX_META_BYTES, _load_meta_json)
 
 #: The most array files a bundle of an older format without checksums may hold.
 MAX_UNVERIFIED_FILES = 100_000
@@ -120,17 +130,17 @@ def _is_link(name: str, dir_fd: int) -> bool:
     return False
 
 
-def _sha256(path: pathlib.Path, rel: str, dir_fd: int, max_bytes: int) -> tuple[str, int]:
+def _sha256(path: pathlib.Path, rel: str, dir_fd: int, max_bytes: int,
+            what: str = "a bundle's array files") -> tuple[str, int]:
   """``(hex digest, bytes read)`` of a regular file of at most ``max_bytes``."""
   digest, size = hashlib.sha256(), 0
   with _files.open_regular(rel, dir_fd=dir_fd, shown=str(path / rel), max_bytes=max_bytes,
-                           error=CheckpointError, what="a bundle's array files",
-                           fix=_CORRUPT) as f:
+                           error=CheckpointError, what=what, fix=_CORRUPT) as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       size += len(block)
       if size > max_bytes:
-        raise CheckpointError(f"{path / rel} grew past the {max_bytes} bytes a bundle's array "
-                              f"files may have while it was read; {_CORRUPT}")
+        raise CheckpointError(f"{path / rel} grew past the {max_bytes} bytes {what} may "
+                              f"have while it was read; {_CORRUPT}")
       digest.update(block)
   return digest.hexdigest(), size
 
@@ -216,8 +226,9 @@ def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
   """Checks the metadata against its own checksum, and that the checksum record is whole.
 
   Any checksum the metadata records is verified, whatever its format version. A bundle
-  of the current format must record both ``meta_sha256`` and ``array_sha256``; one of an
-  older format that lacks them loads, with an :class:`UnverifiedBundleWarning`.
+  of the current format must record ``meta_sha256``, ``array_sha256`` and
+  ``bookkeeping_sha256``; one of an older format that lacks some loads, with an
+  :class:`UnverifiedBundleWarning` naming what is not verified.
 
   Args:
     path: the bundle (named in messages).
@@ -234,7 +245,8 @@ def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
         f"{path}: the bundle's metadata (meta/metadata) does not match the SHA-256 checksum "
         "recorded in it when the bundle was saved: it was edited or damaged since; restore "
         "the bundle from a copy or re-create it")
-  missing = [field for field in (_META_CHECKSUM, _CHECKSUMS) if meta.get(field) is None]
+  missing = [field for field in (_META_CHECKSUM, _CHECKSUMS, _BOOKKEEPING_CHECKSUMS)
+             if meta.get(field) is None]
   if not missing:
     return
   version = meta.get("version")
@@ -243,40 +255,75 @@ def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
         f"{path}: a bundle of format version {version} but its metadata has no checksum "
         f"record ({', '.join(missing)} missing): it was edited or damaged since it was "
         "saved; restore the bundle from a copy or re-create it")
-  unverified = ("its metadata and its array files" if len(missing) == 2
-                else "its metadata" if _META_CHECKSUM in missing else "its array files")
+  parts = {_META_CHECKSUM: "its metadata", _CHECKSUMS: "its array files",
+           _BOOKKEEPING_CHECKSUMS: "Orbax's bookkeeping files"}
+  names = [parts[field] for field in missing]
+  unverified = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
   warnings.warn(
       f"{path}: a bundle of the older format version {version}, loaded with {unverified} "
       "not verified by checksums (damage there would go unnoticed); load it and save_bundle "
       "it elsewhere to give it the current checksums", UnverifiedBundleWarning, stacklevel=4)
 
 
-def check_orbax_files(path: pathlib.Path, dir_fd: int) -> None:
-  """Checks the files Orbax reads by path outside ``arrays/`` (its bookkeeping).
+def verify_bookkeeping(path: pathlib.Path, dir_fd: int,
+                       recorded: Mapping[str, str] | None) -> None:
+  """Refuses Orbax bookkeeping files that are missing, changed, extra, special or too large.
 
-  ``_CHECKPOINT_METADATA`` and the ``commit_success.txt`` files are not covered by a
-  checksum (Orbax's own); each must be a regular file of at most :data:`MAX_META_BYTES`.
+  These are the files a save writes outside ``arrays/`` but the metadata
+  (``_CHECKPOINT_METADATA``, ``commit_success.txt``, ``meta/commit_success.txt``); Orbax
+  reads some of them by path. Anything else at the top of the bundle directory is not
+  part of the bundle and is ignored (``force`` refuses to replace a bundle holding it);
+  anything else in ``meta/`` is refused.
+
+  Args:
+    path: the bundle (named in messages).
+    dir_fd: its descriptor (:func:`open_dir`): every file is read through it.
+    recorded: ``bookkeeping_sha256`` from the metadata; None for a bundle of an older
+      format without it (its bookkeeping files are then only checked to be regular files
+      of at most :data:`MAX_META_BYTES`).
 
   Raises:
-    CheckpointError: one of them is not a regular file or is too large.
+    CheckpointError: one line naming the file.
   """
-  for folder in (".", _META):
-    try:
-      names = _listdir(folder, dir_fd)
-    except OSError:
-      continue
-    for name in names:
-      rel = name if folder == "." else f"{folder}/{name}"
-      if rel in (_ARRAYS, _META, f"{_META}/{_META_FILE}"):
-        continue
+  what = "a bundle's bookkeeping files"
+  in_meta = [f"{_META}/{name}" for name in _listdir(_META, dir_fd) if name != _META_FILE]
+  if recorded is None:
+    top = [name for name in _BUNDLE_ENTRIES if name not in (_ARRAYS, _META)]
+    for rel in sorted(top) + in_meta:
       try:
         st = os.stat(rel, dir_fd=dir_fd)
       except OSError:
-        continue  # A dangling link: Orbax finds nothing there either.
-      if stat.S_ISDIR(st.st_mode):
-        continue
-      _files.check_stat(st, str(path / rel), max_bytes=MAX_META_BYTES, error=CheckpointError,
-                        what="a bundle's bookkeeping files", fix=_CORRUPT)
+        continue  # Missing (or a dangling link): Orbax finds nothing there either.
+      if not stat.S_ISDIR(st.st_mode):
+        _files.check_stat(st, str(path / rel), max_bytes=MAX_META_BYTES,
+                          error=CheckpointError, what=what, fix=_CORRUPT)
+    return
+  extra = [rel for rel in in_meta if rel not in recorded]
+  if extra:
+    raise CheckpointError(
+        f"{path}: {extra[0]} is not among the files recorded when the bundle was saved; "
+        "remove it, or re-create the bundle")
+  for rel in sorted(recorded):
+    try:
+      os.stat(rel, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+      raise CheckpointError(f"{path}: Orbax's bookkeeping file {rel} is missing; "
+                            f"{_CORRUPT}") from None
+    except OSError:
+      pass  # Reported by the read below.
+    if _sha256(path, rel, dir_fd, MAX_META_BYTES, what)[0] != recorded[rel]:
+      raise CheckpointError(
+          f"{path}: Orbax's bookkeeping file {rel} does not match the SHA-256 checksum "
+          f"recorded when the bundle was saved; {_CORRUPT}")
+
+
+def _bookkeeping_files(directory: pathlib.Path) -> list[str]:
+  """What :func:`seal` records in ``bookkeeping_sha256``: the regular files at the top of
+  a freshly written bundle and in its ``meta/``, but the metadata."""
+  found = [p.name for p in directory.iterdir() if p.is_file() and not p.is_symlink()]
+  found += [f"{_META}/{p.name}" for p in (directory / _META).iterdir()
+            if p.is_file() and not p.is_symlink() and p.name != _META_FILE]
+  return sorted(found)
 
 
 def _listdir(folder: str, dir_fd: int) -> list[str]:
@@ -299,8 +346,8 @@ def seal(directory: pathlib.Path, meta: Mapping[str, Any] | None = None) -> dict
     meta: the metadata to write; None to take the directory's own.
 
   Returns:
-    The metadata written: ``meta`` at the current format version, with ``array_sha256``
-    and ``meta_sha256``.
+    The metadata written: ``meta`` at the current format version, with ``array_sha256``,
+    ``bookkeeping_sha256`` and ``meta_sha256``.
 
   Raises:
     CheckpointError: ``meta`` is None and the directory holds no bundle metadata.
@@ -313,6 +360,12 @@ def seal(directory: pathlib.Path, meta: Mapping[str, Any] | None = None) -> dict
   meta = {k: v for k, v in meta.items() if k != _META_CHECKSUM}
   meta["version"] = BUNDLE_VERSION
   meta[_CHECKSUMS] = array_checksums(directory)
+  dir_fd = open_dir(directory)
+  try:
+    meta[_BOOKKEEPING_CHECKSUMS] = _hash_all(directory, dir_fd, _bookkeeping_files(directory),
+                                             None)
+  finally:
+    os.close(dir_fd)
   meta[_META_CHECKSUM] = meta_checksum(meta)
   target = directory / _META / _META_FILE
   temporary = target.with_name(f".{_META_FILE}.tmp")

@@ -9,9 +9,10 @@ the complete old or the complete new bundle. A save killed half-way only leaves 
 its process is gone (:func:`remove_stale_staging`).
 
 :func:`check_output` refuses, before any work, an empty path, an output that exists
-(without ``force``), that ``force`` may not replace (anything but a bundle holding only
-what a save writes, and never the current directory or one holding it) or whose directory
-cannot be written.
+(without ``force``), that ``force`` may not replace (anything but an empty directory, a
+bundle holding only what a save writes or a dangling symbolic link, and never the current
+directory or one holding it; said so with or without ``force``, so that the advice to
+pass ``force`` is given only where it would help) or whose directory cannot be written.
 """
 
 from __future__ import annotations
@@ -208,10 +209,14 @@ def _holds_cwd(output: pathlib.Path) -> bool:
 def _why_not_replaceable(path: pathlib.Path) -> str | None:
   """Why ``force`` may not replace ``path``, or None if it may.
 
-  Replaceable: an empty directory, or a bundle (any version) holding nothing but what
-  :func:`save_bundle` writes. A bundle with anything else in it (a file, a nested bundle
-  or dataset put there by hand) is refused, since replacing it would delete that too.
+  Replaceable: an empty directory, a bundle (any version) holding nothing but what
+  :func:`save_bundle` writes, or a dangling symbolic link (replacing a link deletes only
+  the link, never what it points to; one that points nowhere points to nothing to lose).
+  A bundle with anything else in it (a file, a nested bundle or dataset put there by
+  hand) is refused, since replacing it would delete that too.
   """
+  if path.is_symlink() and not path.exists():
+    return None
   if path.is_dir() and not path.is_symlink() and not any(path.iterdir()):
     return None
   if not path.is_dir() or _marked_bundle_meta(path) is None:
@@ -237,8 +242,9 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     BadRequest: ``path`` is empty (an unset shell variable must not mean the current
       directory).
     CheckpointError: ``path`` is the current directory or holds it (an empty
-      ``--output`` reaches here as ``.``), ``path`` exists and ``force`` is False, it
-      exists and is not a bundle that may be replaced (see :func:`save_bundle`), or its
+      ``--output`` reaches here as ``.``), ``path`` exists and is not a bundle that may be
+      replaced (see :func:`save_bundle`; said so whether or not ``force`` is given), it
+      may be replaced but ``force`` is False, or its
       nearest existing ancestor is not a directory this process can write in. Nothing is
       left behind (the writability probe is a directory created and removed at once).
   """
@@ -251,14 +257,20 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
         f"{output} is the current directory or holds it; refusing to replace it (an empty "
         "--output, e.g. an unset shell variable, or '.' names the current directory); "
         "choose another output")
+  reason = _why_not_replaceable(output)
+  if reason is not None:  # Said so with or without force: --force would not help.
+    raise CheckpointError(
+        f"{output} exists and {reason}; refusing to replace it, even with --force; "
+        "remove it yourself or choose another output")
   if not force:
+    if output.is_symlink():
+      dangling = "" if output.exists() else ", which does not exist"
+      raise CheckpointError(
+          f"{output} already exists (a symbolic link to {os.readlink(output)!r}{dangling}); "
+          "pass --force (force=True in Python) to replace the link, which leaves what it "
+          "points to alone, or choose another output")
     raise CheckpointError(
         f"{output} already exists; pass --force (force=True in Python) to replace it, "
         "or choose another output")
-  reason = _why_not_replaceable(output)
-  if reason is not None:
-    raise CheckpointError(
-        f"{output} exists and {reason}; refusing to replace it even with --force; "
-        "remove it yourself or choose another output")
   _check_writable(output)
   return output
