@@ -107,13 +107,18 @@ class Bundle:
   Attributes:
     model_name: registry name (see :func:`mnemonic_jax.models.create_model`).
     model_kwargs: the model's attributes other than ``num_classes`` (JSON-able).
-    params: trainable parameters.
-    batch_stats: BatchNorm running statistics (``{}`` for models without BatchNorm).
+    params: trainable parameters, the ``"params"`` collection of the model's Flax
+      variables (for ``mlp``: ``{"Dense_0": {"kernel", "bias"}, ..., "Dense_N": ...}``),
+      so that ``module.apply({"params": bundle.params}, x)`` runs them in a module of your
+      own with the same tree; there is no export command, this is how a result leaves.
+    batch_stats: BatchNorm running statistics (``{}`` for models without BatchNorm); pass
+      ``{"params": ..., "batch_stats": ...}`` to such a module.
     codes: mnemonic codes, shape ``(num_classes, *input_shape)``, in the model's
       (normalised) input space.
     num_classes: number of classes.
     input_shape: shape of one input, e.g. ``(28, 28, 1)``.
-    mean: per-channel mean subtracted from images scaled to [0, 1].
+    mean: per-channel mean subtracted from images scaled to [0, 1]: the model's input
+      is ``(images / 255 - mean) / std`` for uint8 images.
     std: per-channel standard deviation images are divided by.
     class_names: one name per class.
     dataset: name of the training dataset (for evaluation defaults).

@@ -429,7 +429,8 @@ def cmd_attach_codes(args: argparse.Namespace) -> int:
 
   fit = attached.fit
   n = new_bundle.num_classes
-  print(f"attached new mnemonic codes to {source}: {attached.epochs} epoch(s) on {dataset} "
+  print(f"made a new bundle from {source} (left unchanged) with new mnemonic codes: "
+        f"{attached.epochs} epoch(s) on {dataset} "
         f"({attached.train_examples} images, {attached.steps} steps of {fit['batch_size']}, "
         f"t_mix {attached.t_mix:g}, learning rate {fit['learning_rate']:g}, "
         f"seed {attached.seed})")

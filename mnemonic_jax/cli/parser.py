@@ -104,6 +104,19 @@ class _Parser(argparse.ArgumentParser):
     print_error(f"{message} (see '{self.prog} --help')")
     sys.exit(EXIT_USAGE)
 
+  def parse_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
+    # As argparse's, but an argument no parser knows, given after the subcommand, points
+    # to that subcommand's --help (argparse reports it from the top-level parser).
+    parsed, unknown = self.parse_known_args(args, namespace)
+    if unknown:
+      argv = list(sys.argv[1:] if args is None else args)
+      command = getattr(parsed, "command", None)
+      after = command in argv and unknown[0] in argv[argv.index(command) + 1:]
+      prog = f"{self.prog} {command}" if after else self.prog
+      print_error(f"unrecognized arguments: {' '.join(unknown)} (see '{prog} --help')")
+      sys.exit(EXIT_USAGE)
+    return parsed
+
   def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
     given: dict[argparse.Action, list[str]] = {}
     for token in sys.argv[1:] if args is None else args:
@@ -139,12 +152,16 @@ def show_progress(args: argparse.Namespace) -> bool:
   return not getattr(args, "quiet", False)
 
 
-def _add_data_options(p: argparse.ArgumentParser) -> None:
-  """``--data-dir`` and ``--download``, for the commands that take ``--dataset``."""
+def _add_data_options(p: argparse.ArgumentParser, reads_bundle: bool = True) -> None:
+  """``--data-dir`` and ``--download``, for the commands that take ``--dataset``;
+  ``reads_bundle`` False for ``import``, which has no input bundle to take a default from."""
+  default = ("the bundle's training config.data_dir, else tfds' own, $TFDS_DATA_DIR or "
+             "~/tensorflow_datasets)" if reads_bundle else
+             "tfds' own, $TFDS_DATA_DIR or ~/tensorflow_datasets; recorded as the new "
+             "bundle's config.data_dir, the later commands' default)")
   p.add_argument("--data-dir", type=path_value, default=None, metavar="DIR",
-                 help="where tfds keeps prepared datasets (tfds: datasets only; default: "
-                      "the bundle's training config.data_dir, else tfds' own, "
-                      "$TFDS_DATA_DIR or ~/tensorflow_datasets)")
+                 help=f"where tfds keeps prepared datasets (tfds: datasets only; default: "
+                      f"{default}")
   p.add_argument("--download", action="store_true",
                  help="let tfds download and prepare a tfds: dataset missing from the data "
                       "dir (needs internet and TensorFlow: pip install 'mnemonic-jax[tfds]'); "
@@ -355,20 +372,35 @@ def build_parser() -> argparse.ArgumentParser:
       "Writes a bundle from parameters trained outside mnemonic-jax (an Orbax PyTree "
       "checkpoint directory or a flax msgpack file, holding the params tree or a "
       "{'params', 'batch_stats'} dict) and the mnemonic codes they were trained with, "
-      "checking that both fit the named model.",
+      "checking that both fit the named model. The params tree must be the one the "
+      "registered model builds (mlp: Dense_0 ... Dense_N, one per hidden layer and the "
+      "head); an architecture of your own needs the Python API (docs/checkpoints.md).\n\n"
+      "A model trained without codes: pass any codes of the right shape, e.g. drawn with "
+      "mnemonic_jax.generate_codes and saved with numpy.save (the command then warns "
+      "that the model does not classify them); then the command attach-codes draws new "
+      "codes for the imported bundle and teaches them to the model.",
       "examples:\n"
       "  mnemonic-jax import --params params.msgpack --codes codes.npy --model mlp \\\n"
       "      --model-kwargs '{\"hidden\": [1000]}' --num-classes 10 --input-shape 28,28,1 \\\n"
-      "      --mean 0.1307 --std 0.3081 --dataset tfds:mnist --output runs/imported",
+      "      --mean 0.1307 --std 0.3081 --dataset tfds:mnist --output runs/imported\n\n"
+      "codes for a model trained without them (then attach-codes):\n"
+      "  python -c \"import jax, numpy as np, mnemonic_jax as mj; np.save('codes.npy', \\\n"
+      "      mj.generate_codes(jax.random.key(0), 10, (28, 28, 1)))\"",
       [common])
   p.add_argument("--params", required=True, type=path_value, metavar="FILE_OR_DIR",
                  help="Orbax PyTree checkpoint directory or flax msgpack file")
   p.add_argument("--codes", required=True, type=file_value, metavar="CODES.npy",
-                 help="codes of shape (num_classes, *input_shape), saved with numpy.save")
-  p.add_argument("--model", required=True, help="registered model name (e.g. mlp, "
-                                                "resnet18_cifar, resnet18, vit_tiny)")
+                 help="the codes the model was trained with, shape (num_classes, "
+                      "*input_shape), saved with numpy.save; for a model trained without "
+                      "codes, any such array (mnemonic_jax.generate_codes), then "
+                      "attach-codes")
+  p.add_argument("--model", required=True,
+                 help="registered model name: mlp, resnet18_cifar, resnet18 or vit_tiny; "
+                      "the params tree must be the one it builds")
   p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",
-                 help="the model's other attributes as a JSON object")
+                 help="the model's other attributes as a JSON object; mlp's: hidden "
+                      "(default [1000]) and activation (default sigmoid; relu, gelu, tanh), "
+                      "e.g. '{\"hidden\": [256], \"activation\": \"relu\"}'")
   p.add_argument("--num-classes", required=True, type=int, help="number of classes")
   p.add_argument("--input-shape", required=True, type=int_tuple, metavar="H,W,C",
                  help="shape of one input")
@@ -384,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", default="", metavar="NAME",
                  help="the training dataset (evaluate's default; its training statistics "
                       "are the default --mean and --std)")
-  _add_data_options(p)
+  _add_data_options(p, reads_bundle=False)
   p.add_argument("--output", required=True, type=output_value, metavar="OUT",
                  help="the bundle to write")
   p.add_argument("--force", action="store_true", help="replace an existing OUT bundle")
