@@ -387,6 +387,9 @@ def bookkeeping_runs(saved, tmp_path_factory):
   (root / "a-file").write_text("not a bundle")
   for extra in ((), ("--force",)):
     forget(f"file{''.join(extra)}", saved, root / "a-file", *extra)
+  (root / "demo" / "trained").mkdir(parents=True)  # Not a bundle: --force would not help.
+  (root / "demo" / "trained" / "thesis.tex").write_text("mine")
+  cases["demo"] = dict(args=["demo", "--output-dir", root / "demo", "-q"], watch=[root / "demo"])
   return run_commands(cases, memory_limit=MEMORY_LIMIT_KB << 10, timeout=300)
 
 
@@ -418,7 +421,7 @@ def test_force_advice_is_the_same_with_and_without_it(bookkeeping_runs):
   line = assert_refused(ran.result, "pass --force")
   assert "symbolic link" in line and "does not exist" in line and "even with" not in line
   assert ran.after == ran.before
-  for name in ("file", "file--force"):  # Not replaceable: never told to pass --force.
+  for name in ("file", "file--force", "demo"):  # Not replaceable: not told to pass --force.
     ran = bookkeeping_runs[name]
     line = assert_refused(ran.result, "refusing to replace it, even with --force")
     assert "pass --force" not in line and ran.after == ran.before

@@ -171,13 +171,13 @@ def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
     UsageError: an output exists without ``force``, or the chart's path is a directory.
   """
   existing = [name for name in DEMO_FILES if os.path.lexists(out / name)]
-  if existing and not force:
-    raise UsageError(
-        f"{out} already holds {', '.join(existing)} of an earlier demo; pass --force to "
-        "replace them, or choose another --output-dir")
-  for name in DEMO_FILES[:2]:
+  for name in DEMO_FILES[:2]:  # First: where --force would not help, it is not advised.
     checkpointing.check_output(out / name, force=True)
   chart = out / DEMO_FILES[2]
   if chart.is_dir() and not chart.is_symlink():
     raise UsageError(f"{chart} is a directory; the demo writes its chart there; move it "
                      "away or choose another --output-dir")
+  if existing and not force:
+    raise UsageError(
+        f"{out} already holds {', '.join(existing)} of an earlier demo; pass --force to "
+        "replace them, or choose another --output-dir")
