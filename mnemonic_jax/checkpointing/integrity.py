@@ -228,7 +228,8 @@ def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
   Any checksum the metadata records is verified, whatever its format version. A bundle
   of the current format must record ``meta_sha256``, ``array_sha256`` and
   ``bookkeeping_sha256``; one of an older format that lacks some loads, with an
-  :class:`UnverifiedBundleWarning` naming what is not verified.
+  :class:`UnverifiedBundleWarning` naming what is not verified (not for the bookkeeping
+  files alone: format 2 verifies the metadata and the arrays, all that loads).
 
   Args:
     path: the bundle (named in messages).
@@ -255,6 +256,10 @@ def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
         f"{path}: a bundle of format version {version} but its metadata has no checksum "
         f"record ({', '.join(missing)} missing): it was edited or damaged since it was "
         "saved; restore the bundle from a copy or re-create it")
+  if missing == [_BOOKKEEPING_CHECKSUMS]:
+    # Format 2: its data (metadata and arrays) is verified; the bookkeeping files change
+    # nothing that loads, so every existing bundle is not made to warn on each load.
+    return
   parts = {_META_CHECKSUM: "its metadata", _CHECKSUMS: "its array files",
            _BOOKKEEPING_CHECKSUMS: "Orbax's bookkeeping files"}
   names = [parts[field] for field in missing]
