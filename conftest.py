@@ -98,6 +98,6 @@ def _doctest_names(request, tmp_path):
   if type(request.node).__name__ != "DoctestItem":
     return
   namespace = request.getfixturevalue("doctest_namespace")
-  bundle, train, _ = request.getfixturevalue("tiny_digits_bundle")
+  bundle, train, test = request.getfixturevalue("tiny_digits_bundle")
   namespace.update(_namespace(), tmp=tmp_path, bundle=bundle, images=train.images,
-                   labels=train.labels)
+                   labels=train.labels, train=train, test=test)

@@ -163,8 +163,8 @@ class Bundle:
                                   f"{type(history).__name__}")
     for i, entry in enumerate(history):
       if not isinstance(entry, Mapping):
-        raise errors.BadRequestType(f"Bundle history entry {i} is a {type(entry).__name__}, "
-                                    "not a dict")
+        raise errors.BadRequestType(f"Bundle history entry {i} is of type "
+                                    f"{type(entry).__name__}, not a dict")
     object.__setattr__(self, "history", tuple(_as_saved(dict(entry)) for entry in history))
     if isinstance(self.config, Mapping):
       object.__setattr__(self, "config", _as_saved(dict(self.config)))

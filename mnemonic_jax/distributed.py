@@ -25,7 +25,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-from typing import Mapping
+from typing import Callable, Mapping
 
 from mnemonic_jax import errors
 
@@ -93,8 +93,8 @@ def detect(env: Mapping[str, str] | None = None) -> Launch:
 
 
 def initialize(coordinator: str | None = None, num_processes: int | None = None,
-               process_id: int | None = None, *, env: Mapping[str, str] | None = None
-               ) -> bool:
+               process_id: int | None = None, *, env: Mapping[str, str] | None = None,
+               on_connect: Callable[[Launch], None] | None = None) -> bool:
   """Starts JAX's multi-process runtime if this process is one of several; idempotent.
 
   Call it before anything else uses JAX's devices. With no arguments, the runtime starts
@@ -108,6 +108,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     num_processes: total number of processes (with an explicit ``coordinator``).
     process_id: this process's index in ``[0, num_processes)``.
     env: the environment to detect a launcher in (``os.environ`` by default).
+    on_connect: called with the checked launch just before connecting (the command line
+      says there that it waits for the other processes).
 
   Returns:
     Whether the runtime is running (started now or before) with more than one process.
@@ -134,6 +136,8 @@ def initialize(coordinator: str | None = None, num_processes: int | None = None,
     return False
   if launch.launcher in ("explicit", "env"):
     _check_explicit(launch)
+  if on_connect is not None:
+    on_connect(launch)
   try:
     jax.distributed.initialize(coordinator_address=launch.coordinator,
                                num_processes=launch.num_processes,
@@ -183,7 +187,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                      help="this process's index in [0, N) (with --coordinator HOST:PORT)")
 
 
-def initialize_from_args(args: argparse.Namespace) -> bool:
+def initialize_from_args(args: argparse.Namespace,
+                         on_connect: Callable[[Launch], None] | None = None) -> bool:
   """:func:`initialize` from the flags :func:`add_arguments` added (absent ones: None).
 
   Returns:
@@ -193,7 +198,7 @@ def initialize_from_args(args: argparse.Namespace) -> bool:
     mnemonic_jax.errors.BadRequest: as :func:`initialize`.
   """
   return initialize(getattr(args, "coordinator", None), getattr(args, "num_processes", None),
-                    getattr(args, "process_id", None))
+                    getattr(args, "process_id", None), on_connect=on_connect)
 
 
 def is_main_process() -> bool:

@@ -46,7 +46,7 @@ def test_history_keys_that_json_would_merge_are_refused(tmp_path):
   bundle = _bundle(history=({"classes": [1], "d": {1: "a", "1": "b"}},))
   with pytest.raises(CheckpointError, match="occur twice"):  # One value would be lost.
     save_bundle(tmp_path / "b", bundle)
-  with pytest.raises(errors.BadRequestType, match="history entry 0 is a list"):
+  with pytest.raises(errors.BadRequestType, match="history entry 0 is of type list"):
     _bundle(history=([1],))
 
 

@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import pytest
 
-from mnemonic_jax import checkpointing, workflow
+from mnemonic_jax import checkpointing, errors, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 
 from cli_support import assert_refused, run_commands, small_config as _config, tree_digest
@@ -470,8 +470,9 @@ def test_load_refuses_every_corrupted_metadata_field(trained, tmp_path, changes,
 
 def test_save_refuses_what_load_would_refuse(trained, tmp_path):
   bundle = checkpointing.load_bundle(trained)
+  with pytest.raises(errors.BadRequestType, match="history entry 0 is of type int"):
+    bundle.replace(history=(5,))  # Refused earlier still: when the bundle is made.
   for changes, words in (({"history": ({"classes": [10]},)}, "'history' entry 0"),
-                         ({"history": (5,)}, "'history' entry 0"),
                          ({"mean": (0.1, 0.2)}, "'mean' has 2 values"),
                          ({"class_names": ("a",)}, "'class_names'")):
     with pytest.raises(CheckpointError, match=words):

@@ -197,13 +197,14 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
       # (which takes up to 5 minutes when they never come).
       from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
       configs.load_config(args.config, overrides)
-    if getattr(args, "coordinator", None) not in (None, distributed.AUTO) and (
-        show_progress(args)):
-      print(f"{PROG}: connecting to the coordinator {args.coordinator} as process "
-            f"{args.process_id} of {args.num_processes} (JAX waits up to 5 minutes for "
-            "every process to join)", file=sys.stderr, flush=True)
+    def connecting(launch: distributed.Launch) -> None:
+      if launch.coordinator is not None and show_progress(args):
+        print(f"{PROG}: connecting to the coordinator {launch.coordinator} as process "
+              f"{launch.process_id} of {launch.num_processes} (JAX waits up to 5 minutes "
+              "for every process to join)", file=sys.stderr, flush=True)
+
     try:  # Before anything touches JAX's devices.
-      several = distributed.initialize_from_args(args)
+      several = distributed.initialize_from_args(args, on_connect=connecting)
     except errors.BadRequest as e:  # A bad --coordinator, --num-processes or --process-id.
       print_error(e)
       return EXIT_USAGE
