@@ -14,6 +14,7 @@ imports neither).
 
 from __future__ import annotations
 
+import argparse
 import importlib.metadata
 import json
 import os
@@ -197,10 +198,16 @@ def write(text: str, out: str | None) -> None:
 
 
 def out_path(text: str) -> str:
-  """``--out``'s type: :func:`experiments.common.out_path` (imported only when used)."""
-  from experiments import common  # pylint: disable=import-outside-toplevel
-
-  return common.out_path(text)
+  """``--out``'s type in the benchmarks: the report's file, written again on a rerun (the
+  committed ``experiments/results/bench.md`` is such a file). An empty value (an unset
+  shell variable) and an existing folder are refused."""
+  if not text:
+    raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give the "
+                                     "report's file, e.g. runs/bench.md")
+  if pathlib.Path(text).is_dir():
+    raise argparse.ArgumentTypeError(f"{text} is a folder; give the report's file, e.g. "
+                                     f"{pathlib.Path(text) / 'bench.md'}")
+  return text
 
 
 def threads(n: int) -> str:

@@ -53,7 +53,7 @@ from mnemonic_jax.bundle import inference_apply_fn
 from mnemonic_jax.models import create_model
 
 from experiments import torch_reference as tr
-from experiments.common import out_path
+
 
 MiB = 2**20
 SIDE_SHAPE = (32, 32, 3)
@@ -277,7 +277,7 @@ def main(argv=None) -> int:
 
   parser = argparse.ArgumentParser(prog="experiments.bench_fisher",
                                    description=__doc__.split("\n\n")[0])
-  parser.add_argument("--out", type=out_path, default=None,
+  parser.add_argument("--out", type=bc.out_path, default=None,
                       help="also write the tables to this Markdown file")
   parser.add_argument("--json", default=None, help="write the ratio rows here (bench_all)")
   parser.add_argument("--repeats", type=int, default=5)

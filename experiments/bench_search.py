@@ -49,7 +49,8 @@ import numpy as np
 import optax
 
 import mnemonic_jax as mj
-from experiments.common import emit, median_seconds, out_path
+from experiments import bench_common as bc
+from experiments.common import emit, median_seconds
 from mnemonic_jax.forgetting import DEFAULT_RULE
 from mnemonic_jax.forgetting.moves import paper_search
 
@@ -174,7 +175,7 @@ def main(argv=None) -> None:
                       help="fit the MLP to its codes first (full-batch Adam steps)")
   parser.add_argument("--bundles", nargs="+", default=None,
                       help="measure monotonicity on these trained bundles instead")
-  parser.add_argument("--out", type=out_path, default=None)
+  parser.add_argument("--out", type=bc.out_path, default=None)
   args = parser.parse_args(argv)
   if args.bundles:
     emit([f"Command: `python -m experiments.bench_search --bundles {' '.join(args.bundles)}`.",

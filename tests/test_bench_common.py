@@ -91,3 +91,18 @@ def test_bench_all_passes_the_torch_threads_to_side_by_side_benchmarks(monkeypat
   assert train[train.index("--torch-threads") + 1] == "1"
   assert "--torch-threads" not in search and "--json" not in search
   assert "**failed (exit 1)**" in (tmp_path / "b.md").read_text()
+
+
+def test_a_benchmark_report_is_a_file_written_again_on_a_rerun(tmp_path):
+  """--out took the runners' folder type: the README's own bench_all command refused the
+  committed experiments/results/bench.md as 'exists and is not a folder'."""
+  import argparse  # pylint: disable=import-outside-toplevel
+
+  from experiments import bench_common  # pylint: disable=import-outside-toplevel
+
+  report = tmp_path / "bench.md"
+  report.write_text("an earlier run\n")
+  assert bench_common.out_path(str(report)) == str(report)
+  for bad, words in (("", "is empty"), (str(tmp_path), "is a folder")):
+    with pytest.raises(argparse.ArgumentTypeError, match=words):
+      bench_common.out_path(bad)
