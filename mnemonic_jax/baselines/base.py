@@ -272,11 +272,12 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   classes = fisher_lib.validate_classes(classes, bundle.num_classes)
   again = [c for c in classes if c in bundle.forgotten_classes]
   if again:
+    which = (f"class {again[0]} was" if len(again) == 1
+             else f"classes {', '.join(map(str, again))} were")
     raise errors.BadRequest(
-        f"class {', '.join(map(str, again))} was already forgotten by an earlier request of "
-        "this bundle; forgetting it again would move the parameters further, so start from "
-        "the bundle before that request (e.g. the trained checkpoint) and forget all the "
-        "classes there")
+        f"{which} already forgotten by an earlier request of this bundle; forgetting again "
+        "would move the parameters further, so start from the bundle before that request "
+        "(e.g. the trained checkpoint) and forget all the classes there")
   if config is None:
     config = spec.config_cls() if spec.defaults is None else spec.defaults(bundle)
   if not isinstance(config, spec.config_cls):
