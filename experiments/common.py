@@ -26,6 +26,7 @@ import json
 import os
 import pathlib
 import platform
+import re
 import statistics
 import sys
 import time
@@ -144,9 +145,14 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[A
   return config, configs.split_spec(spec)[1] or ""
 
 
-def run_name(config, variant: str) -> str:
-  """``config.name``, followed by ``-<variant>`` (commas as dashes) for a variant."""
-  return config.name + (f"-{variant.replace(',', '-')}" if variant else "")
+def run_name(config, variant: str, overrides: Sequence[tuple[str, str]] = ()) -> str:
+  """``config.name``, then ``-<variant>`` (commas as dashes) for a variant, then
+  ``+FIELD=VALUE`` for each ``--config.FIELD=VALUE`` (characters other than letters,
+  digits, ``.``, ``_`` and ``-`` as ``_``): a run with overrides gets its own report and
+  runs folder instead of writing over the plain config's."""
+  name = config.name + (f"-{variant.replace(',', '-')}" if variant else "")
+  safe = lambda text: re.sub(r"[^A-Za-z0-9._-]", "_", str(text))
+  return name + "".join(f"+{safe(field)}={safe(value)}" for field, value in overrides)
 
 
 def parse_classes(text: str, num_classes: int) -> list[int]:

@@ -409,7 +409,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           "choose one)", file=sys.stderr)
   command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
   config, variant = load_config(args.config, overrides)
-  name = run_name(config, variant)
+  name = run_name(config, variant, overrides)
   if args.depth_probe_per_class is not None and args.depth_probe_per_class < 1:
     fail(f"--depth-probe-per-class must be at least 1, got {args.depth_probe_per_class}")
   if args.methods is not None:

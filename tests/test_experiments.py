@@ -619,3 +619,14 @@ def test_table_refuses_options_the_run_would_ignore(args, words, capsys):
     table.main(["--config", "digits_mlp:quick", *args])
   err = capsys.readouterr().err.strip().splitlines()
   assert raised.value.code == 2 and len(err) == 1 and words in err[0], err
+
+
+def test_a_run_with_config_overrides_gets_its_own_report_name():
+  """``--config.epochs=3`` wrote over the plain config's report (same name)."""
+  import ml_collections  # pylint: disable=import-outside-toplevel
+  from experiments import common  # pylint: disable=import-outside-toplevel
+
+  config = ml_collections.ConfigDict({"name": "digits_mlp"})
+  assert common.run_name(config, "quick") == "digits_mlp-quick"
+  assert common.run_name(config, "", [("epochs", "3"), ("model_kwargs.hidden", "(32,)")]) == (
+      "digits_mlp+epochs=3+model_kwargs.hidden=_32__")
