@@ -317,7 +317,8 @@ def build_parser() -> argparse.ArgumentParser:
   p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", required=True,
                  help="a packaged config (digits_mlp, ...) or path/to/config.py, with "
-                      "[:variant]; --config.FIELD=VALUE overrides a field")
+                      "[:variant]; --config.FIELD=VALUE overrides a field (the report's "
+                      "name then ends +FIELD=VALUE)")
   p.add_argument("--classes", default="all", help="'all' or comma-separated class ids")
   p.add_argument("--seeds", type=common.positive_int(), default=3,
                  help="number of seeds (config.seed + k)")
