@@ -425,7 +425,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           f"({time.perf_counter() - start:.0f} s)", flush=True)
   print(f"experiments.attach_codes: {store.summary()} ({runs})", file=sys.stderr)
 
-  prov, notes = run_cache.prepare_report(out, REPORT, store, args.note)
+  prov, notes = run_cache.prepare_report(out, REPORT, store, args.note, command=command,
+                                          prog="experiments.attach_codes")
   return write_report(out, command, config, plain_info, attached, records, retrains, classes,
                       list(test.info.class_names), args.t_mix, prov, notes)
 

@@ -463,7 +463,8 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
     print(f"experiments.table: depth: {depth_store.summary()}", file=sys.stderr)
     compare_depth.attach(records, depth_records)
   base = args.report or f"{name}_baselines"
-  prov, notes = run_cache.prepare_report(out, base, cache, args.note)
+  prov, notes = run_cache.prepare_report(out, base, cache, args.note, command=command,
+                                          prog="experiments.table")
   return write_report(out, name, config, records, names, forget_sets, seeds,
                       list(test.info.class_names), command, notes, base, prov=prov,
                       depth_records=depth_records if dcfg is not None else None)

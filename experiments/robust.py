@@ -330,8 +330,12 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in METHODS]
   if bad:
     common.fail(f"unknown models or methods {bad}", prog="experiments.robust")
-  seeds = [int(s) for s in args.seeds.split(",")]
-  choose = [int(s) for s in args.choose_seeds.split(",") if s]
+  try:
+    seeds = [int(s) for s in args.seeds.split(",")]
+    choose = [int(s) for s in args.choose_seeds.split(",") if s]
+  except ValueError:
+    common.fail(f"--seeds {args.seeds!r} and --choose-seeds {args.choose_seeds!r} must be "
+                "comma-separated integers, e.g. 0,1,2", prog="experiments.robust")
   out = pathlib.Path(args.out)
   runs = out / "runs" / "robust"
   runs.mkdir(parents=True, exist_ok=True)
@@ -372,11 +376,17 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
         print(f"{model} seed{seed}: no cached model trained with its config (pass --train); "
               "only its cached runs are reported", file=sys.stderr)
   print(f"experiments.robust: {cache.summary()} ({runs})", file=sys.stderr)
+  if not records:  # An empty report would replace a good one (and exit 0).
+    common.fail("no run to report: none is cached under --out for these models, seeds and "
+                "methods, and none was computed (pass --train to train the models, or "
+                "--out the folder of an earlier run); nothing was written",
+                "experiments.robust")
   models = [m for m in models if any(r["model"] == m for r in records)]
   bench_rows = bench(out, args.bench, methods) if args.bench else []
   prov, notes = run_cache.prepare_report(
       out, "robust", cache, args.note,
-      pathlib.Path(args.notes_file) if args.notes_file else None)
+      pathlib.Path(args.notes_file) if args.notes_file else None, command=command,
+      prog="experiments.robust")
   write_report(out, records, models, methods, choose, command, bench_rows, notes, args.bench,
                prov)
   return out / "robust.md"

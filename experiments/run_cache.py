@@ -49,6 +49,7 @@ import json
 import pathlib
 import re
 import shlex
+import sys
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -500,7 +501,8 @@ def report_notes(notes_file: pathlib.Path, new: Sequence[str],
 
 
 def prepare_report(out: pathlib.Path, base: str, cache: RunCache, new_notes: Sequence[str],
-                   notes_file: pathlib.Path | None = None) -> tuple[dict[str, Any], list[str]]:
+                   notes_file: pathlib.Path | None = None, command: str | None = None,
+                   prog: str = "experiments") -> tuple[dict[str, Any], list[str]]:
   """What a report's header needs, read before the report ``<out>/<base>.*`` is replaced.
 
   Args:
@@ -509,17 +511,36 @@ def prepare_report(out: pathlib.Path, base: str, cache: RunCache, new_notes: Seq
     cache: the cache its runs came through.
     new_notes: the ``--note`` paragraphs of this command.
     notes_file: the notes file (default ``<out>/<base>_notes.md``).
+    command: this command; when the report about to be replaced was made by another, a
+      line on stderr says so (the runs stay cached, the report is replaced).
+    prog: the runner, at the start of that line.
 
   Returns:
     ``(provenance, notes)``: :func:`provenance` (with ``notes_file``, the file's name) and
     :func:`report_notes`.
   """
   json_path = out / f"{base}.json"
+  if command is not None:
+    say_if_replacing(json_path, command, prog)
   prov = provenance(cache, earlier_stamp(json_path, out / f"{base}.md"))
   notes_file = notes_file or out / f"{base}_notes.md"
   notes = report_notes(notes_file, new_notes, json_path)
   prov["notes_file"] = notes_file.name
   return prov, notes
+
+
+def say_if_replacing(json_path: pathlib.Path, command: str, prog: str) -> None:
+  """A line on stderr when the report at ``json_path`` was made by a command other than
+  ``command`` (another class set, other methods): replaced without a word, its figures
+  were lost to whoever had not kept them."""
+  try:
+    earlier = json.loads(json_path.read_text()).get("command")
+  except (OSError, ValueError, AttributeError):
+    return
+  if isinstance(earlier, str) and earlier.strip() != command.strip():
+    print(f"{prog}: replacing {json_path.with_suffix('.md')}, made by another command "
+          f"({earlier}); its runs stay cached. Pass --report NAME (where the runner takes "
+          "it) or another --out to keep both", file=sys.stderr)
 
 
 def notes_lines(notes: Sequence[str], prov: Mapping[str, Any]) -> list[str]:

@@ -470,7 +470,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bar.close()
   print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
 
-  prov, notes = run_cache.prepare_report(out, name, cache, args.note)
+  prov, notes = run_cache.prepare_report(out, name, cache, args.note, command=command,
+                                          prog="experiments.table")
   write_report(out, name, config, records, modes, forget_sets, seeds,
                list(test.info.class_names), command, notes, rule, prov)
   return out / f"{name}.md"

@@ -1,0 +1,46 @@
+"""A runner's report is never replaced silently: by an empty one, or by another command's."""
+
+import json
+
+import pytest
+
+
+def test_robust_without_runs_refuses_instead_of_an_empty_report(tmp_path, capsys):
+  """Without --train and with nothing cached it wrote a report of 0 runs over a good one,
+  and exited 0."""
+  from experiments import robust  # pylint: disable=import-outside-toplevel
+
+  (tmp_path / "robust.md").write_text("a good report\n")
+  with pytest.raises(SystemExit) as raised:
+    robust.main(["--models", "digits_tanh", "--seeds", "0", "--methods", "bias", "--out",
+                 str(tmp_path)])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert raised.value.code == 2 and err[-1].startswith("experiments.robust: error: no run to "
+                                                       "report"), err
+  assert (tmp_path / "robust.md").read_text() == "a good report\n"
+  assert not (tmp_path / "robust.json").exists()
+
+
+def test_robust_refuses_seeds_that_are_not_integers(tmp_path, capsys):
+  from experiments import robust  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(SystemExit) as raised:
+    robust.main(["--seeds", "x", "--out", str(tmp_path)])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert raised.value.code == 2 and len(err) == 1 and "comma-separated integers" in err[0]
+
+
+def test_replacing_another_commands_report_is_said(tmp_path, capsys):
+  """A rerun with another class set replaced the report, figures included, without a word."""
+  from experiments import run_cache  # pylint: disable=import-outside-toplevel
+
+  report = tmp_path / "r.json"
+  report.write_text(json.dumps({"command": "python -m experiments.table --classes 3"}))
+  run_cache.say_if_replacing(report, "python -m experiments.table --classes 3", "x")
+  assert capsys.readouterr().err == ""
+  run_cache.say_if_replacing(report, "python -m experiments.table --classes 3,6", "x")
+  err = capsys.readouterr().err
+  assert err.startswith(f"x: replacing {tmp_path / 'r.md'}, made by another command "
+                        "(python -m experiments.table --classes 3)") and err.count("\n") == 1
+  run_cache.say_if_replacing(tmp_path / "absent.json", "anything", "x")  # First report.
+  assert capsys.readouterr().err == ""
