@@ -526,3 +526,17 @@ def test_forward_refuses_float_images_and_bad_settings(hand_made, images, kwargs
   original = hand_made[0]
   with pytest.raises(error, match=match):
     features.forward(original, images, features=False, **kwargs)
+
+
+def test_suppression_one_constant_undoes_is_output_level_even_with_moved_features():
+  """The verdict called a finetune 'deeper than the output layer' (its features had moved)
+  while one constant brought back 89% of the class against the oracle's 2.6%."""
+  Fig = report_lib.Figure
+  figures = (Fig("E_F", "E_F", "%", 100.0, 100.0, 0.0, 0.0, None),
+             Fig("one_constant_half", "one", "%", 89.0, 2.6, 100.0, 86.4, None),
+             Fig("cka_to_original", "cka", "CKA", 1 - 0.0034, 1 - 9.7e-6, 1.0, 0.0, None),
+             Fig("probe_recall", "probe", "%", 97.0, 96.0, 97.0, 1.0, None))
+  report = report_lib.DepthReport((3,), figures, {}, report_lib.Verdict(False, ""))
+  found = report_lib.verdict(report)
+  assert found.output_level_only and found.text.startswith("Output-level:"), found
+  assert "brings back 89.0%" in found.text and "moved from the original's" in found.text

@@ -153,8 +153,9 @@ def verdict(report: DepthReport) -> Verdict:
   still recalls within 5 points of the original where the original and the oracle differ
   by more than 10. Suppressed with the original's features: output-level only. Where the
   oracle's features are the original's too (``1 - CKA < 1e-9``, probe alike), or the
-  model has none, the features cannot tell and the one-constant attack decides (more
-  than 10 points above the oracle: output-level).
+  model has none, the features cannot tell. Either way, suppression that one constant
+  added to the forgotten logits undoes (more than 10 points above the oracle) is
+  output-level, however far the features moved.
   """
   e_f = report["E_F"]
   one = report.get("one_constant_half")
@@ -188,13 +189,15 @@ def verdict(report: DepthReport) -> Verdict:
   if same:
     return Verdict(True, f"Output-level only: suppressed in the logits ({gone}) but the "
                    f"features are the original's: {detail}; {shift}.")
+  if undone:  # Whatever the features did, one constant undoes the suppression.
+    features = ("the features moved from the original's as the oracle's did, but not the "
+                "class out of them" if same is False else "the features cannot tell")
+    return Verdict(True, f"Output-level: suppressed in the logits ({gone}) and {shift}; "
+                   f"{features}: {detail}.")
   if same is False:
     return Verdict(False, f"Deeper than the output layer: suppressed in the logits ({gone}) "
                    f"and the forgotten images' features moved from the original's as the "
                    f"oracle's did: {detail}; {shift}.")
-  if undone:
-    return Verdict(True, f"Output-level: suppressed in the logits ({gone}) and {shift}. The "
-                   f"features cannot tell: {detail}.")
   shift = f": {shift}" if shift else ": the one-constant attack was not measured"
   return Verdict(False, f"Suppressed in the logits ({gone}) and not undone by one constant "
                  f"more than the oracle's{shift}. The features cannot tell: {detail}.")
