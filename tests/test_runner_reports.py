@@ -44,3 +44,14 @@ def test_replacing_another_commands_report_is_said(tmp_path, capsys):
                         "(python -m experiments.table --classes 3)") and err.count("\n") == 1
   run_cache.say_if_replacing(tmp_path / "absent.json", "anything", "x")  # First report.
   assert capsys.readouterr().err == ""
+
+
+def test_the_alignment_findings_appear_only_for_the_run_they_describe():
+  """Fixed text about every model (tanh 'cos 0.06-0.20') sat under a one-model table that
+  showed cos 0.22."""
+  from experiments import alignment, robust  # pylint: disable=import-outside-toplevel
+
+  full = [{"model": m, "seed": s} for m in robust.MODELS for s in alignment.FINDINGS_SEEDS]
+  assert alignment.findings(full) == alignment.FINDINGS
+  assert alignment.findings([{"model": "digits_tanh", "seed": 0}]).startswith(
+      "**Findings** are written for the committed run")
