@@ -73,6 +73,13 @@ def main(argv=None) -> int:
                            "loaded machine, 2 threads can wait for each other many times "
                            "over: give 1)")
   args = parser.parse_args(argv)
+  names = [name for name, _ in BENCHES]
+  unknown = [n for n in (args.only or "").split(",") if n and n not in names]
+  if unknown or (args.only is not None and not any(args.only.split(","))):
+    print(f"experiments.bench_all: error: --only: unknown benchmark "
+          f"{', '.join(unknown) or repr(args.only)}; choose from {', '.join(names)}",
+          file=sys.stderr)
+    return 2
   argv = sys.argv[1:] if argv is None else list(argv)
   threads = [] if args.tiny else ["--torch-threads", args.torch_threads]
   chosen = [(name, TINY[name] if args.tiny else

@@ -186,6 +186,7 @@ class Ratios:
   def write_json(self, path: str | None, extra: dict | None = None) -> None:
     """Writes ``{"rows": [...], **extra}`` to ``path`` (nothing without a path)."""
     if path:
+      pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
       pathlib.Path(path).write_text(json.dumps({"rows": self.rows, **(extra or {})}, indent=1))
 
 

@@ -50,7 +50,7 @@ import optax
 
 import mnemonic_jax as mj
 from experiments import bench_common as bc
-from experiments.common import emit, median_seconds
+from experiments.common import median_seconds
 from mnemonic_jax.forgetting import DEFAULT_RULE
 from mnemonic_jax.forgetting.moves import paper_search
 
@@ -178,8 +178,8 @@ def main(argv=None) -> None:
   parser.add_argument("--out", type=bc.out_path, default=None)
   args = parser.parse_args(argv)
   if args.bundles:
-    emit([f"Command: `python -m experiments.bench_search --bundles {' '.join(args.bundles)}`.",
-          ""] + monotone(args.bundles), args.out)
+    bc.write("\n".join([f"Command: `python -m experiments.bench_search --bundles "
+                        f"{' '.join(args.bundles)}`.", ""] + monotone(args.bundles)), args.out)
     return
   full = not args.no_full
   rows = [bench(int(c), args.repeats, full, args.chunk, args.train_steps)
@@ -206,7 +206,7 @@ def main(argv=None) -> None:
                  f"{r['boundary']:.2f} | {r['boundary'] / r['fixed']:.1f} | "
                  f"{100 * r['boundary_scored']:.0f}% | {r['boundary_same']}/{args.repeats + 1} | "
                  f"{100 * r['percentile']:.0f} |")
-  emit(lines, args.out)
+  bc.write("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

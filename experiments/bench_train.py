@@ -164,8 +164,11 @@ class JaxSide:
     step = training.make_train_step(self.model, optimizer, self.codes, T_MIX,
                                     self.jax.random.key(1), mean=self.mean, std=self.std)
     k = training.GROUP_STEPS  # fit's program: a group of K batches on the device.
-    group = self.jax.device_put((images[:k * BATCH].reshape(k, BATCH, *images.shape[1:]),
-                                 labels[:k * BATCH].reshape(k, BATCH), np.int32(0),
+    # Fewer than K batches of images (``--examples`` small, as ``bench_all --tiny``): the
+    # group wraps around them (a reshape of too few images would fail).
+    take = np.arange(k * BATCH) % len(labels)
+    group = self.jax.device_put((images[take].reshape(k, BATCH, *images.shape[1:]),
+                                 labels[take].reshape(k, BATCH), np.int32(0),
                                  np.int32(1)))
     self.jax.clear_caches()
     with CompileClock() as clock:

@@ -106,3 +106,37 @@ def test_a_benchmark_report_is_a_file_written_again_on_a_rerun(tmp_path):
   for bad, words in (("", "is empty"), (str(tmp_path), "is a folder")):
     with pytest.raises(argparse.ArgumentTypeError, match=words):
       bench_common.out_path(bad)
+
+
+def test_bench_all_refuses_an_unknown_benchmark_in_one_line(tmp_path, capsys):
+  """``--only bogus`` wrote an empty report and exited 0."""
+  out = tmp_path / "b.md"
+  assert bench_all.main(["--only", "bogus,bench_train", "--out", str(out)]) == 2
+  err = capsys.readouterr().err.strip().splitlines()
+  assert len(err) == 1 and "unknown benchmark bogus" in err[0], err
+  assert not out.exists()
+
+
+def test_reports_and_ratio_files_create_their_folder(tmp_path):
+  """bench_search wrote its report with an open() that needed the folder to exist: a new
+  folder as --out was a FileNotFoundError after all the work."""
+  from experiments import bench_search  # pylint: disable=import-outside-toplevel
+
+  report, rows = tmp_path / "new" / "bench.md", tmp_path / "other" / "rows.json"
+  bench_common.write("# a report", str(report))
+  ratios = bench_common.Ratios()
+  ratios.add("a path", 1.0, 2.0)
+  ratios.write_json(str(rows))
+  assert report.read_text() == "# a report\n" and json.loads(rows.read_text())["rows"]
+  assert not hasattr(bench_search, "emit")  # Its reports go through bench_common.write.
+
+
+def test_bench_train_compiles_its_step_on_fewer_images_than_a_group():
+  """``bench_all --tiny`` gives bench_train 1280 images, fewer than a group of 32 batches:
+  the step's compile reshaped them into a group and failed."""
+  import numpy as np  # pylint: disable=import-outside-toplevel
+
+  from experiments import bench_train  # pylint: disable=import-outside-toplevel
+
+  images, labels, mean, std, _ = bench_train.load("random", 2 * bench_train.BATCH)
+  assert np.isfinite(bench_train.JaxSide(images, labels, mean, std).step_compile_seconds())
