@@ -67,7 +67,24 @@ def out_path(text: str) -> str:
     raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder")
   if pathlib.Path(text).exists() and not pathlib.Path(text).is_dir():
     raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; give a folder")
+  for parent in pathlib.Path(text).parents:  # The nearest existing one must be a folder.
+    if parent.exists():
+      if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be a folder; "
+                                         "give a folder")
+      break
   return text
+
+
+def seed_list(text: str) -> list[int]:
+  """An argparse type: comma-separated seeds, integers of at least 0 (``''``: none)."""
+  seeds = []
+  for part in (p.strip() for p in text.split(",")):
+    if part:
+      if not part.isdigit():
+        raise argparse.ArgumentTypeError(f"{part!r} is not a seed (an integer of at least 0)")
+      seeds.append(int(part))
+  return seeds
 
 
 def positive_int(minimum: int = 1):
@@ -177,7 +194,8 @@ def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
   """The single classes of ``args.classes`` and the ``args.multi`` set (if not empty).
 
   Raises:
-    SystemExit: a bad class id, or a multi-class set the library refuses (exit status 2).
+    SystemExit: a bad class id, a multi-class set the library refuses, or a ``--multi`` set
+      that is one of the ``--classes`` (exit status 2).
   """
   sets = [(c,) for c in parse_classes(args.classes, num_classes)]
   multi = tuple(sorted(parse_classes(args.multi, num_classes))) if args.multi else ()
@@ -186,6 +204,9 @@ def forget_sets_of(args, num_classes: int) -> list[tuple[int, ...]]:
       fisher.validate_classes(multi, num_classes)
     except ValueError as e:
       fail(f"--multi {args.multi}: {e}")
+  if multi and multi in sets:  # The same runs would be counted twice, once per table.
+    fail(f"--multi {args.multi} is one class, already forgotten by --classes; give a set of "
+         "several classes, or --multi '' for none")
   if not sets and not multi:  # The report would be empty tables.
     fail("no class to forget: give --classes (e.g. 0,3 or all) or a --multi set")
   return sets + ([multi] if multi else [])

@@ -68,7 +68,10 @@ BASELINES = ("finetune", "neggrad", "neggrad+", "random-labels", "ssd", "ssd-exa
              "jit-lipschitz", "svd-projection")
 
 
-#: Why a method is left out (``--methods``, ``--skip``) in the committed command.
+#: The model whose ``--skip`` of the committed command :data:`LEFT_OUT` explains.
+VIT = "digits_vit"
+
+#: Why a method is left out (``--skip``) on :data:`VIT` in the committed command.
 LEFT_OUT: dict[str, str] = {
     **{m: ("40 epochs on digits (the digits settings), two fifths of training the ViT's "
            "oracle, once per class set; left out on the ViT to keep the run within the "
@@ -83,6 +86,38 @@ LEFT_OUT: dict[str, str] = {
 def all_methods() -> list[str]:
   """Every forgetting move (its ``mnemonic-*`` name), then :data:`BASELINES`."""
   return [m.baseline for m in forgetting.MOVES.values()] + list(BASELINES)
+
+
+def parse_skip(items: Sequence[str], models: Sequence[str],
+               methods: Sequence[str]) -> dict[str, list[str]]:
+  """``--skip MODEL=METHOD,...`` (repeatable) -> ``{model: [method, ...]}``.
+
+  Raises:
+    SystemExit: an item without ``=``, a model not in ``--models`` or a method not in
+      ``--methods`` (each would be skipped silently; exit status 2).
+  """
+  skip: dict[str, list[str]] = {}
+  for item in items:
+    model, eq, names = item.partition("=")
+    chosen = [m for m in names.split(",") if m]
+    if not eq or not chosen:
+      common.fail(f"--skip {item!r}: write MODEL=METHOD,... e.g. digits_vit=finetune",
+                  "experiments.depth")
+    if model not in models:
+      common.fail(f"--skip {item}: {model} is not in --models ({','.join(models)})",
+                  "experiments.depth")
+    bad = [m for m in chosen if m not in methods]
+    if bad:
+      common.fail(f"--skip {item}: {', '.join(bad)} not in --methods; choose from "
+                  f"{', '.join(methods)}", "experiments.depth")
+    skip.setdefault(model, []).extend(m for m in chosen if m not in skip.get(model, []))
+  return skip
+
+
+def skip_reasons(model: str, skipped: Sequence[str]) -> dict[str, str]:
+  """Why each method ``--skip`` left out on ``model``: :data:`LEFT_OUT`'s reason on
+  :data:`VIT` (the committed command's), ``--skip`` otherwise."""
+  return {m: LEFT_OUT[m] if model == VIT and m in LEFT_OUT else "--skip" for m in skipped}
 
 
 def parse_sets(text: str) -> list[tuple[int, ...]]:
@@ -442,7 +477,7 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
            + sum(f.get("method_cpu_seconds") or 0 for f in failures)
            + sum(s.get("cpu_seconds", 0) for s in spreads))
   return {"name": name, **model.info, "oracle_seeds": seeds,
-          "skipped": {m: LEFT_OUT.get(m, "--skip") for m in skipped},
+          "skipped": skip_reasons(name, skipped),
           "runs": runs, "spreads": spreads,
           "failures": failures,
           "oracle_cpu_seconds": oracle_cpu, "total_cpu_seconds": total,
@@ -451,14 +486,14 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   """Runs the experiment (see the module docstring); returns the path of ``depth.md``."""
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(prog="experiments.depth", description=__doc__.splitlines()[0])
   parser.add_argument("--models", "--config", default=",".join(depth_models.MODELS),
                       help=f"comma-separated: of {', '.join(depth_models.MODELS)}, or config "
                       "specs as 'mnemonic-jax train' takes them (digits_mlp, FILE:VARIANT)")
   parser.add_argument("--classes", default="0,6,0+1+2",
                       help="class sets: '3' or '0+1+2', comma-separated")
   parser.add_argument("--seed", type=int, default=0, help="the model's and oracle's seed")
-  parser.add_argument("--oracle-seeds", default="1,2",
+  parser.add_argument("--oracle-seeds", type=common.seed_list, default="1,2",
                       help="seeds of extra oracles for the spread ('' for none)")
   parser.add_argument("--spread-models", default=None,
                       help="the models that get the extra oracles (default: every model)")
@@ -468,9 +503,10 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                       help="'all' or comma-separated methods of mnemonic_jax.baselines; "
                       "METHOD@FIELD=VALUE[@...] runs a variant of its config, e.g. "
                       "svd-projection@samples=10")
-  parser.add_argument("--epochs", type=int, default=None, help="override every model's epochs")
-  parser.add_argument("--relearn-steps", type=int, default=200,
-                      help="the most relearning steps per model")
+  parser.add_argument("--epochs", type=common.positive_int(), default=None,
+                      help="override every model's epochs")
+  parser.add_argument("--relearn-steps", type=common.positive_int(0), default=200,
+                      help="the most relearning steps per model (0: no relearning attack)")
   parser.add_argument("--out", type=common.out_path, default="runs/experiments",
                       help="where the report and the cache go (default: the scratch folder)")
   args = parser.parse_args(argv)
@@ -502,8 +538,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
       except configs.ConfigError as e:
         common.fail(f"--models {name}: not one of {', '.join(depth_models.MODELS)}, nor a "
                     f"config: {e}", "experiments.depth")
-  args.oracle_seeds = [int(s) for s in args.oracle_seeds.split(",") if s.strip()]
-  args.skip = {m: ms.split(",") for m, _, ms in (s.partition("=") for s in args.skip)}
+  args.skip = parse_skip(args.skip, models, args.methods)
+  spread = [m for m in (args.spread_models or "").split(",") if m]
+  if args.spread_models is not None and (not spread or set(spread) - set(models)):
+    common.fail(f"--spread-models {args.spread_models!r}: name models of --models "
+                f"({','.join(models)})", "experiments.depth")
   out = pathlib.Path(args.out)
   root = out / "cache" / "depth"
   depth_config = DepthConfig(relearn=RelearnConfig(max_steps=args.relearn_steps))
@@ -512,7 +551,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
             "machine": common.machine_line(), "load_start": os.getloadavg(),
             "sets": parse_sets(args.classes), "seed": args.seed, "oracle_seeds": args.oracle_seeds,
             "methods": args.methods,
-            "left_out": {m: LEFT_OUT.get(m, "not in --methods") for m in all_methods()
+            "left_out": {m: "not in --methods" for m in all_methods()
                          if m not in args.methods}, "version": mnemonic_jax.__version__,
             "depth_config": {k: v for k, v in vars(depth_config).items() if k != "relearn"}
             | {"relearn_max_steps": args.relearn_steps}, "models": []}

@@ -344,7 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="with --methods (retrain among them): attack every method's forgetting "
                       "with the depth suite of mnemonic_jax.evaluation against the retrain "
                       "oracle (experiments.compare_depth); slow, off by default")
-  p.add_argument("--depth-relearn-steps", type=int, default=None,
+  p.add_argument("--depth-relearn-steps", type=common.positive_int(0), default=None,
                  help="with --depth: the most relearning steps per model (0: no relearning "
                       "attack; default: the suite's)")
   p.add_argument("--depth-probe-per-class", type=int, default=None,

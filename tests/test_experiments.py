@@ -630,3 +630,70 @@ def test_a_run_with_config_overrides_gets_its_own_report_name():
   assert common.run_name(config, "quick") == "digits_mlp-quick"
   assert common.run_name(config, "", [("epochs", "3"), ("model_kwargs.hidden", "(32,)")]) == (
       "digits_mlp+epochs=3+model_kwargs.hidden=_32__")
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--methods", "retrain,mnemonic", "--out", "FILE/sub"], "is a file, so"),
+    (["--methods", "retrain,mnemonic", "--depth", "--depth-relearn-steps", "-3"],
+     "must be at least 0, got -3")])
+def test_table_refuses_an_out_under_a_file_and_negative_relearning(args, words, tmp_path,
+                                                                    capsys):
+  """An --out under a file was a NotADirectoryError traceback after the runs; a negative
+  --depth-relearn-steps dropped the relearning attack without a word (exit 0)."""
+  from experiments import table  # pylint: disable=import-outside-toplevel
+
+  (tmp_path / "FILE").write_text("")
+  args = [str(tmp_path / a) if a.startswith("FILE") else a for a in args]
+  with pytest.raises(SystemExit) as raised:
+    table.build_parser().parse_args(["--config", "digits_mlp:quick", *args])
+  assert raised.value.code == 2 and words in capsys.readouterr().err
+  assert table.build_parser().parse_args(
+      ["--config", "digits_mlp:quick", "--depth-relearn-steps", "0"]).depth_relearn_steps == 0
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--epochs", "0"], "--epochs: must be at least 1"),
+    (["--relearn-steps", "-1"], "--relearn-steps: must be at least 0"),
+    (["--oracle-seeds", "x"], "'x' is not a seed"),
+    (["--skip", "digits_sigmoid=bogus"], "bogus not in --methods"),
+    (["--skip", "digits_vit=finetune"], "digits_vit is not in --models"),
+    (["--skip", "digits_sigmoid"], "write MODEL=METHOD"),
+    (["--spread-models", "digits_vit"], "name models of --models")])
+def test_depth_refuses_bad_numbers_and_skips_naming_nothing_in_one_line(args, words, capsys):
+  """Each was a traceback (--epochs 0, --relearn-steps -1, --oracle-seeds x) or was taken
+  without a word and did nothing (a --skip or --spread-models naming no run)."""
+  from experiments import depth  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(SystemExit) as raised:
+    depth.main(["--models", "digits_sigmoid", "--methods", "mnemonic,finetune", *args])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert raised.value.code == 2 and words in err[-1], err
+
+
+def test_depth_left_out_names_only_what_was_left_out_with_the_true_reason(tmp_path,
+                                                                          monkeypatch):
+  """Methods not in --methods were listed with the reason 'left out on the ViT to keep the
+  run within the shared CPU budget' though no ViT ran."""
+  from experiments import depth  # pylint: disable=import-outside-toplevel
+
+  written = []
+  monkeypatch.setattr(depth, "run_model", lambda name, *a: {"name": name})
+  monkeypatch.setattr(depth.depth_write, "write_all", lambda result, out: written.append(result))
+  depth.main(["--models", "digits_sigmoid", "--classes", "3", "--oracle-seeds", "",
+              "--methods", "mnemonic,mnemonic-reassign,finetune", "--out", str(tmp_path)])
+  left = written[-1]["left_out"]
+  assert "finetune" not in left and left["fisher"] == "not in --methods"
+  assert not any("ViT" in why for why in left.values())
+  assert depth.skip_reasons("digits_sigmoid", ["finetune"]) == {"finetune": "--skip"}
+  assert "ViT" in depth.skip_reasons(depth.VIT, ["finetune"])["finetune"]
+
+
+def test_a_multi_set_equal_to_a_classes_set_is_refused(capsys):
+  """--classes 3 --multi 3 ran and counted every run of class 3 twice ('Forgotten: 3, 3')."""
+  from experiments import common  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(SystemExit) as raised:
+    common.forget_sets_of(argparse.Namespace(classes="3", multi="3"), 10)
+  err = capsys.readouterr().err.strip().splitlines()
+  assert raised.value.code == 2 and len(err) == 1 and "already forgotten" in err[0], err
+  assert common.forget_sets_of(argparse.Namespace(classes="3", multi="4"), 10) == [(3,), (4,)]
