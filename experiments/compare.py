@@ -371,8 +371,11 @@ def relearn_record(ctx, bundle, classes, test, train_full) -> dict[str, Any]:
 # Main.
 
 
-def run(args, config, name: str, command: str) -> pathlib.Path:
-  """``table --methods``: plan, run (skipping cached runs), report."""
+def run(args, config, name: str, command: str, report: str | None = None) -> pathlib.Path:
+  """``table --methods``: plan, run (skipping cached runs), report.
+
+  ``name`` names the runs' folders (keyed on the config), ``report`` the report (default
+  ``name``; :func:`experiments.common.run_name` with the command's overrides)."""
   methods, inputs = parse_methods(args.methods, args.inputs, args.data, args.depth)
   variants = plan_variants(methods, inputs, parse_sweep(getattr(args, "sweep", None), methods))
   test = load_dataset(config.dataset, "test", data_dir=config.get("data_dir"))
@@ -462,10 +465,10 @@ def run(args, config, name: str, command: str) -> pathlib.Path:
   if dcfg is not None:
     print(f"experiments.table: depth: {depth_store.summary()}", file=sys.stderr)
     compare_depth.attach(records, depth_records)
-  base = args.report or f"{name}_baselines"
+  base = args.report or f"{report or name}_baselines"
   prov, notes = run_cache.prepare_report(out, base, cache, args.note, command=command,
                                           prog="experiments.table")
-  return write_report(out, name, config, records, names, forget_sets, seeds,
+  return write_report(out, report or name, config, records, names, forget_sets, seeds,
                       list(test.info.class_names), command, notes, base, prov=prov,
                       depth_records=depth_records if dcfg is not None else None)
 

@@ -410,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           "choose one)", file=sys.stderr)
   command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
   config, variant = load_config(args.config, overrides)
-  name = run_name(config, variant, overrides)
+  name = run_name(config, variant)  # Its runs and trained models (keyed on the config).
+  report = run_name(config, variant, overrides)  # Its report: one per overridden config.
   if args.depth_probe_per_class is not None and args.depth_probe_per_class < 1:
     fail(f"--depth-probe-per-class must be at least 1, got {args.depth_probe_per_class}")
   if args.methods is not None:
@@ -419,7 +420,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
       compare.parse_sweep(args.sweep, methods)
     except compare.UsageError as e:
       fail(str(e))
-    return compare.run(args, config, name, command)
+    return compare.run(args, config, name, command, report)
   if args.sweep is not None:
     fail("--sweep runs methods' ladders, which only the methods comparison runs; pass "
          "--methods ...")
@@ -470,11 +471,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bar.close()
   print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
 
-  prov, notes = run_cache.prepare_report(out, name, cache, args.note, command=command,
+  prov, notes = run_cache.prepare_report(out, report, cache, args.note, command=command,
                                           prog="experiments.table")
-  write_report(out, name, config, records, modes, forget_sets, seeds,
+  write_report(out, report, config, records, modes, forget_sets, seeds,
                list(test.info.class_names), command, notes, rule, prov)
-  return out / f"{name}.md"
+  return out / f"{report}.md"
 
 
 if __name__ == "__main__":

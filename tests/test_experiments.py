@@ -200,8 +200,12 @@ def test_table_cache_is_keyed_on_the_config(tmp_path):
   assert after["lambda2"] == 100.0 and after["A_R"] != before["A_R"]
   # The trained model was reused (the lambdas do not change training), not retrained.
   assert sorted(p.name for p in (out / "cache" / "digits_mlp-quick").iterdir()) == ["seed0"]
-  report = json.loads((out / "digits_mlp-quick.json").read_text())
+  # The report of the overridden config is its own; the first one's is kept.
+  report = json.loads((out / "digits_mlp-quick+epochs=3+lambda1=0.1+lambda2=100.json")
+                      .read_text())
   assert [r["lambda1"] for r in report["runs"] if r["mode"] == "paper"] == [0.1]
+  first_report = json.loads((out / "digits_mlp-quick+epochs=3.json").read_text())
+  assert [r["lambda1"] for r in first_report["runs"] if r["mode"] == "paper"] == [1e-3]
 
   third = _table(changed, tmp_path)
   assert third.returncode == 0, third.stderr
