@@ -198,8 +198,27 @@ def plot(held: dict[str, dict[str, Any]], path: pathlib.Path) -> None:
   plt.close(fig)
 
 
+def planned_runs(methods: str) -> dict[str, int]:
+  """Per part, the runs it plans: models x class sets x methods (``methods``: the
+  ``--methods`` of the parts that take them)."""
+  return {p.name: len(p.models.split(",")) * len(p.classes.split(","))
+          * len((p.methods or methods).split(",")) for p in PARTS}
+
+
+def incomplete_line(runs: Sequence[dict[str, Any]], planned: dict[str, int]) -> str:
+  """``**Incomplete:** ...`` naming the parts with fewer runs than planned, or ``""``."""
+  short = [(part, sum(r["part"] == part for r in runs), n) for part, n in planned.items()]
+  short = [(part, found, n) for part, found, n in short if found < n]
+  if not short:
+    return ""
+  return ("**Incomplete:** " + "; ".join(f"{part}: {found} of {n} runs"
+                                          for part, found, n in short)
+          + " (a part stopped, failed or not run). Every count below covers the runs that "
+          "exist, and nothing more.")
+
+
 def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathlib.Path,
-          command: str) -> dict[str, Any]:
+          command: str, planned: dict[str, int] | None = None) -> dict[str, Any]:
   """Writes deep.md/.csv/.json/.png; returns the summary."""
   chosen = tally([r for r in runs if r["part"] == "chosen"])
   held = tally([r for r in runs if r["part"] in COMPARED])
@@ -226,28 +245,33 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
                     f"{h['recorded_cpu_seconds'] / 60:.0f} CPU min for the methods and the "
                     f"attacks, training and oracles included where they were run)"
                     for h in headers)
-  best_line = (f"**On the held-out runs, the data-free rule meeting the most depth goals is "
-               f"`{best}`** ({data_free[best]['met']}/{data_free[best]['applicable']} goals; "
+  which = ("the data-free rule meeting the most depth goals is" if len(data_free) > 1
+           else "the only data-free rule run is")
+  best_line = (f"**On the held-out runs, {which} `{best}`** "
+               f"({data_free[best]['met']}/{data_free[best]['applicable']} goals; "
                f"every goal in {data_free[best]['every']}/{data_free[best]['runs']} runs)."
                if best else "No held-out runs yet.")
   every = tally([r for r in runs if r["part"] in EVERY_CLASS_PARTS])
   every_line = ""
   if best in every:
-    seeds = ", ".join(str(p.seed) for p in PARTS if p.name in EVERY_CLASS_PARTS)
+    seeds = ", ".join(str(p.seed) for p in PARTS if p.name in EVERY_CLASS_PARTS
+                      and by_part[p.name])
+    models = len({r["model"] for r in runs if r["part"] in EVERY_CLASS_PARTS})
     counts = [f"`{m}` {r['met']}/{r['applicable']} goals, every goal in {r['every']}/"
               f"{r['runs']} runs" for m, r in sorted(every.items(), key=lambda kv: (
                   kv[0] != best, -kv[1]["met"]))]
     every_line = (f"On every class alone and {{0,1,2}} (the `every class` parts, seeds "
-                  f"{seeds}, the six models): " + "; ".join(counts)
+                  f"{seeds}, {models} model{'' if models == 1 else 's'}): " + "; ".join(counts)
                   + f". `{best}` misses {_misses(every[best])}.")
   misses = _misses(data_free[best]) if best else ""
+  incomplete = incomplete_line(runs, planned or {})
   lines = [
       "# Which data-free rule goes deepest (issue #20)", "",
       f"Command: `{command}` (written {summary['date']}).", "",
       f"Machine: {summary['machine']} (load average at the end: "
       f"{', '.join(f'{v:.1f}' for v in summary['load'])}).",
       "", "Parts (each an `experiments.depth` run, cached under the work folder):", "", parts,
-      "",
+      "", *([incomplete, ""] if incomplete else []),
       "Goals (issue #19; per run, against the retrain oracle of the same model, seed and "
       "class set): forgetting (E_F >= 99, A_R >= oracle - 1), one_constant (<= oracle + 10 "
       "both ways), input_scale (<= oracle + 5 at x1.5, x2, x3), probe (linear probe and "
@@ -312,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
         shutil.copyfile(source / name, target / name)
   argv = sys.argv[1:] if argv is None else list(argv)
   rerun = [a for a in argv if a != "--report-only"]  # What reproduces it from scratch.
-  write(runs, headers, out, " ".join(["python -m experiments.deep", shlex.join(rerun)]).strip())
+  write(runs, headers, out, " ".join(["python -m experiments.deep", shlex.join(rerun)]).strip(),
+        planned_runs(args.methods))
   print(f"wrote {out / 'deep.md'}")
   return out / "deep.md"
 

@@ -54,7 +54,7 @@ def test_the_report_names_the_best_data_free_rule_on_held_out_runs_only(deep, tm
   assert summary["best_held_out"] == "steady" and "only-here" not in summary["held_out"]
   text = (tmp_path / "deep.md").read_text()
   assert "data-free rule meeting the most depth goals is `steady`" in text
-  assert ("(the `every class` parts, seeds 2, 0, 1, the six models): "
+  assert ("(the `every class` parts, seeds 2, 0, 1, 1 model): "
           "`steady` 17/20 goals, every goal in 1/4 runs; `only-here` 6/6 goals, every goal "
           "in 1/1 runs. `steady` misses forgetting in 2/4 (1 of them on models whose own A_R "
           "is already more than 1 point under the oracle's), one_constant in 1/4.") in text
@@ -150,3 +150,16 @@ def test_a_model_variant_gets_a_figure_name_a_markdown_link_can_point_to():
 
   assert depth_write.figure_name("digits_mlp:quick") == "depth_digits_mlp-quick.png"
   assert depth_write.figure_name("fashion_cnn") == "depth_fashion_cnn.png"
+
+
+def test_a_report_of_unfinished_parts_says_so_and_counts_only_what_ran(deep, tmp_path):
+  """After a run stopped during the every-class parts, the report spoke of seeds 2, 0, 1
+  and the six models, and of 'the rule meeting the most goals' with one rule run."""
+  runs = [_run("held-out seed", "steady", [True] * 6),
+          _run("every class, seed 2", "steady", [True] * 6)]
+  planned = deep.planned_runs("steady")
+  deep.write(runs, [], tmp_path, "python -m experiments.deep", planned)
+  text = (tmp_path / "deep.md").read_text()
+  assert "**Incomplete:** chosen: 0 of" in text and "every class, seed 2: 1 of" in text
+  assert "the only data-free rule run is `steady`" in text
+  assert "(the `every class` parts, seeds 2, 1 model)" in text
