@@ -250,7 +250,9 @@ def methods_figures(out: pathlib.Path, base: str, records, variants) -> list[pat
   """The comparison's figures: A_R vs E_F per method, and relearning steps."""
   out = pathlib.Path(out)
   methods = [v for v in variants if "@" not in v]
-  ablation = [v for v in variants if v.startswith("mnemonic")]
+  # The codes ablation: only when some mnemonic method ran with other inputs (--inputs).
+  ablation = ([v for v in variants if v.startswith("mnemonic")]
+              if any("@" in v for v in variants) else [])
   paths = []
   if methods:
     paths.append(methods_scatter(

@@ -55,3 +55,20 @@ def test_the_alignment_findings_appear_only_for_the_run_they_describe():
   assert alignment.findings(full) == alignment.FINDINGS
   assert alignment.findings([{"model": "digits_tanh", "seed": 0}]).startswith(
       "**Findings** are written for the committed run")
+
+
+def test_the_codes_ablation_figure_is_drawn_only_for_an_ablation(tmp_path):
+  """With several mnemonic methods and no --inputs, an 'ablation' figure repeated the
+  A_R/E_F plot under the title of Fishers from other inputs."""
+  from experiments import plots  # pylint: disable=import-outside-toplevel
+
+  record = lambda variant: {"variant": variant, "A_R": 90.0, "E_F": 100.0, "seed": 0,
+                            "seconds": 1.0, "classes": [3], "relearn_steps_90": None}
+  plain = ["retrain", "mnemonic", "mnemonic-auto", "mnemonic-bias"]
+  names = [p.name for p in plots.methods_figures(tmp_path, "r", [record(v) for v in plain],
+                                                 plain)]
+  assert "r_ablation.png" not in names and "r_ar_ef.png" in names
+  ablated = plain + ["mnemonic@zeros"]
+  names = [p.name for p in plots.methods_figures(tmp_path, "s", [record(v) for v in ablated],
+                                                 ablated)]
+  assert "s_ablation.png" in names
