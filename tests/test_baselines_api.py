@@ -168,7 +168,13 @@ PROGRAMS = {
 }
 
 
-@pytest.mark.parametrize("name", list(PROGRAMS))
+#: The families the default run covers (the step builders most methods share); the others
+#: run with ``-m slow`` (the default suite stays under its 5 minutes).
+DEFAULT_PROGRAMS = ("finetune", "neggrad", "scrub", "ssd")
+
+
+@pytest.mark.parametrize("name", [
+    n if n in DEFAULT_PROGRAMS else pytest.param(n, marks=pytest.mark.slow) for n in PROGRAMS])
 def test_a_second_call_compiles_nothing(name):
   data = _data()
   first, _ = baselines.unlearn(name, _bundle(), [3], data, PROGRAMS[name],
