@@ -28,7 +28,6 @@ Inference only: the bundles cached by :mod:`experiments.robust` are loaded, neve
 trained; missing ones are skipped. Writes ``<out>/robust_alignment.md`` (+ ``.png``).
 """
 
-import argparse
 import pathlib
 import shlex
 import sys
@@ -320,7 +319,7 @@ def write_report(out: pathlib.Path, results: list[dict[str, Any]], command: str,
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = common.RunnerParser(description=__doc__.split("\n")[0])
   p.add_argument("--models", default=",".join(robust_experiment.MODELS))
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--out", type=common.out_path, default="runs/experiments",

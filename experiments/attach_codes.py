@@ -58,7 +58,7 @@ NONE = "none"  # The plain model's own codes, never seen: forgetting without att
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(prog="python -m experiments.attach_codes",
+  p = common.RunnerParser(prog="python -m experiments.attach_codes",
                               description=__doc__.split("\n\n")[0])
   p.add_argument("--config", default="fashion_mnist_mlp:e100",
                  help="config FILE[:VARIANT] of the plain model (trained with t_mix 0)")

@@ -162,6 +162,17 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[A
   return config, configs.split_spec(spec)[1] or ""
 
 
+class RunnerParser(argparse.ArgumentParser):
+  """The runners' argument parser: an option that takes a value may be given once
+  (:func:`mnemonic_jax.cli.parser.refuse_repeated_options`, as on the command line)."""
+
+  def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
+    from mnemonic_jax.cli.parser import refuse_repeated_options  # pylint: disable=import-outside-toplevel
+
+    refuse_repeated_options(self, sys.argv[1:] if args is None else args)
+    return super().parse_known_args(args, namespace)
+
+
 def run_name(config, variant: str, overrides: Sequence[tuple[str, str]] = ()) -> str:
   """``config.name``, then ``-<variant>`` (commas as dashes) for a variant, then
   ``+FIELD=VALUE`` for each ``--config.FIELD=VALUE`` (characters other than letters,

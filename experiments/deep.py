@@ -29,7 +29,6 @@ rule meets the most goals on the held-out runs.
 
 from __future__ import annotations
 
-import argparse
 import ast
 import csv
 import datetime
@@ -306,7 +305,7 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   """Runs the parts (unless ``--report-only``) and writes the report; returns deep.md."""
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = common.RunnerParser(description=__doc__.splitlines()[0])
   parser.add_argument("--out", type=common.out_path, default="runs/experiments",
                       help="where deep.md goes (default: the scratch folder)")
   parser.add_argument("--work", type=common.out_path, default="runs/deep",

@@ -486,7 +486,7 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   """Runs the experiment (see the module docstring); returns the path of ``depth.md``."""
-  parser = argparse.ArgumentParser(prog="experiments.depth", description=__doc__.splitlines()[0])
+  parser = common.RunnerParser(prog="experiments.depth", description=__doc__.splitlines()[0])
   parser.add_argument("--models", "--config", default=",".join(depth_models.MODELS),
                       help=f"comma-separated: of {', '.join(depth_models.MODELS)}, or config "
                       "specs as 'mnemonic-jax train' takes them (digits_mlp, FILE:VARIANT)")

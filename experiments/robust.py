@@ -24,7 +24,6 @@ apart from the held-out ones. ``--bench`` also times each rule against the paper
 lambdas (the compiled ``forget``) on one model, after a warm-up.
 """
 
-import argparse
 import json
 import os
 import pathlib
@@ -306,7 +305,7 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = common.RunnerParser(description=__doc__.split("\n")[0])
   p.add_argument("--models", default=",".join(MODELS))
   p.add_argument("--methods", default=",".join(METHODS),
                  help=f"comma-separated, of {','.join(METHODS)} (paper-auto: the 'paper' move)")

@@ -314,7 +314,7 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
 
 
 def build_parser() -> argparse.ArgumentParser:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p = common.RunnerParser(description=__doc__.split("\n")[0])
   p.add_argument("--config", required=True,
                  help="a packaged config (digits_mlp, ...) or path/to/config.py, with "
                       "[:variant]; --config.FIELD=VALUE overrides a field (the report's "

@@ -72,3 +72,18 @@ def test_the_codes_ablation_figure_is_drawn_only_for_an_ablation(tmp_path):
   names = [p.name for p in plots.methods_figures(tmp_path, "s", [record(v) for v in ablated],
                                                  ablated)]
   assert "s_ablation.png" in names
+
+
+@pytest.mark.parametrize("runner, args", [
+    ("table", ["--config", "digits_mlp:quick", "--classes", "3", "--classes", "5"]),
+    ("depth", ["--models", "digits_tanh", "--seed", "0", "--seed", "1"]),
+    ("robust", ["--seeds", "0", "--seeds", "1"])])
+def test_a_runner_refuses_an_option_given_twice(runner, args, capsys):
+  """argparse kept the last value, as the command line did before (--classes 3 --classes 5
+  ran class 5 alone)."""
+  import importlib  # pylint: disable=import-outside-toplevel
+
+  with pytest.raises(SystemExit) as raised:
+    importlib.import_module(f"experiments.{runner}").main(args)
+  err = capsys.readouterr().err
+  assert raised.value.code == 2 and "given 2 times; give it once" in err, err

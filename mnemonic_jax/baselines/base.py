@@ -35,7 +35,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import codes, errors
 from mnemonic_jax import _validate
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.timing import CompileClock
@@ -423,10 +423,9 @@ def _read_kind(examples: dict[str, int]) -> str:
 
 
 def _validate_key(key: Any) -> jax.Array:
-  if not (isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)
-          and key.shape == ()):
-    raise errors.BadRequestType(f"key must be one typed PRNG key, jax.random.key(seed), got "
-                                f"{type(key).__name__} {getattr(key, 'shape', '')}".rstrip())
+  """``key``, checked as every entry point checks one (:func:`mnemonic_jax.codes.check_key`:
+  an int seed or a batch of keys refused in one line)."""
+  codes.check_key(key)
   return key
 
 

@@ -118,19 +118,26 @@ class _Parser(argparse.ArgumentParser):
     return parsed
 
   def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
-    given: dict[argparse.Action, list[str]] = {}
-    for token in sys.argv[1:] if args is None else args:
-      if token == "--":
-        break
-      action = self._option_string_actions.get(token.split("=", 1)[0])
-      if isinstance(action, argparse._StoreAction):  # pylint: disable=protected-access
-        given.setdefault(action, []).append(token.split("=", 1)[0])
-    for action, names in given.items():
-      if len(names) > 1:
-        several = " (several classes: --classes 3,5)" if action.type is class_list else ""
-        self.error(f"{' and '.join(dict.fromkeys(names))} given {len(names)} times; give "
-                   f"it once{several}")
+    refuse_repeated_options(self, sys.argv[1:] if args is None else args)
     return super().parse_known_args(args, namespace)
+
+
+def refuse_repeated_options(parser: argparse.ArgumentParser, args: Sequence[str]) -> None:
+  """``parser.error`` if an option of ``parser`` that takes a value is given twice in
+  ``args`` (argparse keeps the last one: ``--classes 3 --classes 5`` meant class 5 alone).
+  The command line's parser and the experiment runners' (``experiments.common``) call it."""
+  given: dict[argparse.Action, list[str]] = {}
+  for token in args:
+    if token == "--":
+      break
+    action = parser._option_string_actions.get(token.split("=", 1)[0])  # pylint: disable=protected-access
+    if isinstance(action, argparse._StoreAction):  # pylint: disable=protected-access
+      given.setdefault(action, []).append(token.split("=", 1)[0])
+  for action, names in given.items():
+    if len(names) > 1:
+      several = " (several classes: --classes 3,5)" if action.type is class_list else ""
+      parser.error(f"{' and '.join(dict.fromkeys(names))} given {len(names)} times; give it "
+                   f"once{several}")
 
 
 def print_error(message: object) -> None:
