@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _positive_ints(text: str, what: str) -> list[int]:
   items = [t.strip() for t in text.split(",") if t.strip()]
-  if not items or not all(t.isdigit() and int(t) > 0 for t in items):
+  if not items or not all(t.isascii() and t.isdigit() and int(t) > 0 for t in items):
     common.fail(f"{what} {text!r} must be positive integers, comma-separated (e.g. 1,2,5,10)")
   return [int(t) for t in items]
 

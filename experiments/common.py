@@ -81,7 +81,7 @@ def seed_list(text: str) -> list[int]:
   seeds = []
   for part in (p.strip() for p in text.split(",")):
     if part:
-      if not part.isdigit():
+      if not (part.isascii() and part.isdigit()):
         raise argparse.ArgumentTypeError(f"{part!r} is not a seed (an integer of at least 0)")
       seeds.append(int(part))
   return seeds
@@ -191,7 +191,7 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
   if text == "all":
     return list(range(num_classes))
   items = [c.strip() for c in text.split(",") if c.strip() != ""]
-  bad = [c for c in items if not c.isdigit() or int(c) >= num_classes]
+  bad = [c for c in items if not (c.isascii() and c.isdigit()) or int(c) >= num_classes]
   if bad:
     fail(f"class ids {bad} are not classes of this dataset (0..{num_classes - 1}); write "
          "e.g. --classes 0,3 or --classes all")

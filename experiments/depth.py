@@ -128,7 +128,7 @@ def parse_sets(text: str) -> list[tuple[int, ...]]:
   """
   sets = []
   for part in filter(None, text.split(",")):
-    if not all(c.strip().isdigit() for c in part.split("+")):
+    if not all(c.strip().isascii() and c.strip().isdigit() for c in part.split("+")):
       common.fail(f"--classes: {part!r} is not a class id or a set such as 0+1+2",
                   "experiments.depth")
     sets.append(tuple(sorted(int(c) for c in part.split("+"))))

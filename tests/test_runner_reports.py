@@ -87,3 +87,14 @@ def test_a_runner_refuses_an_option_given_twice(runner, args, capsys):
     importlib.import_module(f"experiments.{runner}").main(args)
   err = capsys.readouterr().err
   assert raised.value.code == 2 and "given 2 times; give it once" in err, err
+
+
+def test_runner_class_ids_are_ascii_digits(capsys):
+  """``int`` takes '٣' as 3; the command line refuses it, the runners must too."""
+  from experiments import common, depth  # pylint: disable=import-outside-toplevel
+
+  for call in (lambda: common.parse_classes("\u0663", 10), lambda: depth.parse_sets("\u0663")):
+    with pytest.raises(SystemExit) as raised:
+      call()
+    assert raised.value.code == 2
+  capsys.readouterr()
