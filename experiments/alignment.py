@@ -40,7 +40,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments import common, run_cache
+from experiments import common, report_files, run_cache
 from experiments import robust as robust_experiment
 from mnemonic_jax.forgetting.moves.bias import output_bias
 from mnemonic_jax.data import load_dataset
@@ -243,7 +243,8 @@ def findings(results: list[dict[str, Any]]) -> str:
 
 def write_report(out: pathlib.Path, results: list[dict[str, Any]], command: str,
                  skipped: list[str]) -> pathlib.Path:
-  """Writes ``robust_alignment.md`` and ``robust_alignment.png``."""
+  """Writes ``robust_alignment.md`` and ``robust_alignment.png``, replacing the earlier
+  report's together or not at all (:mod:`experiments.report_files`); returns the first."""
   models = list(dict.fromkeys(r["model"] for r in results))
   lines = [
       "# Do the codes stand in for the images at the head? (issue #11)", "",
@@ -289,33 +290,33 @@ def write_report(out: pathlib.Path, results: list[dict[str, Any]], command: str,
   if skipped:
     lines += ["", "Not cached (skipped): " + ", ".join(skipped) + "."]
   lines += ["", READING, "", findings(results), "", "![alignment](robust_alignment.png)", ""]
-  path = out / "robust_alignment.md"
-  path.write_text("\n".join(lines))
+  with report_files.staged_report(out) as stage:  # Both files replaced together, or none.
+    (stage / "robust_alignment.md").write_text("\n".join(lines))
 
-  fig = Figure(figsize=(max(6.0, 1.1 * len(models)), 5.5), layout="constrained")
-  FigureCanvasAgg(fig)
-  axes = fig.subplots(2, 1, sharex=True)
-  for i, m in enumerate(models):
-    rows = [row for r in results if r["model"] == m for row in r["rows"]]
-    jitter = np.linspace(-0.15, 0.15, len(rows))
-    for ax, key, color, label in ((axes[0], "cos", "#dd8452", "own code"),
-                                  (axes[0], "cos_other", "#8c8c8c", "other codes"),
-                                  (axes[1], "top", "#4c72b0", f"top-{TOP_K} overlap")):
-      shift = 0.2 if key == "cos_other" else (-0.2 if key == "cos" else 0.0)
-      ax.scatter(i + shift + jitter * 0.5, [row[key] for row in rows], s=8, color=color,
-                 alpha=0.6, label=label if i == 0 else None)
-    d = next(r["features"] for r in results if r["model"] == m)
-    axes[1].hlines(min(TOP_K, d) ** 2 / d, i - 0.35, i + 0.35, color="k", lw=1,
-                   label="chance" if i == 0 else None)
-  axes[0].set_ylabel("cosine of margin contributions\n(class images vs code)")
-  axes[0].axhline(0, color="k", lw=0.5)
-  axes[0].legend(fontsize=8)
-  axes[1].set_ylabel(f"top-{TOP_K} feature overlap")
-  axes[1].legend(fontsize=8)
-  axes[1].set_xticks(range(len(models)), models, rotation=30, ha="right")
-  fig.suptitle("Head-input alignment of codes and images (per class x seed)")
-  fig.savefig(out / "robust_alignment.png", dpi=110)
-  return path
+    fig = Figure(figsize=(max(6.0, 1.1 * len(models)), 5.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, 1, sharex=True)
+    for i, m in enumerate(models):
+      rows = [row for r in results if r["model"] == m for row in r["rows"]]
+      jitter = np.linspace(-0.15, 0.15, len(rows))
+      for ax, key, color, label in ((axes[0], "cos", "#dd8452", "own code"),
+                                    (axes[0], "cos_other", "#8c8c8c", "other codes"),
+                                    (axes[1], "top", "#4c72b0", f"top-{TOP_K} overlap")):
+        shift = 0.2 if key == "cos_other" else (-0.2 if key == "cos" else 0.0)
+        ax.scatter(i + shift + jitter * 0.5, [row[key] for row in rows], s=8, color=color,
+                   alpha=0.6, label=label if i == 0 else None)
+      d = next(r["features"] for r in results if r["model"] == m)
+      axes[1].hlines(min(TOP_K, d) ** 2 / d, i - 0.35, i + 0.35, color="k", lw=1,
+                     label="chance" if i == 0 else None)
+    axes[0].set_ylabel("cosine of margin contributions\n(class images vs code)")
+    axes[0].axhline(0, color="k", lw=0.5)
+    axes[0].legend(fontsize=8)
+    axes[1].set_ylabel(f"top-{TOP_K} feature overlap")
+    axes[1].legend(fontsize=8)
+    axes[1].set_xticks(range(len(models)), models, rotation=30, ha="right")
+    fig.suptitle("Head-input alignment of codes and images (per class x seed)")
+    fig.savefig(stage / "robust_alignment.png", dpi=110)
+  return out / "robust_alignment.md"
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:

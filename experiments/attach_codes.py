@@ -48,7 +48,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import common, run_cache
+from experiments import common, report_files, run_cache
 from mnemonic_jax import attach, baselines, checkpointing, forgetting, metrics, workflow
 from mnemonic_jax.forgetting.criterion import Rule
 from mnemonic_jax.data import load_dataset
@@ -83,12 +83,6 @@ def _positive_ints(text: str, what: str) -> list[int]:
   if not items or not all(t.isascii() and t.isdigit() and int(t) > 0 for t in items):
     common.fail(f"{what} {text!r} must be positive integers, comma-separated (e.g. 1,2,5,10)")
   return [int(t) for t in items]
-
-
-def _write_json(path: pathlib.Path, record: Any) -> None:
-  tmp = path.with_suffix(".tmp")
-  tmp.write_text(json.dumps(record, indent=1))
-  tmp.replace(path)
 
 
 def plain_edit(config) -> None:
@@ -230,7 +224,8 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
                  retrains: list[dict[str, Any]], classes: Sequence[int],
                  class_names: Sequence[str], t_mix: float, prov: dict[str, Any],
                  notes: Sequence[str] = ()) -> pathlib.Path:
-  """Writes ``<out>/attach_codes.md`` and ``.json``.
+  """Writes ``<out>/attach_codes.md`` and ``.json``, replacing the earlier report's together
+  or not at all (:mod:`experiments.report_files`).
 
   ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many
   steps this command computed, where and when, and how many it reused from which earlier
@@ -342,14 +337,14 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
       f"{sum(bool(r['met']) for r in by_model.get(m, []))}/{len(by_model.get(m, []))}"
       for m in models) + ".", ""]
 
-  path = out / f"{REPORT}.md"
-  path.write_text("\n".join(lines))
-  _write_json(out / f"{REPORT}.json", {
-      "command": command, "machine": prov["machine"], "provenance": prov, "notes": list(notes),
-      "config": workflow.to_plain(config), "plain": plain_info,
-      "attached": {str(k): v for k, v in attached.items()}, "summary": summary,
-      "retrain": retrains, "runs": records})
-  return path
+  with report_files.staged_report(out) as stage:  # Both files replaced together, or none.
+    (stage / f"{REPORT}.md").write_text("\n".join(lines))
+    (stage / f"{REPORT}.json").write_text(json.dumps({
+        "command": command, "machine": prov["machine"], "provenance": prov,
+        "notes": list(notes), "config": workflow.to_plain(config), "plain": plain_info,
+        "attached": {str(k): v for k, v in attached.items()}, "summary": summary,
+        "retrain": retrains, "runs": records}, indent=1))
+  return out / f"{REPORT}.md"
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
@@ -425,10 +420,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
           f"({time.perf_counter() - start:.0f} s)", flush=True)
   print(f"experiments.attach_codes: {store.summary()} ({runs})", file=sys.stderr)
 
-  prov, notes = run_cache.prepare_report(out, REPORT, store, args.note, command=command,
-                                          prog="experiments.attach_codes")
-  return write_report(out, command, config, plain_info, attached, records, retrains, classes,
-                      list(test.info.class_names), args.t_mix, prov, notes)
+  with report_files.staged_report(out):  # The notes file goes with the report's files.
+    prov, notes = run_cache.prepare_report(out, REPORT, store, args.note, command=command,
+                                            prog="experiments.attach_codes")
+    return write_report(out, command, config, plain_info, attached, records, retrains,
+                        classes, list(test.info.class_names), args.t_mix, prov, notes)
 
 
 if __name__ == "__main__":

@@ -267,8 +267,9 @@ def main(argv: Sequence[str] | None = None) -> int:
       "Every run (s): " + "; ".join(f"{' '.join(filter(None, k))}: {bc.spread(v)}"
                                     for k, v in times.items() if k[0]) + ".",
       f"Load average at the end: {bc.load_average()}."]
-  bc.write("\n".join(lines), args.out)
-  ratios.write_json(args.json, {"benchmark": "bench_cli"})
+  with bc.staged():  # The table and the ratio rows replaced together, or neither.
+    bc.write("\n".join(lines), args.out)
+    ratios.write_json(args.json, {"benchmark": "bench_cli"})
   return 0
 
 

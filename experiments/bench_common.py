@@ -15,6 +15,7 @@ imports neither).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.metadata
 import json
 import os
@@ -26,7 +27,7 @@ import sys
 import time
 from typing import Any, Callable, Sequence
 
-from experiments import torch_reference
+from experiments import report_files, torch_reference
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -184,18 +185,26 @@ class Ratios:
     return lines
 
   def write_json(self, path: str | None, extra: dict | None = None) -> None:
-    """Writes ``{"rows": [...], **extra}`` to ``path`` (nothing without a path)."""
+    """Writes ``{"rows": [...], **extra}`` to ``path`` (nothing without a path), whole or
+    not at all; inside :func:`staged` with the report's table."""
     if path:
-      pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-      pathlib.Path(path).write_text(json.dumps({"rows": self.rows, **(extra or {})}, indent=1))
+      report_files.write_text(path, json.dumps({"rows": self.rows, **(extra or {})}, indent=1))
 
 
 def write(text: str, out: str | None) -> None:
-  """Prints the report and, with ``out``, writes it there too."""
+  """Prints the report and, with ``out``, writes it there too, whole or not at all; inside
+  :func:`staged` with the report's other files."""
   print(text)
   if out:
-    pathlib.Path(out).parent.mkdir(parents=True, exist_ok=True)
-    pathlib.Path(out).write_text(text if text.endswith("\n") else text + "\n")
+    report_files.write_text(out, text if text.endswith("\n") else text + "\n")
+
+
+def staged() -> contextlib.AbstractContextManager[None]:
+  """The files a benchmark writes inside (:func:`write`'s table, :meth:`Ratios.write_json`'s
+  rows) replace the earlier ones together or not at all
+  (:func:`experiments.report_files.staged_files`): a Ctrl-C between the two left a new
+  table beside the rows of an earlier run."""
+  return report_files.staged_files()
 
 
 def out_path(text: str) -> str:

@@ -338,8 +338,9 @@ def main(argv=None) -> int:
       lines.append(f"| {method} | {n} | {mb} | {temp:.1f} | {arg:.1f} |")
       print(lines[-1], file=sys.stderr, flush=True)
   lines += ["", f"Load average at the end: {bc.load_average()}."]
-  bc.write("\n".join(lines), args.out)
-  ratios.write_json(args.json, {"benchmark": "bench_fisher"})
+  with bc.staged():  # The table and the ratio rows replaced together, or neither.
+    bc.write("\n".join(lines), args.out)
+    ratios.write_json(args.json, {"benchmark": "bench_fisher"})
   return 0
 
 

@@ -377,8 +377,9 @@ def main(argv=None) -> int:
   if "mlp" in args.models.split(","):
     lines += ["", *kernel_cost_lines()]
   lines += ["", f"Load average at the end: {bc.load_average()}."]
-  bc.write("\n".join(lines), args.out)
-  ratios.write_json(args.json, {"benchmark": "bench_forget"})
+  with bc.staged():  # The table and the ratio rows replaced together, or neither.
+    bc.write("\n".join(lines), args.out)
+    ratios.write_json(args.json, {"benchmark": "bench_forget"})
   return 0
 
 

@@ -328,8 +328,9 @@ def main(argv=None) -> int:
       "Every measurement (s): " + "; ".join(
           f"{k}: {bc.spread(v)}" for k, v in {**firsts, **steady}.items()) + ".",
       f"Load average at the end: {bc.load_average()}."]
-  bc.write("\n".join(lines), args.out)
-  ratios.write_json(args.json, {"benchmark": "bench_train"})
+  with bc.staged():  # The table and the ratio rows replaced together, or neither.
+    bc.write("\n".join(lines), args.out)
+    ratios.write_json(args.json, {"benchmark": "bench_train"})
   return 0
 
 

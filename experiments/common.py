@@ -1,9 +1,10 @@
 """What the experiment runners share: configs, the cached model, evaluation, report cells.
 
 The bottom layer of ``experiments`` but for :mod:`experiments.run_cache` (the run files'
-keys, which imports nothing of ``experiments``): it imports the library and that, so every
-runner can import it. The runners form layers above it, each importing only those below
-(``python -m experiments.import_graph`` checks that there is no cycle)::
+keys) and :mod:`experiments.report_files` (a report's files replaced together; standard
+library only): it imports the library and those, so every runner can import it. The
+runners form layers above it, each importing only those below (``python -m
+experiments.import_graph`` checks that there is no cycle)::
 
   run_cache  <-  common  <-  plots  <-  compare_depth  <-  compare_report  <-  compare  <-  table
                  common  <-  robust <-  alignment
@@ -36,7 +37,7 @@ from typing import Any, Callable, NoReturn, Sequence
 import jax
 import numpy as np
 
-from experiments import run_cache
+from experiments import report_files, run_cache
 from experiments.run_cache import FORGET_FIELDS, NEUTRAL_FIELDS, config_key  # noqa: F401
 from mnemonic_jax import checkpointing, configs, errors, fisher, metrics, mia, workflow
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
@@ -572,9 +573,8 @@ def median_seconds(make_call: Callable[[int], Callable[[], Any]], repeats: int) 
 
 
 def emit(lines: Sequence[str], out: str | None) -> None:
-  """Prints a markdown table and, with ``out``, writes it there too."""
+  """Prints a markdown table and, with ``out``, writes it there too (whole or not at all)."""
   text = "\n".join(lines)
   print(text)
   if out:
-    with open(out, "w") as f:
-      f.write(text + "\n")
+    report_files.write_text(out, text + "\n")

@@ -56,7 +56,7 @@ import ml_collections
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import common, compare_depth, run_cache
+from experiments import common, compare_depth, report_files, run_cache
 from experiments.compare_report import DATA_FREE, GOAL, MIAS, ORACLE, write_report  # noqa: F401
 from mnemonic_jax import baselines, errors, relearning, workflow
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
@@ -466,11 +466,12 @@ def run(args, config, name: str, command: str, report: str | None = None) -> pat
     print(f"experiments.table: depth: {depth_store.summary()}", file=sys.stderr)
     compare_depth.attach(records, depth_records)
   base = args.report or f"{report or name}_baselines"
-  prov, notes = run_cache.prepare_report(out, base, cache, args.note, command=command,
-                                          prog="experiments.table")
-  return write_report(out, report or name, config, records, names, forget_sets, seeds,
-                      list(test.info.class_names), command, notes, base, prov=prov,
-                      depth_records=depth_records if dcfg is not None else None)
+  with report_files.staged_report(out):  # The notes file goes with the report's files.
+    prov, notes = run_cache.prepare_report(out, base, cache, args.note, command=command,
+                                            prog="experiments.table")
+    return write_report(out, report or name, config, records, names, forget_sets, seeds,
+                        list(test.info.class_names), command, notes, base, prov=prov,
+                        depth_records=depth_records if dcfg is not None else None)
 
 
 if __name__ == "__main__":  # A part of experiments.table, not a runner of its own.

@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments import common, compare_depth, plots, run_cache
+from experiments import common, compare_depth, plots, report_files, run_cache
 from mnemonic_jax import baselines, workflow
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 
@@ -117,12 +117,18 @@ FIGURE_KINDS = ("ar_ef", "ablation", "relearn", "depth", "depth_seconds")
 
 def remove_stale_figures(out: pathlib.Path, base: str, figures: Sequence[pathlib.Path]
                          ) -> list[pathlib.Path]:
-  """Removes the figures of an earlier run of report ``base`` that this run did not draw
-  (e.g. its depth plots after a rerun without ``--depth``); returns them."""
+  """Removes the figures of an earlier run of report ``base`` in ``out`` that this run did
+  not draw (e.g. its depth plots after a rerun without ``--depth``); returns them.
+
+  ``figures``: the figures drawn, by name (in ``out`` or in the report's staging folder).
+  Inside a staged report they are removed when its files are put in place
+  (:func:`experiments.report_files.remove`).
+  """
+  drawn = {pathlib.Path(p).name for p in figures}
   stale = [out / f"{base}_{kind}.png" for kind in FIGURE_KINDS]
-  stale = [p for p in stale if p.exists() and p not in set(map(pathlib.Path, figures))]
+  stale = [p for p in stale if p.exists() and p.name not in drawn]
   for path in stale:
-    path.unlink()
+    report_files.remove(path)
   return stale
 
 
@@ -132,7 +138,8 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
                  prov: dict[str, Any],
                  depth_records: Sequence[dict[str, Any]] | None = None) -> pathlib.Path:
   """Writes ``<base>.{md,csv,json}`` and its plots (``base``: ``<name>_baselines`` by
-  default); returns the Markdown path.
+  default), replacing the earlier report's together or not at all
+  (:func:`experiments.report_files.staged_report`); returns the Markdown path.
 
   ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many runs
   this command computed, where and when, and how many it reused from which earlier files;
@@ -217,43 +224,44 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
     lines.append(f"| {common.set_label(cs, class_names)} | " + " | ".join(cells) + " |")
   lines.append("")
 
-  figures = plots.methods_figures(out, base, records, shown)
-  if depth_records is not None:
-    depth_lines, depth_figures = compare_depth.section(
-        depth_records, variants, out, base,
-        seconds={v: float(np.mean([r["seconds"] for r in rs])) for v, rs in by_variant.items()
-                 if rs},
-        data={v: rs[0]["data"] for v, rs in by_variant.items() if rs})
-    lines += depth_lines
-    figures += depth_figures
-  lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
-  remove_stale_figures(out, base, figures)
-  (out / f"{base}.md").write_text("\n".join(lines))
-  (out / f"{base}.json").write_text(json.dumps(
-      {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
-       "config": workflow.to_plain(config), "runs": records,
-       **({"depth": list(depth_records)} if depth_records is not None else {})}, indent=1,
-      default=run_cache.json_default))
-  fields = ["seed", "classes", "variant", "method", "inputs", "data", "A_R", "E_F",
-            "A_R_before", "E_F_before", *MIAS, "relearn_50", "relearn_90", "seconds",
-            "compile_seconds", "steps", "d_A_R", "d_E_F"]
-  if depth_records is not None:  # Each attack's gap to the oracle, and the goals met.
-    fields += [f"depth_gap_{n}" for n, _ in compare_depth.COLUMNS]
-    fields += [f"depth_goal_{g}" for g in compare_depth.GOALS] + ["depth_output_level_only"]
-  with open(out / f"{base}.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, fields, extrasaction="ignore")
-    writer.writeheader()
-    for r in records:
-      row = {**r, **r["mia"], "classes": " ".join(map(str, r["classes"])),
-             "relearn_50": common.relearn_steps_of(r, "50"),
-             "relearn_90": common.relearn_steps_of(r, "90"),
-             "d_A_R": (r.get("oracle") or {}).get("A_R"),
-             "d_E_F": (r.get("oracle") or {}).get("E_F")}
-      depth = r.get("depth") or {}
-      row.update({f"depth_gap_{n}": v for n, v in (depth.get("gaps") or {}).items()})
-      row.update({f"depth_goal_{g}": v for g, v in (depth.get("goals") or {}).items()})
-      row["depth_output_level_only"] = depth.get("output_level_only")
-      writer.writerow(row)
+  with report_files.staged_report(out) as stage:  # Every file replaced together, or none.
+    figures = plots.methods_figures(stage, base, records, shown)
+    if depth_records is not None:
+      depth_lines, depth_figures = compare_depth.section(
+          depth_records, variants, stage, base,
+          seconds={v: float(np.mean([r["seconds"] for r in rs])) for v, rs in by_variant.items()
+                   if rs},
+          data={v: rs[0]["data"] for v, rs in by_variant.items() if rs})
+      lines += depth_lines
+      figures += depth_figures
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+    remove_stale_figures(out, base, figures)
+    (stage / f"{base}.md").write_text("\n".join(lines))
+    (stage / f"{base}.json").write_text(json.dumps(
+        {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
+         "config": workflow.to_plain(config), "runs": records,
+         **({"depth": list(depth_records)} if depth_records is not None else {})}, indent=1,
+        default=run_cache.json_default))
+    fields = ["seed", "classes", "variant", "method", "inputs", "data", "A_R", "E_F",
+              "A_R_before", "E_F_before", *MIAS, "relearn_50", "relearn_90", "seconds",
+              "compile_seconds", "steps", "d_A_R", "d_E_F"]
+    if depth_records is not None:  # Each attack's gap to the oracle, and the goals met.
+      fields += [f"depth_gap_{n}" for n, _ in compare_depth.COLUMNS]
+      fields += [f"depth_goal_{g}" for g in compare_depth.GOALS] + ["depth_output_level_only"]
+    with open(stage / f"{base}.csv", "w", newline="") as f:
+      writer = csv.DictWriter(f, fields, extrasaction="ignore")
+      writer.writeheader()
+      for r in records:
+        row = {**r, **r["mia"], "classes": " ".join(map(str, r["classes"])),
+               "relearn_50": common.relearn_steps_of(r, "50"),
+               "relearn_90": common.relearn_steps_of(r, "90"),
+               "d_A_R": (r.get("oracle") or {}).get("A_R"),
+               "d_E_F": (r.get("oracle") or {}).get("E_F")}
+        depth = r.get("depth") or {}
+        row.update({f"depth_gap_{n}": v for n, v in (depth.get("gaps") or {}).items()})
+        row.update({f"depth_goal_{g}": v for g, v in (depth.get("goals") or {}).items()})
+        row["depth_output_level_only"] = depth.get("output_level_only")
+        writer.writerow(row)
   return out / f"{base}.md"
 
 

@@ -41,7 +41,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from experiments import common
+from experiments import common, report_files
 from experiments import depth as depth_run
 from experiments import depth_models
 
@@ -218,7 +218,8 @@ def incomplete_line(runs: Sequence[dict[str, Any]], planned: dict[str, int]) -> 
 
 def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathlib.Path,
           command: str, planned: dict[str, int] | None = None) -> dict[str, Any]:
-  """Writes deep.md/.csv/.json/.png; returns the summary."""
+  """Writes deep.md/.csv/.json/.png, replacing the earlier report's together or not at all
+  (:mod:`experiments.report_files`); returns the summary."""
   chosen = tally([r for r in runs if r["part"] == "chosen"])
   held = tally([r for r in runs if r["part"] in COMPARED])
   by_part = {p.name: tally([r for r in runs if r["part"] == p.name]) for p in PARTS}
@@ -228,18 +229,6 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
   summary = {"command": command, "date": datetime.datetime.now().isoformat(timespec="seconds"),
              "machine": common.machine_line(), "load": os.getloadavg(), "parts": headers,
              "chosen": chosen, "held_out": held, "by_part": by_part, "best_held_out": best}
-  out.mkdir(parents=True, exist_ok=True)
-  (out / "deep.json").write_text(json.dumps(summary, indent=1, default=str))
-  with open(out / "deep.csv", "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["part", "model", "seed", "classes", "method", "data", "method_seconds",
-                     *GOALS])
-    for r in runs:
-      passed = {g["name"]: g["passed"] for g in r["goals"]}
-      writer.writerow([r["part"], r["model"], r["seed"], "+".join(map(str, r["classes"])),
-                       r["method"], r["data"], f"{r.get('method_seconds', float('nan')):.4f}",
-                       *[passed.get(g) for g in GOALS]])
-  plot(held, out / "deep.png")
   parts = "\n".join(f"* {h['part']}: `{h['command']}` (compute recorded in its cache: "
                     f"{h['recorded_cpu_seconds'] / 60:.0f} CPU min for the methods and the "
                     f"attacks, training and oracles included where they were run)"
@@ -299,7 +288,19 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
       "![held-out goals against seconds](deep.png)", "",
       "Per run: `deep.csv` (every goal's pass or fail); every attack's figure, method and "
       "oracle side by side: each part's `depth.md` in `deep_parts/`.", ""]
-  (out / "deep.md").write_text("\n".join(lines))
+  with report_files.staged_report(out) as stage:  # Every file replaced together, or none.
+    (stage / "deep.json").write_text(json.dumps(summary, indent=1, default=str))
+    with open(stage / "deep.csv", "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["part", "model", "seed", "classes", "method", "data", "method_seconds",
+                       *GOALS])
+      for r in runs:
+        passed = {g["name"]: g["passed"] for g in r["goals"]}
+        writer.writerow([r["part"], r["model"], r["seed"], "+".join(map(str, r["classes"])),
+                         r["method"], r["data"], f"{r.get('method_seconds', float('nan')):.4f}",
+                         *[passed.get(g) for g in GOALS]])
+    plot(held, stage / "deep.png")
+    (stage / "deep.md").write_text("\n".join(lines))
   return summary
 
 
@@ -326,17 +327,19 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   if not runs:  # A report of nothing would still state the findings of its prose.
     common.fail(f"no runs under {work}: run without --report-only first (or pass the "
                 "--work folder of an earlier run)", "experiments.deep")
-  for part in (p.name for p in PARTS):  # Each part's full report beside deep.md.
-    source = work / _folder(part)
-    if (source / "depth.md").exists():
-      target = out / "deep_parts" / _folder(part)
-      target.mkdir(parents=True, exist_ok=True)
-      for name in ["depth.md", "depth.csv", *(p.name for p in source.glob("depth_*.png"))]:
-        shutil.copyfile(source / name, target / name)
   argv = sys.argv[1:] if argv is None else list(argv)
   rerun = [a for a in argv if a != "--report-only"]  # What reproduces it from scratch.
-  write(runs, headers, out, " ".join(["python -m experiments.deep", shlex.join(rerun)]).strip(),
-        planned_runs(args.methods))
+  with report_files.staged_report(out) as stage:  # deep.* and the parts' copies together.
+    for part in (p.name for p in PARTS):  # Each part's full report beside deep.md.
+      source = work / _folder(part)
+      if (source / "depth.md").exists():
+        target = stage / "deep_parts" / _folder(part)
+        target.mkdir(parents=True, exist_ok=True)
+        for name in ["depth.md", "depth.csv", *(p.name for p in source.glob("depth_*.png"))]:
+          shutil.copyfile(source / name, target / name)
+    write(runs, headers, out,
+          " ".join(["python -m experiments.deep", shlex.join(rerun)]).strip(),
+          planned_runs(args.methods))
   print(f"wrote {out / 'deep.md'}")
   return out / "deep.md"
 

@@ -29,6 +29,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from experiments import report_files
+
 #: Figures shown in the tables and plots: (name, header, worse when the gap is ...).
 COLUMNS = (("E_F", "E_F", -1), ("A_R", "A_R", -1), ("one_constant_half", "1 const (half)", 1),
            ("one_constant_shots", "1 const (10-shot)", 1), ("input_scale_x1.5", "x1.5", 1),
@@ -395,12 +397,12 @@ def plot_model(model: dict[str, Any], path: pathlib.Path) -> None:
 
 
 def write_all(result: dict[str, Any], out: pathlib.Path) -> None:
-  """Writes ``depth.md``, ``depth.csv``, ``depth.json`` and ``depth_<model>.png``."""
-  out = pathlib.Path(out)
-  out.mkdir(parents=True, exist_ok=True)
-  (out / "depth.json").write_text(json.dumps(compact(result), separators=(",", ":")) + "\n")
-  write_csv(result, out / "depth.csv")
-  for m in result["models"]:
-    if m["runs"]:
-      plot_model(m, out / figure_name(m["name"]))
-  (out / "depth.md").write_text(markdown(result))
+  """Writes ``depth.md``, ``depth.csv``, ``depth.json`` and ``depth_<model>.png``, replacing
+  the earlier report's together or not at all (:mod:`experiments.report_files`)."""
+  with report_files.staged_report(out) as stage:
+    (stage / "depth.json").write_text(json.dumps(compact(result), separators=(",", ":")) + "\n")
+    write_csv(result, stage / "depth.csv")
+    for m in result["models"]:
+      if m["runs"]:
+        plot_model(m, stage / figure_name(m["name"]))
+    (stage / "depth.md").write_text(markdown(result))

@@ -3,8 +3,10 @@ throughput, and the paper's CIFAR-10 recipe on real Fashion-MNIST (padded to 32x
 
 Usage (on a GPU machine, from the repo root; Fashion-MNIST idx files in DATA):
   python -m experiments.gpu_check --data /usr/share/datasets/fashion-mnist --out OUT
-Writes OUT/gpu_check.json and OUT/gpu_check.md. ``--report A.json [B.json ...]`` renders
-saved JSON files to Markdown (stdout) without running anything.
+Writes OUT/gpu_check.json and OUT/gpu_check.md at the end, together (an earlier run's pair
+stays whole until then); what is measured so far is kept in OUT/gpu_check.partial.json,
+removed with the pair's writing. ``--report A.json [B.json ...]`` renders saved JSON files
+(a partial one too) to Markdown (stdout) without running anything.
 """
 
 import argparse
@@ -17,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import bench_fisher
+from experiments import bench_fisher, report_files
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import forgetting, metrics, training, workflow
 from mnemonic_jax.bundle import inference_apply_fn
@@ -157,13 +159,17 @@ def main():
           ["model", "computation", "microbatch", "seconds", "compile_s", "peak_bytes",
            "ratio"], row)))
       print(result["fisher"][-1], flush=True)
-  (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
+  # What is measured so far, kept apart from the report (a run cut short keeps it there).
+  partial = out / "gpu_check.partial.json"
+  report_files.write_text(partial, json.dumps(result, indent=1))
   result["throughput"] = train_throughput(steps=args.throughput_steps, width=args.width)
   print(result["throughput"], flush=True)
-  (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
+  report_files.write_text(partial, json.dumps(result, indent=1))
   result["fashion_resnet18"] = fashion_resnet(args.data, args.epochs, args.width)
-  (out / "gpu_check.json").write_text(json.dumps(result, indent=1))
-  (out / "gpu_check.md").write_text(to_markdown(result))
+  with report_files.staged_report(out) as stage:  # Both files replaced together, or none.
+    (stage / "gpu_check.json").write_text(json.dumps(result, indent=1))
+    (stage / "gpu_check.md").write_text(to_markdown(result))
+    report_files.remove(partial)
   print(to_markdown(result))
 
 

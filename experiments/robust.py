@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from experiments import common, run_cache
+from experiments import common, report_files, run_cache
 from mnemonic_jax import forgetting, metrics, workflow
 from mnemonic_jax.data import load_dataset
 
@@ -178,7 +178,8 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
 
 def write_report(out, records, models, methods, choose_seeds, command, bench_rows, notes,
                  bench_model="", prov=None):
-  """``robust.md``, ``robust.json`` and ``robust_goal.png``.
+  """``robust.md``, ``robust.json``, ``robust_goal.png`` and ``robust_ar_ef.png``, replacing
+  the earlier report's together or not at all (:mod:`experiments.report_files`).
 
   ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many runs
   this command computed, where and when, and how many it reused from which earlier files.
@@ -269,39 +270,40 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
               "(compilation excluded); ratio = seconds / the paper's fixed-lambda `forget`.",
               "", "| rule | seconds | ratio |", "|---|---|---|", *bench_rows]
 
-  fig = Figure(figsize=(max(6, 1.3 * len(models)), 3.5), layout="constrained")
-  FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
-  width = 0.8 / max(len(methods), 1)
-  for i, meth in enumerate(methods):
-    share = []
-    for m in models:
-      rs = by.get((m, meth), [])
-      share.append(100 * np.mean([r["goal"] for r in rs]) if rs else np.nan)
-    ax.bar(np.arange(len(models)) + i * width, share, width, label=meth)
-  ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, rotation=20, fontsize=8)
-  ax.set_ylabel("% runs meeting the goal")
-  ax.set_ylim(0, 105)
-  ax.legend(fontsize=7, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.0))
-  fig.savefig(out / "robust_goal.png", dpi=110)
+  with report_files.staged_report(out) as stage:  # Every file replaced together, or none.
+    fig = Figure(figsize=(max(6, 1.3 * len(models)), 3.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    width = 0.8 / max(len(methods), 1)
+    for i, meth in enumerate(methods):
+      share = []
+      for m in models:
+        rs = by.get((m, meth), [])
+        share.append(100 * np.mean([r["goal"] for r in rs]) if rs else np.nan)
+      ax.bar(np.arange(len(models)) + i * width, share, width, label=meth)
+    ax.set_xticks(np.arange(len(models)) + 0.4 - width / 2, models, rotation=20, fontsize=8)
+    ax.set_ylabel("% runs meeting the goal")
+    ax.set_ylim(0, 105)
+    ax.legend(fontsize=7, ncol=len(methods), loc="lower center", bbox_to_anchor=(0.5, 1.0))
+    fig.savefig(stage / "robust_goal.png", dpi=110)
 
-  fig = Figure(figsize=(6, 4), layout="constrained")
-  FigureCanvasAgg(fig)
-  ax = fig.add_subplot()
-  for meth in methods:
-    rs = [r for r in records if r["method"] == meth]
-    ax.scatter([r["E_F"] for r in rs], [r["A_R"] - r["A_R_before"] for r in rs], s=10,
-               label=meth, alpha=0.6)
-  ax.axhline(-GOAL_A_R_DROP, color="gray", lw=0.8, ls="--")
-  ax.set_xlabel("E_F (test, %)")
-  ax.set_ylabel("ΔA_R (points)")
-  ax.legend(fontsize=7)
-  fig.savefig(out / "robust_ar_ef.png", dpi=110)
-  lines += ["", "## Plots", "", "![goal](robust_goal.png)", "", "![ar_ef](robust_ar_ef.png)", ""]
-  (out / "robust.md").write_text("\n".join(lines))
-  (out / "robust.json").write_text(json.dumps(
-      {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
-       "runs": records}, indent=1))
+    fig = Figure(figsize=(6, 4), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for meth in methods:
+      rs = [r for r in records if r["method"] == meth]
+      ax.scatter([r["E_F"] for r in rs], [r["A_R"] - r["A_R_before"] for r in rs], s=10,
+                 label=meth, alpha=0.6)
+    ax.axhline(-GOAL_A_R_DROP, color="gray", lw=0.8, ls="--")
+    ax.set_xlabel("E_F (test, %)")
+    ax.set_ylabel("ΔA_R (points)")
+    ax.legend(fontsize=7)
+    fig.savefig(stage / "robust_ar_ef.png", dpi=110)
+    lines += ["", "## Plots", "", "![goal](robust_goal.png)", "", "![ar_ef](robust_ar_ef.png)", ""]
+    (stage / "robust.md").write_text("\n".join(lines))
+    (stage / "robust.json").write_text(json.dumps(
+        {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
+         "runs": records}, indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
@@ -382,12 +384,13 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                 "experiments.robust")
   models = [m for m in models if any(r["model"] == m for r in records)]
   bench_rows = bench(out, args.bench, methods) if args.bench else []
-  prov, notes = run_cache.prepare_report(
-      out, "robust", cache, args.note,
-      pathlib.Path(args.notes_file) if args.notes_file else None, command=command,
-      prog="experiments.robust")
-  write_report(out, records, models, methods, choose, command, bench_rows, notes, args.bench,
-               prov)
+  with report_files.staged_report(out):  # The notes file goes with the report's files.
+    prov, notes = run_cache.prepare_report(
+        out, "robust", cache, args.note,
+        pathlib.Path(args.notes_file) if args.notes_file else None, command=command,
+        prog="experiments.robust")
+    write_report(out, records, models, methods, choose, command, bench_rows, notes,
+                 args.bench, prov)
   return out / "robust.md"
 
 

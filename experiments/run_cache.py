@@ -37,7 +37,8 @@ how many it reused from which earlier files. :func:`report_notes` keeps a report
 hand-written notes in ``<report>_notes.md`` beside it, so that a rerun never drops one.
 
 Imports nothing of ``experiments`` but :mod:`experiments.run_code` (its code part, whose
-functions it re-exports): the layer below :mod:`experiments.common`.
+functions it re-exports) and :mod:`experiments.report_files` (the notes file goes with the
+report's files): the layer below :mod:`experiments.common`.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 import mnemonic_jax
+from experiments import report_files
 from experiments.run_code import (  # noqa: F401  (the cache's code part)
     code_text, library_imports, method_code, source_digest)
 
@@ -477,7 +479,8 @@ def report_notes(notes_file: pathlib.Path, new: Sequence[str],
     previous_json: the JSON of the report being replaced, if any.
 
   Returns:
-    Every note, in order.
+    Every note, in order. The file is written with the report's files when the caller has
+    opened a staged report (:func:`experiments.report_files.staged_report`), else at once.
   """
   if notes_file.exists():
     notes = _paragraphs(notes_file.read_text())
@@ -495,8 +498,8 @@ def report_notes(notes_file: pathlib.Path, new: Sequence[str],
     if note.strip() and note.strip() not in notes:
       notes.append(note.strip())
   if notes != before or (notes and not notes_file.exists()):
-    notes_file.parent.mkdir(parents=True, exist_ok=True)
-    notes_file.write_text("\n\n".join(notes) + "\n")
+    # With the report's files when a staged report is open (experiments.report_files).
+    report_files.write_text(notes_file, "\n\n".join(notes) + "\n")
   return notes
 
 
@@ -504,6 +507,9 @@ def prepare_report(out: pathlib.Path, base: str, cache: RunCache, new_notes: Seq
                    notes_file: pathlib.Path | None = None, command: str | None = None,
                    prog: str = "experiments") -> tuple[dict[str, Any], list[str]]:
   """What a report's header needs, read before the report ``<out>/<base>.*`` is replaced.
+
+  Called inside the staged report that then writes the report, it reads the earlier
+  report's files in ``out`` and stages the notes file with the new report's files.
 
   Args:
     out: the report's folder.

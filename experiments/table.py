@@ -50,7 +50,7 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from experiments import common, compare, plots, run_cache
+from experiments import common, compare, plots, report_files, run_cache
 from experiments.common import (
     GOAL_A_R_DROP, MIA_CAP, TRAIN_CAP, SeedContext, fail, forget_sets_of, legacy_config,
     load_config, machine_line, mean_std, measure, rule_from_config, run_key, run_name,
@@ -288,25 +288,26 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
             "every grid candidate scored on the codes, then the chosen move); compile s: its "
             "compilation, apart.", ""]
 
-  figures = plots.write_all(out, name, records, modes, forget_sets, class_names)
-  lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
+  with report_files.staged_report(out) as stage:  # Every file replaced together, or none.
+    figures = plots.write_all(stage, name, records, modes, forget_sets, class_names)
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in figures] + [""]
 
-  (out / f"{name}.md").write_text("\n".join(lines))
-  (out / f"{name}.json").write_text(json.dumps(
-      {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
-       "config": plain, "rule": dataclasses.asdict(rule), "runs": records}, indent=1))
-  fields = ["seed", "classes", "mode", "lambda1", "lambda2", "sign", "A_R", "E_F", "accuracy",
-            "A_R_before", "E_F_before", "goal", "retain_train_accuracy", "forget_train_accuracy",
-            "entropy_mia", "confidence_mia", "loss_mia", "forget_seconds",
-            "forget_compile_seconds", "eval_seconds", "mia_seconds", "train_seconds"]
-  with open(out / f"{name}.csv", "w", newline="") as f:
-    writer = csv.DictWriter(f, fields)
-    writer.writeheader()
-    for r in records:
-      row = {k: r.get(k) for k in fields}
-      row.update(r["mia"])
-      row["classes"] = " ".join(map(str, r["classes"]))
-      writer.writerow(row)
+    (stage / f"{name}.md").write_text("\n".join(lines))
+    (stage / f"{name}.json").write_text(json.dumps(
+        {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
+         "config": plain, "rule": dataclasses.asdict(rule), "runs": records}, indent=1))
+    fields = ["seed", "classes", "mode", "lambda1", "lambda2", "sign", "A_R", "E_F", "accuracy",
+              "A_R_before", "E_F_before", "goal", "retain_train_accuracy", "forget_train_accuracy",
+              "entropy_mia", "confidence_mia", "loss_mia", "forget_seconds",
+              "forget_compile_seconds", "eval_seconds", "mia_seconds", "train_seconds"]
+    with open(stage / f"{name}.csv", "w", newline="") as f:
+      writer = csv.DictWriter(f, fields)
+      writer.writeheader()
+      for r in records:
+        row = {k: r.get(k) for k in fields}
+        row.update(r["mia"])
+        row["classes"] = " ".join(map(str, r["classes"]))
+        writer.writerow(row)
 
 
 # ----------------------------------------------------------------------------------------
@@ -471,10 +472,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bar.close()
   print(f"experiments.table: {cache.summary()} ({runs_dir})", file=sys.stderr)
 
-  prov, notes = run_cache.prepare_report(out, report, cache, args.note, command=command,
-                                          prog="experiments.table")
-  write_report(out, report, config, records, modes, forget_sets, seeds,
-               list(test.info.class_names), command, notes, rule, prov)
+  with report_files.staged_report(out):  # The notes file goes with the report's files.
+    prov, notes = run_cache.prepare_report(out, report, cache, args.note, command=command,
+                                            prog="experiments.table")
+    write_report(out, report, config, records, modes, forget_sets, seeds,
+                 list(test.info.class_names), command, notes, rule, prov)
   return out / f"{report}.md"
 
 
