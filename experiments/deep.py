@@ -37,7 +37,6 @@ import os
 import pathlib
 import shlex
 import shutil
-import sys
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -304,6 +303,30 @@ def write(runs: list[dict[str, Any]], headers: list[dict[str, Any]], out: pathli
   return summary
 
 
+_OPTIONS = "deep_options.json"  # The parts' run options, kept for --report-only.
+
+
+def run_options(work: pathlib.Path, args: Any) -> dict[str, Any]:
+  """The parts' ``methods`` and ``relearn_steps``: those given, else (``--report-only``)
+  those the run that made the parts recorded under ``work``, else the defaults.
+
+  Raises:
+    SystemExit: (2, one line) ``--report-only`` with an option that differs from the run's.
+  """
+  given = {"methods": args.methods, "relearn_steps": args.relearn_steps}
+  recorded = {}
+  if args.report_only and (work / _OPTIONS).exists():
+    recorded = json.loads((work / _OPTIONS).read_text())
+    differ = [k for k, v in given.items() if v is not None and v != recorded.get(k)]
+    if differ:
+      flag = "--" + differ[0].replace("_", "-")
+      common.fail(f"{flag} {given[differ[0]]} differs from the run that made the parts "
+                  f"under {work} ({recorded.get(differ[0])}): the report describes that "
+                  f"run; leave {flag} out", "experiments.deep")
+  defaults = {"methods": METHODS, "relearn_steps": 200}
+  return {k: v if v is not None else recorded.get(k, defaults[k]) for k, v in given.items()}
+
+
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   """Runs the parts (unless ``--report-only``) and writes the report; returns deep.md."""
   parser = common.RunnerParser(description=__doc__.splitlines()[0])
@@ -311,13 +334,21 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                       help="where deep.md goes (default: the scratch folder)")
   parser.add_argument("--work", type=common.out_path, default="runs/deep",
                       help="the parts' caches and depth reports")
-  parser.add_argument("--methods", default=METHODS, help="comma-separated methods")
-  parser.add_argument("--relearn-steps", type=int, default=200)
+  parser.add_argument("--methods", default=None,
+                      help=f"comma-separated methods (default: {METHODS}; with --report-only, "
+                      "those of the run that made the parts)")
+  parser.add_argument("--relearn-steps", type=int, default=None,
+                      help="relearning attack's steps (default 200; with --report-only, the "
+                      "run's)")
   parser.add_argument("--report-only", action="store_true",
                       help="write the report from the parts already run")
   args = parser.parse_args(argv)
   work, out = pathlib.Path(args.work), pathlib.Path(args.out)
+  options = run_options(work, args)
+  args.methods, args.relearn_steps = options["methods"], options["relearn_steps"]
   if not args.report_only:
+    work.mkdir(parents=True, exist_ok=True)
+    report_files.write_text(work / _OPTIONS, json.dumps(options, indent=1) + "\n")
     for part in PARTS:
       depth_run.main(["--models", part.models, "--seed", str(part.seed), "--classes",
                       part.classes, "--oracle-seeds", "", "--methods",
@@ -327,8 +358,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   if not runs:  # A report of nothing would still state the findings of its prose.
     common.fail(f"no runs under {work}: run without --report-only first (or pass the "
                 "--work folder of an earlier run)", "experiments.deep")
-  argv = sys.argv[1:] if argv is None else list(argv)
-  rerun = [a for a in argv if a != "--report-only"]  # What reproduces it from scratch.
+  rerun = ["--methods", args.methods, "--relearn-steps", str(args.relearn_steps),
+           "--out", str(out), "--work", str(work)]  # What reproduces it from scratch.
   with report_files.staged_report(out) as stage:  # deep.* and the parts' copies together.
     for part in (p.name for p in PARTS):  # Each part's full report beside deep.md.
       source = work / _folder(part)

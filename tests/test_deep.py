@@ -163,3 +163,20 @@ def test_a_report_of_unfinished_parts_says_so_and_counts_only_what_ran(deep, tmp
   assert "**Incomplete:** chosen: 0 of" in text and "every class, seed 2: 1 of" in text
   assert "the only data-free rule run is `steady`" in text
   assert "(the `every class` parts, seeds 2, 1 model)" in text
+
+
+def test_report_only_states_the_options_of_the_run_that_made_the_parts(deep, tmp_path, capsys):
+  """Its Command line was built from the report-only call's own arguments, so a run's
+  ``--relearn-steps 5`` was missing there (the report said 200)."""
+  work, out = tmp_path / "w", tmp_path / "out"
+  part = work / deep._folder("held-out seed")  # pylint: disable=protected-access
+  part.mkdir(parents=True)
+  (part / "depth.json").write_text(json.dumps({"command": "python -m experiments.depth", "models": [
+      {"total_cpu_seconds": 1.0, "runs": [_run("held-out seed", "steady", [True] * 6)]}]}))
+  (work / "deep_options.json").write_text(json.dumps({"methods": "steady", "relearn_steps": 5}))
+  deep.main(["--report-only", "--out", str(out), "--work", str(work)])
+  command = json.loads((out / "deep.json").read_text())["command"]
+  assert "--methods steady --relearn-steps 5" in command and "--report-only" not in command
+  with pytest.raises(SystemExit) as raised:  # The report would describe another run.
+    deep.main(["--report-only", "--relearn-steps", "7", "--out", str(out), "--work", str(work)])
+  assert raised.value.code == 2 and "differs from the run" in capsys.readouterr().err
