@@ -240,7 +240,9 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
 
   lines = ["# Forgetting a model trained without codes: attach codes, then forget", "",
            f"Command: `{command}`", "",
-           run_cache.runs_paragraph(prov, "steps (attaching, forgetting, retraining)"), ""]
+           run_cache.runs_paragraph(
+               prov, "steps (attaching, forgetting" + (", retraining)" if retrains else ")")),
+           ""]
   lines += run_cache.notes_lines(notes, prov)
   lines += [
       f"**Plain model**: {config.model} {dict(workflow.to_plain(config.model_kwargs))} on "
