@@ -133,6 +133,8 @@ def _bad_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, tuple]:
                                            "--move", "algorithm2"),
       "algorithm2_auto": forget("algorithm2_auto", "--classes", "3", "--move", "algorithm2",
                                 "--lambda2", "auto"),
+      "microbatch_shrink": forget("microbatch_shrink", "--classes", "3", "--move", "shrink",
+                                  "--microbatch-size", "2"),
       "existing_output": (("forget", "--checkpoint", trained, "--classes", "3",
                            "--output", existing), existing),
       "output_is_input": (("forget", "--checkpoint", trained, "--classes", "3",
@@ -169,7 +171,8 @@ def bad_runs(trained, tmp_path_factory):
 BAD_CASES = ["unknown_class", "every_class", "class_not_a_number", "missing_checkpoint",
              "not_a_bundle", "truncated_checkpoint", "lambda1_zero", "lambda2_negative",
              "move_with_lambdas", "move_with_auto_lambdas", "algorithm2_without_lambdas",
-             "algorithm2_auto", "existing_output", "output_is_input", "unknown_config_field",
+             "algorithm2_auto", "microbatch_shrink", "existing_output", "output_is_input",
+             "unknown_config_field",
              "shape_mismatch_evaluate", "shape_mismatch_forget"]
 EXPECTED_WORDS = {
     "unknown_class": "out of range",
@@ -184,6 +187,8 @@ EXPECTED_WORDS = {
     "move_with_auto_lambdas": "--move bias chooses its own step on the codes",
     "algorithm2_without_lambdas": "--move algorithm2 takes numbers for --lambda1 and --lambda2",
     "algorithm2_auto": "--move algorithm2 takes numbers for --lambda1 and --lambda2",
+    "microbatch_shrink": "--move shrink takes no --microbatch-size (it computes no Fisher, or "
+                         "the codes' in one batch); only algorithm2, paper do",
     "existing_output": "--force",
     "output_is_input": "never modified",
     "unknown_config_field": "unknown config field 'epoch'",

@@ -177,7 +177,7 @@ def _resolve_move(args: argparse.Namespace, config: Any) -> tuple[forgetting.Mov
 
   Raises:
     UsageError: lambdas with a move that chooses its own step; ``--microbatch-size`` with
-      a move that computes no Fisher.
+      a move that takes none (it computes no Fisher, or the codes' in one batch).
   """
   lambda1, lambda2, lambda_source = _resolve_lambdas(args.lambda1, args.lambda2, config)
   given = args.lambda1 is not None or args.lambda2 is not None  # Numbers or 'auto'.
@@ -192,8 +192,10 @@ def _resolve_move(args: argparse.Namespace, config: Any) -> tuple[forgetting.Mov
   move = forgetting.resolve_move(name, *((lambda1, lambda2) if given else (None, None)))
   if args.microbatch_size is not None:
     if "microbatch_size" not in {field.name for field in dataclasses.fields(move)}:
-      raise UsageError(f"--microbatch-size bounds the memory of the Fisher, which --move "
-                       f"{move.name} does not compute; drop it")
+      takes = sorted(name for name, kind in forgetting.MOVES.items()
+                     if "microbatch_size" in {f.name for f in dataclasses.fields(kind)})
+      raise UsageError(f"--move {move.name} takes no --microbatch-size (it computes no Fisher, "
+                       f"or the codes' in one batch); only {', '.join(takes)} do; drop it")
     move = dataclasses.replace(move, microbatch_size=args.microbatch_size)
   return move, lambda_source
 
