@@ -6,6 +6,7 @@ as parameters, NaN logits out), BatchNorm in training mode with its updates thro
 model without the ``train`` keyword behind ``inference_apply_fn``.
 """
 
+import re
 import dataclasses
 from typing import ClassVar
 
@@ -140,7 +141,10 @@ def test_a_move_that_misses_its_rule_warns(bn):
   a ReLU network with BatchNorm)."""
   model, variables, codes = bn
   apply_fn = mj.inference_apply_fn(model, variables["batch_stats"])
-  with pytest.warns(mj.errors.RuleNotMetWarning, match="did not meet its rule"):
+  with pytest.warns(mj.errors.RuleNotMetWarning, match="did not meet its rule") as warned:
     _, report = mj.forget(apply_fn, variables["params"], codes, [3],
                           move=moves.Shrink(grid=(1e-9,)))
   assert report.met is False
+  # Both sides of the rule, so the one that gave way shows (it named only the forgotten).
+  assert re.search(r"remaining classes' codes \d+% right, smallest margin .* \(before \d+%",
+                   str(warned[0].message))

@@ -199,8 +199,17 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       compile_seconds=clock.seconds, details=moved.details)
   if report.met is False:
     warnings.warn(
-        f"move {report.move!r} did not meet its rule on the codes: the forgotten classes' "
-        f"codes are {100 * report.after.forget_accuracy:.0f}% right, margin "
-        f"{report.after.forget_margin:.3g} (report.met is False); another move may "
-        "(docs/depth.md compares them)", errors.RuleNotMetWarning, stacklevel=2)
+        f"move {report.move!r} did not meet its rule on the codes (report.met is False): "
+        f"{_sides(report.before, report.after)}; another move may (docs/depth.md compares "
+        "them)", errors.RuleNotMetWarning, stacklevel=2)
   return new_params, report
+
+
+def _sides(before: Any, after: Any) -> str:
+  """Both sides of a rule, after the move against before: which one gave way shows."""
+  return (f"the forgotten classes' codes {100 * after.forget_accuracy:.0f}% right, margin "
+          f"{after.forget_margin:.3g} (before {100 * before.forget_accuracy:.0f}%, "
+          f"{before.forget_margin:.3g}); the remaining classes' codes "
+          f"{100 * after.remain_accuracy:.0f}% right, smallest margin "
+          f"{after.remain_margin:.3g} (before {100 * before.remain_accuracy:.0f}%, "
+          f"{before.remain_margin:.3g})")
