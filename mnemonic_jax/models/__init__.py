@@ -5,6 +5,7 @@ images and returns logits; models with BatchNorm keep their statistics in the
 ``batch_stats`` collection.
 """
 
+import dataclasses
 import importlib
 import importlib.util
 import importlib.machinery
@@ -14,8 +15,10 @@ from functools import partial
 from typing import Any, Callable, Mapping
 
 import flax.linen as nn
+import numpy as np
 
 from mnemonic_jax import environment, errors
+from mnemonic_jax.models import attributes
 from mnemonic_jax.models.mlp import MLP
 from mnemonic_jax.models.resnet import ResNet18
 from mnemonic_jax.models.vit import ViT
@@ -32,19 +35,79 @@ _REGISTRY: dict[str, Callable[..., nn.Module]] = {
 _SOURCES: dict[str, dict[str, str]] = {}
 
 
-def register_model(name: str, factory: Callable[..., nn.Module]) -> None:
+#: The names registered when the package is imported.
+BUILT_IN = tuple(_REGISTRY)
+
+
+def register_model(name: str, factory: Callable[..., nn.Module], *,
+                   replace: bool = False) -> None:
   """Adds ``factory(num_classes=..., **kwargs) -> nn.Module`` to the registry.
 
   Also notes where the call was made (see :func:`model_source`), so that a bundle of the
   model records it and a later process (e.g. ``mnemonic-jax forget``) can register the
   model again before building it (:func:`load_model_source`).
 
+  A name already registered is refused unless ``replace=True``: every later
+  :func:`create_model` of that name, and every bundle of a model of that name, would be
+  built by the new factory. The same module or file registering the same factory (by
+  its name in the source) again, as a config file that the loader runs a second time
+  does, is not a replacement.
+
+  Args:
+    name: a non-empty string.
+    factory: a callable, e.g. a Flax Linen module class, taking ``num_classes=`` and the
+      model's attributes as keywords.
+    replace: replace the factory of a name already registered (a built-in one too).
+
+  Raises:
+    BadRequestType: ``name`` is not a non-empty string, ``factory`` is not callable, or
+      ``replace`` is not a bool.
+    BadRequest: ``name`` is already registered (built in, or from elsewhere) and
+      ``replace`` is not True.
+
   Example:
     >>> register_model("mlp_small", partial(MLP, hidden=(16,)))
   """
-  _REGISTRY[name] = factory
+  if not isinstance(name, str) or not name:
+    raise errors.BadRequestType(f"register_model: name must be a non-empty string, got "
+                                f"{name!r}")
+  if not callable(factory):
+    raise errors.BadRequestType(
+        f"register_model: factory must be callable as factory(num_classes=..., **kwargs) -> "
+        f"a Flax module (e.g. the module class), got {type(factory).__name__}")
+  if not isinstance(replace, (bool, np.bool_)):
+    raise errors.BadRequestType(f"register_model: replace must be True or False, got "
+                                f"{replace!r}")
   caller = sys._getframe(1).f_globals  # pylint: disable=protected-access
-  _SOURCES[name] = _source_of(caller.get("__name__"), caller.get("__file__"))
+  source = _source_of(caller.get("__name__"), caller.get("__file__"))
+  again = (bool(source) and _SOURCES.get(name) == source and name not in BUILT_IN
+           and _identity(_REGISTRY[name]) == _identity(factory))
+  if name in _REGISTRY and not (replace or again):
+    where = ("a built-in model" if name in BUILT_IN and name not in _SOURCES else
+             f"registered from {_where(_SOURCES.get(name, {}))}")
+    raise errors.BadRequest(
+        f"register_model: a model named {name!r} is already registered ({where}); every "
+        "create_model and bundle of that name would build the new one: choose another "
+        "name, or pass replace=True to replace it")
+  _REGISTRY[name] = factory
+  _SOURCES[name] = source
+
+
+def _identity(factory: Any) -> tuple[Any, ...]:
+  """What a factory is as written in its source (``Net``, ``partial(MLP, hidden=(16,))``),
+  the same when the file that defines it runs again."""
+  if isinstance(factory, partial):
+    return (_identity(factory.func), repr(factory.args), repr(sorted(factory.keywords.items())))
+  return (getattr(factory, "__qualname__", type(factory).__qualname__),)
+
+
+def _where(source: Mapping[str, str]) -> str:
+  """``source`` (see :func:`model_source`) in words."""
+  if "import" in source:
+    return f"module {source['import']}"
+  if "file" in source:
+    return f"file {source['file']}"
+  return "a script or an interactive session"
 
 
 def _source_of(module: str | None, file: str | None) -> dict[str, str]:
@@ -150,15 +213,38 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
     An unbound Flax Linen module.
 
   Raises:
-    ValueError: ``name`` is not registered.
+    BadConfig: ``name`` is not registered.
+    BadRequestType: ``num_classes`` is not an int (``10.0``, ``True``); an attribute the
+      model does not have (for a factory that is a Flax module class, or a
+      ``functools.partial`` of one); an attribute of a built-in model of the wrong kind
+      (``hidden=32`` for ``mlp``: write ``(32,)``).
+    BadRequest: ``num_classes`` below 1; an attribute of a built-in model out of range
+      (a width of 0, an unknown ``activation`` or ``stem``, a ViT ``dim`` its heads do not
+      divide). All checked before the model is initialised.
 
   Example:
     >>> model = create_model("mlp", num_classes=10, hidden=(64,))
   """
-  if name not in _REGISTRY:
+  if not isinstance(name, str) or name not in _REGISTRY:
     raise errors.BadConfig(f"unknown model {name!r}; choose from {available_models()}")
-  return _REGISTRY[name](num_classes=num_classes,
-                         **{k: _frozen(v) for k, v in kwargs.items()})
+  attributes.num_classes("create_model", num_classes)
+  factory = _REGISTRY[name]
+  module = _module_class(factory)
+  if module is not None:
+    known = {f.name for f in dataclasses.fields(module) if f.init} - {"parent", "num_classes"}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+      raise errors.BadRequestType(
+          f"create_model({name!r}): the model has no attribute(s) {', '.join(unknown)}; its "
+          f"attributes are {', '.join(sorted(known - {'name'}))}")
+  return factory(num_classes=num_classes, **{k: _frozen(v) for k, v in kwargs.items()})
+
+
+def _module_class(factory: Any) -> type | None:
+  """The Flax module class a factory builds (through ``functools.partial``), or None."""
+  while isinstance(factory, partial):
+    factory = factory.func
+  return factory if isinstance(factory, type) and issubclass(factory, nn.Module) else None
 
 
 def _frozen(value: Any) -> Any:
@@ -168,5 +254,5 @@ def _frozen(value: Any) -> Any:
   return value
 
 
-__all__ = ["MLP", "ModelSourceError", "ResNet18", "ViT", "available_models", "create_model",
-           "load_model_source", "model_source", "register_model"]
+__all__ = ["BUILT_IN", "MLP", "ModelSourceError", "ResNet18", "ViT", "available_models",
+           "create_model", "load_model_source", "model_source", "register_model"]

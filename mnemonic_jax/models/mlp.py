@@ -6,8 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnemonic_jax import errors
-from mnemonic_jax.models import bounds
+from mnemonic_jax.models import attributes, bounds
 
 ACTIVATIONS = {
     "sigmoid": nn.sigmoid,
@@ -33,6 +32,18 @@ class MLP(nn.Module):
   hidden: Sequence[int] = (1000,)
   activation: str = "sigmoid"
 
+  def __post_init__(self):
+    """Checks the attributes when the model is built (:mod:`~mnemonic_jax.models.attributes`).
+
+    Raises:
+      BadRequestType, BadRequest: ``num_classes`` not an int >= 1, ``hidden`` not a
+        sequence of ints >= 1 (``hidden=32``: write ``(32,)``), an unknown ``activation``.
+    """
+    attributes.num_classes("MLP", self.num_classes)
+    attributes.int_sequence("MLP", "hidden", self.hidden)
+    attributes.choice("MLP", "activation", self.activation, sorted(ACTIVATIONS))
+    super().__post_init__()
+
   def head_feature_bound(self) -> "bounds.Box | None":
     """The box the head's input lies in: sigmoid ``[0, 1]``, tanh ``[-1, 1]``; None for an
     unbounded activation or no hidden layer (read by
@@ -44,10 +55,7 @@ class MLP(nn.Module):
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     del train  # No dropout or batch statistics.
-    if self.activation not in ACTIVATIONS:
-      raise errors.BadConfig(
-          f"unknown activation {self.activation!r}; choose from {sorted(ACTIVATIONS)}")
-    act = ACTIVATIONS[self.activation]
+    act = ACTIVATIONS[self.activation]  # Checked when built.
     x = x.reshape(x.shape[0], -1)
     for width in self.hidden:
       x = act(nn.Dense(width)(x))

@@ -6,7 +6,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from mnemonic_jax import errors
+from mnemonic_jax.models import attributes
 
 
 class BasicBlock(nn.Module):
@@ -43,6 +43,18 @@ class ResNet18(nn.Module):
   stem: str = "cifar"
   width: int = 64
 
+  def __post_init__(self):
+    """Checks the attributes when the model is built (:mod:`~mnemonic_jax.models.attributes`).
+
+    Raises:
+      BadRequestType, BadRequest: ``num_classes`` or ``width`` not an int >= 1, an unknown
+        ``stem``.
+    """
+    attributes.num_classes("ResNet18", self.num_classes)
+    attributes.choice("ResNet18", "stem", self.stem, ("cifar", "imagenet"))
+    attributes.whole_number("ResNet18", "width", self.width)
+    super().__post_init__()
+
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
     norm = partial(nn.BatchNorm, use_running_average=not train, momentum=0.9)
@@ -53,8 +65,6 @@ class ResNet18(nn.Module):
       x = nn.Conv(self.width, (7, 7), 2, padding=3, use_bias=False)(x)
       x = nn.relu(norm()(x))
       x = nn.max_pool(x, (3, 3), (2, 2), padding=((1, 1), (1, 1)))
-    else:
-      raise errors.BadConfig(f"unknown stem {self.stem!r}; use 'cifar' or 'imagenet'")
     for stage, multiplier in enumerate((1, 2, 4, 8)):
       for block in range(2):
         strides = 2 if stage > 0 and block == 0 else 1

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from mnemonic_jax import errors
 from mnemonic_jax import layer_taps
-from mnemonic_jax.models import bounds
+from mnemonic_jax.models import attributes, bounds
 
 
 class ClassToken(nn.Module):
@@ -94,6 +94,22 @@ class ViT(nn.Module):
   depth: int = 12
   num_heads: int = 3
   mlp_dim: int = 768
+
+  def __post_init__(self):
+    """Checks the attributes when the model is built (:mod:`~mnemonic_jax.models.attributes`).
+
+    Raises:
+      BadRequestType, BadRequest: ``num_classes``, ``patch_size``, ``dim``, ``num_heads``
+        or ``mlp_dim`` not an int >= 1, ``depth`` not an int >= 0, or a ``dim`` that the
+        heads do not divide.
+    """
+    for name in ("num_classes", "patch_size", "dim", "num_heads", "mlp_dim"):
+      attributes.whole_number("ViT", name, getattr(self, name))
+    attributes.whole_number("ViT", "depth", self.depth, minimum=0)
+    if self.dim % self.num_heads:
+      raise errors.BadRequest(f"ViT: dim={self.dim} is not divisible by num_heads="
+                              f"{self.num_heads}: each head takes dim / num_heads channels")
+    super().__post_init__()
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
