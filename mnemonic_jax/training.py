@@ -29,6 +29,7 @@ from mnemonic_jax import _validate, errors
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import parallel
 from mnemonic_jax import training_checks as checks
+from mnemonic_jax.training_checks import steps_per_epoch
 from mnemonic_jax.pytrees import Static
 from mnemonic_jax.run_once import jit_run_once
 from mnemonic_jax.run_metrics import MetricsWindow
@@ -78,9 +79,13 @@ def make_optimizer(
   Returns:
     An optax gradient transformation; equal arguments give the same object, so the
     train steps built on it share one compiled program.
+
+  Raises:
+    BadConfig: a number out of the range :class:`FitConfig` takes, or an unknown schedule.
   """
   import optax  # pylint: disable=import-outside-toplevel
 
+  checks.optimizer(learning_rate, momentum, weight_decay)
   if schedule == "constant":
     lr = learning_rate
   elif schedule == "cosine":
@@ -313,7 +318,13 @@ def _predict(model: Static, mean, std, mesh, params, batch_stats, images):
 
 @dataclasses.dataclass(frozen=True)
 class FitConfig:
-  """Hyper-parameters of :func:`fit` (defaults: the paper's MNIST settings)."""
+  """Hyper-parameters of :func:`fit` (defaults: the paper's MNIST settings), checked when
+  built or replaced and kept as plain Python values (:func:`training_checks.fit_field`).
+
+  Raises:
+    BadConfig: a field of the wrong type or out of range (``epochs=0``, a NaN
+      ``learning_rate``, ``momentum=1.5``, ...), naming it.
+  """
 
   epochs: int = 200
   batch_size: int = 128
@@ -324,17 +335,9 @@ class FitConfig:
   t_mix: float = 0.1
   augment: bool = False
 
-
-def steps_per_epoch(num_examples: int, batch_size: int) -> int:
-  """Full batches of ``batch_size`` in one epoch of ``num_examples`` (the remainder dropped).
-
-  Raises:
-    ValueError: the batch is larger than the data.
-  """
-  if num_examples < batch_size:
-    raise errors.BadConfig(
-        f"batch size {batch_size} is larger than the {num_examples} training examples")
-  return num_examples // batch_size
+  def __post_init__(self):
+    for field in dataclasses.fields(self):
+      object.__setattr__(self, field.name, checks.fit_field(field.name, getattr(self, field.name)))
 
 
 class FitKeys(NamedTuple):
@@ -519,12 +522,14 @@ def fit(
       ``[0, C)`` for ``C`` codes; images whose example shape is not the codes'; a model
       whose number of outputs is not ``C``; ``mean``/``std`` of a length other than 1 or
       the images' channels, non-finite, or ``std <= 0``.
-    BadConfig: ``on_step_every`` is not a positive int; ``t_mix`` outside [0, 1].
+    BadConfig: ``on_step_every`` is not a positive int; ``t_mix`` outside [0, 1]. A
+      ``config`` that is not a :class:`FitConfig` is a ``BadRequestType``.
 
   All checked before anything compiles, on the host (labels in memory are read once); a
   source of epochs other than ``pipeline.ArrayEpochs`` is checked batch by batch, dtypes
   and shapes only, by the train step.
   """
+  checks.fit_config(config, FitConfig)
   pair = checks.fit_inputs(model, data, codes, config.t_mix, key, mean, std)
   if not _validate.is_integer(on_step_every) or on_step_every < 1:
     raise errors.BadConfig(f"on_step_every must be a positive int, got {on_step_every!r}")

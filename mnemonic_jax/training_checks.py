@@ -21,14 +21,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 from mnemonic_jax.codes import check_key
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.data.dataset import Dataset
 from mnemonic_jax.pytrees import Static
 
-__all__ = ["batch", "check_key", "codes", "data_arrays", "label_range", "model_outputs",
-           "normalisation", "t_mix", "train_keyword", "uint8_images", "fit_inputs"]
+__all__ = ["batch", "check_key", "codes", "data_arrays", "fit_config", "fit_field",
+           "label_range", "model_outputs", "normalisation", "optimizer", "steps_per_epoch",
+           "t_mix", "train_keyword", "uint8_images", "fit_inputs"]
 
 
 def _dtype(x: Any) -> np.dtype:
@@ -140,6 +141,107 @@ def t_mix(value: Any, entry: str) -> float:
   if not 0.0 <= number <= 1.0:
     raise errors.BadConfig(f"t_mix must be in [0, 1], got {value}")
   return number
+
+
+#: The learning-rate schedules :func:`~mnemonic_jax.training.make_optimizer` knows.
+SCHEDULES = ("constant", "cosine")
+#: The most epochs or examples per batch (the step counter is a 32-bit integer).
+_MAX_INT = 2 ** 31 - 1
+#: Real fields: (accepts the float, what it must be).
+_REALS = {
+    "learning_rate": (lambda v: v > 0, "a finite number > 0"),
+    "momentum": (lambda v: 0 <= v < 1, "a finite number in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "a finite number >= 0"),
+    "t_mix": (lambda v: 0 <= v <= 1, "a finite number in [0, 1]"),
+}
+
+
+def _real(value: Any) -> float | None:
+  """``value`` as a float, or None where it is not one real number (a string, a bool, an
+  array of several values, None, a complex number)."""
+  if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
+    return None
+  try:
+    return float(value)
+  except (TypeError, ValueError):
+    return None
+
+
+def fit_field(name: str, value: Any, owner: str = "FitConfig") -> Any:
+  """Checks one field of :class:`~mnemonic_jax.training.FitConfig`; returns it as a plain
+  Python value (``int``, ``float``, ``str`` or ``bool``: hashable and JSON-able).
+
+  ``epochs`` and ``batch_size`` integers in ``[1, 2^31 - 1]`` (``2.0`` and ``True``
+  refused); ``learning_rate`` finite and > 0; ``momentum`` in ``[0, 1)``;
+  ``weight_decay`` finite and >= 0; ``t_mix`` in ``[0, 1]``; ``schedule`` one of
+  :data:`SCHEDULES`; ``augment`` a bool. The ranges of
+  :data:`mnemonic_jax.configs.FIELD_CHECKS`, which checks the same fields in a config.
+
+  Raises:
+    BadConfig: naming ``owner.name``, what it must be and the value given.
+  """
+  where = f"{owner}.{name}"
+  if name in ("epochs", "batch_size"):
+    if not _validate.is_integer(value) or not 1 <= value <= _MAX_INT:
+      raise errors.BadConfig(f"{where} must be an integer in [1, {_MAX_INT}], got {value!r}")
+    return int(value)
+  if name in _REALS:
+    accepts, what = _REALS[name]
+    number = _real(value)
+    if number is None or not math.isfinite(number) or not accepts(number):
+      raise errors.BadConfig(f"{where} must be {what}, got {value!r}")
+    return number
+  if name == "schedule":
+    if not isinstance(value, str) or value not in SCHEDULES:
+      raise errors.BadConfig(f"{where}: unknown schedule {value!r}; use "
+                             f"{' or '.join(map(repr, SCHEDULES))}")
+    return value
+  if name == "augment":
+    if not isinstance(value, (bool, np.bool_)):
+      raise errors.BadConfig(f"{where} must be True or False, got {value!r}")
+    return bool(value)
+  raise errors.BadConfig(f"{owner} has no field {name!r}")
+
+
+def steps_per_epoch(num_examples: int, batch_size: int) -> int:
+  """Full batches of ``batch_size`` in one epoch of ``num_examples`` (the remainder
+  dropped); :func:`mnemonic_jax.training.steps_per_epoch`.
+
+  Raises:
+    BadConfig: ``batch_size`` is not a positive int (as :func:`fit_field`), or the batch
+      is larger than the data.
+  """
+  batch_size = fit_field("batch_size", batch_size, "steps_per_epoch")
+  if num_examples < batch_size:
+    raise errors.BadConfig(
+        f"batch size {batch_size} is larger than the {num_examples} training examples")
+  return num_examples // batch_size
+
+
+def optimizer(learning_rate: Any, momentum: Any, weight_decay: Any) -> None:
+  """Checks :func:`~mnemonic_jax.training.make_optimizer`'s numbers as :func:`fit_field`.
+
+  Raises:
+    BadConfig: naming the argument.
+  """
+  for name, value in (("learning_rate", learning_rate), ("momentum", momentum),
+                      ("weight_decay", weight_decay)):
+    fit_field(name, value, "make_optimizer")
+
+
+def fit_config(config: Any, config_type: type) -> None:
+  """Refuses a ``config`` of :func:`~mnemonic_jax.training.fit` that is not a
+  ``config_type`` (:class:`~mnemonic_jax.training.FitConfig`, whose fields are checked
+  when it is built).
+
+  Raises:
+    BadRequestType: a dict, a ConfigDict or anything else, naming the fix.
+  """
+  if not isinstance(config, config_type):
+    raise errors.BadRequestType(
+        f"fit: config must be a FitConfig, got {type(config).__name__}; build one with "
+        "FitConfig(epochs=..., batch_size=..., ...) (mnemonic_jax.workflow.fit_config(config) "
+        "takes the fields of an experiment config)")
 
 
 def normalisation(mean: Any, std: Any, input_shape: tuple[int, ...], entry: str

@@ -1,7 +1,9 @@
-"""Faults a Python user composing the API found (notes/walk_py_faults.md F13, F20): each
-bad argument is refused by name with the project's errors, before any work."""
+"""Faults a Python user composing the API found (notes/walk_py_faults.md F11, F13, F20):
+each bad argument is refused by name with the project's errors, before any work."""
 
+import dataclasses
 import importlib.util
+import math
 import re
 
 import jax
@@ -10,9 +12,78 @@ import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import models
+from mnemonic_jax import models, training
 
 errors = mj.errors
+
+
+# --------------------------------------------------------------------------------------
+# F11: FitConfig is checked when built.
+
+
+@pytest.mark.parametrize("field, value, error, phrase", [
+    ("epochs", 0, errors.BadConfig, "FitConfig.epochs must be an integer in [1,"),
+    ("epochs", -1, errors.BadConfig, "FitConfig.epochs must be an integer"),
+    ("epochs", 1.5, errors.BadConfig, "FitConfig.epochs must be an integer"),
+    ("epochs", 2.0, errors.BadConfig, "FitConfig.epochs must be an integer"),
+    ("epochs", True, errors.BadConfig, "FitConfig.epochs must be an integer"),
+    ("epochs", "3", errors.BadConfig, "FitConfig.epochs must be an integer"),
+    ("batch_size", 0, errors.BadConfig, "FitConfig.batch_size must be an integer in [1,"),
+    ("batch_size", None, errors.BadConfig, "FitConfig.batch_size must be an integer"),
+    ("learning_rate", math.nan, errors.BadConfig,
+     "FitConfig.learning_rate must be a finite number > 0, got nan"),
+    ("learning_rate", -1.0, errors.BadConfig, "FitConfig.learning_rate must be a finite"),
+    ("learning_rate", 0.0, errors.BadConfig, "FitConfig.learning_rate must be a finite"),
+    ("learning_rate", "0.1", errors.BadConfig, "FitConfig.learning_rate must be a finite"),
+    ("momentum", 1.5, errors.BadConfig, "FitConfig.momentum must be a finite number in [0, 1)"),
+    ("momentum", 1.0, errors.BadConfig, "FitConfig.momentum must be"),
+    ("momentum", -0.1, errors.BadConfig, "FitConfig.momentum must be"),
+    ("weight_decay", -1e-4, errors.BadConfig, "FitConfig.weight_decay must be a finite number"),
+    ("weight_decay", math.inf, errors.BadConfig, "FitConfig.weight_decay must be"),
+    ("t_mix", 1.5, errors.BadConfig, "FitConfig.t_mix must be a finite number in [0, 1]"),
+    ("t_mix", "0.1", errors.BadConfig, "FitConfig.t_mix must be"),
+    ("schedule", "linear", errors.BadConfig, "FitConfig.schedule: unknown schedule 'linear'"),
+    ("augment", 1, errors.BadConfig, "FitConfig.augment must be True or False"),
+])
+def test_fit_config_refuses_bad_fields_when_built_naming_them(field, value, error, phrase):
+  with pytest.raises(error) as info:
+    mj.FitConfig(**{field: value})
+  assert phrase in str(info.value) and "\n" not in str(info.value), str(info.value)
+  valid = mj.FitConfig(epochs=1, batch_size=8)
+  with pytest.raises(error):  # dataclasses.replace builds it again: checked too.
+    dataclasses.replace(valid, **{field: value})
+
+
+def test_fit_config_keeps_plain_python_values():
+  config = mj.FitConfig(epochs=np.int64(2), batch_size=np.int32(8),
+                        learning_rate=np.float32(0.5), momentum=0, augment=np.bool_(True))
+  assert config == mj.FitConfig(epochs=2, batch_size=8, learning_rate=0.5, momentum=0.0,
+                                augment=True)
+  assert [type(getattr(config, f.name)) for f in dataclasses.fields(config)] == [
+      int, int, float, float, float, str, float, bool]
+  assert mj.FitConfig() == mj.FitConfig(epochs=200, batch_size=128, learning_rate=0.01)
+
+
+def test_fit_refuses_a_config_that_is_not_a_fit_config_before_compiling():
+  model = mj.create_model("mlp", 4, hidden=(4,))
+  codes = jnp.zeros((4, 4, 4, 1))
+  images, labels, key = np.zeros((8, 4, 4, 1), np.uint8), np.arange(8) % 4, jax.random.key(0)
+  with mj.CompileClock() as clock, pytest.raises(errors.BadRequestType,
+                                                 match="config must be a FitConfig, got dict"):
+    mj.fit(model, (images, labels), codes, {"epochs": 1, "batch_size": 8}, key, progress=False)
+  assert clock.programs == 0
+
+
+def test_steps_per_epoch_and_make_optimizer_check_their_numbers():
+  with pytest.raises(errors.BadConfig, match="batch_size must be an integer"):
+    training.steps_per_epoch(10, 0)  # Was ZeroDivisionError.
+  with pytest.raises(errors.BadConfig, match="batch size 16 is larger than the 10"):
+    training.steps_per_epoch(10, 16)
+  assert training.steps_per_epoch(10, 3) == 3
+  with pytest.raises(errors.BadConfig, match="make_optimizer.learning_rate must be"):
+    training.make_optimizer(math.nan)
+  with pytest.raises(errors.BadConfig, match="make_optimizer.momentum must be"):
+    training.make_optimizer(0.1, momentum=1.5)
 
 
 # --------------------------------------------------------------------------------------
