@@ -23,15 +23,32 @@ def predict_in_batches(
   Args:
     predict: jitted ``predict(images_batch) -> logits``.
     images: host array ``(N, ...)``.
-    batch_size: examples per call (rounded up to a multiple of ``multiple``).
-    multiple: every batch size is a multiple of this (e.g. the number of devices).
+    batch_size: examples per call, a positive int (rounded up to a multiple of
+      ``multiple``).
+    multiple: every batch size is a multiple of this (e.g. the number of devices), a
+      positive int.
     progress: show a progress bar.
 
   Returns:
-    Host logits ``(N, C)``.
+    Host logits ``(N, C)``. For no images, ``(0, C)``: ``predict`` runs once on one batch
+    of zeros (of ``multiple`` examples) to learn ``C`` and the dtype.
+
+  Raises:
+    BadRequestType: ``batch_size`` or ``multiple`` is not an int (``2.5``, ``True``).
+    BadRequest: either is below 1, or ``images`` have no batch axis.
   """
+  for name, value in (("batch_size", batch_size), ("multiple", multiple)):
+    if not _validate.is_integer(value):
+      raise errors.BadRequestType(f"{name} must be a positive int, got {value!r}")
+    if value < 1:
+      raise errors.BadRequest(f"{name} must be a positive int (examples per call), got {value}")
+  if np.ndim(images) == 0:
+    raise errors.BadRequest(f"images must be an array (N, ...) of examples, got {images!r}")
   n = len(images)
-  batch_size = -(-min(batch_size, max(n, 1)) // multiple) * multiple
+  if n == 0:  # No rows to pad with: one batch of zeros gives the logits' columns and dtype.
+    zeros = np.zeros((multiple, *np.shape(images)[1:]), np.asarray(images).dtype)
+    return np.asarray(predict(zeros))[:0]
+  batch_size = -(-min(int(batch_size), n) // multiple) * multiple
   out = []
   for start in tqdm(range(0, n, batch_size), disable=not progress, desc="evaluate", unit="batch"):
     batch = images[start:start + batch_size]
@@ -39,7 +56,7 @@ def predict_in_batches(
     if pad:
       batch = np.concatenate([batch, np.repeat(batch[:1], pad, axis=0)])
     out.append(np.asarray(predict(batch))[:len(batch) - pad])
-  return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+  return np.concatenate(out)
 
 
 def per_class_accuracy(logits: np.ndarray, labels: np.ndarray, num_classes: int) -> np.ndarray:

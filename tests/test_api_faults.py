@@ -1,4 +1,4 @@
-"""Faults a Python user composing the API found (notes/walk_py_faults.md F11, F13, F20):
+"""Faults a Python user composing the API found (notes/walk_py_faults.md F8-F11, F13, F20):
 each bad argument is refused by name with the project's errors, before any work."""
 
 import dataclasses
@@ -6,13 +6,16 @@ import importlib.util
 import math
 import re
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import models, training
+from mnemonic_jax import metrics, models, training, workflow
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.data import DatasetError
 
 errors = mj.errors
 
@@ -84,6 +87,103 @@ def test_steps_per_epoch_and_make_optimizer_check_their_numbers():
     training.make_optimizer(math.nan)
   with pytest.raises(errors.BadConfig, match="make_optimizer.momentum must be"):
     training.make_optimizer(0.1, momentum=1.5)
+
+
+# --------------------------------------------------------------------------------------
+# F8-F10: predict and evaluate check batch_size, labels and the images' shape.
+
+
+@pytest.fixture(scope="module")
+def bundle():
+  """An untrained digits-shaped MLP 64-4-10: the checks need no trained weights."""
+  model = models.create_model("mlp", 10, hidden=(4,))
+  params = model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]
+  return Bundle("mlp", {"hidden": (4,)}, params, {}, np.zeros((10, 8, 8, 1), np.float32), 10,
+                (8, 8, 1), mean=(0.5,), std=(0.25,))
+
+
+def _images(n=12):
+  return np.random.default_rng(0).integers(0, 256, (n, 8, 8, 1), dtype=np.uint8)
+
+
+@pytest.mark.parametrize("batch_size, error", [
+    (-1, errors.BadRequest), (0, errors.BadRequest), (2.5, errors.BadRequestType),
+    (True, errors.BadRequestType), ("8", errors.BadRequestType)])
+def test_predict_refuses_a_bad_batch_size(bundle, batch_size, error):
+  with pytest.raises(error, match="batch_size must be a positive int"):
+    workflow.predict(bundle, _images(), batch_size=batch_size)  # -1 gave (0, 0) logits.
+  with pytest.raises(error, match="batch_size must be a positive int"):
+    metrics.predict_in_batches(lambda x: x, _images(), batch_size)
+  with pytest.raises(errors.BadRequest, match="multiple must be a positive int"):
+    metrics.predict_in_batches(lambda x: x, _images(), 4, multiple=0)
+
+
+def test_predict_of_no_images_has_a_column_per_class(bundle):
+  logits = workflow.predict(bundle, _images()[:0])
+  chex.assert_shape(logits, (0, 10))
+  assert logits.dtype == workflow.predict(bundle, _images(3)).dtype
+  result = workflow.evaluate(bundle, _images()[:0], np.zeros(0, np.int32))
+  assert result.per_class.shape == (10,) and np.isnan(result.accuracy)
+  chex.assert_shape(result.logits, (0, 10))
+
+
+def test_predict_gives_the_same_logits_in_any_batch_size(bundle):
+  whole = workflow.predict(bundle, _images(), batch_size=1024)
+  np.testing.assert_allclose(workflow.predict(bundle, _images(), batch_size=5), whole,
+                             rtol=1e-6)
+  np.testing.assert_allclose(workflow.predict(bundle, list(_images())), whole, rtol=1e-6)
+
+
+def test_evaluate_takes_labels_as_a_list(bundle):
+  labels = np.arange(12) % 10
+  as_array = workflow.evaluate(bundle, _images(), labels)
+  as_list = workflow.evaluate(bundle, _images(), labels.tolist())  # Was AttributeError.
+  np.testing.assert_array_equal(as_list.logits, as_array.logits)
+  assert (as_list.accuracy, as_list.A_R) == (as_array.accuracy, as_array.A_R)
+  np.testing.assert_array_equal(as_list.labels, labels)
+
+
+@pytest.mark.parametrize("labels, error, phrase", [
+    (lambda y: y.astype(np.float32), errors.BadRequestType, "labels must be integer class ids"),
+    (lambda y: y > 4, errors.BadRequestType, "labels must be integer class ids"),
+    (lambda y: np.eye(10, dtype=np.int32)[y], errors.BadRequest, "one-hot"),
+    (lambda y: y[:5], errors.BadRequest, "12 images but 5 labels"),
+    (lambda y: y + 5, DatasetError, "labels run from 5 to 14 but the model has 10 classes"),
+])
+def test_evaluate_refuses_bad_labels_before_predicting(bundle, labels, error, phrase):
+  with mj.CompileClock() as clock, pytest.raises(error, match=phrase):
+    workflow.evaluate(bundle, _images(), labels(np.arange(12) % 10))
+  assert clock.programs == 0
+
+
+def test_evaluate_refuses_bad_forgotten_classes_before_predicting(bundle):
+  with mj.CompileClock() as clock, pytest.raises(errors.BadRequest, match="out of range"):
+    # 7 images: a batch shape no other test compiles, so predicting would compile one.
+    workflow.evaluate(bundle, _images(7), np.arange(7), forgotten=[12])
+  assert clock.programs == 0
+
+
+@pytest.mark.parametrize("images, phrase", [
+    (lambda x: x.reshape(len(x), -1), r"got \(12, 64\); flat images\? reshape them: "
+     r"images.reshape\(-1, 8, 8, 1\)"),
+    (lambda x: x[..., 0], r"got \(12, 8, 8\); add the channel axis: images\[..., None\]"),
+    (lambda x: x[None], r"got \(1, 12, 8, 8, 1\)"),
+    (lambda x: x[0, 0, 0, 0], r"got \(\)"),
+])
+def test_predict_and_evaluate_name_the_input_shape_for_images_of_another_rank(
+    bundle, images, phrase):
+  wrong = images(_images())
+  with pytest.raises(errors.BadRequest, match=r"images must have shape \(N, 8, 8, 1\).*" + phrase):
+    workflow.predict(bundle, wrong)  # Was "not enough values to unpack".
+  with pytest.raises(errors.BadRequest, match=r"images must have shape \(N, 8, 8, 1\)"):
+    workflow.evaluate(bundle, wrong, np.arange(12) % 10)
+
+
+def test_predict_still_refuses_images_too_large_or_as_floats(bundle):
+  with pytest.raises(DatasetError, match="do not fit"):
+    workflow.predict(bundle, np.zeros((2, 28, 28, 1), np.uint8))
+  with pytest.raises(errors.BadRequestType, match="divided by 255 again"):
+    workflow.predict(bundle, _images() / 255.0)
 
 
 # --------------------------------------------------------------------------------------
