@@ -90,9 +90,17 @@ def _check_logits(logits: np.ndarray, name: str, caller: str, *,
 
   Entries of ``-inf`` (masked classes) are allowed as long as every row has at least
   one finite entry; NaN and ``+inf`` are rejected; fewer than ``minimum`` rows are
-  refused by :func:`_check_num_samples`.
+  refused by :func:`_check_num_samples`; anything but real numbers (strings, complex
+  numbers, whose imaginary part a cast would drop, booleans) by a BadRequestType.
   """
-  logits = np.asarray(logits, dtype=np.float64)
+  try:
+    logits = np.asarray(logits)
+  except ValueError as e:  # Ragged rows.
+    raise errors.BadRequest(f"{name} must be one (n, num_classes) array: {e}") from None
+  if logits.dtype.kind not in "iuf":
+    raise errors.BadRequestType(f"{name} must be real numbers (n, num_classes); got dtype "
+                                f"{logits.dtype}")
+  logits = logits.astype(np.float64)
   if logits.ndim != 2:
     raise errors.BadRequest(f"{name} must be 2-D (n, num_classes); got shape {logits.shape}")
   _check_num_samples(logits.shape[0], name, caller, minimum=minimum)
@@ -185,6 +193,7 @@ def softmax_entropy(logits: np.ndarray) -> np.ndarray:
     ``(n,)`` float64 entropies in ``[0, log num_classes]``.
 
   Raises:
+    TypeError: ``logits`` that are not real numbers (strings, complex, booleans).
     ValueError: ``logits`` not 2-D, without rows or classes, or with NaN, ``+inf`` or a
       row of ``-inf``.
   """
@@ -275,7 +284,7 @@ def entropy_mia(retain_logits: np.ndarray,
     Percentage in ``[0, 100]`` of forgotten samples predicted "member".
 
   Raises:
-    BadRequestType: a ``seed`` that is not an integer.
+    BadRequestType: a ``seed`` that is not an integer, logits that are not real numbers.
     BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples, non-2-D or NaN
       inputs, mismatched class counts, or a negative ``seed``.
   """
@@ -344,7 +353,7 @@ def confidence_mia(retain_logits: np.ndarray,
     MIA-efficacy, a percentage in ``[0, 100]``.
 
   Raises:
-    BadRequestType: a ``seed`` that is not an integer.
+    BadRequestType: a ``seed`` that is not an integer, logits that are not real numbers.
     BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples, malformed inputs,
       labels out of range, mismatched lengths or a negative ``seed``.
   """
@@ -407,15 +416,18 @@ def loss_mia(forget_losses: np.ndarray,
     Cross-validated attack accuracy, a percentage in ``[0, 100]``.
 
   Raises:
-    BadRequestType: a ``seed`` that is not an integer, losses that are not numbers.
+    BadRequestType: a ``seed`` or ``n_splits`` that is not an integer, losses that are
+      not numbers.
     BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples (no 2-fold split
       exists then), an input not 1-D, not finite or negative (losses are >= 0),
       ``n_splits < 2`` or a negative ``seed``.
   """
   forget_losses = _check_losses(forget_losses, "forget_losses", "loss_mia")
   test_losses = _check_losses(test_losses, "test_losses", "loss_mia")
-  if isinstance(n_splits, bool) or not isinstance(n_splits, (int, np.integer)) or n_splits < 2:
-    raise errors.BadRequest(f"n_splits must be an integer >= 2; got {n_splits!r}")
+  if not _validate.is_integer(n_splits):
+    raise errors.BadRequestType(f"loss_mia: n_splits must be an integer >= 2; got {n_splits!r}")
+  if n_splits < 2:
+    raise errors.BadRequest(f"loss_mia: n_splits must be an integer >= 2; got {n_splits!r}")
   seed = _check_seed(seed, "loss_mia")
   n = min(len(forget_losses), len(test_losses))  # >= MIN_SAMPLES = 2: a 2-fold split exists.
 
@@ -477,7 +489,8 @@ def all_attacks(retain_logits: np.ndarray,
     in ``[0, 100]``.
 
   Raises:
-    BadRequestType: labels or ``seed`` that are not integers.
+    BadRequestType: labels or ``seed`` that are not integers, logits that are not real
+      numbers.
     BadRequest: malformed inputs; a set with fewer than :data:`MIN_SAMPLES` samples: the
       retained or forgotten samples, or the test samples outside ``forget_classes`` (for
       ``confidence_mia``) or inside them (for ``loss_mia``); forget labels outside

@@ -5,6 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from flax.core import FrozenDict
 
 from mnemonic_jax import errors, models
 from mnemonic_jax.bundle import Bundle
@@ -178,7 +179,7 @@ def test_weight_distance_and_relearn_ratio():
   assert attacks.weight_distance(a, {"w": np.zeros(2), "b": np.zeros(1)}) == pytest.approx(1.0)
   with pytest.raises(errors.BadRequest, match="another architecture"):
     attacks.weight_distance(a, {"w": np.zeros(2)})
-  with pytest.raises(errors.BadRequest, match="shapes differ"):
+  with pytest.raises(errors.BadRequest, match="paths or shapes"):
     attacks.weight_distance(a, {"w": np.zeros(3), "b": np.zeros(1)})
   assert attacks.relearn_ratio(9, 18) == 0.5
   assert attacks.relearn_ratio(None, 18) == float("inf")
@@ -193,7 +194,7 @@ def test_attacks_refuse_bad_classes():
     attacks.best_constant(logits, labels, [0, 1, 2, 3])
   with pytest.raises(errors.BadRequest, match="out of range"):
     attacks.forgotten_accuracy(logits, labels, [4])
-  with pytest.raises(errors.BadRequest, match="one label each"):
+  with pytest.raises(errors.BadRequest, match="one label per row"):
     attacks.forgotten_accuracy(logits, labels[:3], FORGOTTEN)
 
 
@@ -540,3 +541,14 @@ def test_suppression_one_constant_undoes_is_output_level_even_with_moved_feature
   found = report_lib.verdict(report)
   assert found.output_level_only and found.text.startswith("Output-level:"), found
   assert "brings back 89.0%" in found.text and "moved from the original's" in found.text
+
+
+def test_depth_report_takes_frozen_dict_params_of_the_same_model(hand_made):
+  """forget keeps a FrozenDict as it is given; bundles hold dicts: the same architecture."""
+  original, shifted, oracle, data = hand_made
+  config = depth.DepthConfig(relearn=None, probe_per_class=5, head_steps=(1,))
+  report = depth.depth_report(shifted.replace(params=FrozenDict(shifted.params)), oracle,
+                              original, data, FORGOTTEN, config=config)
+  assert report["E_F"].method == 100.0 and report["one_constant_half"].method == 100.0
+  distance = attacks.weight_distance(shifted.params, original.params)
+  assert report["distance_to_original"].method == distance > 0

@@ -3,7 +3,9 @@
 * :mod:`~mnemonic_jax.evaluation.features`: where a model's penultimate features are (the
   input of its classifier head), for the built-in models and for registered ones
   (:func:`register_head`).
-* :mod:`~mnemonic_jax.evaluation.attacks`: the depth attacks, pure functions of arrays.
+* :mod:`~mnemonic_jax.evaluation.attacks`: the depth attacks, pure functions of arrays
+  (those on logits alone are defined in :mod:`~mnemonic_jax.evaluation.logit_attacks`
+  and importable from ``attacks`` too).
 * :mod:`~mnemonic_jax.evaluation.depth`: :func:`depth_report` runs them all on three
   bundles (unlearned, oracle, original).
 * :mod:`~mnemonic_jax.evaluation.report`: the report's types, its verdict in words, and

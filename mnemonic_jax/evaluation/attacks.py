@@ -10,13 +10,19 @@ Logits and features come in as host arrays (``np.ndarray``, or JAX arrays, which
 to the host); :mod:`mnemonic_jax.evaluation.features` gets them from a bundle and
 :func:`mnemonic_jax.evaluation.depth.depth_report` runs every attack on three bundles.
 A model known only by its ``apply_fn`` gets the attacks on logits
-(:func:`one_constant_recovery`, :func:`half_split_recovery`, :func:`input_scale_recovery`)
-and :func:`weight_distance`; the others need penultimate features.
+(:func:`one_constant_recovery`, :func:`half_split_recovery`, :func:`input_scale_recovery`,
+defined in :mod:`mnemonic_jax.evaluation.logit_attacks` and importable from here) and
+:func:`weight_distance`; the others need penultimate features.
+
+Every array is checked before use, and the message names the argument: logits as
+:func:`mnemonic_jax.metrics.forgetting_metrics` checks them, features and head weights as
+real, finite ``(N, D)``, ``(D, C)`` and ``(C,)`` arrays (a NaN feature has no nearest
+class mean and no prediction to score).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -24,224 +30,19 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnemonic_jax import _validate, codes, errors, relearning
+from mnemonic_jax import _validate, errors, relearning
+from mnemonic_jax.checkpointing.trees import _tree_mismatch
+from mnemonic_jax.evaluation.logit_attacks import (
+    _forgotten, best_constant, forgotten_accuracy, half_split, half_split_recovery, host_rng,
+    input_scale_recovery, one_constant_recovery)
+
+__all__ = [
+    "best_constant", "forgotten_accuracy", "half_split", "half_split_recovery",
+    "head_finetune_recovery", "host_rng", "input_scale_recovery", "linear_cka", "ncm_recall",
+    "one_constant_recovery", "probe_recall", "prototype_attack", "relearn_ratio",
+    "weight_distance"]
 
 PyTree = Any
-
-
-def _forgotten(forgotten: Sequence[int], num_classes: int) -> np.ndarray:
-  classes = _validate.class_ids(forgotten, num_classes, name="forgotten")
-  if not classes:
-    raise errors.BadRequest("forgotten: give at least one forgotten class id")
-  if len(classes) == num_classes:
-    raise errors.BadRequest("forgotten: every class is forgotten; at least one must remain")
-  return np.asarray(classes, np.int64)
-
-
-def _logits_and_labels(logits: Any, labels: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
-  logits = np.asarray(logits, np.float64)
-  labels = np.asarray(labels)
-  if logits.ndim != 2 or len(logits) != len(labels):
-    raise errors.BadRequest(f"{name}: logits must be (N, C) with one label each, got logits "
-                            f"{logits.shape} and labels {labels.shape}")
-  _validate.labels(labels, logits.shape[1], name=f"{name} labels")
-  return logits, labels.astype(np.int64)
-
-
-def forgotten_accuracy(logits: Any, labels: Any, forgotten: Sequence[int]) -> float:
-  """Accuracy (%) on the examples of the forgotten classes (NaN when there are none).
-
-  Args:
-    logits: ``(N, C)``.
-    labels: ``(N,)`` integer labels.
-    forgotten: forgotten class ids.
-  """
-  logits, labels = _logits_and_labels(logits, labels, "forgotten_accuracy")
-  columns = _forgotten(forgotten, logits.shape[1])
-  mask = np.isin(labels, columns)
-  if not mask.any():
-    return float("nan")
-  return float(100.0 * np.mean(np.argmax(logits[mask], -1) == labels[mask]))
-
-
-def best_constant(logits: Any, labels: Any, forgotten: Sequence[int]) -> float:
-  """The constant that, added to the forgotten classes' logits, maximises overall accuracy.
-
-  Exact, not a grid: adding ``delta`` to the forgotten columns changes example ``i``'s
-  prediction only between the best forgotten and the best remaining class, at
-  ``t_i = max_remaining_i - max_forgotten_i``; accuracy is constant between consecutive
-  ``t_i``, so every interval is scored once (``O(N log N)``). Among equally good intervals
-  the one nearest 0 wins (the smallest change); the constant returned is 0 when that
-  interval holds 0, else its midpoint (1 logit beyond the last threshold for an unbounded
-  one).
-
-  Args:
-    logits: ``(N, C)`` logits of the set the attacker labels.
-    labels: ``(N,)`` its labels.
-    forgotten: forgotten class ids.
-
-  Returns:
-    The constant (a float, negative when lowering helps).
-
-  Raises:
-    BadRequest: shapes that do not match, labels or classes out of range, no forgotten or no
-      remaining class.
-  """
-  logits, labels = _logits_and_labels(logits, labels, "best_constant")
-  columns = _forgotten(forgotten, logits.shape[1])
-  if not len(labels):
-    return 0.0
-  is_f = np.zeros(logits.shape[1], bool)
-  is_f[columns] = True
-  f_best = np.argmax(np.where(is_f, logits, -np.inf), -1)
-  r_best = np.argmax(np.where(is_f, -np.inf, logits), -1)
-  t = logits[np.arange(len(labels)), r_best] - logits[np.arange(len(labels)), f_best]
-  right_f = (f_best == labels).astype(np.int64)  # Right when a forgotten class wins.
-  right_r = (r_best == labels).astype(np.int64)
-  order = np.argsort(t, kind="stable")
-  t, right_f, right_r = t[order], right_f[order], right_r[order]
-  cuts = np.flatnonzero(np.diff(t)) + 1  # Ends of runs of equal thresholds.
-  ends = np.concatenate([cuts, [len(t)]])
-  # Interval k (k = 0..m): delta above the k-th distinct threshold, below the next; the
-  # examples of the first k runs are predicted forgotten.
-  gained = np.concatenate([[0], np.cumsum(right_f)[ends - 1]])
-  lost = np.concatenate([[0], np.cumsum(right_r)[ends - 1]])
-  correct = gained + right_r.sum() - lost
-  uniq = t[ends - 1]
-  lows = np.concatenate([[-np.inf], uniq])
-  highs = np.concatenate([uniq, [np.inf]])
-  distance = np.where((lows < 0) & (0 <= highs), 0.0, np.minimum(np.abs(lows), np.abs(highs)))
-  best = np.flatnonzero(correct == correct.max())
-  k = best[np.argmin(distance[best])]
-  low, high = lows[k], highs[k]
-  if low < 0 <= high:
-    return 0.0
-  if np.isinf(low):
-    return float(high - 1.0)
-  if np.isinf(high):
-    return float(low + 1.0)
-  return float((low + high) / 2)
-
-
-def one_constant_recovery(choose_logits: Any, choose_labels: Any, score_logits: Any,
-                          score_labels: Any, forgotten: Sequence[int]) -> float:
-  """The one-constant (logit-shift) attack: a constant chosen on one set, scored on another.
-
-  The attacker labels a few examples (``choose_*``), picks the constant added to the
-  forgotten classes' logits that maximises accuracy on them (:func:`best_constant`), and
-  applies it to new inputs (``score_*``). A move that only lowered the forgotten logits by
-  a constant (an output-bias offset) is undone by that one number.
-
-  Source: this project's shift diagnostic, held out (docs/depth.md); the
-  attack reads the "feature-classifier misalignment" of Gao et al., "An Illusion of
-  Unlearning? Assessing Machine Unlearning Through Internal Representations" (AISTATS
-  2026), at its simplest: one number in the classifier.
-
-  Args:
-    choose_logits, choose_labels: ``(M, C)``, ``(M,)``: the set the constant is chosen on.
-    score_logits, score_labels: ``(N, C)``, ``(N,)``: the set it is scored on.
-    forgotten: forgotten class ids.
-
-  Returns:
-    Accuracy (%) on the forgotten classes' examples of the score set, the constant added
-    (NaN when the score set holds none).
-
-  Raises:
-    BadRequest: as :func:`best_constant`; sets with different class counts.
-  """
-  delta = best_constant(choose_logits, choose_labels, forgotten)
-  logits, labels = _logits_and_labels(score_logits, score_labels, "score")
-  if logits.shape[1] != np.shape(choose_logits)[1]:
-    raise errors.BadRequest(f"the choose and score logits have {np.shape(choose_logits)[1]} "
-                            f"and {logits.shape[1]} classes; give logits of one model")
-  shifted = logits.copy()
-  shifted[:, _forgotten(forgotten, logits.shape[1])] += delta
-  return forgotten_accuracy(shifted, labels, forgotten)
-
-
-def host_rng(key: jax.Array) -> np.random.Generator:
-  """A NumPy generator seeded by a typed JAX key (host-side draws compile nothing)."""
-  return np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel().tolist())
-
-
-def half_split(labels: Any, key: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-  """Two halves of a labelled set, each class split evenly (random within each class).
-
-  Args:
-    labels: ``(N,)`` integer labels.
-    key: typed PRNG key.
-
-  Returns:
-    ``(a, b)``: sorted index arrays; class ``c``'s first ``floor(n_c / 2)`` shuffled
-    examples go to ``a``.
-
-  Raises:
-    BadRequestType: ``key`` not a PRNG key (an int seed).
-  """
-  codes.check_key(key)
-  labels = np.asarray(labels)
-  a, b = [], []
-  for c in np.unique(labels):
-    idx = np.flatnonzero(labels == c)
-    idx = idx[host_rng(jax.random.fold_in(key, int(c))).permutation(len(idx))]
-    a.append(idx[:len(idx) // 2])
-    b.append(idx[len(idx) // 2:])
-  cat = lambda parts: np.sort(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
-  return cat(a), cat(b)
-
-
-def half_split_recovery(logits: Any, labels: Any, forgotten: Sequence[int], *,
-                        key: jax.Array) -> float:
-  """One-constant attack on a test set: chosen on one half, scored on the other, both ways.
-
-  Args:
-    logits: ``(N, C)`` test logits.
-    labels: ``(N,)`` test labels.
-    forgotten: forgotten class ids.
-    key: typed PRNG key for the split (:func:`half_split`).
-
-  Returns:
-    The mean of the two ways' forgotten-class accuracies (%).
-  """
-  logits, labels = _logits_and_labels(logits, labels, "half_split_recovery")
-  a, b = half_split(labels, key)
-  ways = [one_constant_recovery(logits[i], labels[i], logits[j], labels[j], forgotten)
-          for i, j in ((a, b), (b, a))]
-  return float(np.nanmean(ways)) if not np.all(np.isnan(ways)) else float("nan")
-
-
-def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any,
-                         forgotten: Sequence[int], scales: Sequence[float] = (1.5, 2.0, 3.0)
-                         ) -> dict[float, float]:
-  """Input-scale queries: forgotten-class accuracy when the normalised input is scaled.
-
-  A piecewise-linear network without per-sample normalisation before its head scales its
-  logits with its input (positively homogeneous, up to its biases), while an offset added to
-  the forgotten logits stays fixed: a large enough input scale outgrows the offset. The
-  weights are not touched.
-
-  Source: the input-scale queries of docs/depth.md (DEPTH.md), after the
-  positive homogeneity of ReLU networks.
-
-  Args:
-    predict: ``predict(x) -> (N, C)`` logits on inputs in the model's normalised space
-      (any ``apply_fn`` with its parameters bound).
-    inputs: ``(N, ...)`` normalised inputs, e.g. the forgotten classes' test images.
-    labels: ``(N,)`` their labels.
-    forgotten: forgotten class ids.
-    scales: the factors tried.
-
-  Returns:
-    ``{scale: forgotten accuracy (%)}``.
-
-  Raises:
-    BadRequestType, BadRequest: a scale that is not a finite number > 0.
-  """
-  for i, s in enumerate(scales):
-    relearning.check_number("input_scale_recovery", f"scales[{i}]", s, low=0.0, low_open=True)
-  x = jnp.asarray(inputs)
-  return {float(s): forgotten_accuracy(np.asarray(predict(x * s)), labels, forgotten)
-          for s in scales}
 
 
 def probe_recall(train_features: Any, train_labels: Any, test_features: Any,
@@ -274,9 +75,11 @@ def probe_recall(train_features: Any, train_labels: Any, test_features: Any,
     Recall (%) on the forgotten classes' test examples, pooled (NaN when there are none).
 
   Raises:
-    BadRequestType: ``c`` not a number or ``max_iter`` not an integer.
-    BadRequest: mismatched shapes, a forgotten class absent from the training features,
-      ``c <= 0`` or ``max_iter < 1``.
+    BadRequestType: ``c`` not a number or ``max_iter`` not an integer; features that are
+      not real numbers, labels that are not integers.
+    BadRequest: features not ``(M, D)`` and ``(N, D)`` with one label ``(N,)`` each, NaN
+      or inf features, negative labels, a forgotten class absent from the training
+      features, ``c <= 0`` or ``max_iter < 1``.
   """
   from sklearn.linear_model import LogisticRegression  # pylint: disable=import-outside-toplevel
   from sklearn.pipeline import make_pipeline  # pylint: disable=import-outside-toplevel
@@ -286,7 +89,7 @@ def probe_recall(train_features: Any, train_labels: Any, test_features: Any,
   relearning.check_number("probe_recall", "c", c, low=0.0, low_open=True)
   relearning.check_integer("probe_recall", "max_iter", max_iter, low=1)
   x, y, xt, yt = _features_pair(train_features, train_labels, test_features, test_labels,
-                                "probe_recall")
+                                "probe_recall", "train")
   columns = _forgotten(forgotten, int(max(y.max(), yt.max(), _max_id(forgotten))) + 1)
   _require_classes(y, columns, "probe_recall training features")
   mask = np.isin(yt, columns)
@@ -319,6 +122,10 @@ def ncm_recall(support_features: Any, support_labels: Any, test_features: Any,
 
   Returns:
     Recall (%) on the forgotten classes' test examples (NaN when there are none).
+
+  Raises:
+    BadRequestType, BadRequest: features and labels as :func:`probe_recall`; a forgotten
+      class without support examples.
   """
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "ncm_recall")
@@ -367,9 +174,12 @@ def prototype_attack(support_features: Any, support_labels: Any, kernel: Any, bi
     Accuracy (%) on the forgotten classes' test examples after the rewrite.
 
   Raises:
-    BadRequestType: ``shots`` not an integer or ``alpha`` not a number.
-    BadRequest: a forgotten class with fewer than ``shots`` support images, shapes that do
-      not fit the head, an unknown metric, ``shots < 1`` or ``alpha`` outside ``[0, 1]``.
+    BadRequestType: ``shots`` not an integer or ``alpha`` not a number; features or head
+      weights that are not real numbers, labels that are not integers.
+    BadRequest: a forgotten class with fewer than ``shots`` support images; features and
+      labels as :func:`probe_recall`; a kernel that is not ``(D, C)`` for features of width
+      ``D`` or a bias that is not ``(C,)``, NaN or inf in either; an unknown metric,
+      ``shots < 1`` or ``alpha`` outside ``[0, 1]``.
   """
   if metric not in ("cosine", "l2"):
     raise errors.BadRequest(f"metric must be 'cosine' or 'l2', got {metric!r}")
@@ -377,11 +187,7 @@ def prototype_attack(support_features: Any, support_labels: Any, kernel: Any, bi
   relearning.check_number("prototype_attack", "alpha", alpha, low=0.0, high=1.0)
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "prototype_attack")
-  w = np.array(kernel, np.float64)
-  b = np.array(bias, np.float64)
-  if w.ndim != 2 or w.shape[0] != x.shape[1] or b.shape != (w.shape[1],):
-    raise errors.BadRequest(f"the head's kernel {w.shape} and bias {b.shape} do not fit "
-                            f"features of width {x.shape[1]}")
+  w, b = _head(kernel, bias, x.shape[1], "prototype_attack")
   columns = _forgotten(forgotten, w.shape[1])
   for c in columns:
     rows = x[y == c][:int(shots)]
@@ -433,26 +239,31 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
     kernel, bias: the head, ``(D, C)`` and ``(C,)``.
     test_features, test_labels: ``(N, D)``, ``(N,)``.
     forgotten: forgotten class ids (each must have support images).
-    steps: step counts at which to report (ascending, >= 0).
+    steps: step counts at which to report (a sequence of integers >= 0).
     learning_rate, momentum: SGD.
 
   Returns:
     ``{steps: forgotten accuracy (%)}``.
 
   Raises:
-    BadRequestType, BadRequest: mismatched shapes, a forgotten class without support
-      images, a learning rate <= 0, a momentum outside ``[0, 1)``, ``steps`` empty or not
-      integers >= 0.
+    BadRequestType, BadRequest: features, labels or a head as :func:`prototype_attack`
+      (the same checks and messages), a forgotten class without support images, a
+      learning rate <= 0, a momentum outside ``[0, 1)``, ``steps`` empty or not integers
+      >= 0; a head that became NaN or inf (a learning rate too large).
   """
   relearning.check_number("head_finetune_recovery", "learning_rate", learning_rate, low=0.0,
                           low_open=True)
   relearning.check_number("head_finetune_recovery", "momentum", momentum, low=0.0, high=1.0,
                           high_open=True)
+  if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence):
+    raise errors.BadRequestType(f"head_finetune_recovery: steps must be a sequence of step "
+                                f"counts, e.g. (10, 50), got {steps!r}")
   for i, n in enumerate(steps):
     relearning.check_integer("head_finetune_recovery", f"steps[{i}]", n, low=0)
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "head_finetune_recovery")
-  columns = _forgotten(forgotten, np.shape(kernel)[-1])
+  kernel, bias = _head(kernel, bias, x.shape[1], "head_finetune_recovery")
+  columns = _forgotten(forgotten, kernel.shape[1])
   _require_classes(y, columns, "head_finetune_recovery support")
   counts = sorted({int(s) for s in steps})
   if not counts or counts[0] < 0:
@@ -468,6 +279,10 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
       head, opt_state = _head_step(head, opt_state, z, labels)
       done += 1
     w, b = (np.asarray(a, np.float64) for a in head)
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
+      raise errors.BadRequest(f"head_finetune_recovery: the head became NaN or inf within "
+                              f"{done} SGD steps at learning_rate {learning_rate:g}; use a "
+                              "smaller learning_rate")
     out[target] = forgotten_accuracy(xt @ w + b, yt, columns)
   return {int(s): out[int(s)] for s in steps}
 
@@ -492,7 +307,14 @@ def relearn_ratio(method_steps: int | None, oracle_steps: int | None) -> float:
     The ratio; ``inf`` when only the oracle reached the level (or it needed 0 steps and
     the method more), 0 when only the method did, 1 when both needed 0, NaN when neither
     reached it.
+
+  Raises:
+    BadRequestType: a count that is neither ``None`` nor an integer (a float, a bool).
+    BadRequest: a negative count.
   """
+  for name, steps in (("method_steps", method_steps), ("oracle_steps", oracle_steps)):
+    if steps is not None:
+      relearning.check_integer("relearn_ratio", name, steps, low=0)
   m = np.inf if method_steps is None else float(method_steps)
   o = np.inf if oracle_steps is None else float(oracle_steps)
   if np.isinf(m) and np.isinf(o):
@@ -522,11 +344,12 @@ def linear_cka(x: Any, y: Any) -> float:
     CKA in ``[0, 1]`` (NaN when either representation is constant over the examples).
 
   Raises:
-    BadRequest: different example counts, fewer than 2 examples, or not 2-D.
+    BadRequestType: features that are not real numbers.
+    BadRequest: different example counts, fewer than 2 examples, not 2-D, NaN or inf.
   """
-  x = np.asarray(x, np.float64)
-  y = np.asarray(y, np.float64)
-  if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) < 2:
+  x = _features(x, "linear_cka x")
+  y = _features(y, "linear_cka y")
+  if len(x) != len(y) or len(x) < 2:
     raise errors.BadRequest(f"linear_cka needs two (N, D) feature arrays of the same >= 2 "
                             f"examples, got {x.shape} and {y.shape}")
   x = x - x.mean(0)
@@ -555,33 +378,84 @@ def weight_distance(params: PyTree, reference: PyTree) -> float:
     The distance (float, >= 0).
 
   Raises:
-    BadRequest: trees of another structure or other shapes (another architecture).
+    BadRequestType: a leaf that is not an array of real numbers.
+    BadRequest: no parameters; trees whose leaves differ in paths or shapes (another
+      architecture; containers are not compared by type, so a ``FrozenDict`` and a
+      ``dict`` of the same model match); NaN or inf in either (the message names the
+      leaf).
   """
-  if jax.tree.structure(params) != jax.tree.structure(reference):
-    raise errors.BadRequest("weight_distance: the two parameter trees differ in structure "
-                            "(another architecture); compare models of one architecture")
-  a = [np.asarray(v, np.float64) for v in jax.tree.leaves(params)]
-  b = [np.asarray(v, np.float64) for v in jax.tree.leaves(reference)]
-  bad = [(u.shape, v.shape) for u, v in zip(a, b) if u.shape != v.shape]
-  if bad:
-    raise errors.BadRequest(f"weight_distance: parameter shapes differ ({bad[0][0]} against "
-                            f"{bad[0][1]}); compare models of one architecture")
+  mismatch = _tree_mismatch(reference, params)
+  if mismatch:
+    raise errors.BadRequest(f"weight_distance: reference differs from params in its leaves' "
+                            f"paths or shapes ({mismatch}): another architecture; compare "
+                            "models of one architecture")
+  named = {"params": params, "reference": reference}
+  flat = {}
+  for name, tree in named.items():
+    flat[name] = {jax.tree_util.keystr(p): v for p, v in
+                  jax.tree_util.tree_flatten_with_path(tree)[0]}
+    for path, leaf in flat[name].items():
+      dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+      if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise errors.BadRequestType(f"weight_distance: {name}{path} is not an array of real "
+                                    f"numbers (dtype {dtype})")
+  if not flat["params"]:
+    raise errors.BadRequest("weight_distance: params holds no arrays; pass the model's "
+                            "parameters, e.g. bundle.params")
+  _validate.finite(**named)
+  a = [np.asarray(v, np.float64) for v in flat["params"].values()]
+  b = [np.asarray(flat["reference"][k], np.float64) for k in flat["params"]]
   num = sum(float(np.sum((u - v) ** 2)) for u, v in zip(a, b))
   den = sum(float(np.sum(u ** 2)) for u in a)
   return float(np.sqrt(num / den)) if den > 0 else float("nan")
 
 
-def _features_pair(x: Any, y: Any, xt: Any, yt: Any, name: str
+def _real(x: Any, name: str) -> np.ndarray:
+  """``x`` as a float64 host array, refusing what is not real numbers or not finite."""
+  try:
+    x = np.asarray(x)
+  except ValueError as e:  # Ragged rows.
+    raise errors.BadRequest(f"{name} must be one array of numbers: {e}") from None
+  if (not (jnp.issubdtype(x.dtype, jnp.floating) or jnp.issubdtype(x.dtype, jnp.integer))
+      or x.dtype == np.bool_):
+    raise errors.BadRequestType(f"{name} must be real numbers, got dtype {x.dtype}")
+  bad = int(np.size(x) - _validate.isfinite_on_host(x).sum())
+  if bad:
+    raise errors.BadRequest(f"{name} hold {bad} non-finite value(s) (NaN or inf): the model "
+                            "diverged or its parameters are not finite; pass finite values")
+  return x.astype(np.float64)
+
+
+def _features(x: Any, name: str) -> np.ndarray:
+  """Finite real features ``(N, D)`` as float64."""
+  if not np.ndim(x) == 2:
+    raise errors.BadRequest(f"{name} must be features (N, D), got shape {np.shape(x)}")
+  return _real(x, name)
+
+
+def _features_pair(x: Any, y: Any, xt: Any, yt: Any, name: str, first: str = "support"
                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-  x, xt = np.asarray(x, np.float64), np.asarray(xt, np.float64)
+  """Two feature sets of one width with one label each: ``(first)_*`` and ``test_*``."""
+  x = _features(x, f"{name} {first}_features")
+  xt = _features(xt, f"{name} test_features")
+  for labels, what in ((y, first), (yt, "test")):
+    _validate.labels(labels, np.iinfo(np.int32).max, name=f"{name} {what}_labels")
   y, yt = np.asarray(y), np.asarray(yt)
-  if (x.ndim != 2 or xt.ndim != 2 or x.shape[1] != xt.shape[1] or len(x) != len(y)
-      or len(xt) != len(yt) or not len(x)):
+  if x.shape[1] != xt.shape[1] or len(x) != len(y) or len(xt) != len(yt) or not len(x):
     raise errors.BadRequest(f"{name}: give (M, D) and (N, D) features with one label each; got "
-                            f"{x.shape} / {y.shape} and {xt.shape} / {yt.shape}")
-  for labels, what in ((y, "training"), (yt, "test")):
-    _validate.labels(labels, np.iinfo(np.int32).max, name=f"{name} {what} labels")
+                            f"{first}_features {x.shape}, {first}_labels {y.shape}, "
+                            f"test_features {xt.shape}, test_labels {yt.shape}")
   return x, y.astype(np.int64), xt, yt.astype(np.int64)
+
+
+def _head(kernel: Any, bias: Any, width: int, name: str) -> tuple[np.ndarray, np.ndarray]:
+  """A finite head ``(kernel (D, C), bias (C,))`` for features of ``width`` D, as float64."""
+  w, b = _real(kernel, f"{name} kernel"), _real(bias, f"{name} bias")
+  if w.ndim != 2 or w.shape[0] != width or b.shape != (w.shape[1],):
+    raise errors.BadRequest(f"{name}: the head's kernel {w.shape} and bias {b.shape} do not "
+                            f"fit features of width {width}; give kernel (D, C) = ({width}, C) "
+                            "and bias (C,)")
+  return w, b
 
 
 def _max_id(classes: Sequence[int]) -> int:

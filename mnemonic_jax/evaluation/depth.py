@@ -33,6 +33,7 @@ import numpy as np
 from mnemonic_jax import _validate, codes, errors, metrics, relearning
 from mnemonic_jax.baselines.base import Split
 from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing.trees import _tree_mismatch
 from mnemonic_jax.evaluation import attacks
 from mnemonic_jax.evaluation import features as feats
 from mnemonic_jax.evaluation import report as report_lib
@@ -157,13 +158,16 @@ def check_comparable(unlearned: Bundle, other: Bundle, name: str) -> None:
 
   Model attributes are compared as the built modules resolve them, defaults filled in
   (:func:`model_attributes`): ``{}`` and the model's defaults written out are the same
-  model; any attribute that differs once resolved is refused.
+  model; any attribute that differs once resolved is refused. Parameters are compared by
+  their leaves' paths and shapes, not their containers' types: a ``FrozenDict`` and a
+  ``dict`` of the same model match.
 
   Raises:
     BadRequestType: ``other`` is not a Bundle.
     BadRequest: another model, other model attributes, class count or input shape; the
       message names which.
   """
+  _validate.bundle(unlearned, "unlearned")
   _validate.bundle(other, name)
   for what, mine, theirs in (
       ("model", unlearned.model_name, other.model_name),
@@ -175,9 +179,10 @@ def check_comparable(unlearned: Bundle, other: Bundle, name: str) -> None:
           f"the {name} bundle has {what} {theirs!r} but the unlearned model has {mine!r}; "
           f"the depth attacks compare one architecture: give an {name} of the same model, "
           "classes and input shape (the oracle: retrained from the original's config)")
-  if jax.tree.structure(other.params) != jax.tree.structure(unlearned.params):
-    raise errors.BadRequest(f"the {name} bundle's parameters differ in structure from the "
-                            "unlearned model's (another architecture)")
+  mismatch = _tree_mismatch(other.params, unlearned.params)
+  if mismatch:
+    raise errors.BadRequest(f"the {name} bundle's parameters differ in paths or shapes from "
+                            f"the unlearned model's ({mismatch}): another architecture")
 
 
 def model_attributes(bundle: Bundle) -> dict[str, Any]:
@@ -187,7 +192,11 @@ def model_attributes(bundle: Bundle) -> dict[str, Any]:
   keyword arguments and reads its dataclass fields, less ``num_classes`` (compared on its
   own), ``parent`` and ``name``. A model that cannot be built (not registered here) gives
   its keyword arguments as written.
+
+  Raises:
+    BadRequestType: ``bundle`` is not a Bundle.
   """
+  _validate.bundle(bundle)
   try:
     module = bundle.model
   except (errors.MnemonicJaxError, TypeError, ValueError):
@@ -330,6 +339,9 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
       (:func:`check_references`); ``key`` that is not a PRNG key (BadRequestType).
   """
   _validate.bundle(unlearned, "unlearned")
+  if isinstance(oracle_seeds, Bundle) or not isinstance(oracle_seeds, Sequence):
+    raise errors.BadRequestType(f"oracle_seeds must be a sequence of Bundles (e.g. a list), "
+                                f"got {type(oracle_seeds).__name__}")
   for name, other in (("oracle", oracle), ("original", original),
                       *((f"oracle_seeds[{i}]", b) for i, b in enumerate(oracle_seeds))):
     check_comparable(unlearned, other, name)
@@ -400,7 +412,13 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
 
 
 def figure_specs(config: DepthConfig) -> list[tuple[str, str, str]]:
-  """``(name, label, unit)`` of every figure a report with ``config`` holds, in order."""
+  """``(name, label, unit)`` of every figure a report with ``config`` holds, in order.
+
+  Raises:
+    BadRequestType: ``config`` is not a :class:`DepthConfig`.
+  """
+  if not isinstance(config, DepthConfig):
+    raise errors.BadRequestType(f"config must be a DepthConfig, got {type(config).__name__}")
   specs = list(FIGURES)
   at = [n for n, _, _ in specs].index("probe_recall")
   scales = [(f"input_scale_x{s:g}", f"input scaled x{s:g}", "%") for s in config.scales]
@@ -441,17 +459,35 @@ def check_references(test: Split, classes: Sequence[int], *, oracles: Sequence[t
     batch_size: images per forward pass.
 
   Raises:
+    BadRequestType: ``test`` without ``images`` and ``labels``, a model that is not a
+      Bundle or not given as a ``(name, bundle)`` pair, class ids that are not integers.
     BadRequest: an oracle gets more than :data:`ORACLE_MAX_FORGOTTEN_ACCURACY` % of those
-      images right, or the original :data:`ORIGINAL_MIN_FORGOTTEN_ACCURACY` % or less.
+      images right, or the original :data:`ORIGINAL_MIN_FORGOTTEN_ACCURACY` % or less;
+      labels that are not ``(N,)`` with one per image, class ids out of range; images as
+      :func:`mnemonic_jax.evaluation.forward` refuses them.
   """
+  pairs = [*oracles, *([original] if original is not None else [])]
+  if not all(isinstance(p, tuple) and len(p) == 2 and isinstance(p[0], str) for p in pairs):
+    raise errors.BadRequestType("check_references takes oracles=[(name, bundle), ...] and "
+                                "original=(name, bundle) or None")
+  checks = [(name, bundle, i < len(oracles)) for i, (name, bundle) in enumerate(pairs)]
+  for name, bundle, _ in checks:
+    _validate.bundle(bundle, name)
+  if not (hasattr(test, "images") and hasattr(test, "labels")):
+    raise errors.BadRequestType(f"test must have images and labels (a Split), got "
+                                f"{type(test).__name__}")
   labels = np.asarray(test.labels)
+  if checks:
+    _validate.labels(labels, checks[0][1].num_classes, name="test labels")
+    classes = _validate.class_ids(classes, checks[0][1].num_classes)
+  if np.ndim(test.images) < 1 or len(labels) != len(test.images):
+    raise errors.BadRequest(f"test has images of shape {np.shape(test.images)} and labels of "
+                            f"shape {labels.shape}: give one label per image")
   mask = np.isin(labels, classes)
   if not mask.any():
     return  # The attacks refuse a split without the forgotten classes.
   images = np.asarray(test.images)[mask]
   which = f"class{'es' if len(classes) > 1 else ''} {', '.join(map(str, classes))}"
-  checks = [(name, bundle, True) for name, bundle in oracles]
-  checks += [(*original, False)] if original is not None else []
   for name, bundle, is_oracle in checks:
     logits = feats.forward(bundle, images, features=False, batch_size=batch_size).logits
     right = attacks.forgotten_accuracy(logits, labels[mask], classes)

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors, relearning
+from mnemonic_jax import _validate, errors, relearning
 from mnemonic_jax.bundle import Bundle
 
 PyTree = Any
@@ -160,9 +160,11 @@ def head_path(bundle: Bundle) -> tuple[str, ...]:
     The head's names from the root, e.g. ``("Dense_1",)`` for a one-hidden-layer ``mlp``.
 
   Raises:
+    BadRequestType: ``bundle`` is not a Bundle.
     NoFeatures: the model declares no features, its declared head is not an ``nn.Dense``
       called once on ``(N, D)`` with ``C`` outputs, or no such head produces its logits.
   """
+  _validate.bundle(bundle)
   name, num_classes = bundle.model_name, bundle.num_classes
   fix = (f"declare it with mnemonic_jax.evaluation.register_head({name!r}, path) (the head "
          "Dense's module names), or use the depth attacks that need no features")
@@ -195,6 +197,7 @@ def head_of(bundle: Bundle) -> Head:
   """The bundle's classifier head: its path, kernel ``(D, C)`` and bias ``(C,)``.
 
   Raises:
+    BadRequestType: ``bundle`` is not a Bundle.
     NoFeatures: as :func:`head_path`.
   """
   path = head_path(bundle)
@@ -222,6 +225,9 @@ def _forward(apply_fn, params, images, mean, std, scale, path):
 
   with nn.intercept_methods(record):
     logits = apply_fn(params, x)
+  if not seen:
+    raise NoFeatures(f"no module at path {path} is called in the model's forward pass; give "
+                     "the head's path as head_path(bundle) returns it, or path=None")
   return logits, seen[0]
 
 
@@ -244,12 +250,21 @@ def forward(bundle: Bundle, images: np.ndarray, *, features: bool = True, scale:
     :class:`Forward` with ``(N, C)`` logits and ``(N, D)`` features (or ``None``).
 
   Raises:
-    BadRequestType: images that are not ``uint8`` (floats already scaled), a
-      ``batch_size`` or ``scale`` that is not a number.
+    BadRequestType: ``bundle`` not a Bundle; images that are not ``uint8`` (floats already
+      scaled), a ``batch_size`` or ``scale`` that is not a number, ``features`` not a bool,
+      ``path`` not a tuple of module names.
     BadRequest: images that do not fit the model, ``batch_size < 1``, a ``scale`` that is
       not finite and > 0.
-    NoFeatures: ``features=True`` for a model without features (see :func:`head_path`).
+    NoFeatures: ``features=True`` for a model without features (see :func:`head_path`), or
+      a ``path`` at which no module is called.
   """
+  _validate.bundle(bundle)
+  if not isinstance(features, (bool, np.bool_)):
+    raise errors.BadRequestType(f"features must be True or False, got {features!r}")
+  if path is not None and not (isinstance(path, tuple) and path
+                               and all(isinstance(p, str) for p in path)):
+    raise errors.BadRequestType(f"path must be a tuple of module names (as head_path gives "
+                                f"it, e.g. ('Dense_1',)) or None, got {path!r}")
   images = np.asarray(images)
   if images.dtype != np.uint8:
     raise errors.BadRequestType(f"images are {images.dtype}; forward takes the uint8 images "
@@ -286,6 +301,7 @@ def features_fn(bundle: Bundle) -> Callable[[np.ndarray], np.ndarray]:
   """``fn(uint8 images (N, ...)) -> (N, D)`` penultimate features of the bundle's model.
 
   Raises:
+    BadRequestType: ``bundle`` is not a Bundle.
     NoFeatures: at once, for a model without features (see :func:`head_path`).
   """
   head_path(bundle)

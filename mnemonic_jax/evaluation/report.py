@@ -13,6 +13,8 @@ import math
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
+from mnemonic_jax import errors
+
 
 class Figure(NamedTuple):
   """One attack's figure for the method, the oracle and the original.
@@ -156,7 +158,11 @@ def verdict(report: DepthReport) -> Verdict:
   model has none, the features cannot tell. Either way, suppression that one constant
   added to the forgotten logits undoes (more than 10 points above the oracle) is
   output-level, however far the features moved.
+
+  Raises:
+    BadRequestType: ``report`` is not a :class:`DepthReport`.
   """
+  _check_report(report, "verdict")
   e_f = report["E_F"]
   one = report.get("one_constant_half")
   cka, probe = report.get("cka_to_original"), report.get("probe_recall")
@@ -219,7 +225,12 @@ def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
 
   Returns:
     One :class:`Goal` per goal, in that order; ``passed`` is ``None`` when not measured.
+
+  Raises:
+    BadRequestType: ``report`` is not a :class:`DepthReport` (its ``to_dict()`` or a
+      path given by mistake).
   """
+  _check_report(report, "depth_goals")
   def within(names: Sequence[str], margin: float) -> tuple[bool | None, str]:
     figs = [report.get(n) for n in names]
     figs = [f for f in figs if f is not None]
@@ -257,3 +268,9 @@ def depth_goals(report: DepthReport) -> tuple[Goal, ...]:
     goals.append(Goal("relearning", ok, "; ".join(
         f"{f.name} {_fmt(f.method, 0)} vs oracle {_fmt(f.oracle, 0)} steps" for f in levels)))
   return tuple(goals)
+
+
+def _check_report(report: Any, caller: str) -> None:
+  if not isinstance(report, DepthReport):
+    raise errors.BadRequestType(f"{caller} takes a DepthReport (what depth_report returns), "
+                                f"got {type(report).__name__}")
