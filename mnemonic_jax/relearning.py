@@ -275,7 +275,11 @@ def relearn_steps(bundle: Bundle, sample: Split, retain: Split, probe: Split,
     BadRequest: empty splits, images that do not fit the model, labels outside the
       model's classes, a probe and sample of different classes, retained examples of
       those classes, a reference accuracy outside ``(MIN_REFERENCE_ACCURACY, 100]`` (a
-      fraction such as 0.973 given for 97.3 is refused with the unit).
+      fraction such as 0.973 given for 97.3 is refused with the unit); a bundle whose
+      parameters or BatchNorm statistics hold NaN or inf.
+    TrainingDiverged: the fine-tuning made the model's logits NaN or inf on the probe (a
+      learning rate too large): a NaN logit is no prediction, and counting it as one
+      (``argmax`` calls it class 0) would read as relearned or as never relearned.
   """
   _check(bundle, sample, retain, probe, reference_accuracy, config)
   codes.check_key(key)
@@ -295,7 +299,7 @@ def relearn_steps(bundle: Bundle, sample: Split, retain: Split, probe: Split,
   weights = np.ones(config.batch_size, np.float32)
   targets = [level * float(reference_accuracy) for level in LEVELS]
 
-  curve = [(0, evaluate(state.params, state.batch_stats))]
+  curve = [(0, evaluate(state.params, state.batch_stats, 0))]
   steps = 0
   while steps < config.max_steps:
     if config.stop_early and all(_first_reaching(curve, t) is not None for t in targets):
@@ -306,7 +310,7 @@ def relearn_steps(bundle: Bundle, sample: Split, retain: Split, probe: Split,
     state, _ = step(state, normalize(images), labels, weights)
     steps += 1
     if steps % config.eval_every == 0 or steps == config.max_steps:
-      curve.append((steps, evaluate(state.params, state.batch_stats)))
+      curve.append((steps, evaluate(state.params, state.batch_stats, steps)))
   return RelearnResult(
       steps_to_50=_first_reaching(curve, targets[0]),
       steps_to_90=_first_reaching(curve, targets[1]), curve=curve,
@@ -365,8 +369,11 @@ def _compiled(bundle: Bundle, config: RelearnConfig) -> tuple:
     step = base.make_weighted_step(template, optimizer, train_mode=config.train_mode)
 
     def correct(params, batch_stats, x, y, mask):
+      """``[right, non-finite]`` counts of the masked rows (a NaN row is not a prediction)."""
       logits = model.apply(model_variables(params, batch_stats), normalize(x), train=False)
-      return jnp.sum(jnp.where(mask, jnp.argmax(logits, axis=-1) == y, False))
+      finite = jnp.all(jnp.isfinite(logits), axis=-1)
+      right = mask & finite & (jnp.argmax(logits, axis=-1) == y)
+      return jnp.stack([jnp.sum(right), jnp.sum(mask & ~finite)])
 
     if len(_COMPILED) >= _COMPILED_MAX:
       _COMPILED.pop(next(iter(_COMPILED)))
@@ -375,8 +382,13 @@ def _compiled(bundle: Bundle, config: RelearnConfig) -> tuple:
 
 
 def _probe_accuracy(correct: Callable, probe: Split, batch_size: int
-                    ) -> Callable[[PyTree, PyTree], float]:
-  """``accuracy(params, batch_stats) -> %`` on ``probe``, in fixed-size padded chunks."""
+                    ) -> Callable[[PyTree, PyTree, int], float]:
+  """``accuracy(params, batch_stats, step) -> %`` on ``probe``, in fixed-size padded chunks.
+
+  Raises:
+    TrainingDiverged: the model gives NaN or inf logits on a probe image (``argmax`` would
+      call them class 0: a forgotten class 0 would read as relearned).
+  """
   n = len(probe)
   size = min(int(batch_size), n)
   chunks = -(-n // size)
@@ -385,9 +397,15 @@ def _probe_accuracy(correct: Callable, probe: Split, batch_size: int
   images = [np.asarray(probe.images)[i] for i in idx]
   labels = [np.asarray(probe.labels)[i].astype(np.int32) for i in idx]
 
-  def accuracy(params: PyTree, batch_stats: PyTree) -> float:
-    hits = sum(correct(params, batch_stats, x, y, m) for x, y, m in zip(images, labels, valid))
-    return 100.0 * float(hits) / n
+  def accuracy(params: PyTree, batch_stats: PyTree, step: int) -> float:
+    hits, bad = (int(v) for v in np.sum([np.asarray(correct(params, batch_stats, x, y, m))
+                                         for x, y, m in zip(images, labels, valid)], axis=0))
+    if bad:
+      raise errors.TrainingDiverged(
+          f"relearning diverged: after {step} step(s) the model gives NaN or inf logits on "
+          f"{bad} of the {n} probe images, which have no prediction to score; use a smaller "
+          "RelearnConfig.learning_rate")
+    return 100.0 * hits / n
 
   return accuracy
 
@@ -427,6 +445,7 @@ def _check_labels(split: Split, name: str, num_classes: int | None) -> None:
 def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
            reference_accuracy: float, config: RelearnConfig) -> None:
   _validate.bundle(bundle, "bundle")
+  _validate.finite(**{"bundle.params": bundle.params, "bundle.batch_stats": bundle.batch_stats})
   for name, split in (("sample", sample), ("retain", retain), ("probe", probe)):
     _check_split(split, name, "relearn_steps")
     if len(split) == 0:

@@ -212,3 +212,25 @@ def test_relearn_config_refuses_each_bad_field_on_construction(field, value, err
   with pytest.raises(error, match=f"RelearnConfig.{field}"):
     relearning.RelearnConfig(**{field: value})
   relearning.RelearnConfig(**{field: getattr(relearning.RelearnConfig(), field)})
+
+
+def test_relearn_steps_refuses_non_finite_logits_instead_of_scoring_them(splits):
+  """argmax calls a NaN row class 0: a diverged model read as relearned (class 0) or as
+  never relearned (any other class), without a word."""
+  bundle, sample, retain, probe = splits
+  head = max(bundle.params)  # "Dense_1": the output layer.
+  kernel = np.sign(np.asarray(bundle.params[head]["kernel"])) * np.float32(3e38)  # Finite.
+  huge = bundle.replace(params={**bundle.params, head: {**bundle.params[head],
+                                                        "kernel": kernel}})
+  with pytest.raises(errors.TrainingDiverged, match="after 0 step.*NaN or inf logits on"):
+    relearning.relearn_steps(huge, sample, retain, probe, 90.0,
+                             relearning.RelearnConfig(max_steps=0), key=jax.random.key(0))
+  with pytest.raises(errors.TrainingDiverged, match="after [1-5] step"):
+    relearning.relearn_steps(bundle, sample, retain, probe, 90.0,
+                             relearning.RelearnConfig(max_steps=5, learning_rate=1e38,
+                                                      stop_early=False),
+                             key=jax.random.key(0))
+  nan = bundle.replace(params=jax.tree.map(lambda p: p * np.nan, bundle.params))
+  with pytest.raises(errors.BadRequest, match=r"bundle.params\[.*non-finite"):
+    relearning.relearn_steps(nan, sample, retain, probe, 90.0,
+                             relearning.RelearnConfig(max_steps=0), key=jax.random.key(0))
