@@ -62,5 +62,12 @@ class RuleNotMetWarning(UserWarning):
   with ``warnings.simplefilter("ignore", errors.RuleNotMetWarning)``."""
 
 
+class RemainingCodesLostWarning(RuleNotMetWarning):
+  """A move with given lambdas (no rule to meet, ``report.met`` None) left fewer of the
+  remaining classes' codes classified right than before: the step is too large for this
+  model. A subclass of :class:`RuleNotMetWarning`, so one filter silences both."""
+
+
 __all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
-           "BadRequestType", "MnemonicJaxError", "RuleNotMetWarning", "TrainingDiverged"]
+           "BadRequestType", "MnemonicJaxError", "RemainingCodesLostWarning",
+           "RuleNotMetWarning", "TrainingDiverged"]

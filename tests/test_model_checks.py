@@ -8,6 +8,7 @@ model without the ``train`` keyword behind ``inference_apply_fn``.
 
 import re
 import dataclasses
+import warnings
 from typing import ClassVar
 
 import flax.linen as nn
@@ -148,3 +149,20 @@ def test_a_move_that_misses_its_rule_warns(bn):
   # Both sides of the rule, so the one that gave way shows (it named only the forgotten).
   assert re.search(r"remaining classes' codes \d+% right, smallest margin .* \(before \d+%",
                    str(warned[0].message))
+
+
+def test_given_lambdas_that_turn_remaining_codes_wrong_warn():
+  """The paper's move with lambdas far too large (1e30): no rule (met None), so nothing said
+  that the remaining codes went wrong; sizes that keep them say nothing."""
+  codes = uniform(0, (NUM_CLASSES, 3, 3, 1))
+  flat = codes.reshape(NUM_CLASSES, -1)
+  params = {"w": 10 * (flat - flat.mean(0)).T, "b": jnp.zeros(NUM_CLASSES)}
+  apply_fn = lambda p, x: x.reshape(len(x), -1) @ p["w"] + p["b"]
+  with pytest.warns(mj.errors.RemainingCodesLostWarning, match="cost the remaining") as warned:
+    _, report = mj.forget(apply_fn, params, codes, [3], lambda1=1e30, lambda2=1e30)
+  assert report.met is None and report.after.remain_accuracy < report.before.remain_accuracy
+  assert isinstance(warned[0].message, mj.errors.RuleNotMetWarning)  # One filter for both.
+  with warnings.catch_warnings():
+    warnings.simplefilter("error")
+    _, report = mj.forget(apply_fn, params, codes, [3], lambda1=1e-3, lambda2=10.0)
+  assert report.after.remain_accuracy == report.before.remain_accuracy == 1.0

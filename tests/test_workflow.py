@@ -85,6 +85,19 @@ def test_a_move_that_lost_remaining_codes_is_warned_with_what_fell():
   assert fallback.startswith("no step met the move's rule") and "guard gave way" in fallback
 
 
+def test_given_lambdas_that_cost_the_remaining_classes_are_warned():
+  """``--lambda1 1e30 --lambda2 1e30`` took A_R from 94 to 11 with exit 0 and no warning:
+  with no rule to meet (met None) nothing was checked."""
+  request = {"met": None, "move": "algorithm2", "classes": [3],
+             "before": {"forget_accuracy": 1.0, "remain_accuracy": 1.0},
+             "after": {"forget_accuracy": 0.0, "remain_accuracy": 1 / 9}}
+  (line,) = workflow.forget_warnings(request)
+  assert "given lambdas cost the remaining classes" in line and "100.0% to 11.1%" in line
+  kept = {**request, "after": {"forget_accuracy": 0.0, "remain_accuracy": 1.0}}
+  assert not workflow.forget_warnings(kept)
+  assert not workflow.forget_warnings({k: v for k, v in request.items() if k != "met"})
+
+
 def test_a_diverging_run_stops_at_the_check_and_keeps_its_last_good_checkpoint(tmp_path):
   """A learning rate of 1e9: the loss is finite for a few steps, then NaN or inf; with a
   check and a save every step the run stops at the first bad step, saves none of it, and

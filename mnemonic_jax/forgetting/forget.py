@@ -156,7 +156,9 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
   Returns:
     ``(new_params, report)``, a :class:`ForgetReport`. A move that did not meet its rule
     (``report.met`` False) also warns, with
-    :class:`mnemonic_jax.errors.RuleNotMetWarning`.
+    :class:`mnemonic_jax.errors.RuleNotMetWarning`; given lambdas that leave fewer
+    remaining codes right than before warn with its subclass
+    :class:`mnemonic_jax.errors.RemainingCodesLostWarning`.
 
   Raises:
     TypeError: class ids that are not integers, a lambda that is not a number, non-float
@@ -202,6 +204,12 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
         f"move {report.move!r} did not meet its rule on the codes (report.met is False): "
         f"{_sides(report.before, report.after)}; another move may (docs/depth.md compares "
         "them)", errors.RuleNotMetWarning, stacklevel=2)
+  elif report.met is None and report.after.remain_accuracy < report.before.remain_accuracy:
+    warnings.warn(
+        f"move {report.move!r} with the given lambdas cost the remaining classes: "
+        f"{_sides(report.before, report.after)}; smaller lambdas, or move='paper' (which "
+        "searches them on the codes), keep them", errors.RemainingCodesLostWarning,
+        stacklevel=2)
   return new_params, report
 
 

@@ -203,6 +203,11 @@ def _lost_remedy(request: Mapping[str, Any]) -> str:
   return _remedy(request)
 
 
+def _lost(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+  """Whether fewer remaining codes are classified right after the move than before."""
+  return float(after.get("remain_accuracy", 1.0)) < float(before.get("remain_accuracy", 0.0))
+
+
 def forget_warnings(request: Mapping[str, Any]) -> list[str]:
   """Why a forgetting request may not have done what was asked (empty if nothing).
 
@@ -228,8 +233,7 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
     stated = (f"the move's rule (every forgotten code's margin <= "
               f"-{rule.get('margin', float('nan')):g}, remaining codes kept with guard "
               f"{rule.get('guard', float('nan')):g})")
-    lost = float(after.get("remain_accuracy", 1.0)) < float(before.get("remain_accuracy", 0.0))
-    if fallback is None and lost:  # Each step met its rule; an earlier phase cost the rest.
+    if fallback is None and _lost(before, after):  # Each step met its rule; one cost the rest.
       warnings.append(
           f"{stated} is not met: remaining codes classified right fell from "
           f"{100 * float(before['remain_accuracy']):.1f}% to "
@@ -240,6 +244,12 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
           f"no step met {stated}; the fallback {fallback!r} ({how.get(fallback, 'unknown')}) "
           f"was used, reaching a forgotten-code margin of "
           f"{search.get('forget_margin', float('nan')):.3g}")
+  elif "met" in request and request["met"] is None and _lost(before, after):
+    warnings.append(  # Given lambdas: no rule, but the rest fell.
+        f"the given lambdas cost the remaining classes: their codes classified right fell "
+        f"from {100 * float(before['remain_accuracy']):.1f}% to "
+        f"{100 * float(after['remain_accuracy']):.1f}%; smaller lambdas, or --move paper "
+        "(which searches them on the codes), keep them")
   classes = list(request.get("classes") or [])
   still = after.get("forget_accuracy", 0.0)
   if still > 0:
