@@ -66,7 +66,9 @@ def all_bundles(bundles):
   paths = dict(bundles)
   for name, bundle in (("wider", _other_model(oracle, hidden=(16,))),
                        ("eleven", _other_model(oracle, num_classes=11)),
-                       ("smaller", _other_model(oracle, input_shape=(4, 4, 1)))):
+                       ("smaller", _other_model(oracle, input_shape=(4, 4, 1))),
+                       ("moved", forgotten.replace(params=jax.tree.map(lambda p: 2 * p,
+                                                                       forgotten.params)))):
     paths[name] = checkpointing.save_bundle(root / name, bundle)
   model_file = root / "featureless_model.py"
   model_file.write_text(MODEL_FILE)
@@ -113,12 +115,17 @@ BAD = {
     "only features, none declared": (("--checkpoint", "featureless", "--depth", "features"),
                                      "nothing to measure: features: model "
                                      f"'{FEATURELESS}' declares no features"),
+    "oracle is the bundle": (("--checkpoint", "forgotten", "--depth", "--oracle", "forgotten"),
+                             "holds the parameters of"),
+    "oracle forgotten by a move": (("--checkpoint", "forgotten", "--depth", "--oracle", "moved"),
+                                   "forgot classes with bias (its history), so it is not a "
+                                   "retrain oracle"),
     "oracle without depth": (("--checkpoint", "forgotten", "--oracle", "oracle"),
                              "--oracle applies to the depth attacks only; add --depth"),
 }
 
 
-@pytest.mark.slow  # Six command runs; the library's refusals are in test_depth.py.
+@pytest.mark.slow  # Eight command runs; the library's refusals are in test_depth.py.
 def test_bad_depth_input_is_one_line_exit_2_and_writes_nothing(all_bundles):
   root = all_bundles["forgotten"].parent
   before = tree_digest(root)
@@ -215,3 +222,21 @@ def test_depth_refuses_an_oracle_that_knows_the_classes_and_an_original_that_doe
   assert f"the linear probe was read, recall {probe['method']:.1f}%" in text, text
   assert "there is no --original to compare the features with" in text, text
   assert "were not read" not in text and _nesting(text) <= 1, text
+
+
+def test_an_oracle_that_is_not_retrained_is_refused(bundles):
+  """The forgotten bundle given as its own oracle passed every goal, every gap +0.0."""
+  from mnemonic_jax.cli import depth  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax.cli.parser import UsageError  # pylint: disable=import-outside-toplevel
+  loaded = {n: checkpointing.load_bundle(bundles[n]) for n in ("forgotten", "oracle")}
+  path = bundles["forgotten"]
+  with pytest.raises(UsageError, match="holds the parameters of"):
+    depth._check_retrained((path, loaded["forgotten"]), path, loaded["forgotten"])
+  copy = path.parent / "copy"  # Another path, the same parameters.
+  with pytest.raises(UsageError, match="holds the parameters of"):
+    depth._check_retrained((copy, loaded["forgotten"]), path, loaded["forgotten"])
+  moved = loaded["forgotten"].replace(
+      params=jax.tree.map(lambda p: 2 * p, loaded["forgotten"].params))
+  with pytest.raises(UsageError, match="forgot classes with bias"):
+    depth._check_retrained((copy, moved), path, loaded["forgotten"])
+  depth._check_retrained((bundles["oracle"], loaded["oracle"]), path, loaded["forgotten"])

@@ -20,6 +20,7 @@ import dataclasses
 import pathlib
 from typing import Any, NamedTuple
 
+import jax
 import numpy as np
 
 from mnemonic_jax import checkpointing, errors, evaluation, relearning
@@ -75,6 +76,26 @@ def _load_other(flag: str, name: str, given: Any, bundle: Bundle
   return path, other
 
 
+def _check_retrained(oracle: tuple[pathlib.Path, Bundle], path: pathlib.Path,
+                     bundle: Bundle) -> None:
+  """Refuses an ``--oracle`` that is not a model trained without the classes: the bundle
+  itself, or one whose history records another way of forgetting (the gaps to such an
+  oracle are 0 by construction, and every goal read as met)."""
+  where, other = oracle
+  mine, theirs = jax.tree.leaves(bundle.params), jax.tree.leaves(other.params)
+  same = where.resolve() == path.resolve() or (len(mine) == len(theirs) and all(
+      np.shape(a) == np.shape(b) and np.array_equal(a, b) for a, b in zip(mine, theirs)))
+  if same:
+    raise UsageError(f"--oracle {where} holds the parameters of {path} itself, so every gap "
+                     "to it is 0; give the model retrained from scratch without the classes")
+  other_ways = sorted({e.get("method") or e.get("move") or "?" for e in other.history
+                       if e.get("method") != "retrain"})
+  if other_ways:
+    raise UsageError(f"--oracle {where} forgot classes with {', '.join(other_ways)} (its "
+                     "history), so it is not a retrain oracle; give the model retrained from "
+                     "scratch without the classes (docs/depth.md shows how)")
+
+
 def request(args: argparse.Namespace, path: pathlib.Path, bundle: Bundle) -> DepthRequest:
   """The classes, the attack groups that can run, the oracle and the original, checked.
 
@@ -102,6 +123,7 @@ def request(args: argparse.Namespace, path: pathlib.Path, bundle: Bundle) -> Dep
   oracle = original = None
   if args.oracle is not None:
     oracle = _load_other("--oracle", "oracle", args.oracle, bundle)
+    _check_retrained(oracle, path, bundle)
     without = tuple(oracle[1].forgotten_classes)
     if without and without != classes:
       raise UsageError(f"--oracle {oracle[0]} was made without classes {list(without)}, but "
