@@ -186,8 +186,13 @@ class Bundle:
 
     A new request excludes them: they are neither forgotten nor remaining (the
     ``exclude=`` of :func:`mnemonic_jax.forgetting.forget`).
+
+    Raises:
+      TypeError, ValueError: ``classes`` not integer class ids of this bundle (as
+        :func:`mnemonic_jax.forgetting.forget` refuses them): ``[55]`` of 10 classes.
     """
-    asked = {int(c) for c in classes}
+    from mnemonic_jax import _validate  # pylint: disable=import-outside-toplevel (a cycle)
+    asked = set(_validate.class_ids(classes, self.num_classes))
     return tuple(c for c in self.forgotten_classes if c not in asked)
 
   @property

@@ -117,3 +117,14 @@ def test_a_diverging_run_stops_at_the_check_and_keeps_its_last_good_checkpoint(t
   # The kept step is whole: the same config resumes from it and stops at the same step.
   with pytest.raises(errors.TrainingDiverged, match=f"steps {bad}-{bad} .* step {last}\\)$"):
     workflow.train(config, tmp_path, progress=False)
+
+
+def test_earlier_forgotten_refuses_classes_the_bundle_does_not_have(tiny_digits_bundle):
+  """``earlier_forgotten([55])`` of a 10-class bundle answered as if 55 were a class."""
+  bundle = tiny_digits_bundle[0]
+  forgotten = bundle.replace(history=({"move": "bias", "classes": [3]},))
+  assert forgotten.earlier_forgotten([5]) == (3,) and forgotten.earlier_forgotten([3]) == ()
+  with pytest.raises(ValueError, match="outside|out of range"):
+    forgotten.earlier_forgotten([55])
+  with pytest.raises(TypeError):
+    forgotten.earlier_forgotten(["3"])
