@@ -14,6 +14,7 @@ Modelled on the single validation module of ``jax_privacy`` (``_validate.py``).
 import math
 import os
 import pathlib
+import sys
 from collections.abc import Mapping
 from typing import Any, Callable, Sequence
 
@@ -62,9 +63,10 @@ def bundle(value: Any, name: str = "bundle") -> None:
     BadRequestType: it is not (a path passed where the loaded bundle belongs, or the
       arguments in another order); the message names :func:`mnemonic_jax.load_bundle`.
   """
-  from mnemonic_jax.bundle import Bundle  # pylint: disable=import-outside-toplevel
-
-  if not isinstance(value, Bundle):
+  # No import (bundle.py imports this module): a Bundle exists only once its module has
+  # been imported to make it.
+  made = getattr(sys.modules.get("mnemonic_jax.bundle"), "Bundle", None)
+  if made is None or not isinstance(value, made):
     raise errors.BadRequestType(f"{name} must be a Bundle (mnemonic_jax.load_bundle(path) "
                                 f"reads one), got {type(value).__name__}")
 
