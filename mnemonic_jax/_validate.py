@@ -38,6 +38,120 @@ def is_integer(value: Any) -> bool:
   return dtype is not None and np.ndim(value) == 0 and np.issubdtype(dtype, np.integer)
 
 
+def _real_dtype(dtype: Any) -> bool:
+  """Whether ``dtype`` is an int or float dtype (bfloat16 and float8 included; not bool)."""
+  return (not np.issubdtype(dtype, np.bool_)
+          and (np.issubdtype(dtype, np.integer) or jnp.issubdtype(dtype, jnp.floating)))
+
+
+def is_real(value: Any) -> bool:
+  """Whether ``value`` is one concrete real number: a Python or NumPy int or float, or a
+  0-d int or float array (not a bool, a string, a tracer, or an array with dimensions)."""
+  if isinstance(value, (bool, np.bool_, jax.core.Tracer)):
+    return False
+  if isinstance(value, (int, float, np.integer, np.floating)):
+    return True
+  dtype = getattr(value, "dtype", None)
+  return dtype is not None and np.ndim(value) == 0 and _real_dtype(dtype)
+
+
+def real_sequence(values: Any, name: str, *, what: str = "numbers") -> np.ndarray:
+  """``values`` checked as a 1-d sequence of real numbers (a tuple, a list or a 1-d int or
+  float array); returns them as a float64 NumPy array (the range is the caller's to check).
+
+  Raises:
+    BadRequestType: a string, a single number, None, a nested sequence, or an entry
+      that is not a real number (a string, a bool, None); the message names ``name``.
+  """
+  said = f"{name} must be a sequence of {what}"
+  if isinstance(values, jax.core.Tracer):
+    raise errors.BadRequestType(f"{said}, concrete: it is traced (under jax.jit, vmap or "
+                                "grad) but read on the host; pass it from outside")
+  if hasattr(values, "dtype") and hasattr(values, "shape"):
+    if np.ndim(values) != 1 or not _real_dtype(values.dtype):
+      raise errors.BadRequestType(f"{said}, got an array of dtype {values.dtype} and shape "
+                                  f"{tuple(np.shape(values))}")
+  elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+    raise errors.BadRequestType(f"{said}, got {type(values).__name__} {values!r:.60}")
+  else:
+    wrong = [v for v in values if not is_real(v)]
+    if wrong:
+      raise errors.BadRequestType(f"{said}, got entries {wrong[:3]!r:.80} (not real numbers)")
+  return np.asarray(values, np.float64).reshape(-1)
+
+
+def number(value: Any, name: str, *, low: float | None = None, high: float | None = None,
+           above: float | None = None, hint: str = "") -> float:
+  """``value`` checked as one real number in range; returns it as a float.
+
+  A real number is a Python or NumPy int or float, or a concrete 0-d int or float array;
+  the range is ``[low, high]`` (either end may be None), ``> above`` when given, and
+  always finite.
+
+  Raises:
+    BadRequestType: a bool, str, None, complex, sequence or array with dimensions, or a
+      value traced by ``jax.jit``, ``vmap`` or ``grad`` (it is read on the host); the
+      message names ``name`` and the range, and adds ``hint``.
+    BadRequest: NaN, inf, or outside the range.
+  """
+  bounds = [f">= {low:g}" if low is not None and high is None else "",
+            f"in [{low:g}, {high:g}]" if low is not None and high is not None else "",
+            f"<= {high:g}" if high is not None and low is None else "",
+            f"> {above:g}" if above is not None else ""]
+  wanted = f"a finite number {' and '.join(b for b in bounds if b)}".rstrip()
+  said = f"{name} must be {wanted}"
+  hint = f"; {hint}" if hint else ""
+  if isinstance(value, jax.core.Tracer):
+    raise errors.BadRequestType(f"{said}, concrete: it is traced (under jax.jit, vmap or "
+                                f"grad) but read on the host; pass it from outside{hint}")
+  if not is_real(value):
+    dtype = getattr(value, "dtype", None)
+    kind = (f"an array of shape {np.shape(value)}" if dtype is not None and np.ndim(value)
+            else type(value).__name__)
+    raise errors.BadRequestType(f"{said}, got {value!r} ({kind}){hint}")
+  number_ = float(value)
+  if not (math.isfinite(number_) and (low is None or number_ >= low)
+          and (high is None or number_ <= high) and (above is None or number_ > above)):
+    raise errors.BadRequest(f"{said}, got {number_:g}{hint}")
+  return number_
+
+
+def positive_int(value: Any, name: str, *, or_none: bool = False, hint: str = "") -> int | None:
+  """``value`` checked as an int ``>= 1`` (Python or NumPy int, or a concrete 0-d integer
+  array; ``None`` passes when ``or_none``); returns it as an int (or None).
+
+  Raises:
+    BadRequestType: not an int (``3.5``, ``"4"`` and ``True`` are refused, not coerced).
+    BadRequest: zero or negative.
+  """
+  if value is None and or_none:
+    return None
+  said = f"{name} must be a positive int{' or None' if or_none else ''}"
+  hint = f"; {hint}" if hint else ""
+  if not is_integer(value) or isinstance(value, jax.core.Tracer):
+    raise errors.BadRequestType(f"{said}, got {value!r} ({type(value).__name__}){hint}")
+  if int(value) < 1:
+    raise errors.BadRequest(f"{said}, got {int(value)}{hint}")
+  return int(value)
+
+
+def choice(value: Any, name: str, choices: Sequence[str], *, what: str = "") -> str:
+  """``value`` checked as one of the strings ``choices``.
+
+  Raises:
+    BadRequestType: not a string.
+    BadRequest: a string not among ``choices``.
+  """
+  listed = ", ".join(map(repr, choices))
+  if not isinstance(value, str):
+    raise errors.BadRequestType(f"{name} must be a string, one of {listed}, got {value!r} "
+                                f"({type(value).__name__})")
+  if value not in choices:
+    said = f"unknown {what or name} {value!r}; use one of {listed}"
+    raise errors.BadRequest(said if not what or what == name else f"{name}: {said}")
+  return value
+
+
 def path(value: Any, name: str = "path", *, hint: str = "") -> pathlib.Path:
   """``value`` as a ``pathlib.Path`` (``~`` not expanded, not made absolute).
 

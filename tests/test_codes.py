@@ -60,7 +60,7 @@ def test_mixing_rate_within_binomial_tolerance(t_mix):
 @pytest.mark.parametrize("t_mix", [-0.1, 1.5, float("nan")])
 def test_mix_codes_refuses_a_rate_outside_0_1(t_mix):
   codes = mj.generate_codes(jax.random.key(0), 3, (2,))
-  with pytest.raises(mj.errors.BadRequest, match="t_mix is a probability in"):
+  with pytest.raises(mj.errors.BadRequest, match=r"t_mix must be a finite number in \[0, 1\]"):
     mj.mix_codes(jax.random.key(1), jnp.zeros((4, 2)), jnp.arange(4) % 3, codes, t_mix)
 
 
@@ -159,3 +159,104 @@ def test_mix_codes_keeps_the_float_dtype_of_the_images():
   mixed, replaced = mj.mix_codes(**inputs)
   assert mixed.dtype == jnp.bfloat16 and bool(replaced.all())
   np.testing.assert_array_equal(np.asarray(mixed, np.float32), 1.0)
+
+
+@pytest.mark.parametrize("shape", [(1,), (3,), (4,), (2, 3), (3, 1)])
+def test_a_uint32_array_that_is_no_raw_key_is_refused_naming_the_argument(shape):
+  """A raw key is uint32 of the default implementation's key shape ((2,) for threefry);
+  other uint32 arrays reached JAX's PRNG as a TypeError 10 frames deep."""
+  not_a_key = jnp.zeros(shape, jnp.uint32)
+  with pytest.raises(mj.errors.BadRequestType, match=r"key must be a PRNG key .*shape \(2,\)"):
+    mj.generate_codes(not_a_key, 3, 2)
+  with pytest.raises(mj.errors.BadRequestType, match=r"key must be a PRNG key"):
+    mj.mix_codes(**_mix_inputs(key=not_a_key))
+  with pytest.raises(mj.errors.BadRequestType, match=r"^rng must be a PRNG key"):
+    mj.codes.check_key(not_a_key, "rng")
+
+
+def test_raw_keys_follow_the_default_prng_implementation():
+  with jax.default_prng_impl("rbg"):
+    chex.assert_shape(mj.generate_codes(jax.random.PRNGKey(0), 3, 2), (3, 2))  # (4,) keys.
+    with pytest.raises(mj.errors.BadRequestType, match=r"\(rbg\) has shape \(4,\)"):
+      mj.generate_codes(jnp.zeros(2, jnp.uint32), 3, 2)
+  mj.codes.check_key(jnp.zeros(2, jnp.uint32))  # threefry again.
+
+
+@pytest.mark.parametrize("t_mix", ["0.1", None, True, 1 + 0j, [0.1], np.array([0.1]),
+                                   jnp.full(4, 0.1)])
+def test_mix_codes_refuses_a_rate_that_is_not_one_number(t_mix):
+  """A string passed the range check (float('0.1')) and failed inside jax.random; None and
+  arrays failed in float(); a per-example array is not supported (one rate per batch)."""
+  with pytest.raises(mj.errors.BadRequestType, match=r"^t_mix must be a finite number in"):
+    mj.mix_codes(**_mix_inputs(t_mix=t_mix))
+
+
+def test_mix_codes_refuses_a_per_example_rate_under_jit_and_takes_int_rates():
+  inputs = _mix_inputs()
+  key, t_mix = inputs.pop("key"), inputs.pop("t_mix")
+  mix = jax.jit(lambda t_mix, **kw: mj.mix_codes(key, t_mix=t_mix, **kw))
+  with pytest.raises(mj.errors.BadRequestType, match=r"t_mix must be one number .*\(4,\)"):
+    mix(jnp.full(4, 0.5), **inputs)
+  assert bool(mix(jnp.int32(1), **inputs)[1].all())  # A traced int rate: 1 replaces all.
+  assert bool(mj.mix_codes(key, t_mix=1, **inputs)[1].all())
+  assert not bool(mj.mix_codes(key, t_mix=np.int64(0), **inputs)[1].any())
+  del t_mix
+
+
+@pytest.mark.parametrize("changes, phrase", [
+    ({"codes": None}, "codes must be an array of numbers"),
+    ({"codes": "abc"}, "codes must be an array of numbers"),
+    ({"codes": jnp.ones((3, 2, 2, 1), jnp.int32)}, "codes must be floating-point"),
+    ({"images": [["a"]] * 4}, "images must be an array of numbers"),
+    ({"labels": None}, "labels must be an array of numbers"),
+])
+def test_mix_codes_refuses_inputs_that_are_not_arrays_of_numbers(changes, phrase):
+  with pytest.raises(mj.errors.BadRequestType, match=phrase):
+    mj.mix_codes(**_mix_inputs(**changes))
+
+
+def test_generate_codes_refuses_a_distribution_that_is_not_a_string():
+  with pytest.raises(mj.errors.BadRequestType, match="distribution must be a string"):
+    mj.generate_codes(KEY, 3, 2, distribution=np.array(["uniform", "normal"]))
+
+
+def _eager_mix(key, images, labels, codes, t_mix):
+  """mix_codes' operations run one by one (what it did before it was one program)."""
+  with jax.disable_jit():
+    return mj.codes._mix(key, images, labels, codes, t_mix)
+
+
+@pytest.mark.parametrize("key", [jax.random.key(3), jax.random.PRNGKey(3)])
+@pytest.mark.parametrize("dtype, t_mix", [(jnp.float32, 0.3), (jnp.bfloat16, 0.5),
+                                          (jnp.float32, np.float32(0.7))])
+def test_mix_codes_gives_the_bits_of_the_eager_ops(key, dtype, t_mix):
+  images = jax.random.normal(jax.random.key(0), (23, 3, 5), dtype)
+  labels, codes = jnp.arange(23) % 4, jax.random.uniform(jax.random.key(1), (4, 3, 5))
+  expected = _eager_mix(key, images, labels, codes, t_mix)
+  chex.assert_trees_all_equal(mj.mix_codes(key, images, labels, codes, t_mix), expected)
+  chex.assert_trees_all_equal(jax.jit(mj.mix_codes)(key, images, labels, codes, t_mix),
+                              expected)
+
+
+def test_mix_codes_compiles_one_program_on_first_use():
+  """It ran op by op: 10 programs for a new shape (0.7 s); now one, and none for a new
+  rate."""
+  images = jax.random.normal(jax.random.key(0), (29, 7))  # A shape no other test has.
+  labels, codes = jnp.arange(29) % 3, jax.random.uniform(jax.random.key(1), (3, 7))
+  key = jax.random.key(5)
+  with mj.CompileClock() as clock:
+    jax.block_until_ready(mj.mix_codes(key, images, labels, codes, 0.3))
+  assert clock.programs == 1
+  with mj.CompileClock() as clock:
+    jax.block_until_ready(mj.mix_codes(key, images, labels, codes, 0.6))
+  assert clock.programs == 0
+
+
+def test_generate_codes_refuses_a_traced_number_of_classes_or_dimension():
+  """Both set the codes' shape: a TracerBoolConversionError / ConcretizationTypeError came
+  from the range check."""
+  with pytest.raises(mj.errors.BadRequestType, match="num_classes must be a concrete int"):
+    jax.jit(lambda n: mj.generate_codes(KEY, n, 2))(3)
+  with pytest.raises(mj.errors.BadRequestType, match="shape must be a concrete int"):
+    jax.jit(lambda n: mj.generate_codes(KEY, 2, (n, 2)))(3)
+  chex.assert_shape(jax.jit(mj.generate_codes, static_argnums=(1, 2))(KEY, 3, (2,)), (3, 2))
