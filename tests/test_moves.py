@@ -228,8 +228,11 @@ def test_reassign_weights_follow_the_temperature():
   flat = moves.reassign.nearest_weights(kernel, in_f, in_r, 1e6)
   np.testing.assert_allclose(sharp, [[1.0, 0.0, 0.0]], atol=1e-12)  # Row 1 is the nearest.
   np.testing.assert_allclose(flat, np.full((1, 3), 1 / 3), atol=1e-6)
-  for bad in (0.0, -1.0, float("nan"), float("inf"), True, "0.1"):
+  for bad in (0.0, -1.0, float("nan"), float("inf")):
     with pytest.raises(ValueError, match="temperature must be a finite number > 0"):
+      moves.Reassign(temperature=bad)
+  for bad in (True, "0.1", None):  # Of the wrong kind: a TypeError, naming the option.
+    with pytest.raises(TypeError, match="Reassign.temperature must be a finite number > 0"):
       moves.Reassign(temperature=bad)
 
 

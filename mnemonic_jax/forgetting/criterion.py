@@ -31,7 +31,7 @@ from typing import NamedTuple, Sequence
 
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate
 from mnemonic_jax.forgetting.primitives import CodeScores
 
 #: What gives way when no candidate meets the rule, in :class:`Rule`'s ``fallback``.
@@ -57,8 +57,10 @@ class Rule:
       the rule.
 
   Raises:
-    ValueError: a negative margin, a guard outside ``[0, 1]``, an unknown order or
-      fallback.
+    TypeError: ``margin`` or ``guard`` not a real number (a string, None, a bool, an
+      array), ``order`` or ``fallback`` not a string; the message names the field.
+    ValueError: a negative or non-finite margin, a guard outside ``[0, 1]``, an unknown
+      order or fallback.
   """
 
   margin: float = 15.0
@@ -67,14 +69,13 @@ class Rule:
   fallback: str = "guard"
 
   def __post_init__(self):
-    if not self.margin >= 0:
-      raise errors.BadRequest(f"margin must be >= 0, got {self.margin}")
-    if not 0 <= self.guard <= 1:
-      raise errors.BadRequest(f"guard must be in [0, 1], got {self.guard}")
-    if self.order not in ORDERS:
-      raise errors.BadRequest(f"unknown order {self.order!r}; use one of {ORDERS}")
-    if self.fallback not in FALLBACKS:
-      raise errors.BadRequest(f"unknown fallback {self.fallback!r}; use one of {FALLBACKS}")
+    # Checked, not converted: the values stay as given (run caches key on them).
+    _validate.number(self.margin, "Rule margin", low=0.0,
+                     hint="the forgotten codes' target margin, in logits")
+    _validate.number(self.guard, "Rule guard", low=0.0, high=1.0,
+                     hint="the share of the smallest remaining-code margin kept")
+    _validate.choice(self.order, "Rule order", ORDERS, what="order")
+    _validate.choice(self.fallback, "Rule fallback", FALLBACKS, what="fallback")
 
 
 #: The default rule (margin 15, guard 0.4, guard gives way first): chosen by a sweep of

@@ -21,7 +21,7 @@ from jax.sharding import Mesh
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.forgetting import primitives as prim
-from mnemonic_jax.forgetting.moves import stepping
+from mnemonic_jax.forgetting.moves import options, stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.pytrees import PyTree
 
@@ -76,7 +76,9 @@ class Algorithm2(Move):
     microbatch_size, method, mesh: the Fisher's (:func:`mnemonic_jax.fisher_diagonal`).
 
   Raises:
-    TypeError, ValueError: a lambda that is not a finite number > 0.
+    TypeError, ValueError: a lambda that is not a finite number > 0; a
+      ``microbatch_size`` that is not a positive int or None, an unknown ``method``, a
+      ``mesh`` that is not a ``jax.sharding.Mesh`` or None.
   """
 
   name: ClassVar[str] = "algorithm2"
@@ -93,6 +95,15 @@ class Algorithm2(Move):
 
   def __post_init__(self):
     _validate.lambdas(self.lambda1, self.lambda2, {})
+    options.fisher(self.microbatch_size, self.method, self.mesh, "Algorithm2.")
+
+  def with_lambdas(self, lambda1, lambda2) -> Move:
+    """Refuses: this object holds its own lambdas (see :meth:`Move.with_lambdas`)."""
+    raise errors.BadRequest(
+        f"lambdas given twice: moves.Algorithm2(lambda1={self.lambda1!r}, "
+        f"lambda2={self.lambda2!r}) holds its own, and lambda1={lambda1!r}, "
+        f"lambda2={lambda2!r} were given beside it; give them either in the Algorithm2 "
+        "object or as arguments (move='algorithm2', lambda1=..., lambda2=...), not both")
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)

@@ -62,6 +62,20 @@ class Move(abc.ABC):
   def __call__(self, params: PyTree, request: Request) -> Moved:
     """Moves ``params`` for a checked ``request`` (on the host, running jitted programs)."""
 
+  def with_lambdas(self, lambda1: Any, lambda2: Any) -> "Move":
+    """The move that numbers for ``lambda1`` and ``lambda2``, given beside this one, make
+    (:func:`mnemonic_jax.forgetting.resolve_move`): the paper's Algorithm 2 for the
+    paper's moves (``Paper`` overrides this); every other move chooses its own step.
+
+    Raises:
+      BadRequest: this move takes no lambdas; the message says what to pass instead.
+    """
+    del lambda1, lambda2
+    raise errors.BadRequest(
+        f"move={self.name!r} chooses its own step on the codes, so it takes no lambdas; "
+        "numbers for lambda1 and lambda2 run the paper's Algorithm 2: give them with "
+        "move='algorithm2' (or no move), or drop them")
+
   def options(self) -> dict[str, Any]:
     """The move's options as JSON-able values (for reports and history)."""
     out = {}
@@ -99,8 +113,10 @@ def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
   """The move named ``name`` with ``options`` (a :class:`Move` passes through).
 
   Raises:
-    ValueError: an unknown name, or options given with a move object.
-    TypeError: an option the move does not have, or one it needs missing.
+    ValueError: an unknown name, or options given with a move object; an option's value
+      out of range (checked by the move, naming the option).
+    TypeError: ``options`` not a mapping, an option the move does not have, one it needs
+      missing, or an option's value of the wrong kind (a ``rule`` that is not a Rule).
   """
   if isinstance(name, Move):
     if options:
@@ -108,6 +124,9 @@ def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
     return name
   if not isinstance(name, str) or name not in MOVES:
     raise errors.BadRequest(f"unknown move {name!r}; use one of {', '.join(sorted(MOVES))}")
+  if options is not None and not isinstance(options, Mapping):
+    raise errors.BadRequestType(f"the options of move {name!r} must be a dict of option names "
+                                f"and values, got {type(options).__name__}")
   options = dict(options or {})
   fields = dataclasses.fields(MOVES[name])
   unknown = sorted(set(options) - {f.name for f in fields})

@@ -20,7 +20,7 @@ import numpy as np
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.models import bounds
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
-from mnemonic_jax.forgetting.moves import outputs, stepping
+from mnemonic_jax.forgetting.moves import options, outputs, stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.forgetting.moves.outputs import output_bias
 from mnemonic_jax.pytrees import PyTree
@@ -101,6 +101,11 @@ class OutputLayerMove(Move):
   Attributes:
     rule: the bias phase's rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
     grid: the bias phase's step grid ``t`` (logits), ordered from the smallest.
+
+  Raises:
+    BadRequestType: a ``rule`` that is not a Rule, a ``grid`` that is not a sequence of
+      numbers (named as ``<Move>.rule``, ``<Move>.grid``).
+    BadRequest: an empty grid, or one with a value not finite and > 0.
   """
 
   acts_on: ClassVar[str] = "output layer"
@@ -109,7 +114,8 @@ class OutputLayerMove(Move):
   grid: Sequence[float] = stepping.STEP_GRID
 
   def __post_init__(self):
-    stepping.check_grid(self.grid)
+    options.rule(self.rule, f"{type(self).__name__}.rule")
+    stepping.check_grid(self.grid, f"{type(self).__name__}.grid")
 
   def first_phases(self) -> list[tuple[stepping.Phase, float]]:
     """The phases before the bias phase (none for ``bias`` itself)."""

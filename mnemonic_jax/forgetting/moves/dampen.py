@@ -17,7 +17,7 @@ import numpy as np
 
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
-from mnemonic_jax.forgetting.moves import stepping
+from mnemonic_jax.forgetting.moves import options, stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.pytrees import PyTree
 
@@ -59,6 +59,11 @@ class Dampen(Move):
   Attributes:
     rule: the step rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
     grid: the thresholds ``a``, from weak to strong dampening.
+
+  Raises:
+    BadRequestType: a ``rule`` that is not a Rule, a ``grid`` that is not a sequence of
+      numbers (named as ``<Move>.rule``, ``<Move>.grid``).
+    BadRequest: an empty grid, or one with a value not finite and > 0.
   """
 
   name: ClassVar[str] = "dampen"
@@ -70,7 +75,8 @@ class Dampen(Move):
   grid: Sequence[float] = DAMPEN_GRID
 
   def __post_init__(self):
-    stepping.check_grid(self.grid)
+    options.rule(self.rule, "Dampen.rule")
+    stepping.check_grid(self.grid, "Dampen.grid")
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     return stepping.run_phases(params, request, [(DampenPhase(), self.rule.margin)], self.rule,

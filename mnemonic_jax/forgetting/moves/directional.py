@@ -32,7 +32,7 @@ import numpy as np
 from mnemonic_jax import errors
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
-from mnemonic_jax.forgetting.moves import stepping
+from mnemonic_jax.forgetting.moves import options, stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.forgetting.moves.bias import BiasPhase
 from mnemonic_jax.pytrees import PyTree
@@ -133,13 +133,20 @@ class DirectionPhase(stepping.Phase):
 @dataclasses.dataclass(frozen=True)
 class _Directional(Move):
   """Shared options: ``rule`` (the step rule) and ``grid`` (the step grid ``t``, each
-  moved tensor's largest change, ordered from the smallest)."""
+  moved tensor's largest change, ordered from the smallest).
+
+  Raises:
+    BadRequestType: a ``rule`` that is not a Rule, a ``grid`` that is not a sequence of
+      numbers (named as ``<Move>.rule``, ``<Move>.grid``).
+    BadRequest: an empty grid, or one with a value not finite and > 0.
+  """
 
   rule: Rule = DEFAULT_RULE
   grid: Sequence[float] = stepping.STEP_GRID
 
   def __post_init__(self):
-    stepping.check_grid(self.grid)
+    options.rule(self.rule, f"{type(self).__name__}.rule")
+    stepping.check_grid(self.grid, f"{type(self).__name__}.grid")
 
   def phases(self) -> list[tuple[stepping.Phase, float]]:
     raise NotImplementedError

@@ -18,7 +18,7 @@ from mnemonic_jax import errors
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 from mnemonic_jax.forgetting.moves import paper_search
-from mnemonic_jax.forgetting.moves.algorithm2 import Algorithm2Details
+from mnemonic_jax.forgetting.moves.algorithm2 import Algorithm2, Algorithm2Details
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.pytrees import PyTree
 
@@ -40,6 +40,14 @@ class PaperDetails(Algorithm2Details):
             "fallback": search["fallback"]}
 
 
+def _same(value, default) -> bool:
+  """``value == default``, False where the comparison has no single answer (arrays)."""
+  try:
+    return bool(value == default)
+  except (TypeError, ValueError):
+    return False
+
+
 @register
 @dataclasses.dataclass(frozen=True)
 class Paper(Move):
@@ -52,6 +60,14 @@ class Paper(Move):
       :func:`~mnemonic_jax.forgetting.moves.paper_search.select_lambdas`).
     chunk: candidates scored at once (default: by backend and model size).
     microbatch_size, method, mesh: the Fisher's (:func:`mnemonic_jax.fisher_diagonal`).
+
+  Raises:
+    TypeError: an option of the wrong kind (a ``rule`` that is not a Rule, a ``grid``
+      that is not a pair of sequences of numbers, a ``chunk`` or ``microbatch_size``
+      that is not an int or None, a ``strategy``, ``method`` that is not a string, a
+      ``mesh`` that is not a Mesh); the message names the option.
+    ValueError: an empty grid or a lambda on it not finite and > 0, ``chunk`` or
+      ``microbatch_size`` below 1, an unknown ``strategy`` or ``method``.
   """
 
   name: ClassVar[str] = "paper"
@@ -70,9 +86,31 @@ class Paper(Move):
   mesh: Mesh | None = None
 
   def __post_init__(self):
-    if self.strategy not in paper_search.STRATEGIES:
-      raise errors.BadRequest(f"unknown search strategy {self.strategy!r}; use one of "
-                              f"{paper_search.STRATEGIES}")
+    paper_search.check_options(grid=self.grid, rule=self.rule, chunk=self.chunk,
+                               strategy=self.strategy, microbatch_size=self.microbatch_size,
+                               method=self.method, mesh=self.mesh, prefix="Paper.")
+
+  def with_lambdas(self, lambda1, lambda2) -> Move:
+    """Numbers for the lambdas beside ``Paper`` run them: Algorithm 2, with this object's
+    Fisher options (``microbatch_size``, ``method``, ``mesh``), as ``move="paper"`` by
+    name does.
+
+    Raises:
+      BadRequest: this object sets how the lambdas are searched (``rule``, ``grid``,
+        ``strategy``, ``chunk``): with the lambdas given nothing is searched.
+      TypeError, ValueError: a lambda that is not a finite number > 0.
+    """
+    searched = [f.name for f in dataclasses.fields(self)
+                if f.name in ("rule", "grid", "strategy", "chunk")
+                and not _same(getattr(self, f.name), f.default)]
+    if searched:
+      raise errors.BadRequest(
+          f"moves.Paper({', '.join(f'{n}=...' for n in searched)}) says how to search the "
+          f"lambdas, but lambda1={lambda1!r} and lambda2={lambda2!r} are given, so none is "
+          "searched; drop the lambdas, or pass moves.Algorithm2(lambda1=..., lambda2=...) "
+          "to run the given ones")
+    return Algorithm2(lambda1=lambda1, lambda2=lambda2, microbatch_size=self.microbatch_size,
+                      method=self.method, mesh=self.mesh)
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     result = paper_search.search(

@@ -35,12 +35,12 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate
 from mnemonic_jax.timing import timed
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule, Selection, select
-from mnemonic_jax.forgetting.moves import model_checks
+from mnemonic_jax.forgetting.moves import model_checks, options
 from mnemonic_jax.forgetting.moves.grid_boundary import boundary_points
 
 PyTree = Any
@@ -81,14 +81,22 @@ class GridScores:
   before: prim.CodeScores
 
 
-def _grid_arrays(grid1: Sequence[float], grid2: Sequence[float]):
-  grid1 = np.asarray(grid1, np.float64).ravel()
-  grid2 = np.asarray(grid2, np.float64).ravel()
-  if grid1.size == 0 or grid2.size == 0:
-    raise errors.BadRequest("the lambda grids must not be empty")
-  if not (np.all(grid1 > 0) and np.all(grid2 > 0) and np.all(np.isfinite(grid1))
-          and np.all(np.isfinite(grid2))):
-    raise errors.BadRequest("every lambda on the grid must be positive and finite")
+def check_options(*, grid, rule, chunk, strategy, microbatch_size, method, mesh,
+                  prefix: str = ""):
+  """Checks the search's options (those of :func:`select_lambdas`, and of ``moves.Paper``
+  with ``prefix="Paper."``) by kind and range; returns the grid as two float64 arrays.
+
+  Raises:
+    BadRequestType, BadRequest: as :func:`select_lambdas`, naming the option.
+  """
+  options.rule(rule, f"{prefix}rule")
+  options.chunk(chunk, f"{prefix}chunk")
+  _validate.choice(strategy, f"{prefix}strategy", STRATEGIES, what="search strategy")
+  options.fisher(microbatch_size, method, mesh, prefix)
+  return options.lambda_grid(grid, f"{prefix}grid")
+
+
+def _grid_arrays(grid1: np.ndarray, grid2: np.ndarray):
   l1, l2, sign = np.meshgrid(grid1, grid2, np.array([1.0, -1.0]), indexing="ij")
   return l1.ravel(), l2.ravel(), sign.ravel()
 
@@ -262,7 +270,10 @@ def select_lambdas(
 
   Raises:
     TypeError, ValueError: as :func:`mnemonic_jax.forgetting.forget` (bad classes,
-      params, codes or model), or a bad grid.
+      params, codes or model); an option of the wrong kind or out of range (a grid not a
+      pair of sequences of finite positive numbers, a ``rule`` not a Rule, a ``chunk`` or
+      ``microbatch_size`` not a positive int or None, an unknown ``strategy`` or
+      ``method``), named in the message.
 
   Example:
     >>> result = select_lambdas(apply_fn, params, codes, [1], grid=([1e-3, 1e-2], [10.0]))
@@ -281,12 +292,12 @@ def search(params: PyTree, request: prim.Request, *,
            microbatch_size: int | None = None, method: str = "auto",
            mesh: Mesh | None = None) -> SearchResult:
   """:func:`select_lambdas` on a checked request (the arguments as there)."""
-  if strategy not in STRATEGIES:
-    raise errors.BadRequest(f"unknown search strategy {strategy!r}; use one of {STRATEGIES}")
-  l1, l2, sign = _grid_arrays(*grid)
+  l1, l2, sign = _grid_arrays(*check_options(
+      grid=grid, rule=rule, chunk=chunk, strategy=strategy, microbatch_size=microbatch_size,
+      method=method, mesh=mesh))
   if chunk is None:
     chunk = _default_chunk(params) if strategy == "full" else _pruned_chunk(params)
-  chunk = min(max(1, int(chunk)), l1.size)
+  chunk = min(int(chunk), l1.size)  # Checked >= 1; more than the grid holds is all of it.
   fisher = dict(microbatch_size=microbatch_size, method=method, mesh=mesh)
   run = {"full": _full_search, "pruned": _pruned_search,
          "boundary": functools.partial(_pruned_search, boundary=True)}[strategy]

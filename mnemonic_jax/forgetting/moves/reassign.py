@@ -30,13 +30,12 @@ others. This project's move.
 """
 
 import dataclasses
-import math
 from typing import ClassVar
 
 import jax
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule, keeps_remaining
 from mnemonic_jax.forgetting.moves import stepping
 from mnemonic_jax.forgetting.moves.base import register
@@ -182,7 +181,10 @@ class Reassign(OutputLayerMove):
       hands a class's evidence to its single nearest class, large spreads it evenly.
 
   Raises:
-    BadRequest: a temperature that is not a finite positive number.
+    BadRequestType: a ``rule`` that is not a Rule, a ``grid`` that is not a sequence of
+      numbers, a ``temperature`` that is not a real number.
+    BadRequest: an empty grid or one with a value not finite and > 0; a temperature that
+      is not finite and > 0.
   """
 
   name: ClassVar[str] = "reassign"
@@ -197,10 +199,8 @@ class Reassign(OutputLayerMove):
 
   def __post_init__(self):
     super().__post_init__()
-    if (isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float))
-        or not math.isfinite(self.temperature) or self.temperature <= 0):
-      raise errors.BadRequest(
-          f"temperature must be a finite number > 0, got {self.temperature!r}")
+    _validate.number(self.temperature, "Reassign.temperature", above=0.0,
+                     hint="the softmax temperature of the head rows' similarity")
 
   def first_phases(self):
     return [(ReassignPhase(float(self.temperature), self.rule), 0.0)]

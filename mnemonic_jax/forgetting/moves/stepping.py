@@ -22,6 +22,7 @@ from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import Rule, meets, select
+from mnemonic_jax.forgetting.moves import options
 from mnemonic_jax.forgetting.moves.base import Moved
 from mnemonic_jax.pytrees import PyTree
 
@@ -126,16 +127,14 @@ def host_zeros(params: PyTree) -> PyTree:
   return jax.tree.map(lambda w: jax.device_put(np.zeros(w.shape, w.dtype)), params)
 
 
-def check_grid(grid: Sequence[float]) -> np.ndarray:
-  """The step grid as float32, checked.
+def check_grid(grid: Sequence[float], name: str = "grid") -> np.ndarray:
+  """The step grid as float32, checked (:func:`.options.step_grid`).
 
   Raises:
+    TypeError: not a sequence of real numbers (a string, a single number, None).
     ValueError: an empty grid, or one with a non-finite or non-positive value.
   """
-  ts = np.asarray(grid, np.float32).ravel()
-  if ts.size == 0 or not np.all(np.isfinite(ts)) or not np.all(ts > 0):
-    raise errors.BadRequest("the step grid must hold finite positive numbers")
-  return ts
+  return options.step_grid(grid, name)
 
 
 def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Phase, float]],
