@@ -48,14 +48,43 @@ METHODS = ("auto", "vmap", "factorized")
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   """Per-example softmax cross-entropy, ``(N, C), (N,) -> (N,)`` (optax's, in nats).
 
-  Traceable, so the labels' values are not checked: each must be an integer in
-  ``[0, C)``; one outside gives NaN (optax's behaviour). The entry points that hold
-  labels on the host (:func:`mnemonic_jax.fit`, ``class_fishers``) check them first.
+  Traceable, so the labels' values are not checked: each should be an integer in
+  ``[0, C)``. A label outside it, negative ones included (``-1`` padding), gives a NaN
+  loss and a NaN gradient, under ``jax.jit`` too, so it poisons a Fisher or a training
+  step instead of counting as some class (optax alone wraps ``-1`` round to class
+  ``C - 1``). The entry points that hold labels on the host (:func:`mnemonic_jax.fit`,
+  :func:`fisher_diagonal`, ``class_fishers``) refuse such labels first.
+
+  Args:
+    logits: float logits ``(..., C)`` (an array, or anything ``jnp.asarray`` takes).
+    labels: integer class ids shaped like ``logits`` without its last axis.
+
+  Returns:
+    The losses, shaped like ``labels``, in the logits' dtype.
+
+  Raises:
+    TypeError (BadRequestType): non-float logits or non-integer labels.
+    ValueError (BadRequest): labels not shaped like ``logits.shape[:-1]``.
   """
   # Imported here: optax takes a while to import, and most commands never trace this.
   import optax  # pylint: disable=import-outside-toplevel
 
-  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+  if not jnp.issubdtype(logits.dtype, jnp.floating) or logits.ndim < 1:
+    raise errors.BadRequestType(f"cross_entropy: logits must be float (..., C), got dtype "
+                                f"{logits.dtype}, shape {logits.shape}")
+  if not jnp.issubdtype(labels.dtype, jnp.integer):
+    raise errors.BadRequestType(f"cross_entropy: labels must be integer class ids, got dtype "
+                                f"{labels.dtype}")
+  if labels.shape != logits.shape[:-1]:
+    raise errors.BadRequest(f"cross_entropy: labels must have shape {logits.shape[:-1]} (the "
+                            f"logits' without the class axis), got {labels.shape}")
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  # Times 1 for a label in range (bit for bit the same loss and gradient), times NaN
+  # otherwise: the loss and its gradient become NaN, where a jnp.where would pass a zero
+  # gradient and make the example silently count for nothing.
+  in_range = (labels >= 0) & (labels < logits.shape[-1])
+  return loss * jnp.where(in_range, 1.0, jnp.nan).astype(loss.dtype)
 
 
 def fisher_diagonal(
@@ -79,14 +108,17 @@ def fisher_diagonal(
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits (N, C)`` for a batch ``x``. Examples must
-      not interact and nothing may be updated (BatchNorm in inference mode).
+      not interact and nothing may be updated (BatchNorm in inference mode): each
+      example's gradient is taken on a batch of one, where a training-mode BatchNorm
+      normalises to a constant and every parameter before it would get Fisher 0. Such a
+      model is refused (see Raises).
     params: a pytree of float arrays (any float dtype). With ``apply_fn = model.apply``
       the Flax variables dict ``{'params': p}`` works too (on either method), but only
       with no other collection in it (``batch_stats`` is no parameter to score): then
       pass ``variables['params']`` with ``lambda p, x: model.apply({'params': p, ...}, x)``
       (or :func:`mnemonic_jax.inference_apply_fn`).
-    inputs: ``(N, *input_shape)`` float inputs.
-    labels: integer labels ``(N,)`` in ``[0, C)``.
+    inputs: ``(N, *input_shape)`` float inputs (an array: a list is refused).
+    labels: integer labels ``(N,)`` in ``[0, C)``: an array, list or tuple.
     microbatch_size: examples per vectorised chunk; ``None`` takes all ``N`` at once.
       Peak memory grows with this, not with ``N``.
     loss_fn: per-example loss ``(logits, labels) -> (N,)``, unreduced (no mean or sum);
@@ -105,7 +137,11 @@ def fisher_diagonal(
       return one logits array, or a ``loss_fn`` that does not return float losses.
     ValueError: no inputs, labels outside ``[0, C)`` or not ``(N,)``, inputs and labels
       of different lengths, non-finite params or inputs, inputs that do not fit the
-      model, a model that updates state, a bad ``method`` / ``microbatch_size``, a
+      model, a model that updates state, a model whose examples interact (the logits of
+      the first input beside the second differ from those beside itself, by more than
+      ``1e-3 * (1 + max |logit|)``: BatchNorm in training mode; read after the Fisher is
+      computed, in the same program, so the call waits for it; not under ``jax.jit``,
+      where labels are not checked either), a bad ``method`` / ``microbatch_size``, a
       ``loss_fn`` that fails on ``(N, C)`` logits or returns anything but per-example
       losses ``(N,)`` (a scalar mean, say), or ``method="factorized"`` on a model it does
       not cover (the message names a ``{'params': ...}`` variables dict passed whole).
@@ -117,6 +153,7 @@ def fisher_diagonal(
   """
   num_classes = _check_inputs(apply_fn, params, inputs, microbatch_size, method,
                               loss_fn=loss_fn)
+  labels = _array(labels, "labels")
   _validate.labels(labels, num_classes)
   n = np.shape(labels)[0]
   if inputs.shape[0] != n:
@@ -170,7 +207,8 @@ def class_fishers(
     and over the remaining classes, each shaped like ``params``, float32.
 
   Raises:
-    TypeError, ValueError: as :func:`fisher_diagonal`; also bad class ids (not integers,
+    TypeError, ValueError: as :func:`fisher_diagonal` (codes whose logits interact
+      included); also bad class ids (not integers,
       out of range, duplicated, none, or nothing left to remain), non-finite codes, and an
       ``eps`` that is not a number (TypeError), negative or not finite (ValueError).
 
@@ -209,9 +247,14 @@ def class_weights(in_forget: np.ndarray, in_remain: np.ndarray, eps: float = 0.0
   """:class:`ClassWeights` of boolean class masks ``(C,)`` (host NumPy, float32).
 
   Raises:
-    TypeError, ValueError: ``eps`` is not a finite number ``>= 0``.
+    TypeError, ValueError: ``eps`` is not a finite number ``>= 0``; masks not of one
+      shape ``(C,)``.
   """
   _check_eps(eps)
+  shapes = np.shape(in_forget), np.shape(in_remain)
+  if len(shapes[0]) != 1 or shapes[0] != shapes[1]:
+    raise errors.BadRequest(f"in_forget and in_remain must be boolean masks of one shape (C,), "
+                            f"got shapes {shapes[0]} and {shapes[1]}")
   masks = np.stack([np.asarray(in_forget, bool), np.asarray(in_remain, bool)])
   counts = masks.sum(axis=1).astype(np.float32)
   return ClassWeights((masks / counts[:, None]).astype(np.float32),
@@ -234,6 +277,7 @@ def weighted_class_fishers(
   Returns ``(f_forget, f_remain)``, ``offsets[k] + sum_c weights[k, c] * g_c ** 2`` with
   code ``c`` labelled ``c``. Unchecked: the caller validates.
   """
+  codes = jnp.asarray(codes)
   sums = weighted_squared_gradients(
       apply_fn, params, codes, jnp.arange(codes.shape[0]), weights.weights, microbatch_size,
       loss_fn=loss_fn, method=method, mesh=mesh)
@@ -272,8 +316,10 @@ def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> 
   """Checks that the model takes ``inputs`` and returns one logits array ``(N, C)``.
 
   Raises:
-    TypeError, ValueError: see :func:`mnemonic_jax._validate.model_outputs`.
+    TypeError, ValueError: ``inputs`` is not a float array;
+      see :func:`mnemonic_jax._validate.model_outputs`.
   """
+  _float_inputs(inputs, "inputs")
   _validate.model_outputs(apply_fn, params, inputs)
 
 
@@ -335,9 +381,7 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
     raise errors.BadRequest(f"microbatch_size must be a positive integer or None, got "
                             f"{microbatch_size!r}")
   _validate.params_tree(params)
-  if not hasattr(inputs, "shape") or not jnp.issubdtype(jnp.result_type(inputs), jnp.floating):
-    raise errors.BadRequestType(f"{name} must be a float array (N, *input_shape), got "
-                                f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
+  _float_inputs(inputs, name)
   num_classes = _validate.model_outputs(apply_fn, params, inputs)
   if loss_fn is not cross_entropy:
     _check_loss_fn(loss_fn, num_classes)
@@ -345,27 +389,78 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
   return num_classes
 
 
+def _float_inputs(inputs: Any, name: str) -> None:
+  """Refuses ``inputs`` that are not a float array ``(N, ...)`` (a list, integer pixels)."""
+  if (not hasattr(inputs, "shape") or not hasattr(inputs, "dtype") or np.ndim(inputs) < 1
+      or not jnp.issubdtype(inputs.dtype, jnp.floating)):
+    raise errors.BadRequestType(f"{name} must be a float array (N, *input_shape), got "
+                                f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
+
+
+def _array(value: Any, name: str) -> Any:
+  """``value`` if it is an array (NumPy, jax, traced), else ``np.asarray(value)`` (a list
+  or tuple of numbers; ``jnp.asarray`` where it holds tracers).
+
+  Raises:
+    BadRequestType: naming ``name``, for what NumPy cannot make one array of (ragged).
+  """
+  if hasattr(value, "shape") and hasattr(value, "dtype"):
+    return value
+  try:
+    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(value)):
+      return jnp.asarray(value)
+    return np.asarray(value)
+  except (TypeError, ValueError) as e:
+    raise errors.BadRequestType(f"{name} must be an array, or a list of numbers NumPy takes "
+                                f"as one, got {type(value).__name__}: {e}") from None
+
+
 def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_size, *,
                 loss_fn, method, mesh) -> tuple[PyTree, ...]:
-  """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k``, cached and jitted."""
+  """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k``, cached and jitted;
+  refuses a model whose examples interact (a flag of the same program, read on the host)."""
   program = functools.partial(_fisher_program, loss_fn=loss_fn, microbatch_size=microbatch_size,
                               method=method, mesh=mesh)
   apply_fn = as_pytree(apply_fn)
   if not parallel.multiprocess(mesh):
-    return program(apply_fn, params, inputs, labels, weights, offsets)
-  # Several processes: every one holds the same inputs; they enter as global replicated
-  # arrays (the microbatches are split over the mesh inside), and the Fishers come back
-  # whole on each process's own device, as with one process.
-  args = parallel.replicate(mesh, (apply_fn, params, inputs, labels, weights, offsets))
-  return parallel.to_local(program(*args))
+    fishers, interact = program(apply_fn, params, inputs, labels, weights, offsets)
+  else:
+    # Several processes: every one holds the same inputs; they enter as global replicated
+    # arrays (the microbatches are split over the mesh inside), and the Fishers come back
+    # whole on each process's own device, as with one process.
+    args = parallel.replicate(mesh, (apply_fn, params, inputs, labels, weights, offsets))
+    fishers, interact = parallel.to_local(program(*args))
+  if not isinstance(interact, jax.core.Tracer) and bool(interact):
+    raise errors.BadRequest(
+        "apply_fn's logits for one input change with the other inputs of the batch "
+        "(BatchNorm in training mode?): the Fisher takes each example's gradient alone, "
+        "which such a model normalises to a constant (Fisher 0 before it); pass an "
+        "inference-mode apply_fn, e.g. mnemonic_jax.inference_apply_fn(model, "
+        "variables['batch_stats'])")
+  return fishers
 
 
 @functools.partial(jax.jit, static_argnames=("loss_fn", "microbatch_size", "method", "mesh"))
 def _fisher_program(apply_fn, params, inputs, labels, weights, offsets, *, loss_fn,
                     microbatch_size, method, mesh):
+  """``(fishers, interact)``: the Fishers plus ``offsets``, and whether the examples
+  interact (:func:`_examples_interact`), checked in the same program."""
   sums = weighted_squared_gradients(apply_fn, params, inputs, labels, weights, microbatch_size,
                                     loss_fn=loss_fn, method=method, mesh=mesh)
-  return tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
+  fishers = tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
+  return fishers, _examples_interact(apply_fn, params, inputs)
+
+
+def _examples_interact(apply_fn, params, inputs) -> jax.Array:
+  """Whether the logits of ``inputs[0]`` beside ``inputs[1]`` differ from those beside
+  itself by more than ``1e-3 * (1 + max |logit|)`` (traceable; False for one input).
+  Two forwards of two examples: a training-mode BatchNorm normalises ``[x0, x0]`` to a
+  constant, and the per-example gradients of the Fisher see batches of one."""
+  if inputs.shape[0] < 2:
+    return jnp.zeros((), bool)
+  beside = apply_fn(params, inputs[:2])[0].astype(jnp.float32)
+  alone = apply_fn(params, jnp.stack([inputs[0], inputs[0]]))[0].astype(jnp.float32)
+  return jnp.max(jnp.abs(beside - alone)) > 1e-3 * (1.0 + jnp.max(jnp.abs(beside)))
 
 
 def weighted_squared_gradients(
@@ -395,7 +490,12 @@ def weighted_squared_gradients(
   """
   if method not in METHODS:
     raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
-  chex.assert_rank([labels, weights], [1, 2])
+  _float_inputs(inputs, "inputs")
+  labels, weights = _array(labels, "labels"), _array(weights, "weights")
+  for name, value, rank in (("labels", labels, 1), ("weights", weights, 2)):
+    if np.ndim(value) != rank:
+      raise errors.BadRequest(f"{name} must have rank {rank} ({'(N,)' if rank == 1 else '(K, N)'}"
+                              f"), got shape {np.shape(value)}")
   n = labels.shape[0]
   if inputs.shape[0] != n or weights.shape[1] != n:
     raise errors.BadRequest(

@@ -44,42 +44,85 @@ def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
 
   The Fishers are expected as the reference accumulates them, ``(1e-16 + sum) / n``
   (``class_fishers(..., eps=EPS)``), so neither is 0 unless a gradient underflowed.
+  Jitted: one program per structure, shapes and dtypes of the trees.
 
   Args:
-    f_forget: Fisher diagonal on the forgotten classes (pytree of float arrays).
+    f_forget: Fisher diagonal on the forgotten classes (pytree of float arrays; NumPy
+      arrays and Python numbers are taken as arrays).
     f_remain: Fisher diagonal on the remaining classes, same structure.
 
   Returns:
     A finite, non-negative float32 pytree shaped like the inputs.
 
   Raises:
+    TypeError (BadRequestType): a leaf that is not a real number or array of them (a
+      string, a bool or complex array), naming the leaf.
     ValueError: the two trees differ in structure (the message names the paths found in
       only one) or in a leaf's shape; a negative value in concrete host arrays (NumPy,
-      or jax.Arrays on CPU; values on an accelerator or traced under jax.jit are not
-      read, so no transfer or sync is added).
+      Python numbers, or jax.Arrays on CPU; values on an accelerator or traced under
+      jax.jit are not read, so no transfer or sync is added).
 
   Example:
     >>> fisher_ratio({"w": jnp.array([4.0, 0.0])}, {"w": jnp.array([2.0, 0.0])})
     {'w': Array([2., 1.], dtype=float32)}
   """
   _check_fishers(f_forget, f_remain)
-  top = jnp.finfo(jnp.float32).max
+  return _fisher_ratio(f_forget, f_remain)
 
-  def ratio(ff, fr):
-    log_ratio = jnp.log(ff.astype(jnp.float32)) - jnp.log(fr.astype(jnp.float32))
-    log_ratio = jnp.where(jnp.isnan(log_ratio), 0.0, log_ratio)
-    finite = jnp.isfinite(log_ratio)
-    largest = jnp.max(jnp.where(finite, log_ratio, -jnp.inf), initial=-jnp.inf)
-    largest = jnp.where(jnp.isfinite(largest), largest, 0.0)
-    log_ratio = jnp.where(log_ratio == jnp.inf, largest, log_ratio)
-    return jnp.minimum(jnp.exp(log_ratio), top)
 
-  return jax.tree.map(ratio, f_forget, f_remain)
+def _ratio(ff: jax.Array, fr: jax.Array) -> jax.Array:
+  """Eq. (6) on one tensor (see :func:`fisher_ratio`; traceable)."""
+  log_ratio = (jnp.log(jnp.asarray(ff).astype(jnp.float32))
+               - jnp.log(jnp.asarray(fr).astype(jnp.float32)))
+  log_ratio = jnp.where(jnp.isnan(log_ratio), 0.0, log_ratio)
+  finite = jnp.isfinite(log_ratio)
+  largest = jnp.max(jnp.where(finite, log_ratio, -jnp.inf), initial=-jnp.inf)
+  largest = jnp.where(jnp.isfinite(largest), largest, 0.0)
+  log_ratio = jnp.where(log_ratio == jnp.inf, largest, log_ratio)
+  return jnp.minimum(jnp.exp(log_ratio), jnp.finfo(jnp.float32).max)
+
+
+def _alpha(eta: jax.Array, lambda1, lambda2) -> jax.Array:
+  """Eq. (7) on one tensor (traceable)."""
+  return jnp.minimum(lambda1, lambda2 / jnp.max(eta, initial=0.0))
+
+
+@jax.jit
+def _fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
+  return jax.tree.map(_ratio, f_forget, f_remain)
+
+
+@jax.jit
+def _step_sizes(eta: PyTree, lambda1, lambda2) -> PyTree:
+  return jax.tree.map(lambda e: _alpha(e, lambda1, lambda2), eta)
+
+
+@jax.jit
+def _perturbation(f_forget: PyTree, f_remain: PyTree, lambda1, lambda2) -> PyTree:
+  eta = jax.tree.map(_ratio, f_forget, f_remain)
+  return jax.tree.map(lambda e: _alpha(e, lambda1, lambda2) * e, eta)
+
+
+def _check_numbers(tree: PyTree, name: str) -> None:
+  """Refuses a leaf that is not a real number or an array of them (read on the trace)."""
+  for path, x in jax.tree_util.tree_flatten_with_path(tree)[0]:
+    dtype = getattr(x, "dtype", None)
+    if dtype is None and isinstance(x, (int, float)) and not isinstance(x, bool):
+      continue
+    if dtype is None or not (jnp.issubdtype(dtype, jnp.floating)
+                             or jnp.issubdtype(dtype, jnp.integer)):
+      raise errors.BadRequestType(
+          f"{name}{jax.tree_util.keystr(path)} must be a float array (a Fisher diagonal, "
+          f"shaped like its parameter), got "
+          f"{f'dtype {dtype}' if dtype is not None else type(x).__name__}")
 
 
 def _check_fishers(f_forget: PyTree, f_remain: PyTree) -> None:
-  """The checks of two Fisher trees before eq. (6): same paths and shapes (read on the
-  trace: free under jit), no negative value (read only on concrete host arrays)."""
+  """The checks of two Fisher trees before eq. (6): numbers, same paths and shapes (read
+  on the trace: free under jit), no negative value (read only on concrete host
+  arrays)."""
+  _check_numbers(f_forget, "f_forget")
+  _check_numbers(f_remain, "f_remain")
   flat = [jax.tree_util.tree_flatten_with_path(t) for t in (f_forget, f_remain)]
   if flat[0][1] != flat[1][1]:
     paths = [{jax.tree_util.keystr(p) for p, _ in leaves} for leaves, _ in flat]
@@ -113,14 +156,18 @@ def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
 
   ``lambda1`` caps the step; ``lambda2`` bounds the largest move of the tensor,
   ``alpha_l * max(eta_l) <= lambda2``. A tensor with ``max(eta_l) = 0`` gets ``lambda1``
-  (it does not move anyway).
+  (it does not move anyway). Jitted (lambdas traced: new values do not recompile).
 
   Returns:
-    A pytree of scalars, one per tensor of ``eta``.
+    A pytree of float32 scalars, one per tensor of ``eta``.
+
+  Raises:
+    TypeError, ValueError: a lambda that is not a positive finite number (concrete
+      values), or a leaf of ``eta`` that is not a real number or array of them.
   """
   _check_lambdas(lambda1, lambda2)
-  return jax.tree.map(
-      lambda e: jnp.minimum(lambda1, lambda2 / jnp.max(e, initial=0.0)), eta)
+  _check_numbers(eta, "eta")
+  return _step_sizes(eta, lambda1, lambda2)
 
 
 def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: float
@@ -135,19 +182,21 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
 
   Returns:
     ``delta`` shaped like the Fishers (float32); the candidates are ``params +/- delta``.
+    One jitted program per structure, shapes and dtypes (the lambdas are traced).
 
   Raises:
     ValueError: Fishers of different structures or shapes, or negative, as
       :func:`fisher_ratio`; lambdas that are not positive finite numbers.
-    TypeError: a lambda that is not a number.
+    TypeError: a lambda that is not a number; a Fisher leaf that is not a float array.
 
   Example:
     >>> f_forget, f_remain = fisher_lib.class_fishers(apply_fn, params, codes, [1], eps=EPS)
     >>> delta = perturbation(f_forget, f_remain, lambda1=1e-3, lambda2=10.0)
     >>> candidate = jax.tree.map(jnp.add, params, delta)
   """
-  eta = fisher_ratio(f_forget, f_remain)
-  return jax.tree.map(jnp.multiply, step_sizes(eta, lambda1, lambda2), eta)
+  _check_fishers(f_forget, f_remain)
+  _check_lambdas(lambda1, lambda2)
+  return _perturbation(f_forget, f_remain, lambda1, lambda2)
 
 
 @chex.dataclass(frozen=True)
@@ -178,15 +227,31 @@ def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
   """Per code: its margin (own logit minus the best other) and whether it is right.
 
   Args:
-    logits: ``(N, C)`` logits of ``N`` codes.
-    labels: ``(N,)`` each code's class.
+    logits: ``(N, C)`` logits of ``N`` codes (an array or a nested list).
+    labels: ``(N,)`` each code's class, integers in ``[0, C)`` (an array or a list).
     xp: the array namespace: ``jax.numpy`` (traceable, the default) or ``numpy`` (on the
       host: the same float32 values, and no program to compile).
 
   Returns:
     ``(margin, correct)``, both ``(N,)`` float32.
+
+  Raises:
+    TypeError (BadRequestType): non-float logits or non-integer labels.
+    ValueError (BadRequest): logits not ``(N, C)``; labels not ``(N,)`` (a ``(N, 1)``
+      column would broadcast to ``(N, N)`` margins); labels outside ``[0, C)`` (read on
+      concrete labels only: under jax.jit nothing is added to the program).
   """
-  logits = xp.asarray(logits).astype(xp.float32)
+  logits = xp.asarray(logits)
+  if not jnp.issubdtype(logits.dtype, jnp.floating):
+    raise errors.BadRequestType(f"logits must be float (N, C), got dtype {logits.dtype}")
+  if logits.ndim != 2:
+    raise errors.BadRequest(f"logits must have shape (N, C), got {logits.shape}")
+  _validate.labels(labels, logits.shape[1])
+  if np.shape(labels)[0] != logits.shape[0]:
+    raise errors.BadRequest(f"labels ({np.shape(labels)[0]}) and logits ({logits.shape[0]}) "
+                            "disagree on the number of codes")
+  labels = xp.asarray(labels)
+  logits = logits.astype(xp.float32)
   # A mask, not a gather and a scatter: the same values, fewer and simpler XLA kernels to
   # compile (each costs ~10 ms of CPU compilation whatever its size).
   own_class = xp.arange(logits.shape[-1]) == xp.asarray(labels)[:, None]
@@ -203,34 +268,61 @@ def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget:
   Args:
     apply_fn: ``apply_fn(params, x) -> logits (C, C)`` for the ``C`` codes.
     params: the parameters to score.
-    codes: ``(C, *input_shape)`` codes, one per class in class order.
+    codes: ``(C, *input_shape)`` float codes, one per class in class order (an array: a
+      list is refused, as by every entry point).
     in_forget: boolean mask ``(C,)`` of the forgotten classes (from class ids:
       ``mnemonic_jax.fisher.class_mask(classes, C)``); not empty.
     in_remain: boolean mask ``(C,)`` of the remaining classes, ``~in_forget`` by
       default; not empty. Classes in neither mask are not scored.
 
   Returns:
-    The :class:`CodeScores`. An empty mask is refused when it is concrete; a traced one
+    The :class:`CodeScores`, from one jitted program per model and shapes (the masks
+    are traced). An empty mask is refused when it is concrete; a traced one
     (under jax.jit, where its values are unknown) scores the empty set as
     ``forget_accuracy = 0``, ``forget_margin = -inf`` (no forgotten code is right) and
     ``remain_accuracy = 0``, ``remain_margin = +inf``, never NaN.
 
   Raises:
     TypeError: a mask that is not boolean (integer class ids: pass
-      ``class_mask(classes, C)``), or not an array or a list of bools.
-    ValueError: a mask not of shape ``(C,)``; logits not ``(C, C)``; a concrete mask with
+      ``class_mask(classes, C)``), or not an array or a list of bools; codes that are not
+      a float array; an ``apply_fn`` that does not return one float logits array (a
+      ``(logits, state)`` tuple).
+    ValueError: a mask not of shape ``(C,)``; codes that do not fit the model, or logits
+      not ``(C, C)``; a concrete mask with
       no True entry (``in_remain`` too, also when it defaults to ``~in_forget``). The
       shapes are checked on the trace, the emptiness on concrete masks only: nothing is
       added to a jitted program.
   """
+  if (not hasattr(codes, "shape") or not hasattr(codes, "dtype") or np.ndim(codes) < 1
+      or not jnp.issubdtype(codes.dtype, jnp.floating)):
+    raise errors.BadRequestType("codes must be a float array (C, *input_shape), got "
+                                f"{getattr(codes, 'dtype', type(codes).__name__)}")
   num_codes = np.shape(codes)[0]
+  _validate.model_outputs(apply_fn, params, codes, num_codes)  # Shapes only: free.
   in_forget = _code_mask(in_forget, num_codes, "in_forget")
-  in_remain = ~in_forget if in_remain is None else _code_mask(in_remain, num_codes, "in_remain")
-  for name, mask in (("in_forget", in_forget), ("in_remain", in_remain)):
-    if not isinstance(mask, jax.core.Tracer) and not np.asarray(mask).any():
+  if in_remain is not None:
+    in_remain = _code_mask(in_remain, num_codes, "in_remain")
+  # Emptiness on concrete masks only (``in_remain`` defaults to ``~in_forget``, made in
+  # the program: no eager op to compile).
+  empty = {}
+  if not isinstance(in_forget, jax.core.Tracer):
+    empty["in_forget"] = not np.asarray(in_forget).any()
+    if in_remain is None:
+      empty["in_remain"] = bool(np.asarray(in_forget).all())
+  if in_remain is not None and not isinstance(in_remain, jax.core.Tracer):
+    empty["in_remain"] = not np.asarray(in_remain).any()
+  for name in ("in_forget", "in_remain"):
+    if empty.get(name):
       raise errors.BadRequest(
           f"{name} has no True entry: code_scores needs at least one "
           f"{'forgotten' if name == 'in_forget' else 'remaining'} class to score")
+  return _code_scores(as_pytree(apply_fn), params, codes, in_forget, in_remain)
+
+
+@jax.jit
+def _code_scores(apply_fn, params, codes, in_forget, in_remain) -> CodeScores:
+  num_codes = codes.shape[0]
+  in_remain = jnp.logical_not(in_forget) if in_remain is None else in_remain
   logits = apply_fn(params, codes)
   if np.shape(logits) != (num_codes, num_codes):
     raise errors.BadRequest(f"apply_fn must give logits ({num_codes}, {num_codes}) for the "
@@ -259,7 +351,18 @@ def _code_mask(mask: Any, num_codes: int, name: str) -> chex.Array:
 def scores_from_margins(margin: jax.Array, correct: jax.Array, in_forget: chex.Array,
                         in_remain: chex.Array, xp: Any = jnp) -> CodeScores:
   """:class:`CodeScores` from per-code margins and correctness (traceable with the default
-  ``xp=jax.numpy``; ``xp=numpy`` scores on the host)."""
+  ``xp=jax.numpy``; ``xp=numpy`` scores on the host). Each argument is ``(N,)``: an array
+  or a list.
+
+  Raises:
+    ValueError (BadRequest): an argument not of shape ``(N,)`` like ``margin``.
+  """
+  margin, correct, in_forget, in_remain = (
+      xp.asarray(v) for v in (margin, correct, in_forget, in_remain))
+  for name, value in (("correct", correct), ("in_forget", in_forget), ("in_remain", in_remain)):
+    if margin.ndim != 1 or value.shape != margin.shape:
+      raise errors.BadRequest(f"margin, correct, in_forget and in_remain must all have shape "
+                              f"(N,); got margin {margin.shape}, {name} {value.shape}")
   mean = lambda v, m: (xp.sum(xp.where(m, v, 0.0)) / xp.maximum(xp.sum(m), 1)).astype(xp.float32)
   return CodeScores(
       forget_accuracy=mean(correct, in_forget),
@@ -348,7 +451,8 @@ def candidates(params: PyTree, eta: PyTree, lambda1, lambda2
 
 def apply_step(params: PyTree, alpha: PyTree, eta: PyTree, sign) -> PyTree:
   """``params + sign * alpha * eta`` (eq. 5), in each parameter's dtype (traceable)."""
-  return jax.tree.map(lambda p, a, e: p + (sign * a * e).astype(p.dtype), params, alpha, eta)
+  return jax.tree.map(lambda p, a, e: p + (sign * a * e).astype(jnp.result_type(p)), params,
+                      alpha, eta)
 
 
 def all_finite(tree: PyTree) -> jax.Array:
@@ -361,7 +465,7 @@ def sums_finite(tree: PyTree) -> jax.Array:
   and cheaper kernels than :func:`all_finite`). True implies every entry is finite (a NaN
   or an infinity makes its sum non-finite); False can also mean finite entries whose sum
   overflows, which :func:`finite` tells apart."""
-  return jnp.all(jnp.isfinite(jnp.stack([jnp.sum(x.astype(jnp.float32))
+  return jnp.all(jnp.isfinite(jnp.stack([jnp.sum(jnp.asarray(x).astype(jnp.float32))
                                          for x in jax.tree.leaves(tree)])))
 
 
