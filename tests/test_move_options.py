@@ -208,3 +208,28 @@ def test_numbers_beside_a_move_that_chooses_its_step_are_refused(name):
                            "drop them"):
     moves.MOVES[name]().with_lambdas(1e-3, 10.0)
   assert {f.name for f in dataclasses.fields(moves.MOVES[name])} >= {"rule", "grid"}
+
+
+def _tiny():
+  params = {"w": jax.random.normal(jax.random.key(0), (4, 3)), "b": jnp.zeros(3)}
+  return (lambda p, x: x @ p["w"] + p["b"]), params, mj.generate_codes(jax.random.key(1), 3, 4)
+
+
+def test_lambdas_beside_a_paper_object_run_algorithm2_as_beside_its_name():
+  apply_fn, params, codes = _tiny()
+  by_name = mj.forget(apply_fn, params, codes, [1], 1e-3, 10.0, move="paper")
+  by_object = mj.forget(apply_fn, params, codes, [1], 1e-3, 10.0, move=moves.Paper())
+  assert by_name[1].move == by_object[1].move == "algorithm2"
+  jax.tree.map(lambda a, b: (a == b).all() or pytest.fail("differ"), by_name[0], by_object[0])
+
+
+@pytest.mark.parametrize("move, phrase", [
+    (moves.Algorithm2(lambda1=1e-3, lambda2=10.0), "not both"),
+    (moves.Paper(rule=Rule(margin=10)), r"moves.Paper\(rule=\.\.\.\) says how to search"),
+    (moves.Bias(), "move='bias' chooses its own step"),
+    ("bias", "move='bias' chooses its own step"),
+])
+def test_lambdas_beside_a_move_that_does_not_take_them_say_what_to_pass(move, phrase):
+  apply_fn, params, codes = _tiny()
+  with pytest.raises(mj.errors.BadRequest, match=phrase):
+    mj.forget(apply_fn, params, codes, [1], 1e-3, 10.0, move=move)

@@ -87,13 +87,16 @@ def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None
   """The move :func:`forget` makes.
 
   ``move`` by name or object; without one, :data:`DEFAULT_MOVE`; with both lambdas given
-  as numbers the paper's Algorithm 2 with them, and with ``"auto"`` lambdas the paper's
-  move with its data-free search of them (``move`` may then be ``"algorithm2"``, or
-  ``"paper"`` for ``"auto"``, nothing else). ``None`` means not given.
+  as numbers the paper's Algorithm 2 with them (``move`` may then be ``"algorithm2"``, or
+  ``"paper"`` or ``moves.Paper()``, whose Fisher options it keeps:
+  :meth:`~mnemonic_jax.forgetting.moves.Move.with_lambdas`), and with ``"auto"`` lambdas
+  the paper's move with its data-free search of them (``move`` may then be ``"paper"``
+  or a ``Paper`` object). ``None`` means not given.
 
   Raises:
     ValueError: an unknown move; one lambda without the other, or a number beside
-      ``"auto"``; lambdas with a move that chooses its own step.
+      ``"auto"``; lambdas with a move that chooses its own step, with an ``Algorithm2``
+      object (it holds its own), or with a ``Paper`` object that sets its search.
     TypeError: a lambda that is not a number.
   """
   if isinstance(move, str) and move not in moves_lib.MOVES or not isinstance(
@@ -114,10 +117,11 @@ def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None
     raise errors.BadRequest("give both lambda1 and lambda2, or neither")
   if not any(given):
     return moves_lib.get(DEFAULT_MOVE if move is None else move)
-  if name not in (None, "algorithm2", "paper") or isinstance(move, moves_lib.Move):
-    raise errors.BadRequest(f"move={name!r} chooses its own step on the codes; give lambdas only "
-                            "for the paper's Algorithm 2 (move='algorithm2' or none)")
-  return moves_lib.Algorithm2(lambda1=lambda1, lambda2=lambda2)
+  if move is None or move == "algorithm2":
+    return moves_lib.Algorithm2(lambda1=lambda1, lambda2=lambda2)
+  # By name or object alike, the move says what numbers beside it mean (Move.with_lambdas):
+  # Algorithm 2 with them for the paper's move, a refusal saying what to pass otherwise.
+  return moves_lib.get(move).with_lambdas(lambda1, lambda2)
 
 
 def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequence[int],
