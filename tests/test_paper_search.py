@@ -191,11 +191,17 @@ def test_bad_classes_and_rules_are_rejected(trained):
     ls.Rule(fallback="none")
 
 
-@pytest.mark.parametrize("classes", [[0], [2], [3], [0, 4]])
-@pytest.mark.parametrize("rule", [ls.DEFAULT_RULE, ls.Rule(margin=1.0, guard=0.5),
-                                  ls.Rule(margin=40.0, guard=0.9),  # Met by no candidate.
-                                  ls.Rule(margin=2.0, order="max", fallback="target"),
-                                  ls.Rule(margin=2.0, order="lambdas")])
+_RULES = [ls.DEFAULT_RULE, ls.Rule(margin=1.0, guard=0.5),
+          ls.Rule(margin=40.0, guard=0.9),  # Met by no candidate.
+          ls.Rule(margin=2.0, order="max", fallback="target"),
+          ls.Rule(margin=2.0, order="lambdas")]
+_CLASS_SETS = [[0], [2], [3], [0, 4]]
+
+
+# Every rule with one class set (each set, both chunks) by default; the 15 other pairs slow.
+@pytest.mark.parametrize("rule, classes", [
+    pytest.param(rule, classes, marks=() if j == i % len(_CLASS_SETS) else pytest.mark.slow)
+    for i, rule in enumerate(_RULES) for j, classes in enumerate(_CLASS_SETS)])
 def test_the_pruned_search_chooses_what_the_full_grid_chooses(trained, classes, rule):
   apply_fn, params, codes = trained
   full = ls.select_lambdas(apply_fn, params, codes, classes, grid=GRID, rule=rule,

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Iterator
 
@@ -131,6 +132,12 @@ def augment_crop_flip(
     raise DatasetError(f"augment_crop_flip expects NHWC images, got shape {images.shape}")
   if padding < 0:
     raise DatasetError(f"padding must be >= 0, got {padding}")
+  return _crop_flip(key, images, padding, pad_mode)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _crop_flip(key: jax.Array, images: jax.Array, padding: int, pad_mode: str) -> jax.Array:
+  """One program for the batch (run eagerly, the vmapped ops each compiled one)."""
   keys = jax.random.split(key, images.shape[0])
   return jax.vmap(_crop_flip_one, in_axes=(0, 0, None, None))(keys, images, padding, pad_mode)
 
