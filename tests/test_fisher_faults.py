@@ -155,6 +155,28 @@ def test_a_leaf_that_is_no_number_is_named(leaf):
     step_sizes({"w": leaf}, 1e-3, 10.0)
 
 
+# F16 (values): a NaN Fisher became eta = 1 and an inf one the tensor's largest ratio,
+# with no error, while negative ones were refused.
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("where", ["numpy", "jax"])
+def test_non_finite_concrete_fishers_are_refused(bad, where):
+  f_forget = {"w": np.array([bad, 4.0], np.float32)}
+  if where == "jax":
+    f_forget = jax.device_put(f_forget)
+  for call in (lambda: mj.fisher_ratio(f_forget, {"w": np.ones(2, np.float32)}),
+               lambda: mj.perturbation({"w": np.ones(2, np.float32)}, f_forget, 1e-3, 10.0)):
+    with pytest.raises(errors.BadRequest, match=r"\['w'\] holds 1 non-finite"):
+      call()
+
+
+def test_traced_fishers_are_not_read_and_follow_the_reference():
+  # Inside a program (as in the moves) the values are unknown: the reference's rules.
+  eta = jax.jit(mj.fisher_ratio)({"w": jnp.array([jnp.nan, jnp.inf, 4.0])}, {"w": jnp.ones(3)})
+  np.testing.assert_array_equal(eta["w"], [1.0, 4.0, 4.0])
+
+
 # F19: each eager op compiled a program of its own (46 for fisher_ratio on a 4-leaf MLP),
 # again for every new leaf shape.
 

@@ -42,6 +42,14 @@ def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
     ``exp`` overflows to inf, and ``alpha = lambda2 / inf = 0`` then makes
     ``alpha * eta`` NaN).
 
+  These rules are for the log-ratio of valid Fishers (``0 / 0``, ``x / 0``). A Fisher
+  value that is itself NaN, infinite or negative (a diverged gradient) is no Fisher, and
+  concrete values are refused (see Raises) rather than cleaned to ``eta = 1`` or the
+  tensor's largest ratio. Traced values (under ``jax.jit``, as inside the moves, where
+  the Fishers come from checked finite parameters and codes) cannot be read: there the
+  reference's rules apply to them as well, as in the reference (NaN -> 1, inf -> the
+  largest ratio, negative -> NaN log -> 1).
+
   The Fishers are expected as the reference accumulates them, ``(1e-16 + sum) / n``
   (``class_fishers(..., eps=EPS)``), so neither is 0 unless a gradient underflowed.
   Jitted: one program per structure, shapes and dtypes of the trees.
@@ -58,9 +66,11 @@ def fisher_ratio(f_forget: PyTree, f_remain: PyTree) -> PyTree:
     TypeError (BadRequestType): a leaf that is not a real number or array of them (a
       string, a bool or complex array), naming the leaf.
     ValueError: the two trees differ in structure (the message names the paths found in
-      only one) or in a leaf's shape; a negative value in concrete host arrays (NumPy,
-      Python numbers, or jax.Arrays on CPU; values on an accelerator or traced under
-      jax.jit are not read, so no transfer or sync is added).
+      only one) or in a leaf's shape; a NaN or infinite value in concrete arrays (read in
+      place on the host; on an accelerator by one jitted reduction and one transfer of
+      its flags, as every entry point checks parameters); a negative value in concrete
+      host arrays (NumPy, Python numbers, or jax.Arrays on CPU: on an accelerator not
+      read, so no second transfer is added).
 
   Example:
     >>> fisher_ratio({"w": jnp.array([4.0, 0.0])}, {"w": jnp.array([2.0, 0.0])})
@@ -119,8 +129,8 @@ def _check_numbers(tree: PyTree, name: str) -> None:
 
 def _check_fishers(f_forget: PyTree, f_remain: PyTree) -> None:
   """The checks of two Fisher trees before eq. (6): numbers, same paths and shapes (read
-  on the trace: free under jit), no negative value (read only on concrete host
-  arrays)."""
+  on the trace: free under jit), no NaN or inf (concrete arrays), no negative value
+  (read only on concrete host arrays)."""
   _check_numbers(f_forget, "f_forget")
   _check_numbers(f_remain, "f_remain")
   flat = [jax.tree_util.tree_flatten_with_path(t) for t in (f_forget, f_remain)]
@@ -139,6 +149,9 @@ def _check_fishers(f_forget: PyTree, f_remain: PyTree) -> None:
           f"f_forget{jax.tree_util.keystr(path)} has shape {np.shape(a)} but "
           f"f_remain{jax.tree_util.keystr(path)} has {np.shape(b)}: both must be shaped like "
           "the parameters")
+  # NaN or inf (a diverged gradient) is no Fisher: refused, not cleaned to eta = 1 or the
+  # tensor's largest ratio. Read on the host, or by one jitted reduction on an accelerator.
+  _validate.finite(f_forget=f_forget, f_remain=f_remain)
   for name, (leaves, _) in zip(("f_forget", "f_remain"), flat):
     if not all(not isinstance(x, jax.core.Tracer) and _validate.on_host(x) for _, x in leaves):
       continue  # Traced or on an accelerator: reading would add a transfer and a sync.
@@ -185,7 +198,7 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
     One jitted program per structure, shapes and dtypes (the lambdas are traced).
 
   Raises:
-    ValueError: Fishers of different structures or shapes, or negative, as
+    ValueError: Fishers of different structures or shapes, negative or non-finite, as
       :func:`fisher_ratio`; lambdas that are not positive finite numbers.
     TypeError: a lambda that is not a number; a Fisher leaf that is not a float array.
 
