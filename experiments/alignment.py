@@ -25,11 +25,14 @@ and the images' mean ``z`` have the same sign; and how much of the code's logit 
 the signed move of the head column ``W[:, c]`` (``-sign(z(code))``) reaches the images.
 
 Inference only: the bundles cached by :mod:`experiments.robust` are loaded, never
-trained; missing ones are skipped. Writes ``<out>/robust_alignment.md`` (+ ``.png``).
+trained; missing ones are skipped (the report names them). Writes
+``<out>/robust_alignment.md`` (+ ``.png``). The bundles live under ``<out>/cache/``, which
+git does not track (a clone has none: ``python -m experiments.robust --train`` trains
+them); with none of them cached there is nothing to measure, and it refuses (one line,
+exit 2, nothing written) instead of replacing a report with an empty one.
 """
 
 import pathlib
-import shlex
 import sys
 from typing import Any, Sequence
 
@@ -40,7 +43,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from experiments import common, report_files, run_cache
+from experiments import common, report_files, run_cache, runner_args
 from experiments import robust as robust_experiment
 from mnemonic_jax.forgetting.moves.bias import output_bias
 from mnemonic_jax.data import load_dataset
@@ -321,23 +324,28 @@ def write_report(out: pathlib.Path, results: list[dict[str, Any]], command: str,
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p = common.RunnerParser(description=__doc__.split("\n")[0])
-  p.add_argument("--models", default=",".join(robust_experiment.MODELS))
-  p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--out", type=common.out_path, default="runs/experiments",
+  p.add_argument("--models", default=",".join(robust_experiment.MODELS),
+                 help="comma-separated models of experiments.robust")
+  p.add_argument("--seeds", type=common.seed_list, default="0,1,2",
+                 help="the models' seeds, comma-separated")
+  p.add_argument("--out", type=common.out_path, default=common.SCRATCH,
                  help="where the bundles are cached (<out>/cache, as experiments.robust) and "
                       "the report goes (default: the scratch folder of experiments.robust; "
                       "pass --out experiments/results to update the committed report)")
   args = p.parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
-  command = " ".join(["python -m experiments.alignment"] + [shlex.quote(a) for a in argv])
+  command = runner_args.command_line("experiments.alignment", argv)
   models = [m for m in args.models.split(",") if m]
   bad = [m for m in models if m not in robust_experiment.MODELS]
   if bad:
     common.fail(f"unknown models {bad}", prog="experiments.alignment")
   out = pathlib.Path(args.out)
   results, skipped, tests = [], [], {}
+  if not models or not args.seeds:
+    common.fail("no model x seed to measure: give --models and --seeds",
+                prog="experiments.alignment")
   for model in models:
-    for seed in (int(s) for s in args.seeds.split(",")):
+    for seed in args.seeds:
       bundle = robust_experiment.load_model(out, model, seed, train=False)
       if bundle is None:
         skipped.append(f"{model} seed {seed}")
@@ -352,6 +360,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
             f"cos {np.mean([r['cos'] for r in rows]):.2f} top-{TOP_K} "
             f"{np.mean([r['top'] for r in rows]):.1f} logit err {result['logit_error']:.1e}",
             flush=True)
+  if not results:  # An empty report would replace a good one (and exit 0).
+    common.fail(f"nothing to measure: none of the {len(skipped)} model x seed bundles is "
+                f"cached under {out / 'cache'} (cached bundles are not in git; train them "
+                "with python -m experiments.robust --models ... --seeds ... --train --out "
+                f"{args.out}); nothing was written", prog="experiments.alignment")
   return write_report(out, results, command, skipped)
 
 

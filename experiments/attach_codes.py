@@ -28,10 +28,12 @@ committed ``experiments/results``.
 
 Every step is cached, keyed on what changes its result (:func:`attach_key`: the plain
 model's config but its bookkeeping fields, the attaching's epochs, t_mix and seed, the
-class, the move's settings, the library version; :mod:`experiments.run_cache`): a rerun
-reuses a step only on an equal key, computes the others, says how many of each, and
-rebuilds the report. Outputs: ``<out>/attach_codes.md`` (the command and where its runs
-were computed at the top) and ``.json``.
+class, the move's settings, the library version, and for forgetting and retraining the
+code they run; :mod:`experiments.run_cache`): a rerun reuses a step only on an equal key,
+computes the others, says how many of each, and rebuilds the report. A step's file written
+before steps recorded their key is computed again unless ``--reuse-keyless`` is given.
+Outputs: ``<out>/attach_codes.md`` (the command and where its runs were computed at the
+top) and ``.json``.
 """
 
 from __future__ import annotations
@@ -40,7 +42,6 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import shlex
 import sys
 import time
 from typing import Any, Sequence
@@ -48,7 +49,7 @@ from typing import Any, Sequence
 import numpy as np
 from tqdm.auto import tqdm
 
-from experiments import common, report_files, run_cache
+from experiments import common, report_files, run_cache, runner_args
 from mnemonic_jax import attach, baselines, checkpointing, forgetting, metrics, workflow
 from mnemonic_jax.forgetting.criterion import Rule
 from mnemonic_jax.data import load_dataset
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
                       "--out experiments/results to update the committed results)")
   p.add_argument("--note", action="append", default=[],
                  help="a paragraph for the report, kept in attach_codes_notes.md beside it")
+  p.add_argument(runner_args.REUSE_KEYLESS, action="store_true",
+                 help=runner_args.REUSE_KEYLESS_HELP)
   p.add_argument("--no-progress", action="store_true")
   return p
 
@@ -117,10 +120,12 @@ def attach_key(plain: dict[str, Any], step: str, *, attached: dict[str, Any] | N
   """
   key = {"runner": "experiments.attach_codes", "version": version, "config": plain,
          "step": step, "attached": attached, "classes": [int(c) for c in classes]}
-  if step == "forget":
+  if step == "forget":  # With the move's code: a run of code changed since is computed again.
     key["move"] = move
+    key[run_cache.CODE_FIELD] = run_cache.method_code(forgetting.MOVES[MOVE].baseline)
   if step == "retrain":
     key["retrain"] = run_cache.settings(baselines.retrain.RetrainConfig())
+    key[run_cache.CODE_FIELD] = run_cache.method_code("retrain")
   return key
 
 
@@ -219,6 +224,23 @@ def _fmt(v: float | None, digits: int = 1, sign: bool = False) -> str:
   return "-" if v is None else f"{v:{'+' if sign else ''}.{digits}f}"
 
 
+def _seconds(v: float) -> str:
+  """Seconds to three significant figures: a 0.4 s retraining is not "0"."""
+  return f"{v:.0f}" if v >= 100 else f"{v:.3g}"
+
+
+def forgetting_sentence() -> str:
+  """What the report says of its forgetting, from the code: the move it runs
+  (:data:`MOVE`) and, apart, the default of ``mnemonic-jax forget``
+  (:data:`mnemonic_jax.forgetting.DEFAULT_MOVE`)."""
+  move = forgetting.MOVES[MOVE]
+  default = ("its default too" if MOVE == forgetting.DEFAULT_MOVE else
+             f"not the default of `mnemonic-jax forget`, which is `--move "
+             f"{forgetting.DEFAULT_MOVE}`")
+  return (f"**Forgetting**: each class in turn with the `{MOVE}` move (`mnemonic-jax forget "
+          f"--move {MOVE}`: {move.summary}; {default}).")
+
+
 def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, Any],
                  attached: dict[int, dict[str, Any]], records: list[dict[str, Any]],
                  retrains: list[dict[str, Any]], classes: Sequence[int],
@@ -253,8 +275,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
       f"{_fmt(plain_info['train_seconds'], 0)} s.", "",
       f"**Attaching** (`mnemonic-jax attach-codes`, `mnemonic_jax.attach.attach_codes`): "
       f"fresh uniform codes, K epochs of fine-tuning with t_mix = {t_mix:g} and the same "
-      "optimiser, from the plain model's weights. **Forgetting**: each class in turn, lambdas "
-      "chosen by the data-free search (`auto`, the default of `mnemonic-jax forget`). "
+      f"optimiser, from the plain model's weights. {forgetting_sentence()} "
       "**No attaching**: the same forgetting from the plain model with the codes stored in "
       "its bundle, which it never saw.", "",
       f"**Goal**: E_F = 100 and A_R at most {common.GOAL_A_R_DROP:g} point below the same "
@@ -304,7 +325,7 @@ def write_report(out: pathlib.Path, command: str, config, plain_info: dict[str, 
     for r in retrains:
       c = r["classes"][0]
       lines.append(f"| {common.class_label(c, class_names)} | {r['epochs']} | "
-                   f"{r['retain_examples']} | {r['seconds']:.0f} | {r['A_R']:.2f} | "
+                   f"{r['retain_examples']} | {_seconds(r['seconds'])} | {r['A_R']:.2f} | "
                    f"{r['E_F']:.1f} |")
     lines.append("")
     mean_retrain = float(np.mean(retrain_s))
@@ -356,7 +377,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     args.out = common.SCRATCH
     print(f"experiments.attach_codes: writing to the scratch folder {common.SCRATCH} (pass "
           "--out DIR to choose one)", file=sys.stderr)
-  command = "python -m experiments.attach_codes " + " ".join(shlex.quote(a) for a in argv)
+  command = runner_args.command_line("experiments.attach_codes", argv)
   config, variant = common.load_config(args.config)
   plain_edit(config)
   name = common.run_name(config, variant)
@@ -371,7 +392,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   out = pathlib.Path(args.out)
   cache, runs = out / "cache" / name, out / "runs" / name
   runs.mkdir(parents=True, exist_ok=True)
-  store = run_cache.RunCache(runs, common.machine_line())
+  store = run_cache.RunCache(runs, common.machine_line(), reuse_keyless=args.reuse_keyless)
   keys = Keys(args.config, config, cache)
 
   start = time.perf_counter()

@@ -62,6 +62,7 @@ SIDE_BY_SIDE = ("bench_train", "bench_forget", "bench_fisher", "bench_cli")
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="experiments.bench_all",
+                                   formatter_class=bc.HelpFormatter,
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=bc.out_path, default="runs/experiments/bench.md",
                       help="the report (default: the scratch folder)")

@@ -145,6 +145,7 @@ def _version(distribution: str) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
   parser = argparse.ArgumentParser(prog="experiments.bench_cli",
+                                   formatter_class=bc.HelpFormatter,
                                    description=__doc__.split("\n")[0])
   parser.add_argument("--repeats", type=int, default=3, help="rounds (medians are reported)")
   parser.add_argument("--bundle", action="append", default=[], metavar="NAME=PATH",

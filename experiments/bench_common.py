@@ -25,9 +25,12 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
-from experiments import report_files, torch_reference
+from experiments import report_files, runner_args, torch_reference
+
+#: The benchmarks' ``--help``: every option's default shown.
+HelpFormatter = runner_args.HelpFormatter
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 
@@ -82,7 +85,8 @@ def header(title: str, command: str) -> list[str]:
 
 
 def command_line(module: str, argv: Sequence[str]) -> str:
-  """``python -m experiments.<module> ARGS`` without ``--out``/``--json`` and their values."""
+  """``python -m experiments.<module> ARGS`` without ``--out``/``--json`` and their values,
+  every argument shell-quoted (an empty value is ``''``: pasted back, it reruns)."""
   kept, skip = [], False
   for arg in argv:
     if skip:
@@ -91,7 +95,14 @@ def command_line(module: str, argv: Sequence[str]) -> str:
       skip = True
     elif not arg.startswith(("--out=", "--json=")):
       kept.append(arg)
-  return " ".join([f"python -m experiments.{module}", *kept])
+  return runner_args.command_line(f"experiments.{module}", kept)
+
+
+def refuse(prog: str, message: str) -> NoReturn:
+  """A benchmark's user error: one line ``<prog>: error: <message>`` on stderr, exit 2,
+  nothing written."""
+  print(f"{prog}: error: {message}", file=sys.stderr)
+  sys.exit(2)
 
 
 def interleaved(rounds: int, calls: dict[str, Callable[[], float]],

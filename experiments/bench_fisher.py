@@ -276,6 +276,7 @@ def main(argv=None) -> int:
   from experiments import bench_common as bc  # pylint: disable=import-outside-toplevel
 
   parser = argparse.ArgumentParser(prog="experiments.bench_fisher",
+                                   formatter_class=bc.HelpFormatter,
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--out", type=bc.out_path, default=None,
                       help="also write the tables to this Markdown file")
@@ -306,6 +307,9 @@ def main(argv=None) -> int:
   if unknown:
     parser.error(f"unknown models {unknown}; use some of {', '.join(MODELS)}")
   microbatches = [None if m == "all" else int(m) for m in args.microbatches.split(",") if m]
+  if not names and args.skip_224 and args.no_side_by_side:  # A report of a header alone.
+    bc.refuse("experiments.bench_fisher", "nothing to measure: --models is empty, and "
+              "--skip-224 and --no-side-by-side skip the other tables; drop one of them")
 
   device = jax.devices()[0]
   lines = bc.header("Fisher benchmark", bc.command_line("bench_fisher", argv))

@@ -335,6 +335,7 @@ MODELS = {"mlp": (SHAPE, {}), "resnet18_cifar": ((32, 32, 3), {"width": 4})}
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="experiments.bench_forget",
+                                   formatter_class=bc.HelpFormatter,
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--repeats", type=int, default=20, help="later calls (interleaved)")
   parser.add_argument("--rounds", type=int, default=3, help="rounds of fresh processes")

@@ -164,9 +164,13 @@ def monotone(paths) -> list[str]:
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--classes", default="10,100,1000")
-  parser.add_argument("--repeats", type=int, default=2)
+  parser = argparse.ArgumentParser(prog="experiments.bench_search",
+                                   description=__doc__.splitlines()[0],
+                                   formatter_class=bc.HelpFormatter)
+  parser.add_argument("--classes", default="10,100,1000",
+                      help="class counts of the synthetic MLPs, comma-separated (each at "
+                           "least 2)")
+  parser.add_argument("--repeats", type=int, default=2, help="timed repeats of each search")
   parser.add_argument("--no-full", action="store_true",
                       help="skip the full grid (and the check that it chooses the same)")
   parser.add_argument("--chunk", type=int, default=None,
@@ -177,21 +181,21 @@ def main(argv=None) -> None:
                       help="measure monotonicity on these trained bundles instead")
   parser.add_argument("--out", type=bc.out_path, default=None)
   args = parser.parse_args(argv)
+  argv = sys.argv[1:] if argv is None else list(argv)
+  command = bc.command_line("bench_search", argv)
   if args.bundles:
-    bc.write("\n".join([f"Command: `python -m experiments.bench_search --bundles "
-                        f"{' '.join(args.bundles)}`.", ""] + monotone(args.bundles)), args.out)
+    bc.write("\n".join([f"Command: `{command}`.", ""] + monotone(args.bundles)), args.out)
     return
+  parts = [c.strip() for c in args.classes.split(",") if c.strip()]
+  if not parts or not all(c.isascii() and c.isdigit() and int(c) >= 2 for c in parts):
+    bc.refuse("experiments.bench_search", f"--classes {args.classes!r}: give class counts "
+              "of at least 2, comma-separated (e.g. 10,100)")
   full = not args.no_full
-  rows = [bench(int(c), args.repeats, full, args.chunk, args.train_steps)
-          for c in args.classes.split(",")]
-  flags = (" --no-full" if not full else "") + (
-      f" --chunk {args.chunk}" if args.chunk else "") + (
-      f" --train-steps {args.train_steps}" if args.train_steps else "")
+  rows = [bench(int(c), args.repeats, full, args.chunk, args.train_steps) for c in parts]
   lines = [
       f"Device: {jax.devices()[0].device_kind} ({platform.machine()}, {os.cpu_count()} cores), "
       f"jax {jax.__version__}. "
-      f"Command: `python -m experiments.bench_search --classes {args.classes} --repeats "
-      f"{args.repeats}{flags}`.", "",
+      f"Command: `{command}`.", "",
       "| classes | codes right | fixed (s) | search, full (s) | full / fixed | "
       "search, pruned (s) | "
       "pruned / fixed | candidates scored (pruned): forgotten codes / also remaining | met | "

@@ -224,6 +224,7 @@ def child(kind: str, data_file: str, threads: int) -> None:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog="experiments.bench_train",
+                                   formatter_class=bc.HelpFormatter,
                                    description=__doc__.split("\n\n")[0])
   parser.add_argument("--data", choices=("auto", "fashion_mnist", "random"), default="auto")
   parser.add_argument("--examples", type=int, default=0, help="first N images (0: all)")

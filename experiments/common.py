@@ -37,7 +37,7 @@ from typing import Any, Callable, NoReturn, Sequence
 import jax
 import numpy as np
 
-from experiments import report_files, run_cache
+from experiments import report_files, run_cache, runner_args
 from experiments.run_cache import FORGET_FIELDS, NEUTRAL_FIELDS, config_key  # noqa: F401
 from mnemonic_jax import checkpointing, configs, errors, fisher, metrics, mia, workflow
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
@@ -165,7 +165,12 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[A
 
 class RunnerParser(argparse.ArgumentParser):
   """The runners' argument parser: an option that takes a value may be given once
-  (:func:`mnemonic_jax.cli.parser.refuse_repeated_options`, as on the command line)."""
+  (:func:`mnemonic_jax.cli.parser.refuse_repeated_options`, as on the command line), and
+  ``--help`` shows every option's default (:class:`experiments.runner_args.HelpFormatter`)."""
+
+  def __init__(self, *args, **kwargs):
+    kwargs.setdefault("formatter_class", runner_args.HelpFormatter)
+    super().__init__(*args, **kwargs)
 
   def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
     from mnemonic_jax.cli.parser import refuse_repeated_options  # pylint: disable=import-outside-toplevel

@@ -37,7 +37,8 @@ Every run is one JSON file in ``<out>/runs/<name>/methods/``, keyed on everythin
 changes its result (:func:`method_key`: the config but its bookkeeping fields, the seed,
 the classes, the method, its settings with their defaults, ``--inputs``, ``--data``,
 whether and how relearning is measured, the caps, the library version); a rerun reuses a
-run only on an equal key and says how many it reused and computed. The report is
+run only on an equal key and says how many it reused and computed (a file written before
+runs recorded their key only with ``--reuse-keyless``). The report is
 ``<out>/<name>_baselines.{md,csv,json}`` (``--report`` names another) with plots
 ``<name>_baselines_*.png``.
 """
@@ -392,7 +393,8 @@ def run(args, config, name: str, command: str, report: str | None = None) -> pat
       run_cache.config_key(config, seed), cs, method, kind, args.data, not args.no_relearn,
       args.train_cap, args.mia_cap)
 
-  cache = run_cache.RunCache(runs_dir, common.machine_line())
+  cache = run_cache.RunCache(runs_dir, common.machine_line(),
+                             reuse_keyless=getattr(args, "reuse_keyless", False))
   legacy = (lambda record: legacy_method_key(args.config, out, name, record, common.TRAIN_CAP,
                                              common.MIA_CAP))
   depth_store = run_cache.RunCache(out / "runs" / name / "depth", common.machine_line())

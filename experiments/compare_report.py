@@ -132,6 +132,13 @@ def remove_stale_figures(out: pathlib.Path, base: str, figures: Sequence[pathlib
   return stale
 
 
+def title(name: str, variants: Sequence[str]) -> str:
+  """The report's title: "against the retrain oracle" only when the oracle ran."""
+  if ORACLE in variants:
+    return f"{name}: unlearning methods against the retrain oracle"
+  return f"{name}: unlearning methods (no retrain oracle run)"
+
+
 def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, Any]],
                  variants: Sequence[str], forget_sets, seeds, class_names, command: str,
                  notes: Sequence[str], base: str | None = None, *,
@@ -150,12 +157,17 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
   oracle_distances(records)
   base = base or f"{name}_baselines"
   by_variant = {v: [r for r in records if r["variant"] == v] for v in ("none", *variants)}
-  lines = [f"# {name}: unlearning methods against the retrain oracle", "",
+  has_oracle = ORACLE in variants
+  lines = [f"# {title(name, variants)}", "",
            f"Command: `{command}`", "", run_cache.runs_paragraph(prov), "",
            f"Seeds: {', '.join(map(str, seeds))}. Forgotten: "
            + ", ".join(common.set_label(cs, class_names) for cs in forget_sets)
            + ". Each seed trains one model; every method forgets each set from it "
-           "separately; `retrain` trains a new model without the set (same config and seed).",
+           "separately; " + (
+               f"`{ORACLE}` trains a new model without the set (same config and seed)."
+               if has_oracle else
+               f"no retrain oracle was run (`{ORACLE}` is not among the methods), so every "
+               "Δ column (a method minus the oracle) is empty."),
            "", "Config: " + ", ".join(f"{k}={v}" for k, v in workflow.to_plain(config).items()),
            ""]
   lines += run_cache.notes_lines(notes, prov)
@@ -164,13 +176,14 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
       "**data**: the training data a method reads (none / forget / retain / all). **s**: "
       "seconds of the method with compilation apart (**compile s**). Δ columns: the "
       "method minus the retrain oracle of the same seed and classes (A_R, E_F in points; "
-      "MIAs in points, the entropy attack as %). **relearn 50/90**: median steps to relearn "
-      "the forgotten classes to 50% / 90% of their original test accuracy (fine-tuning on "
-      "1% of their training images mixed with retained ones; a run that never relearns "
-      "within the budget (500 steps) counts as infinite, 'never' = the median is); the "
-      "oracle never knew the class, so a method relearning much faster than "
-      "it has forgotten shallowly. **shift-rec.**: accuracy (%) on the forgotten classes' "
-      "test images once one constant is added back to their logits "
+      "MIAs in points, the entropy attack as %"
+      + ("" if has_oracle else "; none here: no oracle ran") + "). **relearn 50/90**: "
+      "median steps to relearn the forgotten classes to 50% / 90% of their original test "
+      "accuracy (fine-tuning on 1% of their training images mixed with retained ones; a "
+      "run that never relearns within the budget (500 steps) counts as infinite, 'never' "
+      "= the median is); the oracle never knew the class, so a method relearning much "
+      "faster than it has forgotten shallowly. **shift-rec.**: accuracy (%) on the "
+      "forgotten classes' test images once one constant is added back to their logits "
       "(`mnemonic_jax.metrics.shift_recovery`; compare with the oracle's).", ""]
   lines += ["| method | data | A_R | E_F | ΔA_R | ΔE_F | Δentropy MIA | Δconfidence MIA "
             "| Δloss MIA | relearn 50 | relearn 90 | shift-rec. | s | compile s | steps |",
@@ -193,8 +206,9 @@ def write_report(out: pathlib.Path, name: str, config, records: list[dict[str, A
             "entropy: fraction of forgotten training samples an entropy attack calls member "
             "(lower is better); confidence: MIA-efficacy, % called non-member (higher is "
             "better); loss: CV accuracy telling forgotten training samples from unseen test "
-            "samples of their classes (50 ideal). `none` = the model before forgetting. Read "
-            "them against `retrain`.", "",
+            "samples of their classes (50 ideal). `none` = the model before forgetting. "
+            + (f"Read them against `{ORACLE}`." if has_oracle else
+               "No retrain oracle ran to read them against."), "",
             "| method | entropy MIA | confidence MIA | loss MIA | retained train acc | "
             "forgotten train acc |", "|---|---|---|---|---|---|"]
   for v, rs in by_variant.items():

@@ -35,12 +35,11 @@ import datetime
 import json
 import os
 import pathlib
-import shlex
 import shutil
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from experiments import common, report_files
+from experiments import common, report_files, runner_args
 from experiments import depth as depth_run
 from experiments import depth_models
 
@@ -368,8 +367,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
         target.mkdir(parents=True, exist_ok=True)
         for name in ["depth.md", "depth.csv", *(p.name for p in source.glob("depth_*.png"))]:
           shutil.copyfile(source / name, target / name)
-    write(runs, headers, out,
-          " ".join(["python -m experiments.deep", shlex.join(rerun)]).strip(),
+    write(runs, headers, out, runner_args.command_line("experiments.deep", rerun),
           planned_runs(args.methods))
   print(f"wrote {out / 'deep.md'}")
   return out / "deep.md"

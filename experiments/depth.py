@@ -1,4 +1,4 @@
-"""Depth of forgetting against the retrain oracle (issue #19): every method, five models.
+"""Depth of forgetting against the retrain oracle (issue #19): every method, several models.
 
 Usage::
 
@@ -6,8 +6,9 @@ Usage::
       [--seed 0] [--oracle-seeds 1,2] [--methods all]
       [--relearn-steps 200] [--out experiments/results]
 
-For each model of :mod:`experiments.depth_models` (the digits sigmoid MLP, the tanh, GELU
-and ViT models of ``robust_models.py``, a small BatchNorm CNN on a Fashion-MNIST subset):
+For each model of :data:`experiments.depth_models.MODELS` (by default all of them: the
+digits sigmoid MLP, the tanh, GELU and ViT models of ``robust_models.py``, a small
+BatchNorm CNN on a Fashion-MNIST subset and the LayerNorm-ReLU MLP):
 trains it with codes, retrains the oracle of each class set (``baselines`` ``retrain``:
 same config, initialisation and seed), forgets each set with each method (every move of
 :data:`mnemonic_jax.forgetting.MOVES` under its ``mnemonic-*`` name and the baselines;
@@ -40,7 +41,6 @@ import json
 import os
 import pathlib
 import resource
-import shlex
 import sys
 import time
 import traceback
@@ -51,7 +51,7 @@ from unittest import mock
 import jax
 
 import mnemonic_jax
-from experiments import common, compare, depth_models, depth_write, run_cache
+from experiments import common, compare, depth_models, depth_write, run_cache, runner_args
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import UnlearnData
@@ -67,6 +67,9 @@ BASELINES = ("finetune", "neggrad", "neggrad+", "random-labels", "ssd", "ssd-exa
              "unsir", "scrub", "salun", "l1-sparse", "bad-teacher", "boundary-shrink", "lfssd",
              "jit-lipschitz", "svd-projection")
 
+
+#: The seeds of the oracles retrained for the spread when ``--oracle-seeds`` is not given.
+ORACLE_SEEDS = "1,2"
 
 #: The model whose ``--skip`` of the committed command :data:`LEFT_OUT` explains.
 VIT = "digits_vit"
@@ -484,23 +487,34 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
           "wall_seconds": time.perf_counter() - t0, "cpu_seconds": cpu_seconds() - c0}
 
 
+def description() -> str:
+  """The ``--help`` description: what a run without options runs, counted from the code."""
+  return (f"{__doc__.splitlines()[0]} Without options: {len(all_methods())} methods on the "
+          f"{len(depth_models.MODELS)} models of experiments.depth_models "
+          f"({', '.join(depth_models.MODELS)}), each against its retrain oracle and "
+          f"{len(common.seed_list(ORACLE_SEEDS))} more oracles (--oracle-seeds) per class set.")
+
+
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   """Runs the experiment (see the module docstring); returns the path of ``depth.md``."""
-  parser = common.RunnerParser(prog="experiments.depth", description=__doc__.splitlines()[0])
+  parser = common.RunnerParser(prog="experiments.depth", description=description())
   parser.add_argument("--models", "--config", default=",".join(depth_models.MODELS),
-                      help=f"comma-separated: of {', '.join(depth_models.MODELS)}, or config "
-                      "specs as 'mnemonic-jax train' takes them (digits_mlp, FILE:VARIANT)")
+                      help=f"comma-separated: of the {len(depth_models.MODELS)} models "
+                      "experiments.depth_models defines, or config specs as 'mnemonic-jax "
+                      "train' takes them (digits_mlp, FILE:VARIANT)")
   parser.add_argument("--classes", default="0,6,0+1+2",
                       help="class sets: '3' or '0+1+2', comma-separated")
   parser.add_argument("--seed", type=int, default=0, help="the model's and oracle's seed")
-  parser.add_argument("--oracle-seeds", type=common.seed_list, default="1,2",
-                      help="seeds of extra oracles for the spread ('' for none)")
+  parser.add_argument("--oracle-seeds", type=common.seed_list, default=ORACLE_SEEDS,
+                      help="seeds of extra oracles for the spread, each retrained once per "
+                      "class set and model ('' for none)")
   parser.add_argument("--spread-models", default=None,
                       help="the models that get the extra oracles (default: every model)")
   parser.add_argument("--skip", action="append", default=[], metavar="MODEL=METHOD,...",
                       help="methods left out on one model (repeatable)")
   parser.add_argument("--methods", default="all",
-                      help="'all' or comma-separated methods of mnemonic_jax.baselines; "
+                      help=f"'all' (the {len(all_methods())} of experiments.depth: every move "
+                      "and baseline) or comma-separated methods of mnemonic_jax.baselines; "
                       "METHOD@FIELD=VALUE[@...] runs a variant of its config, e.g. "
                       "svd-projection@samples=10")
   parser.add_argument("--epochs", type=common.positive_int(), default=None,
@@ -546,7 +560,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   out = pathlib.Path(args.out)
   root = out / "cache" / "depth"
   depth_config = DepthConfig(relearn=RelearnConfig(max_steps=args.relearn_steps))
-  result = {"command": " ".join(["python -m experiments.depth", shlex.join(argv)]).strip(),
+  result = {"command": runner_args.command_line("experiments.depth", argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),
             "machine": common.machine_line(), "load_start": os.getloadavg(),
             "sets": parse_sets(args.classes), "seed": args.seed, "oracle_seeds": args.oracle_seeds,

@@ -38,6 +38,8 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+from experiments import runner_args
+
 REPO = pathlib.Path(__file__).resolve().parents[1]
 TIMEOUT_S = 300
 OUTCOMES = ("ok", "traceback", "hang", "silent", "wrong", "input lost")
@@ -371,7 +373,8 @@ def main(argv: Sequence[str] | None = None) -> int:
   Returns:
     0 when every run had the promised outcome, 1 otherwise.
   """
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                   formatter_class=runner_args.HelpFormatter)
   parser.add_argument("--keep", type=pathlib.Path, help="scratch folder to keep")
   parser.add_argument("--delays", default="0,0.2,0.5,1,1.5,2,3,4,6",
                       help="seconds after JAX starts loading at which Ctrl-C is sent")

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments import bench_fisher, report_files
+from experiments import bench_fisher, report_files, runner_args
 from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import forgetting, metrics, training, workflow
 from mnemonic_jax.bundle import inference_apply_fn
@@ -130,7 +130,8 @@ def to_markdown(result, source=""):
 
 
 def main():
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                   formatter_class=runner_args.HelpFormatter)
   parser.add_argument("--data")
   parser.add_argument("--out")
   parser.add_argument("--report", nargs="+", help="render saved JSON files and exit")

@@ -257,7 +257,8 @@ def methods_figures(out: pathlib.Path, base: str, records, variants) -> list[pat
   if methods:
     paths.append(methods_scatter(
         out / f"{base}_ar_ef.png", records, methods,
-        f"{base}: A_R vs E_F per method (mean of runs; star = retrain oracle)"))
+        f"{base}: A_R vs E_F per method (mean of runs"
+        + ("; star = retrain oracle)" if "retrain" in methods else ")")))
   if len(ablation) > 2:
     paths.append(methods_scatter(
         out / f"{base}_ablation.png", records, ["retrain"] * ("retrain" in variants) + ablation,

@@ -4,7 +4,7 @@ Usage::
 
   python -m experiments.robust [--models digits_sigmoid,digits_tanh,...] \\
       [--methods paper-auto,head,...] [--seeds 0,1,2] [--out experiments/results] \\
-      [--choose-seeds 0] [--bench]
+      [--choose-seeds 0] [--train] [--report-only] [--bench MODEL]
 
 Every model is a bundle trained with codes (trained here and cached under
 ``<out>/cache/<name>/seed<k>`` if missing; the cached bundles of :mod:`experiments.table`
@@ -17,24 +17,31 @@ what changes their result (:func:`robust_key`: the model's training config, the 
 classes, the method and its move's settings, the library version); a rerun reuses a run
 only on an equal key, says how many it reused and computed, and rebuilds the report
 ``<out>/robust.md`` (+ ``.json``, ``_goal.png``). A cached model is used only if it was
-trained with its spec's config (:func:`experiments.common.trained_model`).
+trained with its spec's config (:func:`experiments.common.trained_model`). A run file
+written before runs recorded their key (every committed one) is computed again unless
+``--reuse-keyless`` or ``--report-only`` is given (the report then says how many it
+reused). With nothing to report (no run cached or computed) it refuses: one line, exit 2,
+nothing written.
 
 ``--choose-seeds`` names the seeds on which the rule was chosen; the report counts them
-apart from the held-out ones. ``--bench`` also times each rule against the paper's fixed
-lambdas (the compiled ``forget``) on one model, after a warm-up.
+apart from the held-out ones. ``--bench MODEL`` also times each rule against the paper's
+fixed lambdas (the compiled ``forget``) on one model, after a warm-up; it needs that
+model's bundle of seed 0 (cached under ``<out>/cache/``, which git does not track, or
+trained with ``--train``). Without ``--bench`` the earlier report's cost table is kept,
+marked as carried over from it (:func:`earlier_bench`), never dropped without a word.
 """
 
 import json
 import os
 import pathlib
-import shlex
+import re
 import sys
 import time
 from typing import Any, Sequence
 
 import numpy as np
 
-from experiments import common, report_files, run_cache
+from experiments import common, report_files, run_cache, runner_args
 from mnemonic_jax import forgetting, metrics, workflow
 from mnemonic_jax.data import load_dataset
 
@@ -92,10 +99,14 @@ def robust_key(plain: dict[str, Any], classes: Sequence[int], method: str,
                version: str = run_cache.VERSION) -> dict[str, Any]:
   """Everything that changes one run's result: the trained model's config (``plain``:
   :func:`experiments.run_cache.config_key`, training fields, seed set), the classes, the
-  method and its move's settings (defaults included), the library version."""
+  method and its move's settings (defaults included), the library version, and the code
+  of the move (:data:`experiments.run_cache.CODE_FIELD`: a run of code changed since is
+  computed again)."""
+  move = forgetting.MOVES[METHODS[method]]
   return {"runner": "experiments.robust", "version": version, "config": plain,
           "classes": [int(c) for c in classes], "method": method,
-          "move": run_cache.settings(forgetting.MOVES[METHODS[method]]())}
+          "move": run_cache.settings(move()),
+          run_cache.CODE_FIELD: run_cache.method_code(move.baseline)}
 
 
 def legacy_robust_key(out: pathlib.Path, model: str, record: dict[str, Any]
@@ -149,13 +160,24 @@ def run_one(bundle, apply_fn, test, logits_before, classes, method) -> dict[str,
   return record
 
 
-def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 3
-          ) -> list[str]:
-  """Seconds of each rule against the paper's fixed lambdas (compiled ``forget``)."""
-  bundle = load_model(out, model, 0, train=False)
+def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 3,
+          train: bool = False) -> dict[str, Any]:
+  """Seconds of each rule against the paper's fixed lambdas (compiled ``forget``).
+
+  Returns:
+    ``{"model", "rows" (the table's Markdown rows), "machine", "measured" (when), "load"
+    (the 1-minute load average), "carried": False}``.
+
+  Raises:
+    SystemExit: (2, one line) the model's bundle of seed 0 is not cached and ``train`` is
+      False.
+  """
+  bundle = load_model(out, model, 0, train=train)
   if bundle is None:
     common.fail(f"--bench {model}: no cached bundle under {out / 'cache' / MODELS[model][0]}"
-                "/seed0; train it (--train) or drop --bench", prog="experiments.robust")
+                "/seed0 (cached bundles are not in git); train it (--train) or drop --bench "
+                "(the earlier report's cost table is then kept, marked as carried over)",
+                prog="experiments.robust")
   apply, params, codes = bundle.apply_fn(), bundle.params, bundle.codes
   rows = []
 
@@ -173,14 +195,81 @@ def bench(out: pathlib.Path, model: str, methods: Sequence[str], repeats: int = 
   for method in methods:
     s = timed(lambda m=method: forget_with(m, apply, params, codes, [3]))
     rows.append(f"| {method} | {s:.3f} | {s / fixed:.1f} |")
-  return rows
+  return {"model": model, "rows": rows, "machine": common.machine_line(),
+          "measured": run_cache.now(), "load": f"{os.getloadavg()[0]:.1f}", "carried": False}
 
 
-def write_report(out, records, models, methods, choose_seeds, command, bench_rows, notes,
-                 bench_model="", prov=None):
+BENCH_HEADING = "## Cost against the fixed path"
+
+
+def earlier_bench(out: pathlib.Path) -> dict[str, Any] | None:
+  """The cost table of the report in ``out``, to carry over into one rebuilt without
+  ``--bench`` (measuring it needs a cached bundle, which a clone does not have).
+
+  Read from ``robust.json``'s ``bench`` where it has one, else (a report written before
+  the JSON kept it) from ``robust.md``'s section, with the machine and date of that report.
+
+  Returns:
+    :func:`bench`'s dict with ``carried`` True, or None where the earlier report has no
+    cost table.
+  """
+  json_path, md_path = out / "robust.json", out / "robust.md"
+  try:
+    data = json.loads(json_path.read_text())
+  except (OSError, ValueError):
+    data = None
+  data = data if isinstance(data, dict) else {}
+  if "bench" in data:  # Kept by the JSON (None: that report had no cost table).
+    return {**data["bench"], "carried": True} if isinstance(data["bench"], dict) else None
+  try:
+    text = md_path.read_text()
+  except OSError:
+    return None
+  if BENCH_HEADING not in text:
+    return None
+  section = text.split(BENCH_HEADING, 1)[1].split("\n## ", 1)[0]
+  rows = [line for line in section.splitlines()
+          if line.startswith("| ") and not line.startswith("| rule |")]
+  model = re.search(r"seed 0 of `([^`]+)`", section)
+  load = re.search(r"cost table below was measured[^(]*\(load average ([\d.]+)\)", text)
+  if isinstance(data.get("provenance"), dict):
+    stamp = {"machine": data["provenance"].get("machine", ""),
+             "written": data["provenance"].get("written", "")}
+  else:
+    stamp = run_cache.earlier_stamp(json_path, md_path) or {}
+  return {"model": model.group(1) if model else "", "rows": rows,
+          "machine": stamp.get("machine", ""), "measured": stamp.get("written", ""),
+          "load": load.group(1) if load else "", "carried": True}
+
+
+def bench_lines(cost: dict[str, Any] | None) -> list[str]:
+  """The report's cost section (nothing without a cost table)."""
+  if not cost:
+    return []
+  lines = ["", BENCH_HEADING, ""]
+  if cost["carried"]:
+    when = ", ".join(x for x in (
+        f"measured {cost['measured']}" if cost.get("measured") else "",
+        f"on {cost['machine']}" if cost.get("machine") else "",
+        f"load average {cost['load']}" if cost.get("load") else "") if x)
+    when = when or "when and where not recorded"
+    lines += [f"**Carried over from the earlier report** in this folder ({when}), not "
+              "measured by this command, which had no `--bench`: "
+              "`--bench MODEL` measures it again, from that model's cached bundle of seed 0 "
+              "(`<out>/cache/`, which git does not track).", ""]
+  return lines + [f"Forgetting class 3 from seed 0 of `{cost['model']}`, best of 3 after a "
+                  "warm-up (compilation excluded); ratio = seconds / the paper's "
+                  "fixed-lambda `forget`.", "", "| rule | seconds | ratio |", "|---|---|---|",
+                  *cost["rows"]]
+
+
+def write_report(out, records, models, methods, choose_seeds, command, cost, notes, prov,
+                 missing=""):
   """``robust.md``, ``robust.json``, ``robust_goal.png`` and ``robust_ar_ef.png``, replacing
   the earlier report's together or not at all (:mod:`experiments.report_files`).
 
+  ``missing``: a sentence saying which of the command's runs the report lacks (``""``: none).
+  ``cost``: the cost table (:func:`bench`, or :func:`earlier_bench` carried over) or None.
   ``prov`` (:func:`experiments.run_cache.prepare_report`) says in the header how many runs
   this command computed, where and when, and how many it reused from which earlier files.
   """
@@ -195,8 +284,11 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
            f"Command: `{command}`", "", run_cache.runs_paragraph(prov), "",
            "The runs' seconds were measured in their own sessions, where and when each was "
            "computed (the committed ones on 2 CPU cores shared with other work, contended)" + (
-               f"; the cost table below was measured by this command on {prov['machine']} "
-               f"(load average {os.getloadavg()[0]:.1f})." if bench_rows else "."), "",
+               "." if not cost else
+               "; the cost table below was carried over from the earlier report, not "
+               "measured by this command (see there)." if cost["carried"] else
+               f"; the cost table below was measured by this command on {cost['machine']} "
+               f"(load average {cost['load']})."), "",
            f"Goal: E_F = 100 "
            f"and A_R at most {GOAL_A_R_DROP:g} point below before, on the test split. Every "
            "rule sees the codes only (never real data); each rule is the move of that name "
@@ -213,6 +305,7 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
     accs = {r["seed"]: r["accuracy_before"] for r in rs}
     lines.append(f"| {m} | {MODELS[m][2]} | {', '.join(map(str, seeds))} | "
                  + ", ".join(f"{accs[s]:.1f}" for s in seeds) + " |")
+  lines += ["", missing] if missing else []
   lines += ["", "## Goal count per model x rule", "",
             "single = every class 0-9 forgotten alone; multi = {0,1,2}; chosen / held out = "
             "the runs on the seeds the rule was chosen on / the others. ΔA_R and E_F: mean "
@@ -264,11 +357,7 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
           f"{med('forget_margin', 'code_after'):.2f} | "
           f"{med('remain_margin', 'code_before'):.2f} -> "
           f"{med('remain_margin', 'code_after'):.2f} |")
-  if bench_rows:
-    lines += ["", "## Cost against the fixed path", "",
-              f"Forgetting class 3 from seed 0 of `{bench_model}`, best of 3 after a warm-up "
-              "(compilation excluded); ratio = seconds / the paper's fixed-lambda `forget`.",
-              "", "| rule | seconds | ratio |", "|---|---|---|", *bench_rows]
+  lines += bench_lines(cost)
 
   with report_files.staged_report(out) as stage:  # Every file replaced together, or none.
     fig = Figure(figsize=(max(6, 1.3 * len(models)), 3.5), layout="constrained")
@@ -303,29 +392,40 @@ def write_report(out, records, models, methods, choose_seeds, command, bench_row
     (stage / "robust.md").write_text("\n".join(lines))
     (stage / "robust.json").write_text(json.dumps(
         {"command": command, "machine": prov["machine"], "provenance": prov, "notes": notes,
-         "runs": records}, indent=1))
+         "bench": cost, "runs": records}, indent=1))
 
 
 def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   p = common.RunnerParser(description=__doc__.split("\n")[0])
-  p.add_argument("--models", default=",".join(MODELS))
+  p.add_argument("--models", default=",".join(MODELS),
+                 help="comma-separated models (all by default)")
   p.add_argument("--methods", default=",".join(METHODS),
-                 help=f"comma-separated, of {','.join(METHODS)} (paper-auto: the 'paper' move)")
-  p.add_argument("--seeds", default="0,1,2")
-  p.add_argument("--choose-seeds", default="0")
-  p.add_argument("--out", type=common.out_path, default="runs/experiments")
+                 help="comma-separated moves (all by default; paper-auto: the 'paper' move)")
+  p.add_argument("--seeds", default="0,1,2", help="seeds of every model, comma-separated")
+  p.add_argument("--choose-seeds", default="0",
+                 help="the seeds the rules were chosen on (the others are held out)")
+  p.add_argument("--out", type=common.out_path, default=common.SCRATCH,
+                 help="where the runs, the cached models and the report go (a scratch "
+                      "folder by default; --out experiments/results updates the committed "
+                      "report)")
   p.add_argument("--train", action="store_true", help="train missing models")
-  p.add_argument("--bench", default="", help="a model to time the rules on")
+  p.add_argument("--bench", default="", metavar="MODEL",
+                 help="a model to time the rules on (needs its cached bundle of seed 0, or "
+                      "--train); without it, the earlier report's cost table is carried "
+                      "over, marked so")
   p.add_argument("--note", action="append", default=[],
                  help="a paragraph for the report, added to the notes file (kept by reruns)")
   p.add_argument("--notes-file", default=None,
                  help="the report's notes: paragraphs separated by blank lines (default: "
                       "<out>/robust_notes.md; edit it to change them)")
   p.add_argument("--report-only", action="store_true",
-                 help="only rebuild the report from the cached runs (skip missing ones)")
+                 help="only rebuild the report from the cached runs (skip missing ones), "
+                      "those written before runs recorded their key included")
+  p.add_argument(runner_args.REUSE_KEYLESS, action="store_true",
+                 help=runner_args.REUSE_KEYLESS_HELP)
   args = p.parse_args(argv)
   argv = sys.argv[1:] if argv is None else list(argv)
-  command = "python -m experiments.robust " + " ".join(shlex.quote(a) for a in argv)
+  command = runner_args.command_line("experiments.robust", argv)
   models = [m for m in args.models.split(",") if m]
   methods = [m for m in args.methods.split(",") if m]
   bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in METHODS]
@@ -337,11 +437,16 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   except ValueError:
     common.fail(f"--seeds {args.seeds!r} and --choose-seeds {args.choose_seeds!r} must be "
                 "comma-separated integers, e.g. 0,1,2", prog="experiments.robust")
+  if args.bench and args.bench not in MODELS:
+    common.fail(f"--bench {args.bench}: not a model ({','.join(MODELS)})",
+                prog="experiments.robust")
   out = pathlib.Path(args.out)
-  runs = out / "runs" / "robust"
-  runs.mkdir(parents=True, exist_ok=True)
-  cache = run_cache.RunCache(runs, common.machine_line())
-  records, tests = [], {}
+  # Timed first, so that a bundle it lacks is refused before any work.
+  cost = bench(out, args.bench, methods, train=args.train) if args.bench else None
+  runs = out / "runs" / "robust"  # Created by the first run computed.
+  cache = run_cache.RunCache(runs, common.machine_line(),
+                             reuse_keyless=args.reuse_keyless or args.report_only)
+  records, tests, no_models = [], {}, []
   for model in models:
     legacy = lambda record, m=model: legacy_robust_key(out, m, record)
     for seed in seeds:
@@ -374,23 +479,35 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                 f"{record['A_R_before']:.1f}->{record['A_R']:.1f} goal {record['goal']}",
                 flush=True)
       if no_model:  # Not cached and --train not given: the cached runs still count.
-        print(f"{model} seed{seed}: no cached model trained with its config (pass --train); "
-              "only its cached runs are reported", file=sys.stderr)
-  print(f"experiments.robust: {cache.summary()} ({runs})", file=sys.stderr)
+        no_models.append(f"{model} seed{seed}")
   if not records:  # An empty report would replace a good one (and exit 0).
+    keyless = (f"; {cache.keyless_not_reused} cached runs were written before runs recorded "
+               f"their key ({runner_args.REUSE_KEYLESS} or --report-only reports them)"
+               if cache.keyless_not_reused else "")
+    why = ("--report-only computes none" if args.report_only else
+           "no model is cached with its config: pass --train to train them")
     common.fail("no run to report: none is cached under --out for these models, seeds and "
-                "methods, and none was computed (pass --train to train the models, or "
-                "--out the folder of an earlier run); nothing was written",
-                "experiments.robust")
+                f"methods{keyless}, and none was computed ({why}; or give --out the folder "
+                "of an earlier run); nothing was written", "experiments.robust")
+  for item in no_models:
+    print(f"{item}: no cached model trained with its config (pass --train); only its cached "
+          "runs are reported", file=sys.stderr)
+  print(f"experiments.robust: {cache.summary()} ({runs})", file=sys.stderr)
+  planned = len(models) * len(seeds) * len(FORGET_SETS) * len(methods)
+  missing = "" if len(records) == planned else (
+      f"**Not every run is here**: this report holds {len(records)} of the {planned} runs "
+      "its command names; the others were neither cached nor computed ("
+      + ("--report-only" if args.report_only else
+         "no model cached with its config for " + ", ".join(no_models)
+         + "; --train trains them") + ").")
   models = [m for m in models if any(r["model"] == m for r in records)]
-  bench_rows = bench(out, args.bench, methods) if args.bench else []
+  cost = cost or earlier_bench(out)
   with report_files.staged_report(out):  # The notes file goes with the report's files.
     prov, notes = run_cache.prepare_report(
         out, "robust", cache, args.note,
         pathlib.Path(args.notes_file) if args.notes_file else None, command=command,
         prog="experiments.robust")
-    write_report(out, records, models, methods, choose, command, bench_rows, notes,
-                 args.bench, prov)
+    write_report(out, records, models, methods, choose, command, cost, notes, prov, missing)
   return out / "robust.md"
 
 

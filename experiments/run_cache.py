@@ -9,12 +9,18 @@ caps, the library version). The key is stored in the record (``cache_key``) and 
 names the file, ``<stem>-<digest>.json``: runs of different settings live side by side and
 none overwrites another.
 
-Records written before keys were recorded (``<stem>.json``, no ``cache_key``) are read
-tolerantly: each runner gives a function that rebuilds the key such a record was computed
-with from what it holds, reading every missing field as the default it was run with (the
-config of the runner's spec with no override, unless a bundle cached beside says otherwise;
-the library's defaults of version :data:`LEGACY_VERSION`); where that cannot be told it
-returns ``None`` and the run is computed again, never reused on a guess.
+Records written before keys were recorded (``<stem>.json``, no ``cache_key``: *keyless*)
+were computed by code that is not recorded and may no longer exist, so by default they are
+**not reused**: the run is computed again under today's code (its new file goes beside the
+old one, which is kept). They are reused only on request (``reuse_keyless``: a runner's
+``--reuse-keyless``, :data:`experiments.runner_args.REUSE_KEYLESS`, or its
+``--report-only``, which rebuilds a report from the files as they are), and then only where
+their key can be rebuilt: each runner gives a function that rebuilds the key such a record
+was computed with from what it holds, reading every missing field as the default it was
+run with (the config of the runner's spec with no override, unless a bundle cached beside
+says otherwise; the library's defaults of version :data:`LEGACY_VERSION`); where that
+cannot be told it returns ``None`` and the run is computed again, never reused on a guess.
+A report says how many of its runs came from such files (:func:`runs_paragraph`).
 
 **Code.** A key may also name the source its result depends on: a field
 :data:`CODE_FIELD` (at any depth; :func:`~experiments.run_code.method_code` gives a
@@ -57,6 +63,7 @@ import numpy as np
 
 import mnemonic_jax
 from experiments import report_files
+from experiments.runner_args import REUSE_KEYLESS
 from experiments.run_code import (  # noqa: F401  (the cache's code part)
     code_text, library_imports, method_code, source_digest)
 
@@ -190,13 +197,17 @@ class RunCache:
     directory: the folder of the run files (created on the first write).
     machine: the line naming this machine, written into each computed record's
       ``provenance``.
+    reuse_keyless: reuse records written before runs recorded their key (see the module
+      docstring); by default they are computed again.
   """
 
-  def __init__(self, directory: pathlib.Path, machine: str):
+  def __init__(self, directory: pathlib.Path, machine: str, reuse_keyless: bool = False):
     self.directory = pathlib.Path(directory)
     self.machine = machine
+    self.reuse_keyless = reuse_keyless
     self.reused = 0
     self.reused_legacy = 0
+    self.keyless_not_reused = 0  # Keyless records of the right settings, computed again.
     self.computed = 0
     self.stale: list[str] = []  # Files found but not reused (another key, unreadable).
     self.reused_records: list[dict[str, Any]] = []
@@ -252,8 +263,10 @@ class RunCache:
         it is pinned to this code (see the module docstring).
       legacy: rebuilds the key of a record written before keys were recorded
         (``<stem>.json``), or returns ``None`` where that cannot be told; without it such
-        records are never reused. Compared on the settings (its code, if it names one, is
-        today's), and pinned like the above.
+        records are never reused, and with it only if the cache was made with
+        ``reuse_keyless`` (else such a record of the right settings is counted in
+        ``keyless_not_reused`` and computed again). Compared on the settings only: reused
+        on request, it is taken as it is, whatever code ``key`` names (never pinned).
       usable: whether a record with the right key can be used (e.g. the bundle it
         describes is still there); by default every one.
 
@@ -289,8 +302,10 @@ class RunCache:
         return None
       if "cache_key" not in record and legacy is not None:
         rebuilt = legacy(record)
-        if rebuilt is not None and split_code(rebuilt)[0] == settings_only \
-           and (not code or self._pinned(old.name, code)):
+        if rebuilt is not None and split_code(rebuilt)[0] == settings_only:
+          if not self.reuse_keyless:  # Its code is not recorded: computed again.
+            self.keyless_not_reused += 1
+            return None
           if usable is not None and not usable(record):
             return None
           self.reused_legacy += 1
@@ -321,6 +336,10 @@ class RunCache:
     if self.reused_legacy:
       text += f" ({self.reused_legacy} from files written before runs recorded their key)"
     text += f", computed {self.computed}"
+    if self.keyless_not_reused:
+      text += (f"; {self.keyless_not_reused} files written before runs recorded their key "
+               "not reused: the code that computed them is not recorded "
+               f"({REUSE_KEYLESS} reuses them)")
     if self.pinned:
       text += (f"; {self.pinned} files written before runs recorded their code pinned to "
                f"today's code ({PINS_FILE})")
@@ -391,7 +410,9 @@ def provenance(cache: RunCache, earlier: dict[str, str] | None) -> dict[str, Any
 
   Returns:
     ``{"written", "machine", "computed", "reused", "reused_by_machine": {machine: [first,
-    last, count]}, "unrecorded_runs", "unrecorded": {"machine", "written"} or None}``.
+    last, count]}, "unrecorded_runs", "unrecorded": {"machine", "written"} or None,
+    "keyless_runs"}``: ``keyless_runs`` of the reused runs came from files written before
+    runs recorded their key (reused on request).
   """
   by_machine: dict[str, list[Any]] = {}
   unrecorded = 0
@@ -406,7 +427,8 @@ def provenance(cache: RunCache, earlier: dict[str, str] | None) -> dict[str, Any
   return {"written": now(), "machine": cache.machine, "computed": cache.computed,
           "reused": cache.reused, "reused_by_machine": by_machine,
           "unrecorded_runs": unrecorded,
-          "unrecorded": (earlier or {"machine": "", "written": ""}) if unrecorded else None}
+          "unrecorded": (earlier or {"machine": "", "written": ""}) if unrecorded else None,
+          "keyless_runs": cache.reused_legacy}
 
 
 def runs_paragraph(prov: Mapping[str, Any], what: str = "runs") -> str:
@@ -439,6 +461,11 @@ def runs_paragraph(prov: Mapping[str, Any], what: str = "runs") -> str:
       parts.append(f"{prov['unrecorded_runs']} written before run files recorded where and "
                    "when they were computed" + (f" ({told})" if told else ""))
     text += ": " + "; ".join(parts) + "."
+  if prov.get("keyless_runs"):
+    text += (f" {prov['keyless_runs']} of the reused {what} come from files written before "
+             "runs recorded their key: the code that computed them is not recorded and may "
+             "not be today's, and they were reused only because this command asked for it "
+             f"({REUSE_KEYLESS} or --report-only); without that, they are computed again.")
   return text + f" Report written {prov['written']}."
 
 

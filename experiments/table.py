@@ -25,13 +25,17 @@ Every run is cached as one JSON file in ``<out>/runs/<name>/``, keyed on everyth
 changes its result (:func:`run_key_of`: the config but its bookkeeping fields, the seed,
 the classes, the lambda choice and for ``auto`` its rule, ``--train-cap``, ``--mia-cap``,
 the library version; :mod:`experiments.run_cache`). A rerun reuses a run only on an equal
-key, computes the others, and says how many of each. Outputs: ``<out>/<name>.md`` (the
-command; how many runs this command computed, on which machine and when, and how many it
-reused from earlier files with where and when those were computed, so a report rebuilt
-from cached runs says that nothing was recomputed; the notes; the per-class table with
-mean +- std over seeds, paper vs auto side by side), ``<name>.csv``, ``<name>.json`` and
-plots ``<name>_*.png``. ``--note`` paragraphs are kept in ``<out>/<name>_notes.md``: a
-rerun without ``--note`` keeps them (edit the file to change them).
+key, computes the others, and says how many of each. A run file written before runs
+recorded their key (the committed ``digits_mlp``, ``fashion_mnist_mlp*`` and
+``fashion_mnist_vit`` runs) was computed by code that is not recorded: it is computed again
+unless ``--reuse-keyless`` is given, and the report says how many came from such files.
+Outputs: ``<out>/<name>.md`` (the command; how many runs this command computed, on which
+machine and when, and how many it reused from earlier files with where and when those were
+computed, so a report rebuilt from cached runs says that nothing was recomputed; the
+notes; the per-class table with mean +- std over seeds, paper vs auto side by side),
+``<name>.csv``, ``<name>.json`` and plots ``<name>_*.png``. ``--note`` paragraphs are kept
+in ``<out>/<name>_notes.md``: a rerun without ``--note`` keeps them (edit the file to change
+them).
 
 ``<name>`` is ``config.name``, followed by ``-<variant>`` for a variant.
 
@@ -44,13 +48,12 @@ import csv
 import dataclasses
 import json
 import pathlib
-import shlex
 import sys
 from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
-from experiments import common, compare, plots, report_files, run_cache
+from experiments import common, compare, plots, report_files, run_cache, runner_args
 from experiments.common import (
     GOAL_A_R_DROP, MIA_CAP, TRAIN_CAP, SeedContext, fail, forget_sets_of, legacy_config,
     load_config, machine_line, mean_std, measure, rule_from_config, run_key, run_name,
@@ -60,6 +63,10 @@ from mnemonic_jax.data import load_dataset
 from mnemonic_jax.forgetting.criterion import Rule
 
 MODES = ("paper", "auto")
+#: The registered method (:mod:`mnemonic_jax.baselines`) whose code each lambda choice runs:
+#: its source, and that of every library module it imports, is part of a run's key.
+MODE_METHODS = {"paper": forgetting.MOVES["algorithm2"].baseline,
+                "auto": forgetting.MOVES["paper"].baseline}
 SCRATCH = common.SCRATCH
 
 
@@ -118,12 +125,17 @@ def run_key_of(config_plain: dict[str, Any], classes: Sequence[int], mode: str,
     version: the library version.
 
   Returns:
-    The key (a plain dict).
+    The key (a plain dict); for ``paper`` and ``auto`` with the code of the method they run
+    (:data:`MODE_METHODS`, :data:`experiments.run_cache.CODE_FIELD`): a run of code
+    changed since is computed again.
   """
-  return {"runner": "experiments.table", "version": version, "config": config_plain,
-          "classes": [int(c) for c in classes], "mode": mode,
-          "rule": rule if mode == "auto" else None, "train_cap": train_cap,
-          "mia_cap": mia_cap}
+  key = {"runner": "experiments.table", "version": version, "config": config_plain,
+         "classes": [int(c) for c in classes], "mode": mode,
+         "rule": rule if mode == "auto" else None, "train_cap": train_cap,
+         "mia_cap": mia_cap}
+  if mode in MODE_METHODS:
+    key[run_cache.CODE_FIELD] = run_cache.method_code(MODE_METHODS[mode])
+  return key
 
 
 def legacy_key(spec: str, out: pathlib.Path, name: str, record: dict[str, Any]
@@ -364,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--note", action="append", default=[],
                  help="a paragraph for the report, kept in <report>_notes.md beside it (a "
                       "rerun without --note keeps it; edit that file to change it)")
+  p.add_argument(runner_args.REUSE_KEYLESS, action="store_true",
+                 help=runner_args.REUSE_KEYLESS_HELP)
   p.add_argument("--no-progress", action="store_true")
   return p
 
@@ -409,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     args.out = SCRATCH
     print(f"experiments.table: writing to the scratch folder {SCRATCH} (pass --out DIR to "
           "choose one)", file=sys.stderr)
-  command = "python -m experiments.table " + " ".join(shlex.quote(a) for a in argv)
+  command = runner_args.command_line("experiments.table", argv)
   config, variant = load_config(args.config, overrides)
   name = run_name(config, variant)  # Its runs and trained models (keyed on the config).
   report = run_name(config, variant, overrides)  # Its report: one per overridden config.
@@ -442,7 +456,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   runs_dir.mkdir(parents=True, exist_ok=True)
   seeds = [int(config.seed) + k for k in range(args.seeds)]
   plan = [(s, cs, mode) for s in seeds for cs in forget_sets for mode in ("none", *modes)]
-  cache = run_cache.RunCache(runs_dir, machine_line())
+  cache = run_cache.RunCache(runs_dir, machine_line(), reuse_keyless=args.reuse_keyless)
   rule_dict = dataclasses.asdict(rule)
   legacy = lambda record: legacy_key(args.config, out, name, record)
 

@@ -131,8 +131,9 @@ def test_table_runner_end_to_end_and_rerun_skips(tmp_path, monkeypatch):
   assert result.stdout.strip() == str(pathlib.Path(table.SCRATCH) / "digits_mlp-quick.md")
   assert sorted(p.name for p in (repo / "experiments" / "results").iterdir()) == results
   runs = sorted((tmp_path / "runs" / "digits_mlp-quick").glob("*.json"))
-  # (class 3, set {0,1}) x (none, paper, auto), each file named by the digest of its key.
-  assert [p.stem.rsplit("-", 1)[0] for p in runs] == [
+  # (class 3, set {0,1}) x (none, paper, auto), each file named by the digest of its key
+  # (and, for paper and auto, of the code they run).
+  assert [re.sub(r"-[0-9a-f]{12}(-[0-9a-f]{8})?$", "", p.stem) for p in runs] == [
       "seed0-c0_1-auto", "seed0-c0_1-none", "seed0-c0_1-paper",
       "seed0-c3-auto", "seed0-c3-none", "seed0-c3-paper"]
   [auto] = (tmp_path / "runs" / "digits_mlp-quick").glob("seed0-c3-auto-*.json")
@@ -239,15 +240,26 @@ def test_run_cache_reuses_only_an_equal_key(tmp_path):
   path.write_text(json.dumps({**json.loads(path.read_text()), "cache_key": other}))
   assert cache.get("seed0-c3-paper", key) is None
 
-  # A file written before keys: reused only where its rebuilt key is equal.
+  # A file written before keys: its code is not recorded, so by default it is computed
+  # again (F6: a rerun of the committed command reused 99 runs of code that no longer
+  # exists, and said that today's code gave them) ...
   (tmp_path / "seed0-c3-auto.json").write_text(json.dumps({"A_R": 90.0}))
   legacy = lambda record: {**key, "mode": "auto"}
+  assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}, legacy) is None
+  assert cache.keyless_not_reused == 1 and "--reuse-keyless reuses them" in cache.summary()
+  # ... and reused on request, only where its rebuilt key is equal.
+  cache = run_cache.RunCache(tmp_path, "machine A", reuse_keyless=True)
+  assert cache.get("seed0-c3-paper", other)["A_R"] == 55.9
   assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}, legacy)["A_R"] == 90.0
   assert cache.reused_legacy == 1
   assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}) is None  # No rule to read it.
   assert cache.get("seed0-c3-auto", {**key, "mode": "auto"}, lambda r: None) is None
   assert cache.get("seed0-c3-auto", {**other, "mode": "auto"}, legacy) is None
-  assert "reused 3 cached runs (1 from files written before" in cache.summary()
+  assert "reused 2 cached runs (1 from files written before" in cache.summary()
+  prov = run_cache.provenance(cache, None)
+  assert prov["keyless_runs"] == 1
+  assert "1 of the reused runs come from files written before runs recorded their key" \
+      in run_cache.runs_paragraph(prov)
 
 
 def _committed(folder, pattern):
@@ -337,24 +349,32 @@ def test_table_report_says_what_was_recomputed_and_keeps_notes(tmp_path):
   for path in runs.glob("*.json"):
     record = json.loads(path.read_text())
     del record["cache_key"], record["provenance"]
-    (runs / (path.stem.rsplit("-", 1)[0] + ".json")).write_text(json.dumps(record))
+    stem = f"seed{record['seed']}-c{'_'.join(map(str, record['classes']))}-{record['mode']}"
+    (runs / f"{stem}.json").write_text(json.dumps(record))
     path.unlink()
   (out / "tiny_notes.md").unlink()
   (out / "tiny.json").write_text(json.dumps({
       "command": "python -m experiments.table --config tiny.py --note 'An old note.'",
       "machine": "an older box", "runs": []}))
   (out / "tiny.md").write_text("# tiny\n\nWritten 2020-01-02T03:04:05. Seeds: 0.\n")
-  third = _table(argv, tmp_path)
+  third = _table(argv + ["--reuse-keyless"], tmp_path)  # Reused only on request (F6).
   assert third.returncode == 0, third.stderr
   assert "reused 2 cached runs (2 from files written before" in third.stderr
   text = (out / "tiny.md").read_text()
   assert ("2 written before run files recorded where and when they were computed (the "
           "report that showed them was written 2020-01-02T03:04:05, on an older box)") in text
+  assert "2 of the reused runs come from files written before runs recorded their key" in text
   assert "An old note." in text and "An old note." in (out / "tiny_notes.md").read_text()
   assert here not in text.split("Report written")[0]
 
-  table.main(argv)  # The stamp of the unrecorded runs is carried to the next report.
+  table.main(argv + ["--reuse-keyless"])  # The stamp of the unrecorded runs is carried on.
   assert "2020-01-02T03:04:05, on an older box" in (out / "tiny.md").read_text()
+
+  fourth = _table(argv, tmp_path)  # By default their code is not trusted: computed again.
+  assert fourth.returncode == 0, fourth.stderr
+  assert "reused 0 cached runs, computed 2; 2 files written before runs recorded their key " \
+      "not reused" in fourth.stderr
+  assert "All 2 runs were computed by this command" in (out / "tiny.md").read_text()
 
 
 @pytest.mark.slow  # Trains, attaches and forgets a tiny model: ~20 s of CPU.
