@@ -165,8 +165,9 @@ def load_config(spec: str, overrides: Sequence[tuple[str, str]] = ()) -> tuple[A
 
 class RunnerParser(argparse.ArgumentParser):
   """The runners' argument parser: an option that takes a value may be given once
-  (:func:`mnemonic_jax.cli.parser.refuse_repeated_options`, as on the command line), and
-  ``--help`` shows every option's default (:class:`experiments.runner_args.HelpFormatter`)."""
+  (:func:`mnemonic_jax.cli.parser.refuse_repeated_options`, as on the command line), a
+  refusal is one line (no usage dump), and ``--help`` shows every option's default
+  (:class:`experiments.runner_args.HelpFormatter`)."""
 
   def __init__(self, *args, **kwargs):
     kwargs.setdefault("formatter_class", runner_args.HelpFormatter)
@@ -177,6 +178,9 @@ class RunnerParser(argparse.ArgumentParser):
 
     refuse_repeated_options(self, sys.argv[1:] if args is None else args)
     return super().parse_known_args(args, namespace)
+
+  def error(self, message: str):  # pylint: disable=missing-function-docstring
+    self.exit(2, f"{self.prog}: error: {message}\n")  # One line, as every other refusal.
 
 
 def run_name(config, variant: str, overrides: Sequence[tuple[str, str]] = ()) -> str:

@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--methods", default=None,
                       help=f"comma-separated methods (default: {METHODS}; with --report-only, "
                       "those of the run that made the parts)")
-  parser.add_argument("--relearn-steps", type=int, default=None,
+  parser.add_argument("--relearn-steps", type=common.positive_int(0), default=None,
                       help="relearning attack's steps (default 200; with --report-only, the "
                       "run's)")
   parser.add_argument("--report-only", action="store_true",

@@ -401,8 +401,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                  help="comma-separated models (all by default)")
   p.add_argument("--methods", default=",".join(METHODS),
                  help="comma-separated moves (all by default; paper-auto: the 'paper' move)")
-  p.add_argument("--seeds", default="0,1,2", help="seeds of every model, comma-separated")
-  p.add_argument("--choose-seeds", default="0",
+  p.add_argument("--seeds", type=common.seed_list, default="0,1,2",
+                 help="seeds of every model, comma-separated")
+  p.add_argument("--choose-seeds", type=common.seed_list, default="0",
                  help="the seeds the rules were chosen on (the others are held out)")
   p.add_argument("--out", type=common.out_path, default=common.SCRATCH,
                  help="where the runs, the cached models and the report go (a scratch "
@@ -431,12 +432,9 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   bad = [m for m in models if m not in MODELS] + [m for m in methods if m not in METHODS]
   if bad:
     common.fail(f"unknown models or methods {bad}", prog="experiments.robust")
-  try:
-    seeds = [int(s) for s in args.seeds.split(",")]
-    choose = [int(s) for s in args.choose_seeds.split(",") if s]
-  except ValueError:
-    common.fail(f"--seeds {args.seeds!r} and --choose-seeds {args.choose_seeds!r} must be "
-                "comma-separated integers, e.g. 0,1,2", prog="experiments.robust")
+  seeds, choose = args.seeds, args.choose_seeds  # ASCII digits (common.seed_list).
+  if not seeds:
+    common.fail("--seeds names no seed; give e.g. 0,1,2", prog="experiments.robust")
   if args.bench and args.bench not in MODELS:
     common.fail(f"--bench {args.bench}: not a model ({','.join(MODELS)})",
                 prog="experiments.robust")

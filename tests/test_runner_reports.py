@@ -28,10 +28,21 @@ def test_robust_without_runs_refuses_instead_of_an_empty_report(tmp_path, capsys
 def test_robust_refuses_seeds_that_are_not_integers(tmp_path, capsys):
   from experiments import robust  # pylint: disable=import-outside-toplevel
 
+  for seeds in ("x", "\u0663", ""):  # '٣' was seed 3; '' no seed at all.
+    with pytest.raises(SystemExit) as raised:
+      robust.main(["--seeds", seeds, "--out", str(tmp_path)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert raised.value.code == 2 and len(err) == 1, err
+    assert "is not a seed" in err[0] or "names no seed" in err[0], err
+
+
+def test_deep_refuses_negative_relearning_steps(tmp_path, capsys):
+  from experiments import deep  # pylint: disable=import-outside-toplevel
+
   with pytest.raises(SystemExit) as raised:
-    robust.main(["--seeds", "x", "--out", str(tmp_path)])
-  err = capsys.readouterr().err.strip().splitlines()
-  assert raised.value.code == 2 and len(err) == 1 and "comma-separated integers" in err[0]
+    deep.main(["--relearn-steps", "-1", "--work", str(tmp_path / "w"), "--out", str(tmp_path)])
+  assert raised.value.code == 2 and "must be at least 0" in capsys.readouterr().err
+  assert not (tmp_path / "w").exists()
 
 
 def test_replacing_another_commands_report_is_said(tmp_path, capsys):
