@@ -10,7 +10,13 @@ last step, the mean of each step metric over the steps since the previous line
 
 A resumed run first drops the lines of steps after the checkpoint it resumes from (the
 killed run logged them, the resumed run takes those steps again), so the file holds each
-step once. When CLU (``pip install clu``, with TensorFlow for its summary writer) can be
+step once. Each checkpoint carries the window of steps it ends in the middle of
+(:meth:`MetricsWindow.snapshot`), so the resumed run writes those lines again exactly as an
+uninterrupted run writes them (the ``seconds`` aside), never a mean over only the steps
+since the checkpoint; from a checkpoint without it (an older release's) the killed run's
+later lines are kept instead (``keep_later``).
+
+When CLU (``pip install clu``, with TensorFlow for its summary writer) can be
 imported, the same scalars also go to TensorBoard event files in ``WORKDIR/tensorboard``
 through ``clu.metric_writers.SummaryWriter``; without it nothing else is needed or
 written.
@@ -103,7 +109,7 @@ class MetricsLog:
   """
 
   def __init__(self, workdir: str | os.PathLike, *, resume_step: int | None,
-               hparams: Mapping[str, Any] | None = None):
+               hparams: Mapping[str, Any] | None = None, keep_later: bool = False):
     """Opens the log of a run starting at step 0 or resuming after ``resume_step``.
 
     Args:
@@ -111,13 +117,17 @@ class MetricsLog:
       resume_step: the step the run resumes from; lines of later steps are dropped. None
         for a fresh run (an old file is replaced).
       hparams: the run's config, recorded as TensorBoard hyper-parameters on a fresh run.
+      keep_later: keep the lines of steps after ``resume_step`` too, and write no line for
+        a step up to the last of them (a resume that cannot compute them again whole).
     """
     workdir = _validate.path(workdir, "workdir")
     self.path = workdir / METRICS_FILE
     kept = []
     if resume_step is not None:
       kept = [r for r in read_metrics(workdir)
-              if isinstance(r.get("step"), int) and r["step"] <= resume_step]
+              if isinstance(r.get("step"), int) and not isinstance(r["step"], bool)
+              and (keep_later or r["step"] <= resume_step)]
+    self._written = max((r["step"] for r in kept), default=-1) if keep_later else -1
     tmp = self.path.with_name(f".{METRICS_FILE}.tmp")
     tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
     os.replace(tmp, self.path)
@@ -137,6 +147,8 @@ class MetricsLog:
       metrics: name -> scalar (Python or numpy/jax scalar).
       **extra: further fields (e.g. ``epoch``, ``seconds``), written first.
     """
+    if int(step) <= self._written:
+      return  # Kept from the run this one resumes (keep_later).
     scalars = {k: _number(v) for k, v in metrics.items()}
     record = {"step": int(step), **extra, **scalars}
     self._file.write(json.dumps(record) + "\n")
@@ -210,6 +222,38 @@ class MetricsWindow:
     self.flush()
     sums, self._sums = self._sums, []
     return _means(sums)
+
+  def snapshot(self) -> dict[str, Any]:
+    """The window so far as JSON, ``{"steps": n, "sums": {name: float}}`` (waits for it).
+
+    The window is unchanged but for its unfinished chunk, summed now (so a run that saves
+    a snapshot sums the same chunks whether or not it is resumed from one). A fresh
+    window given it by :meth:`resume` has means bitwise equal to this one's, whatever is
+    added to both afterwards: the sums are folded in the order :meth:`mean` folds them.
+    """
+    self.flush()
+    steps = sum(n for _, n in self._sums)
+    if not steps:
+      return {"steps": 0, "sums": {}}
+    return {"steps": steps,
+            "sums": {k: sum(float(s[k]) for s, _ in self._sums) for k in self._sums[0][0]}}
+
+  def resume(self, snapshot: Mapping[str, Any]) -> None:
+    """Starts this (empty) window where :meth:`snapshot` of another one left it.
+
+    Raises:
+      BadCheckpoint: ``snapshot`` is not what :meth:`snapshot` returns (a damaged record).
+    """
+    steps, sums = (snapshot.get("steps"), snapshot.get("sums")) if isinstance(
+        snapshot, Mapping) else (None, None)
+    if not (isinstance(steps, int) and not isinstance(steps, bool) and steps >= 0
+            and isinstance(sums, Mapping) and bool(sums) == bool(steps)
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                    for v in sums.values())):
+      raise errors.BadCheckpoint(
+          f"the checkpoint's metrics window {str(snapshot)[:80]} is not a window of step "
+          "metrics (corrupt); resume from an earlier step, or train in a new workdir")
+    self._steps, self._sums = [], ([(dict(sums), steps)] if steps else [])
 
   def ready_mean(self) -> dict[str, float] | None:
     """The means over the chunks whose sums are computed, never waiting; None if none is.

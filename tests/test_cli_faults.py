@@ -294,7 +294,9 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
        "config.model 'mlp' with model_kwargs"),
   ):
     d = case_dir(name)
-    cases[name] = dict(args=(*train, "--config", CONFIG, *tiny, override, "--workdir",
+    field = override.split("=")[0]  # A field is given once (a repeated one is refused).
+    small = tuple(given for given in tiny if given.split("=")[0] != field)
+    cases[name] = dict(args=(*train, "--config", CONFIG, *small, override, "--workdir",
                              d / "run"), watch=[d], absent=[d / "run"], words=words)
 
   # Fault 5: a training checkpoint whose recorded config is corrupt (on resume).
@@ -303,6 +305,7 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
   (step_meta,) = (d / "run" / "train").glob("*/meta/metadata")
   meta = json.loads(step_meta.read_text())
   meta["metadata"]["config"] = [1]
+  meta["meta_sha256"] = checkpointing.meta_checksum(meta)  # Sealed again: only its config.
   step_meta.write_text(json.dumps(meta))
   cases[d.name] = dict(args=(*train, "--config", CONFIG, *tiny, "--workdir", d / "run"),
                        watch=[d / "run" / "train"], absent=[d / "run" / "bundle"],

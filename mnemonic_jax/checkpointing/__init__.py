@@ -15,7 +15,10 @@ One module per concept; this package re-exports their public names, so
 * :mod:`~mnemonic_jax.checkpointing.imports`: parameters trained elsewhere (Orbax PyTree
   directories, flax msgpack files): :func:`import_params`, :func:`read_pretrained`.
 * :mod:`~mnemonic_jax.checkpointing.train_checkpoints`: :class:`TrainCheckpointer` over
-  ``ocp.CheckpointManager`` (resume), :func:`workdir_lock`, :func:`remove_orbax_temporaries`.
+  ``ocp.CheckpointManager`` (resume), :func:`workdir_lock`, :func:`remove_orbax_temporaries`,
+  :func:`enclosing_bundle` (no workdir inside a bundle);
+  :mod:`~mnemonic_jax.checkpointing.train_records`: each step's sealed record (checksums of
+  its files, verified on resume), :func:`read_step_metadata`.
 * :mod:`~mnemonic_jax.checkpointing.checks`, :mod:`~mnemonic_jax.checkpointing.trees`,
   :mod:`~mnemonic_jax.checkpointing.model_spec`: the bounds on declared sizes, the
   normalisation and finiteness checks, stored-tree comparison and a model's abstract
@@ -42,8 +45,10 @@ from mnemonic_jax.checkpointing.imports import import_params, read_pretrained
 from mnemonic_jax.checkpointing.model_spec import abstract_variables
 from mnemonic_jax.checkpointing.outputs import check_output, remove_stale_staging
 from mnemonic_jax.checkpointing.train_checkpoints import (
-    LOCK_FILE, TRAIN_FORMAT, TRAIN_VERSION, TrainCheckpoint, TrainCheckpointer,
-    remove_orbax_temporaries, workdir_lock)
+    LOCK_FILE, TrainCheckpoint, TrainCheckpointer, enclosing_bundle, remove_orbax_temporaries,
+    workdir_lock)
+from mnemonic_jax.checkpointing.train_records import (
+    TRAIN_FORMAT, TRAIN_VERSION, UnverifiedCheckpointWarning, read_step_metadata)
 from mnemonic_jax.checkpointing.trees import nonfinite_leaves
 
 __all__ = [
@@ -63,18 +68,21 @@ __all__ = [
     "TrainCheckpoint",
     "TrainCheckpointer",
     "UnverifiedBundleWarning",
+    "UnverifiedCheckpointWarning",
     "abstract_variables",
     "array_checksums",
     "check_input_shape",
     "check_normalisation",
     "check_normalisation_range",
     "check_output",
+    "enclosing_bundle",
     "import_params",
     "load_bundle",
     "meta_checksum",
     "nonfinite_leaves",
     "parse_bundle_meta",
     "read_pretrained",
+    "read_step_metadata",
     "remove_orbax_temporaries",
     "remove_stale_staging",
     "resolve_bundle_path",

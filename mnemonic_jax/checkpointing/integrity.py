@@ -32,6 +32,10 @@ checksums live inside the bundle, so anyone who can write its files can recomput
 they are not signatures and involve no key. Load bundles only from sources you trust, and
 keep a record of a bundle's provenance outside it if that matters.
 
+The same functions record and verify a training checkpoint's steps
+(:mod:`~mnemonic_jax.checkpointing.train_records`): a :class:`Coverage` says which folders
+a record covers and how messages name its files and the fix.
+
 Reading files: every file is opened relative to one descriptor of the bundle directory
 (:func:`open_dir`), checked to be a regular file after opening and read within a size cap
 (:mod:`mnemonic_jax._files`); the files Orbax reads by path are checked first
@@ -40,6 +44,7 @@ Reading files: every file is opened relative to one descriptor of the bundle dir
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -60,6 +65,39 @@ MAX_UNVERIFIED_FILES = 100_000
 _DIR_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NONBLOCK", 0)
               | getattr(os, "O_CLOEXEC", 0))
 _CORRUPT = "the bundle is truncated or corrupt; re-create it or restore it from a copy"
+
+
+@dataclasses.dataclass(frozen=True)
+class Coverage:
+  """Which files of a directory a checksum record covers, and how messages name them.
+
+  The bundle's array files (:data:`BUNDLE_ARRAYS`) and a training checkpoint's step
+  (:mod:`~mnemonic_jax.checkpointing.train_checkpoints`) are recorded and verified by the
+  same functions (:func:`covered_checksums`, :func:`verify_covered`).
+
+  Attributes:
+    folders: the folders (relative to the directory) whose every file is recorded.
+    item: what one file is called in messages (``"array file"``).
+    what: what the files are, in size messages (``"a bundle's array files"``).
+    saved: when the record was made (``"the bundle was saved"``).
+    fix: the advice that ends a message about a damaged file.
+    extra_fix: the advice for a file that is not recorded.
+    skip: files in those folders that are not recorded (the metadata holding the record).
+  """
+
+  folders: tuple[str, ...]
+  item: str
+  what: str
+  saved: str
+  fix: str
+  extra_fix: str
+  skip: tuple[str, ...] = ()
+
+
+#: What a bundle's ``array_sha256`` covers: every file under ``arrays/``.
+BUNDLE_ARRAYS = Coverage(folders=(_ARRAYS,), item="array file", what="a bundle's array files",
+                         saved="the bundle was saved", fix=_CORRUPT,
+                         extra_fix="remove it, or re-create the bundle")
 
 
 def meta_checksum(meta: Mapping[str, Any]) -> str:
@@ -92,34 +130,38 @@ def open_dir(path: pathlib.Path) -> int:
     raise CheckpointError(f"cannot open {path} ({e.strerror or e}); check the path") from None
 
 
-def _array_files(path: pathlib.Path, dir_fd: int, limit: int | None) -> list[str]:
-  """``arrays/...`` paths of the files under ``arrays/``, sorted; at most ``limit + 1``
-  (every one if ``limit`` is None).
+def _covered_files(path: pathlib.Path, dir_fd: int, limit: int | None,
+                   coverage: Coverage = BUNDLE_ARRAYS) -> list[str]:
+  """``folder/...`` paths of the files under ``coverage``'s folders, sorted, but its
+  ``skip``; at most ``limit + 1`` (every one if ``limit`` is None).
 
   Raises:
-    CheckpointError: ``arrays/`` is missing or not a directory, or a directory there is a
-      symbolic link (what lies behind it is not part of the bundle).
+    CheckpointError: a folder is missing or not a directory, or a directory there is a
+      symbolic link (what lies behind it is not covered).
   """
-  try:
-    top = os.stat(_ARRAYS, dir_fd=dir_fd, follow_symlinks=False)
-  except OSError as e:
-    why = ("is missing" if isinstance(e, FileNotFoundError)
-           else f"cannot be read ({e.strerror or e})")
-    raise CheckpointError(f"{path}: its {_ARRAYS}/ folder {why}; {_CORRUPT}") from None
-  if not stat.S_ISDIR(top.st_mode):
-    raise CheckpointError(f"{path}: its {_ARRAYS} is not a folder (a symbolic link or a "
-                          f"file); {_CORRUPT}")
   found = []
-  for dirpath, dirnames, filenames, fd in os.fwalk(_ARRAYS, dir_fd=dir_fd):
-    dirnames.sort()
-    for name in dirnames:
-      if _is_link(name, fd):
-        raise CheckpointError(f"{path}: {dirpath}/{name} is a symbolic link to a directory; "
-                              f"{_CORRUPT}")
-    for name in sorted(filenames):
-      found.append(f"{dirpath}/{name}")
-      if limit is not None and len(found) > limit:
-        return sorted(found)
+  for folder in coverage.folders:
+    try:
+      top = os.stat(folder, dir_fd=dir_fd, follow_symlinks=False)
+    except OSError as e:
+      why = ("is missing" if isinstance(e, FileNotFoundError)
+             else f"cannot be read ({e.strerror or e})")
+      raise CheckpointError(f"{path}: its {folder}/ folder {why}; {coverage.fix}") from None
+    if not stat.S_ISDIR(top.st_mode):
+      raise CheckpointError(f"{path}: its {folder} is not a folder (a symbolic link or a "
+                            f"file); {coverage.fix}")
+    for dirpath, dirnames, filenames, fd in os.fwalk(folder, dir_fd=dir_fd):
+      dirnames.sort()
+      for name in dirnames:
+        if _is_link(name, fd):
+          raise CheckpointError(f"{path}: {dirpath}/{name} is a symbolic link to a "
+                                f"directory; {coverage.fix}")
+      for name in sorted(filenames):
+        if f"{dirpath}/{name}" in coverage.skip:
+          continue
+        found.append(f"{dirpath}/{name}")
+        if limit is not None and len(found) > limit:
+          return sorted(found)
   return sorted(found)
 
 
@@ -131,16 +173,16 @@ def _is_link(name: str, dir_fd: int) -> bool:
 
 
 def _sha256(path: pathlib.Path, rel: str, dir_fd: int, max_bytes: int,
-            what: str = "a bundle's array files") -> tuple[str, int]:
+            what: str = "a bundle's array files", fix: str = _CORRUPT) -> tuple[str, int]:
   """``(hex digest, bytes read)`` of a regular file of at most ``max_bytes``."""
   digest, size = hashlib.sha256(), 0
   with _files.open_regular(rel, dir_fd=dir_fd, shown=str(path / rel), max_bytes=max_bytes,
-                           error=CheckpointError, what=what, fix=_CORRUPT) as f:
+                           error=CheckpointError, what=what, fix=fix) as f:
     for block in iter(lambda: f.read(1 << 20), b""):
       size += len(block)
       if size > max_bytes:
         raise CheckpointError(f"{path / rel} grew past the {max_bytes} bytes {what} may "
-                              f"have while it was read; {_CORRUPT}")
+                              f"have while it was read; {fix}")
       digest.update(block)
   return digest.hexdigest(), size
 
@@ -160,20 +202,41 @@ def array_checksums(path: PathLike, max_bytes: int | None = None) -> dict[str, s
     CheckpointError: a file there is not a regular file, or they hold more than
       ``max_bytes``.
   """
+  return covered_checksums(path, BUNDLE_ARRAYS, max_bytes)
+
+
+def covered_checksums(path: PathLike, coverage: Coverage,
+                      max_bytes: int | None = None) -> dict[str, str]:
+  """The SHA-256 of every file a :class:`Coverage` covers in a directory.
+
+  Args:
+    path: the directory (a bundle, a training checkpoint's step).
+    coverage: which files.
+    max_bytes: the most bytes those files may hold together; None for no cap (each must
+      still be a regular file).
+
+  Returns:
+    ``{"folder/...": hex digest, ...}``, sorted by path.
+
+  Raises:
+    CheckpointError: a file there is not a regular file, or they hold more than
+      ``max_bytes``.
+  """
   path = _abs(path)
   dir_fd = open_dir(path)
   try:
-    return _hash_all(path, dir_fd, _array_files(path, dir_fd, None), max_bytes)
+    return _hash_all(path, dir_fd, _covered_files(path, dir_fd, None, coverage), max_bytes,
+                     coverage)
   finally:
     os.close(dir_fd)
 
 
-def _hash_all(path: pathlib.Path, dir_fd: int, files: list[str],
-              max_bytes: int | None) -> dict[str, str]:
+def _hash_all(path: pathlib.Path, dir_fd: int, files: list[str], max_bytes: int | None,
+              coverage: Coverage = BUNDLE_ARRAYS) -> dict[str, str]:
   left = (1 << 62) if max_bytes is None else max_bytes
   digests = {}
   for rel in files:
-    digests[rel], size = _sha256(path, rel, dir_fd, left)
+    digests[rel], size = _sha256(path, rel, dir_fd, left, coverage.what, coverage.fix)
     left -= size
   return digests
 
@@ -193,33 +256,51 @@ def verify_arrays(path: pathlib.Path, dir_fd: int, recorded: Mapping[str, str] |
   Raises:
     CheckpointError: one line naming the file.
   """
-  limit = MAX_UNVERIFIED_FILES if recorded is None else len(recorded)
-  present = _array_files(path, dir_fd, limit)
-  if recorded is None:
-    if len(present) > limit:
-      raise CheckpointError(f"{path}: more than {limit} array files; {_CORRUPT}")
-    left = max_bytes
-    for rel in present:
-      with _files.open_regular(rel, dir_fd=dir_fd, shown=str(path / rel), max_bytes=left,
-                               error=CheckpointError, what="a bundle's array files",
-                               fix=_CORRUPT) as f:
-        left -= os.fstat(f.fileno()).st_size
+  if recorded is not None:
+    verify_covered(path, dir_fd, recorded, max_bytes, BUNDLE_ARRAYS)
     return
+  limit = MAX_UNVERIFIED_FILES
+  present = _covered_files(path, dir_fd, limit)
+  if len(present) > limit:
+    raise CheckpointError(f"{path}: more than {limit} array files; {_CORRUPT}")
+  left = max_bytes
+  for rel in present:
+    with _files.open_regular(rel, dir_fd=dir_fd, shown=str(path / rel), max_bytes=left,
+                             error=CheckpointError, what="a bundle's array files",
+                             fix=_CORRUPT) as f:
+      left -= os.fstat(f.fileno()).st_size
+
+
+def verify_covered(path: pathlib.Path, dir_fd: int, recorded: Mapping[str, str],
+                   max_bytes: int, coverage: Coverage) -> None:
+  """Refuses covered files that are missing, changed, extra, special or too large.
+
+  Args:
+    path: the directory (named in messages).
+    dir_fd: its descriptor (:func:`open_dir`): every file is read through it.
+    recorded: ``{"folder/...": hex digest}`` as :func:`covered_checksums` made it.
+    max_bytes: the most bytes the covered files may hold together.
+    coverage: which files, and how messages name them.
+
+  Raises:
+    CheckpointError: one line naming the file.
+  """
+  present = _covered_files(path, dir_fd, len(recorded), coverage)
   extra = [rel for rel in present if rel not in recorded]
   if extra:
     raise CheckpointError(
-        f"{path}: array file {extra[0]} is not among the files recorded when the bundle was "
-        "saved; remove it, or re-create the bundle")
+        f"{path}: {coverage.item} {extra[0]} is not among the files recorded when "
+        f"{coverage.saved}; {coverage.extra_fix}")
   left = max_bytes
   for rel in sorted(recorded):
     if rel not in present:
-      raise CheckpointError(f"{path}: array file {rel} is missing; {_CORRUPT}")
-    digest, size = _sha256(path, rel, dir_fd, left)
+      raise CheckpointError(f"{path}: {coverage.item} {rel} is missing; {coverage.fix}")
+    digest, size = _sha256(path, rel, dir_fd, left, coverage.what, coverage.fix)
     left -= size
     if digest != recorded[rel]:
       raise CheckpointError(
-          f"{path}: array file {rel} does not match the SHA-256 checksum recorded when the "
-          f"bundle was saved; {_CORRUPT}")
+          f"{path}: {coverage.item} {rel} does not match the SHA-256 checksum recorded when "
+          f"{coverage.saved}; {coverage.fix}")
 
 
 def verify_meta(path: pathlib.Path, meta: Mapping[str, Any]) -> None:
@@ -372,11 +453,24 @@ def seal(directory: pathlib.Path, meta: Mapping[str, Any] | None = None) -> dict
   finally:
     os.close(dir_fd)
   meta[_META_CHECKSUM] = meta_checksum(meta)
-  target = directory / _META / _META_FILE
+  write_meta(directory, meta)
+  return meta
+
+
+def write_meta(directory: pathlib.Path, meta: Mapping[str, Any]) -> None:
+  """Replaces ``directory/meta/metadata`` with ``meta`` (ASCII JSON), atomically.
+
+  Written beside it, synced, then renamed over it: a reader sees the old file or the new
+  one, never a part.
+
+  Args:
+    directory: a bundle or a training checkpoint's step directory.
+    meta: the JSON object to write.
+  """
+  target = pathlib.Path(directory) / _META / _META_FILE
   temporary = target.with_name(f".{_META_FILE}.tmp")
   with open(temporary, "w", encoding="ascii") as f:
     f.write(json.dumps(meta))
     f.flush()
     os.fsync(f.fileno())
   os.replace(temporary, target)
-  return meta

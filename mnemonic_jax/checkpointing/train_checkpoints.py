@@ -10,6 +10,18 @@ workdir; :func:`remove_orbax_temporaries` removes what killed saves left (the
 Every file Orbax will read there is checked first to be a regular file (a FIFO or a link to
 a device would block or read without end; :mod:`mnemonic_jax._files`), and a step's files
 to hold at most a multiple of the state they restore.
+
+Checksums (training-checkpoint version 2): once Orbax has written a step and before it
+renames the step's directory into place, its JSON metadata (``meta/metadata``) is sealed
+with the SHA-256 of every file under ``state/`` and ``meta/`` and of itself, by the
+bundles' machinery (:mod:`~mnemonic_jax.checkpointing.integrity`). A step therefore
+appears complete with its record or not at all, and :meth:`TrainCheckpointer.restore`
+verifies every file before Orbax reads one: a damaged step (a flipped bit, a truncated,
+missing or extra file, an edited metadata file) is refused in one line naming it and the
+step to fall back to, never resumed from. Not covered: Orbax's ``_CHECKPOINT_METADATA`` and
+``commit_success.txt`` at the top of a step, which it rewrites when it renames the
+directory, and which hold no part of the state. Steps of version 1 (no checksums) still
+restore, with an :class:`UnverifiedCheckpointWarning`.
 """
 
 from __future__ import annotations
@@ -22,6 +34,7 @@ import pathlib
 import signal
 import stat
 import threading
+import warnings
 from typing import Any, Iterator, Mapping, NamedTuple
 
 try:
@@ -35,14 +48,16 @@ from orbax.checkpoint.checkpoint_managers import save_decision_policy as save_po
 
 from mnemonic_jax import distributed, environment
 from mnemonic_jax import _files
+from mnemonic_jax.checkpointing import integrity
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
+from mnemonic_jax.checkpointing.bundle_format import _marked_bundle_meta
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR
+from mnemonic_jax.checkpointing.train_records import (
+    _FILES_CHECKSUMS, OLDER_TRAIN_VERSIONS, TRAIN_FORMAT, TRAIN_VERSION,
+    UnverifiedCheckpointWarning, _coverage, _damaged_fix, _seal_step, _step_meta)
 from mnemonic_jax.checkpointing.trees import (
     _abstract, _dtype_mismatch, _is_key_dtype, _tree_mismatch, _uncommitted)
-
-TRAIN_FORMAT = "mnemonic-jax-train"
-TRAIN_VERSION = 1
 
 _STATE = "state"
 _META = "meta"
@@ -153,6 +168,36 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
   finally:
     os.close(fd)  # Releases the lock.
 
+
+
+def enclosing_bundle(path: PathLike) -> pathlib.Path | None:
+  """The bundle that ``path`` is or lies inside, symbolic links followed, or None.
+
+  What a train workdir or the demo's output folder may not be: a run writes its
+  checkpoints, logs and bundle into its workdir, which would change a bundle there (and
+  ``--checkpoint`` on the folder would still read the bundle's old model). A directory is
+  taken for a bundle when its metadata carries the bundle marker (any format version), or
+  when it holds both a bundle's ``arrays/`` and ``meta/`` folders (a damaged bundle is
+  still someone's). Only reads.
+
+  Args:
+    path: any path (it need not exist).
+
+  Returns:
+    The resolved path of the bundle directory, or None.
+  """
+  resolved = pathlib.Path(os.path.realpath(_abs(path)))
+  for candidate in (resolved, *resolved.parents):
+    if not os.path.isdir(candidate / _META):
+      continue
+    if os.path.isdir(candidate / "arrays"):
+      return candidate
+    try:
+      if _marked_bundle_meta(candidate) is not None:
+        return candidate
+    except CheckpointError:  # Its metadata is a special file or too large: damaged.
+      return candidate
+  return None
 
 
 def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:
@@ -295,12 +340,17 @@ class TrainCheckpointer:
         save_policy_lib.FixedIntervalPolicy(save_every),
         save_policy_lib.PreemptionCheckpointingPolicy(),
     ])
+    # Always Orbax's asynchronous checkpointer: only it calls back once a step's files are
+    # final and before the step's directory is renamed into place, where the step is
+    # sealed (a synchronous save waits for it in save()).
+    self._async_save, self._sealing = async_save, None
     options = ocp.CheckpointManagerOptions(
         max_to_keep=max_to_keep,
         save_decision_policy=policy,
         create=True,
         cleanup_tmp_directories=False,  # Done above, before the manager opens.
-        enable_async_checkpointing=async_save,
+        enable_async_checkpointing=True,
+        async_options=ocp.AsyncOptions(post_finalization_callback=self._seal),
     )
     self._manager = _PreemptionCountedByCall(
         self.directory,
@@ -332,10 +382,27 @@ class TrainCheckpointer:
       raise CheckpointError(f"{self.directory}: step {step} is already saved; resume from it "
                             "or write to a new directory")
     with _keep_interrupts():
-      return self._manager.save(int(step), args=ocp.args.Composite(**{
+      self._manager.wait_until_finished()  # The previous step is sealed before this one.
+      self._sealing = int(step)
+      started = self._manager.save(int(step), args=ocp.args.Composite(**{
           _STATE: ocp.args.StandardSave(state),
           _META: ocp.args.JsonSave(meta),
       }), force=force)
+      if started and not self._async_save:
+        self._manager.wait_until_finished()
+    return started
+
+  def _seal(self) -> None:
+    """Orbax's callback once the step being saved is written, before it is renamed into
+    place (on the primary process, in Orbax's saving thread): seals it."""
+    step = self._sealing
+    written = [p for p in self.directory.glob(f"{step}{_ORBAX_TMP}*") if p.is_dir()]
+    if not written and (self.directory / str(step)).is_dir():
+      written = [self.directory / str(step)]  # A file system Orbax writes in place.
+    if len(written) != 1:
+      raise CheckpointError(f"{self.directory}: cannot find the directory Orbax wrote step "
+                            f"{step} to (found {[p.name for p in written]}); train again")
+    _seal_step(written[0], step)
 
   def should_save(self, step: int) -> bool:
     """Whether :meth:`save` would write ``step`` (without ``force``)."""
@@ -386,14 +453,16 @@ class TrainCheckpointer:
     state_bytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize
                       for x in jax.tree.leaves(target)
                       if hasattr(x, "dtype") and not _is_key_dtype(x.dtype))
-    _check_files(self.directory,  # Every step kept, each a multiple of the state.
-                 (PARAMS_FILE_FACTOR * state_bytes + (16 << 20)) * max(1, len(steps)))
+    cap = PARAMS_FILE_FACTOR * state_bytes + (16 << 20)
+    _check_files(self.directory, cap * max(1, len(steps)))  # Every step kept, each a multiple.
+    fix = _damaged_fix(self.directory, step, steps)
+    self._verify(step, cap, fix)  # Before Orbax reads any of its files.
     try:
       stored = self._manager.item_metadata(step)[_STATE].tree
     except Exception as e:  # pylint: disable=broad-except
       environment.reraise(e)  # The machine's failure is not the checkpoint's.
       raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
-                            f"({_one_line(e)}); restore an earlier step") from None
+                            f"({_one_line(e)}); {fix}") from None
     problem = _tree_mismatch(stored, target)
     if problem:
       raise CheckpointError(f"{self.directory}: step {step} does not match the train state: "
@@ -411,21 +480,42 @@ class TrainCheckpointer:
     except Exception as e:  # pylint: disable=broad-except
       environment.reraise(e)  # The machine's failure is not the checkpoint's.
       raise CheckpointError(f"{self.directory}: step {step} is truncated or corrupt "
-                            f"({_one_line(e)}); restore an earlier step") from None
+                            f"({_one_line(e)}); {fix}") from None
     meta = restored[_META]
     if not isinstance(meta, dict) or meta.get("format") != TRAIN_FORMAT:
       raise CheckpointError(f"{self.directory}: step {step} is not a mnemonic-jax training "
                             "checkpoint; point at a directory written by TrainCheckpointer")
-    if meta.get("version") != TRAIN_VERSION:
+    if meta.get("version") not in (TRAIN_VERSION, *OLDER_TRAIN_VERSIONS):  # Read twice.
       raise CheckpointError(
           f"{self.directory}: step {step} has training-checkpoint version "
           f"{meta.get('version')!r}, this mnemonic_jax reads {TRAIN_VERSION}")
     metadata = meta.get("metadata") or {}
     if not isinstance(metadata, dict):
       raise CheckpointError(f"{self.directory}: step {step}'s metadata is "
-                            f"{type(metadata).__name__}, not a JSON object (corrupt); "
-                            "restore an earlier step")
+                            f"{type(metadata).__name__}, not a JSON object (corrupt); {fix}")
     return TrainCheckpoint(step, _uncommit_unplaced(restored[_STATE], abstract_state), metadata)
+
+  def _verify(self, step: int, max_bytes: int, fix: str) -> None:
+    """Checks a step's files against the checksums sealed into it when it was saved.
+
+    Raises:
+      CheckpointError: one line naming the step, the file, and ``fix`` (the step to fall
+        back to).
+    """
+    step_dir = self.directory / str(step)
+    dir_fd = integrity.open_dir(step_dir)
+    try:
+      meta = _step_meta(self.directory, step, dir_fd, fix)
+      if meta.get("version") in OLDER_TRAIN_VERSIONS:
+        warnings.warn(
+            f"{step_dir}: a training checkpoint of the older version {meta['version']}, "
+            "resumed without checksums to verify it (damage there would go unnoticed)",
+            UnverifiedCheckpointWarning, stacklevel=3)
+        return
+      integrity.verify_covered(step_dir, dir_fd, meta[_FILES_CHECKSUMS], max_bytes,
+                               _coverage(step, fix))
+    finally:
+      os.close(dir_fd)
 
   def wait_until_finished(self) -> None:
     """Blocks until pending asynchronous saves are complete on disk."""

@@ -88,6 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
   config = configs.load_config(args.config, args.overrides)
   workdir = args.workdir.absolute()
   get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
+  paths.check_train_inputs(args.config, config, workdir)
+  # The run's own bundle there: finished. Anything else there: refused, never replaced.
   bundle = workflow.finished_run(config, workdir)
   if bundle is not None:  # Nothing is written.
     print(f"{workdir} is finished: its run of this config has completed; nothing to train "

@@ -126,9 +126,9 @@ def dataset_inputs(name: str | None, data_dir: Any = None) -> list[Named]:
 def check_train_paths(spec: str, config: Any, workdir: pathlib.Path) -> None:
   """Refuses a train run whose outputs overlap what it reads, before any work.
 
-  ``train`` writes ``WORKDIR/train`` (checkpoints, old steps deleted) and replaces
-  ``WORKDIR/bundle``; it reads the config file, ``config.pretrained`` and the dataset's
-  directories. A config file elsewhere in WORKDIR is fine.
+  ``train`` writes ``WORKDIR/train`` (checkpoints, old steps deleted) and
+  ``WORKDIR/bundle`` (:func:`check_train_inputs`); a bundle already there is checked by
+  :func:`mnemonic_jax.workflow.finished_run` first.
 
   Args:
     spec: the ``--config`` argument (``NAME[:VARIANT]`` or ``FILE[:VARIANT]``).
@@ -140,6 +140,25 @@ def check_train_paths(spec: str, config: Any, workdir: pathlib.Path) -> None:
     mnemonic_jax.checkpointing.CheckpointError: ``WORKDIR/bundle`` exists and is not a
       bundle that may be replaced.
   """
+  check_train_inputs(spec, config, workdir)
+  checkpointing.check_output(workdir / "bundle", force=True)
+
+
+def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
+  """Refuses a train run whose outputs overlap what it reads (first, even on a finished run).
+
+  ``train`` writes ``WORKDIR/train`` and ``WORKDIR/bundle``; it reads the config file,
+  ``config.pretrained`` and the dataset's directories. A config file elsewhere in WORKDIR
+  is fine.
+
+  Args:
+    spec: the ``--config`` argument (``NAME[:VARIANT]`` or ``FILE[:VARIANT]``).
+    config: the loaded config.
+    workdir: the absolute run directory.
+
+  Raises:
+    UsageError: an output and an input overlap.
+  """
   get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
   inputs = [("config file", configs.split_spec(spec)[0])]
   if get("pretrained"):
@@ -149,7 +168,6 @@ def check_train_paths(spec: str, config: Any, workdir: pathlib.Path) -> None:
   inputs += dataset_inputs(dataset if isinstance(dataset, str) else None, get("data_dir"))
   check_no_overlap([("train's bundle", workdir / "bundle"),
                     ("train's checkpoints", workdir / "train")], inputs)
-  checkpointing.check_output(workdir / "bundle", force=True)
 
 
 def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
@@ -159,7 +177,10 @@ def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
   ``OUTPUT_DIR/per_class_accuracy.png``. Without ``force`` none of them may exist; with
   it they are replaced (a bundle path only if it is empty or a bundle holding nothing
   else; the chart if it is a file, or a symlink, which is replaced itself and never
-  written through). Nothing else in OUTPUT_DIR is touched.
+  written through). Nothing else in OUTPUT_DIR is touched. OUTPUT_DIR may not be a bundle
+  or lie inside one, nor be a ``train`` workdir (with or without ``force``): the demo's
+  files would change them, and ``--checkpoint`` on the folder would still read its old
+  model.
 
   Args:
     out: the absolute ``--output-dir``.
@@ -168,8 +189,18 @@ def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
   Raises:
     mnemonic_jax.checkpointing.CheckpointError: a bundle path holds something that is not
       a replaceable bundle.
-    UsageError: an output exists without ``force``, or the chart's path is a directory.
+    UsageError: OUTPUT_DIR is a bundle, lies inside one or is a train workdir, an output
+      exists without ``force``, or the chart's path is a directory.
   """
+  around = checkpointing.enclosing_bundle(out)
+  if around is not None:
+    where = "is a bundle" if around == pathlib.Path(os.path.realpath(out)) else (
+        f"lies inside the bundle {around}")
+    raise UsageError(f"--output-dir {out} {where}; the demo would write its bundles and "
+                     "chart into it, changing that bundle; choose another --output-dir")
+  if os.path.lexists(out / checkpointing.LOCK_FILE):  # Every train run takes it.
+    raise UsageError(f"--output-dir {out} is a train workdir; the demo would write its "
+                     "bundles and chart among that run's files; choose another --output-dir")
   existing = [name for name in DEMO_FILES if os.path.lexists(out / name)]
   for name in DEMO_FILES[:2]:  # First: where --force would not help, it is not advised.
     checkpointing.check_output(out / name, force=True)

@@ -2,8 +2,10 @@
 
 import contextlib
 import dataclasses
+import hashlib
 import json
 import math
+import os
 import pathlib
 import time
 from typing import Any, Callable, Iterator, Mapping, Sequence
@@ -68,11 +70,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
 
   The run saves its state to ``workdir/train`` every ``config.checkpoint_every`` steps
   and, run again with the same config and workdir, continues from the last complete save:
-  the final parameters equal those of an uninterrupted run. The finished bundle is saved
-  to ``workdir/bundle``; run again once that exists, it returns that bundle and writes
-  nothing (:func:`finished_run`). The mean step metrics of every ``config.log_every``
-  steps (default :data:`DEFAULT_LOG_EVERY`) go to ``workdir/metrics.jsonl`` and, when CLU
-  is installed, to TensorBoard (:mod:`mnemonic_jax.run_metrics`).
+  the final parameters equal those of an uninterrupted run, and so do the lines of
+  ``metrics.jsonl`` (each checkpoint carries the metrics window it is in the middle of).
+  The finished bundle is saved to ``workdir/bundle``; run again once that exists, it
+  returns that bundle and writes nothing, provided it is the bundle this run wrote
+  (:func:`finished_run`): anything else there is refused, never replaced. The mean step
+  metrics of every ``config.log_every`` steps (default :data:`DEFAULT_LOG_EVERY`) go to
+  ``workdir/metrics.jsonl`` and, when CLU is installed, to TensorBoard
+  (:mod:`mnemonic_jax.run_metrics`).
 
   Everything that can be checked is checked before anything is written: the config's
   fields (:func:`mnemonic_jax.configs.validate_config`), the dataset, the batch size
@@ -110,7 +115,10 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       the dataset, more steps than the step counter holds, or a model that cannot be
       built for the data. Nothing is written then.
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
-      the workdir holds a run of another config, or another run holds its lock
+      the workdir holds a run of another config, is (or lies inside) a bundle, holds in
+      ``workdir/bundle`` anything but this run's bundle (:func:`finished_run`), its last
+      checkpoint is damaged (its checksums do not match: the message names the step to
+      delete), or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
     RunStopped: ``stop`` returned True, or a preemption notice came (the step is saved).
     TrainingDiverged: the mean loss between two checks (every gcd(``log_every``,
@@ -164,12 +172,18 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     distributed.barrier("mnemonic_jax.train.cleaned")
     save_every = config.get("checkpoint_every", 500)
     ckpt = checkpointing.TrainCheckpointer(train_dir, save_every=save_every)
-    state = None
+    state = carried = None
     resume_step = None
+    window = training.MetricsWindow()
+    resumed_seconds = 0.0
     if ckpt.latest_step() is not None:
       restored = ckpt.restore(None, abstract)
       _check_same_run(plain, restored.metadata.get("config"), workdir)
       state, resume_step = restored.state, restored.step
+      carried = restored.metadata.get("window")
+      if carried is not None:  # The steps since the last log line, to log them whole.
+        window.resume(carried)
+      resumed_seconds = _seconds(restored.metadata.get("seconds"))
     elif config.get("pretrained"):
       if pretrained is None:
         pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
@@ -180,12 +194,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
           params=merge_pretrained(state.params, params, skip),
           batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
 
-    log = (run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain)
+    # A checkpoint without the window (an older release's) cannot recompute the lines the
+    # killed run logged after it: those are kept, never replaced by means of fewer steps.
+    log = (run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain,
+                                  keep_later=resume_step is not None and carried is None)
            if jax.process_index() == 0 else _NoLog())
     log_every = config.get("log_every", DEFAULT_LOG_EVERY)
     steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
-    window = training.MetricsWindow()
-    start = time.perf_counter()
+    start = time.perf_counter() - resumed_seconds  # Training seconds, across resumes.
     previous = resume_step or 0  # The step of save's previous call.
 
     def save(step, state, step_metrics):  # step_metrics: the means since save's previous call.
@@ -198,7 +214,13 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
                   seconds=round(time.perf_counter() - start, 3))
       stopping = stop is not None and step < total and stop()
       if stopping or step == total or ckpt.should_save(step):
-        metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()}}
+        metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()},
+                    "window": window.snapshot(),
+                    "seconds": round(time.perf_counter() - start, 3)}
+        if step == total:  # What finished_run checks WORKDIR/bundle against.
+          local = parallel.to_local((state.params, state.batch_stats)) if several else (
+              state.params, state.batch_stats)
+          metadata[BUNDLE_DIGEST] = arrays_sha256(*local, codes)
         ckpt.save(step, state, metadata, force=step == total or stopping)
       if (stopping or ckpt.preempted(step)) and step < total:
         ckpt.close()  # Waits for the save.
@@ -220,8 +242,46 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
         input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
         class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
-    checkpointing.save_bundle(workdir / "bundle", bundle, force=True)  # Process 0 writes.
+    if not _nothing_at(workdir / "bundle"):  # Put there while this run trained.
+      raise checkpointing.CheckpointError(_not_ours(
+          workdir / "bundle", "it appeared while this run trained", again=True))
+    # force: an empty directory or a dangling link there is replaced (process 0 writes).
+    checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
+
+
+#: The field of a run's final checkpoint that records its bundle's arrays
+#: (:func:`arrays_sha256`), which :func:`finished_run` checks ``WORKDIR/bundle`` against.
+BUNDLE_DIGEST = "bundle_sha256"
+
+
+def arrays_sha256(params: Any, batch_stats: Any, codes: Any) -> str:
+  """The SHA-256 of a model's arrays: each leaf's path, dtype, shape and bytes, in path order.
+
+  Recorded in a run's final training checkpoint; a bundle's own arrays give the same digest
+  exactly when they are the ones the run ended with (:func:`finished_run`).
+
+  Args:
+    params: the parameters pytree (jax or numpy arrays, whole on this process).
+    batch_stats: the BatchNorm statistics pytree (``{}`` or None when there are none).
+    codes: the codes array.
+
+  Returns:
+    64 lowercase hex digits.
+  """
+  digest = hashlib.sha256()
+  tree = {"params": params, "batch_stats": batch_stats or {}, "codes": codes}
+  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
+  for path, leaf in sorted(leaves, key=lambda item: jax.tree_util.keystr(item[0])):
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _seconds(value: Any) -> float:
+  """A checkpoint's recorded training seconds (0 if it records none)."""
+  return float(value) if isinstance(value, (int, float)) and math.isfinite(value) else 0.0
 
 
 def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
@@ -289,29 +349,98 @@ DEFAULT_LOG_EVERY = 100
 def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bundle | None:
   """The bundle of a run of ``config`` that already finished in ``workdir``, or None.
 
-  A run is finished once its bundle is saved (its last act): ``WORKDIR/bundle`` is a
-  bundle trained with this config (the fields that do not change the result, such as
-  ``checkpoint_every``, ``log_every`` or ``data_dir``, aside). Only reads.
+  A run is finished once its bundle is saved (its last act). ``WORKDIR/bundle`` must then be
+  the bundle this run wrote: trained with this config (the fields that do not change the
+  result, such as ``checkpoint_every``, ``log_every`` or ``data_dir``, aside), with nothing
+  done to it since (an empty history), and with the arrays the run's final checkpoint
+  records (:data:`BUNDLE_DIGEST`; a workdir whose checkpoints are gone, or of an older
+  release, is checked on the first two alone). Anything else there (a forgotten model put
+  there with ``--force``, another run's bundle, something that is not a bundle or does not
+  load) is refused: ``train`` never replaces what it did not write. Only reads.
 
   Args:
     config: the experiment config.
     workdir: the run directory.
 
   Returns:
-    The finished run's bundle, or None (no bundle yet, or one of another config, which
-    :func:`train` then refuses when it finds that config's checkpoints).
+    The finished run's bundle, or None: nothing at ``WORKDIR/bundle`` yet (or an empty
+    directory, or a symbolic link to nothing), so the run has not finished.
+
+  Raises:
+    CheckpointError: ``workdir`` is a bundle or lies inside one, or ``WORKDIR/bundle``
+      holds anything but this run's bundle (one line naming what differs).
   """
-  path = _validate.path(workdir, "workdir").absolute() / "bundle"
-  if not (path / "meta").is_dir():
+  workdir = _validate.path(workdir, "workdir").absolute()
+  around = checkpointing.enclosing_bundle(workdir)
+  if around is not None:
+    where = "is a bundle" if around == workdir.resolve() else f"lies inside the bundle {around}"
+    raise checkpointing.CheckpointError(
+        f"workdir {workdir} {where}; a train run writes its checkpoints, logs and bundle "
+        "into its workdir, which would change that bundle (and --checkpoint on it would "
+        "still read the old model); use a new --workdir")
+  path = workdir / "bundle"
+  if _nothing_at(path):
     return None
   try:
     bundle = checkpointing.load_bundle(path)
-  except checkpointing.CheckpointError:
-    return None  # Replaced by the run (or refused by it, with its own message).
+  except checkpointing.CheckpointError as e:
+    raise checkpointing.CheckpointError(_not_ours(path, _reason(e, path))) from None
   plain = json.loads(json.dumps(to_plain(config), default=str))  # As the bundle holds it.
-  if _config_diff(plain, bundle.config) or bundle.history:
-    return None
+  saved = bundle.config if isinstance(bundle.config, Mapping) else {}
+  diff = _config_diff(plain, saved)
+  if diff:
+    key = diff[0]
+    raise checkpointing.CheckpointError(_not_ours(
+        path, f"it was trained with another config: {key} {saved.get(key)!r} there, "
+              f"{plain.get(key)!r} in this run"))
+  if bundle.history:
+    done = ", ".join(entry.get("event") or f"forget {entry.get('classes')}"
+                     for entry in bundle.history[:3])
+    raise checkpointing.CheckpointError(_not_ours(
+        path, f"its history records {len(bundle.history)} change(s) since training: {done}"))
+  last = checkpointing.read_step_metadata(workdir / "train")
+  if last is None or last[1].get("version") != checkpointing.TRAIN_VERSION:
+    return bundle  # No checkpoint to check it against (removed, or an older release's).
+  step, record = last
+  recorded = (record.get("metadata") or {}).get(BUNDLE_DIGEST)
+  if recorded is None:
+    raise checkpointing.CheckpointError(_not_ours(
+        path, f"the run has not finished: its last checkpoint, step {step}, is not its final "
+              "one"))
+  if recorded != arrays_sha256(bundle.params, bundle.batch_stats, bundle.codes):
+    raise checkpointing.CheckpointError(_not_ours(
+        path, f"its arrays are not the ones of the run's final checkpoint, step {step}"))
   return bundle
+
+
+def _nothing_at(path: pathlib.Path) -> bool:
+  """Whether nothing is at ``path`` to lose: no entry, an empty directory or a dangling link."""
+  if not os.path.lexists(path):
+    return True
+  if path.is_symlink():
+    return not path.exists()
+  try:
+    return path.is_dir() and not any(path.iterdir())
+  except OSError:
+    return False
+
+
+def _reason(error: Exception, path: pathlib.Path) -> str:
+  """A load error as a reason: its first clause, without the path it starts with."""
+  text = str(error)
+  for prefix in (f"{path}: ", f"{path} "):
+    if text.startswith(prefix):
+      text = text[len(prefix):]
+      break
+  return f"it does not load as a bundle: {text.split('; ')[0]}"
+
+
+def _not_ours(path: pathlib.Path, reason: str, again: bool = False) -> str:
+  """The one-line refusal of a ``WORKDIR/bundle`` that this run did not write."""
+  then = ("and run the same command again to write the run's bundle" if again else
+          "(the same command then writes the run's own bundle)")
+  return (f"{path} is not the bundle this run wrote ({reason}); train never replaces it: "
+          f"move it elsewhere to keep it {then}, or train in another --workdir")
 
 
 def _total_steps(fit_cfg: training.FitConfig, num_examples: int) -> int:
