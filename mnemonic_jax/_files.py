@@ -14,17 +14,151 @@ or eating memory:
   tensorstore) will read by path: regular, within a total size and a file count.
 
 The caller chooses the exception type (the project's user errors,
-:mod:`mnemonic_jax.errors`) and the fix that ends its one-line message.
+:mod:`mnemonic_jax.errors`) and the fix that ends its one-line message. An operating
+system refusal that is not about the file's contents (a permission denied, a symbolic link
+loop) is named for what it is, with its own fix, never the caller's "re-create it"
+(:func:`os_error_line`).
+
+Also here, at the bottom of the package, how every message and report names a path:
+:func:`shown` (control characters, newlines included, escaped by :func:`escape`, so that
+a path is always one line).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from typing import BinaryIO, Callable
 
 PathLike = str | os.PathLike
 ErrorType = Callable[[str], Exception]
+
+#: Operating-system refusals that are about access, not about the file's contents: their
+#: words and the fix, which replaces the caller's (a bundle that cannot be read for lack
+#: of permission is not corrupt; re-creating it would lose it for nothing).
+_ACCESS = {
+    errno.EACCES: ("permission denied", "check its permissions (ls -l) and those of the "
+                   "folders above it, or run as a user who may read it"),
+    errno.EPERM: ("operation not permitted", "check its permissions and attributes "
+                  "(ls -l, lsattr), or run as a user who may read it"),
+    errno.ELOOP: ("a symbolic link loop (the links lead back to themselves)",
+                  "fix or remove the symbolic link"),
+}
+
+
+def escape(text: object, keep: str = "") -> str:
+  """``text`` safe for a terminal: every character that is not printable is escaped.
+
+  Control characters (escape sequences, bells, carriage returns, newlines), C1 controls,
+  bidirectional overrides and other invisible or non-printing characters
+  (``str.isprintable`` false) are written as Python escapes (``\\x1b``, ``\\n``,
+  ``\\u202e``); letters of any script are kept. Escaping twice changes nothing more.
+
+  Args:
+    text: anything; ``str(text)`` is escaped.
+    keep: characters left as they are (``"\\n"`` for whole lines of a report).
+
+  Returns:
+    The text, printable but for the characters of ``keep``.
+
+  Example:
+    >>> escape("no\\nsuch")
+    'no\\\\nsuch'
+  """
+  text = str(text)
+  if text.isprintable():
+    return text
+  return "".join(ch if ch.isprintable() or ch in keep
+                 else ch.encode("unicode_escape").decode("ascii") for ch in text)
+
+
+def shown(path: PathLike | bytes) -> str:
+  """A path as every message and report names it: one line, nothing hidden.
+
+  Its control characters, newlines included, are escaped (:func:`escape`): a newline in a
+  path would otherwise cut an error line in two (the reason lost) and a report's line.
+
+  Args:
+    path: a ``str``, ``bytes`` or ``os.PathLike`` path.
+
+  Returns:
+    The printable text.
+  """
+  return escape(os.fsdecode(path))
+
+
+def os_error_line(verb: str, path: PathLike, error: OSError, fix: str) -> str:
+  """``cannot VERB PATH ...; FIX``: one line for an operating-system refusal.
+
+  A refusal about access (:data:`_ACCESS`: permission denied, operation not permitted, a
+  symbolic link loop) is named in words with its own fix, in place of ``fix`` (which
+  speaks of the file's contents); any other keeps its reason and ``fix``.
+
+  Args:
+    verb: what failed (``"open"``, ``"read"``).
+    path: the path, escaped here (:func:`shown`).
+    error: the ``OSError``.
+    fix: the caller's fix, for refusals not about access.
+
+  Returns:
+    The message.
+  """
+  words = _ACCESS.get(error.errno)
+  if words is not None:
+    return f"cannot {verb} {shown(path)}: {words[0]}; {words[1]}"
+  return f"cannot {verb} {shown(path)} ({error.strerror or error}); {fix}"
+
+
+def reason(error: OSError, fix: bool = True) -> str:
+  """An ``OSError``'s reason in words: a refusal about access with its fix (``permission
+  denied; check its permissions ...``; without it if ``fix`` is False), any other as the
+  system says it."""
+  words = _ACCESS.get(error.errno)
+  if words is None:
+    return str(error.strerror or error)
+  return f"{words[0]}; {words[1]}" if fix else words[0]
+
+
+def is_access_error(error: BaseException) -> bool:
+  """Whether ``error`` is an ``OSError`` about access (permission, a link loop)."""
+  return isinstance(error, OSError) and error.errno in _ACCESS
+
+
+def missing_line(path: PathLike, fix: str) -> str:
+  """One line for a path that ``os.stat`` cannot reach, named for what it is.
+
+  ``PATH does not exist; FIX`` when nothing is there; ``PATH is a symbolic link to
+  'TARGET', which does not exist; FIX`` for a dangling link; ``PATH: a symbolic link
+  loop ...`` or ``PATH: permission denied ...`` with their own fix (:func:`reason`: a
+  folder on the way that may not be searched), and a part of the path that is not a
+  folder, in words.
+
+  Args:
+    path: the path.
+    fix: what the user should do about a missing path.
+
+  Returns:
+    The message (``os.stat`` succeeding gives ``PATH exists``: the caller asks only
+    after it failed).
+  """
+  try:
+    os.stat(path)
+  except OSError as e:
+    if e.errno in _ACCESS:
+      return f"{shown(path)}: {reason(e)}"
+    if e.errno == errno.ENOTDIR:
+      return f"{shown(path)}: a part of the path is not a folder; {fix}"
+    if os.path.islink(path):
+      try:
+        target = os.readlink(path)
+      except OSError:
+        target = "?"
+      return (f"{shown(path)} is a symbolic link to '{shown(target)}', which does not "
+              f"exist; {fix}")
+    return f"{shown(path)} does not exist; {fix}"
+  return f"{shown(path)} exists"
+
 
 _READ_FLAGS = (os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
                | getattr(os, "O_CLOEXEC", 0))
@@ -56,9 +190,9 @@ def check_stat(st: os.stat_result, shown: str, *, max_bytes: int, error: ErrorTy
     error: the file is not regular, or larger than ``max_bytes``.
   """
   if not stat.S_ISREG(st.st_mode):
-    raise error(f"{shown} is not a regular file (it is {_kind(st.st_mode)}); {fix}")
+    raise error(f"{escape(shown)} is not a regular file (it is {_kind(st.st_mode)}); {fix}")
   if st.st_size > max_bytes:
-    raise error(f"{shown} holds {st.st_size} bytes, more than the {max_bytes} {what} may "
+    raise error(f"{escape(shown)} holds {st.st_size} bytes, more than the {max_bytes} {what} may "
                 f"have; {fix}")
 
 
@@ -85,13 +219,13 @@ def open_regular(path: PathLike, *, max_bytes: int, error: ErrorType, fix: str,
     error: the file cannot be opened, is not a regular file or is larger than
       ``max_bytes``.
   """
-  shown = os.fspath(path) if shown is None else shown
+  name = os.fspath(path) if shown is None else shown
   try:
     fd = os.open(path, _READ_FLAGS, dir_fd=dir_fd)
   except OSError as e:
-    raise error(f"cannot open {shown} ({e.strerror or e}); {fix}") from None
+    raise error(os_error_line("open", name, e, fix)) from None
   try:
-    check_stat(os.fstat(fd), shown, max_bytes=max_bytes, error=error, fix=fix, what=what)
+    check_stat(os.fstat(fd), name, max_bytes=max_bytes, error=error, fix=fix, what=what)
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
   except BaseException:
@@ -113,15 +247,15 @@ def read_regular(path: PathLike, *, max_bytes: int, error: ErrorType, fix: str,
     error: as :func:`open_regular`, or the file grew past ``max_bytes`` while read, or
       reading failed.
   """
-  shown = os.fspath(path) if shown is None else shown
+  name = os.fspath(path) if shown is None else shown
   with open_regular(path, max_bytes=max_bytes, error=error, fix=fix, dir_fd=dir_fd,
-                    shown=shown, what=what) as f:
+                    shown=name, what=what) as f:
     try:
       data = f.read(max_bytes + 1)
     except OSError as e:
-      raise error(f"cannot read {shown} ({e.strerror or e}); {fix}") from None
+      raise error(os_error_line("read", name, e, fix)) from None
   if len(data) > max_bytes:
-    raise error(f"{shown} holds more than the {max_bytes} bytes {what} may have; {fix}")
+    raise error(f"{escape(name)} holds more than the {max_bytes} bytes {what} may have; {fix}")
   return data
 
 
@@ -142,16 +276,26 @@ def check_tree(root: PathLike, *, max_bytes: int, max_files: int, error: ErrorTy
     fix: what the user should do, ending the message.
 
   Raises:
-    error: a file is not regular, a link points at a directory, or the files are too
-      many or too large together.
+    error: a file is not regular, a link points at a directory, a folder cannot be
+      listed or a file reached (named as :func:`os_error_line` does), or the files are
+      too many or too large together.
   """
   root = os.fspath(root)
   total, count = 0, 0
+
+  def listable(folder: str) -> None:  # os.walk skips, silently, a folder it may not list.
+    if not os.access(folder, os.R_OK | os.X_OK):
+      denied = OSError(errno.EACCES, os.strerror(errno.EACCES), folder)
+      raise error(os_error_line("read", folder, denied, fix))
+
+  if os.path.isdir(root):
+    listable(root)
   for dirpath, dirnames, filenames in os.walk(root):
     for name in dirnames:
       full = os.path.join(dirpath, name)
       if os.path.islink(full):
-        raise error(f"{full} is a symbolic link to a directory; {fix}")
+        raise error(f"{shown(full)} is a symbolic link to a directory; {fix}")
+      listable(full)
     for name in filenames:
       full = os.path.join(dirpath, name)
       try:
@@ -159,13 +303,14 @@ def check_tree(root: PathLike, *, max_bytes: int, max_files: int, error: ErrorTy
       except FileNotFoundError:
         if not os.path.lexists(full):
           continue  # Removed since it was listed (e.g. Orbax dropping an old step): unread.
-        raise error(f"{full} is a symbolic link to nothing; {fix}") from None
+        raise error(f"{shown(full)} is a symbolic link to nothing; {fix}") from None
       except OSError as e:
-        raise error(f"cannot read {full} ({e.strerror or e}); {fix}") from None
+        raise error(os_error_line("read", full, e, fix)) from None
       check_stat(st, full, max_bytes=max_bytes, error=error, fix=fix)
       total, count = total + st.st_size, count + 1
       if count > max_files:
-        raise error(f"{root} holds more than the {max_files} files it may have here; {fix}")
+        raise error(f"{shown(root)} holds more than the {max_files} files it may have "
+                    f"here; {fix}")
       if total > max_bytes:
-        raise error(f"{root} holds more than the {max_bytes} bytes it may have here (its "
-                    f"files together); {fix}")
+        raise error(f"{shown(root)} holds more than the {max_bytes} bytes it may have here "
+                    f"(its files together); {fix}")

@@ -2,9 +2,10 @@
 
 Two kinds of failure are neither the user's input nor a bug in the library:
 
-* JAX cannot start the platform it is told to use (``JAX_PLATFORMS=gpu`` on a machine
-  without a GPU, a broken CUDA install). :func:`check_backend` starts the backend and
-  raises :class:`~mnemonic_jax.errors.BadEnvironment` naming ``JAX_PLATFORMS``.
+* JAX cannot start the platform it is told to use (``JAX_PLATFORMS=gpu`` or ``=cuda`` on
+  a machine without a GPU, a broken CUDA install). :func:`check_backend` starts the
+  backend and raises :class:`~mnemonic_jax.errors.BadEnvironment` naming
+  ``JAX_PLATFORMS``.
 * The operating system refuses a write: a full disk, a quota, a read-only file system,
   an I/O error. Orbax's writes report it as tensorstore's ``ValueError("RESOURCE_EXHAUSTED:
   ... No space left on device [os_error_code='28']")``, a file's ``write`` as an
@@ -109,10 +110,22 @@ def check_backend() -> None:
     jax.devices()
   except RuntimeError as e:
     raise errors.BadEnvironment(_backend_message(e)) from e
+  except AssertionError as e:
+    # JAX skips a platform it finds no device for (JAX_PLATFORMS=cuda without a visible
+    # NVIDIA GPU) and, left with none, fails its own assertion (jax 0.4 to 0.10).
+    raise errors.BadEnvironment(_backend_message(e, _NO_DEVICE)) from e
 
 
-def _backend_message(error: BaseException) -> str:
-  text = _JAX_HINT.sub("", (str(error).strip().splitlines() or [type(error).__name__])[0])
+#: What an AssertionError of jax.devices() means (JAX's own message is empty).
+_NO_DEVICE = "no device of the platforms asked for was found"
+
+
+def _backend_message(error: BaseException, text: str | None = None) -> str:
+  """The one line for a backend that cannot start: JAX's reason (``text`` if given, else
+  the first line of ``error``, its own hint dropped) and :func:`platforms_hint`."""
+  if text is None:
+    text = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  text = _JAX_HINT.sub("", text)
   return f"environment: JAX cannot start its backend ({text}); {platforms_hint()}"
 
 

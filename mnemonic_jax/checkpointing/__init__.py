@@ -33,7 +33,7 @@ Nothing here changes logging or stderr: the command line decides what Orbax may 
 """
 
 from mnemonic_jax.checkpointing._common import (
-    CheckpointError, CodesNotLearnedWarning, UnverifiedBundleWarning)
+    CheckpointError, CodesNotLearnedWarning, OldBundleLeftWarning, UnverifiedBundleWarning)
 from mnemonic_jax.checkpointing.bundle_format import (
     BUNDLE_FORMAT, BUNDLE_VERSION, MAX_META_BYTES, OLDER_BUNDLE_VERSIONS, parse_bundle_meta)
 from mnemonic_jax.checkpointing.integrity import array_checksums, meta_checksum
@@ -56,6 +56,7 @@ __all__ = [
     "BUNDLE_VERSION",
     "CheckpointError",
     "CodesNotLearnedWarning",
+    "OldBundleLeftWarning",
     "LOCK_FILE",
     "MAX_CODE_ELEMENTS",
     "MAX_INPUT_DIM",

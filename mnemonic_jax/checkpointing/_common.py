@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import shutil
 from typing import Any
 
@@ -26,6 +27,16 @@ class UnverifiedBundleWarning(UserWarning):
   Only bundles that declare an older format version load so (a current-format bundle
   whose checksum record is missing is refused); re-save one (load it, then
   ``save_bundle`` it elsewhere) to give it the current checksums.
+  """
+
+
+class OldBundleLeftWarning(UserWarning):
+  """A bundle replaced with ``force`` whose old copy could not be removed entirely.
+
+  :func:`~mnemonic_jax.checkpointing.save_bundle` refuses beforehand to replace a bundle
+  whose folders it may not change; this warns of what still failed (an immutable file, a
+  permission changed meanwhile). The new bundle is in place and complete; the message
+  names the hidden folder holding what is left of the old one, to remove by hand.
   """
 
 
@@ -70,10 +81,30 @@ def _abs_output(path: PathLike, name: str = "path") -> pathlib.Path:
   return _abs(path)
 
 
+#: Where tensorstore's errors (through Orbax) start dumping an internal representation:
+#: ``See full TensorStore details: <bound method pybind11_...spec of TensorStore({...})>``.
+_INTERNAL_DETAILS = re.compile(r"\s*See full TensorStore details:.*", re.DOTALL)
+#: Python's default representation of an object, ``<pkg.Thing object at 0x7f...>``.
+_OBJECT_REPR = re.compile(r"<([\w.]+) object at 0x[0-9a-fA-F]+>")
+
+
 def _one_line(error: BaseException, limit: int = 240) -> str:
-  """The first line of an exception message, shortened (tensorstore errors are huge)."""
-  text = str(error).strip().splitlines()
-  line = text[0] if text else type(error).__name__
+  """The first line of an exception message, without internal representations, shortened.
+
+  A library's message quoted in one of ours: tensorstore's dump of its internal spec
+  (a pybind11 bound method's repr, dozens of lines) is cut off, and the error behind it
+  (``OUT_OF_RANGE: Error reading ...``) said in place of that line; an
+  ``<X object at 0x...>`` is
+  named ``X``. At most ``limit`` characters.
+  """
+  text = str(error).strip()
+  cut = _INTERNAL_DETAILS.search(text)
+  text = _OBJECT_REPR.sub(r"\1", _INTERNAL_DETAILS.sub("", text)).strip()
+  lines = text.splitlines()
+  line = lines[0] if lines else type(error).__name__
+  cause = error.__cause__ or error.__context__
+  if cut and cause is not None:  # The outer line only says where it read ("array index").
+    line = _one_line(cause, limit)
   return line if len(line) <= limit else line[: limit - 3] + "..."
 
 

@@ -146,14 +146,16 @@ def _meta_json(path: pathlib.Path, dir_fd: int | None = None) -> Any:
 
   Raises:
     CheckpointError: the metadata file is not a regular file, is larger than
-      :data:`MAX_META_BYTES` or cannot be read.
+      :data:`MAX_META_BYTES` or cannot be read (a permission denied named as such).
   """
   relative = f"{_META}/{_META_FILE}"
   where = path / relative
   name = relative if dir_fd is not None else where
   try:
     os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
-  except OSError:
+  except OSError as e:
+    if _files.is_access_error(e):  # meta/ may not be searched: not "not a bundle".
+      raise CheckpointError(_files.os_error_line("read", where, e, "")) from None
     return None  # No metadata file: not a bundle.
   data = _files.read_regular(name, dir_fd=dir_fd, shown=str(where), max_bytes=MAX_META_BYTES,
                              error=CheckpointError, what="a bundle's metadata",

@@ -22,6 +22,7 @@ one line. An error met while the bundle was being replaced is treated the same w
 
 from __future__ import annotations
 
+import errno
 import os
 import pathlib
 from typing import Any, Mapping
@@ -32,7 +33,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 from mnemonic_jax import environment
-from mnemonic_jax import _validate, distributed
+from mnemonic_jax import _files, _validate, distributed
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.outputs import (
     _install, _staging_path, check_output, remove_stale_staging)
@@ -169,26 +170,79 @@ def resolve_bundle_path(path: PathLike) -> pathlib.Path:
       run has not finished (no ``bundle`` yet).
   """
   path = _abs(path)
-  if not path.exists():
-    hint = sorted(path.parent.glob(f".{path.name}.old-*")) if path.parent.is_dir() else []
+  try:
+    os.stat(path)
+  except OSError as e:
+    hint = []
+    if isinstance(e, FileNotFoundError) and not path.is_symlink() and path.parent.is_dir():
+      hint = sorted(path.parent.glob(f".{path.name}.old-*"))
     if hint:
       raise CheckpointError(
           f"{path} does not exist, but an interrupted --force save left the previous "
-          f"bundle at {hint[-1]}; rename it to {path}")
-    raise CheckpointError(f"{path} does not exist; check the path ({_BUNDLE_HINT})")
+          f"bundle at {hint[-1]}; rename it to {path}") from None
+    # Missing, a symbolic link loop or to nothing, a folder on the way that may not be
+    # searched: each in its own words.
+    raise CheckpointError(_files.missing_line(path, f"check the path ({_BUNDLE_HINT})")
+                          ) from None
   if not path.is_dir():
     raise CheckpointError(f"{path} is a file, not a bundle directory; {_BUNDLE_HINT}")
-  if _meta_file(path).exists():
-    return path
-  bundle = path / "bundle"
-  if bundle.is_dir() and (_meta_file(bundle).exists() or (bundle / _ARRAYS).is_dir()):
-    return bundle  # A bundle with its metadata lost is refused as damaged when loaded.
-  if (path / "train").is_dir() or (path / LOCK_FILE).exists():
-    raise CheckpointError(
-        f"{path} is a train workdir whose run has not finished (it has no bundle/ yet); "
-        "run the same 'mnemonic-jax train' command again to finish it, then pass this "
-        "workdir")
+  try:
+    _check_listable(path)
+    if _meta_file(path).exists():
+      return path
+    bundle = path / "bundle"
+    if bundle.is_dir() and (_meta_file(bundle).exists() or (bundle / _ARRAYS).is_dir()):
+      return bundle  # A bundle with its metadata lost is refused as damaged when loaded.
+    if (path / "train").is_dir() or (path / LOCK_FILE).exists():
+      raise CheckpointError(
+          f"{path} is a train workdir whose run has not finished (it has no bundle/ yet); "
+          "run the same 'mnemonic-jax train' command again to finish it, then pass this "
+          "workdir")
+  except OSError as e:  # A folder inside that may not be searched.
+    raise CheckpointError(_files.os_error_line("read", e.filename or path, e, "check the path")
+                          ) from None
   return path
+
+
+def _check_listable(directory: PathLike) -> None:
+  """Raises ``PermissionError`` for a folder this user may not list and search."""
+  if not os.access(directory, os.R_OK | os.X_OK):
+    raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), os.fspath(directory))
+
+
+def _check_readable(path: pathlib.Path) -> None:
+  """Refuses a bundle that this user may not read all of, before anything is read.
+
+  Every folder must be listable and searchable and every file openable: a permission
+  denied (or a symbolic link loop) is named for what it is, with its own fix
+  (:func:`mnemonic_jax._files.os_error_line`), never as a truncated or corrupt bundle to
+  re-create. Other failures are left to the reads that meet them.
+
+  Raises:
+    CheckpointError: a folder or file of the bundle may not be read.
+  """
+  def refuse(e: OSError) -> None:
+    if _files.is_access_error(e):
+      raise CheckpointError(_files.os_error_line("read", e.filename or path, e, "")) from None
+
+  def unlisted(e: OSError) -> None:  # os.walk would skip a folder it may not list.
+    refuse(e)
+
+  try:
+    for dirpath, _, filenames in os.walk(path, onerror=unlisted):
+      _check_listable(dirpath)
+      for name in filenames:
+        full = os.path.join(dirpath, name)
+        try:
+          os.close(os.open(full, _READ_PROBE))
+        except OSError as e:
+          refuse(e if e.filename else OSError(e.errno, e.strerror, full))
+  except PermissionError as e:
+    refuse(e)
+
+
+#: Opening a file to see that it may be read: never waits (a FIFO) nor takes a terminal.
+_READ_PROBE = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
 
 
 #: How many times :func:`load_bundle` reads a bundle that another save keeps replacing.
@@ -256,10 +310,12 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
       recorded source is missing, fails or does not register it), does not fit its own
       model spec, is truncated or corrupt, holds non-finite values (NaN or inf in params,
       batch_stats or codes; a mean or std that is not finite, or a std that is not > 0),
-      or was replaced by other saves during each of :data:`LOAD_ATTEMPTS` reads. One line
-      naming the path and field.
+      or was replaced by other saves during each of :data:`LOAD_ATTEMPTS` reads; a
+      folder or file of it this user may not read (said so: a permission denied is not
+      damage). One line naming the path and field.
   """
   path = resolve_bundle_path(path)
+  _check_readable(path)  # A permission denied is not a damaged bundle.
   for _ in range(LOAD_ATTEMPTS):
     dir_fd = integrity.open_dir(path)
     try:

@@ -63,9 +63,9 @@ def _read_params_file(path: pathlib.Path, max_elements: int | None = None) -> Py
     CheckpointError: missing, unreadable, not a regular file (or a directory holding
       one), larger than the cap, or declaring more than ``max_elements``.
   """
-  if not path.exists():
-    raise CheckpointError(f"{path} does not exist; pass an Orbax checkpoint directory or a "
-                          "flax msgpack file of parameters")
+  if not path.exists():  # Or a symbolic link loop, a folder that may not be searched.
+    raise CheckpointError(_files.missing_line(path, "pass an Orbax checkpoint directory or "
+                                              "a flax msgpack file of parameters"))
   max_bytes = (MAX_PARAMS_FILE_BYTES if max_elements is None
                else _BYTES_PER_ELEMENT * max_elements + (16 << 20))
   fix = (f"pass an Orbax checkpoint directory or a flax msgpack file of parameters for this "

@@ -23,14 +23,18 @@ import hashlib
 import os
 import pathlib
 import re
+import shutil
 import socket
+import stat
 import sys
 import tempfile
 import time
 import uuid
+import warnings
 
+from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
-    CheckpointError, PathLike, _abs, _abs_output, _remove)
+    CheckpointError, OldBundleLeftWarning, PathLike, _abs, _abs_output, _remove)
 from mnemonic_jax.checkpointing.bundle_format import _BUNDLE_ENTRIES, _marked_bundle_meta
 
 
@@ -85,15 +89,38 @@ def _install(staging: pathlib.Path, output: pathlib.Path, replace: bool) -> None
           f"{output} appeared while saving ({e.strerror}); nothing written there; "
           "pass --force (force=True in Python) to replace it") from None
   elif _exchange(staging, output):
-    _remove(staging)  # Now holds the old bundle.
+    _remove_old(staging, output)  # Now holds the old bundle.
   else:
     # No atomic exchange here: for an instant only the two hidden siblings exist; both
     # are complete bundles and load_bundle's error message points at the old one.
     old = output.parent / f".{output.name}.old-{uuid.uuid4().hex[:8]}"
     os.rename(output, old)
     os.rename(staging, output)
-    _remove(old)
+    _remove_old(old, output)
   _fsync_dir(output.parent)
+
+
+def _remove_old(old: pathlib.Path, output: pathlib.Path) -> None:
+  """Removes the replaced bundle, now at ``old``; warns if some of it cannot be removed.
+
+  :func:`check_output` refused beforehand a bundle whose folders may not be changed; what
+  still fails (an immutable file, a permission changed meanwhile) leaves part of the old
+  bundle behind, which an
+  :class:`~mnemonic_jax.checkpointing.OldBundleLeftWarning` names, never in silence.
+  """
+  failed: list[tuple[str, BaseException]] = []
+
+  def note(function, path, exc_info):  # pylint: disable=unused-argument
+    failed.append((path, exc_info[1]))
+
+  shutil.rmtree(old, onerror=note)
+  if failed and os.path.lexists(old):
+    where, first = failed[0]
+    why = _files.reason(first, fix=False) if isinstance(first, OSError) else str(first)
+    warnings.warn(OldBundleLeftWarning(
+        f"{_files.shown(output)} was replaced, but the old bundle could not be removed "
+        f"entirely ({_files.shown(where)}: {why}); what is left of it is "
+        f"{_files.shown(old)}: remove it yourself"), stacklevel=2)
 
 
 # --------------------------------------------------------------------------------------
@@ -228,6 +255,49 @@ def _why_not_replaceable(path: pathlib.Path) -> str | None:
   return None
 
 
+def _why_not_removable(path: pathlib.Path) -> str | None:
+  """Why replacing the bundle at ``path`` would leave part of it behind, or None.
+
+  Once replaced, the old bundle is removed: every entry of every folder in it is deleted,
+  so each folder must be one this process may list, search and change (``os.access``: a
+  read-only folder, a read-only file system or an immutable folder says no). Otherwise the
+  replacement would leave a half-deleted copy of the old bundle beside the new one. A
+  symbolic link is replaced itself: nothing behind it is removed.
+
+  Returns:
+    One line naming the first such folder and the fix, or None.
+  """
+  if path.is_symlink() or not path.is_dir():
+    return None
+
+  def check(folder: str) -> str | None:
+    if os.access(folder, os.R_OK | os.W_OK | os.X_OK):
+      return None
+    try:
+      read_only = bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+      read_only = False
+    if read_only:
+      return (f"{_files.shown(path)} exists on a read-only file system ({_files.shown(folder)}"
+              "), so it cannot be replaced; choose an output on a writable file system")
+    return (f"{_files.shown(path)} exists but its folder {_files.shown(folder)} may not be "
+            "changed (permission denied): replacing the bundle would leave the old one "
+            f"half-deleted beside the new; make it writable (chmod -R u+w "
+            f"{_files.shown(path)}) or choose another output")
+
+  for dirpath, dirnames, _ in os.walk(path):
+    found = check(dirpath)
+    if found:
+      return found
+    for name in dirnames:  # os.walk would skip one it may not list.
+      full = os.path.join(dirpath, name)
+      if stat.S_ISDIR(os.lstat(full).st_mode):
+        found = check(full)
+        if found:
+          return found
+  return None
+
+
 def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
   """Checks that :func:`save_bundle` may write ``path``, before any work is done.
 
@@ -244,6 +314,8 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     CheckpointError: ``path`` is the current directory or holds it (an empty
       ``--output`` reaches here as ``.``), ``path`` exists and is not a bundle that may be
       replaced (see :func:`save_bundle`; said so whether or not ``force`` is given), it
+      holds a folder this process may not change (so removing the old bundle would
+      fail half-way; said so whether or not ``force`` is given), it
       may be replaced but ``force`` is False, or its
       nearest existing ancestor is not a directory this process can write in. Nothing is
       left behind (the writability probe is a directory created and removed at once).
@@ -262,6 +334,9 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     raise CheckpointError(
         f"{output} exists and {reason}; refusing to replace it, even with --force; "
         "remove it yourself or choose another output")
+  unremovable = _why_not_removable(output)
+  if unremovable is not None:  # Likewise.
+    raise CheckpointError(unremovable)
   if not force:
     if output.is_symlink():
       dangling = "" if output.exists() else ", which does not exist"

@@ -31,10 +31,14 @@ writes nothing; so does the machine refusing (a full disk, named with the output
 unable to start the platform ``JAX_PLATFORMS`` asks for: :mod:`mnemonic_jax.environment`).
 Ctrl-C, whenever it lands, prints ``mnemonic-jax: error: interrupted`` and exits with 130
 (:mod:`~mnemonic_jax.cli.outcome`). A report that cannot be written to stdout after the
-output was saved exits with 3, naming the complete output. Any other exception is a bug
-and shows as one (its traceback, exit status 1). Results go to stdout, warnings included,
-with control characters escaped; stderr carries only progress bars (``--quiet`` hides
-them) and that one error line.
+output was saved (a full disk, a closed pipe, a stdout closed before the program started)
+exits with 3, naming the complete output. Any other exception is a bug and shows as one
+(its traceback, exit status 1). Results go to stdout, warnings included (one line
+``warning: ...`` each, Python's warnings too; ``evaluate --json`` puts them in its
+object), with control characters escaped and every path on one line
+(:func:`mnemonic_jax._files.shown`); stderr carries only progress bars (``--quiet`` hides
+them) and that one error line, whole on one line (a stderr that cannot be written changes
+nothing but the line: the exit status stays 2).
 
 :func:`main` may be called in-process (tests, notebooks): it puts back every piece of
 process-wide state it changes. :func:`entry_point` is the program itself.
@@ -49,9 +53,10 @@ import os
 import pathlib
 import signal
 import sys
+import warnings
 from collections.abc import Sequence
 
-from mnemonic_jax import distributed, environment, errors
+from mnemonic_jax import _files, distributed, environment, errors
 from mnemonic_jax.cli import compilation_cache, outcome, quiet
 from mnemonic_jax.cli.outcome import EXIT_REPORT_LOST
 from mnemonic_jax.cli.parser import (
@@ -122,6 +127,7 @@ def entry_point() -> int:
   Returns:
     The exit status (see :func:`main`).
   """
+  _occupy_closed_standard_streams()
   # Never closed, and kept to the end of the process: what it holds (the run's SIGINT
   # handler and record) must outlive this function.
   _PROGRAM_STATE.append(contextlib.ExitStack())
@@ -145,6 +151,29 @@ def entry_point() -> int:
     signal.signal(signal.SIGINT, lambda signum, frame: _exit_now(status))
   gc.freeze()
   return status
+
+
+def _occupy_closed_standard_streams() -> None:
+  """Puts ``/dev/null`` on a standard descriptor (0, 1, 2) the program started without.
+
+  Started with ``>&-`` or ``2>&-``, Python leaves ``sys.stdout`` (``sys.stderr``) None and
+  the descriptor free: the first file the command opens would get it, and whatever a
+  library writes to "stdout" or "stderr" (absl's C++ logging, a native library) would go
+  into that file, a bundle's included. ``sys.stdout`` stays None, so the
+  report still fails as ``stdout is closed`` (exit status 3 once an output is written).
+  A ``sys.stderr`` of None becomes ``/dev/null``: what would go there (the error line,
+  progress bars) has nowhere to go, and nothing that writes it may fail for that.
+  """
+  for fd in (0, 1, 2):
+    try:
+      os.fstat(fd)
+    except OSError:
+      null = os.open(os.devnull, os.O_RDWR)
+      if null != fd:
+        os.dup2(null, fd)
+        os.close(null)
+  if sys.stderr is None:
+    sys.stderr = open(os.devnull, "w", encoding="utf-8")  # noqa: SIM115  # For the process.
 
 
 def _exit_now(status: int) -> None:
@@ -191,6 +220,9 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
     return EXIT_USAGE
   args.overrides = overrides
   quiet.quiet_libraries()
+  # Warnings as one line of the report each (evaluate --json: in its object).
+  run.hold_warnings = bool(getattr(args, "json", False))
+  warnings.showwarning = outcome.show_warning
   try:
     if args.command == "train" and getattr(args, "coordinator", None) is not None:
       # A config that does not load is refused before waiting for the other processes
@@ -281,8 +313,10 @@ def _with_cli_fix(error: BaseException, args: argparse.Namespace) -> BaseExcepti
 
 
 def _describe(error: BaseException) -> str:
-  """One line for an exception (OSError gets its path and reason, others their message)."""
+  """The error line's text for an exception: an ``OSError`` its path and its reason in
+  words (:func:`mnemonic_jax._files.reason`: a permission denied or a symbolic link loop
+  with its fix), others their message (:func:`~mnemonic_jax.cli.parser.print_error` makes
+  it one line)."""
   if isinstance(error, OSError) and error.filename is not None and error.strerror:
-    return f"{error.filename}: {error.strerror}"
-  text = str(error).strip()
-  return text.splitlines()[0] if text else type(error).__name__
+    return f"{_files.shown(error.filename)}: {_files.reason(error)}"
+  return str(error).strip() or type(error).__name__

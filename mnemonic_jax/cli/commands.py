@@ -25,7 +25,7 @@ from typing import Any
 
 import jax
 
-from mnemonic_jax import (attach, checkpointing, configs, environment, errors, fisher,
+from mnemonic_jax import (_files, attach, checkpointing, configs, environment, errors, fisher,
                           forgetting, run_metrics, workflow)
 from mnemonic_jax.cli import depth, outcome, paths, report
 from mnemonic_jax.cli.demo import cmd_demo
@@ -59,7 +59,7 @@ def _load_split(name: str, split: str, bundle, data_dir=None, download: bool = F
   have, want = ds.info.num_classes, bundle.num_classes
   if have > want or (have < want and not ds.info.classes_from_labels):
     raise DatasetError(
-        f"{name} has {have} classes but the model has {want}; evaluate on the dataset the "
+        f"dataset {name} has {have} classes but the model has {want}; name the dataset the "
         "model was trained on")
   return ds
 
@@ -245,7 +245,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
   written = _save(output, new_bundle, args.force)
 
   print(f"forgot class{'es' if len(classes) > 1 else ''} "
-        f"{', '.join(map(str, classes))} from {source}")
+        f"{', '.join(map(str, classes))} from {_files.shown(source)}")
   _print_lines(report.forget_summary(forget_report, lambda_source))
   _print_lines(report.warning_lines(new_bundle.history[-1]))
   if evaluations is not None:
@@ -260,7 +260,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
           f"{report.fmt(after.A_R, 2)}")
     print(f"E_F (error on forgotten classes):    {report.fmt(before.E_F, 2)} -> "
           f"{report.fmt(after.E_F, 2)}")
-  print(f"wrote {written}")
+  print(f"wrote {_files.shown(written)}")
   return 0
 
 
@@ -299,9 +299,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                                     counts, forgotten)
     if depth_result is not None:
       result["depth"] = depth_result
+    result["warnings"] = list(outcome.current().warnings)  # Held for the object (--json).
     print(json.dumps(result))
     return 0
-  print(f"{path} on {dataset} {args.split} ({len(ds)} images)")
+  print(f"{_files.shown(path)} on {dataset} {args.split} ({len(ds)} images)")
   print(report.format_table(names, counts, {"accuracy": ev.per_class}, forgotten))
   print(f"accuracy: {ev.accuracy:.2f}%")
   if forgotten:
@@ -382,15 +383,15 @@ def cmd_import(args: argparse.Namespace) -> int:
     written = checkpointing.import_params(
         args.params, str(args.codes), model_name=args.model, num_classes=args.num_classes,
         input_shape=args.input_shape, output=output, model_kwargs=args.model_kwargs,
-        mean=mean, std=std, class_names=class_names, dataset=args.dataset, config=config,
+        mean=mean, std=std, class_names=class_names, dataset=args.dataset or "", config=config,
         force=args.force)
   shown = lambda values: ", ".join(f"{v:g}" for v in values)
   print(f"normalisation: mean {shown(mean)}, std {shown(std)} ({where})")
   imported = checkpointing.load_bundle(written).history[-1]
   print(f"codes classified as their class: {imported['codes_right']} of {args.num_classes}")
   _print_lines(report.warning_lines(imported))
-  print(f"wrote {written} (model {args.model!r} {args.model_kwargs}, {args.num_classes} "
-        f"classes, inputs {tuple(args.input_shape)})")
+  print(f"wrote {_files.shown(written)} (model {args.model!r} {args.model_kwargs}, "
+        f"{args.num_classes} classes, inputs {tuple(args.input_shape)})")
   return 0
 
 
@@ -433,8 +434,8 @@ def cmd_attach_codes(args: argparse.Namespace) -> int:
 
   fit = attached.fit
   n = new_bundle.num_classes
-  print(f"made a new bundle from {source} (left unchanged) with new mnemonic codes: "
-        f"{attached.epochs} epoch(s) on {dataset} "
+  print(f"made a new bundle from {_files.shown(source)} (left unchanged) with new mnemonic "
+        f"codes: {attached.epochs} epoch(s) on {dataset} "
         f"({attached.train_examples} images, {attached.steps} steps of {fit['batch_size']}, "
         f"t_mix {attached.t_mix:g}, learning rate {fit['learning_rate']:g}, "
         f"seed {attached.seed})")
@@ -451,7 +452,7 @@ def cmd_attach_codes(args: argparse.Namespace) -> int:
                             {"before": before.per_class, "after": after.per_class}, ()))
   print(f"accuracy: {before.accuracy:.2f} -> {after.accuracy:.2f}")
   _print_lines(report.warning_lines(new_bundle.history[-1]))
-  print(f"wrote {written}")
+  print(f"wrote {_files.shown(written)}")
   return 0
 
 

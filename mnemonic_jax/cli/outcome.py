@@ -16,8 +16,12 @@ One run of a command (:func:`running`) keeps what decides its ending:
   failure after it (a lost report, an interrupt) can say that it is there and complete.
 * **The report's stream.** While the command runs, ``sys.stdout`` is a
   :class:`ReportStream`: text is made printable (:func:`mnemonic_jax.cli.report.printable`,
-  keeping newlines) and a failed write (a full disk, a closed pipe) raises
-  :class:`ReportNotWritten`.
+  keeping newlines) and a failed write (a full disk, a closed pipe, a stdout closed before
+  the program started) raises :class:`ReportNotWritten`.
+* **Warnings.** A Python warning given during the run (an older bundle loaded without
+  every checksum, ...) is one line ``warning: TEXT`` of the report (:func:`show_warning`),
+  never the ``warnings`` module's dump of a source file and line; ``evaluate --json``
+  keeps them for its object instead (:attr:`Run.hold_warnings`).
 
 :mod:`mnemonic_jax.cli` turns these into exit statuses; nothing here prints.
 """
@@ -56,34 +60,98 @@ class ReportNotWritten(Exception):
     self.error = error
 
 
+#: What a report written to a stdout that was closed before the program started meets.
+_STDOUT_CLOSED = "stdout is closed"
+
+
 class ReportStream:
   """``sys.stdout`` while a command runs: printable text, failures as ReportNotWritten.
 
   Args:
-    stream: the stream written to (the original ``sys.stdout``).
+    stream: the stream written to (the original ``sys.stdout``); None when the program
+      started with its stdout closed (``>&-``), where every write fails as
+      ``stdout is closed``.
   """
 
-  def __init__(self, stream: TextIO):
+  def __init__(self, stream: TextIO | None):
     self._stream = stream
+
+  def _open(self) -> TextIO:
+    if self._stream is None:
+      raise ReportNotWritten(OSError(errno.EBADF, _STDOUT_CLOSED))
+    return self._stream
 
   def write(self, text: str) -> int:
     """Writes ``text`` with its control characters escaped (newlines kept)."""
     from mnemonic_jax.cli import report  # pylint: disable=import-outside-toplevel
 
+    stream = self._open()
     try:
-      return self._stream.write(report.printable(text, keep="\n"))
-    except OSError as e:
-      raise ReportNotWritten(e) from e
+      return stream.write(report.printable(text, keep="\n"))
+    except UnicodeError:  # A bug, not a stream that failed.
+      raise
+    except (OSError, ValueError) as e:  # ValueError: a stream closed meanwhile.
+      raise _not_written(e) from e
 
   def flush(self) -> None:
     """Flushes the stream, raising :class:`ReportNotWritten` if it cannot."""
+    stream = self._open()
     try:
-      self._stream.flush()
-    except OSError as e:
-      raise ReportNotWritten(e) from e
+      stream.flush()
+    except UnicodeError:
+      raise
+    except (OSError, ValueError) as e:
+      raise _not_written(e) from e
 
   def __getattr__(self, name: str) -> Any:
+    if self._stream is None:  # Nothing to ask (isatty, fileno, ...): as Python's None.
+      raise AttributeError(name)
     return getattr(self._stream, name)
+
+
+def _not_written(error: Exception) -> ReportNotWritten:
+  """:class:`ReportNotWritten` for a failed write: an ``OSError``, or the ``ValueError`` of
+  a closed stream (as ``stdout is closed``)."""
+  if not isinstance(error, OSError):
+    error = OSError(errno.EBADF, _STDOUT_CLOSED)
+  return ReportNotWritten(error)
+
+
+def warning_text(message: Warning | str, category: type[Warning] = UserWarning) -> str:
+  """A warning in one printable line: the project's own as they are, another library's
+  after its category (``DeprecationWarning: ...``), control characters and newlines
+  escaped (:func:`mnemonic_jax._files.escape`)."""
+  from mnemonic_jax import _files  # pylint: disable=import-outside-toplevel
+
+  text = str(message).strip() or category.__name__
+  if not category.__module__.startswith("mnemonic_jax"):
+    text = f"{category.__name__}: {text}"
+  return _files.escape(text)
+
+
+def show_warning(message: Warning | str, category: type[Warning], filename: str,
+                 lineno: int, file: TextIO | None = None, line: str | None = None) -> None:
+  """``warnings.showwarning`` while a command runs: one line ``warning: TEXT``.
+
+  The line goes to the report (stdout), as the command's other warnings do, in the
+  tool's words (:func:`warning_text`), without the ``warnings`` module's source file,
+  line number and line of code; with :attr:`Run.hold_warnings` (``evaluate --json``) it
+  is only kept in :attr:`Run.warnings`, for the command to report. A report that cannot
+  be written is left to fail where the command writes or flushes it.
+
+  Args: as :func:`warnings.showwarning` (``filename``, ``lineno``, ``file`` and ``line``
+    are not shown).
+  """
+  del filename, lineno, file, line
+  run = current()
+  text = warning_text(message, category)
+  run.warnings.append(text)
+  if run.hold_warnings:
+    return
+  try:
+    sys.stdout.write(f"warning: {text}\n")
+  except (ReportNotWritten, OSError, ValueError, AttributeError):
+    pass  # The command's own writes and last flush meet the same failure and say it.
 
 
 @dataclasses.dataclass(eq=False)  # Runs are compared by identity.
@@ -100,6 +168,10 @@ class Run:
     written: outputs written and complete.
     saving: ``(output, existed before)`` of a save in progress.
     report_lost: the report could not be written to stdout.
+    warnings: the Python warnings given during the run, one printable line each
+      (:func:`show_warning`).
+    hold_warnings: keep them for the command's report (``evaluate --json``) instead of
+      printing them as they come.
   """
   interrupted: bool = False
   signal: int = signal.SIGINT
@@ -107,6 +179,8 @@ class Run:
   written: list[pathlib.Path] = dataclasses.field(default_factory=list)
   saving: tuple[pathlib.Path, bool] | None = None
   report_lost: bool = False
+  warnings: list[str] = dataclasses.field(default_factory=list)
+  hold_warnings: bool = False
 
   def begin_work(self) -> None:
     """Ctrl-C raises from now on; one recorded while starting is raised now."""
@@ -355,5 +429,5 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
 
 __all__ = ["EXIT_REPORT_LOST", "ReportNotWritten", "ReportStream", "Run", "check_interrupt",
            "current", "environment_line", "interrupted_line", "interrupted_status",
-           "on_interrupt", "report_lost_line", "running", "saving", "terminate_as_interrupt",
-           "wrote"]
+           "on_interrupt", "report_lost_line", "running", "saving", "show_warning",
+           "terminate_as_interrupt", "warning_text", "wrote"]

@@ -24,6 +24,7 @@ from mnemonic_jax.cli.compilation_cache import CACHE_ENV, default_cache_hint
 from mnemonic_jax.cli.values import (  # noqa: F401  # Re-exported: the parser's types.
     DEPTH_GROUPS,
     class_list,
+    config_spec,
     depth_attacks,
     file_value,
     float_tuple,
@@ -31,6 +32,7 @@ from mnemonic_jax.cli.values import (  # noqa: F401  # Re-exported: the parser's
     json_object,
     lambda_value,
     mix_rate,
+    name_value,
     output_value,
     path_value,
     positive_float,
@@ -141,17 +143,28 @@ def refuse_repeated_options(parser: argparse.ArgumentParser, args: Sequence[str]
 
 
 def print_error(message: object) -> None:
-  """Prints ``mnemonic-jax: error: <the first line of message>`` on stderr.
+  """Prints ``mnemonic-jax: error: <message>`` on stderr, as one line.
 
   Args:
-    message: the error (an exception or a text); only its first line is shown, with its
-      control characters escaped (:func:`mnemonic_jax.cli.report.printable`: a message
-      may quote a bundle's or a dataset's text).
+    message: the error (an exception or a text). The whole of it is shown on one line,
+      its control characters and newlines escaped
+      (:func:`mnemonic_jax.cli.report.printable`: a message may quote a path, or a
+      bundle's or a dataset's text; a newline in a path must not cut the line and lose
+      the reason after it). A stderr that cannot be written (closed, a full disk) is
+      given up on without a word: nothing more can be said, and the exit status still
+      tells what happened.
   """
   from mnemonic_jax.cli.report import printable  # pylint: disable=import-outside-toplevel
 
-  lines = str(message).strip().splitlines() or ["unknown error"]
-  print(f"{PROG}: error: {printable(lines[0])}", file=sys.stderr, flush=True)
+  text = str(message).strip() or "unknown error"
+  stream = sys.stderr
+  if stream is None:  # The program started with its stderr closed (2>&-).
+    return
+  try:
+    stream.write(f"{PROG}: error: {printable(text)}\n")
+    stream.flush()
+  except (OSError, ValueError):  # ValueError: a closed stream.
+    pass
 
 
 def show_progress(args: argparse.Namespace) -> bool:
@@ -254,7 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
       "  mnemonic-jax train --config digits_mlp:quick \\\n"
       "      --config.epochs=5 --config.model_kwargs.hidden='(64,)' --workdir runs/small",
       [common])
-  p.add_argument("--config", required=True, metavar="NAME[:VARIANT]",
+  p.add_argument("--config", required=True, type=config_spec, metavar="NAME[:VARIANT]",
                  help="a packaged config (digits_mlp, fashion_mnist_mlp, cifar10_resnet18, "
                       "...: mnemonic_jax.configs) or a python file defining "
                       "get_config(variant) (ml_collections)")
@@ -296,7 +309,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the paper's move: bound of the largest move per tensor, or 'auto' "
                       "(as --lambda1); if only --lambda1 is a number, the bundle's "
                       f"config.lambda2, else {DEFAULT_LAMBDA2:g}")
-  p.add_argument("--dataset", default=None, metavar="NAME",
+  p.add_argument("--dataset", type=name_value, default=None, metavar="NAME",
                  help="also evaluate on this dataset's test split (e.g. digits, "
                       "fashion_mnist, idx:DIR, tfds:mnist)")
   _add_data_options(p)
@@ -344,10 +357,11 @@ def build_parser() -> argparse.ArgumentParser:
       [common])
   p.add_argument("--checkpoint", required=True, type=path_value, metavar="CKPT",
                  help="the bundle to evaluate")
-  p.add_argument("--dataset", default=None, metavar="NAME",
+  p.add_argument("--dataset", type=name_value, default=None, metavar="NAME",
                  help="dataset to evaluate on (default: the bundle's training dataset)")
   _add_data_options(p)
-  p.add_argument("--split", default="test", help="split to evaluate on (default: %(default)s)")
+  p.add_argument("--split", type=name_value, default="test",
+                 help="split to evaluate on (default: %(default)s)")
   p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
   p.add_argument("--depth", nargs="?", const=DEPTH_GROUPS, default=None, type=depth_attacks,
                  metavar="ATTACKS",
@@ -401,7 +415,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "*input_shape), saved with numpy.save; for a model trained without "
                       "codes, any such array (mnemonic_jax.generate_codes), then "
                       "attach-codes")
-  p.add_argument("--model", required=True,
+  p.add_argument("--model", required=True, type=name_value,
                  help="registered model name: mlp, resnet18_cifar, resnet18 or vit_tiny; "
                       "the params tree must be the one it builds")
   p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",
@@ -420,7 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "at most 0.5, or 1; --mean 0 --std 1 for images only scaled to [0, 1])")
   p.add_argument("--class-names", default=None, metavar="NAME[,NAME...]",
                  help="one name per class, comma-separated")
-  p.add_argument("--dataset", default="", metavar="NAME",
+  p.add_argument("--dataset", type=name_value, default=None, metavar="NAME",
                  help="the training dataset (evaluate's default; its training statistics "
                       "are the default --mean and --std)")
   _add_data_options(p, reads_bundle=False)
@@ -451,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the bundle to attach codes to (only read)")
   p.add_argument("--output", required=True, type=output_value, metavar="OUT",
                  help="the bundle to write")
-  p.add_argument("--dataset", default=None, metavar="NAME",
+  p.add_argument("--dataset", type=name_value, default=None, metavar="NAME",
                  help="training data to fine-tune on, with the model's classes and input "
                       "shape (default: the bundle's training dataset)")
   _add_data_options(p)

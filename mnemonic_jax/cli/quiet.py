@@ -95,7 +95,10 @@ def silence_the_rest() -> None:
   line. The command has already failed and said why, so they are dropped: every thread
   exception, unraisable exception and absl record from now on.
   """
-  sys.stderr.flush()
+  try:
+    sys.stderr.flush()
+  except (AttributeError, OSError, ValueError):  # None, or a stderr that cannot be written.
+    pass
   threading.excepthook = lambda args: None
   sys.unraisablehook = lambda unraisable: None
   logging.getLogger("absl").addFilter(lambda record: False)

@@ -13,11 +13,15 @@ from typing import Any
 
 import numpy as np
 
+from mnemonic_jax import _files
+
 
 def printable(text: object, keep: str = "") -> str:
   """``text`` safe for a terminal: every character that is not printable is escaped.
 
-  Control characters (escape sequences, bells, carriage returns, newlines), C1 controls,
+  :func:`mnemonic_jax._files.escape`, the one escaping of the project (a path in any
+  message or report goes through it too, as :func:`mnemonic_jax._files.shown`): control
+  characters (escape sequences, bells, carriage returns, newlines), C1 controls,
   bidirectional overrides and other invisible or non-printing characters
   (``str.isprintable`` false) are written as Python escapes (``\\x1b``, ``\\n``,
   ``\\u202e``); letters of any script are kept. Every string that comes from a bundle, a
@@ -36,11 +40,7 @@ def printable(text: object, keep: str = "") -> str:
     >>> printable("\\x1b[31mred")
     '\\\\x1b[31mred'
   """
-  text = str(text)
-  if text.isprintable():
-    return text
-  return "".join(ch if ch.isprintable() or ch in keep
-                 else ch.encode("unicode_escape").decode("ascii") for ch in text)
+  return _files.escape(text, keep)
 
 
 def fmt(value: float | None, digits: int = 1) -> str:
@@ -292,7 +292,8 @@ def depth_lines(depth: Mapping[str, Any], dataset: str, split: str, train_size: 
     lines.append(f"forgotten by: {entry['by']!r} (class "
                  f"{', '.join(map(str, entry['classes']))}{acts})")
   for role in ("oracle", "original"):
-    lines.append(f"{role}: {depth[role] or 'not given (--' + role + ')'}")
+    given = depth[role]
+    lines.append(f"{role}: {_files.shown(given) if given else 'not given (--' + role + ')'}")
   columns = ["bundle"] + (["oracle", "gap"] if depth["oracle"] else []) + (
       ["original"] if depth["original"] else [])
   width = max(len(f["label"]) for f in depth["figures"])

@@ -121,6 +121,28 @@ def file_value(text: str) -> pathlib.Path:
   return _path(text, "give the path of the file")
 
 
+def name_value(text: str) -> str:
+  """Parses a name (``--dataset``, ``--split``, ``--model``): any text but an empty or
+  blank one (an unset shell variable must not mean the default, or no name)."""
+  if not text.strip():
+    raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a name, e.g. "
+                                     "digits")
+  return text
+
+
+def config_spec(text: str) -> str:
+  """Parses ``--config``'s ``NAME[:VARIANT]`` or ``FILE[:VARIANT]``: neither empty (an unset
+  shell variable, which named the current directory) nor a variant without a config."""
+  if not text.strip():
+    raise argparse.ArgumentTypeError(
+        "is empty (an unset shell variable?); give a packaged config such as "
+        "digits_mlp:quick, or a python file defining get_config()")
+  if text.startswith(":"):
+    raise argparse.ArgumentTypeError(
+        f"{text!r} names a variant but no config; write NAME{text}, e.g. digits_mlp{text}")
+  return text
+
+
 def positive_int(text: str) -> int:
   """Parses an integer >= 1."""
   try:

@@ -19,6 +19,7 @@ Whatever goes wrong is a :class:`~mnemonic_jax.configs.ConfigError` (a
 A config file is the user's code, so whatever it raises is reported that way too.
 """
 
+import collections
 import contextlib
 import difflib
 import inspect
@@ -35,7 +36,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from mnemonic_jax import environment, errors
+from mnemonic_jax import _files, environment, errors
 from mnemonic_jax.configs._fields import FIELD_TYPES, ConfigError, validate_config
 
 #: What starts a config override on a command line.
@@ -107,7 +108,9 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str
     ``(other_arguments, [(dotted_field, raw_value), ...])`` in command-line order.
 
   Raises:
-    ConfigError: an override has no value or names no field.
+    ConfigError: an override has no value or names no field, or one field is given
+      twice (the last one would win without a word, as ``--classes 3 --classes 5`` would:
+      every option that takes a value is given once).
   """
   rest, overrides = [], []
   argv = list(argv)
@@ -130,6 +133,11 @@ def split_overrides(argv: Sequence[str]) -> tuple[list[str], list[tuple[str, str
     else:
       rest.append(arg)
     i += 1
+  counts = collections.Counter(name for name, _ in overrides)
+  repeated = [name for name, count in counts.items() if count > 1]
+  if repeated:
+    name = repeated[0]
+    raise ConfigError(f"{OVERRIDE_PREFIX}{name} given {counts[name]} times; give it once")
   return rest, overrides
 
 
@@ -230,10 +238,25 @@ def load_config_file(spec: str) -> Any:
     ConfigError: no such config, a path holding ':', or the file raises, has no usable
       ``get_config``, or its ``get_config`` raises or returns no config.
   """
+  if not os.fspath(spec).strip() or os.fspath(spec).startswith(":"):
+    raise ConfigError(f"the config {os.fspath(spec)!r} names no config (an unset shell "
+                      "variable?); give a packaged config such as digits_mlp:quick, or a "
+                      "python file defining get_config()")
   name, path, variant = _parts(spec)
+  fix = "pass a python file defining get_config()"
   if os.path.lexists(path) and not path.is_file():
-    raise ConfigError(f"config file {str(path)!r} is not a regular file (a FIFO, a device or a "
-                      "folder?); pass a python file defining get_config()")
+    try:
+      os.stat(path)
+    except OSError:  # A symbolic link loop or to nothing, a folder that may not be searched.
+      raise ConfigError(f"config file {_files.missing_line(path, fix)}") from None
+    raise ConfigError(f"config file '{_files.shown(path)}' is not a regular file (a FIFO, a "
+                      f"device or a folder?); {fix}")
+  if path.is_file():
+    try:
+      with open(path, "rb"):
+        pass
+    except OSError as e:
+      raise ConfigError(_files.os_error_line("read config file", path, e, fix)) from None
   if not path.is_file():
     names = available_configs()
     if _NAME.fullmatch(name):
