@@ -232,7 +232,7 @@ def test_the_library_refuses_too_even_a_bundle_that_appears_while_it_trains(runs
 
 def test_no_run_or_demo_writes_into_a_bundle(runs, tmp_path):
   """F1: train --workdir a bundle (or a folder inside one), demo --output-dir a bundle or a
-  train workdir: one line, exit 2, nothing written."""
+  train workdir, forget --output inside a bundle: one line, exit 2, nothing written."""
   bundle = _copy(runs["finished"] / "bundle", tmp_path / "b")
   workdir = _copy(runs["finished"], tmp_path / "w")
   train = ("train", "-q", "--config", runs["config"], "--workdir")
@@ -243,17 +243,22 @@ def test_no_run_or_demo_writes_into_a_bundle(runs, tmp_path):
       "demo_into_bundle": dict(args=("demo", "-q", "--output-dir", bundle, "--force"),
                                watch=[bundle]),
       "demo_into_workdir": dict(args=("demo", "-q", "--output-dir", workdir), watch=[workdir]),
+      # The same kind for every command writing a bundle: forget --output base/sub.
+      "forget_inside_bundle": dict(args=("forget", "-q", "--checkpoint", workdir, "--classes",
+                                         "3", "--output", bundle / "sub"), watch=[bundle]),
   }
   ran = run_commands(cases)
   words = {"train_into_bundle": f"workdir {bundle} is a bundle",
            "train_inside_bundle": f"lies inside the bundle {bundle}",
            "train_into_workdir_bundle": f"workdir {workdir / 'bundle'} is a bundle",
            "demo_into_bundle": f"--output-dir {bundle} is a bundle",
-           "demo_into_workdir": f"--output-dir {workdir} is a train workdir"}
+           "demo_into_workdir": f"--output-dir {workdir} is a train workdir",
+           "forget_inside_bundle": f"lies inside the bundle {bundle}; writing there would "
+                                   "change that bundle"}
   for name, said in words.items():
     assert_refused(ran[name].result, said)
     assert ran[name].before == ran[name].after, name
-  assert not (bundle / "arrays" / "run").exists()
+  assert not (bundle / "arrays" / "run").exists() and not (bundle / "sub").exists()
   assert checkpointing.enclosing_bundle(tmp_path) is None
 
 

@@ -128,3 +128,13 @@ def test_earlier_forgotten_refuses_classes_the_bundle_does_not_have(tiny_digits_
     forgotten.earlier_forgotten([55])
   with pytest.raises(TypeError):
     forgotten.earlier_forgotten(["3"])
+
+
+def test_a_pad_to_smaller_than_the_images_is_a_config_error(tmp_path):
+  """``pad_to=3`` on 8x8 digits was told to 'evaluate on the dataset the model was trained
+  on'; nothing is written."""
+  from mnemonic_jax import configs  # pylint: disable=import-outside-toplevel
+  with pytest.raises(configs.ConfigError, match=r"config.pad_to=3 is smaller than the digits "
+                     r"images \(8x8\); set it to at least 8"):
+    workflow.train(tiny_config(pad_to=3), tmp_path / "w", progress=False)
+  assert not (tmp_path / "w" / "bundle").exists()

@@ -43,10 +43,10 @@ from mnemonic_jax.checkpointing.checks import (
     check_normalisation, check_normalisation_range)
 from mnemonic_jax.checkpointing.imports import import_params, read_pretrained
 from mnemonic_jax.checkpointing.model_spec import abstract_variables
-from mnemonic_jax.checkpointing.outputs import check_output, remove_stale_staging
+from mnemonic_jax.checkpointing.outputs import (
+    check_output, enclosing_bundle, remove_stale_staging)
 from mnemonic_jax.checkpointing.train_checkpoints import (
-    LOCK_FILE, TrainCheckpoint, TrainCheckpointer, enclosing_bundle, remove_orbax_temporaries,
-    workdir_lock)
+    LOCK_FILE, TrainCheckpoint, TrainCheckpointer, remove_orbax_temporaries, workdir_lock)
 from mnemonic_jax.checkpointing.train_records import (
     TRAIN_FORMAT, TRAIN_VERSION, UnverifiedCheckpointWarning, read_step_metadata)
 from mnemonic_jax.checkpointing.trees import nonfinite_leaves

@@ -36,6 +36,7 @@ from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, OldBundleLeftWarning, PathLike, _abs, _abs_output, _remove)
 from mnemonic_jax.checkpointing.bundle_format import _BUNDLE_ENTRIES, _marked_bundle_meta
+from mnemonic_jax.checkpointing.bundle_format import _META as _BUNDLE_META
 
 
 _AT_FDCWD = -100
@@ -298,6 +299,36 @@ def _why_not_removable(path: pathlib.Path) -> str | None:
   return None
 
 
+def enclosing_bundle(path: PathLike) -> pathlib.Path | None:
+  """The bundle that ``path`` is or lies inside, symbolic links followed, or None.
+
+  What a train workdir or the demo's output folder may not be: a run writes its
+  checkpoints, logs and bundle into its workdir, which would change a bundle there (and
+  ``--checkpoint`` on the folder would still read the bundle's old model). A directory is
+  taken for a bundle when its metadata carries the bundle marker (any format version), or
+  when it holds both a bundle's ``arrays/`` and ``meta/`` folders (a damaged bundle is
+  still someone's). Only reads.
+
+  Args:
+    path: any path (it need not exist).
+
+  Returns:
+    The resolved path of the bundle directory, or None.
+  """
+  resolved = pathlib.Path(os.path.realpath(_abs(path)))
+  for candidate in (resolved, *resolved.parents):
+    if not os.path.isdir(candidate / _BUNDLE_META):
+      continue
+    if os.path.isdir(candidate / "arrays"):
+      return candidate
+    try:
+      if _marked_bundle_meta(candidate) is not None:
+        return candidate
+    except CheckpointError:  # Its metadata is a special file or too large: damaged.
+      return candidate
+  return None
+
+
 def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
   """Checks that :func:`save_bundle` may write ``path``, before any work is done.
 
@@ -311,7 +342,8 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
   Raises:
     BadRequest: ``path`` is empty (an unset shell variable must not mean the current
       directory).
-    CheckpointError: ``path`` is the current directory or holds it (an empty
+    CheckpointError: ``path`` lies inside another bundle; ``path`` is the current
+      directory or holds it (an empty
       ``--output`` reaches here as ``.``), ``path`` exists and is not a bundle that may be
       replaced (see :func:`save_bundle`; said so whether or not ``force`` is given), it
       holds a folder this process may not change (so removing the old bundle would
@@ -321,6 +353,11 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
       left behind (the writability probe is a directory created and removed at once).
   """
   output = _abs_output(path)
+  around = enclosing_bundle(output.parent)
+  if around is not None:  # Writing there would change that bundle.
+    raise CheckpointError(
+        f"{output} lies inside the bundle {around}; writing there would change that bundle "
+        "(and --checkpoint on it would still read its old model); choose an output outside it")
   if not (output.exists() or output.is_symlink()):
     _check_writable(output)
     return output

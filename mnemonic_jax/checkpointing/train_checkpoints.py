@@ -51,7 +51,6 @@ from mnemonic_jax import _files
 from mnemonic_jax.checkpointing import integrity
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, PyTree, _abs, _one_line, _remove, _to_json)
-from mnemonic_jax.checkpointing.bundle_format import _marked_bundle_meta
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR
 from mnemonic_jax.checkpointing.train_records import (
     _FILES_CHECKSUMS, OLDER_TRAIN_VERSIONS, TRAIN_FORMAT, TRAIN_VERSION,
@@ -168,36 +167,6 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
   finally:
     os.close(fd)  # Releases the lock.
 
-
-
-def enclosing_bundle(path: PathLike) -> pathlib.Path | None:
-  """The bundle that ``path`` is or lies inside, symbolic links followed, or None.
-
-  What a train workdir or the demo's output folder may not be: a run writes its
-  checkpoints, logs and bundle into its workdir, which would change a bundle there (and
-  ``--checkpoint`` on the folder would still read the bundle's old model). A directory is
-  taken for a bundle when its metadata carries the bundle marker (any format version), or
-  when it holds both a bundle's ``arrays/`` and ``meta/`` folders (a damaged bundle is
-  still someone's). Only reads.
-
-  Args:
-    path: any path (it need not exist).
-
-  Returns:
-    The resolved path of the bundle directory, or None.
-  """
-  resolved = pathlib.Path(os.path.realpath(_abs(path)))
-  for candidate in (resolved, *resolved.parents):
-    if not os.path.isdir(candidate / _META):
-      continue
-    if os.path.isdir(candidate / "arrays"):
-      return candidate
-    try:
-      if _marked_bundle_meta(candidate) is not None:
-        return candidate
-    except CheckpointError:  # Its metadata is a special file or too large: damaged.
-      return candidate
-  return None
 
 
 def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:

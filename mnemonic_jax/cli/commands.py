@@ -92,8 +92,8 @@ def cmd_train(args: argparse.Namespace) -> int:
   # The run's own bundle there: finished. Anything else there: refused, never replaced.
   bundle = workflow.finished_run(config, workdir)
   if bundle is not None:  # Nothing is written.
-    print(f"{workdir} is finished: its run of this config has completed; nothing to train "
-          "(use another --workdir to train again)", flush=True)
+    print(f"{_files.shown(workdir)} is finished: its run of this config has completed; "
+          "nothing to train (use another --workdir to train again)", flush=True)
   else:
     paths.check_train_paths(args.config, config, workdir)
     try:
@@ -108,11 +108,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         _remove_unfinished_saves(workdir)
       raise
     outcome.wrote(workdir / "bundle")
-  print(f"bundle: {workdir / 'bundle'}", flush=True)
+  print(f"bundle: {_files.shown(workdir / 'bundle')}", flush=True)
   logs = [workdir / run_metrics.METRICS_FILE, workdir / run_metrics.TENSORBOARD_DIR]
-  shown = [str(path) for path in logs if path.exists()]
-  if shown:
-    print(f"metrics: {' and '.join(shown)}")
+  written = [_files.shown(path) for path in logs if path.exists()]
+  if written:
+    print(f"metrics: {' and '.join(written)}")
   test = _load_split(bundle.dataset, "test", bundle, data_dir=get("data_dir"),
                      download=bool(get("download", False)))
   ev = workflow.evaluate(bundle, test.images, test.labels, progress=show_progress(args))

@@ -14,7 +14,7 @@ import time
 
 from ml_collections import config_dict
 
-from mnemonic_jax import checkpointing, configs, fisher, workflow
+from mnemonic_jax import _files, checkpointing, configs, fisher, workflow
 from mnemonic_jax.cli import outcome, paths, report
 from mnemonic_jax.cli.parser import DEMO_EPOCHS, DEMO_FILES, UsageError, show_progress
 from mnemonic_jax.data import load_dataset
@@ -110,6 +110,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
   summary = report.forget_summary(forget_report,
                                   "chosen from the codes by the data-free search")
   print("\n".join(summary + report.warning_lines(forgotten.history[-1])))
-  print(f"\nwrote {trained_path}\n      {forgotten_path}\n      {chart}")
+  print("\nwrote " + "\n      ".join(map(_files.shown, (trained_path, forgotten_path, chart))))
   print(f"demo took {time.perf_counter() - start:.1f} s")
   return 0

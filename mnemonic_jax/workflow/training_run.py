@@ -49,7 +49,7 @@ def prepare_images(images: np.ndarray, input_shape: Sequence[int]) -> np.ndarray
   if c != tc or h > th or w > tw:
     raise DatasetError(
         f"images of shape {(h, w, c)} do not fit a model with input shape {tuple(input_shape)}; "
-        "evaluate on the dataset the model was trained on")
+        "give images of the dataset the model was trained on")
   if (h, w) == (th, tw):
     return images
   top, left = (th - h) // 2, (tw - w) // 2
@@ -483,6 +483,10 @@ def _training_data(config):
     info = ds.info
   shape = tuple(info.shape)
   if config.get("pad_to"):
+    if config["pad_to"] < max(shape[:2]):  # Padding cannot shrink them.
+      raise configs.ConfigError(
+          f"config.pad_to={config['pad_to']} is smaller than the {name} images "
+          f"({shape[0]}x{shape[1]}); set it to at least {max(shape[:2])}, or to None")
     shape = (config["pad_to"], config["pad_to"], shape[-1])
   pad = lambda images: prepare_images(images, shape)
   if config.get("stream"):
