@@ -226,9 +226,12 @@ def _eager_mix(key, images, labels, codes, t_mix):
     return mj.codes._mix(key, images, labels, codes, t_mix)
 
 
-@pytest.mark.parametrize("key", [jax.random.key(3), jax.random.PRNGKey(3)])
-@pytest.mark.parametrize("dtype, t_mix", [(jnp.float32, 0.3), (jnp.bfloat16, 0.5),
-                                          (jnp.float32, np.float32(0.7))])
+# Each key kind with one dtype by default (op by op, ~3 s a case); the four others slow.
+@pytest.mark.parametrize("key, dtype, t_mix", [
+    pytest.param(key, dtype, t_mix, marks=() if (k, d) in ((0, 0), (1, 1)) else pytest.mark.slow)
+    for k, key in enumerate([jax.random.key(3), jax.random.PRNGKey(3)])
+    for d, (dtype, t_mix) in enumerate([(jnp.float32, 0.3), (jnp.bfloat16, 0.5),
+                                        (jnp.float32, np.float32(0.7))])])
 def test_mix_codes_gives_the_bits_of_the_eager_ops(key, dtype, t_mix):
   images = jax.random.normal(jax.random.key(0), (23, 3, 5), dtype)
   labels, codes = jnp.arange(23) % 4, jax.random.uniform(jax.random.key(1), (4, 3, 5))
