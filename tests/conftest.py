@@ -20,11 +20,10 @@ Both are trained once per test run, not once per pytest-xdist worker (the root
 """
 
 import functools
-import os
 import pathlib
 import shutil
 
-os.environ.setdefault("XLA_FLAGS", "")
+# XLA_FLAGS: set by the root conftest.py (the suite compiles at LLVM level 0).
 import jax  # noqa: E402
 
 jax.config.update("jax_num_cpu_devices", 8)

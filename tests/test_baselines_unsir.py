@@ -111,6 +111,7 @@ def test_retain_subset_caps_each_class(tiny_digits_bundle):
   assert len(unsir.retain_subset(retain, None, jax.random.key(0))) == len(retain)
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_forgetting_class_3_drops_its_test_accuracy(tiny_digits_bundle):
   bundle, train, test = tiny_digits_bundle
 

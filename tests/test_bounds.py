@@ -152,6 +152,7 @@ ALGORITHM2_DIGESTS = {
 }
 
 
+@pytest.mark.default_compilation
 @pytest.mark.parametrize("forget", sorted(ALGORITHM2_DIGESTS))
 def test_the_papers_fixed_lambda_path_is_unchanged_bit_for_bit(forget):
   model = mj.create_model("mlp", 5, hidden=(16,), activation="sigmoid")

@@ -188,6 +188,7 @@ def _nesting(text):
   return deepest
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_depth_refuses_an_oracle_that_knows_the_classes_and_an_original_that_does_not(
     bundles, tmp_path):
   """The original given as the oracle met every goal; an oracle of no history as the

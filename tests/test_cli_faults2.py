@@ -397,7 +397,8 @@ def _check_interrupted_forget(trained, tmp_path, delay, signum=signal.SIGINT):
   assert not leftovers, leftovers
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT,
+                                    pytest.param(signal.SIGTERM, marks=pytest.mark.slow)])
 def test_a_signal_during_the_save_of_the_real_forget_leaves_nothing_beside_it(
     trained, tmp_path, signum):
   """SIGTERM killed forget with no line and left the save's hidden temporary folder."""

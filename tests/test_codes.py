@@ -23,6 +23,7 @@ def test_codes_deterministic_per_key_and_independent_of_num_classes():
   assert not np.allclose(a[0], a[1])  # Classes get different codes.
 
 
+@pytest.mark.default_compilation
 @pytest.mark.parametrize("distribution, dtype", [("uniform", jnp.float32),
                                                  ("normal", jnp.float32),
                                                  ("uniform", jnp.bfloat16)])

@@ -120,7 +120,8 @@ RUNNER_IMPORTS = ("experiments.common", "experiments.compare", "experiments.dept
                   "mnemonic_jax.baselines", "mnemonic_jax.evaluation", "mnemonic_jax.workflow")
 
 
-@pytest.mark.parametrize("runner, args, words", [BAD_RUNS[0], BAD_RUNS[4]])
+@pytest.mark.parametrize("runner, args, words", [pytest.param(*BAD_RUNS[0], marks=pytest.mark.slow),
+                                                  BAD_RUNS[4]])
 def test_the_real_runner_commands_refuse_the_same_way(runner, args, words, tmp_path):
   """``python -m experiments.RUNNER``, its own process forked after what the runners import
   (``cli_support.run_commands``; those imports must print nothing, and the runner module

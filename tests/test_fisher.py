@@ -241,6 +241,7 @@ def test_codes_that_do_not_fit_the_model():
     mj.class_fishers(apply_fn, params, wrong, forget=[0])
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_sharded_fisher_equals_single_device():
   assert jax.device_count() == 8
   mesh = parallel.make_mesh()

@@ -223,6 +223,7 @@ def test_forget_works_for_a_batchnorm_model(conv_bn_bundle):
   assert set(report.details.alpha) == set(bundle.params)
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_repeated_calls_compile_once(conv_bn_bundle):
   """Second calls, with other classes, lambdas and BatchNorm statistics, compile nothing.
 

@@ -56,6 +56,7 @@ def test_grid_scores_equal_direct_computation(trained):
         g.max_move[i], max(float(jnp.max(d)) for d in jax.tree.leaves(delta)), rtol=1e-5)
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_chunking_does_not_change_the_scores(trained):
   apply_fn, params, codes = trained
   a = ls.select_lambdas(apply_fn, params, codes, [2], grid=GRID, chunk=1, strategy="full")

@@ -29,6 +29,7 @@ def setting(tiny_digits_bundle):
   return bundle, never_knew, data, probe, reference, sample
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_a_model_that_never_knew_the_class_takes_longer(setting):
   bundle, never_knew, data, probe, reference, sample = setting
   knew = relearning.relearn_steps(bundle, sample, data.retain, probe, reference, FAST,

@@ -89,7 +89,7 @@ def test_train_step_mixes_in_each_label_s_own_code():
 
 
 @pytest.mark.parametrize("model_name, model_kwargs", [
-    ("conv_bn_test", {}),
+    pytest.param("conv_bn_test", {}, marks=pytest.mark.slow),  # ~5 s; fit over a mesh stays.
     pytest.param("resnet18_cifar", {"width": 4}, marks=pytest.mark.slow),  # ~20 s to compile.
 ])
 def test_sharded_train_step_equals_single_device(model_name, model_kwargs, request):
@@ -157,6 +157,7 @@ def test_optimizer_options():
     training.steps_per_epoch(10, 16)
 
 
+@pytest.mark.default_compilation
 def test_the_initial_state_and_keys_are_those_of_the_default_compilation(conv_bn_model):
   """The state and keys, compiled at a lower LLVM level on the CPU, are bit for bit those
   of a plain ``jax.jit`` and of eager ops (a 10-wide kernel: the shape that level 3
@@ -217,7 +218,7 @@ def test_fit_on_device_groups_equals_batch_by_batch(monkeypatch):
   chex.assert_trees_all_equal(grouped_metrics, single_metrics)
 
 
-@pytest.mark.parametrize("with_batch_norm", [False, True])
+@pytest.mark.parametrize("with_batch_norm", [False, pytest.param(True, marks=pytest.mark.slow)])
 def test_fit_runs_steps_between_callbacks_in_one_call_with_the_same_bits(
     monkeypatch, conv_bn_model, with_batch_norm):
   """With ``on_step_every=4`` the steps between callbacks run in one device call each

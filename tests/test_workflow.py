@@ -43,6 +43,7 @@ def test_evaluate_checks_the_labels_and_the_image_shape(tmp_path):
   assert result.per_class.shape == (10,) and np.isnan(result.E_F)
 
 
+@pytest.mark.slow  # Kept out of the default run for its 5-minute budget (~3-5 s).
 def test_fine_tuning_starts_from_pretrained_weights(tmp_path):
   base = workflow.train(tiny_config(), tmp_path / "base", progress=False)
   # epochs must be >= 1 (issue #9): a learning rate too small to move a float32 weight
