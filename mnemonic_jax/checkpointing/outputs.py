@@ -353,19 +353,20 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
       left behind (the writability probe is a directory created and removed at once).
   """
   output = _abs_output(path)
+  exists = output.exists() or output.is_symlink()
+  if exists and _holds_cwd(output):
+    raise CheckpointError(
+        f"{output} is the current directory or holds it; refusing to replace it (an empty "
+        "--output, e.g. an unset shell variable, or '.' names the current directory); "
+        "choose another output")
   around = enclosing_bundle(output.parent)
   if around is not None:  # Writing there would change that bundle.
     raise CheckpointError(
         f"{output} lies inside the bundle {around}; writing there would change that bundle "
         "(and --checkpoint on it would still read its old model); choose an output outside it")
-  if not (output.exists() or output.is_symlink()):
+  if not exists:
     _check_writable(output)
     return output
-  if _holds_cwd(output):
-    raise CheckpointError(
-        f"{output} is the current directory or holds it; refusing to replace it (an empty "
-        "--output, e.g. an unset shell variable, or '.' names the current directory); "
-        "choose another output")
   reason = _why_not_replaceable(output)
   if reason is not None:  # Said so with or without force: --force would not help.
     raise CheckpointError(
