@@ -29,28 +29,27 @@ opens its own (which then joins), so that it is safe when called alone too.
 Readers of the earlier report read ``out`` itself, never the staging folder. Per-run cache
 records are not reports: they are written one by one (:mod:`experiments.run_cache`).
 
-Standard library only: every runner and benchmark can import it.
+Standard library and :mod:`mnemonic_jax._files` only: every runner and benchmark can import
+it cheaply.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pathlib
 import re
 import shutil
 import signal
-import socket
 import threading
 import uuid
 from collections.abc import Iterator
 from typing import Union
 
+from mnemonic_jax import _files
+
 PathLike = Union[str, os.PathLike]
 
-#: This machine, in staging names (only its own dead processes' leftovers are removed).
-_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _PREFIX = ".report-staging-"
 _STAGING = re.compile(r"^\.report-staging-(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-[0-9a-f]{8}$")
 #: The signals held back while a report's files move into place.
@@ -60,16 +59,6 @@ _DEFERRED = (signal.SIGINT, signal.SIGTERM)
 class _Terminated(BaseException):
   """SIGTERM arrived while a report was being written (the staging folder is removed, then
   the signal's default action ends the process)."""
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except (PermissionError, OverflowError):
-    return True
-  return True
 
 
 def remove_stale_staging(out: PathLike) -> list[pathlib.Path]:
@@ -88,7 +77,7 @@ def remove_stale_staging(out: PathLike) -> list[pathlib.Path]:
     return removed
   for entry in entries:
     match = _STAGING.match(entry.name)
-    if match and match["host"] == _HOST_TAG and not _pid_alive(int(match["pid"])):
+    if match and match["host"] == _files.HOST_TAG and not _files.pid_alive(int(match["pid"])):
       shutil.rmtree(entry, ignore_errors=True)
       removed.append(entry)
   return removed
@@ -116,7 +105,7 @@ class _Report:
         return inner
     final.mkdir(parents=True, exist_ok=True)
     remove_stale_staging(final)
-    staging = final / f"{_PREFIX}{_HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    staging = final / f"{_PREFIX}{_files.HOST_TAG}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     staging.mkdir()
     self.folders[final] = staging
     return staging

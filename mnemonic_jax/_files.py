@@ -27,7 +27,9 @@ a path is always one line).
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
+import socket
 import stat
 from typing import BinaryIO, Callable
 
@@ -314,3 +316,19 @@ def check_tree(root: PathLike, *, max_bytes: int, max_files: int, error: ErrorTy
       if total > max_bytes:
         raise error(f"{shown(root)} holds more than the {max_bytes} bytes it may have here "
                     f"(its files together); {fix}")
+
+
+#: This machine, in the names of hidden staging folders (a save's, a report's): only this
+#: machine's processes' leftovers are ever removed.
+HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+
+
+def pid_alive(pid: int) -> bool:
+  """Whether process ``pid`` of this machine exists (one we may not signal counts)."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except (PermissionError, OverflowError):
+    return True
+  return True

@@ -34,7 +34,7 @@ import jax
 import numpy as np
 import pytest
 
-from mnemonic_jax import checkpointing, errors, workflow
+from mnemonic_jax import _files, checkpointing, errors, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 
 from cli_support import assert_refused, run_commands, small_config as _config, tree_digest
@@ -767,7 +767,7 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
   # machine, and one of an older release, an hour old) and an unfinished Orbax step.
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  host = checkpointing.outputs._HOST_TAG  # pylint: disable=protected-access
+  host = _files.HOST_TAG
   stale = [workdir / f".bundle.saving-{host}-{dead.pid}-0123abcd",
            workdir / f".bundle.saving-{host}-{dead.pid}-0123abcd.orbax-checkpoint-tmp-17",
            workdir / ".bundle.saving-89abcdef", workdir / "train" / "9999.orbax-checkpoint-tmp-5"]
@@ -793,7 +793,7 @@ def test_interrupted_train_says_one_line_and_its_leftovers_go_on_resume(tmp_path
 def test_forget_removes_stale_staging_beside_its_output_and_is_quiet(trained, tmp_path):
   dead = subprocess.Popen([sys.executable, "-c", "pass"])
   dead.wait()
-  host = checkpointing.outputs._HOST_TAG  # pylint: disable=protected-access
+  host = _files.HOST_TAG
   stale = tmp_path / f".out.saving-{host}-{dead.pid}-0123abcd.orbax-checkpoint-tmp"
   stale.mkdir()
   other = tmp_path / f".other.saving-{host}-{dead.pid}-0123abcd"  # Another output's: kept.

@@ -18,6 +18,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from experiments import bench_common, report_files
+from mnemonic_jax import _files
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 EARLIER = {"r.md": b"# earlier\n![f](r_fig.png)\n", "r.json": b'{"earlier": 1}',
@@ -162,7 +163,7 @@ def test_sigterm_ends_the_process_with_the_earlier_or_the_new_report_whole(tmp_p
 def test_a_dead_process_s_staging_folder_is_removed_a_live_one_kept(tmp_path):
   dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                         capture_output=True, text=True, check=True)
-  host = report_files._HOST_TAG  # pylint: disable=protected-access
+  host = _files.HOST_TAG
   stale = tmp_path / f".report-staging-{host}-{int(dead.stdout)}-0123abcd"
   live = tmp_path / f".report-staging-{host}-{os.getpid()}-0123abcd"
   for folder in (stale, live):

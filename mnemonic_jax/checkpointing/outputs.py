@@ -19,12 +19,10 @@ from __future__ import annotations
 
 import ctypes
 import errno
-import hashlib
 import os
 import pathlib
 import re
 import shutil
-import socket
 import stat
 import sys
 import tempfile
@@ -127,8 +125,6 @@ def _remove_old(old: pathlib.Path, output: pathlib.Path) -> None:
 # --------------------------------------------------------------------------------------
 # Staging directories: where a save is written before it is renamed into place.
 
-#: This machine, in staging names (so only its own dead processes' leftovers are removed).
-_HOST_TAG = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
 _STAGING = re.compile(r"^\.(?P<name>.+)\.saving-(?:(?P<host>[0-9a-f]{8})-(?P<pid>\d+)-)?"
                       r"[0-9a-f]{8}(?:\.orbax-checkpoint-tmp.*)?$")
 #: Staging directories named without a process (older releases) are removed past this age.
@@ -138,18 +134,8 @@ _ORBAX_TMP = ".orbax-checkpoint-tmp"
 
 def _staging_path(output: pathlib.Path) -> pathlib.Path:
   """A hidden sibling naming this machine and process: ``.<name>.saving-<host>-<pid>-<id>``."""
-  return output.parent / (f".{output.name}.saving-{_HOST_TAG}-{os.getpid()}-"
+  return output.parent / (f".{output.name}.saving-{_files.HOST_TAG}-{os.getpid()}-"
                           f"{uuid.uuid4().hex[:8]}")
-
-
-def _pid_alive(pid: int) -> bool:
-  try:
-    os.kill(pid, 0)
-  except ProcessLookupError:
-    return False
-  except (PermissionError, OverflowError):
-    return True
-  return True
 
 
 def remove_stale_staging(output: PathLike) -> list[pathlib.Path]:
@@ -184,7 +170,7 @@ def remove_stale_staging(output: PathLike) -> list[pathlib.Path]:
       except OSError:
         continue
     else:
-      stale = match["host"] == _HOST_TAG and not _pid_alive(int(match["pid"]))
+      stale = match["host"] == _files.HOST_TAG and not _files.pid_alive(int(match["pid"]))
     if stale:
       _remove(entry)
       removed.append(entry)
