@@ -162,8 +162,7 @@ def fisher_diagonal(
   if n == 0:
     raise errors.BadRequest("fisher_diagonal needs at least one input")
   weights = np.full((1, n), 1.0 / n, np.float32)
-  (fisher,) = _run_fisher(apply_fn, params, inputs, labels, weights, np.zeros(1, np.float32),
-                          microbatch_size,
+  (fisher,) = _run_fisher(apply_fn, params, inputs, labels, weights, None, microbatch_size,
                           loss_fn=loss_fn, method=method, mesh=mesh)
   return fisher
 
@@ -417,8 +416,9 @@ def _array(value: Any, name: str) -> Any:
 
 def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_size, *,
                 loss_fn, method, mesh) -> tuple[PyTree, ...]:
-  """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k``, cached and jitted;
-  refuses a model whose examples interact (a flag of the same program, read on the host)."""
+  """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k`` (``offsets`` None:
+  nothing added), cached and jitted; refuses a model whose examples interact (a flag of
+  the same program, read on the host)."""
   program = functools.partial(_fisher_program, loss_fn=loss_fn, microbatch_size=microbatch_size,
                               method=method, mesh=mesh)
   apply_fn = as_pytree(apply_fn)
@@ -443,23 +443,25 @@ def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_s
 @functools.partial(jax.jit, static_argnames=("loss_fn", "microbatch_size", "method", "mesh"))
 def _fisher_program(apply_fn, params, inputs, labels, weights, offsets, *, loss_fn,
                     microbatch_size, method, mesh):
-  """``(fishers, interact)``: the Fishers plus ``offsets``, and whether the examples
+  """``(fishers, interact)``: the Fishers plus ``offsets`` (if not None), and whether the examples
   interact (:func:`_examples_interact`), checked in the same program."""
   sums = weighted_squared_gradients(apply_fn, params, inputs, labels, weights, microbatch_size,
                                     loss_fn=loss_fn, method=method, mesh=mesh)
-  fishers = tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
-  return fishers, _examples_interact(apply_fn, params, inputs)
+  if offsets is not None:  # None adds nothing: a kernel a leaf fewer to compile.
+    sums = tuple(jax.tree.map(lambda f, k=k: f + offsets[k], s) for k, s in enumerate(sums))
+  return sums, _examples_interact(apply_fn, params, inputs)
 
 
 def _examples_interact(apply_fn, params, inputs) -> jax.Array:
   """Whether the logits of ``inputs[0]`` beside ``inputs[1]`` differ from those beside
   itself by more than ``1e-3 * (1 + max |logit|)`` (traceable; False for one input).
-  Two forwards of two examples: a training-mode BatchNorm normalises ``[x0, x0]`` to a
-  constant, and the per-example gradients of the Fisher see batches of one."""
+  The batches ``[x0, x1]`` and ``[x0, x0]`` go through one vmapped forward (one set of
+  kernels to compile): a training-mode BatchNorm normalises ``[x0, x0]`` to a constant,
+  and the per-example gradients of the Fisher see batches of one."""
   if inputs.shape[0] < 2:
     return jnp.zeros((), bool)
-  beside = apply_fn(params, inputs[:2])[0].astype(jnp.float32)
-  alone = apply_fn(params, jnp.stack([inputs[0], inputs[0]]))[0].astype(jnp.float32)
+  pairs = jnp.stack([inputs[:2], jnp.stack([inputs[0], inputs[0]])])
+  beside, alone = jax.vmap(lambda batch: apply_fn(params, batch)[0])(pairs).astype(jnp.float32)
   return jnp.max(jnp.abs(beside - alone)) > 1e-3 * (1.0 + jnp.max(jnp.abs(beside)))
 
 
@@ -502,9 +504,13 @@ def weighted_squared_gradients(
         f"inputs ({inputs.shape[0]}), labels ({n}) and weights ({weights.shape[1]}) "
         "disagree on the number of examples")
   check_input_shape(apply_fn, params, inputs)
+  size = _chunk_size(n, microbatch_size, mesh)
+  # One abstract trace of the model answers both: which method, and the taps' shapes.
+  outputs = None if method == "vmap" else layer_taps.layer_outputs(
+      apply_fn, params, jax.ShapeDtypeStruct((size, *inputs.shape[1:]), inputs.dtype))
   if method == "auto":
-    method = "factorized" if layer_taps.covers(apply_fn, params, inputs) else "vmap"
-  elif method == "factorized" and not layer_taps.covers(apply_fn, params, inputs):
+    method = "vmap" if outputs is None else "factorized"
+  elif method == "factorized" and outputs is None:
     if isinstance(params, dict) and "params" in params and len(params) > 1:
       raise errors.BadRequest(
           "method='factorized' got a Flax variables dict (a top-level 'params' key, beside "
@@ -515,10 +521,13 @@ def weighted_squared_gradients(
         "method='factorized' needs every parameter in a flax.linen Dense, DenseGeneral, "
         "Conv, LayerNorm, RMSNorm, inference-mode BatchNorm or registered layer "
         "(layer_taps.register_layer), each called once; use method='vmap' for this model")
-  step = layer_taps.weighted_squared_gradients if method == "factorized" else _vmap_step
+  if method == "factorized":
+    step = functools.partial(layer_taps.weighted_squared_gradients, outputs=outputs)
+  else:
+    step = _vmap_step
   sums = _scan_microbatches(
       lambda x, y, w: step(apply_fn, params, x, y, w, loss_fn),
-      inputs, labels, weights, microbatch_size, mesh)
+      inputs, labels, weights, size, mesh)
   return tuple(jax.tree.map(lambda s, k=k: s[k], sums) for k in range(weights.shape[0]))
 
 
@@ -526,13 +535,19 @@ def weighted_squared_gradients(
 # Microbatching: peak memory is one microbatch's worth, whatever N.
 
 
-def _scan_microbatches(step, inputs, labels, weights, microbatch_size, mesh):
-  n = labels.shape[0]
+def _chunk_size(n: int, microbatch_size: int | None, mesh: Mesh | None) -> int:
+  """Examples per microbatch: ``microbatch_size`` (all ``n`` for None), at most ``n``,
+  rounded up to split evenly over the mesh's devices."""
   size = n if microbatch_size is None else int(microbatch_size)
   if size < 1:
     raise errors.BadRequest(f"microbatch_size must be positive, got {microbatch_size}")
   shards = parallel.num_shards(mesh)
-  size = -(-min(size, n) // shards) * shards  # Round up to split evenly over devices.
+  return -(-min(size, n) // shards) * shards
+
+
+def _scan_microbatches(step, inputs, labels, weights, size, mesh):
+  """``step`` summed over microbatches of ``size`` examples (from :func:`_chunk_size`)."""
+  n = labels.shape[0]
   num_chunks = -(-n // size)
   pad = num_chunks * size - n
   if pad:  # Padded examples repeat example 0 with weight 0: they add nothing.

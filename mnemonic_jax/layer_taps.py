@@ -239,7 +239,26 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
   Returns:
     True when ``method="factorized"`` computes every leaf exactly.
   """
-  shapes = {}
+  batch = jax.ShapeDtypeStruct((2, *inputs.shape[1:]), inputs.dtype)
+  return layer_outputs(apply_fn, params, batch) is not None
+
+
+def layer_outputs(apply_fn, params: PyTree, inputs: jax.Array
+                  ) -> dict[tuple, jax.ShapeDtypeStruct] | None:
+  """Each tapped layer's output shape on ``inputs``, or None where :func:`covers` is False.
+
+  One abstract trace of the model (nothing is computed) answers both questions, so the
+  Fisher traces the model once for its choice of method and its zero offsets.
+
+  Args:
+    apply_fn, params: as :func:`covers`.
+    inputs: ``(N, *input_shape)`` (an array or a ``jax.ShapeDtypeStruct``): the batch the
+      shapes are for.
+
+  Returns:
+    ``{module path: shape and dtype of the layer's output}``, or None.
+  """
+  shapes, outputs = {}, {}
 
   def trace(p, x):
     logits, taps = tapped_apply(apply_fn, p, x, None)
@@ -247,15 +266,16 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
       sums = _LAYER_FORMULAS[tap.kind](
           tap, jnp.zeros(tap.out.shape, jnp.float32), jnp.ones((1, x.shape[0]), jnp.float32))
       shapes[path] = {name: tuple(s.shape[1:]) for name, s in sums.items()}
+      outputs[path] = tap.out
     return logits
 
   try:
-    jax.eval_shape(trace, params, jax.ShapeDtypeStruct((2, *inputs.shape[1:]), inputs.dtype))
+    jax.eval_shape(trace, params, jax.ShapeDtypeStruct(inputs.shape, inputs.dtype))
   except Unsupported:
-    return False
+    return None
   leaves = jax.tree_util.tree_flatten_with_path(params)[0]
   if not all(isinstance(k, jax.tree_util.DictKey) for kp, _ in leaves for k in kp):
-    return False
+    return None
   root = _root(params, {path: set(names) for path, names in shapes.items()})
   covered = set()
   for path, formula_shapes in shapes.items():
@@ -264,12 +284,12 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
     if not isinstance(node, dict) or not all(
         name in formula_shapes and formula_shapes[name] == tuple(jnp.shape(leaf))
         for name, leaf in node.items()):
-      return False
+      return None
     covered.update(path + (name,) for name in node)
-  return {_keys(kp) for kp, _ in leaves} == covered
+  return outputs if {_keys(kp) for kp, _ in leaves} == covered else None
 
 
-def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn) -> PyTree:
+def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, outputs=None) -> PyTree:
   """``sum_n w[k, n] * g_n ** 2`` for every k, with leaves of shape ``(K, *param.shape)``.
 
   Args:
@@ -279,12 +299,18 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn) -> PyTree:
     y: ``(N,)`` labels.
     w: ``(K, N)`` weights.
     loss_fn: per-example loss ``(logits, labels) -> (N,)``.
+    outputs: :func:`layer_outputs` on ``x`` where the caller has it (else traced here).
 
   Returns:
     A pytree shaped like ``params`` with a leading axis ``K``, float32.
+
+  Raises:
+    Unsupported: :func:`covers` is False.
   """
-  out_shapes = jax.eval_shape(lambda: _output_shapes(apply_fn, params, x))
-  zeros = {p: jnp.zeros(s.shape, jnp.float32) for p, s in out_shapes.items()}
+  outputs = layer_outputs(apply_fn, params, x) if outputs is None else outputs
+  if outputs is None:
+    raise Unsupported("a parameter outside the layers this path handles")
+  zeros = {p: jnp.zeros(s.shape, jnp.float32) for p, s in outputs.items()}
 
   def total_loss(offsets):
     logits, taps = tapped_apply(apply_fn, params, x, offsets)
@@ -299,20 +325,6 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn) -> PyTree:
     out.update({root + path + (name,): layer_sums[name] for name in names})
   keypaths, treedef = jax.tree_util.tree_flatten_with_path(params)
   return jax.tree.unflatten(treedef, [out[_keys(kp)] for kp, _ in keypaths])
-
-
-def _output_shapes(apply_fn, params, x):
-  shapes = {}
-
-  def interceptor(next_fun, args, kwargs, context):
-    y = next_fun(*args, **kwargs)
-    if context.method_name == "__call__" and _tap_of(context.module, args, kwargs) is not None:
-      shapes[tuple(context.module.scope.path)] = y
-    return y
-
-  with nn.intercept_methods(interceptor):
-    apply_fn(params, x)
-  return shapes
 
 
 # ----------------------------------------------------------------------------------------
