@@ -1,5 +1,7 @@
 """The depth suite (mnemonic_jax.evaluation) on constructed cases whose answer is known."""
 
+import dataclasses
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -326,7 +328,8 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   assert "linear probe recall" in report.to_markdown()
   assert report.to_dict()["figures"][0]["name"] == "E_F"
 
-  same = depth.depth_report(oracle, oracle, original, data, FORGOTTEN, config=_CONFIG)
+  same = depth.depth_report(oracle, oracle, original, data, FORGOTTEN, config=_CONFIG,
+                            check_references_first=False)  # The oracle as its own stand-in.
   assert all(f.gap in (0.0, 1.0) or np.isnan(f.gap) for f in same.figures), same.figures
   assert not same.verdict.output_level_only
   assert all(g.passed in (True, None) for g in report_lib.depth_goals(same))
@@ -343,6 +346,21 @@ def test_depth_report_refuses_references_that_cannot_be_what_they_are_named(hand
   with pytest.raises(errors.BadRequest, match=r"oracle_seeds\[0\] gets 100.0%"):
     depth.depth_report(shifted, oracle, original, data, FORGOTTEN, config=_CONFIG,
                        oracle_seeds=[original])
+
+
+def test_depth_report_refuses_an_oracle_that_is_not_retrained(hand_made):
+  """The unlearned model itself, or a model forgotten another way, passed as the oracle
+  met every goal by construction (the command line refused them; the library did not)."""
+  original, shifted, oracle, data = hand_made
+  copy = dataclasses.replace(shifted, params=jax.tree.map(jnp.array, shifted.params))
+  with pytest.raises(errors.BadRequest, match="oracle holds the unlearned model's own"):
+    depth.depth_report(shifted, copy, original, data, FORGOTTEN, config=_CONFIG)
+  forgotten = dataclasses.replace(oracle, history=[{"event": "forget", "move": "bias"}])
+  with pytest.raises(errors.BadRequest, match=r"oracle_seeds\[0\] forgot classes with bias"):
+    depth.depth_report(shifted, oracle, original, data, FORGOTTEN, config=_CONFIG,
+                       oracle_seeds=[forgotten])
+  retrained = dataclasses.replace(oracle, history=[{"event": "forget", "method": "retrain"}])
+  depth.check_retrained(shifted, retrained)
 
 
 def test_depth_report_runs_the_logit_attacks_on_a_model_without_features(hand_made,

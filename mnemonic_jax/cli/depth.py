@@ -20,7 +20,6 @@ import dataclasses
 import pathlib
 from typing import Any, NamedTuple
 
-import jax
 import numpy as np
 
 from mnemonic_jax import checkpointing, errors, evaluation, relearning
@@ -79,21 +78,15 @@ def _load_other(flag: str, name: str, given: Any, bundle: Bundle
 def _check_retrained(oracle: tuple[pathlib.Path, Bundle], path: pathlib.Path,
                      bundle: Bundle) -> None:
   """Refuses an ``--oracle`` that is not a model trained without the classes: the bundle
-  itself, or one whose history records another way of forgetting (the gaps to such an
-  oracle are 0 by construction, and every goal read as met)."""
+  itself, or one :func:`mnemonic_jax.evaluation.check_retrained` refuses."""
   where, other = oracle
-  mine, theirs = jax.tree.leaves(bundle.params), jax.tree.leaves(other.params)
-  same = where.resolve() == path.resolve() or (len(mine) == len(theirs) and all(
-      np.shape(a) == np.shape(b) and np.array_equal(a, b) for a, b in zip(mine, theirs)))
-  if same:
-    raise UsageError(f"--oracle {where} holds the parameters of {path} itself, so every gap "
-                     "to it is 0; give the model retrained from scratch without the classes")
-  other_ways = sorted({e.get("method") or e.get("move") or "?" for e in other.history
-                       if e.get("method") != "retrain"})
-  if other_ways:
-    raise UsageError(f"--oracle {where} forgot classes with {', '.join(other_ways)} (its "
-                     "history), so it is not a retrain oracle; give the model retrained from "
-                     "scratch without the classes (docs/depth.md shows how)")
+  if where.resolve() == path.resolve():
+    raise UsageError(f"--oracle {where} is {path} itself, so every gap to it is 0; give the "
+                     "model retrained from scratch without the classes")
+  try:
+    evaluation.check_retrained(bundle, other, f"--oracle {where}")
+  except errors.BadRequest as e:
+    raise UsageError(str(e)) from None
 
 
 def request(args: argparse.Namespace, path: pathlib.Path, bundle: Bundle) -> DepthRequest:

@@ -22,17 +22,20 @@ from mnemonic_jax.evaluation.attacks import (
     best_constant, forgotten_accuracy, half_split_recovery, head_finetune_recovery,
     input_scale_recovery, linear_cka, ncm_recall, one_constant_recovery, probe_recall,
     prototype_attack, relearn_ratio, weight_distance)
-from mnemonic_jax.evaluation.depth import (
-    DepthConfig, DepthData, check_comparable, depth_report, figure_specs)
+from mnemonic_jax.evaluation.depth import DepthConfig, DepthData, depth_report, figure_specs
 from mnemonic_jax.evaluation.features import (
     Forward, Head, NoFeatures, features_fn, forward, head_of, head_path, register_head,
     unregister_head)
+from mnemonic_jax.evaluation.references import (
+    check_comparable, check_references, check_retrained)
 from mnemonic_jax.evaluation.report import (
     DepthReport, Figure, Goal, Verdict, depth_goals, verdict)
 
 __all__ = [
     "DepthConfig", "DepthData", "DepthReport", "Figure", "Forward", "Goal", "Head",
-    "NoFeatures", "Verdict", "best_constant", "check_comparable", "depth_goals",
+    "NoFeatures", "Verdict", "best_constant", "check_comparable", "check_references",
+    "check_retrained",
+    "depth_goals",
     "depth_report", "features_fn", "figure_specs", "forgotten_accuracy", "forward",
     "half_split_recovery", "head_finetune_recovery", "head_of", "head_path",
     "input_scale_recovery", "linear_cka", "ncm_recall", "one_constant_recovery",
