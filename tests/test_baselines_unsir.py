@@ -75,8 +75,8 @@ def test_missing_retain_data_is_refused(tiny_digits_bundle):
                                     {"optimizer": "rmsprop"}, {"retain_per_class": 0}])
 def test_bad_config_is_refused(tiny_digits_bundle, change):
   bundle, train, _ = tiny_digits_bundle
-  config = unsir.UnsirConfig(**{**SMALL.__dict__, **change})
-  with pytest.raises(ValueError, match="unsir"):
+  with pytest.raises(ValueError, match="unsir"):  # Refused when the config is built.
+    config = unsir.UnsirConfig(**{**SMALL.__dict__, **change})
     baselines.unlearn("unsir", bundle, [3], retain_only(train, [3]), config)
 
 

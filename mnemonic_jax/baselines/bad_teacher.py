@@ -42,10 +42,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
     Outcome, UnlearnData, adam, init_loop, make_loss_step, register)
-from mnemonic_jax.baselines.finetune import check_loop_config
+from mnemonic_jax.baselines.options import Checked, PositiveFloat, PositiveInt, UnitFloat
 from mnemonic_jax.bundle import Bundle, inference_apply_fn, normalize
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.pytrees import Static
@@ -62,7 +61,7 @@ REFERENCE = ("Chundawat et al., Can Bad Teaching Induce Forgetting? Unlearning i
 
 
 @dataclasses.dataclass(frozen=True)
-class BadTeacherConfig:
+class BadTeacherConfig(Checked):
   """Bad Teacher's hyper-parameters (defaults: the authors' notebook).
 
   Attributes:
@@ -75,11 +74,11 @@ class BadTeacherConfig:
     train_mode: the student in training mode (BatchNorm), as published.
   """
 
-  retain_fraction: float = 0.3
-  epochs: int = 1
-  learning_rate: float = 1e-4
-  batch_size: int = 256
-  temperature: float = 1.0
+  retain_fraction: UnitFloat = 0.3
+  epochs: PositiveInt = 1
+  learning_rate: PositiveFloat = 1e-4
+  batch_size: PositiveInt = 256
+  temperature: PositiveFloat = 1.0
   train_mode: bool = True
 
 
@@ -146,19 +145,8 @@ def bad_teacher(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
 
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`.
-
-  Raises:
-    ValueError: a config the loop cannot run, ``retain_fraction`` outside ``[0, 1]`` or
-      ``temperature <= 0``.
   """
   del classes
-  check_loop_config("bad-teacher", epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=config.batch_size)
-  if not 0.0 <= config.retain_fraction <= 1.0:
-    raise errors.BadRequest("bad-teacher needs retain_fraction in [0, 1], got "
-                            f"{config.retain_fraction!r}")
-  if not config.temperature > 0:
-    raise errors.BadRequest(f"bad-teacher needs temperature > 0, got {config.temperature!r}")
   retain, forget = data.retain, data.forget
   teacher_key, subset_key, shuffle_key = jax.random.split(key, 3)
   n_sub = int(config.retain_fraction * len(retain))  # random.sample(..., int(0.3 * N)).

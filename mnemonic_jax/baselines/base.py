@@ -41,6 +41,7 @@ from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.timing import CompileClock
 from mnemonic_jax.bundle import Bundle, normalize
 from mnemonic_jax.data import pipeline
+from mnemonic_jax.baselines import options
 from mnemonic_jax.baselines.steps import (  # noqa: F401  (re-exported)
     LoopState, adam, init_loop, make_loss_step, make_weighted_step, sgd)
 
@@ -211,6 +212,7 @@ def register(name: str, config_cls: type, *, data: str, reference: str,
   def add(fn: MethodFn) -> MethodFn:
     if name in METHODS:
       raise errors.BadRequest(f"an unlearning method named {name!r} is already registered")
+    options.name_method(config_cls, name)  # Its fields' messages name the method.
     METHODS[name] = Method(name, fn, config_cls, data, reference, defaults, tuple(sweep))
     return fn
 
@@ -261,11 +263,12 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   Raises:
     BadRequestType: ``data`` that is not an :class:`UnlearnData` of :class:`Split` s, a
       ``key`` that is not a typed PRNG key, images that are not uint8, labels that are
-      not integers.
+      not integers, a config field of the wrong kind (:mod:`.options`; refused when the
+      config is built).
     BadRequest: unknown method, bad classes, a class this bundle already forgot, a config
-      of another method, missing data the method needs (or a split holding the wrong
-      classes, labels out of range, images not in the model's input shape), or a result
-      that is not finite.
+      of another method or with a field out of range, missing data the method needs (or
+      a split holding the wrong classes, labels out of range, images not in the model's
+      input shape), or a result that is not finite.
   """
   _validate.bundle(bundle)
   spec = get_method(method)
@@ -283,6 +286,8 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   if not isinstance(config, spec.config_cls):
     raise errors.BadRequest(f"{method} takes a {spec.config_cls.__name__}, got "
                             f"{type(config).__name__}")
+  if isinstance(config, options.Checked):  # Checked when built; again, in case it was edited.
+    options.check(config)
   data = _check_data(spec, UnlearnData() if data is None else data, classes, bundle)
   left_out = bundle.earlier_forgotten(classes)
   data, dropped = _leave_out(data, left_out)

@@ -42,11 +42,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import (
     Outcome, UnlearnData, epoch_batches, init_loop, register, sgd)
-from mnemonic_jax.baselines.finetune import check_loop_config, make_image_step, run_loop
+from mnemonic_jax.baselines.finetune import make_image_step, run_loop
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, PositiveFloat, PositiveInt)
 from mnemonic_jax.bundle import Bundle
 
 PyTree = Any
@@ -60,7 +61,7 @@ REFERENCE = ("Chen et al., Boundary Unlearning: Rapid Forgetting of Deep Network
 
 
 @dataclasses.dataclass(frozen=True)
-class BoundaryShrinkConfig:
+class BoundaryShrinkConfig(Checked):
   """Boundary Shrink's hyper-parameters (defaults: the authors' code).
 
   Attributes:
@@ -73,12 +74,12 @@ class BoundaryShrinkConfig:
     train_mode: the model being unlearned in training mode (BatchNorm), as published.
   """
 
-  bound: float = 0.1
-  epochs: int = 10
-  learning_rate: float = 1e-5
-  momentum: float = 0.9
-  weight_decay: float = 0.0
-  batch_size: int = 64
+  bound: PositiveFloat = 0.1
+  epochs: PositiveInt = 10
+  learning_rate: PositiveFloat = 1e-5
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 0.0
+  batch_size: PositiveInt = 64
   train_mode: bool = True
 
 
@@ -123,16 +124,8 @@ def boundary_shrink(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``details["attack_success"]`` is the
     fraction of fed examples whose neighbour label differs from the true one.
-
-  Raises:
-    ValueError: a config the loop cannot run, or ``bound <= 0``.
   """
   del classes
-  check_loop_config("boundary-shrink", epochs=config.epochs,
-                    learning_rate=config.learning_rate, batch_size=config.batch_size,
-                    momentum=config.momentum, weight_decay=config.weight_decay)
-  if not config.bound > 0:
-    raise errors.BadRequest(f"boundary-shrink needs bound > 0, got {config.bound!r}")
   forget = data.forget
   size = min(config.batch_size, len(forget))
   optimizer = sgd(config.learning_rate, config.momentum, config.weight_decay)

@@ -29,17 +29,18 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Literal, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
     LoopState, Outcome, UnlearnData, epoch_batches, init_loop, make_weighted_step, register,
-    sgd, whole_number)
+    sgd)
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, PositiveFloat, PositiveInt)
 from mnemonic_jax.baselines.steps import cosine_decay
 from mnemonic_jax.bundle import Bundle, inference_apply_fn, normalize
 
@@ -48,15 +49,18 @@ REFERENCE = ("Foster et al., Selective Synaptic Dampening, AAAI 2024 (repository
              "momentum 0.9, weight decay 5e-4); NeurIPS 2023 unlearning challenge starting kit")
 
 #: Learning-rate schedules of the fine-tuning style baselines.
-SCHEDULES = ("constant", "cosine")
+Schedule = Literal["constant", "cosine"]
+SCHEDULES = get_args(Schedule)
 
 #: ``step(state, images_uint8, labels, weights) -> (state, loss)``; the state is donated.
 ImageStep = Callable[[LoopState, jax.Array, jax.Array, jax.Array], tuple[LoopState, jax.Array]]
 
 
 @dataclasses.dataclass(frozen=True)
-class FinetuneConfig:
+class FinetuneConfig(Checked):
   """Fine-tuning on the retain set (defaults: the SSD repository's ``finetune``).
+
+  Every field is checked by kind and range when the config is built (:mod:`.options`).
 
   Attributes:
     epochs: passes over the retain set (SSD: 5; at the paper's 200 training epochs of the
@@ -70,34 +74,13 @@ class FinetuneConfig:
       statistics updated), as both sources do.
   """
 
-  epochs: int = 5
-  learning_rate: float = 0.02
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  batch_size: int = 128
-  schedule: str = "constant"
+  epochs: PositiveInt = 5
+  learning_rate: PositiveFloat = 0.02
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 5e-4
+  batch_size: PositiveInt = 128
+  schedule: Schedule = "constant"
   train_mode: bool = True
-
-
-def check_loop_config(method: str, *, epochs: int, learning_rate: float, batch_size: int,
-                      momentum: float = 0.0, weight_decay: float = 0.0,
-                      schedule: str = "constant") -> None:
-  """Refuses hyper-parameters a training loop cannot run with.
-
-  Raises:
-    ValueError: ``epochs`` or ``batch_size`` below 1, a learning rate that is not a
-      positive finite number, a negative momentum or weight decay, an unknown schedule.
-  """
-  whole_number(method, "epochs", epochs)
-  whole_number(method, "batch_size", batch_size)
-  if not (np.isfinite(learning_rate) and learning_rate > 0):
-    raise errors.BadRequest(f"{method} needs a positive learning_rate, got {learning_rate!r}")
-  if not momentum >= 0 or not weight_decay >= 0:
-    raise errors.BadRequest(f"{method} needs momentum >= 0 and weight_decay >= 0, got "
-                            f"{momentum!r} and {weight_decay!r}")
-  if schedule not in SCHEDULES:
-    raise errors.BadRequest(f"{method}: unknown schedule {schedule!r}; choose from "
-                            f"{', '.join(SCHEDULES)}")
 
 
 def learning_rate_schedule(learning_rate: float, schedule: str, total_steps: int
@@ -213,14 +196,8 @@ def finetune(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``examples["retain"]`` counts every
     example fed (``steps * min(batch_size, N)``).
-
-  Raises:
-    ValueError: a config the loop cannot run (see :func:`check_loop_config`).
   """
   del classes
-  check_loop_config("finetune", epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=config.batch_size, momentum=config.momentum,
-                    weight_decay=config.weight_decay, schedule=config.schedule)
   retain = data.retain
   size = min(config.batch_size, len(retain))
   total = config.epochs * -(-len(retain) // size)

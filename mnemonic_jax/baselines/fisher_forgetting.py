@@ -51,14 +51,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 import jax
 import jax.numpy as jnp
 
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
+from mnemonic_jax.baselines.options import Checked, PositiveFloat, PositiveInt
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -68,11 +69,13 @@ REFERENCE = ("Golatkar, Achille, Soatto, Eternal Sunshine of the Spotless Net: S
              "Forgetting in Deep Networks, CVPR 2020; "
              "github.com/AdityaGolatkar/SelectiveForgetting (Forgetting.ipynb, Fisher)")
 
-FISHER_LABELS = ("model", "true")
+#: The labels the retain Fisher is taken over.
+FisherLabels = Literal["model", "true"]
+FISHER_LABELS = get_args(FisherLabels)
 
 
 @dataclasses.dataclass(frozen=True)
-class FisherForgettingConfig:
+class FisherForgettingConfig(Checked):
   """Fisher forgetting's published constants (``get_mean_var`` of ``Forgetting.ipynb``).
 
   Attributes:
@@ -89,15 +92,15 @@ class FisherForgettingConfig:
     microbatch_size: examples per vectorised chunk of the Fisher (memory, not the result).
   """
 
-  alpha: float = 1e-6
-  eps: float = 1e-8
-  max_variance: float = 1e3
-  classifier_max_variance: float = 1e2
-  forget_variance: float = 1e-4
-  classifier_factor: float = 10.0
-  vector_factor: float = 10.0
-  fisher_labels: str = "model"
-  microbatch_size: int = 256
+  alpha: PositiveFloat = 1e-6
+  eps: PositiveFloat = 1e-8
+  max_variance: PositiveFloat = 1e3
+  classifier_max_variance: PositiveFloat = 1e2
+  forget_variance: PositiveFloat = 1e-4
+  classifier_factor: PositiveFloat = 10.0
+  vector_factor: PositiveFloat = 10.0
+  fisher_labels: FisherLabels = "model"
+  microbatch_size: PositiveInt = 256
 
 
 def is_classifier(leaf: jax.Array | jax.ShapeDtypeStruct, num_classes: int) -> bool:
@@ -203,17 +206,6 @@ def add_noise(key: jax.Array, params: PyTree, mean: PyTree, variance: PyTree) ->
       params, keys, mean, variance)
 
 
-def _check(config: FisherForgettingConfig) -> None:
-  for name in ("alpha", "eps", "max_variance", "classifier_max_variance",
-               "forget_variance", "classifier_factor", "vector_factor"):
-    if not getattr(config, name) > 0:
-      raise errors.BadRequest(f"fisher needs {name} > 0, got {getattr(config, name)}")
-  if config.fisher_labels not in FISHER_LABELS:
-    raise errors.BadRequest(f"unknown fisher_labels {config.fisher_labels!r}; choose from "
-                            f"{', '.join(FISHER_LABELS)}")
-  whole_number("fisher", "microbatch_size", config.microbatch_size)
-
-
 def _copy(tree: PyTree) -> PyTree:
   """New buffers for what a method returns unchanged (BatchNorm statistics): the output
   bundle never shares an array with the input one."""
@@ -246,11 +238,7 @@ def fisher_forgetting(bundle: Bundle, classes: tuple[int, ...], data: UnlearnDat
   Reads the retain set only. One jitted function computes the Fisher (:func:`retain_fisher`),
   the moments (:func:`noise_moments`) and the noisy weights (:func:`add_noise`).
 
-  Raises:
-    ValueError: a constant that is not positive, an unknown ``fisher_labels``, or
-      ``microbatch_size < 1``.
   """
-  _check(config)
   apply_fn = bundle.apply_fn()
   num_classes = bundle.num_classes
   in_forget = fisher_lib.class_mask(classes, num_classes)

@@ -46,9 +46,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
-from mnemonic_jax.baselines.finetune import check_loop_config
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
+from mnemonic_jax.baselines.options import Checked, PositiveFloat, PositiveInt
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -64,7 +63,7 @@ REFERENCE = ("Foster et al., An Information Theoretic Approach to Machine Unlear
 
 
 @dataclasses.dataclass(frozen=True)
-class JiTConfig:
+class JiTConfig(Checked):
   """JiT's hyper-parameters (defaults: the repository's full-class VGG setting).
 
   Attributes:
@@ -76,11 +75,11 @@ class JiTConfig:
     epochs: passes over the forget set (1, as published).
   """
 
-  sigma: float = 0.5
-  learning_rate: float = 3e-4
-  n_samples: int = 25
-  batch_size: int = 128
-  epochs: int = 1
+  sigma: PositiveFloat = 0.5
+  learning_rate: PositiveFloat = 3e-4
+  n_samples: PositiveInt = 25
+  batch_size: PositiveInt = 128
+  epochs: PositiveInt = 1
 
 
 def lipschitz_loss(apply_fn: ApplyFn, params: PyTree, x: jax.Array, perturbed: jax.Array,
@@ -155,16 +154,8 @@ def jit_lipschitz(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``details`` holds the first and last
     step's Lipschitz estimate.
-
-  Raises:
-    ValueError: a config that cannot run (``sigma <= 0``, ``n_samples < 1``, ...).
   """
   del classes
-  check_loop_config("jit-lipschitz", epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=config.batch_size)
-  whole_number("jit-lipschitz", "n_samples", config.n_samples)
-  if not config.sigma > 0:
-    raise errors.BadRequest(f"jit-lipschitz needs sigma > 0, got {config.sigma!r}")
   forget = data.forget
   n = len(forget)
   apply_fn = bundle.apply_fn()

@@ -42,18 +42,18 @@ class known (E_F 8.1); 40 epochs at ``gamma`` 1e-3 give E_F 40.5, at 1e-2 E_F 10
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import (
     Outcome, UnlearnData, epoch_batches, init_loop, make_loss_step, register, sgd)
-from mnemonic_jax.baselines.finetune import check_loop_config
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, PositiveFloat, PositiveInt)
 from mnemonic_jax.bundle import Bundle
 
 PyTree = Any
@@ -62,14 +62,15 @@ REFERENCE = ("Jia et al., Model Sparsity Can Simplify Machine Unlearning, NeurIP
              "github.com/OPTML-Group/Unlearn-Sparse (FT_prune: 10 epochs, SGD lr 0.01, momentum "
              "0.9, wd 5e-4, batch 256, gamma decaying linearly per epoch)")
 
-PENALTIES = ("subgradient", "proximal")
+Penalty = Literal["subgradient", "proximal"]
+PENALTIES = get_args(Penalty)
 
 #: Overrides from the published defaults to stronger settings (see the module docstring).
 SWEEP = ({}, {"epochs": 40}, {"epochs": 40, "gamma": 1e-3}, {"epochs": 40, "gamma": 1e-2})
 
 
 @dataclasses.dataclass(frozen=True)
-class L1SparseConfig:
+class L1SparseConfig(Checked):
   """Sparsity-aware unlearning's hyper-parameters (defaults: Unlearn-Sparse's).
 
   Attributes:
@@ -83,13 +84,13 @@ class L1SparseConfig:
     train_mode: the model in training mode (BatchNorm), as published.
   """
 
-  gamma: float = 1e-4
-  epochs: int = 10
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  batch_size: int = 256
-  penalty: str = "subgradient"
+  gamma: NonNegativeFloat = 1e-4
+  epochs: PositiveInt = 10
+  learning_rate: PositiveFloat = 0.01
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 5e-4
+  batch_size: PositiveInt = 256
+  penalty: Penalty = "subgradient"
   train_mode: bool = True
 
 
@@ -153,19 +154,8 @@ def l1_sparse(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``details["zero_fraction"]`` is the
     fraction of parameters that are exactly 0 afterwards.
-
-  Raises:
-    ValueError: a config the loop cannot run, ``gamma < 0`` or an unknown penalty.
   """
   del classes
-  check_loop_config("l1-sparse", epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=config.batch_size, momentum=config.momentum,
-                    weight_decay=config.weight_decay)
-  if not config.gamma >= 0:
-    raise errors.BadRequest(f"l1-sparse needs gamma >= 0, got {config.gamma!r}")
-  if config.penalty not in PENALTIES:
-    raise errors.BadRequest(f"l1-sparse: unknown penalty {config.penalty!r}; choose from "
-                            f"{', '.join(PENALTIES)}")
   retain = data.retain
   size = min(config.batch_size, len(retain))
   optimizer = sgd(config.learning_rate, config.momentum, config.weight_decay)

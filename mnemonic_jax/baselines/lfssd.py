@@ -43,8 +43,9 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register, whole_number
-from mnemonic_jax.baselines.ssd import ORDERS, dampen
+from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register
+from mnemonic_jax.baselines.options import Checked, PositiveFloat, PositiveInt
+from mnemonic_jax.baselines.ssd import Order, dampen
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -59,7 +60,7 @@ REFERENCE = ("Foster, Schoepf, Brintrup, Loss-Free Machine Unlearning, ICLR 2024
 
 
 @dataclasses.dataclass(frozen=True)
-class LFSSDConfig:
+class LFSSDConfig(Checked):
   """Label-free SSD's hyper-parameters (defaults: SSD's for ResNet-18).
 
   Attributes:
@@ -69,10 +70,10 @@ class LFSSDConfig:
     order: ``"class"`` (the published unshuffled, class-ordered loaders) or ``"shuffle"``.
   """
 
-  alpha: float = 10.0
-  lam: float = 1.0
-  batch_size: int = 64
-  order: str = "class"
+  alpha: PositiveFloat = 10.0
+  lam: PositiveFloat = 1.0
+  batch_size: PositiveInt = 64
+  order: Order = "class"
 
 
 def output_norm_importance(apply_fn: ApplyFn, params: PyTree, inputs: jax.Array,
@@ -150,18 +151,8 @@ def lfssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: L
   ``I_f`` over the forget set, ``I_D`` over retain + forget (in that order); the labels
   only order the minibatches (``order="class"``, as the published loaders), and the model
   never sees one. One jitted function computes both importances and the new parameters.
-
-  Raises:
-    ValueError: ``alpha`` or ``lam`` not positive, ``batch_size < 1`` or an unknown order.
   """
   del classes
-  if not config.alpha > 0 or not config.lam > 0:
-    raise errors.BadRequest(f"lfssd needs alpha > 0 and lam > 0, got alpha={config.alpha}, "
-                            f"lam={config.lam}")
-  whole_number("lfssd", "batch_size", config.batch_size)
-  if config.order not in ORDERS:
-    raise errors.BadRequest(f"unknown lfssd order {config.order!r}; choose from "
-                            f"{', '.join(ORDERS)}")
   retain, forget = data.retain, data.forget
   key_forget, key_full = jax.random.split(key)
   x_forget = forget.images[_rows(forget, config.order, key_forget)]

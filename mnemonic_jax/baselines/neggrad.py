@@ -49,12 +49,12 @@ import itertools
 import jax
 import numpy as np
 
-from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import (
     Outcome, UnlearnData, epoch_batches, forever, init_loop, register, sgd)
 from mnemonic_jax.baselines.finetune import (
-    Batch, LoopResult, check_loop_config, make_batch_accuracy, make_image_step,
-    run_loop)
+    Batch, LoopResult, make_batch_accuracy, make_image_step, run_loop)
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat)
 from mnemonic_jax.bundle import Bundle
 
 REFERENCE = ("Gradient ascent on the forget set (NegGrad / GA): Golatkar et al. CVPR 2020; "
@@ -67,7 +67,7 @@ REFERENCE_PLUS = ("NegGrad+: Kurmanji et al., Towards Unbounded Machine Unlearni
 
 
 @dataclasses.dataclass(frozen=True)
-class NegGradConfig:
+class NegGradConfig(Checked):
   """Gradient ascent on the forget set (defaults: Unlearn-Sparse's GA, but lr 0.01).
 
   Attributes:
@@ -82,17 +82,17 @@ class NegGradConfig:
       statistics updated from forgotten examples only), as Unlearn-Sparse does.
   """
 
-  epochs: int = 5
-  learning_rate: float = 0.01
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  batch_size: int = 128
+  epochs: PositiveInt = 5
+  learning_rate: PositiveFloat = 0.01
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 5e-4
+  batch_size: PositiveInt = 128
   stop_at_zero_accuracy: bool = True
   train_mode: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
-class NegGradPlusConfig:
+class NegGradPlusConfig(Checked):
   """NegGrad+: descent on the retain set, ascent on the forget set (defaults: SCRUB's).
 
   Attributes:
@@ -107,20 +107,14 @@ class NegGradPlusConfig:
     train_mode: BatchNorm in training mode; ``False`` as SCRUB (``model.eval()``).
   """
 
-  alpha: float = 0.95
-  epochs: int = 10
-  learning_rate: float = 0.01
-  momentum: float = 0.0
-  weight_decay: float = 0.0
-  batch_size: int = 128
+  alpha: UnitFloat = 0.95
+  epochs: PositiveInt = 10
+  learning_rate: PositiveFloat = 0.01
+  momentum: NonNegativeFloat = 0.0
+  weight_decay: NonNegativeFloat = 0.0
+  batch_size: PositiveInt = 128
   stop_at_zero_accuracy: bool = False
   train_mode: bool = False
-
-
-def _check(method: str, config: NegGradConfig | NegGradPlusConfig) -> None:
-  check_loop_config(method, epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=config.batch_size, momentum=config.momentum,
-                    weight_decay=config.weight_decay)
 
 
 def _stopper(bundle: Bundle, forget_rows: slice):
@@ -157,12 +151,8 @@ def neggrad(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``details["stopped_early"]`` says
     whether the zero-accuracy stop ended it.
-
-  Raises:
-    ValueError: a config the loop cannot run.
   """
   del classes
-  _check("neggrad", config)
   forget = data.forget
   size = min(config.batch_size, len(forget))
   optimizer = sgd(config.learning_rate, config.momentum, config.weight_decay)
@@ -202,14 +192,8 @@ def neggrad_plus(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
 
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`.
-
-  Raises:
-    ValueError: a config the loop cannot run, or ``alpha`` outside ``[0, 1]``.
   """
   del classes
-  _check("neggrad+", config)
-  if not 0.0 <= config.alpha <= 1.0:
-    raise errors.BadRequest(f"neggrad+ needs alpha in [0, 1], got {config.alpha!r}")
   retain, forget = data.retain, data.forget
   n_r, n_f = min(config.batch_size, len(retain)), min(config.batch_size, len(forget))
   optimizer = sgd(config.learning_rate, config.momentum, config.weight_decay)

@@ -27,15 +27,16 @@ batch of an epoch is completed from the start of the permutation (one batch shap
 from __future__ import annotations
 
 import dataclasses
+from typing import Literal, get_args
 
 import jax
 import numpy as np
 import optax
 
-from mnemonic_jax import errors
 from mnemonic_jax.baselines.base import Outcome, UnlearnData, adam, init_loop, register, sgd
-from mnemonic_jax.baselines.finetune import (
-    check_loop_config, make_image_step, run_loop)
+from mnemonic_jax.baselines.finetune import make_image_step, run_loop
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, PositiveFloat, PositiveInt)
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import pipeline
 
@@ -45,11 +46,12 @@ REFERENCE = ("Random relabelling of the forget set + fine-tuning: Graves et al.,
              "batch 128")
 
 #: Optimisers ``RandomLabelsConfig.optimizer`` names.
-OPTIMIZERS = ("adam", "sgd")
+Optimizer = Literal["adam", "sgd"]
+OPTIMIZERS = get_args(Optimizer)
 
 
 @dataclasses.dataclass(frozen=True)
-class RandomLabelsConfig:
+class RandomLabelsConfig(Checked):
   """Fine-tuning on relabelled forgotten data plus retained data (defaults: SSD's).
 
   Attributes:
@@ -62,12 +64,12 @@ class RandomLabelsConfig:
     train_mode: BatchNorm in training mode (as SSD).
   """
 
-  epochs: int = 3
-  learning_rate: float = 1e-4
-  optimizer: str = "adam"
-  momentum: float = 0.9
-  weight_decay: float = 0.0
-  batch_size: int = 128
+  epochs: PositiveInt = 3
+  learning_rate: PositiveFloat = 1e-4
+  optimizer: Optimizer = "adam"
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 0.0
+  batch_size: PositiveInt = 128
   train_mode: bool = True
 
 
@@ -112,16 +114,7 @@ def random_labels(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``examples`` counts the rows of each
     set actually fed; ``details["relabelled"]`` how many forgotten examples went to each
     remaining class.
-
-  Raises:
-    ValueError: a config the loop cannot run or an unknown optimiser.
   """
-  check_loop_config("random-labels", epochs=config.epochs,
-                    learning_rate=config.learning_rate, batch_size=config.batch_size,
-                    momentum=config.momentum, weight_decay=config.weight_decay)
-  if config.optimizer not in OPTIMIZERS:
-    raise errors.BadRequest(f"random-labels: unknown optimizer {config.optimizer!r}; choose from "
-                            f"{', '.join(OPTIMIZERS)}")
   retain, forget = data.retain, data.forget
   label_key, shuffle_key = jax.random.split(key)
   new_labels = random_wrong_labels(label_key, len(forget), classes, bundle.num_classes)

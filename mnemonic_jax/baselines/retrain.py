@@ -36,6 +36,7 @@ import jax.numpy as jnp
 from mnemonic_jax import errors
 from mnemonic_jax import checkpointing, training, workflow
 from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
+from mnemonic_jax.baselines.options import Checked, PositiveInt
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import pipeline
 
@@ -46,7 +47,7 @@ REFERENCE = ("Retraining from scratch without the forgotten classes (the oracle 
 
 
 @dataclasses.dataclass(frozen=True)
-class RetrainConfig:
+class RetrainConfig(Checked):
   """The oracle: the bundle's training run on the retain set.
 
   Attributes:
@@ -58,7 +59,7 @@ class RetrainConfig:
     progress: show a progress bar.
   """
 
-  epochs: int | None = None
+  epochs: PositiveInt | None = None
   seed: int | None = None
   from_pretrained: bool = True
   progress: bool = False

@@ -64,11 +64,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import (
     Outcome, Split, UnlearnData, epoch_batches, init_loop, make_loss_step, register, sgd)
-from mnemonic_jax.baselines.finetune import check_loop_config
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, PositiveFloat, PositiveInt, UnitFloat)
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -85,7 +85,7 @@ SWEEP = ({}, {"epochs": 20, "learning_rate": 0.005}, {"epochs": 20, "learning_ra
 
 
 @dataclasses.dataclass(frozen=True)
-class SalUnConfig:
+class SalUnConfig(Checked):
   """SalUn's hyper-parameters (defaults: the repository's README and argument parser).
 
   Attributes:
@@ -98,12 +98,12 @@ class SalUnConfig:
     train_mode: the model in training mode while fine-tuning (BatchNorm), as published.
   """
 
-  threshold: float = 0.5
-  epochs: int = 10
-  learning_rate: float = 0.013
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  batch_size: int = 256
+  threshold: UnitFloat = 0.5
+  epochs: PositiveInt = 10
+  learning_rate: PositiveFloat = 0.013
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 5e-4
+  batch_size: PositiveInt = 256
   train_mode: bool = True
 
 
@@ -252,16 +252,8 @@ def salun(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: S
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``details["masked_fraction"]`` is the
     fraction of parameters the mask lets move.
-
-  Raises:
-    ValueError: a config the loop cannot run, or ``threshold`` outside ``[0, 1]``.
   """
   del classes
-  check_loop_config("salun", epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=config.batch_size, momentum=config.momentum,
-                    weight_decay=config.weight_decay)
-  if not 0.0 <= config.threshold <= 1.0:
-    raise errors.BadRequest(f"salun needs threshold in [0, 1], got {config.threshold!r}")
   retain, forget = data.retain, data.forget
   mask = saliency_mask(summed_forget_gradient(bundle, forget, config.batch_size),
                        config.threshold)

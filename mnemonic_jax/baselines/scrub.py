@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -54,8 +54,9 @@ from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines.base import (
     Outcome, UnlearnData, adam, epoch_batches, init_loop, make_loss_step, register, sgd)
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt)
 from mnemonic_jax.baselines.steps import piecewise_constant
-from mnemonic_jax.baselines.finetune import check_loop_config
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -64,14 +65,15 @@ REFERENCE = ("Kurmanji et al., Towards Unbounded Machine Unlearning, NeurIPS 202
              "github.com/meghdadk/SCRUB (large_scale_unlearning.ipynb: SGD lr 5e-4, momentum "
              "0.9, wd 5e-4, msteps 2, 3 epochs, T 4, gamma 0.99, alpha 0.001)")
 
-OPTIMIZERS = ("sgd", "adam")
+Optimizer = Literal["sgd", "adam"]
+OPTIMIZERS = get_args(Optimizer)
 
 #: Overrides from the published defaults to stronger settings (see the module docstring).
 SWEEP = ({}, {"learning_rate": 5e-3}, {"learning_rate": 5e-2})
 
 
 @dataclasses.dataclass(frozen=True)
-class ScrubConfig:
+class ScrubConfig(Checked):
   """SCRUB's hyper-parameters (defaults: the repository's large-scale CIFAR-10 notebook).
 
   Attributes:
@@ -91,20 +93,26 @@ class ScrubConfig:
     train_mode: the student in training mode (BatchNorm), as published.
   """
 
-  epochs: int = 3
-  max_epochs: int = 2
-  learning_rate: float = 5e-4
-  momentum: float = 0.9
-  weight_decay: float = 5e-4
-  optimizer: str = "sgd"
-  temperature: float = 4.0
-  gamma: float = 0.99
-  alpha: float = 0.001
+  epochs: PositiveInt = 3
+  max_epochs: NonNegativeInt = 2
+  learning_rate: PositiveFloat = 5e-4
+  momentum: NonNegativeFloat = 0.9
+  weight_decay: NonNegativeFloat = 5e-4
+  optimizer: Optimizer = "sgd"
+  temperature: PositiveFloat = 4.0
+  gamma: NonNegativeFloat = 0.99
+  alpha: NonNegativeFloat = 0.001
   lr_decay_epochs: tuple[int, ...] = (3, 5, 9)
-  lr_decay_rate: float = 0.1
-  forget_batch_size: int = 512
-  retain_batch_size: int = 256
+  lr_decay_rate: PositiveFloat = 0.1
+  forget_batch_size: PositiveInt = 512
+  retain_batch_size: PositiveInt = 256
   train_mode: bool = True
+
+  def __post_init__(self) -> None:
+    super().__post_init__()
+    if self.max_epochs > self.epochs:
+      raise errors.BadRequest(f"scrub needs max_epochs <= epochs, got max_epochs="
+                              f"{self.max_epochs} and epochs={self.epochs}")
 
 
 def distill_kl(student_logits: jax.Array, teacher_logits: jax.Array, temperature
@@ -176,20 +184,6 @@ def _optimizer(config: ScrubConfig, boundaries: dict[int, float]) -> optax.Gradi
   return sgd(schedule, config.momentum, config.weight_decay)
 
 
-def _check(config: ScrubConfig) -> None:
-  check_loop_config("scrub", epochs=config.epochs, learning_rate=config.learning_rate,
-                    batch_size=min(config.forget_batch_size, config.retain_batch_size),
-                    momentum=config.momentum, weight_decay=config.weight_decay)
-  if config.optimizer not in OPTIMIZERS:
-    raise errors.BadRequest(f"scrub: unknown optimizer {config.optimizer!r}; choose from "
-                            f"{', '.join(OPTIMIZERS)}")
-  if not 0 <= config.max_epochs <= config.epochs:
-    raise errors.BadRequest(f"scrub needs 0 <= max_epochs <= epochs, got {config.max_epochs}")
-  if not config.temperature > 0 or not config.gamma >= 0 or not config.alpha >= 0:
-    raise errors.BadRequest("scrub needs temperature > 0, gamma >= 0 and alpha >= 0, got "
-                            f"{config.temperature}, {config.gamma}, {config.alpha}")
-
-
 @register("scrub", ScrubConfig, data="all", reference=REFERENCE, sweep=SWEEP)
 def scrub(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: ScrubConfig,
           key: jax.Array) -> Outcome:
@@ -206,12 +200,8 @@ def scrub(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: S
   Returns:
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``details`` holds the mean max and
     min losses of each epoch.
-
-  Raises:
-    ValueError: a config the loop cannot run.
   """
   del classes
-  _check(config)
   retain, forget = data.retain, data.forget
   n_f, n_r = min(config.forget_batch_size, len(forget)), min(config.retain_batch_size,
                                                               len(retain))

@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable
+from typing import Any, Callable, Literal, get_args
 
 import jax
 import jax.numpy as jnp
@@ -56,7 +56,8 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
-from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register, whole_number
+from mnemonic_jax.baselines.base import Outcome, Split, UnlearnData, register
+from mnemonic_jax.baselines.options import Checked, PositiveFloat, PositiveInt
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -66,11 +67,13 @@ REFERENCE = ("Foster, Schoepf, Brintrup, Fast Machine Unlearning Without Retrain
              "Selective Synaptic Dampening, AAAI 2024; "
              "github.com/if-loops/selective-synaptic-dampening (ssd.py)")
 
-ORDERS = ("class", "shuffle")
+#: The orders of the importances' minibatches.
+Order = Literal["class", "shuffle"]
+ORDERS = get_args(Order)
 
 
 @dataclasses.dataclass(frozen=True)
-class SSDConfig:
+class SSDConfig(Checked):
   """Selective Synaptic Dampening with minibatch importances (the published method).
 
   Attributes:
@@ -83,14 +86,14 @@ class SSDConfig:
       with the key.
   """
 
-  alpha: float = 10.0
-  lam: float = 1.0
-  batch_size: int = 64
-  order: str = "class"
+  alpha: PositiveFloat = 10.0
+  lam: PositiveFloat = 1.0
+  batch_size: PositiveInt = 64
+  order: Order = "class"
 
 
 @dataclasses.dataclass(frozen=True)
-class SSDExactConfig:
+class SSDExactConfig(Checked):
   """The SSD rule on per-example Fisher diagonals (this project's variant).
 
   With per-example Fishers ``I_D = (N_r F_r + N_f F_f) / N >= (N_f / N) I_f``, so
@@ -108,9 +111,9 @@ class SSDExactConfig:
     microbatch_size: examples per vectorised chunk of the Fisher (memory, not the result).
   """
 
-  alpha: float | None = None
-  lam: float = 1.0
-  microbatch_size: int = 256
+  alpha: PositiveFloat | None = None
+  lam: PositiveFloat = 1.0
+  microbatch_size: PositiveInt = 256
 
 
 # ----------------------------------------------------------------------------------------
@@ -229,11 +232,6 @@ def dampen(params: PyTree, importance_forget: PyTree, importance_full: PyTree, a
 # The registered methods.
 
 
-def _check_rule(alpha: float, lam: float) -> None:
-  if not alpha > 0 or not lam > 0:
-    raise errors.BadRequest(f"SSD needs alpha > 0 and lam > 0, got alpha={alpha}, lam={lam}")
-
-
 def _by_class(split: Split) -> Split:
   """The split sorted by class, stably (the order of the published loaders)."""
   idx = np.argsort(np.asarray(split.labels), kind="stable")
@@ -296,15 +294,8 @@ def ssd(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: SSD
   ``I_f`` over the forget set, ``I_D`` over retain + forget (in that order), both by
   :func:`minibatch_importance` with the bundle's inference-mode model; then
   :func:`dampen`. One jitted function computes both importances and the new parameters.
-
-  Raises:
-    ValueError: ``alpha`` or ``lam`` not positive, ``batch_size < 1`` or an unknown order.
   """
   del classes
-  _check_rule(config.alpha, config.lam)
-  whole_number("SSD", "batch_size", config.batch_size)
-  if config.order not in ORDERS:
-    raise errors.BadRequest(f"unknown SSD order {config.order!r}; choose from {', '.join(ORDERS)}")
   if config.order == "class":  # Retain classes ascending, then the forgotten ones.
     forget = _by_class(data.forget)
     full = _joined(_by_class(data.retain), forget)
@@ -369,20 +360,18 @@ def ssd_exact(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   """The SSD rule on per-example Fisher diagonals (:func:`exact_importances`).
 
   Raises:
-    ValueError: ``alpha`` or ``lam`` not positive, ``alpha >= N / N_f`` (nothing could be
-      selected, see :class:`SSDExactConfig`), or ``microbatch_size < 1``.
+    BadRequest: ``alpha >= N / N_f`` (nothing could be selected, see
+      :class:`SSDExactConfig`).
   """
   del classes, key
   n_r, n_f = len(data.retain), len(data.forget)
   bound = (n_r + n_f) / n_f
   alpha = bound / 2 if config.alpha is None else float(config.alpha)
-  _check_rule(alpha, config.lam)
   if alpha >= bound:
     raise errors.BadRequest(
         f"ssd-exact with alpha={alpha:g} would dampen nothing: per-example importances "
         f"satisfy I_f / I_D <= N / N_f = {bound:.4g} here; choose alpha < {bound:.4g} or "
         "leave it None (half the bound)")
-  whole_number("ssd-exact", "microbatch_size", config.microbatch_size)
   apply_fn = bundle.apply_fn()
   fisher_lib.check_input_shape(apply_fn, bundle.params,
                                bundle.normalize(data.forget.images[:1]))

@@ -74,7 +74,8 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax import layer_taps
-from mnemonic_jax.baselines.base import Outcome, UnlearnData, register, whole_number
+from mnemonic_jax.baselines.base import Outcome, UnlearnData, register
+from mnemonic_jax.baselines.options import Checked, PositiveFloat, PositiveInt
 from mnemonic_jax.bundle import Bundle, normalize
 
 PyTree = Any
@@ -91,7 +92,7 @@ SWEEP = ({}, {"alpha_r": 1000.0}, {"alpha_r": 700.0}, {"alpha_r": 500.0}, {"alph
 
 
 @dataclasses.dataclass(frozen=True)
-class SVDProjectionConfig:
+class SVDProjectionConfig(Checked):
   """Hyper-parameters of the projection (defaults: the repository's CIFAR-10 script).
 
   Attributes:
@@ -102,10 +103,10 @@ class SVDProjectionConfig:
     max_patches: most activation rows per layer and set (10000).
   """
 
-  samples: int = 900
-  alpha_r: float = 100.0
-  alpha_f: float = 3.0
-  max_patches: int = 10000
+  samples: PositiveInt = 900
+  alpha_r: PositiveFloat = 100.0
+  alpha_f: PositiveFloat = 3.0
+  max_patches: PositiveInt = 10000
 
 
 # ----------------------------------------------------------------------------------------
@@ -311,19 +312,15 @@ def svd_projection(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
     An :class:`~mnemonic_jax.baselines.base.Outcome`; ``examples`` counts the sampled rows.
 
   Raises:
-    ValueError: ``samples`` too small to give each retained class one example, alphas not
-      positive, ``max_patches < 1``, or a model whose layers cannot be read.
+    BadRequest: ``samples`` too small to give each retained class one example, or a
+      model whose layers cannot be read.
   """
-  whole_number("svd-projection", "samples", config.samples)
-  whole_number("svd-projection", "max_patches", config.max_patches)
   retained = [c for c in range(bundle.num_classes) if c not in classes]
   per_class = int(config.samples) // len(retained)
-  if per_class < 1 or not config.alpha_r > 0 or not config.alpha_f > 0 \
-     or config.max_patches < 1:
+  if per_class < 1:
     raise errors.BadRequest(
-        f"svd-projection needs samples >= {len(retained)} (one per retained class), alphas > 0 "
-        f"and max_patches >= 1, got samples={config.samples}, alpha_r={config.alpha_r}, "
-        f"alpha_f={config.alpha_f}, max_patches={config.max_patches}")
+        f"svd-projection needs samples >= {len(retained)} (one per retained class), got "
+        f"samples={config.samples}")
   retain, forget = data.retain, data.forget
   sample_key, patch_key = jax.random.split(key)
   labels = np.asarray(retain.labels)

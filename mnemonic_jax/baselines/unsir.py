@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Literal, NamedTuple, get_args
 
 import jax
 import jax.numpy as jnp
@@ -59,6 +59,8 @@ from mnemonic_jax import errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.base import LoopState, Outcome, Split, UnlearnData, register
+from mnemonic_jax.baselines.options import (
+    Checked, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt)
 from mnemonic_jax.pytrees import as_pytree
 from mnemonic_jax.bundle import Bundle, normalize
 from mnemonic_jax.data import pipeline
@@ -69,11 +71,12 @@ REFERENCE = ("Tarun, Chundawat, Mandal, Kankanhalli, Fast Yet Effective Machine 
              "IEEE TNNLS 2023 (arXiv 2111.08947); "
              "github.com/vikram2000b/Fast-Machine-Unlearning")
 
-OPTIMIZERS = ("adam", "sgd")
+Optimizer = Literal["adam", "sgd"]
+OPTIMIZERS = get_args(Optimizer)
 
 
 @dataclasses.dataclass(frozen=True)
-class UnsirConfig:
+class UnsirConfig(Checked):
   """UNSIR's hyper-parameters; defaults from the authors' CIFAR-10 notebook.
 
   Attributes:
@@ -97,19 +100,19 @@ class UnsirConfig:
     momentum: momentum of ``"sgd"``.
   """
 
-  noise_batch_size: int = 256
-  noise_steps: int = 40
-  noise_lr: float = 0.1
-  noise_l2: float = 0.1
-  noise_copies: int = 20
-  retain_per_class: int | None = 1000
-  batch_size: int = 256
-  impair_lr: float = 0.02
-  repair_lr: float = 0.01
-  impair_epochs: int = 1
-  repair_epochs: int = 1
-  optimizer: str = "adam"
-  momentum: float = 0.9
+  noise_batch_size: PositiveInt = 256
+  noise_steps: NonNegativeInt = 40
+  noise_lr: PositiveFloat = 0.1
+  noise_l2: NonNegativeFloat = 0.1
+  noise_copies: PositiveInt = 20
+  retain_per_class: PositiveInt | None = 1000
+  batch_size: PositiveInt = 256
+  impair_lr: PositiveFloat = 0.02
+  repair_lr: PositiveFloat = 0.01
+  impair_epochs: NonNegativeInt = 1
+  repair_epochs: NonNegativeInt = 1
+  optimizer: Optimizer = "adam"
+  momentum: NonNegativeFloat = 0.9
 
 
 class NoiseResult(NamedTuple):
@@ -209,23 +212,6 @@ def retain_subset(retain: Split, per_class: int | None, key: jax.Array) -> Split
   return Split(retain.images[keep], labels[keep])
 
 
-def _check_config(config: UnsirConfig) -> None:
-  for name in ("noise_batch_size", "noise_copies", "batch_size"):
-    base.whole_number("unsir", name, getattr(config, name))
-  for name in ("noise_steps", "impair_epochs", "repair_epochs"):
-    base.whole_number("unsir", name, getattr(config, name), minimum=0)
-  for name in ("noise_lr", "impair_lr", "repair_lr"):
-    if not float(getattr(config, name)) > 0:
-      raise errors.BadRequest(f"unsir: {name} must be positive, got {getattr(config, name)}")
-  if not float(config.noise_l2) >= 0:
-    raise errors.BadRequest(f"unsir: noise_l2 must be >= 0, got {config.noise_l2}")
-  if config.retain_per_class is not None:
-    base.whole_number("unsir", "retain_per_class", config.retain_per_class)
-  if config.optimizer not in OPTIMIZERS:
-    raise errors.BadRequest(
-        f"unsir: optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
-
-
 def _model_optimizer(config: UnsirConfig) -> optax.GradientTransformation:
   """Impair/repair optimiser with the learning rate a traced hyper-parameter (one compile)."""
   return _cached_model_optimizer(config.optimizer, config.impair_lr, config.momentum or None)
@@ -284,9 +270,8 @@ def unsir(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData, config: U
     ``retain_subset`` sizes.
 
   Raises:
-    ValueError: a bad config or no retained data.
+    BadRequest: no retained data.
   """
-  _check_config(config)
   retain = data.retain
   if retain is None or len(retain) == 0:
     raise errors.BadRequest("unsir needs the retain set; pass UnlearnData(retain=...)")

@@ -1,0 +1,209 @@
+"""One check of the baselines' config fields, read from their annotations.
+
+Every config dataclass of :mod:`mnemonic_jax.baselines` derives from :class:`Checked`, so
+its fields are checked when the config is built (``FinetuneConfig(learning_rate="0.1")``
+is refused there, not deep inside :func:`~mnemonic_jax.baselines.unlearn`), each by kind,
+then range, with a message naming the method, the field and what it got:
+:class:`~mnemonic_jax.errors.BadRequestType` for a value of the wrong kind,
+:class:`~mnemonic_jax.errors.BadRequest` for one out of range. Values are checked, never
+converted or clamped (as the moves' options, :mod:`mnemonic_jax.forgetting.moves.options`).
+
+What each annotation takes:
+
+* ``bool``: ``True`` or ``False`` (a NumPy bool too); not ``0``, ``"no"`` or ``None``.
+* ``int``: a Python or NumPy integer, not a bool (``True`` is no count), not ``2.0``.
+* ``float``: a Python or NumPy int or float, finite, not a bool.
+* ``Literal["a", "b"]``: one of those strings.
+* ``tuple[int, ...]``: a tuple or list of integers.
+* ``X | None``: ``None``, or what ``X`` takes.
+* ``Annotated[X, Bounds(...)]``: ``X`` within the bounds (the aliases below).
+
+NumPy scalars count as numbers; arrays do not (a config is hashed: the methods' programs
+and optimisers are cached on it).
+
+Example:
+  >>> @dataclasses.dataclass(frozen=True)
+  ... class MyConfig(Checked):
+  ...   epochs: PositiveInt = 3
+  ...   learning_rate: PositiveFloat = 0.1
+  >>> MyConfig(learning_rate="0.1")
+  Traceback (most recent call last):
+  mnemonic_jax.errors.BadRequestType: MyConfig: learning_rate must be a finite number > 0, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import types
+import typing
+from typing import Annotated, Any, Literal
+
+import numpy as np
+
+from mnemonic_jax import errors
+
+__all__ = ["Bounds", "Checked", "NonNegativeFloat", "NonNegativeInt", "PositiveFloat",
+           "PositiveInt", "UnitFloat", "check", "method_name", "name_method"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Bounds:
+  """The range of a number field: ``[low, high]`` (either end may be None), ``> above``."""
+
+  low: float | None = None
+  high: float | None = None
+  above: float | None = None
+
+  def holds(self, value: float) -> bool:
+    return ((self.low is None or value >= self.low) and (self.high is None or value <= self.high)
+            and (self.above is None or value > self.above))
+
+  def __str__(self) -> str:
+    parts = []
+    if self.low is not None and self.high is not None:
+      parts.append(f"in [{self.low:g}, {self.high:g}]")
+    elif self.low is not None:
+      parts.append(f">= {self.low:g}")
+    elif self.high is not None:
+      parts.append(f"<= {self.high:g}")
+    if self.above is not None:
+      parts.append(f"> {self.above:g}")
+    return " and ".join(parts)
+
+
+#: A learning rate, a temperature, a scale: a finite number ``> 0``.
+PositiveFloat = Annotated[float, Bounds(above=0)]
+#: A momentum, a weight decay, a penalty weight: a finite number ``>= 0``.
+NonNegativeFloat = Annotated[float, Bounds(low=0)]
+#: A fraction or a mixing weight: a number in ``[0, 1]``.
+UnitFloat = Annotated[float, Bounds(low=0, high=1)]
+#: A count of epochs, examples or samples: a whole number ``>= 1``.
+PositiveInt = Annotated[int, Bounds(low=1)]
+#: A count that may be zero (steps, epochs of an optional stage).
+NonNegativeInt = Annotated[int, Bounds(low=0)]
+
+#: The registered method of each config class (filled by ``base.register``).
+_METHODS: dict[type, str] = {}
+
+
+def name_method(config_cls: type, method: str) -> None:
+  """Records that ``config_cls`` is the config of ``method`` (the first name is kept)."""
+  _METHODS.setdefault(config_cls, method)
+
+
+def method_name(config: Any) -> str:
+  """The registered method of ``config``'s class, or the class's name if none."""
+  return _METHODS.get(type(config), type(config).__name__)
+
+
+class Checked:
+  """Base of the baselines' config dataclasses: every field is checked when built.
+
+  A subclass with relations between its fields (``max_epochs <= epochs``) extends
+  ``__post_init__``, calling ``super().__post_init__()`` first.
+  """
+
+  def __post_init__(self) -> None:
+    check(self)
+
+
+def check(config: Any) -> None:
+  """Checks every field of the dataclass ``config`` against its annotation.
+
+  Raises:
+    BadRequestType: a field holding a value of the wrong kind (a string or None for a
+      number, a bool for a count, a float for a count, a number for a bool, a string that
+      is not one of the choices' kind); the message names the method, the field and the
+      value.
+    BadRequest: a number that is NaN, inf or out of the field's bounds, a string not
+      among the field's choices.
+    TypeError: an annotation this check does not know (a bug of the config, not input).
+  """
+  owner = method_name(config)
+  for name, hint in _hints(type(config)).items():
+    _check(owner, name, getattr(config, name), hint)
+
+
+@functools.lru_cache(maxsize=None)
+def _hints(cls: type) -> dict[str, Any]:
+  hints = typing.get_type_hints(cls, include_extras=True)
+  return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _is_none(hint: Any) -> bool:
+  return hint is type(None)
+
+
+def _split(hint: Any) -> tuple[Any, Bounds | None, bool]:
+  """``(kind, bounds, or_none)`` of an annotation."""
+  or_none = False
+  if typing.get_origin(hint) in (typing.Union, types.UnionType):
+    args = typing.get_args(hint)
+    rest = [a for a in args if not _is_none(a)]
+    if len(rest) != 1 or len(rest) == len(args):
+      raise TypeError(f"unsupported config annotation {hint!r} (only X | None)")
+    hint, or_none = rest[0], True
+  bounds = None
+  if typing.get_origin(hint) is Annotated:
+    hint, *extras = typing.get_args(hint)
+    bounds = next((e for e in extras if isinstance(e, Bounds)), None)
+  return hint, bounds, or_none
+
+
+def _wanted(kind: Any, bounds: Bounds | None, or_none: bool) -> str:
+  """What a field takes, in words."""
+  range_ = f" {bounds}" if bounds is not None and str(bounds) else ""
+  if kind is bool:
+    said = "True or False"
+  elif kind is int:
+    said = f"a whole number{range_} (an int)"
+  elif kind is float:
+    said = f"a finite number{range_}"
+  elif typing.get_origin(kind) is Literal:
+    said = "one of " + ", ".join(map(repr, typing.get_args(kind)))
+  elif typing.get_origin(kind) is tuple and typing.get_args(kind) == (int, Ellipsis):
+    said = f"a tuple of whole numbers{range_}"
+  else:
+    raise TypeError(f"unsupported config annotation {kind!r}")
+  return said + (", or None" if or_none else "")
+
+
+def _integer(value: Any) -> bool:
+  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _real(value: Any) -> bool:
+  return (isinstance(value, (int, float, np.integer, np.floating))
+          and not isinstance(value, (bool, np.bool_)))
+
+
+def _check(owner: str, name: str, value: Any, hint: Any) -> None:
+  kind, bounds, or_none = _split(hint)
+  wanted = _wanted(kind, bounds, or_none)
+  if value is None and or_none:
+    return
+  said = f"{owner}: {name} must be {wanted}, got {value!r:.60}"
+  if kind is bool:
+    right_kind = isinstance(value, (bool, np.bool_))
+  elif kind is int:
+    right_kind = _integer(value)
+  elif kind is float:
+    right_kind = _real(value)
+  elif typing.get_origin(kind) is Literal:
+    right_kind = isinstance(value, str)
+  else:  # tuple[int, ...]
+    right_kind = (isinstance(value, (tuple, list))
+                  and all(_integer(v) for v in value))
+  if not right_kind:
+    raise errors.BadRequestType(f"{said} ({type(value).__name__})")
+  if typing.get_origin(kind) is Literal:
+    if value not in typing.get_args(kind):
+      raise errors.BadRequest(said)
+    return
+  numbers = value if isinstance(value, (tuple, list)) else (value,)
+  if kind is float and not all(math.isfinite(float(v)) for v in numbers):
+    raise errors.BadRequest(said)
+  if bounds is not None and not all(bounds.holds(float(v)) for v in numbers):
+    raise errors.BadRequest(said)
