@@ -263,8 +263,9 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
   Args:
     predict: ``predict(x) -> (N, C)`` logits on inputs in the model's normalised space
       (any ``apply_fn`` with its parameters bound).
-    inputs: ``(N, ...)`` normalised inputs (real numbers), e.g. the forgotten classes'
-      test images.
+    inputs: ``(N, ...)`` normalised inputs (floats), e.g. the forgotten classes' test
+      images as ``bundle.normalize(images)`` gives them; raw integer images are refused
+      (scaling pixel values is not the attack).
     labels: ``(N,)`` their labels.
     forgotten: forgotten class ids.
     scales: the factors tried (a sequence of numbers).
@@ -274,7 +275,9 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
 
   Raises:
     BadRequestType: ``predict`` not callable or not returning one array, ``inputs`` not
-      real numbers, ``scales`` not a sequence of numbers; logits and labels as
+      real numbers or integers (raw ``uint8`` images: normalise them first, or use
+      :func:`mnemonic_jax.evaluation.forward` with ``scale``), ``scales`` not a sequence
+      of numbers; logits and labels as
       :func:`forgotten_accuracy`.
     BadRequest: a scale that is not finite and > 0; ``inputs`` without an example axis;
       logits and labels as :func:`forgotten_accuracy` (NaN logits included).
@@ -292,6 +295,12 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
   if not jnp.issubdtype(x.dtype, jnp.number) or jnp.issubdtype(x.dtype, jnp.complexfloating):
     raise errors.BadRequestType(f"{name}: inputs must be real numbers (N, ...), got dtype "
                                 f"{x.dtype}")
+  if jnp.issubdtype(x.dtype, jnp.integer):  # Scaled pixel values: the model sees up to 765.
+    raise errors.BadRequestType(
+        f"{name}: inputs are {x.dtype} images, not normalised inputs (the scales would "
+        "multiply raw pixel values); normalise them first, e.g. bundle.normalize(images), "
+        "or for a bundle use mnemonic_jax.evaluation.forward(bundle, images, features=False, "
+        "scale=s).logits, which takes the uint8 images")
   if np.ndim(x) < 1:
     raise errors.BadRequest(f"{name}: inputs must have an example axis (N, ...), got shape "
                             f"{np.shape(x)}")
