@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -64,7 +65,7 @@ class LayerNormed:
     """An upper bound of ``max_h v[:, k] . h`` for each column ``k`` of ``v`` ``(F, K)``."""
     node: Any = params
     for name in self.path:
-      if not isinstance(node, dict) or name not in node:
+      if not isinstance(node, Mapping) or name not in node:  # A FrozenDict too.
         raise errors.BadRequest(f"the declared LayerNorm {'/'.join(self.path)} is not in the "
                                 "parameters")
       node = node[name]

@@ -28,11 +28,12 @@ from typing import ClassVar, Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.extend import core as jcore
 
 from mnemonic_jax import errors
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
-from mnemonic_jax.forgetting.moves import options, stepping
+from mnemonic_jax.forgetting.moves import options, outputs, stepping
 from mnemonic_jax.forgetting.moves.base import Move, Moved, register
 from mnemonic_jax.forgetting.moves.bias import BiasPhase
 from mnemonic_jax.pytrees import PyTree
@@ -44,7 +45,8 @@ STEPS = 4
 CONCENTRATION = 0.5
 
 
-def concentrated_layers(eta: PyTree, fraction: float = CONCENTRATION) -> PyTree:
+def concentrated_layers(eta: PyTree, fraction: float = CONCENTRATION,
+                        modules: PyTree | None = None) -> PyTree:
   """Which tensors belong to the layers where the Fisher ratio concentrates.
 
   A tensor's concentration is the 99th percentile of its ``eta`` (its maximum for tensors
@@ -56,12 +58,17 @@ def concentrated_layers(eta: PyTree, fraction: float = CONCENTRATION) -> PyTree:
     eta: Fisher ratio (pytree of float arrays, e.g. from
       :func:`mnemonic_jax.forgetting.fisher_ratio`).
     fraction: in ``(0, 1]``.
+    modules: each tensor's module, shaped like ``eta`` (hashable ids), as
+      :func:`layer_modules` reads it from the model whatever the container of the params
+      (what the moves pass). None: the module is read from the key paths, the tensors
+      under one parent (a Flax module's ``kernel`` and ``bias``) being one module, and a
+      tensor at the root of the tree (a flat dict's or a list's) a module of its own.
 
   Returns:
     A pytree of Python bools shaped like ``eta``'s structure.
 
   Raises:
-    ValueError: ``fraction`` outside ``(0, 1]``.
+    ValueError: ``fraction`` outside ``(0, 1]``; ``modules`` not shaped like ``eta``.
 
   Example:
     >>> concentrated_layers({"a": {"w": jnp.ones(200)}, "b": {"w": 9 * jnp.ones(200)}})
@@ -70,13 +77,122 @@ def concentrated_layers(eta: PyTree, fraction: float = CONCENTRATION) -> PyTree:
   if not 0 < fraction <= 1:
     raise errors.BadRequest(f"fraction must be in (0, 1], got {fraction}")
   flat, treedef = jax.tree_util.tree_flatten_with_path(eta)
+  if modules is None:
+    owner = [tuple(path[:-1]) if len(path) > 1 else ("leaf", i)
+             for i, (path, _) in enumerate(flat)]
+  else:
+    owner = treedef.flatten_up_to(modules) if _same_structure(modules, treedef) else None
+    if owner is None:
+      raise errors.BadRequest("modules must be shaped like eta (one module id per tensor)")
   conc = []
   for _, e in flat:
     e = np.asarray(e, np.float64).ravel()
     conc.append(float(np.percentile(e, 99)) if e.size >= 100 else float(e.max(initial=0)))
   top = max(conc)
-  modules = {tuple(path[:-1]) for (path, _), c in zip(flat, conc) if c >= fraction * top}
-  return treedef.unflatten([tuple(path[:-1]) in modules for path, _ in flat])
+  chosen = {m for m, c in zip(owner, conc) if c >= fraction * top}
+  return treedef.unflatten([m in chosen for m in owner])
+
+
+def _same_structure(tree: PyTree, treedef) -> bool:
+  try:
+    return len(treedef.flatten_up_to(tree)) == treedef.num_leaves
+  except (ValueError, TypeError):
+    return False
+
+
+#: Operations that pass a tensor on unchanged but for its shape or dtype.
+_RESHAPES = frozenset({"reshape", "broadcast_in_dim", "convert_element_type", "squeeze",
+                       "expand_dims", "transpose", "copy", "copy_p", "reduce_precision"})
+#: Products: a layer's weights applied to its input (a kernel, a norm's scale).
+_PRODUCTS = frozenset({"dot_general", "conv_general_dilated", "mul"})
+_SUMS = frozenset({"add", "add_any", "sub"})
+
+
+def _pairs(jaxpr, tags: list) -> tuple[list, list[tuple[int, frozenset]]]:
+  """Walks ``jaxpr`` (nested calls included) with each input's tag: ``("w", i)`` for
+  parameter ``i`` (reshaped or cast at most), ``("x", S)`` for a product that involves
+  the parameters ``S`` and has nothing added yet, None otherwise. Returns the outputs'
+  tags and the ``(i, S)`` pairs found: parameter ``i`` added to such a product (a bias to
+  its kernel's output, a norm's offset to its scaled input)."""
+  env, pairs = dict(zip(jaxpr.invars, tags)), []
+  read = lambda v: None if isinstance(v, jcore.Literal) else env.get(v)
+  for eqn in jaxpr.eqns:
+    ins = [read(v) for v in eqn.invars]
+    name, outs = eqn.primitive.name, [None] * len(eqn.outvars)
+    subs = [j for j in jcore.jaxprs_in_params(eqn.params) if len(j.invars) == len(ins)]
+    if len(subs) == 1 and name not in ("cond", "while"):  # A call: pjit, custom_jvp, remat.
+      sub_outs, sub_pairs = _pairs(subs[0], ins)
+      pairs += sub_pairs
+      if len(sub_outs) == len(outs):
+        outs = sub_outs
+    elif name in _RESHAPES and ins and ins[0] is not None:
+      outs = [ins[0]]
+    elif name in _PRODUCTS:
+      used = frozenset().union(*({t[1]} if t[0] == "w" else t[1] for t in ins if t))
+      outs = [("x", used) if used else None]
+    elif name in _SUMS and len(ins) == 2:
+      for a, b in (ins, ins[::-1]):
+        if a and b and a[0] == "w" and b[0] == "x" and a[1] not in b[1]:
+          pairs.append((a[1], b[1]))
+    env.update(zip(eqn.outvars, outs))
+  return [read(v) for v in jaxpr.outvars], pairs
+
+
+def layer_modules(apply_fn, params: PyTree, x: jax.Array) -> PyTree:
+  """Each parameter tensor's module, read from the model's computation, not its names.
+
+  The model is traced once on abstract values (nothing runs or compiles): a tensor added
+  to the output of a product with other tensors is one module with them (a ``Dense``'s or
+  a ``Conv``'s bias with its kernel, a LayerNorm's or an inference BatchNorm's offset with
+  its scale); every other tensor is a module of its own. So a flat dict, a list, a tuple,
+  a FrozenDict or nested dicts holding the same model give the same modules.
+
+  Args:
+    apply_fn: ``apply_fn(params, x) -> logits``.
+    params: the parameters (their shapes and dtypes are used).
+    x: ``(N, *input_shape)`` inputs (their shape and dtype are used).
+
+  Returns:
+    A pytree shaped like ``params``: per tensor, the smallest leaf index of its module.
+  """
+  leaves, treedef = jax.tree.flatten(params)
+  spec = lambda a: jax.ShapeDtypeStruct(np.shape(a), a.dtype)
+  closed = jax.make_jaxpr(lambda ls, xs: apply_fn(treedef.unflatten(ls), xs))(
+      [spec(a) for a in leaves], spec(x))
+  tags = [("w", i) for i in range(len(leaves))] + [None] * (len(closed.jaxpr.invars)
+                                                            - len(leaves))
+  _, pairs = _pairs(closed.jaxpr, tags)
+  parent = list(range(len(leaves)))
+
+  def root(i):
+    while parent[i] != i:
+      parent[i] = parent[parent[i]]
+      i = parent[i]
+    return i
+  for i, used in pairs:
+    for j in used:
+      a, b = sorted((root(i), root(j)))
+      parent[b] = a
+  return treedef.unflatten([root(i) for i in range(len(leaves))])
+
+
+#: :func:`layer_modules` by model and parameter structure (the modules are where they are
+#: whatever the values), so that later requests trace the model no more.
+_MODULES: dict = {}
+_MODULES_KEPT = 32
+
+
+def _modules(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
+  """:func:`layer_modules`, remembered per model and parameter structure."""
+  key = outputs._structure(apply_fn, params, codes)  # pylint: disable=protected-access
+  if key is not None and key in _MODULES:
+    return _MODULES[key]
+  found = layer_modules(apply_fn, params, codes)
+  if key is not None:
+    if len(_MODULES) >= _MODULES_KEPT:
+      del _MODULES[next(iter(_MODULES))]  # The oldest.
+    _MODULES[key] = found
+  return found
 
 
 @jax.jit
@@ -117,8 +233,8 @@ class DirectionPhase(stepping.Phase):
         request.apply_fn, params, request.codes, request.in_forget, request.fisher_weights)
     before = stepping.scores_from_margins(margin, correct, request.in_forget,
                                           request.in_remain)
-    mask = (concentrated_layers(eta) if self.concentrated
-            else jax.tree.map(lambda _: True, eta))
+    mask = (concentrated_layers(eta, modules=_modules(request.apply_fn, params, request.codes))
+            if self.concentrated else jax.tree.map(lambda _: True, eta))
     d = direction(eta, params if self.sign_from_weights else grad, mask)
     grid = stepping.score_grid(request.apply_fn, params, eta, d, request.codes,
                                request.in_forget, request.in_remain, ts,
