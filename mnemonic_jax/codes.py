@@ -175,8 +175,10 @@ def _array(value: Any, name: str) -> Any:
 
 def _check_t_mix(t_mix: Any) -> Any:
   """``t_mix`` checked: one real number in [0, 1], or a traced real scalar (its value is
-  then the caller's program's to check). Returns what :func:`_mix` takes: a float value
-  keeps its dtype, an int becomes a Python float.
+  then the caller's program's to check). Returns what :func:`_mix` takes: a concrete
+  rate as ``np.float32`` whatever its kind (a Python int or float, a NumPy scalar, a 0-d
+  array: weak and strong types would each compile a program), as
+  :func:`mnemonic_jax.training.fit` passes it; a traced one unchanged.
 
   Raises:
     BadRequestType: a string, None, bool, complex, or an array with dimensions (a
@@ -193,8 +195,7 @@ def _check_t_mix(t_mix: Any) -> Any:
   number = _validate.number(t_mix, "t_mix", low=0.0, high=1.0,
                             hint="the probability of replacing an example by its code (a "
                                  "scalar; one rate applies to the whole batch)")
-  floating = hasattr(t_mix, "dtype") and jnp.issubdtype(t_mix.dtype, jnp.floating)
-  return t_mix if floating or isinstance(t_mix, float) else number
+  return np.float32(number)
 
 
 def _check_mix(images: jax.Array, labels: jax.Array, codes: jax.Array) -> None:
@@ -255,10 +256,12 @@ def mix_codes(
 
   Labels are unchanged, so the network learns to classify the codes as their classes.
   One jitted program (compiled once per shapes and dtypes; ``t_mix`` and the key are
-  traced, so a new rate compiles nothing), usable inside a caller's ``jax.jit`` and
-  ``vmap``, where ``t_mix`` may be a traced scalar. Under ``jax.jit`` only the dtypes and
-  shapes are checked (traced labels and ``t_mix`` cannot be read without waiting for the
-  device); called eagerly, the labels' range and ``t_mix`` are checked too.
+  traced, so a new rate compiles nothing, and a concrete rate enters as float32 whatever
+  its kind: ``0.1``, ``np.float64(0.1)``, ``1`` or a 0-d array share one program), usable
+  inside a caller's ``jax.jit`` and ``vmap``, where ``t_mix`` may be a traced scalar.
+  Under ``jax.jit`` only the dtypes and shapes are checked (traced labels and ``t_mix``
+  cannot be read without waiting for the device); called eagerly, the labels' range and
+  ``t_mix`` are checked too.
 
   Args:
     key: one PRNG key; draw a fresh one per step (e.g. ``jax.random.fold_in(key, step)``).

@@ -356,16 +356,19 @@ def _compiled(bundle: Bundle, config: RelearnConfig) -> tuple:
   The runner measures relearning for every method, class and seed of a table; building
   the jitted functions once per model and optimiser (parameters are arguments) keeps
   that to one compilation per shape instead of one per call. Keyed by the model spec,
-  the input normalisation and the optimiser's numbers; at most ``_COMPILED_MAX`` kept.
+  the input normalisation and the optimiser's numbers, each as its float32 value (what
+  the step computes with: ``0.01``, ``np.float32(0.01)`` and a 0-d array of it share one
+  optimiser and its programs); at most ``_COMPILED_MAX`` kept.
   """
+  numbers = tuple(float(np.float32(float(v)))
+                  for v in (config.learning_rate, config.momentum, config.weight_decay))
   key = (bundle.model_name, repr(sorted(bundle.model_kwargs.items())), bundle.num_classes,
-         tuple(bundle.mean), tuple(bundle.std), float(config.learning_rate),
-         float(config.momentum), float(config.weight_decay), bool(config.train_mode))
+         tuple(bundle.mean), tuple(bundle.std), *numbers, bool(config.train_mode))
   if key not in _COMPILED:
     # Only the model spec and normalisation are read: drop the arrays, keep no params alive.
     template = bundle.replace(params={}, batch_stats={}, codes=None, history=(), config={})
     model, normalize = template.model, template.normalize
-    optimizer = base.sgd(config.learning_rate, config.momentum, config.weight_decay)
+    optimizer = base.sgd(*numbers)
     step = base.make_weighted_step(template, optimizer, train_mode=config.train_mode)
 
     def correct(params, batch_stats, x, y, mask):

@@ -58,7 +58,6 @@ class TrainState:
   opt_state: optax.OptState
 
 
-@functools.lru_cache(maxsize=64)
 def make_optimizer(
     learning_rate: float = 0.01,
     *,
@@ -78,14 +77,22 @@ def make_optimizer(
 
   Returns:
     An optax gradient transformation; equal arguments give the same object, so the
-    train steps built on it share one compiled program.
+    train steps built on it share one compiled program; numbers count as their float32
+    values (the step's, the same bits): ``0.1``, ``np.float32(0.1)``, 0-d arrays are equal.
 
   Raises:
     BadConfig: a number out of the range :class:`FitConfig` takes, or an unknown schedule.
   """
+  checks.optimizer(learning_rate, momentum, weight_decay)
+  numbers = (float(np.float32(float(v))) for v in (learning_rate, momentum, weight_decay))
+  return _optimizer(*numbers, schedule, total_steps)
+
+
+@functools.lru_cache(maxsize=64)
+def _optimizer(learning_rate: float, momentum: float, weight_decay: float, schedule: str,
+               total_steps: int | None) -> optax.GradientTransformation:
   import optax  # pylint: disable=import-outside-toplevel
 
-  checks.optimizer(learning_rate, momentum, weight_decay)
   if schedule == "constant":
     lr = learning_rate
   elif schedule == "cosine":

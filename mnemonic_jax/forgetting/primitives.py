@@ -169,7 +169,9 @@ def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
 
   ``lambda1`` caps the step; ``lambda2`` bounds the largest move of the tensor,
   ``alpha_l * max(eta_l) <= lambda2``. A tensor with ``max(eta_l) = 0`` gets ``lambda1``
-  (it does not move anyway). Jitted (lambdas traced: new values do not recompile).
+  (it does not move anyway). Jitted (lambdas traced: new values do not recompile, and
+  concrete lambdas enter as float32 whatever their Python type, so ``1e-3``,
+  ``np.float32(1e-3)``, ``np.float64(1e-3)``, an int or a 0-d array share one program).
 
   Returns:
     A pytree of float32 scalars, one per tensor of ``eta``.
@@ -178,7 +180,7 @@ def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
     TypeError, ValueError: a lambda that is not a positive finite number (concrete
       values), or a leaf of ``eta`` that is not a real number or array of them.
   """
-  _check_lambdas(lambda1, lambda2)
+  lambda1, lambda2 = _check_lambdas(lambda1, lambda2)
   _check_numbers(eta, "eta")
   return _step_sizes(eta, lambda1, lambda2)
 
@@ -195,7 +197,8 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
 
   Returns:
     ``delta`` shaped like the Fishers (float32); the candidates are ``params +/- delta``.
-    One jitted program per structure, shapes and dtypes (the lambdas are traced).
+    One jitted program per structure, shapes and dtypes (the lambdas are traced; concrete
+    ones enter as float32 whatever their Python type, as in :func:`step_sizes`).
 
   Raises:
     ValueError: Fishers of different structures or shapes, negative or non-finite, as
@@ -208,7 +211,7 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
     >>> candidate = jax.tree.map(jnp.add, params, delta)
   """
   _check_fishers(f_forget, f_remain)
-  _check_lambdas(lambda1, lambda2)
+  lambda1, lambda2 = _check_lambdas(lambda1, lambda2)
   return _perturbation(f_forget, f_remain, lambda1, lambda2)
 
 
@@ -501,7 +504,15 @@ _sums_finite = jax.jit(sums_finite)
 _all_finite = jax.jit(all_finite)
 
 
-def _check_lambdas(lambda1, lambda2):
-  """The lambda checks for concrete values (traced ones pass)."""
-  if not any(isinstance(v, jax.core.Tracer) for v in (lambda1, lambda2)):
-    _validate.lambdas(lambda1, lambda2, {})
+def _check_lambdas(lambda1, lambda2) -> tuple[Any, Any]:
+  """The lambdas checked and as the jitted programs take them: a concrete one (a Python
+  int or float, a NumPy scalar, a 0-d array) as ``np.float32``, so that every kind of
+  the same number shares one program (weak and strong types would each compile one); a
+  traced one unchanged (its program's to check)."""
+  traced = [isinstance(v, jax.core.Tracer) for v in (lambda1, lambda2)]
+  if all(traced):
+    return lambda1, lambda2
+  # A concrete lambda beside a traced one is checked too (the traced one as a stand-in 1).
+  checked = _validate.lambdas(*(1.0 if t else v for v, t in zip((lambda1, lambda2), traced)),
+                              {})
+  return tuple(v if t else np.float32(c) for v, t, c in zip((lambda1, lambda2), traced, checked))
