@@ -21,7 +21,8 @@ loop) is named for what it is, with its own fix, never the caller's "re-create i
 
 Also here, at the bottom of the package, how every message and report names a path:
 :func:`shown` (control characters, newlines included, escaped by :func:`escape`, so that
-a path is always one line).
+a path is always one line; a byte that is not UTF-8 as ``\\xNN``), and which paths the
+storage library cannot take at all (:func:`unstorable`: not UTF-8).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ import hashlib
 import os
 import socket
 import stat
+import sys
 from typing import BinaryIO, Callable
 
 PathLike = str | os.PathLike
@@ -71,8 +73,16 @@ def escape(text: object, keep: str = "") -> str:
   text = str(text)
   if text.isprintable():
     return text
-  return "".join(ch if ch.isprintable() or ch in keep
-                 else ch.encode("unicode_escape").decode("ascii") for ch in text)
+  return "".join(ch if ch.isprintable() or ch in keep else _escaped(ch) for ch in text)
+
+
+def _escaped(ch: str) -> str:
+  """One character as a Python escape; a byte that ``os.fsdecode`` could not decode (a
+  surrogate U+DC80-U+DCFF) as that byte (``\\xe9``), the name on disk as a shell's
+  ``$'...'`` writes it."""
+  if "\udc80" <= ch <= "\udcff":
+    return f"\\x{ord(ch) - 0xdc00:02x}"
+  return ch.encode("unicode_escape").decode("ascii")
 
 
 def shown(path: PathLike | bytes) -> str:
@@ -88,6 +98,54 @@ def shown(path: PathLike | bytes) -> str:
     The printable text.
   """
   return escape(os.fsdecode(path))
+
+
+def unstorable(path: PathLike | bytes) -> str | None:
+  """Why the storage library cannot take ``path``, in words, or None when it can.
+
+  TensorStore (which Orbax writes and reads every array with) takes a path as UTF-8
+  text; a path holding bytes that are not UTF-8 (a Latin-1 file name such as
+  ``caf\\xe9``), which Python carries as surrogate escapes (:func:`os.fsdecode`), cannot
+  be handed to it (pybind11 refuses the cast). So is a UTF-8 name that Python read with
+  a file-system encoding that is not UTF-8 (a C locale without UTF-8 mode): the same
+  escapes.
+
+  Args:
+    path: a ``str``, ``bytes`` or ``os.PathLike`` path.
+
+  Returns:
+    None if the path's text is UTF-8; else the reason and its fix, to follow the path
+    in a message.
+  """
+  text = os.fsdecode(path)
+  try:
+    text.encode("utf-8")
+    utf8 = True
+  except UnicodeEncodeError:
+    utf8 = False
+  try:
+    raw = os.fsencode(text)  # A str given in-process may not fit the file-system encoding.
+  except UnicodeEncodeError:
+    raw = None
+  if utf8 and raw is not None:
+    return None
+  utf8_names = sys.getfilesystemencoding().lower().replace("-", "").replace("_", "") == "utf8"
+  if utf8_names or not (utf8 if raw is None else _decodes_as_utf8(raw)):
+    return ("its name (or a folder's above it) is not valid UTF-8, and mnemonic-jax takes "
+            "only UTF-8 paths (its storage library, TensorStore, cannot open others); rename "
+            "it (or that folder) to a UTF-8 name")
+  return (f"its name is UTF-8 but Python reads file names as {sys.getfilesystemencoding()} "
+          "here (the locale), and mnemonic-jax takes only UTF-8 paths (its storage library, "
+          "TensorStore, cannot open others); run with a UTF-8 locale (LC_ALL=C.UTF-8) or "
+          "PYTHONUTF8=1")
+
+
+def _decodes_as_utf8(raw: bytes) -> bool:
+  try:
+    raw.decode("utf-8")
+    return True
+  except UnicodeDecodeError:
+    return False
 
 
 def os_error_line(verb: str, path: PathLike, error: OSError, fix: str) -> str:

@@ -18,8 +18,9 @@ The package, by concept: :mod:`~mnemonic_jax.cli.parser` (arguments, their types
 defaults; imports no JAX, so ``--help`` and ``--version`` answer at once),
 :mod:`~mnemonic_jax.cli.commands` and :mod:`~mnemonic_jax.cli.demo` (what each command
 does, through the library), :mod:`~mnemonic_jax.cli.paths` (an input is never modified,
-an output never replaced without ``--force``), :mod:`~mnemonic_jax.cli.report` (the text
-printed), :mod:`~mnemonic_jax.cli.quiet` (the libraries' logging kept off stderr) and
+an output never replaced without ``--force``, every path given UTF-8),
+:mod:`~mnemonic_jax.cli.report` (the text printed), :mod:`~mnemonic_jax.cli.quiet` (the
+libraries' logging kept off stderr) and
 :mod:`~mnemonic_jax.cli.compilation_cache` (JAX's persistent compilation cache, in a
 folder only the user can write: ``~/.cache/mnemonic-jax/compilation`` by default, another
 with ``--compilation-cache DIR``, none with ``--no-compilation-cache``).
@@ -224,6 +225,10 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
   run.hold_warnings = bool(getattr(args, "json", False))
   warnings.showwarning = outcome.show_warning
   try:
+    # Every path given, read or written, one the storage library can take (UTF-8),
+    # before any work (a train run would otherwise train, then fail at its save).
+    from mnemonic_jax.cli import paths  # pylint: disable=import-outside-toplevel
+    paths.check_storable(paths.given_paths(args))
     if args.command == "train" and getattr(args, "coordinator", None) is not None:
       # A config that does not load is refused before waiting for the other processes
       # (which takes up to 5 minutes when they never come).

@@ -6,20 +6,88 @@ caught by its device and inode) is refused; an existing output is replaced only 
 ``--force``, and then only if it is a bundle that may be replaced
 (:func:`mnemonic_jax.checkpointing.check_output`). Refusals are user errors: one line,
 exit status 2, nothing written.
+
+Before all of that, every path a command is given must be one the storage library can
+take (:func:`check_storable`, on :func:`given_paths`): a name that is not UTF-8 is
+refused before any work, never met half-way (a training run that trained, then failed
+at its save) or mistaken for a damaged bundle.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from mnemonic_jax import checkpointing, configs
+from mnemonic_jax import _files, checkpointing, configs
 from mnemonic_jax.cli.parser import DEMO_FILES, UsageError
 
 #: ``(what, path)``: what a command reads or writes, named as the user knows it.
 Named = tuple[str, pathlib.Path]
+
+
+def _absolute(path: os.PathLike | str) -> pathlib.Path:
+  """``path`` made absolute (as given if the current directory is gone: the command meets
+  that itself, later)."""
+  path = pathlib.Path(path).expanduser()
+  try:
+    return path.absolute()
+  except OSError:
+    return path
+
+
+def given_paths(args: argparse.Namespace) -> list[Named]:
+  """Every path a command's arguments name, absolute: what it reads and what it writes.
+
+  Every option parsed as a path (``--checkpoint``, ``--output``, ``--workdir``,
+  ``--output-dir``, ``--oracle``, ``--original``, ``--params``, ``--codes``,
+  ``--data-dir``, ``--compilation-cache``, and any added later: the parser makes them
+  :class:`pathlib.Path`), ``--config``'s file and ``--dataset idx:DIR``'s folder. What a
+  train config names (``config.data_dir``, ``config.pretrained``) is checked once it is
+  loaded (:func:`check_train_inputs`).
+
+  Args:
+    args: the parsed arguments.
+
+  Returns:
+    ``(option, absolute path)`` of each.
+  """
+  found = [(f"--{name.replace('_', '-')}", _absolute(value))
+           for name, value in vars(args).items() if isinstance(value, pathlib.PurePath)]
+  spec = getattr(args, "config", None)
+  if isinstance(spec, str):
+    try:
+      found.append(("--config", configs.split_spec(spec)[0]))
+    except OSError:  # The current directory is gone: load_config says so.
+      pass
+  dataset = getattr(args, "dataset", None)
+  found += dataset_inputs(dataset if isinstance(dataset, str) else None)
+  return found
+
+
+def check_storable(named: Sequence[Named]) -> None:
+  """Refuses a path the storage library cannot take (:func:`mnemonic_jax._files.unstorable`:
+  not UTF-8), before any work.
+
+  TensorStore, which reads and writes every array of a bundle and of a training
+  checkpoint, refused such a path only when it met it: a traceback from every command
+  that writes (``train`` after training all its steps), and an intact bundle called
+  "truncated or corrupt". Every path a command is given is checked, read or written, so
+  that the kind is refused as one, whatever reaches TensorStore later.
+
+  Args:
+    named: ``(what, path)`` pairs (:func:`given_paths`).
+
+  Raises:
+    UsageError: a path is not UTF-8 (named as :func:`mnemonic_jax._files.shown` does:
+      each byte that is not UTF-8 as ``\\xNN``).
+  """
+  for what, path in named:
+    why = _files.unstorable(path)
+    if why is not None:
+      raise UsageError(f"{what} {_files.shown(path)}: {why}")
 
 
 def inside(inner: str, outer: str) -> bool:
@@ -157,7 +225,8 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
     workdir: the absolute run directory.
 
   Raises:
-    UsageError: an output and an input overlap.
+    UsageError: an output and an input overlap, or a path it reads is not UTF-8
+      (:func:`check_storable`).
   """
   get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
   inputs = [("config file", configs.split_spec(spec)[0])]
@@ -166,6 +235,7 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
                    pathlib.Path(os.fspath(get("pretrained"))).expanduser().absolute()))
   dataset = get("dataset")
   inputs += dataset_inputs(dataset if isinstance(dataset, str) else None, get("data_dir"))
+  check_storable(inputs)  # config.data_dir and config.pretrained too (overrides included).
   check_no_overlap([("train's bundle", workdir / "bundle"),
                     ("train's checkpoints", workdir / "train")], inputs)
 
