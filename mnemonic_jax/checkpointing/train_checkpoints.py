@@ -18,10 +18,12 @@ bundles' machinery (:mod:`~mnemonic_jax.checkpointing.integrity`). A step theref
 appears complete with its record or not at all, and :meth:`TrainCheckpointer.restore`
 verifies every file before Orbax reads one: a damaged step (a flipped bit, a truncated,
 missing or extra file, an edited metadata file) is refused in one line naming it and the
-step to fall back to, never resumed from. Not covered: Orbax's ``_CHECKPOINT_METADATA`` and
-``commit_success.txt`` at the top of a step, which it rewrites when it renames the
-directory, and which hold no part of the state. Steps of version 1 (no checksums) still
-restore, with an :class:`UnverifiedCheckpointWarning`.
+step to fall back to, never resumed from; so is a step folder whose record is of another
+step than its name (renamed, or copied in from another step), whose state and metrics
+window would not be those of the step the run resumes at. Not covered: Orbax's
+``_CHECKPOINT_METADATA`` and ``commit_success.txt`` at the top of a step, which it rewrites
+when it renames the directory, and which hold no part of the state. Steps of version 1 (no
+checksums) still restore, with an :class:`UnverifiedCheckpointWarning`.
 """
 
 from __future__ import annotations
@@ -54,7 +56,8 @@ from mnemonic_jax.checkpointing._common import (
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR
 from mnemonic_jax.checkpointing.train_records import (
     _FILES_CHECKSUMS, OLDER_TRAIN_VERSIONS, TRAIN_FORMAT, TRAIN_VERSION,
-    UnverifiedCheckpointWarning, _coverage, _damaged_fix, _seal_step, _step_meta)
+    UnverifiedCheckpointWarning, _coverage, _damaged_fix, _seal_step, _step_meta,
+    check_step_names)
 from mnemonic_jax.checkpointing.trees import (
     _abstract, _dtype_mismatch, _is_key_dtype, _tree_mismatch, _uncommitted)
 
@@ -287,13 +290,15 @@ class TrainCheckpointer:
       async_save: write in a background thread (call :meth:`wait_until_finished`).
 
     Raises:
-      CheckpointError: ``save_every`` or ``max_to_keep`` is below 1.
+      CheckpointError: ``save_every`` or ``max_to_keep`` is below 1, the directory holds
+        a special file or a folder named like a step but not as one is (``0180``).
     """
     if save_every < 1 or max_to_keep < 1:
       raise CheckpointError(
           f"save_every={save_every} and max_to_keep={max_to_keep} must both be >= 1")
     self.directory = _abs(directory)
     _check_files(self.directory)
+    check_step_names(self.directory)  # Before anything is written.
     # What killed saves left is removed before the manager opens, by process 0 while the
     # others wait. Orbax's own cleanup_tmp_directories runs in a background thread that only
     # the next save waits for (orbax-checkpoint 0.12.8): until then a restore's file check
@@ -406,8 +411,11 @@ class TrainCheckpointer:
 
     Raises:
       CheckpointError: there is no such step, its state does not match ``abstract_state``
-        (structure or shapes), or it is corrupt.
+        (structure or shapes), it is corrupt, or its record is of another step than its
+        folder's name (renamed, or copied in from another step); or a folder is named
+        like a step but not as one is (``0180``).
     """
+    check_step_names(self.directory)  # A renamed step folder Orbax would pass over.
     steps = self.all_steps()
     if step is None:
       if not steps:
@@ -425,7 +433,7 @@ class TrainCheckpointer:
     cap = PARAMS_FILE_FACTOR * state_bytes + (16 << 20)
     _check_files(self.directory, cap * max(1, len(steps)))  # Every step kept, each a multiple.
     fix = _damaged_fix(self.directory, step, steps)
-    self._verify(step, cap, fix)  # Before Orbax reads any of its files.
+    self._verify(step, cap, steps)  # Before Orbax reads any of its files.
     try:
       stored = self._manager.item_metadata(step)[_STATE].tree
     except Exception as e:  # pylint: disable=broad-except
@@ -464,17 +472,19 @@ class TrainCheckpointer:
                             f"{type(metadata).__name__}, not a JSON object (corrupt); {fix}")
     return TrainCheckpoint(step, _uncommit_unplaced(restored[_STATE], abstract_state), metadata)
 
-  def _verify(self, step: int, max_bytes: int, fix: str) -> None:
-    """Checks a step's files against the checksums sealed into it when it was saved.
+  def _verify(self, step: int, max_bytes: int, steps: list[int]) -> None:
+    """Checks a step's record (of this step: :func:`train_records._step_meta`) and its files
+    against the checksums sealed into it when it was saved.
 
     Raises:
-      CheckpointError: one line naming the step, the file, and ``fix`` (the step to fall
-        back to).
+      CheckpointError: one line naming the step, the file, and the step to fall back to
+        among ``steps``.
     """
     step_dir = self.directory / str(step)
+    fix = _damaged_fix(self.directory, step, steps)
     dir_fd = integrity.open_dir(step_dir)
     try:
-      meta = _step_meta(self.directory, step, dir_fd, fix)
+      meta = _step_meta(self.directory, step, dir_fd, steps)
       if meta.get("version") in OLDER_TRAIN_VERSIONS:
         warnings.warn(
             f"{step_dir}: a training checkpoint of the older version {meta['version']}, "

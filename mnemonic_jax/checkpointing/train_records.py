@@ -6,7 +6,9 @@ metadata and (version 2) the SHA-256 of every file under ``state/`` and ``meta/`
 the record itself, sealed by the bundles' machinery
 (:mod:`~mnemonic_jax.checkpointing.integrity`) before Orbax renames the step into place.
 This module writes that seal, reads and checks a record (:func:`read_step_metadata`, which
-only reads), and says what to do about a damaged step.
+only reads), and says what to do about a damaged step. A step is named after its step
+number, which its record holds too: a folder whose record is of another step (renamed, or
+copied in from another step) is refused like a damaged one, never resumed from.
 """
 
 from __future__ import annotations
@@ -62,21 +64,41 @@ def _seal_step(step_dir: pathlib.Path, step: int) -> None:
   integrity.write_meta(step_dir, meta)
 
 
+def _resume_then(step: int, steps: list[int]) -> str:
+  """What a run does once ``step`` is gone: resume from the step before it, or start."""
+  earlier = [s for s in steps if s < step]
+  return f"resume from step {earlier[-1]}" if earlier else "start the run from the beginning"
+
+
 def _damaged_fix(directory: pathlib.Path, step: int, steps: list[int]) -> str:
   """What to do about a damaged step: delete it, naming the step a run then resumes from."""
-  earlier = [s for s in steps if s < step]
-  then = (f"resume from step {earlier[-1]}" if earlier else
-          "start the run from the beginning")
-  return f"the checkpoint is damaged: delete {directory / str(step)} to {then}"
+  return f"the checkpoint is damaged: delete {directory / str(step)} to {_resume_then(step, steps)}"
 
 
-def _step_meta(directory: pathlib.Path, step: int, dir_fd: int, fix: str) -> dict[str, Any]:
+def foreign_step_fix(directory: pathlib.Path, step: int, steps: list[int]) -> str:
+  """What to do about a step folder that is not the run's step of its name (renamed, copied
+  in, of another run): ``delete it, or move it out of DIRECTORY, to resume from step N``."""
+  return f"delete it, or move it out of {directory}, to {_resume_then(step, steps)}"
+
+
+def _step_meta(directory: pathlib.Path, step: int, dir_fd: int,
+               steps: list[int]) -> dict[str, Any]:
   """A step's JSON metadata, read through ``dir_fd`` and checked: ours, a known version,
-  and (version 2) matching its own checksum, with a whole record of its files.
+  (version 2) matching its own checksum, with a whole record of its files, and recording
+  the step its folder is named after (a renamed or copied step folder is refused: the run
+  takes its step number from the name, and its metrics window and log from the record).
+
+  Args:
+    directory: the training checkpoint directory.
+    step: the step, the folder's name.
+    dir_fd: the step folder, open.
+    steps: the directory's complete steps (for the step to fall back to).
 
   Raises:
-    CheckpointError: one line naming the step and ``fix``.
+    CheckpointError: one line naming the step and what to do (delete it, or move it out
+      of ``directory``, naming the step a run then resumes from).
   """
+  fix = _damaged_fix(directory, step, steps)
   where = directory / str(step)
   rel = f"{_META}/{_META_FILE}"
   try:
@@ -95,6 +117,8 @@ def _step_meta(directory: pathlib.Path, step: int, dir_fd: int, fix: str) -> dic
                           "checkpoint; point at a directory written by TrainCheckpointer")
   version = meta.get("version")
   if version in OLDER_TRAIN_VERSIONS and not isinstance(version, bool):
+    if "step" in meta:  # Unsealed, but a step of another name is still not this one.
+      _check_recorded_step(directory, step, meta["step"], steps)
     return meta
   if version != TRAIN_VERSION or isinstance(version, bool):
     raise CheckpointError(
@@ -109,7 +133,54 @@ def _step_meta(directory: pathlib.Path, step: int, dir_fd: int, fix: str) -> dic
   if not (isinstance(files, dict) and files
           and all(isinstance(k, str) and isinstance(v, str) for k, v in files.items())):
     raise CheckpointError(f"{where}: its {rel} has no record of the step's files; {fix}")
+  _check_recorded_step(directory, step, meta.get("step"), steps)
   return meta
+
+
+def _check_recorded_step(directory: pathlib.Path, step: int, recorded: Any,
+                         steps: list[int]) -> None:
+  """Refuses a step folder whose record is of another step than its name.
+
+  Raises:
+    CheckpointError: one line naming the folder, the step it records and what to do.
+  """
+  if isinstance(recorded, int) and not isinstance(recorded, bool) and recorded == step:
+    return
+  what = (f"step {recorded}" if isinstance(recorded, int) and not isinstance(recorded, bool)
+          else f"no step ({str(recorded)[:40]!r})")
+  raise CheckpointError(
+      f"{directory / str(step)}: it records {what}, not {step} (a step folder renamed, or "
+      f"copied in from another step); {foreign_step_fix(directory, step, steps)}")
+
+
+def _misnamed_steps(directory: pathlib.Path) -> list[str]:
+  """Folders named with digits that are not a step's name as Orbax writes and reads it
+  (``0180``: Orbax passes them over, :func:`_complete_steps` would read them as 180)."""
+  try:
+    entries = list(directory.iterdir())
+  except OSError:
+    return []
+  return sorted(p.name for p in entries if p.name.isascii() and p.name.isdigit()
+                and p.name != str(int(p.name)) and p.is_dir())
+
+
+def check_step_names(directory: PathLike) -> None:
+  """Refuses a training checkpoint directory holding a folder named like a step that is
+  not one (``0180``: a step folder renamed); only reads.
+
+  Raises:
+    CheckpointError: one line naming the folder and what to do.
+  """
+  directory = _abs(directory)
+  misnamed = _misnamed_steps(directory)
+  if misnamed:
+    name = misnamed[0]
+    steps = _complete_steps(directory)
+    then = _resume_then(max(steps, default=0) + 1, steps)
+    raise CheckpointError(
+        f"{directory / name}: a folder named like a training step, but not as a step is "
+        f"named (a step folder renamed?); delete it, or move it out of {directory}, to "
+        f"{then}")
 
 
 def _complete_steps(directory: pathlib.Path) -> list[int]:
@@ -120,7 +191,8 @@ def _complete_steps(directory: pathlib.Path) -> list[int]:
   except OSError:
     return []
   return sorted(int(p.name) for p in entries
-                if p.name.isascii() and p.name.isdigit() and p.is_dir())
+                if p.name.isascii() and p.name.isdigit() and p.name == str(int(p.name))
+                and p.is_dir())
 
 
 def read_step_metadata(directory: PathLike,
@@ -142,9 +214,12 @@ def read_step_metadata(directory: PathLike,
 
   Raises:
     CheckpointError: the record is missing, not JSON, not a training checkpoint's, of an
-      unknown version or does not match its checksum.
+      unknown version, does not match its checksum or records another step than its
+      folder's name; or a folder is named like a step but not as one is
+      (:func:`check_step_names`).
   """
   directory = _abs(directory)
+  check_step_names(directory)
   steps = _complete_steps(directory)
   if step is None and steps:
     step = steps[-1]
@@ -153,6 +228,6 @@ def read_step_metadata(directory: PathLike,
   step = int(step)
   dir_fd = integrity.open_dir(directory / str(step))
   try:
-    return step, _step_meta(directory, step, dir_fd, _damaged_fix(directory, step, steps))
+    return step, _step_meta(directory, step, dir_fd, steps)
   finally:
     os.close(dir_fd)

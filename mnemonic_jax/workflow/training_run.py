@@ -18,6 +18,7 @@ from mnemonic_jax import environment, errors
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, distributed
 from mnemonic_jax import parallel, run_metrics, training
 from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing.train_records import foreign_step_fix
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
 
@@ -178,7 +179,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     resumed_seconds = 0.0
     if ckpt.latest_step() is not None:
       restored = ckpt.restore(None, abstract)
-      _check_same_run(plain, restored.metadata.get("config"), workdir)
+      _check_same_run(plain, restored, ckpt, total, workdir)
       state, resume_step = restored.state, restored.step
       carried = restored.metadata.get("window")
       if carried is not None:  # The steps since the last log line, to log them whole.
@@ -533,8 +534,24 @@ def _config_diff(config: Mapping[str, Any], saved: Mapping[str, Any]) -> list[st
                 if k not in RESUMABLE_CHANGES and config.get(k) != saved.get(k))
 
 
-def _check_same_run(config, saved, workdir):
-  """Refuses to resume a run whose config differs (except how often it saves)."""
+def _check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainCheckpoint,
+                    ckpt: checkpointing.TrainCheckpointer, total: int,
+                    workdir: pathlib.Path) -> None:
+  """Refuses to resume from a step that is not this run's: past its last step, or of
+  another config (but how often it saves and logs). A step of another config after steps
+  of this one (a step folder copied in from another run) is named, to take away; a
+  workdir of another run is refused as a whole.
+
+  Raises:
+    CheckpointError, BadRequest: one line naming the step folder or the workdir and what
+      to do.
+  """
+  step, steps = restored.step, ckpt.all_steps()
+  folder, away = ckpt.directory / str(step), foreign_step_fix(ckpt.directory, step, steps)
+  if step > total:
+    raise checkpointing.CheckpointError(
+        f"{folder}: step {step} is past this run's last step, {total}; {away}")
+  saved = restored.metadata.get("config")
   if saved is None:
     return
   if not isinstance(saved, Mapping):
@@ -542,8 +559,24 @@ def _check_same_run(config, saved, workdir):
         f"{workdir / 'train'}: the last checkpoint records a config of type "
         f"{type(saved).__name__} (corrupt); use a new workdir")
   diff = _config_diff(config, saved)
-  if diff:
-    shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
-    raise errors.BadRequest(
-        f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
-        "a new run, or the same config to resume")
+  if not diff:
+    return
+  shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
+  before = [s for s in steps if s < step]
+  if before and not _config_diff(config, _step_config(ckpt.directory, before[-1])):
+    raise checkpointing.CheckpointError(
+        f"{folder}: a step of a run with another config ({shown}) than this run and its "
+        f"step {before[-1]}; {away}")
+  raise errors.BadRequest(
+      f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
+      "a new run, or the same config to resume")
+
+
+def _step_config(directory: pathlib.Path, step: int) -> Mapping[str, Any]:
+  """The config a step records (``{}`` if it records none or cannot be read)."""
+  try:
+    record = checkpointing.read_step_metadata(directory, step)
+  except checkpointing.CheckpointError:
+    return {}
+  config = ((record or (None, {}))[1].get("metadata") or {}).get("config")
+  return config if isinstance(config, Mapping) else {}

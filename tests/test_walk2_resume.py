@@ -1,0 +1,177 @@
+"""``train``'s resume trusts only what the run recorded: a step folder whose record is of
+another step, run or config is refused, never resumed from (G1).
+
+Faults from /work/notes/walk2_cli_faults.md. The command line's promises (one line, exit 2,
+nothing written) are checked through the real command (``cli_support.run_commands``); the
+workdirs are trained in-process on a tiny config (``cli_support.small_config``).
+"""
+
+import json
+import pathlib
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cli_support import assert_refused, run_commands, small_config, tree_digest
+from mnemonic_jax import checkpointing, run_metrics, workflow
+from mnemonic_jax.workflow import training_run
+
+#: 22 steps an epoch (1438 digits, batch 64): a checkpoint every 4 steps, lines every 10.
+CONFIG = small_config(epochs=1, checkpoint_every=4, log_every=10)
+
+
+def _config_file(folder: pathlib.Path, config: dict) -> pathlib.Path:
+  """``config`` as a config file the command line reads (``--config FILE``)."""
+  path = folder / "tiny_config.py"
+  path.write_text(f"def get_config():\n  return {config!r}\n")
+  return path
+
+
+def _stopper(checks: int):
+  """A ``stop`` for :func:`workflow.train` that stops the run at its ``checks``-th check."""
+  asked = []
+
+  def stop():
+    asked.append(1)
+    return len(asked) >= checks
+
+  return stop
+
+
+def _stopped(config: dict, workdir: pathlib.Path) -> pathlib.Path:
+  """A run of ``config`` stopped at step 20 (checks every 2 steps: steps 16 and 20 saved,
+  lines of steps 10 and 20 logged)."""
+  with pytest.raises(workflow.RunStopped):
+    workflow.train(config, workdir, progress=False, stop=_stopper(10))
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+  """``finished``: a finished workdir of :data:`CONFIG`; ``stopped``: the same run stopped
+  at step 20; ``other``: a run of another seed stopped there; ``config``: the config file."""
+  root = tmp_path_factory.mktemp("runs")
+  workflow.train(CONFIG, root / "finished", progress=False)
+  return {"finished": root / "finished", "stopped": _stopped(CONFIG, root / "stopped"),
+          "other": _stopped({**CONFIG, "seed": 1}, root / "other"),
+          "config": _config_file(root, CONFIG)}
+
+
+def _copy(src: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
+  shutil.copytree(src, dest, symlinks=True)
+  return dest
+
+
+def _lines(workdir):
+  """The lines of a run's metrics.jsonl but their ``seconds``."""
+  return [{k: v for k, v in line.items() if k != "seconds"}
+          for line in run_metrics.read_metrics(workdir)]
+
+
+def _same_params(workdir, reference):
+  got = checkpointing.load_bundle(workdir / "bundle").params
+  want = checkpointing.load_bundle(reference / "bundle").params
+  for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+# ---------------------------------------------- G1: a step folder that is not its name's step
+
+
+def _saved(tmp_path, steps=(1, 2, 3)) -> tuple[pathlib.Path, dict]:
+  state = {"w": jnp.arange(64.0), "key": jax.random.key(0)}
+  with checkpointing.TrainCheckpointer(tmp_path / "run", max_to_keep=3) as ckpt:
+    for step in steps:
+      ckpt.save(step, state, {"step": step})
+  return tmp_path / "run", state
+
+
+@pytest.mark.parametrize("case", ["renamed", "copied", "renamed_old_version", "leading_zero"])
+def test_a_step_folder_whose_record_is_of_another_step_is_refused(tmp_path, case):
+  """Renamed (3 -> 5), copied from another step (1 -> 3), an unsealed (version 1) step
+  renamed, or renamed with a leading zero (3 -> 05, which Orbax passes over): refused in one
+  line naming the folder, the step it records and what to do; nothing is changed."""
+  run, state = _saved(tmp_path)
+  if case in ("renamed", "renamed_old_version"):
+    if case == "renamed_old_version":
+      meta_file = run / "3" / "meta" / "metadata"
+      meta = json.loads(meta_file.read_text())
+      meta_file.write_text(json.dumps({**meta, "version": 1}))
+    (run / "3").rename(run / "5")
+    folder, said = run / "5", "it records step 3, not 5"
+  elif case == "copied":
+    shutil.rmtree(run / "3")
+    shutil.copytree(run / "1", run / "3")
+    folder, said = run / "3", "it records step 1, not 3"
+  else:
+    (run / "3").rename(run / "05")
+    folder, said = run / "05", "a folder named like a training step, but not as a step is named"
+  before = tree_digest(run)
+  with pytest.raises(checkpointing.CheckpointError) as refused:
+    with checkpointing.TrainCheckpointer(run) as ckpt:
+      ckpt.restore(None, jax.eval_shape(lambda: state))
+  message = str(refused.value)
+  assert message.startswith(f"{folder}: ") and "\n" not in message, message
+  assert said in message, message
+  assert message.endswith(f"delete it, or move it out of {run}, to resume from step 2"), message
+  with pytest.raises(checkpointing.CheckpointError, match=said):
+    checkpointing.read_step_metadata(run)
+  assert tree_digest(run) == before
+  shutil.rmtree(folder)  # What the line says: the run then resumes from step 2.
+  with checkpointing.TrainCheckpointer(run) as ckpt:
+    assert ckpt.restore(None, jax.eval_shape(lambda: state)).step == 2
+
+
+def test_a_step_past_the_run_s_last_step_is_refused(runs, tmp_path):
+  """A step later than the run's last (the same config on a smaller dataset): refused,
+  naming the folder, never resumed from."""
+  workdir = _copy(runs["stopped"], tmp_path / "w")
+  step, record = checkpointing.read_step_metadata(workdir / "train")
+  restored = checkpointing.TrainCheckpoint(step, None, record["metadata"])
+  with checkpointing.TrainCheckpointer(workdir / "train") as ckpt:
+    with pytest.raises(checkpointing.CheckpointError) as refused:
+      training_run._check_same_run(  # pylint: disable=protected-access
+          training_run.to_plain(CONFIG), restored, ckpt, 18, workdir)
+    training_run._check_same_run(  # pylint: disable=protected-access
+        training_run.to_plain(CONFIG), restored, ckpt, 22, workdir)  # Its own: resumed.
+  assert str(refused.value) == (
+      f"{workdir / 'train' / '20'}: step 20 is past this run's last step, 18; delete it, or "
+      f"move it out of {workdir / 'train'}, to resume from step 16")
+
+
+@pytest.mark.slow  # Commands that train (~10 s).
+def test_train_refuses_a_step_folder_that_is_not_the_run_s_step_of_its_name(runs, tmp_path):
+  """G1: ``mv train/20 train/21``, step 16 copied in as 20, or step 20 of a run of another
+  seed copied in: one line naming the folder and what to do, exit 2, nothing written. Done
+  as it says, the run resumes and ends bitwise equal to an uninterrupted one, its metrics
+  lines too."""
+  made = {name: _copy(runs["stopped"], tmp_path / name)
+          for name in ("renamed", "copied", "other_run")}
+  (made["renamed"] / "train" / "20").rename(made["renamed"] / "train" / "21")
+  shutil.rmtree(made["copied"] / "train" / "20")
+  shutil.copytree(made["copied"] / "train" / "16", made["copied"] / "train" / "20")
+  shutil.rmtree(made["other_run"] / "train" / "20")
+  shutil.copytree(runs["other"] / "train" / "20", made["other_run"] / "train" / "20")
+  watch = lambda w: [w / "train", w / "metrics.jsonl", w / "bundle"]
+  ran = run_commands({
+      name: dict(args=("train", "-q", "--config", runs["config"], "--workdir", workdir),
+                 watch=watch(workdir))
+      for name, workdir in made.items()})
+  folders = {"renamed": "21", "copied": "20", "other_run": "20"}
+  words = {"renamed": "it records step 20, not 21 (a step folder renamed, or copied in",
+           "copied": "it records step 16, not 20 (a step folder renamed, or copied in",
+           "other_run": "a step of a run with another config (seed: 1 -> 0) than this run "
+                        "and its step 16"}
+  for name, workdir in made.items():
+    folder = workdir / "train" / folders[name]
+    line = assert_refused(ran[name].result, f"{folder}: {words[name]}")
+    assert line.endswith(f"delete it, or move it out of {workdir / 'train'}, to resume from "
+                         "step 16"), line
+    assert ran[name].before == ran[name].after, name
+    shutil.rmtree(folder)  # What the line says.
+    workflow.train(CONFIG, workdir, progress=False)
+    assert _lines(workdir) == _lines(runs["finished"]), name
+    _same_params(workdir, runs["finished"])
