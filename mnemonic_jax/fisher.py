@@ -55,8 +55,11 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   ``C - 1``). The entry points that hold labels on the host (:func:`mnemonic_jax.fit`,
   :func:`fisher_diagonal`, ``class_fishers``) refuse such labels first.
 
+  One jitted program per shapes and dtypes on concrete arrays; traced (in a caller's
+  ``jit``, ``grad``, ``vmap``) its operations join the caller's program as they are.
+
   Args:
-    logits: float logits ``(..., C)`` (an array, or anything ``jnp.asarray`` takes).
+    logits: float logits ``(..., C)`` (an array, or a list NumPy takes as one).
     labels: integer class ids shaped like ``logits`` without its last axis.
 
   Returns:
@@ -66,10 +69,7 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
     TypeError (BadRequestType): non-float logits or non-integer labels.
     ValueError (BadRequest): labels not shaped like ``logits.shape[:-1]``.
   """
-  # Imported here: optax takes a while to import, and most commands never trace this.
-  import optax  # pylint: disable=import-outside-toplevel
-
-  logits, labels = jnp.asarray(logits), jnp.asarray(labels)
+  logits, labels = _array(logits, "logits"), _array(labels, "labels")  # No program.
   if not jnp.issubdtype(logits.dtype, jnp.floating) or logits.ndim < 1:
     raise errors.BadRequestType(f"cross_entropy: logits must be float (..., C), got dtype "
                                 f"{logits.dtype}, shape {logits.shape}")
@@ -79,12 +79,25 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
   if labels.shape != logits.shape[:-1]:
     raise errors.BadRequest(f"cross_entropy: labels must have shape {logits.shape[:-1]} (the "
                             f"logits' without the class axis), got {labels.shape}")
+  if isinstance(logits, jax.core.Tracer) or isinstance(labels, jax.core.Tracer):
+    return _cross_entropy(logits, labels)
+  return _cross_entropy_program(logits, labels)
+
+
+def _cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
+  """:func:`cross_entropy` on checked arrays (traceable)."""
+  # Imported here: optax takes a while to import, and most commands never trace this.
+  import optax  # pylint: disable=import-outside-toplevel
+
   loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
   # Times 1 for a label in range (bit for bit the same loss and gradient), times NaN
   # otherwise: the loss and its gradient become NaN, where a jnp.where would pass a zero
   # gradient and make the example silently count for nothing.
   in_range = (labels >= 0) & (labels < logits.shape[-1])
   return loss * jnp.where(in_range, 1.0, jnp.nan).astype(loss.dtype)
+
+
+_cross_entropy_program = jax.jit(_cross_entropy)
 
 
 def fisher_diagonal(

@@ -1,7 +1,8 @@
-"""The second user walk's compile faults (walk2 W1).
+"""The second user walk's compile faults (walk2 W1, W2).
 
 W1: a jitted entry point that takes a scalar compiled a program for each Python type of
-the same number (weak and strong float32, weak int32).
+the same number (weak and strong float32, weak int32). W2: ``cross_entropy`` (and the
+code scores' helpers) ran op by op, a program per operation for every new shape.
 
 Programs are counted with :class:`mnemonic_jax.CompileClock`; each test uses shapes of its
 own, so its first call compiles whatever other tests ran before it.
@@ -15,6 +16,7 @@ import pytest
 
 import mnemonic_jax as mj
 from mnemonic_jax import errors, relearning, training
+from mnemonic_jax.forgetting import primitives as prim
 
 
 def _kinds(value: float) -> list:
@@ -104,3 +106,53 @@ def test_relearning_shares_its_compiled_step_for_every_kind_of_a_number():
   for kind in (np.float32(0.0625), np.float64(0.0625), jnp.asarray(0.0625)):
     config = relearning.RelearnConfig(learning_rate=kind, momentum=np.float32(0.9))
     assert relearning._compiled(bundle, config) is first
+
+
+def test_cross_entropy_is_one_program_per_new_shape():
+  logits = jax.random.normal(jax.random.key(0), (37, 11))
+  labels = jnp.arange(37) % 11
+  programs, loss = _programs(mj.cross_entropy, logits, labels)
+  assert programs <= 1  # Op by op: 23 for every new batch size.
+  assert _programs(mj.cross_entropy, logits, labels)[0] == 0
+  assert _programs(mj.cross_entropy, np.asarray(logits), np.asarray(labels))[0] == 0
+  assert _programs(mj.cross_entropy, logits.tolist(), labels.tolist())[0] == 0
+  chex.assert_trees_all_equal(loss, jax.jit(mj.cross_entropy)(logits, labels))
+
+
+def test_cross_entropy_keeps_its_numbers_and_nan_for_labels_out_of_range():
+  import optax  # pylint: disable=import-outside-toplevel
+
+  logits = jax.random.normal(jax.random.key(2), (6, 4))
+  labels = jnp.array([0, 3, -1, 4, 2, 1])
+  ok = np.array([True, True, False, False, True, True])
+  want = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.clip(labels, 0, 3))
+  mean = lambda f: lambda x: jnp.nanmean(f(x, labels))
+  for loss in (mj.cross_entropy(logits, labels), jax.jit(mj.cross_entropy)(logits, labels)):
+    np.testing.assert_array_equal(np.asarray(loss)[ok], np.asarray(want)[ok])
+    assert np.isnan(np.asarray(loss)[~ok]).all()
+  # Traced (inside a caller's grad and jit): the caller's program, NaN gradient rows.
+  grad = jax.jit(jax.grad(mean(mj.cross_entropy)))(logits)
+  assert np.isnan(np.asarray(grad)[~ok]).all() and np.isfinite(np.asarray(grad)[ok]).all()
+  reference = jax.jit(jax.grad(mean(mj.fisher._cross_entropy)))(logits)
+  chex.assert_trees_all_equal(grad, reference)
+  with pytest.raises(errors.BadRequest, match="labels must have shape"):
+    mj.cross_entropy(logits, labels[:5])
+  with pytest.raises(errors.BadRequestType, match="logits must be float"):
+    mj.cross_entropy(jnp.ones((6, 4), jnp.int32), labels)
+
+
+def test_the_code_scores_helpers_are_one_program_per_new_shape():
+  logits = jax.random.normal(jax.random.key(3), (13, 13))
+  labels = jnp.arange(13)
+  programs, (margin, correct) = _programs(prim.code_margins, logits, labels)
+  assert programs <= 1  # Op by op: about 10.
+  host = prim.code_margins(np.asarray(logits), np.asarray(labels), xp=np)
+  np.testing.assert_array_equal(np.asarray(margin), host[0])
+  np.testing.assert_array_equal(np.asarray(correct), host[1])
+  in_forget = np.arange(13) < 2
+  programs, scores = _programs(prim.scores_from_margins, margin, correct, in_forget,
+                               ~in_forget)
+  assert programs <= 1  # Op by op: about 7.
+  on_host = prim.scores_from_margins(*host, in_forget, ~in_forget, xp=np)
+  for name in prim.SCORE_FIELDS:
+    np.testing.assert_array_equal(np.asarray(scores[name]), on_host[name])

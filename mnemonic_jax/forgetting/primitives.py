@@ -245,7 +245,8 @@ def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
   Args:
     logits: ``(N, C)`` logits of ``N`` codes (an array or a nested list).
     labels: ``(N,)`` each code's class, integers in ``[0, C)`` (an array or a list).
-    xp: the array namespace: ``jax.numpy`` (traceable, the default) or ``numpy`` (on the
+    xp: the array namespace: ``jax.numpy`` (traceable, the default; on concrete arrays
+      one jitted program per shapes, not a program per operation) or ``numpy`` (on the
       host: the same float32 values, and no program to compile).
 
   Returns:
@@ -257,7 +258,8 @@ def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
       column would broadcast to ``(N, N)`` margins); labels outside ``[0, C)`` (read on
       concrete labels only: under jax.jit nothing is added to the program).
   """
-  logits = xp.asarray(logits)
+  jitted = _jitted(xp, logits, labels)
+  logits = _as_array(logits, xp, jitted)
   if not jnp.issubdtype(logits.dtype, jnp.floating):
     raise errors.BadRequestType(f"logits must be float (N, C), got dtype {logits.dtype}")
   if logits.ndim != 2:
@@ -266,7 +268,27 @@ def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
   if np.shape(labels)[0] != logits.shape[0]:
     raise errors.BadRequest(f"labels ({np.shape(labels)[0]}) and logits ({logits.shape[0]}) "
                             "disagree on the number of codes")
-  labels = xp.asarray(labels)
+  labels = _as_array(labels, xp, jitted)
+  return _code_margins(logits, labels) if jitted else _margins(logits, labels, xp)
+
+
+def _jitted(xp: Any, *values: Any) -> bool:
+  """Whether a helper that takes an array namespace runs as its one jitted program: with
+  ``jax.numpy`` on concrete values (op by op, each operation would compile a program for
+  every new shape). Traced values run inline: the caller's program, as it was."""
+  return xp is jnp and not any(isinstance(v, jax.core.Tracer) for v in jax.tree.leaves(values))
+
+
+def _as_array(value: Any, xp: Any, jitted: bool) -> Any:
+  """``value`` as an array: for a jitted program an array as it is and anything else as a
+  NumPy array (``jnp.asarray`` of a NumPy bool array compiles a program), else ``xp``'s."""
+  if jitted:
+    return value if isinstance(value, (jax.Array, np.ndarray)) else np.asarray(value)
+  return xp.asarray(value)
+
+
+def _margins(logits: Any, labels: Any, xp: Any) -> tuple[Any, Any]:
+  """:func:`code_margins` on checked arrays."""
   logits = logits.astype(xp.float32)
   # A mask, not a gather and a scatter: the same values, fewer and simpler XLA kernels to
   # compile (each costs ~10 ms of CPU compilation whatever its size).
@@ -275,6 +297,9 @@ def code_margins(logits: jax.Array, labels: jax.Array, xp: Any = jnp
   others = xp.where(own_class, -xp.inf, logits)
   correct = (xp.argmax(logits, -1) == labels).astype(xp.float32)
   return own - xp.max(others, axis=-1), correct
+
+
+_code_margins = jax.jit(lambda logits, labels: _margins(logits, labels, jnp))
 
 
 def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget: chex.Array,
@@ -367,24 +392,33 @@ def _code_mask(mask: Any, num_codes: int, name: str) -> chex.Array:
 def scores_from_margins(margin: jax.Array, correct: jax.Array, in_forget: chex.Array,
                         in_remain: chex.Array, xp: Any = jnp) -> CodeScores:
   """:class:`CodeScores` from per-code margins and correctness (traceable with the default
-  ``xp=jax.numpy``; ``xp=numpy`` scores on the host). Each argument is ``(N,)``: an array
-  or a list.
+  ``xp=jax.numpy``, one jitted program per shapes on concrete arrays; ``xp=numpy`` scores
+  on the host). Each argument is ``(N,)``: an array or a list.
 
   Raises:
     ValueError (BadRequest): an argument not of shape ``(N,)`` like ``margin``.
   """
-  margin, correct, in_forget, in_remain = (
-      xp.asarray(v) for v in (margin, correct, in_forget, in_remain))
+  jitted = _jitted(xp, margin, correct, in_forget, in_remain)
+  margin, correct, in_forget, in_remain = args = tuple(
+      _as_array(v, xp, jitted) for v in (margin, correct, in_forget, in_remain))
   for name, value in (("correct", correct), ("in_forget", in_forget), ("in_remain", in_remain)):
     if margin.ndim != 1 or value.shape != margin.shape:
       raise errors.BadRequest(f"margin, correct, in_forget and in_remain must all have shape "
                               f"(N,); got margin {margin.shape}, {name} {value.shape}")
+  return _scores_from_margins(*args) if jitted else _scores(*args, xp)
+
+
+def _scores(margin, correct, in_forget, in_remain, xp: Any) -> CodeScores:
+  """:func:`scores_from_margins` on checked arrays."""
   mean = lambda v, m: (xp.sum(xp.where(m, v, 0.0)) / xp.maximum(xp.sum(m), 1)).astype(xp.float32)
   return CodeScores(
       forget_accuracy=mean(correct, in_forget),
       remain_accuracy=mean(correct, in_remain),
       forget_margin=xp.max(xp.where(in_forget, margin, -xp.inf)),
       remain_margin=xp.min(xp.where(in_remain, margin, xp.inf)))
+
+
+_scores_from_margins = jax.jit(lambda *args: _scores(*args, jnp))
 
 
 SCORE_FIELDS = ("forget_accuracy", "remain_accuracy", "forget_margin", "remain_margin")
