@@ -76,3 +76,61 @@ def test_forward_and_features_fn_refuse_images_that_are_not_uint8(convert):
     evaluation.forward(bundle, images, features=False)
   with pytest.raises(errors.BadRequestType, match="uint8"):
     evaluation.features_fn(bundle)(images)
+
+
+# ----------------------------------------------------------------------------------------
+# best_constant in float64: thresholds one unit in the last place apart (W4).
+
+
+def _hits(logits, labels, forgotten, delta):
+  shifted = logits.copy()
+  shifted[:, forgotten] += delta
+  return int(np.sum(np.argmax(shifted, -1) == labels))
+
+
+def _candidates(logits, forgotten):
+  """Every constant where some forgotten logit meets a remaining one, a few float64 steps
+  either side, the midpoints between them, one beyond each end, and 0."""
+  remaining = [c for c in range(logits.shape[1]) if c not in forgotten]
+  meets = np.unique((logits[:, remaining][:, :, None] - logits[:, forgotten][:, None, :]).ravel())
+  near = [meets]
+  for direction in (np.inf, -np.inf):
+    step = meets
+    for _ in range(3):
+      step = np.nextafter(step, direction)
+      near.append(step)
+  return np.unique(np.concatenate([[0.0, meets[0] - 1.0, meets[-1] + 1.0], *near,
+                                   (meets[1:] + meets[:-1]) / 2])), meets
+
+
+def test_best_constant_on_thresholds_one_ulp_apart():
+  logits = np.array([[1.8, 0.1, 0.9], [1.7, -1.7, 0.8]])  # Thresholds 0.9, 0.8999999999999999.
+  labels = np.array([1, 2])
+  delta = evaluation.best_constant(logits, labels, [2])
+  assert _hits(logits, labels, [2], delta) == 1  # It was 0 (a point on a threshold).
+  assert delta > 0.9
+  assert evaluation.one_constant_recovery(logits, labels, logits, labels, [2]) == 100.0
+
+
+@pytest.mark.parametrize("decimals", [1, 2])
+def test_best_constant_beats_every_candidate_on_rounded_decimals(decimals):
+  # Logits rounded to decimals are not exact in binary: differences of two pairs that are
+  # equal in decimals often differ by one unit in the last place (1.8 - 0.9, 1.7 - 0.8).
+  rng = np.random.default_rng(decimals)
+  near_ties = 0
+  for case in range(300):
+    num_classes, n = int(rng.integers(2, 6)), int(rng.integers(1, 12))
+    logits = np.round(rng.uniform(-2, 2, (n, num_classes)), decimals)
+    labels = rng.integers(0, num_classes, n)
+    forgotten = sorted(rng.choice(num_classes, int(rng.integers(1, num_classes)),
+                                  replace=False).tolist())
+    delta = evaluation.best_constant(logits, labels, forgotten)
+    candidates, meets = _candidates(logits, forgotten)
+    hits = _hits(logits, labels, forgotten, delta)
+    assert hits >= max(_hits(logits, labels, forgotten, d) for d in candidates), (
+        case, logits.tolist(), labels.tolist(), forgotten, delta)
+    if hits == _hits(logits, labels, forgotten, 0.0):
+      assert delta == 0.0  # No change when none is needed.
+    gaps = np.diff(meets)
+    near_ties += int(np.any(gaps <= 4 * np.spacing(np.abs(meets[1:]))))
+  assert near_ties > 15  # The cases hold many thresholds a few units in the last place apart.

@@ -75,18 +75,24 @@ def _forgotten_accuracy(logits: Any, labels: Any, forgotten: Sequence[int], name
 def best_constant(logits: Any, labels: Any, forgotten: Sequence[int]) -> float:
   """The constant that, added to the forgotten classes' logits, maximises overall accuracy.
 
-  Exact, not a grid: adding ``delta`` to the forgotten columns changes example ``i``'s
-  prediction only between its best forgotten and best remaining class, at
-  ``t_i = max_remaining_i - max_forgotten_i``. Between consecutive thresholds accuracy is
-  constant; at a threshold the two classes tie and ``argmax`` (the scorer of
-  :func:`forgotten_accuracy`) gives the example the lower class index. Every open interval
-  and every threshold is scored once (``O(N log N)``) and the maximum over all real
-  ``delta`` is returned: 0 when it attains the maximum (no change); else the interval
-  nearest 0 among the best, as its midpoint (1 logit beyond the last threshold for an
-  unbounded one); a threshold itself only where the tie rule makes it strictly better
-  than every interval. Exact in the arithmetic of the thresholds: where logits are so
-  close that ``(l_f + t_i) - l_r`` rounds away from 0 in float64, a tie the threshold
-  counts on may not occur when the constant is added.
+  Exact over every float64 constant, not a grid. Adding ``delta`` to the forgotten columns
+  (in float64, as :func:`one_constant_recovery` and :func:`forgotten_accuracy` of the
+  shifted logits do) changes example ``i``'s prediction once, from its best remaining
+  class to a forgotten one, at its switch point ``s_i``: the least float64 ``delta`` at
+  which a forgotten class wins ``argmax`` (ties go to the lower class index, as
+  ``np.argmax`` gives them). ``s_i`` is found by bisection over the float64 numbers
+  around ``t_i = max_remaining_i - max_forgotten_i``, so a sum that rounds (logits such
+  as 1.8 and 0.9, whose thresholds come one unit in the last place apart) is judged as it
+  will be scored. Accuracy is constant on each ``[s_(k), s_(k+1))``; every such interval
+  is scored once (``O(N log N)`` after ~64 vectorised passes) and a constant of the
+  maximum is returned: 0 when it attains the maximum (no change); else the best run
+  nearest 0, adjacent best intervals merged, at its midpoint (1 logit beyond the last
+  switch point for an unbounded one). With one forgotten class this is the maximum over
+  every float64 constant. With several, two forgotten logits of a row closer than the
+  rounding of the sum (``|l_a - l_b|`` below about ``2**-53 |delta|``) become equal when
+  ``delta`` is added and the lower class index takes the row, which the switch points do
+  not see; so the constant is scored once more, and where it falls short the best scoring
+  of the best runs' constants (or 0) is returned.
 
   Args:
     logits: ``(N, C)`` finite logits of the set the attacker labels.
@@ -109,40 +115,89 @@ def _best_constant(logits: Any, labels: Any, forgotten: Sequence[int], name: str
     return 0.0
   is_f = np.zeros(logits.shape[1], bool)
   is_f[columns] = True
+
+  def predict(delta: np.ndarray) -> np.ndarray:  # One delta per row, or one for all.
+    shift = np.broadcast_to(np.asarray(delta, np.float64), labels.shape)[:, None]
+    return np.argmax(np.where(is_f, logits + shift, logits), -1)
+
   rows = np.arange(len(labels))
-  f_best = np.argmax(np.where(is_f, logits, -np.inf), -1)  # Lowest index among ties, as
-  r_best = np.argmax(np.where(is_f, -np.inf, logits), -1)  # argmax of the shifted logits.
-  t = logits[rows, r_best] - logits[rows, f_best]
-  right = [f_best == labels, r_best == labels, np.minimum(f_best, r_best) == labels]
-  order = np.argsort(t, kind="stable")
-  t = t[order]
-  thresholds, starts = np.unique(t, return_index=True)  # t sorted: one run per threshold.
-  right_f, right_r, right_tie = (np.add.reduceat(r[order].astype(np.int64), starts)
-                                 for r in right)
-  gained = np.concatenate([[0], np.cumsum(right_f)])  # Runs < k predicted forgotten.
-  lost = np.concatenate([[0], np.cumsum(right_r)])
-  total_r = lost[-1]
-  between = gained + total_r - lost  # Open interval k: (thresholds[k-1], thresholds[k]).
-  at = gained[:-1] + right_tie + total_r - lost[1:]  # At thresholds[k]: run k ties.
-  best = max(between.max(), at.max())
-  k = int(np.searchsorted(thresholds, 0.0))
-  at_zero = at[k] if k < len(thresholds) and thresholds[k] == 0 else between[k]
-  if at_zero == best:
+  f_best = np.argmax(np.where(is_f, logits, -np.inf), -1)
+  r_best = np.argmax(np.where(is_f, -np.inf, logits), -1)  # Unshifted: fixed for every delta.
+  switch = _switch_points(lambda d: is_f[predict(d)],
+                          logits[rows, r_best] - logits[rows, f_best],
+                          np.maximum(np.abs(logits[rows, r_best]), np.abs(logits[rows, f_best])))
+  order = np.argsort(switch, kind="stable")
+  points, starts = np.unique(switch[order], return_index=True)
+  right_f, right_r = (np.add.reduceat(r[order].astype(np.int64), starts)
+                      for r in (predict(switch) == labels, r_best == labels))
+  # Region j: [points[j-1], points[j]) (region 0 from -inf, the last to inf); the rows whose
+  # switch point is at most its start predict a forgotten class there.
+  score = (np.concatenate([[0], np.cumsum(right_f)]) + right_r.sum()
+           - np.concatenate([[0], np.cumsum(right_r)]))
+  best = score.max()
+  if score[np.searchsorted(points, 0.0, side="right")] == best:
     return 0.0
-  lows = np.concatenate([[-np.inf], thresholds])
-  highs = np.concatenate([thresholds, [np.inf]])
-  if between.max() == best:  # An interval: robust to rounding, preferred to a threshold.
-    candidates = np.flatnonzero(between == best)
-    distance = np.minimum(np.abs(lows), np.abs(highs))[candidates]
-    k = candidates[np.argmin(distance)]
-    low, high = lows[k], highs[k]
-    if np.isinf(low):
-      return float(high - 1.0)
-    if np.isinf(high):
-      return float(low + 1.0)
-    return float((low + high) / 2)
-  candidates = np.flatnonzero(at == best)
-  return float(thresholds[candidates[np.argmin(np.abs(thresholds[candidates]))]])
+  lows = np.concatenate([[-np.inf], points])
+  highs = np.concatenate([points, [np.inf]])
+  good = np.concatenate([[False], score == best, [False]]).astype(np.int8)
+  first, last = np.flatnonzero(np.diff(good) == 1), np.flatnonzero(np.diff(good) == -1) - 1
+  runs = sorted(zip(lows[first], highs[last]),  # Merged runs of best regions, nearest 0 first.
+                key=lambda run: run[0] if run[0] > 0 else -run[1])
+  count = lambda delta: int(np.sum(predict(delta) == labels))
+  tried = [(count(0.0), 0.0, 0.0)]
+  for low, high in runs:
+    delta = _inside(low, high)
+    hits = count(delta)
+    if hits == best:
+      return delta
+    tried.append((hits, -abs(delta), delta))  # Rounding inside the forgotten columns.
+  return max(tried)[2]
+
+
+def _inside(low: float, high: float) -> float:
+  """A float64 in ``[low, high)``: its midpoint, or 1 beyond the finite end of a half-line."""
+  if np.isinf(low):
+    delta = high - 1.0
+    return float(delta if delta < high else np.nextafter(high, -np.inf))
+  if np.isinf(high):
+    return float(low + 1.0)
+  delta = low / 2 + high / 2
+  return float(delta if low <= delta < high else low)
+
+
+def _switch_points(wins: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
+                   size: np.ndarray) -> np.ndarray:
+  """Per row, the least float64 ``delta`` with ``wins(delta)`` (monotone in ``delta``).
+
+  Brackets each row's point around ``start`` with steps of a few units in the last place
+  of ``size`` (doubled until they bracket), then bisects over the float64 numbers in
+  their integer order.
+  """
+  step = 4 * np.spacing(np.maximum(np.abs(start), size))
+  low, high = start - step, start + step
+  for _ in range(64):
+    bad_low, bad_high = wins(low), ~wins(high)
+    if not (bad_low.any() or bad_high.any()):
+      break
+    step = np.where(bad_low | bad_high, 2 * step, step)
+    low, high = np.where(bad_low, start - step, low), np.where(bad_high, start + step, high)
+  low, high = _float_order(low), _float_order(high)  # wins(low) False, wins(high) True.
+  for _ in range(66):
+    open_ = high - low > 1
+    if not open_.any():
+      break
+    mid = (low >> 1) + (high >> 1) + (low & high & 1)
+    won = wins(_float_order(mid, inverse=True))
+    high = np.where(open_ & won, mid, high)
+    low = np.where(open_ & ~won, mid, low)
+  return _float_order(high, inverse=True)
+
+
+def _float_order(x: np.ndarray, inverse: bool = False) -> np.ndarray:
+  """float64 <-> int64 keys in the floats' order (-0.0 just below 0.0; an involution)."""
+  bits = np.asarray(x, np.float64 if not inverse else np.int64).view(np.int64)
+  keys = bits ^ ((bits >> 63) & np.int64(0x7FFFFFFFFFFFFFFF))
+  return keys.view(np.float64) if inverse else keys
 
 
 def one_constant_recovery(choose_logits: Any, choose_labels: Any, score_logits: Any,
