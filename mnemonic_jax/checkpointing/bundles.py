@@ -40,8 +40,8 @@ from mnemonic_jax.checkpointing.outputs import (
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, PathLike, _abs, _abs_output, _one_line, _remove)
 from mnemonic_jax.checkpointing.bundle_format import (
-    _ARRAYS, _BUNDLE_HINT, _META, _bundle_checkpointer, _bundle_meta, _check_arrays,
-    _check_dtypes, _meta_file, _read_bundle_meta, parse_bundle_meta)
+    _ARRAYS, _BUNDLE_ENTRIES, _BUNDLE_HINT, _META, _bundle_checkpointer, _bundle_meta,
+    _check_arrays, _check_dtypes, _meta_file, _read_bundle_meta, parse_bundle_meta)
 from mnemonic_jax.checkpointing import integrity
 from mnemonic_jax.checkpointing.checks import PARAMS_FILE_FACTOR, _check_finite
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
@@ -271,7 +271,12 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
   :class:`~mnemonic_jax.checkpointing.UnverifiedBundleWarning` saying what it could not:
   re-save it (load it and ``save_bundle`` it elsewhere) to give it the checksums.
 
-  Every file read is checked to be a regular file (a FIFO or a link to a device is
+  A symbolic link anywhere in the bundle (``meta/``, ``arrays/``, Orbax's bookkeeping
+  files, any file or folder inside) is refused before anything is read: a save writes
+  none, and through one another bundle's files would be read as this one's, which a save
+  replacing that other bundle would then change
+  (:func:`~mnemonic_jax.checkpointing.integrity.entries`). The path given (and its
+  parents) may be a link. Every file read is checked to be a regular file (a FIFO is
   refused, never waited on or read without end) within a size cap: the metadata
   :data:`~mnemonic_jax.checkpointing.MAX_META_BYTES`, the array files together
   :data:`~mnemonic_jax.checkpointing.PARAMS_FILE_FACTOR` times the model's variables and
@@ -305,14 +310,14 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
       stored arrays (e.g. a codes dtype, a mean or std length that does not fit the
       channels, history entries that are not requests for existing classes), metadata
       that does not match its checksum or (current format) records none, an array
-      file that is missing, changed (its checksum differs) or unexpected, a file that is
-      not a regular file or is larger than its cap, needs an unregistered model (whose
-      recorded source is missing, fails or does not register it), does not fit its own
-      model spec, is truncated or corrupt, holds non-finite values (NaN or inf in params,
-      batch_stats or codes; a mean or std that is not finite, or a std that is not > 0),
-      or was replaced by other saves during each of :data:`LOAD_ATTEMPTS` reads; a
-      folder or file of it this user may not read (said so: a permission denied is not
-      damage). One line naming the path and field.
+      file that is missing, changed (its checksum differs) or unexpected, a symbolic
+      link inside the bundle, a file that is not a regular file or is larger than its
+      cap, needs an unregistered model (whose recorded source is missing, fails or does
+      not register it), does not fit its own model spec, is truncated or corrupt, holds
+      non-finite values (NaN or inf in params, batch_stats or codes; a mean or std that
+      is not finite, or a std that is not > 0), or was replaced by other saves during
+      each of :data:`LOAD_ATTEMPTS` reads; a folder or file of it this user may not read
+      (said so: a permission denied is not damage). One line naming the path and field.
   """
   path = resolve_bundle_path(path)
   _check_readable(path)  # A permission denied is not a damaged bundle.
@@ -373,6 +378,8 @@ def _as_stored(target: Any, stored: Any) -> Any:
 
 def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundle:
   """One read of a bundle (:func:`load_bundle`), its own files read through ``dir_fd``."""
+  # Before anything is read: a link would make another directory's files this bundle's.
+  integrity.check_no_links(path, dir_fd, _BUNDLE_ENTRIES)
   raw = _read_bundle_meta(path, dir_fd)
   meta = parse_bundle_meta(path, raw)
   integrity.verify_meta(path, raw)

@@ -40,18 +40,30 @@ Reading files: every file is opened relative to one descriptor of the bundle dir
 (:func:`open_dir`), checked to be a regular file after opening and read within a size cap
 (:mod:`mnemonic_jax._files`); the files Orbax reads by path are checked first
 (:func:`verify_arrays`, :func:`verify_bookkeeping`).
+
+Symbolic links: a save writes none, and every entry of a bundle or of a training step is
+listed by one function, :func:`entries`, which refuses a link anywhere (``meta/``,
+``arrays/``, Orbax's bookkeeping files, any file or folder below) rather than follow it.
+Resolving a link and accepting it where it stays inside the directory was the other
+choice; refusing is the safer one: a link that leaves the directory makes another
+directory's files part of this one (replacing that other bundle, even with ``--force``,
+would silently change this one), and one that stays inside gives one file two names
+(one checksum would vouch for both) and can be re-pointed between the check and Orbax's
+read by path. Only the path given to the loader (and its parents) may be a link.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
 import pathlib
 import stat
 import warnings
-from typing import Any, Mapping
+from typing import Any, Iterable, Iterator, Mapping
 
 from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
@@ -65,6 +77,13 @@ MAX_UNVERIFIED_FILES = 100_000
 _DIR_FLAGS = (os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NONBLOCK", 0)
               | getattr(os, "O_CLOEXEC", 0))
 _CORRUPT = "the bundle is truncated or corrupt; re-create it or restore it from a copy"
+#: A folder inside a checkpoint is opened without following a link (one put there since
+#: it was listed makes the open fail).
+_SUBDIR_FLAGS = _DIR_FLAGS | getattr(os, "O_NOFOLLOW", 0)
+#: What a message about a symbolic link inside a bundle advises.
+LINK_FIX = ("a bundle holds no links (a save writes none; through one, replacing what it "
+            "points to would change this bundle); replace the link with a copy of what it "
+            "points to (cp -rL), or re-create the bundle")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +155,8 @@ def _covered_files(path: pathlib.Path, dir_fd: int, limit: int | None,
   ``skip``; at most ``limit + 1`` (every one if ``limit`` is None).
 
   Raises:
-    CheckpointError: a folder is missing or not a directory, or a directory there is a
-      symbolic link (what lies behind it is not covered).
+    CheckpointError: a folder is missing or not a directory, or there is a symbolic link
+      anywhere in them (:func:`entries`: what lies behind it is not covered).
   """
   found = []
   for folder in coverage.folders:
@@ -147,29 +166,112 @@ def _covered_files(path: pathlib.Path, dir_fd: int, limit: int | None,
       why = ("is missing" if isinstance(e, FileNotFoundError)
              else f"cannot be read ({e.strerror or e})")
       raise CheckpointError(f"{path}: its {folder}/ folder {why}; {coverage.fix}") from None
-    if not stat.S_ISDIR(top.st_mode):
-      raise CheckpointError(f"{path}: its {folder} is not a folder (a symbolic link or a "
-                            f"file); {coverage.fix}")
-    for dirpath, dirnames, filenames, fd in os.fwalk(folder, dir_fd=dir_fd):
-      dirnames.sort()
-      for name in dirnames:
-        if _is_link(name, fd):
-          raise CheckpointError(f"{path}: {dirpath}/{name} is a symbolic link to a "
-                                f"directory; {coverage.fix}")
-      for name in sorted(filenames):
-        if f"{dirpath}/{name}" in coverage.skip:
+    if not stat.S_ISDIR(top.st_mode) and not stat.S_ISLNK(top.st_mode):
+      raise CheckpointError(f"{path}: its {folder} is not a folder (a file); {coverage.fix}")
+    with contextlib.closing(entries(path, dir_fd, (folder,), coverage.fix)) as listed:
+      for rel, is_folder in listed:
+        if is_folder or rel in coverage.skip:
           continue
-        found.append(f"{dirpath}/{name}")
+        found.append(rel)
         if limit is not None and len(found) > limit:
           return sorted(found)
   return sorted(found)
 
 
-def _is_link(name: str, dir_fd: int) -> bool:
+def entries(path: pathlib.Path, dir_fd: int, names: Iterable[str],
+            fix: str = LINK_FIX) -> Iterator[tuple[str, bool]]:
+  """Every entry of a checkpoint directory that ``names`` name, links never followed.
+
+  The one walk of a bundle's (or a training step's) own files: each of ``names`` that
+  exists, and everything below those that are folders, depth first in name order, each
+  as ``(relative path, is a folder)``. A symbolic link anywhere (one of ``names``, a file
+  or a folder below) is refused, never followed: a save writes none, and through one
+  another directory's files would be read as this one's (see the module docstring).
+
+  Args:
+    path: the directory (named in messages).
+    dir_fd: its descriptor (:func:`open_dir`): every entry is reached through it.
+    names: the entries to walk (``"meta"``, ``"arrays"``, ``"_CHECKPOINT_METADATA"``, ...);
+      one that does not exist is left out.
+    fix: the advice that ends a message about a link.
+
+  Yields:
+    ``("arrays/d/...", False)`` for a file (or any other entry that is not a folder),
+    ``("arrays/d", True)`` for a folder.
+
+  Raises:
+    CheckpointError: a symbolic link (one line naming it and what it points to, and
+      ``fix``), or a folder that cannot be listed (a permission denied said as such).
+  """
+  for name in sorted(names):
+    try:
+      top = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    except FileNotFoundError:
+      continue
+    except OSError as e:
+      raise CheckpointError(_files.os_error_line("read", path / name, e, fix)) from None
+    if stat.S_ISLNK(top.st_mode):
+      raise _link_error(path, name, name, dir_fd, fix)
+    yield name, stat.S_ISDIR(top.st_mode)
+    if stat.S_ISDIR(top.st_mode):
+      yield from _below(path, dir_fd, name, fix)
+
+
+def _below(path: pathlib.Path, parent_fd: int, rel: str, fix: str
+           ) -> Iterator[tuple[str, bool]]:
+  """:func:`entries` of the folder ``rel`` (``parent_fd`` holds its last part)."""
   try:
-    return stat.S_ISLNK(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    fd = os.open(os.path.basename(rel), _SUBDIR_FLAGS, dir_fd=parent_fd)
+  except OSError as e:
+    if e.errno in (errno.ELOOP, errno.ENOTDIR):  # Made a link since it was listed.
+      raise _link_error(path, rel, os.path.basename(rel), parent_fd, fix) from None
+    raise CheckpointError(_files.os_error_line("read", path / rel, e, fix)) from None
+  try:
+    with os.scandir(fd) as scan:
+      listed = sorted((entry.name, entry.is_symlink(), entry.is_dir(follow_symlinks=False))
+                      for entry in scan)
+    for name, is_link, is_folder in listed:
+      child = f"{rel}/{name}"
+      if is_link:
+        raise _link_error(path, child, name, fd, fix)
+      yield child, is_folder
+      if is_folder:
+        yield from _below(path, fd, child, fix)
+  except OSError as e:
+    raise CheckpointError(_files.os_error_line("read", path / rel, e, fix)) from None
+  finally:
+    os.close(fd)
+
+
+def _link_error(path: pathlib.Path, rel: str, name: str, dir_fd: int,
+                fix: str) -> CheckpointError:
+  """The refusal of the symbolic link ``rel`` (``name`` in ``dir_fd``)."""
+  try:
+    target = f" (to '{_files.shown(os.readlink(name, dir_fd=dir_fd))}')"
   except OSError:
-    return False
+    target = ""
+  return CheckpointError(f"{path}: {rel} is a symbolic link{target}, not a regular file or "
+                         f"folder; {fix}")
+
+
+def check_no_links(path: pathlib.Path, dir_fd: int, names: Iterable[str],
+                   fix: str = LINK_FIX) -> None:
+  """Refuses a symbolic link anywhere among ``names`` of a directory (:func:`entries`).
+
+  :func:`~mnemonic_jax.checkpointing.load_bundle` calls it on every entry a save writes
+  (``meta/``, ``arrays/`` and Orbax's bookkeeping files) before it reads any of them.
+
+  Args:
+    path: the directory (named in messages).
+    dir_fd: its descriptor (:func:`open_dir`).
+    names: the entries to check (and everything below those that are folders).
+    fix: the advice that ends the message.
+
+  Raises:
+    CheckpointError: one line naming the first link and what it points to.
+  """
+  for _ in entries(path, dir_fd, names, fix):
+    pass
 
 
 def _sha256(path: pathlib.Path, rel: str, dir_fd: int, max_bytes: int,

@@ -12,7 +12,10 @@ its process is gone (:func:`remove_stale_staging`).
 (without ``force``), that ``force`` may not replace (anything but an empty directory, a
 bundle holding only what a save writes or a dangling symbolic link, and never the current
 directory or one holding it; said so with or without ``force``, so that the advice to
-pass ``force`` is given only where it would help) or whose directory cannot be written.
+pass ``force`` is given only where it would help) or whose directory cannot be written;
+given the inputs of the same command, also one that anything an input reads (through
+symbolic links too) is, holds or lies inside (:func:`input_overlap`): a save replaces the
+output as a whole, and must never delete or change what the command reads.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import tempfile
 import time
 import uuid
 import warnings
+from collections.abc import Sequence
 
 from mnemonic_jax import _files
 from mnemonic_jax.checkpointing._common import (
@@ -315,12 +319,138 @@ def enclosing_bundle(path: PathLike) -> pathlib.Path | None:
   return None
 
 
-def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
+#: The most entries :func:`input_overlap` looks at under one input before it stops.
+MAX_INPUT_ENTRIES = 1_000_000
+
+_Id = tuple[int, int]
+
+
+def _identity(path: str, follow: bool = True) -> tuple[_Id | None, bool]:
+  """``((device, inode), is a folder)`` of ``path``, or ``(None, False)`` if it is not
+  there (or cannot be reached)."""
+  try:
+    st = os.stat(path, follow_symlinks=follow)
+  except (OSError, ValueError):
+    return None, False
+  return (st.st_dev, st.st_ino), stat.S_ISDIR(st.st_mode)
+
+
+def _changed_by_save(output: pathlib.Path) -> tuple[str, _Id | None, set[_Id]]:
+  """What a save of ``output`` removes, replaces or writes into, resolved.
+
+  Returns:
+    ``(real path, its (device, inode) or None, those of its existing ancestors)``. A
+    symbolic link at ``output`` is replaced itself (what it points to is left alone): its
+    own path, with the parent resolved, and no identity of its own.
+  """
+  if output.is_symlink():
+    real = os.path.join(os.path.realpath(output.parent), output.name)
+    own = None
+  else:
+    real = os.path.realpath(output)
+    own = _identity(real)[0]
+  above = set()
+  parent = os.path.dirname(real)
+  while True:
+    found = _identity(parent)[0]
+    if found is not None:
+      above.add(found)
+    if os.path.dirname(parent) == parent:
+      return real, own, above
+    parent = os.path.dirname(parent)
+
+
+def _overlaps(real: str, own: _Id | None, changed: tuple[str, _Id | None, set[_Id]]) -> bool:
+  """Whether ``real`` (resolved, identity ``own``) is, holds or lies inside ``changed``:
+  by path, then by device and inode (one folder reached two ways, a bind mount)."""
+  target, target_id, above = changed
+  if os.path.commonpath([real, target]) in (real, target):
+    return True
+  if own is not None and (own == target_id or own in above):
+    return True
+  if target_id is None:
+    return False
+  parent = os.path.dirname(real)
+  while True:
+    if _identity(parent)[0] == target_id:
+      return True
+    if os.path.dirname(parent) == parent:
+      return False
+    parent = os.path.dirname(parent)
+
+
+def input_overlap(output: PathLike, inputs: Sequence[PathLike]) -> tuple[str, str] | None:
+  """The first thing an input reads that a save of ``output`` would delete or change.
+
+  A save writes ``output`` as a whole (replacing a bundle there deletes every file of the
+  old one) and its hidden staging folder beside it. So a file or folder an input reads
+  must not be ``output``, lie inside it or hold it. Each input is compared, then every
+  symbolic link found under it (the files and folders it reaches, followed until each
+  folder is seen once): a link inside an input may lead into the output even though the
+  input itself lies elsewhere. Compared resolved, then by device and inode. Only reads.
+
+  Args:
+    output: the bundle to be written.
+    inputs: every file or folder the same command reads (a bundle, a params file or
+      directory, a dataset folder); missing ones are compared by their path alone.
+
+  Returns:
+    ``(input, what in it)``: the input and the path under it (the input itself, or a
+    symbolic link in it) that reaches the output; None if none does. At most
+    :data:`MAX_INPUT_ENTRIES` entries of each input are looked at.
+  """
+  changed = _changed_by_save(_abs(output))
+  for given in inputs:
+    source = _abs(given)
+    found = _reaches(os.fspath(source), changed)
+    if found is not None:
+      return os.fspath(source), found
+  return None
+
+
+def _reaches(root: str, changed: tuple[str, _Id | None, set[_Id]]) -> str | None:
+  """``root`` or the first link under it (links followed, each folder walked once) whose
+  resolved path overlaps ``changed`` (:func:`_overlaps`), or None."""
+  seen: set[_Id] = set()
+  left = MAX_INPUT_ENTRIES
+  pending = [root]  # The input, then each link found: compared resolved, then walked.
+  while pending:
+    named = pending.pop()
+    real = os.path.realpath(named)
+    own, is_folder = _identity(real)
+    if _overlaps(real, own, changed):
+      return named
+    if not is_folder or own in seen:
+      continue
+    seen.add(own)
+    for folder, dirnames, filenames in os.walk(real):  # Links are listed, not followed.
+      for name in dirnames + filenames:
+        left -= 1
+        if left < 0:
+          return None
+        full = os.path.join(folder, name)
+        if os.path.islink(full):
+          pending.append(os.path.join(named, os.path.relpath(full, real)))
+          continue
+        if name in dirnames:  # A mount point inside the input: compared by identity.
+          inner = _identity(full, follow=False)[0]
+          if inner is not None and (inner == changed[1] or inner in changed[2]):
+            return os.path.join(named, os.path.relpath(full, real))
+          if inner is not None:
+            seen.add(inner)
+  return None
+
+
+def check_output(path: PathLike, *, force: bool = False,
+                 inputs: Sequence[PathLike] = ()) -> pathlib.Path:
   """Checks that :func:`save_bundle` may write ``path``, before any work is done.
 
   Args:
     path: the bundle directory to be written.
     force: whether an existing bundle there may be replaced.
+    inputs: every file or folder the same command reads; the output may not be, hold or
+      lie inside any of them, nor anything a symbolic link inside one leads to
+      (:func:`input_overlap`): the save would delete or change what the command read.
 
   Returns:
     The absolute path.
@@ -328,8 +458,8 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
   Raises:
     BadRequest: ``path`` is empty (an unset shell variable must not mean the current
       directory).
-    CheckpointError: ``path`` lies inside another bundle; ``path`` is the current
-      directory or holds it (an empty
+    CheckpointError: ``path`` lies inside another bundle; something an input reads is
+      ``path``, holds it or lies inside it; ``path`` is the current directory or holds it (an empty
       ``--output`` reaches here as ``.``), ``path`` exists and is not a bundle that may be
       replaced (see :func:`save_bundle`; said so whether or not ``force`` is given), it
       holds a folder this process may not change (so removing the old bundle would
@@ -350,6 +480,15 @@ def check_output(path: PathLike, *, force: bool = False) -> pathlib.Path:
     raise CheckpointError(
         f"{output} lies inside the bundle {around}; writing there would change that bundle "
         "(and --checkpoint on it would still read its old model); choose an output outside it")
+  overlap = input_overlap(output, inputs)
+  if overlap is not None:  # Said so with or without force: replacing it would change an input.
+    source, via = overlap
+    how = "" if via == source else (
+        f" through {_files.shown(via)}, which leads to {_files.shown(os.path.realpath(via))}")
+    raise CheckpointError(
+        f"{output} overlaps the input {_files.shown(source)}{how}: writing the output would "
+        "delete or change what this command reads, which is never modified; choose an "
+        "output outside every input")
   if not exists:
     _check_writable(output)
     return output
