@@ -116,14 +116,16 @@ def _best_constant(logits: Any, labels: Any, forgotten: Sequence[int], name: str
   is_f = np.zeros(logits.shape[1], bool)
   is_f[columns] = True
 
-  def predict(delta: np.ndarray) -> np.ndarray:  # One delta per row, or one for all.
-    shift = np.broadcast_to(np.asarray(delta, np.float64), labels.shape)[:, None]
-    return np.argmax(np.where(is_f, logits + shift, logits), -1)
+  def predict(delta: np.ndarray, rows: Any = slice(None)) -> np.ndarray:
+    """Predictions of ``rows`` with ``delta`` (one per row, or one for all) added."""
+    x = logits[rows]
+    shift = np.broadcast_to(np.asarray(delta, np.float64), x.shape[:1])[:, None]
+    return np.argmax(np.where(is_f, x + shift, x), -1)
 
   rows = np.arange(len(labels))
   f_best = np.argmax(np.where(is_f, logits, -np.inf), -1)
   r_best = np.argmax(np.where(is_f, -np.inf, logits), -1)  # Unshifted: fixed for every delta.
-  switch = _switch_points(lambda d: is_f[predict(d)],
+  switch = _switch_points(lambda d, rows: is_f[predict(d, rows)],
                           logits[rows, r_best] - logits[rows, f_best],
                           np.maximum(np.abs(logits[rows, r_best]), np.abs(logits[rows, f_best])))
   order = np.argsort(switch, kind="stable")
@@ -165,9 +167,10 @@ def _inside(low: float, high: float) -> float:
   return float(delta if low <= delta < high else low)
 
 
-def _switch_points(wins: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
+def _switch_points(wins: Callable[[np.ndarray, np.ndarray], np.ndarray], start: np.ndarray,
                    size: np.ndarray) -> np.ndarray:
-  """Per row, the least float64 ``delta`` with ``wins(delta)`` (monotone in ``delta``).
+  """Per row, the least float64 ``delta`` with ``wins(delta, rows)`` (monotone in ``delta``;
+  ``wins`` takes the deltas of the rows ``rows`` and says, for each, whether it wins).
 
   Brackets each row's point around ``start`` with steps of a few units in the last place
   of ``size`` (doubled until they bracket), then bisects over the float64 numbers in
@@ -175,21 +178,21 @@ def _switch_points(wins: Callable[[np.ndarray], np.ndarray], start: np.ndarray,
   """
   step = 4 * np.spacing(np.maximum(np.abs(start), size))
   low, high = start - step, start + step
+  every = np.arange(len(start))
   for _ in range(64):
-    bad_low, bad_high = wins(low), ~wins(high)
+    bad_low, bad_high = wins(low, every), ~wins(high, every)
     if not (bad_low.any() or bad_high.any()):
       break
     step = np.where(bad_low | bad_high, 2 * step, step)
     low, high = np.where(bad_low, start - step, low), np.where(bad_high, start + step, high)
   low, high = _float_order(low), _float_order(high)  # wins(low) False, wins(high) True.
   for _ in range(66):
-    open_ = high - low > 1
-    if not open_.any():
+    rows = np.flatnonzero(high - low > 1)  # Only the rows still open are evaluated.
+    if not len(rows):
       break
-    mid = (low >> 1) + (high >> 1) + (low & high & 1)
-    won = wins(_float_order(mid, inverse=True))
-    high = np.where(open_ & won, mid, high)
-    low = np.where(open_ & ~won, mid, low)
+    mid = (low[rows] >> 1) + (high[rows] >> 1) + (low[rows] & high[rows] & 1)
+    won = wins(_float_order(mid, inverse=True), rows)
+    high[rows[won]], low[rows[~won]] = mid[won], mid[~won]
   return _float_order(high, inverse=True)
 
 
