@@ -227,10 +227,12 @@ def _check_mix(images: jax.Array, labels: jax.Array, codes: jax.Array) -> None:
     return  # Under jit: the caller's program is responsible for the values.
   values = np.asarray(labels)  # Concrete: one small transfer, checked on the host.
   low, high = int(values.min()), int(values.max())
-  if low < 0 or high >= codes.shape[0]:
+  if low < 0 or high >= codes.shape[0]:  # The fix that fits: a negative label is no class.
+    fix = ("a negative label is no class (padding?): pass class ids in that range" if low < 0
+           else "generate one code per class")
     raise errors.BadRequest(
         f"labels run from {low} to {high} but there are {codes.shape[0]} codes (classes "
-        f"0..{codes.shape[0] - 1}); generate one code per class")
+        f"0..{codes.shape[0] - 1}); {fix}")
 
 
 @jax.jit

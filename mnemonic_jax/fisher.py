@@ -338,17 +338,18 @@ def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> 
 def _check_eps(eps: Any) -> None:
   """Refuses an ``eps`` that is not a finite number ``>= 0`` (a negative one makes the
   Fishers of few-gradient parameters negative, and eq. (6)'s log-ratio NaN)."""
-  if isinstance(eps, (bool, np.bool_, str, bytes)) or isinstance(eps, jax.core.Tracer) or (
-      np.ndim(eps) != 0):
-    raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}")
   try:
-    value = float(eps)
+    value = (None if isinstance(eps, (bool, np.bool_, str, bytes, jax.core.Tracer))
+             or np.ndim(eps) != 0 else float(eps))
   except (TypeError, ValueError):
-    raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}"
-                                ) from None
-  if not (np.isfinite(value) and value >= 0):
+    value = None
+  if value is None:
+    raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}")
+  if not (np.isfinite(value) and value >= 0):  # The reason that fits the value given.
+    why = (f"every Fisher would be {value:g}" if not np.isfinite(value)
+           else "a negative one makes Fishers negative")
     raise errors.BadRequest(f"eps must be a finite number >= 0 (where the Fisher sums start), "
-                            f"got {value:g}: a negative one makes Fishers negative")
+                            f"got {value:g}: {why}")
 
 
 #: A loss on logits and labels, jitted once per loss: ``eval_shape`` on it reuses jax.jit's
@@ -388,10 +389,7 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
   """The checks every public Fisher entry point shares; returns the number of logits."""
   if method not in METHODS:
     raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
-  if microbatch_size is not None and (not _validate.is_integer(microbatch_size)
-                                      or microbatch_size < 1):
-    raise errors.BadRequest(f"microbatch_size must be a positive integer or None, got "
-                            f"{microbatch_size!r}")
+  _check_microbatch(microbatch_size)
   _validate.params_tree(params)
   _float_inputs(inputs, name)
   num_classes = _validate.model_outputs(apply_fn, params, inputs)
@@ -399,6 +397,12 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
     _check_loss_fn(loss_fn, num_classes)
   _validate.finite(**{"params": params, name: inputs})
   return num_classes
+
+
+def _check_microbatch(size: Any) -> None:
+  """Refuses a ``microbatch_size`` that is not a positive int or None (0.5 and 2.5 too)."""
+  if size is not None and (not _validate.is_integer(size) or size < 1):
+    raise errors.BadRequest(f"microbatch_size must be a positive integer or None, got {size!r}")
 
 
 def _float_inputs(inputs: Any, name: str) -> None:
@@ -551,9 +555,8 @@ def weighted_squared_gradients(
 def _chunk_size(n: int, microbatch_size: int | None, mesh: Mesh | None) -> int:
   """Examples per microbatch: ``microbatch_size`` (all ``n`` for None), at most ``n``,
   rounded up to split evenly over the mesh's devices."""
+  _check_microbatch(microbatch_size)
   size = n if microbatch_size is None else int(microbatch_size)
-  if size < 1:
-    raise errors.BadRequest(f"microbatch_size must be positive, got {microbatch_size}")
   shards = parallel.num_shards(mesh)
   return -(-min(size, n) // shards) * shards
 

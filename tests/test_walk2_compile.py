@@ -1,8 +1,10 @@
-"""The second user walk's compile faults (walk2 W1, W2).
+"""The second user walk's compile faults (W1, W2) and its misleading refusal (W8).
 
 W1: a jitted entry point that takes a scalar compiled a program for each Python type of
 the same number (weak and strong float32, weak int32). W2: ``cross_entropy`` (and the
-code scores' helpers) ran op by op, a program per operation for every new shape.
+code scores' helpers) ran op by op, a program per operation for every new shape. W8: a
+NaN or infinite ``eps`` was refused with the reason for a negative one (and, of the same
+kind, a ``microbatch_size`` of 0.5 and mix_codes' negative labels).
 
 Programs are counted with :class:`mnemonic_jax.CompileClock`; each test uses shapes of its
 own, so its first call compiles whatever other tests ran before it.
@@ -156,3 +158,42 @@ def test_the_code_scores_helpers_are_one_program_per_new_shape():
   on_host = prim.scores_from_margins(*host, in_forget, ~in_forget, xp=np)
   for name in prim.SCORE_FIELDS:
     np.testing.assert_array_equal(np.asarray(scores[name]), on_host[name])
+
+
+@pytest.mark.parametrize("eps, reason", [
+    (float("nan"), "every Fisher would be nan"), (float("inf"), "every Fisher would be inf"),
+    (-float("inf"), "every Fisher would be -inf"),
+    (-1.0, "a negative one makes Fishers negative")])
+def test_a_bad_eps_is_refused_with_the_reason_that_fits_it(eps, reason):
+  apply_fn = lambda p, x: x.reshape(x.shape[0], -1) @ p["w"]
+  params, codes = {"w": jnp.ones((2, 2))}, jnp.eye(2)
+  calls = [lambda: mj.class_fishers(apply_fn, params, codes, [1], eps=eps),
+           lambda: mj.fisher.class_weights(np.array([True, False]), np.array([False, True]),
+                                           eps)]
+  for call in calls:
+    with pytest.raises(errors.BadRequest, match="eps must be a finite number >= 0") as info:
+      call()
+    assert str(info.value).endswith(reason)
+    assert (eps == -1.0) == ("negative" in str(info.value))
+
+
+@pytest.mark.parametrize("size", [0.5, 2.5, 0, "2"])
+def test_a_bad_microbatch_is_refused_with_what_it_must_be(size):
+  """``weighted_squared_gradients`` said "must be positive, got 0.5", and took 2.5 as 2."""
+  apply_fn = lambda p, x: x @ p["w"]
+  params, inputs = {"w": jnp.ones((2, 2))}, jnp.eye(2)
+  with pytest.raises(errors.BadRequest,
+                     match=r"^microbatch_size must be a positive integer or None, got "):
+    mj.fisher.weighted_squared_gradients(apply_fn, params, inputs, np.arange(2),
+                                         np.ones((1, 2), np.float32), microbatch_size=size)
+
+
+@pytest.mark.parametrize("labels, fix", [
+    ([0, -1, 2, 1], "a negative label is no class"), ([0, 3, 2, 1], "generate one code")])
+def test_mix_codes_names_the_fix_that_fits_labels_out_of_range(labels, fix):
+  """A negative label was told to generate one code per class."""
+  with pytest.raises(errors.BadRequest, match=r"labels run from .* but there are 3 codes") as info:
+    mj.mix_codes(jax.random.key(0), jnp.zeros((4, 2)), jnp.asarray(labels), jnp.ones((3, 2)),
+                 0.5)
+  assert fix in str(info.value)
+  assert ("generate one code" in str(info.value)) == (min(labels) >= 0)
