@@ -5,15 +5,17 @@ a kind, through the real commands (:func:`cli_support.run_commands`, :func:`run_
   a pybind11 traceback from every command that writes (``train`` after training all its
   steps) and called an intact bundle "truncated or corrupt". Every path a command is
   given is now refused up front, in one line, exit 2, nothing written.
-* G5: a stdout (stderr) whose encoding cannot carry a character of the report (ASCII,
-  a C locale without UTF-8 mode) gave a UnicodeEncodeError traceback after the output was
-  saved (the error line was lost without a word). Both streams now write such a
-  character as a backslash escape.
+* G5: a stdout whose encoding cannot carry a character of the report (ASCII, a C locale
+  without UTF-8 mode) gave a UnicodeEncodeError traceback and exit 1 after the output
+  was saved, the report cut off. stdout (and stderr, which Python already opens so) now
+  write such a character as a backslash escape.
 * G4: a Ctrl-C landing inside the constructor of Orbax's asyncio event loop left a
   half-built loop whose ``__del__`` printed an "Exception ignored" traceback after the
   one error line.
 """
 
+import dataclasses
+import json
 import os
 import pathlib
 import shutil
@@ -118,3 +120,58 @@ def test_a_byte_that_is_not_utf8_is_shown_as_that_byte():
   assert _files.shown(os.fsdecode(b"caf\xe9/x\n")) == "caf\\xe9/x\\n"
   assert _files.shown(b"caf\xe9") == _files.escape(_files.shown(b"caf\xe9"))  # Once only.
   assert _files.unstorable(b"caf\xe9") is not None and _files.unstorable("café") is None
+
+
+# --------------------------------------------------------------------------------------
+# G5: a stream whose encoding cannot carry the report.
+
+_NAMES = ("zéro", "一", "два", "3", "4", "5", "6", "7", "8", "9")
+
+
+@pytest.fixture(scope="module")
+def named(tiny_digits_bundle, tmp_path_factory):
+  """The tiny digits bundle with class names outside ASCII (Latin, CJK, Cyrillic)."""
+  bundle = dataclasses.replace(tiny_digits_bundle[0], class_names=_NAMES)
+  return checkpointing.save_bundle(tmp_path_factory.mktemp("walk2") / "named", bundle)
+
+
+def _all_ascii(ran) -> None:
+  for name, case in ran.items():
+    result = case.result
+    assert result.returncode == 0 and result.stderr == "", (name, result.stderr)
+    assert result.stdout.isascii(), (name, result.stdout)
+
+
+def test_a_report_the_stdout_cannot_encode_is_written_escaped(named, tmp_path):
+  """``PYTHONIOENCODING=ascii``: the report and its table are complete, what the stream
+  lacks escaped (``z\\xe9ro``, ``\\u4e00``, an output named ``\\xe92``), exit 0;
+  before, a UnicodeEncodeError traceback and exit 1 after the output was saved."""
+  out = tmp_path / "\u00e92"
+  ran = run_commands({
+      "evaluate": dict(args=("evaluate", "-q", "--checkpoint", named)),
+      "forget": dict(args=("forget", "-q", "--checkpoint", named, "--classes", "3",
+                           "--output", out))}, env={"PYTHONIOENCODING": "ascii"})
+  _all_ascii(ran)
+  table = ran["evaluate"].result.stdout
+  assert "z\\xe9ro" in table and "\\u4e00" in table and "accuracy: " in table, table
+  assert ran["forget"].result.stdout.endswith(f"wrote {tmp_path}/\\xe92\n")
+  assert checkpointing.load_bundle(out).class_names == _NAMES
+
+
+@pytest.mark.slow
+def test_a_c_locale_report_is_written_escaped(named, tmp_path):
+  """``LC_ALL=C`` without UTF-8 mode (stdout ASCII, ``surrogateescape``): evaluate's table,
+  ``--json`` and forget's before/after table, complete and escaped, exit 0."""
+  out = tmp_path / "out"
+  ran = run_commands({
+      "evaluate": dict(args=("evaluate", "-q", "--checkpoint", named)),
+      "evaluate --json": dict(args=("evaluate", "-q", "--json", "--checkpoint", named)),
+      "forget": dict(args=("forget", "-q", "--checkpoint", named, "--classes", "3",
+                           "--dataset", "digits", "--output", out))},
+      env={"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONCOERCECLOCALE": "0"})
+  _all_ascii(ran)
+  assert "z\\xe9ro" in ran["evaluate"].result.stdout
+  assert json.loads(ran["evaluate --json"].result.stdout)["per_class"][0]["name"] == "zéro"
+  forget = ran["forget"].result.stdout
+  assert "z\\xe9ro" in forget and "\\u0434\\u0432\\u0430" in forget, forget
+  assert forget.endswith(f"wrote {out}\n") and checkpointing.load_bundle(out).class_names == _NAMES

@@ -193,6 +193,7 @@ def _run(argv: Sequence[str] | None, undo: contextlib.ExitStack) -> int:
   The run (:func:`mnemonic_jax.cli.outcome.running`) starts first: a Ctrl-C from here on
   ends the command with one line and status 130, whenever it lands.
   """
+  undo.enter_context(outcome.escaping_streams())  # No UnicodeEncodeError on either stream.
   run = undo.enter_context(outcome.running())
   undo.enter_context(outcome.terminate_as_interrupt())  # SIGTERM as Ctrl-C, status 143.
   try:

@@ -18,6 +18,8 @@ One run of a command (:func:`running`) keeps what decides its ending:
   :class:`ReportStream`: text is made printable (:func:`mnemonic_jax.cli.report.printable`,
   keeping newlines) and a failed write (a full disk, a closed pipe, a stdout closed before
   the program started) raises :class:`ReportNotWritten`.
+* **Encodings.** Both streams write a character their encoding cannot carry as a
+  backslash escape (:func:`escaping_streams`), never a ``UnicodeEncodeError``.
 * **Warnings.** A Python warning given during the run (an older bundle loaded without
   every checksum, ...) is one line ``warning: TEXT`` of the report (:func:`show_warning`),
   never the ``warnings`` module's dump of a source file and line; ``evaluate --json``
@@ -107,6 +109,43 @@ class ReportStream:
     if self._stream is None:  # Nothing to ask (isatty, fileno, ...): as Python's None.
       raise AttributeError(name)
     return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def escaping_streams() -> Iterator[None]:
+  """``sys.stdout`` and ``sys.stderr`` write a character their encoding cannot carry as a
+  backslash escape (``\\xe9``, ``\\u4e00``), for the whole run; put back on leaving.
+
+  Python's stdout is strict (and a C locale's ``surrogateescape``), so a report holding a
+  path or a class name its encoding lacks (``PYTHONIOENCODING=ascii``, ``LC_ALL=C``
+  without UTF-8 mode) raised ``UnicodeEncodeError``: a traceback after the output was
+  saved, the report cut off; ``PYTHONIOENCODING=ascii:strict`` lost the error line on
+  stderr. Changing the streams' ``errors`` once covers every writer: the report, the
+  warnings, ``--json``, the error line, progress bars and the libraries. A stream that
+  cannot be reconfigured (not a text file, already closed) is left as it is.
+
+  Yields:
+    None.
+  """
+  changed: list[tuple[Any, str]] = []
+  for stream in (sys.stdout, sys.stderr):
+    errors = getattr(stream, "errors", None)
+    if (errors in (None, "backslashreplace") or not hasattr(stream, "reconfigure")
+        or any(stream is done for done, _ in changed)):
+      continue
+    try:
+      stream.reconfigure(errors="backslashreplace")
+    except (OSError, ValueError):  # Closed, or its pending text cannot be flushed.
+      continue
+    changed.append((stream, errors))
+  try:
+    yield
+  finally:
+    for stream, errors in reversed(changed):
+      try:
+        stream.reconfigure(errors=errors)
+      except (OSError, ValueError):
+        pass
 
 
 def _not_written(error: Exception) -> ReportNotWritten:
@@ -428,6 +467,6 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
 
 
 __all__ = ["EXIT_REPORT_LOST", "ReportNotWritten", "ReportStream", "Run", "check_interrupt",
-           "current", "environment_line", "interrupted_line", "interrupted_status",
-           "on_interrupt", "report_lost_line", "running", "saving", "show_warning",
-           "terminate_as_interrupt", "warning_text", "wrote"]
+           "current", "environment_line", "escaping_streams", "interrupted_line",
+           "interrupted_status", "on_interrupt", "report_lost_line", "running", "saving",
+           "show_warning", "terminate_as_interrupt", "warning_text", "wrote"]
