@@ -55,6 +55,7 @@ from experiments import common, compare, depth_models, depth_write, run_cache, r
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import UnlearnData
+from mnemonic_jax.baselines import options as baseline_options
 from mnemonic_jax.baselines.retrain import RetrainConfig
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import load_dataset
@@ -545,6 +546,11 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
       common.fail(f"--methods {method}: {name} has no option "
                   f"{', '.join(sorted(set(overrides) - fields))}; its options: "
                   f"{', '.join(sorted(fields))}", "experiments.depth")
+    try:  # A value of the wrong kind would stop the run at its first use, with a traceback.
+      for field, value in overrides.items():
+        baseline_options.check_value(baselines.get_method(name).config_cls, field, value)
+    except (errors.BadRequest, errors.BadRequestType) as e:
+      common.fail(f"--methods {method}: {e}", "experiments.depth")
   for name in models:
     if name not in depth_models.MODELS:
       try:

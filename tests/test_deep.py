@@ -95,6 +95,8 @@ BAD_RUNS = [
     ("depth", ["--methods", "svd-projection@samples=abc"], "--methods:"),
     ("depth", ["--methods", "svd-projection@nosuch=1"], "has no option nosuch"),
     ("depth", ["--methods", "nosuch@samples=1"], "unknown --methods"),
+    ("depth", ["--methods", "ssd@alpha='5'"], "alpha must be a finite number > 0, got '5'"),
+    ("depth", ["--methods", "finetune@train_mode=None"], "train_mode"),
     ("table", ["--config", "digits_mlp:quick", "--methods", "lfssd", "--sweep", "scrub"],
      "--sweep 'scrub'"),
     ("table", ["--config", "digits_mlp:quick", "--sweep"], "pass --methods"),

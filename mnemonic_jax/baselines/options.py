@@ -126,6 +126,17 @@ def check(config: Any) -> None:
     _check(owner, name, getattr(config, name), hint)
 
 
+def check_value(config_cls: type, name: str, value: Any) -> None:
+  """Checks ``value`` for the field ``name`` of ``config_cls`` as :func:`check` would (an
+  override read before any config is built, e.g. ``--methods ssd@alpha=5``).
+
+  Raises:
+    BadRequestType, BadRequest: as :func:`check`.
+    KeyError: ``config_cls`` has no field ``name``.
+  """
+  _check(_METHODS.get(config_cls, config_cls.__name__), name, value, _hints(config_cls)[name])
+
+
 @functools.lru_cache(maxsize=None)
 def _hints(cls: type) -> dict[str, Any]:
   hints = typing.get_type_hints(cls, include_extras=True)
