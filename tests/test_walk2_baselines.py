@@ -136,3 +136,13 @@ def test_unlearn_checks_a_config_edited_after_it_was_built():
   object.__setattr__(config, "learning_rate", "0.1")  # Past the frozen dataclass.
   with pytest.raises(errors.BadRequestType, match="finetune: learning_rate"):
     baselines.unlearn("finetune", bundle, [3], data, config)
+
+
+def test_the_baselines_optimisers_key_numbers_by_their_float32_values():
+  """0.01, np.float32(0.01) and a 0-d array built three optimisers (each its own compiled
+  steps); they compute in float32, so they are one."""
+  from mnemonic_jax.baselines import steps  # pylint: disable=import-outside-toplevel
+  import jax.numpy as jnp  # pylint: disable=import-outside-toplevel
+  first = steps.sgd(0.01, 0.9, 5e-4)
+  assert steps.sgd(np.float32(0.01), np.float64(0.9), jnp.asarray(5e-4)) is first
+  assert steps.adam(np.float32(1e-3), 0) is steps.adam(1e-3, 0.0)

@@ -18,6 +18,7 @@ from typing import Any, Callable
 import flax
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from mnemonic_jax import fisher as fisher_lib
@@ -36,12 +37,27 @@ class LoopState:
   opt_state: optax.OptState
 
 
+def _float32(value: Any) -> Any:
+  """A real number (Python, NumPy, 0-d array; not a bool) as the Python float of its float32
+  value, which the float32 steps compute with anyway: ``0.01``, ``np.float32(0.01)`` and a
+  0-d array then key one cache entry; anything else (a schedule, None) as it is."""
+  if isinstance(value, (bool, jax.core.Tracer)) or not (
+      isinstance(value, (int, float, np.number)) or (
+      np.ndim(value) == 0 and hasattr(value, "dtype")
+      and np.issubdtype(value.dtype, np.number))):
+    return value
+  return float(np.float32(value))
+
+
 def _cached(make: Callable[..., Any]) -> Callable[..., Any]:
-  """``make`` cached on its arguments; unhashable ones (an array) build a new object."""
+  """``make`` cached on its arguments, numbers by their float32 values (:func:`_float32`);
+  other unhashable ones build a new object."""
   cached = functools.lru_cache(maxsize=256)(make)
 
   @functools.wraps(make)
   def build(*args, **kwargs):
+    args = tuple(map(_float32, args))
+    kwargs = {k: _float32(v) for k, v in kwargs.items()}
     try:
       return cached(*args, **kwargs)
     except TypeError:  # Unhashable: correct, but each call compiles its own step.
