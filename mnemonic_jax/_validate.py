@@ -344,18 +344,25 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
 
   The lambdas enter the computation as float32 and the move is added to parameters of
   their own dtype, so a lambda beyond the largest finite value of either would make the
-  parameters infinite, and one that rounds to 0 in float32 would leave them unchanged.
+  parameters infinite, and one below the smallest positive (subnormal) value of either
+  cannot be carried by them: the steps it bounds round to 0 (float16's is 6e-8, float32's
+  1.4e-45; a lambda between the smallest subnormal and the smallest normal value, 6.1e-5
+  in float16, is taken: the step ``alpha * eta`` may still be large enough).
 
   Raises:
     TypeError: a lambda that is not a real number (``"auto"`` is resolved before this).
     ValueError: not finite, not > 0, beyond the largest finite value of float32 or of the
-      parameters' narrowest float dtype, or rounding to 0 in float32.
+      parameters' narrowest float dtype, or below the smallest positive value of float32
+      or of any float dtype of the parameters (the message names the lambda, the dtype
+      and its limit).
   """
   dtypes = {jnp.dtype(x.dtype) for x in jax.tree.leaves(params)
             if jnp.issubdtype(getattr(x, "dtype", np.float32), jnp.floating)}
   dtypes.add(jnp.dtype(jnp.float32))
   narrowest = min(dtypes, key=lambda d: float(jnp.finfo(d).max))
   largest = float(jnp.finfo(narrowest).max)
+  coarsest = max(dtypes, key=lambda d: float(jnp.finfo(d).smallest_subnormal))
+  smallest = float(jnp.finfo(coarsest).smallest_subnormal)
   values = []
   for name, value in (("lambda1", lambda1), ("lambda2", lambda2)):
     if isinstance(value, str) and value == "auto":  # Resolved before, where it is taken.
@@ -376,10 +383,11 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
           f"{name}={value:g} is beyond the largest {narrowest.name} value ({largest:.4g}); "
           "it would make the parameters non-finite; use smaller lambdas (e.g. "
           "lambda1 1e-3, lambda2 10, or 'auto')")
-    if float(np.float32(value)) == 0.0:
+    if value < smallest:
       raise errors.BadRequest(
-          f"{name}={value:g} rounds to 0 in float32, so forgetting would change nothing; "
-          "use larger lambdas (e.g. lambda1 1e-3, lambda2 10, or 'auto')")
+          f"{name}={value:g} is below the smallest positive {coarsest.name} value "
+          f"({smallest:.3g}), so the move cannot carry it (a step that small rounds to 0 in "
+          f"{coarsest.name}); use larger lambdas (e.g. lambda1 1e-3, lambda2 10, or 'auto')")
     values.append(value)
   return values[0], values[1]
 

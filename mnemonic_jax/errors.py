@@ -68,6 +68,12 @@ class RemainingCodesLostWarning(RuleNotMetWarning):
   model. A subclass of :class:`RuleNotMetWarning`, so one filter silences both."""
 
 
+class NothingMovedWarning(RuleNotMetWarning):
+  """A move returned the parameters unchanged, every entry equal to the input's: its step
+  rounds to 0 in the parameters' dtype (lambdas too small for float16, say), so nothing
+  was forgotten (``report.changed`` is False). A subclass of :class:`RuleNotMetWarning`."""
+
+
 __all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
-           "BadRequestType", "MnemonicJaxError", "RemainingCodesLostWarning",
-           "RuleNotMetWarning", "TrainingDiverged"]
+           "BadRequestType", "MnemonicJaxError", "NothingMovedWarning",
+           "RemainingCodesLostWarning", "RuleNotMetWarning", "TrainingDiverged"]

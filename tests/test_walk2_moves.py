@@ -2,6 +2,8 @@
 the params' container, lambdas the params' dtype cannot carry, and the refusal of a head
 without an output bias."""
 
+import re
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -10,9 +12,12 @@ import pytest
 from flax.core import FrozenDict
 
 import mnemonic_jax as mj
+from mnemonic_jax import checkpointing, errors, workflow
+from mnemonic_jax.forgetting import moves
 from mnemonic_jax.forgetting.moves import directional
 from mnemonic_jax.models import bounds
 
+from cli_support import assert_refused, run_commands
 from codes_support import mlp_fitted_to_codes
 
 NUM_CLASSES = 5
@@ -121,3 +126,94 @@ def test_a_declared_layernorm_is_found_in_a_frozendict():
   v = np.random.default_rng(0).standard_normal((width, 3))
   bound = bounds.LayerNormed(("LayerNorm_0",))
   np.testing.assert_array_equal(bound.max_dot(v, FrozenDict(params)), bound.max_dot(v, params))
+
+
+# ------------------------------------------------------------- W7: lambdas below the dtype
+
+
+def _cast(tree, dtype):
+  return jax.tree.map(lambda a: jnp.asarray(a, dtype), tree)
+
+
+@pytest.mark.parametrize("dtype, lambdas, named", [
+    (jnp.float16, (1e-9, 10.0), "lambda1=1e-09 is below the smallest positive float16 value "
+                                "(5.96e-08)"),
+    (jnp.float16, (1e-3, 5e-8), "lambda2=5e-08 is below the smallest positive float16 value"),
+    (jnp.bfloat16, (1e-41, 10.0), "lambda1=1e-41 is below the smallest positive bfloat16 "
+                                  "value (9.18e-41)"),
+    (jnp.float32, (1e-3, 1e-46), "lambda2=1e-46 is below the smallest positive float32 value"),
+    (jnp.float64, (1e-46, 10.0), "below the smallest positive float32 value")])  # Computed in.
+def test_lambdas_the_dtype_cannot_carry_are_refused(fitted, dtype, lambdas, named):
+  _, params, _ = fitted
+  params = jax.tree.map(lambda a: np.asarray(a, dtype), params)
+  with pytest.raises(errors.BadRequest, match=re.escape(named)):
+    workflow.check_lambdas(params, *lambdas)
+  if dtype is jnp.float16:  # The front door says the same, one sentence.
+    apply_fn, _, codes = fitted
+    with pytest.raises(errors.BadRequest) as refused:
+      mj.forget(apply_fn, _cast(params, dtype), codes, FORGET, *lambdas)
+    assert named in str(refused.value) and "\n" not in str(refused.value)
+
+
+def test_the_smallest_positive_value_of_the_dtype_is_taken(fitted):
+  _, params, _ = fitted
+  tiny = float(jnp.finfo(jnp.float16).smallest_subnormal)
+  assert workflow.check_lambdas(_cast(params, jnp.float16), tiny, tiny) is None
+
+
+@pytest.mark.parametrize("dtype, move, lambdas", [
+    (jnp.float32, None, (1e-30, 1e-25)), (jnp.bfloat16, None, (1e-30, 1e-25)),
+    (jnp.float16, None, (1e-7, 1e-7)),
+    (jnp.float16, moves.Paper(grid=((1e-7,), (1e-7,))), (None, None)),
+    (jnp.float16, moves.Shrink(grid=(1e-9,)), (None, None))])
+def test_a_move_that_changes_nothing_says_so(fitted, dtype, move, lambdas):
+  apply_fn, params, codes = fitted
+  params = _cast(params, dtype)
+  with pytest.warns(errors.NothingMovedWarning, match="left every parameter unchanged") as w:
+    new, report = mj.forget(apply_fn, params, codes, FORGET, *lambdas, move=move)
+  assert len(w) == 1 and issubclass(w[0].category, errors.RuleNotMetWarning)
+  if report.met is False:  # The one warning says both.
+    assert "did not meet its rule" in str(w[0].message)
+  assert report.changed is False and report.to_dict()["changed"] is False
+  chex.assert_trees_all_equal(new, params)
+  sentences = workflow.forget_warnings(report.to_dict())
+  assert len(sentences) == 1 and "left every parameter unchanged" in sentences[0]
+
+
+def test_a_move_that_changes_something_says_nothing_of_it(fitted):
+  apply_fn, params, codes = fitted
+  _, report = mj.forget(apply_fn, params, codes, FORGET, 1e-3, 10.0)
+  assert report.changed is True and "changed" not in report.to_dict()
+
+
+@pytest.fixture(scope="module")
+def low_precision_bundles(tiny_digits_bundle, tmp_path_factory):
+  root, bundle = tmp_path_factory.mktemp("walk2"), tiny_digits_bundle[0]
+  return {name: checkpointing.save_bundle(root / name, bundle.replace(
+      params=jax.tree.map(lambda a: np.asarray(a).astype(jnp.dtype(name)), bundle.params)))
+          for name in ("float16", "bfloat16")}
+
+
+def _forget_case(bundle, lambda1, lambda2, output):
+  return dict(args=("forget", "--checkpoint", bundle, "--classes", "3", "--lambda1", lambda1,
+                    "--lambda2", lambda2, "--output", output), watch=[bundle])
+
+
+def test_the_command_line_refuses_such_lambdas_in_one_line(low_precision_bundles, tmp_path):
+  bundle = low_precision_bundles["float16"]
+  ran = run_commands({"refused": _forget_case(bundle, "1e-9", "10", tmp_path / "out")})
+  assert_refused(ran["refused"].result, "lambda1=1e-09 is below the smallest positive float16 "
+                 "value (5.96e-08)")
+  assert not (tmp_path / "out").exists() and ran["refused"].before == ran["refused"].after
+
+
+@pytest.mark.slow
+def test_the_command_line_warns_of_a_no_op_in_one_line(low_precision_bundles, tmp_path):
+  bundle = low_precision_bundles["bfloat16"]
+  ran = run_commands({"no-op": _forget_case(bundle, "1e-30", "1e-25", tmp_path / "out")})
+  no_op = ran["no-op"].result
+  assert no_op.returncode == 0 and ran["no-op"].before == ran["no-op"].after, no_op.stderr
+  lines = [line for line in no_op.stdout.splitlines() if "unchanged" in line]
+  assert lines == ["warning: the move left every parameter unchanged: its step is 0 or rounds "
+                   "to 0 in the parameters' dtype, so nothing was forgotten; try larger "
+                   "lambdas, or none (a data-free move)"], no_op.stdout

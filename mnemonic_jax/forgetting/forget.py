@@ -12,8 +12,10 @@ from typing import Any, Sequence
 
 import chex
 import jax
+import jax.numpy as jnp
+import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 from mnemonic_jax.forgetting import moves as moves_lib
 from mnemonic_jax.forgetting.moves import model_checks
 from mnemonic_jax.forgetting.primitives import CodeScores, validate_request
@@ -56,6 +58,10 @@ class ForgetReport:
       :class:`~mnemonic_jax.forgetting.moves.algorithm2.Algorithm2Details`,
       :class:`~mnemonic_jax.forgetting.moves.paper.PaperDetails`,
       :class:`~mnemonic_jax.forgetting.moves.stepping.StepDetails`).
+    changed: whether any parameter entry differs from the input's. False when the move's
+      step is 0 or rounds to 0 in the parameters' dtype (lambdas too small for float16):
+      nothing was forgotten, and :func:`forget` warns
+      (:class:`mnemonic_jax.errors.NothingMovedWarning`).
   """
 
   move: str
@@ -69,9 +75,11 @@ class ForgetReport:
   seconds: float
   compile_seconds: float
   details: Any
+  changed: bool = True
 
   def to_dict(self) -> dict[str, Any]:
-    """A JSON-able record (the bundle's history entry is built on it)."""
+    """A JSON-able record (the bundle's history entry is built on it; ``changed`` is in it
+    only when False)."""
     scores = lambda s: {k: float(v) for k, v in s.items()}
     out = {"move": self.move, "acts_on": self.acts_on, "classes": list(self.classes),
            "met": self.met, "verified": self.verified, "seconds": self.seconds,
@@ -79,6 +87,8 @@ class ForgetReport:
            "after": scores(self.after), **self.details.to_dict()}
     if self.exclude:
       out["exclude"] = list(self.exclude)
+    if not self.changed:
+      out["changed"] = False
     return out
 
 
@@ -162,7 +172,9 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
     (``report.met`` False) also warns, with
     :class:`mnemonic_jax.errors.RuleNotMetWarning`; given lambdas that leave fewer
     remaining codes right than before warn with its subclass
-    :class:`mnemonic_jax.errors.RemainingCodesLostWarning`.
+    :class:`mnemonic_jax.errors.RemainingCodesLostWarning`, and a move that left every
+    parameter unchanged (its step rounds to 0 in their dtype; ``report.changed`` False)
+    with its subclass :class:`mnemonic_jax.errors.NothingMovedWarning`.
 
   Raises:
     TypeError: class ids that are not integers, a lambda that is not a number, non-float
@@ -194,6 +206,7 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
     model_checks.check_model(request, params)
     moved = chosen(params, request)
     new_params = jax.block_until_ready(moved.params)
+    changed = not _unchanged(params, new_params)
   total = time.perf_counter() - start
   model_checks.check_result(moved.after)
   report = ForgetReport(
@@ -202,8 +215,19 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       after=jax.tree.map(float, moved.after), met=moved.met,
       verified=("every input" if moves_lib.outputs.ruled_out_everywhere(request, new_params)
                 else "codes"), seconds=max(total - clock.seconds, 0.0),
-      compile_seconds=clock.seconds, details=moved.details)
-  if report.met is False:
+      compile_seconds=clock.seconds, details=moved.details, changed=changed)
+  if not changed:
+    dtypes = sorted({jnp.dtype(x.dtype).name for x in jax.tree.leaves(new_params)})
+    remedy = ("use larger lambdas, or none (a data-free move)" if report.move == "algorithm2"
+              else "try another move (docs/depth.md compares them)")
+    missed = (" did not meet its rule on the codes (report.met is False) and"
+              if report.met is False else "")
+    warnings.warn(
+        f"move {report.move!r}{missed} left every parameter unchanged (its step is 0 or "
+        f"rounds to 0 in the parameters' {', '.join(dtypes)}), so nothing was forgotten: "
+        f"{_sides(report.before, report.after)}; {remedy}", errors.NothingMovedWarning,
+        stacklevel=2)
+  elif report.met is False:
     warnings.warn(
         f"move {report.move!r} did not meet its rule on the codes (report.met is False): "
         f"{_sides(report.before, report.after)}; another move may (docs/depth.md compares "
@@ -215,6 +239,24 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
         "searches them on the codes), keep them", errors.RemainingCodesLostWarning,
         stacklevel=2)
   return new_params, report
+
+
+@jax.jit
+def _equal_flags(old: list, new: list) -> jax.Array:
+  """Per leaf pair, whether every entry is equal (jitted: one program per structure)."""
+  return jnp.stack([jnp.all(a == b) for a, b in zip(old, new)])
+
+
+def _unchanged(old: PyTree, new: PyTree) -> bool:
+  """Whether every entry of ``new`` equals ``old``'s (the same structure). Leaves that are
+  the same object are skipped; arrays in host memory are compared in place (no program),
+  others by one jitted comparison and one transfer of its flags."""
+  pairs = [(a, b) for a, b in zip(jax.tree.leaves(old), jax.tree.leaves(new)) if a is not b]
+  if not pairs:
+    return True
+  if all(_validate.on_host(a) and _validate.on_host(b) for a, b in pairs):
+    return all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in pairs)
+  return bool(np.all(np.asarray(_equal_flags([a for a, _ in pairs], [b for _, b in pairs]))))
 
 
 def _sides(before: Any, after: Any) -> str:

@@ -15,7 +15,9 @@ AUTO = "auto"
 
 
 def check_lambdas(params: Any, lambda1: float, lambda2: float) -> None:
-  """Refuses forgetting lambdas the parameters' floating-point type cannot carry.
+  """Refuses forgetting lambdas the parameters' floating-point type cannot carry: beyond
+  its largest finite value, or below its smallest positive (subnormal) one, e.g. 6e-8 for
+  float16 (float32 counts too: the move is computed in it).
 
   Raises:
     TypeError, ValueError: see :func:`mnemonic_jax._validate.lambdas`.
@@ -216,11 +218,17 @@ def forget_warnings(request: Mapping[str, Any]) -> list[str]:
       for the data-free search, ``met``, ``fallback``, ``rule``, ``search``).
 
   Returns:
-    One sentence per problem: the search did not meet its rule (and which fallback was
-    used), or forgotten classes' codes are still classified as their class.
+    One sentence per problem: the move left every parameter unchanged (then that one
+    alone: it says why the rest follows), the search did not meet its rule (and which
+    fallback was used), or forgotten classes' codes are still classified as their class.
   """
   warnings = []
   before, after = request.get("before") or {}, request.get("after") or {}
+  if request.get("changed") is False:
+    how = ("larger lambdas, or none (a data-free move)" if request.get("move", "algorithm2")
+           == "algorithm2" else f"the default '{forgetting.DEFAULT_MOVE}' move")
+    return [f"the move left every parameter unchanged: its step is 0 or rounds to 0 in the "
+            f"parameters' dtype, so nothing was forgotten; try {how}"]
   if request.get("met") is False:
     rule, search = request.get("rule") or {}, request.get("search") or request
     how = {"guard": "the guard gave way: the least disturbing candidate that reaches the "
