@@ -7,6 +7,11 @@
   a command's inputs refuses an output that anything an input reads, through links too,
   is, holds or lies inside.
 
+* G7: ``forget --output WORKDIR/train/190`` wrote a bundle among a training run's step
+  folders (the resume then stopped on it). An output that is or lies inside a train
+  workdir's checkpoint folder is refused up front (``check_output``), as one inside a
+  bundle is, for every command that writes a bundle (forget, demo, train's own bundle).
+
 The command line's promises (one line, exit 2, nothing written, input untouched) are
 checked through the real command (``cli_support.run_commands``).
 """
@@ -152,3 +157,53 @@ def test_check_output_passes_inputs_whose_links_lead_elsewhere(base, tmp_path):
   assert outputs.input_overlap(b1, [params, base]) is None
   assert checkpointing.check_output(b1, force=True, inputs=[params, base]) == b1
   assert checkpointing.check_output(tmp_path / "new", inputs=[params]) == tmp_path / "new"
+
+
+@pytest.fixture
+def workdir(small_trained_copy) -> pathlib.Path:
+  """A finished train workdir (its lock file, ``train/176``, ``bundle/``), a fresh copy."""
+  return small_trained_copy().parent
+
+
+def test_outputs_inside_a_train_workdirs_checkpoints_are_refused(base, workdir, tmp_path):
+  """G7's repro and its kind, through the real commands: nothing is written anywhere."""
+  train = workdir / "train"
+  (tmp_path / "alias").symlink_to(train)
+  other = pathlib.Path(shutil.copytree(base, tmp_path / "other"))
+  (train / "lnk").symlink_to(other)  # Replacing the link would put a bundle in train/.
+  killed = pathlib.Path(shutil.copytree(workdir, tmp_path / "killed", symlinks=True))
+  shutil.rmtree(killed / "train")
+  (killed / "train").mkdir()  # A run stopped before its first checkpoint: train/ empty.
+  forget = ["forget", "-q", "--checkpoint", base, "--classes", "3", "--output"]
+  outputs_ = {"step": [train / "190"], "folder": [train], "deep": [train / "176" / "x"],
+              "alias": [tmp_path / "alias" / "190"], "link": [train / "lnk", "--force"],
+              "empty": [killed / "train", "--force"]}
+  cases = {name: dict(args=[*forget, *out], watch=[workdir, killed, other])
+           for name, out in outputs_.items()}
+  cases["demo"] = dict(args=["demo", "--output-dir", train / "demo"], watch=[workdir])
+  cases["train"] = dict(args=["train", "-q", "--config", "digits_mlp:quick", "--workdir",
+                              train / "run"], watch=[workdir])
+  ran = run_commands(cases)
+  for name, got in ran.items():
+    line = assert_refused(got.result, "the checkpoint folder of the train workdir")
+    real = "killed" if name == "empty" else os.fspath(workdir)
+    assert real in line and "choose an output outside" in line, (name, line)
+    assert got.before == got.after, name
+  assert not os.path.lexists(train / "190") and (train / "lnk").is_symlink()
+
+
+def test_enclosing_train_checkpoints_knows_a_workdir_by_its_lock_or_its_steps(workdir,
+                                                                           tmp_path):
+  train = workdir / "train"
+  assert checkpointing.enclosing_train_checkpoints(train / "190") == (workdir, train)
+  assert checkpointing.enclosing_train_checkpoints(train) == (workdir, train)
+  assert checkpointing.enclosing_train_checkpoints(workdir / "elsewhere") is None
+  assert checkpointing.enclosing_train_checkpoints(workdir / "bundle") is None
+  (workdir / checkpointing.LOCK_FILE).unlink()  # An older run: its steps still tell.
+  assert checkpointing.enclosing_train_checkpoints(train / "190") == (workdir, train)
+  plain = tmp_path / "data" / "train"  # A folder of that name elsewhere: a fine output.
+  (plain / "190").mkdir(parents=True)
+  assert checkpointing.enclosing_train_checkpoints(plain / "out") is None
+  assert checkpointing.check_output(plain / "out") == plain / "out"
+  with pytest.raises(CheckpointError, match="checkpoint folder of the train workdir"):
+    checkpointing.check_output(train / "190")

@@ -10,13 +10,14 @@ One module per concept; this package re-exports their public names, so
   not: deliberate tampering), verified through one open directory.
 * :mod:`~mnemonic_jax.checkpointing.bundles`: :func:`save_bundle`, :func:`load_bundle`,
   :func:`resolve_bundle_path` (a ``train`` workdir names its bundle).
-* :mod:`~mnemonic_jax.checkpointing.outputs`: :func:`check_output` before any work, the
-  hidden staging directory, the atomic install, :func:`remove_stale_staging`.
+* :mod:`~mnemonic_jax.checkpointing.outputs`: :func:`check_output` before any work (no
+  output inside a bundle, :func:`enclosing_bundle`, or inside a train workdir's
+  checkpoints, :func:`enclosing_train_checkpoints`), the hidden staging directory, the
+  atomic install, :func:`remove_stale_staging`.
 * :mod:`~mnemonic_jax.checkpointing.imports`: parameters trained elsewhere (Orbax PyTree
   directories, flax msgpack files): :func:`import_params`, :func:`read_pretrained`.
 * :mod:`~mnemonic_jax.checkpointing.train_checkpoints`: :class:`TrainCheckpointer` over
-  ``ocp.CheckpointManager`` (resume), :func:`workdir_lock`, :func:`remove_orbax_temporaries`,
-  :func:`enclosing_bundle` (no workdir inside a bundle);
+  ``ocp.CheckpointManager`` (resume), :func:`workdir_lock`, :func:`remove_orbax_temporaries`;
   :mod:`~mnemonic_jax.checkpointing.train_records`: each step's sealed record (checksums of
   its files, verified on resume), :func:`read_step_metadata`.
 * :mod:`~mnemonic_jax.checkpointing.checks`, :mod:`~mnemonic_jax.checkpointing.trees`,
@@ -44,7 +45,7 @@ from mnemonic_jax.checkpointing.checks import (
 from mnemonic_jax.checkpointing.imports import import_params, read_pretrained
 from mnemonic_jax.checkpointing.model_spec import abstract_variables
 from mnemonic_jax.checkpointing.outputs import (
-    check_output, enclosing_bundle, remove_stale_staging)
+    check_output, enclosing_bundle, enclosing_train_checkpoints, remove_stale_staging)
 from mnemonic_jax.checkpointing.train_checkpoints import (
     LOCK_FILE, TrainCheckpoint, TrainCheckpointer, remove_orbax_temporaries, workdir_lock)
 from mnemonic_jax.checkpointing.train_records import (
@@ -77,6 +78,7 @@ __all__ = [
     "check_normalisation_range",
     "check_output",
     "enclosing_bundle",
+    "enclosing_train_checkpoints",
     "import_params",
     "load_bundle",
     "meta_checksum",

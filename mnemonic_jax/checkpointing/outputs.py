@@ -12,7 +12,9 @@ its process is gone (:func:`remove_stale_staging`).
 (without ``force``), that ``force`` may not replace (anything but an empty directory, a
 bundle holding only what a save writes or a dangling symbolic link, and never the current
 directory or one holding it; said so with or without ``force``, so that the advice to
-pass ``force`` is given only where it would help) or whose directory cannot be written;
+pass ``force`` is given only where it would help), that lies inside a folder the project
+manages (a bundle, a train workdir's checkpoint folder ``WORKDIR/train``) or whose
+directory cannot be written;
 given the inputs of the same command, also one that anything an input reads (through
 symbolic links too) is, holds or lies inside (:func:`input_overlap`): a save replaces the
 output as a whole, and must never delete or change what the command reads.
@@ -39,6 +41,7 @@ from mnemonic_jax.checkpointing._common import (
     CheckpointError, OldBundleLeftWarning, PathLike, _abs, _abs_output, _remove)
 from mnemonic_jax.checkpointing.bundle_format import _BUNDLE_ENTRIES, _marked_bundle_meta
 from mnemonic_jax.checkpointing.bundle_format import _META as _BUNDLE_META
+from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
 
 
 _AT_FDCWD = -100
@@ -335,20 +338,23 @@ def _identity(path: str, follow: bool = True) -> tuple[_Id | None, bool]:
   return (st.st_dev, st.st_ino), stat.S_ISDIR(st.st_mode)
 
 
+def _written_path(output: pathlib.Path) -> str:
+  """Where a save of ``output`` writes, resolved: a symbolic link at ``output`` is
+  replaced itself (what it points to is left alone), so its own path, parent resolved."""
+  if output.is_symlink():
+    return os.path.join(os.path.realpath(output.parent), output.name)
+  return os.path.realpath(output)
+
+
 def _changed_by_save(output: pathlib.Path) -> tuple[str, _Id | None, set[_Id]]:
   """What a save of ``output`` removes, replaces or writes into, resolved.
 
   Returns:
-    ``(real path, its (device, inode) or None, those of its existing ancestors)``. A
-    symbolic link at ``output`` is replaced itself (what it points to is left alone): its
-    own path, with the parent resolved, and no identity of its own.
+    ``(real path, its (device, inode) or None, those of its existing ancestors)``: a
+    symbolic link at ``output`` has no identity of its own (:func:`_written_path`).
   """
-  if output.is_symlink():
-    real = os.path.join(os.path.realpath(output.parent), output.name)
-    own = None
-  else:
-    real = os.path.realpath(output)
-    own = _identity(real)[0]
+  real = _written_path(output)
+  own = None if output.is_symlink() else _identity(real)[0]
   above = set()
   parent = os.path.dirname(real)
   while True:
@@ -441,6 +447,46 @@ def _reaches(root: str, changed: tuple[str, _Id | None, set[_Id]]) -> str | None
   return None
 
 
+#: Where a train workdir keeps its checkpoints (one folder per step): ``WORKDIR/train``.
+TRAIN_FOLDER = "train"
+
+
+def enclosing_train_checkpoints(path: PathLike) -> tuple[pathlib.Path, pathlib.Path] | None:
+  """The checkpoint folder of a train workdir that ``path`` is or lies inside, or None.
+
+  A ``train`` run keeps one folder per step in ``WORKDIR/train``; its resume reads every
+  folder there as one of its steps (and Orbax deletes old ones), so nothing else may be
+  written there. A folder named ``train`` is taken for one when its parent is a workdir:
+  it holds the lock file every run takes
+  (:data:`~mnemonic_jax.checkpointing.LOCK_FILE`), or the folder holds a step (a folder
+  named by a number, with a ``state/`` folder). Symbolic links are followed, but a link
+  at ``path`` itself is what a save replaces, so its own place counts. Only reads.
+
+  Args:
+    path: any path (it need not exist).
+
+  Returns:
+    ``(workdir, its checkpoint folder)``, resolved; or None.
+  """
+  resolved = pathlib.Path(_written_path(_abs(path)))
+  for candidate in (resolved, *resolved.parents):
+    if candidate.name == TRAIN_FOLDER and _is_train_workdir(candidate.parent):
+      return candidate.parent, candidate
+  return None
+
+
+def _is_train_workdir(folder: pathlib.Path) -> bool:
+  """Whether ``folder`` is a train workdir: the run's lock file, or a step in ``train/``."""
+  if os.path.lexists(folder / LOCK_FILE):
+    return True
+  try:
+    with os.scandir(folder / TRAIN_FOLDER) as scan:
+      return any(entry.name.isascii() and entry.name.isdigit()
+                 and os.path.isdir(os.path.join(entry.path, "state")) for entry in scan)
+  except OSError:
+    return False
+
+
 def check_output(path: PathLike, *, force: bool = False,
                  inputs: Sequence[PathLike] = ()) -> pathlib.Path:
   """Checks that :func:`save_bundle` may write ``path``, before any work is done.
@@ -458,14 +504,15 @@ def check_output(path: PathLike, *, force: bool = False,
   Raises:
     BadRequest: ``path`` is empty (an unset shell variable must not mean the current
       directory).
-    CheckpointError: ``path`` lies inside another bundle; something an input reads is
-      ``path``, holds it or lies inside it; ``path`` is the current directory or holds it (an empty
-      ``--output`` reaches here as ``.``), ``path`` exists and is not a bundle that may be
-      replaced (see :func:`save_bundle`; said so whether or not ``force`` is given), it
-      holds a folder this process may not change (so removing the old bundle would
-      fail half-way; said so whether or not ``force`` is given), it
-      may be replaced but ``force`` is False, or its
-      nearest existing ancestor is not a directory this process can write in. Nothing is
+    CheckpointError: ``path`` lies inside another bundle, or is or lies inside a train
+      workdir's checkpoint folder (:func:`enclosing_train_checkpoints`); something an
+      input reads is ``path``, holds it or lies inside it; ``path`` is the current
+      directory or holds it (an empty ``--output`` reaches here as ``.``); ``path`` exists
+      and is not a bundle that may be replaced (see :func:`save_bundle`; said so whether
+      or not ``force`` is given); it holds a folder this process may not change (so
+      removing the old bundle would fail half-way; said so whether or not ``force`` is
+      given); it may be replaced but ``force`` is False; or its nearest existing ancestor
+      is not a directory this process can write in. Nothing is
       left behind (the writability probe is a directory created and removed at once).
   """
   output = _abs_output(path)
@@ -475,6 +522,15 @@ def check_output(path: PathLike, *, force: bool = False,
         f"{output} is the current directory or holds it; refusing to replace it (an empty "
         "--output, e.g. an unset shell variable, or '.' names the current directory); "
         "choose another output")
+  run = enclosing_train_checkpoints(output)
+  if run is not None:  # The run's resume would meet it as a step (and may delete it).
+    workdir, folder = run
+    where = ("is" if os.fspath(folder) == _written_path(output) else
+             f"lies inside {folder},")
+    raise CheckpointError(
+        f"{output} {where} the checkpoint folder of the train workdir {workdir}: its run "
+        "reads every folder there as a training step (and deletes old ones), so writing "
+        f"there would stop its resume; choose an output outside {folder}")
   around = enclosing_bundle(output.parent)
   if around is not None:  # Writing there would change that bundle.
     raise CheckpointError(
