@@ -19,6 +19,7 @@ checked through the real command (``cli_support.run_commands``).
 import os
 import pathlib
 import shutil
+import warnings
 
 import numpy as np
 import pytest
@@ -207,3 +208,16 @@ def test_enclosing_train_checkpoints_knows_a_workdir_by_its_lock_or_its_steps(wo
   assert checkpointing.check_output(plain / "out") == plain / "out"
   with pytest.raises(CheckpointError, match="checkpoint folder of the train workdir"):
     checkpointing.check_output(train / "190")
+
+
+def test_force_over_a_link_removes_the_link_without_a_warning(base, tmp_path):
+  """Replacing a symbolic link with --force warned that the old bundle "could not be
+  removed entirely ... remove it yourself" (rmtree refuses a link) though nothing was left."""
+  target = pathlib.Path(shutil.copytree(base, tmp_path / "target"))
+  (tmp_path / "link").symlink_to(target)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", checkpointing.OldBundleLeftWarning)
+    checkpointing.save_bundle(tmp_path / "link", checkpointing.load_bundle(base), force=True)
+  assert not (tmp_path / "link").is_symlink() and (tmp_path / "link").is_dir()
+  assert tree_digest(target) == tree_digest(base)  # What it pointed to is left alone.
+  assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]

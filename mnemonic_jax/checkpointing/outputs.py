@@ -114,6 +114,9 @@ def _remove_old(old: pathlib.Path, output: pathlib.Path) -> None:
   bundle behind, which an
   :class:`~mnemonic_jax.checkpointing.OldBundleLeftWarning` names, never in silence.
   """
+  if old.is_symlink():  # The output was a link: the link alone is replaced and removed.
+    old.unlink()
+    return
   failed: list[tuple[str, BaseException]] = []
 
   def note(function, path, exc_info):  # pylint: disable=unused-argument
