@@ -175,3 +175,50 @@ def test_a_c_locale_report_is_written_escaped(named, tmp_path):
   forget = ran["forget"].result.stdout
   assert "z\\xe9ro" in forget and "\\u0434\\u0432\\u0430" in forget, forget
   assert forget.endswith(f"wrote {out}\n") and checkpointing.load_bundle(out).class_names == _NAMES
+
+
+
+# --------------------------------------------------------------------------------------
+# G4: Ctrl-C inside the event loop Orbax makes.
+
+#: A program: ``mnemonic-jax ARGS`` with SIGINT delivered (through the run's own handler,
+#: as Ctrl-C is) inside the constructor of the first asyncio event loop, after
+#: ``BaseEventLoop.__init__`` and before the loop's self-pipe exists: the moment the
+#: engineer's Ctrl-C once met (Orbax makes a loop for each read and save).
+_CUT_LOOP = """
+import asyncio.selector_events, runpy, signal
+
+loops = asyncio.selector_events.BaseSelectorEventLoop
+make_self_pipe = loops._make_self_pipe
+
+
+def cut(self):
+  loops._make_self_pipe = make_self_pipe
+  signal.raise_signal(signal.SIGINT)
+  make_self_pipe(self)
+
+
+loops._make_self_pipe = cut
+runpy.run_module("mnemonic_jax.cli", run_name="__main__", alter_sys=True)
+"""
+
+
+def test_ctrl_c_inside_an_event_loop_constructor_is_one_line(base, tmp_path):
+  """The half-built loop's ``__del__`` printed "Exception ignored ... no attribute
+  '_ssock'" (12 lines) after the one line, and the coroutines it never ran warned on
+  stdout. Now: the line alone, exit 130, nothing on stdout, nothing written."""
+  (tmp_path / "cut_loop.py").write_text(_CUT_LOOP)
+  out = tmp_path / "out"
+  ran = run_commands({
+      "evaluate": dict(module="cut_loop", cwd=tmp_path,
+                       args=("evaluate", "-q", "--checkpoint", base)),
+      "forget": dict(module="cut_loop", cwd=tmp_path, watch=[base],
+                     args=("forget", "-q", "--checkpoint", base, "--classes", "3",
+                           "--output", out))})
+  for name, case in ran.items():
+    result = case.result
+    assert result.returncode == 130, (name, result.returncode, result.stderr)
+    assert result.stderr == "mnemonic-jax: error: interrupted\n", (name, result.stderr)
+    assert result.stdout == "", (name, result.stdout)
+    assert case.before == case.after, name
+  assert not out.exists()

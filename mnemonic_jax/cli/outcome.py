@@ -11,7 +11,9 @@ One run of a command (:func:`running`) keeps what decides its ending:
   the unraisable report is dropped and the signal delivered once more right after, and
   :func:`check_interrupt` (before every save and after the command) raises what was
   recorded. Whatever the moment, an interrupted command ends with one line and status 130,
-  and an output is either absent or complete (saves are atomic).
+  and an output is either absent or complete (saves are atomic). What the interrupt left
+  half-done reports nothing more: once interrupted, the run drops unraisable reports,
+  thread exceptions and warnings (:func:`_thread_filter`).
 * **Outputs written.** :func:`wrote` records each output once it is complete, so that a
   failure after it (a lost report, an interrupt) can say that it is there and complete.
 * **The report's stream.** While the command runs, ``sys.stdout`` is a
@@ -34,6 +36,7 @@ import _thread
 import contextlib
 import dataclasses
 import errno
+import gc
 import os
 import pathlib
 import signal
@@ -175,14 +178,17 @@ def show_warning(message: Warning | str, category: type[Warning], filename: str,
   The line goes to the report (stdout), as the command's other warnings do, in the
   tool's words (:func:`warning_text`), without the ``warnings`` module's source file,
   line number and line of code; with :attr:`Run.hold_warnings` (``evaluate --json``) it
-  is only kept in :attr:`Run.warnings`, for the command to report. A report that cannot
-  be written is left to fail where the command writes or flushes it.
+  is only kept in :attr:`Run.warnings`, for the command to report. Once the run was
+  interrupted, warnings are dropped (the report ends there; see :func:`_thread_filter`).
+  A report that cannot be written is left to fail where the command writes or flushes it.
 
   Args: as :func:`warnings.showwarning` (``filename``, ``lineno``, ``file`` and ``line``
     are not shown).
   """
   del filename, lineno, file, line
   run = current()
+  if run.interrupted:  # A consequence of the cut (a coroutine never awaited): see
+    return  # _thread_filter. The report stops at the interrupt, and says only that.
   text = warning_text(message, category)
   run.warnings.append(text)
   if run.hold_warnings:
@@ -289,11 +295,13 @@ def terminate_as_interrupt() -> Iterator[None]:
 
 
 def _unraisable_filter(previous: Any) -> Any:
-  """A ``sys.unraisablehook`` that drops swallowed interrupts and delivers them again."""
+  """A ``sys.unraisablehook`` that drops swallowed interrupts and delivers them again, and
+  drops every other report once the run was interrupted (see :func:`_thread_filter`)."""
 
   def hook(unraisable: Any) -> None:
     if not isinstance(unraisable.exc_value, KeyboardInterrupt):
-      previous(unraisable)
+      if not current().interrupted:
+        previous(unraisable)
       return
     run = current()
     if run.phase == _WORKING:  # Swallowed (in a gc callback, a __del__): again, once
@@ -302,6 +310,27 @@ def _unraisable_filter(previous: Any) -> Any:
       timer = threading.Timer(_REDELIVER_S, _deliver_again, args=(run,))
       timer.daemon = True
       timer.start()
+
+  return hook
+
+
+def _thread_filter(previous: Any) -> Any:
+  """A ``threading.excepthook`` that drops what a thread raises once the run was
+  interrupted.
+
+  An interrupt cuts the main thread wherever it is, and what it leaves half-done fails
+  later where no one can catch it: a Ctrl-C inside the constructor of the asyncio event
+  loop Orbax makes for each save (``asyncio_utils._run_sync_via_new_loop``) left a loop
+  without its self-pipe, whose ``__del__`` then printed a 12-line "Exception ignored ...
+  no attribute '_ssock'" after the error line (once in ~70 Ctrl-Cs of a training run);
+  coroutines it never awaited warn (:func:`show_warning` drops those); a background
+  save thread may fail on what was cut. The run has already said what happened, in one
+  line, so these reports are dropped (:func:`_unraisable_filter` likewise).
+  """
+
+  def hook(args: Any) -> None:
+    if not current().interrupted:
+      previous(args)
 
   return hook
 
@@ -325,13 +354,14 @@ def running() -> Iterator[Run]:
     The :class:`Run`.
   """
   run = Run()
-  previous_hook = sys.unraisablehook
+  previous_hook, previous_thread_hook = sys.unraisablehook, threading.excepthook
   previous_handler = None
   if threading.current_thread() is threading.main_thread():
     handler = signal.getsignal(signal.SIGINT)
     if handler is signal.default_int_handler:
       previous_handler = signal.signal(signal.SIGINT, on_interrupt)
   sys.unraisablehook = _unraisable_filter(previous_hook)
+  threading.excepthook = _thread_filter(previous_thread_hook)
   _RUNS.append(run)
   try:
     yield run
@@ -340,8 +370,10 @@ def running() -> Iterator[Run]:
       run.settle()
     for _ in range(2):  # ...and one delivered just before is handled here (recorded).
       pass
+    if run.interrupted:  # What the interrupt left half-built goes while its reports drop.
+      gc.collect()
     _RUNS.remove(run)
-    sys.unraisablehook = previous_hook
+    sys.unraisablehook, threading.excepthook = previous_hook, previous_thread_hook
     if previous_handler is not None:
       signal.signal(signal.SIGINT, previous_handler)
 
