@@ -3,6 +3,7 @@ the params' container, lambdas the params' dtype cannot carry, and the refusal o
 without an output bias."""
 
 import re
+import warnings
 
 import chex
 import jax
@@ -19,6 +20,7 @@ from mnemonic_jax.models import bounds
 
 from cli_support import assert_refused, run_commands
 from codes_support import mlp_fitted_to_codes
+from random_support import uniform
 
 NUM_CLASSES = 5
 FORGET = [1]
@@ -217,3 +219,46 @@ def test_the_command_line_warns_of_a_no_op_in_one_line(low_precision_bundles, tm
   assert lines == ["warning: the move left every parameter unchanged: its step is 0 or rounds "
                    "to 0 in the parameters' dtype, so nothing was forgotten; try larger "
                    "lambdas, or none (a data-free move)"], no_op.stdout
+
+
+# ----------------------------------------------------- W9: a head without an output bias
+
+
+def _head_without_bias():
+  """A linear head fitted to margins of 10 on 3 codes, with no output bias."""
+  codes = uniform(0, (3, 2, 2, 1))
+  flat = np.asarray(codes).reshape(3, -1)
+  params = {"w": jnp.asarray(np.linalg.pinv(flat) @ (10 * np.eye(3)), jnp.float32)}
+  return (lambda p, x: x.reshape(x.shape[0], -1) @ p["w"]), params, codes
+
+
+def test_the_refusal_lists_exactly_the_moves_that_need_an_output_bias():
+  needing = moves.base.needing_output_bias()
+  assert needing == [name for name, cls in sorted(moves.MOVES.items())
+                     if cls.needs_output_bias]
+  assert {"bias", "shrink+bias"} <= set(needing) and "shrink" not in needing
+  apply_fn, params, codes = _head_without_bias()
+  for name in needing:
+    with pytest.raises(errors.BadRequest, match="no output bias") as refused:
+      mj.forget(apply_fn, params, codes, [0], move=name)
+    message = str(refused.value)
+    listed = re.search(r"which the moves (.*?) lower:", message).group(1)
+    assert sorted(re.findall(r"'([^']+)'", listed)) == needing, (name, message)
+    # The move it offers needs none; of the paper's it says what the docs say.
+    assert "use move='shrink'" in message and "'paper' runs without one too, but missed" in message
+
+
+@pytest.mark.slow
+def test_every_move_that_does_not_need_an_output_bias_runs_without_one():
+  apply_fn, params, codes = _head_without_bias()
+  for name, cls in sorted(moves.MOVES.items()):
+    if cls.needs_output_bias:
+      continue
+    lambdas = (1e-3, 10.0) if name == "algorithm2" else (None, None)
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", errors.RuleNotMetWarning)
+      _, report = mj.forget(apply_fn, params, codes, [0], *lambdas, move=name)
+    if name == "shrink":  # The move the refusal offers.
+      assert report.met is True, name
+    if name == "paper":  # As the refusal and docs/python.md say: it runs, misses its rule.
+      assert report.met is False

@@ -188,8 +188,11 @@ def forget(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, forget: Sequenc
       ``forget`` and ``exclude``; an
       unknown move, lambdas with a move that chooses its own step (or ``"auto"`` with
       ``move="algorithm2"``, or ``move="algorithm2"`` without lambdas), a lambda that is
-      not finite and > 0; a result that is not finite; a model without output bias for
-      the output-layer moves (``reassign``, ``erase``, ``bias``, ``project``).
+      not finite and > 0 or that the params' dtype cannot carry (beyond its largest value,
+      below its smallest positive one: ``_validate.lambdas``); a result that is not
+      finite; a model without output bias for the moves that lower it (``bias``,
+      ``erase``, ``project``, ``reassign``, ``shrink+bias``: those whose class sets
+      ``needs_output_bias``).
 
   Example:
     >>> new_params, report = forget(apply_fn, params, codes, [1], 1e-2, 10.0)

@@ -1,9 +1,10 @@
 """What every forgetting move is: a typed, frozen object in one registry.
 
 A move is a frozen dataclass whose fields are its options (so no move accepts an option
-it ignores), with three class-level facts: its registry ``name``, what it ``acts_on``
-(:data:`ACTS_ON`) and the name it has among the unlearning methods of
-:mod:`mnemonic_jax.baselines` (``baseline``). Calling it on a checked request
+it ignores), with class-level facts: its registry ``name``, what it ``acts_on``
+(:data:`ACTS_ON`), the name it has among the unlearning methods of
+:mod:`mnemonic_jax.baselines` (``baseline``) and whether it lowers the model's output
+bias (``needs_output_bias``: refused for a model without one). Calling it on a checked request
 (:class:`mnemonic_jax.forgetting.primitives.Request`) returns :class:`Moved`.
 
 The command line's ``--move`` choices, the ``mnemonic-*`` methods of the baselines and
@@ -57,6 +58,9 @@ class Move(abc.ABC):
   baseline: ClassVar[str]
   #: One line for the command line's help.
   summary: ClassVar[str]
+  #: Whether the move lowers the output bias (a model without one is refused, the refusal
+  #: naming every move that has this set: :func:`needing_output_bias`).
+  needs_output_bias: ClassVar[bool] = False
 
   @abc.abstractmethod
   def __call__(self, params: PyTree, request: Request) -> Moved:
@@ -107,6 +111,11 @@ def register(cls: type[Move]) -> type[Move]:
     raise errors.BadRequest(f"{cls.__name__}.acts_on must be one of {ACTS_ON}")
   MOVES[cls.name] = cls
   return cls
+
+
+def needing_output_bias() -> list[str]:
+  """The registered moves that lower the output bias (``needs_output_bias``), sorted."""
+  return sorted(name for name, cls in MOVES.items() if cls.needs_output_bias)
 
 
 def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:

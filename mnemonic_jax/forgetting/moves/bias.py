@@ -109,6 +109,7 @@ class OutputLayerMove(Move):
   """
 
   acts_on: ClassVar[str] = "output layer"
+  needs_output_bias: ClassVar[bool] = True
 
   rule: Rule = DEFAULT_RULE
   grid: Sequence[float] = stepping.STEP_GRID

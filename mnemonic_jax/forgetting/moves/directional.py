@@ -337,6 +337,7 @@ class ShrinkBias(_Directional):
   acts_on: ClassVar[str] = "concentrated layers"
   baseline: ClassVar[str] = "mnemonic-shrink+bias"
   summary: ClassVar[str] = "'shrink' until the codes are misclassified, then 'bias'"
+  needs_output_bias: ClassVar[bool] = True
 
   def phases(self):
     return [(DirectionPhase(concentrated=True, sign_from_weights=True), 0.0),

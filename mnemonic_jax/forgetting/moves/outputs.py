@@ -2,8 +2,8 @@
 
 :func:`output_bias` and :func:`output_kernel` perturb candidate tensors on the host and
 watch the codes' logits; :func:`head_tensors` gives both as leaf indices. Used by the
-output-layer moves (``bias``, ``project``, ``erase``, ``reassign``) and by the feature-bound
-check of :mod:`mnemonic_jax.models.bounds`.
+moves that lower the output bias (those with ``needs_output_bias``: the output-layer moves
+and ``shrink+bias``) and by the feature-bound check of :mod:`mnemonic_jax.models.bounds`.
 """
 
 import jax
@@ -12,6 +12,7 @@ import numpy as np
 
 from mnemonic_jax import errors
 from mnemonic_jax.forgetting.moves import stepping
+from mnemonic_jax.forgetting.moves.base import needing_output_bias
 from mnemonic_jax.models import bounds
 from mnemonic_jax.pytrees import PyTree
 
@@ -61,11 +62,18 @@ def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
     found.append(bool(np.allclose(diff, step * hot[None], atol=atol, rtol=0)))
   if not any(found):
     raise errors.BadRequest(
-        "the model has no output bias (a (C,) vector added to the logits), which the "
-        "output-layer moves ('reassign', 'erase', 'bias', 'project') lower: for them "
-        + _HEAD_FORM + "; otherwise use move='shrink' (--move shrink), which moves the "
-        "weights of the layers where the Fisher ratio concentrates, or move='paper'")
+        "the model has no output bias (a (C,) vector added to the logits), which the moves "
+        f"{_listed(needing_output_bias())} lower: for them " + _HEAD_FORM + "; "
+        "otherwise use move='shrink' (--move shrink), which needs none: it moves the "
+        "weights of the layers where the Fisher ratio concentrates (move='paper' runs "
+        "without one too, but missed its rule on the bias-free heads tried, docs/python.md)")
   return treedef.unflatten(found)
+
+
+def _listed(names: list[str]) -> str:
+  """``'a', 'b' and 'c'``."""
+  quoted = [f"'{n}'" for n in names]
+  return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} and {quoted[-1]}"
 
 
 def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
