@@ -197,6 +197,9 @@ def test_a_refused_write_gets_the_advice_of_its_cause(code, fix, tmp_path):
   line = outcome.environment_line(OSError(code, os.strerror(code)), "forget", tmp_path / "o",
                                   outcome.Run())
   assert line.startswith(f"cannot write {tmp_path / 'o'}: {os.strerror(code)}") and fix in line
-  train = outcome.environment_line(OSError(code, os.strerror(code)), "train", tmp_path,
-                                   outcome.Run())
-  assert ("make room" in train) == (fix == "make room") and "resumes" in train
+  train = lambda: outcome.environment_line(OSError(code, os.strerror(code)), "train", tmp_path,
+                                           outcome.Run())
+  assert ("make room" in train()) == (fix == "make room")
+  assert "it has no checkpoint yet: it starts from the beginning" in train()  # It said 'resumes'.
+  (tmp_path / "train" / "180").mkdir(parents=True)
+  assert "it resumes from its last complete checkpoint" in train()

@@ -221,3 +221,16 @@ def test_force_over_a_link_removes_the_link_without_a_warning(base, tmp_path):
   assert not (tmp_path / "link").is_symlink() and (tmp_path / "link").is_dir()
   assert tree_digest(target) == tree_digest(base)  # What it pointed to is left alone.
   assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "target"]
+
+
+def test_the_command_lines_output_check_passes_every_input(base, tmp_path):
+  """cli.paths.check_output checked overlaps by path only: an ``import --params`` folder
+  holding a link into the ``--output`` bundle was not seen, and ``--force`` deleted what
+  the import read."""
+  from mnemonic_jax.cli import paths  # pylint: disable=import-outside-toplevel
+
+  b1 = pathlib.Path(shutil.copytree(base, tmp_path / "b1"))
+  params = _params_dir(tmp_path, b1 / _an_array_file(b1))
+  with pytest.raises(CheckpointError, match="overlaps the input"):
+    paths.check_output(b1, [("--params", params)], force=True)
+  assert tree_digest(b1) == tree_digest(base)

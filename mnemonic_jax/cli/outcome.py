@@ -420,6 +420,17 @@ def wrote(output: os.PathLike | str) -> None:
   current().written.append(pathlib.Path(output))
 
 
+def _resumes(workdir: Any) -> str:
+  """What a rerun of ``train`` on ``workdir`` starts from: its last checkpoint, if a step
+  folder (a number) is in ``WORKDIR/train``, else the beginning."""
+  try:
+    steps = [p for p in pathlib.Path(workdir, "train").iterdir() if p.name.isdigit()]
+  except OSError:
+    steps = []
+  return ("it resumes from its last complete checkpoint" if steps
+          else "it has no checkpoint yet: it starts from the beginning")
+
+
 def _listed(paths: list[pathlib.Path]) -> str:
   """``A``, ``A and B was/were written and is/are complete``."""
   names = " and ".join(str(p) for p in paths)
@@ -491,8 +502,7 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
   else:  # EIO, ENOMEM: the machine's trouble.
     fix = "check the machine and run the same command again"
   if command == "train":
-    return (f"cannot write {output}: {why}; the run stopped: {fix} (it resumes from its "
-            "last complete checkpoint)")
+    return f"cannot write {output}: {why}; the run stopped: {fix} ({_resumes(output)})"
   done = [p for p in run.completed() if p != output]
   kept = f"{_listed(done)}, {output} was not" if done else "nothing was written"
   return f"cannot write {output}: {why}; {kept}: {fix}"

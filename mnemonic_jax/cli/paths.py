@@ -170,7 +170,7 @@ def check_output(output: pathlib.Path, inputs: Sequence[Named], force: bool) -> 
       not a bundle that may be replaced.
   """
   check_no_overlap([("--output", output)], inputs)
-  checkpointing.check_output(output, force=force)
+  checkpointing.check_output(output, force=force, inputs=[path for _, path in inputs])
 
 
 def dataset_inputs(name: str | None, data_dir: Any = None) -> list[Named]:
