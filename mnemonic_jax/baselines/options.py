@@ -119,7 +119,8 @@ def check(config: Any) -> None:
       value.
     BadRequest: a number that is NaN, inf or out of the field's bounds, a string not
       among the field's choices.
-    TypeError: an annotation this check does not know (a bug of the config, not input).
+    NotImplementedError: an annotation this check does not know (a bug of the config, not
+      input).
   """
   owner = method_name(config)
   for name, hint in _hints(type(config)).items():
@@ -154,7 +155,7 @@ def _split(hint: Any) -> tuple[Any, Bounds | None, bool]:
     args = typing.get_args(hint)
     rest = [a for a in args if not _is_none(a)]
     if len(rest) != 1 or len(rest) == len(args):
-      raise TypeError(f"unsupported config annotation {hint!r} (only X | None)")
+      raise NotImplementedError(f"unsupported config annotation {hint!r} (only X | None)")
     hint, or_none = rest[0], True
   bounds = None
   if typing.get_origin(hint) is Annotated:
@@ -177,7 +178,7 @@ def _wanted(kind: Any, bounds: Bounds | None, or_none: bool) -> str:
   elif typing.get_origin(kind) is tuple and typing.get_args(kind) == (int, Ellipsis):
     said = f"a tuple of whole numbers{range_}"
   else:
-    raise TypeError(f"unsupported config annotation {kind!r}")
+    raise NotImplementedError(f"unsupported config annotation {kind!r}")
   return said + (", or None" if or_none else "")
 
 
