@@ -8,13 +8,20 @@ last step, the mean of each step metric over the steps since the previous line
 
   {"step": 100, "epoch": 9.09, "seconds": 3.2, "loss": 0.41, "accuracy": 0.88, ...}
 
-A resumed run first drops the lines of steps after the checkpoint it resumes from (the
-killed run logged them, the resumed run takes those steps again), so the file holds each
-step once. Each checkpoint carries the window of steps it ends in the middle of
+The log is part of the run's record: each checkpoint records the lines logged up to its
+step (:meth:`MetricsLog.record`: their number, bytes and SHA-256), and a run resumed from
+it first checks that the file still starts with exactly those bytes. Lines missing, torn,
+emptied, edited or deleted up to the checkpoint's step cannot be rebuilt (the checkpoint
+carries only the sums since the last line), so the resume is refused in one line
+(:class:`~mnemonic_jax.errors.BadCheckpoint`) rather than end with a log that looks whole
+and is not. The lines after the checkpoint's step are dropped (the killed run logged them,
+the resumed run takes those steps again), so the file holds each step once; a torn last
+line among them (an append the kill cut off) is dropped with a :class:`MetricsLogWarning`
+saying so. Each checkpoint carries the window of steps it ends in the middle of
 (:meth:`MetricsWindow.snapshot`), so the resumed run writes those lines again exactly as an
 uninterrupted run writes them (the ``seconds`` aside), never a mean over only the steps
-since the checkpoint; from a checkpoint without it (an older release's) the killed run's
-later lines are kept instead (``keep_later``).
+since the checkpoint; from a checkpoint without it (an older release's, which records no
+lines either) the killed run's later lines are kept instead (``keep_later``), unchecked.
 
 When CLU (``pip install clu``, with TensorFlow for its summary writer) can be
 imported, the same scalars also go to TensorBoard event files in ``WORKDIR/tensorboard``
@@ -33,10 +40,12 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
 import pathlib
+import warnings
 from typing import Any, Mapping
 
 import jax
@@ -72,6 +81,85 @@ def _number(value: Any) -> float | None:
 MAX_METRICS_BYTES = 256 * 2**20
 
 
+class MetricsLogWarning(UserWarning):
+  """A resumed run dropped a torn last line of its ``metrics.jsonl`` (after the step it
+  resumes from: the run logs those steps again)."""
+
+
+def _read_log(path: pathlib.Path) -> bytes | None:
+  """The bytes of a metrics log, or None if there is none (a regular file, checked)."""
+  if not os.path.lexists(path):
+    return None
+  return _files.read_regular(path, max_bytes=MAX_METRICS_BYTES, error=errors.BadCheckpoint,
+                             fix="remove it or give another workdir", what="a metrics log")
+
+
+def _digest(data: bytes) -> dict[str, Any]:
+  """What a checkpoint records of the log lines ``data`` (:meth:`MetricsLog.record`)."""
+  return {"lines": data.count(b"\n"), "bytes": len(data),
+          "sha256": hashlib.sha256(data).hexdigest()}
+
+
+def _valid_record(record: Any) -> bool:
+  return (isinstance(record, Mapping) and set(record) == {"lines", "bytes", "sha256"}
+          and all(isinstance(record[k], int) and not isinstance(record[k], bool)
+                  and record[k] >= 0 for k in ("lines", "bytes"))
+          and isinstance(record["sha256"], str) and len(record["sha256"]) == 64)
+
+
+def _logged_prefix(path: pathlib.Path, data: bytes | None, step: int,
+                   record: Any) -> bytes:
+  """The lines logged up to ``step`` that a checkpoint of it recorded, checked in ``data``.
+
+  Raises:
+    BadCheckpoint: ``data`` does not start with them (one line saying what is wrong).
+  """
+  if not _valid_record(record):
+    raise errors.BadCheckpoint(
+        f"the checkpoint of step {step} records its metrics log as {str(record)[:80]}, not "
+        "as lines, bytes and a SHA-256 (corrupt); resume from an earlier step, or train in "
+        "a new workdir")
+  size, lines = record["bytes"], record["lines"]
+  prefix = (data or b"")[:size]
+  if len(prefix) == size and _digest(prefix) == dict(record):
+    return prefix
+  logged = f"the {lines} line{'s' * (lines != 1)} logged up to step {step}"
+  if data is None:
+    what = f"is missing; it held {logged}"
+  elif not data:
+    what = f"is empty; it held {logged}"
+  elif len(data) < size:
+    what = (f"holds {len(data)} bytes, fewer than the {size} of {logged} (cut short, or "
+            "lines removed)")
+  else:
+    what = f"does not hold {logged} as they were written (edited or replaced since)"
+  raise errors.BadCheckpoint(
+      f"{path} {what}; the checkpoint records those lines but cannot rebuild them, and a "
+      "resume would end with a log that lacks them: put the run's own metrics.jsonl back, or "
+      "train from the start in a new --workdir")
+
+
+def check_resumable_log(workdir: str | os.PathLike, resume_step: int,
+                        record: Mapping[str, Any] | None) -> None:
+  """Checks that a run's ``metrics.jsonl`` holds the lines its checkpoint of
+  ``resume_step`` recorded, as :class:`MetricsLog` does when it resumes; only reads.
+
+  For the processes of a run that write no log: every process refuses alike.
+
+  Args:
+    workdir: the run directory.
+    resume_step: the step the run resumes from.
+    record: the checkpoint's :meth:`MetricsLog.record`; None (an older release's
+      checkpoint) checks nothing.
+
+  Raises:
+    BadCheckpoint: the lines up to ``resume_step`` are missing, torn or changed.
+  """
+  if record is not None:
+    path = _validate.path(workdir, "workdir") / METRICS_FILE
+    _logged_prefix(path, _read_log(path), resume_step, record)
+
+
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """The lines of a run's ``metrics.jsonl`` (empty if there is none).
 
@@ -83,17 +171,24 @@ def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
   Returns:
     One dict per complete line, in file order.
   """
-  path = _validate.path(workdir, "workdir") / METRICS_FILE
-  if not os.path.lexists(path):
-    return []
-  text = _files.read_regular(
-      path, max_bytes=MAX_METRICS_BYTES, error=errors.BadCheckpoint,
-      fix="remove it or give another workdir", what="a metrics log").decode("utf-8", "replace")
+  data = _read_log(_validate.path(workdir, "workdir") / METRICS_FILE)
+  return _records((data or b"").decode("utf-8", "replace"))
+
+
+def _step_of(line: bytes) -> int | None:
+  """The step of a log line (a JSON object with an int ``step``), or None."""
+  records = _records(line.decode("utf-8", "replace"))
+  step = records[0].get("step") if records else None
+  return step if isinstance(step, int) and not isinstance(step, bool) else None
+
+
+def _records(text: str) -> list[dict[str, Any]]:
+  """The JSON objects of ``text``'s lines (other lines skipped)."""
   lines = []
   for line in text.splitlines():
     try:
       record = json.loads(line)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
       continue
     if isinstance(record, dict):
       lines.append(record)
@@ -109,7 +204,8 @@ class MetricsLog:
   """
 
   def __init__(self, workdir: str | os.PathLike, *, resume_step: int | None,
-               hparams: Mapping[str, Any] | None = None, keep_later: bool = False):
+               hparams: Mapping[str, Any] | None = None, keep_later: bool = False,
+               record: Mapping[str, Any] | None = None):
     """Opens the log of a run starting at step 0 or resuming after ``resume_step``.
 
     Args:
@@ -119,19 +215,31 @@ class MetricsLog:
       hparams: the run's config, recorded as TensorBoard hyper-parameters on a fresh run.
       keep_later: keep the lines of steps after ``resume_step`` too, and write no line for
         a step up to the last of them (a resume that cannot compute them again whole).
+      record: what the checkpoint of ``resume_step`` recorded of the log
+        (:meth:`record`): the file must start with exactly those lines, which are kept as
+        they are. None (an older release's checkpoint): the lines of steps up to
+        ``resume_step`` are kept as found.
+
+    Raises:
+      BadCheckpoint: the lines ``record`` holds are missing, torn or changed (nothing is
+        written then), or the file is not a regular file.
+
+    Warns:
+      MetricsLogWarning: a torn last line after them (an interrupted append) is dropped.
     """
     workdir = _validate.path(workdir, "workdir")
     self.path = workdir / METRICS_FILE
-    kept = []
+    kept = b""
     if resume_step is not None:
-      kept = [r for r in read_metrics(workdir)
-              if isinstance(r.get("step"), int) and not isinstance(r["step"], bool)
-              and (keep_later or r["step"] <= resume_step)]
-    self._written = max((r["step"] for r in kept), default=-1) if keep_later else -1
+      kept = self._resumed(resume_step, record, keep_later)
+    steps = [s for s in map(_step_of, kept.splitlines()) if s is not None]
+    self._written = max(steps, default=-1) if keep_later else -1
     tmp = self.path.with_name(f".{METRICS_FILE}.tmp")
-    tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+    tmp.write_bytes(kept)
     os.replace(tmp, self.path)
-    self._file = open(self.path, "a", encoding="utf-8")  # pylint: disable=consider-using-with
+    self._data = hashlib.sha256(kept)
+    self._lines, self._bytes = kept.count(b"\n"), len(kept)
+    self._file = open(self.path, "ab")  # pylint: disable=consider-using-with
     self.tensorboard = workdir / TENSORBOARD_DIR
     self._writer = _summary_writer(self.tensorboard)
     if self._writer is None:
@@ -150,11 +258,41 @@ class MetricsLog:
     if int(step) <= self._written:
       return  # Kept from the run this one resumes (keep_later).
     scalars = {k: _number(v) for k, v in metrics.items()}
-    record = {"step": int(step), **extra, **scalars}
-    self._file.write(json.dumps(record) + "\n")
+    line = (json.dumps({"step": int(step), **extra, **scalars}) + "\n").encode("utf-8")
+    self._file.write(line)
     self._file.flush()
+    self._data.update(line)
+    self._lines, self._bytes = self._lines + 1, self._bytes + len(line)
     if self._writer is not None:
       self._writer.write_scalars(int(step), {k: v for k, v in scalars.items() if v is not None})
+
+  def _resumed(self, step: int, record: Mapping[str, Any] | None, keep_later: bool) -> bytes:
+    """What a run resumed after ``step`` keeps of the log: the lines the checkpoint
+    recorded (checked), or (without a record) the lines of steps up to ``step``; and with
+    ``keep_later`` the whole lines after them."""
+    data = _read_log(self.path)
+    if record is None:  # Unchecked: the whole lines of steps up to ``step`` (or all).
+      return b"".join(line for line in (data or b"").splitlines(keepends=True)
+                      if line.endswith(b"\n") and _step_of(line) is not None
+                      and (keep_later or _step_of(line) <= step))
+    prefix = _logged_prefix(self.path, data, step, record)
+    *whole, last = data[len(prefix):].split(b"\n")  # last: what follows the last newline.
+    if last:
+      warnings.warn(MetricsLogWarning(
+          f"{self.path}: its last line, after the lines logged up to step {step}, is cut off "
+          f"(an append the run's stop interrupted); dropped: the run logs the steps after "
+          f"{step} again"), stacklevel=3)
+    if not keep_later:
+      return prefix
+    return prefix + b"".join(line + b"\n" for line in whole if _step_of(line) is not None)
+
+  def record(self) -> dict[str, Any]:
+    """What a checkpoint records of the lines written so far (a JSON dict): ``lines``,
+    ``bytes`` and ``sha256`` (hex) of the file's contents, which are first synced to disk
+    (a checkpoint never records lines a crash of the machine could still lose)."""
+    if not self._file.closed:
+      os.fsync(self._file.fileno())
+    return {"lines": self._lines, "bytes": self._bytes, "sha256": self._data.hexdigest()}
 
   def close(self) -> None:
     """Flushes and closes the file and the TensorBoard writer."""

@@ -1,14 +1,19 @@
 """``train``'s resume trusts only what the run recorded: a step folder whose record is of
-another step, run or config is refused, never resumed from (G1).
+another step, run or config is refused, never resumed from (G1); the lines of
+``metrics.jsonl`` up to the checkpoint's step must be those it recorded, and a torn last
+line after them is dropped with a warning, never silently (G6).
 
 Faults from /work/notes/walk2_cli_faults.md. The command line's promises (one line, exit 2,
 nothing written) are checked through the real command (``cli_support.run_commands``); the
 workdirs are trained in-process on a tiny config (``cli_support.small_config``).
 """
 
+import hashlib
 import json
+import os
 import pathlib
 import shutil
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -16,7 +21,7 @@ import numpy as np
 import pytest
 
 from cli_support import assert_refused, run_commands, small_config, tree_digest
-from mnemonic_jax import checkpointing, run_metrics, workflow
+from mnemonic_jax import checkpointing, errors, run_metrics, workflow
 from mnemonic_jax.workflow import training_run
 
 #: 22 steps an epoch (1438 digits, batch 64): a checkpoint every 4 steps, lines every 10.
@@ -175,3 +180,129 @@ def test_train_refuses_a_step_folder_that_is_not_the_run_s_step_of_its_name(runs
     workflow.train(CONFIG, workdir, progress=False)
     assert _lines(workdir) == _lines(runs["finished"]), name
     _same_params(workdir, runs["finished"])
+
+
+# ------------------------------------------- G6: the log's lines up to the checkpoint's step
+
+
+def _logged(workdir: pathlib.Path) -> tuple[dict, bytes]:
+  """A log of lines 10 and 20, the record a checkpoint of step 20 takes, and a line 30."""
+  log = run_metrics.MetricsLog(workdir, resume_step=None)
+  for step in (10, 20):
+    log.write(step, {"loss": 1.0 / step}, seconds=0.5 * step)
+  record = log.record()
+  prefix = (workdir / run_metrics.METRICS_FILE).read_bytes()
+  log.write(30, {"loss": 0.03}, seconds=15.0)
+  log.close()
+  return record, prefix
+
+
+def _damage(path: pathlib.Path, damage: str) -> None:
+  data = path.read_bytes()
+  first = data.index(b"\n") + 1
+  if damage == "torn":  # Cut inside the first line.
+    path.write_bytes(data[:first // 2])
+  elif damage == "empty":
+    path.write_bytes(b"")
+  elif damage == "deleted":
+    path.unlink()
+  elif damage == "edited":
+    path.write_bytes(data.replace(b'"step": 10', b'"step": 12'))
+  elif damage == "line_removed":
+    path.write_bytes(data[first:])
+  else:  # "replaced": the same steps and values, logged by another run (other seconds).
+    path.write_bytes(data.replace(b'"seconds": 5.0', b'"seconds": 5.1'))
+
+
+def test_the_checkpoint_records_the_lines_logged_up_to_its_step(tmp_path):
+  record, prefix = _logged(tmp_path)
+  assert record == {"lines": 2, "bytes": len(prefix),
+                    "sha256": hashlib.sha256(prefix).hexdigest()}
+  assert prefix.count(b"\n") == 2 and prefix.endswith(b"\n")
+
+
+@pytest.mark.parametrize("damage", ["torn", "empty", "deleted", "edited", "line_removed",
+                                    "replaced"])
+def test_a_resume_refuses_a_log_without_the_lines_its_checkpoint_recorded(tmp_path, damage):
+  """Lines up to the checkpoint's step torn, emptied, deleted, edited, removed or logged by
+  another run: refused in one line naming the file (they cannot be rebuilt), never silently
+  dropped; nothing written."""
+  record, _ = _logged(tmp_path)
+  path = tmp_path / run_metrics.METRICS_FILE
+  _damage(path, damage)
+  before = tree_digest(tmp_path)
+  with pytest.raises(errors.BadCheckpoint) as refused:
+    run_metrics.MetricsLog(tmp_path, resume_step=20, record=record)
+  message = str(refused.value)
+  assert message.startswith(f"{path} ") and "\n" not in message, message
+  assert "the 2 lines logged up to step 20" in message, message
+  assert message.endswith("put the run's own metrics.jsonl back, or train from the start "
+                          "in a new --workdir"), message
+  with pytest.raises(errors.BadCheckpoint, match="logged up to step 20"):
+    run_metrics.check_resumable_log(tmp_path, 20, record)  # The other processes' check.
+  assert tree_digest(tmp_path) == before
+
+
+@pytest.mark.parametrize("torn", [False, True])
+def test_the_lines_after_the_checkpoint_are_dropped_a_torn_last_one_with_a_warning(tmp_path,
+                                                                                   torn):
+  """After the checkpoint's step: whole lines are dropped (the run logs them again); a torn
+  last line (an interrupted append) too, saying so in one warning. The recorded lines are
+  kept byte for byte, and the log goes on from them."""
+  record, prefix = _logged(tmp_path)
+  path = tmp_path / run_metrics.METRICS_FILE
+  if torn:
+    path.write_bytes(path.read_bytes()[:-10])
+  with warnings.catch_warnings(record=True) as seen:
+    warnings.simplefilter("always")
+    log = run_metrics.MetricsLog(tmp_path, resume_step=20, record=record)
+  said = [str(w.message) for w in seen if w.category is run_metrics.MetricsLogWarning]
+  assert len(said) == torn and len(seen) == torn, [str(w.message) for w in seen]
+  if torn:
+    assert said[0] == (f"{path}: its last line, after the lines logged up to step 20, is cut "
+                       "off (an append the run's stop interrupted); dropped: the run logs "
+                       "the steps after 20 again")
+  assert path.read_bytes() == prefix and log.record() == record
+  log.write(30, {"loss": 0.03}, seconds=15.0)
+  log.close()
+  assert [line["step"] for line in run_metrics.read_metrics(tmp_path)] == [10, 20, 30]
+  assert log.record()["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.slow  # Commands that train (~10 s).
+def test_train_refuses_to_resume_with_a_log_missing_its_lines_and_says_what_it_drops(
+    runs, tmp_path):
+  """G6 through the command: metrics.jsonl torn before the checkpoint's step, emptied,
+  deleted or edited: one line, exit 2, nothing written. A torn last line after the
+  checkpoint's step (steps 16 and 20 saved, 20 then removed): dropped with one warning, and
+  the finished log and parameters are bitwise those of an uninterrupted run."""
+  made = {}
+  for damage in ("torn", "empty", "deleted", "edited"):
+    made[damage] = _copy(runs["stopped"], tmp_path / damage)
+    _damage(made[damage] / run_metrics.METRICS_FILE, damage)
+  made["torn_after"] = _copy(runs["stopped"], tmp_path / "torn_after")
+  shutil.rmtree(made["torn_after"] / "train" / "20")
+  log = made["torn_after"] / run_metrics.METRICS_FILE
+  os.truncate(log, log.stat().st_size - 20)  # The step-20 line, after step 16.
+  watch = lambda w: [w / "train", w / "metrics.jsonl", w / "bundle"]
+  ran = run_commands({
+      name: dict(args=("train", "-q", "--config", runs["config"], "--workdir", workdir),
+                 watch=watch(workdir))
+      for name, workdir in made.items()})
+  size = (runs["stopped"] / run_metrics.METRICS_FILE).stat().st_size  # Lines 10 and 20.
+  words = {"torn": f"bytes, fewer than the {size} of the 2 lines logged up to step 20",
+           "empty": "is empty; it held the 2 lines logged up to step 20",
+           "deleted": "is missing; it held the 2 lines logged up to step 20",
+           "edited": "does not hold the 2 lines logged up to step 20 as they were written"}
+  for name, said in words.items():
+    line = assert_refused(ran[name].result, f"{made[name] / 'metrics.jsonl'} ")
+    assert said in line, line
+    assert ran[name].before == ran[name].after, name
+  result = ran["torn_after"].result
+  assert result.returncode == 0 and result.stderr == "", result.stderr
+  warned = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+  assert warned == [f"warning: {log}: its last line, after the lines logged up to step 16, "
+                    "is cut off (an append the run's stop interrupted); dropped: the run "
+                    "logs the steps after 16 again"], result.stdout
+  assert _lines(made["torn_after"]) == _lines(runs["finished"])
+  _same_params(made["torn_after"], runs["finished"])

@@ -118,8 +118,9 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
       the workdir holds a run of another config, is (or lies inside) a bundle, holds in
       ``workdir/bundle`` anything but this run's bundle (:func:`finished_run`), its last
-      checkpoint is damaged (its checksums do not match: the message names the step to
-      delete), or another run holds its lock
+      checkpoint is damaged or not the run's step of its folder's name (the message names
+      the folder to delete), ``metrics.jsonl`` lacks lines that checkpoint recorded
+      (:mod:`~mnemonic_jax.run_metrics`), or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
     RunStopped: ``stop`` returned True, or a preemption notice came (the step is saved).
     TrainingDiverged: the mean loss between two checks (every gcd(``log_every``,
@@ -177,11 +178,12 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     resume_step = None
     window = training.MetricsWindow()
     resumed_seconds = 0.0
+    logged = None  # What the checkpoint resumed from recorded of metrics.jsonl.
     if ckpt.latest_step() is not None:
       restored = ckpt.restore(None, abstract)
       _check_same_run(plain, restored, ckpt, total, workdir)
       state, resume_step = restored.state, restored.step
-      carried = restored.metadata.get("window")
+      carried, logged = restored.metadata.get("window"), restored.metadata.get(METRICS_LOG)
       if carried is not None:  # The steps since the last log line, to log them whole.
         window.resume(carried)
       resumed_seconds = _seconds(restored.metadata.get("seconds"))
@@ -197,9 +199,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
 
     # A checkpoint without the window (an older release's) cannot recompute the lines the
     # killed run logged after it: those are kept, never replaced by means of fewer steps.
-    log = (run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain,
-                                  keep_later=resume_step is not None and carried is None)
-           if jax.process_index() == 0 else _NoLog())
+    # The log's lines up to the checkpoint's step are checked on every process alike.
+    log = _NoLog()
+    if jax.process_index() == 0:
+      log = run_metrics.MetricsLog(workdir, resume_step=resume_step, hparams=plain,
+                                   keep_later=resume_step is not None and carried is None,
+                                   record=logged)
+    elif resume_step is not None:
+      run_metrics.check_resumable_log(workdir, resume_step, logged)
     log_every = config.get("log_every", DEFAULT_LOG_EVERY)
     steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
     start = time.perf_counter() - resumed_seconds  # Training seconds, across resumes.
@@ -216,7 +223,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       stopping = stop is not None and step < total and stop()
       if stopping or step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()},
-                    "window": window.snapshot(),
+                    "window": window.snapshot(), METRICS_LOG: log.record(),
                     "seconds": round(time.perf_counter() - start, 3)}
         if step == total:  # What finished_run checks WORKDIR/bundle against.
           local = parallel.to_local((state.params, state.batch_stats)) if several else (
@@ -303,11 +310,20 @@ def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
       f"and {then}")
 
 
+#: The field of a training checkpoint that records the lines of ``metrics.jsonl`` logged up
+#: to its step (:meth:`run_metrics.MetricsLog.record`), checked on resume.
+METRICS_LOG = "metrics_log"
+
+
 class _NoLog:
-  """The metrics log of processes other than 0: nothing is written."""
+  """The metrics log of processes other than 0: nothing is written (nor recorded: only
+  process 0's checkpoint metadata is written)."""
 
   def write(self, *args, **kwargs) -> None:
     del args, kwargs
+
+  def record(self) -> None:
+    return None
 
   def close(self) -> None:
     pass
