@@ -10,7 +10,7 @@ import shutil
 from typing import Any
 
 
-from mnemonic_jax import _validate, errors
+from mnemonic_jax import _files, _validate, errors
 from mnemonic_jax.bundle import json_value
 
 PyTree = Any
@@ -57,10 +57,16 @@ def _abs(path: PathLike) -> pathlib.Path:
   Raises:
     BadRequestType: ``path`` is not a ``str`` or ``os.PathLike`` (e.g. a bundle passed
       where its path belongs: ``save_bundle(path, bundle)`` takes the path first).
+    CheckpointError: the absolute path is not UTF-8 text, which the storage library
+      cannot take (:func:`mnemonic_jax._files.unstorable`; a Latin-1 file name).
   """
   path = _validate.path(path, hint="the checkpoint functions take the path first, as "
                        "save_bundle(path, bundle)")
-  return pathlib.Path(os.path.abspath(os.path.expanduser(path)))
+  absolute = pathlib.Path(os.path.abspath(os.path.expanduser(path)))
+  why = _files.unstorable(absolute)  # Orbax's storage would fail on it, mid-way or as damage.
+  if why is not None:
+    raise CheckpointError(f"{_files.shown(absolute)}: {why}")
+  return absolute
 
 
 def _abs_output(path: PathLike, name: str = "path") -> pathlib.Path:
