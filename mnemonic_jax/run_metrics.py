@@ -133,10 +133,11 @@ def _logged_prefix(path: pathlib.Path, data: bytes | None, step: int,
             "lines removed)")
   else:
     what = f"does not hold {logged} as they were written (edited or replaced since)"
+  them = "them" if lines != 1 else "it"
   raise errors.BadCheckpoint(
-      f"{path} {what}; the checkpoint records those lines but cannot rebuild them, and a "
-      "resume would end with a log that lacks them: put the run's own metrics.jsonl back, or "
-      "train from the start in a new --workdir")
+      f"{path} {what}; the checkpoint holds only a digest, it cannot rebuild {them}, and a "
+      f"resume would end with a log that lacks {them}: put the run's own metrics.jsonl back, "
+      "or train from the start in a new --workdir")
 
 
 def check_resumable_log(workdir: str | os.PathLike, resume_step: int,
