@@ -94,6 +94,21 @@ def _saved(tmp_path, steps=(1, 2, 3)) -> tuple[pathlib.Path, dict]:
   return tmp_path / "run", state
 
 
+def test_a_foreign_folder_named_like_a_step_says_to_move_it(tmp_path):
+  """G7: a bundle written at WORKDIR/train/5 stopped the resume with 'point at a directory
+  written by TrainCheckpointer', which said nothing of the folder to move."""
+  run, state = _saved(tmp_path)
+  shutil.copytree(run / "3", run / "5")
+  meta_file = run / "5" / "meta" / "metadata"
+  meta_file.write_text(json.dumps({"format": "a mnemonic-jax bundle"}))
+  with pytest.raises(checkpointing.CheckpointError) as refused:
+    with checkpointing.TrainCheckpointer(run) as ckpt:
+      ckpt.restore(None, jax.eval_shape(lambda: state))
+  message = str(refused.value)
+  assert message.startswith(f"{run / '5'} is not a training step of this run"), message
+  assert message.endswith(f"delete it, or move it out of {run}, to resume from step 3"), message
+
+
 @pytest.mark.parametrize("case", ["renamed", "copied", "renamed_old_version", "leading_zero"])
 def test_a_step_folder_whose_record_is_of_another_step_is_refused(tmp_path, case):
   """Renamed (3 -> 5), copied from another step (1 -> 3), an unsealed (version 1) step

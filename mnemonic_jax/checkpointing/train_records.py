@@ -113,8 +113,9 @@ def _step_meta(directory: pathlib.Path, step: int, dir_fd: int,
   except (ValueError, RecursionError):
     raise CheckpointError(f"{where}: its {rel} is not valid JSON; {fix}") from None
   if not isinstance(meta, dict) or meta.get("format") != TRAIN_FORMAT:
-    raise CheckpointError(f"{directory}: step {step} is not a mnemonic-jax training "
-                          "checkpoint; point at a directory written by TrainCheckpointer")
+    raise CheckpointError(f"{directory / str(step)} is not a training step of this run (no "
+                          "mnemonic-jax training record: a bundle, or another program's "
+                          f"folder?); {foreign_step_fix(directory, step, steps)}")
   version = meta.get("version")
   if version in OLDER_TRAIN_VERSIONS and not isinstance(version, bool):
     if "step" in meta:  # Unsealed, but a step of another name is still not this one.
