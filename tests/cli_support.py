@@ -59,6 +59,25 @@ def small_config(**changes: Any) -> dict[str, Any]:
   return config
 
 
+def config_file(folder: pathlib.Path, config: dict) -> pathlib.Path:
+  """``config`` as a config file the command line reads (``--config FILE``)."""
+  path = folder / "tiny_config.py"
+  path.write_text(f"def get_config():\n  return {config!r}\n")
+  return path
+
+
+def stopper(checks: int):
+  """A ``stop`` for :func:`mnemonic_jax.workflow.train` that stops the run at its
+  ``checks``-th check."""
+  asked = []
+
+  def stop():
+    asked.append(1)
+    return len(asked) >= checks
+
+  return stop
+
+
 def run_cli(*args: Any, env: dict[str, str] | None = None,
             timeout: float = 300) -> subprocess.CompletedProcess:
   """Runs the real ``mnemonic-jax ARGS`` (``python -m mnemonic_jax.cli``) to completion.

@@ -18,29 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_support import assert_refused, run_commands, small_config, tree_digest
+from cli_support import (assert_refused, config_file, run_commands, small_config, stopper,
+                         tree_digest)
 from mnemonic_jax import checkpointing, errors, run_metrics, workflow
 
 #: 22 steps an epoch (1438 digits, batch 64): a checkpoint every 4 steps, lines every 10.
 CONFIG = small_config(epochs=1, checkpoint_every=4, log_every=10)
-
-
-def _config_file(folder: pathlib.Path, config: dict) -> pathlib.Path:
-  """``config`` as a config file the command line reads (``--config FILE``)."""
-  path = folder / "tiny_config.py"
-  path.write_text(f"def get_config():\n  return {config!r}\n")
-  return path
-
-
-def _stopper(checks: int):
-  """A ``stop`` for :func:`workflow.train` that stops the run at its ``checks``-th check."""
-  asked = []
-
-  def stop():
-    asked.append(1)
-    return len(asked) >= checks
-
-  return stop
 
 
 @pytest.fixture(scope="module")
@@ -50,9 +33,9 @@ def runs(tmp_path_factory):
   root = tmp_path_factory.mktemp("runs")
   workflow.train(CONFIG, root / "finished", progress=False)
   with pytest.raises(workflow.RunStopped):  # Checks every 2 steps: the 10th is step 20.
-    workflow.train(CONFIG, root / "stopped", progress=False, stop=_stopper(10))
+    workflow.train(CONFIG, root / "stopped", progress=False, stop=stopper(10))
   return {"finished": root / "finished", "stopped": root / "stopped",
-          "config": _config_file(root, CONFIG)}
+          "config": config_file(root, CONFIG)}
 
 
 def _copy(src: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
@@ -282,7 +265,7 @@ def test_a_resumed_run_logs_exactly_the_uninterrupted_lines(tmp_path, log_every,
   workflow.train(config, tmp_path / "ref", progress=False)
   workdir = tmp_path / "killed"
   with pytest.raises(workflow.RunStopped) as stopped:
-    workflow.train(config, workdir, progress=False, stop=_stopper(checks))
+    workflow.train(config, workdir, progress=False, stop=stopper(checks))
   step = stopped.value.step
   assert step % log_every == 0 and step % checkpoint_every, step
   shutil.rmtree(workdir / "train" / str(step))  # As if killed before this save completed.

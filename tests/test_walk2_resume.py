@@ -20,7 +20,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cli_support import assert_refused, run_commands, small_config, tree_digest
+from cli_support import (assert_refused, config_file, run_commands, small_config, stopper,
+                         tree_digest)
 from mnemonic_jax import checkpointing, errors, run_metrics, workflow
 from mnemonic_jax.workflow import training_run
 
@@ -28,29 +29,11 @@ from mnemonic_jax.workflow import training_run
 CONFIG = small_config(epochs=1, checkpoint_every=4, log_every=10)
 
 
-def _config_file(folder: pathlib.Path, config: dict) -> pathlib.Path:
-  """``config`` as a config file the command line reads (``--config FILE``)."""
-  path = folder / "tiny_config.py"
-  path.write_text(f"def get_config():\n  return {config!r}\n")
-  return path
-
-
-def _stopper(checks: int):
-  """A ``stop`` for :func:`workflow.train` that stops the run at its ``checks``-th check."""
-  asked = []
-
-  def stop():
-    asked.append(1)
-    return len(asked) >= checks
-
-  return stop
-
-
 def _stopped(config: dict, workdir: pathlib.Path) -> pathlib.Path:
   """A run of ``config`` stopped at step 20 (checks every 2 steps: steps 16 and 20 saved,
   lines of steps 10 and 20 logged)."""
   with pytest.raises(workflow.RunStopped):
-    workflow.train(config, workdir, progress=False, stop=_stopper(10))
+    workflow.train(config, workdir, progress=False, stop=stopper(10))
   return workdir
 
 
@@ -62,7 +45,7 @@ def runs(tmp_path_factory):
   workflow.train(CONFIG, root / "finished", progress=False)
   return {"finished": root / "finished", "stopped": _stopped(CONFIG, root / "stopped"),
           "other": _stopped({**CONFIG, "seed": 1}, root / "other"),
-          "config": _config_file(root, CONFIG)}
+          "config": config_file(root, CONFIG)}
 
 
 def _copy(src: pathlib.Path, dest: pathlib.Path) -> pathlib.Path:
