@@ -307,7 +307,9 @@ def _refused_cases(trained: pathlib.Path, root: pathlib.Path) -> dict[str, dict]
   meta["metadata"]["config"] = [1]
   meta["meta_sha256"] = checkpointing.meta_checksum(meta)  # Sealed again: only its config.
   step_meta.write_text(json.dumps(meta))
-  cases[d.name] = dict(args=(*train, "--config", CONFIG, *tiny, "--workdir", d / "run"),
+  # The run's own length (8 epochs of 22 steps), so that step 176 is one of its steps.
+  cases[d.name] = dict(args=(*train, "--config", CONFIG, tiny[0], "--config.epochs=8",
+                             "--config.batch_size=64", "--workdir", d / "run"),
                        watch=[d / "run" / "train"], absent=[d / "run" / "bundle"],
                        words="records a config of type list (corrupt)")
 
