@@ -116,7 +116,7 @@ BAD = {
                                      "nothing to measure: features: model "
                                      f"'{FEATURELESS}' declares no features"),
     "oracle is the bundle": (("--checkpoint", "forgotten", "--depth", "--oracle", "forgotten"),
-                             "holds the parameters of"),
+                             "itself, so every gap to it is 0"),
     "oracle forgotten by a move": (("--checkpoint", "forgotten", "--depth", "--oracle", "moved"),
                                    "forgot classes with bias (its history), so it is not a "
                                    "retrain oracle"),
