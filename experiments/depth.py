@@ -420,9 +420,15 @@ def run_spread(model: Model, classes: Sequence[int], oracle_bundle: Bundle,
   if path.exists():
     return json.loads(path.read_text())
   c0 = cpu_seconds()
+  # The oracle is measured as itself (the spread is the oracles' own), which depth_report's
+  # own check refuses as an unlearned model: the references are checked here instead.
+  depth_lib.check_references(
+      model.test, classes, batch_size=depth_config.batch_size, original=("original", model.bundle),
+      oracles=[("oracle", oracle_bundle), *((f"oracle seed {s}", b) for s, b in zip(seeds, extra))])
   report = depth_report(oracle_bundle, oracle_bundle, model.bundle,
                         DepthData.of(model.train, model.test), classes, config=depth_config,
-                        key=jax.random.key(seed), oracle_seeds=list(extra))
+                        key=jax.random.key(seed), oracle_seeds=list(extra),
+                        check_references_first=False)
   record = {"classes": list(classes), "seeds": [seed, *seeds],
             "spread": {f.name: f.spread for f in report.figures},
             "cpu_seconds": cpu_seconds() - c0}

@@ -183,3 +183,16 @@ def test_report_only_states_the_options_of_the_run_that_made_the_parts(deep, tmp
   with pytest.raises(SystemExit) as raised:  # The report would describe another run.
     deep.main(["--report-only", "--relearn-steps", "7", "--out", str(out), "--work", str(work)])
   assert raised.value.code == 2 and "differs from the run" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # Trains a digits MLP and two oracles (about 10 s on 2 cores).
+def test_the_depth_runner_measures_the_oracles_spread(tmp_path):
+  """With its default --oracle-seeds the runner measured the oracle as itself for the
+  spread, which depth_report now refuses as an unlearned model: every default run failed
+  with a traceback (the spread checks its references itself)."""
+  from experiments import depth  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "out"
+  depth.main(["--models", "digits_sigmoid", "--classes", "3", "--methods", "mnemonic-bias",
+              "--oracle-seeds", "1", "--relearn-steps", "0", "--epochs", "5", "--out", str(out)])
+  (record,) = json.loads((out / "depth.json").read_text())["models"]
+  assert record["oracle_seeds"] == [1] and record["spreads"][0]["spread"]
