@@ -29,7 +29,8 @@ code scores computed from other inputs (:func:`mnemonic_jax.baselines.mnemonic.f
 ``--sweep`` adds, for every method of ``--methods`` that registers a ladder of settings
 (its published defaults first; :func:`mnemonic_jax.baselines.base.sweep`), the variant
 ``<method>:sweep``: the strongest rung whose accuracy on retained training examples
-(:data:`SWEEP_HELD_OUT` of them, drawn at random) stays within one point of the trained
+(up to :data:`SWEEP_HELD_OUT` of them, drawn at random; the digits' retained examples
+are fewer, so all are read: the run records the count) stays within one point of the trained
 model's; chosen on retained data only, never on a forgotten or a test image. Its seconds are
 those of every rung (compilation apart); its data adds the retained examples the choice read.
 
@@ -46,6 +47,7 @@ runs recorded their key only with ``--reuse-keyless``). The report is
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import pathlib
 import sys
@@ -58,7 +60,8 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from experiments import common, compare_depth, report_files, run_cache
-from experiments.compare_report import DATA_FREE, GOAL, MIAS, ORACLE, write_report  # noqa: F401
+from experiments.compare_report import (  # noqa: F401
+    DATA_FREE, GOAL, MIAS, ORACLE, SWEEP_HELD_OUT, write_report)
 from mnemonic_jax import baselines, errors, relearning, workflow
 from mnemonic_jax.baselines import mnemonic as mnemonic_lib
 from mnemonic_jax.data import load_dataset
@@ -66,10 +69,9 @@ from mnemonic_jax.evaluation import DepthData
 
 
 
-#: The ``inputs`` slot of a ``<method>:sweep`` run, and the retained training examples its
-#: choice reads.
+#: The ``inputs`` slot of a ``<method>:sweep`` run (its choice reads at most
+#: :data:`SWEEP_HELD_OUT` retained training examples: all of them on a smaller split).
 SWEEP = "sweep"
-SWEEP_HELD_OUT = 2000
 SWEEP_TOLERANCE = 1.0
 
 
@@ -114,8 +116,8 @@ def parse_methods(methods: str, inputs: str, data: str, depth: bool = False
     raise UsageError(f"unknown --inputs {','.join(bad) or repr(inputs)}; choose from "
                      f"{','.join(mnemonic_lib.INPUTS)}")
   if set(kinds) - {"trained-codes"} and not set(names) & set(DATA_FREE):
-    raise UsageError("--inputs applies to the mnemonic methods; add mnemonic or "
-                     "mnemonic-auto to --methods")
+    raise UsageError(f"--inputs applies to the data-free mnemonic methods; add one of "
+                     f"{','.join(DATA_FREE)} to --methods")
   if "one-image" in kinds and data not in ("all",):
     raise UsageError("--inputs one-image reads one training image per class; pass --data all")
   if depth and ORACLE not in names:
@@ -124,11 +126,69 @@ def parse_methods(methods: str, inputs: str, data: str, depth: bool = False
   return names, kinds
 
 
-def method_config(name: str, config, bundle=None) -> Any:
-  """The method's config: its defaults, overridden by ``config.baselines.<name>``.
+def section_key(method: str) -> str:
+  """The other spelling ``config.baselines`` accepts for ``method``: ``-`` as ``_``, ``+`` as
+  ``_plus`` (``neggrad+`` -> ``neggrad_plus``), so a section can be written with attribute
+  access (``config.baselines.neggrad_plus.epochs = 40``)."""
+  return method.replace("-", "_").replace("+", "_plus")
 
-  ``<name>`` is the method's name with ``-`` as ``_`` and ``+`` as ``_plus`` (e.g.
-  ``config.baselines.neggrad_plus.epochs = 40``). The ``mnemonic-*`` methods' config is
+
+def baselines_section(config) -> dict[str, dict[str, Any]]:
+  """``config.baselines`` checked, keyed by registered method name.
+
+  The section's keys are methods of :func:`mnemonic_jax.baselines.available_methods`,
+  as registered (``ssd-exact``, ``neggrad+``) or as :func:`section_key` spells them
+  (``ssd_exact``, ``neggrad_plus``); each value maps fields of that method's config to
+  values.
+
+  Returns:
+    ``{method: {field: value}}`` (empty without a section).
+
+  Raises:
+    UsageError: the section or a value is not a group of fields, a key is not a registered
+      method (the message names the closest one), one method is given under both
+      spellings, or a field is not one of its method's config.
+  """
+  section = config.get("baselines") if hasattr(config, "get") else None
+  if section is None:
+    return {}
+  if not hasattr(section, "keys"):
+    raise UsageError(f"config.baselines must map method names to their settings, got "
+                     f"{section!r:.60}")
+  valid = baselines.available_methods()
+  spelt = {**{section_key(m): m for m in valid}, **{m: m for m in valid}}
+  found: dict[str, dict[str, Any]] = {}
+  for key in section.keys():
+    method = spelt.get(key)
+    if method is None:
+      close = difflib.get_close_matches(str(key), list(spelt), n=1)
+      hint = f"did you mean {spelt[close[0]]!r}? " if close else ""
+      raise UsageError(f"config.baselines has a key {key!r} that is no method; {hint}"
+                       f"its keys are methods of --methods: {','.join(valid)}")
+    if method in found:
+      raise UsageError(f"config.baselines sets {method} twice ({method!r} and "
+                       f"{section_key(method)!r}); keep one")
+    fields = section[key]
+    if not hasattr(fields, "keys"):
+      raise UsageError(f"config.baselines[{key!r}] must map {method}'s fields to values, got "
+                       f"{fields!r:.60}")
+    known = [f.name for f in dataclasses.fields(baselines.get_method(method).config_cls)]
+    for field in fields.keys():
+      if field not in known:
+        close = difflib.get_close_matches(str(field), known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UsageError(f"config.baselines[{key!r}] sets {field!r}, which {method} does not "
+                         f"have; {hint}its fields: {','.join(known)}")
+    found[method] = dict(fields)
+  return found
+
+
+def method_config(name: str, config, bundle=None) -> Any:
+  """The method's config: its defaults, overridden by ``config.baselines[<name>]``.
+
+  The section is keyed by the method's registered name (``config.baselines['ssd-exact']``)
+  or :func:`section_key`'s spelling of it (``config.baselines.neggrad_plus.epochs = 40``);
+  see :func:`baselines_section`. The ``mnemonic-*`` methods' config is
   their move object (:mod:`mnemonic_jax.forgetting.moves`): ``mnemonic-auto`` gets the
   runner's rule (:func:`experiments.common.rule_from_config`) unless the section sets one;
   ``mnemonic`` (Algorithm 2) starts from the bundle's lambdas.
@@ -141,13 +201,13 @@ def method_config(name: str, config, bundle=None) -> Any:
 
   Returns:
     The config object, or ``None`` for the method's own defaults of the bundle.
+
+  Raises:
+    UsageError: a bad ``baselines`` section (:func:`baselines_section`).
+    BadRequest, BadRequestType: a value the method's config refuses.
   """
   spec = baselines.get_method(name)
-  overrides = {}
-  section = config.get("baselines") if hasattr(config, "get") else None
-  field = name.replace("-", "_").replace("+", "_plus")
-  if section is not None and field in section:
-    overrides = dict(section[field])
+  overrides = dict(baselines_section(config).get(name, {}))
   if name == "mnemonic-auto":
     overrides.setdefault("rule", common.rule_from_config(config))
   if spec.defaults is not None:
@@ -155,6 +215,52 @@ def method_config(name: str, config, bundle=None) -> Any:
       return None  # baselines.unlearn takes spec.defaults(bundle).
     return dataclasses.replace(spec.defaults(bundle), **overrides)
   return dataclasses.replace(spec.config_cls(), **overrides)
+
+
+def check_settings(config, methods: Sequence[str]) -> None:
+  """Checks the ``baselines`` section and every setting of ``methods`` before anything is
+  trained: each key a registered method, each field one of its config, each value one its
+  config takes (:mod:`mnemonic_jax.baselines.options`).
+
+  Raises:
+    UsageError: one line naming the method, the field and the value.
+  """
+  section = baselines_section(config)
+  holder = types.SimpleNamespace(config=config)  # What the methods' defaults read.
+  for name in dict.fromkeys([*section, *methods]):
+    try:
+      method_config(name, config, holder)
+    except (errors.BadRequest, TypeError, ValueError) as e:
+      if isinstance(e, UsageError):
+        raise
+      raise UsageError(f"config.baselines: {' '.join(str(e).split())}") from e
+
+
+def check_data_bounds(config, methods: Sequence[str], forget_sets: Sequence[Sequence[int]],
+                      labels: np.ndarray) -> None:
+  """Checks the settings that are bounded by the data before anything is trained.
+
+  ``ssd-exact`` refuses ``alpha >= N / N_f`` (:class:`mnemonic_jax.baselines.ssd.
+  SSDExactConfig`; ``N`` training examples, ``N_f`` of them forgotten): that bound is read
+  here for every forget set from the training labels, so the run is refused before the
+  model is trained rather than by the method after it.
+
+  Raises:
+    UsageError: the set with the smallest bound, and the bound.
+  """
+  if "ssd-exact" not in methods:
+    return
+  alpha = method_config("ssd-exact", config).alpha
+  if alpha is None:
+    return
+  for classes in forget_sets:
+    n_f = int(np.isin(labels, classes).sum())
+    bound = len(labels) / max(n_f, 1)
+    if float(alpha) >= bound:
+      raise UsageError(f"config.baselines: ssd-exact with alpha={alpha:g} would dampen nothing "
+                       f"when forgetting classes {','.join(map(str, classes))}: per-example "
+                       f"importances satisfy I_f / I_D <= N / N_f = {bound:.4g} there; choose "
+                       f"alpha < {bound:.4g} or leave it None (half the bound)")
 
 
 def method_settings(name: str, plain: dict[str, Any]) -> Any:
@@ -297,7 +403,8 @@ def plan_variants(methods: Sequence[str], inputs: Sequence[str],
 
 def _swept(method: str, bundle, classes: Sequence[int], data, train_full, key):
   """``(bundle, report)`` of :func:`mnemonic_jax.baselines.base.sweep` on ``method``'s
-  ladder; the choice reads :data:`SWEEP_HELD_OUT` retained training examples."""
+  ladder; the choice reads :data:`SWEEP_HELD_OUT` retained training examples, or every one
+  if there are fewer (the run records the count as ``examples["held_out"]``)."""
   retained = np.flatnonzero(~np.isin(train_full.labels, classes))
   pick = np.sort(np.asarray(jax.random.permutation(jax.random.fold_in(key, 2), retained))[
       :SWEEP_HELD_OUT])
@@ -383,6 +490,14 @@ def run(args, config, name: str, command: str, report: str | None = None) -> pat
   num_classes = test.info.num_classes
   forget_sets = common.forget_sets_of(args, num_classes)
   seeds = [int(config.seed) + k for k in range(args.seeds)]
+  state: dict[str, Any] = {}
+  try:  # Before anything is trained or written.
+    check_settings(config, methods)
+    if "ssd-exact" in methods:
+      state["train"] = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
+      check_data_bounds(config, methods, forget_sets, state["train"].labels)
+  except UsageError as e:
+    common.fail(str(e))
   out = pathlib.Path(args.out)
   runs_dir = out / "runs" / name / "methods"
   runs_dir.mkdir(parents=True, exist_ok=True)
@@ -401,7 +516,7 @@ def run(args, config, name: str, command: str, report: str | None = None) -> pat
   dcfg = (compare_depth.depth_config(args.depth_relearn_steps,
                                      getattr(args, "depth_probe_per_class", None))
           if args.depth else None)
-  records, depth_records, made, state = [], [], {}, {}
+  records, depth_records, made = [], [], {}
 
   def context(seed):
     """The seed's context (trained or cached model, its predictions) and training data."""

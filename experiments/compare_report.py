@@ -24,6 +24,9 @@ ORACLE = "retrain"
 DATA_FREE = tuple(m for m in baselines.available_methods() if m.startswith("mnemonic"))
 MIAS = ("entropy_mia", "confidence_mia", "loss_mia")
 # The benchmark goal for mnemonic-auto, against the oracle of the same seed and classes.
+#: The most retained training examples a ``<method>:sweep`` choice reads (fewer where the
+#: training split has fewer; each run records its count as ``examples["held_out"]``).
+SWEEP_HELD_OUT = 2000
 GOAL = {"A_R": 1.0, "mia": 2.0, "relearn": 2.0, "speedup": 100.0}
 
 
@@ -284,12 +287,17 @@ def sweep_section(records: list[dict[str, Any]]) -> list[str]:
   swept = [r for r in records if r["variant"].endswith(":sweep")]
   if not swept:
     return []
+  read = sorted({int(r["examples"]["held_out"]) for r in swept
+                 if isinstance(r.get("examples"), dict) and "held_out" in r["examples"]})
+  count = ("a number not recorded" if not read else f"{read[0]:,}" if len(read) == 1
+           else f"{read[0]:,} to {read[-1]:,}, by run")
   lines = ["## Swept settings (`<method>:sweep`)", "",
            "Where a method's published defaults leave the class known (or wreck the rest) on "
            "small models, its module registers a ladder of settings, the defaults first "
            "(`mnemonic_jax.baselines.base.sweep`). `<method>:sweep` runs every rung and keeps "
-           "the strongest one whose accuracy on retained training examples (2000 drawn at "
-           "random) stays within 1 point of the trained model's: chosen on retained data only, "
+           "the strongest one whose accuracy on retained training examples (up to "
+           f"{SWEEP_HELD_OUT:,} drawn at random; here {count}) stays within 1 point of the "
+           "trained model's: chosen on retained data only, "
            "never on a forgotten class's example or a test image. Its **s** is every rung's "
            "seconds together; the method's row above is its defaults.", "",
            "| variant | runs | chosen (runs) | held-out accuracy of each rung (mean) | s of "

@@ -433,6 +433,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
     try:  # Before anything is written.
       methods, _ = compare.parse_methods(args.methods, args.inputs, args.data, args.depth)
       compare.parse_sweep(args.sweep, methods)
+      compare.check_settings(config, methods)
     except compare.UsageError as e:
       fail(str(e))
     return compare.run(args, config, name, command, report)

@@ -41,7 +41,7 @@ BAD = [
     ("finetune", ["--data", "none"], "finetune needs the retain"),
     ("neggrad", ["--data", "retain"], "neggrad needs the forget"),
     ("mnemonic", ["--inputs", "zeros,bogus"], "unknown --inputs bogus"),
-    ("ssd", ["--inputs", "zeros"], "add mnemonic or mnemonic-auto"),
+    ("ssd", ["--inputs", "zeros"], "add one of mnemonic,mnemonic-bias,"),
     ("mnemonic", ["--data", "none", "--inputs", "one-image"], "pass --data all"),
 ]
 
