@@ -520,8 +520,9 @@ def run(args, config, name: str, command: str, report: str | None = None) -> pat
 
   def context(seed):
     """The seed's context (trained or cached model, its predictions) and training data."""
-    if "train" not in state:
+    if "train" not in state:  # Loaded already where a setting's bound reads its labels.
       state["train"] = load_dataset(config.dataset, "train", data_dir=config.get("data_dir"))
+    if "idx" not in state:
       state["idx"] = common.train_subset(len(state["train"]), args.train_cap)
     train = state["train"]
     if state.get("seed") != seed:

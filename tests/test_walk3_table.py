@@ -94,3 +94,15 @@ def test_the_sweep_section_states_the_examples_the_runs_read():
   assert "here 1,008 to 1,292, by run" in text and "up to 2,000" in text
   assert "(2000 drawn" not in text
   assert "here 1,299)" in "\n".join(compare_report.sweep_section([_swept(1299)]))
+
+
+@pytest.mark.slow
+def test_the_registered_name_sets_the_run(tmp_path):
+  """G2: ``{'ssd-exact': {'alpha': 5.0}}`` ran ssd-exact at its defaults (alpha None); the
+  run now records alpha 5 (and the training labels read for the bound serve the run)."""
+  import json  # pylint: disable=import-outside-toplevel
+  out = tmp_path / "out"
+  table.main([*RUN, "--config.baselines={'ssd-exact': {'alpha': 5.0}}", "--methods",
+              "ssd-exact", "--out", str(out)])
+  runs = [json.loads(p.read_text()) for p in out.glob("runs/*/methods/*ssd-exact*.json")]
+  assert len(runs) == 1 and runs[0]["details"]["alpha"] == 5.0, runs
