@@ -78,18 +78,20 @@ def out_path(text: str) -> str:
 
 
 def seed_list(text: str) -> list[int]:
-  """An argparse type: comma-separated seeds, integers of at least 0 (``''``: none)."""
+  """An argparse type: comma-separated seeds, integers in ``[0, configs.MAX_SEED]``
+  (``''``: none)."""
   seeds = []
   for part in (p.strip() for p in text.split(",")):
     if part:
-      if not (part.isascii() and part.isdigit()):
-        raise argparse.ArgumentTypeError(f"{part!r} is not a seed (an integer of at least 0)")
+      if not (part.isascii() and part.isdigit()) or int(part) > configs.MAX_SEED:
+        raise argparse.ArgumentTypeError(
+            f"{part!r} is not a seed (an integer in [0, {configs.MAX_SEED}])")
       seeds.append(int(part))
   return seeds
 
 
-def positive_int(minimum: int = 1):
-  """An argparse type: an integer of at least ``minimum``."""
+def positive_int(minimum: int = 1, maximum: int | None = None):
+  """An argparse type: an integer of at least ``minimum`` (and at most ``maximum``)."""
   def parse(text: str) -> int:
     try:
       value = int(text)
@@ -97,6 +99,8 @@ def positive_int(minimum: int = 1):
       raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
     if value < minimum:
       raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+      raise argparse.ArgumentTypeError(f"must be at most {maximum}, got {value}")
     return value
   return parse
 
@@ -167,10 +171,17 @@ class RunnerParser(argparse.ArgumentParser):
   """The runners' argument parser: an option that takes a value may be given once
   (:func:`mnemonic_jax.cli.parser.refuse_repeated_options`, as on the command line), a
   refusal is one line (no usage dump), and ``--help`` shows every option's default
-  (:class:`experiments.runner_args.HelpFormatter`)."""
+  (:class:`experiments.runner_args.HelpFormatter`).
+
+  Without ``prog``, the usage and error lines name the runner as it is run and as the
+  docs write it, ``experiments.<name>`` (:func:`runner_args.module_name` of the module that
+  makes the parser), not argparse's file name ``<name>.py``.
+  """
 
   def __init__(self, *args, **kwargs):
     kwargs.setdefault("formatter_class", runner_args.HelpFormatter)
+    if not args and kwargs.get("prog") is None:
+      kwargs["prog"] = runner_args.module_name(sys._getframe(1).f_globals)  # pylint: disable=protected-access
     super().__init__(*args, **kwargs)
 
   def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring

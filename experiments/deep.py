@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 from experiments import common, report_files, runner_args
 from experiments import depth as depth_run
 from experiments import depth_models
-
+from mnemonic_jax import configs
 
 
 class Part(NamedTuple):
@@ -336,7 +336,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   parser.add_argument("--methods", default=None,
                       help=f"comma-separated methods (default: {METHODS}; with --report-only, "
                       "those of the run that made the parts)")
-  parser.add_argument("--relearn-steps", type=common.positive_int(0), default=None,
+  parser.add_argument("--relearn-steps", default=None,
+                      type=common.positive_int(0, configs.MAX_STEPS),
                       help="relearning attack's steps (default 200; with --report-only, the "
                       "run's)")
   parser.add_argument("--report-only", action="store_true",

@@ -32,7 +32,6 @@ A class set is written ``3`` or ``0+1+2``; sets are separated by commas.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import dataclasses
 import datetime
@@ -51,11 +50,12 @@ from unittest import mock
 import jax
 
 import mnemonic_jax
-from experiments import common, compare, depth_models, depth_write, run_cache, runner_args
+from experiments import common, compare, depth_args, depth_models, depth_write, run_cache
+from experiments import runner_args
+from experiments.depth_args import (  # noqa: F401  # Their home before depth_args.
+    check_sets, parse_sets, parse_skip, set_name, split_variant)
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
-from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import UnlearnData
-from mnemonic_jax.baselines import options as baseline_options
 from mnemonic_jax.baselines.retrain import RetrainConfig
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.data import load_dataset
@@ -92,68 +92,10 @@ def all_methods() -> list[str]:
   return [m.baseline for m in forgetting.MOVES.values()] + list(BASELINES)
 
 
-def parse_skip(items: Sequence[str], models: Sequence[str],
-               methods: Sequence[str]) -> dict[str, list[str]]:
-  """``--skip MODEL=METHOD,...`` (repeatable) -> ``{model: [method, ...]}``.
-
-  Raises:
-    SystemExit: an item without ``=``, a model not in ``--models`` or a method not in
-      ``--methods`` (each would be skipped silently; exit status 2).
-  """
-  skip: dict[str, list[str]] = {}
-  for item in items:
-    model, eq, names = item.partition("=")
-    chosen = [m for m in names.split(",") if m]
-    if not eq or not chosen:
-      common.fail(f"--skip {item!r}: write MODEL=METHOD,... e.g. digits_vit=finetune",
-                  "experiments.depth")
-    if model not in models:
-      common.fail(f"--skip {item}: {model} is not in --models ({','.join(models)})",
-                  "experiments.depth")
-    bad = [m for m in chosen if m not in methods]
-    if bad:
-      common.fail(f"--skip {item}: {', '.join(bad)} not in --methods; choose from "
-                  f"{', '.join(methods)}", "experiments.depth")
-    skip.setdefault(model, []).extend(m for m in chosen if m not in skip.get(model, []))
-  return skip
-
-
 def skip_reasons(model: str, skipped: Sequence[str]) -> dict[str, str]:
   """Why each method ``--skip`` left out on ``model``: :data:`LEFT_OUT`'s reason on
   :data:`VIT` (the committed command's), ``--skip`` otherwise."""
   return {m: LEFT_OUT[m] if model == VIT and m in LEFT_OUT else "--skip" for m in skipped}
-
-
-def parse_sets(text: str) -> list[tuple[int, ...]]:
-  """``"3,0+1+2"`` -> ``[(3,), (0, 1, 2)]``.
-
-  Raises:
-    SystemExit: a part that is not a class id or a set of them (one line, exit 2).
-  """
-  sets = []
-  for part in filter(None, text.split(",")):
-    if not all(c.strip().isascii() and c.strip().isdigit() for c in part.split("+")):
-      common.fail(f"--classes: {part!r} is not a class id or a set such as 0+1+2",
-                  "experiments.depth")
-    sets.append(tuple(sorted(int(c) for c in part.split("+"))))
-  if len(set(sets)) != len(sets):
-    common.fail(f"--classes names a set twice ({text}); give each once", "experiments.depth")
-  return sets
-
-
-def check_sets(sets: Sequence[tuple[int, ...]], num_classes: int) -> None:
-  """Refuses a class set the library would refuse (out of range, repeated ids, every
-  class) in one line, exit 2, before any run."""
-  for classes in sets:
-    try:
-      fisher_lib.validate_classes(classes, num_classes)
-    except ValueError as e:
-      common.fail(f"--classes {set_name(classes)}: {e}", "experiments.depth")
-
-
-def set_name(classes: Sequence[int]) -> str:
-  """``(0, 1, 2)`` -> ``"0+1+2"`` (the folder and log name of a class set)."""
-  return "+".join(str(c) for c in classes)
 
 
 def digest(value: Any) -> str:
@@ -327,24 +269,6 @@ def cached_record(path: pathlib.Path, code: Mapping[str, str]) -> dict[str, Any]
   return record if record["code"] == dict(code) else None
 
 
-def split_variant(method: str) -> tuple[str, dict[str, Any]]:
-  """``"svd-projection@samples=10@alpha_f=3"`` -> ``("svd-projection", {"samples": 10,
-  "alpha_f": 3})``: a method of :mod:`mnemonic_jax.baselines` and overrides of its config
-  (values as Python literals), for ``--methods``; a plain name has none.
-
-  Raises:
-    ValueError: an override that is not ``field=literal``.
-  """
-  name, *items = method.split("@")
-  overrides = {}
-  for item in items:
-    field, eq, value = item.partition("=")
-    if not eq:
-      raise ValueError(f"{method!r}: an override must be field=value, got {item!r}")
-    overrides[field.strip()] = ast.literal_eval(value.strip())
-  return name, overrides
-
-
 def method_settings(model: Model, method: str) -> Any:
   """The config ``method`` (a name, or a variant of :func:`split_variant`) runs with on
   ``model``: the model's settings for the method, then the variant's overrides."""
@@ -448,7 +372,7 @@ def run_model(name: str, args: argparse.Namespace, root: pathlib.Path,
   seeds = [s for s in args.oracle_seeds if s != args.seed
            and (args.spread_models is None or name in args.spread_models.split(","))]
   sets = parse_sets(args.classes)
-  check_sets(sets, model.bundle.num_classes)
+  check_sets(sets, model.bundle.num_classes, name)
   for classes in sets:
     main_oracle, seconds = oracle(model, classes)
     oracle_seconds.append(seconds)
@@ -511,7 +435,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                       "train' takes them (digits_mlp, FILE:VARIANT)")
   parser.add_argument("--classes", default="0,6,0+1+2",
                       help="class sets: '3' or '0+1+2', comma-separated")
-  parser.add_argument("--seed", type=int, default=0, help="the model's and oracle's seed")
+  parser.add_argument("--seed", type=common.positive_int(0, configs.MAX_SEED), default=0,
+                      help="the model's and oracle's seed")
   parser.add_argument("--oracle-seeds", type=common.seed_list, default=ORACLE_SEEDS,
                       help="seeds of extra oracles for the spread, each retrained once per "
                       "class set and model ('' for none)")
@@ -524,9 +449,10 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                       "and baseline) or comma-separated methods of mnemonic_jax.baselines; "
                       "METHOD@FIELD=VALUE[@...] runs a variant of its config, e.g. "
                       "svd-projection@samples=10")
-  parser.add_argument("--epochs", type=common.positive_int(), default=None,
+  parser.add_argument("--epochs", type=common.positive_int(1, configs.MAX_STEPS), default=None,
                       help="override every model's epochs")
-  parser.add_argument("--relearn-steps", type=common.positive_int(0), default=200,
+  parser.add_argument("--relearn-steps", type=common.positive_int(0, configs.MAX_STEPS),
+                      default=200,
                       help="the most relearning steps per model (0: no relearning attack)")
   parser.add_argument("--out", type=common.out_path, default="runs/experiments",
                       help="where the report and the cache go (default: the scratch folder)")
@@ -534,36 +460,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   models = [m for m in args.models.split(",") if m]
   args.methods = all_methods() if args.methods == "all" else args.methods.split(",")
-  try:
-    variants = [split_variant(m) for m in args.methods]
-  except (ValueError, SyntaxError) as e:
-    common.fail(f"--methods: {e}", "experiments.depth")
-  bad = [m for m, (name, _) in zip(args.methods, variants)
-         if name not in baselines.available_methods() or name == "retrain"]
-  if bad:
-    common.fail(f"unknown --methods {bad}; choose from {', '.join(all_methods())}",
-                "experiments.depth")
-  if len(set(args.methods)) != len(args.methods):  # Each would be run, and counted, twice.
-    common.fail(f"--methods names a method twice ({','.join(args.methods)}); give each once",
-                "experiments.depth")
-  for method, (name, overrides) in zip(args.methods, variants):
-    fields = {f.name for f in dataclasses.fields(baselines.get_method(name).config_cls)}
-    if set(overrides) - fields:
-      common.fail(f"--methods {method}: {name} has no option "
-                  f"{', '.join(sorted(set(overrides) - fields))}; its options: "
-                  f"{', '.join(sorted(fields))}", "experiments.depth")
-    try:  # A value of the wrong kind would stop the run at its first use, with a traceback.
-      for field, value in overrides.items():
-        baseline_options.check_value(baselines.get_method(name).config_cls, field, value)
-    except (errors.BadRequest, errors.BadRequestType) as e:
-      common.fail(f"--methods {method}: {e}", "experiments.depth")
-  for name in models:
-    if name not in depth_models.MODELS:
-      try:
-        configs.load_config(name)
-      except configs.ConfigError as e:
-        common.fail(f"--models {name}: not one of {', '.join(depth_models.MODELS)}, nor a "
-                    f"config: {e}", "experiments.depth")
+  depth_args.check_methods(args.methods, all_methods())
+  depth_args.check_models(models)
   args.skip = parse_skip(args.skip, models, args.methods)
   spread = [m for m in (args.spread_models or "").split(",") if m]
   if args.spread_models is not None and (not spread or set(spread) - set(models)):
@@ -571,6 +469,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                 f"({','.join(models)})", "experiments.depth")
   out = pathlib.Path(args.out)
   root = out / "cache" / "depth"
+  depth_args.check_classes(parse_sets(args.classes), models, root)  # Before any training.
   depth_config = DepthConfig(relearn=RelearnConfig(max_steps=args.relearn_steps))
   result = {"command": runner_args.command_line("experiments.depth", argv),
             "date": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -7,6 +7,8 @@
   (:func:`shlex.join`), so that pasted back into a shell it runs the same command (an
   empty value written bare, ``--models  --torch-threads 1``, made the next option its
   value).
+* :func:`module_name`: a runner's name as the docs write it, ``experiments.table``, the
+  ``prog`` of its usage and error lines (argparse's default is the file name, ``table.py``).
 * :data:`REUSE_KEYLESS`: the option with which a runner reuses cached run files written
   before runs recorded their key (:class:`experiments.run_cache.RunCache`).
 
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import argparse
 import shlex
-from typing import Sequence
+from typing import Any, Mapping, Sequence
 
 #: Reuse run files written before runs recorded their key (the code that computed them is
 #: not recorded): by default such runs are computed again.
@@ -75,3 +77,14 @@ def command_line(module: str, argv: Sequence[str]) -> str:
     One line that a POSIX shell runs as the same command.
   """
   return shlex.join(["python", "-m", module, *argv])
+
+
+def module_name(module_globals: Mapping[str, Any]) -> str | None:
+  """The dotted name of the module whose globals are ``module_globals``, also when it runs
+  as ``python -m experiments.<name>`` (``__name__`` is then ``__main__``; its
+  ``__spec__`` keeps the name): a runner's ``prog``. ``None`` when neither names it (argparse
+  then uses the script's file name).
+  """
+  spec = module_globals.get("__spec__")
+  name = getattr(spec, "name", None) or module_globals.get("__name__")
+  return None if name in (None, "__main__") else name

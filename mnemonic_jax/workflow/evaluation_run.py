@@ -69,8 +69,8 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
 
   With ``mesh``, the parameters are placed on its devices once and each batch is split
   over its ``data`` axis. A mesh over several processes' devices: every process passes
-  the same images, places only its rows of each batch and gets every logit back (the
-  progress bar shows on process 0 only).
+  the same images, places only its rows of each batch and gets every logit back. With or
+  without a mesh, the progress bar shows on process 0 only.
 
   Args:
     bundle: the model.
@@ -94,6 +94,7 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
   _batch_size(batch_size)
   images = prepare_images(_checked_images(images, bundle.input_shape), bundle.input_shape)
   fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std, mesh=mesh)
+  progress = progress and jax.process_index() == 0  # As training's: process 0 alone shows it.
   if mesh is None:
     return metrics.predict_in_batches(
         lambda x: fn(bundle.params, bundle.batch_stats, x), images, batch_size,
@@ -102,7 +103,7 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
   return metrics.predict_in_batches(
       lambda x: parallel.to_host(fn(params, batch_stats, parallel.shard_global_batch(mesh, x))),
       images, batch_size, multiple=parallel.num_shards(mesh),
-      progress=progress and jax.process_index() == 0)
+      progress=progress)
 
 
 def _batch_size(value: Any) -> None:
