@@ -245,7 +245,26 @@ def test_the_refusal_lists_exactly_the_moves_that_need_an_output_bias():
     listed = re.search(r"which the moves (.*?) lower:", message).group(1)
     assert sorted(re.findall(r"'([^']+)'", listed)) == needing, (name, message)
     # The move it offers needs none; of the paper's it says what the docs say.
-    assert "use move='shrink'" in message and "'paper' runs without one too, but missed" in message
+    assert "use move='shrink'" in message and "'paper' runs on such models too, but missed" \
+        in message
+
+
+def test_the_no_output_kernel_refusal_lists_the_same_moves_and_offers_the_same():
+  """Its list was hand-written ('reassign', 'erase', 'project': not 'bias' or 'shrink+bias',
+  which read the kernel too) and it offered move='paper' as if it worked."""
+  codes = uniform(0, (3, 2, 2, 1))
+  mix = jnp.asarray(np.ones((3, 3)) + np.eye(3), jnp.float32)  # Every logit reads every column.
+  apply_fn = lambda p, x: (x.reshape(x.shape[0], -1) @ p["w"] + p["b"]) @ mix
+  params = {"w": jnp.asarray(uniform(1, (4, 3)), jnp.float32), "b": jnp.zeros(3, jnp.float32)}
+  from mnemonic_jax.forgetting.moves import outputs  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax.pytrees import as_pytree  # pylint: disable=import-outside-toplevel
+  with pytest.raises(errors.BadRequest, match="no output kernel") as refused:
+    outputs.output_kernel(as_pytree(apply_fn), params, codes)
+  message = str(refused.value)
+  listed = re.search(r"which the moves (.*?) read:", message).group(1)
+  assert sorted(re.findall(r"'([^']+)'", listed)) == moves.base.needing_output_bias(), message
+  assert "use move='shrink'" in message and "'paper' runs on such models too, but missed" \
+      in message
 
 
 @pytest.mark.slow

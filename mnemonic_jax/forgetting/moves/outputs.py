@@ -63,11 +63,15 @@ def output_bias(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   if not any(found):
     raise errors.BadRequest(
         "the model has no output bias (a (C,) vector added to the logits), which the moves "
-        f"{_listed(needing_output_bias())} lower: for them " + _HEAD_FORM + "; "
-        "otherwise use move='shrink' (--move shrink), which needs none: it moves the "
-        "weights of the layers where the Fisher ratio concentrates (move='paper' runs "
-        "without one too, but missed its rule on the bias-free heads tried, docs/python.md)")
+        f"{_listed(needing_output_bias())} lower: for them " + _HEAD_FORM + "; " + _OTHERWISE)
   return treedef.unflatten(found)
+
+
+#: What a model without the head the output-layer moves need can use instead.
+_OTHERWISE = ("otherwise use move='shrink' (--move shrink), which needs no output layer: it "
+              "moves the weights of the layers where the Fisher ratio concentrates "
+              "(move='paper' runs on such models too, but missed its rule on the bias-free "
+              "heads tried, docs/python.md)")
 
 
 def _listed(names: list[str]) -> str:
@@ -103,8 +107,8 @@ def output_kernel(apply_fn, params: PyTree, codes: jax.Array) -> PyTree:
   if not any(found):
     raise errors.BadRequest(
         "the model has no output kernel (an (F, C) matrix whose column c feeds logit c), "
-        "which the output-layer moves ('reassign', 'erase', 'project') change: for them "
-        + _HEAD_FORM + "; otherwise use move='shrink' (--move shrink) or move='paper'")
+        f"which the moves {_listed(needing_output_bias())} read: for them " + _HEAD_FORM
+        + "; " + _OTHERWISE)
   return treedef.unflatten(found)
 
 
