@@ -190,6 +190,11 @@ def test_outputs_inside_a_train_workdirs_checkpoints_are_refused(base, workdir, 
                               train / "run"], watch=[workdir])
   ran = run_commands(cases)
   for name, got in ran.items():
+    if name == "train":  # workflow.finished_run, the first check of a run, refuses it.
+      line = assert_refused(got.result, "lies in the checkpoints of the train run")
+      assert os.fspath(workdir) in line and "use a new --workdir" in line, line
+      assert got.before == got.after, name
+      continue
     line = assert_refused(got.result, "the checkpoint folder of the train workdir")
     real = "killed" if name == "empty" else os.fspath(workdir)
     assert real in line and "choose an output outside" in line, (name, line)
@@ -251,3 +256,14 @@ def test_the_library_refuses_a_path_that_is_not_utf8(base, tiny_digits_bundle, t
   with pytest.raises(CheckpointError, match="not valid UTF-8"):
     checkpointing.save_bundle(latin1 / "new", tiny_digits_bundle[0])
   assert not (latin1 / "new").exists() and tree_digest(latin1 / "bundle") == tree_digest(base)
+
+
+def test_the_library_refuses_a_workdir_inside_a_runs_checkpoints_before_training(workdir):
+  """workflow.train(config, W/train/run) trained fully and was refused only at its final
+  save (the command line refused it up front)."""
+  from mnemonic_jax import workflow  # pylint: disable=import-outside-toplevel
+
+  before = tree_digest(workdir)
+  with pytest.raises(CheckpointError, match="lies in the checkpoints of the train run"):
+    workflow.finished_run({}, workdir / "train" / "run")
+  assert tree_digest(workdir) == before

@@ -384,17 +384,19 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
     directory, or a symbolic link to nothing), so the run has not finished.
 
   Raises:
-    CheckpointError: ``workdir`` is a bundle or lies inside one, or ``WORKDIR/bundle``
-      holds anything but this run's bundle (one line naming what differs).
+    CheckpointError: ``workdir`` is a bundle or lies inside one or in a train run's
+      checkpoints, or ``WORKDIR/bundle`` holds anything but this run's bundle (one line).
   """
   workdir = _validate.path(workdir, "workdir").absolute()
-  around = checkpointing.enclosing_bundle(workdir)
-  if around is not None:
-    where = "is a bundle" if around == workdir.resolve() else f"lies inside the bundle {around}"
+  around, steps = (checkpointing.enclosing_bundle(workdir),
+                   checkpointing.enclosing_train_checkpoints(workdir))
+  if around is not None or steps is not None:  # Refused before any work, not at the save.
+    where = (f"lies in the checkpoints of the train run {steps[0]}, whose resume would read "
+             "it" if around is None else "is a bundle" if around == workdir.resolve()
+             else f"lies inside the bundle {around}, which it would change")
     raise checkpointing.CheckpointError(
         f"workdir {workdir} {where}; a train run writes its checkpoints, logs and bundle "
-        "into its workdir, which would change that bundle (and --checkpoint on it would "
-        "still read the old model); use a new --workdir")
+        "into its workdir; use a new --workdir")
   path = workdir / "bundle"
   if _nothing_at(path):
     return None
