@@ -39,7 +39,7 @@ import numpy as np
 
 from experiments import report_files, run_cache, runner_args
 from experiments.run_cache import FORGET_FIELDS, NEUTRAL_FIELDS, config_key  # noqa: F401
-from mnemonic_jax import checkpointing, configs, errors, fisher, metrics, mia, workflow
+from mnemonic_jax import _files, checkpointing, configs, errors, fisher, metrics, mia, workflow
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 
 #: Goal of a forgetting run: E_F = 100 and A_R at most this many points below before.
@@ -62,18 +62,18 @@ TRAIN_CAP, MIA_CAP = 10000, 2000
 
 
 def out_path(text: str) -> str:
-  """``--out``'s type in every runner: an empty value (an unset shell variable) is refused,
-  never taken as the current directory."""
+  """``--out``'s type in every runner: an empty value (never the current directory) and a
+  path bundles cannot be cached under (not UTF-8: ``_files.unstorable``) are refused."""
   if not text:
     raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a folder")
+  if (why := _files.unstorable(os.path.abspath(text))) is not None:
+    raise argparse.ArgumentTypeError(f"{_files.shown(text)}: {why}")
   if pathlib.Path(text).exists() and not pathlib.Path(text).is_dir():
     raise argparse.ArgumentTypeError(f"{text} exists and is not a folder; give a folder")
-  for parent in pathlib.Path(text).parents:  # The nearest existing one must be a folder.
-    if parent.exists():
-      if not parent.is_dir():
-        raise argparse.ArgumentTypeError(f"{parent} is a file, so {text} cannot be a folder; "
-                                         "give a folder")
-      break
+  nearest = next((p for p in pathlib.Path(text).parents if p.exists()), None)
+  if nearest is not None and not nearest.is_dir():  # The nearest existing one.
+    raise argparse.ArgumentTypeError(f"{nearest} is a file, so {text} cannot be a folder; "
+                                     "give a folder")
   return text
 
 

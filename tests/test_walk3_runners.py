@@ -11,6 +11,7 @@
 """
 
 import importlib
+import os
 import importlib.util
 
 import jax
@@ -113,3 +114,18 @@ def test_the_evaluation_progress_bar_shows_on_process_0_alone(process, shown, co
   logits = workflow.predict(conv_bn_bundle, np.zeros((3, 8, 8, 1), np.uint8), progress=True)
   assert logits.shape == (3, 10)
   assert ("evaluate" in capsys.readouterr().err) == shown
+
+
+@pytest.mark.parametrize("runner", ["depth", "table", "robust", "deep"])
+def test_an_out_folder_that_is_not_utf8_is_refused_before_any_work(runner, tmp_path, capsys):
+  """experiments.depth trained its model, then died in a traceback at the first cached
+  bundle under --out (the storage library takes UTF-8 paths only)."""
+  out = os.fsdecode(os.fsencode(tmp_path) + b"/caf\xe9")
+  args = {"depth": ["--models", "digits_mlp:quick", "--classes", "3"],
+          "table": ["--config", "digits_mlp:quick"]}.get(runner, [])
+  with pytest.raises(SystemExit) as exit_:
+    importlib.import_module(f"experiments.{runner}").main([*args, "--out", out])
+  assert exit_.value.code == 2
+  lines = capsys.readouterr().err.strip().splitlines()
+  assert len(lines) == 1 and "argument --out" in lines[0] and "not valid UTF-8" in lines[0]
+  assert not os.path.lexists(out)
