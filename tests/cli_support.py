@@ -3,16 +3,20 @@
 
 import atexit
 import dataclasses
+import gzip
 import hashlib
 import json
 import os
 import pathlib
 import select
 import shutil
+import struct
 import subprocess
 import sys
 import tempfile
 from typing import Any
+
+import numpy as np
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 _CACHE: list[str] = []
@@ -57,6 +61,17 @@ def small_config(**changes: Any) -> dict[str, Any]:
                 weight_decay=5e-4, t_mix=0.1, checkpoint_every=1000)
   config.update(changes)
   return config
+
+
+def write_idx(directory: pathlib.Path, split: str, images: np.ndarray,
+              labels: np.ndarray) -> None:
+  """``images`` ``(N, H, W)`` uint8 and ``labels`` as an IDX split (``idx:DIR`` reads it)."""
+  prefix = {"train": "train", "test": "t10k"}[split]
+  directory.mkdir(parents=True, exist_ok=True)
+  with gzip.open(directory / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+    f.write(struct.pack(">BBBB3I", 0, 0, 0x08, 3, *images.shape[:3]) + images.tobytes())
+  with gzip.open(directory / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(struct.pack(">BBBBI", 0, 0, 0x08, 1, len(labels)) + labels.astype(np.uint8).tobytes())
 
 
 def config_file(folder: pathlib.Path, config: dict) -> pathlib.Path:

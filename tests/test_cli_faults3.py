@@ -17,12 +17,10 @@ Runs as root too: file modes are met by running the command without root's capab
 that bypass them (``cli_under --without-file-override``).
 """
 
-import gzip
 import json
 import os
 import pathlib
 import shutil
-import struct
 import warnings
 
 import flax.serialization
@@ -30,7 +28,7 @@ import jax
 import numpy as np
 import pytest
 
-from cli_support import REPO, assert_refused, run_commands
+from cli_support import REPO, assert_refused, run_commands, write_idx
 from mnemonic_jax import checkpointing, configs, errors
 from mnemonic_jax.checkpointing import outputs
 
@@ -392,16 +390,6 @@ def test_a_newline_in_a_path_is_escaped_in_errors_reports_and_warnings(base, tmp
 # F12, F13, F14: options given twice, empty, or told about the wrong command.
 
 
-def _write_idx(directory: pathlib.Path, split: str, images: np.ndarray,
-               labels: np.ndarray) -> None:
-  prefix = {"train": "train", "test": "t10k"}[split]
-  directory.mkdir(parents=True, exist_ok=True)
-  with gzip.open(directory / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-    f.write(struct.pack(">BBBB3I", 0, 0, 0x08, 3, *images.shape[:3]) + images.tobytes())
-  with gzip.open(directory / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-    f.write(struct.pack(">BBBBI", 0, 0, 0x08, 1, len(labels)) + labels.astype(np.uint8).tobytes())
-
-
 def test_repeated_overrides_and_empty_configs_are_refused_in_one_line(base, tmp_path):
   """``--config.epochs=1 --config.epochs=2`` trained 2 epochs silently (every other option
   given twice is refused); ``--config ''`` was "'<cwd>' is not a regular file"."""
@@ -433,7 +421,7 @@ def test_empty_names_and_datasets_that_do_not_fit_are_refused_in_one_line(base, 
   images = np.zeros((24, 8, 8), np.uint8)
   idx = tmp_path / "twelve"
   for split in ("train", "test"):
-    _write_idx(idx, split, images, np.arange(24) % 12)
+    write_idx(idx, split, images, np.arange(24) % 12)
   imp = ("import", "--params", base, "--codes", codes, "--num-classes", "10",
          "--input-shape", "8,8,1", "--mean", "0", "--std", "1", "--output", out)
   empty = "is empty (an unset shell variable?)"

@@ -16,12 +16,10 @@ One small bundle (digits, MLP 64-32-10) is trained by the real ``train`` command
 worker; the other commands read it.
 """
 
-import gzip
 import json
 import os
 import pathlib
 import shutil
-import struct
 import subprocess
 import sys
 import textwrap
@@ -32,7 +30,8 @@ import pytest
 from mnemonic_jax import checkpointing
 from mnemonic_jax.data import load_dataset
 
-from cli_support import REPO, assert_refused, compilation_cache, run_cli, tree_digest
+from cli_support import (REPO, assert_refused, compilation_cache, run_cli, tree_digest,
+                         write_idx)
 
 TFDS = pytest.importorskip("tensorflow_datasets")
 HAS_TF = __import__("importlib").util.find_spec("tensorflow") is not None
@@ -208,23 +207,13 @@ def test_import_asks_for_the_normalisation_or_states_it(workdir, tmp_path):
 # Classes a dataset never shows.
 
 
-def _write_idx(directory: pathlib.Path, split: str, images: np.ndarray,
-               labels: np.ndarray) -> None:
-  prefix = {"train": "train", "test": "t10k"}[split]
-  directory.mkdir(parents=True, exist_ok=True)
-  with gzip.open(directory / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
-    f.write(struct.pack(">BBBB3I", 0, 0, 0x08, 3, *images.shape[:3]) + images.tobytes())
-  with gzip.open(directory / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
-    f.write(struct.pack(">BBBBI", 0, 0, 0x08, 1, len(labels)) + labels.astype(np.uint8).tobytes())
-
-
 @pytest.mark.slow  # Needs a trained workdir (a train command); -m slow runs it.
 @pytest.mark.parametrize("missing", [0, 9])
 def test_a_class_the_data_never_show_is_evaluated_as_absent(workdir, tmp_path, missing):
   test = load_dataset("digits", "test")
   keep = test.labels != missing
   data = tmp_path / "data"
-  _write_idx(data, "test", test.images[keep, ..., 0], test.labels[keep])
+  write_idx(data, "test", test.images[keep, ..., 0], test.labels[keep])
   result = run_cli("evaluate", "--checkpoint", workdir, "--dataset", f"idx:{data}", "--json",
                    "-q")
   report = json.loads(assert_ok(result))

@@ -17,24 +17,12 @@ from mnemonic_jax import _files
 
 
 def printable(text: object, keep: str = "") -> str:
-  """``text`` safe for a terminal: every character that is not printable is escaped.
-
-  :func:`mnemonic_jax._files.escape`, the one escaping of the project (a path in any
-  message or report goes through it too, as :func:`mnemonic_jax._files.shown`): control
-  characters (escape sequences, bells, carriage returns, newlines), C1 controls,
-  bidirectional overrides and other invisible or non-printing characters
-  (``str.isprintable`` false) are written as Python escapes (``\\x1b``, ``\\n``,
-  ``\\u202e``); letters of any script are kept. Every string that comes from a bundle, a
-  dataset or a config goes through it before the command line prints it: a table's class
-  names here, everything on stdout (:class:`mnemonic_jax.cli.outcome.ReportStream`) and
-  the error line (:func:`mnemonic_jax.cli.parser.print_error`).
-
-  Args:
-    text: anything; ``str(text)`` is escaped.
-    keep: characters left as they are (``"\\n"`` for whole lines of a report).
-
-  Returns:
-    The text, printable but for the characters of ``keep``.
+  """``text`` safe for a terminal: :func:`mnemonic_jax._files.escape` (the one escaping of
+  the project; its docstring says what is escaped and what ``keep`` keeps). Every string
+  that comes from a bundle, a dataset or a config goes through it before the command line
+  prints it: a table's class names here, everything on stdout
+  (:class:`mnemonic_jax.cli.outcome.ReportStream`) and the error line
+  (:func:`mnemonic_jax.cli.parser.print_error`).
 
   Example:
     >>> printable("\\x1b[31mred")
