@@ -63,7 +63,7 @@ from experiments import common, compare_depth, report_files, run_cache
 from experiments.compare_report import (  # noqa: F401
     DATA_FREE, GOAL, MIAS, ORACLE, SWEEP_HELD_OUT, write_report)
 from mnemonic_jax import baselines, errors, relearning, workflow
-from mnemonic_jax.baselines import mnemonic as mnemonic_lib
+from mnemonic_jax.baselines import mnemonic as mnemonic_lib, ssd
 from mnemonic_jax.data import load_dataset
 from mnemonic_jax.evaluation import DepthData
 
@@ -254,13 +254,11 @@ def check_data_bounds(config, methods: Sequence[str], forget_sets: Sequence[Sequ
   if alpha is None:
     return
   for classes in forget_sets:
-    n_f = int(np.isin(labels, classes).sum())
-    bound = len(labels) / max(n_f, 1)
-    if float(alpha) >= bound:
-      raise UsageError(f"config.baselines: ssd-exact with alpha={alpha:g} would dampen nothing "
-                       f"when forgetting classes {','.join(map(str, classes))}: per-example "
-                       f"importances satisfy I_f / I_D <= N / N_f = {bound:.4g} there; choose "
-                       f"alpha < {bound:.4g} or leave it None (half the bound)")
+    try:
+      ssd.exact_alpha(alpha, len(labels), int(np.isin(labels, classes).sum()),
+                      f" when forgetting classes {','.join(map(str, classes))}")
+    except errors.BadRequest as error:
+      raise UsageError(f"config.baselines: {error}") from None
 
 
 def method_settings(name: str, plain: dict[str, Any]) -> Any:

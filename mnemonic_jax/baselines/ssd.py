@@ -353,6 +353,27 @@ def exact_importances(apply_fn: ApplyFn, params: PyTree, retain_inputs: jax.Arra
   return i_f, i_d
 
 
+def exact_alpha(alpha: float | None, num_examples: int, num_forget: int, where: str = ""
+                ) -> tuple[float, float]:
+  """``(alpha, bound)`` of ``ssd-exact`` on ``num_examples`` training examples of which
+  ``num_forget`` are forgotten: per-example importances satisfy ``I_f / I_D <= N / N_f``
+  (the ``bound``), so an ``alpha`` at or above it selects nothing; ``None`` takes half the
+  bound.
+
+  Raises:
+    BadRequest: ``alpha >= N / N_f`` (``where``, e.g. ``" when forgetting classes 0,1"``,
+      says in the message for which request).
+  """
+  bound = num_examples / max(num_forget, 1)
+  chosen = bound / 2 if alpha is None else float(alpha)
+  if chosen >= bound:
+    raise errors.BadRequest(
+        f"ssd-exact with alpha={chosen:g} would dampen nothing{where}: per-example "
+        f"importances satisfy I_f / I_D <= N / N_f = {bound:.4g} here; choose alpha < "
+        f"{bound:.4g} or leave it None (half the bound)")
+  return chosen, bound
+
+
 @register("ssd-exact", SSDExactConfig, data="all", reference=REFERENCE +
           "; importances = per-example Fisher diagonals of mnemonic_jax.fisher (this project)")
 def ssd_exact(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
@@ -365,13 +386,7 @@ def ssd_exact(bundle: Bundle, classes: tuple[int, ...], data: UnlearnData,
   """
   del classes, key
   n_r, n_f = len(data.retain), len(data.forget)
-  bound = (n_r + n_f) / n_f
-  alpha = bound / 2 if config.alpha is None else float(config.alpha)
-  if alpha >= bound:
-    raise errors.BadRequest(
-        f"ssd-exact with alpha={alpha:g} would dampen nothing: per-example importances "
-        f"satisfy I_f / I_D <= N / N_f = {bound:.4g} here; choose alpha < {bound:.4g} or "
-        "leave it None (half the bound)")
+  alpha, bound = exact_alpha(config.alpha, n_r + n_f, n_f)
   apply_fn = bundle.apply_fn()
   fisher_lib.check_input_shape(apply_fn, bundle.params,
                                bundle.normalize(data.forget.images[:1]))
