@@ -11,14 +11,11 @@ experiments.import_graph`` checks that there is no cycle)::
                  common  <-  attach_codes, bench_forget, bench_search
   bench_fisher  <-  gpu_check
 
-What lives here: the user-error exit (:func:`fail`), the config loader of the runners,
-class arguments, the trained-and-cached bundle of one seed (:func:`trained_model`,
-:func:`train_or_load`, :func:`seed_context`; a trained model is keyed on the config fields
-that change training, so another config trains beside it, never reuses it), the key a
-run was computed with when its file predates keys (:func:`legacy_config`), the
-measurements of a forgotten model (:func:`measure`), the cells of the reports
-(:func:`mean_std`, :func:`set_label`, :func:`machine_line`, relearning medians) and the
-benchmarks' timing (:func:`median_seconds`, :func:`emit`).
+Here: the user-error exit (:func:`fail`), the runners' config loader, class arguments,
+the cached bundle of one seed (:func:`trained_model`, :func:`seed_context`; keyed on the
+config fields that change training), the key of a run file older than keys
+(:func:`legacy_config`), a forgotten model's measurements (:func:`measure`), report cells
+(:func:`mean_std`, :func:`set_label`, :func:`machine_line`) and benchmark timing.
 """
 
 import argparse
@@ -38,6 +35,7 @@ import jax
 import numpy as np
 
 from experiments import report_files, run_cache, runner_args
+# Defined in run_cache (never part of a key; part of a run's key, not of its model's).
 from experiments.run_cache import FORGET_FIELDS, NEUTRAL_FIELDS, config_key  # noqa: F401
 from mnemonic_jax import _files, checkpointing, configs, errors, fisher, metrics, mia, workflow
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
@@ -52,9 +50,6 @@ SCRATCH = "runs/experiments"
 #: ``--train-cap`` and ``--mia-cap`` of the table when not given (and of every run file
 #: written before runs recorded their key: no committed command set them).
 TRAIN_CAP, MIA_CAP = 10000, 2000
-
-# NEUTRAL_FIELDS (never part of a key) and FORGET_FIELDS (part of a run's key, not of its
-# trained model's) are defined in run_cache and read from here by the runners.
 
 
 # ----------------------------------------------------------------------------------------
@@ -132,17 +127,21 @@ def run_command(main: Callable[[], Any], prog: str, *, show: bool = False) -> No
     print(result)
 
 
-def fail(message: str, prog: str = "experiments.table") -> NoReturn:
+#: The runner whose parser was made last (:class:`RunnerParser`): what :func:`fail` names.
+_running = argparse.Namespace(prog="experiments")
+
+
+def fail(message: str, prog: str | None = None) -> NoReturn:
   """A user error: one line ``<prog>: error: <message>`` on stderr, exit status 2.
 
   Args:
     message: what is wrong and how to fix it.
-    prog: the runner named at the start of the line.
+    prog: the runner named first; by default the one whose parser was made last.
 
   Raises:
     SystemExit: always, with code 2.
   """
-  print(f"{prog}: error: {message}", file=sys.stderr)
+  print(f"{prog or _running.prog}: error: {message}", file=sys.stderr)
   sys.exit(2)
 
 
@@ -183,6 +182,7 @@ class RunnerParser(argparse.ArgumentParser):
     if not args and kwargs.get("prog") is None:
       kwargs["prog"] = runner_args.module_name(sys._getframe(1).f_globals)  # pylint: disable=protected-access
     super().__init__(*args, **kwargs)
+    _running.prog = self.prog.removeprefix("python -m ")
 
   def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
     from mnemonic_jax.cli.parser import refuse_repeated_options  # pylint: disable=import-outside-toplevel
@@ -214,8 +214,8 @@ def parse_classes(text: str, num_classes: int) -> list[int]:
   items = [c.strip() for c in text.split(",") if c.strip() != ""]
   bad = [c for c in items if not (c.isascii() and c.isdigit()) or int(c) >= num_classes]
   if bad:
-    fail(f"class ids {bad} are not classes of this dataset (0..{num_classes - 1}); write "
-         "e.g. --classes 0,3 or --classes all")
+    fail(f"class ids {', '.join(bad)} are not classes of this dataset (0..{num_classes - 1}); "
+         "write e.g. --classes 0,3 or --classes all")
   ids = [int(c) for c in items]
   if len(set(ids)) != len(ids):  # Each would be run, and averaged, twice.
     fail(f"class ids repeated in {text!r}; give each once")

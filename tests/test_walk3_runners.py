@@ -7,7 +7,8 @@
 * G5: ``--classes ''`` wrote an empty report and exited 0; ``--classes 10`` was refused
   only after the model trained.
 * G6: ``--methods ssd@alpha=abc`` was refused with Python's AST internals.
-* G10: argparse's lines named the runners ``table.py``, ``deep.py``, ``robust.py``.
+* G10: argparse's lines named the runners ``table.py``, ``deep.py``, ``robust.py``; the
+  refusals of ``experiments.common`` named every runner ``experiments.table``.
 """
 
 import importlib
@@ -42,6 +43,9 @@ REFUSALS = [
     ("robust", ["--choose-seeds", str(configs.MAX_SEED + 1)], "is not a seed"),
     ("table", ["--config", "digits_mlp:quick", "--seeds", "0"],
      "experiments.table: error: argument --seeds: must be at least 1"),
+    # Refused by experiments.common, which named every runner experiments.table.
+    ("attach_codes", ["--t-mix", "2"], "experiments.attach_codes: error: --t-mix 2.0 must be"),
+    ("attach_codes", ["--classes", "99"], "class ids 99 are not classes of this dataset"),
 ]
 
 
