@@ -225,11 +225,16 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
   # Warnings as one line of the report each (evaluate --json: in its object).
   run.hold_warnings = bool(getattr(args, "json", False))
   warnings.showwarning = outcome.show_warning
+  created: list[pathlib.Path] = []  # Folders made for the compilation cache.
   try:
     # Every path given, read or written, one the storage library can take (UTF-8),
     # before any work (a train run would otherwise train, then fail at its save).
     from mnemonic_jax.cli import paths  # pylint: disable=import-outside-toplevel
-    paths.check_storable(paths.given_paths(args))
+    given = paths.given_paths(args)
+    paths.check_storable(given)
+    cache = compilation_cache.compilation_cache_dir(args.compilation_cache,
+                                                    args.no_compilation_cache)
+    paths.check_cache_apart(cache, compilation_cache.source(args.compilation_cache), given)
     if args.command == "train" and getattr(args, "coordinator", None) is not None:
       # A config that does not load is refused before waiting for the other processes
       # (which takes up to 5 minutes when they never come).
@@ -250,8 +255,7 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
       sys.stdout = undo.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
     sys.stdout = outcome.ReportStream(sys.stdout)  # Printable; a failed write is named.
     undo.callback(compilation_cache.restore_settings, compilation_cache.current_settings())
-    compilation_cache.configure_compilation_cache(compilation_cache.compilation_cache_dir(
-        args.compilation_cache, args.no_compilation_cache))
+    created += compilation_cache.configure_compilation_cache(cache)[1]
     environment.check_backend()  # JAX_PLATFORMS naming a platform this machine lacks.
     from mnemonic_jax.cli import commands  # pylint: disable=import-outside-toplevel
 
@@ -281,6 +285,8 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
       raise  # A bug: its traceback, exit status 1.
     print_error(line or _describe(_with_cli_fix(e, args)))
     return EXIT_USAGE
+  finally:  # A cache folder made for a command that compiled nothing (refused) goes again.
+    compilation_cache.remove_if_empty(created)
 
 
 def _output_of(args: argparse.Namespace) -> pathlib.Path | None:

@@ -23,7 +23,7 @@ import os
 import pathlib
 import stat
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from mnemonic_jax import errors
@@ -113,6 +113,16 @@ def compilation_cache_dir(flag: pathlib.Path | None = None, disabled: bool = Fal
   return user_cache_dir(environ) / APP / "compilation"
 
 
+def source(flag: pathlib.Path | None = None, environ: Mapping[str, str] | None = None) -> str:
+  """Where :func:`compilation_cache_dir` found its folder, in words (for refusals)."""
+  environ = os.environ if environ is None else environ
+  if flag is not None:
+    return "--compilation-cache"
+  if CACHE_ENV in environ:
+    return f"${CACHE_ENV}"
+  return f"${_JAX_CACHE_ENV}" if environ.get(_JAX_CACHE_ENV) else "the default"
+
+
 def _refusal(folder: pathlib.Path, problem: str, fix: str) -> errors.BadRequest:
   return errors.BadRequest(
       f"compilation cache {folder} {problem}: a program planted there would run as you; "
@@ -152,7 +162,7 @@ def check_private(folder: pathlib.Path) -> None:
                        "remove that entry")
 
 
-def private_folder(folder: pathlib.Path) -> pathlib.Path:
+def private_folder(folder: pathlib.Path) -> list[pathlib.Path]:
   """Creates ``folder`` (and its missing parents) with mode 0700, then checks it.
 
   A directory created here has mode 0700 whatever the umask (``mkdir`` with 0700 can
@@ -163,7 +173,7 @@ def private_folder(folder: pathlib.Path) -> pathlib.Path:
     folder: the cache folder.
 
   Returns:
-    ``folder``.
+    The directories created, outermost first (for :func:`remove_if_empty`).
 
   Raises:
     mnemonic_jax.errors.BadRequest: as :func:`check_private`.
@@ -174,16 +184,29 @@ def private_folder(folder: pathlib.Path) -> pathlib.Path:
   while not os.path.lexists(path) and path != path.parent:
     missing.append(path)
     path = path.parent
+  created = []
   for path in reversed(missing):
     try:
       os.mkdir(path, 0o700)
     except FileExistsError:  # Created meanwhile (another run): checked below if it is ours.
       continue
     os.chmod(path, 0o700)
+    created.append(path)
   if not folder.is_dir():
     raise NotADirectoryError(20, "Not a directory", os.fspath(folder))
   check_private(folder)
-  return folder
+  return created
+
+
+def remove_if_empty(created: Sequence[pathlib.Path]) -> None:
+  """Removes the folders :func:`private_folder` created that are still empty, innermost
+  first: a command that compiled nothing (refused after the cache was opened) leaves no
+  folder behind. One that another run filled meanwhile stays."""
+  for path in reversed(created):
+    try:
+      os.rmdir(path)
+    except OSError:  # Not empty (programs were kept), or gone: nothing more to remove.
+      return
 
 
 @dataclasses.dataclass(frozen=True)
@@ -240,7 +263,8 @@ def restore_settings(saved: Settings) -> None:
       setattr(module, name, value)
 
 
-def configure_compilation_cache(where: pathlib.Path | str | None) -> str | None:
+def configure_compilation_cache(where: pathlib.Path | str | None
+                                ) -> tuple[str | None, list[pathlib.Path]]:
   """Points JAX's persistent compilation cache at ``where`` (see :func:`compilation_cache_dir`).
 
   Every program is kept, however quickly it compiled (JAX keeps only those that took a
@@ -257,7 +281,8 @@ def configure_compilation_cache(where: pathlib.Path | str | None) -> str | None:
       persistent cache).
 
   Returns:
-    The folder JAX now uses, or None.
+    ``(folder, created)``: the folder JAX now uses, or None, and the directories created
+    for it (:func:`remove_if_empty` takes them away again if nothing was kept).
 
   Raises:
     mnemonic_jax.errors.BadRequest: the folder is not the user's alone (see
@@ -268,18 +293,19 @@ def configure_compilation_cache(where: pathlib.Path | str | None) -> str | None:
   _jax_cache_module().reset_cache()
   folder = None if where is None else (
       os.environ[_JAX_CACHE_ENV] if where == "jax" else os.fspath(where))
+  created = []
   if folder is not None and "://" not in folder:
     try:
-      private_folder(pathlib.Path(folder))
+      created = private_folder(pathlib.Path(folder))
     except errors.MnemonicJaxError:
       raise
     except OSError:
       folder = None
   if folder is None:
     jax.config.update("jax_enable_compilation_cache", False)
-    return None
+    return None, []
   jax.config.update("jax_enable_compilation_cache", True)
   jax.config.update("jax_compilation_cache_dir", folder)
   if _JAX_MIN_TIME_ENV not in os.environ:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-  return folder
+  return folder, created

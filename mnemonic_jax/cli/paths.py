@@ -156,6 +156,41 @@ def check_no_overlap(outputs: Sequence[Named], inputs: Sequence[Named]) -> None:
             "which is never modified; choose an output outside every input")
 
 
+def check_cache_apart(cache: pathlib.Path | str | None, source: str,
+                      named: Sequence[Named]) -> None:
+  """Refuses a compilation cache folder that is, or lies inside, a path the command reads
+  or writes (symlinks resolved, :func:`inside`).
+
+  JAX writes a file into the cache for every program it compiles: inside an input bundle
+  that made the bundle unreadable (a file its record does not know), inside an output or a
+  training workdir it made the command refuse its own leftover as a damaged checkpoint.
+  Checked before the folder is created.
+
+  Args:
+    cache: the folder (:func:`mnemonic_jax.cli.compilation_cache.compilation_cache_dir`;
+      ``"jax"`` for ``$JAX_COMPILATION_CACHE_DIR``, None for no cache).
+    source: where the folder was named (``--compilation-cache``, a variable).
+    named: ``(option, path)`` of everything the command reads or writes
+      (:func:`given_paths`; the ``--compilation-cache`` entry itself is skipped).
+
+  Raises:
+    UsageError: the cache folder is or lies inside one of them.
+  """
+  if cache == "jax":
+    cache = os.environ.get("JAX_COMPILATION_CACHE_DIR", "")
+    if "://" in cache or not cache:
+      return
+  if cache is None:
+    return
+  for what, path in named:
+    if what != "--compilation-cache" and inside(os.fspath(_absolute(cache)), os.fspath(path)):
+      raise UsageError(
+          f"the compilation cache {cache} ({source}) lies inside {what} {path}: JAX writes a "
+          f"file there for every program it compiles, which would change {what}; choose a "
+          "cache folder outside every path the command reads or writes, or pass "
+          "--no-compilation-cache")
+
+
 def check_output(output: pathlib.Path, inputs: Sequence[Named], force: bool) -> None:
   """Refuses an output that overlaps an input, exists (without force) or may not be replaced.
 

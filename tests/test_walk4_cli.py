@@ -1,0 +1,70 @@
+"""Faults a fourth round of fresh users found on the command line, through the real command.
+
+* F1 (data lost): a compilation cache folder (``--compilation-cache``,
+  ``$MNEMONIC_JAX_CACHE_DIR``) inside the input bundle: the command wrote JAX's programs
+  into the input, exit 0, and the bundle no longer loaded ("not among the files recorded").
+  A cache folder that is or lies inside any path the command reads or writes is refused
+  in one line, before anything is created.
+* F2: the cache folder was created before the command's checks, so a refused command left
+  it behind (and inside the output or a workdir, the tool then refused its own leftover as
+  a damaged checkpoint). A folder made for a command that compiled nothing is removed.
+"""
+
+import pathlib
+
+import pytest
+
+from cli_support import assert_refused, run_commands
+
+INSIDE = "lies inside"
+
+
+@pytest.fixture(scope="module")
+def bundle(small_trained_copy) -> pathlib.Path:
+  return small_trained_copy()
+
+
+def test_a_cache_folder_inside_what_a_command_reads_or_writes_is_refused(bundle, tmp_path):
+  out, work = tmp_path / "out", tmp_path / "work"
+  cases = {
+      "inside the input": (["evaluate", "--checkpoint", bundle, "--compilation-cache",
+                            bundle / "arrays" / "d"], "--checkpoint"),
+      "the input itself": (["forget", "--checkpoint", bundle, "--classes", "3", "--output",
+                            out, "--compilation-cache", bundle], "--checkpoint"),
+      "the output": (["forget", "--checkpoint", bundle, "--classes", "3", "--output", out,
+                      "--compilation-cache", out], "--output"),
+      "inside the output": (["forget", "--checkpoint", bundle, "--classes", "3", "--output",
+                             out, "--compilation-cache", out / "arrays" / "d"], "--output"),
+      "inside a workdir": (["train", "--config", "digits_mlp:quick", "--workdir", work,
+                            "--compilation-cache", work / "train" / "200"], "--workdir"),
+  }
+  ran = run_commands({name: {"args": [*args, "-q"], "watch": [bundle]}
+                      for name, (args, _) in cases.items()})
+  for name, (args, what) in cases.items():
+    line = assert_refused(ran[name].result, INSIDE)
+    assert f"(--compilation-cache) {INSIDE} {what} " in line, (name, line)
+    assert ran[name].before == ran[name].after, name
+    assert not out.exists() and not work.exists(), name
+
+
+def test_a_cache_folder_from_the_variable_inside_the_input_is_refused(bundle, tmp_path):
+  cache = bundle / "meta"
+  ran = run_commands({"forget": {"args": ["forget", "--checkpoint", bundle, "--classes", "3",
+                                          "--output", tmp_path / "out", "-q"],
+                                 "watch": [bundle]}},
+                     env={"MNEMONIC_JAX_CACHE_DIR": str(cache)})["forget"]
+  assert_refused(ran.result, f"($MNEMONIC_JAX_CACHE_DIR) {INSIDE} --checkpoint")
+  assert ran.before == ran.after and not (tmp_path / "out").exists()
+
+
+def test_a_refused_command_leaves_no_cache_folder_behind(bundle, tmp_path):
+  cache = tmp_path / "cache" / "sub"
+  ran = run_commands({
+      "refused": {"args": ["forget", "--checkpoint", bundle, "--classes", "99", "--output",
+                           tmp_path / "out", "--compilation-cache", cache, "-q"]},
+      "compiled": {"args": ["evaluate", "--checkpoint", bundle, "--compilation-cache",
+                            tmp_path / "kept", "-q"]}})
+  assert_refused(ran["refused"].result, "out of range")
+  assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
+  assert ran["compiled"].result.returncode == 0, ran["compiled"].result.stderr
+  assert any(p.name.startswith("jit_") for p in (tmp_path / "kept").iterdir())
