@@ -8,11 +8,14 @@
 * F2: the cache folder was created before the command's checks, so a refused command left
   it behind (and inside the output or a workdir, the tool then refused its own leftover as
   a damaged checkpoint). A folder made for a command that compiled nothing is removed.
+* F3: a report lost after ``demo`` named the chart as the bundle to evaluate.
 """
 
 import pathlib
 
 import pytest
+
+from mnemonic_jax.cli import outcome
 
 from cli_support import assert_refused, run_commands
 
@@ -68,3 +71,20 @@ def test_a_refused_command_leaves_no_cache_folder_behind(bundle, tmp_path):
   assert not (tmp_path / "cache").exists() and not (tmp_path / "out").exists()
   assert ran["compiled"].result.returncode == 0, ran["compiled"].result.stderr
   assert any(p.name.startswith("jit_") for p in (tmp_path / "kept").iterdir())
+
+
+def test_a_lost_report_names_the_bundles_to_evaluate_not_the_demo_chart(tmp_path):
+  """F3: ``demo | head -1`` ended with "'mnemonic-jax evaluate --checkpoint
+  .../per_class_accuracy.png' reads it" and called the chart's history the record."""
+  trained, forgotten, chart = tmp_path / "trained", tmp_path / "forgotten", tmp_path / "c.png"
+  trained.mkdir()
+  forgotten.mkdir()
+  chart.write_bytes(b"png")
+  run = outcome.Run(written=[trained, forgotten, chart])
+  status, line = outcome.report_lost_line(run, outcome.ReportNotWritten(BrokenPipeError(32, "")))
+  assert status == outcome.EXIT_REPORT_LOST
+  assert line.endswith(f"were written and are complete (their history records what was done; "
+                       f"'mnemonic-jax evaluate --checkpoint {forgotten}' reads it)"), line
+  run = outcome.Run(written=[chart])
+  _, line = outcome.report_lost_line(run, outcome.ReportNotWritten(BrokenPipeError(32, "")))
+  assert line.endswith(f"{chart} was written and is complete"), line

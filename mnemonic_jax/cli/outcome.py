@@ -464,10 +464,12 @@ def report_lost_line(run: Run, error: ReportNotWritten) -> tuple[int, str | None
     return EXIT_PIPE_CLOSED, None
   if not done:
     return 2, f"cannot write the report to stdout: {why}"
+  bundles = [path for path in done if path.is_dir()]  # Not the demo's chart.
+  history = "" if not bundles else (
+      f" ({'its' if len(bundles) == 1 else 'their'} history records what was done; "
+      f"'mnemonic-jax evaluate --checkpoint {bundles[-1]}' reads it)")
   return EXIT_REPORT_LOST, (
-      f"the report could not be written to stdout ({why}), but {_listed(done)} (its "
-      f"history records what was done; 'mnemonic-jax evaluate --checkpoint {done[-1]}' "
-      "reads it)")
+      f"the report could not be written to stdout ({why}), but {_listed(done)}{history}")
 
 
 def environment_line(error: BaseException, command: str, output: pathlib.Path | None,
