@@ -9,6 +9,8 @@
   it behind (and inside the output or a workdir, the tool then refused its own leftover as
   a damaged checkpoint). A folder made for a command that compiled nothing is removed.
 * F3: a report lost after ``demo`` named the chart as the bundle to evaluate.
+* F4: ``forget --dataset`` refused a class the bundle had forgotten before ("duplicated
+  class ids"), which it takes with a warning without ``--dataset``.
 """
 
 import pathlib
@@ -88,3 +90,18 @@ def test_a_lost_report_names_the_bundles_to_evaluate_not_the_demo_chart(tmp_path
   run = outcome.Run(written=[chart])
   _, line = outcome.report_lost_line(run, outcome.ReportNotWritten(BrokenPipeError(32, "")))
   assert line.endswith(f"{chart} was written and is complete"), line
+
+
+def test_forgetting_a_class_again_with_a_dataset_is_taken_as_without_one(bundle, tmp_path):
+  """F4: with ``--dataset`` a second request for a class the bundle already forgot was
+  refused "forgotten: duplicated class ids in [3, 3]"; without it, taken with a warning."""
+  once, twice = tmp_path / "once", tmp_path / "twice"
+  ran = run_commands({
+      "once": {"args": ["forget", "--checkpoint", bundle, "--classes", "3", "--output", once,
+                        "-q"]},
+      "twice": {"args": ["forget", "--checkpoint", once, "--classes", "3,4", "--output", twice,
+                         "--dataset", "digits", "-q"]}})
+  result = ran["twice"].result
+  assert result.returncode == 0, result.stderr
+  assert "already forgotten by an earlier request" in result.stdout + result.stderr
+  assert "A_R (accuracy on remaining classes)" in result.stdout

@@ -232,7 +232,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
   if args.dataset:
     test = _load_split(args.dataset, "test", bundle, data_dir=data_dir, download=download)
     before = workflow.evaluate(bundle, test.images, test.labels,
-                               forgotten=bundle.forgotten_classes + classes,
+                               forgotten=sorted({*bundle.forgotten_classes, *classes}),
                                progress=show_progress(args))
   new_bundle, forget_report = workflow.forget_bundle(bundle, classes, move=move)
   if args.dataset:
