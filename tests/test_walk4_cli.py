@@ -11,15 +11,20 @@
 * F3: a report lost after ``demo`` named the chart as the bundle to evaluate.
 * F4: ``forget --dataset`` refused a class the bundle had forgotten before ("duplicated
   class ids"), which it takes with a warning without ``--dataset``.
+* F5: an ``idx:DIR`` holding ``X`` and ``X.gz`` that differ: one was read silently.
 """
 
+import gzip
 import pathlib
 
+import numpy as np
 import pytest
 
 from mnemonic_jax.cli import outcome
+from mnemonic_jax.data import DatasetError
+from mnemonic_jax.data.idx import load_idx
 
-from cli_support import assert_refused, run_commands
+from cli_support import assert_refused, run_commands, write_idx
 
 INSIDE = "lies inside"
 
@@ -105,3 +110,17 @@ def test_forgetting_a_class_again_with_a_dataset_is_taken_as_without_one(bundle,
   assert result.returncode == 0, result.stderr
   assert "already forgotten by an earlier request" in result.stdout + result.stderr
   assert "A_R (accuracy on remaining classes)" in result.stdout
+
+
+@pytest.mark.parametrize("other", ["t10k-labels-idx1-ubyte", "t10k-labels.idx1-ubyte.gz"])
+def test_an_idx_folder_with_two_files_of_one_split_is_refused(tmp_path, other):
+  """F5: ``X`` beside ``X.gz`` (or both name styles) with other labels: one was read
+  silently (accuracy 0.65% on shifted labels, exit 0)."""
+  images = np.zeros((4, 2, 2), np.uint8)
+  write_idx(tmp_path, "test", images, np.arange(4))
+  with gzip.open(tmp_path / "t10k-labels-idx1-ubyte.gz") as f:
+    (tmp_path / other).write_bytes(f.read()[:-1] + b"\x09")  # The last label changed.
+  with pytest.raises(DatasetError, match=r"holds 2 files of the test labels \(t10k-labels"):
+    load_idx(tmp_path, "test")
+  (tmp_path / other).unlink()
+  assert load_idx(tmp_path, "test").labels.tolist() == [0, 1, 2, 3]

@@ -133,21 +133,29 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
   return data.astype(dtype.newbyteorder("="), copy=not data.flags.writeable)
 
 
-def _find_idx_file(directory: str, split: str, kind: str) -> str | None:
+def _find_idx_file(directory: str, split: str, kind: str, name: str) -> str | None:
+  """The one file of ``split``'s ``kind`` in ``directory`` (None if there is none).
+
+  Raises:
+    DatasetError: several (``X`` beside ``X.gz``, or both name styles): they may differ,
+      and reading one of them silently could train or score on the other's labels.
+  """
   prefix, ndim = _IDX_PREFIX[split], 3 if kind == "images" else 1
-  for sep in ("-", "."):
-    for ext in ("", ".gz"):
-      path = os.path.join(directory, f"{prefix}-{kind}{sep}idx{ndim}-ubyte{ext}")
-      if os.path.isfile(path):
-        return path
-  return None
+  found = [path for sep in ("-", ".") for ext in ("", ".gz")
+           if os.path.isfile(path := os.path.join(directory,
+                                                  f"{prefix}-{kind}{sep}idx{ndim}-ubyte{ext}"))]
+  if len(found) > 1:
+    raise DatasetError(
+        f"{name}: {directory} holds {len(found)} files of the {split} {kind} ("
+        f"{', '.join(os.path.basename(f) for f in found)}), which may differ; keep one")
+  return found[0] if found else None
 
 
 def _read_idx_split(directory: str, split: str, name: str) -> tuple[np.ndarray, np.ndarray]:
   """Reads and validates the (images, labels) idx pair of one split."""
   paths = {}
   for kind in ("images", "labels"):
-    paths[kind] = _find_idx_file(directory, split, kind)
+    paths[kind] = _find_idx_file(directory, split, kind, name)
     if paths[kind] is None:
       ndim = 3 if kind == "images" else 1
       raise DatasetError(
@@ -221,7 +229,7 @@ def load_idx(
   images, labels = _read_idx_split(directory, split, name)
   reference = (images, labels)
   if (class_names is None or mean is None or std is None) and split != "train":
-    if _find_idx_file(directory, "train", "images") is not None:
+    if _find_idx_file(directory, "train", "images", name) is not None:
       reference = _read_idx_split(directory, "train", name)
   inferred = class_names is None
   if inferred:
