@@ -58,12 +58,13 @@ class Dampen(Move):
 
   Attributes:
     rule: the step rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
-    grid: the thresholds ``a``, from weak to strong dampening.
+    grid: the thresholds ``a``, from weak to strong dampening (decreasing ``a``).
 
   Raises:
     BadRequestType: a ``rule`` that is not a Rule, a ``grid`` that is not a sequence of
       numbers (named as ``<Move>.rule``, ``<Move>.grid``).
-    BadRequest: an empty grid, or one with a value not finite and > 0.
+    BadRequest: an empty grid, one with a value not finite and > 0, or one not decreasing
+      (an unordered grid would take a stronger dampening than the rule needs).
   """
 
   name: ClassVar[str] = "dampen"
@@ -76,8 +77,8 @@ class Dampen(Move):
 
   def __post_init__(self):
     options.rule(self.rule, "Dampen.rule")
-    stepping.check_grid(self.grid, "Dampen.grid")
+    stepping.check_grid(self.grid, "Dampen.grid", descending=True)
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     return stepping.run_phases(params, request, [(DampenPhase(), self.rule.margin)], self.rule,
-                               self.grid)
+                               self.grid, descending=True)

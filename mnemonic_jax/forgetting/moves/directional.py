@@ -254,7 +254,8 @@ class _Directional(Move):
   Raises:
     BadRequestType: a ``rule`` that is not a Rule, a ``grid`` that is not a sequence of
       numbers (named as ``<Move>.rule``, ``<Move>.grid``).
-    BadRequest: an empty grid, or one with a value not finite and > 0.
+    BadRequest: an empty grid, one with a value not finite and > 0, or one not increasing
+      (an unordered grid would take a larger step than the rule needs).
   """
 
   rule: Rule = DEFAULT_RULE

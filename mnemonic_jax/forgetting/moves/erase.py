@@ -166,7 +166,7 @@ class Erase(OutputLayerMove):
 
   Attributes:
     rule: the bias phase's rule (:class:`~mnemonic_jax.forgetting.criterion.Rule`).
-    grid: the bias phase's step grid ``t`` (logits).
+    grid: the bias phase's step grid ``t`` (logits), ordered from the smallest.
   """
 
   name: ClassVar[str] = "erase"

@@ -36,21 +36,37 @@ def rule(value: Any, name: str = "rule") -> None:
       f"{type(value).__name__}{hint}")
 
 
-def step_grid(value: Any, name: str = "grid") -> np.ndarray:
+def step_grid(value: Any, name: str = "grid", *, descending: bool = False) -> np.ndarray:
   """The step grid ``t`` as float32, checked: a non-empty sequence of finite positive
-  numbers (a tuple, a list or a 1-d array).
+  numbers (a tuple, a list or a 1-d array), ordered from the smallest move: increasing
+  ``t`` (equal neighbours allowed), or decreasing with ``descending`` (``dampen``'s
+  thresholds, weak to strong). A move keeps the first step of the grid that meets its
+  rule, so the order is the order of the moves' sizes: it is checked, never sorted.
 
   Raises:
     BadRequestType: not a sequence of real numbers (a string, a single number, None).
-    BadRequest: empty, or holding a value that is not finite and positive (in float32).
+    BadRequest: empty, holding a value that is not finite and positive (in float32), or
+      not ordered as said.
   """
   ts = _validate.real_sequence(value, name, what="positive numbers (the step grid)")
   with np.errstate(over="ignore"):  # Beyond float32: inf, refused below.
     ts = ts.astype(np.float32)
-  if ts.size == 0 or not np.all(np.isfinite(ts)) or not np.all(ts > 0):
+  if ts.size == 0:
+    raise errors.BadRequest(f"{name}: the step grid must hold finite positive numbers, got an "
+                            "empty grid; give at least one step, or leave it out for the "
+                            "default")
+  if not np.all(np.isfinite(ts)) or not np.all(ts > 0):
     raise errors.BadRequest(f"{name}: the step grid must hold finite positive numbers, got "
-                            f"{len(ts)} value(s) from {ts.min(initial=np.inf):g} to "
-                            f"{ts.max(initial=-np.inf):g}")
+                            f"{len(ts)} value(s) from {ts.min():g} to {ts.max():g}")
+  steps = np.diff(ts)
+  if np.any(steps > 0 if descending else steps < 0):
+    at = int(np.flatnonzero(steps > 0 if descending else steps < 0)[0])
+    wanted, fix = (("decreasing (from weak to strong: the largest threshold first)",
+                    "sorted(grid, reverse=True)") if descending else
+                   ("increasing (from the smallest step: the first that meets the rule is "
+                    "taken)", "sorted(grid)"))
+    raise errors.BadRequest(f"{name}: the step grid must be {wanted}, but {ts[at]:g} comes "
+                            f"before {ts[at + 1]:g}; pass {fix}")
   return ts
 
 

@@ -127,25 +127,29 @@ def host_zeros(params: PyTree) -> PyTree:
   return jax.tree.map(lambda w: jax.device_put(np.zeros(w.shape, w.dtype)), params)
 
 
-def check_grid(grid: Sequence[float], name: str = "grid") -> np.ndarray:
-  """The step grid as float32, checked (:func:`.options.step_grid`).
+def check_grid(grid: Sequence[float], name: str = "grid", *, descending: bool = False
+               ) -> np.ndarray:
+  """The step grid as float32, checked (:func:`.options.step_grid`): increasing, or
+  decreasing with ``descending``.
 
   Raises:
     TypeError: not a sequence of real numbers (a string, a single number, None).
-    ValueError: an empty grid, or one with a non-finite or non-positive value.
+    ValueError: an empty grid, one with a non-finite or non-positive value, or one not
+      ordered from the smallest move.
   """
-  return options.step_grid(grid, name)
+  return options.step_grid(grid, name, descending=descending)
 
 
 def run_phases(params: PyTree, request: prim.Request, phases: Sequence[tuple[Phase, float]],
-               rule: Rule, grid: Sequence[float]) -> Moved:
+               rule: Rule, grid: Sequence[float], *, descending: bool = False) -> Moved:
   """Runs ``(phase, margin target)`` pairs in order; each keeps the step ``rule`` picks,
-  the grid's order being the order of the moves' sizes.
+  the grid's order being the order of the moves' sizes (``grid`` increasing, or
+  decreasing with ``descending``; a phase's own grid increasing).
 
   Raises:
     ValueError: a bad grid, or a result that is not finite.
   """
-  move_ts = check_grid(grid)
+  move_ts = check_grid(grid, descending=descending)
   steps, layers, current = [], set(), params
   for phase, target in phases:
     ts = move_ts if phase.grid is None else check_grid(phase.grid)

@@ -1,0 +1,49 @@
+"""Faults a fresh Python user found composing the pure functions (walk 4).
+
+* W1: an unsorted step ``grid`` was taken: the step-grid moves keep the first step of the
+  grid that meets the rule, so ``Bias(grid=(300., 50., 20.))`` moved the bias by 300, not
+  the documented smallest 20 (and ``Dampen``'s thresholds, weak to strong, likewise). An
+  empty grid was refused with "got 0 value(s) from inf to -inf".
+"""
+
+import re
+
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+from mnemonic_jax.forgetting import moves
+
+#: The moves whose ``grid`` is a step grid, ordered from the smallest move.
+STEPPED = sorted(name for name in moves.MOVES if name not in ("algorithm2", "paper"))
+
+
+@pytest.mark.parametrize("name", STEPPED)
+def test_w1_a_step_grid_out_of_order_is_refused_naming_the_option(name):
+  cls = moves.MOVES[name]
+  ordered = (20.0, 50.0, 300.0) if name != "dampen" else (300.0, 50.0, 20.0)
+  cls(grid=ordered)  # Taken, and the same as given.
+  cls(grid=(1.0, 1.0, 2.0) if name != "dampen" else (2.0, 1.0, 1.0))  # Ties are ordered.
+  for unordered in [ordered[::-1], (50.0, 300.0, 20.0)]:
+    with pytest.raises(mj.errors.BadRequest,
+                       match=rf"^{re.escape(cls.__name__)}\.grid: the step grid must be "
+                             r"(in|de)creasing .*; pass sorted\(grid"):
+      cls(grid=unordered)
+  first = "300 comes before 20" if name != "dampen" else "50 comes before 300"
+  with pytest.raises(mj.errors.BadRequest, match=f"but {first}"):
+    cls(grid=np.array([50.0, 300.0, 20.0]))  # An array too.
+
+
+def test_w1_the_default_grids_are_ordered_and_the_fix_is_named():
+  for name in STEPPED:
+    moves.MOVES[name]()  # The defaults pass their own check.
+  with pytest.raises(mj.errors.BadRequest, match=r"decreasing .*sorted\(grid, reverse=True\)"):
+    moves.Dampen(grid=(0.1, 1.0))
+  with pytest.raises(mj.errors.BadRequest, match=r"increasing .*; pass sorted\(grid\)$"):
+    moves.Bias(grid=np.logspace(2.5, -4, 5))
+
+
+def test_w1_an_empty_grid_is_refused_without_infinite_bounds():
+  with pytest.raises(mj.errors.BadRequest) as caught:
+    moves.Bias(grid=())
+  assert "empty grid" in str(caught.value) and "inf" not in str(caught.value)
