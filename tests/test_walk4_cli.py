@@ -12,14 +12,18 @@
 * F4: ``forget --dataset`` refused a class the bundle had forgotten before ("duplicated
   class ids"), which it takes with a warning without ``--dataset``.
 * F5: an ``idx:DIR`` holding ``X`` and ``X.gz`` that differ: one was read silently.
+* F6: a workdir whose ``bundle`` was a file was called unfinished ("run train again").
 """
 
 import gzip
 import pathlib
+import shutil
 
 import numpy as np
 import pytest
 
+from mnemonic_jax import checkpointing
+from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
 from mnemonic_jax.data import DatasetError
 from mnemonic_jax.data.idx import load_idx
@@ -124,3 +128,19 @@ def test_an_idx_folder_with_two_files_of_one_split_is_refused(tmp_path, other):
     load_idx(tmp_path, "test")
   (tmp_path / other).unlink()
   assert load_idx(tmp_path, "test").labels.tolist() == [0, 1, 2, 3]
+
+
+@pytest.mark.parametrize("kind", ["a file", "a symbolic link", "a folder without"])
+def test_a_workdir_whose_bundle_is_something_else_is_named_for_it(small_trained_copy, kind):
+  """F6: a finished workdir whose ``bundle`` is a file: ``evaluate`` said the run had not
+  finished and to run train again (which refuses: "move it elsewhere")."""
+  workdir = small_trained_copy().parent
+  shutil.rmtree(workdir / "bundle")
+  if kind == "a file":
+    (workdir / "bundle").write_text("")
+  elif kind == "a symbolic link":
+    (workdir / "bundle").symlink_to(workdir / "absent")
+  else:
+    (workdir / "bundle").mkdir()
+  with pytest.raises(CheckpointError, match=f"its bundle/ is {kind}.*move it elsewhere"):
+    checkpointing.load_bundle(workdir)

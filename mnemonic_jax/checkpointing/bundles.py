@@ -193,7 +193,15 @@ def resolve_bundle_path(path: PathLike) -> pathlib.Path:
     bundle = path / "bundle"
     if bundle.is_dir() and (_meta_file(bundle).exists() or (bundle / _ARRAYS).is_dir()):
       return bundle  # A bundle with its metadata lost is refused as damaged when loaded.
-    if (path / "train").is_dir() or (path / LOCK_FILE).exists():
+    workdir = (path / "train").is_dir() or (path / LOCK_FILE).exists()
+    if workdir and os.path.lexists(bundle):  # A file, a link, a folder without a bundle.
+      kind = ("a symbolic link" if bundle.is_symlink() else "a file" if not bundle.is_dir()
+              else "a folder without a bundle's metadata or arrays")
+      raise CheckpointError(
+          f"{path} is a train workdir, but its bundle/ is {kind}, not the bundle its run "
+          "writes there; move it elsewhere and run the same 'mnemonic-jax train' command "
+          "again to write the bundle, then pass this workdir")
+    if workdir:
       raise CheckpointError(
           f"{path} is a train workdir whose run has not finished (it has no bundle/ yet); "
           "run the same 'mnemonic-jax train' command again to finish it, then pass this "
