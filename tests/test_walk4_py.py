@@ -4,10 +4,14 @@
   grid that meets the rule, so ``Bias(grid=(300., 50., 20.))`` moved the bias by 300, not
   the documented smallest 20 (and ``Dampen``'s thresholds, weak to strong, likewise). An
   empty grid was refused with "got 0 value(s) from inf to -inf".
+* W2: ``UnlearnData.from_training`` refused uint8 images held in a ``jax.Array`` with
+  "takes uint8 images ..., got uint8" (it asked for a NumPy array without saying so),
+  though ``fit`` and the baselines' own ``Split`` checks take them.
 """
 
 import re
 
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -47,3 +51,18 @@ def test_w1_an_empty_grid_is_refused_without_infinite_bounds():
   with pytest.raises(mj.errors.BadRequest) as caught:
     moves.Bias(grid=())
   assert "empty grid" in str(caught.value) and "inf" not in str(caught.value)
+
+
+def test_w2_from_training_takes_uint8_images_in_a_jax_array():
+  from mnemonic_jax import baselines
+  images = np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2, 1)
+  labels = np.arange(10) % 5
+  a = baselines.UnlearnData.from_training(images, labels, [3])
+  b = baselines.UnlearnData.from_training(jnp.asarray(images), jnp.asarray(labels), [3])
+  for split in ("retain", "forget"):
+    np.testing.assert_array_equal(getattr(a, split).images, getattr(b, split).images)
+    assert isinstance(getattr(b, split).images, np.ndarray)
+  with pytest.raises(mj.errors.BadRequestType, match="got float32"):
+    baselines.UnlearnData.from_training(jnp.asarray(images, jnp.float32), labels, [3])
+  with pytest.raises(mj.errors.BadRequest, match=r"got shape \(10,\); pass one image per row"):
+    baselines.UnlearnData.from_training(images[:, 0, 0, 0], labels, [3])

@@ -84,7 +84,8 @@ class UnlearnData:
     """Splits a training set by class into retain and forget sets.
 
     Args:
-      images: ``uint8`` ``(N, H, W, C)`` in the model's input shape.
+      images: ``uint8`` ``(N, H, W, C)`` in the model's input shape (a NumPy array or a
+        ``jax.Array``; the splits hold NumPy copies).
       labels: ``(N,)`` integer labels.
       classes: the classes to forget.
       retain, forget: whether to keep each split (``False`` gives ``None``, for methods
@@ -92,16 +93,25 @@ class UnlearnData:
 
     Raises:
       BadRequestType: images that are not a uint8 array (float images would be normalised
-        twice), labels or class ids that are not integers.
-      BadRequest: labels that are not non-negative ``(N,)``, or not one per image. Whether
-        they fit the model (its input shape, its classes) is checked by :func:`unlearn`.
+        twice) or are traced, labels or class ids that are not integers.
+      BadRequest: images of fewer than 2 dimensions, labels that are not non-negative
+        ``(N,)``, or not one per image. Whether they fit the model (its input shape, its
+        classes) is checked by :func:`unlearn`.
     """
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim < 2:
+    said = "UnlearnData.from_training takes uint8 images (N, H, W, C)"
+    if isinstance(images, jax.core.Tracer):
+      raise errors.BadRequestType(f"{said}, concrete: they are traced (under jax.jit, vmap or "
+                                  "grad) but split on the host; pass them from outside")
+    if isinstance(images, jax.Array):
+      images = np.asarray(images)  # A NumPy or jax.Array of uint8 alike: split on the host.
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8:
       raise errors.BadRequestType(
-          "UnlearnData.from_training takes uint8 images (N, H, W, C) (0..255; methods "
-          "normalise them with the bundle's mean and std), got "
+          f"{said} (0..255; methods normalise them with the bundle's mean and std), got "
           f"{getattr(images, 'dtype', type(images).__name__)} {np.shape(images)}; pass the "
           "raw images, e.g. np.round(x * 255).astype(np.uint8) for images in [0, 1]")
+    if images.ndim < 2:
+      raise errors.BadRequest(f"{said}, got shape {images.shape}; pass one image per row, "
+                              "e.g. x[:, :, :, None] for (N, H, W) grey images")
     labels = np.asarray(labels)
     unbounded = np.iinfo(np.int32).max  # The model's class count is not known here.
     _validate.labels(labels, unbounded)
