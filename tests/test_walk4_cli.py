@@ -13,16 +13,19 @@
   class ids"), which it takes with a warning without ``--dataset``.
 * F5: an ``idx:DIR`` holding ``X`` and ``X.gz`` that differ: one was read silently.
 * F6: a workdir whose ``bundle`` was a file was called unfinished ("run train again").
+* F8: ``import`` cast integer parameters to float32 silently and blamed the codes.
 """
 
 import gzip
 import pathlib
 import shutil
 
+import flax.serialization
+import jax
 import numpy as np
 import pytest
 
-from mnemonic_jax import checkpointing
+from mnemonic_jax import checkpointing, errors, models, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
 from mnemonic_jax.data import DatasetError
@@ -144,3 +147,29 @@ def test_a_workdir_whose_bundle_is_something_else_is_named_for_it(small_trained_
     (workdir / "bundle").mkdir()
   with pytest.raises(CheckpointError, match=f"its bundle/ is {kind}.*move it elsewhere"):
     checkpointing.load_bundle(workdir)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_])
+def test_import_refuses_parameters_that_are_not_floating_point(tmp_path, dtype):
+  """F8: integer parameters were cast to float32 silently; the broken model (10% right)
+  was then blamed on the codes ("attach codes")."""
+  model = models.create_model("mlp", 3, hidden=(8,))
+  params = model.init(jax.random.key(0), np.zeros((1, 4, 4, 1), np.float32))["params"]
+  params_file = tmp_path / "p.msgpack"
+  params_file.write_bytes(flax.serialization.to_bytes(
+      jax.tree.map(lambda x: np.asarray(x).astype(dtype), params)))
+  with pytest.raises(CheckpointError, match=f"params do not fit .*{np.dtype(dtype).name}"):
+    checkpointing.import_params(
+        params_file, np.zeros((3, 4, 4, 1), np.float32), model_name="mlp",
+        model_kwargs={"hidden": [8]}, num_classes=3, input_shape=(4, 4, 1),
+        output=tmp_path / "out", mean=(0.0,), std=(1.0,))
+  assert not (tmp_path / "out").exists()
+
+
+def test_pretrained_weights_that_are_not_floating_point_are_refused():
+  """F8's kind in fine-tuning: ``config.pretrained`` integers were cast the same way."""
+  fresh = {"Dense_0": {"kernel": np.zeros((2, 3), np.float32)}}
+  with pytest.raises(errors.BadCheckpoint, match="pretrained Dense_0/kernel is int32"):
+    workflow.merge_pretrained(fresh, {"Dense_0": {"kernel": np.ones((2, 3), np.int32)}})
+  merged = workflow.merge_pretrained(fresh, {"Dense_0": {"kernel": np.ones((2, 3), np.float16)}})
+  assert merged["Dense_0"]["kernel"].dtype == np.float32

@@ -28,7 +28,8 @@ from mnemonic_jax import _files
 from mnemonic_jax.bundle import IMPORT_EVENT, Bundle
 from mnemonic_jax.checkpointing._common import (
     CheckpointError, CodesNotLearnedWarning, PathLike, PyTree, _abs, _abs_output, _one_line)
-from mnemonic_jax.checkpointing.bundle_format import _check_arrays, _marked_bundle_meta
+from mnemonic_jax.checkpointing.bundle_format import (
+    _check_arrays, _check_dtypes, _marked_bundle_meta)
 from mnemonic_jax.checkpointing.bundles import load_bundle, save_bundle
 from mnemonic_jax.checkpointing.checks import (
     MAX_PARAMS_FILE_BYTES, PARAMS_FILE_FACTOR, _check_finite, _is_int, check_input_shape,
@@ -301,7 +302,9 @@ def import_params(
       above 0.5 and not 1 (:func:`check_normalisation_range`), the params file is missing or
       unreadable (or an Orbax directory declares far more elements than the model has, see
       :data:`PARAMS_FILE_FACTOR`), its tree does not match the model's parameters
-      (structure or shapes), the codes file's header does not declare the expected shape
+      (structure or shapes) or holds integers, booleans or complex numbers where the
+      model has floats (another float dtype is cast to the model's), the codes file's
+      header does not declare the expected shape
       or does not match its size, the codes have the wrong shape, the
       params, batch_stats or codes hold NaN or inf (also after casting to the model's
       dtypes), the mean or std is not finite or the std not > 0, or the output exists
@@ -341,6 +344,10 @@ def import_params(
   codes_shape = (int(num_classes), *(int(d) for d in input_shape))
   codes = _read_codes(codes, codes_shape)
   _check_arrays(str(params_path), spec, abstract, params, batch_stats, codes, codes_shape)
+  # Integers for the model's floats were cast silently, the model then broken (10% right)
+  # and the codes blamed; another float dtype is cast to the model's, as said below.
+  _check_dtypes(str(params_path), spec, abstract, params, batch_stats,
+                "import the floating-point values the model was trained with")
   if not jnp.issubdtype(codes.dtype, jnp.floating):
     raise CheckpointError(f"codes have dtype {codes.dtype}; mnemonic codes live in the "
                           "normalised input space and must be floating point")

@@ -15,10 +15,10 @@ from mnemonic_jax.workflow.forgetting_run import (AUTO, check_lambdas, codes_rig
                                                   forget_bundle, forget_warnings,
                                                   untrained_codes_warnings,
                                                   warnings_from_images)
+from mnemonic_jax.workflow.inputs import merge_pretrained, prepare_images
 from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, RESUMABLE_CHANGES,
                                                 TRAIN_FIELDS, RunStopped, finished_run,
-                                                fit_config, merge_pretrained, prepare_images,
-                                                to_plain, train)
+                                                fit_config, to_plain, train)
 
 __all__ = ["AUTO", "DEFAULT_LOG_EVERY", "Evaluation", "RESUMABLE_CHANGES", "RunStopped",
            "TRAIN_FIELDS",

@@ -10,7 +10,7 @@ import numpy as np
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import metrics, parallel, training
 from mnemonic_jax.bundle import Bundle
-from mnemonic_jax.workflow.training_run import prepare_images
+from mnemonic_jax.workflow.inputs import prepare_images
 from mnemonic_jax.data import DatasetError
 
 
