@@ -88,9 +88,12 @@ def test_every_move_takes_its_defaults_and_numpy_options(name):
   cls = moves.MOVES[name]
   assert cls().rule == Rule()
   if name in STEPPED:
-    grid = np.geomspace(1e-2, 10.0, 5)
+    # Ordered from the weakest move: increasing steps, dampen's decreasing thresholds.
+    order = (lambda values: values[::-1]) if name == "dampen" else (lambda values: values)
+    grid = order(np.geomspace(1e-2, 10.0, 5))
     assert cls(grid=grid).grid is grid  # Checked, kept as given.
-    assert cls(grid=[1, 2.5, np.float32(4.0)]).grid == [1, 2.5, np.float32(4.0)]
+    listed = order([1, 2.5, np.float32(4.0)])
+    assert cls(grid=listed).grid == listed
 
 
 @pytest.mark.parametrize("options, error, phrase", [
