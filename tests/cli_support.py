@@ -123,18 +123,17 @@ def assert_refused(result: subprocess.CompletedProcess, words: str) -> str:
   return lines[0]
 
 
-#: The program behind :func:`run_commands`: ``python -c SERVER CLI_SUPPORT_PY``, a batch
-#: server. It imports what every command imports first (JAX, Flax, Orbax: ~2 s of CPU a
-#: process) once, then for each request line on its stdin (``[CASES.json, RESULTS.json]``)
-#: runs each case's ``mnemonic-jax ARGS`` in a child forked from it, with nothing started
-#: yet (no JAX backend, no command run: the server itself never runs one), writes the
-#: results and answers ``done`` on its stdout. The child is the real program from there
+#: The program behind :func:`run_commands`: ``python -c SERVER CLI_SUPPORT_PY``, a batch server. It
+#: imports what every command imports first (JAX, Flax, Orbax: ~2 s of CPU a process; scikit-learn's
+#: datasets, which loading the digits imports: ~1.5 s) once, then for each request line on its stdin
+#: (``[CASES.json, RESULTS.json]``) runs each case's ``mnemonic-jax ARGS`` in a child forked from
+#: it, with nothing started yet (no JAX backend, no command run: the server itself never runs one),
+#: writes the results and answers ``done`` on its stdout. The child is the real program from there
 #: on: ``python -m mnemonic_jax.cli``'s own ``__main__`` run by ``runpy`` (as ``-m`` does,
-#: ``sys.path[0]`` its working directory), its stdin /dev/null, its stdout and stderr
-#: files, the exit status the interpreter makes of it. The digests of each case's watched
-#: paths are taken just before and just after its command. It says ``ready`` once it has
-#: imported (which must print nothing on stderr, as a fresh command would show it) and
-#: ends with its stdin (this process).
+#: ``sys.path[0]`` its working directory), its stdin /dev/null, its stdout and stderr files, the
+#: exit status the interpreter makes of it. The digests of each case's watched paths are taken just
+#: before and just after its command. It says ``ready`` once it has imported (which must print
+#: nothing on stderr, as a fresh command would show it) and ends with its stdin (this process).
 _SERVER = r"""
 import importlib, importlib.util, json, os, resource, runpy, sys
 
@@ -142,6 +141,7 @@ spec = importlib.util.spec_from_file_location("cli_support", sys.argv[1])
 support = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(support)
 import mnemonic_jax.cli.commands  # noqa: F401  (what the program imports before any work)
+import sklearn.datasets  # noqa: F401  (what loading the digits imports: ~1.5 s a command)
 for name in sys.argv[2:]:  # What other programs run here import first (experiments.table).
   importlib.import_module(name)
 
