@@ -602,8 +602,10 @@ def test_a_diverging_train_stops_with_one_line_and_writes_no_bundle(tmp_path):
   100 steps here) with exit 2 and one line naming the fix; no bundle is written (before,
   it trained to the end, saved a NaN checkpoint and only then refused the bundle)."""
   workdir = tmp_path / "run"
-  result = run("train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)",
-               "--config.epochs=30", "--config.learning_rate=1e9", "--workdir", workdir, "-q")
+  result = run_commands({"train": dict(args=(  # Forked after the imports.
+      "train", "--config", CONFIG, "--config.model_kwargs.hidden=(32,)", "--config.epochs=30",
+      "--config.learning_rate=1e9", "--workdir", workdir, "-q"))},
+      memory_limit=MEMORY_LIMIT)["train"].result
   assert_refused(result, "training diverged: the mean loss of steps 1-100 is")
   assert "lower config.learning_rate (now 1000000000.0) and run again" in result.stderr
   assert not (workdir / "bundle").exists() and not list((workdir / "train").iterdir())
