@@ -339,7 +339,8 @@ def finite(**named: PyTree) -> None:
           "inf); every result computed from it would be meaningless: pass finite values")
 
 
-def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
+def lambdas(lambda1: Any, lambda2: Any, params: PyTree, *, numbers_only: str = ""
+            ) -> tuple[float, float]:
   """Checks the step bounds of eq. (7) against the parameters' dtype; returns floats.
 
   The lambdas enter the computation as float32 and the move is added to parameters of
@@ -348,6 +349,11 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
   cannot be carried by them: the steps it bounds round to 0 (float16's is 6e-8, float32's
   1.4e-45; a lambda between the smallest subnormal and the smallest normal value, 6.1e-5
   in float16, is taken: the step ``alpha * eta`` may still be large enough).
+
+  ``numbers_only`` names an entry point that never takes ``"auto"`` (the pure pieces,
+  ``"step_sizes"``, ``"perturbation"``): its messages then ask for a number only, and an
+  ``"auto"`` is pointed to :func:`mnemonic_jax.forget`; otherwise (the default) they say
+  ``"auto"`` as :func:`mnemonic_jax.forget` takes it.
 
   Raises:
     TypeError: a lambda that is not a real number (``"auto"`` is resolved before this).
@@ -368,14 +374,17 @@ def lambdas(lambda1: Any, lambda2: Any, params: PyTree) -> tuple[float, float]:
     if isinstance(value, str) and value == "auto":  # Resolved before, where it is taken.
       raise errors.BadRequestType(
           f"{name}='auto' asks for the paper's move and its data-free search of the lambdas "
-          "(move='paper', or 'auto' for both lambdas of forget); Algorithm 2 takes numbers")
+          "(move='paper', or 'auto' for both lambdas of mnemonic_jax.forget); "
+          + (f"{numbers_only} takes numbers, e.g. lambda1=1e-3, lambda2=10" if numbers_only
+             else "Algorithm 2 takes numbers"))
+    wanted = ("a positive finite number (e.g. lambda1=1e-3, lambda2=10)" if numbers_only
+              else "a positive number or 'auto'")
     if isinstance(value, (bool, np.bool_, str, bytes)) or np.ndim(value) != 0:
-      raise errors.BadRequestType(f"{name} must be a positive number or 'auto', got {value!r}")
+      raise errors.BadRequestType(f"{name} must be {wanted}, got {value!r}")
     try:
       value = float(value)
     except (TypeError, ValueError):
-      raise errors.BadRequestType(
-          f"{name} must be a positive number or 'auto', got {value!r}") from None
+      raise errors.BadRequestType(f"{name} must be {wanted}, got {value!r}") from None
     if not (math.isfinite(value) and value > 0):
       raise errors.BadRequest(f"{name} must be a positive finite number, got {value:g}")
     if value > largest:

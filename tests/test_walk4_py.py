@@ -7,6 +7,11 @@
 * W2: ``UnlearnData.from_training`` refused uint8 images held in a ``jax.Array`` with
   "takes uint8 images ..., got uint8" (it asked for a NumPy array without saying so),
   though ``fit`` and the baselines' own ``Split`` checks take them.
+* W3: ``step_sizes`` took an ``eta`` holding NaN (step NaN for the whole tensor), inf
+  (step 0) or negative values without a word, though ``fisher_ratio`` and
+  ``perturbation`` refuse such Fishers.
+* W4: ``step_sizes`` and ``perturbation`` refused a bad lambda with "must be a positive
+  number or 'auto'", then refused ``'auto'`` as well.
 """
 
 import re
@@ -66,3 +71,34 @@ def test_w2_from_training_takes_uint8_images_in_a_jax_array():
     baselines.UnlearnData.from_training(jnp.asarray(images, jnp.float32), labels, [3])
   with pytest.raises(mj.errors.BadRequest, match=r"got shape \(10,\); pass one image per row"):
     baselines.UnlearnData.from_training(images[:, 0, 0, 0], labels, [3])
+
+
+@pytest.mark.parametrize("bad, phrase", [
+    (jnp.array([jnp.nan, 1.0]), r"eta\['w'\] holds 1 non-finite value"),
+    (jnp.array([jnp.inf, 1.0]), r"eta\['w'\] holds 1 non-finite value"),
+    (np.array([-1.0, 1.0]), r"eta\['w'\] holds 1 negative value.*ratio of Fishers"),
+    (-jnp.ones(2), r"eta\['w'\] holds 2 negative value"),
+])
+def test_w3_step_sizes_refuses_an_eta_no_fisher_ratio_can_be(bad, phrase):
+  with pytest.raises(mj.errors.BadRequest, match=phrase):
+    mj.step_sizes({"w": bad}, 1e-3, 1.0)
+  alpha = mj.step_sizes({"w": jnp.array([2.0, 0.0])}, 1e-3, 1.0)  # A good one still works.
+  np.testing.assert_allclose(alpha["w"], 1e-3)
+
+
+@pytest.mark.parametrize("fn", ["step_sizes", "perturbation"])
+@pytest.mark.parametrize("lam, phrase", [
+    (None, r"^lambda1 must be a positive finite number \(e.g. lambda1=1e-3, lambda2=10\), "
+           "got None$"),
+    ("1", r"^lambda1 must be a positive finite number .*got '1'$"),
+    ("auto", r"^lambda1='auto' .*; (step_sizes|perturbation) takes numbers"),
+])
+def test_w4_the_pure_pieces_ask_for_numbers_only(fn, lam, phrase):
+  tree = {"w": jnp.ones(2)}
+  args = (tree,) if fn == "step_sizes" else (tree, tree)
+  with pytest.raises(mj.errors.BadRequestType, match=phrase) as caught:
+    getattr(mj, fn)(*args, lam, lam)
+  if lam == "auto":
+    assert fn in str(caught.value)
+  else:
+    assert "'auto'" not in str(caught.value)  # Not offered: it is refused.

@@ -153,15 +153,20 @@ def _check_fishers(f_forget: PyTree, f_remain: PyTree) -> None:
   # tensor's largest ratio. Read on the host, or by one jitted reduction on an accelerator.
   _validate.finite(f_forget=f_forget, f_remain=f_remain)
   for name, (leaves, _) in zip(("f_forget", "f_remain"), flat):
-    if not all(not isinstance(x, jax.core.Tracer) and _validate.on_host(x) for _, x in leaves):
-      continue  # Traced or on an accelerator: reading would add a transfer and a sync.
-    for path, x in leaves:
-      x = np.asarray(x)
-      if np.any(x < 0):
-        raise errors.BadRequest(
-            f"{name}{jax.tree_util.keystr(path)} holds {int(np.sum(x < 0))} negative "
-            "value(s); a Fisher diagonal is a mean of squares, >= 0 (class_fishers with "
-            "eps >= 0 gives one)")
+    _check_nonnegative(name, leaves, "a Fisher diagonal is a mean of squares, >= 0 "
+                                     "(class_fishers with eps >= 0 gives one)")
+
+
+def _check_nonnegative(name: str, leaves: list, why: str) -> None:
+  """Refuses a negative value in ``(path, leaf)`` pairs when all are concrete host arrays
+  (traced or on an accelerator: not read, as reading would add a transfer and a sync)."""
+  if not all(not isinstance(x, jax.core.Tracer) and _validate.on_host(x) for _, x in leaves):
+    return
+  for path, x in leaves:
+    x = np.asarray(x)
+    if np.any(x < 0):
+      raise errors.BadRequest(f"{name}{jax.tree_util.keystr(path)} holds {int(np.sum(x < 0))} "
+                              f"negative value(s); {why}")
 
 
 def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
@@ -178,10 +183,17 @@ def step_sizes(eta: PyTree, lambda1: float, lambda2: float) -> PyTree:
 
   Raises:
     TypeError, ValueError: a lambda that is not a positive finite number (concrete
-      values), or a leaf of ``eta`` that is not a real number or array of them.
+      values), or a leaf of ``eta`` that is not a real number or array of them; a NaN or
+      infinite value in concrete ``eta`` arrays, or a negative one in concrete host arrays
+      (as :func:`fisher_ratio` checks its Fishers; traced values are the caller's).
   """
-  lambda1, lambda2 = _check_lambdas(lambda1, lambda2)
+  lambda1, lambda2 = _check_lambdas(lambda1, lambda2, "step_sizes")
   _check_numbers(eta, "eta")
+  # A NaN or inf ratio would make the tensor's whole step NaN or 0; a negative one is no
+  # ratio of Fishers. Refused on concrete values, as fisher_ratio refuses such Fishers.
+  _validate.finite(eta=eta)
+  _check_nonnegative("eta", jax.tree_util.tree_flatten_with_path(eta)[0],
+                     "eta is a ratio of Fishers, >= 0 (fisher_ratio gives one)")
   return _step_sizes(eta, lambda1, lambda2)
 
 
@@ -211,7 +223,7 @@ def perturbation(f_forget: PyTree, f_remain: PyTree, lambda1: float, lambda2: fl
     >>> candidate = jax.tree.map(jnp.add, params, delta)
   """
   _check_fishers(f_forget, f_remain)
-  lambda1, lambda2 = _check_lambdas(lambda1, lambda2)
+  lambda1, lambda2 = _check_lambdas(lambda1, lambda2, "perturbation")
   return _perturbation(f_forget, f_remain, lambda1, lambda2)
 
 
@@ -538,15 +550,15 @@ _sums_finite = jax.jit(sums_finite)
 _all_finite = jax.jit(all_finite)
 
 
-def _check_lambdas(lambda1, lambda2) -> tuple[Any, Any]:
-  """The lambdas checked and as the jitted programs take them: a concrete one (a Python
-  int or float, a NumPy scalar, a 0-d array) as ``np.float32``, so that every kind of
-  the same number shares one program (weak and strong types would each compile one); a
-  traced one unchanged (its program's to check)."""
+def _check_lambdas(lambda1, lambda2, entry: str) -> tuple[Any, Any]:
+  """The lambdas of ``entry`` (numbers only: no ``"auto"``) checked and as the jitted
+  programs take them: a concrete one (a Python int or float, a NumPy scalar, a 0-d array)
+  as ``np.float32``, so that every kind of the same number shares one program (weak and
+  strong types would each compile one); a traced one unchanged (its program's to check)."""
   traced = [isinstance(v, jax.core.Tracer) for v in (lambda1, lambda2)]
   if all(traced):
     return lambda1, lambda2
   # A concrete lambda beside a traced one is checked too (the traced one as a stand-in 1).
   checked = _validate.lambdas(*(1.0 if t else v for v, t in zip((lambda1, lambda2), traced)),
-                              {})
+                              {}, numbers_only=entry)
   return tuple(v if t else np.float32(c) for v, t, c in zip((lambda1, lambda2), traced, checked))
