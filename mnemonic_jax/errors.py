@@ -74,6 +74,14 @@ class NothingMovedWarning(RuleNotMetWarning):
   was forgotten (``report.changed`` is False). A subclass of :class:`RuleNotMetWarning`."""
 
 
+class ModelSourceChangedWarning(UserWarning):
+  """A bundle's model is built by a file of the user's (a config or module that called
+  :func:`mnemonic_jax.register_model`) whose contents changed since the bundle recorded
+  it: the model built now may not be the one trained, and what is computed with the
+  bundle's weights may describe another model."""
+
+
 __all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
-           "BadRequestType", "MnemonicJaxError", "NothingMovedWarning",
-           "RemainingCodesLostWarning", "RuleNotMetWarning", "TrainingDiverged"]
+           "BadRequestType", "MnemonicJaxError", "ModelSourceChangedWarning",
+           "NothingMovedWarning", "RemainingCodesLostWarning", "RuleNotMetWarning",
+           "TrainingDiverged"]

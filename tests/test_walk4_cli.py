@@ -13,12 +13,16 @@
   class ids"), which it takes with a warning without ``--dataset``.
 * F5: an ``idx:DIR`` holding ``X`` and ``X.gz`` that differ: one was read silently.
 * F6: a workdir whose ``bundle`` was a file was called unfinished ("run train again").
+* F7: a registered model's source file edited after training: later commands built the
+  edited model on the bundle's weights without a word. The file's SHA-256 is recorded.
 * F8: ``import`` cast integer parameters to float32 silently and blamed the codes.
 """
 
 import gzip
+import hashlib
 import pathlib
 import shutil
+import warnings
 
 import flax.serialization
 import jax
@@ -173,3 +177,40 @@ def test_pretrained_weights_that_are_not_floating_point_are_refused():
     workflow.merge_pretrained(fresh, {"Dense_0": {"kernel": np.ones((2, 3), np.int32)}})
   merged = workflow.merge_pretrained(fresh, {"Dense_0": {"kernel": np.ones((2, 3), np.float16)}})
   assert merged["Dense_0"]["kernel"].dtype == np.float32
+
+
+MODEL_FILE = """
+import flax.linen as nn
+import mnemonic_jax
+
+class Net(nn.Module):
+  num_classes: int = 2
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
+
+mnemonic_jax.register_model("walk4_f7_net", Net)
+"""
+
+
+def test_a_model_source_file_edited_since_the_bundle_was_saved_warns(tmp_path, monkeypatch):
+  """F7: a registered model's file edited after training (sigmoid -> relu): every later
+  command built the edited model on the sealed weights, without a word."""
+  source_file = tmp_path / "my_model.py"
+  source_file.write_text(MODEL_FILE)
+  models.load_model_source("walk4_f7_net", {"file": str(source_file)})  # As train runs it.
+  recorded = models.model_source("walk4_f7_net")
+  assert recorded == {"file": str(source_file),
+                      "sha256": hashlib.sha256(source_file.read_bytes()).hexdigest()}
+  for edited in (False, True):  # As a later process loads the bundle's model.
+    for registry in (models._REGISTRY, models._SOURCES):  # pylint: disable=protected-access
+      monkeypatch.delitem(registry, "walk4_f7_net")
+    if edited:
+      source_file.write_text(MODEL_FILE.replace("nn.Dense(self", "2 * nn.Dense(self"))
+    with warnings.catch_warnings(record=True) as caught:
+      warnings.simplefilter("always")
+      models.load_model_source("walk4_f7_net", recorded)
+    said = [str(w.message) for w in caught if w.category is errors.ModelSourceChangedWarning]
+    assert len(said) == edited, said
+  assert f"built by {source_file}, which changed since the bundle recorded it" in said[0]

@@ -340,11 +340,12 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
     raise bad("codes_dtype", f"is {_short(meta.get('codes_dtype'))}, not a floating-point "
                              "dtype name")
   source = meta.get("model_source", {})
-  if (not isinstance(source, dict) or len(source) > 1
-      or not all(k in ("import", "file") and isinstance(v, str) and v
+  if (not isinstance(source, dict)
+      or len([k for k in source if k in ("import", "file")]) != min(len(source), 1)
+      or not all(k in ("import", "file", "sha256") and isinstance(v, str) and v
                  for k, v in source.items())):
     raise bad("model_source", f"is {_short(source)}, not {{'import': module}} or "
-                              "{'file': path}")
+                              "{'file': path}, with the file's 'sha256'")
   checksums = meta.get(_CHECKSUMS)
   if checksums is not None:
     if not isinstance(checksums, dict) or not checksums or not all(

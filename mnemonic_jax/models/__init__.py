@@ -6,11 +6,13 @@ images and returns logits; models with BatchNorm keep their statistics in the
 """
 
 import dataclasses
+import hashlib
 import importlib
 import importlib.util
 import importlib.machinery
 import os
 import sys
+import warnings
 from functools import partial
 from typing import Any, Callable, Mapping
 
@@ -80,8 +82,8 @@ def register_model(name: str, factory: Callable[..., nn.Module], *,
                                 f"{replace!r}")
   caller = sys._getframe(1).f_globals  # pylint: disable=protected-access
   source = _source_of(caller.get("__name__"), caller.get("__file__"))
-  again = (bool(source) and _SOURCES.get(name) == source and name not in BUILT_IN
-           and _identity(_REGISTRY[name]) == _identity(factory))
+  again = (bool(source) and _place(_SOURCES.get(name, {})) == _place(source)
+           and name not in BUILT_IN and _identity(_REGISTRY[name]) == _identity(factory))
   if name in _REGISTRY and not (replace or again):
     where = ("a built-in model" if name in BUILT_IN and name not in _SOURCES else
              f"registered from {_where(_SOURCES.get(name, {}))}")
@@ -112,13 +114,31 @@ def _where(source: Mapping[str, str]) -> str:
 
 def _source_of(module: str | None, file: str | None) -> dict[str, str]:
   """``{"import": module}`` for an importable module, ``{"file": path}`` for a file run
-  by path (a config file), ``{}`` for a script or an interactive session."""
+  by path (a config file), ``{}`` for a script or an interactive session; with the
+  file's ``"sha256"`` where it can be read (:func:`load_model_source` compares it)."""
   if not module or module == "__main__" or not file:
     return {}
   loaded = sys.modules.get(module)
   if loaded is not None and getattr(loaded, "__file__", None) == file and _importable(module, file):
-    return {"import": module}
-  return {"file": os.path.abspath(file)}
+    source = {"import": module}
+  else:
+    source = {"file": os.path.abspath(file)}
+  digest = _sha256(file)
+  return {**source, "sha256": digest} if digest else source
+
+
+def _place(source: Mapping[str, str]) -> dict[str, str]:
+  """Where ``source`` registers from (its module or file), without its digest."""
+  return {k: v for k, v in source.items() if k != "sha256"}
+
+
+def _sha256(file: str | None) -> str | None:
+  """The SHA-256 of ``file``'s bytes (hex), or None if it cannot be read."""
+  try:
+    with open(file, "rb") as f:
+      return hashlib.sha256(f.read()).hexdigest()
+  except (OSError, TypeError):
+    return None
 
 
 def _importable(module: str, file: str) -> bool:
@@ -142,7 +162,8 @@ def model_source(name: str) -> dict[str, str]:
     (``__main__``) or an interactive session; ``{"import": "pkg.models"}`` when
     :func:`register_model` was called while importing that module;
     ``{"file": "/abs/path/config.py"}`` when it was called from a file run by path, such
-    as a config file given to ``mnemonic-jax train``.
+    as a config file given to ``mnemonic-jax train``; either with the file's ``"sha256"``
+    (hex) when it could be read.
   """
   return dict(_SOURCES.get(name, {}))
 
@@ -161,6 +182,10 @@ def load_model_source(name: str, source: Mapping[str, str]) -> None:
   Args:
     name: the registry name the source should register.
     source: what :func:`model_source` returned when the model was saved.
+
+  Warns:
+    ModelSourceChangedWarning: the file's SHA-256 is not the one recorded with the source
+      (the file was edited since): the model built may not be the one trained.
 
   Raises:
     ModelSourceError: the source names neither a module nor a file, the module cannot be
@@ -192,6 +217,13 @@ def load_model_source(name: str, source: Mapping[str, str]) -> None:
   if name not in _REGISTRY:
     what = f"module {module}" if module else f"file {file}"
     raise ModelSourceError(f"its source, {what}, was loaded but does not register it")
+  path = getattr(sys.modules.get(module), "__file__", None) if module else file
+  if "sha256" in source and _sha256(path) not in (None, source["sha256"]):
+    warnings.warn(
+        f"model {name!r} is built by {path}, which changed since the bundle recorded it "
+        "(its SHA-256 differs): the model built now may not be the one trained, and "
+        "results with these weights may describe another model; restore the file as it was "
+        "when the model was trained", errors.ModelSourceChangedWarning, stacklevel=2)
 
 
 def available_models() -> list[str]:
