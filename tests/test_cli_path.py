@@ -30,8 +30,8 @@ import pytest
 from mnemonic_jax import checkpointing
 from mnemonic_jax.data import load_dataset
 
-from cli_support import (REPO, assert_refused, compilation_cache, run_cli, tree_digest,
-                         write_idx)
+from cli_support import (REPO, assert_refused, compilation_cache, run_cli, run_commands,
+                         tree_digest, write_idx)
 
 TFDS = pytest.importorskip("tensorflow_datasets")
 HAS_TF = __import__("importlib").util.find_spec("tensorflow") is not None
@@ -334,10 +334,11 @@ def test_demo_refuses_to_overwrite_without_force(tmp_path):
   out.mkdir()
   (out / "per_class_accuracy.png").write_bytes(b"an earlier chart")
   (out / "notes.txt").write_text("mine")
-  before = tree_digest(tmp_path)
-  assert_refused(run_cli("demo", "--output-dir", out, "--epochs", "1", "-q"),
-                 "already holds per_class_accuracy.png of an earlier demo; pass --force")
-  assert tree_digest(tmp_path) == before
+  ran = run_commands({"demo": dict(  # Its own process, forked after the imports.
+      args=("demo", "--output-dir", out, "--epochs", "1", "-q"), watch=[tmp_path])})["demo"]
+  assert_refused(ran.result, "already holds per_class_accuracy.png of an earlier demo; "
+                 "pass --force")
+  assert ran.after == ran.before
 
 
 @pytest.mark.slow  # Needs a trained workdir (a train command); -m slow runs it.
