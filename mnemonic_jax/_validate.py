@@ -190,8 +190,10 @@ def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
   """Checks a collection of class ids; returns it sorted, as Python ints.
 
   Raises:
-    TypeError: a string, or an id that is not an integer (Python or NumPy int, or an
-      integer 0-d array): ``3.7``, ``True`` and ``"3"`` are refused, not coerced.
+    TypeError: a string, an array of more than one dimension or a nested sequence (an
+      ``(N, 1)`` column is refused, not flattened), or an id that is not an integer
+      (Python or NumPy int, or an integer 0-d array): ``3.7``, ``True`` and ``"3"`` are
+      refused, not coerced.
     ValueError: duplicates, or an id outside ``[0, num_classes)``.
   """
   if isinstance(classes, (str, bytes)):
@@ -205,11 +207,19 @@ def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
   if np.ndim(classes) == 0:
     raise errors.BadRequestType(f"{name} must be a sequence of integer class ids, got {classes!r}; "
                     "write e.g. [3]")
+  if hasattr(classes, "shape") and len(classes.shape) > 1:
+    raise errors.BadRequestType(
+        f"{name} must be a flat sequence of integer class ids, got an array of shape "
+        f"{tuple(classes.shape)}; pass ids.ravel() if every entry is a class id")
   classes = (list(np.asarray(classes, object).ravel()) if hasattr(classes, "shape")
              else list(classes))
   wrong = [c for c in classes if not is_integer(c)]
   if wrong:
-    raise errors.BadRequestType(f"{name}: class ids must be integers; got {wrong[:3]!r}")
+    nested = any(isinstance(c, (Sequence, np.ndarray, jax.Array))
+                 and not isinstance(c, (str, bytes)) for c in wrong)
+    raise errors.BadRequestType(
+        f"{name}: class ids must be integers; got {wrong[:3]!r}"
+        + ("; give a flat sequence, e.g. [3, 5], not a nested one" if nested else ""))
   classes = [int(c) for c in classes]
   if len(set(classes)) != len(classes):
     raise errors.BadRequest(f"{name}: duplicated class ids in {classes}")
@@ -220,19 +230,21 @@ def class_ids(classes: Sequence[int], num_classes: int, *, name: str = "classes"
   return tuple(sorted(classes))
 
 
-def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[int] = ()
-                   ) -> tuple[tuple[int, ...], tuple[int, ...]]:
+def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[int] = (),
+                   *, name: str = "forget") -> tuple[tuple[int, ...], tuple[int, ...]]:
   """Checks the classes to forget and those to leave out; ``(forget, exclude)`` sorted.
 
   ``exclude`` holds classes that are neither forgotten now nor remaining (e.g. forgotten
-  by an earlier request, :meth:`mnemonic_jax.Bundle.earlier_forgotten`).
+  by an earlier request, :meth:`mnemonic_jax.Bundle.earlier_forgotten`). ``name`` is the
+  caller's argument for the classes to forget, as the messages name it (``"classes"``
+  for :func:`mnemonic_jax.baselines.unlearn`).
 
   Raises:
     TypeError, ValueError: as :func:`class_ids`, for either; also an empty ``forget``, a
       class in both (it would be forgotten and scored in neither set at once), or
       nothing left to remain.
   """
-  forget = class_ids(forget, num_classes, name="forget")
+  forget = class_ids(forget, num_classes, name=name)
   exclude = class_ids(exclude, num_classes, name="exclude")
   both = [c for c in exclude if c in forget]
   if both:
@@ -240,7 +252,7 @@ def forget_request(forget: Sequence[int], num_classes: int, exclude: Sequence[in
         f"classes {both} are both forgotten and excluded; a class is either forgotten now "
         "or left out of both sets: drop it from exclude")
   if not forget:
-    raise errors.BadRequest("forget: no class to forget: give at least one class id")
+    raise errors.BadRequest(f"{name}: no class to forget: give at least one class id")
   if len(forget) + len(exclude) == num_classes:
     raise errors.BadRequest(
         f"cannot forget every class ({num_classes}"

@@ -12,15 +12,23 @@
   ``perturbation`` refuse such Fishers.
 * W4: ``step_sizes`` and ``perturbation`` refused a bad lambda with "must be a positive
   number or 'auto'", then refused ``'auto'`` as well.
+* W5: class ids as a 2-D array (``np.array([[3, 5]])``, an ``(N, 1)`` column) were
+  flattened silently by every function taking class ids (one check,
+  ``_validate.class_ids``), while the same ids as a nested list were refused.
+* W6: ``baselines.unlearn`` (and ``sweep``, ``evaluation.depth``) named bad ``classes``
+  "forget", the name of ``UnlearnData``'s forget set.
 """
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mnemonic_jax as mj
+from mnemonic_jax import baselines
+from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.forgetting import moves
 
 #: The moves whose ``grid`` is a step grid, ordered from the smallest move.
@@ -59,7 +67,6 @@ def test_w1_an_empty_grid_is_refused_without_infinite_bounds():
 
 
 def test_w2_from_training_takes_uint8_images_in_a_jax_array():
-  from mnemonic_jax import baselines
   images = np.arange(10 * 4, dtype=np.uint8).reshape(10, 2, 2, 1)
   labels = np.arange(10) % 5
   a = baselines.UnlearnData.from_training(images, labels, [3])
@@ -102,3 +109,48 @@ def test_w4_the_pure_pieces_ask_for_numbers_only(fn, lam, phrase):
     assert fn in str(caught.value)
   else:
     assert "'auto'" not in str(caught.value)  # Not offered: it is refused.
+
+
+def _linear(p, x):
+  return x.reshape(x.shape[0], -1) @ p["w"]
+
+
+PARAMS, CODES = {"w": jnp.ones((4, 3)) / 4}, jnp.arange(12.0).reshape(3, 2, 2, 1) / 12
+
+
+@pytest.mark.parametrize("ids", [np.array([[1, 2]]), np.array([[1], [2]]), jnp.array([[1]])])
+def test_w5_class_ids_of_more_than_one_dimension_are_refused_everywhere(ids):
+  phrase = r"must be a flat sequence of integer class ids, got an array of shape"
+  calls = [
+      ("forget", lambda: mj.forget(_linear, PARAMS, CODES, ids)),
+      ("forget", lambda: mj.class_fishers(_linear, PARAMS, CODES, ids)),
+      ("exclude", lambda: mj.class_fishers(_linear, PARAMS, CODES, [0], exclude=ids)),
+      ("forgotten", lambda: mj.forgetting_metrics(np.eye(3), np.arange(3), ids)),
+      ("classes", lambda: baselines.UnlearnData.from_training(
+          np.zeros((3, 2, 2, 1), np.uint8), np.arange(3), ids)),
+  ]
+  for name, call in calls:
+    with pytest.raises(mj.errors.BadRequestType, match=f"^{name} {phrase}"):
+      call()
+  mj.forgetting_metrics(np.eye(3), np.arange(3), np.array([1, 2]))  # 1-d: taken.
+
+
+def test_w5_a_nested_list_of_ids_says_to_flatten_it():
+  with pytest.raises(mj.errors.BadRequestType, match=r"give a flat sequence, e.g. \[3, 5\]"):
+    mj.forgetting_metrics(np.eye(3), np.arange(3), [[1, 2]])
+
+
+def test_w6_unlearn_names_its_classes_argument():
+  shape = (2, 2, 1)
+  model = mj.create_model("mlp", 3, hidden=(4,))
+  params = model.init(jax.random.key(1), jnp.zeros((1, *shape)))["params"]
+  bundle = Bundle("mlp", {"hidden": (4,)}, params, {}, jnp.zeros((3, *shape)), 3, shape,
+                  mean=(0.3,), std=(0.3,))
+  data = baselines.UnlearnData()
+  for classes, phrase in [(np.int64(1), "^classes must be a sequence of integer class ids"),
+                          ([1, 1], "^classes: duplicated class ids"),
+                          ([], "^classes: no class to forget"),
+                          ([7], "^classes: class ids .7. are out of range")]:
+    with pytest.raises(mj.errors.BadRequest, match=phrase):
+      baselines.unlearn("ssd", bundle, classes, data)
+

@@ -37,7 +37,6 @@ import numpy as np
 
 from mnemonic_jax import codes, errors
 from mnemonic_jax import _validate
-from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.timing import CompileClock
 from mnemonic_jax.bundle import Bundle, normalize
 from mnemonic_jax.data import pipeline
@@ -282,7 +281,7 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
   """
   _validate.bundle(bundle)
   spec = get_method(method)
-  classes = fisher_lib.validate_classes(classes, bundle.num_classes)
+  classes = _validate.forget_request(classes, bundle.num_classes, name="classes")[0]
   again = [c for c in classes if c in bundle.forgotten_classes]
   if again:
     which = (f"class {again[0]} was" if len(again) == 1
@@ -359,7 +358,7 @@ def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData
   """
   _validate.bundle(bundle)
   spec = get_method(method)
-  classes = fisher_lib.validate_classes(classes, bundle.num_classes)
+  classes = _validate.forget_request(classes, bundle.num_classes, name="classes")[0]
   if not isinstance(held_out, Split):
     raise errors.BadRequestType(f"sweep: held_out must be a Split(images, labels), got "
                                 f"{type(held_out).__name__}")

@@ -287,7 +287,7 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
   for name, other in (("oracle", oracle), ("original", original),
                       *((f"oracle_seeds[{i}]", b) for i, b in enumerate(oracle_seeds))):
     check_comparable(unlearned, other, name)
-  classes, _ = _validate.forget_request(classes, unlearned.num_classes)
+  classes, _ = _validate.forget_request(classes, unlearned.num_classes, name="classes")
   data = _check_data(data, unlearned, classes, config)
   if check_references_first:
     for name, other in (("oracle", oracle),
