@@ -17,6 +17,8 @@
   ``_validate.class_ids``), while the same ids as a nested list were refused.
 * W6: ``baselines.unlearn`` (and ``sweep``, ``evaluation.depth``) named bad ``classes``
   "forget", the name of ``UnlearnData``'s forget set.
+* W7: ``evaluation.input_scale_recovery(scales=...)`` and ``head_finetune_recovery(steps=...)``
+  refused a 1-d NumPy array as "not a sequence", and merged a value given twice.
 """
 
 import re
@@ -154,3 +156,22 @@ def test_w6_unlearn_names_its_classes_argument():
     with pytest.raises(mj.errors.BadRequest, match=phrase):
       baselines.unlearn("ssd", bundle, classes, data)
 
+
+def test_w7_the_attacks_take_a_1d_array_of_scales_or_steps():
+  from mnemonic_jax import evaluation as ev
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(30, 4)).astype(np.float32), np.repeat(np.arange(3), 10)
+  w = rng.normal(size=(4, 3)).astype(np.float32)
+  predict = lambda z: z @ w
+  listed = ev.input_scale_recovery(predict, x, y, [1], [1.5, 2.0])
+  assert ev.input_scale_recovery(predict, x, y, [1], np.array([1.5, 2.0])) == listed
+  assert ev.input_scale_recovery(predict, x, y, [1], jnp.array([1.5, 2.0])) == listed
+  steps = ev.head_finetune_recovery(x, y, w, np.zeros(3), x, y, [1], steps=[0, 2])
+  assert ev.head_finetune_recovery(x, y, w, np.zeros(3), x, y, [1],
+                                   steps=np.array([0, 2])) == steps
+  with pytest.raises(mj.errors.BadRequest, match="scales holds 2 twice"):
+    ev.input_scale_recovery(predict, x, y, [1], (2.0, 2))
+  with pytest.raises(mj.errors.BadRequest, match="steps holds 2 twice"):
+    ev.head_finetune_recovery(x, y, w, np.zeros(3), x, y, [1], steps=(2, 2))
+  with pytest.raises(mj.errors.BadRequestType, match=r"1-d sequence .* shape \(1, 2\)"):
+    ev.input_scale_recovery(predict, x, y, [1], np.array([[1.5, 2.0]]))

@@ -33,8 +33,8 @@ import optax
 from mnemonic_jax import _validate, errors, relearning
 from mnemonic_jax.checkpointing.trees import _tree_mismatch
 from mnemonic_jax.evaluation.logit_attacks import (
-    _forgotten, best_constant, forgotten_accuracy, half_split, half_split_recovery, host_rng,
-    input_scale_recovery, one_constant_recovery)
+    _forgotten, _values, best_constant, forgotten_accuracy, half_split, half_split_recovery,
+    host_rng, input_scale_recovery, one_constant_recovery)
 
 __all__ = [
     "best_constant", "forgotten_accuracy", "half_split", "half_split_recovery",
@@ -239,7 +239,8 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
     kernel, bias: the head, ``(D, C)`` and ``(C,)``.
     test_features, test_labels: ``(N, D)``, ``(N,)``.
     forgotten: forgotten class ids (each must have support images).
-    steps: step counts at which to report (a sequence of integers >= 0).
+    steps: step counts at which to report (a tuple, list or 1-d array of integers >= 0,
+      each once).
     learning_rate, momentum: SGD.
 
   Returns:
@@ -248,16 +249,14 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
   Raises:
     BadRequestType, BadRequest: features, labels or a head as :func:`prototype_attack`
       (the same checks and messages), a forgotten class without support images, a
-      learning rate <= 0, a momentum outside ``[0, 1)``, ``steps`` empty or not integers
-      >= 0; a head that became NaN or inf (a learning rate too large).
+      learning rate <= 0, a momentum outside ``[0, 1)``, ``steps`` empty, not integers
+      >= 0 or holding one twice; a head that became NaN or inf (a learning rate too large).
   """
   relearning.check_number("head_finetune_recovery", "learning_rate", learning_rate, low=0.0,
                           low_open=True)
   relearning.check_number("head_finetune_recovery", "momentum", momentum, low=0.0, high=1.0,
                           high_open=True)
-  if isinstance(steps, (str, bytes)) or not isinstance(steps, Sequence):
-    raise errors.BadRequestType(f"head_finetune_recovery: steps must be a sequence of step "
-                                f"counts, e.g. (10, 50), got {steps!r}")
+  steps = _values(steps, "head_finetune_recovery", "steps", "step counts, e.g. (10, 50)")
   for i, n in enumerate(steps):
     relearning.check_integer("head_finetune_recovery", f"steps[{i}]", n, low=0)
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,

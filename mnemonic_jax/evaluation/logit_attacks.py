@@ -30,6 +30,35 @@ def _forgotten(forgotten: Sequence[int], num_classes: int) -> np.ndarray:
   return np.asarray(classes, np.int64)
 
 
+def _values(values: Any, owner: str, name: str, what: str) -> list:
+  """``values`` as a list: a tuple, a list, a range or a 1-d array (NumPy or jax), each
+  entry once (a dict of results keyed by them would silently merge duplicates).
+
+  Raises:
+    BadRequestType: a string, a single value, a mapping, or an array of another rank.
+    BadRequest: a value given twice.
+  """
+  if hasattr(values, "shape") and hasattr(values, "dtype"):
+    if len(values.shape) != 1:
+      raise errors.BadRequestType(f"{owner}: {name} must be a 1-d sequence of {what}, got an "
+                                  f"array of shape {tuple(values.shape)}")
+    values = list(np.asarray(values))
+  elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence):
+    raise errors.BadRequestType(f"{owner}: {name} must be a sequence of {what}, got "
+                                f"{values!r:.60}")
+  seen = [v for i, v in enumerate(values) if any(_same(v, u) for u in list(values)[:i])]
+  if seen:
+    raise errors.BadRequest(f"{owner}: {name} holds {seen[0]!r} twice; give each value once")
+  return list(values)
+
+
+def _same(a: Any, b: Any) -> bool:
+  try:
+    return float(a) == float(b)
+  except (TypeError, ValueError):
+    return False  # Not a number: refused by the caller's own check.
+
+
 def _logits_and_labels(logits: Any, labels: Any, name: str) -> tuple[np.ndarray, np.ndarray]:
   """``(logits float64 (N, C), labels int64 (N,))`` checked as the metrics check them.
 
@@ -326,7 +355,7 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
       (scaling pixel values is not the attack).
     labels: ``(N,)`` their labels.
     forgotten: forgotten class ids.
-    scales: the factors tried (a sequence of numbers).
+    scales: the factors tried (a tuple, list or 1-d array of numbers, each once).
 
   Returns:
     ``{scale: forgotten accuracy (%)}``.
@@ -335,18 +364,15 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
     BadRequestType: ``predict`` not callable or not returning one array, ``inputs`` not
       real numbers or integers (raw ``uint8`` images: normalise them first, or use
       :func:`mnemonic_jax.evaluation.forward` with ``scale``), ``scales`` not a sequence
-      of numbers; logits and labels as
-      :func:`forgotten_accuracy`.
-    BadRequest: a scale that is not finite and > 0; ``inputs`` without an example axis;
-      logits and labels as :func:`forgotten_accuracy` (NaN logits included).
+      or 1-d array of numbers; logits and labels as :func:`forgotten_accuracy`.
+    BadRequest: a scale that is not finite and > 0, or given twice; ``inputs`` without an
+      example axis; logits and labels as :func:`forgotten_accuracy` (NaN logits included).
   """
   name = "input_scale_recovery"
   if not callable(predict):
     raise errors.BadRequestType(f"{name}: predict must be callable as predict(x) -> (N, C) "
                                 f"logits, got {type(predict).__name__}")
-  if isinstance(scales, (str, bytes)) or not isinstance(scales, Sequence):
-    raise errors.BadRequestType(f"{name}: scales must be a sequence of numbers, e.g. (1.5, 2.0),"
-                                f" got {scales!r}")
+  scales = _values(scales, name, "scales", "numbers, e.g. (1.5, 2.0)")
   for i, s in enumerate(scales):
     relearning.check_number(name, f"scales[{i}]", s, low=0.0, low_open=True)
   x = inputs if isinstance(inputs, jax.Array) else np.asarray(inputs)
