@@ -19,17 +19,21 @@
   "forget", the name of ``UnlearnData``'s forget set.
 * W7: ``evaluation.input_scale_recovery(scales=...)`` and ``head_finetune_recovery(steps=...)``
   refused a 1-d NumPy array as "not a sequence", and merged a value given twice.
+* W13: a Dense kernel read again outside its layer (tied weights) got the factorized
+  Fisher under ``method="auto"``, which misses its second use's gradient (78% off).
 """
 
 import re
 
+import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import baselines
+from mnemonic_jax import baselines, layer_taps
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.forgetting import moves
 
@@ -175,3 +179,36 @@ def test_w7_the_attacks_take_a_1d_array_of_scales_or_steps():
     ev.head_finetune_recovery(x, y, w, np.zeros(3), x, y, [1], steps=(2, 2))
   with pytest.raises(mj.errors.BadRequestType, match=r"1-d sequence .* shape \(1, 2\)"):
     ev.input_scale_recovery(predict, x, y, [1], np.array([[1.5, 2.0]]))
+
+
+class _Tied(nn.Module):
+  """A Dense kernel read again outside its layer: a tied read-out ``h @ kernel[:10].T``."""
+
+  @nn.compact
+  def __call__(self, x):
+    dense = nn.Dense(16)
+    h = jnp.tanh(dense(x.reshape(x.shape[0], -1)))
+    kernel = dense.variables["params"]["kernel"]
+    return h @ kernel[:10].T + nn.Dense(10)(h)
+
+
+def test_w13_a_parameter_read_outside_its_layer_takes_the_exact_fisher():
+  """W13: "auto" took the factorized Fisher for a tied kernel (every leaf sits in a Dense
+  called once), which misses the gradient of its second use: 78% off, silently."""
+  codes = mj.generate_codes(jax.random.key(0), 10, (8, 8, 1))
+  model = _Tied()
+  params = model.init(jax.random.key(0), codes)["params"]
+  apply_fn = lambda p, x: model.apply({"params": p}, x)
+  grads = [jax.grad(lambda p, i=i: mj.cross_entropy(apply_fn(p, codes[i:i + 1]),
+                                                    jnp.array([i]))[0])(params)
+           for i in range(10)]
+  by_hand = jax.tree.map(lambda *g: sum(jnp.square(t) for t in g) / 10, *grads)
+  chex.assert_trees_all_close(mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10)),
+                              by_hand, rtol=1e-5, atol=1e-9)
+  assert not layer_taps.covers(apply_fn, params, codes)
+  with pytest.raises(mj.errors.BadRequest, match="method='factorized' needs"):
+    mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10), method="factorized")
+  untied = nn.Sequential([lambda x: x.reshape(x.shape[0], -1), nn.Dense(16), jnp.tanh,
+                          nn.Dense(10)])
+  plain = untied.init(jax.random.key(0), codes)["params"]
+  assert layer_taps.covers(lambda p, x: untied.apply({"params": p}, x), plain, codes)
