@@ -54,9 +54,10 @@ def os_error(error: BaseException) -> OSError | None:
   """The operating system's error behind ``error``, or None.
 
   Args:
-    error: any exception. An ``OSError`` with an ``errno`` is itself; an exception whose
-      message ends with tensorstore's ``[os_error_code='N']`` stands for ``OSError(N)``;
-      causes and contexts are searched too.
+    error: any exception. An ``OSError`` with an ``errno`` is itself; a ``MemoryError``
+      stands for ``OSError(ENOMEM)``; an exception whose message ends with tensorstore's
+      ``[os_error_code='N']`` stands for ``OSError(N)``; causes and contexts are searched
+      too.
 
   Returns:
     An ``OSError`` with ``errno`` and ``strerror`` set (its ``filename`` only when the
@@ -65,6 +66,8 @@ def os_error(error: BaseException) -> OSError | None:
   for item in _chain(error):
     if isinstance(item, OSError) and item.errno is not None:
       return item
+    if isinstance(item, MemoryError):  # Python's allocation failed: the machine's limit.
+      return OSError(errno.ENOMEM, os.strerror(errno.ENOMEM))
     found = _OS_ERROR_CODE.search(str(item))
     if found:
       code = int(found.group(1))

@@ -16,6 +16,7 @@
 * F7: a registered model's source file edited after training: later commands built the
   edited model on the bundle's weights without a word. The file's SHA-256 is recorded.
 * F8: ``import`` cast integer parameters to float32 silently and blamed the codes.
+* F9: a MemoryError while reading a bundle was a traceback (exit 1), not one line.
 """
 
 import gzip
@@ -214,3 +215,16 @@ def test_a_model_source_file_edited_since_the_bundle_was_saved_warns(tmp_path, m
     said = [str(w.message) for w in caught if w.category is errors.ModelSourceChangedWarning]
     assert len(said) == edited, said
   assert f"built by {source_file}, which changed since the bundle recorded it" in said[0]
+
+
+def test_running_out_of_memory_is_one_line_naming_it(tmp_path):
+  """F9: under ``ulimit -v`` a MemoryError raised while reading a bundle was a 30-line
+  traceback and exit 1; the machine refusing is one line (exit 2)."""
+  try:
+    raise RuntimeError("wrapped") from MemoryError()
+  except RuntimeError as error:
+    wrapped = error
+  for error, output in ((MemoryError(), None), (wrapped, tmp_path / "out")):
+    line = outcome.environment_line(error, "forget", output, outcome.Run())
+    assert line.startswith("out of memory (Cannot allocate memory)"), line
+    assert ("nothing was written" in line) == (output is not None), line

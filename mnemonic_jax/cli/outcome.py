@@ -492,6 +492,11 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
     return None
   os_error = environment.os_error(error)
   why = os_error.strerror
+  if os_error.errno == errno.ENOMEM:  # Reading or computing as much as writing.
+    done = run.completed()
+    kept = f"; {_listed(done)}" if done else ("; nothing was written" if output else "")
+    return (f"out of memory ({why}){kept}: free memory, or raise this process's limit "
+            "(ulimit -v), and run the same command again")
   if output is None:
     where = getattr(os_error, "filename", None)
     return f"environment: {where + ': ' if where else ''}{why}"
