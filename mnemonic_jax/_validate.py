@@ -38,8 +38,12 @@ def is_integer(value: Any) -> bool:
   return dtype is not None and np.ndim(value) == 0 and np.issubdtype(dtype, np.integer)
 
 
-def _real_dtype(dtype: Any) -> bool:
-  """Whether ``dtype`` is an int or float dtype (bfloat16 and float8 included; not bool)."""
+def real_dtype(dtype: Any) -> bool:
+  """Whether ``dtype`` is an int or float dtype (bfloat16 and float8 included; not bool).
+
+  The one dtype test of "real numbers": NumPy gives ml_dtypes' bfloat16 and float8 the kind
+  ``'V'``, so ``dtype.kind in "iuf"`` would call a bfloat16 model's logits not numbers.
+  """
   return (not np.issubdtype(dtype, np.bool_)
           and (np.issubdtype(dtype, np.integer) or jnp.issubdtype(dtype, jnp.floating)))
 
@@ -52,7 +56,7 @@ def is_real(value: Any) -> bool:
   if isinstance(value, (int, float, np.integer, np.floating)):
     return True
   dtype = getattr(value, "dtype", None)
-  return dtype is not None and np.ndim(value) == 0 and _real_dtype(dtype)
+  return dtype is not None and np.ndim(value) == 0 and real_dtype(dtype)
 
 
 def real_sequence(values: Any, name: str, *, what: str = "numbers") -> np.ndarray:
@@ -68,7 +72,7 @@ def real_sequence(values: Any, name: str, *, what: str = "numbers") -> np.ndarra
     raise errors.BadRequestType(f"{said}, concrete: it is traced (under jax.jit, vmap or "
                                 "grad) but read on the host; pass it from outside")
   if hasattr(values, "dtype") and hasattr(values, "shape"):
-    if np.ndim(values) != 1 or not _real_dtype(values.dtype):
+    if np.ndim(values) != 1 or not real_dtype(values.dtype):
       raise errors.BadRequestType(f"{said}, got an array of dtype {values.dtype} and shape "
                                   f"{tuple(np.shape(values))}")
   elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence):

@@ -91,13 +91,14 @@ def _check_logits(logits: np.ndarray, name: str, caller: str, *,
   Entries of ``-inf`` (masked classes) are allowed as long as every row has at least
   one finite entry; NaN and ``+inf`` are rejected; fewer than ``minimum`` rows are
   refused by :func:`_check_num_samples`; anything but real numbers (strings, complex
-  numbers, whose imaginary part a cast would drop, booleans) by a BadRequestType.
+  numbers, whose imaginary part a cast would drop, booleans) by a BadRequestType. Every
+  int and float dtype is taken (bfloat16, float16 and float8 included), cast to float64.
   """
   try:
     logits = np.asarray(logits)
   except ValueError as e:  # Ragged rows.
     raise errors.BadRequest(f"{name} must be one (n, num_classes) array: {e}") from None
-  if logits.dtype.kind not in "iuf":
+  if not _validate.real_dtype(logits.dtype):  # bfloat16 is kind 'V' to NumPy: not "iuf".
     raise errors.BadRequestType(f"{name} must be real numbers (n, num_classes); got dtype "
                                 f"{logits.dtype}")
   logits = logits.astype(np.float64)
@@ -134,7 +135,7 @@ def _check_losses(losses: np.ndarray, name: str, caller: str) -> np.ndarray:
   ``n >= MIN_SAMPLES`` (cross-entropy losses are >= 0: a negative one is something else,
   a log-probability or a logit, given by mistake)."""
   losses = np.asarray(losses)
-  if losses.dtype.kind not in "iuf":
+  if not _validate.real_dtype(losses.dtype):
     raise errors.BadRequestType(f"{name} must be real numbers; got dtype {losses.dtype}")
   losses = losses.astype(np.float64)
   if losses.ndim != 1:

@@ -1,0 +1,44 @@
+"""Faults a fresh Python user found composing the pure functions (walk 4, second part).
+
+* W8: the MIAs (``entropy_mia``, ``confidence_mia``, ``loss_mia`` and their feature
+  helpers) refused bfloat16 logits and losses as "not real numbers": their dtype test was
+  ``dtype.kind in "iuf"``, and NumPy gives ml_dtypes' bfloat16 the kind ``'V'``, though a
+  bf16 model's logits are taken by every other scorer.
+"""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mnemonic_jax as mj
+from mnemonic_jax import mia
+
+_RNG = np.random.default_rng(0)
+_R, _T, _F = (_RNG.normal(size=(n, 4)) for n in (12, 12, 6))
+_YR, _YT, _YF = (_RNG.integers(0, 4, size=n) for n in (12, 12, 6))
+
+
+# --------------------------------------------------------------------------------- W8
+
+
+@pytest.mark.parametrize("dtype", [jnp.bfloat16, jnp.float16, jnp.float8_e4m3fn])
+def test_w8_mias_take_every_float_dtype(dtype):
+  low = lambda a: np.asarray(jnp.asarray(a, dtype))
+  as64 = lambda a: np.asarray(low(a), np.float64)
+  assert mia.entropy_mia(low(_R), _T, _F) == mia.entropy_mia(as64(_R), _T, _F)
+  assert (mia.confidence_mia(_R, _YR, low(_T), _YT, _F, _YF)
+          == mia.confidence_mia(_R, _YR, as64(_T), _YT, _F, _YF))
+  losses = np.abs(_F[:, 0])
+  assert mia.loss_mia(low(losses), np.abs(_T[:, 0])) == mia.loss_mia(as64(losses),
+                                                                      np.abs(_T[:, 0]))
+  np.testing.assert_allclose(mia.true_class_probability(low([[3., 0.]]), [0]),
+                             mia.true_class_probability([[3., 0.]], [0]), rtol=1e-6)
+  assert mia.softmax_entropy(jnp.asarray(_R, dtype)).shape == (12,)  # A jax.Array too.
+
+
+def test_w8_mias_still_refuse_what_is_not_real_numbers():
+  for bad in (np.ones((3, 2), bool), np.ones((3, 2), complex), np.full((3, 2), "a")):
+    with pytest.raises(mj.errors.BadRequestType, match="real numbers"):
+      mia.softmax_entropy(bad)
+    with pytest.raises(mj.errors.BadRequestType, match="real numbers"):
+      mia.loss_mia(bad[:, 0], np.ones(3))
