@@ -23,7 +23,8 @@ attack returned a fraction in ``[0, 1]``; the experiment records keep that fract
 percentage by 100 where it writes a record.)
 
 All randomness (subsampling, cross-validation folds) comes from the ``seed`` argument (an
-integer >= 0), so each attack is deterministic given its inputs and ``seed``.
+integer in ``[0, 2**32)``, sklearn's range), so each attack is deterministic given its
+inputs and ``seed``.
 
 Every attack refuses a degenerate set the same way: each set it is given (members,
 non-members, forgotten samples, and in :func:`all_attacks` the test samples on either
@@ -150,12 +151,23 @@ def _check_losses(losses: np.ndarray, name: str, caller: str) -> np.ndarray:
   return losses
 
 
+_SEED_LIMIT = 2**32
+"""Seeds lie in ``[0, _SEED_LIMIT)``: sklearn's ``random_state`` and NumPy's legacy
+``RandomState`` take 32-bit seeds only, so every attack refuses a larger one up front."""
+
+
 def _check_seed(seed: int, caller: str) -> int:
-  """Returns ``seed`` as an int, or raises: an integer >= 0 (NumPy's seeds), not a bool."""
+  """Returns ``seed`` as an int, or raises: an integer in ``[0, 2**32)``, not a bool.
+
+  The one seed check of the three attacks (and :func:`all_attacks`), so they agree on
+  which seeds work: sklearn's ``random_state`` takes ``[0, 2**32 - 1]`` only.
+  """
   if not _validate.is_integer(seed):
-    raise errors.BadRequestType(f"{caller}: seed must be an integer >= 0, got {seed!r}")
-  if int(seed) < 0:
-    raise errors.BadRequest(f"{caller}: seed must be >= 0, got {seed!r}")
+    raise errors.BadRequestType(f"{caller}: seed must be an integer in [0, 2**32), got {seed!r}")
+  if not 0 <= int(seed) < _SEED_LIMIT:
+    raise errors.BadRequest(
+        f"{caller}: seed must be in [0, 2**32) (sklearn's random_state takes 32-bit seeds), "
+        f"got {seed!r}; reduce it, e.g. seed % 2**32")
   return int(seed)
 
 
@@ -279,7 +291,7 @@ def entropy_mia(retain_logits: np.ndarray,
     retain_logits: ``(n_retain, num_classes)`` logits on retained training samples.
     test_logits: ``(n_test, num_classes)`` logits on held-out test samples.
     forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
-    seed: seeds the balancing subsample (an integer >= 0).
+    seed: seeds the balancing subsample (an integer in ``[0, 2**32)``).
 
   Returns:
     Percentage in ``[0, 100]`` of forgotten samples predicted "member".
@@ -287,7 +299,7 @@ def entropy_mia(retain_logits: np.ndarray,
   Raises:
     BadRequestType: a ``seed`` that is not an integer, logits that are not real numbers.
     BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples, non-2-D or NaN
-      inputs, mismatched class counts, or a negative ``seed``.
+      inputs, mismatched class counts, or a ``seed`` outside ``[0, 2**32)``.
   """
   retain_logits = _check_logits(retain_logits, "retain_logits", "entropy_mia")
   test_logits = _check_logits(test_logits, "test_logits", "entropy_mia")
@@ -348,7 +360,7 @@ def confidence_mia(retain_logits: np.ndarray,
     test_labels: ``(n_test,)`` their true labels.
     forget_logits: ``(n_forget, num_classes)`` logits on forgotten training samples.
     forget_labels: ``(n_forget,)`` their true (original) labels.
-    seed: seeds the subsample of retained samples (an integer >= 0).
+    seed: seeds the subsample of retained samples (an integer in ``[0, 2**32)``).
 
   Returns:
     MIA-efficacy, a percentage in ``[0, 100]``.
@@ -356,7 +368,7 @@ def confidence_mia(retain_logits: np.ndarray,
   Raises:
     BadRequestType: a ``seed`` that is not an integer, logits that are not real numbers.
     BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples, malformed inputs,
-      labels out of range, mismatched lengths or a negative ``seed``.
+      labels out of range, mismatched lengths or a ``seed`` outside ``[0, 2**32)``.
   """
   retain_logits = _check_logits(retain_logits, "retain_logits", "confidence_mia")
   test_logits = _check_logits(test_logits, "test_logits", "confidence_mia")
@@ -411,7 +423,7 @@ def loss_mia(forget_losses: np.ndarray,
       (e.g. :func:`cross_entropy_losses` with their original labels).
     test_losses: ``(n_test,)`` losses on test samples.
     n_splits: number of cross-validation folds (>= 2).
-    seed: seeds the balancing subsample and the fold shuffle (an integer >= 0).
+    seed: seeds the balancing subsample and the fold shuffle (an integer in ``[0, 2**32)``).
 
   Returns:
     Cross-validated attack accuracy, a percentage in ``[0, 100]``.
@@ -421,7 +433,7 @@ def loss_mia(forget_losses: np.ndarray,
       not numbers.
     BadRequest: a set with fewer than :data:`MIN_SAMPLES` samples (no 2-fold split
       exists then), an input not 1-D, not finite or negative (losses are >= 0),
-      ``n_splits < 2`` or a negative ``seed``.
+      ``n_splits < 2`` or a ``seed`` outside ``[0, 2**32)``.
   """
   forget_losses = _check_losses(forget_losses, "forget_losses", "loss_mia")
   test_losses = _check_losses(test_losses, "test_losses", "loss_mia")
@@ -483,7 +495,7 @@ def all_attacks(retain_logits: np.ndarray,
     forget_classes: the forgotten class indices: ``confidence_mia`` drops their test
       samples, ``loss_mia`` keeps only theirs.
     n_splits: folds for :func:`loss_mia`.
-    seed: passed to every attack (an integer >= 0).
+    seed: passed to every attack (an integer in ``[0, 2**32)``).
 
   Returns:
     ``{"entropy_mia": ..., "confidence_mia": ..., "loss_mia": ...}``, each a percentage

@@ -4,7 +4,12 @@
   helpers) refused bfloat16 logits and losses as "not real numbers": their dtype test was
   ``dtype.kind in "iuf"``, and NumPy gives ml_dtypes' bfloat16 the kind ``'V'``, though a
   bf16 model's logits are taken by every other scorer.
+* W9: the MIAs' ``seed`` took any integer >= 0, then sklearn (``random_state``) or NumPy
+  failed deep inside on one >= 2**32, and ``confidence_mia`` alone accepted it: the three
+  attacks disagreed on which seeds work.
 """
+
+import re
 
 import jax.numpy as jnp
 import numpy as np
@@ -42,3 +47,29 @@ def test_w8_mias_still_refuse_what_is_not_real_numbers():
       mia.softmax_entropy(bad)
     with pytest.raises(mj.errors.BadRequestType, match="real numbers"):
       mia.loss_mia(bad[:, 0], np.ones(3))
+
+
+# --------------------------------------------------------------------------------- W9
+
+
+@pytest.mark.parametrize("seed", [2**32, 2**63, -1])
+def test_w9_every_attack_refuses_a_seed_outside_32_bits_up_front(seed):
+  calls = {
+      "entropy_mia": lambda: mia.entropy_mia(_R, _T, _F, seed=seed),
+      "confidence_mia": lambda: mia.confidence_mia(_R, _YR, _T, _YT, _F, _YF, seed=seed),
+      "loss_mia": lambda: mia.loss_mia(np.abs(_F[:, 0]), np.abs(_T[:, 0]), seed=seed),
+      "all_attacks": lambda: mia.all_attacks(_R, np.where(_YR == 0, 1, _YR), _T, _YT, _F,
+                                             np.zeros(6, int), [0], seed=seed),
+  }
+  for caller, call in calls.items():
+    with pytest.raises(mj.errors.BadRequest, match=re.escape(f"{caller}: seed must be in "
+                                                             "[0, 2**32)")):
+      call()
+
+
+def test_w9_the_largest_32_bit_seed_works_in_every_attack():
+  seed = 2**32 - 1
+  assert 0 <= mia.entropy_mia(_R, _T, _F, seed=seed) <= 100
+  assert 0 <= mia.confidence_mia(_R, _YR, _T, _YT, _F, _YF, seed=seed) <= 100
+  assert 0 <= mia.loss_mia(np.abs(_F[:, 0]), np.abs(_T[:, 0]), seed=seed) <= 100
+  assert 0 <= mia.entropy_mia(_R, _T, _F, seed=np.uint64(seed)) <= 100
