@@ -12,6 +12,7 @@ devices (``jax.devices()``). A global batch is assembled from each process's own
 ``np.asarray`` as before.
 """
 
+from collections.abc import Iterable
 from typing import Any, Sequence
 
 import jax
@@ -27,13 +28,33 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   """A 1-D mesh named ``data`` over ``devices`` (default: every process's devices).
 
   Args:
-    devices: the devices, in mesh order; ``jax.devices()`` (all global devices, process
-      by process) when None.
+    devices: the devices, in mesh order (a list or tuple of ``jax.Device``, each once);
+      ``jax.devices()`` (all global devices, process by process) when None.
 
   Returns:
     The mesh.
+
+  Raises:
+    BadRequestType: ``devices`` that is not a sequence of ``jax.Device`` (a string such
+      as ``"cpu"``, a number, a list holding something else).
+    BadRequest: an empty ``devices`` (a mesh of no device splits nothing and aborts JAX
+      later), or a device given twice.
   """
-  devices = jax.devices() if devices is None else list(devices)
+  if devices is None:
+    return Mesh(np.asarray(jax.devices()), (DATA_AXIS,))
+  fix = "pass a list of devices, e.g. jax.devices() or jax.devices('cpu'), or None for all"
+  if isinstance(devices, (str, bytes)) or not isinstance(devices, Iterable):
+    raise errors.BadRequestType(f"devices must be a sequence of jax.Device, got "
+                                f"{type(devices).__name__} {devices!r:.60}; {fix}")
+  devices = list(devices)
+  wrong = [d for d in devices if not isinstance(d, jax.Device)]
+  if wrong:
+    raise errors.BadRequestType(f"devices must hold jax.Device objects only, got "
+                                f"{type(wrong[0]).__name__} {wrong[0]!r:.60}; {fix}")
+  if not devices:
+    raise errors.BadRequest(f"devices is empty: a mesh needs at least one device; {fix}")
+  if len(set(devices)) != len(devices):
+    raise errors.BadRequest("devices holds a device more than once; give each device once")
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 

@@ -7,10 +7,14 @@
 * W9: the MIAs' ``seed`` took any integer >= 0, then sklearn (``random_state``) or NumPy
   failed deep inside on one >= 2**32, and ``confidence_mia`` alone accepted it: the three
   attacks disagreed on which seeds work.
+* W10: ``make_mesh([])`` built a mesh of no device without a word (``fisher_diagonal``
+  with it then aborted the interpreter in a fatal C++ check), and ``make_mesh("cpu")``
+  failed with an ``AttributeError`` inside JAX: the devices were not checked.
 """
 
 import re
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -73,3 +77,27 @@ def test_w9_the_largest_32_bit_seed_works_in_every_attack():
   assert 0 <= mia.confidence_mia(_R, _YR, _T, _YT, _F, _YF, seed=seed) <= 100
   assert 0 <= mia.loss_mia(np.abs(_F[:, 0]), np.abs(_T[:, 0]), seed=seed) <= 100
   assert 0 <= mia.entropy_mia(_R, _T, _F, seed=np.uint64(seed)) <= 100
+
+
+# -------------------------------------------------------------------------------- W10
+
+
+@pytest.mark.parametrize("devices, error, words", [
+    ([], mj.errors.BadRequest, "devices is empty"),
+    ((), mj.errors.BadRequest, "devices is empty"),
+    ("cpu", mj.errors.BadRequestType, "devices must be a sequence of jax.Device, got str"),
+    (3, mj.errors.BadRequestType, "devices must be a sequence of jax.Device, got int"),
+    (["cpu"], mj.errors.BadRequestType, "devices must hold jax.Device objects only"),
+])
+def test_w10_make_mesh_refuses_no_device_or_what_is_not_devices(devices, error, words):
+  with pytest.raises(error, match=re.escape(words)):
+    mj.make_mesh(devices)
+
+
+def test_w10_make_mesh_refuses_a_device_twice_and_takes_good_devices():
+  device = jax.devices()[0]
+  with pytest.raises(mj.errors.BadRequest, match="more than once"):
+    mj.make_mesh([device, device])
+  mesh = mj.make_mesh(iter(jax.devices()[:2]))  # Any iterable of devices.
+  assert mesh.axis_names == ("data",) and mesh.devices.size == 2
+  assert mj.make_mesh().devices.size == len(jax.devices())
