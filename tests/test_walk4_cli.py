@@ -17,6 +17,8 @@
   edited model on the bundle's weights without a word. The file's SHA-256 is recorded.
 * F8: ``import`` cast integer parameters to float32 silently and blamed the codes.
 * F9: a MemoryError while reading a bundle was a traceback (exit 1), not one line.
+* F10: integers with `_` taken by some options, a JSON key given twice taken, --data-dir
+  ignored, a file as --workdir called "another output".
 """
 
 import gzip
@@ -228,3 +230,38 @@ def test_running_out_of_memory_is_one_line_naming_it(tmp_path):
     line = outcome.environment_line(error, "forget", output, outcome.Run())
     assert line.startswith("out of memory (Cannot allocate memory)"), line
     assert ("nothing was written" in line) == (output is not None), line
+
+
+def test_options_read_digits_strictly_keys_once_and_nothing_is_ignored(bundle, tmp_path):
+  """F10: ``demo --epochs 1_0`` trained 10 epochs (``int`` takes ``_``) while ``--classes
+  0_3`` was refused; a repeated ``--model-kwargs`` key was taken (the last one won);
+  ``--data-dir``/``--download`` with a dataset that is not tfds were ignored; ``train
+  --workdir FILE`` spoke of "another output"."""
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  out = tmp_path / "out"
+  imported = ["import", "--params", afile, "--codes", afile, "--model", "mlp", "--input-shape",
+              "8,8,1", "--output", out]
+  cases = {
+      "demo --epochs": (["demo", "--epochs", "1_0", "--output-dir", out],
+                        "argument --epochs: '1_0' is not an integer"),
+      "demo --class": (["demo", "--class", "3_1", "--output-dir", out],
+                       "argument --class: '3_1' is not a class id"),
+      "import --num-classes": ([*imported, "--num-classes", "1_0"],
+                               "argument --num-classes: '1_0' is not an integer"),
+      "forget --lambda1": (["forget", "--checkpoint", bundle, "--classes", "3", "--lambda1", "1_0",
+                            "--lambda2", "10", "--output", out], "'1_0' is not a number"),
+      "key twice": ([*imported, "--num-classes", "10", "--model-kwargs",
+                     '{"hidden": [64], "hidden": [1000]}'], "key 'hidden' given twice"),
+      "data-dir": (["evaluate", "--checkpoint", bundle, "--dataset", "digits", "--data-dir",
+                    tmp_path / "absent"], "--data-dir applies to tfds: datasets only"),
+      "download": (["evaluate", "--checkpoint", bundle, "--download"],
+                   "--download applies to tfds: datasets only, and the dataset digits"),
+      "workdir file": (["train", "--config", "digits_mlp:quick", "--workdir", afile],
+                       f"--workdir {afile} is a file; pass a directory"),
+  }
+  ran = run_commands({name: {"args": [*args, "-q"] if args[0] != "demo" else args,
+                             "watch": [bundle]} for name, (args, _) in cases.items()})
+  for name, (_, words) in cases.items():
+    assert_refused(ran[name].result, words)
+    assert ran[name].before == ran[name].after and not out.exists(), name

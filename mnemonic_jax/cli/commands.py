@@ -64,8 +64,20 @@ def _load_split(name: str, split: str, bundle, data_dir=None, download: bool = F
   return ds
 
 
-def _data_source(args, bundle=None) -> tuple[Any, bool]:
-  """``(data_dir, download)`` of a command: ``--data-dir``, else the bundle's config's."""
+def _data_source(args, bundle, dataset: str | None) -> tuple[Any, bool]:
+  """``(data_dir, download)`` of a command that reads ``dataset``: ``--data-dir``, else the
+  bundle's config's.
+
+  Raises:
+    UsageError: ``--data-dir`` or ``--download`` given where no ``tfds:`` dataset is read
+      (they were ignored: a mistyped or unset path went unnoticed).
+  """
+  given = [flag for flag, name in (("--data-dir", "data_dir"), ("--download", "download"))
+           if getattr(args, name, None)]
+  if given and not str(dataset or "").startswith("tfds:"):
+    what = f"the dataset {dataset} is not one" if dataset else "this command reads no dataset"
+    raise UsageError(f"{' and '.join(given)} appl{'y' if len(given) > 1 else 'ies'} to tfds: "
+                     f"datasets only, and {what}; leave {'them' if len(given) > 1 else 'it'} out")
   data_dir = getattr(args, "data_dir", None)
   if data_dir is None and bundle is not None:
     data_dir = (bundle.config or {}).get("data_dir")
@@ -221,7 +233,7 @@ def cmd_forget(args: argparse.Namespace) -> int:
   bundle = checkpointing.load_bundle(source)
   classes = fisher.validate_classes(args.classes, bundle.num_classes)
   config = bundle.config or {}
-  data_dir, download = _data_source(args, bundle)
+  data_dir, download = _data_source(args, bundle, args.dataset)
   if args.dataset and data_dir:
     paths.check_no_overlap([("--output", output)], paths.dataset_inputs(None, data_dir))
   move, lambda_source = _resolve_move(args, config)
@@ -283,7 +295,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
   dataset = args.dataset or bundle.dataset
   if not dataset:
     raise UsageError(f"{path} does not name its training dataset; pass --dataset NAME")
-  data_dir, download = _data_source(args, bundle)
+  data_dir, download = _data_source(args, bundle, dataset)
   ds = _load_split(dataset, args.split, bundle, data_dir=data_dir, download=download)
   if request:  # Before the train split is read and the attacks run.
     depth.check_references(request, ds)
@@ -330,9 +342,9 @@ def _import_normalisation(args) -> tuple[tuple[float, ...], tuple[float, ...], s
     raise UsageError(f"{given} needs {missing} too: give the per-channel mean and std the "
                      "model was trained with")
   info = None
+  data_dir, download = _data_source(args, None, args.dataset)
   if args.dataset:  # Recorded as the model's dataset: it must fit the model.
-    info = load_dataset(args.dataset, "train", data_dir=args.data_dir,
-                        download=args.download).info
+    info = load_dataset(args.dataset, "train", data_dir=data_dir, download=download).info
     if tuple(info.shape) != tuple(args.input_shape) or info.num_classes > args.num_classes:
       raise UsageError(
           f"--dataset {args.dataset} has {info.num_classes} classes of images "
@@ -415,7 +427,7 @@ def cmd_attach_codes(args: argparse.Namespace) -> int:
   dataset = args.dataset or bundle.dataset
   if not dataset:
     raise UsageError(f"{source} does not name its training dataset; pass --dataset NAME")
-  data_dir, download = _data_source(args, bundle)
+  data_dir, download = _data_source(args, bundle, dataset)
   paths.check_no_overlap([("--output", output)], paths.dataset_inputs(dataset, data_dir))
   t_mix = attach.DEFAULT_T_MIX if args.t_mix is None else args.t_mix
   attach.check_attachable(bundle)  # Before the data are read.

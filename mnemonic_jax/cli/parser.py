@@ -23,6 +23,7 @@ from mnemonic_jax import distributed, errors
 from mnemonic_jax.cli.compilation_cache import CACHE_ENV, default_cache_hint
 from mnemonic_jax.cli.values import (  # noqa: F401  # Re-exported: the parser's types.
     DEPTH_GROUPS,
+    class_id,
     class_list,
     config_spec,
     depth_attacks,
@@ -422,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="the model's other attributes as a JSON object; mlp's: hidden "
                       "(default [1000]) and activation (default sigmoid; relu, gelu, tanh), "
                       "e.g. '{\"hidden\": [256], \"activation\": \"relu\"}'")
-  p.add_argument("--num-classes", required=True, type=int, help="number of classes")
+  p.add_argument("--num-classes", required=True, type=positive_int, help="number of classes")
   p.add_argument("--input-shape", required=True, type=int_tuple, metavar="H,W,C",
                  help="shape of one input")
   p.add_argument("--mean", type=float_tuple, default=None, metavar="M[,M...]",
@@ -505,9 +506,9 @@ def build_parser() -> argparse.ArgumentParser:
       [common])
   p.add_argument("--output-dir", type=path_value, default=pathlib.Path("mnemonic-demo"),
                  metavar="DIR", help="where the bundles and the chart go (default: ./%(default)s)")
-  p.add_argument("--class", dest="forget_class", type=int, default=3, metavar="N",
+  p.add_argument("--class", dest="forget_class", type=class_id, default=3, metavar="N",
                  help="the class to forget, 0-9 (default: %(default)s)")
-  p.add_argument("--epochs", type=int, default=DEMO_EPOCHS,
+  p.add_argument("--epochs", type=positive_int, default=DEMO_EPOCHS,
                  help="training epochs (default: %(default)s; the paper trains 200)")
   p.add_argument("--force", action="store_true",
                  help="replace the outputs of an earlier demo in OUTPUT_DIR")

@@ -260,9 +260,12 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
     workdir: the absolute run directory.
 
   Raises:
-    UsageError: an output and an input overlap, or a path it reads is not UTF-8
-      (:func:`check_storable`).
+    UsageError: an output and an input overlap, a path it reads is not UTF-8
+      (:func:`check_storable`), or the workdir is a file.
   """
+  if os.path.exists(workdir) and not os.path.isdir(workdir):
+    raise UsageError(f"--workdir {workdir} is a file; pass a directory (it holds the run's "
+                     "checkpoints, its metrics and its bundle)")
   get = config.get if hasattr(config, "get") else (lambda key, default=None: default)
   inputs = [("config file", configs.split_spec(spec)[0])]
   if get("pretrained"):

@@ -19,6 +19,30 @@ def _digits(text: str) -> bool:
   return text.isascii() and text.isdigit()
 
 
+def _integer(text: str) -> int:
+  """``int(text)`` of ASCII digits with an optional sign only (``int`` also takes ``'1_0'``
+  and ``'٣'``), so that every integer option reads digits as ``--classes`` does.
+
+  Raises:
+    ValueError: anything else.
+  """
+  body = text.strip().removeprefix("-")
+  if not _digits(body):
+    raise ValueError(text)
+  return int(text)
+
+
+def _number(text: str) -> float:
+  """``float(text)`` without the digit separators ``float`` takes (``'1_0'`` is 10.0).
+
+  Raises:
+    ValueError: not a number.
+  """
+  if "_" in text:
+    raise ValueError(text)
+  return float(text)
+
+
 def class_list(text: str) -> list[int]:
   """Parses ``"3,7"`` into ``[3, 7]``, strictly (every item a non-negative integer).
 
@@ -48,7 +72,7 @@ def int_tuple(text: str) -> tuple[int, ...]:
 def float_tuple(text: str) -> tuple[float, ...]:
   """Parses ``"0.1307"`` or ``"0.49,0.48,0.45"`` into a tuple of floats."""
   try:
-    values = tuple(float(item) for item in text.split(","))
+    values = tuple(_number(item) for item in text.split(","))
   except ValueError:
     raise argparse.ArgumentTypeError(
         f"{text!r} is not a comma-separated list of numbers; write e.g. 0.49,0.48,0.45"
@@ -71,12 +95,12 @@ def _ranged(text: str, convert, noun: str, ok, span: str):
 
 def mix_rate(text: str) -> float:
   """Parses a code-mixing probability: a number in (0, 1]."""
-  return _ranged(text, float, "a number", lambda v: 0.0 < v <= 1.0, "(0, 1]")
+  return _ranged(text, _number, "a number", lambda v: 0.0 < v <= 1.0, "(0, 1]")
 
 
 def seed_value(text: str) -> int:
   """Parses a seed: an integer in [0, 2^63)."""
-  return _ranged(text, int, "an integer", lambda v: 0 <= v < 2 ** 63, "[0, 2^63)")
+  return _ranged(text, _integer, "an integer", lambda v: 0 <= v < 2 ** 63, "[0, 2^63)")
 
 
 def lambda_value(text: str) -> float | str:
@@ -89,7 +113,7 @@ def lambda_value(text: str) -> float | str:
 def positive_float(text: str) -> float:
   """Parses a finite number > 0."""
   try:
-    value = float(text)
+    value = _number(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
   if not (math.isfinite(value) and value > 0):
@@ -146,7 +170,7 @@ def config_spec(text: str) -> str:
 def positive_int(text: str) -> int:
   """Parses an integer >= 1."""
   try:
-    value = int(text)
+    value = _integer(text)
   except ValueError:
     raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
   if value < 1:
@@ -154,12 +178,31 @@ def positive_int(text: str) -> int:
   return value
 
 
+def class_id(text: str) -> int:
+  """Parses one class id (ASCII digits, 0 or more), as an item of :func:`class_list`."""
+  if not _digits(text.strip()):
+    raise argparse.ArgumentTypeError(f"{text!r} is not a class id (0 or more); write e.g. 3")
+  return int(text)
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+  """A JSON object's members as a dict; a key given twice is refused (the last one would
+  win silently, as a ``--config.FIELD`` given twice is refused)."""
+  keys = [key for key, _ in pairs]
+  twice = sorted({key for key in keys if keys.count(key) > 1})
+  if twice:
+    raise ValueError(f"key {', '.join(map(repr, twice))} given twice")
+  return dict(pairs)
+
+
 def json_object(text: str) -> dict[str, Any]:
-  """Parses a JSON object such as ``'{"hidden": [1000]}'``."""
+  """Parses a JSON object such as ``'{"hidden": [1000]}'`` (each key once, at any depth)."""
   try:
-    value = json.loads(text)
+    value = json.loads(text, object_pairs_hook=_unique_keys)
   except json.JSONDecodeError as e:
     raise argparse.ArgumentTypeError(f"{text!r} is not valid JSON ({e.msg})") from None
+  except ValueError as e:
+    raise argparse.ArgumentTypeError(f"{text!r}: {e}; give each key once") from None
   if not isinstance(value, dict):
     raise argparse.ArgumentTypeError(
         f"{text!r} must be a JSON object, e.g. '{{\"hidden\": [1000]}}'")
