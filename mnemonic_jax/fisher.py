@@ -36,7 +36,9 @@ import numpy as np
 from jax.sharding import Mesh
 
 from mnemonic_jax import errors
-from mnemonic_jax import _validate, environment, layer_taps, parallel
+from mnemonic_jax import _validate, layer_taps, parallel
+from mnemonic_jax.fisher_checks import (  # noqa: F401  (importable from here as before)
+    _array, _check_eps, _check_loss_fn, _check_microbatch, _float_inputs, _loss)
 from mnemonic_jax.pytrees import as_pytree
 
 PyTree = Any
@@ -137,7 +139,8 @@ def fisher_diagonal(
     loss_fn: per-example loss ``(logits, labels) -> (N,)``, unreduced (no mean or sum);
       cross-entropy by default.
     method: ``"auto"``, ``"vmap"`` or ``"factorized"`` (see the module docstring).
-    mesh: optional mesh; each microbatch is split over its ``data`` axis. A mesh over
+    mesh: optional ``jax.sharding.Mesh`` with a ``data`` axis (e.g.
+      :func:`mnemonic_jax.make_mesh`); each microbatch is split over it. A mesh over
       several processes' devices: every process passes the same arguments and gets the
       whole Fisher back on its own first device.
 
@@ -158,6 +161,8 @@ def fisher_diagonal(
       ``loss_fn`` that fails on ``(N, C)`` logits or returns anything but per-example
       losses ``(N,)`` (a scalar mean, say), or ``method="factorized"`` on a model it does
       not cover (the message names a ``{'params': ...}`` variables dict passed whole).
+    BadRequestType, BadRequest: a ``mesh`` that is not a ``Mesh``, holds no device or has
+      no ``data`` axis (:func:`mnemonic_jax.parallel.check_mesh`).
 
   Example:
     >>> fisher = fisher_diagonal(apply_fn, params, codes, jnp.arange(4), microbatch_size=2)
@@ -165,7 +170,7 @@ def fisher_diagonal(
     True
   """
   num_classes = _check_inputs(apply_fn, params, inputs, microbatch_size, method,
-                              loss_fn=loss_fn)
+                              loss_fn=loss_fn, mesh=mesh)
   labels = _array(labels, "labels")
   _validate.labels(labels, num_classes)
   n = np.shape(labels)[0]
@@ -229,7 +234,7 @@ def class_fishers(
   """
   _check_eps(eps)
   num_classes = _check_inputs(apply_fn, params, codes, microbatch_size, method, "codes",
-                              loss_fn=loss_fn)
+                              loss_fn=loss_fn, mesh=mesh)
   if num_classes != codes.shape[0]:
     _validate.model_outputs(apply_fn, params, codes, codes.shape[0])  # Raises.
   forget, exclude = _validate.forget_request(forget, num_classes, exclude)
@@ -335,58 +340,10 @@ def check_input_shape(apply_fn: ApplyFn, params: PyTree, inputs: chex.Array) -> 
   _validate.model_outputs(apply_fn, params, inputs)
 
 
-def _check_eps(eps: Any) -> None:
-  """Refuses an ``eps`` that is not a finite number ``>= 0`` (a negative one makes the
-  Fishers of few-gradient parameters negative, and eq. (6)'s log-ratio NaN)."""
-  try:
-    value = (None if isinstance(eps, (bool, np.bool_, str, bytes, jax.core.Tracer))
-             or np.ndim(eps) != 0 else float(eps))
-  except (TypeError, ValueError):
-    value = None
-  if value is None:
-    raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}")
-  if not (np.isfinite(value) and value >= 0):  # The reason that fits the value given.
-    why = (f"every Fisher would be {value:g}" if not np.isfinite(value)
-           else "a negative one makes Fishers negative")
-    raise errors.BadRequest(f"eps must be a finite number >= 0 (where the Fisher sums start), "
-                            f"got {value:g}: {why}")
-
-
-#: A loss on logits and labels, jitted once per loss: ``eval_shape`` on it reuses jax.jit's
-#: trace cache, so a second check of the same loss and shapes traces nothing.
-_loss = jax.jit(lambda loss_fn, logits, labels: loss_fn(logits, labels), static_argnums=0)
-
-
-def _check_loss_fn(loss_fn: Any, num_classes: int) -> None:
-  """Checks on shapes only (``eval_shape``: nothing compiled) that ``loss_fn`` maps logits
-  ``(N, C)`` and labels ``(N,)`` to per-example losses ``(N,)``."""
-  if not callable(loss_fn):
-    raise errors.BadRequestType(f"loss_fn must be callable as loss_fn(logits, labels) -> (N,) "
-                                f"losses, got {type(loss_fn).__name__}")
-  logits = jax.ShapeDtypeStruct((2, num_classes), jnp.float32)
-  labels = jax.ShapeDtypeStruct((2,), jnp.int32)
-  try:
-    out = _loss.eval_shape(loss_fn, logits, labels)
-  except Exception as e:  # Any loss-side failure becomes one clear message.
-    environment.reraise(e)  # The machine's failure is not the loss's.
-    text = str(e).splitlines()[0] if str(e) else ""
-    raise errors.BadRequest(
-        f"loss_fn(logits, labels) fails on float logits (N, {num_classes}) and integer labels "
-        f"(N,): {type(e).__name__}: {text}") from e
-  shape = getattr(out, "shape", None)
-  if not isinstance(out, jax.ShapeDtypeStruct) or shape != (2,):
-    got = f"shape {tuple(shape)}" if isinstance(out, jax.ShapeDtypeStruct) else type(out).__name__
-    raise errors.BadRequest(
-        f"loss_fn must return per-example losses of shape (N,), unreduced; for 2 examples it "
-        f"returned {got}" + (" (a mean or sum? drop the reduction: the Fisher squares each "
-                             "example's gradient)" if shape == () else ""))
-  if not jnp.issubdtype(out.dtype, jnp.floating):
-    raise errors.BadRequestType(f"loss_fn must return float losses, got dtype {out.dtype}")
-
-
 def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="inputs", *,
-                  loss_fn=cross_entropy) -> int:
+                  loss_fn=cross_entropy, mesh=None) -> int:
   """The checks every public Fisher entry point shares; returns the number of logits."""
+  parallel.check_mesh(mesh)
   if method not in METHODS:
     raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
   _check_microbatch(microbatch_size)
@@ -397,38 +354,6 @@ def _check_inputs(apply_fn, params, inputs, microbatch_size, method, name="input
     _check_loss_fn(loss_fn, num_classes)
   _validate.finite(**{"params": params, name: inputs})
   return num_classes
-
-
-def _check_microbatch(size: Any) -> None:
-  """Refuses a ``microbatch_size`` that is not a positive int or None (0.5 and 2.5 too)."""
-  if size is not None and (not _validate.is_integer(size) or size < 1):
-    raise errors.BadRequest(f"microbatch_size must be a positive integer or None, got {size!r}")
-
-
-def _float_inputs(inputs: Any, name: str) -> None:
-  """Refuses ``inputs`` that are not a float array ``(N, ...)`` (a list, integer pixels)."""
-  if (not hasattr(inputs, "shape") or not hasattr(inputs, "dtype") or np.ndim(inputs) < 1
-      or not jnp.issubdtype(inputs.dtype, jnp.floating)):
-    raise errors.BadRequestType(f"{name} must be a float array (N, *input_shape), got "
-                                f"{getattr(inputs, 'dtype', type(inputs).__name__)}")
-
-
-def _array(value: Any, name: str) -> Any:
-  """``value`` if it is an array (NumPy, jax, traced), else ``np.asarray(value)`` (a list
-  or tuple of numbers; ``jnp.asarray`` where it holds tracers).
-
-  Raises:
-    BadRequestType: naming ``name``, for what NumPy cannot make one array of (ragged).
-  """
-  if hasattr(value, "shape") and hasattr(value, "dtype"):
-    return value
-  try:
-    if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(value)):
-      return jnp.asarray(value)
-    return np.asarray(value)
-  except (TypeError, ValueError) as e:
-    raise errors.BadRequestType(f"{name} must be an array, or a list of numbers NumPy takes "
-                                f"as one, got {type(value).__name__}: {e}") from None
 
 
 def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_size, *,
@@ -507,6 +432,7 @@ def weighted_squared_gradients(
   Returns:
     A tuple of ``K`` pytrees shaped like ``params``.
   """
+  parallel.check_mesh(mesh)
   if method not in METHODS:
     raise errors.BadRequest(f"unknown Fisher method {method!r}; use one of {METHODS}")
   _float_inputs(inputs, "inputs")

@@ -58,6 +58,34 @@ def make_mesh(devices: Sequence[jax.Device] | None = None) -> Mesh:
   return Mesh(np.asarray(devices), (DATA_AXIS,))
 
 
+def check_mesh(mesh: Any, name: str = "mesh") -> None:
+  """The one check of every ``mesh=`` argument: None, or a ``jax.sharding.Mesh`` holding
+  at least one device and an axis named ``data`` (the batch axis; other axes may sit
+  beside it, e.g. ``("data", "model")``).
+
+  Args:
+    mesh: the value given.
+    name: the argument, named in the message (``"mesh"``, ``"Paper.mesh"``).
+
+  Raises:
+    BadRequestType: ``mesh`` that is not a ``Mesh`` (a string, a list of devices).
+    BadRequest: a mesh of no device, or without a ``data`` axis.
+  """
+  if mesh is None:
+    return
+  fix = "build one with mnemonic_jax.make_mesh(devices)"
+  if not isinstance(mesh, Mesh):
+    raise errors.BadRequestType(
+        f"{name} must be a jax.sharding.Mesh with a {DATA_AXIS!r} axis, or None, got "
+        f"{type(mesh).__name__}; {fix}")
+  if mesh.devices.size == 0:
+    raise errors.BadRequest(f"{name} holds no device; {fix}")
+  if DATA_AXIS not in mesh.axis_names:
+    raise errors.BadRequest(
+        f"{name} has no {DATA_AXIS!r} axis (its axes: {tuple(mesh.axis_names)}): the batch "
+        f"is split over the axis named {DATA_AXIS!r}; name it so, or {fix}")
+
+
 def batch_sharding(mesh: Mesh, batch_axis: int = 0) -> NamedSharding:
   """Splits the batch axis (``batch_axis``, leading by default) over ``data``."""
   return NamedSharding(mesh, P(*[None] * batch_axis, DATA_AXIS))

@@ -15,7 +15,6 @@ import time
 from typing import TYPE_CHECKING, Any, Callable, Iterator, NamedTuple
 
 import chex
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -35,27 +34,11 @@ from mnemonic_jax.run_once import jit_run_once
 from mnemonic_jax.run_metrics import MetricsWindow
 from mnemonic_jax.bundle import model_variables, normalize
 from mnemonic_jax.data import pipeline
+from mnemonic_jax.train_state import TrainState
 from mnemonic_jax.fisher import cross_entropy
 
 PyTree = Any
 Metrics = dict[str, jax.Array]
-
-
-@flax.struct.dataclass
-class TrainState:
-  """Everything that changes during training.
-
-  Attributes:
-    step: number of optimiser steps taken.
-    params: trainable parameters.
-    batch_stats: BatchNorm running statistics (``{}`` if the model has none).
-    opt_state: optax state.
-  """
-
-  step: jax.Array
-  params: PyTree
-  batch_stats: PyTree
-  opt_state: optax.OptState
 
 
 def make_optimizer(
@@ -211,7 +194,8 @@ def make_train_step(
     key: root key of the step's randomness; step ``s`` uses ``fold_in(key, s)``.
     mean, std: per-channel normalisation of images scaled to [0, 1].
     augment: pad-4 random crop and horizontal flip of real images (CIFAR-style).
-    mesh: if given, the batch is split over its ``data`` axis.
+    mesh: if given (a ``jax.sharding.Mesh`` with a ``data`` axis, checked by
+      :func:`mnemonic_jax.parallel.check_mesh`), the batch is split over that axis.
 
   Raises:
     BadConfig: ``t_mix`` is not a number in [0, 1].
@@ -222,6 +206,7 @@ def make_train_step(
   """
   t_mix = checks.t_mix(t_mix, "make_train_step")
   checks.check_key(key)
+  parallel.check_mesh(mesh)
   _, input_shape = checks.codes(codes, "make_train_step")
   mean, std = checks.normalisation(mean, std, input_shape, "make_train_step")
   mix_key, augment_key = _split(key, 2)
@@ -307,6 +292,7 @@ def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | N
   :class:`~mnemonic_jax.errors.BadRequestType`, from their dtype alone.
   """
   mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+  parallel.check_mesh(mesh)
   jitted = functools.partial(_predict, Static(model), mean, std, mesh)
 
   def predict(params: PyTree, batch_stats: PyTree, images: chex.Array) -> jax.Array:
@@ -496,7 +482,8 @@ def fit(
     config: hyper-parameters.
     key: root key; split into named keys for init, shuffling and the step.
     mean, std: per-channel normalisation.
-    mesh: optional device mesh (batch split over ``data``). With several processes
+    mesh: optional ``jax.sharding.Mesh`` with a ``data`` axis (batch split over it; one
+      without such an axis, of no device, or not a ``Mesh`` is refused). With several processes
       (:mod:`mnemonic_jax.distributed`) every process calls :func:`fit` alike; the mesh
       defaults to all their devices, each process reads only its rows of every batch
       (``data`` must then accept ``epoch(..., rows=slice)``, as both pipeline sources
@@ -531,12 +518,15 @@ def fit(
       the images' channels, non-finite, or ``std <= 0``.
     BadConfig: ``on_step_every`` is not a positive int; ``t_mix`` outside [0, 1]. A
       ``config`` that is not a :class:`FitConfig` is a ``BadRequestType``.
+    BadRequestType, BadRequest: a ``mesh`` that is not a ``Mesh``, holds no device or has
+      no ``data`` axis (:func:`mnemonic_jax.parallel.check_mesh`, as every ``mesh=``).
 
   All checked before anything compiles, on the host (labels in memory are read once); a
   source of epochs other than ``pipeline.ArrayEpochs`` is checked batch by batch, dtypes
   and shapes only, by the train step.
   """
   checks.fit_config(config, FitConfig)
+  parallel.check_mesh(mesh)
   pair = checks.fit_inputs(model, data, codes, config.t_mix, key, mean, std)
   if not _validate.is_integer(on_step_every) or on_step_every < 1:
     raise errors.BadConfig(f"on_step_every must be a positive int, got {on_step_every!r}")

@@ -10,6 +10,11 @@
 * W10: ``make_mesh([])`` built a mesh of no device without a word (``fisher_diagonal``
   with it then aborted the interpreter in a fatal C++ check), and ``make_mesh("cpu")``
   failed with an ``AttributeError`` inside JAX: the devices were not checked.
+* W11: ``mesh=`` of ``fisher_diagonal``, ``class_fishers``, ``fit`` (and
+  ``make_train_step``, ``make_predict_fn``) was not checked: a string or a list of devices
+  failed with ``AttributeError``, a mesh without a ``data`` axis with JAX's ``ValueError``;
+  the moves' ``options.mesh`` checked the type only, so a mesh without ``data`` became a
+  bare ``KeyError`` 13 frames deep in ``forget``.
 """
 
 import re
@@ -18,9 +23,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from jax.sharding import Mesh
 
 import mnemonic_jax as mj
-from mnemonic_jax import mia
+from mnemonic_jax import mia, parallel, training
+from mnemonic_jax.forgetting import moves
 
 _RNG = np.random.default_rng(0)
 _R, _T, _F = (_RNG.normal(size=(n, 4)) for n in (12, 12, 6))
@@ -101,3 +108,54 @@ def test_w10_make_mesh_refuses_a_device_twice_and_takes_good_devices():
   mesh = mj.make_mesh(iter(jax.devices()[:2]))  # Any iterable of devices.
   assert mesh.axis_names == ("data",) and mesh.devices.size == 2
   assert mj.make_mesh().devices.size == len(jax.devices())
+
+
+# -------------------------------------------------------------------------------- W11
+
+_CODES = mj.generate_codes(jax.random.key(0), 3, (4, 4, 1))
+_MODEL = mj.create_model("mlp", num_classes=3, hidden=(4,))
+_PARAMS = _MODEL.init(jax.random.key(1), _CODES)["params"]
+_APPLY = mj.inference_apply_fn(_MODEL, {})
+_IMAGES = np.zeros((8, 4, 4, 1), np.uint8)
+_LABELS = np.arange(8) % 3
+
+#: Every public ``mesh=`` argument, as a call taking the mesh.
+_MESH_TAKERS = {
+    "fisher_diagonal": lambda m: mj.fisher_diagonal(_APPLY, _PARAMS, _CODES, [0, 1, 2], mesh=m),
+    "class_fishers": lambda m: mj.class_fishers(_APPLY, _PARAMS, _CODES, [1], mesh=m),
+    "fit": lambda m: mj.fit(_MODEL, (_IMAGES, _LABELS), _CODES, mj.FitConfig(
+        epochs=1, batch_size=8), jax.random.key(0), mesh=m, progress=False),
+    "make_train_step": lambda m: training.make_train_step(
+        _MODEL, training.make_optimizer(), _CODES, 0.5, jax.random.key(0), mesh=m),
+    "make_predict_fn": lambda m: training.make_predict_fn(_MODEL, mesh=m),
+    "Paper": lambda m: moves.Paper(mesh=m),
+    "Algorithm2": lambda m: moves.Algorithm2(1e-3, 1e-3, mesh=m),
+}
+
+
+def _bad_meshes():
+  devices = np.asarray(jax.devices())
+  return [
+      ("cpu", mj.errors.BadRequestType, "mesh must be a jax.sharding.Mesh with a 'data' axis"),
+      (jax.devices(), mj.errors.BadRequestType, "mesh must be a jax.sharding.Mesh"),
+      (Mesh(devices, ("batch",)), mj.errors.BadRequest, "mesh has no 'data' axis"),
+      (Mesh(np.empty((0,), object), ("data",)), mj.errors.BadRequest, "mesh holds no device"),
+  ]
+
+
+@pytest.mark.parametrize("taker", sorted(_MESH_TAKERS))
+def test_w11_every_mesh_argument_gets_the_one_mesh_check(taker):
+  for mesh, error, words in _bad_meshes():
+    with pytest.raises(error, match=re.escape(words)) as info:
+      _MESH_TAKERS[taker](mesh)
+    if taker in ("Paper", "Algorithm2"):  # The move names its own option.
+      assert str(info.value).startswith(f"{taker}.mesh"), info.value
+
+
+def test_w11_a_mesh_with_a_data_axis_beside_others_is_taken():
+  two_d = Mesh(np.asarray(jax.devices()[:2]).reshape(2, 1), ("data", "model"))
+  parallel.check_mesh(two_d)
+  parallel.check_mesh(None)
+  fisher = mj.fisher_diagonal(_APPLY, _PARAMS, _CODES, [0, 1, 2], mesh=mj.make_mesh(
+      jax.devices()[:1]))
+  assert jax.tree.structure(fisher) == jax.tree.structure(_PARAMS)

@@ -10,10 +10,10 @@ converted or clamped: a move keeps the options it was given.
 from typing import Any
 
 import numpy as np
-from jax.sharding import Mesh
 
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import fisher as fisher_lib
+from mnemonic_jax import parallel
 from mnemonic_jax.forgetting.criterion import Rule
 
 
@@ -109,11 +109,10 @@ def fisher(microbatch_size: Any, method: Any, mesh: Any, prefix: str = "") -> No
   Raises:
     BadRequestType: ``microbatch_size`` not an int or None, ``method`` not a string,
       ``mesh`` not a ``jax.sharding.Mesh`` or None.
-    BadRequest: ``microbatch_size < 1``, an unknown ``method``.
+    BadRequest: ``microbatch_size < 1``, an unknown ``method``, a ``mesh`` of no device or
+      without a ``data`` axis (the one mesh check, :func:`mnemonic_jax.parallel.check_mesh`).
   """
   _validate.positive_int(microbatch_size, f"{prefix}microbatch_size", or_none=True,
                          hint="examples per vectorised chunk of the Fisher")
   _validate.choice(method, f"{prefix}method", fisher_lib.METHODS, what="Fisher method")
-  if mesh is not None and not isinstance(mesh, Mesh):
-    raise errors.BadRequestType(f"{prefix}mesh must be a jax.sharding.Mesh or None, got "
-                                f"{type(mesh).__name__}")
+  parallel.check_mesh(mesh, f"{prefix}mesh")
