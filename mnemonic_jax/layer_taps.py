@@ -41,6 +41,7 @@ import math
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
+from flax.core import tracers as flax_tracers
 import jax
 import jax.numpy as jnp
 from jax.extend import core as jex_core
@@ -199,10 +200,12 @@ def tapped_apply(apply_fn, params, x, offsets):
     ``(logits, {module path: Tap})``.
 
   Raises:
-    Unsupported: a supported layer is called more than once, or in a configuration this
-      path cannot handle.
+    Unsupported: a supported layer is called more than once, under a transform the model
+      applies itself (``nn.remat``, a lifted ``nn.vmap``: its input would be a tracer of
+      that transform, leaked), or in a configuration this path cannot handle.
   """
   taps = {}
+  outer = flax_tracers.current_trace()
 
   def interceptor(next_fun, args, kwargs, context):
     if context.method_name != "__call__":
@@ -213,6 +216,9 @@ def tapped_apply(apply_fn, params, x, offsets):
     path = tuple(context.module.scope.path)
     if path in taps:  # A layer called twice has no single (input, output) pair.
       raise Unsupported(f"layer {path} is called more than once")
+    if flax_tracers.current_trace() != outer:  # Its input would leak out of the transform.
+      raise Unsupported(f"layer {path} runs under a transform of the model's own (nn.remat, "
+                        "nn.vmap, ...)")
     with jax.named_scope(_scope(path)):  # Marks its operations (see _read_elsewhere).
       y = next_fun(*args, **kwargs)
     if not isinstance(y, jax.Array):

@@ -21,6 +21,8 @@
   refused a 1-d NumPy array as "not a sequence", and merged a value given twice.
 * W13: a Dense kernel read again outside its layer (tied weights) got the factorized
   Fisher under ``method="auto"``, which misses its second use's gradient (78% off).
+* W19: a Dense under the model's own ``nn.remat`` or lifted ``nn.vmap``: the taps leaked its
+  input out of the transform (UnexpectedTracerError from "auto" and the paper's move).
 """
 
 import re
@@ -212,3 +214,35 @@ def test_w13_a_parameter_read_outside_its_layer_takes_the_exact_fisher():
                           nn.Dense(10)])
   plain = untied.init(jax.random.key(0), codes)["params"]
   assert layer_taps.covers(lambda p, x: untied.apply({"params": p}, x), plain, codes)
+
+
+class _Rematted(nn.Module):
+  """A Dense under ``nn.remat`` (gradient checkpointing), or a lifted ``nn.vmap``."""
+
+  lifted: str = "remat"
+
+  @nn.compact
+  def __call__(self, x):
+    x = x.reshape(x.shape[0], -1)
+    if self.lifted == "remat":
+      h = nn.remat(nn.Dense)(16)(x)
+    else:
+      h = nn.vmap(nn.Dense, variable_axes={"params": None}, split_rngs={"params": False},
+                  in_axes=0, out_axes=0)(16)(x[:, None])[:, 0]
+    return nn.Dense(10)(jnp.tanh(h))
+
+
+@pytest.mark.parametrize("lifted", ["remat", "vmap"])
+def test_w19_a_layer_under_the_models_own_transform_takes_the_exact_fisher(lifted):
+  """W19: the taps recorded the input of a Dense inside ``nn.remat`` (or a lifted
+  ``nn.vmap``) and used it outside: UnexpectedTracerError from "auto", class_fishers and
+  the paper's move."""
+  codes = mj.generate_codes(jax.random.key(0), 10, (8, 8, 1))
+  model = _Rematted(lifted)
+  params = model.init(jax.random.key(0), codes)["params"]
+  apply_fn = lambda p, x: model.apply({"params": p}, x)
+  assert not layer_taps.covers(apply_fn, params, codes)
+  chex.assert_trees_all_close(
+      mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10)),
+      mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10), method="vmap"))
+  mj.class_fishers(apply_fn, params, codes, [3])
