@@ -488,7 +488,10 @@ def fit(
       defaults to all their devices, each process reads only its rows of every batch
       (``data`` must then accept ``epoch(..., rows=slice)``, as both pipeline sources
       do), and the returned state holds global (replicated) arrays.
-    state: resume from this state (its ``step`` says where).
+    state: resume from this state (its ``step`` says where); a :class:`TrainState` of this
+      model (checked against its shapes). A state already at or past the last step
+      (``config.epochs * steps_per_epoch``) is returned as it is, with metrics ``{}``:
+      nothing is left to train (how a finished run resumes).
     on_step: called as ``on_step(step, state, metrics)`` after every step whose number
       is a multiple of ``on_step_every`` and after the last (e.g. to save); ``step`` is a
       Python int, so reading it does not wait for the device, and ``metrics`` are the
@@ -520,6 +523,9 @@ def fit(
       ``config`` that is not a :class:`FitConfig` is a ``BadRequestType``.
     BadRequestType, BadRequest: a ``mesh`` that is not a ``Mesh``, holds no device or has
       no ``data`` axis (:func:`mnemonic_jax.parallel.check_mesh`, as every ``mesh=``).
+    BadRequestType: a ``state`` that is not a :class:`TrainState`, an ``on_step`` that is
+      not callable. BadRequest: a ``state`` whose params or batch_stats are not the
+      model's shapes.
 
   All checked before anything compiles, on the host (labels in memory are read once); a
   source of epochs other than ``pipeline.ArrayEpochs`` is checked batch by batch, dtypes
@@ -528,6 +534,8 @@ def fit(
   checks.fit_config(config, FitConfig)
   parallel.check_mesh(mesh)
   pair = checks.fit_inputs(model, data, codes, config.t_mix, key, mean, std)
+  checks.fit_state(state, model, codes.shape[1:])
+  checks.on_step(on_step)
   if not _validate.is_integer(on_step_every) or on_step_every < 1:
     raise errors.BadConfig(f"on_step_every must be a positive int, got {on_step_every!r}")
   source = pipeline.ArrayEpochs(*pair) if pair is not None else data

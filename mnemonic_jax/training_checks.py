@@ -26,6 +26,7 @@ from mnemonic_jax.codes import check_key
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.data.dataset import Dataset
 from mnemonic_jax.pytrees import Static
+from mnemonic_jax.train_state import TrainState
 
 __all__ = ["batch", "check_key", "codes", "data_arrays", "fit_config", "fit_field",
            "label_range", "model_outputs", "normalisation", "optimizer", "steps_per_epoch",
@@ -382,3 +383,54 @@ def fit_inputs(model: Any, data: Any, codes_value: Any, config_t_mix: Any, key: 
     label_range(arrays[1], num_codes, "fit")
   model_outputs(model, input_shape, num_codes)
   return pair
+
+
+@functools.lru_cache(maxsize=64)
+def _variable_shapes(model: Static, input_shape: tuple[int, ...]) -> Any:
+  """The shapes of the variables ``fit`` initialises (``jax.eval_shape``: no compile)."""
+  x = jax.ShapeDtypeStruct((1, *input_shape), jnp.float32)
+  return jax.eval_shape(lambda x: model.value.init(jax.random.key(0), x, train=False), x)
+
+
+def _shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+  flat = jax.tree_util.tree_flatten_with_path(tree)[0]
+  return {jax.tree_util.keystr(path): tuple(np.shape(leaf)) for path, leaf in flat}
+
+
+def fit_state(state: Any, model: Any, input_shape: tuple[int, ...]) -> None:
+  """Refuses a ``state`` :func:`~mnemonic_jax.training.fit` cannot resume ``model`` from.
+
+  Compares the state's ``params`` and ``batch_stats`` with the shapes ``model`` initialises
+  on ``input_shape`` (one ``jax.eval_shape`` of ``model.init``, cached; nothing compiled).
+
+  Raises:
+    BadRequestType: ``state`` not a :class:`~mnemonic_jax.training.TrainState` (or None).
+    BadRequest: its parameters or BatchNorm statistics are not the model's (another model's
+      state); the message names the first leaf that differs.
+  """
+  if state is None:
+    return
+  if not isinstance(state, TrainState):
+    raise errors.BadRequestType(
+        f"fit: state must be a TrainState (from fit, training.initial_state or "
+        f"create_train_state) or None, got {type(state).__name__}")
+  expected = _variable_shapes(Static(model), tuple(input_shape))
+  for name in ("params", "batch_stats"):
+    want = _shapes(expected.get(name, {}))
+    have = _shapes(getattr(state, name))
+    if want == have:
+      continue
+    missing = sorted(set(want) - set(have)) + sorted(set(have) - set(want))
+    where = missing[0] if missing else next(k for k in want if want[k] != have[k])
+    raise errors.BadRequest(
+        f"fit: state.{name} does not fit the model on inputs {tuple(input_shape)}: "
+        f"{name}{where} has shape {have.get(where, 'none')}, the model's "
+        f"{want.get(where, 'none')}; resume from a state of this model (another model's "
+        "state, or pass state=None to start afresh)")
+
+
+def on_step(callback: Any) -> None:
+  """Refuses an ``on_step`` that is not callable (or None), before anything compiles."""
+  if callback is not None and not callable(callback):
+    raise errors.BadRequestType(f"fit: on_step must be callable as on_step(step, state, "
+                                f"metrics) or None, got {type(callback).__name__}")

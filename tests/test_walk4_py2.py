@@ -15,6 +15,9 @@
   failed with ``AttributeError``, a mesh without a ``data`` axis with JAX's ``ValueError``;
   the moves' ``options.mesh`` checked the type only, so a mesh without ``data`` became a
   bare ``KeyError`` 13 frames deep in ``forget``.
+* W12: ``fit``'s ``state=`` and ``on_step=`` were not checked: another model's state was
+  handed back as this model's (or failed in Flax after compiling), a dict failed with
+  ``AttributeError``, a non-callable ``on_step`` failed after the first compiled step.
 """
 
 import re
@@ -159,3 +162,37 @@ def test_w11_a_mesh_with_a_data_axis_beside_others_is_taken():
   fisher = mj.fisher_diagonal(_APPLY, _PARAMS, _CODES, [0, 1, 2], mesh=mj.make_mesh(
       jax.devices()[:1]))
   assert jax.tree.structure(fisher) == jax.tree.structure(_PARAMS)
+
+
+# -------------------------------------------------------------------------------- W12
+
+_CONFIG = mj.FitConfig(epochs=1, batch_size=8)
+
+
+def _fit(model=_MODEL, **kw):
+  return mj.fit(model, (_IMAGES, _LABELS), _CODES, _CONFIG, jax.random.key(0), progress=False,
+                **kw)
+
+
+def test_w12_fit_refuses_a_state_of_another_model_or_not_a_state():
+  other = mj.create_model("mlp", num_classes=3, hidden=(8,))
+  state = training.initial_state(other, (4, 4, 1), _CONFIG, 8, jax.random.key(0))
+  state = state.replace(step=state.step + 1)  # Past the last step: nothing would train.
+  with pytest.raises(mj.errors.BadRequest, match=re.escape(
+      "fit: state.params does not fit the model on inputs (4, 4, 1): "
+      "params['Dense_0']['bias'] has shape (8,), the model's (4,)")):
+    _fit(state=state)
+  with pytest.raises(mj.errors.BadRequestType, match="state must be a TrainState.*got dict"):
+    _fit(state={"params": state.params})
+
+
+def test_w12_fit_refuses_an_on_step_that_is_not_callable():
+  with pytest.raises(mj.errors.BadRequestType, match="on_step must be callable.*got int"):
+    _fit(on_step=3)
+
+
+def test_w12_a_state_of_this_model_resumes_and_one_past_the_end_returns_as_is():
+  state = training.initial_state(_MODEL, (4, 4, 1), _CONFIG, 8, jax.random.key(0))
+  done = state.replace(step=state.step + 1)  # One step an epoch: already finished.
+  out, metrics = _fit(state=done)
+  assert out is done and metrics == {}
