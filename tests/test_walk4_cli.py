@@ -265,3 +265,28 @@ def test_options_read_digits_strictly_keys_once_and_nothing_is_ignored(bundle, t
   for name, (_, words) in cases.items():
     assert_refused(ran[name].result, words)
     assert ran[name].before == ran[name].after and not out.exists(), name
+
+
+def test_a_link_loop_is_named_as_one_and_a_lost_help_is_said(bundle, tmp_path):
+  """F10: a symbolic link loop was "a link to 'lp2', which does not exist", "not a
+  directory" or "is not a directory" depending on the command; ``--help >/dev/full`` lost
+  the help and exited 0."""
+  loop = tmp_path / "lp1"
+  loop.symlink_to(tmp_path / "lp2")
+  (tmp_path / "lp2").symlink_to(loop)
+  cases = {
+      "forget --output": (["forget", "--checkpoint", bundle, "--classes", "3", "--output", loop,
+                           "-q"], "part of a symbolic link loop"),
+      "train --workdir": (["train", "--config", "digits_mlp:quick", "--workdir", loop, "-q"],
+                          f"--workdir {loop}: a symbolic link loop"),
+      "demo --output-dir": (["demo", "--output-dir", loop], "--output-dir"),
+      "idx": (["evaluate", "--checkpoint", bundle, "--dataset", f"idx:{loop}", "-q"],
+              f"{loop}: a symbolic link loop"),
+  }
+  ran = run_commands({name: {"args": args} for name, (args, _) in cases.items()})
+  for name, (_, words) in cases.items():
+    line = assert_refused(ran[name].result, words)
+    assert "symbolic link loop" in line and "does not exist" not in line, (name, line)
+  full = run_commands({"help": {"args": ["--help"], "stdout_to": "/dev/full"}})["help"].result
+  assert (full.returncode, full.stderr) == (2, "mnemonic-jax: error: cannot write the help to "
+                                                "stdout: No space left on device\n")

@@ -561,7 +561,8 @@ def check_output(path: PathLike, *, force: bool = False,
     raise CheckpointError(unremovable)
   if not force:
     if output.is_symlink():
-      dangling = "" if output.exists() else ", which does not exist"
+      dangling = "" if output.exists() else (
+          ", part of a symbolic link loop" if _loops(output) else ", which does not exist")
       raise CheckpointError(
           f"{output} already exists (a symbolic link to {os.readlink(output)!r}{dangling}); "
           "pass --force (force=True in Python) to replace the link, which leaves what it "
@@ -571,3 +572,12 @@ def check_output(path: PathLike, *, force: bool = False,
         "or choose another output")
   _check_writable(output)
   return output
+
+
+def _loops(path: pathlib.Path) -> bool:
+  """Whether following ``path``'s symbolic links leads back to themselves."""
+  try:
+    os.stat(path)
+  except OSError as e:
+    return e.errno == errno.ELOOP
+  return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import copy
 import importlib.metadata
+import os
 import pathlib
 import re
 import signal
@@ -106,6 +107,23 @@ class _Parser(argparse.ArgumentParser):
   def error(self, message: str):  # pylint: disable=missing-function-docstring
     print_error(f"{message} (see '{self.prog} --help')")
     sys.exit(EXIT_USAGE)
+
+  def _print_message(self, message: str, file=None) -> None:
+    # argparse drops a failed write of --help or --version without a word, then exits 0.
+    file = sys.stderr if file is None else file
+    try:
+      if message:
+        file.write(message)
+        file.flush()
+    except (AttributeError, OSError) as e:  # A closed or full stream.
+      if file is sys.stderr:
+        return
+      if isinstance(e, BrokenPipeError):  # The reader went away: no line, as other tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), file.fileno())
+        sys.exit(128 + signal.SIGPIPE)
+      why = getattr(e, "strerror", None) or "stdout is closed"
+      print_error(f"cannot write the help to stdout: {why}")
+      sys.exit(EXIT_USAGE)
 
   def parse_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
     # As argparse's, but an argument no parser knows, given after the subcommand, points

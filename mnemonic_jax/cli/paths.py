@@ -156,6 +156,17 @@ def check_no_overlap(outputs: Sequence[Named], inputs: Sequence[Named]) -> None:
             "which is never modified; choose an output outside every input")
 
 
+def check_folder_reachable(flag: str, folder: pathlib.Path, fix: str) -> None:
+  """Refuses a folder option that is a symbolic link leading nowhere (a loop, or to nothing),
+  named as such (it was called "not a directory" or "already exists").
+
+  Raises:
+    UsageError: ``folder`` is such a link.
+  """
+  if os.path.islink(folder) and not os.path.exists(folder):
+    raise UsageError(f"{flag} {_files.missing_line(folder, fix)}")
+
+
 def check_cache_apart(cache: pathlib.Path | str | None, source: str,
                       named: Sequence[Named]) -> None:
   """Refuses a compilation cache folder that is, or lies inside, a path the command reads
@@ -263,6 +274,8 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
     UsageError: an output and an input overlap, a path it reads is not UTF-8
       (:func:`check_storable`), or the workdir is a file.
   """
+  check_folder_reachable("--workdir", workdir, "fix or remove the link, or choose another "
+                         "--workdir")
   if os.path.exists(workdir) and not os.path.isdir(workdir):
     raise UsageError(f"--workdir {workdir} is a file; pass a directory (it holds the run's "
                      "checkpoints, its metrics and its bundle)")
@@ -300,6 +313,8 @@ def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
     UsageError: OUTPUT_DIR is a bundle, lies inside one or is a train workdir, an output
       exists without ``force``, or the chart's path is a directory.
   """
+  check_folder_reachable("--output-dir", out, "fix or remove the link, or choose another "
+                         "--output-dir")
   around = checkpointing.enclosing_bundle(out)
   if around is not None:
     where = "is a bundle" if around == pathlib.Path(os.path.realpath(out)) else (

@@ -223,9 +223,11 @@ def load_idx(
   directory = os.fspath(directory)
   name = name or f"idx:{directory}"
   _check_split(name, split)
+  fix = "point idx:<dir> at the directory holding the idx files"
+  if not os.path.exists(directory):  # Missing, a link loop or to nothing: in its words.
+    raise DatasetError(f"{name}: {_files.missing_line(directory, fix)}")
   if not os.path.isdir(directory):
-    raise DatasetError(f"{name}: {directory} is not a directory; point idx:<dir> at the "
-                       "directory holding the idx files")
+    raise DatasetError(f"{name}: {directory} is not a directory; {fix}")
   images, labels = _read_idx_split(directory, split, name)
   reference = (images, labels)
   if (class_names is None or mean is None or std is None) and split != "train":
