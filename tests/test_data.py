@@ -204,8 +204,11 @@ def test_idx_corrupt_files(tmp_path):
 def test_idx_missing_files(tmp_path):
   with pytest.raises(DatasetError, match=r"t10k-images-idx3-ubyte\[\.gz\]"):
     load_dataset(f"idx:{tmp_path}", "test")
-  with pytest.raises(DatasetError, match="not a directory"):
+  with pytest.raises(DatasetError, match="absent does not exist; point idx:<dir> at"):
     load_dataset(f"idx:{tmp_path / 'absent'}", "train")
+  (tmp_path / "afile").write_text("")
+  with pytest.raises(DatasetError, match="afile is not a directory"):
+    load_dataset(f"idx:{tmp_path / 'afile'}", "train")
 
 
 @pytest.mark.skipif(not os.path.isdir(sources.FASHION_MNIST_DIR),
