@@ -44,10 +44,12 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnemonic_jax import _files
+from mnemonic_jax import _files, errors
 from mnemonic_jax.bundle import NON_FORGETTING_EVENTS, Bundle
 from mnemonic_jax.checkpointing._common import CheckpointError, PathLike, PyTree, _to_json
-from mnemonic_jax.checkpointing.checks import _as_float, _input_shape_problem, _is_int, _short
+from mnemonic_jax.checkpointing.checks import (
+    _as_float, _check_finite, _input_shape_problem, _is_int, _short)
+from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.checkpointing.trees import _dtype_mismatch, _tree_mismatch
 from mnemonic_jax.data.sources import MAX_CLASSES
 from mnemonic_jax.models import model_source
@@ -435,6 +437,55 @@ def _check_dtypes(where: str, spec: str, abstract: Mapping[str, PyTree], params:
     if problem:
       raise CheckpointError(f"{where}: {what} do not fit {spec}: {problem} (another "
                             f"floating-point dtype is kept, other kinds are not); {fix}")
+
+
+def check_bundle(bundle: Bundle, name: str = "bundle", *, codes: bool = True) -> None:
+  """Refuses a bundle whose fields do not describe one model: what ``save_bundle`` checks.
+
+  The checks a hand-built :class:`~mnemonic_jax.bundle.Bundle` meets first where it
+  enters the workflow (``evaluate``, ``predict``, ``forget_bundle``, the feature
+  attacks), instead of Flax's shape error deep in the model or a "diverged model" for
+  ``std=0``: every field as :func:`parse_bundle_meta` reads it back (``num_classes`` in
+  range, ``input_shape``, ``mean`` and ``std`` one value or one per channel, history
+  entries), a registered ``model_name`` that builds with ``model_kwargs``, ``params`` and
+  ``batch_stats`` of the paths and shapes of that model (abstract shapes only, by
+  ``jax.eval_shape``, cached per model: nothing is compiled or run), ``codes`` of shape
+  ``(num_classes, *input_shape)``, dtypes of the model's kind, finite ``mean`` and
+  finite positive ``std``. The arrays' values are not read (their finiteness is checked
+  where it matters: ``forget_bundle``, ``save_bundle``, ``load_bundle``).
+
+  Args:
+    bundle: a Bundle (its type is checked by the caller: ``_validate.bundle``).
+    name: what the caller calls it, starting each message.
+    codes: check the codes too; False where they are not read (a forward pass on images).
+
+  Raises:
+    BadRequest: a field disagrees with the others or with the model; one line naming the
+      field and what is expected.
+    BadRequestType: a field JSON cannot write (``model_kwargs``, ``config``, ``history``).
+  """
+  fix = f"fix the {name}'s fields (a Bundle must describe its params, as save_bundle requires)"
+  try:
+    meta = _bundle_meta(bundle)
+    if not codes:
+      meta["codes_dtype"] = "float32"
+    parse_bundle_meta(name, meta, fix)
+    spec = (f"{_spec_str(bundle.model_name, meta['model_kwargs'], bundle.input_shape)} with "
+            f"num_classes {int(bundle.num_classes)}")
+    try:
+      abstract = abstract_variables(bundle.model_name, bundle.num_classes, bundle.input_shape,
+                                    bundle.model_kwargs)
+    except CheckpointError as e:
+      raise CheckpointError(f"{name}: model_name and model_kwargs do not make a model: {e}; "
+                            "register the model with mnemonic_jax.register_model, or "
+                            f"{fix}") from None
+    codes_shape = (int(bundle.num_classes), *meta["input_shape"])
+    shown = bundle.codes if codes else jax.ShapeDtypeStruct(codes_shape, np.float32)
+    _check_arrays(name, spec, abstract, bundle.params, bundle.batch_stats, shown, codes_shape)
+    _check_dtypes(name, spec, abstract, bundle.params, bundle.batch_stats, fix)
+    _check_finite(name, fix, mean=bundle.mean, std=bundle.std)
+  except CheckpointError as e:  # Nothing on disk: the request, not a checkpoint, is wrong.
+    raise errors.BadRequest(str(e)) from None
 
 
 #: What a save puts at the top of a bundle directory (Orbax's bookkeeping included).

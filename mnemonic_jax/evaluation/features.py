@@ -42,6 +42,7 @@ import numpy as np
 
 from mnemonic_jax import _validate, errors, relearning
 from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing.bundle_format import check_bundle
 
 PyTree = Any
 #: Rows per forward call; a smaller set is padded up to a multiple of :data:`_BUCKET`.
@@ -253,12 +254,14 @@ def forward(bundle: Bundle, images: np.ndarray, *, features: bool = True, scale:
     BadRequestType: ``bundle`` not a Bundle; images that are not ``uint8`` (floats already
       scaled), a ``batch_size`` or ``scale`` that is not a number, ``features`` not a bool,
       ``path`` not a tuple of module names.
-    BadRequest: images that do not fit the model, ``batch_size < 1``, a ``scale`` that is
-      not finite and > 0.
+    BadRequest: a bundle whose fields do not describe its params
+      (:func:`~mnemonic_jax.checkpointing.bundle_format.check_bundle`), images that do not
+      fit the model, ``batch_size < 1``, a ``scale`` that is not finite and > 0.
     NoFeatures: ``features=True`` for a model without features (see :func:`head_path`), or
       a ``path`` at which no module is called.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle, codes=False)  # Not read here.
   if not isinstance(features, (bool, np.bool_)):
     raise errors.BadRequestType(f"features must be True or False, got {features!r}")
   if path is not None and not (isinstance(path, tuple) and path

@@ -10,6 +10,7 @@ import numpy as np
 from mnemonic_jax import _validate, errors
 from mnemonic_jax import metrics, parallel, training
 from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing.bundle_format import check_bundle
 from mnemonic_jax.workflow.inputs import prepare_images
 from mnemonic_jax.data import DatasetError
 
@@ -86,11 +87,20 @@ def predict(bundle: Bundle, images: np.ndarray, *, batch_size: int = 1024,
   Raises:
     BadRequestType: ``bundle`` is not a Bundle; images that are not uint8 or not an
       array; ``batch_size`` not an int.
-    BadRequest: images not ``(N, *input_shape)`` in rank (flat or without channels);
-      ``batch_size`` < 1.
+    BadRequest: a bundle whose fields do not describe its params (params of another
+      model, codes not ``(num_classes, *input_shape)``, ``std`` not > 0, ...: see
+      :func:`~mnemonic_jax.checkpointing.bundle_format.check_bundle`); images not
+      ``(N, *input_shape)`` in rank (flat or without channels); ``batch_size`` < 1.
     DatasetError: images larger than the input shape, or of other channels.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle)
+  return _predict(bundle, images, batch_size, progress, mesh)
+
+
+def _predict(bundle: Bundle, images: np.ndarray, batch_size: int, progress: bool,
+             mesh) -> np.ndarray:
+  """:func:`predict` of a bundle already checked."""
   _batch_size(batch_size)
   images = prepare_images(_checked_images(images, bundle.input_shape), bundle.input_shape)
   fn = training.make_predict_fn(bundle.model, mean=bundle.mean, std=bundle.std, mesh=mesh)
@@ -130,12 +140,14 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
     An :class:`Evaluation`; with no images, every accuracy NaN.
 
   Raises:
-    BadRequestType, BadRequest: labels that are not integers or not ``(N,)``, another
-      number of labels than images, bad ``forgotten`` class ids; images as in
-      :func:`predict`. All checked before the model runs.
+    BadRequestType, BadRequest: a bundle as :func:`predict` refuses it; labels that are
+      not integers or not ``(N,)``, another number of labels than images, bad
+      ``forgotten`` class ids; images as in :func:`predict`. All checked before the model
+      runs.
     DatasetError: labels outside the model's classes, or images that do not fit it.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle)
   labels = np.asarray(labels)  # A list or a jax.Array: read once, on the host.
   if not np.issubdtype(labels.dtype, np.integer):  # np.bool_ is not a np.integer.
     raise errors.BadRequestType(f"labels must be integer class ids, got dtype {labels.dtype}; "
@@ -154,7 +166,7 @@ def evaluate(bundle: Bundle, images: np.ndarray, labels: np.ndarray, *,
                             "per image")
   forgotten = bundle.forgotten_classes if forgotten is None else forgotten
   _validate.class_ids(forgotten, bundle.num_classes, name="forgotten")
-  logits = predict(bundle, images, progress=progress, mesh=mesh)
+  logits = _predict(bundle, images, 1024, progress, mesh)
   summary = metrics.forgetting_metrics(logits, labels, forgotten)
   return Evaluation(
       per_class=metrics.per_class_accuracy(logits, labels, bundle.num_classes),

@@ -9,6 +9,7 @@ from mnemonic_jax import errors
 from mnemonic_jax import _validate, checkpointing
 from mnemonic_jax import forgetting
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
+from mnemonic_jax.checkpointing.bundle_format import check_bundle
 
 
 AUTO = "auto"
@@ -300,11 +301,14 @@ def forget_bundle(bundle: Bundle, classes: Sequence[int], lambda1: float | None 
     TypeError: class ids that are not integers, or a lambda that is not a number.
     ValueError: bad classes; one lambda without the other; a lambda that is not > 0,
       exceeds what the parameters' dtype can hold or rounds to 0 (see
-      :func:`check_lambdas`); a bundle whose params, batch_stats or codes are not finite;
+      :func:`check_lambdas`); a bundle whose fields do not describe its params (see
+      :func:`~mnemonic_jax.checkpointing.bundle_format.check_bundle`) or whose params,
+      batch_stats or codes are not finite;
       or a move that made the parameters (or the model's outputs on the codes)
       non-finite. No bundle is returned then.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle)
   chosen = forgetting.resolve_move(move, lambda1, lambda2)
   if isinstance(chosen, forgetting.moves.Algorithm2):
     check_lambdas(bundle.params, chosen.lambda1, chosen.lambda2)
