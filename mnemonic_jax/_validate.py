@@ -280,13 +280,32 @@ def concrete(entry: str, **named: PyTree) -> None:
           "call it outside the transformation")
 
 
+def listed_bool(value: Any, name: str) -> None:
+  """Refuses a list or tuple (nested too) holding a bool where numbers belong: NumPy reads
+  ``[True, 2]`` as the integers ``[1, 2]``, so a mask or a comparison passed for class
+  ids or numbers without a word (a bool array or a ``True`` class id is refused).
+
+  Raises:
+    BadRequestType: naming ``name`` and the bool.
+  """
+  stack = [value] if isinstance(value, (list, tuple)) else []
+  while stack:
+    item = stack.pop()
+    if isinstance(item, (list, tuple)):
+      stack.extend(item)
+    elif isinstance(item, (bool, np.bool_)):
+      raise errors.BadRequestType(f"{name} hold the bool {bool(item)}; give numbers (class ids "
+                                  "for labels): NumPy would read True as 1")
+
+
 def labels(labels: Any, num_classes: int, *, name: str = "labels") -> None:
   """Checks integer labels ``(N,)`` in ``[0, num_classes)`` (the range on concrete values).
 
   Raises:
-    TypeError: a non-integer dtype.
+    TypeError: a non-integer dtype, or a list holding a bool (:func:`listed_bool`).
     ValueError: not rank 1, or a label outside ``[0, num_classes)``.
   """
+  listed_bool(labels, name)
   dtype = labels.dtype if hasattr(labels, "dtype") else np.asarray(labels).dtype
   if not np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
     raise errors.BadRequestType(f"{name} must be integers (class ids), got dtype {dtype}; "
@@ -475,6 +494,12 @@ def model_outputs(apply_fn: Callable, params: PyTree, inputs: Any,
 _apply = jax.jit(lambda apply_fn, params, x: apply_fn(params, x))
 
 
+#: What JAX raises when a function reads a traced value on the host (``np.asarray``,
+#: ``float``, ``if`` on a value): the function is not traceable, whatever its inputs.
+_UNTRACEABLE = (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+                jax.errors.TracerBoolConversionError, jax.errors.TracerIntegerConversionError)
+
+
 def _eval_outputs(apply_fn, params, inputs) -> int:
   probe = jax.ShapeDtypeStruct((2, *np.shape(inputs)[1:]), jnp.result_type(inputs))
   try:
@@ -492,6 +517,11 @@ def _eval_outputs(apply_fn, params, inputs) -> int:
           "apply_fn updates model state while applied (BatchNorm in training mode?); "
           "pass an inference-mode apply_fn, e.g. mnemonic_jax.inference_apply_fn(model, "
           f"batch_stats): {type(e).__name__}: {text}") from e
+    if isinstance(e, _UNTRACEABLE):
+      raise errors.BadRequest(
+          "apply_fn must be traceable by JAX (it is compiled and differentiated): "
+          "jax.numpy only, no NumPy conversion of its values (np.asarray, float(...)) and "
+          f"no Python branching on them: {type(e).__name__}: {text}") from e
     raise errors.BadRequest(
         f"apply_fn(params, x) fails: either inputs of shape {tuple(np.shape(inputs)[1:])} "
         "do not fit the model, or apply_fn does not take (params, x), in that order, with "

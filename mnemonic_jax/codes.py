@@ -162,10 +162,11 @@ def _array(value: Any, name: str) -> Any:
   """``value`` as an array (a list becomes one); an array passes unchanged.
 
   Raises:
-    BadRequestType: ``None``, a string, or values that are not numbers.
+    BadRequestType: ``None``, a string, or values that are not numbers (a bool in a list).
   """
   if hasattr(value, "dtype") and hasattr(value, "shape"):
     return value
+  _validate.listed_bool(value, name)
   kind = np.asarray(value).dtype.kind if value is not None else None
   if kind not in ("b", "i", "u", "f"):
     raise errors.BadRequestType(f"{name} must be an array of numbers, got "

@@ -81,10 +81,12 @@ def _array(value: Any, name: str) -> Any:
   or tuple of numbers; ``jnp.asarray`` where it holds tracers).
 
   Raises:
-    BadRequestType: naming ``name``, for what NumPy cannot make one array of (ragged).
+    BadRequestType: naming ``name``, for what NumPy cannot make one array of (ragged), or a
+      list holding a bool (:func:`mnemonic_jax._validate.listed_bool`).
   """
   if hasattr(value, "shape") and hasattr(value, "dtype"):
     return value
+  _validate.listed_bool(value, name)
   try:
     if any(isinstance(x, jax.core.Tracer) for x in jax.tree.leaves(value)):
       return jnp.asarray(value)

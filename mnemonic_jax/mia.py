@@ -117,6 +117,7 @@ def _check_logits(logits: np.ndarray, name: str, caller: str, *,
 
 def _check_labels(labels: np.ndarray, n: int, num_classes: int, name: str) -> np.ndarray:
   """Returns ``labels`` as an int64 ``(n,)`` array in ``[0, num_classes)``."""
+  _validate.listed_bool(labels, name)
   labels = np.asarray(labels)
   if labels.ndim != 1:
     raise errors.BadRequest(f"{name} must be 1-D; got shape {labels.shape}")

@@ -21,6 +21,8 @@
   refused a 1-d NumPy array as "not a sequence", and merged a value given twice.
 * W13: a Dense kernel read again outside its layer (tied weights) got the factorized
   Fisher under ``method="auto"``, which misses its second use's gradient (78% off).
+* W16: a bool in a list of labels (``[True, 2]``) was read as class 1 by NumPy.
+* W18: an apply_fn JAX cannot trace was refused with a guess at two unrelated causes.
 * W19: a Dense under the model's own ``nn.remat`` or lifted ``nn.vmap``: the taps leaked its
   input out of the transform (UnexpectedTracerError from "auto" and the paper's move).
 """
@@ -35,7 +37,7 @@ import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import baselines, layer_taps
+from mnemonic_jax import baselines, layer_taps, mia
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.forgetting import moves
 
@@ -246,3 +248,39 @@ def test_w19_a_layer_under_the_models_own_transform_takes_the_exact_fisher(lifte
       mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10)),
       mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10), method="vmap"))
   mj.class_fishers(apply_fn, params, codes, [3])
+
+
+def _tiny():
+  model = mj.create_model("mlp", 3, hidden=(4,))
+  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  return mj.inference_apply_fn(model, {}), model.init(jax.random.key(1), codes)["params"], codes
+
+
+def test_w16_a_bool_in_a_list_of_labels_is_refused():
+  """W16: ``[True, 2]`` became the labels ``[1, 2]`` (a bool array, or a ``True`` class
+  id, is refused) in the Fisher, the metrics, the loss, the code mixing and the MIAs."""
+  apply_fn, params, codes = _tiny()
+  logits = np.asarray(apply_fn(params, codes))
+  calls = [lambda: mj.fisher_diagonal(apply_fn, params, codes[:2], [True, 2]),
+           lambda: mj.forgetting_metrics(logits, [True, 1, 2], [1]),
+           lambda: mj.cross_entropy(jnp.ones((2, 3)), (2, np.bool_(True))),
+           lambda: mj.mix_codes(jax.random.key(0), jnp.zeros((2, 2, 2, 1)), [True, 2], codes,
+                                0.5),
+           lambda: mia.true_class_probability(logits, [True, 0, 1])]
+  for call in calls:
+    with pytest.raises(mj.errors.BadRequestType, match="labels hold the bool True"):
+      call()
+  mj.forgetting_metrics(logits, [0, 1, 2], [1])  # Integers still go through.
+
+
+@pytest.mark.parametrize("host_read", ["np.asarray", "float"])
+def test_w18_an_apply_fn_jax_cannot_trace_is_named_as_such(host_read):
+  """W18: ``np.asarray`` or a Python ``if`` on values inside apply_fn was refused with a
+  guess at two unrelated causes (inputs that do not fit, arguments in the wrong order)."""
+  apply_fn, params, codes = _tiny()
+  if host_read == "np.asarray":
+    untraceable = lambda p, x: np.asarray(apply_fn(p, x))
+  else:
+    untraceable = lambda p, x: apply_fn(p, x) * (1.0 if float(x.sum()) > 0 else 2.0)
+  with pytest.raises(mj.errors.BadRequest, match="apply_fn must be traceable by JAX"):
+    mj.forget(untraceable, params, codes, [1])
