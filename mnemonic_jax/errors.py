@@ -74,6 +74,15 @@ class NothingMovedWarning(RuleNotMetWarning):
   was forgotten (``report.changed`` is False). A subclass of :class:`RuleNotMetWarning`."""
 
 
+class ForgottenAgainWarning(RuleNotMetWarning):
+  """A forgetting request names a class an earlier request of the bundle already forgot
+  (``workflow.forget_bundle``): its code is misclassified on purpose, so the rule on the
+  codes says nothing, and the move takes the parameters further from the trained model.
+  ``baselines.unlearn`` refuses such a request; start from the bundle before the earlier
+  one to forget it once. A subclass of :class:`RuleNotMetWarning`, so one filter silences
+  every warning about what a move did (the command line says it in its report)."""
+
+
 class ModelSourceChangedWarning(UserWarning):
   """A bundle's model is built by a file of the user's (a config or module that called
   :func:`mnemonic_jax.register_model`) whose contents changed since the bundle recorded
@@ -82,6 +91,6 @@ class ModelSourceChangedWarning(UserWarning):
 
 
 __all__ = ["BadCheckpoint", "BadConfig", "BadDataset", "BadEnvironment", "BadRequest",
-           "BadRequestType", "MnemonicJaxError", "ModelSourceChangedWarning",
-           "NothingMovedWarning", "RemainingCodesLostWarning", "RuleNotMetWarning",
-           "TrainingDiverged"]
+           "BadRequestType", "ForgottenAgainWarning", "MnemonicJaxError",
+           "ModelSourceChangedWarning", "NothingMovedWarning", "RemainingCodesLostWarning",
+           "RuleNotMetWarning", "TrainingDiverged"]

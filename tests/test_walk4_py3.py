@@ -67,3 +67,15 @@ def test_a_consistent_hand_built_bundle_still_goes_through(kw):
   bundle = mj.Bundle(**kw)
   assert workflow.predict(bundle, _X).shape == (3, _C)
   assert features.forward(bundle.replace(codes=None), _X, features=False).logits.shape == (3, _C)
+
+
+# --------------------------------------------------------------------------------- W15
+
+def test_forgetting_a_class_again_warns_in_python(kw):
+  once, _ = workflow.forget_bundle(mj.Bundle(**kw), [1])
+  with pytest.warns(errors.ForgottenAgainWarning, match=r"class\(es\) \[1\] were already "
+                    "forgotten by an earlier request") as caught:
+    twice, _ = workflow.forget_bundle(once, [1])
+  said = [str(w.message) for w in caught if w.category is errors.ForgottenAgainWarning]
+  assert said == [w for w in twice.history[-1]["warnings"] if "already forgotten" in w]
+  assert issubclass(errors.ForgottenAgainWarning, errors.RuleNotMetWarning)

@@ -1,6 +1,7 @@
 """Forget classes from a bundle: the move, the checks, the history record, the warnings."""
 
 import math
+import warnings
 from typing import Any, Mapping, NamedTuple, Sequence
 
 import jax.numpy as jnp
@@ -284,7 +285,10 @@ def forget_bundle(bundle: Bundle, classes: Sequence[int], lambda1: float | None 
 
   Classes that earlier requests in the history forgot are excluded from this one: they
   count neither as forgotten nor as remaining (``exclude=`` of
-  :func:`mnemonic_jax.forgetting.forget`).
+  :func:`mnemonic_jax.forgetting.forget`). A class asked for again is forgotten again
+  (the parameters move further) with a
+  :class:`~mnemonic_jax.errors.ForgottenAgainWarning` (its sentence is also in the
+  entry's ``warnings``); ``baselines.unlearn`` refuses it.
 
   Args:
     bundle: the trained bundle (not modified).
@@ -331,4 +335,7 @@ def forget_bundle(bundle: Bundle, classes: Sequence[int], lambda1: float | None 
   record["lambdas"] = "given" if report.move == "algorithm2" else AUTO
   record["codes_forgotten"] = float(report.after.forget_accuracy) == 0.0
   record["warnings"] = forget_warnings(record) + untrained_codes_warnings(bundle, record)
+  again = _untrained_codes(bundle, record)
+  if again is not None and again.kind == "again":  # As the moves warn of their outcome.
+    warnings.warn(again.sentence(), errors.ForgottenAgainWarning, stacklevel=2)
   return bundle.replace(params=params, history=bundle.history + (record,)), report
