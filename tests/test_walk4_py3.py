@@ -79,3 +79,31 @@ def test_forgetting_a_class_again_warns_in_python(kw):
   said = [str(w.message) for w in caught if w.category is errors.ForgottenAgainWarning]
   assert said == [w for w in twice.history[-1]["warnings"] if "already forgotten" in w]
   assert issubclass(errors.ForgottenAgainWarning, errors.RuleNotMetWarning)
+
+
+# --------------------------------------------------------------------------------- W17
+
+def test_select_lambdas_under_jit_is_refused_in_its_own_name(kw):
+  bundle = mj.Bundle(**kw)
+  apply_fn, codes = bundle.apply_fn(), jnp.asarray(bundle.codes)
+  with pytest.raises(errors.BadRequestType, match=r"^mj.select_lambdas cannot run under jax.jit"):
+    jax.jit(lambda p: mj.select_lambdas(apply_fn, p, codes, [1]).lambda1)(bundle.params)
+
+
+def test_forward_on_no_images_gives_features_of_the_model_width(kw):
+  bundle = mj.Bundle(**kw)
+  out = features.forward(bundle, _X[:0])
+  assert out.logits.shape == (0, _C) and out.features.shape == (0, 8)
+  assert features.forward(bundle, _X[:1]).features.shape == (1, 8)
+  assert features.forward(bundle, _X[:0], features=False).features is None
+
+
+def test_code_scores_refuses_a_class_both_forgotten_and_remaining(kw):
+  bundle = mj.Bundle(**kw)
+  apply_fn, codes = bundle.apply_fn(), jnp.asarray(bundle.codes)
+  mask = np.array([False, True, True, False])
+  with pytest.raises(errors.BadRequest, match=r"class\(es\) \[1, 2\] are True in both "
+                     "in_forget and in_remain"):
+    mj.code_scores(apply_fn, bundle.params, codes, mask, mask)
+  scores = mj.code_scores(apply_fn, bundle.params, codes, mask, ~mask)  # Disjoint: taken.
+  assert np.isfinite(float(scores.forget_margin))

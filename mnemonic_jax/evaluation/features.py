@@ -294,9 +294,14 @@ def forward(bundle: Bundle, images: np.ndarray, *, features: bool = True, scale:
     logits.append(np.asarray(out, np.float32)[:size - pad])
     if z is not None:
       feats.append(np.asarray(z, np.float32).reshape(size, -1)[:size - pad])
-  if not logits:
+  if not logits:  # No images: the feature width from the abstract shapes (nothing runs).
+    if not features:
+      return Forward(np.zeros((0, bundle.num_classes), np.float32), None)
+    _, z = jax.eval_shape(functools.partial(_forward, path=path), apply_fn, bundle.params,
+                          jax.ShapeDtypeStruct((1, *images.shape[1:]), np.uint8), mean, std,
+                          jnp.float32(scale))
     return Forward(np.zeros((0, bundle.num_classes), np.float32),
-                   np.zeros((0, 0), np.float32) if features else None)
+                   np.zeros((0, int(np.prod(z.shape[1:]))), np.float32))
   return Forward(np.concatenate(logits), np.concatenate(feats) if features else None)
 
 

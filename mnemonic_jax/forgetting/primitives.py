@@ -342,7 +342,8 @@ def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget:
       ``(logits, state)`` tuple).
     ValueError: a mask not of shape ``(C,)``; codes that do not fit the model, or logits
       not ``(C, C)``; a concrete mask with
-      no True entry (``in_remain`` too, also when it defaults to ``~in_forget``). The
+      no True entry (``in_remain`` too, also when it defaults to ``~in_forget``); concrete
+      masks True at the same class (both forgotten and remaining). The
       shapes are checked on the trace, the emptiness on concrete masks only: nothing is
       added to a jitted program.
   """
@@ -364,6 +365,13 @@ def code_scores(apply_fn: ApplyFn, params: PyTree, codes: chex.Array, in_forget:
       empty["in_remain"] = bool(np.asarray(in_forget).all())
   if in_remain is not None and not isinstance(in_remain, jax.core.Tracer):
     empty["in_remain"] = not np.asarray(in_remain).any()
+  if (in_remain is not None and not isinstance(in_forget, jax.core.Tracer)
+      and not isinstance(in_remain, jax.core.Tracer)):
+    both = np.flatnonzero(np.asarray(in_forget) & np.asarray(in_remain)).tolist()
+    if both:
+      raise errors.BadRequest(
+          f"class(es) {both} are True in both in_forget and in_remain: a class is either "
+          "forgotten or remaining (or in neither, not scored); fix the masks")
   for name in ("in_forget", "in_remain"):
     if empty.get(name):
       raise errors.BadRequest(
@@ -464,7 +472,8 @@ class Request(NamedTuple):
 
 
 def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
-                     forget: Sequence[int], exclude: Sequence[int] = ()) -> Request:
+                     forget: Sequence[int], exclude: Sequence[int] = (), *,
+                     entry: str = "forgetting (mj.forget, a move)") -> Request:
   """Checks a forgetting request before any work (every forgetting entry point calls it).
 
   Args:
@@ -473,6 +482,7 @@ def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
     codes: ``(C, *input_shape)`` float codes, one per class in class order.
     forget: class ids to forget; not empty, no duplicates, not every class.
     exclude: class ids neither forgotten nor remaining.
+    entry: the public function called, as its refusal under jax.jit names it.
 
   Returns:
     The :class:`Request`.
@@ -485,7 +495,7 @@ def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
       NaN or inf in params or codes; codes that do not fit the model, or a number of
       logits that differs from the number of codes; a model that updates state.
   """
-  _validate.concrete("forgetting (mj.forget, a move)", params=params, codes=codes)
+  _validate.concrete(entry, params=params, codes=codes)
   _validate.params_tree(params)
   if not hasattr(codes, "shape") or not jnp.issubdtype(jnp.result_type(codes), jnp.floating):
     raise errors.BadRequestType("codes must be a float array (C, *input_shape), got "

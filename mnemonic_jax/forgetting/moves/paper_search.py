@@ -280,7 +280,8 @@ def select_lambdas(
     >>> result.lambda1 in (1e-3, 1e-2), result.met in (True, False)
     (True, True)
   """
-  request = prim.validate_request(apply_fn, params, codes, forget, exclude)
+  request = prim.validate_request(apply_fn, params, codes, forget, exclude,
+                                  entry="mj.select_lambdas")
   model_checks.check_model(request, params)
   return search(params, request, grid=grid, rule=rule, chunk=chunk, strategy=strategy,
                 microbatch_size=microbatch_size, method=method, mesh=mesh)
