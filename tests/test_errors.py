@@ -69,10 +69,13 @@ def test_a_bug_in_the_library_shows_as_a_traceback_and_exit_1(tmp_path):
 
 # Plain raises the library keeps on purpose: a json ``default`` hook must raise TypeError
 # and an ``object_pairs_hook`` ValueError (bundle.json_value catches both and raises
-# BadRequestType), and the .npy header reader's ValueErrors are caught and re-raised as
-# CheckpointError.
+# BadRequestType), the .npy header reader's ValueErrors are caught and re-raised as
+# CheckpointError, and the command line's strict int and float readers and its JSON key
+# hook raise ValueError as int() and float() do, caught in cli/values.py and re-raised as
+# argparse.ArgumentTypeError (one line, exit 2).
 PLAIN_RAISES_KEPT = {("bundle.py", "TypeError"): 1, ("bundle.py", "ValueError"): 1,
-                     ("checkpointing/imports.py", "ValueError"): 2}
+                     ("checkpointing/imports.py", "ValueError"): 2,
+                     ("cli/values.py", "ValueError"): 3}
 
 
 def test_the_library_raises_no_plain_value_or_type_errors():
