@@ -41,6 +41,7 @@ from mnemonic_jax import codes as codes_lib
 from mnemonic_jax import _validate, checkpointing, configs, errors, training, workflow
 from mnemonic_jax.timing import CompileClock
 from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
+from mnemonic_jax.checkpointing.bundle_format import check_bundle
 from mnemonic_jax.data import DatasetError, DatasetInfo
 
 #: The paper's code-mixing rate for MNIST, CUB and STN (0.3 for CIFAR-10 and ImageNet).
@@ -271,6 +272,7 @@ def attach_codes(
       batch.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle)  # A hand-built bundle's fields against its model.
   check_attachable(bundle)
   _check_field("seed", seed)
   if code_distribution not in codes_lib.DISTRIBUTIONS:

@@ -61,6 +61,7 @@ from mnemonic_jax import _validate, codes, errors
 from mnemonic_jax.baselines import base
 from mnemonic_jax.baselines.base import LoopState, Split
 from mnemonic_jax.bundle import Bundle, model_variables
+from mnemonic_jax.checkpointing.bundle_format import check_bundle
 
 PyTree = Any
 
@@ -448,6 +449,7 @@ def _check_labels(split: Split, name: str, num_classes: int | None) -> None:
 def _check(bundle: Bundle, sample: Split, retain: Split, probe: Split,
            reference_accuracy: float, config: RelearnConfig) -> None:
   _validate.bundle(bundle, "bundle")
+  check_bundle(bundle, codes=False)  # Its fields against its model (no codes read).
   _validate.finite(**{"bundle.params": bundle.params, "bundle.batch_stats": bundle.batch_stats})
   for name, split in (("sample", sample), ("retain", retain), ("probe", probe)):
     _check_split(split, name, "relearn_steps")

@@ -107,3 +107,21 @@ def test_code_scores_refuses_a_class_both_forgotten_and_remaining(kw):
     mj.code_scores(apply_fn, bundle.params, codes, mask, mask)
   scores = mj.code_scores(apply_fn, bundle.params, codes, mask, ~mask)  # Disjoint: taken.
   assert np.isfinite(float(scores.forget_margin))
+
+
+def test_the_other_entry_points_taking_a_bundle_check_it_too(kw):
+  """W14's kind at the baselines, relearning and attach-codes: the same hand-built bundle
+  with a num_classes its params do not have failed inside Flax there."""
+  from mnemonic_jax import attach, baselines, relearning  # pylint: disable=import-outside-toplevel
+
+  bundle = mj.Bundle(**{**kw, "num_classes": 6})
+  split = baselines.Split(_X, _Y)
+  calls = [
+      lambda: baselines.unlearn("mnemonic-bias", bundle, [1]),
+      lambda: relearning.relearn_steps(bundle, split, split, split, 50.0,
+                                       key=jax.random.key(0)),
+      lambda: attach.attach_codes(bundle, _X, _Y, epochs=1),
+  ]
+  for call in calls:
+    with pytest.raises(errors.BadRequest, match=r"params do not fit .*num_classes 6"):
+      call()

@@ -39,6 +39,7 @@ from mnemonic_jax import codes, errors
 from mnemonic_jax import _validate
 from mnemonic_jax.timing import CompileClock
 from mnemonic_jax.bundle import Bundle, normalize
+from mnemonic_jax.checkpointing.bundle_format import check_bundle
 from mnemonic_jax.data import pipeline
 from mnemonic_jax.baselines import options
 from mnemonic_jax.baselines.steps import (  # noqa: F401  (re-exported)
@@ -280,6 +281,7 @@ def unlearn(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnDa
       input shape), or a result that is not finite.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle)  # A hand-built bundle's fields against its model.
   spec = get_method(method)
   classes = _validate.forget_request(classes, bundle.num_classes, name="classes")[0]
   again = [c for c in classes if c in bundle.forgotten_classes]
@@ -357,6 +359,7 @@ def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData
       an empty ladder.
   """
   _validate.bundle(bundle)
+  check_bundle(bundle)  # A hand-built bundle's fields against its model.
   spec = get_method(method)
   classes = _validate.forget_request(classes, bundle.num_classes, name="classes")[0]
   if not isinstance(held_out, Split):
