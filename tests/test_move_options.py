@@ -114,7 +114,8 @@ def test_every_move_takes_its_defaults_and_numpy_options(name):
     ({"microbatch_size": 2.0}, TypeError, "Paper.microbatch_size must be a positive int"),
     ({"method": None}, TypeError, "Paper.method must be a string"),
     ({"method": "exact"}, ValueError, "Paper.method: unknown Fisher method 'exact'"),
-    ({"mesh": "data"}, TypeError, "Paper.mesh must be a jax.sharding.Mesh with a 'data' axis, or None, got str"),
+    ({"mesh": "data"}, TypeError,
+     "Paper.mesh must be a jax.sharding.Mesh with a 'data' axis, or None, got str"),
 ])
 def test_paper_refuses_options_of_the_wrong_kind_or_range(options, error, phrase):
   """Paper(chunk=0), -5 and 3.5 were clamped or truncated; 'a' failed in int() at forget."""
