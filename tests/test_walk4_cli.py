@@ -35,6 +35,7 @@ import pytest
 from mnemonic_jax import checkpointing, errors, models, workflow
 from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
+from mnemonic_jax.workflow import training_run
 from mnemonic_jax.data import DatasetError
 from mnemonic_jax.data.idx import load_idx
 
@@ -180,6 +181,9 @@ def test_pretrained_weights_that_are_not_floating_point_are_refused():
     workflow.merge_pretrained(fresh, {"Dense_0": {"kernel": np.ones((2, 3), np.int32)}})
   merged = workflow.merge_pretrained(fresh, {"Dense_0": {"kernel": np.ones((2, 3), np.float16)}})
   assert merged["Dense_0"]["kernel"].dtype == np.float32
+  # workflow.train merges with this one (it kept an unchecked copy of its own once).
+  assert training_run.merge_pretrained is workflow.merge_pretrained
+  assert training_run.prepare_images is workflow.prepare_images
 
 
 MODEL_FILE = """

@@ -8,10 +8,9 @@ import math
 import os
 import pathlib
 import time
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from mnemonic_jax import environment, errors
@@ -21,6 +20,7 @@ from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.train_records import foreign_step_fix
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
 from mnemonic_jax.models import create_model
+from mnemonic_jax.workflow.inputs import merge_pretrained, prepare_images
 
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
@@ -37,24 +37,6 @@ def to_plain(config: Any) -> dict[str, Any]:
     config = config.to_dict()
   return {k: to_plain(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
           for k, v in dict(config).items()}
-
-
-def prepare_images(images: np.ndarray, input_shape: Sequence[int]) -> np.ndarray:
-  """Zero-pads images centrally up to the model's input size (e.g. 28x28 into 32x32).
-
-  Raises:
-    DatasetError: the images cannot be made to fit ``input_shape``.
-  """
-  h, w, c = images.shape[1:]
-  th, tw, tc = input_shape
-  if c != tc or h > th or w > tw:
-    raise DatasetError(
-        f"images of shape {(h, w, c)} do not fit a model with input shape {tuple(input_shape)}; "
-        "give images of the dataset the model was trained on")
-  if (h, w) == (th, tw):
-    return images
-  top, left = (th - h) // 2, (tw - w) // 2
-  return np.pad(images, ((0, 0), (top, th - h - top), (left, tw - w - left), (0, 0)))
 
 
 class RunStopped(Exception):
@@ -511,34 +493,6 @@ def _training_data(config):
   if config.get("stream"):
     return pipeline.TfdsEpochs(name, "train", data_dir, transform=pad), info, shape
   return pipeline.ArrayEpochs(pad(ds.images), ds.labels), info, shape
-
-
-def merge_pretrained(fresh: Any, pretrained: Any, skip: Sequence[str] = ()) -> Any:
-  """Takes every leaf of ``fresh`` from ``pretrained``, except under top-level names in ``skip``.
-
-  For fine-tuning: e.g. ``skip=("Dense_0",)`` keeps a freshly initialised classifier head
-  when the pretrained model has another number of classes.
-
-  Raises:
-    ValueError: a leaf missing from ``pretrained`` or of another shape.
-  """
-  flat = {tuple(str(getattr(k, "key", k)) for k in kp): v
-          for kp, v in jax.tree_util.tree_flatten_with_path(pretrained)[0]}
-
-  def take(keypath, leaf):
-    path = tuple(str(getattr(k, "key", k)) for k in keypath)
-    if path[0] in skip:
-      return leaf
-    if path not in flat:
-      raise errors.BadCheckpoint(f"the pretrained weights have no {'/'.join(path)}; list its "
-                                 "layer in pretrained_skip to initialise it afresh")
-    if tuple(np.shape(flat[path])) != tuple(leaf.shape):
-      raise errors.BadCheckpoint(f"pretrained {'/'.join(path)} has shape {np.shape(flat[path])}, "
-                                 f"the model needs {leaf.shape}; list its layer in "
-                                 "pretrained_skip")
-    return jnp.asarray(flat[path], leaf.dtype)
-
-  return jax.tree_util.tree_map_with_path(take, fresh)
 
 
 #: Config fields that may change between a run and its resumption: how often it saves
