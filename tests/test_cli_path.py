@@ -16,6 +16,7 @@ One small bundle (digits, MLP 64-32-10) is trained by the real ``train`` command
 worker; the other commands read it.
 """
 
+import hashlib
 import json
 import os
 import pathlib
@@ -127,6 +128,11 @@ def test_an_unfinished_workdir_is_refused_in_the_users_words(workdir, tmp_path):
 # A model the user registered.
 
 
+def _sha256(path: pathlib.Path) -> str:
+  """The hex SHA-256 of a file's bytes (what a bundle records of its model's source)."""
+  return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 @pytest.mark.slow  # Heavy (a command run or a big model); -m slow runs it.
 def test_a_model_registered_in_the_config_file_goes_through_every_command(tmp_path):
   config = write_config(tmp_path / "mine.py", model="tiny_net", model_kwargs={"width": 16},
@@ -135,7 +141,7 @@ def test_a_model_registered_in_the_config_file_goes_through_every_command(tmp_pa
                     tmp_path / "run", "-q"))
   meta = json.loads((tmp_path / "run" / "bundle" / "meta" / "metadata").read_text())
   assert meta["model_name"] == "tiny_net"
-  assert meta["model_source"] == {"file": str(config)}
+  assert meta["model_source"] == {"file": str(config), "sha256": _sha256(config)}
   assert_ok(run_cli("forget", "--checkpoint", tmp_path / "run", "--classes", "3",
                     "--output", tmp_path / "no3", "--lambda1", "1e-3", "--lambda2", "10", "-q"))
   report = json.loads(assert_ok(run_cli("evaluate", "--checkpoint", tmp_path / "no3",
@@ -160,7 +166,8 @@ def test_a_model_registered_by_a_package_is_imported_by_name(tmp_path):
   assert_ok(run_cli("train", "--config", config, "--config.epochs=1", "--workdir",
                     tmp_path / "run", "-q", env=env))
   meta = json.loads((tmp_path / "run" / "bundle" / "meta" / "metadata").read_text())
-  assert meta["model_source"] == {"import": "userpkg"}
+  assert meta["model_source"] == {"import": "userpkg",
+                                  "sha256": _sha256(package / "__init__.py")}
   report = json.loads(assert_ok(run_cli("evaluate", "--checkpoint", tmp_path / "run",
                                         "--json", "-q", env=env)))
   assert report["num_examples"] == 359
