@@ -272,7 +272,8 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
 
   Raises:
     UsageError: an output and an input overlap, a path it reads is not UTF-8
-      (:func:`check_storable`), or the workdir is a file.
+      (:func:`check_storable`), the workdir is a file, or the compilation cache folder
+      lies inside a path the config names (:func:`check_cache_apart`).
   """
   check_folder_reachable("--workdir", workdir, "fix or remove the link, or choose another "
                          "--workdir")
@@ -289,6 +290,18 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
   check_storable(inputs)  # config.data_dir and config.pretrained too (overrides included).
   check_no_overlap([("train's bundle", workdir / "bundle"),
                     ("train's checkpoints", workdir / "train")], inputs)
+  # What the config names is known only now: the cache (opened, not yet written) apart too.
+  check_cache_apart(_open_cache(), "the compilation cache", inputs)
+
+
+def _open_cache() -> str | None:
+  """The folder of JAX's persistent compilation cache now in use (None: none)."""
+  import jax  # pylint: disable=import-outside-toplevel  # The parser imports no JAX.
+
+  if not jax.config.jax_enable_compilation_cache:
+    return None
+  folder = jax.config.jax_compilation_cache_dir
+  return folder if folder and "://" not in folder else None
 
 
 def check_demo_outputs(out: pathlib.Path, force: bool) -> None:
