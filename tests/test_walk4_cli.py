@@ -220,7 +220,7 @@ def test_a_model_source_file_edited_since_the_bundle_was_saved_warns(tmp_path, m
       models.load_model_source("walk4_f7_net", recorded)
     said = [str(w.message) for w in caught if w.category is errors.ModelSourceChangedWarning]
     assert len(said) == edited, said
-  assert f"built by {source_file}, which changed since the bundle recorded it" in said[0]
+  assert f"built by {source_file}, changed since the bundle recorded them" in said[0]
 
 
 def test_running_out_of_memory_is_one_line_naming_it(tmp_path):

@@ -3,11 +3,16 @@
 * G1 (data lost): ``train --config.pretrained=B --compilation-cache B/...`` wrote JAX's
   programs into the pretrained bundle B, which then no longer loaded: the check of walk4
   F1 saw the command's path options, not the paths its config names.
+* G2 (silently wrong): walk4 F7's digest covered the file calling register_model, not the
+  module of the user's package defining the model's class.
 """
 
 import pathlib
+import sys
 
 import pytest
+
+from mnemonic_jax import errors, models
 
 from cli_support import assert_refused, run_commands
 
@@ -25,3 +30,36 @@ def test_a_cache_folder_inside_what_the_train_config_reads_is_refused(bundle, tm
       "watch": [bundle]}})["train"]
   assert_refused(ran.result, f"(the compilation cache) lies inside config.pretrained {bundle}")
   assert ran.before == ran.after and not work.exists()
+
+
+LAYERS = """
+import flax.linen as nn
+
+class Net(nn.Module):
+  num_classes: int = 2
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(self.num_classes)(x.reshape((x.shape[0], -1)))
+"""
+
+
+def test_the_file_defining_a_registered_model_is_watched_too(tmp_path, monkeypatch):
+  """G2: only the file calling register_model was hashed (walk4 F7's fix): the model's
+  class in another module of the user's package was edited without a word."""
+  package = tmp_path / "walk5_pkg"
+  package.mkdir()
+  (package / "layers.py").write_text(LAYERS)
+  (package / "__init__.py").write_text("import mnemonic_jax\nfrom walk5_pkg.layers import Net\n"
+                                       "mnemonic_jax.register_model('walk5_net', Net)\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  models.load_model_source("walk5_net", {"import": "walk5_pkg"})
+  recorded = models.model_source("walk5_net")
+  assert set(recorded) == {"import", "sha256"}
+  for registry in (models._REGISTRY, models._SOURCES):  # pylint: disable=protected-access
+    monkeypatch.delitem(registry, "walk5_net")
+  for module in ("walk5_pkg", "walk5_pkg.layers"):  # As a later process imports them.
+    monkeypatch.delitem(sys.modules, module)
+  (package / "layers.py").write_text(LAYERS.replace("nn.Dense(self", "2 * nn.Dense(self"))
+  with pytest.warns(errors.ModelSourceChangedWarning, match=r"layers\.py, changed since"):
+    models.load_model_source("walk5_net", recorded)

@@ -10,6 +10,7 @@ import hashlib
 import importlib
 import importlib.util
 import importlib.machinery
+import inspect
 import os
 import sys
 import warnings
@@ -81,7 +82,7 @@ def register_model(name: str, factory: Callable[..., nn.Module], *,
     raise errors.BadRequestType(f"register_model: replace must be True or False, got "
                                 f"{replace!r}")
   caller = sys._getframe(1).f_globals  # pylint: disable=protected-access
-  source = _source_of(caller.get("__name__"), caller.get("__file__"))
+  source = _source_of(caller.get("__name__"), caller.get("__file__"), factory)
   again = (bool(source) and _place(_SOURCES.get(name, {})) == _place(source)
            and name not in BUILT_IN and _identity(_REGISTRY[name]) == _identity(factory))
   if name in _REGISTRY and not (replace or again):
@@ -112,10 +113,11 @@ def _where(source: Mapping[str, str]) -> str:
   return "a script or an interactive session"
 
 
-def _source_of(module: str | None, file: str | None) -> dict[str, str]:
+def _source_of(module: str | None, file: str | None, factory: Any) -> dict[str, str]:
   """``{"import": module}`` for an importable module, ``{"file": path}`` for a file run
   by path (a config file), ``{}`` for a script or an interactive session; with the
-  file's ``"sha256"`` where it can be read (:func:`load_model_source` compares it)."""
+  ``"sha256"`` of that file and of the one defining ``factory`` where they can be read
+  (:func:`load_model_source` compares it)."""
   if not module or module == "__main__" or not file:
     return {}
   loaded = sys.modules.get(module)
@@ -123,8 +125,18 @@ def _source_of(module: str | None, file: str | None) -> dict[str, str]:
     source = {"import": module}
   else:
     source = {"file": os.path.abspath(file)}
-  digest = _sha256(file)
+  digest = _sha256(file, _defined_in(factory))
   return {**source, "sha256": digest} if digest else source
+
+
+def _defined_in(factory: Any) -> str | None:
+  """The source file defining ``factory`` (a class, a function, a partial of one), if any."""
+  target = factory.func if isinstance(factory, partial) else factory
+  try:
+    return inspect.getsourcefile(target if inspect.isclass(target) or inspect.isfunction(target)
+                                 else type(target))
+  except TypeError:  # Built in: no file.
+    return None
 
 
 def _place(source: Mapping[str, str]) -> dict[str, str]:
@@ -132,13 +144,18 @@ def _place(source: Mapping[str, str]) -> dict[str, str]:
   return {k: v for k, v in source.items() if k != "sha256"}
 
 
-def _sha256(file: str | None) -> str | None:
-  """The SHA-256 of ``file``'s bytes (hex), or None if it cannot be read."""
-  try:
-    with open(file, "rb") as f:
-      return hashlib.sha256(f.read()).hexdigest()
-  except (OSError, TypeError):
-    return None
+def _sha256(file: str | None, defining: str | None = None) -> str | None:
+  """The SHA-256 (hex) of ``file``'s bytes, followed by those of ``defining`` (the file
+  that defines the model, where it is another one); None if ``file`` cannot be read."""
+  digest = hashlib.sha256()
+  for path in dict.fromkeys(p for p in (file, defining) if p):
+    try:
+      with open(path, "rb") as f:
+        digest.update(f.read())
+    except OSError:
+      if path == file:
+        return None
+  return digest.hexdigest() if file else None
 
 
 def _importable(module: str, file: str) -> bool:
@@ -162,8 +179,9 @@ def model_source(name: str) -> dict[str, str]:
     (``__main__``) or an interactive session; ``{"import": "pkg.models"}`` when
     :func:`register_model` was called while importing that module;
     ``{"file": "/abs/path/config.py"}`` when it was called from a file run by path, such
-    as a config file given to ``mnemonic-jax train``; either with the file's ``"sha256"``
-    (hex) when it could be read.
+    as a config file given to ``mnemonic-jax train``; either with the ``"sha256"`` (hex)
+    of that file followed by the file that defines the model's class or function, where
+    they could be read.
   """
   return dict(_SOURCES.get(name, {}))
 
@@ -218,11 +236,13 @@ def load_model_source(name: str, source: Mapping[str, str]) -> None:
     what = f"module {module}" if module else f"file {file}"
     raise ModelSourceError(f"its source, {what}, was loaded but does not register it")
   path = getattr(sys.modules.get(module), "__file__", None) if module else file
-  if "sha256" in source and _sha256(path) not in (None, source["sha256"]):
+  defining = _defined_in(_REGISTRY[name])
+  if "sha256" in source and _sha256(path, defining) not in (None, source["sha256"]):
+    files = " and ".join(dict.fromkeys(p for p in (path, defining) if p))
     warnings.warn(
-        f"model {name!r} is built by {path}, which changed since the bundle recorded it "
-        "(its SHA-256 differs): the model built now may not be the one trained, and "
-        "results with these weights may describe another model; restore the file as it was "
+        f"model {name!r} is built by {files}, changed since the bundle recorded them (their "
+        "SHA-256 differs): the model built now may not be the one trained, and results "
+        "with these weights may describe another model; restore the files as they were "
         "when the model was trained", errors.ModelSourceChangedWarning, stacklevel=2)
 
 
