@@ -32,7 +32,8 @@ from mnemonic_jax import errors
 
 #: The ``errno`` values that say the machine refused, not that the input is wrong.
 ENVIRONMENT_ERRNOS = frozenset(
-    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.ENOMEM})
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG, errno.ENOMEM,
+     errno.EMFILE, errno.ENFILE})
 #: tensorstore's suffix naming the operating system's error code (tensorstore 0.1.x).
 _OS_ERROR_CODE = re.compile(r"\[os_error_code='?(\d+)'?\]")
 #: How JAX's errors begin when a backend cannot start (jax/_src/xla_bridge.py, 0.4 to 0.10).

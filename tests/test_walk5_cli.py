@@ -5,6 +5,7 @@
   F1 saw the command's path options, not the paths its config names.
 * G2 (silently wrong): walk4 F7's digest covered the file calling register_model, not the
   module of the user's package defining the model's class.
+* G4: too many open files (``ulimit -n``) during a save was a traceback, exit 1.
 """
 
 import pathlib
@@ -13,6 +14,7 @@ import sys
 import pytest
 
 from mnemonic_jax import errors, models
+from mnemonic_jax.cli import outcome
 
 from cli_support import assert_refused, run_commands
 
@@ -63,3 +65,14 @@ def test_the_file_defining_a_registered_model_is_watched_too(tmp_path, monkeypat
   (package / "layers.py").write_text(LAYERS.replace("nn.Dense(self", "2 * nn.Dense(self"))
   with pytest.warns(errors.ModelSourceChangedWarning, match=r"layers\.py, changed since"):
     models.load_model_source("walk5_net", recorded)
+
+
+def test_too_many_open_files_is_the_machine_refusing(tmp_path):
+  """G4: ``ulimit -n 20`` during forget's save: a 126-line TensorStore traceback, exit 1
+  (EMFILE arrives as TensorStore's ValueError with its os_error_code)."""
+  error = ValueError("RESOURCE_EXHAUSTED: Error opening file: Too many open files "
+                     "[os_error_code='24']")
+  line = outcome.environment_line(error, "forget", tmp_path / "out", outcome.Run())
+  assert line == (f"cannot write {tmp_path / 'out'}: Too many open files; nothing was "
+                  "written: raise the open-files limit (ulimit -n) and run the same command "
+                  "again")

@@ -503,6 +503,8 @@ def environment_line(error: BaseException, command: str, output: pathlib.Path | 
   # A full disk or quota wants room; a read-only file system, another place.
   if os_error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
     fix = "make room and run the same command again"
+  elif os_error.errno in (errno.EMFILE, errno.ENFILE):  # Orbax opens many files at once.
+    fix = "raise the open-files limit (ulimit -n) and run the same command again"
   elif os_error.errno == errno.EROFS:
     fix = ("make the workdir writable and run the same command again" if command == "train"
            else "choose an output in a writable place")
