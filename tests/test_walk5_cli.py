@@ -6,9 +6,12 @@
 * G2 (silently wrong): walk4 F7's digest covered the file calling register_model, not the
   module of the user's package defining the model's class.
 * G4: too many open files (``ulimit -n``) during a save was a traceback, exit 1.
+* G5 (data lost): train wrote its lock and metrics log over a config file or pretrained
+  weights at those paths (only WORKDIR/train and WORKDIR/bundle were checked).
 """
 
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -76,3 +79,25 @@ def test_too_many_open_files_is_the_machine_refusing(tmp_path):
   assert line == (f"cannot write {tmp_path / 'out'}: Too many open files; nothing was "
                   "written: raise the open-files limit (ulimit -n) and run the same command "
                   "again")
+
+
+def test_train_never_writes_its_lock_or_log_over_what_it_reads(bundle, tmp_path):
+  """G5 (data lost): a config file or pretrained weights at WORKDIR/metrics.jsonl or
+  WORKDIR/.lock were overwritten by the run's log or its PID, exit 0."""
+  config_work, pretrained_work = tmp_path / "c", tmp_path / "p"
+  config_work.mkdir()
+  pretrained_work.mkdir()
+  config = config_work / "metrics.jsonl"
+  config.write_text("from mnemonic_jax.configs import load_config\n"
+                    "def get_config(variant=''):\n  return load_config('digits_mlp:quick')\n")
+  shutil.copytree(bundle, pretrained_work / ".lock")
+  ran = run_commands({
+      "config": {"args": ["train", "--config", config, "--workdir", config_work, "-q"],
+                 "watch": [config_work]},
+      "pretrained": {"args": ["train", "--config", "digits_mlp:quick",
+                              f"--config.pretrained={pretrained_work / '.lock'}",
+                              "--workdir", pretrained_work, "-q"], "watch": [pretrained_work]}})
+  assert_refused(ran["config"].result, f"train's metrics {config} is the input config file")
+  assert_refused(ran["pretrained"].result, "train's lock")
+  for name in ("config", "pretrained"):
+    assert ran[name].before == ran[name].after, name

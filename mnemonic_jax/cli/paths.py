@@ -21,7 +21,7 @@ import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from mnemonic_jax import _files, checkpointing, configs
+from mnemonic_jax import _files, checkpointing, configs, run_metrics
 from mnemonic_jax.cli.parser import DEMO_FILES, UsageError
 
 #: ``(what, path)``: what a command reads or writes, named as the user knows it.
@@ -261,7 +261,8 @@ def check_train_paths(spec: str, config: Any, workdir: pathlib.Path) -> None:
 def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
   """Refuses a train run whose outputs overlap what it reads (first, even on a finished run).
 
-  ``train`` writes ``WORKDIR/train`` and ``WORKDIR/bundle``; it reads the config file,
+  ``train`` writes ``WORKDIR/train``, ``WORKDIR/bundle``, the lock, ``metrics.jsonl`` and
+  ``tensorboard/``; it reads the config file,
   ``config.pretrained`` and the dataset's directories. A config file elsewhere in WORKDIR
   is fine.
 
@@ -289,7 +290,11 @@ def check_train_inputs(spec: str, config: Any, workdir: pathlib.Path) -> None:
   inputs += dataset_inputs(dataset if isinstance(dataset, str) else None, get("data_dir"))
   check_storable(inputs)  # config.data_dir and config.pretrained too (overrides included).
   check_no_overlap([("train's bundle", workdir / "bundle"),
-                    ("train's checkpoints", workdir / "train")], inputs)
+                    ("train's checkpoints", workdir / "train"),
+                    ("train's lock", workdir / checkpointing.LOCK_FILE),
+                    ("train's metrics", workdir / run_metrics.METRICS_FILE),
+                    ("train's TensorBoard files", workdir / run_metrics.TENSORBOARD_DIR)],
+                   inputs)
   # What the config names is known only now: the cache (opened, not yet written) apart too.
   check_cache_apart(_open_cache(), "the compilation cache", inputs)
 
