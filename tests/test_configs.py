@@ -69,9 +69,12 @@ def test_file_path_with_variant(user_config, tmp_path, monkeypatch):
   assert configs.load_config(f"{user_config}:long").epochs == 80
   monkeypatch.chdir(tmp_path)  # A relative path is read from the working folder.
   assert configs.load_config("my_config.py:long").epochs == 80
-  # A file wins over a packaged name; the packaged module is also a file like any other.
+  # A file named like a packaged config is not taken for it silently (walk5 G6): refused,
+  # and read as ./NAME; the packaged module is also a file like any other.
   (tmp_path / "digits_mlp").write_text(USER_CONFIG)
-  assert configs.load_config("digits_mlp:long").epochs == 80
+  with pytest.raises(configs.ConfigError, match="both a packaged config and a file"):
+    configs.load_config("digits_mlp:long")
+  assert configs.load_config("./digits_mlp:long").epochs == 80
   packaged = pathlib.Path(configs.__file__).parent / "digits_mlp.py"
   assert configs.load_config(f"{packaged}:quick").epochs == 30
 

@@ -8,6 +8,8 @@
 * G4: too many open files (``ulimit -n``) during a save was a traceback, exit 1.
 * G5 (data lost): train wrote its lock and metrics log over a config file or pretrained
   weights at those paths (only WORKDIR/train and WORKDIR/bundle were checked).
+* G6 (silently wrong): a packaged config's name that is also a file in the current folder
+  ran the file.
 """
 
 import pathlib
@@ -16,7 +18,7 @@ import sys
 
 import pytest
 
-from mnemonic_jax import errors, models
+from mnemonic_jax import configs, errors, models
 from mnemonic_jax.cli import outcome
 
 from cli_support import assert_refused, run_commands
@@ -101,3 +103,17 @@ def test_train_never_writes_its_lock_or_log_over_what_it_reads(bundle, tmp_path)
   assert_refused(ran["pretrained"].result, "train's lock")
   for name in ("config", "pretrained"):
     assert ran[name].before == ran[name].after, name
+
+
+def test_a_packaged_config_name_that_is_also_a_file_here_is_refused(tmp_path, monkeypatch):
+  """G6: ``--config digits_mlp:quick`` ran a file named ``digits_mlp`` in the current
+  folder instead of the packaged config, without a word."""
+  (tmp_path / "digits_mlp").write_text(
+      "from mnemonic_jax.configs import digits_mlp\n"
+      "def get_config(variant=''):\n  c = digits_mlp.get_config('quick')\n"
+      "  c.epochs = 2\n  return c\n")
+  monkeypatch.chdir(tmp_path)
+  for spec in ("digits_mlp", "digits_mlp:quick"):
+    with pytest.raises(configs.ConfigError, match=f"write ./{spec} for the file"):
+      configs.load_config(spec)
+  assert configs.load_config("./digits_mlp").epochs == 2

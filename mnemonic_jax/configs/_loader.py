@@ -64,11 +64,16 @@ def available_configs() -> tuple[str, ...]:
 def _parts(spec: Any) -> tuple[str, pathlib.Path, str | None]:
   """``(what names the config, its file, variant or None)``."""
   spec = os.fspath(spec)
+  name, colon, variant = spec.partition(":")  # As config_flags splits: at the first colon.
+  packaged = bool(_NAME.fullmatch(name)) and name in available_configs()
+  if packaged and os.path.isfile(name):  # Two configs for one name: neither silently.
+    raise ConfigError(
+        f"{name} is both a packaged config and a file in {os.getcwd()}; write "
+        f"./{spec} for the file, or rename the file to use the packaged config")
   if os.path.isfile(spec):
     return spec, pathlib.Path(spec).expanduser().absolute(), None
-  name, colon, variant = spec.partition(":")  # As config_flags splits: at the first colon.
   variant = variant if colon else None
-  if _NAME.fullmatch(name) and not os.path.isfile(name) and name in available_configs():
+  if packaged:
     return name, _PACKAGE_DIR / f"{name}.py", variant
   return name, pathlib.Path(name).expanduser().absolute(), variant
 
@@ -78,8 +83,9 @@ def split_spec(spec: str) -> tuple[pathlib.Path, str | None]:
 
   A path that exists as a file is taken whole; otherwise the text after the first colon
   is the variant (as ``ml_collections.config_flags`` reads it). A name without a folder
-  or suffix that is not a file here is a packaged config (:func:`available_configs`):
-  its file is the module inside the installed package.
+  or suffix is a packaged config (:func:`available_configs`): its file is the module
+  inside the installed package; a file of that name here as well is refused (write
+  ``./NAME`` for the file).
 
   Args:
     spec: e.g. ``"digits_mlp:quick"`` or ``"path/to/cfg.py:quick"``.
