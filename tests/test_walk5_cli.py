@@ -10,6 +10,8 @@
   weights at those paths (only WORKDIR/train and WORKDIR/bundle were checked).
 * G6 (silently wrong): a packaged config's name that is also a file in the current folder
   ran the file.
+* G7 (silently wrong): a bundle holding a second bundle at ``bundle/`` was read as the
+  outer one.
 """
 
 import pathlib
@@ -18,7 +20,8 @@ import sys
 
 import pytest
 
-from mnemonic_jax import configs, errors, models
+from mnemonic_jax import checkpointing, configs, errors, models
+from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
 
 from cli_support import assert_refused, run_commands
@@ -117,3 +120,13 @@ def test_a_packaged_config_name_that_is_also_a_file_here_is_refused(tmp_path, mo
     with pytest.raises(configs.ConfigError, match=f"write ./{spec} for the file"):
       configs.load_config(spec)
   assert configs.load_config("./digits_mlp").epochs == 2
+
+
+def test_a_bundle_holding_another_bundle_is_refused(small_trained_copy, tmp_path):
+  """G7 (silently wrong): ``cp -a w/bundle base`` run twice left the new model at
+  ``base/bundle``; ``--checkpoint base`` read the old, outer one without a word."""
+  outer = small_trained_copy()
+  shutil.copytree(outer, outer / "bundle")
+  with pytest.raises(CheckpointError, match=r"is a bundle and also holds another, .*bundle"):
+    checkpointing.load_bundle(outer)
+  assert checkpointing.load_bundle(outer / "bundle").num_classes == 10

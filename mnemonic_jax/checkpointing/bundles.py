@@ -188,10 +188,15 @@ def resolve_bundle_path(path: PathLike) -> pathlib.Path:
     raise CheckpointError(f"{path} is a file, not a bundle directory; {_BUNDLE_HINT}")
   try:
     _check_listable(path)
-    if _meta_file(path).exists():
-      return path
     bundle = path / "bundle"
-    if bundle.is_dir() and (_meta_file(bundle).exists() or (bundle / _ARRAYS).is_dir()):
+    inner = bundle.is_dir() and (_meta_file(bundle).exists() or (bundle / _ARRAYS).is_dir())
+    if _meta_file(path).exists():
+      if inner:  # Two models under one path (a bundle copied into another): neither silently.
+        raise CheckpointError(
+            f"{path} is a bundle and also holds another, {bundle} (copied into it?): move "
+            f"{bundle} out of {path}, then pass the one you mean")
+      return path
+    if inner:
       return bundle  # A bundle with its metadata lost is refused as damaged when loaded.
     workdir = (path / "train").is_dir() or (path / LOCK_FILE).exists()
     if workdir and os.path.lexists(bundle):  # A file, a link, a folder without a bundle.
