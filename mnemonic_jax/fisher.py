@@ -361,7 +361,10 @@ def _run_fisher(apply_fn, params, inputs, labels, weights, offsets, microbatch_s
   """:func:`weighted_squared_gradients` plus ``offsets[k]`` on sum ``k`` (``offsets`` None:
   nothing added), cached and jitted; refuses a model whose examples interact (a flag of
   the same program, read on the host)."""
-  program = functools.partial(_fisher_program, loss_fn=loss_fn, microbatch_size=microbatch_size,
+  # A static argument: a Python int whatever integer kind passed the check (a 0-d jax array
+  # cannot be hashed, np.int64(3) would compile a program of its own).
+  size = None if microbatch_size is None else int(microbatch_size)
+  program = functools.partial(_fisher_program, loss_fn=loss_fn, microbatch_size=size,
                               method=method, mesh=mesh)
   apply_fn = as_pytree(apply_fn)
   if not parallel.multiprocess(mesh):

@@ -64,7 +64,7 @@ def _check_loss_fn(loss_fn: Any, num_classes: int) -> None:
 
 def _check_microbatch(size: Any) -> None:
   """Refuses a ``microbatch_size`` that is not a positive int or None (0.5 and 2.5 too)."""
-  if size is not None and (not _validate.is_integer(size) or size < 1):
+  if size is not None and (not _validate.is_integer(size) or int(size) < 1):
     raise errors.BadRequest(f"microbatch_size must be a positive integer or None, got {size!r}")
 
 

@@ -109,7 +109,8 @@ class Algorithm2(Move):
     lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)
     alpha, (plus, minus), logits = _algorithm2(
         request.apply_fn, params, request.codes, request.fisher_weights,
-        (np.float32(lambda1), np.float32(lambda2)), microbatch_size=self.microbatch_size,
+        (np.float32(lambda1), np.float32(lambda2)),
+        microbatch_size=None if self.microbatch_size is None else int(self.microbatch_size),
         method=self.method, mesh=self.mesh)
     before, s_plus, s_minus = (stepping.host_scores(z, request.in_forget, request.in_remain)
                                for z in np.asarray(logits))

@@ -299,7 +299,8 @@ def search(params: PyTree, request: prim.Request, *,
   if chunk is None:
     chunk = _default_chunk(params) if strategy == "full" else _pruned_chunk(params)
   chunk = min(int(chunk), l1.size)  # Checked >= 1; more than the grid holds is all of it.
-  fisher = dict(microbatch_size=microbatch_size, method=method, mesh=mesh)
+  fisher = dict(microbatch_size=None if microbatch_size is None else int(microbatch_size),
+                method=method, mesh=mesh)  # Static: a Python int whatever kind was given.
   run = {"full": _full_search, "pruned": _pruned_search,
          "boundary": functools.partial(_pruned_search, boundary=True)}[strategy]
   (eta, before, grid_scores, index, met, fallback), seconds, compile_seconds = timed(
