@@ -492,6 +492,7 @@ def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
   num_classes = bundle.num_classes
   need_retain = spec.data in ("retain", "all")
   need_forget = spec.data in ("forget", "all")
+  checked = {}
   for name, needed, split in (("retain", need_retain, data.retain),
                               ("forget", need_forget, data.forget)):
     if needed and (split is None or len(split) == 0):
@@ -509,8 +510,14 @@ def _check_data(spec: Method, data: UnlearnData, classes: tuple[int, ...],
           f"the {name} set holds labels {sorted(set(labels[wrong].tolist()))[:5]} that are "
           f"not {'forgotten' if name == 'forget' else 'remaining'} classes of "
           f"0..{num_classes - 1}; split with UnlearnData.from_training")
-  return UnlearnData(retain=data.retain if need_retain else None,
-                     forget=data.forget if need_forget else None)
+    missing = sorted(set(classes) - set(labels.tolist())) if name == "forget" else []
+    if missing:  # The method would not see the class it is said to forget.
+      raise errors.BadRequest(
+          f"the forget set holds no example of class{'es' if len(missing) > 1 else ''} "
+          f"{', '.join(map(str, missing))}, which {spec.name} is asked to forget; split "
+          "with UnlearnData.from_training(images, labels, classes) for these classes")
+    checked[name] = Split(split.images, labels)  # Labels as checked: a list indexes badly.
+  return UnlearnData(**checked)
 
 
 def _non_finite(tree: PyTree) -> int:
