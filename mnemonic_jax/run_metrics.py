@@ -230,13 +230,20 @@ class MetricsLog:
     """
     workdir = _validate.path(workdir, "workdir")
     self.path = workdir / METRICS_FILE
+    if self.path.is_dir() and not self.path.is_symlink():
+      raise errors.BadCheckpoint(f"{self.path} is a directory, not the run's metrics log; "
+                                 "move it out of the workdir, or use another --workdir")
     kept = b""
     if resume_step is not None:
       kept = self._resumed(resume_step, record, keep_later)
     steps = [s for s in map(_step_of, kept.splitlines()) if s is not None]
     self._written = max(steps, default=-1) if keep_later else -1
     tmp = self.path.with_name(f".{METRICS_FILE}.tmp")
-    tmp.write_bytes(kept)
+    if os.path.lexists(tmp):  # A leftover, or a link: removed, never written through.
+      os.unlink(tmp)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(tmp, flags, 0o644), "wb") as f:
+      f.write(kept)
     os.replace(tmp, self.path)
     self._data = hashlib.sha256(kept)
     self._lines, self._bytes = kept.count(b"\n"), len(kept)

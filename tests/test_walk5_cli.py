@@ -12,6 +12,8 @@
   ran the file.
 * G7 (silently wrong): a bundle holding a second bundle at ``bundle/`` was read as the
   outer one.
+* G11 (data lost): a link at WORKDIR/.metrics.jsonl.tmp was written through; G12: a folder
+  at WORKDIR/metrics.jsonl was named by the temporary file's name.
 """
 
 import pathlib
@@ -20,7 +22,7 @@ import sys
 
 import pytest
 
-from mnemonic_jax import checkpointing, configs, errors, models
+from mnemonic_jax import checkpointing, configs, errors, models, run_metrics
 from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
 
@@ -130,3 +132,24 @@ def test_a_bundle_holding_another_bundle_is_refused(small_trained_copy, tmp_path
   with pytest.raises(CheckpointError, match=r"is a bundle and also holds another, .*bundle"):
     checkpointing.load_bundle(outer)
   assert checkpointing.load_bundle(outer / "bundle").num_classes == 10
+
+
+def test_the_metrics_log_is_never_written_through_a_link_nor_over_a_folder(tmp_path):
+  """G11 (data lost): a symbolic link at WORKDIR/.metrics.jsonl.tmp was written through
+  (a file outside the workdir overwritten by the log) and then moved into place as the
+  log; G12: a folder at WORKDIR/metrics.jsonl was named as '.metrics.jsonl.tmp: Is a
+  directory', with no fix."""
+  precious = tmp_path / "user.txt"
+  precious.write_text("precious")
+  work = tmp_path / "work"
+  work.mkdir()
+  (work / ".metrics.jsonl.tmp").symlink_to(precious)
+  log = run_metrics.MetricsLog(work, resume_step=None)
+  log.write(1, {"loss": 1.0})
+  log.close()
+  assert precious.read_text() == "precious"
+  assert not (work / "metrics.jsonl").is_symlink() and (work / "metrics.jsonl").is_file()
+  other = tmp_path / "other"
+  (other / "metrics.jsonl").mkdir(parents=True)
+  with pytest.raises(errors.BadCheckpoint, match=r"metrics.jsonl is a directory, not the "):
+    run_metrics.MetricsLog(other, resume_step=None)
