@@ -12,6 +12,7 @@
   ran the file.
 * G7 (silently wrong): a bundle holding a second bundle at ``bundle/`` was read as the
   outer one.
+* G10: JAX_NUMPY_RANK_PROMOTION=raise in the environment crashed the commands.
 * G11 (data lost): a link at WORKDIR/.metrics.jsonl.tmp was written through; G12: a folder
   at WORKDIR/metrics.jsonl was named by the temporary file's name.
 """
@@ -153,3 +154,16 @@ def test_the_metrics_log_is_never_written_through_a_link_nor_over_a_folder(tmp_p
   (other / "metrics.jsonl").mkdir(parents=True)
   with pytest.raises(errors.BadCheckpoint, match=r"metrics.jsonl is a directory, not the "):
     run_metrics.MetricsLog(other, resume_step=None)
+
+
+def test_jax_strictness_switches_of_the_user_do_not_stop_the_tool(bundle, tmp_path):
+  """G10: JAX_NUMPY_RANK_PROMOTION=raise (or JAX_NUMPY_DTYPE_PROMOTION=strict) in the
+  environment, set for the user's own code, crashed the commands with a traceback."""
+  ran = run_commands({
+      "forget": {"args": ["forget", "--checkpoint", bundle, "--classes", "3", "--output",
+                          tmp_path / "out", "-q"]},
+      "evaluate": {"args": ["evaluate", "--checkpoint", tmp_path / "out", "-q"]}},
+      env={"JAX_NUMPY_RANK_PROMOTION": "raise", "JAX_NUMPY_DTYPE_PROMOTION": "strict"})
+  for name in ("forget", "evaluate"):
+    assert ran[name].result.returncode == 0, ran[name].result.stderr
+  assert "accuracy" in ran["evaluate"].result.stdout

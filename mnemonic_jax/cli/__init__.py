@@ -256,6 +256,12 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
     sys.stdout = outcome.ReportStream(sys.stdout)  # Printable; a failed write is named.
     undo.callback(compilation_cache.restore_settings, compilation_cache.current_settings())
     created += compilation_cache.configure_compilation_cache(cache)[1]
+    # JAX's strictness switches for the user's own code (JAX_NUMPY_RANK_PROMOTION=raise,
+    # JAX_NUMPY_DTYPE_PROMOTION=strict) would stop the tool's programs: they run under
+    # JAX's defaults, as they were written and tested.
+    import jax  # pylint: disable=import-outside-toplevel  # Imported by the cache already.
+    undo.enter_context(jax.numpy_rank_promotion("allow"))
+    undo.enter_context(jax.numpy_dtype_promotion("standard"))
     environment.check_backend()  # JAX_PLATFORMS naming a platform this machine lacks.
     from mnemonic_jax.cli import commands  # pylint: disable=import-outside-toplevel
 
