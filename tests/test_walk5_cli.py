@@ -12,6 +12,7 @@
   ran the file.
 * G7 (silently wrong): a bundle holding a second bundle at ``bundle/`` was read as the
   outer one.
+* G9 (silently wrong): a run resumed under another JAX_DEFAULT_PRNG_IMPL, without a word.
 * G10: JAX_NUMPY_RANK_PROMOTION=raise in the environment crashed the commands.
 * G11 (data lost): a link at WORKDIR/.metrics.jsonl.tmp was written through; G12: a folder
   at WORKDIR/metrics.jsonl was named by the temporary file's name.
@@ -21,13 +22,15 @@ import pathlib
 import shutil
 import sys
 
+import jax
 import pytest
 
 from mnemonic_jax import checkpointing, configs, errors, models, run_metrics
 from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
+from mnemonic_jax.workflow import training_run
 
-from cli_support import assert_refused, run_commands
+from cli_support import assert_refused, run_commands, small_config
 
 
 @pytest.fixture(scope="module")
@@ -167,3 +170,20 @@ def test_jax_strictness_switches_of_the_user_do_not_stop_the_tool(bundle, tmp_pa
   for name in ("forget", "evaluate"):
     assert ran[name].result.returncode == 0, ran[name].result.stderr
   assert "accuracy" in ran["evaluate"].result.stdout
+
+
+def test_a_run_is_resumed_only_with_the_random_generator_it_was_trained_with(small_trained_copy):
+  """G9 (silently wrong): resumed under another JAX_DEFAULT_PRNG_IMPL, a run ended neither
+  as the interrupted one would have nor as its own, without a word."""
+  workdir = small_trained_copy().parent
+  step, record = checkpointing.read_step_metadata(workdir / "train")
+  assert record["metadata"][training_run.PRNG] == jax.config.jax_default_prng_impl
+  config = training_run.to_plain(small_config())
+  other = {**record["metadata"], training_run.PRNG: "rbg"}
+  with checkpointing.TrainCheckpointer(workdir / "train") as ckpt:
+    training_run._check_same_run(  # pylint: disable=protected-access
+        config, checkpointing.TrainCheckpoint(step, None, record["metadata"]), ckpt, step,
+        workdir)
+    with pytest.raises(errors.BadRequest, match="resume with JAX_DEFAULT_PRNG_IMPL="):
+      training_run._check_same_run(  # pylint: disable=protected-access
+          config, checkpointing.TrainCheckpoint(step, None, other), ckpt, step, workdir)

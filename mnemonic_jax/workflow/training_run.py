@@ -206,6 +206,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       if stopping or step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()},
                     "window": window.snapshot(), METRICS_LOG: log.record(),
+                    PRNG: jax.config.jax_default_prng_impl,
                     "seconds": round(time.perf_counter() - start, 3)}
         if step == total:  # What finished_run checks WORKDIR/bundle against.
           local = parallel.to_local((state.params, state.batch_stats)) if several else (
@@ -295,6 +296,8 @@ def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
 #: The field of a training checkpoint that records the lines of ``metrics.jsonl`` logged up
 #: to its step (:meth:`run_metrics.MetricsLog.record`), checked on resume.
 METRICS_LOG = "metrics_log"
+#: The field of a training checkpoint naming JAX's random generator it was trained with.
+PRNG = "prng_impl"
 
 
 class _NoLog:
@@ -523,6 +526,13 @@ def _check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainChec
   if step > total:
     raise checkpointing.CheckpointError(
         f"{folder}: step {step} is past this run's last step, {total}; {away}")
+  generator = restored.metadata.get(PRNG)  # None: a checkpoint of an older release.
+  if generator not in (None, jax.config.jax_default_prng_impl):
+    raise errors.BadRequest(
+        f"{workdir} was trained with JAX's random generator {generator!r}, this process "
+        f"uses {jax.config.jax_default_prng_impl!r} (JAX_DEFAULT_PRNG_IMPL): resumed, the "
+        f"run would draw other codes' mixing and batches than an uninterrupted one; resume "
+        f"with JAX_DEFAULT_PRNG_IMPL={generator}")
   saved = restored.metadata.get("config")
   if saved is None:
     return
