@@ -50,6 +50,7 @@ that gets at most 1% of the forgotten classes right never knew them: nothing to 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any, Callable, Iterator
 
@@ -108,59 +109,67 @@ class RelearnConfig:
   eval_batch_size: int = 1024
 
   def __post_init__(self):
-    owner = "RelearnConfig"
-    check_integer(owner, "batch_size", self.batch_size, low=2)
-    check_number(owner, "sample_share", self.sample_share, low=0.0, high=1.0,
-                 low_open=True, high_open=True)
-    check_number(owner, "learning_rate", self.learning_rate, low=0.0, low_open=True)
-    check_number(owner, "momentum", self.momentum, low=0.0, high=1.0, high_open=True)
-    check_number(owner, "weight_decay", self.weight_decay, low=0.0)
-    check_integer(owner, "eval_every", self.eval_every, low=1)
-    check_integer(owner, "max_steps", self.max_steps, low=0)
-    check_integer(owner, "eval_batch_size", self.eval_batch_size, low=1)
+    owner, set_ = "RelearnConfig", functools.partial(object.__setattr__, self)
+    # Stored as Python numbers (a NumPy or 0-d JAX number given): the config is hashed.
+    set_("batch_size", check_integer(owner, "batch_size", self.batch_size, low=2))
+    set_("sample_share", check_number(owner, "sample_share", self.sample_share, low=0.0,
+                                      high=1.0, low_open=True, high_open=True))
+    set_("learning_rate", check_number(owner, "learning_rate", self.learning_rate, low=0.0,
+                                       low_open=True))
+    set_("momentum", check_number(owner, "momentum", self.momentum, low=0.0, high=1.0,
+                                  high_open=True))
+    set_("weight_decay", check_number(owner, "weight_decay", self.weight_decay, low=0.0))
+    set_("eval_every", check_integer(owner, "eval_every", self.eval_every, low=1))
+    set_("max_steps", check_integer(owner, "max_steps", self.max_steps, low=0))
+    set_("eval_batch_size", check_integer(owner, "eval_batch_size", self.eval_batch_size,
+                                          low=1))
     for name in ("train_mode", "stop_early"):
       if not isinstance(getattr(self, name), (bool, np.bool_)):
         raise errors.BadRequestType(f"{owner}.{name} must be True or False, got "
                                     f"{getattr(self, name)!r}")
+      set_(name, bool(getattr(self, name)))
 
 
-def check_integer(owner: str, name: str, value: Any, *, low: int) -> None:
-  """Refuses a config field that is not an integer ``>= low`` (bools are not integers).
+def check_integer(owner: str, name: str, value: Any, *, low: int) -> int:
+  """Refuses a config field that is not an integer ``>= low`` (bools are not integers);
+  returns it as a Python ``int`` (a NumPy integer or concrete 0-d integer array taken).
 
   Raises:
-    BadRequestType: not an integer; BadRequest: below ``low``. The message names
-      ``owner.name``.
+    BadRequestType: not a concrete integer (a traced one included); BadRequest: below
+      ``low``. The message names ``owner.name``.
   """
-  if not _validate.is_integer(value):
+  if not (_validate.is_integer(value) and _validate.is_real(value)):
     raise errors.BadRequestType(f"{owner}.{name} must be an integer >= {low}, got {value!r}")
   if int(value) < low:
     raise errors.BadRequest(f"{owner}.{name} must be >= {low}, got {value!r}")
+  return int(value)
 
 
 def check_number(owner: str, name: str, value: Any, *, low: float | None = None,
                  high: float | None = None, low_open: bool = False,
-                 high_open: bool = False) -> None:
-  """Refuses a config field that is not a finite real number in its range.
+                 high_open: bool = False, hint: str = "") -> float:
+  """Refuses a config field that is not a finite real number in its range; returns it as
+  a Python ``float`` (a NumPy scalar or concrete 0-d array taken).
 
   Raises:
-    BadRequestType: not a real number (a string, a bool, an array); BadRequest: NaN,
-      infinite or out of range. The message names ``owner.name`` and the range.
+    BadRequestType: not a real number (a string, a bool, an array with dimensions, a
+      traced value); BadRequest: NaN, infinite or out of range. The message names
+      ``owner.name`` and the range, and adds ``hint``.
   """
-  dtype = np.asarray(value).dtype if np.ndim(value) == 0 else None
-  real = dtype is not None and (np.issubdtype(dtype, np.integer)
-                                or np.issubdtype(dtype, np.floating))
-  if not real or isinstance(value, str):
-    raise errors.BadRequestType(f"{owner}.{name} must be a number, got {value!r}")
+  hint = f"; {hint}" if hint else ""
+  if not _validate.is_real(value):
+    raise errors.BadRequestType(f"{owner}.{name} must be a number, got {value!r}{hint}")
   v = float(value)
   below = low is not None and (v <= low if low_open else v < low)
   above = high is not None and (v >= high if high_open else v > high)
   if not math.isfinite(v) or below or above:
     if high is None and low is not None:
       raise errors.BadRequest(f"{owner}.{name} must be a finite number {'>' if low_open else '>='}"
-                              f" {low:g}, got {value!r}")
+                              f" {low:g}, got {value!r}{hint}")
     lo = "(-inf" if low is None else f"{'(' if low_open else '['}{low:g}"
     hi = "inf)" if high is None else f"{high:g}{')' if high_open else ']'}"
-    raise errors.BadRequest(f"{owner}.{name} must lie in {lo}, {hi}, got {value!r}")
+    raise errors.BadRequest(f"{owner}.{name} must lie in {lo}, {hi}, got {value!r}{hint}")
+  return v
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,20 +6,24 @@ is refused there, not deep inside :func:`~mnemonic_jax.baselines.unlearn`), each
 then range, with a message naming the method, the field and what it got:
 :class:`~mnemonic_jax.errors.BadRequestType` for a value of the wrong kind,
 :class:`~mnemonic_jax.errors.BadRequest` for one out of range. Values are checked, never
-converted or clamped (as the moves' options, :mod:`mnemonic_jax.forgetting.moves.options`).
+clamped; a number of another kind (a NumPy scalar, a 0-d NumPy or JAX array) is stored as
+the Python ``int`` or ``float`` it holds, as :class:`~mnemonic_jax.FitConfig` does.
 
 What each annotation takes:
 
 * ``bool``: ``True`` or ``False`` (a NumPy bool too); not ``0``, ``"no"`` or ``None``.
-* ``int``: a Python or NumPy integer, not a bool (``True`` is no count), not ``2.0``.
-* ``float``: a Python or NumPy int or float, finite, not a bool.
+* ``int``: a Python or NumPy integer or a 0-d integer array, not a bool (``True`` is no
+  count), not ``2.0``; stored as an ``int``.
+* ``float``: a Python or NumPy int or float or a 0-d int or float array, finite, not a
+  bool; stored as a ``float``.
 * ``Literal["a", "b"]``: one of those strings.
-* ``tuple[int, ...]``: a tuple or list of integers.
+* ``tuple[int, ...]``: a tuple or list of integers; each stored as an ``int``.
 * ``X | None``: ``None``, or what ``X`` takes.
 * ``Annotated[X, Bounds(...)]``: ``X`` within the bounds (the aliases below).
 
-NumPy scalars count as numbers; arrays do not (a config is hashed: the methods' programs
-and optimisers are cached on it).
+NumPy scalars and concrete 0-d arrays count as numbers (stored as Python numbers: a config
+is hashed, the methods' programs and optimisers are cached on it); arrays with dimensions
+and values traced by ``jax.jit`` do not.
 
 Example:
   >>> @dataclasses.dataclass(frozen=True)
@@ -42,7 +46,7 @@ from typing import Annotated, Any, Literal
 
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 
 __all__ = ["Bounds", "Checked", "NonNegativeFloat", "NonNegativeInt", "PositiveFloat",
            "PositiveInt", "UnitFloat", "check", "method_name", "name_method"]
@@ -110,7 +114,10 @@ class Checked:
 
 
 def check(config: Any) -> None:
-  """Checks every field of the dataclass ``config`` against its annotation.
+  """Checks every field of the dataclass ``config`` against its annotation, and stores
+  each number as the Python ``int`` or ``float`` it holds (a NumPy or 0-d JAX number
+  given), each entry of a tuple of counts as an int and a NumPy bool or string as ``bool``
+  or ``str``.
 
   Raises:
     BadRequestType: a field holding a value of the wrong kind (a string or None for a
@@ -124,7 +131,10 @@ def check(config: Any) -> None:
   """
   owner = method_name(config)
   for name, hint in _hints(type(config)).items():
-    _check(owner, name, getattr(config, name), hint)
+    value = getattr(config, name)
+    checked = _check(owner, name, value, hint)
+    if checked is not value:
+      object.__setattr__(config, name, checked)  # Frozen dataclasses too.
 
 
 def check_value(config_cls: type, name: str, value: Any) -> None:
@@ -183,19 +193,21 @@ def _wanted(kind: Any, bounds: Bounds | None, or_none: bool) -> str:
 
 
 def _integer(value: Any) -> bool:
-  return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+  """A concrete integer: Python, NumPy, or a 0-d integer array (not a bool or a tracer)."""
+  return _validate.is_real(value) and _validate.is_integer(value)
 
 
 def _real(value: Any) -> bool:
-  return (isinstance(value, (int, float, np.integer, np.floating))
-          and not isinstance(value, (bool, np.bool_)))
+  """A concrete real number: Python or NumPy int or float, or a 0-d int or float array."""
+  return _validate.is_real(value)
 
 
-def _check(owner: str, name: str, value: Any, hint: Any) -> None:
+def _check(owner: str, name: str, value: Any, hint: Any) -> Any:
+  """Checks ``value`` for the field; returns it as stored (Python numbers, a tuple)."""
   kind, bounds, or_none = _split(hint)
   wanted = _wanted(kind, bounds, or_none)
   if value is None and or_none:
-    return
+    return value
   said = f"{owner}: {name} must be {wanted}, got {value!r:.60}"
   if kind is bool:
     right_kind = isinstance(value, (bool, np.bool_))
@@ -213,9 +225,18 @@ def _check(owner: str, name: str, value: Any, hint: Any) -> None:
   if typing.get_origin(kind) is Literal:
     if value not in typing.get_args(kind):
       raise errors.BadRequest(said)
-    return
+    return value if type(value) is str else str(value)
+  if kind is bool:
+    return value if type(value) is bool else bool(value)
   numbers = value if isinstance(value, (tuple, list)) else (value,)
   if kind is float and not all(math.isfinite(float(v)) for v in numbers):
     raise errors.BadRequest(said)
   if bounds is not None and not all(bounds.holds(float(v)) for v in numbers):
     raise errors.BadRequest(said)
+  if kind is float:
+    return value if type(value) is float else float(value)
+  if kind is int:
+    return value if type(value) is int else int(value)
+  if all(type(v) is int for v in value):
+    return value
+  return type(value)(int(v) for v in value)

@@ -23,6 +23,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -95,32 +96,40 @@ class DepthConfig:
 
   def __post_init__(self):
     own, count, number = "DepthConfig", relearning.check_integer, relearning.check_number
+    # Stored as Python numbers and strings (a NumPy or 0-d JAX value given): the config is
+    # recorded in reports and hashed.
+    set_ = functools.partial(object.__setattr__, self)
     for name in ("shots", "prototype_shots", "probe_max_iter", "relearn_min_examples",
                  "batch_size"):
-      count(own, name, getattr(self, name), low=1)
+      set_(name, count(own, name, getattr(self, name), low=1))
     if self.probe_per_class is not None:
-      count(own, "probe_per_class", self.probe_per_class, low=1)
-    number(own, "prototype_alpha", self.prototype_alpha, low=0.0, high=1.0)
-    if self.prototype_metric not in ("cosine", "l2"):
+      set_("probe_per_class", count(own, "probe_per_class", self.probe_per_class, low=1))
+    set_("prototype_alpha", number(own, "prototype_alpha", self.prototype_alpha, low=0.0,
+                                   high=1.0))
+    if not isinstance(self.prototype_metric, str) or self.prototype_metric not in ("cosine",
+                                                                                   "l2"):
       raise errors.BadRequest(f"{own}.prototype_metric must be 'cosine' or 'l2', got "
                               f"{self.prototype_metric!r}")
-    number(own, "probe_c", self.probe_c, low=0.0, low_open=True)
-    number(own, "head_learning_rate", self.head_learning_rate, low=0.0, low_open=True)
-    number(own, "head_momentum", self.head_momentum, low=0.0, high=1.0, high_open=True)
-    number(own, "relearn_fraction", self.relearn_fraction, low=0.0, high=1.0, low_open=True)
+    set_("prototype_metric", str(self.prototype_metric))
+    set_("probe_c", number(own, "probe_c", self.probe_c, low=0.0, low_open=True))
+    set_("head_learning_rate", number(own, "head_learning_rate", self.head_learning_rate,
+                                      low=0.0, low_open=True))
+    set_("head_momentum", number(own, "head_momentum", self.head_momentum, low=0.0, high=1.0,
+                                 high_open=True))
+    set_("relearn_fraction", number(own, "relearn_fraction", self.relearn_fraction, low=0.0,
+                                    high=1.0, low_open=True))
     for name, check, least in (("scales", number, None), ("head_steps", count, 1)):
       values = getattr(self, name)
       if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
         raise errors.BadRequestType(f"{own}.{name} must be a tuple, got {values!r}")
       if name == "head_steps" and not values:
         raise errors.BadRequest(f"{own}.head_steps needs at least one step count")
-      for i, v in enumerate(values):
-        if least is None:
-          check(own, f"{name}[{i}]", v, low=0.0, low_open=True)
-        else:
-          check(own, f"{name}[{i}]", v, low=least)
-      if len({float(v) for v in values}) != len(values):
-        raise errors.BadRequest(f"{own}.{name} holds a value twice: {tuple(values)}")
+      values = tuple(check(own, f"{name}[{i}]", v, low=0.0, low_open=True) if least is None
+                     else check(own, f"{name}[{i}]", v, low=least)
+                     for i, v in enumerate(values))
+      if len(set(values)) != len(values):
+        raise errors.BadRequest(f"{own}.{name} holds a value twice: {values}")
+      set_(name, values)
     if self.relearn is not None and not isinstance(self.relearn, relearning.RelearnConfig):
       raise errors.BadRequestType(f"{own}.relearn must be a RelearnConfig or None, got "
                                   f"{type(self.relearn).__name__}")

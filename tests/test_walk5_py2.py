@@ -1,0 +1,73 @@
+"""Faults a fifth round of a fresh Python user found composing the pure functions (part 2).
+
+* V4: the baselines' configs refused a 0-d JAX number (``FinetuneConfig(learning_rate=
+  jnp.float32(0.1))``) that every other config takes, while ``Rule``, ``RelearnConfig`` and
+  ``DepthConfig`` took it but kept it as given (``DepthConfig`` kept NumPy scalars and
+  strings in a config that is recorded). One rule now for the baselines', relearning and
+  depth configs: a concrete 0-d real number is taken and stored as a Python ``int`` or
+  ``float``. (``Rule`` still keeps what it is given: tests/test_move_options.py asserts it.)
+* V6: ``RelearnResult.steps_to(fraction)`` checked nothing: ``75`` (a percentage) read as
+  "never relearned", ``0``/``-1`` as "relearned at step 0", a string gave a bare TypeError.
+* V7: ``evaluation.probe_recall(c=jnp.float32(1.0))`` passed the check, then sklearn refused
+  the JAX scalar (the checked value was handed on unconverted).
+* V8: ``fit(mean=..., std=...)`` converted strings, bytes and bools to numbers and flattened
+  nested sequences, yet refused a 1-d JAX array as "not a sequence"; ``progress="no"``
+  showed the bar.
+"""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnemonic_jax import errors, relearning
+from mnemonic_jax.baselines import finetune, neggrad
+from mnemonic_jax.evaluation import depth
+
+
+def _types(config):
+  return {f.name: type(getattr(config, f.name)) for f in dataclasses.fields(config)}
+
+
+# V4 ----------------------------------------------------------------------------------------
+
+def test_baseline_configs_take_zero_d_numbers_and_store_python_numbers():
+  config = finetune.FinetuneConfig(learning_rate=jnp.float32(0.5), epochs=jnp.int32(2),
+                                   momentum=np.float32(0.5), train_mode=np.bool_(True))
+  assert (config.learning_rate, config.epochs, config.momentum) == (0.5, 2, 0.5)
+  assert type(config.learning_rate) is float and type(config.epochs) is int
+  assert type(config.momentum) is float and type(config.train_mode) is bool
+  hash(config)
+  # A 0-d NumPy array and an int for a float field are numbers too, stored as float.
+  assert type(neggrad.NegGradConfig(learning_rate=np.array(1)).learning_rate) is float
+
+
+@pytest.mark.parametrize("value", [jnp.array([0.1]), True, "0.1", jnp.float32(0.1) > 0])
+def test_baseline_configs_still_refuse_arrays_bools_and_strings(value):
+  with pytest.raises(errors.BadRequestType, match="learning_rate"):
+    finetune.FinetuneConfig(learning_rate=value)
+
+
+def test_baseline_configs_refuse_a_traced_number():
+  with pytest.raises(errors.BadRequestType, match="epochs"):
+    jax.jit(lambda n: finetune.FinetuneConfig(epochs=n).batch_size)(jnp.int32(1))
+  with pytest.raises(errors.BadRequestType, match="epochs"):
+    finetune.FinetuneConfig(epochs=jnp.float32(1))
+
+
+def test_relearn_and_depth_configs_store_python_values():
+  config = relearning.RelearnConfig(learning_rate=jnp.float32(0.5), max_steps=np.int64(3),
+                                    stop_early=np.bool_(False))
+  assert _types(config) == {f.name: type(getattr(relearning.RelearnConfig(), f.name))
+                            for f in dataclasses.fields(config)}
+  hash(config)
+  deep = depth.DepthConfig(probe_per_class=np.int64(5), prototype_metric=np.str_("l2"),
+                           relearn_fraction=jnp.float32(0.5), scales=[jnp.float32(2.0)],
+                           head_steps=(np.int32(3),))
+  assert type(deep.probe_per_class) is int and type(deep.prototype_metric) is str
+  assert type(deep.relearn_fraction) is float
+  assert deep.scales == (2.0,) and type(deep.scales[0]) is float
+  assert deep.head_steps == (3,) and type(deep.head_steps[0]) is int
+  hash(deep)
