@@ -197,8 +197,21 @@ class RelearnResult:
     """First evaluated step with accuracy ``>= fraction * reference`` (``None``: never).
 
     Levels above 0.9 may read ``None`` too early when the run stopped early.
+
+    Args:
+      fraction: the level, a fraction of ``reference_accuracy`` in ``(0, 1]`` (``0.75``,
+        not ``75``: the fields ``steps_to_50``/``steps_to_90`` are named by percentage).
+
+    Raises:
+      BadRequestType: ``fraction`` not a real number (a string, None, a bool).
+      BadRequest: NaN, or outside ``(0, 1]`` (``75`` for 75%: give ``0.75``).
     """
-    return _first_reaching(self.curve, fraction * self.reference_accuracy)
+    hint = (f"a fraction of the reference accuracy: {float(fraction) / 100:g} for "
+            f"{float(fraction):g}%" if _validate.is_real(fraction) and 1 < fraction <= 100
+            else "a fraction of the reference accuracy, e.g. 0.75")
+    level = check_number("RelearnResult.steps_to", "fraction", fraction, low=0.0, high=1.0,
+                         low_open=True, hint=hint)
+    return _first_reaching(self.curve, level * self.reference_accuracy)
 
   def to_dict(self) -> dict[str, Any]:
     """A JSON-able summary."""

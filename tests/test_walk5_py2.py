@@ -71,3 +71,33 @@ def test_relearn_and_depth_configs_store_python_values():
   assert deep.scales == (2.0,) and type(deep.scales[0]) is float
   assert deep.head_steps == (3,) and type(deep.head_steps[0]) is int
   hash(deep)
+
+
+# V6 ----------------------------------------------------------------------------------------
+
+def _result():
+  return relearning.RelearnResult(steps_to_50=2, steps_to_90=4,
+                                  curve=[(0, 10.0), (2, 60.0), (4, 95.0)],
+                                  reference_accuracy=100.0, sample_size=8, steps=4)
+
+
+def test_steps_to_takes_a_fraction():
+  r = _result()
+  assert r.steps_to(0.5) == 2 and r.steps_to(jnp.float32(0.9)) == 4 and r.steps_to(1) is None
+
+
+@pytest.mark.parametrize("fraction", [75, 0, -1, np.nan, 1.5])
+def test_steps_to_refuses_a_level_outside_zero_one(fraction):
+  with pytest.raises(errors.BadRequest, match="fraction"):
+    _result().steps_to(fraction)
+
+
+def test_steps_to_suggests_the_fraction_of_a_percentage():
+  with pytest.raises(errors.BadRequest, match="0.75 for 75%"):
+    _result().steps_to(75)
+
+
+@pytest.mark.parametrize("fraction", ["0.5", None, True])
+def test_steps_to_refuses_what_is_no_number(fraction):
+  with pytest.raises(errors.BadRequestType, match="fraction"):
+    _result().steps_to(fraction)
