@@ -5,6 +5,7 @@
   F1 saw the command's path options, not the paths its config names.
 * G2 (silently wrong): walk4 F7's digest covered the file calling register_model, not the
   module of the user's package defining the model's class.
+* G3: pretrained weights of another model were refused after the workdir was made.
 * G4: too many open files (``ulimit -n``) during a save was a traceback, exit 1.
 * G5 (data lost): train wrote its lock and metrics log over a config file or pretrained
   weights at those paths (only WORKDIR/train and WORKDIR/bundle were checked).
@@ -187,3 +188,14 @@ def test_a_run_is_resumed_only_with_the_random_generator_it_was_trained_with(sma
     with pytest.raises(errors.BadRequest, match="resume with JAX_DEFAULT_PRNG_IMPL="):
       training_run._check_same_run(  # pylint: disable=protected-access
           config, checkpointing.TrainCheckpoint(step, None, other), ckpt, step, workdir)
+
+
+def test_pretrained_weights_that_do_not_fit_are_refused_before_the_workdir(bundle, tmp_path):
+  """G3: a config.pretrained of another model was refused only after WORKDIR/.lock and
+  WORKDIR/train/ were made ('the config is validated before WORKDIR is touched')."""
+  work = tmp_path / "work"
+  ran = run_commands({"train": {"args": [
+      "train", "--config", "digits_mlp:quick", "--config.model_kwargs.hidden=(16,)",
+      f"--config.pretrained={bundle}", "--workdir", work, "-q"]}})["train"]
+  assert_refused(ran.result, "pretrained Dense_0/bias has shape (32,), the model needs (16,)")
+  assert not work.exists()

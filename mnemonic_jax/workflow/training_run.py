@@ -146,8 +146,11 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=parallel.replicated(mesh)),
         abstract)
   pretrained = None
-  if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing.
+  skip = tuple(config.get("pretrained_skip") or ())
+  if config.get("pretrained") and not _has_steps(train_dir):  # Read before writing,
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
+    for fresh, given in zip(like.values(), pretrained):  # and its fit to the model checked.
+      merge_pretrained(fresh, given, skip)
   with _run_lock(workdir):  # One run per workdir; a second is refused.
     # What killed runs left: staging directories of the bundle whose process is gone (the
     # checkpointer removes unfinished steps itself when it opens).
@@ -174,7 +177,6 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
       params, batch_stats = pretrained
       state = training.initial_state(model, shape, fit_cfg, data.num_examples, train_key)
-      skip = tuple(config.get("pretrained_skip") or ())
       state = state.replace(
           params=merge_pretrained(state.params, params, skip),
           batch_stats=merge_pretrained(state.batch_stats, batch_stats, skip))
