@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from mnemonic_jax import errors, relearning
+from mnemonic_jax import evaluation as ev
 from mnemonic_jax.baselines import finetune, neggrad
 from mnemonic_jax.evaluation import depth
 
@@ -101,3 +102,12 @@ def test_steps_to_suggests_the_fraction_of_a_percentage():
 def test_steps_to_refuses_what_is_no_number(fraction):
   with pytest.raises(errors.BadRequestType, match="fraction"):
     _result().steps_to(fraction)
+
+
+# V7 ----------------------------------------------------------------------------------------
+
+def test_probe_recall_takes_a_jax_scalar_c():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(30, 4)), np.repeat(np.arange(3), 10)
+  got = ev.probe_recall(x, y, x, y, [1], c=jnp.float32(1.0), max_iter=jnp.int32(50))
+  assert got == ev.probe_recall(x, y, x, y, [1], c=1.0, max_iter=50)

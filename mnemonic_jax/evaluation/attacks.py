@@ -86,8 +86,9 @@ def probe_recall(train_features: Any, train_labels: Any, test_features: Any,
   from sklearn.preprocessing import StandardScaler  # pylint: disable=import-outside-toplevel
   from threadpoolctl import threadpool_limits  # pylint: disable=import-outside-toplevel
 
-  relearning.check_number("probe_recall", "c", c, low=0.0, low_open=True)
-  relearning.check_integer("probe_recall", "max_iter", max_iter, low=1)
+  # Python numbers for sklearn, whose own check refuses a 0-d JAX array.
+  c = relearning.check_number("probe_recall", "c", c, low=0.0, low_open=True)
+  max_iter = relearning.check_integer("probe_recall", "max_iter", max_iter, low=1)
   x, y, xt, yt = _features_pair(train_features, train_labels, test_features, test_labels,
                                 "probe_recall", "train")
   columns = _forgotten(forgotten, int(max(y.max(), yt.max(), _max_id(forgotten))) + 1)
@@ -183,8 +184,8 @@ def prototype_attack(support_features: Any, support_labels: Any, kernel: Any, bi
   """
   if metric not in ("cosine", "l2"):
     raise errors.BadRequest(f"metric must be 'cosine' or 'l2', got {metric!r}")
-  relearning.check_integer("prototype_attack", "shots", shots, low=1)
-  relearning.check_number("prototype_attack", "alpha", alpha, low=0.0, high=1.0)
+  shots = relearning.check_integer("prototype_attack", "shots", shots, low=1)
+  alpha = relearning.check_number("prototype_attack", "alpha", alpha, low=0.0, high=1.0)
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "prototype_attack")
   w, b = _head(kernel, bias, x.shape[1], "prototype_attack")
@@ -252,13 +253,13 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
       learning rate <= 0, a momentum outside ``[0, 1)``, ``steps`` empty, not integers
       >= 0 or holding one twice; a head that became NaN or inf (a learning rate too large).
   """
-  relearning.check_number("head_finetune_recovery", "learning_rate", learning_rate, low=0.0,
-                          low_open=True)
-  relearning.check_number("head_finetune_recovery", "momentum", momentum, low=0.0, high=1.0,
-                          high_open=True)
+  learning_rate = relearning.check_number("head_finetune_recovery", "learning_rate",
+                                          learning_rate, low=0.0, low_open=True)
+  momentum = relearning.check_number("head_finetune_recovery", "momentum", momentum, low=0.0,
+                                     high=1.0, high_open=True)
   steps = _values(steps, "head_finetune_recovery", "steps", "step counts, e.g. (10, 50)")
-  for i, n in enumerate(steps):
-    relearning.check_integer("head_finetune_recovery", f"steps[{i}]", n, low=0)
+  steps = list(relearning.check_integer("head_finetune_recovery", f"steps[{i}]", n, low=0)
+               for i, n in enumerate(steps))
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,
                                 test_labels, "head_finetune_recovery")
   kernel, bias = _head(kernel, bias, x.shape[1], "head_finetune_recovery")

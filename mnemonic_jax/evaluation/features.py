@@ -272,8 +272,8 @@ def forward(bundle: Bundle, images: np.ndarray, *, features: bool = True, scale:
   if images.dtype != np.uint8:
     raise errors.BadRequestType(f"images are {images.dtype}; forward takes the uint8 images "
                                 "as loaded (the bundle normalises them itself)")
-  relearning.check_integer("forward", "batch_size", batch_size, low=1)
-  relearning.check_number("forward", "scale", scale, low=0.0, low_open=True)
+  batch_size = relearning.check_integer("forward", "batch_size", batch_size, low=1)
+  scale = relearning.check_number("forward", "scale", scale, low=0.0, low_open=True)
   if images.ndim != len(bundle.input_shape) + 1 or images.shape[1:] != tuple(
       bundle.input_shape):
     raise errors.BadRequest(f"images of shape {images.shape} do not fit the model, which takes "

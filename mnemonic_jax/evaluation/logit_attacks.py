@@ -373,8 +373,8 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
     raise errors.BadRequestType(f"{name}: predict must be callable as predict(x) -> (N, C) "
                                 f"logits, got {type(predict).__name__}")
   scales = _values(scales, name, "scales", "numbers, e.g. (1.5, 2.0)")
-  for i, s in enumerate(scales):
-    relearning.check_number(name, f"scales[{i}]", s, low=0.0, low_open=True)
+  scales = [relearning.check_number(name, f"scales[{i}]", s, low=0.0, low_open=True)
+            for i, s in enumerate(scales)]
   x = inputs if isinstance(inputs, jax.Array) else np.asarray(inputs)
   if not jnp.issubdtype(x.dtype, jnp.number) or jnp.issubdtype(x.dtype, jnp.complexfloating):
     raise errors.BadRequestType(f"{name}: inputs must be real numbers (N, ...), got dtype "
