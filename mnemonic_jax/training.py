@@ -291,7 +291,8 @@ def make_predict_fn(model: nn.Module, *, mean=(0.0,), std=(1.0,), mesh: Mesh | N
   that are not uint8 (float images would be divided by 255 again) with
   :class:`~mnemonic_jax.errors.BadRequestType`, from their dtype alone.
   """
-  mean, std = tuple(float(m) for m in mean), tuple(float(s) for s in std)
+  mean, std = (checks.per_channel(v, n, "make_predict_fn") for n, v in (("mean", mean),
+                                                                         ("std", std)))
   parallel.check_mesh(mesh)
   jitted = functools.partial(_predict, Static(model), mean, std, mesh)
 
@@ -514,7 +515,7 @@ def fit(
     BadRequestType: the model's ``__call__`` takes no ``train`` keyword; ``key`` is an int
       seed or not a key; ``data`` is one bare array or not data; images that are not uint8
       (float images: fit normalises uint8 itself); labels that are not integers; codes
-      that are not floats; ``mean``/``std`` that are not sequences of numbers.
+      that are not floats; ``mean``/``std`` not 1-d real numbers; ``progress`` not a bool.
     BadRequest: a batch of keys; labels not ``(N,)`` for ``N`` images, or outside
       ``[0, C)`` for ``C`` codes; images whose example shape is not the codes'; a model
       whose number of outputs is not ``C``; ``mean``/``std`` of a length other than 1 or
@@ -533,7 +534,7 @@ def fit(
   """
   checks.fit_config(config, FitConfig)
   parallel.check_mesh(mesh)
-  pair = checks.fit_inputs(model, data, codes, config.t_mix, key, mean, std)
+  pair = checks.fit_inputs(model, data, codes, config.t_mix, key, mean, std, progress)
   checks.fit_state(state, model, codes.shape[1:])
   checks.on_step(on_step)
   if not _validate.is_integer(on_step_every) or on_step_every < 1:

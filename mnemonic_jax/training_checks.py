@@ -15,7 +15,7 @@ field, with a message that names the argument and the fix.
 import functools
 import inspect
 import math
-from typing import Any, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -245,25 +245,41 @@ def fit_config(config: Any, config_type: type) -> None:
         "takes the fields of an experiment config)")
 
 
+def per_channel(given: Any, name: str, entry: str) -> tuple[float, ...]:
+  """``given`` checked as a 1-d sequence of real numbers (a tuple, a list, or a 1-d NumPy
+  or JAX int or float array); returns it as a tuple of Python floats (range not checked).
+
+  Raises:
+    BadRequestType: a single number, a string, None, a nested sequence or an array of
+      another rank, or an entry that is not a real number (a string, bytes, a bool: they
+      are refused, not converted); the message names ``entry`` and ``name``.
+  """
+  numbers = _validate.real_sequence(given, f"{entry}: {name}",
+                                    what="per-channel numbers, e.g. (0.5,)")
+  return tuple(float(v) for v in numbers)
+
+
+def flag(value: Any, name: str) -> bool:
+  """``value`` checked as ``True`` or ``False`` (a NumPy bool too); returns it as a bool.
+
+  Raises:
+    BadRequestType: anything else (``"no"``, ``None``, ``0``); the message names ``name``.
+  """
+  if not isinstance(value, (bool, np.bool_)):
+    raise errors.BadRequestType(f"{name} must be True or False, got {value!r:.60}")
+  return bool(value)
+
+
 def normalisation(mean: Any, std: Any, input_shape: tuple[int, ...], entry: str
                   ) -> tuple[tuple[float, ...], tuple[float, ...]]:
   """Checks per-channel ``mean`` and ``std``; returns them as tuples of floats.
 
   Raises:
-    BadRequestType: not a sequence of numbers.
+    BadRequestType: not a 1-d sequence of real numbers (see :func:`per_channel`).
     BadRequest: a length other than 1 or the images' channels (their last axis), a
       non-finite value, or a ``std`` that is not positive.
   """
-  values = {}
-  for name, given in (("mean", mean), ("std", std)):
-    if isinstance(given, (str, bytes)) or not isinstance(given, (Sequence, np.ndarray)):
-      raise errors.BadRequestType(f"{entry}: {name} must be a sequence of per-channel numbers, "
-                                  f"e.g. (0.5,), got {given!r}")
-    try:
-      numbers = tuple(float(v) for v in np.ravel(np.asarray(given, object)))
-    except (TypeError, ValueError):
-      raise errors.BadRequestType(f"{entry}: {name} must hold numbers, got {given!r}") from None
-    values[name] = numbers
+  values = {"mean": per_channel(mean, "mean", entry), "std": per_channel(std, "std", entry)}
   channels = input_shape[-1] if input_shape else 1
   for name, numbers in values.items():
     if len(numbers) not in (1, channels):
@@ -359,7 +375,7 @@ def train_keyword(model: Any) -> None:
 
 
 def fit_inputs(model: Any, data: Any, codes_value: Any, config_t_mix: Any, key: Any,
-               mean: Any, std: Any) -> tuple[Any, Any] | None:
+               mean: Any, std: Any, progress: Any = True) -> tuple[Any, Any] | None:
   """Every up-front check of :func:`~mnemonic_jax.training.fit`, before it compiles
   anything; returns ``data`` as ``(images, labels)``, or None for a source of epochs.
 
@@ -370,6 +386,7 @@ def fit_inputs(model: Any, data: Any, codes_value: Any, config_t_mix: Any, key: 
     BadRequestType, BadRequest, BadConfig: see :func:`mnemonic_jax.training.fit`.
   """
   train_keyword(model)
+  flag(progress, "fit: progress")
   check_key(key)
   t_mix(config_t_mix, "fit (config.t_mix)")
   num_codes, input_shape = codes(codes_value, "fit")

@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import mnemonic_jax as mj
 from mnemonic_jax import errors, relearning
 from mnemonic_jax import evaluation as ev
+from mnemonic_jax import training, training_checks
 from mnemonic_jax.baselines import finetune, neggrad
 from mnemonic_jax.evaluation import depth
 
@@ -111,3 +113,36 @@ def test_probe_recall_takes_a_jax_scalar_c():
   x, y = rng.normal(size=(30, 4)), np.repeat(np.arange(3), 10)
   got = ev.probe_recall(x, y, x, y, [1], c=jnp.float32(1.0), max_iter=jnp.int32(50))
   assert got == ev.probe_recall(x, y, x, y, [1], c=1.0, max_iter=50)
+
+
+# V8 ----------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("mean", [("0.5",), (b"1",), (True,), ((0.5,),), [[0.5]],
+                                  np.array([[0.5]]), 0.5, None])
+def test_normalisation_refuses_what_is_not_a_flat_sequence_of_numbers(mean):
+  with pytest.raises(errors.BadRequestType, match="fit: mean"):
+    training_checks.normalisation(mean, (1.0,), (4, 4, 1), "fit")
+  with pytest.raises(errors.BadRequestType, match="fit: std"):
+    training_checks.normalisation((0.5,), mean, (4, 4, 1), "fit")
+
+
+def test_normalisation_takes_a_jax_array_as_a_numpy_one():
+  got = training_checks.normalisation(jnp.array([0.5]), jnp.array([2.0]), (4, 4, 1), "fit")
+  assert got == training_checks.normalisation(np.array([0.5]), [2], (4, 4, 1), "fit")
+  assert got == ((0.5,), (2.0,)) and all(type(v) is float for v in got[0] + got[1])
+
+
+def test_make_predict_fn_refuses_a_string_mean():
+  model = mj.create_model("mlp", 10, hidden=(4,))
+  with pytest.raises(errors.BadRequestType, match="make_predict_fn: mean"):
+    training.make_predict_fn(model, mean=("0.5",))
+
+
+@pytest.mark.parametrize("progress", ["no", None, 0])
+def test_fit_refuses_a_progress_that_is_not_a_bool(progress):
+  model = mj.create_model("mlp", 10, hidden=(4,))
+  codes = mj.generate_codes(jax.random.key(0), 10, (4, 4, 1))
+  data = (np.zeros((4, 4, 4, 1), np.uint8), np.arange(4))
+  with pytest.raises(errors.BadRequestType, match="progress"):
+    mj.fit(model, data, codes, mj.FitConfig(epochs=1, batch_size=2), jax.random.key(0),
+           progress=progress)
