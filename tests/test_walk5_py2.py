@@ -13,6 +13,9 @@
 * V8: ``fit(mean=..., std=...)`` converted strings, bytes and bools to numbers and flattened
   nested sequences, yet refused a 1-d JAX array as "not a sequence"; ``progress="no"``
   showed the bar.
+* V14 (the evaluation's part): ``head_finetune_recovery(steps=())`` said "steps must be
+  counts >= 0, got []" (the fault is emptiness); ``DepthConfig(scales=np.array([1.5]))``
+  was refused "must be a tuple" while the attacks take 1-d arrays.
 """
 
 import dataclasses
@@ -146,3 +149,23 @@ def test_fit_refuses_a_progress_that_is_not_a_bool(progress):
   with pytest.raises(errors.BadRequestType, match="progress"):
     mj.fit(model, data, codes, mj.FitConfig(epochs=1, batch_size=2), jax.random.key(0),
            progress=progress)
+
+
+# V14 (the evaluation's slips) --------------------------------------------------------------
+
+def test_head_finetune_recovery_names_empty_steps_as_the_fault():
+  rng = np.random.default_rng(0)
+  x, y = rng.normal(size=(12, 2)), np.repeat(np.arange(3), 4)
+  with pytest.raises(errors.BadRequest, match="steps needs at least one step count"):
+    ev.head_finetune_recovery(x, y, np.zeros((2, 3)), np.zeros(3), x, y, [1], steps=())
+
+
+def test_depth_config_takes_1d_arrays_as_the_attacks_do():
+  config = depth.DepthConfig(scales=np.array([1.5, 2.0]), head_steps=jnp.array([3, 5]))
+  assert config.scales == (1.5, 2.0) and config.head_steps == (3, 5)
+  assert type(config.head_steps[0]) is int
+  hash(config)
+  with pytest.raises(errors.BadRequestType, match="scales"):
+    depth.DepthConfig(scales=np.array([[1.5]]))
+  with pytest.raises(errors.BadRequestType, match=r"head_steps\[0\]"):
+    depth.DepthConfig(head_steps=np.array([True]))

@@ -258,6 +258,9 @@ def head_finetune_recovery(support_features: Any, support_labels: Any, kernel: A
   momentum = relearning.check_number("head_finetune_recovery", "momentum", momentum, low=0.0,
                                      high=1.0, high_open=True)
   steps = _values(steps, "head_finetune_recovery", "steps", "step counts, e.g. (10, 50)")
+  if not steps:
+    raise errors.BadRequest("head_finetune_recovery: steps needs at least one step count, "
+                            "e.g. (10, 50)")
   steps = list(relearning.check_integer("head_finetune_recovery", f"steps[{i}]", n, low=0)
                for i, n in enumerate(steps))
   x, y, xt, yt = _features_pair(support_features, support_labels, test_features,

@@ -67,7 +67,8 @@ class DepthConfig:
   Every field is checked on construction: counts (``shots``, ``prototype_shots``,
   ``probe_per_class`` unless ``None``, ``probe_max_iter``, each of ``head_steps``,
   ``relearn_min_examples``, ``batch_size``) are integers >= 1; ``scales`` are distinct
-  finite numbers > 0; ``head_steps`` is a non-empty tuple of distinct counts;
+  finite numbers > 0; ``head_steps`` is a non-empty tuple of distinct counts (both a
+  tuple, a list or a 1-d array, stored as a tuple of Python numbers);
   ``prototype_alpha`` lies in ``[0, 1]``, ``prototype_metric`` is ``"cosine"`` or
   ``"l2"``; ``probe_c`` and ``head_learning_rate`` are > 0; ``head_momentum`` lies in
   ``[0, 1)``; ``relearn_fraction`` in ``(0, 1]``.
@@ -120,8 +121,11 @@ class DepthConfig:
                                     high=1.0, low_open=True))
     for name, check, least in (("scales", number, None), ("head_steps", count, 1)):
       values = getattr(self, name)
+      if hasattr(values, "shape") and hasattr(values, "dtype") and np.ndim(values) == 1:
+        values = tuple(np.asarray(values).tolist())  # A 1-d array, as the attacks take.
       if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
-        raise errors.BadRequestType(f"{own}.{name} must be a tuple, got {values!r}")
+        raise errors.BadRequestType(f"{own}.{name} must be a tuple (or a 1-d array), got "
+                                    f"{values!r}")
       if name == "head_steps" and not values:
         raise errors.BadRequest(f"{own}.head_steps needs at least one step count")
       values = tuple(check(own, f"{name}[{i}]", v, low=0.0, low_open=True) if least is None
