@@ -140,14 +140,26 @@ def _axes(axes, ndim: int) -> tuple[int, ...]:
   return tuple(sorted({a + ndim if a < 0 else a for a in axes}))
 
 
-def _tap_of(module: nn.Module, args, kwargs) -> tuple[str, tuple] | None:
+def _tap_of(module: nn.Module, args, kwargs, batch: int) -> tuple[str, tuple] | None:
   """``(kind, aux)`` of a supported layer call; None for any other module.
 
   Raises:
     Unsupported: a supported layer type in a configuration this path cannot handle.
   """
-  x = args[0]
   kind = type(module)
+  if kind not in _BUILT_IN and kind not in _REGISTERED:
+    if isinstance(module, _BUILT_IN):  # Subclasses may differ.
+      raise Unsupported(kind.__name__)
+    return None  # Other modules: their own parameters, if any, are left uncovered.
+  if not args:  # The input given as a keyword: the formulas read the first argument.
+    raise Unsupported(f"{kind.__name__} called with its input as a keyword")
+  x = args[0]
+  if not hasattr(x, "shape") or x.ndim < 1 or x.shape[0] != batch:  # Time-major, a grid.
+    raise Unsupported(f"{kind.__name__} whose first axis is not the batch of examples")
+  if getattr(module, "mask", None) is not None or any(
+      getattr(module, own, None) is not None for own in (
+          "dot_general", "dot_general_cls", "conv_general_dilated", "conv_general_dilated_cls")):
+    raise Unsupported(f"{kind.__name__} with a mask or a product of its own")
   if kind is nn.Dense:
     return "dense", ((x.ndim - 1,),)
   if kind is nn.DenseGeneral:
@@ -179,11 +191,7 @@ def _tap_of(module: nn.Module, args, kwargs) -> tuple[str, tuple] | None:
       raise Unsupported(f"{kind.__name__} over the batch axis, across devices or masked")
     return "norm", (reduction, features, module.epsilon, kind is nn.LayerNorm,
                     module.use_fast_variance)
-  if kind in _REGISTERED:
-    return "registered", (_REGISTERED[kind], module)
-  if isinstance(module, _BUILT_IN):  # Subclasses may differ.
-    raise Unsupported(kind.__name__)
-  return None  # Other modules: their own parameters, if any, are left uncovered.
+  return "registered", (_REGISTERED[kind], module)
 
 
 def tapped_apply(apply_fn, params, x, offsets):
@@ -210,7 +218,7 @@ def tapped_apply(apply_fn, params, x, offsets):
   def interceptor(next_fun, args, kwargs, context):
     if context.method_name != "__call__":
       return next_fun(*args, **kwargs)
-    found = _tap_of(context.module, args, kwargs)
+    found = _tap_of(context.module, args, kwargs, x.shape[0])
     if found is None:
       return next_fun(*args, **kwargs)
     path = tuple(context.module.scope.path)

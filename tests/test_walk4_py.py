@@ -284,3 +284,39 @@ def test_w18_an_apply_fn_jax_cannot_trace_is_named_as_such(host_read):
     untraceable = lambda p, x: apply_fn(p, x) * (1.0 if float(x.sum()) > 0 else 2.0)
   with pytest.raises(mj.errors.BadRequest, match="apply_fn must be traceable by JAX"):
     mj.forget(untraceable, params, codes, [1])
+
+
+class _Odd(nn.Module):
+  """One layer the factorized formulas cannot read (walk5 V9, V10, V15, V16)."""
+
+  case: str
+
+  @nn.compact
+  def __call__(self, x):
+    if self.case == "conv mask":
+      mask = jnp.ones((3, 3, 1, 4)).at[0].set(0.0)
+      h = nn.Conv(4, (3, 3), mask=mask)(x).reshape(x.shape[0], -1)
+    elif self.case == "own dot_general":
+      h = nn.Dense(8, dot_general=lambda a, b, *args, **kw: jax.lax.dot_general(
+          a, 2.0 * b, *args, **kw))(x.reshape(x.shape[0], -1))
+    elif self.case == "input as keyword":
+      h = nn.Dense(8)(inputs=x.reshape(x.shape[0], -1))
+    else:  # Time-major: the Dense sees (rows of the image, N, columns).
+      h = nn.Dense(8)(jnp.swapaxes(x[..., 0], 0, 1)).mean(0)
+    return nn.Dense(10)(jnp.tanh(h))
+
+
+@pytest.mark.parametrize("case", ["conv mask", "own dot_general", "input as keyword",
+                                  "batch not first"])
+def test_walk5_layers_the_formulas_cannot_read_take_the_exact_fisher(case):
+  """walk5 V9, V10: a masked Conv or a Dense with its own product got the factorized
+  Fisher, 75-435% off; V15: an input given as a keyword crashed it (IndexError); V16: a
+  layer whose first axis is not the batch crashed it inside JAX."""
+  codes = mj.generate_codes(jax.random.key(0), 10, (4, 4, 1))
+  model = _Odd(case)
+  params = model.init(jax.random.key(0), codes)["params"]
+  apply_fn = lambda p, x: model.apply({"params": p}, x)
+  assert not layer_taps.covers(apply_fn, params, codes)
+  chex.assert_trees_all_close(
+      mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10)),
+      mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10), method="vmap"))
