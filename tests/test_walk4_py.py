@@ -239,15 +239,21 @@ def test_w19_a_layer_under_the_models_own_transform_takes_the_exact_fisher(lifte
   """W19: the taps recorded the input of a Dense inside ``nn.remat`` (or a lifted
   ``nn.vmap``) and used it outside: UnexpectedTracerError from "auto", class_fishers and
   the paper's move."""
-  codes = mj.generate_codes(jax.random.key(0), 10, (8, 8, 1))
-  model = _Rematted(lifted)
+  apply_fn, params, codes = _assert_exact_fisher_not_factorized(_Rematted(lifted), (8, 8, 1))
+  mj.class_fishers(apply_fn, params, codes, [3])
+
+
+def _assert_exact_fisher_not_factorized(model: nn.Module, shape: tuple[int, ...]):
+  """The model is not covered by the factorized formulas, and "auto" gives vmap's Fisher;
+  returns ``(apply_fn, params, codes)``."""
+  codes = mj.generate_codes(jax.random.key(0), 10, shape)
   params = model.init(jax.random.key(0), codes)["params"]
   apply_fn = lambda p, x: model.apply({"params": p}, x)
   assert not layer_taps.covers(apply_fn, params, codes)
   chex.assert_trees_all_close(
       mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10)),
       mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10), method="vmap"))
-  mj.class_fishers(apply_fn, params, codes, [3])
+  return apply_fn, params, codes
 
 
 def _tiny():
@@ -312,11 +318,4 @@ def test_walk5_layers_the_formulas_cannot_read_take_the_exact_fisher(case):
   """walk5 V9, V10: a masked Conv or a Dense with its own product got the factorized
   Fisher, 75-435% off; V15: an input given as a keyword crashed it (IndexError); V16: a
   layer whose first axis is not the batch crashed it inside JAX."""
-  codes = mj.generate_codes(jax.random.key(0), 10, (4, 4, 1))
-  model = _Odd(case)
-  params = model.init(jax.random.key(0), codes)["params"]
-  apply_fn = lambda p, x: model.apply({"params": p}, x)
-  assert not layer_taps.covers(apply_fn, params, codes)
-  chex.assert_trees_all_close(
-      mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10)),
-      mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(10), method="vmap"))
+  _assert_exact_fisher_not_factorized(_Odd(case), (4, 4, 1))
