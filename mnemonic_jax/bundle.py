@@ -257,12 +257,33 @@ def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
   Returns:
     An :class:`InferenceApply`: a pytree, so equal models share compiled programs.
 
+  Raises:
+    BadRequestType: ``model`` not a Linen module instance (its class, or ``model.apply``),
+      ``batch_stats`` not a mapping.
+    BadRequest: ``batch_stats`` holding the whole variables (a ``"params"`` or
+      ``"batch_stats"`` key): pass ``variables["batch_stats"]``.
+
   Example:
     >>> apply_fn = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
     >>> same = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
     >>> jax.tree.structure(apply_fn) == jax.tree.structure(same)  # Shares programs.
     True
   """
+  import flax.linen as nn  # pylint: disable=import-outside-toplevel  # Loaded by any model.
+
+  if not isinstance(model, nn.Module):
+    given = getattr(model, "__qualname__", None) or type(model).__name__
+    raise errors.BadRequestType(
+        f"inference_apply_fn: model must be a Flax Linen module instance (e.g. "
+        f"mnemonic_jax.create_model(...)), got {given}; pass the module itself, not its "
+        "class or its apply method")
+  if not isinstance(batch_stats, Mapping):
+    raise errors.BadRequestType(f"inference_apply_fn: batch_stats must be a mapping "
+                                f"(variables['batch_stats'], or {{}}), got "
+                                f"{type(batch_stats).__name__}")
+  if "params" in batch_stats or "batch_stats" in batch_stats:
+    raise errors.BadRequest("inference_apply_fn: batch_stats holds the model's variables "
+                            "('params' or 'batch_stats' keys); pass variables['batch_stats']")
   return InferenceApply(model, batch_stats)
 
 

@@ -6,6 +6,7 @@
   batching loop of the methods that train.
 * V3: a forget set lacking one of the forgotten classes was taken: the method never saw it.
 * V5: the same size as ``np.int64(3)`` or ``np.int32(3)`` compiled the Fisher again.
+* V12: ``inference_apply_fn`` took a class, ``model.apply`` or the whole variables.
 """
 
 import jax
@@ -72,3 +73,16 @@ def test_v3_a_forget_set_without_a_forgotten_class_is_refused(digits_bundle):
   with pytest.raises(mj.errors.BadRequest, match="holds no example of class 5, which neggrad"):
     baselines.unlearn("neggrad", digits_bundle, [3, 5], _data([3]),
                       baselines.neggrad.NegGradConfig(epochs=1))
+
+
+def test_v12_inference_apply_fn_names_what_it_was_given_wrong(tiny):
+  """V12: a class, a bound apply method or the whole variables dict were taken, and failed
+  at first use as 'inputs do not fit, or arguments in the wrong order'."""
+  model = mj.create_model("mlp", 10, hidden=(8,))
+  for wrong in (type(model), model.apply):
+    with pytest.raises(mj.errors.BadRequestType, match="not its class or its apply method"):
+      mj.inference_apply_fn(wrong, {})
+  with pytest.raises(mj.errors.BadRequest, match=r"pass variables\['batch_stats'\]"):
+    mj.inference_apply_fn(model, {"batch_stats": {}})
+  with pytest.raises(mj.errors.BadRequestType, match="batch_stats must be a mapping"):
+    mj.inference_apply_fn(model, None)
