@@ -281,6 +281,7 @@ def attach_codes(
   fit_cfg = attach_fit_config(bundle, epochs, t_mix, learning_rate=learning_rate,
                               batch_size=batch_size)
   images = workflow.prepare_images(np.asarray(images), bundle.input_shape)
+  _validate.listed_bool(labels, "attach_codes: labels")
   labels = np.asarray(labels)
   _check_labels(labels, bundle.num_classes, images=images)
   missing = sorted(set(range(bundle.num_classes)) - {int(c) for c in np.unique(labels)})

@@ -460,6 +460,7 @@ def _check_labels(split: Split, name: str, num_classes: int | None) -> None:
   if num_classes is not None:
     _validate.labels(split.labels, num_classes, name=label)
     return
+  _validate.listed_bool(split.labels, label)
   dtype = np.asarray(split.labels).dtype
   if not np.issubdtype(dtype, np.integer) or np.issubdtype(dtype, np.bool_):
     raise errors.BadRequestType(f"{label} must be integers (class ids), got dtype {dtype}")

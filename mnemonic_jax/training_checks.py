@@ -58,6 +58,7 @@ def uint8_images(images: Any, entry: str) -> None:
 
 
 def _integer_labels(labels: Any, entry: str) -> None:
+  _validate.listed_bool(labels, f"{entry}: labels")
   dtype = _dtype(labels)
   if not jnp.issubdtype(dtype, jnp.integer):
     raise errors.BadRequestType(f"{entry}: labels must be integer class ids, got dtype "

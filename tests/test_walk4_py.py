@@ -319,3 +319,28 @@ def test_walk5_layers_the_formulas_cannot_read_take_the_exact_fisher(case):
   Fisher, 75-435% off; V15: an input given as a keyword crashed it (IndexError); V16: a
   layer whose first axis is not the batch crashed it inside JAX."""
   _assert_exact_fisher_not_factorized(_Odd(case), (4, 4, 1))
+
+
+def test_w16_every_entry_point_reading_labels_from_a_list_refuses_a_bool():
+  """W16's kind where the labels are converted before they are checked: fit, the
+  baselines' data (from_training, a hand-built Split), relearning and attach-codes."""
+  apply_fn, params, codes = _tiny()
+  del apply_fn
+  model = mj.create_model("mlp", 3, hidden=(4,))
+  images = np.zeros((3, 2, 2, 1), np.uint8)
+  listed = [True, 1, 2]
+  bundle = Bundle("mlp", {"hidden": (4,)}, params, {}, np.asarray(codes), 3, (2, 2, 1),
+                  mean=(0.5,), std=(0.25,))
+  split = baselines.Split(images, listed)
+  calls = [
+      lambda: mj.fit(model, (images, listed), codes, mj.FitConfig(epochs=1, batch_size=3),
+                     jax.random.key(0), progress=False),
+      lambda: baselines.UnlearnData.from_training(images, listed, [1]),
+      lambda: baselines.unlearn("neggrad", bundle, [1], baselines.UnlearnData(forget=split)),
+      lambda: mj.relearning.relearn_steps(bundle, split, split, split, 50.0,
+                                          key=jax.random.key(0)),
+      lambda: mj.attach.attach_codes(bundle, images, listed, epochs=1),
+  ]
+  for call in calls:
+    with pytest.raises(mj.errors.BadRequestType, match="labels hold the bool True"):
+      call()

@@ -112,6 +112,7 @@ class UnlearnData:
     if images.ndim < 2:
       raise errors.BadRequest(f"{said}, got shape {images.shape}; pass one image per row, "
                               "e.g. x[:, :, :, None] for (N, H, W) grey images")
+    _validate.listed_bool(labels, "UnlearnData.from_training: labels")
     labels = np.asarray(labels)
     unbounded = np.iinfo(np.int32).max  # The model's class count is not known here.
     _validate.labels(labels, unbounded)
@@ -464,6 +465,7 @@ def _check_split(name: str, split: Any, bundle: Bundle) -> None:
   if shape[1:] != tuple(bundle.input_shape):
     raise errors.BadRequest(f"the {name} set's images have shape {shape}; the model takes "
                             f"(N, {', '.join(map(str, bundle.input_shape))})")
+  _validate.listed_bool(split.labels, f"the {name} set's labels")
   labels = np.asarray(split.labels)
   _validate.labels(labels, bundle.num_classes, name=f"the {name} set's labels")
   if len(labels) != shape[0]:

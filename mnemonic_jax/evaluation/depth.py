@@ -179,6 +179,7 @@ def _check_data(data: DepthData, bundle: Bundle, classes: tuple[int, ...],
     raise errors.BadRequestType(f"data must be a DepthData (DepthData.of(train, test)), got "
                                 f"{type(data).__name__}")
   for name, split in (("train", data.train), ("test", data.test)):
+    _validate.listed_bool(split.labels, f"the {name} labels")
     images, labels = np.asarray(split.images), np.asarray(split.labels)
     if images.dtype != np.uint8 or tuple(images.shape[1:]) != tuple(bundle.input_shape):
       raise errors.BadRequest(f"the {name} images are {images.dtype} {images.shape}; the model "

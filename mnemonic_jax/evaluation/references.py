@@ -161,6 +161,7 @@ def check_references(test: Split, classes: Sequence[int], *, oracles: Sequence[t
   if not (hasattr(test, "images") and hasattr(test, "labels")):
     raise errors.BadRequestType(f"test must have images and labels (a Split), got "
                                 f"{type(test).__name__}")
+  _validate.listed_bool(test.labels, "test labels")
   labels = np.asarray(test.labels)
   if checks:
     _validate.labels(labels, checks[0][1].num_classes, name="test labels")
