@@ -137,6 +137,10 @@ class Bundle:
       (:func:`mnemonic_jax.models.model_source`: ``{"import": module}`` or ``{"file":
       path}``), so that loading the bundle elsewhere can register it first; ``{}`` for
       the built-in models (``save_bundle`` fills it from the registry when empty).
+    model_attributes: every attribute of the model as it was when the bundle was first
+      saved, defaults included (:func:`mnemonic_jax.models.model_attributes`), so that
+      loading can tell a model whose defaults changed since; ``{}`` until then
+      (``save_bundle`` fills it from the model built now when empty).
   """
 
   model_name: str
@@ -153,6 +157,7 @@ class Bundle:
   config: dict[str, Any] = dataclasses.field(default_factory=dict)
   history: tuple[dict[str, Any], ...] = ()
   model_source: dict[str, str] = dataclasses.field(default_factory=dict)
+  model_attributes: dict[str, str] = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
     # Every construction and replace() goes through here: history and config are kept as

@@ -52,7 +52,7 @@ from mnemonic_jax.checkpointing.checks import (
 from mnemonic_jax.checkpointing.model_spec import _spec_str, abstract_variables
 from mnemonic_jax.checkpointing.trees import _dtype_mismatch, _tree_mismatch
 from mnemonic_jax.data.sources import MAX_CLASSES
-from mnemonic_jax.models import model_source
+from mnemonic_jax.models import model_attributes, model_source
 
 BUNDLE_FORMAT = "mnemonic-jax-bundle"
 #: The format version this release writes (3: every file of the bundle is covered by a
@@ -348,6 +348,11 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
                  for k, v in source.items())):
     raise bad("model_source", f"is {_short(source)}, not {{'import': module}} or "
                               "{'file': path}, with the file's 'sha256'")
+  attributes = meta.get("model_attributes", {})
+  if not isinstance(attributes, dict) or not all(
+      isinstance(k, str) and isinstance(v, str) for k, v in attributes.items()):
+    raise bad("model_attributes", f"is {_short(attributes)}, not a map of the model's "
+                                  "attributes to their values in words")
   checksums = meta.get(_CHECKSUMS)
   if checksums is not None:
     if not isinstance(checksums, dict) or not checksums or not all(
@@ -366,7 +371,8 @@ def parse_bundle_meta(path: PathLike, meta: Mapping[str, Any],
               input_shape=input_shape, mean=norm["mean"], std=norm["std"],
               class_names=tuple(class_names), dataset=dataset, config=config,
               history=tuple(history), codes_dtype=codes_dtype, checksums=checksums,
-              bookkeeping=bookkeeping, meta_checksum=meta_checksum, model_source=dict(source))
+              bookkeeping=bookkeeping, meta_checksum=meta_checksum, model_source=dict(source),
+              model_attributes=dict(attributes))
 
 
 def _is_bookkeeping_name(name: Any) -> bool:
@@ -404,7 +410,20 @@ def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
   source = dict(bundle.model_source or model_source(bundle.model_name))
   if source:  # A model the user registered: where to find it again.
     meta["model_source"] = _to_json(source, "model_source")
+  # The model as first saved, defaults included: the kwargs alone do not show a default
+  # that changes later (a new release, an edited class). Kept from the bundle it came from.
+  meta["model_attributes"] = dict(bundle.model_attributes) or _attributes(bundle)
   return meta
+
+
+def _attributes(bundle: Bundle) -> dict[str, str]:
+  """:func:`~mnemonic_jax.models.model_attributes` of the bundle's model; ``{}`` where no
+  model is built from its fields (the checks that follow say why, naming the field)."""
+  try:
+    return model_attributes(bundle.model_name, int(bundle.num_classes),
+                            dict(bundle.model_kwargs))
+  except (ValueError, TypeError):
+    return {}
 
 
 def _check_arrays(where: str, spec: str, abstract: Mapping[str, PyTree], params: PyTree,

@@ -25,6 +25,7 @@ from __future__ import annotations
 import errno
 import os
 import pathlib
+import warnings
 from typing import Any, Mapping
 
 import jax
@@ -32,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnemonic_jax import environment
+from mnemonic_jax import environment, errors
 from mnemonic_jax import _files, _validate, distributed
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.outputs import (
@@ -49,7 +50,8 @@ from mnemonic_jax.checkpointing.train_checkpoints import LOCK_FILE
 from mnemonic_jax.checkpointing.trees import (
     _abstract, _jax_holds, _leaf_dtype, _path_str, _tree_mismatch, _uncommitted)
 from mnemonic_jax.models import (
-    ModelSourceError, available_models, load_model_source)
+    ModelSourceError, available_models, changed_attributes, load_model_source,
+    model_attributes)
 
 
 def save_bundle(path: PathLike, bundle: Bundle, *, force: bool = False) -> pathlib.Path:
@@ -331,6 +333,12 @@ def load_bundle(path: PathLike, *, import_model: bool = True) -> Bundle:
       is not finite, or a std that is not > 0), or was replaced by other saves during
       each of :data:`LOAD_ATTEMPTS` reads; a folder or file of it this user may not read
       (said so: a permission denied is not damage). One line naming the path and field.
+
+  Warns:
+    mnemonic_jax.errors.ModelSourceChangedWarning: the model built now differs from the
+      one saved (an attribute the bundle records, defaults included, has another value
+      now: a default of the library or of the model's class changed), or a user's model
+      whose source files changed since (:func:`mnemonic_jax.models.load_model_source`).
   """
   path = resolve_bundle_path(path)
   _check_readable(path)  # A permission denied is not a damaged bundle.
@@ -417,6 +425,8 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
     fix = ("register it with mnemonic_jax.register_model before loading"
            if model_name not in available_models() else "the bundle metadata is inconsistent")
     raise CheckpointError(f"{path}: {e}; {fix}") from None
+  _warn_changed_attributes(path, model_name, num_classes, model_kwargs,
+                           meta["model_attributes"])
   target = _abstract({
       "params": abstract["params"],
       "batch_stats": abstract["batch_stats"],
@@ -465,6 +475,23 @@ def _load_snapshot(path: pathlib.Path, dir_fd: int, import_model: bool) -> Bundl
       num_classes=num_classes,
       input_shape=input_shape,
       model_source=source,
+      model_attributes=meta["model_attributes"],
       **fields,
   )
+
+
+def _warn_changed_attributes(path: pathlib.Path, model_name: str, num_classes: int,
+                             model_kwargs: Mapping[str, Any],
+                             recorded: Mapping[str, str]) -> None:
+  """Warns (ModelSourceChangedWarning) when the model built now from the bundle's
+  ``model_kwargs`` differs from the one recorded at saving: a default changed since."""
+  changed = changed_attributes(recorded, model_attributes(model_name, num_classes,
+                                                          model_kwargs))
+  if changed:
+    warnings.warn(
+        f"{path}: model {model_name!r} built now differs from the one saved in this bundle "
+        f"({'; '.join(changed)}): a default of the installed library or of the model's "
+        "class changed since, so these weights may describe another model; install the "
+        "release the bundle was saved with, or restore the model's defaults",
+        errors.ModelSourceChangedWarning, stacklevel=3)
 

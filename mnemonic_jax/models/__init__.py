@@ -292,6 +292,50 @@ def create_model(name: str, num_classes: int, **kwargs: Any) -> nn.Module:
   return factory(num_classes=num_classes, **{k: _frozen(v) for k, v in kwargs.items()})
 
 
+def model_attributes(name: str, num_classes: int, kwargs: Mapping[str, Any]
+                     ) -> dict[str, str]:
+  """Every attribute of the module :func:`create_model` builds, defaults included, in words.
+
+  A bundle records these beside the ``model_kwargs`` it was given, so that loading it can
+  tell when the model built now differs from the one saved: a default of the installed
+  library (or of the user's model class) changed since, which the given ``model_kwargs``
+  alone do not show (:func:`changed_attributes`).
+
+  Args:
+    name, num_classes, kwargs: as :func:`create_model` takes them.
+
+  Returns:
+    ``{attribute: its repr}`` for the module's dataclass attributes but ``parent`` and
+    ``name``; a function is named by its module and qualified name, and an attribute
+    whose repr holds a memory address (one that would differ in every process) is left
+    out. ``{}`` for a factory that builds no Flax module.
+
+  Raises:
+    As :func:`create_model`.
+  """
+  module = create_model(name, num_classes, **kwargs)
+  if not dataclasses.is_dataclass(module):
+    return {}
+  described = {f.name: _stable_repr(getattr(module, f.name, None))
+               for f in dataclasses.fields(module) if f.init and f.name not in ("parent", "name")}
+  return {k: v for k, v in described.items() if v is not None}
+
+
+def changed_attributes(recorded: Mapping[str, str], now: Mapping[str, str]) -> list[str]:
+  """``"attribute: recorded -> now"`` for each attribute recorded at saving whose value
+  (:func:`model_attributes`) differs now or that the model no longer has."""
+  return [f"{k}: {v} -> {now.get(k, '(no such attribute now)')}"
+          for k, v in sorted(recorded.items()) if now.get(k) != v]
+
+
+def _stable_repr(value: Any) -> str | None:
+  """``value`` in words that are the same in another process, or None."""
+  if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
+    return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+  text = repr(value)
+  return None if " at 0x" in text else text
+
+
 def _module_class(factory: Any) -> type | None:
   """The Flax module class a factory builds (through ``functools.partial``), or None."""
   while isinstance(factory, partial):
@@ -307,4 +351,5 @@ def _frozen(value: Any) -> Any:
 
 
 __all__ = ["BUILT_IN", "MLP", "ModelSourceError", "ResNet18", "ViT", "available_models",
-           "create_model", "load_model_source", "model_source", "register_model"]
+           "changed_attributes", "create_model", "load_model_source", "model_attributes",
+           "model_source", "register_model"]

@@ -1,0 +1,70 @@
+"""A bundle records its model's attributes with the defaults filled in (walk5 G13).
+
+A bundle whose ``model_kwargs`` leave an attribute to its default (``import`` records only
+the kwargs given, a user's config may give ``{}``) was read, after a default changed (a new
+release, an edited model class), as the other model, silently. Loading now warns.
+"""
+
+import functools
+import json
+import warnings
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from mnemonic_jax import errors, models
+from mnemonic_jax.bundle import Bundle
+from mnemonic_jax.checkpointing import load_bundle, save_bundle
+from mnemonic_jax.models import MLP, create_model
+
+SHAPE = (4, 4, 1)
+
+
+def _bundle() -> Bundle:
+  model = create_model("mlp", 3, hidden=[8])
+  params = model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)))["params"]
+  codes = np.random.default_rng(0).normal(size=(3, *SHAPE)).astype(np.float32)
+  return Bundle(model_name="mlp", model_kwargs={"hidden": [8]}, params=params,
+                batch_stats={}, codes=codes, num_classes=3, input_shape=SHAPE)
+
+
+def test_the_defaults_are_recorded(tmp_path):
+  path = save_bundle(tmp_path / "b", _bundle())
+  meta = json.loads((path / "meta" / "metadata").read_text())
+  assert meta["model_kwargs"] == {"hidden": [8]}
+  assert meta["model_attributes"]["activation"] == "'sigmoid'"  # The default, not given.
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", errors.ModelSourceChangedWarning)
+    assert load_bundle(path).model_attributes == meta["model_attributes"]
+
+
+def test_a_changed_default_is_told_and_kept_through_a_resave(tmp_path, monkeypatch):
+  path = save_bundle(tmp_path / "b", _bundle())
+  monkeypatch.setitem(models._REGISTRY, "mlp", functools.partial(MLP, activation="tanh"))
+  with pytest.warns(errors.ModelSourceChangedWarning, match="activation: 'sigmoid' -> 'tanh'"):
+    loaded = load_bundle(path)
+  # A bundle derived from it (a forgetting, a re-save) keeps what the weights were saved
+  # with, so the next load still tells.
+  again = save_bundle(tmp_path / "again", loaded)
+  with pytest.warns(errors.ModelSourceChangedWarning, match="activation"):
+    load_bundle(again)
+
+
+def test_attributes_in_words_are_the_same_in_every_process():
+  described = models.model_attributes("mlp", 3, {"hidden": [8]})
+  assert described == {"num_classes": "3", "hidden": "(8,)", "activation": "'sigmoid'"}
+  # A function is named, never shown by its address.
+  assert models._stable_repr(jax.nn.relu).endswith("relu")
+  assert models._stable_repr(object()) is None
+
+
+def test_a_malformed_record_is_refused(tmp_path):
+  path = save_bundle(tmp_path / "b", _bundle())
+  meta_file = path / "meta" / "metadata"
+  meta = json.loads(meta_file.read_text())
+  meta["model_attributes"] = {"hidden": 8}
+  meta_file.write_text(json.dumps(meta))
+  with pytest.raises(Exception, match="model_attributes"):
+    load_bundle(path)
