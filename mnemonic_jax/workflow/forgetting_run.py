@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from mnemonic_jax import errors
 from mnemonic_jax import _validate, checkpointing
 from mnemonic_jax import forgetting
-from mnemonic_jax.bundle import ATTACH_CODES_EVENT, Bundle
+from mnemonic_jax.bundle import ATTACH_CODES_EVENT, IMPORT_EVENT, Bundle
 from mnemonic_jax.checkpointing.bundle_format import check_bundle
 
 
@@ -51,6 +51,7 @@ _ATTACH = ("attach codes first ('mnemonic-jax attach-codes', a few epochs of fin
 class _Untrained(NamedTuple):
   """Why the codes may not stand for the classes: ``kind`` (``"unseen"``: trained with
   ``t_mix = 0`` and nothing attached; ``"unlearned"``: codes misclassified before;
+  ``"undertrained"``: the same, by a model trained here with these codes;
   ``"again"``: classes forgotten before), ``why`` (the fact) and ``fix``."""
   kind: str
   why: str
@@ -78,6 +79,15 @@ def _untrained_codes(bundle: Bundle, request: Mapping[str, Any] | None) -> _Untr
     return _Untrained("again", f"class(es) {again} were already forgotten by an earlier "
                       "request; forgetting them again moves the parameters further", "")
   right, scored = codes_right_before(request, bundle.num_classes)
+  imported = any(e.get("event") == IMPORT_EVENT for e in bundle.history)
+  if right < scored and not attached and not imported and _trained_with_codes(bundle.config):
+    # Trained here, with these very codes (train and the demo record their config): not
+    # foreign codes, too little training (walk5 G8).
+    epochs = bundle.config.get("epochs")
+    return _Untrained("undertrained", f"before forgetting, the model classified only {right} "
+                      f"of {scored} of the codes it was trained with as their class: it is "
+                      f"under-trained ({_epochs(epochs)} with t_mix "
+                      f"{bundle.config['t_mix']:g})", "train it for more epochs")
   if right < scored:
     fix = ("attach codes for more epochs ('mnemonic-jax attach-codes --epochs N')"
            if attached else "forget with the codes the model was trained with, or attach "
@@ -87,6 +97,19 @@ def _untrained_codes(bundle: Bundle, request: Mapping[str, Any] | None) -> _Untr
                       "trained with these codes (a model trained with its codes classifies "
                       "all of them right)", fix)
   return None
+
+
+def _trained_with_codes(config: Mapping[str, Any] | None) -> bool:
+  """Whether a training config records codes mixed in (``t_mix > 0``)."""
+  t_mix = (config or {}).get("t_mix")
+  return isinstance(t_mix, (int, float)) and not isinstance(t_mix, bool) and t_mix > 0
+
+
+def _epochs(epochs: Any) -> str:
+  """``"3 epochs"``, ``"1 epoch"``, or ``"its epochs unrecorded"``."""
+  if isinstance(epochs, int) and not isinstance(epochs, bool):
+    return f"{epochs} epoch" + ("" if epochs == 1 else "s")
+  return "its epochs unrecorded"
 
 
 def untrained_codes_warnings(bundle: Bundle,
@@ -108,7 +131,9 @@ def untrained_codes_warnings(bundle: Bundle,
     (forgotten and remaining; classes forgotten earlier aside) as its class. A model
     trained with its codes classifies all of them right, so the checkpoint was probably
     not trained with these codes (an imported model, codes from another run, or too few
-    epochs of attaching).
+    epochs of attaching); where its own config records training with these codes
+    (``t_mix > 0``, neither imported nor attached), it is under-trained instead, and
+    said so.
 
   Args:
     bundle: the bundle forgotten from.
