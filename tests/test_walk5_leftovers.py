@@ -1,11 +1,12 @@
-"""Faults of the fifth round left open then (walk5 G8, ...), fixed since."""
+"""Faults of the fifth round left open then (walk5 G8, V13), fixed since."""
 
 import pathlib
 
 import jax
 import pytest
 
-from mnemonic_jax import checkpointing, models, workflow
+from mnemonic_jax import baselines, checkpointing, errors, models, workflow
+from mnemonic_jax.baselines.finetune import FinetuneConfig
 
 
 @pytest.fixture(scope="module")
@@ -27,3 +28,26 @@ def test_an_under_trained_model_is_called_so_not_foreign_codes(bundle):
   assert "train it for more epochs" in said["brief"]
   assert "probably not trained with these codes" not in said["brief"]
   assert "probably not trained with these codes" in said["imported"]
+
+
+def test_a_sweep_ladder_is_checked_before_anything_runs(tiny_digits_bundle):
+  """V13: a config object in the ladder, or a misspelt field, failed as a bare TypeError
+  from dataclasses; a candidate given twice ran twice."""
+  bundle, train, _ = tiny_digits_bundle
+  held_out = baselines.UnlearnData.from_training(train.images, train.labels, (3,)).retain
+  sweep = lambda candidates: baselines.base.sweep("finetune", bundle, [3], None, held_out,
+                                                  candidates=candidates)
+  with pytest.raises(errors.BadRequest, match=r"candidates\[0\] overrides \['epoch'\], not "
+                     "fields of FinetuneConfig"):
+    sweep([{"epoch": 1}])
+  with pytest.raises(errors.BadRequest, match=r"candidates\[1\] \{'epochs': 1\} is given twice"):
+    sweep([{"epochs": 1}, FinetuneConfig(epochs=1)])  # An object is taken as its overrides.
+  with pytest.raises(errors.BadRequestType, match=r"candidates\[0\] must be a dict"):
+    sweep(["epochs=1"])
+  with pytest.raises(errors.BadRequestType, match="must be a list of dicts"):
+    sweep({"epochs": 1})
+  with pytest.raises(ValueError, match=r"candidates\[0\] \{'epochs': 0\}"):
+    sweep([{"epochs": 0}])
+  ladder = baselines.base._ladder("finetune", FinetuneConfig, FinetuneConfig(),
+                                  [FinetuneConfig(epochs=2)])
+  assert ladder == [({"epochs": 2}, FinetuneConfig(epochs=2))]
