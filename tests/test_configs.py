@@ -7,9 +7,11 @@ import pathlib
 import subprocess
 import sys
 
+import jax
+import jax.numpy as jnp
 import pytest
 
-from mnemonic_jax import configs, errors
+from mnemonic_jax import configs, errors, models
 
 from cli_support import run_commands
 
@@ -200,3 +202,21 @@ def test_a_config_path_that_is_not_a_regular_file_is_refused_without_blocking(tm
   os.mkfifo(fifo)
   with pytest.raises(configs.ConfigError, match="not a regular file"):
     configs.load_config(str(fifo))
+
+
+GPU_DEPTH = pathlib.Path(__file__).parents[1] / "experiments" / "configs" / "gpu_depth.py"
+
+
+@pytest.mark.parametrize("variant", ["", "quick"])
+def test_the_gpu_depth_config_builds_its_model_on_padded_fashion_mnist(variant):
+  """experiments/configs/gpu_depth.py (issue #20's GPU run): valid, and its ResNet-18
+  takes Fashion-MNIST's one channel padded to 32x32."""
+  config = configs.load_config(f"{GPU_DEPTH}:{variant}")
+  configs.validate_config(config)
+  assert (config.dataset, config.pad_to) == ("idx:/usr/share/datasets/fashion-mnist", 32)
+  model = models.create_model(config.model, 10, **config.model_kwargs)
+  shapes = jax.eval_shape(model.init, jax.random.key(0), jnp.zeros((1, 32, 32, 1)))
+  assert jax.eval_shape(lambda v, x: model.apply(v, x), shapes,
+                        jnp.zeros((2, 32, 32, 1))).shape == (2, 10)
+  with pytest.raises(configs.ConfigError, match="unknown variant"):
+    configs.load_config(f"{GPU_DEPTH}:cifar")
