@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 from mnemonic_jax.pytrees import Static
 from mnemonic_jax.models import create_model
 
@@ -264,9 +264,10 @@ def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
 
   Raises:
     BadRequestType: ``model`` not a Linen module instance (its class, or ``model.apply``),
-      ``batch_stats`` not a mapping.
+      ``batch_stats`` not a mapping, or holding an array that is not floating point.
     BadRequest: ``batch_stats`` holding the whole variables (a ``"params"`` or
-      ``"batch_stats"`` key): pass ``variables["batch_stats"]``.
+      ``"batch_stats"`` key): pass ``variables["batch_stats"]``; a statistic that is NaN
+      or infinite (read on the host unless traced).
 
   Example:
     >>> apply_fn = inference_apply_fn(create_model("mlp", 4, hidden=(8,)), {})
@@ -289,7 +290,28 @@ def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
   if "params" in batch_stats or "batch_stats" in batch_stats:
     raise errors.BadRequest("inference_apply_fn: batch_stats holds the model's variables "
                             "('params' or 'batch_stats' keys); pass variables['batch_stats']")
+  _check_statistics(batch_stats)
   return InferenceApply(model, batch_stats)
+
+
+def _check_statistics(batch_stats: Mapping) -> None:
+  """Refuses BatchNorm statistics that are not float or not finite (walk5 V11: NaN
+  statistics of a diverged run gave NaN Fishers and codes scored as forgotten, silently;
+  integer ones were cast). Traced statistics (inside a caller's ``jit``) are not read."""
+  leaves = jax.tree_util.tree_leaves_with_path(batch_stats)
+  if any(isinstance(x, jax.core.Tracer) for _, x in leaves):
+    return
+  for path, x in leaves:
+    where = jax.tree_util.keystr(path)
+    dtype = np.result_type(x)
+    if not jnp.issubdtype(dtype, jnp.floating):
+      raise errors.BadRequestType(f"inference_apply_fn: batch_stats{where} is {dtype}, not "
+                                  "floating point: BatchNorm statistics are floats")
+    if not _validate.isfinite_on_host(x).all():
+      raise errors.BadRequest(
+          f"inference_apply_fn: batch_stats{where} holds NaN or inf (the statistics of a "
+          "diverged run?): every Fisher and code score computed through them would be "
+          "NaN; use the statistics of a finite checkpoint")
 
 
 def model_variables(params: PyTree, batch_stats: PyTree) -> dict[str, PyTree]:

@@ -1,10 +1,14 @@
-"""Faults of the fifth round left open then (walk5 G8, V13), fixed since."""
+"""Faults of the fifth round left open then (walk5 G8, V11, V13), fixed since."""
 
 import pathlib
 
+import chex
+import flax.linen as nn
 import jax
+import jax.numpy as jnp
 import pytest
 
+import mnemonic_jax as mj
 from mnemonic_jax import baselines, checkpointing, errors, models, workflow
 from mnemonic_jax.baselines.finetune import FinetuneConfig
 
@@ -51,3 +55,27 @@ def test_a_sweep_ladder_is_checked_before_anything_runs(tiny_digits_bundle):
   ladder = baselines.base._ladder("finetune", FinetuneConfig, FinetuneConfig(),
                                   [FinetuneConfig(epochs=2)])
   assert ladder == [({"epochs": 2}, FinetuneConfig(epochs=2))]
+
+
+class _BN(nn.Module):
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    h = nn.BatchNorm(use_running_average=not train)(nn.Dense(4)(x.reshape(x.shape[0], -1)))
+    return nn.Dense(3)(jnp.tanh(h))
+
+
+def test_statistics_of_a_diverged_run_are_refused_where_they_are_given():
+  """V11: NaN BatchNorm statistics gave NaN Fishers and codes scored as forgotten (argmax
+  of NaN logits), silently; integer ones were cast."""
+  model, x = _BN(), jnp.ones((3, 2, 2, 1))
+  variables = model.init(jax.random.key(0), x)
+  stats = variables["batch_stats"]
+  nan = jax.tree.map(lambda a: a.at[0].set(jnp.nan), stats)
+  with pytest.raises(errors.BadRequest, match=r"batch_stats\['BatchNorm_0'\]\['mean'\] holds NaN"):
+    mj.inference_apply_fn(model, nan)
+  with pytest.raises(errors.BadRequestType, match="int32, not floating point"):
+    mj.inference_apply_fn(model, jax.tree.map(lambda a: a.astype(jnp.int32), stats))
+  # Traced statistics (a caller's jit) are not read; finite ones pass.
+  logits = jax.jit(lambda s: mj.inference_apply_fn(model, s)(variables["params"], x))(stats)
+  chex.assert_shape(logits, (3, 3))
+  chex.assert_tree_all_finite(mj.inference_apply_fn(model, stats)(variables["params"], x))
