@@ -406,7 +406,10 @@ def _examples_interact(apply_fn, params, inputs) -> jax.Array:
   if inputs.shape[0] < 2:
     return jnp.zeros((), bool)
   pairs = jnp.stack([inputs[:2], jnp.stack([inputs[0], inputs[0]])])
-  beside, alone = jax.vmap(lambda batch: apply_fn(params, batch)[0])(pairs).astype(jnp.float32)
+  # The model check's own jitted forward on a batch of two: the entry point's check
+  # (_validate.model_outputs) traced it already, so the model is not traced again here.
+  forward = lambda batch: _validate._apply(apply_fn, params, batch)[0]
+  beside, alone = jax.vmap(forward)(pairs).astype(jnp.float32)
   return jnp.max(jnp.abs(beside - alone)) > 1e-3 * (1.0 + jnp.max(jnp.abs(beside)))
 
 
@@ -451,12 +454,14 @@ def weighted_squared_gradients(
         "disagree on the number of examples")
   check_input_shape(apply_fn, params, inputs)
   size = _chunk_size(n, microbatch_size, mesh)
-  # One abstract trace of the model answers both: which method, and the taps' shapes.
-  outputs = None if method == "vmap" else layer_taps.layer_outputs(
-      apply_fn, params, jax.ShapeDtypeStruct((size, *inputs.shape[1:]), inputs.dtype))
+  # One trace of the model answers both: which method, and the factorized program itself.
+  factorized = None if method == "vmap" else layer_taps.factorized_step(
+      apply_fn, params, jax.ShapeDtypeStruct((size, *inputs.shape[1:]), jnp.result_type(inputs)),
+      jax.ShapeDtypeStruct((size,), jnp.result_type(labels)),
+      jax.ShapeDtypeStruct((weights.shape[0], size), jnp.result_type(weights)), loss_fn)
   if method == "auto":
-    method = "vmap" if outputs is None else "factorized"
-  elif method == "factorized" and outputs is None:
+    method = "vmap" if factorized is None else "factorized"
+  elif method == "factorized" and factorized is None:
     if isinstance(params, dict) and "params" in params and len(params) > 1:
       raise errors.BadRequest(
           "method='factorized' got a Flax variables dict (a top-level 'params' key, beside "
@@ -468,12 +473,10 @@ def weighted_squared_gradients(
         "Conv, LayerNorm, RMSNorm, inference-mode BatchNorm or registered layer "
         "(layer_taps.register_layer), each called once; use method='vmap' for this model")
   if method == "factorized":
-    step = functools.partial(layer_taps.weighted_squared_gradients, outputs=outputs)
+    step = lambda x, y, w: factorized(params, x, y, w)
   else:
-    step = _vmap_step
-  sums = _scan_microbatches(
-      lambda x, y, w: step(apply_fn, params, x, y, w, loss_fn),
-      inputs, labels, weights, size, mesh)
+    step = lambda x, y, w: _vmap_step(apply_fn, params, x, y, w, loss_fn)
+  sums = _scan_microbatches(step, inputs, labels, weights, size, mesh)
   return tuple(jax.tree.map(lambda s, k=k: s[k], sums) for k in range(weights.shape[0]))
 
 

@@ -3,8 +3,9 @@
 For the layers below, the gradient of one example's loss with respect to the layer's
 parameters is a function of the layer's input ``x_n`` and of ``delta_n``, the gradient of
 that example's loss with respect to the layer's output. Both come out of ONE batched
-backward pass: Flax's ``intercept_methods`` records each layer's input and adds a zero
-"offset" to its output, whose gradient is ``delta``. No ``vmap`` over examples, no
+backward pass: Flax's ``intercept_methods`` passes each layer's input and output through an
+identity whose backward rule receives ``delta`` and applies the layer's formula there, so
+the model is traced once, forward and backward together. No ``vmap`` over examples, no
 per-example backward pass.
 
 * ``nn.Dense`` and ``nn.DenseGeneral`` (any contracted axes but the batch axis, no
@@ -37,6 +38,7 @@ same layer-by-layer rules (Dense, Conv, norms) are those of BackPACK (Dangel, Ku
 and Hennig, ICLR 2020, ``BatchGrad`` / ``BatchL2Grad``) and Opacus' grad samplers.
 """
 
+import functools
 import math
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -212,6 +214,13 @@ def tapped_apply(apply_fn, params, x, offsets):
       applies itself (``nn.remat``, a lifted ``nn.vmap``: its input would be a tracer of
       that transform, leaked), or in a configuration this path cannot handle.
   """
+  if offsets is None:
+    return _intercepted(apply_fn, params, x, lambda path, tap, y: y)
+  return _intercepted(apply_fn, params, x, lambda path, tap, y: y + offsets[path])
+
+
+def _intercepted(apply_fn, params, x, finish):
+  """:func:`tapped_apply` with ``finish(path, tap, y)`` giving each tapped layer's output."""
   taps = {}
   outer = flax_tracers.current_trace()
 
@@ -232,7 +241,7 @@ def tapped_apply(apply_fn, params, x, offsets):
     if not isinstance(y, jax.Array):
       raise Unsupported(f"layer {path} does not return one array")
     taps[path] = Tap(found[0], args[0], found[1], jax.ShapeDtypeStruct(y.shape, y.dtype))
-    return y if offsets is None else y + offsets[path]
+    return finish(path, taps[path], y)
 
   with nn.intercept_methods(interceptor):
     logits = apply_fn(params, x)
@@ -244,7 +253,7 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
 
   Each such layer must be called once, and the gradient formula of its kind must give an
   array of the parameter's shape for each of the layer's parameters (checked abstractly
-  on a batch of two: nothing is computed).
+  on a batch of two, with the float logits summed as the loss: nothing is computed).
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits``.
@@ -256,55 +265,48 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
     True when ``method="factorized"`` computes every leaf exactly.
   """
   batch = jax.ShapeDtypeStruct((2, *inputs.shape[1:]), inputs.dtype)
-  return layer_outputs(apply_fn, params, batch) is not None
+  labels = jax.ShapeDtypeStruct((2,), jnp.int32)
+  weights = jax.ShapeDtypeStruct((1, 2), jnp.float32)
+  summed = lambda logits, _: sum(jnp.sum(leaf) for leaf in jax.tree.leaves(logits)
+                                 if jnp.issubdtype(leaf.dtype, jnp.floating))
+  return factorized_step(apply_fn, params, batch, labels, weights, summed) is not None
 
 
-def layer_outputs(apply_fn, params: PyTree, inputs: jax.Array
-                  ) -> dict[tuple, jax.ShapeDtypeStruct] | None:
-  """Each tapped layer's output shape on ``inputs``, or None where :func:`covers` is False.
+def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
+                    ) -> Callable[[PyTree, jax.Array, jax.Array, jax.Array], PyTree] | None:
+  """:func:`weighted_squared_gradients` traced once, or None where :func:`covers` is False.
 
-  One abstract trace of the model (nothing is computed) answers both questions, so the
-  Fisher traces the model once for its choice of method and its zero offsets.
+  The one trace of the model answers both questions: whether every parameter is covered
+  (and read nowhere but in its layer, see :func:`_read_elsewhere`), and the program
+  itself, which the returned function replays (no second trace of the model).
 
   Args:
-    apply_fn, params: as :func:`covers`.
-    inputs: ``(N, *input_shape)`` (an array or a ``jax.ShapeDtypeStruct``): the batch the
-      shapes are for.
+    apply_fn, params, loss_fn: as :func:`weighted_squared_gradients` (``params`` concrete
+      or traced: the function is called with these same parameters).
+    x, y, w: inputs ``(N, ...)``, labels ``(N,)`` and weights ``(K, N)``: arrays or
+      ``jax.ShapeDtypeStruct``, of the shapes and dtypes the function is called with.
 
   Returns:
-    ``{module path: shape and dtype of the layer's output}``, or None.
+    ``step(params, x, y, w)``: what :func:`weighted_squared_gradients` returns; or None.
   """
-  shapes, outputs = {}, {}
+  scopes = {}
+  flat, tree = jax.tree.flatten((params, x, y, w))
 
-  def trace(p, x):
-    logits, taps = tapped_apply(apply_fn, p, x, None)
-    for path, tap in taps.items():
-      sums = _LAYER_FORMULAS[tap.kind](
-          tap, jnp.zeros(tap.out.shape, jnp.float32), jnp.ones((1, x.shape[0]), jnp.float32))
-      shapes[path] = {name: tuple(s.shape[1:]) for name, s in sums.items()}
-      outputs[path] = tap.out
-    return logits
+  def traced(*leaves):
+    # Looked up here at call time (not bound on import): tests watch which path runs.
+    return weighted_squared_gradients(apply_fn, *tree.unflatten(leaves), loss_fn,
+                                      scopes=scopes)
 
   try:
-    traced = jax.make_jaxpr(trace)(params, jax.ShapeDtypeStruct(inputs.shape, inputs.dtype))
+    closed, shapes = jax.make_jaxpr(traced, return_shape=True)(*flat)
   except Unsupported:
     return None
-  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
-  if not all(isinstance(k, jax.tree_util.DictKey) for kp, _ in leaves for k in kp):
+  keypaths = [_keys(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  owners = dict(zip(closed.jaxpr.invars, (scopes[k] for k in keypaths)))
+  if _read_elsewhere(closed.jaxpr, owners, ""):
     return None
-  root = _root(params, {path: set(names) for path, names in shapes.items()})
-  covered = {}
-  for path, formula_shapes in shapes.items():
-    node = _get(params, root + path)
-    if not isinstance(node, dict) or not all(
-        name in formula_shapes and formula_shapes[name] == tuple(jnp.shape(leaf))
-        for name, leaf in node.items()):
-      return None
-    covered.update({root + path + (name,): _scope(path) for name in node})
-  if {_keys(kp) for kp, _ in leaves} != set(covered):
-    return None
-  owners = dict(zip(traced.jaxpr.invars, (covered[_keys(kp)] for kp, _ in leaves)))
-  return None if _read_elsewhere(traced.jaxpr, owners, "") else outputs
+  run, out_tree = jex_core.jaxpr_as_fun(closed), jax.tree.structure(shapes)
+  return lambda *args: jax.tree.unflatten(out_tree, run(*jax.tree.leaves(args)))
 
 
 def _scope(path: tuple) -> str:
@@ -347,8 +349,15 @@ def _read_elsewhere(jaxpr, owners: dict, stack: str) -> bool:
   return False
 
 
-def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, outputs=None) -> PyTree:
+def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, scopes=None) -> PyTree:
   """``sum_n w[k, n] * g_n ** 2`` for every k, with leaves of shape ``(K, *param.shape)``.
+
+  One batched backward pass: each tapped layer's output passes through :func:`_probe`,
+  whose backward rule applies the layer's formula to its input and output gradient and
+  returns the sums as the gradient of a zero "probe" shaped like the result. The sums are
+  the gradient with respect to the probes (the same operations as adding zero offsets to
+  the outputs and applying the formulas to their gradients, without first tracing the
+  model to learn the outputs' shapes).
 
   Args:
     apply_fn: ``apply_fn(params, x) -> logits``, with :func:`covers` true.
@@ -357,32 +366,84 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, outputs=None)
     y: ``(N,)`` labels.
     w: ``(K, N)`` weights.
     loss_fn: per-example loss ``(logits, labels) -> (N,)``.
-    outputs: :func:`layer_outputs` on ``x`` where the caller has it (else traced here).
+    scopes: a dict, filled with ``{leaf's key path: its layer's name scope}``.
 
   Returns:
     A pytree shaped like ``params`` with a leading axis ``K``, float32.
 
   Raises:
-    Unsupported: :func:`covers` is False.
+    Unsupported: a parameter outside the layers this path handles (or in a layer whose
+      formula gives other names or shapes). Where a parameter is also read outside its
+      layer the sums are wrong: :func:`factorized_step` checks that.
   """
-  outputs = layer_outputs(apply_fn, params, x) if outputs is None else outputs
-  if outputs is None:
-    raise Unsupported("a parameter outside the layers this path handles")
-  zeros = {p: jnp.zeros(s.shape, jnp.float32) for p, s in outputs.items()}
+  leaves = jax.tree_util.tree_flatten_with_path(params)[0]
+  if not all(isinstance(k, jax.tree_util.DictKey) for kp, _ in leaves for k in kp):
+    raise Unsupported("parameters that are not nested dicts")
+  scopes = {} if scopes is None else scopes
+  dtype = jnp.promote_types(w.dtype, jnp.float32)  # The formulas' sums' dtype.
+  probes = jax.tree.map(lambda p: jnp.zeros((w.shape[0], *jnp.shape(p)), dtype), params)
 
-  def total_loss(offsets):
-    logits, taps = tapped_apply(apply_fn, params, x, offsets)
-    return jnp.sum(loss_fn(logits, y)), taps
+  def total_loss(probes):
+    scopes.clear()
 
-  deltas, taps = jax.grad(total_loss, has_aux=True)(zeros)
-  sums = {path: _LAYER_FORMULAS[tap.kind](tap, deltas[path], w) for path, tap in taps.items()}
-  root = _root(params, {path: set(s) for path, s in sums.items()})
-  out = {}
-  for path, layer_sums in sums.items():
-    names = _get(params, root + path)
-    out.update({root + path + (name,): layer_sums[name] for name in names})
-  keypaths, treedef = jax.tree_util.tree_flatten_with_path(params)
-  return jax.tree.unflatten(treedef, [out[_keys(kp)] for kp, _ in keypaths])
+    def finish(path, tap, out):
+      root, node = _node(probes, path)
+      keys = {root + path + (name,): _scope(path) for name in node}
+      if keys.keys() & scopes.keys():
+        raise Unsupported(f"layer {path}'s parameters are another layer's too")
+      scopes.update(keys)
+      aux, tree = jax.tree.flatten(tap.aux)
+      arrays = [isinstance(v, (jax.Array, np.ndarray)) for v in aux]
+      static = tree.unflatten([None if a else v for v, a in zip(aux, arrays)])
+      spec = _ProbeSpec(tap._replace(x=None, aux=static), tuple(arrays), path, out.dtype,
+                        {name: jnp.shape(p) for name, p in node.items()})
+      return _probe(spec, out, tap.x, [v for v, a in zip(aux, arrays) if a], node, w)
+
+    logits, _ = _intercepted(apply_fn, params, x, finish)
+    if set(scopes) != {_keys(kp) for kp, _ in leaves}:
+      raise Unsupported("a parameter outside the layers this path handles")
+    return jnp.sum(loss_fn(logits, y))
+
+  return jax.grad(total_loss)(probes)
+
+
+class _ProbeSpec(NamedTuple):
+  """What :func:`_probe` needs besides arrays: the tap (its input left out), which of its
+  ``aux`` leaves are arrays (passed apart), the layer's path, its output dtype and the
+  probes' shapes ``{param name: (K, *param.shape)}``."""
+
+  tap: Tap
+  arrays: tuple
+  path: tuple
+  dtype: Any
+  shapes: dict
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _probe(spec, out, x, arrays, probes, w):
+  """The layer's output plus float32 zeros (the promotion of ``out + offsets``); the
+  gradient w.r.t. ``probes`` is the layer's weighted sums (:func:`_probe_bwd`)."""
+  del spec, x, arrays, probes, w
+  return out + jnp.zeros(out.shape, jnp.float32)
+
+
+def _probe_fwd(spec, out, x, arrays, probes, w):
+  return _probe(spec, out, x, arrays, probes, w), (x, arrays, w)
+
+
+def _probe_bwd(spec, residuals, delta):
+  x, arrays, w = residuals
+  leaves, tree = jax.tree.flatten(spec.tap.aux, is_leaf=lambda v: v is None)
+  arrays = iter(arrays)
+  aux = tree.unflatten([next(arrays) if a else v for v, a in zip(leaves, spec.arrays)])
+  tap = spec.tap._replace(x=x, aux=aux)
+  sums = _LAYER_FORMULAS[tap.kind](tap, delta.astype(jnp.float32), w)
+  if not all(name in sums and sums[name].shape == shape for name, shape in spec.shapes.items()):
+    raise Unsupported(f"layer {spec.path}'s formula gives {jax.tree.map(jnp.shape, sums)}")
+  return delta.astype(spec.dtype), None, None, {name: sums[name] for name in spec.shapes}, None
+
+
+_probe.defvjp(_probe_fwd, _probe_bwd)
 
 
 # ----------------------------------------------------------------------------------------
@@ -491,23 +552,22 @@ _LAYER_FORMULAS = {"dense": _dense, "conv": _conv, "batchnorm": _batchnorm, "nor
 _BUILT_IN = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.BatchNorm, nn.LayerNorm, nn.RMSNorm)
 
 
-def _root(params, names: dict[tuple, set]) -> tuple:
-  """Where the layers' parameters sit in ``params``: ``()``, or ``("params",)`` for a Flax
-  variables dict ``{"params": tree}`` passed whole with ``apply_fn = model.apply``.
+def _node(probes, path: tuple) -> tuple[tuple, dict]:
+  """``(root, node)``: the dict of a layer's leaves at ``root + path`` in ``probes`` (shaped
+  like the parameters); ``root`` is ``()``, or ``("params",)`` for a Flax variables dict
+  ``{"params": tree}`` passed whole with ``apply_fn = model.apply``.
 
-  ``names`` maps each layer's module path to the parameter names its formula gives; the
-  root is the first under which every layer's node is a dict of such names (``()`` when
-  neither holds: :func:`covers` then finds the leaves uncovered).
+  Raises:
+    Unsupported: no such dict of leaves (the layer's parameters are elsewhere).
   """
   roots = [()]
-  if isinstance(params, dict) and list(params) == ["params"]:
+  if isinstance(probes, dict) and list(probes) == ["params"]:
     roots.append(("params",))
   for root in roots:
-    nodes = [_get(params, root + path) for path in names]
-    if all(isinstance(node, dict) and set(node) <= names[path]
-           for node, path in zip(nodes, names)):
-      return root
-  return ()
+    node = _get(probes, root + path)
+    if isinstance(node, dict) and node and not any(isinstance(v, dict) for v in node.values()):
+      return root, node
+  raise Unsupported(f"layer {path}'s parameters are not where params holds them")
 
 
 def _keys(keypath):
