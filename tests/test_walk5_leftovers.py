@@ -1,4 +1,5 @@
-"""Faults of the fifth round left open then (walk5 G8, V11, V13), fixed since."""
+"""Faults of the fifth round left open then (walk5 G5's kind in Python, G8, V11, V13), fixed
+since."""
 
 import pathlib
 
@@ -9,8 +10,10 @@ import jax.numpy as jnp
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import baselines, checkpointing, errors, models, workflow
+from mnemonic_jax import baselines, checkpointing, configs, errors, models, workflow
 from mnemonic_jax.baselines.finetune import FinetuneConfig
+
+from cli_support import small_config
 
 
 @pytest.fixture(scope="module")
@@ -79,3 +82,18 @@ def test_statistics_of_a_diverged_run_are_refused_where_they_are_given():
   logits = jax.jit(lambda s: mj.inference_apply_fn(model, s)(variables["params"], x))(stats)
   chex.assert_shape(logits, (3, 3))
   chex.assert_tree_all_finite(mj.inference_apply_fn(model, stats)(variables["params"], x))
+
+
+@pytest.mark.parametrize("name", ["metrics.jsonl", ".lock", "train/weights.npz"])
+def test_python_train_never_writes_over_the_pretrained_weights_it_reads(tmp_path, name):
+  """G5's kind through workflow.train (the command line checked it since walk5, Python
+  did not): pretrained weights at the run's lock or metrics log were written over."""
+  work = tmp_path / "work"
+  weights = work / name
+  weights.parent.mkdir(parents=True)
+  weights.write_bytes(b"trained weights")
+  config = small_config(pretrained=str(weights))
+  with pytest.raises(configs.ConfigError, match="config.pretrained .* training writes"):
+    workflow.train(config, work, progress=False)
+  assert weights.read_bytes() == b"trained weights"
+  assert sorted(p.name for p in work.iterdir()) == [weights.relative_to(work).parts[0]]

@@ -111,6 +111,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   """
   workdir = _validate.path(workdir, "workdir").absolute()
   configs.validate_config(config)
+  _check_inputs_apart(config, workdir)
   done = finished_run(config, workdir)
   if done is not None:  # Nothing to do, and nothing is written.
     return done
@@ -348,6 +349,30 @@ def _run_lock(workdir: pathlib.Path) -> Iterator[None]:
 
 #: Steps between two lines of a run's ``metrics.jsonl`` (``config.log_every``).
 DEFAULT_LOG_EVERY = 100
+
+
+def _check_inputs_apart(config: Mapping[str, Any], workdir: pathlib.Path) -> None:
+  """Refuses a ``config.pretrained`` (or an ``idx:`` dataset folder) that is, or lies
+  inside, something the run writes in ``workdir``: its lock and metrics log would be
+  written over it (walk5 G5's kind, which the command line checked and Python did not)."""
+  named = [("config.pretrained", config.get("pretrained"))]
+  dataset = config.get("dataset")
+  if isinstance(dataset, str) and dataset.startswith("idx:"):
+    named.append(("the dataset's folder", dataset[len("idx:"):]))
+  outputs = [("checkpoints", "train"), ("bundle", "bundle"), ("lock", checkpointing.LOCK_FILE),
+             ("metrics log", run_metrics.METRICS_FILE),
+             ("TensorBoard files", run_metrics.TENSORBOARD_DIR)]
+  for what, given in named:
+    if not given:
+      continue
+    path = pathlib.Path(os.fspath(given)).expanduser().absolute().resolve()
+    for output, name in outputs:
+      written = (workdir / name).resolve()
+      if path == written or written in path.parents:
+        raise configs.ConfigError(
+            f"{what} {given} is {'' if path == written else 'inside '}the run's {output} "
+            f"({written}), which training writes; move it out of the workdir or choose "
+            "another workdir")
 
 
 def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bundle | None:
