@@ -66,6 +66,20 @@ def test_digits_shapes_dtypes_and_info(digits):
   assert 0.2 < info.mean[0] < 0.4 and 0.3 < info.std[0] < 0.5
 
 
+def test_the_digits_file_read_directly_is_what_scikit_learn_loads(monkeypatch):
+  """mnemonic_jax.data.digits reads scikit-learn's data file without importing it (1 s a
+  command): the same arrays as load_digits, and load_digits itself where the file is not
+  found."""
+  from sklearn.datasets import load_digits
+  from mnemonic_jax.data import digits as digits_source
+  bunch = load_digits()
+  images, target = digits_source._digits()
+  assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
+  monkeypatch.setattr(digits_source, "_DIGITS_FILE", ("datasets", "data", "missing.csv.gz"))
+  images, target = digits_source._digits()
+  assert np.array_equal(images, bunch.images) and np.array_equal(target, bunch.target)
+
+
 def test_digits_scaling_split_disjoint_and_stratified(digits):
   from sklearn.datasets import load_digits
   train, test = digits
