@@ -120,6 +120,16 @@ def number(value: Any, name: str, *, low: float | None = None, high: float | Non
   return number_
 
 
+def stored_number(value: Any) -> Any:
+  """A checked real number as an options object keeps it: a 0-d array (JAX or NumPy)
+  becomes its Python number, so that the object stays hashable and its report JSON-able;
+  Python and NumPy scalars stay as given (equal, with equal hashes, to the Python
+  number)."""
+  if isinstance(value, (jax.Array, np.ndarray)):
+    return value.item()
+  return value
+
+
 def positive_int(value: Any, name: str, *, or_none: bool = False, hint: str = "") -> int | None:
   """``value`` checked as an int ``>= 1`` (Python or NumPy int, or a concrete 0-d integer
   array; ``None`` passes when ``or_none``); returns it as an int (or None).

@@ -1,17 +1,21 @@
-"""Faults of the fifth round left open then (walk5 G5's kind in Python, G8, V11, V13), fixed
-since."""
+"""Faults of the fifth round left open then (walk5 G5's kind in Python, G8, V11, V13, moves
+keeping 0-d arrays), fixed since."""
 
+import json
 import pathlib
 
 import chex
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pytest
 
 import mnemonic_jax as mj
 from mnemonic_jax import baselines, checkpointing, configs, errors, models, workflow
 from mnemonic_jax.baselines.finetune import FinetuneConfig
+from mnemonic_jax.forgetting import moves
+from mnemonic_jax.forgetting.criterion import Rule
 
 from cli_support import small_config
 
@@ -97,3 +101,27 @@ def test_python_train_never_writes_over_the_pretrained_weights_it_reads(tmp_path
     workflow.train(config, work, progress=False)
   assert weights.read_bytes() == b"trained weights"
   assert sorted(p.name for p in work.iterdir()) == [weights.relative_to(work).parts[0]]
+
+
+@pytest.mark.parametrize("given, plain", [
+    (lambda: moves.Bias(rule=Rule(margin=jnp.float32(10), guard=np.array(0.3))),
+     lambda: moves.Bias(rule=Rule(margin=10.0, guard=0.3))),
+    (lambda: moves.Reassign(temperature=jnp.float32(0.25)),
+     lambda: moves.Reassign(temperature=0.25)),
+    (lambda: moves.Algorithm2(lambda1=jnp.float32(0.5), lambda2=jnp.float32(10),
+                              microbatch_size=jnp.int32(5)),
+     lambda: moves.Algorithm2(lambda1=0.5, lambda2=10.0, microbatch_size=5)),
+    (lambda: moves.Paper(chunk=jnp.int32(4), microbatch_size=np.array(2)),
+     lambda: moves.Paper(chunk=4, microbatch_size=2)),
+])
+def test_a_move_given_0d_arrays_keeps_numbers(given, plain):
+  """A move or Rule given a 0-d JAX number kept it: unhashable, and the bias move's report
+  could not be written as JSON (the history entry of a saved bundle)."""
+  move = given()
+  assert move == plain() and hash(move) == hash(plain())
+  model = models.create_model("mlp", 3, hidden=(8,))
+  codes = mj.generate_codes(jax.random.key(0), 3, (2, 2, 1))
+  params = model.init(jax.random.key(1), codes)["params"]
+  if isinstance(move, moves.Bias):
+    _, report = mj.forget(mj.inference_apply_fn(model, {}), params, codes, [0], move=move)
+    json.dumps(report.to_dict())

@@ -69,13 +69,15 @@ class Rule:
   fallback: str = "guard"
 
   def __post_init__(self):
-    # Checked, not converted: the values stay as given (run caches key on them).
+    # Checked; kept as given (run caches key on them) but 0-d arrays, made numbers.
     _validate.number(self.margin, "Rule margin", low=0.0,
                      hint="the forgotten codes' target margin, in logits")
     _validate.number(self.guard, "Rule guard", low=0.0, high=1.0,
                      hint="the share of the smallest remaining-code margin kept")
     _validate.choice(self.order, "Rule order", ORDERS, what="order")
     _validate.choice(self.fallback, "Rule fallback", FALLBACKS, what="fallback")
+    for field in ("margin", "guard"):  # A 0-d array: its number (hashable, JSON-able).
+      object.__setattr__(self, field, _validate.stored_number(getattr(self, field)))
 
 
 #: The default rule (margin 15, guard 0.4, guard gives way first): chosen by a sweep of

@@ -96,6 +96,8 @@ class Algorithm2(Move):
   def __post_init__(self):
     _validate.lambdas(self.lambda1, self.lambda2, {})
     options.fisher(self.microbatch_size, self.method, self.mesh, "Algorithm2.")
+    for field in ("lambda1", "lambda2", "microbatch_size"):  # 0-d arrays: their numbers.
+      object.__setattr__(self, field, _validate.stored_number(getattr(self, field)))
 
   def with_lambdas(self, lambda1, lambda2) -> Move:
     """Refuses: this object holds its own lambdas (see :meth:`Move.with_lambdas`)."""

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from mnemonic_jax import errors
+from mnemonic_jax import _validate, errors
 from mnemonic_jax.forgetting import primitives as prim
 from mnemonic_jax.forgetting.criterion import DEFAULT_RULE, Rule
 from mnemonic_jax.forgetting.moves import paper_search
@@ -89,6 +89,8 @@ class Paper(Move):
     paper_search.check_options(grid=self.grid, rule=self.rule, chunk=self.chunk,
                                strategy=self.strategy, microbatch_size=self.microbatch_size,
                                method=self.method, mesh=self.mesh, prefix="Paper.")
+    for field in ("chunk", "microbatch_size"):  # 0-d arrays: their numbers (hashable).
+      object.__setattr__(self, field, _validate.stored_number(getattr(self, field)))
 
   def with_lambdas(self, lambda1, lambda2) -> Move:
     """Numbers for the lambdas beside ``Paper`` run them: Algorithm 2, with this object's

@@ -201,6 +201,7 @@ class Reassign(OutputLayerMove):
     super().__post_init__()
     _validate.number(self.temperature, "Reassign.temperature", above=0.0,
                      hint="the softmax temperature of the head rows' similarity")
+    object.__setattr__(self, "temperature", _validate.stored_number(self.temperature))
 
   def first_phases(self):
     return [(ReassignPhase(float(self.temperature), self.rule), 0.0)]
