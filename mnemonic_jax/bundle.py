@@ -297,10 +297,11 @@ def inference_apply_fn(model, batch_stats: PyTree) -> InferenceApply:
 def _check_statistics(batch_stats: Mapping) -> None:
   """Refuses BatchNorm statistics that are not float or not finite (walk5 V11: NaN
   statistics of a diverged run gave NaN Fishers and codes scored as forgotten, silently;
-  integer ones were cast). Traced statistics (inside a caller's ``jit``) are not read."""
+  integer ones were cast). Traced statistics (inside a caller's ``jit``) and abstract ones
+  (``jax.ShapeDtypeStruct``) are not read."""
   leaves = jax.tree_util.tree_leaves_with_path(batch_stats)
-  if any(isinstance(x, jax.core.Tracer) for _, x in leaves):
-    return
+  if any(isinstance(x, (jax.core.Tracer, jax.ShapeDtypeStruct)) for _, x in leaves):
+    return  # Traced or abstract (shapes only): no values to read.
   for path, x in leaves:
     where = jax.tree_util.keystr(path)
     dtype = np.result_type(x)

@@ -82,7 +82,9 @@ def test_statistics_of_a_diverged_run_are_refused_where_they_are_given():
     mj.inference_apply_fn(model, nan)
   with pytest.raises(errors.BadRequestType, match="int32, not floating point"):
     mj.inference_apply_fn(model, jax.tree.map(lambda a: a.astype(jnp.int32), stats))
-  # Traced statistics (a caller's jit) are not read; finite ones pass.
+  # Abstract statistics (shapes only, as the depth attacks pass) and traced ones (a
+  # caller's jit) are not read; finite ones pass.
+  mj.inference_apply_fn(model, jax.eval_shape(lambda: stats))
   logits = jax.jit(lambda s: mj.inference_apply_fn(model, s)(variables["params"], x))(stats)
   chex.assert_shape(logits, (3, 3))
   chex.assert_tree_all_finite(mj.inference_apply_fn(model, stats)(variables["params"], x))
