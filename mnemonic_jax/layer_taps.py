@@ -39,7 +39,8 @@ and Hennig, ICLR 2020, ``BatchGrad`` / ``BatchL2Grad``) and Opacus' grad sampler
 """
 
 import functools
-import math
+import threading
+import weakref
 from typing import Any, Callable, Mapping, NamedTuple
 
 import flax.linen as nn
@@ -50,6 +51,9 @@ from jax.extend import core as jex_core
 import numpy as np
 
 from mnemonic_jax import errors
+from mnemonic_jax.layer_formulas import (  # noqa: F401  (_patches: importable from here)
+    LAYER_FORMULAS as _LAYER_FORMULAS, _patches)
+from mnemonic_jax.pytrees import as_pytree
 
 PyTree = Any
 #: ``formula(module, x, delta) -> {param name: (N, *param.shape)}``, see :func:`register_layer`.
@@ -267,9 +271,13 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
   batch = jax.ShapeDtypeStruct((2, *inputs.shape[1:]), inputs.dtype)
   labels = jax.ShapeDtypeStruct((2,), jnp.int32)
   weights = jax.ShapeDtypeStruct((1, 2), jnp.float32)
-  summed = lambda logits, _: sum(jnp.sum(leaf) for leaf in jax.tree.leaves(logits)
-                                 if jnp.issubdtype(leaf.dtype, jnp.floating))
-  return factorized_step(apply_fn, params, batch, labels, weights, summed) is not None
+  return factorized_step(apply_fn, params, batch, labels, weights, _summed) is not None
+
+
+def _summed(logits, labels):
+  """:func:`covers`' loss: the float logits summed (one function: one cached trace)."""
+  del labels
+  return sum(jnp.sum(v) for v in jax.tree.leaves(logits) if jnp.issubdtype(v.dtype, jnp.floating))
 
 
 def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
@@ -278,7 +286,8 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
 
   The one trace of the model answers both questions: whether every parameter is covered
   (and read nowhere but in its layer, see :func:`_read_elsewhere`), and the program
-  itself, which the returned function replays (no second trace of the model).
+  itself: the returned function calls the jitted program whose trace this was (cached by
+  ``jax.jit`` for this model, these shapes and this loss: no second trace of the model).
 
   Args:
     apply_fn, params, loss_fn: as :func:`weighted_squared_gradients` (``params`` concrete
@@ -289,24 +298,37 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
   Returns:
     ``step(params, x, y, w)``: what :func:`weighted_squared_gradients` returns; or None.
   """
-  scopes = {}
-  flat, tree = jax.tree.flatten((params, x, y, w))
-
-  def traced(*leaves):
-    # Looked up here at call time (not bound on import): tests watch which path runs.
-    return weighted_squared_gradients(apply_fn, *tree.unflatten(leaves), loss_fn,
-                                      scopes=scopes)
-
+  apply_fn = as_pytree(apply_fn)
+  # Looked up at each call (not bound on import): tests watch which path runs.
+  options = dict(program=weighted_squared_gradients, loss_fn=loss_fn)
+  _traced.scopes = {}
   try:
-    closed, shapes = jax.make_jaxpr(traced, return_shape=True)(*flat)
+    closed = _program.trace(apply_fn, params, x, y, w, **options).jaxpr
   except Unsupported:
     return None
-  keypaths = [_keys(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-  owners = dict(zip(closed.jaxpr.invars, (scopes[k] for k in keypaths)))
-  if _read_elsewhere(closed.jaxpr, owners, ""):
+  if closed not in _verdicts:  # Traced just now (else jax.jit's cache had it).
+    if not _traced.scopes:
+      return None
+    first = len(jax.tree.leaves(apply_fn))
+    keypaths = [_keys(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+    owners = dict(zip(closed.jaxpr.invars[first:], (_traced.scopes[k] for k in keypaths)))
+    _verdicts[closed] = not _read_elsewhere(closed.jaxpr, owners, "")
+  if not _verdicts[closed]:
     return None
-  run, out_tree = jex_core.jaxpr_as_fun(closed), jax.tree.structure(shapes)
-  return lambda *args: jax.tree.unflatten(out_tree, run(*jax.tree.leaves(args)))
+  return lambda params, x, y, w: _program(apply_fn, params, x, y, w, **options)
+
+
+@functools.partial(jax.jit, static_argnames=("program", "loss_fn"))
+def _program(apply_fn, params, x, y, w, *, program, loss_fn):
+  """``program(apply_fn, params, x, y, w, loss_fn)`` jitted (:func:`factorized_step`): its
+  trace is cached for the model, shapes and loss, so the caller's program traces nothing
+  again to call it; the layers' scopes of a fresh trace go to ``_traced.scopes``."""
+  return program(apply_fn, params, x, y, w, loss_fn, scopes=_traced.scopes)
+
+
+_traced = threading.local()
+#: Whether each cached trace of :func:`_program` reads a parameter outside its layer (False).
+_verdicts: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
 
 
 def _scope(path: tuple) -> str:
@@ -446,109 +468,6 @@ def _probe_bwd(spec, residuals, delta):
 _probe.defvjp(_probe_fwd, _probe_bwd)
 
 
-# ----------------------------------------------------------------------------------------
-# Per-layer formulas: (tap, delta, w (K, N)) -> {param name: (K, *param.shape)}.
-
-
-def _weighted(w, per_example):
-  """``einsum('kn,n...->k...', w, per_example ** 2)``."""
-  return jnp.tensordot(w, jnp.square(per_example.astype(jnp.float32)), axes=1)
-
-
-def _dense(tap, delta, w):
-  """Dense / DenseGeneral: ``kernel`` (contracted dims..., features...), ``bias`` (features...).
-
-  The input's contracted axes are moved last and flattened (``i``), its other non-batch
-  axes flattened into tokens (``t``); the output is (batch, tokens..., features...) in
-  that order, so ``delta`` flattens to ``(N, t, j)`` alike.
-  """
-  (axis,) = tap.aux
-  x = tap.x.astype(jnp.float32)
-  n, ndim, k = x.shape[0], x.ndim, w.shape[0]
-  kept = ndim - len(axis)  # Output axes before the features: batch and tokens.
-  features = delta.shape[kept:]
-  kernel_shape = (*(x.shape[a] for a in axis), *features)
-  x = jnp.moveaxis(x, axis, tuple(range(kept, ndim)))
-  x = x.reshape(n, -1, math.prod(x.shape[kept:]))
-  delta = delta.reshape(n, x.shape[1], -1)
-  if x.shape[1] == 1:  # Factorised: no per-example gradient is formed.
-    x, delta = x[:, 0], delta[:, 0]
-    kernel = jnp.einsum("kn,ni,nj->kij", w, jnp.square(x), jnp.square(delta))
-    bias = w @ jnp.square(delta)
-  else:
-    kernel = _weighted(w, jnp.einsum("nti,ntj->nij", x, delta))
-    bias = _weighted(w, jnp.sum(delta, axis=1))
-  return {"kernel": kernel.reshape(k, *kernel_shape), "bias": bias.reshape(k, *features)}
-
-
-def _patches(x, window, strides, padding):
-  """im2col by one gather: ``(N, *out_spatial, prod(window) * C)``, ordered (window, C).
-
-  A gather moves memory only; ``lax.conv_general_dilated_patches`` would run a one-hot
-  convolution costing ``prod(window) * C`` times more arithmetic than the layer itself.
-  (One strided slice per window offset, concatenated, gives the same bits and compiles
-  about 3x slower on the CPU: ResNet-18's 20 convolutions, 3.7 against 1.3 CPU seconds.)
-  """
-  ndim = len(window)
-  if isinstance(padding, str):
-    padding = jax.lax.padtype_to_pads(x.shape[1:-1], window, strides, padding)
-  x = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  out = [(x.shape[1 + d] - window[d]) // strides[d] + 1 for d in range(ndim)]
-  grid = np.ix_(*(np.arange(n) * s for n, s in zip(out, strides)), *map(np.arange, window))
-  rows = tuple(grid[d] + grid[ndim + d] for d in range(ndim))  # (*out, *window) per axis.
-  return x[(slice(None), *rows)].reshape(x.shape[0], *out, -1)
-
-
-def _conv(tap, delta, w):
-  window, strides, padding = tap.aux
-  n, cout = delta.shape[0], delta.shape[-1]
-  patches = _patches(tap.x.astype(jnp.float32), window, strides, padding)
-  patches = patches.reshape(n, -1, patches.shape[-1])  # (N, positions, prod(window) * Cin)
-  per_example = jnp.einsum("npk,npo->nko", patches, delta.reshape(n, -1, cout))
-  kernel = _weighted(w, per_example).reshape(w.shape[0], *window, tap.x.shape[-1], cout)
-  bias = _weighted(w, jnp.sum(delta.reshape(n, -1, cout), axis=1))
-  return {"kernel": kernel, "bias": bias}
-
-
-def _batchnorm(tap, delta, w):
-  mean, var, epsilon = tap.aux
-  x_hat = (tap.x.astype(jnp.float32) - mean) * jax.lax.rsqrt(var + epsilon)
-  axes = tuple(range(1, delta.ndim - 1))
-  return {"scale": _weighted(w, jnp.sum(delta * x_hat, axis=axes)),
-          "bias": _weighted(w, jnp.sum(delta, axis=axes))}
-
-
-def _norm(tap, delta, w):
-  """LayerNorm / RMSNorm: ``x_hat`` from each example's own statistics, as Flax computes them.
-
-  Flax (``flax.linen.normalization._compute_stats``): float32 statistics over the
-  reduction axes; the fast variance ``max(0, E[x^2] - E[x]^2)`` or ``E[(x - E[x])^2]``;
-  RMSNorm takes no mean. ``scale`` and ``bias`` have the feature axes' shape.
-  """
-  reduction, features, epsilon, use_mean, fast_variance = tap.aux
-  x = tap.x.astype(jnp.float32)
-  if use_mean:
-    mean = jnp.mean(x, reduction, keepdims=True)
-    if fast_variance:
-      var = jnp.maximum(0.0, jnp.mean(jnp.square(x), reduction, keepdims=True)
-                        - jnp.square(mean))
-    else:
-      var = jnp.mean(jnp.square(x - mean), reduction, keepdims=True)
-  else:
-    mean, var = 0.0, jnp.mean(jnp.square(x), reduction, keepdims=True)
-  x_hat = (x - mean) * jax.lax.rsqrt(var + epsilon)
-  others = tuple(a for a in range(1, x.ndim) if a not in features)
-  return {"scale": _weighted(w, jnp.sum(delta * x_hat, axis=others)),
-          "bias": _weighted(w, jnp.sum(delta, axis=others))}
-
-
-def _registered(tap, delta, w):
-  formula, module = tap.aux
-  return {name: _weighted(w, g) for name, g in formula(module, tap.x, delta).items()}
-
-
-_LAYER_FORMULAS = {"dense": _dense, "conv": _conv, "batchnorm": _batchnorm, "norm": _norm,
-                   "registered": _registered}
 _BUILT_IN = (nn.Dense, nn.DenseGeneral, nn.Conv, nn.BatchNorm, nn.LayerNorm, nn.RMSNorm)
 
 
