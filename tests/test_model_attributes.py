@@ -58,6 +58,7 @@ def test_attributes_in_words_are_the_same_in_every_process():
   # A function is named, never shown by its address.
   assert models._stable_repr(jax.nn.relu).endswith("relu")
   assert models._stable_repr(object()) is None
+  assert models._stable_repr(frozenset({"b", "a"})) == "frozenset([\"'a'\", \"'b'\"])"
 
 
 def test_a_malformed_record_is_refused(tmp_path):

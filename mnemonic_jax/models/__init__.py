@@ -332,6 +332,8 @@ def _stable_repr(value: Any) -> str | None:
   """``value`` in words that are the same in another process, or None."""
   if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
     return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+  if isinstance(value, (set, frozenset)):  # Their order follows the process's hash seed.
+    return f"{type(value).__name__}({sorted(map(repr, value))})"
   text = repr(value)
   return None if " at 0x" in text else text
 
