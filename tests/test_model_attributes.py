@@ -69,3 +69,16 @@ def test_a_malformed_record_is_refused(tmp_path):
   meta_file.write_text(json.dumps(meta))
   with pytest.raises(Exception, match="model_attributes"):
     load_bundle(path)
+
+
+def test_a_bundle_whose_model_spec_is_replaced_records_the_new_model(tmp_path):
+  """The record is carried from the save the weights came from, but a bundle made from
+  another with other model_kwargs (or classes) describes its own model: no false warning."""
+  saved = load_bundle(save_bundle(tmp_path / "b", _bundle()))
+  model = create_model("mlp", 3, hidden=[4])
+  wider = saved.replace(model_kwargs={"hidden": [4]}, params=model.init(
+      jax.random.key(1), jnp.zeros((1, *SHAPE)))["params"])
+  path = save_bundle(tmp_path / "wider", wider)
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", errors.ModelSourceChangedWarning)
+    assert load_bundle(path).model_attributes["hidden"] == "(4,)"

@@ -412,18 +412,27 @@ def _bundle_meta(bundle: Bundle) -> dict[str, Any]:
     meta["model_source"] = _to_json(source, "model_source")
   # The model as first saved, defaults included: the kwargs alone do not show a default
   # that changes later (a new release, an edited class). Kept from the bundle it came from.
-  meta["model_attributes"] = dict(bundle.model_attributes) or _attributes(bundle)
+  meta["model_attributes"] = _attributes(bundle)
   return meta
 
 
 def _attributes(bundle: Bundle) -> dict[str, str]:
-  """:func:`~mnemonic_jax.models.model_attributes` of the bundle's model; ``{}`` where no
+  """The model's attributes as the bundle will record them: those it carries from the
+  save its weights came from, unless the model's spec was changed since (an attribute
+  ``model_kwargs`` or ``num_classes`` gives now differs from that record, or is not in it:
+  the record then describes another model), else
+  :func:`~mnemonic_jax.models.model_attributes` of the model built now; ``{}`` where no
   model is built from its fields (the checks that follow say why, naming the field)."""
   try:
-    return model_attributes(bundle.model_name, int(bundle.num_classes),
-                            dict(bundle.model_kwargs))
+    now = model_attributes(bundle.model_name, int(bundle.num_classes),
+                           dict(bundle.model_kwargs))
   except (ValueError, TypeError):
     return {}
+  recorded = dict(bundle.model_attributes)
+  given = [k for k in (*bundle.model_kwargs, "num_classes") if k in now]
+  if recorded and all(recorded.get(k) == now[k] for k in given):
+    return recorded
+  return now
 
 
 def _check_arrays(where: str, spec: str, abstract: Mapping[str, PyTree], params: PyTree,
