@@ -20,9 +20,9 @@ images of that shape with ``--data random``, or when the Debian package
   in one program): what an epoch could reach here if everything else were free;
 * the steady epoch with a device call per step (a no-op ``on_step`` after every step)
   against ``fit``'s default, a data group's steps in one call;
-* the progress bar's cost (on / off - 1), the train step's own compilation (after
-  ``jax.clear_caches()``) and a second ``fit``'s compilation in the same process (0 when
-  nothing compiles).
+* the progress bar's cost (on / off - 1, and its own host code timed directly), the train
+  step's own compilation (after ``jax.clear_caches()``) and a second ``fit``'s compilation
+  in the same process (0 when nothing compiles).
 
 Every ratio divides two figures measured in this run. PyTorch missing: one line says so
 and only the JAX side runs.
@@ -149,6 +149,40 @@ class JaxSide:
     if done != int(self.state.step):  # The first fit was one epoch: this must be one too.
       raise RuntimeError(f"a steady round trained {done} steps, not one epoch")
     return seconds
+
+  def bar_host_seconds(self) -> tuple[float, float]:
+    """``(seconds in the bar's own host code, seconds of the epoch)`` of one steady epoch
+    with the bar on, the bar's code timed directly: tqdm's ``update`` and ``set_postfix``
+    and the metrics window's ``add``, ``add_sums`` and ``ready_mean`` (its ``mean`` after
+    the last step is left out: it waits for the device, which the caller waits for
+    anyway; the window's small sums run on the device, counted as they are dispatched).
+    The difference of two epochs, on and off, is within the machine's noise."""
+    import tqdm.auto  # pylint: disable=import-outside-toplevel
+    from mnemonic_jax import run_metrics  # pylint: disable=import-outside-toplevel
+
+    spent = [0.0]
+
+    def timed(method):
+      def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        try:
+          return method(*args, **kwargs)
+        finally:
+          spent[0] += time.perf_counter() - start
+      return wrapper
+
+    patched = [(tqdm.auto.tqdm, "update"), (tqdm.auto.tqdm, "set_postfix"),
+               (run_metrics.MetricsWindow, "add"), (run_metrics.MetricsWindow, "add_sums"),
+               (run_metrics.MetricsWindow, "ready_mean")]
+    originals = [getattr(owner, name) for owner, name in patched]
+    for (owner, name), method in zip(patched, originals):
+      setattr(owner, name, timed(method))
+    try:
+      seconds = self.epoch(True)
+    finally:
+      for (owner, name), method in zip(patched, originals):
+        setattr(owner, name, method)
+    return spent[0], seconds
 
   def step_compile_seconds(self) -> float:
     """Seconds compiling the train step alone (the program :func:`mj.fit` runs: a group's
@@ -287,6 +321,7 @@ def main(argv=None) -> int:
     calls.update({f"PyTorch epoch, {bc.threads(n)}": (lambda n=n: torch_side.epoch(n))
                   for n in threads})
   steady = bc.interleaved(args.rounds, calls)
+  bar_host = [jax_side.bar_host_seconds() for _ in range(args.rounds)]
   rate = matmul_rate(args.repeats)
   matmuls = matmuls_seconds(steps)
 
@@ -322,6 +357,9 @@ def main(argv=None) -> int:
       f"| their rate / matmul rate: the ceiling of the line above | "
       f"{needed / matmuls / rate:.2f} |",
       f"| progress bar cost (on / off - 1) | {on / off - 1:+.1%} |",
+      f"| the bar's own host code in an epoch, timed directly (s; share of the epoch) | "
+      f"{bc.median([h for h, _ in bar_host]):.4f}; "
+      f"{bc.median([h / e for h, e in bar_host]):.2%} |",
       f"| first fit: seconds compiling (fresh process, median) | {jax_compile:.2f} |",
       f"| the train step alone, compiling after clear_caches (s) | {step_compile:.2f} |",
       f"| second fit in the process: seconds compiling | {second.seconds:.2f} |",
