@@ -140,3 +140,21 @@ def test_bench_train_compiles_its_step_on_fewer_images_than_a_group():
 
   images, labels, mean, std, _ = bench_train.load("random", 2 * bench_train.BATCH)
   assert np.isfinite(bench_train.JaxSide(images, labels, mean, std).step_compile_seconds())
+
+
+@pytest.mark.slow  # Compiles and runs fit twice: ~4 s.
+def test_bench_train_times_the_bar_and_puts_every_method_back():
+  """The bar's host code is timed by wrapping tqdm's and the metrics window's methods for
+  one epoch: the time is part of the epoch, and the methods are the originals after."""
+  import tqdm.auto  # pylint: disable=import-outside-toplevel
+  from experiments import bench_train  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax import run_metrics  # pylint: disable=import-outside-toplevel
+
+  before = (tqdm.auto.tqdm.update, run_metrics.MetricsWindow.ready_mean)
+  images, labels, mean, std, _ = bench_train.load("random", 2 * bench_train.BATCH)
+  side = bench_train.JaxSide(images, labels, mean, std)
+  side.fit()
+  side.state = side.last
+  host, epoch = side.bar_host_seconds()
+  assert 0.0 < host < epoch
+  assert (tqdm.auto.tqdm.update, run_metrics.MetricsWindow.ready_mean) == before
