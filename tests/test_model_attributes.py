@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mnemonic_jax import errors, models
+from mnemonic_jax import configs, errors, models
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing import load_bundle, save_bundle
 from mnemonic_jax.models import MLP, create_model
@@ -56,7 +56,8 @@ def test_attributes_in_words_are_the_same_in_every_process():
   described = models.model_attributes("mlp", 3, {"hidden": [8]})
   assert described == {"num_classes": "3", "hidden": "(8,)", "activation": "'sigmoid'"}
   # A function is named, never shown by its address.
-  assert models._stable_repr(jax.nn.relu).endswith("relu")
+  assert models._stable_repr(jax.nn.relu) == "relu"  # Not its module: a config file's
+  assert models._stable_repr(jnp.float32) == "float32"  # differs with how it was loaded.
   assert models._stable_repr(object()) is None
   assert models._stable_repr(frozenset({"b", "a"})) == "frozenset([\"'a'\", \"'b'\"])"
 
@@ -82,3 +83,53 @@ def test_a_bundle_whose_model_spec_is_replaced_records_the_new_model(tmp_path):
   with warnings.catch_warnings():
     warnings.simplefilter("error", errors.ModelSourceChangedWarning)
     assert load_bundle(path).model_attributes["hidden"] == "(4,)"
+
+
+OWN_MODEL = """
+import flax.linen as nn
+import mnemonic_jax
+from typing import Callable
+
+
+def my_act(x):
+  return nn.sigmoid(x)
+
+
+class OwnNet(nn.Module):
+  num_classes: int = 3
+  act: Callable = my_act
+
+  @nn.compact
+  def __call__(self, x, train=False):
+    return nn.Dense(self.num_classes)(self.act(x.reshape((x.shape[0], -1))))
+
+
+mnemonic_jax.register_model("g13_own_net", OwnNet)
+
+
+def get_config():
+  return mnemonic_jax.configs.load_config("digits_mlp")
+"""
+
+
+def test_a_function_defined_in_a_config_file_is_the_same_in_the_next_process(
+    tmp_path, monkeypatch):
+  """walk6: a model attribute that is a function of the config file was named with the
+  module the file ran under ('config_config' when train loads it,
+  'mnemonic_jax_model_source_...' when a later load registers it again): a false warning
+  on every load."""
+  config_file = tmp_path / "own_config.py"
+  config_file.write_text(OWN_MODEL)
+  monkeypatch.delitem(models._REGISTRY, "g13_own_net", raising=False)
+  monkeypatch.delitem(models._SOURCES, "g13_own_net", raising=False)
+  configs.load_config(str(config_file))  # As train does: registers the model.
+  model = create_model("g13_own_net", 3)
+  params = model.init(jax.random.key(0), jnp.zeros((1, *SHAPE)))["params"]
+  path = save_bundle(tmp_path / "b", Bundle(
+      model_name="g13_own_net", model_kwargs={}, params=params, batch_stats={},
+      codes=np.zeros((3, *SHAPE), np.float32), num_classes=3, input_shape=SHAPE))
+  del models._REGISTRY["g13_own_net"]  # A new process: the file runs again, renamed.
+  del models._SOURCES["g13_own_net"]
+  with warnings.catch_warnings():
+    warnings.simplefilter("error", errors.ModelSourceChangedWarning)
+    assert load_bundle(path).model_attributes["act"] == "my_act"

@@ -306,7 +306,7 @@ def model_attributes(name: str, num_classes: int, kwargs: Mapping[str, Any]
 
   Returns:
     ``{attribute: its repr}`` for the module's dataclass attributes but ``parent`` and
-    ``name``; a function is named by its module and qualified name, and an attribute
+    ``name``; a function or class is named by its qualified name, and an attribute
     whose repr holds a memory address (one that would differ in every process) is left
     out. ``{}`` for a factory that builds no Flax module.
 
@@ -330,8 +330,10 @@ def changed_attributes(recorded: Mapping[str, str], now: Mapping[str, str]) -> l
 
 def _stable_repr(value: Any) -> str | None:
   """``value`` in words that are the same in another process, or None."""
-  if callable(value) and hasattr(value, "__qualname__") and not isinstance(value, type):
-    return f"{getattr(value, '__module__', '')}.{value.__qualname__}"
+  if callable(value) and isinstance(getattr(value, "__qualname__", None), str):
+    # A function or class by its qualified name alone: its module's name depends on how
+    # the file defining it was loaded (a config file runs under a made-up module name).
+    return value.__qualname__
   if isinstance(value, (set, frozenset)):  # Their order follows the process's hash seed.
     return f"{type(value).__name__}({sorted(map(repr, value))})"
   text = repr(value)
