@@ -59,6 +59,8 @@ def test_attributes_in_words_are_the_same_in_every_process():
   assert models._stable_repr(jax.nn.relu) == "relu"  # Not its module: a config file's
   assert models._stable_repr(jnp.float32) == "float32"  # differs with how it was loaded.
   assert models._stable_repr(object()) is None
+  assert (models._stable_repr(functools.partial(jax.nn.leaky_relu, negative_slope=0.2))
+          == "partial(leaky_relu, negative_slope=0.2)")
   assert models._stable_repr(frozenset({"b", "a"})) == "frozenset([\"'a'\", \"'b'\"])"
 
 

@@ -330,6 +330,10 @@ def changed_attributes(recorded: Mapping[str, str], now: Mapping[str, str]) -> l
 
 def _stable_repr(value: Any) -> str | None:
   """``value`` in words that are the same in another process, or None."""
+  if isinstance(value, partial):  # Its repr holds the function's address.
+    parts = [_stable_repr(value.func), *map(_stable_repr, value.args),
+             *(f"{k}={_stable_repr(v)}" for k, v in sorted(value.keywords.items()))]
+    return None if None in parts else f"partial({', '.join(parts)})"
   if callable(value) and isinstance(getattr(value, "__qualname__", None), str):
     # A function or class by its qualified name alone: its module's name depends on how
     # the file defining it was loaded (a config file runs under a made-up module name).
