@@ -62,6 +62,11 @@ def test_attributes_in_words_are_the_same_in_every_process():
   assert (models._stable_repr(functools.partial(jax.nn.leaky_relu, negative_slope=0.2))
           == "partial(leaky_relu, negative_slope=0.2)")
   assert models._stable_repr(frozenset({"b", "a"})) == "frozenset([\"'a'\", \"'b'\"])"
+  # Nested the same way; NumPy numbers as JSON gives them back (walk6).
+  assert models._stable_repr(((frozenset({"b", "a"}),), np.int64(16), [np.float32(0.5)])) == (
+      "((frozenset([\"'a'\", \"'b'\"]),), 16, [0.5])")
+  assert models._stable_repr((np.int64(16),)) == models._stable_repr((16,)) == repr((16,))
+  assert models._stable_repr({"a": (1, 2)}) == repr({"a": (1, 2)})
 
 
 def test_a_malformed_record_is_refused(tmp_path):

@@ -329,7 +329,11 @@ def changed_attributes(recorded: Mapping[str, str], now: Mapping[str, str]) -> l
 
 
 def _stable_repr(value: Any) -> str | None:
-  """``value`` in words that are the same in another process, or None."""
+  """``value`` in words that are the same in another process, or None: NumPy numbers as
+  the Python numbers JSON gives back, sets in sorted order, functions and classes by
+  their qualified name, inside tuples, lists, dicts and partials too."""
+  if isinstance(value, np.generic):
+    value = value.item()  # np.int64(16) is (16,) once a bundle's JSON is read back.
   if isinstance(value, partial):  # Its repr holds the function's address.
     parts = [_stable_repr(value.func), *map(_stable_repr, value.args),
              *(f"{k}={_stable_repr(v)}" for k, v in sorted(value.keywords.items()))]
@@ -338,8 +342,18 @@ def _stable_repr(value: Any) -> str | None:
     # A function or class by its qualified name alone: its module's name depends on how
     # the file defining it was loaded (a config file runs under a made-up module name).
     return value.__qualname__
-  if isinstance(value, (set, frozenset)):  # Their order follows the process's hash seed.
-    return f"{type(value).__name__}({sorted(map(repr, value))})"
+  if type(value) in (tuple, list, set, frozenset):
+    parts = [_stable_repr(v) for v in value]
+    if None in parts:
+      return None
+    if isinstance(value, (set, frozenset)):  # Their order follows the hash seed.
+      return f"{type(value).__name__}({sorted(parts)})"
+    inner = ", ".join(parts) + ("," if len(parts) == 1 and type(value) is tuple else "")
+    return f"({inner})" if type(value) is tuple else f"[{inner}]"
+  if type(value) is dict:
+    parts = [(repr(k), _stable_repr(v)) for k, v in value.items()]
+    return None if any(v is None for _, v in parts) else (
+        "{" + ", ".join(f"{k}: {v}" for k, v in parts) + "}")
   text = repr(value)
   return None if " at 0x" in text else text
 
