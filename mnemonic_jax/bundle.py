@@ -304,7 +304,7 @@ def _check_statistics(batch_stats: Mapping) -> None:
     return  # Traced or abstract (shapes only): no values to read.
   for path, x in leaves:
     where = jax.tree_util.keystr(path)
-    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.result_type(x)
+    dtype = np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype
     if not jnp.issubdtype(dtype, jnp.floating):
       raise errors.BadRequestType(f"inference_apply_fn: batch_stats{where} is {dtype}, not "
                                   "floating point: BatchNorm statistics are floats")

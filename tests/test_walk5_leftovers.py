@@ -51,7 +51,8 @@ def test_a_sweep_ladder_is_checked_before_anything_runs(tiny_digits_bundle):
   with pytest.raises(errors.BadRequest, match=r"candidates\[0\] overrides \['epoch'\], not "
                      "fields of FinetuneConfig"):
     sweep([{"epoch": 1}])
-  with pytest.raises(errors.BadRequest, match=r"candidates\[1\] \{'epochs': 1\} is given twice"):
+  with pytest.raises(errors.BadRequest,
+                     match=r"candidates\[1\] \{'epochs': 1\} is a config given before"):
     sweep([{"epochs": 1}, FinetuneConfig(epochs=1)])  # An object is taken as its overrides.
   with pytest.raises(errors.BadRequestType, match=r"candidates\[0\] must be a dict"):
     sweep(["epochs=1"])
@@ -59,7 +60,7 @@ def test_a_sweep_ladder_is_checked_before_anything_runs(tiny_digits_bundle):
     sweep({"epochs": 1})
   with pytest.raises(ValueError, match=r"candidates\[0\] \{'epochs': 0\}"):
     sweep([{"epochs": 0}])
-  ladder = baselines.base._ladder("finetune", FinetuneConfig, FinetuneConfig(),
+  ladder = baselines.options.sweep_ladder("finetune", FinetuneConfig, FinetuneConfig(),
                                   [FinetuneConfig(epochs=2)])
   assert ladder == [({"epochs": 2}, FinetuneConfig(epochs=2))]
 

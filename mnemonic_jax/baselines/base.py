@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
 from typing import Any, Callable, Iterator, NamedTuple, Sequence
 
 import jax
@@ -381,7 +380,7 @@ def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData
     raise errors.BadRequest("sweep: held_out must hold examples of remaining classes only; "
                             "pass e.g. the retain set of UnlearnData.from_training")
   base_config = spec.config_cls() if spec.defaults is None else spec.defaults(bundle)
-  ladder = _ladder(method, spec.config_cls, base_config,
+  ladder = options.sweep_ladder(method, spec.config_cls, base_config,
                    tuple(spec.sweep or ({},)) if candidates is None else candidates)
   floor = _accuracy(bundle, held_out) - tolerance
   trials, chosen, seconds = [], None, 0.0
@@ -406,47 +405,6 @@ def sweep(method: str, bundle: Bundle, classes: Sequence[int], data: UnlearnData
       **report.details, "sweep": trials, "chosen": overrides, "sweep_seconds": seconds,
       "tolerance": tolerance})
   return new.replace(history=new.history[:-1] + (report.to_dict(),)), report
-
-
-def _ladder(method: str, config_cls: type, base: Any, candidates: Any
-            ) -> list[tuple[dict[str, Any], Any]]:
-  """``(overrides, config)`` of each candidate of :func:`sweep`'s ladder, every one built
-  (and so checked by its config) before anything runs. A candidate is a dict of overrides
-  of ``config_cls``'s fields, or a ``config_cls`` object (its overrides are the fields that
-  differ from ``base``).
-
-  Raises:
-    BadRequestType: ``candidates`` not a sequence, a candidate neither a dict nor a
-      ``config_cls``; BadRequest: an empty ladder, a field the config lacks, a candidate
-      given twice; what the config refuses in a value (naming the candidate).
-  """
-  if isinstance(candidates, (str, bytes, dict)) or not isinstance(candidates, Sequence):
-    raise errors.BadRequestType(f"sweep: candidates must be a list of dicts of "
-                                f"{config_cls.__name__} overrides, got {type(candidates).__name__}")
-  if not candidates:
-    raise errors.BadRequest(f"sweep: no candidate config for {method}")
-  fields = [f.name for f in dataclasses.fields(config_cls)]
-  ladder = []
-  for i, candidate in enumerate(candidates):
-    if isinstance(candidate, config_cls):
-      candidate = {f: getattr(candidate, f) for f in fields
-                   if getattr(candidate, f) != getattr(base, f)}
-    if not isinstance(candidate, Mapping):
-      raise errors.BadRequestType(
-          f"sweep: candidates[{i}] must be a dict of {config_cls.__name__} overrides (e.g. "
-          f"{{{fields[0]!r}: ...}}) or a {config_cls.__name__}, got {type(candidate).__name__}")
-    unknown = sorted(set(candidate) - set(fields), key=str)
-    if unknown:
-      raise errors.BadRequest(f"sweep: candidates[{i}] overrides {unknown}, not fields of "
-                              f"{config_cls.__name__} ({', '.join(fields)})")
-    if any(dict(candidate) == earlier for earlier, _ in ladder):
-      raise errors.BadRequest(f"sweep: candidates[{i}] {dict(candidate)} is given twice; "
-                              "give each candidate once")
-    try:
-      ladder.append((dict(candidate), dataclasses.replace(base, **candidate)))
-    except (TypeError, ValueError) as e:
-      raise type(e)(f"sweep: candidates[{i}] {dict(candidate)}: {e}") from None
-  return ladder
 
 
 def _accuracy(bundle: Bundle, split: Split, batch_size: int = 1024) -> float:

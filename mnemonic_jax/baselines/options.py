@@ -42,6 +42,7 @@ import functools
 import math
 import types
 import typing
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
 import numpy as np
@@ -240,3 +241,55 @@ def _check(owner: str, name: str, value: Any, hint: Any) -> Any:
   if all(type(v) is int for v in value):
     return value
   return type(value)(int(v) for v in value)
+
+
+def sweep_ladder(method: str, config_cls: type, base: Any, candidates: Any
+            ) -> list[tuple[dict[str, Any], Any]]:
+  """``(overrides, config)`` of each candidate of a sweep's ladder
+  (:func:`~mnemonic_jax.baselines.base.sweep`), every one built
+  (and so checked by its config) before anything runs. A candidate is a dict of overrides
+  of ``config_cls``'s fields, or a ``config_cls`` object (its overrides are the fields that
+  differ from ``base``).
+
+  Raises:
+    BadRequestType: ``candidates`` not a sequence, a candidate neither a dict nor a
+      ``config_cls``; BadRequest: an empty ladder, a field the config lacks, a candidate
+      given twice; what the config refuses in a value (naming the candidate).
+  """
+  if isinstance(candidates, (str, bytes, dict)) or not isinstance(candidates, Sequence):
+    raise errors.BadRequestType(f"sweep: candidates must be a list of dicts of "
+                                f"{config_cls.__name__} overrides, got {type(candidates).__name__}")
+  if not candidates:
+    raise errors.BadRequest(f"sweep: no candidate config for {method}")
+  fields = [f.name for f in dataclasses.fields(config_cls)]
+  ladder = []
+  for i, candidate in enumerate(candidates):
+    if isinstance(candidate, config_cls):
+      candidate = {f: getattr(candidate, f) for f in fields
+                   if not _same(getattr(candidate, f), getattr(base, f))}
+    if not isinstance(candidate, Mapping):
+      raise errors.BadRequestType(
+          f"sweep: candidates[{i}] must be a dict of {config_cls.__name__} overrides (e.g. "
+          f"{{{fields[0]!r}: ...}}) or a {config_cls.__name__}, got {type(candidate).__name__}")
+    unknown = sorted(set(candidate) - set(fields), key=str)
+    if unknown:
+      raise errors.BadRequest(f"sweep: candidates[{i}] overrides {unknown}, not fields of "
+                              f"{config_cls.__name__} ({', '.join(fields)})")
+    try:
+      config = dataclasses.replace(base, **candidate)
+    except (TypeError, ValueError) as e:
+      raise type(e)(f"sweep: candidates[{i}] {dict(candidate)}: {e}") from None
+    if any(_same(config, earlier) for _, earlier in ladder):  # Defaults written out too.
+      raise errors.BadRequest(f"sweep: candidates[{i}] {dict(candidate)} is a config given "
+                              "before; give each candidate once")
+    ladder.append((dict(candidate), config))
+  return ladder
+
+
+def _same(a: Any, b: Any) -> bool:
+  """``a == b`` for option values that may hold arrays (a move's grid): False where the
+  comparison is not one bool."""
+  try:
+    return bool(a == b)
+  except (TypeError, ValueError):
+    return False

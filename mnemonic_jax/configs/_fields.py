@@ -197,7 +197,8 @@ def validate_config(config: Any) -> None:
 
   Raises:
     ConfigError: the config is not a group of fields, or a field is missing, of the wrong
-      type or out of range (one line naming the first such field).
+      type or out of range, or holds what JSON cannot write (a dtype, a function: a run
+      records its config); one line naming the first such field.
 
   Example:
     >>> validate_config({"seed": 0, "dataset": "digits", "model": "mlp", "epochs": -1})
@@ -220,3 +221,20 @@ def validate_config(config: Any) -> None:
       shown = shown if len(shown) <= 60 else shown[:57] + "..."
       raise ConfigError(f"config.{field}={shown} {problem}; fix it in the config file or "
                         f"with --config.{field}=VALUE")
+  _check_recordable(config)
+
+
+def _check_recordable(config: Any) -> None:
+  """Refuses a field JSON cannot write, before training: a run records its config in
+  every checkpoint and in its bundle, and the first save came after the training (walk6:
+  ``model_kwargs`` holding ``jnp.bfloat16`` lost the run at its first checkpoint)."""
+  from mnemonic_jax.bundle import json_value  # pylint: disable=import-outside-toplevel
+
+  for field in config:
+    value = config[field]
+    try:
+      json_value(value.to_dict() if hasattr(value, "to_dict") else value, f"config.{field}")
+    except errors.BadRequestType as e:
+      raise ConfigError(f"{e}: a run records its config in every checkpoint; write a dtype "
+                        "or a function by its name (e.g. 'bfloat16') and build it in the "
+                        "model") from None
