@@ -244,12 +244,12 @@ def _check(owner: str, name: str, value: Any, hint: Any) -> Any:
 
 
 def sweep_ladder(method: str, config_cls: type, base: Any, candidates: Any
-            ) -> list[tuple[dict[str, Any], Any]]:
+                 ) -> list[tuple[dict[str, Any], Any]]:
   """``(overrides, config)`` of each candidate of a sweep's ladder
-  (:func:`~mnemonic_jax.baselines.base.sweep`), every one built
-  (and so checked by its config) before anything runs. A candidate is a dict of overrides
-  of ``config_cls``'s fields, or a ``config_cls`` object (its overrides are the fields that
-  differ from ``base``).
+  (:func:`~mnemonic_jax.baselines.base.sweep`), every one built (and so checked by its
+  config) before anything runs. A candidate is a dict of overrides of ``config_cls``'s
+  fields, or a ``config_cls`` object (its overrides are the fields that differ from
+  ``base``); a candidate whose config equals an earlier one's is a repeat.
 
   Raises:
     BadRequestType: ``candidates`` not a sequence, a candidate neither a dict nor a
