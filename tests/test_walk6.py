@@ -1,13 +1,16 @@
 """Faults a fresh user found in this session's changes (walk6), through what they used."""
 
+import functools
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax import baselines, configs, errors, workflow
+from mnemonic_jax import baselines, configs, errors, models, workflow
 from mnemonic_jax.baselines.finetune import FinetuneConfig
 from mnemonic_jax.forgetting import moves
+from mnemonic_jax.models import MLP
 
 from cli_support import small_config
 
@@ -46,3 +49,22 @@ def test_a_string_among_the_statistics_is_one_clear_refusal():
     mj.inference_apply_fn(model, {"m": "nan"})
   with pytest.raises(errors.BadRequest, match="holds NaN"):
     mj.inference_apply_fn(model, {"m": np.float32("nan")})
+
+
+def test_a_resume_under_another_model_default_is_refused(tmp_path, monkeypatch):
+  """model_attributes' kind in train's checkpoints: a run stopped, a default changed (a
+  release, an edited class), the resume finished the run as a mix of two models."""
+  config = small_config(epochs=2, checkpoint_every=1)
+  with pytest.raises(workflow.RunStopped):
+    workflow.train(config, tmp_path / "w", progress=False, stop=lambda: True)
+  monkeypatch.setitem(models._REGISTRY, "mlp", functools.partial(MLP, activation="tanh"))
+  with pytest.raises(errors.BadRequest, match="activation: 'sigmoid' -> 'tanh'"):
+    workflow.train(config, tmp_path / "w", progress=False)
+
+
+def test_python_train_never_writes_into_its_tfds_data_dir(tmp_path):
+  """G5's kind: config.data_dir inside what the run writes, as the command line refuses."""
+  config = small_config(data_dir=str(tmp_path / "w" / "train" / "data"))
+  with pytest.raises(configs.ConfigError, match="config.data_dir .* training writes"):
+    workflow.train(config, tmp_path / "w", progress=False)
+  assert not (tmp_path / "w").exists()

@@ -19,7 +19,7 @@ from mnemonic_jax import parallel, run_metrics, training
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.train_records import foreign_step_fix
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
-from mnemonic_jax.models import create_model
+from mnemonic_jax.models import changed_attributes, create_model, model_attributes
 from mnemonic_jax.workflow.inputs import merge_pretrained, prepare_images
 
 
@@ -127,6 +127,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   # Shapes first: a bad model spec fails here, before anything is written.
   try:
     model = create_model(config["model"], info.num_classes, **model_kwargs)
+    attributes = model_attributes(config["model"], info.num_classes, model_kwargs)
     abstract = jax.eval_shape(
         lambda: training.initial_state(model, shape, fit_cfg, data.num_examples, train_key))
   except Exception as e:  # pylint: disable=broad-except
@@ -167,7 +168,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     logged = None  # What the checkpoint resumed from recorded of metrics.jsonl.
     if ckpt.latest_step() is not None:
       restored = ckpt.restore(None, abstract)
-      _check_same_run(plain, restored, ckpt, total, workdir)
+      _check_same_run(plain, restored, ckpt, total, workdir, attributes)
       state, resume_step = restored.state, restored.step
       carried, logged = restored.metadata.get("window"), restored.metadata.get(METRICS_LOG)
       if carried is not None:  # The steps since the last log line, to log them whole.
@@ -209,7 +210,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       if stopping or step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()},
                     "window": window.snapshot(), METRICS_LOG: log.record(),
-                    PRNG: jax.config.jax_default_prng_impl,
+                    PRNG: jax.config.jax_default_prng_impl, MODEL_ATTRIBUTES: attributes,
                     "seconds": round(time.perf_counter() - start, 3)}
         if step == total:  # What finished_run checks WORKDIR/bundle against.
           local = parallel.to_local((state.params, state.batch_stats)) if several else (
@@ -301,6 +302,8 @@ def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
 METRICS_LOG = "metrics_log"
 #: The field of a training checkpoint naming JAX's random generator it was trained with.
 PRNG = "prng_impl"
+#: ... and its model's attributes, defaults included (:func:`.models.model_attributes`).
+MODEL_ATTRIBUTES = "model_attributes"
 
 
 class _NoLog:
@@ -352,10 +355,10 @@ DEFAULT_LOG_EVERY = 100
 
 
 def _check_inputs_apart(config: Mapping[str, Any], workdir: pathlib.Path) -> None:
-  """Refuses a ``config.pretrained`` (or an ``idx:`` dataset folder) that is, or lies
-  inside, something the run writes in ``workdir``: its lock and metrics log would be
-  written over it (walk5 G5's kind, which the command line checked and Python did not)."""
-  named = [("config.pretrained", config.get("pretrained"))]
+  """Refuses a ``config.pretrained``, ``config.data_dir`` or ``idx:`` dataset folder that
+  is, or lies in, what the run writes in ``workdir`` (walk5 G5's kind, as the CLI does)."""
+  named = [("config.pretrained", config.get("pretrained")),
+           ("config.data_dir", config.get("data_dir"))]
   dataset = config.get("dataset")
   if isinstance(dataset, str) and dataset.startswith("idx:"):
     named.append(("the dataset's folder", dataset[len("idx:"):]))
@@ -538,7 +541,7 @@ def _config_diff(config: Mapping[str, Any], saved: Mapping[str, Any]) -> list[st
 
 def _check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainCheckpoint,
                     ckpt: checkpointing.TrainCheckpointer, total: int,
-                    workdir: pathlib.Path) -> None:
+                    workdir: pathlib.Path, attributes: Mapping[str, str] | None = None) -> None:
   """Refuses to resume from a step that is not this run's: past its last step, or of
   another config (but how often it saves and logs). A step of another config after steps
   of this one (a step folder copied in from another run) is named, to take away; a
@@ -560,6 +563,12 @@ def _check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainChec
         f"uses {jax.config.jax_default_prng_impl!r} (JAX_DEFAULT_PRNG_IMPL): resumed, the "
         f"run would draw other codes' mixing and batches than an uninterrupted one; resume "
         f"with JAX_DEFAULT_PRNG_IMPL={generator}")
+  changed = attributes and changed_attributes(restored.metadata.get(MODEL_ATTRIBUTES) or {},
+                                              attributes)
+  if changed:  # A default changed since the last checkpoint (a release, an edited class).
+    raise errors.BadRequest(
+        f"{workdir} was trained with another model ({'; '.join(changed)}): resumed, the run "
+        "would end as a mix of two models; restore the model's defaults, or use a new workdir")
   saved = restored.metadata.get("config")
   if saved is None:
     return
