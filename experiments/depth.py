@@ -50,8 +50,8 @@ from unittest import mock
 import jax
 
 import mnemonic_jax
-from experiments import common, compare, depth_args, depth_models, depth_write, run_cache
-from experiments import runner_args
+from experiments import common, compare, depth_args, depth_models, depth_write, fewshot
+from experiments import run_cache, runner_args
 from experiments.depth_args import (  # noqa: F401  # Their home before depth_args.
     check_sets, parse_sets, parse_skip, set_name, split_variant)
 from mnemonic_jax import baselines, checkpointing, configs, errors, forgetting, workflow
@@ -321,7 +321,9 @@ def run_method(model: Model, classes: Sequence[int], method: str, oracle_bundle:
                        DepthData.of(model.train, model.test), classes, config=depth_config,
                        key=jax.random.key(seed))
   record = {"model": model.name, "method": method, "classes": list(classes), "seed": seed,
-            "data": reads, "settings": repr(settings), "report": depth.to_dict(),
+            "data": report.details.get("data_read", reads), "examples": report.examples,
+            **({"read": report.details["read"]} if "read" in report.details else {}),
+            "settings": repr(settings), "report": depth.to_dict(),
             "goals": [g._asdict() for g in depth_goals(depth)],
             "method_seconds": report.seconds, "method_compile_seconds": report.compile_seconds,
             "method_wall_seconds": method_wall, "method_cpu_seconds": method_cpu,
@@ -446,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
                       help="methods left out on one model (repeatable)")
   parser.add_argument("--methods", default="all",
                       help=f"'all' (the {len(all_methods())} of experiments.depth: every move "
-                      "and baseline) or comma-separated methods of mnemonic_jax.baselines; "
+                      "and baseline) or comma-separated methods of mnemonic_jax.baselines (or "
+                      "experiments.fewshot's fewshot-reassign); "
                       "METHOD@FIELD=VALUE[@...] runs a variant of its config, e.g. "
                       "svd-projection@samples=10")
   parser.add_argument("--epochs", type=common.positive_int(1, configs.MAX_STEPS), default=None,
@@ -460,6 +463,7 @@ def main(argv: Sequence[str] | None = None) -> pathlib.Path:
   argv = sys.argv[1:] if argv is None else list(argv)
   models = [m for m in args.models.split(",") if m]
   args.methods = all_methods() if args.methods == "all" else args.methods.split(",")
+  fewshot.register_if_named(args.methods)  # An experiment's method, only when named.
   depth_args.check_methods(args.methods, all_methods())
   depth_args.check_models(models)
   args.skip = parse_skip(args.skip, models, args.methods)
