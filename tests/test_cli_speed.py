@@ -6,7 +6,8 @@
   measured by ``experiments/bench_cli.py``, not here: timings on a shared machine are no
   test.) The folder is created private (0700) whatever the umask, and a folder someone
   else may write to, or one holding another user's entry, is refused (issue #22).
-* ``--help`` and ``--version`` answer without importing JAX.
+* ``--help`` and ``--version`` answer without importing JAX; ``forget`` (the paper's
+  Algorithm 2, so the Fisher is traced) without importing optax or the depth attacks.
 """
 
 import os
@@ -137,13 +138,14 @@ def test_compilation_cache_dir_precedence(tmp_path):
   assert where(tmp_path / "f", disabled=True, environ=env) is None
 
 
-#: Runs the command line with JAX made unimportable: anything that imports it fails.
-WITHOUT_JAX = """
+#: Runs the command line with a module made unimportable: anything that imports it fails.
+WITHOUT = """
 import runpy, sys
-sys.modules["jax"] = None
+sys.modules.update(dict.fromkeys({modules!r}))
 sys.argv = ["mnemonic-jax", *sys.argv[1:]]
 runpy.run_module("mnemonic_jax.cli", run_name="__main__")
 """
+WITHOUT_JAX = WITHOUT.format(modules=["jax"])
 
 
 @pytest.mark.parametrize("args", [["--help"], ["--version"], ["forget", "--help"]])
@@ -166,3 +168,15 @@ def test_the_parser_imports_no_jax():
   assert result.returncode == 0, result.stderr
   assert result.stdout.split() == [cli_parser.version(), "False"]
   assert cli_parser.version() == mnemonic_jax.__version__
+
+
+def test_forget_imports_neither_optax_nor_the_depth_attacks(bundle, tmp_path):
+  """Each costs 0.1 s or more of every ``forget`` (the Fisher's loss imported optax)."""
+  blocked = WITHOUT.format(modules=["optax", "mnemonic_jax.evaluation"])
+  command = [sys.executable, "-c", blocked, "forget", "--checkpoint", str(bundle), "--classes",
+             "3", "--lambda1", "1e-3", "--lambda2", "10", "--output", str(tmp_path / "out"),
+             "-q", "--no-compilation-cache"]
+  result = subprocess.run(command, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                          capture_output=True, text=True, timeout=120, check=False)
+  assert result.returncode == 0, result.stderr
+  assert (tmp_path / "out").is_dir()

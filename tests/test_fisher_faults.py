@@ -123,6 +123,28 @@ def test_labels_in_range_give_optax_loss_and_gradient_bit_for_bit():
   np.testing.assert_array_equal(mj.cross_entropy(LOGITS.tolist(), [2, 0, 1]), want)
 
 
+def test_own_cross_entropy_is_optax_bit_for_bit():
+  # Written out so that forgetting never imports optax; it must stay optax's exactly:
+  # losses, gradients and per-example gradients, in three dtypes and three layouts.
+  rng = np.random.default_rng(0)
+  cases = [(jnp.asarray(rng.normal(size=shape) * 40.0, dtype),
+            jnp.asarray(rng.integers(0, shape[-1], size=shape[:-1])))
+           for dtype in (jnp.float32, jnp.bfloat16, jnp.float16)
+           for shape in ((5, 7), (7,), (2, 3, 4))]
+
+  @jax.jit
+  def outputs(f):
+    def one(logits, labels):
+      flat, flat_labels = logits.reshape(-1, logits.shape[-1]), labels.reshape(-1)
+      per_example = jax.vmap(jax.grad(lambda z, y: f(z[None], y[None])[0]))(flat, flat_labels)
+      return f(logits, labels), jax.grad(lambda z: jnp.sum(f(z, labels)))(logits), per_example
+    return [one(*case) for case in cases]
+
+  ours = outputs(jax.tree_util.Partial(mj.cross_entropy))
+  theirs = outputs(jax.tree_util.Partial(optax.softmax_cross_entropy_with_integer_labels))
+  jax.tree.map(np.testing.assert_array_equal, ours, theirs)
+
+
 def test_cross_entropy_names_wrong_labels():
   with pytest.raises(errors.BadRequestType, match="labels must be integer"):
     mj.cross_entropy(LOGITS, jnp.zeros(3))

@@ -27,7 +27,7 @@ import jax
 
 from mnemonic_jax import (_files, attach, checkpointing, configs, environment, errors, fisher,
                           forgetting, run_metrics, workflow)
-from mnemonic_jax.cli import depth, outcome, paths, report
+from mnemonic_jax.cli import outcome, paths, report
 from mnemonic_jax.cli.demo import cmd_demo
 from mnemonic_jax.cli.parser import (
   DEFAULT_LAMBDA1,
@@ -288,6 +288,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
   Raises:
     mnemonic_jax.errors.MnemonicJaxError: a user error (one line and exit status 2).
   """
+  # Imported here: the depth attacks load optax and the baselines (0.1-0.2 s) that the
+  # other commands never use.
+  from mnemonic_jax.cli import depth  # pylint: disable=import-outside-toplevel
+
   depth.check_options(args)
   path = checkpointing.resolve_bundle_path(args.checkpoint)  # A train workdir: its bundle.
   bundle = checkpointing.load_bundle(path)
