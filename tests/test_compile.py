@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mnemonic_jax as mj
-from mnemonic_jax.forgetting import moves
+from mnemonic_jax.forgetting import moves, primitives
 
 from random_support import init_variables, uniform
 
@@ -75,3 +75,15 @@ def test_a_second_fisher_compiles_no_program():
       mj.fisher_diagonal(mj.inference_apply_fn(model, {}), other, codes, np.array([3, 2, 1, 0]),
                          method=method)
     assert second.programs == 0, method
+
+
+def test_checking_a_forgetting_request_compiles_no_program(small_model):
+  """The request's NumPy codes go to the device without a program (``jnp.asarray`` of a
+  new NumPy shape compiles one in JAX 0.10: part of every first ``mj.forget``)."""
+  model, _, params = small_model
+  codes = np.asarray(uniform(7, (6, 3, 3, 1)), np.float32) + np.float32(0.5)  # Fresh values.
+  with mj.CompileClock() as clock:
+    request = primitives.validate_request(mj.inference_apply_fn(model, {}), params, codes, [0])
+  assert clock.programs == 0
+  assert isinstance(request.codes, jax.Array)
+  np.testing.assert_array_equal(request.codes, codes)

@@ -500,7 +500,9 @@ def validate_request(apply_fn: ApplyFn, params: PyTree, codes: chex.Array,
   if not hasattr(codes, "shape") or not jnp.issubdtype(jnp.result_type(codes), jnp.floating):
     raise errors.BadRequestType("codes must be a float array (C, *input_shape), got "
                                 f"{getattr(codes, 'dtype', type(codes).__name__)}")
-  codes = jnp.asarray(codes)
+  # device_put, not jnp.asarray: JAX compiles a program for jnp.asarray of each new
+  # NumPy shape (0.01-0.03 s of a first call); the transfer needs none.
+  codes = codes if isinstance(codes, jax.Array) else jax.device_put(np.asarray(codes))
   num_classes = codes.shape[0]
   _validate.model_outputs(apply_fn, params, codes, num_classes)
   classes, exclude = _validate.forget_request(forget, num_classes, exclude)
