@@ -476,7 +476,8 @@ def weighted_squared_gradients(
     raise errors.BadRequest(
         "method='factorized' needs every parameter in a flax.linen Dense, DenseGeneral, "
         "Conv, LayerNorm, RMSNorm, inference-mode BatchNorm or registered layer "
-        "(layer_taps.register_layer), each called once; use method='vmap' for this model")
+        "(layer_taps.register_layer), each called once, on an input whose leading axis is "
+        "the examples (proven on the traced program); use method='vmap' for this model")
   if method == "factorized":
     step = lambda x, y, w: factorized(params, x, y, w)
   else:

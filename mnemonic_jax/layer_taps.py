@@ -29,8 +29,9 @@ activations, residual sums, reshapes, slicing) need nothing: ``delta`` flows thr
 in the batched backward pass. This holds as long as no operation mixes examples, which
 the Fisher asks of every ``apply_fn`` anyway.
 
-:func:`covers` says whether every parameter leaf sits in such a layer, each called once;
-the Fisher then takes this path (``method="factorized"``), else the generic ``vmap`` one.
+:func:`covers` says whether every parameter leaf sits in such a layer, each called once on
+an input whose rows are the examples (:mod:`mnemonic_jax.layer_rows`); the Fisher then
+takes this path (``method="factorized"``), else the generic ``vmap`` one.
 
 Sources: the outer-product form of per-example gradients of a linear layer is
 Goodfellow, *Efficient per-example gradient computations*, arXiv:1510.01799 (2015); the
@@ -50,7 +51,7 @@ import jax.numpy as jnp
 from jax.extend import core as jex_core
 import numpy as np
 
-from mnemonic_jax import errors
+from mnemonic_jax import errors, layer_rows
 from mnemonic_jax.layer_formulas import (  # noqa: F401  (_patches: importable from here)
     LAYER_FORMULAS as _LAYER_FORMULAS, _patches)
 from mnemonic_jax.pytrees import as_pytree
@@ -285,7 +286,8 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
   """:func:`weighted_squared_gradients` traced once, or None where :func:`covers` is False.
 
   The one trace of the model answers both questions: whether every parameter is covered
-  (and read nowhere but in its layer, see :func:`_read_elsewhere`), and the program
+  (and read nowhere but in its layer, see :func:`_read_elsewhere`; each layer's input
+  holding one row per example, see :mod:`mnemonic_jax.layer_rows`), and the program
   itself: the returned function calls the jitted program whose trace this was (cached by
   ``jax.jit`` for this model, these shapes and this loss: no second trace of the model).
 
@@ -312,7 +314,10 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
     first = len(jax.tree.leaves(apply_fn))
     keypaths = [_keys(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     owners = dict(zip(closed.jaxpr.invars[first:], (_traced.scopes[k] for k in keypaths)))
-    _verdicts[closed] = not _read_elsewhere(closed.jaxpr, owners, "")
+    # And whether each tapped layer's input holds one row per example (walk5 V16).
+    examples = closed.jaxpr.invars[first + len(keypaths)]
+    _verdicts[closed] = not _read_elsewhere(closed.jaxpr, owners, "") and (
+        layer_rows.rows_are_examples(closed.jaxpr, examples, len(set(_traced.scopes.values()))))
   if not _verdicts[closed]:
     return None
   return lambda params, x, y, w: _program(apply_fn, params, x, y, w, **options)
@@ -419,7 +424,8 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, scopes=None) 
       static = tree.unflatten([None if a else v for v, a in zip(aux, arrays)])
       spec = _ProbeSpec(tap._replace(x=None, aux=static), tuple(arrays), path, out.dtype,
                         {name: jnp.shape(p) for name, p in node.items()})
-      return _probe(spec, out, tap.x, [v for v, a in zip(aux, arrays) if a], node, w)
+      return _probe(spec, out, layer_rows.mark(tap.x), [v for v, a in zip(aux, arrays) if a],
+                    node, w)
 
     logits, _ = _intercepted(apply_fn, params, x, finish)
     if set(scopes) != {_keys(kp) for kp, _ in leaves}:
