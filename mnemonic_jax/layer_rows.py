@@ -120,7 +120,6 @@ def _rule(eqn, ins: list, n: int) -> str:
   if any(s not in (None, _ROWS) for s in ins):
     return _OTHER
   rows = [i for i, s in enumerate(ins) if s == _ROWS]
-  first = rows[0]
   if not out or out[0] != n or any(not shapes[i] or shapes[i][0] != n for i in rows):
     return _OTHER
   keep = True
@@ -157,7 +156,7 @@ def _rule(eqn, ins: list, n: int) -> str:
     keep = (rows == [0] and lhs[0] == 0 and out_spec[0] == 0
             and params["batch_group_count"] == 1)
   elif name == "gather":
-    keep = first == 0 and _gather_keeps(params["dimension_numbers"], params["slice_sizes"], n)
+    keep = rows == [0] and _gather_keeps(params["dimension_numbers"], params["slice_sizes"], n)
   else:
     keep = False
   return _ROWS if keep else _OTHER
