@@ -151,29 +151,104 @@ def check_resumable_log(workdir: str | os.PathLike, resume_step: int,
     workdir: the run directory.
     resume_step: the step the run resumes from.
     record: the checkpoint's :meth:`MetricsLog.record`; None (an older release's
-      checkpoint) checks nothing.
+      checkpoint) checks only that each complete line is a logged step.
 
   Raises:
-    BadCheckpoint: the lines up to ``resume_step`` are missing, torn or changed.
+    BadCheckpoint: the lines up to ``resume_step`` are missing, torn or changed, or
+      (without a record) a complete line is not a logged step.
   """
+  path = _validate.path(workdir, "workdir") / METRICS_FILE
   if record is not None:
-    path = _validate.path(workdir, "workdir") / METRICS_FILE
     _logged_prefix(path, _read_log(path), resume_step, record)
+  else:
+    _refuse_junk(path, _read_log(path) or b"")
+
+
+def check_finished_log(workdir: str | os.PathLike, step: int,
+                       record: Mapping[str, Any] | None) -> None:
+  """Checks the ``metrics.jsonl`` of a run that finished at ``step``; only reads.
+
+  A finished run's rerun writes nothing and names the log as the run's metrics, so the log
+  must be the one the run wrote: exactly the lines its final checkpoint recorded (nothing
+  appended, edited or cut), or, without that record (the checkpoints removed, or an older
+  release's), lines that each are a logged step (a JSON object with an int ``step``), the
+  steps increasing, none after ``step``. No log at all is left alone (nothing is named).
+
+  Args:
+    workdir: the run directory.
+    step: the run's last step.
+    record: the final checkpoint's :meth:`MetricsLog.record`, or None.
+
+  Raises:
+    BadCheckpoint: the log is not a regular file, lacks or changed recorded lines, or
+      holds anything else (one line naming the first wrong line and the fix).
+  """
+  path = _validate.path(workdir, "workdir") / METRICS_FILE
+  data = _read_log(path)
+  if data is None:
+    return
+  if record is not None:
+    prefix = _logged_prefix(path, data, step, record)
+    if len(prefix) == len(data):
+      return
+    wrong = record["lines"] + 1
+  else:
+    wrong = _first_bad_line(data, step)
+    if wrong is None:
+      return
+  line = data.split(b"\n")[wrong - 1].decode("utf-8", "replace")
+  raise errors.BadCheckpoint(
+      f"{path} line {wrong} ({line[:40]!r}) is not a line the run logged (it finished at step "
+      f"{step}): the log was changed after the run; remove that line or put the run's own "
+      "metrics.jsonl back")
+
+
+def _first_bad_line(data: bytes, last: int | None) -> int | None:
+  """The number (from 1) of the first line of ``data`` that is not a logged step (of at
+  most ``last``, if given; a last line without its newline counts as one), or None."""
+  lines = data.split(b"\n")
+  for number, line in enumerate(lines[:-1] if not lines[-1] else lines, 1):
+    step = _step_of(line)
+    if step is None or (last is not None and step > last):
+      return number
+  return None
+
+
+def _refuse_junk(path: pathlib.Path, data: bytes) -> None:
+  """Refuses a complete line of ``data`` (up to its last newline) that is not a logged step.
+
+  Raises:
+    BadCheckpoint: naming the line, and the fix.
+  """
+  wrong = _first_bad_line(data[:data.rfind(b"\n") + 1], None)
+  if wrong is not None:
+    line = data.split(b"\n")[wrong - 1].decode("utf-8", "replace")
+    raise errors.BadCheckpoint(
+        f"{path} line {wrong} ({line[:40]!r}) is not a logged step (a JSON object with an "
+        "int 'step'): the log was changed since the run wrote it; remove that line")
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """The lines of a run's ``metrics.jsonl`` (empty if there is none).
 
-  A line cut off by a crash (the last, not valid JSON) is skipped.
+  A last line cut off by a crash (no newline at its end) is skipped; any other line that
+  is not a logged step is refused.
 
   Args:
     workdir: the run directory.
 
   Returns:
     One dict per complete line, in file order.
+
+  Raises:
+    BadCheckpoint: the log is not a regular file, or a complete line in it is not a JSON
+      object with an int ``step`` (the message names the line).
   """
-  data = _read_log(_validate.path(workdir, "workdir") / METRICS_FILE)
-  return _records((data or b"").decode("utf-8", "replace"))
+  path = _validate.path(workdir, "workdir") / METRICS_FILE
+  data = _read_log(path) or b""
+  _refuse_junk(path, data)
+  # A torn last line (an append a crash cut off) is left out.
+  return _records(data[:data.rfind(b"\n") + 1].decode("utf-8", "replace"))
 
 
 def _step_of(line: bytes) -> int | None:
@@ -222,8 +297,9 @@ class MetricsLog:
         ``resume_step`` are kept as found.
 
     Raises:
-      BadCheckpoint: the lines ``record`` holds are missing, torn or changed (nothing is
-        written then), or the file is not a regular file.
+      BadCheckpoint: the lines ``record`` holds are missing, torn or changed, or (without
+        a record) a complete line is not a logged step (nothing is written then); or the
+        file is not a regular file.
 
     Warns:
       MetricsLogWarning: a torn last line after them (an interrupted append) is dropped.
@@ -279,7 +355,8 @@ class MetricsLog:
     recorded (checked), or (without a record) the lines of steps up to ``step``; and with
     ``keep_later`` the whole lines after them."""
     data = _read_log(self.path)
-    if record is None:  # Unchecked: the whole lines of steps up to ``step`` (or all).
+    if record is None:  # Unrecorded: the whole lines of steps up to ``step`` (or all),
+      _refuse_junk(self.path, data or b"")  # each a logged step (no junk dropped silently).
       return b"".join(line for line in (data or b"").splitlines(keepends=True)
                       if line.endswith(b"\n") and _step_of(line) is not None
                       and (keep_later or _step_of(line) <= step))

@@ -386,9 +386,10 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
   result, such as ``checkpoint_every``, ``log_every`` or ``data_dir``, aside), with nothing
   done to it since (an empty history), and with the arrays the run's final checkpoint
   records (:data:`BUNDLE_DIGEST`; a workdir whose checkpoints are gone, or of an older
-  release, is checked on the first two alone). Anything else there (a forgotten model put
-  there with ``--force``, another run's bundle, something that is not a bundle or does not
-  load) is refused: ``train`` never replaces what it did not write. Only reads.
+  release, on the first two alone). Anything else there (a forgotten model put there with
+  ``--force``, another run's bundle, something that is not a bundle or does not load) is
+  refused, and so is a log with lines it did not write (:func:`.run_metrics.check_finished_log`):
+  ``train`` never replaces what it did not write. Only reads.
 
   Args:
     config: the experiment config.
@@ -400,7 +401,7 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
 
   Raises:
     CheckpointError: ``workdir`` is a bundle or lies inside one or in a train run's
-      checkpoints, or ``WORKDIR/bundle`` holds anything but this run's bundle (one line).
+      checkpoints, or ``WORKDIR/bundle`` (or the log) holds anything but this run's (one line).
   """
   workdir = _validate.path(workdir, "workdir").absolute()
   around, steps = (checkpointing.enclosing_bundle(workdir),
@@ -433,17 +434,16 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
     raise checkpointing.CheckpointError(_not_ours(
         path, f"its history records {len(bundle.history)} change(s) since training: {done}"))
   last = checkpointing.read_step_metadata(workdir / "train")
-  if last is None or last[1].get("version") != checkpointing.TRAIN_VERSION:
-    return bundle  # No checkpoint to check it against (removed, or an older release's).
-  step, record = last
-  recorded = (record.get("metadata") or {}).get(BUNDLE_DIGEST)
-  if recorded is None:
-    raise checkpointing.CheckpointError(_not_ours(
-        path, f"the run has not finished: its last checkpoint, step {step}, is not its final "
-              "one"))
-  if recorded != arrays_sha256(bundle.params, bundle.batch_stats, bundle.codes):
-    raise checkpointing.CheckpointError(_not_ours(
-        path, f"its arrays are not the ones of the run's final checkpoint, step {step}"))
+  step, metadata = ((last[0], last[1].get("metadata") or {}) if last is not None and last[1].get(
+      "version") == checkpointing.TRAIN_VERSION else (None, None))  # None: removed, or older.
+  recorded = (metadata or {}).get(BUNDLE_DIGEST)
+  if metadata is not None and (recorded is None or recorded != arrays_sha256(
+      bundle.params, bundle.batch_stats, bundle.codes)):
+    raise checkpointing.CheckpointError(_not_ours(path, (
+        f"the run has not finished: its last checkpoint, step {step}, is not its final one"
+        if recorded is None else
+        f"its arrays are not the ones of the run's final checkpoint, step {step}")))
+  run_metrics.check_finished_log(workdir, step, (metadata or {}).get(METRICS_LOG))
   return bundle
 
 
