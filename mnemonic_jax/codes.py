@@ -74,7 +74,7 @@ def _shape(shape: Any) -> tuple[int, ...]:
   """``shape`` as a tuple of positive ints (an int ``n`` is the 1-d shape ``(n,)``)."""
   if _validate.is_integer(shape):
     shape = (shape,)
-  if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray)):
+  if isinstance(shape, (str, bytes)) or not isinstance(shape, (Sequence, np.ndarray, jax.Array)):
     raise errors.BadRequestType(
         f"shape must be a tuple of ints, one model input's shape such as (28, 28, 1), got "
         f"{shape!r}")
@@ -136,8 +136,8 @@ def generate_codes(
   if num_classes < 1:
     raise errors.BadRequest(f"num_classes must be positive, got {num_classes}")
   shape = _shape(shape)
-  try:
-    float_dtype = jnp.dtype(dtype)
+  try:  # None is no dtype (jnp.dtype(None) would be float32 or float64, as x64 says).
+    float_dtype = None if dtype is None else jnp.dtype(dtype)
   except TypeError:
     float_dtype = None
   if float_dtype is None or not jnp.issubdtype(float_dtype, jnp.floating):

@@ -23,8 +23,11 @@ def _check_eps(eps: Any) -> None:
     value = None
   if value is None:
     raise errors.BadRequestType(f"eps must be a number >= 0 (e.g. {1e-16!r}), got {eps!r}")
-  if not (np.isfinite(value) and value >= 0):  # The reason that fits the value given.
-    why = (f"every Fisher would be {value:g}" if not np.isfinite(value)
+  with np.errstate(over="ignore"):  # Finite as the float32 the sums start from (not 1e40).
+    start = np.float32(value)
+  if not (np.isfinite(start) and value >= 0):  # The reason that fits the value given.
+    why = (f"every Fisher would be {start:g} (float32, the Fishers' dtype, reaches "
+           f"{np.finfo(np.float32).max:.3g})" if value >= 0 or np.isnan(value)
            else "a negative one makes Fishers negative")
     raise errors.BadRequest(f"eps must be a finite number >= 0 (where the Fisher sums start), "
                             f"got {value:g}: {why}")

@@ -432,7 +432,7 @@ def test_verdict_says_what_was_read_in_one_level_of_parentheses(one_constant, pr
     ("relearn_min_examples", 0, errors.BadRequest), ("scales", (-1.0, 0.0), errors.BadRequest),
     ("scales", (2.0, float("inf")), errors.BadRequest), ("scales", (2.0, 2.0), errors.BadRequest),
     ("scales", 2.0, errors.BadRequestType), ("head_steps", (0,), errors.BadRequest),
-    ("head_steps", (), errors.BadRequest), ("head_steps", (10, 10), errors.BadRequest),
+    ("head_steps", (10, 10), errors.BadRequest),
     ("head_steps", (2.5,), errors.BadRequestType), ("head_learning_rate", -1.0, errors.BadRequest),
     ("head_learning_rate", 0.0, errors.BadRequest), ("head_momentum", 1.0, errors.BadRequest),
     ("probe_c", 0.0, errors.BadRequest), ("prototype_alpha", 1.5, errors.BadRequest),

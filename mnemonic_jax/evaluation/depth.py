@@ -67,8 +67,9 @@ class DepthConfig:
   Every field is checked on construction: counts (``shots``, ``prototype_shots``,
   ``probe_per_class`` unless ``None``, ``probe_max_iter``, each of ``head_steps``,
   ``relearn_min_examples``, ``batch_size``) are integers >= 1; ``scales`` are distinct
-  finite numbers > 0; ``head_steps`` is a non-empty tuple of distinct counts (both a
-  tuple, a list or a 1-d array, stored as a tuple of Python numbers);
+  finite numbers > 0; ``head_steps`` are distinct counts (both a tuple, a list or a 1-d
+  array, stored as a tuple of Python numbers; either empty leaves its attack out, as
+  ``relearn=None`` does relearning);
   ``prototype_alpha`` lies in ``[0, 1]``, ``prototype_metric`` is ``"cosine"`` or
   ``"l2"``; ``probe_c`` and ``head_learning_rate`` are > 0; ``head_momentum`` lies in
   ``[0, 1)``; ``relearn_fraction`` in ``(0, 1]``.
@@ -126,8 +127,6 @@ class DepthConfig:
       if isinstance(values, (str, bytes)) or not isinstance(values, (tuple, list)):
         raise errors.BadRequestType(f"{own}.{name} must be a tuple (or a 1-d array), got "
                                     f"{values!r}")
-      if name == "head_steps" and not values:
-        raise errors.BadRequest(f"{own}.head_steps needs at least one step count")
       values = tuple(check(own, f"{name}[{i}]", v, low=0.0, low_open=True) if least is None
                      else check(own, f"{name}[{i}]", v, low=least)
                      for i, v in enumerate(values))
@@ -430,7 +429,7 @@ def _measure(bundle: Bundle, train: Split, test: Split, support: np.ndarray,
   tuned = attacks.head_finetune_recovery(
       shot.features, y_shot, head.kernel, head.bias, out.features, y_test, classes,
       steps=config.head_steps, learning_rate=config.head_learning_rate,
-      momentum=config.head_momentum)
+      momentum=config.head_momentum) if config.head_steps else {}
   v.update({f"head_ft_{n}": a for n, a in tuned.items()})
   return v, out.features[in_forget]
 

@@ -365,7 +365,7 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
       real numbers or integers (raw ``uint8`` images: normalise them first, or use
       :func:`mnemonic_jax.evaluation.forward` with ``scale``), ``scales`` not a sequence
       or 1-d array of numbers; logits and labels as :func:`forgotten_accuracy`.
-    BadRequest: a scale that is not finite and > 0, or given twice; ``inputs`` without an
+    BadRequest: no scale, a scale that is not finite and > 0, or given twice; ``inputs`` without an
       example axis; logits and labels as :func:`forgotten_accuracy` (NaN logits included).
   """
   name = "input_scale_recovery"
@@ -373,6 +373,8 @@ def input_scale_recovery(predict: Callable[[Any], Any], inputs: Any, labels: Any
     raise errors.BadRequestType(f"{name}: predict must be callable as predict(x) -> (N, C) "
                                 f"logits, got {type(predict).__name__}")
   scales = _values(scales, name, "scales", "numbers, e.g. (1.5, 2.0)")
+  if not scales:  # Nothing to query (head_finetune_recovery refuses no steps alike).
+    raise errors.BadRequest(f"{name}: scales needs at least one scale, e.g. (1.5, 2.0)")
   scales = [relearning.check_number(name, f"scales[{i}]", s, low=0.0, low_open=True)
             for i, s in enumerate(scales)]
   x = inputs if isinstance(inputs, jax.Array) else np.asarray(inputs)

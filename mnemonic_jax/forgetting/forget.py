@@ -105,14 +105,17 @@ def resolve_move(move: "str | moves_lib.Move | None" = None, lambda1: Any = None
 
   Raises:
     ValueError: an unknown move; one lambda without the other, or a number beside
-      ``"auto"``; lambdas with a move that chooses its own step, with an ``Algorithm2``
-      object (it holds its own), or with a ``Paper`` object that sets its search.
-    TypeError: a lambda that is not a number.
+      ``"auto"`` (or ``"Auto"``); lambdas with a move that chooses its own step, with an
+      ``Algorithm2`` object (it holds its own), or with a ``Paper`` object that sets its search.
+    TypeError: a lambda that is not a number; a move neither a name nor a move object (a
+      move class: pass an instance).
   """
-  if isinstance(move, str) and move not in moves_lib.MOVES or not isinstance(
-      move, (str, moves_lib.Move, type(None))):
-    raise errors.BadRequest(f"unknown move {move!r}; use one of "
-                            f"{', '.join(sorted(moves_lib.MOVES))}")
+  moves_lib.base.check_move(move)
+  for label, value in (("lambda1", lambda1), ("lambda2", lambda2)):
+    typo = isinstance(value, str) and value != AUTO and value.strip().lower() == AUTO
+    if typo or isinstance(value, str) and value != AUTO and AUTO in (lambda1, lambda2):
+      raise (errors.BadRequest if typo else errors.BadRequestType)(  # Not "both ... 'auto'".
+          f"{label} must be a positive number or {AUTO!r} (lower case), got {value!r}")
   name = move.name if isinstance(move, moves_lib.Move) else move
   auto = [isinstance(v, str) and v == AUTO for v in (lambda1, lambda2)]
   given = [v is not None and not a for v, a in zip((lambda1, lambda2), auto)]

@@ -118,21 +118,43 @@ def needing_output_bias() -> list[str]:
   return sorted(name for name, cls in MOVES.items() if cls.needs_output_bias)
 
 
+def check_move(move: Any) -> None:
+  """Checks a move given by name or as a :class:`Move` object (None passes).
+
+  Raises:
+    BadRequestType: neither a name nor a move object: a move class rather than an instance
+      (the message says which instance to pass), or another type.
+    BadRequest: a name that is no move's.
+  """
+  if move is None or isinstance(move, Move):
+    return
+  if isinstance(move, type) and issubclass(move, Move):
+    names = [n for n, cls in MOVES.items() if cls is move]
+    raise errors.BadRequestType(
+        f"move is the class {move.__name__}, not a move: pass an instance, e.g. "
+        f"moves.{move.__name__}()" + (f" (or its name {names[0]!r})" if names else ""))
+  if not isinstance(move, str):
+    raise errors.BadRequestType(f"move must be a move's name or a Move object (e.g. "
+                                f"moves.Bias()), got {type(move).__name__} {move!r}")
+  if move not in MOVES:
+    raise errors.BadRequest(f"unknown move {move!r}; use one of {', '.join(sorted(MOVES))}")
+
+
 def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
   """The move named ``name`` with ``options`` (a :class:`Move` passes through).
 
   Raises:
     ValueError: an unknown name, or options given with a move object; an option's value
       out of range (checked by the move, naming the option).
-    TypeError: ``options`` not a mapping, an option the move does not have, one it needs
+    TypeError: ``name`` neither a name nor a move object (:func:`check_move`), ``options``
+      not a mapping, an option the move does not have, one it needs
       missing, or an option's value of the wrong kind (a ``rule`` that is not a Rule).
   """
   if isinstance(name, Move):
     if options:
       raise errors.BadRequest("give options on the move object itself, not beside it")
     return name
-  if not isinstance(name, str) or name not in MOVES:
-    raise errors.BadRequest(f"unknown move {name!r}; use one of {', '.join(sorted(MOVES))}")
+  check_move(name)
   if options is not None and not isinstance(options, Mapping):
     raise errors.BadRequestType(f"the options of move {name!r} must be a dict of option names "
                                 f"and values, got {type(options).__name__}")
