@@ -308,7 +308,8 @@ def import_params(
       or does not match its size, the codes have the wrong shape, the
       params, batch_stats or codes hold NaN or inf (also after casting to the model's
       dtypes), the mean or std is not finite or the std not > 0, or the output exists
-      without ``force``. Nothing is written then.
+      without ``force``, or ``class_names`` are given but not one non-empty, distinct name
+      per class. Nothing is written then.
   """
   params_path = _abs(params_path)
   _abs_output(output, "output")  # An empty output is refused before anything is read.
@@ -317,6 +318,7 @@ def import_params(
     raise CheckpointError(f"num_classes {num_classes!r} must be an integer in [1, "
                           f"{MAX_CLASSES}]")
   check_input_shape(tuple(input_shape), num_classes)
+  _check_class_names(class_names, num_classes)
   spec = _spec_str(model_name, model_kwargs, input_shape)
   fix = ("pass the per-channel mean and std the model was trained with (e.g. --mean 0.1307 "
          "--std 0.3081)")
@@ -386,3 +388,26 @@ def import_params(
     warnings.warn(note, CodesNotLearnedWarning, stacklevel=2)
   return written
 
+
+
+def _check_class_names(class_names: Sequence[str], num_classes: int) -> None:
+  """Refuses class names that are given (any) but not one non-empty, distinct name per
+  class (a trailing comma on the command line made an empty last name; reports print them).
+
+  Raises:
+    CheckpointError: naming the class, or the name given twice.
+  """
+  names = [str(n) for n in class_names]
+  if not names:
+    return
+  if len(names) != num_classes:
+    raise CheckpointError(f"{len(names)} class names for {num_classes} classes; give one "
+                          "name per class")
+  blank = [i for i, n in enumerate(names) if not n.strip()]
+  if blank:
+    raise CheckpointError(f"the name of class {blank[0]} is empty (a trailing or doubled "
+                          "comma?); give every class a name")
+  twice = sorted({n for n in names if names.count(n) > 1})
+  if twice:
+    raise CheckpointError(f"the class name {twice[0]!r} is given {names.count(twice[0])} "
+                          "times; give each class a name of its own")

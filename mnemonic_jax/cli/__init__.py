@@ -255,7 +255,9 @@ def _run_command(argv: Sequence[str] | None, undo: contextlib.ExitStack,
       sys.stdout = undo.enter_context(open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115
     sys.stdout = outcome.ReportStream(sys.stdout)  # Printable; a failed write is named.
     undo.callback(compilation_cache.restore_settings, compilation_cache.current_settings())
-    created += compilation_cache.configure_compilation_cache(cache)[1]
+    named = compilation_cache.source(args.compilation_cache)  # A folder the user named:
+    created += compilation_cache.configure_compilation_cache(  # refused if it is unusable.
+        cache, None if named == "the default" else named)[1]
     # JAX's strictness switches for the user's own code (JAX_NUMPY_RANK_PROMOTION=raise,
     # JAX_NUMPY_DTYPE_PROMOTION=strict) would stop the tool's programs: they run under
     # JAX's defaults, as they were written and tested.

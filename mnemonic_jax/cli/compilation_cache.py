@@ -185,13 +185,17 @@ def private_folder(folder: pathlib.Path) -> list[pathlib.Path]:
     missing.append(path)
     path = path.parent
   created = []
-  for path in reversed(missing):
-    try:
-      os.mkdir(path, 0o700)
-    except FileExistsError:  # Created meanwhile (another run): checked below if it is ours.
-      continue
-    os.chmod(path, 0o700)
-    created.append(path)
+  try:
+    for path in reversed(missing):
+      try:
+        os.mkdir(path, 0o700)
+      except FileExistsError:  # Created meanwhile (another run): checked below if ours.
+        continue
+      os.chmod(path, 0o700)
+      created.append(path)
+  except OSError:  # A name too long, a parent not writable: what was made goes again.
+    remove_if_empty(created)
+    raise
   if not folder.is_dir():
     raise NotADirectoryError(20, "Not a directory", os.fspath(folder))
   check_private(folder)
@@ -263,15 +267,18 @@ def restore_settings(saved: Settings) -> None:
       setattr(module, name, value)
 
 
-def configure_compilation_cache(where: pathlib.Path | str | None
+def configure_compilation_cache(where: pathlib.Path | str | None, named: str | None = None
                                 ) -> tuple[str | None, list[pathlib.Path]]:
   """Points JAX's persistent compilation cache at ``where`` (see :func:`compilation_cache_dir`).
 
   Every program is kept, however quickly it compiled (JAX keeps only those that took a
   second or more by default; the programs of an MLP take less), unless
   ``$JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS`` says otherwise. A local folder is
-  created private and checked (:func:`private_folder`); one that cannot be created is
-  skipped silently: the cache only saves time. A cache JAX opened before in this process
+  created private and checked (:func:`private_folder`). One that cannot be created is
+  refused where the user named it (``named``: ``--compilation-cache`` or a variable; they
+  asked for it, and a silent skip compiles every program afresh each time) and skipped
+  silently where it is the default (the cache only saves time: a read-only home
+  must not stop a command). A cache JAX opened before in this process
   is closed, so that this one applies; :func:`restore_settings` puts it back. Call it
   before the command compiles.
 
@@ -279,6 +286,8 @@ def configure_compilation_cache(where: pathlib.Path | str | None
     where: a directory, ``"jax"`` (JAX's own ``$JAX_COMPILATION_CACHE_DIR``: a local folder
       is checked as well, a URL such as ``gs://...`` is left to JAX), or None (no
       persistent cache).
+    named: where the user named ``where`` (:func:`source`, e.g. ``"--compilation-cache"``),
+      or None for the default folder.
 
   Returns:
     ``(folder, created)``: the folder JAX now uses, or None, and the directories created
@@ -286,7 +295,8 @@ def configure_compilation_cache(where: pathlib.Path | str | None
 
   Raises:
     mnemonic_jax.errors.BadRequest: the folder is not the user's alone (see
-      :func:`check_private`).
+      :func:`check_private`), or a folder the user named cannot be created or is not a
+      directory (nothing is left of the attempt).
   """
   import jax  # pylint: disable=import-outside-toplevel
 
@@ -299,7 +309,12 @@ def configure_compilation_cache(where: pathlib.Path | str | None
       created = private_folder(pathlib.Path(folder))
     except errors.MnemonicJaxError:
       raise
-    except OSError:
+    except OSError as e:
+      if named is not None:
+        raise errors.BadRequest(
+            f"{named} {folder} cannot be used as the compilation cache: "
+            f"{e.strerror or e}; give a folder you may create, or --no-compilation-cache"
+        ) from None
       folder = None
   if folder is None:
     jax.config.update("jax_enable_compilation_cache", False)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import difflib
 import importlib.metadata
 import os
 import pathlib
@@ -34,12 +35,14 @@ from mnemonic_jax.cli.values import (  # noqa: F401  # Re-exported: the parser's
     json_object,
     lambda_value,
     mix_rate,
+    model_name,
     name_value,
     output_value,
     path_value,
     positive_float,
     positive_int,
     seed_value,
+    split_name,
 )
 
 PROG = "mnemonic-jax"
@@ -105,6 +108,11 @@ class _Parser(argparse.ArgumentParser):
   --classes 5`` forgot class 5 alone, without a word)."""
 
   def error(self, message: str):  # pylint: disable=missing-function-docstring
+    # An option it does not know (an abbreviation such as --check: none is taken) is named
+    # first: "required: --checkpoint" alone read as if the option typed were missing.
+    unknown = [a for a in getattr(self, "_given", ()) if _unknown_option(self, a)]
+    if unknown and not message.startswith("unrecognized arguments"):
+      message = f"{unrecognized(self, unknown)}; {message}"
     print_error(f"{message} (see '{self.prog} --help')")
     sys.exit(EXIT_USAGE)
 
@@ -134,13 +142,45 @@ class _Parser(argparse.ArgumentParser):
       command = getattr(parsed, "command", None)
       after = command in argv and unknown[0] in argv[argv.index(command) + 1:]
       prog = f"{self.prog} {command}" if after else self.prog
-      print_error(f"unrecognized arguments: {' '.join(unknown)} (see '{prog} --help')")
+      sub = _subparser(self, command) if after else self
+      print_error(f"{unrecognized(sub, unknown)} (see '{prog} --help')")
       sys.exit(EXIT_USAGE)
     return parsed
 
   def parse_known_args(self, args=None, namespace=None):  # pylint: disable=missing-function-docstring
-    refuse_repeated_options(self, sys.argv[1:] if args is None else args)
+    args = list(sys.argv[1:] if args is None else args)
+    self._given = args  # pylint: disable=attribute-defined-outside-init  # For error().
+    refuse_repeated_options(self, args)
     return super().parse_known_args(args, namespace)
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+  """The parser of ``command`` (``parser`` itself if it has none)."""
+  for action in parser._actions:  # pylint: disable=protected-access
+    if isinstance(action, argparse._SubParsersAction) and command in action.choices:  # pylint: disable=protected-access
+      return action.choices[command]
+  return parser
+
+
+def _unknown_option(parser: argparse.ArgumentParser, arg: str) -> bool:
+  """Whether ``arg`` is written as an option (``--x``, ``--x=v``) that ``parser`` lacks."""
+  return (arg.startswith("--") and arg != "--"
+          and arg.split("=", 1)[0] not in parser._option_string_actions)  # pylint: disable=protected-access
+
+
+def unrecognized(parser: argparse.ArgumentParser, unknown: Sequence[str]) -> str:
+  """``"unrecognized arguments: ..."``, with the options of ``parser`` an unknown option
+  abbreviates or nearly spells (``--check``: did you mean --checkpoint?)."""
+  options = [s for s in parser._option_string_actions if s.startswith("--")]  # pylint: disable=protected-access
+  meant = []
+  for arg in unknown:
+    name = arg.split("=", 1)[0]
+    if _unknown_option(parser, arg):
+      near = [o for o in options if o.startswith(name)] or difflib.get_close_matches(
+          name, options, n=1)
+      meant += [o for o in near if o not in meant]
+  hint = f" (did you mean {' or '.join(meant)}? options are not abbreviated)" if meant else ""
+  return f"unrecognized arguments: {' '.join(unknown)}{hint}"
 
 
 def refuse_repeated_options(parser: argparse.ArgumentParser, args: Sequence[str]) -> None:
@@ -243,7 +283,8 @@ def build_parser() -> argparse.ArgumentParser:
       "--compilation-cache", type=path_value, default=None, metavar="DIR",
       help="keep compiled programs in DIR, so that later runs skip compiling (default: "
            f"${CACHE_ENV} if set, else $JAX_COMPILATION_CACHE_DIR if set, else "
-           f"{default_cache_hint()})")
+           f"{default_cache_hint()}; a DIR named here or in a variable that cannot be "
+           "created is refused, the default one skipped)")
   cache.add_argument("--no-compilation-cache", action="store_true",
                      help=f"compile afresh and keep nothing (also: {CACHE_ENV}=off)")
 
@@ -379,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--dataset", type=name_value, default=None, metavar="NAME",
                  help="dataset to evaluate on (default: the bundle's training dataset)")
   _add_data_options(p)
-  p.add_argument("--split", type=name_value, default="test",
+  p.add_argument("--split", type=split_name, default="test",
                  help="split to evaluate on (default: %(default)s)")
   p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
   p.add_argument("--depth", nargs="?", const=DEPTH_GROUPS, default=None, type=depth_attacks,
@@ -434,7 +475,7 @@ def build_parser() -> argparse.ArgumentParser:
                       "*input_shape), saved with numpy.save; for a model trained without "
                       "codes, any such array (mnemonic_jax.generate_codes), then "
                       "attach-codes")
-  p.add_argument("--model", required=True, type=name_value,
+  p.add_argument("--model", required=True, type=model_name,
                  help="registered model name: mlp, resnet18_cifar, resnet18 or vit_tiny; "
                       "the params tree must be the one it builds")
   p.add_argument("--model-kwargs", type=json_object, default={}, metavar="JSON",

@@ -145,13 +145,27 @@ def file_value(text: str) -> pathlib.Path:
   return _path(text, "give the path of the file")
 
 
-def name_value(text: str) -> str:
-  """Parses a name (``--dataset``, ``--split``, ``--model``): any text but an empty or
-  blank one (an unset shell variable must not mean the default, or no name)."""
+def _name(text: str, example: str) -> str:
   if not text.strip():
-    raise argparse.ArgumentTypeError("is empty (an unset shell variable?); give a name, e.g. "
-                                     "digits")
+    raise argparse.ArgumentTypeError(f"is empty (an unset shell variable?); give a name, e.g. "
+                                     f"{example}")
   return text
+
+
+def name_value(text: str) -> str:
+  """Parses a dataset's name (``--dataset``): any text but an empty or blank one (an unset
+  shell variable must not mean the default, or no name)."""
+  return _name(text, "digits")
+
+
+def split_name(text: str) -> str:
+  """Parses ``--split``'s name as :func:`name_value` (its example a split: test)."""
+  return _name(text, "test")
+
+
+def model_name(text: str) -> str:
+  """Parses ``--model``'s name as :func:`name_value` (its example a model: mlp)."""
+  return _name(text, "mlp")
 
 
 def config_spec(text: str) -> str:
