@@ -194,9 +194,9 @@ def test_the_library_refuses_too_even_a_bundle_that_appears_while_it_trains(runs
     workflow.train(CONFIG, made["forgotten"], progress=False)
   assert tree_digest(made["forgotten"]) == before
   # A bundle put there after the first look: found before the run's bundle is saved.
-  from mnemonic_jax.workflow import training_run  # pylint: disable=import-outside-toplevel
+  from mnemonic_jax.workflow import run_records  # pylint: disable=import-outside-toplevel
   workdir = _copy(runs["stopped"], tmp_path / "late")
-  real_nothing_at = training_run._nothing_at  # pylint: disable=protected-access
+  real_nothing_at = run_records.nothing_at
   looks = []
 
   def planted(path):  # The second look (before saving) finds a bundle planted meanwhile.
@@ -206,7 +206,7 @@ def test_the_library_refuses_too_even_a_bundle_that_appears_while_it_trains(runs
       checkpointing.save_bundle(path, other.replace(history=({"classes": [3]},)))
     return real_nothing_at(path)
 
-  monkeypatch.setattr(training_run, "_nothing_at", planted)
+  monkeypatch.setattr(run_records, "nothing_at", planted)
   with pytest.raises(checkpointing.CheckpointError, match="it appeared while this run trained"):
     workflow.train(CONFIG, workdir, progress=False)
   assert len(looks) == 2

@@ -23,7 +23,7 @@ import pytest
 from cli_support import (assert_refused, config_file, run_commands, small_config, stopper,
                          tree_digest)
 from mnemonic_jax import checkpointing, errors, run_metrics, workflow
-from mnemonic_jax.workflow import training_run
+from mnemonic_jax.workflow import run_records
 
 #: 22 steps an epoch (1438 digits, batch 64): a checkpoint every 4 steps, lines every 10.
 CONFIG = small_config(epochs=1, checkpoint_every=4, log_every=10)
@@ -136,10 +136,10 @@ def test_a_step_past_the_run_s_last_step_is_refused(runs, tmp_path):
   restored = checkpointing.TrainCheckpoint(step, None, record["metadata"])
   with checkpointing.TrainCheckpointer(workdir / "train") as ckpt:
     with pytest.raises(checkpointing.CheckpointError) as refused:
-      training_run._check_same_run(  # pylint: disable=protected-access
-          training_run.to_plain(CONFIG), restored, ckpt, 18, workdir)
-    training_run._check_same_run(  # pylint: disable=protected-access
-        training_run.to_plain(CONFIG), restored, ckpt, 22, workdir)  # Its own: resumed.
+      run_records.check_same_run(
+          run_records.to_plain(CONFIG), restored, ckpt, 18, workdir)
+    run_records.check_same_run(
+        run_records.to_plain(CONFIG), restored, ckpt, 22, workdir)  # Its own: resumed.
   assert str(refused.value) == (
       f"{workdir / 'train' / '20'}: step 20 is past this run's last step, 18; delete it, or "
       f"move it out of {workdir / 'train'}, to resume from step 16")

@@ -29,7 +29,7 @@ import pytest
 from mnemonic_jax import checkpointing, configs, errors, models, run_metrics
 from mnemonic_jax.checkpointing import CheckpointError
 from mnemonic_jax.cli import outcome
-from mnemonic_jax.workflow import training_run
+from mnemonic_jax.workflow import run_records
 
 from cli_support import assert_refused, run_commands, small_config
 
@@ -178,15 +178,15 @@ def test_a_run_is_resumed_only_with_the_random_generator_it_was_trained_with(sma
   as the interrupted one would have nor as its own, without a word."""
   workdir = small_trained_copy().parent
   step, record = checkpointing.read_step_metadata(workdir / "train")
-  assert record["metadata"][training_run.PRNG] == jax.config.jax_default_prng_impl
-  config = training_run.to_plain(small_config())
-  other = {**record["metadata"], training_run.PRNG: "rbg"}
+  assert record["metadata"][run_records.PRNG] == jax.config.jax_default_prng_impl
+  config = run_records.to_plain(small_config())
+  other = {**record["metadata"], run_records.PRNG: "rbg"}
   with checkpointing.TrainCheckpointer(workdir / "train") as ckpt:
-    training_run._check_same_run(  # pylint: disable=protected-access
+    run_records.check_same_run(
         config, checkpointing.TrainCheckpoint(step, None, record["metadata"]), ckpt, step,
         workdir)
     with pytest.raises(errors.BadRequest, match="resume with JAX_DEFAULT_PRNG_IMPL="):
-      training_run._check_same_run(  # pylint: disable=protected-access
+      run_records.check_same_run(
           config, checkpointing.TrainCheckpoint(step, None, other), ckpt, step, workdir)
 
 

@@ -4,6 +4,7 @@
 command line and the experiment runners are thin layers over these functions:
 
 * :mod:`.training_run`: :func:`train` a bundle from a config (resumable);
+  :mod:`.run_records`: :func:`finished_run` and what a run's checkpoints record;
 * :mod:`.forgetting_run`: :func:`forget_bundle`, the move on a bundle, recorded in its
   history with its warnings;
 * :mod:`.evaluation_run`: :func:`predict`, :func:`evaluate` (per-class accuracy, A_R, E_F).
@@ -16,9 +17,9 @@ from mnemonic_jax.workflow.forgetting_run import (AUTO, check_lambdas, codes_rig
                                                   untrained_codes_warnings,
                                                   warnings_from_images)
 from mnemonic_jax.workflow.inputs import merge_pretrained, prepare_images
-from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, RESUMABLE_CHANGES,
-                                                TRAIN_FIELDS, RunStopped, finished_run,
-                                                fit_config, to_plain, train)
+from mnemonic_jax.workflow.run_records import RESUMABLE_CHANGES, finished_run, to_plain
+from mnemonic_jax.workflow.training_run import (DEFAULT_LOG_EVERY, TRAIN_FIELDS, RunStopped,
+                                                fit_config, train)
 
 __all__ = ["AUTO", "DEFAULT_LOG_EVERY", "Evaluation", "RESUMABLE_CHANGES", "RunStopped",
            "TRAIN_FIELDS",

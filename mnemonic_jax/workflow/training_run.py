@@ -2,8 +2,6 @@
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import pathlib
@@ -17,10 +15,11 @@ from mnemonic_jax import environment, errors
 from mnemonic_jax import _validate, checkpointing, codes as codes_lib, configs, distributed
 from mnemonic_jax import parallel, run_metrics, training
 from mnemonic_jax.bundle import Bundle
-from mnemonic_jax.checkpointing.train_records import foreign_step_fix
 from mnemonic_jax.data import DatasetError, load_dataset, open_tfds, pipeline
-from mnemonic_jax.models import changed_attributes, create_model, model_attributes
+from mnemonic_jax.models import create_model, model_attributes
+from mnemonic_jax.workflow import run_records as records
 from mnemonic_jax.workflow.inputs import merge_pretrained, prepare_images
+from mnemonic_jax.workflow.run_records import to_plain
 
 
 TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
@@ -29,14 +28,6 @@ TRAIN_FIELDS = tuple(f.name for f in dataclasses.fields(training.FitConfig))
 def fit_config(config: Mapping[str, Any]) -> training.FitConfig:
   """The :class:`FitConfig` fields of an experiment config."""
   return training.FitConfig(**{k: config[k] for k in TRAIN_FIELDS if k in config})
-
-
-def to_plain(config: Any) -> dict[str, Any]:
-  """An ml_collections ConfigDict (or mapping) as a JSON-able dict."""
-  if hasattr(config, "to_dict"):
-    config = config.to_dict()
-  return {k: to_plain(v) if isinstance(v, Mapping) else list(v) if isinstance(v, tuple) else v
-          for k, v in dict(config).items()}
 
 
 class RunStopped(Exception):
@@ -57,7 +48,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   ``metrics.jsonl`` (each checkpoint carries the metrics window it is in the middle of).
   The finished bundle is saved to ``workdir/bundle``; run again once that exists, it
   returns that bundle and writes nothing, provided it is the bundle this run wrote
-  (:func:`finished_run`): anything else there is refused, never replaced. The mean step
+  (:func:`.run_records.finished_run`): anything else there is refused, never replaced. The mean step
   metrics of every ``config.log_every`` steps (default :data:`DEFAULT_LOG_EVERY`) go to
   ``workdir/metrics.jsonl`` and, when CLU is installed, to TensorBoard
   (:mod:`mnemonic_jax.run_metrics`).
@@ -99,7 +90,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       built for the data. Nothing is written then.
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
       the workdir holds a run of another config, is (or lies inside) a bundle, holds in
-      ``workdir/bundle`` anything but this run's bundle (:func:`finished_run`), its last
+      ``workdir/bundle`` anything but this run's bundle (:func:`.run_records.finished_run`), its last
       checkpoint is damaged or not the run's step of its folder's name (the message names
       the folder to delete), ``metrics.jsonl`` lacks lines that checkpoint recorded
       (:mod:`~mnemonic_jax.run_metrics`), or another run holds its lock
@@ -112,7 +103,7 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
   workdir = _validate.path(workdir, "workdir").absolute()
   configs.validate_config(config)
   _check_inputs_apart(config, workdir)
-  done = finished_run(config, workdir)
+  done = records.finished_run(config, workdir)
   if done is not None:  # Nothing to do, and nothing is written.
     return done
   data, info, shape = _training_data(config)
@@ -168,9 +159,10 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     logged = None  # What the checkpoint resumed from recorded of metrics.jsonl.
     if ckpt.latest_step() is not None:
       restored = ckpt.restore(None, abstract)
-      _check_same_run(plain, restored, ckpt, total, workdir, attributes)
+      records.check_same_run(plain, restored, ckpt, total, workdir, attributes)
       state, resume_step = restored.state, restored.step
-      carried, logged = restored.metadata.get("window"), restored.metadata.get(METRICS_LOG)
+      carried = restored.metadata.get("window")
+      logged = restored.metadata.get(records.METRICS_LOG)
       if carried is not None:  # The steps since the last log line, to log them whole.
         window.resume(carried)
       resumed_seconds = _seconds(restored.metadata.get("seconds"))
@@ -209,13 +201,14 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       stopping = stop is not None and step < total and stop()
       if stopping or step == total or ckpt.should_save(step):
         metadata = {"config": plain, "metrics": {k: float(v) for k, v in step_metrics.items()},
-                    "window": window.snapshot(), METRICS_LOG: log.record(),
-                    PRNG: jax.config.jax_default_prng_impl, MODEL_ATTRIBUTES: attributes,
+                    "window": window.snapshot(), records.METRICS_LOG: log.record(),
+                    records.PRNG: jax.config.jax_default_prng_impl,
+                    records.MODEL_ATTRIBUTES: attributes,
                     "seconds": round(time.perf_counter() - start, 3)}
         if step == total:  # What finished_run checks WORKDIR/bundle against.
           local = parallel.to_local((state.params, state.batch_stats)) if several else (
               state.params, state.batch_stats)
-          metadata[BUNDLE_DIGEST] = arrays_sha256(*local, codes)
+          metadata[records.BUNDLE_DIGEST] = records.arrays_sha256(*local, codes)
         ckpt.save(step, state, metadata, force=step == total or stopping)
       if (stopping or ckpt.preempted(step)) and step < total:
         ckpt.close()  # Waits for the save.
@@ -237,41 +230,12 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
         batch_stats=state.batch_stats, codes=codes, num_classes=info.num_classes,
         input_shape=shape, mean=tuple(info.mean), std=tuple(info.std),
         class_names=tuple(info.class_names), dataset=config["dataset"], config=plain)
-    if not _nothing_at(workdir / "bundle"):  # Put there while this run trained.
-      raise checkpointing.CheckpointError(_not_ours(
+    if not records.nothing_at(workdir / "bundle"):  # Put there while this run trained.
+      raise checkpointing.CheckpointError(records.not_ours(
           workdir / "bundle", "it appeared while this run trained", again=True))
     # force: an empty directory or a dangling link there is replaced (process 0 writes).
     checkpointing.save_bundle(workdir / "bundle", bundle, force=True)
   return bundle
-
-
-#: The field of a run's final checkpoint that records its bundle's arrays
-#: (:func:`arrays_sha256`), which :func:`finished_run` checks ``WORKDIR/bundle`` against.
-BUNDLE_DIGEST = "bundle_sha256"
-
-
-def arrays_sha256(params: Any, batch_stats: Any, codes: Any) -> str:
-  """The SHA-256 of a model's arrays: each leaf's path, dtype, shape and bytes, in path order.
-
-  Recorded in a run's final training checkpoint; a bundle's own arrays give the same digest
-  exactly when they are the ones the run ended with (:func:`finished_run`).
-
-  Args:
-    params: the parameters pytree (jax or numpy arrays, whole on this process).
-    batch_stats: the BatchNorm statistics pytree (``{}`` or None when there are none).
-    codes: the codes array.
-
-  Returns:
-    64 lowercase hex digits.
-  """
-  digest = hashlib.sha256()
-  tree = {"params": params, "batch_stats": batch_stats or {}, "codes": codes}
-  leaves = jax.tree_util.tree_flatten_with_path(tree)[0]
-  for path, leaf in sorted(leaves, key=lambda item: jax.tree_util.keystr(item[0])):
-    array = np.ascontiguousarray(np.asarray(leaf))
-    digest.update(f"{jax.tree_util.keystr(path)}|{array.dtype.str}|{array.shape}|".encode())
-    digest.update(array.tobytes())
-  return digest.hexdigest()
 
 
 def _seconds(value: Any) -> float:
@@ -295,15 +259,6 @@ def _check_finite(metrics: Mapping[str, Any], previous: int, step: int,
       f"training diverged: the mean loss of steps {previous + 1}-{step} is {loss}; stopped "
       f"without saving them; lower config.learning_rate (now {config.get('learning_rate')}) "
       f"and {then}")
-
-
-#: The field of a training checkpoint that records the lines of ``metrics.jsonl`` logged up
-#: to its step (:meth:`run_metrics.MetricsLog.record`), checked on resume.
-METRICS_LOG = "metrics_log"
-#: The field of a training checkpoint naming JAX's random generator it was trained with.
-PRNG = "prng_impl"
-#: ... and its model's attributes, defaults included (:func:`.models.model_attributes`).
-MODEL_ATTRIBUTES = "model_attributes"
 
 
 class _NoLog:
@@ -378,105 +333,6 @@ def _check_inputs_apart(config: Mapping[str, Any], workdir: pathlib.Path) -> Non
             "another workdir")
 
 
-def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bundle | None:
-  """The bundle of a run of ``config`` that already finished in ``workdir``, or None.
-
-  A run is finished once its bundle is saved (its last act). ``WORKDIR/bundle`` must then be
-  the bundle this run wrote: trained with this config (the fields that do not change the
-  result, such as ``checkpoint_every``, ``log_every`` or ``data_dir``, aside), with nothing
-  done to it since (an empty history), and with the arrays the run's final checkpoint
-  records (:data:`BUNDLE_DIGEST`; a workdir whose checkpoints are gone, or of an older
-  release, on the first two alone). Anything else there (a forgotten model put there with
-  ``--force``, another run's bundle, something that is not a bundle or does not load) is
-  refused, and so is a log with lines it did not write (:func:`.run_metrics.check_finished_log`):
-  ``train`` never replaces what it did not write. Only reads.
-
-  Args:
-    config: the experiment config.
-    workdir: the run directory.
-
-  Returns:
-    The finished run's bundle, or None: nothing at ``WORKDIR/bundle`` yet (or an empty
-    directory, or a symbolic link to nothing), so the run has not finished.
-
-  Raises:
-    CheckpointError: ``workdir`` is a bundle or lies inside one or in a train run's
-      checkpoints, or ``WORKDIR/bundle`` (or the log) holds anything but this run's (one line).
-  """
-  workdir = _validate.path(workdir, "workdir").absolute()
-  around, steps = (checkpointing.enclosing_bundle(workdir),
-                   checkpointing.enclosing_train_checkpoints(workdir))
-  if around is not None or steps is not None:  # Refused before any work, not at the save.
-    where = (f"lies in the checkpoints of the train run {steps[0]}, whose resume would read "
-             "it" if around is None else "is a bundle" if around == workdir.resolve()
-             else f"lies inside the bundle {around}, which it would change")
-    raise checkpointing.CheckpointError(
-        f"workdir {workdir} {where}; a train run writes its checkpoints, logs and bundle "
-        "into its workdir; use a new --workdir")
-  path = workdir / "bundle"
-  if _nothing_at(path):
-    return None
-  try:
-    bundle = checkpointing.load_bundle(path)
-  except checkpointing.CheckpointError as e:
-    raise checkpointing.CheckpointError(_not_ours(path, _reason(e, path))) from None
-  plain = json.loads(json.dumps(to_plain(config), default=str))  # As the bundle holds it.
-  saved = bundle.config if isinstance(bundle.config, Mapping) else {}
-  diff = _config_diff(plain, saved)
-  if diff:
-    key = diff[0]
-    raise checkpointing.CheckpointError(_not_ours(
-        path, f"it was trained with another config: {key} {saved.get(key)!r} there, "
-              f"{plain.get(key)!r} in this run"))
-  if bundle.history:
-    done = ", ".join(entry.get("event") or f"forget {entry.get('classes')}"
-                     for entry in bundle.history[:3])
-    raise checkpointing.CheckpointError(_not_ours(
-        path, f"its history records {len(bundle.history)} change(s) since training: {done}"))
-  last = checkpointing.read_step_metadata(workdir / "train")
-  step, metadata = ((last[0], last[1].get("metadata") or {}) if last is not None and last[1].get(
-      "version") == checkpointing.TRAIN_VERSION else (None, None))  # None: removed, or older.
-  recorded = (metadata or {}).get(BUNDLE_DIGEST)
-  if metadata is not None and (recorded is None or recorded != arrays_sha256(
-      bundle.params, bundle.batch_stats, bundle.codes)):
-    raise checkpointing.CheckpointError(_not_ours(path, (
-        f"the run has not finished: its last checkpoint, step {step}, is not its final one"
-        if recorded is None else
-        f"its arrays are not the ones of the run's final checkpoint, step {step}")))
-  run_metrics.check_finished_log(workdir, step, (metadata or {}).get(METRICS_LOG))
-  return bundle
-
-
-def _nothing_at(path: pathlib.Path) -> bool:
-  """Whether nothing is at ``path`` to lose: no entry, an empty directory or a dangling link."""
-  if not os.path.lexists(path):
-    return True
-  if path.is_symlink():
-    return not path.exists()
-  try:
-    return path.is_dir() and not any(path.iterdir())
-  except OSError:
-    return False
-
-
-def _reason(error: Exception, path: pathlib.Path) -> str:
-  """A load error as a reason: its first clause, without the path it starts with."""
-  text = str(error)
-  for prefix in (f"{path}: ", f"{path} "):
-    if text.startswith(prefix):
-      text = text[len(prefix):]
-      break
-  return f"it does not load as a bundle: {text.split('; ')[0]}"
-
-
-def _not_ours(path: pathlib.Path, reason: str, again: bool = False) -> str:
-  """The one-line refusal of a ``WORKDIR/bundle`` that this run did not write."""
-  then = ("and run the same command again to write the run's bundle" if again else
-          "(the same command then writes the run's own bundle)")
-  return (f"{path} is not the bundle this run wrote ({reason}); train never replaces it: "
-          f"move it elsewhere to keep it {then}, or train in another --workdir")
-
-
 def _total_steps(fit_cfg: training.FitConfig, num_examples: int) -> int:
   """The run's number of optimiser steps, checked against the data and the step counter."""
   if fit_cfg.batch_size > num_examples:
@@ -526,75 +382,3 @@ def _training_data(config):
   if config.get("stream"):
     return pipeline.TfdsEpochs(name, "train", data_dir, transform=pad), info, shape
   return pipeline.ArrayEpochs(pad(ds.images), ds.labels), info, shape
-
-
-#: Config fields that may change between a run and its resumption: how often it saves
-#: and logs, and where (or whether to download) the data it reads.
-RESUMABLE_CHANGES = frozenset({"checkpoint_every", "log_every", "data_dir", "download"})
-
-
-def _config_diff(config: Mapping[str, Any], saved: Mapping[str, Any]) -> list[str]:
-  """The fields (but those of :data:`RESUMABLE_CHANGES`) in which two plain configs differ."""
-  return sorted(k for k in set(config) | set(saved)
-                if k not in RESUMABLE_CHANGES and config.get(k) != saved.get(k))
-
-
-def _check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainCheckpoint,
-                    ckpt: checkpointing.TrainCheckpointer, total: int,
-                    workdir: pathlib.Path, attributes: Mapping[str, str] | None = None) -> None:
-  """Refuses to resume from a step that is not this run's: past its last step, or of
-  another config (but how often it saves and logs). A step of another config after steps
-  of this one (a step folder copied in from another run) is named, to take away; a
-  workdir of another run is refused as a whole.
-
-  Raises:
-    CheckpointError, BadRequest: one line naming the step folder or the workdir and what
-      to do.
-  """
-  step, steps = restored.step, ckpt.all_steps()
-  folder, away = ckpt.directory / str(step), foreign_step_fix(ckpt.directory, step, steps)
-  if step > total:
-    raise checkpointing.CheckpointError(
-        f"{folder}: step {step} is past this run's last step, {total}; {away}")
-  generator = restored.metadata.get(PRNG)  # None: a checkpoint of an older release.
-  if generator not in (None, jax.config.jax_default_prng_impl):
-    raise errors.BadRequest(
-        f"{workdir} was trained with JAX's random generator {generator!r}, this process "
-        f"uses {jax.config.jax_default_prng_impl!r} (JAX_DEFAULT_PRNG_IMPL): resumed, the "
-        f"run would draw other codes' mixing and batches than an uninterrupted one; resume "
-        f"with JAX_DEFAULT_PRNG_IMPL={generator}")
-  changed = attributes and changed_attributes(restored.metadata.get(MODEL_ATTRIBUTES) or {},
-                                              attributes)
-  if changed:  # A default changed since the last checkpoint (a release, an edited class).
-    raise errors.BadRequest(
-        f"{workdir} was trained with another model ({'; '.join(changed)}): resumed, the run "
-        "would end as a mix of two models; restore the model's defaults, or use a new workdir")
-  saved = restored.metadata.get("config")
-  if saved is None:
-    return
-  if not isinstance(saved, Mapping):
-    raise checkpointing.CheckpointError(
-        f"{workdir / 'train'}: the last checkpoint records a config of type "
-        f"{type(saved).__name__} (corrupt); use a new workdir")
-  diff = _config_diff(config, saved)
-  if not diff:
-    return
-  shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
-  before = [s for s in steps if s < step]
-  if before and not _config_diff(config, _step_config(ckpt.directory, before[-1])):
-    raise checkpointing.CheckpointError(
-        f"{folder}: a step of a run with another config ({shown}) than this run and its "
-        f"step {before[-1]}; {away}")
-  raise errors.BadRequest(
-      f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
-      "a new run, or the same config to resume")
-
-
-def _step_config(directory: pathlib.Path, step: int) -> Mapping[str, Any]:
-  """The config a step records (``{}`` if it records none or cannot be read)."""
-  try:
-    record = checkpointing.read_step_metadata(directory, step)
-  except checkpointing.CheckpointError:
-    return {}
-  config = ((record or (None, {}))[1].get("metadata") or {}).get("config")
-  return config if isinstance(config, Mapping) else {}
