@@ -14,7 +14,6 @@ import functools
 from typing import ClassVar
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
@@ -52,17 +51,16 @@ class Algorithm2Details:
 @functools.partial(jax.jit, static_argnames=("microbatch_size", "method", "mesh"))
 def _algorithm2(apply_fn, params, codes, fisher_weights, lambdas, *, microbatch_size, method,
                 mesh):
-  """``(alpha, (plus, minus), logits)``: the step sizes, both candidates of eq. (5) and the
-  codes' logits of the parameters before, ``+`` and ``-`` (``(3, C, C)``). The choice, and
-  the check that the kept candidate is finite, are made on the host, so no second program
-  is compiled for the chosen step."""
+  """``(alpha, (plus, minus))``: the step sizes and both candidates of eq. (5). Their codes'
+  logits come from :func:`stepping.logits`, the program the model check has compiled
+  already (a first call compiles one program less), and the choice, and the check that the
+  kept candidate is finite, are made on the host, so no program is compiled for them."""
   f_forget, f_remain = fisher_lib.weighted_class_fishers(
       apply_fn, params, codes, fisher_weights, microbatch_size=microbatch_size, method=method,
       mesh=mesh)
   eta = prim.fisher_ratio(f_forget, f_remain)
   alpha, plus, minus = prim.candidates(params, eta, *lambdas)
-  logits = jnp.stack([apply_fn(p, codes).astype(jnp.float32) for p in (params, plus, minus)])
-  return alpha, (plus, minus), logits
+  return alpha, (plus, minus)
 
 
 @register
@@ -109,13 +107,15 @@ class Algorithm2(Move):
 
   def __call__(self, params: PyTree, request: prim.Request) -> Moved:
     lambda1, lambda2 = _validate.lambdas(self.lambda1, self.lambda2, params)
-    alpha, (plus, minus), logits = _algorithm2(
+    alpha, (plus, minus) = _algorithm2(
         request.apply_fn, params, request.codes, request.fisher_weights,
         (np.float32(lambda1), np.float32(lambda2)),
         microbatch_size=None if self.microbatch_size is None else int(self.microbatch_size),
         method=self.method, mesh=self.mesh)
-    before, s_plus, s_minus = (stepping.host_scores(z, request.in_forget, request.in_remain)
-                               for z in np.asarray(logits))
+    before, s_plus, s_minus = (
+        stepping.host_scores(np.asarray(stepping.logits(request.apply_fn, p, request.codes),
+                                        np.float32), request.in_forget, request.in_remain)
+        for p in (params, plus, minus))
     take_plus = bool((s_plus.criterion > s_minus.criterion) | (
         (s_plus.criterion == s_minus.criterion)
         & (s_plus.forget_margin < s_minus.forget_margin)))
