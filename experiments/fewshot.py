@@ -3,7 +3,7 @@
 No data-free forgetting met the depth goals (issue #20), whose fallback is "the best few-shot
 variant (k <= 10 real images per forgotten class) against the same goals, saying plainly
 what data each needs". This is the variant found on the design model (fashion_cnn seed 3,
-classes {2,4}; ``/work/notes/deep6_findings.md``, setting 2): an experiment, not a default
+classes {2,4}; the screening is summarised in docs/depth.md): an experiment, not a default
 of the package, so it lives here and is registered only when ``--methods`` names it
 (:func:`register_if_named`; ``python -m experiments.depth --methods fewshot-reassign``).
 
@@ -70,9 +70,9 @@ PyTree = Any
 #: The method's registered name.
 NAME = "fewshot-reassign"
 
-REFERENCE = ("issue #20's few-shot fallback (this project; /work/notes/deep6_findings.md, "
-             "setting 2): nearest-class relabelling as Boundary Shrink (Chen et al., CVPR 2023), "
-             "L2-SP (Li et al., ICML 2018), distillation (Hinton et al., 2015), then reassign")
+REFERENCE = ("issue #20's few-shot fallback (this project; docs/depth.md): nearest-class "
+             "relabelling as Boundary Shrink (Chen et al., CVPR 2023), L2-SP (Li et al., ICML "
+             "2018), distillation (Hinton et al., 2015), then reassign")
 
 
 @dataclasses.dataclass(frozen=True)
