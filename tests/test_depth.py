@@ -335,6 +335,18 @@ def test_depth_report_calls_a_bias_shift_output_level_only(hand_made):
   assert all(g.passed in (True, None) for g in report_lib.depth_goals(same))
 
 
+def test_a_relearning_run_of_no_steps_is_not_measured_never_met(hand_made):
+  """walk7 F8: max_steps=0 read "never" for the method and the oracle alike, and the goal
+  counted as met (experiments.depth --relearn-steps 0, "no relearning attack")."""
+  original, shifted, oracle, data = hand_made
+  config = dataclasses.replace(_CONFIG, relearn=RelearnConfig(max_steps=0), scales=(),
+                               head_steps=())
+  report = depth.depth_report(shifted, oracle, original, data, FORGOTTEN, config=config)
+  assert report.get("relearn_50") is None and "relearn" in report.skipped
+  goals = dict((g.name, g.passed) for g in report_lib.depth_goals(report))
+  assert goals["relearning"] is None
+
+
 def test_depth_report_refuses_references_that_cannot_be_what_they_are_named(hand_made):
   """The original passed as the oracle met every goal; a model that never knew the class
   passed as the original made every figure read against it meaningless."""

@@ -59,7 +59,9 @@ class DepthConfig:
     head_steps: head fine-tuning step counts reported.
     head_learning_rate, head_momentum: its SGD.
     relearn: the relearning run (:class:`mnemonic_jax.relearning.RelearnConfig`);
-      ``None`` skips relearning (the slowest attack).
+      ``None`` skips relearning (the slowest attack), and so does ``max_steps=0`` (no step
+      taken: every model would read "never", which says nothing; the goal is then "not
+      measured", never met).
     relearn_fraction, relearn_min_examples: the relearning sample
       (:func:`mnemonic_jax.relearning.relearn_sample`).
     batch_size: rows per forward call.
@@ -337,6 +339,8 @@ def depth_report(unlearned: Bundle, oracle: Bundle, original: Bundle, data: Dept
   original_accuracy = 100.0 - values["original"]["E_F"]
   if config.relearn is None:
     skipped["relearn"] = "config.relearn is None"
+  elif config.relearn.max_steps == 0:  # No step taken: "never" for every model, no evidence.
+    skipped["relearn"] = "config.relearn.max_steps is 0"
   elif not original_accuracy > relearning.MIN_REFERENCE_ACCURACY:
     skipped["relearn"] = (f"the original model gets {original_accuracy:.1f}% of the "
                           "forgotten test images right: nothing to relearn")
