@@ -69,12 +69,16 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
   Raises:
     TypeError (BadRequestType): non-float logits or non-integer labels.
-    ValueError (BadRequest): labels not shaped like ``logits.shape[:-1]``.
+    ValueError (BadRequest): logits without a class axis (a scalar) or with no class
+      (``C == 0``); labels not shaped like ``logits.shape[:-1]``.
   """
   logits, labels = _array(logits, "logits"), _array(labels, "labels")  # No program.
-  if not jnp.issubdtype(logits.dtype, jnp.floating) or logits.ndim < 1:
+  if not jnp.issubdtype(logits.dtype, jnp.floating):
     raise errors.BadRequestType(f"cross_entropy: logits must be float (..., C), got dtype "
                                 f"{logits.dtype}, shape {logits.shape}")
+  if logits.ndim < 1 or logits.shape[-1] < 1:
+    raise errors.BadRequest(f"cross_entropy: logits must have a class axis of at least one "
+                            f"class, (..., C) with C >= 1, got shape {logits.shape}")
   if not jnp.issubdtype(labels.dtype, jnp.integer):
     raise errors.BadRequestType(f"cross_entropy: labels must be integer class ids, got dtype "
                                 f"{labels.dtype}")

@@ -27,7 +27,7 @@ def _check_eps(eps: Any) -> None:
     start = np.float32(value)
   if not (np.isfinite(start) and value >= 0):  # The reason that fits the value given.
     why = (f"every Fisher would be {start:g} (float32, the Fishers' dtype, reaches "
-           f"{np.finfo(np.float32).max:.3g})" if value >= 0 or np.isnan(value)
+           f"{np.finfo(np.float32).max:.3g})" if value >= 0 or not np.isfinite(value)
            else "a negative one makes Fishers negative")
     raise errors.BadRequest(f"eps must be a finite number >= 0 (where the Fisher sums start), "
                             f"got {value:g}: {why}")

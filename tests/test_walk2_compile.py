@@ -173,7 +173,7 @@ def test_a_bad_eps_is_refused_with_the_reason_that_fits_it(eps, reason):
   for call in calls:
     with pytest.raises(errors.BadRequest, match="eps must be a finite number >= 0") as info:
       call()
-    assert str(info.value).endswith(reason)
+    assert reason in str(info.value)
     assert (eps == -1.0) == ("negative" in str(info.value))
 
 

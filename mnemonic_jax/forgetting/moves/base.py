@@ -19,6 +19,7 @@ Example:
 
 import abc
 import dataclasses
+import difflib
 from typing import Any, ClassVar, Mapping
 
 from mnemonic_jax import errors
@@ -137,7 +138,11 @@ def check_move(move: Any) -> None:
     raise errors.BadRequestType(f"move must be a move's name or a Move object (e.g. "
                                 f"moves.Bias()), got {type(move).__name__} {move!r}")
   if move not in MOVES:
-    raise errors.BadRequest(f"unknown move {move!r}; use one of {', '.join(sorted(MOVES))}")
+    near = [n for n in MOVES if n == move.strip().lower()] or difflib.get_close_matches(
+        move, list(MOVES), n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    raise errors.BadRequest(f"unknown move {move!r}; {hint}use one of "
+                            f"{', '.join(sorted(MOVES))} (names are lower case)")
 
 
 def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
@@ -154,6 +159,9 @@ def get(name: "str | Move", options: Mapping[str, Any] | None = None) -> Move:
     if options:
       raise errors.BadRequest("give options on the move object itself, not beside it")
     return name
+  if name is None:  # check_move lets None pass: forget's "the default move".
+    raise errors.BadRequestType("moves.get needs a move's name or a Move object, got None "
+                                "(mj.forget's move=None is its default move)")
   check_move(name)
   if options is not None and not isinstance(options, Mapping):
     raise errors.BadRequestType(f"the options of move {name!r} must be a dict of option names "
