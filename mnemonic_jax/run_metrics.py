@@ -164,20 +164,25 @@ def check_resumable_log(workdir: str | os.PathLike, resume_step: int,
     _refuse_junk(path, _read_log(path) or b"")
 
 
-def check_finished_log(workdir: str | os.PathLike, step: int,
-                       record: Mapping[str, Any] | None) -> None:
+def check_finished_log(workdir: str | os.PathLike, step: int | None,
+                       record: Mapping[str, Any] | None, *, epochs: int | None = None) -> None:
   """Checks the ``metrics.jsonl`` of a run that finished at ``step``; only reads.
 
   A finished run's rerun writes nothing and names the log as the run's metrics, so the log
   must be the one the run wrote: exactly the lines its final checkpoint recorded (nothing
   appended, edited or cut), or, without that record (the checkpoints removed, or an older
   release's), lines that each are a logged step (a JSON object with an int ``step``), the
-  steps increasing, none after ``step``. No log at all is left alone (nothing is named).
+  steps positive and strictly increasing, and, given the run's ``epochs``, each line's
+  ``epoch`` the one the run logs with its step (``round(step / steps_per_epoch, 4)``), the
+  last line the run's last step (at epoch ``epochs``: every run logs it), so that no line
+  lies past it. No log at all is left alone (nothing is named).
 
   Args:
     workdir: the run directory.
-    step: the run's last step.
+    step: the run's last step, or None where it is not known (no final checkpoint).
     record: the final checkpoint's :meth:`MetricsLog.record`, or None.
+    epochs: the run's ``config.epochs``: without ``record``, the run's steps per epoch and
+      last step are read from the log's last line, and every line checked against them.
 
   Raises:
     BadCheckpoint: the log is not a regular file, lacks or changed recorded lines, or
@@ -191,58 +196,94 @@ def check_finished_log(workdir: str | os.PathLike, step: int,
     prefix = _logged_prefix(path, data, step, record)
     if len(prefix) == len(data):
       return
-    wrong = record["lines"] + 1
+    wrong = (record["lines"] + 1, f"the run logged {record['lines']} lines, up to its last "
+             f"step, {step}")
   else:
-    wrong = _first_bad_line(data, step)
+    wrong = _first_bad_line(data, step) or _off_epoch_line(data, epochs)
     if wrong is None:
       return
-  line = data.split(b"\n")[wrong - 1].decode("utf-8", "replace")
+  line = data.split(b"\n")[wrong[0] - 1].decode("utf-8", "replace")
   raise errors.BadCheckpoint(
-      f"{path} line {wrong} ({line[:40]!r}) is not a line the run logged (it finished at step "
-      f"{step}): the log was changed after the run; remove that line or put the run's own "
-      "metrics.jsonl back")
+      f"{path} line {wrong[0]} ({line[:40]!r}) is not a line the run logged ({wrong[1]}): the "
+      "log was changed after the run; remove that line or put the run's own metrics.jsonl back")
 
 
-def _first_bad_line(data: bytes, last: int | None) -> int | None:
-  """The number (from 1) of the first line of ``data`` that is not a logged step (of at
-  most ``last``, if given; a last line without its newline counts as one), or None."""
+def _whole_lines(data: bytes) -> list[bytes]:
+  """The lines of ``data`` (a last line without its newline counts as one)."""
   lines = data.split(b"\n")
-  for number, line in enumerate(lines[:-1] if not lines[-1] else lines, 1):
+  return lines[:-1] if not lines[-1] else lines
+
+
+def _first_bad_line(data: bytes, last: int | None) -> tuple[int, str] | None:
+  """The number (from 1) of the first line of ``data`` that is not a logged step, after
+  the previous line's and of at most ``last`` (if given), and why; or None."""
+  previous = 0
+  for number, line in enumerate(_whole_lines(data), 1):
     step = _step_of(line)
-    if step is None or (last is not None and step > last):
-      return number
+    if step is None:
+      return number, "not a JSON object with an int 'step'"
+    if step <= previous:
+      return number, (f"step {step} after step {previous}: a run logs each step once, in "
+                      "order" if previous else f"step {step}: a run's steps start at 1")
+    if last is not None and step > last:
+      return number, f"step {step} is past the run's last step, {last}"
+    previous = step
+  return None
+
+
+def _off_epoch_line(data: bytes, epochs: int | None) -> tuple[int, str] | None:
+  """The first line of a finished run's log (its steps checked increasing) whose ``epoch``
+  is not the one its step has in a run of ``epochs`` epochs ending at the last line's
+  step, and why; or None (also without ``epochs``)."""
+  lines = [_records(line.decode("utf-8", "replace"))[0] for line in _whole_lines(data)]
+  if epochs is None or not lines:
+    return None
+  total = lines[-1]["step"]
+  if lines[-1].get("epoch") != epochs or total % epochs:
+    return len(lines), (f"a finished run's last line is its last step's, at epoch {epochs} "
+                        f"(config.epochs); this one logs step {total} at epoch "
+                        f"{lines[-1].get('epoch')!r}")
+  for number, record in enumerate(lines, 1):
+    epoch, expected = record.get("epoch"), round(record["step"] / (total // epochs), 4)
+    if epoch != expected or isinstance(epoch, bool):
+      return number, (f"step {record['step']} at epoch {epoch!r}; in {epochs} epochs "
+                      f"ending at step {total} (the last line's) it is at epoch {expected}")
   return None
 
 
 def _refuse_junk(path: pathlib.Path, data: bytes) -> None:
-  """Refuses a complete line of ``data`` (up to its last newline) that is not a logged step.
+  """Refuses a complete line of ``data`` (up to its last newline) that is not a logged step
+  or does not follow the previous line's step.
 
   Raises:
     BadCheckpoint: naming the line, and the fix.
   """
   wrong = _first_bad_line(data[:data.rfind(b"\n") + 1], None)
   if wrong is not None:
-    line = data.split(b"\n")[wrong - 1].decode("utf-8", "replace")
+    line = data.split(b"\n")[wrong[0] - 1].decode("utf-8", "replace")
     raise errors.BadCheckpoint(
-        f"{path} line {wrong} ({line[:40]!r}) is not a logged step (a JSON object with an "
-        "int 'step'): the log was changed since the run wrote it; remove that line")
+        f"{path} line {wrong[0]} ({line[:40]!r}) is not a logged step ({wrong[1]}): the log "
+        "was changed since the run wrote it; remove that line")
 
 
 def read_metrics(workdir: str | os.PathLike) -> list[dict[str, Any]]:
   """The lines of a run's ``metrics.jsonl`` (empty if there is none).
 
   A last line cut off by a crash (no newline at its end) is skipped; any other line that
-  is not a logged step is refused.
+  is not a logged step is refused, and so is a step that does not follow the previous
+  line's (a duplicated, reordered or non-positive one): :class:`MetricsLog` writes each
+  step once, in order, from step 1 (a resume drops the lines it logs again), so such a log
+  was changed by hand, and its lines are not returned as the run's.
 
   Args:
     workdir: the run directory.
 
   Returns:
-    One dict per complete line, in file order.
+    One dict per complete line, in file order (steps strictly increasing).
 
   Raises:
     BadCheckpoint: the log is not a regular file, or a complete line in it is not a JSON
-      object with an int ``step`` (the message names the line).
+      object with an int ``step`` above the previous line's (the message names the line).
   """
   path = _validate.path(workdir, "workdir") / METRICS_FILE
   data = _read_log(path) or b""

@@ -16,7 +16,7 @@ from typing import Any, Mapping
 import jax
 import numpy as np
 
-from mnemonic_jax import _validate, checkpointing, errors, run_metrics
+from mnemonic_jax import _validate, checkpointing, errors, run_metrics, training
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.checkpointing.train_records import foreign_step_fix
 from mnemonic_jax.models import changed_attributes
@@ -133,7 +133,8 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
         f"the run has not finished: its last checkpoint, step {step}, is not its final one"
         if recorded is None else
         f"its arrays are not the ones of the run's final checkpoint, step {step}")))
-  run_metrics.check_finished_log(workdir, step, (metadata or {}).get(METRICS_LOG))
+  run_metrics.check_finished_log(workdir, step, (metadata or {}).get(METRICS_LOG),
+                                 epochs=config.get("epochs", training.FitConfig.epochs))
   return bundle
 
 

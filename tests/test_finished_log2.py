@@ -1,0 +1,76 @@
+"""walk7 F2-F4: a finished run's rerun checks its log without the final checkpoint too
+(steps in order, none past the run's last, each at the epoch the run logs it), says what is
+true of a finished run, and a refused rerun or resume leaves the workdir as it was (its
+lock too)."""
+
+import json
+import shutil
+
+import pytest
+
+from cli_support import assert_refused, config_file, run_commands, small_config
+from mnemonic_jax import errors, run_metrics
+
+#: small_config(): 176 steps (1438 digits, batch 64: 22 an epoch, 8 epochs), lines at 100
+#: and 176.
+CONFIG = small_config()
+
+
+def _line(step, epoch):
+  return json.dumps({"step": step, "epoch": epoch, "loss": 0.5}).encode() + b"\n"
+
+
+def test_a_finished_rerun_without_its_checkpoints_checks_the_steps_of_its_log(
+    small_trained_copy, tmp_path):
+  """train/ removed: the log's lines were checked one by one only for being JSON with an
+  int step (and against step None), so a step past the run's end, a negative one, a
+  duplicated or reordered line and another run's log passed as the run's, exit 0; the
+  refusal said 'it finished at step None'. Now one line naming the line, exit 2, nothing
+  modified; the run's own log still passes."""
+  workdir = small_trained_copy().parent
+  shutil.rmtree(workdir / "train")
+  own = (workdir / run_metrics.METRICS_FILE).read_bytes()
+  first, last = own.splitlines(keepends=True)
+  assert json.loads(last)["step"] == 176 and json.loads(first)["step"] == 100
+  logs = {
+      "past_end": (own + b'{"step": 1000}\n', "line 3", "logs step 1000 at epoch None"),
+      "negative": (own + b'{"step": -5}\n', "line 3", "step -5 after step 176"),
+      "duplicated": (own + last, "line 3", "step 176 after step 176"),
+      "reordered": (last + first, "line 2", "step 100 after step 176"),
+      "another_run": (_line(10, 0.4545) + _line(22, 1.0), "line 2", "at epoch 8 (config"),
+      "off_epoch": (_line(100, 4.0) + last, "line 1",
+                    "step 100 at epoch 4.0; in 8 epochs ending at "
+                    "step 176 (the last line's) it is at epoch 4.5455"),
+  }
+  cases = {}
+  for name, (data, _, _) in logs.items():
+    case = tmp_path / name
+    shutil.copytree(workdir, case, symlinks=True)
+    (case / run_metrics.METRICS_FILE).write_bytes(data)
+    cases[name] = dict(args=("train", "-q", "--config", config_file(tmp_path, CONFIG),
+                             "--workdir", case), watch=[case])
+  cases["own"] = dict(args=("train", "-q", "--config", config_file(tmp_path, CONFIG),
+                            "--workdir", workdir), watch=[workdir])
+  ran = run_commands(cases)
+  for name, (_, line, words) in logs.items():
+    text = assert_refused(ran[name].result, f"{line} (")
+    assert words in text and "step None" not in text and "is not a line the run logged" in text, (
+        name, text)
+    assert ran[name].before == ran[name].after, name
+  assert ran["own"].result.returncode == 0, ran["own"].result.stderr
+  assert "is finished" in ran["own"].result.stdout
+  assert ran["own"].before == ran["own"].after
+
+
+def test_read_metrics_refuses_a_step_out_of_order(tmp_path):
+  """read_metrics returned duplicated and reordered steps as the run's; a log MetricsLog
+  writes holds each step once, in order, from 1."""
+  log = tmp_path / run_metrics.METRICS_FILE
+  for data, words in ((_line(10, 1.0) + _line(10, 1.0), "line 2"),
+                      (_line(20, 2.0) + _line(10, 1.0), r"line 2 .*step 10 after step 20"),
+                      (_line(0, 0.0), r"line 1 .*steps start at 1")):
+    log.write_bytes(data)
+    with pytest.raises(errors.BadCheckpoint, match=words):
+      run_metrics.read_metrics(tmp_path)
+  log.write_bytes(_line(10, 1.0) + _line(20, 2.0) + b'{"step": 5')  # A torn last line.
+  assert [r["step"] for r in run_metrics.read_metrics(tmp_path)] == [10, 20]
