@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import difflib
 import pathlib
 from collections.abc import Sequence
 from typing import Any
 
-from experiments import common, depth_models
+from experiments import common, depth_models, fewshot
 from mnemonic_jax import baselines, configs, errors
 from mnemonic_jax import fisher as fisher_lib
 from mnemonic_jax.baselines import options as baseline_options
@@ -125,7 +126,11 @@ def check_methods(methods: Sequence[str], known: Sequence[str]) -> None:
   bad = [m for m, (name, _) in zip(methods, variants)
          if name not in baselines.available_methods() or name == "retrain"]
   if bad:
-    common.fail(f"unknown --methods {bad}; choose from {', '.join(known)}", PROG)
+    choices = [*known, *([fewshot.NAME] if fewshot.NAME not in known else [])]
+    near = {m: difflib.get_close_matches(split_variant(m)[0], choices, n=1) for m in bad}
+    hints = " ".join(f"did you mean {n[0]!r} for {m!r}?" for m, n in near.items() if n)
+    common.fail(f"unknown --methods {bad}; {hints + ' ' if hints else ''}choose from "
+                f"{', '.join(choices)}", PROG)
   if len(set(methods)) != len(methods):  # Each would be run, and counted, twice.
     common.fail(f"--methods names a method twice ({','.join(methods)}); give each once", PROG)
   for method, (name, overrides) in zip(methods, variants):
@@ -161,7 +166,8 @@ def parse_skip(items: Sequence[str], models: Sequence[str],
 
   Raises:
     SystemExit: an item without ``=``, a model not in ``--models`` or a method not in
-      ``--methods`` (each would be skipped silently; exit status 2).
+      ``--methods`` (each would be skipped silently), or every method skipped on every
+      model (the report would hold no method); exit status 2.
   """
   skip: dict[str, list[str]] = {}
   for item in items:
@@ -176,4 +182,7 @@ def parse_skip(items: Sequence[str], models: Sequence[str],
       common.fail(f"--skip {item}: {', '.join(bad)} not in --methods; choose from "
                   f"{', '.join(methods)}", PROG)
     skip.setdefault(model, []).extend(m for m in chosen if m not in skip.get(model, []))
+  if all(set(methods) <= set(skip.get(model, [])) for model in models):  # An empty report.
+    common.fail(f"--skip leaves no method to run on any model (--methods "
+                f"{','.join(methods)}); skip fewer, or name other --methods", PROG)
   return skip

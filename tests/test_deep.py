@@ -95,6 +95,10 @@ BAD_RUNS = [
     ("depth", ["--methods", "svd-projection@samples=abc"], "--methods:"),
     ("depth", ["--methods", "svd-projection@nosuch=1"], "has no option nosuch"),
     ("depth", ["--methods", "nosuch@samples=1"], "unknown --methods"),
+    ("depth", ["--methods", "fewshot-reasign"],  # walk7 F8: not listed, no hint.
+     "did you mean 'fewshot-reassign' for 'fewshot-reasign'?"),
+    ("depth", ["--methods", "ssd", "--models", "digits_mlp", "--skip", "digits_mlp=ssd"],
+     "--skip leaves no method to run"),  # walk7 F8: exit 0 with an empty report.
     ("depth", ["--methods", "ssd@alpha='5'"], "alpha must be a finite number > 0, got '5'"),
     ("depth", ["--methods", "finetune@train_mode=None"], "train_mode"),
     ("table", ["--config", "digits_mlp:quick", "--methods", "lfssd", "--sweep", "scrub"],
@@ -117,7 +121,7 @@ def test_the_runners_refuse_a_bad_variant_or_sweep_in_one_line(runner, args, wor
 
 
 @pytest.mark.parametrize("runner, args, words", [pytest.param(*BAD_RUNS[0], marks=pytest.mark.slow),
-                                                  BAD_RUNS[4]])
+                                                  BAD_RUNS[5]])
 def test_the_real_runner_commands_refuse_the_same_way(runner, args, words, tmp_path):
   """``python -m experiments.RUNNER``, its own process forked from the batch server the
   command-line tests share (``cli_support.run_commands``): the runner imports its own
