@@ -108,8 +108,9 @@ def _valid_record(record: Any) -> bool:
 
 
 def _logged_prefix(path: pathlib.Path, data: bytes | None, step: int,
-                   record: Any) -> bytes:
-  """The lines logged up to ``step`` that a checkpoint of it recorded, checked in ``data``.
+                   record: Any, finished: bool = False) -> bytes:
+  """The lines logged up to ``step`` that a checkpoint of it recorded, checked in ``data``
+  (of a resume, or of a rerun of a run that ``finished`` at ``step``).
 
   Raises:
     BadCheckpoint: ``data`` does not start with them (one line saying what is wrong).
@@ -129,11 +130,15 @@ def _logged_prefix(path: pathlib.Path, data: bytes | None, step: int,
   elif not data:
     what = f"is empty; it held {logged}"
   elif len(data) < size:
-    what = (f"holds {len(data)} bytes, fewer than the {size} of {logged} (cut short, or "
-            "lines removed)")
+    what = (f"holds {len(data)} bytes, fewer than the {size} of {logged} (cut short, lines "
+            "removed, or edited)")
   else:
     what = f"does not hold {logged} as they were written (edited or replaced since)"
   them = "them" if lines != 1 else "it"
+  if finished:  # Nothing is resumed: the log would be named as the finished run's.
+    raise errors.BadCheckpoint(
+        f"{path} {what}; it is not the log the finished run wrote, and its checkpoint holds "
+        f"only a digest of {them}: {_OWN_LOG}")
   raise errors.BadCheckpoint(
       f"{path} {what}; the checkpoint holds only a digest, it cannot rebuild {them}, and a "
       f"resume would end with a log that lacks {them}: put the run's own metrics.jsonl back, "
@@ -175,7 +180,9 @@ def check_finished_log(workdir: str | os.PathLike, step: int | None,
   steps positive and strictly increasing, and, given the run's ``epochs``, each line's
   ``epoch`` the one the run logs with its step (``round(step / steps_per_epoch, 4)``), the
   last line the run's last step (at epoch ``epochs``: every run logs it), so that no line
-  lies past it. No log at all is left alone (nothing is named).
+  lies past it. No log at all is left alone: the rerun names none (a log may be removed to
+  save room). An empty file is refused, with or without the record: the run logged at
+  least its last step, and the rerun would name the file as the run's metrics.
 
   Args:
     workdir: the run directory.
@@ -185,15 +192,19 @@ def check_finished_log(workdir: str | os.PathLike, step: int | None,
       last step are read from the log's last line, and every line checked against them.
 
   Raises:
-    BadCheckpoint: the log is not a regular file, lacks or changed recorded lines, or
-      holds anything else (one line naming the first wrong line and the fix).
+    BadCheckpoint: the log is not a regular file, is empty, lacks or changed recorded
+      lines, or holds anything else (one line naming the first wrong line and the fix).
   """
   path = _validate.path(workdir, "workdir") / METRICS_FILE
   data = _read_log(path)
   if data is None:
     return
+  if not data:
+    raise errors.BadCheckpoint(
+        f"{path} is empty; it is not the log of the finished run, which logged at least its "
+        f"last step: {_OWN_LOG}")
   if record is not None:
-    prefix = _logged_prefix(path, data, step, record)
+    prefix = _logged_prefix(path, data, step, record, finished=True)
     if len(prefix) == len(data):
       return
     wrong = (record["lines"] + 1, f"the run logged {record['lines']} lines, up to its last "
@@ -206,6 +217,10 @@ def check_finished_log(workdir: str | os.PathLike, step: int | None,
   raise errors.BadCheckpoint(
       f"{path} line {wrong[0]} ({line[:40]!r}) is not a line the run logged ({wrong[1]}): the "
       "log was changed after the run; remove that line or put the run's own metrics.jsonl back")
+
+
+_OWN_LOG = ("put the run's own metrics.jsonl back, or remove the file (the rerun then names no "
+            "log)")
 
 
 def _whole_lines(data: bytes) -> list[bytes]:

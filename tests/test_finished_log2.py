@@ -4,6 +4,7 @@ true of a finished run, and a refused rerun or resume leaves the workdir as it w
 lock too)."""
 
 import json
+import re
 import shutil
 
 import pytest
@@ -74,3 +75,39 @@ def test_read_metrics_refuses_a_step_out_of_order(tmp_path):
       run_metrics.read_metrics(tmp_path)
   log.write_bytes(_line(10, 1.0) + _line(20, 2.0) + b'{"step": 5')  # A torn last line.
   assert [r["step"] for r in run_metrics.read_metrics(tmp_path)] == [10, 20]
+
+
+def test_a_finished_rerun_says_what_is_true_of_its_log(small_trained_copy, tmp_path):
+  """With the final checkpoint: an empty log, a line removed or a value edited shorter were
+  refused as if 'a resume would end with a log that lacks them' (none is resumed), the
+  edit called 'cut short'. Without it, an empty log passed where a missing one passes too
+  but the empty one is named as the run's metrics: refused now, as with the checkpoint.
+  A missing log passes (the rerun names none)."""
+  workdir = small_trained_copy().parent
+  own = (workdir / run_metrics.METRICS_FILE).read_bytes()
+  edited = re.sub(rb'"loss": [0-9.e-]+', b'"loss": 9.9', own, count=1)  # As sed -i would.
+  assert len(edited) < len(own) and edited.count(b"\n") == 2
+  logs = {"empty": (b"", "is empty; it is not the log of the finished run"),
+          "empty_no_train": (b"", "is empty; it is not the log of the finished run"),
+          "line_removed": (own[own.index(b"\n") + 1:], "not the log the finished run wrote"),
+          "edited_shorter": (edited, "lines removed, or edited); it is not the log the fini"),
+          "missing": (None, None)}
+  cases = {}
+  for name, (data, _) in logs.items():
+    case = shutil.copytree(workdir, tmp_path / name, symlinks=True)
+    (case / run_metrics.METRICS_FILE).unlink()
+    if data is not None:
+      (case / run_metrics.METRICS_FILE).write_bytes(data)
+    if name.endswith("no_train"):
+      shutil.rmtree(case / "train")
+    cases[name] = dict(args=("train", "-q", "--config", config_file(tmp_path, CONFIG),
+                             "--workdir", case), watch=[case])
+  ran = run_commands(cases)
+  for name, (data, words) in logs.items():
+    assert ran[name].before == ran[name].after, name
+    if data is None:
+      assert ran[name].result.returncode == 0, ran[name].result.stderr
+      assert "metrics.jsonl" not in ran[name].result.stdout
+      continue
+    text = assert_refused(ran[name].result, words)
+    assert "resume" not in text and "remove the file (the rerun then names no log)" in text, text
