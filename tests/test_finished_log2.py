@@ -111,3 +111,43 @@ def test_a_finished_rerun_says_what_is_true_of_its_log(small_trained_copy, tmp_p
       continue
     text = assert_refused(ran[name].result, words)
     assert "resume" not in text and "remove the file (the rerun then names no log)" in text, text
+
+
+def test_a_refused_resume_leaves_the_workdir_as_it_was_its_lock_too(small_trained_copy,
+                                                                    tmp_path):
+  """walk7 F4: a resume refused under the run's lock (its log emptied, another config)
+  left a new WORKDIR/.lock, or the one there rewritten with its own process id. Now the
+  lock file is put back as it was found: absent, or with its earlier contents."""
+  workdir = small_trained_copy().parent
+  shutil.rmtree(workdir / "bundle")  # train/ at its last step: the run resumes there.
+  (workdir / ".lock").write_bytes(b"12345\n")  # Another run's, long gone.
+  refusals = {"emptied_log": ("is empty", CONFIG), "emptied_log_no_lock": ("is empty", CONFIG),
+              "other_config": ("holds a run with another config",
+                               small_config(learning_rate=0.05))}
+  cases = {}
+  for name, (_, config) in refusals.items():
+    case = shutil.copytree(workdir, tmp_path / name, symlinks=True)
+    if name.startswith("emptied"):
+      (case / run_metrics.METRICS_FILE).write_bytes(b"")
+    if name != "emptied_log":
+      (case / ".lock").unlink()
+    folder = tmp_path / f"{name}_config"
+    folder.mkdir()
+    cases[name] = dict(args=("train", "-q", "--config", config_file(folder, config),
+                             "--workdir", case), watch=[case])
+  ran = run_commands(cases)
+  for name, (words, _) in refusals.items():
+    assert_refused(ran[name].result, words)
+    assert ran[name].before == ran[name].after, name
+
+
+def test_workdir_lock_puts_its_file_back_only_for_an_untouched_refusal(tmp_path):
+  """The folders the lock made for a refused block go with its file; a block that wrote
+  (or says nothing) keeps the file; a block that ends normally keeps it too."""
+  from mnemonic_jax import checkpointing  # pylint: disable=import-outside-toplevel
+  for untouched, kept in ((lambda: True, False), (lambda: False, True), (None, True)):
+    with pytest.raises(errors.BadRequest):
+      with checkpointing.workdir_lock(tmp_path / "a" / "b", untouched=untouched):
+        raise errors.BadRequest("refused")
+    assert (tmp_path / "a" / "b" / ".lock").exists() == kept and (tmp_path / "a").exists() == kept
+    shutil.rmtree(tmp_path / "a", ignore_errors=True)

@@ -37,7 +37,7 @@ import signal
 import stat
 import threading
 import warnings
-from typing import Any, Iterator, Mapping, NamedTuple
+from typing import Any, Callable, Iterator, Mapping, NamedTuple
 
 try:
   import fcntl
@@ -116,18 +116,25 @@ def _keep_interrupts() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
+def workdir_lock(workdir: PathLike, *,
+                 untouched: Callable[[], bool] | None = None) -> Iterator[pathlib.Path]:
   """Holds the exclusive lock of a run directory, refusing at once if another run has it.
 
   Takes a non-blocking ``fcntl.flock`` on ``WORKDIR/.lock`` (creating the workdir and the
   file if needed) and writes the holder's process id into it. The lock is released when
   the block ends or the process dies (even by SIGKILL), so a crashed run never leaves a
-  stale lock; the file itself stays. Works across processes of one machine and on
-  file systems with working ``flock`` (local disks, NFSv4); not on platforms without
-  ``fcntl`` (no locking there).
+  stale lock; the file itself stays, but for a block that raises and wrote nothing (a
+  refused resume): with ``untouched`` saying so, the file is put back as it was before the
+  lock was taken, while still held (removed if this call created it, with the folders it
+  made for it; its earlier contents written back otherwise), so that a refusal leaves the
+  workdir as it found it. Works across processes of one machine and on file systems with
+  working ``flock`` (local disks, NFSv4); not on platforms without ``fcntl`` (no locking
+  there).
 
   Args:
     workdir: the run directory.
+    untouched: called if the block raises: whether it wrote nothing in the workdir (it
+      may take back there what it made itself first). None: the file always stays.
 
   Yields:
     The lock file's path.
@@ -144,6 +151,9 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
   if fcntl is None:
     yield path
     return
+  made = [workdir, *workdir.parents]  # The folders this call creates, deepest first.
+  made = made[:next(i for i, d in enumerate(made) if os.path.lexists(d))]
+  existed = os.path.lexists(path)
   workdir.mkdir(parents=True, exist_ok=True)
   try:  # Never through a link (the pid written would land in its target), never blocking.
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
@@ -164,9 +174,22 @@ def workdir_lock(workdir: PathLike) -> Iterator[pathlib.Path]:
       raise CheckpointError(
           f"{workdir} is in use by another train run (process {holder or 'unknown'} holds "
           f"{path}); wait for it to finish, or use another --workdir") from None
+    before = os.pread(fd, os.fstat(fd).st_size, 0) if existed else b""
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
-    yield path
+    try:
+      yield path
+    except BaseException:
+      if untouched is not None and untouched():  # Put back while held: a refusal writes
+        if existed:  # nothing.
+          os.ftruncate(fd, 0)
+          os.pwrite(fd, before, 0)
+        else:
+          os.unlink(path)
+          for folder in made:
+            with contextlib.suppress(OSError):
+              folder.rmdir()
+      raise
   finally:
     os.close(fd)  # Releases the lock.
 

@@ -90,11 +90,13 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
       built for the data. Nothing is written then.
     DatasetError, CheckpointError: the dataset or the pretrained weights cannot be read,
       the workdir holds a run of another config, is (or lies inside) a bundle, holds in
-      ``workdir/bundle`` anything but this run's bundle (:func:`.run_records.finished_run`), its last
-      checkpoint is damaged or not the run's step of its folder's name (the message names
-      the folder to delete), ``metrics.jsonl`` lacks lines that checkpoint recorded
+      ``workdir/bundle`` anything but this run's bundle
+      (:func:`.run_records.finished_run`), its last checkpoint is damaged or not the run's
+      step of its folder's name (the message names the folder to delete),
+      ``metrics.jsonl`` lacks lines that checkpoint recorded
       (:mod:`~mnemonic_jax.run_metrics`), or another run holds its lock
       (:func:`mnemonic_jax.checkpointing.workdir_lock`: one run per workdir at a time).
+      Nothing is written then, the lock file included (put back as it was found).
     RunStopped: ``stop`` returned True, or a preemption notice came (the step is saved).
     TrainingDiverged: the mean loss between two checks (every gcd(``log_every``,
       ``checkpoint_every``) steps) is NaN or inf. The run stops there; those steps are not
@@ -144,12 +146,15 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
     pretrained = checkpointing.read_pretrained(config["pretrained"], like=like)
     for fresh, given in zip(like.values(), pretrained):  # and its fit to the model checked.
       merge_pretrained(fresh, given, skip)
-  with _run_lock(workdir):  # One run per workdir; a second is refused.
-    # What killed runs left: staging directories of the bundle whose process is gone (the
-    # checkpointer removes unfinished steps itself when it opens).
-    if jax.process_index() == 0:
-      checkpointing.remove_stale_staging(workdir / "bundle")
-    distributed.barrier("mnemonic_jax.train.cleaned")
+  made_train, opened = not os.path.lexists(train_dir), []  # opened: the run's log is.
+
+  def untouched() -> bool:  # Refused before its first write: the workdir as it was found.
+    if not opened and made_train:
+      with contextlib.suppress(OSError):
+        train_dir.rmdir()  # Made empty by the checkpointer.
+    return not opened
+
+  with _run_lock(workdir, untouched):  # One run per workdir; a second is refused.
     save_every = config.get("checkpoint_every", 500)
     ckpt = checkpointing.TrainCheckpointer(train_dir, save_every=save_every)
     state = carried = None
@@ -185,6 +190,12 @@ def train(config: Mapping[str, Any], workdir: str | pathlib.Path, *, progress: b
                                    record=logged)
     elif resume_step is not None:
       run_metrics.check_resumable_log(workdir, resume_step, logged)
+    opened.append(True)
+    # What killed runs left: staging directories of the bundle whose process is gone (the
+    # checkpointer removes unfinished steps itself when it opens).
+    if jax.process_index() == 0:
+      checkpointing.remove_stale_staging(workdir / "bundle")
+    distributed.barrier("mnemonic_jax.train.cleaned")
     log_every = config.get("log_every", DEFAULT_LOG_EVERY)
     steps_per_epoch = training.steps_per_epoch(data.num_examples, fit_cfg.batch_size)
     start = time.perf_counter() - resumed_seconds  # Training seconds, across resumes.
@@ -276,15 +287,16 @@ class _NoLog:
 
 
 @contextlib.contextmanager
-def _run_lock(workdir: pathlib.Path) -> Iterator[None]:
-  """:func:`checkpointing.workdir_lock`, taken by process 0 for every process of a run.
+def _run_lock(workdir: pathlib.Path, untouched: Callable[[], bool]) -> Iterator[None]:
+  """:func:`checkpointing.workdir_lock`, taken by process 0 for every process of a run
+  (``untouched``: whether a refused run wrote nothing, its lock file then put back).
 
   With several processes, process 0 tries the lock and tells the others whether it got
   it, so a run refused by the lock is refused on every process (none waits for a
   process that left).
   """
   if jax.process_count() == 1:
-    with checkpointing.workdir_lock(workdir):
+    with checkpointing.workdir_lock(workdir, untouched=untouched):
       yield
     return
   from jax.experimental import multihost_utils  # pylint: disable=import-outside-toplevel
@@ -292,7 +304,7 @@ def _run_lock(workdir: pathlib.Path) -> Iterator[None]:
     error = None
     if jax.process_index() == 0:
       try:
-        stack.enter_context(checkpointing.workdir_lock(workdir))
+        stack.enter_context(checkpointing.workdir_lock(workdir, untouched=untouched))
       except checkpointing.CheckpointError as e:
         error = e
     taken = multihost_utils.broadcast_one_to_all(np.int32(error is None))
