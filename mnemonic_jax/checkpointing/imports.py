@@ -14,6 +14,7 @@ import io
 import math
 import os
 import pathlib
+import unicodedata
 import warnings
 from typing import Any, Mapping, Sequence
 
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mnemonic_jax import environment
+from mnemonic_jax import environment, errors
 from mnemonic_jax import _files
 from mnemonic_jax.bundle import IMPORT_EVENT, Bundle
 from mnemonic_jax.checkpointing._common import (
@@ -277,7 +278,7 @@ def import_params(
       [0, 1]. Required: only the user knows it (``(0.0,)`` with ``std=(1.0,)`` for
       images only scaled).
     std: the per-channel standard deviation the centred images were divided by.
-    class_names: one name per class.
+    class_names: one name per class (a sequence of str), or none (empty, or None).
     dataset: name of the training dataset.
     config: training configuration to record (JSON-able).
     force: replace an existing bundle at ``output``.
@@ -309,7 +310,9 @@ def import_params(
       params, batch_stats or codes hold NaN or inf (also after casting to the model's
       dtypes), the mean or std is not finite or the std not > 0, or the output exists
       without ``force``, or ``class_names`` are given but not one non-empty, distinct name
-      per class. Nothing is written then.
+      per class (no space around it, no control character). Nothing is written then.
+    BadRequestType: ``class_names`` is a ``str`` or not a sequence, or a name not a
+      ``str``. Nothing is written then.
   """
   params_path = _abs(params_path)
   _abs_output(output, "output")  # An empty output is refused before anything is read.
@@ -374,7 +377,7 @@ def import_params(
       input_shape=tuple(int(d) for d in input_shape),
       mean=tuple(float(m) for m in mean),
       std=tuple(float(s) for s in std),
-      class_names=tuple(str(c) for c in class_names),
+      class_names=() if class_names is None else tuple(str(c) for c in class_names),
       dataset=dataset,
       config=dict(config or {}),
   )
@@ -390,23 +393,44 @@ def import_params(
 
 
 
-def _check_class_names(class_names: Sequence[str], num_classes: int) -> None:
-  """Refuses class names that are given (any) but not one non-empty, distinct name per
-  class (a trailing comma on the command line made an empty last name; reports print them).
+def _check_class_names(class_names: Sequence[str] | None, num_classes: int) -> None:
+  """Refuses class names that are given (any; None or empty: none) but not one distinct
+  name per class, each a ``str`` that is not empty, has no space around it (it would print
+  as another name) and holds no control character (a newline breaks the report's table).
 
   Raises:
+    BadRequestType: ``class_names`` is a ``str`` (it would be split into its characters) or
+      not a sequence, or a name is not a ``str`` (None, a number); naming it.
     CheckpointError: naming the class, or the name given twice.
   """
-  names = [str(n) for n in class_names]
+  if class_names is None:
+    return
+  if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (Sequence,
+                                                                          np.ndarray)):
+    raise errors.BadRequestType(
+        f"class_names must be a sequence of str, one name per class (e.g. ['cat', 'dog']); "
+        f"got {type(class_names).__name__} {class_names!r:.40}")
+  names = list(class_names)
   if not names:
     return
   if len(names) != num_classes:
     raise CheckpointError(f"{len(names)} class names for {num_classes} classes; give one "
                           "name per class")
+  for i, name in enumerate(names):
+    if not isinstance(name, str):
+      raise errors.BadRequestType(f"the name of class {i} is {name!r:.40} of type "
+                                  f"{type(name).__name__}, not a str; give every class a name")
   blank = [i for i, n in enumerate(names) if not n.strip()]
   if blank:
     raise CheckpointError(f"the name of class {blank[0]} is empty (a trailing or doubled "
                           "comma?); give every class a name")
+  for i, name in enumerate(names):
+    if name != name.strip():
+      raise CheckpointError(f"the name of class {i}, {name!r}, has space around it (it "
+                            f"prints as {name.strip()!r}); give it without")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+      raise CheckpointError(f"the name of class {i}, {name!r}, holds a control character "
+                            "(a newline, a tab, ...): reports print it; give it without")
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
     raise CheckpointError(f"the class name {twice[0]!r} is given {names.count(twice[0])} "

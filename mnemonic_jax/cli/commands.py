@@ -389,8 +389,10 @@ def cmd_import(args: argparse.Namespace) -> int:
   class_names = ([n.strip() for n in args.class_names.split(",")]
                  if args.class_names is not None else [])
   if class_names and len(class_names) != args.num_classes:
+    empty = (", one of them empty (a trailing or doubled comma?)" if "" in class_names
+             else "")
     raise UsageError(f"--class-names has {len(class_names)} names for {args.num_classes} "
-                     "classes; give one name per class")
+                     f"classes{empty}; give one name per class")
   mean, std, where = _import_normalisation(args)
   config = {"data_dir": os.fspath(args.data_dir.absolute())} if args.data_dir else None
   with outcome.saving(output), warnings.catch_warnings():

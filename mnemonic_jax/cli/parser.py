@@ -27,6 +27,7 @@ from mnemonic_jax.cli.values import (  # noqa: F401  # Re-exported: the parser's
     DEPTH_GROUPS,
     class_id,
     class_list,
+    class_names_value,
     config_spec,
     depth_attacks,
     file_value,
@@ -492,7 +493,8 @@ def build_parser() -> argparse.ArgumentParser:
   p.add_argument("--std", type=float_tuple, default=None, metavar="S[,S...]",
                  help="per-channel std the centred images were divided by (as --mean, so "
                       "at most 0.5, or 1; --mean 0 --std 1 for images only scaled to [0, 1])")
-  p.add_argument("--class-names", default=None, metavar="NAME[,NAME...]",
+  p.add_argument("--class-names", type=class_names_value, default=None,
+                 metavar="NAME[,NAME...]",
                  help="one name per class, comma-separated")
   p.add_argument("--dataset", type=name_value, default=None, metavar="NAME",
                  help="the training dataset (evaluate's default; its training statistics "

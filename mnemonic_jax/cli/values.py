@@ -152,6 +152,12 @@ def _name(text: str, example: str) -> str:
   return text
 
 
+def class_names_value(text: str) -> str:
+  """Parses import's ``--class-names`` (split at its commas later): any text but an empty
+  or blank one (an unset shell variable must not mean one empty name)."""
+  return _name(text, "zero,one,two (one name per class, comma-separated)")
+
+
 def name_value(text: str) -> str:
   """Parses a dataset's name (``--dataset``): any text but an empty or blank one (an unset
   shell variable must not mean the default, or no name)."""
