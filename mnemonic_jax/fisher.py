@@ -464,10 +464,11 @@ def weighted_squared_gradients(
   check_input_shape(apply_fn, params, inputs)
   size = _chunk_size(n, microbatch_size, mesh)
   # One trace of the model answers both: which method, and the factorized program itself.
+  why: list = []  # Why the factorized path is refused, where the layers are covered.
   factorized = None if method == "vmap" else layer_taps.factorized_step(
       apply_fn, params, jax.ShapeDtypeStruct((size, *inputs.shape[1:]), jnp.result_type(inputs)),
       jax.ShapeDtypeStruct((size,), jnp.result_type(labels)),
-      jax.ShapeDtypeStruct((weights.shape[0], size), jnp.result_type(weights)), loss_fn)
+      jax.ShapeDtypeStruct((weights.shape[0], size), jnp.result_type(weights)), loss_fn, why)
   if method == "auto":
     method = "vmap" if factorized is None else "factorized"
   elif method == "factorized" and factorized is None:
@@ -481,7 +482,8 @@ def weighted_squared_gradients(
         "method='factorized' needs every parameter in a flax.linen Dense, DenseGeneral, "
         "Conv, LayerNorm, RMSNorm, inference-mode BatchNorm or registered layer "
         "(layer_taps.register_layer), each called once, on an input whose leading axis is "
-        "the examples (proven on the traced program); use method='vmap' for this model")
+        "the examples (proven on the traced program)" + "".join(f"; here {w}" for w in why)
+        + "; use method='vmap' for this model")
   if method == "factorized":
     step = lambda x, y, w: factorized(params, x, y, w)
   else:

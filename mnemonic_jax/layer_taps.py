@@ -281,7 +281,7 @@ def _summed(logits, labels):
   return sum(jnp.sum(v) for v in jax.tree.leaves(logits) if jnp.issubdtype(v.dtype, jnp.floating))
 
 
-def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
+def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn, why: list | None = None
                     ) -> Callable[[PyTree, jax.Array, jax.Array, jax.Array], PyTree] | None:
   """:func:`weighted_squared_gradients` traced once, or None where :func:`covers` is False.
 
@@ -296,6 +296,10 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
       or traced: the function is called with these same parameters).
     x, y, w: inputs ``(N, ...)``, labels ``(N,)`` and weights ``(K, N)``: arrays or
       ``jax.ShapeDtypeStruct``, of the shapes and dtypes the function is called with.
+    why: a list; where every parameter is in a tapped layer but the program is refused, a
+      sentence saying why is appended to it (a parameter read outside its layer, or the
+      layer whose input is not proven to hold one row per example and the operation that
+      lost the examples' axis).
 
   Returns:
     ``step(params, x, y, w)``: what :func:`weighted_squared_gradients` returns; or None.
@@ -316,9 +320,11 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn
     owners = dict(zip(closed.jaxpr.invars[first:], (_traced.scopes[k] for k in keypaths)))
     # And whether each tapped layer's input holds one row per example (walk5 V16).
     examples = closed.jaxpr.invars[first + len(keypaths)]
-    _verdicts[closed] = not _read_elsewhere(closed.jaxpr, owners, "") and (
-        layer_rows.rows_are_examples(closed.jaxpr, examples, len(set(_traced.scopes.values()))))
-  if not _verdicts[closed]:
+    _verdicts[closed] = _ELSEWHERE if _read_elsewhere(closed.jaxpr, owners, "") else (
+        layer_rows.unproven(closed.jaxpr, examples, len(set(_traced.scopes.values()))) or "")
+  if _verdicts[closed]:
+    if why is not None:
+      why.append(_verdicts[closed])
     return None
   return lambda params, x, y, w: _program(apply_fn, params, x, y, w, **options)
 
@@ -332,8 +338,10 @@ def _program(apply_fn, params, x, y, w, *, program, loss_fn):
 
 
 _traced = threading.local()
-#: Whether each cached trace of :func:`_program` reads a parameter outside its layer (False).
-_verdicts: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()
+#: Why each cached trace of :func:`_program` is refused ("" where it is not): a parameter
+#: read outside its layer, or :func:`layer_rows.unproven`'s sentence.
+_verdicts: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+_ELSEWHERE = "a parameter is read outside its own layer (a tied kernel, a penalty, ...)"
 
 
 def _scope(path: tuple) -> str:
@@ -424,8 +432,8 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, scopes=None) 
       static = tree.unflatten([None if a else v for v, a in zip(aux, arrays)])
       spec = _ProbeSpec(tap._replace(x=None, aux=static), tuple(arrays), path, out.dtype,
                         {name: jnp.shape(p) for name, p in node.items()})
-      return _probe(spec, out, layer_rows.mark(tap.x), [v for v, a in zip(aux, arrays) if a],
-                    node, w)
+      marked = layer_rows.mark(tap.x, "/".join(map(str, path)))
+      return _probe(spec, out, marked, [v for v, a in zip(aux, arrays) if a], node, w)
 
     logits, _ = _intercepted(apply_fn, params, x, finish)
     if set(scopes) != {_keys(kp) for kp, _ in leaves}:

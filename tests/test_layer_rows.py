@@ -1,9 +1,13 @@
 """The factorized Fisher taps a layer only where its input's rows are proven to be the
 examples (mnemonic_jax.layer_rows, walk5 V16)."""
 
+import inspect
+from typing import Callable
+
 import chex
 import flax.linen as nn
 import jax
+from jax import lax
 import jax.numpy as jnp
 import pytest
 
@@ -71,3 +75,126 @@ def test_operations_that_keep_the_examples_first_stay_factorized():
       mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(N), method="factorized"),
       mj.fisher_diagonal(apply_fn, params, codes, jnp.arange(N), method="vmap"),
       rtol=1e-4, atol=1e-7)
+
+
+def _while_fixed(h):  # The trip count is fixed; while loops have no reverse derivative.
+  return h + lax.while_loop(lambda c: c[0] < 3, lambda c: (c[0] + 1, c[1] * 1.1),
+                            (0, lax.stop_gradient(h)))[1]
+
+
+def _while_on_examples(h):  # The trip count depends on every example.
+  return h + lax.while_loop(lambda c: jnp.max(c) > 1, lambda c: c * 0.5, lax.stop_gradient(h))
+
+
+# Operations along the features of an (n, 8) hidden layer: each row stays its example's.
+ROW_PRESERVING = {
+    "split": lambda h: jnp.split(h, 2, axis=-1)[0] * jnp.split(h, [2, 5], axis=-1)[1][:, :1],
+    "glu": lambda h: nn.glu(h, axis=-1),
+    "tile": lambda h: jnp.tile(h, (1, 2)),
+    "repeat": lambda h: jnp.repeat(h, 2, axis=-1),
+    "stack": lambda h: jnp.stack([h, -h], axis=1).reshape(h.shape[0], -1),
+    "moveaxis": lambda h: jnp.moveaxis(h.reshape(-1, 2, 4), 1, 2).reshape(h.shape[0], -1),
+    "dynamic_slice": lambda h: lax.dynamic_slice_in_dim(h, 1, 3, axis=1),
+    "dynamic_update_slice": lambda h: lax.dynamic_update_slice_in_dim(
+        h, jnp.zeros((h.shape[0], 2)), 1, axis=1),
+    "scatter": lambda h: h.at[:, 0].set(0.0).at[:, 1].add(h[:, 2]),
+    "top_k": lambda h: lax.top_k(h, 3)[0],
+    "take_along_axis": lambda h: jnp.take_along_axis(h, jnp.argsort(h, axis=-1), axis=-1),
+    "embedding_lookup": lambda h: h + jnp.take(jnp.ones((8, 8)), jnp.argmax(h, -1), axis=0),
+    "fft": lambda h: jnp.abs(jnp.fft.rfft(h, axis=-1)),
+    "constant_on_the_left": lambda h: (jnp.ones((3, h.shape[1])) @ h.T).T,
+    "clamp_erf_inv_rem": lambda h: jax.scipy.special.erfinv(lax.clamp(-0.5, h, 0.5)) % 0.7,
+    "cumlogsumexp": lambda h: lax.cumlogsumexp(h, axis=1),
+    "where_iota": lambda h: jnp.where(jnp.arange(8) % 2 == 0, h, 0.0),
+    "cond": lambda h: lax.cond(True, lambda a: a, lambda a: -a, h),
+    "fori_loop": lambda h: lax.fori_loop(0, 2, lambda i, a: a * 1.1, h),
+    "while_loop": _while_fixed,
+    "depthwise_conv": lambda h: lax.conv_general_dilated(
+        h.reshape(-1, 4, 2), jnp.ones((3, 1, 2)), (1,), "SAME",
+        dimension_numbers=("NWC", "WIO", "NWC"), feature_group_count=2).reshape(h.shape[0], -1),
+    "max_pool": lambda h: nn.max_pool(h[..., None], (2,), strides=(2,)).reshape(h.shape[0], -1),
+}
+
+# The same kinds of operations along the examples, or steered by several examples: unproven.
+ROW_MIXING = {
+    "mean": lambda h: h - h.mean(0),
+    "batch_norm_train": lambda h: (h - h.mean(0)) / (h.std(0) + 1.0),
+    "roll": lambda h: jnp.roll(h, 1, axis=0),
+    "sort": lambda h: jnp.sort(h, axis=0),
+    "cumsum": lambda h: jnp.cumsum(h, 0),
+    "split": lambda h: jnp.concatenate(jnp.split(h, 2, axis=0)[::-1]),
+    "tile": lambda h: jnp.tile(h, (2, 1))[1:h.shape[0] + 1],
+    "dynamic_slice": lambda h: jnp.concatenate(
+        [lax.dynamic_slice_in_dim(h, 1, h.shape[0] - 1, 0), h[:1]]),
+    "dynamic_update_slice_index": lambda h: lax.dynamic_update_slice_in_dim(
+        h, jnp.zeros((h.shape[0], 2)), jnp.argmax(h[:, 0]), axis=1),
+    "scatter_row": lambda h: h.at[0].set(h[1]),
+    "scatter_index": lambda h: h.at[:, jnp.argmax(h[:, 0])].set(0.0),
+    "top_k": lambda h: lax.top_k(h.T, h.shape[0])[0].T,
+    "take_along_axis": lambda h: jnp.take_along_axis(h, jnp.argsort(h, axis=0), axis=0),
+    "take_along_axis_indices": lambda h: jnp.take_along_axis(h, jnp.argsort(h, axis=0), axis=1),
+    "gather_rows": lambda h: h[jnp.argsort(h[:, 0])],
+    "fft": lambda h: jnp.abs(jnp.fft.fft(h, axis=0)),
+    "pad": lambda h: jnp.pad(h, ((1, 0), (0, 0)))[:h.shape[0]],
+    "outer": lambda h: jnp.einsum("nf,mf->nm", h, h) @ jnp.ones((h.shape[0], 8)),
+    "cond": lambda h: lax.cond(h.sum() > 0, lambda a: a, lambda a: -a, h),
+    "cond_branch": lambda h: lax.cond(True, lambda a: a, lambda a: a[::-1], h),
+    "while_loop": _while_on_examples,
+    "scan_over_examples": lambda h: lax.scan(lambda c, r: (c + r, c + r), jnp.zeros(8), h)[1],
+    "scan_carry": lambda h: lax.scan(lambda c, _: (c + c.sum(0), None), h, None, length=2)[0],
+}
+
+
+class _Between(nn.Module):
+  """``Dense -> op -> Dense``: the second layer's input is the operation's output."""
+
+  op: Callable
+
+  @nn.compact
+  def __call__(self, x):
+    return nn.Dense(N)(self.op(nn.Dense(8)(x)))
+
+
+def _covers(op) -> bool:
+  model = _Between(op)
+  x = jnp.ones((N, 6))
+  params = model.init(jax.random.key(0), x)["params"]
+  return layer_taps.covers(lambda p, x: model.apply({"params": p}, x), params, x)
+
+
+@pytest.mark.parametrize("name", sorted(ROW_PRESERVING))
+def test_operations_along_other_axes_are_proven(name):
+  """walk7 F1: split, tile, dynamic slices, top_k, take_along_axis, fft, cond and loops were
+  unknown, so a GLU with one fused projection took the vmap path (29x slower), silently."""
+  assert _covers(ROW_PRESERVING[name])
+
+
+@pytest.mark.parametrize("name", sorted(ROW_MIXING))
+def test_operations_that_mix_the_examples_stay_unproven(name):
+  assert not _covers(ROW_MIXING[name])
+
+
+@pytest.mark.parametrize("name", ["glu", "take_along_axis", "fori_loop"])
+def test_newly_proven_operations_give_vmaps_fisher(name):
+  model = _Between(ROW_PRESERVING[name])
+  x = jax.random.normal(jax.random.key(0), (N, 6))
+  params = model.init(jax.random.key(1), x)["params"]
+  apply_fn = lambda p, x: model.apply({"params": p}, x)
+  chex.assert_trees_all_close(
+      mj.fisher_diagonal(apply_fn, params, x, jnp.arange(N), method="factorized"),
+      mj.fisher_diagonal(apply_fn, params, x, jnp.arange(N), method="vmap"),
+      rtol=1e-4, atol=1e-7)
+
+
+def test_the_refusal_names_the_operation_and_the_layer():
+  """'factorized' said only which layer kinds it handles; now which layer's input is unproven
+  and which operation (with its line) lost the examples' axis."""
+  model = _Between(lambda h: jnp.flip(h, 0))  # The outer Dense is built first: Dense_0.
+  x = jnp.ones((N, 6))
+  params = model.init(jax.random.key(0), x)["params"]
+  line = inspect.getsourcelines(test_the_refusal_names_the_operation_and_the_layer)[1] + 3
+  with pytest.raises(ValueError, match=(
+      rf"input of layer Dense_0 is not proven .*'rev' \(dimensions=\(0,\)\) at "
+      rf".*test_layer_rows.py:{line}")):
+    mj.fisher_diagonal(lambda p, x: model.apply({"params": p}, x), params, x, jnp.arange(N),
+                       method="factorized")
