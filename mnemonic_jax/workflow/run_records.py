@@ -79,7 +79,10 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
   release, on the first two alone). Anything else there (a forgotten model put there with
   ``--force``, another run's bundle, something that is not a bundle or does not load) is
   refused, and so is a log with lines it did not write (:func:`.run_metrics.check_finished_log`):
-  ``train`` never replaces what it did not write. Only reads.
+  ``train`` never replaces what it did not write. A workdir whose run (its last checkpoint,
+  or its bundle when no checkpoint records a config) is of another config is refused as a
+  whole, advising a new workdir or the run's own config, never to move or delete what that
+  run wrote (:func:`other_run`). Only reads.
 
   Args:
     config: the experiment config.
@@ -113,19 +116,25 @@ def finished_run(config: Mapping[str, Any], workdir: str | pathlib.Path) -> Bund
   plain = json.loads(json.dumps(to_plain(config), default=str))  # As the bundle holds it.
   saved = bundle.config if isinstance(bundle.config, Mapping) else {}
   diff = config_diff(plain, saved)
-  if diff:
+  last = checkpointing.read_step_metadata(workdir / "train")
+  step, metadata = ((last[0], last[1].get("metadata") or {}) if last is not None and last[1].get(
+      "version") == checkpointing.TRAIN_VERSION else (None, None))  # None: removed, or older.
+  kept = (metadata or {}).get("config")  # The config of the workdir's run (its checkpoints).
+  ours = isinstance(kept, Mapping) and not config_diff(plain, kept)
+  if diff and not ours:  # The workdir's own run is of another config: nothing of it to move.
+    raise checkpointing.CheckpointError(other_run(workdir, plain, saved, diff))
+  if diff:  # Another run's bundle put in this run's workdir: moved away, this run writes its own.
     key = diff[0]
     raise checkpointing.CheckpointError(not_ours(
         path, f"it was trained with another config: {key} {saved.get(key)!r} there, "
               f"{plain.get(key)!r} in this run"))
+  if isinstance(kept, Mapping) and not ours:  # This config's bundle, another's checkpoints.
+    raise checkpointing.CheckpointError(other_run(workdir, plain, kept, config_diff(plain, kept)))
   if bundle.history:
     done = ", ".join(entry.get("event") or f"forget {entry.get('classes')}"
                      for entry in bundle.history[:3])
     raise checkpointing.CheckpointError(not_ours(
         path, f"its history records {len(bundle.history)} change(s) since training: {done}"))
-  last = checkpointing.read_step_metadata(workdir / "train")
-  step, metadata = ((last[0], last[1].get("metadata") or {}) if last is not None and last[1].get(
-      "version") == checkpointing.TRAIN_VERSION else (None, None))  # None: removed, or older.
   recorded = (metadata or {}).get(BUNDLE_DIGEST)
   if metadata is not None and (recorded is None or recorded != arrays_sha256(
       bundle.params, bundle.batch_stats, bundle.codes)):
@@ -158,6 +167,16 @@ def _reason(error: Exception, path: pathlib.Path) -> str:
       text = text[len(prefix):]
       break
   return f"it does not load as a bundle: {text.split('; ')[0]}"
+
+
+def other_run(workdir: pathlib.Path, config: Mapping[str, Any], saved: Mapping[str, Any],
+              diff: list[str]) -> str:
+  """The one-line refusal of a workdir whose run is of another config (``saved``) than
+  ``config``, ``diff`` their differing fields: never to delete or move what that run wrote,
+  only to train elsewhere or give the run's own config."""
+  shown = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in diff[:3])
+  return (f"{workdir} holds a run with another config ({shown}); use a new workdir to train "
+          "this config, or the workdir's own config to resume or rerun its run")
 
 
 def not_ours(path: pathlib.Path, reason: str, again: bool = False) -> str:
@@ -193,7 +212,8 @@ def check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainCheck
   """
   step, steps = restored.step, ckpt.all_steps()
   folder, away = ckpt.directory / str(step), foreign_step_fix(ckpt.directory, step, steps)
-  if step > total:
+  _check_same_config(config, restored, ckpt, workdir, folder, away)  # First: before any
+  if step > total:  # advice to delete a step, which another config's run would lose.
     raise checkpointing.CheckpointError(
         f"{folder}: step {step} is past this run's last step, {total}; {away}")
   generator = restored.metadata.get(PRNG)  # None: a checkpoint of an older release.
@@ -209,6 +229,14 @@ def check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainCheck
     raise errors.BadRequest(
         f"{workdir} was trained with another model ({'; '.join(changed)}): resumed, the run "
         "would end as a mix of two models; restore the model's defaults, or use a new workdir")
+
+
+def _check_same_config(config: Mapping[str, Any], restored: checkpointing.TrainCheckpoint,
+                       ckpt: checkpointing.TrainCheckpointer, workdir: pathlib.Path,
+                       folder: pathlib.Path, away: str) -> None:
+  """Refuses a step of another config: named, to take away, if it follows steps of this
+  config (copied in from another run); the workdir as a whole otherwise."""
+  step, steps = restored.step, ckpt.all_steps()
   saved = restored.metadata.get("config")
   if saved is None:
     return
@@ -225,9 +253,7 @@ def check_same_run(config: Mapping[str, Any], restored: checkpointing.TrainCheck
     raise checkpointing.CheckpointError(
         f"{folder}: a step of a run with another config ({shown}) than this run and its "
         f"step {before[-1]}; {away}")
-  raise errors.BadRequest(
-      f"{workdir} holds a run with another config ({shown}); use a new workdir to start "
-      "a new run, or the same config to resume")
+  raise errors.BadRequest(other_run(workdir, config, saved, diff))
 
 
 def _step_config(directory: pathlib.Path, step: int) -> Mapping[str, Any]:
