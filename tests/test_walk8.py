@@ -2,9 +2,15 @@
 delete what that run wrote; workdir_lock never has two holders; class names that print alike
 or break a line are refused."""
 
+import os
 import shutil
+import types
+
+import pytest
 
 from cli_support import assert_refused, config_file, run_commands, small_config
+from mnemonic_jax import checkpointing
+from mnemonic_jax.checkpointing import train_checkpoints
 
 #: small_config(): 176 steps (22 an epoch, 8 epochs); epochs=6 ends at step 132.
 CONFIG = small_config()
@@ -32,3 +38,33 @@ def test_another_config_on_a_finished_workdir_is_never_told_to_move_or_delete_it
     advice = line.split(" holds a run ", 1)[1]
     assert "delete" not in advice and "move" not in advice, line
     assert ran[name].before == ran[name].after, name
+
+
+@pytest.mark.parametrize("meanwhile", ["removed", "replaced"])
+def test_workdir_lock_never_holds_a_lock_file_removed_before_it_locked(tmp_path, monkeypatch,
+                                                                       meanwhile):
+  """F7: a refused run removes the lock file it created while holding it. A process that
+  opened that file before and locked it after held a file no one else sees, and the next
+  run created a new one and locked that too: two runs in one workdir. Simulated here: the
+  file at .lock removed (or replaced by the next run's) between this call's open and its
+  flock. The lock now taken is the one at .lock: a second run is refused as in use."""
+  path = tmp_path / "run" / checkpointing.LOCK_FILE
+  real = train_checkpoints.fcntl
+  calls = []
+
+  def flock(fd, operation):
+    if not calls:  # Between the first open and its lock, another run puts its workdir back.
+      path.unlink()
+      if meanwhile == "replaced":
+        path.write_text("4242\n")
+    calls.append(fd)
+    return real.flock(fd, operation)
+
+  monkeypatch.setattr(train_checkpoints, "fcntl", types.SimpleNamespace(
+      flock=flock, LOCK_EX=real.LOCK_EX, LOCK_NB=real.LOCK_NB))
+  with checkpointing.workdir_lock(tmp_path / "run"):
+    assert len(calls) == 2  # The orphaned file let go, the one at .lock locked.
+    assert path.read_text() == f"{os.getpid()}\n"
+    with pytest.raises(checkpointing.CheckpointError, match="is in use by another train run"):
+      with checkpointing.workdir_lock(tmp_path / "run"):
+        pass

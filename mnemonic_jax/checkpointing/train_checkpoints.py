@@ -127,7 +127,9 @@ def workdir_lock(workdir: PathLike, *,
   refused resume): with ``untouched`` saying so, the file is put back as it was before the
   lock was taken, while still held (removed if this call created it, with the folders it
   made for it; its earlier contents written back otherwise), so that a refusal leaves the
-  workdir as it found it. Works across processes of one machine and on file systems with
+  workdir as it found it. A lock taken on a file removed or replaced meanwhile (opened
+  before such a refusal removed it) is let go and taken again on the one at the path, so
+  that no two runs hold it. Works across processes of one machine and on file systems with
   working ``flock`` (local disks, NFSv4); not on platforms without ``fcntl`` (no locking
   there).
 
@@ -153,27 +155,16 @@ def workdir_lock(workdir: PathLike, *,
     return
   made = [workdir, *workdir.parents]  # The folders this call creates, deepest first.
   made = made[:next(i for i, d in enumerate(made) if os.path.lexists(d))]
-  existed = os.path.lexists(path)
-  workdir.mkdir(parents=True, exist_ok=True)
-  try:  # Never through a link (the pid written would land in its target), never blocking.
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-                 | getattr(os, "O_CLOEXEC", 0), 0o644)
-  except OSError as e:
-    raise CheckpointError(f"cannot open the lock file {path} ({e.strerror or e}); remove it "
-                          "if it is a link, or use another --workdir") from None
+  for _ in range(_LOCK_TRIES):
+    opened = _open_locked(workdir, path)
+    if opened is not None:
+      fd, existed = opened
+      break
+  else:
+    raise CheckpointError(
+        f"{path} was removed or replaced each time this run took its lock ({_LOCK_TRIES} "
+        "times: other runs refused there?); try again, or use another --workdir")
   try:
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-      raise CheckpointError(f"{path} is not a regular file; remove it, or use another "
-                            "--workdir")
-    try:
-      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError as e:
-      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-        raise
-      holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-      raise CheckpointError(
-          f"{workdir} is in use by another train run (process {holder or 'unknown'} holds "
-          f"{path}); wait for it to finish, or use another --workdir") from None
     before = os.pread(fd, os.fstat(fd).st_size, 0) if existed else b""
     os.ftruncate(fd, 0)
     os.pwrite(fd, f"{os.getpid()}\n".encode("ascii"), 0)
@@ -193,6 +184,64 @@ def workdir_lock(workdir: PathLike, *,
   finally:
     os.close(fd)  # Releases the lock.
 
+
+#: How many times :func:`workdir_lock` takes a lock whose file was removed or replaced
+#: meanwhile (by a refused run putting its workdir back) before it gives up.
+_LOCK_TRIES = 10
+
+
+def _open_locked(workdir: pathlib.Path, path: pathlib.Path) -> tuple[int, bool] | None:
+  """``path`` opened (created if need be, with ``workdir``) and locked: its descriptor and
+  whether the file was there before (False: this call created it), or None if the file
+  locked is no longer the one at ``path`` (or went between two opens).
+
+  A run that refuses unlinks the lock file it created while holding it; a process that
+  opened that file before and locks it after holds a file no one else sees, while a third
+  creates a new one at ``path`` and locks that: two holders. The file locked is checked to
+  still be the one at ``path`` once held, as the lock is what makes it so.
+
+  Raises:
+    CheckpointError: it cannot be opened, is not a regular file, or another process holds
+      the lock.
+  """
+  workdir.mkdir(parents=True, exist_ok=True)
+  # Never through a link (the pid written would land in its target), never blocking.
+  flags = os.O_RDWR | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+  try:
+    try:
+      fd, existed = os.open(path, flags | os.O_CREAT | os.O_EXCL, 0o644), False
+    except FileExistsError:
+      fd, existed = os.open(path, flags), True
+  except FileNotFoundError:  # Removed between the two opens.
+    return None
+  except OSError as e:
+    raise CheckpointError(f"cannot open the lock file {path} ({e.strerror or e}); remove it "
+                          "if it is a link, or use another --workdir") from None
+  try:
+    held = os.fstat(fd)
+    if not stat.S_ISREG(held.st_mode):
+      raise CheckpointError(f"{path} is not a regular file; remove it, or use another "
+                            "--workdir")
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+      if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+        raise
+      holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+      raise CheckpointError(
+          f"{workdir} is in use by another train run (process {holder or 'unknown'} holds "
+          f"{path}); wait for it to finish, or use another --workdir") from None
+    try:
+      now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+      now = None
+  except BaseException:
+    os.close(fd)
+    raise
+  if now is not None and (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+    return fd, existed
+  os.close(fd)  # Removed or replaced since it was opened: the lock is on the new one.
+  return None
 
 
 def remove_orbax_temporaries(directory: PathLike) -> list[pathlib.Path]:
