@@ -6,11 +6,16 @@ import os
 import shutil
 import types
 
+import flax.serialization
+import jax
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from cli_support import assert_refused, config_file, run_commands, small_config
-from mnemonic_jax import checkpointing
+from mnemonic_jax import checkpointing, errors
 from mnemonic_jax.checkpointing import train_checkpoints
+from mnemonic_jax.models import create_model
 
 #: small_config(): 176 steps (22 an epoch, 8 epochs); epochs=6 ends at step 132.
 CONFIG = small_config()
@@ -68,3 +73,22 @@ def test_workdir_lock_never_holds_a_lock_file_removed_before_it_locked(tmp_path,
     with pytest.raises(checkpointing.CheckpointError, match="is in use by another train run"):
       with checkpointing.workdir_lock(tmp_path / "run"):
         pass
+
+
+def _import(tmp_path, class_names):
+  """import_params of a 3-class MLP on 2x2 images into ``tmp_path/out``."""
+  params = create_model("mlp", 3, hidden=(4,)).init(jax.random.key(0), jnp.zeros((1, 2, 2, 1)))
+  path = tmp_path / "p.msgpack"
+  path.write_bytes(flax.serialization.to_bytes(params))
+  return checkpointing.import_params(
+      path, np.zeros((3, 2, 2, 1), np.float32), model_name="mlp", model_kwargs={"hidden": (4,)},
+      num_classes=3, input_shape=(2, 2, 1), output=tmp_path / "out", mean=(0.0,), std=(1.0,),
+      class_names=class_names)
+
+
+def test_a_0d_array_of_class_names_is_refused_as_other_non_sequences(tmp_path):
+  """F5: np.array('abc') passed the 'sequence or array' test, then list() raised a bare
+  TypeError ('iteration over a 0-d array')."""
+  with pytest.raises(errors.BadRequestType, match="a sequence of str.*got ndarray"):
+    _import(tmp_path, np.array("abc"))
+  assert not (tmp_path / "out").exists()

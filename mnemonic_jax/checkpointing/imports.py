@@ -400,13 +400,13 @@ def _check_class_names(class_names: Sequence[str] | None, num_classes: int) -> N
 
   Raises:
     BadRequestType: ``class_names`` is a ``str`` (it would be split into its characters) or
-      not a sequence, or a name is not a ``str`` (None, a number); naming it.
+      not a sequence (a 0-d array too), or a name is not a ``str`` (None, a number); naming it.
     CheckpointError: naming the class, or the name given twice.
   """
   if class_names is None:
     return
-  if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (Sequence,
-                                                                          np.ndarray)):
+  if isinstance(class_names, (str, bytes)) or not isinstance(class_names, (
+      Sequence, np.ndarray)) or getattr(class_names, "ndim", 1) == 0:  # A 0-d array: one str.
     raise errors.BadRequestType(
         f"class_names must be a sequence of str, one name per class (e.g. ['cat', 'dog']); "
         f"got {type(class_names).__name__} {class_names!r:.40}")
