@@ -14,7 +14,7 @@ import pytest
 
 from cli_support import assert_refused, config_file, run_commands, small_config
 from mnemonic_jax import checkpointing, errors
-from mnemonic_jax.checkpointing import train_checkpoints
+from mnemonic_jax.checkpointing import imports, train_checkpoints
 from mnemonic_jax.models import create_model
 
 #: small_config(): 176 steps (22 an epoch, 8 epochs); epochs=6 ends at step 132.
@@ -92,3 +92,46 @@ def test_a_0d_array_of_class_names_is_refused_as_other_non_sequences(tmp_path):
   with pytest.raises(errors.BadRequestType, match="a sequence of str.*got ndarray"):
     _import(tmp_path, np.array("abc"))
   assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.filterwarnings("ignore::mnemonic_jax.checkpointing.CodesNotLearnedWarning")
+def test_class_names_that_print_alike_or_break_a_line_are_refused(tmp_path):
+  """F4: only space around a name and control characters were refused. Names with a
+  zero-width space ('a' beside 'a\\u200b'), NFC beside NFD, a lone combining mark, a line
+  separator, a bidi override or 10,000 characters passed. Case-distinct names stay allowed."""
+  refused = {
+      ("a", "a\u200b", "b"): "class 1, 'a\\\\u200b', holds an invisible format character "
+                             r"\(U\+200B\)",
+      ("\u200b", "a", "b"): "class 0, '\\\\u200b', holds an invisible",
+      ("\u00e9", "e\u0301", "b"): r"classes 0 and 1, '\\xe9' and 'e\\u0301', print alike",
+      ("a b", "a\u00a0b", "c"): "classes 0 and 1, 'a b' and 'a\\\\xa0b', print alike",
+      ("\u0301", "a", "b"): r"class 0, '\\u0301', starts with a combining mark \(U\+0301\)",
+      ("a\u2028b", "a", "b"): r"class 0, 'a\\u2028b', holds a line separator \(U\+2028\)",
+      ("ab\u202ec", "a", "b"): r"holds an invisible format character \(U\+202E\)",
+      ("x" * 10_000, "a", "b"): r"class 0, 'x+\.\.\., has 10000 characters, more than 200",
+  }
+  for names, words in refused.items():
+    with pytest.raises(checkpointing.CheckpointError, match=words):
+      _import(tmp_path, names)
+    assert not (tmp_path / "out").exists()
+  out = _import(tmp_path, ("A", "a", "x" * imports.MAX_CLASS_NAME_CHARS))
+  assert checkpointing.load_bundle(out).class_names[:2] == ("A", "a")
+
+
+def test_the_import_command_refuses_such_class_names_too(tmp_path):
+  """F4 through the real command: --class-names goes through import_params' check; one
+  line, exit 2, nothing written."""
+  params = create_model("mlp", 3).init(jax.random.key(0), jnp.zeros((1, 2, 2, 1)))
+  (tmp_path / "p.msgpack").write_bytes(flax.serialization.to_bytes(params))
+  np.save(tmp_path / "codes.npy", np.zeros((3, 2, 2, 1), np.float32))
+  command = ("import", "--model", "mlp", "--params", tmp_path / "p.msgpack", "--codes",
+             tmp_path / "codes.npy", "--num-classes", "3", "--input-shape", "2,2,1", "--mean",
+             "0", "--std", "1", "--output", tmp_path / "out", "--class-names")
+  words = {"a,a\u200b,b": "holds an invisible format character (U+200B)",
+           "\u00e9,e\u0301,b": "print alike",
+           "a\u2028b,c,d": "holds a line separator (U+2028)"}
+  ran = run_commands({value: dict(args=(*command, value), cwd=tmp_path, watch=[tmp_path])
+                      for value in words})
+  for value, said in words.items():
+    assert_refused(ran[value].result, said)
+    assert ran[value].before == ran[value].after, value

@@ -278,7 +278,8 @@ def import_params(
       [0, 1]. Required: only the user knows it (``(0.0,)`` with ``std=(1.0,)`` for
       images only scaled).
     std: the per-channel standard deviation the centred images were divided by.
-    class_names: one name per class (a sequence of str), or none (empty, or None).
+    class_names: one name per class (a sequence of str), or none (empty, or None). Names
+      differing in case only ('A', 'a') are distinct.
     dataset: name of the training dataset.
     config: training configuration to record (JSON-able).
     force: replace an existing bundle at ``output``.
@@ -310,7 +311,9 @@ def import_params(
       params, batch_stats or codes hold NaN or inf (also after casting to the model's
       dtypes), the mean or std is not finite or the std not > 0, or the output exists
       without ``force``, or ``class_names`` are given but not one non-empty, distinct name
-      per class (no space around it, no control character). Nothing is written then.
+      per class (no space around it, no control, format or line-breaking character, not
+      starting with a combining mark, at most :data:`MAX_CLASS_NAME_CHARS` characters, no
+      two alike once composed: see :func:`_check_class_names`). Nothing is written then.
     BadRequestType: ``class_names`` is a ``str`` or not a sequence, or a name not a
       ``str``. Nothing is written then.
   """
@@ -393,10 +396,25 @@ def import_params(
 
 
 
+#: The most characters a class name may have (reports print it in a table's cell).
+MAX_CLASS_NAME_CHARS = 200
+#: Unicode categories a class name may not hold: control characters (a newline breaks a
+#: report's table), format characters (invisible: a zero-width space, a bidi override that
+#: reorders the text printed), surrogates, and line and paragraph separators.
+_REFUSED_CATEGORIES = {"Cc": "a control character (a newline, a tab, ...)",
+                       "Cf": "an invisible format character", "Cs": "a lone surrogate",
+                       "Zl": "a line separator", "Zp": "a paragraph separator"}
+
+
 def _check_class_names(class_names: Sequence[str] | None, num_classes: int) -> None:
-  """Refuses class names that are given (any; None or empty: none) but not one distinct
-  name per class, each a ``str`` that is not empty, has no space around it (it would print
-  as another name) and holds no control character (a newline breaks the report's table).
+  """Refuses class names that are given (any; None or empty: none) but not one name per
+  class that prints as itself and apart from the others: each a ``str`` that is not empty,
+  of at most :data:`MAX_CLASS_NAME_CHARS` characters, with no space around it, holding no
+  control, format (zero-width, bidi), surrogate or line-breaking character
+  (:data:`_REFUSED_CATEGORIES`), not starting with a combining mark; and no two names alike
+  once in Unicode's composed form (NFC) with each run of spaces one ``' '`` ('\\u00e9' and
+  'e\\u0301', 'a\\u00a0b' and 'a b'). Names differing in case only ('A', 'a') stay apart:
+  they print apart, and datasets name classes so (EMNIST's letters).
 
   Raises:
     BadRequestType: ``class_names`` is a ``str`` (it would be split into its characters) or
@@ -425,13 +443,42 @@ def _check_class_names(class_names: Sequence[str] | None, num_classes: int) -> N
     raise CheckpointError(f"the name of class {blank[0]} is empty (a trailing or doubled "
                           "comma?); give every class a name")
   for i, name in enumerate(names):
-    if name != name.strip():
-      raise CheckpointError(f"the name of class {i}, {name!r}, has space around it (it "
-                            f"prints as {name.strip()!r}); give it without")
-    if any(unicodedata.category(c) == "Cc" for c in name):
-      raise CheckpointError(f"the name of class {i}, {name!r}, holds a control character "
-                            "(a newline, a tab, ...): reports print it; give it without")
+    _check_class_name(i, name)
   twice = sorted({n for n in names if names.count(n) > 1})
   if twice:
     raise CheckpointError(f"the class name {twice[0]!r} is given {names.count(twice[0])} "
                           "times; give each class a name of its own")
+  seen: dict[str, int] = {}
+  for i, name in enumerate(names):
+    key = " ".join(unicodedata.normalize("NFC", name).split())
+    if key in seen:
+      raise CheckpointError(
+          f"the names of classes {seen[key]} and {i}, {ascii(names[seen[key]])} and "
+          f"{ascii(name)}, "
+          "print alike (the same text in other Unicode forms or spaces); give each class a "
+          "name of its own")
+    seen[key] = i
+
+
+def _check_class_name(i: int, name: str) -> None:
+  """Refuses a non-empty class name that does not print as itself (see
+  :func:`_check_class_names`).
+
+  Raises:
+    CheckpointError: naming the class and the name (cut short when too long).
+  """
+  if len(name) > MAX_CLASS_NAME_CHARS:
+    raise CheckpointError(f"the name of class {i}, {name!r:.40}..., has {len(name)} "
+                          f"characters, more than {MAX_CLASS_NAME_CHARS}; give a shorter one")
+  if name != name.strip():
+    raise CheckpointError(f"the name of class {i}, {name!r}, has space around it (it "
+                          f"prints as {name.strip()!r}); give it without")
+  for c in name:
+    what = _REFUSED_CATEGORIES.get(unicodedata.category(c))
+    if what is not None:
+      raise CheckpointError(f"the name of class {i}, {name!r}, holds {what} (U+{ord(c):04X}): "
+                            "reports print it; give it without")
+  if unicodedata.category(name[0]).startswith("M"):
+    raise CheckpointError(f"the name of class {i}, {ascii(name)}, starts with a combining mark "
+                          f"(U+{ord(name[0]):04X}), which prints on what comes before it; "
+                          "give it without")
