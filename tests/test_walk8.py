@@ -135,3 +135,19 @@ def test_the_import_command_refuses_such_class_names_too(tmp_path):
   for value, said in words.items():
     assert_refused(ran[value].result, said)
     assert ran[value].before == ran[value].after, value
+
+
+def test_a_lock_file_that_is_a_directory_is_named_so(tmp_path):
+  """F6: a .lock directory got 'cannot open the lock file ... (Is a directory); remove it if
+  it is a link'; a link still gets the link advice."""
+  (tmp_path / "run" / checkpointing.LOCK_FILE).mkdir(parents=True)
+  with pytest.raises(checkpointing.CheckpointError,
+                     match=r"\.lock is a directory, not a lock file; remove it, or use"):
+    with checkpointing.workdir_lock(tmp_path / "run"):
+      pass
+  (tmp_path / "other").mkdir()
+  (tmp_path / "other" / checkpointing.LOCK_FILE).symlink_to(tmp_path / "target")
+  with pytest.raises(checkpointing.CheckpointError, match="remove it if it is a link"):
+    with checkpointing.workdir_lock(tmp_path / "other"):
+      pass
+  assert not (tmp_path / "target").exists()

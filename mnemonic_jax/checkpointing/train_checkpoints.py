@@ -215,8 +215,9 @@ def _open_locked(workdir: pathlib.Path, path: pathlib.Path) -> tuple[int, bool] 
   except FileNotFoundError:  # Removed between the two opens.
     return None
   except OSError as e:
-    raise CheckpointError(f"cannot open the lock file {path} ({e.strerror or e}); remove it "
-                          "if it is a link, or use another --workdir") from None
+    fix = ("is a directory, not a lock file; remove it" if e.errno == errno.EISDIR else
+           f"cannot be opened as the lock file ({e.strerror or e}); remove it if it is a link")
+    raise CheckpointError(f"{path} {fix}, or use another --workdir") from None
   try:
     held = os.fstat(fd)
     if not stat.S_ISREG(held.st_mode):
