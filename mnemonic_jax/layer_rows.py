@@ -28,6 +28,16 @@ gather along the examples' axis, a primitive not listed) makes its outputs unkno
 input whose examples are not proven to be its leading axis sends ``"auto"`` to the exact
 vmap path and makes ``"factorized"`` refuse, naming the layer and the operation: a
 conservative answer costs speed, never exactness.
+
+The formulas also weight row ``n`` of each layer's output gradient ``delta`` as the gradient
+of example ``n``'s loss alone. That holds where nothing between the layer's output and the
+losses mixes rows (walk8 F1: ``logits + jnp.roll(logits, 2, 0)`` after the last layer, 60%
+off) and no backward rule does (a ``custom_vjp`` whose forward keeps the rows but whose
+backward mixes them, 92% off; invisible in any forward check). So the same rules follow the
+backward pass too: the losses' cotangent ``(N,)`` passes through :func:`source` (row ``n``:
+example ``n``'s), and each ``delta`` through :func:`mark_delta`; a ``delta`` whose row ``n``
+is not proven to come from example ``n`` and row ``n`` of that cotangent alone is unproven
+like an input (the transpose of a roll, a sum over the examples, a user's backward rule).
 """
 
 import math
@@ -38,8 +48,11 @@ from typing import Callable
 import jax
 from jax.extend import core as jex_core
 
-#: The name of the identity each tapped layer's input passes through (:func:`mark`).
-MARK = "mnemonic_jax_tap_input"
+#: The names of the identities each tapped layer's input (:func:`mark`) and output gradient
+#: (:func:`mark_delta`) pass through, and of the one the per-example losses' cotangent (the
+#: backward pass's seed) passes through (:func:`source`).
+MARK, DELTA, SOURCE = ("mnemonic_jax_tap_input", "mnemonic_jax_tap_delta",
+                       "mnemonic_jax_loss_seed")
 Status = int | str | None  # The examples' axis; a reason it is unknown; None: independent.
 
 
@@ -48,7 +61,18 @@ def mnemonic_jax_tap_input(x):
   return x
 
 
-_marker = jax.jit(mnemonic_jax_tap_input)
+def mnemonic_jax_tap_delta(x):
+  """The identity, jitted under this name (:data:`DELTA`)."""
+  return x
+
+
+def mnemonic_jax_loss_seed(x):
+  """The identity, jitted under this name (:data:`SOURCE`)."""
+  return x
+
+
+_marker, _delta_marker, _source = map(
+    jax.jit, (mnemonic_jax_tap_input, mnemonic_jax_tap_delta, mnemonic_jax_loss_seed))
 
 
 def mark(x: jax.Array, layer: str = "") -> jax.Array:
@@ -59,9 +83,25 @@ def mark(x: jax.Array, layer: str = "") -> jax.Array:
     return _marker(jax.lax.stop_gradient(x))
 
 
+def mark_delta(delta: jax.Array, layer: str = "") -> jax.Array:
+  """``delta`` itself, staged as a call named :data:`DELTA` in a name scope naming ``layer``:
+  the gradient of the summed losses with respect to the layer's output, which the
+  formulas weight row by row as the gradient of each example's own loss."""
+  with jax.named_scope(f"{MARK}[{layer}]"):
+    return _delta_marker(delta)
+
+
+def source(seed: jax.Array) -> jax.Array:
+  """``seed`` itself, staged as a call named :data:`SOURCE`: the cotangent ``(N,)`` of the
+  per-example losses, whose row ``n`` :func:`unproven` takes as example ``n``'s own (the
+  backward pass starts there; a gradient row ``n`` computed from it alone is example
+  ``n``'s loss's alone)."""
+  return _source(seed)
+
+
 def rows_are_examples(jaxpr, inputs, count: int) -> bool:
-  """Whether each of ``count`` marked values holds one row per example of ``inputs``
-  (:func:`unproven` is None)."""
+  """Whether each of ``count`` tapped layers' marked input and output gradient holds one row
+  per example of ``inputs`` (:func:`unproven` is None)."""
   return unproven(jaxpr, inputs, count) is None
 
 
@@ -69,27 +109,40 @@ def unproven(jaxpr, inputs, count: int) -> str | None:
   """Why some marked value is not proven to hold one row per example of ``inputs``.
 
   Args:
-    jaxpr: the traced program (a ``jax.extend.core.Jaxpr``).
-    inputs: its invar holding the examples ``(N, ...)``.
-    count: how many marked values the program holds (one per tapped layer).
+    jaxpr: the traced program, forward and backward (a ``jax.extend.core.Jaxpr``).
+    inputs: its invar holding the examples ``(N, ...)``, or several (the labels ``(N,)``).
+    count: how many tapped layers the program holds (each with a marked input and output
+      gradient).
 
   Returns:
-    None when exactly ``count`` marks are found and each one's input is proven to have the
-    examples as its leading axis, row ``n`` depending on example ``n`` only; else a
-    sentence naming the first layer whose input is not and why (the operation, with its
-    source line, that lost the examples' axis).
+    None when exactly ``count`` marks of each kind are found, each input mark's value is
+    proven to have the examples as its leading axis, row ``n`` depending on example ``n``
+    only, and each output gradient's too, row ``n`` depending on example ``n`` and on row
+    ``n`` of the losses' cotangent only (or on neither: a zero gradient; or ``N`` is 1,
+    a microbatch of one example: its gradients are its own); else a sentence
+    naming the first layer whose input or output gradient is not and why (the operation,
+    with its source line, that lost the examples' axis: in the forward pass, or in a
+    backward rule such as a ``custom_vjp``'s, or a forward operation mixing rows after the
+    layer whose transpose mixes its gradient's rows).
   """
+  inputs = (inputs,) if isinstance(inputs, jex_core.Var) else tuple(inputs)
   found: list = []
-  _follow(jaxpr, {inputs: 0}, inputs.aval.shape[0], found, count, ())
-  if len(found) != count:
-    return f"{len(found)} tapped layer inputs found in the traced program, {count} expected"
-  for layer, status in found:
-    if status is None:
+  n = inputs[0].aval.shape[0]
+  _follow(jaxpr, {v: 0 for v in inputs}, n, found, 2 * count, ())
+  kinds = [kind for kind, _, _ in found]
+  if kinds.count(MARK) != count or kinds.count(DELTA) != count:
+    return (f"{kinds.count(MARK)} tapped layer inputs and {kinds.count(DELTA)} output "
+            f"gradients found in the traced program, {count} of each expected")
+  for kind, layer, status in found:
+    if kind == DELTA and n == 1:  # One example: the gradient is its own whatever the rows.
+      continue
+    what = "input" if kind == MARK else "output gradient"
+    if status is None and kind == MARK:
       return f"the input of layer {layer} does not depend on the examples"
     if isinstance(status, int) and status:
-      return f"the input of layer {layer} holds the examples on its axis {status}, not first"
+      return f"the {what} of layer {layer} holds the examples on its axis {status}, not first"
     if isinstance(status, str):
-      return f"the input of layer {layer} is not proven to hold one row per example: {status}"
+      return f"the {what} of layer {layer} is not proven to hold one row per example: {status}"
   return None
 
 
@@ -99,17 +152,23 @@ custom_jvp_call custom_vjp_call custom_vjp_call_jaxpr""".split())
 
 def _follow(jaxpr, status: dict, n: int, found: list, count: float, callers: tuple) -> None:
   """Sets ``status[var]`` for the variables of ``jaxpr`` that depend on the examples, and
-  appends ``(layer, status)`` of each mark's input to ``found``; stops once ``count`` marks
-  are found (the backward pass after the last one reads no layer input). ``callers``:
+  appends ``(MARK or DELTA, layer, status)`` of each mark's value to ``found``; the output
+  of the :data:`SOURCE` call holds the examples first. Stops once ``count`` marks are found
+  (the backward pass after the last one feeds no formula). ``callers``:
   the calls that hold ``jaxpr``, innermost first (for :func:`_where`)."""
   for eqn in jaxpr.eqns:
     if len(found) >= count:
       return
     ins = [None if isinstance(v, jex_core.Literal) else status.get(v) for v in eqn.invars]
     name = eqn.primitive.name
-    if name in ("jit", "pjit") and eqn.params.get("name") == MARK:
+    called = eqn.params.get("name") if name in ("jit", "pjit") else None
+    if called in (MARK, DELTA):
       stack = re.findall(re.escape(MARK) + r"\[([^\]]*)\]", str(eqn.source_info.name_stack))
-      found.append((stack[-1] if stack else "?", ins[0]))
+      found.append((called, stack[-1] if stack else "?", ins[0]))
+    elif called == SOURCE:  # The backward pass's seed: row n is example n's.
+      shape = getattr(eqn.outvars[0].aval, "shape", ())
+      status[eqn.outvars[0]] = 0 if shape == (n,) else f"a loss seed of shape {shape}"
+      continue
     inner = _inner(eqn)
     if inner is not None:  # A call: followed into (it may hold operations of either kind).
       outs = _call(inner, ins, n, found, count, (eqn, *callers))
@@ -235,6 +294,19 @@ def _windows(eqn, axes):
   return a if whole else None
 
 
+def _select_and_scatter_add(eqn, axes):
+  """The transpose of a max pool: windows of one row along the examples' axis."""
+  a, p = _one(axes), eqn.params
+  whole = a is not None and (p["window_dimensions"][a], p["window_strides"][a],
+                             tuple(p["padding"][a])) == (1, 1, (0, 0))
+  return a if whole else None
+
+
+def _unstack(eqn, axes):
+  a, at = axes.get(0), eqn.params["axis"]
+  return None if a is None or a == at else a - (a > at)
+
+
 def _pad(eqn, axes):
   a = axes.get(0)
   return a if list(axes) == [0] and tuple(eqn.params["padding_config"][a]) == (0, 0, 0) else None
@@ -341,7 +413,10 @@ def _scatter(eqn, axes):
   """A scatter at fixed indices along other axes, the examples' rows of the operand and of
   the updates (either may be fixed) taken whole and in place."""
   d = eqn.params["dimension_numbers"]
-  if 1 in axes or getattr(d, "operand_batching_dims", ()):
+  batching = tuple(getattr(d, "operand_batching_dims", ()))
+  if batching:
+    return _batched_scatter(eqn, axes, d, batching)
+  if 1 in axes:
     return None
   window = [i for i in range(len(_shape(eqn, 0))) if i not in d.inserted_window_dims]
   a = axes[0] if 0 in axes else (
@@ -352,6 +427,22 @@ def _scatter(eqn, axes):
   u = d.update_window_dims[window.index(a)]
   whole = _shape(eqn, 2)[u] == _shape(eqn, 0)[a]
   return a if whole and axes.get(2, u) == u else None
+
+
+def _batched_scatter(eqn, axes, d, batching: tuple):
+  """A scatter pairing the operand's examples' axis with a batch axis of the indices (the
+  transpose of ``take_along_axis``, of a loss's ``logits[label]``): row ``n`` of the
+  updates lands in row ``n`` of the operand only."""
+  a = axes.get(0)
+  if a is not None and a not in batching:
+    return None
+  scatter = [i for i in range(len(_shape(eqn, 2))) if i not in d.update_window_dims]
+  for b, c in zip(batching, d.scatter_indices_batching_dims):
+    if a not in (None, b) or c >= len(scatter):
+      continue
+    if axes.get(1, c) == c and axes.get(2, scatter[c]) == scatter[c]:
+      return b
+  return None
 
 
 _ELEMENTWISE = """abs acos acosh add add_any and asin asinh atan atan2 atanh bessel_i0e bessel_i1e
@@ -380,6 +471,7 @@ _AXIS_RULES: dict[str, Callable[..., int | None]] = {
     "sort": _along("dimension"), "split": _along("axis"), "tile": _tile, "top_k": _top_k,
     "pad": _pad, "slice": _slice, "dynamic_slice": _dynamic_slice,
     "dynamic_update_slice": _dynamic_update_slice, "concatenate": _concatenate, "stack": _stack,
+    "unstack": _unstack, "select_and_scatter_add": _select_and_scatter_add,
     "fft": _fft, "dot_general": _dot_general, "conv_general_dilated": _conv,
     "gather": _gather,
 }
@@ -398,7 +490,7 @@ def _inside(jaxpr, ins: list, n: int, found: list, where: str, callers: tuple) -
   """A branch's or loop body's output statuses; a tapped layer inside makes its input unknown."""
   inner: list = []
   outs = _call(jaxpr, ins, n, inner, math.inf, callers)
-  found.extend((layer, f"the layer runs inside {where}") for layer, _ in inner)
+  found.extend((kind, layer, f"the layer runs inside {where}") for kind, layer, _ in inner)
   return outs
 
 

@@ -84,6 +84,10 @@ class Unsupported(Exception):
   """A layer this path cannot handle exactly (the caller falls back to vmap)."""
 
 
+class _Shared(Unsupported):
+  """A layer called more than once (:func:`factorized_step` says which)."""
+
+
 _REGISTERED: dict[type, PerExampleFormula] = {}
 
 
@@ -237,7 +241,9 @@ def _intercepted(apply_fn, params, x, finish):
       return next_fun(*args, **kwargs)
     path = tuple(context.module.scope.path)
     if path in taps:  # A layer called twice has no single (input, output) pair.
-      raise Unsupported(f"layer {path} is called more than once")
+      raise _Shared(f"layer {'/'.join(map(str, path))} is called more than once: its "
+                    "parameters are read by each call (a shared layer has no single input "
+                    "and output gradient)")
     if flax_tracers.current_trace() != outer:  # Its input would leak out of the transform.
       raise Unsupported(f"layer {path} runs under a transform of the model's own (nn.remat, "
                         "nn.vmap, ...)")
@@ -276,9 +282,11 @@ def covers(apply_fn, params: PyTree, inputs: jax.Array) -> bool:
 
 
 def _summed(logits, labels):
-  """:func:`covers`' loss: the float logits summed (one function: one cached trace)."""
-  del labels
-  return sum(jnp.sum(v) for v in jax.tree.leaves(logits) if jnp.issubdtype(v.dtype, jnp.floating))
+  """:func:`covers`' loss: each example's float logits summed, ``(N,)`` (one function: one
+  cached trace); a leaf without the examples first is summed whole and added to each."""
+  n = labels.shape[0]
+  return sum(jnp.sum(v.reshape(n, -1), 1) if v.ndim and v.shape[0] == n else jnp.sum(v)
+             for v in jax.tree.leaves(logits) if jnp.issubdtype(v.dtype, jnp.floating))
 
 
 def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn, why: list | None = None
@@ -310,7 +318,9 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn, why: list | None
   _traced.scopes = {}
   try:
     closed = _program.trace(apply_fn, params, x, y, w, **options).jaxpr
-  except Unsupported:
+  except Unsupported as e:
+    if why is not None and isinstance(e, _Shared):
+      why.append(str(e))
     return None
   if closed not in _verdicts:  # Traced just now (else jax.jit's cache had it).
     if not _traced.scopes:
@@ -319,7 +329,8 @@ def factorized_step(apply_fn, params: PyTree, x, y, w, loss_fn, why: list | None
     keypaths = [_keys(kp) for kp, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
     owners = dict(zip(closed.jaxpr.invars[first:], (_traced.scopes[k] for k in keypaths)))
     # And whether each tapped layer's input holds one row per example (walk5 V16).
-    examples = closed.jaxpr.invars[first + len(keypaths)]
+    # And each one's output gradient (walk8 F1); the examples and labels are followed.
+    examples = closed.jaxpr.invars[first + len(keypaths):first + len(keypaths) + 2]
     _verdicts[closed] = _ELSEWHERE if _read_elsewhere(closed.jaxpr, owners, "") else (
         layer_rows.unproven(closed.jaxpr, examples, len(set(_traced.scopes.values()))) or "")
   if _verdicts[closed]:
@@ -438,7 +449,10 @@ def weighted_squared_gradients(apply_fn, params, x, y, w, loss_fn, scopes=None) 
     logits, _ = _intercepted(apply_fn, params, x, finish)
     if set(scopes) != {_keys(kp) for kp, _ in leaves}:
       raise Unsupported("a parameter outside the layers this path handles")
-    return jnp.sum(loss_fn(logits, y))
+    losses = loss_fn(logits, y)
+    if jnp.shape(losses) != jnp.shape(y):
+      raise Unsupported(f"loss_fn gives shape {jnp.shape(losses)}, not one loss per example")
+    return jnp.sum(_seeded(losses))
 
   return jax.grad(total_loss)(probes)
 
@@ -467,8 +481,18 @@ def _probe_fwd(spec, out, x, arrays, probes, w):
   return _probe(spec, out, x, arrays, probes, w), (x, arrays, w)
 
 
+@jax.custom_vjp
+def _seeded(losses):
+  """``losses`` ``(N,)`` itself; its cotangent passes through :func:`layer_rows.source`."""
+  return losses
+
+
+_seeded.defvjp(lambda losses: (losses, None), lambda _, g: (layer_rows.source(g),))
+
+
 def _probe_bwd(spec, residuals, delta):
   x, arrays, w = residuals
+  delta = layer_rows.mark_delta(delta, "/".join(map(str, spec.path)))
   leaves, tree = jax.tree.flatten(spec.tap.aux, is_leaf=lambda v: v is None)
   arrays = iter(arrays)
   aux = tree.unflatten([next(arrays) if a else v for v, a in zip(leaves, spec.arrays)])
