@@ -34,6 +34,8 @@ from mnemonic_jax.baselines.svd_projection import (
 from mnemonic_jax.bundle import Bundle
 from mnemonic_jax.fisher import cross_entropy
 
+from array_support import Counted
+
 FORGET = (3,)
 DATA = {"scrub": "all", "salun": "all", "l1-sparse": "retain", "bad-teacher": "all",
         "boundary-shrink": "forget", "lfssd": "all", "jit-lipschitz": "forget",
@@ -50,24 +52,6 @@ TINY = {
     "svd-projection": SVDProjectionConfig(samples=90, max_patches=500),
 }
 METHODS = tuple(DATA)
-
-
-class Counted(np.ndarray):
-  """An array that logs how many rows each read by indexing takes (``log``)."""
-
-  def __new__(cls, array, log):
-    out = np.asarray(array).view(cls)
-    out.log = log
-    return out
-
-  def __array_finalize__(self, obj):
-    self.log = getattr(obj, "log", None)
-
-  def __getitem__(self, index):
-    out = np.asarray(super().__getitem__(index))
-    if out.ndim == self.ndim:
-      self.log.append(len(out))
-    return out
 
 
 class Untouchable:

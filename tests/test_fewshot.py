@@ -14,26 +14,10 @@ from mnemonic_jax import baselines, models
 from mnemonic_jax.baselines import base
 from mnemonic_jax.bundle import Bundle
 
+from array_support import Counted
+
 CLASSES = 4
 SHOTS = 3
-
-
-class Counted(np.ndarray):
-  """An array that logs how many rows each read by indexing takes (``log``)."""
-
-  def __new__(cls, array, log):
-    out = np.asarray(array).view(cls)
-    out.log = log
-    return out
-
-  def __array_finalize__(self, obj):
-    self.log = getattr(obj, "log", None)
-
-  def __getitem__(self, index):
-    out = np.asarray(super().__getitem__(index))
-    if out.ndim == self.ndim:
-      self.log.append(len(out))
-    return out
 
 
 def _tiny(rng):
