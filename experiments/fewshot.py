@@ -51,7 +51,6 @@ import functools
 from collections.abc import Sequence
 from typing import Any, Literal
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,16 +128,8 @@ def _with_features(apply_fn, path: tuple[str, ...]):
   """``fn(params, x) -> (logits (N, C), features (N, D))``: the head's input recorded."""
 
   def fn(params, x):
-    seen = []
-
-    def record(next_fun, args, kwargs, context):
-      if context.method_name == "__call__" and tuple(context.module.path) == path:
-        seen.append(args[0])
-      return next_fun(*args, **kwargs)
-
-    with nn.intercept_methods(record):
-      logits = apply_fn(params, x)
-    return logits, seen[0].reshape(x.shape[0], -1)
+    logits, head_input = features_lib.logits_and_head_input(apply_fn, params, x, path)
+    return logits, head_input.reshape(x.shape[0], -1)
 
   return fn
 

@@ -217,6 +217,18 @@ def _forward(apply_fn, params, images, mean, std, scale, path):
   x = (images.astype(jnp.float32) / 255.0 - mean) / std * scale
   if path is None:
     return apply_fn(params, x), None
+  return logits_and_head_input(apply_fn, params, x, path)
+
+
+def logits_and_head_input(apply_fn: Callable, params: Any, x: jax.Array,
+                          path: tuple[str, ...]) -> tuple[jax.Array, jax.Array]:
+  """``(logits, head input)``: ``apply_fn(params, x)`` and the input of the Flax module at
+  ``path`` (the head, :func:`head_path`) as it was called, read with
+  ``flax.linen.intercept_methods`` (traceable; the first call's if it is called twice).
+
+  Raises:
+    NoFeatures: no module at ``path`` is called in the forward pass.
+  """
   seen = []
 
   def record(next_fun, args, kwargs, context):
