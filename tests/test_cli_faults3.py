@@ -150,6 +150,7 @@ def modes_restored(tmp_path):
         os.chmod(full, 0o644)
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_permission_denied_is_named_and_a_bundle_force_could_not_remove_is_refused(
     base, tmp_path, modes_restored):
   """As a user the files' modes apply to (root without its overrides, cli_under).

@@ -132,6 +132,7 @@ def test_an_empty_output_is_told_what_works(import_inputs, tiny_digits_bundle, t
   assert "'.'" not in str(caught.value)
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_an_option_given_twice_is_refused(tmp_path):
   """argparse keeps the last value: ``--classes 3 --classes 5`` forgot class 5 alone,
   ``--output a --output b`` wrote b, ``--checkpoint`` twice read the second, with exit 0."""

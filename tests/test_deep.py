@@ -121,7 +121,7 @@ def test_the_runners_refuse_a_bad_variant_or_sweep_in_one_line(runner, args, wor
 
 
 @pytest.mark.parametrize("runner, args, words", [pytest.param(*BAD_RUNS[0], marks=pytest.mark.slow),
-                                                  BAD_RUNS[5]])
+                                                  BAD_RUNS[6]])
 def test_the_real_runner_commands_refuse_the_same_way(runner, args, words, tmp_path):
   """``python -m experiments.RUNNER``, its own process forked from the batch server the
   command-line tests share (``cli_support.run_commands``): the runner imports its own

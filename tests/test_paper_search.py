@@ -38,6 +38,7 @@ def candidates(params, codes, apply_fn, classes):
   return fn
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_grid_scores_equal_direct_computation(trained):
   apply_fn, params, codes = trained
   g = ls.select_lambdas(apply_fn, params, codes, [1], grid=GRID, chunk=5, strategy="full").grid

@@ -99,6 +99,7 @@ def test_a_link_inside_a_training_step_is_refused_on_resume(tmp_path):
   assert os.fspath(victim.relative_to(step)) in str(info.value)
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_forget_over_the_target_of_an_inputs_link_is_refused_and_nothing_changes(
     base, tmp_path):
   """G2's repro and its kind: every entry of the input made a link into the output."""

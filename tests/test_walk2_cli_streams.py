@@ -142,6 +142,7 @@ def _all_ascii(ran) -> None:
     assert result.stdout.isascii(), (name, result.stdout)
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_a_report_the_stdout_cannot_encode_is_written_escaped(named, tmp_path):
   """``PYTHONIOENCODING=ascii``: the report and its table are complete, what the stream
   lacks escaped (``z\\xe9ro``, ``\\u4e00``, an output named ``\\xe92``), exit 0;

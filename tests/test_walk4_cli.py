@@ -236,6 +236,7 @@ def test_running_out_of_memory_is_one_line_naming_it(tmp_path):
     assert ("nothing was written" in line) == (output is not None), line
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_options_read_digits_strictly_keys_once_and_nothing_is_ignored(bundle, tmp_path):
   """F10: ``demo --epochs 1_0`` trained 10 epochs (``int`` takes ``_``) while ``--classes
   0_3`` was refused; a repeated ``--model-kwargs`` key was taken (the last one won);

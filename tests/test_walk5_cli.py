@@ -160,6 +160,7 @@ def test_the_metrics_log_is_never_written_through_a_link_nor_over_a_folder(tmp_p
     run_metrics.MetricsLog(other, resume_step=None)
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_jax_strictness_switches_of_the_user_do_not_stop_the_tool(bundle, tmp_path):
   """G10: JAX_NUMPY_RANK_PROMOTION=raise (or JAX_NUMPY_DTYPE_PROMOTION=strict) in the
   environment, set for the user's own code, crashed the commands with a traceback."""

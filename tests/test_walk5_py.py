@@ -29,6 +29,7 @@ def tiny():
   return mj.inference_apply_fn(model, {}), params, codes
 
 
+@pytest.mark.slow  # 3-4.5 s: the default suite stays under 5 minutes.
 def test_v1_v5_a_microbatch_size_of_any_integer_kind_is_one_static_size(tiny):
   apply_fn, params, codes = tiny
   labels = np.arange(10)
